@@ -1,0 +1,113 @@
+"""The one interface every fusion method answers to, and the registry that names them.
+
+A fusion method takes two co-registered images on one grid, ``mri`` and ``pet``, with intensities in ``[0, 1]``,
+2D ``(H, W)`` or 3D ``(X, Y, Z)``, and returns the fused image of the same shape, float32 in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair"]
+
+_REGISTRY: dict[str, Callable[..., "FusionMethod"]] = {}
+
+
+def check_pair(mri: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a fusion pair and return both as float32 arrays.
+
+    Args:
+        mri: MRI image, 2D ``(H, W)`` or 3D ``(X, Y, Z)``.
+        pet: PET image on the same grid.
+
+    Returns:
+        ``(mri, pet)`` as float32 numpy arrays.
+
+    Raises:
+        ValueError: shapes differ, the images are not 2D/3D, or they hold NaN/Inf.
+    """
+    mri = np.asarray(mri, dtype=np.float32)
+    pet = np.asarray(pet, dtype=np.float32)
+    if mri.shape != pet.shape:
+        raise ValueError(f"mri and pet must share one grid, got shapes {mri.shape} and {pet.shape}")
+    if mri.ndim not in (2, 3):
+        raise ValueError(f"fusion takes 2D or 3D images, got shape {mri.shape}")
+    if not (np.isfinite(mri).all() and np.isfinite(pet).all()):
+        raise ValueError("fusion inputs hold NaN or Inf values")
+    return mri, pet
+
+
+class FusionMethod(ABC):
+    """A fusion method: ``fused = method(mri, pet)``.
+
+    Subclasses implement :meth:`fuse_arrays`; :meth:`__call__` validates the inputs and clips the result.
+    """
+
+    name: str = "base"
+
+    def __call__(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+        """Fuse two images.
+
+        Args:
+            mri: MRI in ``[0, 1]``, shape ``(H, W)`` or ``(X, Y, Z)``.
+            pet: PET in ``[0, 1]`` on the same grid.
+
+        Returns:
+            The fused image, float32 in ``[0, 1]``, same shape.
+        """
+        mri, pet = check_pair(mri, pet)
+        fused = np.asarray(self.fuse_arrays(mri, pet), dtype=np.float32)
+        if fused.shape != mri.shape:  # a bug in a method, never the user's fault
+            raise RuntimeError(f"{self.name} returned shape {fused.shape} for inputs of shape {mri.shape}")
+        return np.clip(fused, 0.0, 1.0)
+
+    @abstractmethod
+    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+        """Fuse validated float32 arrays (see :meth:`__call__`)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth logging (name and parameters)."""
+        return {"method": self.name}
+
+
+def register_method(name: str) -> Callable[[Callable[..., FusionMethod]], Callable[..., FusionMethod]]:
+    """Class decorator adding a fusion method to the registry under ``name``."""
+
+    def deco(cls: Callable[..., FusionMethod]) -> Callable[..., FusionMethod]:
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    """Names accepted by :func:`get_fuser`."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_fuser(name: str, **kwargs: Any) -> FusionMethod:
+    """Build a fusion method by name.
+
+    Args:
+        name: one of :func:`available_methods` (``mean``, ``max``, ``wavelet``, ``laplacian``, ``asfe``).
+        kwargs: the method's own settings.
+
+    Returns:
+        The fusion method.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown fusion method {name!r}; choose one of {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**kwargs)
+
+
+def _load_builtin() -> None:
+    # importing the modules registers their methods
+    from asfe3d.fusion import classic, learned  # noqa: F401

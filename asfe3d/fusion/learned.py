@@ -1,0 +1,187 @@
+"""The learned method, ``asfe``: the ASFE-Fusion network run through MONAI's inferers.
+
+- ``mode="slice"``: the 2D network over every slice along one axis, through :class:`monai.inferers.SliceInferer`.
+- ``mode="volume"``: the 3D network through :class:`monai.inferers.SlidingWindowInferer` with gaussian blending.
+
+MONAI inferers window only their first input, so the network gets ONE 2-channel tensor ``[MRI, PET]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from asfe3d.fusion.base import FusionMethod, register_method
+
+__all__ = ["AsfeFusionMethod", "resolve_device", "run_network"]
+
+logger = logging.getLogger("asfe3d")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``auto``/``cpu``/``cuda[:N]`` into a device.
+
+    Args:
+        device: ``"auto"`` picks CUDA when available, else the CPU.
+
+    Returns:
+        The torch device.
+
+    Raises:
+        ValueError: an unknown device string, or ``cuda`` asked for on a machine without CUDA.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        return torch.device(device)
+    raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+
+
+def run_network(
+    net: torch.nn.Module,
+    inputs: torch.Tensor,
+    *,
+    mode: str,
+    device: torch.device,
+    slice_axis: int = 2,
+    roi_size: Sequence[int] = (128, 128, 128),
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    amp: bool = True,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run a fusion network over a whole 3D volume with a MONAI inferer.
+
+    Args:
+        net: a network mapping ``(B, 2, *roi)`` to ``(B, 1, *roi)``; 2D for ``slice``, 3D for ``volume``.
+        inputs: ``(B, 2, X, Y, Z)`` tensor ``[MRI, PET]`` in ``[0, 1]``.
+        mode: ``"slice"`` or ``"volume"``.
+        device: where the network runs (the result comes back on the CPU).
+        slice_axis: for ``slice``, the spatial axis (0, 1 or 2 of ``X, Y, Z``) that slices are taken along.
+        roi_size: for ``volume``, the sliding-window size (clipped to the volume).
+        overlap: for ``volume``, the window overlap fraction.
+        sw_batch_size: slices (``slice``) or windows (``volume``) per forward pass.
+        amp: use float16 autocast on CUDA.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``(B, 1, X, Y, Z)`` float32 CPU tensor.
+
+    Raises:
+        ValueError: bad mode, axis or shapes.
+    """
+    from monai.inferers import SliceInferer, SlidingWindowInferer
+
+    if inputs.ndim != 5 or inputs.shape[1] != 2:
+        raise ValueError(f"inputs must be (B, 2, X, Y, Z), got shape {tuple(inputs.shape)}")
+    if mode == "slice":
+        if slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
+        inferer = SliceInferer(
+            roi_size=(-1, -1), spatial_dim=slice_axis, sw_batch_size=sw_batch_size, progress=progress,
+            sw_device=device, device=torch.device("cpu"),
+        )
+    elif mode == "volume":
+        roi = tuple(int(min(r, s)) for r, s in zip(roi_size, inputs.shape[2:]))
+        inferer = SlidingWindowInferer(
+            roi_size=roi, overlap=overlap, mode="gaussian", sw_batch_size=sw_batch_size, progress=progress,
+            sw_device=device, device=torch.device("cpu"),
+        )
+    else:
+        raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
+    net = net.to(device).eval()
+    use_amp = amp and device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        out = inferer(inputs.float(), net)
+    return out.float().cpu()
+
+
+@register_method("asfe")
+class AsfeFusionMethod(FusionMethod):
+    """ASFE-Fusion with the shipped (or given) weights, slice-wise or volumetric.
+
+    Args:
+        mode: ``"slice"`` (2D network via SliceInferer) or ``"volume"`` (3D network via SlidingWindowInferer).
+        weights: a weight file; ``None`` takes the weights shipped for ``mode``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        slice_axis: for ``slice`` on 3D inputs, the axis slices are taken along (``X, Y, Z`` order); ``None`` = 2.
+        roi_size: sliding-window size for ``volume``.
+        overlap: sliding-window overlap for ``volume``.
+        sw_batch_size: slices or windows per forward pass.
+        amp: float16 autocast on CUDA.
+        progress: show a progress bar.
+        net: an already built network (overrides ``weights``; used by training and tests).
+
+    Raises:
+        ValueError: bad mode, or a network whose ``spatial_dims`` does not fit the mode.
+    """
+
+    name = "asfe"
+
+    def __init__(
+        self,
+        mode: str = "slice",
+        weights: str | Path | None = None,
+        device: str = "auto",
+        slice_axis: int | None = None,
+        roi_size: Sequence[int] = (128, 128, 128),
+        overlap: float = 0.25,
+        sw_batch_size: int = 4,
+        amp: bool = True,
+        progress: bool = False,
+        net: torch.nn.Module | None = None,
+    ) -> None:
+        from asfe3d.fusion.weights import build_network, shipped_weights
+
+        if mode not in ("slice", "volume"):
+            raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        self.mode = mode
+        self.device = resolve_device(device)
+        self.slice_axis = 2 if slice_axis is None else int(slice_axis)
+        self.roi_size = tuple(int(r) for r in roi_size)
+        self.overlap = overlap
+        self.sw_batch_size = sw_batch_size
+        self.amp = amp
+        self.progress = progress
+        self.meta: dict[str, Any] = {}
+        if net is None:
+            self.weights = Path(weights) if weights is not None else shipped_weights(mode)
+            net, self.meta = build_network(self.weights)
+        else:
+            self.weights = None
+        want = 2 if mode == "slice" else 3
+        got = getattr(net, "spatial_dims", want)
+        if got != want:
+            raise ValueError(f"mode {mode!r} needs a {want}D network, got spatial_dims={got}")
+        self.net = net.eval()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.name, "mode": self.mode, "weights": str(self.weights) if self.weights else "in-memory",
+            "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
+        }
+
+    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.stack([mri, pet])[None])
+        if mri.ndim == 2:  # a single image: run the 2D network directly
+            if self.mode != "slice":
+                raise ValueError(f"a 2D image needs mode='slice', got mode={self.mode!r}")
+            with torch.inference_mode():
+                return self.net.to(self.device)(x.to(self.device)).float().cpu().numpy()[0, 0]
+        out = run_network(
+            self.net, x, mode=self.mode, device=self.device, slice_axis=self.slice_axis, roi_size=self.roi_size,
+            overlap=self.overlap, sw_batch_size=self.sw_batch_size, amp=self.amp, progress=self.progress,
+        )
+        return out.numpy()[0, 0]

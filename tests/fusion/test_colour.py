@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asfe3d.fusion import apply_colormap, fuse_colour, get_fuser, rgb_to_ycrcb, ycrcb_to_rgb
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (3, 4, 5)])
+def test_ycrcb_round_trip(shape):
+    rgb = np.random.default_rng(0).random(shape + (3,), dtype=np.float32)
+    np.testing.assert_allclose(ycrcb_to_rgb(rgb_to_ycrcb(rgb)), rgb, atol=1e-5)
+
+
+def test_gray_has_neutral_chroma_and_luma_equal_to_gray():
+    gray = np.linspace(0, 1, 7, dtype=np.float32)
+    ycc = rgb_to_ycrcb(np.repeat(gray[:, None], 3, axis=1))
+    np.testing.assert_allclose(ycc[:, 0], gray, atol=1e-6)
+    np.testing.assert_allclose(ycc[:, 1:], 0.5, atol=1e-6)
+
+
+def test_fuse_colour_keeps_pet_chroma_and_fuses_luma():
+    rng = np.random.default_rng(0)
+    mri = rng.random((6, 7), dtype=np.float32)
+    pet = rng.random((6, 7), dtype=np.float32)
+    # gray PET: neutral chroma, so the output is the luma fusion (colour maps quantise to 256 levels)
+    out = fuse_colour(mri, apply_colormap(pet, "gray"), get_fuser("max"))
+    np.testing.assert_allclose(out, np.repeat(np.maximum(mri, pet)[..., None], 3, axis=-1), atol=4e-3)
+    # colour PET: wherever the colour did not clip, luma = max(MRI, PET luma) and chroma = the PET's
+    pet_rgb = apply_colormap(pet, "hot")
+    out = fuse_colour(mri, pet_rgb, get_fuser("max"))
+    unclipped = ((out > 1e-4) & (out < 1 - 1e-4)).all(axis=-1)
+    assert unclipped.sum() >= 5
+    got, ref = rgb_to_ycrcb(out)[unclipped], rgb_to_ycrcb(pet_rgb)[unclipped]
+    np.testing.assert_allclose(got[:, 0], np.maximum(mri[unclipped], ref[:, 0]), atol=1e-4)
+    np.testing.assert_allclose(got[:, 1:], ref[:, 1:], atol=1e-4)
+
+
+def test_colour_bad_inputs():
+    with pytest.raises(ValueError, match=r"\(4, 2\)"):
+        rgb_to_ycrcb(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="'nocmap'"):
+        apply_colormap(np.zeros((2, 2)), "nocmap")
+    with pytest.raises(ValueError, match=r"\(2, 2, 3\)"):
+        fuse_colour(np.zeros((2, 2)), np.zeros((3, 3, 3)), get_fuser("mean"))
