@@ -1,1 +1,40 @@
-"""See the package docs."""
+"""Reading and writing volumes: NIfTI, DICOM series folders, MHA / NRRD; atomic NIfTI outputs on a reference grid.
+
+Public API:
+    - :class:`Volume`, :func:`read_volume`, :func:`detect_format` (``asfe3d.io.volume``)
+    - :func:`write_like`, :func:`write_image_like`, :func:`atomic_output`, :func:`check_output_path`
+      (``asfe3d.io.writer``)
+    - conversions between SimpleITK (LPS, ``(z, y, x)``) and nibabel / MONAI (RAS, ``(x, y, z)``)
+      (``asfe3d.io.convert``)
+"""
+
+from __future__ import annotations
+
+from asfe3d.io.convert import (
+    metatensor_to_numpy_xyz,
+    numpy_xyz_to_sitk,
+    ras_affine_from_sitk,
+    sitk_geometry_from_ras_affine,
+    sitk_image_from_ras_affine,
+    sitk_to_numpy_xyz,
+    volume_to_metatensor,
+)
+from asfe3d.io.volume import Volume, detect_format, read_volume
+from asfe3d.io.writer import atomic_output, check_output_path, write_image_like, write_like
+
+__all__ = [
+    "Volume",
+    "read_volume",
+    "detect_format",
+    "write_like",
+    "write_image_like",
+    "atomic_output",
+    "check_output_path",
+    "sitk_to_numpy_xyz",
+    "numpy_xyz_to_sitk",
+    "ras_affine_from_sitk",
+    "sitk_geometry_from_ras_affine",
+    "sitk_image_from_ras_affine",
+    "volume_to_metatensor",
+    "metatensor_to_numpy_xyz",
+]

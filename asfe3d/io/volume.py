@@ -1,0 +1,475 @@
+"""Reading MRI / PET volumes (NIfTI, DICOM series folders, MHA / MHD / NRRD / other SimpleITK formats).
+
+:func:`read_volume` returns a :class:`Volume`: a 3D float32 SimpleITK image in physical LPS geometry, plus the
+original NIfTI header when there is one, so that outputs can carry its qform / sform codes.
+
+NIfTI geometry: SimpleITK (ITK) and nibabel do not always pick the same one of qform / sform. asfe3d follows
+nibabel (``nib.load(path).affine``: the sform when ``sform_code > 0``, else the qform, else nibabel's fallback),
+so the SimpleITK image of a NIfTI file is built from nibabel's decoded array and affine. SimpleITK's own header
+reading is still consulted (header only, cheap) and a disagreement is logged and recorded in ``Volume.info``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io.convert import (
+    LPS_TO_RAS,
+    ras_affine_from_sitk,
+    sitk_image_from_ras_affine,
+    sitk_to_numpy_xyz,
+)
+
+__all__ = ["Volume", "read_volume", "detect_format"]
+
+logger = logging.getLogger("asfe3d")
+
+#: Largest difference (mm, per affine entry) between two geometries still considered the same.
+GEOMETRY_TOL_MM = 1e-4
+
+
+@dataclass
+class Volume:
+    """One 3D volume with its geometry and provenance.
+
+    Attributes:
+        image: 3D ``sitkFloat32`` SimpleITK image, physical geometry in LPS.
+        path: the file or DICOM folder it was read from.
+        format: ``"nifti"``, ``"dicom"``, ``"mha"``, ``"nrrd"`` or another SimpleITK format name (lower case).
+        nifti_header: a copy of the original NIfTI header when ``format == "nifti"``, else ``None``.
+        info: provenance, e.g. ``frames`` / ``frames_averaged`` / ``frame_taken``, ``nonfinite_repaired``,
+            ``series_uid``, ``geometry_source``.
+    """
+
+    image: sitk.Image
+    path: Path
+    format: str
+    nifti_header: nib.Nifti1Header | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape_xyz(self) -> tuple[int, int, int]:
+        """Grid size in nibabel order ``(X, Y, Z)`` (SimpleITK's ``GetSize()``)."""
+        return tuple(int(s) for s in self.image.GetSize())  # type: ignore[return-value]
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """4x4 RAS affine of the voxel grid (float64 copy).
+
+        For NIfTI, exactly the affine nibabel reports for the file (``nib.load(path).affine``); otherwise the
+        affine of the SimpleITK geometry.
+        """
+        if self.nifti_header is not None:
+            return np.array(self.nifti_header.get_best_affine(), dtype=np.float64)
+        return ras_affine_from_sitk(self.image)
+
+    def array_xyz(self) -> np.ndarray:
+        """float32 voxel array of shape ``(X, Y, Z)`` (nibabel order), a new copy."""
+        return sitk_to_numpy_xyz(self.image).astype(np.float32, copy=False)
+
+
+def detect_format(path: str | Path) -> str:
+    """Format name of an input path from its suffix (a folder is a DICOM series folder).
+
+    Args:
+        path: file or folder.
+
+    Returns:
+        ``"dicom"`` for a folder, ``"nifti"`` for ``.nii`` / ``.nii.gz``, ``"mha"`` for ``.mha`` / ``.mhd``,
+        ``"nrrd"`` for ``.nrrd`` / ``.nhdr``, otherwise ``"other"`` (left to SimpleITK to recognise).
+    """
+    p = Path(path)
+    if p.is_dir():
+        return "dicom"
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith((".mha", ".mhd")):
+        return "mha"
+    if name.endswith((".nrrd", ".nhdr")):
+        return "nrrd"
+    return "other"
+
+
+def read_volume(
+    path: str | Path,
+    *,
+    role: str = "image",
+    series_uid: str | None = None,
+    frame: int | None = None,
+    allow_nonfinite: bool = False,
+) -> Volume:
+    """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
+
+    A 4D image (e.g. dynamic PET, frames along the 4th axis) is averaged over its frames, or ``frame=N``
+    (0-based) takes one frame; which one happened is logged at INFO and stored in ``info``.
+
+    Args:
+        path: a NIfTI file (``.nii`` / ``.nii.gz``), a DICOM series folder, or a file SimpleITK reads
+            (``.mha`` / ``.mhd`` / ``.nrrd`` / ...).
+        role: what the volume is (e.g. ``"MRI"``, ``"PET"``), used in log messages and errors.
+        series_uid: for a DICOM folder holding several series, the SeriesInstanceUID to read.
+        frame: 0-based frame of a 4D image to take instead of averaging all frames.
+        allow_nonfinite: replace NaN / Inf voxels by 0 (with a WARNING) instead of refusing the file.
+
+    Returns:
+        The volume: ``image`` is 3D ``sitkFloat32`` with LPS geometry of shape ``(X, Y, Z)``.
+
+    Raises:
+        Asfe3dInputError: missing path, empty folder, folder without DICOM series, several series and no (or an
+            unknown) ``series_uid``, non-uniform or tilted DICOM slices, unreadable or truncated file, 2D image,
+            5D / multi-component image, ``frame`` out of range, empty or constant volume, non-finite voxels
+            (unless ``allow_nonfinite``), or a sheared affine.
+        ValueError: when ``role`` is not a non-empty string.
+    """
+    if not isinstance(role, str) or not role:
+        raise ValueError(f"role must be a non-empty string, got {role!r}.")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
+        raise ValueError(f"frame must be an int or None, got {frame!r}.")
+    p = Path(path)
+    if not p.exists():
+        raise Asfe3dInputError(p, f"{role} input does not exist")
+    fmt = detect_format(p)
+    info: dict[str, Any] = {"role": role}
+    header = None
+    if fmt == "nifti":
+        frames, affine, header = _read_nifti(p, role, info)
+        arr3 = _pick_frame(p, frames, frame, role, info)
+        arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
+        try:
+            image = sitk_image_from_ras_affine(arr3, affine)
+        except ValueError as err:
+            raise Asfe3dInputError(p, f"{role} NIfTI geometry cannot be used: {err}") from None
+        _verify_nifti_geometry(p, image, affine)
+    else:
+        if fmt == "dicom":
+            img = _read_dicom_series(p, role, series_uid, info)
+        else:
+            img = _read_sitk_file(p, role, info)
+            if fmt == "other":
+                fmt = info.pop("sitk_io", "other")
+        frames_img = _sitk_frames(p, img, role)
+        arr3 = _pick_frame(p, [sitk_to_numpy_xyz(f) for f in frames_img], frame, role, info)
+        arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
+        image = sitk.GetImageFromArray(np.ascontiguousarray(arr3.transpose(2, 1, 0)))
+        image.CopyInformation(frames_img[0])
+    info.pop("sitk_io", None)
+    return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info)
+
+
+# ----------------------------------------------------------------------------------------------------- NIfTI
+
+
+def _read_nifti(p: Path, role: str, info: dict[str, Any]) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray, Any]:
+    """Load a NIfTI with nibabel; returns (4D-or-3D float32 array, affine, header copy)."""
+    try:
+        img = nib.load(str(p))
+    except Exception as err:  # nibabel raises many types for non-images (ImageFileError, gzip errors...)
+        raise Asfe3dInputError(p, f"{role} file is not a readable NIfTI image ({_short(err)})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise Asfe3dInputError(p, f"{role} file is not a NIfTI image (nibabel read it as {type(img).__name__})")
+    header = img.header
+    dtype = header.get_data_dtype()
+    if dtype.fields is not None or dtype.kind == "c":
+        raise Asfe3dInputError(p, f"{role} NIfTI holds {dtype} voxels (colour/complex), not a scalar volume")
+    shape = tuple(int(s) for s in img.shape)
+    _check_shape(p, shape, role)
+    try:  # decode the whole array: a truncated .nii.gz is only noticed here
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as err:
+        raise Asfe3dInputError(
+            p, f"{role} NIfTI voxel data cannot be read (truncated or corrupt file?): {_short(err)}"
+        ) from None
+    data = data.reshape(shape[:3] + (int(np.prod(shape[3:], dtype=np.int64)),)) if len(shape) > 3 else data
+    affine = np.array(img.affine, dtype=np.float64)
+    scode, qcode = int(header["sform_code"]), int(header["qform_code"])
+    info["geometry_source"] = "sform" if scode > 0 else ("qform" if qcode > 0 else "nibabel default (no codes)")
+    info["sitk_header_geometry_agrees"] = _sitk_header_agrees(p, affine)
+    if info["sitk_header_geometry_agrees"] is False:
+        logger.info(
+            "%s %s: SimpleITK's reader would use a different geometry than nibabel's %s; using nibabel's (%s)",
+            role, p, info["geometry_source"], info["geometry_source"],
+        )
+    return data, affine, header.copy()
+
+
+def _sitk_header_agrees(p: Path, affine: np.ndarray) -> bool | None:
+    """Whether SimpleITK's header-only reading of a NIfTI gives the same grid as ``affine`` (None: it failed)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints e.g. "unexpected scales in sform" otherwise
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+    dim = reader.GetDimension()
+    if dim < 3:
+        return None
+    direction = np.asarray(reader.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
+    spacing = np.asarray(reader.GetSpacing(), dtype=np.float64)[:3]
+    origin = np.asarray(reader.GetOrigin(), dtype=np.float64)[:3]
+    sitk_aff = np.eye(4)
+    sitk_aff[:3, :3] = LPS_TO_RAS @ direction @ np.diag(spacing)
+    sitk_aff[:3, 3] = LPS_TO_RAS @ origin
+    return bool(np.allclose(sitk_aff, affine, atol=GEOMETRY_TOL_MM))
+
+
+def _verify_nifti_geometry(p: Path, image: sitk.Image, affine: np.ndarray) -> None:
+    got = ras_affine_from_sitk(image)
+    if not np.allclose(got, affine, atol=GEOMETRY_TOL_MM):  # pragma: no cover - guards a bug, not user input
+        raise RuntimeError(f"{p}: rebuilt SimpleITK geometry {got.tolist()} differs from nibabel's {affine.tolist()}")
+
+
+# ----------------------------------------------------------------------------------------------- SimpleITK
+
+
+def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
+    if p.is_dir():  # pragma: no cover - dispatch sends folders to DICOM
+        raise Asfe3dInputError(p, f"{role} input is a folder")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        reader.ReadImageInformation()
+        io_name = reader.GetImageIO()
+        img = reader.Execute()  # reads (and decompresses) all voxels
+    except RuntimeError as err:
+        raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
+    info["sitk_io"] = io_name.replace("ImageIO", "").lower() or "other"
+    return img
+
+
+def _sitk_frames(p: Path, img: sitk.Image, role: str) -> list[sitk.Image]:
+    """Split a 3D / 4D SimpleITK image into 3D frames (each with the 3D geometry)."""
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    if ncomp > 1:
+        raise Asfe3dInputError(
+            p, f"{role} image has {ncomp} components per voxel (vector/colour image), not a scalar volume"
+        )
+    size = tuple(int(s) for s in img.GetSize())
+    _check_shape(p, size, role)
+    if img.GetDimension() == 3:
+        return [img]
+    if img.GetDimension() != 4:  # pragma: no cover - _check_shape refuses other dimensions
+        raise Asfe3dInputError(p, f"{role} image is {img.GetDimension()}D")
+    frames = []
+    for t in range(size[3]):
+        frames.append(sitk.Extract(img, list(size[:3]) + [0], [0, 0, 0, t]))
+    return frames
+
+
+# ----------------------------------------------------------------------------------------------------- DICOM
+
+
+def _series_summary(folder: Path, uid: str) -> tuple[list[str], str]:
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    description = ""
+    if files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        try:
+            reader.ReadImageInformation()
+            if reader.HasMetaDataKey("0008|103e"):
+                description = reader.GetMetaData("0008|103e").strip()
+        except RuntimeError:
+            description = "?"
+    return files, description
+
+
+def _read_dicom_series(folder: Path, role: str, series_uid: str | None, info: dict[str, Any]) -> sitk.Image:
+    entries = list(folder.iterdir())
+    if not entries:
+        raise Asfe3dInputError(folder, f"{role} folder is empty")
+    uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if not uids:
+        nfiles = sum(1 for e in entries if e.is_file())
+        raise Asfe3dInputError(
+            folder, f"{role} folder holds no DICOM series ({nfiles} files, {len(entries) - nfiles} sub-folders)"
+        )
+    summaries = {uid: _series_summary(folder, uid) for uid in uids}
+    listing = "; ".join(f"{uid} ('{d}', {len(f)} slices)" for uid, (f, d) in summaries.items())
+    if series_uid is None:
+        if len(uids) > 1:
+            raise Asfe3dInputError(
+                folder, f"{role} folder holds {len(uids)} DICOM series, choose one with series_uid: {listing}"
+            )
+        series_uid = uids[0]
+    elif series_uid not in summaries:
+        raise Asfe3dInputError(folder, f"{role} folder has no DICOM series {series_uid!r}; it holds: {listing}")
+    files, description = summaries[series_uid]
+    files, positions = _sorted_slices(folder, files, role)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        img = reader.Execute()
+    except RuntimeError as err:
+        raise Asfe3dInputError(folder, f"{role} DICOM series {series_uid} cannot be read ({_short(err)})") from None
+    if img.GetDimension() == 3 and img.GetSize()[2] == len(files):
+        _check_dicom_geometry(folder, img, positions)
+    info.update(series_uid=series_uid, series_description=description, slices=len(files))
+    return img
+
+
+def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray | None:
+    if not reader.HasMetaDataKey(tag):
+        return None
+    try:
+        values = [float(v) for v in reader.GetMetaData(tag).strip().split("\\")]
+    except ValueError:
+        return None
+    return np.asarray(values, dtype=np.float64) if len(values) == n else None
+
+
+def _sorted_slices(folder: Path, files: list[str], role: str) -> tuple[list[str], np.ndarray]:
+    """Sort a single-frame series along its slice normal; refuse non-uniform spacing, tilt, mixed orientation."""
+    if len(files) < 2:
+        raise Asfe3dInputError(folder, f"{role} DICOM series has {len(files)} slice(s); a 3D volume needs several")
+    positions, orientations = [], []
+    reader = sitk.ImageFileReader()
+    for f in files:
+        reader.SetFileName(f)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as err:
+            raise Asfe3dInputError(f, f"{role} DICOM file cannot be read ({_short(err)})") from None
+        if reader.GetDimension() == 3 and reader.GetSize()[2] > 1:
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM series mixes multi-frame files ({Path(f).name} has {reader.GetSize()[2]} "
+                "frames); read that file on its own"
+            )
+        pos = _dicom_vector(reader, "0020|0032", 3)
+        ori = _dicom_vector(reader, "0020|0037", 6)
+        if pos is None or ori is None:
+            raise Asfe3dInputError(f, f"{role} DICOM slice lacks ImagePositionPatient/ImageOrientationPatient")
+        positions.append(pos)
+        orientations.append(ori)
+        spacing_xy = reader.GetSpacing()[:2]
+    ori = np.asarray(orientations)
+    if np.abs(ori - ori[0]).max() > 1e-4:
+        raise Asfe3dInputError(folder, f"{role} DICOM slices have different orientations (ImageOrientationPatient)")
+    row, col = ori[0, :3], ori[0, 3:]
+    normal = np.cross(row, col)
+    pos = np.asarray(positions)
+    depth = pos @ normal
+    order = np.argsort(depth, kind="stable")
+    pos, depth = pos[order], depth[order]
+    gaps = np.diff(depth)
+    if np.min(gaps) <= 1e-6:
+        raise Asfe3dInputError(
+            folder, f"{role} DICOM series has {len(files)} files but only {len(np.unique(np.round(depth, 4)))} "
+            "distinct slice positions (several frames or acquisitions in one series?); not supported"
+        )
+    median = float(np.median(gaps))
+    if np.abs(gaps - median).max() > max(1e-2 * median, 1e-3):
+        raise Asfe3dInputError(
+            folder, f"{role} DICOM slice spacing is not uniform (gaps from {gaps.min():.4g} to {gaps.max():.4g} mm, "
+            "missing slices?); resample it to a uniform grid first"
+        )
+    extent = pos[-1] - pos[0]
+    lateral = extent - (extent @ normal) * normal
+    lateral_mm = float(np.linalg.norm(lateral))
+    if lateral_mm > 0.1 * min(spacing_xy):
+        tilt = np.degrees(np.arctan2(lateral_mm, float(extent @ normal)))
+        raise Asfe3dInputError(
+            folder, f"{role} DICOM slices are sheared (gantry tilt of {tilt:.3g} degrees: the stack drifts "
+            f"{lateral_mm:.3g} mm sideways); resample it to an orthogonal grid first"
+        )
+    return [files[i] for i in order], pos
+
+
+def _check_dicom_geometry(folder: Path, img: sitk.Image, positions: np.ndarray) -> None:
+    """Cross-check SimpleITK's series geometry against the slice positions (LPS)."""
+    origin = np.asarray(img.GetOrigin())
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)
+    spacing = np.asarray(img.GetSpacing())
+    last = origin + direction @ (spacing * np.array([0.0, 0.0, img.GetSize()[2] - 1]))
+    if not (np.allclose(origin, positions[0], atol=1e-3) and np.allclose(last, positions[-1], atol=1e-2)):
+        raise RuntimeError(  # pragma: no cover - guards a SimpleITK/GDCM disagreement, not user input
+            f"{folder}: SimpleITK series geometry (origin {origin.tolist()}, last slice {last.tolist()}) disagrees "
+            f"with the DICOM slice positions ({positions[0].tolist()} .. {positions[-1].tolist()})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------- checks
+
+
+def _check_shape(p: Path, shape: tuple[int, ...], role: str) -> None:
+    if len(shape) < 3:
+        raise Asfe3dInputError(p, f"{role} image is {len(shape)}D (shape {shape}); a 3D volume is needed")
+    if len(shape) > 4 and any(s != 1 for s in shape[4:]):
+        raise Asfe3dInputError(
+            p, f"{role} image is {len(shape)}D (shape {shape}): not a 3D volume nor a stack of 3D frames "
+            "(vector / multi-component data?)"
+        )
+    if any(s == 0 for s in shape):
+        raise Asfe3dInputError(p, f"{role} image is empty (shape {shape})")
+    if any(s == 1 for s in shape[:3]):
+        raise Asfe3dInputError(p, f"{role} image is a single slice (shape {shape}), i.e. 2D; a 3D volume is needed")
+
+
+def _pick_frame(
+    p: Path, data: np.ndarray | list[np.ndarray], frame: int | None, role: str, info: dict[str, Any]
+) -> np.ndarray:
+    """Reduce ``(X, Y, Z[, T])`` data (or a list of 3D frames) to one float32 3D array."""
+    if isinstance(data, list):
+        frames = data
+        nframes = len(frames)
+    else:
+        nframes = 1 if data.ndim == 3 else data.shape[3]
+        frames = None
+    info["frames"] = nframes
+    if frame is not None:
+        if not 0 <= int(frame) < nframes:
+            raise Asfe3dInputError(p, f"{role} frame={frame} is out of range: the image has {nframes} frame(s)")
+        out = frames[int(frame)] if frames is not None else (data if data.ndim == 3 else data[..., int(frame)])
+        if nframes > 1:
+            info["frame_taken"] = int(frame)
+            logger.info("%s %s: took frame %d of %d", role, p, int(frame), nframes)
+        return np.asarray(out, dtype=np.float32)
+    if nframes == 1:
+        out = frames[0] if frames is not None else (data if data.ndim == 3 else data[..., 0])
+        return np.asarray(out, dtype=np.float32)
+    if frames is not None:
+        acc = np.zeros(frames[0].shape, dtype=np.float64)
+        for f in frames:
+            acc += f
+        out = acc / nframes
+    else:
+        out = data.mean(axis=3, dtype=np.float64)
+    info["frames_averaged"] = nframes
+    logger.info("%s %s: averaged %d frames (pass frame=N to take one)", role, p, nframes)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, info: dict[str, Any]) -> np.ndarray:
+    bad = ~np.isfinite(arr)
+    nbad = int(bad.sum())
+    info["nonfinite_repaired"] = 0
+    if nbad:
+        if not allow_nonfinite:
+            raise Asfe3dInputError(
+                p, f"{role} image has {nbad} non-finite (NaN/Inf) voxels of {arr.size}; "
+                "pass allow_nonfinite=True to replace them by 0"
+            )
+        arr = np.where(bad, np.float32(0), arr).astype(np.float32)
+        info["nonfinite_repaired"] = nbad
+        logger.warning("%s %s: replaced %d non-finite (NaN/Inf) voxels by 0", role, p, nbad)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        raise Asfe3dInputError(p, f"{role} volume is constant (all voxels = {lo:g})")
+    return arr
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

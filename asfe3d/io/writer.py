@@ -1,0 +1,266 @@
+"""Writing outputs on a reference volume's grid, atomically.
+
+Every output goes to a temporary file in the destination folder (name starting with ``.`` and containing
+``tmp``) and is renamed over the destination with ``os.replace`` only once complete; on any failure the temporary
+file is removed, so a crashed run never leaves a half-written output.
+
+Volumes are written with nibabel (not MONAI's writers, which force qform_code = sform_code = 1): when the
+reference is NIfTI its qform and sform (matrices and codes) are carried over exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
+from asfe3d.io.volume import Volume
+
+__all__ = ["check_output_path", "atomic_output", "write_like", "write_image_like"]
+
+PathLike = str | os.PathLike
+
+
+def _resolve(p: PathLike) -> Path:
+    return Path(p).expanduser().resolve()
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    """``("fused", ".nii.gz")`` for ``"fused.nii.gz"``; double suffixes kept together for ``.gz``/``.bz2``."""
+    lower = name.lower()
+    for double in (".nii.gz", ".tar.gz", ".nii.bz2"):
+        if lower.endswith(double) and len(name) > len(double):
+            return name[: -len(double)], name[-len(double):]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, "." + ext) if dot and stem else (name, "")
+
+
+def check_output_path(path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()) -> Path:
+    """Refuse an output path up front (before any expensive work).
+
+    Args:
+        path: the output file to be written.
+        overwrite: allow replacing an existing file.
+        inputs: the run's input files / folders; the output may not be any of them (compared after resolving
+            symbolic links and ``~``, and by inode when both exist).
+
+    Returns:
+        The output path, resolved to an absolute path.
+
+    Raises:
+        Asfe3dInputError: naming the output path, when it is one of ``inputs``, is an existing folder, or
+            exists and ``overwrite`` is False.
+    """
+    out = _resolve(path)
+    for inp in inputs:
+        ip = _resolve(inp)
+        same = ip == out
+        if not same and ip.exists() and out.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(ip, out)
+        if same:
+            raise Asfe3dInputError(path, f"output path is the same as input {inp}; refusing to overwrite an input")
+    if out.is_dir():
+        raise Asfe3dInputError(path, "output path is an existing folder")
+    if out.exists() and not overwrite:
+        raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()) -> Iterator[Path]:
+    """Context manager yielding a temporary path to write, renamed to ``path`` on success.
+
+    The temporary file sits in the destination folder (created if needed) and keeps the destination's suffix
+    (so writers that pick a format from the suffix work), e.g. ``.fused.tmp3f9a1c.nii.gz``.
+
+    Args:
+        path: the final output path.
+        overwrite: allow replacing an existing file.
+        inputs: input paths the output must not equal (see :func:`check_output_path`).
+
+    Yields:
+        The temporary path to write to.
+
+    Raises:
+        Asfe3dInputError: from :func:`check_output_path`.
+        RuntimeError: when the body finished without creating the temporary file.
+        Exception: whatever the body raised; the temporary file is removed first.
+
+    Example:
+        >>> with atomic_output("out/preview.png") as tmp:  # doctest: +SKIP
+        ...     fig.savefig(tmp)
+    """
+    out = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem, suffix = _split_suffix(out.name)
+    tmp = out.with_name(f".{stem}.tmp{secrets.token_hex(4)}{suffix}")
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise RuntimeError(f"{out}: nothing was written to the temporary file {tmp.name}")
+        if out.exists() and not overwrite:  # appeared while we were writing
+            raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _is_nifti_name(path: PathLike) -> bool:
+    return str(path).lower().endswith((".nii", ".nii.gz"))
+
+
+def _output_header(reference: Volume, data_shape: tuple[int, ...], rgb: bool) -> tuple[type, nib.Nifti1Header]:
+    """Header for an output on ``reference``'s grid: the reference's qform/sform (codes included) or, for a
+    non-NIfTI reference, its RAS affine with both codes 1."""
+    if reference.nifti_header is not None:
+        src = reference.nifti_header
+        klass = nib.Nifti2Image if isinstance(src, nib.Nifti2Header) else nib.Nifti1Image
+        hdr = src.copy()
+        # data-describing fields of the source do not apply to the output
+        hdr["scl_slope"] = np.nan
+        hdr["scl_inter"] = np.nan
+        hdr["cal_min"] = 0.0
+        hdr["cal_max"] = 0.0
+        hdr["intent_code"] = 0
+        hdr["intent_name"] = b""
+        hdr["intent_p1"] = hdr["intent_p2"] = hdr["intent_p3"] = 0.0
+        hdr["glmin"] = hdr["glmax"] = 0
+        hdr.set_data_dtype("RGB" if rgb else np.float32)
+        zooms = hdr.get_zooms()[:3]
+        hdr.set_data_shape(data_shape)
+        hdr.set_zooms(zooms)
+        return klass, hdr
+    affine = reference.affine_ras
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype("RGB" if rgb else np.float32)
+    hdr.set_data_shape(data_shape)
+    hdr.set_qform(affine, code=1)
+    hdr.set_sform(affine, code=1)
+    hdr.set_xyzt_units("mm")
+    return nib.Nifti1Image, hdr
+
+
+def write_like(
+    data: np.ndarray,
+    reference: Volume,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[PathLike] = (),
+) -> Path:
+    """Write an array on the reference volume's voxel grid as NIfTI, atomically.
+
+    The output has exactly the reference's shape and RAS affine; when the reference is NIfTI it also has the
+    same qform and sform (matrices and codes), otherwise both codes are 1 (scanner) with the RAS affine of the
+    reference's SimpleITK geometry.
+
+    Args:
+        data: float array of shape ``(X, Y, Z)`` == ``reference.shape_xyz`` (written as float32), or a uint8
+            array of shape ``(X, Y, Z, 3)`` written as NIfTI RGB24 (a colour volume for 3D Slicer / ITK-SNAP).
+        reference: the volume whose grid ``data`` is on (normally the MRI).
+        path: output file, ending in ``.nii`` or ``.nii.gz``; parent folders are created.
+        overwrite: allow replacing an existing output.
+        inputs: input paths the output must not equal.
+
+    Returns:
+        The output path (absolute).
+
+    Raises:
+        ValueError: when ``reference`` is not a Volume, ``path`` is not ``.nii`` / ``.nii.gz``, ``data`` has
+            the wrong shape (quoting both shapes) or dtype, or float data holds NaN / Inf.
+        Asfe3dInputError: when the output path is refused (see :func:`check_output_path`).
+    """
+    if not isinstance(reference, Volume):
+        raise ValueError(f"reference must be an asfe3d.io.Volume, got {type(reference).__name__}.")
+    if not _is_nifti_name(path):
+        raise ValueError(f"output path must end in .nii or .nii.gz, got {str(path)!r}.")
+    arr = np.asarray(data)
+    ref_shape = reference.shape_xyz
+    rgb = arr.ndim == 4
+    if rgb:
+        if tuple(arr.shape) != (*ref_shape, 3) or arr.dtype != np.uint8:
+            raise ValueError(
+                f"RGB data must be uint8 of shape {(*ref_shape, 3)} (reference shape_xyz + 3), "
+                f"got {arr.dtype} of shape {tuple(arr.shape)}."
+            )
+        rgb_dtype = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+        out_arr = np.ascontiguousarray(arr).view(rgb_dtype).reshape(ref_shape)
+    else:
+        if tuple(arr.shape) != ref_shape:
+            raise ValueError(
+                f"data shape {tuple(arr.shape)} does not match the reference shape_xyz {ref_shape} "
+                f"({reference.path})."
+            )
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+                or arr.dtype == np.bool_):
+            raise ValueError(f"data must be a real numeric array, got dtype {arr.dtype}.")
+        out_arr = arr.astype(np.float32)
+        nbad = int((~np.isfinite(out_arr)).sum())
+        if nbad:
+            raise ValueError(f"data has {nbad} non-finite (NaN/Inf) voxels; refusing to write {str(path)!r}.")
+    check_output_path(path, overwrite=overwrite, inputs=inputs)
+    klass, hdr = _output_header(reference, ref_shape, rgb)
+    img = klass(out_arr, None, header=hdr)
+    if rgb:
+        img.header.set_data_dtype("RGB")
+    else:
+        img.header.set_slope_inter(1.0, 0.0)
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        nib.save(img, str(tmp))
+    return _resolve(path)
+
+
+def write_image_like(
+    image: sitk.Image,
+    reference: Volume,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[PathLike] = (),
+) -> Path:
+    """Write a SimpleITK image that lies on the reference's grid (e.g. the registered PET) as NIfTI.
+
+    Args:
+        image: 3D scalar SimpleITK image with the reference's size, origin, spacing and direction (to 1e-4 mm /
+            1e-5 in the direction cosines); a 3-component uint8 image is written as RGB24.
+        reference: the volume whose grid ``image`` is on.
+        path: output ``.nii`` / ``.nii.gz`` file.
+        overwrite: allow replacing an existing output.
+        inputs: input paths the output must not equal.
+
+    Returns:
+        The output path (absolute).
+
+    Raises:
+        ValueError: when ``image`` is not a 3D SimpleITK image on the reference's grid (quoting both
+            geometries), or for the reasons of :func:`write_like`.
+        Asfe3dInputError: when the output path is refused.
+    """
+    if not isinstance(image, sitk.Image) or image.GetDimension() != 3:
+        raise ValueError(f"image must be a 3D SimpleITK image, got {image!r}.")
+    if not isinstance(reference, Volume):
+        raise ValueError(f"reference must be an asfe3d.io.Volume, got {type(reference).__name__}.")
+    ref = reference.image
+    if tuple(image.GetSize()) != tuple(ref.GetSize()):
+        raise ValueError(f"image size {tuple(image.GetSize())} differs from the reference's {tuple(ref.GetSize())}.")
+    got, want = ras_affine_from_sitk(image), ras_affine_from_sitk(ref)
+    if not np.allclose(got, want, atol=1e-4):
+        raise ValueError(
+            f"image is not on the reference grid: RAS affine {np.round(got, 5).tolist()} vs "
+            f"{np.round(want, 5).tolist()}; resample it onto the reference first."
+        )
+    arr = sitk_to_numpy_xyz(image)
+    ncomp = image.GetNumberOfComponentsPerPixel()
+    if ncomp != 1 and not (ncomp == 3 and arr.dtype == np.uint8):
+        raise ValueError(f"image must be scalar or 3-component uint8 (RGB), got {ncomp} components of {arr.dtype}.")
+    return write_like(arr, reference, path, overwrite=overwrite, inputs=inputs)
