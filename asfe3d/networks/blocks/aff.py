@@ -1,0 +1,117 @@
+"""AFF: adaptive frequency fusion of two modalities' feature maps (2D and 3D, one implementation)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+
+from asfe3d.networks.blocks.utils import check_spatial_dims
+
+__all__ = ["AFF", "FrequencyBranch"]
+
+
+class FrequencyBranch(nn.Module):
+    """One modality's frequency branch of AFF.
+
+    ``rfftn`` over every spatial dim (orthonormal), the real and imaginary parts stacked as ``2C`` channels,
+    a 1x1 conv, norm and activation, back to complex and ``irfftn`` with ``s=`` the input size (so odd sizes
+    round-trip exactly); then a spatial attention mask: the channel mean and channel max of the result go
+    through a ``k^d`` conv and a sigmoid, and multiply the result.
+
+    Args:
+        spatial_dims: 2 or 3.
+        channels: feature channels ``C``.
+        mask_kernel: edge of the mask conv kernel (odd).
+        norm: MONAI norm spec for the frequency features, or ``None`` for none.
+        act: MONAI activation spec for the frequency features, or ``None`` for none.
+
+    Raises:
+        ValueError: on a bad ``spatial_dims``, ``channels`` or an even/non-positive ``mask_kernel``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        mask_kernel: int = 7,
+        norm: tuple | str | None = ("instance", {"affine": True}),
+        act: tuple | str | None = ("leakyrelu", {"negative_slope": 0.1}),
+    ) -> None:
+        super().__init__()
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        if channels < 1:
+            raise ValueError(f"channels must be positive, got {channels!r}")
+        if mask_kernel < 1 or mask_kernel % 2 == 0:
+            raise ValueError(f"mask_kernel must be a positive odd int, got {mask_kernel!r}")
+        conv = Conv[Conv.CONV, spatial_dims]
+        self.freq_conv = conv(2 * channels, 2 * channels, kernel_size=1)
+        self.norm = nn.Identity() if norm is None else get_norm_layer(norm, spatial_dims, 2 * channels)
+        self.act = nn.Identity() if act is None else get_act_layer(act)
+        self.mask_conv = conv(2, 1, kernel_size=mask_kernel, padding=mask_kernel // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args:
+            x: ``(B, C, H, W[, D])``.
+
+        Returns:
+            ``(B, C, H, W[, D])`` frequency-filtered, spatially masked features.
+        """
+        dims = tuple(range(2, x.ndim))
+        size = x.shape[2:]
+        spec = torch.fft.rfftn(x.float(), dim=dims, norm="ortho")
+        z = self.act(self.norm(self.freq_conv(torch.cat([spec.real, spec.imag], dim=1))))
+        re, im = z.chunk(2, dim=1)
+        y = torch.fft.irfftn(torch.complex(re, im), s=size, dim=dims, norm="ortho").to(x.dtype)
+        mask = torch.sigmoid(self.mask_conv(torch.cat([y.mean(1, keepdim=True), y.amax(1, keepdim=True)], dim=1)))
+        return y * mask
+
+
+class AFF(nn.Module):
+    """Adaptive frequency fusion (AFF) of ASFE-Fusion, lifted to N-D.
+
+    One :class:`FrequencyBranch` per modality (not shared: each modality's spectrum is filtered by its own
+    learned 1x1 frequency mixing and mask); the two branch outputs are summed.
+
+    Args:
+        spatial_dims: 2 or 3.
+        channels: feature channels ``C`` of each input.
+        mask_kernel: edge of the spatial-mask conv kernel (odd).
+        norm: MONAI norm spec applied to the frequency features, or ``None``.
+        act: MONAI activation spec applied to the frequency features, or ``None``.
+
+    Raises:
+        ValueError: on bad arguments (see :class:`FrequencyBranch`).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        mask_kernel: int = 7,
+        norm: tuple | str | None = ("instance", {"affine": True}),
+        act: tuple | str | None = ("leakyrelu", {"negative_slope": 0.1}),
+    ) -> None:
+        super().__init__()
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        self.branch1 = FrequencyBranch(spatial_dims, channels, mask_kernel, norm, act)
+        self.branch2 = FrequencyBranch(spatial_dims, channels, mask_kernel, norm, act)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Args:
+            x1: ``(B, C, H, W[, D])`` features of modality 1.
+            x2: same shape, modality 2.
+
+        Returns:
+            ``(B, C, H, W[, D])`` fused frequency features.
+
+        Raises:
+            ValueError: when the inputs differ in shape or are not ``spatial_dims``-D.
+        """
+        if x1.shape != x2.shape or x1.ndim != self.spatial_dims + 2:
+            raise ValueError(
+                f"AFF expects two (B, C, *spatial) tensors of equal shape with {self.spatial_dims} spatial dims, "
+                f"got {tuple(x1.shape)} and {tuple(x2.shape)}"
+            )
+        return self.branch1(x1) + self.branch2(x2)

@@ -1,0 +1,152 @@
+"""ASFE-Fusion (Gu et al. 2024) in 2D and 3D: shared encoder, per-scale CASF/AFF/SFEF fusion, skip decoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+
+from asfe3d.networks.blocks.fusion_block import FusionBlock
+from asfe3d.networks.blocks.utils import check_spatial_dims, crop_to, pad_to_multiple
+from asfe3d.networks.nets.presets import get_preset
+
+__all__ = ["ASFEFusion"]
+
+_NORM = ("instance", {"affine": True})
+_ACT = ("leakyrelu", {"negative_slope": 0.1})
+
+
+def _conv_block(spatial_dims: int, cin: int, cout: int, stride: int, n: int) -> nn.Sequential:
+    """``n`` times (3^d conv, norm, act); the first conv has ``stride``."""
+    conv = Conv[Conv.CONV, spatial_dims]
+    layers: list[nn.Module] = []
+    for i in range(n):
+        layers += [
+            conv(cin if i == 0 else cout, cout, kernel_size=3, stride=stride if i == 0 else 1, padding=1),
+            get_norm_layer(_NORM, spatial_dims, cout),
+            get_act_layer(_ACT),
+        ]
+    return nn.Sequential(*layers)
+
+
+class ASFEFusion(nn.Module):
+    """ASFE-Fusion for MRI/PET, one implementation for slices (2D) and volumes (3D).
+
+    A shared encoder (the same weights for both modalities) gives multi-scale features of MRI and PET; at
+    each scale a :class:`~asfe3d.networks.blocks.FusionBlock` fuses the pair (CASF + AFF + SFEF, optionally with
+    the deformable cross blend, or a light conv fusion at fine scales); a decoder with skips goes back to the
+    stem resolution; a head predicts a per-pixel blend weight ``w`` and a residual ``r``, upsampled to the input
+    grid, optionally refined by a full-resolution ``3^d`` conv that also sees the two inputs, and
+
+    ``fused = clamp(w * mri + (1 - w) * pet + residual_scale * tanh(r), 0, 1)``,
+
+    so even the untrained network is a sane per-pixel blend. Inputs of any size are replicate-padded to a
+    multiple of ``stem_stride * 2^(levels - 1)`` and the output is cropped back to the input grid.
+
+    Args:
+        spatial_dims: 2 or 3.
+        preset: ``"efficient"`` (default) or ``"paper"`` (see :mod:`asfe3d.networks.nets.presets`).
+        **overrides: any preset key (``encoder_channels``, ``stem_stride``, ``convs_per_stage``, ``fusion``,
+            ``embed_dim``, ``num_heads``, ``patch_size``, ``attn_window``, ``num_experts``, ``slots_per_expert``,
+            ``expert_hidden``, ``moe_window``, ``aff_mask_kernel``, ``deform``, ``max_offset``,
+            ``residual_scale``, ``refine``).
+
+    Attributes:
+        config: everything needed to rebuild the network: ``ASFEFusion(**net.config)``.
+
+    Raises:
+        ValueError: on an unknown preset or override key, or inconsistent values.
+
+    Example:
+        >>> net = ASFEFusion(spatial_dims=3)
+        >>> net(torch.rand(1, 2, 20, 24, 18)).shape
+        torch.Size([1, 1, 20, 24, 18])
+    """
+
+    def __init__(self, spatial_dims: int = 3, preset: str = "efficient", **overrides: Any) -> None:
+        super().__init__()
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        cfg = get_preset(preset, spatial_dims)
+        unknown = sorted(set(overrides) - set(cfg))
+        if unknown:
+            raise ValueError(f"unknown ASFEFusion option(s) {unknown}; valid: {sorted(cfg)}")
+        cfg.update(overrides)
+        chans = tuple(int(c) for c in cfg["encoder_channels"])
+        fusion = tuple(cfg["fusion"])
+        if not chans or any(c < 1 for c in chans):
+            raise ValueError(f"encoder_channels must be positive ints, got {cfg['encoder_channels']!r}")
+        if len(fusion) != len(chans):
+            raise ValueError(f"fusion needs one mode per scale ({len(chans)}), got {cfg['fusion']!r}")
+        if int(cfg["stem_stride"]) not in (1, 2, 4):
+            raise ValueError(f"stem_stride must be 1, 2 or 4, got {cfg['stem_stride']!r}")
+        if int(cfg["convs_per_stage"]) < 1:
+            raise ValueError(f"convs_per_stage must be >= 1, got {cfg['convs_per_stage']!r}")
+        if not float(cfg["residual_scale"]) >= 0:
+            raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
+        cfg["encoder_channels"], cfg["fusion"] = chans, fusion
+        self.config: dict[str, Any] = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
+        self.stem_stride = int(cfg["stem_stride"])
+        self.residual_scale = float(cfg["residual_scale"])
+        self.multiple = self.stem_stride * 2 ** (len(chans) - 1)
+        d, n = spatial_dims, int(cfg["convs_per_stage"])
+        conv = Conv[Conv.CONV, d]
+
+        self.encoder = nn.ModuleList(
+            [_conv_block(d, 1 if i == 0 else chans[i - 1], c, self.stem_stride if i == 0 else 2, n) for i, c in enumerate(chans)]
+        )
+        block_keys = ("embed_dim", "num_heads", "patch_size", "attn_window", "num_experts", "slots_per_expert",
+                      "expert_hidden", "moe_window", "aff_mask_kernel", "deform", "max_offset")
+        self.fusion = nn.ModuleList(
+            [FusionBlock(d, c, mode=m, norm=_NORM, act=_ACT, **{k: cfg[k] for k in block_keys}) for c, m in zip(chans, fusion)]
+        )
+        self.decoder = nn.ModuleList([_conv_block(d, chans[i + 1] + chans[i], chans[i], 1, 1) for i in range(len(chans) - 1)])
+        self.head = conv(chans[0], 2, kernel_size=1)
+        self.refine = conv(4, 2, kernel_size=3, padding=1) if cfg["refine"] else None
+        if self.refine is not None:
+            with torch.no_grad():
+                self.refine.weight.mul_(0.1)
+                self.refine.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fuse an MRI/PET pair.
+
+        Args:
+            x: ``(B, 2, H, W[, D])`` with channels ``[MRI, PET]`` in ``[0, 1]``.
+
+        Returns:
+            ``(B, 1, H, W[, D])`` fused image in ``[0, 1]`` on the input grid.
+
+        Raises:
+            ValueError: when ``x`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != 2:
+            raise ValueError(
+                f"ASFEFusion({self.spatial_dims}D) expects (B, 2, *spatial) with {self.spatial_dims} spatial dims "
+                f"and channels [MRI, PET], got shape {tuple(x.shape)}"
+            )
+        xp, size = pad_to_multiple(x, (self.multiple,) * self.spatial_dims, mode="replicate")
+        b = xp.shape[0]
+        h = torch.cat([xp[:, :1], xp[:, 1:]], dim=0)  # both modalities through the shared encoder at once
+        fused: list[torch.Tensor] = []
+        for enc, fus in zip(self.encoder, self.fusion):
+            h = enc(h)
+            fused.append(fus(h[:b], h[b:]))
+        y = fused[-1]
+        for i in range(len(self.decoder) - 1, -1, -1):
+            skip = fused[i]
+            y = F.interpolate(y, size=skip.shape[2:], mode="nearest")
+            y = self.decoder[i](torch.cat([y, skip], dim=1))
+        wr = self.head(y)
+        if self.stem_stride > 1:
+            wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
+        if self.refine is not None:
+            wr = wr + self.refine(torch.cat([wr, xp], dim=1))
+        wr = crop_to(wr, size)
+        mri, pet = x[:, :1], x[:, 1:]
+        w = torch.sigmoid(wr[:, :1])
+        out = w * mri + (1 - w) * pet + self.residual_scale * torch.tanh(wr[:, 1:])
+        return out.clamp(0.0, 1.0)
