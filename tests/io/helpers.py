@@ -1,0 +1,112 @@
+"""Helpers for the io tests: tiny NIfTI files with chosen qform/sform, affines, DICOM series."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+SHAPE = (12, 10, 8)
+
+
+def rotation(ax: float, ay: float, az: float) -> np.ndarray:
+    """Rotation matrix from angles in degrees about x, then y, then z."""
+    ax, ay, az = np.radians([ax, ay, az])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def make_affine(rot: np.ndarray, zooms: Sequence[float], offset: Sequence[float]) -> np.ndarray:
+    aff = np.eye(4)
+    aff[:3, :3] = np.asarray(rot) @ np.diag(zooms)
+    aff[:3, 3] = offset
+    return aff
+
+
+AFFINES = {
+    "ras": make_affine(np.eye(3), (1.0, 1.0, 1.0), (-6.0, -5.0, -4.0)),
+    "anisotropic": make_affine(np.eye(3), (0.8, 1.3, 3.2), (10.0, -20.0, 5.5)),
+    "flipped_lps_like": make_affine(np.diag([-1.0, -1.0, 1.0]), (1.1, 0.9, 2.0), (60.0, 70.0, -30.0)),
+    "oblique": make_affine(rotation(12.0, -25.0, 33.0), (1.0, 1.2, 2.5), (-35.25, 41.5, 12.0)),
+}
+
+
+def random_volume(shape: Sequence[int] = SHAPE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(100.0, 20.0, size=tuple(shape)).astype(np.float32)
+
+
+def save_nifti(
+    path: Path,
+    data: np.ndarray,
+    qform: np.ndarray | None,
+    qcode: int,
+    sform: np.ndarray | None,
+    scode: int,
+) -> Path:
+    """Save with explicit qform / sform matrices and codes (``None`` matrix: leave the header default)."""
+    img = nib.Nifti1Image(data, None)
+    if qform is not None:
+        img.set_qform(qform, code=qcode)
+    else:
+        img.header["qform_code"] = qcode
+    if sform is not None:
+        img.set_sform(sform, code=scode)
+    else:
+        img.header["sform_code"] = scode
+    nib.save(img, str(path))
+    return path
+
+
+
+def write_dicom_series(
+    folder: Path,
+    array_xyz: np.ndarray,
+    origin: Sequence[float],
+    spacing: Sequence[float],
+    direction: np.ndarray,
+    series_uid: str,
+    description: str = "T1 test",
+    positions: Sequence[Sequence[float]] | None = None,
+    prefix: str = "sl",
+) -> list[Path]:
+    """Write a 3D int16 array (X, Y, Z) as single-frame DICOM slices with an LPS geometry.
+
+    ``positions`` overrides the ImagePositionPatient of each slice (to build non-uniform / tilted series).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz.transpose(2, 1, 0)).astype(np.int16))
+    img.SetOrigin(tuple(origin))
+    img.SetSpacing(tuple(spacing))
+    direction = np.asarray(direction, dtype=float)
+    img.SetDirection(tuple(direction.ravel()))
+    orientation = "\\".join(f"{v:.10f}" for v in (*direction[:, 0], *direction[:, 1]))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    files = []
+    for k in range(array_xyz.shape[2]):
+        sl = img[:, :, k]
+        pos = img.TransformIndexToPhysicalPoint((0, 0, k)) if positions is None else positions[k]
+        tags = {
+            "0008|0060": "MR",
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.4",
+            "0008|0018": f"{series_uid}.{k + 1}",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
+            "0020|000e": series_uid,
+            "0008|103e": description,
+            "0020|0037": orientation,
+            "0020|0032": "\\".join(f"{v:.10f}" for v in pos),
+            "0020|0013": str(k + 1),
+            "0018|0050": f"{spacing[2]:.6f}",
+        }
+        for key, value in tags.items():
+            sl.SetMetaData(key, value)
+        f = folder / f"{prefix}{k:03d}.dcm"
+        writer.SetFileName(str(f))
+        writer.Execute(sl)
+        files.append(f)
+    return files

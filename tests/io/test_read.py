@@ -1,0 +1,219 @@
+"""read_volume: NIfTI geometry (nibabel's choice of sform / qform), 4D frames, MHA / NRRD, bad inputs."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import Volume, ras_affine_from_sitk, read_volume
+from tests.io.helpers import AFFINES, SHAPE, make_affine, random_volume, rotation, save_nifti
+
+
+@pytest.mark.parametrize("name", sorted(AFFINES))
+def test_read_nifti_geometry_and_data(nifti_factory, name):
+    data = random_volume()
+    p = nifti_factory(data=data, affine=AFFINES[name])
+    vol = read_volume(p, role="MRI")
+    assert isinstance(vol, Volume)
+    assert vol.format == "nifti" and vol.path == p
+    assert vol.image.GetPixelID() == sitk.sitkFloat32 and vol.image.GetDimension() == 3
+    assert vol.shape_xyz == SHAPE
+    ref = nib.load(p)
+    np.testing.assert_allclose(vol.affine_ras, ref.affine, atol=1e-6)
+    np.testing.assert_allclose(ras_affine_from_sitk(vol.image), ref.affine, atol=1e-5)
+    np.testing.assert_array_equal(vol.array_xyz(), ref.get_fdata(dtype=np.float32))
+    # the voxel (i, j, k) sits at the same physical point in both worlds
+    ijk = (3, 7, 5)
+    ras = ref.affine @ np.array([*ijk, 1.0])
+    lps = vol.image.TransformIndexToPhysicalPoint(ijk)
+    np.testing.assert_allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-4)
+    assert vol.nifti_header is not None and int(vol.nifti_header["sform_code"]) == 1
+
+
+def test_sform_differing_from_qform_follows_nibabel(tmp_path):
+    qform = make_affine(np.eye(3), (1.0, 1.0, 1.0), (5.0, 5.0, 5.0))
+    sform = make_affine(rotation(20.0, 10.0, -35.0), (1.2, 0.9, 2.5), (-30.0, 40.5, 12.0))
+    p = save_nifti(tmp_path / "oblique_sform.nii.gz", random_volume(), qform, 1, sform, 2)
+    vol = read_volume(p)
+    np.testing.assert_allclose(nib.load(p).affine, sform, atol=1e-5)
+    np.testing.assert_allclose(vol.affine_ras, sform, atol=1e-5)
+    np.testing.assert_allclose(ras_affine_from_sitk(vol.image), sform, atol=1e-5)
+    assert vol.info["geometry_source"] == "sform"
+    # SimpleITK's own reader is consulted; whatever it would pick is recorded, never used
+    plain = sitk.ReadImage(str(p))
+    agrees = np.allclose(ras_affine_from_sitk(plain), sform, atol=1e-4)
+    assert vol.info["sitk_header_geometry_agrees"] is agrees
+
+
+def test_qform_used_when_sform_code_zero(tmp_path):
+    qform = make_affine(rotation(0.0, 15.0, 0.0), (1.0, 1.0, 2.0), (1.0, 2.0, 3.0))
+    sform = make_affine(np.eye(3), (3.0, 3.0, 3.0), (0.0, 0.0, 0.0))
+    p = save_nifti(tmp_path / "q.nii", random_volume(), qform, 1, sform, 0)
+    vol = read_volume(p)
+    assert vol.info["geometry_source"] == "qform"
+    np.testing.assert_allclose(ras_affine_from_sitk(vol.image), qform, atol=1e-5)
+
+
+def test_sheared_sform_refused(tmp_path):
+    sheared = make_affine(np.eye(3), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    sheared[0, 1] = 0.3
+    p = save_nifti(tmp_path / "shear.nii.gz", random_volume(), np.eye(4), 0, sheared, 2)
+    with pytest.raises(Asfe3dInputError, match="shear") as exc:
+        read_volume(p)
+    assert exc.value.path == str(p)
+
+
+def test_4d_mean_and_frame(tmp_path, caplog):
+    frames = np.stack([random_volume(seed=s) for s in range(3)], axis=-1)
+    p = save_nifti(tmp_path / "pet4d.nii.gz", frames, AFFINES["anisotropic"], 1, AFFINES["anisotropic"], 1)
+    with caplog.at_level(logging.INFO, logger="asfe3d"):
+        vol = read_volume(p, role="PET")
+    np.testing.assert_allclose(vol.array_xyz(), frames.mean(axis=-1), rtol=1e-5, atol=1e-4)
+    assert vol.info["frames"] == 3 and vol.info["frames_averaged"] == 3 and "frame_taken" not in vol.info
+    assert "averaged 3 frames" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asfe3d"):
+        one = read_volume(p, role="PET", frame=2)
+    np.testing.assert_array_equal(one.array_xyz(), frames[..., 2])
+    assert one.info["frame_taken"] == 2 and "frames_averaged" not in one.info
+    assert "took frame 2 of 3" in caplog.text
+    np.testing.assert_allclose(one.affine_ras, AFFINES["anisotropic"], atol=1e-5)
+    with pytest.raises(Asfe3dInputError, match=r"frame=3 .*3 frame"):
+        read_volume(p, role="PET", frame=3)
+    with pytest.raises(Asfe3dInputError, match=r"frame=-1"):
+        read_volume(p, role="PET", frame=-1)
+
+
+@pytest.mark.parametrize("suffix,fmt", [(".mha", "mha"), (".nrrd", "nrrd")])
+def test_read_mha_nrrd(tmp_path, suffix, fmt):
+    arr = random_volume()
+    img = sitk.GetImageFromArray(arr.transpose(2, 1, 0))
+    img.SetOrigin((12.5, -3.0, 40.0))
+    img.SetSpacing((0.9, 1.1, 2.2))
+    img.SetDirection(tuple(rotation(-10.0, 5.0, 40.0).ravel()))
+    p = tmp_path / f"vol{suffix}"
+    sitk.WriteImage(img, str(p))
+    vol = read_volume(p)
+    assert vol.format == fmt and vol.nifti_header is None
+    np.testing.assert_allclose(vol.affine_ras, ras_affine_from_sitk(img), atol=1e-5)
+    np.testing.assert_array_equal(vol.array_xyz(), arr)
+
+
+def test_read_4d_mha_frame(tmp_path):
+    frames = np.stack([random_volume(seed=s) for s in range(2)], axis=-1)  # (X, Y, Z, T)
+    img = sitk.GetImageFromArray(frames.transpose(3, 2, 1, 0), isVector=False)
+    img.SetSpacing((1.0, 2.0, 3.0, 60.0))
+    img.SetOrigin((1.0, 2.0, 3.0, 0.0))
+    p = tmp_path / "pet4d.mha"
+    sitk.WriteImage(img, str(p))
+    mean = read_volume(p, role="PET")
+    np.testing.assert_allclose(mean.array_xyz(), frames.mean(axis=-1), rtol=1e-5, atol=1e-4)
+    assert mean.image.GetSpacing() == (1.0, 2.0, 3.0) and mean.info["frames_averaged"] == 2
+    np.testing.assert_array_equal(read_volume(p, frame=1).array_xyz(), frames[..., 1])
+
+
+# ------------------------------------------------------------------------------------------------ bad inputs
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(Asfe3dInputError, match="MRI input does not exist"):
+        read_volume(tmp_path / "nope.nii.gz", role="MRI")
+
+
+def test_text_file_named_nifti(tmp_path):
+    p = tmp_path / "fake.nii.gz"
+    p.write_text("this is not an image\n")
+    with pytest.raises(Asfe3dInputError, match="not a readable NIfTI") as exc:
+        read_volume(p)
+    assert "\n" not in str(exc.value)
+    q = tmp_path / "fake.mha"
+    q.write_text("hello\n")
+    with pytest.raises(Asfe3dInputError, match="not a readable image"):
+        read_volume(q)
+
+
+def test_truncated_nifti_gz(nifti_factory, tmp_path):
+    p = nifti_factory(data=random_volume((40, 30, 20)))
+    raw = gzip.decompress(p.read_bytes())
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gzip.compress(raw[: len(raw) // 2]))  # header intact, half of the voxels missing
+    with pytest.raises(Asfe3dInputError, match="cannot be read"):
+        read_volume(cut)
+    cut2 = tmp_path / "cut2.nii.gz"
+    cut2.write_bytes(p.read_bytes()[: len(p.read_bytes()) * 2 // 3])  # truncated gzip stream
+    with pytest.raises(Asfe3dInputError, match="cannot be read"):
+        read_volume(cut2)
+
+
+def test_2d_image_refused(tmp_path):
+    p = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(12, 10).astype(np.float32), np.eye(4)), str(p))
+    with pytest.raises(Asfe3dInputError, match=r"2D \(shape \(12, 10\)\)"):
+        read_volume(p)
+    q = tmp_path / "single.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(12, 10, 1).astype(np.float32), np.eye(4)), str(q))
+    with pytest.raises(Asfe3dInputError, match="single slice"):
+        read_volume(q)
+
+
+def test_5d_vector_refused(tmp_path):
+    p = tmp_path / "vec.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(12, 10, 8, 1, 3).astype(np.float32), np.eye(4)), str(p))
+    with pytest.raises(Asfe3dInputError, match=r"5D \(shape \(12, 10, 8, 1, 3\)\)"):
+        read_volume(p)
+    q = tmp_path / "vec.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.rand(8, 10, 12, 3).astype(np.float32), isVector=True), str(q))
+    with pytest.raises(Asfe3dInputError, match="3 components"):
+        read_volume(q)
+
+
+def test_constant_and_empty_volume_refused(nifti_factory, tmp_path):
+    p = nifti_factory(data=np.full(SHAPE, 7.5, dtype=np.float32))
+    with pytest.raises(Asfe3dInputError, match=r"constant \(all voxels = 7.5\)"):
+        read_volume(p)
+    q = tmp_path / "empty.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((12, 0, 8), np.float32), np.eye(4)), str(q))
+    with pytest.raises(Asfe3dInputError, match="empty"):
+        read_volume(q)
+
+
+def test_nonfinite_refused_or_repaired(nifti_factory, caplog):
+    data = random_volume()
+    data[0, 0, 0] = np.nan
+    data[1, 2, 3] = np.inf
+    data[4, 4, 4] = -np.inf
+    p = nifti_factory(data=data)
+    with pytest.raises(Asfe3dInputError, match="3 non-finite"):
+        read_volume(p, role="PET")
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        vol = read_volume(p, role="PET", allow_nonfinite=True)
+    assert vol.info["nonfinite_repaired"] == 3
+    assert any(r.levelno == logging.WARNING and "replaced 3 non-finite" in r.getMessage() for r in caplog.records)
+    arr = vol.array_xyz()
+    assert np.all(np.isfinite(arr)) and arr[0, 0, 0] == 0 and arr[1, 2, 3] == 0
+    np.testing.assert_array_equal(arr[5:], data[5:])
+
+
+def test_bad_arguments(nifti_factory):
+    p = nifti_factory()
+    with pytest.raises(ValueError, match="role"):
+        read_volume(p, role="")
+    with pytest.raises(ValueError, match="frame"):
+        read_volume(p, frame=1.5)  # type: ignore[arg-type]
+    with pytest.raises(Asfe3dInputError, match=r"frame=1 .*1 frame"):
+        read_volume(p, frame=1)
+
+
+def test_rgb_nifti_refused(tmp_path):
+    rgb = np.zeros(SHAPE, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    p = tmp_path / "rgb.nii.gz"
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(p))
+    with pytest.raises(Asfe3dInputError, match="not a scalar volume"):
+        read_volume(Path(p))
