@@ -1,0 +1,110 @@
+"""Array logic for intensity handling: head masks and robust normalisation to ``[0, 1]``."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["otsu_threshold", "head_mask", "robust_range", "robust_normalize"]
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a set of values (maximises the between-class variance).
+
+    Args:
+        values: any array; NaNs are not allowed.
+        bins: histogram bins.
+
+    Returns:
+        The threshold (a value between the min and the max).
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    hist, edges = np.histogram(values, bins=bins)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    s0 = np.cumsum(hist * centres)
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = (s0[-1] - s0) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def head_mask(image: np.ndarray, *, fill: bool = True) -> np.ndarray:
+    """A head mask: voxels above Otsu's threshold, the largest component, holes filled.
+
+    Args:
+        image: 2D or 3D image.
+        fill: fill holes (ventricles, sinuses) so the mask is the whole head.
+
+    Returns:
+        Boolean mask of ``image.shape``; all True when the image has no usable contrast.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if float(image.max()) <= float(image.min()):
+        return np.ones(image.shape, bool)
+    mask = image > otsu_threshold(image)
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    if fill:
+        mask = ndimage.binary_fill_holes(mask)
+    return mask
+
+
+def robust_range(
+    image: np.ndarray, lower: float = 0.5, upper: float = 99.5, mask: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The intensity window used for normalisation.
+
+    The low end is the ``lower`` percentile of the whole image (so the background maps to about 0); the high end is
+    the ``upper`` percentile inside ``mask`` (the head), so a large empty field of view does not squash the contrast.
+
+    Args:
+        image: 2D or 3D image.
+        lower: percentile in ``[0, 100)`` for the low end.
+        upper: percentile in ``(lower, 100]`` for the high end.
+        mask: head mask; ``None`` computes one with :func:`head_mask`.
+
+    Returns:
+        ``(lo, hi)`` with ``hi > lo``.
+
+    Raises:
+        ValueError: bad percentiles, a mask of the wrong shape, or a constant image.
+    """
+    if not 0.0 <= lower < upper <= 100.0:
+        raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
+    image = np.asarray(image, dtype=np.float32)
+    if mask is None:
+        mask = head_mask(image)
+    elif mask.shape != image.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
+    lo = float(np.percentile(image, lower))
+    inside = image[mask] if mask.any() else image.ravel()
+    hi = float(np.percentile(inside, upper))
+    if hi <= lo:
+        hi = float(image.max())
+    if hi <= lo:
+        raise ValueError(f"cannot normalise a constant image (all values = {lo})")
+    return lo, hi
+
+
+def robust_normalize(
+    image: np.ndarray, lower: float = 0.5, upper: float = 99.5, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Map an image to ``[0, 1]`` with :func:`robust_range` and clip.
+
+    Args:
+        image: 2D or 3D image.
+        lower: low-end percentile (whole image).
+        upper: high-end percentile (inside the head).
+        mask: head mask; ``None`` computes one.
+
+    Returns:
+        ``(normalised float32 image, (lo, hi))``; ``image = normalised * (hi - lo) + lo`` inside the window.
+    """
+    lo, hi = robust_range(image, lower, upper, mask)
+    out = (np.asarray(image, dtype=np.float32) - lo) / (hi - lo)
+    return np.clip(out, 0.0, 1.0).astype(np.float32), (lo, hi)
