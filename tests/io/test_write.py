@@ -1,0 +1,208 @@
+"""write_like / write_image_like / atomic_output / check_output_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import atomic_output, check_output_path, read_volume, write_image_like, write_like
+from asfe3d.io.convert import numpy_xyz_to_sitk
+from tests.io.helpers import AFFINES, SHAPE, make_affine, random_volume, save_nifti
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("name", sorted(AFFINES))
+@pytest.mark.parametrize("qcode,scode", [(1, 1), (1, 2), (2, 4), (0, 2), (4, 0)])
+def test_round_trip_geometry_and_codes(tmp_path, name, qcode, scode):
+    affine = AFFINES[name]
+    p = save_nifti(tmp_path / "mri.nii.gz", random_volume(), affine, qcode, affine, scode)
+    vol = read_volume(p, role="MRI")
+    data = np.linspace(0.0, 1.0, int(np.prod(SHAPE)), dtype=np.float32).reshape(SHAPE)
+    out = write_like(data, vol, tmp_path / "sub" / "fused.nii.gz", inputs=[p])
+    assert out == (tmp_path / "sub" / "fused.nii.gz").resolve()
+    src, res = nib.load(p), nib.load(out)
+    assert res.shape == SHAPE and res.get_data_dtype() == np.float32
+    np.testing.assert_allclose(res.affine, src.affine, atol=1e-5)
+    assert int(res.header["qform_code"]) == qcode and int(res.header["sform_code"]) == scode
+    np.testing.assert_allclose(res.header.get_qform(), src.header.get_qform(), atol=1e-6)
+    np.testing.assert_allclose(res.header.get_sform(), src.header.get_sform(), atol=1e-6)
+    np.testing.assert_array_equal(np.asanyarray(res.dataobj), data)
+    assert _leftovers(out.parent) == []
+
+
+def test_codes_zero_keep_nibabel_fallback(tmp_path):
+    p = save_nifti(tmp_path / "nocodes.nii", random_volume(), None, 0, None, 0)
+    vol = read_volume(p)
+    out = write_like(vol.array_xyz(), vol, tmp_path / "o.nii")
+    res = nib.load(out)
+    assert int(res.header["qform_code"]) == 0 and int(res.header["sform_code"]) == 0
+    np.testing.assert_allclose(res.affine, nib.load(p).affine, atol=1e-6)
+
+
+def test_differing_qform_sform_both_preserved(tmp_path):
+    qform = make_affine(np.eye(3), (1.0, 1.0, 1.0), (5.0, 5.0, 5.0))
+    sform = AFFINES["oblique"]
+    p = save_nifti(tmp_path / "mri.nii.gz", random_volume(), qform, 1, sform, 2)
+    vol = read_volume(p)
+    res = nib.load(write_like(vol.array_xyz(), vol, tmp_path / "o.nii.gz"))
+    np.testing.assert_allclose(res.header.get_qform(), qform, atol=1e-6)
+    np.testing.assert_allclose(res.header.get_sform(), sform, atol=1e-6)
+    np.testing.assert_allclose(res.affine, sform, atol=1e-5)
+
+
+def test_header_scaling_reset(tmp_path):
+    data = (random_volume() * 10).astype(np.int16)
+    img = nib.Nifti1Image(data, AFFINES["ras"])
+    img.header.set_slope_inter(2.0, -5.0)
+    img.header["cal_min"], img.header["cal_max"] = -100.0, 100.0
+    p = tmp_path / "scaled.nii.gz"
+    nib.save(img, str(p))
+    vol = read_volume(p)
+    np.testing.assert_allclose(vol.array_xyz(), data * 2.0 - 5.0)
+    out = nib.load(write_like(vol.array_xyz(), vol, tmp_path / "o.nii.gz"))
+    assert out.get_data_dtype() == np.float32
+    assert out.header["cal_min"] == 0 and out.header["cal_max"] == 0
+    np.testing.assert_allclose(out.get_fdata(), data * 2.0 - 5.0)
+
+
+def test_4d_reference_gives_3d_output(tmp_path):
+    frames = np.stack([random_volume(seed=s) for s in range(2)], axis=-1)
+    p = save_nifti(tmp_path / "pet.nii.gz", frames, AFFINES["oblique"], 1, AFFINES["oblique"], 1)
+    vol = read_volume(p)
+    res = nib.load(write_like(vol.array_xyz(), vol, tmp_path / "o.nii"))
+    assert res.shape == SHAPE and res.header["dim"][0] == 3
+    np.testing.assert_allclose(res.affine, AFFINES["oblique"], atol=1e-5)
+
+
+def test_non_nifti_reference_uses_scanner_codes(tmp_path):
+    img = sitk.GetImageFromArray(random_volume().transpose(2, 1, 0))
+    img.SetOrigin((10.0, 20.0, -30.0))
+    img.SetSpacing((0.7, 1.4, 2.1))
+    img.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    p = tmp_path / "mri.nrrd"
+    sitk.WriteImage(img, str(p))
+    vol = read_volume(p)
+    res = nib.load(write_like(vol.array_xyz(), vol, tmp_path / "o.nii.gz"))
+    assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 1
+    np.testing.assert_allclose(res.affine, vol.affine_ras, atol=1e-5)
+    # the written file puts voxel (1, 2, 3) where SimpleITK puts it
+    lps = img.TransformIndexToPhysicalPoint((1, 2, 3))
+    ras = res.affine @ np.array([1, 2, 3, 1.0])
+    np.testing.assert_allclose(ras[:3], [-lps[0], -lps[1], lps[2]], atol=1e-4)
+
+
+def test_rgb_written_as_rgb24(nifti_factory, tmp_path):
+    vol = read_volume(nifti_factory())
+    rgb = np.random.default_rng(1).integers(0, 256, size=(*SHAPE, 3), dtype=np.uint8)
+    out = write_like(rgb, vol, tmp_path / "colour.nii.gz")
+    res = nib.load(out)
+    assert res.header["datatype"] == 128 and res.shape == SHAPE
+    got = np.asanyarray(res.dataobj)
+    np.testing.assert_array_equal(np.stack([got["R"], got["G"], got["B"]], axis=-1), rgb)
+    np.testing.assert_allclose(res.affine, vol.affine_ras, atol=1e-5)
+    back = sitk.ReadImage(str(out))
+    assert back.GetNumberOfComponentsPerPixel() == 3
+    with pytest.raises(ValueError, match="uint8"):
+        write_like(rgb.astype(np.float32), vol, tmp_path / "bad.nii.gz")
+
+
+def test_write_image_like(nifti_factory, tmp_path):
+    vol = read_volume(nifti_factory())
+    arr = random_volume(seed=3)
+    img = numpy_xyz_to_sitk(arr, vol.image)
+    res = nib.load(write_image_like(img, vol, tmp_path / "pet_on_mri.nii.gz"))
+    np.testing.assert_array_equal(np.asanyarray(res.dataobj), arr)
+    np.testing.assert_allclose(res.affine, vol.affine_ras, atol=1e-5)
+    moved = sitk.Image(img)
+    moved.SetOrigin(tuple(np.asarray(img.GetOrigin()) + 1.0))
+    with pytest.raises(ValueError, match="not on the reference grid"):
+        write_image_like(moved, vol, tmp_path / "x.nii.gz")
+
+
+def test_shape_mismatch_and_bad_suffix(nifti_factory, tmp_path):
+    vol = read_volume(nifti_factory())
+    with pytest.raises(ValueError, match=r"\(12, 10, 7\).*\(12, 10, 8\)"):
+        write_like(np.zeros((12, 10, 7), np.float32), vol, tmp_path / "o.nii.gz")
+    with pytest.raises(ValueError, match="o.mha"):
+        write_like(np.zeros(SHAPE, np.float32), vol, tmp_path / "o.mha")
+    nan = np.zeros(SHAPE, np.float32)
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 non-finite"):
+        write_like(nan, vol, tmp_path / "o.nii.gz")
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_output_equal_to_input_refused(nifti_factory, tmp_path):
+    p = nifti_factory(name="mri.nii.gz")
+    vol = read_volume(p)
+    before = p.read_bytes()
+    same_via_dots = tmp_path / "sub" / ".." / "mri.nii.gz"
+    with pytest.raises(Asfe3dInputError, match="same as input") as exc:
+        write_like(vol.array_xyz(), vol, same_via_dots, overwrite=True, inputs=[p])
+    assert exc.value.path == str(same_via_dots)
+    link = tmp_path / "link.nii.gz"
+    os.symlink(p, link)
+    with pytest.raises(Asfe3dInputError, match="same as input"):
+        check_output_path(link, overwrite=True, inputs=[str(p)])
+    assert p.read_bytes() == before
+
+
+def test_existing_output_refused_then_replaced(nifti_factory, tmp_path):
+    vol = read_volume(nifti_factory())
+    out = tmp_path / "o.nii.gz"
+    write_like(np.ones(SHAPE, np.float32), vol, out)
+    with pytest.raises(Asfe3dInputError, match="already exists") as exc:
+        write_like(np.zeros(SHAPE, np.float32), vol, out)
+    assert exc.value.path == str(out)
+    assert np.all(nib.load(out).get_fdata() == 1)
+    write_like(np.full(SHAPE, 2.0, np.float32), vol, out, overwrite=True)
+    assert np.all(nib.load(out).get_fdata() == 2)
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(Asfe3dInputError, match="existing folder"):
+        check_output_path(tmp_path, overwrite=True)
+
+
+def test_writer_failure_leaves_no_file(nifti_factory, tmp_path, monkeypatch):
+    vol = read_volume(nifti_factory())
+    seen = []
+
+    def failing_save(img, filename):
+        seen.append(Path(filename))
+        Path(filename).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", failing_save)
+    out = tmp_path / "out" / "o.nii.gz"
+    with pytest.raises(OSError, match="disk full"):
+        write_like(np.ones(SHAPE, np.float32), vol, out)
+    assert len(seen) == 1
+    tmp = seen[0]
+    assert tmp.parent == out.parent and tmp.name.startswith(".") and "tmp" in tmp.name
+    assert tmp.name.endswith(".nii.gz")
+    assert not out.exists() and not tmp.exists() and list(out.parent.iterdir()) == []
+
+
+def test_atomic_output_for_other_files(tmp_path):
+    dest = tmp_path / "a" / "b" / "metrics.csv"
+    with atomic_output(dest) as tmp:
+        assert tmp.parent == dest.parent and tmp.suffix == ".csv" and not dest.exists()
+        tmp.write_text("x,y\n1,2\n")
+    assert dest.read_text() == "x,y\n1,2\n"
+    with pytest.raises(RuntimeError, match="nothing was written"):
+        with atomic_output(tmp_path / "never.csv"):
+            pass
+    assert not (tmp_path / "never.csv").exists()
+    with pytest.raises(ZeroDivisionError):
+        with atomic_output(dest, overwrite=True) as tmp:
+            tmp.write_text("partial")
+            1 / 0  # noqa: B018
+    assert dest.read_text() == "x,y\n1,2\n" and _leftovers(dest.parent) == []
