@@ -1,0 +1,101 @@
+"""DICOM series folders: oblique geometry, several series, non-uniform / tilted stacks, empty folders."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import read_volume, write_like
+from asfe3d.io.convert import LPS_TO_RAS
+from tests.io.helpers import rotation, write_dicom_series
+
+UID_A = "1.2.826.0.1.3680043.2.1125.100"
+UID_B = "1.2.826.0.1.3680043.2.1125.200"
+SHAPE = (12, 10, 6)
+ORIGIN = (-40.5, 25.0, 12.25)
+SPACING = (0.9, 1.1, 2.5)
+DIRECTION = rotation(8.0, -14.0, 21.0)  # LPS
+
+
+def _array(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 1000, size=SHAPE).astype(np.int16)
+
+
+def _expected_ras_affine() -> np.ndarray:
+    aff = np.eye(4)
+    aff[:3, :3] = LPS_TO_RAS @ DIRECTION @ np.diag(SPACING)
+    aff[:3, 3] = LPS_TO_RAS @ np.asarray(ORIGIN)
+    return aff
+
+
+def test_oblique_series_round_trip(tmp_path):
+    arr = _array()
+    folder = tmp_path / "t1"
+    files = write_dicom_series(folder, arr, ORIGIN, SPACING, DIRECTION, UID_A, "T1 MPRAGE")
+    # shuffle file names so that alphabetical order is not slice order
+    for i, f in enumerate(files):
+        f.rename(folder / f"x{(i * 7) % len(files):03d}_{i}.dcm")
+    vol = read_volume(folder, role="MRI")
+    assert vol.format == "dicom" and vol.nifti_header is None and vol.shape_xyz == SHAPE
+    assert vol.info["series_uid"] == UID_A and vol.info["series_description"] == "T1 MPRAGE"
+    assert vol.info["slices"] == SHAPE[2]
+    np.testing.assert_allclose(vol.affine_ras, _expected_ras_affine(), atol=1e-4)
+    np.testing.assert_array_equal(vol.array_xyz(), arr.astype(np.float32))
+    res = nib.load(write_like(vol.array_xyz(), vol, tmp_path / "out.nii.gz", inputs=[folder]))
+    np.testing.assert_allclose(res.affine, _expected_ras_affine(), atol=1e-4)
+    assert int(res.header["qform_code"]) == 1 and int(res.header["sform_code"]) == 1
+    np.testing.assert_array_equal(np.asanyarray(res.dataobj), arr)
+
+
+def test_two_series_need_series_uid(tmp_path):
+    folder = tmp_path / "mixed"
+    write_dicom_series(folder, _array(0), ORIGIN, SPACING, DIRECTION, UID_A, "T1 MPRAGE", prefix="a")
+    write_dicom_series(folder, _array(1), ORIGIN, SPACING, np.eye(3), UID_B, "FLAIR", prefix="b")
+    with pytest.raises(Asfe3dInputError, match="2 DICOM series") as exc:
+        read_volume(folder, role="MRI")
+    msg = str(exc.value)
+    assert UID_A in msg and UID_B in msg and "'T1 MPRAGE', 6 slices" in msg and "'FLAIR', 6 slices" in msg
+    vol = read_volume(folder, series_uid=UID_B)
+    np.testing.assert_array_equal(vol.array_xyz(), _array(1).astype(np.float32))
+    assert vol.info["series_description"] == "FLAIR"
+    with pytest.raises(Asfe3dInputError, match="no DICOM series '9.9.9'"):
+        read_volume(folder, series_uid="9.9.9")
+
+
+def test_non_uniform_spacing_refused(tmp_path):
+    folder = tmp_path / "gap"
+    files = write_dicom_series(folder, _array(), ORIGIN, SPACING, DIRECTION, UID_A)
+    files[3].unlink()  # a missing slice
+    with pytest.raises(Asfe3dInputError, match="not uniform"):
+        read_volume(folder)
+
+
+def test_gantry_tilt_refused(tmp_path):
+    normal = DIRECTION[:, 2]
+    row = DIRECTION[:, 0]
+    positions = [np.asarray(ORIGIN) + k * SPACING[2] * normal + k * 0.3 * row for k in range(SHAPE[2])]
+    write_dicom_series(tmp_path / "tilt", _array(), ORIGIN, SPACING, DIRECTION, UID_A, positions=positions)
+    with pytest.raises(Asfe3dInputError, match="gantry tilt"):
+        read_volume(tmp_path / "tilt")
+
+
+def test_repeated_positions_refused(tmp_path):
+    positions = [ORIGIN] * SHAPE[2]
+    write_dicom_series(tmp_path / "dyn", _array(), ORIGIN, SPACING, DIRECTION, UID_A, positions=positions)
+    with pytest.raises(Asfe3dInputError, match="distinct slice positions"):
+        read_volume(tmp_path / "dyn")
+
+
+def test_empty_and_non_dicom_folders(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Asfe3dInputError, match="folder is empty") as exc:
+        read_volume(empty, role="PET")
+    assert exc.value.path == str(empty)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("no images here")
+    with pytest.raises(Asfe3dInputError, match=r"no DICOM series \(1 files"):
+        read_volume(junk)
