@@ -1,7 +1,8 @@
-"""Data sources: the simulated MNI-based MRI/PET pair (demo and 3D training data)."""
+"""Data sources: the HMIF 2D pairs, the simulated MNI-based MRI/PET pair (demo and 3D training data)."""
 
 from __future__ import annotations
 
+from asfe3d.data.hmif import HMIF_TASKS, HmifDataset, HmifPair, list_pairs, load_pair, split_pairs
 from asfe3d.data.simulate import (
     DemoPair,
     apply_rigid_motion,
@@ -15,6 +16,12 @@ from asfe3d.data.simulate import (
 )
 
 __all__ = [
+    "HMIF_TASKS",
+    "HmifDataset",
+    "HmifPair",
+    "list_pairs",
+    "load_pair",
+    "split_pairs",
     "DemoPair",
     "apply_rigid_motion",
     "brain_mask",
