@@ -1,1 +1,45 @@
-"""See the package docs."""
+"""Image-fusion quality metrics (EN, SD, SF, AG, MI, SCD, CC, VIF, Qabf, SSIM, PSNR) for 2D images and 3D volumes.
+
+Plain functions live in :mod:`asfe3d.metrics.functional`; :class:`FusionMetric` wraps them as a MONAI
+``CumulativeIterationMetric``. Conventions: ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from asfe3d.metrics.functional import (
+    HIGHER_IS_BETTER,
+    METRIC_NAMES,
+    average_gradient,
+    correlation_coefficient,
+    entropy,
+    fusion_metrics,
+    mutual_information,
+    psnr,
+    qabf,
+    scd,
+    spatial_frequency,
+    ssim,
+    standard_deviation,
+    to_8bit,
+    vif,
+)
+from asfe3d.metrics.fusion_metric import FusionMetric
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRIC_NAMES",
+    "FusionMetric",
+    "average_gradient",
+    "correlation_coefficient",
+    "entropy",
+    "fusion_metrics",
+    "mutual_information",
+    "psnr",
+    "qabf",
+    "scd",
+    "spatial_frequency",
+    "ssim",
+    "standard_deviation",
+    "to_8bit",
+    "vif",
+]

@@ -1,0 +1,125 @@
+"""MONAI ``CumulativeIterationMetric`` computing the fusion metrics per batch item."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.metrics import CumulativeIterationMetric
+
+from asfe3d.metrics.functional import METRIC_NAMES, fusion_metrics
+
+__all__ = ["FusionMetric"]
+
+
+class FusionMetric(CumulativeIterationMetric):
+    """Fusion quality metrics (all 11 of :data:`METRIC_NAMES` or a selection) for each item of a batch.
+
+    Each call appends a ``(B, n_metrics)`` float64 tensor (columns in :attr:`names` order) to the buffer;
+    :meth:`aggregate` returns the mean of every column as ``{name: value}``. The values are those of
+    :func:`asfe3d.metrics.functional.fusion_metrics` (8-bit conventions, see ``docs/metrics.md``).
+
+    Args:
+        names: metric names to compute, from :data:`METRIC_NAMES`; ``None`` for all 11 (kept in that order).
+
+    Raises:
+        ValueError: unknown, duplicated or no names.
+
+    Example:
+        >>> metric = FusionMetric(names=["SSIM", "PSNR"])
+        >>> _ = metric(y_pred=fused, y=torch.cat([mri, pet], dim=1))  # fused (B, 1, H, W[, D]), sources (B, 2, ...)
+        >>> metric.aggregate()  # {"SSIM": ..., "PSNR": ...}
+    """
+
+    def __init__(self, names: Sequence[str] | None = None) -> None:
+        super().__init__()
+        if names is None:
+            self.names: list[str] = list(METRIC_NAMES)
+        else:
+            if isinstance(names, str):
+                raise ValueError(f"names must be a sequence of metric names, got the string {names!r}.")
+            names = list(names)
+            unknown = [n for n in names if n not in METRIC_NAMES]
+            if unknown:
+                raise ValueError(f"unknown metric names {unknown}; choose from {METRIC_NAMES}.")
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"names must be non-empty and without duplicates, got {names}.")
+            self.names = [n for n in METRIC_NAMES if n in names]
+
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None, mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """Metrics of every batch item.
+
+        Args:
+            y_pred: fused images ``(B, 1, H, W[, D])`` in ``[0, 1]``.
+            y: sources ``(B, 2, H, W[, D])`` in ``[0, 1]``, channels ``[A (MRI), B (PET)]``.
+            mask: optional boolean head masks ``(B, 1, H, W[, D])`` or ``(B, H, W[, D])``.
+            kwargs: unused (accepted for MONAI's interface).
+
+        Returns:
+            float64 tensor ``(B, len(names))``.
+
+        Raises:
+            ValueError: missing ``y``, wrong ranks, channel counts or mismatched shapes (the message quotes them).
+        """
+        if y is None:
+            raise ValueError("FusionMetric needs the two sources as y (B, 2, H, W[, D]).")
+        if y_pred.ndim not in (4, 5) or y_pred.shape[1] != 1:
+            raise ValueError(f"y_pred must have shape (B, 1, H, W[, D]), got {tuple(y_pred.shape)}.")
+        if y.ndim != y_pred.ndim or y.shape[1] != 2 or y.shape[0] != y_pred.shape[0] or y.shape[2:] != y_pred.shape[2:]:
+            raise ValueError(
+                f"y must have shape (B, 2, *spatial) matching y_pred {tuple(y_pred.shape)}, got {tuple(y.shape)}."
+            )
+        if mask is not None:
+            if not isinstance(mask, (torch.Tensor, np.ndarray)):
+                raise ValueError(f"mask must be a tensor or array, got {type(mask).__name__}.")
+            if mask.shape[0] != y_pred.shape[0] or tuple(mask.shape[-(y_pred.ndim - 2):]) != tuple(y_pred.shape[2:]):
+                raise ValueError(
+                    f"mask must have shape (B, [1,] *spatial) matching y_pred {tuple(y_pred.shape)}, "
+                    f"got {tuple(mask.shape)}."
+                )
+        rows = []
+        for i in range(y_pred.shape[0]):
+            vals = fusion_metrics(
+                y_pred[i, 0], y[i, 0], y[i, 1], mask=None if mask is None else mask[i], names=self.names
+            )
+            rows.append([vals[n] for n in self.names])
+        return torch.tensor(rows, dtype=torch.float64)
+
+    def _compute_list(  # type: ignore[override]
+        self, y_pred: Any, y: Any = None, mask: Any = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """List of channel-first items: like MONAI's, with ``mask`` split per item (a list or a batch-first tensor)."""
+        if y is None:
+            raise ValueError("FusionMetric needs the two sources as y (a list of (2, H, W[, D]) tensors).")
+        if len(y_pred) != len(y):
+            raise ValueError(f"y_pred and y must list as many items, got {len(y_pred)} and {len(y)}.")
+        if mask is not None and len(mask) != len(y_pred):
+            raise ValueError(f"mask must list one mask per item ({len(y_pred)}), got {len(mask)}.")
+        rows = [
+            self._compute_tensor(
+                torch.as_tensor(p).detach().unsqueeze(0),
+                torch.as_tensor(s).detach().unsqueeze(0),
+                mask=None if mask is None else torch.as_tensor(mask[i]).unsqueeze(0),
+            )
+            for i, (p, s) in enumerate(zip(y_pred, y))
+        ]
+        return torch.cat(rows, dim=0)
+
+    def aggregate(self) -> dict[str, float]:  # type: ignore[override]
+        """Mean of every metric over all accumulated items.
+
+        Returns:
+            ``{name: mean}`` in :attr:`names` order.
+
+        Raises:
+            ValueError: nothing accumulated yet.
+        """
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor) or data.numel() == 0:
+            raise ValueError("FusionMetric.aggregate: nothing accumulated; call the metric on a batch first.")
+        means = data.reshape(-1, len(self.names)).mean(dim=0)
+        return {n: float(v) for n, v in zip(self.names, means)}
