@@ -168,8 +168,8 @@ def read_volume(
 # ----------------------------------------------------------------------------------------------------- NIfTI
 
 
-def _read_nifti(p: Path, role: str, info: dict[str, Any]) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray, Any]:
-    """Load a NIfTI with nibabel; returns (4D-or-3D float32 array, affine, header copy)."""
+def _read_nifti(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Load a NIfTI with nibabel; returns (float32 array (X, Y, Z[, T]), RAS affine, header copy)."""
     try:
         img = nib.load(str(p))
     except Exception as err:  # nibabel raises many types for non-images (ImageFileError, gzip errors...)
@@ -245,7 +245,8 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
         img = reader.Execute()  # reads (and decompresses) all voxels
     except RuntimeError as err:
         raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
-    info["sitk_io"] = io_name.replace("ImageIO", "").lower() or "other"
+    name = io_name.replace("ImageIO", "").lower() or "other"
+    info["sitk_io"] = {"gdcm": "dicom", "nifti": "nifti-pair", "meta": "mha"}.get(name, name)
     return img
 
 
@@ -307,6 +308,12 @@ def _read_dicom_series(folder: Path, role: str, series_uid: str | None, info: di
     elif series_uid not in summaries:
         raise Asfe3dInputError(folder, f"{role} folder has no DICOM series {series_uid!r}; it holds: {listing}")
     files, description = summaries[series_uid]
+    info.update(series_uid=series_uid, series_description=description)
+    if len(files) == 1:  # one (possibly multi-frame) file: SimpleITK reads its geometry itself
+        img = _read_sitk_file(Path(files[0]), role, info)
+        info.pop("sitk_io", None)
+        info["slices"] = int(img.GetSize()[2]) if img.GetDimension() >= 3 else 1
+        return img
     files, positions = _sorted_slices(folder, files, role)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -316,7 +323,7 @@ def _read_dicom_series(folder: Path, role: str, series_uid: str | None, info: di
         raise Asfe3dInputError(folder, f"{role} DICOM series {series_uid} cannot be read ({_short(err)})") from None
     if img.GetDimension() == 3 and img.GetSize()[2] == len(files):
         _check_dicom_geometry(folder, img, positions)
-    info.update(series_uid=series_uid, series_description=description, slices=len(files))
+    info["slices"] = len(files)
     return img
 
 

@@ -99,3 +99,12 @@ def test_empty_and_non_dicom_folders(tmp_path):
     (junk / "notes.txt").write_text("no images here")
     with pytest.raises(Asfe3dInputError, match=r"no DICOM series \(1 files"):
         read_volume(junk)
+
+
+def test_single_slice_series_refused_as_2d(tmp_path):
+    files = write_dicom_series(tmp_path / "one", _array(), ORIGIN, SPACING, DIRECTION, UID_A)
+    for f in files[1:]:
+        f.unlink()
+    with pytest.raises(Asfe3dInputError, match="2D") as exc:
+        read_volume(tmp_path / "one", role="PET")
+    assert "PET" in str(exc.value)
