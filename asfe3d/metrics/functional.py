@@ -338,13 +338,13 @@ def _edge_preservation(gs: list[np.ndarray], gf: list[np.ndarray], ns: np.ndarra
 
         orient = 1.0 - np.abs(angle(gs) - angle(gf)) / np.float32(math.pi / 2)
     else:
-        # 3D: undirected angle theta in [0, pi/2] between the gradient vectors; A = 1 - theta / (pi/2)
-        dot = gs[0] * gf[0]
-        for a, b in zip(gs[1:], gf[1:]):
-            dot += a * b
-        den = ns * nf
-        cos = np.divide(np.abs(dot), den, out=np.zeros_like(den), where=den > 0)
-        orient = 1.0 - np.arccos(np.clip(cos, 0.0, 1.0)) / np.float32(math.pi / 2)
+        # 3D: undirected angle theta in [0, pi/2] between the gradient vectors, A = 1 - theta / (pi/2);
+        # theta = atan2(|g_S x g_F|, |g_S . g_F|) is accurate near 0 where arccos of the cosine is not
+        (s0, s1, s2), (f0, f1, f2) = gs, gf
+        dot = np.abs(s0 * f0 + s1 * f1 + s2 * f2)
+        cross = np.sqrt((s1 * f2 - s2 * f1) ** 2 + (s2 * f0 - s0 * f2) ** 2 + (s0 * f1 - s1 * f0) ** 2)
+        theta = np.where(nf > 0, np.arctan2(cross, dot), np.float32(math.pi / 2))  # no F edge: orientation 0
+        orient = 1.0 - theta / np.float32(math.pi / 2)
     q = _QG_GAMMA / (1.0 + np.exp(_QG_KAPPA * (strength - _QG_SIGMA)))
     q *= _QA_GAMMA / (1.0 + np.exp(_QA_KAPPA * (orient - _QA_SIGMA)))
     return q

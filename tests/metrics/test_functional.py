@@ -1,0 +1,238 @@
+"""Tests of asfe3d.metrics.functional on tiny 2D images (32x32) and 3D volumes (16^3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from asfe3d.metrics import (
+    HIGHER_IS_BETTER,
+    METRIC_NAMES,
+    average_gradient,
+    correlation_coefficient,
+    entropy,
+    fusion_metrics,
+    mutual_information,
+    psnr,
+    qabf,
+    scd,
+    spatial_frequency,
+    ssim,
+    standard_deviation,
+    vif,
+)
+
+SHAPES = {"2d": (32, 32), "3d": (16, 16, 16)}
+TWO_SOURCE = ["MI", "SCD", "CC", "VIF", "Qabf", "SSIM", "PSNR"]
+
+
+def smooth(shape: tuple[int, ...], seed: int, sigma: float = 1.5) -> np.ndarray:
+    """Smooth random image rescaled to [0, 1]."""
+    x = gaussian_filter(np.random.default_rng(seed).random(shape), sigma)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def checkerboard(shape: tuple[int, ...]) -> np.ndarray:
+    return (np.indices(shape).sum(axis=0) % 2).astype(np.float64)
+
+
+def half_half(shape: tuple[int, ...]) -> np.ndarray:
+    x = np.zeros(shape)
+    x[: shape[0] // 2] = 1.0
+    return x
+
+
+@pytest.fixture(params=list(SHAPES), ids=list(SHAPES))
+def shape(request: pytest.FixtureRequest) -> tuple[int, ...]:
+    return SHAPES[request.param]
+
+
+def test_names_constants() -> None:
+    assert METRIC_NAMES == ["EN", "SD", "SF", "AG", "MI", "SCD", "CC", "VIF", "Qabf", "SSIM", "PSNR"]
+    assert set(HIGHER_IS_BETTER) == set(METRIC_NAMES) and all(HIGHER_IS_BETTER.values())
+
+
+# --------------------------------------------------------------------------------------- closed-form values
+def test_closed_form_single_image(shape: tuple[int, ...]) -> None:
+    nd = len(shape)
+    hh = half_half(shape)
+    assert entropy(hh) == pytest.approx(1.0, abs=1e-12)
+    assert standard_deviation(hh) == pytest.approx(127.5, abs=1e-9)
+    cb = checkerboard(shape)
+    assert spatial_frequency(cb) == pytest.approx(255.0 * math.sqrt(nd), rel=1e-9)
+    assert average_gradient(cb) == pytest.approx(255.0, rel=1e-6)
+    # a ramp along axis 0 with step 1 grey level: SF^2 = 1, AG = sqrt(1 / nd)
+    ramp = np.broadcast_to((np.arange(shape[0]) / 255.0).reshape((-1,) + (1,) * (nd - 1)), shape)
+    assert spatial_frequency(ramp) == pytest.approx(1.0, rel=1e-9)
+    assert average_gradient(ramp) == pytest.approx(math.sqrt(1.0 / nd), rel=1e-6)
+
+
+def test_psnr_closed_form(shape: tuple[int, ...]) -> None:
+    f = np.zeros(shape)
+    a = np.full(shape, 100 / 255)
+    b = np.full(shape, 50 / 255)
+    mse = (100**2 + 50**2) / 2
+    assert psnr(f, a, b) == pytest.approx(10 * math.log10(255**2 / mse), rel=1e-12)
+
+
+def test_qabf_perfect_edges_constant(shape: tuple[int, ...]) -> None:
+    # F == A == B: strength 1 and orientation 1 wherever there is an edge, so Q is the product of the two sigmoids
+    a = smooth(shape, 1)
+    expected = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))
+    assert qabf(a, a, a) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mutual_information_against_histogram2d(shape: tuple[int, ...]) -> None:
+    a, b, f = smooth(shape, 1), smooth(shape, 2), smooth(shape, 3)
+
+    def mi(x: np.ndarray, y: np.ndarray) -> float:
+        h, _, _ = np.histogram2d(np.rint(x * 255).ravel(), np.rint(y * 255).ravel(), bins=256, range=[[0, 256]] * 2)
+        p = h / h.sum()
+        px, py = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+        nz = p > 0
+        return float((p[nz] * np.log2(p[nz] / (px @ py)[nz])).sum())
+
+    assert mutual_information(f, a, b) == pytest.approx(mi(a, f) + mi(b, f), rel=1e-9)
+
+
+# --------------------------------------------------------------------------------------- identities
+def test_identical_images(shape: tuple[int, ...]) -> None:
+    a, b = smooth(shape, 1), smooth(shape, 2)
+    assert ssim(a, a, a) == pytest.approx(2.0, abs=1e-5)
+    assert vif(a, a, a) == pytest.approx(2.0, abs=1e-4)
+    assert mutual_information(a, a, a) == pytest.approx(2 * entropy(a), rel=1e-12)
+    assert correlation_coefficient(a, a, a) == pytest.approx(1.0, abs=1e-12)
+    assert psnr(a, a, a) == math.inf
+    p = psnr(a, a, b)  # F equal to one source: finite, and only half the MSE of B counts
+    mse_b = np.mean((np.rint(a * 255) - np.rint(b * 255)) ** 2)
+    assert math.isfinite(p) and p == pytest.approx(10 * math.log10(255**2 / (mse_b / 2)), rel=1e-9)
+
+
+def test_fused_equal_to_one_source(shape: tuple[int, ...]) -> None:
+    a, b = smooth(shape, 1), smooth(shape, 2)
+    qa, qb = np.rint(a * 255), np.rint(b * 255)
+    r_ab = np.corrcoef(qa.ravel(), qb.ravel())[0, 1]
+    assert correlation_coefficient(a, a, b) == pytest.approx((1 + r_ab) / 2, rel=1e-9)
+    # SCD with F = A: r(A - B, A) + r(0, B), the second undefined (zero variance) and counted as 0
+    r_diff = np.corrcoef((qa - qb).ravel(), qa.ravel())[0, 1]
+    assert scd(a, a, b) == pytest.approx(r_diff, rel=1e-9)
+    assert mutual_information(a, a, b) == pytest.approx(entropy(a) + mutual_information(a, b, b) / 2, rel=1e-9)
+    # F = A scores SSIM(A, A) = 1 plus SSIM(B, A) < 1
+    s = ssim(a, a, b)
+    assert 1.0 < s < 2.0
+
+
+def test_constant_images(shape: tuple[int, ...]) -> None:
+    c = np.full(shape, 0.4)
+    out = fusion_metrics(c, c, np.full(shape, 0.7))
+    assert not any(math.isnan(v) for v in out.values())
+    assert out["EN"] == 0.0 and out["SD"] == 0.0 and out["SF"] == 0.0 and out["AG"] == 0.0
+    assert out["VIF"] == 0.0 and out["Qabf"] == 0.0 and out["CC"] == 0.0 and out["SCD"] == 0.0
+    assert math.isfinite(out["PSNR"])
+
+
+def test_swap_sources(shape: tuple[int, ...]) -> None:
+    a, b = smooth(shape, 1), smooth(shape, 2)
+    f = np.clip(0.6 * a + 0.4 * b + 0.02 * np.random.default_rng(5).standard_normal(shape), 0, 1)
+    m1 = fusion_metrics(f, a, b, names=TWO_SOURCE)
+    m2 = fusion_metrics(f, b, a, names=TWO_SOURCE)
+    for k in TWO_SOURCE:
+        assert m1[k] == pytest.approx(m2[k], rel=1e-9), k
+
+
+def test_noisy_copy_scores_lower(shape: tuple[int, ...]) -> None:
+    a, b = smooth(shape, 1), smooth(shape, 2)
+    clean = 0.5 * (a + b)
+    noisy = np.clip(clean + 0.1 * np.random.default_rng(7).standard_normal(shape), 0, 1)
+    for fn in (ssim, vif, qabf):
+        assert fn(noisy, a, b) < fn(clean, a, b), fn.__name__
+
+
+def test_fusion_metrics_matches_single_functions(shape: tuple[int, ...]) -> None:
+    a, b, f = smooth(shape, 1), smooth(shape, 2), smooth(shape, 3)
+    out = fusion_metrics(f, a, b)
+    assert list(out) == METRIC_NAMES
+    singles = {
+        "EN": entropy(f), "SD": standard_deviation(f), "SF": spatial_frequency(f), "AG": average_gradient(f),
+        "MI": mutual_information(f, a, b), "SCD": scd(f, a, b), "CC": correlation_coefficient(f, a, b),
+        "VIF": vif(f, a, b), "Qabf": qabf(f, a, b), "SSIM": ssim(f, a, b), "PSNR": psnr(f, a, b),
+    }
+    for k in METRIC_NAMES:
+        assert out[k] == pytest.approx(singles[k], rel=1e-12), k
+    assert list(fusion_metrics(f, a, b, names=["PSNR", "EN"])) == ["EN", "PSNR"]
+
+
+def test_torch_and_channel_dims(shape: tuple[int, ...]) -> None:
+    a, b, f = smooth(shape, 1), smooth(shape, 2), smooth(shape, 3)
+    ref = fusion_metrics(f, a, b)
+    t = lambda x: torch.from_numpy(x).float()[None]  # noqa: E731  (1, H, W[, D]) float32 tensor
+    out = fusion_metrics(t(f), t(a), t(b))
+    for k in METRIC_NAMES:
+        assert out[k] == pytest.approx(ref[k], rel=1e-5), k
+
+
+# --------------------------------------------------------------------------------------- masks
+def test_mask_restricts(shape: tuple[int, ...]) -> None:
+    a, b, f = smooth(shape, 1), smooth(shape, 2), smooth(shape, 3)
+    mask = np.zeros(shape, dtype=bool)
+    mask[(slice(4, -4),) * len(shape)] = True
+    # values outside the mask do not change histogram / pointwise statistics
+    f2 = f.copy()
+    f2[~mask] = np.random.default_rng(3).random(int((~mask).sum()))
+    names = ["EN", "SD", "MI", "SCD", "CC", "PSNR", "SF", "AG"]
+    m1 = fusion_metrics(f, a, b, mask=mask, names=names)
+    m2 = fusion_metrics(f2, a, b, mask=mask, names=names)
+    for k in names:
+        assert m1[k] == pytest.approx(m2[k], rel=1e-12), k
+    assert fusion_metrics(f, a, b, mask=mask)["EN"] != pytest.approx(entropy(f))
+    # half/half image: only the ones inside the mask -> entropy 0
+    hh = half_half(shape)
+    assert entropy(hh, mask=hh.astype(bool)) == 0.0
+    # windowed metric: F = A within SSIM's window radius (5) of the mask, garbage elsewhere -> SSIM(A, F) = 1
+    inner = np.zeros(shape, dtype=bool)
+    inner[(slice(7, 9),) * len(shape)] = True
+    g = np.random.default_rng(4).random(shape)
+    g[(slice(2, 14),) * len(shape)] = a[(slice(2, 14),) * len(shape)]
+    assert ssim(g, a, a, mask=inner) == pytest.approx(2.0, abs=1e-5)
+    assert ssim(g, a, a) < 1.9
+    full = np.ones(shape, dtype=bool)
+    for k, v in fusion_metrics(f, a, b, mask=full).items():
+        assert v == pytest.approx(fusion_metrics(f, a, b)[k], rel=1e-6), k
+
+
+# --------------------------------------------------------------------------------------- bad input
+def test_shape_mismatch(shape: tuple[int, ...]) -> None:
+    a = smooth(shape, 1)
+    other = np.zeros(tuple(s + 1 for s in shape))
+    with pytest.raises(ValueError, match=r"\(" + ", ".join(str(s + 1) for s in shape) + r"\)"):
+        ssim(a, a, other)
+    with pytest.raises(ValueError, match="mask shape"):
+        entropy(a, mask=np.ones(tuple(s + 1 for s in shape), dtype=bool))
+
+
+@pytest.mark.parametrize("bad_shape", [(16,), (2, 8, 8, 8), (1, 1, 1, 16)])
+def test_bad_ndim(bad_shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"got shape \(" + ", ".join(map(str, bad_shape))):
+        entropy(np.zeros(bad_shape))
+
+
+def test_bad_values(shape: tuple[int, ...]) -> None:
+    a = smooth(shape, 1)
+    nan = a.copy()
+    nan.flat[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        psnr(nan, a, a)
+    with pytest.raises(ValueError, match=r"\[0, 2\]"):
+        vif(a * 2, a, a)
+    with pytest.raises(ValueError, match="boolean"):
+        entropy(a, mask=np.ones(shape))
+    with pytest.raises(ValueError, match="empty"):
+        entropy(a, mask=np.zeros(shape, dtype=bool))
+    with pytest.raises(ValueError, match="at least 2"):
+        entropy(np.zeros(shape[:-1] + (1,)) if len(shape) == 3 else np.zeros((1, 5, 1)))
+    with pytest.raises(ValueError, match="unknown metric names"):
+        fusion_metrics(a, a, a, names=["SSIM", "FMI"])
