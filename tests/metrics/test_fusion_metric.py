@@ -1,0 +1,90 @@
+"""Tests of the MONAI-style FusionMetric on tiny 2D (32x32) and 3D (16^3) batches."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from monai.metrics import CumulativeIterationMetric
+
+from asfe3d.metrics import METRIC_NAMES, FusionMetric, fusion_metrics
+
+SPATIAL = {"2d": (32, 32), "3d": (16, 16, 16)}
+
+
+def smooth_batch(batch: int, channels: int, spatial: tuple[int, ...], seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch, channels) + spatial, generator=g)
+    pool = torch.nn.functional.avg_pool2d if len(spatial) == 2 else torch.nn.functional.avg_pool3d
+    x = pool(x, 3, stride=1, padding=1)
+    lo = x.amin(dim=tuple(range(2, x.ndim)), keepdim=True)
+    hi = x.amax(dim=tuple(range(2, x.ndim)), keepdim=True)
+    return (x - lo) / (hi - lo)
+
+
+@pytest.fixture(params=list(SPATIAL), ids=list(SPATIAL))
+def spatial(request: pytest.FixtureRequest) -> tuple[int, ...]:
+    return SPATIAL[request.param]
+
+
+def test_batch_matches_functional_and_aggregates(spatial: tuple[int, ...]) -> None:
+    metric = FusionMetric()
+    assert isinstance(metric, CumulativeIterationMetric)
+    src = smooth_batch(3, 2, spatial, 0)
+    fused = smooth_batch(3, 1, spatial, 1)
+    out = metric(y_pred=fused, y=src)
+    assert out.shape == (3, len(METRIC_NAMES))
+    per_item = [fusion_metrics(fused[i, 0], src[i, 0], src[i, 1]) for i in range(3)]
+    for j, name in enumerate(METRIC_NAMES):
+        for i in range(3):
+            assert out[i, j].item() == pytest.approx(per_item[i][name], rel=1e-12)
+    # a second call accumulates; aggregate is the mean over all 5 items
+    src2, fused2 = smooth_batch(2, 2, spatial, 2), smooth_batch(2, 1, spatial, 3)
+    metric(y_pred=fused2, y=src2)
+    agg = metric.aggregate()
+    assert list(agg) == METRIC_NAMES
+    per_item += [fusion_metrics(fused2[i, 0], src2[i, 0], src2[i, 1]) for i in range(2)]
+    for name in METRIC_NAMES:
+        assert agg[name] == pytest.approx(sum(p[name] for p in per_item) / 5, rel=1e-9)
+    metric.reset()
+    with pytest.raises(ValueError, match="nothing accumulated"):
+        metric.aggregate()
+
+
+def test_selected_names_list_input_and_mask(spatial: tuple[int, ...]) -> None:
+    metric = FusionMetric(names=["PSNR", "SSIM"])
+    assert metric.names == ["SSIM", "PSNR"]
+    src = smooth_batch(2, 2, spatial, 0)
+    fused = smooth_batch(2, 1, spatial, 1)
+    mask = torch.zeros((2, 1) + spatial, dtype=torch.bool)
+    mask[(slice(None), slice(None)) + (slice(4, -4),) * len(spatial)] = True
+    out_t = metric(y_pred=fused, y=src, mask=mask)
+    out_l = metric(y_pred=list(fused), y=list(src), mask=list(mask))
+    assert torch.allclose(out_t, out_l)
+    expected = fusion_metrics(fused[0], src[0, 0], src[0, 1], mask=mask[0], names=["SSIM", "PSNR"])
+    assert out_t[0].tolist() == pytest.approx([expected["SSIM"], expected["PSNR"]], rel=1e-12)
+    unmasked = FusionMetric(names=["PSNR"])(y_pred=fused, y=src)
+    assert not math.isclose(unmasked[0, 0].item(), out_t[0, 1].item())
+
+
+def test_bad_input(spatial: tuple[int, ...]) -> None:
+    src = smooth_batch(2, 2, spatial, 0)
+    fused = smooth_batch(2, 1, spatial, 1)
+    metric = FusionMetric(names=["SD"])
+    with pytest.raises(ValueError, match=r"got \(2, 1"):
+        metric(y_pred=fused, y=src[:, :1])
+    with pytest.raises(ValueError, match=r"y_pred must have shape"):
+        metric(y_pred=src, y=src)
+    with pytest.raises(ValueError, match="sources"):
+        metric(y_pred=fused)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        metric(y_pred=fused, y=src, mask=torch.ones((2, 1) + tuple(s + 1 for s in spatial), dtype=torch.bool))
+    bad = fused.clone()
+    bad[0, 0].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        metric(y_pred=bad, y=src)
+    with pytest.raises(ValueError, match="unknown metric names"):
+        FusionMetric(names=["SSIM", "Qcb"])
+    with pytest.raises(ValueError, match="duplicates"):
+        FusionMetric(names=["SSIM", "SSIM"])
