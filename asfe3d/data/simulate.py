@@ -9,6 +9,7 @@ SimpleITK's registration convention: it maps *MRI (fixed) physical points to PET
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -62,10 +63,7 @@ def load_mni(resolution: float = 1) -> tuple[sitk.Image, sitk.Image, sitk.Image]
     """
     if not (isinstance(resolution, (int, float)) and math.isfinite(resolution) and resolution >= 1):
         raise ValueError(f"resolution must be a number >= 1 (mm), got {resolution!r}")
-    images = []
-    for kind in ("t1", "gm", "wm"):
-        img = sitk.Cast(sitk.ReadImage(str(_mni_file(kind))), sitk.sitkFloat32) / 255.0
-        images.append(sitk.Cast(img, sitk.sitkFloat32))
+    images = [sitk.Image(img) for img in _read_mni_1mm()]  # copies: callers may modify them
     if resolution == 1:
         return images[0], images[1], images[2]
     ref = images[0]
@@ -83,8 +81,17 @@ def load_mni(resolution: float = 1) -> tuple[sitk.Image, sitk.Image, sitk.Image]
             smooth, size, sitk.Transform(), sitk.sitkLinear, origin.tolist(), [float(resolution)] * 3,
             ref.GetDirection(), 0.0, sitk.sitkFloat32,
         )
-        out.append(res)
+        out.append(sitk.Clamp(res, sitk.sitkFloat32, 0.0, 1.0))  # the recursive Gaussian rings slightly
     return out[0], out[1], out[2]
+
+
+@functools.lru_cache(maxsize=1)
+def _read_mni_1mm() -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    images = []
+    for kind in ("t1", "gm", "wm"):
+        img = sitk.Cast(sitk.ReadImage(str(_mni_file(kind))), sitk.sitkFloat32) / 255.0
+        images.append(sitk.Cast(img, sitk.sitkFloat32))
+    return images[0], images[1], images[2]
 
 
 def brain_mask(gm: sitk.Image, wm: sitk.Image, threshold: float = 0.3) -> sitk.Image:

@@ -93,23 +93,30 @@ def _stage(
     sampling: float,
     iterations: int,
     optimizer: str,
+    learning_rate: float = 2.0,
+    bound_mm: float = 0.0,
     moving_initial: sitk.Transform | None = None,
 ) -> tuple[sitk.Transform, float, int, str]:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed)
+    # SimpleITK treats a seed of 0 as "seed from the wall clock", so shift by one to keep seed=0 reproducible
+    reg.SetMetricSamplingPercentage(sampling, seed + 1)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     if optimizer == "rsgd":
         reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=2.0, minStep=1e-3, numberOfIterations=iterations, relaxationFactor=0.6,
+            learningRate=learning_rate, minStep=1e-3, numberOfIterations=iterations, relaxationFactor=0.6,
             gradientMagnitudeTolerance=1e-8,
         )
         reg.SetOptimizerScalesFromPhysicalShift()
-    elif optimizer == "lbfgs2":
-        reg.SetOptimizerAsLBFGS2(numberOfIterations=iterations, solutionAccuracy=1e-5)
+    elif optimizer == "lbfgsb":
+        reg.SetOptimizerAsLBFGSB(
+            gradientConvergenceTolerance=1e-5, numberOfIterations=iterations, maximumNumberOfCorrections=5,
+            maximumNumberOfFunctionEvaluations=4 * iterations, costFunctionConvergenceFactor=1e7,
+            lowerBound=-bound_mm, upperBound=bound_mm, trace=False,
+        )
     else:  # pragma: no cover - internal
         raise ValueError(f"unknown optimizer {optimizer!r}")
     reg.SetShrinkFactorsPerLevel(list(shrink))
@@ -150,7 +157,8 @@ def register_pet_to_mri(
         mri: fixed image (3D, any pixel type).
         pet: moving image (3D).
         method: one of ``"rigid"``, ``"affine"``, ``"deformable"``, ``"none"``.
-        seed: seed of the metric's random sampling (same inputs and seed give the same result).
+        seed: seed of the metric's random sampling, >= 0 (same inputs and seed give the same result; SimpleITK
+            receives ``seed + 1`` because it reads 0 as "seed from the clock").
         sampling: fraction of fixed voxels sampled per iteration, in (0, 1].
         iterations: maximum iterations per resolution level.
         use_mask: restrict the metric to the MRI head (Otsu mask, dilated by 2 voxels).
@@ -164,6 +172,8 @@ def register_pet_to_mri(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
+        raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
     if not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
         raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
     if not (isinstance(iterations, int) and iterations >= 1):
@@ -260,7 +270,7 @@ def overlap_fraction(mri: sitk.Image, pet_on_mri: sitk.Image, *, pet_threshold: 
         the fraction in [0, 1] (0 for an empty head mask).
     """
     _check_grid(mri, pet_on_mri)
-    head = sitk.GetArrayViewFromImage(head_mask(mri)).astype(bool)
+    head = sitk.GetArrayFromImage(head_mask(mri)).astype(bool)
     pet = sitk.GetArrayViewFromImage(pet_on_mri)
     if not head.any():
         return 0.0
