@@ -38,9 +38,10 @@ class ASFEFusion(nn.Module):
 
     A shared encoder (the same weights for both modalities) gives multi-scale features of MRI and PET; at
     each scale a :class:`~asfe3d.networks.blocks.FusionBlock` fuses the pair (CASF + AFF + SFEF, optionally with
-    the deformable cross blend, or a light conv fusion at fine scales); a decoder with skips goes back to the
-    stem resolution; a head predicts a per-pixel blend weight ``w`` and a residual ``r``, upsampled to the input
-    grid, optionally refined by a full-resolution ``3^d`` conv that also sees the two inputs, and
+    the deformable cross blend, or a light conv fusion at fine scales); a decoder with skips (a 1^d projection at
+    the coarse scale, nearest upsampling, the skip added, one 3^d conv block) goes back to the stem resolution; a
+    head predicts a per-pixel blend weight ``w`` and a residual ``r``, upsampled to the input grid, optionally
+    refined by a full-resolution ``3^d`` conv that also sees the two inputs, and
 
     ``fused = clamp(w * mri + (1 - w) * pet + residual_scale * tanh(r), 0, 1)``,
 
@@ -103,7 +104,9 @@ class ASFEFusion(nn.Module):
         self.fusion = nn.ModuleList(
             [FusionBlock(d, c, mode=m, norm=_NORM, act=_ACT, **{k: cfg[k] for k in block_keys}) for c, m in zip(chans, fusion)]
         )
-        self.decoder = nn.ModuleList([_conv_block(d, chans[i + 1] + chans[i], chans[i], 1, 1) for i in range(len(chans) - 1)])
+        # decoder: 1^d projection at the coarse scale, upsample, add the skip, one 3^d conv block
+        self.up_proj = nn.ModuleList([conv(chans[i + 1], chans[i], kernel_size=1) for i in range(len(chans) - 1)])
+        self.decoder = nn.ModuleList([_conv_block(d, chans[i], chans[i], 1, 1) for i in range(len(chans) - 1)])
         self.head = conv(chans[0], 2, kernel_size=1)
         self.refine = conv(4, 2, kernel_size=3, padding=1) if cfg["refine"] else None
         if self.refine is not None:
@@ -138,8 +141,8 @@ class ASFEFusion(nn.Module):
         y = fused[-1]
         for i in range(len(self.decoder) - 1, -1, -1):
             skip = fused[i]
-            y = F.interpolate(y, size=skip.shape[2:], mode="nearest")
-            y = self.decoder[i](torch.cat([y, skip], dim=1))
+            y = F.interpolate(self.up_proj[i](y), size=skip.shape[2:], mode="nearest")
+            y = self.decoder[i](y + skip)
         wr = self.head(y)
         if self.stem_stride > 1:
             wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)

@@ -30,7 +30,7 @@ _PAPER: dict[str, Any] = {
     "attn_window": None,
     "num_experts": 4,
     "slots_per_expert": 1,
-    "expert_hidden": 1536,
+    "expert_hidden": 2808,
     "moe_window": None,
     "aff_mask_kernel": 7,
     "deform": False,
