@@ -111,14 +111,14 @@ def _stage(
             gradientMagnitudeTolerance=1e-8,
         )
         reg.SetOptimizerScalesFromPhysicalShift()
-    elif optimizer == "lbfgsb":
+    elif optimizer == "lbfgsb":  # bounds on the B-spline control-point displacements (mm)
         reg.SetOptimizerAsLBFGSB(
             gradientConvergenceTolerance=1e-5, numberOfIterations=iterations, maximumNumberOfCorrections=5,
             maximumNumberOfFunctionEvaluations=4 * iterations, costFunctionConvergenceFactor=1e7,
             lowerBound=-bound_mm, upperBound=bound_mm, trace=False,
         )
-    else:  # pragma: no cover - internal
-        raise ValueError(f"unknown optimizer {optimizer!r}")
+    else:
+        raise ValueError(f"optimizer must be 'rsgd' or 'lbfgsb', got {optimizer!r}")
     reg.SetShrinkFactorsPerLevel(list(shrink))
     reg.SetSmoothingSigmasPerLevel(list(sigmas))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
@@ -141,6 +141,8 @@ def register_pet_to_mri(
     iterations: int = 200,
     use_mask: bool = True,
     bspline_mesh: int = 4,
+    bspline_iterations: int = 30,
+    bspline_bound_mm: float = 1.0,
 ) -> RegistrationResult:
     """Register a PET volume to an MRI volume (MRI fixed, PET moving) with Mattes mutual information.
 
@@ -150,7 +152,8 @@ def register_pet_to_mri(
     - ``rigid``: Euler3D transform;
     - ``affine``: the rigid result, then a 12-parameter affine transform initialised from it;
     - ``deformable``: the rigid result, then a coarse B-spline (``bspline_mesh`` mesh cells per axis over the MRI,
-      LBFGS2, levels 2, 1), composed with the rigid transform;
+      bounded L-BFGS-B with control-point displacements limited to +-``bspline_bound_mm``, levels 4, 2), composed
+      with the rigid transform (B-spline first, on MRI points, then the rigid transform);
     - ``none``: identity.
 
     Args:
@@ -163,6 +166,9 @@ def register_pet_to_mri(
         iterations: maximum iterations per resolution level.
         use_mask: restrict the metric to the MRI head (Otsu mask, dilated by 2 voxels).
         bspline_mesh: B-spline mesh cells per axis (``deformable`` only).
+        bspline_iterations: L-BFGS-B iterations per level (``deformable`` only).
+        bspline_bound_mm: largest control-point displacement in mm (``deformable`` only); the bound keeps the
+            coarse B-spline from fitting PET/MRI contrast differences instead of anatomy.
 
     Returns:
         :class:`RegistrationResult`; ``transform`` maps MRI points to PET points.
@@ -180,6 +186,10 @@ def register_pet_to_mri(
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     if not (isinstance(bspline_mesh, int) and bspline_mesh >= 1):
         raise ValueError(f"bspline_mesh must be a positive integer, got {bspline_mesh!r}")
+    if not (isinstance(bspline_iterations, int) and bspline_iterations >= 1):
+        raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
+    if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
+        raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")
     for name, img in (("mri", mri), ("pet", pet)):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise ValueError(
@@ -215,8 +225,9 @@ def register_pet_to_mri(
         transform = affine
     elif method == "deformable":
         bspline = sitk.BSplineTransformInitializer(fixed, [bspline_mesh] * 3, order=3)
-        _, metric, n_iter, stop = _stage(fixed, moving, bspline, shrink=(2, 1), sigmas=(1, 0), optimizer="lbfgs2",
-                                         moving_initial=rigid, **common)
+        common["iterations"] = bspline_iterations
+        _, metric, n_iter, stop = _stage(fixed, moving, bspline, shrink=(4, 2), sigmas=(2, 1), optimizer="lbfgsb",
+                                         bound_mm=bspline_bound_mm, moving_initial=rigid, **common)
         # the B-spline acts first (on MRI points), then the rigid transform
         transform = sitk.CompositeTransform([rigid, bspline])
     seconds = time.perf_counter() - start
