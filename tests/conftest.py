@@ -28,3 +28,26 @@ def cuda_device():
     if not torch.cuda.is_available():
         pytest.skip("CUDA not available")
     return torch.device("cuda")
+
+
+@pytest.fixture(scope="session")
+def small_pair(tmp_path_factory):
+    """A coarse simulated MRI/PET pair (MNI at 4 mm, PET at 6 mm, known rigid motion), made once per session.
+
+    Tests must not modify these files (they are shared); copy them first when a test needs to.
+    """
+    from asfe3d.data import make_demo_pair
+
+    return make_demo_pair(tmp_path_factory.mktemp("small_pair"), resolution=4, mri_spacing=(4, 4, 4),
+                          pet_spacing=6.0, seed=3)
+
+
+def write_nifti(path, data, affine, qform_code=1, sform_code=1):
+    """Write a float32 NIfTI with given codes (test helper)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data, np.float32), affine)
+    img.set_qform(affine, code=qform_code)
+    img.set_sform(affine, code=sform_code)
+    nib.save(img, str(path))
+    return path

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.transforms import ColourFuse, Fuse, LoadVolume, RegisterToReference, RobustNormalize, SaveLikeReference
+from tests.conftest import write_nifti
+
+OBLIQUE = np.array([[0.98, -0.17, 0.0, -20.0], [0.17, 0.98, 0.0, 10.0], [0.0, 0.0, 1.5, -30.0], [0, 0, 0, 1]])
+
+
+def _head(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    r2 = (grid**2).sum(0)
+    return (np.where(r2 < 0.6, 100.0 + 50 * grid[0], 0.0) + rng.normal(0, 1, shape)).astype(np.float32)
+
+
+@pytest.fixture
+def mri_file(tmp_path):
+    return write_nifti(tmp_path / "mri.nii.gz", _head((20, 18, 16)), OBLIQUE, qform_code=1, sform_code=2)
+
+
+def test_load_volume_gives_channel_first_metatensor_with_affine(mri_file):
+    img = LoadVolume(role="MRI")(mri_file)
+    assert isinstance(img, MetaTensor) and img.shape == (1, 20, 18, 16)
+    np.testing.assert_allclose(img.affine.numpy(), nib.load(mri_file).affine, atol=1e-5)
+    assert str(mri_file) in str(img.meta["filename_or_obj"])
+
+
+def test_load_volume_bad_file_names_it(tmp_path):
+    bad = tmp_path / "nope.nii.gz"
+    with pytest.raises(Asfe3dInputError, match="nope.nii.gz"):
+        LoadVolume()(bad)
+
+
+def test_register_none_resamples_onto_reference_grid(mri_file, tmp_path):
+    # the same head on a coarser, shifted grid covering the same space
+    pet_affine = OBLIQUE.copy()
+    pet_affine[:3, :3] *= 2.0
+    pet_data = _head((10, 9, 8), seed=1)
+    pet_file = write_nifti(tmp_path / "pet.nii.gz", pet_data, pet_affine)
+    mri, pet = LoadVolume()(mri_file), LoadVolume()(pet_file)
+    out = RegisterToReference(method="none", min_overlap=0.0)(pet, mri)
+    assert out.shape == mri.shape
+    np.testing.assert_allclose(out.affine.numpy(), mri.affine.numpy())
+    assert float(out.max()) > 50.0
+
+
+def test_register_rigid_recovers_motion(small_pair):
+    from asfe3d.registration import registration_error_mm
+
+    import SimpleITK as sitk
+
+    mri, pet = LoadVolume()(small_pair.mri_path), LoadVolume()(small_pair.pet_path)
+    reg = RegisterToReference(method="rigid", sampling=0.2)
+    out = reg(pet, mri)
+    assert out.shape == mri.shape
+    err = registration_error_mm(small_pair.true_transform, reg.last_result.transform,
+                                sitk.ReadImage(str(small_pair.mask_path)))
+    assert err["mean"] < 2.0  # 4 mm voxels: well under half a voxel
+
+
+def test_register_bad_arguments():
+    with pytest.raises(ValueError, match="'warp'"):
+        RegisterToReference(method="warp")
+    with pytest.raises(ValueError, match=r"\(2, 4, 4, 4\)"):
+        RegisterToReference(method="none")(MetaTensor(torch.zeros(2, 4, 4, 4)), MetaTensor(torch.zeros(1, 4, 4, 4)))
+
+
+@pytest.mark.parametrize("spatial", [(12, 10), (8, 9, 7)], ids=["2d", "3d"])
+def test_normalize_and_fuse(spatial):
+    img = MetaTensor(torch.stack([torch.from_numpy(_head(spatial)), torch.from_numpy(_head(spatial, 2) * 3)]))
+    norm = RobustNormalize()(img)
+    assert norm.shape == img.shape and float(norm.min()) >= 0 and float(norm.max()) <= 1
+    fused = Fuse(method="max")(norm)
+    assert fused.shape == (1, *spatial)
+    torch.testing.assert_close(fused[0], torch.maximum(norm[0], norm[1]))
+    rgb = ColourFuse(method="mean", colormap="hot")(norm)
+    assert rgb.shape == (3, *spatial)
+
+
+def test_fuse_bad_inputs():
+    with pytest.raises(ValueError, match=r"\(3, 4, 4\)"):
+        Fuse(method="mean")(torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="'bogus'"):
+        Fuse(method="bogus")
+    with pytest.raises(ValueError, match="'nocolour'"):
+        ColourFuse(colormap="nocolour")
+    with pytest.raises(ValueError, match="lower=5"):
+        RobustNormalize(lower=5, upper=1)
+
+
+def test_save_like_reference_keeps_geometry_and_codes(mri_file, tmp_path):
+    mri = LoadVolume()(mri_file)
+    out = SaveLikeReference(output_dir=tmp_path / "out")(mri * 0.5, mri_file)
+    assert out.name == "mri_fused.nii.gz"
+    ref, got = nib.load(mri_file), nib.load(out)
+    assert got.shape == ref.shape and got.get_data_dtype() == np.float32
+    np.testing.assert_allclose(got.affine, ref.affine, atol=1e-5)
+    assert int(got.header["qform_code"]) == 1 and int(got.header["sform_code"]) == 2
+    np.testing.assert_allclose(got.get_fdata(), 0.5 * ref.get_fdata(), atol=1e-4)
+    rgb = SaveLikeReference(output_path=tmp_path / "rgb.nii.gz")(torch.rand(3, 20, 18, 16), mri_file)
+    assert nib.load(rgb).shape == ref.shape
+
+
+def test_save_like_reference_refuses_overwrite_and_bad_args(mri_file, tmp_path):
+    mri = LoadVolume()(mri_file)
+    with pytest.raises(Asfe3dInputError, match="mri.nii.gz"):
+        SaveLikeReference(output_path=mri_file, overwrite=True)(mri, mri_file)
+    with pytest.raises(ValueError, match="exactly one"):
+        SaveLikeReference()
+    with pytest.raises(ValueError, match=r"\(2, 20, 18, 16\)"):
+        SaveLikeReference(output_dir=tmp_path)(torch.zeros(2, 20, 18, 16), mri_file)

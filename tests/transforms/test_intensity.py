@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asfe3d.transforms.intensity import head_mask, otsu_threshold, robust_normalize, robust_range
+
+
+def _ball(shape, radius_frac=0.35, value=100.0):
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    img = np.where((grid**2).sum(0) < (2 * radius_frac) ** 2, value, 0.0).astype(np.float32)
+    return img
+
+
+def test_otsu_separates_two_modes():
+    values = np.concatenate([np.full(100, 10.0), np.full(100, 50.0)])
+    assert 10.0 < otsu_threshold(values) < 50.0
+
+
+@pytest.mark.parametrize("shape", [(32, 30), (20, 22, 18)], ids=["2d", "3d"])
+def test_head_mask_fills_holes_and_keeps_largest(shape):
+    img = _ball(shape)
+    centre = tuple(s // 2 for s in shape)
+    img[centre] = 0.0  # a "ventricle"
+    img[(0,) * len(shape)] = 100.0  # an isolated speck
+    mask = head_mask(img)
+    assert mask[centre] and not mask[(0,) * len(shape)]
+
+
+@pytest.mark.parametrize("shape", [(32, 30), (20, 22, 18)], ids=["2d", "3d"])
+def test_robust_normalize_range_and_inverse(shape):
+    rng = np.random.default_rng(0)
+    img = _ball(shape) + rng.normal(0, 5, shape).astype(np.float32)
+    out, (lo, hi) = robust_normalize(img)
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    inside = (img > lo) & (img < hi)
+    np.testing.assert_allclose(out[inside] * (hi - lo) + lo, img[inside], rtol=1e-4, atol=1e-3)
+
+
+def test_robust_range_ignores_empty_field_of_view():
+    small = _ball((40, 40, 40), radius_frac=0.1)
+    lo, hi = robust_range(small, upper=99.0)
+    assert lo == 0.0 and hi == pytest.approx(100.0)  # the head's percentile, not the mostly-empty volume's
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="lower=60.*upper=50"):
+        robust_range(np.random.rand(5, 5), lower=60, upper=50)
+    with pytest.raises(ValueError, match="constant image.*3.0"):
+        robust_normalize(np.full((5, 5), 3.0))
+    with pytest.raises(ValueError, match=r"\(4, 4\).*\(5, 5\)"):
+        robust_range(np.random.rand(5, 5), mask=np.ones((4, 4), bool))
