@@ -1,0 +1,611 @@
+"""Cohort mode: fuse many MRI/PET pairs with :func:`asfe3d.pipeline.fuse_pair`, resumably, with a summary CSV.
+
+A cohort is a list of :class:`Subject` (read from a CSV or a folder of subject folders by :func:`read_datalist`).
+:func:`run_cohort` fuses them one after the other:
+
+- **resumable**: a subject whose fused output already exists and is a valid NIfTI on its MRI's grid (same shape and
+  affine, readable, finite) is not redone (status ``skipped``); stale temporary files that a killed run left beside
+  a subject's outputs (``.<stem>.tmp<8 hex><suffix>``, the names :func:`asfe3d.io.atomic_output` uses) are removed
+  before that subject is fused. Outputs are written atomically by ``fuse_pair``, so a killed run never leaves a
+  partial file under an output's name.
+- **robust**: one subject's failure (bad input or any exception) is recorded (status ``failed`` and the message)
+  and the others go on.
+- **summary**: a CSV (:data:`SUMMARY_COLUMNS`) rewritten atomically after every subject, so a killed run keeps the
+  rows of the subjects it finished.
+
+Multi-process / multi-node runs (``torchrun``) shard the subjects with :mod:`asfe3d.distributed`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from asfe3d.errors import Asfe3dInputError
+
+__all__ = [
+    "Subject",
+    "SubjectResult",
+    "SUMMARY_COLUMNS",
+    "STATUSES",
+    "read_datalist",
+    "subject_output_path",
+    "check_existing_output",
+    "run_cohort",
+    "run_cohort_cli",
+    "write_summary",
+    "read_summary",
+    "check_results",
+]
+
+logger = logging.getLogger("asfe3d")
+
+#: statuses of a subject in a cohort run
+STATUSES = ("ok", "skipped", "failed")
+STEPS = ("load", "register", "resample", "normalise", "fuse", "save")
+#: columns of the summary CSV, in order
+SUMMARY_COLUMNS = (
+    "subject", "status", "registration_metric",
+    *(f"{s}_s" for s in STEPS),
+    "total_s", "output", "message", "rank",
+)
+_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+_MRI_NAME = re.compile(r"(^|[^a-z])(mri|t1)")
+_PET_NAME = re.compile(r"(^|[^a-z])pet")
+_DERIVED_NAME = re.compile(r"(^|[^a-z])(fused|pet_on_mri|rgb|preview)([^a-z]|$)")
+#: keyword arguments of fuse_pair that a cohort sets per subject itself
+_RESERVED = ("mri", "pet", "output", "overwrite")
+_PER_SUBJECT_PATH_OPTIONS = ("save_registered_pet", "save_rgb", "preview", "save_transform")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One MRI/PET pair of a cohort.
+
+    Attributes:
+        subject: a unique name (used for the default output name ``<subject>_fused.nii.gz``).
+        mri: MRI file or DICOM folder.
+        pet: PET file or DICOM folder.
+        output: the fused output path; ``None`` for the cohort's default.
+    """
+
+    subject: str
+    mri: Path
+    pet: Path
+    output: Path | None = None
+
+
+@dataclass
+class SubjectResult:
+    """What happened to one subject of a cohort run.
+
+    Attributes:
+        subject: the subject's name.
+        status: ``ok``, ``skipped`` or ``failed``.
+        output: the fused output path (planned, for a failed subject).
+        registration_metric: the final Mattes MI metric (NaN when not registered in this run).
+        timings: seconds per step (``load`` ... ``save``) for ``ok`` subjects.
+        total: seconds spent on this subject in this run (including the validity check of a skipped one).
+        message: why a subject failed or was skipped, or what was notable.
+        rank: the process rank that handled the subject (0 without torch.distributed).
+    """
+
+    subject: str
+    status: str
+    output: Path | None
+    registration_metric: float = float("nan")
+    timings: dict[str, float] = field(default_factory=dict)
+    total: float = float("nan")
+    message: str = ""
+    rank: int = 0
+
+    def as_row(self) -> dict[str, str]:
+        """The result as one summary CSV row (strings keyed by :data:`SUMMARY_COLUMNS`)."""
+
+        def num(value: float | None) -> str:
+            return "" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+        row = {
+            "subject": self.subject,
+            "status": self.status,
+            "registration_metric": num(self.registration_metric),
+            "total_s": num(self.total),
+            "output": "" if self.output is None else str(self.output),
+            "message": self.message,
+            "rank": str(self.rank),
+        }
+        for step in STEPS:
+            row[f"{step}_s"] = num(self.timings.get(step))
+        return row
+
+
+# ----------------------------------------------------------------------------------------------- datalists
+
+
+def _check_subject_name(name: str, where: str | Path, detail: str) -> str:
+    name = name.strip()
+    if not name:
+        raise Asfe3dInputError(where, f"{detail}: empty subject name")
+    if name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise Asfe3dInputError(where, f"{detail}: subject name {name!r} is not a plain file name")
+    return name
+
+
+def _read_csv_datalist(path: Path) -> list[Subject]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Asfe3dInputError(path, f"cannot read the datalist CSV ({type(exc).__name__}: {exc})") from None
+    reader = csv.DictReader(text.splitlines())
+    if reader.fieldnames is None:
+        raise Asfe3dInputError(path, "datalist CSV is empty (expected a header: subject,mri,pet[,output])")
+    columns = [c.strip().lower() for c in reader.fieldnames]
+    missing = [c for c in ("subject", "mri", "pet") if c not in columns]
+    if missing:
+        raise Asfe3dInputError(path, f"datalist CSV lacks column(s) {missing}; found {columns} "
+                                     "(expected subject,mri,pet[,output])")
+    if len(set(columns)) != len(columns):
+        raise Asfe3dInputError(path, f"datalist CSV has duplicate columns: {columns}")
+    base = path.parent
+    subjects: list[Subject] = []
+    seen: dict[str, int] = {}
+    for line, raw in enumerate(reader, start=2):
+        row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if None in raw:
+            raise Asfe3dInputError(path, f"line {line}: more cells than columns")
+        if not any(row.values()):
+            continue  # blank line
+        name = _check_subject_name(row.get("subject", ""), path, f"line {line}")
+        if name in seen:
+            raise Asfe3dInputError(path, f"line {line}: duplicate subject {name!r} (first on line {seen[name]})")
+        seen[name] = line
+        paths: dict[str, Path] = {}
+        for role in ("mri", "pet"):
+            cell = row.get(role, "")
+            if not cell:
+                raise Asfe3dInputError(path, f"line {line}: subject {name!r} has no {role.upper()} path")
+            p = Path(cell).expanduser()
+            p = p if p.is_absolute() else base / p
+            if not p.exists():
+                raise Asfe3dInputError(path, f"line {line}: subject {name!r}: {role.upper()} {p} does not exist")
+            paths[role] = p
+        out_cell = row.get("output", "")
+        output = None
+        if out_cell:
+            output = Path(out_cell).expanduser()
+            output = output if output.is_absolute() else base / output
+        subjects.append(Subject(name, paths["mri"], paths["pet"], output))
+    if not subjects:
+        raise Asfe3dInputError(path, "datalist CSV has a header but no subjects")
+    return subjects
+
+
+def _is_volume_entry(p: Path) -> bool:
+    name = p.name.lower()
+    if name.startswith("."):
+        return False
+    if _DERIVED_NAME.search(name):
+        return False  # our own outputs written beside the inputs
+    return p.is_dir() or name.endswith(_VOLUME_SUFFIXES)
+
+
+def _read_folder_datalist(path: Path) -> list[Subject]:
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise Asfe3dInputError(path, "datalist folder holds no subject folders")
+    subjects = []
+    for folder in folders:
+        entries = sorted(p for p in folder.iterdir() if _is_volume_entry(p))
+        found: dict[str, list[Path]] = {"MRI": [], "PET": []}
+        for p in entries:
+            name = p.name.lower()
+            is_mri, is_pet = bool(_MRI_NAME.search(name)), bool(_PET_NAME.search(name))
+            if is_mri and is_pet:
+                raise Asfe3dInputError(p, "name matches both MRI (mri/t1) and PET (pet); rename it")
+            if is_mri:
+                found["MRI"].append(p)
+            elif is_pet:
+                found["PET"].append(p)
+        for role, hint in (("MRI", "'mri' or 't1'"), ("PET", "'pet'")):
+            if not found[role]:
+                raise Asfe3dInputError(folder, f"no {role} found (a volume file or DICOM folder whose name "
+                                               f"contains {hint})")
+            if len(found[role]) > 1:
+                raise Asfe3dInputError(folder, f"several {role} candidates: {[p.name for p in found[role]]}")
+        name = _check_subject_name(folder.name, folder, "subject folder")
+        subjects.append(Subject(name, found["MRI"][0], found["PET"][0]))
+    return subjects
+
+
+def read_datalist(path: str | Path) -> list[Subject]:
+    """Read a cohort: a CSV file or a folder of subject folders.
+
+    CSV: a header with the columns ``subject``, ``mri``, ``pet`` and optionally ``output`` (any order, any case);
+    relative paths are resolved against the CSV's folder; blank lines are ignored; an empty ``output`` cell means
+    the cohort's default output. Folder: every non-hidden sub-folder is a subject (named after the folder) holding
+    exactly one MRI (a volume file or DICOM folder whose name contains ``mri`` or ``t1``) and one PET (name
+    containing ``pet``); asfe3d's own outputs (``*fused*``, ``*pet_on_mri*``...) and hidden files are ignored.
+
+    Args:
+        path: the CSV file or the folder.
+
+    Returns:
+        The subjects, in file order (CSV) or sorted by folder name.
+
+    Raises:
+        Asfe3dInputError: a missing path; a CSV that is unreadable, empty, lacks a column, repeats a subject or
+            names a missing file; a subject folder without exactly one MRI and one PET.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise Asfe3dInputError(path, "datalist does not exist")
+    if path.is_dir():
+        return _read_folder_datalist(path)
+    return _read_csv_datalist(path)
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+
+
+def subject_output_path(subject: Subject, output_dir: str | Path | None = None) -> Path:
+    """Where a subject's fused volume goes.
+
+    Args:
+        subject: the subject.
+        output_dir: the cohort's output folder.
+
+    Returns:
+        ``subject.output`` when set; else ``<output_dir>/<subject>_fused.nii.gz``; else the pipeline's default
+        (``<mri stem>_fused.nii.gz`` beside the MRI).
+    """
+    from asfe3d.pipeline import default_output_path
+
+    if subject.output is not None:
+        return Path(subject.output)
+    if output_dir is not None:
+        return Path(output_dir) / f"{subject.subject}_fused.nii.gz"
+    return default_output_path(subject.mri)
+
+
+def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
+    """Whether an existing fused output is complete and on its MRI's grid.
+
+    Args:
+        output: the fused NIfTI.
+        mri: the subject's MRI (file or DICOM folder).
+
+    Returns:
+        ``None`` when the output is valid, else the reason it is not (also when it does not exist).
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from asfe3d.io import read_volume
+
+    output = Path(output)
+    if not output.is_file():
+        return "no output yet"
+    try:
+        img = nib.load(str(output))
+        data = np.asanyarray(img.dataobj)  # reads the whole file: catches truncated files
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is "not valid"
+        return f"unreadable NIfTI ({type(exc).__name__}: {exc})"
+    try:
+        ref = read_volume(mri, role="MRI", allow_nonfinite=True)
+    except Exception as exc:  # noqa: BLE001
+        return f"cannot read the MRI to check the output grid ({exc})"
+    if tuple(data.shape) != tuple(ref.shape_xyz):
+        return f"shape {tuple(data.shape)} differs from the MRI's {tuple(ref.shape_xyz)}"
+    if not np.allclose(img.affine, ref.affine_ras, atol=1e-4):
+        return "affine differs from the MRI's"
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        return "holds non-finite voxels"
+    return None
+
+
+_TMP_TAIL = re.compile(r"^\.tmp[0-9a-f]{8}")
+
+
+def _stale_temporaries(path: Path) -> list[Path]:
+    """Temporary files that :func:`asfe3d.io.atomic_output` would have made for ``path`` (``.<stem>.tmpXXXXXXXX<sfx>``)."""
+    from asfe3d.io.writer import _split_suffix
+
+    stem, suffix = _split_suffix(path.name)
+    prefix = f".{stem}"
+    if not path.parent.is_dir():
+        return []
+    found = []
+    for p in path.parent.iterdir():
+        name = p.name
+        if name.startswith(prefix) and name.endswith(suffix) and p.is_file():
+            middle = name[len(prefix): len(name) - len(suffix)] if suffix else name[len(prefix):]
+            if _TMP_TAIL.match(middle) and len(middle) == 12:
+                found.append(p)
+    return found
+
+
+def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> list[Path]:
+    from asfe3d.pipeline import derived_output_paths
+
+    derived = derived_output_paths(output)
+    names = {"save_registered_pet": "registered_pet", "save_rgb": "rgb", "preview": "preview",
+             "save_transform": "transform"}
+    planned = [output]
+    for option, kind in names.items():
+        value = fuse_kwargs.get(option)
+        if value is True:
+            planned.append(derived[kind])
+    return planned
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+
+def write_summary(results: Iterable[SubjectResult], path: str | Path) -> Path:
+    """Write a summary CSV atomically (temporary file in the same folder, then rename).
+
+    Args:
+        results: the rows, in order.
+        path: the CSV path (replaced if it exists).
+
+    Returns:
+        The path.
+    """
+    from asfe3d.io import atomic_output
+
+    path = Path(path)
+    with atomic_output(path, overwrite=True) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(SUMMARY_COLUMNS))
+            writer.writeheader()
+            for result in results:
+                writer.writerow(result.as_row())
+    return path
+
+
+def read_summary(path: str | Path) -> list[dict[str, str]]:
+    """Read a summary CSV written by :func:`write_summary`.
+
+    Args:
+        path: the CSV.
+
+    Returns:
+        One dict per row.
+
+    Raises:
+        Asfe3dInputError: missing file or columns other than :data:`SUMMARY_COLUMNS`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Asfe3dInputError(path, "summary CSV does not exist")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != SUMMARY_COLUMNS:
+            raise Asfe3dInputError(path, f"not an asfe3d summary (columns {reader.fieldnames})")
+        return list(reader)
+
+
+def _result_from_row(row: dict[str, str]) -> SubjectResult:
+    def num(text: str) -> float:
+        return float(text) if text else float("nan")
+
+    return SubjectResult(
+        subject=row["subject"], status=row["status"], output=Path(row["output"]) if row["output"] else None,
+        registration_metric=num(row["registration_metric"]),
+        timings={s: float(row[f"{s}_s"]) for s in STEPS if row[f"{s}_s"]},
+        total=num(row["total_s"]), message=row["message"], rank=int(row["rank"] or 0),
+    )
+
+
+def check_results(results: Sequence[SubjectResult]) -> list[SubjectResult]:
+    """Raise when any subject failed (for scripted runs, e.g. the MONAI bundle).
+
+    Args:
+        results: what :func:`run_cohort` returned.
+
+    Returns:
+        ``results`` unchanged when none failed.
+
+    Raises:
+        RuntimeError: listing the failed subjects and their messages.
+    """
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        lines = "; ".join(f"{r.subject}: {r.message}" for r in failed)
+        raise RuntimeError(f"{len(failed)} of {len(results)} subject(s) failed: {lines}")
+    return list(results)
+
+
+# --------------------------------------------------------------------------------------------------- runs
+
+
+def _check_cohort(subjects: Sequence[Subject], output_dir: str | Path | None) -> dict[str, Path]:
+    if isinstance(subjects, (str, Path)) or not all(isinstance(s, Subject) for s in subjects):
+        raise ValueError(f"subjects must be a list of asfe3d.cohort.Subject, got {type(subjects).__name__}")
+    outputs: dict[str, Path] = {}
+    owners: dict[Path, str] = {}
+    for s in subjects:
+        if s.subject in outputs:
+            raise ValueError(f"duplicate subject {s.subject!r} in the cohort")
+        out = subject_output_path(s, output_dir)
+        key = out.expanduser().resolve()
+        if key in owners:
+            raise ValueError(f"subjects {owners[key]!r} and {s.subject!r} would both write {out}")
+        owners[key] = s.subject
+        outputs[s.subject] = out
+    return outputs
+
+
+def run_cohort(
+    subjects: Sequence[Subject],
+    *,
+    output_dir: str | Path | None = None,
+    summary_path: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    rank: int = 0,
+    **fuse_kwargs: Any,
+) -> list[SubjectResult]:
+    """Fuse every subject of a cohort with :func:`asfe3d.pipeline.fuse_pair`, resumably.
+
+    Args:
+        subjects: the cohort (see :func:`read_datalist`).
+        output_dir: where fused volumes go as ``<subject>_fused.nii.gz`` (subjects with their own ``output``
+            keep it); ``None``: beside each MRI.
+        summary_path: the summary CSV, rewritten atomically after each subject; ``None``: no summary file.
+        overwrite: redo every subject and replace its outputs; otherwise a subject with a valid output is
+            skipped (status ``skipped``), and one with an invalid (unreadable, wrong grid) output is redone.
+        progress: show a tqdm progress bar over subjects.
+        rank: the process rank recorded in the summary (set by :mod:`asfe3d.distributed`).
+        fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair` (``method``, ``registration``, ``device``...);
+            ``save_registered_pet``/``save_rgb``/``preview``/``save_transform`` take ``True`` only (per-subject
+            default names). ``fuse_pair``'s own ``progress`` defaults to False here.
+
+    Returns:
+        One :class:`SubjectResult` per subject, in the cohort's order.
+
+    Raises:
+        ValueError: bad arguments (not Subjects, duplicate subjects or outputs, reserved or path-valued options).
+    """
+    from tqdm.auto import tqdm
+
+    from asfe3d.pipeline import fuse_pair
+
+    reserved = [k for k in _RESERVED if k in fuse_kwargs]
+    if reserved:
+        raise ValueError(f"run_cohort sets {reserved} per subject; do not pass them (got {reserved})")
+    for option in _PER_SUBJECT_PATH_OPTIONS:
+        value = fuse_kwargs.get(option, False)
+        if value not in (True, False, None):
+            raise ValueError(f"{option} must be True or False in cohort mode (one path cannot serve every "
+                             f"subject), got {value!r}")
+    if not isinstance(rank, int) or rank < 0:
+        raise ValueError(f"rank must be a non-negative int, got {rank!r}")
+    fuse_kwargs.setdefault("progress", False)
+    outputs = _check_cohort(subjects, output_dir)
+    results: list[SubjectResult] = []
+    bar = tqdm(subjects, desc="asfe3d cohort" + (f" (rank {rank})" if rank else ""), unit="subject",
+               disable=not progress, dynamic_ncols=True)
+    counts = {s: 0 for s in STATUSES}
+    for subject in bar:
+        output = outputs[subject.subject]
+        t0 = time.perf_counter()
+        result = _run_one(subject, output, overwrite, fuse_kwargs, fuse_pair, rank)
+        if result.status != "ok":
+            result.total = time.perf_counter() - t0
+        results.append(result)
+        counts[result.status] += 1
+        bar.set_postfix(counts, refresh=False)
+        if summary_path is not None:
+            write_summary(results, summary_path)
+    bar.close()
+    logger.info("cohort: %d ok, %d skipped, %d failed", counts["ok"], counts["skipped"], counts["failed"])
+    return results
+
+
+def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[str, Any], fuse_pair: Any,
+             rank: int) -> SubjectResult:
+    message = ""
+    redo = overwrite
+    if not overwrite and output.exists():
+        reason = check_existing_output(output, subject.mri)
+        if reason is None:
+            return SubjectResult(subject.subject, "skipped", output, message="valid output exists; not redone",
+                                 rank=rank)
+        logger.warning("%s: existing output %s is not valid (%s); redoing it", subject.subject, output, reason)
+        message = f"replaced an invalid earlier output ({reason})"
+        redo = True
+    for stale in (t for p in _planned_outputs(output, fuse_kwargs) for t in _stale_temporaries(p)):
+        logger.warning("%s: removing %s left by an interrupted run", subject.subject, stale)
+        stale.unlink(missing_ok=True)
+    try:
+        res = fuse_pair(subject.mri, subject.pet, output, overwrite=redo, **fuse_kwargs)
+    except Asfe3dInputError as exc:
+        logger.error("%s: %s", subject.subject, exc)
+        return SubjectResult(subject.subject, "failed", output, message=str(exc), rank=rank)
+    except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the cohort
+        logger.exception("%s: failed", subject.subject)
+        return SubjectResult(subject.subject, "failed", output, message=f"{type(exc).__name__}: {exc}", rank=rank)
+    return SubjectResult(
+        subject.subject, "ok", Path(res.output), registration_metric=float(res.registration.get("metric", math.nan)),
+        timings={k: float(res.timings[k]) for k in STEPS if k in res.timings},
+        total=float(res.timings.get("total", math.nan)), message=message, rank=rank,
+    )
+
+
+def _cohort_fuse_kwargs(args: Any) -> dict[str, Any]:
+    from asfe3d.cli import _fusion_kwargs
+
+    if getattr(args, "output", None) is not None:
+        raise Asfe3dInputError(args.output, "-o/--output names one file; in cohort mode use --output-dir or an "
+                                            "output column in the datalist")
+    if getattr(args, "series", None):
+        raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
+    kwargs = _fusion_kwargs(args)
+    kwargs.pop("progress", None)
+    kwargs.update(
+        mri_series=args.mri_series, pet_series=args.pet_series, pet_frame=args.pet_frame,
+        allow_nonfinite=args.allow_nonfinite,
+    )
+    flags = {"save_registered_pet": "--save-registered-pet", "save_rgb": "--rgb", "preview": "--preview",
+             "save_transform": "--save-transform"}
+    for key, flag in flags.items():
+        value = getattr(args, "rgb" if key == "save_rgb" else key)
+        if value not in (True, False, None):
+            raise Asfe3dInputError(value, f"{flag} takes no path in cohort mode (each subject gets its own "
+                                          "default name next to its fused volume)")
+        kwargs[key] = bool(value)
+    return kwargs
+
+
+def default_summary_path(datalist: str | Path, output_dir: str | Path | None) -> Path:
+    """``<output_dir>/summary.csv``, else ``asfe3d_summary.csv`` beside the CSV datalist (inside a datalist folder)."""
+    if output_dir is not None:
+        return Path(output_dir) / "summary.csv"
+    datalist = Path(datalist)
+    return (datalist if datalist.is_dir() else datalist.parent) / "asfe3d_summary.csv"
+
+
+def run_cohort_cli(args: Any) -> int:
+    """``asfe3d fuse --datalist ...``: run a cohort from parsed CLI arguments.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the subjects are sharded over the processes
+    (:func:`asfe3d.distributed.run_cohort_distributed`).
+
+    Args:
+        args: the ``fuse`` sub-command's namespace (``datalist``, ``output_dir``, ``summary``, ``overwrite`` and
+            the fusion options).
+
+    Returns:
+        0 when every subject is ``ok`` or ``skipped``, 1 when any failed.
+
+    Raises:
+        Asfe3dInputError: a bad datalist or an option that makes no sense for a cohort.
+    """
+    from asfe3d.distributed import get_dist_info, run_cohort_distributed
+
+    kwargs = _cohort_fuse_kwargs(args)
+    subjects = read_datalist(args.datalist)
+    summary = args.summary if args.summary is not None else default_summary_path(args.datalist, args.output_dir)
+    common = dict(output_dir=args.output_dir, summary_path=summary, overwrite=args.overwrite,
+                  progress=not args.no_progress, **kwargs)
+    info = get_dist_info()
+    if info.world_size > 1:
+        results = run_cohort_distributed(subjects, **common)
+    else:
+        results = run_cohort(subjects, **common)
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+    if info.rank != 0:  # every rank holds every result; one report is enough
+        return 1 if counts["failed"] else 0
+    print(f"cohort: {len(results)} subjects: {counts['ok']} ok, {counts['skipped']} skipped, "
+          f"{counts['failed']} failed; summary: {summary}")
+    for r in results:
+        if r.status == "failed":
+            print(f"  failed: {r.subject}: {r.message}")
+    return 1 if counts["failed"] else 0
