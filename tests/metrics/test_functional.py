@@ -236,3 +236,13 @@ def test_bad_values(shape: tuple[int, ...]) -> None:
         entropy(np.zeros(shape[:-1] + (1,)) if len(shape) == 3 else np.zeros((1, 5, 1)))
     with pytest.raises(ValueError, match="unknown metric names"):
         fusion_metrics(a, a, a, names=["SSIM", "FMI"])
+
+
+def test_threaded_path_gives_same_values(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    import asfe3d.metrics.functional as fm
+
+    a, b, f = smooth(shape, 1), smooth(shape, 2), smooth(shape, 3)
+    sequential = fusion_metrics(f, a, b)
+    monkeypatch.setattr(fm, "_PARALLEL_MIN_VOXELS", 0)
+    monkeypatch.setattr(fm.os, "cpu_count", lambda: 2)
+    assert fusion_metrics(f, a, b) == sequential
