@@ -60,7 +60,8 @@ class FrequencyBranch(nn.Module):
         """
         dims = tuple(range(2, x.ndim))
         size = x.shape[2:]
-        spec = torch.fft.rfftn(x.float(), dim=dims, norm="ortho")
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # FFTs of half types are limited
+        spec = torch.fft.rfftn(xf, dim=dims, norm="ortho")
         z = self.act(self.norm(self.freq_conv(torch.cat([spec.real, spec.imag], dim=1))))
         re, im = z.chunk(2, dim=1)
         y = torch.fft.irfftn(torch.complex(re, im), s=size, dim=dims, norm="ortho").to(x.dtype)
