@@ -1,0 +1,256 @@
+"""Cohort mode: datalists, resumable runs, per-subject failures, the summary CSV, the CLI, and a killed run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d.cohort import (
+    SUMMARY_COLUMNS,
+    Subject,
+    check_existing_output,
+    check_results,
+    read_datalist,
+    read_summary,
+    run_cohort,
+)
+from asfe3d.errors import Asfe3dInputError
+
+FAST = {"method": "mean", "registration": "none"}
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One tiny demo pair (6 mm MNI grid), built once per session."""
+    from asfe3d.data import make_demo_pair
+
+    folder = tmp_path_factory.getbasetemp() / "asfe3d_demo_r6"
+    if not (folder / "pet.nii.gz").is_file():
+        make_demo_pair(folder, resolution=6, mri_spacing=(6, 6, 6), pet_spacing=8)
+    return folder / "mri.nii.gz", folder / "pet.nii.gz"
+
+
+def make_cohort(root: Path, demo: tuple[Path, Path], n: int, names=("mri.nii.gz", "pet.nii.gz")) -> Path:
+    """``n`` subject folders with copies of the demo pair and a CSV datalist with relative paths."""
+    lines = ["subject,mri,pet"]
+    for i in range(1, n + 1):
+        sub = root / f"sub{i:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo[0], sub / names[0])
+        shutil.copy(demo[1], sub / names[1])
+        lines.append(f"sub{i:02d},sub{i:02d}/{names[0]},sub{i:02d}/{names[1]}")
+    csv_path = root / "datalist.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    return csv_path
+
+
+def _write_constant_pet(like: Path, path: Path) -> None:
+    img = nib.load(str(like))
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine), str(path))
+
+
+# ---------------------------------------------------------------------------------------------- datalists
+
+
+def test_read_datalist_csv_resolves_relative_paths(tmp_path, demo_files):
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    csv_path.write_text(csv_path.read_text().replace("subject,mri,pet", "Subject, MRI ,pet") + "\n")
+    subjects = read_datalist(csv_path)
+    assert [s.subject for s in subjects] == ["sub01", "sub02"]
+    assert subjects[0].mri == tmp_path / "sub01" / "mri.nii.gz"
+    assert subjects[1].pet == tmp_path / "sub02" / "pet.nii.gz"
+    assert all(s.output is None for s in subjects)
+
+
+def test_read_datalist_output_column(tmp_path, demo_files):
+    make_cohort(tmp_path, demo_files, 2)
+    csv_path = tmp_path / "with_out.csv"
+    csv_path.write_text("pet,subject,mri,output\nsub01/pet.nii.gz,a,sub01/mri.nii.gz,res/a.nii.gz\n"
+                        "sub02/pet.nii.gz,b,sub02/mri.nii.gz,\n")
+    a, b = read_datalist(csv_path)
+    assert a.output == tmp_path / "res" / "a.nii.gz" and b.output is None
+
+
+def test_read_datalist_folder(tmp_path, demo_files):
+    make_cohort(tmp_path, demo_files, 2, names=("sub_T1w.nii.gz", "sub_fdg_pet.nii.gz"))
+    (tmp_path / "datalist.csv").unlink()
+    shutil.copy(demo_files[0], tmp_path / "sub01" / "sub_T1w_fused.nii.gz")  # an earlier output: ignored
+    subjects = read_datalist(tmp_path)
+    assert [(s.subject, s.mri.name, s.pet.name) for s in subjects] == [
+        ("sub01", "sub_T1w.nii.gz", "sub_fdg_pet.nii.gz"), ("sub02", "sub_T1w.nii.gz", "sub_fdg_pet.nii.gz")]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("subject,mri\nsub01,sub01/mri.nii.gz\n", "lacks column(s) ['pet']"),
+        ("subject,mri,pet\nsub01,sub01/mri.nii.gz,sub01/pet.nii.gz\nsub01,sub01/mri.nii.gz,sub01/pet.nii.gz\n",
+         "line 3: duplicate subject 'sub01' (first on line 2)"),
+        ("subject,mri,pet\nsub01,sub01/mri.nii.gz,sub01/nope.nii.gz\n", "PET"),
+        ("subject,mri,pet\n", "no subjects"),
+        ("", "empty"),
+        ("subject,mri,pet\n../x,sub01/mri.nii.gz,sub01/pet.nii.gz\n", "not a plain file name"),
+    ],
+)
+def test_read_datalist_bad_csv(tmp_path, demo_files, text, expected):
+    make_cohort(tmp_path, demo_files, 1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text)
+    with pytest.raises(Asfe3dInputError, match=None) as info:
+        read_datalist(bad)
+    assert expected in str(info.value) and str(bad) in str(info.value)
+
+
+def test_read_datalist_bad_folder(tmp_path, demo_files):
+    make_cohort(tmp_path, demo_files, 1)
+    (tmp_path / "sub01" / "pet.nii.gz").unlink()
+    with pytest.raises(Asfe3dInputError, match="no PET found"):
+        read_datalist(tmp_path)
+    with pytest.raises(Asfe3dInputError, match="does not exist"):
+        read_datalist(tmp_path / "missing.csv")
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+
+
+@pytest.mark.slow  # ~8 s here, mostly the first fuse's imports
+def test_run_cohort_ok_failed_then_resumed(tmp_path, demo_files):
+    csv_path = make_cohort(tmp_path, demo_files, 3)
+    _write_constant_pet(demo_files[1], tmp_path / "sub02" / "pet.nii.gz")  # sub02 cannot be fused
+    subjects = read_datalist(csv_path)
+    out, summary = tmp_path / "out", tmp_path / "out" / "summary.csv"
+    results = run_cohort(subjects, output_dir=out, summary_path=summary, progress=False, **FAST)
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert "pet.nii.gz" in results[1].message and not (out / "sub02_fused.nii.gz").exists()
+    for sub in ("sub01", "sub03"):
+        fused, mri = nib.load(str(out / f"{sub}_fused.nii.gz")), nib.load(str(tmp_path / sub / "mri.nii.gz"))
+        assert fused.shape == mri.shape and np.allclose(fused.affine, mri.affine)
+    rows = read_summary(summary)
+    assert tuple(rows[0]) == SUMMARY_COLUMNS
+    assert [(r["subject"], r["status"]) for r in rows] == [("sub01", "ok"), ("sub02", "failed"), ("sub03", "ok")]
+    assert float(rows[0]["total_s"]) > 0 and rows[0]["fuse_s"] and rows[1]["message"]
+    with pytest.raises(RuntimeError, match="1 of 3 subject"):
+        check_results(results)
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.nii.gz")}
+    shutil.copy(demo_files[1], tmp_path / "sub02" / "pet.nii.gz")  # fix the input, run again
+    again = run_cohort(subjects, output_dir=out, summary_path=summary, progress=False, **FAST)
+    assert [r.status for r in again] == ["skipped", "ok", "skipped"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.nii.gz") if p.name in mtimes} == mtimes
+    assert [r["status"] for r in read_summary(summary)] == ["skipped", "ok", "skipped"]
+    assert check_results(again) == again
+
+
+def test_invalid_existing_output_is_redone(tmp_path, demo_files):
+    csv_path = make_cohort(tmp_path, demo_files, 1)
+    (subject,) = read_datalist(csv_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    broken = out / "sub01_fused.nii.gz"
+    broken.write_bytes(b"\x1f\x8b not really a gzip file")
+    assert check_existing_output(broken, subject.mri).startswith("unreadable NIfTI")
+    (result,) = run_cohort([subject], output_dir=out, progress=False, **FAST)
+    assert result.status == "ok" and "invalid earlier output" in result.message
+    assert check_existing_output(broken, subject.mri) is None
+    # a valid NIfTI on another grid is not accepted either
+    other = nib.load(str(broken))
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), other.affine), str(broken))
+    assert "shape" in check_existing_output(broken, subject.mri)
+
+
+def test_run_cohort_bad_arguments(tmp_path, demo_files):
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 2))
+    with pytest.raises(ValueError, match="per subject"):
+        run_cohort(subjects, overwrite=False, output=tmp_path / "x.nii.gz", **FAST)
+    with pytest.raises(ValueError, match="save_rgb must be True or False"):
+        run_cohort(subjects, save_rgb=tmp_path / "rgb.nii.gz", **FAST)
+    clash = [Subject("a", subjects[0].mri, subjects[0].pet, tmp_path / "o.nii.gz"),
+             Subject("b", subjects[1].mri, subjects[1].pet, tmp_path / "o.nii.gz")]
+    with pytest.raises(ValueError, match="would both write"):
+        run_cohort(clash, **FAST)
+    with pytest.raises(ValueError, match="list of asfe3d.cohort.Subject"):
+        run_cohort(str(tmp_path), **FAST)
+
+
+def test_cli_cohort_exit_codes(tmp_path, demo_files, capsys):
+    from asfe3d.cli import main
+
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    base = ["fuse", "--datalist", str(csv_path), "--method", "mean", "--registration", "none", "--no-progress"]
+    assert main(base + ["--output-dir", str(tmp_path / "out")]) == 0
+    assert "2 ok, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert (tmp_path / "out" / "summary.csv").is_file()
+    _write_constant_pet(demo_files[1], tmp_path / "sub02" / "pet.nii.gz")
+    assert main(base + ["--output-dir", str(tmp_path / "out2"), "--summary", str(tmp_path / "s.csv")]) == 1
+    assert "failed: sub02" in capsys.readouterr().out
+    assert [r["status"] for r in read_summary(tmp_path / "s.csv")] == ["ok", "failed"]
+    # bad usage: a path for --rgb, and a bad datalist, are input errors (exit code 2)
+    assert main(base + ["--rgb", str(tmp_path / "x.nii.gz")]) == 2
+    (tmp_path / "bad.csv").write_text("subject,pet\n")
+    assert main(["fuse", "--datalist", str(tmp_path / "bad.csv"), "--method", "mean"]) == 2
+    assert "lacks column(s) ['mri']" in capsys.readouterr().err
+
+
+_CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import nibabel
+
+    real_save = nibabel.save
+    calls = []
+
+    def crashing_save(img, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) == 3:  # the third subject: die in the middle of writing its temporary file
+            with open(filename, "wb") as fh:
+                fh.write(b"\\x1f\\x8b partial")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os._exit(137)
+        return real_save(img, filename, *args, **kwargs)
+
+    nibabel.save = crashing_save
+    from asfe3d.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_redoing(tmp_path, demo_files):
+    csv_path = make_cohort(tmp_path, demo_files, 4)
+    out = tmp_path / "out"
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASH_SCRIPT)
+    args = ["fuse", "--datalist", str(csv_path), "--output-dir", str(out), "--method", "mean",
+            "--registration", "none", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert killed.returncode == 137, killed.stderr
+    done = sorted(p.name for p in out.glob("*_fused.nii.gz"))
+    assert done == ["sub01_fused.nii.gz", "sub02_fused.nii.gz"]  # the third died mid-write
+    leftovers = [p.name for p in out.iterdir() if ".tmp" in p.name]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".sub03_fused.tmp")  # never under the final name
+    assert [r["subject"] for r in read_summary(out / "summary.csv")] == ["sub01", "sub02"]
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in done}
+
+    rerun = subprocess.run([sys.executable, "-m", "asfe3d.cli", *args], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = read_summary(out / "summary.csv")
+    assert [(r["subject"], r["status"]) for r in rows] == [
+        ("sub01", "skipped"), ("sub02", "skipped"), ("sub03", "ok"), ("sub04", "ok")]
+    assert {n: (out / n).stat().st_mtime_ns for n in done} == mtimes
+    assert sorted(p.name for p in out.iterdir()) == [
+        "sub01_fused.nii.gz", "sub02_fused.nii.gz", "sub03_fused.nii.gz", "sub04_fused.nii.gz", "summary.csv"]
+    for i in (3, 4):
+        assert check_existing_output(out / f"sub0{i}_fused.nii.gz", tmp_path / f"sub0{i}" / "mri.nii.gz") is None
