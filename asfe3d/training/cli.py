@@ -1,0 +1,86 @@
+"""``asfe3d train``: train an ASFE-Fusion network from a YAML configuration (see ``docs/training.md``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "load_config", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``asfe3d train`` (no heavy imports)."""
+    p = argparse.ArgumentParser(prog="asfe3d train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="YAML training configuration (configs/train_*.yaml)")
+    p.add_argument("--data", default=None, help="data folder (HMIF root or task folder); overrides data.path")
+    p.add_argument("--out", default=None, help="run folder for last.pt, best.pt, log.csv, loss.png; overrides out")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs; overrides train.epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="overrides train.steps_per_epoch")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda[:N]; overrides train.device")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads; overrides train.num_threads")
+    return p
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML configuration.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The mapping it holds.
+
+    Raises:
+        Asfe3dInputError: the file is missing, not YAML, or not a mapping.
+    """
+    import yaml
+
+    from asfe3d.errors import Asfe3dInputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise Asfe3dInputError(path, "config file not found")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise Asfe3dInputError(path, f"not valid YAML ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise Asfe3dInputError(path, f"config must be a mapping, got {type(cfg).__name__}")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``asfe3d train``.
+
+    Args:
+        argv: arguments after ``train`` (``None`` = ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 on bad input or configuration (the message on stderr).
+    """
+    args = build_parser().parse_args(argv)
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.training.engine import train
+
+    try:
+        cfg = load_config(args.config)
+        if args.data is not None:
+            cfg.setdefault("data", {})["path"] = args.data
+        if args.out is not None:
+            cfg["out"] = args.out
+        for attr, key in (("epochs", "epochs"), ("steps_per_epoch", "steps_per_epoch"), ("device", "device"),
+                          ("threads", "num_threads")):
+            if getattr(args, attr) is not None:
+                cfg.setdefault("train", {})[key] = getattr(args, attr)
+        command = " ".join(["asfe3d train", *(sys.argv[1:] if argv is None else argv)])
+        result = train(cfg, resume=args.resume, command=command)
+    except (Asfe3dInputError, ValueError) as exc:
+        print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"done: {result.epochs_run} epochs, best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}), "
+          f"final train {result.final_train_loss:.4f} / val {result.final_val_loss:.4f}, {result.seconds:.0f} s; "
+          f"weights: {result.best_path}")
+    return 0

@@ -1,0 +1,510 @@
+"""The training engine: ``train(config) -> TrainResult``.
+
+One configuration dict (YAML in ``configs/``; keys in :data:`DEFAULT_CONFIG` and ``docs/training.md``) fully
+describes a run: the network (``spatial_dims``, ``preset``, ``network`` overrides), the data (HMIF 2D pairs or the
+simulated 3D pairs), the loss weights, and the optimisation (AdamW, per-step cosine learning rate).
+
+Each epoch: training on the train part, the loss on the validation part, then ``<out>/last.pt`` (network,
+optimizer, scheduler and scaler state, history: for ``resume``), ``<out>/best.pt`` when the validation loss
+improved (the :func:`asfe3d.fusion.weights.save_weights` format with provenance in ``meta``), ``<out>/log.csv``
+and ``<out>/loss.png``. Under torchrun, only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import inspect
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from asfe3d.training.distributed import DistInfo, cleanup_distributed, setup_distributed
+
+__all__ = ["DEFAULT_CONFIG", "TrainResult", "resolve_config", "build_datasets", "train"]
+
+_HMIF_DATA = {
+    "source": "hmif", "path": None, "task": "PET-MRI", "val_fraction": 0.2, "gap": 2, "crop": 128,
+    "val_crop": None, "val_limit": None,
+}
+_SIM_DATA = {
+    "source": "simulated", "length": 64, "val_length": 8, "crop": [64, 64, 64], "resolution": 1.5, "bank_size": 8,
+    "val_bank_size": 2, "tracers": ["fdg", "amyloid"], "fwhm_range": [4.0, 8.0], "noise_range": [0.02, 0.08],
+    "motion_deg": 2.0, "motion_mm": 2.0, "gamma_range": [0.8, 1.25],
+}
+_LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim")
+
+#: Every key a configuration may hold, with its default. ``data`` defaults depend on ``data.source``.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "spatial_dims": 2,
+    "preset": "efficient",
+    "network": {},
+    "data": _HMIF_DATA,
+    "loss": {},
+    "train": {
+        "epochs": 8,
+        "batch_size": 8,
+        "steps_per_epoch": None,
+        "lr": 2e-3,
+        "min_lr": 1e-5,
+        "weight_decay": 1e-4,
+        "grad_clip": 1.0,
+        "val_batch_size": 1,
+        "num_workers": 0,
+        "num_threads": 2,
+        "seed": 0,
+        "device": "auto",
+        "amp": True,
+    },
+    "out": "runs/train",
+}
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} in {where}; allowed: {sorted(defaults)}")
+    out = copy.deepcopy(defaults)
+    out.update(copy.deepcopy(given))
+    return out
+
+
+def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill in defaults and check every key and value of a training configuration.
+
+    Args:
+        config: a (possibly partial) configuration; see :data:`DEFAULT_CONFIG`.
+
+    Returns:
+        The complete configuration (a new dict).
+
+    Raises:
+        ValueError: an unknown key (quoting it and the allowed ones) or a bad value.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    cfg = _merge({k: v for k, v in DEFAULT_CONFIG.items() if k != "data"} | {"data": {}}, config, "the config")
+    data = dict(config.get("data") or {})
+    source = data.get("source", "hmif")
+    if source not in ("hmif", "simulated"):
+        raise ValueError(f"data.source must be 'hmif' or 'simulated', got {source!r}")
+    cfg["data"] = _merge(_HMIF_DATA if source == "hmif" else _SIM_DATA, data, f"data (source {source!r})")
+    cfg["train"] = _merge(DEFAULT_CONFIG["train"], dict(config.get("train") or {}), "train")
+    loss = dict(config.get("loss") or {})
+    bad = sorted(set(loss) - set(_LOSS_KEYS))
+    if bad:
+        raise ValueError(f"unknown config key(s) {bad} in loss; allowed: {sorted(_LOSS_KEYS)}")
+    cfg["loss"] = loss
+    if not isinstance(cfg["network"], dict):
+        raise ValueError(f"network must be a mapping of ASFEFusion overrides, got {cfg['network']!r}")
+    if cfg["spatial_dims"] not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {cfg['spatial_dims']!r}")
+    if source == "hmif" and cfg["spatial_dims"] != 2:
+        raise ValueError(f"data.source 'hmif' holds 2D images and needs spatial_dims 2, got {cfg['spatial_dims']}")
+    if source == "simulated" and cfg["spatial_dims"] != 3:
+        raise ValueError(f"data.source 'simulated' gives 3D crops and needs spatial_dims 3, got {cfg['spatial_dims']}")
+    if source == "hmif" and not cfg["data"]["path"]:
+        raise ValueError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
+    t = cfg["train"]
+    for key in ("epochs", "batch_size", "val_batch_size", "num_threads"):
+        if not (isinstance(t[key], int) and t[key] >= 1):
+            raise ValueError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+    if t["steps_per_epoch"] is not None and not (isinstance(t["steps_per_epoch"], int) and t["steps_per_epoch"] >= 1):
+        raise ValueError(f"train.steps_per_epoch must be null or an integer >= 1, got {t['steps_per_epoch']!r}")
+    if not (isinstance(t["num_workers"], int) and t["num_workers"] >= 0):
+        raise ValueError(f"train.num_workers must be an integer >= 0, got {t['num_workers']!r}")
+    for key in ("lr", "min_lr", "weight_decay", "grad_clip"):
+        v = t[key]
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"train.{key} must be a finite number >= 0, got {v!r}")
+    if not t["lr"] > 0:
+        raise ValueError(f"train.lr must be > 0, got {t['lr']!r}")
+    return cfg
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        out_dir: the run folder.
+        best_path: ``best.pt`` (weights in the ``save_weights`` format).
+        last_path: ``last.pt`` (full state for resuming).
+        epochs_run: epochs completed in total (including those before a resume).
+        best_epoch: epoch (1-based) of the lowest validation loss.
+        best_val_loss: that loss.
+        final_train_loss: training loss of the last epoch.
+        final_val_loss: validation loss of the last epoch.
+        seconds: wall time of the epochs of this call (excluding the data set-up).
+        history: one dict per epoch (the rows of ``log.csv``).
+    """
+
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    final_train_loss: float
+    final_val_loss: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _CentreCrop(Dataset):
+    """Validation view of an HMIF dataset: optional centre crop and a deterministic subset."""
+
+    def __init__(self, base: Dataset, crop: int | None, limit: int | None) -> None:
+        self.base = base
+        self.crop = crop
+        n = len(base)  # type: ignore[arg-type]
+        self.indices = list(range(n)) if not limit or limit >= n else np.linspace(0, n - 1, limit).round().astype(int).tolist()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.base[self.indices[i]])
+        if self.crop:
+            img = item["image"]
+            h, w = img.shape[-2:]
+            top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+            item["image"] = img[:, top: top + self.crop, left: left + self.crop]
+        return item
+
+
+def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any]]:
+    """Training and validation datasets of a resolved configuration.
+
+    Args:
+        cfg: output of :func:`resolve_config`.
+
+    Returns:
+        ``(train_ds, val_ds, description)``: items are ``{"image": (2, *spatial)}``; ``description`` records
+        what data was used (for the provenance of the weights).
+
+    Raises:
+        Asfe3dInputError: the HMIF folder is missing or malformed, or a split is empty.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    d = cfg["data"]
+    seed = cfg["train"]["seed"]
+    if d["source"] == "hmif":
+        from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs
+
+        root = Path(d["path"])
+        pairs = list_pairs(root, None if (root / "MRI").is_dir() else d["task"])
+        train_pairs, val_pairs = split_pairs(pairs, d["val_fraction"], d["gap"])
+        if not train_pairs or not val_pairs:
+            raise Asfe3dInputError(root, f"split gives {len(train_pairs)} train and {len(val_pairs)} val pairs")
+        train_ds = HmifDataset(train_pairs, augment=True, crop=d["crop"], seed=seed)
+        val_ds = _CentreCrop(HmifDataset(val_pairs, augment=False), d["val_crop"], d["val_limit"])
+        desc = {
+            "source": "hmif", "path": str(root.resolve()), "task": d["task"], "val_fraction": d["val_fraction"],
+            "gap": d["gap"], "n_pairs": len(pairs), "train": [p.name for p in train_pairs],
+            "val": [p.name for p in val_pairs], "val_used": len(val_ds),
+            "cases": sorted({p.case for p in pairs}), "other_kind": pairs[0].other_kind,
+        }
+        return train_ds, val_ds, desc
+    from asfe3d.data.volumes import SimulatedPairDataset
+
+    common = {
+        k: d[k] for k in ("crop", "resolution", "tracers", "fwhm_range", "noise_range", "motion_deg", "motion_mm")
+    }
+    train_ds = SimulatedPairDataset(d["length"], seed=seed, bank_size=d["bank_size"], gamma_range=d["gamma_range"], **common)
+    # validation: its own PET bank (another seed), no flips/gamma, the same items every epoch
+    val_ds = SimulatedPairDataset(d["val_length"], seed=seed + 100003, bank_size=d["val_bank_size"],
+                                  gamma_range=(1.0, 1.0), flip=False, **common)
+    desc = {"source": "simulated", "mni": "MNI152 2009a (nilearn package data)", **{k: d[k] for k in d if k != "source"}}
+    return train_ds, val_ds, desc
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[2],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _hardware(device: torch.device, threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+        "cpu_threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_log(history: list[dict[str, float]], out: Path) -> None:
+    if not history:
+        return
+    keys = list(history[0])
+    fd, tmp = tempfile.mkstemp(prefix=".log.csv.", suffix=".tmp", dir=out)
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, out / "log.csv")
+
+
+def _plot(history: list[dict[str, float]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    ax.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png")
+    plt.close(fig)
+
+
+def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    return net.module if hasattr(net, "module") else net
+
+
+def train(config: dict[str, Any], *, resume: bool = False, command: str | None = None) -> TrainResult:
+    """Train an ASFE-Fusion network.
+
+    Args:
+        config: training configuration (see :data:`DEFAULT_CONFIG` and ``docs/training.md``).
+        resume: continue from ``<out>/last.pt`` (its epoch, optimizer, scheduler and history); the run then ends
+            at ``train.epochs`` epochs in total.
+        command: the command line to record in the weights' provenance (default: ``sys.argv``).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: a bad configuration, or ``resume`` without ``last.pt`` or with a different network config.
+        Asfe3dInputError: bad training data.
+    """
+    from asfe3d.fusion.learned import resolve_device
+    from asfe3d.fusion.weights import save_weights
+    from asfe3d.losses.fusion_loss import ASFEFusionLoss
+    from asfe3d.networks.nets import ASFEFusion
+
+    cfg = resolve_config(config)
+    t = cfg["train"]
+    out = Path(cfg["out"])
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and not last_path.is_file():
+        raise ValueError(f"resume asked for but {str(last_path)!r} does not exist")
+    torch.set_num_threads(t["num_threads"])
+    device = resolve_device(t["device"])
+    dist_info: DistInfo = setup_distributed(device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    _seed_everything(t["seed"] + dist_info.rank)
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    train_ds, val_ds, data_desc = build_datasets(cfg)
+    sampler: Any
+    gen = torch.Generator().manual_seed(t["seed"] + dist_info.rank)
+    if dist_info.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(train_ds, shuffle=True, seed=t["seed"])
+    elif t["steps_per_epoch"]:
+        sampler = torch.utils.data.RandomSampler(
+            train_ds, replacement=True, num_samples=t["steps_per_epoch"] * t["batch_size"], generator=gen
+        )
+    else:
+        sampler = torch.utils.data.RandomSampler(train_ds, generator=gen)
+    train_loader = DataLoader(train_ds, batch_size=t["batch_size"], sampler=sampler, drop_last=True,
+                              num_workers=t["num_workers"], persistent_workers=t["num_workers"] > 0)
+    val_loader = DataLoader(val_ds, batch_size=t["val_batch_size"], shuffle=False, num_workers=0)
+    steps = len(train_loader)
+    if t["steps_per_epoch"] and dist_info.enabled:
+        steps = min(steps, t["steps_per_epoch"])
+    if steps < 1:
+        raise ValueError(f"no full training batch: {len(train_ds)} items with train.batch_size {t['batch_size']}")
+
+    net = ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).to(device)
+    loss_kwargs = dict(cfg["loss"])
+    allowed = set(inspect.signature(ASFEFusionLoss).parameters) - {"spatial_dims"}
+    bad = sorted(set(loss_kwargs) - allowed)
+    if bad:
+        raise ValueError(f"loss key(s) {bad} are not arguments of ASFEFusionLoss; allowed: {sorted(allowed)}")
+    loss_fn = ASFEFusionLoss(cfg["spatial_dims"], **loss_kwargs).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t["epochs"] * steps, eta_min=t["min_lr"])
+    use_amp = bool(t["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    history: list[dict[str, float]] = []
+    start_epoch, best_val, best_epoch, best_state = 0, math.inf, 0, None
+    prior_seconds = 0.0
+    if resume:
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        if state["net_config"] != net.config:
+            raise ValueError(f"resume: {str(last_path)!r} holds a different network config: {state['net_config']}")
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, start_epoch = state["history"], state["epoch"]
+        best_val, best_epoch, best_state = state["best_val"], state["best_epoch"], state["best_state"]
+        prior_seconds = state.get("seconds", 0.0)
+        torch.set_rng_state(state["torch_rng"])
+    model: torch.nn.Module = net
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    t0 = time.time()
+    for epoch in range(start_epoch, t["epochs"]):
+        te = time.time()
+        for ds in (train_ds,):
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        n = 0
+        for step, batch in enumerate(train_loader):
+            if step >= steps:
+                break
+            x = batch["image"].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                fused = model(x)
+            loss = loss_fn(fused.float(), x)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss {float(loss)} at epoch {epoch + 1}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if t["grad_clip"] > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), t["grad_clip"])
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            for k, v in loss_fn.last_components.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+        train_parts = {k: v / max(n, 1) for k, v in sums.items()}
+        val_loss = _validate(net, loss_fn, val_loader, device, use_amp)
+        if dist_info.enabled:
+            import torch.distributed as dist
+
+            vals = torch.tensor([train_parts.get("total", 0.0), val_loss], device=device)
+            dist.all_reduce(vals)
+            train_parts["total"], val_loss = (vals / dist_info.world_size).tolist()
+        row = {"epoch": epoch + 1, "train_loss": train_parts.get("total", float("nan"))}
+        row.update({f"train_{k}": v for k, v in train_parts.items() if k != "total"})
+        row.update({"val_loss": val_loss, "seconds": time.time() - te, "lr": opt.param_groups[0]["lr"]})
+        history.append(row)
+        if val_loss < best_val:
+            best_val, best_epoch = val_loss, epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if dist_info.is_main:
+            _atomic_torch_save({
+                "epoch": epoch + 1, "net": net.state_dict(), "net_config": net.config, "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "history": history,
+                "best_val": best_val, "best_epoch": best_epoch, "best_state": best_state, "config": cfg,
+                "seconds": prior_seconds + time.time() - t0, "torch_rng": torch.get_rng_state(),
+            }, last_path)
+            _write_log(history, out)
+            _plot(history, out)
+            _save_best(net, best_state, best_path, cfg, data_desc, history, best_epoch, best_val,
+                       prior_seconds + time.time() - t0, device, command, save_weights)
+            print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
+                  f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
+    seconds = time.time() - t0
+    cleanup_distributed(dist_info)
+    if not history:
+        raise ValueError(f"nothing to do: {str(last_path)!r} already holds {start_epoch} of {t['epochs']} epochs")
+    return TrainResult(
+        out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history), best_epoch=best_epoch,
+        best_val_loss=best_val, final_train_loss=history[-1]["train_loss"], final_val_loss=history[-1]["val_loss"],
+        seconds=seconds, history=history,
+    )
+
+
+def _validate(net: torch.nn.Module, loss_fn: torch.nn.Module, loader: DataLoader, device: torch.device,
+              use_amp: bool) -> float:
+    net.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in loader:
+            x = batch["image"].to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                fused = net(x)
+            total += float(loss_fn(fused.float(), x)) * x.shape[0]
+            count += x.shape[0]
+    if count == 0:
+        raise ValueError("the validation set is empty")
+    return total / count
+
+
+def _save_best(net: torch.nn.Module, best_state: dict[str, torch.Tensor] | None, path: Path, cfg: dict[str, Any],
+               data_desc: dict[str, Any], history: list[dict[str, float]], best_epoch: int, best_val: float,
+               seconds: float, device: torch.device, command: str | None, save_weights: Any) -> None:
+    """(Re)write ``best.pt`` with the best state and up-to-date provenance."""
+    if best_state is None:
+        return
+    current = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    best_row = history[best_epoch - 1]
+    meta = {
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "data": data_desc,
+        "config": cfg,
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "train_loss_at_best": best_row["train_loss"],
+        "val_loss_at_best": best_val,
+        "final_train_loss": history[-1]["train_loss"],
+        "final_val_loss": history[-1]["val_loss"],
+        "seconds": round(seconds, 1),
+        "hardware": _hardware(device, torch.get_num_threads()),
+        "git_commit": _git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+    try:
+        save_weights(net, path, meta)
+    finally:
+        net.load_state_dict(current)
