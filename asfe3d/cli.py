@@ -44,7 +44,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="fused intensities: mri = back through the MRI's normalisation window; unit = [0, 1]")
     p.add_argument("--seed", type=int, default=0, help="registration sampling seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log progress on stderr (-v: steps and registration; -vv: debug)")
 
 
 def _add_fuse(sub: argparse._SubParsersAction) -> None:
@@ -109,10 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="asfe3d: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("asfe3d").setLevel(logging.DEBUG if verbose else logging.INFO)
+def _setup_logging(verbose: int) -> None:
+    """Warnings only by default (so a bad input gives exactly one line on stderr); ``-v`` info, ``-vv`` debug."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="asfe3d: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("asfe3d").setLevel(level)
 
 
 def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -142,12 +144,22 @@ def _fusion_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
-def _print_result(result, stream=sys.stdout) -> None:
+def _print_result(result, stream=None) -> None:
+    stream = stream or sys.stdout
     t = result.timings
     print(f"fused volume: {result.output}", file=stream)
     for kind, path in result.outputs.items():
         if kind != "fused":
             print(f"  {kind}: {path}", file=stream)
+    for role in ("mri", "pet"):
+        info = result.inputs.get(role, {})
+        frames = info.get("frames")
+        if frames and frames > 1:
+            how = (f"frame {info['frame_taken']}" if info.get("frame_taken") is not None
+                   else f"mean of {frames} frames")
+            print(f"{role.upper()}: 4D input with {frames} frames, used the {how}", file=stream)
+        if info.get("nonfinite_repaired"):
+            print(f"{role.upper()}: replaced {info['nonfinite_repaired']} NaN/Inf voxels by 0", file=stream)
     reg = result.registration
     print(f"registration: {reg['method']}, Mattes MI {reg['metric']:.4f}, {reg['iterations']} iterations; "
           f"PET covers {result.overlap:.0%} of the MRI head", file=stream)

@@ -39,6 +39,8 @@ class FuseResult:
         overlap: fraction of the MRI head covered by the registered PET.
         peak_memory_mb: the process's peak resident memory so far.
         fusion: the fusion method's settings.
+        inputs: what the readers reported per input (``mri``, ``pet``): format, frames averaged or taken, etc.
+        transform: the registration transform (MRI points -> PET points).
     """
 
     output: Path
@@ -48,6 +50,7 @@ class FuseResult:
     overlap: float = float("nan")
     peak_memory_mb: float = float("nan")
     fusion: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     transform: Any = None
 
 
@@ -266,6 +269,7 @@ def fuse_pair(
         registration={"method": reg.method, "metric": reg.metric, "iterations": reg.iterations,
                       "stop_condition": reg.stop_condition},
         overlap=overlap, peak_memory_mb=_peak_memory_mb(), fusion=fuser.describe(), transform=reg.transform,
+        inputs={"mri": {"format": mri_vol.format, **mri_vol.info}, "pet": {"format": pet_vol.format, **pet_vol.info}},
     )
     logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output, method,
                 timings["total"])

@@ -1,0 +1,156 @@
+"""The ``asfe3d`` command end to end, and every bad input: one stderr line naming the file, exit 2, no output."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d.cli import main
+from tests.conftest import write_nifti
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def pair(small_pair, tmp_path):
+    mri, pet = tmp_path / "sub01_mri.nii.gz", tmp_path / "sub01_pet.nii.gz"
+    shutil.copy(small_pair.mri_path, mri)
+    shutil.copy(small_pair.pet_path, pet)
+    return mri, pet
+
+
+def _outputs(folder: Path, inputs) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p not in set(inputs))
+
+
+def test_help_is_instant_and_lists_subcommands():
+    out = subprocess.run([sys.executable, "-m", "asfe3d.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for sub in ("fuse", "demo", "train", "evaluate", "benchmark"):
+        assert sub in out.stdout
+
+
+def test_script_wrapper_end_to_end(pair, tmp_path):
+    mri, pet = pair
+    out = tmp_path / "out.nii.gz"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fuse_volume.py"), str(mri), str(pet), "-o", str(out),
+         "--method", "wavelet", "--save-registered-pet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # quiet by default: warnings only
+    assert "fused volume:" in proc.stdout and "registration: rigid" in proc.stdout
+    ref, got = nib.load(mri), nib.load(out)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got.affine, ref.affine, atol=1e-5)
+    assert (tmp_path / "out_pet_on_mri.nii.gz").is_file()
+
+
+def test_4d_pet_reports_the_frames_used(pair, tmp_path, capsys):
+    mri, pet = pair
+    img = nib.load(pet)
+    frames = np.stack([img.get_fdata() * s for s in (0.8, 1.0, 1.2)], axis=-1)
+    pet4d = write_nifti(tmp_path / "pet4d.nii.gz", frames, img.affine)
+    assert main(["fuse", str(mri), str(pet4d), "-o", str(tmp_path / "a.nii.gz"), "--method", "mean"]) == 0
+    assert "mean of 3 frames" in capsys.readouterr().out
+    assert main(["fuse", str(mri), str(pet4d), "-o", str(tmp_path / "b.nii.gz"), "--method", "mean",
+                 "--pet-frame", "2"]) == 0
+    assert "frame 2" in capsys.readouterr().out
+
+
+def _bad_cases(mri: Path, pet: Path, tmp: Path):
+    ref = nib.load(mri)
+    shape, affine = ref.shape, ref.affine
+    cases = {}
+    cases["missing"] = ("pet", tmp / "absent_pet.nii.gz", [])
+    notimg = tmp / "notes_pet.nii.gz"
+    notimg.write_text("this is not an image\n")
+    cases["not_an_image"] = ("pet", notimg, [])
+    trunc = tmp / "trunc_pet.nii.gz"
+    trunc.write_bytes(pet.read_bytes()[: len(pet.read_bytes()) // 2])
+    cases["truncated"] = ("pet", trunc, [])
+    cases["2d"] = ("pet", write_nifti(tmp / "flat_pet.nii.gz", np.random.rand(20, 20), affine), [])
+    cases["5d"] = ("pet", write_nifti(tmp / "five_pet.nii.gz", np.random.rand(8, 8, 8, 2, 3), affine), [])
+    cases["constant"] = ("pet", write_nifti(tmp / "const_pet.nii.gz", np.full(shape, 7.0), affine), [])
+    nan = np.asarray(ref.get_fdata(), np.float32).copy()
+    nan[5, 5, 5] = np.nan
+    nan[6, 6, 6] = np.inf
+    cases["nonfinite"] = ("mri", write_nifti(tmp / "nan_mri.nii.gz", nan, affine), [])
+    empty_dir = tmp / "dicom_pet"
+    empty_dir.mkdir()
+    (empty_dir / "readme.txt").write_text("no DICOM here")
+    cases["dicom_no_series"] = ("pet", empty_dir, [])
+    far = np.asarray(nib.load(pet).get_fdata(), np.float32)
+    far_affine = nib.load(pet).affine.copy()
+    far_affine[:3, 3] += 400.0
+    cases["no_overlap"] = ("pet", write_nifti(tmp / "far_pet.nii.gz", far, far_affine), ["--registration", "none"])
+    return cases
+
+
+BAD = ["missing", "not_an_image", "truncated", "2d", "5d", "constant", "nonfinite", "dicom_no_series", "no_overlap"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_one_line_exit_2_no_output(case, pair, tmp_path, capsys):
+    mri, pet = pair
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    role, bad, extra = _bad_cases(mri, pet, bad_dir)[case]
+    args = [str(bad), str(pet)] if role == "mri" else [str(mri), str(bad)]
+    out_dir = tmp_path / "out"
+    rc = main(["fuse", *args, "-o", str(out_dir / "fused.nii.gz"), "--method", "mean", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1, err
+    assert err[0].startswith("asfe3d: error: ") and bad.name in err[0], err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_nonfinite_can_be_repaired_with_a_warning(pair, tmp_path, capsys, caplog):
+    mri, pet = pair
+    ref = nib.load(mri)
+    data = np.asarray(ref.get_fdata(), np.float32).copy()
+    data[1, 1, 1] = np.nan
+    bad = write_nifti(tmp_path / "nan_mri.nii.gz", data, ref.affine)
+    rc = main(["fuse", str(bad), str(pet), "-o", str(tmp_path / "f.nii.gz"), "--method", "mean",
+               "--allow-nonfinite"])
+    captured = capsys.readouterr()
+    assert rc == 0
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "nan_mri.nii.gz" in r.getMessage()]
+    assert warnings and "1 non-finite" in warnings[0].getMessage()
+    assert "replaced 1 NaN/Inf" in captured.out
+
+
+def test_output_equal_to_input_is_refused(pair, capsys):
+    mri, pet = pair
+    before = mri.read_bytes()
+    rc = main(["fuse", str(mri), str(pet), "-o", str(mri), "--overwrite", "--method", "mean"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and mri.name in err[0]
+    assert mri.read_bytes() == before
+
+
+def test_existing_output_needs_overwrite(pair, tmp_path, capsys):
+    mri, pet = pair
+    out = tmp_path / "done.nii.gz"
+    out.write_bytes(b"old")
+    rc = main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "done.nii.gz" in err[0] and "overwrite" in err[0]
+    assert out.read_bytes() == b"old"
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--overwrite"]) == 0
+    assert nib.load(out).shape == nib.load(mri).shape
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fuse", "--method", "nope"])
+    assert exc.value.code == 2

@@ -1,0 +1,101 @@
+"""End-to-end pipeline: geometry on the MRI grid, inputs untouched, determinism, atomic failure."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.pipeline import auto_slice_axis, default_output_path, fuse_pair
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def pair(small_pair, tmp_path):
+    mri, pet = tmp_path / "sub01_mri.nii.gz", tmp_path / "sub01_pet.nii.gz"
+    shutil.copy(small_pair.mri_path, mri)
+    shutil.copy(small_pair.pet_path, pet)
+    return mri, pet
+
+
+def test_fused_volume_is_on_the_mri_grid_with_all_outputs(pair):
+    mri, pet = pair
+    before = (_digest(mri), _digest(pet))
+    result = fuse_pair(mri, pet, method="wavelet", save_registered_pet=True, save_rgb=True, preview=True,
+                       save_transform=True, output_scale="unit")
+    assert result.output == default_output_path(mri) == mri.parent / "sub01_mri_fused.nii.gz"
+    ref = nib.load(mri)
+    for kind in ("fused", "registered_pet", "rgb"):
+        out = nib.load(result.outputs[kind])
+        assert out.shape == ref.shape, kind
+        np.testing.assert_allclose(out.affine, ref.affine, atol=1e-5)
+        for code in ("qform_code", "sform_code"):
+            assert int(out.header[code]) == int(ref.header[code])
+    fused = nib.load(result.output)
+    assert fused.get_data_dtype() == np.float32
+    data = fused.get_fdata()
+    assert 0.0 <= data.min() and data.max() <= 1.0 and data.std() > 0.05
+    assert result.outputs["transform"].read_text().startswith("#Insight Transform File")
+    assert result.outputs["preview"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(result.timings) >= {"load", "register", "resample", "normalise", "fuse", "save", "total"}
+    assert (_digest(mri), _digest(pet)) == before  # inputs never modified
+    assert not [p for p in mri.parent.iterdir() if "tmp" in p.name]  # no temp file left
+
+
+def test_same_inputs_same_output(pair, tmp_path):
+    mri, pet = pair
+    a = fuse_pair(mri, pet, tmp_path / "a.nii.gz", method="laplacian", seed=1)
+    b = fuse_pair(mri, pet, tmp_path / "b.nii.gz", method="laplacian", seed=1)
+    np.testing.assert_array_equal(nib.load(a.output).get_fdata(), nib.load(b.output).get_fdata())
+
+
+def test_mri_scale_maps_back_to_mri_intensities(pair, tmp_path):
+    mri, pet = pair
+    out = fuse_pair(mri, pet, tmp_path / "f.nii.gz", method="mean", registration="none", min_overlap=0.0)
+    fused = nib.load(out.output).get_fdata()
+    ref = nib.load(mri).get_fdata()
+    assert fused.max() <= ref.max() * 1.001 and fused.max() > 0.3 * ref.max()
+
+
+def test_failure_while_saving_leaves_no_output(pair, tmp_path, monkeypatch):
+    mri, pet = pair
+    import asfe3d.registration as reg
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reg, "write_transform", boom)
+    out = tmp_path / "out" / "fused.nii.gz"
+    with pytest.raises(OSError, match="disk full"):
+        fuse_pair(mri, pet, out, method="mean", save_registered_pet=True, save_transform=True)
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_existing_output_is_refused_before_any_work(pair, tmp_path):
+    mri, pet = pair
+    out = tmp_path / "exists.nii.gz"
+    out.write_bytes(b"keep me")
+    with pytest.raises(Asfe3dInputError, match="exists.nii.gz"):
+        fuse_pair(mri, pet, out, method="mean")
+    assert out.read_bytes() == b"keep me"
+    with pytest.raises(Asfe3dInputError, match="sub01_pet.nii.gz"):
+        fuse_pair(mri, pet, pet, method="mean", overwrite=True)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="'percent'"):
+        fuse_pair("a", "b", output_scale="percent")
+
+
+def test_auto_slice_axis_finds_the_axial_axis():
+    assert auto_slice_axis(np.diag([1.0, 1.0, 1.0, 1.0])) == 2
+    # voxel axis 1 runs inferior-superior (e.g. a coronal acquisition stored y<->z)
+    aff = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, -1.2, 0, 0], [0, 0, 0, 1]])
+    assert auto_slice_axis(aff) == 1
