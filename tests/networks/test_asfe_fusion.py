@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asfe3d.networks import PAPER_PARAMS_2D, ASFEFusion
+
+SIZES = [(2, (17, 23)), (3, (9, 11, 13))]
+
+
+@pytest.mark.parametrize("spatial_dims,size", SIZES)
+def test_any_size_round_trips_to_one_channel_in_unit_range(spatial_dims, size):
+    net = ASFEFusion(spatial_dims).eval()
+    with torch.no_grad():
+        y = net(torch.rand(2, 2, *size))
+    assert y.shape == (2, 1, *size)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.parametrize("spatial_dims,size", SIZES)
+def test_untrained_net_is_a_bounded_blend_of_the_sources(spatial_dims, size):
+    net = ASFEFusion(spatial_dims).eval()
+    x = torch.rand(1, 2, *size)
+    with torch.no_grad():
+        y = net(x)
+    lo = x.amin(1, keepdim=True) - net.residual_scale
+    hi = x.amax(1, keepdim=True) + net.residual_scale
+    assert ((y >= lo - 1e-6) & (y <= hi + 1e-6)).all()
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, (24, 20)), (3, (16, 16, 8))])
+def test_gradients_reach_every_parameter(spatial_dims, size):
+    net = ASFEFusion(spatial_dims)
+    x = 0.25 + 0.5 * torch.rand(1, 2, *size)  # mid-range, so the final clamp is inactive
+    net(x).square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_config_rebuilds_the_same_network(spatial_dims):
+    net = ASFEFusion(spatial_dims, deform=False, encoder_channels=(4, 8, 8))
+    clone = ASFEFusion(**net.config)
+    assert clone.config == net.config
+    clone.load_state_dict(net.state_dict())  # same parameter names and shapes
+    x = torch.rand(1, 2, *(16,) * spatial_dims)
+    torch.testing.assert_close(clone.eval()(x), net.eval()(x))
+    assert not any("deform" in n for n, _ in net.named_parameters())
+    assert any("deform" in n for n, _ in ASFEFusion(spatial_dims).named_parameters())
+
+
+def test_efficient_3d_is_small():
+    assert sum(p.numel() for p in ASFEFusion(3).parameters()) <= 2_000_000
+
+
+def test_paper_preset_2d_parameter_count_within_2_percent():
+    with torch.device("meta"):
+        net = ASFEFusion(2, "paper")
+    n = sum(p.numel() for p in net.parameters())
+    assert abs(n - PAPER_PARAMS_2D) / PAPER_PARAMS_2D < 0.02, n
+
+
+def test_bad_arguments_raise_with_values():
+    with pytest.raises(ValueError, match="4"):
+        ASFEFusion(4)
+    with pytest.raises(ValueError, match="fancy"):
+        ASFEFusion(2, "fancy")
+    with pytest.raises(ValueError, match="widht"):
+        ASFEFusion(2, widht=3)
+    with pytest.raises(ValueError, match=r"\('full',\)"):
+        ASFEFusion(2, fusion=("full",))
+    net = ASFEFusion(2)
+    with pytest.raises(ValueError, match=r"\(1, 3, 8, 8\)"):
+        net(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\(1, 2, 8, 8, 8\)"):
+        net(torch.rand(1, 2, 8, 8, 8))
