@@ -77,7 +77,10 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
         import torch
 
         if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
+            x = x.detach().cpu()
+            if x.dtype in (torch.float16, torch.bfloat16):  # no numpy equivalent for bfloat16
+                x = x.float()
+            x = x.as_subclass(torch.Tensor).numpy()
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
     if not isinstance(x, np.ndarray):

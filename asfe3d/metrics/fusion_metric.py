@@ -27,10 +27,11 @@ class FusionMetric(CumulativeIterationMetric):
     Raises:
         ValueError: unknown, duplicated or no names.
 
-    Example:
-        >>> metric = FusionMetric(names=["SSIM", "PSNR"])
-        >>> _ = metric(y_pred=fused, y=torch.cat([mri, pet], dim=1))  # fused (B, 1, H, W[, D]), sources (B, 2, ...)
-        >>> metric.aggregate()  # {"SSIM": ..., "PSNR": ...}
+    Example::
+
+        metric = FusionMetric(names=["SSIM", "PSNR"])
+        metric(y_pred=fused, y=torch.cat([mri, pet], dim=1))  # fused (B, 1, H, W[, D]), sources (B, 2, ...)
+        metric.aggregate()  # {"SSIM": ..., "PSNR": ...}
     """
 
     def __init__(self, names: Sequence[str] | None = None) -> None:
