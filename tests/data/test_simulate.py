@@ -159,7 +159,7 @@ def test_make_demo_pair_files(tmp_path):
         np.testing.assert_allclose(np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, img.affine, atol=1e-4)
     mri = nib.load(pair.mri_path)
     assert np.allclose(mri.header.get_zooms(), (4.0, 4.0, 4.5))
-    # oblique: the RAS direction cosines are not the template's plain axes diag(-1, 1, 1) (LAS as in MNI's sitk LPS)
+    # oblique: the direction cosines are not a signed permutation (the template itself is plain RAS)
     cosines = mri.affine[:3, :3] / np.array(mri.header.get_zooms())
     assert np.abs(cosines - np.round(cosines)).max() > 0.05
     tfm = read_transform(pair.truth_tfm_path)
