@@ -23,6 +23,7 @@ from asfe3d.metrics.functional import (
     to_8bit,
     vif,
 )
+from asfe3d.metrics.consistency import anisotropy, directional_energy, through_plane_consistency
 from asfe3d.metrics.fusion_metric import FusionMetric
 
 __all__ = [
@@ -42,4 +43,7 @@ __all__ = [
     "standard_deviation",
     "to_8bit",
     "vif",
+    "anisotropy",
+    "directional_energy",
+    "through_plane_consistency",
 ]

@@ -1,0 +1,98 @@
+"""Tests of the through-plane consistency measure (TPC)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from asfe3d.metrics import anisotropy, directional_energy, through_plane_consistency
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x - x.min()) / (x.max() - x.min())
+
+
+@pytest.fixture
+def sources() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    a = _unit(gaussian_filter(rng.random((20, 20, 20)), 1.5))
+    b = _unit(gaussian_filter(rng.random((20, 20, 20)), 2.0))
+    return a, b
+
+
+def test_clean_fusion_is_about_one(sources):
+    a, b = sources
+    assert through_plane_consistency(a, a, a) == pytest.approx(1.0)
+    # a source itself or a pointwise blend is never more anisotropic than the most anisotropic source
+    for fused in (a, b, 0.5 * (a + b), np.maximum(a, b)):
+        assert 0.3 < through_plane_consistency(fused, a, b) <= 1.05
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_gain_jitter_gets_worse(sources, axis):
+    a, b = sources
+    fused = 0.5 * (a + b)
+    clean = through_plane_consistency(fused, a, b, axis=axis)
+    rng = np.random.default_rng(2)
+    shape = [1, 1, 1]
+    shape[axis] = fused.shape[axis]
+    previous = clean
+    for s in (0.02, 0.05, 0.1):  # more jitter, more striping
+        gain = (1.0 + s * rng.standard_normal(fused.shape[axis])).reshape(shape)
+        jittered = through_plane_consistency(fused * gain, a, b, axis=axis)
+        assert jittered > previous * 1.2
+        previous = jittered
+    # jitter along another axis is not through-plane striping for this axis
+    other = (axis + 1) % 3
+    shape = [1, 1, 1]
+    shape[other] = fused.shape[other]
+    gain = (1.0 + 0.1 * rng.standard_normal(fused.shape[other])).reshape(shape)
+    assert through_plane_consistency(fused * gain, a, b, axis=axis) < clean
+
+
+def test_mask_and_torch_input(sources):
+    a, b = sources
+    mask = np.zeros(a.shape, bool)
+    mask[3:17, 3:17, 3:17] = True
+    fused = 0.5 * (a + b)
+    v_np = through_plane_consistency(fused, a, b, mask=mask)
+    v_t = through_plane_consistency(torch.from_numpy(fused)[None, None], torch.from_numpy(a), b,
+                                    mask=torch.from_numpy(mask))
+    assert v_np == pytest.approx(v_t)
+    # the mask matters: garbage outside it is ignored
+    noisy = fused.copy()
+    noisy[~mask] = np.random.default_rng(3).random(int((~mask).sum()))
+    assert through_plane_consistency(noisy, a, b, mask=mask) == pytest.approx(v_np)
+
+
+def test_directional_energy_hand_computed():
+    x = np.zeros((3, 3, 3))
+    x[:, :, 1] = 1.0  # second difference along z: 0 - 2 + 0 = -2 at every (x, y)
+    np.testing.assert_allclose(directional_energy(x), [0.0, 0.0, 4.0])
+    assert anisotropy(x, axis=2) == float("inf")
+    assert anisotropy(np.ones((3, 3, 3))) == 1.0
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8))), {}, "3D volume"),
+        ((np.zeros((8, 8, 8)), np.zeros((8, 8, 9)), np.zeros((8, 8, 8))), {}, "one shape"),
+        ((np.zeros((8, 8, 2)),) * 3, {}, "at least 3"),
+        ((np.full((8, 8, 8), np.nan), np.zeros((8, 8, 8)), np.zeros((8, 8, 8))), {}, "NaN"),
+        ((np.zeros((8, 8, 8)),) * 3, {"axis": 3}, "axis"),
+        ((np.zeros((8, 8, 8)),) * 3, {"mask": np.zeros((8, 8, 8), bool)}, "empty"),
+        ((np.zeros((8, 8, 8)),) * 3, {"mask": np.ones((4, 4, 4), bool)}, "mask shape"),
+    ],
+)
+def test_bad_input(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        through_plane_consistency(*args, **kwargs)
+
+
+def test_sources_without_through_plane_structure():
+    a = np.tile(np.linspace(0, 1, 8)[:, None, None] ** 2, (1, 8, 8))  # varies only along x; d2 along z = 0
+    with pytest.raises(ValueError, match="undefined"):
+        through_plane_consistency(a, a, a)
