@@ -84,3 +84,7 @@ def main(argv: list[str] | None = None) -> int:
           f"final train {result.final_train_loss:.4f} / val {result.final_val_loss:.4f}, {result.seconds:.0f} s; "
           f"weights: {result.best_path}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``asfe3d train`` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asfe3d.training.cli import main
+
+
+def test_help_is_fast_and_lists_options() -> None:
+    out = subprocess.run([sys.executable, "-m", "asfe3d.training.cli", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0
+    for opt in ("--config", "--data", "--out", "--epochs", "--resume", "--device"):
+        assert opt in out.stdout
+
+
+def test_bad_config_key_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("spatial_dims: 2\ndata: {source: hmif}\ntrain: {epohcs: 3}\n")
+    assert main(["--config", str(cfg), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "asfe3d: error:" in err and "'epohcs'" in err and "in train" in err
+
+
+def test_missing_config_and_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "none.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("data: {source: hmif}\ntrain: {epochs: 1}\n")
+    assert main(["--config", str(cfg), "--data", str(tmp_path / "nohmif"), "--out", str(tmp_path / "o")]) == 2
+    assert "HMIF folder not found" in capsys.readouterr().err
+
+
+def test_shipped_configs_resolve() -> None:
+    import yaml
+
+    from asfe3d.training import resolve_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("train_2d_pet_mri.yaml", "train_3d_mri_pet.yaml"):
+        cfg = yaml.safe_load((root / name).read_text())
+        cfg["data"]["path"] = cfg["data"].get("path") or "x"
+        if cfg["data"]["source"] == "simulated":
+            cfg["data"].pop("path")
+        assert resolve_config(cfg)["preset"] == "efficient"

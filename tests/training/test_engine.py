@@ -1,0 +1,108 @@
+"""Training engine: config checks, loss decrease, checkpoints and resume, on a tiny fake HMIF folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from asfe3d.fusion.weights import build_network, load_weights
+from asfe3d.training import TrainResult, resolve_config, train
+from asfe3d.training.distributed import setup_distributed
+
+
+def _fake_hmif(root: Path, n: int = 8, size: int = 32) -> Path:
+    """A PET-MRI task folder with structured images (a bright disc in the MRI, a blob in the PET)."""
+    folder = root / "PET-MRI"
+    (folder / "MRI").mkdir(parents=True)
+    (folder / "PET").mkdir()
+    yy, xx = np.mgrid[:size, :size]
+    for s in range(n):
+        r = np.hypot(yy - size / 2, xx - size / 2)
+        mri = (np.clip(1.2 - r / (size / 3), 0, 1) * 200 + (xx % 6 < 2) * 40).astype(np.uint8)
+        pet = np.zeros((size, size, 3), np.uint8)
+        blob = np.exp(-((yy - 10 - s) ** 2 + (xx - 12) ** 2) / 30.0)
+        pet[..., 0] = (blob * 255).astype(np.uint8)
+        pet[..., 1] = (blob * 120).astype(np.uint8)
+        name = f"25{s:03d}.png"
+        Image.fromarray(mri, "L").save(folder / "MRI" / name)
+        Image.fromarray(pet, "RGB").save(folder / "PET" / name)
+    return folder
+
+
+def _config(data: Path, out: Path, epochs: int = 2) -> dict:
+    return {
+        "spatial_dims": 2,
+        "data": {"source": "hmif", "path": str(data), "crop": 32, "val_fraction": 0.25, "gap": 1},
+        "train": {"epochs": epochs, "batch_size": 2, "steps_per_epoch": 3, "lr": 5e-3, "seed": 0, "device": "cpu",
+                  "val_batch_size": 2},
+        "out": str(out),
+    }
+
+
+def test_resolve_config_rejects_bad_keys(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['learning_rate'\]"):
+        resolve_config({"learning_rate": 1.0, "data": {"path": "x"}})
+    with pytest.raises(ValueError, match=r"'bogus'.*in train"):
+        resolve_config({"data": {"path": "x"}, "train": {"bogus": 1}})
+    with pytest.raises(ValueError, match=r"'w_edge'.*in loss"):
+        resolve_config({"data": {"path": "x"}, "loss": {"w_edge": 1}})
+    with pytest.raises(ValueError, match="needs spatial_dims 2"):
+        resolve_config({"spatial_dims": 3, "data": {"path": "x"}})
+    with pytest.raises(ValueError, match="data.path"):
+        resolve_config({})
+    with pytest.raises(ValueError, match="train.epochs"):
+        resolve_config({"data": {"path": "x"}, "train": {"epochs": 0}})
+    cfg = resolve_config({"data": {"path": "x"}})
+    assert cfg["train"]["batch_size"] == 8 and cfg["data"]["gap"] == 2
+
+
+@pytest.mark.slow
+def test_train_lowers_loss_and_writes_outputs(tmp_path: Path) -> None:
+    data = _fake_hmif(tmp_path)
+    result = train(_config(data, tmp_path / "run", epochs=4), command="pytest")
+    assert isinstance(result, TrainResult) and result.epochs_run == 4
+    vals = [h["val_loss"] for h in result.history]
+    assert vals[-1] < vals[0]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert {"train_loss", "train_content", "train_gradient", "train_ssim", "val_loss", "seconds", "lr"} <= set(rows[0])
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    net, meta = build_network(result.best_path)
+    assert meta["command"] == "pytest" and meta["epochs"] == 4 and meta["best_epoch"] == result.best_epoch
+    assert meta["data"]["val"] == ["25006.png", "25007.png"] and meta["hardware"]["torch"] == torch.__version__
+    with torch.inference_mode():
+        out = net(torch.rand(1, 2, 32, 32))
+    assert out.shape == (1, 1, 32, 32)
+
+
+@pytest.mark.slow
+def test_checkpoint_and_resume(tmp_path: Path) -> None:
+    data = _fake_hmif(tmp_path)
+    first = train(_config(data, tmp_path / "run", epochs=1))
+    state = torch.load(first.last_path, weights_only=False)
+    assert state["epoch"] == 1 and "optimizer" in state and "scheduler" in state
+    resumed = train(_config(data, tmp_path / "run", epochs=3), resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[0] == first.history[0]  # the first epoch came from the checkpoint, not re-run
+    assert torch.load(resumed.last_path, weights_only=False)["epoch"] == 3
+    assert load_weights(resumed.best_path)["meta"]["epochs"] == 3
+    with pytest.raises(ValueError, match="already holds 3 of 3 epochs"):
+        train(_config(data, tmp_path / "run", epochs=3), resume=True)
+    with pytest.raises(ValueError, match="does not exist"):
+        train(_config(data, tmp_path / "other", epochs=1), resume=True)
+
+
+def test_setup_distributed_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    info = setup_distributed(torch.device("cpu"))
+    assert not info.enabled and info.is_main and info.world_size == 1
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="must be integers"):
+        setup_distributed(torch.device("cpu"))
