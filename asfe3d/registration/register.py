@@ -66,6 +66,10 @@ class RegistrationResult:
     seconds: float
 
 
+#: samples per metric evaluation at full resolution when ``sampling`` is left to :func:`register_pet_to_mri`
+TARGET_SAMPLES = 100_000
+
+
 def head_mask(image: sitk.Image) -> sitk.Image:
     """Head (foreground) mask of an MRI: voxels above the Otsu threshold, holes filled (uint8, image grid).
 
@@ -137,7 +141,7 @@ def register_pet_to_mri(
     method: str = "rigid",
     *,
     seed: int = 0,
-    sampling: float = 0.02,
+    sampling: float | None = None,
     iterations: int = 200,
     use_mask: bool = True,
     bspline_mesh: int = 4,
@@ -162,7 +166,9 @@ def register_pet_to_mri(
         method: one of ``"rigid"``, ``"affine"``, ``"deformable"``, ``"none"``.
         seed: seed of the metric's random sampling, >= 0 (same inputs and seed give the same result; SimpleITK
             receives ``seed + 1`` because it reads 0 as "seed from the clock").
-        sampling: fraction of fixed voxels sampled per iteration, in (0, 1].
+        sampling: fraction of fixed voxels sampled per iteration, in (0, 1]; ``None`` (default) samples about
+            :data:`TARGET_SAMPLES` voxels at full resolution (2 % of a 1 mm brain MRI, more of a small volume, so
+            coarse images keep enough samples for a stable metric).
         iterations: maximum iterations per resolution level.
         use_mask: restrict the metric to the MRI head (Otsu mask, dilated by 2 voxels).
         bspline_mesh: B-spline mesh cells per axis (``deformable`` only).
@@ -180,6 +186,8 @@ def register_pet_to_mri(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
         raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
+    if sampling is None:
+        sampling = float(min(1.0, max(0.02, TARGET_SAMPLES / float(np.prod(mri.GetSize())))))
     if not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
         raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
     if not (isinstance(iterations, int) and iterations >= 1):

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.fusion import AsfeFusionMethod, get_fuser, resolve_device
+from asfe3d.fusion.weights import build_network, load_weights, save_weights
+from asfe3d.networks.nets import ASFEFusion
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    return {2: ASFEFusion(spatial_dims=2).eval(), 3: ASFEFusion(spatial_dims=3).eval()}
+
+
+def _vol(shape=(12, 10, 9), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slice_mode_equals_the_2d_net_on_each_slice(nets, axis):
+    mri, pet = _vol()
+    fused = AsfeFusionMethod(mode="slice", net=nets[2], slice_axis=axis, device="cpu")(mri, pet)
+    assert fused.shape == mri.shape and fused.dtype == np.float32
+    k = mri.shape[axis] // 2
+    x = torch.from_numpy(np.stack([np.take(mri, k, axis), np.take(pet, k, axis)])[None])
+    with torch.no_grad():
+        expected = nets[2](x)[0, 0].numpy()
+    np.testing.assert_allclose(np.take(fused, k, axis), np.clip(expected, 0, 1), atol=1e-5)
+
+
+def test_volume_mode_runs_the_3d_net_with_sliding_windows(nets):
+    mri, pet = _vol((20, 18, 16))
+    whole = AsfeFusionMethod(mode="volume", net=nets[3], roi_size=(32, 32, 32), device="cpu")(mri, pet)
+    windowed = AsfeFusionMethod(mode="volume", net=nets[3], roi_size=(12, 12, 12), overlap=0.5, device="cpu")(mri, pet)
+    assert whole.shape == windowed.shape == mri.shape
+    # gaussian-blended windows approximate the whole-volume pass away from the borders
+    assert np.abs(whole - windowed)[4:-4, 4:-4, 4:-4].mean() < 0.05
+
+
+def test_2d_image_in_slice_mode(nets):
+    mri, pet = _vol((17, 23))
+    assert AsfeFusionMethod(mode="slice", net=nets[2], device="cpu")(mri, pet).shape == (17, 23)
+
+
+def test_weights_round_trip(nets, tmp_path):
+    path = save_weights(nets[3], tmp_path / "w.pt", meta={"epochs": 1, "data": "test"})
+    payload = load_weights(path)  # weights_only=True inside
+    assert payload["meta"]["epochs"] == 1
+    net, meta = build_network(path)
+    x = torch.rand(1, 2, 9, 10, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), nets[3](x))
+    fused = get_fuser("asfe", mode="volume", weights=path, device="cpu")(*_vol())
+    assert fused.shape == (12, 10, 9)
+
+
+def test_bad_arguments_and_files(nets, tmp_path):
+    with pytest.raises(ValueError, match="'cube'"):
+        AsfeFusionMethod(mode="cube", net=nets[2])
+    with pytest.raises(ValueError, match="3D network"):
+        AsfeFusionMethod(mode="volume", net=nets[2])
+    with pytest.raises(ValueError, match="overlap"):
+        AsfeFusionMethod(mode="volume", net=nets[3], overlap=1.0)
+    with pytest.raises(Asfe3dInputError, match="missing.pt"):
+        AsfeFusionMethod(mode="slice", weights=tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(Asfe3dInputError, match="junk.pt"):
+        AsfeFusionMethod(mode="slice", weights=junk)
+    with pytest.raises(ValueError, match="'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_with_amp_matches_cpu(nets, cuda_device):
+    mri, pet = _vol((24, 24, 16))
+    cpu = AsfeFusionMethod(mode="volume", net=nets[3], device="cpu")(mri, pet)
+    gpu = AsfeFusionMethod(mode="volume", net=nets[3], device="cuda", amp=True)(mri, pet)
+    assert np.abs(cpu - gpu).max() < 2e-2
