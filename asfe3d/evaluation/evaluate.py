@@ -1,0 +1,646 @@
+"""Evaluation of ``asfe`` against the classic baselines: cases in, per-case metrics, tables and figures out.
+
+Two kinds of cases, one flow:
+
+- **2D**: HMIF-style image pairs (``DIR/MRI/*.png`` + ``DIR/PET|SPECT|CT/*.png``), by default only the validation
+  part of :func:`asfe3d.data.hmif.split_pairs` (the images the 2D network never trained on). Colour PET/SPECT is
+  fused in the luma: methods fuse ``[MRI, Y]``; the colour result puts the PET's chroma back (as the paper does).
+- **3D**: MRI/PET volume pairs listed in a CSV (``subject, mri, pet[, mask]``). The PET is registered onto the MRI
+  grid (SimpleITK, as :func:`asfe3d.pipeline.fuse_pair` does; ``registration="none"`` only resamples), both are
+  normalised to ``[0, 1]`` with :func:`asfe3d.transforms.intensity.robust_normalize` inside the MRI's head mask.
+  ``asfe`` means both ``asfe-slice`` (2D network slice by slice) and ``asfe-volume`` (3D network).
+
+Metrics are always computed on the gray / luma images in ``[0, 1]`` (the 11 of :data:`asfe3d.metrics.METRIC_NAMES`,
+8-bit convention of ``docs/metrics.md``): whole image in 2D, inside the head mask (or the CSV's mask) in 3D, where
+the through-plane consistency ``TPC`` (:func:`asfe3d.metrics.through_plane_consistency`, along the axial voxel
+axis that slice-wise fusion uses) is added.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from asfe3d.errors import Asfe3dInputError
+
+__all__ = [
+    "BASELINES",
+    "DEFAULT_METHODS",
+    "LOWER_IS_BETTER",
+    "EvalCase",
+    "CaseResult",
+    "expand_methods",
+    "build_fusers",
+    "hmif_case_pairs",
+    "load_hmif_case",
+    "read_pairs_csv",
+    "load_volume_case",
+    "evaluate_case",
+    "mean_table",
+    "count_wins",
+    "win_table",
+    "markdown_summary",
+    "write_rows_csv",
+    "save_fused_case",
+    "fused_output_path",
+    "figure_panels",
+    "save_figure",
+]
+
+#: the classic methods every learned method is compared with
+BASELINES = ("mean", "max", "wavelet", "laplacian")
+#: ``--methods`` default
+DEFAULT_METHODS = (*BASELINES, "asfe")
+#: extra columns where smaller is better (all 11 fusion metrics are higher-is-better)
+LOWER_IS_BETTER = frozenset({"TPC"})
+_ASFE_3D = ("asfe-slice", "asfe-volume")
+_SPLITS = ("val", "train", "all")
+_CSV_COLUMNS = ("subject", "mri", "pet")
+
+
+@dataclass
+class EvalCase:
+    """One pair ready for fusion: both images on one grid, in ``[0, 1]``.
+
+    Attributes:
+        name: the input file name (2D) or the subject id (3D); names the row and the saved outputs.
+        mri: MRI, float32 ``(H, W)`` or ``(X, Y, Z)``.
+        other: PET / SPECT / CT gray image or colour image's luma Y, same shape.
+        rgb: the colour PET/SPECT ``shape + (3,)`` (2D), or ``None`` for gray inputs and volumes.
+        mask: where the metrics are computed (``None`` = everywhere).
+        reference: the MRI :class:`asfe3d.io.Volume` of a 3D case (the grid fused volumes are written on).
+        axis: the axial voxel axis of a 3D case (slice-wise fusion and TPC use it).
+        kind: ``"PET"``, ``"SPECT"``, ``"CT"``.
+    """
+
+    name: str
+    mri: np.ndarray
+    other: np.ndarray
+    rgb: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    reference: Any = None
+    axis: int = 2
+    kind: str = "PET"
+
+    @property
+    def ndim(self) -> int:
+        return int(self.mri.ndim)
+
+
+@dataclass
+class CaseResult:
+    """What :func:`evaluate_case` returns for one case.
+
+    Attributes:
+        rows: one dict per method: ``case``, ``method``, every metric, ``seconds`` (fusion time).
+        fused: ``{method: fused gray/luma image}``.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    fused: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------- methods
+
+
+def expand_methods(methods: str | Sequence[str], ndim: int) -> list[str]:
+    """Resolve the method list for 2D or 3D cases.
+
+    ``asfe`` is the 2D network in 2D, and both ``asfe-slice`` and ``asfe-volume`` in 3D (which may also be asked
+    for one at a time). Order is kept, duplicates are dropped.
+
+    Args:
+        methods: comma-separated string or sequence of names.
+        ndim: 2 or 3.
+
+    Returns:
+        The method names.
+
+    Raises:
+        ValueError: bad ``ndim``, an empty list or an unknown name (quoted).
+    """
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not names:
+        raise ValueError(f"no fusion method given in {methods!r}")
+    known = (*BASELINES, "asfe", *(_ASFE_3D if ndim == 3 else ()))
+    out: list[str] = []
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown method {name!r} for {ndim}D inputs; choose from {', '.join(known)}")
+        for m in (_ASFE_3D if (name == "asfe" and ndim == 3) else (name,)):
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def build_fusers(
+    methods: Sequence[str],
+    *,
+    weights_2d: str | Path | None = None,
+    weights_3d: str | Path | None = None,
+    device: str = "auto",
+    roi_size: Sequence[int] = (128, 128, 128),
+    nets: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the fusion methods named by :func:`expand_methods`.
+
+    Args:
+        methods: names (``mean``, ``max``, ``wavelet``, ``laplacian``, ``asfe``, ``asfe-slice``, ``asfe-volume``).
+        weights_2d: weights of the 2D network (``asfe`` / ``asfe-slice``); ``None`` = the shipped file.
+        weights_3d: weights of the 3D network (``asfe-volume``); ``None`` = the shipped file.
+        device: ``auto``, ``cpu`` or ``cuda[:N]`` for the networks.
+        roi_size: sliding-window size of ``asfe-volume``.
+        nets: already built networks by method name (overrides the weights; for tests and training).
+
+    Returns:
+        ``{name: FusionMethod}`` in the given order.
+
+    Raises:
+        Asfe3dInputError: a weight file is missing or unreadable (shipped weights not there yet included).
+        ValueError: an unknown method name.
+    """
+    from asfe3d.fusion import AsfeFusionMethod, get_fuser
+
+    nets = dict(nets or {})
+    fusers: dict[str, Any] = {}
+    for name in methods:
+        if name in BASELINES:
+            fusers[name] = get_fuser(name)
+            continue
+        if name not in ("asfe", *_ASFE_3D):
+            raise ValueError(f"unknown method {name!r}")
+        mode = "volume" if name == "asfe-volume" else "slice"
+        weights = weights_3d if mode == "volume" else weights_2d
+        kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size)}
+        if name in nets:
+            kwargs["net"] = nets[name]
+        else:
+            kwargs["weights"] = weights
+        try:
+            fusers[name] = AsfeFusionMethod(**kwargs)
+        except FileNotFoundError as exc:
+            flag = "--weights-3d" if mode == "volume" else "--weights-2d"
+            raise Asfe3dInputError(None, f"{exc}; pass {flag} or leave {name} out of --methods") from None
+    return fusers
+
+
+# --------------------------------------------------------------------------------------------------- 2D cases
+
+
+def hmif_case_pairs(folder: str | Path, split: str = "val", val_fraction: float = 0.2, gap: int = 2) -> list[Any]:
+    """The HMIF pairs of one task folder, restricted to a split.
+
+    Args:
+        folder: a task folder holding ``MRI/`` and one of ``PET/``, ``SPECT/``, ``CT/``.
+        split: ``val`` (default: the validation part that training holds out), ``train`` or ``all``.
+        val_fraction: passed to :func:`asfe3d.data.hmif.split_pairs` (keep training's value, 0.2).
+        gap: passed to :func:`asfe3d.data.hmif.split_pairs` (keep training's value, 2).
+
+    Returns:
+        The :class:`asfe3d.data.hmif.HmifPair` list.
+
+    Raises:
+        ValueError: unknown split.
+        Asfe3dInputError: not a task folder, no pairs, or an empty split.
+    """
+    from asfe3d.data.hmif import list_pairs, split_pairs
+
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    pairs = list_pairs(folder)
+    if split != "all":
+        train, val = split_pairs(pairs, val_fraction=val_fraction, gap=gap)
+        pairs = val if split == "val" else train
+    if not pairs:
+        raise Asfe3dInputError(folder, f"the {split!r} split holds no pairs (cases too small to split?)")
+    return pairs
+
+
+def load_hmif_case(pair: Any) -> EvalCase:
+    """Read one HMIF pair as an :class:`EvalCase` (gray MRI, PET luma, PET colour)."""
+    from asfe3d.data.hmif import load_pair
+
+    mri, other, rgb = load_pair(pair)
+    return EvalCase(name=pair.name, mri=mri, other=other, rgb=rgb, kind=pair.other_kind)
+
+
+# --------------------------------------------------------------------------------------------------- 3D cases
+
+
+def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Read a CSV of volume pairs with columns ``subject, mri, pet`` and optionally ``mask``.
+
+    Relative paths are taken relative to the CSV's folder.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        One dict per row: ``subject`` (str), ``mri``, ``pet``, ``mask`` (Paths; ``mask`` may be ``None``).
+
+    Raises:
+        Asfe3dInputError: missing/unreadable file, a missing column, an empty cell, a repeated subject, no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Asfe3dInputError(path, "pairs CSV not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise Asfe3dInputError(path, f"not a readable CSV ({exc})") from None
+    missing = [c for c in _CSV_COLUMNS if c not in header]
+    if missing:
+        raise Asfe3dInputError(
+            path, f"missing column(s) {', '.join(missing)} (need subject, mri, pet[, mask]; found {', '.join(header) or 'none'})"
+        )
+    if not raw:
+        raise Asfe3dInputError(path, "no pairs (the CSV has a header but no rows)")
+    rows, seen = [], set()
+    for i, row in enumerate(raw, start=2):
+        for col in _CSV_COLUMNS:
+            if not row.get(col):
+                raise Asfe3dInputError(path, f"line {i}: empty {col!r}")
+        if row["subject"] in seen:
+            raise Asfe3dInputError(path, f"line {i}: subject {row['subject']!r} appears twice")
+        seen.add(row["subject"])
+        if "/" in row["subject"] or "\\" in row["subject"]:
+            raise Asfe3dInputError(path, f"line {i}: subject {row['subject']!r} must not contain a path separator")
+
+        def _p(value: str) -> Path:
+            p = Path(value).expanduser()
+            return p if p.is_absolute() else path.parent / p
+
+        rows.append({"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
+                     "mask": _p(row["mask"]) if row.get("mask") else None})
+    return rows
+
+
+def load_volume_case(
+    row: Mapping[str, Any], registration: str = "rigid", seed: int = 0, min_overlap: float = 0.3
+) -> EvalCase:
+    """Load one volume pair: register the PET onto the MRI grid and normalise both to ``[0, 1]``.
+
+    Args:
+        row: a row of :func:`read_pairs_csv`.
+        registration: ``rigid``, ``affine``, ``deformable`` or ``none`` (PET already aligned: only resampled).
+        seed: registration sampling seed.
+        min_overlap: smallest fraction of the MRI head the registered PET must cover.
+
+    Returns:
+        The :class:`EvalCase` (mask: the CSV's mask resampled onto the MRI grid, else the MRI's head mask).
+
+    Raises:
+        Asfe3dInputError: unreadable volumes, no overlap after registration, an empty mask.
+        ValueError: unknown registration.
+    """
+    from asfe3d.io import read_volume, sitk_to_numpy_xyz
+    from asfe3d.pipeline import auto_slice_axis
+    from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference
+    from asfe3d.transforms.intensity import head_mask, robust_normalize
+
+    mri_vol = read_volume(row["mri"], role="MRI")
+    pet_vol = read_volume(row["pet"], role="PET")
+    reg = register_pet_to_mri(mri_vol.image, pet_vol.image, registration, seed=seed)
+    pet_on_mri = resample_to_reference(pet_vol.image, mri_vol.image, reg.transform)
+    check_overlap(mri_vol.image, pet_on_mri, pet_path=row["pet"], min_fraction=min_overlap)
+    mri_xyz = mri_vol.array_xyz()
+    pet_xyz = sitk_to_numpy_xyz(pet_on_mri)
+    head = head_mask(mri_xyz)
+    try:
+        mri01, _ = robust_normalize(mri_xyz, mask=head)
+        pet01, _ = robust_normalize(pet_xyz, mask=head)
+    except ValueError as exc:
+        raise Asfe3dInputError(row["pet"], f"cannot normalise the registered PET: {exc}") from None
+    mask = head
+    if row.get("mask") is not None:
+        mask_vol = read_volume(row["mask"], role="mask")
+        on_grid = resample_to_reference(mask_vol.image, mri_vol.image, None, interpolator="nearest")
+        mask = sitk_to_numpy_xyz(on_grid) > 0.5
+        if not mask.any():
+            raise Asfe3dInputError(row["mask"], "mask is empty on the MRI grid")
+    return EvalCase(name=str(row["subject"]), mri=mri01, other=pet01, mask=mask, reference=mri_vol,
+                    axis=auto_slice_axis(mri_vol.affine_ras), kind="PET")
+
+
+# --------------------------------------------------------------------------------------------------- scoring
+
+
+def evaluate_case(case: EvalCase, fusers: Mapping[str, Any]) -> CaseResult:
+    """Fuse one case with every method and score each result.
+
+    Args:
+        case: the pair.
+        fusers: ``{name: FusionMethod}`` (from :func:`build_fusers`).
+
+    Returns:
+        :class:`CaseResult`: one row per method (11 metrics, plus ``TPC`` for volumes, plus ``seconds``) and the
+        fused images.
+
+    Raises:
+        ValueError: no methods, or a 2D/3D mismatch between the case and a method.
+    """
+    from asfe3d.metrics import METRIC_NAMES, fusion_metrics, through_plane_consistency
+
+    if not fusers:
+        raise ValueError("evaluate_case needs at least one fusion method, got none")
+    result = CaseResult()
+    for name, fuser in fusers.items():
+        if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":
+            fuser.slice_axis = case.axis
+        t = time.perf_counter()
+        fused = np.clip(np.asarray(fuser(case.mri, case.other), dtype=np.float32), 0.0, 1.0)
+        seconds = time.perf_counter() - t
+        values = fusion_metrics(fused, case.mri, case.other, mask=case.mask, names=METRIC_NAMES)
+        row: dict[str, Any] = {"case": case.name, "method": name, **{k: float(values[k]) for k in METRIC_NAMES}}
+        if case.ndim == 3:
+            row["TPC"] = through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
+        row["seconds"] = seconds
+        result.rows.append(row)
+        result.fused[name] = fused
+    return result
+
+
+def _metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    from asfe3d.metrics import METRIC_NAMES
+
+    cols = [m for m in METRIC_NAMES if any(m in r for r in rows)]
+    return cols + [c for c in sorted(LOWER_IS_BETTER) if any(c in r for r in rows)]
+
+
+def mean_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean of every metric per method, methods in first-seen order.
+
+    Args:
+        rows: per-case rows from :func:`evaluate_case`.
+
+    Returns:
+        ``{method: {metric: mean over cases}}`` (metrics: the 11 in ``METRIC_NAMES`` order, then ``TPC``).
+
+    Raises:
+        ValueError: no rows.
+    """
+    if not rows:
+        raise ValueError("mean_table needs at least one row, got 0")
+    cols = _metric_columns(rows)
+    methods: list[str] = []
+    for r in rows:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    return {m: {c: float(np.mean([float(r[c]) for r in rows if r["method"] == m])) for c in cols} for m in methods}
+
+
+def _better(a: float, b: float, metric: str) -> bool:
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def count_wins(
+    means: Mapping[str, Mapping[str, float]], candidate: str, opponent: str, metrics: Sequence[str] | None = None
+) -> list[str]:
+    """The metrics on which ``candidate`` is strictly better than ``opponent`` (ties are not wins).
+
+    Args:
+        means: ``{method: {metric: value}}`` (e.g. from :func:`mean_table`).
+        candidate: the method under test.
+        opponent: the method it is compared with.
+        metrics: which metrics count (default: the 11 of ``METRIC_NAMES``, the literature's "won out of 11").
+
+    Returns:
+        The metrics won, in ``metrics`` order.
+
+    Raises:
+        ValueError: a method or metric missing from ``means``.
+    """
+    from asfe3d.metrics import METRIC_NAMES
+
+    metrics = list(METRIC_NAMES if metrics is None else metrics)
+    for m in (candidate, opponent):
+        if m not in means:
+            raise ValueError(f"method {m!r} is not in the table (have {list(means)})")
+        lacking = [k for k in metrics if k not in means[m]]
+        if lacking:
+            raise ValueError(f"method {m!r} has no value for {lacking}")
+    return [k for k in metrics if _better(float(means[candidate][k]), float(means[opponent][k]), k)]
+
+
+def win_table(means: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, int]]:
+    """For every learned method (``asfe*``), the number of the 11 metrics it wins against each other method."""
+    candidates = [m for m in means if m.startswith("asfe")]
+    return {c: {o: len(count_wins(means, c, o)) for o in means if o != c} for c in candidates}
+
+
+def _fmt(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    if abs(value) >= 10:
+        return f"{value:.2f}"
+    return f"{value:.3f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def markdown_summary(
+    rows: Sequence[Mapping[str, Any]], title: str | None = None, notes: Sequence[str] = ()
+) -> str:
+    """Markdown report of per-case rows: mean table (best per metric in bold), wins, and the per-metric gaps.
+
+    Args:
+        rows: per-case rows from :func:`evaluate_case`.
+        title: a heading line (``## title``).
+        notes: lines printed under the heading.
+
+    Returns:
+        The markdown text.
+
+    Raises:
+        ValueError: no rows.
+    """
+    from asfe3d.metrics import METRIC_NAMES
+
+    means = mean_table(rows)
+    cols = next(iter(means.values())).keys()
+    n_cases = len({r["case"] for r in rows})
+    lines: list[str] = []
+    if title:
+        lines += [f"## {title}", ""]
+    lines += [*notes, *([""] if notes else [])]
+    lines.append(f"Means over {n_cases} case(s); best per metric in **bold** (all higher-is-better"
+                 + (", except TPC: lower is better, ~1 = no through-plane striping" if "TPC" in cols else "") + ").")
+    lines += ["", "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    best = {}
+    for c in cols:
+        vals = [means[m][c] for m in means]
+        best[c] = min(vals) if c in LOWER_IS_BETTER else max(vals)
+    for m, vals in means.items():
+        cells = [f"**{_fmt(vals[c])}**" if vals[c] == best[c] else _fmt(vals[c]) for c in cols]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    wins = win_table(means)
+    if wins:
+        opponents = [m for m in means]
+        lines += ["", f"Metrics won out of {len(METRIC_NAMES)} (strictly better mean; row method vs column method):",
+                  "", "| method | " + " | ".join(f"vs {o}" for o in opponents) + " |",
+                  "|---|" + "---|" * len(opponents)]
+        for c, per in wins.items():
+            lines.append(f"| {c} | " + " | ".join("-" if o == c else f"{per[o]}/{len(METRIC_NAMES)}"
+                                                  for o in opponents) + " |")
+        lines += ["", "Per-metric difference (row method minus baseline; positive = better for all but TPC):", "",
+                  "| method | baseline | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+        for c in wins:
+            for o in means:
+                if o == c or o.startswith("asfe"):
+                    continue
+                lines.append(f"| {c} | {o} | " + " | ".join(f"{means[c][k] - means[o][k]:+.4g}" for k in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+
+
+def write_rows_csv(rows: Sequence[Mapping[str, Any]], path: str | Path, overwrite: bool = False) -> Path:
+    """Write per-case rows (``case, method``, metrics, ``seconds``) as CSV, atomically.
+
+    Raises:
+        ValueError: no rows.
+        Asfe3dInputError: the path exists (without ``overwrite``) or is a folder.
+    """
+    from asfe3d.io import atomic_output
+
+    if not rows:
+        raise ValueError("no rows to write")
+    cols = ["case", "method", *_metric_columns(rows), "seconds"]
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
+    return Path(path)
+
+
+def fused_output_path(outdir: str | Path, method: str, case: EvalCase | str, ndim: int = 2) -> Path:
+    """Where ``--save-fused`` puts one method's result: ``OUTDIR/<method>/<input file name>`` (2D, as PNG) or
+    ``OUTDIR/<method>/<subject>.nii.gz`` (3D)."""
+    name = case.name if isinstance(case, EvalCase) else str(case)
+    if ndim == 3:
+        return Path(outdir) / method / f"{name}.nii.gz"
+    return Path(outdir) / method / f"{Path(name).stem}.png"
+
+
+def _colour(fused_y: np.ndarray, mri: np.ndarray, pet_rgb: np.ndarray) -> np.ndarray:
+    """The fused luma with the PET's chroma (what :func:`asfe3d.fusion.fuse_colour` does, from a computed Y)."""
+    from asfe3d.fusion import fuse_colour
+
+    return fuse_colour(mri, pet_rgb, lambda _a, _b: fused_y)
+
+
+def save_fused_case(case: EvalCase, fused: Mapping[str, np.ndarray], outdir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write each method's fused image of one case under ``OUTDIR/<method>/``.
+
+    2D: 8-bit PNG (gray, or RGB with the PET's chroma for colour PET/SPECT) with the input's file name (as PNG).
+    3D: float32 NIfTI in ``[0, 1]`` on the MRI's grid (:func:`asfe3d.io.write_like`), named ``<subject>.nii.gz``.
+
+    Returns:
+        The written paths.
+
+    Raises:
+        Asfe3dInputError: an output exists (without ``overwrite``).
+    """
+    from PIL import Image
+
+    from asfe3d.io import atomic_output, write_like
+
+    written = []
+    for method, img in fused.items():
+        path = fused_output_path(outdir, method, case, case.ndim)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if case.ndim == 3:
+            written.append(write_like(img.astype(np.float32), case.reference, path, overwrite=overwrite))
+            continue
+        arr = _colour(img, case.mri, case.rgb) if case.rgb is not None else img
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            Image.fromarray(np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8)).save(tmp, format="PNG")
+        written.append(path)
+    return written
+
+
+def figure_panels(case: EvalCase, fused: Mapping[str, np.ndarray], colormap: str = "hot") -> list[tuple[str, list[np.ndarray]]]:
+    """Display rows for one case: ``[(row label, [MRI, PET, method 1, ...])]``, colour where the PET is colour.
+
+    2D: one row. 3D: an axial and a coronal row through the head mask's centre (reoriented to RAS for display); the
+    coronal row shows through-plane striping. Gray PET volumes are shown with ``colormap`` and the fused luma with
+    that colour map's chroma, as ``asfe3d fuse --save-rgb`` does.
+    """
+    from asfe3d.fusion import apply_colormap
+
+    if case.ndim == 2:
+        pet = case.rgb if case.rgb is not None else case.other
+        outs = [_colour(f, case.mri, case.rgb) if case.rgb is not None else f for f in fused.values()]
+        return [(case.name, [case.mri, pet, *outs])]
+    from asfe3d.visualize import canonical_view, triplanar
+
+    affine = case.reference.affine_ras if case.reference is not None else np.eye(4)
+    pet_rgb = apply_colormap(case.other, colormap)
+    vols = [case.mri, pet_rgb, *[_colour(f, case.mri, pet_rgb) for f in fused.values()]]
+    vols = [canonical_view(v, affine) for v in vols]
+    mask = canonical_view(case.mask.astype(np.uint8), affine) if case.mask is not None else np.ones(vols[0].shape, np.uint8)
+    centre = tuple(int(round(c)) for c in np.argwhere(mask > 0).mean(axis=0))
+    views = [triplanar(v, centre) for v in vols]  # [axial, coronal, sagittal] each
+    return [(f"{case.name} axial", [v[0] for v in views]), (f"{case.name} coronal", [v[1] for v in views])]
+
+
+def save_figure(
+    panels: Sequence[tuple[str, list[np.ndarray]]], methods: Sequence[str], path: str | Path, overwrite: bool = False,
+    title: str | None = None,
+) -> Path:
+    """PNG grid: one row per panel row, columns MRI, PET and one per method.
+
+    Raises:
+        ValueError: no panels, or a row whose length does not match ``2 + len(methods)``.
+        Asfe3dInputError: the path exists (without ``overwrite``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asfe3d.io import atomic_output
+
+    if not panels:
+        raise ValueError("save_figure needs at least one row of panels")
+    labels = ["MRI", "PET", *methods]
+    for label, imgs in panels:
+        if len(imgs) != len(labels):
+            raise ValueError(f"row {label!r} has {len(imgs)} images, expected {len(labels)} ({labels})")
+    nrow, ncol = len(panels), len(labels)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(1.9 * ncol, 1.9 * nrow + (0.4 if title else 0)), squeeze=False)
+    for i, (label, imgs) in enumerate(panels):
+        for j, img in enumerate(imgs):
+            ax = axes[i, j]
+            ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(labels[j], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
