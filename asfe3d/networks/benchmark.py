@@ -1,0 +1,244 @@
+"""Speed, size and memory benchmark of :class:`~asfe3d.networks.nets.ASFEFusion` presets.
+
+For every preset x spatial dims x case x device: the parameter count, the median inference time of a few
+``torch.no_grad()`` forward passes after a warm-up, and the peak memory. On the CPU every case runs in a fresh
+subprocess and the peak is that process's ``VmHWM`` (peak resident set, so it includes the Python/torch/MONAI
+baseline, which is reported separately as ``VmRSS`` just before the first forward); on CUDA it is
+``torch.cuda.max_memory_allocated``. Results are printed as a markdown table and written to
+``docs/benchmarks.md``. Run it through ``scripts/benchmark.py`` (``python scripts/benchmark.py --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CASES", "Case", "run_case", "run_all", "format_table", "main"]
+
+BRAIN_1MM = (197, 233, 189)
+HEADER = "| preset | dims | input | how | device | parameters | median wall time (runs) | CPU time | peak memory MiB |"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case.
+
+    Attributes:
+        preset: ``ASFEFusion`` preset.
+        spatial_dims: 2 or 3.
+        name: label of the input.
+        shape: spatial shape of the input (2D nets on 3D shapes run slice-wise through ``SliceInferer``).
+        mode: ``"whole"`` (one forward), ``"sliding"`` (3D ``SlidingWindowInferer``, 128^3 ROI, gaussian) or
+            ``"slices"`` (2D net over the last axis with ``SliceInferer``).
+        skip: reason the case is not run (``""`` to run it).
+    """
+
+    preset: str
+    spatial_dims: int
+    name: str
+    shape: tuple[int, ...]
+    mode: str = "whole"
+    skip: str = ""
+
+
+CASES: tuple[Case, ...] = (
+    Case("efficient", 2, "slice 256^2", (256, 256)),
+    Case("efficient", 2, "brain 1 mm, 189 slices", BRAIN_1MM, "slices"),
+    Case("efficient", 3, "volume 128^3", (128, 128, 128)),
+    Case("efficient", 3, "brain 1 mm 197x233x189", BRAIN_1MM),
+    Case("efficient", 3, "brain 1 mm 197x233x189", BRAIN_1MM, "sliding"),
+    Case("paper", 2, "slice 256^2", (256, 256)),
+    Case("paper", 2, "brain 1 mm, 189 slices", BRAIN_1MM, "slices", skip="189 x the slice time (minutes on CPU)"),
+    Case("paper", 3, "volume 128^3", (128, 128, 128), skip="3D lift of the paper widths has ~2.35 G parameters"),
+    Case("paper", 3, "brain 1 mm 197x233x189", BRAIN_1MM, skip="3D lift of the paper widths has ~2.35 G parameters"),
+)
+
+
+def _rss_kib(field: str) -> int:
+    """Read ``field`` (``VmHWM`` / ``VmRSS``) of this process from ``/proc/self/status`` in KiB (-1 if absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def run_case(case: Case, device: str = "cpu", repeats: int = 3, threads: int = 2) -> dict[str, Any]:
+    """Run one case in this process.
+
+    Args:
+        case: the case.
+        device: ``"cpu"`` or ``"cuda"``.
+        repeats: timed runs after one warm-up (the median is reported).
+        threads: ``torch.set_num_threads`` on the CPU.
+
+    Returns:
+        ``params``, ``median_s``, ``times_s``, ``cpu_s`` (median process CPU seconds, all threads), ``peak_mib`` (process VmHWM on CPU, max allocated on CUDA) and
+        ``baseline_mib`` (CPU: VmRSS after building the net, before the first forward).
+    """
+    import torch
+    from monai.inferers import SliceInferer, SlidingWindowInferer
+
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    net = ASFEFusion(case.spatial_dims, case.preset).to(dev).eval()
+    params = sum(p.numel() for p in net.parameters())
+    x = torch.rand(1, 2, *case.shape, device=dev)
+    if case.mode == "sliding":
+        inferer = SlidingWindowInferer(roi_size=(128, 128, 128), sw_batch_size=1, overlap=0.25, mode="gaussian")
+        fn = lambda: inferer(x, net)  # noqa: E731
+    elif case.mode == "slices":
+        inferer = SliceInferer(roi_size=case.shape[:2], sw_batch_size=8, spatial_dim=2, progress=False)
+        fn = lambda: inferer(x, net)  # noqa: E731
+    else:
+        fn = lambda: net(x)  # noqa: E731
+    baseline = _rss_kib("VmRSS") / 1024
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times, cpu_times = [], []
+    with torch.no_grad():
+        fn()
+        for _ in range(repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _rss_kib("VmHWM") / 1024
+    return {
+        "params": params,
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "cpu_s": statistics.median(cpu_times),
+        "peak_mib": peak,
+        "baseline_mib": baseline if dev.type == "cpu" else None,
+    }
+
+
+def _run_in_subprocess(index: int, device: str, repeats: int, threads: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "asfe3d.networks.benchmark", "--_case", str(index), "--device", device,
+           "--repeats", str(repeats), "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_all(devices: Sequence[str], repeats: int = 3, threads: int = 2, only: str | None = None) -> list[dict[str, Any]]:
+    """Run every case on every device (each CPU case in a fresh subprocess).
+
+    Args:
+        devices: e.g. ``["cpu"]`` or ``["cpu", "cuda"]``.
+        repeats: timed runs per case.
+        threads: CPU threads.
+        only: run only cases whose preset equals this (``None`` for all).
+
+    Returns:
+        One row dict per case and device.
+    """
+    rows = []
+    for device in devices:
+        for i, case in enumerate(CASES):
+            if only is not None and case.preset != only:
+                continue
+            row: dict[str, Any] = {"case": case, "device": device}
+            if case.skip and device == "cpu":
+                row["skip"] = case.skip
+            else:
+                row.update(_run_in_subprocess(i, device, repeats, threads))
+            rows.append(row)
+            print(_row_md(row), flush=True)
+    return rows
+
+
+def _row_md(row: dict[str, Any]) -> str:
+    c: Case = row["case"]
+    how = {"whole": "whole input", "sliding": "SlidingWindowInferer 128^3, overlap 0.25, gaussian", "slices": "SliceInferer, batch 8"}[c.mode]
+    lead = f"| {c.preset} | {c.spatial_dims}D | {c.name} | {how} | {row['device']} |"
+    if "skip" in row:
+        return f"{lead} - | skipped: {row['skip']} | - | - |"
+    if "error" in row:
+        return f"{lead} - | error: {row['error']} | - | - |"
+    base = f" (baseline {row['baseline_mib']:.0f})" if row.get("baseline_mib") else ""
+    times = ", ".join(f"{t:.3f}" for t in row["times_s"])
+    return f"{lead} {row['params'] / 1e6:.3f} M | {row['median_s']:.3f} s ({times}) | {row['cpu_s']:.3f} s | {row['peak_mib']:.0f}{base} |"
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`run_all` rows."""
+    head = (
+        f"{HEADER}\n|---|---|---|---|---|---|---|---|---|"
+    )
+    return "\n".join([head] + [_row_md(r) for r in rows])
+
+
+def _machine(threads: int) -> str:
+    import torch
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__} "
+        f"with {threads} threads, CUDA: {cuda}; load average when finished: "
+        + ", ".join(f"{v:.2f}" if isinstance(v, float) else v for v in load)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry (see ``--help``); returns the exit code."""
+    p = argparse.ArgumentParser(description="Benchmark ASFEFusion presets (parameters, time, peak memory).")
+    p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: cpu, plus cuda if available")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (median reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--preset", choices=["efficient", "paper"], help="run only this preset")
+    p.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write ('' to skip)")
+    p.add_argument("--_case", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._case is not None:
+        res = run_case(CASES[args._case], (args.device or ["cpu"])[0], args.repeats, args.threads)
+        print(json.dumps(res))
+        return 0
+    import torch
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(HEADER)
+    rows = run_all(devices, args.repeats, args.threads, args.preset)
+    table = format_table(rows)
+    cmd = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.output:
+        text = (
+            "# ASFEFusion benchmarks\n\n"
+            f"Regenerate with `{cmd.strip()}`.\n\n"
+            f"Machine: {_machine(args.threads)}.\n\n"
+            "Inference only (`torch.no_grad()`, batch 1), median of the timed runs after one warm-up. CPU peak memory\n"
+            "is the benchmark process's peak resident set (`VmHWM`, each case in a fresh process), which includes the\n"
+            "Python/torch/MONAI baseline shown in brackets (`VmRSS` after building the net); CUDA peak memory is\n"
+            "`torch.cuda.max_memory_allocated`. Wall times on a shared machine grow with its load; the CPU time\n"
+            "column (process CPU seconds of one run, all threads together) is less sensitive to it: on an idle\n"
+            "machine with 2 threads the wall time is roughly CPU time / 2 to CPU time.\n\n"
+            f"{table}\n"
+        )
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
