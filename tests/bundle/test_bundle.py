@@ -159,3 +159,22 @@ def test_bundle_run_asfe_with_shipped_weights(tmp_path, demo_files):
         output_dir=str(out), method="asfe", mode="volume", weights=str(WEIGHTS_3D), registration="none",
         roi_size=[32, 32, 32], device="cpu", progress=False)
     _assert_fused_on_mri_grids(tmp_path, out, 3)
+
+
+@pytest.mark.slow
+def test_multi_gpu_inference_overlay_under_torchrun_gloo(tmp_path, demo_files):
+    """``torchrun -m monai.bundle run`` with the multi-GPU overlay, 2 CPU processes (gloo)."""
+    pytest.importorskip("fire", reason="`python -m monai.bundle` needs the fire package (monai[fire])")
+    datalist = _datalist(tmp_path, demo_files, 3)
+    out = tmp_path / "out"
+    configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'multi_gpu_inference.json'}']"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+           "run", "--config_file", configs, "--bundle_root", str(BUNDLE), "--datalist", str(datalist),
+           "--output_dir", str(out), "--method", "mean", "--registration", "none", "--device", "cpu",
+           "--progress", "False"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _assert_fused_on_mri_grids(tmp_path, out, 3)
+    rows = [line.split(",") for line in (out / "summary.csv").read_text().splitlines()[1:]]
+    assert [(r[0], r[1], r[-1]) for r in rows] == [("sub01", "ok", "0"), ("sub02", "ok", "1"), ("sub03", "ok", "0")]
+    assert sorted(p.name for p in out.iterdir()) == [f"sub0{i}_fused.nii.gz" for i in (1, 2, 3)] + ["summary.csv"]
