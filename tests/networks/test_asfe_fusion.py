@@ -39,7 +39,7 @@ def test_gradients_reach_every_parameter(spatial_dims, size):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_config_rebuilds_the_same_network(spatial_dims):
-    net = ASFEFusion(spatial_dims, deform=False, encoder_channels=(4, 8, 8))
+    net = ASFEFusion(spatial_dims, deform=False, encoder_channels=(4, 8, 8), fusion=("light", "full", "full"))
     clone = ASFEFusion(**net.config)
     assert clone.config == net.config
     clone.load_state_dict(net.state_dict())  # same parameter names and shapes
