@@ -249,7 +249,7 @@ def _git_commit() -> str | None:
 
 def _hardware(device: torch.device, threads: int) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+        "device": str(device), "torch": str(torch.__version__), "python": platform.python_version(),
         "cpu_threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
     }
     if device.type == "cuda":
