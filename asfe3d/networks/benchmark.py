@@ -85,8 +85,9 @@ def run_case(case: Case, device: str = "cpu", repeats: int = 3, threads: int = 2
         threads: ``torch.set_num_threads`` on the CPU.
 
     Returns:
-        ``params``, ``median_s``, ``times_s``, ``cpu_s`` (median process CPU seconds, all threads), ``peak_mib`` (process VmHWM on CPU, max allocated on CUDA) and
-        ``baseline_mib`` (CPU: VmRSS after building the net, before the first forward).
+        ``params``, ``median_s``, ``times_s``, ``cpu_s`` (median process CPU seconds, all threads),
+        ``peak_mib`` (process VmHWM on CPU, max allocated on CUDA) and ``baseline_mib`` (CPU: VmRSS after
+        building the net, before the first forward).
     """
     import torch
     from monai.inferers import SliceInferer, SlidingWindowInferer

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from asfe3d.networks.benchmark import CASES, Case, format_table, main, run_case
+
+
+def test_run_case_reports_params_time_and_memory():
+    res = run_case(Case("efficient", 2, "tiny", (32, 32)), device="cpu", repeats=2, threads=1)
+    assert res["params"] > 0
+    assert len(res["times_s"]) == 2 and res["median_s"] > 0
+    assert res["peak_mib"] > 0 and res["cpu_s"] >= 0
+
+
+def test_table_has_one_row_per_case_and_marks_skips():
+    rows = [
+        {"case": CASES[0], "device": "cpu", "params": 1000, "median_s": 0.01, "times_s": [0.01], "cpu_s": 0.02,
+         "peak_mib": 400.0, "baseline_mib": 350.0},
+        {"case": Case("paper", 3, "volume 128^3", (128, 128, 128), skip="too big"), "device": "cpu", "skip": "too big"},
+    ]
+    table = format_table(rows).splitlines()
+    assert len(table) == 4
+    assert "0.010 s" in table[2] and "400 (baseline 350)" in table[2]
+    assert "skipped: too big" in table[3]
+    assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_bad_option_exits_with_usage_error():
+    with pytest.raises(SystemExit) as err:
+        main(["--preset", "huge"])
+    assert err.value.code == 2
