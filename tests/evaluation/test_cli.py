@@ -1,0 +1,125 @@
+"""Tests of ``asfe3d evaluate`` (``asfe3d.evaluation.cli.main``) on a fake HMIF folder and tiny NIfTI pairs."""
+
+from __future__ import annotations
+
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from asfe3d.evaluation.cli import main
+from asfe3d.metrics import METRIC_NAMES
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_hmif_run_writes_csv_table_figure_and_fused(hmif_dir, tmp_path, tiny_weights, capsys):
+    out, fused = tmp_path / "out", tmp_path / "fused"
+    rc = main(["--hmif", str(hmif_dir), "--out", str(out), "--name", "pet", "--weights-2d", str(tiny_weights[0]),
+               "--device", "cpu", "--save-fused", str(fused), "--title", "fake PET-MRI"])
+    assert rc == 0
+    rows = _rows(out / "pet_metrics.csv")
+    methods = ["mean", "max", "wavelet", "laplacian", "asfe"]
+    assert [(r["case"], r["method"]) for r in rows] == [(c, m) for c in ("7014.png", "8014.png") for m in methods]
+    assert list(rows[0]) == ["case", "method", *METRIC_NAMES, "seconds"]
+    assert all(np.isfinite(float(r[k])) for r in rows for k in METRIC_NAMES)
+    md = (out / "pet_summary.md").read_text()
+    assert md == capsys.readouterr().out.rstrip("\n") + "\n"
+    assert "## fake PET-MRI" in md and "val split, 2 pairs" in md
+    # the table holds the means of the CSV
+    en_mean = np.mean([float(r["EN"]) for r in rows if r["method"] == "max"])
+    assert f"| max | {en_mean:.3f}" in md.replace("**", "")
+    assert "| asfe | " in md and "/11 |" in md
+    with Image.open(out / "pet_figure.png") as img:
+        assert img.format == "PNG" and img.size[0] > img.size[1]
+    # one colour PNG per method per input, with the input's name
+    written = sorted(p.relative_to(fused).as_posix() for p in fused.rglob("*") if p.is_file())
+    assert written == sorted(f"{m}/{c}" for m in methods for c in ("7014.png", "8014.png"))
+    with Image.open(fused / "asfe" / "8014.png") as img:
+        assert img.mode == "RGB" and img.size == (32, 32)
+    # a second run refuses to overwrite, and leaves everything as it was
+    before = (out / "pet_metrics.csv").read_bytes()
+    assert main(["--hmif", str(hmif_dir), "--out", str(out), "--name", "pet", "--methods", "mean"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0]
+    assert (out / "pet_metrics.csv").read_bytes() == before
+
+
+def test_volume_run(volume_csv, tmp_path, tiny_weights, capsys):
+    out, fused = tmp_path / "out", tmp_path / "fused"
+    rc = main(["--pairs", str(volume_csv), "--out", str(out), "--weights-2d", str(tiny_weights[0]),
+               "--weights-3d", str(tiny_weights[1]), "--device", "cpu", "--registration", "none",
+               "--save-fused", str(fused), "--figure-cases", "1", "--methods", "mean,asfe"])
+    assert rc == 0, capsys.readouterr().err
+    rows = _rows(out / "evaluation_metrics.csv")
+    assert [(r["case"], r["method"]) for r in rows] == [
+        (s, m) for s in ("s1", "s2") for m in ("mean", "asfe-slice", "asfe-volume")]
+    assert list(rows[0]) == ["case", "method", *METRIC_NAMES, "TPC", "seconds"]
+    assert all(float(r["TPC"]) > 0 for r in rows)
+    md = (out / "evaluation_summary.md").read_text()
+    assert "TPC" in md and "inside the head mask" in md and "| asfe-volume |" in md
+    assert (out / "evaluation_figure.png").is_file()
+    mri = nib.load(volume_csv.parent / "s1_mri.nii.gz")
+    for m in ("mean", "asfe-slice", "asfe-volume"):
+        for s in ("s1", "s2"):
+            img = nib.load(fused / m / f"{s}.nii.gz")
+            assert img.shape == mri.shape and np.allclose(img.affine, mri.affine)
+            data = np.asarray(img.dataobj)
+            assert 0.0 <= data.min() and data.max() <= 1.0
+
+
+def test_top_level_command_forwards(hmif_dir, tmp_path, capsys):
+    from asfe3d.cli import main as asfe3d_main
+
+    rc = asfe3d_main(["evaluate", "--hmif", str(hmif_dir), "--out", str(tmp_path), "--methods", "mean,max",
+                      "--figure-cases", "0"])
+    assert rc == 0
+    assert (tmp_path / "evaluation_metrics.csv").is_file() and not (tmp_path / "evaluation_figure.png").exists()
+    assert "| max |" in capsys.readouterr().out
+
+
+def _bad_csv(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("subject,mri,pets\na,b,c\n")
+    return path
+
+
+def _empty_task(tmp_path):
+    for sub in ("MRI", "PET"):
+        (tmp_path / "empty" / sub).mkdir(parents=True)
+    return tmp_path / "empty"
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t, h: ["--hmif", str(t / "missing")], "HMIF folder not found"),
+        (lambda t, h: ["--hmif", str(_empty_task(t))], "no image pairs"),
+        (lambda t, h: ["--pairs", str(_bad_csv(t))], "missing column(s) pet"),
+        (lambda t, h: ["--pairs", str(t / "nope.csv")], "pairs CSV not found"),
+        (lambda t, h: ["--hmif", str(h), "--weights-2d", str(t / "w.pt")], "weight file not found"),
+        (lambda t, h: ["--hmif", str(h), "--methods", "mean,magic"], "unknown method 'magic'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, hmif_dir, capsys, make_args, message):
+    out = tmp_path / "out"
+    assert main([*make_args(tmp_path, hmif_dir), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("asfe3d: error: ") and message in err[0], captured.err
+    assert captured.out == ""
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_options_exit_2(hmif_dir, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--limit", "0"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--hmif", str(hmif_dir), "--pairs", "x.csv", "--out", str(tmp_path)])
+    assert exc.value.code == 2

@@ -1,0 +1,162 @@
+"""Tests of the evaluation building blocks (method lists, cases, scoring, win counting, tables, outputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.evaluation import (
+    EvalCase,
+    build_fusers,
+    count_wins,
+    evaluate_case,
+    expand_methods,
+    hmif_case_pairs,
+    load_hmif_case,
+    markdown_summary,
+    mean_table,
+    read_pairs_csv,
+    save_fused_case,
+    win_table,
+)
+from asfe3d.metrics import METRIC_NAMES, fusion_metrics
+
+
+def test_expand_methods():
+    assert expand_methods("mean,asfe", 2) == ["mean", "asfe"]
+    assert expand_methods("mean, asfe,mean", 3) == ["mean", "asfe-slice", "asfe-volume"]
+    assert expand_methods(["asfe-volume", "asfe"], 3) == ["asfe-volume", "asfe-slice"]
+    with pytest.raises(ValueError, match="'asfe-volume' for 2D"):
+        expand_methods("asfe-volume", 2)
+    with pytest.raises(ValueError, match="'fancy'"):
+        expand_methods("mean,fancy", 3)
+    with pytest.raises(ValueError, match="no fusion method"):
+        expand_methods(" , ", 2)
+    with pytest.raises(ValueError, match="ndim"):
+        expand_methods("mean", 4)
+
+
+def _table(**methods: list[float]) -> dict[str, dict[str, float]]:
+    return {m: dict(zip(METRIC_NAMES, vals)) for m, vals in methods.items()}
+
+
+def test_count_wins_hand_made_table():
+    means = _table(
+        asfe=[5, 50, 10, 4, 3, 1.2, 0.8, 0.9, 0.6, 1.4, 15],
+        mean=[4, 60, 10, 3, 2, 1.0, 0.9, 0.8, 0.5, 1.5, 16],  # asfe wins EN AG MI SCD VIF Qabf; ties SF
+        max=[6, 70, 20, 5, 4, 1.5, 0.9, 1.0, 0.7, 1.6, 17],  # asfe wins nothing
+    )
+    assert count_wins(means, "asfe", "mean") == ["EN", "AG", "MI", "SCD", "VIF", "Qabf"]
+    assert count_wins(means, "mean", "asfe") == ["SD", "CC", "SSIM", "PSNR"]  # the tie (SF) is nobody's win
+    assert count_wins(means, "asfe", "max") == []
+    assert count_wins(means, "max", "asfe") == list(METRIC_NAMES)
+    assert win_table(means) == {"asfe": {"mean": 6, "max": 0}}
+    # TPC is lower-is-better
+    tpc = {"asfe-volume": {"TPC": 1.0}, "asfe-slice": {"TPC": 1.5}}
+    assert count_wins(tpc, "asfe-volume", "asfe-slice", metrics=["TPC"]) == ["TPC"]
+    with pytest.raises(ValueError, match="'nope'"):
+        count_wins(means, "asfe", "nope")
+    with pytest.raises(ValueError, match="no value"):
+        count_wins(tpc, "asfe-volume", "asfe-slice")
+
+
+def test_markdown_summary_bold_wins_and_gaps():
+    rows = []
+    for case, shift in (("a.png", 0.0), ("b.png", 2.0)):
+        for m, vals in _table(asfe=[5, 50, 10, 4, 3, 1.2, 0.8, 0.9, 0.6, 1.4, 15],
+                               mean=[4, 60, 10, 3, 2, 1.0, 0.9, 0.8, 0.5, 1.5, 16]).items():
+            rows.append({"case": case, "method": m, **{k: v + shift for k, v in vals.items()}, "seconds": 0.1})
+    means = mean_table(rows)
+    assert means["asfe"]["EN"] == pytest.approx(6.0) and means["mean"]["PSNR"] == pytest.approx(17.0)
+    md = markdown_summary(rows, title="T", notes=["note"])
+    assert md.startswith("## T\n\nnote\n")
+    assert "Means over 2 case(s)" in md
+    asfe_line = next(line for line in md.splitlines() if line.startswith("| asfe | **6.000** | 51.00 |"))
+    assert "| mean | 5.000 | **61.00** |" in md  # best per column in bold, for whichever method has it
+    assert asfe_line.count("**") == 2 * 7  # EN SF(tie) AG MI SCD VIF Qabf
+    assert "| asfe | 6/11 | - |" in md or "| asfe | - | 6/11 |" in md
+    assert "| asfe | mean | +1 | -10 |" in md
+    with pytest.raises(ValueError, match="at least one row"):
+        mean_table([])
+
+
+def test_hmif_splits_and_loading(hmif_dir):
+    val = hmif_case_pairs(hmif_dir)  # last of 5 slices per case; 2 dropped as the gap
+    assert [p.name for p in val] == ["7014.png", "8014.png"]
+    assert len(hmif_case_pairs(hmif_dir, "train")) == 4
+    assert len(hmif_case_pairs(hmif_dir, "all")) == 10
+    case = load_hmif_case(val[0])
+    assert case.mri.shape == case.other.shape == (32, 32) and case.rgb.shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="'test'"):
+        hmif_case_pairs(hmif_dir, "test")
+    with pytest.raises(Asfe3dInputError, match="no pairs"):
+        hmif_case_pairs(hmif_dir, "val", val_fraction=0.0)
+    with pytest.raises(Asfe3dInputError, match="not found"):
+        hmif_case_pairs(hmif_dir / "nope")
+
+
+def test_evaluate_case_2d_with_untrained_network(hmif_dir, tmp_path):
+    from asfe3d.fusion import AsfeFusionMethod
+    from tests.evaluation.conftest import tiny_net
+
+    fusers = build_fusers(["mean", "max"])
+    fusers["asfe"] = AsfeFusionMethod(net=tiny_net(2), device="cpu")
+    case = load_hmif_case(hmif_case_pairs(hmif_dir)[0])
+    res = evaluate_case(case, fusers)
+    assert [r["method"] for r in res.rows] == ["mean", "max", "asfe"]
+    for row in res.rows:
+        fused = res.fused[row["method"]]
+        assert fused.shape == (32, 32) and 0.0 <= fused.min() and fused.max() <= 1.0
+        assert row == pytest.approx({**row, **fusion_metrics(fused, case.mri, case.other)})
+        assert "TPC" not in row and row["seconds"] >= 0
+    np.testing.assert_allclose(res.fused["mean"], (case.mri + case.other) / 2, atol=1e-6)
+    # saved: colour PNG named like the input, under OUTDIR/<method>/
+    written = save_fused_case(case, res.fused, tmp_path / "fused")
+    assert sorted(p.relative_to(tmp_path / "fused").as_posix() for p in written) == [
+        "asfe/7014.png", "max/7014.png", "mean/7014.png"]
+    with Image.open(tmp_path / "fused" / "mean" / "7014.png") as img:
+        assert img.mode == "RGB" and img.size == (32, 32)
+    with pytest.raises(Asfe3dInputError, match="already exists"):
+        save_fused_case(case, res.fused, tmp_path / "fused")
+
+
+def test_evaluate_case_3d_sets_slice_axis_and_tpc():
+    from asfe3d.fusion import AsfeFusionMethod
+    from tests.evaluation.conftest import tiny_net
+
+    rng = np.random.default_rng(0)
+    mri = rng.random((32, 5, 32)).astype(np.float32)  # 32 x 32 slices along axis 1
+    pet = rng.random((32, 5, 32)).astype(np.float32)
+    fusers = {"mean": build_fusers(["mean"])["mean"],
+              "asfe-slice": AsfeFusionMethod(net=tiny_net(2), device="cpu")}
+    res = evaluate_case(EvalCase("s", mri, pet, axis=1), fusers)
+    assert fusers["asfe-slice"].slice_axis == 1
+    assert all(np.isfinite(r["TPC"]) for r in res.rows)
+    with pytest.raises(ValueError, match="at least one fusion method"):
+        evaluate_case(EvalCase("s", mri, pet), {})
+
+
+def test_build_fusers_missing_weights(tmp_path):
+    with pytest.raises(Asfe3dInputError, match="weight file not found"):
+        build_fusers(["asfe"], weights_2d=tmp_path / "none.pt")
+
+
+def test_read_pairs_csv(volume_csv, tmp_path):
+    rows = read_pairs_csv(volume_csv)
+    assert [r["subject"] for r in rows] == ["s1", "s2"]
+    assert rows[0]["mri"] == volume_csv.parent / "s1_mri.nii.gz" and rows[0]["mask"] is None
+    assert rows[1]["mask"] == volume_csv.parent / "s2_mask.nii.gz"
+    bad = tmp_path / "bad.csv"
+    for text, match in [
+        ("subject,mri,PET\na,b,c\n", "missing column.s. pet"),
+        ("subject,mri,pet\n", "no pairs"),
+        ("subject,mri,pet\na,b,c\na,d,e\n", "appears twice"),
+        ("subject,mri,pet\na,,c\n", "line 2: empty 'mri'"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(Asfe3dInputError, match=match):
+            read_pairs_csv(bad)
+    with pytest.raises(Asfe3dInputError, match="not found"):
+        read_pairs_csv(tmp_path / "missing.csv")
