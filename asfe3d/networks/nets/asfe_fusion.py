@@ -48,7 +48,7 @@ class ASFEFusion(nn.Module):
     so even the untrained network is a sane per-pixel blend. Inputs of any size are replicate-padded to a
     multiple of ``stem_stride * 2^(levels - 1)`` and the output is cropped back to the input grid. Instance
     norm needs more than one voxel per channel at the coarsest scale in training mode, so train on patches of at
-    least ``2 * stem_stride * 2^(levels - 1)`` per dim (32 for both efficient presets); inference takes any size.
+    least ``2 * stem_stride * 2^(levels - 1)`` per dim (efficient: 32 in 2D, 16 in 3D); inference takes any size.
 
     Args:
         spatial_dims: 2 or 3.
