@@ -51,3 +51,23 @@ def write_nifti(path, data, affine, qform_code=1, sform_code=1):
     img.set_sform(affine, code=sform_code)
     nib.save(img, str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolate_logging():
+    """Restore logging after each test: in-process bundle runs apply the bundle's logging.conf (fileConfig disables
+    existing loggers and sets propagate=0), which would otherwise leak into later tests."""
+    import logging
+
+    names = [None, "asfe3d"]
+    saved = {}
+    for name in names:
+        lg = logging.getLogger(name)
+        saved[name] = (lg.level, list(lg.handlers), lg.disabled, lg.propagate)
+    yield
+    for name, (level, handlers, disabled, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.disabled = disabled
+        lg.propagate = propagate
