@@ -388,6 +388,11 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         best_val, best_epoch, best_state = state["best_val"], state["best_epoch"], state["best_state"]
         prior_seconds = state.get("seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
+        if start_epoch >= t["epochs"]:
+            raise ValueError(
+                f"nothing to do: {str(last_path)!r} already holds {start_epoch} of {t['epochs']} epochs "
+                "(raise train.epochs / --epochs to continue)"
+            )
     model: torch.nn.Module = net
     if dist_info.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -455,8 +460,6 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
                   f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
     seconds = time.time() - t0
     cleanup_distributed(dist_info)
-    if not history:
-        raise ValueError(f"nothing to do: {str(last_path)!r} already holds {start_epoch} of {t['epochs']} epochs")
     return TrainResult(
         out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history), best_epoch=best_epoch,
         best_val_loss=best_val, final_train_loss=history[-1]["train_loss"], final_val_loss=history[-1]["val_loss"],
