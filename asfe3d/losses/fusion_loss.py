@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ASFEFusionLoss", "gaussian_filter", "ssim", "structure_tensor", "CONTENT_TARGETS"]
+__all__ = ["ASFEFusionLoss", "gaussian_filter", "ssim", "structure_tensor", "edge_magnitude", "CONTENT_TARGETS"]
 
 CONTENT_TARGETS = ("max", "mean")
 
@@ -55,6 +55,18 @@ def gaussian_filter(x: torch.Tensor, sigma: float, truncate: float = 3.0) -> tor
 def _gradients(x: torch.Tensor) -> list[torch.Tensor]:
     """Central differences (one-sided at the borders) of a ``(B, 1, *spatial)`` image along every spatial dim."""
     return list(torch.gradient(x, dim=tuple(range(2, x.ndim))))
+
+
+def edge_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel edge strength ``sum_i |d_i x|`` (central differences, one-sided at the borders).
+
+    Args:
+        x: ``(B, 1, H, W[, D])``.
+
+    Returns:
+        ``(B, 1, H, W[, D])``, differentiable in ``x``.
+    """
+    return sum(g.abs() for g in _gradients(x))
 
 
 def structure_tensor(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -114,6 +126,9 @@ class ASFEFusionLoss(nn.Module):
       squared entry of the combined tensor (a relative error, so the term is of order 1 whatever the contrast).
     - ``L_ssim``: ``1 - (SSIM(fused, mri) + SSIM(fused, pet)) / 2`` with a Gaussian window; fully
       differentiable (no ``.item()`` inside).
+    - ``L_edge`` (only when ``w_edge > 0``): mean absolute difference between the fused image's edge strength
+      ``sum_i |d_i F|`` and the stronger of the two sources' edge strengths, ``max(|grad mri|, |grad pet|)`` per
+      pixel (a "max-abs" gradient target: keeps the sharper source's edges instead of a blend of both).
 
     The last call's components (floats) are kept in ``self.last_components`` for logging.
 
@@ -122,6 +137,7 @@ class ASFEFusionLoss(nn.Module):
         w_content: weight of the content term (>= 0).
         w_gradient: weight of the structure-tensor term (>= 0).
         w_ssim: weight of the SSIM term (>= 0).
+        w_edge: weight of the max-abs edge term (>= 0; default 0 = off, the original loss).
         content_target: ``"max"`` or ``"mean"``.
         sigma_tensor: Gaussian integration scale of the structure tensor (pixels).
         sigma_ssim: Gaussian window sigma of SSIM (pixels).
@@ -141,14 +157,15 @@ class ASFEFusionLoss(nn.Module):
         sigma_tensor: float = 1.0,
         sigma_ssim: float = 1.5,
         eps: float = 1e-12,
+        w_edge: float = 0.0,
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
         weights = {"w_content": w_content, "w_gradient": w_gradient, "w_ssim": w_ssim}
-        bad = {k: v for k, v in weights.items() if not v >= 0}
+        bad = {k: v for k, v in {**weights, "w_edge": w_edge}.items() if not v >= 0}
         if bad:
             raise ValueError(f"loss weights must be >= 0, got {bad}")
-        if sum(weights.values()) <= 0:
+        if sum(weights.values()) + w_edge <= 0:
             raise ValueError(f"at least one loss weight must be > 0, got {weights}")
         if content_target not in CONTENT_TARGETS:
             raise ValueError(f"content_target must be one of {CONTENT_TARGETS}, got {content_target!r}")
@@ -156,6 +173,7 @@ class ASFEFusionLoss(nn.Module):
             raise ValueError(f"sigma_tensor and sigma_ssim must be > 0, got {sigma_tensor!r} and {sigma_ssim!r}")
         self.spatial_dims = spatial_dims
         self.w_content, self.w_gradient, self.w_ssim = float(w_content), float(w_gradient), float(w_ssim)
+        self.w_edge = float(w_edge)
         self.content_target = content_target
         self.sigma_tensor, self.sigma_ssim = float(sigma_tensor), float(sigma_ssim)
         self.eps = float(eps)
@@ -193,10 +211,13 @@ class ASFEFusionLoss(nn.Module):
         l_grad = F.mse_loss(j_f, j_s) / (j_s.detach().pow(2).mean() + self.eps)
         l_ssim = 1.0 - 0.5 * (ssim(fused, mri, self.sigma_ssim) + ssim(fused, pet, self.sigma_ssim))
         total = self.w_content * l_content + self.w_gradient * l_grad + self.w_ssim * l_ssim
-        self.last_components = {
-            "content": float(l_content.detach()),
-            "gradient": float(l_grad.detach()),
-            "ssim": float(l_ssim.detach()),
-            "total": float(total.detach()),
-        }
+        components = {"content": float(l_content.detach()), "gradient": float(l_grad.detach()),
+                      "ssim": float(l_ssim.detach())}
+        if self.w_edge > 0:
+            edge_target = torch.maximum(edge_magnitude(mri), edge_magnitude(pet))
+            l_edge = F.l1_loss(edge_magnitude(fused), edge_target)
+            total = total + self.w_edge * l_edge
+            components["edge"] = float(l_edge.detach())
+        components["total"] = float(total.detach())
+        self.last_components = components
         return total

@@ -44,7 +44,7 @@ _SIM_DATA = {
     "val_bank_size": 2, "tracers": ["fdg", "amyloid"], "fwhm_range": [4.0, 8.0], "noise_range": [0.02, 0.08],
     "motion_deg": 2.0, "motion_mm": 2.0, "gamma_range": [0.8, 1.25],
 }
-_LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim")
+_LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge")
 
 #: Every key a configuration may hold, with its default. ``data`` defaults depend on ``data.source``.
 DEFAULT_CONFIG: dict[str, Any] = {
