@@ -74,3 +74,12 @@ def test_bad_arguments_raise_with_values():
         net(torch.rand(1, 3, 8, 8))
     with pytest.raises(ValueError, match=r"\(1, 2, 8, 8, 8\)"):
         net(torch.rand(1, 2, 8, 8, 8))
+
+
+@pytest.mark.parametrize("spatial", [(1, 7), (5, 3), (1, 1, 1), (3, 4, 5)], ids=["1x7", "5x3", "1^3", "3x4x5"])
+def test_tiny_inputs_keep_their_grid(spatial):
+    """Inputs smaller than the coarsest scale are padded inside (instance norm needs > 1 voxel there)."""
+    net = ASFEFusion(spatial_dims=len(spatial)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 2, *spatial))
+    assert out.shape == (1, 1, *spatial)

@@ -36,13 +36,17 @@ def ensure_tuple_dims(value: int | Sequence[int], spatial_dims: int, name: str) 
     return vals
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int], mode: str = "constant") -> tuple[torch.Tensor, tuple[int, ...]]:
+def pad_to_multiple(
+    x: torch.Tensor, multiple: Sequence[int], mode: str = "constant", min_multiples: int = 1
+) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Pad the spatial dims of ``x`` (at the end) up to a multiple of ``multiple``.
 
     Args:
         x: tensor ``(B, C, *spatial)``.
         multiple: one int per spatial dim.
         mode: ``torch.nn.functional.pad`` mode (``"constant"`` pads with zeros).
+        min_multiples: pad each dim to at least this many multiples (so tiny inputs still leave more than one
+            voxel at the coarsest scale, which instance norm needs).
 
     Returns:
         The padded tensor and the original spatial size.
@@ -50,7 +54,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int], mode: str = "const
     size = tuple(x.shape[2:])
     pads: list[int] = []
     for s, m in zip(reversed(size), reversed(tuple(multiple))):
-        pads += [0, (-s) % m]
+        pads += [0, max(s + (-s) % m, min_multiples * m) - s]
     if any(pads):
         x = F.pad(x, pads, mode=mode)
     return x, size

@@ -46,9 +46,9 @@ class ASFEFusion(nn.Module):
     ``fused = clamp(w * mri + (1 - w) * pet + residual_scale * tanh(r), 0, 1)``,
 
     so even the untrained network is a sane per-pixel blend. Inputs of any size are replicate-padded to a
-    multiple of ``stem_stride * 2^(levels - 1)`` and the output is cropped back to the input grid. Instance
-    norm needs more than one voxel per channel at the coarsest scale in training mode, so train on patches of at
-    least ``2 * stem_stride * 2^(levels - 1)`` per dim (efficient: 32 in 2D, 16 in 3D); inference takes any size.
+    multiple of ``stem_stride * 2^(levels - 1)``, and to at least twice that (instance norm needs more than one
+    voxel per channel at the coarsest scale), and the output is cropped back to the input grid: any size works,
+    down to a single voxel.
 
     Args:
         spatial_dims: 2 or 3.
@@ -133,7 +133,7 @@ class ASFEFusion(nn.Module):
                 f"ASFEFusion({self.spatial_dims}D) expects (B, 2, *spatial) with {self.spatial_dims} spatial dims "
                 f"and channels [MRI, PET], got shape {tuple(x.shape)}"
             )
-        xp, size = pad_to_multiple(x, (self.multiple,) * self.spatial_dims, mode="replicate")
+        xp, size = pad_to_multiple(x, (self.multiple,) * self.spatial_dims, mode="replicate", min_multiples=2)
         b = xp.shape[0]
         h = torch.cat([xp[:, :1], xp[:, 1:]], dim=0)  # both modalities through the shared encoder at once
         fused: list[torch.Tensor] = []
