@@ -37,8 +37,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (default: auto)")
     p.add_argument("--slice-axis", default="auto", choices=("auto", "0", "1", "2"),
                    help="asfe slice mode: voxel axis to slice along; auto = the MRI's axial axis")
-    p.add_argument("--roi-size", type=int, nargs=3, default=(128, 128, 128), metavar=("X", "Y", "Z"),
-                   help="asfe volume mode: sliding-window size (default: 128 128 128)")
+    p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                   help="asfe volume mode: sliding-window size (default: the whole volume in one pass up to 12 M "
+                        "voxels, else 128 128 128)")
     p.add_argument("--colormap", default="hot", help="PET colour map for --rgb and --preview (default: hot)")
     p.add_argument("--output-scale", choices=("mri", "unit"), default="mri",
                    help="fused intensities: mri = back through the MRI's normalisation window; unit = [0, 1]")
@@ -139,7 +140,7 @@ def _fusion_kwargs(args: argparse.Namespace) -> dict:
     return {
         "method": args.method, "mode": args.mode, "weights": args.weights, "registration": args.registration,
         "device": args.device, "slice_axis": args.slice_axis if args.slice_axis == "auto" else int(args.slice_axis),
-        "roi_size": tuple(args.roi_size), "colormap": args.colormap, "output_scale": args.output_scale,
+        "roi_size": None if args.roi_size is None else tuple(args.roi_size), "colormap": args.colormap, "output_scale": args.output_scale,
         "seed": args.seed, "progress": not args.no_progress,
     }
 

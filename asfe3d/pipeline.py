@@ -113,7 +113,7 @@ def fuse_pair(
     registration: str = "rigid",
     device: str = "auto",
     slice_axis: int | str = "auto",
-    roi_size: Sequence[int] = (128, 128, 128),
+    roi_size: Sequence[int] | None = None,
     mri_series: str | None = None,
     pet_series: str | None = None,
     pet_frame: int | None = None,
@@ -141,7 +141,8 @@ def fuse_pair(
         registration: ``rigid``, ``affine``, ``deformable`` or ``none``.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (for ``asfe``).
         slice_axis: for ``asfe`` slice mode: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2.
-        roi_size: for ``asfe`` volume mode: sliding-window size.
+        roi_size: for ``asfe`` volume mode: sliding-window size (``None``: the whole volume in one pass when it fits,
+            else 128^3 windows).
         mri_series: DICOM SeriesInstanceUID when the MRI folder holds several series.
         pet_series: the same for the PET.
         pet_frame: take this 0-based frame of a 4D PET instead of the mean.

@@ -21,6 +21,11 @@ __all__ = ["AsfeFusionMethod", "resolve_device", "run_network"]
 
 logger = logging.getLogger("asfe3d")
 
+#: volumes up to this many voxels go through the 3D network in one pass when no ``roi_size`` is given
+WHOLE_VOLUME_MAX_VOXELS = 12_000_000
+#: sliding-window size for larger volumes
+DEFAULT_ROI = (128, 128, 128)
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``auto``/``cpu``/``cuda[:N]`` into a device.
@@ -54,7 +59,7 @@ def run_network(
     mode: str,
     device: torch.device,
     slice_axis: int = 2,
-    roi_size: Sequence[int] = (128, 128, 128),
+    roi_size: Sequence[int] | None = None,
     overlap: float = 0.25,
     sw_batch_size: int = 4,
     amp: bool = True,
@@ -68,7 +73,9 @@ def run_network(
         mode: ``"slice"`` or ``"volume"``.
         device: where the network runs (the result comes back on the CPU).
         slice_axis: for ``slice``, the spatial axis (0, 1 or 2 of ``X, Y, Z``) that slices are taken along.
-        roi_size: for ``volume``, the sliding-window size (clipped to the volume).
+        roi_size: for ``volume``, the sliding-window size (clipped to the volume); ``None`` runs the whole volume in
+            one pass when it has at most :data:`WHOLE_VOLUME_MAX_VOXELS` voxels (fastest: no overlap; a 1 mm brain
+            needs under 2 GB), else windows of :data:`DEFAULT_ROI`.
         overlap: for ``volume``, the window overlap fraction.
         sw_batch_size: slices (``slice``) or windows (``volume``) per forward pass.
         amp: use float16 autocast on CUDA.
@@ -92,7 +99,10 @@ def run_network(
             sw_device=device, device=torch.device("cpu"),
         )
     elif mode == "volume":
-        roi = tuple(int(min(r, s)) for r, s in zip(roi_size, inputs.shape[2:]))
+        spatial = tuple(int(s) for s in inputs.shape[2:])
+        if roi_size is None:
+            roi_size = spatial if int(np.prod(spatial)) <= WHOLE_VOLUME_MAX_VOXELS else DEFAULT_ROI
+        roi = tuple(int(min(r, s)) for r, s in zip(roi_size, spatial))
         inferer = SlidingWindowInferer(
             roi_size=roi, overlap=overlap, mode="gaussian", sw_batch_size=sw_batch_size, progress=progress,
             sw_device=device, device=torch.device("cpu"),
@@ -115,7 +125,8 @@ class AsfeFusionMethod(FusionMethod):
         weights: a weight file; ``None`` takes the weights shipped for ``mode``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
         slice_axis: for ``slice`` on 3D inputs, the axis slices are taken along (``X, Y, Z`` order); ``None`` = 2.
-        roi_size: sliding-window size for ``volume``.
+        roi_size: sliding-window size for ``volume``; ``None`` = the whole volume when it is small enough (see
+            :func:`run_network`).
         overlap: sliding-window overlap for ``volume``.
         sw_batch_size: slices or windows per forward pass.
         amp: float16 autocast on CUDA.
@@ -134,7 +145,7 @@ class AsfeFusionMethod(FusionMethod):
         weights: str | Path | None = None,
         device: str = "auto",
         slice_axis: int | None = None,
-        roi_size: Sequence[int] = (128, 128, 128),
+        roi_size: Sequence[int] | None = None,
         overlap: float = 0.25,
         sw_batch_size: int = 4,
         amp: bool = True,
@@ -150,7 +161,7 @@ class AsfeFusionMethod(FusionMethod):
         self.mode = mode
         self.device = resolve_device(device)
         self.slice_axis = 2 if slice_axis is None else int(slice_axis)
-        self.roi_size = tuple(int(r) for r in roi_size)
+        self.roi_size = None if roi_size is None else tuple(int(r) for r in roi_size)
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self.amp = amp
