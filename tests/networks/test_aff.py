@@ -54,3 +54,18 @@ def test_bad_arguments_raise_with_values():
     m = AFF(3, 2, mask_kernel=3)
     with pytest.raises(ValueError, match=r"\(1, 2, 4, 4\)"):
         m(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_aff_under_autocast_and_half_precision(spatial_dims):
+    """The FFT runs in float32 inside: the block works under autocast (as the inferers use on CUDA) and in half."""
+    shape = (1, 4) + (5, 6, 7)[:spatial_dims]
+    x1, x2 = torch.rand(shape), torch.rand(shape)
+    block = AFF(spatial_dims, 4).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x1, x2)
+    assert out.shape == shape and torch.isfinite(out.float()).all()
+    half = AFF(spatial_dims, 4).eval().half()
+    with torch.no_grad():
+        out_half = half(x1.half(), x2.half())
+    assert out_half.dtype == torch.float16 and out_half.shape == shape

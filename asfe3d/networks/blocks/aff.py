@@ -60,11 +60,15 @@ class FrequencyBranch(nn.Module):
         """
         dims = tuple(range(2, x.ndim))
         size = x.shape[2:]
-        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # FFTs of half types are limited
-        spec = torch.fft.rfftn(xf, dim=dims, norm="ortho")
-        z = self.act(self.norm(self.freq_conv(torch.cat([spec.real, spec.imag], dim=1))))
-        re, im = z.chunk(2, dim=1)
-        y = torch.fft.irfftn(torch.complex(re, im), s=size, dim=dims, norm="ortho").to(x.dtype)
+        # FFTs run in float32 (float64 for double inputs) with autocast off (half-precision FFTs only take power-of-two sizes); the 1x1 conv
+        # runs in its weights' dtype, so the block works in float32, under CUDA autocast and in a .half() model.
+        work = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            spec = torch.fft.rfftn(x.to(work), dim=dims, norm="ortho")
+            stacked = torch.cat([spec.real, spec.imag], dim=1).to(self.freq_conv.weight.dtype)
+            z = self.act(self.norm(self.freq_conv(stacked))).to(work)
+            re, im = z.chunk(2, dim=1)
+            y = torch.fft.irfftn(torch.complex(re, im), s=size, dim=dims, norm="ortho").to(x.dtype)
         mask = torch.sigmoid(self.mask_conv(torch.cat([y.mean(1, keepdim=True), y.amax(1, keepdim=True)], dim=1)))
         return y * mask
 
