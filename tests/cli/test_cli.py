@@ -154,3 +154,30 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fuse", "--method", "nope"])
     assert exc.value.code == 2
+
+
+def test_dicom_mri_series_end_to_end(small_pair, tmp_path, capsys):
+    """A DICOM series MRI (oblique LPS geometry) fuses onto its own grid with the correct RAS affine."""
+    import SimpleITK as sitk
+
+    from asfe3d.io import ras_affine_from_sitk
+    from tests.io.helpers import write_dicom_series
+
+    mri = sitk.ReadImage(str(small_pair.mri_path))
+    arr = sitk.GetArrayFromImage(mri).transpose(2, 1, 0)
+    arr = (arr / max(float(arr.max()), 1e-6) * 1000).astype(np.int16)
+    theta = np.deg2rad(10.0)
+    direction = np.array([[1, 0, 0], [0, np.cos(theta), -np.sin(theta)], [0, np.sin(theta), np.cos(theta)]])
+    dicom_dir = tmp_path / "mri_dicom"
+    write_dicom_series(dicom_dir, arr, mri.GetOrigin(), mri.GetSpacing(), direction, series_uid="1.2.3.4.5.6")
+    out = tmp_path / "fused.nii.gz"
+    assert main(["fuse", str(dicom_dir), str(small_pair.pet_path), "-o", str(out), "--method", "wavelet"]) == 0
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(dicom_dir)))
+    expected = ras_affine_from_sitk(reader.Execute())
+    got = nib.load(out)
+    assert got.shape == arr.shape
+    np.testing.assert_allclose(got.affine, expected, atol=1e-4)
+    assert int(got.header["sform_code"]) == 1 and int(got.header["qform_code"]) == 1
+    # the RAS affine really is LPS flipped: +x in DICOM (patient left) is -x in RAS
+    np.testing.assert_allclose(got.affine[0, 0], -mri.GetSpacing()[0], atol=1e-4)
