@@ -71,3 +71,45 @@ def _isolate_logging():
         lg.handlers[:] = handlers
         lg.disabled = disabled
         lg.propagate = propagate
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory):
+    """One tiny demo pair (6 mm MNI grid), built once per session: ``(mri_path, pet_path)``; do not modify."""
+    from asfe3d.data import make_demo_pair
+
+    folder = tmp_path_factory.getbasetemp() / "asfe3d_demo_r6"
+    if not (folder / "pet.nii.gz").is_file():
+        make_demo_pair(folder, resolution=6, mri_spacing=(6, 6, 6), pet_spacing=8)
+    return folder / "mri.nii.gz", folder / "pet.nii.gz"
+
+
+def make_cohort(root, demo, n, names=("mri.nii.gz", "pet.nii.gz"), reverse=False):
+    """``n`` subject folders ``subNN`` holding copies of ``demo``, and ``root/datalist.csv`` with relative paths
+    (rows in reverse order with ``reverse``, to check that sharding sorts)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(root)
+    lines = ["subject,mri,pet"]
+    order = range(n, 0, -1) if reverse else range(1, n + 1)
+    for i in order:
+        sub = root / f"sub{i:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo[0], sub / names[0])
+        shutil.copy(demo[1], sub / names[1])
+        lines.append(f"sub{i:02d},sub{i:02d}/{names[0]},sub{i:02d}/{names[1]}")
+    csv_path = root / "datalist.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    return csv_path
+
+
+@pytest.fixture
+def pair(small_pair, tmp_path):
+    """Copies of :func:`small_pair` named like a user's files: ``(sub01_mri.nii.gz, sub01_pet.nii.gz)``."""
+    import shutil
+
+    mri, pet = tmp_path / "sub01_mri.nii.gz", tmp_path / "sub01_pet.nii.gz"
+    shutil.copy(small_pair.mri_path, mri)
+    shutil.copy(small_pair.pet_path, pet)
+    return mri, pet

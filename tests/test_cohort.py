@@ -23,33 +23,9 @@ from asfe3d.cohort import (
     run_cohort,
 )
 from asfe3d.errors import Asfe3dInputError
+from tests.conftest import make_cohort
 
 FAST = {"method": "mean", "registration": "none"}
-
-
-@pytest.fixture(scope="session")
-def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """One tiny demo pair (6 mm MNI grid), built once per session."""
-    from asfe3d.data import make_demo_pair
-
-    folder = tmp_path_factory.getbasetemp() / "asfe3d_demo_r6"
-    if not (folder / "pet.nii.gz").is_file():
-        make_demo_pair(folder, resolution=6, mri_spacing=(6, 6, 6), pet_spacing=8)
-    return folder / "mri.nii.gz", folder / "pet.nii.gz"
-
-
-def make_cohort(root: Path, demo: tuple[Path, Path], n: int, names=("mri.nii.gz", "pet.nii.gz")) -> Path:
-    """``n`` subject folders with copies of the demo pair and a CSV datalist with relative paths."""
-    lines = ["subject,mri,pet"]
-    for i in range(1, n + 1):
-        sub = root / f"sub{i:02d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        shutil.copy(demo[0], sub / names[0])
-        shutil.copy(demo[1], sub / names[1])
-        lines.append(f"sub{i:02d},sub{i:02d}/{names[0]},sub{i:02d}/{names[1]}")
-    csv_path = root / "datalist.csv"
-    csv_path.write_text("\n".join(lines) + "\n")
-    return csv_path
 
 
 def _write_constant_pet(like: Path, path: Path) -> None:

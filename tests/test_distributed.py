@@ -23,29 +23,7 @@ from asfe3d.distributed import (
     shard_subjects,
     summary_part_path,
 )
-
-
-@pytest.fixture(scope="session")
-def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """One tiny demo pair (6 mm MNI grid), built once per session (shared with test_cohort's cache)."""
-    from asfe3d.data import make_demo_pair
-
-    folder = tmp_path_factory.getbasetemp() / "asfe3d_demo_r6"
-    if not (folder / "pet.nii.gz").is_file():
-        make_demo_pair(folder, resolution=6, mri_spacing=(6, 6, 6), pet_spacing=8)
-    return folder / "mri.nii.gz", folder / "pet.nii.gz"
-
-
-def _cohort(root: Path, demo: tuple[Path, Path], n: int) -> Path:
-    lines = ["subject,mri,pet"]
-    for i in reversed(range(1, n + 1)):  # unsorted on purpose: sharding sorts
-        sub = root / f"sub{i:02d}"
-        sub.mkdir(parents=True)
-        shutil.copy(demo[0], sub / "mri.nii.gz")
-        shutil.copy(demo[1], sub / "pet.nii.gz")
-        lines.append(f"sub{i:02d},sub{i:02d}/mri.nii.gz,sub{i:02d}/pet.nii.gz")
-    (root / "datalist.csv").write_text("\n".join(lines) + "\n")
-    return root / "datalist.csv"
+from tests.conftest import make_cohort
 
 
 def test_get_dist_info_from_environment():
@@ -104,7 +82,7 @@ def test_single_process_run_is_a_plain_cohort(tmp_path, demo_files, monkeypatch)
     from asfe3d.cohort import read_datalist
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    subjects = read_datalist(_cohort(tmp_path, demo_files, 2))
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 2, reverse=True))
     results = run_cohort_distributed(subjects, output_dir=tmp_path / "out", summary_path=tmp_path / "s.csv",
                                      progress=False, method="mean", registration="none", device="auto")
     assert [(r.subject, r.status, r.rank) for r in results] == [("sub01", "ok", 0), ("sub02", "ok", 0)]
@@ -134,7 +112,7 @@ _LOGGING_RUNNER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_process_gloo_cohort_fuses_each_subject_once(tmp_path, demo_files):
-    csv_path = _cohort(tmp_path, demo_files, 4)
+    csv_path = make_cohort(tmp_path, demo_files, 4, reverse=True)
     runner, logs, out = tmp_path / "runner.py", tmp_path / "logs", tmp_path / "out"
     runner.write_text(_LOGGING_RUNNER)
     logs.mkdir()

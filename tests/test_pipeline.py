@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import nibabel as nib
 import numpy as np
@@ -17,12 +16,7 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def pair(small_pair, tmp_path):
-    mri, pet = tmp_path / "sub01_mri.nii.gz", tmp_path / "sub01_pet.nii.gz"
-    shutil.copy(small_pair.mri_path, mri)
-    shutil.copy(small_pair.pet_path, pet)
-    return mri, pet
+
 
 
 def test_fused_volume_is_on_the_mri_grid_with_all_outputs(pair):

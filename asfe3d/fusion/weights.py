@@ -10,8 +10,6 @@ A weight file is a plain dict that ``torch.load(..., weights_only=True)`` accept
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +79,10 @@ def save_weights(net: torch.nn.Module, path: str | Path, meta: dict[str, Any] | 
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
         "meta": _to_plain(meta or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from asfe3d.io import atomic_output
+
+    with atomic_output(path, overwrite=True) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,15 +353,10 @@ def write_transform(transform: sitk.Transform, path: str | Path) -> None:
     path = Path(path)
     if path.suffix != ".tfm":
         raise ValueError(f"transform path must end in '.tfm', got {str(path)!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.tfm", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteTransform(transform, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from asfe3d.io import atomic_output
+
+    with atomic_output(path, overwrite=True) as tmp:
+        sitk.WriteTransform(transform, str(tmp))
 
 
 def read_transform(path: str | Path) -> sitk.Transform:

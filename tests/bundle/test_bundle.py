@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,34 +12,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.conftest import make_cohort
+
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "asfe3d_mri_pet_fusion"
 CONFIGS = BUNDLE / "configs"
 META = CONFIGS / "metadata.json"
 SCHEMA = CONFIGS / "schema" / "meta_schema_20240725.json"
 WEIGHTS_3D = Path(__file__).resolve().parents[2] / "asfe3d" / "weights" / "asfe3d_mri_pet.pt"
-
-
-@pytest.fixture(scope="session")
-def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """One tiny demo pair (6 mm MNI grid), built once per session."""
-    from asfe3d.data import make_demo_pair
-
-    folder = tmp_path_factory.getbasetemp() / "asfe3d_demo_r6"
-    if not (folder / "pet.nii.gz").is_file():
-        make_demo_pair(folder, resolution=6, mri_spacing=(6, 6, 6), pet_spacing=8)
-    return folder / "mri.nii.gz", folder / "pet.nii.gz"
-
-
-def _datalist(root: Path, demo: tuple[Path, Path], n: int) -> Path:
-    lines = ["subject,mri,pet"]
-    for i in range(1, n + 1):
-        sub = root / f"sub{i:02d}"
-        sub.mkdir(parents=True)
-        shutil.copy(demo[0], sub / "mri.nii.gz")
-        shutil.copy(demo[1], sub / "pet.nii.gz")
-        lines.append(f"sub{i:02d},sub{i:02d}/mri.nii.gz,sub{i:02d}/pet.nii.gz")
-    (root / "datalist.csv").write_text("\n".join(lines) + "\n")
-    return root / "datalist.csv"
 
 
 def _assert_fused_on_mri_grids(root: Path, out: Path, n: int) -> None:
@@ -119,7 +97,7 @@ def test_train_and_overlay_configs_resolve():
 def test_bundle_run_inference_mean(tmp_path, demo_files):
     """The documented command: ``python -m monai.bundle run --config_file .../inference.json`` (needs `fire`)."""
     pytest.importorskip("fire", reason="`python -m monai.bundle` needs the fire package (monai[fire])")
-    datalist = _datalist(tmp_path, demo_files, 3)
+    datalist = make_cohort(tmp_path, demo_files, 3)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"),
            "--bundle_root", str(BUNDLE), "--datalist", str(datalist), "--output_dir", str(out),
@@ -134,7 +112,7 @@ def test_bundle_run_inference_mean(tmp_path, demo_files):
 def test_bundle_run_in_process_reports_failures(tmp_path, demo_files):
     from monai.bundle import run
 
-    datalist = _datalist(tmp_path, demo_files, 2)
+    datalist = make_cohort(tmp_path, demo_files, 2)
     out = tmp_path / "out"
     run(config_file=str(CONFIGS / "inference.json"), bundle_root=str(BUNDLE), datalist=str(datalist),
         output_dir=str(out), method="wavelet", registration="none", progress=False)
@@ -153,7 +131,7 @@ def test_bundle_run_in_process_reports_failures(tmp_path, demo_files):
 def test_bundle_run_asfe_with_shipped_weights(tmp_path, demo_files):
     from monai.bundle import run
 
-    datalist = _datalist(tmp_path, demo_files, 3)
+    datalist = make_cohort(tmp_path, demo_files, 3)
     out = tmp_path / "out"
     run(config_file=str(CONFIGS / "inference.json"), bundle_root=str(BUNDLE), datalist=str(datalist),
         output_dir=str(out), method="asfe", mode="volume", weights=str(WEIGHTS_3D), registration="none",
@@ -165,7 +143,7 @@ def test_bundle_run_asfe_with_shipped_weights(tmp_path, demo_files):
 def test_multi_gpu_inference_overlay_under_torchrun_gloo(tmp_path, demo_files):
     """``torchrun -m monai.bundle run`` with the multi-GPU overlay, 2 CPU processes (gloo)."""
     pytest.importorskip("fire", reason="`python -m monai.bundle` needs the fire package (monai[fire])")
-    datalist = _datalist(tmp_path, demo_files, 3)
+    datalist = make_cohort(tmp_path, demo_files, 3)
     out = tmp_path / "out"
     configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'multi_gpu_inference.json'}']"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +16,7 @@ from tests.conftest import write_nifti
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def pair(small_pair, tmp_path):
-    mri, pet = tmp_path / "sub01_mri.nii.gz", tmp_path / "sub01_pet.nii.gz"
-    shutil.copy(small_pair.mri_path, mri)
-    shutil.copy(small_pair.pet_path, pet)
-    return mri, pet
+
 
 
 def _outputs(folder: Path, inputs) -> list[Path]:
