@@ -136,7 +136,8 @@ def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return mri_series, pet_series
 
 
-def _fusion_kwargs(args: argparse.Namespace) -> dict:
+def fusion_kwargs(args: argparse.Namespace) -> dict:
+    """The fusion settings shared by ``fuse``, ``demo`` and cohort runs, as ``fuse_pair`` keyword arguments."""
     return {
         "method": args.method, "mode": args.mode, "weights": args.weights, "registration": args.registration,
         "device": args.device, "slice_axis": args.slice_axis if args.slice_axis == "auto" else int(args.slice_axis),
@@ -184,7 +185,7 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
         args.mri, args.pet, args.output, mri_series=mri_series, pet_series=pet_series, pet_frame=args.pet_frame,
         save_registered_pet=args.save_registered_pet, save_rgb=args.rgb, preview=args.preview,
         save_transform=args.save_transform, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
-        **_fusion_kwargs(args),
+        **fusion_kwargs(args),
     )
     _print_result(result)
     return 0
@@ -205,7 +206,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo pair ({t_make:.1f} s): MRI {pair.mri_path}, PET {pair.pet_path}")
     result = fuse_pair(
         pair.mri_path, pair.pet_path, args.out / f"demo_fused_{args.method}.nii.gz", save_registered_pet=True,
-        save_rgb=True, preview=True, save_transform=True, overwrite=True, **_fusion_kwargs(args),
+        save_rgb=True, preview=True, save_transform=True, overwrite=True, **fusion_kwargs(args),
     )
     _print_result(result)
     err = registration_error_mm(pair.true_transform, result.transform, sitk.ReadImage(str(pair.mask_path)))

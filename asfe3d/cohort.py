@@ -309,25 +309,6 @@ def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
     return None
 
 
-_TMP_TAIL = re.compile(r"^\.tmp[0-9a-f]{8}")
-
-
-def _stale_temporaries(path: Path) -> list[Path]:
-    """Temporary files that :func:`asfe3d.io.atomic_output` would have made for ``path`` (``.<stem>.tmpXXXXXXXX<sfx>``)."""
-    from asfe3d.io.writer import _split_suffix
-
-    stem, suffix = _split_suffix(path.name)
-    prefix = f".{stem}"
-    if not path.parent.is_dir():
-        return []
-    found = []
-    for p in path.parent.iterdir():
-        name = p.name
-        if name.startswith(prefix) and name.endswith(suffix) and p.is_file():
-            middle = name[len(prefix): len(name) - len(suffix)] if suffix else name[len(prefix):]
-            if _TMP_TAIL.match(middle) and len(middle) == 12:
-                found.append(p)
-    return found
 
 
 def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> list[Path]:
@@ -511,6 +492,8 @@ def run_cohort(
 
 def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[str, Any], fuse_pair: Any,
              rank: int) -> SubjectResult:
+    from asfe3d.io import stale_temporaries
+
     message = ""
     redo = overwrite
     if not overwrite and output.exists():
@@ -521,7 +504,7 @@ def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[
         logger.warning("%s: existing output %s is not valid (%s); redoing it", subject.subject, output, reason)
         message = f"replaced an invalid earlier output ({reason})"
         redo = True
-    for stale in (t for p in _planned_outputs(output, fuse_kwargs) for t in _stale_temporaries(p)):
+    for stale in (t for p in _planned_outputs(output, fuse_kwargs) for t in stale_temporaries(p)):
         logger.warning("%s: removing %s left by an interrupted run", subject.subject, stale)
         stale.unlink(missing_ok=True)
     try:
@@ -540,14 +523,14 @@ def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[
 
 
 def _cohort_fuse_kwargs(args: Any) -> dict[str, Any]:
-    from asfe3d.cli import _fusion_kwargs
+    from asfe3d.cli import fusion_kwargs
 
     if getattr(args, "output", None) is not None:
         raise Asfe3dInputError(args.output, "-o/--output names one file; in cohort mode use --output-dir or an "
                                             "output column in the datalist")
     if getattr(args, "series", None):
         raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
-    kwargs = _fusion_kwargs(args)
+    kwargs = fusion_kwargs(args)
     kwargs.pop("progress", None)
     kwargs.update(
         mri_series=args.mri_series, pet_series=args.pet_series, pet_frame=args.pet_frame,

@@ -20,7 +20,7 @@ from asfe3d.io.convert import (
     volume_to_metatensor,
 )
 from asfe3d.io.volume import Volume, detect_format, read_volume
-from asfe3d.io.writer import atomic_output, check_output_path, write_image_like, write_like
+from asfe3d.io.writer import atomic_output, check_output_path, stale_temporaries, write_image_like, write_like
 
 __all__ = [
     "Volume",
@@ -30,6 +30,7 @@ __all__ = [
     "write_image_like",
     "atomic_output",
     "check_output_path",
+    "stale_temporaries",
     "sitk_to_numpy_xyz",
     "numpy_xyz_to_sitk",
     "ras_affine_from_sitk",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -113,6 +114,23 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def stale_temporaries(path: PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_output` made for ``path`` and never renamed (a run killed mid-write).
+
+    Args:
+        path: an output path.
+
+    Returns:
+        The hidden ``.<stem>.tmp<8 hex><suffix>`` files beside ``path`` (empty when its folder does not exist).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stem, suffix = _split_suffix(path.name)
+    pattern = re.compile(re.escape(f".{stem}.tmp") + "[0-9a-f]{8}" + re.escape(suffix) + "$")
+    return sorted(p for p in path.parent.iterdir() if pattern.match(p.name) and p.is_file())
 
 
 def _is_nifti_name(path: PathLike) -> bool:

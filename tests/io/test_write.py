@@ -206,3 +206,15 @@ def test_atomic_output_for_other_files(tmp_path):
             tmp.write_text("partial")
             1 / 0  # noqa: B018
     assert dest.read_text() == "x,y\n1,2\n" and _leftovers(dest.parent) == []
+
+
+def test_stale_temporaries_finds_only_this_outputs_leftovers(tmp_path):
+    from asfe3d.io import stale_temporaries
+
+    out = tmp_path / "sub01_fused.nii.gz"
+    left = tmp_path / ".sub01_fused.tmp0123abcd.nii.gz"
+    left.write_bytes(b"partial")
+    (tmp_path / ".sub02_fused.tmp0123abcd.nii.gz").write_bytes(b"other subject")
+    (tmp_path / ".sub01_fused.tmpXYZ.nii.gz").write_bytes(b"not ours")
+    assert stale_temporaries(out) == [left]
+    assert stale_temporaries(tmp_path / "missing_dir" / "x.nii.gz") == []
