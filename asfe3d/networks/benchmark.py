@@ -26,7 +26,10 @@ from typing import Any
 __all__ = ["CASES", "Case", "run_case", "run_all", "format_table", "main"]
 
 BRAIN_1MM = (197, 233, 189)
-HEADER = "| preset | dims | input | how | device | parameters | median wall time (runs) | CPU time | peak memory MiB |"
+HEADER = (
+    "| preset | dims | input | how | device | threads | parameters | median wall time (runs) | CPU time "
+    "| peak memory MiB |"
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,8 @@ def _run_in_subprocess(index: int, device: str, repeats: int, threads: int) -> d
 
 
 def run_all(
-    devices: Sequence[str], repeats: int = 3, threads: int = 2, only: str | None = None, repeats_large: int = 1
+    devices: Sequence[str], repeats: int = 3, threads: int | Sequence[int] = 2, only: str | None = None,
+    repeats_large: int = 1,
 ) -> list[dict[str, Any]]:
     """Run every case on every device (each CPU case in a fresh subprocess).
 
@@ -154,32 +158,34 @@ def run_all(
         devices: e.g. ``["cpu"]`` or ``["cpu", "cuda"]``.
         repeats: timed runs per case.
         repeats_large: timed runs for the whole-brain cases (a pass takes seconds).
-        threads: CPU threads.
+        threads: CPU threads, or several thread counts (each CPU case runs once per count).
         only: run only cases whose preset equals this (``None`` for all).
 
     Returns:
         One row dict per case and device.
     """
+    counts = [threads] if isinstance(threads, int) else list(threads)
     rows = []
     for device in devices:
-        for i, case in enumerate(CASES):
-            if only is not None and case.preset != only:
-                continue
-            row: dict[str, Any] = {"case": case, "device": device}
-            if case.skip and device == "cpu":
-                row["skip"] = case.skip
-            else:
-                n = repeats_large if case.shape == BRAIN_1MM else repeats
-                row.update(_run_in_subprocess(i, device, n, threads))
-            rows.append(row)
-            print(_row_md(row), flush=True)
+        for n_threads in counts if device == "cpu" else counts[:1]:
+            for i, case in enumerate(CASES):
+                if only is not None and case.preset != only:
+                    continue
+                row: dict[str, Any] = {"case": case, "device": device, "threads": n_threads}
+                if case.skip and device == "cpu":
+                    row["skip"] = case.skip
+                else:
+                    n = repeats_large if case.shape == BRAIN_1MM else repeats
+                    row.update(_run_in_subprocess(i, device, n, n_threads))
+                rows.append(row)
+                print(_row_md(row), flush=True)
     return rows
 
 
 def _row_md(row: dict[str, Any]) -> str:
     c: Case = row["case"]
     how = {"whole": "whole input", "sliding": "SlidingWindowInferer 128^3, overlap 0.25, gaussian", "slices": "SliceInferer, batch 8"}[c.mode]
-    lead = f"| {c.preset} | {c.spatial_dims}D | {c.name} | {how} | {row['device']} |"
+    lead = f"| {c.preset} | {c.spatial_dims}D | {c.name} | {how} | {row['device']} | {row.get('threads', '-')} |"
     if "skip" in row:
         return f"{lead} - | skipped: {row['skip']} | - | - |"
     if "error" in row:
@@ -192,19 +198,56 @@ def _row_md(row: dict[str, Any]) -> str:
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of :func:`run_all` rows."""
     head = (
-        f"{HEADER}\n|---|---|---|---|---|---|---|---|---|"
+        f"{HEADER}\n|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head] + [_row_md(r) for r in rows])
 
 
-def _machine(threads: int) -> str:
+def acceptance(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table checking the rows against the efficient preset's targets (issue: ASFE fusion networks).
+
+    Each target takes the best (lowest) measured value over the thread counts and devices run for CPU, i.e. what a
+    user gets with the better ``--threads`` setting on this machine.
+    """
+    def pick(preset: str, dims: int, name: str, mode: str = "whole") -> list[dict[str, Any]]:
+        return [r for r in rows if r["case"].preset == preset and r["case"].spatial_dims == dims
+                and r["case"].name == name and r["case"].mode == mode and r["device"] == "cpu" and "median_s" in r]
+
+    lines = ["| target | measured | met |", "|---|---|---|"]
+
+    def add(target: str, found: list[dict[str, Any]], key: str, limit: float, fmt: str) -> None:
+        if not found:
+            lines.append(f"| {target} | not run | - |")
+            return
+        best = min(found, key=lambda r: r[key])
+        value = best[key] / (1e6 if key == "params" else 1.0)
+        where = "" if key == "params" else f" ({best['threads']} threads)"
+        lines.append(f"| {target} | {fmt.format(value)}{where} | {'yes' if value <= limit else 'NO'} |")
+
+    add("efficient 3D parameters <= 2 M", pick("efficient", 3, "volume 128^3"), "params", 2.0, "{:.3f} M")
+    add("efficient 3D, one 128^3 volume <= 1.8 s", pick("efficient", 3, "volume 128^3"), "median_s", 1.8, "{:.2f} s")
+    add("efficient 3D, 197x233x189 brain <= 10 s", pick("efficient", 3, "brain 1 mm 197x233x189"), "median_s", 10.0,
+        "{:.2f} s")
+    add("efficient 3D brain, peak memory <= 4096 MiB", pick("efficient", 3, "brain 1 mm 197x233x189"), "peak_mib",
+        4096.0, "{:.0f} MiB")
+    add("efficient 2D, one 256^2 slice <= 0.030 s", pick("efficient", 2, "slice 256^2"), "median_s", 0.030,
+        "{:.3f} s")
+    paper = pick("paper", 2, "slice 256^2")
+    if paper:
+        ratio = abs(paper[0]["params"] / 175.7e6 - 1.0)
+        lines.append(f"| paper 2D parameters within 2 % of 175.7 M | {paper[0]['params'] / 1e6:.2f} M "
+                     f"({100 * ratio:.2f} %) | {'yes' if ratio <= 0.02 else 'NO'} |")
+    return "\n".join(lines)
+
+
+def _machine(threads: int | Sequence[int]) -> str:
     import torch
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__} "
-        f"with {threads} threads, CUDA: {cuda}; load average when finished: "
+        f"with {threads} thread(s), CUDA: {cuda}; load average when finished: "
         + ", ".join(f"{v:.2f}" if isinstance(v, float) else v for v in load)
     )
 
@@ -215,18 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: cpu, plus cuda if available")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (median reported)")
     p.add_argument("--repeats-large", type=int, default=1, help="timed runs for the whole-brain cases")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, nargs="+", default=[2],
+                   help="torch CPU threads; several counts run every CPU case once per count (default: 2)")
     p.add_argument("--preset", choices=["efficient", "paper"], help="run only this preset")
     p.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write ('' to skip)")
     p.add_argument("--_case", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._case is not None:
-        res = run_case(CASES[args._case], (args.device or ["cpu"])[0], args.repeats, args.threads)
+        res = run_case(CASES[args._case], (args.device or ["cpu"])[0], args.repeats, args.threads[0])
         print(json.dumps(res))
         return 0
     import torch
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(HEADER)
     rows = run_all(devices, args.repeats, args.threads, args.preset, args.repeats_large)
     table = format_table(rows)
@@ -242,7 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "`torch.cuda.max_memory_allocated`. Wall times on a shared machine grow with its load; the CPU time\n"
             "column (process CPU seconds of one run, all threads together) is less sensitive to it: on an idle\n"
             "machine with 2 threads the wall time is roughly CPU time / 2 to CPU time.\n\n"
-            f"{table}\n"
+            f"Load average (1 min) when the run started: {load_start:.2f}. Threads compete badly on a busy machine\n"
+            "(OpenMP threads wait for each other), so compare runs taken at a similar load.\n\n"
+            f"{table}\n\n"
+            "## Against the targets\n\n"
+            f"{acceptance(rows)}\n"
         )
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

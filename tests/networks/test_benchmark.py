@@ -29,3 +29,19 @@ def test_bad_option_exits_with_usage_error():
     with pytest.raises(SystemExit) as err:
         main(["--preset", "huge"])
     assert err.value.code == 2
+
+
+def test_acceptance_table_takes_the_best_thread_count_and_flags_misses():
+    from asfe3d.networks.benchmark import acceptance
+
+    vol = Case("efficient", 3, "volume 128^3", (128, 128, 128))
+
+    def row(threads, median, params=132_000):
+        return {"case": vol, "device": "cpu", "threads": threads, "params": params, "median_s": median,
+                "times_s": [median], "cpu_s": median, "peak_mib": 700.0}
+
+    text = acceptance([row(1, 0.9), row(2, 2.5)])
+    assert "| efficient 3D, one 128^3 volume <= 1.8 s | 0.90 s (1 threads) | yes |" in text
+    assert "| efficient 3D parameters <= 2 M | 0.132 M | yes |" in text
+    assert "brain <= 10 s | not run |" in text
+    assert "| NO |" in acceptance([row(1, 2.5, params=3_000_000)])
