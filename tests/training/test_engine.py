@@ -49,8 +49,9 @@ def test_resolve_config_rejects_bad_keys(tmp_path: Path) -> None:
         resolve_config({"learning_rate": 1.0, "data": {"path": "x"}})
     with pytest.raises(ValueError, match=r"'bogus'.*in train"):
         resolve_config({"data": {"path": "x"}, "train": {"bogus": 1}})
-    with pytest.raises(ValueError, match=r"'w_edge'.*in loss"):
-        resolve_config({"data": {"path": "x"}, "loss": {"w_edge": 1}})
+    with pytest.raises(ValueError, match=r"'w_sharp'.*in loss"):
+        resolve_config({"data": {"path": "x"}, "loss": {"w_sharp": 1}})
+    assert resolve_config({"data": {"path": "x"}, "loss": {"w_edge": 20.0}})["loss"] == {"w_edge": 20.0}
     with pytest.raises(ValueError, match="needs spatial_dims 2"):
         resolve_config({"spatial_dims": 3, "data": {"path": "x"}})
     with pytest.raises(ValueError, match="data.path"):
