@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -33,46 +32,31 @@ class DistInfo:
 
 
 def setup_distributed(device: torch.device) -> DistInfo:
-    """Initialise ``torch.distributed`` when the torchrun variables are set, otherwise do nothing.
+    """Join the process group when running under torchrun (``WORLD_SIZE`` > 1), otherwise do nothing.
 
-    Uses ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT`` through ``env://``).
-    The backend is ``nccl`` on CUDA and ``gloo`` on the CPU.
+    The same rank bookkeeping and process-group set-up as cohort inference (:func:`asfe3d.distributed.init_distributed`):
+    ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` through ``env://``; ``nccl`` on CUDA, ``gloo`` on the CPU.
 
     Args:
         device: the device training runs on.
 
     Returns:
-        A :class:`DistInfo`; ``enabled=False`` when ``WORLD_SIZE`` is unset or 1.
+        A :class:`DistInfo`; ``enabled=False`` outside torchrun or with one process.
 
     Raises:
         ValueError: the variables are set but not integers, or inconsistent.
     """
-    env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    if env["WORLD_SIZE"] is None or env["RANK"] is None:
-        return DistInfo()
-    try:
-        world, rank = int(env["WORLD_SIZE"]), int(env["RANK"])
-        local = int(env["LOCAL_RANK"] or 0)
-    except ValueError:
-        raise ValueError(f"torchrun variables must be integers, got {env}") from None
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"need 0 <= RANK < WORLD_SIZE, got {env}")
-    if world == 1:
-        return DistInfo()
-    import torch.distributed as dist
+    from asfe3d.distributed import init_distributed
 
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend, init_method="env://")
-    return DistInfo(True, rank, world, local)
+    info, _ = init_distributed("nccl" if device.type == "cuda" else "gloo")
+    if info.world_size == 1:
+        return DistInfo()
+    return DistInfo(True, info.rank, info.world_size, info.local_rank)
 
 
 def cleanup_distributed(info: DistInfo) -> None:
     """Destroy the process group created by :func:`setup_distributed` (no-op when not distributed)."""
     if info.enabled:
-        import torch.distributed as dist
+        from asfe3d.distributed import cleanup_distributed as leave
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave()
