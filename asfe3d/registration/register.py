@@ -145,6 +145,7 @@ def register_pet_to_mri(
     bspline_mesh: int = 4,
     bspline_iterations: int = 30,
     bspline_bound_mm: float = 1.0,
+    threads: int | None = 1,
 ) -> RegistrationResult:
     """Register a PET volume to an MRI volume (MRI fixed, PET moving) with Mattes mutual information.
 
@@ -174,12 +175,19 @@ def register_pet_to_mri(
         bspline_bound_mm: largest control-point displacement in mm (``deformable`` only); the bound keeps the
             coarse B-spline from fitting PET/MRI contrast differences instead of anatomy.
 
+        threads: ITK threads while registering. ``1`` (default) makes the result bitwise reproducible (ITK's
+            threaded metric sums in a varying order, which moves the parameters by ~1e-12 between runs and the
+            fused voxels by ~1e-8); ``None`` uses ITK's default (all cores; about 1.6x faster on 2 cores: 3.2 s
+            instead of 5.1 s for a 1 mm brain). The setting is process-wide while the registration runs.
+
     Returns:
         :class:`RegistrationResult`; ``transform`` maps MRI points to PET points.
 
     Raises:
         ValueError: for an unknown ``method`` or bad parameters (quoted in the message).
     """
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
@@ -208,34 +216,41 @@ def register_pet_to_mri(
         result.seconds = time.perf_counter() - start
         return result
 
-    fixed = sitk.Cast(mri, sitk.sitkFloat32)
-    moving = sitk.Cast(pet, sitk.sitkFloat32)
-    mask = None
-    if use_mask:
-        mask = sitk.BinaryDilate(head_mask(fixed), [2, 2, 2])
-    init = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    rigid = sitk.Euler3DTransform(init)
-    common = dict(fixed_mask=mask, seed=seed, sampling=sampling, iterations=iterations)
-    _, metric, n_iter, stop = _stage(fixed, moving, rigid, shrink=(4, 2, 1), sigmas=(2, 1, 0), optimizer="rsgd",
-                                     **common)
-    transform: sitk.Transform = rigid
-    if method == "affine":
-        affine = sitk.AffineTransform(3)
-        affine.SetCenter(rigid.GetCenter())
-        affine.SetMatrix(rigid.GetMatrix())
-        affine.SetTranslation(rigid.GetTranslation())
-        _, metric, n_iter, stop = _stage(fixed, moving, affine, shrink=(2, 1), sigmas=(1, 0), optimizer="rsgd",
-                                         **common)
-        transform = affine
-    elif method == "deformable":
-        bspline = sitk.BSplineTransformInitializer(fixed, [bspline_mesh] * 3, order=3)
-        common["iterations"] = bspline_iterations
-        _, metric, n_iter, stop = _stage(fixed, moving, bspline, shrink=(4, 2), sigmas=(2, 1), optimizer="lbfgsb",
-                                         bound_mm=bspline_bound_mm, moving_initial=rigid, **common)
-        # the B-spline acts first (on MRI points), then the rigid transform
-        transform = sitk.CompositeTransform([rigid, bspline])
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    if threads is not None:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        fixed = sitk.Cast(mri, sitk.sitkFloat32)
+        moving = sitk.Cast(pet, sitk.sitkFloat32)
+        mask = None
+        if use_mask:
+            mask = sitk.BinaryDilate(head_mask(fixed), [2, 2, 2])
+        init = sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
+        rigid = sitk.Euler3DTransform(init)
+        common = dict(fixed_mask=mask, seed=seed, sampling=sampling, iterations=iterations)
+        _, metric, n_iter, stop = _stage(fixed, moving, rigid, shrink=(4, 2, 1), sigmas=(2, 1, 0),
+                                         optimizer="rsgd", **common)
+        transform: sitk.Transform = rigid
+        if method == "affine":
+            affine = sitk.AffineTransform(3)
+            affine.SetCenter(rigid.GetCenter())
+            affine.SetMatrix(rigid.GetMatrix())
+            affine.SetTranslation(rigid.GetTranslation())
+            _, metric, n_iter, stop = _stage(fixed, moving, affine, shrink=(2, 1), sigmas=(1, 0),
+                                             optimizer="rsgd", **common)
+            transform = affine
+        elif method == "deformable":
+            bspline = sitk.BSplineTransformInitializer(fixed, [bspline_mesh] * 3, order=3)
+            common["iterations"] = bspline_iterations
+            _, metric, n_iter, stop = _stage(fixed, moving, bspline, shrink=(4, 2), sigmas=(2, 1),
+                                             optimizer="lbfgsb", bound_mm=bspline_bound_mm, moving_initial=rigid,
+                                             **common)
+            # the B-spline acts first (on MRI points), then the rigid transform
+            transform = sitk.CompositeTransform([rigid, bspline])
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     seconds = time.perf_counter() - start
     logger.info("registration %s: Mattes MI %.5f after %d iterations in %.1f s (%s)", method, metric, n_iter,
                 seconds, stop)

@@ -176,3 +176,12 @@ def test_full_resolution_demo_pair_meets_bar(tmp_path):
         assert err["mean"] <= 0.5, (seed, err)
         assert seconds < 40.0  # bar is ~20 s on 2 idle cores; slack for a loaded test machine
         assert check_overlap(mri, resample_to_reference(pet, mri, res.transform)) > 0.5
+
+
+def test_single_thread_registration_is_bitwise_reproducible(case):
+    t1, pet, _, _ = case
+    a = register_pet_to_mri(t1, pet, "rigid", seed=2, threads=1)
+    b = register_pet_to_mri(t1, pet, "rigid", seed=2, threads=1)
+    assert a.transform.GetParameters() == b.transform.GetParameters()
+    with pytest.raises(ValueError, match="threads must be None or an integer >= 1, got 0"):
+        register_pet_to_mri(t1, pet, "rigid", threads=0)
