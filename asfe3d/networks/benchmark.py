@@ -254,7 +254,8 @@ def _machine(threads: int | Sequence[int]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry (see ``--help``); returns the exit code."""
-    p = argparse.ArgumentParser(description="Benchmark ASFEFusion presets (parameters, time, peak memory).")
+    p = argparse.ArgumentParser(prog="asfe3d benchmark",
+                                description="Benchmark ASFEFusion presets (parameters, time, peak memory).")
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: cpu, plus cuda if available")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (median reported)")
     p.add_argument("--repeats-large", type=int, default=1, help="timed runs for the whole-brain cases")
