@@ -156,3 +156,10 @@ def test_multi_gpu_inference_overlay_under_torchrun_gloo(tmp_path, demo_files):
     rows = [line.split(",") for line in (out / "summary.csv").read_text().splitlines()[1:]]
     assert [(r[0], r[1], r[-1]) for r in rows] == [("sub01", "ok", "0"), ("sub02", "ok", "1"), ("sub03", "ok", "0")]
     assert sorted(p.name for p in out.iterdir()) == [f"sub0{i}_fused.nii.gz" for i in (1, 2, 3)] + ["summary.csv"]
+
+
+def test_bundle_models_are_the_shipped_weights():
+    """models/ holds exact copies of the package's weights (no drift after a retrain)."""
+    weights = Path(__file__).resolve().parents[2] / "asfe3d" / "weights"
+    for bundled, shipped in (("model.pt", "asfe3d_mri_pet.pt"), ("model_2d.pt", "asfe2d_pet_mri.pt")):
+        assert (BUNDLE / "models" / bundled).read_bytes() == (weights / shipped).read_bytes(), bundled
