@@ -173,6 +173,7 @@ def fuse_pair(
     from asfe3d.fusion import get_fuser
     from asfe3d.io import check_output_path, read_volume, write_image_like, write_like
     from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, write_transform
+    from asfe3d.registration import head_mask as sitk_head_mask
     from asfe3d.transforms.intensity import head_mask, robust_normalize
 
     if output_scale not in OUTPUT_SCALES:
@@ -213,12 +214,14 @@ def fuse_pair(
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    reg = register_pet_to_mri(mri_vol.image, pet_vol.image, registration, seed=seed, threads=registration_threads)
+    head = sitk_head_mask(mri_vol.image)  # one MRI head mask for the registration metric and the overlap check
+    reg = register_pet_to_mri(mri_vol.image, pet_vol.image, registration, seed=seed, threads=registration_threads,
+                              head=head)
     timings["register"] = time.perf_counter() - t
 
     t = time.perf_counter()
     pet_on_mri = resample_to_reference(pet_vol.image, mri_vol.image, reg.transform)
-    overlap = check_overlap(mri_vol.image, pet_on_mri, pet_path=pet_path, min_fraction=min_overlap)
+    overlap = check_overlap(mri_vol.image, pet_on_mri, pet_path=pet_path, min_fraction=min_overlap, head=head)
     timings["resample"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -142,6 +142,7 @@ def register_pet_to_mri(
     sampling: float | None = None,
     iterations: int = 200,
     use_mask: bool = True,
+    head: sitk.Image | None = None,
     bspline_mesh: int = 4,
     bspline_iterations: int = 30,
     bspline_bound_mm: float = 1.0,
@@ -170,6 +171,7 @@ def register_pet_to_mri(
             coarse images keep enough samples for a stable metric).
         iterations: maximum iterations per resolution level.
         use_mask: restrict the metric to the MRI head (Otsu mask, dilated by 2 voxels).
+        head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
         bspline_mesh: B-spline mesh cells per axis (``deformable`` only).
         bspline_iterations: L-BFGS-B iterations per level (``deformable`` only).
         bspline_bound_mm: largest control-point displacement in mm (``deformable`` only); the bound keeps the
@@ -224,7 +226,7 @@ def register_pet_to_mri(
         moving = sitk.Cast(pet, sitk.sitkFloat32)
         mask = None
         if use_mask:
-            mask = sitk.BinaryDilate(head_mask(fixed), [2, 2, 2])
+            mask = sitk.BinaryDilate(head_mask(fixed) if head is None else head, [2, 2, 2])
         init = sitk.CenteredTransformInitializer(
             fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
         )
@@ -290,19 +292,22 @@ def resample_to_reference(
     )
 
 
-def overlap_fraction(mri: sitk.Image, pet_on_mri: sitk.Image, *, pet_threshold: float = 0.1) -> float:
+def overlap_fraction(
+    mri: sitk.Image, pet_on_mri: sitk.Image, *, pet_threshold: float = 0.1, head: sitk.Image | None = None
+) -> float:
     """Fraction of the MRI head (Otsu mask) where the resampled PET has signal (> ``pet_threshold`` x its p99).
 
     Args:
         mri: the MRI.
         pet_on_mri: the PET resampled onto the MRI grid.
         pet_threshold: PET signal threshold relative to the 99th percentile of its positive values.
+        head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
 
     Returns:
         the fraction in [0, 1] (0 for an empty head mask).
     """
     _check_grid(mri, pet_on_mri)
-    head = sitk.GetArrayFromImage(head_mask(mri)).astype(bool)
+    head = sitk.GetArrayFromImage(head_mask(mri) if head is None else head).astype(bool)
     pet = sitk.GetArrayViewFromImage(pet_on_mri)
     if not head.any():
         return 0.0
@@ -326,7 +331,12 @@ def _check_grid(a: sitk.Image, b: sitk.Image) -> None:
 
 
 def check_overlap(
-    mri: sitk.Image, pet_on_mri: sitk.Image, *, pet_path: str | Path | None = None, min_fraction: float = 0.3
+    mri: sitk.Image,
+    pet_on_mri: sitk.Image,
+    *,
+    pet_path: str | Path | None = None,
+    min_fraction: float = 0.3,
+    head: sitk.Image | None = None,
 ) -> float:
     """Fail when the registered PET covers too little of the MRI's head.
 
@@ -335,6 +345,7 @@ def check_overlap(
         pet_on_mri: the PET resampled onto the MRI grid.
         pet_path: the PET file, named in the error.
         min_fraction: smallest acceptable :func:`overlap_fraction`, in [0, 1].
+        head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
 
     Returns:
         the overlap fraction.
@@ -345,7 +356,7 @@ def check_overlap(
     """
     if not 0.0 <= min_fraction <= 1.0:
         raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
-    frac = overlap_fraction(mri, pet_on_mri)
+    frac = overlap_fraction(mri, pet_on_mri, head=head)
     if frac < min_fraction:
         raise Asfe3dInputError(
             pet_path,
