@@ -15,19 +15,25 @@ def _smooth_pair(spatial_dims, size):
     return pool(x, 3, 1, 1)
 
 
+def _optimise(param: torch.nn.Parameter, loss_fn, inputs: torch.Tensor, steps: int, lr: float) -> list[float]:
+    """Adam on the fused image itself; the loss after each step."""
+    opt = torch.optim.Adam([param], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn(param, inputs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.mark.parametrize("spatial_dims,size", SHAPES)
 def test_loss_decreases_when_optimising_the_fused_image(spatial_dims, size):
     inputs = _smooth_pair(spatial_dims, size)
     fused = torch.nn.Parameter(torch.rand(2, 1, *size))
     loss_fn = ASFEFusionLoss(spatial_dims)
-    opt = torch.optim.Adam([fused], lr=0.02)
-    losses = []
-    for _ in range(15):
-        loss = loss_fn(fused, inputs)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _optimise(fused, loss_fn, inputs, steps=15, lr=0.02)
     assert losses[-1] < 0.8 * losses[0]
     assert set(loss_fn.last_components) == {"content", "gradient", "ssim", "total"}
     assert loss_fn.last_components["total"] == pytest.approx(losses[-1])
@@ -108,14 +114,7 @@ def test_edge_term_max_abs_target(spatial_dims, size):
     assert set(loss_fn.last_components) == {"content", "gradient", "ssim", "edge", "total"}
     blurred = torch.nn.Parameter(0.5 + 0.2 * (sharp - 0.5))
     before = edge_magnitude(blurred.detach()).mean().item()
-    opt = torch.optim.Adam([blurred], lr=0.01)
-    losses = []
-    for _ in range(20):
-        loss = loss_fn(blurred, inputs)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = _optimise(blurred, loss_fn, inputs, steps=20, lr=0.01)
     assert losses[-1] < 0.7 * losses[0]
     assert edge_magnitude(blurred.detach()).mean().item() > before
     # off by default: the original three components only
