@@ -11,7 +11,10 @@ reading is still consulted (header only, cheap) and a disagreement is logged and
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from nibabel.openers import ImageOpener
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.io.checks import check_data_size, check_voxel_sizes, sitk_pixel_bytes, sitk_stored_bytes
 from asfe3d.io.convert import (
     LPS_TO_RAS,
     ras_affine_from_sitk,
@@ -34,6 +39,10 @@ logger = logging.getLogger("asfe3d")
 
 #: Largest difference (mm, per affine entry) between two geometries still considered the same.
 GEOMETRY_TOL_MM = 1e-4
+#: Largest distance (mm) between where a NIfTI's qform and sform put a corner voxel still counted as agreement.
+QFORM_SFORM_TOL_MM = 0.1
+#: Ways of choosing a NIfTI's geometry (``read_volume(nifti_geometry=...)``).
+NIFTI_GEOMETRIES = ("auto", "sform", "qform")
 
 
 @dataclass
@@ -106,6 +115,7 @@ def read_volume(
     series_uid: str | None = None,
     frame: int | None = None,
     allow_nonfinite: bool = False,
+    nifti_geometry: str = "auto",
 ) -> Volume:
     """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
 
@@ -119,6 +129,11 @@ def read_volume(
         series_uid: for a DICOM folder holding several series, the SeriesInstanceUID to read.
         frame: 0-based frame of a 4D image to take instead of averaging all frames.
         allow_nonfinite: replace NaN / Inf voxels by 0 (with a WARNING) instead of refusing the file.
+        nifti_geometry: which NIfTI matrix places the voxels: ``"auto"`` (default: the sform when its code is
+            > 0, else the qform, as nibabel does; a qform and sform that claim the same space but disagree by
+            more than :data:`QFORM_SFORM_TOL_MM` are refused), ``"sform"`` or ``"qform"`` (forced; the header
+            kept in ``Volume.nifti_header`` is edited to say so). A disagreement is logged (WARNING) and recorded
+            in ``info["qform_sform"]``.
 
     Returns:
         The volume: ``image`` is 3D ``sitkFloat32`` with LPS geometry of shape ``(X, Y, Z)``.
@@ -132,6 +147,8 @@ def read_volume(
     """
     if not isinstance(role, str) or not role:
         raise ValueError(f"role must be a non-empty string, got {role!r}.")
+    if nifti_geometry not in NIFTI_GEOMETRIES:
+        raise ValueError(f"nifti_geometry must be one of {NIFTI_GEOMETRIES}, got {nifti_geometry!r}.")
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
         raise ValueError(f"frame must be an int or None, got {frame!r}.")
     p = Path(path)
@@ -141,7 +158,7 @@ def read_volume(
     info: dict[str, Any] = {"role": role}
     header = None
     if fmt == "nifti":
-        frames, affine, header = _read_nifti(p, role, info)
+        frames, affine, header = _read_nifti(p, role, info, nifti_geometry)
         arr3 = _pick_frame(p, frames, frame, role, info)
         arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
         try:
@@ -168,20 +185,33 @@ def read_volume(
 # ----------------------------------------------------------------------------------------------------- NIfTI
 
 
-def _read_nifti(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Load a NIfTI with nibabel; returns (float32 array (X, Y, Z[, T]), RAS affine, header copy)."""
+def _read_nifti(
+    p: Path, role: str, info: dict[str, Any], nifti_geometry: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Load a NIfTI with nibabel; returns (float32 array (X, Y, Z[, T]), RAS affine, header copy).
+
+    The header is checked before any voxel is read: geometry codes, pixdims, qform / sform agreement, voxel sizes
+    and the data size against the file size and the memory available.
+    """
     try:
-        img = nib.load(str(p))
+        raw_pixdim = _raw_nifti_pixdim(p)
+        with _quiet_nibabel():  # nibabel logs (to stderr) the header fields it repairs; asfe3d checks them itself
+            img = nib.load(str(p))
     except Exception as err:  # nibabel raises many types for non-images (ImageFileError, gzip errors...)
         raise Asfe3dInputError(p, f"{role} file is not a readable NIfTI image ({_short(err)})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise Asfe3dInputError(p, f"{role} file is not a NIfTI image (nibabel read it as {type(img).__name__})")
-    header = img.header
+    header = img.header.copy()
     dtype = header.get_data_dtype()
     if dtype.fields is not None or dtype.kind == "c":
         raise Asfe3dInputError(p, f"{role} NIfTI holds {dtype} voxels (colour/complex), not a scalar volume")
     shape = tuple(int(s) for s in img.shape)
     _check_shape(p, shape, role)
+    affine = _nifti_geometry(p, role, header, shape, nifti_geometry, info, raw_pixdim)
+    offset = int(getattr(img.dataobj, "offset", 0) or 0)
+    compressed = p.name.lower().endswith(".gz")
+    check_data_size(p, role, shape, dtype.itemsize, stored_bytes=max(0, p.stat().st_size - offset) if not
+                    compressed else p.stat().st_size, compressed=compressed)
     try:  # decode the whole array: a truncated .nii.gz is only noticed here
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as err:
@@ -189,16 +219,103 @@ def _read_nifti(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, n
             p, f"{role} NIfTI voxel data cannot be read (truncated or corrupt file?): {_short(err)}"
         ) from None
     data = data.reshape(shape[:3] + (int(np.prod(shape[3:], dtype=np.int64)),)) if len(shape) > 3 else data
-    affine = np.array(img.affine, dtype=np.float64)
-    scode, qcode = int(header["sform_code"]), int(header["qform_code"])
-    info["geometry_source"] = "sform" if scode > 0 else ("qform" if qcode > 0 else "nibabel default (no codes)")
     info["sitk_header_geometry_agrees"] = _sitk_header_agrees(p, affine)
     if info["sitk_header_geometry_agrees"] is False:
         logger.info(
             "%s %s: SimpleITK's reader would use a different geometry than nibabel's %s; using nibabel's (%s)",
             role, p, info["geometry_source"], info["geometry_source"],
         )
-    return data, affine, header.copy()
+    return data, affine, header
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    log = logging.getLogger("nibabel.global")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _raw_nifti_pixdim(p: Path) -> np.ndarray:
+    """pixdim[1:4] as stored in the file (nibabel's loader silently replaces zeros by 1 and negatives by their
+    absolute values)."""
+    with ImageOpener(str(p), "rb") as fh:
+        block = fh.read(540)
+    if len(block) < 348:
+        raise ValueError(f"file too short for a NIfTI header ({len(block)} bytes)")
+    for endian in "<>":
+        sizeof_hdr = struct.unpack(endian + "i", block[:4])[0]
+        if sizeof_hdr == 348:
+            return np.asarray(struct.unpack(endian + "3f", block[80:92]), dtype=np.float64)
+        if sizeof_hdr == 540 and len(block) >= 540:
+            return np.asarray(struct.unpack(endian + "3d", block[112:136]), dtype=np.float64)
+    raise ValueError(f"not a NIfTI header (sizeof_hdr = {struct.unpack('<i', block[:4])[0]})")
+
+
+def _corner_distance_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Largest distance (mm) between where two affines put the 8 corner voxels of a grid."""
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    return float(np.linalg.norm((corners @ a.T - corners @ b.T)[:, :3], axis=1).max())
+
+
+def _nifti_geometry(
+    p: Path, role: str, header: Any, shape: tuple[int, ...], choice: str, info: dict[str, Any], pixdim: np.ndarray
+) -> np.ndarray:
+    """Choose (or refuse) the NIfTI geometry; records ``geometry_source`` (and ``qform_sform``) in ``info``.
+
+    ``header`` (a copy) is edited when ``choice`` forces the matrix nibabel would not pick, so that
+    ``header.get_best_affine()`` and outputs written with this header carry the geometry that was used.
+    """
+    scode, qcode = int(header["sform_code"]), int(header["qform_code"])
+    if scode <= 0 and qcode <= 0:
+        raise Asfe3dInputError(
+            p, f"{role} NIfTI header has sform_code and qform_code both 0: it does not say where the voxels are "
+            "(nibabel would guess a pixdim-only affine); set the sform or qform first"
+        )
+    check_voxel_sizes(p, role, pixdim, "NIfTI pixdim[1:4]")
+    sform = np.array(header.get_sform(), dtype=np.float64)
+    qform = np.array(header.get_qform(), dtype=np.float64)
+    if choice == "sform" and scode <= 0:
+        raise Asfe3dInputError(p, f"{role} NIfTI geometry 'sform' was asked for but its sform_code is 0")
+    if choice == "qform" and qcode <= 0:
+        raise Asfe3dInputError(p, f"{role} NIfTI geometry 'qform' was asked for but its qform_code is 0")
+    if choice == "auto":
+        used = "sform" if scode > 0 else "qform"
+    else:
+        used = choice
+    if scode > 0 and qcode > 0:
+        diff = _corner_distance_mm(sform, qform, shape)
+        if diff > QFORM_SFORM_TOL_MM:
+            record = {"max_difference_mm": round(diff, 4), "sform_code": scode, "qform_code": qcode, "used": used}
+            if choice != "auto":
+                record["reason"] = f"nifti_geometry={choice!r} was asked for"
+            elif scode == qcode:
+                raise Asfe3dInputError(
+                    p, f"{role} NIfTI qform and sform both claim the same space (code {scode}) but place the voxels "
+                    f"up to {diff:.3g} mm apart; choose one with nifti_geometry='sform' or 'qform'"
+                )
+            else:
+                record["reason"] = (f"sform_code {scode} and qform_code {qcode} name different spaces; the sform "
+                                    "takes precedence (as in nibabel and FSL)")
+            info["qform_sform"] = record
+            logger.warning(
+                "%s %s: qform and sform disagree by up to %.3g mm; using the %s (%s)",
+                role, p, diff, used, record["reason"],
+            )
+    if used == "qform":
+        affine = qform
+        if scode > 0:  # outputs carry this header: make it say what was used
+            header.set_sform(None, code=0)
+    else:
+        affine = sform
+        if qcode > 0 and choice == "sform":
+            header.set_qform(sform, code=scode)
+    check_voxel_sizes(p, role, np.linalg.norm(affine[:3, :3], axis=0), f"{used} voxel sizes")
+    info["geometry_source"] = used
+    return affine
 
 
 def _sitk_header_agrees(p: Path, affine: np.ndarray) -> bool | None:
@@ -241,13 +358,29 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
     reader.SetFileName(str(p))
     try:
         reader.ReadImageInformation()
-        io_name = reader.GetImageIO()
+    except RuntimeError as err:
+        raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
+    io_name = reader.GetImageIO()
+    _check_sitk_header(p, reader, role)
+    try:
         img = reader.Execute()  # reads (and decompresses) all voxels
     except RuntimeError as err:
         raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
     name = io_name.replace("ImageIO", "").lower() or "other"
     info["sitk_io"] = {"gdcm": "dicom", "nifti": "nifti-pair", "meta": "mha"}.get(name, name)
     return img
+
+
+def _check_sitk_header(p: Path, reader: sitk.ImageFileReader, role: str) -> None:
+    """Voxel sizes and data size of a SimpleITK-readable file, from its header only (before any voxel is read)."""
+    size = tuple(int(s) for s in reader.GetSize())
+    if len(size) >= 3:
+        check_voxel_sizes(p, role, reader.GetSpacing()[:3], "spacing")
+    stored, compressed = sitk_stored_bytes(p)
+    if "gdcm" in reader.GetImageIO().lower():
+        stored, compressed = p.stat().st_size, True  # encapsulated (JPEG...) pixel data: only a weak bound
+    check_data_size(p, role, size, sitk_pixel_bytes(reader.GetPixelID(), reader.GetNumberOfComponents()),
+                    stored_bytes=stored, compressed=compressed)
 
 
 def _sitk_frames(p: Path, img: sitk.Image, role: str) -> list[sitk.Image]:

@@ -1,0 +1,207 @@
+"""Checks on an input's header before its voxels are read: voxel sizes and the memory the data would take.
+
+A header is cheap to read and can claim anything: a 3.7 KB NIfTI header may announce 1500^3 float32 voxels
+(13.5 GB). :func:`check_data_size` refuses such a file in milliseconds, before any allocation, by comparing the
+bytes the header implies with what the file can hold (exactly for uncompressed data, through the largest ratio
+deflate can reach for compressed data), with :data:`MAX_VOXELS` and with the memory available.
+:func:`check_voxel_sizes` refuses zero, negative, non-finite and absurd voxel sizes (a brain volume has voxels
+between :data:`MIN_VOXEL_MM` and :data:`MAX_VOXEL_MM`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+
+__all__ = [
+    "MIN_VOXEL_MM",
+    "MAX_VOXEL_MM",
+    "MAX_VOXELS",
+    "MAX_DEFLATE_RATIO",
+    "available_memory_bytes",
+    "check_voxel_sizes",
+    "check_data_size",
+    "sitk_stored_bytes",
+    "sitk_pixel_bytes",
+]
+
+#: Smallest voxel edge (mm) accepted for a head volume (the finest MRI is about 0.1 mm).
+MIN_VOXEL_MM = 0.01
+#: Largest voxel edge (mm) accepted for a head volume (the coarsest PET / SPECT slices are about 10 mm).
+MAX_VOXEL_MM = 50.0
+#: Most voxels (all frames together) one input may hold: 2^31, i.e. 8 GiB as float32.
+MAX_VOXELS = 2**31
+#: Largest expansion of deflate (gzip / zlib) data: 1032:1 (RFC 1951's longest match per 258 bytes, 2 bits each).
+MAX_DEFLATE_RATIO = 1032
+#: Bytes of working memory per voxel besides the stored type: the float32 array, its SimpleITK copy, a frame mean.
+WORK_BYTES_PER_VOXEL = 12
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to a new allocation (``MemAvailable`` of ``/proc/meminfo``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024.0
+    return f"{n:.3g} TB"  # pragma: no cover - loop always returns
+
+
+def check_voxel_sizes(path: str | Path, role: str, sizes: Sequence[float], source: str) -> None:
+    """Refuse voxel sizes that cannot be a head volume's.
+
+    Args:
+        path: the input (named in the error).
+        role: what the volume is (``"MRI"``, ``"PET"``...).
+        sizes: the three voxel edges in mm.
+        source: where the sizes come from, e.g. ``"NIfTI pixdim[1:4]"`` or ``"spacing"`` (named in the error).
+
+    Raises:
+        Asfe3dInputError: a size is not finite, is <= 0, or lies outside
+            [:data:`MIN_VOXEL_MM`, :data:`MAX_VOXEL_MM`].
+    """
+    vals = [float(s) for s in sizes]
+    shown = ", ".join(f"{v:.6g}" for v in vals)
+    if not all(math.isfinite(v) for v in vals):
+        raise Asfe3dInputError(path, f"{role} header has non-finite voxel sizes ({source} = {shown})")
+    if any(v <= 0 for v in vals):
+        raise Asfe3dInputError(
+            path, f"{role} header has zero or negative voxel sizes ({source} = {shown}); the geometry is unknown"
+        )
+    if any(v < MIN_VOXEL_MM or v > MAX_VOXEL_MM for v in vals):
+        raise Asfe3dInputError(
+            path, f"{role} header has implausible voxel sizes ({source} = {shown} mm; a head volume has voxels of "
+            f"{MIN_VOXEL_MM:g} to {MAX_VOXEL_MM:g} mm); fix the header"
+        )
+
+
+def check_data_size(
+    path: str | Path,
+    role: str,
+    shape: Sequence[int],
+    itemsize: int,
+    *,
+    stored_bytes: int | None,
+    compressed: bool,
+    max_voxels: int = MAX_VOXELS,
+) -> int:
+    """Refuse, before any allocation, data that the file cannot hold or memory cannot take.
+
+    Args:
+        path: the input (named in the error).
+        role: what the volume is.
+        shape: the data shape the header claims (all axes, frames included).
+        itemsize: bytes per stored voxel value.
+        stored_bytes: bytes of voxel data the file(s) hold (after the header), ``None`` when unknown.
+        compressed: whether those bytes are deflate-compressed (gzip / zlib): they may then expand up to
+            :data:`MAX_DEFLATE_RATIO` times.
+        max_voxels: the largest voxel count accepted.
+
+    Returns:
+        The number of bytes the stored data takes once decompressed.
+
+    Raises:
+        Asfe3dInputError: more than ``max_voxels`` voxels; more data than the file can hold; more memory than is
+            available.
+    """
+    nvox = 1
+    for s in shape:
+        nvox *= int(s)
+    need = nvox * int(itemsize)
+    dims = "x".join(str(int(s)) for s in shape)
+    if stored_bytes is not None:
+        bound = stored_bytes * (MAX_DEFLATE_RATIO if compressed else 1)
+        if need > bound:
+            held = (f"{_fmt_bytes(stored_bytes)} of compressed data, which expands to at most {_fmt_bytes(bound)}"
+                    if compressed else f"only {_fmt_bytes(stored_bytes)} of voxel data")
+            raise Asfe3dInputError(
+                path, f"{role} header claims {dims} voxels ({_fmt_bytes(need)}) but the file holds {held} "
+                "(corrupt or truncated file?)"
+            )
+    if nvox > max_voxels:
+        raise Asfe3dInputError(
+            path, f"{role} header claims {dims} = {nvox:,} voxels, more than the {max_voxels:,} asfe3d reads "
+            "(corrupt header?)"
+        )
+    avail = available_memory_bytes()
+    peak = nvox * (int(itemsize) + WORK_BYTES_PER_VOXEL)
+    if avail is not None and peak > avail:
+        raise Asfe3dInputError(
+            path, f"{role} image of {dims} voxels needs about {_fmt_bytes(peak)} of memory to read, more than the "
+            f"{_fmt_bytes(avail)} available"
+        )
+    return need
+
+
+_MHA_DATA = re.compile(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", re.MULTILINE)
+_MHA_COMPRESSED = re.compile(r"^\s*CompressedData\s*=\s*true\s*$", re.MULTILINE | re.IGNORECASE)
+_NRRD_DATA = re.compile(r"^\s*data ?file\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_NRRD_ENCODING = re.compile(r"^\s*encoding\s*:\s*(\S+)\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def sitk_stored_bytes(path: str | Path) -> tuple[int | None, bool]:
+    """Bytes of stored data of an MHA / MHD / NRRD / NHDR file (with its detached data file) and whether compressed.
+
+    Parses the text header only. Unknown formats give the file's size and ``compressed=True`` (a weak but safe
+    bound); ``(None, True)`` when a detached data file is missing or listed (left to the reader).
+
+    Args:
+        path: the image file.
+
+    Returns:
+        ``(stored_bytes, compressed)``.
+    """
+    p = Path(path)
+    size = p.stat().st_size
+    name = p.name.lower()
+    if not name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
+        return size, True
+    with open(p, "rb") as fh:
+        head = fh.read(65536).decode("latin-1")
+    if name.endswith((".mha", ".mhd")):
+        compressed = bool(_MHA_COMPRESSED.search(head))
+        match = _MHA_DATA.search(head)
+        target = match.group(1) if match else "LOCAL"
+        if target.upper() == "LOCAL":
+            return size - (match.end() + 1 if match else 0), compressed
+    else:
+        enc = _NRRD_ENCODING.search(head)
+        compressed = enc is None or enc.group(1).lower() not in ("raw",)
+        match = _NRRD_DATA.search(head)
+        if match is None:
+            end = head.find("\n\n")
+            return (size - (end + 2) if end >= 0 else size), compressed
+        target = match.group(1)
+    data = p.parent / target
+    if any(c in target for c in "%*") or " " in target.strip() or not data.is_file():
+        return None, True  # file lists / patterns: left to the reader
+    return data.stat().st_size, compressed
+
+
+def sitk_pixel_bytes(pixel_id: int, components: int = 1) -> int:
+    """Bytes per voxel of a SimpleITK pixel type (all components)."""
+    try:
+        per = sitk.Image([1, 1], pixel_id).GetSizeOfPixelComponent()
+    except RuntimeError:  # pragma: no cover - exotic pixel types
+        per = 8
+    return int(per) * max(1, int(components))

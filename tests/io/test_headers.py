@@ -1,0 +1,173 @@
+"""Headers that cannot be trusted are refused or resolved explicitly; data sizes are checked before reading."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import struct
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import read_volume, write_like
+from asfe3d.io.checks import check_data_size, sitk_stored_bytes
+from tests.io.helpers import AFFINES, make_affine, random_volume, rotation, save_nifti
+
+PIXDIM_OFFSET = 76  # NIfTI-1: float32 pixdim[8] at byte 76
+
+
+def _patch_pixdim(path: Path, values: tuple[float, float, float]) -> Path:
+    raw = bytearray(path.read_bytes())
+    raw[PIXDIM_OFFSET + 4: PIXDIM_OFFSET + 16] = struct.pack("<3f", *values)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_codes_zero_refused_in_one_line(tmp_path):
+    p = save_nifti(tmp_path / "nocodes.nii.gz", random_volume(), AFFINES["oblique"], 0, AFFINES["oblique"], 0)
+    with pytest.raises(Asfe3dInputError, match="sform_code and qform_code both 0") as exc:
+        read_volume(p, role="PET")
+    assert exc.value.path == str(p) and "\n" not in str(exc.value) and "PET" in str(exc.value)
+
+
+@pytest.mark.parametrize("pixdim,match", [
+    ((1.0, 0.0, 1.0), "zero or negative"),
+    ((1.0, 1.0, -2.0), "zero or negative"),
+    ((float("nan"), 1.0, 1.0), "non-finite"),
+    ((1e5, 1.0, 1.0), "implausible"),
+])
+def test_bad_pixdims_refused(tmp_path, pixdim, match):
+    p = save_nifti(tmp_path / "pix.nii", random_volume(), AFFINES["ras"], 1, AFFINES["ras"], 1)
+    _patch_pixdim(p, pixdim)
+    assert int(nib.load(p).header["sform_code"]) == 1  # the sform alone would still give a geometry
+    with pytest.raises(Asfe3dInputError, match=match) as exc:
+        read_volume(p)
+    assert "pixdim" in str(exc.value)
+
+
+@pytest.mark.parametrize("zoom", [1e5, 60.0, 0.001])
+def test_absurd_voxel_sizes_refused(tmp_path, zoom):
+    aff = make_affine(np.eye(3), (1.0, zoom, 1.0), (0.0, 0.0, 0.0))
+    p = save_nifti(tmp_path / "big.nii.gz", random_volume(), aff, 1, aff, 1)
+    with pytest.raises(Asfe3dInputError, match="implausible voxel sizes"):
+        read_volume(p)
+
+
+def test_sitk_zero_or_huge_spacing_refused(tmp_path):
+    img = sitk.GetImageFromArray(random_volume().transpose(2, 1, 0))
+    img.SetSpacing((1.0, 1.0, 1e5))
+    p = tmp_path / "huge.mha"
+    sitk.WriteImage(img, str(p))
+    with pytest.raises(Asfe3dInputError, match=r"implausible voxel sizes \(spacing"):
+        read_volume(p)
+
+
+def test_qform_sform_same_space_disagreeing_refused_unless_chosen(tmp_path, caplog):
+    qform = make_affine(np.eye(3), (1.0, 1.0, 1.0), (5.0, 5.0, 5.0))
+    sform = make_affine(rotation(0.0, 0.0, 10.0), (1.0, 1.0, 1.0), (-3.0, 5.0, 5.0))
+    p = save_nifti(tmp_path / "both1.nii.gz", random_volume(), qform, 1, sform, 1)
+    with pytest.raises(Asfe3dInputError, match=r"same space \(code 1\).*nifti_geometry"):
+        read_volume(p)
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        vq = read_volume(p, nifti_geometry="qform")
+    np.testing.assert_allclose(vq.affine_ras, qform, atol=1e-5)
+    assert vq.info["geometry_source"] == "qform" and vq.info["qform_sform"]["used"] == "qform"
+    assert vq.info["qform_sform"]["max_difference_mm"] > 1.0
+    assert "using the qform" in caplog.text
+    # the output written on this grid says what was used
+    out = nib.load(write_like(vq.array_xyz(), vq, tmp_path / "o.nii.gz"))
+    np.testing.assert_allclose(out.affine, qform, atol=1e-5)
+    vs = read_volume(p, nifti_geometry="sform")
+    np.testing.assert_allclose(vs.affine_ras, sform, atol=1e-5)
+    out = nib.load(write_like(vs.array_xyz(), vs, tmp_path / "s.nii.gz"))
+    np.testing.assert_allclose(out.header.get_qform(), sform, atol=1e-4)
+
+
+def test_qform_sform_different_spaces_use_sform_and_say_so(tmp_path, caplog):
+    qform = make_affine(np.eye(3), (1.0, 1.0, 1.0), (5.0, 5.0, 5.0))
+    p = save_nifti(tmp_path / "q1s4.nii.gz", random_volume(), qform, 1, AFFINES["oblique"], 4)
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        vol = read_volume(p)
+    np.testing.assert_allclose(vol.affine_ras, AFFINES["oblique"], atol=1e-5)
+    rec = vol.info["qform_sform"]
+    assert rec["used"] == "sform" and rec["sform_code"] == 4 and rec["qform_code"] == 1
+    assert "different spaces" in rec["reason"] and "using the sform" in caplog.text
+
+
+def test_agreeing_qform_sform_not_reported(nifti_factory):
+    vol = read_volume(nifti_factory())
+    assert "qform_sform" not in vol.info and vol.info["geometry_source"] == "sform"
+
+
+def test_forced_geometry_missing_code_refused(tmp_path):
+    p = save_nifti(tmp_path / "q.nii.gz", random_volume(), AFFINES["ras"], 1, None, 0)
+    with pytest.raises(Asfe3dInputError, match="'sform' was asked for but its sform_code is 0"):
+        read_volume(p, nifti_geometry="sform")
+    with pytest.raises(ValueError, match="nifti_geometry must be one of"):
+        read_volume(p, nifti_geometry="best")
+
+
+# ------------------------------------------------------------------------------------------ memory bounds
+
+
+def _huge_header(shape=(1500, 1500, 1500)) -> bytes:
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(np.float32)
+    hdr.set_sform(np.eye(4), code=1)
+    hdr.set_qform(np.eye(4), code=1)
+    hdr["vox_offset"] = 352
+    return hdr.binaryblock + b"\x00" * 4
+
+
+@pytest.mark.parametrize("name", ["huge.nii", "huge.nii.gz"])
+def test_tiny_file_claiming_huge_volume_refused_fast(tmp_path, name):
+    p = tmp_path / name
+    raw = _huge_header() + b"\x00" * 1000
+    p.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+    assert p.stat().st_size < 4000
+    start = time.perf_counter()
+    with pytest.raises(Asfe3dInputError, match=r"claims 1500x1500x1500 voxels \(12.6 GB\) but the file holds"):
+        read_volume(p)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_voxel_count_cap(tmp_path):
+    with pytest.raises(Asfe3dInputError, match="more than the 2,147,483,648"):
+        check_data_size(tmp_path / "x", "PET", (2048, 2048, 1024), 1, stored_bytes=None, compressed=True)
+    assert check_data_size(tmp_path / "x", "PET", (10, 10, 10), 4, stored_bytes=4000, compressed=False) == 4000
+
+
+def test_memory_beyond_available_refused(tmp_path, monkeypatch):
+    import asfe3d.io.checks as checks
+
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: 10_000)
+    with pytest.raises(Asfe3dInputError, match="needs about .* of memory to read, more than the 9.77 KB available"):
+        check_data_size(tmp_path / "x", "MRI", (20, 20, 20), 4, stored_bytes=None, compressed=True)
+
+
+def test_mha_header_claiming_more_than_its_data(tmp_path):
+    img = sitk.GetImageFromArray(random_volume().transpose(2, 1, 0))
+    p = tmp_path / "v.mha"
+    sitk.WriteImage(img, str(p))
+    stored, compressed = sitk_stored_bytes(p)
+    assert stored == random_volume().nbytes and compressed is False
+    text = p.read_bytes()
+    p.write_bytes(text.replace(b"DimSize = 12 10 8", b"DimSize = 1200 1000 800"))
+    start = time.perf_counter()
+    with pytest.raises(Asfe3dInputError, match="claims 1200x1000x800 voxels"):
+        read_volume(p)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_truncated_uncompressed_nifti_refused_before_reading(nifti_factory, tmp_path):
+    p = nifti_factory(name="v.nii")
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(p.read_bytes()[:-100])
+    with pytest.raises(Asfe3dInputError, match="the file holds only"):
+        read_volume(cut)
