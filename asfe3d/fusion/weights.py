@@ -17,11 +17,31 @@ import torch
 
 from asfe3d.errors import Asfe3dInputError
 
-__all__ = ["FORMAT", "SHIPPED", "shipped_weights", "save_weights", "load_weights", "build_network"]
+__all__ = [
+    "FORMAT",
+    "SHIPPED",
+    "MODE_DIMS",
+    "MAX_PARAMETERS",
+    "shipped_weights",
+    "save_weights",
+    "load_weights",
+    "check_config",
+    "count_parameters",
+    "check_weights",
+    "build_network",
+]
 
 FORMAT = "asfe3d-weights-v1"
 #: inference mode -> file name of the weights shipped with the package
 SHIPPED = {"slice": "asfe2d_pet_mri.pt", "volume": "asfe3d_mri_pet.pt"}
+#: inference mode -> spatial dimensions of the network it runs
+MODE_DIMS = {"slice": 2, "volume": 3}
+#: Largest network (parameters) a weight file may describe unless ``allow_large=True`` (the 'paper' preset has
+#: 175.7 M parameters in 2D, 2.35 G in 3D; the shipped 'efficient' ones 0.13-0.16 M).
+MAX_PARAMETERS = 50_000_000
+#: Upper bounds on the config values that set how many modules are built (checked before building anything).
+_STRUCTURE_LIMITS = {"convs_per_stage": 8, "num_experts": 64, "slots_per_expert": 64, "num_heads": 64}
+_MAX_LEVELS = 8
 
 
 def shipped_weights(mode: str) -> Path:
@@ -110,24 +130,161 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def build_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a network from a weight file.
+def check_config(path: str | Path, config: Any) -> dict[str, Any]:
+    """Check a weight file's network config without building the network.
+
+    Args:
+        path: the weight file (named in errors).
+        config: its ``config`` entry.
+
+    Returns:
+        The config (unchanged).
+
+    Raises:
+        Asfe3dInputError: not a dict, an unknown key, an unknown preset, ``spatial_dims`` not 2 or 3, or values
+            that would build an implausible number of modules (more than 8 levels, ``convs_per_stage`` > 8...).
+    """
+    from asfe3d.networks.nets.presets import PRESETS, get_preset
+
+    if not isinstance(config, dict):
+        raise Asfe3dInputError(path, f"weight file's config is a {type(config).__name__}, not a dict")
+    dims, preset = config.get("spatial_dims", 3), config.get("preset", "efficient")
+    if dims not in (2, 3) or isinstance(dims, bool):
+        raise Asfe3dInputError(path, f"weight config has spatial_dims={dims!r}; it must be 2 or 3")
+    if preset not in PRESETS:
+        raise Asfe3dInputError(path, f"weight config has unknown preset {preset!r} (known: {sorted(PRESETS)})")
+    valid = {"spatial_dims", "preset", *get_preset(preset, dims)}
+    unknown = sorted(set(config) - valid)
+    if unknown:
+        raise Asfe3dInputError(
+            path, f"weight config has unknown key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+            + f"; valid keys: {sorted(valid)}"
+        )
+    chans = config.get("encoder_channels", get_preset(preset, dims)["encoder_channels"])
+    if not isinstance(chans, (list, tuple)) or not 1 <= len(chans) <= _MAX_LEVELS:
+        raise Asfe3dInputError(path, f"weight config has encoder_channels={chans!r}; 1 to {_MAX_LEVELS} levels expected")
+    for key, limit in _STRUCTURE_LIMITS.items():
+        value = config.get(key, 1)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+            raise Asfe3dInputError(path, f"weight config has {key}={value!r}, more than the plausible {limit}")
+    return config
+
+
+def count_parameters(path: str | Path, config: dict[str, Any]) -> int:
+    """Number of values (parameters and buffers) of the network a config describes, without allocating it.
+
+    The network is built on PyTorch's ``meta`` device (shapes only, no memory), so a config describing billions
+    of parameters is counted in well under a second.
+
+    Args:
+        path: the weight file (named in errors).
+        config: a config that passed :func:`check_config`.
+
+    Returns:
+        The count.
+
+    Raises:
+        Asfe3dInputError: the config's values are inconsistent (the network refuses them).
+    """
+    from asfe3d.networks.nets import ASFEFusion
+
+    try:
+        with torch.device("meta"):
+            net = ASFEFusion(**config)
+    except (ValueError, TypeError) as exc:
+        raise Asfe3dInputError(path, f"weight config describes no valid network: {exc}") from None
+    return int(sum(v.numel() for v in net.state_dict().values()))
+
+
+def check_weights(
+    path: str | Path,
+    mode: str | None = None,
+    *,
+    max_parameters: int = MAX_PARAMETERS,
+    allow_large: bool = False,
+) -> dict[str, Any]:
+    """Check a weight file up front (before registration or any network is built).
 
     Args:
         path: a file written by :func:`save_weights`.
+        mode: the inference mode it will run in (``"slice"``: 2D weights, ``"volume"``: 3D weights), or ``None``
+            to skip that check.
+        max_parameters: largest network accepted.
+        allow_large: accept a network above ``max_parameters`` (e.g. the 'paper' preset, asked for explicitly).
+
+    Returns:
+        ``{"spatial_dims", "preset", "parameters", "payload"}`` (``payload`` as :func:`load_weights` returns it).
+
+    Raises:
+        ValueError: unknown ``mode`` or a bad ``max_parameters``.
+        Asfe3dInputError: the file is missing / unreadable / not asfe3d weights, its config has an unknown key or
+            bad values, its dimensions do not fit ``mode``, its network is larger than ``max_parameters``, or its
+            stored tensors do not add up to the network it describes.
+    """
+    if mode is not None and mode not in MODE_DIMS:
+        raise ValueError(f"mode must be one of {sorted(MODE_DIMS)} or None, got {mode!r}")
+    if isinstance(max_parameters, bool) or not isinstance(max_parameters, int) or max_parameters < 1:
+        raise ValueError(f"max_parameters must be a positive int, got {max_parameters!r}")
+    payload = load_weights(path)
+    config = check_config(path, payload.get("config"))
+    dims, preset = int(config.get("spatial_dims", 3)), str(config.get("preset", "efficient"))
+    if mode is not None and dims != MODE_DIMS[mode]:
+        other = {2: "slice", 3: "volume"}[dims]
+        raise Asfe3dInputError(
+            path, f"weights are for a {dims}D network (mode '{other}') but mode '{mode}' needs {MODE_DIMS[mode]}D "
+            f"weights; use mode '{other}' or {MODE_DIMS[mode]}D weights"
+        )
+    count = count_parameters(path, config)
+    if count > max_parameters and not allow_large:
+        raise Asfe3dInputError(
+            path, f"weight config describes a network of {count / 1e6:.1f} M parameters ({dims}D, preset "
+            f"{preset!r}), more than the {max_parameters / 1e6:g} M limit; pass allow_large=True to load it anyway"
+        )
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise Asfe3dInputError(path, "weight file's state_dict is not a dict of tensors")
+    stored = int(sum(v.numel() for v in state.values()))
+    if stored != count:
+        raise Asfe3dInputError(
+            path, f"weights do not match the network they describe ({stored:,} stored values, the config's network "
+            f"has {count:,})"
+        )
+    return {"spatial_dims": dims, "preset": preset, "parameters": count, "payload": payload}
+
+
+def build_network(
+    path: str | Path,
+    mode: str | None = None,
+    *,
+    max_parameters: int = MAX_PARAMETERS,
+    allow_large: bool = False,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a network from a weight file, after :func:`check_weights` (nothing large is built unasked).
+
+    Args:
+        path: a file written by :func:`save_weights`.
+        mode: the inference mode (``"slice"`` / ``"volume"``) the weights must fit, or ``None``.
+        max_parameters: largest network accepted.
+        allow_large: accept a network above ``max_parameters``.
 
     Returns:
         ``(net, meta)`` with ``net`` in eval mode on the CPU.
 
     Raises:
-        Asfe3dInputError: the file is unreadable or its weights do not fit the network it describes.
+        Asfe3dInputError: see :func:`check_weights`; or the weights do not fit the network they describe.
     """
     from asfe3d.networks.nets import ASFEFusion
 
-    payload = load_weights(path)
+    checked = check_weights(path, mode, max_parameters=max_parameters, allow_large=allow_large)
+    payload = checked["payload"]
     net = ASFEFusion(**payload["config"])
     try:
         net.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise Asfe3dInputError(path, f"weights do not match the network they describe: {exc}") from None
+        raise Asfe3dInputError(path, f"weights do not match the network they describe: {_first_line(exc)}") from None
     return net.eval(), payload.get("meta", {})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
