@@ -1,16 +1,29 @@
 """Preview figures: tri-planar views of the MRI, the registered PET and the fused volume.
 
-Views are shown in radiological-neutral RAS display order (the volume is reoriented to the closest canonical RAS
-orientation for display only; nothing written to NIfTI is reoriented).
+Views are drawn at their true physical aspect: each slice is shown with ``imshow`` over its extent in
+millimetres, so a 0.98 x 0.98 x 3.27 mm volume is not squashed in its coronal and sagittal views. The volume is
+reoriented to the closest canonical RAS orientation for display only (nothing written to NIfTI is reoriented;
+an oblique grid is shown along its closest axes). Views are neurological (the subject's left on the viewer's left)
+and carry orientation letters (L/R, A/P, S/I); every row has a colour bar.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["canonical_view", "triplanar", "save_preview"]
+__all__ = ["canonical_view", "triplanar", "PlaneView", "physical_slices", "draw_orientation_letters",
+           "save_preview", "VIEW_LETTERS"]
+
+#: orientation letters at the (left, right, bottom, top) edges of each view (neurological, RAS display)
+VIEW_LETTERS = {
+    "sagittal": ("P", "A", "I", "S"),
+    "coronal": ("L", "R", "I", "S"),
+    "axial": ("L", "R", "P", "A"),
+}
 
 
 def canonical_view(volume: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
@@ -25,12 +38,122 @@ def canonical_view(volume: np.ndarray, affine_ras: np.ndarray) -> np.ndarray:
 
 
 def triplanar(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray]:
-    """Axial, coronal and sagittal slices through ``centre`` of a RAS-ordered volume, oriented for ``imshow``."""
+    """Axial, coronal and sagittal slices through ``centre`` of a RAS-ordered volume, oriented for ``imshow``.
+
+    The slices are in voxels (no physical aspect); see :func:`physical_slices` for views in millimetres.
+    """
     x, y, z = centre
     axial = np.rot90(volume[:, :, z])
     coronal = np.rot90(volume[:, y, :])
     sagittal = np.rot90(volume[x, :, :])
     return [axial, coronal, sagittal]
+
+
+@dataclass
+class PlaneView:
+    """One slice ready for ``imshow(image, extent=extent, origin="lower")``.
+
+    Attributes:
+        name: ``sagittal``, ``coronal`` or ``axial``.
+        image: ``(rows, cols[, 3])``: rows run up the view (S or A), columns to the right (A or R).
+        extent: ``(left, right, bottom, top)`` in millimetres (world RAS coordinates of the closest axes).
+        letters: orientation letters at the (left, right, bottom, top) edges.
+        position_mm: the slice's world coordinate along its normal.
+    """
+
+    name: str
+    image: np.ndarray
+    extent: tuple[float, float, float, float]
+    letters: tuple[str, str, str, str]
+    position_mm: float
+
+
+def _canonical_affine(affine_ras: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(affine_ras)
+    return np.asarray(affine_ras, dtype=float) @ nib.orientations.inv_ornt_aff(ornt, tuple(shape[:3]))
+
+
+def physical_slices(
+    volume: np.ndarray,
+    affine_ras: np.ndarray,
+    *,
+    centre_mm: Sequence[float] | None = None,
+) -> list[PlaneView]:
+    """Sagittal, coronal and axial slices of a volume with their extents in millimetres.
+
+    Args:
+        volume: ``(X, Y, Z)`` or ``(X, Y, Z, C)`` array on the grid of ``affine_ras``.
+        affine_ras: the volume's 4x4 voxel-to-RAS affine.
+        centre_mm: the world (RAS, mm) point the three slices go through; default: the centre of the bounding
+            box of the voxels above 10 % of the volume's maximum.
+
+    Returns:
+        Three :class:`PlaneView` (sagittal, coronal, axial).
+
+    Raises:
+        ValueError: a volume that is not 3D/4D, or an affine that is not 4x4.
+    """
+    volume = np.asarray(volume)
+    affine_ras = np.asarray(affine_ras, dtype=float)
+    if volume.ndim not in (3, 4):
+        raise ValueError(f"volume must be (X, Y, Z) or (X, Y, Z, C), got shape {volume.shape}")
+    if affine_ras.shape != (4, 4):
+        raise ValueError(f"affine_ras must be 4x4, got shape {affine_ras.shape}")
+    view = canonical_view(volume, affine_ras)
+    canon = _canonical_affine(affine_ras, volume.shape)
+    shape = np.array(view.shape[:3])
+    zooms = np.linalg.norm(canon[:3, :3], axis=0)
+    origin = canon[:3, 3]  # world position of voxel (0, 0, 0); axes of the closest canonical orientation
+    if centre_mm is None:
+        scalar = view if view.ndim == 3 else view.mean(axis=-1)
+        finite = np.where(np.isfinite(scalar), scalar, 0)
+        peak = float(finite.max()) if finite.size else 0.0
+        idx = np.argwhere(finite > 0.1 * peak) if peak > 0 else np.empty((0, 3))
+        centre_idx = (idx.min(axis=0) + idx.max(axis=0)) / 2.0 if idx.size else (shape - 1) / 2.0
+    else:
+        centre = np.asarray(centre_mm, dtype=float)
+        centre_idx = (np.linalg.inv(canon) @ np.append(centre, 1.0))[:3]
+    centre_idx = np.clip(np.round(centre_idx), 0, shape - 1).astype(int)
+
+    def extent(axis_h: int, axis_v: int) -> tuple[float, float, float, float]:
+        lo = origin - zooms / 2.0
+        hi = origin + (shape - 0.5) * zooms
+        return float(lo[axis_h]), float(hi[axis_h]), float(lo[axis_v]), float(hi[axis_v])
+
+    def position(axis: int) -> float:
+        return float(origin[axis] + centre_idx[axis] * zooms[axis])
+
+    x, y, z = centre_idx
+    # np.swapaxes puts the vertical axis first (rows) so origin="lower" draws S / A at the top
+    sagittal = np.swapaxes(view[x, :, :], 0, 1)
+    coronal = np.swapaxes(view[:, y, :], 0, 1)
+    axial = np.swapaxes(view[:, :, z], 0, 1)
+    return [
+        PlaneView("sagittal", sagittal, extent(1, 2), VIEW_LETTERS["sagittal"], position(0)),
+        PlaneView("coronal", coronal, extent(0, 2), VIEW_LETTERS["coronal"], position(1)),
+        PlaneView("axial", axial, extent(0, 1), VIEW_LETTERS["axial"], position(2)),
+    ]
+
+
+def draw_orientation_letters(ax: Any, letters: Sequence[str], *, size: int = 9, color: str = "white") -> None:
+    """Write orientation letters at the (left, right, bottom, top) edges of a matplotlib axes.
+
+    Args:
+        ax: the axes.
+        letters: four letters, e.g. ``("L", "R", "P", "A")`` for an axial view.
+        size: font size.
+        color: text colour.
+    """
+    if len(letters) != 4:
+        raise ValueError(f"letters must hold 4 letters (left, right, bottom, top), got {letters!r}")
+    left, right, bottom, top = letters
+    style = dict(transform=ax.transAxes, color=color, fontsize=size, fontweight="bold")
+    ax.text(0.01, 0.5, left, ha="left", va="center", **style)
+    ax.text(0.99, 0.5, right, ha="right", va="center", **style)
+    ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **style)
+    ax.text(0.5, 0.99, top, ha="center", va="top", **style)
 
 
 def save_preview(
@@ -44,45 +167,75 @@ def save_preview(
     colormap: str = "hot",
     overwrite: bool = False,
 ) -> Path:
-    """Write a PNG grid: rows MRI / registered PET / fused (/ colour fused), columns axial / coronal / sagittal.
+    """Write a PNG grid: rows MRI / registered PET / fused (/ colour fused), columns sagittal / coronal / axial.
+
+    Each view is drawn at its true physical aspect (millimetre extents), with orientation letters; each row ends
+    with its colour bar (grey for the MRI and the fused volume, the PET colour map for the PET and the colour row).
 
     Args:
         path: the PNG to write (atomically).
         mri: MRI in ``[0, 1]``, ``(X, Y, Z)``.
         pet: PET on the MRI grid in ``[0, 1]``.
         fused: fused volume in ``[0, 1]``.
-        affine_ras: the MRI's RAS affine (for display orientation).
+        affine_ras: the MRI's RAS affine (for display orientation and voxel sizes).
         rgb: optional colour fused volume ``(X, Y, Z, 3)`` in ``[0, 1]``.
         colormap: colour map for the PET row.
         overwrite: replace an existing file.
 
     Returns:
         The written path.
-    """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Raises:
+        ValueError: volumes whose shapes differ, or an unknown colour map.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colorbar import ColorbarBase
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
     from asfe3d.io import atomic_output
 
-    views = [canonical_view(v, affine_ras) for v in (mri, pet, fused)]
-    rows = [("MRI", views[0], "gray"), ("PET on MRI grid", views[1], colormap), ("fused", views[2], "gray")]
+    shapes = {"mri": np.shape(mri), "pet": np.shape(pet), "fused": np.shape(fused)}
+    if len(set(shapes.values())) != 1 or len(shapes["mri"]) != 3:
+        raise ValueError(f"mri, pet and fused must be 3D arrays of one shape, got {shapes}")
+    if rgb is not None and np.shape(rgb) != (*shapes["mri"], 3):
+        raise ValueError(f"rgb must have shape {(*shapes['mri'], 3)}, got {np.shape(rgb)}")
+    if colormap not in colormaps:
+        raise ValueError(f"unknown colormap {colormap!r}")
+    rows: list[tuple[str, np.ndarray, str | None]] = [
+        ("MRI", np.asarray(mri), "gray"), ("PET on MRI grid", np.asarray(pet), colormap),
+        ("fused", np.asarray(fused), "gray"),
+    ]
     if rgb is not None:
-        rows.append(("fused (colour)", canonical_view(rgb, affine_ras), None))
-    mask = views[0] > 0.1
-    centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0)) if mask.any() else tuple(
-        s // 2 for s in views[0].shape[:3])
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), facecolor="black")
+        rows.append(("fused (colour)", np.clip(np.asarray(rgb, dtype=np.float32), 0, 1), None))
+    mri_views = physical_slices(np.asarray(mri), affine_ras)
+    centre = [v.position_mm for v in mri_views]  # the MRI's head centre for every row
+    centre_mm = (centre[0], centre[1], centre[2])
+    widths = [v.extent[1] - v.extent[0] for v in mri_views]
+    heights = [v.extent[3] - v.extent[2] for v in mri_views]
+    fig_w = 10.0
+    row_h = fig_w * 0.9 * max(heights) / (sum(widths) * 1.05)
+    fig = Figure(figsize=(fig_w, row_h * len(rows) + 0.3), facecolor="black")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(len(rows), 4, width_ratios=[*widths, 0.035 * sum(widths)], left=0.01, right=0.95,
+                            top=0.97, bottom=0.01, wspace=0.03, hspace=0.12)
     for r, (title, vol, cmap) in enumerate(rows):
-        for c, img in enumerate(triplanar(vol, centre)):
-            ax = axes[r, c]
-            ax.imshow(np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        views = physical_slices(vol, affine_ras, centre_mm=centre_mm)
+        for c, view in enumerate(views):
+            ax = fig.add_subplot(grid[r, c])
+            ax.set_facecolor("black")
+            img = view.image if cmap is None else np.clip(view.image, 0, 1)
+            ax.imshow(img, cmap=cmap, vmin=0, vmax=1, extent=view.extent, origin="lower",
+                      interpolation="nearest", aspect="equal")
             ax.set_axis_off()
+            draw_orientation_letters(ax, view.letters, size=8)
             if c == 0:
                 ax.set_title(title, color="white", fontsize=10, loc="left")
-    fig.tight_layout()
+        cax = fig.add_subplot(grid[r, 3])
+        ColorbarBase(cax, cmap=colormaps[cmap or colormap], norm=Normalize(0, 1), orientation="vertical")
+        cax.tick_params(colors="white", labelsize=7)
+        cax.set_ylabel("PET (normalised)" if cmap != "gray" else "normalised", color="white", fontsize=7)
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=100, facecolor="black")
-    plt.close(fig)
     return Path(path)
