@@ -3,11 +3,14 @@
 A cohort is a list of :class:`Subject` (read from a CSV or a folder of subject folders by :func:`read_datalist`).
 :func:`run_cohort` fuses them one after the other:
 
-- **resumable**: a subject whose fused output already exists and is a valid NIfTI on its MRI's grid (same shape and
-  affine, readable, finite) is not redone (status ``skipped``); stale temporary files that a killed run left beside
-  a subject's outputs (``.<stem>.tmp<8 hex><suffix>``, the names :func:`asfe3d.io.atomic_output` uses) are removed
-  before that subject is fused. Outputs are written atomically by ``fuse_pair``, so a killed run never leaves a
-  partial file under an output's name.
+- **resumable**: a subject is done (status ``skipped``) only when its completion record
+  (:mod:`asfe3d.io.record`, ``<fused stem>.json``, written last by ``fuse_pair``) is complete, lists every output
+  asked for, each exists with its recorded size, and the inputs are unchanged. Stale temporary files that a killed
+  run left beside a subject's outputs are removed before that subject is fused; ``fuse_pair`` writes its outputs
+  as a set, so a killed run never leaves a partial file under an output's name, nor loses earlier outputs.
+- **never replaces what is not its own**: every output and the summary are checked against every input of the
+  whole datalist (and the datalist itself); an existing file without a completion record is not replaced without
+  ``overwrite`` (the subject fails with that message); two runs on one output folder are refused by a lock.
 - **robust**: one subject's failure (bad input or any exception) is recorded (status ``failed`` and the message)
   and the others go on.
 - **summary**: a CSV (:data:`SUMMARY_COLUMNS`) rewritten atomically after every subject, so a killed run keeps the
@@ -18,14 +21,16 @@ Multi-process / multi-node runs (``torchrun``) shard the subjects with :mod:`asf
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from asfe3d.errors import Asfe3dInputError
 
@@ -37,8 +42,10 @@ __all__ = [
     "read_datalist",
     "subject_output_path",
     "check_existing_output",
+    "subject_done",
+    "cohort_lock",
     "run_cohort",
-    "run_cohort_cli",
+    "default_summary_path",
     "write_summary",
     "read_summary",
     "check_results",
@@ -51,7 +58,7 @@ STATUSES = ("ok", "skipped", "failed")
 STEPS = ("load", "register", "resample", "normalise", "fuse", "save")
 #: columns of the summary CSV, in order
 SUMMARY_COLUMNS = (
-    "subject", "status", "registration_metric",
+    "subject", "status", "qc_verdict", "qc_reasons", "registration_metric",
     *(f"{s}_s" for s in STEPS),
     "total_s", "output", "message", "rank",
 )
@@ -94,6 +101,9 @@ class SubjectResult:
         total: seconds spent on this subject in this run (including the validity check of a skipped one).
         message: why a subject failed or was skipped, or what was notable.
         rank: the process rank that handled the subject (0 without torch.distributed).
+        qc_verdict: the registration quality verdict (``pass``, ``warn``, ``fail``; empty when not registered in
+            this run).
+        qc_reasons: the verdict's reasons.
     """
 
     subject: str
@@ -104,6 +114,8 @@ class SubjectResult:
     total: float = float("nan")
     message: str = ""
     rank: int = 0
+    qc_verdict: str = ""
+    qc_reasons: str = ""
 
     def as_row(self) -> dict[str, str]:
         """The result as one summary CSV row (strings keyed by :data:`SUMMARY_COLUMNS`)."""
@@ -114,6 +126,8 @@ class SubjectResult:
         row = {
             "subject": self.subject,
             "status": self.status,
+            "qc_verdict": self.qc_verdict,
+            "qc_reasons": self.qc_reasons,
             "registration_metric": num(self.registration_metric),
             "total_s": num(self.total),
             "output": "" if self.output is None else str(self.output),
@@ -311,17 +325,19 @@ def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
 
 
 
-def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> list[Path]:
+def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> dict[str, Path]:
+    """Output kind -> path of everything a subject's run writes (the record included)."""
+    from asfe3d.io.record import record_path
     from asfe3d.pipeline import derived_output_paths
 
     derived = derived_output_paths(output)
     names = {"save_registered_pet": "registered_pet", "save_rgb": "rgb", "preview": "preview",
              "save_transform": "transform"}
-    planned = [output]
+    planned = {"fused": output}
     for option, kind in names.items():
-        value = fuse_kwargs.get(option)
-        if value is True:
-            planned.append(derived[kind])
+        if fuse_kwargs.get(option) is True:
+            planned[kind] = derived[kind]
+    planned["record"] = record_path(output)
     return planned
 
 
@@ -381,6 +397,7 @@ def _result_from_row(row: dict[str, str]) -> SubjectResult:
         registration_metric=num(row["registration_metric"]),
         timings={s: float(row[f"{s}_s"]) for s in STEPS if row[f"{s}_s"]},
         total=num(row["total_s"]), message=row["message"], rank=int(row["rank"] or 0),
+        qc_verdict=row.get("qc_verdict", ""), qc_reasons=row.get("qc_reasons", ""),
     )
 
 
@@ -423,6 +440,97 @@ def _check_cohort(subjects: Sequence[Subject], output_dir: str | Path | None) ->
     return outputs
 
 
+def _check_paths_against_inputs(
+    subjects: Sequence[Subject], outputs: dict[str, Path], fuse_kwargs: dict[str, Any],
+    summary_path: Path | None, datalist: str | Path | None,
+) -> None:
+    """Refuse, before any work, an output or summary that is an input of any subject, the datalist, or another
+    subject's output; and a summary that exists but is not an asfe3d summary."""
+    from asfe3d.io import check_output_path
+
+    def key(p: Path) -> Path:
+        return Path(p).expanduser().resolve()
+
+    protected: dict[Path, str] = {}
+    for s in subjects:
+        protected[key(s.mri)] = f"the MRI of subject {s.subject!r}"
+        protected[key(s.pet)] = f"the PET of subject {s.subject!r}"
+    if datalist is not None:
+        protected[key(Path(datalist))] = "the datalist"
+    written: dict[Path, str] = {}
+    for s in subjects:
+        for kind, path in _planned_outputs(outputs[s.subject], fuse_kwargs).items():
+            k = key(path)
+            for inp, what in protected.items():
+                if k == inp or inp in k.parents:
+                    raise Asfe3dInputError(path, f"the {kind} output of subject {s.subject!r} would overwrite "
+                                                 f"{what}; refusing")
+            if k in written:
+                raise Asfe3dInputError(path, f"the {kind} output of subject {s.subject!r} is also "
+                                             f"{written[k]}; refusing")
+            written[k] = f"the {kind} output of subject {s.subject!r}"
+    if summary_path is not None:
+        k = key(summary_path)
+        what = protected.get(k) or written.get(k)
+        if what is not None:
+            raise Asfe3dInputError(summary_path, f"the summary would overwrite {what}; refusing")
+        check_output_path(summary_path, overwrite=True, kind="csv")
+        if k.is_file():
+            with open(k, newline="", encoding="utf-8", errors="replace") as fh:
+                header = next(csv.reader(fh), [])
+            if tuple(header[:2]) != ("subject", "status"):
+                raise Asfe3dInputError(summary_path, "exists and is not an asfe3d summary CSV; refusing to replace "
+                                                     "it (choose another --summary)")
+
+
+@contextlib.contextmanager
+def cohort_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on a cohort's output folder for the duration of a run.
+
+    The lock is ``fcntl.flock`` on ``<folder>/.asfe3d-cohort.lock``: the operating system releases it when the
+    process ends, however it ends, so a killed run never leaves a stale lock.
+
+    Args:
+        folder: the output folder (created if needed).
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        Asfe3dInputError: another asfe3d run holds the lock.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".asfe3d-cohort.lock"
+    fh = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise Asfe3dInputError(folder, f"another asfe3d cohort run ({holder}) is writing to this folder; wait "
+                                           "for it to finish") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        yield path
+    finally:
+        fh.close()
+
+
+def _lock_folder(output_dir: str | Path | None, summary_path: str | Path | None,
+                 outputs: dict[str, Path]) -> Path:
+    if output_dir is not None:
+        return Path(output_dir)
+    if summary_path is not None:
+        return Path(summary_path).parent
+    return next(iter(outputs.values())).parent
+
+
 def run_cohort(
     subjects: Sequence[Subject],
     *,
@@ -431,6 +539,8 @@ def run_cohort(
     overwrite: bool = False,
     progress: bool = True,
     rank: int = 0,
+    datalist: str | Path | None = None,
+    lock: bool = True,
     **fuse_kwargs: Any,
 ) -> list[SubjectResult]:
     """Fuse every subject of a cohort with :func:`asfe3d.pipeline.fuse_pair`, resumably.
@@ -440,10 +550,13 @@ def run_cohort(
         output_dir: where fused volumes go as ``<subject>_fused.nii.gz`` (subjects with their own ``output``
             keep it); ``None``: beside each MRI.
         summary_path: the summary CSV, rewritten atomically after each subject; ``None``: no summary file.
-        overwrite: redo every subject and replace its outputs; otherwise a subject with a valid output is
-            skipped (status ``skipped``), and one with an invalid (unreadable, wrong grid) output is redone.
+        overwrite: redo every subject and replace its outputs (the old ones stay until the new set is complete);
+            otherwise a complete subject is skipped (status ``skipped``), an interrupted one is redone, and one
+            whose outputs exist without a completion record fails with that message.
         progress: show a tqdm progress bar over subjects.
         rank: the process rank recorded in the summary (set by :mod:`asfe3d.distributed`).
+        datalist: the datalist the subjects came from (it is protected like the inputs).
+        lock: hold :func:`cohort_lock` on the output folder (``asfe3d.distributed`` takes it once per job).
         fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair` (``method``, ``registration``, ``device``...);
             ``save_registered_pet``/``save_rgb``/``preview``/``save_transform`` take ``True`` only (per-subject
             default names). ``fuse_pair``'s own ``progress`` defaults to False here.
@@ -453,6 +566,8 @@ def run_cohort(
 
     Raises:
         ValueError: bad arguments (not Subjects, duplicate subjects or outputs, reserved or path-valued options).
+        Asfe3dInputError: an output or the summary would replace an input, the datalist, another subject's output or
+            a file that is not an asfe3d summary; another run holds the folder's lock.
     """
     from tqdm.auto import tqdm
 
@@ -470,81 +585,85 @@ def run_cohort(
         raise ValueError(f"rank must be a non-negative int, got {rank!r}")
     fuse_kwargs.setdefault("progress", False)
     outputs = _check_cohort(subjects, output_dir)
+    summary_path = None if summary_path is None else Path(summary_path)
+    _check_paths_against_inputs(subjects, outputs, fuse_kwargs, summary_path, datalist)
+    if not outputs:
+        return []
+    held = cohort_lock(_lock_folder(output_dir, summary_path, outputs)) if lock else contextlib.nullcontext()
     results: list[SubjectResult] = []
-    bar = tqdm(subjects, desc="asfe3d cohort" + (f" (rank {rank})" if rank else ""), unit="subject",
-               disable=not progress, dynamic_ncols=True)
-    counts = {s: 0 for s in STATUSES}
-    for subject in bar:
-        output = outputs[subject.subject]
-        t0 = time.perf_counter()
-        result = _run_one(subject, output, overwrite, fuse_kwargs, fuse_pair, rank)
-        if result.status != "ok":
-            result.total = time.perf_counter() - t0
-        results.append(result)
-        counts[result.status] += 1
-        bar.set_postfix(counts, refresh=False)
-        if summary_path is not None:
-            write_summary(results, summary_path)
-    bar.close()
+    with held:
+        bar = tqdm(subjects, desc="asfe3d cohort" + (f" (rank {rank})" if rank else ""), unit="subject",
+                   disable=not progress, dynamic_ncols=True)
+        counts = {s: 0 for s in STATUSES}
+        for subject in bar:
+            output = outputs[subject.subject]
+            t0 = time.perf_counter()
+            result = _run_one(subject, output, overwrite, fuse_kwargs, fuse_pair, rank)
+            if result.status != "ok":
+                result.total = time.perf_counter() - t0
+            results.append(result)
+            counts[result.status] += 1
+            bar.set_postfix(counts, refresh=False)
+            if summary_path is not None:
+                write_summary(results, summary_path)
+        bar.close()
     logger.info("cohort: %d ok, %d skipped, %d failed", counts["ok"], counts["skipped"], counts["failed"])
     return results
+
+
+def subject_done(subject: Subject, output: Path, fuse_kwargs: dict[str, Any]) -> str | None:
+    """Whether a subject's run is complete: ``None`` when it is, else why not (see :func:`check_record`)."""
+    from asfe3d.io.record import check_record
+
+    planned = _planned_outputs(output, fuse_kwargs)
+    record = planned.pop("record")
+    return check_record(record, planned, {"mri": subject.mri, "pet": subject.pet})
 
 
 def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[str, Any], fuse_pair: Any,
              rank: int) -> SubjectResult:
     from asfe3d.io import stale_temporaries
+    from asfe3d.io.record import pending_outputs
 
     message = ""
-    redo = overwrite
-    if not overwrite and output.exists():
-        reason = check_existing_output(output, subject.mri)
+    planned = _planned_outputs(output, fuse_kwargs)
+    if not overwrite:
+        reason = subject_done(subject, output, fuse_kwargs)
         if reason is None:
-            return SubjectResult(subject.subject, "skipped", output, message="valid output exists; not redone",
+            return SubjectResult(subject.subject, "skipped", output, message="complete run recorded; not redone",
                                  rank=rank)
-        logger.warning("%s: existing output %s is not valid (%s); redoing it", subject.subject, output, reason)
-        message = f"replaced an invalid earlier output ({reason})"
-        redo = True
-    for stale in (t for p in _planned_outputs(output, fuse_kwargs) for t in stale_temporaries(p)):
+        ours = {p.resolve() for p in pending_outputs(planned["record"])}
+        if ours:
+            ours.add(planned["record"].resolve())  # the interrupted run's own record
+        foreign = [p for p in planned.values() if p.exists() and p.resolve() not in ours]
+        if foreign:
+            msg = (f"{foreign[0]} exists but is not a complete asfe3d output of this subject ({reason}); not "
+                   "replaced (pass --overwrite to redo the subject)")
+            logger.error("%s: %s", subject.subject, msg)
+            return SubjectResult(subject.subject, "failed", output, message=msg, rank=rank)
+        if ours:
+            message = "redone: an earlier run was interrupted"
+    for stale in (t for p in planned.values() for t in stale_temporaries(p)):
         logger.warning("%s: removing %s left by an interrupted run", subject.subject, stale)
         stale.unlink(missing_ok=True)
     try:
-        res = fuse_pair(subject.mri, subject.pet, output, overwrite=redo, **fuse_kwargs)
+        res = fuse_pair(subject.mri, subject.pet, output, overwrite=overwrite, **fuse_kwargs)
     except Asfe3dInputError as exc:
         logger.error("%s: %s", subject.subject, exc)
         return SubjectResult(subject.subject, "failed", output, message=str(exc), rank=rank)
     except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the cohort
         logger.exception("%s: failed", subject.subject)
         return SubjectResult(subject.subject, "failed", output, message=f"{type(exc).__name__}: {exc}", rank=rank)
+    qc = res.registration.get("qc") or {}
+    reasons = "; ".join(qc.get("reasons", []))
+    if qc.get("verdict") == "fail":
+        message = (message + "; " if message else "") + f"registration judged failed: {reasons}"
     return SubjectResult(
         subject.subject, "ok", Path(res.output), registration_metric=float(res.registration.get("metric", math.nan)),
         timings={k: float(res.timings[k]) for k in STEPS if k in res.timings},
         total=float(res.timings.get("total", math.nan)), message=message, rank=rank,
+        qc_verdict=str(qc.get("verdict", "")), qc_reasons=reasons,
     )
-
-
-def _cohort_fuse_kwargs(args: Any) -> dict[str, Any]:
-    from asfe3d.cli import fusion_kwargs
-
-    if getattr(args, "output", None) is not None:
-        raise Asfe3dInputError(args.output, "-o/--output names one file; in cohort mode use --output-dir or an "
-                                            "output column in the datalist")
-    if getattr(args, "series", None):
-        raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
-    kwargs = fusion_kwargs(args)
-    kwargs.pop("progress", None)
-    kwargs.update(
-        mri_series=args.mri_series, pet_series=args.pet_series, pet_frame=args.pet_frame,
-        allow_nonfinite=args.allow_nonfinite,
-    )
-    flags = {"save_registered_pet": "--save-registered-pet", "save_rgb": "--rgb", "preview": "--preview",
-             "save_transform": "--save-transform"}
-    for key, flag in flags.items():
-        value = getattr(args, "rgb" if key == "save_rgb" else key)
-        if value not in (True, False, None):
-            raise Asfe3dInputError(value, f"{flag} takes no path in cohort mode (each subject gets its own "
-                                          "default name next to its fused volume)")
-        kwargs[key] = bool(value)
-    return kwargs
 
 
 def default_summary_path(datalist: str | Path, output_dir: str | Path | None) -> Path:
@@ -555,40 +674,3 @@ def default_summary_path(datalist: str | Path, output_dir: str | Path | None) ->
     return (datalist if datalist.is_dir() else datalist.parent) / "asfe3d_summary.csv"
 
 
-def run_cohort_cli(args: Any) -> int:
-    """``asfe3d fuse --datalist ...``: run a cohort from parsed CLI arguments.
-
-    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the subjects are sharded over the processes
-    (:func:`asfe3d.distributed.run_cohort_distributed`).
-
-    Args:
-        args: the ``fuse`` sub-command's namespace (``datalist``, ``output_dir``, ``summary``, ``overwrite`` and
-            the fusion options).
-
-    Returns:
-        0 when every subject is ``ok`` or ``skipped``, 1 when any failed.
-
-    Raises:
-        Asfe3dInputError: a bad datalist or an option that makes no sense for a cohort.
-    """
-    from asfe3d.distributed import get_dist_info, run_cohort_distributed
-
-    kwargs = _cohort_fuse_kwargs(args)
-    subjects = read_datalist(args.datalist)
-    summary = args.summary if args.summary is not None else default_summary_path(args.datalist, args.output_dir)
-    common = dict(output_dir=args.output_dir, summary_path=summary, overwrite=args.overwrite,
-                  progress=not args.no_progress, **kwargs)
-    info = get_dist_info()
-    if info.world_size > 1:
-        results = run_cohort_distributed(subjects, **common)
-    else:
-        results = run_cohort(subjects, **common)
-    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
-    if info.rank != 0:  # every rank holds every result; one report is enough
-        return 1 if counts["failed"] else 0
-    print(f"cohort: {len(results)} subjects: {counts['ok']} ok, {counts['skipped']} skipped, "
-          f"{counts['failed']} failed; summary: {summary}")
-    for r in results:
-        if r.status == "failed":
-            print(f"  failed: {r.subject}: {r.message}")
-    return 1 if counts["failed"] else 0

@@ -259,6 +259,7 @@ def run_cohort_distributed(
     overwrite: bool = False,
     progress: bool = True,
     backend: str = "auto",
+    datalist: str | Path | None = None,
     **fuse_kwargs: Any,
 ) -> list[Any]:
     """:func:`asfe3d.cohort.run_cohort` over all processes of a torchrun job (one process: a plain run).
@@ -274,6 +275,7 @@ def run_cohort_distributed(
         overwrite: see :func:`asfe3d.cohort.run_cohort`.
         progress: progress bar (rank 0 only).
         backend: process-group backend (see :func:`init_distributed`).
+        datalist: the datalist (protected like the inputs, see :func:`asfe3d.cohort.run_cohort`).
         fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair`; ``device`` goes through :func:`rank_device`.
 
     Returns:
@@ -284,21 +286,39 @@ def run_cohort_distributed(
     """
     import torch.distributed as dist
 
-    from asfe3d.cohort import _check_cohort, run_cohort
+    import contextlib
 
-    _check_cohort(subjects, output_dir)  # every rank refuses a bad cohort before any work or collective
+    from asfe3d.cohort import _check_cohort, _check_paths_against_inputs, _lock_folder, cohort_lock, run_cohort
+    from asfe3d.errors import Asfe3dInputError
+
+    outputs = _check_cohort(subjects, output_dir)  # every rank refuses a bad cohort before any work or collective
+    _check_paths_against_inputs(subjects, outputs, fuse_kwargs, None if summary_path is None else Path(summary_path),
+                                datalist)
     info, created = init_distributed(backend)
+    lock = contextlib.ExitStack()
     try:
         fuse_kwargs["device"] = rank_device(fuse_kwargs.get("device", "auto"), info)
         if info.world_size == 1:
             return run_cohort(shard_subjects(list(subjects), 0, 1), output_dir=output_dir,
-                              summary_path=summary_path, overwrite=overwrite, progress=progress, **fuse_kwargs)
+                              summary_path=summary_path, overwrite=overwrite, progress=progress, datalist=datalist,
+                              **fuse_kwargs)
+        # one lock per job: rank 0 holds it, and every rank learns whether it got it before any work
+        refusal = [None]
+        if info.is_main and outputs:
+            try:
+                lock.enter_context(cohort_lock(_lock_folder(output_dir, summary_path, outputs)))
+            except Asfe3dInputError as exc:
+                refusal = [str(exc)]
+        dist.broadcast_object_list(refusal, src=0)
+        if refusal[0] is not None:
+            raise Asfe3dInputError(None, refusal[0])
+        fuse_kwargs["lock"] = False
         _set_cpu_threads(info)
         mine = shard_subjects(list(subjects), info.rank, info.world_size)
         part = None if summary_path is None else summary_part_path(summary_path, info.rank, info.world_size)
         logger.info("rank %d/%d: %d subject(s) on %s", info.rank, info.world_size, len(mine), fuse_kwargs["device"])
         results = run_cohort(mine, output_dir=output_dir, summary_path=part, overwrite=overwrite,
-                             progress=progress and info.is_main, rank=info.rank, **fuse_kwargs)
+                             progress=progress and info.is_main, rank=info.rank, datalist=datalist, **fuse_kwargs)
         if part is not None and not mine:
             from asfe3d.cohort import write_summary
 
@@ -315,5 +335,6 @@ def run_cohort_distributed(
         dist.barrier()  # nobody leaves before the merged summary exists
         return [everything[name] for name in order]
     finally:
+        lock.close()
         if created:
             cleanup_distributed()

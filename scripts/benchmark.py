@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Benchmark the ASFEFusion presets; see ``asfe3d.networks.benchmark`` (``python scripts/benchmark.py --help``)."""
+"""Benchmark the ASFEFusion presets; see ``asfe3d.benchmark`` (``python scripts/benchmark.py --help``)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from asfe3d.networks.benchmark import main as _main
+from asfe3d.benchmark import main as _main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

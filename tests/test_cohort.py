@@ -125,23 +125,6 @@ def test_run_cohort_ok_failed_then_resumed(tmp_path, demo_files):
     assert check_results(again) == again
 
 
-def test_invalid_existing_output_is_redone(tmp_path, demo_files):
-    csv_path = make_cohort(tmp_path, demo_files, 1)
-    (subject,) = read_datalist(csv_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    broken = out / "sub01_fused.nii.gz"
-    broken.write_bytes(b"\x1f\x8b not really a gzip file")
-    assert check_existing_output(broken, subject.mri).startswith("unreadable NIfTI")
-    (result,) = run_cohort([subject], output_dir=out, progress=False, **FAST)
-    assert result.status == "ok" and "invalid earlier output" in result.message
-    assert check_existing_output(broken, subject.mri) is None
-    # a valid NIfTI on another grid is not accepted either
-    other = nib.load(str(broken))
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), other.affine), str(broken))
-    assert "shape" in check_existing_output(broken, subject.mri)
-
-
 def test_run_cohort_bad_arguments(tmp_path, demo_files):
     subjects = read_datalist(make_cohort(tmp_path, demo_files, 2))
     with pytest.raises(ValueError, match="per subject"):
@@ -226,7 +209,9 @@ def test_killed_run_resumes_without_redoing(tmp_path, demo_files):
     assert [(r["subject"], r["status"]) for r in rows] == [
         ("sub01", "skipped"), ("sub02", "skipped"), ("sub03", "ok"), ("sub04", "ok")]
     assert {n: (out / n).stat().st_mtime_ns for n in done} == mtimes
-    assert sorted(p.name for p in out.iterdir()) == [
-        "sub01_fused.nii.gz", "sub02_fused.nii.gz", "sub03_fused.nii.gz", "sub04_fused.nii.gz", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "sub01_fused.json", "sub01_fused.nii.gz", "sub02_fused.json", "sub02_fused.nii.gz", "sub03_fused.json",
+        "sub03_fused.nii.gz", "sub04_fused.json", "sub04_fused.nii.gz", "summary.csv"]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".asfe3d-cohort.lock"]
     for i in (3, 4):
         assert check_existing_output(out / f"sub0{i}_fused.nii.gz", tmp_path / f"sub0{i}" / "mri.nii.gz") is None

@@ -11,9 +11,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair"]
+__all__ = ["BUILTIN_METHODS", "FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair"]
 
 _REGISTRY: dict[str, Callable[..., "FusionMethod"]] = {}
+#: the built-in methods and the module that registers each (imported on first use, so listing the names, e.g. for
+#: the command line's choices, costs no torch import)
+BUILTIN_METHODS: dict[str, str] = {
+    "mean": "asfe3d.fusion.classic",
+    "max": "asfe3d.fusion.classic",
+    "wavelet": "asfe3d.fusion.classic",
+    "laplacian": "asfe3d.fusion.classic",
+    "asfe": "asfe3d.fusion.learned",
+}
 
 
 def check_pair(mri: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +93,8 @@ def register_method(name: str) -> Callable[[Callable[..., FusionMethod]], Callab
 
 
 def available_methods() -> list[str]:
-    """Names accepted by :func:`get_fuser`."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    """Names accepted by :func:`get_fuser` (built-in and registered; imports no method module)."""
+    return sorted(set(BUILTIN_METHODS) | set(_REGISTRY))
 
 
 def get_fuser(name: str, **kwargs: Any) -> FusionMethod:
@@ -102,12 +110,10 @@ def get_fuser(name: str, **kwargs: Any) -> FusionMethod:
     Raises:
         ValueError: unknown name.
     """
-    _load_builtin()
+    if name not in _REGISTRY and name in BUILTIN_METHODS:
+        import importlib
+
+        importlib.import_module(BUILTIN_METHODS[name])  # importing the module registers its methods
     if name not in _REGISTRY:
-        raise ValueError(f"unknown fusion method {name!r}; choose one of {sorted(_REGISTRY)}")
+        raise ValueError(f"unknown fusion method {name!r}; choose one of {available_methods()}")
     return _REGISTRY[name](**kwargs)
-
-
-def _load_builtin() -> None:
-    # importing the modules registers their methods
-    from asfe3d.fusion import classic, learned  # noqa: F401

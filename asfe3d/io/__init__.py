@@ -20,7 +20,16 @@ from asfe3d.io.convert import (
     volume_to_metatensor,
 )
 from asfe3d.io.volume import Volume, detect_format, read_volume
-from asfe3d.io.writer import atomic_output, check_output_path, stale_temporaries, write_image_like, write_like
+from asfe3d.io.writer import (
+    OUTPUT_SUFFIXES,
+    OutputSet,
+    atomic_output,
+    check_output_path,
+    check_writable_folder,
+    stale_temporaries,
+    write_image_like,
+    write_like,
+)
 
 __all__ = [
     "Volume",
@@ -30,6 +39,9 @@ __all__ = [
     "write_image_like",
     "atomic_output",
     "check_output_path",
+    "check_writable_folder",
+    "OUTPUT_SUFFIXES",
+    "OutputSet",
     "stale_temporaries",
     "sitk_to_numpy_xyz",
     "numpy_xyz_to_sitk",

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,7 +26,10 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
 from asfe3d.io.volume import Volume
 
-__all__ = ["check_output_path", "atomic_output", "write_like", "write_image_like"]
+__all__ = [
+    "OUTPUT_SUFFIXES", "OutputSet", "atomic_output", "check_output_path", "check_writable_folder",
+    "stale_temporaries", "write_image_like", "write_like",
+]
 
 PathLike = str | os.PathLike
 
@@ -44,21 +48,72 @@ def _split_suffix(name: str) -> tuple[str, str]:
     return (stem, "." + ext) if dot and stem else (name, "")
 
 
-def check_output_path(path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()) -> Path:
+#: accepted suffixes per kind of output (lower case); a wrong one is refused before any work
+OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "nifti": (".nii", ".nii.gz"),
+    "transform": (".tfm", ".txt", ".h5", ".hdf5", ".mat"),
+    "png": (".png",),
+    "html": (".html", ".htm"),
+    "csv": (".csv",),
+    "json": (".json",),
+}
+
+
+def _first_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def check_writable_folder(path: PathLike) -> None:
+    """Refuse an output whose folder cannot be made or written (before any work).
+
+    The nearest existing ancestor of the output's folder must be a folder in which a file can really be created
+    (a probe file is made and removed at once), which catches read-only file systems, ``/proc``, permissions, and
+    a file standing where a folder is expected.
+
+    Args:
+        path: the output file.
+
+    Raises:
+        Asfe3dInputError: naming the output path and the folder at fault.
+    """
+    out = _resolve(path)
+    folder = _first_existing(out.parent)
+    if not folder.is_dir():
+        raise Asfe3dInputError(path, f"{folder} is a file where a folder is expected")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".asfe3d-probe-", dir=folder)
+    except OSError as exc:
+        raise Asfe3dInputError(path, f"cannot write in {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def check_output_path(
+    path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = (), kind: str | None = None,
+    replaceable: Sequence[PathLike] = (),
+) -> Path:
     """Refuse an output path up front (before any expensive work).
 
     Args:
         path: the output file to be written.
         overwrite: allow replacing an existing file.
         inputs: the run's input files / folders; the output may not be any of them (compared after resolving
-            symbolic links and ``~``, and by inode when both exist).
+            symbolic links and ``~``, and by inode when both exist), ``--overwrite`` or not.
+        kind: a key of :data:`OUTPUT_SUFFIXES`; when given, the suffix must be one of that kind's and the folder
+            must be writable (:func:`check_writable_folder`).
+        replaceable: existing files that this run may replace without ``overwrite`` (the outputs that an
+            interrupted asfe3d run left incomplete, as its completion record lists them).
 
     Returns:
         The output path, resolved to an absolute path.
 
     Raises:
-        Asfe3dInputError: naming the output path, when it is one of ``inputs``, is an existing folder, or
-            exists and ``overwrite`` is False.
+        Asfe3dInputError: naming the output path, when it is one of ``inputs``, is an existing folder, has the wrong
+            suffix, cannot be written, or exists and ``overwrite`` is False.
+        ValueError: an unknown ``kind``.
     """
     out = _resolve(path)
     for inp in inputs:
@@ -69,11 +124,27 @@ def check_output_path(path: PathLike, *, overwrite: bool = False, inputs: Sequen
                 same = os.path.samefile(ip, out)
         if same:
             raise Asfe3dInputError(path, f"output path is the same as input {inp}; refusing to overwrite an input")
+    if kind is not None:
+        if kind not in OUTPUT_SUFFIXES:
+            raise ValueError(f"kind must be one of {sorted(OUTPUT_SUFFIXES)}, got {kind!r}")
+        if not out.name.lower().endswith(OUTPUT_SUFFIXES[kind]):
+            raise Asfe3dInputError(path, f"output must end in {' or '.join(OUTPUT_SUFFIXES[kind])}")
     if out.is_dir():
         raise Asfe3dInputError(path, "output path is an existing folder")
-    if out.exists() and not overwrite:
-        raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
+    if out.exists() and not overwrite and out not in {_resolve(r) for r in replaceable}:
+        raise Asfe3dInputError(path, "output file already exists (pass --overwrite / overwrite=True to replace it)")
+    if kind is not None:
+        check_writable_folder(out)
     return out
+
+
+#: names of the temporary files made here: ``.<stem>.tmp<pid>x<8 hex><suffix>``
+_TEMP_NAME = re.compile(r"^\..+\.tmp\d+x[0-9a-f]{8}(\.[A-Za-z0-9.]+)?$")
+
+
+def _temp_name(out: Path) -> Path:
+    stem, suffix = _split_suffix(out.name)
+    return out.with_name(f".{stem}.tmp{os.getpid()}x{secrets.token_hex(4)}{suffix}")
 
 
 @contextlib.contextmanager
@@ -102,8 +173,17 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
     """
     out = check_output_path(path, overwrite=overwrite, inputs=inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stem, suffix = _split_suffix(out.name)
-    tmp = out.with_name(f".{stem}.tmp{secrets.token_hex(4)}{suffix}")
+    if _TEMP_NAME.match(out.name):  # already an OutputSet's temporary file: write it in place
+        try:
+            yield out
+            if not out.is_file():
+                raise RuntimeError(f"{out}: nothing was written")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                out.unlink()
+            raise
+        return
+    tmp = _temp_name(out)
     try:
         yield tmp
         if not tmp.is_file():
@@ -116,21 +196,126 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
             tmp.unlink()
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is not ours to signal
+        return True
+    return True
+
+
 def stale_temporaries(path: PathLike) -> list[Path]:
-    """Temporary files that :func:`atomic_output` made for ``path`` and never renamed (a run killed mid-write).
+    """Temporary files that an asfe3d run made for ``path`` and never renamed, because it was killed.
+
+    A temporary file's name carries the writing process's id (``.<stem>.tmp<pid>x<8 hex><suffix>``); one whose
+    process no longer exists on this machine is stale, one whose process is alive (a concurrent run) is not.
+    Names of the older form ``.<stem>.tmp<8 hex><suffix>`` are always stale.
 
     Args:
         path: an output path.
 
     Returns:
-        The hidden ``.<stem>.tmp<8 hex><suffix>`` files beside ``path`` (empty when its folder does not exist).
+        The stale temporary files beside ``path`` (empty when its folder does not exist).
     """
     path = Path(path)
     if not path.parent.is_dir():
         return []
     stem, suffix = _split_suffix(path.name)
-    pattern = re.compile(re.escape(f".{stem}.tmp") + "[0-9a-f]{8}" + re.escape(suffix) + "$")
-    return sorted(p for p in path.parent.iterdir() if pattern.match(p.name) and p.is_file())
+    pattern = re.compile(re.escape(f".{stem}.tmp") + r"(?:(\d+)x)?[0-9a-f]{8}" + re.escape(suffix) + "$")
+    stale = []
+    for p in path.parent.iterdir():
+        match = pattern.match(p.name)
+        if match and p.is_file() and (match.group(1) is None or not _pid_alive(int(match.group(1)))):
+            stale.append(p)
+    return sorted(stale)
+
+
+class OutputSet:
+    """The outputs of one run, written as a set: none replaces anything until all of them are complete.
+
+    Every output is written to a hidden temporary file beside its destination (:meth:`temp`); :meth:`commit`
+    renames them over their destinations only once all are written, so an interrupted or failed run (an exception,
+    Ctrl-C, SIGTERM) leaves the previous outputs untouched and no partial file under a final name. Paths are
+    checked when the set is made (before any heavy work).
+
+    Args:
+        paths: output kind (free-form, e.g. ``"fused"``) -> ``(path, suffix kind)`` where the suffix kind is a key
+            of :data:`OUTPUT_SUFFIXES`.
+        overwrite: allow replacing existing files.
+        inputs: the run's inputs; never an output.
+        replaceable: existing files that may be replaced without ``overwrite`` (see :func:`check_output_path`).
+
+    Raises:
+        Asfe3dInputError: a refused path (see :func:`check_output_path`), or two outputs on one path.
+
+    Example:
+        >>> with OutputSet({"fused": ("out.nii.gz", "nifti")}) as outs:  # doctest: +SKIP
+        ...     nib.save(img, outs.temp("fused"))
+        ...     outs.commit()
+    """
+
+    def __init__(
+        self,
+        paths: dict[str, tuple[PathLike, str]],
+        *,
+        overwrite: bool = False,
+        inputs: Sequence[PathLike] = (),
+        replaceable: Sequence[PathLike] = (),
+    ) -> None:
+        self.overwrite = bool(overwrite)
+        self.paths: dict[str, Path] = {}
+        self._temps: dict[str, Path] = {}
+        owners: dict[Path, str] = {}
+        for kind, (path, suffix_kind) in paths.items():
+            out = check_output_path(path, overwrite=overwrite, inputs=inputs, kind=suffix_kind,
+                                    replaceable=replaceable)
+            if out in owners:
+                raise Asfe3dInputError(path, f"the {kind} output would overwrite the {owners[out]} output")
+            owners[out] = kind
+            self.paths[kind] = out
+
+    def temp(self, kind: str) -> Path:
+        """The temporary path to write output ``kind`` to (its folder is created)."""
+        if kind not in self.paths:
+            raise KeyError(f"no output {kind!r} in this set; have {sorted(self.paths)}")
+        if kind not in self._temps:
+            self.paths[kind].parent.mkdir(parents=True, exist_ok=True)
+            self._temps[kind] = _temp_name(self.paths[kind])
+        return self._temps[kind]
+
+    def commit(self) -> dict[str, Path]:
+        """Rename every written temporary file over its destination.
+
+        Returns:
+            kind -> final path of every output.
+
+        Raises:
+            RuntimeError: an output was never written.
+        """
+        missing = [k for k in self.paths if k not in self._temps or not self._temps[k].is_file()]
+        if missing:
+            raise RuntimeError(f"outputs {missing} were not written; nothing was replaced")
+        for kind, tmp in self._temps.items():
+            os.replace(tmp, self.paths[kind])
+        self._temps.clear()
+        return dict(self.paths)
+
+    def discard(self) -> None:
+        """Remove every temporary file (the destinations are untouched)."""
+        for tmp in self._temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._temps.clear()
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
 
 
 def _is_nifti_name(path: PathLike) -> bool:

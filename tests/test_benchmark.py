@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from asfe3d.networks.benchmark import CASES, Case, format_table, main, run_case
+from asfe3d.benchmark import CASES, Case, format_table, main, run_case
 
 
 def test_run_case_reports_params_time_and_memory():
@@ -32,7 +32,7 @@ def test_bad_option_exits_with_usage_error():
 
 
 def test_acceptance_table_takes_the_best_thread_count_and_flags_misses():
-    from asfe3d.networks.benchmark import acceptance
+    from asfe3d.benchmark import acceptance
 
     vol = Case("efficient", 3, "volume 128^3", (128, 128, 128))
 

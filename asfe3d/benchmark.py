@@ -140,7 +140,7 @@ def run_case(case: Case, device: str = "cpu", repeats: int = 3, threads: int = 2
 
 
 def _run_in_subprocess(index: int, device: str, repeats: int, threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "asfe3d.networks.benchmark", "--_case", str(index), "--device", device,
+    cmd = [sys.executable, "-m", "asfe3d.benchmark", "--_case", str(index), "--device", device,
            "--repeats", str(repeats), "--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:

@@ -1,0 +1,102 @@
+"""The ``asfe3d`` command: one module per sub-command, heavy imports inside the commands.
+
+Sub-commands: ``fuse`` (one pair, or a cohort with ``--datalist``; :mod:`asfe3d.cli.fuse`), ``demo``
+(:mod:`asfe3d.cli.demo`), ``bids`` (a BIDS App; :mod:`asfe3d.cli.bids`), and ``train``, ``evaluate`` and
+``benchmark``, whose own parsers live with their tools. Shared option builders are in :mod:`asfe3d.cli.options`.
+Library code never imports this package.
+
+Exit codes: 0 success; 2 bad input or usage (one line on stderr, ``asfe3d: error: <file>: <problem>``); 1 a failure
+inside asfe3d (with its traceback); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). An interrupted or
+terminated run leaves no partial output under a final name and keeps any earlier outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser", "Terminated"]
+
+#: sub-command modules of this package (each defines ``add_parser(sub)``), in ``--help`` order
+COMMAND_MODULES = ("fuse", "demo", "bids")
+#: sub-commands whose tools parse their own arguments: name -> (module with ``main(argv)``, help)
+PASSTHROUGH = {
+    "train": ("asfe3d.training.cli", "train the fusion network (2D on HMIF, 3D on simulated volumes)"),
+    "evaluate": ("asfe3d.evaluation.cli", "score asfe and the classic baselines on pairs"),
+    "benchmark": ("asfe3d.benchmark", "time the networks and the whole pipeline (seconds, memory)"),
+}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM, so that clean-up code runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``asfe3d`` command."""
+    from asfe3d import __version__
+
+    parser = argparse.ArgumentParser(prog="asfe3d", description="MONAI-native 3D MRI/PET fusion (ASFE-Fusion).")
+    parser.add_argument("--version", action="version", version=f"asfe3d {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"asfe3d.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"asfe3d.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    for name, (module, help_text) in PASSTHROUGH.items():
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.set_defaults(func=None, passthrough=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``asfe3d`` command.
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    passthrough = getattr(args, "passthrough", None)
+    if passthrough is None and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from asfe3d.errors import Asfe3dInputError
+
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. called from a worker thread): leave signals alone
+        previous = None
+    try:
+        if passthrough is not None:
+            return int(importlib.import_module(passthrough).main(rest) or 0)
+        from asfe3d.cli.options import setup_logging
+
+        setup_logging(getattr(args, "verbose", 0))
+        return int(args.func(args) or 0)
+    except Asfe3dInputError as exc:
+        print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asfe3d: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("asfe3d: terminated; no partial output was kept", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

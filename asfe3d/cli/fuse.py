@@ -1,0 +1,155 @@
+"""``asfe3d fuse``: one MRI/PET pair, or a cohort with ``--datalist`` (resumable, summary CSV, torchrun-aware)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from asfe3d.cli.options import add_fusion_options, add_output_options, fusion_kwargs, output_kwargs, set_threads
+
+__all__ = ["add_parser", "run", "print_result", "cohort_kwargs"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``fuse`` sub-command."""
+    p = sub.add_parser(
+        "fuse", help="fuse an MRI and a PET volume into one volume on the MRI grid",
+        description="Register the PET onto the MRI, check the registration, fuse, and write the fused volume on "
+                    "the MRI's grid (same shape, affine and header codes). Inputs: NIfTI, MHA/NRRD or DICOM series "
+                    "folders.",
+    )
+    p.add_argument("mri", nargs="?", type=Path, help="MRI file or DICOM folder (the geometry reference)")
+    p.add_argument("pet", nargs="?", type=Path, help="PET file or DICOM folder (4D: frames averaged)")
+    p.add_argument("-o", "--output", type=Path, help="fused NIfTI (default: <mri stem>_fused.nii.gz beside the MRI)")
+    p.add_argument("--datalist", type=Path,
+                   help="cohort mode: a CSV (columns subject, mri, pet[, output]) or a folder of subject folders")
+    p.add_argument("--output-dir", type=Path, help="cohort mode: where fused volumes go (default: beside each MRI)")
+    p.add_argument("--summary", type=Path, help="cohort mode: summary CSV (default: <output-dir>/summary.csv)")
+    p.add_argument("--series", help="DICOM SeriesInstanceUID to take from whichever input folder holds it")
+    p.add_argument("--mri-series", help="DICOM SeriesInstanceUID for the MRI folder")
+    p.add_argument("--pet-series", help="DICOM SeriesInstanceUID for the PET folder")
+    p.add_argument("--pet-frame", type=int, help="take this 0-based frame of a 4D PET instead of the frame mean")
+    add_output_options(p)
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="replace NaN/Inf voxels by 0 (with a warning) instead of refusing the input")
+    add_fusion_options(p)
+    p.set_defaults(func=run)
+
+
+def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """Route ``--series`` to the input folder that holds that series."""
+    mri_series, pet_series = args.mri_series, args.pet_series
+    if args.series:
+        import SimpleITK as sitk
+
+        from asfe3d.errors import Asfe3dInputError
+
+        holders = [name for name, path in (("mri", args.mri), ("pet", args.pet))
+                   if path is not None and path.is_dir()
+                   and args.series in (sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)) or ())]
+        if not holders:
+            raise Asfe3dInputError(None, f"no input DICOM folder holds series {args.series!r}")
+        mri_series = args.series if "mri" in holders else mri_series
+        pet_series = args.series if "pet" in holders else pet_series
+    return mri_series, pet_series
+
+
+def print_result(result: Any, stream: Any = None) -> None:
+    """Print what one :func:`asfe3d.pipeline.fuse_pair` run did (outputs, inputs, registration and QC, times)."""
+    stream = stream or sys.stdout
+    t = result.timings
+    print(f"fused volume: {result.output}", file=stream)
+    for kind, path in result.outputs.items():
+        if kind != "fused":
+            print(f"  {kind}: {path}", file=stream)
+    for role in ("mri", "pet"):
+        info = result.inputs.get(role, {})
+        frames = info.get("frames")
+        if frames and frames > 1:
+            how = (f"frame {info['frame_taken']}" if info.get("frame_taken") is not None
+                   else f"mean of {frames} frames")
+            print(f"{role.upper()}: 4D input with {frames} frames, used the {how}", file=stream)
+        if info.get("nonfinite_repaired"):
+            print(f"{role.upper()}: replaced {info['nonfinite_repaired']} NaN/Inf voxels by 0", file=stream)
+    reg = result.registration
+    print(f"registration: {reg['method']}, Mattes MI {reg['metric']:.4f}, {reg['iterations']} iterations; "
+          f"PET covers {result.overlap:.0%} of the MRI head", file=stream)
+    qc = reg.get("qc")
+    if qc:
+        reasons = "; ".join(qc.get("reasons", [])) or "all checks passed"
+        print(f"registration QC: {qc['verdict']} ({reasons})", file=stream)
+    steps = ", ".join(f"{k} {t[k]:.1f} s" for k in ("load", "register", "resample", "normalise", "fuse", "save")
+                      if k in t)
+    print(f"time: {steps}; total {t['total']:.1f} s; peak memory {result.peak_memory_mb:.0f} MB", file=stream)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``asfe3d fuse``."""
+    from asfe3d.errors import Asfe3dInputError
+
+    set_threads(args)
+    if args.datalist is not None:
+        if args.mri is not None or args.pet is not None:
+            raise Asfe3dInputError(None, "give either MRI PET or --datalist, not both")
+        return _run_cohort(args)
+    if args.mri is None or args.pet is None:
+        raise Asfe3dInputError(None, "MRI and PET are required (or --datalist)")
+    from asfe3d.pipeline import fuse_pair
+
+    mri_series, pet_series = _series_for(args)
+    result = fuse_pair(
+        args.mri, args.pet, args.output, mri_series=mri_series, pet_series=pet_series, pet_frame=args.pet_frame,
+        overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite, **output_kwargs(args), **fusion_kwargs(args),
+    )
+    print_result(result)
+    return 0
+
+
+def cohort_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``fuse_pair`` options of a cohort run from the parsed arguments (refusing single-run-only options)."""
+    from asfe3d.errors import Asfe3dInputError
+
+    if getattr(args, "output", None) is not None:
+        raise Asfe3dInputError(args.output, "-o/--output names one file; in cohort mode use --output-dir or an "
+                                            "output column in the datalist")
+    if getattr(args, "series", None):
+        raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
+    kwargs = fusion_kwargs(args)
+    kwargs.pop("progress", None)
+    kwargs.update(mri_series=args.mri_series, pet_series=args.pet_series, pet_frame=args.pet_frame,
+                  allow_nonfinite=args.allow_nonfinite)
+    flags = {"save_registered_pet": "--save-registered-pet", "save_rgb": "--rgb", "preview": "--preview",
+             "save_transform": "--save-transform"}
+    for key, value in output_kwargs(args).items():
+        if value not in (True, False, None):
+            raise Asfe3dInputError(value, f"{flags[key]} takes no path in cohort mode (each subject gets its own "
+                                          "default name next to its fused volume)")
+        kwargs[key] = bool(value)
+    return kwargs
+
+
+def _run_cohort(args: argparse.Namespace) -> int:
+    from asfe3d.cohort import STATUSES, default_summary_path, read_datalist, run_cohort
+    from asfe3d.distributed import get_dist_info, run_cohort_distributed
+
+    kwargs = cohort_kwargs(args)
+    subjects = read_datalist(args.datalist)
+    summary = args.summary if args.summary is not None else default_summary_path(args.datalist, args.output_dir)
+    common = dict(output_dir=args.output_dir, summary_path=summary, overwrite=args.overwrite,
+                  progress=not args.no_progress, datalist=args.datalist, **kwargs)
+    info = get_dist_info()
+    results = run_cohort_distributed(subjects, **common) if info.world_size > 1 else run_cohort(subjects, **common)
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+    if info.rank != 0:  # every rank holds every result; one report is enough
+        return 1 if counts["failed"] else 0
+    flagged = sum(1 for r in results if r.qc_verdict == "fail")
+    print(f"cohort: {len(results)} subjects: {counts['ok']} ok, {counts['skipped']} skipped, "
+          f"{counts['failed']} failed, {flagged} with a registration judged failed; summary: {summary}")
+    for r in results:
+        if r.status == "failed":
+            print(f"  failed: {r.subject}: {r.message}")
+        elif r.qc_verdict == "fail":
+            print(f"  registration QC failed: {r.subject}: {r.message}")
+    return 1 if counts["failed"] else 0

@@ -1,0 +1,142 @@
+"""The completion record of a run: a JSON sidecar beside the fused volume, written last.
+
+``<fused stem>.json`` says which inputs were fused (path, size, modification time), with which settings, what
+the registration and its quality check found, and which outputs were written (path and size). Its ``status`` is
+``"pending"`` while the outputs are being renamed into place and ``"complete"`` once all are there, so:
+
+- a cohort counts a subject as done only when its record is complete, lists every output asked for, each exists
+  with the recorded size, and the inputs are unchanged (:func:`check_record`);
+- a run interrupted while renaming leaves a pending record, whose listed outputs the next run may replace (they
+  are asfe3d's own, incomplete set); an existing file without a record is never replaced without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from asfe3d.io.writer import _split_suffix, atomic_output
+
+__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "read_record", "write_record", "check_record",
+           "pending_outputs"]
+
+#: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
+RECORD_FORMAT = "asfe3d-run-record/1"
+
+
+def record_path(fused: str | os.PathLike) -> Path:
+    """``<stem>.json`` beside the fused volume ``<stem>.nii[.gz]``."""
+    fused = Path(fused)
+    stem, _ = _split_suffix(fused.name)
+    return fused.with_name(f"{stem}.json")
+
+
+def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Identity of an input file or DICOM folder: resolved path, total size in bytes, newest modification time.
+
+    Args:
+        path: a file or a folder (every file under it counts).
+
+    Returns:
+        ``{"path": str, "size": int, "mtime_ns": int}``.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        files = [f for f in p.rglob("*") if f.is_file()]
+        stats = [f.stat() for f in files]
+        return {"path": str(p), "size": int(sum(s.st_size for s in stats)),
+                "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0))}
+    st = p.stat()
+    return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record at ``path``, or ``None`` when there is none or the file is not an asfe3d record."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+        return None
+    return data
+
+
+def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status: str,
+                 outputs: Mapping[str, str | os.PathLike]) -> Path:
+    """Write (atomically, replacing the previous one) a record.
+
+    Args:
+        path: the record's path (:func:`record_path` of the fused volume).
+        content: what the run wants recorded (inputs, settings, registration...), JSON-able.
+        status: ``"pending"`` or ``"complete"``.
+        outputs: output kind -> path; sizes are recorded for the files that exist.
+
+    Returns:
+        The path.
+
+    Raises:
+        ValueError: an unknown ``status``.
+    """
+    if status not in ("pending", "complete"):
+        raise ValueError(f"status must be 'pending' or 'complete', got {status!r}")
+    files = {}
+    for kind, p in outputs.items():
+        p = Path(p).resolve()
+        files[kind] = {"path": str(p), "size": p.stat().st_size if p.is_file() else None}
+    data = {"format": RECORD_FORMAT, **dict(content), "status": status, "outputs": files,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def pending_outputs(path: str | os.PathLike) -> list[Path]:
+    """The outputs listed by a *pending* record (a run interrupted while renaming); empty otherwise."""
+    record = read_record(path)
+    if record is None or record.get("status") != "pending":
+        return []
+    return [Path(entry["path"]) for entry in record.get("outputs", {}).values() if entry.get("path")]
+
+
+def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLike],
+                 inputs: Mapping[str, str | os.PathLike]) -> str | None:
+    """Whether a run is complete: ``None`` when it is, else the reason it is not.
+
+    Args:
+        path: the record's path.
+        outputs: output kind -> path that this run asks for (every one must be recorded, exist, same size).
+        inputs: input role -> path (each must match its recorded fingerprint).
+
+    Returns:
+        ``None`` for a complete run, else a short reason (``"no completion record"``...).
+    """
+    record = read_record(path)
+    if record is None:
+        return "no completion record"
+    if record.get("status") != "complete":
+        return f"completion record says {record.get('status')!r} (an interrupted run)"
+    recorded = record.get("outputs", {})
+    for kind, p in outputs.items():
+        entry = recorded.get(kind)
+        p = Path(p).resolve()
+        if entry is None or Path(entry.get("path", "")) != p:
+            return f"the {kind} output {p} was not part of the recorded run"
+        if not p.is_file():
+            return f"the {kind} output {p} is missing"
+        if entry.get("size") is not None and p.stat().st_size != entry["size"]:
+            return f"the {kind} output {p} changed since it was written"
+    for role, p in inputs.items():
+        want = record.get("inputs", {}).get(role)
+        try:
+            now = fingerprint(p)
+        except OSError:
+            return f"the {role} input {p} cannot be read"
+        if want is None or {k: want.get(k) for k in now} != now:
+            return f"the {role} input {p} changed since the recorded run"
+    return None

@@ -1,0 +1,135 @@
+"""Every user mistake is refused up front: one line ``asfe3d: error: ...`` on stderr, exit 2, nothing written, no
+registration run; and SIGTERM / Ctrl-C leave no partial output and keep earlier outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from asfe3d.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def no_registration(monkeypatch):
+    """Fail the test if the pipeline gets as far as registering (a refusal must come before)."""
+    import asfe3d.registration
+
+    def boom(*args, **kwargs):
+        raise AssertionError("registration ran before the mistake was refused")
+
+    monkeypatch.setattr(asfe3d.registration, "register_pet_to_mri", boom)
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["-o", "{tmp}/x.txt"], "x.txt: output must end in .nii or .nii.gz"),
+        (["--rgb", "{tmp}/x.png"], "x.png: output must end in .nii or .nii.gz"),
+        (["--save-transform", "{tmp}/t.nii"], "t.nii: output must end in .tfm"),
+        (["--preview", "{tmp}/p.jpg"], "p.jpg: output must end in .png"),
+        (["-o", "/proc/asfe3d_out/x.nii.gz"], "cannot write in /proc"),
+        (["-o", "{tmp}/a_file/x.nii.gz"], "is a file where a folder is expected"),
+        (["--colormap", "nosuchmap"], "colormap: unknown colour map 'nosuchmap'"),
+        (["--seed", "-5"], "seed: must be an integer in [0, 2147483646], got -5"),
+        (["--roi-size", "0", "8", "8", "--mode", "volume"], "roi_size: must be three integers >= 1"),
+        (["--device", "tpu"], "device: must be auto, cpu or cuda[:N], got 'tpu'"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--weights", "{tmp}/missing.pt"], "missing.pt: weight file does not exist"),
+    ],
+)
+def test_user_mistakes_refused_before_any_work(pair, tmp_path, capsys, no_registration, extra, expected):
+    mri, pet = pair
+    (tmp_path / "a_file").write_text("not a folder")
+    before = _files(tmp_path)
+    args = ["fuse", str(mri), str(pet), "--method", "asfe", *[a.format(tmp=tmp_path) for a in extra]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: "), err
+    assert expected in err
+    assert _files(tmp_path) == before
+
+
+def test_cuda_without_cuda_is_refused(pair, capsys, no_registration):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    mri, pet = pair
+    assert main(["fuse", str(mri), str(pet), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_2d_weights_in_volume_mode_are_refused(pair, capsys, no_registration):
+    from asfe3d.fusion.weights import shipped_weights
+
+    mri, pet = pair
+    assert main(["fuse", str(mri), str(pet), "--mode", "volume", "--weights", str(shipped_weights("slice"))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "asfe2d_pet_mri.pt" in err
+
+
+def test_existing_output_kept_without_overwrite(pair, tmp_path, capsys, no_registration):
+    mri, pet = pair
+    out = tmp_path / "out.nii.gz"
+    out.write_bytes(b"user's file")
+    assert main(["fuse", str(mri), str(pet), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"user's file"
+
+
+_SLOW_FUSE = textwrap.dedent(
+    """
+    import sys, time
+    import asfe3d.fusion.classic as classic
+
+    real = classic.MeanFusion.fuse_arrays
+
+    def slow(self, mri, pet):
+        print("FUSING", flush=True)
+        time.sleep(60)
+        return real(self, mri, pet)
+
+    classic.MeanFusion.fuse_arrays = slow
+    from asfe3d.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_keeps_earlier_outputs_and_leaves_no_partial_file(pair, tmp_path, sig, code):
+    """An ``--overwrite`` run interrupted mid-way: the earlier complete outputs are still there, unchanged, and no
+    temporary file is left."""
+    mri, pet = pair
+    out = tmp_path / "out" / "fused.nii.gz"
+    base = ["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--registration", "none",
+            "--save-registered-pet", "--no-progress"]
+    assert main(base) == 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert set(before) == {"fused.nii.gz", "fused_pet_on_mri.nii.gz", "fused.json"}
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_FUSE)
+    proc = subprocess.Popen([sys.executable, str(script), *base, "--overwrite"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    line = ""
+    while "FUSING" not in line and time.time() < deadline:
+        line = proc.stdout.readline()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "no partial output was kept" in err
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
