@@ -30,6 +30,7 @@ __all__ = [
     "check_data_size",
     "sitk_stored_bytes",
     "sitk_pixel_bytes",
+    "short_error",
 ]
 
 #: Smallest voxel edge (mm) accepted for a head volume (the finest MRI is about 0.1 mm).
@@ -205,3 +206,9 @@ def sitk_pixel_bytes(pixel_id: int, components: int = 1) -> int:
     except RuntimeError:  # pragma: no cover - exotic pixel types
         per = 8
     return int(per) * max(1, int(components))
+
+
+def short_error(err: BaseException) -> str:
+    """One line (at most 200 characters) describing an exception from a library."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

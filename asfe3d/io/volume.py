@@ -25,7 +25,8 @@ import SimpleITK as sitk
 from nibabel.openers import ImageOpener
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.io.checks import check_data_size, check_voxel_sizes, sitk_pixel_bytes, sitk_stored_bytes
+from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error, sitk_pixel_bytes, sitk_stored_bytes
+from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
 from asfe3d.io.convert import (
     LPS_TO_RAS,
     ras_affine_from_sitk,
@@ -116,6 +117,7 @@ def read_volume(
     frame: int | None = None,
     allow_nonfinite: bool = False,
     nifti_geometry: str = "auto",
+    dicom_strict: bool = False,
 ) -> Volume:
     """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
 
@@ -134,15 +136,22 @@ def read_volume(
             more than :data:`QFORM_SFORM_TOL_MM` are refused), ``"sform"`` or ``"qform"`` (forced; the header
             kept in ``Volume.nifti_header`` is edited to say so). A disagreement is logged (WARNING) and recorded
             in ``info["qform_sform"]``.
+        dicom_strict: refuse DICOM stacks (series or enhanced multi-frame) with non-uniform slice gaps, a gantry
+            tilt or a slice out of line, instead of resampling them onto a regular grid (the default, like
+            dcm2niix; logged at WARNING and recorded in ``info["dicom_resampled"]``).
 
     Returns:
         The volume: ``image`` is 3D ``sitkFloat32`` with LPS geometry of shape ``(X, Y, Z)``.
 
     Raises:
         Asfe3dInputError: missing path, empty folder, folder without DICOM series, several series and no (or an
-            unknown) ``series_uid``, non-uniform or tilted DICOM slices, unreadable or truncated file, 2D image,
-            5D / multi-component image, ``frame`` out of range, empty or constant volume, non-finite voxels
-            (unless ``allow_nonfinite``), or a sheared affine.
+            unknown) ``series_uid``, non-uniform or tilted DICOM slices with ``dicom_strict``, DICOM slices with
+            mixed orientations or repeated positions, unreadable or truncated file, 2D image, 5D /
+            multi-component image, ``frame`` out of range, empty or constant volume, non-finite voxels (unless
+            ``allow_nonfinite``), a sheared affine; NIfTI sform and qform codes both 0, zero / negative /
+            non-finite pixdims, a qform and sform claiming the same space but disagreeing; voxel sizes outside
+            [0.01, 50] mm; a header claiming more data than the file holds, more than 2^31 voxels or more memory
+            than is available (all checked before the voxels are read).
         ValueError: when ``role`` is not a non-empty string.
     """
     if not isinstance(role, str) or not role:
@@ -168,7 +177,10 @@ def read_volume(
         _verify_nifti_geometry(p, image, affine)
     else:
         if fmt == "dicom":
-            img = _read_dicom_series(p, role, series_uid, info)
+            img, _ = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
+        elif fmt == "other" and is_dicom_file(p):
+            fmt = "dicom"
+            img = read_dicom_file(p, role, info, strict=dicom_strict)
         else:
             img = _read_sitk_file(p, role, info)
             if fmt == "other":
@@ -402,144 +414,6 @@ def _sitk_frames(p: Path, img: sitk.Image, role: str) -> list[sitk.Image]:
     return frames
 
 
-# ----------------------------------------------------------------------------------------------------- DICOM
-
-
-def _series_summary(folder: Path, uid: str) -> tuple[list[str], str]:
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
-    description = ""
-    if files:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(files[0])
-        try:
-            reader.ReadImageInformation()
-            if reader.HasMetaDataKey("0008|103e"):
-                description = reader.GetMetaData("0008|103e").strip()
-        except RuntimeError:
-            description = "?"
-    return files, description
-
-
-def _read_dicom_series(folder: Path, role: str, series_uid: str | None, info: dict[str, Any]) -> sitk.Image:
-    entries = list(folder.iterdir())
-    if not entries:
-        raise Asfe3dInputError(folder, f"{role} folder is empty")
-    uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
-    if not uids:
-        nfiles = sum(1 for e in entries if e.is_file())
-        raise Asfe3dInputError(
-            folder, f"{role} folder holds no DICOM series ({nfiles} files, {len(entries) - nfiles} sub-folders)"
-        )
-    summaries = {uid: _series_summary(folder, uid) for uid in uids}
-    listing = "; ".join(f"{uid} ('{d}', {len(f)} slices)" for uid, (f, d) in summaries.items())
-    if series_uid is None:
-        if len(uids) > 1:
-            raise Asfe3dInputError(
-                folder, f"{role} folder holds {len(uids)} DICOM series, choose one with series_uid: {listing}"
-            )
-        series_uid = uids[0]
-    elif series_uid not in summaries:
-        raise Asfe3dInputError(folder, f"{role} folder has no DICOM series {series_uid!r}; it holds: {listing}")
-    files, description = summaries[series_uid]
-    info.update(series_uid=series_uid, series_description=description)
-    if len(files) == 1:  # one (possibly multi-frame) file: SimpleITK reads its geometry itself
-        img = _read_sitk_file(Path(files[0]), role, info)
-        info.pop("sitk_io", None)
-        info["slices"] = int(img.GetSize()[2]) if img.GetDimension() >= 3 else 1
-        return img
-    files, positions = _sorted_slices(folder, files, role)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        img = reader.Execute()
-    except RuntimeError as err:
-        raise Asfe3dInputError(folder, f"{role} DICOM series {series_uid} cannot be read ({_short(err)})") from None
-    if img.GetDimension() == 3 and img.GetSize()[2] == len(files):
-        _check_dicom_geometry(folder, img, positions)
-    info["slices"] = len(files)
-    return img
-
-
-def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray | None:
-    if not reader.HasMetaDataKey(tag):
-        return None
-    try:
-        values = [float(v) for v in reader.GetMetaData(tag).strip().split("\\")]
-    except ValueError:
-        return None
-    return np.asarray(values, dtype=np.float64) if len(values) == n else None
-
-
-def _sorted_slices(folder: Path, files: list[str], role: str) -> tuple[list[str], np.ndarray]:
-    """Sort a single-frame series along its slice normal; refuse non-uniform spacing, tilt, mixed orientation."""
-    if len(files) < 2:
-        raise Asfe3dInputError(folder, f"{role} DICOM series has {len(files)} slice(s); a 3D volume needs several")
-    positions, orientations = [], []
-    reader = sitk.ImageFileReader()
-    for f in files:
-        reader.SetFileName(f)
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as err:
-            raise Asfe3dInputError(f, f"{role} DICOM file cannot be read ({_short(err)})") from None
-        if reader.GetDimension() == 3 and reader.GetSize()[2] > 1:
-            raise Asfe3dInputError(
-                folder, f"{role} DICOM series mixes multi-frame files ({Path(f).name} has {reader.GetSize()[2]} "
-                "frames); read that file on its own"
-            )
-        pos = _dicom_vector(reader, "0020|0032", 3)
-        ori = _dicom_vector(reader, "0020|0037", 6)
-        if pos is None or ori is None:
-            raise Asfe3dInputError(f, f"{role} DICOM slice lacks ImagePositionPatient/ImageOrientationPatient")
-        positions.append(pos)
-        orientations.append(ori)
-        spacing_xy = reader.GetSpacing()[:2]
-    ori = np.asarray(orientations)
-    if np.abs(ori - ori[0]).max() > 1e-4:
-        raise Asfe3dInputError(folder, f"{role} DICOM slices have different orientations (ImageOrientationPatient)")
-    row, col = ori[0, :3], ori[0, 3:]
-    normal = np.cross(row, col)
-    pos = np.asarray(positions)
-    depth = pos @ normal
-    order = np.argsort(depth, kind="stable")
-    pos, depth = pos[order], depth[order]
-    gaps = np.diff(depth)
-    if np.min(gaps) <= 1e-6:
-        raise Asfe3dInputError(
-            folder, f"{role} DICOM series has {len(files)} files but only {len(np.unique(np.round(depth, 4)))} "
-            "distinct slice positions (several frames or acquisitions in one series?); not supported"
-        )
-    median = float(np.median(gaps))
-    if np.abs(gaps - median).max() > max(1e-2 * median, 1e-3):
-        raise Asfe3dInputError(
-            folder, f"{role} DICOM slice spacing is not uniform (gaps from {gaps.min():.4g} to {gaps.max():.4g} mm, "
-            "missing slices?); resample it to a uniform grid first"
-        )
-    extent = pos[-1] - pos[0]
-    lateral = extent - (extent @ normal) * normal
-    lateral_mm = float(np.linalg.norm(lateral))
-    if lateral_mm > 0.1 * min(spacing_xy):
-        tilt = np.degrees(np.arctan2(lateral_mm, float(extent @ normal)))
-        raise Asfe3dInputError(
-            folder, f"{role} DICOM slices are sheared (gantry tilt of {tilt:.3g} degrees: the stack drifts "
-            f"{lateral_mm:.3g} mm sideways); resample it to an orthogonal grid first"
-        )
-    return [files[i] for i in order], pos
-
-
-def _check_dicom_geometry(folder: Path, img: sitk.Image, positions: np.ndarray) -> None:
-    """Cross-check SimpleITK's series geometry against the slice positions (LPS)."""
-    origin = np.asarray(img.GetOrigin())
-    direction = np.asarray(img.GetDirection()).reshape(3, 3)
-    spacing = np.asarray(img.GetSpacing())
-    last = origin + direction @ (spacing * np.array([0.0, 0.0, img.GetSize()[2] - 1]))
-    if not (np.allclose(origin, positions[0], atol=1e-3) and np.allclose(last, positions[-1], atol=1e-2)):
-        raise RuntimeError(  # pragma: no cover - guards a SimpleITK/GDCM disagreement, not user input
-            f"{folder}: SimpleITK series geometry (origin {origin.tolist()}, last slice {last.tolist()}) disagrees "
-            f"with the DICOM slice positions ({positions[0].tolist()} .. {positions[-1].tolist()})"
-        )
-
-
 # ------------------------------------------------------------------------------------------------- checks
 
 
@@ -610,6 +484,4 @@ def _check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, in
     return arr
 
 
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+_short = short_error

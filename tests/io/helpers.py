@@ -110,3 +110,64 @@ def write_dicom_series(
         writer.Execute(sl)
         files.append(f)
     return files
+
+
+def write_enhanced_dicom(
+    path: Path,
+    array_xyz: np.ndarray,
+    positions: Sequence[Sequence[float]],
+    direction: np.ndarray,
+    spacing_xy: Sequence[float],
+    series_uid: str,
+    slopes: Sequence[tuple[float, float]] | None = None,
+    modality: str = "MR",
+) -> Path:
+    """Write a 3D int16 array (X, Y, Z) as one enhanced (multi-frame) DICOM file, one frame per z, with per-frame
+    ImagePositionPatient (``positions``, LPS) and optional per-frame (RescaleSlope, RescaleIntercept)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence as DSeq
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    nx, ny, nz = array_xyz.shape
+    direction = np.asarray(direction, dtype=float)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR Image Storage
+    meta.MediaStorageSOPInstanceUID = series_uid + ".1"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1125.1"
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.SeriesDescription = "enhanced test"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = ny, nx, nz
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    meas = Dataset()
+    meas.PixelSpacing = [f"{spacing_xy[1]:.6f}", f"{spacing_xy[0]:.6f}"]  # (between rows, between columns)
+    meas.SliceThickness = "1.0"
+    shared.PixelMeasuresSequence = DSeq([meas])
+    orient = Dataset()
+    orient.ImageOrientationPatient = [f"{v:.10f}" for v in (*direction[:, 0], *direction[:, 1])]
+    shared.PlaneOrientationSequence = DSeq([orient])
+    ds.SharedFunctionalGroupsSequence = DSeq([shared])
+    frames = []
+    for k in range(nz):
+        fg = Dataset()
+        plane = Dataset()
+        plane.ImagePositionPatient = [f"{v:.10f}" for v in positions[k]]
+        fg.PlanePositionSequence = DSeq([plane])
+        if slopes is not None:
+            pvt = Dataset()
+            pvt.RescaleSlope, pvt.RescaleIntercept = f"{slopes[k][0]:.8g}", f"{slopes[k][1]:.8g}"
+            fg.PixelValueTransformationSequence = DSeq([pvt])
+        frames.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = DSeq(frames)
+    ds.PixelData = np.ascontiguousarray(array_xyz.transpose(2, 1, 0)).astype("<i2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    return path

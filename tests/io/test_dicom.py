@@ -64,21 +64,21 @@ def test_two_series_need_series_uid(tmp_path):
         read_volume(folder, series_uid="9.9.9")
 
 
-def test_non_uniform_spacing_refused(tmp_path):
+def test_non_uniform_spacing_refused_when_strict(tmp_path):
     folder = tmp_path / "gap"
     files = write_dicom_series(folder, _array(), ORIGIN, SPACING, DIRECTION, UID_A)
     files[3].unlink()  # a missing slice
     with pytest.raises(Asfe3dInputError, match="not uniform"):
-        read_volume(folder)
+        read_volume(folder, dicom_strict=True)
 
 
-def test_gantry_tilt_refused(tmp_path):
+def test_gantry_tilt_refused_when_strict(tmp_path):
     normal = DIRECTION[:, 2]
     row = DIRECTION[:, 0]
     positions = [np.asarray(ORIGIN) + k * SPACING[2] * normal + k * 0.3 * row for k in range(SHAPE[2])]
     write_dicom_series(tmp_path / "tilt", _array(), ORIGIN, SPACING, DIRECTION, UID_A, positions=positions)
     with pytest.raises(Asfe3dInputError, match="gantry tilt"):
-        read_volume(tmp_path / "tilt")
+        read_volume(tmp_path / "tilt", dicom_strict=True)
 
 
 def test_repeated_positions_refused(tmp_path):

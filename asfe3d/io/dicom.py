@@ -1,0 +1,568 @@
+"""DICOM reading: series folders (one slice per file) and enhanced (single-file multi-frame) DICOM, one set of rules.
+
+Every stack of slices, whether it comes from a folder of files or from the frames of one enhanced file, is
+checked the same way by :func:`plan_stack`: one orientation, distinct slice positions, and then either
+
+- a regular stack (uniform spacing along the slice normal, no slice shifted sideways): read as it is; or
+- an irregular one (gaps that vary, e.g. missing slices or a CT's variable table steps; a gantry tilt, i.e. the
+  slice origins drift sideways; a single slice or frame out of line): resampled, like dcm2niix does, onto a
+  regular orthogonal grid that covers the acquired volume (:func:`resample_stack`: each slice is shifted in its
+  plane by its sideways offset, bilinear, then the planes are interpolated linearly along the normal at a
+  spacing no larger than the smallest gap). What was done is logged (WARNING) and recorded in
+  ``info["dicom_resampled"]``. ``strict=True`` refuses irregular stacks instead (asfe3d's former behaviour).
+
+Enhanced DICOM is read with pydicom (per-frame ``PlanePositionSequence`` / ``PlaneOrientationSequence`` /
+``PixelMeasuresSequence`` / ``PixelValueTransformationSequence``), so its geometry never falls back to GDCM's
+1 mm / identity default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error
+
+__all__ = [
+    "StackPlan",
+    "plan_stack",
+    "resample_stack",
+    "read_dicom_folder",
+    "read_dicom_file",
+    "is_dicom_file",
+    "is_enhanced_dicom",
+]
+
+logger = logging.getLogger("asfe3d")
+
+#: Relative tolerance on slice gaps still counted as uniform (and at least :data:`GAP_TOL_MM`).
+GAP_TOL_REL = 1e-2
+#: Absolute tolerance (mm) on slice gaps.
+GAP_TOL_MM = 1e-3
+#: Largest sideways offset of a slice, as a fraction of the in-plane pixel size, still counted as in line.
+LATERAL_TOL_PIXELS = 0.1
+
+
+@contextlib.contextmanager
+def quiet_itk() -> Iterator[None]:
+    """Keep ITK's warnings (e.g. "Non uniform sampling or missing slices detected") off stderr."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+# ------------------------------------------------------------------------------------------- stack geometry
+
+
+@dataclass
+class StackPlan:
+    """How a stack of 2D slices becomes a 3D grid (all vectors LPS, mm).
+
+    Attributes:
+        order: slice indices sorted along the normal.
+        positions: the sorted slice origins (ImagePositionPatient), shape ``(n, 3)``.
+        row: unit vector of increasing column index (first ImageOrientationPatient triplet).
+        col: unit vector of increasing row index (second triplet), made orthogonal to ``row``.
+        normal: ``row x col``.
+        spacing_xy: pixel size along ``row`` and along ``col``.
+        gaps: distances between consecutive sorted slices along the normal.
+        lateral_mm: sideways offset of each sorted slice from the line through the first one along the normal.
+        regular: whether the stack is already a regular orthogonal grid.
+        reasons: why it is not (empty when regular).
+    """
+
+    order: np.ndarray
+    positions: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    normal: np.ndarray
+    spacing_xy: tuple[float, float]
+    gaps: np.ndarray
+    lateral_mm: np.ndarray
+    regular: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def tilt_degrees(self) -> float:
+        """Angle between the slice normal and the line from the first to the last slice origin."""
+        extent = self.positions[-1] - self.positions[0]
+        along = float(extent @ self.normal)
+        side = float(np.linalg.norm(extent - along * self.normal))
+        return float(np.degrees(np.arctan2(side, along)))
+
+
+def plan_stack(
+    where: str | Path,
+    positions: np.ndarray,
+    orientations: np.ndarray,
+    spacing_xy: tuple[float, float],
+    role: str,
+    *,
+    strict: bool = False,
+    what: str = "slices",
+) -> StackPlan:
+    """Sort and check the slices of a stack; decide whether it must be resampled.
+
+    Args:
+        where: the folder or file (named in errors).
+        positions: ImagePositionPatient of each slice, ``(n, 3)``.
+        orientations: ImageOrientationPatient of each slice, ``(n, 6)``.
+        spacing_xy: pixel size along the row direction and along the column direction (mm).
+        role: what the volume is (``"MRI"``, ``"PET"``...).
+        strict: refuse an irregular stack (non-uniform gaps, tilt, a slice out of line) instead of planning a
+            resampling.
+        what: ``"slices"`` or ``"frames"`` (for messages).
+
+    Returns:
+        The plan.
+
+    Raises:
+        Asfe3dInputError: fewer than 2 slices, mixed orientations, repeated positions, bad pixel sizes; with
+            ``strict``, any irregularity.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    ori = np.asarray(orientations, dtype=np.float64)
+    n = len(pos)
+    if n < 2:
+        raise Asfe3dInputError(where, f"{role} DICOM series has {n} slice(s); a 3D volume needs several")
+    check_voxel_sizes(where, role, (*spacing_xy, 1.0), "DICOM PixelSpacing")
+    if np.abs(ori - ori[0]).max() > 1e-4:
+        raise Asfe3dInputError(
+            where, f"{role} DICOM {what} have different orientations (ImageOrientationPatient); not one stack"
+        )
+    row = ori[0, :3] / np.linalg.norm(ori[0, :3])
+    col = ori[0, 3:] - (ori[0, 3:] @ row) * row
+    col /= np.linalg.norm(col)
+    normal = np.cross(row, col)
+    depth = pos @ normal
+    order = np.argsort(depth, kind="stable")
+    pos, depth = pos[order], depth[order]
+    gaps = np.diff(depth)
+    if np.min(gaps) <= 1e-6:
+        raise Asfe3dInputError(
+            where, f"{role} DICOM series has {n} {what} but only {len(np.unique(np.round(depth, 4)))} distinct "
+            "slice positions (several frames or acquisitions in one series?); not supported"
+        )
+    rel = pos - pos[0]
+    lateral_vec = rel - np.outer(rel @ normal, normal)
+    lateral = np.linalg.norm(lateral_vec, axis=1)
+    median = float(np.median(gaps))
+    reasons = []
+    uniform = np.abs(gaps - median).max() <= max(GAP_TOL_REL * median, GAP_TOL_MM)
+    if not uniform:
+        reasons.append(f"non-uniform slice gaps ({gaps.min():.4g} to {gaps.max():.4g} mm)")
+    in_line = lateral.max() <= LATERAL_TOL_PIXELS * min(spacing_xy)
+    plan = StackPlan(order, pos, row, col, normal, (float(spacing_xy[0]), float(spacing_xy[1])), gaps, lateral,
+                     regular=uniform and in_line, reasons=reasons)
+    if not in_line:
+        # a gantry tilt moves the origins sideways in proportion to depth; anything else is a slice out of line
+        fit = np.outer(depth - depth[0], lateral_vec[-1] / max(depth[-1] - depth[0], 1e-9))
+        residual = float(np.linalg.norm(lateral_vec - fit, axis=1).max())
+        if residual <= LATERAL_TOL_PIXELS * min(spacing_xy):
+            reasons.append(f"gantry tilt of {plan.tilt_degrees:.3g} degrees")
+        else:
+            worst = int(np.argmax(np.linalg.norm(lateral_vec - fit, axis=1)))
+            reasons.append(f"{what[:-1]} {worst} of {n} (sorted) out of line by {residual:.3g} mm sideways")
+    if strict and not plan.regular:
+        if not uniform:
+            raise Asfe3dInputError(
+                where, f"{role} DICOM slice spacing is not uniform (gaps from {gaps.min():.4g} to {gaps.max():.4g} "
+                "mm, missing slices?); resample it to a uniform grid first (or read it without strict)"
+            )
+        raise Asfe3dInputError(
+            where, f"{role} DICOM slices are sheared ({reasons[-1]}; gantry tilt of {plan.tilt_degrees:.3g} degrees "
+            f"from first to last: the stack drifts {lateral.max():.3g} mm sideways); resample it to an orthogonal "
+            "grid first (or read it without strict)"
+        )
+    return plan
+
+
+def regular_image(slices: np.ndarray, plan: StackPlan) -> sitk.Image:
+    """SimpleITK image of a regular stack.
+
+    Args:
+        slices: sorted slices, ``(n, rows, cols)``.
+        plan: a regular plan.
+
+    Returns:
+        float32 image with origin the first slice's, spacing ``(*spacing_xy, mean gap)``, direction
+        ``[row, col, normal]``.
+    """
+    img = sitk.GetImageFromArray(np.ascontiguousarray(slices, dtype=np.float32))
+    img.SetOrigin(tuple(float(v) for v in plan.positions[0]))
+    img.SetSpacing((*plan.spacing_xy, float(np.mean(plan.gaps))))
+    img.SetDirection(tuple(float(v) for v in np.column_stack([plan.row, plan.col, plan.normal]).ravel()))
+    return img
+
+
+def _snap(coords: np.ndarray, size: int, tol: float = 1e-4) -> np.ndarray:
+    """Pixel coordinates within ``tol`` of an integer or of the edges snapped to them (rounding off the
+    in-plane shift of a slice that is not shifted, so that its edge pixels stay inside)."""
+    rounded = np.round(coords)
+    out = np.where(np.abs(coords - rounded) < tol, rounded, coords)
+    return np.where((out < 0) & (out > -tol), 0.0, np.where((out > size - 1) & (out < size - 1 + tol), size - 1.0, out))
+
+
+def resample_stack(slices: np.ndarray, plan: StackPlan) -> tuple[sitk.Image, dict[str, Any]]:
+    """Resample an irregular stack onto a regular orthogonal grid covering all its slices.
+
+    Each slice is first shifted in its plane by its sideways offset (bilinear) onto one in-plane grid that covers
+    every slice; the planes are then interpolated linearly along the normal, at the spacing
+    ``(last - first) / ceil((last - first) / smallest gap)`` so that the first and last planes are the first and
+    last slices. Points no slice covers get ``min(0, smallest value)``.
+
+    Args:
+        slices: sorted slices, ``(n, rows, cols)`` (``plan.order`` already applied).
+        plan: the stack's plan.
+
+    Returns:
+        ``(image, record)``: the float32 image (directions ``[row, col, normal]``) and what was done (reasons,
+        tilt, gaps, new grid and spacing, fraction of voxels filled).
+    """
+    from scipy.ndimage import map_coordinates
+
+    data = np.asarray(slices, dtype=np.float32)
+    n, rows, cols = data.shape
+    sx, sy = plan.spacing_xy
+    rel = plan.positions - plan.positions[0]
+    u, v, d = rel @ plan.row, rel @ plan.col, rel @ plan.normal
+    u0, v0 = float(u.min()), float(v.min())
+    nx = int(np.ceil((u.max() - u0) / sx - 1e-6)) + cols
+    ny = int(np.ceil((v.max() - v0) / sy - 1e-6)) + rows
+    span = float(d[-1] - d[0])
+    nz = int(np.ceil(span / float(plan.gaps.min()) - 1e-6)) + 1
+    dz = span / (nz - 1)
+    fill = float(min(0.0, float(data.min())))
+    jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+    shifted = np.empty((n, ny, nx), dtype=np.float32)
+    for k in range(n):  # output in-plane point (i, j) is slice k's pixel ((u0 + i sx - u_k) / sx, ...)
+        ci = _snap(ii + (u0 - u[k]) / sx, cols)
+        cj = _snap(jj + (v0 - v[k]) / sy, rows)
+        shifted[k] = map_coordinates(data[k], [cj, ci], order=1, mode="constant", cval=np.nan, prefilter=False)
+    out = np.empty((nz, ny, nx), dtype=np.float32)
+    z = d[0] + dz * np.arange(nz)
+    z[-1] = d[-1]
+    for m in range(nz):
+        k = int(np.clip(np.searchsorted(d, z[m], side="right") - 1, 0, n - 2))
+        w = float((z[m] - d[k]) / (d[k + 1] - d[k]))
+        if w <= 1e-9:
+            out[m] = shifted[k]
+        elif w >= 1 - 1e-9:
+            out[m] = shifted[k + 1]
+        else:
+            out[m] = (1 - w) * shifted[k] + w * shifted[k + 1]
+    missing = ~np.isfinite(out)
+    out[missing] = fill
+    img = sitk.GetImageFromArray(out)
+    origin = plan.positions[0] + u0 * plan.row + v0 * plan.col
+    img.SetOrigin(tuple(float(x) for x in origin))
+    img.SetSpacing((sx, sy, dz))
+    img.SetDirection(tuple(float(x) for x in np.column_stack([plan.row, plan.col, plan.normal]).ravel()))
+    record = {
+        "reasons": list(plan.reasons),
+        "slices_in": int(n),
+        "gaps_mm": [round(float(plan.gaps.min()), 4), round(float(plan.gaps.max()), 4)],
+        "tilt_degrees": round(plan.tilt_degrees, 3),
+        "max_lateral_mm": round(float(plan.lateral_mm.max()), 4),
+        "grid": [int(nx), int(ny), int(nz)],
+        "spacing_mm": [round(sx, 6), round(sy, 6), round(dz, 6)],
+        "fill_value": fill,
+        "filled_fraction": round(float(missing.mean()), 4),
+        "method": "in-plane bilinear shift per slice, then linear along the normal",
+    }
+    return img, record
+
+
+def _resample_or_keep(
+    where: Path, slices: np.ndarray, plan: StackPlan, role: str, info: dict[str, Any]
+) -> sitk.Image:
+    if plan.regular:
+        return regular_image(slices, plan)
+    img, record = resample_stack(slices, plan)
+    info["dicom_resampled"] = record
+    logger.warning(
+        "%s %s: DICOM stack resampled onto a regular %s grid of %s mm (%s; %d slices in; %.1f %% of voxels outside "
+        "every slice, set to %g)", role, where, "x".join(map(str, record["grid"])),
+        "x".join(f"{s:.4g}" for s in record["spacing_mm"]), "; ".join(record["reasons"]), record["slices_in"],
+        100 * record["filled_fraction"], record["fill_value"],
+    )
+    return img
+
+
+# --------------------------------------------------------------------------------------------- series folders
+
+
+def _series_summary(folder: Path, uid: str) -> tuple[list[str], str]:
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    description = ""
+    if files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        try:
+            reader.ReadImageInformation()
+            if reader.HasMetaDataKey("0008|103e"):
+                description = reader.GetMetaData("0008|103e").strip()
+        except RuntimeError:
+            description = "?"
+    return files, description
+
+
+def read_dicom_folder(
+    folder: Path, role: str, series_uid: str | None, info: dict[str, Any], *, strict: bool = False
+) -> tuple[sitk.Image, Path]:
+    """Read one DICOM series from a folder (single-frame slices, or one enhanced multi-frame file).
+
+    Args:
+        folder: the folder.
+        role: what the volume is.
+        series_uid: the SeriesInstanceUID to read when the folder holds several.
+        info: provenance dict, updated (``series_uid``, ``series_description``, ``slices``, ``dicom_resampled``).
+        strict: refuse irregular stacks instead of resampling them.
+
+    Returns:
+        ``(image, first_file)``: the 3D image (4D for a multi-frame file GDCM reads as such) and one file of the
+        series (for header look-ups such as PET units).
+
+    Raises:
+        Asfe3dInputError: see :func:`asfe3d.io.read_volume`.
+    """
+    entries = list(folder.iterdir())
+    if not entries:
+        raise Asfe3dInputError(folder, f"{role} folder is empty")
+    with quiet_itk():
+        uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    if not uids:
+        nfiles = sum(1 for e in entries if e.is_file())
+        raise Asfe3dInputError(
+            folder, f"{role} folder holds no DICOM series ({nfiles} files, {len(entries) - nfiles} sub-folders)"
+        )
+    with quiet_itk():
+        summaries = {uid: _series_summary(folder, uid) for uid in uids}
+    listing = "; ".join(f"{uid} ('{d}', {len(f)} slices)" for uid, (f, d) in summaries.items())
+    if series_uid is None:
+        if len(uids) > 1:
+            raise Asfe3dInputError(
+                folder, f"{role} folder holds {len(uids)} DICOM series, choose one with series_uid: {listing}"
+            )
+        series_uid = uids[0]
+    elif series_uid not in summaries:
+        raise Asfe3dInputError(folder, f"{role} folder has no DICOM series {series_uid!r}; it holds: {listing}")
+    files, description = summaries[series_uid]
+    info.update(series_uid=series_uid, series_description=description)
+    if len(files) == 1:  # one (possibly multi-frame) file
+        return read_dicom_file(Path(files[0]), role, info, strict=strict), Path(files[0])
+    files, plan = _plan_series(folder, files, role, strict)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        with quiet_itk():
+            img = reader.Execute()
+    except RuntimeError as err:
+        raise Asfe3dInputError(folder, f"{role} DICOM series {series_uid} cannot be read ({short_error(err)})") from None
+    info["slices"] = len(files)
+    if plan.regular:
+        if img.GetDimension() == 3 and img.GetSize()[2] == len(files):
+            _check_series_geometry(folder, img, plan.positions)
+        return img, Path(files[0])
+    slices = sitk.GetArrayFromImage(img)  # (n, rows, cols) in the sorted order given to the reader
+    return _resample_or_keep(folder, slices, plan, role, info), Path(files[0])
+
+
+def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray | None:
+    if not reader.HasMetaDataKey(tag):
+        return None
+    try:
+        values = [float(v) for v in reader.GetMetaData(tag).strip().split("\\")]
+    except ValueError:
+        return None
+    return np.asarray(values, dtype=np.float64) if len(values) == n else None
+
+
+def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tuple[list[str], StackPlan]:
+    """Read each slice's header (position, orientation, size) and plan the stack; files returned sorted."""
+    if len(files) < 2:
+        raise Asfe3dInputError(folder, f"{role} DICOM series has {len(files)} slice(s); a 3D volume needs several")
+    positions, orientations = [], []
+    reader = sitk.ImageFileReader()
+    rows_cols: tuple[int, int] = (0, 0)
+    pixel_bytes = 2
+    for f in files:
+        reader.SetFileName(f)
+        try:
+            with quiet_itk():
+                reader.ReadImageInformation()
+        except RuntimeError as err:
+            raise Asfe3dInputError(f, f"{role} DICOM file cannot be read ({short_error(err)})") from None
+        if reader.GetDimension() == 3 and reader.GetSize()[2] > 1:
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM series mixes multi-frame files ({Path(f).name} has {reader.GetSize()[2]} "
+                "frames); read that file on its own"
+            )
+        pos = _dicom_vector(reader, "0020|0032", 3)
+        ori = _dicom_vector(reader, "0020|0037", 6)
+        if pos is None or ori is None:
+            raise Asfe3dInputError(f, f"{role} DICOM slice lacks ImagePositionPatient/ImageOrientationPatient")
+        positions.append(pos)
+        orientations.append(ori)
+        spacing_xy = tuple(float(s) for s in reader.GetSpacing()[:2])
+        rows_cols = (int(reader.GetSize()[1]), int(reader.GetSize()[0]))
+        pixel_bytes = max(pixel_bytes, 4)  # float32 once rescaled
+    check_data_size(folder, role, (len(files), *rows_cols), pixel_bytes, stored_bytes=None, compressed=True)
+    plan = plan_stack(folder, np.asarray(positions), np.asarray(orientations), spacing_xy, role, strict=strict)
+    return [files[i] for i in plan.order], plan
+
+
+def _check_series_geometry(folder: Path, img: sitk.Image, positions: np.ndarray) -> None:
+    """Cross-check SimpleITK's series geometry against the slice positions (LPS)."""
+    origin = np.asarray(img.GetOrigin())
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)
+    spacing = np.asarray(img.GetSpacing())
+    last = origin + direction @ (spacing * np.array([0.0, 0.0, img.GetSize()[2] - 1]))
+    if not (np.allclose(origin, positions[0], atol=1e-3) and np.allclose(last, positions[-1], atol=1e-2)):
+        raise RuntimeError(  # pragma: no cover - guards a SimpleITK/GDCM disagreement, not user input
+            f"{folder}: SimpleITK series geometry (origin {origin.tolist()}, last slice {last.tolist()}) disagrees "
+            f"with the DICOM slice positions ({positions[0].tolist()} .. {positions[-1].tolist()})"
+        )
+
+
+# ----------------------------------------------------------------------------------- single / enhanced files
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Whether a file starts with the DICOM preamble (``DICM`` at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_enhanced_dicom(ds: Any) -> bool:
+    """Whether a pydicom dataset is a multi-frame image with per-frame functional groups."""
+    return int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 and "PerFrameFunctionalGroupsSequence" in ds
+
+
+def _group_item(frame_group: Any, shared: Any, name: str) -> Any | None:
+    for group in (frame_group, shared):
+        if group is not None and name in group and len(group[name].value) > 0:
+            return group[name].value[0]
+    return None
+
+
+def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool = False) -> sitk.Image:
+    """Read one DICOM file: enhanced multi-frame with pydicom (same stack rules as a series), else with GDCM.
+
+    Args:
+        path: the file.
+        role: what the volume is.
+        info: provenance dict, updated (``slices``, ``frames_in_file``, ``dicom_resampled``).
+        strict: refuse irregular stacks instead of resampling them.
+
+    Returns:
+        A 3D float32 image (or what GDCM reads for other files).
+
+    Raises:
+        Asfe3dInputError: unreadable file, missing per-frame geometry, irregular stack with ``strict``, data
+            larger than the file can hold.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception as err:  # noqa: BLE001 - any parse failure is bad input
+        raise Asfe3dInputError(path, f"{role} DICOM file cannot be read ({short_error(err)})") from None
+    if not is_enhanced_dicom(ds):
+        return _read_plain_dicom_file(path, role, info)
+    nframes = int(ds.NumberOfFrames)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    per_frame = list(ds.PerFrameFunctionalGroupsSequence)
+    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    if len(per_frame) != nframes:
+        raise Asfe3dInputError(
+            path, f"{role} enhanced DICOM has {nframes} frames but {len(per_frame)} per-frame functional groups"
+        )
+    positions, orientations, spacings, slopes = [], [], [], []
+    for k, fg in enumerate(per_frame):
+        plane = _group_item(fg, shared, "PlanePositionSequence")
+        orient = _group_item(fg, shared, "PlaneOrientationSequence")
+        meas = _group_item(fg, shared, "PixelMeasuresSequence")
+        if plane is None or orient is None or meas is None or "PixelSpacing" not in meas:
+            raise Asfe3dInputError(
+                path, f"{role} enhanced DICOM frame {k} lacks its position, orientation or pixel spacing "
+                "(Plane Position / Plane Orientation / Pixel Measures functional groups)"
+            )
+        positions.append([float(v) for v in plane.ImagePositionPatient])
+        orientations.append([float(v) for v in orient.ImageOrientationPatient])
+        spacings.append([float(v) for v in meas.PixelSpacing])
+        pvt = _group_item(fg, shared, "PixelValueTransformationSequence")
+        src = pvt if pvt is not None else ds
+        slopes.append((float(getattr(src, "RescaleSlope", 1.0) or 1.0), float(getattr(src, "RescaleIntercept", 0.0) or 0.0)))
+    sp = np.asarray(spacings)
+    if np.abs(sp - sp[0]).max() > 1e-4:
+        raise Asfe3dInputError(path, f"{role} enhanced DICOM frames have different pixel spacings")
+    spacing_xy = (float(sp[0, 1]), float(sp[0, 0]))  # PixelSpacing is (between rows, between columns)
+    bits = int(getattr(ds, "BitsAllocated", 16) or 16)
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    compressed = bool(ts is not None and getattr(ts, "is_compressed", False))
+    check_data_size(path, role, (nframes, rows, cols), max(1, bits // 8) * int(getattr(ds, "SamplesPerPixel", 1)),
+                    stored_bytes=path.stat().st_size, compressed=compressed)
+    plan = plan_stack(path, np.asarray(positions), np.asarray(orientations), spacing_xy, role, strict=strict,
+                      what="frames")
+    raw = _enhanced_pixels(path, role, nframes, rows, cols)
+    scaled = np.empty(raw.shape, dtype=np.float32)
+    for k, (slope, intercept) in enumerate(slopes):
+        scaled[k] = raw[k].astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    info["slices"] = nframes
+    info["frames_in_file"] = nframes
+    return _resample_or_keep(path, scaled[plan.order], plan, role, info)
+
+
+def _enhanced_pixels(path: Path, role: str, nframes: int, rows: int, cols: int) -> np.ndarray:
+    """Stored pixel values ``(frames, rows, cols)`` (before rescale), with pydicom, else GDCM."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path))
+        arr = np.asarray(ds.pixel_array)
+    except Exception as err:  # noqa: BLE001 - pydicom lacks a decoder: try GDCM
+        try:
+            with quiet_itk():
+                img = sitk.ReadImage(str(path))
+            arr = sitk.GetArrayFromImage(img)
+        except RuntimeError:
+            raise Asfe3dInputError(path, f"{role} enhanced DICOM pixel data cannot be decoded ({short_error(err)})") from None
+    arr = arr.reshape((nframes, rows, cols)) if arr.size == nframes * rows * cols else arr
+    if arr.shape != (nframes, rows, cols):
+        raise Asfe3dInputError(
+            path, f"{role} enhanced DICOM pixel data has shape {arr.shape}, expected {(nframes, rows, cols)}"
+        )
+    return arr
+
+
+def _read_plain_dicom_file(path: Path, role: str, info: dict[str, Any]) -> sitk.Image:
+    """A single-file DICOM without per-frame geometry, read with GDCM (after a header-only size check)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+        size = tuple(int(s) for s in reader.GetSize())
+        check_data_size(path, role, size, 4, stored_bytes=path.stat().st_size, compressed=True)
+        with quiet_itk():
+            img = reader.Execute()
+    except RuntimeError as err:
+        raise Asfe3dInputError(path, f"{role} file is not a readable image ({short_error(err)})") from None
+    info["slices"] = int(img.GetSize()[2]) if img.GetDimension() >= 3 else 1
+    return img
