@@ -171,3 +171,54 @@ def write_enhanced_dicom(
     path.parent.mkdir(parents=True, exist_ok=True)
     pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
     return path
+
+
+def write_ct_series(
+    folder: Path,
+    array_xyz: np.ndarray,
+    positions: Sequence[Sequence[float]],
+    direction: np.ndarray,
+    spacing_xy: Sequence[float],
+    series_uid: str,
+    gantry_tilt: float = 0.0,
+    manufacturer: str = "GE MEDICAL SYSTEMS",
+) -> list[Path]:
+    """Write a 3D int16 array (X, Y, Z) as a CT series (one pydicom file per slice) with the fields converters such
+    as dcm2niix use to group slices and to correct a gantry tilt (GantryDetectorTilt, in degrees)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder.mkdir(parents=True, exist_ok=True)
+    direction = np.asarray(direction, dtype=float)
+    nx, ny, nz = array_xyz.shape
+    files = []
+    for k in range(nz):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+        meta.MediaStorageSOPInstanceUID = f"{series_uid}.{k + 1}"
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.1", series_uid
+        ds.Modality, ds.Manufacturer, ds.ImageType = "CT", manufacturer, ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.PatientName, ds.PatientID, ds.StudyDate, ds.SeriesDate = "Test^CT", "ct01", "20250101", "20250101"
+        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = "120000"
+        ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 3, 1, k + 1
+        ds.SeriesDescription = "CT test"
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*direction[:, 0], *direction[:, 1])]
+        ds.PixelSpacing = [f"{spacing_xy[1]:.6f}", f"{spacing_xy[0]:.6f}"]
+        ds.SliceThickness = "1.25"
+        ds.GantryDetectorTilt = f"{gantry_tilt:.4f}"
+        ds.KVP = "120"
+        ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+        ds.Rows, ds.Columns = ny, nx
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.PixelData = np.ascontiguousarray(array_xyz[:, :, k].T).astype("<i2").tobytes()
+        f = folder / f"ct{k:03d}.dcm"
+        pydicom.dcmwrite(str(f), ds, enforce_file_format=True)
+        files.append(f)
+    return files
