@@ -20,7 +20,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SimulatedPairDataset"]
+__all__ = ["SimulatedPairDataset", "check_length_crop"]
+
+
+def check_length_crop(length: int, crop: int | Sequence[int]) -> tuple[int, int, int]:
+    """Check a dataset's ``length`` (an integer >= 1) and 3D ``crop`` (one positive int or three).
+
+    Returns:
+        The crop as three ints.
+
+    Raises:
+        ValueError: quoting the bad value.
+    """
+    if int(length) != length or length < 1:
+        raise ValueError(f"length must be an integer >= 1, got {length!r}")
+    crop_t = (int(crop),) * 3 if isinstance(crop, (int, np.integer)) else tuple(int(c) for c in crop)
+    if len(crop_t) != 3 or min(crop_t) < 1:
+        raise ValueError(f"crop must be a positive int or three positive ints, got {crop!r}")
+    return crop_t  # type: ignore[return-value]
 
 
 def _check_range(name: str, value: Sequence[float], low: float) -> tuple[float, float]:
@@ -68,11 +85,7 @@ class SimulatedPairDataset(Dataset):
         gamma_range: Sequence[float] = (0.8, 1.25),
         flip: bool = True,
     ) -> None:
-        if int(length) != length or length < 1:
-            raise ValueError(f"length must be an integer >= 1, got {length!r}")
-        crop_t = (int(crop),) * 3 if isinstance(crop, (int, np.integer)) else tuple(int(c) for c in crop)
-        if len(crop_t) != 3 or min(crop_t) < 1:
-            raise ValueError(f"crop must be a positive int or three positive ints, got {crop!r}")
+        crop_t = check_length_crop(length, crop)
         if int(bank_size) != bank_size or bank_size < 1:
             raise ValueError(f"bank_size must be an integer >= 1, got {bank_size!r}")
         if not (isinstance(resolution, (int, float)) and math.isfinite(resolution) and resolution >= 1):

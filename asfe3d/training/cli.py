@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``asfe3d train`` (no heavy imports)."""
     p = argparse.ArgumentParser(prog="asfe3d train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML training configuration (configs/train_*.yaml)")
-    p.add_argument("--data", default=None, help="data folder (HMIF root or task folder); overrides data.path")
+    p.add_argument("--data", default=None, help="data folder (HMIF root or task folder; SPM12 folder for data.source wholehead); overrides data.path")
     p.add_argument("--out", default=None, help="run folder for last.pt, best.pt, log.csv, loss.png; overrides out")
     p.add_argument("--epochs", type=int, default=None, help="total epochs; overrides train.epochs")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="overrides train.steps_per_epoch")

@@ -44,6 +44,12 @@ _SIM_DATA = {
     "val_bank_size": 2, "tracers": ["fdg", "amyloid"], "fwhm_range": [4.0, 8.0], "noise_range": [0.02, 0.08],
     "motion_deg": 2.0, "motion_mm": 2.0, "gamma_range": [0.8, 1.25],
 }
+_WHOLEHEAD_DATA = {
+    "source": "wholehead", "path": None, "anatomies": ["avg152T1", "avg152T2", "avg152PD", "mni_synth"],
+    "val_anatomies": ["avg305T1"], "patterns": ["fdg", "fdg_ad", "amyloid_neg", "amyloid_pos"], "length": 64,
+    "val_length": 8, "crop": [48, 48, 48], "bank_size": 12, "val_bank_size": 4, "refresh": 2,
+}
+_DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge")
 
 #: Every key a configuration may hold, with its default. ``data`` defaults depend on ``data.source``.
@@ -98,9 +104,9 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     cfg = _merge({k: v for k, v in DEFAULT_CONFIG.items() if k != "data"} | {"data": {}}, config, "the config")
     data = dict(config.get("data") or {})
     source = data.get("source", "hmif")
-    if source not in ("hmif", "simulated"):
-        raise ValueError(f"data.source must be 'hmif' or 'simulated', got {source!r}")
-    cfg["data"] = _merge(_HMIF_DATA if source == "hmif" else _SIM_DATA, data, f"data (source {source!r})")
+    if source not in _DATA_DEFAULTS:
+        raise ValueError(f"data.source must be one of {sorted(_DATA_DEFAULTS)}, got {source!r}")
+    cfg["data"] = _merge(_DATA_DEFAULTS[source], data, f"data (source {source!r})")
     cfg["train"] = _merge(DEFAULT_CONFIG["train"], dict(config.get("train") or {}), "train")
     loss = dict(config.get("loss") or {})
     bad = sorted(set(loss) - set(_LOSS_KEYS))
@@ -113,10 +119,16 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"spatial_dims must be 2 or 3, got {cfg['spatial_dims']!r}")
     if source == "hmif" and cfg["spatial_dims"] != 2:
         raise ValueError(f"data.source 'hmif' holds 2D images and needs spatial_dims 2, got {cfg['spatial_dims']}")
-    if source == "simulated" and cfg["spatial_dims"] != 3:
-        raise ValueError(f"data.source 'simulated' gives 3D crops and needs spatial_dims 3, got {cfg['spatial_dims']}")
+    if source in ("simulated", "wholehead") and cfg["spatial_dims"] != 3:
+        raise ValueError(f"data.source {source!r} gives 3D crops and needs spatial_dims 3, got {cfg['spatial_dims']}")
     if source == "hmif" and not cfg["data"]["path"]:
         raise ValueError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
+    if source == "wholehead" and not cfg["data"]["path"]:
+        raise ValueError("data.path (the SPM12 data folder) is required for data.source 'wholehead' (CLI: --data)")
+    if source == "wholehead":
+        overlap = sorted(set(cfg["data"]["anatomies"]) & set(cfg["data"]["val_anatomies"]))
+        if overlap:
+            raise ValueError(f"data.val_anatomies must be held out of data.anatomies, both hold {overlap}")
     t = cfg["train"]
     for key in ("epochs", "batch_size", "val_batch_size", "num_threads"):
         if not (isinstance(t[key], int) and t[key] >= 1):
@@ -218,6 +230,19 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
             "val": [p.name for p in val_pairs], "val_used": len(val_ds),
             "cases": sorted({p.case for p in pairs}), "other_kind": pairs[0].other_kind,
         }
+        return train_ds, val_ds, desc
+    if d["source"] == "wholehead":
+        from asfe3d.data.wholehead import WholeHeadPairDataset
+
+        root = Path(d["path"])
+        if not root.is_dir():
+            raise Asfe3dInputError(root, "SPM12 data folder not found (data.path / --data)")
+        train_ds = WholeHeadPairDataset(root, d["length"], d["anatomies"], d["crop"], seed=seed,
+                                        bank_size=d["bank_size"], refresh=d["refresh"], patterns=d["patterns"])
+        # validation: held-out anatomies, a fixed bank (another seed), no flips, the same items every epoch
+        val_ds = WholeHeadPairDataset(root, d["val_length"], d["val_anatomies"], d["crop"], seed=seed + 100003,
+                                      bank_size=d["val_bank_size"], refresh=0, patterns=d["patterns"], flip=False)
+        desc = {"source": "wholehead", "path": str(root.resolve()), **{k: d[k] for k in d if k not in ("source", "path")}}
         return train_ds, val_ds, desc
     from asfe3d.data.volumes import SimulatedPairDataset
 

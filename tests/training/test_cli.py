@@ -42,7 +42,7 @@ def test_shipped_configs_resolve() -> None:
     from asfe3d.training import resolve_config
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("train_2d_pet_mri.yaml", "train_3d_mri_pet.yaml"):
+    for name in ("train_2d_pet_mri.yaml", "train_3d_mri_pet.yaml", "train_3d_wholehead.yaml"):
         cfg = yaml.safe_load((root / name).read_text())
         cfg["data"]["path"] = cfg["data"].get("path") or "x"
         if cfg["data"]["source"] == "simulated":

@@ -107,3 +107,26 @@ def test_setup_distributed_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE must be an integer, got .two."):
         setup_distributed(torch.device("cpu"))
+
+
+def test_wholehead_source_config_and_datasets(tmp_path: Path) -> None:
+    from asfe3d.data.wholehead import WholeHeadPairDataset
+    from asfe3d.training.engine import build_datasets
+
+    cfg = resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": str(tmp_path)}})
+    assert cfg["data"]["val_anatomies"] == ["avg305T1"] and "avg305T1" not in cfg["data"]["anatomies"]
+    train_ds, val_ds, desc = build_datasets(cfg)
+    assert isinstance(train_ds, WholeHeadPairDataset) and isinstance(val_ds, WholeHeadPairDataset)
+    assert val_ds.anatomies == ("avg305T1",) and val_ds.refresh == 0 and not val_ds.flip
+    assert desc["source"] == "wholehead" and desc["val_anatomies"] == ["avg305T1"]
+
+
+def test_wholehead_source_bad_config(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="SPM12 data folder"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead"}})
+    with pytest.raises(ValueError, match=r"held out of data.anatomies, both hold \['avg152T1'\]"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "val_anatomies": ["avg152T1"]}})
+    with pytest.raises(ValueError, match="needs spatial_dims 3"):
+        resolve_config({"spatial_dims": 2, "data": {"source": "wholehead", "path": "x"}})
+    with pytest.raises(ValueError, match="data.source must be one of"):
+        resolve_config({"data": {"source": "nifti", "path": "x"}})

@@ -1,0 +1,208 @@
+"""Whole-head subject simulation on tiny synthetic anatomies (no SPM data needed; one test uses it when present)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asfe3d.data import wholehead as wh
+
+
+def _tiny_anatomy(shape: tuple[int, int, int] = (24, 28, 24)) -> wh.Anatomy:
+    """A ball-shaped head: WM core, cortex shell (parietal AD label and a frontal label), CSF, scalp."""
+    aff = np.diag([wh._REF_SPACING] * 3 + [1.0])
+    aff[:3, 3] = -wh._REF_SPACING * (np.asarray(shape) - 1) / 2.0
+    ijk = np.indices(shape).astype(float)
+    r = np.sqrt(sum((ijk[k] - (shape[k] - 1) / 2.0) ** 2 for k in range(3))) * wh._REF_SPACING
+    labels = np.zeros(shape, np.int16)
+    labels[r < 15] = 44  # WM
+    cortex = (r >= 15) & (r < 19)
+    labels[cortex & (ijk[1] < shape[1] / 2)] = 198  # right superior parietal (AD + amyloid prone)
+    labels[cortex & (ijk[1] >= shape[1] / 2)] = 108  # right calcarine (neither)
+    head = r < 24
+    mri = np.where(labels == 44, 1.0, np.where(labels > 0, 0.6, np.where(head, 0.8, 0.0))).astype(np.float32)
+    return wh.Anatomy("avg152T1", mri, labels, head, aff)
+
+
+_BASE = wh.draw_params("avg152T1", np.random.default_rng(0), ["fdg"])
+
+
+def _params(**kw: object) -> wh.SubjectParams:
+    base = _BASE
+    fixed = dict(mri_spacing=(3.0, 3.0, 3.0), rotation_deg=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0),
+                 translation_mm=(0.0, 0.0, 0.0), deform_mm=0.0, bias=0.0, mri_gamma=1.0, mri_noise=0.0,
+                 pet_fwhm_mm=4.0, pet_spacing=(3.0, 3.0, 3.0), pet_axial_fov_mm=260.0, pet_fov_shift_mm=0.0,
+                 pet_noise=0.0, misreg_mm=0.0)
+    fixed.update(kw)
+    return dataclasses.replace(base, **fixed)
+
+
+def test_reference_grid_and_resample_identity() -> None:
+    shape, aff = wh.reference_grid()
+    assert shape == (121, 145, 121) and np.allclose(np.diag(aff)[:3], 1.5)
+    a = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
+    eye = np.eye(4)
+    assert np.allclose(wh.resample_to_grid(a, eye, a.shape, eye, order=1), a, atol=1e-6)
+    # a one-voxel shift of the target grid shifts the data
+    shifted = eye.copy()
+    shifted[0, 3] = 1.0
+    assert np.allclose(wh.resample_to_grid(a, eye, (4, 6, 7), shifted, order=0), a[1:])
+
+
+def test_resample_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"3D, got shape \(4, 4\)"):
+        wh.resample_to_grid(np.zeros((4, 4)), np.eye(4), (4, 4, 4), np.eye(4))
+    with pytest.raises(ValueError, match="shape must be three positive ints"):
+        wh.resample_to_grid(np.zeros((4, 4, 4)), np.eye(4), (4, 0, 4), np.eye(4))
+
+
+@pytest.mark.parametrize("pattern", wh.PATTERNS)
+def test_pet_uptake_follows_labels(pattern: str) -> None:
+    anat = _tiny_anatomy()
+    up = wh.pet_uptake(anat.labels, anat.head, pattern, np.random.default_rng(1))
+    assert up.shape == anat.labels.shape and up.dtype == np.float32
+    assert np.all(up[~anat.head] == 0) and np.all(up >= 0)
+    wm = float(up[anat.labels == 44].mean())
+    parietal, calcarine = float(up[anat.labels == 198].mean()), float(up[anat.labels == 108].mean())
+    assert wm == pytest.approx(1.0)
+    if pattern.startswith("fdg"):
+        assert calcarine > 2.0 * wm  # cortex well above white matter
+    else:
+        assert calcarine < wm  # amyloid: low cortical retention outside amyloid-prone cortex
+    if pattern == "fdg_ad":  # parietal lowered relative to the untouched cortex (both +-10 % per structure)
+        assert parietal < 0.85 * 1.1 / 0.9 * calcarine
+    if pattern == "amyloid_pos":
+        assert parietal > 1.3 * calcarine
+
+
+def test_ad_lowering_against_normal_with_same_draws() -> None:
+    anat = _tiny_anatomy()
+    normal = wh.pet_uptake(anat.labels, anat.head, "fdg", np.random.default_rng(5))
+    ad = wh.pet_uptake(anat.labels, anat.head, "fdg_ad", np.random.default_rng(5))
+    ratio = ad[anat.labels == 198].mean() / normal[anat.labels == 198].mean()
+    assert 0.6 <= ratio <= 0.85
+    assert np.allclose(ad[anat.labels == 108], normal[anat.labels == 108])
+
+
+def test_pet_uptake_bad_input() -> None:
+    anat = _tiny_anatomy()
+    with pytest.raises(ValueError, match="'tau'"):
+        wh.pet_uptake(anat.labels, anat.head, "tau", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="one shape"):
+        wh.pet_uptake(anat.labels, anat.head[:-1], "fdg", np.random.default_rng(0))
+
+
+def test_synthetic_head_layers() -> None:
+    anat = _tiny_anatomy((40, 44, 40))
+    brain = np.where(anat.labels > 0, anat.mri, 0.0).astype(np.float32)
+    mri, head = wh.synthetic_head(brain, 1.5, np.random.default_rng(0))
+    assert mri.shape == brain.shape and head.dtype == bool
+    inside = brain > 0
+    assert head[inside].all() and head.sum() > 1.5 * inside.sum()  # scalp and skull around the brain
+    assert np.array_equal(mri[inside], brain[inside])  # the brain is untouched
+    ring = head & ~inside
+    assert (mri[ring] < 0.1).any() and (mri[ring] > 0.75).any()  # dark skull and bright fat both present
+    assert np.all(mri[~head] == 0)
+
+
+def test_synthetic_head_bad_input() -> None:
+    with pytest.raises(ValueError, match="non-empty 3D"):
+        wh.synthetic_head(np.zeros((8, 8, 8)), 1.5, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="spacing must be a positive number of mm, got -1"):
+        wh.synthetic_head(np.ones((8, 8, 8)), -1, np.random.default_rng(0))
+
+
+def test_draw_params_ranges_and_bad_input() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        p = wh.draw_params("mni_synth", rng)
+        assert 4.0 <= p.pet_fwhm_mm <= 8.0 and 0.0 <= p.misreg_mm <= 2.0
+        assert all(1.5 <= s <= 4.0 for s in p.pet_spacing) and all(1.0 <= s <= 2.9 for s in p.mri_spacing)
+        assert p.pattern in wh.PATTERNS and p.pet_axial_fov_mm <= 260.0
+    with pytest.raises(ValueError, match="'brain'"):
+        wh.draw_params("brain", rng)
+    with pytest.raises(ValueError, match="patterns"):
+        wh.draw_params("avg152T1", rng, ["tau"])
+
+
+def test_simulate_subject_shapes_range_and_alignment() -> None:
+    anat = _tiny_anatomy()
+    sim = wh.simulate_subject(anat, _params(), np.random.default_rng(0))
+    assert sim["mri"].shape == sim["pet"].shape == (12, 14, 12)
+    for key in ("mri", "pet"):
+        assert sim[key].dtype == np.float32 and 0.0 <= sim[key].min() and sim[key].max() <= 1.0
+    assert np.allclose(np.diag(sim["affine"])[:3], 3.0)
+    # no motion, no deformation: PET follows the atlas (cortex shell brighter than the WM core for FDG)
+    ijk = np.indices(sim["mri"].shape)
+    r = np.sqrt(sum((ijk[k] - (sim["mri"].shape[k] - 1) / 2.0) ** 2 for k in range(3))) * 3.0
+    assert sim["pet"][(r > 15) & (r < 19)].mean() > sim["pet"][r < 9].mean()
+
+
+def test_simulate_subject_partial_fov_and_defect() -> None:
+    anat = _tiny_anatomy()
+    p = _params(pet_axial_fov_mm=15.0, pet_fov_shift_mm=0.0)
+    sim = wh.simulate_subject(anat, p, np.random.default_rng(0), defect={"centre_mm": (0.0, -17.0, 0.0),
+                                                                          "diameter_mm": 8.0, "fraction": 0.3})
+    z_profile = sim["pet"].max(axis=(0, 1))
+    assert z_profile[0] == 0 and z_profile[-1] == 0 and z_profile.max() > 0  # outside the axial FOV: no PET
+    region = sim["defect_region"]
+    assert region.any()
+    drop = (sim["pet"] - sim["pet_defect"])[region].mean()
+    assert drop > 0.02 and np.abs(sim["pet"] - sim["pet_defect"])[~region].mean() < drop
+    with pytest.raises(ValueError, match="fraction"):
+        wh.simulate_subject(anat, p, np.random.default_rng(0), defect={"centre_mm": (0, 0, 0), "fraction": 2})
+
+
+def test_dataset_items_deterministic_and_refreshed(monkeypatch: pytest.MonkeyPatch) -> None:
+    anat = _tiny_anatomy()
+    monkeypatch.setattr(wh, "load_anatomy", lambda name, spm_dir, seed=0: anat)
+    monkeypatch.setattr(wh, "draw_params", lambda name, rng, patterns=wh.PATTERNS: _params(
+        pattern=patterns[int(rng.integers(len(patterns)))], pet_noise=float(rng.uniform(0.02, 0.1))))
+    make = lambda seed: wh.WholeHeadPairDataset("unused", 4, ["avg152T1"], crop=8, seed=seed, bank_size=2,  # noqa: E731
+                                                refresh=1)
+    ds = make(0)
+    a = torch.stack([ds[i]["image"] for i in range(4)])
+    assert a.shape == (4, 2, 8, 8, 8) and a.dtype == torch.float32 and 0 <= float(a.min()) <= float(a.max()) <= 1
+    assert torch.equal(a, torch.stack([make(0)[i]["image"] for i in range(4)]))
+    assert not torch.equal(a, torch.stack([make(1)[i]["image"] for i in range(4)]))
+    first = [ds._slot(k)["image"] for k in range(2)]
+    made = ds.subjects_made
+    ds.set_epoch(1)
+    second = [ds._slot(k)["image"] for k in range(2)]
+    assert ds.subjects_made == made + 1  # exactly one slot refreshed per epoch
+    assert sorted(ds._version) == [1, 2]
+    assert sum(not np.array_equal(f, s) for f, s in zip(first, second)) == 1
+
+
+def test_dataset_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="length"):
+        wh.WholeHeadPairDataset("x", 0)
+    with pytest.raises(ValueError, match="'brain'"):
+        wh.WholeHeadPairDataset("x", 2, ["brain"])
+    with pytest.raises(ValueError, match=r"refresh must be an integer in \[0, bank_size=2\], got 3"):
+        wh.WholeHeadPairDataset("x", 2, bank_size=2, refresh=3)
+    with pytest.raises(ValueError, match="crop"):
+        wh.WholeHeadPairDataset("x", 2, crop=(8, 8))
+
+
+def test_load_anatomy_bad_name() -> None:
+    with pytest.raises(ValueError, match="'brain'"):
+        wh.load_anatomy("brain", "x")
+
+
+_SPM = os.environ.get("ASFE3D_SPM12_DIR")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _SPM or not Path(_SPM).is_dir(), reason="set ASFE3D_SPM12_DIR to the SPM12 data folder")
+def test_real_templates_whole_head() -> None:
+    for name in ("avg152T1", "mni_synth"):
+        anat = wh.load_anatomy(name, _SPM)
+        assert anat.mri.shape == wh.reference_grid()[0]
+        # whole head: the head mask is much larger than the labelled brain
+        assert anat.head.sum() > 1.5 * (anat.labels > 0).sum()
