@@ -265,7 +265,6 @@ def fused_figure(
     *,
     title: str = "fused",
     cmap: str = "gray",
-    colorbar_label: str = "",
     width: float = 10.0,
     cut_coords: Sequence[float] | None = None,
 ) -> bytes:
@@ -273,9 +272,8 @@ def fused_figure(
 
     Args:
         fused: the volume (anything :func:`as_nifti` takes).
-        title: title drawn in the figure.
+        title: title drawn in the figure (say the units there: nilearn's colour bar has no room for a label).
         cmap: colour map.
-        colorbar_label: text beside the colour bar (e.g. the units).
         width: figure width in inches.
         cut_coords: the cut point in mm (default: the head's centre).
 
@@ -299,15 +297,7 @@ def fused_figure(
     )
     display.annotate(left_right=False, positions=True, size=9, scalebar=True, scale_size=5.0, scale_units="cm")
     _label_axes(display)
-    _label_colorbar(display, colorbar_label)
     return _png(fig)
-
-
-def _label_colorbar(display: Any, label: str) -> None:
-    cbar_ax = getattr(display, "_colorbar_ax", None)
-    if cbar_ax is None or not label:
-        return
-    cbar_ax.set_title(label, color="white", fontsize=8, pad=4)
 
 
 def colour_figure(
@@ -331,7 +321,7 @@ def colour_figure(
         rgb: optional fused colour volume ``(X, Y, Z, 3)`` (uint8 0-255 or float 0-1), as a NIfTI or
             ``(array, affine)``.
         colormap: the PET colour map.
-        colorbar_label: text beside the colour bar.
+        colorbar_label: what the colour bar measures (the PET's units; in the title for the overlay view).
         width: figure width in inches.
 
     Returns:
@@ -353,14 +343,13 @@ def colour_figure(
     display = plotting.plot_img(
         mri_img, display_mode="ortho", cut_coords=_centre(bounds), figure=fig, cmap="gray", vmin=mvmin,
         vmax=mvmax, colorbar=False, annotate=False, black_bg=True, draw_cross=False,
-        title="PET colour over MRI",
+        title=f"PET colour over MRI ({colorbar_label})" if colorbar_label else "PET colour over MRI",
     )
     threshold = pvmin + 0.2 * (pvmax - pvmin)
     display.add_overlay(pet_img, cmap=colormap, vmin=pvmin, vmax=pvmax, threshold=threshold, transparency=0.6,
                         colorbar=True, cbar_tick_format="%.3g")
     display.annotate(left_right=False, positions=True, size=9)
     _label_axes(display)
-    _label_colorbar(display, colorbar_label)
     return _png(fig)
 
 

@@ -337,7 +337,7 @@ def render_pair_section(
     pet_units = _units(info.get("pet")) or "PET"
     fused_units = "[0, 1]" if settings.get("output_scale") == "unit" else "MRI units"
     reg_png = figures.registration_figure(mri, pet)
-    fused_png = figures.fused_figure(fused, title="fused", colorbar_label=fused_units)
+    fused_png = figures.fused_figure(fused, title=f"fused ({fused_units})")
     colour_png = figures.colour_figure(mri, pet, rgb=rgb_image, colormap=colormap,
                                        colorbar_label="PET (normalised)" if rgb_image is not None else pet_units)
     thumb = figures.thumbnail(mri, pet)

@@ -1,0 +1,465 @@
+"""BIDS derivatives: fuse every T1w/PET pair of a BIDS dataset and write the results as a derivative dataset.
+
+Layout of ``OUTPUT_DIR`` (names follow the BIDS derivatives conventions; ``<p>`` is
+``sub-<s>[_ses-<t>][_task-..][_acq-..][_trc-<tracer>][_rec-..][_run-..]``, the PET's own entities)::
+
+    dataset_description.json                    DatasetType "derivative", GeneratedBy asfe3d, DatasetLinks raw
+    sub-<s>.html                                the subject's report (one section per pair)
+    index.html                                  every subject with a thumbnail and its flags
+    sub-<s>/[ses-<t>/]pet/
+        <p>_space-T1w_desc-fused_pet.nii.gz     the fused volume on the T1w grid
+        <p>_space-T1w_desc-fused_pet.json       its sidecar = the run's completion record, written last
+        <p>_space-T1w_desc-registered_pet.nii.gz  the PET resampled onto the T1w grid
+        <p>_space-T1w_desc-registered_pet.json
+        <p>_from-pet_to-T1w_mode-image_xfm.tfm  the ITK transform (maps T1w points to PET points, i.e. resamples
+                                                the PET into T1w space, as fMRIPrep's ``from-X_to-Y`` files do)
+
+The fused sidecar holds ``Sources`` (BIDS URIs ``bids:raw:<path>``, ``raw`` being linked in
+``dataset_description.json``), the method and weights, the registration's numbers and verdict, timings and the
+inputs' fingerprints. It is :func:`asfe3d.pipeline.fuse_pair`'s completion record, so a pair counts as done only
+when that record says ``complete``, lists every output, each output exists unchanged, the inputs are unchanged
+and the registered PET's sidecar exists (written before the fused one). Existing files that no asfe3d record
+lists are never replaced without ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from asfe3d.bids.layout import BidsIssue, BidsPair, find_pairs
+from asfe3d.errors import Asfe3dInputError
+
+__all__ = [
+    "BIDS_VERSION",
+    "PairResult",
+    "derivative_paths",
+    "write_dataset_description",
+    "pair_done",
+    "run_bids",
+    "write_reports",
+]
+
+logger = logging.getLogger("asfe3d")
+
+#: the BIDS version the derivatives follow
+BIDS_VERSION = "1.10.0"
+#: the ``DatasetLinks`` name of the input dataset in ``Sources`` URIs
+RAW_LINK = "raw"
+#: keyword arguments of fuse_pair that the BIDS runner sets per pair itself
+_RESERVED = ("mri", "pet", "output", "overwrite", "save_registered_pet", "save_transform", "record_extra",
+             "save_rgb", "preview")
+_MARKER = "asfe3d"  # key marking the registered-PET sidecar as ours
+
+
+@dataclass
+class PairResult:
+    """What happened to one pair (or a subject without PET) in a BIDS run.
+
+    Attributes:
+        subject: the subject label.
+        session: the session label or ``None``.
+        name: the pair's file-name prefix (``sub-01_ses-bl_trc-FDG``) or ``sub-<s>`` for a subject-level issue.
+        status: ``ok``, ``skipped`` (already complete), ``no-pet`` or ``failed``.
+        message: why it failed or was skipped.
+        outputs: kind -> path of the pair's derivatives.
+        seconds: time spent on the pair in this run.
+        pair: the pair (``None`` for ``no-pet``).
+    """
+
+    subject: str
+    session: str | None
+    name: str
+    status: str
+    message: str = ""
+    outputs: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    pair: BidsPair | None = None
+
+
+def derivative_paths(pair: BidsPair, output_dir: str | Path) -> dict[str, Path]:
+    """The derivative files of a pair.
+
+    Args:
+        pair: the pair.
+        output_dir: the derivative dataset's root.
+
+    Returns:
+        ``fused``, ``fused_json`` (the completion record), ``registered_pet``, ``registered_json`` and
+        ``transform`` paths.
+    """
+    folder = Path(output_dir) / pair.folder
+    p = pair.prefix
+    return {
+        "fused": folder / f"{p}_space-T1w_desc-fused_pet.nii.gz",
+        "fused_json": folder / f"{p}_space-T1w_desc-fused_pet.json",
+        "registered_pet": folder / f"{p}_space-T1w_desc-registered_pet.nii.gz",
+        "registered_json": folder / f"{p}_space-T1w_desc-registered_pet.json",
+        "transform": folder / f"{p}_from-pet_to-T1w_mode-image_xfm.tfm",
+    }
+
+
+def _version() -> str:
+    from asfe3d import __version__
+
+    return __version__
+
+
+def _bids_uri(path: Path, bids_dir: Path) -> str:
+    return f"bids:{RAW_LINK}:{path.resolve().relative_to(bids_dir.resolve()).as_posix()}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write (or check) ``OUTPUT_DIR/dataset_description.json`` of the derivative dataset.
+
+    An existing description written by asfe3d for the same input dataset is kept (and refreshed); one written by
+    another tool, or by asfe3d for another input dataset, is refused unless ``overwrite``.
+
+    Args:
+        output_dir: the derivative dataset's root (created if needed).
+        bids_dir: the input dataset (linked as ``DatasetLinks.raw``).
+        overwrite: replace a description that is not asfe3d's or names another input dataset.
+
+    Returns:
+        The description's path.
+
+    Raises:
+        Asfe3dInputError: an existing description that may not be replaced, or an output folder that is a file.
+    """
+    from asfe3d.io import atomic_output
+
+    output_dir, bids_dir = Path(output_dir), Path(bids_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise Asfe3dInputError(output_dir, "OUTPUT_DIR exists and is not a folder")
+    path = output_dir / "dataset_description.json"
+    raw = str(bids_dir.resolve())
+    if path.exists() and not overwrite:
+        old = _read_json(path)
+        generated = old.get("GeneratedBy") if isinstance(old, dict) else None
+        ours = isinstance(generated, list) and any(isinstance(g, dict) and g.get("Name") == "asfe3d"
+                                                   for g in generated)
+        if not ours:
+            raise Asfe3dInputError(path, "exists and was not written by asfe3d; choose another OUTPUT_DIR or pass "
+                                         "--overwrite")
+        linked = (old.get("DatasetLinks") or {}).get(RAW_LINK)
+        if linked not in (None, raw):
+            raise Asfe3dInputError(path, f"these derivatives were made from {linked}, not {raw}; choose another "
+                                         "OUTPUT_DIR or pass --overwrite")
+    source = _read_json(bids_dir / "dataset_description.json")
+    name = source.get("Name") if isinstance(source, dict) else None
+    description = {
+        "Name": f"asfe3d MRI/PET fusion{f' of {name}' if name else ''}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "asfe3d", "Version": _version(),
+                         "Description": "MRI/PET fusion on the T1w grid (PET registered to the T1w, fused)"}],
+        "SourceDatasets": [{"URL": bids_dir.resolve().as_uri()}],
+        "DatasetLinks": {RAW_LINK: raw},
+    }
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def pair_done(pair: BidsPair, paths: Mapping[str, Path]) -> str | None:
+    """Whether a pair's derivatives are complete: ``None`` when they are, else the reason they are not.
+
+    Complete means: the fused sidecar is an asfe3d completion record that says ``complete``, its inputs are
+    unchanged, it lists the fused volume, the registered PET and the transform (by path), each exists with its
+    recorded size, and the registered PET's sidecar exists.
+
+    Args:
+        pair: the pair.
+        paths: its :func:`derivative_paths`.
+
+    Returns:
+        ``None`` or a short reason.
+    """
+    from asfe3d.io.record import check_record, read_record
+
+    reason = check_record(paths["fused_json"], {}, {"mri": pair.t1w, "pet": pair.pet})
+    if reason is not None:
+        return reason
+    record = read_record(paths["fused_json"]) or {}
+    recorded = {Path(e["path"]).resolve(): e.get("size") for e in (record.get("outputs") or {}).values()
+                if isinstance(e, dict) and e.get("path")}
+    for kind in ("fused", "registered_pet", "transform"):
+        p = paths[kind].resolve()
+        if p not in recorded:
+            return f"the {kind} output {p.name} is not listed in the completion record"
+        if not p.is_file():
+            return f"the {kind} output {p.name} is missing"
+        if recorded[p] is not None and p.stat().st_size != recorded[p]:
+            return f"the {kind} output {p.name} changed since it was written"
+    side = _read_json(paths["registered_json"])
+    if not isinstance(side, dict) or _MARKER not in side:
+        return f"the registered PET's sidecar {paths['registered_json'].name} is missing"
+    return None
+
+
+def _ours(paths: Mapping[str, Path]) -> set[Path]:
+    """The existing derivative files of a pair that an asfe3d run wrote (listed in its record, or marked)."""
+    from asfe3d.io.record import read_record
+
+    ours: set[Path] = set()
+    record = read_record(paths["fused_json"])
+    if record is not None:
+        ours.add(paths["fused_json"].resolve())
+        for entry in (record.get("outputs") or {}).values():
+            if isinstance(entry, dict) and entry.get("path"):
+                ours.add(Path(entry["path"]).resolve())
+    side = _read_json(paths["registered_json"])
+    if isinstance(side, dict) and _MARKER in side:
+        ours.add(paths["registered_json"].resolve())
+    return ours
+
+
+def _own_uri(path: Path, root: Path) -> str:
+    return f"bids::{path.resolve().relative_to(root.resolve()).as_posix()}"
+
+
+def _registered_sidecar(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, root: Path) -> dict[str, Any]:
+    meta = pair.metadata
+    side: dict[str, Any] = {
+        "Description": "PET resampled onto the T1w grid (linear interpolation) with the transform "
+                       f"{paths['transform'].name}",
+        "Sources": [_bids_uri(pair.pet, bids_dir), _bids_uri(pair.t1w, bids_dir),
+                    _own_uri(paths["transform"], root)],
+        "SpatialReference": _bids_uri(pair.t1w, bids_dir),
+    }
+    for key in ("TracerName", "TracerRadionuclide", "Units", "DecayCorrectionFactor", "ImageDecayCorrected"):
+        if key in meta:
+            side[key] = meta[key]
+    side[_MARKER] = {"version": _version(), "kind": "registered_pet"}
+    return side
+
+
+def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse_kwargs: Mapping[str, Any],
+                 root: Path) -> dict[str, Any]:
+    method = fuse_kwargs.get("method")
+    weights = fuse_kwargs.get("weights")
+    extra: dict[str, Any] = {
+        "Description": "Fusion of the PET (registered to the T1w) with the T1w, on the T1w grid, by asfe3d",
+        "Sources": [_bids_uri(pair.t1w, bids_dir), _bids_uri(pair.pet, bids_dir),
+                    _own_uri(paths["registered_pet"], root), _own_uri(paths["transform"], root)],
+        "SpatialReference": _bids_uri(pair.t1w, bids_dir),
+        "bids": {"subject": pair.subject, "session": pair.session, **pair.entities,
+                 **({"t1w_choice": pair.note} if pair.note else {})},
+    }
+    if method is not None:
+        extra["FusionMethod"] = method
+    if method == "asfe":
+        extra["FusionWeights"] = str(weights) if weights else "shipped"
+    if fuse_kwargs.get("registration") is not None:
+        extra["RegistrationMethod"] = fuse_kwargs["registration"]
+    if pair.metadata.get("TracerName"):
+        extra["TracerName"] = pair.metadata["TracerName"]
+    return extra
+
+
+def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, overwrite: bool,
+              fuse_kwargs: dict[str, Any]) -> PairResult:
+    from asfe3d.io import atomic_output, stale_temporaries
+    from asfe3d.pipeline import fuse_pair
+
+    t0 = time.perf_counter()
+    result = PairResult(pair.subject, pair.session, pair.prefix, "ok", outputs=dict(paths), pair=pair)
+    if not overwrite:
+        reason = pair_done(pair, paths)
+        if reason is None:
+            result.status, result.message = "skipped", "complete derivatives exist; not redone"
+            result.seconds = time.perf_counter() - t0
+            return result
+        existing = [p for p in paths.values() if p.exists()]
+        if existing:
+            logger.info("%s: redoing (%s)", pair.prefix, reason)
+    ours = _ours(paths)
+    foreign = [p for p in paths.values() if p.exists() and p.resolve() not in ours]
+    if foreign and not overwrite:
+        names = ", ".join(p.name for p in foreign)
+        result.status = "failed"
+        result.message = (f"{foreign[0].parent}: {names} exist(s) and no asfe3d record lists them; not replaced "
+                          "(pass --overwrite)")
+        result.seconds = time.perf_counter() - t0
+        return result
+    for stale in (t for p in paths.values() for t in stale_temporaries(p)):
+        logger.warning("%s: removing %s left by an interrupted run", pair.prefix, stale)
+        stale.unlink(missing_ok=True)
+    side_existed = paths["registered_json"].exists()
+    try:
+        # the registered PET's sidecar first, the fused sidecar (the completion record) last
+        with atomic_output(paths["registered_json"], overwrite=True) as tmp:
+            tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root), indent=2) + "\n",
+                           encoding="utf-8")
+        res = fuse_pair(
+            pair.t1w, pair.pet, paths["fused"], save_registered_pet=paths["registered_pet"],
+            save_transform=paths["transform"], overwrite=True,
+            record_extra=_fused_extra(pair, paths, bids_dir, fuse_kwargs, root), **fuse_kwargs,
+        )
+    except BaseException as exc:
+        if not side_existed and not paths["registered_pet"].exists():
+            paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
+        if not isinstance(exc, Exception):
+            raise
+        result.status = "failed"
+        result.message = str(exc) if isinstance(exc, Asfe3dInputError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, Asfe3dInputError):
+            logger.exception("%s: failed", pair.prefix)
+        else:
+            logger.error("%s: %s", pair.prefix, exc)
+        result.seconds = time.perf_counter() - t0
+        return result
+    if getattr(res, "outputs", None) and "record" in res.outputs:
+        result.outputs["fused_json"] = Path(res.outputs["record"])
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _subject_report(subject: str, results: Sequence[PairResult], root: Path, overwrite: bool) -> Path | None:
+    """Write ``OUTPUT_DIR/sub-<s>.html`` from the subject's derivatives on disk (one section per pair)."""
+    from asfe3d.io.record import read_record
+    from asfe3d.reports import failed_section, read_report_summary, render_pair_section, write_report
+
+    path = root / f"sub-{subject}.html"
+    if path.exists() and read_report_summary(path) is None and not overwrite:
+        logger.warning("%s exists and is not an asfe3d report; not replaced (pass --overwrite)", path)
+        return None
+    sections = []
+    for r in results:
+        if r.pair is None:
+            continue
+        title = r.pair.label
+        if r.status in ("ok", "skipped"):
+            record = read_record(r.outputs["fused_json"]) or {}
+            try:
+                sections.append(render_pair_section(
+                    mri_image=r.pair.t1w, pet_on_mri_image=r.outputs["registered_pet"],
+                    fused_image=r.outputs["fused"], result=record, title=title, anchor=r.pair.prefix,
+                ))
+            except Exception as exc:  # noqa: BLE001 - a report must not fail the run
+                logger.exception("%s: report section failed", r.pair.prefix)
+                sections.append(failed_section(title, f"report could not be drawn: {type(exc).__name__}: {exc}",
+                                               anchor=r.pair.prefix))
+        else:
+            sections.append(failed_section(title, r.message, anchor=r.pair.prefix,
+                                           result={"inputs": {"mri": str(r.pair.t1w), "pet": str(r.pair.pet)}}))
+    if not sections:
+        return None
+    t0 = time.perf_counter()
+    write_report(path, sections, title=f"sub-{subject}", overwrite=True)
+    logger.info("report %s (%.1f s)", path, time.perf_counter() - t0 + sum(s.seconds for s in sections))
+    return path
+
+
+def run_bids(
+    bids_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    participant_labels: Sequence[str] | None = None,
+    session_labels: Sequence[str] | None = None,
+    overwrite: bool = False,
+    reports: bool = True,
+    progress: bool = False,
+    **fuse_kwargs: Any,
+) -> list[PairResult]:
+    """Fuse every T1w/PET pair of a BIDS dataset into a BIDS derivative dataset, resumably.
+
+    Args:
+        bids_dir: the input BIDS dataset.
+        output_dir: the derivative dataset's root (created).
+        participant_labels: subjects to process (``sub-`` optional); ``None``: all.
+        session_labels: sessions to process; ``None``: all.
+        overwrite: redo every pair and replace its files even when they are not asfe3d's; otherwise complete
+            pairs are skipped and only asfe3d's own (incomplete) files are replaced.
+        reports: write ``sub-<s>.html`` per subject (redrawn when one of its pairs was fused in this run or the
+            report is missing) and ``index.html``.
+        progress: show a progress bar over pairs.
+        fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair` (``method``, ``registration``, ``qc``...); the
+            per-pair paths are set here.
+
+    Returns:
+        One :class:`PairResult` per pair, then one per subject/session without PET (``no-pet``) and per PET that
+        could not be paired (``failed``).
+
+    Raises:
+        Asfe3dInputError: a bad dataset, label, output folder or existing description (see
+            :func:`find_pairs`, :func:`write_dataset_description`).
+        ValueError: options that the runner sets itself.
+    """
+    from tqdm.auto import tqdm
+
+    reserved = sorted(k for k in _RESERVED if k in fuse_kwargs)
+    if reserved:
+        raise ValueError(f"run_bids sets {reserved} per pair; do not pass them")
+    bids_dir, root = Path(bids_dir).expanduser(), Path(output_dir).expanduser()
+    pairs, issues = find_pairs(bids_dir, participant_labels=participant_labels, session_labels=session_labels)
+    if root.resolve() == bids_dir.resolve():
+        raise Asfe3dInputError(root, "OUTPUT_DIR must not be BIDS_DIR (use e.g. BIDS_DIR/derivatives/asfe3d)")
+    write_dataset_description(root, bids_dir, overwrite=overwrite)
+    for issue in issues:
+        if issue.kind == "no-pet":
+            logger.warning("%s", issue.message)
+    fuse_kwargs.setdefault("progress", False)
+    results: list[PairResult] = []
+    for pair in tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress, dynamic_ncols=True):
+        results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, overwrite, fuse_kwargs))
+    results.extend(_issue_result(i) for i in issues)
+    if reports:
+        write_reports(results, root, overwrite=overwrite)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "no-pet", "failed")}
+    logger.info("bids: %s", ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return results
+
+
+def _issue_result(issue: BidsIssue) -> PairResult:
+    name = f"sub-{issue.subject}" + (f"_ses-{issue.session}" if issue.session else "")
+    if issue.kind == "no-pet":
+        return PairResult(issue.subject, issue.session, name, "no-pet", issue.message)
+    return PairResult(issue.subject, issue.session, name, "failed", issue.message)
+
+
+def write_reports(results: Sequence[PairResult], root: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the subjects' reports (when needed) and ``index.html`` for a BIDS run's results.
+
+    A subject's report is (re)drawn when any of its pairs was fused or failed in this run, or when the report is
+    missing; subjects whose pairs were all skipped keep their report.
+
+    Args:
+        results: what :func:`run_bids` returned.
+        root: the derivative dataset's root.
+        overwrite: replace reports that are not asfe3d's.
+
+    Returns:
+        The index's path.
+    """
+    from asfe3d.reports import IndexEntry, write_index
+
+    root = Path(root)
+    by_subject: dict[str, list[PairResult]] = {}
+    for r in results:
+        by_subject.setdefault(r.subject, []).append(r)
+    entries = []
+    for subject, rs in sorted(by_subject.items()):
+        path = root / f"sub-{subject}.html"
+        with_pairs = [r for r in rs if r.pair is not None]
+        if with_pairs and (not path.exists() or any(r.status in ("ok", "failed") for r in with_pairs)):
+            _subject_report(subject, with_pairs, root, overwrite)
+        statuses = {r.status for r in rs}
+        status = ("failed" if "failed" in statuses else "no-pet" if statuses == {"no-pet"}
+                  else "ok" if "ok" in statuses else "skipped")
+        messages = [r.message for r in rs if r.status in ("failed", "no-pet") and r.message]
+        flags = [f"{len(with_pairs)} pairs"] if len(with_pairs) > 1 else []
+        entries.append(IndexEntry(name=f"sub-{subject}", report=path if path.exists() else None, status=status,
+                                  message="; ".join(messages), flags=flags))
+    return write_index(root / "index.html", entries, title=f"asfe3d: {root.name}")

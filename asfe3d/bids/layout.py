@@ -1,0 +1,273 @@
+"""Finding the T1w/PET pairs of a BIDS dataset (with pybids).
+
+Every PET image (``pet/*_pet.nii[.gz]``) of a selected subject and session is one pair; its T1w
+(``anat/*_T1w.nii[.gz]``) is chosen by these rules, in order:
+
+1. the T1w images of the PET's own session (or, without sessions, of the subject);
+2. when that session has none: the subject's T1w images of any session (longitudinal studies often acquire one
+   MRI for several PET sessions), used only when they reduce to one image by rule 3; the pair's note says which;
+3. several candidates that differ only in their ``run`` entity: the lowest run is taken (logged). Candidates that
+   differ in anything else (``acq``, ``rec``, ``ce``, ``echo``...) are ambiguous: the pair fails with a one-line
+   error listing them (fix the dataset, e.g. with a ``.bidsignore``, or select other sessions).
+
+Subjects (or selected sessions) without a PET are reported as skipped with a message, not as errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from asfe3d.errors import Asfe3dInputError
+
+__all__ = ["BidsPair", "BidsIssue", "find_pairs", "normalise_labels", "PET_ENTITY_ORDER"]
+
+logger = logging.getLogger("asfe3d")
+
+_EXTENSIONS = [".nii", ".nii.gz"]
+#: PET filename entities kept in derivative names, in BIDS order, as (pybids entity, filename key)
+PET_ENTITY_ORDER = (("task", "task"), ("acquisition", "acq"), ("tracer", "trc"), ("reconstruction", "rec"),
+                    ("run", "run"))
+#: entities whose differences do not make T1w candidates ambiguous (besides ``run``)
+_IGNORED = {"subject", "session", "suffix", "extension", "datatype", "run"}
+
+
+@dataclass(frozen=True)
+class BidsPair:
+    """One PET image of a BIDS dataset and the T1w it is fused with.
+
+    Attributes:
+        subject: the subject label (without ``sub-``).
+        session: the PET's session label (without ``ses-``) or ``None``.
+        t1w: the T1w image.
+        pet: the PET image.
+        entities: the PET's filename entities kept in derivative names (``task``, ``acq``, ``trc``, ``rec``,
+            ``run``: filename key -> value).
+        metadata: the PET's JSON sidecar (with BIDS inheritance), e.g. ``TracerName``, ``Units``.
+        note: how the T1w was chosen when it was not the only T1w of the PET's session.
+    """
+
+    subject: str
+    session: str | None
+    t1w: Path
+    pet: Path
+    entities: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def prefix(self) -> str:
+        """The derivative file-name prefix: ``sub-<s>[_ses-<t>][_task-..][_acq-..][_trc-..][_rec-..][_run-..]``."""
+        parts = [f"sub-{self.subject}"]
+        if self.session:
+            parts.append(f"ses-{self.session}")
+        parts.extend(f"{key}-{self.entities[key]}" for _, key in PET_ENTITY_ORDER if key in self.entities)
+        return "_".join(parts)
+
+    @property
+    def folder(self) -> Path:
+        """The derivative folder relative to the output root: ``sub-<s>[/ses-<t>]/pet``."""
+        base = Path(f"sub-{self.subject}")
+        return (base / f"ses-{self.session}" if self.session else base) / "pet"
+
+    @property
+    def label(self) -> str:
+        """A short title for reports: ``ses-bl, trc-FDG`` (``pet`` when there is nothing to tell)."""
+        parts = [f"ses-{self.session}"] if self.session else []
+        parts.extend(f"{key}-{self.entities[key]}" for _, key in PET_ENTITY_ORDER if key in self.entities)
+        return ", ".join(parts) or "pet"
+
+
+@dataclass(frozen=True)
+class BidsIssue:
+    """A subject, session or PET that gives no pair.
+
+    Attributes:
+        subject: the subject label.
+        session: the session label or ``None``.
+        kind: ``no-pet`` (skipped: nothing to fuse) or ``error`` (a PET that cannot be paired: no or ambiguous
+            T1w).
+        message: one line saying why.
+        pet: the PET concerned (for ``error``).
+    """
+
+    subject: str
+    session: str | None
+    kind: str
+    message: str
+    pet: Path | None = None
+
+
+def normalise_labels(labels: Iterable[str] | None, prefix: str) -> list[str] | None:
+    """Labels as given on the command line, without their ``sub-``/``ses-`` prefix; ``None`` for no filter.
+
+    Args:
+        labels: e.g. ``["sub-01", "02"]``.
+        prefix: ``"sub-"`` or ``"ses-"``.
+
+    Returns:
+        e.g. ``["01", "02"]`` (order kept, duplicates dropped), or ``None``.
+
+    Raises:
+        Asfe3dInputError: an empty label or one with characters BIDS labels cannot hold.
+    """
+    if labels is None:
+        return None
+    out: list[str] = []
+    for raw in labels:
+        label = str(raw).strip()
+        if label.startswith(prefix):
+            label = label[len(prefix):]
+        if not label or not label.isalnum():
+            raise Asfe3dInputError(None, f"bad {prefix.rstrip('-')} label {raw!r} (BIDS labels are letters and "
+                                         "digits only)")
+        if label not in out:
+            out.append(label)
+    return out
+
+
+def _layout(bids_dir: Path) -> Any:
+    try:
+        from bids import BIDSLayout
+    except ImportError as exc:  # pragma: no cover - pybids is a dependency
+        raise ImportError("asfe3d bids needs pybids: pip install pybids") from exc
+    if not bids_dir.exists():
+        raise Asfe3dInputError(bids_dir, "BIDS folder does not exist")
+    if not bids_dir.is_dir():
+        raise Asfe3dInputError(bids_dir, "BIDS_DIR must be a folder (the root of a BIDS dataset)")
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise Asfe3dInputError(bids_dir, "not a BIDS dataset: dataset_description.json is missing")
+    try:
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+    except Exception as exc:  # noqa: BLE001 - pybids raises several types for unreadable datasets
+        raise Asfe3dInputError(bids_dir, f"cannot index the BIDS dataset ({type(exc).__name__}: {exc})") from None
+
+
+def _run_number(entities: dict[str, Any]) -> int:
+    run = entities.get("run")
+    try:
+        return int(run)
+    except (TypeError, ValueError):
+        return -1  # no run entity sorts first
+
+
+def _pick_t1w(candidates: Sequence[Any], where: str) -> tuple[Any | None, str]:
+    """One T1w from candidates (pybids files): rule 3 of the module docstring. ``(None, reason)`` if ambiguous."""
+    if len(candidates) == 1:
+        return candidates[0], ""
+    keys = [tuple(sorted((k, str(v)) for k, v in c.get_entities().items() if k not in _IGNORED))
+            for c in candidates]
+    if len(set(keys)) > 1:
+        names = ", ".join(sorted(Path(c.path).name for c in candidates))
+        return None, (f"several T1w images {where} differ in more than their run ({names}); asfe3d cannot "
+                      "choose: keep one (e.g. list the others in .bidsignore)")
+    chosen = min(candidates, key=lambda c: (_run_number(c.get_entities()), Path(c.path).name))
+    names = ", ".join(sorted(Path(c.path).name for c in candidates))
+    return chosen, f"{len(candidates)} T1w runs {where} ({names}): took the lowest run, {Path(chosen.path).name}"
+
+
+def find_pairs(
+    bids_dir: str | Path,
+    *,
+    participant_labels: Sequence[str] | None = None,
+    session_labels: Sequence[str] | None = None,
+) -> tuple[list[BidsPair], list[BidsIssue]]:
+    """Find the T1w/PET pairs of a BIDS dataset.
+
+    Args:
+        bids_dir: the dataset's root (with ``dataset_description.json``).
+        participant_labels: subjects to process (with or without ``sub-``); ``None``: all.
+        session_labels: sessions to process (with or without ``ses-``); ``None``: all. Subjects without
+            sessions are processed only when no session filter is given.
+
+    Returns:
+        ``(pairs, issues)``: the pairs sorted by subject, session and PET name; the subjects/sessions without a
+        PET (``no-pet``) and the PETs without a usable T1w (``error``).
+
+    Raises:
+        Asfe3dInputError: a missing or non-BIDS folder, an unknown participant or session label, or a dataset
+            with no subject.
+    """
+    bids_dir = Path(bids_dir).expanduser()
+    participants = normalise_labels(participant_labels, "sub-")
+    sessions = normalise_labels(session_labels, "ses-")
+    layout = _layout(bids_dir)
+    subjects = sorted(layout.get_subjects())
+    if not subjects:
+        raise Asfe3dInputError(bids_dir, "the BIDS dataset holds no subject (no sub-* folder)")
+    if participants is not None:
+        unknown = [p for p in participants if p not in subjects]
+        if unknown:
+            raise Asfe3dInputError(bids_dir, f"participant label(s) {unknown} not found; the dataset has "
+                                             f"{_listing(subjects)}")
+        subjects = [s for s in subjects if s in participants]
+    if sessions is not None:
+        known = sorted(layout.get_sessions(subject=subjects) if subjects else [])
+        unknown = [s for s in sessions if s not in known]
+        if unknown:
+            raise Asfe3dInputError(bids_dir, f"session label(s) {unknown} not found for the selected subjects; "
+                                             f"they have {_listing(known) if known else 'no sessions'}")
+    pairs: list[BidsPair] = []
+    issues: list[BidsIssue] = []
+    for subject in subjects:
+        files = layout.get(subject=subject, suffix=["T1w", "pet"], extension=_EXTENSIONS, return_type="object")
+        t1w = [f for f in files if f.get_entities().get("suffix") == "T1w"
+               and f.get_entities().get("datatype") == "anat"]
+        pets = [f for f in files if f.get_entities().get("suffix") == "pet"
+                and f.get_entities().get("datatype") == "pet"]
+        subject_sessions = sorted({f.get_entities().get("session") for f in files} - {None})
+        if sessions is not None:
+            pets = [p for p in pets if p.get_entities().get("session") in sessions]
+        if not pets:
+            where = (f"session(s) {', '.join('ses-' + s for s in sessions)}" if sessions is not None
+                     else "any session" if subject_sessions else "the subject")
+            issues.append(BidsIssue(subject, None, "no-pet", f"sub-{subject}: no PET (pet/*_pet.nii[.gz]) in "
+                                                             f"{where}; skipped"))
+            continue
+        if sessions is not None:  # selected sessions with a T1w but no PET
+            for ses in sessions:
+                has_pet = any(p.get_entities().get("session") == ses for p in pets)
+                if not has_pet and ses in subject_sessions:
+                    issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
+        elif subject_sessions:
+            for ses in subject_sessions:
+                if not any(p.get_entities().get("session") == ses for p in pets):
+                    issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
+        for pet in sorted(pets, key=lambda f: f.path):
+            ents = pet.get_entities()
+            session = ents.get("session")
+            where = f"in sub-{subject}" + (f" ses-{session}" if session else "")
+            same = [f for f in t1w if f.get_entities().get("session") == session]
+            note = ""
+            if same:
+                chosen, note = _pick_t1w(same, where)
+            elif t1w:
+                chosen, note = _pick_t1w(t1w, f"in sub-{subject}'s other sessions")
+                if chosen is not None:
+                    other = chosen.get_entities().get("session")
+                    note = (f"no T1w {where}: took {Path(chosen.path).name}"
+                            + (f" from ses-{other}" if other else "") + (f" ({note})" if note else ""))
+            else:
+                chosen, note = None, f"no T1w image (anat/*_T1w.nii[.gz]) for sub-{subject}"
+            if chosen is None:
+                issues.append(BidsIssue(subject, session, "error", f"{Path(pet.path).name}: {note}",
+                                        pet=Path(pet.path)))
+                continue
+            if note:
+                logger.warning("%s", note)
+            entities = {key: str(ents[name]) for name, key in PET_ENTITY_ORDER if ents.get(name) is not None}
+            if "run" in entities:
+                entities["run"] = str(ents["run"])  # pybids gives a PaddedInt; keep the file's padding
+            try:
+                metadata = dict(pet.get_metadata())
+            except Exception:  # noqa: BLE001 - a broken sidecar should not stop the dataset
+                metadata = {}
+            pairs.append(BidsPair(subject, session, Path(chosen.path), Path(pet.path), entities, metadata, note))
+    return pairs, issues
+
+
+def _listing(labels: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")

@@ -1,0 +1,161 @@
+"""The BIDS App run: derivatives, sidecars, reports, resumability and never replacing foreign files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d.bids import derivative_paths, find_pairs, pair_done, run_bids, write_dataset_description
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.reports import read_report_summary
+from tests.bids.conftest import make_dataset
+
+FAST = {"method": "mean", "registration": "none"}
+
+
+@pytest.fixture(scope="module")
+def bids_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list]:
+    """One BIDS run on the tiny dataset, shared by the tests that only read its outputs."""
+    base = tmp_path_factory.mktemp("bidsrun")
+    bids = make_dataset(base / "bids")
+    out = base / "bids" / "derivatives" / "asfe3d"
+    results = run_bids(bids, out, **FAST)
+    return bids, out, results
+
+
+def test_statuses_and_files(bids_run: tuple[Path, Path, list]) -> None:
+    bids, out, results = bids_run
+    assert [(r.name, r.status) for r in results] == [
+        ("sub-01_trc-FDG", "ok"), ("sub-02_ses-bl_trc-PIB", "ok"), ("sub-03", "no-pet")]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "dataset_description.json", "index.html", "sub-01.html",
+        "sub-01/pet/sub-01_trc-FDG_from-pet_to-T1w_mode-image_xfm.tfm",
+        "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json",
+        "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz",
+        "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.json",
+        "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.nii.gz",
+        "sub-02.html",
+        "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_from-pet_to-T1w_mode-image_xfm.tfm",
+        "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.json",
+        "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.nii.gz",
+        "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-registered_pet.json",
+        "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-registered_pet.nii.gz",
+    ]
+    # the fused and registered volumes are on the T1w's grid
+    t1w = nib.load(str(bids / "sub-02/ses-bl/anat/sub-02_ses-bl_T1w.nii.gz"))
+    for desc in ("fused", "registered"):
+        img = nib.load(str(out / f"sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-{desc}_pet.nii.gz"))
+        assert img.shape == t1w.shape and np.allclose(img.affine, t1w.affine)
+        assert np.isfinite(img.get_fdata()).all() and img.get_fdata().max() > 0
+
+
+def test_dataset_description(bids_run: tuple[Path, Path, list]) -> None:
+    bids, out, _ = bids_run
+    desc = json.loads((out / "dataset_description.json").read_text())
+    from asfe3d import __version__
+
+    assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
+    assert desc["GeneratedBy"][0]["Name"] == "asfe3d" and desc["GeneratedBy"][0]["Version"] == __version__
+    assert desc["DatasetLinks"]["raw"] == str(bids.resolve())
+
+
+def test_sidecars(bids_run: tuple[Path, Path, list]) -> None:
+    _, out, _ = bids_run
+    fused = json.loads((out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.json").read_text())
+    assert fused["status"] == "complete"
+    assert fused["Sources"] == [
+        "bids:raw:sub-02/ses-bl/anat/sub-02_ses-bl_T1w.nii.gz",
+        "bids:raw:sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_pet.nii.gz",
+        "bids::sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-registered_pet.nii.gz",
+        "bids::sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_from-pet_to-T1w_mode-image_xfm.tfm",
+    ]
+    assert fused["FusionMethod"] == "mean" and fused["RegistrationMethod"] == "none"
+    assert fused["TracerName"] == "PIB" and fused["bids"]["session"] == "bl"
+    assert fused["registration"]["qc"]["verdict"] in ("pass", "warn", "fail")
+    reg = json.loads((out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-registered_pet.json")
+                     .read_text())
+    assert reg["Sources"][0] == "bids:raw:sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_pet.nii.gz"
+    assert reg["Units"] == "Bq/mL" and reg["TracerName"] == "PIB"
+
+
+def test_reports_and_index(bids_run: tuple[Path, Path, list]) -> None:
+    _, out, _ = bids_run
+    summary = read_report_summary(out / "sub-02.html")
+    assert summary is not None and summary["title"] == "sub-02" and summary["status"] == "ok"
+    assert summary["sections"][0]["title"] == "ses-bl, trc-PIB"
+    assert summary["thumbnail"].startswith("data:image/png;base64,")
+    index = (out / "index.html").read_text()
+    assert 'href="sub-01.html"' in index and 'href="sub-02.html"' in index
+    assert "sub-03" in index and "no PET" in index and 'data-status="no-pet"' in index
+
+
+def test_rerun_skips_complete_pairs_and_keeps_files(bids_run: tuple[Path, Path, list]) -> None:
+    bids, out, _ = bids_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
+    results = run_bids(bids, out, reports=False, **FAST)
+    assert [r.status for r in results] == ["skipped", "skipped", "no-pet"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")} == before
+
+
+def _copy_run(bids_run: tuple[Path, Path, list], tmp_path: Path) -> tuple[Path, Path]:
+    bids, out, _ = bids_run
+    new_bids = tmp_path / "bids"
+    shutil.copytree(bids, new_bids, ignore=shutil.ignore_patterns("derivatives"))
+    new_out = tmp_path / "out"
+    run_bids(new_bids, new_out, participant_labels=["01"], reports=False, **FAST)
+    return new_bids, new_out
+
+
+def test_incomplete_pair_is_redone(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+    bids, out = _copy_run(bids_run, tmp_path)
+    pair = find_pairs(bids, participant_labels=["01"])[0][0]
+    paths = derivative_paths(pair, out)
+    assert pair_done(pair, paths) is None
+    paths["registered_json"].unlink()  # as if killed before the end
+    assert "sidecar" in pair_done(pair, paths)
+    results = run_bids(bids, out, participant_labels=["01"], reports=False, **FAST)
+    assert results[0].status == "ok" and pair_done(pair, paths) is None
+
+
+def test_changed_input_is_redone(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+    bids, out = _copy_run(bids_run, tmp_path)
+    pet = bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz"
+    img = nib.load(str(pet))
+    nib.save(nib.Nifti1Image(img.get_fdata().astype(np.float32) * 2, img.affine, img.header), str(pet))
+    results = run_bids(bids, out, participant_labels=["01"], reports=False, **FAST)
+    assert results[0].status == "ok"
+
+
+def test_foreign_file_is_not_replaced_without_overwrite(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+    bids, _ = bids_run[:2]
+    new_bids = tmp_path / "bids"
+    shutil.copytree(bids, new_bids, ignore=shutil.ignore_patterns("derivatives"))
+    out = tmp_path / "out"
+    foreign = out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b"someone else's file")
+    results = run_bids(new_bids, out, participant_labels=["01"], reports=False, **FAST)
+    assert results[0].status == "failed" and "no asfe3d record lists them" in results[0].message
+    assert foreign.read_bytes() == b"someone else's file"
+    assert not (out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.json").exists()
+    results = run_bids(new_bids, out, participant_labels=["01"], overwrite=True, reports=False, **FAST)
+    assert results[0].status == "ok" and foreign.read_bytes() != b"someone else's file"
+
+
+def test_foreign_dataset_description_is_refused(tmp_path: Path) -> None:
+    bids = make_dataset(tmp_path / "bids")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dataset_description.json").write_text(json.dumps({"Name": "other", "GeneratedBy": [{"Name": "x"}]}))
+    with pytest.raises(Asfe3dInputError, match="was not written by asfe3d"):
+        write_dataset_description(out, bids)
+    with pytest.raises(Asfe3dInputError, match="OUTPUT_DIR must not be BIDS_DIR"):
+        run_bids(bids, bids, **FAST)
+    with pytest.raises(ValueError, match="sets \\['output'\\] per pair"):
+        run_bids(bids, out, output="x.nii.gz", **FAST)
