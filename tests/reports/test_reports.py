@@ -1,0 +1,134 @@
+"""HTML reports: self-contained pages, the embedded summary, refusals, and the index page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.reports import (
+    IndexEntry,
+    failed_section,
+    read_report_summary,
+    render_pair_section,
+    write_index,
+    write_report,
+    write_subject_report,
+)
+from asfe3d.reports.figures import contour_levels, head_bounds_mm, registration_figure
+
+RESULT = {
+    "inputs": {"mri": {"path": "/data/sub-01_T1w.nii.gz", "size": 10}, "pet": {"path": "/data/sub-01_pet.nii.gz"}},
+    "input_info": {"pet": {"format": "nifti", "units": "Bq/mL"}},
+    "settings": {"method": "wavelet", "registration": "rigid", "colormap": "hot", "output_scale": "mri"},
+    "fusion": {"method": "wavelet", "levels": 3},
+    "registration": {"method": "rigid", "metric": -0.51, "iterations": 40,
+                     "qc": {"verdict": "warn", "reasons": ["PET sits 3.2 mm off the head centre"],
+                            "numbers": {"mi_margin": 0.12}}},
+    "overlap": 0.97, "timings": {"load": 0.25, "register": 1.5}, "peak_memory_mb": 700.0,
+    "outputs": {"fused": {"path": "/out/sub-01_fused.nii.gz"}},
+}
+
+
+def _volumes(shape: tuple[int, int, int] = (20, 22, 10), zooms: tuple[float, ...] = (1.0, 1.0, 2.5)):
+    axes = [(np.arange(n) - (n - 1) / 2) * z for n, z in zip(shape, zooms)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    head = ((x / 8) ** 2 + (y / 9) ** 2 + (z / 9) ** 2 < 1).astype(np.float32)
+    core = ((x - 2) ** 2 + y ** 2 + z ** 2 < 16).astype(np.float32)
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = -(np.array(shape) - 1) / 2 * np.array(zooms)
+    mri = 100 * head + 80 * core
+    pet = 50 * head + 200 * core
+    return (mri, affine), (pet, affine), ((mri + pet) / 2, affine)
+
+
+def _pngs(text: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)]
+
+
+def test_subject_report_is_self_contained_and_says_what_happened(tmp_path: Path) -> None:
+    mri, pet, fused = _volumes()
+    path = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                result=RESULT)
+    text = path.read_text()
+    assert not re.search(r'(src|href)="(https?:|file:|/)', text)  # nothing loaded from elsewhere
+    pngs = _pngs(text)
+    assert len(pngs) == 3 and all(p.startswith(b"\x89PNG") for p in pngs)
+    for needle in ("PET sits 3.2 mm off the head centre", "mi_margin", "register (s)", "peak memory (MB)",
+                   "/data/sub-01_T1w.nii.gz", "wavelet", "Bq/mL", "20x22x10 voxels of 1 x 1 x 2.5 mm"):
+        assert needle in text, needle
+    summary = read_report_summary(path)
+    assert summary["verdict"] == "warn" and summary["status"] == "ok" and summary["title"] == "sub-01"
+    assert summary["thumbnail"].startswith("data:image/png;base64,")
+
+
+def test_report_refusals(tmp_path: Path) -> None:
+    mri, pet, fused = _volumes()
+    kwargs = dict(mri_image=mri, pet_on_mri_image=pet, fused_image=fused, result=RESULT)
+    (tmp_path / "r.html").write_text("mine")
+    with pytest.raises(Asfe3dInputError, match="already exists"):
+        write_subject_report(tmp_path / "r.html", **kwargs)
+    assert (tmp_path / "r.html").read_text() == "mine"
+    with pytest.raises(ValueError, match="must be an .html file"):
+        write_subject_report(tmp_path / "r.png", **kwargs)
+    with pytest.raises(ValueError, match="must share one grid"):
+        render_pair_section(mri_image=mri, pet_on_mri_image=(np.zeros((5, 5, 5)), np.eye(4)), fused_image=fused,
+                            result=RESULT)
+    with pytest.raises(ValueError, match="expected an \\(X, Y, Z\\)"):
+        render_pair_section(mri_image=(np.zeros((5, 5)), np.eye(4)), pet_on_mri_image=pet, fused_image=fused,
+                            result=RESULT)
+    with pytest.raises(ValueError, match="at least one section"):
+        write_report(tmp_path / "e.html", [], title="x")
+    assert read_report_summary(tmp_path / "r.html") is None  # not one of ours
+
+
+def test_registration_figure_rows_follow_physical_aspect() -> None:
+    from PIL import Image
+
+    mri, pet, _ = _volumes(shape=(20, 22, 10), zooms=(1.0, 1.0, 2.5))
+    png = registration_figure(mri, pet, cuts=4, width=8.0)
+    w, h = Image.open(io.BytesIO(png)).size
+    # heights: sagittal z/y, coronal z/x, axial y/x of one 2-inch cut (head bounds 17x19x18 mm at most)
+    import nibabel as nib
+
+    bounds = head_bounds_mm(nib.Nifti1Image(mri[0], mri[1]))
+    ext = bounds[1] - bounds[0]
+    expected = 2.0 * (ext[2] / ext[1] + ext[2] / ext[0] + ext[1] / ext[0]) + 0.1
+    assert w == 800 and abs(h - 100 * expected) <= 2
+
+
+def test_contour_levels_separate_tissues() -> None:
+    data = np.concatenate([np.zeros(1000), np.full(1000, 100.0), np.full(1000, 200.0)])
+    levels = contour_levels(data)
+    assert len(levels) == 2 and levels[0] < 100 and 100 <= levels[1] < 200
+
+
+def test_failed_section_marks_the_report_failed(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "sub-09.html", [failed_section("ses-1", "pet.nii.gz: volume is constant")],
+                        title="sub-09")
+    assert "pet.nii.gz: volume is constant" in path.read_text()
+    assert read_report_summary(path)["status"] == "failed"
+
+
+def test_index_links_reports_with_thumbnails_failed_first(tmp_path: Path) -> None:
+    mri, pet, fused = _volumes()
+    (tmp_path / "reports").mkdir()
+    report = write_subject_report(tmp_path / "reports" / "sub-01.html", mri_image=mri, pet_on_mri_image=pet,
+                                  fused_image=fused, result=RESULT)
+    index = write_index(tmp_path / "index.html", [
+        IndexEntry("sub-01", report=report),
+        {"name": "sub-02", "status": "failed", "message": "sub-02_pet.nii.gz: <bad> header"},
+        IndexEntry("sub-03", status="no-pet", message="no PET"),
+    ])
+    text = index.read_text()
+    assert 'href="reports/sub-01.html"' in text
+    assert text.index("sub-02") < text.index("sub-01")  # failed first
+    assert "&lt;bad&gt;" in text and "<bad>" not in text
+    assert len(_pngs(text)) == 1 and 'data-verdict="warn"' in text
+    with pytest.raises(ValueError, match="needs a name"):
+        write_index(tmp_path / "i2.html", [IndexEntry("")])

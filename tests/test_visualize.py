@@ -1,0 +1,66 @@
+"""Preview figures: physical aspect, orientation (letters and where things land), colour bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.visualize import physical_slices, save_preview
+
+
+def _blob_volume(affine: np.ndarray, shape: tuple[int, int, int], world: tuple[float, float, float]) -> np.ndarray:
+    """A volume that is 1 near the world point ``world`` (mm) and 0.2 elsewhere."""
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    vol = np.where(np.linalg.norm(xyz - np.array(world), axis=1) < 4.0, 1.0, 0.2)
+    return vol.reshape(shape).astype(np.float32)
+
+
+def test_extents_are_in_millimetres_for_anisotropic_voxels() -> None:
+    shape = (30, 40, 10)
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    views = physical_slices(np.ones(shape, np.float32), affine)
+    sag, cor, axi = views
+    assert [v.name for v in views] == ["sagittal", "coronal", "axial"]
+    assert cor.image.shape == (10, 30) and sag.image.shape == (10, 40) and axi.image.shape == (40, 30)
+    assert cor.extent == pytest.approx((-0.5, 29.5, -1.5, 28.5))  # 10 slices x 3 mm tall, 30 mm wide
+    assert sag.extent[3] - sag.extent[2] == pytest.approx(30.0) and sag.extent[1] - sag.extent[0] == pytest.approx(40)
+    assert (axi.letters, cor.letters, sag.letters) == (("L", "R", "P", "A"), ("L", "R", "I", "S"),
+                                                       ("P", "A", "I", "S"))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_right_anterior_superior_land_right_and_up(flip: bool) -> None:
+    shape = (24, 24, 12)
+    affine = np.diag([2.0, 2.0, 4.0, 1.0])
+    affine[:3, 3] = [-23.0, -23.0, -22.0]
+    if flip:  # an LPS-stored volume (x and y axes reversed in the file)
+        affine = affine @ np.array([[-1, 0, 0, 23], [0, -1, 0, 23], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    vol = _blob_volume(affine, shape, (12.0, 12.0, 10.0))  # right, anterior, superior of the centre
+    sag, cor, axi = physical_slices(vol, affine, centre_mm=(12.0, 12.0, 10.0))
+    for view in (sag, cor, axi):  # the blob is in the right half (R or A) and upper half (S or A)
+        rows, cols = np.nonzero(view.image > 0.5)
+        assert cols.mean() > view.image.shape[1] / 2 and rows.mean() > view.image.shape[0] / 2, view.name
+    assert axi.position_mm == pytest.approx(10.0, abs=2.0)
+
+
+def test_preview_png_and_refusals(tmp_path: Path) -> None:
+    from PIL import Image
+
+    shape = (20, 24, 8)
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    vol = _blob_volume(affine, shape, (10.0, 12.0, 12.0))
+    rgb = np.stack([vol, vol * 0.5, vol * 0.2], axis=-1)
+    path = save_preview(tmp_path / "p.png", vol, vol, vol, affine, rgb=rgb)
+    img = Image.open(path)
+    assert img.size[0] == 1000 and img.size[1] > 200
+    with pytest.raises(Asfe3dInputError, match="already exists"):
+        save_preview(path, vol, vol, vol, affine)
+    with pytest.raises(ValueError, match="one shape"):
+        save_preview(tmp_path / "q.png", vol, vol[:-1], vol, affine)
+    with pytest.raises(ValueError, match="unknown colormap"):
+        save_preview(tmp_path / "q.png", vol, vol, vol, affine, colormap="nope")
+    assert not (tmp_path / "q.png").exists()
