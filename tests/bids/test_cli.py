@@ -1,0 +1,57 @@
+"""``asfe3d bids``: the BIDS App command line (parser, exit codes, one-line errors)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from tests.bids.conftest import make_dataset
+
+
+def _main():
+    cli = pytest.importorskip("asfe3d.cli")
+    if not hasattr(cli, "COMMAND_MODULES") or "bids" not in cli.COMMAND_MODULES:
+        pytest.skip("asfe3d.cli does not register the bids command yet")
+    return cli.main
+
+
+def test_parser_contract() -> None:
+    from asfe3d.cli.bids import add_parser, run
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(["bids", "in", "out", "participant", "--participant-label", "01", "sub-02",
+                              "--session-label", "bl", "--method", "mean", "--registration", "none"])
+    assert args.func is run and args.participant_label == ["01", "sub-02"] and args.session_label == ["bl"]
+    assert args.bids_dir == Path("in") and args.method == "mean" and args.registration == "none"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bids", "in", "out", "group"])  # only the participant level
+
+
+def test_bids_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main = _main()
+    bids = make_dataset(tmp_path / "bids")
+    out = tmp_path / "out"
+    code = main(["bids", str(bids), str(out), "participant", "--participant-label", "02", "03",
+                 "--method", "mean", "--registration", "none", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "1 pairs: 1 fused, 0 already complete, 0 failed; 1 subject/session(s) without PET skipped" in captured.out
+    assert "sub-03: no PET" in captured.out
+    assert (out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.nii.gz").is_file()
+    assert (out / "sub-02.html").is_file() and (out / "index.html").is_file()
+    assert not (out / "sub-01").exists()
+
+
+def test_bids_command_bad_label_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main = _main()
+    bids = make_dataset(tmp_path / "bids")
+    code = main(["bids", str(bids), str(tmp_path / "out"), "participant", "--participant-label", "7",
+                 "--method", "mean"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("asfe3d: error: ") and "participant label(s) ['7'] not found" in err[0]
+    assert not (tmp_path / "out").exists()
