@@ -1,9 +1,13 @@
-"""PET-to-MRI registration and resampling onto the MRI grid (SimpleITK; transforms map MRI points to PET points)."""
+"""PET-to-MRI registration, its quality control, and resampling onto the MRI grid (SimpleITK; transforms map MRI
+points to PET points)."""
 
 from __future__ import annotations
 
+from asfe3d.registration.qc import VERDICTS, QCThresholds, RegistrationQC, assess_registration, transform_size
 from asfe3d.registration.register import (
+    FINEST_MM,
     METHODS,
+    MULTISTART,
     RegistrationResult,
     check_overlap,
     head_mask,
@@ -12,12 +16,20 @@ from asfe3d.registration.register import (
     register_pet_to_mri,
     registration_error_mm,
     resample_to_reference,
+    start_name,
+    start_orientations,
     write_transform,
 )
 
 __all__ = [
+    "FINEST_MM",
     "METHODS",
+    "MULTISTART",
+    "QCThresholds",
+    "RegistrationQC",
     "RegistrationResult",
+    "VERDICTS",
+    "assess_registration",
     "check_overlap",
     "head_mask",
     "overlap_fraction",
@@ -25,5 +37,8 @@ __all__ = [
     "register_pet_to_mri",
     "registration_error_mm",
     "resample_to_reference",
+    "start_name",
+    "start_orientations",
+    "transform_size",
     "write_transform",
 ]

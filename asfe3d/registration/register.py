@@ -18,9 +18,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration
 
 __all__ = [
+    "FINEST_MM",
     "METHODS",
+    "MULTISTART",
     "RegistrationResult",
     "check_overlap",
     "head_mask",
@@ -29,12 +32,15 @@ __all__ = [
     "register_pet_to_mri",
     "registration_error_mm",
     "resample_to_reference",
+    "start_name",
+    "start_orientations",
     "write_transform",
 ]
 
 logger = logging.getLogger("asfe3d")
 
 METHODS = ("rigid", "affine", "deformable", "none")
+VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 _INTERPOLATORS = {
     "linear": sitk.sitkLinear,
@@ -54,6 +60,14 @@ class RegistrationResult:
         iterations: optimizer iterations of the last stage (summed over its resolution levels).
         stop_condition: the optimizer's stop description of the last stage.
         seconds: wall time of the registration.
+        start: where the winning rigid search started: ``"moments"`` (centres of mass, the header's orientation),
+            a multi-start orientation such as ``"rotate 90 deg about x"`` or ``"mirror x, rotate 180 deg about z"``,
+            or ``"header"`` for ``"none"``.
+        starts_tried: orientations tried by the multi-start search (0 when it did not run).
+        qc: the quality verdict of the returned transform (``None`` when not assessed).
+        qc_plain: the verdict of the plain (moments-started) rigid result when the multi-start search ran
+            (``None`` otherwise); ``qc`` is then the verdict of what was kept.
+        bin_factors: per-axis bin-averaging of the MRI for the finest level (``(1, 1, 1)``: the MRI's own grid).
     """
 
     transform: sitk.Transform
@@ -62,6 +76,11 @@ class RegistrationResult:
     iterations: int
     stop_condition: str
     seconds: float
+    start: str = "moments"
+    starts_tried: int = 0
+    qc: RegistrationQC | None = None
+    qc_plain: RegistrationQC | None = None
+    bin_factors: tuple[int, ...] = (1, 1, 1)
 
 
 #: samples per metric evaluation at full resolution when ``sampling`` is left to :func:`register_pet_to_mri`
@@ -101,6 +120,10 @@ def _stage(
 ) -> tuple[sitk.Transform, float, int, str]:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+    # gradients by central differences at the sampled points: ITK's default gradient filters smooth the whole
+    # fixed and moving images at every level (most of the time on a 1 mm MRI) and the fixed one is never used
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     # SimpleITK treats a seed of 0 as "seed from the wall clock", so shift by one to keep seed=0 reproducible
     reg.SetMetricSamplingPercentage(sampling, seed + 1)
@@ -133,6 +156,220 @@ def _stage(
     return out, float(reg.GetMetricValue()), counter["n"], reg.GetOptimizerStopConditionDescription()
 
 
+MULTISTART = ("auto", "always", "never")
+
+#: the finest registration level is not finer than this (mm) unless the PET's own voxels are finer
+FINEST_MM = 2.0
+
+
+def _bin_factors(mri: sitk.Image, pet: sitk.Image, finest_mm: float | None) -> list[int]:
+    """Integer bin-averaging factors per MRI axis so that the finest level is about ``finest_mm`` (never below 1)."""
+    if finest_mm is None:
+        finest_mm = min(FINEST_MM, float(min(pet.GetSpacing())))
+    return [max(1, int(math.floor(finest_mm / s + 1e-6))) for s in mri.GetSpacing()]
+
+
+def _rotation_name(m: np.ndarray) -> str:
+    angle = math.degrees(math.acos(float(np.clip((np.trace(m) - 1.0) / 2.0, -1.0, 1.0))))
+    if angle < 1e-3:
+        return "identity"
+    w, v = np.linalg.eig(m)
+    axis = np.real(v[:, int(np.argmin(np.abs(w - 1.0)))])
+    axis = axis / np.linalg.norm(axis)
+    if abs(angle - 180.0) > 1e-3:  # the sign of the axis matters below 180 degrees
+        skew = np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]])
+        if float(skew @ axis) < 0:
+            axis = -axis
+    k = int(np.argmax(np.abs(axis)))
+    if abs(abs(axis[k]) - 1.0) < 1e-6:
+        return f"rotate {angle:.0f} deg about {'-' if axis[k] < 0 else ''}{'xyz'[k]}"
+    return f"rotate {angle:.0f} deg about ({axis[0]:.2f}, {axis[1]:.2f}, {axis[2]:.2f})"
+
+
+def start_name(matrix: Sequence[float] | np.ndarray) -> str:
+    """A readable name for a start orientation (3x3 matrix, MRI axes -> PET axes): ``"rotate 90 deg about x"``,
+    ``"mirror x, rotate 180 deg about z"``, ``"identity"``.
+
+    Args:
+        matrix: 9 numbers (row-major) or a 3x3 array, orthogonal.
+
+    Returns:
+        the name.
+
+    Raises:
+        ValueError: when the matrix is not 3x3 orthogonal.
+    """
+    m = np.asarray(matrix, dtype=float).reshape(3, 3)
+    if not np.allclose(m @ m.T, np.eye(3), atol=1e-6):
+        raise ValueError(f"matrix must be orthogonal, got {m.ravel().tolist()!r}")
+    if np.linalg.det(m) < 0:
+        rot = m @ np.diag([-1.0, 1.0, 1.0])
+        name = _rotation_name(rot)
+        return "mirror x" if name == "identity" else f"mirror x, {name}"
+    return _rotation_name(m)
+
+
+def start_orientations(mirrors: bool = False, intermediate_deg: Sequence[float] = (30.0, 60.0)) -> list[np.ndarray]:
+    """Start orientations of the multi-start search (3x3 matrices mapping MRI axes to PET axes).
+
+    The 24 rotations of the cube (every 90 and 180 degree turn about each axis and their combinations; the
+    identity first), then turns of +-``intermediate_deg`` about each axis (steep head pitch or roll), then, with
+    ``mirrors``, the 24 mirrored orientations (header flips).
+
+    Args:
+        mirrors: include the mirrored (determinant -1) orientations.
+        intermediate_deg: extra single-axis turns in degrees, each in (0, 90).
+
+    Returns:
+        the list of matrices, no duplicates.
+
+    Raises:
+        ValueError: for an intermediate angle outside (0, 90).
+    """
+    for a in intermediate_deg:
+        if not (isinstance(a, (int, float)) and 0 < a < 90):
+            raise ValueError(f"intermediate_deg values must be in (0, 90), got {a!r}")
+    import itertools
+
+    proper: list[np.ndarray] = []
+    improper: list[np.ndarray] = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            for row, col in enumerate(perm):
+                m[row, col] = signs[row]
+            (proper if np.linalg.det(m) > 0 else improper).append(m)
+    proper.sort(key=lambda m: -np.trace(m))  # identity first, then the turns closest to it
+    extra = []
+    for axis in range(3):
+        for a in intermediate_deg:
+            for sign in (1.0, -1.0):
+                t = sitk.Euler3DTransform()
+                angles = [0.0, 0.0, 0.0]
+                angles[axis] = math.radians(sign * a)
+                t.SetRotation(*angles)
+                extra.append(np.asarray(t.GetMatrix()).reshape(3, 3))
+    out = proper + extra + (sorted(improper, key=lambda m: -np.trace(m)) if mirrors else [])
+    return out
+
+
+def _affine(matrix: np.ndarray, centre: Sequence[float], translation: Sequence[float]) -> sitk.AffineTransform:
+    t = sitk.AffineTransform(3)
+    t.SetCenter([float(c) for c in centre])
+    t.SetMatrix(np.asarray(matrix, dtype=float).ravel().tolist())
+    t.SetTranslation([float(v) for v in translation])
+    return t
+
+
+def _flatten(start: sitk.AffineTransform, rigid: sitk.Euler3DTransform) -> sitk.Transform:
+    """``start`` after ``rigid`` (x -> start(rigid(x))) as one transform: Euler3D when proper, else affine."""
+    s = np.asarray(start.GetMatrix()).reshape(3, 3)
+    r = np.asarray(rigid.GetMatrix()).reshape(3, 3)
+    c = np.asarray(rigid.GetCenter())
+    # rigid(x) = r (x - c) + c + t_r ; start(y) = s (y - c_s) + c_s + t_s
+    c_s = np.asarray(start.GetCenter())
+    matrix = s @ r
+    offset = s @ (c + np.asarray(rigid.GetTranslation()) - c_s) + c_s + np.asarray(start.GetTranslation())
+    translation = offset - c  # about centre c: x -> matrix (x - c) + c + translation
+    if np.linalg.det(matrix) > 0:
+        out = sitk.Euler3DTransform()
+        out.SetCenter(c.tolist())
+        out.SetMatrix(matrix.ravel().tolist(), 1e-6)
+        out.SetTranslation(translation.tolist())
+        return out
+    return _affine(matrix, c, translation)
+
+
+@dataclass
+class _Prepared:
+    fixed: sitk.Image
+    moving: sitk.Image
+    mask: sitk.Image | None
+    head: sitk.Image
+    factors: list[int]
+    init: sitk.Euler3DTransform
+
+
+def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask: bool,
+             finest_mm: float | None) -> _Prepared:
+    fixed = sitk.Cast(mri, sitk.sitkFloat32)
+    head = head_mask(fixed) if head is None else head
+    factors = _bin_factors(mri, pet, finest_mm)
+    head_b = head
+    if max(factors) > 1:  # the finest level is coarser than the MRI: bin once, then the usual pyramid
+        fixed = sitk.BinShrink(fixed, factors)
+        head_b = sitk.Cast(sitk.BinShrink(sitk.Cast(head, sitk.sitkFloat32), factors) > 0.5, sitk.sitkUInt8)
+    mask = None
+    if use_mask:  # dilated by about 2 mm (2 voxels of a 1 mm MRI, as before binning)
+        radius = max(1, int(round(2.0 / min(fixed.GetSpacing()))))
+        mask = sitk.BinaryDilate(sitk.Cast(head_b, sitk.sitkUInt8), [radius] * 3)
+    moving = sitk.Cast(pet, sitk.sitkFloat32)
+    init = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
+    return _Prepared(fixed, moving, mask, head, factors, init)
+
+
+def _rigid_from(prep: _Prepared, start: sitk.Transform | None, common: dict, shrink: Sequence[int],
+                sigmas: Sequence[float]) -> tuple[sitk.Transform, float, int, str]:
+    """Rigid stage from the moments start (``start=None``) or after a fixed ``start`` transform (affine or rigid,
+    applied last: x -> start(rigid(x))), flattened into one transform."""
+    if start is None:
+        rigid = sitk.Euler3DTransform(prep.init)
+        _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, rigid, shrink=shrink, sigmas=sigmas,
+                                         optimizer="rsgd", **common)
+        return rigid, metric, n_iter, stop
+    rigid = sitk.Euler3DTransform()
+    rigid.SetCenter(prep.init.GetCenter())
+    _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, rigid, shrink=shrink, sigmas=sigmas, optimizer="rsgd",
+                                     moving_initial=start, **common)
+    return _flatten(start, rigid), metric, n_iter, stop
+
+
+def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
+    """A function giving the histogram MI of the PET through a transform on a coarse copy of the fixed grid."""
+    from asfe3d.registration.qc import _mutual_information, _quantise
+
+    factors = [max(1, int(round(grid_mm / s))) for s in prep.fixed.GetSpacing()]
+    fixed = sitk.BinShrink(prep.fixed, factors) if max(factors) > 1 else prep.fixed
+    src = prep.mask if prep.mask is not None else sitk.Cast(prep.fixed * 0 + 1, sitk.sitkUInt8)
+    region = sitk.GetArrayFromImage(sitk.BinShrink(sitk.Cast(src, sitk.sitkFloat32), factors)) > 0.5
+    vals = sitk.GetArrayViewFromImage(fixed)[region]
+    lo, hi = (float(v) for v in np.percentile(vals, [0.5, 99.5]))
+    fixed_q = _quantise(vals, lo, hi, bins)
+    pet = sitk.GetArrayViewFromImage(prep.moving)
+    positive = pet[np.isfinite(pet) & (pet > 0)]
+    p_hi = float(np.percentile(positive, 99.5)) if positive.size else 0.0
+
+    def mi(transform: sitk.Transform) -> float:
+        arr = sitk.GetArrayViewFromImage(
+            sitk.Resample(prep.moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32))[region]
+        return _mutual_information(fixed_q, _quantise(np.nan_to_num(arr), 0.0, p_hi, bins), bins)
+
+    return mi
+
+
+def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4,
+                ) -> tuple[sitk.Transform, float, int, str, int]:
+    """Try every start orientation: MI on a 6 mm grid for each, a short coarse registration (8 and 4 mm) of the
+    best ``keep``, then the refinement (4 and 2 mm) of the best of those by MI on a 4 mm grid."""
+    c = np.asarray(prep.init.GetCenter())
+    t = np.asarray(prep.init.GetTranslation())
+    starts = start_orientations(mirrors=mirrors)
+    mi6 = _coarse_mi(prep, 6.0)
+    # x -> m (x - c) + c + t: the MRI's centre of mass still goes to the PET's, the axes turned by m
+    scored = sorted(((mi6(_affine(m, c, t)), i) for i, m in enumerate(starts)), key=lambda x: (-x[0], x[1]))
+    mi4 = _coarse_mi(prep, 4.0)
+    short = dict(common, iterations=min(common["iterations"], 50))
+    tried = []
+    for _, i in scored[:keep]:
+        tfm, _, _, _ = _rigid_from(prep, _affine(starts[i], c, t), short, shrink=(4, 2), sigmas=(2, 1))
+        tried.append((mi4(tfm), i, tfm))
+    tried.sort(key=lambda x: (-x[0], x[1]))
+    _, best, coarse = tried[0]
+    tfm, metric, n_iter, stop = _rigid_from(prep, coarse, common, shrink=(2, 1), sigmas=(1, 0))
+    return tfm, metric, n_iter, stop, start_name(starts[best]), len(starts)
+
+
 def register_pet_to_mri(
     mri: sitk.Image,
     pet: sitk.Image,
@@ -147,11 +384,17 @@ def register_pet_to_mri(
     bspline_iterations: int = 30,
     bspline_bound_mm: float = 1.0,
     threads: int | None = 1,
+    finest_mm: float | None = None,
+    multistart: str = "auto",
+    mirrors: bool = False,
+    assess: bool = True,
 ) -> RegistrationResult:
     """Register a PET volume to an MRI volume (MRI fixed, PET moving) with Mattes mutual information.
 
-    Moments-centred initialisation, then (multi-resolution 4, 2, 1 with smoothing 2, 1, 0 voxels, regular-step
-    gradient descent with scales from physical shift, reproducible random sampling):
+    The MRI is first bin-averaged to the finest level that the PET carries information at (``finest_mm``: by
+    default 2 mm, or the PET's voxel size when finer; never finer than the MRI), then: moments-centred
+    initialisation, multi-resolution 4, 2, 1 of that grid with smoothing 2, 1, 0 voxels, regular-step gradient
+    descent with scales from physical shift, reproducible random sampling, metric gradients by central differences:
 
     - ``rigid``: Euler3D transform;
     - ``affine``: the rigid result, then a 12-parameter affine transform initialised from it;
@@ -160,30 +403,47 @@ def register_pet_to_mri(
       with the rigid transform (B-spline first, on MRI points, then the rigid transform);
     - ``none``: identity.
 
+    With ``assess`` the rigid result is judged by :func:`asfe3d.registration.qc.assess_registration`; when it
+    fails on the alignment checks (MI landscape, PET in the head, head coverage) while the PET itself looks usable,
+    and ``multistart`` is ``"auto"`` (or always with ``"always"``), a multi-start search tries the 24 cube rotations,
+    turns of 30 and 60 degrees about each axis and, with ``mirrors``, the 24 mirrored orientations
+    (:func:`start_orientations`): MI on a 6 mm grid for each, a short registration of the best four, the
+    refinement of the best of those by MI on a 4 mm grid. Its result replaces the plain one only when its QC
+    verdict is better. Good pairs pay only for the QC (about 0.2-0.3 s on a 1 mm brain).
+
+    Mirrors are off by default: a brain is nearly left-right symmetric, so every mirrored orientation fits about
+    as well as a proper rotation followed by a left-right flip, and the images cannot tell which is true. A header
+    flip is therefore recovered up to left and right, and reported by the QC as a large rotation to check.
+
     Args:
         mri: fixed image (3D, any pixel type).
         pet: moving image (3D).
         method: one of ``"rigid"``, ``"affine"``, ``"deformable"``, ``"none"``.
         seed: seed of the metric's random sampling, >= 0 (same inputs and seed give the same result; SimpleITK
             receives ``seed + 1`` because it reads 0 as "seed from the clock").
-        sampling: fraction of fixed voxels sampled per iteration, in (0, 1]; ``None`` (default) samples about
-            :data:`TARGET_SAMPLES` voxels at full resolution (2 % of a 1 mm brain MRI, more of a small volume, so
-            coarse images keep enough samples for a stable metric).
+        sampling: fraction of the (binned) fixed voxels sampled per iteration, in (0, 1]; ``None`` (default)
+            samples about :data:`TARGET_SAMPLES` voxels at the finest level (at least 2 %).
         iterations: maximum iterations per resolution level.
-        use_mask: restrict the metric to the MRI head (Otsu mask, dilated by 2 voxels).
+        use_mask: restrict the metric to the MRI head (Otsu mask, dilated by about 2 mm).
         head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
         bspline_mesh: B-spline mesh cells per axis (``deformable`` only).
         bspline_iterations: L-BFGS-B iterations per level (``deformable`` only).
         bspline_bound_mm: largest control-point displacement in mm (``deformable`` only); the bound keeps the
             coarse B-spline from fitting PET/MRI contrast differences instead of anatomy.
-
         threads: ITK threads while registering. ``1`` (default) makes the result bitwise reproducible (ITK's
             threaded metric sums in a varying order, which moves the parameters by ~1e-12 between runs and the
-            fused voxels by ~1e-8); ``None`` uses ITK's default (all cores; about 1.6x faster on 2 cores: 3.2 s
-            instead of 5.1 s for a 1 mm brain). The setting is process-wide while the registration runs.
+            fused voxels by ~1e-8); ``None`` uses ITK's default (all cores). The setting is process-wide while the
+            registration runs.
+        finest_mm: voxel size (mm) of the finest level, > 0; ``None`` (default): ``min(2, PET voxel size)``. The
+            MRI is bin-averaged by ``floor(finest_mm / MRI spacing)`` per axis (1 = the MRI's own grid).
+        multistart: ``"auto"`` (search when the plain result fails the QC), ``"always"`` or ``"never"``.
+        mirrors: let the multi-start search try mirrored orientations (header flips) too; only useful for
+            clearly asymmetric images.
+        assess: judge the result (``result.qc``); needed by ``multistart="auto"``.
 
     Returns:
-        :class:`RegistrationResult`; ``transform`` maps MRI points to PET points.
+        :class:`RegistrationResult`; ``transform`` maps MRI points to PET points (an affine transform when a
+        mirrored start won).
 
     Raises:
         ValueError: for an unknown ``method`` or bad parameters (quoted in the message).
@@ -194,9 +454,7 @@ def register_pet_to_mri(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
         raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
-    if sampling is None:
-        sampling = float(min(1.0, max(0.02, TARGET_SAMPLES / float(np.prod(mri.GetSize())))))
-    if not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
+    if sampling is not None and not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
         raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
     if not (isinstance(iterations, int) and iterations >= 1):
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
@@ -206,6 +464,13 @@ def register_pet_to_mri(
         raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
     if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
         raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")
+    if finest_mm is not None and not (isinstance(finest_mm, (int, float)) and math.isfinite(finest_mm)
+                                      and finest_mm > 0):
+        raise ValueError(f"finest_mm must be None or a finite number > 0, got {finest_mm!r}")
+    if multistart not in MULTISTART:
+        raise ValueError(f"multistart must be one of {MULTISTART}, got {multistart!r}")
+    if multistart == "auto" and not assess:
+        raise ValueError("multistart='auto' needs assess=True (the QC decides when to search)")
     for name, img in (("mri", mri), ("pet", pet)):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise ValueError(
@@ -214,49 +479,66 @@ def register_pet_to_mri(
             )
     start = time.perf_counter()
     if method == "none":
-        result = RegistrationResult(sitk.Transform(3, sitk.sitkIdentity), "none", float("nan"), 0, "identity", 0.0)
-        result.seconds = time.perf_counter() - start
-        return result
+        identity = sitk.Transform(3, sitk.sitkIdentity)
+        qc = None
+        if assess:
+            qc = assess_registration(mri, pet, identity, head_mask(mri) if head is None else head)
+        return RegistrationResult(identity, "none", float("nan"), 0, "identity", time.perf_counter() - start,
+                                  start="header", qc=qc)
 
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     try:
-        fixed = sitk.Cast(mri, sitk.sitkFloat32)
-        moving = sitk.Cast(pet, sitk.sitkFloat32)
-        mask = None
-        if use_mask:
-            mask = sitk.BinaryDilate(head_mask(fixed) if head is None else head, [2, 2, 2])
-        init = sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-        )
-        rigid = sitk.Euler3DTransform(init)
-        common = dict(fixed_mask=mask, seed=seed, sampling=sampling, iterations=iterations)
-        _, metric, n_iter, stop = _stage(fixed, moving, rigid, shrink=(4, 2, 1), sigmas=(2, 1, 0),
-                                         optimizer="rsgd", **common)
+        prep = _prepare(mri, pet, head, use_mask, finest_mm)
+        if sampling is None:
+            sampling = float(min(1.0, max(0.02, TARGET_SAMPLES / float(np.prod(prep.fixed.GetSize())))))
+        common = dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
+        rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0))
+        start_used, tried, qc_plain = "moments", 0, None
+        qc = assess_registration(mri, pet, rigid, prep.head) if assess else None
+        # search only when the alignment failed on usable inputs (a noise PET or a wrong voxel size has no start
+        # that could fix it)
+        alignment_failed = qc is not None and qc.verdict == "fail" and bool(
+            set(qc.flags) & {"mi_margin", "pet_in_head", "head_covered"}) and not (
+            set(qc.flags) & {"pet_noise", "pet_spacing", "signal_volume"})
+        if multistart == "always" or (multistart == "auto" and alignment_failed):
+            qc_plain = qc
+            cand, c_metric, c_iter, c_stop, c_name, tried = _multistart(prep, common, mirrors=mirrors)
+            c_qc = assess_registration(mri, pet, cand, prep.head) if assess else None
+            # keep the search's result only when its verdict is better (or, without QC, when its MI is higher)
+            better = (VERDICT_RANK[c_qc.verdict] < VERDICT_RANK[qc.verdict]) if (c_qc is not None and qc is not None) \
+                else c_metric < metric
+            logger.info("registration multi-start: best start %r (%s) vs plain (%s)", c_name,
+                        c_qc.verdict if c_qc else "-", qc.verdict if qc else "-")
+            if better:
+                rigid, metric, n_iter, stop, start_used, qc = cand, c_metric, c_iter, c_stop, c_name, c_qc
         transform: sitk.Transform = rigid
         if method == "affine":
             affine = sitk.AffineTransform(3)
             affine.SetCenter(rigid.GetCenter())
             affine.SetMatrix(rigid.GetMatrix())
             affine.SetTranslation(rigid.GetTranslation())
-            _, metric, n_iter, stop = _stage(fixed, moving, affine, shrink=(2, 1), sigmas=(1, 0),
+            _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, affine, shrink=(2, 1), sigmas=(1, 0),
                                              optimizer="rsgd", **common)
             transform = affine
         elif method == "deformable":
-            bspline = sitk.BSplineTransformInitializer(fixed, [bspline_mesh] * 3, order=3)
+            bspline = sitk.BSplineTransformInitializer(prep.fixed, [bspline_mesh] * 3, order=3)
             common["iterations"] = bspline_iterations
-            _, metric, n_iter, stop = _stage(fixed, moving, bspline, shrink=(4, 2), sigmas=(2, 1),
+            _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, bspline, shrink=(4, 2), sigmas=(2, 1),
                                              optimizer="lbfgsb", bound_mm=bspline_bound_mm, moving_initial=rigid,
                                              **common)
             # the B-spline acts first (on MRI points), then the rigid transform
             transform = sitk.CompositeTransform([rigid, bspline])
+        if assess and method != "rigid":
+            qc = assess_registration(mri, pet, transform, prep.head)
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     seconds = time.perf_counter() - start
-    logger.info("registration %s: Mattes MI %.5f after %d iterations in %.1f s (%s)", method, metric, n_iter,
-                seconds, stop)
-    return RegistrationResult(transform, method, metric, n_iter, stop, seconds)
+    logger.info("registration %s: Mattes MI %.5f after %d iterations in %.1f s (%s; start %s)", method, metric,
+                n_iter, seconds, stop, start_used)
+    return RegistrationResult(transform, method, metric, n_iter, stop, seconds, start=start_used,
+                              starts_tried=tried, qc=qc, qc_plain=qc_plain, bin_factors=tuple(prep.factors))
 
 
 def resample_to_reference(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from asfe3d.data import brain_mask, load_mni, make_demo_pair, random_rigid, simulate_pet
+from asfe3d.data import make_demo_pair
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.registration import (
     RegistrationResult,
@@ -21,19 +21,6 @@ from asfe3d.registration import (
     resample_to_reference,
     write_transform,
 )
-
-
-def _centre(img: sitk.Image) -> tuple[float, ...]:
-    return img.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in img.GetSize()])
-
-
-@pytest.fixture(scope="module")
-def case():
-    t1, gm, wm = load_mni(4)
-    rng = np.random.default_rng(1)
-    true = random_rigid(rng, max_deg=8.0, max_mm=10.0, center=_centre(t1))
-    pet = simulate_pet(gm, wm, spacing_mm=4.0, transform=true, rng=rng)
-    return t1, pet, true, brain_mask(gm, wm)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""False-alarm and miss rates of the registration QC (and what the multi-start search recovers) on every pair kind.
+
+Builds good pairs (simulated same-subject demo pairs: several seeds, oblique MRI grids, FDG and amyloid;
+cross-template pairs: a whole-head T1 such as SPM's avg152T1/avg305T1 as the MRI with a PET simulated from
+nilearn's MNI152 maps, on the T1's 2 mm grid and resampled to 1 mm) and bad pairs (pure-noise PET, a cube
+phantom, PETs turned 90/180 degrees or mirrored with the header not saying so, steep pitch of 25-60 degrees,
+code-0/zero-pixdim fallback headers, 1e5 mm voxels), registers each with :func:`register_pet_to_mri` (rigid,
+defaults: QC and multi-start "auto"), and prints one row per pair and the rates.
+
+A registration counts as *correct* when its mean error over the brain against the known truth is below
+``--correct-mm`` (pairs without a rigid truth, e.g. noise or a wrong voxel size, are never correct). A false alarm
+is a correct registration judged "fail"; a miss is a wrong one judged "pass".
+
+Usage::
+
+    python scripts/registration_qc_rates.py --workdir /tmp/qc_pairs \\
+        --whole-head-t1 /path/avg152T1.nii.gz /path/avg305T1.nii.gz [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from asfe3d.data import brain_mask, load_mni, make_demo_pair, simulate_pet
+from asfe3d.registration import head_mask, register_pet_to_mri, registration_error_mm
+from asfe3d.registration.corrupt import reorient_voxels
+
+
+@dataclass
+class Pair:
+    name: str
+    kind: str  # "good" or "bad"
+    mri: sitk.Image
+    pet: sitk.Image
+    truth: sitk.Transform | None  # MRI -> PET, None when no rigid truth exists
+    brain: sitk.Image  # brain mask on the MRI grid (error points)
+
+
+def _rot(axis: int, deg: float) -> np.ndarray:
+    t = sitk.Euler3DTransform()
+    a = [0.0, 0.0, 0.0]
+    a[axis] = math.radians(deg)
+    t.SetRotation(*a)
+    return np.rint(np.asarray(t.GetMatrix()).reshape(3, 3))
+
+
+def _centre(img: sitk.Image) -> list[float]:
+    return list(img.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in img.GetSize()]))
+
+
+def _header_map(old: sitk.Image, new: sitk.Image) -> sitk.AffineTransform:
+    """Physical point of ``old`` -> physical point of the same voxel in ``new`` (same array, other header)."""
+    def affine(img: sitk.Image) -> np.ndarray:
+        a = np.eye(4)
+        a[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
+        a[:3, 3] = img.GetOrigin()
+        return a
+    m = affine(new) @ np.linalg.inv(affine(old))
+    t = sitk.AffineTransform(3)
+    t.SetMatrix(m[:3, :3].ravel().tolist())
+    t.SetTranslation(m[:3, 3].tolist())
+    return t
+
+
+def _with_header(pet: sitk.Image, spacing, origin, direction) -> sitk.Image:
+    out = sitk.Image(pet)
+    out.SetSpacing([float(s) for s in spacing])
+    out.SetOrigin([float(o) for o in origin])
+    out.SetDirection([float(d) for d in direction])
+    return out
+
+
+def _compose(q: sitk.Transform, t: sitk.Transform) -> sitk.Transform:
+    return sitk.CompositeTransform([q, t])  # t first, then q
+
+
+def _whole_head(path: Path, spacing: float | None) -> sitk.Image:
+    img = sitk.Cast(sitk.ReadImage(str(path)), sitk.sitkFloat32)
+    if spacing is None:
+        return img
+    size = [int(round(sz * sp / spacing)) for sz, sp in zip(img.GetSize(), img.GetSpacing())]
+    return sitk.Resample(img, size, sitk.Transform(), sitk.sitkBSpline, img.GetOrigin(), [spacing] * 3,
+                         img.GetDirection(), 0.0, sitk.sitkFloat32)
+
+
+def build_pairs(workdir: Path, whole_head: list[Path], quick: bool) -> list[Pair]:
+    pairs: list[Pair] = []
+    demo_specs = [(0, False, "fdg"), (1, False, "amyloid"), (2, True, "amyloid"), (3, True, "fdg")]
+    if not quick:
+        demo_specs += [(4, False, "fdg"), (5, True, "fdg"), (6, False, "amyloid")]
+    base = None
+    for seed, oblique, tracer in demo_specs:
+        d = make_demo_pair(workdir / f"demo_{seed}", seed=seed, oblique=oblique, tracer=tracer,
+                           mri_spacing=(1.0, 1.0, 1.2) if seed == 3 else (1.0, 1.0, 1.0))
+        p = Pair(f"demo seed {seed} {tracer}{' oblique' if oblique else ''}", "good", sitk.ReadImage(str(d.mri_path)),
+                 sitk.ReadImage(str(d.pet_path)), d.true_transform, sitk.ReadImage(str(d.mask_path)))
+        pairs.append(p)
+        base = base or p
+    assert base is not None
+
+    # cross-template: whole-head T1 (its own 2 mm grid, and resampled to 1 mm) with a PET simulated from MNI152
+    t1, gm, wm = load_mni(1)
+    mni_brain = brain_mask(gm, wm)
+    rng = np.random.default_rng(11)
+    cross = []
+    for path in whole_head:
+        for spacing in ((None, 1.0) if not quick else (None,)):
+            mri = _whole_head(path, spacing)
+            for tracer in (("fdg", "amyloid") if not quick else ("fdg",)):
+                motion = sitk.Euler3DTransform()
+                motion.SetCenter(_centre(t1))
+                motion.SetRotation(*np.deg2rad(rng.uniform(-6, 6, 3)).tolist())
+                motion.SetTranslation(rng.uniform(-8, 8, 3).tolist())
+                pet = simulate_pet(gm, wm, tracer=tracer, transform=motion, rng=rng)
+                brain = sitk.Resample(mni_brain, mri, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+                p = Pair(f"{path.name.split('.')[0]} {'2 mm' if spacing is None else '1 mm'} + MNI PET {tracer}",
+                         "good", mri, pet, motion, brain)
+                pairs.append(p)
+                cross.append(p)
+
+    # bad pairs
+    pet0 = base.pet
+    noise = sitk.GetImageFromArray(np.random.default_rng(5).gamma(2.0, 1000.0, sitk.GetArrayViewFromImage(pet0).shape)
+                                   .astype(np.float32))
+    noise.CopyInformation(pet0)
+    pairs.append(Pair("pure-noise PET", "bad", base.mri, noise, None, base.brain))
+    cube = np.zeros(sitk.GetArrayViewFromImage(pet0).shape, np.float32)
+    z, y, x = (s // 2 for s in cube.shape)
+    cube[z - 25:z + 25, y - 25:y + 25, x - 25:x + 25] = 5000.0
+    from scipy.ndimage import gaussian_filter
+
+    cube = gaussian_filter(cube, 1.5) + np.random.default_rng(6).normal(0.0, 100.0, cube.shape).astype(np.float32)
+    cube_img = sitk.GetImageFromArray(cube.astype(np.float32))
+    cube_img.CopyInformation(pet0)
+    pairs.append(Pair("cube phantom PET", "bad", base.mri, cube_img, None, base.brain))
+
+    turns = [("turned 90 about x", _rot(0, 90)), ("turned 90 about y", _rot(1, 90)), ("turned 90 about z", _rot(2, 90)),
+             ("turned 180 about x", _rot(0, 180)), ("turned 180 about z", _rot(2, 180)),
+             ("mirrored y (A-P flip)", np.diag([1.0, -1.0, 1.0])), ("mirrored z (S-I flip)", np.diag([1.0, 1.0, -1.0])),
+             ("mirrored x (L-R flip)", np.diag([-1.0, 1.0, 1.0]))]
+    if quick:
+        turns = turns[:1] + turns[3:4] + turns[6:7]
+    sources = [base] + cross[:1]
+    for src in sources:
+        for label, m in turns:
+            pet, q = reorient_voxels(src.pet, m)
+            pairs.append(Pair(f"{label}, header unchanged ({src.name})", "bad", src.mri, pet,
+                              _compose(q, src.truth), src.brain))
+
+    for deg in ((25, 40, 60) if not quick else (40,)):
+        motion = sitk.Euler3DTransform()
+        motion.SetCenter(_centre(t1))
+        motion.SetRotation(math.radians(deg), 0.0, 0.0)
+        motion.SetTranslation([0.0, 5.0, -5.0])
+        pet = simulate_pet(gm, wm, transform=motion, rng=np.random.default_rng(deg))
+        pairs.append(Pair(f"pitch {deg} deg (demo MRI)", "bad", base.mri, pet, motion,
+                          sitk.Resample(mni_brain, base.mri, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                        sitk.sitkUInt8)))
+
+    # headers: code 0 with pixdims (nibabel: diag(pixdim), origin 0 -> LPS direction diag(-1,-1,1)), zero pixdims
+    # (1 mm voxels as well), and 1e5 mm voxels
+    lps = [-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0]
+    code0 = _with_header(pet0, pet0.GetSpacing(), (0, 0, 0), lps)
+    pairs.append(Pair("qform/sform codes 0 (pixdims kept)", "bad", base.mri, code0,
+                      _compose(_header_map(pet0, code0), base.truth), base.brain))
+    zero = _with_header(pet0, (1.0, 1.0, 1.0), (0, 0, 0), lps)
+    pairs.append(Pair("zero pixdims (1 mm fallback)", "bad", base.mri, zero, None, base.brain))
+    huge = _with_header(pet0, (1e5, 1e5, 1e5), pet0.GetOrigin(), pet0.GetDirection())
+    pairs.append(Pair("1e5 mm voxels", "bad", base.mri, huge, None, base.brain))
+    return pairs
+
+
+def run(pairs: list[Pair], correct_mm: float, log: Callable[[str], None]) -> list[dict]:
+    rows = []
+    log(f"| pair | kind | plain QC | start kept | error mm (plain -> kept) | verdict | correct | seconds | reasons |")
+    log("|---|---|---|---|---|---|---|---|---|")
+    for p in pairs:
+        head = head_mask(p.mri)
+        t = time.perf_counter()
+        res = register_pet_to_mri(p.mri, p.pet, "rigid", head=head)
+        seconds = time.perf_counter() - t
+        err = float("nan")
+        if p.truth is not None:
+            err = registration_error_mm(p.truth, res.transform, p.brain)["mean"]
+        correct = bool(p.truth is not None and err <= correct_mm)
+        plain = res.qc_plain or res.qc
+        plain_err = "" if res.qc_plain is None else "(plain failed QC) "
+        assert res.qc is not None
+        rows.append({"name": p.name, "kind": p.kind, "verdict": res.qc.verdict, "plain": plain.verdict,
+                     "correct": correct, "error": err, "seconds": seconds, "start": res.start})
+        log(f"| {p.name} | {p.kind} | {plain.verdict} | {res.start} | {plain_err}{err:.2f} | {res.qc.verdict} | "
+            f"{'yes' if correct else 'no'} | {seconds:.1f} | {'; '.join(res.qc.reasons) or '-'} |")
+    return rows
+
+
+def rates(rows: list[dict], log: Callable[[str], None]) -> None:
+    def frac(sel: list[dict], cond: Callable[[dict], bool]) -> str:
+        n = sum(1 for r in sel if cond(r))
+        return f"{n}/{len(sel)}" if sel else "0/0"
+    good_in = [r for r in rows if r["kind"] == "good"]
+    bad_in = [r for r in rows if r["kind"] == "bad"]
+    correct = [r for r in rows if r["correct"]]
+    wrong = [r for r in rows if not r["correct"]]
+    log("")
+    log("| measure | count |")
+    log("|---|---|")
+    log(f"| good pairs registered correctly | {frac(good_in, lambda r: r['correct'])} |")
+    log(f"| bad pairs recovered by the multi-start search (correct) | {frac(bad_in, lambda r: r['correct'])} |")
+    log(f"| false alarms: correct registrations judged fail | {frac(correct, lambda r: r['verdict'] == 'fail')} |")
+    log(f"| correct registrations judged warn | {frac(correct, lambda r: r['verdict'] == 'warn')} |")
+    log(f"| misses: wrong registrations judged pass | {frac(wrong, lambda r: r['verdict'] == 'pass')} |")
+    log(f"| wrong registrations judged warn (not refused) | {frac(wrong, lambda r: r['verdict'] == 'warn')} |")
+    log(f"| good input pairs judged pass | {frac(good_in, lambda r: r['verdict'] == 'pass')} |")
+    g = [r["seconds"] for r in rows if r["start"] == "moments"]
+    m = [r["seconds"] for r in rows if r["start"] != "moments"]
+    if g:
+        log(f"| seconds per registration without multi-start (mean, wall) | {np.mean(g):.1f} |")
+    if m:
+        log(f"| seconds per registration with multi-start kept (mean, wall) | {np.mean(m):.1f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", type=Path, required=True, help="folder for the simulated pairs")
+    ap.add_argument("--whole-head-t1", type=Path, nargs="*", default=[],
+                    help="whole-head T1 templates in MNI space (e.g. SPM12 canonical/avg152T1.nii)")
+    ap.add_argument("--correct-mm", type=float, default=3.0,
+                    help="mean brain error (mm) under which a registration counts as correct (default 3)")
+    ap.add_argument("--quick", action="store_true", help="fewer pairs")
+    args = ap.parse_args(argv)
+    for p in args.whole_head_t1:
+        if not p.is_file():
+            ap.error(f"--whole-head-t1: no such file: {str(p)!r}")
+    if not (math.isfinite(args.correct_mm) and args.correct_mm > 0):
+        ap.error(f"--correct-mm must be > 0, got {args.correct_mm!r}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    pairs = build_pairs(args.workdir, list(args.whole_head_t1), args.quick)
+    rows = run(pairs, args.correct_mm, lambda s: print(s, flush=True))
+    rates(rows, lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Tests of the registration QC, the multi-start search and the coarser finest level (MNI at 4 mm, PET at 4 mm)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from asfe3d.registration import (
+    QCThresholds,
+    RegistrationQC,
+    assess_registration,
+    head_mask,
+    register_pet_to_mri,
+    registration_error_mm,
+    start_name,
+    start_orientations,
+    transform_size,
+)
+from asfe3d.registration.corrupt import reorient_voxels
+
+
+@pytest.fixture(scope="module")
+def case5(case):
+    t1, pet, true, brain = case
+    return t1, pet, true, brain, head_mask(t1)
+
+
+@pytest.fixture(scope="module")
+def good(case5):
+    t1, pet, _, _, head = case5
+    return register_pet_to_mri(t1, pet, "rigid", sampling=0.2, head=head)
+
+
+def test_good_pair_passes(case5, good):
+    t1, pet, true, brain, head = case5
+    assert registration_error_mm(true, good.transform, brain)["mean"] < 1.0
+    assert good.qc is not None and good.qc.verdict == "pass", good.qc.summary()
+    assert good.start == "moments" and good.starts_tried == 0 and good.qc_plain is None
+    qc = assess_registration(t1, pet, good.transform, head)
+    assert qc.verdict == "pass" and qc.reasons == [] and qc.flags == []
+    n = qc.numbers
+    assert n["mi_margin"] > 0.1 and n["pet_in_head"] > 0.9 and n["rotation_deg"] < 15.0
+    d = qc.as_dict()
+    assert d["verdict"] == "pass" and set(d["numbers"]) == set(n)
+    assert qc.summary().startswith("registration QC pass: MI ") and "\n" not in qc.summary()
+
+
+def test_misaligned_result_fails(case5, good):
+    """The right images with a transform 25 mm off: PET out of the head and not an MI optimum."""
+    t1, pet, _, _, head = case5
+    off = sitk.CompositeTransform([good.transform, sitk.TranslationTransform(3, (0.0, 0.0, 25.0))])
+    qc = assess_registration(t1, pet, off, head)
+    assert qc.verdict == "fail" and "mi_margin" in qc.flags, qc.summary()
+    assert "registration QC fail: " in qc.summary()
+
+
+def _noise_like(pet: sitk.Image, seed: int) -> sitk.Image:
+    arr = np.random.default_rng(seed).gamma(2.0, 1000.0, sitk.GetArrayViewFromImage(pet).shape).astype(np.float32)
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(pet)
+    return out
+
+
+def _cube_like(pet: sitk.Image) -> sitk.Image:
+    arr = np.zeros(sitk.GetArrayViewFromImage(pet).shape, np.float32)
+    z, y, x = (s // 2 for s in arr.shape)
+    arr[z - 12:z + 12, y - 12:y + 12, x - 12:x + 12] = 5000.0
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(pet)
+    return sitk.SmoothingRecursiveGaussian(out, 4.0)
+
+
+@pytest.mark.parametrize("kind", ["noise", "cube"])
+def test_noise_and_cube_fail(case5, kind):
+    t1, pet, _, _, head = case5
+    bad = _noise_like(pet, 3) if kind == "noise" else _cube_like(pet)
+    res = register_pet_to_mri(t1, bad, "rigid", sampling=0.2, head=head, multistart="never")
+    assert res.qc is not None and res.qc.verdict == "fail", res.qc.summary()
+    if kind == "noise":
+        assert "pet_noise" in res.qc.flags
+
+
+def test_turned_pet_fails_plain_and_multistart_recovers(case5):
+    t1, pet, true, brain, head = case5
+    turned, q = reorient_voxels(pet, [[1, 0, 0], [0, 0, -1], [0, 1, 0]])  # 90 degrees about x, header silent
+    truth = sitk.CompositeTransform([q, true])
+    plain = register_pet_to_mri(t1, turned, "rigid", sampling=0.2, head=head, multistart="never")
+    assert registration_error_mm(truth, plain.transform, brain)["mean"] > 10.0
+    assert plain.qc is not None and plain.qc.verdict == "fail", plain.qc.summary()
+    res = register_pet_to_mri(t1, turned, "rigid", sampling=0.2, head=head)
+    assert registration_error_mm(truth, res.transform, brain)["mean"] < 1.5
+    assert res.start.startswith("rotate 90 deg about") and res.starts_tried == len(start_orientations())
+    assert res.qc_plain is not None and res.qc_plain.verdict == "fail"
+    assert res.qc is not None and res.qc.verdict == "warn" and res.qc.flags == ["rotation"], res.qc.summary()
+    assert 80.0 < res.qc.numbers["rotation_deg"] < 100.0
+    again = register_pet_to_mri(t1, turned, "rigid", sampling=0.2, head=head)
+    assert again.transform.GetParameters() == res.transform.GetParameters()
+
+
+def test_coarser_finest_level(case5):
+    t1, pet, true, brain, head = case5
+    res = register_pet_to_mri(t1, pet, "rigid", sampling=0.5, head=head, finest_mm=8.0)
+    assert res.bin_factors == (2, 2, 2)
+    assert registration_error_mm(true, res.transform, brain)["mean"] < 2.0
+    assert register_pet_to_mri(t1, pet, "rigid", sampling=0.2, head=head, assess=False,
+                               multistart="never").bin_factors == (1, 1, 1)
+
+
+def test_transform_size_and_start_names():
+    t = sitk.Euler3DTransform()
+    t.SetCenter((10.0, 0.0, 0.0))
+    t.SetRotation(0.0, 0.0, math.radians(20.0))
+    t.SetTranslation((3.0, 4.0, 0.0))
+    size = transform_size(t, (10.0, 0.0, 0.0))
+    assert size["rotation_deg"] == pytest.approx(20.0, abs=1e-6)
+    assert size["translation_mm"] == pytest.approx(5.0) and size["mirrored"] == 0.0
+    mirror = sitk.AffineTransform(3)
+    mirror.SetMatrix([-1.1, 0, 0, 0, 1, 0, 0, 0, 1])
+    size = transform_size(mirror, (0.0, 0.0, 0.0))
+    assert size["mirrored"] == 1.0 and size["scale_max"] == pytest.approx(1.1)
+    starts = start_orientations()
+    assert len(starts) == 24 + 12 and np.allclose(starts[0], np.eye(3))
+    assert len(start_orientations(mirrors=True)) == 24 + 12 + 24
+    assert len(start_orientations(mirrors=False, intermediate_deg=())) == 24
+    assert start_name(np.eye(3)) == "identity"
+    assert start_name(np.diag([-1.0, 1.0, 1.0])) == "mirror x"
+    assert start_name(np.diag([-1.0, -1.0, 1.0])) == "rotate 180 deg about z"
+    assert start_name([[1, 0, 0], [0, 0, -1], [0, 1, 0]]) == "rotate 90 deg about x"
+
+
+def test_bad_arguments(case5, good):
+    t1, pet, _, _, head = case5
+    tfm = good.transform
+    with pytest.raises(ValueError, match="grid_mm must be a number in \\[1, 16\\], got 0.5"):
+        assess_registration(t1, pet, tfm, head, grid_mm=0.5)
+    with pytest.raises(ValueError, match="shift_mm .* got -1"):
+        assess_registration(t1, pet, tfm, head, shift_mm=-1)
+    with pytest.raises(ValueError, match="signal_fraction .* got 1.0"):
+        assess_registration(t1, pet, tfm, head, signal_fraction=1.0)
+    with pytest.raises(ValueError, match="bins must be an integer in \\[8, 256\\], got 4"):
+        assess_registration(t1, pet, tfm, head, bins=4)
+    with pytest.raises(ValueError, match="head must be on the MRI grid"):
+        assess_registration(t1, pet, tfm, sitk.Image([4, 4, 4], sitk.sitkUInt8))
+    with pytest.raises(TypeError, match="transform must be a SimpleITK transform, got str"):
+        assess_registration(t1, pet, "rigid", head)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pet must be a SimpleITK image, got ndarray"):
+        assess_registration(t1, np.zeros((3, 3, 3)), tfm, head)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="head mask has no voxel"):
+        assess_registration(t1, pet, tfm, head * 0)
+    with pytest.raises(ValueError, match="QCThresholds.min_mi_margin \\(0.5\\) must not exceed"):
+        QCThresholds(min_mi_margin=0.5)
+    with pytest.raises(ValueError, match="QCThresholds.scale_range .* got \\(1.5, 1.0\\)"):
+        QCThresholds(scale_range=(1.5, 1.0))
+    with pytest.raises(ValueError, match="verdict must be one of .* got 'ok'"):
+        RegistrationQC("ok")
+    with pytest.raises(ValueError, match="multistart must be one of .* got 'sometimes'"):
+        register_pet_to_mri(t1, pet, multistart="sometimes")
+    with pytest.raises(ValueError, match="finest_mm must be None or a finite number > 0, got 0"):
+        register_pet_to_mri(t1, pet, finest_mm=0)
+    with pytest.raises(ValueError, match="multistart='auto' needs assess=True"):
+        register_pet_to_mri(t1, pet, assess=False)
+    with pytest.raises(ValueError, match="matrix must be a 3x3 signed permutation"):
+        reorient_voxels(pet, np.eye(3) * 2)
+    with pytest.raises(ValueError, match="intermediate_deg values must be in \\(0, 90\\), got 90"):
+        start_orientations(intermediate_deg=(90,))
+    with pytest.raises(ValueError, match="matrix must be orthogonal"):
+        start_name(np.eye(3) * 2)
+    with pytest.raises(ValueError, match="centre must be three finite coordinates"):
+        transform_size(tfm, (0.0, 0.0))
