@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,10 @@ from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
 from asfe3d.io.convert import (
     LPS_TO_RAS,
     ras_affine_from_sitk,
-    sitk_image_from_ras_affine,
+    sitk_geometry_from_ras_affine,
     sitk_to_numpy_xyz,
 )
+from asfe3d.io.pet import PET_UNITS, read_pet_header, suv_factor
 
 __all__ = ["Volume", "read_volume", "detect_format"]
 
@@ -118,11 +120,18 @@ def read_volume(
     allow_nonfinite: bool = False,
     nifti_geometry: str = "auto",
     dicom_strict: bool = False,
+    frame_realign: bool = True,
+    frame_reference: str | int = "mean",
+    pet_units: str | None = None,
+    pet_sidecar: str | Path | None = None,
 ) -> Volume:
     """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
 
-    A 4D image (e.g. dynamic PET, frames along the 4th axis) is averaged over its frames, or ``frame=N``
-    (0-based) takes one frame; which one happened is logged at INFO and stored in ``info``.
+    A 4D image (e.g. dynamic PET, frames along the 4th axis) is averaged over its frames after a rigid
+    realignment of the frames (``frame_realign``), or ``frame=N`` (0-based) takes one frame; which one happened is
+    logged at INFO and stored in ``info`` (``frames``, ``frames_averaged`` / ``frame_taken``, and with
+    realignment ``frames_realigned`` (reference, pose, seconds, per-frame ``motion``: rotation_deg,
+    translation_mm, mean / max head displacement in mm) and ``frame_motion_mm`` (mean displacement per frame)).
 
     Args:
         path: a NIfTI file (``.nii`` / ``.nii.gz``), a DICOM series folder, or a file SimpleITK reads
@@ -139,6 +148,15 @@ def read_volume(
         dicom_strict: refuse DICOM stacks (series or enhanced multi-frame) with non-uniform slice gaps, a gantry
             tilt or a slice out of line, instead of resampling them onto a regular grid (the default, like
             dcm2niix; logged at WARNING and recorded in ``info["dicom_resampled"]``).
+        frame_realign: realign the frames of a 4D image rigidly before averaging them (default); ``False`` gives
+            the plain mean.
+        frame_reference: what the frames are realigned to: ``"mean"`` (their mean; the result keeps frame 0's
+            pose and the motions are relative to frame 0) or a 0-based frame index.
+        pet_units: ``None`` keeps the stored values; ``"suv"`` converts Bq/ml (or kBq/ml...) to SUV (body weight)
+            from the DICOM header or the JSON sidecar (see :mod:`asfe3d.io.pet`), recorded in
+            ``info["pet_units"]`` and logged.
+        pet_sidecar: the JSON sidecar to take the PET facts from (default: the DICOM header, else the ``.json``
+            next to the image).
 
     Returns:
         The volume: ``image`` is 3D ``sitkFloat32`` with LPS geometry of shape ``(X, Y, Z)``.
@@ -152,7 +170,10 @@ def read_volume(
             non-finite pixdims, a qform and sform claiming the same space but disagreeing; voxel sizes outside
             [0.01, 50] mm; a header claiming more data than the file holds, more than 2^31 voxels or more memory
             than is available (all checked before the voxels are read).
-        ValueError: when ``role`` is not a non-empty string.
+            With ``pet_units="suv"``: no header nor sidecar, or one that lacks what SUV needs (each missing fact
+            named), or units that are not an activity concentration.
+        ValueError: bad arguments (``role`` not a non-empty string, unknown ``nifti_geometry`` / ``pet_units``,
+            ``frame`` / ``frame_reference`` of the wrong type).
     """
     if not isinstance(role, str) or not role:
         raise ValueError(f"role must be a non-empty string, got {role!r}.")
@@ -160,36 +181,61 @@ def read_volume(
         raise ValueError(f"nifti_geometry must be one of {NIFTI_GEOMETRIES}, got {nifti_geometry!r}.")
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
         raise ValueError(f"frame must be an int or None, got {frame!r}.")
+    if pet_units is not None and pet_units not in PET_UNITS:
+        raise ValueError(f"pet_units must be None or one of {PET_UNITS}, got {pet_units!r}.")
+    if not (frame_reference == "mean" or (isinstance(frame_reference, (int, np.integer))
+                                          and not isinstance(frame_reference, bool) and frame_reference >= 0)):
+        raise ValueError(f"frame_reference must be 'mean' or a frame index >= 0, got {frame_reference!r}.")
     p = Path(path)
     if not p.exists():
         raise Asfe3dInputError(p, f"{role} input does not exist")
     fmt = detect_format(p)
     info: dict[str, Any] = {"role": role}
     header = None
+    dicom_file: Path | None = None
+    affine = None
     if fmt == "nifti":
-        frames, affine, header = _read_nifti(p, role, info, nifti_geometry)
-        arr3 = _pick_frame(p, frames, frame, role, info)
-        arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
+        data, affine, header = _read_nifti(p, role, info, nifti_geometry)
+        frames = [data] if data.ndim == 3 else [data[..., t] for t in range(data.shape[3])]
         try:
-            image = sitk_image_from_ras_affine(arr3, affine)
+            geometry = sitk_geometry_from_ras_affine(affine, data.shape[:3])
         except ValueError as err:
             raise Asfe3dInputError(p, f"{role} NIfTI geometry cannot be used: {err}") from None
-        _verify_nifti_geometry(p, image, affine)
     else:
         if fmt == "dicom":
-            img, _ = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
+            img, dicom_file = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
         elif fmt == "other" and is_dicom_file(p):
-            fmt = "dicom"
+            fmt, dicom_file = "dicom", p
             img = read_dicom_file(p, role, info, strict=dicom_strict)
         else:
             img = _read_sitk_file(p, role, info)
             if fmt == "other":
                 fmt = info.pop("sitk_io", "other")
         frames_img = _sitk_frames(p, img, role)
-        arr3 = _pick_frame(p, [sitk_to_numpy_xyz(f) for f in frames_img], frame, role, info)
-        arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
-        image = sitk.GetImageFromArray(np.ascontiguousarray(arr3.transpose(2, 1, 0)))
-        image.CopyInformation(frames_img[0])
+        frames = [sitk_to_numpy_xyz(f) for f in frames_img]
+        geometry = (frames_img[0].GetOrigin(), frames_img[0].GetSpacing(), frames_img[0].GetDirection())
+    arr3 = _pick_frame(p, frames, frame, role, info, geometry=geometry, realign=frame_realign,
+                       reference=frame_reference, allow_nonfinite=allow_nonfinite)
+    del frames
+    if pet_units == "suv":
+        head = read_pet_header(p, dicom_file=dicom_file, sidecar=pet_sidecar)
+        factor, record = suv_factor(head, p)
+        arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)
+        info["pet_units"] = record
+        logger.info(
+            "%s %s: converted %s to SUV (body weight): weight %.4g kg, dose %.4g MBq decayed by %.4f over %s s "
+            "(DecayCorrection %s, %s), factor %.6g", role, p, head.units, head.weight_kg or float("nan"),
+            (head.dose_bq or float("nan")) / 1e6, record["decay_factor"],
+            "n/a" if head.seconds_injection_to_reference is None else f"{head.seconds_injection_to_reference:.0f}",
+            head.decay_correction, head.source, factor,
+        )
+    arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(arr3.transpose(2, 1, 0)))
+    image.SetOrigin(tuple(float(v) for v in geometry[0]))
+    image.SetSpacing(tuple(float(v) for v in geometry[1]))
+    image.SetDirection(tuple(float(v) for v in geometry[2]))
+    if affine is not None:
+        _verify_nifti_geometry(p, image, affine)
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info)
 
@@ -432,43 +478,99 @@ def _check_shape(p: Path, shape: tuple[int, ...], role: str) -> None:
 
 
 def _pick_frame(
-    p: Path, data: np.ndarray | list[np.ndarray], frame: int | None, role: str, info: dict[str, Any]
+    p: Path,
+    frames: list[np.ndarray],
+    frame: int | None,
+    role: str,
+    info: dict[str, Any],
+    *,
+    geometry: tuple[Any, Any, Any],
+    realign: bool,
+    reference: str | int,
+    allow_nonfinite: bool,
 ) -> np.ndarray:
-    """Reduce ``(X, Y, Z[, T])`` data (or a list of 3D frames) to one float32 3D array."""
-    if isinstance(data, list):
-        frames = data
-        nframes = len(frames)
-    else:
-        nframes = 1 if data.ndim == 3 else data.shape[3]
-        frames = None
+    """Reduce 3D frames ``(X, Y, Z)`` to one float32 3D array: frame ``frame``, or the (realigned) mean."""
+    nframes = len(frames)
     info["frames"] = nframes
     if frame is not None:
         if not 0 <= int(frame) < nframes:
             raise Asfe3dInputError(p, f"{role} frame={frame} is out of range: the image has {nframes} frame(s)")
-        out = frames[int(frame)] if frames is not None else (data if data.ndim == 3 else data[..., int(frame)])
         if nframes > 1:
             info["frame_taken"] = int(frame)
             logger.info("%s %s: took frame %d of %d", role, p, int(frame), nframes)
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(frames[int(frame)], dtype=np.float32)
     if nframes == 1:
-        out = frames[0] if frames is not None else (data if data.ndim == 3 else data[..., 0])
-        return np.asarray(out, dtype=np.float32)
-    if frames is not None:
-        acc = np.zeros(frames[0].shape, dtype=np.float64)
-        for f in frames:
-            acc += f
-        out = acc / nframes
-    else:
-        out = data.mean(axis=3, dtype=np.float64)
+        return np.asarray(frames[0], dtype=np.float32)
+    if realign:
+        if not reference == "mean" and int(reference) >= nframes:
+            raise Asfe3dInputError(
+                p, f"{role} frame_reference={reference} is out of range: the image has {nframes} frames"
+            )
+        return _realigned_mean(p, frames, role, info, geometry, reference, allow_nonfinite)
+    acc = np.zeros(frames[0].shape, dtype=np.float64)
+    for f in frames:
+        acc += f
     info["frames_averaged"] = nframes
-    logger.info("%s %s: averaged %d frames (pass frame=N to take one)", role, p, nframes)
-    return np.asarray(out, dtype=np.float32)
+    logger.info("%s %s: averaged %d frames without realignment (pass frame=N to take one)", role, p, nframes)
+    return np.asarray(acc / nframes, dtype=np.float32)
+
+
+def _realigned_mean(
+    p: Path,
+    frames: list[np.ndarray],
+    role: str,
+    info: dict[str, Any],
+    geometry: tuple[Any, Any, Any],
+    reference: str | int,
+    allow_nonfinite: bool,
+) -> np.ndarray:
+    """Mean of the frames after rigid realignment (:func:`asfe3d.registration.frames.realign_frames`)."""
+    from asfe3d.registration.frames import mean_image, realign_frames
+
+    images = []
+    repaired = 0
+    for f in frames:
+        arr = np.asarray(f, dtype=np.float32)
+        bad = ~np.isfinite(arr)
+        if bad.any():  # the registration needs finite voxels: refuse or repair now (as _check_values would)
+            if not allow_nonfinite:
+                raise Asfe3dInputError(
+                    p, f"{role} image has {int(bad.sum())} non-finite (NaN/Inf) voxels in its frames; pass "
+                    "allow_nonfinite=True to replace them by 0"
+                )
+            repaired += int(bad.sum())
+            arr = np.where(bad, np.float32(0), arr)
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
+        img.SetOrigin(tuple(float(v) for v in geometry[0]))
+        img.SetSpacing(tuple(float(v) for v in geometry[1]))
+        img.SetDirection(tuple(float(v) for v in geometry[2]))
+        images.append(img)
+    if repaired:
+        info["nonfinite_repaired"] = repaired
+        logger.warning("%s %s: replaced %d non-finite (NaN/Inf) voxels by 0 in its frames", role, p, repaired)
+    start = time.perf_counter()
+    aligned, motion = realign_frames(images, reference=reference if reference == "mean" else int(reference))
+    mean = sitk_to_numpy_xyz(mean_image(aligned))
+    info["frames_averaged"] = len(frames)
+    info["frames_realigned"] = {
+        "reference": reference,
+        "pose": "frame 0" if reference == "mean" else f"frame {int(reference)}",
+        "seconds": round(time.perf_counter() - start, 2),
+        "motion": motion,
+    }
+    info["frame_motion_mm"] = [m["mean_displacement_mm"] for m in motion]
+    logger.info(
+        "%s %s: averaged %d frames after rigid realignment (to %s); mean head displacement per frame: %s mm",
+        role, p, len(frames), "their mean" if reference == "mean" else f"frame {reference}",
+        ", ".join(f"{d:.2f}" for d in info["frame_motion_mm"]),
+    )
+    return mean.astype(np.float32, copy=False)
 
 
 def _check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, info: dict[str, Any]) -> np.ndarray:
     bad = ~np.isfinite(arr)
     nbad = int(bad.sum())
-    info["nonfinite_repaired"] = 0
+    info.setdefault("nonfinite_repaired", 0)
     if nbad:
         if not allow_nonfinite:
             raise Asfe3dInputError(

@@ -173,18 +173,25 @@ def write_enhanced_dicom(
     return path
 
 
-def write_ct_series(
+def write_pydicom_series(
     folder: Path,
     array_xyz: np.ndarray,
     positions: Sequence[Sequence[float]],
     direction: np.ndarray,
     spacing_xy: Sequence[float],
     series_uid: str,
-    gantry_tilt: float = 0.0,
-    manufacturer: str = "GE MEDICAL SYSTEMS",
+    *,
+    modality: str = "CT",
+    sop_class: str = "1.2.840.10008.5.1.4.1.1.2",
+    slopes: Sequence[float] | None = None,
+    header: dict | None = None,
+    edit=None,
 ) -> list[Path]:
-    """Write a 3D int16 array (X, Y, Z) as a CT series (one pydicom file per slice) with the fields converters such
-    as dcm2niix use to group slices and to correct a gantry tilt (GantryDetectorTilt, in degrees)."""
+    """Write a 3D int16 array (X, Y, Z) as a single-frame DICOM series with pydicom (one file per slice).
+
+    ``slopes``: per-slice RescaleSlope (intercept 0); ``header``: extra top-level attributes (keyword -> value);
+    ``edit(ds, k)``: a last change to slice ``k``'s dataset (e.g. to add sequences).
+    """
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
@@ -195,30 +202,48 @@ def write_ct_series(
     files = []
     for k in range(nz):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+        meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = f"{series_uid}.{k + 1}"
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.1", series_uid
-        ds.Modality, ds.Manufacturer, ds.ImageType = "CT", manufacturer, ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.PatientName, ds.PatientID, ds.StudyDate, ds.SeriesDate = "Test^CT", "ct01", "20250101", "20250101"
+        ds.Modality, ds.Manufacturer, ds.ImageType = modality, "GE MEDICAL SYSTEMS", ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.PatientName, ds.PatientID, ds.StudyDate, ds.SeriesDate = "Test^Patient", "p01", "20250101", "20250101"
         ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = "120000"
         ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 3, 1, k + 1
-        ds.SeriesDescription = "CT test"
+        ds.SeriesDescription = f"{modality} test"
         ds.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]
         ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*direction[:, 0], *direction[:, 1])]
         ds.PixelSpacing = [f"{spacing_xy[1]:.6f}", f"{spacing_xy[0]:.6f}"]
         ds.SliceThickness = "1.25"
-        ds.GantryDetectorTilt = f"{gantry_tilt:.4f}"
-        ds.KVP = "120"
-        ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+        ds.RescaleSlope = f"{slopes[k]:.10g}" if slopes is not None else "1"
+        ds.RescaleIntercept = "0"
         ds.Rows, ds.Columns = ny, nx
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        for key, value in (header or {}).items():
+            setattr(ds, key, value)
+        if edit is not None:
+            edit(ds, k)
         ds.PixelData = np.ascontiguousarray(array_xyz[:, :, k].T).astype("<i2").tobytes()
-        f = folder / f"ct{k:03d}.dcm"
+        f = folder / f"im{k:03d}.dcm"
         pydicom.dcmwrite(str(f), ds, enforce_file_format=True)
         files.append(f)
     return files
+
+
+def write_ct_series(
+    folder: Path,
+    array_xyz: np.ndarray,
+    positions: Sequence[Sequence[float]],
+    direction: np.ndarray,
+    spacing_xy: Sequence[float],
+    series_uid: str,
+    gantry_tilt: float = 0.0,
+) -> list[Path]:
+    """A CT series (pydicom) with the fields converters such as dcm2niix use to group slices and to correct a
+    gantry tilt (GantryDetectorTilt, in degrees)."""
+    return write_pydicom_series(folder, array_xyz, positions, direction, spacing_xy, series_uid,
+                                header={"GantryDetectorTilt": f"{gantry_tilt:.4f}", "KVP": "120"})

@@ -1,0 +1,368 @@
+"""PET units: what the voxels are (Bq/ml, SUV...), how they were decay corrected, and the SUV (body weight) factor.
+
+The facts come from the DICOM header (Units, DecayCorrection, PatientWeight, RadiopharmaceuticalInformationSequence:
+RadionuclideTotalDose, RadionuclideHalfLife, RadiopharmaceuticalStartDateTime / StartTime; SeriesDate/Time,
+AcquisitionDate/Time) or from a JSON sidecar: BIDS PET (Units, InjectedRadioactivity + InjectedRadioactivityUnits,
+BodyWeight + BodyWeightUnits, TracerRadionuclide, ImageDecayCorrected, ImageDecayCorrectionTime, ScanStart,
+InjectionStart) or dcm2niix's DICOM-like keys (Units, DecayCorrection, RadionuclideTotalDose, RadionuclideHalfLife,
+RadiopharmaceuticalStartTime, AcquisitionTime / SeriesTime, PatientWeight).
+
+SUV (body weight), as in the QIBA / Vendor-neutral definition::
+
+    SUVbw = C [Bq/ml] * weight [g] / (injected dose [Bq] * 2 ** (-dt / half-life))
+
+where ``dt`` runs from the injection to the time the image is decay corrected to: the scan start for
+``DecayCorrection = START`` (and, approximately, for ``NONE``, noted), 0 for ``ADMIN``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io.checks import short_error
+
+__all__ = [
+    "PET_UNITS",
+    "HALF_LIFE_S",
+    "PetHeader",
+    "pet_header_from_dicom",
+    "pet_header_from_sidecar",
+    "find_sidecar",
+    "read_pet_header",
+    "suv_factor",
+]
+
+#: Values of ``read_volume(pet_units=...)``: ``None`` keeps the stored values.
+PET_UNITS = ("suv",)
+
+#: Half-lives (s) of the common PET radionuclides, by BIDS TracerRadionuclide name (upper case, no dash).
+HALF_LIFE_S = {
+    "F18": 6586.2, "C11": 1221.66, "O15": 122.24, "N13": 597.9, "GA68": 4057.74, "CU64": 45721.1,
+    "ZR89": 282276.0, "RB82": 76.38, "I124": 360806.4, "BR76": 58320.0,
+}
+
+_ACTIVITY_TO_BQ = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci": 3.7e7, "uci": 3.7e4}
+_CONC_TO_BQML = {"bq/ml": 1.0, "bqml": 1.0, "kbq/ml": 1e3, "mbq/ml": 1e6, "bq/cc": 1.0, "kbq/cc": 1e3}
+_SUV_UNITS = {"gml", "g/ml", "suv", "suvbw"}
+_WEIGHT_TO_KG = {"kg": 1.0, "g": 1e-3, "lb": 0.45359237, "lbs": 0.45359237}
+
+
+@dataclass
+class PetHeader:
+    """What a PET header says about its units and timing (``None``: not stated).
+
+    Attributes:
+        source: ``"dicom"`` or ``"sidecar"``, and the file.
+        units: the stored units as written (``"BQML"``, ``"Bq/mL"``...).
+        decay_correction: ``"START"``, ``"ADMIN"`` or ``"NONE"``.
+        weight_kg: body weight.
+        dose_bq: injected activity at the injection time.
+        half_life_s: radionuclide half-life.
+        seconds_injection_to_reference: seconds from the injection to the time the image is decay corrected to
+            (the scan start for START / NONE), when known.
+        reference: which times gave it (e.g. ``"SeriesDate/SeriesTime - RadiopharmaceuticalStartDateTime"``).
+        notes: remarks (e.g. a midnight crossing assumed).
+    """
+
+    source: str
+    units: str | None = None
+    decay_correction: str | None = None
+    weight_kg: float | None = None
+    dose_bq: float | None = None
+    half_life_s: float | None = None
+    seconds_injection_to_reference: float | None = None
+    reference: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for ``Volume.info`` and JSON sidecars)."""
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------- DICOM
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _dicom_datetime(date: Any, time: Any, full: Any = None) -> dt.datetime | None:
+    """A datetime from a DICOM DT string, or a DA and a TM string (fractions of seconds kept)."""
+    text = str(full).strip() if full not in (None, "") else None
+    if text:
+        text = text.split("+")[0].split("-")[0] if len(text) > 14 else text
+        date, time = text[:8], text[8:]
+    if not date or not time:
+        return None
+    date, time = str(date).strip(), str(time).strip().replace(":", "")
+    try:
+        day = dt.datetime.strptime(date[:8], "%Y%m%d")
+        hh, mm = int(time[0:2]), int(time[2:4]) if len(time) >= 4 else 0
+        ss = float(time[4:]) if len(time) > 4 else 0.0
+    except ValueError:
+        return None
+    return day + dt.timedelta(hours=hh, minutes=mm, seconds=ss)
+
+
+def pet_header_from_dicom(path: str | Path) -> PetHeader:
+    """Read the PET units and timing facts of one DICOM file (header only).
+
+    Args:
+        path: a DICOM file of the PET series.
+
+    Returns:
+        The facts found (missing ones are ``None``).
+
+    Raises:
+        Asfe3dInputError: the file is not readable DICOM.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception as err:  # noqa: BLE001
+        raise Asfe3dInputError(path, f"PET DICOM header cannot be read ({short_error(err)})") from None
+    head = PetHeader(source=f"dicom:{Path(path).name}")
+    head.units = str(ds.get("Units", "") or "").strip() or None
+    head.decay_correction = str(ds.get("DecayCorrection", "") or "").strip().upper() or None
+    weight = _float(ds.get("PatientWeight"))
+    head.weight_kg = weight if weight and weight > 0 else None
+    seq = ds.get("RadiopharmaceuticalInformationSequence")
+    item = seq[0] if seq else None
+    date = ds.get("SeriesDate") or ds.get("AcquisitionDate") or ds.get("StudyDate")
+    injection = None
+    if item is not None:
+        dose = _float(item.get("RadionuclideTotalDose"))
+        head.dose_bq = dose if dose and dose > 0 else None
+        half = _float(item.get("RadionuclideHalfLife"))
+        head.half_life_s = half if half and half > 0 else None
+        injection = _dicom_datetime(date, item.get("RadiopharmaceuticalStartTime"),
+                                    item.get("RadiopharmaceuticalStartDateTime"))
+    series = _dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
+    acquisition = _dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"),
+                                  ds.get("AcquisitionDateTime"))
+    # QIBA: the series time is the scan start unless it is later than the acquisition (a re-processed series)
+    if series is not None and (acquisition is None or series <= acquisition):
+        scan, scan_name = series, "SeriesDate/SeriesTime"
+    else:
+        scan, scan_name = acquisition, "AcquisitionDate/AcquisitionTime"
+    if injection is not None and scan is not None:
+        seconds = (scan - injection).total_seconds()
+        if seconds < 0 and item is not None and not item.get("RadiopharmaceuticalStartDateTime") and seconds > -86400:
+            seconds += 86400.0
+            head.notes.append("injection time later than the scan on the same date: injected the day before")
+        head.seconds_injection_to_reference = seconds
+        start = ("RadiopharmaceuticalStartDateTime" if item is not None and item.get("RadiopharmaceuticalStartDateTime")
+                 else "RadiopharmaceuticalStartTime")
+        head.reference = f"{scan_name} - {start}"
+    return head
+
+
+# ---------------------------------------------------------------------------------------------- sidecars
+
+
+def find_sidecar(image: str | Path) -> Path | None:
+    """The JSON sidecar of an image file (``x.nii.gz`` -> ``x.json``), if it exists."""
+    p = Path(image)
+    name = p.name
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
+        if name.lower().endswith(suffix):
+            candidate = p.with_name(name[: -len(suffix)] + ".json")
+            return candidate if candidate.is_file() else None
+    return None
+
+
+def _seconds_of_day(text: Any) -> float | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    t = text.strip().replace(":", "")
+    try:
+        return int(t[0:2]) * 3600 + int(t[2:4]) * 60 + float(t[4:] or 0)
+    except ValueError:
+        return None
+
+
+def pet_header_from_sidecar(path: str | Path) -> PetHeader:
+    """Read the PET units and timing facts of a JSON sidecar (BIDS PET or dcm2niix keys).
+
+    Args:
+        path: the ``.json`` file.
+
+    Returns:
+        The facts found.
+
+    Raises:
+        Asfe3dInputError: unreadable JSON, not an object, or units of activity / weight that are not known.
+    """
+    p = Path(path)
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise Asfe3dInputError(p, f"PET JSON sidecar cannot be read ({short_error(err)})") from None
+    if not isinstance(meta, dict):
+        raise Asfe3dInputError(p, "PET JSON sidecar is not a JSON object")
+    head = PetHeader(source=f"sidecar:{p.name}")
+    head.units = str(meta["Units"]).strip() if meta.get("Units") else None
+    # weight
+    weight = _float(meta.get("BodyWeight", meta.get("PatientWeight")))
+    if weight is not None and weight > 0:
+        unit = str(meta.get("BodyWeightUnits", "kg")).strip().lower()
+        if unit not in _WEIGHT_TO_KG:
+            raise Asfe3dInputError(p, f"PET sidecar BodyWeightUnits {unit!r} unknown (known: {sorted(_WEIGHT_TO_KG)})")
+        head.weight_kg = weight * _WEIGHT_TO_KG[unit]
+    # dose
+    if meta.get("InjectedRadioactivity") is not None:
+        dose = _float(meta["InjectedRadioactivity"])
+        unit = str(meta.get("InjectedRadioactivityUnits", "")).strip().lower()
+        if unit not in _ACTIVITY_TO_BQ:
+            raise Asfe3dInputError(
+                p, f"PET sidecar InjectedRadioactivityUnits {meta.get('InjectedRadioactivityUnits')!r} unknown "
+                f"(known: {sorted(_ACTIVITY_TO_BQ)})"
+            )
+        head.dose_bq = dose * _ACTIVITY_TO_BQ[unit] if dose and dose > 0 else None
+    elif _float(meta.get("RadionuclideTotalDose")):
+        head.dose_bq = _float(meta["RadionuclideTotalDose"])  # dcm2niix: Bq, as in DICOM
+    # half-life
+    half = _float(meta.get("RadionuclideHalfLife"))
+    if half and half > 0:
+        head.half_life_s = half
+    elif meta.get("TracerRadionuclide"):
+        key = str(meta["TracerRadionuclide"]).upper().replace("-", "").replace("^", "")
+        key = key[-2:] + key[:-2] if key[:1].isdigit() else key  # "18F" -> "F18"
+        head.half_life_s = HALF_LIFE_S.get(key)
+        if head.half_life_s is not None:
+            head.notes.append(f"half-life of {meta['TracerRadionuclide']} from asfe3d's table: {head.half_life_s:g} s")
+    # decay correction and times
+    if "ImageDecayCorrected" in meta:  # BIDS: times in seconds relative to TimeZero
+        corrected = bool(meta["ImageDecayCorrected"])
+        injection = _float(meta.get("InjectionStart"))
+        if corrected:
+            head.decay_correction = "START"
+            ref = _float(meta.get("ImageDecayCorrectionTime"))
+            ref_name = "ImageDecayCorrectionTime"
+            if ref is not None and injection is not None and abs(ref - injection) < 1e-6:
+                head.decay_correction = "ADMIN"
+        else:
+            head.decay_correction = "NONE"
+            ref, ref_name = _float(meta.get("ScanStart")), "ScanStart"
+        if ref is not None and injection is not None:
+            head.seconds_injection_to_reference = ref - injection
+            head.reference = f"{ref_name} - InjectionStart"
+    else:  # dcm2niix-style
+        head.decay_correction = str(meta.get("DecayCorrection", "") or "").strip().upper() or None
+        inj = _seconds_of_day(meta.get("RadiopharmaceuticalStartTime"))
+        for key in ("SeriesTime", "AcquisitionTime"):
+            scan = _seconds_of_day(meta.get(key))
+            if scan is not None and inj is not None:
+                seconds = scan - inj
+                if seconds < 0:
+                    seconds += 86400.0
+                    head.notes.append("injection time later than the scan: injected the day before")
+                head.seconds_injection_to_reference = seconds
+                head.reference = f"{key} - RadiopharmaceuticalStartTime"
+                break
+    return head
+
+
+def read_pet_header(path: str | Path, dicom_file: str | Path | None = None, sidecar: str | Path | None = None) -> PetHeader:
+    """The PET facts of an input: its DICOM header, else its (given or found) JSON sidecar.
+
+    Args:
+        path: the PET input (file or DICOM folder), named in errors.
+        dicom_file: one DICOM file of the series, when the input is DICOM.
+        sidecar: an explicit JSON sidecar (takes precedence over DICOM and the automatic look-up).
+
+    Returns:
+        The facts.
+
+    Raises:
+        Asfe3dInputError: no DICOM header and no sidecar.
+    """
+    if sidecar is not None:
+        if not Path(sidecar).is_file():
+            raise Asfe3dInputError(sidecar, "PET JSON sidecar does not exist")
+        return pet_header_from_sidecar(sidecar)
+    if dicom_file is not None:
+        return pet_header_from_dicom(dicom_file)
+    found = find_sidecar(path)
+    if found is None:
+        raise Asfe3dInputError(
+            path, "PET units cannot be converted: no DICOM header and no JSON sidecar (e.g. a BIDS _pet.json next to "
+            "the image with Units, InjectedRadioactivity, BodyWeight, ...)"
+        )
+    return pet_header_from_sidecar(found)
+
+
+# ------------------------------------------------------------------------------------------------------ SUV
+
+
+def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any]]:
+    """Factor turning the stored PET values into SUV (body weight), and what it was made of.
+
+    Args:
+        head: the PET facts (:func:`read_pet_header`).
+        where: the input (named in errors).
+
+    Returns:
+        ``(factor, record)``: multiply the stored values by ``factor``; ``record`` lists the inputs, the decay
+        applied and the result (for ``Volume.info["pet_units"]`` and the log).
+
+    Raises:
+        Asfe3dInputError: naming every fact that is missing (units, decay correction, weight, dose, half-life,
+            times), or units that are not activity concentration.
+    """
+    record: dict[str, Any] = {"converted_to": "SUVbw (g/ml)", **head.as_dict()}
+    units = (head.units or "").strip()
+    key = units.lower().replace(" ", "")
+    if key in _SUV_UNITS:
+        record.update(factor=1.0, decay_factor=1.0, notes=head.notes + ["values already in SUV (body weight)"])
+        return 1.0, record
+    missing = []
+    if not units:
+        missing.append("units (DICOM Units / sidecar Units)")
+    elif key not in _CONC_TO_BQML:
+        extra = "; counts need the vendor's own calibration" if key in ("cnts", "counts") else ""
+        raise Asfe3dInputError(
+            where, f"PET values are in {units!r}, not an activity concentration (Bq/ml, kBq/ml...); cannot convert to "
+            f"SUV{extra}"
+        )
+    if head.weight_kg is None:
+        missing.append("body weight (PatientWeight / BodyWeight)")
+    if head.dose_bq is None:
+        missing.append("injected dose (RadionuclideTotalDose / InjectedRadioactivity)")
+    if head.decay_correction is None:
+        missing.append("decay correction (DecayCorrection / ImageDecayCorrected)")
+    elif head.decay_correction not in ("START", "ADMIN", "NONE"):
+        raise Asfe3dInputError(where, f"PET DecayCorrection {head.decay_correction!r} unknown (START, ADMIN or NONE)")
+    needs_decay = head.decay_correction in ("START", "NONE")
+    if needs_decay and head.half_life_s is None:
+        missing.append("half-life (RadionuclideHalfLife / TracerRadionuclide)")
+    if needs_decay and head.seconds_injection_to_reference is None:
+        missing.append("injection and scan times (RadiopharmaceuticalStartTime and SeriesTime / InjectionStart and "
+                       "ImageDecayCorrectionTime or ScanStart)")
+    if missing:
+        raise Asfe3dInputError(where, f"PET cannot be converted to SUV, {head.source} lacks: " + "; ".join(missing))
+    notes = list(head.notes)
+    if needs_decay:
+        seconds = float(head.seconds_injection_to_reference)  # type: ignore[arg-type]
+        if seconds < 0:
+            raise Asfe3dInputError(where, f"PET scan starts {-seconds:.0f} s before the injection ({head.reference})")
+        decay = 2.0 ** (-seconds / float(head.half_life_s))  # type: ignore[arg-type]
+        if head.decay_correction == "NONE":
+            notes.append("image not decay corrected: dose decayed to the scan start (frame mid-times ignored)")
+    else:
+        decay = 1.0
+        notes.append("image decay corrected to the injection (ADMIN): dose not decayed")
+    factor = _CONC_TO_BQML[key] * head.weight_kg * 1000.0 / (head.dose_bq * decay)  # type: ignore[operator]
+    record.update(decay_factor=decay, dose_at_reference_bq=head.dose_bq * decay, factor=factor, notes=notes)  # type: ignore[operator]
+    return factor, record

@@ -1,0 +1,72 @@
+"""read_volume on a 4D PET: frames realigned before averaging by default, motion recorded; frame=N unchanged."""
+
+from __future__ import annotations
+
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from asfe3d.data.simulate import apply_rigid_motion, random_rigid
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import read_volume
+from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
+from tests.registration.test_frames import _phantom
+
+
+@pytest.fixture(scope="module")
+def moving_pet(tmp_path_factory):
+    """A 4D NIfTI: frame 0 unmoved, frames 1-2 moved by about 3 mm; plus the unmoved truth (X, Y, Z)."""
+    truth = _phantom()
+    rng = np.random.default_rng(7)
+    centre = truth.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in truth.GetSize()])
+    motions = [sitk.Euler3DTransform(), random_rigid(rng, 2.0, 3.0, centre), random_rigid(rng, 2.0, 3.0, centre)]
+    frames = [sitk_to_numpy_xyz(apply_rigid_motion(truth, m)) for m in motions]
+    frames = [f + rng.normal(0, 0.05 * f.max(), f.shape).astype(np.float32) for f in frames]
+    p = tmp_path_factory.mktemp("pet4d") / "pet4d.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack(frames, axis=-1), ras_affine_from_sitk(truth)), str(p))
+    return p, sitk_to_numpy_xyz(truth), frames
+
+
+def _corr(a, b, mask):
+    return float(np.corrcoef(a[mask], b[mask])[0, 1])
+
+
+def test_4d_realigned_by_default(moving_pet, caplog):
+    p, truth, frames = moving_pet
+    with caplog.at_level(logging.INFO, logger="asfe3d"):
+        vol = read_volume(p, role="PET")
+    info = vol.info
+    assert info["frames"] == 3 and info["frames_averaged"] == 3 and info["frames_realigned"]["reference"] == "mean"
+    assert info["frames_realigned"]["pose"] == "frame 0" and len(info["frames_realigned"]["motion"]) == 3
+    assert info["frame_motion_mm"][0] == 0.0 and all(1.0 < d < 6.0 for d in info["frame_motion_mm"][1:])
+    assert "after rigid realignment" in caplog.text and "mean head displacement per frame" in caplog.text
+    mask = truth > 0.2 * np.percentile(truth, 99)
+    plain = read_volume(p, role="PET", frame_realign=False).array_xyz()
+    assert "frames_realigned" not in read_volume(p, frame_realign=False).info
+    realigned = _corr(vol.array_xyz(), truth, mask)
+    assert realigned > _corr(plain, truth, mask) + 0.01 and realigned > _corr(frames[0], truth, mask)
+    # frame=N is untouched by realignment
+    one = read_volume(p, role="PET", frame=1)
+    np.testing.assert_array_equal(one.array_xyz(), frames[1])
+    assert "frames_realigned" not in one.info and one.info["frame_taken"] == 1
+
+
+def test_4d_reference_frame_and_errors(moving_pet, tmp_path):
+    p, _, _ = moving_pet
+    vol = read_volume(p, frame_reference=2)
+    assert vol.info["frames_realigned"]["pose"] == "frame 2" and vol.info["frame_motion_mm"][2] == 0.0
+    with pytest.raises(Asfe3dInputError, match="frame_reference=5 is out of range: the image has 3 frames"):
+        read_volume(p, frame_reference=5)
+    with pytest.raises(ValueError, match="frame_reference must be 'mean' or a frame index"):
+        read_volume(p, frame_reference="first")
+    small = sitk_to_numpy_xyz(_phantom(size=(24, 26, 20)))
+    data = np.stack([small, small * 1.1], axis=-1)
+    data[0, 0, 0, 1] = np.nan
+    q = tmp_path / "nan4d.nii.gz"
+    nib.save(nib.Nifti1Image(data, nib.load(p).affine), str(q))
+    with pytest.raises(Asfe3dInputError, match="1 non-finite .* in its frames"):
+        read_volume(q)
+    assert read_volume(q, allow_nonfinite=True).info["nonfinite_repaired"] == 1

@@ -1,0 +1,157 @@
+"""PET units: SUV (body weight) from the DICOM header or a JSON sidecar, against hand computations."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import read_volume
+from asfe3d.io.pet import pet_header_from_dicom, pet_header_from_sidecar, suv_factor
+from tests.io.helpers import AFFINES, write_pydicom_series
+
+SHAPE = (10, 12, 6)
+UID = "1.2.826.0.1.3680043.2.1125.500"
+# Hand computation (F-18, 370 MBq injected at 10:00:00, scan (SeriesTime) at 11:00:00, 75 kg, decay corrected
+# to the scan start): dose at scan = 370e6 * 2 ** (-3600 / 6586.2) = 253.314 MBq;
+# SUV factor = 75 kg * 1000 g/kg / 253.314e6 Bq = 2.960750e-4 (ml -> g at 1 g/ml).
+HAND_FACTOR_START = 0.0002960750161260463
+HAND_FACTOR_ADMIN = 75000 / 370e6  # no decay: 2.027027e-4
+
+
+def _pet_series(folder, *, units="BQML", decay="START", weight="75", dose="370000000", half="6586.2",
+                inj_time="100000", series_time="110000", series_date="20250101", slopes=None):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    arr = np.random.default_rng(0).integers(0, 3000, size=SHAPE).astype(np.int16)
+    slopes = slopes or [0.5 + 0.1 * k for k in range(SHAPE[2])]
+    positions = [(-20.0, -30.0, 4.0 * k) for k in range(SHAPE[2])]
+
+    def edit(ds, k):
+        for key, value in (("Units", units), ("DecayCorrection", decay), ("PatientWeight", weight)):
+            if value is not None:
+                setattr(ds, key, value)
+        ds.SeriesTime = ds.AcquisitionTime = series_time
+        ds.SeriesDate = ds.AcquisitionDate = series_date
+        item = Dataset()
+        for key, value in (("RadionuclideTotalDose", dose), ("RadionuclideHalfLife", half),
+                           ("RadiopharmaceuticalStartTime", inj_time)):
+            if value is not None:
+                setattr(item, key, value)
+        ds.RadiopharmaceuticalInformationSequence = Sequence([item])
+
+    write_pydicom_series(folder, arr, positions, np.eye(3), (2.0, 2.0), UID, modality="PT",
+                         sop_class="1.2.840.10008.5.1.4.1.1.128", slopes=slopes, edit=edit)
+    return arr * np.asarray(slopes, dtype=np.float64)[None, None, :]  # Bq/ml as stored
+
+
+def test_dicom_suv_matches_hand_computation(tmp_path, caplog):
+    bqml = _pet_series(tmp_path / "pet")
+    native = read_volume(tmp_path / "pet", role="PET")
+    np.testing.assert_allclose(native.array_xyz(), bqml, rtol=1e-5)
+    assert "pet_units" not in native.info
+    with caplog.at_level(logging.INFO, logger="asfe3d"):
+        vol = read_volume(tmp_path / "pet", role="PET", pet_units="suv")
+    rec = vol.info["pet_units"]
+    assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    assert rec["decay_factor"] == pytest.approx(2 ** (-3600 / 6586.2), rel=1e-12)
+    assert rec["seconds_injection_to_reference"] == 3600 and rec["decay_correction"] == "START"
+    assert rec["weight_kg"] == 75 and rec["dose_bq"] == 370e6 and rec["units"] == "BQML"
+    np.testing.assert_allclose(vol.array_xyz(), bqml * HAND_FACTOR_START, rtol=1e-5)
+    assert "converted BQML to SUV (body weight)" in caplog.text and "factor 0.000296075" in caplog.text
+
+
+def test_dicom_admin_decay_not_applied(tmp_path):
+    _pet_series(tmp_path / "pet", decay="ADMIN")
+    vol = read_volume(tmp_path / "pet", pet_units="suv")
+    assert vol.info["pet_units"]["factor"] == pytest.approx(HAND_FACTOR_ADMIN, rel=1e-12)
+    assert vol.info["pet_units"]["decay_factor"] == 1.0
+
+
+def test_dicom_injection_before_midnight(tmp_path):
+    _pet_series(tmp_path / "pet", inj_time="233000", series_time="003000")
+    head = pet_header_from_dicom(next((tmp_path / "pet").iterdir()))
+    assert head.seconds_injection_to_reference == 3600 and "day before" in head.notes[0]
+
+
+def test_dicom_missing_facts_named(tmp_path):
+    _pet_series(tmp_path / "pet", weight=None, dose=None, decay=None)
+    with pytest.raises(Asfe3dInputError, match=r"lacks: body weight \(PatientWeight / BodyWeight\); injected dose "
+                       r"\(RadionuclideTotalDose / InjectedRadioactivity\); decay correction") as exc:
+        read_volume(tmp_path / "pet", role="PET", pet_units="suv")
+    assert "\n" not in str(exc.value) and exc.value.path == str(tmp_path / "pet")
+    read_volume(tmp_path / "pet", role="PET")  # without conversion the series is fine
+
+
+def test_dicom_counts_refused(tmp_path):
+    _pet_series(tmp_path / "pet", units="CNTS")
+    with pytest.raises(Asfe3dInputError, match="in 'CNTS', not an activity concentration.*vendor's own calibration"):
+        read_volume(tmp_path / "pet", pet_units="suv")
+
+
+def _nifti_pet(tmp_path, sidecar: dict | None, name="sub-01_pet"):
+    data = np.random.default_rng(1).uniform(100, 5000, size=(8, 9, 7)).astype(np.float32)
+    p = tmp_path / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(data, AFFINES["ras"]), str(p))
+    if sidecar is not None:
+        (tmp_path / f"{name}.json").write_text(json.dumps(sidecar))
+    return p, data
+
+
+BIDS = {"Units": "Bq/mL", "InjectedRadioactivity": 370, "InjectedRadioactivityUnits": "MBq", "BodyWeight": 75,
+        "BodyWeightUnits": "kg", "TracerRadionuclide": "F18", "ImageDecayCorrected": True,
+        "ImageDecayCorrectionTime": 3600, "InjectionStart": 0, "ScanStart": 3600, "TimeZero": "10:00:00"}
+
+
+def test_bids_sidecar_suv(tmp_path):
+    p, data = _nifti_pet(tmp_path, BIDS)
+    vol = read_volume(p, role="PET", pet_units="suv")
+    rec = vol.info["pet_units"]
+    assert rec["source"] == "sidecar:sub-01_pet.json" and rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    assert any("half-life of F18" in n for n in rec["notes"])
+    np.testing.assert_allclose(vol.array_xyz(), data * HAND_FACTOR_START, rtol=1e-5)
+    kbq = dict(BIDS, Units="kBq/mL", InjectedRadioactivity=370000, InjectedRadioactivityUnits="kBq")
+    q, _ = _nifti_pet(tmp_path, kbq, name="kbq")
+    assert read_volume(q, pet_units="suv").info["pet_units"]["factor"] == pytest.approx(1000 * HAND_FACTOR_START)
+
+
+def test_dcm2niix_style_sidecar_and_explicit_sidecar(tmp_path):
+    side = {"Units": "BQML", "DecayCorrection": "START", "RadionuclideTotalDose": 370e6,
+            "RadionuclideHalfLife": 6586.2, "RadiopharmaceuticalStartTime": "10:00:00.000000",
+            "AcquisitionTime": "11:00:00.000000", "PatientWeight": 75}
+    p, _ = _nifti_pet(tmp_path, None)
+    explicit = tmp_path / "elsewhere.json"
+    explicit.write_text(json.dumps(side))
+    vol = read_volume(p, pet_units="suv", pet_sidecar=explicit)
+    assert vol.info["pet_units"]["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    assert vol.info["pet_units"]["reference"] == "AcquisitionTime - RadiopharmaceuticalStartTime"
+
+
+def test_nifti_without_sidecar_or_with_incomplete_one(tmp_path):
+    p, _ = _nifti_pet(tmp_path, None)
+    with pytest.raises(Asfe3dInputError, match="no DICOM header and no JSON sidecar"):
+        read_volume(p, pet_units="suv")
+    q, _ = _nifti_pet(tmp_path, {"Units": "Bq/mL", "ImageDecayCorrected": True}, name="partial")
+    with pytest.raises(Asfe3dInputError, match=r"sidecar:partial.json lacks: body weight.*injected dose.*half-life.*"
+                       r"injection and scan times"):
+        read_volume(q, pet_units="suv")
+    r, _ = _nifti_pet(tmp_path, dict(BIDS, InjectedRadioactivityUnits="furlongs"), name="units")
+    with pytest.raises(Asfe3dInputError, match="InjectedRadioactivityUnits 'furlongs' unknown"):
+        read_volume(r, pet_units="suv")
+    with pytest.raises(ValueError, match="pet_units must be None or one of"):
+        read_volume(p, pet_units="SUVlbm")
+
+
+def test_already_suv_and_scan_before_injection(tmp_path):
+    p, data = _nifti_pet(tmp_path, {"Units": "g/ml"})
+    vol = read_volume(p, pet_units="suv")
+    assert vol.info["pet_units"]["factor"] == 1.0
+    np.testing.assert_array_equal(vol.array_xyz(), data)
+    q, _ = _nifti_pet(tmp_path, dict(BIDS, ImageDecayCorrectionTime=-60), name="early")
+    with pytest.raises(Asfe3dInputError, match="scan starts 60 s before the injection"):
+        suv_factor(pet_header_from_sidecar(tmp_path / "early.json"), q)
