@@ -331,12 +331,13 @@ def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> dict[str, Pat
     from asfe3d.pipeline import derived_output_paths
 
     derived = derived_output_paths(output)
-    names = {"save_registered_pet": "registered_pet", "save_rgb": "rgb", "preview": "preview",
-             "save_transform": "transform"}
+    # output kind as fuse_pair's completion record names it (the data key of the transform chain)
+    names = {"save_registered_pet": ("registered_pet", "pet_on_mri"), "save_rgb": ("rgb", "fused_rgb"),
+             "preview": ("preview", "preview"), "save_transform": ("transform", "pet_transform")}
     planned = {"fused": output}
-    for option, kind in names.items():
+    for option, (kind, key) in names.items():
         if fuse_kwargs.get(option) is True:
-            planned[kind] = derived[kind]
+            planned[key] = derived[kind]
     planned["record"] = record_path(output)
     return planned
 

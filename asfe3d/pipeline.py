@@ -33,6 +33,8 @@ from asfe3d.defaults import (
 
 __all__ = ["FuseResult", "fuse_pair", "default_output_path", "derived_output_paths", "auto_slice_axis"]
 
+from asfe3d.transforms.array import auto_slice_axis  # noqa: E402 - re-exported
+
 logger = logging.getLogger("asfe3d")
 
 OUTPUT_SCALES = ("mri", "unit")
@@ -90,16 +92,6 @@ def derived_output_paths(output: str | Path) -> dict[str, Path]:
         "transform": output.with_name(f"{stem}_pet_to_mri.tfm"),
         "preview": output.with_name(f"{stem}_preview.png"),
     }
-
-
-def auto_slice_axis(affine_ras: np.ndarray) -> int:
-    """The voxel axis (0, 1, 2 in ``X, Y, Z`` array order) closest to the head's superior-inferior axis.
-
-    Slicing along it gives axial slices, the orientation the 2D network was trained on.
-    """
-    columns = np.asarray(affine_ras, dtype=float)[:3, :3]
-    columns = columns / np.linalg.norm(columns, axis=0, keepdims=True)
-    return int(np.argmax(np.abs(columns[2])))
 
 
 def _resolve(option: bool | str | Path | None, default: Path) -> Path | None:
@@ -195,13 +187,6 @@ def _build_fuser(method: str, mode: str, weights: str | Path | None, device: str
         raise Asfe3dInputError(where, f"cannot use these weights for mode {mode!r}: {exc}") from None
 
 
-def _judge_registration(mri_img: Any, pet_img: Any, pet_on_mri: Any, reg: Any, head: Any, seed: int) -> Any:
-    """The registration's quality verdict (:func:`asfe3d.registration.qc.assess_registration`)."""
-    from asfe3d.registration.qc import assess_registration
-
-    return assess_registration(mri_img, pet_img, pet_on_mri, reg, head=head, seed=seed)
-
-
 def fuse_pair(
     mri: str | Path,
     pet: str | Path,
@@ -279,14 +264,21 @@ def fuse_pair(
         Asfe3dInputError: bad settings, input files or output paths, or (``qc="strict"``) a registration judged
             failed; one line naming the file (or option) and the problem.
     """
-    import SimpleITK as sitk
+    from monai.transforms import ConcatItemsd, CopyItemsd
 
     from asfe3d.errors import Asfe3dInputError
-    from asfe3d.io import OutputSet, check_output_path, read_volume, stale_temporaries, write_image_like, write_like
-    from asfe3d.io.record import fingerprint, pending_outputs, read_record, record_path, write_record
-    from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, write_transform
-    from asfe3d.registration import head_mask as sitk_head_mask
-    from asfe3d.transforms.intensity import head_mask, robust_normalize
+    from asfe3d.io import check_output_path
+    from asfe3d.io.record import fingerprint
+    from asfe3d.transforms import (
+        ColourFused,
+        Fused,
+        HeadMaskd,
+        LoadVolumed,
+        RegisterToReferenced,
+        RestoreIntensityd,
+        RobustNormalized,
+        SaveLikeReferenced,
+    )
 
     t_start = time.perf_counter()
     _check_settings(method=method, mode=mode, registration=registration, qc=qc, output_scale=output_scale,
@@ -304,115 +296,102 @@ def fuse_pair(
         "transform": _resolve(save_transform, derived["transform"]),
         "preview": _resolve(preview, derived["preview"]),
     }
-    suffix_kinds = {"fused": "nifti", "registered_pet": "nifti", "rgb": "nifti", "transform": "transform",
-                    "preview": "png"}
-    planned = {"fused": output, **{k: v for k, v in extra.items() if v is not None}}
-    record = record_path(output)
-    inputs = [mri_path, pet_path]
-    # files that an interrupted asfe3d run of these outputs left incomplete may be replaced without --overwrite
-    replaceable = pending_outputs(record)
-    if replaceable or (read_record(record) is not None and not output.exists()):
-        replaceable.append(record)  # our own record: of an interrupted run, or of outputs that are gone
-    outs = OutputSet({k: (v, suffix_kinds[k]) for k, v in planned.items()}, overwrite=overwrite, inputs=inputs,
-                     replaceable=replaceable)
-    if record.resolve() in set(outs.paths.values()):
-        raise Asfe3dInputError(record, "the completion record would overwrite another output")
-    check_output_path(record, overwrite=overwrite, inputs=inputs, kind="json", replaceable=replaceable)
-    for stale in (t for p in [*outs.paths.values(), record] for t in stale_temporaries(p)):
-        logger.info("removing %s, left by an interrupted run", stale)
-        stale.unlink(missing_ok=True)
+    # data key -> path of every volume/transform output (the first names the completion record)
+    saved = {"fused": output}
+    for kind, key in (("registered_pet", "pet_on_mri"), ("rgb", "fused_rgb"), ("transform", "pet_transform")):
+        if extra[kind] is not None:
+            saved[key] = extra[kind]
+    saver = SaveLikeReferenced(saved, ref_key="mri", preview=extra["preview"], colormap=colormap,
+                               overwrite=overwrite, preview_keys={"mri": "mri", "pet": "pet", "fused": "fused_unit",
+                                                                  "rgb": "fused_rgb"})
+    # refuse bad output paths (suffix, folder, inputs, existing files) before any heavy work
+    _check_outputs(saved, extra["preview"], overwrite, [mri_path, pet_path], check_output_path)
 
     fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
-
+    want_rgb = extra["rgb"] is not None or extra["preview"] is not None
+    steps: list[tuple[str, list[Any]]] = [
+        ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
+                              frame={"mri": None, "pet": pet_frame}, allow_nonfinite=allow_nonfinite)]),
+        ("register", [HeadMaskd("mri"),
+                      RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
+                                           seed=seed, threads=registration_threads, min_overlap=min_overlap,
+                                           qc=qc)]
+                     + ([CopyItemsd("pet", names="pet_on_mri")] if extra["registered_pet"] is not None else [])),
+        ("normalise", [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
+                       ConcatItemsd(["mri", "pet"], name="image")]),
+        ("fuse", [Fused("image", output_key="fused_unit", method=fuser, slice_axis=slice_axis)]
+                 + ([ColourFused("image", output_key="fused_rgb", method=fuser, colormap=colormap,
+                                 luma_key="fused_unit")]
+                    if want_rgb else [])),
+        ("save", [CopyItemsd("fused_unit", names="fused"),
+                  RestoreIntensityd("fused", ref_key="mri", scale=output_scale), saver]),
+    ]
     timings: dict[str, float] = {}
-    with outs:
+    data: dict[str, Any] = {"mri": mri_path, "pet": pet_path}
+    for name, transforms in steps:
         t = time.perf_counter()
-        mri_vol = read_volume(mri_path, role="MRI", series_uid=mri_series, allow_nonfinite=allow_nonfinite)
-        pet_vol = read_volume(pet_path, role="PET", series_uid=pet_series, frame=pet_frame,
-                              allow_nonfinite=allow_nonfinite)
-        timings["load"] = time.perf_counter() - t
+        if name == "save":
+            data["record"] = _record_content(data, mri_path, pet_path, fingerprint, fuser, timings, extra_fields={
+                "settings": {"method": method, "mode": mode if method == "asfe" else None,
+                             "registration": registration, "qc": qc, "output_scale": output_scale,
+                             "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_series": mri_series,
+                             "pet_series": pet_series},
+                **(record_extra or {})})
+        for transform in transforms:
+            data = transform(data)
+        timings[name] = time.perf_counter() - t
+        if name == "register":  # split as before: the registration itself, then resampling and the checks
+            timings["resample"] = float(data["pet_registration"]["seconds"]["resample_and_check"])
+            timings["register"] -= timings["resample"]
+    timings["total"] = time.perf_counter() - t_start
 
-        t = time.perf_counter()
-        head = sitk_head_mask(mri_vol.image)  # one MRI head mask for the registration metric and the checks
-        reg = register_pet_to_mri(mri_vol.image, pet_vol.image, registration, seed=seed,
-                                  threads=registration_threads, head=head)
-        timings["register"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        pet_on_mri = resample_to_reference(pet_vol.image, mri_vol.image, reg.transform)
-        overlap = check_overlap(mri_vol.image, pet_on_mri, pet_path=pet_path, min_fraction=min_overlap, head=head)
-        verdict = _judge_registration(mri_vol.image, pet_vol.image, pet_on_mri, reg, head, seed)
-        timings["resample"] = time.perf_counter() - t
-        qc_info = verdict.as_dict()
-        if verdict.verdict == "fail":
-            line = f"registration judged failed: {'; '.join(verdict.reasons)}"
-            if qc == "strict":
-                raise Asfe3dInputError(pet_path, f"{line} (--qc strict: nothing written)")
-            logger.warning("%s: %s; outputs written anyway (--qc warn), check them", pet_path, line)
-        elif verdict.verdict == "warn":
-            logger.info("%s: registration QC: %s", pet_path, "; ".join(verdict.reasons))
-
-        t = time.perf_counter()
-        mri_xyz = mri_vol.array_xyz()
-        pet_xyz = sitk.GetArrayFromImage(pet_on_mri).transpose(2, 1, 0)
-        mask = head_mask(mri_xyz)
-        mri01, (lo, hi) = robust_normalize(mri_xyz, mask=mask)
-        pet01, _ = robust_normalize(pet_xyz, mask=mask)
-        timings["normalise"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        if method == "asfe" and mode == "slice":
-            fuser.slice_axis = auto_slice_axis(mri_vol.affine_ras) if slice_axis == "auto" else int(slice_axis)
-        fused01 = fuser(mri01, pet01)
-        rgb = None
-        if extra["rgb"] is not None or extra["preview"] is not None:
-            from asfe3d.fusion import apply_colormap, fuse_colour
-
-            rgb = fuse_colour(mri01, apply_colormap(pet01, colormap), fuser)
-        timings["fuse"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        fused = fused01 if output_scale == "unit" else fused01 * np.float32(hi - lo) + np.float32(lo)
-        write_like(fused.astype(np.float32), mri_vol, outs.temp("fused"), overwrite=True, inputs=inputs)
-        if extra["registered_pet"] is not None:
-            write_image_like(pet_on_mri, mri_vol, outs.temp("registered_pet"), overwrite=True, inputs=inputs)
-        if extra["rgb"] is not None:
-            rgb8 = np.round(rgb * 255.0).astype(np.uint8)
-            write_like(rgb8, mri_vol, outs.temp("rgb"), overwrite=True, inputs=inputs)
-        if extra["transform"] is not None:
-            write_transform(reg.transform, outs.temp("transform"))
-        if extra["preview"] is not None:
-            from asfe3d.visualize import save_preview
-
-            save_preview(outs.temp("preview"), mri01, pet01, fused01, mri_vol.affine_ras, rgb=rgb,
-                         colormap=colormap, overwrite=True)
-        settings = {"method": method, "mode": mode if method == "asfe" else None, "registration": registration,
-                    "qc": qc, "output_scale": output_scale, "colormap": colormap, "seed": seed,
-                    "pet_frame": pet_frame, "mri_series": mri_series, "pet_series": pet_series}
-        reg_info = {"method": reg.method, "metric": reg.metric, "iterations": reg.iterations,
-                    "stop_condition": reg.stop_condition, "qc": qc_info}
-        input_info = {"mri": {"format": mri_vol.format, **mri_vol.info}, "pet": {"format": pet_vol.format,
-                                                                                  **pet_vol.info}}
-        content = {"asfe3d_version": _version(), "inputs": {"mri": fingerprint(mri_path),
-                                                            "pet": fingerprint(pet_path)},
-                   "input_info": input_info, "settings": settings, "fusion": fuser.describe(),
-                   "registration": reg_info, "overlap": overlap, **(record_extra or {})}
-        # commit: a pending record first (a crash while renaming leaves it), then the outputs, then "complete"
-        write_record(record, content, status="pending", outputs=outs.paths)
-        final = outs.commit()
-        timings["save"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - t_start
-        content.update(timings=timings, peak_memory_mb=_peak_memory_mb())
-        write_record(record, content, status="complete", outputs=final)
-
-    outputs = {**final, "record": record}
+    written = dict(data["outputs"])
+    names = {"fused": "fused", "pet_on_mri": "registered_pet", "fused_rgb": "rgb", "pet_transform": "transform",
+             "preview": "preview", "record": "record"}
+    outputs = {names[k]: Path(v) for k, v in written.items()}
+    reg_info = dict(data["pet_registration"])
+    overlap = float(reg_info.pop("overlap", float("nan")))
+    reg_info.pop("seconds", None)
     result = FuseResult(
-        output=output, outputs=outputs, timings=timings, registration=reg_info, overlap=overlap,
-        peak_memory_mb=_peak_memory_mb(), fusion=fuser.describe(), transform=reg.transform, inputs=input_info,
+        output=outputs["fused"], outputs=outputs, timings=timings, registration=reg_info, overlap=overlap,
+        peak_memory_mb=_peak_memory_mb(), fusion=fuser.describe(), transform=data["pet_transform"],
+        inputs=data["record"]["input_info"],
     )
     logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output, method,
                 timings["total"])
     return result
+
+
+def _check_outputs(saved: dict[str, Path], preview: Path | None, overwrite: bool, inputs: list[Path],
+                   check_output_path: Any) -> None:
+    """Every output path checked up front, as :class:`~asfe3d.transforms.SaveLikeReferenced` will check it."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io.record import record_path, replaceable_outputs
+
+    output = next(iter(saved.values()))
+    record = record_path(output)
+    replaceable = replaceable_outputs(output)
+    seen: dict[Path, str] = {}
+    planned = [(k, p, "transform" if k == "pet_transform" else "nifti") for k, p in saved.items()]
+    planned += [("preview", preview, "png")] if preview is not None else []
+    planned += [("record", record, "json")]
+    for kind, path, suffix_kind in planned:
+        out = check_output_path(path, overwrite=overwrite, inputs=inputs, kind=suffix_kind, replaceable=replaceable)
+        if out in seen:
+            raise Asfe3dInputError(path, f"the {kind} output would overwrite the {seen[out]} output")
+        seen[out] = kind
+
+
+def _record_content(data: dict[str, Any], mri_path: Path, pet_path: Path, fingerprint: Any, fuser: Any,
+                    timings: dict[str, float], extra_fields: dict[str, Any]) -> dict[str, Any]:
+    """What the completion record says about this run (inputs, what the readers found, registration, fusion)."""
+    from asfe3d.transforms.array import SOURCE_KEY
+
+    input_info = {"mri": dict(data["mri"].meta.get(SOURCE_KEY) or {}),
+                  "pet": dict(data["pet"].meta.get(SOURCE_KEY) or {})}
+    return {"asfe3d_version": _version(), "inputs": {"mri": fingerprint(mri_path), "pet": fingerprint(pet_path)},
+            "input_info": input_info, "fusion": fuser.describe(), "registration": data["pet_registration"],
+            "timings": dict(timings), "peak_memory_mb": _peak_memory_mb(), **extra_fields}
 
 
 def _version() -> str:

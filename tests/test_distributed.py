@@ -132,7 +132,9 @@ def test_two_process_gloo_cohort_fuses_each_subject_once(tmp_path, demo_files):
     rows = read_summary(out / "summary.csv")
     assert [(r["subject"], r["status"], r["rank"]) for r in rows] == [
         ("sub01", "ok", "0"), ("sub02", "ok", "1"), ("sub03", "ok", "0"), ("sub04", "ok", "1")]
-    assert sorted(p.name for p in out.iterdir()) == [f"sub0{i}_fused.nii.gz" for i in range(1, 5)] + ["summary.csv"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [f"sub0{i}_fused.nii.gz" for i in range(1, 5)] + [f"sub0{i}_fused.json" for i in range(1, 5)]
+        + ["summary.csv"])
     for i in range(1, 5):
         fused, mri = nib.load(str(out / f"sub0{i}_fused.nii.gz")), nib.load(str(tmp_path / f"sub0{i}/mri.nii.gz"))
         assert np.allclose(fused.affine, mri.affine) and fused.shape == mri.shape

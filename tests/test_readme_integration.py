@@ -26,7 +26,7 @@ def test_readme_integration_example_runs(small_pair, tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(_snippet(), str(README), "exec"), namespace)  # noqa: S102 - our own README
-    out = Path(namespace["data"]["fused_path"])
+    out = Path(namespace["data"]["outputs"]["fused"])
     assert out.resolve() == (tmp_path / "fused" / "sub01_mri_fused.nii.gz").resolve()
     ref, fused = nib.load(tmp_path / "sub01_mri.nii.gz"), nib.load(out)
     assert fused.shape == ref.shape

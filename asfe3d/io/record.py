@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "read_record", "write_record", "check_record",
-           "pending_outputs"]
+           "pending_outputs", "replaceable_outputs"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -102,6 +102,25 @@ def pending_outputs(path: str | os.PathLike) -> list[Path]:
     if record is None or record.get("status") != "pending":
         return []
     return [Path(entry["path"]) for entry in record.get("outputs", {}).values() if entry.get("path")]
+
+
+def replaceable_outputs(fused: str | os.PathLike) -> list[Path]:
+    """Existing files that a new run of the outputs named by ``fused`` may replace without ``--overwrite``.
+
+    These are asfe3d's own: the outputs listed by a pending record (a run interrupted while renaming) and that
+    record, or a record whose fused output is gone. Anything else existing needs ``--overwrite``.
+
+    Args:
+        fused: the run's first output (its record is :func:`record_path` of it).
+
+    Returns:
+        The replaceable paths.
+    """
+    record = record_path(fused)
+    replaceable = pending_outputs(record)
+    if replaceable or (read_record(record) is not None and not Path(fused).exists()):
+        replaceable.append(record)
+    return replaceable
 
 
 def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLike],

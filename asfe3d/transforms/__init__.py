@@ -1,14 +1,24 @@
-"""MONAI transforms for MRI/PET fusion: array classes plus thin dictionary (``...d``) wrappers."""
+"""MONAI transforms for MRI/PET fusion: array classes plus thin dictionary (``...d``) wrappers.
+
+Together they are the pipeline (see :mod:`asfe3d.transforms.dictionary` for the chain and
+:func:`asfe3d.pipeline.fuse_pair` for the entry point that composes it).
+"""
 
 from __future__ import annotations
 
 from asfe3d.transforms.array import (
     ColourFuse,
     Fuse,
+    HeadMask,
     LoadVolume,
     RegisterToReference,
+    RestoreIntensity,
     RobustNormalize,
     SaveLikeReference,
+    auto_slice_axis,
+    metatensor_from_volume,
+    sitk_from_metatensor,
+    volume_from_metatensor,
 )
 from asfe3d.transforms.dictionary import (
     ColourFused,
@@ -17,12 +27,18 @@ from asfe3d.transforms.dictionary import (
     Fused,
     FuseD,
     FuseDict,
+    HeadMaskd,
+    HeadMaskD,
+    HeadMaskDict,
     LoadVolumed,
     LoadVolumeD,
     LoadVolumeDict,
     RegisterToReferenced,
     RegisterToReferenceD,
     RegisterToReferenceDict,
+    RestoreIntensityd,
+    RestoreIntensityD,
+    RestoreIntensityDict,
     RobustNormalized,
     RobustNormalizeD,
     RobustNormalizeDict,
@@ -33,9 +49,12 @@ from asfe3d.transforms.dictionary import (
 from asfe3d.transforms.intensity import head_mask, otsu_threshold, robust_normalize, robust_range
 
 __all__ = [
-    "ColourFuse", "Fuse", "LoadVolume", "RegisterToReference", "RobustNormalize", "SaveLikeReference",
-    "ColourFused", "ColourFuseD", "ColourFuseDict", "Fused", "FuseD", "FuseDict", "LoadVolumed", "LoadVolumeD",
-    "LoadVolumeDict", "RegisterToReferenced", "RegisterToReferenceD", "RegisterToReferenceDict",
-    "RobustNormalized", "RobustNormalizeD", "RobustNormalizeDict", "SaveLikeReferenced", "SaveLikeReferenceD",
-    "SaveLikeReferenceDict", "head_mask", "otsu_threshold", "robust_normalize", "robust_range",
+    "ColourFuse", "Fuse", "HeadMask", "LoadVolume", "RegisterToReference", "RestoreIntensity", "RobustNormalize",
+    "SaveLikeReference", "auto_slice_axis", "metatensor_from_volume", "sitk_from_metatensor",
+    "volume_from_metatensor",
+    "ColourFused", "ColourFuseD", "ColourFuseDict", "Fused", "FuseD", "FuseDict", "HeadMaskd", "HeadMaskD",
+    "HeadMaskDict", "LoadVolumed", "LoadVolumeD", "LoadVolumeDict", "RegisterToReferenced", "RegisterToReferenceD",
+    "RegisterToReferenceDict", "RestoreIntensityd", "RestoreIntensityD", "RestoreIntensityDict", "RobustNormalized",
+    "RobustNormalizeD", "RobustNormalizeDict", "SaveLikeReferenced", "SaveLikeReferenceD", "SaveLikeReferenceDict",
+    "head_mask", "otsu_threshold", "robust_normalize", "robust_range",
 ]

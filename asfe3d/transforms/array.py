@@ -1,8 +1,11 @@
-"""Array transforms: the pipeline's steps as MONAI transforms for users' own ``Compose``.
+"""Array transforms: each step of the fusion pipeline as one MONAI transform.
 
 Images travel as MONAI ``MetaTensor`` objects, channel first ``(C, X, Y, Z)``, with their RAS ``affine`` and
-``filename_or_obj`` in the meta data, exactly what ``monai.transforms.LoadImage`` produces, so these transforms mix
-with MONAI's own. Each transform calls the same function as :func:`asfe3d.pipeline.fuse_pair`.
+``filename_or_obj`` in the metadata, as ``monai.transforms.LoadImage`` produces them, so these transforms mix with
+MONAI's own. What a step finds out travels in the metadata too: the reader's provenance (``asfe3d_source``), the
+original NIfTI header (``asfe3d_nifti_header``, bytes, so that outputs keep its qform/sform codes) and the
+normalisation window (``asfe3d_window``). The dictionary wrappers (:mod:`asfe3d.transforms.dictionary`) chain them;
+:func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation and the bundle all run that one chain.
 """
 
 from __future__ import annotations
@@ -15,16 +18,34 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Transform
 
-from asfe3d.transforms.intensity import head_mask, robust_normalize
+from asfe3d.transforms.intensity import robust_normalize
 
-__all__ = ["LoadVolume", "RegisterToReference", "RobustNormalize", "Fuse", "ColourFuse", "SaveLikeReference"]
+__all__ = [
+    "LoadVolume",
+    "HeadMask",
+    "RegisterToReference",
+    "RobustNormalize",
+    "Fuse",
+    "ColourFuse",
+    "RestoreIntensity",
+    "SaveLikeReference",
+    "auto_slice_axis",
+    "metatensor_from_volume",
+    "volume_from_metatensor",
+    "sitk_from_metatensor",
+]
+
+#: metadata keys set by these transforms
+SOURCE_KEY = "asfe3d_source"
+HEADER_KEY = "asfe3d_nifti_header"
+WINDOW_KEY = "asfe3d_window"
 
 
 def _as_metatensor(img: Any, name: str) -> MetaTensor:
     if isinstance(img, MetaTensor):
         return img
     if isinstance(img, (torch.Tensor, np.ndarray)):
-        return MetaTensor(torch.as_tensor(np.asarray(img) if isinstance(img, np.ndarray) else img))
+        return MetaTensor(torch.as_tensor(img))
     raise ValueError(f"{name} must be a MetaTensor, tensor or array, got {type(img).__name__}")
 
 
@@ -34,233 +55,456 @@ def _check_channel_first_3d(img: torch.Tensor, name: str, channels: int | None =
         raise ValueError(f"{name} must have shape {want}, got {tuple(img.shape)}")
 
 
-def _to_sitk(img: MetaTensor):
+def _meta(img: MetaTensor) -> dict[str, Any]:
+    """A copy of the metadata without its affine (passed separately)."""
+    return {k: v for k, v in img.meta.items() if k != "affine"}
+
+
+def metatensor_from_volume(vol: Any) -> MetaTensor:
+    """A ``(1, X, Y, Z)`` float32 MetaTensor of an :class:`asfe3d.io.Volume`, with its RAS affine, file name,
+    provenance and (for NIfTI) original header in the metadata."""
+    from monai.utils import MetaKeys, SpaceKeys
+
+    data = torch.from_numpy(vol.array_xyz()[None])
+    meta = {"filename_or_obj": str(vol.path), MetaKeys.SPACE: SpaceKeys.RAS,
+            SOURCE_KEY: {"format": vol.format, **vol.info}}
+    if vol.nifti_header is not None:
+        meta[HEADER_KEY] = bytes(vol.nifti_header.binaryblock)
+    return MetaTensor(data, affine=torch.as_tensor(vol.affine_ras, dtype=torch.float64), meta=meta)
+
+
+def sitk_from_metatensor(img: MetaTensor, channel: int = 0) -> Any:
+    """The SimpleITK image (LPS geometry) of one channel of a 3D MetaTensor."""
     from asfe3d.io import sitk_image_from_ras_affine
 
-    return sitk_image_from_ras_affine(img[0].detach().cpu().numpy().astype(np.float32), img.affine.numpy())
+    arr = img[channel].detach().cpu().numpy()
+    return sitk_image_from_ras_affine(np.asarray(arr, dtype=np.float32), img.affine.detach().cpu().numpy())
+
+
+def volume_from_metatensor(img: MetaTensor) -> Any:
+    """An :class:`asfe3d.io.Volume` (grid and header) of a MetaTensor made by :class:`LoadVolume`: the reference
+    that outputs are written like."""
+    import nibabel as nib
+
+    from asfe3d.io import Volume
+
+    meta = img.meta
+    header = None
+    raw = meta.get(HEADER_KEY)
+    if raw is not None:
+        raw = bytes(raw)
+        header = (nib.Nifti2Header if len(raw) == 540 else nib.Nifti1Header)(binaryblock=raw)
+    source = dict(meta.get(SOURCE_KEY) or {})
+    return Volume(image=sitk_from_metatensor(img), path=Path(str(meta.get("filename_or_obj", ""))),
+                  format=str(source.pop("format", "unknown")), nifti_header=header, info=source)
+
+
+def auto_slice_axis(affine_ras: Any) -> int:
+    """The voxel axis (0, 1, 2 in ``X, Y, Z`` order) closest to the head's superior-inferior axis."""
+    columns = np.asarray(affine_ras, dtype=float)[:3, :3]
+    columns = columns / np.linalg.norm(columns, axis=0, keepdims=True)
+    return int(np.argmax(np.abs(columns[2])))
+
+
+def _set_slice_axis(fuser: Any, slice_axis: int | str, img: MetaTensor) -> None:
+    if getattr(fuser, "mode", None) != "slice" or img.ndim != 4:
+        return
+    fuser.slice_axis = auto_slice_axis(img.affine.detach().cpu().numpy()) if slice_axis == "auto" else slice_axis
 
 
 class LoadVolume(Transform):
     """Read a NIfTI / DICOM folder / MHA / NRRD volume into a ``(1, X, Y, Z)`` MetaTensor with its RAS affine.
 
-    Same reader as the pipeline (:func:`asfe3d.io.read_volume`): 4D PET frames averaged unless ``frame``; bad files
-    raise :class:`asfe3d.errors.Asfe3dInputError` naming the file.
+    The reader is :func:`asfe3d.io.read_volume`: 4D PET frames averaged unless ``frame``; untrustworthy headers and
+    bad files raise :class:`asfe3d.errors.Asfe3dInputError` naming the file.
 
     Args:
         role: name used in messages (``"MRI"``, ``"PET"``).
         series_uid: DICOM SeriesInstanceUID when a folder holds several series.
         frame: 0-based frame of a 4D volume instead of the frame mean.
         allow_nonfinite: replace NaN/Inf by 0 with a warning instead of refusing.
+        reader_kwargs: further :func:`asfe3d.io.read_volume` settings.
     """
 
     def __init__(self, role: str = "image", series_uid: str | None = None, frame: int | None = None,
-                 allow_nonfinite: bool = False) -> None:
+                 allow_nonfinite: bool = False, **reader_kwargs: Any) -> None:
         self.role = role
         self.series_uid = series_uid
         self.frame = frame
         self.allow_nonfinite = allow_nonfinite
+        self.reader_kwargs = reader_kwargs
 
     def __call__(self, path: str | Path) -> MetaTensor:
         """Args: path: the file or DICOM folder. Returns: ``(1, X, Y, Z)`` float32 MetaTensor."""
-        from asfe3d.io import read_volume, volume_to_metatensor
+        from asfe3d.io import read_volume
 
         vol = read_volume(path, role=self.role, series_uid=self.series_uid, frame=self.frame,
-                          allow_nonfinite=self.allow_nonfinite)
-        return volume_to_metatensor(vol)
+                          allow_nonfinite=self.allow_nonfinite, **self.reader_kwargs)
+        return metatensor_from_volume(vol)
+
+
+class HeadMask(Transform):
+    """The head (foreground) mask of an MRI: Otsu threshold, holes filled (:func:`asfe3d.registration.head_mask`).
+
+    The one mask of a run: the registration metric, the overlap and quality checks and the normalisation use it.
+    """
+
+    def __call__(self, img: MetaTensor) -> MetaTensor:
+        """Args: img: ``(1, X, Y, Z)``. Returns: ``(1, X, Y, Z)`` bool MetaTensor on the same grid."""
+        import SimpleITK as sitk
+
+        from asfe3d.registration import head_mask
+
+        img = _as_metatensor(img, "img")
+        _check_channel_first_3d(img, "img", 1)
+        mask = sitk.GetArrayViewFromImage(head_mask(sitk_from_metatensor(img))).transpose(2, 1, 0) != 0
+        meta = {k: v for k, v in img.meta.items() if k not in ("affine", HEADER_KEY, SOURCE_KEY)}
+        return MetaTensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), affine=img.affine.clone(), meta=meta)
 
 
 class RegisterToReference(Transform):
-    """Register a moving volume (PET) to a reference (MRI) and resample it onto the reference grid.
+    """Register a moving volume (PET) to a reference (MRI), judge the result, and resample onto the reference grid.
 
     Args:
         method: ``rigid``, ``affine``, ``deformable`` or ``none`` (see :func:`asfe3d.registration.register_pet_to_mri`).
-        seed: registration sampling seed.
+        seed: registration sampling seed (>= 0).
+        threads: ITK threads (1: bitwise reproducible; ``None``: every core).
         min_overlap: smallest fraction of the reference head the result must cover (0 disables the check).
+        qc: ``warn`` (a registration judged failed is kept and flagged) or ``strict`` (refused).
         interpolator: ``linear``, ``nearest`` or ``bspline``.
-        register_kwargs: further settings of :func:`asfe3d.registration.register_pet_to_mri` (``sampling``,
-            ``iterations``...).
+        register_kwargs: further settings of :func:`asfe3d.registration.register_pet_to_mri`.
 
-    After a call, ``last_result`` holds the :class:`asfe3d.registration.RegistrationResult` (the transform maps
-    reference points to moving points).
+    Raises:
+        ValueError: bad settings (quoted).
     """
 
-    def __init__(self, method: str = "rigid", seed: int = 0, min_overlap: float = 0.3,
-                 interpolator: str = "linear", **register_kwargs: Any) -> None:
+    def __init__(self, method: str = "rigid", seed: int = 0, threads: int | None = 1, min_overlap: float = 0.3,
+                 qc: str = "warn", interpolator: str = "linear", **register_kwargs: Any) -> None:
+        from asfe3d.defaults import QC_MODES
         from asfe3d.registration import METHODS
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if not 0.0 <= min_overlap <= 1.0:
             raise ValueError(f"min_overlap must be in [0, 1], got {min_overlap}")
+        if qc not in QC_MODES:
+            raise ValueError(f"qc must be one of {QC_MODES}, got {qc!r}")
         self.method = method
         self.seed = seed
+        self.threads = threads
         self.min_overlap = min_overlap
+        self.qc = qc
         self.interpolator = interpolator
         self.register_kwargs = register_kwargs
-        self.last_result = None
 
-    def __call__(self, moving: MetaTensor, reference: MetaTensor) -> MetaTensor:
+    def __call__(self, moving: MetaTensor, reference: MetaTensor,
+                 head: MetaTensor | None = None) -> tuple[MetaTensor, Any, dict[str, Any]]:
         """Args:
-            moving: ``(1, X', Y', Z')`` MetaTensor with its affine (e.g. the PET).
-            reference: ``(1, X, Y, Z)`` MetaTensor with its affine (e.g. the MRI).
+            moving: ``(1, X', Y', Z')`` MetaTensor with its affine (the PET).
+            reference: ``(1, X, Y, Z)`` MetaTensor with its affine (the MRI).
+            head: the reference's :class:`HeadMask` (computed here when ``None``).
 
         Returns:
-            The moving image on the reference grid: ``(1, X, Y, Z)``, the reference's affine, the moving's file name.
+            ``(resampled, transform, report)``: the moving image on the reference grid ``(1, X, Y, Z)`` with the
+            reference's affine; the SimpleITK transform (reference points -> moving points); and a report dict
+            (``method``, ``metric``, ``iterations``, ``stop_condition``, ``overlap``, ``qc``: verdict, reasons,
+            numbers).
+
+        Raises:
+            Asfe3dInputError: the PET does not cover the head, or (``qc="strict"``) the registration is judged
+                failed.
         """
+        import logging
+        import time
+
         import SimpleITK as sitk
 
+        from asfe3d.errors import Asfe3dInputError
         from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference
+        from asfe3d.registration.qc import assess_registration
 
         moving, reference = _as_metatensor(moving, "moving"), _as_metatensor(reference, "reference")
         _check_channel_first_3d(moving, "moving", 1)
         _check_channel_first_3d(reference, "reference", 1)
-        fixed_img, moving_img = _to_sitk(reference), _to_sitk(moving)
-        result = register_pet_to_mri(fixed_img, moving_img, self.method, seed=self.seed, **self.register_kwargs)
+        fixed_img, moving_img = sitk_from_metatensor(reference), sitk_from_metatensor(moving)
+        if head is None:
+            head = HeadMask()(reference)
+        head_img = sitk.GetImageFromArray(np.ascontiguousarray(head[0].cpu().numpy().astype(np.uint8)
+                                                               .transpose(2, 1, 0)))
+        head_img.CopyInformation(fixed_img)
+        t0 = time.perf_counter()
+        result = register_pet_to_mri(fixed_img, moving_img, self.method, seed=self.seed, threads=self.threads,
+                                     head=head_img, **self.register_kwargs)
+        t1 = time.perf_counter()
         resampled = resample_to_reference(moving_img, fixed_img, result.transform, interpolator=self.interpolator)
+        pet_path = moving.meta.get("filename_or_obj")
+        overlap = float("nan")
         if self.min_overlap > 0:
-            check_overlap(fixed_img, resampled, pet_path=moving.meta.get("filename_or_obj"),
-                          min_fraction=self.min_overlap)
-        self.last_result = result
+            overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=self.min_overlap,
+                                    head=head_img)
+        verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
+        if verdict.verdict == "fail":
+            line = f"registration judged failed: {'; '.join(verdict.reasons)}"
+            if self.qc == "strict":
+                raise Asfe3dInputError(pet_path, f"{line} (--qc strict: nothing written)")
+            logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
+                                                pet_path, line)
+        report = {"method": result.method, "metric": result.metric, "iterations": result.iterations,
+                  "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
+                  "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}
         data = torch.from_numpy(sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).copy())[None]
-        meta = {k: v for k, v in reference.meta.items() if k != "affine"}
+        meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY)}
         meta["filename_or_obj"] = moving.meta.get("filename_or_obj", "")
-        meta["registration_metric"] = float(result.metric)
-        return MetaTensor(data, affine=reference.affine.clone(), meta=meta)
+        meta[SOURCE_KEY] = moving.meta.get(SOURCE_KEY)
+        return MetaTensor(data, affine=reference.affine.clone(), meta=meta), result.transform, report
 
 
 class RobustNormalize(Transform):
-    """Map each channel to ``[0, 1]``: low end = ``lower`` percentile of the volume, high end = ``upper`` percentile
-    inside a head mask (Otsu's threshold on channel 0, the MRI, unless a mask is given), then clip.
+    """Map each channel to ``[0, 1]``: low end the ``lower`` percentile of the volume, high end the ``upper``
+    percentile inside the head mask, then clip (:func:`asfe3d.transforms.intensity.robust_normalize`). The window
+    ``(lo, hi)`` of channel 0 is kept in the metadata (``asfe3d_window``) so the fused image can be mapped back.
 
     Args:
         lower: low-end percentile, in ``[0, 100)``.
         upper: high-end percentile, in ``(lower, 100]``.
-        mask_from_first_channel: compute the head mask from channel 0 and use it for every channel (MRI first).
 
     Raises:
         ValueError: bad percentiles.
     """
 
-    def __init__(self, lower: float = 0.5, upper: float = 99.5, mask_from_first_channel: bool = True) -> None:
+    def __init__(self, lower: float = 0.5, upper: float = 99.5) -> None:
         if not 0.0 <= lower < upper <= 100.0:
             raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
         self.lower = lower
         self.upper = upper
-        self.mask_from_first_channel = mask_from_first_channel
 
-    def __call__(self, img: torch.Tensor | np.ndarray, mask: np.ndarray | None = None) -> torch.Tensor:
+    def __call__(self, img: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None) -> MetaTensor:
         """Args:
             img: ``(C, *spatial)``.
-            mask: optional boolean head mask ``spatial``.
+            mask: the head mask ``(1, *spatial)`` or ``spatial`` (``None``: a mask from channel 0 by
+                :func:`asfe3d.transforms.intensity.head_mask`).
 
         Returns:
-            ``(C, *spatial)`` float32 in ``[0, 1]``, meta kept.
+            ``(C, *spatial)`` float32 in ``[0, 1]``, metadata kept plus ``asfe3d_window``.
         """
+        from asfe3d.transforms.intensity import head_mask
+
         img = _as_metatensor(img, "img")
-        arr = img.detach().cpu().numpy().astype(np.float32)
-        if mask is None and self.mask_from_first_channel:
-            mask = head_mask(arr[0])
-        out = np.stack([robust_normalize(c, self.lower, self.upper, mask)[0] for c in arr])
-        result = img.clone()
-        result.set_array(torch.from_numpy(out))
+        arr = img.detach().cpu().numpy().astype(np.float32, copy=False)
+        if mask is None:
+            mask_arr = head_mask(arr[0])
+        else:
+            mask_arr = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask, bool)
+            mask_arr = mask_arr[0] if mask_arr.ndim == arr.ndim else mask_arr
+        windows, out = [], []
+        for channel in arr:
+            norm, window = robust_normalize(channel, self.lower, self.upper, mask_arr)
+            out.append(norm)
+            windows.append(window)
+        result = MetaTensor(torch.from_numpy(np.stack(out)), affine=img.affine.clone(), meta=_meta(img))
+        result.meta[WINDOW_KEY] = [float(windows[0][0]), float(windows[0][1])]
         return result
 
 
 class Fuse(Transform):
-    """Fuse a 2-channel ``[MRI, PET]`` image with any asfe3d fusion method.
+    """Fuse a 2-channel ``[MRI, PET]`` image with an asfe3d fusion method (classic, or the network through MONAI's
+    SliceInferer / SlidingWindowInferer).
 
     Args:
-        method: ``mean``, ``max``, ``wavelet``, ``laplacian`` or ``asfe``.
+        method: ``mean``, ``max``, ``wavelet``, ``laplacian`` or ``asfe``; or an already built fusion method.
         kwargs: the method's settings (e.g. ``mode="volume"`` for asfe).
     """
 
-    def __init__(self, method: str = "wavelet", **kwargs: Any) -> None:
-        from asfe3d.fusion import get_fuser
+    def __init__(self, method: Any = "asfe", slice_axis: int | str = "auto", **kwargs: Any) -> None:
+        from asfe3d.fusion import FusionMethod, get_fuser
 
-        self.fuser = get_fuser(method, **kwargs)
+        if slice_axis != "auto" and slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be 'auto', 0, 1 or 2, got {slice_axis!r}")
+        self.fuser = method if isinstance(method, FusionMethod) else get_fuser(method, **kwargs)
+        self.slice_axis = slice_axis
 
-    def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Args: img: ``(2, *spatial)`` in ``[0, 1]``. Returns: ``(1, *spatial)`` fused, meta kept."""
+    def __call__(self, img: torch.Tensor | np.ndarray) -> MetaTensor:
+        """Args: img: ``(2, *spatial)`` in ``[0, 1]``. Returns: ``(1, *spatial)`` fused in ``[0, 1]``, meta kept.
+
+        A slice-wise network slices along ``slice_axis``; ``"auto"`` takes the voxel axis closest to the head's
+        superior-inferior axis from the image's affine (axial slices, as the 2D network was trained on).
+        """
         img = _as_metatensor(img, "img")
         if img.shape[0] != 2 or img.ndim not in (3, 4):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
+        _set_slice_axis(self.fuser, self.slice_axis, img)
         arr = img.detach().cpu().numpy()
         fused = self.fuser(arr[0], arr[1])
-        out = img[:1].clone()
-        out.set_array(torch.from_numpy(fused[None]))
-        return out
+        return MetaTensor(torch.from_numpy(fused[None]), affine=img.affine.clone(), meta=_meta(img))
 
 
 class ColourFuse(Transform):
     """Colour fusion: the PET through a colour map, its luma (Y of YCrCb) fused with the MRI, its chroma kept.
 
     Args:
-        method: fusion method for the luma channel.
+        method: fusion method for the luma channel (a name or an already built method, e.g. :class:`Fuse`'s).
         colormap: matplotlib colour map for the PET.
         kwargs: the method's settings.
+
+    Raises:
+        ValueError: an unknown colour map.
     """
 
-    def __init__(self, method: str = "wavelet", colormap: str = "hot", **kwargs: Any) -> None:
-        from asfe3d.fusion import apply_colormap, get_fuser
+    def __init__(self, method: Any = "asfe", colormap: str = "hot", **kwargs: Any) -> None:
+        from asfe3d.fusion import FusionMethod, apply_colormap, get_fuser
 
         apply_colormap(np.zeros(1), colormap)  # validates the colour-map name now
-        self.fuser = get_fuser(method, **kwargs)
+        self.fuser = method if isinstance(method, FusionMethod) else get_fuser(method, **kwargs)
         self.colormap = colormap
 
-    def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Args: img: ``(2, *spatial)`` in ``[0, 1]``. Returns: ``(3, *spatial)`` RGB in ``[0, 1]``, meta kept."""
+    def __call__(self, img: torch.Tensor | np.ndarray, luma: torch.Tensor | np.ndarray | None = None) -> MetaTensor:
+        """Args:
+            img: ``(2, *spatial)`` ``[MRI, PET]`` in ``[0, 1]``.
+            luma: the grey fused image ``(1, *spatial)`` of the same pair (e.g. :class:`Fuse`'s output): used as the
+                colour image's luma instead of a second fusion pass (one network pass for both outputs).
+
+        Returns:
+            ``(3, *spatial)`` RGB in ``[0, 1]``, meta kept.
+        """
         from asfe3d.fusion import apply_colormap, fuse_colour
 
         img = _as_metatensor(img, "img")
         if img.shape[0] != 2:
             raise ValueError(f"img must be (2, *spatial) [MRI, PET], got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
-        rgb = fuse_colour(arr[0], apply_colormap(arr[1], self.colormap), self.fuser)
-        meta = {k: v for k, v in img.meta.items() if k != "affine"}
-        return MetaTensor(torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()), affine=img.affine, meta=meta)
+        if luma is not None:
+            grey = np.asarray(luma.detach().cpu().numpy() if isinstance(luma, torch.Tensor) else luma, np.float32)
+            if grey.shape != (1, *arr.shape[1:]):
+                raise ValueError(f"luma must have shape {(1, *arr.shape[1:])}, got {grey.shape}")
+            rgb = fuse_colour(arr[0], apply_colormap(arr[1], self.colormap), lambda mri, pet_y: grey[0])
+        else:
+            _set_slice_axis(self.fuser, getattr(self.fuser, "slice_axis", "auto"), img)
+            rgb = fuse_colour(arr[0], apply_colormap(arr[1], self.colormap), self.fuser)
+        return MetaTensor(torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()), affine=img.affine.clone(),
+                          meta=_meta(img))
+
+
+class RestoreIntensity(Transform):
+    """Map a ``[0, 1]`` image back through a normalisation window: ``x * (hi - lo) + lo``.
+
+    Args:
+        scale: ``"mri"`` (use the window) or ``"unit"`` (keep ``[0, 1]``).
+
+    Raises:
+        ValueError: an unknown ``scale``.
+    """
+
+    def __init__(self, scale: str = "mri") -> None:
+        if scale not in ("mri", "unit"):
+            raise ValueError(f"scale must be 'mri' or 'unit', got {scale!r}")
+        self.scale = scale
+
+    def __call__(self, img: torch.Tensor, window: Sequence[float] | None) -> torch.Tensor:
+        """Args:
+            img: the ``[0, 1]`` image.
+            window: ``(lo, hi)`` (e.g. the MRI's ``asfe3d_window``).
+
+        Returns:
+            The image in the window's units (float32).
+        """
+        if self.scale == "unit":
+            return img
+        if window is None or len(window) != 2:
+            raise ValueError(f"window must be (lo, hi), got {window!r}")
+        lo, hi = np.float32(window[0]), np.float32(window[1])
+        arr = img.detach().cpu().numpy() * (hi - lo) + lo
+        return MetaTensor(torch.from_numpy(arr.astype(np.float32)), affine=img.affine.clone(), meta=_meta(img)) \
+            if isinstance(img, MetaTensor) else torch.from_numpy(arr.astype(np.float32))
 
 
 class SaveLikeReference(Transform):
-    """Write a ``(1, X, Y, Z)`` (scalar, float32) or ``(3, X, Y, Z)`` (RGB in ``[0, 1]``, stored as RGB24) image as
-    NIfTI on the reference volume's grid with its header (shape, affine, qform/sform codes), atomically.
+    """Write images (and a transform) on the reference volume's grid with its header, as one set.
+
+    Every file goes to a hidden temporary file first; only when all are written are they renamed over their
+    destinations (:class:`asfe3d.io.OutputSet`), and the completion record is written last, so an interrupted or
+    failed run keeps any earlier outputs and leaves nothing partial under a final name.
 
     Args:
-        output_path: the file to write; or leave it ``None`` and give ``output_dir``.
-        output_dir: folder for ``<reference stem>_<postfix>.nii.gz``.
-        output_postfix: name postfix with ``output_dir``.
-        overwrite: replace an existing file.
-
-    Raises:
-        ValueError: neither or both of ``output_path`` and ``output_dir``.
+        overwrite: replace existing outputs (never an input).
+        record: write the completion record ``<first output stem>.json`` (:mod:`asfe3d.io.record`).
     """
 
-    def __init__(self, output_path: str | Path | None = None, output_dir: str | Path | None = None,
-                 output_postfix: str = "fused", overwrite: bool = False) -> None:
-        if (output_path is None) == (output_dir is None):
-            raise ValueError(f"give exactly one of output_path ({output_path!r}) and output_dir ({output_dir!r})")
-        self.output_path = None if output_path is None else Path(output_path)
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        self.output_postfix = output_postfix
+    def __init__(self, overwrite: bool = False, record: bool = True) -> None:
         self.overwrite = overwrite
+        self.record = record
 
-    def __call__(self, img: torch.Tensor | np.ndarray, reference: Any, inputs: Sequence[str | Path] = ()) -> Path:
+    def __call__(
+        self,
+        items: dict[str, tuple[Any, str | Path]],
+        reference: MetaTensor,
+        inputs: Sequence[str | Path] = (),
+        record_content: dict[str, Any] | None = None,
+        preview: tuple[str | Path, dict[str, Any]] | None = None,
+    ) -> dict[str, Path]:
         """Args:
-            img: ``(1, X, Y, Z)`` or ``(3, X, Y, Z)`` on the reference grid.
-            reference: the reference :class:`asfe3d.io.Volume`, or its file path.
-            inputs: input files the output must never overwrite.
+            items: output kind -> ``(value, path)``; a value is a ``(1, X, Y, Z)`` image (float32 NIfTI), a
+                ``(3, X, Y, Z)`` image in ``[0, 1]`` (RGB24 NIfTI) or a SimpleITK transform (``.tfm``).
+            reference: the reference image made by :class:`LoadVolume` (grid and header).
+            inputs: input files the outputs must never replace.
+            record_content: JSON-able fields for the completion record.
+            preview: ``(path, save_preview keyword arguments)`` for a tri-planar PNG.
 
         Returns:
-            The written path.
+            Output kind -> final path (``record`` included).
         """
-        from asfe3d.io import Volume, read_volume, write_like
-        from asfe3d.pipeline import _stem
+        import SimpleITK as sitk
 
-        vol = reference if isinstance(reference, Volume) else read_volume(reference, role="reference")
-        img = _as_metatensor(img, "img")
-        if img.ndim != 4 or img.shape[0] not in (1, 3):
-            raise ValueError(f"img must be (1, X, Y, Z) or (3, X, Y, Z), got {tuple(img.shape)}")
-        path = self.output_path or self.output_dir / f"{_stem(vol.path)}_{self.output_postfix}.nii.gz"
-        arr = img.detach().cpu().numpy()
-        data = arr[0].astype(np.float32) if arr.shape[0] == 1 else np.round(
-            np.clip(np.moveaxis(arr, 0, -1), 0, 1) * 255).astype(np.uint8)
-        return write_like(data, vol, path, overwrite=self.overwrite, inputs=[vol.path, *inputs])
+        from asfe3d.errors import Asfe3dInputError
+        from asfe3d.io import OutputSet, check_output_path, stale_temporaries, write_like
+        from asfe3d.io.record import record_path, replaceable_outputs, write_record
+        from asfe3d.registration import write_transform
+
+        if not items:
+            raise ValueError("items must name at least one output")
+        kinds = {}
+        for kind, (value, path) in items.items():
+            kinds[kind] = (path, "transform" if isinstance(value, sitk.Transform) else "nifti")
+        if preview is not None:
+            kinds["preview"] = (preview[0], "png")
+        first = Path(next(iter(items.values()))[1])
+        record = record_path(first) if self.record else None
+        replaceable = replaceable_outputs(first) if record is not None else []
+        outs = OutputSet(kinds, overwrite=self.overwrite, inputs=inputs, replaceable=replaceable)
+        if record is not None:
+            if record.resolve() in set(outs.paths.values()):
+                raise Asfe3dInputError(record, "the completion record would overwrite another output")
+            check_output_path(record, overwrite=self.overwrite, inputs=inputs, kind="json", replaceable=replaceable)
+        for stale in (t for p in [*outs.paths.values(), *([record] if record else [])] for t in stale_temporaries(p)):
+            stale.unlink(missing_ok=True)
+        import time
+
+        t0 = time.perf_counter()
+        content = dict(record_content or {})
+        vol = volume_from_metatensor(_as_metatensor(reference, "reference"))
+        with outs:
+            for kind, (value, _) in items.items():
+                if isinstance(value, sitk.Transform):
+                    write_transform(value, outs.temp(kind))
+                    continue
+                img = _as_metatensor(value, kind)
+                _check_channel_first_3d(img, kind)
+                arr = img.detach().cpu().numpy()
+                if arr.shape[0] == 1:
+                    data = arr[0].astype(np.float32, copy=False)
+                elif arr.shape[0] == 3:
+                    data = np.round(np.clip(np.moveaxis(arr, 0, -1), 0, 1) * 255).astype(np.uint8)
+                else:
+                    raise ValueError(f"{kind} must be (1, X, Y, Z) or (3, X, Y, Z), got {tuple(arr.shape)}")
+                write_like(data, vol, outs.temp(kind), overwrite=True, inputs=inputs)
+            if preview is not None:
+                from asfe3d.visualize import save_preview
+
+                save_preview(outs.temp("preview"), overwrite=True, **preview[1])
+            if record is not None:
+                write_record(record, content, status="pending", outputs=outs.paths)
+            final = outs.commit()
+            if record is not None:
+                content["timings"] = {**content.get("timings", {}), "save": time.perf_counter() - t0}
+                write_record(record, content, status="complete", outputs=final)
+                final["record"] = record
+        return final

@@ -1,15 +1,19 @@
-"""Dictionary wrappers (``...d``) of :mod:`asfe3d.transforms.array`, MONAI style.
+"""Dictionary wrappers (``...d``) of :mod:`asfe3d.transforms.array`, MONAI style: the fusion pipeline as one chain.
 
-A typical chain over ``{"mri": path, "pet": path}``::
+The chain that :func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation and the bundle all run
+(:func:`asfe3d.pipeline.build_chain` builds it from options)::
 
-    Compose([
-        LoadVolumed(keys=["mri", "pet"]),
-        RegisterToReferenced(keys="pet", ref_key="mri"),
-        ConcatItemsd(keys=["mri", "pet"], name="image"),         # MONAI's own: (2, X, Y, Z)
-        RobustNormalized(keys="image"),
-        Fused(keys="image", output_key="fused", method="wavelet"),
-        SaveLikeReferenced(keys="fused", ref_key="mri", output_dir="out"),
-    ])
+    {"mri": path, "pet": path}
+      LoadVolumed(keys=["mri", "pet"])                     -> (1, X, Y, Z) MetaTensors
+      HeadMaskd(keys="mri")                                -> "mri_head" (computed once, used by every later step)
+      RegisterToReferenced(keys="pet", ref_key="mri")      -> "pet" on the MRI grid, "pet_transform",
+                                                              "pet_registration" (metric, overlap, QC verdict)
+      RobustNormalized(keys=["mri", "pet"], mask_key="mri_head")
+      ConcatItemsd(keys=["mri", "pet"], name="image")      -> (2, X, Y, Z), MONAI's own
+      Fused(keys="image", output_key="fused")              -> classic, or the network through MONAI's inferers
+      ColourFused(keys="image", output_key="fused_rgb")    -> optional
+      RestoreIntensityd(keys="fused", ref_key="mri")       -> back through the MRI's window (optional)
+      SaveLikeReferenced(outputs={"fused": path, ...}, ref_key="mri")
 """
 
 from __future__ import annotations
@@ -21,114 +25,175 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from asfe3d.transforms.array import (
+    WINDOW_KEY,
     ColourFuse,
     Fuse,
+    HeadMask,
     LoadVolume,
     RegisterToReference,
+    RestoreIntensity,
     RobustNormalize,
     SaveLikeReference,
 )
 
 __all__ = [
-    "LoadVolumed", "RegisterToReferenced", "RobustNormalized", "Fused", "ColourFused", "SaveLikeReferenced",
-    "LoadVolumeD", "LoadVolumeDict", "RegisterToReferenceD", "RegisterToReferenceDict", "RobustNormalizeD",
-    "RobustNormalizeDict", "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict", "SaveLikeReferenceD",
-    "SaveLikeReferenceDict",
+    "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "Fused", "ColourFused",
+    "RestoreIntensityd", "SaveLikeReferenced",
+    "LoadVolumeD", "LoadVolumeDict", "HeadMaskD", "HeadMaskDict", "RegisterToReferenceD", "RegisterToReferenceDict",
+    "RobustNormalizeD", "RobustNormalizeDict", "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict",
+    "RestoreIntensityD", "RestoreIntensityDict", "SaveLikeReferenceD", "SaveLikeReferenceDict",
 ]
 
 
-class LoadVolumed(MapTransform):
-    """Dictionary wrapper of :class:`asfe3d.transforms.array.LoadVolume`.
+def _require(d: Mapping[Hashable, Any], key: Hashable, who: str) -> Any:
+    if key not in d:
+        raise KeyError(f"{who}: key {key!r} is not in the data (keys: {sorted(map(str, d))})")
+    return d[key]
 
-    The original path is kept under ``<key>_path`` (the reference for :class:`SaveLikeReferenced`).
+
+class LoadVolumed(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.LoadVolume`.
+
+    The original path is kept under ``<key>_path`` (inputs are protected from being overwritten by the save step).
 
     Args:
         keys: keys holding file paths.
+        series_uid: per-key DICOM SeriesInstanceUID (``{"mri": "1.2...", "pet": None}``) or one for every key.
+        frame: per-key 0-based frame of a 4D volume, or one for every key (``None``: the frame mean).
+        allow_nonfinite: replace NaN/Inf by 0 with a warning instead of refusing.
         allow_missing_keys: skip absent keys.
-        kwargs: :class:`LoadVolume` settings (``role``, ``series_uid``, ``frame``, ``allow_nonfinite``).
+        reader_kwargs: further :func:`asfe3d.io.read_volume` settings.
     """
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
+    def __init__(self, keys: KeysCollection, series_uid: Any = None, frame: Any = None,
+                 allow_nonfinite: bool = False, allow_missing_keys: bool = False, **reader_kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.kwargs = kwargs
+        self.series_uid = series_uid
+        self.frame = frame
+        self.allow_nonfinite = allow_nonfinite
+        self.reader_kwargs = reader_kwargs
+
+    @staticmethod
+    def _per_key(value: Any, key: Hashable) -> Any:
+        return value.get(key) if isinstance(value, Mapping) else value
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            loader = LoadVolume(**{"role": str(key).upper(), **self.kwargs})
+            loader = LoadVolume(role=str(key).upper(), series_uid=self._per_key(self.series_uid, key),
+                                frame=self._per_key(self.frame, key), allow_nonfinite=self.allow_nonfinite,
+                                **self.reader_kwargs)
             d[f"{key}_path"] = d[key]
             d[key] = loader(d[key])
         return d
 
 
-class RegisterToReferenced(MapTransform):
-    """Dictionary wrapper of :class:`asfe3d.transforms.array.RegisterToReference`.
+class HeadMaskd(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.HeadMask`: the mask goes under ``<key>_head``.
 
     Args:
-        keys: moving images (e.g. ``"pet"``), each registered to ``ref_key`` and replaced by its resampled version.
-        ref_key: the reference image (e.g. ``"mri"``).
-        transform_key_postfix: the registration result goes under ``<key>_<postfix>``.
+        keys: the MRI key(s).
+        mask_key_postfix: the mask goes under ``<key>_<postfix>``.
         allow_missing_keys: skip absent keys.
-        kwargs: :class:`RegisterToReference` settings.
     """
 
-    def __init__(self, keys: KeysCollection, ref_key: str = "mri", transform_key_postfix: str = "registration",
+    def __init__(self, keys: KeysCollection, mask_key_postfix: str = "head", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.postfix = mask_key_postfix
+        self.mask = HeadMask()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[f"{key}_{self.postfix}"] = self.mask(d[key])
+        return d
+
+
+class RegisterToReferenced(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.RegisterToReference`.
+
+    Each moving image is replaced by its version on the reference grid; the transform goes under
+    ``<key>_transform`` and the report (metric, overlap, QC verdict) under ``<key>_registration``.
+
+    Args:
+        keys: moving images (e.g. ``"pet"``).
+        ref_key: the reference image (e.g. ``"mri"``).
+        mask_key: the reference's head mask (from :class:`HeadMaskd`); ``None`` computes one.
+        allow_missing_keys: skip absent keys.
+        kwargs: :class:`~asfe3d.transforms.array.RegisterToReference` settings (``method``, ``seed``, ``threads``,
+            ``min_overlap``, ``qc``...).
+    """
+
+    def __init__(self, keys: KeysCollection, ref_key: str = "mri", mask_key: str | None = "mri_head",
                  allow_missing_keys: bool = False, **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
-        self.postfix = transform_key_postfix
+        self.mask_key = mask_key
         self.register = RegisterToReference(**kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        if self.ref_key not in d:
-            raise KeyError(f"reference key {self.ref_key!r} not in the data (keys: {sorted(map(str, d))})")
+        reference = _require(d, self.ref_key, type(self).__name__)
+        head = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
         for key in self.key_iterator(d):
-            d[key] = self.register(d[key], d[self.ref_key])
-            d[f"{key}_{self.postfix}"] = self.register.last_result
+            d[key], d[f"{key}_transform"], d[f"{key}_registration"] = self.register(d[key], reference, head)
         return d
 
 
 class RobustNormalized(MapTransform):
-    """Dictionary wrapper of :class:`asfe3d.transforms.array.RobustNormalize`.
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.RobustNormalize`.
 
     Args:
         keys: images to normalise (each channel separately).
+        mask_key: the head mask every key is normalised in (``None``: each image's own Otsu mask).
+        lower: low-end percentile.
+        upper: high-end percentile (inside the mask).
         allow_missing_keys: skip absent keys.
-        kwargs: :class:`RobustNormalize` settings.
     """
 
-    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
+    def __init__(self, keys: KeysCollection, mask_key: str | None = "mri_head", lower: float = 0.5,
+                 upper: float = 99.5, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.normalize = RobustNormalize(**kwargs)
+        self.mask_key = mask_key
+        self.normalize = RobustNormalize(lower, upper)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        mask = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
         for key in self.key_iterator(d):
-            d[key] = self.normalize(d[key])
+            d[key] = self.normalize(d[key], mask)
         return d
 
 
 class Fused(MapTransform):
-    """Dictionary wrapper of :class:`asfe3d.transforms.array.Fuse`.
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.Fuse`.
 
     Args:
         keys: 2-channel ``[MRI, PET]`` images.
         output_key: where the fused image goes (default: replace the input). Only with a single key.
+        method: a method name or an already built fusion method.
         allow_missing_keys: skip absent keys.
-        kwargs: :class:`Fuse` settings (``method`` and the method's own).
+        kwargs: the method's settings.
 
     Raises:
         ValueError: ``output_key`` with several keys.
     """
 
-    def __init__(self, keys: KeysCollection, output_key: str | None = None, allow_missing_keys: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(self, keys: KeysCollection, output_key: str | None = None, method: Any = "asfe",
+                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
         if output_key is not None and len(self.keys) != 1:
             raise ValueError(f"output_key needs exactly one input key, got keys={self.keys}")
         self.output_key = output_key
-        self.fuse = Fuse(**kwargs)
+        self.fuse = self._make(method, **kwargs)
+
+    def _make(self, method: Any, **kwargs: Any) -> Any:
+        return Fuse(method, **kwargs)
+
+    @property
+    def fuser(self) -> Any:
+        """The fusion method (to share it with :class:`ColourFused`: one set of weights, loaded once)."""
+        return self.fuse.fuser
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -138,58 +203,118 @@ class Fused(MapTransform):
 
 
 class ColourFused(Fused):
-    """Dictionary wrapper of :class:`asfe3d.transforms.array.ColourFuse` (same arguments as :class:`Fused`,
-    plus ``colormap``)."""
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.ColourFuse` (arguments of :class:`Fused`, plus
+    ``colormap`` and ``luma_key``: the grey fused image to use as the colour image's luma, so that the network runs
+    once for both outputs; ``None`` fuses the MRI with the colour PET's luma in a second pass)."""
 
-    def __init__(self, keys: KeysCollection, output_key: str | None = None, allow_missing_keys: bool = False,
+    def __init__(self, keys: KeysCollection, output_key: str | None = None, method: Any = "asfe",
+                 colormap: str = "hot", luma_key: str | None = None, allow_missing_keys: bool = False,
                  **kwargs: Any) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        if output_key is not None and len(self.keys) != 1:
-            raise ValueError(f"output_key needs exactly one input key, got keys={self.keys}")
-        self.output_key = output_key
-        self.fuse = ColourFuse(**kwargs)
+        super().__init__(keys, output_key, method, allow_missing_keys, colormap=colormap, **kwargs)
+        self.luma_key = luma_key
 
-
-class SaveLikeReferenced(MapTransform):
-    """Dictionary wrapper of :class:`asfe3d.transforms.array.SaveLikeReference`.
-
-    Args:
-        keys: images to write.
-        ref_key: the reference: its ``<ref_key>_path`` entry (set by :class:`LoadVolumed`) or a path/Volume under
-            ``ref_key`` itself.
-        output_dir: folder for ``<reference stem>_<postfix>.nii.gz``.
-        output_postfix: name postfix; with several keys, ``<postfix>_<key>``.
-        overwrite: replace existing files.
-        path_key_postfix: the written path goes under ``<key>_<postfix>``.
-        allow_missing_keys: skip absent keys.
-    """
-
-    def __init__(self, keys: KeysCollection, ref_key: str = "mri", output_dir: str | Path = ".",
-                 output_postfix: str = "fused", overwrite: bool = False, path_key_postfix: str = "path",
-                 allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.ref_key = ref_key
-        self.output_dir = Path(output_dir)
-        self.output_postfix = output_postfix
-        self.overwrite = overwrite
-        self.path_key_postfix = path_key_postfix
+    def _make(self, method: Any, **kwargs: Any) -> Any:
+        return ColourFuse(method, **kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        reference = d.get(f"{self.ref_key}_path", d.get(self.ref_key))
-        if reference is None:
-            raise KeyError(f"no reference under {self.ref_key!r} or {self.ref_key + '_path'!r}")
-        inputs = [v for k, v in d.items() if str(k).endswith("_path") and isinstance(v, (str, Path))]
+        luma = None if self.luma_key is None else _require(d, self.luma_key, type(self).__name__)
         for key in self.key_iterator(d):
-            postfix = self.output_postfix if len(self.keys) == 1 else f"{self.output_postfix}_{key}"
-            saver = SaveLikeReference(output_dir=self.output_dir, output_postfix=postfix, overwrite=self.overwrite)
-            d[f"{key}_{self.path_key_postfix}"] = saver(d[key], reference, inputs=inputs)
+            d[self.output_key or key] = self.fuse(d[key], luma)
+        return d
+
+
+class RestoreIntensityd(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.RestoreIntensity`: map ``[0, 1]`` images back through
+    the reference's normalisation window (set by :class:`RobustNormalized`).
+
+    Args:
+        keys: images to map back (e.g. ``"fused"``).
+        ref_key: the normalised reference (e.g. ``"mri"``).
+        scale: ``"mri"`` or ``"unit"`` (leave as is).
+        allow_missing_keys: skip absent keys.
+    """
+
+    def __init__(self, keys: KeysCollection, ref_key: str = "mri", scale: str = "mri",
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key = ref_key
+        self.restore = RestoreIntensity(scale)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        window = None
+        if self.restore.scale != "unit":
+            window = _require(d, self.ref_key, type(self).__name__).meta.get(WINDOW_KEY)
+        for key in self.key_iterator(d):
+            d[key] = self.restore(d[key], window)
+        return d
+
+
+class SaveLikeReferenced(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.SaveLikeReference`: write the chosen keys on the
+    reference's grid as one set, then the completion record; the written paths go under ``"outputs"``.
+
+    Args:
+        outputs: data key -> output path (e.g. ``{"fused": "out.nii.gz", "pet": "pet_on_mri.nii.gz",
+            "pet_transform": "pet_to_mri.tfm"}``); the first one names the record ``<stem>.json``.
+        ref_key: the reference image (its grid and header).
+        preview: path of a tri-planar PNG (``None``: none); drawn from ``mri``, ``pet``, ``fused`` (``[0, 1]``,
+            under ``preview_keys``) and ``fused_rgb`` when present.
+        preview_keys: the ``[0, 1]`` images of the preview (``mri``, ``pet``, ``fused``) and the colour one.
+        colormap: the PET colour map of the preview.
+        overwrite: replace existing outputs (never an input).
+        record: write the completion record.
+        record_key: data key whose dict is added to the record (e.g. settings and timings from the caller).
+        output_key: where the written paths go.
+    """
+
+    def __init__(self, outputs: Mapping[str, str | Path], ref_key: str = "mri", preview: str | Path | None = None,
+                 preview_keys: Mapping[str, str] | None = None, colormap: str = "hot", overwrite: bool = False,
+                 record: bool = True, record_key: str = "record", output_key: str = "outputs") -> None:
+        if not outputs:
+            raise ValueError("outputs must name at least one key to write")
+        super().__init__(list(outputs), allow_missing_keys=False)
+        self.outputs = {k: Path(v) for k, v in outputs.items()}
+        self.ref_key = ref_key
+        self.preview = None if preview is None else Path(preview)
+        self.preview_keys = dict(preview_keys or {"mri": "mri_unit", "pet": "pet_unit", "fused": "fused_unit",
+                                                  "rgb": "fused_rgb"})
+        self.colormap = colormap
+        self.record_key = record_key
+        self.output_key = output_key
+        self.save = SaveLikeReference(overwrite=overwrite, record=record)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        who = type(self).__name__
+        reference = _require(d, self.ref_key, who)
+        items = {key: (_require(d, key, who), path) for key, path in self.outputs.items()}
+        inputs = [v for k, v in d.items() if str(k).endswith("_path") and isinstance(v, (str, Path))]
+        preview = None
+        if self.preview is not None:
+            k = self.preview_keys
+
+            def arr(key: str) -> Any:
+                return _require(d, k[key], who)[0].detach().cpu().numpy()
+
+            rgb = d.get(k["rgb"])
+            preview = (self.preview, {
+                "mri": arr("mri"), "pet": arr("pet"), "fused": arr("fused"),
+                "affine_ras": reference.affine.detach().cpu().numpy(),
+                "rgb": None if rgb is None else rgb.detach().cpu().numpy().transpose(1, 2, 3, 0),
+                "colormap": self.colormap,
+            })
+        content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
+        d[self.output_key] = self.save(items, reference, inputs=inputs, record_content=content, preview=preview)
         return d
 
 
 LoadVolumeD = LoadVolumeDict = LoadVolumed
+HeadMaskD = HeadMaskDict = HeadMaskd
 RegisterToReferenceD = RegisterToReferenceDict = RegisterToReferenced
 RobustNormalizeD = RobustNormalizeDict = RobustNormalized
 FuseD = FuseDict = Fused
 ColourFuseD = ColourFuseDict = ColourFused
+RestoreIntensityD = RestoreIntensityDict = RestoreIntensityd
 SaveLikeReferenceD = SaveLikeReferenceDict = SaveLikeReferenced

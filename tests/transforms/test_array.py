@@ -7,7 +7,16 @@ import torch
 from monai.data import MetaTensor
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.transforms import ColourFuse, Fuse, LoadVolume, RegisterToReference, RobustNormalize, SaveLikeReference
+from asfe3d.transforms import (
+    ColourFuse,
+    Fuse,
+    HeadMask,
+    LoadVolume,
+    RegisterToReference,
+    RestoreIntensity,
+    RobustNormalize,
+    SaveLikeReference,
+)
 from tests.conftest import write_nifti
 
 OBLIQUE = np.array([[0.98, -0.17, 0.0, -20.0], [0.17, 0.98, 0.0, 10.0], [0.0, 0.0, 1.5, -30.0], [0, 0, 0, 1]])
@@ -45,8 +54,9 @@ def test_register_none_resamples_onto_reference_grid(mri_file, tmp_path):
     pet_data = _head((10, 9, 8), seed=1)
     pet_file = write_nifti(tmp_path / "pet.nii.gz", pet_data, pet_affine)
     mri, pet = LoadVolume()(mri_file), LoadVolume()(pet_file)
-    out = RegisterToReference(method="none", min_overlap=0.0)(pet, mri)
-    assert out.shape == mri.shape
+    out, transform, report = RegisterToReference(method="none", min_overlap=0.0)(pet, mri)
+    assert out.shape == mri.shape and report["method"] == "none"
+    assert report["qc"]["verdict"] in ("pass", "warn", "fail") and transform.GetParameters() == ()
     np.testing.assert_allclose(out.affine.numpy(), mri.affine.numpy())
     assert float(out.max()) > 50.0
 
@@ -57,10 +67,11 @@ def test_register_rigid_recovers_motion(small_pair):
     import SimpleITK as sitk
 
     mri, pet = LoadVolume()(small_pair.mri_path), LoadVolume()(small_pair.pet_path)
-    reg = RegisterToReference(method="rigid")
-    out = reg(pet, mri)
-    assert out.shape == mri.shape
-    err = registration_error_mm(small_pair.true_transform, reg.last_result.transform,
+    head = HeadMask()(mri)
+    assert head.dtype == torch.bool and head.shape == mri.shape and bool(head.any())
+    out, transform, report = RegisterToReference(method="rigid")(pet, mri, head)
+    assert out.shape == mri.shape and report["qc"]["verdict"] == "pass"
+    err = registration_error_mm(small_pair.true_transform, transform,
                                 sitk.ReadImage(str(small_pair.mask_path)))
     assert err["mean"] < 2.0  # 4 mm voxels: well under half a voxel
 
@@ -79,9 +90,23 @@ def test_normalize_and_fuse(spatial):
     assert norm.shape == img.shape and float(norm.min()) >= 0 and float(norm.max()) <= 1
     fused = Fuse(method="max")(norm)
     assert fused.shape == (1, *spatial)
-    torch.testing.assert_close(fused[0], torch.maximum(norm[0], norm[1]))
+    from asfe3d.fusion.base import support_weight
+
+    expected = torch.maximum(norm[0], norm[1]) * torch.from_numpy(support_weight(norm[0].numpy(), norm[1].numpy()))
+    torch.testing.assert_close(fused[0], expected)
     rgb = ColourFuse(method="mean", colormap="hot")(norm)
     assert rgb.shape == (3, *spatial)
+    # one pass: the grey fused image as the colour image's luma
+    one_pass = ColourFuse(method="mean", colormap="hot")(norm, luma=fused)
+    assert one_pass.shape == (3, *spatial) and not torch.equal(one_pass, rgb)
+    with pytest.raises(ValueError, match="luma must have shape"):
+        ColourFuse(method="mean")(norm, luma=fused[:, :2])
+    assert list(norm.meta["asfe3d_window"]) == pytest.approx(
+        list(RobustNormalize()(img[:1]).meta["asfe3d_window"]))
+    restored = RestoreIntensity("mri")(fused, (10.0, 20.0))
+    torch.testing.assert_close(restored, fused * 10.0 + 10.0)
+    with pytest.raises(ValueError, match="'weird'"):
+        RestoreIntensity("weird")
 
 
 def test_fuse_bad_inputs():
@@ -97,22 +122,26 @@ def test_fuse_bad_inputs():
 
 def test_save_like_reference_keeps_geometry_and_codes(mri_file, tmp_path):
     mri = LoadVolume()(mri_file)
-    out = SaveLikeReference(output_dir=tmp_path / "out")(mri * 0.5, mri_file)
-    assert out.name == "mri_fused.nii.gz"
+    out = tmp_path / "out" / "mri_fused.nii.gz"
+    written = SaveLikeReference()({"fused": (mri * 0.5, out), "rgb": (torch.rand(3, 20, 18, 16),
+                                                                      tmp_path / "out" / "rgb.nii.gz")}, mri,
+                                  inputs=[mri_file], record_content={"note": "test"})
+    assert written["fused"] == out.resolve() and written["record"].name == "mri_fused.json"
     ref, got = nib.load(mri_file), nib.load(out)
     assert got.shape == ref.shape and got.get_data_dtype() == np.float32
     np.testing.assert_allclose(got.affine, ref.affine, atol=1e-5)
     assert int(got.header["qform_code"]) == 1 and int(got.header["sform_code"]) == 2
     np.testing.assert_allclose(got.get_fdata(), 0.5 * ref.get_fdata(), atol=1e-4)
-    rgb = SaveLikeReference(output_path=tmp_path / "rgb.nii.gz")(torch.rand(3, 20, 18, 16), mri_file)
-    assert nib.load(rgb).shape == ref.shape
+    assert nib.load(written["rgb"]).shape == ref.shape
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mri_fused.json", "mri_fused.nii.gz", "rgb.nii.gz"]
 
 
 def test_save_like_reference_refuses_overwrite_and_bad_args(mri_file, tmp_path):
     mri = LoadVolume()(mri_file)
     with pytest.raises(Asfe3dInputError, match="mri.nii.gz"):
-        SaveLikeReference(output_path=mri_file, overwrite=True)(mri, mri_file)
-    with pytest.raises(ValueError, match="exactly one"):
-        SaveLikeReference()
+        SaveLikeReference(overwrite=True)({"fused": (mri, mri_file)}, mri, inputs=[mri_file])
+    with pytest.raises(ValueError, match="at least one"):
+        SaveLikeReference()({}, mri)
     with pytest.raises(ValueError, match=r"\(2, 20, 18, 16\)"):
-        SaveLikeReference(output_dir=tmp_path)(torch.zeros(2, 20, 18, 16), mri_file)
+        SaveLikeReference()({"fused": (torch.zeros(2, 20, 18, 16), tmp_path / "x.nii.gz")}, mri)
+    assert not (tmp_path / "x.nii.gz").exists() and not list(tmp_path.glob(".x*"))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -8,37 +10,51 @@ from monai.transforms import Compose, ConcatItemsd
 from asfe3d.transforms import (
     ColourFused,
     Fused,
+    HeadMaskd,
     LoadVolumed,
     RegisterToReferenced,
+    RestoreIntensityd,
     RobustNormalized,
     SaveLikeReferenced,
 )
 
 
 def test_compose_chain_writes_on_the_mri_grid(small_pair, tmp_path):
+    fused_step = Fused(keys="image", output_key="fused", method="wavelet")
     chain = Compose([
         LoadVolumed(keys=["mri", "pet"]),
-        RegisterToReferenced(keys="pet", ref_key="mri", method="rigid"),
+        HeadMaskd(keys="mri"),
+        RegisterToReferenced(keys="pet", ref_key="mri", mask_key="mri_head", method="rigid"),
+        RobustNormalized(keys=["mri", "pet"], mask_key="mri_head"),
         ConcatItemsd(keys=["mri", "pet"], name="image"),
-        RobustNormalized(keys="image"),
-        Fused(keys="image", output_key="fused", method="wavelet"),
-        ColourFused(keys="image", output_key="rgb", method="max"),
-        SaveLikeReferenced(keys=["fused", "rgb"], ref_key="mri", output_dir=tmp_path),
+        fused_step,
+        ColourFused(keys="image", output_key="rgb", method=fused_step.fuser, luma_key="fused"),
+        RestoreIntensityd(keys="fused", ref_key="mri"),
+        SaveLikeReferenced({"fused": tmp_path / "f.nii.gz", "rgb": tmp_path / "rgb.nii.gz",
+                            "pet_transform": tmp_path / "t.tfm"}, ref_key="mri"),
     ])
     d = chain({"mri": str(small_pair.mri_path), "pet": str(small_pair.pet_path)})
     assert d["image"].shape[0] == 2 and d["fused"].shape[0] == 1 and d["rgb"].shape[0] == 3
-    assert d["pet_registration"].method == "rigid"
+    assert d["pet_registration"]["method"] == "rigid" and d["pet_registration"]["qc"]["verdict"] == "pass"
+    lo, hi = d["mri"].meta["asfe3d_window"]  # the fused image went back through the MRI's window
+    assert hi > lo and float(d["fused"].max()) <= hi + 1e-5
     ref = nib.load(small_pair.mri_path)
-    for key in ("fused_path", "rgb_path"):
-        out = nib.load(d[key])
+    for key in ("fused", "rgb"):
+        out = nib.load(d["outputs"][key])
         assert out.shape == ref.shape
         np.testing.assert_allclose(out.affine, ref.affine, atol=1e-5)
+    record = json.loads(d["outputs"]["record"].read_text())
+    assert record["status"] == "complete" and set(record["outputs"]) == {"fused", "rgb", "pet_transform"}
 
 
 def test_dictionary_bad_arguments():
     with pytest.raises(ValueError, match="output_key"):
-        Fused(keys=["a", "b"], output_key="fused")
+        Fused(keys=["a", "b"], output_key="fused", method="mean")
     with pytest.raises(KeyError, match="'mri'"):
         RegisterToReferenced(keys="pet", ref_key="mri", method="none")({"pet": None})
+    with pytest.raises(KeyError, match="'mri_head'"):
+        RobustNormalized(keys="mri")({"mri": None})
     with pytest.raises(KeyError, match="'mri'"):
-        SaveLikeReferenced(keys="fused", ref_key="mri")({"fused": None})
+        SaveLikeReferenced({"fused": "f.nii.gz"}, ref_key="mri")({"fused": None})
+    with pytest.raises(ValueError, match="at least one"):
+        SaveLikeReferenced({})
