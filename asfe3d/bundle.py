@@ -1,0 +1,345 @@
+"""Helpers that the MONAI bundle ``bundles/asfe3d_mri_pet_fusion`` names in its configs (``_target_`` / ``$``).
+
+The bundle composes the same transform chain as :func:`asfe3d.pipeline.fuse_pair` (see
+:mod:`asfe3d.transforms.dictionary`), run by a ``monai.engines.SupervisedEvaluator``; what MONAI does not provide
+for that lives here, small and declarative:
+
+- :func:`datalist_items`: the datalist (CSV ``subject,mri,pet[,output]`` or a folder of subject folders) as the
+  dataset's dicts, without the subjects whose completion record is complete (resumable runs).
+- :func:`collate_one`: one subject per batch; only ``image`` gets a batch dimension, every other item (MetaTensors
+  with their headers, the registration transform and report, paths) travels as it is.
+- :class:`ClippedSlidingWindowInferer` / :class:`AutoSliceInferer`: MONAI's inferers with the two habits of
+  :func:`asfe3d.fusion.learned.run_network` (windows clipped to the volume; slices along the head's axial axis).
+- :class:`FusionOutputd`: the network's prediction as :class:`asfe3d.fusion.FusionMethod` returns it (clipped to
+  ``[0, 1]``, faded to 0 where neither input holds signal).
+- :class:`SaveSubjectd`: :class:`~asfe3d.transforms.SaveLikeReferenced` with per-subject paths from the data and
+  the completion record that makes reruns skip the subject.
+- :func:`check_overrides`: refuses command-line overrides of keys that no config declares (``--devcie cpu``),
+  which MONAI's runner would otherwise accept silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Callable, Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.inferers import SliceInferer, SlidingWindowInferer
+from monai.transforms import MapTransform
+
+__all__ = [
+    "datalist_items",
+    "collate_one",
+    "ClippedSlidingWindowInferer",
+    "AutoSliceInferer",
+    "FusionOutputd",
+    "SaveSubjectd",
+    "check_overrides",
+]
+
+logger = logging.getLogger("asfe3d")
+
+
+def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool = False) -> list[dict[str, Any]]:
+    """The subjects of a datalist still to fuse, as dataset items.
+
+    Args:
+        datalist: CSV with the columns ``subject,mri,pet[,output]`` (relative paths against the CSV's folder) or a
+            folder of subject folders (:func:`asfe3d.cohort.read_datalist`).
+        output_dir: where ``<subject>_fused.nii.gz`` and its record ``<subject>_fused.json`` go (created); a CSV
+            ``output`` cell overrides it for its subject.
+        overwrite: keep every subject (redo complete ones) instead of skipping those whose completion record is
+            complete, lists the fused output with its size, and matches the unchanged inputs
+            (:func:`asfe3d.cohort.subject_done`).
+
+    Returns:
+        ``[{"subject", "mri", "pet", "output"}]`` (paths as strings) in datalist order; may be empty.
+
+    Raises:
+        Asfe3dInputError: the datalist is missing or malformed, or names a missing input.
+        ValueError: ``output_dir`` is empty.
+    """
+    from asfe3d.cohort import read_datalist, subject_done, subject_output_path
+
+    if not str(output_dir).strip():
+        raise ValueError(f"output_dir must name a folder, got {output_dir!r}")
+    subjects = read_datalist(datalist)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    items, skipped = [], []
+    for subject in subjects:
+        output = subject_output_path(subject, output_dir)
+        if not overwrite and subject_done(subject, output, {}) is None:
+            skipped.append(subject.subject)
+            continue
+        items.append({"subject": subject.subject, "mri": str(subject.mri), "pet": str(subject.pet),
+                      "output": str(output)})
+    if skipped:
+        logger.info("bundle: %d of %d subject(s) already complete, skipped: %s", len(skipped), len(subjects),
+                    ", ".join(skipped))
+    logger.info("bundle: %d subject(s) to fuse", len(items))
+    return items
+
+
+def collate_one(batch: Sequence[Mapping[Hashable, Any]], image_key: str = "image") -> dict[Hashable, Any]:
+    """Collate ONE subject into a batch: ``image`` gets a leading batch dimension, the rest is kept as it is.
+
+    MONAI's default collation would split or stack the non-tensor state of a subject (headers, the registration
+    transform, its report); with one subject per batch nothing needs stacking. Use with ``batch_size=1`` and an
+    evaluator with ``decollate=False`` (postprocessing then sees the subject's dict).
+
+    Args:
+        batch: the items of one batch (exactly one).
+        image_key: the network input, ``(C, *spatial)``.
+
+    Returns:
+        The item with ``image`` as ``(1, C, *spatial)``.
+
+    Raises:
+        ValueError: not exactly one item, or no ``image_key`` in it.
+    """
+    if len(batch) != 1:
+        raise ValueError(f"collate_one takes batches of one subject (batch_size=1), got {len(batch)} items")
+    item = dict(batch[0])
+    if image_key not in item:
+        raise ValueError(f"collate_one: key {image_key!r} is not in the item (keys: {sorted(map(str, item))})")
+    item[image_key] = item[image_key].unsqueeze(0)
+    return item
+
+
+class ClippedSlidingWindowInferer(SlidingWindowInferer):
+    """:class:`monai.inferers.SlidingWindowInferer` whose window is clipped to the volume, per axis.
+
+    A volume smaller than ``roi_size`` along an axis is then run whole along it instead of zero-padded up to the
+    window, exactly as :func:`asfe3d.fusion.learned.run_network` (``asfe3d fuse --mode volume --roi-size ...``)
+    does. Arguments as MONAI's; ``roi_size`` entries ``<= 0`` mean the whole axis.
+    """
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Args: inputs: ``(B, C, *spatial)``; network: the model. Returns: the stitched prediction."""
+        roi = self.roi_size
+        spatial = tuple(int(s) for s in inputs.shape[2:])
+        roi_seq = [roi] * len(spatial) if isinstance(roi, int) else list(roi)
+        if len(roi_seq) != len(spatial):
+            raise ValueError(f"roi_size {roi!r} does not fit inputs with spatial shape {spatial}")
+        self.roi_size = tuple(s if int(r) <= 0 else min(int(r), s) for r, s in zip(roi_seq, spatial))
+        try:
+            return super().__call__(inputs, network, *args, **kwargs)
+        finally:
+            self.roi_size = roi
+
+
+class AutoSliceInferer(SliceInferer):
+    """:class:`monai.inferers.SliceInferer` that can take its slicing axis from the image's affine.
+
+    Args:
+        spatial_dim: ``"auto"`` (default): the voxel axis closest to the head's superior-inferior axis
+            (:func:`asfe3d.transforms.auto_slice_axis`, axial slices as the 2D network was trained on, as
+            ``asfe3d fuse --mode slice`` does); or 0, 1, 2.
+        args: further :class:`monai.inferers.SliceInferer` arguments (``roi_size``, ``sw_batch_size``...).
+        kwargs: further :class:`monai.inferers.SliceInferer` arguments.
+
+    Raises:
+        ValueError: a bad ``spatial_dim``.
+    """
+
+    def __init__(self, spatial_dim: int | str = "auto", *args: Any, **kwargs: Any) -> None:
+        if spatial_dim != "auto" and spatial_dim not in (0, 1, 2):
+            raise ValueError(f"spatial_dim must be 'auto', 0, 1 or 2, got {spatial_dim!r}")
+        self.auto = spatial_dim == "auto"
+        super().__init__(0 if self.auto else int(spatial_dim), *args, **kwargs)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Args: inputs: ``(B, C, X, Y, Z)`` (a MetaTensor for ``"auto"``); network: the 2D model."""
+        if self.auto:
+            from asfe3d.transforms import auto_slice_axis
+
+            if not isinstance(inputs, MetaTensor):
+                raise ValueError("spatial_dim='auto' needs a MetaTensor input (its affine gives the axial axis)")
+            affine = inputs.affine
+            affine = affine[0] if affine.ndim == 3 else affine
+            self.spatial_dim = auto_slice_axis(affine.detach().cpu().numpy())
+        return super().__call__(inputs, network, *args, **kwargs)
+
+
+class FusionOutputd(MapTransform):
+    """The network's prediction as a fused image, as every asfe3d fusion method returns it.
+
+    ``pred`` ``(1, 1, *spatial)`` (or ``(1, *spatial)``) is clipped to ``[0, 1]`` and multiplied by
+    :func:`asfe3d.fusion.base.support_weight` of the two input channels (exactly 0 where neither input holds
+    signal), as :meth:`asfe3d.fusion.FusionMethod.__call__` does; the result is a ``(1, *spatial)`` float32
+    MetaTensor on the reference's grid.
+
+    Args:
+        keys: the prediction(s).
+        image_key: the 2-channel ``[MRI, PET]`` network input.
+        ref_key: the reference image (its affine and metadata go to the output).
+        output_key: where the fused image goes (default: replace the prediction). Only with one key.
+        allow_missing_keys: skip absent keys.
+
+    Raises:
+        ValueError: ``output_key`` with several keys.
+    """
+
+    def __init__(self, keys: KeysCollection, image_key: str = "image", ref_key: str = "mri",
+                 output_key: str | None = None, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if output_key is not None and len(self.keys) != 1:
+            raise ValueError(f"output_key needs exactly one key, got keys={self.keys}")
+        self.image_key = image_key
+        self.ref_key = ref_key
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from asfe3d.fusion.base import support_weight
+
+        d = dict(data)
+        for key in (self.image_key, self.ref_key):
+            if key not in d:
+                raise KeyError(f"FusionOutputd: key {key!r} is not in the data (keys: {sorted(map(str, d))})")
+        image = _numpy(d[self.image_key])
+        image = image[0] if image.ndim == 5 else image
+        if image.shape[0] != 2:
+            raise ValueError(f"FusionOutputd: {self.image_key!r} must hold 2 channels [MRI, PET], got "
+                             f"{tuple(image.shape)}")
+        weight = support_weight(image[0], image[1])
+        ref = d[self.ref_key]
+        for key in self.key_iterator(d):
+            pred = _numpy(d[key]).astype(np.float32, copy=False)
+            if pred.size != weight.size or pred.shape[-weight.ndim:] != weight.shape:
+                raise ValueError(f"FusionOutputd: {key!r} has shape {tuple(d[key].shape)}, the inputs "
+                                 f"{tuple(image.shape)}")
+            pred = pred.reshape(weight.shape)
+            fused = (np.clip(pred, 0.0, 1.0) * weight).astype(np.float32)
+            meta = {k: v for k, v in getattr(ref, "meta", {}).items() if k != "affine"}
+            d[self.output_key or key] = MetaTensor(torch.from_numpy(fused[None]), affine=ref.affine.clone(),
+                                                   meta=meta)
+        return d
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    return np.asarray(value)
+
+
+class SaveSubjectd(MapTransform):
+    """:class:`~asfe3d.transforms.SaveLikeReferenced` with the output paths taken from each subject's data.
+
+    Writes the chosen images on the reference's grid with its header, as one set, then the completion record
+    ``<first output stem>.json``: the inputs' fingerprints (so that :func:`datalist_items` skips the subject on
+    the next run), what the readers found, the registration report and QC verdict, and ``settings``.
+
+    Args:
+        outputs: data key of an image -> data key of its output path (e.g. ``{"fused": "output"}``). A path key
+            must not end in ``_path`` (those are the inputs, protected from being overwritten).
+        ref_key: the reference image (grid and header; the MRI).
+        overwrite: replace existing outputs (never an input).
+        settings: JSON-able settings for the record (weights, inferer, registration...).
+        subject_key: the subject's name (logged).
+
+    Raises:
+        ValueError: no outputs, or a path key ending in ``_path``.
+    """
+
+    def __init__(self, outputs: Mapping[str, str], ref_key: str = "mri", overwrite: bool = False,
+                 settings: Mapping[str, Any] | None = None, subject_key: str = "subject") -> None:
+        if not outputs:
+            raise ValueError("outputs must map at least one image key to a path key")
+        bad = [k for k in outputs.values() if str(k).endswith("_path")]
+        if bad:
+            raise ValueError(f"path keys must not end in '_path' (input paths), got {bad}")
+        super().__init__(list(outputs), allow_missing_keys=False)
+        self.outputs = dict(outputs)
+        self.ref_key = ref_key
+        self.overwrite = overwrite
+        self.settings = dict(settings or {})
+        self.subject_key = subject_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from asfe3d import __version__
+        from asfe3d.io.record import fingerprint
+        from asfe3d.transforms import SaveLikeReferenced
+        from asfe3d.transforms.array import SOURCE_KEY
+
+        d = dict(data)
+        missing = [k for k in [*self.outputs.values(), "mri_path", "pet_path"] if k not in d]
+        if missing:
+            raise KeyError(f"SaveSubjectd: key(s) {missing} not in the data (keys: {sorted(map(str, d))})")
+        record = {
+            "asfe3d_version": __version__,
+            "subject": d.get(self.subject_key),
+            "inputs": {"mri": fingerprint(d["mri_path"]), "pet": fingerprint(d["pet_path"])},
+            "input_info": {"mri": dict(d["mri"].meta.get(SOURCE_KEY) or {}),
+                           "pet": dict(d["pet"].meta.get(SOURCE_KEY) or {})},
+            "registration": d.get("pet_registration"),
+            "settings": self.settings,
+            "written_by": "bundle asfe3d_mri_pet_fusion",
+        }
+        d["record"] = record
+        saver = SaveLikeReferenced({k: d[p] for k, p in self.outputs.items()}, ref_key=self.ref_key,
+                                   overwrite=self.overwrite, record_key="record")
+        d = saver(d)
+        logger.info("bundle: %s -> %s", d.get(self.subject_key), ", ".join(str(p) for p in d["outputs"].values()))
+        return d
+
+
+#: arguments of ``monai.bundle`` entry points that are not config overrides
+_NOT_OVERRIDES = frozenset({
+    "run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file",
+    "workflow_name", "workflow_type", "properties_path", "workflow",
+})
+
+
+def check_overrides(strict: bool = True, extra_keys: Sequence[str] = ()) -> list[str]:
+    """Refuse (or warn about) overrides of top-level keys that none of the run's config files declares.
+
+    MONAI's runner (``python -m monai.bundle run ... --devcie cpu``) adds any override to the config, so a typo
+    changes nothing and says nothing. Called from a config's ``initialize`` list, this looks up the run's config
+    files and overrides in ``monai.bundle.scripts.create_workflow`` (the function behind ``monai.bundle.run``
+    that initialises the workflow) and compares the overrides' top-level ids with the keys the files declare.
+    Nested ids (``--inferer#roi_size``) are checked by the target they configure (an unknown argument raises
+    there). Outside a ``monai.bundle`` run (a ``ConfigParser`` used directly) there is nothing to check.
+
+    Args:
+        strict: raise on an unknown key (``False``: log a warning).
+        extra_keys: further top-level keys to accept.
+
+    Returns:
+        The unknown keys (empty when all are known or nothing could be checked).
+
+    Raises:
+        ValueError: with ``strict``, an override names a key no config declares (with the closest known keys).
+    """
+    from monai.bundle import ConfigParser
+
+    frame = inspect.currentframe()
+    found = None
+    while frame is not None:
+        if frame.f_code.co_name == "create_workflow" and frame.f_globals.get("__name__") == "monai.bundle.scripts":
+            found = dict(frame.f_locals)
+            break
+        frame = frame.f_back
+    del frame
+    if found is None or found.get("config_file") is None:
+        logger.debug("check_overrides: not inside monai.bundle.run/create_workflow; nothing to check")
+        return []
+    declared = set(ConfigParser.load_config_files(found["config_file"])) | {"_meta_"} | set(extra_keys)
+    overrides = [str(k) for k in dict(found.get("_args") or {}) if str(k) not in _NOT_OVERRIDES]
+    unknown = sorted({k.split("#", 1)[0] for k in overrides} - declared)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(declared), n=2)
+            hints.append(f"--{key}" + (f" (did you mean {' or '.join('--' + c for c in close)}?)" if close else ""))
+        message = (f"unknown config key(s) in the overrides: {', '.join(hints)}; the configs "
+                   f"{found['config_file']!r} declare: {sorted(k for k in declared if not k.startswith('_'))}")
+        if strict:
+            raise ValueError(message)
+        logger.warning("%s", message)
+    return unknown
