@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,7 +397,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tup
     positions, orientations = [], []
     reader = sitk.ImageFileReader()
     rows_cols: tuple[int, int] = (0, 0)
-    pixel_bytes = 2
+    spacing_xy: tuple[float, ...] = (1.0, 1.0)
     for f in files:
         reader.SetFileName(f)
         try:
@@ -415,10 +416,16 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tup
             raise Asfe3dInputError(f, f"{role} DICOM slice lacks ImagePositionPatient/ImageOrientationPatient")
         positions.append(pos)
         orientations.append(ori)
-        spacing_xy = tuple(float(s) for s in reader.GetSpacing()[:2])
+        this_xy = tuple(float(s) for s in reader.GetSpacing()[:2])
+        if positions[1:] and np.abs(np.subtract(this_xy, spacing_xy)).max() > 1e-4:
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM slices have different pixel spacings ({spacing_xy} and {this_xy} in "
+                f"{Path(f).name}); not one stack"
+            )
+        spacing_xy = this_xy
         rows_cols = (int(reader.GetSize()[1]), int(reader.GetSize()[0]))
-        pixel_bytes = max(pixel_bytes, 4)  # float32 once rescaled
-    check_data_size(folder, role, (len(files), *rows_cols), pixel_bytes, stored_bytes=None, compressed=True)
+    # 4 bytes: float32 once rescaled; the files' sizes bound nothing (each slice may be compressed)
+    check_data_size(folder, role, (len(files), *rows_cols), 4, stored_bytes=None, compressed=True)
     plan = plan_stack(folder, np.asarray(positions), np.asarray(orientations), spacing_xy, role, strict=strict)
     return [files[i] for i in plan.order], plan
 
@@ -480,7 +487,9 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        with warnings.catch_warnings():  # pydicom warns (stderr) about odd values; asfe3d checks what it uses
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception as err:  # noqa: BLE001 - any parse failure is bad input
         raise Asfe3dInputError(path, f"{role} DICOM file cannot be read ({short_error(err)})") from None
     if not is_enhanced_dicom(ds):
@@ -534,8 +543,10 @@ def _enhanced_pixels(path: Path, role: str, nframes: int, rows: int, cols: int) 
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path))
-        arr = np.asarray(ds.pixel_array)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path))
+            arr = np.asarray(ds.pixel_array)
     except Exception as err:  # noqa: BLE001 - pydicom lacks a decoder: try GDCM
         try:
             with quiet_itk():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,9 @@ def pet_header_from_dicom(path: str | Path) -> PetHeader:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        with warnings.catch_warnings():  # pydicom warns (stderr) about odd values; asfe3d checks what it uses
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception as err:  # noqa: BLE001
         raise Asfe3dInputError(path, f"PET DICOM header cannot be read ({short_error(err)})") from None
     head = PetHeader(source=f"dicom:{Path(path).name}")

@@ -144,3 +144,13 @@ def test_enhanced_header_claiming_more_frames_than_stored(tmp_path):
     ds.save_as(str(path))
     with pytest.raises(Asfe3dInputError, match=r"claims 6x4000x4000 voxels .* but the file holds"):
         read_volume(path)
+
+
+def test_series_with_mixed_pixel_spacing_refused(tmp_path):
+    arr = _array()
+    pos = _positions([2.5 * k for k in range(SHAPE[2])])
+    write_dicom_series(tmp_path / "s", arr[:, :, :3], ORIGIN, SPACING, DIRECTION, UID, positions=pos[:3], prefix="a")
+    write_dicom_series(tmp_path / "s", arr[:, :, 3:], ORIGIN, (1.0, 1.1, 2.5), DIRECTION, UID, positions=pos[3:],
+                       prefix="b")
+    with pytest.raises(Asfe3dInputError, match="different pixel spacings"):
+        read_volume(tmp_path / "s")
