@@ -196,6 +196,25 @@ def count_parameters(path: str | Path, config: dict[str, Any]) -> int:
     return int(sum(v.numel() for v in net.state_dict().values()))
 
 
+def _encoder_weights(config: dict[str, Any]) -> int:
+    """Weights of the encoder's convolutions alone (a lower bound of the network's size), from the config only."""
+    from asfe3d.networks.nets.presets import get_preset
+
+    try:
+        dims = int(config.get("spatial_dims", 3))
+        cfg = {**get_preset(str(config.get("preset", "efficient")), dims), **config}
+        chans = [int(c) for c in cfg["encoder_channels"]]
+        n = int(cfg["convs_per_stage"])
+    except (TypeError, ValueError, KeyError):
+        return 0  # left to count_parameters, which names the problem
+    kernel = 3**dims
+    total, cin = 0, 1
+    for c in chans:
+        total += kernel * cin * c + max(0, n - 1) * kernel * c * c
+        cin = c
+    return total
+
+
 def check_weights(
     path: str | Path,
     mode: str | None = None,
@@ -233,6 +252,13 @@ def check_weights(
         raise Asfe3dInputError(
             path, f"weights are for a {dims}D network (mode '{other}') but mode '{mode}' needs {MODE_DIMS[mode]}D "
             f"weights; use mode '{other}' or {MODE_DIMS[mode]}D weights"
+        )
+    floor = _encoder_weights(config)
+    if floor > max_parameters and not allow_large:  # obviously too large: refused without building anything
+        raise Asfe3dInputError(
+            path, f"weight config describes a network of at least {floor / 1e6:.1f} M parameters (its encoder "
+            f"convolutions alone; {dims}D, preset {preset!r}), more than the {max_parameters / 1e6:g} M limit; pass "
+            "allow_large=True to load it anyway"
         )
     count = count_parameters(path, config)
     if count > max_parameters and not allow_large:
