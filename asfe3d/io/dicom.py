@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -461,6 +462,18 @@ def is_enhanced_dicom(ds: Any) -> bool:
     return int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 and "PerFrameFunctionalGroupsSequence" in ds
 
 
+def _positive(ds: Any, name: str) -> float | None:
+    """The first value of a numeric DICOM attribute when it is present and > 0."""
+    value = ds.get(name)
+    if value is not None and not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):
+        value = value[0] if len(value) else None
+    try:
+        first = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return first if math.isfinite(first) and first > 0 else None
+
+
 def _group_item(frame_group: Any, shared: Any, name: str) -> Any | None:
     for group in (frame_group, shared):
         if group is not None and name in group and len(group[name].value) > 0:
@@ -493,6 +506,13 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
     except Exception as err:  # noqa: BLE001 - any parse failure is bad input
         raise Asfe3dInputError(path, f"{role} DICOM file cannot be read ({short_error(err)})") from None
     if not is_enhanced_dicom(ds):
+        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+            missing = [name for name in ("PixelSpacing", "SpacingBetweenSlices") if _positive(ds, name) is None]
+            if missing:
+                raise Asfe3dInputError(
+                    path, f"{role} multi-frame DICOM has neither per-frame positions nor {' / '.join(missing)}: its "
+                    "geometry is unknown (GDCM would assume 1 mm)"
+                )
         return _read_plain_dicom_file(path, role, info)
     nframes = int(ds.NumberOfFrames)
     rows, cols = int(ds.Rows), int(ds.Columns)

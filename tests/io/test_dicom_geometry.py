@@ -154,3 +154,17 @@ def test_series_with_mixed_pixel_spacing_refused(tmp_path):
                        prefix="b")
     with pytest.raises(Asfe3dInputError, match="different pixel spacings"):
         read_volume(tmp_path / "s")
+
+
+def test_multiframe_without_any_geometry_refused(tmp_path):
+    import pydicom
+
+    arr = _array()
+    path = write_enhanced_dicom(tmp_path / "mf.dcm", arr, _positions([2.5 * k for k in range(6)]), DIRECTION,
+                                SPACING[:2], UID)
+    ds = pydicom.dcmread(str(path))
+    del ds.PerFrameFunctionalGroupsSequence
+    del ds.SharedFunctionalGroupsSequence
+    ds.save_as(str(tmp_path / "bare.dcm"))
+    with pytest.raises(Asfe3dInputError, match="neither per-frame positions nor PixelSpacing / SpacingBetweenSlices"):
+        read_volume(tmp_path / "bare.dcm")
