@@ -255,6 +255,7 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse
                     _own_uri(paths["registered_pet"], root), _own_uri(paths["transform"], root)],
         "SpatialReference": _bids_uri(pair.t1w, bids_dir),
         "bids": {"subject": pair.subject, "session": pair.session, **pair.entities,
+                 **({"pet_units": pair.metadata["Units"]} if pair.metadata.get("Units") else {}),
                  **({"t1w_choice": pair.note} if pair.note else {})},
     }
     if method is not None:
@@ -456,8 +457,8 @@ def write_reports(results: Sequence[PairResult], root: str | Path, *, overwrite:
         if with_pairs and (not path.exists() or any(r.status in ("ok", "failed") for r in with_pairs)):
             _subject_report(subject, with_pairs, root, overwrite)
         statuses = {r.status for r in rs}
-        status = ("failed" if "failed" in statuses else "no-pet" if statuses == {"no-pet"}
-                  else "ok" if "ok" in statuses else "skipped")
+        # pairs fused now or complete from an earlier run are both "ok" on the index
+        status = "failed" if "failed" in statuses else "no-pet" if statuses == {"no-pet"} else "ok"
         messages = [r.message for r in rs if r.status in ("failed", "no-pet") and r.message]
         flags = [f"{len(with_pairs)} pairs"] if len(with_pairs) > 1 else []
         entries.append(IndexEntry(name=f"sub-{subject}", report=path if path.exists() else None, status=status,

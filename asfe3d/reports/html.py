@@ -65,11 +65,12 @@ code{font-size:12px;word-break:break-all}
 ul.reasons{margin:4px 0 8px;font-size:13px}
 .error{background:#fdecea;border:1px solid #f5c2c0;padding:8px 12px;border-radius:4px;font-size:13px}
 footer{color:#777;font-size:12px;text-align:center;padding:12px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:14px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:14px;align-items:start}
 .card{background:#fff;border-radius:6px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:8px;font-size:13px}
 .card img{width:100%;height:auto;background:#000;border-radius:3px;display:block}
 .card a{text-decoration:none;color:#1f5fa8;font-weight:600}
-.card .msg{color:#a33;font-size:12px;word-break:break-word}
+.card .msg{color:#555;font-size:12px;word-break:break-word}
+.card[data-status="failed"] .msg{color:#a33}
 """
 
 
@@ -140,7 +141,7 @@ def _fmt(value: Any) -> str:
             return f"{value:.3e}"
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value)
+        return ", ".join(_fmt(v) for v in value) if value else "—"
     return str(value)
 
 
@@ -226,7 +227,7 @@ def _registration_html(result: Mapping[str, Any]) -> str:
     reasons = qc.get("reasons") or []
     if reasons:
         parts.append('<ul class="reasons">' + "".join(f"<li>{_e(r)}</li>" for r in reasons) + "</ul>")
-    rows: list[tuple[str, Any]] = [(k, v) for k, v in reg.items() if k != "qc"]
+    rows: list[tuple[str, Any]] = _flatten({k: v for k, v in reg.items() if k != "qc"})
     if result.get("overlap") is not None:
         rows.append(("overlap (fraction of the MRI head covered by the PET)", result.get("overlap")))
     numbers = qc.get("numbers")
@@ -334,16 +335,26 @@ def render_pair_section(
     if mri.shape[:3] != pet.shape[:3] or mri.shape[:3] != fused.shape[:3]:
         raise ValueError(f"the MRI {mri.shape}, the registered PET {pet.shape} and the fused volume "
                          f"{fused.shape} must share one grid")
-    pet_units = _units(info.get("pet")) or "PET"
+    zooms = [float(z) for z in mri.header.get_zooms()[:3]]
+    grid = f"{'x'.join(str(s) for s in mri.shape[:3])} voxels of {' x '.join(f'{z:.3g}' for z in zooms)} mm"
+    # oblique grids: resample once for display (nilearn would resample at every cut)
+    if rgb_image is not None:  # drawn by visualize.physical_slices (closest axes): crop on its own grid
+        rgb_image = figures.as_nifti(rgb_image, "colour image")
+        if rgb_image.shape[:3] != mri.shape[:3]:
+            raise ValueError(f"the colour image {rgb_image.shape} must be on the MRI's grid {mri.shape}")
+        rgb_image = rgb_image.slicer[figures.head_box(mri, margin_mm=6.0)]
+    mri, pet, fused = (figures.axis_aligned(img) for img in (mri, pet, fused))
+    mri, pet, fused = figures.crop_to_head(mri, pet, fused)
+    bids = result.get("bids") if isinstance(result.get("bids"), Mapping) else {}
+    pet_units = _units(info.get("pet")) or str(bids.get("pet_units") or "") or "PET"
     fused_units = "[0, 1]" if settings.get("output_scale") == "unit" else "MRI units"
-    reg_png = figures.registration_figure(mri, pet)
+    smooth = figures.smoothed(mri)
+    reg_png = figures.registration_figure(mri, pet, mri_smoothed=smooth)
     fused_png = figures.fused_figure(fused, title=f"fused ({fused_units})")
     colour_png = figures.colour_figure(mri, pet, rgb=rgb_image, colormap=colormap,
                                        colorbar_label="PET (normalised)" if rgb_image is not None else pet_units)
-    thumb = figures.thumbnail(mri, pet)
+    thumb = figures.thumbnail(mri, pet, mri_smoothed=smooth)
     verdict = verdict_of(result)
-    zooms = [float(z) for z in mri.header.get_zooms()[:3]]
-    grid = f"{'x'.join(str(s) for s in mri.shape[:3])} voxels of {' x '.join(f'{z:.3g}' for z in zooms)} mm"
     body = f"""
 <p>Registration verdict: {_badge(verdict)} &nbsp; Grid (the MRI's): {_e(grid)}</p>
 <h3>Registration: MRI contours over the registered PET</h3>
