@@ -31,7 +31,10 @@ from asfe3d.defaults import (
     REGISTRATION_METHODS,
 )
 
-__all__ = ["FuseResult", "fuse_pair", "default_output_path", "derived_output_paths", "auto_slice_axis"]
+__all__ = [
+    "FuseResult", "fuse_pair", "preprocessing_steps", "build_preprocessing", "default_output_path",
+    "derived_output_paths", "auto_slice_axis",
+]
 
 from asfe3d.transforms.array import auto_slice_axis  # noqa: E402 - re-exported
 
@@ -187,6 +190,57 @@ def _build_fuser(method: str, mode: str, weights: str | Path | None, device: str
         raise Asfe3dInputError(where, f"cannot use these weights for mode {mode!r}: {exc}") from None
 
 
+def preprocessing_steps(
+    *, registration: str = DEFAULT_REGISTRATION, qc: str = DEFAULT_QC, seed: int = 0,
+    registration_threads: int | None = 1, min_overlap: float = 0.3, mri_series: str | None = None,
+    pet_series: str | None = None, pet_frame: int | None = None, allow_nonfinite: bool = False,
+    keep_registered_pet: bool = False,
+) -> list[tuple[str, list[Any]]]:
+    """The chain's steps up to the network input, grouped by timed step (``load``, ``register``, ``normalise``).
+
+    On ``{"mri": path, "pet": path}`` they give ``"image"`` ``(2, X, Y, Z)`` = [MRI, PET] in ``[0, 1]`` on the MRI
+    grid, ``"mri_head"``, ``"pet_transform"``, ``"pet_registration"`` (with the QC verdict) and, with
+    ``keep_registered_pet``, ``"pet_on_mri"`` (the registered PET in its own units).
+
+    Args:
+        registration: ``rigid``, ``affine``, ``deformable`` or ``none``.
+        qc: ``warn`` or ``strict``.
+        seed: registration sampling seed.
+        registration_threads: ITK threads (1: bitwise reproducible).
+        min_overlap: smallest fraction of the MRI head the registered PET must cover.
+        mri_series: DICOM SeriesInstanceUID of the MRI.
+        pet_series: DICOM SeriesInstanceUID of the PET.
+        pet_frame: a 4D PET's frame (``None``: the mean of the realigned frames).
+        allow_nonfinite: replace NaN/Inf by 0 instead of refusing.
+        keep_registered_pet: keep a copy of the registered PET before normalisation.
+
+    Returns:
+        ``[(step name, [transforms])]``.
+    """
+    from monai.transforms import ConcatItemsd, CopyItemsd
+
+    from asfe3d.transforms import HeadMaskd, LoadVolumed, RegisterToReferenced, RobustNormalized
+
+    return [
+        ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
+                              frame={"mri": None, "pet": pet_frame}, allow_nonfinite=allow_nonfinite)]),
+        ("register", [HeadMaskd("mri"),
+                      RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
+                                           seed=seed, threads=registration_threads, min_overlap=min_overlap,
+                                           qc=qc)]
+                     + ([CopyItemsd("pet", names="pet_on_mri")] if keep_registered_pet else [])),
+        ("normalise", [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
+                       ConcatItemsd(["mri", "pet"], name="image")]),
+    ]
+
+
+def build_preprocessing(**kwargs: Any) -> Any:
+    """:func:`preprocessing_steps` as one MONAI ``Compose`` (for evaluation, the bundle and users' workflows)."""
+    from monai.transforms import Compose
+
+    return Compose([t for _, transforms in preprocessing_steps(**kwargs) for t in transforms])
+
+
 def fuse_pair(
     mri: str | Path,
     pet: str | Path,
@@ -264,21 +318,12 @@ def fuse_pair(
         Asfe3dInputError: bad settings, input files or output paths, or (``qc="strict"``) a registration judged
             failed; one line naming the file (or option) and the problem.
     """
-    from monai.transforms import ConcatItemsd, CopyItemsd
+    from monai.transforms import CopyItemsd
 
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io import check_output_path
     from asfe3d.io.record import fingerprint
-    from asfe3d.transforms import (
-        ColourFused,
-        Fused,
-        HeadMaskd,
-        LoadVolumed,
-        RegisterToReferenced,
-        RestoreIntensityd,
-        RobustNormalized,
-        SaveLikeReferenced,
-    )
+    from asfe3d.transforms import ColourFused, Fused, RestoreIntensityd, SaveLikeReferenced
 
     t_start = time.perf_counter()
     _check_settings(method=method, mode=mode, registration=registration, qc=qc, output_scale=output_scale,
@@ -309,16 +354,11 @@ def fuse_pair(
 
     fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
     want_rgb = extra["rgb"] is not None or extra["preview"] is not None
-    steps: list[tuple[str, list[Any]]] = [
-        ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
-                              frame={"mri": None, "pet": pet_frame}, allow_nonfinite=allow_nonfinite)]),
-        ("register", [HeadMaskd("mri"),
-                      RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
-                                           seed=seed, threads=registration_threads, min_overlap=min_overlap,
-                                           qc=qc)]
-                     + ([CopyItemsd("pet", names="pet_on_mri")] if extra["registered_pet"] is not None else [])),
-        ("normalise", [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
-                       ConcatItemsd(["mri", "pet"], name="image")]),
+    steps = preprocessing_steps(registration=registration, qc=qc, seed=seed, registration_threads=registration_threads,
+                                min_overlap=min_overlap, mri_series=mri_series, pet_series=pet_series,
+                                pet_frame=pet_frame, allow_nonfinite=allow_nonfinite,
+                                keep_registered_pet=extra["registered_pet"] is not None)
+    steps += [
         ("fuse", [Fused("image", output_key="fused_unit", method=fuser, slice_axis=slice_axis)]
                  + ([ColourFused("image", output_key="fused_rgb", method=fuser, colormap=colormap,
                                  luma_key="fused_unit")]
