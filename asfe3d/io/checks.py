@@ -41,8 +41,9 @@ MAX_VOXEL_MM = 50.0
 MAX_VOXELS = 2**31
 #: Largest expansion of deflate (gzip / zlib) data: 1032:1 (RFC 1951's longest match per 258 bytes, 2 bits each).
 MAX_DEFLATE_RATIO = 1032
-#: Bytes of working memory per voxel besides the stored type: the float32 array, its SimpleITK copy, a frame mean.
-WORK_BYTES_PER_VOXEL = 12
+#: Bytes of working memory per voxel besides the stored type: the float32 array, its SimpleITK copies (frames and
+#: realigned frames), the mean.
+WORK_BYTES_PER_VOXEL = 16
 
 
 def available_memory_bytes() -> int | None:
