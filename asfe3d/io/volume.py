@@ -57,8 +57,11 @@ class Volume:
         path: the file or DICOM folder it was read from.
         format: ``"nifti"``, ``"dicom"``, ``"mha"``, ``"nrrd"`` or another SimpleITK format name (lower case).
         nifti_header: a copy of the original NIfTI header when ``format == "nifti"``, else ``None``.
-        info: provenance, e.g. ``frames`` / ``frames_averaged`` / ``frame_taken``, ``nonfinite_repaired``,
-            ``series_uid``, ``geometry_source``.
+        info: provenance (plain JSON values): ``role``, ``frames`` / ``frames_averaged`` / ``frame_taken``,
+            ``frames_realigned`` and ``frame_motion_mm`` (4D realigned), ``nonfinite_repaired``, ``series_uid``,
+            ``series_description``, ``slices``, ``frames_in_file`` (enhanced DICOM), ``dicom_resampled`` (irregular
+            DICOM stack), ``geometry_source`` and ``qform_sform`` (NIfTI), ``sitk_header_geometry_agrees``,
+            ``pet_units`` (SUV conversion); see :func:`read_volume` and ``docs/io.md``.
     """
 
     image: sitk.Image
