@@ -178,7 +178,7 @@ def save_preview(
         pet: PET on the MRI grid in ``[0, 1]``.
         fused: fused volume in ``[0, 1]``.
         affine_ras: the MRI's RAS affine (for display orientation and voxel sizes).
-        rgb: optional colour fused volume ``(X, Y, Z, 3)`` in ``[0, 1]``.
+        rgb: optional colour fused volume ``(X, Y, Z, 3)``: floats in ``[0, 1]`` or integers in ``[0, 255]``.
         colormap: colour map for the PET row.
         overwrite: replace an existing file.
 
@@ -208,7 +208,9 @@ def save_preview(
         ("fused", np.asarray(fused), "gray"),
     ]
     if rgb is not None:
-        rows.append(("fused (colour)", np.clip(np.asarray(rgb, dtype=np.float32), 0, 1), None))
+        colour = np.asarray(rgb)
+        colour = colour.astype(np.float32) / 255.0 if colour.dtype.kind in "ui" else colour.astype(np.float32)
+        rows.append(("fused (colour)", np.clip(colour, 0, 1), None))
     mri_views = physical_slices(np.asarray(mri), affine_ras)
     centre = [v.position_mm for v in mri_views]  # the MRI's head centre for every row
     centre_mm = (centre[0], centre[1], centre[2])

@@ -59,6 +59,11 @@ def test_preview_png_and_refusals(tmp_path: Path) -> None:
     assert img.size[0] == 1000 and img.size[1] > 200
     with pytest.raises(Asfe3dInputError, match="already exists"):
         save_preview(path, vol, vol, vol, affine)
+    # an 8-bit colour volume is drawn like its [0, 1] float copy
+    save_preview(tmp_path / "u8.png", vol, vol, vol, affine, rgb=np.round(rgb * 255).astype(np.uint8))
+    a = np.asarray(Image.open(path).convert("RGB"), dtype=float)
+    b = np.asarray(Image.open(tmp_path / "u8.png").convert("RGB"), dtype=float)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 1.0
     with pytest.raises(ValueError, match="one shape"):
         save_preview(tmp_path / "q.png", vol, vol[:-1], vol, affine)
     with pytest.raises(ValueError, match="unknown colormap"):
