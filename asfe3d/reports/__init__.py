@@ -2,6 +2,8 @@
 
 Public API (figures are drawn with nilearn and matplotlib; heavy imports happen when a report is drawn):
     - :func:`write_subject_report`: one fused pair -> one ``.html`` (images embedded as base64 PNG).
+    - :func:`write_run_report`: the same after ``fuse_pair``, taking the images it is not given from the run's
+      outputs and the MRI's input path.
     - :func:`render_pair_section`, :func:`failed_section`, :func:`write_report`: several pairs (sessions,
       tracers) in one subject's report.
     - :func:`write_index`, :class:`IndexEntry`: the cohort / BIDS index (thumbnails and flags).
@@ -23,6 +25,7 @@ from asfe3d.reports.html import (
     write_report,
     write_subject_report,
 )
+from asfe3d.reports.run import write_run_report
 
 __all__ = [
     "IndexEntry",
@@ -34,5 +37,6 @@ __all__ = [
     "verdict_of",
     "write_index",
     "write_report",
+    "write_run_report",
     "write_subject_report",
 ]
