@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-fused", type=Path, default=None, metavar="OUTDIR",
                    help="also write every fused image under OUTDIR/<method>/ (PNG with the input's name; "
                         "NIfTI <subject>.nii.gz on the MRI grid for volumes)")
+    p.add_argument("--no-defect", action="store_true",
+                   help="skip the defect transfer DT (it fuses every case twice: with and without a focal PET defect)")
     p.add_argument("--figure-cases", type=int, default=3, help="cases shown in the figure (default 3; 0 = none)")
     p.add_argument("--title", default=None, help="heading of the markdown summary")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -126,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         for i, item in enumerate(items):
             case = load(item)
-            res = ev.evaluate_case(case, fusers)
+            res = ev.evaluate_case(case, fusers, defect=not args.no_defect)
             rows.extend(res.rows)
             if args.save_fused is not None:
                 written += ev.save_fused_case(case, res.fused, args.save_fused, overwrite=args.overwrite)

@@ -11,9 +11,11 @@ Two kinds of cases, one flow:
   ``asfe`` means both ``asfe-slice`` (2D network slice by slice) and ``asfe-volume`` (3D network).
 
 Metrics are always computed on the gray / luma images in ``[0, 1]`` (the 11 of :data:`asfe3d.metrics.METRIC_NAMES`,
-8-bit convention of ``docs/metrics.md``): whole image in 2D, inside the head mask (or the CSV's mask) in 3D, where
-the through-plane consistency ``TPC`` (:func:`asfe3d.metrics.through_plane_consistency`, along the axial voxel
-axis that slice-wise fusion uses) is added.
+8-bit convention of ``docs/metrics.md``): whole image in 2D, inside the head mask (or the CSV's mask) in 3D. Added
+for every case: the defect transfer ``DT`` (:func:`asfe3d.metrics.defect_transfer`; a known or automatically placed
+12 mm, 30 % focal PET lowering, :func:`case_defect`) and ``EMPTY`` (the fused 99.9th percentile where both inputs
+are 0); for volumes also the through-plane consistency ``TPC`` (:func:`asfe3d.metrics.through_plane_consistency`,
+along the axial voxel axis that slice-wise fusion uses).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from asfe3d.errors import Asfe3dInputError
 
 __all__ = [
     "BASELINES",
+    "EXTRA_HIGHER",
     "DEFAULT_METHODS",
     "LOWER_IS_BETTER",
     "EvalCase",
@@ -42,6 +45,7 @@ __all__ = [
     "read_pairs_csv",
     "load_volume_case",
     "evaluate_case",
+    "case_defect",
     "mean_table",
     "count_wins",
     "win_table",
@@ -57,11 +61,15 @@ __all__ = [
 BASELINES = ("mean", "max", "wavelet", "laplacian")
 #: ``--methods`` default
 DEFAULT_METHODS = (*BASELINES, "asfe")
-#: extra columns where smaller is better (all 11 fusion metrics are higher-is-better)
-LOWER_IS_BETTER = frozenset({"TPC"})
+#: extra columns where smaller is better (all 11 fusion metrics are higher-is-better): through-plane consistency
+#: and EMPTY, the fused 99.9th percentile where both inputs are exactly 0
+LOWER_IS_BETTER = frozenset({"TPC", "EMPTY"})
+#: extra columns where larger is better: DT, the defect transfer (:func:`asfe3d.metrics.defect_transfer`)
+EXTRA_HIGHER = ("DT",)
 _ASFE_3D = ("asfe-slice", "asfe-volume")
 _SPLITS = ("val", "train", "all")
 _CSV_COLUMNS = ("subject", "mri", "pet")
+_CSV_OPTIONAL = ("mask", "pet_defect", "defect")
 
 
 @dataclass
@@ -77,6 +85,10 @@ class EvalCase:
         reference: the MRI :class:`asfe3d.io.Volume` of a 3D case (the grid fused volumes are written on).
         axis: the axial voxel axis of a 3D case (slice-wise fusion and TPC use it).
         kind: ``"PET"``, ``"SPECT"``, ``"CT"``.
+        spacing: voxel size in mm (places the automatic defect; 1 for 2D images).
+        pet_defect: the PET (gray / luma) with a focal lowering of uptake, on ``other``'s intensity scale, or
+            ``None`` (then :func:`evaluate_case` places one with :func:`asfe3d.metrics.place_defect`).
+        defect_region: the changed region (bool), with ``pet_defect``.
     """
 
     name: str
@@ -87,6 +99,9 @@ class EvalCase:
     reference: Any = None
     axis: int = 2
     kind: str = "PET"
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
+    pet_defect: np.ndarray | None = None
+    defect_region: np.ndarray | None = None
 
     @property
     def ndim(self) -> int:
@@ -229,14 +244,16 @@ def load_hmif_case(pair: Any) -> EvalCase:
     from asfe3d.data.hmif import load_pair
 
     mri, other, rgb = load_pair(pair)
-    return EvalCase(name=pair.name, mri=mri, other=other, rgb=rgb, kind=pair.other_kind)
+    return EvalCase(name=pair.name, mri=mri, other=other, rgb=rgb, kind=pair.other_kind, spacing=(1.0, 1.0))
 
 
 # --------------------------------------------------------------------------------------------------- 3D cases
 
 
 def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Read a CSV of volume pairs with columns ``subject, mri, pet`` and optionally ``mask``.
+    """Read a CSV of volume pairs with columns ``subject, mri, pet`` and optionally ``mask``, ``pet_defect`` and
+    ``defect`` (a PET with a known focal lowering of uptake, on the PET's grid, and the lowered region on the MRI's
+    grid: the defect transfer is then measured with them instead of an automatically placed defect).
 
     Relative paths are taken relative to the CSV's folder.
 
@@ -244,7 +261,8 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
         path: the CSV file.
 
     Returns:
-        One dict per row: ``subject`` (str), ``mri``, ``pet``, ``mask`` (Paths; ``mask`` may be ``None``).
+        One dict per row: ``subject`` (str), ``mri``, ``pet``, ``mask``, ``pet_defect``, ``defect`` (Paths; the
+        last three may be ``None``).
 
     Raises:
         Asfe3dInputError: missing/unreadable file, a missing column, an empty cell, a repeated subject, no rows.
@@ -281,8 +299,10 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
             p = Path(value).expanduser()
             return p if p.is_absolute() else path.parent / p
 
+        if bool(row.get("pet_defect")) != bool(row.get("defect")):
+            raise Asfe3dInputError(path, f"line {i}: pet_defect and defect go together (give both or neither)")
         rows.append({"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
-                     "mask": _p(row["mask"]) if row.get("mask") else None})
+                     **{k: (_p(row[k]) if row.get(k) else None) for k in _CSV_OPTIONAL}})
     return rows
 
 
@@ -319,9 +339,19 @@ def load_volume_case(
     head = head_mask(mri_xyz)
     try:
         mri01, _ = robust_normalize(mri_xyz, mask=head)
-        pet01, _ = robust_normalize(pet_xyz, mask=head)
+        pet01, pet_window = robust_normalize(pet_xyz, mask=head)
     except ValueError as exc:
         raise Asfe3dInputError(row["pet"], f"cannot normalise the registered PET: {exc}") from None
+    pet_defect = region = None
+    if row.get("pet_defect") is not None:
+        lo, hi = pet_window
+        moved = resample_to_reference(read_volume(row["pet_defect"], role="PET").image, mri_vol.image, reg.transform)
+        pet_defect = np.clip((sitk_to_numpy_xyz(moved) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        region_img = resample_to_reference(read_volume(row["defect"], role="mask").image, mri_vol.image, None,
+                                           interpolator="nearest")
+        region = sitk_to_numpy_xyz(region_img) > 0.5
+        if not region.any():
+            raise Asfe3dInputError(row["defect"], "defect region is empty on the MRI grid")
     mask = head
     if row.get("mask") is not None:
         mask_vol = read_volume(row["mask"], role="mask")
@@ -329,32 +359,57 @@ def load_volume_case(
         mask = sitk_to_numpy_xyz(on_grid) > 0.5
         if not mask.any():
             raise Asfe3dInputError(row["mask"], "mask is empty on the MRI grid")
+    spacing = tuple(float(v) for v in np.linalg.norm(np.asarray(mri_vol.affine_ras)[:3, :3], axis=0))
     return EvalCase(name=str(row["subject"]), mri=mri01, other=pet01, mask=mask, reference=mri_vol,
-                    axis=auto_slice_axis(mri_vol.affine_ras), kind="PET")
+                    axis=auto_slice_axis(mri_vol.affine_ras), kind="PET", spacing=spacing, pet_defect=pet_defect,
+                    defect_region=region)
 
 
 # --------------------------------------------------------------------------------------------------- scoring
 
 
-def evaluate_case(case: EvalCase, fusers: Mapping[str, Any]) -> CaseResult:
+def case_defect(case: EvalCase) -> tuple[np.ndarray, np.ndarray]:
+    """The defect of a case: the given one, else a 12 mm ball lowered by 30 % (:func:`asfe3d.metrics.place_defect`,
+    inside the case's mask or the MRI's head mask) at the highest ball-averaged PET."""
+    from asfe3d.metrics import place_defect
+    from asfe3d.transforms.intensity import head_mask
+
+    if case.pet_defect is not None and case.defect_region is not None:
+        return case.pet_defect, case.defect_region
+    mask = case.mask if case.mask is not None else head_mask(case.mri)
+    return place_defect(case.other, mask, spacing=case.spacing[: case.ndim])
+
+
+def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True) -> CaseResult:
     """Fuse one case with every method and score each result.
 
     Args:
         case: the pair.
         fusers: ``{name: FusionMethod}`` (from :func:`build_fusers`).
+        defect: also fuse the pair with a focal PET defect (:func:`case_defect`) and report the defect transfer
+            ``DT`` (doubles the fusion time); a case too small for the defect gets ``DT`` = NaN.
 
     Returns:
-        :class:`CaseResult`: one row per method (11 metrics, plus ``TPC`` for volumes, plus ``seconds``) and the
-        fused images.
+        :class:`CaseResult`: one row per method (11 metrics, ``TPC`` for volumes, ``DT`` with ``defect``, ``EMPTY``
+        (the fused 99.9th percentile where both inputs are exactly 0; NaN when there is no such voxel), plus
+        ``seconds``) and the fused images.
 
     Raises:
         ValueError: no methods, or a 2D/3D mismatch between the case and a method.
     """
-    from asfe3d.metrics import METRIC_NAMES, fusion_metrics, through_plane_consistency
+    from asfe3d.metrics import METRIC_NAMES, defect_transfer, empty_output, fusion_metrics, through_plane_consistency
 
     if not fusers:
         raise ValueError("evaluate_case needs at least one fusion method, got none")
     result = CaseResult()
+    pet_defect = region = None
+    if defect:
+        try:
+            pet_defect, region = case_defect(case)
+        except ValueError as exc:  # an image too small for the 12 mm ball: no DT for this case
+            import logging
+
+            logging.getLogger("asfe3d").warning("%s: no defect transfer (%s)", case.name, exc)
     for name, fuser in fusers.items():
         if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":
             fuser.slice_axis = case.axis
@@ -365,6 +420,12 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any]) -> CaseResult:
         row: dict[str, Any] = {"case": case.name, "method": name, **{k: float(values[k]) for k in METRIC_NAMES}}
         if case.ndim == 3:
             row["TPC"] = through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
+        if defect:
+            row["DT"] = float("nan")
+        if pet_defect is not None:
+            fused_defect = np.clip(np.asarray(fuser(case.mri, pet_defect), dtype=np.float32), 0.0, 1.0)
+            row["DT"] = defect_transfer(fused, fused_defect, case.other, pet_defect, region)
+        row["EMPTY"] = empty_output(fused, case.mri, case.other)
         row["seconds"] = seconds
         result.rows.append(row)
         result.fused[name] = fused
@@ -375,7 +436,8 @@ def _metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     from asfe3d.metrics import METRIC_NAMES
 
     cols = [m for m in METRIC_NAMES if any(m in r for r in rows)]
-    return cols + [c for c in sorted(LOWER_IS_BETTER) if any(c in r for r in rows)]
+    extra = ("TPC", *EXTRA_HIGHER, "EMPTY")
+    return cols + [c for c in extra if any(c in r for r in rows)]
 
 
 def mean_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
@@ -475,12 +537,16 @@ def markdown_summary(
         lines += [f"## {title}", ""]
     lines += [*notes, *([""] if notes else [])]
     lines.append(f"Means over {n_cases} case(s); best per metric in **bold** (all higher-is-better"
-                 + (", except TPC: lower is better, ~1 = no through-plane striping" if "TPC" in cols else "") + ").")
+                 + (", except TPC: lower is better, ~1 = no through-plane striping" if "TPC" in cols else "") + ")."
+                 + (" DT: defect transfer, the fraction of a 30 % focal PET lowering kept in the fused image (1 = all)."
+                    if "DT" in cols else "")
+                 + (" EMPTY: fused 99.9th percentile where both inputs are exactly 0 (lower is better; nan = no such"
+                    " voxel)." if "EMPTY" in cols else ""))
     lines += ["", "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     best = {}
     for c in cols:
-        vals = [means[m][c] for m in means]
-        best[c] = min(vals) if c in LOWER_IS_BETTER else max(vals)
+        vals = [means[m][c] for m in means if math.isfinite(means[m][c])]
+        best[c] = (min(vals) if c in LOWER_IS_BETTER else max(vals)) if vals else float("nan")
     for m, vals in means.items():
         cells = [f"**{_fmt(vals[c])}**" if vals[c] == best[c] else _fmt(vals[c]) for c in cols]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")

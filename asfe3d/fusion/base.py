@@ -11,7 +11,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["BUILTIN_METHODS", "FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair"]
+__all__ = [
+    "BUILTIN_METHODS", "EMPTY_LEVEL", "FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair",
+    "support_weight",
+]
+
+#: an input voxel at or below this level (inputs in ``[0, 1]``) carries no signal; where BOTH inputs are at most
+#: this, every method's output fades linearly to exactly 0 (see :func:`support_weight`)
+EMPTY_LEVEL = 0.05
 
 _REGISTRY: dict[str, Callable[..., "FusionMethod"]] = {}
 #: the built-in methods and the module that registers each (imported on first use, so listing the names, e.g. for
@@ -49,10 +56,37 @@ def check_pair(mri: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return mri, pet
 
 
+def support_weight(mri: np.ndarray, pet: np.ndarray, level: float = EMPTY_LEVEL) -> np.ndarray:
+    """Where the inputs hold signal: ``clip(max(mri, pet) / level, 0, 1)``.
+
+    1 wherever either input is at least ``level``, falling linearly to 0 where both are 0 ("empty"), so the fused
+    image is exactly 0 where both inputs are 0 and has no hard edge at the border of the support.
+
+    Args:
+        mri: MRI in ``[0, 1]``, shape ``(H, W)`` or ``(X, Y, Z)``.
+        pet: PET in ``[0, 1]``, same shape.
+        level: input level (> 0) from which a voxel counts as fully non-empty.
+
+    Returns:
+        float32 weights in ``[0, 1]`` of the inputs' shape.
+
+    Raises:
+        ValueError: shapes differ or ``level`` is not a positive number.
+    """
+    if not (isinstance(level, (int, float)) and np.isfinite(level) and level > 0):
+        raise ValueError(f"level must be a positive number, got {level!r}")
+    mri, pet = np.asarray(mri, np.float32), np.asarray(pet, np.float32)
+    if mri.shape != pet.shape:
+        raise ValueError(f"mri and pet must share one grid, got shapes {mri.shape} and {pet.shape}")
+    return np.clip(np.maximum(mri, pet) / np.float32(level), 0.0, 1.0).astype(np.float32)
+
+
 class FusionMethod(ABC):
     """A fusion method: ``fused = method(mri, pet)``.
 
-    Subclasses implement :meth:`fuse_arrays`; :meth:`__call__` validates the inputs and clips the result.
+    Subclasses implement :meth:`fuse_arrays`; :meth:`__call__` validates the inputs, clips the result to
+    ``[0, 1]`` and multiplies it by :func:`support_weight` (no output where there is no input: voxels where both
+    inputs are 0 come out exactly 0, in every method and mode).
     """
 
     name: str = "base"
@@ -65,13 +99,13 @@ class FusionMethod(ABC):
             pet: PET in ``[0, 1]`` on the same grid.
 
         Returns:
-            The fused image, float32 in ``[0, 1]``, same shape.
+            The fused image, float32 in ``[0, 1]``, same shape; 0 where both inputs are 0.
         """
         mri, pet = check_pair(mri, pet)
         fused = np.asarray(self.fuse_arrays(mri, pet), dtype=np.float32)
         if fused.shape != mri.shape:  # a bug in a method, never the user's fault
             raise RuntimeError(f"{self.name} returned shape {fused.shape} for inputs of shape {mri.shape}")
-        return np.clip(fused, 0.0, 1.0)
+        return (np.clip(fused, 0.0, 1.0) * support_weight(mri, pet)).astype(np.float32)
 
     @abstractmethod
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Image-fusion quality metrics (EN, SD, SF, AG, MI, SCD, CC, VIF, Qabf, SSIM, PSNR) for 2D images and 3D volumes.
 
+Task-based measures (defect transfer, output where both inputs are empty) live in :mod:`asfe3d.metrics.task`.
 Plain functions live in :mod:`asfe3d.metrics.functional`; :class:`FusionMetric` wraps them as a MONAI
 ``CumulativeIterationMetric``. Conventions: ``docs/metrics.md``.
 """
@@ -25,6 +26,7 @@ from asfe3d.metrics.functional import (
 )
 from asfe3d.metrics.consistency import anisotropy, directional_energy, through_plane_consistency
 from asfe3d.metrics.fusion_metric import FusionMetric
+from asfe3d.metrics.task import ball, defect_transfer, defect_transfer_of, empty_output, place_defect
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -46,4 +48,9 @@ __all__ = [
     "anisotropy",
     "directional_energy",
     "through_plane_consistency",
+    "ball",
+    "defect_transfer",
+    "defect_transfer_of",
+    "empty_output",
+    "place_defect",
 ]

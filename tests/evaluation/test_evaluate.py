@@ -109,7 +109,7 @@ def test_evaluate_case_2d_with_untrained_network(hmif_dir, tmp_path):
     for row in res.rows:
         fused = res.fused[row["method"]]
         assert fused.shape == (32, 32) and 0.0 <= fused.min() and fused.max() <= 1.0
-        assert row == pytest.approx({**row, **fusion_metrics(fused, case.mri, case.other)})
+        assert row == pytest.approx({**row, **fusion_metrics(fused, case.mri, case.other)}, nan_ok=True)
         assert "TPC" not in row and row["seconds"] >= 0
     np.testing.assert_allclose(res.fused["mean"], (case.mri + case.other) / 2, atol=1e-6)
     # saved: colour PNG named like the input, under OUTDIR/<method>/
@@ -134,6 +134,7 @@ def test_evaluate_case_3d_sets_slice_axis_and_tpc():
     res = evaluate_case(EvalCase("s", mri, pet, axis=1), fusers)
     assert fusers["asfe-slice"].slice_axis == 1
     assert all(np.isfinite(r["TPC"]) for r in res.rows)
+    assert all(np.isnan(r["DT"]) for r in res.rows)  # 5 voxels thick: no room for the 12 mm defect
     with pytest.raises(ValueError, match="at least one fusion method"):
         evaluate_case(EvalCase("s", mri, pet), {})
 
@@ -160,3 +161,41 @@ def test_read_pairs_csv(volume_csv, tmp_path):
             read_pairs_csv(bad)
     with pytest.raises(Asfe3dInputError, match="not found"):
         read_pairs_csv(tmp_path / "missing.csv")
+
+
+def test_given_defect_columns_and_dt(volume_csv, tmp_path):
+    import nibabel as nib
+
+    from asfe3d.evaluation.evaluate import load_volume_case
+    from tests.conftest import write_nifti
+
+    folder = volume_csv.parent
+    pet_img = nib.load(str(folder / "s1_pet.nii.gz"))
+    pet = np.asarray(pet_img.dataobj, np.float32)
+    region = np.zeros(pet.shape, bool)
+    region[10:14, 10:14, 10:14] = True
+    write_nifti(folder / "s1_pet_defect.nii.gz", np.where(region, 0.7 * pet, pet), pet_img.affine)
+    write_nifti(folder / "s1_defect.nii.gz", region.astype(np.float32), pet_img.affine)
+    csv_path = folder / "defect.csv"
+    csv_path.write_text("subject,mri,pet,pet_defect,defect\ns1,s1_mri.nii.gz,s1_pet.nii.gz,s1_pet_defect.nii.gz,"
+                        "s1_defect.nii.gz\n")
+    row = read_pairs_csv(csv_path)[0]
+    assert row["pet_defect"] == folder / "s1_pet_defect.nii.gz" and row["mask"] is None
+    case = load_volume_case(row, registration="none")
+    assert np.array_equal(case.defect_region, region) and case.spacing == pytest.approx((2.0, 2.0, 2.0))
+    # the defect PET is on the normal PET's scale: unchanged outside, lowered inside
+    np.testing.assert_allclose(case.pet_defect[~region], case.other[~region], atol=1e-6)
+    assert np.all(case.pet_defect[region] <= case.other[region])
+    res = evaluate_case(case, build_fusers(["mean", "max"]))
+    dts = {r["method"]: r["DT"] for r in res.rows}
+    assert dts["mean"] == pytest.approx(0.5, abs=1e-5) and 0.0 <= dts["max"] <= 1.0
+    assert all(r["EMPTY"] == 0.0 or np.isnan(r["EMPTY"]) for r in res.rows)
+    # without a given defect one is placed automatically; defect=False skips DT
+    auto = evaluate_case(EvalCase("s", case.mri, case.other, mask=case.mask, spacing=(2.0, 2.0, 2.0)),
+                         build_fusers(["mean"]))
+    assert auto.rows[0]["DT"] == pytest.approx(0.5, abs=1e-5)
+    assert "DT" not in evaluate_case(case, build_fusers(["mean"]), defect=False).rows[0]
+    bad = folder / "bad.csv"
+    bad.write_text("subject,mri,pet,pet_defect\ns1,s1_mri.nii.gz,s1_pet.nii.gz,s1_pet_defect.nii.gz\n")
+    with pytest.raises(Asfe3dInputError, match="pet_defect and defect go together"):
+        read_pairs_csv(bad)

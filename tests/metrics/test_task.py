@@ -1,0 +1,87 @@
+"""Task-based measures: defect transfer, automatic defect placement, output where both inputs are empty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asfe3d.metrics import ball, defect_transfer, defect_transfer_of, empty_output, place_defect
+
+
+def _pair(ndim: int, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    shape = (n,) * ndim
+    grids = np.indices(shape) - (n - 1) / 2.0
+    r = np.sqrt((grids**2).sum(0))
+    mri = np.where(r < n / 2 - 1, 0.5 + 0.1 * rng.random(shape), 0.0).astype(np.float32)
+    pet = np.where(r < n / 2 - 3, 0.3 + 0.6 * np.exp(-((grids[0] - 3) ** 2) / 20.0), 0.0).astype(np.float32)
+    return mri, pet
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_defect_transfer_of_simple_methods(ndim: int) -> None:
+    mri, pet = _pair(ndim)
+    pet_defect, region = place_defect(pet, mri > 0, spacing=1.0, diameter_mm=6.0, fraction=0.3)
+    assert region.sum() > 0 and np.all(pet_defect[region] < pet[region]) and np.array_equal(pet_defect[~region], pet[~region])
+    assert defect_transfer_of(lambda a, b: b, mri, pet, pet_defect, region) == pytest.approx(1.0)  # the PET itself
+    assert defect_transfer_of(lambda a, b: a, mri, pet, pet_defect, region) == pytest.approx(0.0)  # the MRI alone
+    assert defect_transfer_of(lambda a, b: 0.5 * (a + b), mri, pet, pet_defect, region) == pytest.approx(0.5)
+    # max keeps the change only where the PET stays above the MRI
+    dt_max = defect_transfer_of(np.maximum, mri, pet, pet_defect, region)
+    expected = np.mean(np.maximum(mri, pet)[region] - np.maximum(mri, pet_defect)[region]) / np.mean(
+        (pet - pet_defect)[region])
+    assert dt_max == pytest.approx(float(expected)) and 0.0 <= dt_max <= 1.0
+
+
+def test_place_defect_centre_at_highest_local_uptake() -> None:
+    pet = np.zeros((40, 40), np.float32)
+    pet[25:32, 8:15] = 1.0  # the hot spot
+    pet[5:9, 30:34] = 0.9
+    _, region = place_defect(pet, None, diameter_mm=6.0)
+    centre = np.argwhere(region).mean(axis=0)
+    assert np.allclose(centre, (28, 11), atol=1.0)
+
+
+def test_place_defect_respects_spacing_and_mask() -> None:
+    pet = np.ones((30, 30, 30), np.float32)
+    _, region = place_defect(pet, None, spacing=(2.0, 1.0, 1.0), diameter_mm=12.0)
+    extent = np.ptp(np.argwhere(region), axis=0)
+    assert extent[0] == 6 and extent[1] == 12  # 12 mm = 6 voxels of 2 mm, 12 of 1 mm
+    mask = np.zeros(pet.shape, bool)
+    mask[2:18, 2:18, 2:18] = True
+    _, region = place_defect(pet, mask, diameter_mm=8.0)
+    assert mask[region].all()
+
+
+def test_ball_and_bad_inputs() -> None:
+    b = ball((9, 9), (4, 4), 5.0)
+    assert b[4, 4] and b[4, 6] and not b[4, 7] and b.sum() == 21
+    with pytest.raises(ValueError, match="diameter_mm > 0"):
+        ball((9, 9), (4, 4), 0.0)
+    pet = np.ones((10, 10), np.float32)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\), got 1.5"):
+        place_defect(pet, fraction=1.5)
+    with pytest.raises(ValueError, match="no room for a 30.0 mm ball"):
+        place_defect(pet, diameter_mm=30.0)
+    with pytest.raises(ValueError, match="mask shape"):
+        place_defect(pet, np.ones((9, 9), bool))
+    with pytest.raises(ValueError, match="region is empty"):
+        defect_transfer(pet, pet, pet, pet * 0.5, np.zeros((10, 10), bool))
+    with pytest.raises(ValueError, match="does not change"):
+        defect_transfer(pet, pet, pet, pet, np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="one shape"):
+        defect_transfer(pet, pet, pet, pet[:5], np.ones((10, 10), bool))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_empty_output(ndim: int) -> None:
+    mri, pet = _pair(ndim)
+    fused = 0.5 * (mri + pet)
+    assert empty_output(fused, mri, pet) == 0.0
+    leaky = fused + 0.1
+    assert empty_output(leaky, mri, pet) == pytest.approx(0.1)
+    assert np.isnan(empty_output(fused, mri + 1, pet))  # no empty voxel
+    with pytest.raises(ValueError, match="percentile must be in"):
+        empty_output(fused, mri, pet, percentile=101)
+    with pytest.raises(ValueError, match="one shape"):
+        empty_output(fused, mri, pet[:3])
