@@ -83,8 +83,9 @@ class RegistrationResult:
     bin_factors: tuple[int, ...] = (1, 1, 1)
 
 
-#: samples per metric evaluation at full resolution when ``sampling`` is left to :func:`register_pet_to_mri`
-TARGET_SAMPLES = 100_000
+#: metric samples inside the (dilated) MRI head at the finest level when ``sampling`` is left to
+#: :func:`register_pet_to_mri` (ITK draws ``sampling`` x all voxels at random and drops those outside the mask)
+TARGET_SAMPLES = 20_000
 
 
 def head_mask(image: sitk.Image) -> sitk.Image:
@@ -163,10 +164,11 @@ FINEST_MM = 2.0
 
 
 def _bin_factors(mri: sitk.Image, pet: sitk.Image, finest_mm: float | None) -> list[int]:
-    """Integer bin-averaging factors per MRI axis so that the finest level is about ``finest_mm`` (never below 1)."""
+    """Integer bin-averaging factors per MRI axis so that the finest level is about ``finest_mm`` (the nearest
+    multiple of the MRI spacing; never below 1)."""
     if finest_mm is None:
         finest_mm = min(FINEST_MM, float(min(pet.GetSpacing())))
-    return [max(1, int(math.floor(finest_mm / s + 1e-6))) for s in mri.GetSpacing()]
+    return [max(1, int(math.floor(finest_mm / s + 0.5))) for s in mri.GetSpacing()]
 
 
 def _rotation_name(m: np.ndarray) -> str:
@@ -422,7 +424,7 @@ def register_pet_to_mri(
         seed: seed of the metric's random sampling, >= 0 (same inputs and seed give the same result; SimpleITK
             receives ``seed + 1`` because it reads 0 as "seed from the clock").
         sampling: fraction of the (binned) fixed voxels sampled per iteration, in (0, 1]; ``None`` (default)
-            samples about :data:`TARGET_SAMPLES` voxels at the finest level (at least 2 %).
+            gives about :data:`TARGET_SAMPLES` samples inside the dilated head at the finest level.
         iterations: maximum iterations per resolution level.
         use_mask: restrict the metric to the MRI head (Otsu mask, dilated by about 2 mm).
         head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
@@ -435,7 +437,7 @@ def register_pet_to_mri(
             fused voxels by ~1e-8); ``None`` uses ITK's default (all cores). The setting is process-wide while the
             registration runs.
         finest_mm: voxel size (mm) of the finest level, > 0; ``None`` (default): ``min(2, PET voxel size)``. The
-            MRI is bin-averaged by ``floor(finest_mm / MRI spacing)`` per axis (1 = the MRI's own grid).
+            MRI is bin-averaged by ``finest_mm / MRI spacing`` rounded, per axis (1 = the MRI's own grid).
         multistart: ``"auto"`` (search when the plain result fails the QC), ``"always"`` or ``"never"``.
         mirrors: let the multi-start search try mirrored orientations (header flips) too; only useful for
             clearly asymmetric images.
@@ -491,8 +493,10 @@ def register_pet_to_mri(
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     try:
         prep = _prepare(mri, pet, head, use_mask, finest_mm)
-        if sampling is None:
-            sampling = float(min(1.0, max(0.02, TARGET_SAMPLES / float(np.prod(prep.fixed.GetSize())))))
+        if sampling is None:  # about TARGET_SAMPLES points inside the (dilated) head at the finest level
+            inside = float(np.prod(prep.fixed.GetSize())) if prep.mask is None else float(
+                np.count_nonzero(sitk.GetArrayViewFromImage(prep.mask)))
+            sampling = float(min(1.0, TARGET_SAMPLES / max(inside, 1.0)))
         common = dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
         rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0))
         start_used, tried, qc_plain = "moments", 0, None
