@@ -647,6 +647,7 @@ def figure_panels(case: EvalCase, fused: Mapping[str, np.ndarray], colormap: str
     that colour map's chroma, as ``asfe3d fuse --save-rgb`` does.
     """
     from asfe3d.fusion import apply_colormap
+    from asfe3d.fusion.colour import colour_window
 
     if case.ndim == 2:
         pet = case.rgb if case.rgb is not None else case.other
@@ -655,7 +656,7 @@ def figure_panels(case: EvalCase, fused: Mapping[str, np.ndarray], colormap: str
     from asfe3d.visualize import canonical_view, triplanar
 
     affine = case.reference.affine_ras if case.reference is not None else np.eye(4)
-    pet_rgb = apply_colormap(case.other, colormap)
+    pet_rgb = apply_colormap(case.other, colormap, colour_window(case.other, case.mask))
     vols = [case.mri, pet_rgb, *[_colour(f, case.mri, pet_rgb) for f in fused.values()]]
     vols = [canonical_view(v, affine) for v in vols]
     mask = canonical_view(case.mask.astype(np.uint8), affine) if case.mask is not None else np.ones(vols[0].shape, np.uint8)

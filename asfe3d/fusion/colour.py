@@ -11,7 +11,11 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["rgb_to_ycrcb", "ycrcb_to_rgb", "apply_colormap", "fuse_colour"]
+__all__ = ["rgb_to_ycrcb", "ycrcb_to_rgb", "apply_colormap", "colour_window", "fuse_colour", "top_fraction"]
+
+#: where on the colour map :func:`colour_window` puts the PET's high percentile: the top 30 % is kept
+#: for the hottest few voxels (``hot`` saturates red and green from 0.75 up: yellow to white, hard to tell apart)
+COLOUR_HEADROOM = 0.7
 
 _KR, _KB = 0.299, 0.114
 _KG = 1.0 - _KR - _KB
@@ -61,18 +65,20 @@ def ycrcb_to_rgb(ycrcb: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([r, g, b], axis=-1), 0.0, 1.0)
 
 
-def apply_colormap(image: np.ndarray, cmap: str = "hot") -> np.ndarray:
-    """Pseudo-colour a ``[0, 1]`` image with a matplotlib colour map.
+def apply_colormap(image: np.ndarray, cmap: str = "hot", window: tuple[float, float] | None = None) -> np.ndarray:
+    """Pseudo-colour an image with a matplotlib colour map.
 
     Args:
-        image: float array of any shape, in ``[0, 1]``.
+        image: float array of any shape, in ``[0, 1]`` (or any range with ``window``).
         cmap: a matplotlib colour-map name (``hot``, ``jet``, ``inferno``, ``nipy_spectral``...).
+        window: ``(lo, hi)`` mapped to the bottom and top of the colour map (values outside are clipped);
+            ``None`` = ``(0, 1)``. :func:`colour_window` gives one that does not saturate.
 
     Returns:
         float32 RGB array ``image.shape + (3,)`` in ``[0, 1]``.
 
     Raises:
-        ValueError: unknown colour map.
+        ValueError: unknown colour map, or a window with ``hi <= lo`` (quoted).
     """
     import matplotlib
 
@@ -80,7 +86,84 @@ def apply_colormap(image: np.ndarray, cmap: str = "hot") -> np.ndarray:
         colormap = matplotlib.colormaps[cmap]
     except KeyError:
         raise ValueError(f"unknown colour map {cmap!r}") from None
+    image = np.asarray(image, dtype=np.float32)
+    if window is not None:
+        lo, hi = (float(v) for v in window)
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+            raise ValueError(f"window must be (lo, hi) with hi > lo, got {window!r}")
+        image = (image - lo) / (hi - lo)
     return colormap(np.clip(image, 0.0, 1.0))[..., :3].astype(np.float32)
+
+
+def colour_window(
+    pet: np.ndarray, mask: np.ndarray | None = None, percentile: float = 99.5, headroom: float = COLOUR_HEADROOM
+) -> tuple[float, float]:
+    """A PET colour window that keeps uptake differences visible: ``(0, hi)`` with the PET's ``percentile``
+    (inside ``mask``, default where the PET is above 0) at ``headroom`` of the colour map.
+
+    With the default ``(0, 1)`` window a PET normalised to ``[0, 1]`` puts a third of the brain into the top
+    quarter of ``hot`` (yellow to white, where the map's red and green are saturated); with this window only the
+    hottest ``100 - percentile`` % of voxels go beyond ``headroom``.
+
+    Args:
+        pet: PET image (any shape), e.g. normalised to ``[0, 1]``.
+        mask: where to take the percentile (e.g. the brain or head); ``None`` = where ``pet > 0``.
+        percentile: in ``(0, 100]``.
+        headroom: in ``(0, 1]``: where on the colour map that percentile lands.
+
+    Returns:
+        ``(lo, hi)`` for :func:`apply_colormap`'s ``window``; ``(0, 1)`` for an empty PET.
+
+    Raises:
+        ValueError: bad ``percentile`` / ``headroom`` or a mask of another shape (quoted).
+    """
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    if not 0.0 < headroom <= 1.0:
+        raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
+    pet = np.asarray(pet, dtype=np.float32)
+    if mask is None:
+        mask = pet > 0
+    elif np.shape(mask) != pet.shape:
+        raise ValueError(f"mask shape {np.shape(mask)} does not match pet shape {pet.shape}")
+    values = pet[np.asarray(mask, bool)]
+    if values.size == 0:
+        return 0.0, 1.0
+    high = float(np.percentile(values, percentile))
+    if not high > 0:
+        return 0.0, 1.0
+    return 0.0, high / headroom
+
+
+def top_fraction(
+    image: np.ndarray, cmap: str = "hot", window: tuple[float, float] | None = None, mask: np.ndarray | None = None,
+    level: float = 0.99,
+) -> float:
+    """Fraction of (masked) voxels that a colour map renders at its saturated top: the colour's two largest RGB
+    channels both at least ``level`` (for ``hot``: yellow to white; the read-out of "uptake differences lost").
+
+    Args:
+        image: the image that :func:`apply_colormap` maps.
+        cmap: colour-map name.
+        window: as in :func:`apply_colormap`.
+        mask: voxels to count (``None`` = all).
+        level: saturation level in ``(0, 1]``.
+
+    Returns:
+        The fraction in ``[0, 1]``.
+
+    Raises:
+        ValueError: bad ``level``, an empty mask, or a mask of another shape (quoted).
+    """
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"level must be in (0, 1], got {level!r}")
+    image = np.asarray(image, dtype=np.float32)
+    mask = np.ones(image.shape, bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != image.shape or not mask.any():
+        raise ValueError(f"mask must be a non-empty boolean array of shape {image.shape}, got shape {mask.shape}")
+    rgb = apply_colormap(image[mask], cmap, window)
+    two_largest = np.sort(rgb, axis=-1)[..., 1:]
+    return float(np.mean(np.all(two_largest >= level, axis=-1)))
 
 
 def fuse_colour(

@@ -43,3 +43,35 @@ def test_colour_bad_inputs():
         apply_colormap(np.zeros((2, 2)), "nocmap")
     with pytest.raises(ValueError, match=r"\(2, 2, 3\)"):
         fuse_colour(np.zeros((2, 2)), np.zeros((3, 3, 3)), get_fuser("mean"))
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (12, 12, 12)])
+def test_colour_window_keeps_the_brain_below_the_saturated_top(shape):
+    from asfe3d.fusion.colour import COLOUR_HEADROOM, colour_window, top_fraction
+
+    rng = np.random.default_rng(0)
+    pet = np.clip(rng.normal(0.7, 0.15, shape), 0, 1).astype(np.float32)  # a normalised PET: most of it high
+    before = top_fraction(pet, "hot")
+    window = colour_window(pet)
+    after = top_fraction(pet, "hot", window)
+    assert window[0] == 0.0 and window[1] == pytest.approx(np.percentile(pet, 99.5) / COLOUR_HEADROOM)
+    assert before > 0.25 and after <= 0.005 + 1e-9
+    # the window spreads the values over the map: distinct uptakes stay distinct colours
+    lo_rgb, hi_rgb = apply_colormap(np.array([0.6, 0.8], np.float32), "hot", window)
+    assert np.abs(lo_rgb - hi_rgb).max() > 0.2
+
+
+def test_colour_window_bad_inputs_and_empty():
+    from asfe3d.fusion.colour import colour_window, top_fraction
+
+    assert colour_window(np.zeros((4, 4))) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="percentile must be in"):
+        colour_window(np.ones((4, 4)), percentile=0)
+    with pytest.raises(ValueError, match=r"headroom must be in \(0, 1\], got 1.5"):
+        colour_window(np.ones((4, 4)), headroom=1.5)
+    with pytest.raises(ValueError, match="mask shape"):
+        colour_window(np.ones((4, 4)), np.ones((3, 3), bool))
+    with pytest.raises(ValueError, match=r"hi > lo, got \(1.0, 1.0\)"):
+        apply_colormap(np.ones((2, 2)), "hot", (1.0, 1.0))
+    with pytest.raises(ValueError, match="non-empty"):
+        top_fraction(np.ones((4, 4)), mask=np.zeros((4, 4), bool))
