@@ -28,9 +28,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from asfe3d.errors import Asfe3dInputError
 
@@ -68,7 +69,7 @@ _PET_NAME = re.compile(r"(^|[^a-z])pet")
 _DERIVED_NAME = re.compile(r"(^|[^a-z])(fused|pet_on_mri|rgb|preview)([^a-z]|$)")
 #: keyword arguments of fuse_pair that a cohort sets per subject itself
 _RESERVED = ("mri", "pet", "output", "overwrite")
-_PER_SUBJECT_PATH_OPTIONS = ("save_registered_pet", "save_rgb", "preview", "save_transform")
+_PER_SUBJECT_PATH_OPTIONS = ("save_registered_pet", "save_rgb", "preview", "save_transform", "report")
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,8 @@ def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> dict[str, Pat
     derived = derived_output_paths(output)
     # output kind as fuse_pair's completion record names it (the data key of the transform chain)
     names = {"save_registered_pet": ("registered_pet", "pet_on_mri"), "save_rgb": ("rgb", "fused_rgb"),
-             "preview": ("preview", "preview"), "save_transform": ("transform", "pet_transform")}
+             "preview": ("preview", "preview"), "save_transform": ("transform", "pet_transform"),
+             "report": ("report", "report")}
     planned = {"fused": output}
     for option, (kind, key) in names.items():
         if fuse_kwargs.get(option) is True:

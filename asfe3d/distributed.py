@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "DistInfo",
@@ -284,9 +285,9 @@ def run_cohort_distributed(
     Raises:
         ValueError: bad arguments (see :func:`asfe3d.cohort.run_cohort`) or an inconsistent environment.
     """
-    import torch.distributed as dist
-
     import contextlib
+
+    import torch.distributed as dist
 
     from asfe3d.cohort import _check_cohort, _check_paths_against_inputs, _lock_folder, cohort_lock, run_cohort
     from asfe3d.errors import Asfe3dInputError

@@ -15,9 +15,10 @@ import logging
 import re
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +95,7 @@ def derived_output_paths(output: str | Path) -> dict[str, Path]:
         "registered_pet": output.with_name(f"{stem}_pet_on_mri.nii.gz"),
         "transform": output.with_name(f"{stem}_pet_to_mri.tfm"),
         "preview": output.with_name(f"{stem}_preview.png"),
+        "report": output.with_name(f"{stem}_report.html"),
     }
 
 
@@ -112,7 +114,7 @@ def _peak_memory_mb() -> float:
 def _check_settings(
     *, method: str, mode: str, registration: str, qc: str, output_scale: str, colormap: str, seed: Any,
     roi_size: Sequence[int] | None, device: str, slice_axis: int | str, pet_frame: int | None, min_overlap: float,
-    registration_threads: int | None,
+    registration_threads: int | None, pet_units: str | None = None, nifti_geometry: str = "auto",
 ) -> None:
     """Refuse bad option values before any file is read (one line each, quoting the value)."""
     from asfe3d.errors import Asfe3dInputError
@@ -143,6 +145,10 @@ def _check_settings(
     if pet_frame is not None and (isinstance(pet_frame, bool) or not isinstance(pet_frame, (int, np.integer))
                                   or pet_frame < 0):
         raise bad("pet_frame", f"must be an integer >= 0, got {pet_frame!r}")
+    if pet_units not in (None, "suv"):
+        raise bad("pet_units", f"must be None or 'suv', got {pet_units!r}")
+    if nifti_geometry not in ("auto", "sform", "qform"):
+        raise bad("nifti_geometry", f"must be 'auto', 'sform' or 'qform', got {nifti_geometry!r}")
     if not (isinstance(min_overlap, (int, float)) and 0.0 <= min_overlap <= 1.0):
         raise bad("min_overlap", f"must be a fraction in [0, 1], got {min_overlap!r}")
     if registration_threads is not None and (isinstance(registration_threads, bool)
@@ -194,7 +200,9 @@ def preprocessing_steps(
     *, registration: str = DEFAULT_REGISTRATION, qc: str = DEFAULT_QC, seed: int = 0,
     registration_threads: int | None = 1, min_overlap: float = 0.3, mri_series: str | None = None,
     pet_series: str | None = None, pet_frame: int | None = None, allow_nonfinite: bool = False,
-    keep_registered_pet: bool = False,
+    keep_registered_pet: bool = False, dicom_strict: bool = False, nifti_geometry: str = "auto",
+    pet_units: str | None = None, pet_sidecar: str | Path | None = None, frame_realign: bool = True,
+    frame_reference: str | int = "mean",
 ) -> list[tuple[str, list[Any]]]:
     """The chain's steps up to the network input, grouped by timed step (``load``, ``register``, ``normalise``).
 
@@ -213,6 +221,12 @@ def preprocessing_steps(
         pet_frame: a 4D PET's frame (``None``: the mean of the realigned frames).
         allow_nonfinite: replace NaN/Inf by 0 instead of refusing.
         keep_registered_pet: keep a copy of the registered PET before normalisation.
+        dicom_strict: refuse DICOM series with gaps or gantry tilt instead of resampling them.
+        nifti_geometry: ``auto``, ``sform`` or ``qform`` (which NIfTI geometry to trust when they disagree).
+        pet_units: ``None`` (as stored) or ``"suv"`` (body-weight SUV from the header or sidecar).
+        pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for its units, dose and times.
+        frame_realign: realign a dynamic PET's frames before averaging them.
+        frame_reference: ``"mean"`` or a frame index to realign to.
 
     Returns:
         ``[(step name, [transforms])]``.
@@ -223,7 +237,11 @@ def preprocessing_steps(
 
     return [
         ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
-                              frame={"mri": None, "pet": pet_frame}, allow_nonfinite=allow_nonfinite)]),
+                              frame={"mri": None, "pet": pet_frame}, allow_nonfinite=allow_nonfinite,
+                              dicom_strict=dicom_strict, nifti_geometry=nifti_geometry,
+                              key_kwargs={"pet": {"pet_units": pet_units, "pet_sidecar": pet_sidecar,
+                                                  "frame_realign": frame_realign,
+                                                  "frame_reference": frame_reference}})]),
         ("register", [HeadMaskd("mri"),
                       RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
                                            seed=seed, threads=registration_threads, min_overlap=min_overlap,
@@ -261,6 +279,7 @@ def fuse_pair(
     save_rgb: bool | str | Path = False,
     colormap: str = DEFAULT_COLORMAP,
     preview: bool | str | Path = False,
+    report: bool | str | Path = False,
     save_transform: bool | str | Path = False,
     output_scale: str = "mri",
     overwrite: bool = False,
@@ -270,6 +289,12 @@ def fuse_pair(
     registration_threads: int | None = 1,
     progress: bool = False,
     record_extra: dict[str, Any] | None = None,
+    dicom_strict: bool = False,
+    nifti_geometry: str = "auto",
+    pet_units: str | None = None,
+    pet_sidecar: str | Path | None = None,
+    frame_realign: bool = True,
+    frame_reference: str | int = "mean",
 ) -> FuseResult:
     """Fuse one MRI/PET pair into a volume on the MRI's grid.
 
@@ -300,6 +325,8 @@ def fuse_pair(
         save_rgb: ``True`` or a path: write a colour (RGB24) volume, the PET colour map fused over the MRI in Y.
         colormap: matplotlib colour map for the RGB volume and the preview.
         preview: ``True`` or a path: write a tri-planar PNG (MRI / registered PET / fused).
+        report: ``True`` or a path: write a self-contained HTML report (registration check, fused and colour
+            images, QC verdict, timings, inputs, settings).
         save_transform: ``True`` or a path: write the ``.tfm`` (maps MRI points to PET points).
         output_scale: ``mri`` (fused mapped back through the MRI's window) or ``unit`` (``[0, 1]``).
         overwrite: replace existing outputs (never an input).
@@ -310,6 +337,12 @@ def fuse_pair(
             every core (faster; the output then varies in its last digits between runs).
         progress: show progress bars.
         record_extra: more JSON-able fields for the completion record (e.g. BIDS ``Sources``).
+        dicom_strict: refuse DICOM series with gaps or gantry tilt instead of resampling them.
+        nifti_geometry: ``auto``, ``sform`` or ``qform``: which NIfTI geometry to use when they disagree.
+        pet_units: ``None`` (as stored) or ``"suv"`` (body-weight SUV; the registered PET is saved in SUV).
+        pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for units, dose and times.
+        frame_realign: realign a dynamic PET's frames (rigid) before averaging them.
+        frame_reference: ``"mean"`` or the frame index the frames are realigned to.
 
     Returns:
         :class:`FuseResult`.
@@ -328,7 +361,10 @@ def fuse_pair(
     t_start = time.perf_counter()
     _check_settings(method=method, mode=mode, registration=registration, qc=qc, output_scale=output_scale,
                     colormap=colormap, seed=seed, roi_size=roi_size, device=device, slice_axis=slice_axis,
-                    pet_frame=pet_frame, min_overlap=min_overlap, registration_threads=registration_threads)
+                    pet_frame=pet_frame, min_overlap=min_overlap, registration_threads=registration_threads,
+                    pet_units=pet_units, nifti_geometry=nifti_geometry)
+    if pet_sidecar is not None and not Path(pet_sidecar).is_file():
+        raise Asfe3dInputError(pet_sidecar, "PET sidecar does not exist")
     mri_path, pet_path = Path(mri), Path(pet)
     for role, path in (("MRI", mri_path), ("PET", pet_path)):
         if not path.exists():
@@ -340,6 +376,7 @@ def fuse_pair(
         "rgb": _resolve(save_rgb, derived["rgb"]),
         "transform": _resolve(save_transform, derived["transform"]),
         "preview": _resolve(preview, derived["preview"]),
+        "report": _resolve(report, derived["report"]),
     }
     # data key -> path of every volume/transform output (the first names the completion record)
     saved = {"fused": output}
@@ -348,16 +385,19 @@ def fuse_pair(
             saved[key] = extra[kind]
     saver = SaveLikeReferenced(saved, ref_key="mri", preview=extra["preview"], colormap=colormap,
                                overwrite=overwrite, preview_keys={"mri": "mri", "pet": "pet", "fused": "fused_unit",
-                                                                  "rgb": "fused_rgb"})
+                                                                  "rgb": "fused_rgb"}, report=extra["report"])
     # refuse bad output paths (suffix, folder, inputs, existing files) before any heavy work
-    _check_outputs(saved, extra["preview"], overwrite, [mri_path, pet_path], check_output_path)
+    _check_outputs(saved, {"preview": (extra["preview"], "png"), "report": (extra["report"], "html")}, overwrite,
+                   [mri_path, pet_path], check_output_path)
 
     fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
-    want_rgb = extra["rgb"] is not None or extra["preview"] is not None
+    want_rgb = extra["rgb"] is not None or extra["preview"] is not None or extra["report"] is not None
     steps = preprocessing_steps(registration=registration, qc=qc, seed=seed, registration_threads=registration_threads,
                                 min_overlap=min_overlap, mri_series=mri_series, pet_series=pet_series,
                                 pet_frame=pet_frame, allow_nonfinite=allow_nonfinite,
-                                keep_registered_pet=extra["registered_pet"] is not None)
+                                keep_registered_pet=extra["registered_pet"] is not None, dicom_strict=dicom_strict,
+                                nifti_geometry=nifti_geometry, pet_units=pet_units, pet_sidecar=pet_sidecar,
+                                frame_realign=frame_realign, frame_reference=frame_reference)
     steps += [
         ("fuse", [Fused("image", output_key="fused_unit", method=fuser, slice_axis=slice_axis)]
                  + ([ColourFused("image", output_key="fused_rgb", method=fuser, colormap=colormap,
@@ -375,7 +415,9 @@ def fuse_pair(
                 "settings": {"method": method, "mode": mode if method == "asfe" else None,
                              "registration": registration, "qc": qc, "output_scale": output_scale,
                              "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_series": mri_series,
-                             "pet_series": pet_series},
+                             "pet_series": pet_series, "pet_units": pet_units or "as stored",
+                             "frame_realign": frame_realign, "dicom_strict": dicom_strict,
+                             "nifti_geometry": nifti_geometry},
                 **(record_extra or {})})
         for transform in transforms:
             data = transform(data)
@@ -387,7 +429,7 @@ def fuse_pair(
 
     written = dict(data["outputs"])
     names = {"fused": "fused", "pet_on_mri": "registered_pet", "fused_rgb": "rgb", "pet_transform": "transform",
-             "preview": "preview", "record": "record"}
+             "preview": "preview", "report": "report", "record": "record"}
     outputs = {names[k]: Path(v) for k, v in written.items()}
     reg_info = dict(data["pet_registration"])
     overlap = float(reg_info.pop("overlap", float("nan")))
@@ -402,8 +444,8 @@ def fuse_pair(
     return result
 
 
-def _check_outputs(saved: dict[str, Path], preview: Path | None, overwrite: bool, inputs: list[Path],
-                   check_output_path: Any) -> None:
+def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, str]], overwrite: bool,
+                   inputs: list[Path], check_output_path: Any) -> None:
     """Every output path checked up front, as :class:`~asfe3d.transforms.SaveLikeReferenced` will check it."""
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io.record import record_path, replaceable_outputs
@@ -413,7 +455,7 @@ def _check_outputs(saved: dict[str, Path], preview: Path | None, overwrite: bool
     replaceable = replaceable_outputs(output)
     seen: dict[Path, str] = {}
     planned = [(k, p, "transform" if k == "pet_transform" else "nifti") for k, p in saved.items()]
-    planned += [("preview", preview, "png")] if preview is not None else []
+    planned += [(kind, path, suffix_kind) for kind, (path, suffix_kind) in others.items() if path is not None]
     planned += [("record", record, "json")]
     for kind, path, suffix_kind in planned:
         out = check_output_path(path, overwrite=overwrite, inputs=inputs, kind=suffix_kind, replaceable=replaceable)

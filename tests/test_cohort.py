@@ -161,9 +161,9 @@ def test_cli_cohort_exit_codes(tmp_path, demo_files, capsys):
 _CRASH_SCRIPT = textwrap.dedent(
     """
     import os, sys
-    import nibabel
+    import asfe3d.io.writer as writer
 
-    real_save = nibabel.save
+    real_save = writer.save_nifti
     calls = []
 
     def crashing_save(img, filename, *args, **kwargs):
@@ -176,7 +176,7 @@ _CRASH_SCRIPT = textwrap.dedent(
             os._exit(137)
         return real_save(img, filename, *args, **kwargs)
 
-    nibabel.save = crashing_save
+    writer.save_nifti = crashing_save
     from asfe3d.cli import main
     sys.exit(main(sys.argv[1:]))
     """

@@ -93,9 +93,9 @@ def test_single_process_run_is_a_plain_cohort(tmp_path, demo_files, monkeypatch)
 _LOGGING_RUNNER = textwrap.dedent(
     """
     import os, sys
-    import nibabel
+    import asfe3d.io.writer as writer
 
-    real_save = nibabel.save
+    real_save = writer.save_nifti
     log = os.path.join(os.environ["WRITE_LOG_DIR"], "rank%s.log" % os.environ["RANK"])
 
     def logging_save(img, filename, *args, **kwargs):
@@ -103,7 +103,7 @@ _LOGGING_RUNNER = textwrap.dedent(
             fh.write(os.path.basename(str(filename)) + "\\n")
         return real_save(img, filename, *args, **kwargs)
 
-    nibabel.save = logging_save
+    writer.save_nifti = logging_save
     from asfe3d.cli import main
     sys.exit(main(sys.argv[1:]))
     """

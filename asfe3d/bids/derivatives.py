@@ -269,6 +269,13 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse
     return extra
 
 
+def _pet_sidecar(pet: Path) -> Path:
+    """The JSON sidecar beside a PET image (``<stem>.json``): its units, dose and times for ``--pet-units suv``."""
+    name = pet.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else pet.stem
+    return pet.with_name(f"{stem}.json")
+
+
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, overwrite: bool,
               fuse_kwargs: dict[str, Any]) -> PairResult:
     from asfe3d.io import atomic_output, stale_temporaries
@@ -303,10 +310,12 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         with atomic_output(paths["registered_json"], overwrite=True) as tmp:
             tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root), indent=2) + "\n",
                            encoding="utf-8")
+        sidecar = _pet_sidecar(pair.pet)
         res = fuse_pair(
             pair.t1w, pair.pet, paths["fused"], save_registered_pet=paths["registered_pet"],
             save_transform=paths["transform"], overwrite=True,
-            record_extra=_fused_extra(pair, paths, bids_dir, fuse_kwargs, root), **fuse_kwargs,
+            record_extra=_fused_extra(pair, paths, bids_dir, fuse_kwargs, root),
+            **{"pet_sidecar": sidecar if sidecar.is_file() else None, **fuse_kwargs},
         )
     except BaseException as exc:
         if not side_existed and not paths["registered_pet"].exists():

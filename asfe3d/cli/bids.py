@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     Args:
         sub: the ``asfe3d`` parser's sub-parsers.
     """
-    from asfe3d.cli.options import add_fusion_options
+    from asfe3d.cli.options import add_fusion_options, add_input_options
 
     p = sub.add_parser(
         "bids", help="BIDS App: fuse every T1w/PET pair of a BIDS dataset into BIDS derivatives, with reports",
@@ -48,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reports", action="store_true", help="do not write sub-<s>.html and index.html")
     p.add_argument("--overwrite", action="store_true",
                    help="redo every pair and replace its files, even files that asfe3d did not write")
+    add_input_options(p, sidecar=False)
     add_fusion_options(p)
     p.set_defaults(func=run)
 
@@ -65,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
         Asfe3dInputError: a bad dataset, label or output folder (the CLI prints it on one line, exit 2).
     """
     from asfe3d.bids import run_bids
-    from asfe3d.cli.options import fusion_kwargs, set_threads
+    from asfe3d.cli.options import fusion_kwargs, input_kwargs, set_threads
 
     set_threads(args)
-    kwargs = fusion_kwargs(args)
+    kwargs = {**fusion_kwargs(args), **input_kwargs(args)}
+    kwargs.pop("pet_sidecar", None)  # each PET's own sidecar is found in the dataset
     progress = kwargs.pop("progress", True)
     results = run_bids(
         args.bids_dir, args.output_dir, participant_labels=args.participant_label,

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from asfe3d.cli.options import add_fusion_options, add_output_options, fusion_kwargs, output_kwargs, set_threads
+from asfe3d.cli.options import (
+    add_fusion_options,
+    add_input_options,
+    add_output_options,
+    fusion_kwargs,
+    input_kwargs,
+    output_kwargs,
+    set_threads,
+)
 
 __all__ = ["add_parser", "run", "print_result", "cohort_kwargs"]
 
@@ -30,10 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--series", help="DICOM SeriesInstanceUID to take from whichever input folder holds it")
     p.add_argument("--mri-series", help="DICOM SeriesInstanceUID for the MRI folder")
     p.add_argument("--pet-series", help="DICOM SeriesInstanceUID for the PET folder")
-    p.add_argument("--pet-frame", type=int, help="take this 0-based frame of a 4D PET instead of the frame mean")
+    add_input_options(p)
     add_output_options(p)
-    p.add_argument("--allow-nonfinite", action="store_true",
-                   help="replace NaN/Inf voxels by 0 (with a warning) instead of refusing the input")
     add_fusion_options(p)
     p.set_defaults(func=run)
 
@@ -73,6 +79,20 @@ def print_result(result: Any, stream: Any = None) -> None:
             print(f"{role.upper()}: 4D input with {frames} frames, used the {how}", file=stream)
         if info.get("nonfinite_repaired"):
             print(f"{role.upper()}: replaced {info['nonfinite_repaired']} NaN/Inf voxels by 0", file=stream)
+        realigned = info.get("frames_realigned")
+        if realigned and info.get("frame_motion_mm") is not None:
+            motion = ", ".join(f"{m:.1f}" for m in info["frame_motion_mm"])
+            print(f"{role.upper()}: frames realigned before averaging; head motion per frame (mm): {motion}",
+                  file=stream)
+        if info.get("dicom_resampled"):
+            what = info["dicom_resampled"]
+            reasons = "; ".join(what.get("reasons", [])) if isinstance(what, dict) else str(what)
+            print(f"{role.upper()}: DICOM slices resampled onto a regular grid ({reasons})", file=stream)
+        units = info.get("pet_units")
+        if isinstance(units, dict) and units.get("factor") is not None:
+            print(f"{role.upper()}: converted to SUV (body weight): x {units['factor']:.4g} "
+                  f"(weight {units.get('weight_kg')} kg, dose {units.get('dose_bq')} Bq, decay correction "
+                  f"{units.get('decay_correction')})", file=stream)
     reg = result.registration
     print(f"registration: {reg['method']}, Mattes MI {reg['metric']:.4f}, {reg['iterations']} iterations; "
           f"PET covers {result.overlap:.0%} of the MRI head", file=stream)
@@ -100,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     mri_series, pet_series = _series_for(args)
     result = fuse_pair(
-        args.mri, args.pet, args.output, mri_series=mri_series, pet_series=pet_series, pet_frame=args.pet_frame,
-        overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite, **output_kwargs(args), **fusion_kwargs(args),
+        args.mri, args.pet, args.output, mri_series=mri_series, pet_series=pet_series, overwrite=args.overwrite,
+        **input_kwargs(args), **output_kwargs(args), **fusion_kwargs(args),
     )
     print_result(result)
     return 0
@@ -118,16 +138,34 @@ def cohort_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
     kwargs = fusion_kwargs(args)
     kwargs.pop("progress", None)
-    kwargs.update(mri_series=args.mri_series, pet_series=args.pet_series, pet_frame=args.pet_frame,
-                  allow_nonfinite=args.allow_nonfinite)
+    kwargs.update(mri_series=args.mri_series, pet_series=args.pet_series, **input_kwargs(args))
     flags = {"save_registered_pet": "--save-registered-pet", "save_rgb": "--rgb", "preview": "--preview",
-             "save_transform": "--save-transform"}
+             "save_transform": "--save-transform", "report": "--report"}
     for key, value in output_kwargs(args).items():
         if value not in (True, False, None):
             raise Asfe3dInputError(value, f"{flags[key]} takes no path in cohort mode (each subject gets its own "
                                           "default name next to its fused volume)")
         kwargs[key] = bool(value)
     return kwargs
+
+
+def _write_index(results: list[Any], folder: Path) -> Path:
+    """The cohort's ``index.html``: every subject with its report's thumbnail, status and QC flags."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.pipeline import derived_output_paths
+    from asfe3d.reports import IndexEntry, read_report_summary, write_index
+
+    index = Path(folder) / "index.html"
+    if index.exists() and read_report_summary(index) is None:
+        raise Asfe3dInputError(index, "exists and is not an asfe3d report index; not replaced (the subjects' "
+                                      "reports were written)")
+    entries = []
+    for r in results:
+        report = derived_output_paths(r.output)["report"] if r.output is not None else None
+        flags = (f"registration {r.qc_verdict}",) if r.qc_verdict in ("warn", "fail") else ()
+        entries.append(IndexEntry(r.subject, report=report if report is not None and report.is_file() else None,
+                                  status=r.status, message=r.message, verdict=r.qc_verdict or None, flags=flags))
+    return write_index(index, entries)
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
@@ -144,6 +182,9 @@ def _run_cohort(args: argparse.Namespace) -> int:
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     if info.rank != 0:  # every rank holds every result; one report is enough
         return 1 if counts["failed"] else 0
+    if kwargs.get("report"):
+        index = _write_index(results, summary.parent if args.output_dir is None else args.output_dir)
+        print(f"reports: {index}")
     flagged = sum(1 for r in results if r.qc_verdict == "fail")
     print(f"cohort: {len(results)} subjects: {counts['ok']} ok, {counts['skipped']} skipped, "
           f"{counts['failed']} failed, {flagged} with a registration judged failed; summary: {summary}")

@@ -17,7 +17,9 @@ from asfe3d.defaults import QC_MODES, REGISTRATION_METHODS
 
 __all__ = [
     "add_fusion_options",
+    "add_input_options",
     "add_output_options",
+    "input_kwargs",
     "fusion_kwargs",
     "output_kwargs",
     "setup_logging",
@@ -32,8 +34,8 @@ def _optional_path(parser: argparse.ArgumentParser, flag: str, help_text: str) -
 
 def add_fusion_options(p: argparse.ArgumentParser) -> None:
     """Options every command that fuses shares (method, registration, QC, device...)."""
-    from asfe3d.fusion.base import available_methods
     from asfe3d.defaults import DEFAULT_METHOD, DEFAULT_MODE
+    from asfe3d.fusion.base import available_methods
 
     p.add_argument("--method", choices=available_methods(), default=DEFAULT_METHOD,
                    help=f"fusion method (default: {DEFAULT_METHOD})")
@@ -67,6 +69,56 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="log progress on stderr (-v: steps and registration; -vv: debug)")
 
 
+def _frame_reference(text: str) -> str | int:
+    if text == "mean":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'mean' or a frame index, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a frame index must be >= 0, got {value}")
+    return value
+
+
+def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> None:
+    """How the inputs are read: DICOM geometry, NIfTI geometry, PET units, dynamic PET frames, NaN/Inf.
+
+    Args:
+        p: the sub-command's parser.
+        sidecar: offer ``--pet-sidecar`` (BIDS runs find each PET's sidecar themselves).
+    """
+    p.add_argument("--pet-frame", type=int, help="take this 0-based frame of a 4D PET instead of the frame mean")
+    p.add_argument("--no-frame-realign", action="store_true",
+                   help="average a dynamic PET's frames as they are (default: realign them rigidly first)")
+    p.add_argument("--frame-reference", type=_frame_reference, default="mean", metavar="mean|N",
+                   help="realign a dynamic PET's frames to their mean (default) or to frame N")
+    p.add_argument("--pet-units", choices=("suv",), default=None,
+                   help="convert the PET from Bq/ml to body-weight SUV (weight, dose, times and half-life from the "
+                        "DICOM header or the JSON sidecar); the registered PET is saved in SUV")
+    if sidecar:
+        p.add_argument("--pet-sidecar", type=Path, help="the PET's JSON sidecar (BIDS or dcm2niix) for --pet-units")
+    p.add_argument("--dicom-strict", action="store_true",
+                   help="refuse DICOM series with gaps or gantry tilt (default: resample them onto a regular grid, "
+                        "as dcm2niix does, with a warning)")
+    p.add_argument("--nifti-geometry", choices=("auto", "sform", "qform"), default="auto",
+                   help="which NIfTI geometry to use when qform and sform disagree (default: auto = refuse an "
+                        "ambiguous header, prefer the sform when the codes say so)")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="replace NaN/Inf voxels by 0 (with a warning) instead of refusing the input")
+
+
+def input_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The reading options as ``fuse_pair`` keyword arguments."""
+    return {
+        "pet_frame": args.pet_frame, "frame_realign": not args.no_frame_realign,
+        "frame_reference": args.frame_reference, "pet_units": args.pet_units,
+        "pet_sidecar": getattr(args, "pet_sidecar", None),
+        "dicom_strict": args.dicom_strict, "nifti_geometry": args.nifti_geometry,
+        "allow_nonfinite": args.allow_nonfinite,
+    }
+
+
 def add_output_options(p: argparse.ArgumentParser, *, paths: bool = True) -> None:
     """The optional outputs (``--rgb``, ``--preview``...) and ``--overwrite``.
 
@@ -80,6 +132,8 @@ def add_output_options(p: argparse.ArgumentParser, *, paths: bool = True) -> Non
     add(p, "--rgb", "also write a colour (RGB) volume: PET colour map fused over the MRI in Y of YCrCb")
     add(p, "--preview", "also write a tri-planar PNG (MRI / registered PET / fused)")
     add(p, "--save-transform", "also write the transform (.tfm, maps MRI points to PET points)")
+    add(p, "--report", "also write a self-contained HTML report: how the PET sits on the MRI, the fused and colour "
+                       "images, the registration verdict, timings, inputs and settings (cohorts: and an index.html)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace this command's earlier outputs (the old files stay until the new set is complete)")
 
@@ -100,7 +154,7 @@ def output_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The optional-output flags as ``fuse_pair`` keyword arguments (``True``, ``False`` or a path)."""
     return {
         "save_registered_pet": args.save_registered_pet, "save_rgb": args.rgb, "preview": args.preview,
-        "save_transform": args.save_transform,
+        "save_transform": args.save_transform, "report": args.report,
     }
 
 

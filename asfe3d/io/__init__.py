@@ -17,9 +17,8 @@ from asfe3d.io.convert import (
     sitk_geometry_from_ras_affine,
     sitk_image_from_ras_affine,
     sitk_to_numpy_xyz,
-    volume_to_metatensor,
 )
-from asfe3d.io.volume import Volume, detect_format, read_volume
+from asfe3d.io.volume import Volume, detect_format, read_volume, volume_to_metatensor
 from asfe3d.io.writer import (
     OUTPUT_SUFFIXES,
     OutputSet,

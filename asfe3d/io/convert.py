@@ -20,7 +20,6 @@ import SimpleITK as sitk
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from monai.data import MetaTensor
 
-    from asfe3d.io.volume import Volume
 
 __all__ = [
     "LPS_TO_RAS",
@@ -29,7 +28,6 @@ __all__ = [
     "ras_affine_from_sitk",
     "sitk_geometry_from_ras_affine",
     "sitk_image_from_ras_affine",
-    "volume_to_metatensor",
     "metatensor_to_numpy_xyz",
 ]
 
@@ -182,32 +180,6 @@ def sitk_image_from_ras_affine(array_xyz: np.ndarray, affine: np.ndarray) -> sit
     img.SetSpacing(spacing)
     img.SetDirection(direction)
     return img
-
-
-def volume_to_metatensor(vol: Volume) -> MetaTensor:
-    """MONAI MetaTensor of a :class:`~asfe3d.io.volume.Volume`, channel first.
-
-    Args:
-        vol: the volume.
-
-    Returns:
-        float32 ``MetaTensor`` of shape ``(1, X, Y, Z)`` whose ``affine`` is ``vol.affine_ras`` (float64) and
-        whose meta holds ``filename_or_obj`` (the source path) and ``space`` = ``"RAS"``.
-
-    Raises:
-        ValueError: when ``vol`` is not a Volume.
-    """
-    import torch
-    from monai.data import MetaTensor
-    from monai.utils import MetaKeys, SpaceKeys
-
-    from asfe3d.io.volume import Volume
-
-    if not isinstance(vol, Volume):
-        raise ValueError(f"vol must be an asfe3d.io.Volume, got {type(vol).__name__}.")
-    data = torch.from_numpy(vol.array_xyz()[None])
-    meta = {"filename_or_obj": str(vol.path), MetaKeys.SPACE: SpaceKeys.RAS}
-    return MetaTensor(data, affine=torch.as_tensor(vol.affine_ras, dtype=torch.float64), meta=meta)
 
 
 def metatensor_to_numpy_xyz(tensor: MetaTensor) -> np.ndarray:

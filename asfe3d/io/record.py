@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from asfe3d.io.writer import _split_suffix, atomic_output
 
@@ -91,9 +92,24 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
         files[kind] = {"path": str(p), "size": p.stat().st_size if p.is_file() else None}
     data = {"format": RECORD_FORMAT, **dict(content), "status": status, "outputs": files,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    text = json.dumps(_strict_json(data), indent=2, default=str, allow_nan=False)
     with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text + "\n", encoding="utf-8")
     return Path(path)
+
+
+def _strict_json(value: Any) -> Any:
+    """Non-finite numbers (NaN, Inf: e.g. the metric of ``--registration none``) become ``null``: strict JSON, as
+    BIDS validators and other JSON readers require."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def pending_outputs(path: str | os.PathLike) -> list[Path]:

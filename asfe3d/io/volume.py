@@ -36,7 +36,7 @@ from asfe3d.io.convert import (
 )
 from asfe3d.io.pet import PET_UNITS, read_pet_header, suv_factor
 
-__all__ = ["Volume", "read_volume", "detect_format"]
+__all__ = ["Volume", "read_volume", "detect_format", "volume_to_metatensor"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -590,3 +590,37 @@ def _check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, in
 
 
 _short = short_error
+
+
+#: metadata keys of :func:`volume_to_metatensor`: the reader's provenance and the original NIfTI header (bytes)
+SOURCE_KEY = "asfe3d_source"
+HEADER_KEY = "asfe3d_nifti_header"
+
+
+def volume_to_metatensor(vol: Volume) -> Any:
+    """MONAI MetaTensor of a :class:`Volume`, channel first.
+
+    Args:
+        vol: the volume.
+
+    Returns:
+        float32 ``MetaTensor`` of shape ``(1, X, Y, Z)`` whose ``affine`` is ``vol.affine_ras`` (float64); its meta
+        holds ``filename_or_obj`` (the source path), ``space`` = ``"RAS"``, the reader's provenance
+        (``asfe3d_source``: format and ``vol.info``) and, for NIfTI, the original header's bytes
+        (``asfe3d_nifti_header``), so that outputs can be written like the input.
+
+    Raises:
+        ValueError: when ``vol`` is not a Volume.
+    """
+    import torch
+    from monai.data import MetaTensor
+    from monai.utils import MetaKeys, SpaceKeys
+
+    if not isinstance(vol, Volume):
+        raise ValueError(f"vol must be an asfe3d.io.Volume, got {type(vol).__name__}.")
+    data = torch.from_numpy(vol.array_xyz()[None])
+    meta = {"filename_or_obj": str(vol.path), MetaKeys.SPACE: SpaceKeys.RAS,
+            SOURCE_KEY: {"format": vol.format, **vol.info}}
+    if vol.nifti_header is not None:
+        meta[HEADER_KEY] = bytes(vol.nifti_header.binaryblock)
+    return MetaTensor(data, affine=torch.as_tensor(vol.affine_ras, dtype=torch.float64), meta=meta)

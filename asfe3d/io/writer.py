@@ -51,7 +51,7 @@ def _split_suffix(name: str) -> tuple[str, str]:
 #: accepted suffixes per kind of output (lower case); a wrong one is refused before any work
 OUTPUT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "nifti": (".nii", ".nii.gz"),
-    "transform": (".tfm", ".txt", ".h5", ".hdf5", ".mat"),
+    "transform": (".tfm",),
     "png": (".png",),
     "html": (".html", ".htm"),
     "csv": (".csv",),
@@ -311,7 +311,7 @@ class OutputSet:
                 tmp.unlink()
         self._temps.clear()
 
-    def __enter__(self) -> "OutputSet":
+    def __enter__(self) -> OutputSet:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -419,8 +419,27 @@ def write_like(
     else:
         img.header.set_slope_inter(1.0, 0.0)
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-        nib.save(img, str(tmp))
+        save_nifti(img, tmp)
     return _resolve(path)
+
+
+def save_nifti(img: nib.Nifti1Image, path: PathLike) -> None:
+    """Write a NIfTI image to ``path``: ``.nii`` uncompressed; ``.nii.gz`` gzip-compressed with ISA-L's igzip at
+    level 1 (a standard gzip stream, about 5x faster than zlib at the same size; header time stamp 0, so the same
+    image always gives the same bytes).
+
+    Args:
+        img: a nibabel NIfTI-1 or NIfTI-2 image.
+        path: the file (its name's suffix chooses the compression).
+    """
+    if not str(path).lower().endswith(".gz"):
+        nib.save(img, str(path))
+        return
+    from isal import igzip
+
+    raw = img.to_bytes()
+    with open(path, "wb") as fh:
+        fh.write(igzip.compress(raw, compresslevel=1, mtime=0))
 
 
 def write_image_like(

@@ -54,7 +54,6 @@ PEAK = 255.0
 """Peak grey level of the 8-bit range on which every metric is computed (PSNR peak, SSIM dynamic range)."""
 
 _RANGE_TOL = 1e-6
-_MAX_WORKERS = 2  # the evaluation machines have 2 cores; more threads only add memory
 _PARALLEL_MIN_VOXELS = 1_000_000  # below this, thread start-up costs more than it saves
 _BOUNDARY = "nearest"  # replicate padding for every filter (as MATLAB's ssim / imgradient default)
 
@@ -708,7 +707,8 @@ def fusion_metrics(
     if "SSIM" in wanted:
         tasks.append(lambda: {"SSIM": _ssim_sum([xa, xb], f, m)})
     tasks.append(cheap)
-    workers = min(len(tasks), os.cpu_count() or 1, _MAX_WORKERS)
+    workers = min(len(tasks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
+                  (os.cpu_count() or 1))  # one thread per metric group, at most one per core this process may use
     results: dict[str, float] = {}
     if workers > 1 and f.size >= _PARALLEL_MIN_VOXELS:
         # numpy / scipy.ndimage release the GIL: independent metrics overlap on the cores; results are identical

@@ -10,14 +10,16 @@ normalisation window (``asfe3d_window``). The dictionary wrappers (:mod:`asfe3d.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Transform
 
+from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY
 from asfe3d.transforms.intensity import robust_normalize
 
 __all__ = [
@@ -35,9 +37,7 @@ __all__ = [
     "sitk_from_metatensor",
 ]
 
-#: metadata keys set by these transforms
-SOURCE_KEY = "asfe3d_source"
-HEADER_KEY = "asfe3d_nifti_header"
+#: metadata key of the normalisation window ``(lo, hi)`` set by :class:`RobustNormalize`
 WINDOW_KEY = "asfe3d_window"
 
 
@@ -61,16 +61,11 @@ def _meta(img: MetaTensor) -> dict[str, Any]:
 
 
 def metatensor_from_volume(vol: Any) -> MetaTensor:
-    """A ``(1, X, Y, Z)`` float32 MetaTensor of an :class:`asfe3d.io.Volume`, with its RAS affine, file name,
-    provenance and (for NIfTI) original header in the metadata."""
-    from monai.utils import MetaKeys, SpaceKeys
+    """A ``(1, X, Y, Z)`` float32 MetaTensor of an :class:`asfe3d.io.Volume` (:func:`asfe3d.io.volume_to_metatensor`):
+    RAS affine, file name, provenance and (for NIfTI) the original header in the metadata."""
+    from asfe3d.io import volume_to_metatensor
 
-    data = torch.from_numpy(vol.array_xyz()[None])
-    meta = {"filename_or_obj": str(vol.path), MetaKeys.SPACE: SpaceKeys.RAS,
-            SOURCE_KEY: {"format": vol.format, **vol.info}}
-    if vol.nifti_header is not None:
-        meta[HEADER_KEY] = bytes(vol.nifti_header.binaryblock)
-    return MetaTensor(data, affine=torch.as_tensor(vol.affine_ras, dtype=torch.float64), meta=meta)
+    return volume_to_metatensor(vol)
 
 
 def sitk_from_metatensor(img: MetaTensor, channel: int = 0) -> Any:
@@ -242,14 +237,18 @@ class RegisterToReference(Transform):
         if self.min_overlap > 0:
             overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=self.min_overlap,
                                     head=head_img)
-        verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
+        verdict = getattr(result, "qc", None)  # judged by the registration itself (it decides on a search)
+        if verdict is None:
+            verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
         if verdict.verdict == "fail":
             line = f"registration judged failed: {'; '.join(verdict.reasons)}"
             if self.qc == "strict":
                 raise Asfe3dInputError(pet_path, f"{line} (--qc strict: nothing written)")
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)
-        report = {"method": result.method, "metric": result.metric, "iterations": result.iterations,
+        report = {"method": result.method, "start": getattr(result, "start", None),
+                  "starts_tried": getattr(result, "starts_tried", 0), "metric": result.metric,
+                  "iterations": result.iterations,
                   "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}
         data = torch.from_numpy(sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).copy())[None]
@@ -440,6 +439,7 @@ class SaveLikeReference(Transform):
         inputs: Sequence[str | Path] = (),
         record_content: dict[str, Any] | None = None,
         preview: tuple[str | Path, dict[str, Any]] | None = None,
+        extras: dict[str, tuple[str | Path, str, Any]] | None = None,
     ) -> dict[str, Path]:
         """Args:
             items: output kind -> ``(value, path)``; a value is a ``(1, X, Y, Z)`` image (float32 NIfTI), a
@@ -448,6 +448,8 @@ class SaveLikeReference(Transform):
             inputs: input files the outputs must never replace.
             record_content: JSON-able fields for the completion record.
             preview: ``(path, save_preview keyword arguments)`` for a tri-planar PNG.
+            extras: more files of the set: kind -> ``(path, suffix kind, write)``, where ``write(tmp_path, content)``
+                writes the file (e.g. an HTML report; ``content`` is the record's content).
 
         Returns:
             Output kind -> final path (``record`` included).
@@ -466,6 +468,8 @@ class SaveLikeReference(Transform):
             kinds[kind] = (path, "transform" if isinstance(value, sitk.Transform) else "nifti")
         if preview is not None:
             kinds["preview"] = (preview[0], "png")
+        for kind, (path, suffix_kind, _) in (extras or {}).items():
+            kinds[kind] = (path, suffix_kind)
         first = Path(next(iter(items.values()))[1])
         record = record_path(first) if self.record else None
         replaceable = replaceable_outputs(first) if record is not None else []
@@ -500,11 +504,13 @@ class SaveLikeReference(Transform):
                 from asfe3d.visualize import save_preview
 
                 save_preview(outs.temp("preview"), overwrite=True, **preview[1])
+            for kind, (_, _, write) in (extras or {}).items():
+                write(outs.temp(kind), {**content, "outputs": {k: str(v) for k, v in outs.paths.items()}})
             if record is not None:
                 write_record(record, content, status="pending", outputs=outs.paths)
             final = outs.commit()
             if record is not None:
                 content["timings"] = {**content.get("timings", {}), "save": time.perf_counter() - t0}
                 write_record(record, content, status="complete", outputs=final)
-                final["record"] = record
+                final["record"] = record.resolve()
         return final

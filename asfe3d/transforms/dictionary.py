@@ -18,8 +18,9 @@ The chain that :func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any, Hashable, Mapping
+from typing import Any
 
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
@@ -62,15 +63,22 @@ class LoadVolumed(MapTransform):
         frame: per-key 0-based frame of a 4D volume, or one for every key (``None``: the frame mean).
         allow_nonfinite: replace NaN/Inf by 0 with a warning instead of refusing.
         allow_missing_keys: skip absent keys.
-        reader_kwargs: further :func:`asfe3d.io.read_volume` settings.
+        key_kwargs: per-key :func:`asfe3d.io.read_volume` settings, e.g. ``{"pet": {"pet_units": "suv"}}``.
+        reader_kwargs: further :func:`asfe3d.io.read_volume` settings for every key (``dicom_strict``,
+            ``nifti_geometry``...).
     """
 
     def __init__(self, keys: KeysCollection, series_uid: Any = None, frame: Any = None,
-                 allow_nonfinite: bool = False, allow_missing_keys: bool = False, **reader_kwargs: Any) -> None:
+                 allow_nonfinite: bool = False, allow_missing_keys: bool = False,
+                 key_kwargs: Mapping[Hashable, Mapping[str, Any]] | None = None, **reader_kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
         self.series_uid = series_uid
         self.frame = frame
         self.allow_nonfinite = allow_nonfinite
+        self.key_kwargs = {k: dict(v) for k, v in (key_kwargs or {}).items()}
+        unknown = set(self.key_kwargs) - set(self.keys)
+        if unknown:
+            raise ValueError(f"key_kwargs names keys {sorted(map(str, unknown))} that are not in keys {self.keys}")
         self.reader_kwargs = reader_kwargs
 
     @staticmethod
@@ -82,7 +90,7 @@ class LoadVolumed(MapTransform):
         for key in self.key_iterator(d):
             loader = LoadVolume(role=str(key).upper(), series_uid=self._per_key(self.series_uid, key),
                                 frame=self._per_key(self.frame, key), allow_nonfinite=self.allow_nonfinite,
-                                **self.reader_kwargs)
+                                **{**self.reader_kwargs, **self.key_kwargs.get(key, {})})
             d[f"{key}_path"] = d[key]
             d[key] = loader(d[key])
         return d
@@ -267,11 +275,14 @@ class SaveLikeReferenced(MapTransform):
         record: write the completion record.
         record_key: data key whose dict is added to the record (e.g. settings and timings from the caller).
         output_key: where the written paths go.
+        report: path of an HTML report of the subject (:func:`asfe3d.reports.write_subject_report`; ``None``: none),
+            drawn from the same ``[0, 1]`` images as the preview.
     """
 
     def __init__(self, outputs: Mapping[str, str | Path], ref_key: str = "mri", preview: str | Path | None = None,
                  preview_keys: Mapping[str, str] | None = None, colormap: str = "hot", overwrite: bool = False,
-                 record: bool = True, record_key: str = "record", output_key: str = "outputs") -> None:
+                 record: bool = True, record_key: str = "record", output_key: str = "outputs",
+                 report: str | Path | None = None) -> None:
         if not outputs:
             raise ValueError("outputs must name at least one key to write")
         super().__init__(list(outputs), allow_missing_keys=False)
@@ -283,6 +294,7 @@ class SaveLikeReferenced(MapTransform):
         self.colormap = colormap
         self.record_key = record_key
         self.output_key = output_key
+        self.report = None if report is None else Path(report)
         self.save = SaveLikeReference(overwrite=overwrite, record=record)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -306,8 +318,31 @@ class SaveLikeReferenced(MapTransform):
                 "colormap": self.colormap,
             })
         content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
-        d[self.output_key] = self.save(items, reference, inputs=inputs, record_content=content, preview=preview)
+        extras = None
+        if self.report is not None:
+            extras = {"report": (self.report, "html", self._report_writer(d, reference))}
+        d[self.output_key] = self.save(items, reference, inputs=inputs, record_content=content, preview=preview,
+                                       extras=extras)
         return d
+
+    def _report_writer(self, d: Mapping[Hashable, Any], reference: Any) -> Any:
+        k, who = self.preview_keys, type(self).__name__
+        affine = reference.affine.detach().cpu().numpy()
+
+        def image(key: str) -> tuple[Any, Any]:
+            return _require(d, k[key], who)[0].detach().cpu().numpy(), affine
+
+        rgb = d.get(k["rgb"])
+        rgb_image = None if rgb is None else (rgb.detach().cpu().numpy().transpose(1, 2, 3, 0), affine)
+
+        def write(tmp: Path, content: Mapping[str, Any]) -> None:
+            from asfe3d.reports import write_subject_report
+
+            write_subject_report(tmp, mri_image=image("mri"), pet_on_mri_image=image("pet"),
+                                 fused_image=image("fused"), rgb_image=rgb_image, result=content,
+                                 title=self.outputs[next(iter(self.outputs))].name.split(".")[0], overwrite=True)
+
+        return write
 
 
 LoadVolumeD = LoadVolumeDict = LoadVolumed

@@ -178,7 +178,9 @@ def test_writer_failure_leaves_no_file(nifti_factory, tmp_path, monkeypatch):
         Path(filename).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(nib, "save", failing_save)
+    import asfe3d.io.writer as writer
+
+    monkeypatch.setattr(writer, "save_nifti", failing_save)
     out = tmp_path / "out" / "o.nii.gz"
     with pytest.raises(OSError, match="disk full"):
         write_like(np.ones(SHAPE, np.float32), vol, out)

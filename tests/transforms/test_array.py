@@ -62,9 +62,9 @@ def test_register_none_resamples_onto_reference_grid(mri_file, tmp_path):
 
 
 def test_register_rigid_recovers_motion(small_pair):
-    from asfe3d.registration import registration_error_mm
-
     import SimpleITK as sitk
+
+    from asfe3d.registration import registration_error_mm
 
     mri, pet = LoadVolume()(small_pair.mri_path), LoadVolume()(small_pair.pet_path)
     head = HeadMask()(mri)
