@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CASES", "Case", "run_case", "run_all", "format_table", "main"]
+__all__ = ["CASES", "Case", "run_case", "run_all", "format_table", "PIPELINE_CASES", "reference_workload",
+           "run_pipeline_case", "format_pipeline_table", "main"]
 
 BRAIN_1MM = (197, 233, 189)
 HEADER = (
@@ -240,6 +241,115 @@ def acceptance(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: end-to-end cases: name -> (how the inputs are made, extra ``asfe3d fuse`` arguments)
+PIPELINE_CASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "brain 1 mm (MNI 197x233x189 T1 + 2 mm FDG PET), --rgb --preview --save-registered-pet": (
+        "brain", ("--rgb", "--preview", "--save-registered-pet")),
+    "PET/CT study (CT 512x512x135, PET 128x128x135), --registration none": (
+        "petct", ("--registration", "none")),
+}
+_STEPS = ("load", "register", "resample", "normalise", "fuse", "save")
+
+
+def reference_workload(threads: int = 2, repeats: int = 3) -> float:
+    """Seconds of a fixed workload that ties pipeline times to the machine: 8 layers of 3x3x3 convolutions with 16
+    channels (ReLU between) on a ``(1, 16, 96, 96, 96)`` tensor, median of ``repeats`` runs after a warm-up."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(8):
+        layers += [torch.nn.Conv3d(16, 16, 3, padding=1), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers).eval()
+    x = torch.rand(1, 16, 96, 96, 96)
+    times = []
+    with torch.no_grad():
+        net(x)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _make_petct(folder: Path) -> tuple[Path, Path]:
+    """A CT-like 512x512x135 volume (0.98 x 0.98 x 3.27 mm) and a PET 128x128x135 (3.9 x 3.9 x 3.27 mm) over the
+    same field of view, synthetic (a water cylinder with bone and organs; PET uptake in the organs)."""
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shape = (512, 512, 135)
+    x, y = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
+    body = (x / 0.8) ** 2 + (y / 0.6) ** 2 < 1
+    bone = ((x / 0.12) ** 2 + ((y + 0.45) / 0.08) ** 2) < 1
+    organ = ((x - 0.3) / 0.2) ** 2 + (y / 0.25) ** 2 < 1
+    z = np.linspace(0, 1, shape[2])[None, None]
+    ct = np.where(body[..., None], 40.0, -1000.0) + np.where(bone[..., None], 900.0, 0.0) \
+        + np.where(organ[..., None], 20.0 * np.cos(6 * z), 0.0) + rng.normal(0, 10, shape)
+    affine_ct = np.diag([0.98, 0.98, 3.27, 1.0])
+    affine_ct[:3, 3] = [-250.0, -250.0, -220.0]
+    pet = np.where(body, 1.0, 0.0)[..., None] + np.where(organ, 6.0, 0.0)[..., None] * (1 + 0.5 * z)
+    pet = pet[::4, ::4] + rng.normal(0, 0.05, (128, 128, 135))
+    affine_pet = np.diag([3.92, 3.92, 3.27, 1.0])
+    affine_pet[:3, 3] = affine_ct[:3, 3] + np.array([1.47, 1.47, 0.0])  # centres of the 4x4 blocks
+    mri, pet_path = folder / "ct.nii.gz", folder / "pet.nii.gz"
+    nib.save(nib.Nifti1Image(ct.astype(np.float32), affine_ct), str(mri))
+    nib.save(nib.Nifti1Image(np.clip(pet, 0, None).astype(np.float32), affine_pet), str(pet_path))
+    return mri, pet_path
+
+
+def run_pipeline_case(name: str, threads: int = 2, method: str = "asfe", mode: str | None = None) -> dict[str, Any]:
+    """Time the whole ``asfe3d fuse`` command on one :data:`PIPELINE_CASES` case, in a fresh process.
+
+    Returns:
+        ``{"case", "wall_s" (the whole command, imports included), "steps" (from the run's record), "peak_mib"
+        (the command's peak resident set), "reference_s" (:func:`reference_workload` in this process),
+        "ratio"}``.
+    """
+    import resource
+    import tempfile
+
+    kind, extra = PIPELINE_CASES[name]
+    with tempfile.TemporaryDirectory(prefix="asfe3d-bench-") as tmp:
+        folder = Path(tmp)
+        if kind == "brain":
+            from asfe3d.data import make_demo_pair
+
+            pair = make_demo_pair(folder / "in")
+            mri, pet = pair.mri_path, pair.pet_path
+        else:
+            mri, pet = _make_petct(folder)
+        reference = reference_workload(threads)
+        out = folder / "out" / "fused.nii.gz"
+        cmd = [sys.executable, "-m", "asfe3d.cli", "fuse", str(mri), str(pet), "-o", str(out), "--method", method,
+               "--threads", str(threads), "--no-progress", *extra, *(["--mode", mode] if mode else [])]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name}: asfe3d fuse failed: {proc.stderr.strip()}")
+        record = json.loads(out.with_name("fused.json").read_text())
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    steps = {k: float(v) for k, v in record.get("timings", {}).items() if k in _STEPS}
+    return {"case": name, "method": method, "mode": mode or "default", "threads": threads, "wall_s": wall,
+            "steps": steps, "peak_mib": peak, "reference_s": reference, "ratio": wall / reference}
+
+
+def format_pipeline_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`run_pipeline_case` rows."""
+    head = ("| case | threads | " + " | ".join(_STEPS) + " | whole command (wall, imports included) | peak MiB "
+            "| reference workload | command / reference |")
+    lines = [head, "|" + "---|" * (len(_STEPS) + 6)]
+    for r in rows:
+        steps = " | ".join(f"{r['steps'].get(k, float('nan')):.2f}" for k in _STEPS)
+        lines.append(f"| {r['case']} | {r['threads']} | {steps} | {r['wall_s']:.1f} s | {r['peak_mib']:.0f} "
+                     f"| {r['reference_s']:.2f} s | {r['ratio']:.1f} |")
+    return "\n".join(lines)
+
+
 def _machine(threads: int | Sequence[int]) -> str:
     import torch
 
@@ -249,6 +359,18 @@ def _machine(threads: int | Sequence[int]) -> str:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch {torch.__version__} "
         f"with {threads} thread(s), CUDA: {cuda}; load average when finished: "
         + ", ".join(f"{v:.2f}" if isinstance(v, float) else v for v in load)
+    )
+
+
+def _pipeline_section(table: str, argv: Sequence[str] | None, args: argparse.Namespace) -> str:
+    cmd = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    return (
+        f"Regenerate with `{cmd.strip()}`. Machine: {_machine(args.threads)}.\n\n"
+        "Seconds per step (from the run's completion record), the whole command's wall time as a user sees it\n"
+        "(Python start-up and imports included), its peak resident memory, and the ratio to a fixed reference\n"
+        "workload (8 layers of 16-channel 3x3x3 convolutions on 96^3, run in the benchmark process just before):\n"
+        "the ratio is what to compare between machines and loads.\n\n"
+        f"{table}"
     )
 
 
@@ -263,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="torch CPU threads; several counts run every CPU case once per count (default: 2)")
     p.add_argument("--preset", choices=["efficient", "paper"], help="run only this preset")
     p.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write ('' to skip)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="also time the whole 'asfe3d fuse' command on the end-to-end cases (step profile, peak "
+                        "memory, ratio to a fixed reference workload)")
+    p.add_argument("--pipeline-only", action="store_true", help="only the end-to-end cases")
     p.add_argument("--_case", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._case is not None:
@@ -273,6 +399,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    pipeline_rows = []
+    if args.pipeline or args.pipeline_only:
+        for name in PIPELINE_CASES:
+            row = run_pipeline_case(name, threads=args.threads[0])
+            pipeline_rows.append(row)
+            print(format_pipeline_table([row]).splitlines()[-1], flush=True)
+    pipeline_table = format_pipeline_table(pipeline_rows) if pipeline_rows else "(not run: add --pipeline)"
+    if args.pipeline_only:
+        print(pipeline_table)
+        if args.output:
+            path = Path(args.output)
+            old = path.read_text() if path.is_file() else ""
+            marker = "## End to end"
+            keep = old.split(marker)[0].rstrip() if marker in old else old.rstrip()
+            path.write_text(f"{keep}\n\n{marker}\n\n{_pipeline_section(pipeline_table, argv, args)}\n")
+        return 0
     print(HEADER)
     rows = run_all(devices, args.repeats, args.threads, args.preset, args.repeats_large)
     table = format_table(rows)
@@ -292,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(OpenMP threads wait for each other), so compare runs taken at a similar load.\n\n"
             f"{table}\n\n"
             "## Against the targets\n\n"
-            f"{acceptance(rows)}\n"
+            f"{acceptance(rows)}\n\n"
+            "## End to end\n\n"
+            f"{_pipeline_section(pipeline_table, argv, args)}\n"
         )
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

@@ -45,3 +45,15 @@ def test_acceptance_table_takes_the_best_thread_count_and_flags_misses():
     assert "| efficient 3D parameters <= 2 M | 0.132 M | yes |" in text
     assert "brain <= 10 s | not run |" in text
     assert "| NO |" in acceptance([row(1, 2.5, params=3_000_000)])
+
+
+def test_pipeline_table_rows_and_bad_case():
+    from asfe3d.benchmark import PIPELINE_CASES, format_pipeline_table, run_pipeline_case
+
+    row = {"case": "x", "threads": 2, "steps": {"load": 0.2, "fuse": 2.0}, "wall_s": 6.0, "peak_mib": 1500.0,
+           "reference_s": 0.6, "ratio": 10.0}
+    table = format_pipeline_table([row]).splitlines()
+    assert len(table) == 3 and "| x | 2 | 0.20 | nan |" in table[2] and "6.0 s" in table[2] and "| 10.0 |" in table[2]
+    assert len(PIPELINE_CASES) == 2
+    with pytest.raises(KeyError):
+        run_pipeline_case("no such case")
