@@ -397,3 +397,39 @@ def test_bundle_models_are_the_shipped_weights():
     weights = ROOT / "asfe3d" / "weights"
     for bundled, shipped in (("model.pt", "asfe3d_mri_pet.pt"), ("model_2d.pt", "asfe2d_pet_mri.pt")):
         assert (BUNDLE / "models" / bundled).read_bytes() == (weights / shipped).read_bytes(), bundled
+
+
+def test_preprocessing_is_the_pipelines_chain():
+    """The config's preprocessing, written out for the reader, has the settings of
+    ``asfe3d.pipeline.build_preprocessing()`` (what ``fuse_pair`` runs), step by step."""
+    import inspect
+
+    from monai.bundle import ConfigParser
+
+    from asfe3d.io import read_volume
+    from asfe3d.pipeline import build_preprocessing
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    ours, ref = parser.get_parsed_content("preprocessing").transforms, build_preprocessing().transforms
+    assert [type(t).__name__ for t in ours] == [type(t).__name__ for t in ref]
+    defaults = {k: v.default for k, v in inspect.signature(read_volume).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+
+    def reader_settings(load, key):  # what LoadVolumed hands read_volume for one key
+        per_key = {"series_uid": load._per_key(load.series_uid, key), "frame": load._per_key(load.frame, key),
+                   "allow_nonfinite": load.allow_nonfinite}
+        return {**defaults, **per_key, **load.reader_kwargs, **load.key_kwargs.get(key, {})}
+
+    def settings(t):
+        if hasattr(t, "register"):
+            return vars(t.register), t.keys, t.ref_key, t.mask_key
+        if hasattr(t, "normalize"):
+            return vars(t.normalize), t.keys, t.mask_key
+        return {k: v for k, v in vars(t).items() if k != "mask"}
+
+    assert tuple(ours[0].keys) == tuple(ref[0].keys)
+    for key in ref[0].keys:
+        assert reader_settings(ours[0], key) == reader_settings(ref[0], key), key
+    for a, b in zip(ours[1:], ref[1:]):
+        assert settings(a) == settings(b), type(a).__name__
