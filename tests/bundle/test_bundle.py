@@ -192,6 +192,13 @@ def test_unknown_override_key_is_refused(tmp_path, demo_files):
     cause = info.value.__cause__
     assert isinstance(cause, ValueError) and "--devcie" in str(cause) and "did you mean --device" in str(cause)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing was run
+    # the training and evaluation configs check too (before anything is trained)
+    from monai.bundle import run
+
+    for config, typo in (("train.json", "resum"), ("evaluate.json", "evaluate_arg")):
+        with pytest.raises(RuntimeError) as info:
+            run(config_file=str(CONFIGS / config), bundle_root=str(tmp_path), **{typo: True})
+        assert f"--{typo}" in str(info.value.__cause__), config
     # outside a monai.bundle run there is nothing to compare against
     from asfe3d.bundle import check_overrides
 
