@@ -447,7 +447,8 @@ def mean_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]
         rows: per-case rows from :func:`evaluate_case`.
 
     Returns:
-        ``{method: {metric: mean over cases}}`` (metrics: the 11 in ``METRIC_NAMES`` order, then ``TPC``).
+        ``{method: {metric: mean over cases}}`` (metrics: the 11 in ``METRIC_NAMES`` order, then ``TPC``, ``DT``,
+        ``EMPTY``); NaN values (no defect transfer or no empty voxel in a case) are left out of the means.
 
     Raises:
         ValueError: no rows.
@@ -459,7 +460,11 @@ def mean_table(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]
     for r in rows:
         if r["method"] not in methods:
             methods.append(r["method"])
-    return {m: {c: float(np.mean([float(r[c]) for r in rows if r["method"] == m])) for c in cols} for m in methods}
+    def _mean(values: list[float]) -> float:  # NaN entries (e.g. no DT for a blank image) are left out
+        finite = [v for v in values if not math.isnan(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    return {m: {c: _mean([float(r[c]) for r in rows if r["method"] == m]) for c in cols} for m in methods}
 
 
 def _better(a: float, b: float, metric: str) -> bool:

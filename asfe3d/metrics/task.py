@@ -104,7 +104,7 @@ def place_defect(
         ``(pet_defect, region)``: the lowered PET (float32) and the ball (bool).
 
     Raises:
-        ValueError: bad arguments (quoted), or no room for the ball inside the mask.
+        ValueError: bad arguments (quoted), no room for the ball inside the mask, or no uptake to lower.
     """
     from scipy import ndimage
 
@@ -127,6 +127,8 @@ def place_defect(
     local = ndimage.convolve(pet, kernel.astype(np.float32) / kernel.sum(), mode="constant")
     local[~inner] = -np.inf
     centre = np.unravel_index(int(np.argmax(local)), pet.shape)
+    if not local[centre] > 0:
+        raise ValueError("no uptake to lower: the PET is 0 wherever the ball fits in the mask")
     region = ball(pet.shape, centre, diameter_mm, sp)
     return np.where(region, pet * (1.0 - fraction), pet).astype(np.float32), region
 

@@ -85,3 +85,8 @@ def test_empty_output(ndim: int) -> None:
         empty_output(fused, mri, pet, percentile=101)
     with pytest.raises(ValueError, match="one shape"):
         empty_output(fused, mri, pet[:3])
+
+
+def test_place_defect_refuses_a_blank_pet() -> None:
+    with pytest.raises(ValueError, match="no uptake to lower"):
+        place_defect(np.zeros((30, 30), np.float32), diameter_mm=6.0)
