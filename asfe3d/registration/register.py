@@ -343,8 +343,8 @@ def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
     p_hi = float(np.percentile(positive, 99.5)) if positive.size else 0.0
 
     def mi(transform: sitk.Transform) -> float:
-        arr = sitk.GetArrayViewFromImage(
-            sitk.Resample(prep.moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32))[region]
+        resampled = sitk.Resample(prep.moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        arr = sitk.GetArrayViewFromImage(resampled)[region]  # the image stays referenced while its view is read
         return _mutual_information(fixed_q, _quantise(np.nan_to_num(arr), 0.0, p_hi, bins), bins)
 
     return mi

@@ -152,7 +152,9 @@ class HeadMask(Transform):
 
         img = _as_metatensor(img, "img")
         _check_channel_first_3d(img, "img", 1)
-        mask = sitk.GetArrayViewFromImage(head_mask(sitk_from_metatensor(img))).transpose(2, 1, 0) != 0
+        mask_img = head_mask(sitk_from_metatensor(img))  # keep the image alive while its array view is read
+        mask = sitk.GetArrayViewFromImage(mask_img).transpose(2, 1, 0) != 0
+        del mask_img
         meta = {k: v for k, v in img.meta.items() if k not in ("affine", HEADER_KEY, SOURCE_KEY)}
         return MetaTensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), affine=img.affine.clone(), meta=meta)
 

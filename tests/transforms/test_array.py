@@ -145,3 +145,15 @@ def test_save_like_reference_refuses_overwrite_and_bad_args(mri_file, tmp_path):
     with pytest.raises(ValueError, match=r"\(2, 20, 18, 16\)"):
         SaveLikeReference()({"fused": (torch.zeros(2, 20, 18, 16), tmp_path / "x.nii.gz")}, mri)
     assert not (tmp_path / "x.nii.gz").exists() and not list(tmp_path.glob(".x*"))
+
+
+def test_head_mask_is_the_same_on_every_call(mri_file):
+    """The mask is read from a SimpleITK image that must stay alive while its array view is read (a freed image
+    gave a different mask on each call)."""
+    mri = LoadVolume()(mri_file)
+    masks = [HeadMask()(mri) for _ in range(8)]
+    _ = [torch.rand(20, 18, 16) for _ in range(50)]  # reuse freed memory between the calls
+    masks += [HeadMask()(mri) for _ in range(8)]
+    assert all(torch.equal(m, masks[0]) for m in masks) and bool(masks[0].any())
+    with pytest.raises(ValueError, match=r"\(1, X, Y, Z\)"):
+        HeadMask()(torch.zeros(2, 4, 4, 4))
