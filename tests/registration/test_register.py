@@ -149,7 +149,7 @@ def test_registration_error_mm(case):
 
 @pytest.mark.slow
 def test_full_resolution_demo_pair_meets_bar(tmp_path):
-    """1 mm MNI MRI vs a 2 mm PET moved by up to 8 degrees / 10 mm: mean brain error <= 0.5 mm in ~20 s."""
+    """1 mm MNI MRI vs a 2 mm PET moved by up to 8 degrees / 10 mm: mean brain error <= 0.3 mm (about 3 s of CPU)."""
     for seed, oblique in [(0, False), (3, True)]:
         pair = make_demo_pair(tmp_path / f"s{seed}", seed=seed, oblique=oblique,
                               mri_spacing=(1.0, 1.0, 1.2) if oblique else (1.0, 1.0, 1.0))
@@ -160,7 +160,7 @@ def test_full_resolution_demo_pair_meets_bar(tmp_path):
         res = register_pet_to_mri(mri, pet, "rigid", seed=seed)
         seconds = time.perf_counter() - start
         err = registration_error_mm(pair.true_transform, res.transform, mask)
-        assert err["mean"] <= 0.5, (seed, err)
+        assert err["mean"] <= 0.3, (seed, err)
         assert seconds < 40.0  # bar is ~20 s on 2 idle cores; slack for a loaded test machine
         assert check_overlap(mri, resample_to_reference(pet, mri, res.transform)) > 0.5
 
