@@ -23,8 +23,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

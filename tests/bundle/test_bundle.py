@@ -57,28 +57,6 @@ def _assert_on_mri_grid(fused: Path, mri: Path) -> None:
     assert data.dtype == np.float32 and np.isfinite(data).all() and data.std() > 0
 
 
-@pytest.fixture
-def stable_head_mask(monkeypatch):
-    """``HeadMask`` as it is meant to be: ``asfe3d.transforms.array.HeadMask.__call__`` reads the mask through
-    ``sitk.GetArrayViewFromImage`` of a temporary image that is freed at once, so its voxels vary from call to call
-    (8444 / 8456 / 8466 / 8468 voxels on the 6 mm demo MRI). The comparisons below take a copy instead, so that they
-    compare the bundle with ``fuse_pair`` and not two reads of freed memory; harmless once ``HeadMask`` copies."""
-    import SimpleITK as sitk
-    from monai.data import MetaTensor
-
-    from asfe3d.registration import head_mask
-    from asfe3d.transforms import array
-
-    def call(self, img):
-        img = array._as_metatensor(img, "img")
-        mask_img = head_mask(array.sitk_from_metatensor(img))
-        mask = sitk.GetArrayFromImage(mask_img).transpose(2, 1, 0) != 0
-        meta = {k: v for k, v in img.meta.items() if k not in ("affine", array.HEADER_KEY, array.SOURCE_KEY)}
-        return MetaTensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), affine=img.affine.clone(), meta=meta)
-
-    monkeypatch.setattr(array.HeadMask, "__call__", call)
-
-
 def test_bundle_layout():
     for rel in ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/inference_slice.json",
                 "configs/train.json", "configs/evaluate.json", "configs/multi_gpu_train.json",
@@ -216,8 +194,7 @@ def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):
 
 @pytest.mark.slow
 @needs_ignite
-def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path, demo_files, monkeypatch,
-                                                                     stable_head_mask):
+def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path, demo_files, monkeypatch):
     """The 3D run from a foreign cwd: MRI grid and header, the same voxels as ``fuse_pair`` (roi 128, as the
     bundle before the evaluator), skipped when complete, redone when an input changes, roi override effective."""
     from asfe3d.bundle import datalist_items
@@ -229,47 +206,46 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     out = tmp_path / "out"
-    # registration "none" on both sides: what is compared is the bundle's part; the rigid path is run by the CLI
-    # test (and its quality check also reads a view of a temporary image, asfe3d/registration/register.py)
-    _run(datalist, out, registration="none")
+    _run(datalist, out)
     fused = out / "sub01_fused.nii.gz"
     _assert_on_mri_grid(fused, mri)
     record = json.loads((out / "sub01_fused.json").read_text())
     assert record["status"] == "complete" and record["settings"]["device"] == "cpu"
-    assert record["settings"]["roi_size"] == [128, 128, 128] and record["settings"]["registration"] == "none"
+    assert record["settings"]["roi_size"] == [128, 128, 128] and record["settings"]["registration"] == "rigid"
     ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", method="asfe", mode="volume", roi_size=[128] * 3,
-                    weights=BUNDLE / "models" / "model.pt", device="cpu", registration="none")
+                    weights=BUNDLE / "models" / "model.pt", device="cpu")
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
 
     # resumable: complete subjects are not in the dataset; a changed input brings the subject back
     assert datalist_items(datalist, out) == []
     stamp = fused.stat().st_mtime_ns
-    _run(datalist, out, registration="none")
+    _run(datalist, out)
     assert fused.stat().st_mtime_ns == stamp
     os.utime(pet, ns=(pet.stat().st_atime_ns, pet.stat().st_mtime_ns + 10**9))
     assert [i["subject"] for i in datalist_items(datalist, out)] == ["sub01"]
 
-    # --inferer#roi_size takes effect (the 6 mm demo is 33x39x32: 16^3 windows really slide)
-    out16 = tmp_path / "out16"
+    # --inferer#roi_size takes effect (the 6 mm demo is 33x39x32: 16^3 windows really slide); registration "none"
+    # on both runs, so that the roi is the only difference
+    out16, out128 = tmp_path / "out16", tmp_path / "out128"
     _run(datalist, out16, registration="none", **{"inferer#roi_size": [16, 16, 16]})
+    _run(datalist, out128, registration="none")
     _assert_on_mri_grid(out16 / "sub01_fused.nii.gz", mri)
-    assert np.abs(_fused(out16 / "sub01_fused.nii.gz") - _fused(fused)).max() > 0
+    assert np.abs(_fused(out16 / "sub01_fused.nii.gz") - _fused(out128 / "sub01_fused.nii.gz")).max() > 0
 
 
 @pytest.mark.slow
 @needs_ignite
-def test_slice_variant_equals_fuse_slice_mode(tmp_path, demo_files, stable_head_mask):
+def test_slice_variant_equals_fuse_slice_mode(tmp_path, demo_files):
     """inference_slice.json (2D weights, SliceInferer) gives the voxels of ``asfe3d fuse --mode slice``."""
     from asfe3d.pipeline import fuse_pair
 
     datalist = make_cohort(tmp_path / "data", demo_files, 1)
     mri, pet = tmp_path / "data" / "sub01" / "mri.nii.gz", tmp_path / "data" / "sub01" / "pet.nii.gz"
     out = tmp_path / "out"
-    _run(datalist, out, config_file=SLICE, registration="none")  # see the 3D test for "none"
+    _run(datalist, out, config_file=SLICE)
     fused = out / "sub01_fused.nii.gz"
     _assert_on_mri_grid(fused, mri)
-    ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", method="asfe", mode="slice", device="cpu",
-                    registration="none")
+    ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", method="asfe", mode="slice", device="cpu")
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
     assert json.loads((out / "sub01_fused.json").read_text())["settings"]["inferer"] == "AutoSliceInferer"
 
