@@ -59,7 +59,7 @@ STATUSES = ("ok", "skipped", "failed")
 STEPS = ("load", "register", "resample", "normalise", "fuse", "save")
 #: columns of the summary CSV, in order
 SUMMARY_COLUMNS = (
-    "subject", "status", "qc_verdict", "qc_reasons", "registration_metric",
+    "subject", "status", "qc_verdict", "qc_reasons", "registration_start", "registration_metric",
     *(f"{s}_s" for s in STEPS),
     "total_s", "output", "message", "rank",
 )
@@ -105,6 +105,7 @@ class SubjectResult:
         qc_verdict: the registration quality verdict (``pass``, ``warn``, ``fail``; empty when not registered in
             this run).
         qc_reasons: the verdict's reasons.
+        registration_start: where the registration started (``moments``, or the turn a multi-start search kept).
     """
 
     subject: str
@@ -117,6 +118,7 @@ class SubjectResult:
     rank: int = 0
     qc_verdict: str = ""
     qc_reasons: str = ""
+    registration_start: str = ""
 
     def as_row(self) -> dict[str, str]:
         """The result as one summary CSV row (strings keyed by :data:`SUMMARY_COLUMNS`)."""
@@ -129,6 +131,7 @@ class SubjectResult:
             "status": self.status,
             "qc_verdict": self.qc_verdict,
             "qc_reasons": self.qc_reasons,
+            "registration_start": self.registration_start,
             "registration_metric": num(self.registration_metric),
             "total_s": num(self.total),
             "output": "" if self.output is None else str(self.output),
@@ -401,6 +404,7 @@ def _result_from_row(row: dict[str, str]) -> SubjectResult:
         timings={s: float(row[f"{s}_s"]) for s in STEPS if row[f"{s}_s"]},
         total=num(row["total_s"]), message=row["message"], rank=int(row["rank"] or 0),
         qc_verdict=row.get("qc_verdict", ""), qc_reasons=row.get("qc_reasons", ""),
+        registration_start=row.get("registration_start", ""),
     )
 
 
@@ -666,6 +670,7 @@ def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[
         timings={k: float(res.timings[k]) for k in STEPS if k in res.timings},
         total=float(res.timings.get("total", math.nan)), message=message, rank=rank,
         qc_verdict=str(qc.get("verdict", "")), qc_reasons=reasons,
+        registration_start=str(res.registration.get("start") or ""),
     )
 
 

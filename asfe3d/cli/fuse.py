@@ -96,6 +96,9 @@ def print_result(result: Any, stream: Any = None) -> None:
     reg = result.registration
     print(f"registration: {reg['method']}, Mattes MI {reg['metric']:.4f}, {reg['iterations']} iterations; "
           f"PET covers {result.overlap:.0%} of the MRI head", file=stream)
+    if reg.get("start") not in (None, "moments", "header"):
+        print(f"registration: the first result failed its check; a multi-start search kept the start "
+              f"'{reg['start']}' (check the PET header's orientation)", file=stream)
     qc = reg.get("qc")
     if qc:
         reasons = "; ".join(qc.get("reasons", [])) or "all checks passed"

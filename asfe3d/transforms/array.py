@@ -249,7 +249,9 @@ class RegisterToReference(Transform):
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)
         report = {"method": result.method, "start": getattr(result, "start", None),
-                  "starts_tried": getattr(result, "starts_tried", 0), "metric": result.metric,
+                  "starts_tried": getattr(result, "starts_tried", 0),
+                  "qc_plain": None if getattr(result, "qc_plain", None) is None else result.qc_plain.as_dict(),
+                  "metric": result.metric,
                   "iterations": result.iterations,
                   "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}

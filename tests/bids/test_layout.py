@@ -84,4 +84,4 @@ def test_pet_without_any_t1w_is_an_error(tmp_path: Path) -> None:
     _, issues = find_pairs(root, participant_labels=["04"])
     assert [(i.kind, i.subject) for i in issues] == [("error", "04")]
     assert "no T1w image" in issues[0].message
-    assert json.loads((root / "dataset_description.json").read_text())["Name"] == "tiny"
+    assert json.loads((root / "dataset_description.json").read_text(encoding="utf-8"))["Name"] == "tiny"

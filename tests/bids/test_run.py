@@ -57,7 +57,7 @@ def test_statuses_and_files(bids_run: tuple[Path, Path, list]) -> None:
 
 def test_dataset_description(bids_run: tuple[Path, Path, list]) -> None:
     bids, out, _ = bids_run
-    desc = json.loads((out / "dataset_description.json").read_text())
+    desc = json.loads((out / "dataset_description.json").read_text(encoding="utf-8"))
     from asfe3d import __version__
 
     assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
@@ -67,7 +67,7 @@ def test_dataset_description(bids_run: tuple[Path, Path, list]) -> None:
 
 def test_sidecars(bids_run: tuple[Path, Path, list]) -> None:
     _, out, _ = bids_run
-    fused = json.loads((out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.json").read_text())
+    fused = json.loads((out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.json").read_text(encoding="utf-8"))
     assert fused["status"] == "complete"
     assert fused["Sources"] == [
         "bids:raw:sub-02/ses-bl/anat/sub-02_ses-bl_T1w.nii.gz",
@@ -79,7 +79,7 @@ def test_sidecars(bids_run: tuple[Path, Path, list]) -> None:
     assert fused["TracerName"] == "PIB" and fused["bids"]["session"] == "bl"
     assert fused["registration"]["qc"]["verdict"] in ("pass", "warn", "fail")
     reg = json.loads((out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-registered_pet.json")
-                     .read_text())
+                     .read_text(encoding="utf-8"))
     assert reg["Sources"][0] == "bids:raw:sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_pet.nii.gz"
     assert reg["Units"] == "Bq/mL" and reg["TracerName"] == "PIB"
 
@@ -90,7 +90,7 @@ def test_reports_and_index(bids_run: tuple[Path, Path, list]) -> None:
     assert summary is not None and summary["title"] == "sub-02" and summary["status"] == "ok"
     assert summary["sections"][0]["title"] == "ses-bl, trc-PIB"
     assert summary["thumbnail"].startswith("data:image/png;base64,")
-    index = (out / "index.html").read_text()
+    index = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="sub-01.html"' in index and 'href="sub-02.html"' in index
     assert "sub-03" in index and "no PET" in index and 'data-status="no-pet"' in index
 

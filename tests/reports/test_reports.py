@@ -55,7 +55,7 @@ def test_subject_report_is_self_contained_and_says_what_happened(tmp_path: Path)
     mri, pet, fused = _volumes()
     path = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
                                 result=RESULT)
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     assert not re.search(r'(src|href)="(https?:|file:|/)', text)  # nothing loaded from elsewhere
     pngs = _pngs(text)
     assert len(pngs) == 3 and all(p.startswith(b"\x89PNG") for p in pngs)
@@ -73,7 +73,7 @@ def test_report_refusals(tmp_path: Path) -> None:
     (tmp_path / "r.html").write_text("mine")
     with pytest.raises(Asfe3dInputError, match="already exists"):
         write_subject_report(tmp_path / "r.html", **kwargs)
-    assert (tmp_path / "r.html").read_text() == "mine"
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == "mine"
     with pytest.raises(ValueError, match="must be an .html file"):
         write_subject_report(tmp_path / "r.png", **kwargs)
     with pytest.raises(ValueError, match="must share one grid"):
@@ -111,7 +111,7 @@ def test_contour_levels_separate_tissues() -> None:
 def test_failed_section_marks_the_report_failed(tmp_path: Path) -> None:
     path = write_report(tmp_path / "sub-09.html", [failed_section("ses-1", "pet.nii.gz: volume is constant")],
                         title="sub-09")
-    assert "pet.nii.gz: volume is constant" in path.read_text()
+    assert "pet.nii.gz: volume is constant" in path.read_text(encoding="utf-8")
     assert read_report_summary(path)["status"] == "failed"
 
 
@@ -125,7 +125,7 @@ def test_index_links_reports_with_thumbnails_failed_first(tmp_path: Path) -> Non
         {"name": "sub-02", "status": "failed", "message": "sub-02_pet.nii.gz: <bad> header"},
         IndexEntry("sub-03", status="no-pet", message="no PET"),
     ])
-    text = index.read_text()
+    text = index.read_text(encoding="utf-8")
     assert 'href="reports/sub-01.html"' in text
     assert text.index("sub-02") < text.index("sub-01")  # failed first
     assert "&lt;bad&gt;" in text and "<bad>" not in text

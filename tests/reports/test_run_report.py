@@ -21,7 +21,7 @@ def test_report_from_a_fuse_pair_run(tmp_path: Path) -> None:
     summary = read_report_summary(path)
     assert summary["title"] == "report" and summary["status"] == "ok"
     assert summary["verdict"] == result.registration["qc"]["verdict"]
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     assert str(mri.resolve()) in text and "mean" in text
 
     bare = fuse_pair(mri, pet, tmp_path / "bare.nii.gz", method="mean", registration="none")
