@@ -9,9 +9,10 @@ and carry orientation letters (L/R, A/P, S/I); every row has a colour bar.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from asfe3d.bids.layout import BidsIssue, BidsPair, find_pairs
 from asfe3d.errors import Asfe3dInputError

@@ -16,9 +16,10 @@ Subjects (or selected sessions) without a PET are reported as skipped with a mes
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from asfe3d.errors import Asfe3dInputError
 

@@ -27,13 +27,13 @@ from nibabel.openers import ImageOpener
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error, sitk_pixel_bytes, sitk_stored_bytes
-from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
 from asfe3d.io.convert import (
     LPS_TO_RAS,
     ras_affine_from_sitk,
     sitk_geometry_from_ras_affine,
     sitk_to_numpy_xyz,
 )
+from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
 from asfe3d.io.pet import PET_UNITS, read_pet_header, suv_factor
 
 __all__ = ["Volume", "read_volume", "detect_format", "volume_to_metatensor"]

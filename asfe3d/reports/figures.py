@@ -12,7 +12,8 @@ state, so drawing a report neither needs a display nor changes the caller's matp
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

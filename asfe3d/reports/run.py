@@ -8,8 +8,9 @@ reads, DICOM folders included).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["write_run_report", "run_output_paths"]
 
