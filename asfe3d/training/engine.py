@@ -73,6 +73,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "seed": 0,
         "device": "auto",
         "amp": True,
+        "init": None,
     },
     "out": "runs/train",
 }
@@ -143,6 +144,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"train.{key} must be a finite number >= 0, got {v!r}")
     if not t["lr"] > 0:
         raise ValueError(f"train.lr must be > 0, got {t['lr']!r}")
+    if t["init"] is not None and not (isinstance(t["init"], str) and Path(t["init"]).is_file()):
+        raise ValueError(f"train.init must be null or an existing weight file, got {t['init']!r}")
     return cfg
 
 
@@ -387,6 +390,15 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         raise ValueError(f"no full training batch: {len(train_ds)} items with train.batch_size {t['batch_size']}")
 
     net = ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).to(device)
+    if t["init"] is not None and not resume:  # fine-tuning: start from a weight file of the same network
+        from asfe3d.fusion.weights import load_weights
+
+        init = load_weights(t["init"])
+        import json
+
+        if json.loads(json.dumps(init["config"])) != json.loads(json.dumps(net.config)):
+            raise ValueError(f"train.init {t['init']!r} holds another network config: {init['config']}")
+        net.load_state_dict(init["state_dict"])
     loss_kwargs = dict(cfg["loss"])
     allowed = set(inspect.signature(ASFEFusionLoss).parameters) - {"spatial_dims"}
     bad = sorted(set(loss_kwargs) - allowed)

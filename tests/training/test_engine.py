@@ -130,3 +130,23 @@ def test_wholehead_source_bad_config(tmp_path: Path) -> None:
         resolve_config({"spatial_dims": 2, "data": {"source": "wholehead", "path": "x"}})
     with pytest.raises(ValueError, match="data.source must be one of"):
         resolve_config({"data": {"source": "nifti", "path": "x"}})
+
+
+def test_init_starts_from_a_weight_file(tmp_path: Path) -> None:
+    data = _fake_hmif(tmp_path)
+    cfg = _config(data, tmp_path / "a", epochs=1)
+    cfg["train"].update(steps_per_epoch=1, num_threads=1)
+    first = train(cfg)
+    tuned_cfg = _config(data, tmp_path / "b", epochs=1)
+    tuned_cfg["train"].update(steps_per_epoch=1, num_threads=1, lr=1e-12, weight_decay=0.0,
+                              init=str(first.best_path))
+    tuned = train(tuned_cfg)
+    a, b = load_weights(first.best_path)["state_dict"], load_weights(tuned.best_path)["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)  # started from, barely moved
+    with pytest.raises(ValueError, match=r"train.init must be null or an existing weight file, got '.*nope.pt'"):
+        resolve_config({"data": {"path": "x"}, "train": {"init": str(tmp_path / "nope.pt")}})
+    other = _config(data, tmp_path / "c", epochs=1)
+    other["network"] = {"expert_hidden": 16}
+    other["train"]["init"] = str(first.best_path)
+    with pytest.raises(ValueError, match="another network config"):
+        train(other)
