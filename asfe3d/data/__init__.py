@@ -1,4 +1,5 @@
-"""Data sources: the HMIF 2D pairs, the simulated MNI-based MRI/PET pair (demo and 3D training data)."""
+"""Data sources: the HMIF 2D pairs, the simulated MNI-based MRI/PET pair (demo and 3D training data), and the
+whole-head 3D subject simulator (:mod:`asfe3d.data.wholehead`, imported on demand: it needs the SPM12 data folder)."""
 
 from __future__ import annotations
 
