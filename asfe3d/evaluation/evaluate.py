@@ -325,29 +325,35 @@ def load_volume_case(
         ValueError: unknown registration.
     """
     from asfe3d.io import read_volume, sitk_to_numpy_xyz
-    from asfe3d.pipeline import auto_slice_axis
-    from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference
-    from asfe3d.transforms.intensity import head_mask, robust_normalize
+    from asfe3d.pipeline import auto_slice_axis, build_preprocessing
+    from asfe3d.registration import resample_to_reference
+    from asfe3d.transforms import sitk_from_metatensor, volume_from_metatensor
+    from asfe3d.transforms.array import WINDOW_KEY
 
-    mri_vol = read_volume(row["mri"], role="MRI")
-    pet_vol = read_volume(row["pet"], role="PET")
-    reg = register_pet_to_mri(mri_vol.image, pet_vol.image, registration, seed=seed)
-    pet_on_mri = resample_to_reference(pet_vol.image, mri_vol.image, reg.transform)
-    check_overlap(mri_vol.image, pet_on_mri, pet_path=row["pet"], min_fraction=min_overlap)
-    mri_xyz = mri_vol.array_xyz()
-    pet_xyz = sitk_to_numpy_xyz(pet_on_mri)
-    head = head_mask(mri_xyz)
+    # the pipeline's own chain: load, head mask, register + resample + QC, normalise (one copy of the sequence)
+    chain = build_preprocessing(registration=registration, seed=seed, min_overlap=min_overlap)
     try:
-        mri01, _ = robust_normalize(mri_xyz, mask=head)
-        pet01, pet_window = robust_normalize(pet_xyz, mask=head)
-    except ValueError as exc:
-        raise Asfe3dInputError(row["pet"], f"cannot normalise the registered PET: {exc}") from None
+        data = chain({"mri": row["mri"], "pet": row["pet"]})
+    except RuntimeError as exc:  # MONAI wraps what a transform raised
+        cause = exc.__cause__
+        if isinstance(cause, Asfe3dInputError):
+            raise cause from None
+        if isinstance(cause, ValueError):
+            raise Asfe3dInputError(row["pet"], f"cannot prepare the pair: {cause}") from None
+        raise
+    mri_vol = volume_from_metatensor(data["mri"])
+    mri_img = sitk_from_metatensor(data["mri"])
+    transform = data["pet_transform"]
+    mri01 = data["mri"][0].numpy()
+    pet01 = data["pet"][0].numpy()
+    pet_window = tuple(data["pet"].meta[WINDOW_KEY])
+    head = data["mri_head"][0].numpy().astype(bool)
     pet_defect = region = None
     if row.get("pet_defect") is not None:
         lo, hi = pet_window
-        moved = resample_to_reference(read_volume(row["pet_defect"], role="PET").image, mri_vol.image, reg.transform)
+        moved = resample_to_reference(read_volume(row["pet_defect"], role="PET").image, mri_img, transform)
         pet_defect = np.clip((sitk_to_numpy_xyz(moved) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-        region_img = resample_to_reference(read_volume(row["defect"], role="mask").image, mri_vol.image, None,
+        region_img = resample_to_reference(read_volume(row["defect"], role="mask").image, mri_img, None,
                                            interpolator="nearest")
         region = sitk_to_numpy_xyz(region_img) > 0.5
         if not region.any():
@@ -355,7 +361,7 @@ def load_volume_case(
     mask = head
     if row.get("mask") is not None:
         mask_vol = read_volume(row["mask"], role="mask")
-        on_grid = resample_to_reference(mask_vol.image, mri_vol.image, None, interpolator="nearest")
+        on_grid = resample_to_reference(mask_vol.image, mri_img, None, interpolator="nearest")
         mask = sitk_to_numpy_xyz(on_grid) > 0.5
         if not mask.any():
             raise Asfe3dInputError(row["mask"], "mask is empty on the MRI grid")
