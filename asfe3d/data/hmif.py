@@ -16,9 +16,9 @@ slices at the end of every case and drops a gap of slices between the train and 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

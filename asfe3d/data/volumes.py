@@ -14,7 +14,7 @@ epoch)``; :meth:`SimulatedPairDataset.set_epoch` changes the draws between epoch
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -7,7 +7,8 @@ A fusion method takes two co-registered images on one grid, ``mri`` and ``pet``,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ __all__ = [
 #: this, every method's output fades linearly to exactly 0 (see :func:`support_weight`)
 EMPTY_LEVEL = 0.05
 
-_REGISTRY: dict[str, Callable[..., "FusionMethod"]] = {}
+_REGISTRY: dict[str, Callable[..., FusionMethod]] = {}
 #: the built-in methods and the module that registers each (imported on first use, so listing the names, e.g. for
 #: the command line's choices, costs no torch import)
 BUILTIN_METHODS: dict[str, str] = {

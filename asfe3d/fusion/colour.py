@@ -7,7 +7,7 @@ chroma (Cr, Cb) back. All arrays here are float in ``[0, 1]`` with the colour ch
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -9,8 +9,9 @@ MONAI inferers window only their first input, so the network gets ONE 2-channel 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

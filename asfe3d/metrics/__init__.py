@@ -7,6 +7,7 @@ Plain functions live in :mod:`asfe3d.metrics.functional`; :class:`FusionMetric` 
 
 from __future__ import annotations
 
+from asfe3d.metrics.consistency import anisotropy, directional_energy, through_plane_consistency
 from asfe3d.metrics.functional import (
     HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -24,7 +25,6 @@ from asfe3d.metrics.functional import (
     to_8bit,
     vif,
 )
-from asfe3d.metrics.consistency import anisotropy, directional_energy, through_plane_consistency
 from asfe3d.metrics.fusion_metric import FusionMetric
 from asfe3d.metrics.task import ball, defect_transfer, defect_transfer_of, empty_output, place_defect
 

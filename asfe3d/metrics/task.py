@@ -14,7 +14,7 @@ same intensity scale as the normal PET (one normalisation window, the normal PET
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
