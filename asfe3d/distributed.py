@@ -11,7 +11,7 @@ so a rerun with the same or a different number of processes redoes only what is 
 Registration (SimpleITK) runs on the CPU: each process gets ``cpu_count // LOCAL_WORLD_SIZE`` threads so the
 processes of a node do not oversubscribe its cores.
 
-DDP training has its own helpers in ``asfe3d.training.distributed``.
+DDP training uses the same module: :func:`setup_training` / :func:`cleanup_training`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ __all__ = [
     "summary_part_path",
     "merge_summaries",
     "run_cohort_distributed",
+    "setup_training",
+    "cleanup_training",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -60,6 +62,11 @@ class DistInfo:
     def is_main(self) -> bool:
         """True on rank 0."""
         return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is more than one process (a process group is in use)."""
+        return self.world_size > 1
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -339,3 +346,28 @@ def run_cohort_distributed(
         lock.close()
         if created:
             cleanup_distributed()
+
+
+def setup_training(device: Any) -> DistInfo:
+    """Join the process group for DDP training when running under torchrun (``WORLD_SIZE`` > 1), else do nothing.
+
+    The same rank bookkeeping and process-group set-up as cohort inference (:func:`init_distributed`): ``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK`` through ``env://``; ``nccl`` on CUDA, ``gloo`` on the CPU.
+
+    Args:
+        device: the ``torch.device`` training runs on.
+
+    Returns:
+        The :class:`DistInfo` (``enabled`` when distributed).
+
+    Raises:
+        ValueError: the variables are set but not integers, or inconsistent.
+    """
+    info, _ = init_distributed("nccl" if getattr(device, "type", "cpu") == "cuda" else "gloo")
+    return info
+
+
+def cleanup_training(info: DistInfo) -> None:
+    """Destroy the process group made by :func:`setup_training` (no-op when not distributed)."""
+    if info.enabled:
+        cleanup_distributed()

@@ -1,5 +1,7 @@
 """Training: the engine (``train``), its configuration, the ``asfe3d train`` CLI and the metric check.
 
+DDP set-up lives with the cohort's in :mod:`asfe3d.distributed` (one module, one ``DistInfo``).
+
 The public names are re-exported lazily (PEP 562), so ``asfe3d train --help`` does not import torch.
 """
 
@@ -10,19 +12,15 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_CONFIG",
-    "DistInfo",
     "TrainResult",
     "build_datasets",
-    "cleanup_distributed",
     "resolve_config",
-    "setup_distributed",
     "train",
 ]
 
 _WHERE = {
     "DEFAULT_CONFIG": "engine", "TrainResult": "engine", "build_datasets": "engine", "resolve_config": "engine",
-    "train": "engine", "DistInfo": "distributed", "cleanup_distributed": "distributed",
-    "setup_distributed": "distributed",
+    "train": "engine",
 }
 
 

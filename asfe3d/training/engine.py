@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asfe3d.training.distributed import DistInfo, cleanup_distributed, setup_distributed
+from asfe3d.distributed import DistInfo, cleanup_training, setup_training
 
 __all__ = ["DEFAULT_CONFIG", "TrainResult", "resolve_config", "build_datasets", "train"]
 
@@ -360,7 +360,7 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         raise ValueError(f"resume asked for but {str(last_path)!r} does not exist")
     torch.set_num_threads(t["num_threads"])
     device = resolve_device(t["device"])
-    dist_info: DistInfo = setup_distributed(device)
+    dist_info: DistInfo = setup_training(device)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     _seed_everything(t["seed"] + dist_info.rank)
@@ -496,7 +496,7 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
             print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
                   f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
     seconds = time.time() - t0
-    cleanup_distributed(dist_info)
+    cleanup_training(dist_info)
     return TrainResult(
         out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history), best_epoch=best_epoch,
         best_val_loss=best_val, final_train_loss=history[-1]["train_loss"], final_val_loss=history[-1]["val_loss"],

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from asfe3d.distributed import setup_training as setup_distributed
 from asfe3d.fusion.weights import build_network, load_weights
 from asfe3d.training import TrainResult, resolve_config, train
-from asfe3d.training.distributed import setup_distributed
 
 
 def _fake_hmif(root: Path, n: int = 8, size: int = 32) -> Path:
