@@ -204,6 +204,9 @@ def save_preview(
         raise ValueError(f"rgb must have shape {(*shapes['mri'], 3)}, got {np.shape(rgb)}")
     if colormap not in colormaps:
         raise ValueError(f"unknown colormap {colormap!r}")
+    from asfe3d.fusion.colour import colour_window
+
+    pet_top = float(colour_window(np.asarray(pet))[1])  # the colour volume's window: uptake differences visible
     rows: list[tuple[str, np.ndarray, str | None]] = [
         ("MRI", np.asarray(mri), "gray"), ("PET on MRI grid", np.asarray(pet), colormap),
         ("fused", np.asarray(fused), "gray"),
@@ -228,15 +231,17 @@ def save_preview(
         for c, view in enumerate(views):
             ax = fig.add_subplot(grid[r, c])
             ax.set_facecolor("black")
-            img = view.image if cmap is None else np.clip(view.image, 0, 1)
-            ax.imshow(img, cmap=cmap, vmin=0, vmax=1, extent=view.extent, origin="lower",
+            top = pet_top if r == 1 else 1.0
+            img = view.image if cmap is None else np.clip(view.image, 0, top)
+            ax.imshow(img, cmap=cmap, vmin=0, vmax=top, extent=view.extent, origin="lower",
                       interpolation="nearest", aspect="equal")
             ax.set_axis_off()
             draw_orientation_letters(ax, view.letters, size=8)
             if c == 0:
                 ax.set_title(title, color="white", fontsize=10, loc="left")
         cax = fig.add_subplot(grid[r, 3])
-        ColorbarBase(cax, cmap=colormaps[cmap or colormap], norm=Normalize(0, 1), orientation="vertical")
+        ColorbarBase(cax, cmap=colormaps[cmap or colormap], norm=Normalize(0, pet_top if r == 1 else 1.0),
+                     orientation="vertical")
         cax.tick_params(colors="white", labelsize=7)
         cax.set_ylabel("PET (normalised)" if cmap != "gray" else "normalised", color="white", fontsize=7)
     with atomic_output(path, overwrite=overwrite) as tmp:

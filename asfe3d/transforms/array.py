@@ -342,7 +342,8 @@ class Fuse(Transform):
 
 
 class ColourFuse(Transform):
-    """Colour fusion: the PET through a colour map, its luma (Y of YCrCb) fused with the MRI, its chroma kept.
+    """Colour fusion: the PET through a colour map (windowed by :func:`asfe3d.fusion.colour.colour_window`, so uptake
+    differences stay visible instead of saturating), its luma (Y of YCrCb) fused with the MRI, its chroma kept.
 
     Args:
         method: fusion method for the luma channel (a name or an already built method, e.g. :class:`Fuse`'s).
@@ -370,19 +371,21 @@ class ColourFuse(Transform):
             ``(3, *spatial)`` RGB in ``[0, 1]``, meta kept.
         """
         from asfe3d.fusion import apply_colormap, fuse_colour
+        from asfe3d.fusion.colour import colour_window
 
         img = _as_metatensor(img, "img")
         if img.shape[0] != 2:
             raise ValueError(f"img must be (2, *spatial) [MRI, PET], got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
+        pet_rgb = apply_colormap(arr[1], self.colormap, colour_window(arr[1]))  # a window that does not saturate
         if luma is not None:
             grey = np.asarray(luma.detach().cpu().numpy() if isinstance(luma, torch.Tensor) else luma, np.float32)
             if grey.shape != (1, *arr.shape[1:]):
                 raise ValueError(f"luma must have shape {(1, *arr.shape[1:])}, got {grey.shape}")
-            rgb = fuse_colour(arr[0], apply_colormap(arr[1], self.colormap), lambda mri, pet_y: grey[0])
+            rgb = fuse_colour(arr[0], pet_rgb, lambda mri, pet_y: grey[0])
         else:
             _set_slice_axis(self.fuser, getattr(self.fuser, "slice_axis", "auto"), img)
-            rgb = fuse_colour(arr[0], apply_colormap(arr[1], self.colormap), self.fuser)
+            rgb = fuse_colour(arr[0], pet_rgb, self.fuser)
         return MetaTensor(torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()), affine=img.affine.clone(),
                           meta=_meta(img))
 
