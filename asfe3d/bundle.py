@@ -118,13 +118,22 @@ class ClippedSlidingWindowInferer(SlidingWindowInferer):
 
     A volume smaller than ``roi_size`` along an axis is then run whole along it instead of zero-padded up to the
     window, exactly as :func:`asfe3d.fusion.learned.run_network` (``asfe3d fuse --mode volume --roi-size ...``)
-    does. Arguments as MONAI's; ``roi_size`` entries ``<= 0`` mean the whole axis.
+    does. Arguments as MONAI's; ``roi_size`` entries ``<= 0`` mean the whole axis, and ``roi_size="auto"`` is
+    ``asfe3d fuse``'s default: the whole volume in one pass up to
+    :data:`asfe3d.fusion.learned.WHOLE_VOLUME_MAX_VOXELS` voxels, else :data:`~asfe3d.fusion.learned.DEFAULT_ROI`
+    windows (so the bundle and the command give the same voxels).
     """
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Args: inputs: ``(B, C, *spatial)``; network: the model. Returns: the stitched prediction."""
-        roi = self.roi_size
+        original = roi = self.roi_size
         spatial = tuple(int(s) for s in inputs.shape[2:])
+        if isinstance(roi, str):
+            if roi != "auto":
+                raise ValueError(f"roi_size must be a size or 'auto', got {roi!r}")
+            from asfe3d.fusion.learned import DEFAULT_ROI, WHOLE_VOLUME_MAX_VOXELS
+
+            roi = spatial if int(np.prod(spatial)) <= WHOLE_VOLUME_MAX_VOXELS else DEFAULT_ROI
         roi_seq = [roi] * len(spatial) if isinstance(roi, int) else list(roi)
         if len(roi_seq) != len(spatial):
             raise ValueError(f"roi_size {roi!r} does not fit inputs with spatial shape {spatial}")
@@ -132,7 +141,7 @@ class ClippedSlidingWindowInferer(SlidingWindowInferer):
         try:
             return super().__call__(inputs, network, *args, **kwargs)
         finally:
-            self.roi_size = roi
+            self.roi_size = original
 
 
 class AutoSliceInferer(SliceInferer):

@@ -149,7 +149,7 @@ def test_overrides_reach_the_network_and_inferer():
     over.read_config(INFERENCE)
     over.update({"network_def#residual_scale": 0.5, "inferer#roi_size": [16, 16, 16], "device": "cpu"})
     assert tuple(over.get_parsed_content("inferer").roi_size) == (16, 16, 16)
-    assert tuple(base.get_parsed_content("inferer").roi_size) == (128, 128, 128)
+    assert base.get_parsed_content("inferer").roi_size == "auto"
     state = load_weights(BUNDLE / "models" / "model.pt")["state_dict"]
     x = torch.rand(1, 2, 16, 16, 16)
     outs = []
@@ -195,8 +195,9 @@ def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):
 @pytest.mark.slow
 @needs_ignite
 def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path, demo_files, monkeypatch):
-    """The 3D run from a foreign cwd: MRI grid and header, the same voxels as ``fuse_pair`` (roi 128, as the
-    bundle before the evaluator), skipped when complete, redone when an input changes, roi override effective."""
+    """The 3D run from a foreign cwd: MRI grid and header, the same voxels as ``fuse_pair`` with its defaults (the
+    same window policy, roi_size "auto"), skipped when complete, redone when an input changes, roi override
+    effective."""
     from asfe3d.bundle import datalist_items
     from asfe3d.pipeline import fuse_pair
 
@@ -211,9 +212,8 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     _assert_on_mri_grid(fused, mri)
     record = json.loads((out / "sub01_fused.json").read_text())
     assert record["status"] == "complete" and record["settings"]["device"] == "cpu"
-    assert record["settings"]["roi_size"] == [128, 128, 128] and record["settings"]["registration"] == "rigid"
-    ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", method="asfe", mode="volume", roi_size=[128] * 3,
-                    weights=BUNDLE / "models" / "model.pt", device="cpu")
+    assert record["settings"]["roi_size"] == "auto" and record["settings"]["registration"] == "rigid"
+    ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", weights=BUNDLE / "models" / "model.pt", device="cpu")
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
 
     # resumable: complete subjects are not in the dataset; a changed input brings the subject back
