@@ -332,17 +332,15 @@ def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
 def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> dict[str, Path]:
     """Output kind -> path of everything a subject's run writes (the record included)."""
     from asfe3d.io.record import record_path
-    from asfe3d.pipeline import derived_output_paths
+    from asfe3d.pipeline import RECORD_KEYS, derived_output_paths
 
     derived = derived_output_paths(output)
-    # output kind as fuse_pair's completion record names it (the data key of the transform chain)
-    names = {"save_registered_pet": ("registered_pet", "pet_on_mri"), "save_rgb": ("rgb", "fused_rgb"),
-             "preview": ("preview", "preview"), "save_transform": ("transform", "pet_transform"),
-             "report": ("report", "report")}
-    planned = {"fused": output}
-    for option, (kind, key) in names.items():
+    options = {"save_registered_pet": "registered_pet", "save_rgb": "rgb", "preview": "preview",
+               "save_transform": "transform", "report": "report"}
+    planned = {"fused": output}  # keyed as fuse_pair's completion record names the outputs
+    for option, kind in options.items():
         if fuse_kwargs.get(option) is True:
-            planned[key] = derived[kind]
+            planned[RECORD_KEYS[kind]] = derived[kind]
     planned["record"] = record_path(output)
     return planned
 

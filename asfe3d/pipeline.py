@@ -33,7 +33,7 @@ from asfe3d.defaults import (
 )
 
 __all__ = [
-    "FuseResult", "fuse_pair", "preprocessing_steps", "build_preprocessing", "default_output_path",
+    "FuseResult", "RECORD_KEYS", "fuse_pair", "preprocessing_steps", "build_preprocessing", "default_output_path",
     "derived_output_paths", "auto_slice_axis",
 ]
 
@@ -97,6 +97,12 @@ def derived_output_paths(output: str | Path) -> dict[str, Path]:
         "preview": output.with_name(f"{stem}_preview.png"),
         "report": output.with_name(f"{stem}_report.html"),
     }
+
+
+#: output kind (as in :class:`FuseResult` ``outputs``) -> the chain's data key, which also names the output in the
+#: completion record
+RECORD_KEYS = {"fused": "fused", "registered_pet": "pet_on_mri", "rgb": "fused_rgb", "transform": "pet_transform",
+               "preview": "preview", "report": "report"}
 
 
 def _resolve(option: bool | str | Path | None, default: Path) -> Path | None:
@@ -354,7 +360,6 @@ def fuse_pair(
     from monai.transforms import CopyItemsd
 
     from asfe3d.errors import Asfe3dInputError
-    from asfe3d.io import check_output_path
     from asfe3d.io.record import fingerprint
     from asfe3d.transforms import ColourFused, Fused, RestoreIntensityd, SaveLikeReferenced
 
@@ -380,15 +385,15 @@ def fuse_pair(
     }
     # data key -> path of every volume/transform output (the first names the completion record)
     saved = {"fused": output}
-    for kind, key in (("registered_pet", "pet_on_mri"), ("rgb", "fused_rgb"), ("transform", "pet_transform")):
+    for kind in ("registered_pet", "rgb", "transform"):
         if extra[kind] is not None:
-            saved[key] = extra[kind]
+            saved[RECORD_KEYS[kind]] = extra[kind]
     saver = SaveLikeReferenced(saved, ref_key="mri", preview=extra["preview"], colormap=colormap,
                                overwrite=overwrite, preview_keys={"mri": "mri", "pet": "pet", "fused": "fused_unit",
                                                                   "rgb": "fused_rgb"}, report=extra["report"])
     # refuse bad output paths (suffix, folder, inputs, existing files) before any heavy work
     _check_outputs(saved, {"preview": (extra["preview"], "png"), "report": (extra["report"], "html")}, overwrite,
-                   [mri_path, pet_path], check_output_path)
+                   [mri_path, pet_path])
 
     fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
     want_rgb = extra["rgb"] is not None or extra["preview"] is not None or extra["report"] is not None
@@ -428,9 +433,8 @@ def fuse_pair(
     timings["total"] = time.perf_counter() - t_start
 
     written = dict(data["outputs"])
-    names = {"fused": "fused", "pet_on_mri": "registered_pet", "fused_rgb": "rgb", "pet_transform": "transform",
-             "preview": "preview", "report": "report", "record": "record"}
-    outputs = {names[k]: Path(v) for k, v in written.items()}
+    kinds = {key: kind for kind, key in RECORD_KEYS.items()} | {"record": "record"}
+    outputs = {kinds[k]: Path(v) for k, v in written.items()}
     reg_info = dict(data["pet_registration"])
     overlap = float(reg_info.pop("overlap", float("nan")))
     reg_info.pop("seconds", None)
@@ -445,23 +449,14 @@ def fuse_pair(
 
 
 def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, str]], overwrite: bool,
-                   inputs: list[Path], check_output_path: Any) -> None:
-    """Every output path checked up front, as :class:`~asfe3d.transforms.SaveLikeReferenced` will check it."""
-    from asfe3d.errors import Asfe3dInputError
-    from asfe3d.io.record import record_path, replaceable_outputs
+                   inputs: list[Path]) -> None:
+    """Every output path checked up front, exactly as :class:`~asfe3d.transforms.SaveLikeReferenced` will check it
+    (:func:`~asfe3d.transforms.array.plan_outputs`)."""
+    from asfe3d.transforms.array import plan_outputs
 
-    output = next(iter(saved.values()))
-    record = record_path(output)
-    replaceable = replaceable_outputs(output)
-    seen: dict[Path, str] = {}
-    planned = [(k, p, "transform" if k == "pet_transform" else "nifti") for k, p in saved.items()]
-    planned += [(kind, path, suffix_kind) for kind, (path, suffix_kind) in others.items() if path is not None]
-    planned += [("record", record, "json")]
-    for kind, path, suffix_kind in planned:
-        out = check_output_path(path, overwrite=overwrite, inputs=inputs, kind=suffix_kind, replaceable=replaceable)
-        if out in seen:
-            raise Asfe3dInputError(path, f"the {kind} output would overwrite the {seen[out]} output")
-        seen[out] = kind
+    paths = {k: (p, "transform" if k == RECORD_KEYS["transform"] else "nifti") for k, p in saved.items()}
+    paths |= {kind: (path, suffix_kind) for kind, (path, suffix_kind) in others.items() if path is not None}
+    plan_outputs(paths, overwrite=overwrite, inputs=inputs)
 
 
 def _record_content(data: dict[str, Any], mri_path: Path, pet_path: Path, fingerprint: Any, fuser: Any,

@@ -31,6 +31,7 @@ __all__ = [
     "ColourFuse",
     "RestoreIntensity",
     "SaveLikeReference",
+    "plan_outputs",
     "auto_slice_axis",
     "metatensor_from_volume",
     "volume_from_metatensor",
@@ -423,6 +424,42 @@ class RestoreIntensity(Transform):
             if isinstance(img, MetaTensor) else torch.from_numpy(arr.astype(np.float32))
 
 
+def plan_outputs(
+    paths: dict[str, tuple[str | Path, str]], *, overwrite: bool = False, inputs: Sequence[str | Path] = (),
+    record: bool = True,
+) -> tuple[Any, Path | None]:
+    """Check a run's output paths (and its completion record's) and make the :class:`asfe3d.io.OutputSet`.
+
+    Only checks: nothing is written. :class:`SaveLikeReference` uses it before writing, and
+    :func:`asfe3d.pipeline.fuse_pair` before any heavy work, so both refuse the same paths the same way.
+
+    Args:
+        paths: output kind -> ``(path, suffix kind)``; the first output names the record ``<stem>.json``.
+        overwrite: allow replacing existing files.
+        inputs: the run's inputs, never an output.
+        record: whether a completion record is written.
+
+    Returns:
+        ``(output set, record path or None)``.
+
+    Raises:
+        Asfe3dInputError: a refused path (see :func:`asfe3d.io.check_output_path`).
+    """
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io import OutputSet, check_output_path
+    from asfe3d.io.record import record_path, replaceable_outputs
+
+    first = Path(next(iter(paths.values()))[0])
+    record_file = record_path(first) if record else None
+    replaceable = replaceable_outputs(first) if record_file is not None else []
+    outs = OutputSet(paths, overwrite=overwrite, inputs=inputs, replaceable=replaceable)
+    if record_file is not None:
+        if record_file.resolve() in set(outs.paths.values()):
+            raise Asfe3dInputError(record_file, "the completion record would overwrite another output")
+        check_output_path(record_file, overwrite=overwrite, inputs=inputs, kind="json", replaceable=replaceable)
+    return outs, record_file
+
+
 class SaveLikeReference(Transform):
     """Write images (and a transform) on the reference volume's grid with its header, as one set.
 
@@ -463,9 +500,8 @@ class SaveLikeReference(Transform):
         """
         import SimpleITK as sitk
 
-        from asfe3d.errors import Asfe3dInputError
-        from asfe3d.io import OutputSet, check_output_path, stale_temporaries, write_like
-        from asfe3d.io.record import record_path, replaceable_outputs, write_record
+        from asfe3d.io import stale_temporaries, write_like
+        from asfe3d.io.record import write_record
         from asfe3d.registration import write_transform
 
         if not items:
@@ -477,14 +513,7 @@ class SaveLikeReference(Transform):
             kinds["preview"] = (preview[0], "png")
         for kind, (path, suffix_kind, _) in (extras or {}).items():
             kinds[kind] = (path, suffix_kind)
-        first = Path(next(iter(items.values()))[1])
-        record = record_path(first) if self.record else None
-        replaceable = replaceable_outputs(first) if record is not None else []
-        outs = OutputSet(kinds, overwrite=self.overwrite, inputs=inputs, replaceable=replaceable)
-        if record is not None:
-            if record.resolve() in set(outs.paths.values()):
-                raise Asfe3dInputError(record, "the completion record would overwrite another output")
-            check_output_path(record, overwrite=self.overwrite, inputs=inputs, kind="json", replaceable=replaceable)
+        outs, record = plan_outputs(kinds, overwrite=self.overwrite, inputs=inputs, record=self.record)
         for stale in (t for p in [*outs.paths.values(), *([record] if record else [])] for t in stale_temporaries(p)):
             stale.unlink(missing_ok=True)
         import time
