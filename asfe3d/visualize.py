@@ -1,9 +1,9 @@
 """Preview figures: tri-planar views of the MRI, the registered PET and the fused volume.
 
-Views are drawn at their true physical aspect: each slice is shown with ``imshow`` over its extent in
-millimetres, so a 0.98 x 0.98 x 3.27 mm volume is not squashed in its coronal and sagittal views. The volume is
-reoriented to the closest canonical RAS orientation for display only (nothing written to NIfTI is reoriented;
-an oblique grid is shown along its closest axes). Views are neurological (the subject's left on the viewer's left)
+Views are drawn at their true physical aspect: each slice is drawn over its extent in millimetres, so a
+0.98 x 0.98 x 3.27 mm volume is not squashed in its coronal and sagittal views. The volume is reoriented to the
+closest canonical RAS orientation for display only (nothing written to NIfTI is reoriented; an oblique grid is
+shown along its closest axes). Views are neurological (the subject's left on the viewer's left)
 and carry orientation letters (L/R, A/P, S/I); every row has a colour bar.
 """
 
@@ -111,8 +111,11 @@ def physical_slices(
         scalar = view if view.ndim == 3 else view.mean(axis=-1)
         finite = np.where(np.isfinite(scalar), scalar, 0)
         peak = float(finite.max()) if finite.size else 0.0
-        idx = np.argwhere(finite > 0.1 * peak) if peak > 0 else np.empty((0, 3))
-        centre_idx = (idx.min(axis=0) + idx.max(axis=0)) / 2.0 if idx.size else (shape - 1) / 2.0
+        centre_idx = (shape - 1) / 2.0
+        if peak > 0:  # the bounding box from the three projections (no list of every voxel)
+            above = finite > 0.1 * peak
+            spans = [np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != k))) for k in range(3)]
+            centre_idx = np.array([(s[0] + s[-1]) / 2.0 for s in spans], dtype=float)
     else:
         centre = np.asarray(centre_mm, dtype=float)
         centre_idx = (np.linalg.inv(canon) @ np.append(centre, 1.0))[:3]
@@ -157,6 +160,50 @@ def draw_orientation_letters(ax: Any, letters: Sequence[str], *, size: int = 9, 
     ax.text(0.5, 0.99, top, ha="center", va="top", **style)
 
 
+def _font(size: int, bold: bool = False) -> Any:
+    """DejaVu Sans (shipped with matplotlib) at ``size`` pixels, or Pillow's own font where it is missing."""
+    import os
+
+    import matplotlib
+    from PIL import ImageFont
+
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name)
+    try:
+        return ImageFont.truetype(path, size)
+    except OSError:
+        return ImageFont.load_default()
+
+
+def _to_rgb8(image: np.ndarray, cmap: str | None, top: float) -> np.ndarray:
+    """A slice as 8-bit RGB: through ``cmap`` over ``[0, top]``, or an ``(..., 3)`` colour slice as it is."""
+    from asfe3d.fusion.colour import apply_colormap
+
+    rgb = image if cmap is None else apply_colormap(image, cmap, window=(0.0, top))
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _colour_bar(cmap: str, top: float, height: int, font: Any, label: str, label_font: Any) -> Any:
+    """A vertical colour bar image (bar, ticks with values, rotated label) of ``height`` pixels."""
+    from PIL import Image, ImageDraw
+
+    bar_w, width = 16, 74
+    ramp = np.linspace(top, 0.0, height, dtype=np.float32)[:, None].repeat(bar_w, axis=1)
+    canvas = Image.new("RGB", (width, height), "black")
+    canvas.paste(Image.fromarray(_to_rgb8(ramp, cmap, top)), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([0, 0, bar_w - 1, height - 1], outline="white")
+    step = float(np.round(top / 5.0, 1)) or top / 5.0
+    for value in np.arange(0.0, top + 1e-6, step):
+        y = int(round((1.0 - value / top) * (height - 1)))
+        draw.line([bar_w, y, bar_w + 3, y], fill="white")
+        draw.text((bar_w + 5, min(max(y, 5), height - 5)), f"{value:.1f}", fill="white", font=font, anchor="lm")
+    text = Image.new("RGB", (height, 14), "black")
+    ImageDraw.Draw(text).text((height // 2, 7), label, fill="white", font=label_font, anchor="mm")
+    canvas.paste(text.rotate(90, expand=True), (width - 14, 0))
+    return canvas
+
+
 def save_preview(
     path: str | Path,
     mri: np.ndarray,
@@ -170,8 +217,10 @@ def save_preview(
 ) -> Path:
     """Write a PNG grid: rows MRI / registered PET / fused (/ colour fused), columns sagittal / coronal / axial.
 
-    Each view is drawn at its true physical aspect (millimetre extents), with orientation letters; each row ends
-    with its colour bar (grey for the MRI and the fused volume, the PET colour map for the PET and the colour row).
+    Each view is drawn at its true physical aspect (one pixel scale in millimetres for the whole figure, nearest
+    neighbour), neurological (the subject's left on the left), with orientation letters; each row ends with its
+    colour bar (grey for the MRI and the fused volume, the PET colour map over the colour volume's window for the
+    PET, the colour map for the colour row). Drawn with Pillow: 1000 pixels wide.
 
     Args:
         path: the PNG to write (atomically).
@@ -190,11 +239,9 @@ def save_preview(
         ValueError: volumes whose shapes differ, or an unknown colour map.
     """
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colorbar import ColorbarBase
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
+    from PIL import Image, ImageDraw
 
+    from asfe3d.fusion.colour import colour_window
     from asfe3d.io import atomic_output
 
     shapes = {"mri": np.shape(mri), "pet": np.shape(pet), "fused": np.shape(fused)}
@@ -204,46 +251,48 @@ def save_preview(
         raise ValueError(f"rgb must have shape {(*shapes['mri'], 3)}, got {np.shape(rgb)}")
     if colormap not in colormaps:
         raise ValueError(f"unknown colormap {colormap!r}")
-    from asfe3d.fusion.colour import colour_window
 
     pet_top = float(colour_window(np.asarray(pet))[1])  # the colour volume's window: uptake differences visible
-    rows: list[tuple[str, np.ndarray, str | None]] = [
-        ("MRI", np.asarray(mri), "gray"), ("PET on MRI grid", np.asarray(pet), colormap),
-        ("fused", np.asarray(fused), "gray"),
+    rows: list[tuple[str, np.ndarray, str | None, float, str]] = [
+        ("MRI", np.asarray(mri), "gray", 1.0, "normalised"),
+        ("PET on MRI grid", np.asarray(pet), colormap, pet_top, "PET (normalised)"),
+        ("fused", np.asarray(fused), "gray", 1.0, "normalised"),
     ]
     if rgb is not None:
         colour = np.asarray(rgb)
         colour = colour.astype(np.float32) / 255.0 if colour.dtype.kind in "ui" else colour.astype(np.float32)
-        rows.append(("fused (colour)", np.clip(colour, 0, 1), None))
+        rows.append(("fused (colour)", np.clip(colour, 0, 1), None, 1.0, "PET (normalised)"))
     mri_views = physical_slices(np.asarray(mri), affine_ras)
-    centre = [v.position_mm for v in mri_views]  # the MRI's head centre for every row
-    centre_mm = (centre[0], centre[1], centre[2])
+    centre_mm = tuple(v.position_mm for v in mri_views)  # the MRI's head centre for every row
     widths = [v.extent[1] - v.extent[0] for v in mri_views]
     heights = [v.extent[3] - v.extent[2] for v in mri_views]
-    fig_w = 10.0
-    row_h = fig_w * 0.9 * max(heights) / (sum(widths) * 1.05)
-    fig = Figure(figsize=(fig_w, row_h * len(rows) + 0.3), facecolor="black")
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(len(rows), 4, width_ratios=[*widths, 0.035 * sum(widths)], left=0.01, right=0.95,
-                            top=0.97, bottom=0.01, wspace=0.03, hspace=0.12)
-    for r, (title, vol, cmap) in enumerate(rows):
-        views = physical_slices(vol, affine_ras, centre_mm=centre_mm)
-        for c, view in enumerate(views):
-            ax = fig.add_subplot(grid[r, c])
-            ax.set_facecolor("black")
-            top = pet_top if r == 1 else 1.0
-            img = view.image if cmap is None else np.clip(view.image, 0, top)
-            ax.imshow(img, cmap=cmap, vmin=0, vmax=top, extent=view.extent, origin="lower",
-                      interpolation="nearest", aspect="equal")
-            ax.set_axis_off()
-            draw_orientation_letters(ax, view.letters, size=8)
-            if c == 0:
-                ax.set_title(title, color="white", fontsize=10, loc="left")
-        cax = fig.add_subplot(grid[r, 3])
-        ColorbarBase(cax, cmap=colormaps[cmap or colormap], norm=Normalize(0, pet_top if r == 1 else 1.0),
-                     orientation="vertical")
-        cax.tick_params(colors="white", labelsize=7)
-        cax.set_ylabel("PET (normalised)" if cmap != "gray" else "normalised", color="white", fontsize=7)
+
+    width, margin, gap, bar_w, title_h = 1000, 10, 6, 74, 22
+    scale = (width - 2 * margin - 2 * gap - bar_w - gap) / sum(widths)  # pixels per millimetre
+    panel_h = int(round(max(heights) * scale))
+    row_h = title_h + panel_h + 8
+    canvas = Image.new("RGB", (width, margin + row_h * len(rows)), "black")
+    draw = ImageDraw.Draw(canvas)
+    title_font, letter_font, tick_font = _font(15), _font(13, bold=True), _font(10)
+    for r, (title, vol, cmap, top, bar_label) in enumerate(rows):
+        y0 = margin + r * row_h
+        draw.text((margin, y0 + 2), title, fill="white", font=title_font)
+        x = margin
+        for view, w_mm, h_mm in zip(physical_slices(vol, affine_ras, centre_mm=centre_mm), widths, heights):
+            w_px, h_px = max(1, int(round(w_mm * scale))), max(1, int(round(h_mm * scale)))
+            pixels = _to_rgb8(view.image, cmap, top)[::-1]  # rows bottom-up (origin "lower") -> image top-down
+            panel = Image.fromarray(np.ascontiguousarray(pixels)).resize((w_px, h_px), Image.NEAREST)
+            top_y = y0 + title_h + (panel_h - h_px) // 2
+            canvas.paste(panel, (x, top_y))
+            left, right, bottom, upper = view.letters
+            mid_y = top_y + h_px // 2
+            draw.text((x + 3, mid_y), left, fill="white", font=letter_font, anchor="lm")
+            draw.text((x + w_px - 3, mid_y), right, fill="white", font=letter_font, anchor="rm")
+            draw.text((x + w_px // 2, top_y + h_px - 2), bottom, fill="white", font=letter_font, anchor="mb")
+            draw.text((x + w_px // 2, top_y + 2), upper, fill="white", font=letter_font, anchor="mt")
+            x += w_px + gap
+        bar = _colour_bar(cmap or colormap, top, panel_h, tick_font, bar_label, tick_font)
+        canvas.paste(bar, (width - margin - bar_w, y0 + title_h))
     with atomic_output(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, facecolor="black")
+        canvas.save(tmp, format="png", compress_level=3)
     return Path(path)

@@ -69,3 +69,28 @@ def test_preview_png_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown colormap"):
         save_preview(tmp_path / "q.png", vol, vol, vol, affine, colormap="nope")
     assert not (tmp_path / "q.png").exists()
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_preview_png_puts_right_on_the_right_and_superior_up(tmp_path: Path, flip: bool) -> None:
+    """In the written PNG (not only in the slice arrays), a blob right-superior of the centre lands right of the
+    middle of the coronal and axial panels and above the middle of the coronal one, whatever the voxel order."""
+    from PIL import Image
+
+    shape = (30, 30, 30)
+    affine = np.diag([-2.0 if flip else 2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [29.0 if flip else -29.0, -29.0, -29.0]  # world centre at 0 either way
+    vol = _blob_volume(affine, shape, (14.0, 0.0, 14.0))
+    img = np.asarray(Image.open(save_preview(tmp_path / "p.png", vol, vol, vol, affine)).convert("L"), dtype=float)
+    row = img[: img.shape[0] // 3]  # the MRI row
+    cols = np.flatnonzero((row > 30).sum(axis=0) > 20)  # columns inside a drawn panel (grey 0.2 or brighter)
+    panels = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)[:3]
+    assert len(panels) == 3
+    for name, panel in zip(("coronal", "axial"), panels[1:]):
+        block = row[:, panel[0]: panel[-1] + 1]
+        rows_in = np.flatnonzero((block > 30).sum(axis=1) > 5)
+        block = block[rows_in[0]: rows_in[-1] + 1]
+        ys, xs = np.nonzero(block > 200)
+        assert xs.mean() > block.shape[1] / 2, f"{name}: right side drawn on the left"
+        if name == "coronal":
+            assert ys.mean() < block.shape[0] / 2, "coronal: superior drawn at the bottom"

@@ -37,10 +37,12 @@ def rgb_to_ycrcb(rgb: np.ndarray) -> np.ndarray:
     if rgb.shape[-1] != 3:
         raise ValueError(f"expected a colour axis of length 3 last, got shape {rgb.shape}")
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    out = np.empty(rgb.shape, np.float32)
     y = _KR * r + _KG * g + _KB * b
-    cr = (r - y) / (2.0 * (1.0 - _KR)) + 0.5
-    cb = (b - y) / (2.0 * (1.0 - _KB)) + 0.5
-    return np.stack([y, cr, cb], axis=-1)
+    out[..., 0] = y
+    out[..., 1] = (r - y) / (2.0 * (1.0 - _KR)) + 0.5
+    out[..., 2] = (b - y) / (2.0 * (1.0 - _KB)) + 0.5
+    return out
 
 
 def ycrcb_to_rgb(ycrcb: np.ndarray) -> np.ndarray:
@@ -59,10 +61,12 @@ def ycrcb_to_rgb(ycrcb: np.ndarray) -> np.ndarray:
     if ycrcb.shape[-1] != 3:
         raise ValueError(f"expected a colour axis of length 3 last, got shape {ycrcb.shape}")
     y, cr, cb = ycrcb[..., 0], ycrcb[..., 1] - 0.5, ycrcb[..., 2] - 0.5
+    out = np.empty(ycrcb.shape, np.float32)  # written in place: no stacked copy, clipped where it lies
     r = y + 2.0 * (1.0 - _KR) * cr
     b = y + 2.0 * (1.0 - _KB) * cb
-    g = (y - _KR * r - _KB * b) / _KG
-    return np.clip(np.stack([r, g, b], axis=-1), 0.0, 1.0)
+    out[..., 0], out[..., 2] = r, b
+    out[..., 1] = (y - _KR * r - _KB * b) / _KG
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def apply_colormap(image: np.ndarray, cmap: str = "hot", window: tuple[float, float] | None = None) -> np.ndarray:
@@ -92,7 +96,22 @@ def apply_colormap(image: np.ndarray, cmap: str = "hot", window: tuple[float, fl
         if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
             raise ValueError(f"window must be (lo, hi) with hi > lo, got {window!r}")
         image = (image - lo) / (hi - lo)
-    return colormap(np.clip(image, 0.0, 1.0))[..., :3].astype(np.float32)
+    # matplotlib's own lookup (``colormap(x)``: index ``floor(x * N)``, the top value folded into the last entry,
+    # NaN to black) done on a float32 table of the N entries: the same colours, without the float64 RGBA copy
+    n = int(colormap.N)
+    table = colormap(np.arange(n))[:, :3].astype(np.float32)
+    scaled = np.clip(image, 0.0, 1.0)
+    scaled *= np.float32(n)
+    bad = np.isnan(scaled)
+    has_bad = bool(bad.any())
+    if has_bad:
+        scaled[bad] = 0.0
+    index = scaled.astype(np.int32)
+    np.minimum(index, n - 1, out=index)
+    rgb = np.take(table, index, axis=0)
+    if has_bad:
+        rgb[bad] = 0.0
+    return rgb
 
 
 def colour_window(

@@ -20,6 +20,18 @@ from asfe3d.networks.blocks.utils import (
 __all__ = ["SFEF"]
 
 
+def _normal_parameter(shape: tuple[int, ...], std: float) -> nn.Parameter:
+    """A parameter drawn from N(0, std^2) (the same values as ``torch.randn(shape) * std``).
+
+    On PyTorch's ``meta`` device (used to count a weight file's parameters before building it) nothing is drawn:
+    meta tensors hold no values, and drawing there imports ``torch._dynamo`` (about 2 s).
+    """
+    t = torch.empty(shape)
+    if t.device.type != "meta":
+        t.normal_(0.0, std)
+    return nn.Parameter(t)
+
+
 class SFEF(nn.Module):
     """Spatial-frequency expert fusion (SFEF): a soft MoE (Puigcerver et al., 2023) over per-voxel tokens.
 
@@ -74,10 +86,10 @@ class SFEF(nn.Module):
         self.slots_per_expert = slots_per_expert
         d_in = 2 * channels
         self.norm = nn.LayerNorm(d_in)
-        self.phi = nn.Parameter(torch.randn(d_in, num_experts * slots_per_expert) * d_in**-0.5)
-        self.w1 = nn.Parameter(torch.randn(num_experts, d_in, expert_hidden) * d_in**-0.5)
+        self.phi = _normal_parameter((d_in, num_experts * slots_per_expert), d_in**-0.5)
+        self.w1 = _normal_parameter((num_experts, d_in, expert_hidden), d_in**-0.5)
         self.b1 = nn.Parameter(torch.zeros(num_experts, 1, expert_hidden))
-        self.w2 = nn.Parameter(torch.randn(num_experts, expert_hidden, channels) * expert_hidden**-0.5)
+        self.w2 = _normal_parameter((num_experts, expert_hidden, channels), expert_hidden**-0.5)
         self.b2 = nn.Parameter(torch.zeros(num_experts, 1, channels))
         self.act = get_act_layer(act)
 

@@ -1,0 +1,75 @@
+"""Start-up of the ``asfe3d`` command: import MONAI without the optional integrations the command never uses.
+
+``import monai`` imports every MONAI sub-package, and each of them binds its optional dependencies at import time
+when they are installed: pytorch-ignite (which pulls in ``torch.distributed``'s optimisers and sympy),
+``matplotlib.pyplot``, ``scipy.signal``, scikit-learn, pandas, ITK and IPython. On a 2-core machine that costs about
+5 of the 7 seconds MONAI takes to import, on every run of the command, for code that ``asfe3d fuse``, ``demo`` and
+``bids`` never call (their images are read by nibabel, SimpleITK and pydicom; colour maps come from matplotlib's
+``colormaps``, not ``pyplot``).
+
+:func:`import_monai_lean` imports MONAI while those names are hidden, exactly as MONAI sees a minimal install
+(torch and numpy only), which is a configuration MONAI supports: each binding becomes MONAI's own placeholder
+that raises only if called. The names are hidden only while MONAI is imported; afterwards anything (pybids,
+matplotlib colour maps) imports them normally. Only the command does this, never the library: a workflow that
+imports ``asfe3d.transforms`` gets MONAI exactly as installed.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["SKIPPED_AT_STARTUP", "import_monai_lean"]
+
+#: optional MONAI integrations hidden while MONAI is imported by the command
+SKIPPED_AT_STARTUP: tuple[str, ...] = (
+    "ignite", "matplotlib.pyplot", "scipy.signal", "sklearn", "pandas", "itk", "IPython", "requests", "jsonschema",
+    "scipy.optimize", "scipy.spatial",
+)
+
+
+class _Hide(importlib.abc.MetaPathFinder):
+    """A meta-path finder that reports the given modules (and their sub-modules) as not installed."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if any(fullname == n or fullname.startswith(n + ".") for n in self.names):
+            raise ModuleNotFoundError(f"{fullname} is not imported by the asfe3d command", name=fullname)
+        return None
+
+
+def import_monai_lean(skip: Sequence[str] = SKIPPED_AT_STARTUP) -> float:
+    """Import MONAI with the modules ``skip`` hidden (no-op when MONAI is already imported).
+
+    Args:
+        skip: top-level or dotted module names to hide while MONAI is imported; modules already imported are not
+            affected.
+
+    Returns:
+        Seconds spent importing (0.0 when MONAI was already imported).
+    """
+    if "monai" in sys.modules:
+        return 0.0
+    start = time.perf_counter()
+    hidden = [n for n in skip if n not in sys.modules]
+    finder = _Hide(hidden)
+    sys.meta_path.insert(0, finder)
+    try:
+        import monai.data  # noqa: F401  (imports all of MONAI)
+        import monai.inferers  # noqa: F401
+        import monai.transforms  # noqa: F401
+    except ImportError as exc:  # a MONAI version that needs one of them: import it as installed, all of it
+        logging.getLogger(__name__).debug("lean MONAI import failed (%s); importing MONAI as installed", exc)
+        sys.meta_path.remove(finder)
+        for name in [m for m in sys.modules if m == "monai" or m.startswith("monai.")]:
+            del sys.modules[name]
+        import monai.data  # noqa: F401,F811
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+    return time.perf_counter() - start
