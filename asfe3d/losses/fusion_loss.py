@@ -1,14 +1,20 @@
-"""ASFE-Fusion training loss in 2D and 3D: content (L2), structure-tensor gradient, and differentiable SSIM."""
+"""ASFE-Fusion training loss in 2D and 3D: content (L2), structure-tensor gradient, differentiable SSIM, max-abs
+edge, and PET-change fidelity (how much of a focal PET change the fused image keeps)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ASFEFusionLoss", "gaussian_filter", "ssim", "structure_tensor", "edge_magnitude", "CONTENT_TARGETS"]
+__all__ = [
+    "ASFEFusionLoss", "gaussian_filter", "ssim", "structure_tensor", "edge_magnitude", "CONTENT_TARGETS",
+    "focal_change", "change_fidelity",
+]
 
 CONTENT_TARGETS = ("max", "mean")
 
@@ -116,6 +122,133 @@ def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, data_range: float
     return s.mean()
 
 
+#: FWHM = this factor x sigma for a Gaussian
+_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> tuple[float, float]:
+    """``value`` as a ``(low, high)`` pair of finite numbers with ``lo (<|<=) low <= high <= hi``."""
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers (low, high), got {value!r}") from None
+    low_ok = a > lo if lo_open else a >= lo
+    if not (math.isfinite(a) and math.isfinite(b) and low_ok and a <= b <= hi):
+        bound = "(" if lo_open else "["
+        raise ValueError(f"{name} must be two numbers with {bound}{lo}, {hi}] holding low <= high, got {value!r}")
+    return a, b
+
+
+def focal_change(
+    pet: torch.Tensor,
+    generator: torch.Generator | None = None,
+    voxel_mm: float = 1.0,
+    size_mm: Sequence[float] = (6.0, 20.0),
+    fraction: Sequence[float] = (0.15, 0.40),
+    raise_prob: float = 0.25,
+    min_pet: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A copy of each PET with one random smooth focal change of uptake (a Gaussian blob), and the blob.
+
+    Per item: a centre drawn uniformly among the pixels/voxels with ``pet > min_pet``, a blob FWHM drawn uniformly
+    in ``size_mm`` (converted with ``voxel_mm``, isotropic), a relative change drawn uniformly in ``fraction``,
+    lowering the uptake (raising it with probability ``raise_prob``):
+    ``pet' = clip(pet * (1 -/+ f * blob), 0, 1)`` with ``blob = exp(-|x - c|^2 / (2 sigma^2))`` (peak 1).
+    An item with no pixel above ``min_pet`` is left unchanged (its blob is 0). All draws come from ``generator``
+    (CPU; the global torch generator when ``None``), so the changes are reproducible whatever the device.
+
+    Args:
+        pet: ``(B, 1, H, W[, D])`` PET in [0, 1].
+        generator: CPU random generator of the draws.
+        voxel_mm: pixel/voxel size in mm (> 0).
+        size_mm: ``(low, high)`` blob FWHM in mm (> 0).
+        fraction: ``(low, high)`` relative change of uptake at the blob's centre, in (0, 1].
+        raise_prob: probability of raising instead of lowering, in [0, 1].
+        min_pet: blob centres only where the PET exceeds this, in [0, 1).
+
+    Returns:
+        ``(pet_changed, blob)``, both ``(B, 1, H, W[, D])`` on ``pet``'s device and dtype (not differentiable).
+
+    Raises:
+        ValueError: a bad shape or argument (quoted).
+    """
+    if pet.ndim not in (4, 5) or pet.shape[1] != 1:
+        raise ValueError(f"focal_change expects a (B, 1, H, W[, D]) PET, got {tuple(pet.shape)}")
+    if not (isinstance(voxel_mm, (int, float)) and math.isfinite(voxel_mm) and voxel_mm > 0):
+        raise ValueError(f"voxel_mm must be a finite number > 0, got {voxel_mm!r}")
+    size = _check_range("size_mm", size_mm, 0.0, math.inf, lo_open=True)
+    frac = _check_range("fraction", fraction, 0.0, 1.0, lo_open=True)
+    if not (isinstance(raise_prob, (int, float)) and 0.0 <= raise_prob <= 1.0):
+        raise ValueError(f"raise_prob must be in [0, 1], got {raise_prob!r}")
+    if not (isinstance(min_pet, (int, float)) and 0.0 <= min_pet < 1.0):
+        raise ValueError(f"min_pet must be in [0, 1), got {min_pet!r}")
+    pet = pet.detach()
+    spatial = pet.shape[2:]
+    grids = torch.meshgrid(*(torch.arange(n, device=pet.device, dtype=pet.dtype) for n in spatial), indexing="ij")
+    blobs = torch.zeros_like(pet)
+    factors = torch.ones(pet.shape[0], dtype=pet.dtype)
+    for b in range(pet.shape[0]):
+        u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+        candidates = (pet[b, 0] > min_pet).nonzero().cpu()
+        if len(candidates) == 0:
+            continue
+        centre = candidates[int(torch.randint(len(candidates), (1,), generator=generator))].tolist()
+        sigma = (size[0] + u[0] * (size[1] - size[0])) / _FWHM_PER_SIGMA / voxel_mm
+        f = frac[0] + u[1] * (frac[1] - frac[0])
+        factors[b] = f if u[2] < raise_prob else -f
+        r2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
+        blobs[b, 0] = torch.exp(-0.5 * r2 / sigma**2)
+    shape = [-1] + [1] * (pet.ndim - 1)
+    changed = (pet * (1.0 + factors.to(pet.device).reshape(shape) * blobs)).clamp(0.0, 1.0)
+    return changed, blobs
+
+
+def change_fidelity(
+    fused_ref: torch.Tensor,
+    fused_changed: torch.Tensor,
+    pet_ref: torch.Tensor,
+    pet_changed: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """How far the fused image's change departs from the PET's change, relative to the PET change (per item, mean).
+
+    ``L = mean_b [ sum(w |(F' - F) - (P' - P)|) / sum(w |P' - P|) ]`` over the items whose weighted PET change is
+    not zero (0 when there is none): 0 when the fused image changes exactly as the PET does (a defect transfer of
+    1), 1 when it does not change at all, 2 when it changes as much the opposite way. The training counterpart of
+    the defect transfer ``DT`` of ``asfe3d.metrics`` (which is signed and averaged over a region).
+
+    Args:
+        fused_ref: ``(B, 1, H, W[, D])`` fused image of the original pair.
+        fused_changed: same shape, fused image of the pair with the changed PET.
+        pet_ref: same shape, the original PET.
+        pet_changed: same shape, the changed PET.
+        weight: same shape, >= 0 (e.g. the blob of :func:`focal_change`).
+        eps: guard of the normalisation.
+
+    Returns:
+        Scalar tensor (differentiable in the fused images).
+
+    Raises:
+        ValueError: when the shapes differ or are not ``(B, 1, *spatial)``.
+    """
+    tensors = (fused_ref, fused_changed, pet_ref, pet_changed, weight)
+    if len({tuple(t.shape) for t in tensors}) != 1 or fused_ref.ndim not in (4, 5) or fused_ref.shape[1] != 1:
+        raise ValueError(
+            "change_fidelity expects five (B, 1, H, W[, D]) tensors of one shape, got "
+            f"{[tuple(t.shape) for t in tensors]}"
+        )
+    dims = tuple(range(1, fused_ref.ndim))
+    d_pet = (pet_changed - pet_ref).detach()
+    w = weight.detach()
+    den = (w * d_pet.abs()).sum(dims)
+    num = (w * ((fused_changed - fused_ref) - d_pet).abs()).sum(dims)
+    valid = den > eps
+    if not bool(valid.any()):
+        return (fused_changed - fused_ref).sum() * 0.0
+    return (num[valid] / den[valid]).mean()
+
+
 class ASFEFusionLoss(nn.Module):
     """Unsupervised fusion loss: ``w_content * L_content + w_gradient * L_gradient + w_ssim * L_ssim``.
 
@@ -130,6 +263,12 @@ class ASFEFusionLoss(nn.Module):
       ``sum_i |d_i F|`` and the stronger of the two sources' edge strengths, ``max(|grad mri|, |grad pet|)`` per
       pixel (a "max-abs" gradient target: keeps the sharper source's edges instead of a blend of both).
 
+    - ``L_change`` (only when ``w_change > 0``): PET-change fidelity, :func:`change_fidelity` of the fused images
+      of the pair and of the same pair with a focally changed PET (:meth:`make_change`), weighted by the change's
+      blob: pulls the fused change towards the PET change (defect transfer 1) where the PET changes. ``forward``
+      then needs ``fused_changed``, ``inputs_changed`` and ``change_weight``; the other terms use the unchanged
+      pair only.
+
     The last call's components (floats) are kept in ``self.last_components`` for logging.
 
     Args:
@@ -142,9 +281,16 @@ class ASFEFusionLoss(nn.Module):
         sigma_tensor: Gaussian integration scale of the structure tensor (pixels).
         sigma_ssim: Gaussian window sigma of SSIM (pixels).
         eps: guard of the structure-tensor normalisation (flat sources).
+        w_change: weight of the PET-change fidelity term (>= 0; default 0 = off).
+        change_size_mm: ``(low, high)`` FWHM of :meth:`make_change`'s blobs in mm.
+        change_fraction: ``(low, high)`` relative uptake change at a blob's centre, in (0, 1].
+        change_raise: probability that a change raises the uptake instead of lowering it.
+        change_voxel_mm: pixel/voxel size of the training images in mm (converts ``change_size_mm``).
+        change_min_pet: blob centres only where the PET exceeds this.
 
     Raises:
-        ValueError: on a bad ``spatial_dims``, a negative weight, all weights zero, or an unknown target.
+        ValueError: on a bad ``spatial_dims``, a negative weight, all weights zero, an unknown target, or a bad
+            change setting (every message quotes the value).
     """
 
     def __init__(
@@ -158,51 +304,104 @@ class ASFEFusionLoss(nn.Module):
         sigma_ssim: float = 1.5,
         eps: float = 1e-12,
         w_edge: float = 0.0,
+        w_change: float = 0.0,
+        change_size_mm: Sequence[float] = (6.0, 20.0),
+        change_fraction: Sequence[float] = (0.15, 0.40),
+        change_raise: float = 0.25,
+        change_voxel_mm: float = 1.0,
+        change_min_pet: float = 0.1,
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
-        weights = {"w_content": w_content, "w_gradient": w_gradient, "w_ssim": w_ssim}
-        bad = {k: v for k, v in {**weights, "w_edge": w_edge}.items() if not v >= 0}
+        weights = {"w_content": w_content, "w_gradient": w_gradient, "w_ssim": w_ssim, "w_edge": w_edge,
+                   "w_change": w_change}
+        bad = {k: v for k, v in weights.items()
+               if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)}
         if bad:
-            raise ValueError(f"loss weights must be >= 0, got {bad}")
-        if sum(weights.values()) + w_edge <= 0:
+            raise ValueError(f"loss weights must be finite numbers >= 0, got {bad}")
+        if sum(weights.values()) <= 0:
             raise ValueError(f"at least one loss weight must be > 0, got {weights}")
+        # checks the change settings once (values quoted), whether or not the term is on
+        self.change_settings = {"voxel_mm": change_voxel_mm, "size_mm": change_size_mm,
+                                "fraction": change_fraction, "raise_prob": change_raise, "min_pet": change_min_pet}
+        try:
+            focal_change(torch.zeros(1, 1, *([1] * spatial_dims)), torch.Generator(), **self.change_settings)
+        except ValueError as exc:  # name the loss's argument (= the config key), e.g. change_raise for raise_prob
+            names = {"voxel_mm": "change_voxel_mm", "size_mm": "change_size_mm", "fraction": "change_fraction",
+                     "raise_prob": "change_raise", "min_pet": "change_min_pet"}
+            msg = str(exc)
+            first = msg.split(" ", 1)[0]
+            raise ValueError(names.get(first, first) + msg[len(first):]) from None
         if content_target not in CONTENT_TARGETS:
             raise ValueError(f"content_target must be one of {CONTENT_TARGETS}, got {content_target!r}")
         if not sigma_tensor > 0 or not sigma_ssim > 0:
             raise ValueError(f"sigma_tensor and sigma_ssim must be > 0, got {sigma_tensor!r} and {sigma_ssim!r}")
         self.spatial_dims = spatial_dims
         self.w_content, self.w_gradient, self.w_ssim = float(w_content), float(w_gradient), float(w_ssim)
-        self.w_edge = float(w_edge)
+        self.w_edge, self.w_change = float(w_edge), float(w_change)
         self.content_target = content_target
         self.sigma_tensor, self.sigma_ssim = float(sigma_tensor), float(sigma_ssim)
         self.eps = float(eps)
         self.last_components: dict[str, float] = {}
 
-    def forward(self, fused: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def make_change(self, inputs: torch.Tensor, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pairs with a random focal PET change (:func:`focal_change` with this loss's change settings).
+
+        Args:
+            inputs: ``(B, 2, H, W[, D])`` sources ``[MRI, PET]`` in [0, 1].
+            generator: CPU random generator of the draws (reproducible changes).
+
+        Returns:
+            ``(inputs_changed, change_weight)``: ``(B, 2, *spatial)`` with the same MRI and the changed PET, and
+            the ``(B, 1, *spatial)`` blob (peak 1), for ``forward``'s ``inputs_changed`` / ``change_weight``.
+
+        Raises:
+            ValueError: when ``inputs`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
+        """
+        if inputs.ndim != self.spatial_dims + 2 or inputs.shape[1] != 2:
+            raise ValueError(f"make_change expects (B, 2, *spatial) inputs in {self.spatial_dims}D, "
+                             f"got {tuple(inputs.shape)}")
+        pet_changed, blob = focal_change(inputs[:, 1:].detach(), generator, **self.change_settings)
+        return torch.cat([inputs[:, :1].detach(), pet_changed], dim=1), blob
+
+    def forward(
+        self,
+        fused: torch.Tensor,
+        inputs: torch.Tensor,
+        fused_changed: torch.Tensor | None = None,
+        inputs_changed: torch.Tensor | None = None,
+        change_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Args:
             fused: ``(B, 1, H, W[, D])`` network output in [0, 1].
             inputs: ``(B, 2, H, W[, D])`` sources ``[MRI, PET]`` in [0, 1].
+            fused_changed: ``(B, 1, H, W[, D])`` network output for ``inputs_changed`` (needed when
+                ``w_change > 0``; ignored otherwise).
+            inputs_changed: ``(B, 2, H, W[, D])`` the same pairs with a changed PET (e.g. :meth:`make_change`).
+            change_weight: ``(B, 1, H, W[, D])`` where the change is compared (e.g. the blob).
 
         Returns:
             Scalar loss tensor.
 
         Raises:
-            ValueError: when the shapes do not match ``(B, 1, *spatial)`` / ``(B, 2, *spatial)``.
+            ValueError: when the shapes do not match ``(B, 1, *spatial)`` / ``(B, 2, *spatial)``, or when
+                ``w_change > 0`` and the changed tensors are missing or on another shape.
         """
         nd = self.spatial_dims
-        if (
-            fused.ndim != nd + 2
-            or inputs.ndim != nd + 2
-            or fused.shape[1] != 1
-            or inputs.shape[1] != 2
-            or fused.shape[0] != inputs.shape[0]
-            or fused.shape[2:] != inputs.shape[2:]
-        ):
-            raise ValueError(
-                f"ASFEFusionLoss({nd}D) expects fused (B, 1, *spatial) and inputs (B, 2, *spatial) on the same grid, "
-                f"got {tuple(fused.shape)} and {tuple(inputs.shape)}"
-            )
+        self._check_pair(fused, inputs)
+        if self.w_change > 0:
+            if fused_changed is None or inputs_changed is None or change_weight is None:
+                raise ValueError(
+                    f"w_change={self.w_change} needs fused_changed, inputs_changed and change_weight "
+                    "(see make_change)"
+                )
+            self._check_pair(fused_changed, inputs_changed)
+            if fused_changed.shape != fused.shape or change_weight.shape != fused.shape:
+                raise ValueError(
+                    f"ASFEFusionLoss({nd}D): fused_changed and change_weight must have fused's shape "
+                    f"{tuple(fused.shape)}, got {tuple(fused_changed.shape)} and {tuple(change_weight.shape)}"
+                )
         mri, pet = inputs[:, :1], inputs[:, 1:]
         target = torch.maximum(mri, pet) if self.content_target == "max" else 0.5 * (mri + pet)
         l_content = F.mse_loss(fused, target)
@@ -218,6 +417,26 @@ class ASFEFusionLoss(nn.Module):
             l_edge = F.l1_loss(edge_magnitude(fused), edge_target)
             total = total + self.w_edge * l_edge
             components["edge"] = float(l_edge.detach())
+        if self.w_change > 0:
+            assert fused_changed is not None and inputs_changed is not None and change_weight is not None
+            l_change = change_fidelity(fused, fused_changed, pet, inputs_changed[:, 1:], change_weight)
+            total = total + self.w_change * l_change
+            components["change"] = float(l_change.detach())
         components["total"] = float(total.detach())
         self.last_components = components
         return total
+
+    def _check_pair(self, fused: torch.Tensor, inputs: torch.Tensor) -> None:
+        nd = self.spatial_dims
+        if (
+            fused.ndim != nd + 2
+            or inputs.ndim != nd + 2
+            or fused.shape[1] != 1
+            or inputs.shape[1] != 2
+            or fused.shape[0] != inputs.shape[0]
+            or fused.shape[2:] != inputs.shape[2:]
+        ):
+            raise ValueError(
+                f"ASFEFusionLoss({nd}D) expects fused (B, 1, *spatial) and inputs (B, 2, *spatial) on the same grid, "
+                f"got {tuple(fused.shape)} and {tuple(inputs.shape)}"
+            )

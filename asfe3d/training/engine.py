@@ -50,7 +50,10 @@ _WHOLEHEAD_DATA = {
     "val_length": 8, "crop": [48, 48, 48], "bank_size": 12, "val_bank_size": 4, "refresh": 2,
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
-_LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge")
+_LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
+              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet")
+#: offsets of the seeds of the focal PET changes (``loss.w_change > 0``): training draws, validation draws
+_CHANGE_SEED, _VAL_CHANGE_SEED = 7919, 104723
 
 #: Every key a configuration may hold, with its default. ``data`` defaults depend on ``data.source``.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -409,6 +412,8 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t["epochs"] * steps, eta_min=t["min_lr"])
     use_amp = bool(t["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # the focal PET changes of the change-fidelity term: their own generator, saved in last.pt for resume
+    change_gen = torch.Generator().manual_seed(t["seed"] + _CHANGE_SEED + dist_info.rank)
 
     history: list[dict[str, float]] = []
     start_epoch, best_val, best_epoch, best_state = 0, math.inf, 0, None
@@ -425,6 +430,8 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         best_val, best_epoch, best_state = state["best_val"], state["best_epoch"], state["best_state"]
         prior_seconds = state.get("seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
+        if "change_rng" in state:
+            change_gen.set_state(state["change_rng"])
         if start_epoch >= t["epochs"]:
             raise ValueError(
                 f"nothing to do: {str(last_path)!r} already holds {start_epoch} of {t['epochs']} epochs "
@@ -451,9 +458,7 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
             if step >= steps:
                 break
             x = batch["image"].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                fused = model(x)
-            loss = loss_fn(fused.float(), x)
+            loss = _batch_loss(model, loss_fn, x, use_amp, change_gen)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss {float(loss)} at epoch {epoch + 1}, step {step}")
             opt.zero_grad(set_to_none=True)
@@ -468,7 +473,7 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
         train_parts = {k: v / max(n, 1) for k, v in sums.items()}
-        val_loss = _validate(net, loss_fn, val_loader, device, use_amp)
+        val_loss = _validate(net, loss_fn, val_loader, device, use_amp, t["seed"] + _VAL_CHANGE_SEED)
         if dist_info.enabled:
             import torch.distributed as dist
 
@@ -488,6 +493,7 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
                 "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "history": history,
                 "best_val": best_val, "best_epoch": best_epoch, "best_state": best_state, "config": cfg,
                 "seconds": prior_seconds + time.time() - t0, "torch_rng": torch.get_rng_state(),
+                "change_rng": change_gen.get_state(),
             }, last_path)
             _write_log(history, out)
             _plot(history, out)
@@ -504,16 +510,40 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
     )
 
 
-def _validate(net: torch.nn.Module, loss_fn: torch.nn.Module, loader: DataLoader, device: torch.device,
-              use_amp: bool) -> float:
+def _batch_loss(model: torch.nn.Module, loss_fn: Any, x: torch.Tensor, use_amp: bool,
+                change_gen: torch.Generator) -> torch.Tensor:
+    """The loss of one batch ``x`` ``(B, 2, *spatial)``.
+
+    With the change-fidelity term on (``loss_fn.w_change > 0``), the batch gets a copy with a random focal PET
+    change drawn from ``change_gen`` (``loss_fn.make_change``), and both go through the network in one forward
+    pass (``(2B, 2, *spatial)``).
+    """
+    with_change = loss_fn.w_change > 0
+    if with_change:
+        x_changed, blob = loss_fn.make_change(x, change_gen)
+        net_in = torch.cat([x, x_changed], dim=0)
+    else:
+        net_in = x
+    with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=use_amp):
+        out = model(net_in)
+    out = out.float()
+    if not with_change:
+        return loss_fn(out, x)
+    n = x.shape[0]
+    return loss_fn(out[:n], x, out[n:], x_changed, blob)
+
+
+def _validate(net: torch.nn.Module, loss_fn: Any, loader: DataLoader, device: torch.device,
+              use_amp: bool, change_seed: int) -> float:
+    """Mean loss over the validation set (focal PET changes, if any, from a generator seeded with
+    ``change_seed`` at every call, so every epoch scores the same changes)."""
     net.eval()
     total, count = 0.0, 0
+    change_gen = torch.Generator().manual_seed(change_seed)
     with torch.inference_mode():
         for batch in loader:
             x = batch["image"].to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                fused = net(x)
-            total += float(loss_fn(fused.float(), x)) * x.shape[0]
+            total += float(_batch_loss(net, loss_fn, x, use_amp, change_gen)) * x.shape[0]
             count += x.shape[0]
     if count == 0:
         raise ValueError("the validation set is empty")

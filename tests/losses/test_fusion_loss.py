@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from asfe3d.losses import ASFEFusionLoss, gaussian_filter, ssim, structure_tensor
+from asfe3d.losses.fusion_loss import change_fidelity, focal_change
 
 SHAPES = [(2, (24, 20)), (3, (12, 10, 14))]
 
@@ -123,3 +124,113 @@ def test_edge_term_max_abs_target(spatial_dims, size):
     assert "edge" not in default.last_components
     with pytest.raises(ValueError):
         ASFEFusionLoss(spatial_dims, w_edge=-1.0)
+
+
+def _changed_pair(spatial_dims, size, seed=0):
+    """Smooth inputs, a loss with the change term only, and one focal change of their PET."""
+    torch.manual_seed(seed)
+    inputs = 0.3 + 0.6 * _smooth_pair(spatial_dims, size)
+    loss_fn = ASFEFusionLoss(spatial_dims, w_content=0.0, w_gradient=0.0, w_ssim=0.0, w_change=2.0,
+                             change_size_mm=(4.0, 6.0), change_voxel_mm=1.0)
+    changed, blob = loss_fn.make_change(inputs, torch.Generator().manual_seed(seed))
+    return inputs, loss_fn, changed, blob
+
+
+@pytest.mark.parametrize("spatial_dims,size", SHAPES)
+def test_change_term_zero_when_the_fused_change_equals_the_pet_change(spatial_dims, size):
+    inputs, loss_fn, changed, blob = _changed_pair(spatial_dims, size)
+    assert torch.equal(changed[:, :1], inputs[:, :1])  # the MRI is untouched
+    assert (changed[:, 1:] != inputs[:, 1:]).any() and blob.amax() == pytest.approx(1.0)
+    fused = 0.5 * inputs[:, :1] + 0.2  # any fused image ...
+    fused_changed = fused + (changed[:, 1:] - inputs[:, 1:])  # ... that changes exactly as the PET does
+    assert loss_fn(fused, inputs, fused_changed, changed, blob).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss_fn.last_components["change"] == pytest.approx(0.0, abs=1e-6)
+    # the MRI alone (no change at all): 1 x w_change; half the change: 0.5; twice the change: 1
+    assert loss_fn(fused, inputs, fused, changed, blob).item() == pytest.approx(2.0, rel=1e-5)
+    half = fused + 0.5 * (changed[:, 1:] - inputs[:, 1:])
+    assert loss_fn(fused, inputs, half, changed, blob).item() == pytest.approx(1.0, rel=1e-5)
+    assert change_fidelity(fused, fused + 2 * (changed[:, 1:] - inputs[:, 1:]), inputs[:, 1:], changed[:, 1:],
+                           blob).item() == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims,size", SHAPES)
+def test_change_term_positive_and_trainable(spatial_dims, size):
+    """Optimising the changed fused image on the term alone moves its change towards the PET change."""
+    inputs, loss_fn, changed, blob = _changed_pair(spatial_dims, size, seed=1)
+    fused = inputs[:, 1:].clone()
+    fused_changed = torch.nn.Parameter(fused.clone())
+    losses = []
+    opt = torch.optim.Adam([fused_changed], lr=0.01)
+    for _ in range(20):
+        loss = loss_fn(fused, inputs, fused_changed, changed, blob)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 1.0 and losses[-1] < 0.5 * losses[0]
+    assert set(loss_fn.last_components) == {"content", "gradient", "ssim", "change", "total"}
+
+
+@pytest.mark.parametrize("spatial_dims,size", SHAPES)
+def test_focal_change_is_reproducible_and_inside_the_uptake(spatial_dims, size):
+    pet = torch.zeros(3, 1, *size)
+    inside = (slice(None), slice(None), *(slice(n // 4, 3 * n // 4) for n in size))
+    pet[inside] = 0.8
+    a, blob_a = focal_change(pet, torch.Generator().manual_seed(5), size_mm=(3.0, 4.0), min_pet=0.5)
+    b, blob_b = focal_change(pet, torch.Generator().manual_seed(5), size_mm=(3.0, 4.0), min_pet=0.5)
+    assert torch.equal(a, b) and torch.equal(blob_a, blob_b)
+    peaks = blob_a.flatten(1).argmax(1)
+    assert all(pet.flatten(1)[i, p] == 0.8 for i, p in enumerate(peaks.tolist()))  # centred where PET > min_pet
+    assert (a[pet == 0] == 0).all() and a.min() >= 0 and a.max() <= 1
+    lowered, _ = focal_change(pet, torch.Generator().manual_seed(5), raise_prob=0.0, fraction=(0.3, 0.3))
+    assert (lowered <= pet).all() and lowered[pet > 0].min() == pytest.approx(0.8 * 0.7, rel=1e-4)
+    none, blob = focal_change(torch.zeros(1, 1, *size), torch.Generator())  # no uptake: unchanged
+    assert torch.equal(none, torch.zeros(1, 1, *size)) and blob.abs().sum() == 0
+    assert change_fidelity(none, none, none, none, blob).item() == 0.0
+
+
+@pytest.mark.parametrize("spatial_dims,size", SHAPES)
+def test_change_term_bad_input(spatial_dims, size):
+    inputs, loss_fn, changed, blob = _changed_pair(spatial_dims, size)
+    fused = inputs[:, 1:]
+    with pytest.raises(ValueError, match="w_change=2.0 needs fused_changed"):
+        loss_fn(fused, inputs)
+    with pytest.raises(ValueError, match=r"change_weight must have fused's shape"):
+        loss_fn(fused, inputs, fused, changed, blob[:1])
+    with pytest.raises(ValueError, match="five"):
+        change_fidelity(fused, fused, fused, fused, blob[..., :2])
+    with pytest.raises(ValueError, match=r"\(2, 2,"):
+        focal_change(inputs, torch.Generator())
+    with pytest.raises(ValueError, match=r"make_change expects .*\(2, 1,"):
+        loss_fn.make_change(fused)
+
+
+@pytest.mark.parametrize(
+    "kwargs,quoted",
+    [
+        ({"w_change": -2.5}, r"'w_change': -2.5"),
+        ({"w_change": float("nan")}, r"'w_change': nan"),
+        ({"w_change": "5"}, r"'w_change': '5'"),
+        ({"change_size_mm": (20.0, 6.0)}, r"change_size_mm .*\(20.0, 6.0\)"),
+        ({"change_size_mm": (0.0, 6.0)}, r"change_size_mm .*\(0.0, 6.0\)"),
+        ({"change_size_mm": 12.0}, r"change_size_mm must be two numbers .*12.0"),
+        ({"change_fraction": (0.2, 1.5)}, r"fraction .*\(0.2, 1.5\)"),
+        ({"change_raise": 1.2}, r"change_raise must be in \[0, 1\], got 1.2"),
+        ({"change_voxel_mm": 0}, r"change_voxel_mm must be a finite number > 0, got 0"),
+        ({"change_min_pet": -0.1}, r"change_min_pet must be in \[0, 1\), got -0.1"),
+    ],
+)
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_change_settings_refused_with_the_value(spatial_dims, kwargs, quoted):
+    with pytest.raises(ValueError, match=quoted):
+        ASFEFusionLoss(spatial_dims, **kwargs)
+
+
+def test_change_term_off_by_default():
+    inputs = _smooth_pair(2, (16, 16))
+    loss_fn = ASFEFusionLoss(2)
+    assert loss_fn.w_change == 0.0
+    loss_fn(inputs[:, 1:], inputs)
+    assert "change" not in loss_fn.last_components
+    # the change term alone counts as a non-zero weight
+    assert ASFEFusionLoss(2, w_content=0, w_gradient=0, w_ssim=0, w_change=1.0).w_change == 1.0

@@ -150,3 +150,41 @@ def test_init_starts_from_a_weight_file(tmp_path: Path) -> None:
     other["train"]["init"] = str(first.best_path)
     with pytest.raises(ValueError, match="another network config"):
         train(other)
+
+
+def test_change_term_trains_logs_and_resumes(tmp_path: Path) -> None:
+    """loss.w_change > 0: each batch also goes through the net with a focal PET change; the term is logged, the
+    draws are reproducible under the seed, and their generator is saved for resume."""
+    data = _fake_hmif(tmp_path)
+
+    def cfg(out: str, epochs: int) -> dict:
+        c = _config(data, tmp_path / out, epochs=epochs)
+        c["train"].update(steps_per_epoch=1, num_threads=1)
+        c["loss"] = {"w_change": 5.0, "change_size_mm": [4.0, 8.0], "change_min_pet": 0.2}
+        return c
+
+    first = train(cfg("a", 1))
+    again = train(cfg("b", 1))
+    assert first.history[0]["train_change"] > 0 and first.history[0] == {**again.history[0],
+                                                                          "seconds": first.history[0]["seconds"]}
+    assert "train_change" in next(csv.DictReader(open(tmp_path / "a" / "log.csv")))
+    state = torch.load(first.last_path, weights_only=False)
+    assert isinstance(state["change_rng"], torch.Tensor)
+    assert load_weights(first.best_path)["meta"]["config"]["loss"]["w_change"] == 5.0
+    resumed = train(cfg("a", 2), resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2] and resumed.history[1]["train_change"] > 0
+    bad = cfg("c", 1)
+    bad["loss"]["w_change"] = -1.5
+    with pytest.raises(ValueError, match=r"'w_change': -1.5"):
+        train(bad)
+    bad["loss"] = {"w_change": 1.0, "change_fraction": [0.5, 0.2]}
+    with pytest.raises(ValueError, match=r"change_fraction .*\[0.5, 0.2\]"):
+        train(bad)
+
+
+def test_resolve_config_takes_the_change_keys() -> None:
+    keys = {"w_change": 2.0, "change_size_mm": [6, 20], "change_fraction": [0.15, 0.4], "change_raise": 0.25,
+            "change_voxel_mm": 1.4, "change_min_pet": 0.2}
+    assert resolve_config({"data": {"path": "x"}, "loss": keys})["loss"] == keys
+    with pytest.raises(ValueError, match=r"\['change_size'\] in loss"):
+        resolve_config({"data": {"path": "x"}, "loss": {"change_size": 5}})
