@@ -48,12 +48,19 @@ def test_acceptance_table_takes_the_best_thread_count_and_flags_misses():
 
 
 def test_pipeline_table_rows_and_bad_case():
-    from asfe3d.benchmark import PIPELINE_CASES, format_pipeline_table, run_pipeline_case
+    from asfe3d.benchmark import PIPELINE_CASES, format_pipeline_table, pipeline_bars, run_pipeline_case
 
-    row = {"case": "x", "threads": 2, "steps": {"load": 0.2, "fuse": 2.0}, "wall_s": 6.0, "peak_mib": 1500.0,
-           "reference_s": 0.6, "ratio": 10.0}
+    row = {"case": "x (y)", "kind": "brain", "threads": 2, "steps": {"load": 0.2, "fuse": 2.0}, "wall_s": 6.0,
+           "startup_s": 3.8, "peak_mib": 1500.0, "reference_s": 0.6, "ratio": 10.0}
     table = format_pipeline_table([row]).splitlines()
-    assert len(table) == 3 and "| x | 2 | 0.20 | nan |" in table[2] and "6.0 s" in table[2] and "| 10.0 |" in table[2]
+    assert len(table) == 3 and "| x (y) | 2 | 0.20 | nan |" in table[2] and "| 3.80 | 6.0 s |" in table[2]
+    assert "| 10.0 |" in table[2]
+    # the brain bar is 9 x the reference workload and 2048 MiB: 10 x misses it, 1500 MiB meets it
+    bars = pipeline_bars([row]).splitlines()
+    assert bars[2] == "| x | <= 6 s | <= 9 x | 10.0 x (6.0 s) | NO | <= 2048 | 1500 | yes |"
+    assert "| yes |" in pipeline_bars([{**row, "kind": "petct", "ratio": 40.0, "peak_mib": 3100.0}]).split("\n")[2]
+    with pytest.raises(KeyError):
+        pipeline_bars([{**row, "kind": "nope"}])
     assert len(PIPELINE_CASES) == 2
     with pytest.raises(KeyError):
         run_pipeline_case("no such case")
