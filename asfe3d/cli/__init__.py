@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP threads that wait by spinning hold their cores; on a machine where another process wants one of them
+    # every parallel region then waits for a descheduled thread (2 threads ran 2-4x slower than 1 under one other
+    # busy process; with passive waiting, as fast as idle). Read when torch loads OpenMP, hence before any import
+    # of torch; a value the user set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     passthrough = getattr(args, "passthrough", None)

@@ -49,14 +49,21 @@ def test_lean_import_falls_back_to_the_full_import_when_monai_needs_a_hidden_mod
     assert out["nets"] and "_Hide" not in out["finders"]
 
 
-def test_the_command_imports_monai_lean(tmp_path) -> None:
-    """``asfe3d fuse`` reaches MONAI through the lean import (bad input still gives one line and exit 2)."""
+@pytest.mark.parametrize("policy", [None, "ACTIVE"])
+def test_the_command_imports_monai_lean(tmp_path, policy) -> None:
+    """``asfe3d fuse`` reaches MONAI through the lean import (bad input still gives one line and exit 2), and
+    OpenMP threads wait passively unless the user chose otherwise."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
     proc = subprocess.run(
         [sys.executable, "-c",
-         "import sys\n"
+         "import os, sys\n"
          "from asfe3d.cli import main\n"
          f"rc = main(['fuse', {str(tmp_path / 'no_mri.nii.gz')!r}, {str(tmp_path / 'no_pet.nii.gz')!r}])\n"
-         "print('ignite' in sys.modules, 'monai' in sys.modules, rc)\n"],
-        capture_output=True, text=True, timeout=300)
-    assert proc.stdout.split() == ["False", "True", "2"], proc.stdout + proc.stderr
+         "print('ignite' in sys.modules, 'monai' in sys.modules, rc, os.environ['OMP_WAIT_POLICY'])\n"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.stdout.split() == ["False", "True", "2", policy or "PASSIVE"], proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("asfe3d: error:")
