@@ -272,26 +272,15 @@ class SaveSubjectd(MapTransform):
         self.subject_key = subject_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from asfe3d import __version__
-        from asfe3d.io.record import fingerprint
+        from asfe3d.io.record import run_fields
         from asfe3d.transforms import SaveLikeReferenced
-        from asfe3d.transforms.array import SOURCE_KEY
 
         d = dict(data)
         missing = [k for k in [*self.outputs.values(), "mri_path", "pet_path"] if k not in d]
         if missing:
             raise KeyError(f"SaveSubjectd: key(s) {missing} not in the data (keys: {sorted(map(str, d))})")
-        record = {
-            "asfe3d_version": __version__,
-            "subject": d.get(self.subject_key),
-            "inputs": {"mri": fingerprint(d["mri_path"]), "pet": fingerprint(d["pet_path"])},
-            "input_info": {"mri": dict(d["mri"].meta.get(SOURCE_KEY) or {}),
-                           "pet": dict(d["pet"].meta.get(SOURCE_KEY) or {})},
-            "registration": d.get("pet_registration"),
-            "settings": self.settings,
-            "written_by": "bundle asfe3d_mri_pet_fusion",
-        }
-        d["record"] = record
+        d["record"] = {**run_fields(d), "subject": d.get(self.subject_key), "settings": self.settings,
+                       "written_by": "bundle asfe3d_mri_pet_fusion"}
         saver = SaveLikeReferenced({k: d[p] for k, p in self.outputs.items()}, ref_key=self.ref_key,
                                    overwrite=self.overwrite, record_key="record")
         d = saver(d)

@@ -360,7 +360,6 @@ def fuse_pair(
     from monai.transforms import CopyItemsd
 
     from asfe3d.errors import Asfe3dInputError
-    from asfe3d.io.record import fingerprint
     from asfe3d.transforms import ColourFused, Fused, RestoreIntensityd, SaveLikeReferenced
 
     t_start = time.perf_counter()
@@ -416,7 +415,7 @@ def fuse_pair(
     for name, transforms in steps:
         t = time.perf_counter()
         if name == "save":
-            data["record"] = _record_content(data, mri_path, pet_path, fingerprint, fuser, timings, extra_fields={
+            data["record"] = _record_content(data, fuser, timings, extra_fields={
                 "settings": {"method": method, "mode": mode if method == "asfe" else None,
                              "registration": registration, "qc": qc, "output_scale": output_scale,
                              "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_series": mri_series,
@@ -459,19 +458,11 @@ def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, 
     plan_outputs(paths, overwrite=overwrite, inputs=inputs)
 
 
-def _record_content(data: dict[str, Any], mri_path: Path, pet_path: Path, fingerprint: Any, fuser: Any,
-                    timings: dict[str, float], extra_fields: dict[str, Any]) -> dict[str, Any]:
-    """What the completion record says about this run (inputs, what the readers found, registration, fusion)."""
-    from asfe3d.transforms.array import SOURCE_KEY
+def _record_content(data: dict[str, Any], fuser: Any, timings: dict[str, float],
+                    extra_fields: dict[str, Any]) -> dict[str, Any]:
+    """What the completion record says about this run (:func:`asfe3d.io.record.run_fields`: inputs, what the
+    readers found, registration; then the fusion, the timings so far and the settings)."""
+    from asfe3d.io.record import run_fields
 
-    input_info = {"mri": dict(data["mri"].meta.get(SOURCE_KEY) or {}),
-                  "pet": dict(data["pet"].meta.get(SOURCE_KEY) or {})}
-    return {"asfe3d_version": _version(), "inputs": {"mri": fingerprint(mri_path), "pet": fingerprint(pet_path)},
-            "input_info": input_info, "fusion": fuser.describe(), "registration": data["pet_registration"],
-            "timings": dict(timings), "peak_memory_mb": _peak_memory_mb(), **extra_fields}
-
-
-def _version() -> str:
-    from asfe3d import __version__
-
-    return __version__
+    return {**run_fields(data), "fusion": fuser.describe(), "timings": dict(timings),
+            "peak_memory_mb": _peak_memory_mb(), **extra_fields}

@@ -21,8 +21,8 @@ from typing import Any
 
 from asfe3d.io.writer import _split_suffix, atomic_output
 
-__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "read_record", "write_record", "check_record",
-           "pending_outputs", "replaceable_outputs"]
+__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "run_fields", "read_record", "write_record",
+           "check_record", "pending_outputs", "replaceable_outputs"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -52,6 +52,27 @@ def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
                 "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0))}
     st = p.stat()
     return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
+    """The fields every completion record of a fused pair starts with, from the chain's data dictionary.
+
+    Args:
+        data: the data after registration: ``mri_path`` / ``pet_path`` (the inputs), ``mri`` / ``pet`` (images
+            whose ``asfe3d_source`` metadata says what the readers found) and ``pet_registration`` (the report).
+
+    Returns:
+        ``{"asfe3d_version", "inputs" (fingerprints), "input_info", "registration"}``.
+    """
+    from asfe3d import __version__
+    from asfe3d.io.volume import SOURCE_KEY
+
+    return {
+        "asfe3d_version": __version__,
+        "inputs": {role: fingerprint(data[f"{role}_path"]) for role in ("mri", "pet")},
+        "input_info": {role: dict(data[role].meta.get(SOURCE_KEY) or {}) for role in ("mri", "pet")},
+        "registration": data.get("pet_registration"),
+    }
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
