@@ -1,7 +1,8 @@
 """Dictionary wrappers (``...d``) of :mod:`asfe3d.transforms.array`, MONAI style: the fusion pipeline as one chain.
 
 The chain that :func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation and the bundle all run
-(:func:`asfe3d.pipeline.build_chain` builds it from options)::
+(:func:`asfe3d.pipeline.preprocessing_steps` builds its first steps from options, :func:`asfe3d.pipeline.fuse_pair`
+the rest)::
 
     {"mri": path, "pet": path}
       LoadVolumed(keys=["mri", "pet"])                     -> (1, X, Y, Z) MetaTensors
@@ -303,43 +304,35 @@ class SaveLikeReferenced(MapTransform):
         reference = _require(d, self.ref_key, who)
         items = {key: (_require(d, key, who), path) for key, path in self.outputs.items()}
         inputs = [v for k, v in d.items() if str(k).endswith("_path") and isinstance(v, (str, Path))]
+        images = None if self.preview is None and self.report is None else self._unit_images(d)
+        affine = reference.affine.detach().cpu().numpy()
         preview = None
         if self.preview is not None:
-            k = self.preview_keys
-
-            def arr(key: str) -> Any:
-                return _require(d, k[key], who)[0].detach().cpu().numpy()
-
-            rgb = d.get(k["rgb"])
-            preview = (self.preview, {
-                "mri": arr("mri"), "pet": arr("pet"), "fused": arr("fused"),
-                "affine_ras": reference.affine.detach().cpu().numpy(),
-                "rgb": None if rgb is None else rgb.detach().cpu().numpy().transpose(1, 2, 3, 0),
-                "colormap": self.colormap,
-            })
+            preview = (self.preview, {**images, "affine_ras": affine, "colormap": self.colormap})
         content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
         extras = None
         if self.report is not None:
-            extras = {"report": (self.report, "html", self._report_writer(d, reference))}
+            extras = {"report": (self.report, "html", self._report_writer(images, affine))}
         d[self.output_key] = self.save(items, reference, inputs=inputs, record_content=content, preview=preview,
                                        extras=extras)
         return d
 
-    def _report_writer(self, d: Mapping[Hashable, Any], reference: Any) -> Any:
+    def _unit_images(self, d: Mapping[Hashable, Any]) -> dict[str, Any]:
+        """The ``[0, 1]`` images of the preview and the report, as ``(X, Y, Z)`` arrays (``rgb``: ``(X, Y, Z, 3)``
+        or ``None``), under ``mri``, ``pet``, ``fused`` and ``rgb``."""
         k, who = self.preview_keys, type(self).__name__
-        affine = reference.affine.detach().cpu().numpy()
-
-        def image(key: str) -> tuple[Any, Any]:
-            return _require(d, k[key], who)[0].detach().cpu().numpy(), affine
-
+        images = {name: _require(d, k[name], who)[0].detach().cpu().numpy() for name in ("mri", "pet", "fused")}
         rgb = d.get(k["rgb"])
-        rgb_image = None if rgb is None else (rgb.detach().cpu().numpy().transpose(1, 2, 3, 0), affine)
+        images["rgb"] = None if rgb is None else rgb.detach().cpu().numpy().transpose(1, 2, 3, 0)
+        return images
 
+    def _report_writer(self, images: Mapping[str, Any], affine: Any) -> Any:
         def write(tmp: Path, content: Mapping[str, Any]) -> None:
             from asfe3d.reports import write_subject_report
 
-            write_subject_report(tmp, mri_image=image("mri"), pet_on_mri_image=image("pet"),
-                                 fused_image=image("fused"), rgb_image=rgb_image, result=content,
+            write_subject_report(tmp, mri_image=(images["mri"], affine), pet_on_mri_image=(images["pet"], affine),
+                                 fused_image=(images["fused"], affine),
+                                 rgb_image=None if images["rgb"] is None else (images["rgb"], affine), result=content,
                                  title=self.outputs[next(iter(self.outputs))].name.split(".")[0], overwrite=True)
 
         return write
