@@ -139,6 +139,29 @@ def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
     return a, b
 
 
+def _check_change_settings(
+    voxel_mm: Any, size_mm: Any, fraction: Any, raise_prob: Any, min_pet: Any,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """:func:`focal_change`'s settings checked, as its keyword arguments; each message names the setting as the
+    caller knows it (``names``: argument -> name, e.g. the loss's ``change_raise`` for ``raise_prob``)."""
+    names = names or {}
+
+    def name(arg: str) -> str:
+        return names.get(arg, arg)
+
+    if not (isinstance(voxel_mm, (int, float)) and math.isfinite(voxel_mm) and voxel_mm > 0):
+        raise ValueError(f"{name('voxel_mm')} must be a finite number > 0, got {voxel_mm!r}")
+    size = _check_range(name("size_mm"), size_mm, 0.0, math.inf, lo_open=True)
+    frac = _check_range(name("fraction"), fraction, 0.0, 1.0, lo_open=True)
+    if not (isinstance(raise_prob, (int, float)) and 0.0 <= raise_prob <= 1.0):
+        raise ValueError(f"{name('raise_prob')} must be in [0, 1], got {raise_prob!r}")
+    if not (isinstance(min_pet, (int, float)) and 0.0 <= min_pet < 1.0):
+        raise ValueError(f"{name('min_pet')} must be in [0, 1), got {min_pet!r}")
+    return {"voxel_mm": float(voxel_mm), "size_mm": size, "fraction": frac, "raise_prob": float(raise_prob),
+            "min_pet": float(min_pet)}
+
+
 def focal_change(
     pet: torch.Tensor,
     generator: torch.Generator | None = None,
@@ -174,14 +197,8 @@ def focal_change(
     """
     if pet.ndim not in (4, 5) or pet.shape[1] != 1:
         raise ValueError(f"focal_change expects a (B, 1, H, W[, D]) PET, got {tuple(pet.shape)}")
-    if not (isinstance(voxel_mm, (int, float)) and math.isfinite(voxel_mm) and voxel_mm > 0):
-        raise ValueError(f"voxel_mm must be a finite number > 0, got {voxel_mm!r}")
-    size = _check_range("size_mm", size_mm, 0.0, math.inf, lo_open=True)
-    frac = _check_range("fraction", fraction, 0.0, 1.0, lo_open=True)
-    if not (isinstance(raise_prob, (int, float)) and 0.0 <= raise_prob <= 1.0):
-        raise ValueError(f"raise_prob must be in [0, 1], got {raise_prob!r}")
-    if not (isinstance(min_pet, (int, float)) and 0.0 <= min_pet < 1.0):
-        raise ValueError(f"min_pet must be in [0, 1), got {min_pet!r}")
+    settings = _check_change_settings(voxel_mm, size_mm, fraction, raise_prob, min_pet)
+    voxel_mm, size, frac = settings["voxel_mm"], settings["size_mm"], settings["fraction"]
     pet = pet.detach()
     spatial = pet.shape[2:]
     grids = torch.meshgrid(*(torch.arange(n, device=pet.device, dtype=pet.dtype) for n in spatial), indexing="ij")
@@ -321,17 +338,12 @@ class ASFEFusionLoss(nn.Module):
             raise ValueError(f"loss weights must be finite numbers >= 0, got {bad}")
         if sum(weights.values()) <= 0:
             raise ValueError(f"at least one loss weight must be > 0, got {weights}")
-        # checks the change settings once (values quoted), whether or not the term is on
-        self.change_settings = {"voxel_mm": change_voxel_mm, "size_mm": change_size_mm,
-                                "fraction": change_fraction, "raise_prob": change_raise, "min_pet": change_min_pet}
-        try:
-            focal_change(torch.zeros(1, 1, *([1] * spatial_dims)), torch.Generator(), **self.change_settings)
-        except ValueError as exc:  # name the loss's argument (= the config key), e.g. change_raise for raise_prob
-            names = {"voxel_mm": "change_voxel_mm", "size_mm": "change_size_mm", "fraction": "change_fraction",
-                     "raise_prob": "change_raise", "min_pet": "change_min_pet"}
-            msg = str(exc)
-            first = msg.split(" ", 1)[0]
-            raise ValueError(names.get(first, first) + msg[len(first):]) from None
+        # the change settings are checked whether or not the term is on, named as the loss's arguments (the config
+        # keys)
+        self.change_settings = _check_change_settings(
+            change_voxel_mm, change_size_mm, change_fraction, change_raise, change_min_pet,
+            names={"voxel_mm": "change_voxel_mm", "size_mm": "change_size_mm", "fraction": "change_fraction",
+                   "raise_prob": "change_raise", "min_pet": "change_min_pet"})
         if content_target not in CONTENT_TARGETS:
             raise ValueError(f"content_target must be one of {CONTENT_TARGETS}, got {content_target!r}")
         if not sigma_tensor > 0 or not sigma_ssim > 0:
