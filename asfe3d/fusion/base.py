@@ -106,7 +106,7 @@ class FusionMethod(ABC):
         fused = np.asarray(self.fuse_arrays(mri, pet), dtype=np.float32)
         if fused.shape != mri.shape:  # a bug in a method, never the user's fault
             raise RuntimeError(f"{self.name} returned shape {fused.shape} for inputs of shape {mri.shape}")
-        return (np.clip(fused, 0.0, 1.0) * support_weight(mri, pet)).astype(np.float32)
+        return np.clip(fused, 0.0, 1.0) * support_weight(mri, pet)  # float32 times float32: no copy to convert
 
     @abstractmethod
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:

@@ -394,11 +394,11 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
 
     net = ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).to(device)
     if t["init"] is not None and not resume:  # fine-tuning: start from a weight file of the same network
+        import json
+
         from asfe3d.fusion.weights import load_weights
 
         init = load_weights(t["init"])
-        import json
-
         if json.loads(json.dumps(init["config"])) != json.loads(json.dumps(net.config)):
             raise ValueError(f"train.init {t['init']!r} holds another network config: {init['config']}")
         net.load_state_dict(init["state_dict"])

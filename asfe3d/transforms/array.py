@@ -498,6 +498,8 @@ class SaveLikeReference(Transform):
         Returns:
             Output kind -> final path (``record`` included).
         """
+        import time
+
         import SimpleITK as sitk
 
         from asfe3d.io import stale_temporaries, write_like
@@ -516,8 +518,6 @@ class SaveLikeReference(Transform):
         outs, record = plan_outputs(kinds, overwrite=self.overwrite, inputs=inputs, record=self.record)
         for stale in (t for p in [*outs.paths.values(), *([record] if record else [])] for t in stale_temporaries(p)):
             stale.unlink(missing_ok=True)
-        import time
-
         t0 = time.perf_counter()
         content = dict(record_content or {})
         vol = volume_from_metatensor(_as_metatensor(reference, "reference"))
