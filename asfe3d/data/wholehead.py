@@ -44,6 +44,8 @@ from asfe3d.data.volumes import check_length_crop
 
 __all__ = [
     "ANATOMIES",
+    "INDIVIDUAL_ANATOMIES",
+    "data_dirs",
     "PATTERNS",
     "SPM_TEMPLATES",
     "AD_LABELS",
@@ -61,7 +63,9 @@ __all__ = [
 ]
 
 SPM_TEMPLATES = ("avg152T1", "avg305T1", "avg152T2", "avg152PD")
-ANATOMIES = (*SPM_TEMPLATES, "mni_synth")
+#: real individual people's 1 mm anatomies (:mod:`asfe3d.data.individual`)
+INDIVIDUAL_ANATOMIES = ("bert", "bert_synth", "gd", "flair", "otsu")
+ANATOMIES = (*SPM_TEMPLATES, "mni_synth", *INDIVIDUAL_ANATOMIES)
 PATTERNS = ("fdg", "fdg_ad", "amyloid_neg", "amyloid_pos")
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
@@ -163,6 +167,19 @@ class Anatomy:
     labels: np.ndarray
     head: np.ndarray
     affine: np.ndarray
+
+    @property
+    def spacing(self) -> float:
+        """Voxel size of the grid (mm; isotropic)."""
+        return float(np.mean(np.linalg.norm(np.asarray(self.affine, float)[:3, :3], axis=0)))
+
+    def uptake(self, pattern: str, rng: np.random.Generator) -> np.ndarray:
+        """Noise-free tracer uptake of this anatomy (:func:`pet_uptake` of its atlas labels)."""
+        return pet_uptake(self.labels, self.head, pattern, rng)
+
+    def draw_mri(self, rng: np.random.Generator) -> np.ndarray:
+        """The MRI a subject starts from (this anatomy's own; synthetic anatomies draw a new contrast)."""
+        return self.mri
 
 
 def _labels(spm_dir: Path) -> np.ndarray:
@@ -274,12 +291,31 @@ def _cached_anatomy(name: str, spm_dir: str, seed: int) -> Anatomy:
     return Anatomy(name, mri.astype(np.float32), labels, head, aff)
 
 
+def data_dirs(path: str | Path) -> tuple[Path, Path | None]:
+    """The SPM12 folder and the individual-anatomy folder of a data path.
+
+    ``path`` is either a folder holding ``spm12/`` (and ``individual/``), or the SPM12 folder itself (then an
+    ``individual/`` folder beside it is used when there is one).
+
+    Returns:
+        ``(spm_dir, individual_dir or None)``.
+    """
+    root = Path(path)
+    if (root / "spm12").is_dir():
+        ind = root / "individual"
+        return root / "spm12", ind if ind.is_dir() else None
+    ind = root.parent / "individual"
+    return root, ind if ind.is_dir() else None
+
+
 def load_anatomy(name: str, spm_dir: str | Path, seed: int = 0) -> Anatomy:
-    """Load one whole-head anatomy onto the reference grid (cached per process; do not modify the arrays).
+    """Load one whole-head anatomy onto its grid (cached per process; do not modify the arrays).
 
     Args:
-        name: one of :data:`ANATOMIES`.
-        spm_dir: the SPM12 data folder (templates, ``labels_Neuromorphometrics.nii.gz``).
+        name: one of :data:`ANATOMIES`; the individual ones (:data:`INDIVIDUAL_ANATOMIES`) are on their own 1 mm
+            grid (:func:`asfe3d.data.individual.load_individual`), the others on :func:`reference_grid`.
+        spm_dir: the data path (see :func:`data_dirs`: the SPM12 folder, or a folder holding ``spm12/`` and
+            ``individual/``).
         seed: seed of the synthetic head layers of ``mni_synth``.
 
     Returns:
@@ -291,7 +327,15 @@ def load_anatomy(name: str, spm_dir: str | Path, seed: int = 0) -> Anatomy:
     """
     if name not in ANATOMIES:
         raise ValueError(f"anatomy must be one of {ANATOMIES}, got {name!r}")
-    return _cached_anatomy(name, str(Path(spm_dir).resolve()), int(seed))
+    spm, individual = data_dirs(spm_dir)
+    if name in INDIVIDUAL_ANATOMIES:
+        from asfe3d.data.individual import load_individual
+
+        if individual is None:
+            raise FileNotFoundError(f"anatomy {name!r} needs the individual-anatomy folder: pass a data folder holding "
+                                    f"spm12/ and individual/, got {str(spm_dir)!r}")
+        return load_individual(name, individual, spm, seed=seed)
+    return _cached_anatomy(name, str(spm.resolve()), int(seed))
 
 
 def _smooth_field(shape: Sequence[int], rng: np.random.Generator, cells: int = 4) -> np.ndarray:
@@ -430,7 +474,8 @@ def draw_params(anatomy: str, rng: np.random.Generator, patterns: Sequence[str] 
     bad = [p for p in patterns if p not in PATTERNS]
     if not patterns or bad:
         raise ValueError(f"patterns must be a non-empty subset of {PATTERNS}, got {patterns!r}")
-    base = rng.uniform(1.0, 1.8)
+    # individual 1 mm anatomies: what users bring (0.8-1.3 mm); the 1.5 mm averages: 1-1.8 mm
+    base = rng.uniform(0.8, 1.3) if anatomy in INDIVIDUAL_ANATOMIES else rng.uniform(1.0, 1.8)
     sp = [base] * 3
     if rng.random() < 0.3:
         sp[int(rng.integers(3))] = base * rng.uniform(1.15, 1.6)
@@ -480,6 +525,7 @@ def simulate_subject(
     *,
     defect: dict[str, Any] | None = None,
     normalise: bool = True,
+    brain: bool = False,
 ) -> dict[str, Any]:
     """Simulate one subject's MRI and PET from an anatomy.
 
@@ -491,6 +537,7 @@ def simulate_subject(
             "diameter_mm": 12, "fraction": 0.3}``; the result then also holds ``pet_defect`` (same noise draw) and
             ``defect_region`` (the ball on the MRI grid).
         normalise: map MRI and PET to ``[0, 1]`` inside the MRI head mask (the pipeline's normalisation).
+        brain: also return ``brain``, the anatomy's brain (labels > 0) on the MRI grid.
 
     Returns:
         ``{"mri": (X, Y, Z) float32, "pet": (X, Y, Z) float32 on the MRI grid, "mask": head mask, "affine": MRI
@@ -503,8 +550,9 @@ def simulate_subject(
     from asfe3d.transforms.intensity import head_mask, robust_normalize
 
     ref_shape, ref_aff = anatomy.mri.shape, anatomy.affine
+    ref_spacing = anatomy.spacing
     sp = np.asarray(params.mri_spacing, float)
-    extent = np.asarray(ref_shape) * _REF_SPACING
+    extent = np.asarray(ref_shape) * ref_spacing
     centre = ref_aff[:3, :3] @ ((np.asarray(ref_shape) - 1) / 2.0) + ref_aff[:3, 3]
     shape = tuple(int(math.ceil(e / s)) for e, s in zip(extent, sp))
     mri_aff = np.diag([*sp, 1.0])
@@ -521,13 +569,13 @@ def simulate_subject(
     src = np.linalg.inv(ref_aff)
     coords = (src[:3, :3] @ x + src[:3, 3][:, None]).astype(np.float32)
     del x
-    smooth = [0.5 * math.sqrt(max(s**2 - _REF_SPACING**2, 0.0)) / _REF_SPACING for s in sp]
+    smooth = [0.5 * math.sqrt(max(s**2 - ref_spacing**2, 0.0)) / ref_spacing for s in sp]
 
     def warp(vol: np.ndarray, order: int = 1, presmooth: bool = True) -> np.ndarray:
         v = ndimage.gaussian_filter(vol.astype(np.float32), smooth) if presmooth and max(smooth) > 0 else vol
         return ndimage.map_coordinates(v, coords, order=order, mode="constant", cval=0.0).reshape(shape)
 
-    mri = warp(anatomy.mri)
+    mri = warp(anatomy.draw_mri(rng))
     head = warp(anatomy.head.astype(np.float32)) > 0.5
     # MRI: bias field, contrast, Rician noise
     bias = np.exp(params.bias * _smooth_field(shape, rng, cells=3))
@@ -537,7 +585,7 @@ def simulate_subject(
     mri = np.sqrt((mri + n1) ** 2 + n2**2).astype(np.float32)
 
     up_rng = np.random.default_rng(rng.integers(2**63))
-    uptake = pet_uptake(anatomy.labels, anatomy.head, params.pattern, up_rng)
+    uptake = anatomy.uptake(params.pattern, up_rng)
     uptakes = {"pet": uptake}
     ball_ref = None
     if defect is not None:
@@ -602,6 +650,8 @@ def simulate_subject(
         result["mri"], result["pet"] = mri, out["pet"]
         if "pet_defect" in out:
             result["pet_defect"] = out["pet_defect"]
+    if brain:
+        result["brain"] = warp((anatomy.labels > 0).astype(np.float32), presmooth=False) > 0.5
     if "pet_defect" in out:
         result["pet_defect_native"] = out["pet_defect_native"]
         result["defect_region"] = warp(ball_ref.astype(np.float32), presmooth=False) > 0.5
@@ -626,9 +676,10 @@ class WholeHeadPairDataset(Dataset):
         refresh: subjects replaced per epoch (0 = a fixed bank; <= bank_size).
         patterns: PET patterns to draw from.
         flip: random flips along each axis.
+        spatial_dims: 3 (``(X, Y, Z)`` crops) or 2 (``(X, Y)`` crops of axial slices, for the slice-wise network).
 
     Returns (per item):
-        ``{"image": (2, X, Y, Z) float32 tensor [MRI, PET] in [0, 1]}``.
+        ``{"image": (2, X, Y, Z) float32 tensor [MRI, PET] in [0, 1]}`` (``(2, X, Y)`` in 2D).
 
     Raises:
         ValueError: bad arguments (quoted).
@@ -645,8 +696,18 @@ class WholeHeadPairDataset(Dataset):
         refresh: int = 0,
         patterns: Sequence[str] = PATTERNS,
         flip: bool = True,
+        spatial_dims: int = 3,
     ) -> None:
-        crop_t = check_length_crop(length, crop)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        if spatial_dims == 2:
+            c2 = (int(crop),) * 2 if isinstance(crop, int) else tuple(int(c) for c in crop)
+            if len(c2) != 2:
+                raise ValueError(f"a 2D crop must be one int or two, got {crop!r}")
+            crop_t = check_length_crop(length, (*c2, 1))
+        else:
+            crop_t = check_length_crop(length, crop)
+        self.spatial_dims = int(spatial_dims)
         bad = [a for a in anatomies if a not in ANATOMIES]
         if not anatomies or bad:
             raise ValueError(f"anatomies must be a non-empty subset of {ANATOMIES}, got {anatomies!r}")
@@ -726,8 +787,10 @@ class WholeHeadPairDataset(Dataset):
             src = (slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi)))
             dst = (slice(None), *(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start)))
             out[dst] = img[src]
+        if self.spatial_dims == 2:
+            out = out[..., 0]
         if self.flip:
-            for ax in range(3):
+            for ax in range(self.spatial_dims):
                 if rng.random() < 0.5:
                     out = np.flip(out, axis=ax + 1)
         return {"image": torch.from_numpy(np.ascontiguousarray(out))}
@@ -735,6 +798,21 @@ class WholeHeadPairDataset(Dataset):
 
 #: default focal defect of the held-out pairs: 12 mm ball in the left parietal cortex (angular/supramarginal)
 DEFAULT_DEFECT_MM = (-45.0, -60.0, 38.0)
+
+
+def defect_centre(anatomy: Anatomy) -> tuple[float, float, float]:
+    """Where the held-out pairs' focal defect goes: :data:`DEFAULT_DEFECT_MM` (left parietal cortex in MNI space)
+    for the averages; for an individual anatomy (not in MNI space) the cortical voxel nearest to the same offset
+    from its brain's centre (MNI's brain centre is about (0, -18, 18) mm)."""
+    if anatomy.name not in INDIVIDUAL_ANATOMIES:
+        return DEFAULT_DEFECT_MM
+    brain = np.argwhere(anatomy.labels > 0)
+    centre = anatomy.affine[:3, :3] @ brain.mean(0) + anatomy.affine[:3, 3]
+    target = centre + np.asarray(DEFAULT_DEFECT_MM) - np.array([0.0, -18.0, 18.0])
+    cortex = np.argwhere(anatomy.labels == 2)  # asfe3d.data.individual.TISSUES["cortex"]
+    world = cortex @ anatomy.affine[:3, :3].T + anatomy.affine[:3, 3]
+    best = world[int(np.argmin(np.sum((world - target) ** 2, axis=1)))]
+    return (float(best[0]), float(best[1]), float(best[2]))
 
 
 def write_validation_pairs(
@@ -760,7 +838,8 @@ def write_validation_pairs(
         patterns: PET patterns, used in turn.
 
     Returns:
-        The path of ``pairs.csv`` (columns ``subject, mri, pet, pet_defect, defect``).
+        The path of ``pairs.csv`` (columns ``subject, mri, pet, pet_defect, defect, brain``: ``brain`` is the
+        anatomy's brain on the MRI grid, where MRI detail retention and PET consistency are measured).
 
     Raises:
         ValueError: bad arguments (quoted).
@@ -780,13 +859,15 @@ def write_validation_pairs(
         for i in range(per_anatomy):
             rng = np.random.default_rng([seed, k])
             params = draw_params(name, rng, [patterns[k % len(patterns)]])
-            sim = simulate_subject(anatomy, params, rng, defect={"centre_mm": DEFAULT_DEFECT_MM}, normalise=False)
+            sim = simulate_subject(anatomy, params, rng, defect={"centre_mm": defect_centre(anatomy)},
+                                   normalise=False, brain=True)
             subj = f"{name}_{i:02d}_{params.pattern}"
             files = {
                 "mri": (sim["mri"], sim["affine"]),
                 "pet": (sim["pet_native"], sim["pet_affine"]),
                 "pet_defect": (sim["pet_defect_native"], sim["pet_affine"]),
                 "defect": (sim["defect_region"].astype(np.uint8), sim["affine"]),
+                "brain": (sim["brain"].astype(np.uint8), sim["affine"]),
             }
             row = {"subject": subj}
             for key, (arr, aff) in files.items():
@@ -800,7 +881,7 @@ def write_validation_pairs(
             k += 1
     csv_path = out / "pairs.csv"
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["subject", "mri", "pet", "pet_defect", "defect"])
+        writer = csv.DictWriter(fh, fieldnames=["subject", "mri", "pet", "pet_defect", "defect", "brain"])
         writer.writeheader()
         writer.writerows(rows)
     return csv_path
@@ -810,7 +891,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m asfe3d.data.wholehead --spm DIR --out DIR``: write held-out pairs (see :func:`write_validation_pairs`)."""
     p = argparse.ArgumentParser(prog="python -m asfe3d.data.wholehead",
                                 description="Write simulated whole-head MRI/PET pairs of held-out anatomies.")
-    p.add_argument("--spm", type=Path, required=True, help="SPM12 data folder (templates and labels)")
+    p.add_argument("--spm", type=Path, required=True,
+                   help="SPM12 data folder, or a folder holding spm12/ and individual/ (for individual anatomies)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--anatomies", default="avg305T1", help=f"comma-separated, from {', '.join(ANATOMIES)}")
     p.add_argument("--per-anatomy", type=int, default=2)

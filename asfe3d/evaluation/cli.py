@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CSV of volume pairs with columns subject, mri, pet[, mask] (paths relative to the CSV)")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV, the markdown table and the figure")
     p.add_argument("--name", default="evaluation", help="file name prefix of the outputs (default: evaluation)")
-    p.add_argument("--methods", default=",".join(("mean", "max", "wavelet", "laplacian", "asfe")),
+    p.add_argument("--methods", default=",".join(("mean", "max", "wavelet", "laplacian", "highpass", "asfe")),
                    help="comma-separated methods (default: mean,max,wavelet,laplacian,asfe; for volumes asfe = "
                         "asfe-slice and asfe-volume, which may also be named alone)")
     p.add_argument("--split", choices=("val", "train", "all"), default="val",

@@ -21,6 +21,7 @@ along the axial voxel axis that slice-wise fusion uses).
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -59,18 +60,18 @@ __all__ = [
 ]
 
 #: the classic methods every learned method is compared with
-BASELINES = ("mean", "max", "wavelet", "laplacian")
+BASELINES = ("mean", "max", "wavelet", "laplacian", "highpass")
 #: ``--methods`` default
 DEFAULT_METHODS = (*BASELINES, "asfe")
 #: extra columns where smaller is better (all 11 fusion metrics are higher-is-better): through-plane consistency
 #: and EMPTY, the fused 99.9th percentile where both inputs are exactly 0
 LOWER_IS_BETTER = frozenset({"TPC", "EMPTY"})
 #: extra columns where larger is better: DT, the defect transfer (:func:`asfe3d.metrics.defect_transfer`)
-EXTRA_HIGHER = ("DT",)
+EXTRA_HIGHER = ("DT", "DETAIL", "PETC")
 _ASFE_3D = ("asfe-slice", "asfe-volume")
 _SPLITS = ("val", "train", "all")
 _CSV_COLUMNS = ("subject", "mri", "pet")
-_CSV_OPTIONAL = ("mask", "pet_defect", "defect")
+_CSV_OPTIONAL = ("mask", "pet_defect", "defect", "brain")
 
 
 @dataclass
@@ -90,6 +91,8 @@ class EvalCase:
         pet_defect: the PET (gray / luma) with a focal lowering of uptake, on ``other``'s intensity scale, or
             ``None`` (then :func:`evaluate_case` places one with :func:`asfe3d.metrics.place_defect`).
         defect_region: the changed region (bool), with ``pet_defect``.
+        brain: where MRI detail retention and PET consistency are measured (bool), or ``None`` (then
+            :func:`asfe3d.metrics.brain_region` finds the brain from the PET inside ``mask``).
     """
 
     name: str
@@ -103,6 +106,7 @@ class EvalCase:
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
     pet_defect: np.ndarray | None = None
     defect_region: np.ndarray | None = None
+    brain: np.ndarray | None = None
 
     @property
     def ndim(self) -> int:
@@ -366,10 +370,17 @@ def load_volume_case(
         mask = sitk_to_numpy_xyz(on_grid) > 0.5
         if not mask.any():
             raise Asfe3dInputError(row["mask"], "mask is empty on the MRI grid")
+    brain = None
+    if row.get("brain") is not None:
+        on_grid = resample_to_reference(read_volume(row["brain"], role="mask").image, mri_img, None,
+                                        interpolator="nearest")
+        brain = sitk_to_numpy_xyz(on_grid) > 0.5
+        if not brain.any():
+            raise Asfe3dInputError(row["brain"], "brain mask is empty on the MRI grid")
     spacing = tuple(float(v) for v in np.linalg.norm(np.asarray(mri_vol.affine_ras)[:3, :3], axis=0))
     return EvalCase(name=str(row["subject"]), mri=mri01, other=pet01, mask=mask, reference=mri_vol,
                     axis=auto_slice_axis(mri_vol.affine_ras), kind="PET", spacing=spacing, pet_defect=pet_defect,
-                    defect_region=region)
+                    defect_region=region, brain=brain)
 
 
 # --------------------------------------------------------------------------------------------------- scoring
@@ -387,6 +398,20 @@ def case_defect(case: EvalCase) -> tuple[np.ndarray, np.ndarray]:
     return place_defect(case.other, mask, spacing=case.spacing[: case.ndim])
 
 
+def case_brain(case: EvalCase) -> np.ndarray | None:
+    """Where MRI detail retention and PET consistency are measured: the case's brain mask, else the brain found
+    from the PET (:func:`asfe3d.metrics.brain_region`) inside the case's mask or the MRI's head mask; ``None`` when
+    that leaves fewer than 64 voxels (e.g. a blank image)."""
+    from asfe3d.metrics import brain_region
+    from asfe3d.transforms.intensity import head_mask
+
+    if case.brain is not None:
+        return case.brain
+    head = case.mask if case.mask is not None else head_mask(case.mri)
+    brain = brain_region(case.other, head, spacing=case.spacing[: case.ndim])
+    return brain if int(brain.sum()) >= 64 else None
+
+
 def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True) -> CaseResult:
     """Fuse one case with every method and score each result.
 
@@ -397,14 +422,23 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
             ``DT`` (doubles the fusion time); a case too small for the defect gets ``DT`` = NaN.
 
     Returns:
-        :class:`CaseResult`: one row per method (11 metrics, ``TPC`` for volumes, ``DT`` with ``defect``, ``EMPTY``
+        :class:`CaseResult`: one row per method (11 metrics, ``DETAIL`` (MRI detail retention) and ``PETC`` (PET
+        consistency) in :func:`case_brain`'s region, ``TPC`` for volumes, ``DT`` with ``defect``, ``EMPTY``
         (the fused 99.9th percentile where both inputs are exactly 0; NaN when there is no such voxel), plus
         ``seconds``) and the fused images.
 
     Raises:
         ValueError: no methods, or a 2D/3D mismatch between the case and a method.
     """
-    from asfe3d.metrics import METRIC_NAMES, defect_transfer, empty_output, fusion_metrics, through_plane_consistency
+    from asfe3d.metrics import (
+        METRIC_NAMES,
+        defect_transfer,
+        empty_output,
+        fusion_metrics,
+        mri_detail,
+        pet_consistency,
+        through_plane_consistency,
+    )
 
     if not fusers:
         raise ValueError("evaluate_case needs at least one fusion method, got none")
@@ -417,14 +451,21 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
             import logging
 
             logging.getLogger("asfe3d").warning("%s: no defect transfer (%s)", case.name, exc)
+    brain = case_brain(case)
     for name, fuser in fusers.items():
         if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":
             fuser.slice_axis = case.axis
         t = time.perf_counter()
+        if getattr(fuser, "uses_spacing", False):  # a method that works in mm (highpass)
+            fuser = functools.partial(fuser, spacing=case.spacing[: case.ndim])
         fused = np.clip(np.asarray(fuser(case.mri, case.other), dtype=np.float32), 0.0, 1.0)
         seconds = time.perf_counter() - t
         values = fusion_metrics(fused, case.mri, case.other, mask=case.mask, names=METRIC_NAMES)
         row: dict[str, Any] = {"case": case.name, "method": name, **{k: float(values[k]) for k in METRIC_NAMES}}
+        if brain is not None:
+            sp = case.spacing[: case.ndim]
+            row["DETAIL"] = mri_detail(fused, case.mri, brain, sp)
+            row["PETC"] = pet_consistency(fused, case.other, brain, sp)
         if case.ndim == 3:
             row["TPC"] = through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
         if defect:

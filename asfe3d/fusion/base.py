@@ -29,6 +29,7 @@ BUILTIN_METHODS: dict[str, str] = {
     "max": "asfe3d.fusion.classic",
     "wavelet": "asfe3d.fusion.classic",
     "laplacian": "asfe3d.fusion.classic",
+    "highpass": "asfe3d.fusion.classic",
     "asfe": "asfe3d.fusion.learned",
 }
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "ASFEFusionLoss", "gaussian_filter", "ssim", "structure_tensor", "edge_magnitude", "CONTENT_TARGETS",
-    "focal_change", "change_fidelity",
+    "focal_change", "change_fidelity", "band_losses",
 ]
 
 CONTENT_TARGETS = ("max", "mean")
@@ -266,6 +266,31 @@ def change_fidelity(
     return (num[valid] / den[valid]).mean()
 
 
+def band_losses(fused: torch.Tensor, mri: torch.Tensor, pet: torch.Tensor, sigma: float, eps: float = 1e-6
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two halves of keeping both images, split at the PET's resolution (a Gaussian of ``sigma`` pixels):
+
+    - PET consistency (Wald's property): ``sum |blur(F) - PET| / sum |PET|``: the fused image, degraded to the PET's
+      resolution, should be the PET;
+    - MRI detail: ``sum |hp(F) - hp(MRI)| / sum |hp(MRI)|`` with ``hp(x) = x - blur(x)``: below the PET's resolution
+      the fused image should carry the MRI's detail.
+
+    Args:
+        fused, mri, pet: ``(B, 1, *spatial)``.
+        sigma: the PET's resolution as a Gaussian sigma in pixels (> 0).
+        eps: guard for blank images.
+
+    Returns:
+        ``(consistency, detail)``: scalars, 0 when both hold exactly.
+    """
+    low_f = gaussian_filter(fused, sigma)
+    low_m = gaussian_filter(mri, sigma)
+    consistency = (low_f - pet).abs().sum() / (pet.abs().sum() + eps)
+    hp_m = mri - low_m
+    detail = ((fused - low_f) - hp_m).abs().sum() / (hp_m.abs().sum() + eps)
+    return consistency, detail
+
+
 class ASFEFusionLoss(nn.Module):
     """Unsupervised fusion loss: ``w_content * L_content + w_gradient * L_gradient + w_ssim * L_ssim``.
 
@@ -304,6 +329,10 @@ class ASFEFusionLoss(nn.Module):
         change_raise: probability that a change raises the uptake instead of lowering it.
         change_voxel_mm: pixel/voxel size of the training images in mm (converts ``change_size_mm``).
         change_min_pet: blob centres only where the PET exceeds this.
+        w_petc: weight of the PET-consistency term of :func:`band_losses` (>= 0; default 0 = off).
+        w_detail: weight of the MRI-detail term of :func:`band_losses` (>= 0; default 0 = off).
+        band_fwhm_mm: the PET resolution where the two band terms split (FWHM, mm).
+        band_voxel_mm: pixel/voxel size of the training images in mm (converts ``band_fwhm_mm``).
 
     Raises:
         ValueError: on a bad ``spatial_dims``, a negative weight, all weights zero, an unknown target, or a bad
@@ -327,11 +356,15 @@ class ASFEFusionLoss(nn.Module):
         change_raise: float = 0.25,
         change_voxel_mm: float = 1.0,
         change_min_pet: float = 0.1,
+        w_petc: float = 0.0,
+        w_detail: float = 0.0,
+        band_fwhm_mm: float = 6.0,
+        band_voxel_mm: float = 1.0,
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
         weights = {"w_content": w_content, "w_gradient": w_gradient, "w_ssim": w_ssim, "w_edge": w_edge,
-                   "w_change": w_change}
+                   "w_change": w_change, "w_petc": w_petc, "w_detail": w_detail}
         bad = {k: v for k, v in weights.items()
                if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)}
         if bad:
@@ -351,6 +384,12 @@ class ASFEFusionLoss(nn.Module):
         self.spatial_dims = spatial_dims
         self.w_content, self.w_gradient, self.w_ssim = float(w_content), float(w_gradient), float(w_ssim)
         self.w_edge, self.w_change = float(w_edge), float(w_change)
+        self.w_petc, self.w_detail = float(w_petc), float(w_detail)
+        bands = {"band_fwhm_mm": band_fwhm_mm, "band_voxel_mm": band_voxel_mm}
+        bad_bands = {k: v for k, v in bands.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)}
+        if bad_bands:
+            raise ValueError(f"band settings must be positive numbers of mm, got {bad_bands}")
+        self.band_sigma = float(band_fwhm_mm) / float(band_voxel_mm) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
         self.content_target = content_target
         self.sigma_tensor, self.sigma_ssim = float(sigma_tensor), float(sigma_ssim)
         self.eps = float(eps)
@@ -429,6 +468,10 @@ class ASFEFusionLoss(nn.Module):
             l_edge = F.l1_loss(edge_magnitude(fused), edge_target)
             total = total + self.w_edge * l_edge
             components["edge"] = float(l_edge.detach())
+        if self.w_petc > 0 or self.w_detail > 0:
+            l_petc, l_detail = band_losses(fused, mri, pet, self.band_sigma)
+            total = total + self.w_petc * l_petc + self.w_detail * l_detail
+            components["petc"], components["detail"] = float(l_petc.detach()), float(l_detail.detach())
         if self.w_change > 0:
             assert fused_changed is not None and inputs_changed is not None and change_weight is not None
             l_change = change_fidelity(fused, fused_changed, pet, inputs_changed[:, 1:], change_weight)

@@ -51,7 +51,8 @@ _WHOLEHEAD_DATA = {
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
-              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet")
+              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet", "w_petc", "w_detail", "band_fwhm_mm",
+              "band_voxel_mm")
 #: offsets of the seeds of the focal PET changes (``loss.w_change > 0``): training draws, validation draws
 _CHANGE_SEED, _VAL_CHANGE_SEED = 7919, 104723
 
@@ -123,7 +124,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"spatial_dims must be 2 or 3, got {cfg['spatial_dims']!r}")
     if source == "hmif" and cfg["spatial_dims"] != 2:
         raise ValueError(f"data.source 'hmif' holds 2D images and needs spatial_dims 2, got {cfg['spatial_dims']}")
-    if source in ("simulated", "wholehead") and cfg["spatial_dims"] != 3:
+    if source == "simulated" and cfg["spatial_dims"] != 3:
         raise ValueError(f"data.source {source!r} gives 3D crops and needs spatial_dims 3, got {cfg['spatial_dims']}")
     if source == "hmif" and not cfg["data"]["path"]:
         raise ValueError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
@@ -243,11 +244,14 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         root = Path(d["path"])
         if not root.is_dir():
             raise Asfe3dInputError(root, "SPM12 data folder not found (data.path / --data)")
+        nd = cfg["spatial_dims"]  # 2: axial-slice crops of the same subjects, for the slice-wise network
         train_ds = WholeHeadPairDataset(root, d["length"], d["anatomies"], d["crop"], seed=seed,
-                                        bank_size=d["bank_size"], refresh=d["refresh"], patterns=d["patterns"])
+                                        bank_size=d["bank_size"], refresh=d["refresh"], patterns=d["patterns"],
+                                        spatial_dims=nd)
         # validation: held-out anatomies, a fixed bank (another seed), no flips, the same items every epoch
         val_ds = WholeHeadPairDataset(root, d["val_length"], d["val_anatomies"], d["crop"], seed=seed + 100003,
-                                      bank_size=d["val_bank_size"], refresh=0, patterns=d["patterns"], flip=False)
+                                      bank_size=d["val_bank_size"], refresh=0, patterns=d["patterns"], flip=False,
+                                      spatial_dims=nd)
         desc = {"source": "wholehead", "path": str(root.resolve()), **{k: d[k] for k in d if k not in ("source", "path")}}
         return train_ds, val_ds, desc
     from asfe3d.data.volumes import SimulatedPairDataset

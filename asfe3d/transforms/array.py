@@ -10,6 +10,7 @@ normalisation window (``asfe3d_window``). The dictionary wrappers (:mod:`asfe3d.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -338,7 +339,11 @@ class Fuse(Transform):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
         _set_slice_axis(self.fuser, self.slice_axis, img)
         arr = img.detach().cpu().numpy()
-        fused = self.fuser(arr[0], arr[1])
+        if getattr(self.fuser, "uses_spacing", False):  # a method that works in mm (highpass): the grid's voxel size
+            spacing = np.linalg.norm(np.asarray(img.affine, float)[: img.ndim - 1, : img.ndim - 1], axis=0)
+            fused = self.fuser(arr[0], arr[1], spacing=spacing)
+        else:
+            fused = self.fuser(arr[0], arr[1])
         return MetaTensor(torch.from_numpy(fused[None]), affine=img.affine.clone(), meta=_meta(img))
 
 
@@ -386,7 +391,11 @@ class ColourFuse(Transform):
             rgb = fuse_colour(arr[0], pet_rgb, lambda mri, pet_y: grey[0])
         else:
             _set_slice_axis(self.fuser, getattr(self.fuser, "slice_axis", "auto"), img)
-            rgb = fuse_colour(arr[0], pet_rgb, self.fuser)
+            fuser = self.fuser
+            if getattr(fuser, "uses_spacing", False):  # a method that works in mm: the grid's voxel size
+                spacing = np.linalg.norm(np.asarray(img.affine, float)[: img.ndim - 1, : img.ndim - 1], axis=0)
+                fuser = functools.partial(self.fuser, spacing=spacing)
+            rgb = fuse_colour(arr[0], pet_rgb, fuser)
         return MetaTensor(torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()), affine=img.affine.clone(),
                           meta=_meta(img))
 

@@ -85,3 +85,26 @@ def test_unknown_method_and_bad_settings():
         get_fuser("wavelet", wavelet="xyz")
     with pytest.raises(ValueError, match="0"):
         get_fuser("laplacian", levels=0)
+
+
+def test_highpass_is_pet_plus_mri_detail_in_mm() -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    mri = np.clip(0.5 + 0.2 * rng.standard_normal((24, 24, 24)), 0, 1).astype(np.float32)
+    pet = np.full((24, 24, 24), 0.5, np.float32)
+    fuser = get_fuser("highpass", pet_fwhm_mm=6.0, gain=1.0)
+    fused = fuser(mri, pet, spacing=2.0)
+    sigma = 6.0 / 2.3548200450309493 / 2.0
+    expected = np.clip(pet + mri - ndimage.gaussian_filter(mri.astype(np.float64), sigma, mode="reflect"), 0, 1)
+    np.testing.assert_allclose(fused, expected, atol=1e-5)
+    # another voxel size splits elsewhere
+    assert not np.allclose(fuser(mri, pet, spacing=1.0), fused)
+    assert fuser.describe() == {"method": "highpass", "pet_fwhm_mm": 6.0, "gain": 1.0}
+
+
+def test_highpass_bad_settings() -> None:
+    with pytest.raises(ValueError, match="gain must be a positive number, got -1"):
+        get_fuser("highpass", gain=-1)
+    with pytest.raises(ValueError, match="pet_fwhm_mm"):
+        get_fuser("highpass", pet_fwhm_mm=float("nan"))

@@ -234,3 +234,38 @@ def test_change_term_off_by_default():
     assert "change" not in loss_fn.last_components
     # the change term alone counts as a non-zero weight
     assert ASFEFusionLoss(2, w_content=0, w_gradient=0, w_ssim=0, w_change=1.0).w_change == 1.0
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_band_terms_zero_when_both_kept_and_positive_for_copies(nd: int) -> None:
+    from asfe3d.losses.fusion_loss import band_losses, gaussian_filter
+
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 1) + (20,) * nd
+    mri = torch.rand(shape, generator=g)
+    pet = gaussian_filter(torch.rand(shape, generator=g), 3.0)
+    sigma = 2.0
+    # a fused image that is the PET plus the MRI's detail band: both terms small
+    fused = pet + (mri - gaussian_filter(mri, sigma))
+    petc, detail = band_losses(fused, mri, pet, sigma)
+    assert float(detail) < 0.15 and float(petc) < 0.06
+    petc_copy, detail_copy = band_losses(pet, mri, pet, sigma)
+    assert float(detail_copy) > 0.95  # a PET copy has no MRI detail
+    petc_mri, detail_mri = band_losses(mri, mri, pet, sigma)
+    assert float(detail_mri) < 1e-6 and float(petc_mri) > 2 * float(petc)  # an MRI copy is not the PET
+
+
+def test_band_loss_weights_and_settings_checked() -> None:
+    from asfe3d.losses import ASFEFusionLoss
+
+    with pytest.raises(ValueError, match="w_petc"):
+        ASFEFusionLoss(3, w_petc=-1.0)
+    with pytest.raises(ValueError, match="band_fwhm_mm"):
+        ASFEFusionLoss(3, w_detail=1.0, band_fwhm_mm=0.0)
+    loss = ASFEFusionLoss(3, w_petc=2.0, w_detail=3.0, band_fwhm_mm=6.0, band_voxel_mm=2.0)
+    x = torch.rand(1, 2, 12, 12, 12)
+    total = loss(x[:, 1:], x)
+    c = loss.last_components
+    assert {"petc", "detail"} <= set(c)
+    base = 10.0 * c["content"] + 0.1 * c["gradient"] + 1.0 * c["ssim"]
+    assert float(total) == pytest.approx(base + 2.0 * c["petc"] + 3.0 * c["detail"], rel=1e-5)
