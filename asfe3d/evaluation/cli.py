@@ -112,9 +112,12 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise Asfe3dInputError(None, f"--methods: {exc}") from None
 
-    outputs = {k: args.out / f"{args.name}_{k}" for k in ("metrics.csv", "summary.md", "figure.png")}
+    outputs = {k: args.out / f"{args.name}_{k}" for k in ("metrics.csv", "summary.md", "figure.png", "front.png",
+                                                          "planes.png")}
     if args.figure_cases == 0:
         outputs.pop("figure.png")
+    if ndim == 2:
+        outputs.pop("planes.png")
     planned = list(outputs.values())
     if args.save_fused is not None:
         planned += [ev.fused_output_path(args.save_fused, m, n, ndim) for m in methods for n in names]
@@ -134,6 +137,12 @@ def _run(args: argparse.Namespace) -> int:
                 written += ev.save_fused_case(case, res.fused, args.save_fused, overwrite=args.overwrite)
             if i in show:
                 panels.extend(ev.figure_panels(case, res.fused))
+            if i == 0 and "planes.png" in outputs:  # the first volume in three planes, every method beside the inputs
+                from asfe3d.evaluation.front import save_planes_figure
+
+                save_planes_figure(case.mri, case.other, res.fused, outputs["planes.png"], title=case.name,
+                                   overwrite=args.overwrite)
+                written.append(outputs["planes.png"])
             if args.verbose:
                 times = ", ".join(f"{r['method']} {r['seconds']:.2f}s" for r in res.rows)
                 print(f"[{i + 1}/{len(items)}] {case.name}: {times}", file=sys.stderr)
@@ -152,6 +161,11 @@ def _run(args: argparse.Namespace) -> int:
         Path(tmp).write_text(summary, encoding="utf-8")
     if "figure.png" in outputs and panels:
         ev.save_figure(panels, methods, outputs["figure.png"], overwrite=args.overwrite, title=args.title)
+    means = ev.mean_table(rows)
+    if any("DETAIL" in v and "PETC" in v for v in means.values()):
+        from asfe3d.evaluation.front import save_front_figure
+
+        save_front_figure(means, outputs["front.png"], title=args.title, overwrite=args.overwrite)
     print(summary)
     return 0
 

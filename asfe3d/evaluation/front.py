@@ -1,0 +1,124 @@
+"""Two figures that show whether a method keeps both images: every method as a point on the two axes (MRI detail
+retention, PET consistency), and one volume in three planes with every method's fused image beside the inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["save_front_figure", "save_planes_figure"]
+
+
+def save_front_figure(
+    means: Mapping[str, Mapping[str, float]], path: str | Path, bars: tuple[float, float] = (0.85, 0.85),
+    title: str | None = None, overwrite: bool = False,
+) -> Path:
+    """Every method as a point: x = MRI detail retention (``DETAIL``), y = PET consistency (``PETC``).
+
+    Args:
+        means: ``{method: {"DETAIL": ..., "PETC": ...}}`` (e.g. :func:`asfe3d.evaluation.evaluate.mean_table`).
+        path: the PNG to write (atomically).
+        bars: the two bars drawn as dashed lines (a method above both keeps both images).
+        title: figure title.
+        overwrite: replace an existing file.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: no method has both columns.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asfe3d.io import atomic_output
+
+    points = {m: (v["DETAIL"], v["PETC"]) for m, v in means.items()
+              if np.isfinite(v.get("DETAIL", np.nan)) and np.isfinite(v.get("PETC", np.nan))}
+    if not points:
+        raise ValueError(f"no method has both DETAIL and PETC, got methods {sorted(means)}")
+    fig, ax = plt.subplots(figsize=(5.5, 5.0))
+    for name, (x, y) in points.items():
+        learned = name.startswith("asfe")
+        ax.scatter([x], [y], s=70 if learned else 45, marker="*" if learned else "o", zorder=3)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.axvline(bars[0], ls="--", c="grey", lw=0.8)
+    ax.axhline(bars[1], ls="--", c="grey", lw=0.8)
+    lo = min(0.0, *(min(p) for p in points.values())) - 0.02
+    ax.set_xlim(lo, 1.02)
+    ax.set_ylim(lo, 1.02)
+    ax.set_xlabel("MRI detail retention (anatomy kept)")
+    ax.set_ylabel("PET consistency (uptake kept)")
+    ax.set_title(title or "Both images at once: top right keeps both")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _planes(vol: np.ndarray, centre: Sequence[int]) -> list[np.ndarray]:
+    i, j, k = (int(c) for c in centre)
+    # radiological display is not wanted here: RAS arrays shown with superior / anterior up
+    return [np.rot90(vol[:, :, k]), np.rot90(vol[:, j, :]), np.rot90(vol[i, :, :])]
+
+
+def save_planes_figure(
+    mri: np.ndarray, pet: np.ndarray, fused: Mapping[str, np.ndarray], path: str | Path,
+    centre: Sequence[int] | None = None, title: str | None = None, overwrite: bool = False,
+) -> Path:
+    """One volume in three planes (axial, coronal, sagittal): the MRI, the PET and every method's fused image in
+    rows, so that a person can see which method keeps both.
+
+    Args:
+        mri, pet: ``(X, Y, Z)`` in ``[0, 1]``, RAS voxel order (as the pipeline's arrays).
+        fused: ``{method: (X, Y, Z) fused image}``.
+        path: the PNG to write (atomically).
+        centre: the voxel the three planes cross at (default: the PET's centre of mass).
+        title: figure title.
+        overwrite: replace an existing file.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: arrays that are not 3D or of different shapes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import ndimage
+
+    from asfe3d.io import atomic_output
+
+    mri, pet = np.asarray(mri), np.asarray(pet)
+    if mri.ndim != 3 or pet.shape != mri.shape or any(np.shape(f) != mri.shape for f in fused.values()):
+        raise ValueError(f"three-plane figure needs 3D arrays of one shape, got MRI {mri.shape}, PET {pet.shape}")
+    if centre is None:
+        centre = [int(round(c)) for c in ndimage.center_of_mass(np.clip(pet, 0, None))] if pet.any() else \
+            [s // 2 for s in mri.shape]
+    rows = [("MRI", mri, "gray"), ("PET", pet, "hot")] + [(m, f, "gray") for m, f in fused.items()]
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)))
+    for r, (name, vol, cmap) in enumerate(rows):
+        for c, img in enumerate(_planes(vol, centre)):
+            ax = axes[r, c]
+            ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=10)
+            if r == 0:
+                ax.set_title(("axial", "coronal", "sagittal")[c], fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(path)

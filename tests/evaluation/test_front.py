@@ -1,0 +1,32 @@
+"""The two 'both images' figures: methods on the DETAIL/PETC plane, one volume in three planes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.evaluation.front import save_front_figure, save_planes_figure
+
+
+def test_front_figure_written_and_needs_both_columns(tmp_path) -> None:
+    path = save_front_figure({"mean": {"DETAIL": 0.4, "PETC": 0.9}, "asfe-volume": {"DETAIL": 0.9, "PETC": 0.88},
+                              "max": {"SSIM": 0.5}}, tmp_path / "front.png")
+    assert Image.open(path).size[0] > 300
+    with pytest.raises(Asfe3dInputError, match="exists"):
+        save_front_figure({"mean": {"DETAIL": 0.4, "PETC": 0.9}}, path)
+    with pytest.raises(ValueError, match="no method has both DETAIL and PETC"):
+        save_front_figure({"max": {"SSIM": 0.5}}, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_planes_figure_rows_and_bad_shapes(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    mri, pet = rng.random((12, 14, 10)), rng.random((12, 14, 10))
+    path = save_planes_figure(mri, pet, {"mean": 0.5 * (mri + pet), "max": np.maximum(mri, pet)},
+                              tmp_path / "planes.png", title="case")
+    w, h = Image.open(path).size
+    assert h > w  # four rows of three planes
+    with pytest.raises(ValueError, match="3D arrays of one shape"):
+        save_planes_figure(mri, pet[:-1], {}, tmp_path / "bad.png")
