@@ -15,8 +15,8 @@ that a network trained on them has seen folded cortex, sulci and sharp tissue ed
   whole-head average T1 to it (affine, SimpleITK) and carrying SPM's intracranial mask over; tissues by intensity
   classes. Held out of training by default (:data:`HELD_OUT`): it chooses among candidates.
 
-Brain-only anatomies get a synthetic head (:func:`asfe3d.data.wholehead.synthetic_head`). Every anatomy is an
-:class:`asfe3d.data.wholehead.Anatomy` on its own 1 mm RAS grid, whose ``labels`` are tissue codes
+Brain-only anatomies get a synthetic head (:func:`asfe3d.data.anatomy.synthetic_head`). Every anatomy is an
+:class:`asfe3d.data.anatomy.Anatomy` on its own 1 mm RAS grid, whose ``labels`` are tissue codes
 (:data:`TISSUES`) and whose PET (:meth:`IndividualAnatomy.uptake`) follows the tissues and cortical parcels
 (FreeSurfer's for bert, a random Voronoi parcellation of the cortex otherwise), so
 :func:`asfe3d.data.wholehead.simulate_subject` treats them like the averages.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from asfe3d.data.wholehead import Anatomy, _smooth_field, synthetic_head
+from asfe3d.data.anatomy import Anatomy, _smooth_field, synthetic_head
 
 __all__ = ["INDIVIDUALS", "HELD_OUT", "TISSUES", "IndividualAnatomy", "load_individual", "tissue_classes"]
 

@@ -462,6 +462,7 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
         seconds = time.perf_counter() - t
         values = fusion_metrics(fused, case.mri, case.other, mask=case.mask, names=METRIC_NAMES)
         row: dict[str, Any] = {"case": case.name, "method": name, **{k: float(values[k]) for k in METRIC_NAMES}}
+        row["DETAIL"] = row["PETC"] = float("nan")  # NaN: no brain region to measure them in
         if brain is not None:
             sp = case.spacing[: case.ndim]
             row["DETAIL"] = mri_detail(fused, case.mri, brain, sp)

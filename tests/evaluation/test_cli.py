@@ -24,9 +24,9 @@ def test_hmif_run_writes_csv_table_figure_and_fused(hmif_dir, tmp_path, tiny_wei
                "--device", "cpu", "--save-fused", str(fused), "--title", "fake PET-MRI"])
     assert rc == 0
     rows = _rows(out / "pet_metrics.csv")
-    methods = ["mean", "max", "wavelet", "laplacian", "asfe"]
+    methods = ["mean", "max", "wavelet", "laplacian", "highpass", "asfe"]
     assert [(r["case"], r["method"]) for r in rows] == [(c, m) for c in ("7014.png", "8014.png") for m in methods]
-    assert list(rows[0]) == ["case", "method", *METRIC_NAMES, "DT", "EMPTY", "seconds"]
+    assert list(rows[0]) == ["case", "method", *METRIC_NAMES, "DT", "DETAIL", "PETC", "EMPTY", "seconds"]
     assert all(-1.0 < float(r["DT"]) < 2.0 for r in rows)
     assert all(np.isfinite(float(r[k])) for r in rows for k in METRIC_NAMES)
     md = (out / "pet_summary.md").read_text()
@@ -60,7 +60,7 @@ def test_volume_run(volume_csv, tmp_path, tiny_weights, capsys):
     rows = _rows(out / "evaluation_metrics.csv")
     assert [(r["case"], r["method"]) for r in rows] == [
         (s, m) for s in ("s1", "s2") for m in ("mean", "asfe-slice", "asfe-volume")]
-    assert list(rows[0]) == ["case", "method", *METRIC_NAMES, "TPC", "DT", "EMPTY", "seconds"]
+    assert list(rows[0]) == ["case", "method", *METRIC_NAMES, "TPC", "DT", "DETAIL", "PETC", "EMPTY", "seconds"]
     assert all(float(r["TPC"]) > 0 for r in rows)
     md = (out / "evaluation_summary.md").read_text()
     assert "TPC" in md and "inside the head mask" in md and "| asfe-volume |" in md
