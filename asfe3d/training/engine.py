@@ -48,6 +48,7 @@ _WHOLEHEAD_DATA = {
     "source": "wholehead", "path": None, "anatomies": ["avg152T1", "avg152T2", "avg152PD", "mni_synth"],
     "val_anatomies": ["avg305T1"], "patterns": ["fdg", "fdg_ad", "amyloid_neg", "amyloid_pos"], "length": 64,
     "val_length": 8, "crop": [48, 48, 48], "bank_size": 12, "val_bank_size": 4, "refresh": 2,
+    "mix_hmif": False, "hmif_task": "PET-MRI",
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
@@ -253,6 +254,19 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
                                       bank_size=d["val_bank_size"], refresh=0, patterns=d["patterns"], flip=False,
                                       spatial_dims=nd)
         desc = {"source": "wholehead", "path": str(root.resolve()), **{k: d[k] for k in d if k not in ("source", "path")}}
+        if d["mix_hmif"]:  # 2D only: the HMIF train split's crops mixed in, one HMIF pair per simulated slice
+            from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs
+
+            if nd != 2:
+                raise ValueError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {nd}")
+            hroot = root / "hmif"  # data.path holds spm12/, individual/ and hmif/
+            if not hroot.is_dir():
+                raise Asfe3dInputError(hroot, "data.mix_hmif needs the HMIF folder hmif/ inside data.path")
+            pairs = list_pairs(hroot, None if (hroot / "MRI").is_dir() else d["hmif_task"])
+            hmif_train, _ = split_pairs(pairs, _HMIF_DATA["val_fraction"], _HMIF_DATA["gap"])
+            hmif = HmifDataset(hmif_train, augment=True, crop=tuple(d["crop"]), seed=seed)
+            train_ds = _MixedImages([train_ds, hmif])
+            desc["hmif"] = {"path": str(hroot.resolve()), "task": d["hmif_task"], "train": len(hmif_train)}
         return train_ds, val_ds, desc
     from asfe3d.data.volumes import SimulatedPairDataset
 
@@ -265,6 +279,26 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
                                   gamma_range=(1.0, 1.0), flip=False, **common)
     desc = {"source": "simulated", "mni": "MNI152 2009a (nilearn package data)", **{k: d[k] for k in d if k != "source"}}
     return train_ds, val_ds, desc
+
+
+class _MixedImages(Dataset):
+    """Items of several datasets in turn (``{"image"}`` only, so batches mix them); ``set_epoch`` is passed on."""
+
+    def __init__(self, parts: list[Dataset]) -> None:
+        self.parts = parts
+        self.length = len(parts) * min(len(p) for p in parts)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        part = self.parts[index % len(self.parts)]
+        return {"image": part[(index // len(self.parts)) % len(part)]["image"]}  # type: ignore[arg-type]
 
 
 def _seed_everything(seed: int) -> None:
