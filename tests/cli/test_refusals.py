@@ -109,6 +109,11 @@ _SLOW_FUSE = textwrap.dedent(
 )
 
 
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_keeps_earlier_outputs_and_leaves_no_partial_file(pair, tmp_path, sig, code):
     """An ``--overwrite`` run interrupted mid-way: the earlier complete outputs are still there, unchanged, and no
@@ -122,8 +127,11 @@ def test_signal_keeps_earlier_outputs_and_leaves_no_partial_file(pair, tmp_path,
     assert set(before) == {"fused.nii.gz", "fused_pet_on_mri.nii.gz", "fused.json"}
     script = tmp_path / "slow.py"
     script.write_text(_SLOW_FUSE)
+    # the child gets default SIGINT/SIGTERM handling even when this suite runs as a background job (where the shell
+    # ignores SIGINT and children inherit that): the interrupt is what the test is about
     proc = subprocess.Popen([sys.executable, str(script), *base, "--overwrite"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=_default_signals)
     deadline = time.time() + 120
     line = ""
     while "FUSING" not in line and time.time() < deadline:
