@@ -119,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
         return _run_cohort(args)
     if args.mri is None or args.pet is None:
         raise Asfe3dInputError(None, "MRI and PET are required (or --datalist)")
+    for flag, value in (("--summary", args.summary), ("--output-dir", args.output_dir)):
+        if value is not None:  # a cohort option would be ignored here: say so instead
+            raise Asfe3dInputError(value, f"{flag} is for cohort runs (--datalist); a single run writes -o/--output")
     from asfe3d.pipeline import fuse_pair
 
     mri_series, pet_series = _series_for(args)

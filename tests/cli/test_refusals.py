@@ -141,3 +141,13 @@ def test_signal_keeps_earlier_outputs_and_leaves_no_partial_file(pair, tmp_path,
     assert proc.returncode == code, err
     assert "no partial output was kept" in err
     assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+
+@pytest.mark.parametrize("flag", ["--summary", "--output-dir"])
+def test_cohort_only_options_refused_in_a_single_run(pair, tmp_path, capsys, flag):
+    mri, pet = pair
+    value = str(tmp_path / ("s.csv" if flag == "--summary" else "outdir"))
+    assert main(["fuse", str(mri), str(pet), "-o", str(tmp_path / "f.nii.gz"), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag} is for cohort runs" in err
+    assert not (tmp_path / "f.nii.gz").exists()
