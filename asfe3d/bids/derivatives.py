@@ -415,8 +415,7 @@ def run_bids(
         raise ValueError(f"run_bids sets {reserved} per pair; do not pass them")
     bids_dir, root = Path(bids_dir).expanduser(), Path(output_dir).expanduser()
     pairs, issues = find_pairs(bids_dir, participant_labels=participant_labels, session_labels=session_labels)
-    if root.resolve() == bids_dir.resolve():
-        raise Asfe3dInputError(root, "OUTPUT_DIR must not be BIDS_DIR (use e.g. BIDS_DIR/derivatives/asfe3d)")
+    _check_output_root(root, bids_dir)
     write_dataset_description(root, bids_dir, overwrite=overwrite)
     for issue in issues:
         if issue.kind == "no-pet":
@@ -431,6 +430,25 @@ def run_bids(
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "no-pet", "failed")}
     logger.info("bids: %s", ", ".join(f"{n} {s}" for s, n in counts.items()))
     return results
+
+
+def _check_output_root(root: Path, bids_dir: Path) -> None:
+    """Refuse an output folder that would mix with the dataset (anywhere inside it but ``derivatives/``: a rerun
+    would take its own outputs for inputs) or that cannot be made or written, before any work."""
+    import os
+
+    out, ds = root.resolve(), bids_dir.resolve()
+    if out == ds:
+        raise Asfe3dInputError(root, "OUTPUT_DIR must not be BIDS_DIR (use e.g. BIDS_DIR/derivatives/asfe3d)")
+    if out.is_relative_to(ds) and not out.is_relative_to(ds / "derivatives"):
+        raise Asfe3dInputError(root, "OUTPUT_DIR is inside the BIDS dataset but not under its derivatives/ folder "
+                                     "(a rerun would read its own outputs as inputs); use BIDS_DIR/derivatives/asfe3d")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Asfe3dInputError(root, f"cannot create the output folder ({exc.strerror or exc})") from None
+    if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
+        raise Asfe3dInputError(root, "the output folder is not a writable folder")
 
 
 def _issue_result(issue: BidsIssue) -> PairResult:

@@ -159,3 +159,23 @@ def test_foreign_dataset_description_is_refused(tmp_path: Path) -> None:
         run_bids(bids, bids, **FAST)
     with pytest.raises(ValueError, match="sets \\['output'\\] per pair"):
         run_bids(bids, out, output="x.nii.gz", **FAST)
+
+
+@pytest.mark.parametrize("where", ["sub-01", "results"])
+def test_output_inside_the_dataset_is_refused(tmp_path: Path, where: str) -> None:
+    bids = make_dataset(tmp_path / "bids")
+    before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
+    with pytest.raises(Asfe3dInputError, match="inside the BIDS dataset but not under its derivatives/"):
+        run_bids(bids, bids / where, **FAST)
+    assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before  # nothing written into the dataset
+
+
+def test_output_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    from asfe3d.cli import main
+
+    bids = make_dataset(tmp_path / "bids")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(Asfe3dInputError, match="cannot create the output folder"):
+        run_bids(bids, blocker / "out", **FAST)
+    assert main(["bids", str(bids), "/proc/asfe3d-test/out", "participant", "--no-progress"]) == 2
