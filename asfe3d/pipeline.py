@@ -360,6 +360,7 @@ def fuse_pair(
     from monai.transforms import CopyItemsd
 
     from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io.volume import check_input_kind
     from asfe3d.transforms import ColourFused, Fused, RestoreIntensityd, SaveLikeReferenced
 
     t_start = time.perf_counter()
@@ -373,6 +374,7 @@ def fuse_pair(
     for role, path in (("MRI", mri_path), ("PET", pet_path)):
         if not path.exists():
             raise Asfe3dInputError(path, f"{role} input does not exist")
+        check_input_kind(path, role)
     output = Path(output) if output is not None else default_output_path(mri_path)
     derived = derived_output_paths(output)
     extra = {
@@ -392,7 +394,7 @@ def fuse_pair(
                                                                   "rgb": "fused_rgb"}, report=extra["report"])
     # refuse bad output paths (suffix, folder, inputs, existing files) before any heavy work
     _check_outputs(saved, {"preview": (extra["preview"], "png"), "report": (extra["report"], "html")}, overwrite,
-                   [mri_path, pet_path])
+                   _protected_inputs(mri_path, pet_path, pet_sidecar))
 
     fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
     want_rgb = extra["rgb"] is not None or extra["preview"] is not None or extra["report"] is not None
@@ -445,6 +447,21 @@ def fuse_pair(
     logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output, method,
                 timings["total"])
     return result
+
+
+def _protected_inputs(mri: Path, pet: Path, pet_sidecar: str | Path | None) -> list[Path]:
+    """What no output may land on: the inputs, the PET sidecar given, and every input's own JSON sidecar
+    (``sub01_pet.nii.gz`` -> ``sub01_pet.json``: the completion record of ``-o sub01_pet.nii`` would have that name)."""
+    out = [mri, pet]
+    for p in (mri, pet):
+        name = p.name
+        for suffix in (".nii.gz", ".nii", ".mha", ".nrrd", ".mgz"):
+            if name.lower().endswith(suffix):
+                out.append(p.with_name(name[: -len(suffix)] + ".json"))
+                break
+    if pet_sidecar is not None:
+        out.append(Path(pet_sidecar))
+    return out
 
 
 def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, str]], overwrite: bool,

@@ -114,6 +114,27 @@ def detect_format(path: str | Path) -> str:
     return "other"
 
 
+
+def check_input_kind(path: str | Path, role: str) -> None:
+    """Refuse an input that is neither a regular file nor a folder (a FIFO, socket or device would block or never
+    end), before anything opens it.
+
+    Raises:
+        Asfe3dInputError: naming the path and what it is.
+    """
+    import stat
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise Asfe3dInputError(p, f"{role} input cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    raise Asfe3dInputError(p, f"{role} input is {kind}, not an image file or a DICOM folder")
+
 def read_volume(
     path: str | Path,
     *,
@@ -192,6 +213,7 @@ def read_volume(
     p = Path(path)
     if not p.exists():
         raise Asfe3dInputError(p, f"{role} input does not exist")
+    check_input_kind(p, role)
     fmt = detect_format(p)
     info: dict[str, Any] = {"role": role}
     header = None

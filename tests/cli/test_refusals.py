@@ -151,3 +151,34 @@ def test_cohort_only_options_refused_in_a_single_run(pair, tmp_path, capsys, fla
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{flag} is for cohort runs" in err
     assert not (tmp_path / "f.nii.gz").exists()
+
+
+def test_fifo_input_refused_without_blocking(pair, tmp_path, capsys):
+    mri, _ = pair
+    fifo = tmp_path / "pet.nii"
+    os.mkfifo(fifo)
+    t = time.time()
+    assert main(["fuse", str(mri), str(fifo), "-o", str(tmp_path / "f.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PET input is a named pipe (FIFO)" in err
+    assert time.time() - t < 30
+
+
+def test_record_never_lands_on_an_input_sidecar(pair, tmp_path, capsys):
+    import shutil
+
+    mri, pet = pair
+    (tmp_path / "in").mkdir()
+    pet_copy = tmp_path / "in" / "sub01_pet.nii.gz"
+    shutil.copy(pet, pet_copy)
+    sidecar = tmp_path / "in" / "sub01_pet.json"
+    sidecar.write_text('{"Units": "Bq/mL"}')
+    # -o sub01_pet.nii would put its completion record at sub01_pet.json: the PET's own sidecar
+    for extra in ([], ["--pet-sidecar", str(sidecar)]):
+        rc = main(["fuse", str(mri), str(pet_copy), "-o", str(tmp_path / "in" / "sub01_pet.nii"), "--overwrite",
+                   *extra])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "refusing to overwrite an input" in err
+    assert sidecar.read_text() == '{"Units": "Bq/mL"}'
+    assert not (tmp_path / "in" / "sub01_pet.nii").exists()
