@@ -144,7 +144,7 @@ def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, o
     if output_dir.exists() and not output_dir.is_dir():
         raise Asfe3dInputError(output_dir, "OUTPUT_DIR exists and is not a folder")
     path = output_dir / "dataset_description.json"
-    raw = str(bids_dir.resolve())
+    raw = bids_dir.resolve().as_uri()  # a URI, as BIDS asks of DatasetLinks (file:///...)
     if path.exists() and not overwrite:
         old = _read_json(path)
         generated = old.get("GeneratedBy") if isinstance(old, dict) else None
@@ -154,7 +154,7 @@ def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, o
             raise Asfe3dInputError(path, "exists and was not written by asfe3d; choose another OUTPUT_DIR or pass "
                                          "--overwrite")
         linked = (old.get("DatasetLinks") or {}).get(RAW_LINK)
-        if linked not in (None, raw):
+        if linked not in (None, raw, str(bids_dir.resolve())):  # (earlier versions wrote the bare path)
             raise Asfe3dInputError(path, f"these derivatives were made from {linked}, not {raw}; choose another "
                                          "OUTPUT_DIR or pass --overwrite")
     source = _read_json(bids_dir / "dataset_description.json")
@@ -164,13 +164,35 @@ def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, o
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "asfe3d", "Version": _version(),
-                         "Description": "MRI/PET fusion on the T1w grid (PET registered to the T1w, fused)"}],
+                         "Description": "MRI/PET fusion on the T1w grid (PET registered to the T1w, fused); "
+                                        f"command: {_command_line()}"}],
         "SourceDatasets": [{"URL": bids_dir.resolve().as_uri()}],
         "DatasetLinks": {RAW_LINK: raw},
     }
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    ignore = output_dir / ".bidsignore"
+    if not ignore.exists() or ignore.read_text(encoding="utf-8", errors="replace").startswith(_BIDSIGNORE_HEAD):
+        with atomic_output(ignore, overwrite=True) as tmp:
+            tmp.write_text(_BIDSIGNORE, encoding="utf-8")
     return path
+
+
+_BIDSIGNORE_HEAD = "# asfe3d derivatives"
+#: what the (legacy) BIDS validator would flag as "not included": derivative entities and the reports
+_BIDSIGNORE = (f"{_BIDSIGNORE_HEAD}: BIDS-Derivatives names the raw-data validator does not know, and the reports\n"
+               "*_desc-fused_pet.*\n*_desc-registered_pet.*\n*_xfm.tfm\n*.html\n*.png\n")
+
+
+def _command_line() -> str:
+    """The command that is running, as a user would type it."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("asfe3d", "__main__.py"):
+        argv[0] = "asfe3d"
+    return shlex.join(argv)
 
 
 def pair_done(pair: BidsPair, paths: Mapping[str, Path]) -> str | None:

@@ -34,7 +34,7 @@ def test_statuses_and_files(bids_run: tuple[Path, Path, list]) -> None:
         ("sub-01_trc-FDG", "ok"), ("sub-02_ses-bl_trc-PIB", "ok"), ("sub-03", "no-pet")]
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
-        "dataset_description.json", "index.html", "sub-01.html",
+        ".bidsignore", "dataset_description.json", "index.html", "sub-01.html",
         "sub-01/pet/sub-01_trc-FDG_from-pet_to-T1w_mode-image_xfm.tfm",
         "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json",
         "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz",
@@ -62,7 +62,18 @@ def test_dataset_description(bids_run: tuple[Path, Path, list]) -> None:
 
     assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
     assert desc["GeneratedBy"][0]["Name"] == "asfe3d" and desc["GeneratedBy"][0]["Version"] == __version__
-    assert desc["DatasetLinks"]["raw"] == str(bids.resolve())
+    assert desc["DatasetLinks"]["raw"] == bids.resolve().as_uri()  # a URI
+    assert "command: " in desc["GeneratedBy"][0]["Description"]
+    ignore = (out / ".bidsignore").read_text(encoding="utf-8")
+    assert "*_desc-fused_pet.*" in ignore and "*.html" in ignore
+
+
+def test_pybids_finds_the_fused_images(bids_run: tuple[Path, Path, list]) -> None:
+    bids_mod = pytest.importorskip("bids")
+    bids, out, _ = bids_run
+    layout = bids_mod.BIDSLayout(str(bids), derivatives=str(out), validate=False)
+    fused = layout.get(scope="derivatives", space="T1w", desc="fused", extension=".nii.gz", return_type="filename")
+    assert len(fused) >= 2 and all("desc-fused" in f for f in fused)
 
 
 def test_sidecars(bids_run: tuple[Path, Path, list]) -> None:
