@@ -117,7 +117,7 @@ def save_planes_figure(
                 ax.set_title(("axial", "coronal", "sagittal")[c], fontsize=10)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.3 / len(rows) if title else 1.0))
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
