@@ -330,7 +330,7 @@ def run(pairs: list[Pair], correct_mm: float, log: Callable[[str], None]) -> lis
             err = registration_error_mm(p.truth, res.transform, p.brain)["mean"]
         tol = correct_mm if p.tolerance_mm is None else p.tolerance_mm
         correct = bool(p.truth is not None and err <= tol) or (p.truth is None and p.kind == "good"
-                                                               and res.start == "moments")
+                                                               and res.start in ("moments", "header"))
         assert res.qc is not None
         plain = res.qc_plain or res.qc
         rows.append({"name": p.name, "kind": p.kind, "verdict": res.qc.verdict, "plain": plain.verdict,
@@ -360,8 +360,8 @@ def rates(rows: list[dict], log: Callable[[str], None]) -> None:
     log(f"| misses: wrong registrations judged pass | {frac(wrong, lambda r: r['verdict'] == 'pass')} |")
     log(f"| wrong registrations judged warn (not refused) | {frac(wrong, lambda r: r['verdict'] == 'warn')} |")
     log(f"| good input pairs judged pass | {frac(good_in, lambda r: r['verdict'] == 'pass')} |")
-    g = [r["cpu"] for r in rows if r["start"] == "moments"]
-    m = [r["cpu"] for r in rows if r["start"] != "moments"]
+    g = [r["cpu"] for r in rows if r["start"] in ("moments", "header")]
+    m = [r["cpu"] for r in rows if r["start"] not in ("moments", "header")]
     if g:
         log(f"| CPU seconds per registration, no search kept (mean; includes searches that were not kept) | "
             f"{np.mean(g):.1f} |")

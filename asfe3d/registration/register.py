@@ -62,7 +62,8 @@ class RegistrationResult:
         seconds: wall time of the registration.
         start: where the winning rigid search started: ``"moments"`` (centres of mass, the header's orientation),
             a multi-start orientation such as ``"rotate 90 deg about x"`` or ``"mirror x, rotate 180 deg about z"``,
-            or ``"header"`` for ``"none"``.
+            or ``"header"`` for ``"none"`` and when the headers' own alignment scored a higher QC MI than the
+            optimiser's result (a PET already on the MRI grid).
         starts_tried: orientations tried by the multi-start search (0 when it did not run).
         qc: the quality verdict of the returned transform (``None`` when not assessed).
         qc_plain: the verdict of the plain (moments-started) rigid result when the multi-start search ran
@@ -596,6 +597,19 @@ def register_pet_to_mri(
         # the QC's MI landscape found a better point than where the optimiser stopped: continue from there (twice at
         # most), keep what scores the higher MI, so that the verdict judges an optimum of its own measure
         usable = qc is not None and not set(qc.flags) & {"pet_noise", "pet_spacing", "signal_volume"}
+        if usable and qc is not None:
+            # the headers' own alignment (a PET already on the MRI grid, or aligned by the scanner) is a candidate
+            # too: kept when the QC's MI prefers it to where the optimiser went
+            header = sitk.Euler3DTransform()
+            header.SetCenter(prep.init.GetCenter())
+            mi4 = _coarse_mi(prep, 4.0)
+            if mi4(header) > mi4(rigid):
+                h_qc = assess_registration(mri, pet, header, prep.head)
+                if h_qc.numbers["mi"] > qc.numbers["mi"] and VERDICT_RANK[h_qc.verdict] <= VERDICT_RANK[qc.verdict]:
+                    logger.info("registration: the headers' alignment scores a higher MI (%.4f) than the optimiser's "
+                                "result (%.4f): kept", h_qc.numbers["mi"], qc.numbers["mi"])
+                    rigid, metric, n_iter, qc, start_used = header, float("nan"), 0, h_qc, "header"
+                    stop = "the headers' alignment scored a higher MI than the optimiser's result"
         while usable and qc is not None and qc.better_start is not None and continued < 2:
             continued += 1
             c_tfm, c_metric, c_iter, c_stop = _rigid_from(prep, qc.better_start, common, shrink=(2, 1), sigmas=(1, 0),
