@@ -29,7 +29,7 @@ from asfe3d.defaults import (
     DEFAULT_QC,
     DEFAULT_REGISTRATION,
     QC_MODES,
-    REGISTRATION_METHODS,
+    REGISTRATION_CHOICES,
 )
 
 __all__ = [
@@ -133,8 +133,8 @@ def _check_settings(
         raise bad("method", f"unknown fusion method {method!r}; choose one of {available_methods()}")
     if mode not in ("slice", "volume"):
         raise bad("mode", f"must be 'slice' or 'volume', got {mode!r}")
-    if registration not in REGISTRATION_METHODS:
-        raise bad("registration", f"must be one of {REGISTRATION_METHODS}, got {registration!r}")
+    if registration not in REGISTRATION_CHOICES:
+        raise bad("registration", f"must be one of {REGISTRATION_CHOICES}, got {registration!r}")
     if qc not in QC_MODES:
         raise bad("qc", f"must be one of {QC_MODES}, got {qc!r}")
     if output_scale not in OUTPUT_SCALES:
@@ -208,7 +208,7 @@ def preprocessing_steps(
     pet_series: str | None = None, pet_frame: int | None = None, allow_nonfinite: bool = False,
     keep_registered_pet: bool = False, dicom_strict: bool = False, nifti_geometry: str = "auto",
     pet_units: str | None = None, pet_sidecar: str | Path | None = None, frame_realign: bool = True,
-    frame_reference: str | int = "mean",
+    frame_reference: str | int = "mean", mri_frame: int | None = None, progress: bool = False,
 ) -> list[tuple[str, list[Any]]]:
     """The chain's steps up to the network input, grouped by timed step (``load``, ``register``, ``normalise``).
 
@@ -233,6 +233,8 @@ def preprocessing_steps(
         pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for its units, dose and times.
         frame_realign: realign a dynamic PET's frames before averaging them.
         frame_reference: ``"mean"`` or a frame index to realign to.
+        mri_frame: a 4D MRI's frame (``None``: a 4D MRI is refused before registration).
+        progress: show the registration's progress on stderr.
 
     Returns:
         ``[(step name, [transforms])]``.
@@ -243,7 +245,7 @@ def preprocessing_steps(
 
     return [
         ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
-                              frame={"mri": None, "pet": pet_frame}, allow_nonfinite=allow_nonfinite,
+                              frame={"mri": mri_frame, "pet": pet_frame}, allow_nonfinite=allow_nonfinite,
                               dicom_strict=dicom_strict, nifti_geometry=nifti_geometry,
                               key_kwargs={"pet": {"pet_units": pet_units, "pet_sidecar": pet_sidecar,
                                                   "frame_realign": frame_realign,
@@ -251,7 +253,7 @@ def preprocessing_steps(
         ("register", [HeadMaskd("mri"),
                       RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
                                            seed=seed, threads=registration_threads, min_overlap=min_overlap,
-                                           qc=qc)]
+                                           qc=qc, progress=progress)]
                      + ([CopyItemsd("pet", names="pet_on_mri")] if keep_registered_pet else [])),
         ("normalise", [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
                        ConcatItemsd(["mri", "pet"], name="image")]),
@@ -301,6 +303,7 @@ def fuse_pair(
     pet_sidecar: str | Path | None = None,
     frame_realign: bool = True,
     frame_reference: str | int = "mean",
+    mri_frame: int | None = None,
 ) -> FuseResult:
     """Fuse one MRI/PET pair into a volume on the MRI's grid.
 
@@ -349,6 +352,7 @@ def fuse_pair(
         pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for units, dose and times.
         frame_realign: realign a dynamic PET's frames (rigid) before averaging them.
         frame_reference: ``"mean"`` or the frame index the frames are realigned to.
+        mri_frame: take this 0-based frame of a 4D MRI (without it a 4D MRI is refused).
 
     Returns:
         :class:`FuseResult`.
@@ -368,6 +372,9 @@ def fuse_pair(
                     colormap=colormap, seed=seed, roi_size=roi_size, device=device, slice_axis=slice_axis,
                     pet_frame=pet_frame, min_overlap=min_overlap, registration_threads=registration_threads,
                     pet_units=pet_units, nifti_geometry=nifti_geometry)
+    if mri_frame is not None and (isinstance(mri_frame, bool) or not isinstance(mri_frame, (int, np.integer))
+                                  or mri_frame < 0):
+        raise Asfe3dInputError(None, f"mri_frame: must be an integer >= 0, got {mri_frame!r}")
     if pet_sidecar is not None and not Path(pet_sidecar).is_file():
         raise Asfe3dInputError(pet_sidecar, "PET sidecar does not exist")
     mri_path, pet_path = Path(mri), Path(pet)
@@ -403,7 +410,8 @@ def fuse_pair(
                                 pet_frame=pet_frame, allow_nonfinite=allow_nonfinite,
                                 keep_registered_pet=extra["registered_pet"] is not None, dicom_strict=dicom_strict,
                                 nifti_geometry=nifti_geometry, pet_units=pet_units, pet_sidecar=pet_sidecar,
-                                frame_realign=frame_realign, frame_reference=frame_reference)
+                                frame_realign=frame_realign, frame_reference=frame_reference, mri_frame=mri_frame,
+                                progress=progress)
     steps += [
         ("fuse", [Fused("image", output_key="fused_unit", method=fuser, slice_axis=slice_axis)]
                  + ([ColourFused("image", output_key="fused_rgb", method=fuser, colormap=colormap,
@@ -420,7 +428,8 @@ def fuse_pair(
             data["record"] = _record_content(data, fuser, timings, extra_fields={
                 "settings": {"method": method, "mode": mode if method == "asfe" else None,
                              "registration": registration, "qc": qc, "output_scale": output_scale,
-                             "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_series": mri_series,
+                             "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_frame": mri_frame,
+                             "mri_series": mri_series,
                              "pet_series": pet_series, "pet_units": pet_units or "as stored",
                              "frame_realign": frame_realign, "dicom_strict": dicom_strict,
                              "nifti_geometry": nifti_geometry},

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from asfe3d.defaults import QC_MODES, REGISTRATION_METHODS
+from asfe3d.defaults import QC_MODES, REGISTRATION_CHOICES
 
 __all__ = [
     "add_fusion_options",
@@ -43,8 +43,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe only: 2D network slice by slice (SliceInferer) or 3D network over the volume "
                         f"(SlidingWindowInferer); default: {DEFAULT_MODE}")
     p.add_argument("--weights", type=Path, help="asfe only: weight file instead of the shipped one")
-    p.add_argument("--registration", choices=REGISTRATION_METHODS, default="rigid",
-                   help="PET-to-MRI registration (default: rigid)")
+    p.add_argument("--registration", choices=REGISTRATION_CHOICES, default="auto",
+                   help="PET-to-MRI registration (default: auto = rigid, or none for two DICOM series that share one "
+                        "FrameOfReferenceUID, already aligned by the scanner; rigid forces a registration)")
     p.add_argument("--qc", choices=QC_MODES, default="warn",
                    help="registration quality check: warn = write the outputs and print a one-line warning when "
                         "the registration looks failed (default); strict = refuse (exit 2, no output)")
@@ -89,6 +90,7 @@ def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> No
         sidecar: offer ``--pet-sidecar`` (BIDS runs find each PET's sidecar themselves).
     """
     p.add_argument("--pet-frame", type=int, help="take this 0-based frame of a 4D PET instead of the frame mean")
+    p.add_argument("--mri-frame", type=int, help="take this 0-based frame of a 4D MRI (a 4D MRI is refused without)")
     p.add_argument("--no-frame-realign", action="store_true",
                    help="average a dynamic PET's frames as they are (default: realign them rigidly first)")
     p.add_argument("--frame-reference", type=_frame_reference, default="mean", metavar="mean|N",
@@ -111,7 +113,7 @@ def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> No
 def input_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The reading options as ``fuse_pair`` keyword arguments."""
     return {
-        "pet_frame": args.pet_frame, "frame_realign": not args.no_frame_realign,
+        "pet_frame": args.pet_frame, "mri_frame": args.mri_frame, "frame_realign": not args.no_frame_realign,
         "frame_reference": args.frame_reference, "pet_units": args.pet_units,
         "pet_sidecar": getattr(args, "pet_sidecar", None),
         "dicom_strict": args.dicom_strict, "nifti_geometry": args.nifti_geometry,

@@ -320,6 +320,25 @@ def _series_summary(folder: Path, uid: str) -> tuple[list[str], str]:
     return files, description
 
 
+#: DICOM tags that say what a series is and which frame of reference its coordinates are in (``info`` keys)
+IDENTITY_TAGS = {"0008|0060": "modality", "0020|0052": "frame_of_reference_uid"}
+
+
+def _identity_tags(file: str) -> dict[str, str]:
+    """Modality and FrameOfReferenceUID of one DICOM file (only the tags present and non-empty)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return {}
+    out = {}
+    for tag, key in IDENTITY_TAGS.items():
+        if reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip():
+            out[key] = reader.GetMetaData(tag).strip().rstrip("\x00").strip()
+    return out
+
+
 def read_dicom_folder(
     folder: Path, role: str, series_uid: str | None, info: dict[str, Any], *, strict: bool = False
 ) -> tuple[sitk.Image, Path]:
@@ -329,7 +348,8 @@ def read_dicom_folder(
         folder: the folder.
         role: what the volume is.
         series_uid: the SeriesInstanceUID to read when the folder holds several.
-        info: provenance dict, updated (``series_uid``, ``series_description``, ``slices``, ``dicom_resampled``).
+        info: provenance dict, updated (``series_uid``, ``series_description``, ``modality``,
+            ``frame_of_reference_uid``, ``slices``, ``dicom_resampled``).
         strict: refuse irregular stacks instead of resampling them.
 
     Returns:
@@ -362,6 +382,8 @@ def read_dicom_folder(
         raise Asfe3dInputError(folder, f"{role} folder has no DICOM series {series_uid!r}; it holds: {listing}")
     files, description = summaries[series_uid]
     info.update(series_uid=series_uid, series_description=description)
+    with quiet_itk():
+        info.update(_identity_tags(files[0]) if files else {})
     if len(files) == 1:  # one (possibly multi-frame) file
         return read_dicom_file(Path(files[0]), role, info, strict=strict), Path(files[0])
     files, plan = _plan_series(folder, files, role, strict)

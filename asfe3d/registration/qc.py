@@ -22,15 +22,21 @@ reach on simulated, cross-template and deliberately broken pairs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["QCThresholds", "RegistrationQC", "VERDICTS", "assess_registration", "transform_size"]
+__all__ = ["ANATOMIES", "QCThresholds", "RegistrationQC", "VERDICTS", "anatomy_of", "assess_registration",
+           "transform_size"]
 
 VERDICTS = ("pass", "warn", "fail")
+#: what the MRI (or CT) shows, as judged by :func:`anatomy_of`: the checks that depend on it differ
+ANATOMIES = ("head", "body")
+
+#: a foreground wider than this (mm, second-largest extent of its bounding box) is a torso or whole body, not a head
+BODY_WIDTH_MM = 240.0
 
 
 @dataclass(frozen=True)
@@ -87,34 +93,73 @@ class RegistrationQC:
 
     Attributes:
         verdict: ``"pass"``, ``"warn"`` (usable, but look at it) or ``"fail"`` (do not trust the fusion).
-        reasons: one short sentence per finding that made the verdict worse than ``"pass"`` (empty on a pass).
+        reasons: one short sentence per finding that made the verdict worse than ``"pass"`` (empty on a pass),
+            then the :attr:`notes`.
         numbers: every measured number (``mi``, ``mi_margin``, ``pet_in_head``, ``head_covered``,
             ``rotation_deg``, ...), for logs and cohort summaries.
         flags: the name of the check behind each reason, same order (``pet_spacing``, ``pet_noise``,
             ``signal_volume``, ``scale``, ``mi_margin``, ``pet_in_head``, ``head_covered``, ``rotation``,
-            ``mirrored``).
+            ``mirrored``, ``mirrored_lr``), then ``note`` once per note.
+        anatomy: what the checks assumed the MRI shows: ``"head"`` or ``"body"`` (torso or whole body; the head
+            coverage and signal-volume checks are then not applied).
+        notes: what the checks could not tell (e.g. that left and right cannot be told apart from the images);
+            they do not change the verdict but are part of :attr:`reasons`.
     """
 
     verdict: str
     reasons: list[str] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    anatomy: str = "head"
+    notes: list[str] = field(default_factory=list)
+    #: the deliberate misalignment that scored a higher MI than the judged transform (``None`` when none did): where
+    #: :func:`asfe3d.registration.register_pet_to_mri` continues the optimisation from (not part of :meth:`as_dict`)
+    better_start: sitk.Transform | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.anatomy not in ANATOMIES:
+            raise ValueError(f"anatomy must be one of {ANATOMIES}, got {self.anatomy!r}")
+
+    def add_finding(self, level: str, flag: str, text: str) -> None:
+        """Add a finding found after :func:`assess_registration` (e.g. by the left-right check of the registration).
+
+        Args:
+            level: ``"fail"`` or ``"warn"`` (the verdict becomes at least that), or ``"note"`` (verdict unchanged; the
+                text goes to :attr:`notes` and, last, to :attr:`reasons`).
+            flag: the check's name (``"note"`` is used for notes).
+            text: one short sentence.
+
+        Raises:
+            ValueError: for an unknown level.
+        """
+        if level == "note":
+            self.notes.append(text)
+            self.reasons.append(text)
+            self.flags.append("note")
+            return
+        if level not in ("warn", "fail"):
+            raise ValueError(f"level must be 'fail', 'warn' or 'note', got {level!r}")
+        self.verdict = _worse(level, self.verdict)
+        # fails first, then warnings, then notes
+        at = 0 if level == "fail" else next((i for i, f in enumerate(self.flags) if f == "note"), len(self.flags))
+        self.reasons.insert(at, text)
+        self.flags.insert(at, flag)
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy: ``{"verdict": ..., "reasons": [...], "numbers": {...}}`` (floats rounded to 4 digits)."""
-        out = asdict(self)
-        out["numbers"] = {k: (round(v, 4) if math.isfinite(v) else None) for k, v in self.numbers.items()}
-        return out
+        """A JSON-ready copy: ``{"verdict": ..., "reasons": [...], "numbers": {...}, "flags": [...]}`` (floats
+        rounded to 4 digits)."""
+        return {"verdict": self.verdict, "reasons": list(self.reasons),
+                "numbers": {k: (round(v, 4) if math.isfinite(v) else None) for k, v in self.numbers.items()},
+                "flags": list(self.flags), "anatomy": self.anatomy, "notes": list(self.notes)}
 
     def summary(self) -> str:
         """One line: the verdict, its reasons (or the key numbers on a pass)."""
         n = self.numbers
         key = (f"MI {n.get('mi', float('nan')):.3f} margin {n.get('mi_margin', float('nan')):+.3f}, "
-               f"PET in head {n.get('pet_in_head', float('nan')):.0%}, rotation {n.get('rotation_deg', float('nan')):.0f} deg")
+               f"PET in {self.anatomy} {n.get('pet_in_head', float('nan')):.0%}, rotation "
+               f"{n.get('rotation_deg', float('nan')):.0f} deg; judged as a {self.anatomy}")
         if not self.reasons:
             return f"registration QC {self.verdict}: {key}"
         return f"registration QC {self.verdict}: {'; '.join(self.reasons)} ({key})"
@@ -165,6 +210,25 @@ def transform_size(transform: sitk.Transform, centre: tuple[float, float, float]
     angle = math.degrees(math.acos(float(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
     return {"rotation_deg": angle, "scale_min": float(s.min()), "scale_max": float(s.max()),
             "mirrored": 1.0 if det < 0 else 0.0, "translation_mm": float(np.linalg.norm(tc - c))}
+
+
+def anatomy_of(head: sitk.Image) -> str:
+    """Whether an MRI/CT foreground mask is a head or a torso/whole body, from its physical extent.
+
+    Args:
+        head: the foreground mask (:func:`asfe3d.registration.head_mask`), 3D.
+
+    Returns:
+        ``"body"`` when the second-largest extent of the mask's bounding box exceeds :data:`BODY_WIDTH_MM` (a head
+        is at most about 200 mm wide and deep; a torso is wider), else ``"head"`` (also for an empty mask).
+    """
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.Cast(head != 0, sitk.sitkUInt8))
+    if not stats.HasLabel(1):
+        return "head"
+    box = stats.GetBoundingBox(1)  # (x, y, z, size x, size y, size z) in voxels
+    extents = sorted(float(n * s) for n, s in zip(box[3:], head.GetSpacing()))
+    return "body" if extents[1] > BODY_WIDTH_MM else "head"
 
 
 def _coarse(image: sitk.Image, grid_mm: float) -> tuple[sitk.Image, list[int]]:
@@ -363,6 +427,7 @@ def assess_registration(
         reasons.append(("fail", "pet_noise", f"PET looks like noise (neighbour correlation {numbers['pet_smoothness']:.2f} < "
                                 f"{th.min_smoothness:g})"))
 
+    anatomy = anatomy_of(head)
     # --- coarse MRI grid, head mask ---
     mri_c, factors = _coarse(mri, grid_mm)
     head_c = sitk.BinShrink(sitk.Cast(head, sitk.sitkFloat32), factors) if max(factors) > 1 else sitk.Cast(
@@ -374,6 +439,8 @@ def assess_registration(
     head_mm3 = float(np.count_nonzero(head_arr)) * voxel_mm3
     numbers["signal_volume_ratio"] = signal_mm3 / head_mm3
     lo_v, hi_v = th.signal_volume_range
+    if anatomy == "body":  # a PET's hot spots (brain, heart, bladder) fill a small part of a body: no lower limit
+        lo_v = 0.0
     if not lo_v <= numbers["signal_volume_ratio"] <= hi_v:
         reasons.append(("fail", "signal_volume", f"PET signal volume is {numbers['signal_volume_ratio']:.3g} x the MRI head volume, "
                                 f"outside [{lo_v:g}, {hi_v:g}] (voxel size or field of view wrong?)"))
@@ -415,11 +482,17 @@ def assess_registration(
     pet_c = pet_on_grid(transform)
     inside = pet_c > thr
     mass_in_head = float(np.sum(pet_c[inside & head_arr], dtype=np.float64)) * voxel_mm3
-    numbers["pet_in_head"] = min(1.0, mass_in_head / signal_mass) if signal_mass > 0 else 0.0
+    # the share is of the PET signal inside the MRI's field of view: a brain PET reaching below a T1 cut at the
+    # cerebellum, or a whole-body PET under a head MRI, is not "outside the head" there
+    mass_in_fov = float(np.sum(pet_c[inside], dtype=np.float64)) * voxel_mm3
+    numbers["pet_in_fov"] = min(1.0, mass_in_fov / signal_mass) if signal_mass > 0 else 0.0
+    numbers["pet_in_head"] = min(1.0, mass_in_head / mass_in_fov) if mass_in_fov > 0 else 0.0
     numbers["head_covered"] = float(np.count_nonzero(inside & head_arr) / np.count_nonzero(head_arr))
     numbers["mi"] = mi_of(pet_c)
-    perturbed = [mi_of(pet_on_grid(_after(transform, p))) for _, p in _perturbations(centre, shift_mm, rotation_deg)]
+    moves = _perturbations(centre, shift_mm, rotation_deg)
+    perturbed = [mi_of(pet_on_grid(_after(transform, p))) for _, p in moves]
     best = max(perturbed)
+    better_start = _after(transform, moves[int(np.argmax(perturbed))][1]) if best > numbers["mi"] else None
     numbers["mi_perturbed_max"] = best
     numbers["mi_perturbed_mean"] = float(np.mean(perturbed))
     numbers["mi_margin"] = (numbers["mi"] - best) / numbers["mi"] if numbers["mi"] > 0 else float("-inf")
@@ -432,10 +505,12 @@ def assess_registration(
         reasons.append(("warn", "mi_margin", f"the alignment is a weak MI optimum (margin {numbers['mi_margin']:.1%} over the "
                                 f"best deliberate misalignment)"))
     if numbers["pet_in_head"] < th.min_pet_in_head:
-        reasons.append(("fail", "pet_in_head", f"only {numbers['pet_in_head']:.0%} of the PET signal lies inside the MRI head"))
+        reasons.append(("fail", "pet_in_head", f"only {numbers['pet_in_head']:.0%} of the PET signal in the MRI's field "
+                                f"of view lies inside the MRI {anatomy}"))
     elif numbers["pet_in_head"] < th.warn_pet_in_head:
-        reasons.append(("warn", "pet_in_head", f"{1 - numbers['pet_in_head']:.0%} of the PET signal lies outside the MRI head"))
-    if numbers["head_covered"] < th.min_head_covered:
+        reasons.append(("warn", "pet_in_head", f"{1 - numbers['pet_in_head']:.0%} of the PET signal in the MRI's field of "
+                                f"view lies outside the MRI {anatomy}"))
+    if anatomy == "head" and numbers["head_covered"] < th.min_head_covered:
         reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI head "
                                 f"(need {th.min_head_covered:.0%})"))
 
@@ -443,4 +518,5 @@ def assess_registration(
     for v, _, _ in reasons:
         verdict = _worse(v, verdict)
     ordered = [r for r in reasons if r[0] == "fail"] + [r for r in reasons if r[0] == "warn"]
-    return RegistrationQC(verdict, [r[2] for r in ordered], numbers, [r[1] for r in ordered])
+    return RegistrationQC(verdict, [r[2] for r in ordered], numbers, [r[1] for r in ordered], anatomy=anatomy,
+                          better_start=better_start)

@@ -62,12 +62,15 @@ class RegistrationResult:
         seconds: wall time of the registration.
         start: where the winning rigid search started: ``"moments"`` (centres of mass, the header's orientation),
             a multi-start orientation such as ``"rotate 90 deg about x"`` or ``"mirror x, rotate 180 deg about z"``,
-            or ``"header"`` for ``"none"``.
+            or ``"header"`` for ``"none"`` and when the headers' own alignment scored a higher QC MI than the
+            optimiser's result (a PET already on the MRI grid).
         starts_tried: orientations tried by the multi-start search (0 when it did not run).
         qc: the quality verdict of the returned transform (``None`` when not assessed).
         qc_plain: the verdict of the plain (moments-started) rigid result when the multi-start search ran
             (``None`` otherwise); ``qc`` is then the verdict of what was kept.
         bin_factors: per-axis bin-averaging of the MRI for the finest level (``(1, 1, 1)``: the MRI's own grid).
+        continued: how many times the rigid optimisation was continued from a deliberate misalignment that the QC
+            found better than where it had stopped (0-2).
     """
 
     transform: sitk.Transform
@@ -81,6 +84,7 @@ class RegistrationResult:
     qc: RegistrationQC | None = None
     qc_plain: RegistrationQC | None = None
     bin_factors: tuple[int, ...] = (1, 1, 1)
+    continued: int = 0
 
 
 #: metric samples inside the (dilated) MRI head at the finest level when ``sampling`` is left to
@@ -118,6 +122,7 @@ def _stage(
     learning_rate: float = 2.0,
     bound_mm: float = 0.0,
     moving_initial: sitk.Transform | None = None,
+    progress: _Progress | None = None,
 ) -> tuple[sitk.Transform, float, int, str]:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
@@ -152,12 +157,55 @@ def _stage(
         reg.SetMovingInitialTransform(moving_initial)
     reg.SetInitialTransform(initial, inPlace=True)
     counter = {"n": 0}
-    reg.AddCommand(sitk.sitkIterationEvent, lambda: counter.__setitem__("n", counter["n"] + 1))
+
+    def on_iteration() -> None:
+        counter["n"] += 1
+        if progress is not None:
+            progress.iteration(reg.GetOptimizerIteration(), reg.GetMetricValue())
+
+    reg.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    if progress is not None:
+        reg.AddCommand(sitk.sitkMultiResolutionIterationEvent, lambda: progress.level(reg.GetCurrentLevel()))
     out = reg.Execute(fixed, moving)
     return out, float(reg.GetMetricValue()), counter["n"], reg.GetOptimizerStopConditionDescription()
 
 
 MULTISTART = ("auto", "always", "never")
+
+
+class _Progress:
+    """Registration progress on stderr (a tqdm bar over the resolution levels of every stage, with the stage, the
+    level's iteration and the metric), shown the way the network's bar is (``progress=True``; ``--no-progress``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(desc="registration", unit="level", total=3, leave=False, dynamic_ncols=True,
+                            mininterval=0.2)
+        self.name = ""
+
+    def stage(self, name: str, levels: int) -> None:
+        self.name = name
+        if self.bar is not None:
+            self.bar.total = self.bar.n + levels
+            self.bar.set_description(f"registration: {name}", refresh=False)
+            self.bar.refresh()
+
+    def level(self, index: int) -> None:
+        if self.bar is not None and index > 0:
+            self.bar.update(1)
+
+    def iteration(self, n: int, metric: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"iteration {n}, MI {metric:.4f}", refresh=False)
+            self.bar.update(0)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 #: the finest registration level is not finer than this (mm) unless the PET's own voxels are finer
 FINEST_MM = 2.0
@@ -312,9 +360,13 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
 
 
 def _rigid_from(prep: _Prepared, start: sitk.Transform | None, common: dict, shrink: Sequence[int],
-                sigmas: Sequence[float]) -> tuple[sitk.Transform, float, int, str]:
+                sigmas: Sequence[float], progress: _Progress | None = None,
+                name: str = "rigid") -> tuple[sitk.Transform, float, int, str]:
     """Rigid stage from the moments start (``start=None``) or after a fixed ``start`` transform (affine or rigid,
     applied last: x -> start(rigid(x))), flattened into one transform."""
+    if progress is not None:
+        progress.stage(name, len(shrink))
+        common = dict(common, progress=progress)
     if start is None:
         rigid = sitk.Euler3DTransform(prep.init)
         _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, rigid, shrink=shrink, sigmas=sigmas,
@@ -350,7 +402,37 @@ def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
     return mi
 
 
-def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4,
+#: relative MI difference (mirrored fit vs the result) beyond which left and right are told apart
+LR_MARGIN = 0.03
+
+
+def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: RegistrationQC,
+                      progress: _Progress | None) -> None:
+    """Register briefly (8 and 4 mm) from ``rigid`` mirrored left-right (physical x, through the head's centre) and
+    compare the MI on a 4 mm grid: the mirrored fit clearly better fails ``qc`` (``mirrored_lr``); about as good adds
+    a note that left and right cannot be told apart; clearly worse confirms the side (``lr_margin`` > 0)."""
+    from asfe3d.registration.qc import _after
+
+    c = np.asarray(prep.init.GetCenter())
+    mirror = _affine(np.diag([-1.0, 1.0, 1.0]), c, (0.0, 0.0, 0.0))
+    short = dict(common, iterations=min(common["iterations"], 50))
+    cand, _, _, _ = _rigid_from(prep, _after(rigid, mirror), short, shrink=(4, 2), sigmas=(2, 1), progress=progress,
+                                name="left-right check")
+    mi4 = _coarse_mi(prep, 4.0)
+    mi, mi_m = mi4(rigid), mi4(cand)
+    margin = (mi - mi_m) / mi if mi > 0 else 0.0
+    qc.numbers["mi_mirrored_lr"] = mi_m
+    qc.numbers["lr_margin"] = margin
+    if margin < -LR_MARGIN:
+        qc.add_finding("fail", "mirrored_lr", f"the PET looks mirrored left-right: mirrored, it fits the MRI clearly "
+                                              f"better (MI {mi_m:.3f} vs {mi:.3f}); check its header")
+    elif margin < LR_MARGIN:
+        qc.add_finding("note", "note", f"left and right cannot be told apart from these images (the PET mirrored "
+                                       f"left-right fits as well: MI {mi_m:.3f} vs {mi:.3f}); only the headers "
+                                       f"say which side is which")
+
+
+def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4, progress: _Progress | None = None,
                 ) -> tuple[sitk.Transform, float, int, str, int]:
     """Try every start orientation: MI on a 6 mm grid for each, a short coarse registration (8 and 4 mm) of the
     best ``keep``, then the refinement (4 and 2 mm) of the best of those by MI on a 4 mm grid."""
@@ -364,11 +446,13 @@ def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4,
     short = dict(common, iterations=min(common["iterations"], 50))
     tried = []
     for _, i in scored[:keep]:
-        tfm, _, _, _ = _rigid_from(prep, _affine(starts[i], c, t), short, shrink=(4, 2), sigmas=(2, 1))
+        tfm, _, _, _ = _rigid_from(prep, _affine(starts[i], c, t), short, shrink=(4, 2), sigmas=(2, 1),
+                                   progress=progress, name="multi-start search")
         tried.append((mi4(tfm), i, tfm))
     tried.sort(key=lambda x: (-x[0], x[1]))
     _, best, coarse = tried[0]
-    tfm, metric, n_iter, stop = _rigid_from(prep, coarse, common, shrink=(2, 1), sigmas=(1, 0))
+    tfm, metric, n_iter, stop = _rigid_from(prep, coarse, common, shrink=(2, 1), sigmas=(1, 0), progress=progress,
+                                            name="multi-start refinement")
     return tfm, metric, n_iter, stop, start_name(starts[best]), len(starts)
 
 
@@ -390,6 +474,8 @@ def register_pet_to_mri(
     multistart: str = "auto",
     mirrors: bool = False,
     assess: bool = True,
+    check_mirror: bool = True,
+    progress: bool = False,
 ) -> RegistrationResult:
     """Register a PET volume to an MRI volume (MRI fixed, PET moving) with Mattes mutual information.
 
@@ -442,6 +528,10 @@ def register_pet_to_mri(
         mirrors: let the multi-start search try mirrored orientations (header flips) too; only useful for
             clearly asymmetric images.
         assess: judge the result (``result.qc``); needed by ``multistart="auto"``.
+        check_mirror: with ``assess``, also register from the result mirrored left-right (briefly, 8 and 4 mm) and
+            compare the MI: a clearly better mirrored fit fails the verdict (``mirrored_lr``); about the same fit
+            adds a note that left and right cannot be told apart from these images.
+        progress: show the registration's progress on stderr (stage, level, iteration, metric).
 
     Returns:
         :class:`RegistrationResult`; ``transform`` maps MRI points to PET points (an affine transform when a
@@ -489,6 +579,8 @@ def register_pet_to_mri(
                                   start="header", qc=qc)
 
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    bar = _Progress(progress)
+    continued = 0
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     try:
@@ -498,9 +590,36 @@ def register_pet_to_mri(
                 np.count_nonzero(sitk.GetArrayViewFromImage(prep.mask)))
             sampling = float(min(1.0, TARGET_SAMPLES / max(inside, 1.0)))
         common = dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
-        rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0))
+        rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0),
+                                                  progress=bar)
         start_used, tried, qc_plain = "moments", 0, None
         qc = assess_registration(mri, pet, rigid, prep.head) if assess else None
+        # the QC's MI landscape found a better point than where the optimiser stopped: continue from there (twice at
+        # most), keep what scores the higher MI, so that the verdict judges an optimum of its own measure
+        usable = qc is not None and not set(qc.flags) & {"pet_noise", "pet_spacing", "signal_volume"}
+        if usable and qc is not None:
+            # the headers' own alignment (a PET already on the MRI grid, or aligned by the scanner) is a candidate
+            # too: kept when the QC's MI prefers it to where the optimiser went
+            header = sitk.Euler3DTransform()
+            header.SetCenter(prep.init.GetCenter())
+            mi4 = _coarse_mi(prep, 4.0)
+            if mi4(header) > mi4(rigid):
+                h_qc = assess_registration(mri, pet, header, prep.head)
+                if h_qc.numbers["mi"] > qc.numbers["mi"] and VERDICT_RANK[h_qc.verdict] <= VERDICT_RANK[qc.verdict]:
+                    logger.info("registration: the headers' alignment scores a higher MI (%.4f) than the optimiser's "
+                                "result (%.4f): kept", h_qc.numbers["mi"], qc.numbers["mi"])
+                    rigid, metric, n_iter, qc, start_used = header, float("nan"), 0, h_qc, "header"
+                    stop = "the headers' alignment scored a higher MI than the optimiser's result"
+        while usable and qc is not None and qc.better_start is not None and continued < 2:
+            continued += 1
+            c_tfm, c_metric, c_iter, c_stop = _rigid_from(prep, qc.better_start, common, shrink=(2, 1), sigmas=(1, 0),
+                                                          progress=bar, name="continued from a better start")
+            c_qc = assess_registration(mri, pet, c_tfm, prep.head)
+            logger.info("registration continued from a better misalignment: MI %.4f -> %.4f", qc.numbers["mi"],
+                        c_qc.numbers["mi"])
+            if not c_qc.numbers["mi"] > qc.numbers["mi"]:
+                break
+            rigid, metric, n_iter, stop, qc = c_tfm, c_metric, c_iter, c_stop, c_qc
         # search only when the alignment failed on usable inputs (a noise PET or a wrong voxel size has no start
         # that could fix it)
         alignment_failed = qc is not None and qc.verdict == "fail" and bool(
@@ -508,7 +627,7 @@ def register_pet_to_mri(
             set(qc.flags) & {"pet_noise", "pet_spacing", "signal_volume"})
         if multistart == "always" or (multistart == "auto" and alignment_failed):
             qc_plain = qc
-            cand, c_metric, c_iter, c_stop, c_name, tried = _multistart(prep, common, mirrors=mirrors)
+            cand, c_metric, c_iter, c_stop, c_name, tried = _multistart(prep, common, mirrors=mirrors, progress=bar)
             c_qc = assess_registration(mri, pet, cand, prep.head) if assess else None
             # keep the search's result only when its verdict is better (or, without QC, when its MI is higher)
             better = (VERDICT_RANK[c_qc.verdict] < VERDICT_RANK[qc.verdict]) if (c_qc is not None and qc is not None) \
@@ -517,32 +636,41 @@ def register_pet_to_mri(
                         c_qc.verdict if c_qc else "-", qc.verdict if qc else "-")
             if better:
                 rigid, metric, n_iter, stop, start_used, qc = cand, c_metric, c_iter, c_stop, c_name, c_qc
+        if qc is not None and check_mirror and not set(qc.flags) & {"pet_noise", "pet_spacing"}:
+            _check_left_right(prep, rigid, common, qc, bar)
         transform: sitk.Transform = rigid
         if method == "affine":
             affine = sitk.AffineTransform(3)
             affine.SetCenter(rigid.GetCenter())
             affine.SetMatrix(rigid.GetMatrix())
             affine.SetTranslation(rigid.GetTranslation())
+            bar.stage("affine", 2)
             _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, affine, shrink=(2, 1), sigmas=(1, 0),
-                                             optimizer="rsgd", **common)
+                                             optimizer="rsgd", progress=bar, **common)
             transform = affine
         elif method == "deformable":
             bspline = sitk.BSplineTransformInitializer(prep.fixed, [bspline_mesh] * 3, order=3)
             common["iterations"] = bspline_iterations
+            bar.stage("deformable", 2)
             _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, bspline, shrink=(4, 2), sigmas=(2, 1),
                                              optimizer="lbfgsb", bound_mm=bspline_bound_mm, moving_initial=rigid,
-                                             **common)
+                                             progress=bar, **common)
             # the B-spline acts first (on MRI points), then the rigid transform
             transform = sitk.CompositeTransform([rigid, bspline])
         if assess and method != "rigid":
+            lr = None if qc is None else [(f, r) for f, r in zip(qc.flags, qc.reasons) if f in ("mirrored_lr", "note")]
             qc = assess_registration(mri, pet, transform, prep.head)
+            for flag, reason in lr or []:  # the left-right finding of the rigid stage still holds
+                qc.add_finding("note" if flag == "note" else "fail", flag, reason)
     finally:
+        bar.close()
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     seconds = time.perf_counter() - start
     logger.info("registration %s: Mattes MI %.5f after %d iterations in %.1f s (%s; start %s)", method, metric,
                 n_iter, seconds, stop, start_used)
     return RegistrationResult(transform, method, metric, n_iter, stop, seconds, start=start_used,
-                              starts_tried=tried, qc=qc, qc_plain=qc_plain, bin_factors=tuple(prep.factors))
+                              starts_tried=tried, qc=qc, qc_plain=qc_plain, bin_factors=tuple(prep.factors),
+                              continued=continued)
 
 
 def resample_to_reference(

@@ -165,7 +165,9 @@ class RegisterToReference(Transform):
     """Register a moving volume (PET) to a reference (MRI), judge the result, and resample onto the reference grid.
 
     Args:
-        method: ``rigid``, ``affine``, ``deformable`` or ``none`` (see :func:`asfe3d.registration.register_pet_to_mri`).
+        method: ``auto`` (``none`` for two DICOM series that share a FrameOfReferenceUID, already aligned by the
+            scanner; ``rigid`` otherwise), ``rigid``, ``affine``, ``deformable`` or ``none`` (see
+            :func:`asfe3d.registration.register_pet_to_mri`).
         seed: registration sampling seed (>= 0).
         threads: ITK threads (1: bitwise reproducible; ``None``: every core).
         min_overlap: smallest fraction of the reference head the result must cover (0 disables the check).
@@ -182,8 +184,8 @@ class RegisterToReference(Transform):
         from asfe3d.defaults import QC_MODES
         from asfe3d.registration import METHODS
 
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method not in ("auto", *METHODS):
+            raise ValueError(f"method must be one of {('auto', *METHODS)}, got {method!r}")
         if not 0.0 <= min_overlap <= 1.0:
             raise ValueError(f"min_overlap must be in [0, 1], got {min_overlap}")
         if qc not in QC_MODES:
@@ -225,15 +227,34 @@ class RegisterToReference(Transform):
         moving, reference = _as_metatensor(moving, "moving"), _as_metatensor(reference, "reference")
         _check_channel_first_3d(moving, "moving", 1)
         _check_channel_first_3d(reference, "reference", 1)
+        from asfe3d.io.volume import SOURCE_KEY as _SOURCE
+        from asfe3d.registration.roles import check_roles
+
         fixed_img, moving_img = sitk_from_metatensor(reference), sitk_from_metatensor(moving)
+        ref_info, mov_info = reference.meta.get(_SOURCE) or {}, moving.meta.get(_SOURCE) or {}
+        # inputs the other way round (or a 4D MRI) are refused before any registration
+        check_roles(sitk.GetArrayViewFromImage(fixed_img), sitk.GetArrayViewFromImage(moving_img),
+                    fixed_img.GetSpacing(), moving_img.GetSpacing(), ref_info, mov_info,
+                    reference.meta.get("filename_or_obj"), moving.meta.get("filename_or_obj"))
+        frame_of_reference = ref_info.get("frame_of_reference_uid")
+        same_frame = bool(frame_of_reference) and frame_of_reference == mov_info.get("frame_of_reference_uid")
+        method = self.method
+        if method == "auto":
+            method = "none" if same_frame else "rigid"
         if head is None:
             head = HeadMask()(reference)
         head_img = sitk.GetImageFromArray(np.ascontiguousarray(head[0].cpu().numpy().astype(np.uint8)
                                                                .transpose(2, 1, 0)))
         head_img.CopyInformation(fixed_img)
         t0 = time.perf_counter()
-        result = register_pet_to_mri(fixed_img, moving_img, self.method, seed=self.seed, threads=self.threads,
+        result = register_pet_to_mri(fixed_img, moving_img, method, seed=self.seed, threads=self.threads,
                                      head=head_img, **self.register_kwargs)
+        if method == "none" and same_frame and result.qc is not None:
+            # the scanner aligned the two series: the checks can only warn (e.g. motion between the scans)
+            if result.qc.verdict == "fail":
+                result.qc.verdict = "warn"
+            result.qc.add_finding("note", "note", "not registered: both DICOM series share one frame of reference "
+                                                  f"(FrameOfReferenceUID {frame_of_reference}), aligned by the scanner")
         t1 = time.perf_counter()
         resampled = resample_to_reference(moving_img, fixed_img, result.transform, interpolator=self.interpolator)
         pet_path = moving.meta.get("filename_or_obj")
@@ -250,7 +271,11 @@ class RegisterToReference(Transform):
                 raise Asfe3dInputError(pet_path, f"{line} (--qc strict: nothing written)")
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)
-        report = {"method": result.method, "start": getattr(result, "start", None),
+        described = result.method
+        if method == "none" and same_frame:
+            described = "none (same frame of reference)"
+        report = {"method": described, "requested": self.method, "continued": getattr(result, "continued", 0),
+                  "start": getattr(result, "start", None),
                   "starts_tried": getattr(result, "starts_tried", 0),
                   "qc_plain": None if getattr(result, "qc_plain", None) is None else result.qc_plain.as_dict(),
                   "metric": result.metric,

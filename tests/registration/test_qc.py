@@ -94,7 +94,8 @@ def test_turned_pet_fails_plain_and_multistart_recovers(case5):
     assert registration_error_mm(truth, res.transform, brain)["mean"] < 1.5
     assert res.start.startswith("rotate 90 deg about") and res.starts_tried == len(start_orientations())
     assert res.qc_plain is not None and res.qc_plain.verdict == "fail"
-    assert res.qc is not None and res.qc.verdict == "warn" and res.qc.flags == ["rotation"], res.qc.summary()
+    assert res.qc is not None and res.qc.verdict == "warn", res.qc.summary()
+    assert [f for f in res.qc.flags if f != "note"] == ["rotation"], res.qc.summary()
     assert 80.0 < res.qc.numbers["rotation_deg"] < 100.0
     again = register_pet_to_mri(t1, turned, "rigid", sampling=0.2, head=head)
     assert again.transform.GetParameters() == res.transform.GetParameters()

@@ -1,0 +1,133 @@
+"""Tests of the inputs' roles (MRI vs PET) and of the same-frame-of-reference shortcut (DICOM pairs)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.registration.roles import check_roles, role_evidence
+
+MRI = np.full((8, 8, 8), 100.0, np.float32)
+PET = np.full((8, 8, 8), 5000.0, np.float32)
+
+
+def _check(mri_info=None, pet_info=None, mri_path="mri.nii.gz", pet_path="pet.nii.gz", mri_spacing=(1.0,) * 3,
+           pet_spacing=(2.0,) * 3, pet=PET):
+    return check_roles(MRI, pet, mri_spacing, pet_spacing, mri_info or {}, pet_info or {}, mri_path, pet_path)
+
+
+def test_plausible_inputs_pass_quietly(caplog):
+    assert _check({"modality": "MR"}, {"modality": "PT"}, "sub-01_T1w.nii.gz", "sub-01_pet.nii.gz") == []
+    assert _check({"modality": "CT"}, {"modality": "PT"}) == []  # PET/CT: the CT is the reference
+    assert _check(mri_spacing=(2.0,) * 3) == []  # a PET already on the MRI grid: same voxels, nothing said
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("mri_info, pet_info, mri_path, pet_path, words", [
+    ({"modality": "PT"}, {"modality": "MR"}, "a", "b", "MRI input is a DICOM PT series"),
+    ({}, {"modality": "CT"}, "a", "b", "PET input is a DICOM CT series"),
+    ({}, {}, "sub-01_pet.nii.gz", "sub-01_T1w.nii.gz", "BIDS suffix _pet"),
+    ({}, {}, "mri.nii", "sub-01_T1w.nii", "BIDS suffix _T1w"),
+])
+def test_swapped_inputs_are_refused(mri_info, pet_info, mri_path, pet_path, words):
+    with pytest.raises(Asfe3dInputError, match=words) as err:
+        _check(mri_info, pet_info, mri_path, pet_path)
+    assert "\n" not in str(err.value) and "swapped" in str(err.value)
+
+
+def test_ct_given_as_the_pet_is_refused():
+    ct = np.where(np.arange(512).reshape(8, 8, 8) % 2 == 0, -1000.0, 40.0).astype(np.float32)
+    ct[0, 0, 0] = 1200.0
+    with pytest.raises(Asfe3dInputError, match="Hounsfield"):
+        _check(pet=ct)
+
+
+def test_voxel_sizes_alone_only_warn(caplog):
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        lines = _check(mri_spacing=(2.0, 2.0, 2.0), pet_spacing=(1.0, 1.0, 1.0))
+    assert len(lines) == 1 and "may be swapped" in lines[0] and "much larger" in lines[0]
+    assert "may be swapped" in caplog.text
+    certain, hints = role_evidence(MRI, PET, (2.0,) * 3, (1.0,) * 3, {}, {}, None, None)
+    assert certain == [] and len(hints) == 1
+
+
+def test_4d_mri_refused_unless_a_frame_was_taken():
+    with pytest.raises(Asfe3dInputError, match=r"MRI input is 4D \(3 frames\): choose one with --mri-frame"):
+        _check({"frames": 3, "frame_taken": None})
+    assert _check({"frames": 3, "frame_taken": 1}) == []
+
+
+# ----------------------------------------------------------------------------------- DICOM frame of reference
+
+
+def _write_series(folder: Path, image: sitk.Image, modality: str, series: str, frame_of_reference: str) -> Path:
+    folder.mkdir(parents=True)
+    arr = sitk.GetArrayFromImage(image)
+    arr = np.round(arr / max(float(arr.max()), 1e-6) * 2000).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(image)
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetSize()[2]):
+        sl = img[:, :, k]
+        tags = {"0008|0060": modality, "0008|0016": "1.2.840.10008.5.1.4.1.1.128" if modality == "PT" else
+                "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{series}.{k + 1}", "0020|000d": "1.2.3.4",
+                "0020|000e": series, "0020|0052": frame_of_reference, "0008|103e": modality,
+                "0020|0037": "\\".join(f"{v:.10f}" for v in (*direction[:, 0], *direction[:, 1])),
+                "0020|0032": "\\".join(f"{v:.10f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k))),
+                "0020|0013": str(k + 1), "0018|0050": f"{img.GetSpacing()[2]:.6f}"}
+        for key, value in tags.items():
+            sl.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"sl{k:03d}.dcm"))
+        writer.Execute(sl)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dicom_pairs(case, tmp_path_factory):
+    t1, pet, _, _ = case
+    root = tmp_path_factory.mktemp("dicom")
+    mr = _write_series(root / "mr", t1, "MR", "1.2.3.4.1", "1.2.3.9")
+    same = _write_series(root / "pt_same", pet, "PT", "1.2.3.4.2", "1.2.3.9")
+    other = _write_series(root / "pt_other", pet, "PT", "1.2.3.4.3", "1.2.3.8")
+    swapped_mr = _write_series(root / "pt_as_mri", pet, "PT", "1.2.3.4.4", "1.2.3.7")
+    return mr, same, other, swapped_mr
+
+
+def _register(mri: Path, pet: Path, method: str = "auto"):
+    from asfe3d.transforms import HeadMaskd, LoadVolumed, RegisterToReferenced
+
+    d = LoadVolumed(["mri", "pet"])({"mri": mri, "pet": pet})
+    d = HeadMaskd("mri")(d)
+    return RegisterToReferenced("pet", method=method, min_overlap=0.0, sampling=0.2)(d)
+
+
+def test_same_frame_of_reference_is_not_registered(dicom_pairs):
+    mr, same, _, _ = dicom_pairs
+    d = _register(mr, same)
+    report = d["pet_registration"]
+    assert report["method"] == "none (same frame of reference)" and report["requested"] == "auto"
+    assert report["qc"]["verdict"] != "fail"
+    assert any("share one frame of reference" in n for n in report["qc"]["notes"])
+    assert d["pet_transform"].GetParameters() == () or np.allclose(
+        d["pet_transform"].TransformPoint((1.0, 2.0, 3.0)), (1.0, 2.0, 3.0))
+    forced = _register(mr, same, "rigid")["pet_registration"]
+    assert forced["method"] == "rigid" and forced["requested"] == "rigid" and forced["iterations"] > 0
+
+
+def test_other_frame_of_reference_is_registered(dicom_pairs):
+    mr, _, other, _ = dicom_pairs
+    report = _register(mr, other)["pet_registration"]
+    assert report["method"] == "rigid" and report["requested"] == "auto" and report["iterations"] > 0
+
+
+def test_pet_series_given_as_the_mri_is_refused(dicom_pairs):
+    mr, _, _, swapped = dicom_pairs
+    with pytest.raises(Asfe3dInputError, match="MRI input is a DICOM PT series.*PET input is a DICOM MR series"):
+        _register(swapped, mr)
