@@ -182,8 +182,9 @@ class _Progress:
         if enabled:
             from tqdm.auto import tqdm
 
+            # disable=None: shown on a terminal only, so logs and pipes stay quiet (warnings only)
             self.bar = tqdm(desc="registration", unit="level", total=3, leave=False, dynamic_ncols=True,
-                            mininterval=0.2)
+                            mininterval=0.2, disable=None)
         self.name = ""
 
     def stage(self, name: str, levels: int) -> None:

@@ -81,8 +81,14 @@ def test_add_finding_orders_and_checks():
         RegistrationQC("pass", anatomy="leg")
 
 
-def test_progress_on_stderr_only_when_asked(case, capsys):
+def test_progress_on_stderr_only_when_asked(case, capsys, monkeypatch):
+    import sys
+
     t1, pet, _, _ = case
+    # not a terminal (a log file, a pipe): quiet even when asked
+    register_pet_to_mri(t1, pet, "rigid", sampling=0.2, progress=True, multistart="never", check_mirror=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # a terminal
     register_pet_to_mri(t1, pet, "rigid", sampling=0.2, progress=True, multistart="never", check_mirror=False)
     err = capsys.readouterr().err
     assert "registration: rigid" in err and "iteration" in err
