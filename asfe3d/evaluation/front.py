@@ -42,15 +42,17 @@ def save_front_figure(
     if not points:
         raise ValueError(f"no method has both DETAIL and PETC, got methods {sorted(means)}")
     fig, ax = plt.subplots(figsize=(5.5, 5.0))
-    for name, (x, y) in points.items():
+    for k, (name, (x, y)) in enumerate(sorted(points.items(), key=lambda kv: kv[1][1])):
         learned = name.startswith("asfe")
-        ax.scatter([x], [y], s=70 if learned else 45, marker="*" if learned else "o", zorder=3)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        ax.scatter([x], [y], s=90 if learned else 45, marker="*" if learned else "o", zorder=3)
+        # labels fanned out left and right so that close points stay readable
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(8, -3) if k % 2 else (-8, -3),
+                    ha="left" if k % 2 else "right", fontsize=9, arrowprops={"arrowstyle": "-", "lw": 0.4})
     ax.axvline(bars[0], ls="--", c="grey", lw=0.8)
     ax.axhline(bars[1], ls="--", c="grey", lw=0.8)
-    lo = min(0.0, *(min(p) for p in points.values())) - 0.02
-    ax.set_xlim(lo, 1.02)
-    ax.set_ylim(lo, 1.02)
+    lo = max(-1.0, min(min(p) for p in points.values()) - 0.08)
+    ax.set_xlim(lo, 1.01)
+    ax.set_ylim(lo, 1.01)
     ax.set_xlabel("MRI detail retention (anatomy kept)")
     ax.set_ylabel("PET consistency (uptake kept)")
     ax.set_title(title or "Both images at once: top right keeps both")
