@@ -509,7 +509,12 @@ def cohort_lock(folder: str | Path) -> Iterator[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ".asfe3d-cohort.lock"
-    fh = open(path, "a+", encoding="utf-8")
+    try:  # O_NOFOLLOW: a lock name that is a symlink must not lead the truncation below to another file
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        why = "is a symbolic link, not asfe3d's lock file" if path.is_symlink() else f"cannot be opened ({exc.strerror})"
+        raise Asfe3dInputError(path, f"the cohort lock {why}; remove it and rerun") from None
+    fh = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

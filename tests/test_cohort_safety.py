@@ -108,3 +108,15 @@ def test_second_run_on_the_same_folder_is_refused(tmp_path, demo_files):
     results = run_cohort(subjects, output_dir=out, summary_path=out / "summary.csv", progress=False, **FAST)
     assert [r.status for r in results] == ["ok"]
     assert read_summary(out / "summary.csv")[0]["qc_verdict"] in ("pass", "warn", "fail")
+
+
+def test_lock_that_is_a_symlink_never_truncates_its_target(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (out / ".asfe3d-cohort.lock").symlink_to(victim)
+    with pytest.raises(Asfe3dInputError, match="symbolic link"):
+        with cohort_lock(out):
+            pass
+    assert victim.read_text() == "keep me"
