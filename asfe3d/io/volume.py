@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import struct
 import time
 from collections.abc import Iterator
@@ -268,6 +269,17 @@ def read_volume(
 # ----------------------------------------------------------------------------------------------------- NIfTI
 
 
+def _check_scaling(p: Path, role: str) -> None:
+    """Refuse an intensity scaling that cannot be applied: ``scl_slope`` or ``scl_inter`` +-Inf, or a NaN intercept
+    with a slope in use, as stored in the file (nibabel's loader quietly drops an infinite slope and reads the raw
+    values instead). A slope of 0 or NaN means "no scaling" in NIfTI and is accepted."""
+    slope, inter = _raw_nifti_scaling(p)
+    slope_used = math.isfinite(slope) and slope != 0.0
+    if math.isinf(slope) or math.isinf(inter) or (slope_used and math.isnan(inter)):
+        raise Asfe3dInputError(p, f"{role} NIfTI header has a non-finite intensity scaling (scl_slope {slope}, "
+                                  f"scl_inter {inter}); fix the header")
+
+
 def _read_nifti(
     p: Path, role: str, info: dict[str, Any], nifti_geometry: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -288,6 +300,7 @@ def _read_nifti(
     dtype = header.get_data_dtype()
     if dtype.fields is not None or dtype.kind == "c":
         raise Asfe3dInputError(p, f"{role} NIfTI holds {dtype} voxels (colour/complex), not a scalar volume")
+    _check_scaling(p, role)
     shape = tuple(int(s) for s in img.shape)
     _check_shape(p, shape, role)
     affine = _nifti_geometry(p, role, header, shape, nifti_geometry, info, raw_pixdim)
@@ -336,6 +349,19 @@ def _raw_nifti_pixdim(p: Path) -> np.ndarray:
         if sizeof_hdr == 540 and len(block) >= 540:
             return np.asarray(struct.unpack(endian + "3d", block[112:136]), dtype=np.float64)
     raise ValueError(f"not a NIfTI header (sizeof_hdr = {struct.unpack('<i', block[:4])[0]})")
+
+
+def _raw_nifti_scaling(p: Path) -> tuple[float, float]:
+    """``(scl_slope, scl_inter)`` as stored in the file."""
+    with ImageOpener(str(p), "rb") as fh:
+        block = fh.read(540)
+    for endian in "<>":
+        sizeof_hdr = struct.unpack(endian + "i", block[:4])[0] if len(block) >= 4 else 0
+        if sizeof_hdr == 348 and len(block) >= 124:
+            return tuple(float(v) for v in struct.unpack(endian + "2f", block[112:120]))  # type: ignore[return-value]
+        if sizeof_hdr == 540 and len(block) >= 540:
+            return tuple(float(v) for v in struct.unpack(endian + "2d", block[176:192]))  # type: ignore[return-value]
+    return (float("nan"), 0.0)
 
 
 def _corner_distance_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:

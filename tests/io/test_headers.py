@@ -171,3 +171,24 @@ def test_truncated_uncompressed_nifti_refused_before_reading(nifti_factory, tmp_
     cut.write_bytes(p.read_bytes()[:-100])
     with pytest.raises(Asfe3dInputError, match="the file holds only"):
         read_volume(cut)
+
+
+@pytest.mark.parametrize("slope, inter, refused", [
+    (float("inf"), 0.0, True), (1.0, float("-inf"), True), (2.0, float("nan"), True),
+    (0.0, 0.0, False), (float("nan"), 0.0, False), (2.0, 1.0, False),
+])
+def test_non_finite_scaling_refused(tmp_path, slope, inter, refused):
+    aff = np.diag([1.0, 1.0, 1.0, 1.0])
+    img = nib.Nifti1Image(np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8), aff)
+    img.set_qform(aff, code=1)
+    img.set_sform(aff, code=1)
+    path = tmp_path / "scaled.nii"
+    nib.save(img, str(path))
+    with open(path, "r+b") as fh:  # scl_slope / scl_inter at bytes 112 / 116 of the NIfTI-1 header
+        fh.seek(112)
+        fh.write(struct.pack("<ff", slope, inter))
+    if refused:  # (nibabel itself refuses a non-finite intercept; asfe3d an infinite slope it would drop)
+        with pytest.raises(Asfe3dInputError, match="non-finite intensity scaling|invalid intercept"):
+            read_volume(path, role="MRI")
+    else:
+        assert np.isfinite(sitk.GetArrayFromImage(read_volume(path, role="MRI").image)).all()
