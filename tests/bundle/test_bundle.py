@@ -212,7 +212,7 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     _assert_on_mri_grid(fused, mri)
     record = json.loads((out / "sub01_fused.json").read_text())
     assert record["status"] == "complete" and record["settings"]["device"] == "cpu"
-    assert record["settings"]["roi_size"] == "auto" and record["settings"]["registration"] == "rigid"
+    assert record["settings"]["roi_size"] == "auto" and record["settings"]["registration"] == "auto"
     ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", weights=BUNDLE / "models" / "model.pt", device="cpu")
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
 
