@@ -131,6 +131,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
     if source == "wholehead" and not cfg["data"]["path"]:
         raise ValueError("data.path (the SPM12 data folder) is required for data.source 'wholehead' (CLI: --data)")
+    if source == "wholehead" and cfg["data"]["mix_hmif"] and cfg["spatial_dims"] != 2:
+        raise ValueError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {cfg['spatial_dims']}")
     if source == "wholehead":
         overlap = sorted(set(cfg["data"]["anatomies"]) & set(cfg["data"]["val_anatomies"]))
         if overlap:
@@ -257,8 +259,6 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         if d["mix_hmif"]:  # 2D only: the HMIF train split's crops mixed in, one HMIF pair per simulated slice
             from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs
 
-            if nd != 2:
-                raise ValueError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {nd}")
             hroot = root / "hmif"  # data.path holds spm12/, individual/ and hmif/
             if not hroot.is_dir():
                 raise Asfe3dInputError(hroot, "data.mix_hmif needs the HMIF folder hmif/ inside data.path")

@@ -126,8 +126,11 @@ def test_wholehead_source_bad_config(tmp_path: Path) -> None:
         resolve_config({"spatial_dims": 3, "data": {"source": "wholehead"}})
     with pytest.raises(ValueError, match=r"held out of data.anatomies, both hold \['avg152T1'\]"):
         resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "val_anatomies": ["avg152T1"]}})
+    assert resolve_config({"spatial_dims": 2, "data": {"source": "wholehead", "path": "x"}})["spatial_dims"] == 2
+    with pytest.raises(ValueError, match="mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got 3"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "mix_hmif": True}})
     with pytest.raises(ValueError, match="needs spatial_dims 3"):
-        resolve_config({"spatial_dims": 2, "data": {"source": "wholehead", "path": "x"}})
+        resolve_config({"spatial_dims": 2, "data": {"source": "simulated"}})
     with pytest.raises(ValueError, match="data.source must be one of"):
         resolve_config({"data": {"source": "nifti", "path": "x"}})
 
