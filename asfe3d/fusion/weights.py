@@ -308,6 +308,11 @@ def build_network(
         net.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
         raise Asfe3dInputError(path, f"weights do not match the network they describe: {_first_line(exc)}") from None
+    bad = [name for name, t in payload["state_dict"].items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:  # NaN/Inf weights would give a NaN fused volume (or a traceback later): refuse them here
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise Asfe3dInputError(path, f"weights hold NaN or Inf values ({', '.join(bad[:3])}{more})")
     return net.eval(), payload.get("meta", {})
 
 

@@ -100,3 +100,13 @@ def test_bad_arguments(small2d):
         check_weights(small2d, max_parameters=0)
     with pytest.raises(Asfe3dInputError, match="more than the 0.0001 M limit"):
         check_weights(small2d, max_parameters=100)
+
+
+def test_nan_weights_refused_in_one_line(tmp_path):
+    net = ASFEFusion(spatial_dims=2, **SMALL)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first].view(-1)[0] = float("nan")
+    path = _save(tmp_path / "nan.pt", net.config, state)
+    with pytest.raises(Asfe3dInputError, match=f"weights hold NaN or Inf values \\({first}"):
+        build_network(path, "slice")
