@@ -364,6 +364,7 @@ def fuse_pair(
     from monai.transforms import CopyItemsd
 
     from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io import output_lock
     from asfe3d.io.volume import check_input_kind
     from asfe3d.transforms import ColourFused, Fused, RestoreIntensityd, SaveLikeReferenced
 
@@ -403,59 +404,60 @@ def fuse_pair(
     _check_outputs(saved, {"preview": (extra["preview"], "png"), "report": (extra["report"], "html")}, overwrite,
                    _protected_inputs(mri_path, pet_path, pet_sidecar))
 
-    fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
-    want_rgb = extra["rgb"] is not None or extra["preview"] is not None or extra["report"] is not None
-    steps = preprocessing_steps(registration=registration, qc=qc, seed=seed, registration_threads=registration_threads,
-                                min_overlap=min_overlap, mri_series=mri_series, pet_series=pet_series,
-                                pet_frame=pet_frame, allow_nonfinite=allow_nonfinite,
-                                keep_registered_pet=extra["registered_pet"] is not None, dicom_strict=dicom_strict,
-                                nifti_geometry=nifti_geometry, pet_units=pet_units, pet_sidecar=pet_sidecar,
-                                frame_realign=frame_realign, frame_reference=frame_reference, mri_frame=mri_frame,
-                                progress=progress)
-    steps += [
-        ("fuse", [Fused("image", output_key="fused_unit", method=fuser, slice_axis=slice_axis)]
-                 + ([ColourFused("image", output_key="fused_rgb", method=fuser, colormap=colormap,
-                                 luma_key="fused_unit")]
-                    if want_rgb else [])),
-        ("save", [CopyItemsd("fused_unit", names="fused"),
-                  RestoreIntensityd("fused", ref_key="mri", scale=output_scale), saver]),
-    ]
-    timings: dict[str, float] = {}
-    data: dict[str, Any] = {"mri": mri_path, "pet": pet_path}
-    for name, transforms in steps:
-        t = time.perf_counter()
-        if name == "save":
-            data["record"] = _record_content(data, fuser, timings, extra_fields={
-                "settings": {"method": method, "mode": mode if method == "asfe" else None,
-                             "registration": registration, "qc": qc, "output_scale": output_scale,
-                             "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_frame": mri_frame,
-                             "mri_series": mri_series,
-                             "pet_series": pet_series, "pet_units": pet_units or "as stored",
-                             "frame_realign": frame_realign, "dicom_strict": dicom_strict,
-                             "nifti_geometry": nifti_geometry},
-                **(record_extra or {})})
-        for transform in transforms:
-            data = transform(data)
-        timings[name] = time.perf_counter() - t
-        if name == "register":  # split as before: the registration itself, then resampling and the checks
-            timings["resample"] = float(data["pet_registration"]["seconds"]["resample_and_check"])
-            timings["register"] -= timings["resample"]
-    timings["total"] = time.perf_counter() - t_start
+    with output_lock(output):  # a second run on these outputs is refused while this one writes them
+        fuser = _build_fuser(method, mode, weights, device, roi_size, progress)
+        want_rgb = extra["rgb"] is not None or extra["preview"] is not None or extra["report"] is not None
+        steps = preprocessing_steps(registration=registration, qc=qc, seed=seed, registration_threads=registration_threads,
+                                    min_overlap=min_overlap, mri_series=mri_series, pet_series=pet_series,
+                                    pet_frame=pet_frame, allow_nonfinite=allow_nonfinite,
+                                    keep_registered_pet=extra["registered_pet"] is not None, dicom_strict=dicom_strict,
+                                    nifti_geometry=nifti_geometry, pet_units=pet_units, pet_sidecar=pet_sidecar,
+                                    frame_realign=frame_realign, frame_reference=frame_reference, mri_frame=mri_frame,
+                                    progress=progress)
+        steps += [
+            ("fuse", [Fused("image", output_key="fused_unit", method=fuser, slice_axis=slice_axis)]
+                     + ([ColourFused("image", output_key="fused_rgb", method=fuser, colormap=colormap,
+                                     luma_key="fused_unit")]
+                        if want_rgb else [])),
+            ("save", [CopyItemsd("fused_unit", names="fused"),
+                      RestoreIntensityd("fused", ref_key="mri", scale=output_scale), saver]),
+        ]
+        timings: dict[str, float] = {}
+        data: dict[str, Any] = {"mri": mri_path, "pet": pet_path}
+        for name, transforms in steps:
+            t = time.perf_counter()
+            if name == "save":
+                data["record"] = _record_content(data, fuser, timings, extra_fields={
+                    "settings": {"method": method, "mode": mode if method == "asfe" else None,
+                                 "registration": registration, "qc": qc, "output_scale": output_scale,
+                                 "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_frame": mri_frame,
+                                 "mri_series": mri_series,
+                                 "pet_series": pet_series, "pet_units": pet_units or "as stored",
+                                 "frame_realign": frame_realign, "dicom_strict": dicom_strict,
+                                 "nifti_geometry": nifti_geometry},
+                    **(record_extra or {})})
+            for transform in transforms:
+                data = transform(data)
+            timings[name] = time.perf_counter() - t
+            if name == "register":  # split as before: the registration itself, then resampling and the checks
+                timings["resample"] = float(data["pet_registration"]["seconds"]["resample_and_check"])
+                timings["register"] -= timings["resample"]
+        timings["total"] = time.perf_counter() - t_start
 
-    written = dict(data["outputs"])
-    kinds = {key: kind for kind, key in RECORD_KEYS.items()} | {"record": "record"}
-    outputs = {kinds[k]: Path(v) for k, v in written.items()}
-    reg_info = dict(data["pet_registration"])
-    overlap = float(reg_info.pop("overlap", float("nan")))
-    reg_info.pop("seconds", None)
-    result = FuseResult(
-        output=outputs["fused"], outputs=outputs, timings=timings, registration=reg_info, overlap=overlap,
-        peak_memory_mb=_peak_memory_mb(), fusion=fuser.describe(), transform=data["pet_transform"],
-        inputs=data["record"]["input_info"],
-    )
-    logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output, method,
-                timings["total"])
-    return result
+        written = dict(data["outputs"])
+        kinds = {key: kind for kind, key in RECORD_KEYS.items()} | {"record": "record"}
+        outputs = {kinds[k]: Path(v) for k, v in written.items()}
+        reg_info = dict(data["pet_registration"])
+        overlap = float(reg_info.pop("overlap", float("nan")))
+        reg_info.pop("seconds", None)
+        result = FuseResult(
+            output=outputs["fused"], outputs=outputs, timings=timings, registration=reg_info, overlap=overlap,
+            peak_memory_mb=_peak_memory_mb(), fusion=fuser.describe(), transform=data["pet_transform"],
+            inputs=data["record"]["input_info"],
+        )
+        logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output, method,
+                    timings["total"])
+        return result
 
 
 def _protected_inputs(mri: Path, pet: Path, pet_sidecar: str | Path | None) -> list[Path]:

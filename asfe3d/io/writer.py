@@ -27,7 +27,7 @@ from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
 from asfe3d.io.volume import Volume
 
 __all__ = [
-    "OUTPUT_SUFFIXES", "OutputSet", "atomic_output", "check_output_path", "check_writable_folder",
+    "OUTPUT_SUFFIXES", "OutputSet", "atomic_output", "check_output_path", "check_writable_folder", "output_lock",
     "stale_temporaries", "write_image_like", "write_like",
 ]
 
@@ -194,6 +194,55 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def output_lock(path: PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on one run's outputs (named by its main output) while the run writes them, so that a
+    second run on the same outputs is refused instead of mixing its files with the first's.
+
+    The lock is ``fcntl.flock`` on the hidden ``.<name>.asfe3d-lock`` beside the output (opened with
+    ``O_NOFOLLOW``: a symlink there is refused, never followed), released by the operating system however the
+    process ends, and removed when the run is done.
+
+    Raises:
+        Asfe3dInputError: another run holds the lock, or the lock name is a symlink or cannot be created.
+    """
+    import fcntl
+
+    out = _resolve(path)
+    lock = out.parent / f".{out.name}.asfe3d-lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Asfe3dInputError(out.parent, f"cannot create the output folder ({exc.strerror or exc})") from None
+    for _ in range(5):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            why = "is a symbolic link" if lock.is_symlink() else f"cannot be created ({exc.strerror})"
+            raise Asfe3dInputError(lock, f"the output lock {why}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise Asfe3dInputError(path, "another asfe3d run is writing these outputs now; wait for it to finish") \
+                from None
+        try:  # the file may have been removed by the run that just finished: lock the one on disk
+            same = os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:  # pragma: no cover - five lost races in a row
+        raise Asfe3dInputError(path, "could not take the output lock; try again")
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -182,3 +182,26 @@ def test_record_never_lands_on_an_input_sidecar(pair, tmp_path, capsys):
         assert err.count("\n") == 1 and "refusing to overwrite an input" in err
     assert sidecar.read_text() == '{"Units": "Bq/mL"}'
     assert not (tmp_path / "in" / "sub01_pet.nii").exists()
+
+
+def test_second_run_on_the_same_outputs_refused_while_the_first_writes(pair, tmp_path, capsys):
+    mri, pet = pair
+    out = tmp_path / "out" / "fused.nii.gz"
+    base = ["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--registration", "none", "--no-progress"]
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_FUSE)
+    proc = subprocess.Popen([sys.executable, str(script), *base], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_signals)
+    try:
+        deadline = time.time() + 120
+        line = ""
+        while "FUSING" not in line and time.time() < deadline:
+            line = proc.stdout.readline()
+        assert main([*base, "--method", "max"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another asfe3d run is writing these outputs now" in err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert not out.exists() and not list(out.parent.glob(".*"))  # nothing kept, the lock removed

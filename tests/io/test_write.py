@@ -218,3 +218,29 @@ def test_stale_temporaries_finds_only_this_outputs_leftovers(tmp_path):
     (tmp_path / ".sub01_fused.tmpXYZ.nii.gz").write_bytes(b"not ours")
     assert stale_temporaries(out) == [left]
     assert stale_temporaries(tmp_path / "missing_dir" / "x.nii.gz") == []
+
+
+def test_output_lock_refuses_a_second_run_and_never_follows_a_symlink(tmp_path):
+    import os
+
+    import pytest
+
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io import output_lock
+
+    out = tmp_path / "new" / "fused.nii.gz"
+    with output_lock(out) as lock:
+        assert lock.exists() and lock.parent == out.parent
+        with pytest.raises(Asfe3dInputError, match="another asfe3d run is writing these outputs"):
+            with output_lock(out):
+                pass
+    assert not lock.exists()  # removed when the run is done
+    with output_lock(out):  # free again
+        pass
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    os.symlink(victim, lock)
+    with pytest.raises(Asfe3dInputError, match="symbolic link"):
+        with output_lock(out):
+            pass
+    assert victim.read_text() == "keep"
