@@ -439,7 +439,8 @@ def _check_cohort(subjects: Sequence[Subject], output_dir: str | Path | None) ->
         out = subject_output_path(s, output_dir)
         key = out.expanduser().resolve()
         if key in owners:
-            raise ValueError(f"subjects {owners[key]!r} and {s.subject!r} would both write {out}")
+            raise Asfe3dInputError(out, f"subjects {owners[key]!r} and {s.subject!r} would both write this output; "
+                                        "give each its own output")
         owners[key] = s.subject
         outputs[s.subject] = out
     return outputs

@@ -133,7 +133,7 @@ def test_run_cohort_bad_arguments(tmp_path, demo_files):
         run_cohort(subjects, save_rgb=tmp_path / "rgb.nii.gz", **FAST)
     clash = [Subject("a", subjects[0].mri, subjects[0].pet, tmp_path / "o.nii.gz"),
              Subject("b", subjects[1].mri, subjects[1].pet, tmp_path / "o.nii.gz")]
-    with pytest.raises(ValueError, match="would both write"):
+    with pytest.raises(Asfe3dInputError, match="would both write this output"):  # one line in the CLI, exit 2
         run_cohort(clash, **FAST)
     with pytest.raises(ValueError, match="list of asfe3d.cohort.Subject"):
         run_cohort(str(tmp_path), **FAST)
