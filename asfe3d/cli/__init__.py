@@ -99,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from asfe3d.io.writer import DISK_ERRNOS
+
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        print(f"asfe3d: error: {exc.filename or 'output'}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("asfe3d: interrupted; no partial output was kept", file=sys.stderr)
         return 130

@@ -121,6 +121,7 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise Asfe3dInputError(path, "weight file not found")
+    _check_unpacked_size(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
@@ -128,6 +129,34 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Asfe3dInputError(path, f"not an asfe3d weight file (expected format {FORMAT!r})")
     return payload
+
+
+#: Most bytes a weight file may unpack to (the shipped networks take a few MB): a 8 MB file can hold a deflated
+#: entry of several GB, which ``torch.load`` would allocate before any check of the tensors.
+MAX_WEIGHT_BYTES = 2**30
+
+
+def _check_unpacked_size(path: Path) -> None:
+    """Refuse a weight file whose entries unpack to more than :data:`MAX_WEIGHT_BYTES` or the memory available,
+    from the sizes its zip directory declares (torch's reader allocates each entry by that size), before loading."""
+    import zipfile
+
+    from asfe3d.io.checks import available_memory_bytes
+
+    if not zipfile.is_zipfile(path):
+        return  # a legacy (pickle) file: its tensors are stored raw, so the file's own size bounds them
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise Asfe3dInputError(path, f"not a readable weight file ({type(exc).__name__}: {exc})") from None
+    avail = available_memory_bytes()
+    bound = min(MAX_WEIGHT_BYTES, avail // 2) if avail is not None else MAX_WEIGHT_BYTES
+    if total > bound:
+        raise Asfe3dInputError(
+            path, f"weight file unpacks to {total / 2**20:,.0f} MB, more than the {bound / 2**20:,.0f} MB any asfe3d "
+            "network needs (corrupt file or decompression bomb?)"
+        )
 
 
 def check_config(path: str | Path, config: Any) -> dict[str, Any]:

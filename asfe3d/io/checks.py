@@ -24,6 +24,7 @@ __all__ = [
     "MIN_VOXEL_MM",
     "MAX_VOXEL_MM",
     "MAX_VOXELS",
+    "MAX_FRAME_VOXELS",
     "MAX_DEFLATE_RATIO",
     "available_memory_bytes",
     "check_voxel_sizes",
@@ -39,6 +40,10 @@ MIN_VOXEL_MM = 0.01
 MAX_VOXEL_MM = 50.0
 #: Most voxels (all frames together) one input may hold: 2^31, i.e. 8 GiB as float32.
 MAX_VOXELS = 2**31
+#: Most voxels in one 3D frame: 2^28 (268 M, e.g. a 640^3 whole head at 0.35 mm). Beyond it a "head volume" is
+#: a corrupt header or a decompression bomb: a 1 MB ``.nii.gz`` can claim 1000^3 voxels and inflate to 1 GB of
+#: uint8 (4 GB as float32, far more through registration and fusion), taking minutes before anything could fail.
+MAX_FRAME_VOXELS = 2**28
 #: Largest expansion of deflate (gzip / zlib) data: 1032:1 (RFC 1951's longest match per 258 bytes, 2 bits each).
 MAX_DEFLATE_RATIO = 1032
 #: Bytes of working memory per voxel besides the stored type: the float32 array, its SimpleITK copies (frames and
@@ -123,7 +128,8 @@ def check_data_size(
         The number of bytes the stored data takes once decompressed.
 
     Raises:
-        Asfe3dInputError: more than ``max_voxels`` voxels; more data than the file can hold; more memory than is
+        Asfe3dInputError: more than :data:`MAX_FRAME_VOXELS` in the first three axes; more than ``max_voxels``
+            voxels; more data than the file can hold; more memory than is
             available.
     """
     nvox = 1
@@ -140,6 +146,14 @@ def check_data_size(
                 path, f"{role} header claims {dims} voxels ({_fmt_bytes(need)}) but the file holds {held} "
                 "(corrupt or truncated file?)"
             )
+    frame = 1
+    for s in list(shape)[:3]:
+        frame *= int(s)
+    if frame > MAX_FRAME_VOXELS:
+        raise Asfe3dInputError(
+            path, f"{role} header claims {dims} voxels: {frame:,} in one 3D frame, more than the "
+            f"{MAX_FRAME_VOXELS:,} of any head volume asfe3d fuses (corrupt header or decompression bomb?)"
+        )
     if nvox > max_voxels:
         raise Asfe3dInputError(
             path, f"{role} header claims {dims} = {nvox:,} voxels, more than the {max_voxels:,} asfe3d reads "

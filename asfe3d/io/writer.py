@@ -11,12 +11,16 @@ reference is NIfTI its qform and sform (matrices and codes) are carried over exa
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -27,7 +31,8 @@ from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
 from asfe3d.io.volume import Volume
 
 __all__ = [
-    "OUTPUT_SUFFIXES", "OutputSet", "atomic_output", "check_output_path", "check_writable_folder", "output_lock",
+    "OUTPUT_SUFFIXES", "OutputSet", "atomic_output", "check_output_path", "check_writable_folder",
+    "DISK_ERRNOS", "deferred_signals", "disk_errors", "output_lock",
     "stale_temporaries", "write_image_like", "write_like",
 ]
 
@@ -283,6 +288,87 @@ def stale_temporaries(path: PathLike) -> list[Path]:
     return sorted(stale)
 
 
+#: signals held back while an output set is renamed into place (delivered as soon as the set is whole)
+_DEFERRED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold back SIGINT, SIGTERM, SIGHUP and SIGQUIT for the body (a few renames): a signal that arrives meanwhile
+    is raised again when the body ends, so an interruption finds either the old set of outputs or the new one,
+    never a mix.
+
+    The signals are caught by a handler that notes them (masking would not do: a process-directed signal goes to
+    any thread that does not mask it, and numerical libraries start threads). Signals that were ignored stay
+    ignored. Handlers can be set only in the main thread; elsewhere the body runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    for signum in _DEFERRED_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is signal.SIG_IGN or handler is None:  # ignored, or set outside Python: left as it is
+            continue
+        previous[signum] = signal.signal(signum, lambda num, _frame: caught.append(num))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
+
+
+#: errors of the place written to (not of asfe3d): a full disk or quota, a file too large, a read-only or
+#: forbidden folder. They are the user's to fix, so they end a run in one line, like bad input.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextlib.contextmanager
+def disk_errors(path: PathLike) -> Iterator[None]:
+    """Turn a write failure of the disk (:data:`DISK_ERRNOS`: full, quota, read-only, permission) inside the body
+    into :class:`Asfe3dInputError` naming ``path`` (the file or folder being written) and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = exc.filename if exc.filename and not _TEMP_NAME.match(Path(str(exc.filename)).name) else path
+        raise Asfe3dInputError(where, f"cannot write: {exc.strerror or exc} (no earlier output was replaced)") from None
+
+
+def _replace_as_unit(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Rename every ``(temporary, destination)`` pair, all or none.
+
+    Existing destinations are first moved aside to hidden backups beside them; if any rename fails (a full or
+    read-only disk, a folder removed meanwhile) every destination already replaced gets its old file back and the
+    error is raised. The backups are removed once all the new files are in place.
+    """
+    backups: list[tuple[Path, Path]] = []  # (backup, destination)
+    placed: list[Path] = []
+    try:
+        for tmp, dest in moves:
+            if dest.exists() or dest.is_symlink():
+                backup = dest.with_name(f".{dest.name}.asfe3d-old{os.getpid()}x{secrets.token_hex(4)}")
+                os.replace(dest, backup)
+                backups.append((backup, dest))
+            os.replace(tmp, dest)
+            placed.append(dest)
+    except BaseException:
+        for dest in placed:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+        for backup, dest in backups:
+            with contextlib.suppress(OSError):
+                os.replace(backup, dest)
+        raise
+    for backup, _ in backups:
+        with contextlib.suppress(OSError):
+            backup.unlink()
+
+
 class OutputSet:
     """The outputs of one run, written as a set: none replaces anything until all of them are complete.
 
@@ -348,8 +434,8 @@ class OutputSet:
         missing = [k for k in self.paths if k not in self._temps or not self._temps[k].is_file()]
         if missing:
             raise RuntimeError(f"outputs {missing} were not written; nothing was replaced")
-        for kind, tmp in self._temps.items():
-            os.replace(tmp, self.paths[kind])
+        with deferred_signals():
+            _replace_as_unit([(tmp, self.paths[kind]) for kind, tmp in self._temps.items()])
         self._temps.clear()
         return dict(self.paths)
 

@@ -494,6 +494,19 @@ def plan_outputs(
     return outs, record_file
 
 
+def _restore_record(record: Path | None, earlier: bytes | None) -> None:
+    """Put back the completion record ``earlier`` held (or remove a record this run began) after a failed commit."""
+    from asfe3d.io import atomic_output
+
+    if record is None:
+        return
+    if earlier is None:
+        record.unlink(missing_ok=True)
+        return
+    with atomic_output(record, overwrite=True) as tmp:
+        tmp.write_bytes(earlier)
+
+
 class SaveLikeReference(Transform):
     """Write images (and a transform) on the reference volume's grid with its header, as one set.
 
@@ -536,7 +549,7 @@ class SaveLikeReference(Transform):
 
         import SimpleITK as sitk
 
-        from asfe3d.io import stale_temporaries, write_like
+        from asfe3d.io import deferred_signals, disk_errors, stale_temporaries, write_like
         from asfe3d.io.record import write_record
         from asfe3d.registration import write_transform
 
@@ -555,7 +568,8 @@ class SaveLikeReference(Transform):
         t0 = time.perf_counter()
         content = dict(record_content or {})
         vol = volume_from_metatensor(_as_metatensor(reference, "reference"))
-        with outs:
+        first = next(iter(outs.paths.values()))
+        with outs, disk_errors(first.parent):
             for kind, (value, _) in items.items():
                 if isinstance(value, sitk.Transform):
                     write_transform(value, outs.temp(kind))
@@ -576,11 +590,18 @@ class SaveLikeReference(Transform):
                 save_preview(outs.temp("preview"), overwrite=True, **preview[1])
             for kind, (_, _, write) in (extras or {}).items():
                 write(outs.temp(kind), {**content, "outputs": {k: str(v) for k, v in outs.paths.items()}})
-            if record is not None:
-                write_record(record, content, status="pending", outputs=outs.paths)
-            final = outs.commit()
-            if record is not None:
-                content["timings"] = {**content.get("timings", {}), "save": time.perf_counter() - t0}
-                write_record(record, content, status="complete", outputs=final)
-                final["record"] = record.resolve()
+            # from here to the complete record, a signal waits: an interruption finds the old set or the new one
+            with deferred_signals():
+                earlier = record.read_bytes() if record is not None and record.is_file() else None
+                try:
+                    if record is not None:
+                        write_record(record, content, status="pending", outputs=outs.paths)
+                    final = outs.commit()
+                except BaseException:  # the old outputs are back (OutputSet.commit): so is their record
+                    _restore_record(record, earlier)
+                    raise
+                if record is not None:
+                    content["timings"] = {**content.get("timings", {}), "save": time.perf_counter() - t0}
+                    write_record(record, content, status="complete", outputs=final)
+                    final["record"] = record.resolve()
         return final

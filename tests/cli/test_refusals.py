@@ -205,3 +205,28 @@ def test_second_run_on_the_same_outputs_refused_while_the_first_writes(pair, tmp
         proc.communicate(timeout=60)
     assert proc.returncode == 143
     assert not out.exists() and not list(out.parent.glob(".*"))  # nothing kept, the lock removed
+
+
+def test_disk_full_while_writing_is_one_line_and_keeps_earlier_outputs(pair, tmp_path, capsys, monkeypatch):
+    """A full disk (ENOSPC) while the set is written: one line naming the output folder, exit 2, the earlier
+    outputs unchanged and no temporary file left."""
+    import errno
+
+    mri, pet = pair
+    out_dir = tmp_path / "out"
+    base = ["fuse", str(mri), str(pet), "-o", str(out_dir / "f.nii.gz"), "--method", "mean", "--rgb",
+            "--registration", "none"]
+    assert main(base) == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    capsys.readouterr()
+
+    from asfe3d.io import writer
+
+    def full(img, path, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "save_nifti", full)
+    assert main([*base, "--method", "max", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asfe3d: error: {out_dir}") and "No space left" in err[0], err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before

@@ -110,3 +110,22 @@ def test_nan_weights_refused_in_one_line(tmp_path):
     path = _save(tmp_path / "nan.pt", net.config, state)
     with pytest.raises(Asfe3dInputError, match=f"weights hold NaN or Inf values \\({first}"):
         build_network(path, "slice")
+
+
+def test_weight_file_that_unpacks_too_large_refused_before_loading(tmp_path, monkeypatch):
+    """A small file with a deflated entry far larger than any network (a decompression bomb) is refused from its
+    zip directory, before torch allocates anything."""
+    import zipfile
+
+    from asfe3d.fusion import weights
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data/0", bytes(64 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    monkeypatch.setattr(weights, "MAX_WEIGHT_BYTES", 32 * 2**20)
+    loaded = []
+    monkeypatch.setattr(weights.torch, "load", lambda *a, **k: loaded.append(a))
+    with pytest.raises(Asfe3dInputError, match=r"unpacks to 64 MB.*decompression bomb"):
+        weights.load_weights(bomb)
+    assert not loaded

@@ -217,3 +217,21 @@ def test_rgb_nifti_refused(tmp_path):
     nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(p))
     with pytest.raises(Asfe3dInputError, match="not a scalar volume"):
         read_volume(Path(p))
+
+
+def test_nifti_claiming_a_giant_frame_refused_before_loading(tmp_path):
+    """A .nii.gz whose header claims 700^3 voxels, with enough compressed bytes to pass the deflate bound (the shape
+    of a decompression bomb), is refused from its header in one line."""
+    from asfe3d.io.checks import MAX_FRAME_VOXELS
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.uint8)
+    hdr.set_data_shape((700, 700, 700))
+    hdr.set_qform(np.eye(4), code=1)
+    hdr.set_sform(np.eye(4), code=1)
+    assert 700**3 > MAX_FRAME_VOXELS
+    path = tmp_path / "bomb.nii.gz"
+    raw = hdr.binaryblock + b"\0" * 4 + np.random.default_rng(0).bytes(400_000)
+    path.write_bytes(gzip.compress(raw, compresslevel=1))
+    with pytest.raises(Asfe3dInputError, match=r"one 3D frame.*decompression bomb"):
+        read_volume(path, role="MRI")
