@@ -375,12 +375,16 @@ def read_dicom_folder(
     if series_uid is None:
         if len(uids) > 1:
             raise Asfe3dInputError(
-                folder, f"{role} folder holds {len(uids)} DICOM series, choose one with series_uid: {listing}"
+                folder, f"{role} folder holds {len(uids)} DICOM series, choose one with {_series_option(role)}: "
+                f"{listing}"
             )
         series_uid = uids[0]
     elif series_uid not in summaries:
-        raise Asfe3dInputError(folder, f"{role} folder has no DICOM series {series_uid!r}; it holds: {listing}")
+        raise Asfe3dInputError(
+            folder, f"{role} folder has no DICOM series {series_uid!r} (given by {_series_option(role)}); it holds: "
+            f"{listing}")
     files, description = summaries[series_uid]
+    _check_left_out(entries, summaries, series_uid, role)
     info.update(series_uid=series_uid, series_description=description)
     with quiet_itk():
         info.update(_identity_tags(files[0]) if files else {})
@@ -401,6 +405,45 @@ def read_dicom_folder(
         return img, Path(files[0])
     slices = sitk.GetArrayFromImage(img)  # (n, rows, cols) in the sorted order given to the reader
     return _resample_or_keep(folder, slices, plan, role, info), Path(files[0])
+
+
+def _series_option(role: str) -> str:
+    """How the user chooses the series: the command's option for an MRI or PET input (``--mri-series``), else
+    the ``series_uid`` argument."""
+    return f"--{role.lower()}-series UID" if role in ("MRI", "PET") else "series_uid"
+
+
+def _check_left_out(entries: list[Path], summaries: dict[str, tuple[list[str], str]], series_uid: str,
+                    role: str) -> None:
+    """Refuse a DICOM image file of the folder that GDCM left out of every series (truncated or corrupt): read
+    without it, the series would have a hole where its slice was (seen as a slice gap, filled by resampling).
+
+    Files that pydicom reads but that hold no image (a DICOMDIR, a structured report) are not series slices and
+    are ignored, as are images of another series.
+
+    Raises:
+        Asfe3dInputError: naming the file.
+    """
+    listed = {Path(f).resolve() for files, _ in summaries.values() for f in files}
+    left = [e for e in entries if e.is_file() and e.resolve() not in listed and is_dicom_file(e)]
+    if not left:
+        return
+    import pydicom
+
+    for path in sorted(left):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception as exc:  # noqa: BLE001 - any parse failure means the file cannot be read
+            raise Asfe3dInputError(
+                path, f"{role} DICOM file cannot be read ({short_error(exc)}); remove it or replace it with an intact "
+                "copy (it may be a slice of the series, which would otherwise be read with a hole)"
+            ) from None
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        if "Rows" in ds and uid in ("", series_uid):
+            raise Asfe3dInputError(
+                path, f"{role} DICOM slice of series {series_uid} cannot be read (truncated or corrupt file?); "
+                "the series would have a hole where it lies: replace it with an intact copy"
+            )
 
 
 def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray | None:

@@ -108,3 +108,31 @@ def test_single_slice_series_refused_as_2d(tmp_path):
     with pytest.raises(Asfe3dInputError, match="2D") as exc:
         read_volume(tmp_path / "one", role="PET")
     assert "PET" in str(exc.value)
+
+
+def _two_series(folder):
+    arr = (np.random.default_rng(1).random((16, 16, 8)) * 1000).astype(np.int16)
+    a = write_dicom_series(folder, arr, (0, 0, 0), (2, 2, 3), np.eye(3), "1.2.3.1", prefix="a")
+    write_dicom_series(folder, arr, (0, 0, 0), (2, 2, 3), np.eye(3), "1.2.3.2", prefix="b")
+    return a
+
+
+@pytest.mark.parametrize("role, option", [("MRI", "--mri-series UID"), ("PET", "--pet-series UID")])
+def test_several_series_errors_name_the_option_the_user_types(tmp_path, role, option):
+    _two_series(tmp_path / "dcm")
+    with pytest.raises(Asfe3dInputError, match=f"choose one with {option}"):
+        read_volume(tmp_path / "dcm", role=role)
+    with pytest.raises(Asfe3dInputError, match=f"given by {option}"):
+        read_volume(tmp_path / "dcm", role=role, series_uid="9.9.9")
+
+
+def test_truncated_slice_is_named_not_read_as_a_gap(tmp_path):
+    """GDCM leaves a truncated slice out of its series: reading on would show a slice gap and fill it; the file is
+    named instead."""
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    files = sorted(write_dicom_series(tmp_path / "dcm", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4"))
+    assert read_volume(tmp_path / "dcm", role="MRI").shape_xyz == (16, 16, 10)
+    victim = files[4]
+    victim.write_bytes(victim.read_bytes()[:-200])
+    with pytest.raises(Asfe3dInputError, match=rf"{victim.name}: MRI DICOM slice of series 1.2.3.4 cannot be read"):
+        read_volume(tmp_path / "dcm", role="MRI")

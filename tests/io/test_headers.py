@@ -138,8 +138,10 @@ def test_tiny_file_claiming_huge_volume_refused_fast(tmp_path, name):
 
 
 def test_voxel_count_cap(tmp_path):
-    with pytest.raises(Asfe3dInputError, match="more than the 2,147,483,648"):
+    with pytest.raises(Asfe3dInputError, match="in one 3D frame, more than the 268,435,456"):
         check_data_size(tmp_path / "x", "PET", (2048, 2048, 1024), 1, stored_bytes=None, compressed=True)
+    with pytest.raises(Asfe3dInputError, match="more than the 2,147,483,648"):  # frames together
+        check_data_size(tmp_path / "x", "PET", (512, 512, 512, 20), 1, stored_bytes=None, compressed=True)
     assert check_data_size(tmp_path / "x", "PET", (10, 10, 10), 4, stored_bytes=4000, compressed=False) == 4000
 
 
