@@ -72,25 +72,58 @@ def test_done_only_with_every_requested_output_and_unchanged_inputs(tmp_path, de
     assert res.status == "failed" and "changed since the recorded run" in res.message
 
 
-def test_crash_while_renaming_is_redone_on_rerun(tmp_path, demo_files, monkeypatch):
-    """Killed after the fused volume was renamed but before the registered PET: the rerun redoes the subject."""
+def test_error_while_renaming_puts_the_set_back(tmp_path, demo_files, monkeypatch):
+    """An error between two renames (here a KeyboardInterrupt raised by the rename itself): the renamed files are
+    taken back, the pending record removed, and the rerun does the subject from scratch."""
     subjects = read_datalist(make_cohort(tmp_path, demo_files, 1))
     out = tmp_path / "out"
     real_replace = os.replace
-    calls = []
 
-    def dying_replace(src, dst):
-        calls.append(dst)
+    def failing_replace(src, dst):
         if str(dst).endswith("_pet_on_mri.nii.gz"):
-            raise KeyboardInterrupt  # stands in for SIGKILL between two renames
+            raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", dying_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(KeyboardInterrupt):
         run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
     monkeypatch.setattr(os, "replace", real_replace)
+    assert not (out / "sub01_fused.nii.gz").exists() and not (out / "sub01_fused.json").exists()
+    (res,) = run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
+    assert res.status == "ok" and (out / "sub01_fused_pet_on_mri.nii.gz").is_file()
+
+
+_DIE_BETWEEN_RENAMES = """
+import os, sys
+from pathlib import Path
+from asfe3d.cohort import read_datalist, run_cohort
+real = os.replace
+def replace(src, dst):
+    if str(dst).endswith("_pet_on_mri.nii.gz"):
+        os._exit(137)  # a hard kill (SIGKILL, power loss) between two renames: no clean-up runs
+    return real(src, dst)
+os.replace = replace
+run_cohort(read_datalist(Path(sys.argv[1])), output_dir=Path(sys.argv[2]), save_registered_pet=True,
+           progress=False, method="mean", registration="none")
+"""
+
+
+def test_hard_kill_while_renaming_is_redone_on_rerun(tmp_path, demo_files):
+    """Killed outright after the fused volume was renamed but before the registered PET: the record says pending,
+    so the rerun redoes the subject."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    csv_path = make_cohort(tmp_path, demo_files, 1)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", _DIE_BETWEEN_RENAMES, str(csv_path), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr
     assert (out / "sub01_fused.nii.gz").is_file() and not (out / "sub01_fused_pet_on_mri.nii.gz").exists()
     assert json.loads((out / "sub01_fused.json").read_text())["status"] == "pending"
+    subjects = read_datalist(csv_path)
     (res,) = run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
     assert res.status == "ok" and "interrupted" in res.message
     assert (out / "sub01_fused_pet_on_mri.nii.gz").is_file()

@@ -116,7 +116,8 @@ def check_output_path(
         The output path, resolved to an absolute path.
 
     Raises:
-        Asfe3dInputError: naming the output path, when it is one of ``inputs``, is an existing folder, has the wrong
+        Asfe3dInputError: naming the output path, when it is one of ``inputs`` or lies inside an input folder, is
+            an existing folder, has the wrong
             suffix, cannot be written, or exists and ``overwrite`` is False.
         ValueError: an unknown ``kind``.
     """
@@ -129,6 +130,9 @@ def check_output_path(
                 same = os.path.samefile(ip, out)
         if same:
             raise Asfe3dInputError(path, f"output path is the same as input {inp}; refusing to overwrite an input")
+        if ip.is_dir() and out.is_relative_to(ip):
+            raise Asfe3dInputError(path, f"output lies inside the input folder {inp}; an input folder is never "
+                                   "written to (choose another folder)")
     if kind is not None:
         if kind not in OUTPUT_SUFFIXES:
             raise ValueError(f"kind must be one of {sorted(OUTPUT_SUFFIXES)}, got {kind!r}")

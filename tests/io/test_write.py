@@ -244,3 +244,11 @@ def test_output_lock_refuses_a_second_run_and_never_follows_a_symlink(tmp_path):
         with output_lock(out):
             pass
     assert victim.read_text() == "keep"
+
+
+def test_output_inside_an_input_folder_refused(tmp_path):
+    """A DICOM input is a folder: nothing is written into it (a sibling folder with a similar name is fine)."""
+    (tmp_path / "mr_dicom").mkdir()
+    with pytest.raises(Asfe3dInputError, match="inside the input folder"):
+        check_output_path(tmp_path / "mr_dicom" / "sub" / "fused.nii.gz", inputs=[tmp_path / "mr_dicom"])
+    assert check_output_path(tmp_path / "mr_dicom_fused" / "f.nii.gz", inputs=[tmp_path / "mr_dicom"]).name == "f.nii.gz"
