@@ -78,10 +78,9 @@ def as_nifti(image: Any, name: str = "image") -> Any:
 def axis_aligned(img: Any) -> Any:
     """An oblique image resampled once (linear, SimpleITK) onto an axis-aligned grid; others returned as is.
 
-    nilearn resamples an oblique image at every call (every cut, every contour), which takes minutes for a 1 mm
-    volume; doing it once here keeps a report at seconds. Each world axis keeps the voxel size of the image axis
-    closest to it, and the grid covers the image's whole field of view. Axis-aligned images (any permutation or
-    flip of the axes) are returned unchanged: nilearn draws them without resampling.
+    The views slice a canonical (RAS+) copy of each image, which needs axis-aligned voxels. Each world axis keeps
+    the voxel size of the image axis closest to it, and the grid covers the image's whole field of view.
+    Axis-aligned images (any permutation or flip of the axes) are returned unchanged.
 
     Args:
         img: a 3D NIfTI image.

@@ -198,3 +198,23 @@ def test_petct_dicom_run_with_suv_report(tmp_path: Path) -> None:
     assert "fused volume as written (HU)" in visible
     record = json.loads(out.with_name("sub-01_fused.json").read_text())
     assert record["input_info"]["pet"]["pet_units"]["factor"] == pytest.approx(SUV_FACTOR, rel=1e-6)
+
+
+def test_header_aligned_and_oblique_grids() -> None:
+    from asfe3d.reports.figures import header_aligned
+
+    (mri, affine), (pet, _), (fused, _) = _volumes(shape=(20, 22, 12), zooms=(2.0, 2.0, 3.0))
+    img = nib.Nifti1Image(pet, affine)
+    same = header_aligned(img, img)  # the PET already on the grid: unchanged
+    np.testing.assert_allclose(np.asarray(same.dataobj), pet, atol=1e-3)
+    shifted = affine.copy()
+    shifted[0, 3] += 2.0  # one voxel to the right (RAS): the header says the PET sits 2 mm further right
+    moved = np.asarray(header_aligned(nib.Nifti1Image(pet, shifted), img).dataobj)
+    np.testing.assert_allclose(moved[1:], pet[:-1], atol=1e-3)
+    # an oblique grid (20 degrees about z) is drawn too
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    oblique = affine.copy()
+    oblique[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+    section = render_pair_section(mri_image=(mri, oblique), pet_on_mri_image=(pet, oblique),
+                                  fused_image=(fused, oblique), result=RESULT, pet_as_read_image=(pet, oblique))
+    assert len(_pngs(section.html)) == 4
