@@ -158,11 +158,12 @@ def command_line(result: Mapping[str, Any] | None = None, argv: Sequence[str] | 
     if isinstance(recorded, (list, tuple)) and recorded:
         return shlex.join(str(a) for a in recorded)
     args = [str(a) for a in (sys.argv if argv is None else argv)]
-    if args:
-        first = Path(args[0])
-        if first.name == "asfe3d" or (first.name == "__main__.py" and first.parent.name in ("cli", "asfe3d")):
-            args[0] = "asfe3d"
-    return shlex.join(args) if args else "(unknown)"
+    if not args or args[0] in ("", "-c"):  # an interactive session or python -c: no command line to give
+        return "(written from a Python session, not from a command line)"
+    first = Path(args[0])
+    if first.name == "asfe3d" or (first.name == "__main__.py" and first.parent.name in ("cli", "asfe3d")):
+        args[0] = "asfe3d"
+    return shlex.join(args)
 
 
 def _package_version(name: str) -> str | None:

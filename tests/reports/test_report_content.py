@@ -165,6 +165,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_command_line_names_the_entry_point() -> None:
     assert command_line({}, ["/x/asfe3d/cli/__main__.py", "fuse", "a b"]) == "asfe3d fuse 'a b'"
     assert command_line({"command": "asfe3d bids in out participant"}, ["python"]) == "asfe3d bids in out participant"
+    assert "Python session" in command_line({}, ["-c"]) and "Python session" in command_line({}, [])
 
 
 def test_petct_dicom_run_with_suv_report(tmp_path: Path) -> None:
