@@ -83,6 +83,9 @@ ol.refs{font-size:13px;line-height:1.45;max-width:1000px}
 input.flick{margin:0 4px 6px 0}label.flick{font-size:13px;color:#333;cursor:pointer}
 input.flick:checked~.compare img.before{animation:flick 1.6s steps(1,end) infinite}
 @keyframes flick{0%{opacity:0}50%{opacity:1}}
+.viewer-controls{font-size:13px;margin:4px 0}.viewer-controls label{margin-right:12px;cursor:pointer}
+.viewer-status{color:#555;margin-left:8px}
+.viewer-canvas{width:100%;height:460px;background:#000;border-radius:3px}
 """
 
 
@@ -99,6 +102,7 @@ class ReportSection:
         thumbnail: a small PNG for index pages, or ``None``.
         seconds: how long drawing the section took.
         result: the run's description (for the page's About and Methods), or ``None``.
+        viewer: the section holds an interactive viewer (the page then inlines NiiVue once).
     """
 
     title: str
@@ -109,6 +113,7 @@ class ReportSection:
     thumbnail: bytes | None = None
     seconds: float = 0.0
     result: dict[str, Any] | None = None
+    viewer: bool = False
 
 
 @dataclass
@@ -350,9 +355,14 @@ def write_report(
         for s in sections
     )
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    script = ""
+    if any(s.viewer for s in sections):
+        from asfe3d.reports.viewer import NIIVUE_VERSION, niivue_script
+
+        script = f"<!-- NiiVue {NIIVUE_VERSION} (BSD-2-Clause) --><script>{niivue_script()}</script>"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">
-<title>{_e(title)}: asfe3d report</title><style>{_CSS}</style>
+<title>{_e(title)}: asfe3d report</title><style>{_CSS}</style>{script}
 <script type="application/json" id="asfe3d-summary">{_summary_json(summary)}</script></head>
 <body><header><h1>{_e(title)} &nbsp;{_badge(verdict) if status == "ok" else _badge("fail", "failed")}</h1>
 <nav>{nav}</nav></header>
@@ -374,6 +384,7 @@ def write_subject_report(
     pet_as_read_image: Any = None,
     title: str | None = None,
     overwrite: bool = False,
+    viewer: bool = False,
 ) -> Path:
     """Write the report of one fused pair (a single-section :func:`write_report`).
 
@@ -389,6 +400,7 @@ def write_subject_report(
             ``inputs.pet``; see :func:`asfe3d.reports.pair.render_pair_section`).
         title: the page title (default: the report's file stem).
         overwrite: replace an existing file.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
 
     Returns:
         The written path.
@@ -408,7 +420,7 @@ def write_subject_report(
         raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
     title = title or path.stem
     section = render_pair_section(mri_image=mri_image, pet_on_mri_image=pet_on_mri_image, fused_image=fused_image,
-                                  result=result, title=title, pet_as_read_image=pet_as_read_image)
+                                  result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer)
     return write_report(path, [section], title=title, overwrite=overwrite)
 
 

@@ -180,6 +180,7 @@ def render_pair_section(
     anchor: str | None = None,
     colormap: str | None = None,
     pet_as_read_image: Any = None,
+    viewer: bool = False,
 ) -> ReportSection:
     """Draw one pair's section of a report.
 
@@ -194,6 +195,7 @@ def render_pair_section(
         colormap: the PET colour map (default: ``settings.colormap`` of the result, else ``hot``).
         pet_as_read_image: the PET as read, on its own grid (for the "before" view); default: read again from
             ``inputs.pet`` (:func:`pet_as_read`); when that fails the section says why and shows "after" only.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`; about 2.3 MB more per page).
 
     Returns:
         A :class:`~asfe3d.reports.html.ReportSection` (its ``result`` kept for the page's About and Methods).
@@ -250,6 +252,17 @@ def render_pair_section(
                                                      anat_name=anat_name))
     thumb = figures.thumbnail(pet, anat=anat, **common)
     anchor = _anchor(anchor or title)
+    viewer_block = ""
+    if viewer:
+        from asfe3d.reports.viewer import viewer_html
+
+        viewer_block = ("<h3>Interactive viewer</h3><p class=\"caption\">NiiVue (WebGL, offline): the "
+                        f"{_e(anat_name)}, the registered PET and the fused image as layers, resampled to 2 mm "
+                        "voxels for the page; the values under the crosshair are in the images' units.</p>"
+                        + viewer_html(anchor, anat=anat, pet=pet, fused=fused, anat_name=anat_name,
+                                      pet_units=pet_units, fused_units=fused_units,
+                                      pet_window=figures.robust_range(np.asanyarray(pet.dataobj)),
+                                      colormap=colormap))
     names = {"mri": anat_name, "pet": "PET"}
     verdict = verdict_of(result)
     level_text = ", ".join(f"{v:.4g}" for v in levels)
@@ -272,6 +285,7 @@ above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero v
 <p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
 {fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
 <img class="figure" alt="fused image" src="{_data_uri(fused_png)}">
+{viewer_block}
 <h3>Inputs</h3>
 {_inputs_html(result, names)}
 <h3>Settings</h3>
@@ -280,4 +294,4 @@ above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero v
 <div><h3>Outputs</h3>{_outputs_html(result)}</div></div>
 """
     return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict, status="ok", thumbnail=thumb,
-                         seconds=time.perf_counter() - t0, result=result)
+                         seconds=time.perf_counter() - t0, result=result, viewer=viewer)

@@ -50,6 +50,7 @@ def write_run_report(
     pet_as_read_image: Any = None,
     title: str | None = None,
     overwrite: bool = False,
+    viewer: bool = False,
 ) -> Path:
     """Write the report of a finished :func:`~asfe3d.pipeline.fuse_pair` run.
 
@@ -63,6 +64,7 @@ def write_run_report(
         pet_as_read_image: the PET as read (its own grid) for the "before" view; else read from its input path.
         title: the page title (default: the report's file stem).
         overwrite: replace an existing report.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
 
     Returns:
         The written path.
@@ -98,4 +100,4 @@ def write_run_report(
         mri_image = (vol.array_xyz(), vol.affine_ras)
     return write_subject_report(path, mri_image=mri_image, pet_on_mri_image=pet_on_mri_image,
                                 fused_image=fused_image, pet_as_read_image=pet_as_read_image, result=record,
-                                title=title, overwrite=overwrite)
+                                title=title, overwrite=overwrite, viewer=viewer)
