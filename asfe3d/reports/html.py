@@ -529,7 +529,7 @@ def write_index(
 <title>{_e(title)}</title><style>{_CSS}</style></head>
 <body><header><h1>{_e(title)}</h1><nav><span style="color:#ccc;font-size:13px">{len(items)} subjects: {_e(tally)}
 </span></nav></header><main><div class="grid">{"".join(cards)}</div></main>
-<footer>asfe3d {_e(__version__)} &middot; thumbnails: axial slice of the registered PET with the MRI's contours
+<footer>asfe3d {_e(__version__)} &middot; thumbnails: axial slice of the registered PET with the contours of the MRI (or CT)
 </footer></body></html>
 """
     with atomic_output(path, overwrite=overwrite) as tmp:
