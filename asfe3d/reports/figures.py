@@ -1,9 +1,9 @@
-"""The report's figures, drawn with nilearn and matplotlib and returned as PNG bytes.
+"""The report's figures, drawn with matplotlib (``draw_*`` return figures; :func:`png_bytes` turns them into PNG).
 
-Every view is drawn in world (RAS, millimetre) coordinates, so anisotropic voxels keep their true physical aspect:
-nilearn's slicers place each image with its affine, and the colour volume goes through
-:func:`asfe3d.visualize.physical_slices` (``imshow`` with millimetre extents). Views are neurological (the
-subject's left on the viewer's left) and every panel carries its orientation letters (L/R, A/P, S/I).
+Every view is drawn in world (RAS, millimetre) coordinates on a canonical (RAS+) copy of the images, so anisotropic
+voxels keep their true physical aspect (``imshow`` with millimetre extents). Views are neurological (the subject's
+left on the viewer's left) and every panel carries its orientation letters (L/R, P/A, I/S). Contours are iso-lines
+of the smoothed anatomical image (``contourpy``, lines shorter than 12 mm dropped), drawn as line collections.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through ``pyplot``'s global
 state, so drawing a report neither needs a display nor changes the caller's matplotlib backend.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,25 +21,23 @@ import numpy as np
 __all__ = [
     "as_nifti",
     "axis_aligned",
+    "canonical",
+    "header_aligned",
     "robust_range",
     "head_bounds_mm",
     "head_box",
     "crop_to_head",
     "contour_levels",
+    "boundary_lines",
     "smoothed",
-    "registration_figure",
-    "fused_figure",
-    "colour_figure",
+    "draw_registration",
+    "draw_fused",
+    "draw_overlay",
+    "png_bytes",
     "thumbnail",
-    "ORIENTATION_LETTERS",
+    "CONTOUR_COLOURS",
 ]
 
-#: the letters at the (left, right, bottom, top) edges of a nilearn cut, by cut direction, neurological view
-ORIENTATION_LETTERS = {
-    "x": ("P", "A", "I", "S"),  # sagittal: y runs to the right, z up
-    "y": ("L", "R", "I", "S"),  # coronal: x runs to the right, z up
-    "z": ("L", "R", "P", "A"),  # axial: x runs to the right, y up
-}
 _DPI = 100
 
 
@@ -79,10 +78,9 @@ def as_nifti(image: Any, name: str = "image") -> Any:
 def axis_aligned(img: Any) -> Any:
     """An oblique image resampled once (linear, SimpleITK) onto an axis-aligned grid; others returned as is.
 
-    nilearn resamples an oblique image at every call (every cut, every contour), which takes minutes for a 1 mm
-    volume; doing it once here keeps a report at seconds. Each world axis keeps the voxel size of the image axis
-    closest to it, and the grid covers the image's whole field of view. Axis-aligned images (any permutation or
-    flip of the axes) are returned unchanged: nilearn draws them without resampling.
+    The views slice a canonical (RAS+) copy of each image, which needs axis-aligned voxels. Each world axis keeps
+    the voxel size of the image axis closest to it, and the grid covers the image's whole field of view.
+    Axis-aligned images (any permutation or flip of the axes) are returned unchanged.
 
     Args:
         img: a 3D NIfTI image.
@@ -142,24 +140,35 @@ def robust_range(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tupl
     return lo, hi
 
 
-def head_box(img: Any, fraction: float = 0.15, margin_mm: float = 0.0) -> tuple[slice, slice, slice]:
+def head_box(img: Any, fraction: float = 0.15, margin_mm: float = 0.0,
+             threshold: float | None = None) -> tuple[slice, slice, slice]:
     """Voxel slices of the bounding box of the voxels brighter than ``fraction`` of the robust maximum.
+
+    The image is box-averaged over 3 voxels first, and planes (along each axis) holding fewer than 3 bright voxels,
+    or under 2 % of the fullest plane's count, are outside the box, so background noise does not stretch it.
 
     Args:
         img: a NIfTI image (3D).
         fraction: threshold as a fraction of the 99th percentile of the non-zero voxels.
         margin_mm: grow the box by this much on every side (clipped to the image).
+        threshold: an absolute threshold instead (e.g. -400 HU for a CT, whose air is -1000).
 
     Returns:
         Three slices (the whole image when nothing is bright).
     """
-    data = np.asanyarray(img.dataobj, dtype=np.float32)
-    _, hi = robust_range(data, 1.0, 99.0)
-    mask = data > fraction * hi
+    from scipy.ndimage import uniform_filter
+
+    # a 3-voxel box mean first: the noise of the background then rarely crosses the threshold
+    data = uniform_filter(np.nan_to_num(np.asanyarray(img.dataobj, dtype=np.float32)), size=3, mode="nearest")
+    if threshold is None:
+        threshold = fraction * robust_range(data, 1.0, 99.0)[1]
+    mask = data > threshold
     shape = np.array(data.shape[:3])
     lo_i, hi_i = np.zeros(3, int), shape - 1
     for axis in range(3):  # projections instead of argwhere: fast on 1 mm volumes
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+        # a plane counts when it holds more than a few bright voxels (isolated noise voxels do not move the box)
+        hits = np.flatnonzero(counts >= max(3.0, 0.02 * float(counts.max(initial=0))))
         if hits.size:
             lo_i[axis], hi_i[axis] = hits[0], hits[-1]
     pad = np.ceil(margin_mm / np.maximum(np.linalg.norm(img.affine[:3, :3], axis=0), 1e-6)).astype(int)
@@ -167,32 +176,34 @@ def head_box(img: Any, fraction: float = 0.15, margin_mm: float = 0.0) -> tuple[
     return tuple(slice(int(a), int(b) + 1) for a, b in zip(lo_i, hi_i))  # type: ignore[return-value]
 
 
-def crop_to_head(mri: Any, *others: Any, margin_mm: float = 6.0) -> list[Any]:
+def crop_to_head(mri: Any, *others: Any, margin_mm: float = 6.0, threshold: float | None = None) -> list[Any]:
     """Crop the MRI and images on its grid to the MRI's head (plus ``margin_mm``), so views show the head large.
 
     Args:
-        mri: the MRI (3D NIfTI).
+        mri: the MRI or CT (3D NIfTI).
         others: images on the same grid.
         margin_mm: margin around the head.
+        threshold: the head's edge as an absolute value (see :func:`head_box`).
 
     Returns:
         ``[mri, *others]`` cropped (NIfTI images with adjusted affines).
     """
-    box = head_box(mri, margin_mm=margin_mm)
+    box = head_box(mri, margin_mm=margin_mm, threshold=threshold)
     return [img.slicer[box] for img in (mri, *others)]
 
 
-def head_bounds_mm(img: Any, fraction: float = 0.15) -> np.ndarray:
+def head_bounds_mm(img: Any, fraction: float = 0.15, threshold: float | None = None) -> np.ndarray:
     """World (RAS, mm) bounding box of the voxels brighter than ``fraction`` of the robust maximum.
 
     Args:
         img: a NIfTI image (3D).
         fraction: threshold as a fraction of the 99th percentile of the non-zero voxels.
+        threshold: an absolute threshold instead (see :func:`head_box`).
 
     Returns:
         ``(2, 3)`` array: row 0 the minimum and row 1 the maximum of x, y, z in mm.
     """
-    box = head_box(img, fraction)
+    box = head_box(img, fraction, threshold=threshold)
     lo_i = [b.start for b in box]
     hi_i = [b.stop - 1 for b in box]
     corners = np.array([[a, b, c] for a in (lo_i[0], hi_i[0]) for b in (lo_i[1], hi_i[1])
@@ -221,49 +232,29 @@ def _new_figure(width: float, height: float, facecolor: str = "black") -> Any:
     return fig
 
 
-def _png(fig: Any, dpi: int = _DPI) -> bytes:
+def png_bytes(fig: Any, dpi: int = _DPI) -> bytes:
+    """A figure as PNG bytes (its own face colour)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor=fig.get_facecolor())
     return buf.getvalue()
 
 
-def _label_axes(display: Any, size: int = 9, color: str = "white", row: bool = False) -> None:
-    """Orientation letters at the edges of the cuts of a nilearn display.
+def contour_levels(data: np.ndarray, modality: str = "MRI") -> list[float]:
+    """Two intensity levels of the anatomical image whose contours outline the head and a tissue boundary inside it.
+
+    - ``CT``: the skin (-400 HU) and the bone (300 HU).
+    - otherwise (MRI): the edge of the head at 15 % of the robust maximum, and Otsu's threshold of the voxels above
+      it (grey/white matter on a T1w image).
 
     Args:
-        display: the nilearn slicer.
-        size: font size.
-        color: text colour.
-        row: the cuts are one row of parallel slices: the left letter goes on the first cut, the right one on the
-            last, top and bottom on every cut (neighbouring cuts would otherwise show e.g. "A P" side by side).
-    """
-    cuts = [c for c in display.axes.values() if getattr(c, "direction", "") in ORIENTATION_LETTERS]
-    if row:
-        cuts.sort(key=lambda c: c.ax.get_position().x0)
-    for i, cut in enumerate(cuts):
-        left, right, bottom, top = ORIENTATION_LETTERS[cut.direction]
-        ax = cut.ax
-        style = dict(transform=ax.transAxes, color=color, fontsize=size, fontweight="bold", zorder=1000)
-        if not row or i == 0:
-            ax.text(0.03, 0.5, left, ha="left", va="center", **style)
-        if not row or i == len(cuts) - 1:
-            ax.text(0.97, 0.5, right, ha="right", va="center", **style)
-        ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
-        ax.text(0.5, 0.98, top, ha="center", va="top", **style)
-
-
-def contour_levels(data: np.ndarray) -> list[float]:
-    """Two MRI intensity levels whose contours outline the head/brain and the tissue boundary inside it.
-
-    The outer level is 15 % of the robust maximum (the edge of the head); the inner one is Otsu's threshold of the
-    voxels above it (grey/white matter on a T1w image).
-
-    Args:
-        data: the (smoothed) MRI.
+        data: the (smoothed) anatomical image.
+        modality: ``"CT"`` or ``"MRI"``.
 
     Returns:
         One or two increasing levels.
     """
+    if modality == "CT":
+        return [-400.0, 300.0]
     _, hi = robust_range(data, 1.0, 99.0)
     outer = 0.15 * hi
     inside = np.asarray(data, dtype=np.float64)
@@ -281,8 +272,8 @@ def contour_levels(data: np.ndarray) -> list[float]:
     return [outer, inner] if inner > outer else [outer]
 
 
-def smoothed(img: Any, fwhm_mm: float = 2.0) -> Any:
-    """The image smoothed by a Gaussian of ``fwhm_mm`` (per-axis sigma in voxels), for clean contours."""
+def smoothed(img: Any, fwhm_mm: float = 3.0) -> Any:
+    """The image smoothed by a Gaussian of ``fwhm_mm`` (per-axis sigma in voxels), for smooth contours."""
     import nibabel as nib
     from scipy.ndimage import gaussian_filter
 
@@ -292,210 +283,346 @@ def smoothed(img: Any, fwhm_mm: float = 2.0) -> Any:
     return nib.Nifti1Image(data, img.affine)
 
 
-def registration_figure(
-    mri: Any,
-    pet_on_mri: Any,
-    *,
-    cuts: int = 6,
-    width: float = 13.0,
-    mri_smoothed: Any = None,
-) -> bytes:
-    """MRI contours over the registered PET: one row of ``cuts`` slices per plane (sagittal, coronal, axial).
-
-    The PET is drawn in grey; the MRI's outline (cyan) and its inner tissue boundary (red), contours of the MRI
-    smoothed by 2 mm, show at a glance whether the PET sits on the MRI.
+def canonical(img: Any) -> Any:
+    """The image reoriented to RAS+ voxel axes (x to the right, y anterior, z superior; float32 data).
 
     Args:
-        mri: the MRI (anything :func:`as_nifti` takes); its contours are drawn.
-        pet_on_mri: the PET on the MRI grid (the background).
+        img: an axis-aligned 3D NIfTI image (see :func:`axis_aligned`).
+
+    Returns:
+        A ``Nifti1Image`` whose affine is diagonal with positive zooms.
+    """
+    import nibabel as nib
+
+    out = nib.as_closest_canonical(img)
+    return nib.Nifti1Image(np.asanyarray(out.dataobj, dtype=np.float32), out.affine)
+
+
+def header_aligned(moving: Any, reference: Any) -> Any:
+    """``moving`` resampled (linear, SimpleITK) onto ``reference``'s grid by its header geometry alone (identity).
+
+    This is the PET "as read": where the scanner and the file headers put it, before any registration.
+
+    Args:
+        moving: a 3D NIfTI image on its own grid (e.g. the PET as read).
+        reference: the 3D NIfTI image whose grid is used (e.g. the cropped anatomical image).
+
+    Returns:
+        A float32 ``Nifti1Image`` on the reference grid (0 outside the moving image).
+    """
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    from asfe3d.io import sitk_image_from_ras_affine, sitk_to_numpy_xyz
+
+    src = sitk_image_from_ras_affine(np.asanyarray(moving.dataobj, dtype=np.float32), np.asarray(moving.affine, float))
+    ref = sitk_image_from_ras_affine(np.zeros(reference.shape[:3], np.float32), np.asarray(reference.affine, float))
+    out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return nib.Nifti1Image(sitk_to_numpy_xyz(out), reference.affine)
+
+
+@dataclass
+class _Plane:
+    """A slice of a canonical volume, ready for ``imshow(origin="lower")``: pixel rows run along ``v``."""
+
+    image: np.ndarray
+    h: np.ndarray  # centre of every column (mm)
+    v: np.ndarray  # centre of every row (mm)
+    extent: tuple[float, float, float, float]
+
+
+#: per cut axis: (horizontal axis, vertical axis) of the view; views are neurological (x to the right)
+_VIEW_AXES = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
+#: per cut axis: the letters at the (left, right, bottom, top) edges
+_LETTERS = {0: ("P", "A", "I", "S"), 1: ("L", "R", "I", "S"), 2: ("L", "R", "P", "A")}
+_PLANE_NAMES = {0: "sagittal", 1: "coronal", 2: "axial"}
+
+
+def _plane(img: Any, axis: int, coord_mm: float) -> _Plane:
+    data = np.asanyarray(img.dataobj)
+    zooms = np.diag(img.affine)[:3]
+    origin = img.affine[:3, 3]
+    index = int(np.clip(np.round((coord_mm - origin[axis]) / zooms[axis]), 0, data.shape[axis] - 1))
+    cut = np.take(data, index, axis=axis)  # 2D (the other two axes in order)
+    h_axis, v_axis = _VIEW_AXES[axis]
+    h = origin[h_axis] + np.arange(data.shape[h_axis]) * zooms[h_axis]
+    v = origin[v_axis] + np.arange(data.shape[v_axis]) * zooms[v_axis]
+    extent = (h[0] - zooms[h_axis] / 2, h[-1] + zooms[h_axis] / 2, v[0] - zooms[v_axis] / 2,
+              v[-1] + zooms[v_axis] / 2)
+    return _Plane(np.ascontiguousarray(cut.T), h, v, extent)
+
+
+def boundary_lines(plane: _Plane, level: float, min_length_mm: float = 12.0) -> list[np.ndarray]:
+    """The iso-lines of a slice at ``level`` in millimetres, without the short pieces (noise islands).
+
+    Args:
+        plane: the slice (of a smoothed anatomical image).
+        level: the iso-level.
+        min_length_mm: lines shorter than this are dropped.
+
+    Returns:
+        ``(N, 2)`` arrays of (horizontal, vertical) points in mm.
+    """
+    import contourpy
+
+    if plane.image.shape[0] < 2 or plane.image.shape[1] < 2:
+        return []
+    gen = contourpy.contour_generator(plane.h, plane.v, np.asarray(plane.image, dtype=np.float64),
+                                      line_type="Separate")
+    lines = gen.lines(level)
+    return [ln for ln in lines if len(ln) > 1 and float(np.sum(np.linalg.norm(np.diff(ln, axis=0), axis=1)))
+            >= min_length_mm]
+
+
+def _letters(ax: Any, axis: int, *, left: bool = True, right: bool = True, size: int = 8) -> None:
+    lo, hi, bottom, top = _LETTERS[axis]
+    style = dict(transform=ax.transAxes, color="white", fontsize=size, fontweight="bold", zorder=10)
+    if left:
+        ax.text(0.02, 0.5, lo, ha="left", va="center", **style)
+    if right:
+        ax.text(0.98, 0.5, hi, ha="right", va="center", **style)
+    ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **style)
+    ax.text(0.5, 0.99, top, ha="center", va="top", **style)
+
+
+def _extent_of(img: Any, bounds: np.ndarray, axis: int) -> tuple[float, float]:
+    """Width and height (mm) of a view cut along ``axis`` over the head box."""
+    h_axis, v_axis = _VIEW_AXES[axis]
+    size = bounds[1] - bounds[0] + np.diag(img.affine)[:3]
+    return float(max(size[h_axis], 1.0)), float(max(size[v_axis], 1.0))
+
+
+#: colours of the contour levels: the head's outline, then the tissue boundary
+CONTOUR_COLOURS = ("#00e5ff", "#ff3b3b")
+
+
+def draw_registration(
+    anat: Any,
+    pet: Any,
+    *,
+    anat_smoothed: Any,
+    levels: Sequence[float],
+    window: tuple[float, float],
+    label: str,
+    anat_name: str = "MRI",
+    cuts: int = 5,
+    width: float = 13.0,
+) -> Any:
+    """The PET in grey with the anatomical image's contours: one row of ``cuts`` slices per plane.
+
+    Args:
+        anat: the canonical anatomical image (its head box places the cuts).
+        pet: the PET on the same (canonical) grid.
+        anat_smoothed: the anatomical image smoothed (:func:`smoothed`), whose iso-lines are drawn.
+        levels: the iso-levels (:func:`contour_levels`), drawn in :data:`CONTOUR_COLOURS`.
+        window: the PET's grey window ``(vmin, vmax)`` (the same for the before and after views).
+        label: the text in the top-left corner (e.g. ``after registration``).
+        anat_name: ``MRI`` or ``CT`` (named in the legend).
         cuts: slices per plane.
         width: figure width in inches.
-        mri_smoothed: the MRI smoothed by :func:`smoothed` when the caller has it (else computed here).
 
     Returns:
-        PNG bytes.
+        A matplotlib ``Figure`` (Agg canvas); its contours are ``LineCollection`` artists.
     """
-    from nilearn import plotting
+    from matplotlib.collections import LineCollection
 
-    mri_img, pet_img = as_nifti(mri, "MRI"), as_nifti(pet_on_mri, "PET on MRI")
-    bounds = head_bounds_mm(mri_img)
-    vmin, vmax = robust_range(np.asanyarray(pet_img.dataobj))
-    smooth = mri_smoothed if mri_smoothed is not None else smoothed(mri_img)
-    levels = contour_levels(np.asanyarray(smooth.dataobj))
-    colours = ["c", "r"][: len(levels)]
-    extent = bounds[1] - bounds[0]
-    # row heights follow each plane's physical aspect: height / width of one cut
-    aspects = {"x": extent[2] / max(extent[1], 1e-6), "y": extent[2] / max(extent[0], 1e-6),
-               "z": extent[1] / max(extent[0], 1e-6)}
-    cut_width = width / cuts
-    heights = [max(0.6, min(3.0, cut_width * aspects[d])) for d in "xyz"]
-    total = sum(heights) + 0.1
+    bounds = head_bounds_mm(anat, threshold=_head_threshold(anat_name))
+    cell_w = width / cuts
+    heights = []
+    for axis in range(3):
+        w_mm, h_mm = _extent_of(anat, bounds, axis)
+        heights.append(cell_w * h_mm / w_mm)
+    title_h = 0.3
+    total = sum(heights) + title_h
     fig = _new_figure(width, total)
-    top = 1.0
-    for direction, axis, h in zip("xyz", (0, 1, 2), heights):
-        frac = h / total
-        display = plotting.plot_img(
-            pet_img, display_mode=direction, cut_coords=_cuts(bounds, axis, cuts), figure=fig,
-            axes=(0.0, top - frac, 1.0, frac), cmap="gray", vmin=vmin, vmax=vmax, colorbar=False,
-            annotate=False, black_bg=True, draw_cross=False,
-        )
-        display.add_contours(smooth, levels=levels, colors=colours, linewidths=0.8)
-        display.annotate(left_right=False, positions=True, size=8)
-        _label_axes(display, size=8, row=True)
-        top -= frac
-    return _png(fig)
+    top = total - title_h
+    for axis, h in zip(range(3), heights):
+        w_mm, h_mm = _extent_of(anat, bounds, axis)
+        h_axis, v_axis = _VIEW_AXES[axis]
+        coords = _cuts(bounds, axis, cuts)
+        for i, coord in enumerate(coords):
+            ax = fig.add_axes((i * cell_w / width, (top - h) / total, cell_w / width, h / total))
+            ax.set_facecolor("black")
+            ax.set_axis_off()
+            plane = _plane(pet, axis, coord)
+            ax.imshow(plane.image, cmap="gray", vmin=window[0], vmax=window[1], origin="lower",
+                      extent=plane.extent, interpolation="bilinear", aspect="equal")
+            smooth = _plane(anat_smoothed, axis, coord)
+            for level, colour in zip(levels, CONTOUR_COLOURS):
+                lines = boundary_lines(smooth, level)
+                if lines:
+                    ax.add_collection(LineCollection(lines, colors=colour, linewidths=1.0, alpha=0.95))
+            ax.set_xlim(bounds[0, h_axis] - 2, bounds[1, h_axis] + 2)
+            ax.set_ylim(bounds[0, v_axis] - 2, bounds[1, v_axis] + 2)
+            _letters(ax, axis, left=i == 0, right=i == cuts - 1)
+            ax.text(0.02, 0.02, f"{'xyz'[axis]}={coord:.0f}", transform=ax.transAxes, color="#bbb", fontsize=7,
+                    ha="left", va="bottom")
+        top -= h
+    fig.text(0.005, 1 - 0.5 * title_h / total, label, color="#ffd24d", fontsize=12, fontweight="bold",
+             ha="left", va="center")
+    names = ["head outline", "tissue boundary" if anat_name != "CT" else "bone"][: len(levels)]
+    for k, name in enumerate(reversed(names)):  # the legend from the right, each entry in its line's colour
+        fig.text(0.995 - 0.17 * k, 1 - 0.5 * title_h / total, f"\u2501 {anat_name} {name}",
+                 color=CONTOUR_COLOURS[len(names) - 1 - k], fontsize=10, ha="right", va="center")
+    return fig
 
 
-def fused_figure(
+def _head_threshold(anat_name: str) -> float | None:
+    """The head's edge: -400 HU on a CT (air is -1000), else a fraction of the robust maximum."""
+    return -400.0 if anat_name == "CT" else None
+
+
+def draw_fused(
     fused: Any,
     *,
-    title: str = "fused",
-    cmap: str = "gray",
+    anat: Any,
+    units: str,
+    value_range: tuple[float, float] | None = None,
+    anat_name: str = "MRI",
     width: float = 10.0,
-    cut_coords: Sequence[float] | None = None,
-) -> bytes:
-    """Ortho (sagittal, coronal, axial) view of a scalar volume with a colour bar and orientation letters.
+) -> Any:
+    """Sagittal, coronal and axial views of the fused image through the head's centre, with a colour bar.
+
+    The colour bar spans ``value_range``: by default the fused image's finite minimum and maximum, so it reads in
+    the units the fused volume was written in.
 
     Args:
-        fused: the volume (anything :func:`as_nifti` takes).
-        title: title drawn in the figure (say the units there: nilearn's colour bar has no room for a label).
-        cmap: colour map.
+        fused: the canonical fused image.
+        anat: the canonical anatomical image (its head box places the cuts).
+        units: what the values are (written on the colour bar).
+        value_range: ``(vmin, vmax)`` (default: the data's finite range).
+        anat_name: ``MRI`` or ``CT``.
         width: figure width in inches.
-        cut_coords: the cut point in mm (default: the head's centre).
 
     Returns:
-        PNG bytes.
+        A matplotlib ``Figure``; ``fig.colorbar_axes`` is the colour bar's axes.
     """
-    from nilearn import plotting
-
-    img = as_nifti(fused, title)
-    bounds = head_bounds_mm(img)
-    vmin, vmax = robust_range(np.asanyarray(img.dataobj))
-    extent = bounds[1] - bounds[0]
-    # ortho: three panels side by side whose widths are y, x, x extents; the height is the larger of z and y
-    rel_width = extent[1] + 2 * extent[0]
-    height = width * 0.9 * max(extent[2], extent[1]) / max(rel_width, 1e-6) + 0.4
-    fig = _new_figure(width, max(2.0, height))
-    display = plotting.plot_img(
-        img, display_mode="ortho", cut_coords=tuple(cut_coords) if cut_coords else _centre(bounds), figure=fig,
-        cmap=cmap, vmin=vmin, vmax=vmax, colorbar=True, cbar_tick_format="%.3g", annotate=False, black_bg=True,
-        draw_cross=False, title=title,
-    )
-    display.annotate(left_right=False, positions=True, size=9, scalebar=True, scale_size=5.0, scale_units="cm")
-    _label_axes(display)
-    return _png(fig)
+    data = np.asanyarray(fused.dataobj)
+    if value_range is None:
+        finite = data[np.isfinite(data)]
+        value_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    vmin, vmax = value_range
+    if not vmax > vmin:
+        vmax = vmin + 1.0
+    return _ortho(fused, anat, anat_name=anat_name, width=width, cmap="gray", vmin=vmin, vmax=vmax,
+                  bar_label=units, title=f"fused image ({units})")
 
 
-def colour_figure(
-    mri: Any,
-    pet_on_mri: Any,
+def draw_overlay(
+    anat: Any,
+    pet: Any,
     *,
-    rgb: Any = None,
+    units: str,
     colormap: str = "hot",
-    colorbar_label: str = "PET",
+    anat_name: str = "MRI",
     width: float = 10.0,
-) -> bytes:
-    """The colour image: the fused RGB volume when given, else the PET colour map over the MRI, with a colour bar.
-
-    With ``rgb`` the three planes come from :func:`asfe3d.visualize.physical_slices` (true physical aspect) and
-    the colour bar shows the PET colour map from the PET's low to high (normalised) values; without it, nilearn
-    draws the PET as a thresholded overlay on the MRI.
+) -> Any:
+    """The PET's colour map over the anatomical image (PET values above 20 % of its window), colour bar in PET units.
 
     Args:
-        mri: the MRI.
-        pet_on_mri: the PET on the MRI grid.
-        rgb: optional fused colour volume ``(X, Y, Z, 3)`` (uint8 0-255 or float 0-1), as a NIfTI or
-            ``(array, affine)``.
-        colormap: the PET colour map.
-        colorbar_label: what the colour bar measures (the PET's units; in the title for the overlay view).
+        anat: the canonical anatomical image.
+        pet: the PET on the same grid, in its units.
+        units: the PET's units (written on the colour bar).
+        colormap: the PET's colour map.
+        anat_name: ``MRI`` or ``CT``.
         width: figure width in inches.
 
     Returns:
-        PNG bytes.
+        A matplotlib ``Figure``; ``fig.colorbar_axes`` is the colour bar's axes.
     """
-    mri_img, pet_img = as_nifti(mri, "MRI"), as_nifti(pet_on_mri, "PET on MRI")
-    if rgb is not None:
-        return _rgb_figure(as_nifti(rgb, "colour image"), mri_img, colormap=colormap,
-                           colorbar_label=colorbar_label, width=width)
-    from nilearn import plotting
-
-    bounds = head_bounds_mm(mri_img)
-    extent = bounds[1] - bounds[0]
-    rel_width = extent[1] + 2 * extent[0]
-    height = width * 0.9 * max(extent[2], extent[1]) / max(rel_width, 1e-6) + 0.4
-    fig = _new_figure(width, max(2.0, height))
-    mvmin, mvmax = robust_range(np.asanyarray(mri_img.dataobj))
-    pvmin, pvmax = robust_range(np.asanyarray(pet_img.dataobj))
-    display = plotting.plot_img(
-        mri_img, display_mode="ortho", cut_coords=_centre(bounds), figure=fig, cmap="gray", vmin=mvmin,
-        vmax=mvmax, colorbar=False, annotate=False, black_bg=True, draw_cross=False,
-        title=f"PET colour over MRI ({colorbar_label})" if colorbar_label else "PET colour over MRI",
-    )
-    threshold = pvmin + 0.2 * (pvmax - pvmin)
-    display.add_overlay(pet_img, cmap=colormap, vmin=pvmin, vmax=pvmax, threshold=threshold, transparency=0.6,
-                        colorbar=True, cbar_tick_format="%.3g")
-    display.annotate(left_right=False, positions=True, size=9)
-    _label_axes(display)
-    return _png(fig)
+    vmin, vmax = robust_range(np.asanyarray(pet.dataobj))
+    return _ortho(anat, anat, anat_name=anat_name, width=width, cmap="gray",
+                  vmin=robust_range(np.asanyarray(anat.dataobj))[0], vmax=robust_range(np.asanyarray(anat.dataobj))[1],
+                  overlay=(pet, colormap, vmin, vmax), bar_label=f"PET ({units})",
+                  title=f"PET ({units}) over the {anat_name}")
 
 
-def _rgb_figure(rgb_img: Any, mri_img: Any, *, colormap: str, colorbar_label: str, width: float) -> bytes:
+def _ortho(
+    img: Any, anat: Any, *, anat_name: str, width: float, cmap: str, vmin: float, vmax: float, bar_label: str,
+    title: str, overlay: tuple[Any, str, float, float] | None = None,
+) -> Any:
     from matplotlib import colormaps
-    from matplotlib.colorbar import ColorbarBase
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from asfe3d.visualize import draw_orientation_letters, physical_slices
-
-    data = np.asanyarray(rgb_img.dataobj)
-    data = data.astype(np.float32) / 255.0 if data.dtype.kind in "ui" else np.clip(data.astype(np.float32), 0, 1)
-    bounds = head_bounds_mm(mri_img)
-    centre = np.array(_centre(bounds))
-    views = physical_slices(data, rgb_img.affine, centre_mm=centre)
-    widths = [v.extent[1] - v.extent[0] for v in views]
-    heights = [v.extent[3] - v.extent[2] for v in views]
-    fig = _new_figure(width, max(2.0, width * 0.92 * max(heights) / sum(widths) + 0.5))
-    grid = fig.add_gridspec(1, 4, width_ratios=[*widths, 0.04 * sum(widths)], left=0.01, right=0.93,
-                            top=0.9, bottom=0.04, wspace=0.04)
-    for i, view in enumerate(views):
-        ax = fig.add_subplot(grid[0, i])
-        ax.imshow(view.image, extent=view.extent, origin="lower", interpolation="nearest", aspect="equal")
+    bounds = head_bounds_mm(anat, threshold=_head_threshold(anat_name))
+    centre = _centre(bounds)
+    sizes = [_extent_of(anat, bounds, axis) for axis in range(3)]
+    total_w = sum(w for w, _ in sizes)
+    bar_w = 0.045 * total_w
+    panel_h = max(h for _, h in sizes)
+    scale = (width * 0.9) / (total_w + bar_w)  # inches per mm
+    title_h = 0.35
+    height = panel_h * scale + title_h + 0.15
+    fig = _new_figure(width, height)
+    x = 0.01
+    for axis in range(3):
+        w_mm, h_mm = sizes[axis]
+        h_axis, v_axis = _VIEW_AXES[axis]
+        ax = fig.add_axes((x, 0.15 / height / 2, w_mm * scale / width, panel_h * scale / height))
+        x += w_mm * scale / width + 0.01
         ax.set_facecolor("black")
         ax.set_axis_off()
-        draw_orientation_letters(ax, view.letters)
-        ax.set_title(view.name, color="white", fontsize=9)
-    cax = fig.add_subplot(grid[0, 3])
-    ColorbarBase(cax, cmap=colormaps[colormap], norm=Normalize(0, 1), orientation="vertical")
-    cax.tick_params(colors="white", labelsize=8)
-    cax.set_ylabel(colorbar_label, color="white", fontsize=9)
-    fig.suptitle("fused colour image (PET colour map fused over the MRI)", color="white", fontsize=11, x=0.01,
-                 ha="left")
-    return _png(fig)
+        plane = _plane(img, axis, centre[axis])
+        ax.imshow(plane.image, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", extent=plane.extent,
+                  interpolation="bilinear", aspect="equal")
+        if overlay is not None:
+            pet, pcmap, pvmin, pvmax = overlay
+            over = _plane(pet, axis, centre[axis])
+            shown = np.ma.masked_less_equal(over.image, pvmin + 0.2 * (pvmax - pvmin))
+            ax.imshow(shown, cmap=pcmap, vmin=pvmin, vmax=pvmax, origin="lower", extent=over.extent,
+                      interpolation="bilinear", aspect="equal", alpha=0.7)
+        ax.set_xlim(bounds[0, h_axis] - 2, bounds[1, h_axis] + 2)
+        ax.set_ylim(bounds[0, v_axis] - 2, bounds[1, v_axis] + 2)
+        _letters(ax, axis, size=9)
+        ax.set_title(f"{_PLANE_NAMES[axis]} ({'xyz'[axis]}={centre[axis]:.0f} mm)", color="#ccc", fontsize=8,
+                     pad=2)
+    cax = fig.add_axes((x + 0.01, 0.12, 0.018, 0.72))
+    if overlay is not None:
+        _, pcmap, pvmin, pvmax = overlay
+        mappable = ScalarMappable(Normalize(pvmin, pvmax), colormaps[pcmap])
+    else:
+        mappable = ScalarMappable(Normalize(vmin, vmax), colormaps[cmap])
+    bar = fig.colorbar(mappable, cax=cax)
+    bar.ax.tick_params(colors="white", labelsize=8)
+    bar.set_label(bar_label, color="white", fontsize=9)
+    fig.colorbar_axes = cax
+    fig.text(0.01, 1 - 0.5 * title_h / height, title, color="white", fontsize=11, ha="left", va="center")
+    return fig
 
 
-def thumbnail(mri: Any, pet_on_mri: Any, *, size_inches: float = 2.2, mri_smoothed: Any = None) -> bytes:
-    """A small axial view of the MRI contours over the registered PET (as in :func:`registration_figure`).
+def thumbnail(pet: Any, *, anat: Any, anat_smoothed: Any, levels: Sequence[float], anat_name: str = "MRI",
+              size_inches: float = 2.2) -> bytes:
+    """A small axial view of the registered PET with the anatomical contours (as in :func:`draw_registration`).
 
     Args:
-        mri: the MRI.
-        pet_on_mri: the PET on the MRI grid.
+        pet: the canonical registered PET.
+        anat: the canonical anatomical image.
+        anat_smoothed: the anatomical image smoothed.
+        levels: the contour levels.
+        anat_name: ``MRI`` or ``CT``.
         size_inches: the thumbnail's width.
-        mri_smoothed: the MRI smoothed by :func:`smoothed` when the caller has it (else computed here).
 
     Returns:
         PNG bytes (about 180 pixels wide).
     """
-    from nilearn import plotting
+    from matplotlib.collections import LineCollection
 
-    mri_img, pet_img = as_nifti(mri, "MRI"), as_nifti(pet_on_mri, "PET on MRI")
-    bounds = head_bounds_mm(mri_img)
-    extent = bounds[1] - bounds[0]
-    fig = _new_figure(size_inches, size_inches * max(0.5, min(2.0, extent[1] / max(extent[0], 1e-6))))
-    vmin, vmax = robust_range(np.asanyarray(pet_img.dataobj))
-    smooth = mri_smoothed if mri_smoothed is not None else smoothed(mri_img)
-    levels = contour_levels(np.asanyarray(smooth.dataobj))
-    display = plotting.plot_img(
-        pet_img, display_mode="z", cut_coords=[_centre(bounds)[2]], figure=fig, axes=(0, 0, 1, 1), cmap="gray",
-        vmin=vmin, vmax=vmax, colorbar=False, annotate=False, black_bg=True, draw_cross=False,
-    )
-    display.add_contours(smooth, levels=levels, colors=["c", "r"][: len(levels)], linewidths=0.6)
-    return _png(fig, dpi=80)
+    bounds = head_bounds_mm(anat, threshold=_head_threshold(anat_name))
+    w_mm, h_mm = _extent_of(anat, bounds, 2)
+    fig = _new_figure(size_inches, size_inches * max(0.5, min(2.0, h_mm / w_mm)))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    z = _centre(bounds)[2]
+    vmin, vmax = robust_range(np.asanyarray(pet.dataobj))
+    plane = _plane(pet, 2, z)
+    ax.imshow(plane.image, cmap="gray", vmin=vmin, vmax=vmax, origin="lower", extent=plane.extent,
+              interpolation="bilinear", aspect="equal")
+    smooth = _plane(anat_smoothed, 2, z)
+    for level, colour in zip(levels, CONTOUR_COLOURS):
+        lines = boundary_lines(smooth, level)
+        if lines:
+            ax.add_collection(LineCollection(lines, colors=colour, linewidths=0.7))
+    ax.set_xlim(bounds[0, 0] - 2, bounds[1, 0] + 2)
+    ax.set_ylim(bounds[0, 1] - 2, bounds[1, 1] + 2)
+    return png_bytes(fig, dpi=80)

@@ -1,9 +1,11 @@
 """Self-contained HTML reports (one per subject) and an index page for cohorts and BIDS runs.
 
-A report holds one section per fused pair (a subject with two sessions or tracers has two): the registration
-check (MRI contours over the registered PET in three planes), the fused and colour images with colour bars and
-orientation letters, the registration verdict and numbers, timings, inputs and settings. Figures are embedded as
-base64 PNG, so the file can be mailed or archived alone.
+A report holds one section per fused pair (a subject with two sessions or tracers has two; see
+:mod:`asfe3d.reports.pair`): the registration check (before/after on hover, the anatomical image's contours over the
+PET in three planes), the registration quality, the PET over the MRI or CT and the fused image with colour bars in
+their units, then inputs, settings, timings and outputs; then, once per page, About (command line, version, date,
+platform) and Methods (a paragraph with references to paste into a paper). Figures are embedded as base64 PNG, so
+the file can be mailed or archived alone.
 
 Each report also carries a machine-readable summary (``<script type="application/json" id="asfe3d-summary">``:
 title, verdict, status, thumbnail) that :func:`write_index` reads, so an index can be rebuilt from the reports on
@@ -18,7 +20,6 @@ import html
 import json
 import math
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,6 @@ from typing import Any
 __all__ = [
     "ReportSection",
     "IndexEntry",
-    "render_pair_section",
     "failed_section",
     "write_report",
     "write_subject_report",
@@ -72,6 +72,20 @@ footer{color:#777;font-size:12px;text-align:center;padding:12px}
 .card a{text-decoration:none;color:#1f5fa8;font-weight:600}
 .card .msg{color:#555;font-size:12px;word-break:break-word}
 .card[data-status="failed"] .msg{color:#a33}
+h4{font-size:13px;margin:10px 0 4px;color:#444}
+details{font-size:13px;margin:4px 0 10px}summary{cursor:pointer;color:#1f5fa8}
+p.note{font-size:13px;color:#8a4b00;background:#fff6e5;padding:6px 10px;border-radius:4px}
+p.methods{font-size:14px;line-height:1.5;max-width:1000px}
+ol.refs{font-size:13px;line-height:1.45;max-width:1000px}
+.compare{position:relative;display:block;max-width:100%;cursor:crosshair;outline:none}
+.compare img.before{position:absolute;left:0;top:0;opacity:0}
+.compare:hover img.before,.compare:focus img.before{opacity:1}
+input.flick{margin:0 4px 6px 0}label.flick{font-size:13px;color:#333;cursor:pointer}
+input.flick:checked~.compare img.before{animation:flick 1.6s steps(1,end) infinite}
+@keyframes flick{0%{opacity:0}50%{opacity:1}}
+.viewer-controls{font-size:13px;margin:4px 0}.viewer-controls label{margin-right:12px;cursor:pointer}
+.viewer-status{color:#555;margin-left:8px}
+.viewer-canvas{width:100%;height:460px;background:#000;border-radius:3px}
 """
 
 
@@ -87,6 +101,8 @@ class ReportSection:
         status: ``ok`` or ``failed``.
         thumbnail: a small PNG for index pages, or ``None``.
         seconds: how long drawing the section took.
+        result: the run's description (for the page's About and Methods), or ``None``.
+        viewer: the section holds an interactive viewer (the page then inlines NiiVue once).
     """
 
     title: str
@@ -96,6 +112,8 @@ class ReportSection:
     status: str = "ok"
     thumbnail: bytes | None = None
     seconds: float = 0.0
+    result: dict[str, Any] | None = None
+    viewer: bool = False
 
 
 @dataclass
@@ -220,168 +238,6 @@ def result_mapping(result: Any) -> dict[str, Any]:
     }
 
 
-def _registration_html(result: Mapping[str, Any]) -> str:
-    reg = result.get("registration") if isinstance(result.get("registration"), Mapping) else {}
-    qc = reg.get("qc") if isinstance(reg.get("qc"), Mapping) else {}
-    verdict = verdict_of(result)
-    parts = [f"<p>Verdict: {_badge(verdict)}</p>"]
-    reasons = qc.get("reasons") or []
-    if reasons:
-        parts.append('<ul class="reasons">' + "".join(f"<li>{_e(r)}</li>" for r in reasons) + "</ul>")
-    rows: list[tuple[str, Any]] = _flatten({k: v for k, v in reg.items() if k != "qc"})
-    if result.get("overlap") is not None:
-        rows.append(("overlap (fraction of the MRI head covered by the PET)", result.get("overlap")))
-    numbers = qc.get("numbers")
-    if isinstance(numbers, Mapping):
-        rows.extend((f"qc.{k}", v) for k, v in _flatten(numbers))
-    rows.extend((f"qc.{k}", v) for k, v in qc.items() if k not in ("verdict", "reasons", "numbers"))
-    parts.append(_table(rows))
-    return "".join(parts)
-
-
-def _inputs_html(result: Mapping[str, Any]) -> str:
-    blocks = []
-    inputs = result.get("inputs") if isinstance(result.get("inputs"), Mapping) else {}
-    info = result.get("input_info") if isinstance(result.get("input_info"), Mapping) else {}
-    for role in sorted(set(inputs) | set(info), key=lambda r: (r != "mri", r)):
-        rows: list[tuple[str, Any]] = []
-        src = inputs.get(role)
-        if isinstance(src, Mapping):
-            rows.extend((k, v) for k, v in src.items() if k != "mtime_ns")
-        elif src is not None:
-            rows.append(("path", src))
-        if isinstance(info.get(role), Mapping):
-            rows.extend(_flatten(info[role]))
-        blocks.append(f"<div><h3>{_e(role.upper())}</h3>{_table(rows)}</div>")
-    return '<div class="cols">' + "".join(blocks) + "</div>" if blocks else "<p>—</p>"
-
-
-def _settings_html(result: Mapping[str, Any]) -> str:
-    blocks = []
-    for key, title in (("settings", "Settings"), ("fusion", "Fusion method")):
-        value = result.get(key)
-        if isinstance(value, Mapping) and value:
-            blocks.append(f"<div><h3>{title}</h3>{_table(_flatten(value))}</div>")
-    extra = result.get("bids") if isinstance(result.get("bids"), Mapping) else None
-    if extra:
-        blocks.append(f"<div><h3>BIDS</h3>{_table(_flatten(extra))}</div>")
-    return '<div class="cols">' + "".join(blocks) + "</div>" if blocks else "<p>—</p>"
-
-
-def _timings_html(result: Mapping[str, Any]) -> str:
-    timings = result.get("timings") if isinstance(result.get("timings"), Mapping) else {}
-    rows = [(k, float(v)) for k, v in timings.items() if isinstance(v, (int, float))]
-    if result.get("peak_memory_mb") is not None:
-        rows.append(("peak memory (MB)", result.get("peak_memory_mb")))
-    return _table([(f"{k} (s)" if k != "peak memory (MB)" else k, v) for k, v in rows]) if rows else "<p>—</p>"
-
-
-def _outputs_html(result: Mapping[str, Any]) -> str:
-    outputs = result.get("outputs") if isinstance(result.get("outputs"), Mapping) else {}
-    rows = []
-    for kind, value in outputs.items():
-        path = value.get("path") if isinstance(value, Mapping) else value
-        rows.append((kind, str(path)))
-    return _table(rows) if rows else "<p>—</p>"
-
-
-def _units(info: Mapping[str, Any] | None) -> str:
-    if not isinstance(info, Mapping):
-        return ""
-    for key in ("units", "Units", "unit"):
-        if info.get(key):
-            return str(info[key])
-    return ""
-
-
-def render_pair_section(
-    *,
-    mri_image: Any,
-    pet_on_mri_image: Any,
-    fused_image: Any,
-    rgb_image: Any = None,
-    result: Mapping[str, Any] | Any,
-    title: str = "fusion",
-    anchor: str | None = None,
-    colormap: str | None = None,
-) -> ReportSection:
-    """Draw one pair's section of a report.
-
-    Args:
-        mri_image: the MRI (nibabel image, ``(array, RAS affine)`` tuple or NIfTI path).
-        pet_on_mri_image: the PET resampled onto the MRI grid.
-        fused_image: the fused volume.
-        rgb_image: the fused colour volume ``(X, Y, Z, 3)``, or ``None`` to draw the PET colour map over the MRI.
-        result: the run's description (see :func:`result_mapping`; a ``FuseResult`` is accepted).
-        title: the section's heading.
-        anchor: the section's HTML id (default: from the title).
-        colormap: the PET colour map (default: ``settings.colormap`` of the result, else ``hot``).
-
-    Returns:
-        A :class:`ReportSection`.
-
-    Raises:
-        ValueError: an image that is not 3D (4D with 3 channels for ``rgb_image``), or a result of the wrong type.
-    """
-    from asfe3d.reports import figures
-
-    t0 = time.perf_counter()
-    result = result_mapping(result)
-    settings = result.get("settings") if isinstance(result.get("settings"), Mapping) else {}
-    colormap = colormap or settings.get("colormap") or "hot"
-    info = result.get("input_info") if isinstance(result.get("input_info"), Mapping) else {}
-    mri = figures.as_nifti(mri_image, "MRI")
-    pet = figures.as_nifti(pet_on_mri_image, "PET on MRI")
-    fused = figures.as_nifti(fused_image, "fused")
-    if mri.shape[:3] != pet.shape[:3] or mri.shape[:3] != fused.shape[:3]:
-        raise ValueError(f"the MRI {mri.shape}, the registered PET {pet.shape} and the fused volume "
-                         f"{fused.shape} must share one grid")
-    zooms = [float(z) for z in mri.header.get_zooms()[:3]]
-    grid = f"{'x'.join(str(s) for s in mri.shape[:3])} voxels of {' x '.join(f'{z:.3g}' for z in zooms)} mm"
-    # oblique grids: resample once for display (nilearn would resample at every cut)
-    if rgb_image is not None:  # drawn by visualize.physical_slices (closest axes): crop on its own grid
-        rgb_image = figures.as_nifti(rgb_image, "colour image")
-        if rgb_image.shape[:3] != mri.shape[:3]:
-            raise ValueError(f"the colour image {rgb_image.shape} must be on the MRI's grid {mri.shape}")
-        rgb_image = rgb_image.slicer[figures.head_box(mri, margin_mm=6.0)]
-    mri, pet, fused = (figures.axis_aligned(img) for img in (mri, pet, fused))
-    mri, pet, fused = figures.crop_to_head(mri, pet, fused)
-    bids = result.get("bids") if isinstance(result.get("bids"), Mapping) else {}
-    pet_units = _units(info.get("pet")) or str(bids.get("pet_units") or "") or "PET"
-    fused_units = "[0, 1]" if settings.get("output_scale") == "unit" else "MRI units"
-    smooth = figures.smoothed(mri)
-    reg_png = figures.registration_figure(mri, pet, mri_smoothed=smooth)
-    fused_png = figures.fused_figure(fused, title=f"fused ({fused_units})")
-    colour_png = figures.colour_figure(mri, pet, rgb=rgb_image, colormap=colormap,
-                                       colorbar_label="PET (normalised)" if rgb_image is not None else pet_units)
-    thumb = figures.thumbnail(mri, pet, mri_smoothed=smooth)
-    verdict = verdict_of(result)
-    body = f"""
-<p>Registration verdict: {_badge(verdict)} &nbsp; Grid (the MRI's): {_e(grid)}</p>
-<h3>Registration: MRI contours over the registered PET</h3>
-<p class="caption">The PET resampled onto the MRI grid (grey) with the MRI's outline (cyan) and its inner tissue
-boundary (red), contours of the MRI smoothed by 2 mm, in sagittal, coronal and axial slices at true physical
-aspect. The contours should follow the PET's edges and its grey/white pattern.</p>
-<img class="figure" alt="registration check" src="{_data_uri(reg_png)}">
-<h3>Registration numbers</h3>
-{_registration_html(result)}
-<h3>Fused image</h3>
-<img class="figure" alt="fused image" src="{_data_uri(fused_png)}">
-<h3>Colour image</h3>
-<p class="caption">{"The fused colour volume (the PET colour map fused over the MRI)." if rgb_image is not None else
-    "The PET colour map over the MRI (PET values above 20 % of its display range)."}</p>
-<img class="figure" alt="colour image" src="{_data_uri(colour_png)}">
-<h3>Inputs</h3>
-{_inputs_html(result)}
-<h3>Settings</h3>
-{_settings_html(result)}
-<div class="cols"><div><h3>Timings</h3>{_timings_html(result)}</div>
-<div><h3>Outputs</h3>{_outputs_html(result)}</div></div>
-"""
-    return ReportSection(title=title, anchor=_anchor(anchor or title), html=body, verdict=verdict, status="ok",
-                         thumbnail=thumb, seconds=time.perf_counter() - t0)
-
-
 def failed_section(title: str, message: str, *, anchor: str | None = None,
                    result: Mapping[str, Any] | None = None) -> ReportSection:
     """A section for a pair that could not be fused.
@@ -395,9 +251,14 @@ def failed_section(title: str, message: str, *, anchor: str | None = None,
     Returns:
         A :class:`ReportSection` with status ``failed``.
     """
-    body = f'<p>{_badge("fail", "failed")}</p><div class="error">{_e(message)}</div>'
+    from asfe3d.reports.pair import _inputs_html, settings_rows
+    from asfe3d.reports.text import anatomical_name
+
+    body = f'<div class="error">{_e(message)}</div>'
     if result:
-        body += f"<h3>Inputs</h3>{_inputs_html(result)}<h3>Settings</h3>{_settings_html(result)}"
+        rows = settings_rows(result)
+        body += (f"<h3>Inputs</h3>{_inputs_html(result, {'mri': anatomical_name(result), 'pet': 'PET'})}"
+                 + (f"<h3>Settings</h3>{_table(rows)}" if rows else ""))
     return ReportSection(title=title, anchor=_anchor(anchor or title), html=body, verdict=None, status="failed")
 
 
@@ -415,6 +276,25 @@ def _summary_json(data: Mapping[str, Any]) -> str:
     return json.dumps(dict(data), default=str).replace("</", "<\\/")
 
 
+def _about_methods(sections: Sequence[ReportSection], stamp: str) -> str:
+    """The page's About (command line, version, date, platform) and Methods (paragraph and references) sections."""
+    from asfe3d.reports.text import about_rows, methods_text
+
+    results = [s.result for s in sections if s.result]
+    first = results[0] if results else {}
+    about = _table(about_rows(first, stamp))
+    paragraphs, references = methods_text(results)
+    if paragraphs:
+        methods = ("".join(f'<p class="methods">{_e(p)}</p>' for p in paragraphs)
+                   + '<h4>References</h4><ol class="refs">'
+                   + "".join(f"<li>{_e(r.split('] ', 1)[1])}</li>" for r in references) + "</ol>")
+    else:
+        methods = "<p>No pair was fused: nothing to describe.</p>"
+    return (f'<section class="pair" id="about"><h2>About</h2>{about}</section>'
+            f'<section class="pair" id="methods"><h2>Methods</h2><p class="caption">Written from this run\'s '
+            f"settings for you to paste into a paper (check it first).</p>{methods}</section>")
+
+
 def write_report(
     path: str | Path,
     sections: Sequence[ReportSection],
@@ -423,7 +303,7 @@ def write_report(
     overwrite: bool = False,
     intro: str = "",
 ) -> Path:
-    """Write a self-contained HTML report of one or more sections, atomically.
+    """Write a self-contained HTML report of one or more sections, then About and Methods, atomically.
 
     Args:
         path: the ``.html`` file.
@@ -441,13 +321,14 @@ def write_report(
     """
     from asfe3d import __version__
     from asfe3d.io import atomic_output
+    from asfe3d.reports.text import command_line
 
     path = Path(path)
     if not sections:
         raise ValueError("a report needs at least one section")
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report must be an .html file, got {str(path)!r}")
-    anchors: dict[str, int] = {}
+    anchors: dict[str, int] = {"about": 1, "methods": 1}
     for s in sections:  # unique ids
         n = anchors.get(s.anchor, 0)
         anchors[s.anchor] = n + 1
@@ -456,26 +337,36 @@ def write_report(
     verdict = _worst(s.verdict for s in sections)
     status = "failed" if any(s.status == "failed" for s in sections) else "ok"
     thumb = next((s.thumbnail for s in sections if s.thumbnail), None)
+    first = next((s.result for s in sections if s.result), {})
     summary = {
         "generator": GENERATOR, "title": title, "verdict": verdict, "status": status,
         "sections": [{"title": s.title, "anchor": s.anchor, "verdict": s.verdict, "status": s.status}
                      for s in sections],
         "thumbnail": _data_uri(thumb) if thumb else None, "asfe3d_version": __version__,
+        "command": command_line(first),
     }
     nav = "".join(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>' for s in sections)
+    nav += '<a href="#about">About</a><a href="#methods">Methods</a>'
+    several = len(sections) > 1
     body = "".join(
-        f'<section class="pair" id="{_e(s.anchor)}"><h2>{_e(s.title)} &nbsp;'
-        f'{_badge(s.verdict) if s.status == "ok" else _badge("fail", "failed")}</h2>{s.html}</section>'
+        f'<section class="pair" id="{_e(s.anchor)}"><h2>{_e(s.title)}'
+        f'{" &nbsp;" + _badge(s.verdict) if several and s.status == "ok" else ""}'
+        f'{" &nbsp;" + _badge("fail", "failed") if s.status != "ok" else ""}</h2>{s.html}</section>'
         for s in sections
     )
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    script = ""
+    if any(s.viewer for s in sections):
+        from asfe3d.reports.viewer import NIIVUE_VERSION, niivue_script
+
+        script = f"<!-- NiiVue {NIIVUE_VERSION} (BSD-2-Clause) --><script>{niivue_script()}</script>"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">
-<title>{_e(title)}: asfe3d report</title><style>{_CSS}</style>
+<title>{_e(title)}: asfe3d report</title><style>{_CSS}</style>{script}
 <script type="application/json" id="asfe3d-summary">{_summary_json(summary)}</script></head>
 <body><header><h1>{_e(title)} &nbsp;{_badge(verdict) if status == "ok" else _badge("fail", "failed")}</h1>
 <nav>{nav}</nav></header>
-<main>{intro}{body}</main>
+<main>{intro}{body}{_about_methods(sections, stamp)}</main>
 <footer>asfe3d {_e(__version__)} &middot; report written {_e(stamp)}</footer></body></html>
 """
     with atomic_output(path, overwrite=overwrite) as tmp:
@@ -489,32 +380,37 @@ def write_subject_report(
     mri_image: Any,
     pet_on_mri_image: Any,
     fused_image: Any,
-    rgb_image: Any = None,
     result: Mapping[str, Any] | Any,
+    pet_as_read_image: Any = None,
     title: str | None = None,
     overwrite: bool = False,
+    viewer: bool = False,
 ) -> Path:
     """Write the report of one fused pair (a single-section :func:`write_report`).
 
     Args:
         path: the ``.html`` file.
-        mri_image: the MRI (nibabel image, ``(array, RAS affine)`` tuple or NIfTI path).
-        pet_on_mri_image: the PET on the MRI grid.
-        fused_image: the fused volume.
-        rgb_image: the colour fused volume ``(X, Y, Z, 3)`` or ``None``.
+        mri_image: the anatomical image (MRI or CT) in its units (nibabel image, ``(array, affine)`` or a path).
+        pet_on_mri_image: the PET on its grid, in the PET's units.
+        fused_image: the fused volume as written.
         result: the run's description: a mapping (the completion record, or any dict with ``inputs``,
-            ``settings``, ``registration`` incl. ``qc``, ``timings``, ``outputs``, ``peak_memory_mb``) or a
-            ``FuseResult``.
+            ``input_info``, ``settings``, ``registration`` incl. ``qc``, ``timings``, ``outputs``,
+            ``peak_memory_mb``) or a ``FuseResult``.
+        pet_as_read_image: the PET as read on its own grid, for the "before" view (default: read from
+            ``inputs.pet``; see :func:`asfe3d.reports.pair.render_pair_section`).
         title: the page title (default: the report's file stem).
         overwrite: replace an existing file.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
 
     Returns:
         The written path.
 
     Raises:
-        ValueError: bad images or path (see :func:`render_pair_section`, :func:`write_report`).
+        ValueError: bad images or path (see :func:`~asfe3d.reports.pair.render_pair_section`, :func:`write_report`).
         Asfe3dInputError: the file exists and ``overwrite`` is False.
     """
+    from asfe3d.reports.pair import render_pair_section
+
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report must be an .html file, got {str(path)!r}")
@@ -524,7 +420,7 @@ def write_subject_report(
         raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
     title = title or path.stem
     section = render_pair_section(mri_image=mri_image, pet_on_mri_image=pet_on_mri_image, fused_image=fused_image,
-                                  rgb_image=rgb_image, result=result, title=title)
+                                  result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer)
     return write_report(path, [section], title=title, overwrite=overwrite)
 
 
@@ -633,7 +529,7 @@ def write_index(
 <title>{_e(title)}</title><style>{_CSS}</style></head>
 <body><header><h1>{_e(title)}</h1><nav><span style="color:#ccc;font-size:13px">{len(items)} subjects: {_e(tally)}
 </span></nav></header><main><div class="grid">{"".join(cards)}</div></main>
-<footer>asfe3d {_e(__version__)} &middot; thumbnails: axial slice of the registered PET with the MRI's contours
+<footer>asfe3d {_e(__version__)} &middot; thumbnails: axial slice of the registered PET with the contours of the MRI (or CT)
 </footer></body></html>
 """
     with atomic_output(path, overwrite=overwrite) as tmp:

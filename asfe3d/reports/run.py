@@ -2,7 +2,7 @@
 
 :func:`write_run_report` is what ``fuse --report`` and cohort runs call after :func:`asfe3d.pipeline.fuse_pair`:
 images the caller still holds are used as they are; the others are read from the run's outputs (the fused volume,
-the registered PET, the colour volume) and the MRI from its input path (any format :func:`asfe3d.io.read_volume`
+the registered PET) and the MRI from its input path (any format :func:`asfe3d.io.read_volume`
 reads, DICOM folders included).
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 __all__ = ["write_run_report", "run_output_paths"]
 
 #: names an output may have in a ``FuseResult`` or in a completion record, per image
-_KINDS = {"fused": ("fused",), "registered_pet": ("registered_pet", "pet_on_mri"), "rgb": ("rgb", "fused_rgb")}
+_KINDS = {"fused": ("fused",), "registered_pet": ("registered_pet", "pet_on_mri")}
 
 
 def run_output_paths(result: Any, record: Mapping[str, Any]) -> dict[str, Path]:
-    """The run's image outputs that exist on disk: ``fused``, ``registered_pet``, ``rgb`` (when written).
+    """The run's image outputs that exist on disk: ``fused`` and ``registered_pet`` (when written).
 
     Args:
         result: a ``FuseResult`` (its ``outputs``) or a mapping.
@@ -47,9 +47,10 @@ def write_run_report(
     mri_image: Any = None,
     pet_on_mri_image: Any = None,
     fused_image: Any = None,
-    rgb_image: Any = None,
+    pet_as_read_image: Any = None,
     title: str | None = None,
     overwrite: bool = False,
+    viewer: bool = False,
 ) -> Path:
     """Write the report of a finished :func:`~asfe3d.pipeline.fuse_pair` run.
 
@@ -60,9 +61,10 @@ def write_run_report(
             recorded input path.
         pet_on_mri_image: the registered PET; else the run's registered-PET output.
         fused_image: the fused volume; else the run's fused output.
-        rgb_image: the colour volume; else the run's colour output when it wrote one, else none.
+        pet_as_read_image: the PET as read (its own grid) for the "before" view; else read from its input path.
         title: the page title (default: the report's file stem).
         overwrite: replace an existing report.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
 
     Returns:
         The written path.
@@ -85,8 +87,6 @@ def write_run_report(
             raise ValueError("the run saved no registered PET: pass pet_on_mri_image (the PET on the MRI grid) or "
                              "run fuse_pair with save_registered_pet")
         pet_on_mri_image = files["registered_pet"]
-    if rgb_image is None and "rgb" in files:
-        rgb_image = files["rgb"]
     if mri_image is None:
         inputs = record.get("inputs") if isinstance(record.get("inputs"), Mapping) else {}
         mri = inputs.get("mri")
@@ -99,5 +99,5 @@ def write_run_report(
         vol = read_volume(mri_path, role="MRI", series_uid=settings.get("mri_series"), allow_nonfinite=True)
         mri_image = (vol.array_xyz(), vol.affine_ras)
     return write_subject_report(path, mri_image=mri_image, pet_on_mri_image=pet_on_mri_image,
-                                fused_image=fused_image, rgb_image=rgb_image, result=record, title=title,
-                                overwrite=overwrite)
+                                fused_image=fused_image, pet_as_read_image=pet_as_read_image, result=record,
+                                title=title, overwrite=overwrite, viewer=viewer)

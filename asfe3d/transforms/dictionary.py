@@ -312,7 +312,7 @@ class SaveLikeReferenced(MapTransform):
         content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
         extras = None
         if self.report is not None:
-            extras = {"report": (self.report, "html", self._report_writer(images, affine))}
+            extras = {"report": (self.report, "html", self._report_writer(self._report_images(d, images), affine))}
         d[self.output_key] = self.save(items, reference, inputs=inputs, record_content=content, preview=preview,
                                        extras=extras)
         return d
@@ -326,13 +326,23 @@ class SaveLikeReferenced(MapTransform):
         images["rgb"] = None if rgb is None else rgb.detach().cpu().numpy().transpose(1, 2, 3, 0)
         return images
 
+    def _report_images(self, d: Mapping[Hashable, Any], images: Mapping[str, Any]) -> dict[str, Any]:
+        """The report's images in their units: the ``[0, 1]`` MRI and PET mapped back through their normalisation
+        windows (``asfe3d_window``), and the fused volume as written (the first output)."""
+        k, who = self.preview_keys, type(self).__name__
+        out = {}
+        for name in ("mri", "pet"):
+            window = _require(d, k[name], who).meta.get(WINDOW_KEY)
+            out[name] = images[name] if window is None else images[name] * (window[1] - window[0]) + window[0]
+        out["fused"] = _require(d, next(iter(self.outputs)), who)[0].detach().cpu().numpy()
+        return out
+
     def _report_writer(self, images: Mapping[str, Any], affine: Any) -> Any:
         def write(tmp: Path, content: Mapping[str, Any]) -> None:
             from asfe3d.reports import write_subject_report
 
             write_subject_report(tmp, mri_image=(images["mri"], affine), pet_on_mri_image=(images["pet"], affine),
-                                 fused_image=(images["fused"], affine),
-                                 rgb_image=None if images["rgb"] is None else (images["rgb"], affine), result=content,
+                                 fused_image=(images["fused"], affine), result=content,
                                  title=self.outputs[next(iter(self.outputs))].name.split(".")[0], overwrite=True)
 
         return write

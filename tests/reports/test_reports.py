@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from asfe3d.reports import (
     write_report,
     write_subject_report,
 )
-from asfe3d.reports.figures import contour_levels, head_bounds_mm, registration_figure
+from asfe3d.reports.figures import canonical, contour_levels, draw_registration, head_bounds_mm, smoothed
 
 RESULT = {
     "inputs": {"mri": {"path": "/data/sub-01_T1w.nii.gz", "size": 10}, "pet": {"path": "/data/sub-01_pet.nii.gz"}},
@@ -54,13 +53,14 @@ def _pngs(text: str) -> list[bytes]:
 def test_subject_report_is_self_contained_and_says_what_happened(tmp_path: Path) -> None:
     mri, pet, fused = _volumes()
     path = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
-                                result=RESULT)
+                                pet_as_read_image=pet, result=RESULT)
     text = path.read_text(encoding="utf-8")
     assert not re.search(r'(src|href)="(https?:|file:|/)', text)  # nothing loaded from elsewhere
-    pngs = _pngs(text)
-    assert len(pngs) == 3 and all(p.startswith(b"\x89PNG") for p in pngs)
-    for needle in ("PET sits 3.2 mm off the head centre", "mi_margin", "register (s)", "peak memory (MB)",
-                   "/data/sub-01_T1w.nii.gz", "wavelet", "Bq/mL", "20x22x10 voxels of 1 x 1 x 2.5 mm"):
+    pngs = _pngs(text)  # after, before, PET over the MRI, fused
+    assert len(pngs) == 4 and all(p.startswith(b"\x89PNG") for p in pngs)
+    for needle in ("PET sits 3.2 mm off the head centre", "MI margin over perturbed alignments", "register (s)",
+                   "peak memory (MB)", "/data/sub-01_T1w.nii.gz", "wavelet", "PET (Bq/mL)",
+                   "20x22x10 voxels of 1 x 1 x 2.5 mm"):
         assert needle in text, needle
     summary = read_report_summary(path)
     assert summary["verdict"] == "warn" and summary["status"] == "ok" and summary["title"] == "sub-01"
@@ -88,18 +88,22 @@ def test_report_refusals(tmp_path: Path) -> None:
 
 
 def test_registration_figure_rows_follow_physical_aspect() -> None:
-    from PIL import Image
+    import nibabel as nib
+    from matplotlib.figure import Figure
 
     mri, pet, _ = _volumes(shape=(20, 22, 10), zooms=(1.0, 1.0, 2.5))
-    png = registration_figure(mri, pet, cuts=4, width=8.0)
-    w, h = Image.open(io.BytesIO(png)).size
-    # heights: sagittal z/y, coronal z/x, axial y/x of one 2-inch cut (head bounds 17x19x18 mm at most)
-    import nibabel as nib
-
-    bounds = head_bounds_mm(nib.Nifti1Image(mri[0], mri[1]))
-    ext = bounds[1] - bounds[0]
-    expected = 2.0 * (ext[2] / ext[1] + ext[2] / ext[0] + ext[1] / ext[0]) + 0.1
-    assert w == 800 and abs(h - 100 * expected) <= 2
+    anat, pet_img = canonical(nib.Nifti1Image(mri[0], mri[1])), canonical(nib.Nifti1Image(pet[0], pet[1]))
+    smooth = smoothed(anat)
+    fig = draw_registration(anat, pet_img, anat_smoothed=smooth, levels=contour_levels(np.asarray(smooth.dataobj)),
+                            window=(0.0, 250.0), label="after", cuts=4, width=8.0)
+    assert isinstance(fig, Figure)
+    w, h = fig.get_size_inches()
+    # row heights: sagittal z/y, coronal z/x, axial y/x of one 2-inch cut over the head box (+ one voxel), title strip
+    bounds = head_bounds_mm(anat)
+    ext = bounds[1] - bounds[0] + np.array([1.0, 1.0, 2.5])
+    expected = 2.0 * (ext[2] / ext[1] + ext[2] / ext[0] + ext[1] / ext[0]) + 0.3
+    assert w == 8.0 and abs(h - expected) < 1e-6
+    assert len(fig.axes) == 12
 
 
 def test_contour_levels_separate_tissues() -> None:

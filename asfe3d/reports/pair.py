@@ -1,0 +1,297 @@
+"""One fused pair's part of a report: the registration view (before/after), the quality table, the PET and fused
+panels in their units, and the inputs, settings, timings and outputs, each shown once.
+
+The registration view is fMRIPrep's "reportlet" idea: two images of identical layout, the PET *after*
+registration (resampled onto the anatomical grid) and *before* it (the PET as read, placed by its header geometry
+alone), both under the same contours of the anatomical image; hovering (or focusing) the view shows "before", and
+a "flicker" switch alternates the two (CSS only, no script).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from asfe3d.reports.html import (
+    ReportSection,
+    _anchor,
+    _badge,
+    _data_uri,
+    _e,
+    _flatten,
+    _table,
+    result_mapping,
+    verdict_of,
+)
+
+__all__ = ["render_pair_section", "pet_as_read"]
+
+#: the quality numbers shown up front: (``qc.numbers`` key, label, scale, unit)
+KEY_NUMBERS = (
+    ("translation_mm", "Translation found", 1.0, "mm"),
+    ("rotation_deg", "Rotation found", 1.0, "degrees"),
+    ("mi_margin", "MI margin over perturbed alignments", 1.0, ""),
+    ("pet_in_head", "PET signal inside the head", 100.0, "%"),
+)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def pet_as_read(result: Mapping[str, Any]) -> tuple[Any, str]:
+    """The PET as read from its recorded input (header geometry, its own grid), for the "before" view.
+
+    Read again with the run's series, frame, geometry and DICOM settings; a dynamic PET is the plain mean of its
+    frames (no realignment), or the chosen frame.
+
+    Args:
+        result: the run's description (``inputs.pet`` and ``settings``).
+
+    Returns:
+        ``(image, "")`` (a ``Nifti1Image``), or ``(None, why)`` when it cannot be read.
+    """
+    import nibabel as nib
+
+    from asfe3d.errors import Asfe3dInputError
+
+    pet = _mapping(result.get("inputs")).get("pet")
+    path = pet.get("path") if isinstance(pet, Mapping) else pet
+    if not path:
+        return None, "the PET input's path is not recorded"
+    settings = _mapping(result.get("settings"))
+    from asfe3d.io import read_volume
+
+    try:
+        vol = read_volume(path, role="PET", series_uid=settings.get("pet_series"), frame=settings.get("pet_frame"),
+                          allow_nonfinite=True, nifti_geometry=settings.get("nifti_geometry") or "auto",
+                          dicom_strict=bool(settings.get("dicom_strict")), frame_realign=False)
+    except Asfe3dInputError as exc:
+        return None, str(exc)
+    return nib.Nifti1Image(vol.array_xyz().astype("float32", copy=False), vol.affine_ras), ""
+
+
+def _quality_html(result: Mapping[str, Any]) -> str:
+    reg = _mapping(result.get("registration"))
+    qc = _mapping(reg.get("qc"))
+    numbers = _mapping(qc.get("numbers"))
+    parts = [f"<p>Verdict: {_badge(verdict_of(result))}</p>"]
+    reasons = [str(r) for r in qc.get("reasons") or []]
+    if reasons:
+        parts.append('<ul class="reasons">' + "".join(f"<li>{_e(r)}</li>" for r in reasons) + "</ul>")
+    used, requested = reg.get("method"), reg.get("requested")
+    rows: list[tuple[str, Any]] = []
+    if used is not None:
+        rows.append(("Registration", f"{used}" + (f" (asked: {requested})" if requested and requested != used else "")))
+    if isinstance(reg.get("metric"), (int, float)):
+        rows.append(("Final metric (Mattes MI, lower is better)", float(reg["metric"])))
+    if reg.get("iterations") is not None:
+        rows.append(("Iterations", reg["iterations"]))
+    overlap = result.get("overlap", reg.get("overlap"))
+    if isinstance(overlap, (int, float)):
+        rows.append(("Head covered by the PET", f"{100 * overlap:.1f} %"))
+    shown = set()
+    for key, label, scale, unit in KEY_NUMBERS:
+        value = numbers.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.append((label, f"{scale * value:.3g} {unit}".strip()))
+            shown.add(key)
+    parts.append(_table(rows))
+    rest = [(k, v) for k, v in _flatten(numbers) if k not in shown]
+    for key in ("anatomy", "flags"):
+        if qc.get(key):
+            rest.append((key, qc[key]))
+    for key in ("stop_condition", "start", "starts_tried", "continued"):
+        if reg.get(key) not in (None, ""):
+            rest.append((key, reg[key]))
+    plain = _mapping(reg.get("qc_plain"))
+    if plain.get("verdict"):
+        rest.append(("verdict of the plain registration (before the multi-start search)", plain["verdict"]))
+    if rest:
+        parts.append(f"<details><summary>All quality numbers ({len(rest)} more)</summary>{_table(rest)}</details>")
+    return "".join(parts)
+
+
+def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    blocks = []
+    inputs = _mapping(result.get("inputs"))
+    info = _mapping(result.get("input_info"))
+    for role in sorted(set(inputs) | set(info), key=lambda r: (r != "mri", r)):
+        rows: list[tuple[str, Any]] = []
+        src = inputs.get(role)
+        if isinstance(src, Mapping):
+            rows.extend((k, v) for k, v in src.items() if k != "mtime_ns")
+        elif src is not None:
+            rows.append(("path", src))
+        rows.extend((k, v) for k, v in _flatten(_mapping(info.get(role))) if k != "role")
+        blocks.append(f"<div><h4>{_e(names.get(role, role.upper()))}</h4>{_table(rows)}</div>")
+    return '<div class="cols">' + "".join(blocks) + "</div>" if blocks else "<p>—</p>"
+
+
+def settings_rows(result: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The run's settings, each once: the recorded settings, then the fusion method's parameters that they do not
+    already say, then BIDS facts."""
+    settings = _mapping(result.get("settings"))
+    rows = list(_flatten(settings))
+    for key, value in _flatten(_mapping(result.get("fusion"))):
+        if settings.get(key) != value:
+            rows.append((f"fusion {key}", value))
+    rows.extend((f"BIDS {k}", v) for k, v in _flatten(_mapping(result.get("bids"))))
+    return rows
+
+
+def _timings_html(result: Mapping[str, Any]) -> str:
+    timings = _mapping(result.get("timings"))
+    rows: list[tuple[str, Any]] = [(f"{k} (s)", float(v)) for k, v in timings.items() if isinstance(v, (int, float))]
+    if result.get("peak_memory_mb") is not None:
+        rows.append(("peak memory (MB)", result.get("peak_memory_mb")))
+    return _table(rows) if rows else "<p>—</p>"
+
+
+def _outputs_html(result: Mapping[str, Any]) -> str:
+    rows = []
+    for kind, value in _mapping(result.get("outputs")).items():
+        rows.append((kind, str(value.get("path") if isinstance(value, Mapping) else value)))
+    return _table(rows) if rows else "<p>—</p>"
+
+
+def _compare_html(anchor: str, after: bytes, before: bytes | None, why: str) -> str:
+    if before is None:
+        return (f'<img class="figure" alt="registration: after" src="{_data_uri(after)}">'
+                f'<p class="note">No "before" view: {_e(why)}</p>')
+    flick = f"flicker-{anchor}"
+    return (f'<input type="checkbox" class="flick" id="{_e(flick)}"><label class="flick" for="{_e(flick)}">'
+            f'flicker before/after</label>'
+            f'<div class="compare" tabindex="0" title="hover: before registration">'
+            f'<img class="figure after" alt="registration: after" src="{_data_uri(after)}">'
+            f'<img class="figure before" alt="registration: before" src="{_data_uri(before)}"></div>')
+
+
+def render_pair_section(
+    *,
+    mri_image: Any,
+    pet_on_mri_image: Any,
+    fused_image: Any,
+    result: Mapping[str, Any] | Any,
+    title: str = "fusion",
+    anchor: str | None = None,
+    colormap: str | None = None,
+    pet_as_read_image: Any = None,
+    viewer: bool = False,
+) -> ReportSection:
+    """Draw one pair's section of a report.
+
+    Args:
+        mri_image: the anatomical image (MRI or CT) in its units: nibabel image, ``(array, RAS affine)`` or a path.
+        pet_on_mri_image: the PET registered and resampled onto its grid, in the PET's units.
+        fused_image: the fused volume as written (same grid).
+        result: the run's description (see :func:`~asfe3d.reports.html.result_mapping`; a ``FuseResult`` is
+            accepted): it names the modalities and units, and holds the numbers shown.
+        title: the section's heading.
+        anchor: the section's HTML id (default: from the title).
+        colormap: the PET colour map (default: ``settings.colormap`` of the result, else ``hot``).
+        pet_as_read_image: the PET as read, on its own grid (for the "before" view); default: read again from
+            ``inputs.pet`` (:func:`pet_as_read`); when that fails the section says why and shows "after" only.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`; about 2.3 MB more per page).
+
+    Returns:
+        A :class:`~asfe3d.reports.html.ReportSection` (its ``result`` kept for the page's About and Methods).
+
+    Raises:
+        ValueError: an image that is not 3D, images on different grids, or a result of the wrong type.
+    """
+    from asfe3d.reports import figures, text
+
+    t0 = time.perf_counter()
+    result = result_mapping(result)
+    settings = _mapping(result.get("settings"))
+    colormap = colormap or settings.get("colormap") or "hot"
+    anat_name = text.anatomical_name(result)
+    pet_units, fused_units = text.pet_units(result), text.fused_units(result, anat_name)
+    anat = figures.as_nifti(mri_image, anat_name)
+    pet = figures.as_nifti(pet_on_mri_image, f"PET on the {anat_name} grid")
+    fused = figures.as_nifti(fused_image, "fused")
+    for name, img in (("PET", pet), ("fused", fused)):
+        if img.ndim != 3 or anat.ndim != 3:
+            raise ValueError(f"the {anat_name}, PET and fused images must be 3D, got shapes {anat.shape}, "
+                             f"{pet.shape} and {fused.shape}")
+        if img.shape != anat.shape:
+            raise ValueError(f"the {anat_name} {anat.shape}, the registered PET {pet.shape} and the fused volume "
+                             f"{fused.shape} must share one grid")
+    fused_data = np.asanyarray(fused.dataobj)
+    finite = fused_data[np.isfinite(fused_data)]
+    fused_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    zooms = [float(z) for z in anat.header.get_zooms()[:3]]
+    grid = f"{'x'.join(str(s) for s in anat.shape)} voxels of {' x '.join(f'{z:.3g}' for z in zooms)} mm"
+    if pet_as_read_image is not None:
+        before_src, why = figures.as_nifti(pet_as_read_image, "PET as read"), ""
+    else:
+        before_src, why = pet_as_read(result)
+    threshold = -400.0 if anat_name == "CT" else None
+    anat, pet, fused = (figures.axis_aligned(img) for img in (anat, pet, fused))
+    anat, pet, fused = (figures.canonical(img) for img in figures.crop_to_head(anat, pet, fused, threshold=threshold))
+    smooth = figures.smoothed(anat)
+    levels = figures.contour_levels(np.asanyarray(smooth.dataobj), anat_name)
+    common = dict(anat_smoothed=smooth, levels=levels, anat_name=anat_name)
+    after_png = figures.png_bytes(figures.draw_registration(
+        anat, pet, window=figures.robust_range(np.asanyarray(pet.dataobj)),
+        label="AFTER registration (hover or flicker: before)", **common))
+    before_png = None
+    if before_src is not None:
+        before = figures.header_aligned(before_src, anat)
+        before_png = figures.png_bytes(figures.draw_registration(
+            anat, before, window=figures.robust_range(np.asanyarray(before.dataobj)),
+            label="BEFORE registration: the PET as read (header geometry)",
+            **common))
+    overlay_png = figures.png_bytes(figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap,
+                                                         anat_name=anat_name))
+    fused_png = figures.png_bytes(figures.draw_fused(fused, anat=anat, units=fused_units, value_range=fused_range,
+                                                     anat_name=anat_name))
+    thumb = figures.thumbnail(pet, anat=anat, **common)
+    anchor = _anchor(anchor or title)
+    viewer_block = ""
+    if viewer:
+        from asfe3d.reports.viewer import viewer_html
+
+        viewer_block = ("<h3>Interactive viewer</h3><p class=\"caption\">NiiVue (WebGL, offline): the "
+                        f"{_e(anat_name)}, the registered PET and the fused image as layers, resampled to 2 mm "
+                        "voxels for the page; the values under the crosshair are in the images' units.</p>"
+                        + viewer_html(anchor, anat=anat, pet=pet, fused=fused, anat_name=anat_name,
+                                      pet_units=pet_units, fused_units=fused_units,
+                                      pet_window=figures.robust_range(np.asanyarray(pet.dataobj)),
+                                      colormap=colormap))
+    names = {"mri": anat_name, "pet": "PET"}
+    verdict = verdict_of(result)
+    level_text = ", ".join(f"{v:.4g}" for v in levels)
+    body = f"""
+<h3>Registration check</h3>
+<p class="caption">The PET in grey under iso-lines of the {_e(anat_name)} (smoothed by 3 mm FWHM; levels {level_text}
+{_e(text.anatomical_units(anat_name))}): its head outline (cyan) and {"bone" if anat_name == "CT" else
+"its inner tissue boundary"} (red). Shown: <b>after</b> registration (the PET resampled onto the {_e(anat_name)} grid,
+{_e(grid)}); <b>hover</b> (or tap) the view for <b>before</b> (the PET as read, placed by its header geometry alone),
+or tick "flicker". Each image is windowed at its 0.5th-99.5th percentiles. A good registration puts the PET's
+edges on the contours.</p>
+{_compare_html(anchor, after_png, before_png, why)}
+<h3>Registration quality</h3>
+{_quality_html(result)}
+<h3>PET over the {_e(anat_name)}</h3>
+<p class="caption">The registered PET ({_e(pet_units)}) in the {_e(colormap)} colour map over the {_e(anat_name)},
+above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero voxels, the colour bar's range).</p>
+<img class="figure" alt="PET over the {_e(anat_name)}" src="{_data_uri(overlay_png)}">
+<h3>Fused image</h3>
+<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
+{fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
+<img class="figure" alt="fused image" src="{_data_uri(fused_png)}">
+{viewer_block}
+<h3>Inputs</h3>
+{_inputs_html(result, names)}
+<h3>Settings</h3>
+{_table(settings_rows(result)) if settings_rows(result) else "<p>—</p>"}
+<div class="cols"><div><h3>Timings</h3>{_timings_html(result)}</div>
+<div><h3>Outputs</h3>{_outputs_html(result)}</div></div>
+"""
+    return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict, status="ok", thumbnail=thumb,
+                         seconds=time.perf_counter() - t0, result=result, viewer=viewer)

@@ -1,0 +1,400 @@
+"""What a report says in words: modality names and units, the command line, the About rows and the Methods text.
+
+Everything here is read from the run's description (the completion record, see
+:func:`asfe3d.reports.html.result_mapping`):
+
+- the anatomical image is called ``CT`` when its DICOM Modality is CT or its file carries the BIDS suffix ``_ct``,
+  else ``MRI``; its values are HU on a CT and "MRI units" (arbitrary) otherwise;
+- the PET's units are SUV (body weight) when the run converted them (``input_info.pet.pet_units``), else the units
+  its DICOM header or JSON sidecar states (Bq/mL...), else "units not recorded";
+- the command line is the one recorded (``command``) or, by default, that of the process writing the report (a
+  report is written by the run itself);
+- the Methods paragraph is built from the recorded settings (registration, QC, PET units, fusion and its weights'
+  SHA-256) with numbered references, in sentences a user can paste into a paper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "REFERENCES",
+    "anatomical_name",
+    "anatomical_units",
+    "pet_units",
+    "fused_units",
+    "command_line",
+    "about_rows",
+    "methods_text",
+    "weights_sha256",
+]
+
+#: the references a Methods paragraph may cite (key -> one line)
+REFERENCES = {
+    "asfe": "Gu X, Wang L, Deng Z, Cao Y, Huang X, Zhu Y. Adaptive spatial and frequency experts fusion network for "
+            "medical image fusion. Biomedical Signal Processing and Control 96:106478, 2024. "
+            "https://doi.org/10.1016/j.bspc.2024.106478",
+    "lift3d": "Liu L, Fan X, Zhang C, Dai J, Xie Y, Liang X. Three-Dimensional Medical Image Fusion with Deformable "
+              "Cross-Attention. arXiv:2310.06291, 2023.",
+    "monai": "Cardoso MJ, et al. MONAI: An open-source framework for deep learning in healthcare. arXiv:2211.02701, "
+             "2022.",
+    "sitk": "Lowekamp BC, Chen DT, Ibáñez L, Blezek D. The design of SimpleITK. Frontiers in Neuroinformatics 7:45, "
+            "2013. https://doi.org/10.3389/fninf.2013.00045",
+    "sitk_nb": "Yaniv Z, Lowekamp BC, Johnson HJ, Beare R. SimpleITK image-analysis notebooks: a collaborative "
+               "environment for education and reproducible research. Journal of Digital Imaging 31(3):290-303, 2018. "
+               "https://doi.org/10.1007/s10278-017-0037-8",
+    "mattes": "Mattes D, Haynor DR, Vesselle H, Lewellen TK, Eubank W. PET-CT image registration in the chest using "
+              "free-form deformations. IEEE Transactions on Medical Imaging 22(1):120-128, 2003. "
+              "https://doi.org/10.1109/TMI.2003.809072",
+}
+
+_BIDS_CT = re.compile(r"_ct(\.nii(\.gz)?|\.json)?$", re.IGNORECASE)
+#: stored PET units (lower case, spaces removed) -> how a report writes them
+_UNIT_NAMES = {"bqml": "Bq/mL", "bq/ml": "Bq/mL", "bq/cc": "Bq/mL", "kbq/ml": "kBq/mL", "kbq/cc": "kBq/mL",
+               "mbq/ml": "MBq/mL", "gml": "SUV", "g/ml": "SUV", "suv": "SUV", "suvbw": "SUV", "cnts": "counts",
+               "counts": "counts"}
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        mapping = mapping.get(key) if isinstance(mapping, Mapping) else None
+    return mapping
+
+
+def _input_path(result: Mapping[str, Any], role: str) -> str | None:
+    value = _get(result, "inputs", role)
+    value = value.get("path") if isinstance(value, Mapping) else value
+    return str(value) if value else None
+
+
+def anatomical_name(result: Mapping[str, Any]) -> str:
+    """``CT`` when the anatomical input is a CT (DICOM Modality CT, or a BIDS ``_ct`` file), else ``MRI``."""
+    modality = str(_get(result, "input_info", "mri", "modality") or "").strip().upper()
+    if modality == "CT":
+        return "CT"
+    if modality == "MR":
+        return "MRI"
+    path = _input_path(result, "mri")
+    if path and _BIDS_CT.search(Path(path).name):
+        return "CT"
+    return "MRI"
+
+
+def anatomical_units(name: str) -> str:
+    """The anatomical image's units: ``HU`` for a CT, else ``MRI units`` (arbitrary)."""
+    return "HU" if name == "CT" else "MRI units"
+
+
+def _stored_units(path: str | None) -> str | None:
+    """The units a PET input's DICOM header or JSON sidecar states, or ``None`` (not stated, or unreadable)."""
+    if not path:
+        return None
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io.pet import pet_header_from_dicom, read_pet_header
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+                try:
+                    units = pet_header_from_dicom(f).units
+                except Exception:  # noqa: BLE001 - not a DICOM file: try the next one
+                    continue
+                return units or None
+            return None
+        return read_pet_header(p).units or None
+    except (Asfe3dInputError, OSError, ValueError):
+        return None
+
+
+def pet_units(result: Mapping[str, Any]) -> str:
+    """The registered PET's units as a report writes them: ``SUV``, ``Bq/mL``... or ``units not recorded``.
+
+    Args:
+        result: the run's description; ``input_info.pet.pet_units`` (a conversion record) means SUV; otherwise
+            ``input_info.pet.units``, ``bids.pet_units``, or the units stated by the PET input's DICOM header or
+            JSON sidecar (read from ``inputs.pet``).
+
+    Returns:
+        A short label.
+    """
+    if isinstance(_get(result, "input_info", "pet", "pet_units"), Mapping):
+        return "SUV"
+    stated = _get(result, "input_info", "pet", "units") or _get(result, "bids", "pet_units")
+    if not stated:
+        stated = _stored_units(_input_path(result, "pet"))
+    if not stated:
+        return "units not recorded"
+    text = str(stated).strip()
+    return _UNIT_NAMES.get(text.lower().replace(" ", ""), text)
+
+
+def fused_units(result: Mapping[str, Any], anat_name: str) -> str:
+    """The fused volume's units as written: ``[0, 1]`` (``output_scale="unit"``), else the anatomical image's."""
+    if _get(result, "settings", "output_scale") == "unit":
+        return "[0, 1]"
+    return anatomical_units(anat_name)
+
+
+def command_line(result: Mapping[str, Any] | None = None, argv: Sequence[str] | None = None) -> str:
+    """The command that made the run: the recorded ``command``, else this process's (as a user would type it).
+
+    Args:
+        result: the run's description (its ``command`` when recorded).
+        argv: the process's arguments (default ``sys.argv``).
+
+    Returns:
+        One shell-quoted line; ``asfe3d`` for the entry point and for ``python -m asfe3d.cli``.
+    """
+    recorded = (result or {}).get("command")
+    if isinstance(recorded, str) and recorded.strip():
+        return recorded
+    if isinstance(recorded, (list, tuple)) and recorded:
+        return shlex.join(str(a) for a in recorded)
+    args = [str(a) for a in (sys.argv if argv is None else argv)]
+    if not args or args[0] in ("", "-c"):  # an interactive session or python -c: no command line to give
+        return "(written from a Python session, not from a command line)"
+    first = Path(args[0])
+    if first.name == "asfe3d" or (first.name == "__main__.py" and first.parent.name in ("cli", "asfe3d")):
+        args[0] = "asfe3d"
+    return shlex.join(args)
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]:
+    """The rows of a report's About table: command line, version, date, platform and the main libraries.
+
+    Args:
+        result: the run's description (``asfe3d_version`` of the run when recorded).
+        written: when the report was written (already formatted).
+
+    Returns:
+        ``[(name, value)]``.
+    """
+    import platform
+
+    from asfe3d import __version__
+
+    version = __version__
+    run_version = result.get("asfe3d_version")
+    if run_version and str(run_version) != __version__:
+        version = f"{__version__} (the run: {run_version})"
+    libraries = ", ".join(f"{name} {v}" for name, v in (
+        (name, _package_version(pkg)) for name, pkg in (("MONAI", "monai"), ("PyTorch", "torch"),
+                                                         ("SimpleITK", "SimpleITK"), ("NumPy", "numpy"),
+                                                         ("nibabel", "nibabel"), ("matplotlib", "matplotlib")))
+        if v)
+    rows = [("Command line", command_line(result)), ("asfe3d version", version), ("Report written", written)]
+    if result.get("written"):
+        rows.append(("Run finished", str(result["written"])))
+    rows += [("Platform", f"{platform.platform()}; Python {platform.python_version()}"), ("Libraries", libraries)]
+    return rows
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(path: str | Path) -> str | None:
+    """SHA-256 of a weight file (hex), or ``None`` when it cannot be read."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        try:
+            with p.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError:
+            return None
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+class _Citations:
+    """Numbered citations in order of first use."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def __call__(self, *keys: str) -> str:
+        numbers = []
+        for key in keys:
+            if key not in self.keys:
+                self.keys.append(key)
+            numbers.append(str(self.keys.index(key) + 1))
+        return "[" + ", ".join(numbers) + "]"
+
+    def references(self) -> list[str]:
+        return [f"[{i + 1}] {REFERENCES[k]}" for i, k in enumerate(self.keys)]
+
+
+_TRANSFORMS = {
+    "rigid": "a rigid transform (6 degrees of freedom)",
+    "affine": "a rigid transform followed by an affine one (12 degrees of freedom) initialised from it",
+    "deformable": ("a rigid transform followed by a coarse cubic B-spline ({mesh} mesh cells per axis, control-point "
+                   "displacements bounded to {bound:g} mm, L-BFGS-B)"),
+}
+_CLASSIC = {
+    "mean": "the voxel-wise mean of the two normalised images",
+    "max": "the voxel-wise maximum of the two normalised images",
+    "wavelet": "3D discrete wavelet fusion ({wavelet} wavelet, {levels} levels)",
+    "laplacian": "3D Laplacian-pyramid fusion ({levels} levels)",
+    "highpass": ("detail injection: the PET plus {gain:g} times the MRI's detail above a Gaussian of "
+                 "{pet_fwhm_mm:g} mm FWHM"),
+}
+
+
+def _registration_defaults() -> dict[str, Any]:
+    """The registration's fixed settings, read from :func:`asfe3d.registration.register.register_pet_to_mri`."""
+    import inspect
+
+    from asfe3d.registration import register
+
+    params = inspect.signature(register.register_pet_to_mri).parameters
+    return {"mesh": params["bspline_mesh"].default, "bound": params["bspline_bound_mm"].default,
+            "finest_mm": register.FINEST_MM, "iterations": params["iterations"].default}
+
+
+def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> str:
+    reg = result.get("registration") if isinstance(result.get("registration"), Mapping) else {}
+    used = str(reg.get("method") or _get(result, "settings", "registration") or "")
+    if used.startswith("none (same frame"):
+        return (f"The PET was not registered: the PET and {anat} DICOM series share one frame of reference "
+                f"(FrameOfReferenceUID), so the scanner's alignment was kept, and the PET was resampled onto the "
+                f"{anat} grid by trilinear interpolation with SimpleITK {cite('sitk', 'sitk_nb')}.")
+    if used == "none" or not used:
+        return (f"The PET was not registered (header geometry only) and was resampled onto the {anat} grid by "
+                f"trilinear interpolation with SimpleITK {cite('sitk', 'sitk_nb')}.")
+    fixed = _registration_defaults()
+    seed = _get(result, "settings", "seed")
+    kind = _TRANSFORMS.get(used, f"a {used} transform").format(**fixed)
+    text = (f"The PET was registered to the {anat} with SimpleITK {cite('sitk', 'sitk_nb')} using {kind}, "
+            f"maximising Mattes mutual information {cite('mattes')} (50 histogram bins, random sampling inside the "
+            f"{anat}'s dilated head mask{'' if seed is None else f', seed {seed}'}) "
+            f"with regular-step gradient descent after a moments-based initialisation, over three resolution levels "
+            f"(shrink factors 4, 2, 1; smoothing 2, 1, 0 voxels; the {anat} binned to at most "
+            f"{fixed['finest_mm']:g} mm at the finest level)")
+    details = []
+    if isinstance(reg.get("iterations"), int):
+        details.append(f"{reg['iterations']} iterations")
+    if isinstance(reg.get("metric"), (int, float)):
+        details.append(f"final metric {reg['metric']:.4f}")
+    if reg.get("start") and reg.get("start") != "moments":
+        details.append(f"start: {reg['start']}")
+    text += f" ({'; '.join(details)})." if details else "."
+    return text + f" The PET was then resampled onto the {anat} grid by trilinear interpolation."
+
+
+def _qc_sentence(result: Mapping[str, Any], anat: str) -> str:
+    qc = _get(result, "registration", "qc") or {}
+    verdict = qc.get("verdict") if isinstance(qc, Mapping) else None
+    mode = _get(result, "settings", "qc")
+    parts = [f"The alignment was checked automatically by asfe3d's registration QC (mutual information against "
+             f"perturbed and left-right mirrored alignments, PET signal inside the {anat}'s head, coverage of the "
+             f"head)"]
+    if verdict:
+        parts.append(f"; the verdict was \u201c{verdict}\u201d")
+    overlap = result.get("overlap", _get(result, "registration", "overlap"))
+    if isinstance(overlap, (int, float)) and overlap == overlap:
+        parts.append(f" with {100 * overlap:.1f} % of the head covered by the PET")
+    if mode == "strict":
+        parts.append(" (QC mode strict: a failed registration is refused)")
+    elif mode == "warn":
+        parts.append(" (QC mode warn: a failed registration is written with a warning)")
+    return "".join(parts) + "."
+
+
+def _units_sentence(result: Mapping[str, Any]) -> str:
+    record = _get(result, "input_info", "pet", "pet_units")
+    if not isinstance(record, Mapping):
+        return ""
+    decay = record.get("decay_correction")
+    source = str(record.get("source") or "")
+    text = "PET values were converted to body-weight SUV (g/mL)"
+    if decay:
+        text += f" with the injected dose decay-corrected to the reference time (DecayCorrection {decay})"
+    if source:
+        where = ("the DICOM header" if source.lower().startswith("dicom")
+                 else "the JSON sidecar" if source.lower().startswith("sidecar") else source)
+        text += f", from the weight, dose and times in {where}"
+    return text + "."
+
+
+def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> str:
+    fusion = result.get("fusion") if isinstance(result.get("fusion"), Mapping) else {}
+    method = str(fusion.get("method") or _get(result, "settings", "method") or "")
+    norm = (f"Both images were mapped to [0, 1] between the 0.5th percentile of the volume and the 99.5th "
+            f"percentile inside the {anat}'s head mask, then fused with ")
+    if method == "asfe":
+        mode = fusion.get("mode") or _get(result, "settings", "mode")
+        if mode == "slice":
+            how = (f"the 2D network applied slice by slice (axis {fusion.get('slice_axis', 'auto')}) through MONAI's "
+                   f"SliceInferer {cite('monai')}")
+        else:
+            how = (f"the network lifted to 3D {cite('lift3d')} and applied to the volume through MONAI's "
+                   f"SlidingWindowInferer {cite('monai')}")
+        text = norm + f"ASFE-Fusion {cite('asfe')}, {how}"
+        weights = fusion.get("weights")
+        if weights and weights != "in-memory":
+            digest = weights_sha256(weights)
+            text += (f"; weights {Path(str(weights)).name} (SHA-256 {digest[:16]}\u2026)" if digest
+                     else f"; weights {Path(str(weights)).name} (file not readable when the report was written)")
+        text += "."
+    elif method in _CLASSIC:
+        params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}
+        text = norm + _CLASSIC[method].format(**params) + "."
+    else:
+        text = norm + f"the {method or 'recorded'} method."
+    if _get(result, "settings", "output_scale") == "unit":
+        text += " The fused image was kept in [0, 1]."
+    else:
+        text += f" The fused image was mapped back through the {anat}'s window, so it reads in {anatomical_units(anat)}."
+    return text
+
+
+def methods_text(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """A Methods paragraph per distinct run description (pairs fused alike share one), with shared references.
+
+    Args:
+        results: the runs' descriptions (settings, registration with its QC, input_info, fusion).
+
+    Returns:
+        ``(paragraphs, references)``: plain-text paragraphs citing ``[n]``, and the reference lines (``[n] ...``)
+        numbered in order of first citation.
+    """
+    from asfe3d import __version__
+
+    cite = _Citations()
+    paragraphs: list[str] = []
+    for result in results:
+        anat = anatomical_name(result)
+        version = result.get("asfe3d_version") or __version__
+        sentences = [f"The {anat} and PET images were processed with asfe3d {version}, a MONAI-based "
+                     f"{cite('monai')} 3D implementation of ASFE-Fusion {cite('asfe')} for {anat}/PET fusion."]
+        units = _units_sentence(result)
+        if units:
+            sentences.append(units)
+        sentences += [_registration_sentence(result, anat, cite), _qc_sentence(result, anat),
+                      _fusion_sentence(result, anat, cite)]
+        text = " ".join(sentences)
+        if text not in paragraphs:
+            paragraphs.append(text)
+    return paragraphs, cite.references()

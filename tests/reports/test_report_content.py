@@ -1,0 +1,221 @@
+"""What a report says: each section once, About (command line, version), Methods with references, modality names
+and units (CT, SUV), colour bars that span the data, smooth contour lines, the before/after view, bad input; and a
+whole PET/CT DICOM run with ``--pet-units suv --report`` as a user types it."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from asfe3d import __version__
+from asfe3d.reports import render_pair_section, write_subject_report
+from asfe3d.reports.figures import canonical, draw_fused, draw_overlay, draw_registration, smoothed
+from asfe3d.reports.text import anatomical_name, command_line, methods_text, pet_units
+from tests.reports.test_reports import RESULT, _pngs, _volumes
+
+SUV_RECORD = {"converted_to": "SUVbw (g/ml)", "source": "dicom:im000.dcm", "units": "BQML",
+              "decay_correction": "START", "factor": 2.96e-4}
+CT_RESULT = {
+    **RESULT,
+    "inputs": {"mri": {"path": "/data/ct"}, "pet": {"path": "/data/pet"}},
+    "input_info": {"mri": {"format": "dicom", "modality": "CT"},
+                   "pet": {"format": "dicom", "modality": "PT", "pet_units": SUV_RECORD}},
+    "settings": {**RESULT["settings"], "pet_units": "suv", "registration": "auto"},
+    "registration": {"method": "none (same frame of reference)", "requested": "auto",
+                     "qc": {"verdict": "pass", "reasons": [], "numbers": {"translation_mm": 0.0}}},
+}
+
+
+def _headings(text: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<h[1-4][^>]*>(.*?)</h[1-4]>", text, re.S)]
+
+
+def _visible(text: str) -> str:
+    """The page's words as a reader sees them (no tags, scripts, styles or attribute values)."""
+    text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", text, flags=re.S)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", text))
+
+
+def _texts(fig) -> list[str]:
+    out = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out += [t.get_text() for t in ax.texts] + [ax.get_title(), ax.get_ylabel(), ax.get_xlabel()]
+    return [t for t in out if t]
+
+
+def _ct_volumes():
+    """A CT-like head in HU (air -1000, tissue 40, bone 1200) and a PET in SUV on the same grid."""
+    (mri, affine), (pet, _), _ = _volumes(shape=(24, 26, 16), zooms=(2.0, 2.0, 2.0))
+    ct = np.where(mri > 0, 40.0, -1000.0).astype(np.float32)
+    x = np.linspace(-1, 1, 24)[:, None, None] ** 2 + np.linspace(-1, 1, 26)[None, :, None] ** 2 \
+        + np.linspace(-1, 1, 16)[None, None, :] ** 2
+    ct[(x > 0.55) & (x < 0.75) & (mri > 0)] = 1200.0  # a bone shell
+    suv = pet / 25.0
+    fused = 0.5 * (ct + suv)
+    return (ct, affine), (suv, affine), (fused, affine)
+
+
+def test_each_section_once_about_and_methods(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/asfe3d", "fuse", "t1 w.nii.gz", "pet.nii.gz", "--report"])
+    mri, pet, fused = _volumes()
+    path = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=RESULT)
+    text = path.read_text(encoding="utf-8")
+    heads = _headings(text)
+    assert len(heads) == len(set(heads)), heads
+    for name in ("Registration check", "Registration quality", "PET over the MRI", "Fused image", "Inputs",
+                 "Settings", "Timings", "Outputs", "About", "Methods", "References"):
+        assert name in heads, name
+    about = text[text.index('id="about"'):text.index('id="methods"')]
+    assert "asfe3d fuse &#x27;t1 w.nii.gz&#x27; pet.nii.gz --report" in about  # shell-quoted, as typed
+    assert f"<td>{__version__}</td>" in about and "Platform" in about and "Python" in about
+    methods = _visible(text[text.index('id="methods"'):])
+    assert "Biomedical Signal Processing and Control 96:106478" in methods
+    assert "Mattes" in methods and "SimpleITK" in methods and "MONAI" in methods
+    assert "rigid transform (6 degrees of freedom)" in methods and "three resolution levels" in methods
+    assert "wavelet" in methods and "QC mode" not in methods  # RESULT records no QC mode
+    # every number once: no qc_plain rows, no settings table twice, the verdict reason once
+    assert "qc_plain" not in text and text.count("PET sits 3.2 mm off the head centre") == 1
+    assert json.loads(re.search(r'id="asfe3d-summary">(.*?)</script>', text).group(1))["command"].startswith(
+        "asfe3d fuse")
+
+
+def test_ct_and_suv_are_named_everywhere(tmp_path: Path) -> None:
+    ct, suv, fused = _ct_volumes()
+    assert anatomical_name(CT_RESULT) == "CT" and pet_units(CT_RESULT) == "SUV"
+    section = render_pair_section(mri_image=ct, pet_on_mri_image=suv, fused_image=fused, result=CT_RESULT,
+                                  pet_as_read_image=suv, title="sub-01")
+    visible = _visible(section.html)
+    assert "PET over the CT" in visible and "PET (SUV)" in visible and "(HU)" in visible
+    assert not re.search(r"\bMRI\b", visible), re.findall(r".{40}\bMRI\b.{40}", visible)
+    anat, pet = canonical(nib.Nifti1Image(ct[0], ct[1])), canonical(nib.Nifti1Image(suv[0], suv[1]))
+    overlay = draw_overlay(anat, pet, units="SUV", anat_name="CT")
+    assert overlay.colorbar_axes.get_ylabel() == "PET (SUV)"
+    assert not any("MRI" in t for t in _texts(overlay))
+    paragraphs, refs = methods_text([CT_RESULT])
+    assert "body-weight SUV" in paragraphs[0] and "share one frame of reference" in paragraphs[0]
+    assert "MRI" not in paragraphs[0] and any("106478" in r for r in refs)
+    # units the PET input states when not converted, and a BIDS _ct file named CT
+    stated = {**RESULT, "input_info": {"pet": {"units": "kBq/ml"}}, "inputs": {"mri": "/d/sub-01_ct.nii.gz"}}
+    assert pet_units(stated) == "kBq/mL" and anatomical_name(stated) == "CT"
+    assert pet_units({"inputs": {"pet": "/nonexistent/pet.nii.gz"}}) == "units not recorded"
+
+
+def test_fused_colour_bar_spans_the_data() -> None:
+    (mri, affine), _, (fused, _) = _volumes()
+    fused = fused * 3.7 - 12.0  # any units
+    img, anat = canonical(nib.Nifti1Image(fused, affine)), canonical(nib.Nifti1Image(mri, affine))
+    fig = draw_fused(img, anat=anat, units="MRI units")
+    assert fig.colorbar_axes.get_ylim() == pytest.approx((float(fused.min()), float(fused.max())))
+    assert fig.colorbar_axes.get_ylabel() == "MRI units"
+    assert any("fused image (MRI units)" in t for t in _texts(fig))
+
+
+def test_contours_are_smooth_lines() -> None:
+    from matplotlib.collections import LineCollection
+
+    (mri, affine), (pet, _), _ = _volumes(shape=(40, 44, 20), zooms=(1.0, 1.0, 2.5))
+    noisy = mri + np.random.default_rng(1).normal(0, 10, mri.shape)  # noisy, as a scan is
+    anat, pet_img = canonical(nib.Nifti1Image(noisy, affine)), canonical(nib.Nifti1Image(pet, affine))
+    smooth = smoothed(anat)
+    fig = draw_registration(anat, pet_img, anat_smoothed=smooth, levels=[50.0, 140.0], window=(0, 250), label="x",
+                            cuts=3)
+    collections = [c for ax in fig.axes for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(collections) >= 9  # every cut has its outline
+    lines = [seg for c in collections for seg in c.get_segments()]
+    lengths = [float(np.sum(np.linalg.norm(np.diff(seg, axis=0), axis=1))) for seg in lines]
+    assert min(lengths) >= 12.0  # no fragments
+    assert len(lines) <= 3 * len(collections)  # a few closed lines per cut, not confetti
+
+
+def test_hover_view_holds_after_and_before(tmp_path: Path) -> None:
+    (mri, affine), (pet, _), fused = _volumes()
+    moved = affine.copy()
+    moved[0, 3] += 6.0  # the PET as read sits 6 mm off
+    section = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(pet, affine), fused_image=fused,
+                                  result=RESULT, pet_as_read_image=(pet, moved))
+    block = section.html[section.html.index('<div class="compare"'):]
+    after, before = _pngs(block)[:2]
+    assert 'class="figure after"' in block and 'class="figure before"' in block and after != before
+    assert 'class="flick"' in section.html
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    mri, pet, fused = _volumes()
+    # a recorded PET path that cannot be read: the section says so instead of failing
+    section = render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                  result={**RESULT, "inputs": {"pet": {"path": str(tmp_path / "gone.nii.gz")}}})
+    assert 'No "before" view' in section.html and "gone.nii.gz" in section.html
+    assert 'class="compare"' not in section.html
+    with pytest.raises(ValueError, match=r"must share one grid"):
+        render_pair_section(mri_image=mri, pet_on_mri_image=(np.zeros((4, 4, 4)), np.eye(4)), fused_image=fused,
+                            result=RESULT)
+    with pytest.raises(ValueError, match="result must be a mapping or a FuseResult"):
+        render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=fused, result=42)
+
+
+def test_command_line_names_the_entry_point() -> None:
+    assert command_line({}, ["/x/asfe3d/cli/__main__.py", "fuse", "a b"]) == "asfe3d fuse 'a b'"
+    assert command_line({"command": "asfe3d bids in out participant"}, ["python"]) == "asfe3d bids in out participant"
+    assert "Python session" in command_line({}, ["-c"]) and "Python session" in command_line({}, [])
+
+
+def test_petct_dicom_run_with_suv_report(tmp_path: Path) -> None:
+    """The must-show case: a PET/CT DICOM pair, ``--pet-units suv --report``, as a user runs it."""
+    from tests.reports.petct import SUV_FACTOR, write_petct
+
+    ct_dir, pet_dir = write_petct(tmp_path / "study", ct_shape=(48, 56, 24), ct_spacing=(3.0, 3.2, 6.0),
+                                  pet_shape=(36, 44, 36), pet_spacing=(4.0, 4.0, 4.0))
+    out = tmp_path / "out" / "sub-01_fused.nii.gz"
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "asfe3d.cli", "fuse", str(ct_dir), str(pet_dir), "-o", str(out), "--pet-units",
+           "suv", "--report", "--device", "cpu"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = out.with_name("sub-01_fused_report.html")
+    text = report.read_text(encoding="utf-8")
+    visible = _visible(text)
+    heads = _headings(text)
+    assert len(heads) == len(set(heads)), heads
+    assert "--pet-units suv --report --device cpu" in visible and "asfe3d fuse " in visible
+    assert f"asfe3d version {__version__}" in re.sub(r"\s+", " ", visible)
+    assert "Biomedical Signal Processing and Control 96:106478" in visible and "ASFE-Fusion" in visible
+    assert "PET (SUV)" in visible and "PET over the CT" in visible and "body-weight SUV" in visible
+    assert not re.search(r"\bMRI\b", visible), re.findall(r".{40}\bMRI\b.{40}", visible)
+    # the fused panel's colour bar spans the fused volume as written (in HU, the CT's scale)
+    written = np.asarray(nib.load(str(out)).dataobj)
+    match = re.search(r"its whole range,\s*(\S+) to (\S+)\.", visible)
+    assert match and float(match.group(1)) == pytest.approx(float(written.min()), rel=1e-3, abs=1e-3)
+    assert float(match.group(2)) == pytest.approx(float(written.max()), rel=1e-3)
+    assert "fused volume as written (HU)" in visible
+    record = json.loads(out.with_name("sub-01_fused.json").read_text())
+    assert record["input_info"]["pet"]["pet_units"]["factor"] == pytest.approx(SUV_FACTOR, rel=1e-6)
+
+
+def test_header_aligned_and_oblique_grids() -> None:
+    from asfe3d.reports.figures import header_aligned
+
+    (mri, affine), (pet, _), (fused, _) = _volumes(shape=(20, 22, 12), zooms=(2.0, 2.0, 3.0))
+    img = nib.Nifti1Image(pet, affine)
+    same = header_aligned(img, img)  # the PET already on the grid: unchanged
+    np.testing.assert_allclose(np.asarray(same.dataobj), pet, atol=1e-3)
+    shifted = affine.copy()
+    shifted[0, 3] += 2.0  # one voxel to the right (RAS): the header says the PET sits 2 mm further right
+    moved = np.asarray(header_aligned(nib.Nifti1Image(pet, shifted), img).dataobj)
+    np.testing.assert_allclose(moved[1:], pet[:-1], atol=1e-3)
+    # an oblique grid (20 degrees about z) is drawn too
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    oblique = affine.copy()
+    oblique[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ affine[:3, :3]
+    section = render_pair_section(mri_image=(mri, oblique), pet_on_mri_image=(pet, oblique),
+                                  fused_image=(fused, oblique), result=RESULT, pet_as_read_image=(pet, oblique))
+    assert len(_pngs(section.html)) == 4
