@@ -241,15 +241,15 @@ def preprocessing_steps(
     """
     from monai.transforms import ConcatItemsd, CopyItemsd
 
-    from asfe3d.transforms import HeadMaskd, LoadVolumed, RegisterToReferenced, RobustNormalized
+    from asfe3d.transforms import HeadMaskd, LoadVolumed, RealignFramesd, RegisterToReferenced, RobustNormalized
 
     return [
         ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
                               frame={"mri": mri_frame, "pet": pet_frame}, allow_nonfinite=allow_nonfinite,
                               dicom_strict=dicom_strict, nifti_geometry=nifti_geometry,
                               key_kwargs={"pet": {"pet_units": pet_units, "pet_sidecar": pet_sidecar,
-                                                  "frame_realign": frame_realign,
-                                                  "frame_reference": frame_reference}})]),
+                                                  "keep_frames": frame_realign}})]
+                 + ([RealignFramesd("pet", reference=frame_reference)] if frame_realign else [])),
         ("register", [HeadMaskd("mri"),
                       RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
                                            seed=seed, threads=registration_threads, min_overlap=min_overlap,
