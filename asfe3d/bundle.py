@@ -8,10 +8,9 @@ for that lives here, small and declarative:
   dataset's dicts, without the subjects whose completion record is complete (resumable runs).
 - :func:`collate_one`: one subject per batch; only ``image`` gets a batch dimension, every other item (MetaTensors
   with their headers, the registration transform and report, paths) travels as it is.
-- :class:`ClippedSlidingWindowInferer` / :class:`AutoSliceInferer`: MONAI's inferers with the two habits of
-  :func:`asfe3d.fusion.learned.run_network` (windows clipped to the volume; slices along the head's axial axis).
-- :class:`FusionOutputd`: the network's prediction as :class:`asfe3d.fusion.FusionMethod` returns it (clipped to
-  ``[0, 1]``, faded to 0 where neither input holds signal).
+- the ``inferer`` is :class:`asfe3d.inferers.FusionInferer`, the same class ``asfe3d fuse`` runs the network with.
+- :class:`FusionOutputd`: the network's prediction as :class:`asfe3d.fusion.FusionMethod` returns it
+  (:func:`asfe3d.fusion.base.fused_output`: clipped to ``[0, 1]``, faded to 0 where neither input holds signal).
 - :class:`SaveSubjectd`: :class:`~asfe3d.transforms.SaveLikeReferenced` with per-subject paths from the data and
   the completion record that makes reruns skip the subject.
 - :func:`check_overrides`: refuses command-line overrides of keys that no config declares (``--devcie cpu``),
@@ -23,7 +22,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,11 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.inferers import SliceInferer, SlidingWindowInferer
 from monai.transforms import MapTransform
 
 __all__ = [
     "datalist_items",
     "collate_one",
-    "ClippedSlidingWindowInferer",
-    "AutoSliceInferer",
     "FusionOutputd",
     "SaveSubjectd",
     "check_overrides",
@@ -113,77 +109,13 @@ def collate_one(batch: Sequence[Mapping[Hashable, Any]], image_key: str = "image
     return item
 
 
-class ClippedSlidingWindowInferer(SlidingWindowInferer):
-    """:class:`monai.inferers.SlidingWindowInferer` whose window is clipped to the volume, per axis.
-
-    A volume smaller than ``roi_size`` along an axis is then run whole along it instead of zero-padded up to the
-    window, exactly as :func:`asfe3d.fusion.learned.run_network` (``asfe3d fuse --mode volume --roi-size ...``)
-    does. Arguments as MONAI's; ``roi_size`` entries ``<= 0`` mean the whole axis, and ``roi_size="auto"`` is
-    ``asfe3d fuse``'s default: the whole volume in one pass up to
-    :data:`asfe3d.fusion.learned.WHOLE_VOLUME_MAX_VOXELS` voxels, else :data:`~asfe3d.fusion.learned.DEFAULT_ROI`
-    windows (so the bundle and the command give the same voxels).
-    """
-
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Args: inputs: ``(B, C, *spatial)``; network: the model. Returns: the stitched prediction."""
-        original = roi = self.roi_size
-        spatial = tuple(int(s) for s in inputs.shape[2:])
-        if isinstance(roi, str):
-            if roi != "auto":
-                raise ValueError(f"roi_size must be a size or 'auto', got {roi!r}")
-            from asfe3d.fusion.learned import DEFAULT_ROI, WHOLE_VOLUME_MAX_VOXELS
-
-            roi = spatial if int(np.prod(spatial)) <= WHOLE_VOLUME_MAX_VOXELS else DEFAULT_ROI
-        roi_seq = [roi] * len(spatial) if isinstance(roi, int) else list(roi)
-        if len(roi_seq) != len(spatial):
-            raise ValueError(f"roi_size {roi!r} does not fit inputs with spatial shape {spatial}")
-        self.roi_size = tuple(s if int(r) <= 0 else min(int(r), s) for r, s in zip(roi_seq, spatial))
-        try:
-            return super().__call__(inputs, network, *args, **kwargs)
-        finally:
-            self.roi_size = original
-
-
-class AutoSliceInferer(SliceInferer):
-    """:class:`monai.inferers.SliceInferer` that can take its slicing axis from the image's affine.
-
-    Args:
-        spatial_dim: ``"auto"`` (default): the voxel axis closest to the head's superior-inferior axis
-            (:func:`asfe3d.transforms.auto_slice_axis`, axial slices as the 2D network was trained on, as
-            ``asfe3d fuse --mode slice`` does); or 0, 1, 2.
-        args: further :class:`monai.inferers.SliceInferer` arguments (``roi_size``, ``sw_batch_size``...).
-        kwargs: further :class:`monai.inferers.SliceInferer` arguments.
-
-    Raises:
-        ValueError: a bad ``spatial_dim``.
-    """
-
-    def __init__(self, spatial_dim: int | str = "auto", *args: Any, **kwargs: Any) -> None:
-        if spatial_dim != "auto" and spatial_dim not in (0, 1, 2):
-            raise ValueError(f"spatial_dim must be 'auto', 0, 1 or 2, got {spatial_dim!r}")
-        self.auto = spatial_dim == "auto"
-        super().__init__(0 if self.auto else int(spatial_dim), *args, **kwargs)
-
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Args: inputs: ``(B, C, X, Y, Z)`` (a MetaTensor for ``"auto"``); network: the 2D model."""
-        if self.auto:
-            from asfe3d.transforms import auto_slice_axis
-
-            if not isinstance(inputs, MetaTensor):
-                raise ValueError("spatial_dim='auto' needs a MetaTensor input (its affine gives the axial axis)")
-            affine = inputs.affine
-            affine = affine[0] if affine.ndim == 3 else affine
-            self.spatial_dim = auto_slice_axis(affine.detach().cpu().numpy())
-        return super().__call__(inputs, network, *args, **kwargs)
-
-
 class FusionOutputd(MapTransform):
     """The network's prediction as a fused image, as every asfe3d fusion method returns it.
 
-    ``pred`` ``(1, 1, *spatial)`` (or ``(1, *spatial)``) is clipped to ``[0, 1]`` and multiplied by
-    :func:`asfe3d.fusion.base.support_weight` of the two input channels (exactly 0 where neither input holds
-    signal), as :meth:`asfe3d.fusion.FusionMethod.__call__` does; the result is a ``(1, *spatial)`` float32
-    MetaTensor on the reference's grid.
+    ``pred`` ``(1, 1, *spatial)`` (or ``(1, *spatial)``) goes through :func:`asfe3d.fusion.base.fused_output` with
+    the two input channels (clipped to ``[0, 1]``, exactly 0 where neither input holds signal), the function
+    :meth:`asfe3d.fusion.FusionMethod.__call__` ends with; the result is a ``(1, *spatial)`` float32 MetaTensor on
+    the reference's grid.
 
     Args:
         keys: the prediction(s).
@@ -206,7 +138,7 @@ class FusionOutputd(MapTransform):
         self.output_key = output_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from asfe3d.fusion.base import support_weight
+        from asfe3d.fusion.base import fused_output
 
         d = dict(data)
         for key in (self.image_key, self.ref_key):
@@ -217,15 +149,14 @@ class FusionOutputd(MapTransform):
         if image.shape[0] != 2:
             raise ValueError(f"FusionOutputd: {self.image_key!r} must hold 2 channels [MRI, PET], got "
                              f"{tuple(image.shape)}")
-        weight = support_weight(image[0], image[1])
+        mri, pet = image[0].astype(np.float32, copy=False), image[1].astype(np.float32, copy=False)
         ref = d[self.ref_key]
         for key in self.key_iterator(d):
             pred = _numpy(d[key]).astype(np.float32, copy=False)
-            if pred.size != weight.size or pred.shape[-weight.ndim:] != weight.shape:
+            if pred.size != mri.size or pred.shape[-mri.ndim:] != mri.shape:
                 raise ValueError(f"FusionOutputd: {key!r} has shape {tuple(d[key].shape)}, the inputs "
                                  f"{tuple(image.shape)}")
-            pred = pred.reshape(weight.shape)
-            fused = (np.clip(pred, 0.0, 1.0) * weight).astype(np.float32)
+            fused = fused_output(pred.reshape(mri.shape), mri, pet).astype(np.float32, copy=False)
             meta = {k: v for k, v in getattr(ref, "meta", {}).items() if k != "affine"}
             d[self.output_key or key] = MetaTensor(torch.from_numpy(fused[None]), affine=ref.affine.clone(),
                                                    meta=meta)

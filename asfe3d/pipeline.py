@@ -241,15 +241,15 @@ def preprocessing_steps(
     """
     from monai.transforms import ConcatItemsd, CopyItemsd
 
-    from asfe3d.transforms import HeadMaskd, LoadVolumed, RegisterToReferenced, RobustNormalized
+    from asfe3d.transforms import HeadMaskd, LoadVolumed, RealignFramesd, RegisterToReferenced, RobustNormalized
 
     return [
         ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": mri_series, "pet": pet_series},
                               frame={"mri": mri_frame, "pet": pet_frame}, allow_nonfinite=allow_nonfinite,
                               dicom_strict=dicom_strict, nifti_geometry=nifti_geometry,
                               key_kwargs={"pet": {"pet_units": pet_units, "pet_sidecar": pet_sidecar,
-                                                  "frame_realign": frame_realign,
-                                                  "frame_reference": frame_reference}})]),
+                                                  "keep_frames": frame_realign}})]
+                 + ([RealignFramesd("pet", reference=frame_reference)] if frame_realign else [])),
         ("register", [HeadMaskd("mri"),
                       RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=registration,
                                            seed=seed, threads=registration_threads, min_overlap=min_overlap,
@@ -427,7 +427,8 @@ def fuse_pair(
         for name, transforms in steps:
             t = time.perf_counter()
             if name == "save":
-                data["record"] = _record_content(data, fuser, timings, extra_fields={
+                data["record"] = _record_content(data, _fusion_description(fuser, data["image"], slice_axis),
+                                                 timings, extra_fields={
                     "settings": {"method": method, "mode": mode if method == "asfe" else None,
                                  "registration": registration, "qc": qc, "output_scale": output_scale,
                                  "colormap": colormap, "seed": seed, "pet_frame": pet_frame, "mri_frame": mri_frame,
@@ -452,7 +453,7 @@ def fuse_pair(
         reg_info.pop("seconds", None)
         result = FuseResult(
             output=outputs["fused"], outputs=outputs, timings=timings, registration=reg_info, overlap=overlap,
-            peak_memory_mb=_peak_memory_mb(), fusion=fuser.describe(), transform=data["pet_transform"],
+            peak_memory_mb=_peak_memory_mb(), fusion=data["record"]["fusion"], transform=data["pet_transform"],
             inputs=data["record"]["input_info"],
         )
         logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output, method,
@@ -486,11 +487,22 @@ def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, 
     plan_outputs(paths, overwrite=overwrite, inputs=inputs)
 
 
-def _record_content(data: dict[str, Any], fuser: Any, timings: dict[str, float],
+def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[str, Any]:
+    """The fusion method's settings, with the slicing axis this image was fused along (``"auto"`` resolved)."""
+    from asfe3d.transforms.array import fuse_options
+
+    described = dict(fuser.describe())
+    axis = fuse_options(fuser, image, slice_axis).get("slice_axis")
+    if axis is not None:
+        described["slice_axis"] = axis
+    return described
+
+
+def _record_content(data: dict[str, Any], fusion: dict[str, Any], timings: dict[str, float],
                     extra_fields: dict[str, Any]) -> dict[str, Any]:
     """What the completion record says about this run (:func:`asfe3d.io.record.run_fields`: inputs, what the
     readers found, registration; then the fusion, the timings so far and the settings)."""
     from asfe3d.io.record import run_fields
 
-    return {**run_fields(data), "fusion": fuser.describe(), "timings": dict(timings),
+    return {**run_fields(data), "fusion": fusion, "timings": dict(timings),
             "peak_memory_mb": _peak_memory_mb(), **extra_fields}

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""False-alarm and miss rates of the registration QC: a thin wrapper of :mod:`asfe3d.registration.rates`."""
+"""False-alarm and miss rates of the registration QC: thin wrapper of :mod:`asfe3d.evaluation.registration_rates`."""
 
 from __future__ import annotations
 
 import sys
 
-from asfe3d.registration.rates import main
+from asfe3d.evaluation.registration_rates import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -115,3 +115,39 @@ def test_library_never_imports_the_cli():
 def test_no_machine_assumptions_in_library_code(needle):
     hits = [str(p) for p in PACKAGE.rglob("*.py") if needle in p.read_text(encoding="utf-8")]
     assert hits == []
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Top-level package (``asfe3d.io``, ``asfe3d.registration``...; a top-level module stands for itself) -> the
+    other top-level packages its modules import."""
+    def top(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    out: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        out.setdefault(top(module), set()).update(top(d) for d in deps if top(d) != top(module))
+    return out
+
+
+def test_no_import_cycles_between_packages():
+    """The packages are layered: io below registration, transforms above both (frame realignment is a transform,
+    transform files are read and written in io), so no package imports one that imports it back."""
+    assert cycles(package_graph(import_graph())) == []
+
+
+def test_package_cycle_finder_sees_a_cycle_through_submodules():
+    graph = {"asfe3d.io.volume": {"asfe3d.registration.frames"}, "asfe3d.registration.frames": set(),
+             "asfe3d.registration.register": {"asfe3d.io"}, "asfe3d.io": set()}
+    assert cycles(package_graph(graph)) == [["asfe3d.io", "asfe3d.registration"]]
+
+
+def test_no_empty_package():
+    """Every package holds code: a module besides ``__init__`` or definitions in its ``__init__``."""
+    empty = []
+    for init in PACKAGE.rglob("__init__.py"):
+        siblings = [p for p in init.parent.iterdir() if p != init and (p.suffix == ".py" or (p / "__init__.py").exists())]
+        body = [n for n in ast.parse(init.read_text(encoding="utf-8")).body
+                if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        if not siblings and not body:
+            empty.append(str(init.parent.relative_to(PACKAGE.parent)))
+    assert empty == []

@@ -60,7 +60,7 @@ def test_mri_scale_maps_back_to_mri_intensities(pair, tmp_path):
 
 def test_failure_while_saving_leaves_no_output(pair, tmp_path, monkeypatch):
     mri, pet = pair
-    import asfe3d.registration as reg
+    import asfe3d.io as reg
 
     def boom(*args, **kwargs):
         raise OSError("disk full")

@@ -497,7 +497,7 @@ def make_demo_pair(
     _write_image_atomic(pet, paths["pet"])
     _write_image_atomic(mri_mask, paths["brain_mask"])
     tfm_path = out_dir / "true_transform.tfm"
-    from asfe3d.registration.register import write_transform
+    from asfe3d.io.transform import write_transform
 
     write_transform(true_tfm, tfm_path)
     return DemoPair(paths["mri"], paths["pet"], true_tfm, paths["brain_mask"], tfm_path)

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = [
     "BUILTIN_METHODS", "EMPTY_LEVEL", "FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair",
-    "support_weight",
+    "support_weight", "fused_output",
 ]
 
 #: an input voxel at or below this level (inputs in ``[0, 1]``) carries no signal; where BOTH inputs are at most
@@ -83,6 +83,22 @@ def support_weight(mri: np.ndarray, pet: np.ndarray, level: float = EMPTY_LEVEL)
     return np.clip(np.maximum(mri, pet) / np.float32(level), 0.0, 1.0).astype(np.float32)
 
 
+def fused_output(fused: np.ndarray, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+    """What every fusion method returns for a raw result: ``fused`` clipped to ``[0, 1]``, times
+    :func:`support_weight` of the inputs (exactly 0 where both inputs are 0). Used by :meth:`FusionMethod.__call__`
+    and by the bundle's postprocessing (:class:`asfe3d.bundle.FusionOutputd`), so the two agree by construction.
+
+    Args:
+        fused: the method's (or network's) raw output, float32, the inputs' shape.
+        mri: MRI in ``[0, 1]``.
+        pet: PET in ``[0, 1]``, same shape.
+
+    Returns:
+        float32 in ``[0, 1]``, the inputs' shape.
+    """
+    return np.clip(fused, 0.0, 1.0) * support_weight(mri, pet)  # float32 times float32: no copy to convert
+
+
 class FusionMethod(ABC):
     """A fusion method: ``fused = method(mri, pet)``.
 
@@ -93,25 +109,28 @@ class FusionMethod(ABC):
 
     name: str = "base"
 
-    def __call__(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+    def __call__(self, mri: np.ndarray, pet: np.ndarray, **options: Any) -> np.ndarray:
         """Fuse two images.
 
         Args:
             mri: MRI in ``[0, 1]``, shape ``(H, W)`` or ``(X, Y, Z)``.
             pet: PET in ``[0, 1]`` on the same grid.
+            options: this call's settings that depend on the image (e.g. ``slice_axis`` for a slice-wise network),
+                passed to :meth:`fuse_arrays`; the method itself is never changed by a call.
 
         Returns:
             The fused image, float32 in ``[0, 1]``, same shape; 0 where both inputs are 0.
         """
         mri, pet = check_pair(mri, pet)
-        fused = np.asarray(self.fuse_arrays(mri, pet), dtype=np.float32)
+        fused = np.asarray(self.fuse_arrays(mri, pet, **options), dtype=np.float32)
         if fused.shape != mri.shape:  # a bug in a method, never the user's fault
             raise RuntimeError(f"{self.name} returned shape {fused.shape} for inputs of shape {mri.shape}")
-        return np.clip(fused, 0.0, 1.0) * support_weight(mri, pet)  # float32 times float32: no copy to convert
+        return fused_output(fused, mri, pet)
 
     @abstractmethod
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
-        """Fuse validated float32 arrays (see :meth:`__call__`)."""
+        """Fuse validated float32 arrays (see :meth:`__call__`; a method that takes per-call options adds them as
+        keyword arguments)."""
 
     def describe(self) -> dict[str, Any]:
         """Settings worth logging (name and parameters)."""

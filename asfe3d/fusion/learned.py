@@ -17,16 +17,11 @@ import numpy as np
 import torch
 
 from asfe3d.fusion.base import FusionMethod, register_method
+from asfe3d.inferers.fusion import DEFAULT_ROI, WHOLE_VOLUME_MAX_VOXELS, FusionInferer
 
-__all__ = ["AsfeFusionMethod", "resolve_device", "run_network"]
+__all__ = ["AsfeFusionMethod", "resolve_device", "run_network", "infer", "DEFAULT_ROI", "WHOLE_VOLUME_MAX_VOXELS"]
 
 logger = logging.getLogger("asfe3d")
-
-#: volumes up to this many voxels go through the 3D network in one pass when no ``roi_size`` is given
-WHOLE_VOLUME_MAX_VOXELS = 12_000_000
-#: sliding-window size for larger volumes
-DEFAULT_ROI = (128, 128, 128)
-
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``auto``/``cpu``/``cuda[:N]`` into a device.
@@ -66,7 +61,7 @@ def run_network(
     amp: bool = True,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Run a fusion network over a whole 3D volume with a MONAI inferer.
+    """Run a fusion network over a whole 3D volume with :class:`asfe3d.inferers.FusionInferer`.
 
     Args:
         net: a network mapping ``(B, 2, *roi)`` to ``(B, 1, *roi)``; 2D for ``slice``, 3D for ``volume``.
@@ -88,32 +83,38 @@ def run_network(
     Raises:
         ValueError: bad mode, axis or shapes.
     """
-    from monai.inferers import SliceInferer, SlidingWindowInferer
+    if mode == "slice" and slice_axis not in (0, 1, 2):
+        raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
+    inferer = FusionInferer(mode, slice_axis=slice_axis, roi_size="auto" if roi_size is None else roi_size,
+                            overlap=overlap, sw_batch_size=sw_batch_size, sw_device=device,
+                            device=torch.device("cpu"), progress=progress)
+    return infer(inferer, net, inputs, device=device, amp=amp)
 
+
+def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *, device: torch.device,
+          amp: bool = True, slice_axis: int | None = None) -> torch.Tensor:
+    """``inferer(inputs, net)`` in inference mode, with float16 autocast on CUDA when ``amp``.
+
+    Args:
+        inferer: the inference step.
+        net: the network (moved to ``device``, set to eval).
+        inputs: ``(B, 2, X, Y, Z)`` ``[MRI, PET]`` in ``[0, 1]``.
+        device: where the network runs.
+        amp: float16 autocast on CUDA.
+        slice_axis: this call's slicing axis (``slice`` mode; ``None``: the inferer's).
+
+    Returns:
+        ``(B, 1, X, Y, Z)`` float32 CPU tensor.
+
+    Raises:
+        ValueError: inputs that are not ``(B, 2, X, Y, Z)``.
+    """
     if inputs.ndim != 5 or inputs.shape[1] != 2:
         raise ValueError(f"inputs must be (B, 2, X, Y, Z), got shape {tuple(inputs.shape)}")
-    if mode == "slice":
-        if slice_axis not in (0, 1, 2):
-            raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
-        inferer = SliceInferer(
-            roi_size=(-1, -1), spatial_dim=slice_axis, sw_batch_size=sw_batch_size, progress=progress,
-            sw_device=device, device=torch.device("cpu"),
-        )
-    elif mode == "volume":
-        spatial = tuple(int(s) for s in inputs.shape[2:])
-        if roi_size is None:
-            roi_size = spatial if int(np.prod(spatial)) <= WHOLE_VOLUME_MAX_VOXELS else DEFAULT_ROI
-        roi = tuple(int(min(r, s)) for r, s in zip(roi_size, spatial))
-        inferer = SlidingWindowInferer(
-            roi_size=roi, overlap=overlap, mode="gaussian", sw_batch_size=sw_batch_size, progress=progress,
-            sw_device=device, device=torch.device("cpu"),
-        )
-    else:
-        raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
     net = net.to(device).eval()
     use_amp = amp and device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        out = inferer(inputs.float(), net)
+        out = inferer(inputs.float(), net, slice_axis=slice_axis)
     return out.float().cpu()
 
 
@@ -178,6 +179,11 @@ class AsfeFusionMethod(FusionMethod):
         if got != want:
             raise ValueError(f"mode {mode!r} needs a {want}D network, got spatial_dims={got}")
         self.net = net.eval()
+        #: the inference step (settings frozen here; the slicing axis is given per call)
+        self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
+                                     roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
+                                     sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
+                                     progress=progress)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -185,15 +191,14 @@ class AsfeFusionMethod(FusionMethod):
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
         }
 
-    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None) -> np.ndarray:
+        """Fuse validated arrays; ``slice_axis``: this call's slicing axis for a 3D pair in ``slice`` mode
+        (``None``: the method's own, :attr:`slice_axis`)."""
         x = torch.from_numpy(np.stack([mri, pet])[None])
         if mri.ndim == 2:  # a single image: run the 2D network directly
             if self.mode != "slice":
                 raise ValueError(f"a 2D image needs mode='slice', got mode={self.mode!r}")
             with torch.inference_mode():
                 return self.net.to(self.device)(x.to(self.device)).float().cpu().numpy()[0, 0]
-        out = run_network(
-            self.net, x, mode=self.mode, device=self.device, slice_axis=self.slice_axis, roi_size=self.roi_size,
-            overlap=self.overlap, sw_batch_size=self.sw_batch_size, amp=self.amp, progress=self.progress,
-        )
-        return out.numpy()[0, 0]
+        axis = self.slice_axis if slice_axis is None else slice_axis
+        return infer(self.inferer, self.net, x, device=self.device, amp=self.amp, slice_axis=axis).numpy()[0, 0]

@@ -1,1 +1,14 @@
-"""See the package docs."""
+"""The one network-inference step (:class:`FusionInferer`), used by ``asfe3d fuse`` and named by the bundle's
+``inferer``: slice-wise (2D network) or sliding-window (3D network), stateless."""
+
+from __future__ import annotations
+
+from asfe3d.inferers.fusion import (
+    DEFAULT_ROI,
+    INFERER_MODES,
+    WHOLE_VOLUME_MAX_VOXELS,
+    FusionInferer,
+    auto_slice_axis,
+)
+
+__all__ = ["DEFAULT_ROI", "INFERER_MODES", "WHOLE_VOLUME_MAX_VOXELS", "FusionInferer", "auto_slice_axis"]

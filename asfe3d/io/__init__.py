@@ -4,6 +4,7 @@ Public API:
     - :class:`Volume`, :func:`read_volume`, :func:`detect_format` (``asfe3d.io.volume``)
     - :func:`write_like`, :func:`write_image_like`, :func:`atomic_output`, :func:`check_output_path`
       (``asfe3d.io.writer``)
+    - :func:`write_transform`, :func:`read_transform`: the registration's ``.tfm`` files (``asfe3d.io.transform``)
     - conversions between SimpleITK (LPS, ``(z, y, x)``) and nibabel / MONAI (RAS, ``(x, y, z)``)
       (``asfe3d.io.convert``)
 """
@@ -18,6 +19,7 @@ from asfe3d.io.convert import (
     sitk_image_from_ras_affine,
     sitk_to_numpy_xyz,
 )
+from asfe3d.io.transform import read_transform, write_transform
 from asfe3d.io.volume import Volume, detect_format, read_volume, volume_to_metatensor
 from asfe3d.io.writer import (
     OUTPUT_SUFFIXES,
@@ -55,4 +57,6 @@ __all__ = [
     "sitk_image_from_ras_affine",
     "volume_to_metatensor",
     "metatensor_to_numpy_xyz",
+    "read_transform",
+    "write_transform",
 ]

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import struct
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from asfe3d.io.convert import (
 from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
 from asfe3d.io.pet import PET_UNITS, read_pet_header, suv_factor
 
-__all__ = ["Volume", "read_volume", "detect_format", "volume_to_metatensor"]
+__all__ = ["Volume", "read_volume", "detect_format", "volume_to_metatensor", "check_values"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -47,6 +46,8 @@ GEOMETRY_TOL_MM = 1e-4
 QFORM_SFORM_TOL_MM = 0.1
 #: Ways of choosing a NIfTI's geometry (``read_volume(nifti_geometry=...)``).
 NIFTI_GEOMETRIES = ("auto", "sform", "qform")
+#: ``info`` key of kept frames' LPS grid ``[origin, spacing, direction]`` (popped by their realignment)
+FRAMES_GEOMETRY_KEY = "frames_geometry"
 
 
 @dataclass
@@ -63,6 +64,10 @@ class Volume:
             ``series_description``, ``slices``, ``frames_in_file`` (enhanced DICOM), ``dicom_resampled`` (irregular
             DICOM stack), ``geometry_source`` and ``qform_sform`` (NIfTI), ``sitk_header_geometry_agrees``,
             ``pet_units`` (SUV conversion); see :func:`read_volume` and ``docs/io.md``.
+        frames: with ``read_volume(keep_frames=True)`` on a 4D image: its frames, float32 ``(X, Y, Z)`` each on
+            ``image``'s grid (non-finite voxels refused or repaired, SUV not applied yet: the factor in
+            ``info["pet_units"]`` applies to their mean), for a realignment after loading
+            (:class:`asfe3d.transforms.RealignFrames`); ``image`` is then frame 0, a geometry carrier. Else ``None``.
     """
 
     image: sitk.Image
@@ -70,6 +75,7 @@ class Volume:
     format: str
     nifti_header: nib.Nifti1Header | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    frames: tuple[np.ndarray, ...] | None = None
 
     @property
     def shape_xyz(self) -> tuple[int, int, int]:
@@ -145,18 +151,16 @@ def read_volume(
     allow_nonfinite: bool = False,
     nifti_geometry: str = "auto",
     dicom_strict: bool = False,
-    frame_realign: bool = True,
-    frame_reference: str | int = "mean",
+    keep_frames: bool = False,
     pet_units: str | None = None,
     pet_sidecar: str | Path | None = None,
 ) -> Volume:
     """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
 
-    A 4D image (e.g. dynamic PET, frames along the 4th axis) is averaged over its frames after a rigid
-    realignment of the frames (``frame_realign``), or ``frame=N`` (0-based) takes one frame; which one happened is
-    logged at INFO and stored in ``info`` (``frames``, ``frames_averaged`` / ``frame_taken``, and with
-    realignment ``frames_realigned`` (reference, pose, seconds, per-frame ``motion``: rotation_deg,
-    translation_mm, mean / max head displacement in mm) and ``frame_motion_mm`` (mean displacement per frame)).
+    A 4D image (e.g. dynamic PET, frames along the 4th axis) is averaged over its frames, or ``frame=N`` (0-based)
+    takes one frame, or (``keep_frames``) its frames are kept in ``Volume.frames`` for a rigid realignment after
+    loading (:class:`asfe3d.transforms.RealignFrames`, which averages them); which one happened is logged at INFO
+    and stored in ``info`` (``frames``, ``frames_averaged`` / ``frame_taken``).
 
     Args:
         path: a NIfTI file (``.nii`` / ``.nii.gz``), a DICOM series folder, or a file SimpleITK reads
@@ -173,10 +177,8 @@ def read_volume(
         dicom_strict: refuse DICOM stacks (series or enhanced multi-frame) with non-uniform slice gaps, a gantry
             tilt or a slice out of line, instead of resampling them onto a regular grid (the default, like
             dcm2niix; logged at WARNING and recorded in ``info["dicom_resampled"]``).
-        frame_realign: realign the frames of a 4D image rigidly before averaging them (default); ``False`` gives
-            the plain mean.
-        frame_reference: what the frames are realigned to: ``"mean"`` (their mean; the result keeps frame 0's
-            pose and the motions are relative to frame 0) or a 0-based frame index.
+        keep_frames: keep a 4D image's frames (``Volume.frames``) instead of averaging them, for a realignment
+            after loading; ignored with ``frame`` and for a 3D image.
         pet_units: ``None`` keeps the stored values; ``"suv"`` converts Bq/ml (or kBq/ml...) to SUV (body weight)
             from the DICOM header or the JSON sidecar (see :mod:`asfe3d.io.pet`), recorded in
             ``info["pet_units"]`` and logged.
@@ -198,7 +200,7 @@ def read_volume(
             With ``pet_units="suv"``: no header nor sidecar, or one that lacks what SUV needs (each missing fact
             named), or units that are not an activity concentration.
         ValueError: bad arguments (``role`` not a non-empty string, unknown ``nifti_geometry`` / ``pet_units``,
-            ``frame`` / ``frame_reference`` of the wrong type).
+            ``frame`` of the wrong type).
     """
     if not isinstance(role, str) or not role:
         raise ValueError(f"role must be a non-empty string, got {role!r}.")
@@ -208,9 +210,6 @@ def read_volume(
         raise ValueError(f"frame must be an int or None, got {frame!r}.")
     if pet_units is not None and pet_units not in PET_UNITS:
         raise ValueError(f"pet_units must be None or one of {PET_UNITS}, got {pet_units!r}.")
-    if not (frame_reference == "mean" or (isinstance(frame_reference, (int, np.integer))
-                                          and not isinstance(frame_reference, bool) and frame_reference >= 0)):
-        raise ValueError(f"frame_reference must be 'mean' or a frame index >= 0, got {frame_reference!r}.")
     p = Path(path)
     if not p.exists():
         raise Asfe3dInputError(p, f"{role} input does not exist")
@@ -240,13 +239,20 @@ def read_volume(
         frames_img = _sitk_frames(p, img, role)
         frames = [sitk_to_numpy_xyz(f) for f in frames_img]
         geometry = (frames_img[0].GetOrigin(), frames_img[0].GetSpacing(), frames_img[0].GetDirection())
-    arr3 = _pick_frame(p, frames, frame, role, info, geometry=geometry, realign=frame_realign,
-                       reference=frame_reference, allow_nonfinite=allow_nonfinite)
+    kept = None
+    if keep_frames and frame is None and len(frames) > 1:
+        kept = _finite_frames(p, frames, role, info, allow_nonfinite)
+        arr3 = kept[0]
+        # the frames' exact LPS grid, for their realignment (the RAS affine's round trip may differ in last digits)
+        info[FRAMES_GEOMETRY_KEY] = [[float(v) for v in g] for g in geometry]
+    else:
+        arr3 = _pick_frame(p, frames, frame, role, info)
     del frames
     if pet_units == "suv":
         head = read_pet_header(p, dicom_file=dicom_file, sidecar=pet_sidecar)
         factor, record = suv_factor(head, p)
-        arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)
+        if kept is None:  # kept frames: the factor applies to their mean (RealignFrames)
+            arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)
         info["pet_units"] = record
         logger.info(
             "%s %s: converted %s to SUV (body weight): weight %.4g kg, dose %.4g MBq decayed by %.4f over %s s "
@@ -255,7 +261,8 @@ def read_volume(
             "n/a" if head.seconds_injection_to_reference is None else f"{head.seconds_injection_to_reference:.0f}",
             head.decay_correction, head.source, factor,
         )
-    arr3 = _check_values(p, arr3, role, allow_nonfinite, info)
+    if kept is None:
+        arr3 = check_values(p, arr3, role, allow_nonfinite, info)
     image = sitk.GetImageFromArray(np.ascontiguousarray(arr3.transpose(2, 1, 0)))
     image.SetOrigin(tuple(float(v) for v in geometry[0]))
     image.SetSpacing(tuple(float(v) for v in geometry[1]))
@@ -263,7 +270,8 @@ def read_volume(
     if affine is not None:
         _verify_nifti_geometry(p, image, affine)
     info.pop("sitk_io", None)
-    return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info)
+    return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
+                  frames=None if kept is None else tuple(kept))
 
 
 # ----------------------------------------------------------------------------------------------------- NIfTI
@@ -528,19 +536,8 @@ def _check_shape(p: Path, shape: tuple[int, ...], role: str) -> None:
         raise Asfe3dInputError(p, f"{role} image is a single slice (shape {shape}), i.e. 2D; a 3D volume is needed")
 
 
-def _pick_frame(
-    p: Path,
-    frames: list[np.ndarray],
-    frame: int | None,
-    role: str,
-    info: dict[str, Any],
-    *,
-    geometry: tuple[Any, Any, Any],
-    realign: bool,
-    reference: str | int,
-    allow_nonfinite: bool,
-) -> np.ndarray:
-    """Reduce 3D frames ``(X, Y, Z)`` to one float32 3D array: frame ``frame``, or the (realigned) mean."""
+def _pick_frame(p: Path, frames: list[np.ndarray], frame: int | None, role: str, info: dict[str, Any]) -> np.ndarray:
+    """Reduce 3D frames ``(X, Y, Z)`` to one float32 3D array: frame ``frame``, or the plain mean."""
     nframes = len(frames)
     info["frames"] = nframes
     if frame is not None:
@@ -552,12 +549,6 @@ def _pick_frame(
         return np.asarray(frames[int(frame)], dtype=np.float32)
     if nframes == 1:
         return np.asarray(frames[0], dtype=np.float32)
-    if realign:
-        if not reference == "mean" and int(reference) >= nframes:
-            raise Asfe3dInputError(
-                p, f"{role} frame_reference={reference} is out of range: the image has {nframes} frames"
-            )
-        return _realigned_mean(p, frames, role, info, geometry, reference, allow_nonfinite)
     acc = np.zeros(frames[0].shape, dtype=np.float64)
     for f in frames:
         acc += f
@@ -566,24 +557,17 @@ def _pick_frame(
     return np.asarray(acc / nframes, dtype=np.float32)
 
 
-def _realigned_mean(
-    p: Path,
-    frames: list[np.ndarray],
-    role: str,
-    info: dict[str, Any],
-    geometry: tuple[Any, Any, Any],
-    reference: str | int,
-    allow_nonfinite: bool,
-) -> np.ndarray:
-    """Mean of the frames after rigid realignment (:func:`asfe3d.registration.frames.realign_frames`)."""
-    from asfe3d.registration.frames import mean_image, realign_frames
-
-    images = []
+def _finite_frames(p: Path, frames: list[np.ndarray], role: str, info: dict[str, Any],
+                   allow_nonfinite: bool) -> list[np.ndarray]:
+    """The frames as float32 arrays kept for a realignment, which needs finite voxels: non-finite ones refused or
+    (``allow_nonfinite``) replaced by 0 now, as :func:`check_values` would."""
+    info["frames"] = len(frames)
+    out = []
     repaired = 0
     for f in frames:
         arr = np.asarray(f, dtype=np.float32)
         bad = ~np.isfinite(arr)
-        if bad.any():  # the registration needs finite voxels: refuse or repair now (as _check_values would)
+        if bad.any():
             if not allow_nonfinite:
                 raise Asfe3dInputError(
                     p, f"{role} image has {int(bad.sum())} non-finite (NaN/Inf) voxels in its frames; pass "
@@ -591,34 +575,30 @@ def _realigned_mean(
                 )
             repaired += int(bad.sum())
             arr = np.where(bad, np.float32(0), arr)
-        img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
-        img.SetOrigin(tuple(float(v) for v in geometry[0]))
-        img.SetSpacing(tuple(float(v) for v in geometry[1]))
-        img.SetDirection(tuple(float(v) for v in geometry[2]))
-        images.append(img)
+        out.append(arr)
     if repaired:
         info["nonfinite_repaired"] = repaired
         logger.warning("%s %s: replaced %d non-finite (NaN/Inf) voxels by 0 in its frames", role, p, repaired)
-    start = time.perf_counter()
-    aligned, motion = realign_frames(images, reference=reference if reference == "mean" else int(reference))
-    mean = sitk_to_numpy_xyz(mean_image(aligned))
-    info["frames_averaged"] = len(frames)
-    info["frames_realigned"] = {
-        "reference": reference,
-        "pose": "frame 0" if reference == "mean" else f"frame {int(reference)}",
-        "seconds": round(time.perf_counter() - start, 2),
-        "motion": motion,
-    }
-    info["frame_motion_mm"] = [m["mean_displacement_mm"] for m in motion]
-    logger.info(
-        "%s %s: averaged %d frames after rigid realignment (to %s); mean head displacement per frame: %s mm",
-        role, p, len(frames), "their mean" if reference == "mean" else f"frame {reference}",
-        ", ".join(f"{d:.2f}" for d in info["frame_motion_mm"]),
-    )
-    return mean.astype(np.float32, copy=False)
+    return out
 
 
-def _check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, info: dict[str, Any]) -> np.ndarray:
+def check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, info: dict[str, Any]) -> np.ndarray:
+    """A volume's voxel values checked: non-finite ones refused or (``allow_nonfinite``) replaced by 0 (counted in
+    ``info["nonfinite_repaired"]``), a constant volume refused.
+
+    Args:
+        p: the input (named in errors).
+        arr: float32 ``(X, Y, Z)``.
+        role: ``"MRI"``, ``"PET"``...
+        allow_nonfinite: repair instead of refusing.
+        info: the volume's provenance, updated.
+
+    Returns:
+        The array (repaired copy when needed).
+
+    Raises:
+        Asfe3dInputError: non-finite voxels (without ``allow_nonfinite``) or a constant volume.
+    """
     bad = ~np.isfinite(arr)
     nbad = int(bad.sum())
     info.setdefault("nonfinite_repaired", 0)
@@ -652,7 +632,8 @@ def volume_to_metatensor(vol: Volume) -> Any:
         vol: the volume.
 
     Returns:
-        float32 ``MetaTensor`` of shape ``(1, X, Y, Z)`` whose ``affine`` is ``vol.affine_ras`` (float64); its meta
+        float32 ``MetaTensor`` of shape ``(1, X, Y, Z)`` (``(T, X, Y, Z)``: the kept frames of a 4D volume read
+        with ``keep_frames``) whose ``affine`` is ``vol.affine_ras`` (float64); its meta
         holds ``filename_or_obj`` (the source path), ``space`` = ``"RAS"``, the reader's provenance
         (``asfe3d_source``: format and ``vol.info``) and, for NIfTI, the original header's bytes
         (``asfe3d_nifti_header``), so that outputs can be written like the input.
@@ -666,7 +647,10 @@ def volume_to_metatensor(vol: Volume) -> Any:
 
     if not isinstance(vol, Volume):
         raise ValueError(f"vol must be an asfe3d.io.Volume, got {type(vol).__name__}.")
-    data = torch.from_numpy(vol.array_xyz()[None])
+    if vol.frames is not None:  # kept frames: (T, X, Y, Z), for a realignment after loading
+        data = torch.from_numpy(np.stack([np.asarray(f, dtype=np.float32) for f in vol.frames]))
+    else:
+        data = torch.from_numpy(vol.array_xyz()[None])
     meta = {"filename_or_obj": str(vol.path), MetaKeys.SPACE: SpaceKeys.RAS,
             SOURCE_KEY: {"format": vol.format, **vol.info}}
     if vol.nifti_header is not None:

@@ -12,13 +12,11 @@ from asfe3d.registration.register import (
     check_overlap,
     head_mask,
     overlap_fraction,
-    read_transform,
     register_pet_to_mri,
     registration_error_mm,
     resample_to_reference,
     start_name,
     start_orientations,
-    write_transform,
 )
 
 __all__ = [
@@ -33,12 +31,10 @@ __all__ = [
     "check_overlap",
     "head_mask",
     "overlap_fraction",
-    "read_transform",
     "register_pet_to_mri",
     "registration_error_mm",
     "resample_to_reference",
     "start_name",
     "start_orientations",
     "transform_size",
-    "write_transform",
 ]

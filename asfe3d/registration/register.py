@@ -28,13 +28,11 @@ __all__ = [
     "check_overlap",
     "head_mask",
     "overlap_fraction",
-    "read_transform",
     "register_pet_to_mri",
     "registration_error_mm",
     "resample_to_reference",
     "start_name",
     "start_orientations",
-    "write_transform",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -779,49 +777,6 @@ def check_overlap(
             f"need at least {min_fraction:.0%})",
         )
     return frac
-
-
-def write_transform(transform: sitk.Transform, path: str | Path) -> None:
-    """Write a transform as a SimpleITK ``.tfm`` file, atomically (temporary file in the same folder).
-
-    Args:
-        transform: the transform (MRI points -> PET points).
-        path: destination, ending in ``.tfm``.
-
-    Raises:
-        ValueError: when ``path`` does not end in ``.tfm``.
-    """
-    path = Path(path)
-    if path.suffix != ".tfm":
-        raise ValueError(f"transform path must end in '.tfm', got {str(path)!r}")
-    from asfe3d.io import atomic_output
-
-    with atomic_output(path, overwrite=True) as tmp:
-        sitk.WriteTransform(transform, str(tmp))
-
-
-def read_transform(path: str | Path) -> sitk.Transform:
-    """Read a transform written by :func:`write_transform` (or any SimpleITK-readable transform file).
-
-    Args:
-        path: the ``.tfm`` file.
-
-    Returns:
-        the transform (MRI points -> PET points); a single-transform composite is flattened.
-
-    Raises:
-        Asfe3dInputError: when the file is missing or unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise Asfe3dInputError(path, "transform file does not exist")
-    try:
-        tfm = sitk.ReadTransform(str(path))
-    except RuntimeError as exc:
-        raise Asfe3dInputError(path, f"cannot read transform ({str(exc).strip().splitlines()[-1]})") from exc
-    if isinstance(tfm, sitk.CompositeTransform) and tfm.GetNumberOfTransforms() == 1:
-        tfm = tfm.GetNthTransform(0)
-    return tfm.Downcast() if hasattr(tfm, "Downcast") else tfm
 
 
 def _mask_points(mask: sitk.Image, max_points: int, seed: int) -> np.ndarray:

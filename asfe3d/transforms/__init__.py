@@ -46,6 +46,7 @@ from asfe3d.transforms.dictionary import (
     SaveLikeReferenced,
     SaveLikeReferenceDict,
 )
+from asfe3d.transforms.frames import RealignFrames, RealignFramesD, RealignFramesd, RealignFramesDict
 from asfe3d.transforms.intensity import head_mask, otsu_threshold, robust_normalize, robust_range
 
 __all__ = [
@@ -57,4 +58,5 @@ __all__ = [
     "RegisterToReferenceDict", "RestoreIntensityd", "RestoreIntensityD", "RestoreIntensityDict", "RobustNormalized",
     "RobustNormalizeD", "RobustNormalizeDict", "SaveLikeReferenced", "SaveLikeReferenceD", "SaveLikeReferenceDict",
     "head_mask", "otsu_threshold", "robust_normalize", "robust_range",
+    "RealignFrames", "RealignFramesd", "RealignFramesD", "RealignFramesDict",
 ]

@@ -20,6 +20,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Transform
 
+from asfe3d.inferers.fusion import auto_slice_axis
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY
 from asfe3d.transforms.intensity import robust_normalize
 
@@ -34,6 +35,7 @@ __all__ = [
     "SaveLikeReference",
     "plan_outputs",
     "auto_slice_axis",
+    "fuse_options",
     "metatensor_from_volume",
     "volume_from_metatensor",
     "sitk_from_metatensor",
@@ -96,17 +98,26 @@ def volume_from_metatensor(img: MetaTensor) -> Any:
                   format=str(source.pop("format", "unknown")), nifti_header=header, info=source)
 
 
-def auto_slice_axis(affine_ras: Any) -> int:
-    """The voxel axis (0, 1, 2 in ``X, Y, Z`` order) closest to the head's superior-inferior axis."""
-    columns = np.asarray(affine_ras, dtype=float)[:3, :3]
-    columns = columns / np.linalg.norm(columns, axis=0, keepdims=True)
-    return int(np.argmax(np.abs(columns[2])))
+def fuse_options(fuser: Any, img: MetaTensor, slice_axis: int | str | None = "auto") -> dict[str, Any]:
+    """This image's per-call options for a fusion method (its own settings are never changed by a call).
 
+    Args:
+        fuser: the fusion method.
+        img: ``(2, *spatial)`` ``[MRI, PET]`` with its affine.
+        slice_axis: for a slice-wise network on a 3D image: ``"auto"`` (the voxel axis closest to the head's
+            superior-inferior axis, from ``img``'s affine), 0, 1 or 2; ``None``: the method's own axis.
 
-def _set_slice_axis(fuser: Any, slice_axis: int | str, img: MetaTensor) -> None:
-    if getattr(fuser, "mode", None) != "slice" or img.ndim != 4:
-        return
-    fuser.slice_axis = auto_slice_axis(img.affine.detach().cpu().numpy()) if slice_axis == "auto" else slice_axis
+    Returns:
+        ``{"spacing": ...}`` for a method that works in mm, ``{"slice_axis": ...}`` for a slice-wise network on a
+        3D image, else ``{}``.
+    """
+    options: dict[str, Any] = {}
+    if getattr(fuser, "uses_spacing", False):  # a method that works in mm (highpass): the grid's voxel size
+        options["spacing"] = np.linalg.norm(np.asarray(img.affine, float)[: img.ndim - 1, : img.ndim - 1], axis=0)
+    if slice_axis is not None and getattr(fuser, "mode", None) == "slice" and img.ndim == 4:
+        options["slice_axis"] = (auto_slice_axis(img.affine.detach().cpu().numpy()) if slice_axis == "auto"
+                                 else int(slice_axis))
+    return options
 
 
 class LoadVolume(Transform):
@@ -342,7 +353,13 @@ class Fuse(Transform):
 
     Args:
         method: ``mean``, ``max``, ``wavelet``, ``laplacian`` or ``asfe``; or an already built fusion method.
+        slice_axis: for a slice-wise network on a 3D image: ``"auto"`` (the voxel axis closest to the head's
+            superior-inferior axis, from the image's affine), 0, 1 or 2; given to the method per call
+            (:func:`fuse_options`), so one method may serve several transforms.
         kwargs: the method's settings (e.g. ``mode="volume"`` for asfe).
+
+    Raises:
+        ValueError: a bad ``slice_axis`` (quoted).
     """
 
     def __init__(self, method: Any = "asfe", slice_axis: int | str = "auto", **kwargs: Any) -> None:
@@ -362,13 +379,8 @@ class Fuse(Transform):
         img = _as_metatensor(img, "img")
         if img.shape[0] != 2 or img.ndim not in (3, 4):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
-        _set_slice_axis(self.fuser, self.slice_axis, img)
         arr = img.detach().cpu().numpy()
-        if getattr(self.fuser, "uses_spacing", False):  # a method that works in mm (highpass): the grid's voxel size
-            spacing = np.linalg.norm(np.asarray(img.affine, float)[: img.ndim - 1, : img.ndim - 1], axis=0)
-            fused = self.fuser(arr[0], arr[1], spacing=spacing)
-        else:
-            fused = self.fuser(arr[0], arr[1])
+        fused = self.fuser(arr[0], arr[1], **fuse_options(self.fuser, img, self.slice_axis))
         return MetaTensor(torch.from_numpy(fused[None]), affine=img.affine.clone(), meta=_meta(img))
 
 
@@ -379,18 +391,24 @@ class ColourFuse(Transform):
     Args:
         method: fusion method for the luma channel (a name or an already built method, e.g. :class:`Fuse`'s).
         colormap: matplotlib colour map for the PET.
+        slice_axis: for a slice-wise network fusing the luma itself (no ``luma`` given): ``"auto"``, 0, 1 or 2
+            (see :class:`Fuse`); ``None`` (default): the method's own axis.
         kwargs: the method's settings.
 
     Raises:
-        ValueError: an unknown colour map.
+        ValueError: an unknown colour map or a bad ``slice_axis``.
     """
 
-    def __init__(self, method: Any = "asfe", colormap: str = "hot", **kwargs: Any) -> None:
+    def __init__(self, method: Any = "asfe", colormap: str = "hot", slice_axis: int | str | None = None,
+                 **kwargs: Any) -> None:
         from asfe3d.fusion import FusionMethod, apply_colormap, get_fuser
 
         apply_colormap(np.zeros(1), colormap)  # validates the colour-map name now
+        if slice_axis is not None and slice_axis != "auto" and slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be None, 'auto', 0, 1 or 2, got {slice_axis!r}")
         self.fuser = method if isinstance(method, FusionMethod) else get_fuser(method, **kwargs)
         self.colormap = colormap
+        self.slice_axis = slice_axis
 
     def __call__(self, img: torch.Tensor | np.ndarray, luma: torch.Tensor | np.ndarray | None = None) -> MetaTensor:
         """Args:
@@ -415,11 +433,7 @@ class ColourFuse(Transform):
                 raise ValueError(f"luma must have shape {(1, *arr.shape[1:])}, got {grey.shape}")
             rgb = fuse_colour(arr[0], pet_rgb, lambda mri, pet_y: grey[0])
         else:
-            _set_slice_axis(self.fuser, getattr(self.fuser, "slice_axis", "auto"), img)
-            fuser = self.fuser
-            if getattr(fuser, "uses_spacing", False):  # a method that works in mm: the grid's voxel size
-                spacing = np.linalg.norm(np.asarray(img.affine, float)[: img.ndim - 1, : img.ndim - 1], axis=0)
-                fuser = functools.partial(self.fuser, spacing=spacing)
+            fuser = functools.partial(self.fuser, **fuse_options(self.fuser, img, self.slice_axis))
             rgb = fuse_colour(arr[0], pet_rgb, fuser)
         return MetaTensor(torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()), affine=img.affine.clone(),
                           meta=_meta(img))
@@ -549,9 +563,8 @@ class SaveLikeReference(Transform):
 
         import SimpleITK as sitk
 
-        from asfe3d.io import deferred_signals, disk_errors, stale_temporaries, write_like
+        from asfe3d.io import deferred_signals, disk_errors, stale_temporaries, write_like, write_transform
         from asfe3d.io.record import write_record
-        from asfe3d.registration import write_transform
 
         if not items:
             raise ValueError("items must name at least one output")

@@ -247,7 +247,7 @@ def test_slice_variant_equals_fuse_slice_mode(tmp_path, demo_files):
     _assert_on_mri_grid(fused, mri)
     ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", method="asfe", mode="slice", device="cpu")
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
-    assert json.loads((out / "sub01_fused.json").read_text())["settings"]["inferer"] == "AutoSliceInferer"
+    assert json.loads((out / "sub01_fused.json").read_text())["settings"]["inferer"] == "FusionInferer"
 
 
 def test_ckpt_export_traced_equals_eager(tmp_path):
@@ -282,43 +282,6 @@ def test_collate_one_keeps_subject_state():
         collate_one([item, item])
 
 
-def test_clipped_sliding_window_runs_small_axes_whole():
-    from monai.inferers import SlidingWindowInferer
-
-    from asfe3d.bundle import ClippedSlidingWindowInferer
-
-    seen = []
-
-    def net(x):
-        seen.append(tuple(x.shape[2:]))
-        return x[:, :1] * 2
-
-    x = torch.rand(1, 2, 10, 20, 6)
-    out = ClippedSlidingWindowInferer(roi_size=(16, 8, 16), overlap=0.25, mode="gaussian")(x, net)
-    assert set(seen) == {(10, 8, 6)} and out.shape == (1, 1, 10, 20, 6)
-    ref = SlidingWindowInferer(roi_size=(10, 8, 6), overlap=0.25, mode="gaussian")(x, net)
-    torch.testing.assert_close(out, ref)
-
-
-def test_auto_slice_inferer_slices_along_the_axial_axis():
-    from monai.data import MetaTensor
-
-    from asfe3d.bundle import AutoSliceInferer
-
-    seen = []
-
-    def net(x):
-        seen.append(tuple(x.shape))
-        return x[:, :1]
-
-    affine = torch.tensor([[0, 0, 2.0, 0], [0, 2.0, 0, 0], [2.0, 0, 0, 0], [0, 0, 0, 1]])  # voxel axis 0 = S-I
-    x = MetaTensor(torch.rand(1, 2, 5, 7, 9), affine=affine)
-    out = AutoSliceInferer(roi_size=(-1, -1), sw_batch_size=100)(x, net)
-    assert out.shape == (1, 1, 5, 7, 9) and seen == [(5, 2, 7, 9)]  # 5 slices of 7x9
-    with pytest.raises(ValueError, match="spatial_dim"):
-        AutoSliceInferer(spatial_dim=3)
-
-
 def test_train_and_overlay_configs_resolve():
     from monai.bundle import ConfigParser
 
@@ -334,7 +297,7 @@ def test_train_and_overlay_configs_resolve():
     inf = ConfigParser()
     inf.read_config([INFERENCE, str(CONFIGS / "multi_gpu_inference.json")])
     assert inf["dataloader"]["sampler"] == "@sampler" and inf["sampler"]["even_divisible"] is False
-    assert inf["inferer"]["_target_"].endswith("ClippedSlidingWindowInferer")  # the base config is kept
+    assert inf["inferer"]["_target_"] == "asfe3d.inferers.FusionInferer"  # the base config is kept
     bad = copy.deepcopy(parser.get_parsed_content("training"))
     bad["train"]["epochs"] = 0
     with pytest.raises(ValueError, match="train.epochs"):

@@ -20,7 +20,8 @@ from asfe3d.data import (
     simulate_pet_array,
     simulate_uptake,
 )
-from asfe3d.registration import read_transform, resample_to_reference
+from asfe3d.io import read_transform
+from asfe3d.registration import resample_to_reference
 
 
 @pytest.fixture(scope="module")

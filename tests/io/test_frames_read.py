@@ -1,4 +1,5 @@
-"""read_volume on a 4D PET: frames realigned before averaging by default, motion recorded; frame=N unchanged."""
+"""A 4D PET: read_volume averages the frames, or keeps them (``keep_frames``) for RealignFrames after loading,
+which realigns them before averaging and records the motion; frame=N unchanged."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from asfe3d.data.simulate import apply_rigid_motion, random_rigid
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io import read_volume
 from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
+from asfe3d.io.volume import SOURCE_KEY
+from asfe3d.transforms import LoadVolume, RealignFrames
 from tests.registration.test_frames import _phantom
 
 
@@ -30,23 +33,32 @@ def moving_pet(tmp_path_factory):
     return p, sitk_to_numpy_xyz(truth), frames
 
 
+def _realigned(path, reference="mean", **reader):
+    """The frames loaded (kept) and realigned: ``(array (X, Y, Z), provenance)``."""
+    img = RealignFrames(reference)(LoadVolume(role="PET", keep_frames=True, **reader)(path))
+    assert img.shape[0] == 1
+    return img[0].numpy(), img.meta[SOURCE_KEY]
+
+
 def _corr(a, b, mask):
     return float(np.corrcoef(a[mask], b[mask])[0, 1])
 
 
-def test_4d_realigned_by_default(moving_pet, caplog):
+def test_4d_realigned_after_loading(moving_pet, caplog):
     p, truth, frames = moving_pet
+    kept = read_volume(p, role="PET", keep_frames=True)
+    assert len(kept.frames) == 3 and "frames_averaged" not in kept.info
+    np.testing.assert_array_equal(kept.frames[1], frames[1])
     with caplog.at_level(logging.INFO, logger="asfe3d"):
-        vol = read_volume(p, role="PET")
-    info = vol.info
+        realigned_arr, info = _realigned(p)
     assert info["frames"] == 3 and info["frames_averaged"] == 3 and info["frames_realigned"]["reference"] == "mean"
     assert info["frames_realigned"]["pose"] == "frame 0" and len(info["frames_realigned"]["motion"]) == 3
     assert info["frame_motion_mm"][0] == 0.0 and all(1.0 < d < 6.0 for d in info["frame_motion_mm"][1:])
     assert "after rigid realignment" in caplog.text and "mean head displacement per frame" in caplog.text
     mask = truth > 0.2 * np.percentile(truth, 99)
-    plain = read_volume(p, role="PET", frame_realign=False).array_xyz()
-    assert "frames_realigned" not in read_volume(p, frame_realign=False).info
-    realigned = _corr(vol.array_xyz(), truth, mask)
+    plain = read_volume(p, role="PET").array_xyz()  # without keep_frames: the plain mean
+    assert "frames_realigned" not in read_volume(p).info and "frames_geometry" not in info
+    realigned = _corr(realigned_arr, truth, mask)
     assert realigned > _corr(plain, truth, mask) + 0.01 and realigned > _corr(frames[0], truth, mask)
     # frame=N is untouched by realignment
     one = read_volume(p, role="PET", frame=1)
@@ -56,17 +68,17 @@ def test_4d_realigned_by_default(moving_pet, caplog):
 
 def test_4d_reference_frame_and_errors(moving_pet, tmp_path):
     p, _, _ = moving_pet
-    vol = read_volume(p, frame_reference=2)
-    assert vol.info["frames_realigned"]["pose"] == "frame 2" and vol.info["frame_motion_mm"][2] == 0.0
+    _, info = _realigned(p, 2)
+    assert info["frames_realigned"]["pose"] == "frame 2" and info["frame_motion_mm"][2] == 0.0
     with pytest.raises(Asfe3dInputError, match="frame_reference=5 is out of range: the image has 3 frames"):
-        read_volume(p, frame_reference=5)
+        _realigned(p, 5)
     with pytest.raises(ValueError, match="frame_reference must be 'mean' or a frame index"):
-        read_volume(p, frame_reference="first")
+        RealignFrames("first")
     small = sitk_to_numpy_xyz(_phantom(size=(24, 26, 20)))
     data = np.stack([small, small * 1.1], axis=-1)
     data[0, 0, 0, 1] = np.nan
     q = tmp_path / "nan4d.nii.gz"
     nib.save(nib.Nifti1Image(data, nib.load(p).affine), str(q))
     with pytest.raises(Asfe3dInputError, match="1 non-finite .* in its frames"):
-        read_volume(q)
-    assert read_volume(q, allow_nonfinite=True).info["nonfinite_repaired"] == 1
+        read_volume(q, keep_frames=True)
+    assert _realigned(q, allow_nonfinite=True)[1]["nonfinite_repaired"] == 1

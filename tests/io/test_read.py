@@ -74,7 +74,7 @@ def test_4d_mean_and_frame(tmp_path, caplog):
     frames = np.stack([random_volume(seed=s) for s in range(3)], axis=-1)
     p = save_nifti(tmp_path / "pet4d.nii.gz", frames, AFFINES["anisotropic"], 1, AFFINES["anisotropic"], 1)
     with caplog.at_level(logging.INFO, logger="asfe3d"):
-        vol = read_volume(p, role="PET", frame_realign=False)
+        vol = read_volume(p, role="PET")
     np.testing.assert_allclose(vol.array_xyz(), frames.mean(axis=-1), rtol=1e-5, atol=1e-4)
     assert vol.info["frames"] == 3 and vol.info["frames_averaged"] == 3 and "frame_taken" not in vol.info
     assert "averaged 3 frames without realignment" in caplog.text and "frames_realigned" not in vol.info
@@ -113,7 +113,7 @@ def test_read_4d_mha_frame(tmp_path):
     img.SetOrigin((1.0, 2.0, 3.0, 0.0))
     p = tmp_path / "pet4d.mha"
     sitk.WriteImage(img, str(p))
-    mean = read_volume(p, role="PET", frame_realign=False)
+    mean = read_volume(p, role="PET")
     np.testing.assert_allclose(mean.array_xyz(), frames.mean(axis=-1), rtol=1e-5, atol=1e-4)
     assert mean.image.GetSpacing() == (1.0, 2.0, 3.0) and mean.info["frames_averaged"] == 2
     np.testing.assert_array_equal(read_volume(p, frame=1).array_xyz(), frames[..., 1])

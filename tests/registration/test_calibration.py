@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from asfe3d.evaluation.registration_rates import torso_pair
 from asfe3d.registration import register_pet_to_mri, registration_error_mm
 from asfe3d.registration.corrupt import reorient_voxels
 from asfe3d.registration.qc import RegistrationQC, anatomy_of
-from asfe3d.registration.rates import torso_pair
 
 
 def test_continues_from_a_better_misalignment(case):

@@ -11,15 +11,14 @@ import SimpleITK as sitk
 
 from asfe3d.data import make_demo_pair
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.io import read_transform, write_transform
 from asfe3d.registration import (
     RegistrationResult,
     check_overlap,
     overlap_fraction,
-    read_transform,
     register_pet_to_mri,
     registration_error_mm,
     resample_to_reference,
-    write_transform,
 )
 
 

@@ -1,0 +1,178 @@
+"""The one network-inference step of asfe3d: :class:`FusionInferer`.
+
+``asfe3d fuse`` (through :class:`asfe3d.fusion.learned.AsfeFusionMethod`) and the MONAI bundle (its config's
+``inferer``, run by a ``SupervisedEvaluator``) both run the fusion network through this class, so the two give the
+same voxels by construction.
+
+- ``mode="slice"``: the 2D network over every slice along one voxel axis (MONAI's :class:`~monai.inferers.SliceInferer`,
+  whole slices); ``slice_axis="auto"`` takes the axis closest to the head's superior-inferior axis from the input's
+  affine (axial slices, as the 2D network was trained on).
+- ``mode="volume"``: the 3D network through MONAI's :class:`~monai.inferers.SlidingWindowInferer` with gaussian
+  blending; the window is clipped to the volume per axis, and ``roi_size="auto"`` runs the whole volume in one pass
+  up to :data:`WHOLE_VOLUME_MAX_VOXELS` voxels, else windows of :data:`DEFAULT_ROI`.
+
+The inferer is stateless: its settings are frozen at construction, and what depends on one input (the clipped
+window, the automatic axis) is worked out in each call and never stored, so one inferer may serve any number of
+volumes, in any order, from any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
+
+__all__ = ["FusionInferer", "DEFAULT_ROI", "WHOLE_VOLUME_MAX_VOXELS", "INFERER_MODES", "auto_slice_axis"]
+
+#: volumes up to this many voxels go through the 3D network in one pass when ``roi_size="auto"``
+WHOLE_VOLUME_MAX_VOXELS = 12_000_000
+#: sliding-window size for larger volumes
+DEFAULT_ROI = (128, 128, 128)
+#: the network's modes: a 2D network slice by slice, or a 3D network over the volume
+INFERER_MODES = ("slice", "volume")
+
+
+def auto_slice_axis(affine_ras: Any) -> int:
+    """The voxel axis (0, 1, 2 in ``X, Y, Z`` order) closest to the head's superior-inferior axis.
+
+    Args:
+        affine_ras: the ``(4, 4)`` voxel-to-RAS affine.
+
+    Returns:
+        The axis whose direction has the largest superior-inferior component.
+    """
+    columns = np.asarray(affine_ras, dtype=float)[:3, :3]
+    columns = columns / np.linalg.norm(columns, axis=0, keepdims=True)
+    return int(np.argmax(np.abs(columns[2])))
+
+
+def _check_axis(name: str, value: Any, auto: bool = True) -> None:
+    if (auto and value == "auto") or (not isinstance(value, bool) and value in (0, 1, 2)):
+        return
+    raise ValueError(f"{name} must be {'auto, ' if auto else ''}0, 1 or 2, got {value!r}")
+
+
+class FusionInferer(Inferer):
+    """Run a fusion network (``(B, 2, ...)`` ``[MRI, PET]`` -> ``(B, 1, ...)``) over a whole 3D volume.
+
+    Args:
+        mode: ``"slice"`` (2D network, slice by slice) or ``"volume"`` (3D network, sliding window).
+        slice_axis: for ``slice``: ``"auto"`` (the voxel axis closest to superior-inferior, from the input
+            MetaTensor's affine) or 0, 1, 2 (``X, Y, Z``). A call may name the axis instead (``slice_axis=``).
+        roi_size: for ``volume``: ``"auto"`` (the whole volume up to :data:`WHOLE_VOLUME_MAX_VOXELS` voxels, else
+            :data:`DEFAULT_ROI`) or three sizes, each clipped to the volume (``<= 0``: the whole axis).
+        overlap: for ``volume``: the window overlap fraction, in ``[0, 1)``.
+        sw_batch_size: slices or windows per forward pass (>= 1).
+        sw_device: where the network runs (``None``: the input's device).
+        device: where the stitched output is kept (``None``: the input's device).
+        progress: show a tqdm progress bar.
+
+    Raises:
+        ValueError: a bad setting (quoted).
+    """
+
+    def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
+                 overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
+                 device: torch.device | str | None = None, progress: bool = False) -> None:
+        super().__init__()
+        if mode not in INFERER_MODES:
+            raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
+        _check_axis("slice_axis", slice_axis)
+        if isinstance(roi_size, str):
+            if roi_size != "auto":
+                raise ValueError(f"roi_size must be 'auto' or three sizes, got {roi_size!r}")
+        elif len(tuple(roi_size)) != 3 or not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool)
+                                                  for r in roi_size):
+            raise ValueError(f"roi_size must be 'auto' or three integers, got {roi_size!r}")
+        if not (isinstance(overlap, (int, float)) and 0.0 <= overlap < 1.0):
+            raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+        if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
+        self.mode = mode
+        self.slice_axis = slice_axis
+        self.roi_size = roi_size if isinstance(roi_size, str) else tuple(int(r) for r in roi_size)
+        self.overlap = float(overlap)
+        self.sw_batch_size = sw_batch_size
+        self.sw_device = sw_device
+        self.device = device
+        self.progress = progress
+
+    def window(self, spatial: Sequence[int]) -> tuple[int, ...]:
+        """The sliding window used for a volume of this spatial shape (``volume`` mode).
+
+        Args:
+            spatial: ``(X, Y, Z)``.
+
+        Returns:
+            The window, clipped to the volume per axis.
+        """
+        spatial = tuple(int(s) for s in spatial)
+        roi = self.roi_size
+        if roi == "auto":
+            roi = spatial if int(np.prod(spatial)) <= WHOLE_VOLUME_MAX_VOXELS else DEFAULT_ROI
+        return tuple(s if int(r) <= 0 else min(int(r), s) for r, s in zip(roi, spatial))
+
+    def axis(self, inputs: torch.Tensor, slice_axis: int | str | None = None) -> int:
+        """The slicing axis for these inputs (``slice`` mode).
+
+        Args:
+            inputs: ``(B, C, X, Y, Z)``; a MetaTensor when the axis is ``"auto"``.
+            slice_axis: this call's axis (``None``: the inferer's).
+
+        Returns:
+            0, 1 or 2.
+
+        Raises:
+            ValueError: ``"auto"`` without an affine to take it from, or a bad axis.
+        """
+        axis = self.slice_axis if slice_axis is None else slice_axis
+        _check_axis("slice_axis", axis)
+        if axis != "auto":
+            return int(axis)
+        if not isinstance(inputs, MetaTensor):
+            raise ValueError("slice_axis='auto' needs a MetaTensor input (its affine gives the axial axis)")
+        affine = inputs.affine
+        affine = affine[0] if affine.ndim == 3 else affine
+        return auto_slice_axis(affine.detach().cpu().numpy())
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any,
+                 slice_axis: int | str | None = None, **kwargs: Any) -> Any:
+        """Run ``network`` over ``inputs``.
+
+        Args:
+            inputs: ``(B, 2, X, Y, Z)`` ``[MRI, PET]``.
+            network: the 2D (``slice``) or 3D (``volume``) network.
+            args: further arguments for ``network``.
+            slice_axis: ``slice`` mode: this call's axis instead of the inferer's.
+            kwargs: further keyword arguments for ``network``.
+
+        Returns:
+            ``(B, 1, X, Y, Z)`` on ``device``.
+
+        Raises:
+            ValueError: inputs that are not ``(B, C, X, Y, Z)``, or a bad ``slice_axis``.
+        """
+        if inputs.ndim != 5:
+            raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
+        if self.mode == "slice":
+            inferer: Inferer = SliceInferer(
+                roi_size=(-1, -1), spatial_dim=self.axis(inputs, slice_axis), sw_batch_size=self.sw_batch_size,
+                progress=self.progress, sw_device=self.sw_device, device=self.device,
+            )
+        else:
+            inferer = SlidingWindowInferer(
+                roi_size=self.window(inputs.shape[2:]), overlap=self.overlap, mode="gaussian",
+                sw_batch_size=self.sw_batch_size, progress=self.progress, sw_device=self.sw_device,
+                device=self.device,
+            )
+        return inferer(inputs, network, *args, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings (JSON-able) for a completion record."""
+        return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
+                "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
+                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size}
