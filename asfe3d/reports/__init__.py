@@ -17,15 +17,13 @@ from __future__ import annotations
 from asfe3d.reports.html import (
     IndexEntry,
     ReportSection,
-    failed_section,
     read_report_summary,
     result_mapping,
     verdict_of,
     write_index,
     write_report,
-    write_subject_report,
 )
-from asfe3d.reports.pair import render_pair_section
+from asfe3d.reports.pair import failed_section, render_pair_section, write_subject_report
 from asfe3d.reports.run import write_run_report
 
 __all__ = [

@@ -28,9 +28,7 @@ from typing import Any
 __all__ = [
     "ReportSection",
     "IndexEntry",
-    "failed_section",
     "write_report",
-    "write_subject_report",
     "read_report_summary",
     "write_index",
     "verdict_of",
@@ -238,30 +236,6 @@ def result_mapping(result: Any) -> dict[str, Any]:
     }
 
 
-def failed_section(title: str, message: str, *, anchor: str | None = None,
-                   result: Mapping[str, Any] | None = None) -> ReportSection:
-    """A section for a pair that could not be fused.
-
-    Args:
-        title: the heading.
-        message: the error (one line).
-        anchor: the HTML id (default: from the title).
-        result: what is known of the run (inputs, settings), shown below the error.
-
-    Returns:
-        A :class:`ReportSection` with status ``failed``.
-    """
-    from asfe3d.reports.pair import _inputs_html, settings_rows
-    from asfe3d.reports.text import anatomical_name
-
-    body = f'<div class="error">{_e(message)}</div>'
-    if result:
-        rows = settings_rows(result)
-        body += (f"<h3>Inputs</h3>{_inputs_html(result, {'mri': anatomical_name(result), 'pet': 'PET'})}"
-                 + (f"<h3>Settings</h3>{_table(rows)}" if rows else ""))
-    return ReportSection(title=title, anchor=_anchor(anchor or title), html=body, verdict=None, status="failed")
-
-
 def _worst(verdicts: Iterable[str | None]) -> str | None:
     order = {"bad": 3, "warn": 2, "ok": 1, "none": 0}
     best: tuple[int, str | None] = (-1, None)
@@ -372,56 +346,6 @@ def write_report(
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
-
-
-def write_subject_report(
-    path: str | Path,
-    *,
-    mri_image: Any,
-    pet_on_mri_image: Any,
-    fused_image: Any,
-    result: Mapping[str, Any] | Any,
-    pet_as_read_image: Any = None,
-    title: str | None = None,
-    overwrite: bool = False,
-    viewer: bool = False,
-) -> Path:
-    """Write the report of one fused pair (a single-section :func:`write_report`).
-
-    Args:
-        path: the ``.html`` file.
-        mri_image: the anatomical image (MRI or CT) in its units (nibabel image, ``(array, affine)`` or a path).
-        pet_on_mri_image: the PET on its grid, in the PET's units.
-        fused_image: the fused volume as written.
-        result: the run's description: a mapping (the completion record, or any dict with ``inputs``,
-            ``input_info``, ``settings``, ``registration`` incl. ``qc``, ``timings``, ``outputs``,
-            ``peak_memory_mb``) or a ``FuseResult``.
-        pet_as_read_image: the PET as read on its own grid, for the "before" view (default: read from
-            ``inputs.pet``; see :func:`asfe3d.reports.pair.render_pair_section`).
-        title: the page title (default: the report's file stem).
-        overwrite: replace an existing file.
-        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
-
-    Returns:
-        The written path.
-
-    Raises:
-        ValueError: bad images or path (see :func:`~asfe3d.reports.pair.render_pair_section`, :func:`write_report`).
-        Asfe3dInputError: the file exists and ``overwrite`` is False.
-    """
-    from asfe3d.reports.pair import render_pair_section
-
-    path = Path(path)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"the report must be an .html file, got {str(path)!r}")
-    if path.exists() and not overwrite:  # fail before drawing
-        from asfe3d.errors import Asfe3dInputError
-
-        raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
-    title = title or path.stem
-    section = render_pair_section(mri_image=mri_image, pet_on_mri_image=pet_on_mri_image, fused_image=fused_image,
-                                  result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer)
-    return write_report(path, [section], title=title, overwrite=overwrite)
 
 
 def read_report_summary(path: str | Path) -> dict[str, Any] | None:

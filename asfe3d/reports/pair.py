@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,10 @@ from asfe3d.reports.html import (
     _table,
     result_mapping,
     verdict_of,
+    write_report,
 )
 
-__all__ = ["render_pair_section", "pet_as_read"]
+__all__ = ["failed_section", "pet_as_read", "render_pair_section", "write_subject_report"]
 
 #: the quality numbers shown up front: (``qc.numbers`` key, label, scale, unit)
 KEY_NUMBERS = (
@@ -68,7 +70,7 @@ def pet_as_read(result: Mapping[str, Any]) -> tuple[Any, str]:
     try:
         vol = read_volume(path, role="PET", series_uid=settings.get("pet_series"), frame=settings.get("pet_frame"),
                           allow_nonfinite=True, nifti_geometry=settings.get("nifti_geometry") or "auto",
-                          dicom_strict=bool(settings.get("dicom_strict")), frame_realign=False)
+                          dicom_strict=bool(settings.get("dicom_strict")))
     except Asfe3dInputError as exc:
         return None, str(exc)
     return nib.Nifti1Image(vol.array_xyz().astype("float32", copy=False), vol.affine_ras), ""
@@ -295,3 +297,74 @@ above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero v
 """
     return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict, status="ok", thumbnail=thumb,
                          seconds=time.perf_counter() - t0, result=result, viewer=viewer)
+
+
+def failed_section(title: str, message: str, *, anchor: str | None = None,
+                   result: Mapping[str, Any] | None = None) -> ReportSection:
+    """A section for a pair that could not be fused.
+
+    Args:
+        title: the heading.
+        message: the error (one line).
+        anchor: the HTML id (default: from the title).
+        result: what is known of the run (inputs, settings), shown below the error.
+
+    Returns:
+        A :class:`ReportSection` with status ``failed``.
+    """
+    from asfe3d.reports.text import anatomical_name
+
+    body = f'<div class="error">{_e(message)}</div>'
+    if result:
+        rows = settings_rows(result)
+        body += (f"<h3>Inputs</h3>{_inputs_html(result, {'mri': anatomical_name(result), 'pet': 'PET'})}"
+                 + (f"<h3>Settings</h3>{_table(rows)}" if rows else ""))
+    return ReportSection(title=title, anchor=_anchor(anchor or title), html=body, verdict=None, status="failed")
+
+
+def write_subject_report(
+    path: str | Path,
+    *,
+    mri_image: Any,
+    pet_on_mri_image: Any,
+    fused_image: Any,
+    result: Mapping[str, Any] | Any,
+    pet_as_read_image: Any = None,
+    title: str | None = None,
+    overwrite: bool = False,
+    viewer: bool = False,
+) -> Path:
+    """Write the report of one fused pair (a single-section :func:`write_report`).
+
+    Args:
+        path: the ``.html`` file.
+        mri_image: the anatomical image (MRI or CT) in its units (nibabel image, ``(array, affine)`` or a path).
+        pet_on_mri_image: the PET on its grid, in the PET's units.
+        fused_image: the fused volume as written.
+        result: the run's description: a mapping (the completion record, or any dict with ``inputs``,
+            ``input_info``, ``settings``, ``registration`` incl. ``qc``, ``timings``, ``outputs``,
+            ``peak_memory_mb``) or a ``FuseResult``.
+        pet_as_read_image: the PET as read on its own grid, for the "before" view (default: read from
+            ``inputs.pet``; see :func:`asfe3d.reports.pair.render_pair_section`).
+        title: the page title (default: the report's file stem).
+        overwrite: replace an existing file.
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: bad images or path (see :func:`~asfe3d.reports.pair.render_pair_section`, :func:`write_report`).
+        Asfe3dInputError: the file exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"the report must be an .html file, got {str(path)!r}")
+    if path.exists() and not overwrite:  # fail before drawing
+        from asfe3d.errors import Asfe3dInputError
+
+        raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
+    title = title or path.stem
+    section = render_pair_section(mri_image=mri_image, pet_on_mri_image=pet_on_mri_image, fused_image=fused_image,
+                                  result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer)
+    return write_report(path, [section], title=title, overwrite=overwrite)

@@ -74,7 +74,8 @@ def write_run_report(
             run did not save it: pass ``pet_on_mri_image`` or run with ``save_registered_pet``).
         Asfe3dInputError: the report exists and ``overwrite`` is False; the MRI cannot be read.
     """
-    from asfe3d.reports.html import result_mapping, write_subject_report
+    from asfe3d.reports.html import result_mapping
+    from asfe3d.reports.pair import write_subject_report
 
     record = result_mapping(result)
     files = run_output_paths(result, record)
