@@ -9,7 +9,7 @@ and carry orientation letters (L/R, A/P, S/I); every row has a colour bar.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +183,15 @@ def _to_rgb8(image: np.ndarray, cmap: str | None, top: float) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _colour_bar(cmap: str, top: float, height: int, font: Any, label: str, label_font: Any) -> Any:
-    """A vertical colour bar image (bar, ticks with values, rotated label) of ``height`` pixels."""
+def _tick(value: float) -> str:
+    """A colour-bar tick in the image's units: whole numbers from 100 on (HU, Bq/mL), 3 significant digits below."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _colour_bar(cmap: str, top: float, height: int, font: Any, label: str, label_font: Any,
+                window: tuple[float, float] | None = None) -> Any:
+    """A vertical colour bar image (bar, ticks with values, rotated label) of ``height`` pixels; with ``window``
+    ``(lo, hi)`` the ticks give the values in the image's units (``[0, 1]`` maps to ``[lo, hi]``)."""
     from PIL import Image, ImageDraw
 
     bar_w, width = 16, 74
@@ -197,7 +204,8 @@ def _colour_bar(cmap: str, top: float, height: int, font: Any, label: str, label
     for value in np.arange(0.0, top + 1e-6, step):
         y = int(round((1.0 - value / top) * (height - 1)))
         draw.line([bar_w, y, bar_w + 3, y], fill="white")
-        draw.text((bar_w + 5, min(max(y, 5), height - 5)), f"{value:.1f}", fill="white", font=font, anchor="lm")
+        shown = f"{value:.1f}" if window is None else _tick(window[0] + value * (window[1] - window[0]))
+        draw.text((bar_w + 5, min(max(y, 5), height - 5)), shown, fill="white", font=font, anchor="lm")
     text = Image.new("RGB", (height, 14), "black")
     ImageDraw.Draw(text).text((height // 2, 7), label, fill="white", font=label_font, anchor="mm")
     canvas.paste(text.rotate(90, expand=True), (width - 14, 0))
@@ -214,6 +222,8 @@ def save_preview(
     rgb: np.ndarray | None = None,
     colormap: str = "hot",
     overwrite: bool = False,
+    labels: Mapping[str, str] | None = None,
+    windows: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
     """Write a PNG grid: rows MRI / registered PET / fused (/ colour fused), columns sagittal / coronal / axial.
 
@@ -231,6 +241,10 @@ def save_preview(
         rgb: optional colour fused volume ``(X, Y, Z, 3)``: floats in ``[0, 1]`` or integers in ``[0, 255]``.
         colormap: colour map for the PET row.
         overwrite: replace an existing file.
+        labels: names and units: ``anatomical`` (``"MRI"`` or ``"CT"``), ``anatomical_units`` (``"MRI units"``,
+            ``"HU"``), ``pet_units`` (``"SUV"``, ``"Bq/mL"``...), ``fused_units``; missing ones read "normalised".
+        windows: ``name -> (lo, hi)`` for ``mri``, ``pet``, ``fused``: the values in their units that ``0`` and
+            ``1`` stand for; the colour bars then show those units.
 
     Returns:
         The written path.
@@ -253,15 +267,20 @@ def save_preview(
         raise ValueError(f"unknown colormap {colormap!r}")
 
     pet_top = float(colour_window(np.asarray(pet))[1])  # the colour volume's window: uptake differences visible
-    rows: list[tuple[str, np.ndarray, str | None, float, str]] = [
-        ("MRI", np.asarray(mri), "gray", 1.0, "normalised"),
-        ("PET on MRI grid", np.asarray(pet), colormap, pet_top, "PET (normalised)"),
-        ("fused", np.asarray(fused), "gray", 1.0, "normalised"),
+    labels, windows = dict(labels or {}), dict(windows or {})
+    anat = labels.get("anatomical", "MRI")
+    pet_label = f"PET ({labels['pet_units']})" if "pet" in windows and "pet_units" in labels else "PET (normalised)"
+    rows: list[tuple[str, np.ndarray, str | None, float, str, tuple[float, float] | None]] = [
+        (anat, np.asarray(mri), "gray", 1.0, labels.get("anatomical_units", "normalised") if "mri" in windows
+         else "normalised", windows.get("mri")),
+        (f"PET on {anat} grid", np.asarray(pet), colormap, pet_top, pet_label, windows.get("pet")),
+        ("fused", np.asarray(fused), "gray", 1.0, labels.get("fused_units", "normalised") if "fused" in windows
+         else "normalised", windows.get("fused")),
     ]
     if rgb is not None:
         colour = np.asarray(rgb)
         colour = colour.astype(np.float32) / 255.0 if colour.dtype.kind in "ui" else colour.astype(np.float32)
-        rows.append(("fused (colour)", np.clip(colour, 0, 1), None, 1.0, "PET (normalised)"))
+        rows.append(("fused (colour)", np.clip(colour, 0, 1), None, 1.0, pet_label, windows.get("pet")))
     mri_views = physical_slices(np.asarray(mri), affine_ras)
     centre_mm = tuple(v.position_mm for v in mri_views)  # the MRI's head centre for every row
     widths = [v.extent[1] - v.extent[0] for v in mri_views]
@@ -274,7 +293,7 @@ def save_preview(
     canvas = Image.new("RGB", (width, margin + row_h * len(rows)), "black")
     draw = ImageDraw.Draw(canvas)
     title_font, letter_font, tick_font = _font(15), _font(13, bold=True), _font(10)
-    for r, (title, vol, cmap, top, bar_label) in enumerate(rows):
+    for r, (title, vol, cmap, top, bar_label, window) in enumerate(rows):
         y0 = margin + r * row_h
         draw.text((margin, y0 + 2), title, fill="white", font=title_font)
         x = margin
@@ -291,7 +310,7 @@ def save_preview(
             draw.text((x + w_px // 2, top_y + h_px - 2), bottom, fill="white", font=letter_font, anchor="mb")
             draw.text((x + w_px // 2, top_y + 2), upper, fill="white", font=letter_font, anchor="mt")
             x += w_px + gap
-        bar = _colour_bar(cmap or colormap, top, panel_h, tick_font, bar_label, tick_font)
+        bar = _colour_bar(cmap or colormap, top, panel_h, tick_font, bar_label, tick_font, window)
         canvas.paste(bar, (width - margin - bar_w, y0 + title_h))
     with atomic_output(path, overwrite=overwrite) as tmp:
         canvas.save(tmp, format="png", compress_level=3)

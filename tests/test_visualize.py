@@ -94,3 +94,28 @@ def test_preview_png_puts_right_on_the_right_and_superior_up(tmp_path: Path, fli
         assert xs.mean() > block.shape[1] / 2, f"{name}: right side drawn on the left"
         if name == "coronal":
             assert ys.mean() < block.shape[0] / 2, "coronal: superior drawn at the bottom"
+
+
+def test_preview_names_the_modalities_and_puts_colour_bars_in_their_units(tmp_path: Path, monkeypatch) -> None:
+    """A PET/CT with SUV: rows "CT" and "PET on CT grid", bars in HU and SUV (ticks from the windows); without
+    names or windows the bars say "normalised"."""
+    from PIL import ImageDraw
+
+    drawn: list[str] = []
+    real_text = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *args, **kwargs):
+        drawn.append(str(text))
+        return real_text(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
+    shape, affine = (20, 24, 8), np.diag([1.0, 1.0, 3.0, 1.0])
+    vol = _blob_volume(affine, shape, (10.0, 12.0, 12.0))
+    save_preview(tmp_path / "ct.png", vol, vol, vol, affine,
+                 labels={"anatomical": "CT", "anatomical_units": "HU", "pet_units": "SUV", "fused_units": "HU"},
+                 windows={"mri": (-1024.0, 1976.0), "pet": (0.0, 12.0), "fused": (-1024.0, 1976.0)})
+    assert {"CT", "PET on CT grid", "HU", "PET (SUV)", "-1024", "1976"} <= set(drawn)
+    assert "MRI" not in drawn and "PET (normalised)" not in drawn
+    drawn.clear()
+    save_preview(tmp_path / "plain.png", vol, vol, vol, affine)
+    assert {"MRI", "PET on MRI grid", "normalised", "PET (normalised)"} <= set(drawn)

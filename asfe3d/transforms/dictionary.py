@@ -306,16 +306,35 @@ class SaveLikeReferenced(MapTransform):
         inputs = [v for k, v in d.items() if str(k).endswith("_path") and isinstance(v, (str, Path))]
         images = None if self.preview is None and self.report is None else self._unit_images(d)
         affine = reference.affine.detach().cpu().numpy()
+        content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
         preview = None
         if self.preview is not None:
-            preview = (self.preview, {**images, "affine_ras": affine, "colormap": self.colormap})
-        content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
+            preview = (self.preview, {**images, "affine_ras": affine, "colormap": self.colormap,
+                                      **self._preview_units(d, content)})
         extras = None
         if self.report is not None:
             extras = {"report": (self.report, "html", self._report_writer(self._report_images(d, images), affine))}
         d[self.output_key] = self.save(items, reference, inputs=inputs, record_content=content, preview=preview,
                                        extras=extras)
         return d
+
+    def _preview_units(self, d: Mapping[Hashable, Any], content: Mapping[str, Any]) -> dict[str, Any]:
+        """The preview's names and units (CT or MRI, SUV or Bq/mL...) and the windows that put its colour bars in
+        those units: the MRI's and PET's normalisation windows; the fused volume's is the MRI's, unless kept in
+        ``[0, 1]``."""
+        from asfe3d.reports.text import anatomical_name, anatomical_units, fused_units, pet_units
+
+        anat = anatomical_name(content)
+        labels = {"anatomical": anat, "anatomical_units": anatomical_units(anat), "pet_units": pet_units(content),
+                  "fused_units": fused_units(content, anat)}
+        windows = {}
+        for name in ("mri", "pet"):
+            window = _require(d, self.preview_keys[name], type(self).__name__).meta.get(WINDOW_KEY)
+            if window is not None:
+                windows[name] = (float(window[0]), float(window[1]))
+        if "mri" in windows:
+            windows["fused"] = (0.0, 1.0) if labels["fused_units"] == "[0, 1]" else windows["mri"]
+        return {"labels": labels, "windows": windows}
 
     def _unit_images(self, d: Mapping[Hashable, Any]) -> dict[str, Any]:
         """The ``[0, 1]`` images of the preview and the report, as ``(X, Y, Z)`` arrays (``rgb``: ``(X, Y, Z, 3)``
