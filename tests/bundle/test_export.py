@@ -87,6 +87,15 @@ def test_bundle_models_are_plain_state_dicts_of_the_shipped_weights():
         net.load_state_dict(state, strict=True)
 
 
+def test_asfe3d_refuses_the_plain_state_dict_in_one_line():
+    """``asfe3d fuse --weights <bundle>/models/model.pt`` cannot rebuild the network (no config): it says so."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.fusion.weights import load_weights
+
+    with pytest.raises(Asfe3dInputError, match="model.pt: a plain state dict without the network's config"):
+        load_weights(BUNDLE / "models" / "model.pt")
+
+
 def test_checkpoint_loader_of_the_inference_config_loads_model_pt():
     """The config's CheckpointLoader loads the plain ``models/model.pt`` into ``network`` (``run`` needs no flag), and
     an asfe3d weight file given as ``--ckpt_path`` (its ``state_dict`` entry; e.g. ``train.json``'s ``best.pt``)."""
