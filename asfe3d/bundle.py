@@ -13,8 +13,9 @@ for that lives here, small and declarative:
   (:func:`asfe3d.fusion.base.fused_output`: clipped to ``[0, 1]``, faded to 0 where neither input holds signal).
 - :class:`SaveSubjectd`: :class:`~asfe3d.transforms.SaveLikeReferenced` with per-subject paths from the data and
   the completion record that makes reruns skip the subject.
-- :func:`check_overrides`: refuses command-line overrides of keys that no config declares (``--devcie cpu``),
-  which MONAI's runner would otherwise accept silently.
+- :func:`check_overrides`: refuses, in one line, command-line overrides of keys that no config declares
+  (``--devcie cpu``, which MONAI's runner would otherwise accept silently) or that a component does not take
+  (``--inferer#roi_sise``); :func:`unknown_override_problems` is the check itself (MONAI's public ``ConfigParser``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "FusionOutputd",
     "SaveSubjectd",
     "check_overrides",
+    "unknown_override_problems",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -224,52 +226,178 @@ _NOT_OVERRIDES = frozenset({
     "run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file",
     "workflow_name", "workflow_type", "properties_path", "workflow",
 })
+#: keys MONAI's config syntax gives every component
+_SPECIAL_KEYS = frozenset({"_target_", "_disabled_", "_desc_", "_requires_", "_mode_"})
 
 
-def check_overrides(strict: bool = True, extra_keys: Sequence[str] = ()) -> list[str]:
-    """Refuse (or warn about) overrides of top-level keys that none of the run's config files declares.
+def _literal(text: str) -> Any:
+    """A command-line value as ``fire`` (behind ``python -m monai.bundle``) reads it: a Python literal, else text."""
+    import ast
 
-    MONAI's runner (``python -m monai.bundle run ... --devcie cpu``) adds any override to the config, so a typo
-    changes nothing and says nothing. Called from a config's ``initialize`` list, this looks up the run's config
-    files and overrides in ``monai.bundle.scripts.create_workflow`` (the function behind ``monai.bundle.run``
-    that initialises the workflow) and compares the overrides' top-level ids with the keys the files declare.
-    Nested ids (``--inferer#roi_size``) are checked by the target they configure (an unknown argument raises
-    there). Outside a ``monai.bundle`` run (a ``ConfigParser`` used directly) there is nothing to check.
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _command_line_overrides(argv: Sequence[str]) -> dict[str, Any]:
+    """The ``--key value`` / ``--key=value`` / ``--flag`` pairs of a ``python -m monai.bundle`` command line.
 
     Args:
-        strict: raise on an unknown key (``False``: log a warning).
+        argv: ``sys.argv`` (the program, the sub-command such as ``run``, positional arguments, then the flags).
+
+    Returns:
+        ``{key: value}`` in command-line order (``True`` for a flag without a value), values read as literals.
+    """
+    pairs: dict[str, Any] = {}
+    args = list(argv[1:])
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not token.startswith("--") or token == "--":
+            continue
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i < len(args) and not args[i].startswith("--"):
+                value, i = args[i], i + 1
+            else:
+                value = "True"
+        pairs[key.replace("-", "_") if "#" not in key else key] = _literal(value)
+    return pairs
+
+
+def _target_parameters(target: Any) -> set[str] | None:
+    """The keyword arguments a config component's ``_target_`` takes, or ``None`` when any is accepted / unknown."""
+    import pydoc
+
+    from monai.bundle import ConfigComponent
+
+    if not isinstance(target, str) or target.startswith(("$", "@", "%")):
+        return None
+    try:
+        obj = pydoc.locate(str(ConfigComponent({"_target_": target}).resolve_module_name()))
+        params = inspect.signature(obj).parameters.values() if obj is not None else None
+    except (TypeError, ValueError):  # not introspectable: leave it to the component
+        return None
+    if params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _did_you_mean(key: str, known: Sequence[str], prefix: str = "--") -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=2)
+    return f" (did you mean {' or '.join(prefix + c for c in close)}?)" if close else ""
+
+
+def unknown_override_problems(config_file: str | Sequence[str], overrides: Mapping[str, Any],
+                              extra_keys: Sequence[str] = ()) -> list[str]:
+    """The overrides that name no key of the configs, each as ``--key`` with the closest known keys.
+
+    Checked with MONAI's public :class:`monai.bundle.ConfigParser` (the configs' merged content) and the
+    components' signatures: a top-level key must be declared by one of ``config_file`` (or be ``_meta_``); a
+    nested key (``inferer#roi_size``) under a component (``_target_``, after any ``_target_`` override) must be
+    one of its target's arguments, unless the target takes ``**kwargs``. Other nested keys (under a plain dict or
+    a list) are not checked; an override whose parent does not exist is refused by MONAI before any check runs.
+
+    Args:
+        config_file: the run's config file(s), as given to ``monai.bundle.run``.
+        overrides: the run's override ids (``--key value`` of the command line) and values; the arguments of
+            ``monai.bundle.run`` itself (``config_file``, ``meta_file``...) are ignored.
         extra_keys: further top-level keys to accept.
 
     Returns:
-        The unknown keys (empty when all are known or nothing could be checked).
-
-    Raises:
-        ValueError: with ``strict``, an override names a key no config declares (with the closest known keys).
+        One entry per unknown key, e.g. ``"--devcie (did you mean --device?)"``; empty when all are known.
     """
     from monai.bundle import ConfigParser
 
-    frame = inspect.currentframe()
-    found = None
-    while frame is not None:
-        if frame.f_code.co_name == "create_workflow" and frame.f_globals.get("__name__") == "monai.bundle.scripts":
-            found = dict(frame.f_locals)
-            break
-        frame = frame.f_back
-    del frame
-    if found is None or found.get("config_file") is None:
-        logger.debug("check_overrides: not inside monai.bundle.run/create_workflow; nothing to check")
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    declared = {str(k) for k in parser.get()} | {"_meta_"} | set(extra_keys)
+    problems = []
+    for key in (str(k) for k in overrides if str(k) not in _NOT_OVERRIDES):
+        top, _, _ = key.partition("#")
+        if top not in declared:
+            hint = _did_you_mean(top, [k for k in declared if not k.startswith("_")])
+            problems.append(f"--{key}" + (hint or f" (the configs declare {', '.join(sorted(declared))})"))
+            continue
+        parent_id, _, name = key.rpartition("#")
+        if not parent_id or name in _SPECIAL_KEYS or parent_id not in parser:
+            continue
+        parent = parser[parent_id]
+        if not isinstance(parent, dict) or "_target_" not in parent or name in parent:
+            continue
+        target = overrides.get(f"{parent_id}#_target_", parent["_target_"])
+        accepted = _target_parameters(target)
+        if accepted is not None and name not in accepted:
+            problems.append(f"--{key}: {target} takes no argument {name!r}"
+                            + _did_you_mean(name, sorted(accepted), prefix=f"--{parent_id}#"))
+    return problems
+
+
+def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:
+    """``(config_file, overrides)`` of this process when it is ``python -m monai.bundle run|run_workflow ...``."""
+    import sys
+
+    from monai.bundle import ConfigParser
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(spec, "name", None) != "monai.bundle.__main__" or len(sys.argv) < 2:
+        return None
+    given = _command_line_overrides(sys.argv)
+    defaults = ConfigParser.load_config_file(given["args_file"]) if given.get("args_file") else {}
+    args = {**defaults, **given}
+    return (args["config_file"], args) if args.get("config_file") else None
+
+
+def check_overrides(config_file: str | Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
+                    strict: bool = True, extra_keys: Sequence[str] = ()) -> list[str]:
+    """Refuse (or warn about) overrides that name no key of the run's configs, in one line.
+
+    MONAI's runner (``python -m monai.bundle run ... --devcie cpu``) adds any override to the config, so a typo
+    at the top level changes nothing and says nothing, and a misspelt argument of a component
+    (``--inferer#roi_sise``) fails later with a long traceback. Called without arguments from a config's
+    ``initialize`` list, this reads the run's config files and overrides from the command line of
+    ``python -m monai.bundle run|run_workflow`` (``sys.argv``, with ``--args_file`` defaults) and checks them with
+    :func:`unknown_override_problems`; an unknown key then ends the process with one line on stderr,
+    ``asfe3d: error: <config files>: unknown override key(s): --devcie (did you mean --device?)``, and exit code 2,
+    before anything runs. In another process (``monai.bundle.run(...)`` called from Python) there is no command
+    line to read: nothing is checked, unless ``config_file`` and ``overrides`` are given.
+
+    Args:
+        config_file: the config file(s) to check against (``None``: those of the command line).
+        overrides: the overrides to check (with ``config_file``).
+        strict: refuse an unknown key (``False``: log a warning and go on).
+        extra_keys: further top-level keys to accept.
+
+    Returns:
+        The problems found (empty when every key is known or there was nothing to check).
+
+    Raises:
+        Asfe3dInputError: with ``strict`` and explicit ``config_file``, an override names no known key.
+        SystemExit: (code 2) the same from the ``python -m monai.bundle`` command line, after the one line.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    from_command_line = config_file is None
+    if from_command_line:
+        found = _bundle_command_line()
+        if found is None:
+            logger.debug("check_overrides: not a `python -m monai.bundle run` command line; nothing to check")
+            return []
+        config_file, overrides = found
+    problems = unknown_override_problems(config_file, dict(overrides or {}), extra_keys)
+    if not problems:
         return []
-    declared = set(ConfigParser.load_config_files(found["config_file"])) | {"_meta_"} | set(extra_keys)
-    overrides = [str(k) for k in dict(found.get("_args") or {}) if str(k) not in _NOT_OVERRIDES]
-    unknown = sorted({k.split("#", 1)[0] for k in overrides} - declared)
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, sorted(declared), n=2)
-            hints.append(f"--{key}" + (f" (did you mean {' or '.join('--' + c for c in close)}?)" if close else ""))
-        message = (f"unknown config key(s) in the overrides: {', '.join(hints)}; the configs "
-                   f"{found['config_file']!r} declare: {sorted(k for k in declared if not k.startswith('_'))}")
-        if strict:
-            raise ValueError(message)
-        logger.warning("%s", message)
-    return unknown
+    files = ", ".join(str(f) for f in ([config_file] if isinstance(config_file, str) else config_file))
+    error = Asfe3dInputError(files, f"unknown override key(s): {'; '.join(problems)}")
+    if not strict:
+        logger.warning("%s", error)
+    elif from_command_line:
+        import sys
+
+        print(f"asfe3d: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    else:
+        raise error
+    return problems

@@ -126,6 +126,12 @@ def load_weights(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
         raise Asfe3dInputError(path, f"not a readable weight file ({type(exc).__name__}: {exc})") from None
+    if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise Asfe3dInputError(
+            path, "a plain state dict without the network's config (as the MONAI bundle's models/*.pt), not an asfe3d "
+            "weight file; use the package's weights (asfe3d/weights/*.pt) or run the bundle, whose network_def holds "
+            "the config"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Asfe3dInputError(path, f"not an asfe3d weight file (expected format {FORMAT!r})")
     return payload

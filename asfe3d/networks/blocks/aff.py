@@ -7,7 +7,7 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
-from asfe3d.networks.blocks.utils import check_spatial_dims
+from asfe3d.networks.blocks.utils import check_spatial_dims, shape_text
 
 __all__ = ["AFF", "FrequencyBranch"]
 
@@ -51,6 +51,32 @@ class FrequencyBranch(nn.Module):
         self.act = nn.Identity() if act is None else get_act_layer(act)
         self.mask_conv = conv(2, 1, kernel_size=mask_kernel, padding=mask_kernel // 2)
 
+    def spectral(self, x: torch.Tensor) -> torch.Tensor:
+        """The frequency filtering alone (no autocast handling; :meth:`forward` turns autocast off around it).
+
+        FFTs run in float32 (float64 for double inputs; half-precision FFTs only take power-of-two sizes); the 1x1
+        conv runs in its weights' dtype, so the block works in float32, under CUDA autocast and in a .half() model.
+
+        Args:
+            x: ``(B, C, H, W[, D])``.
+
+        Returns:
+            ``(B, C, H, W[, D])`` in ``x``'s dtype.
+        """
+        dims = [i for i in range(2, x.dim())]
+        size = [int(s) for s in x.shape[2:]]
+        work = x.dtype if x.dtype == torch.float32 or x.dtype == torch.float64 else torch.float32
+        spec = torch.fft.rfftn(x.to(work), dim=dims, norm="ortho")
+        stacked = torch.cat([spec.real, spec.imag], dim=1).to(self.freq_conv.weight.dtype)
+        z = self.act(self.norm(self.freq_conv(stacked))).to(work)
+        re, im = z.chunk(2, dim=1)
+        return torch.fft.irfftn(torch.complex(re, im), s=size, dim=dims, norm="ortho").to(x.dtype)
+
+    @torch.jit.unused
+    def _spectral_without_autocast(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.spectral(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args:
             x: ``(B, C, H, W[, D])``.
@@ -58,17 +84,9 @@ class FrequencyBranch(nn.Module):
         Returns:
             ``(B, C, H, W[, D])`` frequency-filtered, spatially masked features.
         """
-        dims = tuple(range(2, x.ndim))
-        size = x.shape[2:]
-        # FFTs run in float32 (float64 for double inputs) with autocast off (half-precision FFTs only take power-of-two sizes); the 1x1 conv
-        # runs in its weights' dtype, so the block works in float32, under CUDA autocast and in a .half() model.
-        work = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            spec = torch.fft.rfftn(x.to(work), dim=dims, norm="ortho")
-            stacked = torch.cat([spec.real, spec.imag], dim=1).to(self.freq_conv.weight.dtype)
-            z = self.act(self.norm(self.freq_conv(stacked))).to(work)
-            re, im = z.chunk(2, dim=1)
-            y = torch.fft.irfftn(torch.complex(re, im), s=size, dim=dims, norm="ortho").to(x.dtype)
+        # TorchScript takes no autocast context with a device known at run time only; a scripted model runs the
+        # FFTs in its input's dtype (float32 / float64), as an eager one does outside autocast
+        y = self.spectral(x) if torch.jit.is_scripting() else self._spectral_without_autocast(x)
         mask = torch.sigmoid(self.mask_conv(torch.cat([y.mean(1, keepdim=True), y.amax(1, keepdim=True)], dim=1)))
         return y * mask
 
@@ -114,9 +132,9 @@ class AFF(nn.Module):
         Raises:
             ValueError: when the inputs differ in shape or are not ``spatial_dims``-D.
         """
-        if x1.shape != x2.shape or x1.ndim != self.spatial_dims + 2:
+        if x1.shape != x2.shape or x1.dim() != self.spatial_dims + 2:
             raise ValueError(
                 f"AFF expects two (B, C, *spatial) tensors of equal shape with {self.spatial_dims} spatial dims, "
-                f"got {tuple(x1.shape)} and {tuple(x2.shape)}"
+                f"got {shape_text(x1)} and {shape_text(x2)}"
             )
         return self.branch1(x1) + self.branch2(x2)

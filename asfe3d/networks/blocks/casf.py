@@ -14,6 +14,7 @@ from asfe3d.networks.blocks.utils import (
     crop_to,
     ensure_tuple_dims,
     pad_to_multiple,
+    shape_text,
     window_partition,
     window_reverse,
 )
@@ -72,6 +73,10 @@ class CASF(nn.Module):
         self.window_size = None if window_size is None else ensure_tuple_dims(window_size, spatial_dims, "window_size")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
+        # the same sizes as lists of ints (what the TorchScript-compatible helpers take)
+        self._window: list[int] | None = None if self.window_size is None else list(self.window_size)
+        win = [1] * spatial_dims if self.window_size is None else list(self.window_size)
+        self._pad_multiple = [p * w for p, w in zip(self.patch_size, win)]
         conv = Conv[Conv.CONV, spatial_dims]
         convt = Conv[Conv.CONVTRANS, spatial_dims]
         self.embed1 = conv(in_channels, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
@@ -85,11 +90,13 @@ class CASF(nn.Module):
 
     def _heads(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Split ``(N, L, 3E)`` into q, k, v of shape ``(N, heads, L, E / heads)``."""
-        n, l, _ = t.shape
+        n, l = t.shape[0], t.shape[1]
         t = t.reshape(n, l, 3, self.num_heads, self.embed_dim // self.num_heads).permute(2, 0, 3, 1, 4)
         return t[0], t[1], t[2]
 
-    def tokens(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[int, ...]]:
+    def tokens(
+        self, x1: torch.Tensor, x2: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor], list[int]]:
         """Embed both (already padded) inputs and return their per-window q, k, v.
 
         Args:
@@ -100,8 +107,8 @@ class CASF(nn.Module):
             ``(q1, k1, v1)``, ``(q2, k2, v2)`` each ``(B * windows, heads, L, E / heads)``, and the token grid size.
         """
         e1, e2 = self.embed1(x1), self.embed2(x2)
-        grid = tuple(e1.shape[2:])
-        window = grid if self.window_size is None else self.window_size
+        grid = [int(g) for g in e1.shape[2:]]
+        window = grid if self._window is None else self._window
         t1, _ = window_partition(e1, window)
         t2, _ = window_partition(e2, window)
         return self._heads(self.qkv1(self.norm1(t1))), self._heads(self.qkv2(self.norm2(t2))), grid
@@ -119,20 +126,18 @@ class CASF(nn.Module):
         Raises:
             ValueError: when the two inputs differ in shape or are not ``spatial_dims``-D.
         """
-        if x1.shape != x2.shape or x1.ndim != self.spatial_dims + 2:
+        if x1.shape != x2.shape or x1.dim() != self.spatial_dims + 2:
             raise ValueError(
                 f"CASF expects two (B, C, *spatial) tensors of equal shape with {self.spatial_dims} spatial dims, "
-                f"got {tuple(x1.shape)} and {tuple(x2.shape)}"
+                f"got {shape_text(x1)} and {shape_text(x2)}"
             )
-        win = (1,) * self.spatial_dims if self.window_size is None else self.window_size
-        multiple = [p * w for p, w in zip(self.patch_size, win)]
-        p1, size = pad_to_multiple(x1, multiple)
-        p2, _ = pad_to_multiple(x2, multiple)
+        p1, size = pad_to_multiple(x1, self._pad_multiple)
+        p2, _ = pad_to_multiple(x2, self._pad_multiple)
         (q1, k1, v1), (q2, k2, v2), grid = self.tokens(p1, p2)
         o = 0.5 * (F.scaled_dot_product_attention(q1, k1, v2) + F.scaled_dot_product_attention(q2, k2, v1))
-        n, h, l, dh = o.shape
+        n, h, l, dh = o.shape[0], o.shape[1], o.shape[2], o.shape[3]
         o = self.proj(o.permute(0, 2, 1, 3).reshape(n, l, h * dh))
-        window = grid if self.window_size is None else self.window_size
-        counts = tuple(g // w for g, w in zip(grid, window))
+        window = grid if self._window is None else self._window
+        counts = [g // w for g, w in zip(grid, window)]
         up = self.unembed(window_reverse(o, window, counts))
         return crop_to(up, size) + x1 + x2

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 
-from asfe3d.networks.blocks.utils import check_spatial_dims
+from asfe3d.networks.blocks.utils import check_spatial_dims, shape_text
 
 __all__ = ["DeformableCrossBlend", "warp"]
 
@@ -22,14 +22,14 @@ def warp(x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, C, *spatial)``; samples outside the grid read the border value.
     """
-    size = x.shape[2:]
+    size = [int(s) for s in x.shape[2:]]
     nd = len(size)
     axes = [torch.linspace(-1.0, 1.0, s, device=x.device, dtype=x.dtype) for s in size]
-    base = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)[None]  # (1, d, *spatial)
+    base = torch.stack(torch.meshgrid(axes, indexing="ij"), dim=0).unsqueeze(0)  # (1, d, *spatial)
     scale = torch.tensor([2.0 / max(s - 1, 1) for s in size], device=x.device, dtype=x.dtype)
-    grid = base + offset * scale.reshape(1, nd, *([1] * nd))
+    grid = base + offset * scale.reshape([1, nd] + [1] * nd)
     # grid_sample wants (B, *spatial, d) with the coordinates in reverse dim order (x = last dim first)
-    grid = grid.flip(1).permute(0, *range(2, nd + 2), 1)
+    grid = grid.flip(1).permute([0] + [i for i in range(2, nd + 2)] + [1])
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
@@ -81,14 +81,15 @@ class DeformableCrossBlend(nn.Module):
         Raises:
             ValueError: when the inputs differ in shape or are not ``spatial_dims``-D.
         """
-        if x1.shape != x2.shape or x1.ndim != self.spatial_dims + 2:
+        if x1.shape != x2.shape or x1.dim() != self.spatial_dims + 2:
             raise ValueError(
                 f"DeformableCrossBlend expects two (B, C, *spatial) tensors of equal shape with "
-                f"{self.spatial_dims} spatial dims, got {tuple(x1.shape)} and {tuple(x2.shape)}"
+                f"{self.spatial_dims} spatial dims, got {shape_text(x1)} and {shape_text(x2)}"
             )
         d = self.spatial_dims
         p = self.predict(torch.cat([x1, x2], dim=1))
-        o1, g1, o2, g2 = torch.split(p, [d, 1, d, 1], dim=1)
+        parts = torch.split(p, [d, 1, d, 1], dim=1)
+        o1, g1, o2, g2 = parts[0], parts[1], parts[2], parts[3]
         o1, o2 = self.max_offset * torch.tanh(o1), self.max_offset * torch.tanh(o2)
         g1, g2 = torch.sigmoid(g1), torch.sigmoid(g2)
         y1 = (1 - g1) * x1 + g1 * warp(x2, o1)

@@ -67,6 +67,12 @@ class FusionBlock(nn.Module):
         if mode not in FUSION_MODES:
             raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
         self.mode = mode
+        # the branch not taken is None (not absent), so that TorchScript compiles only the one that exists
+        self.light: nn.Module | None = None
+        self.deform: nn.Module | None = None
+        self.casf: nn.Module | None = None
+        self.aff: nn.Module | None = None
+        self.sfef: nn.Module | None = None
         if mode == "light":
             self.light = nn.Sequential(
                 Conv[Conv.CONV, spatial_dims](2 * channels, channels, kernel_size=1),
@@ -87,7 +93,7 @@ class FusionBlock(nn.Module):
         Returns:
             ``(B, C, H, W[, D])`` fused features.
         """
-        if self.mode == "light":
+        if self.light is not None:
             return self.light(torch.cat([x1, x2], dim=1))
         if self.deform is not None:
             x1, x2 = self.deform(x1, x2)

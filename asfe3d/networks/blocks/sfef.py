@@ -13,6 +13,7 @@ from asfe3d.networks.blocks.utils import (
     crop_to,
     ensure_tuple_dims,
     pad_to_multiple,
+    shape_text,
     window_partition,
     window_reverse,
 )
@@ -82,6 +83,7 @@ class SFEF(nn.Module):
             if int(v) < 1:
                 raise ValueError(f"{name} must be positive, got {v!r}")
         self.window_size = None if window_size is None else ensure_tuple_dims(window_size, spatial_dims, "window_size")
+        self._window: list[int] | None = None if self.window_size is None else list(self.window_size)
         self.num_experts = num_experts
         self.slots_per_expert = slots_per_expert
         d_in = 2 * channels
@@ -105,7 +107,7 @@ class SFEF(nn.Module):
             summing to 1 over slots (dim 2).
         """
         logits = tokens @ self.phi
-        d_logits = logits if valid is None else logits.masked_fill(~valid[..., None], float("-inf"))
+        d_logits = logits if valid is None else logits.masked_fill(~valid.unsqueeze(-1), float("-inf"))
         return torch.softmax(d_logits, dim=1), torch.softmax(logits, dim=2)
 
     def forward(self, spatial: torch.Tensor, frequency: torch.Tensor) -> torch.Tensor:
@@ -119,13 +121,13 @@ class SFEF(nn.Module):
         Raises:
             ValueError: when the inputs differ in shape or are not ``spatial_dims``-D.
         """
-        if spatial.shape != frequency.shape or spatial.ndim != self.spatial_dims + 2:
+        if spatial.shape != frequency.shape or spatial.dim() != self.spatial_dims + 2:
             raise ValueError(
                 f"SFEF expects two (B, C, *spatial) tensors of equal shape with {self.spatial_dims} spatial dims, "
-                f"got {tuple(spatial.shape)} and {tuple(frequency.shape)}"
+                f"got {shape_text(spatial)} and {shape_text(frequency)}"
             )
         x = torch.cat([spatial, frequency], dim=1)
-        window = tuple(x.shape[2:]) if self.window_size is None else self.window_size
+        window = [int(g) for g in x.shape[2:]] if self._window is None else self._window
         ones = torch.ones_like(x[:, :1])
         xp, size = pad_to_multiple(x, window)
         valid, _ = pad_to_multiple(ones, window)
@@ -133,7 +135,7 @@ class SFEF(nn.Module):
         vmask = window_partition(valid, window)[0][..., 0] > 0.5
         tokens = self.norm(tokens)
         dispatch, combine = self.routing_weights(tokens, vmask)
-        n, _, s = dispatch.shape
+        n, s = dispatch.shape[0], dispatch.shape[2]
         slots = dispatch.transpose(1, 2) @ tokens  # (N, slots, 2C)
         slots = slots.reshape(n, self.num_experts, self.slots_per_expert, -1).transpose(0, 1)  # (E, N, S, 2C)
         slots = slots.reshape(self.num_experts, n * self.slots_per_expert, -1)

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_spatial_dims", "pad_to_multiple", "crop_to", "window_partition", "window_reverse", "ensure_tuple_dims"]
+__all__ = [
+    "check_spatial_dims", "pad_to_multiple", "crop_to", "window_partition", "window_reverse", "ensure_tuple_dims",
+    "shape_text",
+]
 
 
 def check_spatial_dims(spatial_dims: int) -> int:
@@ -36,36 +39,58 @@ def ensure_tuple_dims(value: int | Sequence[int], spatial_dims: int, name: str) 
     return vals
 
 
+def shape_text(x: torch.Tensor) -> str:
+    """A tensor's shape as error messages write it, ``(1, 2, 16, 16)`` (TorchScript-compatible)."""
+    dims = [str(int(s)) for s in x.shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
 def pad_to_multiple(
-    x: torch.Tensor, multiple: Sequence[int], mode: str = "constant", min_multiples: int = 1
-) -> tuple[torch.Tensor, tuple[int, ...]]:
+    x: torch.Tensor, multiple: list[int], mode: str = "constant", min_multiples: int = 1
+) -> tuple[torch.Tensor, list[int]]:
     """Pad the spatial dims of ``x`` (at the end) up to a multiple of ``multiple``.
+
+    TorchScript-compatible (as every helper here): the networks that call them can be scripted.
 
     Args:
         x: tensor ``(B, C, *spatial)``.
-        multiple: one int per spatial dim.
+        multiple: one int per spatial dim (as many as ``x`` has spatial dims).
         mode: ``torch.nn.functional.pad`` mode (``"constant"`` pads with zeros).
         min_multiples: pad each dim to at least this many multiples (so tiny inputs still leave more than one
             voxel at the coarsest scale, which instance norm needs).
 
     Returns:
-        The padded tensor and the original spatial size.
+        The padded tensor and the original spatial size (a list of ints).
     """
-    size = tuple(x.shape[2:])
+    size = [int(s) for s in x.shape[2:]]
+    mult = [int(m) for m in multiple]
     pads: list[int] = []
-    for s, m in zip(reversed(size), reversed(tuple(multiple))):
-        pads += [0, max(s + (-s) % m, min_multiples * m) - s]
-    if any(pads):
+    padded = False
+    for i in range(len(size) - 1, -1, -1):  # F.pad takes the last dim first
+        s, m = size[i], mult[i]
+        extra = max(s + (m - s % m) % m, min_multiples * m) - s
+        pads += [0, extra]
+        padded = padded or extra != 0
+    if padded:
         x = F.pad(x, pads, mode=mode)
     return x, size
 
 
-def crop_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Crop the spatial dims of ``x`` to ``size`` (keeping the start)."""
-    return x[(slice(None), slice(None)) + tuple(slice(0, s) for s in size)]
+def crop_to(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Crop the spatial dims of ``x`` to ``size`` (keeping the start; a dim already smaller is kept whole)."""
+    for i in range(len(size)):
+        x = x.narrow(i + 2, 0, min(int(size[i]), x.shape[i + 2]))
+    return x
 
 
-def window_partition(x: torch.Tensor, window: Sequence[int]) -> tuple[torch.Tensor, tuple[int, ...]]:
+def _prod(values: list[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def window_partition(x: torch.Tensor, window: list[int]) -> tuple[torch.Tensor, list[int]]:
     """Split a channel-first grid into non-overlapping windows of tokens.
 
     Args:
@@ -73,27 +98,21 @@ def window_partition(x: torch.Tensor, window: Sequence[int]) -> tuple[torch.Tens
         window: window size per spatial dim.
 
     Returns:
-        Tokens ``(B * num_windows, prod(window), C)`` and the number of windows per dim.
+        Tokens ``(B * num_windows, prod(window), C)`` and the number of windows per dim (a list of ints).
     """
-    b, c = x.shape[:2]
-    nd = x.ndim - 2
-    counts = tuple(g // w for g, w in zip(x.shape[2:], window))
+    b, c = x.shape[0], x.shape[1]
+    nd = x.dim() - 2
+    counts = [int(x.shape[2 + i]) // int(window[i]) for i in range(nd)]
     shape = [b, c]
-    for n, w in zip(counts, window):
-        shape += [n, w]
+    for i in range(nd):
+        shape += [counts[i], int(window[i])]
     x = x.reshape(shape)
     perm = [0] + [2 + 2 * i for i in range(nd)] + [3 + 2 * i for i in range(nd)] + [1]
     x = x.permute(perm)
-    n_win = 1
-    for n in counts:
-        n_win *= n
-    w_tok = 1
-    for w in window:
-        w_tok *= w
-    return x.reshape(b * n_win, w_tok, c), counts
+    return x.reshape([b * _prod(counts), _prod([int(w) for w in window]), c]), counts
 
 
-def window_reverse(tokens: torch.Tensor, window: Sequence[int], counts: Sequence[int]) -> torch.Tensor:
+def window_reverse(tokens: torch.Tensor, window: list[int], counts: list[int]) -> torch.Tensor:
     """Inverse of :func:`window_partition`.
 
     Args:
@@ -106,13 +125,14 @@ def window_reverse(tokens: torch.Tensor, window: Sequence[int], counts: Sequence
     """
     nd = len(window)
     c = tokens.shape[-1]
-    n_win = 1
-    for n in counts:
-        n_win *= n
-    b = tokens.shape[0] // n_win
-    x = tokens.reshape([b, *counts, *window, c])
+    b = tokens.shape[0] // _prod([int(n) for n in counts])
+    shape = [b]
+    shape += [int(n) for n in counts]
+    shape += [int(w) for w in window]
+    shape += [c]
+    x = tokens.reshape(shape)
     perm = [0, 1 + 2 * nd]
     for i in range(nd):
         perm += [1 + i, 1 + nd + i]
     x = x.permute(perm)
-    return x.reshape([b, c] + [n * w for n, w in zip(counts, window)])
+    return x.reshape([b, c] + [int(counts[i]) * int(window[i]) for i in range(nd)])

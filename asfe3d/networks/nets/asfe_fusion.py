@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 from asfe3d.networks.blocks.fusion_block import FusionBlock
-from asfe3d.networks.blocks.utils import check_spatial_dims, crop_to, pad_to_multiple
+from asfe3d.networks.blocks.utils import check_spatial_dims, crop_to, pad_to_multiple, shape_text
 from asfe3d.networks.nets.presets import get_preset
 
 __all__ = ["ASFEFusion"]
@@ -31,6 +32,19 @@ def _conv_block(spatial_dims: int, cin: int, cout: int, stride: int, n: int) -> 
             get_act_layer(_ACT),
         ]
     return nn.Sequential(*layers)
+
+
+class _StageSignature(nn.Module):
+    """The signature of one decoder module (TorchScript indexes a ModuleList at run time only through such an
+    interface; the argument is named as in ``nn.Conv3d`` and ``nn.Sequential``, which TorchScript checks)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # pragma: no cover - an interface, never called
+        pass
+
+
+with warnings.catch_warnings():  # torch 2.13 flags every torch.jit entry point as deprecated; scripting still works
+    warnings.simplefilter("ignore", DeprecationWarning)
+    _Stage = torch.jit.interface(_StageSignature)
 
 
 class ASFEFusion(nn.Module):
@@ -70,6 +84,9 @@ class ASFEFusion(nn.Module):
         torch.Size([1, 1, 20, 24, 18])
     """
 
+    #: a dict of mixed values, not a TorchScript type: kept out of the scripted module (``ckpt_export``)
+    __jit_ignored_attributes__ = ["config"]
+
     def __init__(self, spatial_dims: int = 3, preset: str = "efficient", **overrides: Any) -> None:
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
@@ -91,7 +108,7 @@ class ASFEFusion(nn.Module):
         if not float(cfg["residual_scale"]) >= 0:
             raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
-        self.config: dict[str, Any] = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
+        self.config = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
         self.stem_stride = int(cfg["stem_stride"])
         self.residual_scale = float(cfg["residual_scale"])
         self.multiple = self.stem_stride * 2 ** (len(chans) - 1)
@@ -128,12 +145,12 @@ class ASFEFusion(nn.Module):
         Raises:
             ValueError: when ``x`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
         """
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != 2:
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != 2 or x.numel() == 0:
             raise ValueError(
                 f"ASFEFusion({self.spatial_dims}D) expects (B, 2, *spatial) with {self.spatial_dims} spatial dims "
-                f"and channels [MRI, PET], got shape {tuple(x.shape)}"
+                f"of at least one voxel and channels [MRI, PET], got shape {shape_text(x)}"
             )
-        xp, size = pad_to_multiple(x, (self.multiple,) * self.spatial_dims, mode="replicate", min_multiples=2)
+        xp, size = pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
         b = xp.shape[0]
         h = torch.cat([xp[:, :1], xp[:, 1:]], dim=0)  # both modalities through the shared encoder at once
         fused: list[torch.Tensor] = []
@@ -143,8 +160,10 @@ class ASFEFusion(nn.Module):
         y = fused[-1]
         for i in range(len(self.decoder) - 1, -1, -1):
             skip = fused[i]
-            y = F.interpolate(self.up_proj[i](y), size=skip.shape[2:], mode="nearest")
-            y = self.decoder[i](y + skip)
+            up: _Stage = self.up_proj[i]
+            dec: _Stage = self.decoder[i]
+            y = F.interpolate(up.forward(y), size=skip.shape[2:], mode="nearest")
+            y = dec.forward(y + skip)
         wr = self.head(y)
         if self.stem_stride > 1:
             wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
