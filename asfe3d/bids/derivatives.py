@@ -34,6 +34,7 @@ from typing import Any
 
 from asfe3d.bids.layout import BidsIssue, BidsPair, find_pairs
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.settings import OPTIONAL_OUTPUTS, Settings
 
 __all__ = [
     "BIDS_VERSION",
@@ -51,9 +52,6 @@ logger = logging.getLogger("asfe3d")
 BIDS_VERSION = "1.10.0"
 #: the ``DatasetLinks`` name of the input dataset in ``Sources`` URIs
 RAW_LINK = "raw"
-#: keyword arguments of fuse_pair that the BIDS runner sets per pair itself
-_RESERVED = ("mri", "pet", "output", "overwrite", "save_registered_pet", "save_transform", "record_extra",
-             "save_rgb", "preview")
 _MARKER = "asfe3d"  # key marking the registered-PET sidecar as ours
 
 
@@ -268,10 +266,10 @@ def _registered_sidecar(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Pat
     return side
 
 
-def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse_kwargs: Mapping[str, Any],
+def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, settings: Settings,
                  root: Path) -> dict[str, Any]:
-    method = fuse_kwargs.get("method")
-    weights = fuse_kwargs.get("weights")
+    method = settings.fusion.method
+    weights = settings.fusion.weights
     extra: dict[str, Any] = {
         "Description": "Fusion of the PET (registered to the T1w) with the T1w, on the T1w grid, by asfe3d",
         "Sources": [_bids_uri(pair.t1w, bids_dir), _bids_uri(pair.pet, bids_dir),
@@ -281,12 +279,10 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse
                  **({"pet_units": pair.metadata["Units"]} if pair.metadata.get("Units") else {}),
                  **({"t1w_choice": pair.note} if pair.note else {})},
     }
-    if method is not None:
-        extra["FusionMethod"] = method
+    extra["FusionMethod"] = method
     if method == "asfe":
         extra["FusionWeights"] = str(weights) if weights else "shipped"
-    if fuse_kwargs.get("registration") is not None:
-        extra["RegistrationMethod"] = fuse_kwargs["registration"]
+    extra["RegistrationMethod"] = settings.registration.method
     if pair.metadata.get("TracerName"):
         extra["TracerName"] = pair.metadata["TracerName"]
     return extra
@@ -299,13 +295,13 @@ def _pet_sidecar(pet: Path) -> Path:
     return pet.with_name(f"{stem}.json")
 
 
-def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, overwrite: bool,
-              fuse_kwargs: dict[str, Any]) -> PairResult:
+def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
     from asfe3d.io import atomic_output, stale_temporaries
     from asfe3d.pipeline import fuse_pair
 
     t0 = time.perf_counter()
     result = PairResult(pair.subject, pair.session, pair.prefix, "ok", outputs=dict(paths), pair=pair)
+    overwrite = settings.outputs.overwrite
     if not overwrite:
         reason = pair_done(pair, paths)
         if reason is None:
@@ -334,12 +330,11 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
             tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root), indent=2) + "\n",
                            encoding="utf-8")
         sidecar = _pet_sidecar(pair.pet)
-        res = fuse_pair(
-            pair.t1w, pair.pet, paths["fused"], save_registered_pet=paths["registered_pet"],
-            save_transform=paths["transform"], overwrite=True,
-            record_extra=_fused_extra(pair, paths, bids_dir, fuse_kwargs, root),
-            **{"pet_sidecar": sidecar if sidecar.is_file() else None, **fuse_kwargs},
-        )
+        pair_settings = settings.replace(
+            inputs={"pet_sidecar": sidecar if sidecar.is_file() else None},
+            outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
+        res = fuse_pair(pair.t1w, pair.pet, paths["fused"], pair_settings,
+                        record_extra=_fused_extra(pair, paths, bids_dir, settings, root))
     except BaseException as exc:
         if not side_existed and not paths["registered_pet"].exists():
             paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
@@ -398,28 +393,27 @@ def _subject_report(subject: str, results: Sequence[PairResult], root: Path, ove
 def run_bids(
     bids_dir: str | Path,
     output_dir: str | Path,
+    settings: Settings | None = None,
     *,
     participant_labels: Sequence[str] | None = None,
     session_labels: Sequence[str] | None = None,
-    overwrite: bool = False,
     reports: bool = True,
     progress: bool = False,
-    **fuse_kwargs: Any,
 ) -> list[PairResult]:
     """Fuse every T1w/PET pair of a BIDS dataset into a BIDS derivative dataset, resumably.
 
     Args:
         bids_dir: the input BIDS dataset.
         output_dir: the derivative dataset's root (created).
+        settings: the run's :class:`asfe3d.settings.Settings` (``None``: defaults); each pair's own paths (the
+            registered PET, the transform, the PET's sidecar) are set here. ``settings.outputs.overwrite``: redo
+            every pair and replace its files even when they are not asfe3d's; otherwise complete pairs are skipped
+            and only asfe3d's own (incomplete) files are replaced.
         participant_labels: subjects to process (``sub-`` optional); ``None``: all.
         session_labels: sessions to process; ``None``: all.
-        overwrite: redo every pair and replace its files even when they are not asfe3d's; otherwise complete
-            pairs are skipped and only asfe3d's own (incomplete) files are replaced.
         reports: write ``sub-<s>.html`` per subject (redrawn when one of its pairs was fused in this run or the
             report is missing) and ``index.html``.
         progress: show a progress bar over pairs.
-        fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair` (``method``, ``registration``, ``qc``...); the
-            per-pair paths are set here.
 
     Returns:
         One :class:`PairResult` per pair, then one per subject/session without PET (``no-pet``) and per PET that
@@ -428,13 +422,18 @@ def run_bids(
     Raises:
         Asfe3dInputError: a bad dataset, label, output folder or existing description (see
             :func:`find_pairs`, :func:`write_dataset_description`).
-        ValueError: options that the runner sets itself.
+        TypeError: ``settings`` is not a :class:`~asfe3d.settings.Settings`.
+        ValueError: optional outputs asked for in ``settings`` (the runner sets each pair's outputs itself).
     """
     from tqdm.auto import tqdm
 
-    reserved = sorted(k for k in _RESERVED if k in fuse_kwargs)
-    if reserved:
-        raise ValueError(f"run_bids sets {reserved} per pair; do not pass them")
+    settings = Settings() if settings is None else settings
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be an asfe3d.settings.Settings, got {type(settings).__name__}")
+    asked = sorted(name for name in OPTIONAL_OUTPUTS if getattr(settings.outputs, name) is not False)
+    if asked:
+        raise ValueError(f"run_bids sets each pair's outputs itself; do not ask for outputs {asked}")
+    overwrite = settings.outputs.overwrite
     bids_dir, root = Path(bids_dir).expanduser(), Path(output_dir).expanduser()
     pairs, issues = find_pairs(bids_dir, participant_labels=participant_labels, session_labels=session_labels)
     _check_output_root(root, bids_dir)
@@ -442,10 +441,9 @@ def run_bids(
     for issue in issues:
         if issue.kind == "no-pet":
             logger.warning("%s", issue.message)
-    fuse_kwargs.setdefault("progress", False)
     results: list[PairResult] = []
     for pair in tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress, dynamic_ncols=True):
-        results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, overwrite, fuse_kwargs))
+        results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings))
     results.extend(_issue_result(i) for i in issues)
     if reports:
         write_reports(results, root, overwrite=overwrite)

@@ -330,13 +330,13 @@ def load_volume_case(
         ValueError: unknown registration.
     """
     from asfe3d.io import read_volume, sitk_to_numpy_xyz
-    from asfe3d.pipeline import auto_slice_axis, build_preprocessing
+    from asfe3d.pipeline import Settings, auto_slice_axis, build_preprocessing
     from asfe3d.registration import resample_to_reference
     from asfe3d.transforms import sitk_from_metatensor, volume_from_metatensor
     from asfe3d.transforms.array import WINDOW_KEY
 
     # the pipeline's own chain: load, head mask, register + resample + QC, normalise (one copy of the sequence)
-    chain = build_preprocessing(registration=registration, seed=seed, min_overlap=min_overlap)
+    chain = build_preprocessing(Settings.from_flat(registration=registration, seed=seed, min_overlap=min_overlap))
     try:
         data = chain({"mri": row["mri"], "pet": row["pet"]})
     except RuntimeError as exc:  # MONAI wraps what a transform raised

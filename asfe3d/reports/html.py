@@ -324,11 +324,12 @@ def render_pair_section(
         ValueError: an image that is not 3D (4D with 3 channels for ``rgb_image``), or a result of the wrong type.
     """
     from asfe3d.reports import figures
+    from asfe3d.settings import recorded_setting
 
     t0 = time.perf_counter()
     result = result_mapping(result)
     settings = result.get("settings") if isinstance(result.get("settings"), Mapping) else {}
-    colormap = colormap or settings.get("colormap") or "hot"
+    colormap = colormap or recorded_setting(settings, "outputs", "colormap") or "hot"
     info = result.get("input_info") if isinstance(result.get("input_info"), Mapping) else {}
     mri = figures.as_nifti(mri_image, "MRI")
     pet = figures.as_nifti(pet_on_mri_image, "PET on MRI")
@@ -348,7 +349,7 @@ def render_pair_section(
     mri, pet, fused = figures.crop_to_head(mri, pet, fused)
     bids = result.get("bids") if isinstance(result.get("bids"), Mapping) else {}
     pet_units = _units(info.get("pet")) or str(bids.get("pet_units") or "") or "PET"
-    fused_units = "[0, 1]" if settings.get("output_scale") == "unit" else "MRI units"
+    fused_units = "[0, 1]" if recorded_setting(settings, "outputs", "scale") == "unit" else "MRI units"
     smooth = figures.smoothed(mri)
     reg_png = figures.registration_figure(mri, pet, mri_smoothed=smooth)
     fused_png = figures.fused_figure(fused, title=f"fused ({fused_units})")

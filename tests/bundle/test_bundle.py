@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from asfe3d.settings import Settings
 from tests.conftest import make_cohort
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +214,8 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     record = json.loads((out / "sub01_fused.json").read_text())
     assert record["status"] == "complete" and record["settings"]["device"] == "cpu"
     assert record["settings"]["roi_size"] == "auto" and record["settings"]["registration"] == "auto"
-    ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", weights=BUNDLE / "models" / "model.pt", device="cpu")
+    ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz",
+                    Settings.from_flat(weights=BUNDLE / "models" / "model.pt", device="cpu"))
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
 
     # resumable: complete subjects are not in the dataset; a changed input brings the subject back
@@ -245,7 +247,7 @@ def test_slice_variant_equals_fuse_slice_mode(tmp_path, demo_files):
     _run(datalist, out, config_file=SLICE)
     fused = out / "sub01_fused.nii.gz"
     _assert_on_mri_grid(fused, mri)
-    ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", method="asfe", mode="slice", device="cpu")
+    ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", Settings.from_flat(method="asfe", mode="slice", device="cpu"))
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
     assert json.loads((out / "sub01_fused.json").read_text())["settings"]["inferer"] == "FusionInferer"
 
