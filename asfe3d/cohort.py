@@ -28,9 +28,10 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.settings import OPTIONAL_OUTPUTS, Settings
@@ -47,12 +48,15 @@ __all__ = [
     "planned_outputs",
     "plan_cohort",
     "run_subject",
+    "SubjectRun",
+    "SubjectOutcome",
     "lock_folder",
     "cohort_lock",
     "run_cohort",
     "default_summary_path",
     "write_summary",
     "read_summary",
+    "result_from_row",
     "check_results",
 ]
 
@@ -400,7 +404,7 @@ def read_summary(path: str | Path) -> list[dict[str, str]]:
         return list(reader)
 
 
-def _result_from_row(row: dict[str, str]) -> SubjectResult:
+def result_from_row(row: dict[str, str]) -> SubjectResult:
     def num(text: str) -> float:
         return float(text) if text else float("nan")
 
@@ -639,7 +643,9 @@ def run_cohort(
                    disable=not progress, dynamic_ncols=True)
         counts = {s: 0 for s in STATUSES}
         for subject in bar:
-            result = run_subject(subject, outputs[subject.subject], settings, rank=rank)
+            output = outputs[subject.subject]
+            outcome = run_subject(_cohort_run(subject, output, settings))
+            result = _subject_result(subject, output, outcome, rank)
             results.append(result)
             counts[result.status] += 1
             bar.set_postfix(counts, refresh=False)
@@ -659,57 +665,123 @@ def subject_done(subject: Subject, output: Path, settings: Settings | None = Non
     return check_record(record, planned, {"mri": subject.mri, "pet": subject.pet})
 
 
-def run_subject(subject: Subject, output: Path, settings: Settings, *, rank: int = 0) -> SubjectResult:
-    """Fuse one subject of a cohort, resumably: skipped when its completion record says it is complete (unless
-    ``settings.outputs.overwrite``), refused when a file that is not this subject's output is in the way, and every
-    failure caught into the result (one subject never stops a cohort).
+@dataclass(frozen=True)
+class SubjectRun:
+    """One subject's resumable run, for :func:`run_subject` (cohorts and BIDS runs describe theirs this way).
+
+    Attributes:
+        name: the subject's name in messages (``sub01``, ``sub-01_ses-bl_trc-FDG``).
+        mri: the MRI (or T1w).
+        pet: the PET.
+        output: the fused volume.
+        settings: the settings :func:`~asfe3d.pipeline.fuse_pair` gets.
+        planned: every file the run writes (checked for foreign files, cleared of stale temporaries).
+        done: ``None`` when the subject's run is complete, else why not.
+        ours: the existing planned files that an earlier asfe3d run of this subject wrote (replaceable).
+        redo: redo a complete subject and replace files that are not ours (``--overwrite``).
+        record_extra: more fields for the completion record.
+        prepare: called just before fusing; returns what undoes it if the fusion fails.
+    """
+
+    name: str
+    mri: Path
+    pet: Path
+    output: Path
+    settings: Settings
+    planned: Mapping[str, Path]
+    done: Callable[[], str | None]
+    ours: Callable[[], set[Path]]
+    redo: bool = False
+    record_extra: Mapping[str, Any] | None = None
+    prepare: Callable[[], Callable[[], None]] | None = None
+
+
+@dataclass
+class SubjectOutcome:
+    """What :func:`run_subject` did: ``status`` (``ok``, ``skipped``, ``failed``), a ``message``, the
+    :class:`~asfe3d.pipeline.FuseResult` when fused, and the ``seconds`` spent."""
+
+    status: str
+    message: str = ""
+    result: Any = None
+    seconds: float = 0.0
+
+
+def run_subject(run: SubjectRun) -> SubjectOutcome:
+    """Fuse one subject, resumably: skipped when its run is complete (unless ``run.redo``), refused when a file that
+    no asfe3d run of this subject wrote is in the way, stale temporaries cleared, and every failure caught into the
+    outcome (one subject never stops a cohort or a BIDS run).
 
     Args:
-        subject: the subject.
-        output: its fused volume's path.
-        settings: the run's settings (optional outputs as switches).
-        rank: the process rank recorded in the result.
+        run: the subject's run.
 
     Returns:
-        The :class:`SubjectResult` (``total``: the seconds spent here).
+        The :class:`SubjectOutcome`.
     """
     from asfe3d.io import stale_temporaries
-    from asfe3d.io.record import pending_outputs
     from asfe3d.pipeline import fuse_pair
 
     t0 = time.perf_counter()
     message = ""
-    planned = planned_outputs(output, settings)
-    if not settings.outputs.overwrite:
-        reason = subject_done(subject, output, settings)
+    if not run.redo:
+        reason = run.done()
         if reason is None:
-            return SubjectResult(subject.subject, "skipped", output, message="complete run recorded; not redone",
-                                 rank=rank, total=time.perf_counter() - t0)
-        ours = {p.resolve() for p in pending_outputs(planned["record"])}
-        if ours:
-            ours.add(planned["record"].resolve())  # the interrupted run's own record
-        foreign = [p for p in planned.values() if p.exists() and p.resolve() not in ours]
+            return SubjectOutcome("skipped", "complete run recorded; not redone", seconds=time.perf_counter() - t0)
+        ours = run.ours()
+        foreign = [p for p in run.planned.values() if p.exists() and p.resolve() not in ours]
         if foreign:
-            msg = (f"{foreign[0]} exists but is not a complete asfe3d output of this subject ({reason}); not "
-                   "replaced (pass --overwrite to redo the subject)")
-            logger.error("%s: %s", subject.subject, msg)
-            return SubjectResult(subject.subject, "failed", output, message=msg, rank=rank,
-                                 total=time.perf_counter() - t0)
-        if ours:
-            message = "redone: an earlier run was interrupted"
-    for stale in (t for p in planned.values() for t in stale_temporaries(p)):
-        logger.warning("%s: removing %s left by an interrupted run", subject.subject, stale)
+            names = ", ".join(p.name for p in foreign)
+            msg = (f"{foreign[0].parent}: {names} exist(s) but no asfe3d record lists them as a complete output of "
+                   f"{run.name} ({reason}); not replaced (pass --overwrite to redo it)")
+            logger.error("%s: %s", run.name, msg)
+            return SubjectOutcome("failed", msg, seconds=time.perf_counter() - t0)
+        if any(p.exists() for p in run.planned.values()):
+            message = f"redone: {reason}"
+            logger.info("%s: %s", run.name, message)
+    for stale in (t for p in run.planned.values() for t in stale_temporaries(p)):
+        logger.warning("%s: removing %s left by an interrupted run", run.name, stale)
         stale.unlink(missing_ok=True)
+    undo = None
     try:
-        res = fuse_pair(subject.mri, subject.pet, output, settings)
-    except Asfe3dInputError as exc:
-        logger.error("%s: %s", subject.subject, exc)
-        return SubjectResult(subject.subject, "failed", output, message=str(exc), rank=rank,
-                             total=time.perf_counter() - t0)
-    except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the cohort
-        logger.exception("%s: failed", subject.subject)
-        return SubjectResult(subject.subject, "failed", output, message=f"{type(exc).__name__}: {exc}", rank=rank,
-                             total=time.perf_counter() - t0)
+        undo = run.prepare() if run.prepare is not None else None
+        res = fuse_pair(run.mri, run.pet, run.output, run.settings,
+                        record_extra=None if run.record_extra is None else dict(run.record_extra))
+    except BaseException as exc:
+        if undo is not None:
+            undo()
+        if not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, Asfe3dInputError):
+            logger.error("%s: %s", run.name, exc)
+            text = str(exc)
+        else:  # one subject's failure must not stop the others
+            logger.exception("%s: failed", run.name)
+            text = f"{type(exc).__name__}: {exc}"
+        return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0)
+    return SubjectOutcome("ok", message, res, time.perf_counter() - t0)
+
+
+def _cohort_run(subject: Subject, output: Path, settings: Settings) -> SubjectRun:
+    """A cohort subject's :class:`SubjectRun`: complete when its record lists every output asked for with the
+    inputs unchanged; its own files are those of an interrupted run (a pending record)."""
+    from asfe3d.io.record import pending_outputs
+
+    planned = planned_outputs(output, settings)
+
+    def ours() -> set[Path]:
+        mine = {p.resolve() for p in pending_outputs(planned["record"])}
+        return mine | {planned["record"].resolve()} if mine else mine
+
+    return SubjectRun(subject.subject, subject.mri, subject.pet, output, settings, planned,
+                      done=lambda: subject_done(subject, output, settings), ours=ours,
+                      redo=settings.outputs.overwrite)
+
+
+def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, rank: int) -> SubjectResult:
+    if outcome.status != "ok":
+        return SubjectResult(subject.subject, outcome.status, output, message=outcome.message, rank=rank,
+                             total=outcome.seconds)
+    res, message = outcome.result, outcome.message
     qc = res.registration.get("qc") or {}
     reasons = "; ".join(qc.get("reasons", []))
     if qc.get("verdict") == "fail":

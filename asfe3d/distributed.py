@@ -237,14 +237,14 @@ def merge_summaries(parts: Sequence[str | Path], summary_path: str | Path, order
         Asfe3dInputError: a missing or malformed part.
         ValueError: a subject present in two parts.
     """
-    from asfe3d.cohort import _result_from_row, read_summary, write_summary
+    from asfe3d.cohort import read_summary, result_from_row, write_summary
 
     rows = {}
     for part in parts:
         for row in read_summary(part):
             if row["subject"] in rows:
                 raise ValueError(f"subject {row['subject']!r} appears in two summary parts (last: {part})")
-            rows[row["subject"]] = _result_from_row(row)
+            rows[row["subject"]] = result_from_row(row)
     names = list(order) if order is not None else sorted(rows)
     names += sorted(set(rows) - set(names))
     return write_summary([rows[n] for n in names if n in rows], summary_path)

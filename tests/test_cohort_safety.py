@@ -51,7 +51,7 @@ def test_existing_file_without_record_is_not_replaced(tmp_path, demo_files):
     foreign.write_bytes(b"somebody else's volume")
     results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
     assert [r.status for r in results] == ["failed", "ok"]
-    assert "not a complete asfe3d output" in results[0].message and "--overwrite" in results[0].message
+    assert "no asfe3d record lists them" in results[0].message and "--overwrite" in results[0].message
     assert foreign.read_bytes() == b"somebody else's volume"
     again = run_cohort(subjects, Settings.from_flat(overwrite=True, **FAST), output_dir=out, progress=False)
     assert [r.status for r in again] == ["ok", "ok"]

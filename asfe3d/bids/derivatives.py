@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,61 +296,38 @@ def _pet_sidecar(pet: Path) -> Path:
 
 
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
-    from asfe3d.io import atomic_output, stale_temporaries
-    from asfe3d.pipeline import fuse_pair
+    """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
+    :func:`pair_done`; its own files are those its record lists and its marked sidecar; the registered PET's sidecar
+    is written first (and removed again if the fusion fails before its image exists), the fused sidecar (the
+    completion record) last."""
+    from asfe3d.cohort import SubjectRun, run_subject
+    from asfe3d.io import atomic_output
 
-    t0 = time.perf_counter()
-    result = PairResult(pair.subject, pair.session, pair.prefix, "ok", outputs=dict(paths), pair=pair)
-    overwrite = settings.outputs.overwrite
-    if not overwrite:
-        reason = pair_done(pair, paths)
-        if reason is None:
-            result.status, result.message = "skipped", "complete derivatives exist; not redone"
-            result.seconds = time.perf_counter() - t0
-            return result
-        existing = [p for p in paths.values() if p.exists()]
-        if existing:
-            logger.info("%s: redoing (%s)", pair.prefix, reason)
-    ours = _ours(paths)
-    foreign = [p for p in paths.values() if p.exists() and p.resolve() not in ours]
-    if foreign and not overwrite:
-        names = ", ".join(p.name for p in foreign)
-        result.status = "failed"
-        result.message = (f"{foreign[0].parent}: {names} exist(s) and no asfe3d record lists them; not replaced "
-                          "(pass --overwrite)")
-        result.seconds = time.perf_counter() - t0
-        return result
-    for stale in (t for p in paths.values() for t in stale_temporaries(p)):
-        logger.warning("%s: removing %s left by an interrupted run", pair.prefix, stale)
-        stale.unlink(missing_ok=True)
-    side_existed = paths["registered_json"].exists()
-    try:
-        # the registered PET's sidecar first, the fused sidecar (the completion record) last
+    sidecar = _pet_sidecar(pair.pet)
+    pair_settings = settings.replace(
+        inputs={"pet_sidecar": sidecar if sidecar.is_file() else None},
+        outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
+
+    def write_registered_sidecar() -> Callable[[], None]:
+        existed = paths["registered_json"].exists()
         with atomic_output(paths["registered_json"], overwrite=True) as tmp:
             tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root), indent=2) + "\n",
                            encoding="utf-8")
-        sidecar = _pet_sidecar(pair.pet)
-        pair_settings = settings.replace(
-            inputs={"pet_sidecar": sidecar if sidecar.is_file() else None},
-            outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
-        res = fuse_pair(pair.t1w, pair.pet, paths["fused"], pair_settings,
-                        record_extra=_fused_extra(pair, paths, bids_dir, settings, root))
-    except BaseException as exc:
-        if not side_existed and not paths["registered_pet"].exists():
-            paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
-        if not isinstance(exc, Exception):
-            raise
-        result.status = "failed"
-        result.message = str(exc) if isinstance(exc, Asfe3dInputError) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, Asfe3dInputError):
-            logger.exception("%s: failed", pair.prefix)
-        else:
-            logger.error("%s: %s", pair.prefix, exc)
-        result.seconds = time.perf_counter() - t0
-        return result
-    if getattr(res, "outputs", None) and "record" in res.outputs:
-        result.outputs["fused_json"] = Path(res.outputs["record"])
-    result.seconds = time.perf_counter() - t0
+
+        def undo() -> None:
+            if not existed and not paths["registered_pet"].exists():
+                paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
+
+        return undo
+
+    outcome = run_subject(SubjectRun(
+        pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths, done=lambda: pair_done(pair, paths),
+        ours=lambda: _ours(paths), redo=settings.outputs.overwrite,
+        record_extra=_fused_extra(pair, paths, bids_dir, settings, root), prepare=write_registered_sidecar))
+    result = PairResult(pair.subject, pair.session, pair.prefix, outcome.status, outcome.message,
+                        outputs=dict(paths), seconds=outcome.seconds, pair=pair)
+    if outcome.result is not None and "record" in outcome.result.outputs:
+        result.outputs["fused_json"] = Path(outcome.result.outputs["record"])
     return result
 
 
