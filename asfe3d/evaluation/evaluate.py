@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from asfe3d.defaults import DEFAULT_MIN_OVERLAP
 from asfe3d.errors import Asfe3dInputError
 
 __all__ = [
@@ -312,7 +313,7 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_volume_case(
-    row: Mapping[str, Any], registration: str = "rigid", seed: int = 0, min_overlap: float = 0.3
+    row: Mapping[str, Any], registration: str = "rigid", seed: int = 0, min_overlap: float = DEFAULT_MIN_OVERLAP
 ) -> EvalCase:
     """Load one volume pair: register the PET onto the MRI grid and normalise both to ``[0, 1]``.
 
