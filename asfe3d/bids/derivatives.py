@@ -288,13 +288,6 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, sett
     return extra
 
 
-def _pet_sidecar(pet: Path) -> Path:
-    """The JSON sidecar beside a PET image (``<stem>.json``): its units, dose and times for ``--pet-units suv``."""
-    name = pet.name
-    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else pet.stem
-    return pet.with_name(f"{stem}.json")
-
-
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
     """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
     :func:`pair_done`; its own files are those its record lists and its marked sidecar; the registered PET's sidecar
@@ -302,10 +295,10 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     completion record) last."""
     from asfe3d.cohort import SubjectRun, run_subject
     from asfe3d.io import atomic_output
+    from asfe3d.io.pet import find_sidecar
 
-    sidecar = _pet_sidecar(pair.pet)
     pair_settings = settings.replace(
-        inputs={"pet_sidecar": sidecar if sidecar.is_file() else None},
+        inputs={"pet_sidecar": find_sidecar(pair.pet)},  # each PET's units, dose and times for --pet-units suv
         outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
 
     def write_registered_sidecar() -> Callable[[], None]:
