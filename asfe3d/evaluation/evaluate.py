@@ -454,8 +454,8 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
             logging.getLogger("asfe3d").warning("%s: no defect transfer (%s)", case.name, exc)
     brain = case_brain(case)
     for name, fuser in fusers.items():
-        if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":
-            fuser.slice_axis = case.axis
+        if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":  # the case's axis, per call (stateless)
+            fuser = functools.partial(fuser, slice_axis=case.axis)
         t = time.perf_counter()
         if getattr(fuser, "uses_spacing", False):  # a method that works in mm (highpass)
             fuser = functools.partial(fuser, spacing=case.spacing[: case.ndim])
