@@ -73,7 +73,7 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
     items, skipped = [], []
     for subject in subjects:
         output = subject_output_path(subject, output_dir)
-        if not overwrite and subject_done(subject, output, {}) is None:
+        if not overwrite and subject_done(subject, output) is None:
             skipped.append(subject.subject)
             continue
         items.append({"subject": subject.subject, "mri": str(subject.mri), "pet": str(subject.pet),

@@ -28,12 +28,13 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.settings import OPTIONAL_OUTPUTS, Settings
 
 __all__ = [
     "Subject",
@@ -44,11 +45,18 @@ __all__ = [
     "subject_output_path",
     "check_existing_output",
     "subject_done",
+    "planned_outputs",
+    "plan_cohort",
+    "run_subject",
+    "SubjectRun",
+    "SubjectOutcome",
+    "lock_folder",
     "cohort_lock",
     "run_cohort",
     "default_summary_path",
     "write_summary",
     "read_summary",
+    "result_from_row",
     "check_results",
 ]
 
@@ -67,9 +75,6 @@ _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 _MRI_NAME = re.compile(r"(^|[^a-z])(mri|t1)")
 _PET_NAME = re.compile(r"(^|[^a-z])pet")
 _DERIVED_NAME = re.compile(r"(^|[^a-z])(fused|pet_on_mri|rgb|preview)([^a-z]|$)")
-#: keyword arguments of fuse_pair that a cohort sets per subject itself
-_RESERVED = ("mri", "pet", "output", "overwrite")
-_PER_SUBJECT_PATH_OPTIONS = ("save_registered_pet", "save_rgb", "preview", "save_transform", "report")
 
 
 @dataclass(frozen=True)
@@ -329,18 +334,25 @@ def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
 
 
 
-def _planned_outputs(output: Path, fuse_kwargs: dict[str, Any]) -> dict[str, Path]:
-    """Output kind -> path of everything a subject's run writes (the record included)."""
+def planned_outputs(output: Path, settings: Settings | None = None) -> dict[str, Path]:
+    """Output kind -> path of everything one subject's run writes (the completion record included), keyed as
+    :func:`asfe3d.pipeline.fuse_pair`'s record names the outputs.
+
+    Args:
+        output: the fused volume.
+        settings: the run's settings (its optional outputs are ``True`` or ``False`` here; ``None``: defaults).
+
+    Returns:
+        ``{"fused": output, ..., "record": <output stem>.json}``.
+    """
     from asfe3d.io.record import record_path
     from asfe3d.pipeline import RECORD_KEYS, derived_output_paths
 
-    derived = derived_output_paths(output)
-    options = {"save_registered_pet": "registered_pet", "save_rgb": "rgb", "preview": "preview",
-               "save_transform": "transform", "report": "report"}
-    planned = {"fused": output}  # keyed as fuse_pair's completion record names the outputs
-    for option, kind in options.items():
-        if fuse_kwargs.get(option) is True:
-            planned[RECORD_KEYS[kind]] = derived[kind]
+    settings = Settings() if settings is None else settings
+    planned = {"fused": output}
+    for name, path in settings.outputs.paths(derived_output_paths(output)).items():
+        if path is not None:
+            planned[RECORD_KEYS[OPTIONAL_OUTPUTS[name]]] = path
     planned["record"] = record_path(output)
     return planned
 
@@ -392,7 +404,7 @@ def read_summary(path: str | Path) -> list[dict[str, str]]:
         return list(reader)
 
 
-def _result_from_row(row: dict[str, str]) -> SubjectResult:
+def result_from_row(row: dict[str, str]) -> SubjectResult:
     def num(text: str) -> float:
         return float(text) if text else float("nan")
 
@@ -428,6 +440,42 @@ def check_results(results: Sequence[SubjectResult]) -> list[SubjectResult]:
 # --------------------------------------------------------------------------------------------------- runs
 
 
+def plan_cohort(subjects: Sequence[Subject], settings: Settings | None = None, *,
+                output_dir: str | Path | None = None, summary_path: str | Path | None = None,
+                datalist: str | Path | None = None) -> dict[str, Path]:
+    """Every subject's fused output, checked before any work: unique subjects and outputs, no output (or summary)
+    on an input of any subject, on the datalist or on another subject's output, a summary that is an asfe3d one,
+    and optional outputs that are switches (one path cannot serve every subject).
+
+    Args:
+        subjects: the cohort.
+        settings: the run's settings (``None``: defaults).
+        output_dir: see :func:`run_cohort`.
+        summary_path: the summary CSV, if any.
+        datalist: the datalist the subjects came from.
+
+    Returns:
+        Subject name -> fused output path, in the cohort's order.
+
+    Raises:
+        ValueError: not Subjects, duplicate subjects, or a path-valued optional output.
+        Asfe3dInputError: an output or the summary would replace an input, the datalist, another subject's output
+            or a file that is not an asfe3d summary.
+    """
+    settings = Settings() if settings is None else settings
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be an asfe3d.settings.Settings, got {type(settings).__name__}")
+    for name in OPTIONAL_OUTPUTS:
+        value = getattr(settings.outputs, name)
+        if not isinstance(value, bool):
+            raise ValueError(f"outputs.{name} must be True or False in cohort mode (one path cannot serve every "
+                             f"subject), got {value!r}")
+    outputs = _check_cohort(subjects, output_dir)
+    _check_paths_against_inputs(subjects, outputs, settings, None if summary_path is None else Path(summary_path),
+                                datalist)
+    return outputs
+
+
 def _check_cohort(subjects: Sequence[Subject], output_dir: str | Path | None) -> dict[str, Path]:
     if isinstance(subjects, (str, Path)) or not all(isinstance(s, Subject) for s in subjects):
         raise ValueError(f"subjects must be a list of asfe3d.cohort.Subject, got {type(subjects).__name__}")
@@ -447,7 +495,7 @@ def _check_cohort(subjects: Sequence[Subject], output_dir: str | Path | None) ->
 
 
 def _check_paths_against_inputs(
-    subjects: Sequence[Subject], outputs: dict[str, Path], fuse_kwargs: dict[str, Any],
+    subjects: Sequence[Subject], outputs: dict[str, Path], settings: Settings,
     summary_path: Path | None, datalist: str | Path | None,
 ) -> None:
     """Refuse, before any work, an output or summary that is an input of any subject, the datalist, or another
@@ -465,7 +513,7 @@ def _check_paths_against_inputs(
         protected[key(Path(datalist))] = "the datalist"
     written: dict[Path, str] = {}
     for s in subjects:
-        for kind, path in _planned_outputs(outputs[s.subject], fuse_kwargs).items():
+        for kind, path in planned_outputs(outputs[s.subject], settings).items():
             k = key(path)
             for inp, what in protected.items():
                 if k == inp or inp in k.parents:
@@ -533,8 +581,9 @@ def cohort_lock(folder: str | Path) -> Iterator[Path]:
         fh.close()
 
 
-def _lock_folder(output_dir: str | Path | None, summary_path: str | Path | None,
-                 outputs: dict[str, Path]) -> Path:
+def lock_folder(output_dir: str | Path | None, summary_path: str | Path | None, outputs: dict[str, Path]) -> Path:
+    """The folder a cohort run locks (:func:`cohort_lock`): the output folder, else the summary's, else the first
+    output's."""
     if output_dir is not None:
         return Path(output_dir)
     if summary_path is not None:
@@ -544,63 +593,50 @@ def _lock_folder(output_dir: str | Path | None, summary_path: str | Path | None,
 
 def run_cohort(
     subjects: Sequence[Subject],
+    settings: Settings | None = None,
     *,
     output_dir: str | Path | None = None,
     summary_path: str | Path | None = None,
-    overwrite: bool = False,
     progress: bool = True,
     rank: int = 0,
     datalist: str | Path | None = None,
     lock: bool = True,
-    **fuse_kwargs: Any,
 ) -> list[SubjectResult]:
     """Fuse every subject of a cohort with :func:`asfe3d.pipeline.fuse_pair`, resumably.
 
     Args:
         subjects: the cohort (see :func:`read_datalist`).
+        settings: the run's settings (``None``: defaults); its optional outputs are switches (per-subject default
+            names). ``settings.outputs.overwrite``: redo every subject and replace its outputs (the old ones stay
+            until the new set is complete); otherwise a complete subject is skipped (status ``skipped``), an
+            interrupted one is redone, and one whose outputs exist without a completion record fails with that
+            message.
         output_dir: where fused volumes go as ``<subject>_fused.nii.gz`` (subjects with their own ``output``
             keep it); ``None``: beside each MRI.
         summary_path: the summary CSV, rewritten atomically after each subject; ``None``: no summary file.
-        overwrite: redo every subject and replace its outputs (the old ones stay until the new set is complete);
-            otherwise a complete subject is skipped (status ``skipped``), an interrupted one is redone, and one
-            whose outputs exist without a completion record fails with that message.
         progress: show a tqdm progress bar over subjects.
         rank: the process rank recorded in the summary (set by :mod:`asfe3d.distributed`).
         datalist: the datalist the subjects came from (it is protected like the inputs).
         lock: hold :func:`cohort_lock` on the output folder (``asfe3d.distributed`` takes it once per job).
-        fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair` (``method``, ``registration``, ``device``...);
-            ``save_registered_pet``/``save_rgb``/``preview``/``save_transform`` take ``True`` only (per-subject
-            default names). ``fuse_pair``'s own ``progress`` defaults to False here.
 
     Returns:
         One :class:`SubjectResult` per subject, in the cohort's order.
 
     Raises:
-        ValueError: bad arguments (not Subjects, duplicate subjects or outputs, reserved or path-valued options).
+        ValueError: bad arguments (not Subjects, duplicate subjects or outputs, path-valued optional outputs).
         Asfe3dInputError: an output or the summary would replace an input, the datalist, another subject's output or
             a file that is not an asfe3d summary; another run holds the folder's lock.
     """
     from tqdm.auto import tqdm
 
-    from asfe3d.pipeline import fuse_pair
-
-    reserved = [k for k in _RESERVED if k in fuse_kwargs]
-    if reserved:
-        raise ValueError(f"run_cohort sets {reserved} per subject; do not pass them (got {reserved})")
-    for option in _PER_SUBJECT_PATH_OPTIONS:
-        value = fuse_kwargs.get(option, False)
-        if value not in (True, False, None):
-            raise ValueError(f"{option} must be True or False in cohort mode (one path cannot serve every "
-                             f"subject), got {value!r}")
     if not isinstance(rank, int) or rank < 0:
         raise ValueError(f"rank must be a non-negative int, got {rank!r}")
-    fuse_kwargs.setdefault("progress", False)
-    outputs = _check_cohort(subjects, output_dir)
+    settings = Settings() if settings is None else settings
+    outputs = plan_cohort(subjects, settings, output_dir=output_dir, summary_path=summary_path, datalist=datalist)
     summary_path = None if summary_path is None else Path(summary_path)
-    _check_paths_against_inputs(subjects, outputs, fuse_kwargs, summary_path, datalist)
     if not outputs:
         return []
-    held = cohort_lock(_lock_folder(output_dir, summary_path, outputs)) if lock else contextlib.nullcontext()
+    held = cohort_lock(lock_folder(output_dir, summary_path, outputs)) if lock else contextlib.nullcontext()
     results: list[SubjectResult] = []
     with held:
         bar = tqdm(subjects, desc="asfe3d cohort" + (f" (rank {rank})" if rank else ""), unit="subject",
@@ -608,10 +644,8 @@ def run_cohort(
         counts = {s: 0 for s in STATUSES}
         for subject in bar:
             output = outputs[subject.subject]
-            t0 = time.perf_counter()
-            result = _run_one(subject, output, overwrite, fuse_kwargs, fuse_pair, rank)
-            if result.status != "ok":
-                result.total = time.perf_counter() - t0
+            outcome = run_subject(_cohort_run(subject, output, settings))
+            result = _subject_result(subject, output, outcome, rank)
             results.append(result)
             counts[result.status] += 1
             bar.set_postfix(counts, refresh=False)
@@ -622,49 +656,132 @@ def run_cohort(
     return results
 
 
-def subject_done(subject: Subject, output: Path, fuse_kwargs: dict[str, Any]) -> str | None:
+def subject_done(subject: Subject, output: Path, settings: Settings | None = None) -> str | None:
     """Whether a subject's run is complete: ``None`` when it is, else why not (see :func:`check_record`)."""
     from asfe3d.io.record import check_record
 
-    planned = _planned_outputs(output, fuse_kwargs)
+    planned = planned_outputs(output, settings)
     record = planned.pop("record")
     return check_record(record, planned, {"mri": subject.mri, "pet": subject.pet})
 
 
-def _run_one(subject: Subject, output: Path, overwrite: bool, fuse_kwargs: dict[str, Any], fuse_pair: Any,
-             rank: int) -> SubjectResult:
+@dataclass(frozen=True)
+class SubjectRun:
+    """One subject's resumable run, for :func:`run_subject` (cohorts and BIDS runs describe theirs this way).
+
+    Attributes:
+        name: the subject's name in messages (``sub01``, ``sub-01_ses-bl_trc-FDG``).
+        mri: the MRI (or T1w).
+        pet: the PET.
+        output: the fused volume.
+        settings: the settings :func:`~asfe3d.pipeline.fuse_pair` gets.
+        planned: every file the run writes (checked for foreign files, cleared of stale temporaries).
+        done: ``None`` when the subject's run is complete, else why not.
+        ours: the existing planned files that an earlier asfe3d run of this subject wrote (replaceable).
+        redo: redo a complete subject and replace files that are not ours (``--overwrite``).
+        record_extra: more fields for the completion record.
+        prepare: called just before fusing; returns what undoes it if the fusion fails.
+    """
+
+    name: str
+    mri: Path
+    pet: Path
+    output: Path
+    settings: Settings
+    planned: Mapping[str, Path]
+    done: Callable[[], str | None]
+    ours: Callable[[], set[Path]]
+    redo: bool = False
+    record_extra: Mapping[str, Any] | None = None
+    prepare: Callable[[], Callable[[], None]] | None = None
+
+
+@dataclass
+class SubjectOutcome:
+    """What :func:`run_subject` did: ``status`` (``ok``, ``skipped``, ``failed``), a ``message``, the
+    :class:`~asfe3d.pipeline.FuseResult` when fused, and the ``seconds`` spent."""
+
+    status: str
+    message: str = ""
+    result: Any = None
+    seconds: float = 0.0
+
+
+def run_subject(run: SubjectRun) -> SubjectOutcome:
+    """Fuse one subject, resumably: skipped when its run is complete (unless ``run.redo``), refused when a file that
+    no asfe3d run of this subject wrote is in the way, stale temporaries cleared, and every failure caught into the
+    outcome (one subject never stops a cohort or a BIDS run).
+
+    Args:
+        run: the subject's run.
+
+    Returns:
+        The :class:`SubjectOutcome`.
+    """
     from asfe3d.io import stale_temporaries
+    from asfe3d.pipeline import fuse_pair
+
+    t0 = time.perf_counter()
+    message = ""
+    if not run.redo:
+        reason = run.done()
+        if reason is None:
+            return SubjectOutcome("skipped", "complete run recorded; not redone", seconds=time.perf_counter() - t0)
+        ours = run.ours()
+        foreign = [p for p in run.planned.values() if p.exists() and p.resolve() not in ours]
+        if foreign:
+            names = ", ".join(p.name for p in foreign)
+            msg = (f"{foreign[0].parent}: {names} exist(s) but no asfe3d record lists them as a complete output of "
+                   f"{run.name} ({reason}); not replaced (pass --overwrite to redo it)")
+            logger.error("%s: %s", run.name, msg)
+            return SubjectOutcome("failed", msg, seconds=time.perf_counter() - t0)
+        if any(p.exists() for p in run.planned.values()):
+            message = f"redone: {reason}"
+            logger.info("%s: %s", run.name, message)
+    for stale in (t for p in run.planned.values() for t in stale_temporaries(p)):
+        logger.warning("%s: removing %s left by an interrupted run", run.name, stale)
+        stale.unlink(missing_ok=True)
+    undo = None
+    try:
+        undo = run.prepare() if run.prepare is not None else None
+        res = fuse_pair(run.mri, run.pet, run.output, run.settings,
+                        record_extra=None if run.record_extra is None else dict(run.record_extra))
+    except BaseException as exc:
+        if undo is not None:
+            undo()
+        if not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, Asfe3dInputError):
+            logger.error("%s: %s", run.name, exc)
+            text = str(exc)
+        else:  # one subject's failure must not stop the others
+            logger.exception("%s: failed", run.name)
+            text = f"{type(exc).__name__}: {exc}"
+        return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0)
+    return SubjectOutcome("ok", message, res, time.perf_counter() - t0)
+
+
+def _cohort_run(subject: Subject, output: Path, settings: Settings) -> SubjectRun:
+    """A cohort subject's :class:`SubjectRun`: complete when its record lists every output asked for with the
+    inputs unchanged; its own files are those of an interrupted run (a pending record)."""
     from asfe3d.io.record import pending_outputs
 
-    message = ""
-    planned = _planned_outputs(output, fuse_kwargs)
-    if not overwrite:
-        reason = subject_done(subject, output, fuse_kwargs)
-        if reason is None:
-            return SubjectResult(subject.subject, "skipped", output, message="complete run recorded; not redone",
-                                 rank=rank)
-        ours = {p.resolve() for p in pending_outputs(planned["record"])}
-        if ours:
-            ours.add(planned["record"].resolve())  # the interrupted run's own record
-        foreign = [p for p in planned.values() if p.exists() and p.resolve() not in ours]
-        if foreign:
-            msg = (f"{foreign[0]} exists but is not a complete asfe3d output of this subject ({reason}); not "
-                   "replaced (pass --overwrite to redo the subject)")
-            logger.error("%s: %s", subject.subject, msg)
-            return SubjectResult(subject.subject, "failed", output, message=msg, rank=rank)
-        if ours:
-            message = "redone: an earlier run was interrupted"
-    for stale in (t for p in planned.values() for t in stale_temporaries(p)):
-        logger.warning("%s: removing %s left by an interrupted run", subject.subject, stale)
-        stale.unlink(missing_ok=True)
-    try:
-        res = fuse_pair(subject.mri, subject.pet, output, overwrite=overwrite, **fuse_kwargs)
-    except Asfe3dInputError as exc:
-        logger.error("%s: %s", subject.subject, exc)
-        return SubjectResult(subject.subject, "failed", output, message=str(exc), rank=rank)
-    except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the cohort
-        logger.exception("%s: failed", subject.subject)
-        return SubjectResult(subject.subject, "failed", output, message=f"{type(exc).__name__}: {exc}", rank=rank)
+    planned = planned_outputs(output, settings)
+
+    def ours() -> set[Path]:
+        mine = {p.resolve() for p in pending_outputs(planned["record"])}
+        return mine | {planned["record"].resolve()} if mine else mine
+
+    return SubjectRun(subject.subject, subject.mri, subject.pet, output, settings, planned,
+                      done=lambda: subject_done(subject, output, settings), ours=ours,
+                      redo=settings.outputs.overwrite)
+
+
+def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, rank: int) -> SubjectResult:
+    if outcome.status != "ok":
+        return SubjectResult(subject.subject, outcome.status, output, message=outcome.message, rank=rank,
+                             total=outcome.seconds)
+    res, message = outcome.result, outcome.message
     qc = res.registration.get("qc") or {}
     reasons = "; ".join(qc.get("reasons", []))
     if qc.get("verdict") == "fail":

@@ -5,7 +5,10 @@ bundle), so they never give different results for the same inputs. Nothing heavy
 from __future__ import annotations
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC", "DEFAULT_COLORMAP",
-           "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES"]
+           "DEFAULT_DEVICE", "DEFAULT_SLICE_AXIS", "DEFAULT_SEED", "DEFAULT_REGISTRATION_THREADS",
+           "DEFAULT_MIN_OVERLAP", "DEFAULT_OUTPUT_SCALE", "DEFAULT_FRAME_REALIGN", "DEFAULT_FRAME_REFERENCE",
+           "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
+           "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -20,6 +23,36 @@ DEFAULT_REGISTRATION = "auto"
 DEFAULT_QC = "warn"
 #: PET colour map of the colour volume and the preview
 DEFAULT_COLORMAP = "hot"
+
+#: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
+DEFAULT_DEVICE = "auto"
+#: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2
+DEFAULT_SLICE_AXIS = "auto"
+#: registration sampling seed (same inputs and seed: same output)
+DEFAULT_SEED = 0
+#: ITK threads of the registration: 1 is bitwise reproducible (``None``: every core)
+DEFAULT_REGISTRATION_THREADS = 1
+#: smallest fraction of the MRI head the registered PET must cover
+DEFAULT_MIN_OVERLAP = 0.3
+#: fused intensities: ``mri`` (back through the MRI's normalisation window) or ``unit`` ([0, 1])
+DEFAULT_OUTPUT_SCALE = "mri"
+#: realign a dynamic PET's frames (rigid) before averaging them
+DEFAULT_FRAME_REALIGN = True
+#: what the frames are realigned to: ``mean`` or a frame index
+DEFAULT_FRAME_REFERENCE = "mean"
+#: which NIfTI geometry to trust when qform and sform disagree: ``auto``, ``sform`` or ``qform``
+DEFAULT_NIFTI_GEOMETRY = "auto"
+
+#: the network's modes
+MODES = ("slice", "volume")
+#: slice mode's axis choices
+SLICE_AXES = ("auto", 0, 1, 2)
+#: what ``output_scale`` accepts
+OUTPUT_SCALES = ("mri", "unit")
+#: what ``nifti_geometry`` accepts
+NIFTI_GEOMETRIES = ("auto", "sform", "qform")
+#: what ``pet_units`` accepts besides ``None`` (as stored)
+PET_UNITS_CHOICES = ("suv",)
 
 #: registration methods (the same as :data:`asfe3d.registration.METHODS`; a test keeps them in step)
 REGISTRATION_METHODS = ("rigid", "affine", "deformable", "none")

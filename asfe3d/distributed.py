@@ -237,14 +237,14 @@ def merge_summaries(parts: Sequence[str | Path], summary_path: str | Path, order
         Asfe3dInputError: a missing or malformed part.
         ValueError: a subject present in two parts.
     """
-    from asfe3d.cohort import _result_from_row, read_summary, write_summary
+    from asfe3d.cohort import read_summary, result_from_row, write_summary
 
     rows = {}
     for part in parts:
         for row in read_summary(part):
             if row["subject"] in rows:
                 raise ValueError(f"subject {row['subject']!r} appears in two summary parts (last: {part})")
-            rows[row["subject"]] = _result_from_row(row)
+            rows[row["subject"]] = result_from_row(row)
     names = list(order) if order is not None else sorted(rows)
     names += sorted(set(rows) - set(names))
     return write_summary([rows[n] for n in names if n in rows], summary_path)
@@ -261,16 +261,15 @@ def _set_cpu_threads(info: DistInfo) -> None:
 
 def run_cohort_distributed(
     subjects: Sequence[Any],
+    settings: Any = None,
     *,
     output_dir: str | Path | None = None,
     summary_path: str | Path | None = None,
-    overwrite: bool = False,
     progress: bool = True,
     backend: str = "auto",
     datalist: str | Path | None = None,
-    **fuse_kwargs: Any,
 ) -> list[Any]:
-    """:func:`asfe3d.cohort.run_cohort` over all processes of a torchrun job (one process: a plain run).
+    """:func:`asfe3d.cohort.run_cohort` over all processes of a torchrun job (one process: exactly a plain run).
 
     Every rank fuses its share (:func:`shard_subjects`) on its device (:func:`rank_device`), writing its own
     summary part; after a barrier rank 0 merges the parts into ``summary_path`` and removes them. The results of
@@ -278,16 +277,17 @@ def run_cohort_distributed(
 
     Args:
         subjects: the whole cohort (identical on every rank).
+        settings: the run's :class:`asfe3d.settings.Settings` (``None``: defaults); ``fusion.device`` goes through
+            :func:`rank_device` on each rank of a multi-process job.
         output_dir: see :func:`asfe3d.cohort.run_cohort`.
         summary_path: the merged summary CSV (parts beside it); ``None``: none written.
-        overwrite: see :func:`asfe3d.cohort.run_cohort`.
         progress: progress bar (rank 0 only).
         backend: process-group backend (see :func:`init_distributed`).
         datalist: the datalist (protected like the inputs, see :func:`asfe3d.cohort.run_cohort`).
-        fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair`; ``device`` goes through :func:`rank_device`.
 
     Returns:
-        The :class:`~asfe3d.cohort.SubjectResult` of every subject, in the cohort's sorted order.
+        The :class:`~asfe3d.cohort.SubjectResult` of every subject: in the cohort's order for one process, in its
+        sorted order (the shards') for several.
 
     Raises:
         ValueError: bad arguments (see :func:`asfe3d.cohort.run_cohort`) or an inconsistent environment.
@@ -296,40 +296,37 @@ def run_cohort_distributed(
 
     import torch.distributed as dist
 
-    from asfe3d.cohort import _check_cohort, _check_paths_against_inputs, _lock_folder, cohort_lock, run_cohort
+    from asfe3d.cohort import cohort_lock, lock_folder, plan_cohort, run_cohort, write_summary
     from asfe3d.errors import Asfe3dInputError
+    from asfe3d.settings import Settings
 
-    outputs = _check_cohort(subjects, output_dir)  # every rank refuses a bad cohort before any work or collective
-    _check_paths_against_inputs(subjects, outputs, fuse_kwargs, None if summary_path is None else Path(summary_path),
-                                datalist)
+    settings = Settings() if settings is None else settings
+    # every rank refuses a bad cohort before any work or collective
+    outputs = plan_cohort(subjects, settings, output_dir=output_dir, summary_path=summary_path, datalist=datalist)
+    if get_dist_info().world_size == 1:
+        return run_cohort(subjects, settings, output_dir=output_dir, summary_path=summary_path, progress=progress,
+                          datalist=datalist)
     info, created = init_distributed(backend)
     lock = contextlib.ExitStack()
     try:
-        fuse_kwargs["device"] = rank_device(fuse_kwargs.get("device", "auto"), info)
-        if info.world_size == 1:
-            return run_cohort(shard_subjects(list(subjects), 0, 1), output_dir=output_dir,
-                              summary_path=summary_path, overwrite=overwrite, progress=progress, datalist=datalist,
-                              **fuse_kwargs)
+        settings = settings.replace(fusion={"device": rank_device(settings.fusion.device, info)})
         # one lock per job: rank 0 holds it, and every rank learns whether it got it before any work
         refusal = [None]
         if info.is_main and outputs:
             try:
-                lock.enter_context(cohort_lock(_lock_folder(output_dir, summary_path, outputs)))
+                lock.enter_context(cohort_lock(lock_folder(output_dir, summary_path, outputs)))
             except Asfe3dInputError as exc:
                 refusal = [str(exc)]
         dist.broadcast_object_list(refusal, src=0)
         if refusal[0] is not None:
             raise Asfe3dInputError(None, refusal[0])
-        fuse_kwargs["lock"] = False
         _set_cpu_threads(info)
         mine = shard_subjects(list(subjects), info.rank, info.world_size)
         part = None if summary_path is None else summary_part_path(summary_path, info.rank, info.world_size)
-        logger.info("rank %d/%d: %d subject(s) on %s", info.rank, info.world_size, len(mine), fuse_kwargs["device"])
-        results = run_cohort(mine, output_dir=output_dir, summary_path=part, overwrite=overwrite,
-                             progress=progress and info.is_main, rank=info.rank, datalist=datalist, **fuse_kwargs)
+        logger.info("rank %d/%d: %d subject(s) on %s", info.rank, info.world_size, len(mine), settings.fusion.device)
+        results = run_cohort(mine, settings, output_dir=output_dir, summary_path=part,
+                             progress=progress and info.is_main, rank=info.rank, datalist=datalist, lock=False)
         if part is not None and not mine:
-            from asfe3d.cohort import write_summary
-
             write_summary([], part)  # an empty share still leaves a part for the merge
         gathered: list[Any] = [None] * info.world_size
         dist.all_gather_object(gathered, results)  # also the barrier: every part is complete after it

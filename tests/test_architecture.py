@@ -151,3 +151,35 @@ def test_no_empty_package():
         if not siblings and not body:
             empty.append(str(init.parent.relative_to(PACKAGE.parent)))
     assert empty == []
+
+
+def test_no_private_names_imported_across_packages():
+    """A module uses another package's (or top-level module's) public names only (``distributed`` uses
+    ``cohort``'s public helpers)."""
+    def top(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    offenders = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("asfe3d") and node.level == 0:
+                offenders += [f"{name}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")
+                              and top(node.module) != top(name)]
+    assert offenders == []
+
+
+#: the redesigned modules (entry points, settings, inference): none of their functions is longer than this
+MAX_FUNCTION_LINES = 120
+_HOUSE = ("asfe3d/pipeline.py", "asfe3d/settings.py", "asfe3d/cohort.py", "asfe3d/distributed.py",
+          "asfe3d/defaults.py", "asfe3d/cli", "asfe3d/bids", "asfe3d/inferers", "asfe3d/transforms",
+          "asfe3d/fusion/learned.py", "asfe3d/fusion/base.py")
+
+
+def test_functions_of_the_entry_points_are_short():
+    root = PACKAGE.parent
+    files = [p for rel in _HOUSE for p in ([root / rel] if rel.endswith(".py") else sorted((root / rel).rglob("*.py")))]
+    long = [f"{p.relative_to(root)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in files for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []

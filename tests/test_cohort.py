@@ -23,9 +23,11 @@ from asfe3d.cohort import (
     run_cohort,
 )
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.settings import Settings
 from tests.conftest import make_cohort
 
 FAST = {"method": "mean", "registration": "none"}
+FAST_SETTINGS = Settings.from_flat(**FAST)
 
 
 def _write_constant_pet(like: Path, path: Path) -> None:
@@ -103,7 +105,7 @@ def test_run_cohort_ok_failed_then_resumed(tmp_path, demo_files):
     _write_constant_pet(demo_files[1], tmp_path / "sub02" / "pet.nii.gz")  # sub02 cannot be fused
     subjects = read_datalist(csv_path)
     out, summary = tmp_path / "out", tmp_path / "out" / "summary.csv"
-    results = run_cohort(subjects, output_dir=out, summary_path=summary, progress=False, **FAST)
+    results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, summary_path=summary, progress=False)
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "pet.nii.gz" in results[1].message and not (out / "sub02_fused.nii.gz").exists()
     for sub in ("sub01", "sub03"):
@@ -118,7 +120,7 @@ def test_run_cohort_ok_failed_then_resumed(tmp_path, demo_files):
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.nii.gz")}
     shutil.copy(demo_files[1], tmp_path / "sub02" / "pet.nii.gz")  # fix the input, run again
-    again = run_cohort(subjects, output_dir=out, summary_path=summary, progress=False, **FAST)
+    again = run_cohort(subjects, FAST_SETTINGS, output_dir=out, summary_path=summary, progress=False)
     assert [r.status for r in again] == ["skipped", "ok", "skipped"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.nii.gz") if p.name in mtimes} == mtimes
     assert [r["status"] for r in read_summary(summary)] == ["skipped", "ok", "skipped"]
@@ -127,16 +129,16 @@ def test_run_cohort_ok_failed_then_resumed(tmp_path, demo_files):
 
 def test_run_cohort_bad_arguments(tmp_path, demo_files):
     subjects = read_datalist(make_cohort(tmp_path, demo_files, 2))
-    with pytest.raises(ValueError, match="per subject"):
-        run_cohort(subjects, overwrite=False, output=tmp_path / "x.nii.gz", **FAST)
-    with pytest.raises(ValueError, match="save_rgb must be True or False"):
-        run_cohort(subjects, save_rgb=tmp_path / "rgb.nii.gz", **FAST)
+    with pytest.raises(TypeError, match="unknown setting 'output'"):  # the output is per subject
+        run_cohort(subjects, Settings.from_flat(overwrite=False, output=tmp_path / "x.nii.gz", **FAST))
+    with pytest.raises(ValueError, match="outputs.rgb must be True or False in cohort mode"):
+        run_cohort(subjects, Settings.from_flat(rgb=tmp_path / "rgb.nii.gz", **FAST))
     clash = [Subject("a", subjects[0].mri, subjects[0].pet, tmp_path / "o.nii.gz"),
              Subject("b", subjects[1].mri, subjects[1].pet, tmp_path / "o.nii.gz")]
     with pytest.raises(Asfe3dInputError, match="would both write this output"):  # one line in the CLI, exit 2
-        run_cohort(clash, **FAST)
+        run_cohort(clash, FAST_SETTINGS)
     with pytest.raises(ValueError, match="list of asfe3d.cohort.Subject"):
-        run_cohort(str(tmp_path), **FAST)
+        run_cohort(str(tmp_path), FAST_SETTINGS)
 
 
 def test_cli_cohort_exit_codes(tmp_path, demo_files, capsys):

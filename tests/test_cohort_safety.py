@@ -10,9 +10,11 @@ import pytest
 
 from asfe3d.cohort import Subject, cohort_lock, read_datalist, read_summary, run_cohort
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.settings import Settings
 from tests.conftest import make_cohort
 
 FAST = {"method": "mean", "registration": "none"}
+FAST_SETTINGS = Settings.from_flat(**FAST)
 
 
 def test_output_naming_another_subjects_mri_is_refused(tmp_path, demo_files):
@@ -20,10 +22,10 @@ def test_output_naming_another_subjects_mri_is_refused(tmp_path, demo_files):
     before = s2.mri.read_bytes()
     bad = [Subject("sub01", s1.mri, s1.pet, s2.mri), s2]
     with pytest.raises(Asfe3dInputError, match="would overwrite the MRI of subject 'sub02'"):
-        run_cohort(bad, progress=False, **FAST)
+        run_cohort(bad, FAST_SETTINGS, progress=False)
     own = [Subject("sub01", s1.mri, s1.pet, s1.mri)]
     with pytest.raises(Asfe3dInputError, match="would overwrite the MRI of subject 'sub01'"):
-        run_cohort(own, progress=False, **FAST)
+        run_cohort(own, FAST_SETTINGS, progress=False)
     assert s2.mri.read_bytes() == before
 
 
@@ -36,8 +38,8 @@ def test_summary_never_replaces_an_input_or_a_foreign_file(tmp_path, demo_files,
         summary.write_text("my,own,table\n1,2,3\n")
     before = summary.read_bytes()
     with pytest.raises(Asfe3dInputError, match="summary" if target != "foreign" else "not an asfe3d summary"):
-        run_cohort(subjects, output_dir=tmp_path / "out", summary_path=summary, datalist=csv_path, progress=False,
-                   **FAST)
+        run_cohort(subjects, FAST_SETTINGS, output_dir=tmp_path / "out", summary_path=summary, datalist=csv_path,
+                   progress=False)
     assert summary.read_bytes() == before
 
 
@@ -47,11 +49,11 @@ def test_existing_file_without_record_is_not_replaced(tmp_path, demo_files):
     out.mkdir()
     foreign = out / "sub01_fused.nii.gz"
     foreign.write_bytes(b"somebody else's volume")
-    results = run_cohort(subjects, output_dir=out, progress=False, **FAST)
+    results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
     assert [r.status for r in results] == ["failed", "ok"]
-    assert "not a complete asfe3d output" in results[0].message and "--overwrite" in results[0].message
+    assert "no asfe3d record lists them" in results[0].message and "--overwrite" in results[0].message
     assert foreign.read_bytes() == b"somebody else's volume"
-    again = run_cohort(subjects, output_dir=out, overwrite=True, progress=False, **FAST)
+    again = run_cohort(subjects, Settings.from_flat(overwrite=True, **FAST), output_dir=out, progress=False)
     assert [r.status for r in again] == ["ok", "ok"]
     assert foreign.read_bytes() != b"somebody else's volume"
 
@@ -59,16 +61,16 @@ def test_existing_file_without_record_is_not_replaced(tmp_path, demo_files):
 def test_done_only_with_every_requested_output_and_unchanged_inputs(tmp_path, demo_files):
     subjects = read_datalist(make_cohort(tmp_path, demo_files, 1))
     out = tmp_path / "out"
-    assert [r.status for r in run_cohort(subjects, output_dir=out, progress=False, **FAST)] == ["ok"]
+    assert [r.status for r in run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)] == ["ok"]
     record = json.loads((out / "sub01_fused.json").read_text())
     assert record["status"] == "complete" and set(record["outputs"]) == {"fused"}
-    assert [r.status for r in run_cohort(subjects, output_dir=out, progress=False, **FAST)] == ["skipped"]
+    assert [r.status for r in run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)] == ["skipped"]
     # asking for one more output: the earlier run is not complete for this request, and its files are not replaced
-    (res,) = run_cohort(subjects, output_dir=out, save_rgb=True, progress=False, **FAST)
+    (res,) = run_cohort(subjects, Settings.from_flat(rgb=True, **FAST), output_dir=out, progress=False)
     assert res.status == "failed" and "was not part of the recorded run" in res.message
     # an input changed since: not done either
     os.utime(subjects[0].pet, ns=(1, 1))
-    (res,) = run_cohort(subjects, output_dir=out, progress=False, **FAST)
+    (res,) = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
     assert res.status == "failed" and "changed since the recorded run" in res.message
 
 
@@ -86,10 +88,10 @@ def test_error_while_renaming_puts_the_set_back(tmp_path, demo_files, monkeypatc
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(KeyboardInterrupt):
-        run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
+        run_cohort(subjects, Settings.from_flat(save_registered_pet=True, **FAST), output_dir=out, progress=False)
     monkeypatch.setattr(os, "replace", real_replace)
     assert not (out / "sub01_fused.nii.gz").exists() and not (out / "sub01_fused.json").exists()
-    (res,) = run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
+    (res,) = run_cohort(subjects, Settings.from_flat(save_registered_pet=True, **FAST), output_dir=out, progress=False)
     assert res.status == "ok" and (out / "sub01_fused_pet_on_mri.nii.gz").is_file()
 
 
@@ -97,14 +99,16 @@ _DIE_BETWEEN_RENAMES = """
 import os, sys
 from pathlib import Path
 from asfe3d.cohort import read_datalist, run_cohort
+from asfe3d.settings import Settings
 real = os.replace
 def replace(src, dst):
     if str(dst).endswith("_pet_on_mri.nii.gz"):
         os._exit(137)  # a hard kill (SIGKILL, power loss) between two renames: no clean-up runs
     return real(src, dst)
 os.replace = replace
-run_cohort(read_datalist(Path(sys.argv[1])), output_dir=Path(sys.argv[2]), save_registered_pet=True,
-           progress=False, method="mean", registration="none")
+run_cohort(read_datalist(Path(sys.argv[1])),
+           Settings.from_flat(save_registered_pet=True, method="mean", registration="none"),
+           output_dir=Path(sys.argv[2]), progress=False)
 """
 
 
@@ -124,10 +128,10 @@ def test_hard_kill_while_renaming_is_redone_on_rerun(tmp_path, demo_files):
     assert (out / "sub01_fused.nii.gz").is_file() and not (out / "sub01_fused_pet_on_mri.nii.gz").exists()
     assert json.loads((out / "sub01_fused.json").read_text())["status"] == "pending"
     subjects = read_datalist(csv_path)
-    (res,) = run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
+    (res,) = run_cohort(subjects, Settings.from_flat(save_registered_pet=True, **FAST), output_dir=out, progress=False)
     assert res.status == "ok" and "interrupted" in res.message
     assert (out / "sub01_fused_pet_on_mri.nii.gz").is_file()
-    (res,) = run_cohort(subjects, output_dir=out, save_registered_pet=True, progress=False, **FAST)
+    (res,) = run_cohort(subjects, Settings.from_flat(save_registered_pet=True, **FAST), output_dir=out, progress=False)
     assert res.status == "skipped"
 
 
@@ -136,9 +140,9 @@ def test_second_run_on_the_same_folder_is_refused(tmp_path, demo_files):
     out = tmp_path / "out"
     with cohort_lock(out):
         with pytest.raises(Asfe3dInputError, match="another asfe3d cohort run"):
-            run_cohort(subjects, output_dir=out, summary_path=out / "summary.csv", progress=False, **FAST)
+            run_cohort(subjects, FAST_SETTINGS, output_dir=out, summary_path=out / "summary.csv", progress=False)
     assert not (out / "sub01_fused.nii.gz").exists()
-    results = run_cohort(subjects, output_dir=out, summary_path=out / "summary.csv", progress=False, **FAST)
+    results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, summary_path=out / "summary.csv", progress=False)
     assert [r.status for r in results] == ["ok"]
     assert read_summary(out / "summary.csv")[0]["qc_verdict"] in ("pass", "warn", "fail")
 

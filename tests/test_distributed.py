@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from asfe3d.distributed import (
     shard_subjects,
     summary_part_path,
 )
+from asfe3d.settings import Settings
 from tests.conftest import make_cohort
 
 
@@ -83,10 +85,14 @@ def test_single_process_run_is_a_plain_cohort(tmp_path, demo_files, monkeypatch)
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     subjects = read_datalist(make_cohort(tmp_path, demo_files, 2, reverse=True))
-    results = run_cohort_distributed(subjects, output_dir=tmp_path / "out", summary_path=tmp_path / "s.csv",
-                                     progress=False, method="mean", registration="none", device="auto")
-    assert [(r.subject, r.status, r.rank) for r in results] == [("sub01", "ok", 0), ("sub02", "ok", 0)]
-    assert [r["subject"] for r in read_summary(tmp_path / "s.csv")] == ["sub01", "sub02"]
+    settings = Settings.from_flat(method="mean", registration="none", device="auto")
+    results = run_cohort_distributed(subjects, settings, output_dir=tmp_path / "out", summary_path=tmp_path / "s.csv",
+                                     progress=False)
+    # exactly run_cohort: the datalist's order (reversed here), the settings as given
+    assert [(r.subject, r.status, r.rank) for r in results] == [("sub02", "ok", 0), ("sub01", "ok", 0)]
+    assert [r["subject"] for r in read_summary(tmp_path / "s.csv")] == ["sub02", "sub01"]
+    record = json.loads((tmp_path / "out" / "sub01_fused.json").read_text())
+    assert record["settings"] == settings.as_dict()
     assert sorted(p.name for p in tmp_path.glob("s*.csv")) == ["s.csv"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import nibabel as nib
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.pipeline import auto_slice_axis, default_output_path, fuse_pair
+from asfe3d.settings import Settings
 
 
 def _digest(path):
@@ -22,8 +24,9 @@ def _digest(path):
 def test_fused_volume_is_on_the_mri_grid_with_all_outputs(pair):
     mri, pet = pair
     before = (_digest(mri), _digest(pet))
-    result = fuse_pair(mri, pet, method="wavelet", save_registered_pet=True, save_rgb=True, preview=True,
-                       save_transform=True, output_scale="unit")
+    settings = Settings.from_flat(method="wavelet", save_registered_pet=True, rgb=True, preview=True,
+                                  save_transform=True, output_scale="unit")
+    result = fuse_pair(mri, pet, None, settings)
     assert result.output == default_output_path(mri) == mri.parent / "sub01_mri_fused.nii.gz"
     ref = nib.load(mri)
     for kind in ("fused", "registered_pet", "rgb"):
@@ -45,17 +48,20 @@ def test_fused_volume_is_on_the_mri_grid_with_all_outputs(pair):
 
 def test_same_inputs_same_output(pair, tmp_path):
     mri, pet = pair
-    a = fuse_pair(mri, pet, tmp_path / "a.nii.gz", method="laplacian", seed=1)
-    b = fuse_pair(mri, pet, tmp_path / "b.nii.gz", method="laplacian", seed=1)
+    a = fuse_pair(mri, pet, tmp_path / "a.nii.gz", Settings.from_flat(method="laplacian", seed=1))
+    b = fuse_pair(mri, pet, tmp_path / "b.nii.gz", Settings.from_flat(method="laplacian", seed=1))
     np.testing.assert_array_equal(nib.load(a.output).get_fdata(), nib.load(b.output).get_fdata())
 
 
 def test_mri_scale_maps_back_to_mri_intensities(pair, tmp_path):
     mri, pet = pair
-    out = fuse_pair(mri, pet, tmp_path / "f.nii.gz", method="mean", registration="none", min_overlap=0.0)
+    settings = Settings.from_flat(method="mean", registration="none", min_overlap=0.0)
+    out = fuse_pair(mri, pet, tmp_path / "f.nii.gz", settings)
     fused = nib.load(out.output).get_fdata()
     ref = nib.load(mri).get_fdata()
     assert fused.max() <= ref.max() * 1.001 and fused.max() > 0.3 * ref.max()
+    record = json.loads(out.outputs["record"].read_text())  # the settings, recorded whole
+    assert record["settings"] == settings.as_dict() and Settings.from_dict(record["settings"]) == settings
 
 
 def test_failure_while_saving_leaves_no_output(pair, tmp_path, monkeypatch):
@@ -68,7 +74,7 @@ def test_failure_while_saving_leaves_no_output(pair, tmp_path, monkeypatch):
     monkeypatch.setattr(reg, "write_transform", boom)
     out = tmp_path / "out" / "fused.nii.gz"
     with pytest.raises(OSError, match="disk full"):
-        fuse_pair(mri, pet, out, method="mean", save_registered_pet=True, save_transform=True)
+        fuse_pair(mri, pet, out, Settings.from_flat(method="mean", save_registered_pet=True, save_transform=True))
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
@@ -77,15 +83,15 @@ def test_existing_output_is_refused_before_any_work(pair, tmp_path):
     out = tmp_path / "exists.nii.gz"
     out.write_bytes(b"keep me")
     with pytest.raises(Asfe3dInputError, match="exists.nii.gz"):
-        fuse_pair(mri, pet, out, method="mean")
+        fuse_pair(mri, pet, out, Settings.from_flat(method="mean"))
     assert out.read_bytes() == b"keep me"
     with pytest.raises(Asfe3dInputError, match="sub01_pet.nii.gz"):
-        fuse_pair(mri, pet, pet, method="mean", overwrite=True)
+        fuse_pair(mri, pet, pet, Settings.from_flat(method="mean", overwrite=True))
 
 
 def test_bad_settings():
     with pytest.raises(ValueError, match="'percent'"):
-        fuse_pair("a", "b", output_scale="percent")
+        fuse_pair("a", "b", None, Settings.from_flat(output_scale="percent"))
 
 
 def test_auto_slice_axis_finds_the_axial_axis():

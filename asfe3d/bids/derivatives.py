@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from asfe3d.bids.layout import BidsIssue, BidsPair, find_pairs
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.settings import OPTIONAL_OUTPUTS, Settings
 
 __all__ = [
     "BIDS_VERSION",
@@ -51,9 +52,6 @@ logger = logging.getLogger("asfe3d")
 BIDS_VERSION = "1.10.0"
 #: the ``DatasetLinks`` name of the input dataset in ``Sources`` URIs
 RAW_LINK = "raw"
-#: keyword arguments of fuse_pair that the BIDS runner sets per pair itself
-_RESERVED = ("mri", "pet", "output", "overwrite", "save_registered_pet", "save_transform", "record_extra",
-             "save_rgb", "preview")
 _MARKER = "asfe3d"  # key marking the registered-PET sidecar as ours
 
 
@@ -268,10 +266,10 @@ def _registered_sidecar(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Pat
     return side
 
 
-def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse_kwargs: Mapping[str, Any],
+def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, settings: Settings,
                  root: Path) -> dict[str, Any]:
-    method = fuse_kwargs.get("method")
-    weights = fuse_kwargs.get("weights")
+    method = settings.fusion.method
+    weights = settings.fusion.weights
     extra: dict[str, Any] = {
         "Description": "Fusion of the PET (registered to the T1w) with the T1w, on the T1w grid, by asfe3d",
         "Sources": [_bids_uri(pair.t1w, bids_dir), _bids_uri(pair.pet, bids_dir),
@@ -281,81 +279,48 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, fuse
                  **({"pet_units": pair.metadata["Units"]} if pair.metadata.get("Units") else {}),
                  **({"t1w_choice": pair.note} if pair.note else {})},
     }
-    if method is not None:
-        extra["FusionMethod"] = method
+    extra["FusionMethod"] = method
     if method == "asfe":
         extra["FusionWeights"] = str(weights) if weights else "shipped"
-    if fuse_kwargs.get("registration") is not None:
-        extra["RegistrationMethod"] = fuse_kwargs["registration"]
+    extra["RegistrationMethod"] = settings.registration.method
     if pair.metadata.get("TracerName"):
         extra["TracerName"] = pair.metadata["TracerName"]
     return extra
 
 
-def _pet_sidecar(pet: Path) -> Path:
-    """The JSON sidecar beside a PET image (``<stem>.json``): its units, dose and times for ``--pet-units suv``."""
-    name = pet.name
-    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else pet.stem
-    return pet.with_name(f"{stem}.json")
+def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
+    """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
+    :func:`pair_done`; its own files are those its record lists and its marked sidecar; the registered PET's sidecar
+    is written first (and removed again if the fusion fails before its image exists), the fused sidecar (the
+    completion record) last."""
+    from asfe3d.cohort import SubjectRun, run_subject
+    from asfe3d.io import atomic_output
+    from asfe3d.io.pet import find_sidecar
 
+    pair_settings = settings.replace(
+        inputs={"pet_sidecar": find_sidecar(pair.pet)},  # each PET's units, dose and times for --pet-units suv
+        outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
 
-def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, overwrite: bool,
-              fuse_kwargs: dict[str, Any]) -> PairResult:
-    from asfe3d.io import atomic_output, stale_temporaries
-    from asfe3d.pipeline import fuse_pair
-
-    t0 = time.perf_counter()
-    result = PairResult(pair.subject, pair.session, pair.prefix, "ok", outputs=dict(paths), pair=pair)
-    if not overwrite:
-        reason = pair_done(pair, paths)
-        if reason is None:
-            result.status, result.message = "skipped", "complete derivatives exist; not redone"
-            result.seconds = time.perf_counter() - t0
-            return result
-        existing = [p for p in paths.values() if p.exists()]
-        if existing:
-            logger.info("%s: redoing (%s)", pair.prefix, reason)
-    ours = _ours(paths)
-    foreign = [p for p in paths.values() if p.exists() and p.resolve() not in ours]
-    if foreign and not overwrite:
-        names = ", ".join(p.name for p in foreign)
-        result.status = "failed"
-        result.message = (f"{foreign[0].parent}: {names} exist(s) and no asfe3d record lists them; not replaced "
-                          "(pass --overwrite)")
-        result.seconds = time.perf_counter() - t0
-        return result
-    for stale in (t for p in paths.values() for t in stale_temporaries(p)):
-        logger.warning("%s: removing %s left by an interrupted run", pair.prefix, stale)
-        stale.unlink(missing_ok=True)
-    side_existed = paths["registered_json"].exists()
-    try:
-        # the registered PET's sidecar first, the fused sidecar (the completion record) last
+    def write_registered_sidecar() -> Callable[[], None]:
+        existed = paths["registered_json"].exists()
         with atomic_output(paths["registered_json"], overwrite=True) as tmp:
             tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root), indent=2) + "\n",
                            encoding="utf-8")
-        sidecar = _pet_sidecar(pair.pet)
-        res = fuse_pair(
-            pair.t1w, pair.pet, paths["fused"], save_registered_pet=paths["registered_pet"],
-            save_transform=paths["transform"], overwrite=True,
-            record_extra=_fused_extra(pair, paths, bids_dir, fuse_kwargs, root),
-            **{"pet_sidecar": sidecar if sidecar.is_file() else None, **fuse_kwargs},
-        )
-    except BaseException as exc:
-        if not side_existed and not paths["registered_pet"].exists():
-            paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
-        if not isinstance(exc, Exception):
-            raise
-        result.status = "failed"
-        result.message = str(exc) if isinstance(exc, Asfe3dInputError) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, Asfe3dInputError):
-            logger.exception("%s: failed", pair.prefix)
-        else:
-            logger.error("%s: %s", pair.prefix, exc)
-        result.seconds = time.perf_counter() - t0
-        return result
-    if getattr(res, "outputs", None) and "record" in res.outputs:
-        result.outputs["fused_json"] = Path(res.outputs["record"])
-    result.seconds = time.perf_counter() - t0
+
+        def undo() -> None:
+            if not existed and not paths["registered_pet"].exists():
+                paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
+
+        return undo
+
+    outcome = run_subject(SubjectRun(
+        pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths, done=lambda: pair_done(pair, paths),
+        ours=lambda: _ours(paths), redo=settings.outputs.overwrite,
+        record_extra=_fused_extra(pair, paths, bids_dir, settings, root), prepare=write_registered_sidecar))
+    result = PairResult(pair.subject, pair.session, pair.prefix, outcome.status, outcome.message,
+                        outputs=dict(paths), seconds=outcome.seconds, pair=pair)
+    if outcome.result is not None and "record" in outcome.result.outputs:
+        result.outputs["fused_json"] = Path(outcome.result.outputs["record"])
     return result
 
 
@@ -398,28 +363,27 @@ def _subject_report(subject: str, results: Sequence[PairResult], root: Path, ove
 def run_bids(
     bids_dir: str | Path,
     output_dir: str | Path,
+    settings: Settings | None = None,
     *,
     participant_labels: Sequence[str] | None = None,
     session_labels: Sequence[str] | None = None,
-    overwrite: bool = False,
     reports: bool = True,
     progress: bool = False,
-    **fuse_kwargs: Any,
 ) -> list[PairResult]:
     """Fuse every T1w/PET pair of a BIDS dataset into a BIDS derivative dataset, resumably.
 
     Args:
         bids_dir: the input BIDS dataset.
         output_dir: the derivative dataset's root (created).
+        settings: the run's :class:`asfe3d.settings.Settings` (``None``: defaults); each pair's own paths (the
+            registered PET, the transform, the PET's sidecar) are set here. ``settings.outputs.overwrite``: redo
+            every pair and replace its files even when they are not asfe3d's; otherwise complete pairs are skipped
+            and only asfe3d's own (incomplete) files are replaced.
         participant_labels: subjects to process (``sub-`` optional); ``None``: all.
         session_labels: sessions to process; ``None``: all.
-        overwrite: redo every pair and replace its files even when they are not asfe3d's; otherwise complete
-            pairs are skipped and only asfe3d's own (incomplete) files are replaced.
         reports: write ``sub-<s>.html`` per subject (redrawn when one of its pairs was fused in this run or the
             report is missing) and ``index.html``.
         progress: show a progress bar over pairs.
-        fuse_kwargs: options of :func:`asfe3d.pipeline.fuse_pair` (``method``, ``registration``, ``qc``...); the
-            per-pair paths are set here.
 
     Returns:
         One :class:`PairResult` per pair, then one per subject/session without PET (``no-pet``) and per PET that
@@ -428,13 +392,18 @@ def run_bids(
     Raises:
         Asfe3dInputError: a bad dataset, label, output folder or existing description (see
             :func:`find_pairs`, :func:`write_dataset_description`).
-        ValueError: options that the runner sets itself.
+        TypeError: ``settings`` is not a :class:`~asfe3d.settings.Settings`.
+        ValueError: optional outputs asked for in ``settings`` (the runner sets each pair's outputs itself).
     """
     from tqdm.auto import tqdm
 
-    reserved = sorted(k for k in _RESERVED if k in fuse_kwargs)
-    if reserved:
-        raise ValueError(f"run_bids sets {reserved} per pair; do not pass them")
+    settings = Settings() if settings is None else settings
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be an asfe3d.settings.Settings, got {type(settings).__name__}")
+    asked = sorted(name for name in OPTIONAL_OUTPUTS if getattr(settings.outputs, name) is not False)
+    if asked:
+        raise ValueError(f"run_bids sets each pair's outputs itself; do not ask for outputs {asked}")
+    overwrite = settings.outputs.overwrite
     bids_dir, root = Path(bids_dir).expanduser(), Path(output_dir).expanduser()
     pairs, issues = find_pairs(bids_dir, participant_labels=participant_labels, session_labels=session_labels)
     _check_output_root(root, bids_dir)
@@ -442,10 +411,9 @@ def run_bids(
     for issue in issues:
         if issue.kind == "no-pet":
             logger.warning("%s", issue.message)
-    fuse_kwargs.setdefault("progress", False)
     results: list[PairResult] = []
     for pair in tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress, dynamic_ncols=True):
-        results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, overwrite, fuse_kwargs))
+        results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings))
     results.extend(_issue_result(i) for i in issues)
     if reports:
         write_reports(results, root, overwrite=overwrite)

@@ -46,14 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asfe3d", description="MONAI-native 3D MRI/PET fusion (ASFE-Fusion).")
     parser.add_argument("--version", action="version", version=f"asfe3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"asfe3d.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"asfe3d.cli.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+    for name in COMMAND_MODULES:  # a command module that cannot be imported fails here, loudly
+        importlib.import_module(f"asfe3d.cli.{name}").add_parser(sub)
     for name, (module, help_text) in PASSTHROUGH.items():
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.set_defaults(func=None, passthrough=module)

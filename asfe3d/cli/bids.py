@@ -66,17 +66,12 @@ def run(args: argparse.Namespace) -> int:
         Asfe3dInputError: a bad dataset, label or output folder (the CLI prints it on one line, exit 2).
     """
     from asfe3d.bids import run_bids
-    from asfe3d.cli.options import fusion_kwargs, input_kwargs, set_threads
+    from asfe3d.cli.options import set_threads, settings_from_args
 
     set_threads(args)
-    kwargs = {**fusion_kwargs(args), **input_kwargs(args)}
-    kwargs.pop("pet_sidecar", None)  # each PET's own sidecar is found in the dataset
-    progress = kwargs.pop("progress", True)
-    results = run_bids(
-        args.bids_dir, args.output_dir, participant_labels=args.participant_label,
-        session_labels=args.session_label, overwrite=args.overwrite, reports=not args.no_reports,
-        progress=progress, **kwargs,
-    )
+    results = run_bids(args.bids_dir, args.output_dir, settings_from_args(args),
+                       participant_labels=args.participant_label, session_labels=args.session_label,
+                       reports=not args.no_reports, progress=not args.no_progress)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "no-pet", "failed")}
     pairs = sum(r.pair is not None for r in results)
     print(f"bids: {pairs} pairs: {counts['ok']} fused, {counts['skipped']} already complete, "

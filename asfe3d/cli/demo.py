@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asfe3d.cli.options import add_fusion_options, fusion_kwargs, set_threads
+from asfe3d.cli.options import add_fusion_options, set_threads, settings_from_args
 
 __all__ = ["add_parser", "run"]
 
@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
     pair = make_demo_pair(args.out / "inputs", seed=args.motion_seed, oblique=args.oblique, tracer=args.tracer)
     t_make = time.perf_counter() - t0
     print(f"demo pair ({t_make:.1f} s): MRI {pair.mri_path}, PET {pair.pet_path}")
-    result = fuse_pair(
-        pair.mri_path, pair.pet_path, args.out / f"demo_fused_{args.method}.nii.gz", save_registered_pet=True,
-        save_rgb=True, preview=True, save_transform=True, overwrite=True, **fusion_kwargs(args),
-    )
+    settings = settings_from_args(args).replace(outputs={"registered_pet": True, "rgb": True, "preview": True,
+                                                          "transform": True, "overwrite": True})
+    result = fuse_pair(pair.mri_path, pair.pet_path, args.out / f"demo_fused_{args.method}.nii.gz", settings,
+                       progress=not args.no_progress)
     print_result(result)
     err = registration_error_mm(pair.true_transform, result.transform, sitk.ReadImage(str(pair.mask_path)))
     print(f"registration error vs the known motion over the brain: mean {err['mean']:.2f} mm, "

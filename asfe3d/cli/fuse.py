@@ -11,13 +11,11 @@ from asfe3d.cli.options import (
     add_fusion_options,
     add_input_options,
     add_output_options,
-    fusion_kwargs,
-    input_kwargs,
-    output_kwargs,
     set_threads,
+    settings_from_args,
 )
 
-__all__ = ["add_parser", "run", "print_result", "cohort_kwargs"]
+__all__ = ["add_parser", "run", "print_result", "cohort_settings"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -125,34 +123,30 @@ def run(args: argparse.Namespace) -> int:
     from asfe3d.pipeline import fuse_pair
 
     mri_series, pet_series = _series_for(args)
-    result = fuse_pair(
-        args.mri, args.pet, args.output, mri_series=mri_series, pet_series=pet_series, overwrite=args.overwrite,
-        **input_kwargs(args), **output_kwargs(args), **fusion_kwargs(args),
-    )
+    settings = settings_from_args(args).replace(inputs={"mri_series": mri_series, "pet_series": pet_series})
+    result = fuse_pair(args.mri, args.pet, args.output, settings, progress=not args.no_progress)
     print_result(result)
     return 0
 
 
-def cohort_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``fuse_pair`` options of a cohort run from the parsed arguments (refusing single-run-only options)."""
+def cohort_settings(args: argparse.Namespace) -> Any:
+    """The :class:`asfe3d.settings.Settings` of a cohort run (refusing single-run-only options)."""
     from asfe3d.errors import Asfe3dInputError
+    from asfe3d.settings import OPTIONAL_OUTPUTS
 
     if getattr(args, "output", None) is not None:
         raise Asfe3dInputError(args.output, "-o/--output names one file; in cohort mode use --output-dir or an "
                                             "output column in the datalist")
     if getattr(args, "series", None):
         raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
-    kwargs = fusion_kwargs(args)
-    kwargs.pop("progress", None)
-    kwargs.update(mri_series=args.mri_series, pet_series=args.pet_series, **input_kwargs(args))
-    flags = {"save_registered_pet": "--save-registered-pet", "save_rgb": "--rgb", "preview": "--preview",
-             "save_transform": "--save-transform", "report": "--report"}
-    for key, value in output_kwargs(args).items():
-        if value not in (True, False, None):
-            raise Asfe3dInputError(value, f"{flags[key]} takes no path in cohort mode (each subject gets its own "
-                                          "default name next to its fused volume)")
-        kwargs[key] = bool(value)
-    return kwargs
+    settings = settings_from_args(args)
+    for name in OPTIONAL_OUTPUTS:
+        value = getattr(settings.outputs, name)
+        if not isinstance(value, bool):
+            flag = {"registered_pet": "--save-registered-pet", "transform": "--save-transform"}.get(name, f"--{name}")
+            raise Asfe3dInputError(value, f"{flag} takes no path in cohort mode (each subject gets its own default "
+                                          "name next to its fused volume)")
+    return settings
 
 
 def _write_index(results: list[Any], folder: Path) -> Path:
@@ -175,20 +169,18 @@ def _write_index(results: list[Any], folder: Path) -> Path:
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
-    from asfe3d.cohort import STATUSES, default_summary_path, read_datalist, run_cohort
+    from asfe3d.cohort import STATUSES, default_summary_path, read_datalist
     from asfe3d.distributed import get_dist_info, run_cohort_distributed
 
-    kwargs = cohort_kwargs(args)
+    settings = cohort_settings(args)
     subjects = read_datalist(args.datalist)
     summary = args.summary if args.summary is not None else default_summary_path(args.datalist, args.output_dir)
-    common = dict(output_dir=args.output_dir, summary_path=summary, overwrite=args.overwrite,
-                  progress=not args.no_progress, datalist=args.datalist, **kwargs)
-    info = get_dist_info()
-    results = run_cohort_distributed(subjects, **common) if info.world_size > 1 else run_cohort(subjects, **common)
+    results = run_cohort_distributed(subjects, settings, output_dir=args.output_dir, summary_path=summary,
+                                     progress=not args.no_progress, datalist=args.datalist)
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
-    if info.rank != 0:  # every rank holds every result; one report is enough
+    if get_dist_info().rank != 0:  # every rank holds every result; one report is enough
         return 1 if counts["failed"] else 0
-    if kwargs.get("report"):
+    if settings.outputs.report:
         index = _write_index(results, summary.parent if args.output_dir is None else args.output_dir)
         print(f"reports: {index}")
     flagged = sum(1 for r in results if r.qc_verdict == "fail")

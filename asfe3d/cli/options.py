@@ -13,18 +13,22 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from asfe3d.defaults import QC_MODES, REGISTRATION_CHOICES
+from asfe3d import defaults
+from asfe3d.settings import FLAT_NAMES
 
 __all__ = [
     "add_fusion_options",
     "add_input_options",
     "add_output_options",
-    "input_kwargs",
-    "fusion_kwargs",
-    "output_kwargs",
+    "settings_from_args",
+    "ARG_SETTINGS",
     "setup_logging",
     "set_threads",
 ]
+
+#: command-line option (argparse ``dest``) -> the settings group and field it sets: the command line's names are the
+#: settings' flat names (:data:`asfe3d.settings.FLAT_NAMES`), so one table joins the two
+ARG_SETTINGS = FLAT_NAMES
 
 
 
@@ -33,35 +37,43 @@ def _optional_path(parser: argparse.ArgumentParser, flag: str, help_text: str) -
 
 
 def add_fusion_options(p: argparse.ArgumentParser) -> None:
-    """Options every command that fuses shares (method, registration, QC, device...)."""
-    from asfe3d.defaults import DEFAULT_METHOD, DEFAULT_MODE
+    """Options every command that fuses shares (method, registration, QC, device...); defaults from
+    :mod:`asfe3d.defaults`."""
     from asfe3d.fusion.base import available_methods
 
-    p.add_argument("--method", choices=available_methods(), default=DEFAULT_METHOD,
-                   help=f"fusion method (default: {DEFAULT_METHOD})")
-    p.add_argument("--mode", choices=("slice", "volume"), default=DEFAULT_MODE,
+    p.add_argument("--method", choices=available_methods(), default=defaults.DEFAULT_METHOD,
+                   help=f"fusion method (default: {defaults.DEFAULT_METHOD})")
+    p.add_argument("--mode", choices=defaults.MODES, default=defaults.DEFAULT_MODE,
                    help="asfe only: 2D network slice by slice (SliceInferer) or 3D network over the volume "
-                        f"(SlidingWindowInferer); default: {DEFAULT_MODE}")
+                        f"(SlidingWindowInferer); default: {defaults.DEFAULT_MODE}")
     p.add_argument("--weights", type=Path, help="asfe only: weight file instead of the shipped one")
-    p.add_argument("--registration", choices=REGISTRATION_CHOICES, default="auto",
-                   help="PET-to-MRI registration (default: auto = rigid, or none for two DICOM series that share one "
-                        "FrameOfReferenceUID, already aligned by the scanner; rigid forces a registration)")
-    p.add_argument("--qc", choices=QC_MODES, default="warn",
+    p.add_argument("--registration", choices=defaults.REGISTRATION_CHOICES, default=defaults.DEFAULT_REGISTRATION,
+                   help=f"PET-to-MRI registration (default: {defaults.DEFAULT_REGISTRATION}; auto = rigid, or none "
+                        "for two "
+                        "DICOM series that share one FrameOfReferenceUID, already aligned by the scanner; rigid "
+                        "forces a registration)")
+    p.add_argument("--qc", choices=defaults.QC_MODES, default=defaults.DEFAULT_QC,
                    help="registration quality check: warn = write the outputs and print a one-line warning when "
-                        "the registration looks failed (default); strict = refuse (exit 2, no output)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (default: auto)")
-    p.add_argument("--slice-axis", default="auto", choices=("auto", "0", "1", "2"),
-                   help="asfe slice mode: voxel axis to slice along; auto = the MRI's axial axis")
+                        "the registration looks failed; strict = refuse (exit 2, no output); default: "
+                        f"{defaults.DEFAULT_QC}")
+    p.add_argument("--device", default=defaults.DEFAULT_DEVICE,
+                   help=f"auto (CUDA when present), cpu or cuda[:N] (default: {defaults.DEFAULT_DEVICE})")
+    p.add_argument("--slice-axis", default=defaults.DEFAULT_SLICE_AXIS, type=_slice_axis, choices=defaults.SLICE_AXES,
+                   help="asfe slice mode: voxel axis to slice along; auto = the MRI's axial axis (default: "
+                        f"{defaults.DEFAULT_SLICE_AXIS})")
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
                    help="asfe volume mode: sliding-window size (default: the whole volume in one pass up to 12 M "
                         "voxels, else 128 128 128)")
-    p.add_argument("--colormap", default="hot", help="PET colour map for --rgb and --preview (default: hot)")
-    p.add_argument("--output-scale", choices=("mri", "unit"), default="mri",
-                   help="fused intensities: mri = back through the MRI's normalisation window; unit = [0, 1]")
-    p.add_argument("--seed", type=int, default=0, help="registration sampling seed, >= 0 (default: 0)")
-    p.add_argument("--registration-threads", type=int, default=1, metavar="N",
-                   help="ITK threads for the registration: 1 (default) gives bitwise-reproducible outputs; 0 = all "
-                        "cores (faster, outputs vary in their last digits between runs)")
+    p.add_argument("--colormap", default=defaults.DEFAULT_COLORMAP,
+                   help=f"PET colour map for --rgb and --preview (default: {defaults.DEFAULT_COLORMAP})")
+    p.add_argument("--output-scale", choices=defaults.OUTPUT_SCALES, default=defaults.DEFAULT_OUTPUT_SCALE,
+                   help="fused intensities: mri = back through the MRI's normalisation window; unit = [0, 1] "
+                        f"(default: {defaults.DEFAULT_OUTPUT_SCALE})")
+    p.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED,
+                   help=f"registration sampling seed, >= 0 (default: {defaults.DEFAULT_SEED})")
+    p.add_argument("--registration-threads", type=_registration_threads, default=defaults.DEFAULT_REGISTRATION_THREADS,
+                   metavar="N", help="ITK threads for the registration: 1 (default) gives bitwise-reproducible "
+                                     "outputs; 0 = all cores (faster, outputs vary in their last digits between runs)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the network (default: torch's, one per core); on a machine busy with "
                         "other work, --threads 1 avoids OpenMP threads waiting on each other (up to 10x faster)")
@@ -70,16 +82,29 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="log progress on stderr (-v: steps and registration; -vv: debug)")
 
 
-def _frame_reference(text: str) -> str | int:
-    if text == "mean":
-        return text
+def _slice_axis(text: str) -> str | int:
+    return text if text == "auto" else int(text) if text in ("0", "1", "2") else text
+
+
+def _count(text: str, what: str) -> int:
+    """An integer >= 0 from the command line, refused in one line naming ``what`` it should be."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be 'mean' or a frame index, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"a frame index must be >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
+
+
+def _registration_threads(text: str) -> int | None:
+    """``0`` means every core (``None`` in the settings)."""
+    value = _count(text, "an integer >= 0")
+    return None if value == 0 else value
+
+
+def _frame_reference(text: str) -> str | int:
+    return text if text == "mean" else _count(text, "'mean' or a frame index >= 0")
 
 
 def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> None:
@@ -91,11 +116,14 @@ def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> No
     """
     p.add_argument("--pet-frame", type=int, help="take this 0-based frame of a 4D PET instead of the frame mean")
     p.add_argument("--mri-frame", type=int, help="take this 0-based frame of a 4D MRI (a 4D MRI is refused without)")
-    p.add_argument("--no-frame-realign", action="store_true",
+    p.add_argument("--no-frame-realign", action="store_false", dest="frame_realign",
+                   default=defaults.DEFAULT_FRAME_REALIGN,
                    help="average a dynamic PET's frames as they are (default: realign them rigidly first)")
-    p.add_argument("--frame-reference", type=_frame_reference, default="mean", metavar="mean|N",
-                   help="realign a dynamic PET's frames to their mean (default) or to frame N")
-    p.add_argument("--pet-units", choices=("suv",), default=None,
+    p.add_argument("--frame-reference", type=_frame_reference, default=defaults.DEFAULT_FRAME_REFERENCE,
+                   metavar="mean|N",
+                   help=f"realign a dynamic PET's frames to their mean or to frame N (default: "
+                        f"{defaults.DEFAULT_FRAME_REFERENCE})")
+    p.add_argument("--pet-units", choices=defaults.PET_UNITS_CHOICES, default=None,
                    help="convert the PET from Bq/ml to body-weight SUV (weight, dose, times and half-life from the "
                         "DICOM header or the JSON sidecar); the registered PET is saved in SUV")
     if sidecar:
@@ -103,22 +131,11 @@ def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> No
     p.add_argument("--dicom-strict", action="store_true",
                    help="refuse DICOM series with gaps or gantry tilt (default: resample them onto a regular grid, "
                         "as dcm2niix does, with a warning)")
-    p.add_argument("--nifti-geometry", choices=("auto", "sform", "qform"), default="auto",
+    p.add_argument("--nifti-geometry", choices=defaults.NIFTI_GEOMETRIES, default=defaults.DEFAULT_NIFTI_GEOMETRY,
                    help="which NIfTI geometry to use when qform and sform disagree (default: auto = refuse an "
                         "ambiguous header, prefer the sform when the codes say so)")
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="replace NaN/Inf voxels by 0 (with a warning) instead of refusing the input")
-
-
-def input_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The reading options as ``fuse_pair`` keyword arguments."""
-    return {
-        "pet_frame": args.pet_frame, "mri_frame": args.mri_frame, "frame_realign": not args.no_frame_realign,
-        "frame_reference": args.frame_reference, "pet_units": args.pet_units,
-        "pet_sidecar": getattr(args, "pet_sidecar", None),
-        "dicom_strict": args.dicom_strict, "nifti_geometry": args.nifti_geometry,
-        "allow_nonfinite": args.allow_nonfinite,
-    }
 
 
 def add_output_options(p: argparse.ArgumentParser, *, paths: bool = True) -> None:
@@ -140,24 +157,22 @@ def add_output_options(p: argparse.ArgumentParser, *, paths: bool = True) -> Non
                    help="replace this command's earlier outputs (the old files stay until the new set is complete)")
 
 
-def fusion_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The fusion settings shared by ``fuse``, ``demo``, cohorts and BIDS runs, as ``fuse_pair`` keyword arguments."""
-    return {
-        "method": args.method, "mode": args.mode, "weights": args.weights, "registration": args.registration,
-        "qc": args.qc, "device": args.device,
-        "slice_axis": args.slice_axis if args.slice_axis == "auto" else int(args.slice_axis),
-        "roi_size": None if args.roi_size is None else tuple(args.roi_size), "colormap": args.colormap,
-        "output_scale": args.output_scale, "seed": args.seed, "progress": not args.no_progress,
-        "registration_threads": None if args.registration_threads == 0 else args.registration_threads,
-    }
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The run's :class:`asfe3d.settings.Settings` from the parsed options (:data:`ARG_SETTINGS`); what a command
+    does not offer keeps its default.
 
+    Args:
+        args: the parsed command line.
 
-def output_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The optional-output flags as ``fuse_pair`` keyword arguments (``True``, ``False`` or a path)."""
-    return {
-        "save_registered_pet": args.save_registered_pet, "save_rgb": args.rgb, "preview": args.preview,
-        "save_transform": args.save_transform, "report": args.report,
-    }
+    Returns:
+        The settings, checked.
+
+    Raises:
+        Asfe3dInputError: a bad value (one line naming the option and quoting the value).
+    """
+    from asfe3d.settings import Settings
+
+    return Settings.from_flat(**{dest: getattr(args, dest) for dest in ARG_SETTINGS if hasattr(args, dest)})
 
 
 def setup_logging(verbose: int) -> None:
@@ -186,8 +201,6 @@ def set_threads(args: argparse.Namespace) -> None:
     """Apply ``--threads`` (refusing bad values before any work)."""
     from asfe3d.errors import Asfe3dInputError
 
-    if getattr(args, "registration_threads", 1) < 0:
-        raise Asfe3dInputError(None, f"--registration-threads must be >= 0, got {args.registration_threads}")
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             raise Asfe3dInputError(None, f"--threads must be >= 1, got {args.threads}")

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from asfe3d.defaults import DEFAULT_MIN_OVERLAP
 from asfe3d.errors import Asfe3dInputError
 
 __all__ = [
@@ -312,7 +313,7 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_volume_case(
-    row: Mapping[str, Any], registration: str = "rigid", seed: int = 0, min_overlap: float = 0.3
+    row: Mapping[str, Any], registration: str = "rigid", seed: int = 0, min_overlap: float = DEFAULT_MIN_OVERLAP
 ) -> EvalCase:
     """Load one volume pair: register the PET onto the MRI grid and normalise both to ``[0, 1]``.
 
@@ -330,13 +331,13 @@ def load_volume_case(
         ValueError: unknown registration.
     """
     from asfe3d.io import read_volume, sitk_to_numpy_xyz
-    from asfe3d.pipeline import auto_slice_axis, build_preprocessing
+    from asfe3d.pipeline import Settings, auto_slice_axis, build_preprocessing
     from asfe3d.registration import resample_to_reference
     from asfe3d.transforms import sitk_from_metatensor, volume_from_metatensor
     from asfe3d.transforms.array import WINDOW_KEY
 
     # the pipeline's own chain: load, head mask, register + resample + QC, normalise (one copy of the sequence)
-    chain = build_preprocessing(registration=registration, seed=seed, min_overlap=min_overlap)
+    chain = build_preprocessing(Settings.from_flat(registration=registration, seed=seed, min_overlap=min_overlap))
     try:
         data = chain({"mri": row["mri"], "pet": row["pet"]})
     except RuntimeError as exc:  # MONAI wraps what a transform raised
@@ -453,8 +454,8 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
             logging.getLogger("asfe3d").warning("%s: no defect transfer (%s)", case.name, exc)
     brain = case_brain(case)
     for name, fuser in fusers.items():
-        if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":
-            fuser.slice_axis = case.axis
+        if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":  # the case's axis, per call (stateless)
+            fuser = functools.partial(fuser, slice_axis=case.axis)
         t = time.perf_counter()
         if getattr(fuser, "uses_spacing", False):  # a method that works in mm (highpass)
             fuser = functools.partial(fuser, spacing=case.spacing[: case.ndim])

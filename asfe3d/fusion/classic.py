@@ -184,22 +184,15 @@ class HighpassFusion(FusionMethod):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{key} must be a positive number, got {value!r}")
         self.pet_fwhm_mm, self.gain = float(pet_fwhm_mm), float(gain)
-        self._spacing: tuple[float, ...] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "pet_fwhm_mm": self.pet_fwhm_mm, "gain": self.gain}
 
-    def __call__(self, mri: np.ndarray, pet: np.ndarray, spacing: Any = None) -> np.ndarray:
-        """Fuse two images (see :meth:`FusionMethod.__call__`); ``spacing``: voxel size in mm (one number or one per
-        axis; ``None`` = 1 mm)."""
-        self._spacing = None if spacing is None else tuple(np.broadcast_to(np.asarray(spacing, float), (np.ndim(mri),)))
-        try:
-            return super().__call__(mri, pet)
-        finally:
-            self._spacing = None
-
-    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, spacing: Any = None) -> np.ndarray:
+        """Fuse validated arrays; ``spacing``: this call's voxel size in mm (one number or one per axis; ``None`` =
+        1 mm), given per call (``method(mri, pet, spacing=...)``), never stored."""
         from asfe3d.metrics.bands import band_split
 
-        _, detail = band_split(mri, 1.0 if self._spacing is None else self._spacing, self.pet_fwhm_mm)
+        sp = 1.0 if spacing is None else tuple(np.broadcast_to(np.asarray(spacing, float), (np.ndim(mri),)))
+        _, detail = band_split(mri, sp, self.pet_fwhm_mm)
         return (pet + self.gain * detail).astype(np.float32)

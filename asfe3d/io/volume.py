@@ -248,19 +248,8 @@ def read_volume(
     else:
         arr3 = _pick_frame(p, frames, frame, role, info)
     del frames
-    if pet_units == "suv":
-        head = read_pet_header(p, dicom_file=dicom_file, sidecar=pet_sidecar)
-        factor, record = suv_factor(head, p)
-        if kept is None:  # kept frames: the factor applies to their mean (RealignFrames)
-            arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)
-        info["pet_units"] = record
-        logger.info(
-            "%s %s: converted %s to SUV (body weight): weight %.4g kg, dose %.4g MBq decayed by %.4f over %s s "
-            "(DecayCorrection %s, %s), factor %.6g", role, p, head.units, head.weight_kg or float("nan"),
-            (head.dose_bq or float("nan")) / 1e6, record["decay_factor"],
-            "n/a" if head.seconds_injection_to_reference is None else f"{head.seconds_injection_to_reference:.0f}",
-            head.decay_correction, head.source, factor,
-        )
+    if pet_units == "suv":  # kept frames: the factor applies to their mean (RealignFrames)
+        arr3 = _to_suv(p, arr3, role, info, dicom_file, pet_sidecar, apply=kept is None)
     if kept is None:
         arr3 = check_values(p, arr3, role, allow_nonfinite, info)
     image = sitk.GetImageFromArray(np.ascontiguousarray(arr3.transpose(2, 1, 0)))
@@ -272,6 +261,25 @@ def read_volume(
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
                   frames=None if kept is None else tuple(kept))
+
+
+def _to_suv(p: Path, arr3: np.ndarray, role: str, info: dict[str, Any], dicom_file: Path | None,
+            pet_sidecar: str | Path | None, apply: bool) -> np.ndarray:
+    """Body-weight SUV: the factor from the DICOM header or the sidecar, recorded in ``info["pet_units"]`` and
+    logged, and applied to ``arr3`` when ``apply``."""
+    head = read_pet_header(p, dicom_file=dicom_file, sidecar=pet_sidecar)
+    factor, record = suv_factor(head, p)
+    if apply:
+        arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)
+    info["pet_units"] = record
+    logger.info(
+        "%s %s: converted %s to SUV (body weight): weight %.4g kg, dose %.4g MBq decayed by %.4f over %s s "
+        "(DecayCorrection %s, %s), factor %.6g", role, p, head.units, head.weight_kg or float("nan"),
+        (head.dose_bq or float("nan")) / 1e6, record["decay_factor"],
+        "n/a" if head.seconds_injection_to_reference is None else f"{head.seconds_injection_to_reference:.0f}",
+        head.decay_correction, head.source, factor,
+    )
+    return arr3
 
 
 # ----------------------------------------------------------------------------------------------------- NIfTI

@@ -28,6 +28,7 @@ from asfe3d.reports.html import (
     verdict_of,
     write_report,
 )
+from asfe3d.settings import flat_settings
 
 __all__ = ["failed_section", "pet_as_read", "render_pair_section", "write_subject_report"]
 
@@ -64,7 +65,7 @@ def pet_as_read(result: Mapping[str, Any]) -> tuple[Any, str]:
     path = pet.get("path") if isinstance(pet, Mapping) else pet
     if not path:
         return None, "the PET input's path is not recorded"
-    settings = _mapping(result.get("settings"))
+    settings = flat_settings(result.get("settings"))
     from asfe3d.io import read_volume
 
     try:
@@ -136,7 +137,7 @@ def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str]) -> str:
 def settings_rows(result: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The run's settings, each once: the recorded settings, then the fusion method's parameters that they do not
     already say, then BIDS facts."""
-    settings = _mapping(result.get("settings"))
+    settings = flat_settings(result.get("settings"))
     rows = list(_flatten(settings))
     for key, value in _flatten(_mapping(result.get("fusion"))):
         if settings.get(key) != value:
@@ -209,7 +210,7 @@ def render_pair_section(
 
     t0 = time.perf_counter()
     result = result_mapping(result)
-    settings = _mapping(result.get("settings"))
+    settings = flat_settings(result.get("settings"))
     colormap = colormap or settings.get("colormap") or "hot"
     anat_name = text.anatomical_name(result)
     pet_units, fused_units = text.pet_units(result), text.fused_units(result, anat_name)

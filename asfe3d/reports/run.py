@@ -97,7 +97,10 @@ def write_run_report(
         from asfe3d.io import read_volume
 
         settings = record.get("settings") if isinstance(record.get("settings"), Mapping) else {}
-        vol = read_volume(mri_path, role="MRI", series_uid=settings.get("mri_series"), allow_nonfinite=True)
+        from asfe3d.settings import recorded_setting
+
+        vol = read_volume(mri_path, role="MRI", series_uid=recorded_setting(settings, "inputs", "mri_series"),
+                          allow_nonfinite=True)
         mri_image = (vol.array_xyz(), vol.affine_ras)
     return write_subject_report(path, mri_image=mri_image, pet_on_mri_image=pet_on_mri_image,
                                 fused_image=fused_image, pet_as_read_image=pet_as_read_image, result=record,

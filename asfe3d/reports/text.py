@@ -73,6 +73,13 @@ def _input_path(result: Mapping[str, Any], role: str) -> str | None:
     return str(value) if value else None
 
 
+def _setting(result: Mapping[str, Any], name: str) -> Any:
+    """A recorded setting under the command's flat name, whether the record groups its settings or not."""
+    from asfe3d.settings import flat_settings
+
+    return flat_settings(result.get("settings")).get(name)
+
+
 def anatomical_name(result: Mapping[str, Any]) -> str:
     """``CT`` when the anatomical input is a CT (DICOM Modality CT, or a BIDS ``_ct`` file), else ``MRI``."""
     modality = str(_get(result, "input_info", "mri", "modality") or "").strip().upper()
@@ -137,7 +144,7 @@ def pet_units(result: Mapping[str, Any]) -> str:
 
 def fused_units(result: Mapping[str, Any], anat_name: str) -> str:
     """The fused volume's units as written: ``[0, 1]`` (``output_scale="unit"``), else the anatomical image's."""
-    if _get(result, "settings", "output_scale") == "unit":
+    if _setting(result, "output_scale") == "unit":
         return "[0, 1]"
     return anatomical_units(anat_name)
 
@@ -275,7 +282,7 @@ def _registration_defaults() -> dict[str, Any]:
 
 def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> str:
     reg = result.get("registration") if isinstance(result.get("registration"), Mapping) else {}
-    used = str(reg.get("method") or _get(result, "settings", "registration") or "")
+    used = str(reg.get("method") or _setting(result, "registration") or "")
     if used.startswith("none (same frame"):
         return (f"The PET was not registered: the PET and {anat} DICOM series share one frame of reference "
                 f"(FrameOfReferenceUID), so the scanner's alignment was kept, and the PET was resampled onto the "
@@ -284,7 +291,7 @@ def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citation
         return (f"The PET was not registered (header geometry only) and was resampled onto the {anat} grid by "
                 f"trilinear interpolation with SimpleITK {cite('sitk', 'sitk_nb')}.")
     fixed = _registration_defaults()
-    seed = _get(result, "settings", "seed")
+    seed = _setting(result, "seed")
     kind = _TRANSFORMS.get(used, f"a {used} transform").format(**fixed)
     text = (f"The PET was registered to the {anat} with SimpleITK {cite('sitk', 'sitk_nb')} using {kind}, "
             f"maximising Mattes mutual information {cite('mattes')} (50 histogram bins, random sampling inside the "
@@ -306,7 +313,7 @@ def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citation
 def _qc_sentence(result: Mapping[str, Any], anat: str) -> str:
     qc = _get(result, "registration", "qc") or {}
     verdict = qc.get("verdict") if isinstance(qc, Mapping) else None
-    mode = _get(result, "settings", "qc")
+    mode = _setting(result, "qc")
     parts = [f"The alignment was checked automatically by asfe3d's registration QC (mutual information against "
              f"perturbed and left-right mirrored alignments, PET signal inside the {anat}'s head, coverage of the "
              f"head)"]
@@ -340,11 +347,11 @@ def _units_sentence(result: Mapping[str, Any]) -> str:
 
 def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> str:
     fusion = result.get("fusion") if isinstance(result.get("fusion"), Mapping) else {}
-    method = str(fusion.get("method") or _get(result, "settings", "method") or "")
+    method = str(fusion.get("method") or _setting(result, "method") or "")
     norm = (f"Both images were mapped to [0, 1] between the 0.5th percentile of the volume and the 99.5th "
             f"percentile inside the {anat}'s head mask, then fused with ")
     if method == "asfe":
-        mode = fusion.get("mode") or _get(result, "settings", "mode")
+        mode = fusion.get("mode") or _setting(result, "mode")
         if mode == "slice":
             how = (f"the 2D network applied slice by slice (axis {fusion.get('slice_axis', 'auto')}) through MONAI's "
                    f"SliceInferer {cite('monai')}")
@@ -363,7 +370,7 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
         text = norm + _CLASSIC[method].format(**params) + "."
     else:
         text = norm + f"the {method or 'recorded'} method."
-    if _get(result, "settings", "output_scale") == "unit":
+    if _setting(result, "output_scale") == "unit":
         text += " The fused image was kept in [0, 1]."
     else:
         text += f" The fused image was mapped back through the {anat}'s window, so it reads in {anatomical_units(anat)}."

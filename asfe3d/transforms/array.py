@@ -20,6 +20,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Transform
 
+from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
 from asfe3d.inferers.fusion import auto_slice_axis
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY
 from asfe3d.transforms.intensity import robust_normalize
@@ -190,8 +191,9 @@ class RegisterToReference(Transform):
         ValueError: bad settings (quoted).
     """
 
-    def __init__(self, method: str = "rigid", seed: int = 0, threads: int | None = 1, min_overlap: float = 0.3,
-                 qc: str = "warn", interpolator: str = "linear", **register_kwargs: Any) -> None:
+    def __init__(self, method: str = "rigid", seed: int = DEFAULT_SEED,
+                 threads: int | None = DEFAULT_REGISTRATION_THREADS, min_overlap: float = DEFAULT_MIN_OVERLAP,
+                 qc: str = DEFAULT_QC, interpolator: str = "linear", **register_kwargs: Any) -> None:
         from asfe3d.defaults import QC_MODES
         from asfe3d.registration import METHODS
 

@@ -1,11 +1,13 @@
 """Dictionary wrappers (``...d``) of :mod:`asfe3d.transforms.array`, MONAI style: the fusion pipeline as one chain.
 
 The chain that :func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation and the bundle all run
-(:func:`asfe3d.pipeline.preprocessing_steps` builds its first steps from options, :func:`asfe3d.pipeline.fuse_pair`
-the rest)::
+(:func:`asfe3d.pipeline.preprocessing_steps` builds its first steps from one :class:`asfe3d.settings.Settings`,
+:func:`asfe3d.pipeline.fuse_pair` the rest)::
 
     {"mri": path, "pet": path}
-      LoadVolumed(keys=["mri", "pet"])                     -> (1, X, Y, Z) MetaTensors
+      LoadVolumed(keys=["mri", "pet"])                     -> (1, X, Y, Z) MetaTensors ((T, X, Y, Z): kept frames)
+      RealignFramesd(keys="pet")                           -> a dynamic PET's frames realigned and averaged
+                                                              (asfe3d.transforms.frames)
       HeadMaskd(keys="mri")                                -> "mri_head" (computed once, used by every later step)
       RegisterToReferenced(keys="pet", ref_key="mri")      -> "pet" on the MRI grid, "pet_transform",
                                                               "pet_registration" (metric, overlap, QC verdict)

@@ -11,9 +11,9 @@ from tests.bids.conftest import make_dataset
 
 
 def _main():
-    cli = pytest.importorskip("asfe3d.cli")
-    if not hasattr(cli, "COMMAND_MODULES") or "bids" not in cli.COMMAND_MODULES:
-        pytest.skip("asfe3d.cli does not register the bids command yet")
+    from asfe3d import cli
+
+    assert "bids" in cli.COMMAND_MODULES  # a missing or broken bids command fails here, never skips
     return cli.main
 
 

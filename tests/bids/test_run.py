@@ -13,9 +13,11 @@ import pytest
 from asfe3d.bids import derivative_paths, find_pairs, pair_done, run_bids, write_dataset_description
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.reports import read_report_summary
+from asfe3d.settings import Settings
 from tests.bids.conftest import make_dataset
 
 FAST = {"method": "mean", "registration": "none"}
+FAST_SETTINGS = Settings.from_flat(**FAST)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def bids_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
     base = tmp_path_factory.mktemp("bidsrun")
     bids = make_dataset(base / "bids")
     out = base / "bids" / "derivatives" / "asfe3d"
-    results = run_bids(bids, out, **FAST)
+    results = run_bids(bids, out, FAST_SETTINGS)
     return bids, out, results
 
 
@@ -109,7 +111,7 @@ def test_reports_and_index(bids_run: tuple[Path, Path, list]) -> None:
 def test_rerun_skips_complete_pairs_and_keeps_files(bids_run: tuple[Path, Path, list]) -> None:
     bids, out, _ = bids_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
-    results = run_bids(bids, out, reports=False, **FAST)
+    results = run_bids(bids, out, FAST_SETTINGS, reports=False)
     assert [r.status for r in results] == ["skipped", "skipped", "no-pet"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")} == before
 
@@ -119,7 +121,7 @@ def _copy_run(bids_run: tuple[Path, Path, list], tmp_path: Path) -> tuple[Path, 
     new_bids = tmp_path / "bids"
     shutil.copytree(bids, new_bids, ignore=shutil.ignore_patterns("derivatives"))
     new_out = tmp_path / "out"
-    run_bids(new_bids, new_out, participant_labels=["01"], reports=False, **FAST)
+    run_bids(new_bids, new_out, FAST_SETTINGS, participant_labels=["01"], reports=False)
     return new_bids, new_out
 
 
@@ -130,7 +132,7 @@ def test_incomplete_pair_is_redone(bids_run: tuple[Path, Path, list], tmp_path: 
     assert pair_done(pair, paths) is None
     paths["registered_json"].unlink()  # as if killed before the end
     assert "sidecar" in pair_done(pair, paths)
-    results = run_bids(bids, out, participant_labels=["01"], reports=False, **FAST)
+    results = run_bids(bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
     assert results[0].status == "ok" and pair_done(pair, paths) is None
 
 
@@ -139,7 +141,7 @@ def test_changed_input_is_redone(bids_run: tuple[Path, Path, list], tmp_path: Pa
     pet = bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz"
     img = nib.load(str(pet))
     nib.save(nib.Nifti1Image(img.get_fdata().astype(np.float32) * 2, img.affine, img.header), str(pet))
-    results = run_bids(bids, out, participant_labels=["01"], reports=False, **FAST)
+    results = run_bids(bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
     assert results[0].status == "ok"
 
 
@@ -151,11 +153,12 @@ def test_foreign_file_is_not_replaced_without_overwrite(bids_run: tuple[Path, Pa
     foreign = out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz"
     foreign.parent.mkdir(parents=True)
     foreign.write_bytes(b"someone else's file")
-    results = run_bids(new_bids, out, participant_labels=["01"], reports=False, **FAST)
+    results = run_bids(new_bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
     assert results[0].status == "failed" and "no asfe3d record lists them" in results[0].message
     assert foreign.read_bytes() == b"someone else's file"
     assert not (out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.json").exists()
-    results = run_bids(new_bids, out, participant_labels=["01"], overwrite=True, reports=False, **FAST)
+    results = run_bids(new_bids, out, FAST_SETTINGS.replace(outputs={"overwrite": True}), participant_labels=["01"],
+                       reports=False)
     assert results[0].status == "ok" and foreign.read_bytes() != b"someone else's file"
 
 
@@ -167,9 +170,9 @@ def test_foreign_dataset_description_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Asfe3dInputError, match="was not written by asfe3d"):
         write_dataset_description(out, bids)
     with pytest.raises(Asfe3dInputError, match="OUTPUT_DIR must not be BIDS_DIR"):
-        run_bids(bids, bids, **FAST)
-    with pytest.raises(ValueError, match="sets \\['output'\\] per pair"):
-        run_bids(bids, out, output="x.nii.gz", **FAST)
+        run_bids(bids, bids, FAST_SETTINGS)
+    with pytest.raises(ValueError, match="sets each pair's outputs itself; do not ask for outputs \\['rgb'\\]"):
+        run_bids(bids, out, Settings.from_flat(rgb=True, **FAST))
 
 
 @pytest.mark.parametrize("where", ["sub-01", "results"])
@@ -177,7 +180,7 @@ def test_output_inside_the_dataset_is_refused(tmp_path: Path, where: str) -> Non
     bids = make_dataset(tmp_path / "bids")
     before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
     with pytest.raises(Asfe3dInputError, match="inside the BIDS dataset but not under its derivatives/"):
-        run_bids(bids, bids / where, **FAST)
+        run_bids(bids, bids / where, FAST_SETTINGS)
     assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before  # nothing written into the dataset
 
 
@@ -188,5 +191,5 @@ def test_output_folder_that_cannot_be_made(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(Asfe3dInputError, match="cannot create the output folder"):
-        run_bids(bids, blocker / "out", **FAST)
+        run_bids(bids, blocker / "out", FAST_SETTINGS)
     assert main(["bids", str(bids), "/proc/asfe3d-test/out", "participant", "--no-progress"]) == 2

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from asfe3d.settings import Settings
 from tests.conftest import make_cohort
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +69,16 @@ def test_bundle_layout():
                 "preprocessing", "dataset", "dataloader", "inferer", "postprocessing", "handlers", "evaluator",
                 "initialize", "run", "finalize"):
         assert key in inference, key
-    steps = [t["_target_"].rsplit(".", 1)[-1] for t in inference["preprocessing"]["transforms"]]
-    assert steps == ["LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "ConcatItemsd"]
+    # the preprocessing is the pipeline's own chain, built from the run's settings (what `asfe3d fuse` runs)
+    assert inference["preprocessing"] == {"_target_": "asfe3d.pipeline.build_preprocessing", "settings": "@settings"}
+    assert inference["settings"]["_target_"] == "asfe3d.settings.Settings.from_flat"
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    steps = [type(t).__name__ for t in parser.get_parsed_content("preprocessing").transforms]
+    assert steps == ["LoadVolumed", "RealignFramesd", "HeadMaskd", "RegisterToReferenced", "RobustNormalized",
+                     "ConcatItemsd"]
 
 
 def test_verify_metadata_offline_and_rejects_incomplete_metadata(tmp_path):
@@ -186,9 +195,10 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     fused = out / "sub01_fused.nii.gz"
     _assert_on_mri_grid(fused, mri)
     record = json.loads((out / "sub01_fused.json").read_text())
-    assert record["status"] == "complete" and record["settings"]["device"] == "cpu"
-    assert record["settings"]["roi_size"] == "auto" and record["settings"]["registration"] == "auto"
-    ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", weights=SHIPPED_3D, device="cpu")
+    assert record["status"] == "complete" and record["settings"]["bundle"]["device"] == "cpu"
+    assert record["settings"]["bundle"]["roi_size"] == "auto" and record["settings"]["registration"]["method"] == "auto"
+    assert Settings.from_dict({k: v for k, v in record["settings"].items() if k != "bundle"}).fusion.mode == "volume"
+    ref = fuse_pair(mri, pet, tmp_path / "ref_fused.nii.gz", Settings.from_flat(weights=SHIPPED_3D, device="cpu"))
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
 
     # resumable: complete subjects are not in the dataset; a changed input brings the subject back
@@ -219,9 +229,9 @@ def test_slice_variant_equals_fuse_slice_mode(tmp_path, demo_files):
     _run(datalist, out, config_file=SLICE)
     fused = out / "sub01_fused.nii.gz"
     _assert_on_mri_grid(fused, mri)
-    ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", method="asfe", mode="slice", device="cpu")
+    ref = fuse_pair(mri, pet, tmp_path / "ref.nii.gz", Settings.from_flat(method="asfe", mode="slice", device="cpu"))
     np.testing.assert_allclose(_fused(fused), _fused(ref.output), rtol=0, atol=1e-6)
-    assert json.loads((out / "sub01_fused.json").read_text())["settings"]["inferer"] == "FusionInferer"
+    assert json.loads((out / "sub01_fused.json").read_text())["settings"]["bundle"]["inferer"] == "FusionInferer"
 
 
 def test_collate_one_keeps_subject_state():
@@ -294,8 +304,8 @@ def test_multi_gpu_inference_overlay_under_torchrun_gloo(tmp_path, demo_files):
 
 
 def test_preprocessing_is_the_pipelines_chain():
-    """The config's preprocessing, written out for the reader, has the settings of
-    ``asfe3d.pipeline.build_preprocessing()`` (what ``fuse_pair`` runs), step by step."""
+    """The config's preprocessing (built from the bundle's ``settings``) has, with the bundle's defaults, the settings
+    of ``asfe3d.pipeline.build_preprocessing()`` (what ``fuse_pair`` runs by default), step by step."""
     import inspect
 
     from monai.bundle import ConfigParser
@@ -316,6 +326,8 @@ def test_preprocessing_is_the_pipelines_chain():
         return {**defaults, **per_key, **load.reader_kwargs, **load.key_kwargs.get(key, {})}
 
     def settings(t):
+        if hasattr(t, "realign"):
+            return vars(t.realign), t.keys
         if hasattr(t, "register"):
             return vars(t.register), t.keys, t.ref_key, t.mask_key
         if hasattr(t, "normalize"):

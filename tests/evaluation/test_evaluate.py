@@ -122,7 +122,7 @@ def test_evaluate_case_2d_with_untrained_network(hmif_dir, tmp_path):
         save_fused_case(case, res.fused, tmp_path / "fused")
 
 
-def test_evaluate_case_3d_sets_slice_axis_and_tpc():
+def test_evaluate_case_3d_slices_along_the_case_axis_and_tpc():
     from asfe3d.fusion import AsfeFusionMethod
     from tests.evaluation.conftest import tiny_net
 
@@ -131,8 +131,12 @@ def test_evaluate_case_3d_sets_slice_axis_and_tpc():
     pet = rng.random((32, 5, 32)).astype(np.float32)
     fusers = {"mean": build_fusers(["mean"])["mean"],
               "asfe-slice": AsfeFusionMethod(net=tiny_net(2), device="cpu")}
+    seen = []
+    net = fusers["asfe-slice"].net
+    net.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[2:])))
     res = evaluate_case(EvalCase("s", mri, pet, axis=1), fusers)
-    assert fusers["asfe-slice"].slice_axis == 1
+    assert set(seen) == {(32, 32)}  # slices along the case's axis 1 (32 x 32), given per call
+    assert fusers["asfe-slice"].slice_axis == 2  # the method itself is not changed by the call
     assert all(np.isfinite(r["TPC"]) for r in res.rows)
     assert all(np.isnan(r["DT"]) for r in res.rows)  # 5 voxels thick: no room for the 12 mm defect
     with pytest.raises(ValueError, match="at least one fusion method"):

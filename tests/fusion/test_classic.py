@@ -94,7 +94,9 @@ def test_highpass_is_pet_plus_mri_detail_in_mm() -> None:
     mri = np.clip(0.5 + 0.2 * rng.standard_normal((24, 24, 24)), 0, 1).astype(np.float32)
     pet = np.full((24, 24, 24), 0.5, np.float32)
     fuser = get_fuser("highpass", pet_fwhm_mm=6.0, gain=1.0)
+    state = dict(vars(fuser))
     fused = fuser(mri, pet, spacing=2.0)
+    assert vars(fuser) == state  # the voxel size is this call's, never stored on the method
     sigma = 6.0 / 2.3548200450309493 / 2.0
     expected = np.clip(pet + mri - ndimage.gaussian_filter(mri.astype(np.float64), sigma, mode="reflect"), 0, 1)
     np.testing.assert_allclose(fused, expected, atol=1e-5)

@@ -1,0 +1,411 @@
+"""The settings of a fusion run: one frozen object, validated once, recorded whole in the completion record.
+
+:class:`Settings` groups what a run may be asked (``inputs``: how the volumes are read; ``registration``;
+``fusion``: the method and where it runs; ``outputs``: which files besides the fused volume, their intensities and
+colours). The command line (:func:`asfe3d.cli.options.settings_from_args`), cohorts, BIDS runs and the bundle build
+one; :func:`asfe3d.pipeline.fuse_pair` takes it. The defaults are :mod:`asfe3d.defaults`'s, and every value is
+checked when the object is made (one line naming the option and quoting the value:
+:class:`~asfe3d.errors.Asfe3dInputError`), so a run never starts on a bad setting. Nothing heavy is imported here;
+the checks that need a library (colour maps, CUDA) import it when they run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asfe3d.defaults import (
+    DEFAULT_COLORMAP,
+    DEFAULT_DEVICE,
+    DEFAULT_FRAME_REALIGN,
+    DEFAULT_FRAME_REFERENCE,
+    DEFAULT_METHOD,
+    DEFAULT_MIN_OVERLAP,
+    DEFAULT_MODE,
+    DEFAULT_NIFTI_GEOMETRY,
+    DEFAULT_OUTPUT_SCALE,
+    DEFAULT_QC,
+    DEFAULT_REGISTRATION,
+    DEFAULT_REGISTRATION_THREADS,
+    DEFAULT_SEED,
+    DEFAULT_SLICE_AXIS,
+    MODES,
+    NIFTI_GEOMETRIES,
+    OUTPUT_SCALES,
+    PET_UNITS_CHOICES,
+    QC_MODES,
+    REGISTRATION_CHOICES,
+)
+from asfe3d.errors import Asfe3dInputError
+
+__all__ = ["Settings", "InputSettings", "RegistrationSettings", "FusionSettings", "OutputSettings",
+           "OPTIONAL_OUTPUTS", "FLAT_NAMES", "flat_settings", "recorded_setting"]
+
+#: the optional outputs (:class:`OutputSettings` fields) -> their kind in :class:`asfe3d.pipeline.FuseResult`
+OPTIONAL_OUTPUTS = {"registered_pet": "registered_pet", "rgb": "rgb", "transform": "transform",
+                    "preview": "preview", "report": "report"}
+
+
+#: flat name (the command line's option, ``--save-registered-pet`` -> ``save_registered_pet``) -> the settings group
+#: and field: the one table that joins the two (:meth:`Settings.from_flat`, the command line, earlier records)
+FLAT_NAMES = {
+    "mri_series": ("inputs", "mri_series"), "pet_series": ("inputs", "pet_series"),
+    "mri_frame": ("inputs", "mri_frame"), "pet_frame": ("inputs", "pet_frame"),
+    "frame_realign": ("inputs", "frame_realign"), "frame_reference": ("inputs", "frame_reference"),
+    "pet_units": ("inputs", "pet_units"), "pet_sidecar": ("inputs", "pet_sidecar"),
+    "dicom_strict": ("inputs", "dicom_strict"), "nifti_geometry": ("inputs", "nifti_geometry"),
+    "allow_nonfinite": ("inputs", "allow_nonfinite"),
+    "registration": ("registration", "method"), "qc": ("registration", "qc"), "seed": ("registration", "seed"),
+    "registration_threads": ("registration", "threads"), "min_overlap": ("registration", "min_overlap"),
+    "method": ("fusion", "method"), "mode": ("fusion", "mode"), "weights": ("fusion", "weights"),
+    "device": ("fusion", "device"), "slice_axis": ("fusion", "slice_axis"), "roi_size": ("fusion", "roi_size"),
+    "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
+    "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
+    "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
+}
+
+
+def _bad(option: str, problem: str) -> Asfe3dInputError:
+    return Asfe3dInputError(None, f"{option}: {problem}")
+
+
+def _is_int(value: Any) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
+
+
+def _optional_frame(option: str, value: Any) -> None:
+    if value is not None and (not _is_int(value) or value < 0):
+        raise _bad(option, f"must be an integer >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """How the two volumes are read.
+
+    Attributes:
+        mri_series: DICOM SeriesInstanceUID of the MRI (a folder holding several series).
+        pet_series: the same for the PET.
+        mri_frame: a 4D MRI's 0-based frame (``None``: a 4D MRI is refused).
+        pet_frame: a 4D PET's 0-based frame (``None``: the mean of its frames).
+        frame_realign: realign a dynamic PET's frames (rigid) before averaging them.
+        frame_reference: ``"mean"`` or the frame index the frames are realigned to.
+        pet_units: ``None`` (as stored) or ``"suv"`` (body-weight SUV from the header or sidecar).
+        pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for its units, dose and times.
+        dicom_strict: refuse DICOM series with gaps or gantry tilt instead of resampling them.
+        nifti_geometry: ``auto``, ``sform`` or ``qform``: which NIfTI geometry to use when they disagree.
+        allow_nonfinite: replace NaN/Inf voxels by 0 with a warning instead of refusing the input.
+    """
+
+    mri_series: str | None = None
+    pet_series: str | None = None
+    mri_frame: int | None = None
+    pet_frame: int | None = None
+    frame_realign: bool = DEFAULT_FRAME_REALIGN
+    frame_reference: str | int = DEFAULT_FRAME_REFERENCE
+    pet_units: str | None = None
+    pet_sidecar: Path | None = None
+    dicom_strict: bool = False
+    nifti_geometry: str = DEFAULT_NIFTI_GEOMETRY
+    allow_nonfinite: bool = False
+
+    def __post_init__(self) -> None:
+        _optional_frame("mri_frame", self.mri_frame)
+        _optional_frame("pet_frame", self.pet_frame)
+        if not (self.frame_reference == "mean" or (_is_int(self.frame_reference) and self.frame_reference >= 0)):
+            raise _bad("frame_reference", f"must be 'mean' or a frame index >= 0, got {self.frame_reference!r}")
+        if self.pet_units is not None and self.pet_units not in PET_UNITS_CHOICES:
+            raise _bad("pet_units", f"must be None or 'suv', got {self.pet_units!r}")
+        if self.nifti_geometry not in NIFTI_GEOMETRIES:
+            raise _bad("nifti_geometry", f"must be 'auto', 'sform' or 'qform', got {self.nifti_geometry!r}")
+        if self.pet_sidecar is not None:
+            _set(self, "pet_sidecar", Path(self.pet_sidecar))
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """PET-to-MRI registration and its quality check.
+
+    Attributes:
+        method: ``auto``, ``rigid``, ``affine``, ``deformable`` or ``none``.
+        qc: ``warn`` (a registration judged failed is written with a warning) or ``strict`` (refused).
+        seed: sampling seed, in ``[0, 2^31 - 2]``.
+        threads: ITK threads: 1 is bitwise reproducible; ``None`` uses every core.
+        min_overlap: smallest fraction of the MRI head the registered PET must cover, in ``[0, 1]``.
+    """
+
+    method: str = DEFAULT_REGISTRATION
+    qc: str = DEFAULT_QC
+    seed: int = DEFAULT_SEED
+    threads: int | None = DEFAULT_REGISTRATION_THREADS
+    min_overlap: float = DEFAULT_MIN_OVERLAP
+
+    def __post_init__(self) -> None:
+        if self.method not in REGISTRATION_CHOICES:
+            raise _bad("registration", f"must be one of {REGISTRATION_CHOICES}, got {self.method!r}")
+        if self.qc not in QC_MODES:
+            raise _bad("qc", f"must be one of {QC_MODES}, got {self.qc!r}")
+        if not _is_int(self.seed) or not 0 <= int(self.seed) < 2**31 - 1:
+            raise _bad("seed", f"must be an integer in [0, 2147483646], got {self.seed!r}")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            raise _bad("registration_threads", f"must be None or an integer >= 1, got {self.threads!r}")
+        if not (isinstance(self.min_overlap, (int, float)) and not isinstance(self.min_overlap, bool)
+                and 0.0 <= self.min_overlap <= 1.0):
+            raise _bad("min_overlap", f"must be a fraction in [0, 1], got {self.min_overlap!r}")
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """The fusion method and where it runs.
+
+    Attributes:
+        method: ``mean``, ``max``, ``wavelet``, ``laplacian``, ``highpass`` or ``asfe`` (and registered methods).
+        mode: for ``asfe``: ``slice`` (2D network) or ``volume`` (3D network).
+        weights: for ``asfe``: a weight file instead of the shipped one.
+        device: ``auto``, ``cpu`` or ``cuda[:N]`` (checked against this machine for ``asfe``).
+        slice_axis: for ``asfe`` slice mode: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2.
+        roi_size: for ``asfe`` volume mode: the sliding window, three integers >= 1 (``None``: the whole volume in
+            one pass when it fits, else 128^3 windows).
+    """
+
+    method: str = DEFAULT_METHOD
+    mode: str = DEFAULT_MODE
+    weights: Path | None = None
+    device: str = DEFAULT_DEVICE
+    slice_axis: int | str = DEFAULT_SLICE_AXIS
+    roi_size: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        from asfe3d.fusion.base import available_methods
+
+        if self.method not in available_methods():
+            raise _bad("method", f"unknown fusion method {self.method!r}; choose one of {available_methods()}")
+        if self.mode not in MODES:
+            raise _bad("mode", f"must be 'slice' or 'volume', got {self.mode!r}")
+        if self.roi_size is not None:
+            roi = tuple(self.roi_size) if isinstance(self.roi_size, (list, tuple)) else ()
+            if len(roi) != 3 or not all(_is_int(r) and r >= 1 for r in roi):
+                raise _bad("roi_size", f"must be three integers >= 1, got {self.roi_size!r}")
+            _set(self, "roi_size", tuple(int(r) for r in roi))
+        if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
+            raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
+        if self.weights is not None:
+            _set(self, "weights", Path(self.weights))
+        self._check_device()
+
+    def _check_device(self) -> None:
+        device = self.device
+        if not isinstance(device, str) or not (device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", device)):
+            raise _bad("device", f"must be auto, cpu or cuda[:N], got {device!r}")
+        if self.method == "asfe" and device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise _bad("device", f"{device!r} asked for, but CUDA is not available on this machine")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if index >= torch.cuda.device_count():
+                raise _bad("device", f"{device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What is written besides the fused volume, and how.
+
+    Attributes:
+        registered_pet: ``True`` (default name) or a path: the PET resampled onto the MRI grid.
+        rgb: ``True`` or a path: a colour (RGB24) volume, the PET colour map fused over the MRI in Y.
+        transform: ``True`` or a path: the ``.tfm`` (maps MRI points to PET points).
+        preview: ``True`` or a path: a tri-planar PNG (MRI / registered PET / fused).
+        report: ``True`` or a path: a self-contained HTML report.
+        scale: fused intensities: ``mri`` (back through the MRI's window) or ``unit`` (``[0, 1]``).
+        colormap: matplotlib colour map of the RGB volume and the preview.
+        overwrite: replace this run's earlier outputs (never an input).
+    """
+
+    registered_pet: bool | Path = False
+    rgb: bool | Path = False
+    transform: bool | Path = False
+    preview: bool | Path = False
+    report: bool | Path = False
+    scale: str = DEFAULT_OUTPUT_SCALE
+    colormap: str = DEFAULT_COLORMAP
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        for name in OPTIONAL_OUTPUTS:
+            value = getattr(self, name)
+            if value is None:
+                _set(self, name, False)
+            elif not isinstance(value, bool):
+                if not isinstance(value, (str, Path)) or not str(value):
+                    raise _bad(name, f"must be True, False or a path, got {value!r}")
+                _set(self, name, Path(value))
+        if self.scale not in OUTPUT_SCALES:
+            raise _bad("output_scale", f"must be one of {OUTPUT_SCALES}, got {self.scale!r}")
+        import matplotlib
+
+        if self.colormap not in matplotlib.colormaps:
+            raise _bad("colormap", f"unknown colour map {self.colormap!r} (matplotlib names such as hot, inferno, "
+                                   "viridis)")
+
+    def paths(self, defaults: dict[str, Path]) -> dict[str, Path | None]:
+        """Each optional output's path: ``None`` when not asked, ``defaults[name]`` for ``True``, else the path.
+
+        Args:
+            defaults: the default path of each optional output (:func:`asfe3d.pipeline.derived_output_paths`).
+
+        Returns:
+            Output name (:data:`OPTIONAL_OUTPUTS`) -> path or ``None``.
+        """
+        out: dict[str, Path | None] = {}
+        for name, kind in OPTIONAL_OUTPUTS.items():
+            value = getattr(self, name)
+            out[name] = None if value is False else defaults[kind] if value is True else Path(value)
+        return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a fusion run may be asked, in four groups, each checked when made.
+
+    Attributes:
+        inputs: how the volumes are read.
+        registration: PET-to-MRI registration and its quality check.
+        fusion: the method and where it runs.
+        outputs: what is written besides the fused volume, and how.
+    """
+
+    inputs: InputSettings = field(default_factory=InputSettings)
+    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    fusion: FusionSettings = field(default_factory=FusionSettings)
+    outputs: OutputSettings = field(default_factory=OutputSettings)
+
+    def __post_init__(self) -> None:
+        for name, kind in _GROUPS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):  # a group given as its fields (configs, records)
+                _set(self, name, kind(**value))
+            elif not isinstance(value, kind):
+                raise TypeError(f"Settings.{name} must be a {kind.__name__} or a dict, got {type(value).__name__}")
+
+    def replace(self, **groups: dict[str, Any]) -> Settings:
+        """A copy with some fields of some groups changed (checked again), e.g.
+        ``settings.replace(outputs={"overwrite": True}, fusion={"device": "cuda:1"})``.
+
+        Raises:
+            TypeError: an unknown group or field.
+            Asfe3dInputError: a bad value.
+        """
+        unknown = sorted(set(groups) - set(_GROUPS))
+        if unknown:
+            raise TypeError(f"unknown settings group(s) {unknown}; the groups are {sorted(_GROUPS)}")
+        changed = {name: dataclasses.replace(getattr(self, name), **fields) for name, fields in groups.items()}
+        return dataclasses.replace(self, **changed)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """Every setting as JSON values (paths as strings, tuples as lists), by group: the completion record's
+        ``settings``; :meth:`from_dict` gives the object back."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, tuple):
+                return list(value)
+            return value
+
+        return {name: {f.name: plain(getattr(getattr(self, name), f.name))
+                       for f in dataclasses.fields(getattr(self, name))} for name in _GROUPS}
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> Settings:
+        """The settings from flat names (:data:`FLAT_NAMES`, as the command line names them), e.g.
+        ``Settings.from_flat(method="mean", registration="none", save_rgb=True)``; the rest default.
+
+        Raises:
+            TypeError: an unknown name (with the closest known ones).
+            Asfe3dInputError: a bad value.
+        """
+        import difflib
+
+        groups: dict[str, dict[str, Any]] = {}
+        for flat, value in values.items():
+            if flat not in FLAT_NAMES:
+                close = difflib.get_close_matches(flat, FLAT_NAMES, n=2)
+                raise TypeError(f"unknown setting {flat!r}" + (f" (did you mean {' or '.join(close)}?)" if close
+                                                                else f"; the settings are {sorted(FLAT_NAMES)}"))
+            group, name = FLAT_NAMES[flat]
+            groups.setdefault(group, {})[name] = value
+        return cls.from_dict(groups)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]] | None = None) -> Settings:
+        """The settings of :meth:`as_dict` (or of a config: any subset of groups and fields; the rest default).
+
+        Raises:
+            TypeError: an unknown group or field.
+            Asfe3dInputError: a bad value.
+        """
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(_GROUPS))
+        if unknown:
+            raise TypeError(f"unknown settings group(s) {unknown}; the groups are {sorted(_GROUPS)}")
+        return cls(**{name: _GROUPS[name](**dict(fields)) for name, fields in data.items()})
+
+
+_GROUPS: dict[str, type] = {"inputs": InputSettings, "registration": RegistrationSettings, "fusion": FusionSettings,
+                            "outputs": OutputSettings}
+
+def recorded_setting(recorded: Any, group: str, name: str, default: Any = None) -> Any:
+    """One setting from a completion record's ``settings``: grouped as :meth:`Settings.as_dict` writes them, or
+    flat as earlier records and the bundle's do (``output_scale``, ``registration``...).
+
+    Args:
+        recorded: the record's ``settings`` (anything else counts as empty).
+        group: ``inputs``, ``registration``, ``fusion`` or ``outputs``.
+        name: the field (:class:`Settings`'s names).
+        default: when the record does not say.
+
+    Returns:
+        The recorded value, else ``default``.
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(recorded, Mapping):
+        return default
+    grouped = recorded.get(group)
+    if isinstance(grouped, Mapping) and name in grouped:
+        return grouped[name]
+    flat = next((f for f, where in FLAT_NAMES.items() if where == (group, name)), name)
+    return recorded.get(flat, default)
+
+
+def flat_settings(recorded: Any) -> dict[str, Any]:
+    """A completion record's ``settings`` under the command's flat names (``output_scale``, ``registration``,
+    ``qc``...), whether they were recorded grouped (:meth:`Settings.as_dict`) or flat; other recorded entries
+    (e.g. the bundle's block) are kept as they are.
+
+    Args:
+        recorded: the record's ``settings`` (anything else counts as empty).
+
+    Returns:
+        Flat name -> value, for the names the record says.
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(recorded, Mapping):
+        return {}
+    groups = {group for group, _ in FLAT_NAMES.values()}
+    out = {k: v for k, v in recorded.items() if k not in groups or not isinstance(v, Mapping)}
+    missing = object()
+    for flat, (group, name) in FLAT_NAMES.items():
+        value = recorded_setting(recorded, group, name, missing)
+        if value is not missing:
+            out[flat] = value
+    return out

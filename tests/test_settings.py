@@ -1,0 +1,127 @@
+"""The one settings object: frozen, grouped, checked once (quoting the value), recorded whole; the command line's
+defaults are the settings' defaults, and the command line's options are the settings' flat names."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from asfe3d import defaults
+from asfe3d.errors import Asfe3dInputError
+from asfe3d.settings import FLAT_NAMES, OPTIONAL_OUTPUTS, Settings, recorded_setting
+
+
+def _parser():
+    from asfe3d.cli import build_parser
+
+    return build_parser()
+
+
+@pytest.mark.parametrize("command", [["fuse", "m.nii.gz", "p.nii.gz"], ["demo"], ["bids", "in", "out", "participant"]])
+def test_cli_defaults_are_the_settings_defaults(command):
+    from asfe3d.cli.options import settings_from_args
+
+    args = _parser().parse_args(command)
+    assert settings_from_args(args) == Settings()
+    for dest, (group, name) in FLAT_NAMES.items():  # every option a command offers defaults to the field's default
+        if hasattr(args, dest):
+            field = next(f for f in dataclasses.fields(type(getattr(Settings(), group))) if f.name == name)
+            assert getattr(args, dest) == field.default, dest
+
+
+def test_defaults_live_in_defaults_py():
+    s = Settings()
+    assert (s.fusion.method, s.fusion.mode, s.fusion.device, s.fusion.slice_axis) == (
+        defaults.DEFAULT_METHOD, defaults.DEFAULT_MODE, defaults.DEFAULT_DEVICE, defaults.DEFAULT_SLICE_AXIS)
+    assert (s.registration.method, s.registration.qc, s.registration.seed, s.registration.threads,
+            s.registration.min_overlap) == (defaults.DEFAULT_REGISTRATION, defaults.DEFAULT_QC, defaults.DEFAULT_SEED,
+                                            defaults.DEFAULT_REGISTRATION_THREADS, defaults.DEFAULT_MIN_OVERLAP)
+    assert (s.outputs.scale, s.outputs.colormap) == (defaults.DEFAULT_OUTPUT_SCALE, defaults.DEFAULT_COLORMAP)
+    assert (s.inputs.frame_realign, s.inputs.frame_reference, s.inputs.nifti_geometry) == (
+        defaults.DEFAULT_FRAME_REALIGN, defaults.DEFAULT_FRAME_REFERENCE, defaults.DEFAULT_NIFTI_GEOMETRY)
+
+
+def test_cli_options_map_onto_settings():
+    """Every flat name is a field of its group, and every field of every group has a flat name (one table)."""
+    fields = {(group, f.name) for group in ("inputs", "registration", "fusion", "outputs")
+              for f in dataclasses.fields(type(getattr(Settings(), group)))}
+    assert set(FLAT_NAMES.values()) == fields and len(FLAT_NAMES) == len(fields)
+    args = _parser().parse_args(["fuse", "m", "p", "--method", "mean", "--slice-axis", "1", "--roi-size", "8", "9",
+                                 "10", "--registration-threads", "0", "--no-frame-realign", "--rgb", "--overwrite"])
+    from asfe3d.cli.options import settings_from_args
+
+    s = settings_from_args(args)
+    assert (s.fusion.method, s.fusion.slice_axis, s.fusion.roi_size) == ("mean", 1, (8, 9, 10))
+    assert s.registration.threads is None and s.inputs.frame_realign is False
+    assert s.outputs.rgb is True and s.outputs.overwrite is True
+
+
+@pytest.mark.parametrize("flat, expected", [
+    ({"method": "nope"}, "method: unknown fusion method 'nope'"),
+    ({"mode": "2d"}, "mode: must be 'slice' or 'volume', got '2d'"),
+    ({"registration": "elastic"}, "registration: must be one of"),
+    ({"qc": "loose"}, "qc: must be one of ('warn', 'strict'), got 'loose'"),
+    ({"seed": -1}, "seed: must be an integer in [0, 2147483646], got -1"),
+    ({"seed": True}, "seed: must be an integer in [0, 2147483646], got True"),
+    ({"roi_size": (8, 8)}, "roi_size: must be three integers >= 1, got (8, 8)"),
+    ({"slice_axis": 3}, "slice_axis: must be 'auto', 0, 1 or 2, got 3"),
+    ({"pet_frame": -2}, "pet_frame: must be an integer >= 0, got -2"),
+    ({"mri_frame": 1.5}, "mri_frame: must be an integer >= 0, got 1.5"),
+    ({"frame_reference": "first"}, "frame_reference: must be 'mean' or a frame index >= 0, got 'first'"),
+    ({"pet_units": "bq"}, "pet_units: must be None or 'suv', got 'bq'"),
+    ({"nifti_geometry": "both"}, "nifti_geometry: must be 'auto', 'sform' or 'qform', got 'both'"),
+    ({"min_overlap": 1.5}, "min_overlap: must be a fraction in [0, 1], got 1.5"),
+    ({"registration_threads": 0}, "registration_threads: must be None or an integer >= 1, got 0"),
+    ({"output_scale": "percent"}, "output_scale: must be one of ('mri', 'unit'), got 'percent'"),
+    ({"colormap": "nosuchmap"}, "colormap: unknown colour map 'nosuchmap'"),
+    ({"device": "tpu"}, "device: must be auto, cpu or cuda[:N], got 'tpu'"),
+    ({"rgb": 3}, "rgb: must be True, False or a path, got 3"),
+])
+def test_bad_values_are_refused_when_made_quoting_them(flat, expected):
+    with pytest.raises(Asfe3dInputError) as exc:
+        Settings.from_flat(**flat)
+    assert expected in str(exc.value)
+
+
+def test_frozen_replace_and_round_trip(tmp_path):
+    s = Settings.from_flat(method="wavelet", roi_size=[8, 9, 10], rgb=str(tmp_path / "c.nii.gz"), seed=3)
+    assert s.fusion.roi_size == (8, 9, 10) and s.outputs.rgb == tmp_path / "c.nii.gz"  # normalised once
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.fusion.method = "mean"
+    t = s.replace(outputs={"overwrite": True}, registration={"seed": 4})
+    assert (t.outputs.overwrite, t.registration.seed, s.outputs.overwrite, s.registration.seed) == (True, 4, False, 3)
+    assert Settings.from_dict(s.as_dict()) == s
+    with pytest.raises(Asfe3dInputError, match="seed"):
+        s.replace(registration={"seed": -1})
+    with pytest.raises(TypeError, match="did you mean colormap"):
+        Settings.from_flat(colourmap="hot")
+    with pytest.raises(TypeError, match="unknown settings group"):
+        s.replace(fusoin={"method": "mean"})
+
+
+def test_recorded_setting_reads_grouped_and_flat_records():
+    grouped = Settings.from_flat(output_scale="unit", colormap="inferno", mri_series="1.2.3").as_dict()
+    assert recorded_setting(grouped, "outputs", "scale") == "unit"
+    assert recorded_setting(grouped, "inputs", "mri_series") == "1.2.3"
+    flat = {"output_scale": "unit", "colormap": "viridis"}  # earlier records, the bundle's
+    assert recorded_setting(flat, "outputs", "scale") == "unit"
+    assert recorded_setting(flat, "outputs", "colormap") == "viridis"
+    assert recorded_setting(None, "outputs", "colormap", "hot") == "hot"
+
+
+def test_optional_output_paths():
+    from pathlib import Path
+
+    s = Settings.from_flat(rgb=True, preview="/x/p.png")
+    defaults_ = {kind: Path(f"/d/{kind}") for kind in OPTIONAL_OUTPUTS.values()}
+    assert s.outputs.paths(defaults_) == {"registered_pet": None, "rgb": Path("/d/rgb"), "transform": None,
+                                          "preview": Path("/x/p.png"), "report": None}
+
+
+def test_fuse_pair_takes_one_settings_object():
+    from asfe3d.pipeline import fuse_pair
+
+    params = inspect.signature(fuse_pair).parameters
+    assert list(params) == ["mri", "pet", "output", "settings", "progress", "record_extra"] and len(params) <= 6
