@@ -196,10 +196,10 @@ def test_override_check_uses_the_configs_and_component_signatures():
             "preprocessing#transforms#0#key_kwargs#pet#frame_reference": "first", "config_file": "x", "meta_file": "y"}
     assert unknown_override_problems(INFERENCE, good) == []
     assert check_overrides(INFERENCE, good) == []
-    assert unknown_override_problems(SLICE, {"inferer#spatial_dim": 2}) == []
+    assert unknown_override_problems(SLICE, {"inferer#slice_axis": 2}) == []
     problems = unknown_override_problems(INFERENCE, {"devcie": "cpu", "inferer#roi_sise": 8, "zzz": 1})
     assert problems[0] == "--devcie (did you mean --device?)"
-    assert problems[1].startswith("--inferer#roi_sise: asfe3d.bundle.ClippedSlidingWindowInferer takes no argument "
+    assert problems[1].startswith("--inferer#roi_sise: asfe3d.inferers.FusionInferer takes no argument "
                                   "'roi_sise' (did you mean --inferer#roi_size")
     assert problems[2].startswith("--zzz (the configs declare ") and "network_def" in problems[2]
     # MONAI's own inferer (after a _target_ override) is checked by its own signature
