@@ -11,6 +11,7 @@ keeps ``[0, 1]``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import resource
@@ -177,6 +178,24 @@ def _check_settings(
             raise bad("device", f"{device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
 
 
+def _file_stamp(path: str | Path | None) -> tuple[int, int] | None:
+    """Size and modification time of a file (``None`` for none): a changed weight file is read again."""
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_fuser(method: str, mode: str, weights: str | Path | None, stamp: tuple[int, int] | None, device: str,
+                  roi_size: tuple[int, ...] | None, progress: bool) -> Any:
+    """One network per settings and weight file for the whole process (a cohort builds it once, not per subject;
+    the fuser keeps no state between volumes)."""
+    from asfe3d.fusion import get_fuser
+
+    return get_fuser(method, mode=mode, weights=weights, device=device, roi_size=roi_size, progress=progress)
+
+
 def _build_fuser(method: str, mode: str, weights: str | Path | None, device: str, roi_size: Any,
                  progress: bool) -> Any:
     """The fusion method, with weight problems reported against the weight file (before any heavy work)."""
@@ -194,7 +213,8 @@ def _build_fuser(method: str, mode: str, weights: str | Path | None, device: str
     if check_weights is not None and weights is not None:
         check_weights(weights, mode)
     try:
-        return get_fuser(method, mode=mode, weights=weights, device=device, roi_size=roi_size, progress=progress)
+        return _cached_fuser(method, mode, weights, _file_stamp(weights), device,
+                             None if roi_size is None else tuple(roi_size), progress)
     except Asfe3dInputError:
         raise
     except (ValueError, KeyError, RuntimeError) as exc:

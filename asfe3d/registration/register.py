@@ -371,6 +371,15 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
     return _Prepared(fixed, moving, mask, head, factors, init)
 
 
+def _binned(prep: _Prepared, factor: int) -> _Prepared:
+    """``prep`` on a fixed grid binned by ``factor`` (mask: more than half the bin); the same moving image."""
+    fixed = sitk.BinShrink(prep.fixed, [factor] * 3)
+    mask = None
+    if prep.mask is not None:
+        mask = sitk.Cast(sitk.BinShrink(sitk.Cast(prep.mask, sitk.sitkFloat32), [factor] * 3) > 0.5, sitk.sitkUInt8)
+    return _Prepared(fixed, prep.moving, mask, prep.head, [f * factor for f in prep.factors], prep.init)
+
+
 def _rigid_from(prep: _Prepared, start: sitk.Transform | None, common: dict, shrink: Sequence[int],
                 sigmas: Sequence[float], progress: _Progress | None = None,
                 name: str = "rigid") -> tuple[sitk.Transform, float, int, str]:
@@ -428,8 +437,14 @@ def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: 
     c = np.asarray(prep.init.GetCenter())
     mirror = _affine(np.diag([-1.0, 1.0, 1.0]), c, (0.0, 0.0, 0.0))
     short = dict(common, iterations=min(common["iterations"], 50))
-    cand, _, _, _ = _rigid_from(prep, _after(rigid, mirror), short, shrink=(4, 2), sigmas=(2, 1), progress=progress,
-                                name="left-right check")
+    # the same two levels as shrink (4, 2) of the finest grid, on a fixed grid binned once by 2: ITK then smooths a
+    # fixed image 8 times smaller at each level (the check took 0.6 s of a 0.9 mm head's 2.9, now about 0.3);
+    # the same sampling density. It judges only: the transform kept is not changed by it.
+    coarse = _binned(prep, 2)
+    if coarse.mask is not None:
+        short["fixed_mask"] = coarse.mask
+    cand, _, _, _ = _rigid_from(coarse, _after(rigid, mirror), short, shrink=(2, 1), sigmas=(1, 0),
+                                progress=progress, name="left-right check")
     mi4 = _coarse_mi(prep, 4.0)
     mi, mi_m = mi4(rigid), mi4(cand)
     margin = (mi - mi_m) / mi if mi > 0 else 0.0
