@@ -313,24 +313,46 @@ def unit_seconds(threads: int = 2, size: int = 96, channels: int = 16, layers: i
     return statistics.median(times)
 
 
+#: runs a command from a fresh, small process and reports the command's own wall time and peak resident set: a
+#: process forked from this one (torch loaded) would count this process's resident set in its ``ru_maxrss``
+_LAUNCHER = (
+    "import json, os, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "p = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "wall = time.perf_counter() - t\n"
+    "with open(sys.argv[1], 'w') as fh:\n"
+    "    json.dump({'wall_s': wall, 'peak_mib': usage.ru_maxrss / 1024.0,\n"
+    "               'returncode': os.waitstatus_to_exitcode(status)}, fh)\n"
+)
+
+
 def run_command(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one command in a child process and measure it.
 
+    The command is started by a small launcher process (a fresh Python without torch), which times it and reads
+    its peak resident set from ``wait4``: the figures are the command's alone.
+
     Returns:
-        ``{"wall_s", "peak_mib" (the child's own peak resident set, ``ru_maxrss`` of ``wait4``), "returncode",
-        "stderr" (its last 4000 characters)}``.
+        ``{"wall_s", "peak_mib" (the command's own peak resident set), "returncode", "stderr" (its last 4000
+        characters)}``.
+
+    Raises:
+        RuntimeError: the launcher itself failed (its error).
     """
     import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        text = err.read().decode(errors="replace")[-4000:]
-    return {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024.0, "returncode": proc.returncode, "stderr": text}
+    with tempfile.TemporaryDirectory(prefix="asfe3d-run-") as tmp:
+        report = Path(tmp) / "run.json"
+        err_path = Path(tmp) / "stderr.txt"
+        with open(err_path, "wb") as err:
+            launcher = subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *cmd], stdout=subprocess.DEVNULL,
+                                      stderr=err, env=env, check=False)
+        text = err_path.read_bytes().decode(errors="replace")[-4000:]
+        if not report.is_file():
+            raise RuntimeError(f"the launcher failed ({launcher.returncode}): {text.strip()}")
+        res = json.loads(report.read_text())
+    return {**res, "stderr": text}
 
 
 def _move_affine(affine: np.ndarray, rotation_deg: Sequence[float], shift_mm: Sequence[float],
@@ -498,7 +520,8 @@ def _cohort_datalist(mri: Path, pet: Path, folder: Path, n: int) -> Path:
 
 
 def run_pipeline_case(kind: str, inputs: Sequence[str | Path], runs: int = 3, subjects: int = 4,
-                      command: Sequence[str] = ("-m", "asfe3d.cli")) -> dict[str, Any]:
+                      command: Sequence[str] = ("-m", "asfe3d.cli"), unit: dict[str, int] | None = None
+                      ) -> dict[str, Any]:
     """Time the whole ``asfe3d fuse`` command on one case, ``runs`` times, each right after the unit.
 
     Each run: :func:`unit_seconds` in this process, then the command in a fresh process (Python start-up and
@@ -510,6 +533,7 @@ def run_pipeline_case(kind: str, inputs: Sequence[str | Path], runs: int = 3, su
         runs: repetitions (the median is reported).
         subjects: for ``cohort``, how many subjects.
         command: how to start the command after the Python executable.
+        unit: the unit's settings (:data:`UNIT_SHAPE`, the shared yardstick; smaller only in tests).
 
     Returns:
         ``{"kind", "case", "runs": [per-run dicts], "units", "wall_s", "per_subject_s", "unit_s", "peak_mib",
@@ -543,7 +567,7 @@ def run_pipeline_case(kind: str, inputs: Sequence[str | Path], runs: int = 3, su
                 args = ["fuse", "--datalist", str(datalist), "--output-dir", str(folder / "out")]
             else:
                 args = ["fuse", str(mri), str(pet), "-o", str(folder / "out" / "fused.nii.gz")]
-            unit = unit_seconds(**{k: v for k, v in UNIT_SHAPE.items()})
+            unit_s = unit_seconds(**(UNIT_SHAPE if unit is None else unit))
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             res = run_command([sys.executable, *command, *args, "--no-progress", *extra])
             if res["returncode"] != 0:
@@ -552,7 +576,8 @@ def run_pipeline_case(kind: str, inputs: Sequence[str | Path], runs: int = 3, su
             if kind != "cohort":
                 record = json.loads((folder / "out" / "fused.json").read_text())
                 steps = {k: float(v) for k, v in record.get("timings", {}).items() if k in _STEPS}
-        results.append({**res, "unit_s": unit, "units": res["wall_s"] / per / unit, "steps": steps, "load_avg": load})
+        results.append({**res, "unit_s": unit_s, "units": res["wall_s"] / per / unit_s, "steps": steps,
+                        "load_avg": load})
     row = sorted(results, key=lambda r: r["units"])[len(results) // 2]
     return {"kind": kind, "case": label.format(n=subjects), "runs": results, "units": row["units"],
             "wall_s": row["wall_s"], "per_subject_s": row["wall_s"] / per, "unit_s": row["unit_s"],

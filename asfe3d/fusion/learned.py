@@ -105,7 +105,9 @@ def run_network(
             roi_size = spatial if int(np.prod(spatial)) <= WHOLE_VOLUME_MAX_VOXELS else DEFAULT_ROI
         roi = tuple(int(min(r, s)) for r, s in zip(roi_size, spatial))
         inferer = SlidingWindowInferer(
-            roi_size=roi, overlap=overlap, mode="gaussian", sw_batch_size=sw_batch_size, progress=progress,
+            # a bar over windows; none for a single window (the whole volume in one pass: it would sit at "0/1")
+            roi_size=roi, overlap=overlap, mode="gaussian", sw_batch_size=sw_batch_size,
+            progress=progress and roi != spatial,
             sw_device=device, device=torch.device("cpu"),
         )
     else:
