@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -427,11 +428,10 @@ def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
 LR_MARGIN = 0.03
 
 
-def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: RegistrationQC,
-                      progress: _Progress | None) -> None:
-    """Register briefly (8 and 4 mm) from ``rigid`` mirrored left-right (physical x, through the head's centre) and
-    compare the MI on a 4 mm grid: the mirrored fit clearly better fails ``qc`` (``mirrored_lr``); about as good adds
-    a note that left and right cannot be told apart; clearly worse confirms the side (``lr_margin`` > 0)."""
+def _mirrored_fit(prep: _Prepared, rigid: sitk.Transform, common: dict, progress: _Progress | None
+                  ) -> sitk.Transform:
+    """A brief registration (8 and 4 mm) from ``rigid`` mirrored left-right (physical x, through the head's
+    centre): what :func:`_check_left_right` compares ``rigid`` with."""
     from asfe3d.registration.qc import _after
 
     c = np.asarray(prep.init.GetCenter())
@@ -445,6 +445,16 @@ def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: 
         short["fixed_mask"] = coarse.mask
     cand, _, _, _ = _rigid_from(coarse, _after(rigid, mirror), short, shrink=(2, 1), sigmas=(1, 0),
                                 progress=progress, name="left-right check")
+    return cand
+
+
+def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: RegistrationQC,
+                      progress: _Progress | None, cand: sitk.Transform | None = None) -> None:
+    """Compare ``rigid`` with the mirrored fit (:func:`_mirrored_fit`; ``cand`` when already made from this
+    ``rigid``) by MI on a 4 mm grid: the mirrored fit clearly better fails ``qc`` (``mirrored_lr``); about as good
+    adds a note that left and right cannot be told apart; clearly worse confirms the side (``lr_margin`` > 0)."""
+    if cand is None:
+        cand = _mirrored_fit(prep, rigid, common, progress)
     mi4 = _coarse_mi(prep, 4.0)
     mi, mi_m = mi4(rigid), mi4(cand)
     margin = (mi - mi_m) / mi if mi > 0 else 0.0
@@ -608,6 +618,7 @@ def register_pet_to_mri(
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     bar = _Progress(progress)
     continued = 0
+    mirrored_ahead: tuple[sitk.Transform, Future] | None = None
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     try:
@@ -619,6 +630,12 @@ def register_pet_to_mri(
         common = dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
         rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0),
                                                   progress=bar)
+        if assess and check_mirror:
+            # the left-right check's mirrored fit (single-threaded ITK, the GIL released) beside the QC's measures
+            # of this result; used when the result stays the one kept (the usual case), made again otherwise
+            pool = ThreadPoolExecutor(1, thread_name_prefix="asfe3d-lr")
+            mirrored_ahead = (rigid, pool.submit(_mirrored_fit, prep, rigid, common, None))
+            pool.shutdown(wait=False)  # the worker ends with its one task
         start_used, tried, qc_plain = "moments", 0, None
         qc = assess_registration(mri, pet, rigid, prep.head) if assess else None
         # the QC's MI landscape found a better point than where the optimiser stopped: continue from there (twice at
@@ -664,7 +681,8 @@ def register_pet_to_mri(
             if better:
                 rigid, metric, n_iter, stop, start_used, qc = cand, c_metric, c_iter, c_stop, c_name, c_qc
         if qc is not None and check_mirror and not set(qc.flags) & {"pet_noise", "pet_spacing"}:
-            _check_left_right(prep, rigid, common, qc, bar)
+            ahead_for, ahead = mirrored_ahead if mirrored_ahead is not None else (None, None)
+            _check_left_right(prep, rigid, common, qc, bar, ahead.result() if ahead_for is rigid else None)
         transform: sitk.Transform = rigid
         if method == "affine":
             affine = sitk.AffineTransform(3)
@@ -690,6 +708,8 @@ def register_pet_to_mri(
             for flag, reason in lr or []:  # the left-right finding of the rigid stage still holds
                 qc.add_finding("note" if flag == "note" else "fail", flag, reason)
     finally:
+        if mirrored_ahead is not None:  # never left running past the thread setting it was started under
+            mirrored_ahead[1].exception()
         bar.close()
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     seconds = time.perf_counter() - start
