@@ -11,6 +11,7 @@ keeps ``[0, 1]``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import time
@@ -101,6 +102,24 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _file_stamp(path: str | Path | None) -> tuple[int, int] | None:
+    """Size and modification time of a file (``None`` for none): a changed weight file is read again."""
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_fuser(method: str, mode: str, weights: str | Path | None, stamp: tuple[int, int] | None, device: str,
+                  roi_size: tuple[int, ...] | None, progress: bool) -> Any:
+    """One network per settings and weight file for the whole process (a cohort builds it once, not per subject;
+    the fuser keeps no state between volumes)."""
+    from asfe3d.fusion import get_fuser
+
+    return get_fuser(method, mode=mode, weights=weights, device=device, roi_size=roi_size, progress=progress)
+
+
 def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
     """The fusion method, with weight problems reported against the weight file (before any heavy work)."""
     from asfe3d.errors import Asfe3dInputError
@@ -116,8 +135,9 @@ def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
 
         check_weights(weights, fusion.mode)
     try:
-        return get_fuser("asfe", mode=fusion.mode, weights=weights, device=fusion.device, roi_size=fusion.roi_size,
-                         progress=progress)
+        roi = fusion.roi_size
+        return _cached_fuser("asfe", fusion.mode, weights, _file_stamp(weights), fusion.device,
+                             tuple(roi) if isinstance(roi, (list, tuple)) else roi, progress)
     except Asfe3dInputError:
         raise
     except (ValueError, KeyError, RuntimeError) as exc:

@@ -1,8 +1,27 @@
 from __future__ import annotations
 
-import pytest
+import json
+import sys
+import textwrap
 
-from asfe3d.benchmark import CASES, Case, format_table, main, run_case
+import numpy as np
+import pytest
+import torch
+
+from asfe3d.benchmark import (
+    CASES,
+    PIPELINE_CASES,
+    UNIT_SHAPE,
+    Case,
+    format_pipeline_table,
+    format_table,
+    main,
+    pipeline_bars,
+    run_case,
+    run_command,
+    run_pipeline_case,
+    unit_seconds,
+)
 
 
 def test_run_case_reports_params_time_and_memory():
@@ -47,20 +66,117 @@ def test_acceptance_table_takes_the_best_thread_count_and_flags_misses():
     assert "| NO |" in acceptance([row(1, 2.5, params=3_000_000)])
 
 
-def test_pipeline_table_rows_and_bad_case():
-    from asfe3d.benchmark import PIPELINE_CASES, format_pipeline_table, pipeline_bars, run_pipeline_case
+# ------------------------------------------------------------------------------------------- the yardstick
 
-    row = {"case": "x (y)", "kind": "brain", "threads": 2, "steps": {"load": 0.2, "fuse": 2.0}, "wall_s": 6.0,
-           "startup_s": 3.8, "peak_mib": 1500.0, "reference_s": 0.6, "ratio": 10.0}
+
+def test_unit_is_the_shared_workload(monkeypatch):
+    """The unit runs refunit.py's computation: seed 0, x = randn(1, 16, 96^3), w = randn(16, 16, 3^3) * 0.05,
+    8 conv3d(padding=1) in a row, one warm-up and 3 timed runs, on 2 threads (recorded, not computed here)."""
+    calls = []
+    threads_seen = []
+
+    def fake_conv3d(y, w, padding=0):
+        calls.append((tuple(y.shape), tuple(w.shape), padding, float(w.flatten()[0])))
+        threads_seen.append(torch.get_num_threads())
+        return y
+
+    monkeypatch.setattr(torch.nn.functional, "conv3d", fake_conv3d)
+    before = torch.get_num_threads()
+    seconds = unit_seconds(**UNIT_SHAPE)
+    assert seconds >= 0 and torch.get_num_threads() == before  # the thread count is restored
+    assert UNIT_SHAPE == {"size": 96, "channels": 16, "layers": 8, "threads": 2, "repeats": 3}
+    assert len(calls) == 8 * 4  # 8 layers, one warm-up + 3 timed runs
+    assert {c[:3] for c in calls} == {((1, 16, 96, 96, 96), (16, 16, 3, 3, 3), 1)}
+    assert set(threads_seen) == {2}
+    torch.manual_seed(0)
+    torch.randn(1, 16, 96, 96, 96)
+    assert calls[0][3] == pytest.approx(float(torch.randn(16, 16, 3, 3, 3).flatten()[0]) * 0.05)
+
+
+def test_unit_runs_on_tiny_sizes():
+    assert 0 < unit_seconds(threads=1, size=6, channels=2, layers=2, repeats=3) < 5.0
+
+
+@pytest.mark.parametrize("kwargs, name", [({"size": 2}, "size"), ({"threads": 0}, "threads"),
+                                          ({"repeats": True}, "repeats"), ({"layers": 1.5}, "layers")])
+def test_unit_refuses_bad_settings(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        unit_seconds(**{"threads": 1, "size": 6, "channels": 2, "layers": 2, "repeats": 1, **kwargs})
+
+
+def test_run_command_measures_the_child_alone():
+    big = run_command([sys.executable, "-c", "import numpy as np; a = np.ones(60_000_000); print(a.sum())"])
+    small = run_command([sys.executable, "-c", "pass"])
+    assert big["returncode"] == 0 and small["returncode"] == 0
+    assert big["peak_mib"] > 400 > small["peak_mib"]  # 458 MiB of ones; the small child after it is not charged
+    failed = run_command([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"])
+    assert failed["returncode"] == 3 and "boom" in failed["stderr"] and failed["wall_s"] > 0
+
+
+def test_motion_transform_matches_the_moved_header():
+    from asfe3d.benchmark import _motion_tfm, _move_affine
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-100.0, -120.0, -80.0]
+    motion, moved = _move_affine(affine, (2.0, -1.5, 3.0), (2.0, -3.0, 1.5), np.array([10.0, 5.0, -4.0]))
+    assert np.allclose(moved, motion @ affine) and np.allclose(motion[:3, :3] @ motion[:3, :3].T, np.eye(3))
+    tfm = _motion_tfm(motion)
+    p_ras = np.array([30.0, -20.0, 15.0])
+    flip = np.array([-1.0, -1.0, 1.0])
+    expected = flip * (motion[:3, :3] @ p_ras + motion[:3, 3])  # the MRI point's PET point, in LPS
+    assert np.allclose(tfm.TransformPoint((flip * p_ras).tolist()), expected)
+
+
+_FAKE_FUSE = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    out = Path(sys.argv[sys.argv.index("-o") + 1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.05)
+    out.with_name("fused.json").write_text(json.dumps({"timings": {"load": 0.01, "fuse": 0.02, "total": 0.03}}))
+    """
+)
+
+
+def test_pipeline_case_in_units_with_a_stand_in_command(tmp_path):
+    script = tmp_path / "fake_fuse.py"
+    script.write_text(_FAKE_FUSE)
+    mri, pet = tmp_path / "t1.nii.gz", tmp_path / "pet.nii.gz"
+    mri.write_bytes(b"x")
+    pet.write_bytes(b"x")
+    tiny = {"threads": 1, "size": 6, "channels": 2, "layers": 2, "repeats": 1}
+    row = run_pipeline_case("brain", [mri, pet], runs=3, command=(str(script),), unit=tiny)
+    assert len(row["runs"]) == 3 and row["subjects"] == 1
+    units = sorted(r["units"] for r in row["runs"])
+    assert row["units"] == units[1]  # the median run
+    picked = next(r for r in row["runs"] if r["units"] == row["units"])
+    assert row["units"] == pytest.approx(picked["wall_s"] / picked["unit_s"])
+    assert row["steps"] == {"load": 0.01, "fuse": 0.02} and row["wall_s"] >= 0.05
     table = format_pipeline_table([row]).splitlines()
-    assert len(table) == 3 and "| x (y) | 2 | 0.20 | nan |" in table[2] and "| 3.80 | 6.0 s |" in table[2]
-    assert "| 10.0 |" in table[2]
-    # the brain bar is 9 x the reference workload and 2048 MiB: 10 x misses it, 1500 MiB meets it
-    bars = pipeline_bars([row]).splitlines()
-    assert bars[2] == "| x | <= 6 s | <= 9 x | 10.0 x (6.0 s) | NO | <= 2048 | 1500 | yes |"
-    assert "| yes |" in pipeline_bars([{**row, "kind": "petct", "ratio": 40.0, "peak_mib": 3100.0}]).split("\n")[2]
-    with pytest.raises(KeyError):
-        pipeline_bars([{**row, "kind": "nope"}])
-    assert len(PIPELINE_CASES) == 2
-    with pytest.raises(KeyError):
-        run_pipeline_case("no such case")
+    assert len(table) == 3 and table[2].startswith("| brain subject") and "| 0.01 | - | - | - | 0.02 | - |" in table[2]
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    assert pipeline_bars([{**row, "units": 8.9}]).splitlines()[2] == "| brain | <= 9 | 8.9 | yes |"
+    assert pipeline_bars([{**row, "kind": "cohort", "units": 5.2}]).splitlines()[2] == "| cohort | <= 5 | 5.2 | NO |"
+    json.dumps({k: v for k, v in row.items()})  # JSON-ready
+
+
+def test_pipeline_case_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="kind must be one of"):
+        run_pipeline_case("no such case", ["a", "b"])
+    with pytest.raises(ValueError, match="two inputs"):
+        run_pipeline_case("brain", [tmp_path])
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+        run_pipeline_case("brain", [tmp_path / "missing.nii.gz", tmp_path])
+    with pytest.raises(ValueError, match="runs"):
+        run_pipeline_case("brain", [tmp_path, tmp_path], runs=0)
+    assert set(PIPELINE_CASES) == {"brain", "petct", "cohort"}
+
+
+def test_cli_pipeline_needs_inputs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--pipeline-only", "--output", ""])
+    assert err.value.code == 2 and "--brain" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["--pipeline-only", "--brain", str(tmp_path / "no.nii.gz"), str(tmp_path), "--output", ""])
+    assert err.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -85,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if passthrough is not None:
             return int(importlib.import_module(passthrough).main(rest) or 0)
         from asfe3d.cli.options import setup_logging
-        from asfe3d.cli.startup import import_monai_lean
+        from asfe3d.cli.startup import import_monai_lean, reuse_freed_memory
 
         setup_logging(getattr(args, "verbose", 0))
+        reuse_freed_memory()
         import_monai_lean()
         return int(args.func(args) or 0)
     except Asfe3dInputError as exc:

@@ -164,10 +164,12 @@ class FusionInferer(Inferer):
                 progress=self.progress, sw_device=self.sw_device, device=self.device,
             )
         else:
+            spatial = tuple(int(s) for s in inputs.shape[2:])
+            roi = tuple(int(r) for r in self.window(spatial))
             inferer = SlidingWindowInferer(
-                roi_size=self.window(inputs.shape[2:]), overlap=self.overlap, mode="gaussian",
-                sw_batch_size=self.sw_batch_size, progress=self.progress, sw_device=self.sw_device,
-                device=self.device,
+                # a bar over windows; none for one window (the whole volume in one pass: it would sit at "0/1")
+                roi_size=roi, overlap=self.overlap, mode="gaussian", sw_batch_size=self.sw_batch_size,
+                progress=self.progress and roi != spatial, sw_device=self.sw_device, device=self.device,
             )
         return inferer(inputs, network, *args, **kwargs)
 

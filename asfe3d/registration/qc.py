@@ -222,12 +222,15 @@ def anatomy_of(head: sitk.Image) -> str:
         ``"body"`` when the second-largest extent of the mask's bounding box exceeds :data:`BODY_WIDTH_MM` (a head
         is at most about 200 mm wide and deep; a torso is wider), else ``"head"`` (also for an empty mask).
     """
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(sitk.Cast(head != 0, sitk.sitkUInt8))
-    if not stats.HasLabel(1):
+    inside = sitk.GetArrayViewFromImage(head) != 0  # (z, y, x)
+    if not inside.any():
         return "head"
-    box = stats.GetBoundingBox(1)  # (x, y, z, size x, size y, size z) in voxels
-    extents = sorted(float(n * s) for n, s in zip(box[3:], head.GetSpacing()))
+    # the bounding box's size in voxels along x, y, z, from the mask's projections on each axis
+    sizes = []
+    for axis in (2, 1, 0):
+        hit = np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))
+        sizes.append(int(hit[-1] - hit[0] + 1))
+    extents = sorted(float(n * s) for n, s in zip(sizes, head.GetSpacing()))
     return "body" if extents[1] > BODY_WIDTH_MM else "head"
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,18 @@ def head_mask(image: sitk.Image) -> sitk.Image:
     img = sitk.Cast(image, sitk.sitkFloat32)
     # Otsu returns 0 above the threshold with these in/out values
     mask = sitk.OtsuThreshold(img, 0, 1, 128)
-    return sitk.Cast(sitk.BinaryFillhole(mask), sitk.sitkUInt8)
+    # holes filled as sitk.BinaryFillhole does (face connectivity), the same voxels: the background components that
+    # touch the image border are outside, every other background voxel is a hole (one labelling pass instead of a
+    # morphological reconstruction: 0.3 s against 1.5 s for a 0.9 mm head)
+    background = sitk.GetArrayFromImage(sitk.ConnectedComponent(mask == 0, False))
+    faces = [background[0], background[-1], background[:, 0], background[:, -1], background[:, :, 0],
+             background[:, :, -1]]
+    outside = np.zeros(int(background.max()) + 1, np.uint8)
+    outside[np.unique(np.concatenate([f.ravel() for f in faces]))] = 1
+    outside[0] = 0  # label 0: the Otsu foreground, inside even where it touches the border
+    filled = sitk.GetImageFromArray(np.subtract(1, outside[background], dtype=np.uint8))
+    filled.CopyInformation(mask)
+    return filled
 
 
 def _stage(
@@ -358,6 +370,15 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
     return _Prepared(fixed, moving, mask, head, factors, init)
 
 
+def _binned(prep: _Prepared, factor: int) -> _Prepared:
+    """``prep`` on a fixed grid binned by ``factor`` (mask: more than half the bin); the same moving image."""
+    fixed = sitk.BinShrink(prep.fixed, [factor] * 3)
+    mask = None
+    if prep.mask is not None:
+        mask = sitk.Cast(sitk.BinShrink(sitk.Cast(prep.mask, sitk.sitkFloat32), [factor] * 3) > 0.5, sitk.sitkUInt8)
+    return _Prepared(fixed, prep.moving, mask, prep.head, [f * factor for f in prep.factors], prep.init)
+
+
 def _rigid_from(prep: _Prepared, start: sitk.Transform | None, common: dict, shrink: Sequence[int],
                 sigmas: Sequence[float], progress: _Progress | None = None,
                 name: str = "rigid") -> tuple[sitk.Transform, float, int, str]:
@@ -405,18 +426,33 @@ def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
 LR_MARGIN = 0.03
 
 
-def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: RegistrationQC,
-                      progress: _Progress | None) -> None:
-    """Register briefly (8 and 4 mm) from ``rigid`` mirrored left-right (physical x, through the head's centre) and
-    compare the MI on a 4 mm grid: the mirrored fit clearly better fails ``qc`` (``mirrored_lr``); about as good adds
-    a note that left and right cannot be told apart; clearly worse confirms the side (``lr_margin`` > 0)."""
+def _mirrored_fit(prep: _Prepared, rigid: sitk.Transform, common: dict, progress: _Progress | None
+                  ) -> sitk.Transform:
+    """A brief registration (8 and 4 mm) from ``rigid`` mirrored left-right (physical x, through the head's
+    centre): what :func:`_check_left_right` compares ``rigid`` with."""
     from asfe3d.registration.qc import _after
 
     c = np.asarray(prep.init.GetCenter())
     mirror = _affine(np.diag([-1.0, 1.0, 1.0]), c, (0.0, 0.0, 0.0))
     short = dict(common, iterations=min(common["iterations"], 50))
-    cand, _, _, _ = _rigid_from(prep, _after(rigid, mirror), short, shrink=(4, 2), sigmas=(2, 1), progress=progress,
-                                name="left-right check")
+    # the same two levels as shrink (4, 2) of the finest grid, on a fixed grid binned once by 2: ITK then smooths a
+    # fixed image 8 times smaller at each level (the check took 0.6 s of a 0.9 mm head's 2.9, now about 0.3);
+    # the same sampling density. It judges only: the transform kept is not changed by it.
+    coarse = _binned(prep, 2)
+    if coarse.mask is not None:
+        short["fixed_mask"] = coarse.mask
+    cand, _, _, _ = _rigid_from(coarse, _after(rigid, mirror), short, shrink=(2, 1), sigmas=(1, 0),
+                                progress=progress, name="left-right check")
+    return cand
+
+
+def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: RegistrationQC,
+                      progress: _Progress | None, cand: sitk.Transform | None = None) -> None:
+    """Compare ``rigid`` with the mirrored fit (:func:`_mirrored_fit`; ``cand`` when already made from this
+    ``rigid``) by MI on a 4 mm grid: the mirrored fit clearly better fails ``qc`` (``mirrored_lr``); about as good
+    adds a note that left and right cannot be told apart; clearly worse confirms the side (``lr_margin`` > 0)."""
+    if cand is None:
+        cand = _mirrored_fit(prep, rigid, common, progress)
     mi4 = _coarse_mi(prep, 4.0)
     mi, mi_m = mi4(rigid), mi4(cand)
     margin = (mi - mi_m) / mi if mi > 0 else 0.0
@@ -580,6 +616,7 @@ def register_pet_to_mri(
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     bar = _Progress(progress)
     continued = 0
+    mirrored_ahead: tuple[sitk.Transform, Future] | None = None
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     try:
@@ -591,6 +628,12 @@ def register_pet_to_mri(
         common = dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
         rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0),
                                                   progress=bar)
+        if assess and check_mirror:
+            # the left-right check's mirrored fit (single-threaded ITK, the GIL released) beside the QC's measures
+            # of this result; used when the result stays the one kept (the usual case), made again otherwise
+            pool = ThreadPoolExecutor(1, thread_name_prefix="asfe3d-lr")
+            mirrored_ahead = (rigid, pool.submit(_mirrored_fit, prep, rigid, common, None))
+            pool.shutdown(wait=False)  # the worker ends with its one task
         start_used, tried, qc_plain = "moments", 0, None
         qc = assess_registration(mri, pet, rigid, prep.head) if assess else None
         # the QC's MI landscape found a better point than where the optimiser stopped: continue from there (twice at
@@ -636,7 +679,8 @@ def register_pet_to_mri(
             if better:
                 rigid, metric, n_iter, stop, start_used, qc = cand, c_metric, c_iter, c_stop, c_name, c_qc
         if qc is not None and check_mirror and not set(qc.flags) & {"pet_noise", "pet_spacing"}:
-            _check_left_right(prep, rigid, common, qc, bar)
+            ahead_for, ahead = mirrored_ahead if mirrored_ahead is not None else (None, None)
+            _check_left_right(prep, rigid, common, qc, bar, ahead.result() if ahead_for is rigid else None)
         transform: sitk.Transform = rigid
         if method == "affine":
             affine = sitk.AffineTransform(3)
@@ -662,6 +706,8 @@ def register_pet_to_mri(
             for flag, reason in lr or []:  # the left-right finding of the rigid stage still holds
                 qc.add_finding("note" if flag == "note" else "fail", flag, reason)
     finally:
+        if mirrored_ahead is not None:  # never left running past the thread setting it was started under
+            mirrored_ahead[1].exception()
         bar.close()
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     seconds = time.perf_counter() - start
