@@ -169,16 +169,32 @@ def test_no_private_names_imported_across_packages():
     assert offenders == []
 
 
-#: the redesigned modules (entry points, settings, inference): none of their functions is longer than this
+#: none of the functions of the house (the package's modules and packages below) is longer than this
 MAX_FUNCTION_LINES = 120
-_HOUSE = ("asfe3d/pipeline.py", "asfe3d/settings.py", "asfe3d/cohort.py", "asfe3d/distributed.py",
-          "asfe3d/defaults.py", "asfe3d/cli", "asfe3d/bids", "asfe3d/inferers", "asfe3d/transforms",
-          "asfe3d/fusion/learned.py", "asfe3d/fusion/base.py")
+_HOUSE = ("asfe3d/__init__.py", "asfe3d/pipeline.py", "asfe3d/settings.py", "asfe3d/cohort.py",
+          "asfe3d/distributed.py", "asfe3d/defaults.py", "asfe3d/errors.py", "asfe3d/bundle.py",
+          "asfe3d/benchmark.py", "asfe3d/visualize.py", "asfe3d/cli", "asfe3d/bids", "asfe3d/inferers",
+          "asfe3d/transforms", "asfe3d/fusion", "asfe3d/training", "asfe3d/data", "asfe3d/reports", "asfe3d/io",
+          "asfe3d/evaluation", "asfe3d/networks", "asfe3d/metrics", "asfe3d/losses")
+#: not yet held to MAX_FUNCTION_LINES: registration is being split now (register_pet_to_mri, assess_registration)
+_NOT_YET_HELD = ("asfe3d/registration",)
 
 
-def test_functions_of_the_entry_points_are_short():
+def _house_files(entries: tuple[str, ...]) -> list[Path]:
     root = PACKAGE.parent
-    files = [p for rel in _HOUSE for p in ([root / rel] if rel.endswith(".py") else sorted((root / rel).rglob("*.py")))]
+    return [p for rel in entries for p in ([root / rel] if rel.endswith(".py") else sorted((root / rel).rglob("*.py")))]
+
+
+def test_house_covers_every_module():
+    """A new module or package is held to the function length unless it is named as not yet held."""
+    held, not_held = _house_files(_HOUSE), _house_files(_NOT_YET_HELD)
+    assert all(p.is_file() for p in held) and not_held
+    assert sorted(set(PACKAGE.rglob("*.py")) - set(held) - set(not_held)) == []
+
+
+def test_functions_of_the_house_are_short():
+    root = PACKAGE.parent
+    files = _house_files(_HOUSE)
     long = [f"{p.relative_to(root)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
             for p in files for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]

@@ -284,6 +284,174 @@ def _poisson_noise(arr: np.ndarray, level: float, rng: np.random.Generator) -> n
     return (arr + sd * rng.standard_normal(arr.shape)).astype(np.float32)
 
 
+def _subject_grid(anatomy: Anatomy, params: SubjectParams) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """The subject's MRI grid: the anatomy's field of view at ``params.mri_spacing``, on the same centre.
+
+    Returns:
+        ``(shape, affine, centre)``: the grid's ``(X, Y, Z)`` shape, its RAS affine ``(4, 4)`` and the anatomy's
+        centre ``(3,)`` in mm.
+    """
+    ref_shape, ref_aff = anatomy.mri.shape, anatomy.affine
+    sp = np.asarray(params.mri_spacing, float)
+    extent = np.asarray(ref_shape) * anatomy.spacing
+    centre = ref_aff[:3, :3] @ ((np.asarray(ref_shape) - 1) / 2.0) + ref_aff[:3, 3]
+    shape = tuple(int(math.ceil(e / s)) for e, s in zip(extent, sp))
+    mri_aff = np.diag([*sp, 1.0])
+    mri_aff[:3, 3] = centre - sp * (np.asarray(shape) - 1) / 2.0
+    return shape, mri_aff, centre
+
+
+def _anatomy_coords(anatomy: Anatomy, params: SubjectParams, shape: tuple[int, ...], mri_aff: np.ndarray,
+                    centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Where each subject voxel samples the anatomy: the random affine and the smooth deformation (from ``rng``).
+
+    A subject point y maps to the anatomy point x = c + R S (y - c) + t + d(y).
+
+    Returns:
+        ``(3, X * Y * Z)`` float32 voxel coordinates in the anatomy's grid, one column per subject voxel.
+    """
+    lin = _rotation(params.rotation_deg) @ np.diag(params.scale)
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    y = mri_aff[:3, :3] @ ijk + mri_aff[:3, 3][:, None]
+    x = lin @ (y - centre[:, None]) + (centre + np.asarray(params.translation_mm))[:, None]
+    del y
+    if params.deform_mm > 0:
+        for k in range(3):
+            x[k] += params.deform_mm * _smooth_field(shape, rng, cells=6).ravel()
+    src = np.linalg.inv(anatomy.affine)
+    return (src[:3, :3] @ x + src[:3, 3][:, None]).astype(np.float32)
+
+
+def _warp(vol: np.ndarray, coords: np.ndarray, shape: tuple[int, ...], smooth: Sequence[float], order: int = 1,
+          presmooth: bool = True) -> np.ndarray:
+    """Resample an anatomy-grid volume onto the subject's MRI grid.
+
+    Args:
+        vol: on the anatomy's grid.
+        coords: ``(3, X * Y * Z)`` from :func:`_anatomy_coords`.
+        shape: the MRI grid's ``(X, Y, Z)``.
+        smooth: Gaussian sigma (anatomy voxels) per axis against aliasing when ``presmooth``.
+        order: spline order.
+        presmooth: smooth first (off for masks).
+
+    Returns:
+        ``(X, Y, Z)`` on the MRI grid (zero outside the anatomy).
+    """
+    v = ndimage.gaussian_filter(vol.astype(np.float32), smooth) if presmooth and max(smooth) > 0 else vol
+    return ndimage.map_coordinates(v, coords, order=order, mode="constant", cval=0.0).reshape(shape)
+
+
+def _mri_contrast(mri: np.ndarray, params: SubjectParams, rng: np.random.Generator) -> np.ndarray:
+    """The scanner's MRI: bias field, contrast (gamma) and Rician noise (drawn from ``rng``) on ``(X, Y, Z)``."""
+    shape = mri.shape
+    bias = np.exp(params.bias * _smooth_field(shape, rng, cells=3))
+    mri = np.clip(mri * bias, 0.0, None) ** params.mri_gamma
+    n1 = rng.standard_normal(shape).astype(np.float32) * params.mri_noise
+    n2 = rng.standard_normal(shape).astype(np.float32) * params.mri_noise
+    return np.sqrt((mri + n1) ** 2 + n2**2).astype(np.float32)
+
+
+def _uptakes(anatomy: Anatomy, params: SubjectParams, rng: np.random.Generator,
+             defect: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The true PET uptake on the anatomy's grid, and the same with the focal defect if one is asked for.
+
+    Returns:
+        ``({"pet": uptake[, "pet_defect": lowered uptake]}, ball)``: volumes on the anatomy's grid; ``ball`` the
+        defect's region there (bool), or None.
+
+    Raises:
+        ValueError: a bad defect description (quoted).
+    """
+    up_rng = np.random.default_rng(rng.integers(2**63))
+    uptake = anatomy.uptake(params.pattern, up_rng)
+    uptakes = {"pet": uptake}
+    ball_ref = None
+    if defect is not None:
+        c_mm = np.asarray(defect.get("centre_mm", ()), float)
+        diam, frac = float(defect.get("diameter_mm", 12.0)), float(defect.get("fraction", 0.3))
+        if c_mm.shape != (3,) or not diam > 0 or not 0 < frac < 1:
+            raise ValueError(f"defect needs centre_mm (3 numbers), diameter_mm > 0 and 0 < fraction < 1, got {defect!r}")
+        ref_aff = anatomy.affine
+        grid = np.indices(anatomy.mri.shape, dtype=np.float32)
+        world = np.tensordot(ref_aff[:3, :3], grid, axes=1) + ref_aff[:3, 3][:, None, None, None]
+        ball_ref = np.sum((world - c_mm[:, None, None, None]) ** 2, axis=0) <= (diam / 2.0) ** 2
+        uptakes["pet_defect"] = np.where(ball_ref, uptake * (1.0 - frac), uptake).astype(np.float32)
+    return uptakes, ball_ref
+
+
+def _pet_scanner(params: SubjectParams, centre: np.ndarray, mri_aff: np.ndarray,
+                 rng: np.random.Generator) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """The PET scanner grid (axis-aligned, its own voxel size, partial axial FOV) and the residual rigid motion.
+
+    The motion's displacement budget ``params.misreg_mm`` is split between a translation and a rotation (at about
+    80 mm from the centre), directions drawn from ``rng``.
+
+    Returns:
+        ``(pshape, pet_affine, coords)``: the PET grid's shape, its RAS affine ``(4, 4)``, and where each PET voxel
+        samples the MRI grid, ``(3, prod(pshape))`` float32 voxel coordinates.
+    """
+    psp = np.asarray(params.pet_spacing, float)
+    pet_extent = np.array([256.0, 256.0, params.pet_axial_fov_mm])
+    pshape = tuple(int(math.ceil(e / s)) for e, s in zip(pet_extent, psp))
+    pet_centre = centre + np.array([0.0, 0.0, params.pet_fov_shift_mm])
+    pet_aff = np.diag([*psp, 1.0])
+    pet_aff[:3, 3] = pet_centre - psp * (np.asarray(pshape) - 1) / 2.0
+    motion_rng = np.random.default_rng(rng.integers(2**63))
+    direction = motion_rng.standard_normal(3)
+    direction /= np.linalg.norm(direction) + 1e-12
+    rot_dir = motion_rng.standard_normal(3)
+    rot_dir /= np.linalg.norm(rot_dir) + 1e-12
+    share = motion_rng.uniform(0.3, 0.7)
+    t_mm = direction * params.misreg_mm * share
+    r_deg = rot_dir * np.rad2deg(params.misreg_mm * (1 - share) / 80.0)
+    motion_lin = _rotation(r_deg)
+    pijk = np.indices(pshape, dtype=np.float32).reshape(3, -1)
+    p = pet_aff[:3, :3] @ pijk + pet_aff[:3, 3][:, None]
+    moved = motion_lin @ (p - centre[:, None]) + (centre + t_mm)[:, None]
+    to_mri = np.linalg.inv(mri_aff)
+    return pshape, pet_aff, (to_mri[:3, :3] @ moved + to_mri[:3, 3][:, None]).astype(np.float32)
+
+
+def _scan_pet(on_mri: np.ndarray, sigma_vox: np.ndarray, pcoords: np.ndarray, pshape: tuple[int, ...],
+              noise: float, noise_seed: int, scale: float) -> np.ndarray:
+    """One PET scan of an uptake on the MRI grid: PSF blur, sampling on the scanner grid, Poisson-like noise.
+
+    Args:
+        on_mri: the uptake on the MRI grid, ``(X, Y, Z)``.
+        sigma_vox: the PSF's Gaussian sigma in MRI voxels per axis.
+        pcoords: ``(3, prod(pshape))`` from :func:`_pet_scanner`.
+        pshape: the PET grid's shape.
+        noise: relative noise level.
+        noise_seed: seed of the noise draw (the same for the PET with and without the defect).
+        scale: activity scale.
+
+    Returns:
+        The PET on its own grid, ``pshape`` float32, non-negative.
+    """
+    blurred = ndimage.gaussian_filter(on_mri, sigma_vox, mode="constant")
+    native = ndimage.map_coordinates(blurred, pcoords, order=1, mode="constant", cval=0.0).reshape(pshape)
+    native = _poisson_noise(native, noise, np.random.default_rng(noise_seed)) * scale
+    return np.clip(native, 0.0, None).astype(np.float32)
+
+
+def _intensities(mri: np.ndarray, pets: dict[str, np.ndarray], mask: np.ndarray,
+                 normalise: bool) -> dict[str, np.ndarray]:
+    """``mri``, ``pet`` (and ``pet_defect``) as returned: as simulated, or mapped to ``[0, 1]`` inside ``mask``.
+
+    ``pets`` holds the PET volumes on the MRI grid (``"pet"``, maybe ``"pet_defect"``); the defect PET gets the
+    normal PET's window.
+    """
+    from asfe3d.transforms.intensity import robust_normalize
+
+    if not normalise:
+        return {"mri": mri, **pets}
+    result = {"mri": robust_normalize(mri, mask=mask)[0]}
+    result["pet"], (lo, hi) = robust_normalize(pets["pet"], mask=mask)
+    if "pet_defect" in pets:
+        result["pet_defect"] = np.clip((pets["pet_defect"] - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    return result
+
+
 def simulate_subject(
     anatomy: Anatomy,
     params: SubjectParams,
@@ -313,113 +481,37 @@ def simulate_subject(
     Raises:
         ValueError: a bad defect description (quoted).
     """
-    from asfe3d.transforms.intensity import head_mask, robust_normalize
+    from asfe3d.transforms.intensity import head_mask
 
-    ref_shape, ref_aff = anatomy.mri.shape, anatomy.affine
-    ref_spacing = anatomy.spacing
+    shape, mri_aff, centre = _subject_grid(anatomy, params)
     sp = np.asarray(params.mri_spacing, float)
-    extent = np.asarray(ref_shape) * ref_spacing
-    centre = ref_aff[:3, :3] @ ((np.asarray(ref_shape) - 1) / 2.0) + ref_aff[:3, 3]
-    shape = tuple(int(math.ceil(e / s)) for e, s in zip(extent, sp))
-    mri_aff = np.diag([*sp, 1.0])
-    mri_aff[:3, 3] = centre - sp * (np.asarray(shape) - 1) / 2.0
-    # subject point y -> anatomy point x = c + R S (y - c) + t + d(y)
-    lin = _rotation(params.rotation_deg) @ np.diag(params.scale)
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    y = mri_aff[:3, :3] @ ijk + mri_aff[:3, 3][:, None]
-    x = lin @ (y - centre[:, None]) + (centre + np.asarray(params.translation_mm))[:, None]
-    del y
-    if params.deform_mm > 0:
-        for k in range(3):
-            x[k] += params.deform_mm * _smooth_field(shape, rng, cells=6).ravel()
-    src = np.linalg.inv(ref_aff)
-    coords = (src[:3, :3] @ x + src[:3, 3][:, None]).astype(np.float32)
-    del x
-    smooth = [0.5 * math.sqrt(max(s**2 - ref_spacing**2, 0.0)) / ref_spacing for s in sp]
-
-    def warp(vol: np.ndarray, order: int = 1, presmooth: bool = True) -> np.ndarray:
-        v = ndimage.gaussian_filter(vol.astype(np.float32), smooth) if presmooth and max(smooth) > 0 else vol
-        return ndimage.map_coordinates(v, coords, order=order, mode="constant", cval=0.0).reshape(shape)
-
+    coords = _anatomy_coords(anatomy, params, shape, mri_aff, centre, rng)
+    smooth = [0.5 * math.sqrt(max(s**2 - anatomy.spacing**2, 0.0)) / anatomy.spacing for s in sp]
+    warp = functools.partial(_warp, coords=coords, shape=shape, smooth=smooth)
     mri = warp(anatomy.draw_mri(rng))
     head = warp(anatomy.head.astype(np.float32)) > 0.5
-    # MRI: bias field, contrast, Rician noise
-    bias = np.exp(params.bias * _smooth_field(shape, rng, cells=3))
-    mri = np.clip(mri * bias, 0.0, None) ** params.mri_gamma
-    n1 = rng.standard_normal(shape).astype(np.float32) * params.mri_noise
-    n2 = rng.standard_normal(shape).astype(np.float32) * params.mri_noise
-    mri = np.sqrt((mri + n1) ** 2 + n2**2).astype(np.float32)
-
-    up_rng = np.random.default_rng(rng.integers(2**63))
-    uptake = anatomy.uptake(params.pattern, up_rng)
-    uptakes = {"pet": uptake}
-    ball_ref = None
-    if defect is not None:
-        c_mm = np.asarray(defect.get("centre_mm", ()), float)
-        diam, frac = float(defect.get("diameter_mm", 12.0)), float(defect.get("fraction", 0.3))
-        if c_mm.shape != (3,) or not diam > 0 or not 0 < frac < 1:
-            raise ValueError(f"defect needs centre_mm (3 numbers), diameter_mm > 0 and 0 < fraction < 1, got {defect!r}")
-        grid = np.indices(ref_shape, dtype=np.float32)
-        world = np.tensordot(ref_aff[:3, :3], grid, axes=1) + ref_aff[:3, 3][:, None, None, None]
-        ball_ref = np.sum((world - c_mm[:, None, None, None]) ** 2, axis=0) <= (diam / 2.0) ** 2
-        uptakes["pet_defect"] = np.where(ball_ref, uptake * (1.0 - frac), uptake).astype(np.float32)
-
-    # PET scanner grid: axis-aligned, its own voxel size, partial axial FOV, residual rigid motion
-    psp = np.asarray(params.pet_spacing, float)
-    pet_extent = np.array([256.0, 256.0, params.pet_axial_fov_mm])
-    pshape = tuple(int(math.ceil(e / s)) for e, s in zip(pet_extent, psp))
-    pet_centre = centre + np.array([0.0, 0.0, params.pet_fov_shift_mm])
-    pet_aff = np.diag([*psp, 1.0])
-    pet_aff[:3, 3] = pet_centre - psp * (np.asarray(pshape) - 1) / 2.0
-    motion_rng = np.random.default_rng(rng.integers(2**63))
-    direction = motion_rng.standard_normal(3)
-    direction /= np.linalg.norm(direction) + 1e-12
-    rot_dir = motion_rng.standard_normal(3)
-    rot_dir /= np.linalg.norm(rot_dir) + 1e-12
-    # split the displacement budget between translation and a rotation (at ~80 mm from the centre)
-    share = motion_rng.uniform(0.3, 0.7)
-    t_mm = direction * params.misreg_mm * share
-    r_deg = rot_dir * np.rad2deg(params.misreg_mm * (1 - share) / 80.0)
-    motion_lin = _rotation(r_deg)
-    pijk = np.indices(pshape, dtype=np.float32).reshape(3, -1)
-    p = pet_aff[:3, :3] @ pijk + pet_aff[:3, 3][:, None]
-    moved = motion_lin @ (p - centre[:, None]) + (centre + t_mm)[:, None]
-    to_mri = np.linalg.inv(mri_aff)
-    pcoords = (to_mri[:3, :3] @ moved + to_mri[:3, 3][:, None]).astype(np.float32)
-    del p, moved, pijk
+    mri = _mri_contrast(mri, params, rng)
+    uptakes, ball_ref = _uptakes(anatomy, params, rng, defect)
+    pshape, pet_aff, pcoords = _pet_scanner(params, centre, mri_aff, rng)
     sigma_vox = params.pet_fwhm_mm * _FWHM_TO_SIGMA / sp
     scale = float(rng.uniform(3000.0, 12000.0))
     noise_seed = int(rng.integers(2**63))
-    out: dict[str, Any] = {}
+    native: dict[str, np.ndarray] = {}
+    on_mri: dict[str, np.ndarray] = {}
     back = np.linalg.inv(pet_aff) @ mri_aff
     for key, up in uptakes.items():
-        on_mri = warp(up)
-        blurred = ndimage.gaussian_filter(on_mri, sigma_vox, mode="constant")
-        native = ndimage.map_coordinates(blurred, pcoords, order=1, mode="constant", cval=0.0).reshape(pshape)
-        native = _poisson_noise(native, params.pet_noise, np.random.default_rng(noise_seed)) * scale
-        native = np.clip(native, 0.0, None).astype(np.float32)
-        out[key + "_native"] = native
+        native[key] = _scan_pet(warp(up), sigma_vox, pcoords, pshape, params.pet_noise, noise_seed, scale)
         # back onto the MRI grid (identity: what the pipeline does after registering)
-        out[key] = ndimage.affine_transform(native, back[:3, :3], offset=back[:3, 3], output_shape=shape, order=1,
-                                            mode="constant", cval=0.0).astype(np.float32)
+        on_mri[key] = ndimage.affine_transform(native[key], back[:3, :3], offset=back[:3, 3], output_shape=shape,
+                                               order=1, mode="constant", cval=0.0).astype(np.float32)
     mask = head_mask(mri)
     result: dict[str, Any] = {"affine": mri_aff, "pet_affine": pet_aff, "params": params, "mask": mask,
-                              "anatomy_head": head}
-    result["pet_native"] = out["pet_native"]
-    if normalise:
-        result["mri"], _ = robust_normalize(mri, mask=mask)
-        pet01, (lo, hi) = robust_normalize(out["pet"], mask=mask)
-        result["pet"] = pet01
-        if "pet_defect" in out:  # the same window as the normal PET
-            result["pet_defect"] = np.clip((out["pet_defect"] - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-    else:
-        result["mri"], result["pet"] = mri, out["pet"]
-        if "pet_defect" in out:
-            result["pet_defect"] = out["pet_defect"]
+                              "anatomy_head": head, "pet_native": native["pet"]}
+    result.update(_intensities(mri, on_mri, mask, normalise))
     if brain:
         result["brain"] = warp((anatomy.labels > 0).astype(np.float32), presmooth=False) > 0.5
-    if "pet_defect" in out:
-        result["pet_defect_native"] = out["pet_defect_native"]
+    if ball_ref is not None:
+        result["pet_defect_native"] = native["pet_defect"]
         result["defect_region"] = warp(ball_ref.astype(np.float32), presmooth=False) > 0.5
     return result
 

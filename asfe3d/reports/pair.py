@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,143 @@ def _compare_html(anchor: str, after: bytes, before: bytes | None, why: str) -> 
             f'<img class="figure before" alt="registration: before" src="{_data_uri(before)}"></div>')
 
 
+def _grid_checked(mri_image: Any, pet_on_mri_image: Any, fused_image: Any, anat_name: str) -> tuple[Any, Any, Any]:
+    """The anatomical, registered PET and fused images as ``Nifti1Image``, checked to be 3D on one grid.
+
+    Raises:
+        ValueError: an image that is not 3D, or images on different grids (their shapes quoted).
+    """
+    from asfe3d.reports.figures import as_nifti
+
+    anat = as_nifti(mri_image, anat_name)
+    pet = as_nifti(pet_on_mri_image, f"PET on the {anat_name} grid")
+    fused = as_nifti(fused_image, "fused")
+    for img in (pet, fused):
+        if img.ndim != 3 or anat.ndim != 3:
+            raise ValueError(f"the {anat_name}, PET and fused images must be 3D, got shapes {anat.shape}, "
+                             f"{pet.shape} and {fused.shape}")
+        if img.shape != anat.shape:
+            raise ValueError(f"the {anat_name} {anat.shape}, the registered PET {pet.shape} and the fused volume "
+                             f"{fused.shape} must share one grid")
+    return anat, pet, fused
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """The section's pictures, and what their captions and the viewer need.
+
+    Attributes:
+        anat, pet, fused: the images as drawn (axis-aligned, cropped to the head, canonical ``(X, Y, Z)``).
+        levels: the anatomical contour levels, in its units.
+        after, before: the registration view after registration and before it (PNG; ``before`` None when the PET
+            as read is not available).
+        overlay: the registered PET over the anatomical image (PNG).
+        fused_png: the fused image (PNG).
+        thumbnail: the index page's small view (PNG).
+    """
+
+    anat: Any
+    pet: Any
+    fused: Any
+    levels: list[float]
+    after: bytes
+    before: bytes | None
+    overlay: bytes
+    fused_png: bytes
+    thumbnail: bytes
+
+
+def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name: str, pet_units: str,
+                  fused_units: str, fused_range: tuple[float, float], colormap: str) -> _Figures:
+    """Crop the three images to the head and draw every figure of the section.
+
+    Args:
+        anat, pet, fused: from :func:`_grid_checked` (one 3D grid).
+        before_src: the PET as read, on its own grid, or None.
+        anat_name: ``MRI`` or ``CT`` (CT crops at -400 HU).
+        pet_units, fused_units: the colour bars' units.
+        fused_range: the fused colour bar's range (its finite values).
+        colormap: the PET colour map.
+
+    Returns:
+        The :class:`_Figures`.
+    """
+    from asfe3d.reports import figures
+
+    threshold = -400.0 if anat_name == "CT" else None
+    anat, pet, fused = (figures.axis_aligned(img) for img in (anat, pet, fused))
+    anat, pet, fused = (figures.canonical(img) for img in figures.crop_to_head(anat, pet, fused, threshold=threshold))
+    smooth = figures.smoothed(anat)
+    levels = figures.contour_levels(np.asanyarray(smooth.dataobj), anat_name)
+    common = dict(anat_smoothed=smooth, levels=levels, anat_name=anat_name)
+    after_png = figures.png_bytes(figures.draw_registration(
+        anat, pet, window=figures.robust_range(np.asanyarray(pet.dataobj)),
+        label="AFTER registration (hover or flicker: before)", **common))
+    before_png = None
+    if before_src is not None:
+        before = figures.header_aligned(before_src, anat)
+        before_png = figures.png_bytes(figures.draw_registration(
+            anat, before, window=figures.robust_range(np.asanyarray(before.dataobj)),
+            label="BEFORE registration: the PET as read (header geometry)",
+            **common))
+    overlay_png = figures.png_bytes(figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap,
+                                                         anat_name=anat_name))
+    fused_png = figures.png_bytes(figures.draw_fused(fused, anat=anat, units=fused_units, value_range=fused_range,
+                                                     anat_name=anat_name))
+    thumb = figures.thumbnail(pet, anat=anat, **common)
+    return _Figures(anat, pet, fused, levels, after_png, before_png, overlay_png, fused_png, thumb)
+
+
+def _viewer_block(anchor: str, figs: _Figures, *, anat_name: str, pet_units: str, fused_units: str,
+                  colormap: str) -> str:
+    """The interactive NiiVue viewer of the drawn images, with its heading and caption (HTML)."""
+    from asfe3d.reports.figures import robust_range
+    from asfe3d.reports.viewer import viewer_html
+
+    return ("<h3>Interactive viewer</h3><p class=\"caption\">NiiVue (WebGL, offline): the "
+            f"{_e(anat_name)}, the registered PET and the fused image as layers, resampled to 2 mm "
+            "voxels for the page; the values under the crosshair are in the images' units.</p>"
+            + viewer_html(anchor, anat=figs.anat, pet=figs.pet, fused=figs.fused, anat_name=anat_name,
+                          pet_units=pet_units, fused_units=fused_units,
+                          pet_window=robust_range(np.asanyarray(figs.pet.dataobj)), colormap=colormap))
+
+
+def _registration_html(anchor: str, figs: _Figures, why: str, *, anat_name: str, anat_units: str, grid: str) -> str:
+    """The registration check: its caption (contour levels, grid) and the after/before view (HTML)."""
+    level_text = ", ".join(f"{v:.4g}" for v in figs.levels)
+    return f"""<h3>Registration check</h3>
+<p class="caption">The PET in grey under iso-lines of the {_e(anat_name)} (smoothed by 3 mm FWHM; levels {level_text}
+{_e(anat_units)}): its head outline (cyan) and {"bone" if anat_name == "CT" else
+"its inner tissue boundary"} (red). Shown: <b>after</b> registration (the PET resampled onto the {_e(anat_name)} grid,
+{_e(grid)}); <b>hover</b> (or tap) the view for <b>before</b> (the PET as read, placed by its header geometry alone),
+or tick "flicker". Each image is windowed at its 0.5th-99.5th percentiles. A good registration puts the PET's
+edges on the contours.</p>
+{_compare_html(anchor, figs.after, figs.before, why)}"""
+
+
+def _images_html(figs: _Figures, *, anat_name: str, pet_units: str, fused_units: str,
+                 fused_range: tuple[float, float], colormap: str) -> str:
+    """The PET over the anatomical image and the fused image, with their captions (HTML)."""
+    return f"""<h3>PET over the {_e(anat_name)}</h3>
+<p class="caption">The registered PET ({_e(pet_units)}) in the {_e(colormap)} colour map over the {_e(anat_name)},
+above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero voxels, the colour bar's range).</p>
+<img class="figure" alt="PET over the {_e(anat_name)}" src="{_data_uri(figs.overlay)}">
+<h3>Fused image</h3>
+<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
+{fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
+<img class="figure" alt="fused image" src="{_data_uri(figs.fused_png)}">"""
+
+
+def _details_html(result: Mapping[str, Any], anat_name: str) -> str:
+    """The run's inputs, settings, timings and outputs, each once (HTML)."""
+    return f"""<h3>Inputs</h3>
+{_inputs_html(result, {"mri": anat_name, "pet": "PET"})}
+<h3>Settings</h3>
+{_table(settings_rows(result)) if settings_rows(result) else "<p>—</p>"}
+<div class="cols"><div><h3>Timings</h3>{_timings_html(result)}</div>
+<div><h3>Outputs</h3>{_outputs_html(result)}</div></div>"""
+
+
 def render_pair_section(
     *,
     mri_image: Any,
@@ -213,17 +351,9 @@ def render_pair_section(
     settings = flat_settings(result.get("settings"))
     colormap = colormap or settings.get("colormap") or "hot"
     anat_name = text.anatomical_name(result)
-    pet_units, fused_units = text.pet_units(result), text.fused_units(result, anat_name)
-    anat = figures.as_nifti(mri_image, anat_name)
-    pet = figures.as_nifti(pet_on_mri_image, f"PET on the {anat_name} grid")
-    fused = figures.as_nifti(fused_image, "fused")
-    for name, img in (("PET", pet), ("fused", fused)):
-        if img.ndim != 3 or anat.ndim != 3:
-            raise ValueError(f"the {anat_name}, PET and fused images must be 3D, got shapes {anat.shape}, "
-                             f"{pet.shape} and {fused.shape}")
-        if img.shape != anat.shape:
-            raise ValueError(f"the {anat_name} {anat.shape}, the registered PET {pet.shape} and the fused volume "
-                             f"{fused.shape} must share one grid")
+    labels = dict(anat_name=anat_name, pet_units=text.pet_units(result),
+                 fused_units=text.fused_units(result, anat_name))
+    anat, pet, fused = _grid_checked(mri_image, pet_on_mri_image, fused_image, anat_name)
     fused_data = np.asanyarray(fused.dataobj)
     finite = fused_data[np.isfinite(fused_data)]
     fused_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -233,71 +363,18 @@ def render_pair_section(
         before_src, why = figures.as_nifti(pet_as_read_image, "PET as read"), ""
     else:
         before_src, why = pet_as_read(result)
-    threshold = -400.0 if anat_name == "CT" else None
-    anat, pet, fused = (figures.axis_aligned(img) for img in (anat, pet, fused))
-    anat, pet, fused = (figures.canonical(img) for img in figures.crop_to_head(anat, pet, fused, threshold=threshold))
-    smooth = figures.smoothed(anat)
-    levels = figures.contour_levels(np.asanyarray(smooth.dataobj), anat_name)
-    common = dict(anat_smoothed=smooth, levels=levels, anat_name=anat_name)
-    after_png = figures.png_bytes(figures.draw_registration(
-        anat, pet, window=figures.robust_range(np.asanyarray(pet.dataobj)),
-        label="AFTER registration (hover or flicker: before)", **common))
-    before_png = None
-    if before_src is not None:
-        before = figures.header_aligned(before_src, anat)
-        before_png = figures.png_bytes(figures.draw_registration(
-            anat, before, window=figures.robust_range(np.asanyarray(before.dataobj)),
-            label="BEFORE registration: the PET as read (header geometry)",
-            **common))
-    overlay_png = figures.png_bytes(figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap,
-                                                         anat_name=anat_name))
-    fused_png = figures.png_bytes(figures.draw_fused(fused, anat=anat, units=fused_units, value_range=fused_range,
-                                                     anat_name=anat_name))
-    thumb = figures.thumbnail(pet, anat=anat, **common)
+    figs = _draw_figures(anat, pet, fused, before_src, fused_range=fused_range, colormap=colormap, **labels)
     anchor = _anchor(anchor or title)
-    viewer_block = ""
-    if viewer:
-        from asfe3d.reports.viewer import viewer_html
-
-        viewer_block = ("<h3>Interactive viewer</h3><p class=\"caption\">NiiVue (WebGL, offline): the "
-                        f"{_e(anat_name)}, the registered PET and the fused image as layers, resampled to 2 mm "
-                        "voxels for the page; the values under the crosshair are in the images' units.</p>"
-                        + viewer_html(anchor, anat=anat, pet=pet, fused=fused, anat_name=anat_name,
-                                      pet_units=pet_units, fused_units=fused_units,
-                                      pet_window=figures.robust_range(np.asanyarray(pet.dataobj)),
-                                      colormap=colormap))
-    names = {"mri": anat_name, "pet": "PET"}
-    verdict = verdict_of(result)
-    level_text = ", ".join(f"{v:.4g}" for v in levels)
-    body = f"""
-<h3>Registration check</h3>
-<p class="caption">The PET in grey under iso-lines of the {_e(anat_name)} (smoothed by 3 mm FWHM; levels {level_text}
-{_e(text.anatomical_units(anat_name))}): its head outline (cyan) and {"bone" if anat_name == "CT" else
-"its inner tissue boundary"} (red). Shown: <b>after</b> registration (the PET resampled onto the {_e(anat_name)} grid,
-{_e(grid)}); <b>hover</b> (or tap) the view for <b>before</b> (the PET as read, placed by its header geometry alone),
-or tick "flicker". Each image is windowed at its 0.5th-99.5th percentiles. A good registration puts the PET's
-edges on the contours.</p>
-{_compare_html(anchor, after_png, before_png, why)}
-<h3>Registration quality</h3>
-{_quality_html(result)}
-<h3>PET over the {_e(anat_name)}</h3>
-<p class="caption">The registered PET ({_e(pet_units)}) in the {_e(colormap)} colour map over the {_e(anat_name)},
-above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero voxels, the colour bar's range).</p>
-<img class="figure" alt="PET over the {_e(anat_name)}" src="{_data_uri(overlay_png)}">
-<h3>Fused image</h3>
-<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
-{fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
-<img class="figure" alt="fused image" src="{_data_uri(fused_png)}">
-{viewer_block}
-<h3>Inputs</h3>
-{_inputs_html(result, names)}
-<h3>Settings</h3>
-{_table(settings_rows(result)) if settings_rows(result) else "<p>—</p>"}
-<div class="cols"><div><h3>Timings</h3>{_timings_html(result)}</div>
-<div><h3>Outputs</h3>{_outputs_html(result)}</div></div>
-"""
-    return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict, status="ok", thumbnail=thumb,
-                         seconds=time.perf_counter() - t0, result=result, viewer=viewer)
+    viewer_block = _viewer_block(anchor, figs, colormap=colormap, **labels) if viewer else ""
+    body = "\n".join([
+        "", _registration_html(anchor, figs, why, anat_name=anat_name,
+                               anat_units=text.anatomical_units(anat_name), grid=grid),
+        "<h3>Registration quality</h3>", _quality_html(result),
+        _images_html(figs, fused_range=fused_range, colormap=colormap, **labels),
+        viewer_block, _details_html(result, anat_name), "",
+    ])
+    return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict_of(result), status="ok",
+                         thumbnail=figs.thumbnail, seconds=time.perf_counter() - t0, result=result, viewer=viewer)
 
 
 def failed_section(title: str, message: str, *, anchor: str | None = None,

@@ -372,33 +372,62 @@ def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if hasattr(net, "module") else net
 
 
-def train(config: dict[str, Any], *, resume: bool = False, command: str | None = None) -> TrainResult:
-    """Train an ASFE-Fusion network.
+@dataclass
+class _Optimisation:
+    """The network being trained and what updates it.
+
+    Attributes:
+        net: the network (not wrapped for torchrun).
+        loss_fn: the ``ASFEFusionLoss`` of ``cfg["loss"]``.
+        opt: AdamW over ``net``'s parameters.
+        sched: the per-step cosine learning rate.
+        scaler: the mixed-precision gradient scaler (disabled unless ``train.amp`` on CUDA).
+        use_amp: mixed precision on.
+        change_gen: draws the focal PET changes of the change-fidelity term (saved in ``last.pt`` for resume).
+    """
+
+    net: torch.nn.Module
+    loss_fn: Any
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    change_gen: torch.Generator
+
+
+@dataclass
+class _Progress:
+    """What the run has done so far: nothing, or what ``last.pt`` holds on resume.
+
+    Attributes:
+        history: one row of ``log.csv`` per epoch done.
+        start_epoch: epochs done (the 0-based index of the next one).
+        best_val: the lowest validation loss so far.
+        best_epoch: its epoch (1-based; 0 before the first).
+        best_state: the network's state at that epoch (CPU tensors), or None.
+        prior_seconds: epoch time of earlier calls (resume).
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    prior_seconds: float = 0.0
+
+
+def _setup_process(t: dict[str, Any], out: Path) -> tuple[torch.device, DistInfo]:
+    """Set this process's threads, device, torchrun group and seeds; rank 0 makes the run folder ``out``.
 
     Args:
-        config: training configuration (see :data:`DEFAULT_CONFIG` and ``docs/training.md``).
-        resume: continue from ``<out>/last.pt`` (its epoch, optimizer, scheduler and history); the run then ends
-            at ``train.epochs`` epochs in total.
-        command: the command line to record in the weights' provenance (default: ``sys.argv``).
+        t: the ``train`` part of the configuration.
+        out: the run folder.
 
     Returns:
-        A :class:`TrainResult`.
-
-    Raises:
-        ValueError: a bad configuration, or ``resume`` without ``last.pt`` or with a different network config.
-        Asfe3dInputError: bad training data.
+        ``(device, dist_info)``; under torchrun on CUDA the device is this rank's GPU.
     """
     from asfe3d.fusion.learned import resolve_device
-    from asfe3d.fusion.weights import save_weights
-    from asfe3d.losses.fusion_loss import ASFEFusionLoss
-    from asfe3d.networks.nets import ASFEFusion
 
-    cfg = resolve_config(config)
-    t = cfg["train"]
-    out = Path(cfg["out"])
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if resume and not last_path.is_file():
-        raise ValueError(f"resume asked for but {str(last_path)!r} does not exist")
     torch.set_num_threads(t["num_threads"])
     device = resolve_device(t["device"])
     dist_info: DistInfo = setup_training(device)
@@ -407,8 +436,28 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
     _seed_everything(t["seed"] + dist_info.rank)
     if dist_info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+    return device, dist_info
 
-    train_ds, val_ds, data_desc = build_datasets(cfg)
+
+def _loaders(train_ds: Dataset, val_ds: Dataset, t: dict[str, Any],
+             dist_info: DistInfo) -> tuple[DataLoader, DataLoader, int]:
+    """The training and validation loaders, and the training steps per epoch.
+
+    Training batches are ``(train.batch_size, 2, *spatial)``: ``train.steps_per_epoch`` of them drawn with
+    replacement when set, else one pass in random order; under torchrun each rank gets its shard. Validation
+    batches (``train.val_batch_size``) go through the validation set in order.
+
+    Args:
+        train_ds, val_ds: from :func:`build_datasets`.
+        t: the ``train`` part of the configuration.
+        dist_info: this process's place in the torchrun group.
+
+    Returns:
+        ``(train_loader, val_loader, steps)``.
+
+    Raises:
+        ValueError: not one full training batch.
+    """
     sampler: Any
     gen = torch.Generator().manual_seed(t["seed"] + dist_info.rank)
     if dist_info.enabled:
@@ -429,7 +478,18 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         steps = min(steps, t["steps_per_epoch"])
     if steps < 1:
         raise ValueError(f"no full training batch: {len(train_ds)} items with train.batch_size {t['batch_size']}")
+    return train_loader, val_loader, steps
 
+
+def _build_network(cfg: dict[str, Any], device: torch.device, resume: bool) -> torch.nn.Module:
+    """The configuration's ``ASFEFusion`` on ``device``, started from ``train.init`` (fine-tuning) unless resuming.
+
+    Raises:
+        ValueError: ``train.init`` holds another network config.
+    """
+    from asfe3d.networks.nets import ASFEFusion
+
+    t = cfg["train"]
     net = ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).to(device)
     if t["init"] is not None and not resume:  # fine-tuning: start from a weight file of the same network
         import json
@@ -440,6 +500,19 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         if json.loads(json.dumps(init["config"])) != json.loads(json.dumps(net.config)):
             raise ValueError(f"train.init {t['init']!r} holds another network config: {init['config']}")
         net.load_state_dict(init["state_dict"])
+    return net
+
+
+def _build_optimisation(cfg: dict[str, Any], net: torch.nn.Module, device: torch.device, steps: int,
+                        rank: int) -> _Optimisation:
+    """The loss, optimizer, per-step cosine schedule (``train.epochs * steps`` steps) and scaler for ``net``.
+
+    Raises:
+        ValueError: a ``loss`` key that ``ASFEFusionLoss`` does not take.
+    """
+    from asfe3d.losses.fusion_loss import ASFEFusionLoss
+
+    t = cfg["train"]
     loss_kwargs = dict(cfg["loss"])
     allowed = set(inspect.signature(ASFEFusionLoss).parameters) - {"spatial_dims"}
     bad = sorted(set(loss_kwargs) - allowed)
@@ -451,100 +524,185 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
     use_amp = bool(t["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     # the focal PET changes of the change-fidelity term: their own generator, saved in last.pt for resume
-    change_gen = torch.Generator().manual_seed(t["seed"] + _CHANGE_SEED + dist_info.rank)
+    change_gen = torch.Generator().manual_seed(t["seed"] + _CHANGE_SEED + rank)
+    return _Optimisation(net, loss_fn, opt, sched, scaler, use_amp, change_gen)
 
-    history: list[dict[str, float]] = []
-    start_epoch, best_val, best_epoch, best_state = 0, math.inf, 0, None
-    prior_seconds = 0.0
-    if resume:
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        if state["net_config"] != net.config:
-            raise ValueError(f"resume: {str(last_path)!r} holds a different network config: {state['net_config']}")
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history, start_epoch = state["history"], state["epoch"]
-        best_val, best_epoch, best_state = state["best_val"], state["best_epoch"], state["best_state"]
-        prior_seconds = state.get("seconds", 0.0)
-        torch.set_rng_state(state["torch_rng"])
-        if "change_rng" in state:
-            change_gen.set_state(state["change_rng"])
-        if start_epoch >= t["epochs"]:
-            raise ValueError(
-                f"nothing to do: {str(last_path)!r} already holds {start_epoch} of {t['epochs']} epochs "
-                "(raise train.epochs / --epochs to continue)"
-            )
+
+def _restore(last_path: Path, epochs: int, optim: _Optimisation) -> _Progress:
+    """Load ``last.pt`` into ``optim`` (network, optimizer, scheduler, scaler, generators) for resume.
+
+    Args:
+        last_path: the run's ``last.pt``.
+        epochs: ``train.epochs``, the total the resumed run ends at.
+        optim: the freshly built network and optimisation.
+
+    Returns:
+        The :class:`_Progress` saved with it.
+
+    Raises:
+        ValueError: a different network config, or ``epochs`` already done.
+    """
+    state = torch.load(last_path, map_location="cpu", weights_only=False)
+    if state["net_config"] != optim.net.config:
+        raise ValueError(f"resume: {str(last_path)!r} holds a different network config: {state['net_config']}")
+    optim.net.load_state_dict(state["net"])
+    optim.opt.load_state_dict(state["optimizer"])
+    optim.sched.load_state_dict(state["scheduler"])
+    optim.scaler.load_state_dict(state["scaler"])
+    progress = _Progress(history=state["history"], start_epoch=state["epoch"], best_val=state["best_val"],
+                         best_epoch=state["best_epoch"], best_state=state["best_state"],
+                         prior_seconds=state.get("seconds", 0.0))
+    torch.set_rng_state(state["torch_rng"])
+    if "change_rng" in state:
+        optim.change_gen.set_state(state["change_rng"])
+    if progress.start_epoch >= epochs:
+        raise ValueError(
+            f"nothing to do: {str(last_path)!r} already holds {progress.start_epoch} of {epochs} epochs "
+            "(raise train.epochs / --epochs to continue)"
+        )
+    return progress
+
+
+def _train_epoch(model: torch.nn.Module, optim: _Optimisation, loader: DataLoader, steps: int, grad_clip: float,
+                 device: torch.device, epoch: int) -> dict[str, float]:
+    """One epoch of training: ``steps`` batches ``(B, 2, *spatial)`` of ``loader``, one optimizer step each.
+
+    The loader's dataset and sampler are told the epoch first (a refreshed bank of subjects, a new shard order).
+
+    Args:
+        model: ``optim.net``, or its torchrun wrapper.
+        optim: the network and what updates it.
+        loader: the training loader.
+        steps: batches per epoch.
+        grad_clip: largest gradient norm (``<= 0``: no clipping).
+        device: where the batches go.
+        epoch: the 0-based epoch.
+
+    Returns:
+        The mean of each loss component (``loss_fn.last_components``, ``"total"`` included) over the steps.
+
+    Raises:
+        FloatingPointError: a non-finite loss.
+    """
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    model.train()
+    opt, scaler = optim.opt, optim.scaler
+    sums: dict[str, float] = {}
+    n = 0
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        x = batch["image"].to(device, non_blocking=True)
+        loss = _batch_loss(model, optim.loss_fn, x, optim.use_amp, optim.change_gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {float(loss)} at epoch {epoch + 1}, step {step}")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(optim.net.parameters(), grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        optim.sched.step()
+        for k, v in optim.loss_fn.last_components.items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _mean_over_ranks(train_parts: dict[str, float], val_loss: float, device: torch.device,
+                     dist_info: DistInfo) -> float:
+    """Under torchrun, replace ``train_parts["total"]`` by its mean over the ranks; return the mean ``val_loss``."""
+    if not dist_info.enabled:
+        return val_loss
+    import torch.distributed as dist
+
+    vals = torch.tensor([train_parts.get("total", 0.0), val_loss], device=device)
+    dist.all_reduce(vals)
+    train_parts["total"], val_loss = (vals / dist_info.world_size).tolist()
+    return val_loss
+
+
+def _save_last(path: Path, epoch: int, optim: _Optimisation, progress: _Progress, cfg: dict[str, Any],
+               seconds: float) -> None:
+    """Write ``last.pt``: everything :func:`_restore` needs to go on after ``epoch`` (1-based) epochs."""
+    net = optim.net
+    _atomic_torch_save({
+        "epoch": epoch, "net": net.state_dict(), "net_config": net.config, "optimizer": optim.opt.state_dict(),
+        "scheduler": optim.sched.state_dict(), "scaler": optim.scaler.state_dict(), "history": progress.history,
+        "best_val": progress.best_val, "best_epoch": progress.best_epoch, "best_state": progress.best_state,
+        "config": cfg, "seconds": seconds, "torch_rng": torch.get_rng_state(),
+        "change_rng": optim.change_gen.get_state(),
+    }, path)
+
+
+def train(config: dict[str, Any], *, resume: bool = False, command: str | None = None) -> TrainResult:
+    """Train an ASFE-Fusion network.
+
+    Args:
+        config: training configuration (see :data:`DEFAULT_CONFIG` and ``docs/training.md``).
+        resume: continue from ``<out>/last.pt`` (its epoch, optimizer, scheduler and history); the run then ends
+            at ``train.epochs`` epochs in total.
+        command: the command line to record in the weights' provenance (default: ``sys.argv``).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: a bad configuration, or ``resume`` without ``last.pt`` or with a different network config.
+        Asfe3dInputError: bad training data.
+    """
+    from asfe3d.fusion.weights import save_weights
+
+    cfg = resolve_config(config)
+    t = cfg["train"]
+    out = Path(cfg["out"])
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and not last_path.is_file():
+        raise ValueError(f"resume asked for but {str(last_path)!r} does not exist")
+    device, dist_info = _setup_process(t, out)
+    train_ds, val_ds, data_desc = build_datasets(cfg)
+    train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
+    net = _build_network(cfg, device, resume)
+    optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
+    progress = _restore(last_path, t["epochs"], optim) if resume else _Progress()
     model: torch.nn.Module = net
     if dist_info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
+    history = progress.history
     t0 = time.time()
-    for epoch in range(start_epoch, t["epochs"]):
+    for epoch in range(progress.start_epoch, t["epochs"]):
         te = time.time()
-        for ds in (train_ds,):
-            if hasattr(ds, "set_epoch"):
-                ds.set_epoch(epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        n = 0
-        for step, batch in enumerate(train_loader):
-            if step >= steps:
-                break
-            x = batch["image"].to(device, non_blocking=True)
-            loss = _batch_loss(model, loss_fn, x, use_amp, change_gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {float(loss)} at epoch {epoch + 1}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t["grad_clip"] > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), t["grad_clip"])
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            for k, v in loss_fn.last_components.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
-        train_parts = {k: v / max(n, 1) for k, v in sums.items()}
-        val_loss = _validate(net, loss_fn, val_loader, device, use_amp, t["seed"] + _VAL_CHANGE_SEED)
-        if dist_info.enabled:
-            import torch.distributed as dist
-
-            vals = torch.tensor([train_parts.get("total", 0.0), val_loss], device=device)
-            dist.all_reduce(vals)
-            train_parts["total"], val_loss = (vals / dist_info.world_size).tolist()
+        train_parts = _train_epoch(model, optim, train_loader, steps, t["grad_clip"], device, epoch)
+        val_loss = _validate(net, optim.loss_fn, val_loader, device, optim.use_amp, t["seed"] + _VAL_CHANGE_SEED)
+        val_loss = _mean_over_ranks(train_parts, val_loss, device, dist_info)
         row = {"epoch": epoch + 1, "train_loss": train_parts.get("total", float("nan"))}
         row.update({f"train_{k}": v for k, v in train_parts.items() if k != "total"})
-        row.update({"val_loss": val_loss, "seconds": time.time() - te, "lr": opt.param_groups[0]["lr"]})
+        row.update({"val_loss": val_loss, "seconds": time.time() - te, "lr": optim.opt.param_groups[0]["lr"]})
         history.append(row)
-        if val_loss < best_val:
-            best_val, best_epoch = val_loss, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if val_loss < progress.best_val:
+            progress.best_val, progress.best_epoch = val_loss, epoch + 1
+            progress.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         if dist_info.is_main:
-            _atomic_torch_save({
-                "epoch": epoch + 1, "net": net.state_dict(), "net_config": net.config, "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "history": history,
-                "best_val": best_val, "best_epoch": best_epoch, "best_state": best_state, "config": cfg,
-                "seconds": prior_seconds + time.time() - t0, "torch_rng": torch.get_rng_state(),
-                "change_rng": change_gen.get_state(),
-            }, last_path)
+            _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0)
             _write_log(history, out)
             _plot(history, out)
-            _save_best(net, best_state, best_path, cfg, data_desc, history, best_epoch, best_val,
-                       prior_seconds + time.time() - t0, device, command, save_weights)
+            _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,
+                       progress.best_val, progress.prior_seconds + time.time() - t0, device, command, save_weights)
             print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
                   f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
     seconds = time.time() - t0
     cleanup_training(dist_info)
     return TrainResult(
-        out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history), best_epoch=best_epoch,
-        best_val_loss=best_val, final_train_loss=history[-1]["train_loss"], final_val_loss=history[-1]["val_loss"],
-        seconds=seconds, history=history,
+        out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history),
+        best_epoch=progress.best_epoch, best_val_loss=progress.best_val, final_train_loss=history[-1]["train_loss"],
+        final_val_loss=history[-1]["val_loss"], seconds=seconds, history=history,
     )
 
 
