@@ -6,6 +6,11 @@ subprocess and the peak is that process's ``VmHWM`` (peak resident set, so it in
 baseline, which is reported separately as ``VmRSS`` just before the first forward); on CUDA it is
 ``torch.cuda.max_memory_allocated``. Results are printed as a markdown table and written to
 ``docs/benchmarks.md``. Run it through ``scripts/benchmark.py`` (``python scripts/benchmark.py --help``).
+
+End to end (``--pipeline-only``): the whole ``asfe3d fuse`` command on a brain pair, a PET/CT DICOM study and a
+cohort of brain subjects, given as arguments (``--make-brain-pair`` and ``--make-petct`` write them), in **units**
+of the shared yardstick (:func:`unit_seconds`: the fixed workload of the project's ``refunit.py``, 8 conv3d
+16->16 3^3 on a 96^3 volume on 2 threads, timed in the same run), with each command's own peak memory.
 """
 
 from __future__ import annotations
