@@ -606,8 +606,8 @@ def pipeline_bars(rows: Sequence[dict[str, Any]]) -> str:
 
 def format_pipeline_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of :func:`run_pipeline_case` rows: units, seconds, the unit's seconds, peak memory, steps."""
-    head = ("| case | units (median of runs) | seconds | unit seconds | peak MiB | all runs (units) | load (1 min) | "
-            + " | ".join(_STEPS) + " |")
+    head = ("| case | units (median of runs) | seconds | unit seconds | peak MiB | all runs (units) | load average | "
+            + " | ".join(f"{k} s" for k in _STEPS) + " |")
     lines = [head, "|" + "---|" * (len(_STEPS) + 7)]
     for r in rows:
         steps = " | ".join(f"{r['steps'][k]:.2f}" if k in r["steps"] else "-" for k in _STEPS)
