@@ -67,3 +67,17 @@ def test_the_command_imports_monai_lean(tmp_path, policy) -> None:
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.stdout.split() == ["False", "True", "2", policy or "PASSIVE"], proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("asfe3d: error:")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_memory_is_reused_and_results_unchanged():
+    """In a fresh process (the setting is process-wide): glibc takes both settings; large blocks freed and
+    allocated again give the same computation as before."""
+    code = ("import numpy as np\n"
+            "from asfe3d.cli.startup import reuse_freed_memory\n"
+            "a = np.arange(10_000_000, dtype=np.float32).sum()\n"
+            "ok = reuse_freed_memory()\n"
+            "b = [np.arange(10_000_000, dtype=np.float32).sum() for _ in range(3)]\n"
+            "print(ok, all(x == a for x in b))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["True", "True"], proc.stdout + proc.stderr
