@@ -60,6 +60,6 @@ def test_viewer_loads_in_headless_chromium(tmp_path: Path) -> None:
     page = write_report(tmp_path / "viewer.html", [_section(True)], title="sub-01")
     dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--use-angle=swiftshader",
                           "--enable-unsafe-swiftshader", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout
+                         capture_output=True, encoding="utf-8", errors="replace", timeout=180).stdout
     states = re.findall(r'class="viewer" id="[^"]+" data-state="([^"]*)"', dom)
     assert states == ["ready"], states
