@@ -339,6 +339,232 @@ def _check_image(name: str, image: Any) -> None:
         )
 
 
+@dataclass
+class _Signal:
+    """The PET's signal, measured on its own grid.
+
+    Attributes:
+        positive: the finite positive PET values, shape (n,).
+        thr: the signal threshold (``signal_fraction`` of the 99th percentile of ``positive``).
+        signal_mm3: the volume above ``thr`` in mm^3.
+        signal_mass: the PET's sum above ``thr`` times the voxel volume.
+    """
+
+    positive: np.ndarray
+    thr: float
+    signal_mm3: float
+    signal_mass: float
+
+
+@dataclass
+class _Grid:
+    """The coarse MRI grid the QC measures on.
+
+    Attributes:
+        mri_c: the bin-averaged MRI.
+        head_arr: its head mask, shape (z, y, x), bool.
+        region: the head dilated by one voxel, shape (z, y, x), bool.
+        centre: the head's centre in physical coordinates (mm), shape (3,).
+        voxel_mm3: the coarse voxel's volume.
+    """
+
+    mri_c: sitk.Image
+    head_arr: np.ndarray
+    region: np.ndarray
+    centre: np.ndarray
+    voxel_mm3: float
+
+
+def _check_qc_arguments(mri: Any, pet: Any, transform: Any, head: Any, *, grid_mm: Any, shift_mm: Any,
+                        rotation_deg: Any, signal_fraction: Any, bins: Any, thresholds: Any) -> QCThresholds:
+    """Check the arguments of :func:`assess_registration`.
+
+    Returns:
+        The thresholds to use (``thresholds`` or the defaults).
+
+    Raises:
+        TypeError: for an argument of the wrong type (its type quoted).
+        ValueError: for a bad parameter or a head mask not on the MRI grid (values quoted).
+    """
+    _check_image("mri", mri)
+    _check_image("pet", pet)
+    _check_image("head", head)
+    if not isinstance(transform, sitk.Transform):
+        raise TypeError(f"transform must be a SimpleITK transform, got {type(transform).__name__}")
+    for name, value, lo, hi, lo_open in (
+        ("grid_mm", grid_mm, 1.0, 16.0, False),
+        ("shift_mm", shift_mm, 0.0, 50.0, True),
+        ("rotation_deg", rotation_deg, 0.0, 45.0, True),
+        ("signal_fraction", signal_fraction, 0.0, 1.0, True),
+    ):
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and (lo < value if lo_open else lo <= value)
+        if not (ok and value <= hi and not (name == "signal_fraction" and value >= 1.0)):
+            raise ValueError(f"{name} must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
+    if not (isinstance(bins, int) and 8 <= bins <= 256):
+        raise ValueError(f"bins must be an integer in [8, 256], got {bins!r}")
+    if head.GetSize() != mri.GetSize() or not np.allclose(head.GetSpacing(), mri.GetSpacing()) or not np.allclose(
+        head.GetOrigin(), mri.GetOrigin()
+    ):
+        raise ValueError(
+            f"head must be on the MRI grid, got size {head.GetSize()} spacing {head.GetSpacing()} vs the MRI's "
+            f"{mri.GetSize()} {mri.GetSpacing()}"
+        )
+    th = QCThresholds() if thresholds is None else thresholds
+    if not isinstance(th, QCThresholds):
+        raise TypeError(f"thresholds must be a QCThresholds, got {type(th).__name__}")
+    return th
+
+
+def _pet_checks(pet: sitk.Image, signal_fraction: float, th: QCThresholds, numbers: dict[str, float],
+                reasons: list[tuple[str, str, str]]) -> _Signal:
+    """Input sanity of the PET on its own grid (voxel size, noise), added to ``numbers`` and ``reasons``.
+
+    Returns:
+        The PET's signal (:class:`_Signal`).
+    """
+    pet_spacing = np.asarray(pet.GetSpacing(), dtype=float)
+    numbers["pet_spacing_min_mm"] = float(pet_spacing.min())
+    numbers["pet_spacing_max_mm"] = float(pet_spacing.max())
+    lo_sp, hi_sp = th.spacing_range_mm
+    if pet_spacing.min() < lo_sp or pet_spacing.max() > hi_sp:
+        reasons.append(("fail", "pet_spacing", f"PET voxel size {tuple(round(float(s), 4) for s in pet_spacing)} mm is outside "
+                                f"[{lo_sp:g}, {hi_sp:g}] mm (header?)"))
+    pet_arr = sitk.GetArrayViewFromImage(pet).astype(np.float32, copy=False)
+    finite = np.isfinite(pet_arr)
+    positive = pet_arr[finite & (pet_arr > 0)]
+    p99 = float(np.percentile(positive, 99.0)) if positive.size else 0.0
+    thr = signal_fraction * p99
+    signal = finite & (pet_arr > thr) if p99 > 0 else np.zeros(pet_arr.shape, dtype=bool)
+    pet_voxel_mm3 = float(np.prod(pet_spacing))
+    signal_mm3 = float(np.count_nonzero(signal)) * pet_voxel_mm3
+    signal_mass = float(np.sum(pet_arr[signal], dtype=np.float64)) * pet_voxel_mm3
+    support = finite & (pet_arr > 0.05 * p99) if p99 > 0 else finite
+    numbers["pet_smoothness"] = _smoothness(pet_arr, support)
+    if not numbers["pet_smoothness"] >= th.min_smoothness:  # nan fails too
+        reasons.append(("fail", "pet_noise", f"PET looks like noise (neighbour correlation {numbers['pet_smoothness']:.2f} < "
+                                f"{th.min_smoothness:g})"))
+    return _Signal(positive, thr, signal_mm3, signal_mass)
+
+
+def _head_checks(mri: sitk.Image, head: sitk.Image, grid_mm: float, anatomy: str, sig: _Signal,
+                 th: QCThresholds, numbers: dict[str, float], reasons: list[tuple[str, str, str]]) -> _Grid:
+    """The coarse MRI grid and head mask, and the PET signal's volume against the head's (added to ``numbers``
+    and ``reasons``).
+
+    Returns:
+        The coarse grid (:class:`_Grid`).
+
+    Raises:
+        ValueError: when the head mask has no voxel on the coarse grid.
+    """
+    mri_c, factors = _coarse(mri, grid_mm)
+    head_c = sitk.BinShrink(sitk.Cast(head, sitk.sitkFloat32), factors) if max(factors) > 1 else sitk.Cast(
+        head, sitk.sitkFloat32)
+    head_arr = sitk.GetArrayFromImage(head_c) > 0.5
+    if not head_arr.any():
+        raise ValueError(f"head mask has no voxel on the {grid_mm:g} mm grid (size {head.GetSize()})")
+    voxel_mm3 = float(np.prod(mri_c.GetSpacing()))
+    head_mm3 = float(np.count_nonzero(head_arr)) * voxel_mm3
+    numbers["signal_volume_ratio"] = sig.signal_mm3 / head_mm3
+    lo_v, hi_v = th.signal_volume_range
+    if anatomy == "body":  # a PET's hot spots (brain, heart, bladder) fill a small part of a body: no lower limit
+        lo_v = 0.0
+    if not lo_v <= numbers["signal_volume_ratio"] <= hi_v:
+        reasons.append(("fail", "signal_volume", f"PET signal volume is {numbers['signal_volume_ratio']:.3g} x the MRI head volume, "
+                                f"outside [{lo_v:g}, {hi_v:g}] (voxel size or field of view wrong?)"))
+    region = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.Cast(head_c > 0.5, sitk.sitkUInt8), [1, 1, 1])) > 0
+    idx = np.argwhere(head_arr)[:, ::-1].astype(float).mean(axis=0)  # (x, y, z) index of the head's centre
+    centre = np.asarray(mri_c.TransformContinuousIndexToPhysicalPoint(idx.tolist()))
+    return _Grid(mri_c, head_arr, region, centre, voxel_mm3)
+
+
+def _transform_checks(transform: sitk.Transform, centre: np.ndarray, th: QCThresholds,
+                      numbers: dict[str, float], reasons: list[tuple[str, str, str]]) -> None:
+    """The transform's size about the head's ``centre`` (rotation, mirroring, scale), added to ``numbers`` and
+    ``reasons``."""
+    size = transform_size(transform, centre.tolist())
+    numbers.update(size)
+    if not size["rotation_deg"] <= th.warn_rotation_deg:
+        reasons.append(("warn", "rotation", f"rotation of {size['rotation_deg']:.0f} deg is beyond head motion (the PET header's "
+                                f"orientation differs from the MRI's: check it)"))
+    if size["mirrored"] == 1.0:
+        reasons.append(("warn", "mirrored", "the transform mirrors an axis (a header flip was assumed; left and right cannot be "
+                                "told apart from the images)"))
+    lo_s, hi_s = th.scale_range
+    if not (lo_s <= size["scale_min"] and size["scale_max"] <= hi_s):
+        reasons.append(("fail", "scale", f"transform scales by {size['scale_min']:.2f}-{size['scale_max']:.2f}, outside "
+                                f"[{lo_s:g}, {hi_s:g}]"))
+
+
+def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Signal, *, shift_mm: float,
+               rotation_deg: float, bins: int, numbers: dict[str, float]) -> tuple[sitk.Transform | None, float, int]:
+    """The PET on the coarse MRI grid: its overlap with the head and the MI landscape around ``transform``
+    (MI of the deliberate misalignments of :func:`_perturbations`), added to ``numbers``.
+
+    Returns:
+        ``(better_start, best, n)``: the best misalignment when it scores a higher MI (else ``None``), its MI
+        and the number of misalignments.
+    """
+    mri_c, head_arr, region, centre, voxel_mm3 = grid.mri_c, grid.head_arr, grid.region, grid.centre, grid.voxel_mm3
+    positive, thr, signal_mass = sig.positive, sig.thr, sig.signal_mass
+    mri_vals = sitk.GetArrayViewFromImage(mri_c)[region]
+    m_lo, m_hi = (float(v) for v in np.percentile(mri_vals, [0.5, 99.5]))
+    mri_q = _quantise(mri_vals, m_lo, m_hi, bins)
+    p_hi = float(np.percentile(positive, 99.5)) if positive.size else 0.0
+
+    pet_f = sitk.Cast(pet, sitk.sitkFloat32)
+
+    def pet_on_grid(tfm: sitk.Transform) -> np.ndarray:
+        out = sitk.Resample(pet_f, mri_c, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        arr = sitk.GetArrayFromImage(out)
+        arr[~np.isfinite(arr)] = 0.0
+        return arr
+
+    def mi_of(arr: np.ndarray) -> float:
+        return _mutual_information(mri_q, _quantise(arr[region], 0.0, p_hi, bins), bins)
+
+    pet_c = pet_on_grid(transform)
+    inside = pet_c > thr
+    mass_in_head = float(np.sum(pet_c[inside & head_arr], dtype=np.float64)) * voxel_mm3
+    # the share is of the PET signal inside the MRI's field of view: a brain PET reaching below a T1 cut at the
+    # cerebellum, or a whole-body PET under a head MRI, is not "outside the head" there
+    mass_in_fov = float(np.sum(pet_c[inside], dtype=np.float64)) * voxel_mm3
+    numbers["pet_in_fov"] = min(1.0, mass_in_fov / signal_mass) if signal_mass > 0 else 0.0
+    numbers["pet_in_head"] = min(1.0, mass_in_head / mass_in_fov) if mass_in_fov > 0 else 0.0
+    numbers["head_covered"] = float(np.count_nonzero(inside & head_arr) / np.count_nonzero(head_arr))
+    numbers["mi"] = mi_of(pet_c)
+    moves = _perturbations(centre, shift_mm, rotation_deg)
+    perturbed = [mi_of(pet_on_grid(_after(transform, p))) for _, p in moves]
+    best = max(perturbed)
+    better_start = _after(transform, moves[int(np.argmax(perturbed))][1]) if best > numbers["mi"] else None
+    numbers["mi_perturbed_max"] = best
+    numbers["mi_perturbed_mean"] = float(np.mean(perturbed))
+    numbers["mi_margin"] = (numbers["mi"] - best) / numbers["mi"] if numbers["mi"] > 0 else float("-inf")
+    numbers["mi_drop"] = (numbers["mi"] - numbers["mi_perturbed_mean"]) / numbers["mi"] if numbers["mi"] > 0 else 0.0
+    return better_start, best, len(perturbed)
+
+
+def _alignment_checks(numbers: dict[str, float], best: float, n_perturbed: int, anatomy: str, th: QCThresholds,
+                      reasons: list[tuple[str, str, str]]) -> None:
+    """Judge the alignment (MI optimum, PET in the head, head covered) from ``numbers``, ``best`` the best MI of
+    the ``n_perturbed`` deliberate misalignments; findings added to ``reasons``."""
+    if not numbers["mi_margin"] >= th.min_mi_margin:
+        reasons.append(("fail", "mi_margin", f"the alignment is not a clear MI optimum (MI {numbers['mi']:.3f}, best of "
+                                f"{n_perturbed} deliberate misalignments {best:.3f})"))
+    elif numbers["mi_margin"] < th.warn_mi_margin:
+        reasons.append(("warn", "mi_margin", f"the alignment is a weak MI optimum (margin {numbers['mi_margin']:.1%} over the "
+                                f"best deliberate misalignment)"))
+    if numbers["pet_in_head"] < th.min_pet_in_head:
+        reasons.append(("fail", "pet_in_head", f"only {numbers['pet_in_head']:.0%} of the PET signal in the MRI's field "
+                                f"of view lies inside the MRI {anatomy}"))
+    elif numbers["pet_in_head"] < th.warn_pet_in_head:
+        reasons.append(("warn", "pet_in_head", f"{1 - numbers['pet_in_head']:.0%} of the PET signal in the MRI's field of "
+                                f"view lies outside the MRI {anatomy}"))
+    if anatomy == "head" and numbers["head_covered"] < th.min_head_covered:
+        reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI head "
+                                f"(need {th.min_head_covered:.0%})"))
+
+
 def assess_registration(
     mri: sitk.Image,
     pet: sitk.Image,
@@ -377,145 +603,18 @@ def assess_registration(
         TypeError: when an image is not a SimpleITK image or ``transform`` not a SimpleITK transform.
         ValueError: for bad parameters or a head mask that is empty or not on the MRI grid (values quoted).
     """
-    _check_image("mri", mri)
-    _check_image("pet", pet)
-    _check_image("head", head)
-    if not isinstance(transform, sitk.Transform):
-        raise TypeError(f"transform must be a SimpleITK transform, got {type(transform).__name__}")
-    for name, value, lo, hi, lo_open in (
-        ("grid_mm", grid_mm, 1.0, 16.0, False),
-        ("shift_mm", shift_mm, 0.0, 50.0, True),
-        ("rotation_deg", rotation_deg, 0.0, 45.0, True),
-        ("signal_fraction", signal_fraction, 0.0, 1.0, True),
-    ):
-        ok = isinstance(value, (int, float)) and math.isfinite(value) and (lo < value if lo_open else lo <= value)
-        if not (ok and value <= hi and not (name == "signal_fraction" and value >= 1.0)):
-            raise ValueError(f"{name} must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
-    if not (isinstance(bins, int) and 8 <= bins <= 256):
-        raise ValueError(f"bins must be an integer in [8, 256], got {bins!r}")
-    if head.GetSize() != mri.GetSize() or not np.allclose(head.GetSpacing(), mri.GetSpacing()) or not np.allclose(
-        head.GetOrigin(), mri.GetOrigin()
-    ):
-        raise ValueError(
-            f"head must be on the MRI grid, got size {head.GetSize()} spacing {head.GetSpacing()} vs the MRI's "
-            f"{mri.GetSize()} {mri.GetSpacing()}"
-        )
-    th = QCThresholds() if thresholds is None else thresholds
-    if not isinstance(th, QCThresholds):
-        raise TypeError(f"thresholds must be a QCThresholds, got {type(th).__name__}")
-
+    th = _check_qc_arguments(mri, pet, transform, head, grid_mm=grid_mm, shift_mm=shift_mm, rotation_deg=rotation_deg,
+                             signal_fraction=signal_fraction, bins=bins, thresholds=thresholds)
     numbers: dict[str, float] = {}
     reasons: list[tuple[str, str, str]] = []  # (verdict, check, reason)
 
-    # --- input sanity (PET on its own grid) ---
-    pet_spacing = np.asarray(pet.GetSpacing(), dtype=float)
-    numbers["pet_spacing_min_mm"] = float(pet_spacing.min())
-    numbers["pet_spacing_max_mm"] = float(pet_spacing.max())
-    lo_sp, hi_sp = th.spacing_range_mm
-    if pet_spacing.min() < lo_sp or pet_spacing.max() > hi_sp:
-        reasons.append(("fail", "pet_spacing", f"PET voxel size {tuple(round(float(s), 4) for s in pet_spacing)} mm is outside "
-                                f"[{lo_sp:g}, {hi_sp:g}] mm (header?)"))
-    pet_arr = sitk.GetArrayViewFromImage(pet).astype(np.float32, copy=False)
-    finite = np.isfinite(pet_arr)
-    positive = pet_arr[finite & (pet_arr > 0)]
-    p99 = float(np.percentile(positive, 99.0)) if positive.size else 0.0
-    thr = signal_fraction * p99
-    signal = finite & (pet_arr > thr) if p99 > 0 else np.zeros(pet_arr.shape, dtype=bool)
-    pet_voxel_mm3 = float(np.prod(pet_spacing))
-    signal_mm3 = float(np.count_nonzero(signal)) * pet_voxel_mm3
-    signal_mass = float(np.sum(pet_arr[signal], dtype=np.float64)) * pet_voxel_mm3
-    support = finite & (pet_arr > 0.05 * p99) if p99 > 0 else finite
-    numbers["pet_smoothness"] = _smoothness(pet_arr, support)
-    if not numbers["pet_smoothness"] >= th.min_smoothness:  # nan fails too
-        reasons.append(("fail", "pet_noise", f"PET looks like noise (neighbour correlation {numbers['pet_smoothness']:.2f} < "
-                                f"{th.min_smoothness:g})"))
-
+    sig = _pet_checks(pet, signal_fraction, th, numbers, reasons)
     anatomy = anatomy_of(head)
-    # --- coarse MRI grid, head mask ---
-    mri_c, factors = _coarse(mri, grid_mm)
-    head_c = sitk.BinShrink(sitk.Cast(head, sitk.sitkFloat32), factors) if max(factors) > 1 else sitk.Cast(
-        head, sitk.sitkFloat32)
-    head_arr = sitk.GetArrayFromImage(head_c) > 0.5
-    if not head_arr.any():
-        raise ValueError(f"head mask has no voxel on the {grid_mm:g} mm grid (size {head.GetSize()})")
-    voxel_mm3 = float(np.prod(mri_c.GetSpacing()))
-    head_mm3 = float(np.count_nonzero(head_arr)) * voxel_mm3
-    numbers["signal_volume_ratio"] = signal_mm3 / head_mm3
-    lo_v, hi_v = th.signal_volume_range
-    if anatomy == "body":  # a PET's hot spots (brain, heart, bladder) fill a small part of a body: no lower limit
-        lo_v = 0.0
-    if not lo_v <= numbers["signal_volume_ratio"] <= hi_v:
-        reasons.append(("fail", "signal_volume", f"PET signal volume is {numbers['signal_volume_ratio']:.3g} x the MRI head volume, "
-                                f"outside [{lo_v:g}, {hi_v:g}] (voxel size or field of view wrong?)"))
-    region = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.Cast(head_c > 0.5, sitk.sitkUInt8), [1, 1, 1])) > 0
-    idx = np.argwhere(head_arr)[:, ::-1].astype(float).mean(axis=0)  # (x, y, z) index of the head's centre
-    centre = np.asarray(mri_c.TransformContinuousIndexToPhysicalPoint(idx.tolist()))
-
-    # --- transform size ---
-    size = transform_size(transform, centre.tolist())
-    numbers.update(size)
-    if not size["rotation_deg"] <= th.warn_rotation_deg:
-        reasons.append(("warn", "rotation", f"rotation of {size['rotation_deg']:.0f} deg is beyond head motion (the PET header's "
-                                f"orientation differs from the MRI's: check it)"))
-    if size["mirrored"] == 1.0:
-        reasons.append(("warn", "mirrored", "the transform mirrors an axis (a header flip was assumed; left and right cannot be "
-                                "told apart from the images)"))
-    lo_s, hi_s = th.scale_range
-    if not (lo_s <= size["scale_min"] and size["scale_max"] <= hi_s):
-        reasons.append(("fail", "scale", f"transform scales by {size['scale_min']:.2f}-{size['scale_max']:.2f}, outside "
-                                f"[{lo_s:g}, {hi_s:g}]"))
-
-    # --- PET on the coarse MRI grid: overlap and the MI landscape ---
-    mri_vals = sitk.GetArrayViewFromImage(mri_c)[region]
-    m_lo, m_hi = (float(v) for v in np.percentile(mri_vals, [0.5, 99.5]))
-    mri_q = _quantise(mri_vals, m_lo, m_hi, bins)
-    p_hi = float(np.percentile(positive, 99.5)) if positive.size else 0.0
-
-    pet_f = sitk.Cast(pet, sitk.sitkFloat32)
-
-    def pet_on_grid(tfm: sitk.Transform) -> np.ndarray:
-        out = sitk.Resample(pet_f, mri_c, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        arr = sitk.GetArrayFromImage(out)
-        arr[~np.isfinite(arr)] = 0.0
-        return arr
-
-    def mi_of(arr: np.ndarray) -> float:
-        return _mutual_information(mri_q, _quantise(arr[region], 0.0, p_hi, bins), bins)
-
-    pet_c = pet_on_grid(transform)
-    inside = pet_c > thr
-    mass_in_head = float(np.sum(pet_c[inside & head_arr], dtype=np.float64)) * voxel_mm3
-    # the share is of the PET signal inside the MRI's field of view: a brain PET reaching below a T1 cut at the
-    # cerebellum, or a whole-body PET under a head MRI, is not "outside the head" there
-    mass_in_fov = float(np.sum(pet_c[inside], dtype=np.float64)) * voxel_mm3
-    numbers["pet_in_fov"] = min(1.0, mass_in_fov / signal_mass) if signal_mass > 0 else 0.0
-    numbers["pet_in_head"] = min(1.0, mass_in_head / mass_in_fov) if mass_in_fov > 0 else 0.0
-    numbers["head_covered"] = float(np.count_nonzero(inside & head_arr) / np.count_nonzero(head_arr))
-    numbers["mi"] = mi_of(pet_c)
-    moves = _perturbations(centre, shift_mm, rotation_deg)
-    perturbed = [mi_of(pet_on_grid(_after(transform, p))) for _, p in moves]
-    best = max(perturbed)
-    better_start = _after(transform, moves[int(np.argmax(perturbed))][1]) if best > numbers["mi"] else None
-    numbers["mi_perturbed_max"] = best
-    numbers["mi_perturbed_mean"] = float(np.mean(perturbed))
-    numbers["mi_margin"] = (numbers["mi"] - best) / numbers["mi"] if numbers["mi"] > 0 else float("-inf")
-    numbers["mi_drop"] = (numbers["mi"] - numbers["mi_perturbed_mean"]) / numbers["mi"] if numbers["mi"] > 0 else 0.0
-
-    if not numbers["mi_margin"] >= th.min_mi_margin:
-        reasons.append(("fail", "mi_margin", f"the alignment is not a clear MI optimum (MI {numbers['mi']:.3f}, best of "
-                                f"{len(perturbed)} deliberate misalignments {best:.3f})"))
-    elif numbers["mi_margin"] < th.warn_mi_margin:
-        reasons.append(("warn", "mi_margin", f"the alignment is a weak MI optimum (margin {numbers['mi_margin']:.1%} over the "
-                                f"best deliberate misalignment)"))
-    if numbers["pet_in_head"] < th.min_pet_in_head:
-        reasons.append(("fail", "pet_in_head", f"only {numbers['pet_in_head']:.0%} of the PET signal in the MRI's field "
-                                f"of view lies inside the MRI {anatomy}"))
-    elif numbers["pet_in_head"] < th.warn_pet_in_head:
-        reasons.append(("warn", "pet_in_head", f"{1 - numbers['pet_in_head']:.0%} of the PET signal in the MRI's field of "
-                                f"view lies outside the MRI {anatomy}"))
-    if anatomy == "head" and numbers["head_covered"] < th.min_head_covered:
-        reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI head "
-                                f"(need {th.min_head_covered:.0%})"))
+    grid = _head_checks(mri, head, grid_mm, anatomy, sig, th, numbers, reasons)
+    _transform_checks(transform, grid.centre, th, numbers, reasons)
+    better_start, best, n_perturbed = _landscape(pet, transform, grid, sig, shift_mm=shift_mm, rotation_deg=rotation_deg,
+                                                 bins=bins, numbers=numbers)
+    _alignment_checks(numbers, best, n_perturbed, anatomy, th, reasons)
 
     verdict = "pass"
     for v, _, _ in reasons:

@@ -491,6 +491,236 @@ def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4, 
     return tfm, metric, n_iter, stop, start_name(starts[best]), len(starts)
 
 
+_UNUSABLE = {"pet_noise", "pet_spacing", "signal_volume"}
+
+
+@dataclass
+class _Rigid:
+    """The rigid stage's current result, replaced step by step by better ones.
+
+    Attributes:
+        transform: the rigid transform (MRI points to PET points).
+        metric: its Mattes MI (SimpleITK sign); ``nan`` when it was not optimised (the headers' alignment).
+        n_iter: optimizer iterations of its last stage.
+        stop: the optimizer's stop description.
+        qc: its quality verdict (``None`` when not assessed).
+        start: where its search started (see :class:`RegistrationResult`).
+        continued: continuations from a better deliberate misalignment.
+        tried: orientations tried by the multi-start search (0 when it did not run).
+        qc_plain: the verdict of the plain result when the multi-start search ran.
+    """
+
+    transform: sitk.Transform
+    metric: float
+    n_iter: int
+    stop: str
+    qc: RegistrationQC | None = None
+    start: str = "moments"
+    continued: int = 0
+    tried: int = 0
+    qc_plain: RegistrationQC | None = None
+
+
+def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int, sampling: float | None,
+                     iterations: int, bspline_mesh: int, bspline_iterations: int, bspline_bound_mm: float,
+                     threads: int | None, finest_mm: float | None, multistart: str, assess: bool) -> None:
+    """Check the arguments of :func:`register_pet_to_mri`.
+
+    Raises:
+        ValueError: for the first bad argument, its value quoted.
+    """
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
+        raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
+    if sampling is not None and not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
+        raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if not (isinstance(bspline_mesh, int) and bspline_mesh >= 1):
+        raise ValueError(f"bspline_mesh must be a positive integer, got {bspline_mesh!r}")
+    if not (isinstance(bspline_iterations, int) and bspline_iterations >= 1):
+        raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
+    if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
+        raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")
+    if finest_mm is not None and not (isinstance(finest_mm, (int, float)) and math.isfinite(finest_mm)
+                                      and finest_mm > 0):
+        raise ValueError(f"finest_mm must be None or a finite number > 0, got {finest_mm!r}")
+    if multistart not in MULTISTART:
+        raise ValueError(f"multistart must be one of {MULTISTART}, got {multistart!r}")
+    if multistart == "auto" and not assess:
+        raise ValueError("multistart='auto' needs assess=True (the QC decides when to search)")
+    for name, img in (("mri", mri), ("pet", pet)):
+        if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+            raise ValueError(
+                f"{name} must be a scalar 3D image, got dimension {img.GetDimension()} with "
+                f"{img.GetNumberOfComponentsPerPixel()} components"
+            )
+
+
+def _set_up(prep: _Prepared, seed: int, sampling: float | None, iterations: int) -> dict:
+    """The settings shared by every rigid registration of this run.
+
+    Args:
+        prep: the prepared images.
+        seed: seed of the metric's random sampling.
+        sampling: fraction of the fixed voxels sampled; ``None``: about :data:`TARGET_SAMPLES` points inside the
+            (dilated) head at the finest level.
+        iterations: maximum iterations per resolution level.
+
+    Returns:
+        The keyword arguments ``fixed_mask``, ``seed``, ``sampling`` and ``iterations`` of :func:`_stage`.
+    """
+    if sampling is None:
+        inside = float(np.prod(prep.fixed.GetSize())) if prep.mask is None else float(
+            np.count_nonzero(sitk.GetArrayViewFromImage(prep.mask)))
+        sampling = float(min(1.0, TARGET_SAMPLES / max(inside, 1.0)))
+    return dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
+
+
+def _mirrored_ahead(prep: _Prepared, rigid: sitk.Transform, common: dict) -> tuple[sitk.Transform, Future]:
+    """Start the left-right check's mirrored fit of ``rigid`` (single-threaded ITK, the GIL released) beside the
+    QC's measures of it; used when ``rigid`` stays the one kept (the usual case), made again otherwise.
+
+    Returns:
+        ``(rigid, future of its mirrored fit)``.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="asfe3d-lr")
+    ahead = (rigid, pool.submit(_mirrored_fit, prep, rigid, common, None))
+    pool.shutdown(wait=False)  # the worker ends with its one task
+    return ahead
+
+
+def _try_header(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, best: _Rigid) -> None:
+    """Keep the headers' own alignment (a PET already on the MRI grid, or aligned by the scanner) in ``best``
+    when the QC's MI prefers it to where the optimiser went, at a verdict no worse."""
+    assert best.qc is not None
+    header = sitk.Euler3DTransform()
+    header.SetCenter(prep.init.GetCenter())
+    mi4 = _coarse_mi(prep, 4.0)
+    if mi4(header) > mi4(best.transform):
+        h_qc = assess_registration(mri, pet, header, prep.head)
+        if h_qc.numbers["mi"] > best.qc.numbers["mi"] and VERDICT_RANK[h_qc.verdict] <= VERDICT_RANK[best.qc.verdict]:
+            logger.info("registration: the headers' alignment scores a higher MI (%.4f) than the optimiser's "
+                        "result (%.4f): kept", h_qc.numbers["mi"], best.qc.numbers["mi"])
+            best.transform, best.metric, best.n_iter, best.qc, best.start = header, float("nan"), 0, h_qc, "header"
+            best.stop = "the headers' alignment scored a higher MI than the optimiser's result"
+
+
+def _continue_from_better(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, common: dict, best: _Rigid,
+                          bar: _Progress) -> None:
+    """Continue the rigid optimisation from the better point that the QC's MI landscape found (twice at most),
+    keeping in ``best`` what scores the higher MI, so that the verdict judges an optimum of its own measure."""
+    while best.qc is not None and best.qc.better_start is not None and best.continued < 2:
+        best.continued += 1
+        c_tfm, c_metric, c_iter, c_stop = _rigid_from(prep, best.qc.better_start, common, shrink=(2, 1),
+                                                      sigmas=(1, 0), progress=bar,
+                                                      name="continued from a better start")
+        c_qc = assess_registration(mri, pet, c_tfm, prep.head)
+        logger.info("registration continued from a better misalignment: MI %.4f -> %.4f", best.qc.numbers["mi"],
+                    c_qc.numbers["mi"])
+        if not c_qc.numbers["mi"] > best.qc.numbers["mi"]:
+            break
+        best.transform, best.metric, best.n_iter, best.stop, best.qc = c_tfm, c_metric, c_iter, c_stop, c_qc
+
+
+def _search_if_failed(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, common: dict, best: _Rigid, *,
+                      multistart: str, mirrors: bool, assess: bool, bar: _Progress) -> None:
+    """Run the multi-start search (:func:`_multistart`) with ``"always"``, or with ``"auto"`` when the alignment
+    failed on usable inputs (a noise PET or a wrong voxel size has no start that could fix it); its result
+    replaces ``best`` only when its verdict is better (or, without QC, when its MI is higher)."""
+    qc = best.qc
+    alignment_failed = qc is not None and qc.verdict == "fail" and bool(
+        set(qc.flags) & {"mi_margin", "pet_in_head", "head_covered"}) and not (set(qc.flags) & _UNUSABLE)
+    if not (multistart == "always" or (multistart == "auto" and alignment_failed)):
+        return
+    best.qc_plain = qc
+    cand, c_metric, c_iter, c_stop, c_name, best.tried = _multistart(prep, common, mirrors=mirrors, progress=bar)
+    c_qc = assess_registration(mri, pet, cand, prep.head) if assess else None
+    better = (VERDICT_RANK[c_qc.verdict] < VERDICT_RANK[qc.verdict]) if (c_qc is not None and qc is not None) \
+        else c_metric < best.metric
+    logger.info("registration multi-start: best start %r (%s) vs plain (%s)", c_name,
+                c_qc.verdict if c_qc else "-", qc.verdict if qc else "-")
+    if better:
+        best.transform, best.metric, best.n_iter, best.stop, best.start, best.qc = (cand, c_metric, c_iter, c_stop,
+                                                                                    c_name, c_qc)
+
+
+def _beyond_rigid(prep: _Prepared, common: dict, best: _Rigid, method: str, *, bspline_mesh: int,
+                  bspline_iterations: int, bspline_bound_mm: float, bar: _Progress) -> sitk.Transform:
+    """The ``affine`` or ``deformable`` stage started from the rigid result (``best.metric``, ``best.n_iter`` and
+    ``best.stop`` then describe that stage).
+
+    Returns:
+        The final transform (``best.transform`` itself for ``rigid``).
+    """
+    rigid = best.transform
+    if method == "affine":
+        affine = sitk.AffineTransform(3)
+        affine.SetCenter(rigid.GetCenter())
+        affine.SetMatrix(rigid.GetMatrix())
+        affine.SetTranslation(rigid.GetTranslation())
+        bar.stage("affine", 2)
+        _, best.metric, best.n_iter, best.stop = _stage(prep.fixed, prep.moving, affine, shrink=(2, 1),
+                                                        sigmas=(1, 0), optimizer="rsgd", progress=bar, **common)
+        return affine
+    if method == "deformable":
+        bspline = sitk.BSplineTransformInitializer(prep.fixed, [bspline_mesh] * 3, order=3)
+        bar.stage("deformable", 2)
+        _, best.metric, best.n_iter, best.stop = _stage(prep.fixed, prep.moving, bspline, shrink=(4, 2),
+                                                        sigmas=(2, 1), optimizer="lbfgsb",
+                                                        bound_mm=bspline_bound_mm, moving_initial=rigid,
+                                                        progress=bar, **dict(common, iterations=bspline_iterations))
+        # the B-spline acts first (on MRI points), then the rigid transform
+        return sitk.CompositeTransform([rigid, bspline])
+    return rigid
+
+
+def _reassess(mri: sitk.Image, pet: sitk.Image, transform: sitk.Transform, head: sitk.Image,
+              qc: RegistrationQC | None) -> RegistrationQC:
+    """The QC of the final (affine or deformable) ``transform``, with the left-right finding of the rigid stage's
+    ``qc`` carried over (it still holds)."""
+    lr = None if qc is None else [(f, r) for f, r in zip(qc.flags, qc.reasons) if f in ("mirrored_lr", "note")]
+    qc = assess_registration(mri, pet, transform, head)
+    for flag, reason in lr or []:
+        qc.add_finding("note" if flag == "note" else "fail", flag, reason)
+    return qc
+
+
+def _identity_result(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, assess: bool,
+                     start: float) -> RegistrationResult:
+    """The result of method ``none`` (identity; judged by the QC with ``assess``), ``start`` its
+    :func:`time.perf_counter` at the start."""
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    qc = assess_registration(mri, pet, identity, head_mask(mri) if head is None else head) if assess else None
+    return RegistrationResult(identity, "none", float("nan"), 0, "identity", time.perf_counter() - start,
+                              start="header", qc=qc)
+
+
+def _left_right(prep: _Prepared, common: dict, best: _Rigid,
+                mirrored_ahead: tuple[sitk.Transform, Future] | None, bar: _Progress) -> None:
+    """The left-right check of ``best`` (:func:`_check_left_right`), with the mirrored fit started ahead
+    (:func:`_mirrored_ahead`) when it was made from ``best.transform``."""
+    assert best.qc is not None
+    ahead_for, ahead = mirrored_ahead if mirrored_ahead is not None else (None, None)
+    _check_left_right(prep, best.transform, common, best.qc, bar,
+                      ahead.result() if ahead_for is best.transform else None)
+
+
+def _result(transform: sitk.Transform, method: str, best: _Rigid, prep: _Prepared, start: float
+            ) -> RegistrationResult:
+    """Log and assemble the result: ``transform`` the final one, ``best`` the rigid stage's record (metric,
+    iterations and stop of the last stage), ``start`` the :func:`time.perf_counter` at the start."""
+    seconds = time.perf_counter() - start
+    logger.info("registration %s: Mattes MI %.5f after %d iterations in %.1f s (%s; start %s)", method, best.metric,
+                best.n_iter, seconds, best.stop, best.start)
+    return RegistrationResult(transform, method, best.metric, best.n_iter, best.stop, seconds, start=best.start,
+                              starts_tried=best.tried, qc=best.qc, qc_plain=best.qc_plain,
+                              bin_factors=tuple(prep.factors), continued=best.continued)
+
+
 def register_pet_to_mri(
     mri: sitk.Image,
     pet: sitk.Image,
@@ -575,147 +805,40 @@ def register_pet_to_mri(
     Raises:
         ValueError: for an unknown ``method`` or bad parameters (quoted in the message).
     """
-    if threads is not None and not (isinstance(threads, int) and threads >= 1):
-        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
-        raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
-    if sampling is not None and not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
-        raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
-    if not (isinstance(iterations, int) and iterations >= 1):
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if not (isinstance(bspline_mesh, int) and bspline_mesh >= 1):
-        raise ValueError(f"bspline_mesh must be a positive integer, got {bspline_mesh!r}")
-    if not (isinstance(bspline_iterations, int) and bspline_iterations >= 1):
-        raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
-    if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
-        raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")
-    if finest_mm is not None and not (isinstance(finest_mm, (int, float)) and math.isfinite(finest_mm)
-                                      and finest_mm > 0):
-        raise ValueError(f"finest_mm must be None or a finite number > 0, got {finest_mm!r}")
-    if multistart not in MULTISTART:
-        raise ValueError(f"multistart must be one of {MULTISTART}, got {multistart!r}")
-    if multistart == "auto" and not assess:
-        raise ValueError("multistart='auto' needs assess=True (the QC decides when to search)")
-    for name, img in (("mri", mri), ("pet", pet)):
-        if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
-            raise ValueError(
-                f"{name} must be a scalar 3D image, got dimension {img.GetDimension()} with "
-                f"{img.GetNumberOfComponentsPerPixel()} components"
-            )
+    _check_arguments(mri, pet, method, seed=seed, sampling=sampling, iterations=iterations, bspline_mesh=bspline_mesh,
+                     bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, threads=threads,
+                     finest_mm=finest_mm, multistart=multistart, assess=assess)
     start = time.perf_counter()
     if method == "none":
-        identity = sitk.Transform(3, sitk.sitkIdentity)
-        qc = None
-        if assess:
-            qc = assess_registration(mri, pet, identity, head_mask(mri) if head is None else head)
-        return RegistrationResult(identity, "none", float("nan"), 0, "identity", time.perf_counter() - start,
-                                  start="header", qc=qc)
-
+        return _identity_result(mri, pet, head, assess, start)
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     bar = _Progress(progress)
-    continued = 0
     mirrored_ahead: tuple[sitk.Transform, Future] | None = None
     if threads is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     try:
         prep = _prepare(mri, pet, head, use_mask, finest_mm)
-        if sampling is None:  # about TARGET_SAMPLES points inside the (dilated) head at the finest level
-            inside = float(np.prod(prep.fixed.GetSize())) if prep.mask is None else float(
-                np.count_nonzero(sitk.GetArrayViewFromImage(prep.mask)))
-            sampling = float(min(1.0, TARGET_SAMPLES / max(inside, 1.0)))
-        common = dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
-        rigid, metric, n_iter, stop = _rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0),
-                                                  progress=bar)
+        common = _set_up(prep, seed, sampling, iterations)
+        best = _Rigid(*_rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0), progress=bar))
         if assess and check_mirror:
-            # the left-right check's mirrored fit (single-threaded ITK, the GIL released) beside the QC's measures
-            # of this result; used when the result stays the one kept (the usual case), made again otherwise
-            pool = ThreadPoolExecutor(1, thread_name_prefix="asfe3d-lr")
-            mirrored_ahead = (rigid, pool.submit(_mirrored_fit, prep, rigid, common, None))
-            pool.shutdown(wait=False)  # the worker ends with its one task
-        start_used, tried, qc_plain = "moments", 0, None
-        qc = assess_registration(mri, pet, rigid, prep.head) if assess else None
-        # the QC's MI landscape found a better point than where the optimiser stopped: continue from there (twice at
-        # most), keep what scores the higher MI, so that the verdict judges an optimum of its own measure
-        usable = qc is not None and not set(qc.flags) & {"pet_noise", "pet_spacing", "signal_volume"}
-        if usable and qc is not None:
-            # the headers' own alignment (a PET already on the MRI grid, or aligned by the scanner) is a candidate
-            # too: kept when the QC's MI prefers it to where the optimiser went
-            header = sitk.Euler3DTransform()
-            header.SetCenter(prep.init.GetCenter())
-            mi4 = _coarse_mi(prep, 4.0)
-            if mi4(header) > mi4(rigid):
-                h_qc = assess_registration(mri, pet, header, prep.head)
-                if h_qc.numbers["mi"] > qc.numbers["mi"] and VERDICT_RANK[h_qc.verdict] <= VERDICT_RANK[qc.verdict]:
-                    logger.info("registration: the headers' alignment scores a higher MI (%.4f) than the optimiser's "
-                                "result (%.4f): kept", h_qc.numbers["mi"], qc.numbers["mi"])
-                    rigid, metric, n_iter, qc, start_used = header, float("nan"), 0, h_qc, "header"
-                    stop = "the headers' alignment scored a higher MI than the optimiser's result"
-        while usable and qc is not None and qc.better_start is not None and continued < 2:
-            continued += 1
-            c_tfm, c_metric, c_iter, c_stop = _rigid_from(prep, qc.better_start, common, shrink=(2, 1), sigmas=(1, 0),
-                                                          progress=bar, name="continued from a better start")
-            c_qc = assess_registration(mri, pet, c_tfm, prep.head)
-            logger.info("registration continued from a better misalignment: MI %.4f -> %.4f", qc.numbers["mi"],
-                        c_qc.numbers["mi"])
-            if not c_qc.numbers["mi"] > qc.numbers["mi"]:
-                break
-            rigid, metric, n_iter, stop, qc = c_tfm, c_metric, c_iter, c_stop, c_qc
-        # search only when the alignment failed on usable inputs (a noise PET or a wrong voxel size has no start
-        # that could fix it)
-        alignment_failed = qc is not None and qc.verdict == "fail" and bool(
-            set(qc.flags) & {"mi_margin", "pet_in_head", "head_covered"}) and not (
-            set(qc.flags) & {"pet_noise", "pet_spacing", "signal_volume"})
-        if multistart == "always" or (multistart == "auto" and alignment_failed):
-            qc_plain = qc
-            cand, c_metric, c_iter, c_stop, c_name, tried = _multistart(prep, common, mirrors=mirrors, progress=bar)
-            c_qc = assess_registration(mri, pet, cand, prep.head) if assess else None
-            # keep the search's result only when its verdict is better (or, without QC, when its MI is higher)
-            better = (VERDICT_RANK[c_qc.verdict] < VERDICT_RANK[qc.verdict]) if (c_qc is not None and qc is not None) \
-                else c_metric < metric
-            logger.info("registration multi-start: best start %r (%s) vs plain (%s)", c_name,
-                        c_qc.verdict if c_qc else "-", qc.verdict if qc else "-")
-            if better:
-                rigid, metric, n_iter, stop, start_used, qc = cand, c_metric, c_iter, c_stop, c_name, c_qc
-        if qc is not None and check_mirror and not set(qc.flags) & {"pet_noise", "pet_spacing"}:
-            ahead_for, ahead = mirrored_ahead if mirrored_ahead is not None else (None, None)
-            _check_left_right(prep, rigid, common, qc, bar, ahead.result() if ahead_for is rigid else None)
-        transform: sitk.Transform = rigid
-        if method == "affine":
-            affine = sitk.AffineTransform(3)
-            affine.SetCenter(rigid.GetCenter())
-            affine.SetMatrix(rigid.GetMatrix())
-            affine.SetTranslation(rigid.GetTranslation())
-            bar.stage("affine", 2)
-            _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, affine, shrink=(2, 1), sigmas=(1, 0),
-                                             optimizer="rsgd", progress=bar, **common)
-            transform = affine
-        elif method == "deformable":
-            bspline = sitk.BSplineTransformInitializer(prep.fixed, [bspline_mesh] * 3, order=3)
-            common["iterations"] = bspline_iterations
-            bar.stage("deformable", 2)
-            _, metric, n_iter, stop = _stage(prep.fixed, prep.moving, bspline, shrink=(4, 2), sigmas=(2, 1),
-                                             optimizer="lbfgsb", bound_mm=bspline_bound_mm, moving_initial=rigid,
-                                             progress=bar, **common)
-            # the B-spline acts first (on MRI points), then the rigid transform
-            transform = sitk.CompositeTransform([rigid, bspline])
+            mirrored_ahead = _mirrored_ahead(prep, best.transform, common)
+        best.qc = assess_registration(mri, pet, best.transform, prep.head) if assess else None
+        if best.qc is not None and not set(best.qc.flags) & _UNUSABLE:
+            _try_header(mri, pet, prep, best)
+            _continue_from_better(mri, pet, prep, common, best, bar)
+        _search_if_failed(mri, pet, prep, common, best, multistart=multistart, mirrors=mirrors, assess=assess, bar=bar)
+        if best.qc is not None and check_mirror and not set(best.qc.flags) & {"pet_noise", "pet_spacing"}:
+            _left_right(prep, common, best, mirrored_ahead, bar)
+        transform = _beyond_rigid(prep, common, best, method, bspline_mesh=bspline_mesh,
+                                  bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, bar=bar)
         if assess and method != "rigid":
-            lr = None if qc is None else [(f, r) for f, r in zip(qc.flags, qc.reasons) if f in ("mirrored_lr", "note")]
-            qc = assess_registration(mri, pet, transform, prep.head)
-            for flag, reason in lr or []:  # the left-right finding of the rigid stage still holds
-                qc.add_finding("note" if flag == "note" else "fail", flag, reason)
+            best.qc = _reassess(mri, pet, transform, prep.head, best.qc)
     finally:
         if mirrored_ahead is not None:  # never left running past the thread setting it was started under
             mirrored_ahead[1].exception()
         bar.close()
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
-    seconds = time.perf_counter() - start
-    logger.info("registration %s: Mattes MI %.5f after %d iterations in %.1f s (%s; start %s)", method, metric,
-                n_iter, seconds, stop, start_used)
-    return RegistrationResult(transform, method, metric, n_iter, stop, seconds, start=start_used,
-                              starts_tried=tried, qc=qc, qc_plain=qc_plain, bin_factors=tuple(prep.factors),
-                              continued=continued)
+    return _result(transform, method, best, prep, start)
 
 
 def resample_to_reference(
