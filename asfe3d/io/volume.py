@@ -325,6 +325,10 @@ def _read_nifti(
     check_data_size(p, role, shape, dtype.itemsize, stored_bytes=max(0, p.stat().st_size - offset) if not
                     compressed else p.stat().st_size, compressed=compressed)
     try:  # decode the whole array: a truncated .nii.gz is only noticed here
+        if compressed:  # ISA-L inflates about 3x faster than zlib; the same header reads the same voxels
+            from isal import igzip
+
+            img = type(img).from_bytes(igzip.decompress(p.read_bytes()))
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as err:
         raise Asfe3dInputError(
