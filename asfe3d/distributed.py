@@ -365,6 +365,12 @@ def setup_training(device: Any) -> DistInfo:
 
 
 def cleanup_training(info: DistInfo) -> None:
-    """Destroy the process group made by :func:`setup_training` (no-op when not distributed)."""
+    """Destroy the process group made by :func:`setup_training` (no-op when not distributed), once every rank is
+    done: rank 0 writes the run after the last collective, and a group destroyed while a peer is still using it can
+    hang (seen once in 2-process gloo training)."""
     if info.enabled:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
         cleanup_distributed()
