@@ -113,10 +113,14 @@ def _file_stamp(path: str | Path | None) -> tuple[int, int] | None:
 @functools.lru_cache(maxsize=4)
 def _cached_fuser(method: str, mode: str, weights: str | Path | None, stamp: tuple[int, int] | None, device: str,
                   roi_size: tuple[int, ...] | None, progress: bool) -> Any:
-    """One network per settings and weight file for the whole process (a cohort builds it once, not per subject;
-    the fuser keeps no state between volumes)."""
+    """One network per settings and weight file for the whole process (a cohort checks the weights and builds it
+    once, not per subject; the fuser keeps no state between volumes)."""
     from asfe3d.fusion import get_fuser
 
+    if weights is not None:
+        from asfe3d.fusion.weights import check_weights
+
+        check_weights(weights, mode)
     return get_fuser(method, mode=mode, weights=weights, device=device, roi_size=roi_size, progress=progress)
 
 
@@ -130,10 +134,6 @@ def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
     weights = fusion.weights
     if weights is not None and not Path(weights).is_file():
         raise Asfe3dInputError(weights, "weight file does not exist")
-    if weights is not None:
-        from asfe3d.fusion.weights import check_weights
-
-        check_weights(weights, fusion.mode)
     try:
         roi = fusion.roi_size
         return _cached_fuser("asfe", fusion.mode, weights, _file_stamp(weights), fusion.device,
