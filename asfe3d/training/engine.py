@@ -368,10 +368,6 @@ def _plot(history: list[dict[str, float]], out: Path) -> None:
     plt.close(fig)
 
 
-def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
-    return net.module if hasattr(net, "module") else net
-
-
 @dataclass
 class _Optimisation:
     """The network being trained and what updates it.
