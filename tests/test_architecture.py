@@ -175,7 +175,8 @@ _HOUSE = ("asfe3d/__init__.py", "asfe3d/pipeline.py", "asfe3d/settings.py", "asf
           "asfe3d/distributed.py", "asfe3d/defaults.py", "asfe3d/errors.py", "asfe3d/bundle.py",
           "asfe3d/benchmark.py", "asfe3d/visualize.py", "asfe3d/cli", "asfe3d/bids", "asfe3d/inferers",
           "asfe3d/transforms", "asfe3d/fusion", "asfe3d/training", "asfe3d/data", "asfe3d/reports", "asfe3d/io",
-          "asfe3d/evaluation", "asfe3d/networks", "asfe3d/metrics", "asfe3d/losses", "asfe3d/registration")
+          "asfe3d/evaluation", "asfe3d/networks", "asfe3d/metrics", "asfe3d/losses", "asfe3d/registration",
+          "asfe3d/utils")
 
 
 def _house_files(entries: tuple[str, ...]) -> list[Path]:

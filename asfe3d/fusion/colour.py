@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from asfe3d.utils import percentile as exact_percentile
+
 __all__ = ["rgb_to_ycrcb", "ycrcb_to_rgb", "apply_colormap", "colour_window", "fuse_colour", "top_fraction"]
 
 #: where on the colour map :func:`colour_window` puts the PET's high percentile: the top 30 % is kept
@@ -149,7 +151,7 @@ def colour_window(
     values = pet[np.asarray(mask, bool)]
     if values.size == 0:
         return 0.0, 1.0
-    high = float(np.percentile(values, percentile))
+    high = float(exact_percentile(values, percentile))
     if not high > 0:
         return 0.0, 1.0
     return 0.0, high / headroom

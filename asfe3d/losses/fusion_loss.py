@@ -266,19 +266,21 @@ def change_fidelity(
     return (num[valid] / den[valid]).mean()
 
 
-def band_losses(fused: torch.Tensor, mri: torch.Tensor, pet: torch.Tensor, sigma: float, eps: float = 1e-6
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def band_losses(fused: torch.Tensor, mri: torch.Tensor, pet: torch.Tensor, sigma: float, eps: float = 1e-6,
+                detail_gain: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The two halves of keeping both images, split at the PET's resolution (a Gaussian of ``sigma`` pixels):
 
     - PET consistency (Wald's property): ``sum |blur(F) - PET| / sum |PET|``: the fused image, degraded to the PET's
       resolution, should be the PET;
-    - MRI detail: ``sum |hp(F) - hp(MRI)| / sum |hp(MRI)|`` with ``hp(x) = x - blur(x)``: below the PET's resolution
-      the fused image should carry the MRI's detail.
+    - MRI detail: ``sum |hp(F) - g * hp(MRI)| / sum |g * hp(MRI)|`` with ``hp(x) = x - blur(x)`` and ``g`` the
+      detail gain: below the PET's resolution the fused image should carry the MRI's detail (``g > 1`` asks for it
+      amplified, as a pansharpening detail-injection gain does).
 
     Args:
         fused, mri, pet: ``(B, 1, *spatial)``.
         sigma: the PET's resolution as a Gaussian sigma in pixels (> 0).
         eps: guard for blank images.
+        detail_gain: ``g`` above (> 0).
 
     Returns:
         ``(consistency, detail)``: scalars, 0 when both hold exactly.
@@ -286,7 +288,9 @@ def band_losses(fused: torch.Tensor, mri: torch.Tensor, pet: torch.Tensor, sigma
     low_f = gaussian_filter(fused, sigma)
     low_m = gaussian_filter(mri, sigma)
     consistency = (low_f - pet).abs().sum() / (pet.abs().sum() + eps)
-    hp_m = mri - low_m
+    if not (math.isfinite(detail_gain) and detail_gain > 0):
+        raise ValueError(f"detail_gain must be a finite number > 0, got {detail_gain!r}")
+    hp_m = (mri - low_m) * detail_gain
     detail = ((fused - low_f) - hp_m).abs().sum() / (hp_m.abs().sum() + eps)
     return consistency, detail
 
@@ -333,6 +337,7 @@ class ASFEFusionLoss(nn.Module):
         w_detail: weight of the MRI-detail term of :func:`band_losses` (>= 0; default 0 = off).
         band_fwhm_mm: the PET resolution where the two band terms split (FWHM, mm).
         band_voxel_mm: pixel/voxel size of the training images in mm (converts ``band_fwhm_mm``).
+        detail_gain: the MRI-detail term's target is ``detail_gain`` times the MRI's detail band (> 0; default 1).
 
     Raises:
         ValueError: on a bad ``spatial_dims``, a negative weight, all weights zero, an unknown target, or a bad
@@ -360,6 +365,7 @@ class ASFEFusionLoss(nn.Module):
         w_detail: float = 0.0,
         band_fwhm_mm: float = 6.0,
         band_voxel_mm: float = 1.0,
+        detail_gain: float = 1.0,
     ) -> None:
         super().__init__()
         _check_dims(spatial_dims)
@@ -385,10 +391,11 @@ class ASFEFusionLoss(nn.Module):
         self.w_content, self.w_gradient, self.w_ssim = float(w_content), float(w_gradient), float(w_ssim)
         self.w_edge, self.w_change = float(w_edge), float(w_change)
         self.w_petc, self.w_detail = float(w_petc), float(w_detail)
-        bands = {"band_fwhm_mm": band_fwhm_mm, "band_voxel_mm": band_voxel_mm}
+        bands = {"band_fwhm_mm": band_fwhm_mm, "band_voxel_mm": band_voxel_mm, "detail_gain": detail_gain}
         bad_bands = {k: v for k, v in bands.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)}
         if bad_bands:
-            raise ValueError(f"band settings must be positive numbers of mm, got {bad_bands}")
+            raise ValueError(f"band settings must be positive numbers (mm; the gain a factor), got {bad_bands}")
+        self.detail_gain = float(detail_gain)
         self.band_sigma = float(band_fwhm_mm) / float(band_voxel_mm) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
         self.content_target = content_target
         self.sigma_tensor, self.sigma_ssim = float(sigma_tensor), float(sigma_ssim)
@@ -469,7 +476,7 @@ class ASFEFusionLoss(nn.Module):
             total = total + self.w_edge * l_edge
             components["edge"] = float(l_edge.detach())
         if self.w_petc > 0 or self.w_detail > 0:
-            l_petc, l_detail = band_losses(fused, mri, pet, self.band_sigma)
+            l_petc, l_detail = band_losses(fused, mri, pet, self.band_sigma, detail_gain=self.detail_gain)
             total = total + self.w_petc * l_petc + self.w_detail * l_detail
             components["petc"], components["detail"] = float(l_petc.detach()), float(l_detail.detach())
         if self.w_change > 0:

@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.registration.register import resample_to_reference
+from asfe3d.utils import percentile
 
 __all__ = ["realign_frames", "frame_motion", "mean_image"]
 
@@ -46,7 +47,7 @@ def mean_image(frames: Sequence[sitk.Image]) -> sitk.Image:
 def _head_points(reference: sitk.Image, max_points: int = 4000) -> np.ndarray:
     """Physical points of the head (voxels above 20 % of the 99th percentile), at most ``max_points``."""
     arr = sitk.GetArrayViewFromImage(reference)
-    thr = 0.2 * float(np.percentile(arr, 99))
+    thr = 0.2 * float(percentile(arr, 99))
     idx = np.argwhere(arr > thr)[:, ::-1]  # (x, y, z)
     if len(idx) == 0:
         idx = np.argwhere(np.ones_like(arr, dtype=bool))[:, ::-1]

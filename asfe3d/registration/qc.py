@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from asfe3d.utils import percentile
+
 __all__ = ["ANATOMIES", "QCThresholds", "RegistrationQC", "VERDICTS", "anatomy_of", "assess_registration",
            "transform_size"]
 
@@ -432,7 +434,7 @@ def _pet_checks(pet: sitk.Image, signal_fraction: float, th: QCThresholds, numbe
     pet_arr = sitk.GetArrayViewFromImage(pet).astype(np.float32, copy=False)
     finite = np.isfinite(pet_arr)
     positive = pet_arr[finite & (pet_arr > 0)]
-    p99 = float(np.percentile(positive, 99.0)) if positive.size else 0.0
+    p99 = float(percentile(positive, 99.0)) if positive.size else 0.0
     thr = signal_fraction * p99
     signal = finite & (pet_arr > thr) if p99 > 0 else np.zeros(pet_arr.shape, dtype=bool)
     pet_voxel_mm3 = float(np.prod(pet_spacing))
@@ -508,9 +510,9 @@ def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Si
     mri_c, head_arr, region, centre, voxel_mm3 = grid.mri_c, grid.head_arr, grid.region, grid.centre, grid.voxel_mm3
     positive, thr, signal_mass = sig.positive, sig.thr, sig.signal_mass
     mri_vals = sitk.GetArrayViewFromImage(mri_c)[region]
-    m_lo, m_hi = (float(v) for v in np.percentile(mri_vals, [0.5, 99.5]))
+    m_lo, m_hi = (float(v) for v in percentile(mri_vals, [0.5, 99.5]))
     mri_q = _quantise(mri_vals, m_lo, m_hi, bins)
-    p_hi = float(np.percentile(positive, 99.5)) if positive.size else 0.0
+    p_hi = float(percentile(positive, 99.5)) if positive.size else 0.0
 
     pet_f = sitk.Cast(pet, sitk.sitkFloat32)
 

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration
+from asfe3d.utils import percentile
 
 __all__ = [
     "FINEST_MM",
@@ -408,11 +409,11 @@ def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
     src = prep.mask if prep.mask is not None else sitk.Cast(prep.fixed * 0 + 1, sitk.sitkUInt8)
     region = sitk.GetArrayFromImage(sitk.BinShrink(sitk.Cast(src, sitk.sitkFloat32), factors)) > 0.5
     vals = sitk.GetArrayViewFromImage(fixed)[region]
-    lo, hi = (float(v) for v in np.percentile(vals, [0.5, 99.5]))
+    lo, hi = (float(v) for v in percentile(vals, [0.5, 99.5]))
     fixed_q = _quantise(vals, lo, hi, bins)
     pet = sitk.GetArrayViewFromImage(prep.moving)
     positive = pet[np.isfinite(pet) & (pet > 0)]
-    p_hi = float(np.percentile(positive, 99.5)) if positive.size else 0.0
+    p_hi = float(percentile(positive, 99.5)) if positive.size else 0.0
 
     def mi(transform: sitk.Transform) -> float:
         resampled = sitk.Resample(prep.moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
@@ -896,7 +897,7 @@ def overlap_fraction(
     positive = pet[pet > 0]
     if positive.size == 0:
         return 0.0
-    thr = pet_threshold * float(np.percentile(positive, 99.0))
+    thr = pet_threshold * float(percentile(positive, 99.0))
     return float(np.count_nonzero((pet > thr) & head) / np.count_nonzero(head))
 
 

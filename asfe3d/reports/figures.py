@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from asfe3d.utils import percentile
+
 __all__ = [
     "as_nifti",
     "axis_aligned",
@@ -132,7 +134,7 @@ def robust_range(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tupl
     values = values[np.isfinite(values) & (values != 0)]
     if values.size == 0:
         return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
+    lo, hi = (float(v) for v in percentile(values, [low, high]))
     if not hi > lo:
         lo, hi = float(values.min()), float(values.max())
         if not hi > lo:

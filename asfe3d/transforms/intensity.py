@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from asfe3d.utils import percentile
+
 __all__ = ["otsu_threshold", "head_mask", "robust_range", "robust_normalize"]
 
 
@@ -81,9 +83,9 @@ def robust_range(
         mask = head_mask(image)
     elif mask.shape != image.shape:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
-    lo = float(np.percentile(image, lower))
+    lo = float(percentile(image, lower))
     inside = image[mask] if mask.any() else image.ravel()
-    hi = float(np.percentile(inside, upper))
+    hi = float(percentile(inside, upper))
     if hi <= lo:
         hi = float(image.max())
     if hi <= lo:

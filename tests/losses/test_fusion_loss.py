@@ -269,3 +269,23 @@ def test_band_loss_weights_and_settings_checked() -> None:
     assert {"petc", "detail"} <= set(c)
     base = 10.0 * c["content"] + 0.1 * c["gradient"] + 1.0 * c["ssim"]
     assert float(total) == pytest.approx(base + 2.0 * c["petc"] + 3.0 * c["detail"], rel=1e-5)
+
+
+def test_detail_gain_asks_for_amplified_detail() -> None:
+    from asfe3d.losses import ASFEFusionLoss
+    from asfe3d.losses.fusion_loss import band_losses, gaussian_filter
+
+    g = torch.Generator().manual_seed(1)
+    mri = torch.rand(1, 1, 24, 24, generator=g)
+    pet = gaussian_filter(torch.rand(1, 1, 24, 24, generator=g), 3.0)
+    band = mri - gaussian_filter(mri, 2.0)
+    plain, amplified = pet + band, pet + 1.5 * band
+    # gain 1: the plain detail band is right, the amplified one is not; gain 1.5: the other way round
+    assert float(band_losses(plain, mri, pet, 2.0)[1]) < float(band_losses(amplified, mri, pet, 2.0)[1])
+    assert float(band_losses(amplified, mri, pet, 2.0, detail_gain=1.5)[1]) < float(
+        band_losses(plain, mri, pet, 2.0, detail_gain=1.5)[1])
+    with pytest.raises(ValueError, match="detail_gain"):
+        band_losses(plain, mri, pet, 2.0, detail_gain=0.0)
+    with pytest.raises(ValueError, match="detail_gain"):
+        ASFEFusionLoss(2, w_detail=1.0, detail_gain=-1.0)
+    assert ASFEFusionLoss(2, w_detail=1.0, detail_gain=1.35).detail_gain == 1.35

@@ -1,0 +1,7 @@
+"""Small numerical helpers shared by the tiers (no dependency on the rest of the package)."""
+
+from __future__ import annotations
+
+from asfe3d.utils.stats import percentile
+
+__all__ = ["percentile"]
