@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from asfe3d.cli import main
+from asfe3d.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(["fuse", *sys.argv[1:]]))
+    entry(["fuse", *sys.argv[1:]])

@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser", "Terminated"]
+__all__ = ["main", "entry", "build_parser", "Terminated"]
 
 #: sub-command modules of this package (each defines ``add_parser(sub)``), in ``--help`` order
 COMMAND_MODULES = ("fuse", "demo", "bids")
@@ -110,3 +110,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def entry(argv: Sequence[str] | None = None) -> None:
+    """The console command: :func:`main`, then the process ends without the interpreter's teardown.
+
+    With torch and MONAI loaded, Python's shutdown (module clearing and the final garbage collections over millions
+    of objects) takes 0.7-1.1 s on a 2-core machine, for a process whose outputs are already complete, closed and
+    renamed into place. So once :func:`main` has returned, and only when no other thread is still running,
+    stdout, stderr and the log handlers are flushed and the process exits at once with :func:`main`'s code
+    (atexit handlers do not run; the command registers none). An exception from :func:`main` takes the ordinary
+    path (traceback, exit 1). Library code and tests call :func:`main`, which returns the code as before.
+    """
+    import logging
+    import threading
+
+    code = main(argv)
+    if threading.active_count() > 1:  # a thread still working: the ordinary exit waits for it
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said to the reader
+            pass
+    os._exit(code)
+

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from asfe3d.cli import entry
 
-from asfe3d.cli import main
-
-sys.exit(main())
+entry()

@@ -100,5 +100,8 @@ def reuse_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's malloc.h
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # glibc's malloc.h
+    # one arena: the threads the command starts (the save step's writers, the registration's check) take their large
+    # blocks from the same reused heap; a thread's own arena would serve each of them by a fresh mmap again
+    return (bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+            and bool(mallopt(m_arena_max, 1)))

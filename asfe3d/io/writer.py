@@ -562,6 +562,38 @@ def write_like(
     return _resolve(path)
 
 
+def nifti_bytes(img: nib.Nifti1Image) -> bytes:
+    """The single-file NIfTI bytes of ``img``, the same bytes as ``img.to_bytes()``.
+
+    nibabel writes the voxels in chunks through a scaling writer; for the images the pipeline writes (float32 with
+    ``scl_slope`` 1 and ``scl_inter`` 0, or RGB24, neither rescaled) that is the header, zeros up to
+    ``vox_offset`` and the array in Fortran order, built here in one copy (a 0.9 mm head: 0.12 -> 0.03 s). Any
+    other image (scaling to be computed, another data type than the array's) goes through ``to_bytes``.
+
+    Args:
+        img: a single-file NIfTI-1 or NIfTI-2 image.
+
+    Returns:
+        The file's bytes.
+    """
+    import io
+
+    hdr = img.header
+    data = img.dataobj
+    out_dtype = hdr.get_data_dtype()
+    plain = (isinstance(data, np.ndarray) and data.dtype == out_dtype and hdr.has_data_slope
+             and hdr.has_data_intercept and float(hdr["scl_slope"]) == 1.0 and float(hdr["scl_inter"]) == 0.0)
+    if not plain or not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        return img.to_bytes()
+    img.update_header()
+    buf = io.BytesIO()
+    hdr.write_to(buf)
+    pad = int(hdr.get_data_offset()) - buf.tell()
+    if pad < 0:
+        return img.to_bytes()
+    return b"".join((buf.getvalue(), b"\0" * pad, data.tobytes(order="F")))
+
+
 def save_nifti(img: nib.Nifti1Image, path: PathLike) -> None:
     """Write a NIfTI image to ``path``: ``.nii`` uncompressed; ``.nii.gz`` gzip-compressed with ISA-L's igzip at
     level 1 (a standard gzip stream, about 5x faster than zlib at the same size; header time stamp 0, so the same
@@ -576,7 +608,7 @@ def save_nifti(img: nib.Nifti1Image, path: PathLike) -> None:
         return
     from isal import igzip
 
-    raw = img.to_bytes()
+    raw = nifti_bytes(img)
     with open(path, "wb") as fh:
         fh.write(igzip.compress(raw, compresslevel=1, mtime=0))
 

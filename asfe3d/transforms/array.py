@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -523,6 +524,28 @@ def _restore_record(record: Path | None, earlier: bytes | None) -> None:
         tmp.write_bytes(earlier)
 
 
+def _write_item(kind: str, value: Any, vol: Any, path: Path, inputs: Sequence[str | Path]) -> None:
+    """Write one output of :class:`SaveLikeReference` to its temporary path: a transform as ``.tfm``, a
+    ``(1, X, Y, Z)`` image as float32 NIfTI, a ``(3, X, Y, Z)`` one in ``[0, 1]`` as RGB24 NIfTI."""
+    import SimpleITK as sitk
+
+    from asfe3d.io import write_like, write_transform
+
+    if isinstance(value, sitk.Transform):
+        write_transform(value, path)
+        return
+    img = _as_metatensor(value, kind)
+    _check_channel_first_3d(img, kind)
+    arr = img.detach().cpu().numpy()
+    if arr.shape[0] == 1:
+        data = arr[0].astype(np.float32, copy=False)
+    elif arr.shape[0] == 3:
+        data = np.round(np.clip(np.moveaxis(arr, 0, -1), 0, 1) * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"{kind} must be (1, X, Y, Z) or (3, X, Y, Z), got {tuple(arr.shape)}")
+    write_like(data, vol, path, overwrite=True, inputs=inputs)
+
+
 class SaveLikeReference(Transform):
     """Write images (and a transform) on the reference volume's grid with its header, as one set.
 
@@ -565,7 +588,7 @@ class SaveLikeReference(Transform):
 
         import SimpleITK as sitk
 
-        from asfe3d.io import deferred_signals, disk_errors, stale_temporaries, write_like, write_transform
+        from asfe3d.io import deferred_signals, disk_errors, stale_temporaries
         from asfe3d.io.record import write_record
 
         if not items:
@@ -585,24 +608,21 @@ class SaveLikeReference(Transform):
         vol = volume_from_metatensor(_as_metatensor(reference, "reference"))
         first = next(iter(outs.paths.values()))
         with outs, disk_errors(first.parent):
-            for kind, (value, _) in items.items():
-                if isinstance(value, sitk.Transform):
-                    write_transform(value, outs.temp(kind))
-                    continue
-                img = _as_metatensor(value, kind)
-                _check_channel_first_3d(img, kind)
-                arr = img.detach().cpu().numpy()
-                if arr.shape[0] == 1:
-                    data = arr[0].astype(np.float32, copy=False)
-                elif arr.shape[0] == 3:
-                    data = np.round(np.clip(np.moveaxis(arr, 0, -1), 0, 1) * 255).astype(np.uint8)
-                else:
-                    raise ValueError(f"{kind} must be (1, X, Y, Z) or (3, X, Y, Z), got {tuple(arr.shape)}")
-                write_like(data, vol, outs.temp(kind), overwrite=True, inputs=inputs)
-            if preview is not None:
-                from asfe3d.visualize import save_preview
+            # the files are written by a small pool: one output's disk write (GIL released) overlaps the next one's
+            # encoding; leaving the pool waits for every write, so a failure or an interruption finds no writer
+            # still running when the set's temporaries are removed
+            pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="asfe3d-save")
+            try:
+                pending = [pool.submit(_write_item, kind, value, vol, outs.temp(kind), inputs)
+                           for kind, (value, _) in items.items()]
+                if preview is not None:
+                    from asfe3d.visualize import save_preview
 
-                save_preview(outs.temp("preview"), overwrite=True, **preview[1])
+                    pending.append(pool.submit(save_preview, outs.temp("preview"), overwrite=True, **preview[1]))
+                for future in pending:
+                    future.result()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
             for kind, (_, _, write) in (extras or {}).items():
                 write(outs.temp(kind), {**content, "outputs": {k: str(v) for k, v in outs.paths.items()}})
             # from here to the complete record, a signal waits: an interruption finds the old set or the new one

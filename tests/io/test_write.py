@@ -252,3 +252,31 @@ def test_output_inside_an_input_folder_refused(tmp_path):
     with pytest.raises(Asfe3dInputError, match="inside the input folder"):
         check_output_path(tmp_path / "mr_dicom" / "sub" / "fused.nii.gz", inputs=[tmp_path / "mr_dicom"])
     assert check_output_path(tmp_path / "mr_dicom_fused" / "f.nii.gz", inputs=[tmp_path / "mr_dicom"]).name == "f.nii.gz"
+
+
+@pytest.mark.parametrize("kind", ["float", "rgb", "nifti2", "scaled", "extension"])
+def test_nifti_bytes_equal_nibabel(tmp_path, kind):
+    """The one-copy NIfTI bytes are nibabel's own bytes (header, padding, voxels), for every kind written."""
+    from asfe3d.io.writer import _output_header, nifti_bytes
+
+    p = save_nifti(tmp_path / "mri.nii.gz", random_volume(), AFFINES["oblique"], 1, AFFINES["oblique"], 2)
+    vol = read_volume(p, role="MRI")
+    rgb = kind == "rgb"
+    klass, hdr = _output_header(vol, vol.shape_xyz, rgb)
+    data = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
+    if rgb:
+        rgb_dtype = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+        raw = (np.random.default_rng(1).random((*SHAPE, 3)) * 255).astype(np.uint8)
+        data = np.ascontiguousarray(raw).view(rgb_dtype).reshape(SHAPE)
+    if kind == "nifti2":
+        klass, hdr = nib.Nifti2Image, nib.Nifti2Header.from_header(hdr)
+    img = klass(data, None, header=hdr)
+    if rgb:
+        img.header.set_data_dtype("RGB")
+    elif kind != "scaled":  # "scaled": slope/inter left to nibabel (goes through to_bytes)
+        img.header.set_slope_inter(1.0, 0.0)
+    if kind == "extension":
+        img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"asfe3d test"))
+    want = img.to_bytes()
+    assert nifti_bytes(img) == want
+    assert nifti_bytes(img) == img.to_bytes()  # and the image is left as it was
