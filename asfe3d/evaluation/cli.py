@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.2, help="HMIF split: held-out fraction (default 0.2)")
     p.add_argument("--gap", type=int, default=2, help="HMIF split: slices dropped between the parts (default 2)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
-    p.add_argument("--weights-2d", type=Path, default=None, help="2D network weights (default: the shipped ones)")
+    p.add_argument("--weights-2d", type=Path, default=None, help="2D network weights (default: the shipped ones: image weights for --hmif, slice-mode weights for volumes)")
     p.add_argument("--weights-3d", type=Path, default=None, help="3D network weights (default: the shipped ones)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--roi-size", type=int, nargs=3, default=(128, 128, 128), metavar=("X", "Y", "Z"),
@@ -124,7 +124,12 @@ def _run(args: argparse.Namespace) -> int:
     for path in planned:  # refuse bad outputs before any work
         check_output_path(path, overwrite=args.overwrite)
 
-    fusers = ev.build_fusers(methods, weights_2d=args.weights_2d, weights_3d=args.weights_3d, device=args.device,
+    weights_2d = args.weights_2d
+    if weights_2d is None and ndim == 2:  # 2D image pairs: the image weights, not the volumes' slice-mode ones
+        from asfe3d.fusion.weights import shipped_weights
+
+        weights_2d = shipped_weights("image")
+    fusers = ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
                              roi_size=args.roi_size)
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []

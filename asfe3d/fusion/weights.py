@@ -32,8 +32,10 @@ __all__ = [
 ]
 
 FORMAT = "asfe3d-weights-v1"
-#: inference mode -> file name of the weights shipped with the package
-SHIPPED = {"slice": "asfe2d_pet_mri.pt", "volume": "asfe3d_mri_pet.pt"}
+#: what the weights are for -> file name of the weights shipped with the package: ``slice`` and ``volume`` are the
+#: two inference modes on volumes (1 mm-class MRI, PET at 4-8 mm); ``image`` is the 2D network on HMIF-style 2D
+#: image pairs (256x256 slices with a colour PET), a domain of its own with weights of its own
+SHIPPED = {"slice": "asfe2d_slice_mri_pet.pt", "volume": "asfe3d_mri_pet.pt", "image": "asfe2d_pet_mri.pt"}
 #: inference mode -> spatial dimensions of the network it runs
 MODE_DIMS = {"slice": 2, "volume": 3}
 #: Largest network (parameters) a weight file may describe unless ``allow_large=True`` (the 'paper' preset has
@@ -48,7 +50,8 @@ def shipped_weights(mode: str) -> Path:
     """Path of the weights shipped for an inference mode.
 
     Args:
-        mode: ``"slice"`` (2D network) or ``"volume"`` (3D network).
+        mode: ``"slice"`` (2D network, volumes slice by slice), ``"volume"`` (3D network) or ``"image"`` (2D network
+            on 2D image pairs, e.g. HMIF).
 
     Returns:
         The path inside the installed package.

@@ -30,7 +30,7 @@ SLICE = [INFERENCE, str(CONFIGS / "inference_slice.json")]
 
 #: the bundle's weights, in the package (asfe3d's weight format; ``models/*.pt`` hold their plain state dicts)
 SHIPPED_3D = ROOT / "asfe3d" / "weights" / "asfe3d_mri_pet.pt"
-SHIPPED_2D = ROOT / "asfe3d" / "weights" / "asfe2d_pet_mri.pt"
+SHIPPED_2D = ROOT / "asfe3d" / "weights" / "asfe2d_slice_mri_pet.pt"
 
 
 def _run(datalist: Path, out: Path, config_file: str | list[str] = INFERENCE, **override) -> None:

@@ -21,7 +21,7 @@ META = CONFIGS / "metadata.json"
 INFERENCE = str(CONFIGS / "inference.json")
 SLICE = [INFERENCE, str(CONFIGS / "inference_slice.json")]
 SHIPPED = {"model.pt": ROOT / "asfe3d" / "weights" / "asfe3d_mri_pet.pt",
-           "model_2d.pt": ROOT / "asfe3d" / "weights" / "asfe2d_pet_mri.pt"}
+           "model_2d.pt": ROOT / "asfe3d" / "weights" / "asfe2d_slice_mri_pet.pt"}
 #: a small 3D network with every block of the shipped one (light and full fusion, deformable blend, attention and
 #: expert windows, refinement), so that an export test takes seconds
 TINY_3D = {"network_def#encoder_channels": [4, 8, 8], "network_def#embed_dim": 8,

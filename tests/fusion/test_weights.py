@@ -37,6 +37,11 @@ def test_shipped_weights_pass_in_their_mode():
     for mode, dims in (("slice", 2), ("volume", 3)):
         info = check_weights(shipped_weights(mode), mode)
         assert info["spatial_dims"] == dims and 0 < info["parameters"] < MAX_PARAMETERS
+    # the 2D image weights (HMIF-style image pairs) are a file of their own, run by the 2D network
+    assert shipped_weights("image") != shipped_weights("slice")
+    assert check_weights(shipped_weights("image"), "slice")["spatial_dims"] == 2
+    with pytest.raises(ValueError, match="mode must be one of"):
+        shipped_weights("images")
 
 
 def test_2d_weights_in_volume_mode_refused(small2d):
