@@ -49,10 +49,12 @@ def percentile(values: np.ndarray, q: float | Sequence[float]) -> float | np.nda
     if a.dtype.kind != "f" or a.size < FAST_MIN_SIZE:
         return np.percentile(a, q)
     flat = a.reshape(-1)
-    if np.isnan(flat[:: max(1, flat.size // _SAMPLE)]).any() or np.isnan(np.max(flat)):
+    top = flat.max()
+    if np.isnan(top):  # NaN propagates through max: numpy's own handling
         return np.percentile(a, q)
+    sample = np.sort(flat[:: max(1, flat.size // _SAMPLE)])  # one strided sample brackets every q
     weak = type(q) in (int, float)  # numpy's rule: a Python number keeps the array's precision
-    out = [_one(flat, float(qi), weak) for qi in np.atleast_1d(qs)]
+    out = [_one(flat, sample, top, float(qi), weak) for qi in np.atleast_1d(qs)]
     if any(v is None for v in out):
         return np.percentile(a, q)
     if qs.ndim == 0:
@@ -60,16 +62,17 @@ def percentile(values: np.ndarray, q: float | Sequence[float]) -> float | np.nda
     return np.asarray(out, dtype=np.result_type(*out))
 
 
-def _one(flat: np.ndarray, q: float, weak: bool) -> np.generic | None:
-    """One percentile of a finite 1-D float array (``None`` when the sample's bracket missed)."""
+def _one(flat: np.ndarray, sample: np.ndarray, top: np.generic, q: float, weak: bool) -> np.generic | None:
+    """One percentile of a finite 1-D float array (``sample``: its sorted strided sample, ``top``: its maximum;
+    ``None`` when the sample's bracket missed)."""
     n = flat.size
     quantile = np.true_divide(np.float64(q), 100)
     virtual = np.float64(n - 1) * quantile
     if virtual >= n - 1:
-        return flat.max()
+        return top
     prev = int(np.floor(virtual))
     gamma = virtual - np.float64(prev)
-    low_v, high_v = _order_stats(flat, prev, prev + 1)
+    low_v, high_v = _order_stats(flat, sample, prev, prev + 1)
     if low_v is None:
         return None
     t = float(gamma) if weak else np.float64(gamma)
@@ -79,12 +82,11 @@ def _one(flat: np.ndarray, q: float, weak: bool) -> np.generic | None:
     return low_v + diff * t
 
 
-def _order_stats(flat: np.ndarray, k0: int, k1: int) -> tuple[np.generic | None, np.generic | None]:
-    """The ``k0``-th and ``k1``-th smallest elements (0-based, ``k0 < k1``), or ``(None, None)`` when the strided
-    sample's bracket does not hold them."""
+def _order_stats(flat: np.ndarray, sample: np.ndarray, k0: int, k1: int
+                 ) -> tuple[np.generic | None, np.generic | None]:
+    """The ``k0``-th and ``k1``-th smallest elements (0-based, ``k0 < k1``), or ``(None, None)`` when the sorted
+    strided ``sample``'s bracket does not hold them."""
     n = flat.size
-    step = max(1, n // _SAMPLE)
-    sample = np.sort(flat[::step])
     m = sample.size
     # the sample's ranks around k0/n and k1/n, widened by ~6 standard deviations of a sampled rank
     spread = 6.0 * np.sqrt(m * 0.25) + 2
