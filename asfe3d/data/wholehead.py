@@ -221,13 +221,17 @@ class SubjectParams:
     misreg_mm: float
 
 
-def draw_params(anatomy: str, rng: np.random.Generator, patterns: Sequence[str] = PATTERNS) -> SubjectParams:
+def draw_params(anatomy: str, rng: np.random.Generator, patterns: Sequence[str] = PATTERNS,
+                mri_mm: Sequence[float] | None = None) -> SubjectParams:
     """Draw the random settings of one subject (ranges in the module docstring).
 
     Args:
         anatomy: one of :data:`ANATOMIES`.
         rng: random generator.
         patterns: PET patterns to choose from.
+        mri_mm: ``(low, high)`` range of the MRI voxel size in mm instead of the anatomy's default (0.8-1.3 mm
+            for an individual anatomy, 1-1.8 mm for an average); the same number of draws either way, so ``None``
+            reproduces the subjects drawn before this option.
 
     Returns:
         The :class:`SubjectParams`.
@@ -240,8 +244,11 @@ def draw_params(anatomy: str, rng: np.random.Generator, patterns: Sequence[str] 
     bad = [p for p in patterns if p not in PATTERNS]
     if not patterns or bad:
         raise ValueError(f"patterns must be a non-empty subset of {PATTERNS}, got {patterns!r}")
-    # individual 1 mm anatomies: what users bring (0.8-1.3 mm); the 1.5 mm averages: 1-1.8 mm
-    base = rng.uniform(0.8, 1.3) if anatomy in INDIVIDUAL_ANATOMIES else rng.uniform(1.0, 1.8)
+    if mri_mm is not None:
+        lo, hi = (float(v) for v in mri_mm)
+    else:  # individual 1 mm anatomies: what users bring (0.8-1.3 mm); the 1.5 mm averages: 1-1.8 mm
+        lo, hi = (0.8, 1.3) if anatomy in INDIVIDUAL_ANATOMIES else (1.0, 1.8)
+    base = rng.uniform(lo, hi)
     sp = [base] * 3
     if rng.random() < 0.3:
         sp[int(rng.integers(3))] = base * rng.uniform(1.15, 1.6)
@@ -535,6 +542,8 @@ class WholeHeadPairDataset(Dataset):
         patterns: PET patterns to draw from.
         flip: random flips along each axis.
         spatial_dims: 3 (``(X, Y, Z)`` crops) or 2 (``(X, Y)`` crops of axial slices, for the slice-wise network).
+        mri_mm: ``(low, high)`` MRI voxel size range in mm for every subject (:func:`draw_params`); ``None``: the
+            anatomy's default range.
 
     Returns (per item):
         ``{"image": (2, X, Y, Z) float32 tensor [MRI, PET] in [0, 1]}`` (``(2, X, Y)`` in 2D).
@@ -555,9 +564,17 @@ class WholeHeadPairDataset(Dataset):
         patterns: Sequence[str] = PATTERNS,
         flip: bool = True,
         spatial_dims: int = 3,
+        mri_mm: Sequence[float] | None = None,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        if mri_mm is not None:
+            ok = (isinstance(mri_mm, (list, tuple)) and len(mri_mm) == 2
+                  and all(isinstance(v, (int, float)) and math.isfinite(v) for v in mri_mm)
+                  and 0.3 <= mri_mm[0] <= mri_mm[1] <= 6.0)
+            if not ok:
+                raise ValueError(f"mri_mm must be null or [low, high] mm with 0.3 <= low <= high <= 6, got {mri_mm!r}")
+        self.mri_mm = None if mri_mm is None else (float(mri_mm[0]), float(mri_mm[1]))
         if spatial_dims == 2:
             c2 = (int(crop),) * 2 if isinstance(crop, int) else tuple(int(c) for c in crop)
             if len(c2) != 2:
@@ -609,7 +626,7 @@ class WholeHeadPairDataset(Dataset):
         rng = np.random.default_rng([self.seed, 104729, int(number)])
         name = self.anatomies[int(number) % len(self.anatomies)]
         anatomy = load_anatomy(name, self.spm_dir, seed=self.seed)
-        params = draw_params(name, rng, self.patterns)
+        params = draw_params(name, rng, self.patterns, mri_mm=self.mri_mm)
         sim = simulate_subject(anatomy, params, rng)
         image = np.stack([sim["mri"], sim["pet"]]).astype(np.float32)
         brain = np.argwhere(sim["mask"] & (sim["pet"] > np.percentile(sim["pet"][sim["mask"]], 50)))

@@ -48,7 +48,7 @@ _WHOLEHEAD_DATA = {
     "source": "wholehead", "path": None, "anatomies": ["avg152T1", "avg152T2", "avg152PD", "mni_synth"],
     "val_anatomies": ["avg305T1"], "patterns": ["fdg", "fdg_ad", "amyloid_neg", "amyloid_pos"], "length": 64,
     "val_length": 8, "crop": [48, 48, 48], "bank_size": 12, "val_bank_size": 4, "refresh": 2,
-    "mix_hmif": False, "hmif_task": "PET-MRI",
+    "mix_hmif": False, "hmif_task": "PET-MRI", "mri_mm": None,
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
@@ -250,11 +250,11 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         nd = cfg["spatial_dims"]  # 2: axial-slice crops of the same subjects, for the slice-wise network
         train_ds = WholeHeadPairDataset(root, d["length"], d["anatomies"], d["crop"], seed=seed,
                                         bank_size=d["bank_size"], refresh=d["refresh"], patterns=d["patterns"],
-                                        spatial_dims=nd)
+                                        spatial_dims=nd, mri_mm=d["mri_mm"])
         # validation: held-out anatomies, a fixed bank (another seed), no flips, the same items every epoch
         val_ds = WholeHeadPairDataset(root, d["val_length"], d["val_anatomies"], d["crop"], seed=seed + 100003,
                                       bank_size=d["val_bank_size"], refresh=0, patterns=d["patterns"], flip=False,
-                                      spatial_dims=nd)
+                                      spatial_dims=nd, mri_mm=d["mri_mm"])
         desc = {"source": "wholehead", "path": str(root.resolve()), **{k: d[k] for k in d if k not in ("source", "path")}}
         if d["mix_hmif"]:  # 2D only: the HMIF train split's crops mixed in, one HMIF pair per simulated slice
             from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs

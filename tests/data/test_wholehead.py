@@ -130,6 +130,20 @@ def test_draw_params_ranges_and_bad_input() -> None:
         wh.draw_params("avg152T1", rng, ["tau"])
 
 
+def test_draw_params_mri_mm_range_keeps_the_draws() -> None:
+    default = wh.draw_params("otsu", np.random.default_rng(5))
+    assert default == wh.draw_params("otsu", np.random.default_rng(5), mri_mm=None)
+    coarse = wh.draw_params("otsu", np.random.default_rng(5), mri_mm=(1.8, 2.2))
+    assert 1.8 <= min(coarse.mri_spacing) and max(coarse.mri_spacing) <= 2.2 * 1.6
+    assert coarse.pet_fwhm_mm == default.pet_fwhm_mm and coarse.pattern == default.pattern  # same draws after it
+
+
+@pytest.mark.parametrize("bad", [(2.0, 1.0), (0.1, 1.0), [1.0], (1.0, float("nan")), "1,2"])
+def test_dataset_rejects_bad_mri_mm(bad) -> None:
+    with pytest.raises(ValueError, match="mri_mm must be null or"):
+        wh.WholeHeadPairDataset("unused", 4, ["otsu"], crop=8, mri_mm=bad)
+
+
 def test_simulate_subject_shapes_range_and_alignment() -> None:
     anat = _tiny_anatomy()
     sim = wh.simulate_subject(anat, _params(), np.random.default_rng(0))
@@ -161,7 +175,7 @@ def test_simulate_subject_partial_fov_and_defect() -> None:
 def test_dataset_items_deterministic_and_refreshed(monkeypatch: pytest.MonkeyPatch) -> None:
     anat = _tiny_anatomy()
     monkeypatch.setattr(wh, "load_anatomy", lambda name, spm_dir, seed=0: anat)
-    monkeypatch.setattr(wh, "draw_params", lambda name, rng, patterns=wh.PATTERNS: _params(
+    monkeypatch.setattr(wh, "draw_params", lambda name, rng, patterns=wh.PATTERNS, mri_mm=None: _params(
         pattern=patterns[int(rng.integers(len(patterns)))], pet_noise=float(rng.uniform(0.02, 0.1))))
     make = lambda seed: wh.WholeHeadPairDataset("unused", 4, ["avg152T1"], crop=8, seed=seed, bank_size=2,  # noqa: E731
                                                 refresh=1)

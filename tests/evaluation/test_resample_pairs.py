@@ -1,0 +1,66 @@
+"""``scripts/resample_pairs.py``: the held-out pairs put on a coarser MRI grid."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "resample_pairs.py"
+
+
+@pytest.fixture(scope="module")
+def rp():
+    spec = importlib.util.spec_from_file_location("resample_pairs", _SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(path, arr, spacing, origin=(-10.0, 5.0, 2.0)):
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    sitk.WriteImage(img, str(path))
+
+
+def test_resamples_mri_grid_files_and_keeps_pet(rp, tmp_path):
+    import SimpleITK as sitk
+
+    src = tmp_path / "in"
+    src.mkdir()
+    mri = np.random.default_rng(0).random((20, 24, 22)).astype(np.float32)
+    brain = np.zeros((20, 24, 22), np.uint8)
+    brain[5:15, 6:18, 5:17] = 1
+    _write(src / "m.nii.gz", mri, (1.0, 1.0, 1.0))
+    _write(src / "b.nii.gz", brain, (1.0, 1.0, 1.0))
+    _write(src / "p.nii.gz", mri[::2, ::2, ::2].copy(), (2.5, 2.5, 2.5))
+    (src / "pairs.csv").write_text("subject,mri,pet,brain\ns1,m.nii.gz,p.nii.gz,b.nii.gz\n", encoding="utf-8")
+    out = tmp_path / "out"
+    (tmp_path / "out.partial").mkdir()  # a leftover of an interrupted run does not block the rerun
+    (tmp_path / "out.partial" / "m.nii.gz").write_bytes(b"half")
+    assert rp.main([str(src / "pairs.csv"), str(out), "--voxel-mm", "2"]) == 0
+    m2 = sitk.ReadImage(str(out / "m.nii.gz"))
+    assert m2.GetSpacing() == pytest.approx((2.0, 2.0, 2.0))
+    assert m2.GetSize() == (11, 12, 10)  # ceil(22/2), ceil(24/2), ceil(20/2): sitk sizes are x, y, z
+    assert m2.GetOrigin() == pytest.approx((-10.0, 5.0, 2.0))
+    b2 = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "b.nii.gz")))
+    assert set(np.unique(b2)) == {0, 1}  # nearest neighbour: still a mask
+    row = next(csv.DictReader(open(out / "pairs.csv", encoding="utf-8")))
+    assert row["mri"] == "m.nii.gz" and Path(row["pet"]) == (src / "p.nii.gz").resolve()
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_refuses_existing_output_and_bad_voxel(rp, tmp_path, capsys):
+    (tmp_path / "pairs.csv").write_text("subject,mri,pet\n", encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    assert rp.main([str(tmp_path / "pairs.csv"), str(tmp_path / "out")]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert rp.main([str(tmp_path / "pairs.csv"), str(tmp_path / "new"), "--voxel-mm", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "asfe3d: error: --voxel-mm: must be in (0, 10] mm, got 0.0"
+    assert not (tmp_path / "new").exists()
