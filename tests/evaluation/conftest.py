@@ -9,6 +9,18 @@ from PIL import Image
 from tests.conftest import write_nifti
 
 
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` (not a package) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny networks are ~100x slower with 2 threads on a loaded 2-core machine (thread contention)."""

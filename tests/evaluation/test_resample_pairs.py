@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "resample_pairs.py"
+from tests.evaluation.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def rp():
-    spec = importlib.util.spec_from_file_location("resample_pairs", _SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("resample_pairs")
 
 
 def _write(path, arr, spacing, origin=(-10.0, 5.0, 2.0)):

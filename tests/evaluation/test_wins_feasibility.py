@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "wins_feasibility.py"
+from tests.evaluation.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def wf():
-    spec = importlib.util.spec_from_file_location("wins_feasibility", _SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("wins_feasibility")
 
 
 def _pair(shape=(20, 22, 18), seed=0):
