@@ -413,7 +413,7 @@ def make_brain_pair(individual_dir: str | Path, spm_dir: str | Path, out_dir: st
 
     from asfe3d.data.individual import load_individual
     from asfe3d.data.wholehead import SubjectParams, simulate_subject
-    from asfe3d.registration.register import write_transform
+    from asfe3d.io.transform import write_transform
 
     if not 0.5 <= float(spacing) <= 1.5:
         raise ValueError(f"spacing must be in [0.5, 1.5] mm, got {spacing!r}")
