@@ -174,3 +174,16 @@ def test_dicom_mri_series_end_to_end(small_pair, tmp_path, capsys):
     assert int(got.header["sform_code"]) == 1 and int(got.header["qform_code"]) == 1
     # the RAS affine really is LPS flipped: +x in DICOM (patient left) is -x in RAS
     np.testing.assert_allclose(got.affine[0, 0], -mri.GetSpacing()[0], atol=1e-4)
+
+
+def test_registration_summary_never_prints_a_nan_metric():
+    from asfe3d.cli.fuse import registration_summary
+
+    optimised = {"method": "rigid", "metric": -0.51234, "iterations": 38, "stop_condition": "converged"}
+    assert registration_summary(optimised) == "rigid, Mattes MI -0.5123, 38 iterations"
+    kept = {"method": "rigid", "metric": None, "iterations": 0,
+            "stop_condition": "the headers' alignment scored a higher MI than the optimiser's result"}
+    assert registration_summary(kept) == ("rigid: kept the headers' alignment (the headers' alignment scored a higher "
+                                          "MI than the optimiser's result)")
+    assert "nan" not in registration_summary({"method": "rigid", "metric": float("nan"), "iterations": 0})
+    assert registration_summary({"method": "none", "metric": float("nan"), "iterations": 0}).startswith("none (")
