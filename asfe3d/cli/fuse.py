@@ -206,7 +206,7 @@ def registration_summary(reg: dict) -> str:
         e.g. ``"rigid, Mattes MI -0.5123, 38 iterations"`` or ``"rigid: kept the headers' alignment (...)"``.
     """
     metric = reg.get("metric")
-    if metric is not None and isinstance(metric, (int, float)) and math.isfinite(metric):
+    if isinstance(metric, (int, float)) and math.isfinite(metric):
         return f"{reg['method']}, Mattes MI {metric:.4f}, {reg.get('iterations', 0)} iterations"
     if reg.get("method") == "none":
         return "none (the PET resampled as its header places it)"
