@@ -124,6 +124,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, data_range: float
 
 #: FWHM = this factor x sigma for a Gaussian
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+#: :func:`focal_change`'s "hottest" voxels: at least this fraction of the item's maximum PET
+HOT_LEVEL = 0.95
 
 
 def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> tuple[float, float]:
@@ -140,7 +142,7 @@ def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
 
 
 def _check_change_settings(
-    voxel_mm: Any, size_mm: Any, fraction: Any, raise_prob: Any, min_pet: Any,
+    voxel_mm: Any, size_mm: Any, fraction: Any, raise_prob: Any, min_pet: Any, hot_prob: Any = 0.0,
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """:func:`focal_change`'s settings checked, as its keyword arguments; each message names the setting as the
@@ -158,8 +160,10 @@ def _check_change_settings(
         raise ValueError(f"{name('raise_prob')} must be in [0, 1], got {raise_prob!r}")
     if not (isinstance(min_pet, (int, float)) and 0.0 <= min_pet < 1.0):
         raise ValueError(f"{name('min_pet')} must be in [0, 1), got {min_pet!r}")
+    if not (isinstance(hot_prob, (int, float)) and 0.0 <= hot_prob <= 1.0):
+        raise ValueError(f"{name('hot_prob')} must be in [0, 1], got {hot_prob!r}")
     return {"voxel_mm": float(voxel_mm), "size_mm": size, "fraction": frac, "raise_prob": float(raise_prob),
-            "min_pet": float(min_pet)}
+            "min_pet": float(min_pet), "hot_prob": float(hot_prob)}
 
 
 def focal_change(
@@ -170,10 +174,13 @@ def focal_change(
     fraction: Sequence[float] = (0.15, 0.40),
     raise_prob: float = 0.25,
     min_pet: float = 0.1,
+    hot_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A copy of each PET with one random smooth focal change of uptake (a Gaussian blob), and the blob.
 
-    Per item: a centre drawn uniformly among the pixels/voxels with ``pet > min_pet``, a blob FWHM drawn uniformly
+    Per item: a centre drawn uniformly among the pixels/voxels with ``pet > min_pet`` (with probability
+    ``hot_prob``, among the item's hottest ones instead: ``pet >= HOT_LEVEL * max(pet)``, where a normalised PET
+    sits at its ceiling and a fused image is most likely to clip; such a change always lowers), a blob FWHM drawn uniformly
     in ``size_mm`` (converted with ``voxel_mm``, isotropic), a relative change drawn uniformly in ``fraction``,
     lowering the uptake (raising it with probability ``raise_prob``):
     ``pet' = clip(pet * (1 -/+ f * blob), 0, 1)`` with ``blob = exp(-|x - c|^2 / (2 sigma^2))`` (peak 1).
@@ -188,6 +195,8 @@ def focal_change(
         fraction: ``(low, high)`` relative change of uptake at the blob's centre, in (0, 1].
         raise_prob: probability of raising instead of lowering, in [0, 1].
         min_pet: blob centres only where the PET exceeds this, in [0, 1).
+        hot_prob: probability that the centre is drawn among the hottest voxels, in [0, 1] (0 = never; the draws
+            of the other items are the same whatever it is).
 
     Returns:
         ``(pet_changed, blob)``, both ``(B, 1, H, W[, D])`` on ``pet``'s device and dtype (not differentiable).
@@ -197,7 +206,7 @@ def focal_change(
     """
     if pet.ndim not in (4, 5) or pet.shape[1] != 1:
         raise ValueError(f"focal_change expects a (B, 1, H, W[, D]) PET, got {tuple(pet.shape)}")
-    settings = _check_change_settings(voxel_mm, size_mm, fraction, raise_prob, min_pet)
+    settings = _check_change_settings(voxel_mm, size_mm, fraction, raise_prob, min_pet, hot_prob)
     voxel_mm, size, frac = settings["voxel_mm"], settings["size_mm"], settings["fraction"]
     pet = pet.detach()
     spatial = pet.shape[2:]
@@ -209,10 +218,13 @@ def focal_change(
         candidates = (pet[b, 0] > min_pet).nonzero().cpu()
         if len(candidates) == 0:
             continue
+        hot = u[3] < hot_prob  # u[3] is drawn for every item, so hot_prob = 0 keeps the earlier draws
+        if hot:
+            candidates = (pet[b, 0] >= HOT_LEVEL * pet[b, 0].max()).nonzero().cpu()
         centre = candidates[int(torch.randint(len(candidates), (1,), generator=generator))].tolist()
         sigma = (size[0] + u[0] * (size[1] - size[0])) / _FWHM_PER_SIGMA / voxel_mm
         f = frac[0] + u[1] * (frac[1] - frac[0])
-        factors[b] = f if u[2] < raise_prob else -f
+        factors[b] = f if u[2] < raise_prob and not hot else -f  # a raise at the ceiling would clip away
         r2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
         blobs[b, 0] = torch.exp(-0.5 * r2 / sigma**2)
     shape = [-1] + [1] * (pet.ndim - 1)
@@ -333,6 +345,8 @@ class ASFEFusionLoss(nn.Module):
         change_raise: probability that a change raises the uptake instead of lowering it.
         change_voxel_mm: pixel/voxel size of the training images in mm (converts ``change_size_mm``).
         change_min_pet: blob centres only where the PET exceeds this.
+        change_hot: probability that a blob is centred among the PET's hottest voxels (:func:`focal_change`'s
+            ``hot_prob``; default 0).
         w_petc: weight of the PET-consistency term of :func:`band_losses` (>= 0; default 0 = off).
         w_detail: weight of the MRI-detail term of :func:`band_losses` (>= 0; default 0 = off).
         band_fwhm_mm: the PET resolution where the two band terms split (FWHM, mm).
@@ -361,6 +375,7 @@ class ASFEFusionLoss(nn.Module):
         change_raise: float = 0.25,
         change_voxel_mm: float = 1.0,
         change_min_pet: float = 0.1,
+        change_hot: float = 0.0,
         w_petc: float = 0.0,
         w_detail: float = 0.0,
         band_fwhm_mm: float = 6.0,
@@ -380,9 +395,9 @@ class ASFEFusionLoss(nn.Module):
         # the change settings are checked whether or not the term is on, named as the loss's arguments (the config
         # keys)
         self.change_settings = _check_change_settings(
-            change_voxel_mm, change_size_mm, change_fraction, change_raise, change_min_pet,
+            change_voxel_mm, change_size_mm, change_fraction, change_raise, change_min_pet, change_hot,
             names={"voxel_mm": "change_voxel_mm", "size_mm": "change_size_mm", "fraction": "change_fraction",
-                   "raise_prob": "change_raise", "min_pet": "change_min_pet"})
+                   "raise_prob": "change_raise", "min_pet": "change_min_pet", "hot_prob": "change_hot"})
         if content_target not in CONTENT_TARGETS:
             raise ValueError(f"content_target must be one of {CONTENT_TARGETS}, got {content_target!r}")
         if not sigma_tensor > 0 or not sigma_ssim > 0:

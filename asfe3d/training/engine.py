@@ -52,7 +52,7 @@ _WHOLEHEAD_DATA = {
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
-              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet", "w_petc", "w_detail", "band_fwhm_mm",
+              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet", "change_hot", "w_petc", "w_detail", "band_fwhm_mm",
               "band_voxel_mm", "detail_gain")
 #: offsets of the seeds of the focal PET changes (``loss.w_change > 0``): training draws, validation draws
 _CHANGE_SEED, _VAL_CHANGE_SEED = 7919, 104723

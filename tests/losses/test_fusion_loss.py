@@ -190,6 +190,25 @@ def test_focal_change_is_reproducible_and_inside_the_uptake(spatial_dims, size):
 
 
 @pytest.mark.parametrize("spatial_dims,size", SHAPES)
+def test_focal_change_hot_draws_lower_the_hottest_voxels(spatial_dims, size):
+    pet = torch.zeros(4, 1, *size)
+    pet[(slice(None), slice(None), *(slice(n // 4, 3 * n // 4) for n in size))] = 0.5
+    hot_spot = (slice(None), slice(None), *(slice(n // 2 - 1, n // 2 + 1) for n in size))
+    pet[hot_spot] = 1.0  # a small region at the normalised PET's ceiling
+    changed, blob = focal_change(pet, torch.Generator().manual_seed(3), size_mm=(3.0, 4.0), hot_prob=1.0,
+                                 raise_prob=1.0)
+    peaks = blob.flatten(1).argmax(1)
+    assert all(pet.flatten(1)[i, p] == 1.0 for i, p in enumerate(peaks.tolist()))  # every centre at the ceiling
+    assert (changed <= pet).all() and (changed[hot_spot] < 1.0).all()  # lowered, though raise_prob is 1
+    # hot_prob 0 (the default) keeps the earlier draws exactly
+    default = focal_change(pet, torch.Generator().manual_seed(3), size_mm=(3.0, 4.0))
+    off = focal_change(pet, torch.Generator().manual_seed(3), size_mm=(3.0, 4.0), hot_prob=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(default, off))
+    with pytest.raises(ValueError, match=r"hot_prob must be in \[0, 1\], got -0.5"):
+        focal_change(pet, torch.Generator(), hot_prob=-0.5)
+
+
+@pytest.mark.parametrize("spatial_dims,size", SHAPES)
 def test_change_term_bad_input(spatial_dims, size):
     inputs, loss_fn, changed, blob = _changed_pair(spatial_dims, size)
     fused = inputs[:, 1:]
@@ -218,6 +237,7 @@ def test_change_term_bad_input(spatial_dims, size):
         ({"change_raise": 1.2}, r"change_raise must be in \[0, 1\], got 1.2"),
         ({"change_voxel_mm": 0}, r"change_voxel_mm must be a finite number > 0, got 0"),
         ({"change_min_pet": -0.1}, r"change_min_pet must be in \[0, 1\), got -0.1"),
+        ({"change_hot": 1.5}, r"change_hot must be in \[0, 1\], got 1.5"),
     ],
 )
 @pytest.mark.parametrize("spatial_dims", [2, 3])
