@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,8 @@ def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def print_result(result: Any, stream: Any = None) -> None:
     """Print what one :func:`asfe3d.pipeline.fuse_pair` run did (outputs, inputs, registration and QC, times)."""
+    from asfe3d.reports.text import registration_outcome
+
     stream = stream or sys.stdout
     t = result.timings
     print(f"fused volume: {result.output}", file=stream)
@@ -93,7 +94,7 @@ def print_result(result: Any, stream: Any = None) -> None:
                   f"(weight {units.get('weight_kg')} kg, dose {units.get('dose_bq')} Bq, decay correction "
                   f"{units.get('decay_correction')})", file=stream)
     reg = result.registration
-    print(f"registration: {registration_summary(reg)}; PET covers {result.overlap:.0%} of the MRI head", file=stream)
+    print(f"registration: {registration_outcome(reg)}; PET covers {result.overlap:.0%} of the MRI head", file=stream)
     if reg.get("start") not in (None, "moments", "header"):
         print(f"registration: the first result failed its check; a multi-start search kept the start "
               f"'{reg['start']}' (check the PET header's orientation)", file=stream)
@@ -194,21 +195,3 @@ def _run_cohort(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def registration_summary(reg: dict) -> str:
-    """The summary line's words for a registration record: the metric and iterations when the optimiser's result was
-    kept; otherwise what was kept instead (``none``: the PET resampled as its header places it; the headers'
-    alignment when it scored a higher MI than the optimiser's result), never a ``nan`` metric.
-
-    Args:
-        reg: the completion record's ``registration`` entry (``method``, ``metric``, ``iterations``, ``stop_condition``).
-
-    Returns:
-        e.g. ``"rigid, Mattes MI -0.5123, 38 iterations"`` or ``"rigid: kept the headers' alignment (...)"``.
-    """
-    metric = reg.get("metric")
-    if isinstance(metric, (int, float)) and math.isfinite(metric):
-        return f"{reg['method']}, Mattes MI {metric:.4f}, {reg.get('iterations', 0)} iterations"
-    if reg.get("method") == "none":
-        return "none (the PET resampled as its header places it)"
-    why = reg.get("stop_condition") or "not optimised"
-    return f"{reg['method']}: kept the headers' alignment ({why})"

@@ -16,6 +16,7 @@ Everything here is read from the run's description (the completion record, see
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import shlex
 import sys
@@ -33,6 +34,7 @@ __all__ = [
     "about_rows",
     "methods_text",
     "weights_sha256",
+    "registration_outcome",
 ]
 
 #: the references a Methods paragraph may cite (key -> one line)
@@ -215,6 +217,27 @@ def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def registration_outcome(reg: Mapping[str, Any]) -> str:
+    """What registration kept, in words: the metric and iterations when the optimiser's result was kept; otherwise
+    what was kept instead (``none``: the PET resampled as its header places it; the headers' alignment when it scored
+    a higher MI than the optimiser's result, with the recorded reason), never a ``nan`` metric.
+
+    Args:
+        reg: the completion record's ``registration`` entry (``method``, ``metric``, ``iterations``,
+            ``stop_condition``).
+
+    Returns:
+        e.g. ``"rigid, Mattes MI -0.5123, 38 iterations"`` or ``"rigid: kept the headers' alignment (...)"``.
+    """
+    metric = reg.get("metric")
+    if isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric):
+        return f"{reg.get('method')}, Mattes MI {metric:.4f}, {reg.get('iterations', 0)} iterations"
+    if reg.get("method") == "none":
+        return "none (the PET resampled as its header places it)"
+    why = reg.get("stop_condition") or "not optimised"
+    return f"{reg.get('method')}: kept the headers' alignment ({why})"
+
+
 def weights_sha256(path: str | Path) -> str | None:
     """SHA-256 of a weight file (hex), or ``None`` when it cannot be read."""
     p = Path(path)
@@ -300,13 +323,18 @@ def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citation
             f"(shrink factors 4, 2, 1; smoothing 2, 1, 0 voxels; the {anat} binned to at most "
             f"{fixed['finest_mm']:g} mm at the finest level)")
     details = []
-    if isinstance(reg.get("iterations"), int):
+    metric = reg.get("metric")
+    optimised = isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric)
+    if optimised and isinstance(reg.get("iterations"), int):
         details.append(f"{reg['iterations']} iterations")
-    if isinstance(reg.get("metric"), (int, float)):
-        details.append(f"final metric {reg['metric']:.4f}")
+    if optimised:
+        details.append(f"final metric {metric:.4f}")
     if reg.get("start") and reg.get("start") != "moments":
         details.append(f"start: {reg['start']}")
     text += f" ({'; '.join(details)})." if details else "."
+    if not optimised:
+        why = reg.get("stop_condition")
+        text += " The optimiser's result was not used: the headers' alignment was kept" + (f" ({why})." if why else ".")
     return text + f" The PET was then resampled onto the {anat} grid by trilinear interpolation."
 
 

@@ -177,7 +177,7 @@ def test_dicom_mri_series_end_to_end(small_pair, tmp_path, capsys):
 
 
 def test_registration_summary_never_prints_a_nan_metric():
-    from asfe3d.cli.fuse import registration_summary
+    from asfe3d.reports.text import registration_outcome as registration_summary
 
     optimised = {"method": "rigid", "metric": -0.51234, "iterations": 38, "stop_condition": "converged"}
     assert registration_summary(optimised) == "rigid, Mattes MI -0.5123, 38 iterations"

@@ -67,6 +67,21 @@ def test_subject_report_is_self_contained_and_says_what_happened(tmp_path: Path)
     assert summary["thumbnail"].startswith("data:image/png;base64,")
 
 
+def test_report_says_why_the_headers_alignment_was_kept(tmp_path: Path) -> None:
+    mri, pet, fused = _volumes()
+    kept = {**RESULT, "registration": {"method": "rigid", "metric": float("nan"), "iterations": 0,
+                                       "stop_condition": "the headers' alignment scored a higher MI",
+                                       "qc": {"verdict": "ok", "reasons": [], "numbers": {}}}}
+    text = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=kept).read_text(encoding="utf-8")
+    assert "rigid: kept the headers&#x27; alignment (the headers&#x27; alignment scored a higher MI)" in text
+    words = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)  # the page without its pictures
+    assert not re.search(r"iterations|\bnan\b", words, re.IGNORECASE)
+    assert "The optimiser&#x27;s result was not used: the headers&#x27; alignment was kept (the headers" in words
+    optimised = write_subject_report(tmp_path / "sub-02.html", mri_image=mri, pet_on_mri_image=pet,
+                                     fused_image=fused, pet_as_read_image=pet, result=RESULT).read_text("utf-8")
+    assert "Iterations" in optimised and "Alignment kept" not in optimised
+
 def test_report_refusals(tmp_path: Path) -> None:
     mri, pet, fused = _volumes()
     kwargs = dict(mri_image=mri, pet_on_mri_image=pet, fused_image=fused, result=RESULT)
