@@ -208,6 +208,7 @@ class _Progress:
     def level(self, index: int) -> None:
         if self.bar is not None and index > 0:
             self.bar.update(1)
+            self.bar.refresh()  # the finished level's last iteration and metric, whatever mininterval allowed
 
     def iteration(self, n: int, metric: float) -> None:
         if self.bar is not None:
