@@ -48,7 +48,7 @@ _WHOLEHEAD_DATA = {
     "source": "wholehead", "path": None, "anatomies": ["avg152T1", "avg152T2", "avg152PD", "mni_synth"],
     "val_anatomies": ["avg305T1"], "patterns": ["fdg", "fdg_ad", "amyloid_neg", "amyloid_pos"], "length": 64,
     "val_length": 8, "crop": [48, 48, 48], "bank_size": 12, "val_bank_size": 4, "refresh": 2,
-    "mix_hmif": False, "hmif_task": "PET-MRI", "mri_mm": None,
+    "mix_hmif": False, "hmif_task": "PET-MRI", "mri_mm": None, "bank_workers": 0,
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
@@ -137,6 +137,12 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         overlap = sorted(set(cfg["data"]["anatomies"]) & set(cfg["data"]["val_anatomies"]))
         if overlap:
             raise ValueError(f"data.val_anatomies must be held out of data.anatomies, both hold {overlap}")
+        workers = cfg["data"]["bank_workers"]
+        if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0):
+            raise ValueError(f"data.bank_workers must be an integer >= 0, got {workers!r}")
+        if workers > 0 and cfg["train"]["num_workers"] > 0:
+            raise ValueError(f"data.bank_workers ({workers}) and train.num_workers ({cfg['train']['num_workers']}) "
+                             "both start worker processes: use one of them")
     t = cfg["train"]
     for key in ("epochs", "batch_size", "val_batch_size", "num_threads"):
         if not (isinstance(t[key], int) and t[key] >= 1):
@@ -250,11 +256,14 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         nd = cfg["spatial_dims"]  # 2: axial-slice crops of the same subjects, for the slice-wise network
         train_ds = WholeHeadPairDataset(root, d["length"], d["anatomies"], d["crop"], seed=seed,
                                         bank_size=d["bank_size"], refresh=d["refresh"], patterns=d["patterns"],
-                                        spatial_dims=nd, mri_mm=d["mri_mm"])
+                                        spatial_dims=nd, mri_mm=d["mri_mm"], workers=d["bank_workers"])
+        train_ds.epochs = cfg["train"]["epochs"]  # no subjects made ahead for an epoch the run will not reach
         # validation: held-out anatomies, a fixed bank (another seed), no flips, the same items every epoch
         val_ds = WholeHeadPairDataset(root, d["val_length"], d["val_anatomies"], d["crop"], seed=seed + 100003,
                                       bank_size=d["val_bank_size"], refresh=0, patterns=d["patterns"], flip=False,
-                                      spatial_dims=nd, mri_mm=d["mri_mm"])
+                                      spatial_dims=nd, mri_mm=d["mri_mm"], workers=d["bank_workers"])
+        if d["bank_workers"]:
+            val_ds.set_epoch(0)  # the fixed bank, made in parallel now
         desc = {"source": "wholehead", "path": str(root.resolve()), **{k: d[k] for k in d if k not in ("source", "path")}}
         if d["mix_hmif"]:  # 2D only: the HMIF train split's crops mixed in, one HMIF pair per simulated slice
             from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs
@@ -281,6 +290,13 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
     return train_ds, val_ds, desc
 
 
+def close_datasets(*datasets: Any) -> None:
+    """Stop the worker processes of the datasets that have them (``close``, e.g. ``data.bank_workers``)."""
+    for ds in datasets:
+        if hasattr(ds, "close"):
+            ds.close()
+
+
 class _MixedImages(Dataset):
     """Items of several datasets in turn (``{"image"}`` only, so batches mix them); ``set_epoch`` is passed on."""
 
@@ -295,6 +311,9 @@ class _MixedImages(Dataset):
         for part in self.parts:
             if hasattr(part, "set_epoch"):
                 part.set_epoch(epoch)
+
+    def close(self) -> None:
+        close_datasets(*self.parts)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         part = self.parts[index % len(self.parts)]
@@ -651,8 +670,6 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         ValueError: a bad configuration, or ``resume`` without ``last.pt`` or with a different network config.
         Asfe3dInputError: bad training data.
     """
-    from asfe3d.fusion.weights import save_weights
-
     cfg = resolve_config(config)
     t = cfg["train"]
     out = Path(cfg["out"])
@@ -671,6 +688,22 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
+    try:
+        return _run_epochs(cfg, model, net, optim, progress, train_loader, val_loader, steps, device, dist_info,
+                           data_desc, last_path, best_path, out, command)
+    finally:
+        close_datasets(train_ds, val_ds)
+
+
+def _run_epochs(cfg: dict[str, Any], model: torch.nn.Module, net: torch.nn.Module, optim: _Optimisation,
+                progress: _Progress, train_loader: DataLoader, val_loader: DataLoader, steps: int, device: torch.device,
+                dist_info: DistInfo, data_desc: dict[str, Any], last_path: Path, best_path: Path, out: Path,
+                command: str | None) -> TrainResult:
+    """:func:`train`'s epochs, from ``progress.start_epoch``: train, validate, save ``last.pt``, ``best.pt`` and the
+    log every epoch."""
+    from asfe3d.fusion.weights import save_weights
+
+    t = cfg["train"]
     history = progress.history
     t0 = time.time()
     for epoch in range(progress.start_epoch, t["epochs"]):

@@ -193,6 +193,37 @@ def test_dataset_items_deterministic_and_refreshed(monkeypatch: pytest.MonkeyPat
     assert sum(not np.array_equal(f, s) for f, s in zip(first, second)) == 1
 
 
+def test_dataset_workers_make_the_same_subjects_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    anat = _tiny_anatomy()
+    monkeypatch.setattr(wh, "load_anatomy", lambda name, spm_dir, seed=0: anat)  # workers are forked: they see it
+    monkeypatch.setattr(wh, "draw_params", lambda name, rng, patterns=wh.PATTERNS, mri_mm=None: _params(
+        pattern=patterns[int(rng.integers(len(patterns)))], pet_noise=float(rng.uniform(0.02, 0.1))))
+    make = lambda workers: wh.WholeHeadPairDataset("unused", 4, ["avg152T1"], crop=8, seed=3, bank_size=2,  # noqa: E731
+                                                   refresh=1, workers=workers)
+    serial, pooled = make(0), make(2)
+    try:
+        for epoch in range(3):
+            serial.set_epoch(epoch)
+            pooled.set_epoch(epoch)
+            assert pooled._version == [serial._wanted(k) for k in range(2)]  # the epoch's bank, made already
+            assert sorted(pooled._pending) == sorted({pooled._wanted(k, epoch + 1) for k in range(2)}
+                                                     - set(pooled._version))  # the next epoch's, under way
+            assert all(torch.equal(serial[i]["image"], pooled[i]["image"]) for i in range(4))
+        assert pooled.subjects_made == serial.subjects_made == 4  # 2, then 1 per epoch
+        pooled.epochs = 4
+        pooled.set_epoch(3)
+        serial.set_epoch(3)
+        assert not pooled._pending  # nothing made ahead past the run's last epoch
+        pooled.close()
+        assert pooled._pool is None
+        pooled.set_epoch(3)  # still usable after close: a new pool when a subject is missing
+        assert torch.equal(pooled[0]["image"], serial[0]["image"])
+    finally:
+        pooled.close()
+    with pytest.raises(ValueError, match="workers must be an integer >= 0, got -1"):
+        make(-1)
+
+
 def test_dataset_bad_arguments() -> None:
     with pytest.raises(ValueError, match="length"):
         wh.WholeHeadPairDataset("x", 0)

@@ -129,6 +129,13 @@ def test_wholehead_source_bad_config(tmp_path: Path) -> None:
     assert resolve_config({"spatial_dims": 2, "data": {"source": "wholehead", "path": "x"}})["spatial_dims"] == 2
     with pytest.raises(ValueError, match="mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got 3"):
         resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "mix_hmif": True}})
+    with pytest.raises(ValueError, match="data.bank_workers must be an integer >= 0, got -1"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "bank_workers": -1}})
+    with pytest.raises(ValueError, match=r"data.bank_workers \(2\) and train.num_workers \(1\) both start"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "bank_workers": 2},
+                        "train": {"num_workers": 1}})
+    assert resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "bank_workers": 2}}
+                          )["data"]["bank_workers"] == 2
     with pytest.raises(ValueError, match="needs spatial_dims 3"):
         resolve_config({"spatial_dims": 2, "data": {"source": "simulated"}})
     with pytest.raises(ValueError, match="data.source must be one of"):
