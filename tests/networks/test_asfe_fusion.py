@@ -83,3 +83,29 @@ def test_tiny_inputs_keep_their_grid(spatial):
     with torch.no_grad():
         out = net(torch.rand(1, 2, *spatial))
     assert out.shape == (1, 1, *spatial)
+
+
+@pytest.mark.parametrize("spatial_dims,size", SIZES)
+def test_detail_injection_adds_the_mri_detail_band(spatial_dims, size):
+    from scipy import ndimage
+
+    plain = ASFEFusion(spatial_dims).eval()
+    injected = ASFEFusion(**{**plain.config, "detail_injection": 0.5, "detail_fwhm": 3.0}).eval()
+    injected.load_state_dict(plain.state_dict())  # no new weights: the same state dict loads
+    x = 0.3 + 0.4 * torch.rand(1, 2, *size)  # mid-range, so the clamp stays off
+    with torch.no_grad():
+        added = (injected(x) - plain(x))[0, 0].numpy()
+    mri = x[0, 0].double().numpy()
+    sigma = 3.0 / 2.3548200450309493
+    band = mri - ndimage.gaussian_filter(mri, sigma, mode="nearest", truncate=3.5)  # ceil(3 sigma) = 4 voxels
+    assert abs(added - 0.5 * band).max() < 1e-4
+    assert plain.config["detail_injection"] == 0.0  # off by default: the shipped weights before it are unchanged
+    scripted = torch.jit.script(injected)
+    torch.testing.assert_close(scripted(x), injected(x))
+
+
+@pytest.mark.parametrize("kwargs,quoted", [({"detail_injection": -0.1}, "detail_injection must be a finite number >= 0, got -0.1"),
+                                           ({"detail_fwhm": 0}, r"detail_fwhm must be in \(0, 64\] voxels, got 0")])
+def test_detail_injection_bad_values_quoted(kwargs, quoted):
+    with pytest.raises(ValueError, match=quoted):
+        ASFEFusion(3, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -57,9 +58,11 @@ class ASFEFusion(nn.Module):
     head predicts a per-pixel blend weight ``w`` and a residual ``r``, upsampled to the input grid, optionally
     refined by a full-resolution ``3^d`` conv that also sees the two inputs, and
 
-    ``fused = clamp(w * mri + (1 - w) * pet + residual_scale * tanh(r), 0, 1)``,
+    ``fused = clamp(w * mri + (1 - w) * pet + residual_scale * tanh(r) + detail_injection * (mri - G * mri), 0, 1)``,
 
-    so even the untrained network is a sane per-pixel blend. Inputs of any size are replicate-padded to a
+    so even the untrained network is a sane per-pixel blend. The last term (off by default) injects the MRI's
+    detail band, as pansharpening's detail-injection methods do: ``G`` a Gaussian of ``detail_fwhm`` voxels (the
+    PET's resolution: 5.5 voxels = 6 mm at 1.1 mm), replicate-padded; it has no weights. Inputs of any size are replicate-padded to a
     multiple of ``stem_stride * 2^(levels - 1)``, and to at least twice that (instance norm needs more than one
     voxel per channel at the coarsest scale), and the output is cropped back to the input grid: any size works,
     down to a single voxel.
@@ -70,7 +73,7 @@ class ASFEFusion(nn.Module):
         **overrides: any preset key (``encoder_channels``, ``stem_stride``, ``convs_per_stage``, ``fusion``,
             ``embed_dim``, ``num_heads``, ``patch_size``, ``attn_window``, ``num_experts``, ``slots_per_expert``,
             ``expert_hidden``, ``moe_window``, ``aff_mask_kernel``, ``deform``, ``max_offset``,
-            ``residual_scale``, ``refine``).
+            ``residual_scale``, ``refine``, ``detail_injection`` (>= 0), ``detail_fwhm`` (voxels, > 0)).
 
     Attributes:
         config: everything needed to rebuild the network: ``ASFEFusion(**net.config)``.
@@ -107,10 +110,19 @@ class ASFEFusion(nn.Module):
             raise ValueError(f"convs_per_stage must be >= 1, got {cfg['convs_per_stage']!r}")
         if not float(cfg["residual_scale"]) >= 0:
             raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
+        if not (math.isfinite(float(cfg["detail_injection"])) and float(cfg["detail_injection"]) >= 0):
+            raise ValueError(f"detail_injection must be a finite number >= 0, got {cfg['detail_injection']!r}")
+        if not (math.isfinite(float(cfg["detail_fwhm"])) and 0 < float(cfg["detail_fwhm"]) <= 64):
+            raise ValueError(f"detail_fwhm must be in (0, 64] voxels, got {cfg['detail_fwhm']!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
         self.config = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
         self.stem_stride = int(cfg["stem_stride"])
         self.residual_scale = float(cfg["residual_scale"])
+        self.detail_injection = float(cfg["detail_injection"])
+        sigma = float(cfg["detail_fwhm"]) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        radius = max(1, int(math.ceil(3.0 * sigma)))
+        kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+        self.register_buffer("detail_kernel", kernel / kernel.sum(), persistent=False)  # not in the state dict
         self.multiple = self.stem_stride * 2 ** (len(chans) - 1)
         d, n = spatial_dims, int(cfg["convs_per_stage"])
         conv = Conv[Conv.CONV, d]
@@ -173,4 +185,22 @@ class ASFEFusion(nn.Module):
         mri, pet = x[:, :1], x[:, 1:]
         w = torch.sigmoid(wr[:, :1])
         out = w * mri + (1 - w) * pet + self.residual_scale * torch.tanh(wr[:, 1:])
+        if self.detail_injection > 0:
+            out = out + self.detail_injection * (mri - self._blur(mri))
         return out.clamp(0.0, 1.0)
+
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` smoothed by the separable Gaussian ``detail_kernel`` along every spatial axis (replicate-padded)."""
+        k = self.detail_kernel.to(x.dtype)
+        r = (k.numel() - 1) // 2
+        nd = self.spatial_dims
+        for axis in range(nd):
+            shape = [1, 1] + [1] * nd
+            shape[axis + 2] = k.numel()
+            pad = [0] * (2 * nd)
+            j = nd - 1 - axis  # F.pad lists the last axis first
+            pad[2 * j] = r
+            pad[2 * j + 1] = r
+            xp = F.pad(x, pad, mode="replicate")
+            x = F.conv3d(xp, k.view(shape)) if nd == 3 else F.conv2d(xp, k.view(shape))
+        return x

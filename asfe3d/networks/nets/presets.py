@@ -37,6 +37,8 @@ _PAPER: dict[str, Any] = {
     "deform": False,
     "max_offset": 2.0,
     "residual_scale": 0.25,
+    "detail_injection": 0.0,
+    "detail_fwhm": 5.5,
     "refine": True,
 }
 
@@ -57,6 +59,8 @@ _EFFICIENT_2D: dict[str, Any] = {
     "deform": True,
     "max_offset": 2.0,
     "residual_scale": 0.25,
+    "detail_injection": 0.0,
+    "detail_fwhm": 5.5,
     "refine": True,
 }
 
