@@ -190,17 +190,18 @@ class ASFEFusion(nn.Module):
         return out.clamp(0.0, 1.0)
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` smoothed by the separable Gaussian ``detail_kernel`` along every spatial axis (replicate-padded)."""
+        """``x`` smoothed by the separable Gaussian ``detail_kernel`` along every spatial axis, replicate-padded.
+
+        Each axis is one matrix product with a banded ``(n, n)`` matrix (the padding folded into its edge columns):
+        the same numbers as a replicate-padded convolution, several times faster than a one-channel ``conv3d``.
+        """
         k = self.detail_kernel.to(x.dtype)
         r = (k.numel() - 1) // 2
-        nd = self.spatial_dims
-        for axis in range(nd):
-            shape = [1, 1] + [1] * nd
-            shape[axis + 2] = k.numel()
-            pad = [0] * (2 * nd)
-            j = nd - 1 - axis  # F.pad lists the last axis first
-            pad[2 * j] = r
-            pad[2 * j + 1] = r
-            xp = F.pad(x, pad, mode="replicate")
-            x = F.conv3d(xp, k.view(shape)) if nd == 3 else F.conv2d(xp, k.view(shape))
+        for axis in range(2, x.dim()):
+            n = x.shape[axis]
+            rows = torch.arange(n, device=x.device).view(-1, 1)
+            cols = (rows + torch.arange(-r, r + 1, device=x.device).view(1, -1)).clamp(0, n - 1)
+            band = torch.zeros(n, n, dtype=x.dtype, device=x.device)
+            band.scatter_add_(1, cols, k.view(1, -1).expand(n, k.numel()).contiguous())
+            x = torch.movedim(torch.tensordot(band, torch.movedim(x, axis, 0), dims=([1], [0])), 0, axis)
         return x
