@@ -12,6 +12,7 @@ the checks that need a library (colour maps, CUDA) import it when they run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ FLAT_NAMES = {
     "registration_threads": ("registration", "threads"), "min_overlap": ("registration", "min_overlap"),
     "method": ("fusion", "method"), "mode": ("fusion", "mode"), "weights": ("fusion", "weights"),
     "device": ("fusion", "device"), "slice_axis": ("fusion", "slice_axis"), "roi_size": ("fusion", "roi_size"),
+    "detail_injection": ("fusion", "detail_injection"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -174,6 +176,8 @@ class FusionSettings:
         slice_axis: for ``asfe`` slice mode: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2.
         roi_size: for ``asfe`` volume mode: the sliding window, three integers >= 1 (``None``: the whole volume in
             one pass when it fits, else 128^3 windows).
+        detail_injection: for ``asfe``: the share of the MRI's detail band added to the output, in [0, 4]
+            (``None``: the weights' own, 0.5 for the shipped ones; 0 turns it off).
     """
 
     method: str = DEFAULT_METHOD
@@ -182,6 +186,7 @@ class FusionSettings:
     device: str = DEFAULT_DEVICE
     slice_axis: int | str = DEFAULT_SLICE_AXIS
     roi_size: tuple[int, int, int] | None = None
+    detail_injection: float | None = None
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -195,6 +200,11 @@ class FusionSettings:
             if len(roi) != 3 or not all(_is_int(r) and r >= 1 for r in roi):
                 raise _bad("roi_size", f"must be three integers >= 1, got {self.roi_size!r}")
             _set(self, "roi_size", tuple(int(r) for r in roi))
+        if self.detail_injection is not None:
+            g = self.detail_injection
+            if not (isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) and 0 <= g <= 4):
+                raise _bad("detail_injection", f"must be a number in [0, 4], got {g!r}")
+            _set(self, "detail_injection", float(g))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

@@ -66,6 +66,8 @@ def test_cli_options_map_onto_settings():
     ({"seed": -1}, "seed: must be an integer in [0, 2147483646], got -1"),
     ({"seed": True}, "seed: must be an integer in [0, 2147483646], got True"),
     ({"roi_size": (8, 8)}, "roi_size: must be three integers >= 1, got (8, 8)"),
+    ({"detail_injection": -0.5}, "detail_injection: must be a number in [0, 4], got -0.5"),
+    ({"detail_injection": float("nan")}, "detail_injection: must be a number in [0, 4], got nan"),
     ({"slice_axis": 3}, "slice_axis: must be 'auto', 0, 1 or 2, got 3"),
     ({"pet_frame": -2}, "pet_frame: must be an integer >= 0, got -2"),
     ({"mri_frame": 1.5}, "mri_frame: must be an integer >= 0, got 1.5"),

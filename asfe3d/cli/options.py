@@ -64,6 +64,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
                    help="asfe volume mode: sliding-window size (default: the whole volume in one pass up to 12 M "
                         "voxels, else 128 128 128)")
+    p.add_argument("--detail-injection", type=float, default=None, metavar="G",
+                   help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
+                        "turns it off, e.g. for a noisy MRI (default: the weights' own, 0.5 for the shipped ones)")
     p.add_argument("--colormap", default=defaults.DEFAULT_COLORMAP,
                    help=f"PET colour map for --rgb and --preview (default: {defaults.DEFAULT_COLORMAP})")
     p.add_argument("--output-scale", choices=defaults.OUTPUT_SCALES, default=defaults.DEFAULT_OUTPUT_SCALE,

@@ -9,6 +9,7 @@ MONAI inferers window only their first input, so the network gets ONE 2-channel 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,12 @@ class AsfeFusionMethod(FusionMethod):
         amp: float16 autocast on CUDA.
         progress: show a progress bar.
         net: an already built network (overrides ``weights``; used by training and tests).
+        detail_injection: the share of the MRI's detail band the network adds to its output
+            (:class:`~asfe3d.networks.ASFEFusion`'s ``detail_injection``); ``None`` keeps the weights' own.
 
     Raises:
-        ValueError: bad mode, or a network whose ``spatial_dims`` does not fit the mode.
+        ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
+            the mode.
     """
 
     name = "asfe"
@@ -153,6 +157,7 @@ class AsfeFusionMethod(FusionMethod):
         amp: bool = True,
         progress: bool = False,
         net: torch.nn.Module | None = None,
+        detail_injection: float | None = None,
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -178,6 +183,12 @@ class AsfeFusionMethod(FusionMethod):
         got = getattr(net, "spatial_dims", want)
         if got != want:
             raise ValueError(f"mode {mode!r} needs a {want}D network, got spatial_dims={got}")
+        if detail_injection is not None:
+            if not (math.isfinite(float(detail_injection)) and float(detail_injection) >= 0):
+                raise ValueError(f"detail_injection must be a finite number >= 0, got {detail_injection!r}")
+            if not hasattr(net, "detail_injection"):
+                raise ValueError(f"this network ({type(net).__name__}) has no detail injection to set")
+            net.detail_injection = float(detail_injection)
         self.net = net.eval()
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
@@ -189,6 +200,7 @@ class AsfeFusionMethod(FusionMethod):
         return {
             "method": self.name, "mode": self.mode, "weights": str(self.weights) if self.weights else "in-memory",
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
+            "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
         }
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None) -> np.ndarray:

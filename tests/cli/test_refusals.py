@@ -45,6 +45,7 @@ def no_registration(monkeypatch):
         (["--colormap", "nosuchmap"], "colormap: unknown colour map 'nosuchmap'"),
         (["--seed", "-5"], "seed: must be an integer in [0, 2147483646], got -5"),
         (["--roi-size", "0", "8", "8", "--mode", "volume"], "roi_size: must be three integers >= 1"),
+        (["--detail-injection", "9"], "detail_injection: must be a number in [0, 4], got 9.0"),
         (["--device", "tpu"], "device: must be auto, cpu or cuda[:N], got 'tpu'"),
         (["--threads", "0"], "--threads must be >= 1, got 0"),
         (["--weights", "{tmp}/missing.pt"], "missing.pt: weight file does not exist"),

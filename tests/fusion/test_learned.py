@@ -85,3 +85,18 @@ def test_cuda_with_amp_matches_cpu(nets, cuda_device):
     cpu = AsfeFusionMethod(mode="volume", net=nets[3], device="cpu")(mri, pet)
     gpu = AsfeFusionMethod(mode="volume", net=nets[3], device="cuda", amp=True)(mri, pet)
     assert np.abs(cpu - gpu).max() < 2e-2
+
+
+def test_detail_injection_setting_overrides_the_weights(tmp_path):
+    torch.manual_seed(1)
+    net = ASFEFusion(spatial_dims=3, detail_injection=0.5)
+    path = save_weights(net, tmp_path / "inj.pt")
+    mri, pet = (0.3 + 0.4 * v for v in _vol())  # mid-range, so the clamp stays off
+    own = AsfeFusionMethod(mode="volume", weights=path)
+    off = AsfeFusionMethod(mode="volume", weights=path, detail_injection=0.0)
+    assert own.describe()["detail_injection"] == 0.5 and off.describe()["detail_injection"] == 0.0
+    with torch.no_grad():
+        band = (torch.from_numpy(mri)[None, None] - own.net._blur(torch.from_numpy(mri)[None, None]))[0, 0].numpy()
+    np.testing.assert_allclose(own.fuse_arrays(mri, pet) - off.fuse_arrays(mri, pet), 0.5 * band, atol=1e-4)
+    with pytest.raises(ValueError, match="detail_injection must be a finite number >= 0, got -1"):
+        AsfeFusionMethod(mode="volume", weights=path, detail_injection=-1)

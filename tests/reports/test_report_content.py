@@ -219,3 +219,12 @@ def test_header_aligned_and_oblique_grids() -> None:
     section = render_pair_section(mri_image=(mri, oblique), pet_on_mri_image=(pet, oblique),
                                   fused_image=(fused, oblique), result=RESULT, pet_as_read_image=(pet, oblique))
     assert len(_pngs(section.html)) == 4
+
+
+def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
+    asfe = {"fusion": {"method": "asfe", "mode": "volume", "weights": "in-memory", "detail_injection": 0.5},
+            "settings": {"method": "asfe", "registration": "none"}}
+    paragraph = methods_text([asfe])[0][0]
+    assert "0.5 times the MRI's detail band" in paragraph
+    off = {**asfe, "fusion": {**asfe["fusion"], "detail_injection": 0.0}}
+    assert "detail band" not in methods_text([off])[0][0]
