@@ -670,6 +670,8 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         ValueError: a bad configuration, or ``resume`` without ``last.pt`` or with a different network config.
         Asfe3dInputError: bad training data.
     """
+    from asfe3d.fusion.weights import save_weights
+
     cfg = resolve_config(config)
     t = cfg["train"]
     out = Path(cfg["out"])
@@ -678,61 +680,48 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         raise ValueError(f"resume asked for but {str(last_path)!r} does not exist")
     device, dist_info = _setup_process(t, out)
     train_ds, val_ds, data_desc = build_datasets(cfg)
-    train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
-    net = _build_network(cfg, device, resume)
-    optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
-    progress = _restore(last_path, t["epochs"], optim) if resume else _Progress()
-    model: torch.nn.Module = net
-    if dist_info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
+    try:  # the datasets' worker processes (data.bank_workers) stop however the run ends
+        train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
+        net = _build_network(cfg, device, resume)
+        optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
+        progress = _restore(last_path, t["epochs"], optim) if resume else _Progress()
+        model: torch.nn.Module = net
+        if dist_info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+            model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    try:
-        return _run_epochs(cfg, model, net, optim, progress, train_loader, val_loader, steps, device, dist_info,
-                           data_desc, last_path, best_path, out, command)
+        history = progress.history
+        t0 = time.time()
+        for epoch in range(progress.start_epoch, t["epochs"]):
+            te = time.time()
+            train_parts = _train_epoch(model, optim, train_loader, steps, t["grad_clip"], device, epoch)
+            val_loss = _validate(net, optim.loss_fn, val_loader, device, optim.use_amp, t["seed"] + _VAL_CHANGE_SEED)
+            val_loss = _mean_over_ranks(train_parts, val_loss, device, dist_info)
+            row = {"epoch": epoch + 1, "train_loss": train_parts.get("total", float("nan"))}
+            row.update({f"train_{k}": v for k, v in train_parts.items() if k != "total"})
+            row.update({"val_loss": val_loss, "seconds": time.time() - te, "lr": optim.opt.param_groups[0]["lr"]})
+            history.append(row)
+            if val_loss < progress.best_val:
+                progress.best_val, progress.best_epoch = val_loss, epoch + 1
+                progress.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            if dist_info.is_main:
+                _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0)
+                _write_log(history, out)
+                _plot(history, out)
+                _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,
+                           progress.best_val, progress.prior_seconds + time.time() - t0, device, command, save_weights)
+                print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
+                      f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
+        seconds = time.time() - t0
+        cleanup_training(dist_info)
+        return TrainResult(
+            out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history),
+            best_epoch=progress.best_epoch, best_val_loss=progress.best_val, final_train_loss=history[-1]["train_loss"],
+            final_val_loss=history[-1]["val_loss"], seconds=seconds, history=history,
+        )
     finally:
         close_datasets(train_ds, val_ds)
-
-
-def _run_epochs(cfg: dict[str, Any], model: torch.nn.Module, net: torch.nn.Module, optim: _Optimisation,
-                progress: _Progress, train_loader: DataLoader, val_loader: DataLoader, steps: int, device: torch.device,
-                dist_info: DistInfo, data_desc: dict[str, Any], last_path: Path, best_path: Path, out: Path,
-                command: str | None) -> TrainResult:
-    """:func:`train`'s epochs, from ``progress.start_epoch``: train, validate, save ``last.pt``, ``best.pt`` and the
-    log every epoch."""
-    from asfe3d.fusion.weights import save_weights
-
-    t = cfg["train"]
-    history = progress.history
-    t0 = time.time()
-    for epoch in range(progress.start_epoch, t["epochs"]):
-        te = time.time()
-        train_parts = _train_epoch(model, optim, train_loader, steps, t["grad_clip"], device, epoch)
-        val_loss = _validate(net, optim.loss_fn, val_loader, device, optim.use_amp, t["seed"] + _VAL_CHANGE_SEED)
-        val_loss = _mean_over_ranks(train_parts, val_loss, device, dist_info)
-        row = {"epoch": epoch + 1, "train_loss": train_parts.get("total", float("nan"))}
-        row.update({f"train_{k}": v for k, v in train_parts.items() if k != "total"})
-        row.update({"val_loss": val_loss, "seconds": time.time() - te, "lr": optim.opt.param_groups[0]["lr"]})
-        history.append(row)
-        if val_loss < progress.best_val:
-            progress.best_val, progress.best_epoch = val_loss, epoch + 1
-            progress.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        if dist_info.is_main:
-            _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0)
-            _write_log(history, out)
-            _plot(history, out)
-            _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,
-                       progress.best_val, progress.prior_seconds + time.time() - t0, device, command, save_weights)
-            print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
-                  f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
-    seconds = time.time() - t0
-    cleanup_training(dist_info)
-    return TrainResult(
-        out_dir=out, best_path=best_path, last_path=last_path, epochs_run=len(history),
-        best_epoch=progress.best_epoch, best_val_loss=progress.best_val, final_train_loss=history[-1]["train_loss"],
-        final_val_loss=history[-1]["val_loss"], seconds=seconds, history=history,
-    )
 
 
 def _batch_loss(model: torch.nn.Module, loss_fn: Any, x: torch.Tensor, use_amp: bool,
