@@ -681,18 +681,26 @@ class WholeHeadPairDataset(Dataset):
 
     def _fill_with_workers(self) -> None:
         """Make the current epoch's missing subjects in the workers (in parallel) and start the next epoch's."""
-        missing = {slot: self._wanted(slot) for slot in range(self.bank_size)
-                   if self._version[slot] != self._wanted(slot) or self._bank[slot] is None}
-        for number in missing.values():
-            self._submit(number)
-        for slot, number in missing.items():
-            self._bank[slot] = None  # free first
-            self._bank[slot] = self._pending.pop(number).result()  # a worker's error is raised here
-            self._version[slot] = number
-            self.subjects_made += 1
+        missing = [(slot, self._wanted(slot)) for slot in range(self.bank_size)]
+        missing = [(slot, number) for slot, number in missing if self._version[slot] != number or self._bank[slot] is None]
+        for _, number in missing:
+            self._submit(number)  # all at once, so the workers make them side by side
+        for slot, number in missing:
+            self._store(slot, number)
         if self.epochs is None or self.epoch + 1 < self.epochs:
             for number in {self._wanted(slot, self.epoch + 1) for slot in range(self.bank_size)} - set(self._version):
                 self._submit(number)
+
+    def _store(self, slot: int, number: int) -> None:
+        """Put subject ``number`` into bank slot ``slot``: from the workers (made ahead, or now) or made here."""
+        self._bank[slot] = None  # free first
+        if self.workers > 0:
+            self._bank[slot] = self._submit(number).result()  # a worker's error is raised here
+            del self._pending[number]
+            self.subjects_made += 1
+        else:
+            self._bank[slot] = self.subject(number)
+        self._version[slot] = number
 
     def close(self) -> None:
         """Stop the worker processes (the subjects made ahead are dropped); the dataset stays usable."""
@@ -709,12 +717,7 @@ class WholeHeadPairDataset(Dataset):
     def _slot(self, slot: int) -> dict[str, Any]:
         want = self._wanted(slot)
         if self._version[slot] != want or self._bank[slot] is None:
-            self._bank[slot] = None  # free first
-            self._bank[slot] = self._submit(want).result() if self.workers > 0 else self.subject(want)
-            if self.workers > 0:
-                self._pending.pop(want, None)
-                self.subjects_made += 1
-            self._version[slot] = want
+            self._store(slot, want)
         entry = self._bank[slot]
         assert entry is not None
         return entry
