@@ -9,7 +9,6 @@ a "flicker" switch alternates the two (CSS only, no script).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from asfe3d.reports.html import (
     verdict_of,
     write_report,
 )
-from asfe3d.reports.text import registration_outcome
+from asfe3d.reports.text import optimiser_metric, registration_outcome
 from asfe3d.settings import flat_settings
 
 __all__ = ["failed_section", "pet_as_read", "render_pair_section", "write_subject_report"]
@@ -92,9 +91,9 @@ def _quality_html(result: Mapping[str, Any]) -> str:
     rows: list[tuple[str, Any]] = []
     if used is not None:
         rows.append(("Registration", f"{used}" + (f" (asked: {requested})" if requested and requested != used else "")))
-    metric = reg.get("metric")
-    if isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric):
-        rows.append(("Final metric (Mattes MI, lower is better)", float(metric)))
+    metric = optimiser_metric(reg)
+    if metric is not None:
+        rows.append(("Final metric (Mattes MI, lower is better)", metric))
         if reg.get("iterations") is not None:
             rows.append(("Iterations", reg["iterations"]))
     elif used is not None:  # no optimiser result was kept: say what was, and why (never "Iterations 0" alone)

@@ -35,6 +35,7 @@ __all__ = [
     "methods_text",
     "weights_sha256",
     "registration_outcome",
+    "optimiser_metric",
 ]
 
 #: the references a Methods paragraph may cite (key -> one line)
@@ -217,6 +218,15 @@ def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def optimiser_metric(reg: Mapping[str, Any]) -> float | None:
+    """The registration record's final metric when the optimiser's result was kept (a finite number), else ``None``
+    (``registration: none``, or the headers' alignment kept: the record then holds ``nan``)."""
+    metric = reg.get("metric")
+    if isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric):
+        return float(metric)
+    return None
+
+
 def registration_outcome(reg: Mapping[str, Any]) -> str:
     """What registration kept, in words: the metric and iterations when the optimiser's result was kept; otherwise
     what was kept instead (``none``: the PET resampled as its header places it; the headers' alignment when it scored
@@ -229,8 +239,8 @@ def registration_outcome(reg: Mapping[str, Any]) -> str:
     Returns:
         e.g. ``"rigid, Mattes MI -0.5123, 38 iterations"`` or ``"rigid: kept the headers' alignment (...)"``.
     """
-    metric = reg.get("metric")
-    if isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric):
+    metric = optimiser_metric(reg)
+    if metric is not None:
         return f"{reg.get('method')}, Mattes MI {metric:.4f}, {reg.get('iterations', 0)} iterations"
     if reg.get("method") == "none":
         return "none (the PET resampled as its header places it)"
@@ -323,16 +333,15 @@ def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citation
             f"(shrink factors 4, 2, 1; smoothing 2, 1, 0 voxels; the {anat} binned to at most "
             f"{fixed['finest_mm']:g} mm at the finest level)")
     details = []
-    metric = reg.get("metric")
-    optimised = isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric)
-    if optimised and isinstance(reg.get("iterations"), int):
-        details.append(f"{reg['iterations']} iterations")
-    if optimised:
+    metric = optimiser_metric(reg)
+    if metric is not None:
+        if isinstance(reg.get("iterations"), int):
+            details.append(f"{reg['iterations']} iterations")
         details.append(f"final metric {metric:.4f}")
     if reg.get("start") and reg.get("start") != "moments":
         details.append(f"start: {reg['start']}")
     text += f" ({'; '.join(details)})." if details else "."
-    if not optimised:
+    if metric is None:
         why = reg.get("stop_condition")
         text += " The optimiser's result was not used: the headers' alignment was kept" + (f" ({why})." if why else ".")
     return text + f" The PET was then resampled onto the {anat} grid by trilinear interpolation."
