@@ -9,7 +9,6 @@ MONAI inferers window only their first input, so the network gets ONE 2-channel 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -184,11 +183,9 @@ class AsfeFusionMethod(FusionMethod):
         if got != want:
             raise ValueError(f"mode {mode!r} needs a {want}D network, got spatial_dims={got}")
         if detail_injection is not None:
-            if not (math.isfinite(float(detail_injection)) and float(detail_injection) >= 0):
-                raise ValueError(f"detail_injection must be a finite number >= 0, got {detail_injection!r}")
-            if not hasattr(net, "detail_injection"):
+            if not hasattr(net, "set_detail_injection"):
                 raise ValueError(f"this network ({type(net).__name__}) has no detail injection to set")
-            net.detail_injection = float(detail_injection)
+            net.set_detail_injection(detail_injection)
         self.net = net.eval()
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,

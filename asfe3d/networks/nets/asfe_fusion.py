@@ -110,15 +110,14 @@ class ASFEFusion(nn.Module):
             raise ValueError(f"convs_per_stage must be >= 1, got {cfg['convs_per_stage']!r}")
         if not float(cfg["residual_scale"]) >= 0:
             raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
-        if not (math.isfinite(float(cfg["detail_injection"])) and float(cfg["detail_injection"]) >= 0):
-            raise ValueError(f"detail_injection must be a finite number >= 0, got {cfg['detail_injection']!r}")
         if not (math.isfinite(float(cfg["detail_fwhm"])) and 0 < float(cfg["detail_fwhm"]) <= 64):
             raise ValueError(f"detail_fwhm must be in (0, 64] voxels, got {cfg['detail_fwhm']!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
         self.config = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
         self.stem_stride = int(cfg["stem_stride"])
         self.residual_scale = float(cfg["residual_scale"])
-        self.detail_injection = float(cfg["detail_injection"])
+        self.detail_injection = 0.0
+        self.set_detail_injection(cfg["detail_injection"])
         sigma = float(cfg["detail_fwhm"]) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
         radius = max(1, int(math.ceil(3.0 * sigma)))
         kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
@@ -188,6 +187,18 @@ class ASFEFusion(nn.Module):
         if self.detail_injection > 0:
             out = out + self.detail_injection * (mri - self._blur(mri))
         return out.clamp(0.0, 1.0)
+
+    @torch.jit.unused
+    def set_detail_injection(self, gain: float) -> None:
+        """Change the share of the MRI's detail band added to the output (``config`` follows).
+
+        Raises:
+            ValueError: ``gain`` is not a finite number >= 0 (quoted).
+        """
+        if not (isinstance(gain, (int, float)) and not isinstance(gain, bool) and math.isfinite(gain) and gain >= 0):
+            raise ValueError(f"detail_injection must be a finite number >= 0, got {gain!r}")
+        self.detail_injection = float(gain)
+        self.config["detail_injection"] = float(gain)
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` smoothed by the separable Gaussian ``detail_kernel`` along every spatial axis, replicate-padded.
