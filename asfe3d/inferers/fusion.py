@@ -6,7 +6,10 @@ same voxels by construction.
 
 - ``mode="slice"``: the 2D network over every slice along one voxel axis (MONAI's :class:`~monai.inferers.SliceInferer`,
   whole slices); ``slice_axis="auto"`` takes the axis closest to the head's superior-inferior axis from the input's
-  affine (axial slices, as the 2D network was trained on).
+  affine (axial slices, as the 2D network was trained on). A network with a detail injection
+  (:class:`~asfe3d.networks.ASFEFusion`'s ``detail_injection`` > 0) runs without it on the slices, and the MRI's
+  detail band of the whole volume (its :meth:`~asfe3d.networks.ASFEFusion.volume_detail`) is added to the stacked
+  output, which is then clamped to ``[0, 1]``: a band taken slice by slice misses the detail across slices.
 - ``mode="volume"``: the 3D network through MONAI's :class:`~monai.inferers.SlidingWindowInferer` with gaussian
   blending; the window is clipped to the volume per axis, and ``roi_size="auto"`` runs the whole volume in one pass
   up to :data:`WHOLE_VOLUME_MAX_VOXELS` voxels, else windows of :data:`DEFAULT_ROI`.
@@ -163,6 +166,13 @@ class FusionInferer(Inferer):
                 roi_size=(-1, -1), spatial_dim=self.axis(inputs, slice_axis), sw_batch_size=self.sw_batch_size,
                 progress=self.progress, sw_device=self.sw_device, device=self.device,
             )
+            if float(getattr(network, "detail_injection", 0.0)) > 0 and hasattr(network, "volume_detail"):
+                # (MONAI's SliceInferer does not pass call arguments on to the network: bind them here)
+                out = inferer(inputs, lambda x: network(x, *args, inject_detail=False, **kwargs))
+                mri = inputs[:, :1].as_tensor() if isinstance(inputs, MetaTensor) else inputs[:, :1]
+                with torch.autocast(device_type=out.device.type, enabled=False):  # the band in float32
+                    band = network.volume_detail(mri.to(device=out.device, dtype=torch.float32))
+                return (out.float() + band).clamp_(0.0, 1.0)
         else:
             spatial = tuple(int(s) for s in inputs.shape[2:])
             roi = tuple(int(r) for r in self.window(spatial))

@@ -6,7 +6,7 @@ channels ``[MRI, PET]`` in ``[0, 1]`` and returns ``(B, 1, *spatial)`` in ``[0, 
 
 from __future__ import annotations
 
-from asfe3d.networks.blocks import AFF, CASF, SFEF, DeformableCrossBlend, FrequencyBranch, FusionBlock, warp
+from asfe3d.networks.blocks import AFF, CASF, SFEF, DeformableCrossBlend, DetailBand, FrequencyBranch, FusionBlock, warp
 from asfe3d.networks.nets import PAPER_PARAMS_2D, PRESETS, ASFEFusion, get_preset
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ASFEFusion",
     "CASF",
     "DeformableCrossBlend",
+    "DetailBand",
     "FrequencyBranch",
     "FusionBlock",
     "PAPER_PARAMS_2D",

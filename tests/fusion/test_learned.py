@@ -96,7 +96,7 @@ def test_detail_injection_setting_overrides_the_weights(tmp_path):
     off = AsfeFusionMethod(mode="volume", weights=path, detail_injection=0.0)
     assert own.describe()["detail_injection"] == 0.5 and off.describe()["detail_injection"] == 0.0
     with torch.no_grad():
-        band = (torch.from_numpy(mri)[None, None] - own.net._blur(torch.from_numpy(mri)[None, None]))[0, 0].numpy()
+        band = own.net.detail_band(torch.from_numpy(mri)[None, None])[0, 0].numpy()
     np.testing.assert_allclose(own.fuse_arrays(mri, pet) - off.fuse_arrays(mri, pet), 0.5 * band, atol=1e-4)
     with pytest.raises(ValueError, match="detail_injection must be a finite number >= 0, got -1"):
         AsfeFusionMethod(mode="volume", weights=path, detail_injection=-1)

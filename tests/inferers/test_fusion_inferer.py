@@ -112,3 +112,39 @@ def test_fusion_method_slice_axis_is_per_call():
     seen.clear()
     Fuse(method)(img)  # auto: identity affine, axial = voxel axis 2
     assert seen == [(8, 2, 4, 6)] and method.slice_axis == 2
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_slice_mode_adds_the_volume_detail_band_across_slices(axis):
+    """A 2D network with a detail injection: slices without it, then the MRI's band of the whole volume."""
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=2, detail_injection=0.5, detail_fwhm=3.0).eval()
+    x = 0.3 + 0.4 * torch.rand(1, 2, 6, 7, 8)  # mid-range, so the clamp stays off
+    with torch.no_grad():
+        out = FusionInferer("slice", slice_axis=axis)(MetaTensor(x, affine=torch.eye(4)), net)
+        plain = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(x, lambda s: net(s, inject_detail=False))
+        band = net.detail_band(x[:, :1])  # the 3D band: the same kernel along all three axes
+    torch.testing.assert_close(out.as_tensor() if isinstance(out, MetaTensor) else out, plain + 0.5 * band,
+                               rtol=0, atol=1e-5)
+    # an MRI that changes only across slices: a slice's own band is zero, the volume's is not
+    ramp = torch.linspace(0.3, 0.7, x.shape[2 + axis]).view([-1 if d == axis else 1 for d in range(3)])
+    flat = x.clone()
+    flat[:, 0] = ramp.expand(6, 7, 8) ** 3
+    with torch.no_grad():
+        across = FusionInferer("slice", slice_axis=axis)(flat, net) - SliceInferer(
+            roi_size=(-1, -1), spatial_dim=axis)(flat, lambda s: net(s, inject_detail=False))
+        in_plane = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(flat, net) - SliceInferer(
+            roi_size=(-1, -1), spatial_dim=axis)(flat, lambda s: net(s, inject_detail=False))
+    assert in_plane.abs().max() < 1e-6 < across.abs().max()
+
+
+def test_slice_mode_without_injection_is_the_plain_slice_inferer():
+    from asfe3d.networks.nets import ASFEFusion
+
+    net = ASFEFusion(spatial_dims=2).eval()  # detail_injection 0 (the default)
+    x = torch.rand(1, 2, 5, 6, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(FusionInferer("slice", slice_axis=2, sw_batch_size=1)(x, net),
+                                   SliceInferer(roi_size=(-1, -1), spatial_dim=2)(x, net), rtol=0, atol=0)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
+from asfe3d.networks.blocks.detail import DetailBand
 from asfe3d.networks.blocks.fusion_block import FusionBlock
 from asfe3d.networks.blocks.utils import check_spatial_dims, crop_to, pad_to_multiple, shape_text
 from asfe3d.networks.nets.presets import get_preset
@@ -62,8 +63,9 @@ class ASFEFusion(nn.Module):
 
     so even the untrained network is a sane per-pixel blend. The last term (off by default) injects the MRI's
     detail band, as pansharpening's detail-injection methods do: ``G`` a Gaussian of ``detail_fwhm`` voxels (the
-    PET's resolution: 5.5 voxels = 6 mm at 1.1 mm), replicate-padded; it has no weights. Inputs of any size are replicate-padded to a
-    multiple of ``stem_stride * 2^(levels - 1)``, and to at least twice that (instance norm needs more than one
+    PET's resolution: 5.5 voxels = 6 mm at 1.1 mm), replicate-padded; it has no weights. The 2D network's slice
+    mode (:class:`~asfe3d.inferers.FusionInferer`) runs ``forward(x, inject_detail=False)`` on each slice and adds
+    :meth:`volume_detail` of the whole volume instead. Inputs of any size are replicate-padded to a multiple of ``stem_stride * 2^(levels - 1)``, and to at least twice that (instance norm needs more than one
     voxel per channel at the coarsest scale), and the output is cropped back to the input grid: any size works,
     down to a single voxel.
 
@@ -110,18 +112,13 @@ class ASFEFusion(nn.Module):
             raise ValueError(f"convs_per_stage must be >= 1, got {cfg['convs_per_stage']!r}")
         if not float(cfg["residual_scale"]) >= 0:
             raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
-        if not (math.isfinite(float(cfg["detail_fwhm"])) and 0 < float(cfg["detail_fwhm"]) <= 64):
-            raise ValueError(f"detail_fwhm must be in (0, 64] voxels, got {cfg['detail_fwhm']!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
         self.config = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
         self.stem_stride = int(cfg["stem_stride"])
         self.residual_scale = float(cfg["residual_scale"])
         self.detail_injection = 0.0
         self.set_detail_injection(cfg["detail_injection"])
-        sigma = float(cfg["detail_fwhm"]) / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-        radius = max(1, int(math.ceil(3.0 * sigma)))
-        kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-        self.register_buffer("detail_kernel", kernel / kernel.sum(), persistent=False)  # not in the state dict
+        self.detail_band = DetailBand(cfg["detail_fwhm"])  # no parameters: nothing in the state dict
         self.multiple = self.stem_stride * 2 ** (len(chans) - 1)
         d, n = spatial_dims, int(cfg["convs_per_stage"])
         conv = Conv[Conv.CONV, d]
@@ -144,11 +141,13 @@ class ASFEFusion(nn.Module):
                 self.refine.weight.mul_(0.1)
                 self.refine.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inject_detail: bool = True) -> torch.Tensor:
         """Fuse an MRI/PET pair.
 
         Args:
             x: ``(B, 2, H, W[, D])`` with channels ``[MRI, PET]`` in ``[0, 1]``.
+            inject_detail: add the MRI's detail band (when ``detail_injection`` > 0); ``False`` leaves it to the
+                caller, who adds :meth:`volume_detail` of the assembled volume (the 2D network's slice mode).
 
         Returns:
             ``(B, 1, H, W[, D])`` fused image in ``[0, 1]`` on the input grid.
@@ -184,9 +183,19 @@ class ASFEFusion(nn.Module):
         mri, pet = x[:, :1], x[:, 1:]
         w = torch.sigmoid(wr[:, :1])
         out = w * mri + (1 - w) * pet + self.residual_scale * torch.tanh(wr[:, 1:])
-        if self.detail_injection > 0:
-            out = out + self.detail_injection * (mri - self._blur(mri))
+        if inject_detail and self.detail_injection > 0:
+            out = out + self.detail_injection * self.detail_band(mri)
         return out.clamp(0.0, 1.0)
+
+    @torch.jit.export
+    def volume_detail(self, mri: torch.Tensor) -> torch.Tensor:
+        """``detail_injection`` times the detail band of ``mri`` ``(B, 1, *spatial)`` along all its spatial axes.
+
+        For the 2D network run slice by slice over a volume: the band of the whole ``(B, 1, X, Y, Z)`` volume, with
+        the same kernel, also holds the detail across slices that a slice's band misses. Add it to the outputs of
+        ``forward(x, inject_detail=False)`` and clamp to ``[0, 1]``.
+        """
+        return self.detail_injection * self.detail_band(mri)
 
     @torch.jit.unused
     def set_detail_injection(self, gain: float) -> None:
@@ -199,20 +208,3 @@ class ASFEFusion(nn.Module):
             raise ValueError(f"detail_injection must be a finite number >= 0, got {gain!r}")
         self.detail_injection = float(gain)
         self.config["detail_injection"] = float(gain)
-
-    def _blur(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` smoothed by the separable Gaussian ``detail_kernel`` along every spatial axis, replicate-padded.
-
-        Each axis is one matrix product with a banded ``(n, n)`` matrix (the padding folded into its edge columns):
-        the same numbers as a replicate-padded convolution, several times faster than a one-channel ``conv3d``.
-        """
-        k = self.detail_kernel.to(x.dtype)
-        r = (k.numel() - 1) // 2
-        for axis in range(2, x.dim()):
-            n = x.shape[axis]
-            rows = torch.arange(n, device=x.device).view(-1, 1)
-            cols = (rows + torch.arange(-r, r + 1, device=x.device).view(1, -1)).clamp(0, n - 1)
-            band = torch.zeros(n, n, dtype=x.dtype, device=x.device)
-            band.scatter_add_(1, cols, k.view(1, -1).expand(n, k.numel()).contiguous())
-            x = torch.movedim(torch.tensordot(band, torch.movedim(x, axis, 0), dims=([1], [0])), 0, axis)
-        return x

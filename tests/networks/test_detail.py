@@ -1,0 +1,34 @@
+"""DetailBand: the Gaussian high-pass of detail injection, for slices and volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from asfe3d.networks import DetailBand
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 9, 12), (1, 1, 7, 10, 13)])
+def test_band_is_x_minus_a_replicate_padded_gaussian(shape):
+    x = torch.rand(*shape, dtype=torch.float64)
+    band = DetailBand(3.0).forward(x)
+    sigma = 3.0 / 2.3548200450309493
+    ref = [xi - ndimage.gaussian_filter(xi, sigma, mode="nearest", truncate=3.5)  # radius ceil(3 sigma) = 4
+           for xi in x[:, 0].numpy()]
+    np.testing.assert_allclose(band[:, 0].numpy(), np.stack(ref), atol=1e-6)  # a float32 kernel
+    assert not DetailBand(3.0).state_dict()  # no weights: adding it changes no weight file
+
+
+def test_band_of_a_constant_is_zero_and_scripting_gives_the_same():
+    band = DetailBand(5.5)
+    x = torch.rand(1, 1, 6, 8, 5)
+    torch.testing.assert_close(band(torch.full_like(x, 0.7)), torch.zeros_like(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.jit.script(band)(x), band(x))
+
+
+@pytest.mark.parametrize("fwhm", [0, -1.0, float("nan"), 65, True, "6"])
+def test_bad_fwhm_is_refused_quoting_the_value(fwhm):
+    with pytest.raises(ValueError, match=r"detail_fwhm must be in \(0, 64\] voxels, got " + repr(fwhm).replace("(", r"\(")):
+        DetailBand(fwhm)
