@@ -403,8 +403,9 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
                      else f"; weights {Path(str(weights)).name} (file not readable when the report was written)")
         g = fusion.get("detail_injection")
         if isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0:
-            text += (f"; the network's output had {g:g} times the {anat}'s detail band (the image minus its Gaussian "
-                     f"blur of 5.5 voxels FWHM) added")
+            where = " of the whole volume, after the slices were stacked," if mode == "slice" else ""
+            text += (f"; the network's output had {g:g} times the {anat}'s detail band{where} (the image minus its "
+                     f"Gaussian blur of 5.5 voxels FWHM) added")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}

@@ -228,3 +228,12 @@ def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
     assert "0.5 times the MRI's detail band" in paragraph
     off = {**asfe, "fusion": {**asfe["fusion"], "detail_injection": 0.0}}
     assert "detail band" not in methods_text([off])[0][0]
+
+
+def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
+    sl = {"fusion": {"method": "asfe", "mode": "slice", "slice_axis": 2, "weights": "in-memory",
+                     "detail_injection": 0.75}, "settings": {"method": "asfe", "registration": "none"}}
+    paragraph = methods_text([sl])[0][0]
+    assert "0.75 times the MRI's detail band of the whole volume, after the slices were stacked," in paragraph
+    vol = {**sl, "fusion": {**sl["fusion"], "mode": "volume"}}
+    assert "whole volume" not in methods_text([vol])[0][0]
