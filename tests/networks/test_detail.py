@@ -32,3 +32,20 @@ def test_band_of_a_constant_is_zero_and_scripting_gives_the_same():
 def test_bad_fwhm_is_refused_quoting_the_value(fwhm):
     with pytest.raises(ValueError, match=r"detail_fwhm must be in \(0, 64\] voxels, got " + repr(fwhm).replace("(", r"\(")):
         DetailBand(fwhm)
+
+
+def test_building_the_shipped_networks_leaves_torch_dynamo_unimported():
+    """The weight check builds the network on the meta device; a kernel made by ``torch.arange`` there went through
+    ``torch._refs`` and imported ``torch._dynamo`` (0.9 s of every command's start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from asfe3d.fusion.weights import build_network, shipped_weights\n"
+            "for mode in ('volume', 'slice'):\n"
+            "    net, _ = build_network(shipped_weights(mode))\n"
+            "    assert net.detail_injection > 0, mode\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]
