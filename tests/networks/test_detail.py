@@ -30,7 +30,8 @@ def test_band_of_a_constant_is_zero_and_scripting_gives_the_same():
 
 @pytest.mark.parametrize("fwhm", [0, -1.0, float("nan"), 65, True, "6"])
 def test_bad_fwhm_is_refused_quoting_the_value(fwhm):
-    with pytest.raises(ValueError, match=r"detail_fwhm must be in \(0, 64\] voxels, got " + repr(fwhm).replace("(", r"\(")):
+    quoted = r"detail_fwhm must be in \(0, 64\] voxels, got " + repr(fwhm).replace("(", r"\(")
+    with pytest.raises(ValueError, match=quoted):
         DetailBand(fwhm)
 
 

@@ -65,9 +65,10 @@ class ASFEFusion(nn.Module):
     detail band, as pansharpening's detail-injection methods do: ``G`` a Gaussian of ``detail_fwhm`` voxels (the
     PET's resolution: 5.5 voxels = 6 mm at 1.1 mm), replicate-padded; it has no weights. The 2D network's slice
     mode (:class:`~asfe3d.inferers.FusionInferer`) runs ``forward(x, inject_detail=False)`` on each slice and adds
-    :meth:`volume_detail` of the whole volume instead. Inputs of any size are replicate-padded to a multiple of ``stem_stride * 2^(levels - 1)``, and to at least twice that (instance norm needs more than one
-    voxel per channel at the coarsest scale), and the output is cropped back to the input grid: any size works,
-    down to a single voxel.
+    :meth:`volume_detail` of the whole volume instead. Inputs of any size are replicate-padded to a multiple of
+    ``stem_stride * 2^(levels - 1)``, and to at least twice that (instance norm needs more than one voxel per
+    channel at the coarsest scale), and the output is cropped back to the input grid: any size works, down to a
+    single voxel.
 
     Args:
         spatial_dims: 2 or 3.
