@@ -109,3 +109,31 @@ def test_detail_injection_adds_the_mri_detail_band(spatial_dims, size):
 def test_detail_injection_bad_values_quoted(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):
         ASFEFusion(3, **kwargs)
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 37, 500])
+def test_tail_in_slabs_gives_the_same_numbers(slab_voxels):
+    torch.manual_seed(0)
+    net = ASFEFusion(3, detail_injection=0.5, detail_fwhm=3.0).eval()
+    with torch.no_grad():
+        net.refine.weight.normal_(0.0, 0.3)  # a refining conv that matters, so a wrong halo would show
+    x = torch.rand(2, 2, 13, 9, 11)  # the first axis is padded to 16: the last slab's halo is a padded row
+    with torch.no_grad():
+        whole = net(x)  # one slab: the default slab is far larger than this volume
+        net.tail_slab_voxels = slab_voxels
+        slabs = net(x)
+        scripted = torch.jit.script(net)(x)
+    assert torch.equal(slabs, whole)
+    assert torch.equal(scripted, whole)
+    net.tail_slab_voxels = 1
+    with torch.enable_grad():
+        trained = net(x)  # with autograd the tail runs whole
+    assert trained.requires_grad and torch.equal(trained.detach(), whole)
+
+
+def test_tail_in_slabs_bad_input_still_refused():
+    net = ASFEFusion(3).eval()
+    net.tail_slab_voxels = 1
+    with pytest.raises(ValueError, match=r"expects \(B, 2, \*spatial\).*got shape \(1, 3, 4, 4, 4\)"):
+        with torch.no_grad():
+            net(torch.rand(1, 3, 4, 4, 4))

@@ -36,6 +36,14 @@ def _conv_block(spatial_dims: int, cin: int, cout: int, stride: int, n: int) -> 
     return nn.Sequential(*layers)
 
 
+def _numel(shape: list[int]) -> int:
+    """The number of elements of a grid of ``shape`` (1 for an empty shape)."""
+    out = 1
+    for n in shape:
+        out *= int(n)
+    return out
+
+
 class _StageSignature(nn.Module):
     """The signature of one decoder module (TorchScript indexes a ModuleList at run time only through such an
     interface; the argument is named as in ``nn.Conv3d`` and ``nn.Sequential``, which TorchScript checks)."""
@@ -120,6 +128,8 @@ class ASFEFusion(nn.Module):
         self.detail_injection = 0.0
         self.set_detail_injection(cfg["detail_injection"])
         self.detail_band = DetailBand(cfg["detail_fwhm"])  # no parameters: nothing in the state dict
+        #: without autograd, the full-resolution tail runs in slabs of about this many voxels (memory, not numbers)
+        self.tail_slab_voxels = 1 << 21
         self.multiple = self.stem_stride * 2 ** (len(chans) - 1)
         d, n = spatial_dims, int(cfg["convs_per_stage"])
         conv = Conv[Conv.CONV, d]
@@ -178,14 +188,35 @@ class ASFEFusion(nn.Module):
         wr = self.head(y)
         if self.stem_stride > 1:
             wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
+        band = self.volume_detail(x[:, :1]) if inject_detail and self.detail_injection > 0 else None
+        rows = max(1, self.tail_slab_voxels // max(1, _numel(list(xp.shape[3:]))))
+        if torch.is_grad_enabled() or rows >= size[0]:
+            return self._tail(wr, xp, x, band, size)
+        # without autograd, the full-resolution tail runs in slabs of ``rows`` along the first spatial axis (each
+        # with the refining conv's one-voxel halo): the same numbers, without a volume-sized tensor per step
+        out = torch.empty_like(x[:, :1])
+        n = xp.shape[2]
+        for a in range(0, size[0], rows):
+            b = min(a + rows, size[0])
+            lo, hi = max(a - 1, 0), min(b + 1, n)  # the padded grid's rows the conv needs
+            top = min(hi, size[0])  # the input's own rows among them
+            part = self._tail(wr[:, :, lo:hi], xp[:, :, lo:hi], x[:, :, lo:top],
+                              None if band is None else band[:, :, lo:top], [top - lo] + size[1:])
+            out[:, :, a:b] = part[:, :, a - lo:b - lo]
+        return out
+
+    def _tail(self, wr: torch.Tensor, xp: torch.Tensor, x: torch.Tensor, band: torch.Tensor | None,
+              size: list[int]) -> torch.Tensor:
+        """The full-resolution tail: refine ``wr`` ``(B, 2, *padded)`` with the padded input ``xp``, crop to
+        ``size`` (``x``'s own grid), blend, add ``band`` (``None``: no detail injection) and clamp."""
         if self.refine is not None:
             wr = wr + self.refine(torch.cat([wr, xp], dim=1))
         wr = crop_to(wr, size)
         mri, pet = x[:, :1], x[:, 1:]
         w = torch.sigmoid(wr[:, :1])
         out = w * mri + (1 - w) * pet + self.residual_scale * torch.tanh(wr[:, 1:])
-        if inject_detail and self.detail_injection > 0:
-            out = out + self.detail_injection * self.detail_band(mri)
+        if band is not None:
+            out = out + band
         return out.clamp(0.0, 1.0)
 
     @torch.jit.export
