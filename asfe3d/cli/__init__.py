@@ -117,7 +117,8 @@ def entry(argv: Sequence[str] | None = None) -> None:
 
     With torch and MONAI loaded, Python's shutdown (module clearing and the final garbage collections over millions
     of objects) takes 0.7-1.1 s on a 2-core machine, for a process whose outputs are already complete, closed and
-    renamed into place. So once :func:`main` has returned, and only when no other thread is still running,
+    renamed into place. So once :func:`main` has returned, and only when no other thread but daemons (which the
+    ordinary exit would not wait for either) is still running,
     stdout, stderr and the log handlers are flushed and the process exits at once with :func:`main`'s code
     (atexit handlers do not run; the command registers none). An exception from :func:`main` takes the ordinary
     path (traceback, exit 1). Library code and tests call :func:`main`, which returns the code as before.
@@ -126,7 +127,10 @@ def entry(argv: Sequence[str] | None = None) -> None:
     import threading
 
     code = main(argv)
-    if threading.active_count() > 1:  # a thread still working: the ordinary exit waits for it
+    # a thread still working (not a daemon: the ordinary exit would wait for it) takes the ordinary exit; daemon
+    # threads (tqdm's monitor, started by the progress bars) end with the process either way
+    current = threading.current_thread()
+    if any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

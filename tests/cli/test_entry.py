@@ -16,7 +16,7 @@ def test_entry_exits_with_mains_code_after_flushing(monkeypatch):
     monkeypatch.setattr(cli, "main", lambda argv=None: calls.append(("main", argv)) or 3)
     monkeypatch.setattr(cli.os, "_exit", lambda code: calls.append(("exit", code)))
     monkeypatch.setattr(sys.stdout, "flush", lambda: calls.append(("flush", "stdout")))
-    monkeypatch.setattr(threading, "active_count", lambda: 1)  # other tests' idle threads may still be alive
+    monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread()])  # other tests' idle threads
     cli.entry(["fuse"])
     assert calls[0] == ("main", ["fuse"]) and calls[-1] == ("exit", 3) and ("flush", "stdout") in calls
 
@@ -34,6 +34,23 @@ def test_entry_takes_the_ordinary_exit_while_a_thread_runs(monkeypatch):
     finally:
         stop.set()
         worker.join()
+
+
+def test_entry_exits_at_once_beside_a_daemon_thread(monkeypatch):
+    """A daemon thread (tqdm's monitor, started by every progress bar) does not hold the fast exit back."""
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv=None: 0)
+    monkeypatch.setattr(cli.os, "_exit", lambda code: calls.append(code))
+    stop = threading.Event()
+    daemon = threading.Thread(target=stop.wait, daemon=True)
+    daemon.start()
+    monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread(), daemon])
+    try:
+        cli.entry([])
+    finally:
+        stop.set()
+        daemon.join()
+    assert calls == [0]
 
 
 def test_console_command_output_complete_through_a_pipe(tmp_path):
