@@ -118,6 +118,18 @@ def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *,
     return out.float().cpu()
 
 
+def _pair_batch(mri: np.ndarray, pet: np.ndarray) -> torch.Tensor:
+    """``(1, 2, *spatial)`` ``[MRI, PET]``: a view when the two are the consecutive channels of one C-contiguous
+    float32 array (the pipeline's ``image``, split by :class:`~asfe3d.transforms.Fuse`), else a stacked copy; the
+    network only reads it."""
+    base = mri.base
+    if (isinstance(base, np.ndarray) and pet.base is base and base.dtype == np.float32 and base.flags.c_contiguous
+            and base.shape == (2, *mri.shape) and mri.ctypes.data == base.ctypes.data
+            and pet.ctypes.data == base.ctypes.data + mri.nbytes):
+        return torch.from_numpy(base)[None]
+    return torch.from_numpy(np.stack([mri, pet])[None])
+
+
 @register_method("asfe")
 class AsfeFusionMethod(FusionMethod):
     """ASFE-Fusion with the shipped (or given) weights, slice-wise or volumetric.
@@ -203,7 +215,7 @@ class AsfeFusionMethod(FusionMethod):
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None) -> np.ndarray:
         """Fuse validated arrays; ``slice_axis``: this call's slicing axis for a 3D pair in ``slice`` mode
         (``None``: the method's own, :attr:`slice_axis`)."""
-        x = torch.from_numpy(np.stack([mri, pet])[None])
+        x = _pair_batch(mri, pet)
         if mri.ndim == 2:  # a single image: run the 2D network directly
             if self.mode != "slice":
                 raise ValueError(f"a 2D image needs mode='slice', got mode={self.mode!r}")

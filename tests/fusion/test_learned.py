@@ -42,6 +42,23 @@ def test_volume_mode_runs_the_3d_net_with_sliding_windows(nets):
     assert np.abs(whole - windowed)[4:-4, 4:-4, 4:-4].mean() < 0.05
 
 
+def test_the_channels_of_one_array_reach_the_network_without_a_copy(nets):
+    from asfe3d.fusion.learned import _pair_batch
+
+    image = np.stack(_vol((6, 5, 4)))  # the pipeline's (2, X, Y, Z) image, split into its channels by Fuse
+    batch = _pair_batch(image[0], image[1])
+    assert batch.shape == (1, 2, 6, 5, 4) and np.shares_memory(batch.numpy(), image)
+    swapped = _pair_batch(image[1], image[0])  # not in [MRI, PET] order in memory: stacked in the order given
+    assert not np.shares_memory(swapped.numpy(), image)
+    np.testing.assert_array_equal(swapped[0, 0].numpy(), image[1])
+    apart = _pair_batch(*_vol((6, 5, 4)))  # two separate arrays
+    np.testing.assert_array_equal(apart[0, 1].numpy(), _vol((6, 5, 4))[1])
+    fused_view = AsfeFusionMethod(mode="volume", net=nets[3], device="cpu")(image[0], image[1])
+    fused_copy = AsfeFusionMethod(mode="volume", net=nets[3], device="cpu")(image[0].copy(), image[1].copy())
+    np.testing.assert_array_equal(fused_view, fused_copy)
+    np.testing.assert_array_equal(image, np.stack(_vol((6, 5, 4))))  # the input is left as it was
+
+
 def test_2d_image_in_slice_mode(nets):
     mri, pet = _vol((17, 23))
     assert AsfeFusionMethod(mode="slice", net=nets[2], device="cpu")(mri, pet).shape == (17, 23)
