@@ -92,7 +92,7 @@ def run_network(
 
 
 def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *, device: torch.device,
-          amp: bool = True, slice_axis: int | None = None) -> torch.Tensor:
+          amp: bool = True, slice_axis: int | None = None, spacing: Sequence[float] | None = None) -> torch.Tensor:
     """``inferer(inputs, net)`` in inference mode, with float16 autocast on CUDA when ``amp``.
 
     Args:
@@ -102,6 +102,8 @@ def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *,
         device: where the network runs.
         amp: float16 autocast on CUDA.
         slice_axis: this call's slicing axis (``slice`` mode; ``None``: the inferer's).
+        spacing: the grid's voxel size in mm (``X, Y, Z``), for the detail band's width in mm (``None``: the
+            network's own width in voxels, unless ``inputs`` is a MetaTensor).
 
     Returns:
         ``(B, 1, X, Y, Z)`` float32 CPU tensor.
@@ -114,7 +116,7 @@ def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *,
     net = net.to(device).eval()
     use_amp = amp and device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        out = inferer(inputs.float(), net, slice_axis=slice_axis)
+        out = inferer(inputs.float(), net, slice_axis=slice_axis, spacing=spacing)
     return out.float().cpu()
 
 
@@ -155,6 +157,8 @@ class AsfeFusionMethod(FusionMethod):
     """
 
     name = "asfe"
+    #: the detail injection's band is set in mm: each call gets the grid's voxel size (``spacing=``)
+    uses_spacing = True
 
     def __init__(
         self,
@@ -210,11 +214,15 @@ class AsfeFusionMethod(FusionMethod):
             "method": self.name, "mode": self.mode, "weights": str(self.weights) if self.weights else "in-memory",
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
             "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
+            "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
         }
 
-    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None) -> np.ndarray:
+    def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,
+                    spacing: Sequence[float] | None = None) -> np.ndarray:
         """Fuse validated arrays; ``slice_axis``: this call's slicing axis for a 3D pair in ``slice`` mode
-        (``None``: the method's own, :attr:`slice_axis`)."""
+        (``None``: the method's own, :attr:`slice_axis`); ``spacing``: a 3D pair's voxel size in mm, which sets the
+        detail band's width in voxels (:class:`~asfe3d.inferers.FusionInferer`; ``None``: the network's own width;
+        a single 2D image keeps the network's own)."""
         x = _pair_batch(mri, pet)
         if mri.ndim == 2:  # a single image: run the 2D network directly
             if self.mode != "slice":
@@ -222,4 +230,5 @@ class AsfeFusionMethod(FusionMethod):
             with torch.inference_mode():
                 return self.net.to(self.device)(x.to(self.device)).float().cpu().numpy()[0, 0]
         axis = self.slice_axis if slice_axis is None else slice_axis
-        return infer(self.inferer, self.net, x, device=self.device, amp=self.amp, slice_axis=axis).numpy()[0, 0]
+        return infer(self.inferer, self.net, x, device=self.device, amp=self.amp, slice_axis=axis,
+                     spacing=spacing).numpy()[0, 0]

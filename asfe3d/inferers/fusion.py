@@ -13,6 +13,9 @@ same voxels by construction.
 - ``mode="volume"``: the 3D network through MONAI's :class:`~monai.inferers.SlidingWindowInferer` with gaussian
   blending; the window is clipped to the volume per axis, and ``roi_size="auto"`` runs the whole volume in one pass
   up to :data:`WHOLE_VOLUME_MAX_VOXELS` voxels, else windows of :data:`DEFAULT_ROI`.
+- The detail injection's band stops at the PET's resolution **in mm** (``detail_fwhm_mm``, default
+  :data:`DETAIL_FWHM_MM`) whenever the grid is known: from the input MetaTensor's affine, or a call's ``spacing=``.
+  A plain tensor without ``spacing`` gets the network's own band, ``detail_fwhm`` voxels along every axis.
 
 The inferer is stateless: its settings are frozen at construction, and what depends on one input (the clipped
 window, the automatic axis) is worked out in each call and never stored, so one inferer may serve any number of
@@ -29,12 +32,15 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
-__all__ = ["FusionInferer", "DEFAULT_ROI", "WHOLE_VOLUME_MAX_VOXELS", "INFERER_MODES", "auto_slice_axis"]
+__all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "WHOLE_VOLUME_MAX_VOXELS", "INFERER_MODES",
+           "auto_slice_axis", "grid_spacing"]
 
 #: volumes up to this many voxels go through the 3D network in one pass when ``roi_size="auto"``
 WHOLE_VOLUME_MAX_VOXELS = 12_000_000
 #: sliding-window size for larger volumes
 DEFAULT_ROI = (128, 128, 128)
+#: where the detail injection's band stops (mm): the PET's resolution, as the DETAIL measure splits the bands
+DETAIL_FWHM_MM = 6.0
 #: the network's modes: a 2D network slice by slice, or a 3D network over the volume
 INFERER_MODES = ("slice", "volume")
 
@@ -51,6 +57,29 @@ def auto_slice_axis(affine_ras: Any) -> int:
     columns = np.asarray(affine_ras, dtype=float)[:3, :3]
     columns = columns / np.linalg.norm(columns, axis=0, keepdims=True)
     return int(np.argmax(np.abs(columns[2])))
+
+
+def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[float, float, float] | None:
+    """The voxel size (mm, ``X, Y, Z``) of a batch: ``spacing`` when given, else from the input MetaTensor's affine
+    (the first item's), else ``None``.
+
+    Raises:
+        ValueError: a ``spacing`` that is not three finite numbers > 0, or an affine without a usable voxel size
+            (quoted).
+    """
+    if spacing is None:
+        if not isinstance(inputs, MetaTensor):
+            return None
+        affine = inputs.affine
+        affine = affine[0] if affine.ndim == 3 else affine
+        spacing = np.linalg.norm(affine.detach().cpu().numpy().astype(float)[:3, :3], axis=0)
+        what = "the input's affine gives a voxel size of"
+    else:
+        what = "spacing must be three voxel sizes > 0 (mm), got"
+    values = [float(v) for v in np.asarray(spacing, dtype=float).ravel()]
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{what} {values!r}")
+    return values[0], values[1], values[2]
 
 
 def _check_axis(name: str, value: Any, auto: bool = True) -> None:
@@ -73,6 +102,8 @@ class FusionInferer(Inferer):
         sw_device: where the network runs (``None``: the input's device).
         device: where the stitched output is kept (``None``: the input's device).
         progress: show a tqdm progress bar.
+        detail_fwhm_mm: for a network with a detail injection, the band's width in mm, turned into voxels per axis
+            from the grid (see :func:`grid_spacing`); ``None``: always the network's own width in voxels.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -80,7 +111,8 @@ class FusionInferer(Inferer):
 
     def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
-                 device: torch.device | str | None = None, progress: bool = False) -> None:
+                 device: torch.device | str | None = None, progress: bool = False,
+                 detail_fwhm_mm: float | None = DETAIL_FWHM_MM) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -95,7 +127,11 @@ class FusionInferer(Inferer):
             raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
         if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
+        if detail_fwhm_mm is not None and (isinstance(detail_fwhm_mm, bool) or not isinstance(detail_fwhm_mm, (int, float))
+                                           or not (np.isfinite(detail_fwhm_mm) and detail_fwhm_mm > 0)):
+            raise ValueError(f"detail_fwhm_mm must be None or a number > 0 (mm), got {detail_fwhm_mm!r}")
         self.mode = mode
+        self.detail_fwhm_mm = None if detail_fwhm_mm is None else float(detail_fwhm_mm)
         self.slice_axis = slice_axis
         self.roi_size = roi_size if isinstance(roi_size, str) else tuple(int(r) for r in roi_size)
         self.overlap = float(overlap)
@@ -142,8 +178,16 @@ class FusionInferer(Inferer):
         affine = affine[0] if affine.ndim == 3 else affine
         return auto_slice_axis(affine.detach().cpu().numpy())
 
+    def detail_fwhm(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> list[float] | None:
+        """The detail band's width along ``X, Y, Z`` in voxels for these inputs (``detail_fwhm_mm`` over the voxel
+        size, :func:`grid_spacing`), or ``None`` (no width in mm set, or no grid known: the network's own)."""
+        if self.detail_fwhm_mm is None:
+            return None
+        grid = grid_spacing(inputs, spacing)
+        return None if grid is None else [self.detail_fwhm_mm / g for g in grid]
+
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any,
-                 slice_axis: int | str | None = None, **kwargs: Any) -> Any:
+                 slice_axis: int | str | None = None, spacing: Sequence[float] | None = None, **kwargs: Any) -> Any:
         """Run ``network`` over ``inputs``.
 
         Args:
@@ -151,27 +195,31 @@ class FusionInferer(Inferer):
             network: the 2D (``slice``) or 3D (``volume``) network.
             args: further arguments for ``network``.
             slice_axis: ``slice`` mode: this call's axis instead of the inferer's.
+            spacing: the grid's voxel size (mm, ``X, Y, Z``) when ``inputs`` is not a MetaTensor (for the detail
+                band, see :meth:`detail_fwhm`).
             kwargs: further keyword arguments for ``network``.
 
         Returns:
             ``(B, 1, X, Y, Z)`` on ``device``.
 
         Raises:
-            ValueError: inputs that are not ``(B, C, X, Y, Z)``, or a bad ``slice_axis``.
+            ValueError: inputs that are not ``(B, C, X, Y, Z)``, a bad ``slice_axis`` or ``spacing``.
         """
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
+        injects = float(getattr(network, "detail_injection", 0.0)) > 0 and hasattr(network, "volume_detail")
+        fwhm = self.detail_fwhm(inputs, spacing) if injects else None
         if self.mode == "slice":
             inferer: Inferer = SliceInferer(
                 roi_size=(-1, -1), spatial_dim=self.axis(inputs, slice_axis), sw_batch_size=self.sw_batch_size,
                 progress=self.progress, sw_device=self.sw_device, device=self.device,
             )
-            if float(getattr(network, "detail_injection", 0.0)) > 0 and hasattr(network, "volume_detail"):
+            if injects:
                 # (MONAI's SliceInferer does not pass call arguments on to the network: bind them here)
                 out = inferer(inputs, lambda x: network(x, *args, inject_detail=False, **kwargs))
                 mri = inputs[:, :1].as_tensor() if isinstance(inputs, MetaTensor) else inputs[:, :1]
                 with torch.autocast(device_type=out.device.type, enabled=False):  # the band in float32
-                    band = network.volume_detail(mri.to(device=out.device, dtype=torch.float32))
+                    band = network.volume_detail(mri.to(device=out.device, dtype=torch.float32), fwhm)
                 return (out.float() + band).clamp_(0.0, 1.0)
         else:
             spatial = tuple(int(s) for s in inputs.shape[2:])
@@ -181,10 +229,12 @@ class FusionInferer(Inferer):
                 roi_size=roi, overlap=self.overlap, mode="gaussian", sw_batch_size=self.sw_batch_size,
                 progress=self.progress and roi != spatial, sw_device=self.sw_device, device=self.device,
             )
+            if fwhm is not None:  # the network adds its band in each window, at this grid's width
+                kwargs = {**kwargs, "detail_fwhm": fwhm}
         return inferer(inputs, network, *args, **kwargs)
 
     def describe(self) -> dict[str, Any]:
         """The settings (JSON-able) for a completion record."""
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
-                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size}
+                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm}

@@ -123,7 +123,8 @@ def test_slice_mode_adds_the_volume_detail_band_across_slices(axis):
     net = ASFEFusion(spatial_dims=2, detail_injection=0.5, detail_fwhm=3.0).eval()
     x = 0.3 + 0.4 * torch.rand(1, 2, 6, 7, 8)  # mid-range, so the clamp stays off
     with torch.no_grad():
-        out = FusionInferer("slice", slice_axis=axis)(MetaTensor(x, affine=torch.eye(4)), net)
+        # the band in voxels (no width in mm): the network's own kernel along all three axes
+        out = FusionInferer("slice", slice_axis=axis, detail_fwhm_mm=None)(MetaTensor(x, affine=torch.eye(4)), net)
         plain = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(x, lambda s: net(s, inject_detail=False))
         band = net.detail_band(x[:, :1])  # the 3D band: the same kernel along all three axes
     torch.testing.assert_close(out.as_tensor() if isinstance(out, MetaTensor) else out, plain + 0.5 * band,
@@ -148,3 +149,76 @@ def test_slice_mode_without_injection_is_the_plain_slice_inferer():
     with torch.no_grad():
         torch.testing.assert_close(FusionInferer("slice", slice_axis=2, sw_batch_size=1)(x, net),
                                    SliceInferer(roi_size=(-1, -1), spatial_dim=2)(x, net), rtol=0, atol=0)
+
+
+def _net3(gain=0.5):
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    return ASFEFusion(spatial_dims=3, detail_injection=gain, detail_fwhm=3.0).eval()
+
+
+def test_volume_mode_takes_the_band_in_mm_from_the_grid():
+    """The band's width follows the voxel size per axis: 6 mm is 12, 6 and 3 voxels on a 0.5 x 1 x 2 mm grid."""
+    net = _net3()
+    x = torch.rand(1, 2, 10, 9, 8)
+    affine = torch.diag(torch.tensor([0.5, 1.0, 2.0, 1.0], dtype=torch.float64))
+    with torch.no_grad():
+        out = FusionInferer("volume")(MetaTensor(x, affine=affine), net)
+        expected = net(x, True, [12.0, 6.0, 3.0])
+        given = FusionInferer("volume")(x, net, spacing=(0.5, 1.0, 2.0))  # a plain tensor with its spacing
+        voxels = FusionInferer("volume")(x, net)  # no grid known: the network's own band (3 voxels)
+    out = out.as_tensor() if isinstance(out, MetaTensor) else out
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(given, expected, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(voxels, net(x), rtol=0, atol=1e-6)
+    assert (out - voxels).abs().max() > 1e-3  # the width matters
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_slice_mode_adds_the_band_in_mm(axis):
+    from asfe3d.networks.blocks.detail import detail_band_mm
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=2, detail_injection=0.5, detail_fwhm=3.0).eval()
+    x = 0.3 + 0.4 * torch.rand(1, 2, 6, 7, 8)
+    with torch.no_grad():
+        out = FusionInferer("slice", slice_axis=axis)(x, net, spacing=(1.5, 1.0, 3.0))
+        plain = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(x, lambda s: net(s, inject_detail=False))
+        band = detail_band_mm(x[:, :1], (1.5, 1.0, 3.0), 6.0)
+    torch.testing.assert_close(out, (plain + 0.5 * band).clamp(0, 1), rtol=0, atol=1e-5)
+
+
+def test_band_in_mm_matches_scipy_per_axis():
+    from scipy import ndimage
+
+    from asfe3d.networks.blocks.detail import detail_band_mm
+
+    x = torch.rand(1, 1, 15, 12, 9, dtype=torch.float64)
+    band = detail_band_mm(x, (0.8, 1.0, 2.0), 6.0)[0, 0].numpy()
+    sigma = [6.0 / s / 2.3548200450309493 for s in (0.8, 1.0, 2.0)]
+    # scipy's radius: truncate * sigma rounded; ours: ceil(3 sigma); the same taps when truncate gives that radius
+    expected = x[0, 0].numpy() - ndimage.gaussian_filter(
+        x[0, 0].numpy(), sigma, mode="nearest", radius=[int(np.ceil(3 * s)) for s in sigma])
+    np.testing.assert_allclose(band, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,quoted", [
+    ({"detail_fwhm_mm": 0}, "detail_fwhm_mm must be None or a number > 0 \\(mm\\), got 0"),
+    ({"detail_fwhm_mm": "6"}, "detail_fwhm_mm must be None or a number > 0 \\(mm\\), got '6'"),
+])
+def test_bad_band_width_refused(kwargs, quoted):
+    with pytest.raises(ValueError, match=quoted):
+        FusionInferer("volume", **kwargs)
+
+
+def test_bad_spacing_refused_with_the_values():
+    net = _net3()
+    x = torch.rand(1, 2, 6, 6, 6)
+    with pytest.raises(ValueError, match=r"spacing must be three voxel sizes > 0 \(mm\), got \[1.0, 0.0, 1.0\]"):
+        FusionInferer("volume")(x, net, spacing=(1.0, 0.0, 1.0))
+    flat = MetaTensor(x, affine=torch.diag(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)))
+    with pytest.raises(ValueError, match=r"the input's affine gives a voxel size of \[1.0, 0.0, 1.0\]"):
+        FusionInferer("volume")(flat, net)

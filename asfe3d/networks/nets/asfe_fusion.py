@@ -152,13 +152,17 @@ class ASFEFusion(nn.Module):
                 self.refine.weight.mul_(0.1)
                 self.refine.bias.zero_()
 
-    def forward(self, x: torch.Tensor, inject_detail: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inject_detail: bool = True, detail_fwhm: list[float] | None = None
+                ) -> torch.Tensor:
         """Fuse an MRI/PET pair.
 
         Args:
             x: ``(B, 2, H, W[, D])`` with channels ``[MRI, PET]`` in ``[0, 1]``.
             inject_detail: add the MRI's detail band (when ``detail_injection`` > 0); ``False`` leaves it to the
                 caller, who adds :meth:`volume_detail` of the assembled volume (the 2D network's slice mode).
+            detail_fwhm: this call's band width along each spatial axis, in voxels (``None``: ``detail_fwhm``
+                along every axis); :class:`~asfe3d.inferers.FusionInferer` gives the PET's resolution in mm
+                divided by the grid's voxel size.
 
         Returns:
             ``(B, 1, H, W[, D])`` fused image in ``[0, 1]`` on the input grid.
@@ -188,7 +192,7 @@ class ASFEFusion(nn.Module):
         wr = self.head(y)
         if self.stem_stride > 1:
             wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
-        band = self.volume_detail(x[:, :1]) if inject_detail and self.detail_injection > 0 else None
+        band = self.volume_detail(x[:, :1], detail_fwhm) if inject_detail and self.detail_injection > 0 else None
         rows = max(1, self.tail_slab_voxels // max(1, _numel(list(xp.shape[3:]))))
         if torch.is_grad_enabled() or rows >= size[0]:
             return self._tail(wr, xp, x, band, size)
@@ -220,14 +224,17 @@ class ASFEFusion(nn.Module):
         return out.clamp(0.0, 1.0)
 
     @torch.jit.export
-    def volume_detail(self, mri: torch.Tensor) -> torch.Tensor:
+    def volume_detail(self, mri: torch.Tensor, detail_fwhm: list[float] | None = None) -> torch.Tensor:
         """``detail_injection`` times the detail band of ``mri`` ``(B, 1, *spatial)`` along all its spatial axes.
 
         For the 2D network run slice by slice over a volume: the band of the whole ``(B, 1, X, Y, Z)`` volume, with
         the same kernel, also holds the detail across slices that a slice's band misses. Add it to the outputs of
-        ``forward(x, inject_detail=False)`` and clamp to ``[0, 1]``.
+        ``forward(x, inject_detail=False)`` and clamp to ``[0, 1]``. ``detail_fwhm``: the band width along each
+        spatial axis in voxels (``None``: ``detail_fwhm`` along every axis).
         """
-        return self.detail_injection * self.detail_band(mri)
+        if detail_fwhm is None:
+            return self.detail_injection * self.detail_band(mri)
+        return self.detail_injection * self.detail_band.per_axis(mri, detail_fwhm)
 
     @torch.jit.unused
     def set_detail_injection(self, gain: float) -> None:
