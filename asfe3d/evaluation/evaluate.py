@@ -454,10 +454,11 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
             logging.getLogger("asfe3d").warning("%s: no defect transfer (%s)", case.name, exc)
     brain = case_brain(case)
     for name, fuser in fusers.items():
+        uses_spacing = getattr(fuser, "uses_spacing", False)  # a method that works in mm (highpass, asfe's band)
         if case.ndim == 3 and getattr(fuser, "mode", None) == "slice":  # the case's axis, per call (stateless)
             fuser = functools.partial(fuser, slice_axis=case.axis)
         t = time.perf_counter()
-        if getattr(fuser, "uses_spacing", False):  # a method that works in mm (highpass)
+        if uses_spacing:  # asked of the method itself: a partial above has no such attribute
             fuser = functools.partial(fuser, spacing=case.spacing[: case.ndim])
         fused = np.clip(np.asarray(fuser(case.mri, case.other), dtype=np.float32), 0.0, 1.0)
         seconds = time.perf_counter() - t

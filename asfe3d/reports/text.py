@@ -404,8 +404,11 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
         g = fusion.get("detail_injection")
         if isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0:
             where = " of the whole volume, after the slices were stacked," if mode == "slice" else ""
+            mm = fusion.get("detail_fwhm_mm")
+            width = (f"{mm:g} mm FWHM, the PET's resolution, along each axis of the {anat}'s grid"
+                     if isinstance(mm, (int, float)) and not isinstance(mm, bool) else "5.5 voxels FWHM")
             text += (f"; the network's output had {g:g} times the {anat}'s detail band{where} (the image minus its "
-                     f"Gaussian blur of 5.5 voxels FWHM) added")
+                     f"Gaussian blur of {width}) added")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}

@@ -143,6 +143,29 @@ def test_evaluate_case_3d_slices_along_the_case_axis_and_tpc():
         evaluate_case(EvalCase("s", mri, pet), {})
 
 
+def test_evaluate_case_gives_a_slice_wise_method_the_grid_spacing_too():
+    """A method working in mm gets the case's voxel size in either mode (the slice axis is bound first)."""
+    from asfe3d.fusion import FusionMethod
+
+    class Recorder(FusionMethod):
+        name = "recorder"
+        uses_spacing = True
+
+        def __init__(self, mode):
+            self.mode, self.calls = mode, []
+
+        def fuse_arrays(self, mri, pet, **options):
+            self.calls.append(options)
+            return (mri + pet) / 2
+
+    rng = np.random.default_rng(1)
+    mri, pet = (rng.random((8, 6, 7)).astype(np.float32) for _ in range(2))
+    fusers = {"slice": Recorder("slice"), "volume": Recorder("volume")}
+    evaluate_case(EvalCase("s", mri, pet, axis=1, spacing=(0.7, 0.8, 0.9)), fusers, defect=False)
+    assert fusers["slice"].calls == [{"slice_axis": 1, "spacing": (0.7, 0.8, 0.9)}]
+    assert fusers["volume"].calls == [{"spacing": (0.7, 0.8, 0.9)}]
+
+
 def test_build_fusers_missing_weights(tmp_path):
     with pytest.raises(Asfe3dInputError, match="weight file not found"):
         build_fusers(["asfe"], weights_2d=tmp_path / "none.pt")

@@ -226,8 +226,12 @@ def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
             "settings": {"method": "asfe", "registration": "none"}}
     paragraph = methods_text([asfe])[0][0]
     assert "0.5 times the MRI's detail band" in paragraph
+    assert "Gaussian blur of 5.5 voxels FWHM" in paragraph  # a record from before the width was set in mm
     off = {**asfe, "fusion": {**asfe["fusion"], "detail_injection": 0.0}}
     assert "detail band" not in methods_text([off])[0][0]
+    mm = {**asfe, "fusion": {**asfe["fusion"], "detail_fwhm_mm": 6.0}}
+    assert ("Gaussian blur of 6 mm FWHM, the PET's resolution, along each axis of the MRI's grid) added"
+            in methods_text([mm])[0][0])
 
 
 def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
