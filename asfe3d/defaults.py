@@ -8,7 +8,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_DEVICE", "DEFAULT_SLICE_AXIS", "DEFAULT_SEED", "DEFAULT_REGISTRATION_THREADS",
            "DEFAULT_MIN_OVERLAP", "DEFAULT_OUTPUT_SCALE", "DEFAULT_FRAME_REALIGN", "DEFAULT_FRAME_REFERENCE",
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
-           "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES"]
+           "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -24,6 +24,11 @@ DEFAULT_QC = "warn"
 #: PET colour map of the colour volume and the preview
 DEFAULT_COLORMAP = "hot"
 
+#: per asfe mode, the detail injection's band width in mm (turned into voxels from each grid), or ``None``: the
+#: network's own width in voxels (``detail_fwhm``, 5.5). Chosen per mode by the seventh addendum to the selection
+#: rule (``docs/training.md``, "Band-in-mm round"): 6 mm raised the lowest FDG detail by less than the 0.01 it asked
+#: in both modes, so both keep the width in voxels
+DETAIL_FWHM_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

@@ -150,6 +150,9 @@ class AsfeFusionMethod(FusionMethod):
         net: an already built network (overrides ``weights``; used by training and tests).
         detail_injection: the share of the MRI's detail band the network adds to its output
             (:class:`~asfe3d.networks.ASFEFusion`'s ``detail_injection``); ``None`` keeps the weights' own.
+        detail_fwhm_mm: the band's width in mm for 3D pairs given with their ``spacing``
+            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the network's own width in voxels; ``"auto"``: the
+            mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`).
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -173,6 +176,7 @@ class AsfeFusionMethod(FusionMethod):
         progress: bool = False,
         net: torch.nn.Module | None = None,
         detail_injection: float | None = None,
+        detail_fwhm_mm: float | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -203,11 +207,15 @@ class AsfeFusionMethod(FusionMethod):
                 raise ValueError(f"this network ({type(net).__name__}) has no detail injection to set")
             net.set_detail_injection(detail_injection)
         self.net = net.eval()
+        if detail_fwhm_mm == "auto":
+            from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
+
+            detail_fwhm_mm = DETAIL_FWHM_MM_BY_MODE[mode]
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
-                                     progress=progress)
+                                     progress=progress, detail_fwhm_mm=detail_fwhm_mm)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -13,9 +13,10 @@ same voxels by construction.
 - ``mode="volume"``: the 3D network through MONAI's :class:`~monai.inferers.SlidingWindowInferer` with gaussian
   blending; the window is clipped to the volume per axis, and ``roi_size="auto"`` runs the whole volume in one pass
   up to :data:`WHOLE_VOLUME_MAX_VOXELS` voxels, else windows of :data:`DEFAULT_ROI`.
-- The detail injection's band stops at the PET's resolution **in mm** (``detail_fwhm_mm``, default
-  :data:`DETAIL_FWHM_MM`) whenever the grid is known: from the input MetaTensor's affine, or a call's ``spacing=``.
-  A plain tensor without ``spacing`` gets the network's own band, ``detail_fwhm`` voxels along every axis.
+- With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
+  has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
+  ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
+  ``detail_fwhm`` voxels along every axis.
 
 The inferer is stateless: its settings are frozen at construction, and what depends on one input (the clipped
 window, the automatic axis) is worked out in each call and never stored, so one inferer may serve any number of
@@ -102,8 +103,9 @@ class FusionInferer(Inferer):
         sw_device: where the network runs (``None``: the input's device).
         device: where the stitched output is kept (``None``: the input's device).
         progress: show a tqdm progress bar.
-        detail_fwhm_mm: for a network with a detail injection, the band's width in mm, turned into voxels per axis
-            from the grid (see :func:`grid_spacing`); ``None``: always the network's own width in voxels.
+        detail_fwhm_mm: for a network with a detail injection, the band's width in mm (e.g.
+            :data:`DETAIL_FWHM_MM`, the PET's resolution), turned into voxels per axis from the grid (see
+            :func:`grid_spacing`); ``None`` (default): always the network's own width in voxels.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -112,7 +114,7 @@ class FusionInferer(Inferer):
     def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
                  device: torch.device | str | None = None, progress: bool = False,
-                 detail_fwhm_mm: float | None = DETAIL_FWHM_MM) -> None:
+                 detail_fwhm_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")

@@ -117,3 +117,18 @@ def test_detail_injection_setting_overrides_the_weights(tmp_path):
     np.testing.assert_allclose(own.fuse_arrays(mri, pet) - off.fuse_arrays(mri, pet), 0.5 * band, atol=1e-4)
     with pytest.raises(ValueError, match="detail_injection must be a finite number >= 0, got -1"):
         AsfeFusionMethod(mode="volume", weights=path, detail_injection=-1)
+
+
+def test_detail_band_width_in_mm_is_an_option_and_off_by_default():
+    """The shipped modes keep the band in voxels (the seventh addendum); ``detail_fwhm_mm`` turns the mm band on."""
+    from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
+
+    net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
+    mri, pet = _vol((14, 12, 10))
+    default = AsfeFusionMethod(mode="volume", net=net, device="cpu")
+    in_mm = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0)
+    assert DETAIL_FWHM_MM_BY_MODE == {"slice": None, "volume": None}
+    assert default.describe()["detail_fwhm_mm"] is None and in_mm.describe()["detail_fwhm_mm"] == 6.0
+    np.testing.assert_array_equal(default(mri, pet, spacing=(0.5, 0.5, 0.5)), default(mri, pet))
+    assert np.abs(in_mm(mri, pet, spacing=(0.5, 0.5, 0.5)) - default(mri, pet)).max() > 1e-3
+    np.testing.assert_array_equal(in_mm(mri, pet), default(mri, pet))  # no grid given: the width in voxels

@@ -164,15 +164,18 @@ def test_volume_mode_takes_the_band_in_mm_from_the_grid():
     x = torch.rand(1, 2, 10, 9, 8)
     affine = torch.diag(torch.tensor([0.5, 1.0, 2.0, 1.0], dtype=torch.float64))
     with torch.no_grad():
-        out = FusionInferer("volume")(MetaTensor(x, affine=affine), net)
+        out = FusionInferer("volume", detail_fwhm_mm=6.0)(MetaTensor(x, affine=affine), net)
         expected = net(x, True, [12.0, 6.0, 3.0])
-        given = FusionInferer("volume")(x, net, spacing=(0.5, 1.0, 2.0))  # a plain tensor with its spacing
-        voxels = FusionInferer("volume")(x, net)  # no grid known: the network's own band (3 voxels)
+        given = FusionInferer("volume", detail_fwhm_mm=6.0)(x, net, spacing=(0.5, 1.0, 2.0))  # plain tensor + spacing
+        voxels = FusionInferer("volume", detail_fwhm_mm=6.0)(x, net)  # no grid known: the network's own band
+        default = FusionInferer("volume")(MetaTensor(x, affine=affine), net)  # no width in mm: the network's own
     out = out.as_tensor() if isinstance(out, MetaTensor) else out
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(given, expected, rtol=0, atol=1e-6)
     with torch.no_grad():
         torch.testing.assert_close(voxels, net(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(default.as_tensor() if isinstance(default, MetaTensor) else default, net(x),
+                                   rtol=0, atol=1e-6)
     assert (out - voxels).abs().max() > 1e-3  # the width matters
 
 
@@ -185,7 +188,7 @@ def test_slice_mode_adds_the_band_in_mm(axis):
     net = ASFEFusion(spatial_dims=2, detail_injection=0.5, detail_fwhm=3.0).eval()
     x = 0.3 + 0.4 * torch.rand(1, 2, 6, 7, 8)
     with torch.no_grad():
-        out = FusionInferer("slice", slice_axis=axis)(x, net, spacing=(1.5, 1.0, 3.0))
+        out = FusionInferer("slice", slice_axis=axis, detail_fwhm_mm=6.0)(x, net, spacing=(1.5, 1.0, 3.0))
         plain = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(x, lambda s: net(s, inject_detail=False))
         band = detail_band_mm(x[:, :1], (1.5, 1.0, 3.0), 6.0)
     torch.testing.assert_close(out, (plain + 0.5 * band).clamp(0, 1), rtol=0, atol=1e-5)
@@ -218,7 +221,7 @@ def test_bad_spacing_refused_with_the_values():
     net = _net3()
     x = torch.rand(1, 2, 6, 6, 6)
     with pytest.raises(ValueError, match=r"spacing must be three voxel sizes > 0 \(mm\), got \[1.0, 0.0, 1.0\]"):
-        FusionInferer("volume")(x, net, spacing=(1.0, 0.0, 1.0))
+        FusionInferer("volume", detail_fwhm_mm=6.0)(x, net, spacing=(1.0, 0.0, 1.0))
     flat = MetaTensor(x, affine=torch.diag(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)))
     with pytest.raises(ValueError, match=r"the input's affine gives a voxel size of \[1.0, 0.0, 1.0\]"):
-        FusionInferer("volume")(flat, net)
+        FusionInferer("volume", detail_fwhm_mm=6.0)(flat, net)
