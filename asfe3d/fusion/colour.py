@@ -13,7 +13,8 @@ import numpy as np
 
 from asfe3d.utils import percentile as exact_percentile
 
-__all__ = ["rgb_to_ycrcb", "ycrcb_to_rgb", "apply_colormap", "colour_window", "fuse_colour", "top_fraction"]
+__all__ = ["rgb_to_ycrcb", "ycrcb_to_rgb", "apply_colormap", "colour_window", "fuse_colour", "fuse_colour_planes",
+           "top_fraction"]
 
 #: where on the colour map :func:`colour_window` puts the PET's high percentile: the top 30 % is kept
 #: for the hottest few voxels (``hot`` saturates red and green from 0.75 up: yellow to white, hard to tell apart)
@@ -223,4 +224,60 @@ def fuse_colour(
         ycrcb = rgb_to_ycrcb(pet_rgb[piece])
         ycrcb[..., 0] = fused_y[piece]
         out[piece] = ycrcb_to_rgb(ycrcb)
+    return out
+
+
+def fuse_colour_planes(
+    mri: np.ndarray,
+    pet: np.ndarray,
+    cmap: str = "hot",
+    window: tuple[float, float] | None = None,
+    *,
+    luma: np.ndarray | None = None,
+    fuse_luma: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """:func:`fuse_colour` of ``apply_colormap(pet, cmap, window)``, channel first, without a volume-sized colour
+    array: the PET is coloured, converted and written slab by slab along the first axis.
+
+    The same float32 operations per voxel as ``np.moveaxis(fuse_colour(mri, apply_colormap(pet, cmap, window),
+    fuse_luma), -1, 0)``, so the same values, with one ``(3, *S)`` array instead of three ``S + (3,)`` ones (a
+    512x512x135 CT grid: 1.3 GB less memory).
+
+    Args:
+        mri: grey MRI in ``[0, 1]``, shape ``S``.
+        pet: PET, shape ``S`` (in ``window``'s units).
+        cmap: a matplotlib colour map.
+        window: the PET's ``(lo, hi)`` for the colour map (:func:`apply_colormap`).
+        luma: the fused luma, shape ``S`` (e.g. the grey fused image of the same pair); or
+        fuse_luma: a fusion method ``(mri, pet_y) -> fused_y`` run on the coloured PET's luma.
+
+    Returns:
+        float32 ``(3, *S)`` RGB in ``[0, 1]``.
+
+    Raises:
+        ValueError: not exactly one of ``luma`` and ``fuse_luma``, or shapes that do not match (quoted).
+    """
+    mri = np.asarray(mri, dtype=np.float32)
+    pet = np.asarray(pet)
+    if (luma is None) == (fuse_luma is None):
+        raise ValueError("give exactly one of luma and fuse_luma")
+    if pet.shape != mri.shape or mri.ndim == 0:
+        raise ValueError(f"mri and pet must share one shape with at least one axis, got {mri.shape} and {pet.shape}")
+    step = max(1, _SLAB_VOXELS // max(1, int(np.prod(mri.shape[1:]))))
+    slabs = [slice(start, start + step) for start in range(0, mri.shape[0], step)]
+    if luma is None:
+        pet_y = np.empty(mri.shape, np.float32)
+        for piece in slabs:
+            rgb = apply_colormap(pet[piece], cmap, window)
+            pet_y[piece] = _KR * rgb[..., 0] + _KG * rgb[..., 1] + _KB * rgb[..., 2]
+        luma = np.asarray(fuse_luma(mri, pet_y), np.float32)  # type: ignore[misc]
+        del pet_y
+    luma = np.asarray(luma, np.float32)
+    if luma.shape != mri.shape:
+        raise ValueError(f"the fused luma must have the MRI's shape {mri.shape}, got {luma.shape}")
+    out = np.empty((3, *mri.shape), np.float32)
+    for piece in slabs:
+        ycrcb = rgb_to_ycrcb(apply_colormap(pet[piece], cmap, window))
+        ycrcb[..., 0] = luma[piece]
+        out[:, piece] = np.moveaxis(ycrcb_to_rgb(ycrcb), -1, 0)
     return out

@@ -422,24 +422,22 @@ class ColourFuse(Transform):
         Returns:
             ``(3, *spatial)`` RGB in ``[0, 1]``, meta kept.
         """
-        from asfe3d.fusion import apply_colormap, fuse_colour
-        from asfe3d.fusion.colour import colour_window
+        from asfe3d.fusion.colour import colour_window, fuse_colour_planes
 
         img = _as_metatensor(img, "img")
         if img.shape[0] != 2:
             raise ValueError(f"img must be (2, *spatial) [MRI, PET], got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
-        pet_rgb = apply_colormap(arr[1], self.colormap, colour_window(arr[1]))  # a window that does not saturate
+        window = colour_window(arr[1])  # a window that does not saturate
         if luma is not None:
             grey = np.asarray(luma.detach().cpu().numpy() if isinstance(luma, torch.Tensor) else luma, np.float32)
             if grey.shape != (1, *arr.shape[1:]):
                 raise ValueError(f"luma must have shape {(1, *arr.shape[1:])}, got {grey.shape}")
-            rgb = fuse_colour(arr[0], pet_rgb, lambda mri, pet_y: grey[0])
+            rgb = fuse_colour_planes(arr[0], arr[1], self.colormap, window, luma=grey[0])
         else:
             fuser = functools.partial(self.fuser, **fuse_options(self.fuser, img, self.slice_axis))
-            rgb = fuse_colour(arr[0], pet_rgb, fuser)
-        return MetaTensor(torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()), affine=img.affine.clone(),
-                          meta=_meta(img))
+            rgb = fuse_colour_planes(arr[0], arr[1], self.colormap, window, fuse_luma=fuser)
+        return MetaTensor(torch.from_numpy(rgb), affine=img.affine.clone(), meta=_meta(img))
 
 
 class RestoreIntensity(Transform):

@@ -75,3 +75,41 @@ def test_colour_window_bad_inputs_and_empty():
         apply_colormap(np.ones((2, 2)), "hot", (1.0, 1.0))
     with pytest.raises(ValueError, match="non-empty"):
         top_fraction(np.ones((4, 4)), mask=np.zeros((4, 4), bool))
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 5), (1, 300, 400), (30, 20)])
+def test_colour_planes_equal_the_whole_volume_colour_fusion(shape, monkeypatch):
+    import asfe3d.fusion.colour as colour
+    from asfe3d.fusion.colour import apply_colormap, fuse_colour, fuse_colour_planes
+
+    monkeypatch.setattr(colour, "_SLAB_VOXELS", 40)  # many slabs even on these small images
+    rng = np.random.default_rng(3)
+    mri, pet = rng.random(shape, dtype=np.float32), 3.0 * rng.random(shape, dtype=np.float32)
+    window = (0.2, 2.5)
+    luma = rng.random(shape, dtype=np.float32)
+    expected = np.moveaxis(fuse_colour(mri, apply_colormap(pet, "hot", window), lambda m, y: luma), -1, 0)
+    np.testing.assert_array_equal(fuse_colour_planes(mri, pet, "hot", window, luma=luma), expected)
+    seen = []
+
+    def half(m, y):
+        seen.append(y.copy())
+        return 0.5 * (m + y)
+
+    expected = np.moveaxis(fuse_colour(mri, apply_colormap(pet, "inferno", window), half), -1, 0)
+    got = fuse_colour_planes(mri, pet, "inferno", window, fuse_luma=half)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(seen[0], seen[1])  # the fusion saw the same PET luma both ways
+
+
+def test_colour_planes_bad_inputs():
+    from asfe3d.fusion.colour import fuse_colour_planes
+
+    a = np.zeros((4, 5, 6), np.float32)
+    with pytest.raises(ValueError, match="exactly one of luma and fuse_luma"):
+        fuse_colour_planes(a, a)
+    with pytest.raises(ValueError, match=r"share one shape .* got \(4, 5, 6\) and \(4, 5\)"):
+        fuse_colour_planes(a, a[..., 0], luma=a)
+    with pytest.raises(ValueError, match=r"luma must have the MRI's shape \(4, 5, 6\), got \(4, 5\)"):
+        fuse_colour_planes(a, a, luma=a[..., 0])
+    with pytest.raises(ValueError, match="unknown colour map 'nope'"):
+        fuse_colour_planes(a, a, "nope", luma=a)
