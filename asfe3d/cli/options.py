@@ -62,8 +62,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe slice mode: voxel axis to slice along; auto = the MRI's axial axis (default: "
                         f"{defaults.DEFAULT_SLICE_AXIS})")
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
-                   help="asfe volume mode: sliding-window size (default: the whole volume in one pass up to 12 M "
-                        "voxels, else 128 128 128)")
+                   help="asfe volume mode: sliding-window size (default: 128 128 128, the size the shipped weights "
+                        "were chosen with; a larger window is faster but gives a different image)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own, 0.5 for the shipped ones)")

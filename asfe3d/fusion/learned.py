@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from asfe3d.fusion.base import FusionMethod, register_method
-from asfe3d.inferers.fusion import DEFAULT_ROI, WHOLE_VOLUME_MAX_VOXELS, FusionInferer
+from asfe3d.inferers.fusion import DEFAULT_ROI, FusionInferer
 
-__all__ = ["AsfeFusionMethod", "resolve_device", "run_network", "infer", "DEFAULT_ROI", "WHOLE_VOLUME_MAX_VOXELS"]
+__all__ = ["AsfeFusionMethod", "resolve_device", "run_network", "infer", "DEFAULT_ROI"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -69,9 +69,8 @@ def run_network(
         mode: ``"slice"`` or ``"volume"``.
         device: where the network runs (the result comes back on the CPU).
         slice_axis: for ``slice``, the spatial axis (0, 1 or 2 of ``X, Y, Z``) that slices are taken along.
-        roi_size: for ``volume``, the sliding-window size (clipped to the volume); ``None`` runs the whole volume in
-            one pass when it has at most :data:`WHOLE_VOLUME_MAX_VOXELS` voxels (fastest: no overlap; a 1 mm brain
-            needs under 2 GB), else windows of :data:`DEFAULT_ROI`.
+        roi_size: for ``volume``, the sliding-window size (clipped to the volume); ``None``: windows of
+            :data:`DEFAULT_ROI`, the size the shipped weights were chosen with.
         overlap: for ``volume``, the window overlap fraction.
         sw_batch_size: slices (``slice``) or windows (``volume``) per forward pass.
         amp: use float16 autocast on CUDA.
@@ -141,8 +140,7 @@ class AsfeFusionMethod(FusionMethod):
         weights: a weight file; ``None`` takes the weights shipped for ``mode``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
         slice_axis: for ``slice`` on 3D inputs, the axis slices are taken along (``X, Y, Z`` order); ``None`` = 2.
-        roi_size: sliding-window size for ``volume``; ``None`` = the whole volume when it is small enough (see
-            :func:`run_network`).
+        roi_size: sliding-window size for ``volume``; ``None`` = :data:`DEFAULT_ROI` (see :func:`run_network`).
         overlap: sliding-window overlap for ``volume``.
         sw_batch_size: slices or windows per forward pass.
         amp: float16 autocast on CUDA.

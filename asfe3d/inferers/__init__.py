@@ -6,9 +6,8 @@ from __future__ import annotations
 from asfe3d.inferers.fusion import (
     DEFAULT_ROI,
     INFERER_MODES,
-    WHOLE_VOLUME_MAX_VOXELS,
     FusionInferer,
     auto_slice_axis,
 )
 
-__all__ = ["DEFAULT_ROI", "INFERER_MODES", "WHOLE_VOLUME_MAX_VOXELS", "FusionInferer", "auto_slice_axis"]
+__all__ = ["DEFAULT_ROI", "INFERER_MODES", "FusionInferer", "auto_slice_axis"]

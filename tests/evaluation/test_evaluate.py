@@ -226,3 +226,17 @@ def test_given_defect_columns_and_dt(volume_csv, tmp_path):
     bad.write_text("subject,mri,pet,pet_defect\ns1,s1_mri.nii.gz,s1_pet.nii.gz,s1_pet_defect.nii.gz\n")
     with pytest.raises(Asfe3dInputError, match="pet_defect and defect go together"):
         read_pairs_csv(bad)
+
+
+def test_evaluate_scores_the_windows_the_command_uses():
+    """``evaluate``'s volume mode and ``asfe3d fuse``'s default run the 3D network in the same windows: the held-out
+    scores describe the images users get (a whole head in one pass gives a different image)."""
+    from asfe3d.pipeline import _build_fuser
+    from asfe3d.settings import Settings
+
+    head = (200, 271, 193)
+    scored = build_fusers(["asfe-volume"], device="cpu")["asfe-volume"]
+    used = _build_fuser(Settings().fusion, False)
+    assert used.mode == scored.mode == "volume"
+    assert used.inferer.window(head) == scored.inferer.window(head) == (128, 128, 128)
+    assert used.inferer.overlap == scored.inferer.overlap

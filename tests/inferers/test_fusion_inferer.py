@@ -37,6 +37,8 @@ def test_volume_window_is_clipped_per_axis_and_equals_monai():
     assert FusionInferer("volume", roi_size=(0, -1, 4)).window((10, 20, 6)) == (10, 20, 4)
     assert FusionInferer("volume").window((10, 20, 6)) == (10, 20, 6)
     assert FusionInferer("volume").window((300, 300, 300)) == (128, 128, 128)
+    # a whole head is fused in the windows the weights were chosen with, not in one pass
+    assert FusionInferer("volume").window((200, 271, 193)) == (128, 128, 128)
 
 
 def test_slice_axis_auto_from_the_affine_and_per_call():
