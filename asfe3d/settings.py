@@ -174,8 +174,8 @@ class FusionSettings:
         weights: for ``asfe``: a weight file instead of the shipped one.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (checked against this machine for ``asfe``).
         slice_axis: for ``asfe`` slice mode: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2.
-        roi_size: for ``asfe`` volume mode: the sliding window, three integers >= 1 (``None``: the whole volume in
-            one pass when it fits, else 128^3 windows).
+        roi_size: for ``asfe`` volume mode: the sliding window, three integers >= 1 (``None``: 128^3 windows, the
+            size the shipped weights were scored and chosen with).
         detail_injection: for ``asfe``: the share of the MRI's detail band added to the output, in [0, 4]
             (``None``: the weights' own, 0.5 for the shipped ones; 0 turns it off).
     """
