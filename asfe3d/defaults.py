@@ -8,7 +8,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_DEVICE", "DEFAULT_SLICE_AXIS", "DEFAULT_SEED", "DEFAULT_REGISTRATION_THREADS",
            "DEFAULT_MIN_OVERLAP", "DEFAULT_OUTPUT_SCALE", "DEFAULT_FRAME_REALIGN", "DEFAULT_FRAME_REFERENCE",
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
-           "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE"]
+           "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
+           "DEFAULT_ROI_SIZE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -29,6 +30,9 @@ DEFAULT_COLORMAP = "hot"
 #: rule (``docs/training.md``, "Band-in-mm round"): 6 mm raised the lowest FDG detail by less than the 0.01 it asked
 #: in both modes, so both keep the width in voxels
 DETAIL_FWHM_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
+#: volume mode's sliding window: the size the shipped 3D weights were scored and chosen with (``evaluate``) and the
+#: one ``asfe3d fuse`` and the bundle use (one pass over a whole head gives a different image; docs/evaluation.md)
+DEFAULT_ROI_SIZE: tuple[int, int, int] = (128, 128, 128)
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

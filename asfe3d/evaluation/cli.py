@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from asfe3d.defaults import DEFAULT_ROI_SIZE
+
 __all__ = ["build_parser", "main"]
 
 
@@ -45,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-2d", type=Path, default=None, help="2D network weights (default: the shipped ones: image weights for --hmif, slice-mode weights for volumes)")
     p.add_argument("--weights-3d", type=Path, default=None, help="3D network weights (default: the shipped ones)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    p.add_argument("--roi-size", type=int, nargs=3, default=(128, 128, 128), metavar=("X", "Y", "Z"),
-                   help="sliding-window size of asfe-volume (default 128 128 128)")
+    p.add_argument("--roi-size", type=int, nargs=3, default=DEFAULT_ROI_SIZE, metavar=("X", "Y", "Z"),
+                   help=f"sliding-window size of asfe-volume (default {' '.join(map(str, DEFAULT_ROI_SIZE))}: the windows "
+                        "asfe3d fuse uses)")
     p.add_argument("--registration", choices=("rigid", "affine", "deformable", "none"), default="rigid",
                    help="volumes: PET-to-MRI registration (none = PET already aligned, only resampled; default rigid)")
     p.add_argument("--seed", type=int, default=0, help="registration sampling seed (default 0)")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from asfe3d.defaults import DEFAULT_MIN_OVERLAP
+from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_ROI_SIZE
 from asfe3d.errors import Asfe3dInputError
 
 __all__ = [
@@ -168,7 +168,7 @@ def build_fusers(
     weights_2d: str | Path | None = None,
     weights_3d: str | Path | None = None,
     device: str = "auto",
-    roi_size: Sequence[int] = (128, 128, 128),
+    roi_size: Sequence[int] = DEFAULT_ROI_SIZE,
     nets: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.

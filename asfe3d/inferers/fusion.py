@@ -36,11 +36,13 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
+from asfe3d.defaults import DEFAULT_ROI_SIZE
+
 __all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES",
            "auto_slice_axis", "grid_spacing"]
 
 #: the sliding window of ``roi_size="auto"``: the size the shipped 3D weights were trained near and chosen with
-DEFAULT_ROI = (128, 128, 128)
+DEFAULT_ROI = DEFAULT_ROI_SIZE
 #: where the detail injection's band stops (mm): the PET's resolution, as the DETAIL measure splits the bands
 DETAIL_FWHM_MM = 6.0
 #: the network's modes: a 2D network slice by slice, or a 3D network over the volume

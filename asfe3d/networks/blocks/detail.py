@@ -60,14 +60,7 @@ class DetailBand(nn.Module):
         Raises:
             ValueError: not one FWHM per spatial axis, or one outside ``(0, 64]`` (quoted).
         """
-        if len(fwhm) != x.dim() - 2:
-            raise ValueError(f"need one FWHM per spatial axis of x {x.shape}, got {fwhm}")
-        blurred = x
-        for i, f in enumerate(fwhm):
-            if not (f > 0.0 and f <= 64.0):
-                raise ValueError(f"a detail band's FWHM must be in (0, 64] voxels, got {f}")
-            blurred = _blur_along(blurred, i + 2, torch.tensor(_taps(f), dtype=x.dtype, device=x.device))
-        return x - blurred
+        return _band_per_axis(x, fwhm)
 
 
 def gaussian_taps(fwhm: float) -> list[float]:
@@ -90,6 +83,19 @@ def _taps(fwhm: float) -> list[float]:
         taps.append(math.exp(-0.5 * (float(i) / sigma) ** 2))
     total = sum(taps)
     return [t / total for t in taps]
+
+
+def _band_per_axis(x: torch.Tensor, fwhm: list[float]) -> torch.Tensor:
+    """``x - G * x`` with a Gaussian of ``fwhm[i]`` voxels along spatial axis ``i`` (every width checked first)."""
+    if len(fwhm) != x.dim() - 2:
+        raise ValueError(f"need one FWHM per spatial axis of x {x.shape}, got {fwhm}")
+    for f in fwhm:
+        if not (f > 0.0 and f <= 64.0):
+            raise ValueError(f"a detail band's FWHM must be in (0, 64] voxels, got {f}")
+    blurred = x
+    for i, f in enumerate(fwhm):
+        blurred = _blur_along(blurred, i + 2, torch.tensor(_taps(f), dtype=x.dtype, device=x.device))
+    return x - blurred
 
 
 def _blur_along(x: torch.Tensor, axis: int, k: torch.Tensor) -> torch.Tensor:
@@ -126,10 +132,4 @@ def detail_band_mm(x: torch.Tensor, spacing: Sequence[float], fwhm_mm: float) ->
     if isinstance(fwhm_mm, bool) or not isinstance(fwhm_mm, (int, float)) or not (math.isfinite(fwhm_mm)
                                                                                    and fwhm_mm > 0):
         raise ValueError(f"fwhm_mm must be a number > 0, got {fwhm_mm!r}")
-    for size in spacing:
-        gaussian_taps(float(fwhm_mm) / size)  # each axis's width checked before any work
-    blurred = x
-    for axis, size in enumerate(spacing, start=2):
-        blurred = _blur_along(blurred, axis, torch.tensor(_taps(float(fwhm_mm) / size), dtype=x.dtype,
-                                                          device=x.device))
-    return x - blurred
+    return _band_per_axis(x, [float(fwhm_mm) / size for size in spacing])

@@ -14,7 +14,7 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 from asfe3d.networks.blocks.detail import DetailBand
 from asfe3d.networks.blocks.fusion_block import FusionBlock
-from asfe3d.networks.blocks.utils import check_spatial_dims, crop_to, pad_to_multiple, shape_text
+from asfe3d.networks.blocks.utils import _prod, check_spatial_dims, crop_to, pad_to_multiple, shape_text
 from asfe3d.networks.nets.presets import get_preset
 
 __all__ = ["ASFEFusion"]
@@ -34,14 +34,6 @@ def _conv_block(spatial_dims: int, cin: int, cout: int, stride: int, n: int) -> 
             get_act_layer(_ACT),
         ]
     return nn.Sequential(*layers)
-
-
-def _numel(shape: list[int]) -> int:
-    """The number of elements of a grid of ``shape`` (1 for an empty shape)."""
-    out = 1
-    for n in shape:
-        out *= int(n)
-    return out
 
 
 class _StageSignature(nn.Module):
@@ -193,7 +185,7 @@ class ASFEFusion(nn.Module):
         if self.stem_stride > 1:
             wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
         band = self.volume_detail(x[:, :1], detail_fwhm) if inject_detail and self.detail_injection > 0 else None
-        rows = max(1, self.tail_slab_voxels // max(1, _numel(list(xp.shape[3:]))))
+        rows = max(1, self.tail_slab_voxels // max(1, _prod([int(s) for s in xp.shape[3:]])))
         if torch.is_grad_enabled() or rows >= size[0]:
             return self._tail(wr, xp, x, band, size)
         # without autograd, the full-resolution tail runs in slabs of ``rows`` along the first spatial axis (each
