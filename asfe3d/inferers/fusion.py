@@ -16,6 +16,15 @@ same voxels by construction.
   over a whole head gives a different image (instance normalisation and the frequency blocks see the whole head):
   on the 0.88 mm benchmark pair DETAIL 0.837 and hot-spot DT 0.749, against 0.860 and 0.885 in windows
   (``docs/evaluation.md``).
+- ``stitch``: what the volume mode's windows are blended as. ``"output"`` blends the network's fused windows
+  (MONAI's plain sliding window). ``"logits"`` blends the network's logits at its stem's stride
+  (:meth:`~asfe3d.networks.ASFEFusion.coarse`, ``stem_stride^3`` times fewer voxels) and runs the full-resolution
+  tail (:meth:`~asfe3d.networks.ASFEFusion.finish`: upsampling, the refining conv, the blend, the detail band) once
+  over the whole volume, instead of once per window on the 2.4 times as many voxels that overlapping windows hold.
+  The input is replicate-padded to a multiple of the stride so that every window starts on the logits' grid (a
+  window starting between two logit voxels would shift its logits by half a voxel). ``"auto"`` takes ``"logits"``
+  for a network that has ``coarse`` and ``finish`` when the windows fit that grid, else ``"output"``. A volume
+  that fits one window is one plain pass either way.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
@@ -35,10 +44,11 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
+from monai.utils import convert_to_dst_type
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE
 
-__all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES",
+__all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
            "auto_slice_axis", "grid_spacing"]
 
 #: the sliding window of ``roi_size="auto"``: the size the shipped 3D weights were trained near and chosen with
@@ -47,6 +57,8 @@ DEFAULT_ROI = DEFAULT_ROI_SIZE
 DETAIL_FWHM_MM = 6.0
 #: the network's modes: a 2D network slice by slice, or a 3D network over the volume
 INFERER_MODES = ("slice", "volume")
+#: what volume mode's overlapping windows are blended as (see the module docstring)
+STITCH_MODES = ("auto", "output", "logits")
 
 
 def auto_slice_axis(affine_ras: Any) -> int:
@@ -109,6 +121,10 @@ class FusionInferer(Inferer):
         detail_fwhm_mm: for a network with a detail injection, the band's width in mm (e.g.
             :data:`DETAIL_FWHM_MM`, the PET's resolution), turned into voxels per axis from the grid (see
             :func:`grid_spacing`); ``None`` (default): always the network's own width in voxels.
+        stitch: for ``volume``: ``"output"`` (blend the fused windows), ``"logits"`` (blend the network's stem-stride
+            logits and finish the whole volume at once; the network needs ``coarse`` and ``finish``, as
+            :class:`~asfe3d.networks.ASFEFusion` has) or ``"auto"`` (``"logits"`` where the network and the windows
+            allow it); see the module docstring.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -117,7 +133,7 @@ class FusionInferer(Inferer):
     def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
                  device: torch.device | str | None = None, progress: bool = False,
-                 detail_fwhm_mm: float | None = None) -> None:
+                 detail_fwhm_mm: float | None = None, stitch: str = "output") -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -135,7 +151,10 @@ class FusionInferer(Inferer):
         if detail_fwhm_mm is not None and (isinstance(detail_fwhm_mm, bool) or not isinstance(detail_fwhm_mm, (int, float))
                                            or not (np.isfinite(detail_fwhm_mm) and detail_fwhm_mm > 0)):
             raise ValueError(f"detail_fwhm_mm must be None or a number > 0 (mm), got {detail_fwhm_mm!r}")
+        if stitch not in STITCH_MODES:
+            raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
         self.mode = mode
+        self.stitch = stitch
         self.detail_fwhm_mm = None if detail_fwhm_mm is None else float(detail_fwhm_mm)
         self.slice_axis = slice_axis
         self.roi_size = roi_size if isinstance(roi_size, str) else tuple(int(r) for r in roi_size)
@@ -159,6 +178,36 @@ class FusionInferer(Inferer):
         if roi == "auto":
             roi = DEFAULT_ROI
         return tuple(s if int(r) <= 0 else min(int(r), s) for r, s in zip(roi, spatial))
+
+    def stitching(self, network: Any, spatial: Sequence[int]) -> str:
+        """What volume mode blends for this network and volume: ``"output"``, ``"logits"``, or ``"one pass"`` (the
+        volume fits one window).
+
+        Raises:
+            ValueError: ``stitch="logits"`` with a network without ``coarse`` and ``finish``, or windows that do not
+                start on its logits' grid (quoted).
+        """
+        stride = int(getattr(network, "stem_stride", 0) or 0)
+        capable = stride >= 1 and hasattr(network, "coarse") and hasattr(network, "finish")
+        padded = [-(-int(n) // stride) * stride for n in spatial] if capable else [int(n) for n in spatial]
+        roi = self.window(padded)
+        if tuple(roi) == tuple(padded):
+            return "one pass"
+        if self.stitch == "output":
+            return "output"
+        if not capable:
+            if self.stitch == "logits":
+                raise ValueError(f"stitch='logits' needs a network with coarse() and finish() and a stem_stride, "
+                                 f"got {type(network).__name__}")
+            return "output"
+        # MONAI's windows start at multiples of the scan interval, and the last one at the end of the volume
+        steps = [r if r == n else max(int(r * (1 - self.overlap)), 1) for r, n in zip(roi, padded)]
+        if any(r % stride or st % stride for r, st in zip(roi, steps)):
+            if self.stitch == "logits":
+                raise ValueError(f"stitch='logits' needs windows {tuple(roi)} and scan steps {tuple(steps)} that are "
+                                 f"multiples of the network's stem stride {stride}")
+            return "output"
+        return "logits"
 
     def axis(self, inputs: torch.Tensor, slice_axis: int | str | None = None) -> int:
         """The slicing axis for these inputs (``slice`` mode).
@@ -228,18 +277,46 @@ class FusionInferer(Inferer):
                 return (out.float() + band).clamp_(0.0, 1.0)
         else:
             spatial = tuple(int(s) for s in inputs.shape[2:])
+            if fwhm is not None:  # the network adds its band in each window, at this grid's width
+                kwargs = {**kwargs, "detail_fwhm": fwhm}
+            if self.stitching(network, spatial) == "logits":
+                return self._stitch_logits(inputs, network, *args, **kwargs)
             roi = tuple(int(r) for r in self.window(spatial))
             inferer = SlidingWindowInferer(
                 # a bar over windows; none for one window (the whole volume in one pass: it would sit at "0/1")
                 roi_size=roi, overlap=self.overlap, mode="gaussian", sw_batch_size=self.sw_batch_size,
                 progress=self.progress and roi != spatial, sw_device=self.sw_device, device=self.device,
             )
-            if fwhm is not None:  # the network adds its band in each window, at this grid's width
-                kwargs = {**kwargs, "detail_fwhm": fwhm}
         return inferer(inputs, network, *args, **kwargs)
+
+    def _stitch_logits(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Volume mode with ``stitch`` logits: windows of ``network.coarse`` blended at the stem's stride, then
+        ``network.finish`` once over the whole volume (``args`` and ``kwargs`` go to ``finish``)."""
+        stride = int(network.stem_stride)
+        work = self.sw_device if self.sw_device is not None else inputs.device
+        x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).to(work)
+        spatial = [int(n) for n in x.shape[2:]]
+        pads: list[int] = []
+        for n in reversed(spatial):  # F.pad takes the last dim first; pad at the end, as the network pads
+            pads += [0, -(-n // stride) * stride - n]
+        xe = torch.nn.functional.pad(x, pads, mode="replicate") if any(pads) else x
+        roi = tuple(int(r) for r in self.window(xe.shape[2:]))
+
+        def coarse(window: torch.Tensor) -> torch.Tensor:
+            # the window's own logits: a window is a multiple of the stride, the network may pad it further
+            low = [int(n) // stride for n in window.shape[2:]]
+            return network.coarse(window)[:, :, :low[0], :low[1], :low[2]]
+
+        logits = SlidingWindowInferer(roi_size=roi, overlap=self.overlap, mode="gaussian",
+                                      sw_batch_size=self.sw_batch_size, progress=self.progress,
+                                      sw_device=work, device=work)(xe, coarse)
+        out = network.finish(logits, x, *args, **kwargs)
+        # as MONAI's sliding window returns it: the input's type (a MetaTensor keeps its metadata) on ``device``
+        return convert_to_dst_type(out, inputs, device=self.device if self.device is not None else inputs.device)[0]
 
     def describe(self) -> dict[str, Any]:
         """The settings (JSON-able) for a completion record."""
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
-                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm}
+                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
+                "stitch": self.stitch}

@@ -227,3 +227,85 @@ def test_bad_spacing_refused_with_the_values():
     flat = MetaTensor(x, affine=torch.diag(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)))
     with pytest.raises(ValueError, match=r"the input's affine gives a voxel size of \[1.0, 0.0, 1.0\]"):
         FusionInferer("volume", detail_fwhm_mm=6.0)(flat, net)
+
+
+class _PoolNet(torch.nn.Module):
+    """A network with the stem-stride split of ASFEFusion: logits = the MRI average-pooled by 2 (both channels),
+    finish = their trilinear upsampling. On a linear ramp that is the ramp itself, away from the borders."""
+
+    stem_stride = 2
+
+    def coarse(self, x):
+        x = torch.nn.functional.pad(x, [0, x.shape[4] % 2, 0, x.shape[3] % 2, 0, x.shape[2] % 2], mode="replicate")
+        low = torch.nn.functional.avg_pool3d(x[:, :1], 2)
+        return torch.cat([low, low], dim=1)
+
+    def finish(self, wr, x, **kwargs):
+        up = torch.nn.functional.interpolate(wr[:, :1], scale_factor=2, mode="trilinear", align_corners=False)
+        return up[:, :, :x.shape[2], :x.shape[3], :x.shape[4]]
+
+    def forward(self, x):
+        return self.finish(self.coarse(x), x)
+
+
+@pytest.mark.parametrize("spatial", [(40, 33, 27), (41, 32, 35)])
+def test_stitched_logits_stay_on_the_input_grid(spatial):
+    """Every window's logits land on the whole volume's stride-2 grid: a window starting between two logit voxels
+    would shift them by half a voxel, which a ramp shows as an offset."""
+    ramp = sum(torch.arange(n, dtype=torch.float64).reshape([-1 if i == a else 1 for i in range(3)]) * (a + 1)
+               for a, n in enumerate(spatial))
+    x = torch.stack([ramp, ramp])[None].float()
+    inferer = FusionInferer("volume", roi_size=(16, 16, 16), stitch="logits")
+    assert inferer.stitching(_PoolNet(), spatial) == "logits"
+    out = inferer(x, _PoolNet())
+    assert out.shape == (1, 1, *spatial)
+    inner = (slice(None), slice(None)) + tuple(slice(1, n - 2) for n in spatial)
+    torch.testing.assert_close(out[inner], x[:, :1][inner], rtol=0, atol=1e-3)
+
+
+def test_stitched_logits_of_asfe_fusion_match_its_fused_windows_closely():
+    torch.manual_seed(0)
+    from asfe3d.networks import ASFEFusion
+
+    net = ASFEFusion(3, detail_injection=0.5).eval()
+    base = torch.rand(1, 1, 12, 12, 12)
+    x = torch.nn.functional.interpolate(base, size=(70, 52, 44), mode="trilinear").repeat(1, 2, 1, 1, 1)
+    x[:, 1] = x[:, 1].flip(0)
+    with torch.no_grad():
+        logits = FusionInferer("volume", roi_size=(32, 32, 32), stitch="logits")(x, net)
+        outputs = FusionInferer("volume", roi_size=(32, 32, 32), stitch="output")(x, net)
+    assert logits.shape == outputs.shape == (1, 1, 70, 52, 44)
+    assert float((logits - outputs).abs().mean()) < 0.01
+
+
+def test_stitch_modes_choose_and_refuse():
+    from asfe3d.networks import ASFEFusion
+
+    net = ASFEFusion(3).eval()
+    auto = FusionInferer("volume", stitch="auto")
+    assert auto.stitching(net, (200, 271, 193)) == "logits"
+    assert auto.stitching(net, (90, 108, 90)) == "one pass"  # one window: the plain pass
+    assert auto.stitching(_recording_net([]), (200, 271, 193)) == "output"  # a network without the split
+    assert FusionInferer("volume", roi_size=(100, 100, 100), stitch="auto").stitching(net, (200, 271, 193)) == "output"
+    assert FusionInferer("volume").stitching(net, (200, 271, 193)) == "output"  # the default (until chosen)
+    with pytest.raises(ValueError, match=r"scan steps \(75, 75, 75\) that are multiples of the network's stem stride 2"):
+        FusionInferer("volume", roi_size=(100, 100, 100), stitch="logits").stitching(net, (200, 271, 193))
+    with pytest.raises(ValueError, match="needs a network with coarse"):
+        FusionInferer("volume", stitch="logits").stitching(_recording_net([]), (200, 271, 193))
+    with pytest.raises(ValueError, match=r"stitch must be one of .* got 'blend'"):
+        FusionInferer("volume", stitch="blend")
+
+
+def test_stitched_logits_keep_the_metatensor_and_one_window_is_one_pass():
+    from asfe3d.networks import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(3).eval()
+    affine = torch.diag(torch.tensor([0.9, 0.9, 1.1, 1.0], dtype=torch.float64))
+    x = MetaTensor(torch.rand(1, 2, 40, 24, 20), affine=affine)
+    with torch.no_grad():
+        out = FusionInferer("volume", roi_size=(24, 24, 24), stitch="logits")(x, net)
+        one = FusionInferer("volume", stitch="logits")(x, net)
+        plain = FusionInferer("volume", stitch="output")(x, net)
+    assert isinstance(out, MetaTensor) and torch.equal(out.affine, x.affine) and out.shape == (1, 1, 40, 24, 20)
+    assert torch.equal(one, plain)

@@ -137,3 +137,48 @@ def test_tail_in_slabs_bad_input_still_refused():
     with pytest.raises(ValueError, match=r"expects \(B, 2, \*spatial\).*got shape \(1, 3, 4, 4, 4\)"):
         with torch.no_grad():
             net(torch.rand(1, 3, 4, 4, 4))
+
+
+@pytest.mark.parametrize("spatial_dims, size", [(3, (13, 9, 11)), (2, (10, 7))])
+def test_forward_is_finish_of_coarse(spatial_dims, size):
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims, detail_injection=0.5, detail_fwhm=3.0).eval()
+    x = torch.rand(2, 2, *size)
+    with torch.no_grad():
+        wr = net.coarse(x)
+        whole = net(x)
+        assert torch.equal(net.finish(wr, x), whole)
+        scripted = torch.jit.script(net)
+        assert torch.equal(scripted.finish(scripted.coarse(x), x), whole)
+    # the logits cover the network's padded grid at the stem's stride
+    padded = [max(-(-n // net.multiple), 2) * net.multiple for n in size]
+    assert wr.shape[:2] == (2, 2) and list(wr.shape[2:]) == [n // net.stem_stride for n in padded]
+
+
+def test_finish_takes_logits_cut_to_the_input_and_pads_them():
+    torch.manual_seed(0)
+    net = ASFEFusion(3).eval()
+    x = torch.rand(1, 2, 16, 16, 16)  # a multiple of the network's padding: nothing to pad
+    with torch.no_grad():
+        wr = net.coarse(x)
+        assert torch.equal(net.finish(wr, x), net(x))
+        y = torch.rand(1, 2, 13, 16, 16)  # padded to 16: logits of 7 (the input's own) or 8 rows are both accepted
+        cut = net.finish(net.coarse(y)[:, :, :7], y)
+        assert cut.shape == (1, 1, 13, 16, 16) and torch.isfinite(cut).all()
+
+
+@pytest.mark.parametrize("shape, quoted", [
+    ((1, 2, 6, 8, 8), r"low between \[7, 8, 8\] and \[8, 8, 8\] per axis, got \(1, 2, 6, 8, 8\)"),
+    ((1, 2, 9, 8, 8), r"got \(1, 2, 9, 8, 8\)"),
+    ((1, 3, 8, 8, 8), r"got \(1, 3, 8, 8, 8\)"),
+    ((2, 2, 8, 8, 8), r"got \(2, 2, 8, 8, 8\)"),
+])
+def test_finish_refuses_logits_of_another_grid(shape, quoted):
+    net = ASFEFusion(3).eval()
+    with pytest.raises(ValueError, match=quoted), torch.no_grad():
+        net.finish(torch.zeros(shape), torch.rand(1, 2, 13, 16, 16))
+
+
+def test_coarse_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"got shape \(1, 1, 8, 8, 8\)"):
+        ASFEFusion(3).coarse(torch.rand(1, 1, 8, 8, 8))

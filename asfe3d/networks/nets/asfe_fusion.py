@@ -162,12 +162,36 @@ class ASFEFusion(nn.Module):
         Raises:
             ValueError: when ``x`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
         """
+        return self.finish(self.coarse(x), x, inject_detail, detail_fwhm)
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != 2 or x.numel() == 0:
             raise ValueError(
                 f"ASFEFusion({self.spatial_dims}D) expects (B, 2, *spatial) with {self.spatial_dims} spatial dims "
                 f"of at least one voxel and channels [MRI, PET], got shape {shape_text(x)}"
             )
-        xp, size = pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
+
+    @torch.jit.export
+    def coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the full-resolution tail: the head's blend and residual logits at the stem's stride.
+
+        ``forward(x) == finish(coarse(x), x)``. A sliding window can stitch these logits (``stem_stride`` times
+        fewer voxels per axis than the input) and run :meth:`finish` once over the whole volume
+        (:class:`~asfe3d.inferers.FusionInferer`).
+
+        Args:
+            x: ``(B, 2, *spatial)`` ``[MRI, PET]`` in ``[0, 1]``.
+
+        Returns:
+            ``(B, 2, *padded // stem_stride)``: ``padded`` is ``spatial`` replicate-padded to a multiple of
+            ``stem_stride * 2^(levels - 1)`` (at least two), as :meth:`forward` pads it; the first
+            ``ceil(spatial / stem_stride)`` voxels per axis cover the input.
+
+        Raises:
+            ValueError: when ``x`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
+        """
+        self._check_input(x)
+        xp, _ = pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
         b = xp.shape[0]
         h = torch.cat([xp[:, :1], xp[:, 1:]], dim=0)  # both modalities through the shared encoder at once
         fused: list[torch.Tensor] = []
@@ -181,11 +205,49 @@ class ASFEFusion(nn.Module):
             dec: _Stage = self.decoder[i]
             y = F.interpolate(up.forward(y), size=skip.shape[2:], mode="nearest")
             y = dec.forward(y + skip)
-        wr = self.head(y)
-        if self.stem_stride > 1:
-            wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
+        return self.head(y)
+
+    @torch.jit.export
+    def finish(self, wr: torch.Tensor, x: torch.Tensor, inject_detail: bool = True,
+               detail_fwhm: list[float] | None = None) -> torch.Tensor:
+        """The full-resolution tail: upsample the logits ``wr`` to ``x``'s grid, refine, blend, add the detail band.
+
+        Args:
+            wr: ``(B, 2, *low)`` logits from :meth:`coarse` of ``x``, or stitched from windows: ``low`` between
+                ``ceil(spatial / stem_stride)`` and ``padded // stem_stride`` per axis (shorter axes are
+                replicate-padded to the latter, as the logits of a whole-volume pass would be).
+            x: ``(B, 2, *spatial)`` ``[MRI, PET]`` in ``[0, 1]``.
+            inject_detail: see :meth:`forward`.
+            detail_fwhm: see :meth:`forward`.
+
+        Returns:
+            ``(B, 1, *spatial)`` fused image in ``[0, 1]``.
+
+        Raises:
+            ValueError: ``x`` is not ``(B, 2, *spatial)``, or ``wr`` is not ``(B, 2, *low)`` with ``low`` in that
+                range.
+        """
+        self._check_input(x)
+        xp, size = pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
+        s = self.stem_stride
+        full = [int(v) // s for v in xp.shape[2:]]
+        low = [int(v) for v in wr.shape[2:]]
+        if (wr.dim() != x.dim() or wr.shape[0] != x.shape[0] or wr.shape[1] != 2
+                or any(lo < (n + s - 1) // s or lo > f for lo, n, f in zip(low, size, full))):
+            raise ValueError(
+                f"finish expects logits (B, 2, *low) for an input of shape {shape_text(x)}, with low between "
+                f"{[(n + s - 1) // s for n in size]} and {full} per axis, got {shape_text(wr)}"
+            )
+        if low != full:
+            pads: list[int] = []
+            for i in range(len(low) - 1, -1, -1):  # F.pad takes the last dim first
+                pads += [0, full[i] - low[i]]
+            wr = F.pad(wr, pads, mode="replicate")
+        if s > 1:
+            wr = F.interpolate(wr, size=xp.shape[2:], mode="bilinear" if self.spatial_dims == 2 else "trilinear",
+                               align_corners=False)
         band = self.volume_detail(x[:, :1], detail_fwhm) if inject_detail and self.detail_injection > 0 else None
-        rows = max(1, self.tail_slab_voxels // max(1, _prod([int(s) for s in xp.shape[3:]])))
+        rows = max(1, self.tail_slab_voxels // max(1, _prod([int(v) for v in xp.shape[3:]])))
         if torch.is_grad_enabled() or rows >= size[0]:
             return self._tail(wr, xp, x, band, size)
         # without autograd, the full-resolution tail runs in slabs of ``rows`` along the first spatial axis (each
