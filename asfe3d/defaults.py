@@ -9,7 +9,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_MIN_OVERLAP", "DEFAULT_OUTPUT_SCALE", "DEFAULT_FRAME_REALIGN", "DEFAULT_FRAME_REFERENCE",
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
-           "DEFAULT_ROI_SIZE"]
+           "DEFAULT_ROI_SIZE", "DEFAULT_STITCH"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -33,6 +33,10 @@ DETAIL_FWHM_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None
 #: volume mode's sliding window: the size the shipped 3D weights were scored and chosen with (``evaluate``) and the
 #: one ``asfe3d fuse`` and the bundle use (one pass over a whole head gives a different image; docs/evaluation.md)
 DEFAULT_ROI_SIZE: tuple[int, int, int] = (128, 128, 128)
+#: what volume mode's overlapping windows are blended as (``asfe3d.inferers.FusionInferer``'s ``stitch``): the fused
+#: windows (``output``), or the network's stem-stride logits with the full-resolution tail run once (``auto``/
+#: ``logits``); chosen by the eleventh addendum to the selection rule (``docs/training.md``)
+DEFAULT_STITCH = "output"
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi-size", type=int, nargs=3, default=DEFAULT_ROI_SIZE, metavar=("X", "Y", "Z"),
                    help=f"sliding-window size of asfe-volume (default {' '.join(map(str, DEFAULT_ROI_SIZE))}: the windows "
                         "asfe3d fuse uses)")
+    p.add_argument("--stitch", choices=("auto", "output", "logits"), default=None,
+                   help="how asfe-volume blends its overlapping windows: the fused windows (output) or the network's "
+                        "stem-stride logits, finished once over the volume (logits; auto where the network allows "
+                        "it); default: what asfe3d fuse uses")
     p.add_argument("--registration", choices=("rigid", "affine", "deformable", "none"), default="rigid",
                    help="volumes: PET-to-MRI registration (none = PET already aligned, only resampled; default rigid)")
     p.add_argument("--seed", type=int, default=0, help="registration sampling seed (default 0)")
@@ -133,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
         weights_2d = shipped_weights("image")
     fusers = ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
-                             roi_size=args.roi_size)
+                             roi_size=args.roi_size, stitch=args.stitch)
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

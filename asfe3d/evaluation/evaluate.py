@@ -170,6 +170,7 @@ def build_fusers(
     device: str = "auto",
     roi_size: Sequence[int] = DEFAULT_ROI_SIZE,
     nets: Mapping[str, Any] | None = None,
+    stitch: str | None = None,
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -180,6 +181,8 @@ def build_fusers(
         device: ``auto``, ``cpu`` or ``cuda[:N]`` for the networks.
         roi_size: sliding-window size of ``asfe-volume``.
         nets: already built networks by method name (overrides the weights; for tests and training).
+        stitch: how ``asfe-volume`` blends its windows (``None``: the command's default,
+            :data:`asfe3d.defaults.DEFAULT_STITCH`).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -200,7 +203,7 @@ def build_fusers(
             raise ValueError(f"unknown method {name!r}")
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
-        kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size)}
+        kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch}
         if name in nets:
             kwargs["net"] = nets[name]
         else:

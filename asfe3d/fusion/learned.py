@@ -151,6 +151,8 @@ class AsfeFusionMethod(FusionMethod):
         detail_fwhm_mm: the band's width in mm for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the network's own width in voxels; ``"auto"``: the
             mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`).
+        stitch: for ``volume``: what the overlapping windows are blended as (:class:`~asfe3d.inferers.FusionInferer`);
+            ``None``: :data:`asfe3d.defaults.DEFAULT_STITCH`.
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -175,6 +177,7 @@ class AsfeFusionMethod(FusionMethod):
         net: torch.nn.Module | None = None,
         detail_injection: float | None = None,
         detail_fwhm_mm: float | str | None = "auto",
+        stitch: str | None = None,
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -209,11 +212,16 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
 
             detail_fwhm_mm = DETAIL_FWHM_MM_BY_MODE[mode]
+        if stitch is None:
+            from asfe3d.defaults import DEFAULT_STITCH
+
+            stitch = DEFAULT_STITCH
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
-                                     progress=progress, detail_fwhm_mm=detail_fwhm_mm)
+                                     progress=progress, detail_fwhm_mm=detail_fwhm_mm,
+                                     stitch=stitch)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -221,6 +229,7 @@ class AsfeFusionMethod(FusionMethod):
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
             "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
             "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
+            "stitch": self.inferer.stitch if self.mode == "volume" else None,
         }
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,

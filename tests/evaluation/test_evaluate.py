@@ -240,3 +240,5 @@ def test_evaluate_scores_the_windows_the_command_uses():
     assert used.mode == scored.mode == "volume"
     assert used.inferer.window(head) == scored.inferer.window(head) == (128, 128, 128)
     assert used.inferer.overlap == scored.inferer.overlap
+    assert used.inferer.stitch == scored.inferer.stitch  # and blends them the same way
+    assert used.inferer.stitching(used.net, head) == scored.inferer.stitching(scored.net, head)
