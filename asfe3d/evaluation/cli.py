@@ -13,6 +13,7 @@ cases), and prints the summary. Bad input: one line ``asfe3d: error: <path>: <pr
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how asfe-volume blends its overlapping windows: the fused windows (output) or the network's "
                         "stem-stride logits, finished once over the volume (logits; auto where the network allows "
                         "it); default: what asfe3d fuse uses")
+    p.add_argument("--min-voxel-mm", type=float, default=None, metavar="MM",
+                   help="volumes: the finest grid the networks run on (mm; 0 = the MRI's own grid; default: what "
+                        "asfe3d fuse uses)")
     p.add_argument("--registration", choices=("rigid", "affine", "deformable", "none"), default="rigid",
                    help="volumes: PET-to-MRI registration (none = PET already aligned, only resampled; default rigid)")
     p.add_argument("--seed", type=int, default=0, help="registration sampling seed (default 0)")
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
+    if args.min_voxel_mm is not None and not (args.min_voxel_mm >= 0 and math.isfinite(args.min_voxel_mm)):
+        parser.error(f"--min-voxel-mm must be a voxel size >= 0 (mm), got {args.min_voxel_mm}")
     if args.figure_cases < 0:
         parser.error(f"--figure-cases must be >= 0, got {args.figure_cases}")
     if not 0.0 <= args.val_fraction < 1.0:
@@ -137,7 +143,8 @@ def _run(args: argparse.Namespace) -> int:
 
         weights_2d = shipped_weights("image")
     fusers = ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
-                             roi_size=args.roi_size, stitch=args.stitch)
+                             roi_size=args.roi_size, stitch=args.stitch,
+                             min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None))
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

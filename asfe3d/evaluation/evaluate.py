@@ -171,6 +171,7 @@ def build_fusers(
     roi_size: Sequence[int] = DEFAULT_ROI_SIZE,
     nets: Mapping[str, Any] | None = None,
     stitch: str | None = None,
+    min_voxel_mm: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -183,6 +184,8 @@ def build_fusers(
         nets: already built networks by method name (overrides the weights; for tests and training).
         stitch: how ``asfe-volume`` blends its windows (``None``: the command's default,
             :data:`asfe3d.defaults.DEFAULT_STITCH`).
+        min_voxel_mm: the finest grid the networks run on on volumes (``"auto"``: the command's default per mode,
+            :data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -203,7 +206,8 @@ def build_fusers(
             raise ValueError(f"unknown method {name!r}")
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
-        kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch}
+        kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
+                                  "min_voxel_mm": min_voxel_mm}
         if name in nets:
             kwargs["net"] = nets[name]
         else:

@@ -151,6 +151,9 @@ class AsfeFusionMethod(FusionMethod):
         detail_fwhm_mm: the band's width in mm for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the network's own width in voxels; ``"auto"``: the
             mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`).
+        min_voxel_mm: the finest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
+            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`).
         stitch: for ``volume``: what the overlapping windows are blended as (:class:`~asfe3d.inferers.FusionInferer`);
             ``None``: :data:`asfe3d.defaults.DEFAULT_STITCH`.
 
@@ -178,6 +181,7 @@ class AsfeFusionMethod(FusionMethod):
         detail_injection: float | None = None,
         detail_fwhm_mm: float | str | None = "auto",
         stitch: str | None = None,
+        min_voxel_mm: float | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -216,12 +220,16 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import DEFAULT_STITCH
 
             stitch = DEFAULT_STITCH
+        if min_voxel_mm == "auto":
+            from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
+
+            min_voxel_mm = MIN_VOXEL_MM_BY_MODE[mode]
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
-                                     stitch=stitch)
+                                     stitch=stitch, min_voxel_mm=min_voxel_mm)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -230,6 +238,7 @@ class AsfeFusionMethod(FusionMethod):
             "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
             "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
+            "min_voxel_mm": self.inferer.min_voxel_mm,
         }
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,

@@ -25,6 +25,13 @@ same voxels by construction.
   window starting between two logit voxels would shift its logits by half a voxel). ``"auto"`` takes ``"logits"``
   for a network that has ``coarse`` and ``finish`` when the windows fit that grid, else ``"output"``. A volume
   that fits one window is one plain pass either way.
+- ``min_voxel_mm``: the finest grid the network runs on. Along each axis finer than it (the voxel size from the
+  input MetaTensor's affine, or a call's ``spacing=``), the ``[MRI, PET]`` input is blurred by the difference in
+  resolution and resampled (trilinear, at the voxel centres) to a grid of at least that voxel size over the same
+  field of view, fused there in either mode, brought back (trilinear), and
+  the MRI's part that the round trip removed (the MRI minus its own down-and-up copy) is added back, then clamped to
+  ``[0, 1]``: the PET's uptake and the network's blend at the grid the network knows, the MRI's finest detail as
+  acquired. ``None``: always the input's own grid.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
@@ -121,6 +128,8 @@ class FusionInferer(Inferer):
         detail_fwhm_mm: for a network with a detail injection, the band's width in mm (e.g.
             :data:`DETAIL_FWHM_MM`, the PET's resolution), turned into voxels per axis from the grid (see
             :func:`grid_spacing`); ``None`` (default): always the network's own width in voxels.
+        min_voxel_mm: the finest voxel size (mm) the network runs on (see the module docstring); ``None``: the
+            input's own grid.
         stitch: for ``volume``: ``"output"`` (blend the fused windows), ``"logits"`` (blend the network's stem-stride
             logits and finish the whole volume at once; the network needs ``coarse`` and ``finish``, as
             :class:`~asfe3d.networks.ASFEFusion` has) or ``"auto"`` (``"logits"`` where the network and the windows
@@ -133,7 +142,8 @@ class FusionInferer(Inferer):
     def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
                  device: torch.device | str | None = None, progress: bool = False,
-                 detail_fwhm_mm: float | None = None, stitch: str = "output") -> None:
+                 detail_fwhm_mm: float | None = None, stitch: str = "output",
+                 min_voxel_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -151,6 +161,10 @@ class FusionInferer(Inferer):
         if detail_fwhm_mm is not None and (isinstance(detail_fwhm_mm, bool) or not isinstance(detail_fwhm_mm, (int, float))
                                            or not (np.isfinite(detail_fwhm_mm) and detail_fwhm_mm > 0)):
             raise ValueError(f"detail_fwhm_mm must be None or a number > 0 (mm), got {detail_fwhm_mm!r}")
+        if min_voxel_mm is not None and (isinstance(min_voxel_mm, bool) or not isinstance(min_voxel_mm, (int, float))
+                                         or not (np.isfinite(min_voxel_mm) and min_voxel_mm > 0)):
+            raise ValueError(f"min_voxel_mm must be None or a number > 0 (mm), got {min_voxel_mm!r}")
+        self.min_voxel_mm = None if min_voxel_mm is None else float(min_voxel_mm)
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
         self.mode = mode
@@ -178,6 +192,16 @@ class FusionInferer(Inferer):
         if roi == "auto":
             roi = DEFAULT_ROI
         return tuple(s if int(r) <= 0 else min(int(r), s) for r, s in zip(roi, spatial))
+
+    def working_size(self, spatial: Sequence[int], grid: Sequence[float] | None) -> tuple[int, ...]:
+        """The grid the network runs on for a volume of ``spatial`` voxels of ``grid`` mm: each axis finer than
+        ``min_voxel_mm`` gets as many voxels as fit at ``min_voxel_mm`` or coarser over the same field of view, the
+        others are kept; ``spatial`` itself when ``min_voxel_mm`` or ``grid`` is ``None``."""
+        spatial = tuple(int(n) for n in spatial)
+        if self.min_voxel_mm is None or grid is None:
+            return spatial
+        return tuple(n if g >= self.min_voxel_mm else max(1, int(np.floor(n * g / self.min_voxel_mm + 1e-9)))
+                     for n, g in zip(spatial, grid))
 
     def stitching(self, network: Any, spatial: Sequence[int]) -> str:
         """What volume mode blends for this network and volume: ``"output"``, ``"logits"``, or ``"one pass"`` (the
@@ -261,6 +285,12 @@ class FusionInferer(Inferer):
         """
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
+        if self.min_voxel_mm is not None:
+            grid = grid_spacing(inputs, spacing)
+            spatial = tuple(int(n) for n in inputs.shape[2:])
+            work = self.working_size(spatial, grid)
+            if grid is not None and work != spatial:
+                return self._on_working_grid(inputs, network, args, kwargs, grid, work, slice_axis)
         injects = float(getattr(network, "detail_injection", 0.0)) > 0 and hasattr(network, "volume_detail")
         fwhm = self.detail_fwhm(inputs, spacing) if injects else None
         if self.mode == "slice":
@@ -288,6 +318,29 @@ class FusionInferer(Inferer):
                 progress=self.progress and roi != spatial, sw_device=self.sw_device, device=self.device,
             )
         return inferer(inputs, network, *args, **kwargs)
+
+    def _on_working_grid(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
+                         grid: Sequence[float], work: Sequence[int], slice_axis: int | str | None) -> torch.Tensor:
+        """Fuse on the coarser working grid ``work`` and bring the result back with the MRI's removed part."""
+        from asfe3d.networks.blocks.detail import blur_per_axis
+
+        interpolate = torch.nn.functional.interpolate
+        axis = self.axis(inputs, slice_axis) if self.mode == "slice" else None  # from the input's own affine
+        x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).float()
+        spatial = [int(n) for n in x.shape[2:]]
+        spacing = [g * n / w for g, n, w in zip(grid, spatial, work)]  # the same field of view
+        # down: a Gaussian that makes up the difference in resolution along each resampled axis (as a coarser
+        # acquisition would see it), then trilinear at the working grid's voxel centres (an exact geometry, where
+        # averaging boxes of a non-integer size would move each voxel by up to half a voxel)
+        fwhm = [float(np.sqrt(max((s / g) ** 2 - 1.0, 0.0))) if w != n else 0.0
+                for g, s, n, w in zip(grid, spacing, spatial, work)]
+        small = interpolate(blur_per_axis(x, fwhm), size=list(work), mode="trilinear", align_corners=False)
+        fused = self(small, network, *args, slice_axis=axis, spacing=spacing, **kwargs)
+        out = interpolate(fused.float(), size=spatial, mode="trilinear", align_corners=False)
+        mri, mri_small = x[:, :1].to(out.device), small[:, :1].to(out.device)
+        removed = mri - interpolate(mri_small, size=spatial, mode="trilinear", align_corners=False)
+        out = (out + removed).clamp_(0.0, 1.0)
+        return convert_to_dst_type(out, inputs, device=self.device if self.device is not None else inputs.device)[0]
 
     def _stitch_logits(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Volume mode with ``stitch`` logits: windows of ``network.coarse`` blended at the stem's stride, then
@@ -319,4 +372,4 @@ class FusionInferer(Inferer):
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
                 "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
-                "stitch": self.stitch}
+                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm}

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["DetailBand", "detail_band_mm", "gaussian_taps"]
+__all__ = ["DetailBand", "blur_per_axis", "detail_band_mm", "gaussian_taps"]
 
 
 class DetailBand(nn.Module):
@@ -87,15 +87,36 @@ def _taps(fwhm: float) -> list[float]:
 
 def _band_per_axis(x: torch.Tensor, fwhm: list[float]) -> torch.Tensor:
     """``x - G * x`` with a Gaussian of ``fwhm[i]`` voxels along spatial axis ``i`` (every width checked first)."""
-    if len(fwhm) != x.dim() - 2:
-        raise ValueError(f"need one FWHM per spatial axis of x {x.shape}, got {fwhm}")
     for f in fwhm:
         if not (f > 0.0 and f <= 64.0):
             raise ValueError(f"a detail band's FWHM must be in (0, 64] voxels, got {f}")
+    return x - blur_per_axis(x, fwhm)
+
+
+def blur_per_axis(x: torch.Tensor, fwhm: list[float]) -> torch.Tensor:
+    """``G * x``: a Gaussian of ``fwhm[i]`` voxels along spatial axis ``i``, replicate-padded; an axis with
+    ``fwhm[i] == 0`` is left as it is.
+
+    Args:
+        x: ``(B, C, *spatial)``.
+        fwhm: one width per spatial axis, each 0 or in ``(0, 64]`` voxels.
+
+    Returns:
+        The blurred ``x`` (its shape and dtype).
+
+    Raises:
+        ValueError: not one width per spatial axis, or a width out of range (quoted).
+    """
+    if len(fwhm) != x.dim() - 2:
+        raise ValueError(f"need one FWHM per spatial axis of x {x.shape}, got {fwhm}")
+    for f in fwhm:
+        if not (f >= 0.0 and f <= 64.0):
+            raise ValueError(f"a FWHM must be 0 or in (0, 64] voxels, got {f}")
     blurred = x
     for i, f in enumerate(fwhm):
-        blurred = _blur_along(blurred, i + 2, torch.tensor(_taps(f), dtype=x.dtype, device=x.device))
-    return x - blurred
+        if f > 0.0:
+            blurred = _blur_along(blurred, i + 2, torch.tensor(_taps(f), dtype=x.dtype, device=x.device))
+    return blurred
 
 
 def _blur_along(x: torch.Tensor, axis: int, k: torch.Tensor) -> torch.Tensor:
