@@ -309,3 +309,72 @@ def test_stitched_logits_keep_the_metatensor_and_one_window_is_one_pass():
         plain = FusionInferer("volume", stitch="output")(x, net)
     assert isinstance(out, MetaTensor) and torch.equal(out.affine, x.affine) and out.shape == (1, 1, 40, 24, 20)
     assert torch.equal(one, plain)
+
+
+def test_working_size_coarsens_only_the_finer_axes():
+    inferer = FusionInferer("volume", min_voxel_mm=1.0)
+    assert inferer.working_size((40, 30, 20), (0.7, 0.7, 1.2)) == (28, 21, 20)  # floor: never finer than 1 mm
+    assert inferer.working_size((40, 30, 20), (1.0, 2.0, 1.0)) == (40, 30, 20)
+    assert inferer.working_size((40, 30, 20), None) == (40, 30, 20)  # no grid known: the input's own
+    assert FusionInferer("volume").working_size((40, 30, 20), (0.5, 0.5, 0.5)) == (40, 30, 20)
+
+
+@pytest.mark.parametrize("mode", ["volume", "slice"])
+def test_working_grid_gives_back_the_mri_exactly_for_an_mri_copy(mode):
+    """A network that copies its MRI gives the MRI back: what the working grid removed is added back."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 2, 30, 27, 20)
+    affine = torch.diag(torch.tensor([0.7, 0.8, 1.3, 1.0], dtype=torch.float64))
+    inferer = FusionInferer(mode, min_voxel_mm=1.0, roi_size=(0, 0, 0), slice_axis=2)  # volume: one pass
+    seen = []
+
+    def mri_copy(t):
+        seen.append(tuple(t.shape))
+        return t[:, :1]
+
+    out = inferer(MetaTensor(x, affine=affine), mri_copy)
+    assert isinstance(out, MetaTensor) and out.shape == (1, 1, 30, 27, 20) and torch.equal(out.affine, affine)
+    torch.testing.assert_close(out.as_tensor(), x[:, :1], rtol=0, atol=1e-6)
+    # the network saw the 1 mm grid: 30 x 0.7 = 21 mm -> 21 voxels, 27 x 0.8 -> 21, 20 x 1.3 kept
+    assert {s[2:] for s in seen} == ({(21, 21, 20)} if mode == "volume" else {(21, 21)})
+
+
+def test_working_grid_keeps_the_geometry_of_a_smooth_image():
+    """The PET's smooth part comes back where it was: a PET copy of a ramp is the ramp, away from the borders."""
+    n, voxel = (40, 34, 12), (0.7, 0.75, 1.0)
+    ramp = sum(torch.arange(k, dtype=torch.float32).reshape([-1 if i == a else 1 for i in range(3)]) * v / 60
+               for a, (k, v) in enumerate(zip(n, voxel)))
+    x = torch.stack([torch.zeros(n), ramp])[None]
+    out = FusionInferer("volume", min_voxel_mm=1.0)(x, lambda t: t[:, 1:], spacing=voxel)
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(None))
+    torch.testing.assert_close(out[inner], x[:, 1:][inner], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), True, "1"])
+def test_bad_min_voxel_refused_quoting_the_value(value):
+    with pytest.raises(ValueError, match=r"min_voxel_mm must be None or a number > 0 \(mm\), got ") as err:
+        FusionInferer("volume", min_voxel_mm=value)
+    assert str(err.value).endswith(repr(value))
+
+
+def test_bundle_inferers_take_the_commands_settings():
+    """Each bundle config's inferer has the command's settings for its mode (working grid, stitching, band)."""
+    from asfe3d.defaults import DEFAULT_STITCH, DETAIL_FWHM_MM_BY_MODE, MIN_VOXEL_MM_BY_MODE
+
+    for name, mode in (("inference.json", "volume"), ("inference_slice.json", "slice")):
+        inferer = json.loads((CONFIGS / name).read_text())["inferer"]
+        assert inferer.get("min_voxel_mm") == MIN_VOXEL_MM_BY_MODE[mode], name
+        assert inferer.get("detail_fwhm_mm") == DETAIL_FWHM_MM_BY_MODE[mode], name
+        if mode == "volume":
+            assert inferer.get("stitch", "output") == DEFAULT_STITCH, name
+
+
+def test_the_command_fuses_slice_mode_on_its_working_grid():
+    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.networks.nets import ASFEFusion
+
+    slice_mode = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2), device="cpu")
+    volume = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), device="cpu")
+    assert slice_mode.inferer.min_voxel_mm == 1.0 and slice_mode.describe()["min_voxel_mm"] == 1.0
+    assert volume.inferer.min_voxel_mm is None
+    assert AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2), min_voxel_mm=None).inferer.min_voxel_mm is None
