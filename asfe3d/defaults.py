@@ -9,7 +9,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_MIN_OVERLAP", "DEFAULT_OUTPUT_SCALE", "DEFAULT_FRAME_REALIGN", "DEFAULT_FRAME_REFERENCE",
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
-           "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "MIN_VOXEL_MM_BY_MODE"]
+           "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -37,6 +37,8 @@ DEFAULT_ROI_SIZE: tuple[int, int, int] = (128, 128, 128)
 #: windows (``output``), or the network's stem-stride logits with the full-resolution tail run once (``auto``/
 #: ``logits``); chosen by the eleventh addendum to the selection rule (``docs/training.md``)
 DEFAULT_STITCH = "output"
+#: what ``stitch`` accepts
+STITCH_MODES = ("auto", "output", "logits")
 #: per asfe mode, the finest voxel size (mm) the network runs on (``asfe3d.inferers.FusionInferer``'s
 #: ``min_voxel_mm``), or ``None``: the MRI's own grid. Chosen by the twelfth addendum (``docs/training.md``,
 #: "Working-grid round"): slice mode on a 1 mm grid keeps more of a fine MRI's detail (0.7 mm pairs: lowest FDG

@@ -127,3 +127,14 @@ def test_fuse_pair_takes_one_settings_object():
 
     params = inspect.signature(fuse_pair).parameters
     assert list(params) == ["mri", "pet", "output", "settings", "progress", "record_extra"] and len(params) <= 6
+
+
+def test_stitch_reaches_the_fuser_and_a_bad_value_is_refused():
+    from asfe3d.pipeline import _build_fuser
+
+    fuser = _build_fuser(Settings.from_flat(stitch="logits", device="cpu").fusion, False)
+    assert fuser.inferer.stitch == "logits" and fuser.describe()["stitch"] == "logits"
+    assert _build_fuser(Settings().fusion, False).inferer.stitch == "output"  # the scored default
+    assert Settings.from_flat(stitch="auto").as_dict()["fusion"]["stitch"] == "auto"
+    with pytest.raises(Asfe3dInputError, match="stitch.*must be one of auto, output, logits, got 'blend'"):
+        Settings.from_flat(stitch="blend")

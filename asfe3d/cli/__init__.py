@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main", "entry", "build_parser", "Terminated"]
 
@@ -39,11 +40,20 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated(f"signal {signum}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command's error format: a usage mistake (an unknown option, a value outside its choices)
+    is one line ``asfe3d: error: <problem> (see <command> --help)`` and exit code 2, like every other refusal; the
+    sub-commands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"asfe3d: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``asfe3d`` command."""
     from asfe3d import __version__
 
-    parser = argparse.ArgumentParser(prog="asfe3d", description="MONAI-native 3D MRI/PET fusion (ASFE-Fusion).")
+    parser = _Parser(prog="asfe3d", description="MONAI-native 3D MRI/PET fusion (ASFE-Fusion).")
     parser.add_argument("--version", action="version", version=f"asfe3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:  # a command module that cannot be imported fails here, loudly

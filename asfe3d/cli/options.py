@@ -64,6 +64,11 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roi-size", type=int, nargs=3, default=None, metavar=("X", "Y", "Z"),
                    help="asfe volume mode: sliding-window size (default: 128 128 128, the size the shipped weights "
                         "were chosen with; a larger window is faster but gives a different image)")
+    p.add_argument("--stitch", choices=defaults.STITCH_MODES, default=defaults.DEFAULT_STITCH,
+                   help="asfe volume mode: what the overlapping windows are blended as: output = the fused windows "
+                        "(the scored default); logits = the network's coarse logits, finished once over the volume "
+                        "(about 0.5 s and 0.3-0.5 GB less on a whole head, scores within 0.008; docs/evaluation.md); "
+                        f"auto = logits where the network allows it (default: {defaults.DEFAULT_STITCH})")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own, 0.5 for the shipped ones)")

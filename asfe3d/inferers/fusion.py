@@ -53,7 +53,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 from monai.utils import convert_to_dst_type
 
-from asfe3d.defaults import DEFAULT_ROI_SIZE
+from asfe3d.defaults import DEFAULT_ROI_SIZE, STITCH_MODES
 
 __all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
            "auto_slice_axis", "grid_spacing"]
@@ -64,8 +64,6 @@ DEFAULT_ROI = DEFAULT_ROI_SIZE
 DETAIL_FWHM_MM = 6.0
 #: the network's modes: a 2D network slice by slice, or a 3D network over the volume
 INFERER_MODES = ("slice", "volume")
-#: what volume mode's overlapping windows are blended as (see the module docstring)
-STITCH_MODES = ("auto", "output", "logits")
 
 
 def auto_slice_axis(affine_ras: Any) -> int:

@@ -231,3 +231,18 @@ def test_disk_full_while_writing_is_one_line_and_keeps_earlier_outputs(pair, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"asfe3d: error: {out_dir}") and "No space left" in err[0], err
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--stitch", "blend"], "argument --stitch: invalid choice: 'blend' (choose from 'auto', 'output', 'logits')"),
+    (["--mode", "2d"], "argument --mode: invalid choice: '2d'"),
+    (["--nosuch"], "unrecognized arguments: --nosuch"),
+])
+def test_usage_mistakes_are_one_line_with_exit_2(pair, capsys, extra, expected):
+    mri, pet = pair
+    with pytest.raises(SystemExit) as exc:
+        main(["fuse", str(mri), str(pet), *extra])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and "--help)" in err, err
+    assert expected in err
