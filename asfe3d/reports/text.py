@@ -409,6 +409,14 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
                      if isinstance(mm, (int, float)) and not isinstance(mm, bool) else "5.5 voxels FWHM")
             text += (f"; the network's output had {g:g} times the {anat}'s detail band{where} (the image minus its "
                      f"Gaussian blur of {width}) added")
+        if mode != "slice" and fusion.get("stitch") == "logits":
+            text += ("; the overlapping windows' coarse blend logits were stitched and the full-resolution step run "
+                     "once over the volume")
+        v = fusion.get("min_voxel_mm")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            text += (f"; along any axis where the {anat}'s voxels were finer than {v:g} mm, the pair was resampled to "
+                     f"a {v:g} mm grid over the same field of view for the network, and the {anat}'s finer detail, "
+                     f"which that grid cannot hold, was added back to the result")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}

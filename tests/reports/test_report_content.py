@@ -234,6 +234,19 @@ def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
             in methods_text([mm])[0][0])
 
 
+def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windows_were_stitched() -> None:
+    base = {"fusion": {"method": "asfe", "mode": "slice", "slice_axis": 2, "weights": "in-memory"},
+            "settings": {"method": "asfe", "registration": "none"}}
+    grid = {**base, "fusion": {**base["fusion"], "min_voxel_mm": 1.0}}
+    assert ("finer than 1 mm, the pair was resampled to a 1 mm grid over the same field of view"
+            in methods_text([grid])[0][0])
+    assert "resampled to a" not in methods_text([base])[0][0]
+    volume = {**base, "fusion": {"method": "asfe", "mode": "volume", "weights": "in-memory", "stitch": "logits"}}
+    assert "coarse blend logits were stitched" in methods_text([volume])[0][0]
+    plain = {**volume, "fusion": {**volume["fusion"], "stitch": "output"}}
+    assert "logits" not in methods_text([plain])[0][0]
+
+
 def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
     sl = {"fusion": {"method": "asfe", "mode": "slice", "slice_axis": 2, "weights": "in-memory",
                      "detail_injection": 0.75}, "settings": {"method": "asfe", "registration": "none"}}
