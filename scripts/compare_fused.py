@@ -22,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b")
     p.add_argument("out")
     p.add_argument("--labels", default="A,B", help="two comma-separated names (default A,B)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it exists")
     args = p.parse_args(argv)
+    from pathlib import Path
+
+    if Path(args.out).exists() and not args.overwrite:
+        p.error(f"{args.out}: exists; pass --overwrite to replace it")
     labels = args.labels.split(",")
     if len(labels) != 2:
         p.error(f"--labels needs two names, got {args.labels!r}")
@@ -62,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             if row == 0:
                 ax.set_title(titles[col])
     fig.tight_layout()
-    fig.savefig(args.out, dpi=60)
+    import os
+
+    part = f"{args.out}.part.png"  # never a half-written figure under the final name
+    fig.savefig(part, dpi=60)
+    os.replace(part, args.out)
     return 0
 
 

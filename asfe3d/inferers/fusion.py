@@ -103,6 +103,20 @@ def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[f
     return values[0], values[1], values[2]
 
 
+def _check_mm(name: str, value: Any) -> float | None:
+    """An optional size in mm: ``None`` or a finite number > 0 (as float); anything else refused, quoted."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be None or a number > 0 (mm), got {value!r}")
+    return float(value)
+
+
+def _padded_to(spatial: Sequence[int], stride: int) -> list[int]:
+    """Each size rounded up to a multiple of ``stride`` (the grid a network's stem-stride logits cover exactly)."""
+    return [-(-int(n) // stride) * stride for n in spatial]
+
+
 def _check_axis(name: str, value: Any, auto: bool = True) -> None:
     if (auto and value == "auto") or (not isinstance(value, bool) and value in (0, 1, 2)):
         return
@@ -156,18 +170,12 @@ class FusionInferer(Inferer):
             raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
         if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
-        if detail_fwhm_mm is not None and (isinstance(detail_fwhm_mm, bool) or not isinstance(detail_fwhm_mm, (int, float))
-                                           or not (np.isfinite(detail_fwhm_mm) and detail_fwhm_mm > 0)):
-            raise ValueError(f"detail_fwhm_mm must be None or a number > 0 (mm), got {detail_fwhm_mm!r}")
-        if min_voxel_mm is not None and (isinstance(min_voxel_mm, bool) or not isinstance(min_voxel_mm, (int, float))
-                                         or not (np.isfinite(min_voxel_mm) and min_voxel_mm > 0)):
-            raise ValueError(f"min_voxel_mm must be None or a number > 0 (mm), got {min_voxel_mm!r}")
-        self.min_voxel_mm = None if min_voxel_mm is None else float(min_voxel_mm)
+        self.detail_fwhm_mm = _check_mm("detail_fwhm_mm", detail_fwhm_mm)
+        self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
         self.mode = mode
         self.stitch = stitch
-        self.detail_fwhm_mm = None if detail_fwhm_mm is None else float(detail_fwhm_mm)
         self.slice_axis = slice_axis
         self.roi_size = roi_size if isinstance(roi_size, str) else tuple(int(r) for r in roi_size)
         self.overlap = float(overlap)
@@ -211,7 +219,7 @@ class FusionInferer(Inferer):
         """
         stride = int(getattr(network, "stem_stride", 0) or 0)
         capable = stride >= 1 and hasattr(network, "coarse") and hasattr(network, "finish")
-        padded = [-(-int(n) // stride) * stride for n in spatial] if capable else [int(n) for n in spatial]
+        padded = _padded_to(spatial, stride) if capable else [int(n) for n in spatial]
         roi = self.window(padded)
         if tuple(roi) == tuple(padded):
             return "one pass"
@@ -348,8 +356,8 @@ class FusionInferer(Inferer):
         x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).to(work)
         spatial = [int(n) for n in x.shape[2:]]
         pads: list[int] = []
-        for n in reversed(spatial):  # F.pad takes the last dim first; pad at the end, as the network pads
-            pads += [0, -(-n // stride) * stride - n]
+        for n, m in zip(reversed(spatial), reversed(_padded_to(spatial, stride))):  # F.pad: the last dim first
+            pads += [0, m - n]  # at the end, as the network pads
         xe = torch.nn.functional.pad(x, pads, mode="replicate") if any(pads) else x
         roi = tuple(int(r) for r in self.window(xe.shape[2:]))
 

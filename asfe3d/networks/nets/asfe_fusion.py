@@ -162,14 +162,17 @@ class ASFEFusion(nn.Module):
         Raises:
             ValueError: when ``x`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
         """
-        return self.finish(self.coarse(x), x, inject_detail, detail_fwhm)
+        xp, size = self._padded_input(x)  # checked and padded once for both halves
+        return self._finish(self._coarse(xp), xp, x, size, inject_detail, detail_fwhm)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _padded_input(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """``x`` checked, replicate-padded to a multiple of ``multiple`` (at least two), and its own size."""
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != 2 or x.numel() == 0:
             raise ValueError(
                 f"ASFEFusion({self.spatial_dims}D) expects (B, 2, *spatial) with {self.spatial_dims} spatial dims "
                 f"of at least one voxel and channels [MRI, PET], got shape {shape_text(x)}"
             )
+        return pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
 
     @torch.jit.export
     def coarse(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,8 +193,10 @@ class ASFEFusion(nn.Module):
         Raises:
             ValueError: when ``x`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
         """
-        self._check_input(x)
-        xp, _ = pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
+        return self._coarse(self._padded_input(x)[0])
+
+    def _coarse(self, xp: torch.Tensor) -> torch.Tensor:
+        """:meth:`coarse` of the already padded input ``xp``."""
         b = xp.shape[0]
         h = torch.cat([xp[:, :1], xp[:, 1:]], dim=0)  # both modalities through the shared encoder at once
         fused: list[torch.Tensor] = []
@@ -227,8 +232,12 @@ class ASFEFusion(nn.Module):
             ValueError: ``x`` is not ``(B, 2, *spatial)``, or ``wr`` is not ``(B, 2, *low)`` with ``low`` in that
                 range.
         """
-        self._check_input(x)
-        xp, size = pad_to_multiple(x, [self.multiple] * self.spatial_dims, mode="replicate", min_multiples=2)
+        xp, size = self._padded_input(x)
+        return self._finish(wr, xp, x, size, inject_detail, detail_fwhm)
+
+    def _finish(self, wr: torch.Tensor, xp: torch.Tensor, x: torch.Tensor, size: list[int], inject_detail: bool,
+                detail_fwhm: list[float] | None) -> torch.Tensor:
+        """:meth:`finish` with ``x``'s padded copy ``xp`` and own ``size`` already worked out."""
         s = self.stem_stride
         full = [int(v) // s for v in xp.shape[2:]]
         low = [int(v) for v in wr.shape[2:]]
