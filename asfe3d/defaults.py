@@ -9,7 +9,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_MIN_OVERLAP", "DEFAULT_OUTPUT_SCALE", "DEFAULT_FRAME_REALIGN", "DEFAULT_FRAME_REFERENCE",
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
-           "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE"]
+           "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
+           "PET_CONSISTENCY_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -44,6 +45,10 @@ STITCH_MODES = ("auto", "output", "logits")
 #: "Working-grid round"): slice mode on a 1 mm grid keeps more of a fine MRI's detail (0.7 mm pairs: lowest FDG
 #: detail 0.806 -> 0.856) and every bar; volume mode lost defect transfer on a coarser grid, so it keeps the MRI's own
 MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.0, "volume": None}
+#: per asfe mode, the strength of the consistency step after the network (``asfe3d.inferers.FusionInferer``'s
+#: ``pet_consistency``: the fused image's band coarser than the PET's resolution moved towards the PET), 0 = none;
+#: decided by the sixteenth addendum (``docs/training.md``)
+PET_CONSISTENCY_BY_MODE: dict[str, float] = {"slice": 0.0, "volume": 0.0}
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

@@ -66,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
         Asfe3dInputError: a bad dataset, label or output folder (the CLI prints it on one line, exit 2).
     """
     from asfe3d.bids import run_bids
-    from asfe3d.cli.options import set_threads, settings_from_args
+    from asfe3d.cli.options import set_threads, settings_from_args, show_progress
 
     set_threads(args)
     results = run_bids(args.bids_dir, args.output_dir, settings_from_args(args),
                        participant_labels=args.participant_label, session_labels=args.session_label,
-                       reports=not args.no_reports, progress=not args.no_progress)
+                       reports=not args.no_reports, progress=show_progress(args))
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "no-pet", "failed")}
     pairs = sum(r.pair is not None for r in results)
     print(f"bids: {pairs} pairs: {counts['ok']} fused, {counts['skipped']} already complete, "

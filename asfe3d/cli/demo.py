@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asfe3d.cli.options import add_fusion_options, set_threads, settings_from_args
+from asfe3d.cli.options import add_fusion_options, set_threads, settings_from_args, show_progress
 
 __all__ = ["add_parser", "run"]
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args).replace(outputs={"registered_pet": True, "rgb": True, "preview": True,
                                                           "transform": True, "overwrite": True})
     result = fuse_pair(pair.mri_path, pair.pet_path, args.out / f"demo_fused_{args.method}.nii.gz", settings,
-                       progress=not args.no_progress)
+                       progress=show_progress(args))
     print_result(result)
     err = registration_error_mm(pair.true_transform, result.transform, sitk.ReadImage(str(pair.mask_path)))
     print(f"registration error vs the known motion over the brain: mean {err['mean']:.2f} mm, "

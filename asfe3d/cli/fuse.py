@@ -13,6 +13,7 @@ from asfe3d.cli.options import (
     add_output_options,
     set_threads,
     settings_from_args,
+    show_progress,
 )
 
 __all__ = ["add_parser", "run", "print_result", "cohort_settings"]
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     mri_series, pet_series = _series_for(args)
     settings = settings_from_args(args).replace(inputs={"mri_series": mri_series, "pet_series": pet_series})
-    result = fuse_pair(args.mri, args.pet, args.output, settings, progress=not args.no_progress)
+    result = fuse_pair(args.mri, args.pet, args.output, settings, progress=show_progress(args))
     print_result(result)
     return 0
 
@@ -177,7 +178,7 @@ def _run_cohort(args: argparse.Namespace) -> int:
     subjects = read_datalist(args.datalist)
     summary = args.summary if args.summary is not None else default_summary_path(args.datalist, args.output_dir)
     results = run_cohort_distributed(subjects, settings, output_dir=args.output_dir, summary_path=summary,
-                                     progress=not args.no_progress, datalist=args.datalist)
+                                     progress=show_progress(args), datalist=args.datalist)
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     if get_dist_info().rank != 0:  # every rank holds every result; one report is enough
         return 1 if counts["failed"] else 0

@@ -24,6 +24,7 @@ __all__ = [
     "ARG_SETTINGS",
     "setup_logging",
     "set_threads",
+    "show_progress",
 ]
 
 #: command-line option (argparse ``dest``) -> the settings group and field it sets: the command line's names are the
@@ -85,7 +86,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the network (default: torch's, one per core); on a machine busy with "
                         "other work, --threads 1 avoids OpenMP threads waiting on each other (up to 10x faster)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide progress bars (they are shown only when stderr is a terminal)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log progress on stderr (-v: steps and registration; -vv: debug)")
 
@@ -215,3 +217,20 @@ def set_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def show_progress(args: argparse.Namespace, stream: Any = None) -> bool:
+    """Whether to draw progress bars: not with ``--no-progress``, and only on a terminal (a bar redrawn into a log
+    file or a pipe is noise: a job's stderr keeps only what the user must read).
+
+    Args:
+        args: the parsed command line.
+        stream: where the bars would go (``None``: ``sys.stderr``).
+    """
+    import sys
+
+    stream = sys.stderr if stream is None else stream
+    if getattr(args, "no_progress", False):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-voxel-mm", type=float, default=None, metavar="MM",
                    help="volumes: the finest grid the networks run on (mm; 0 = the MRI's own grid; default: what "
                         "asfe3d fuse uses)")
+    p.add_argument("--pet-consistency", type=float, default=None, metavar="S",
+                   help="volumes: strength in [0, 1] of the consistency step after the networks (the fused image's "
+                        "band coarser than the PET's resolution moved towards the PET; 0 = none; default: what "
+                        "asfe3d fuse uses)")
     p.add_argument("--registration", choices=("rigid", "affine", "deformable", "none"), default="rigid",
                    help="volumes: PET-to-MRI registration (none = PET already aligned, only resampled; default rigid)")
     p.add_argument("--seed", type=int, default=0, help="registration sampling seed (default 0)")
@@ -78,6 +82,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--limit must be >= 1, got {args.limit}")
     if args.min_voxel_mm is not None and not (args.min_voxel_mm >= 0 and math.isfinite(args.min_voxel_mm)):
         parser.error(f"--min-voxel-mm must be a voxel size >= 0 (mm), got {args.min_voxel_mm}")
+    if args.pet_consistency is not None and not 0.0 <= args.pet_consistency <= 1.0:
+        parser.error(f"--pet-consistency must be in [0, 1], got {args.pet_consistency}")
     if args.figure_cases < 0:
         parser.error(f"--figure-cases must be >= 0, got {args.figure_cases}")
     if not 0.0 <= args.val_fraction < 1.0:
@@ -144,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         weights_2d = shipped_weights("image")
     fusers = ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
                              roi_size=args.roi_size, stitch=args.stitch,
-                             min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None))
+                             min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None),
+                             pet_consistency="auto" if args.pet_consistency is None else args.pet_consistency)
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

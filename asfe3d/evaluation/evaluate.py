@@ -172,6 +172,7 @@ def build_fusers(
     nets: Mapping[str, Any] | None = None,
     stitch: str | None = None,
     min_voxel_mm: float | str | None = "auto",
+    pet_consistency: float | str = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -186,6 +187,8 @@ def build_fusers(
             :data:`asfe3d.defaults.DEFAULT_STITCH`).
         min_voxel_mm: the finest grid the networks run on on volumes (``"auto"``: the command's default per mode,
             :data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
+        pet_consistency: the strength of the networks' consistency step on volumes (``"auto"``: the command's
+            default per mode, :data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -207,7 +210,7 @@ def build_fusers(
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
         kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
-                                  "min_voxel_mm": min_voxel_mm}
+                                  "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency}
         if name in nets:
             kwargs["net"] = nets[name]
         else:

@@ -156,6 +156,9 @@ class AsfeFusionMethod(FusionMethod):
             (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`).
         stitch: for ``volume``: what the overlapping windows are blended as (:class:`~asfe3d.inferers.FusionInferer`);
             ``None``: :data:`asfe3d.defaults.DEFAULT_STITCH`.
+        pet_consistency: for 3D pairs given with their ``spacing``, the strength of the consistency step after the
+            network (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -182,6 +185,7 @@ class AsfeFusionMethod(FusionMethod):
         detail_fwhm_mm: float | str | None = "auto",
         stitch: str | None = None,
         min_voxel_mm: float | str | None = "auto",
+        pet_consistency: float | str = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -224,12 +228,16 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
 
             min_voxel_mm = MIN_VOXEL_MM_BY_MODE[mode]
+        if pet_consistency == "auto":
+            from asfe3d.defaults import PET_CONSISTENCY_BY_MODE
+
+            pet_consistency = PET_CONSISTENCY_BY_MODE[mode]
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
-                                     stitch=stitch, min_voxel_mm=min_voxel_mm)
+                                     stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -239,6 +247,7 @@ class AsfeFusionMethod(FusionMethod):
             "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
+            "pet_consistency": self.inferer.pet_consistency,
         }
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,

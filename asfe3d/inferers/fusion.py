@@ -32,6 +32,12 @@ same voxels by construction.
   the MRI's part that the round trip removed (the MRI minus its own down-and-up copy) is added back, then clamped to
   ``[0, 1]``: the PET's uptake and the network's blend at the grid the network knows, the MRI's finest detail as
   acquired. ``None``: always the input's own grid.
+- ``pet_consistency``: a consistency step after the network (Wald's consistency property of pansharpening: the
+  fused image brought to the PET's resolution should be the PET). With strength ``s`` > 0 the stitched output
+  ``F`` becomes ``clamp(F + s * G(PET - F), 0, 1)``, ``G`` a Gaussian of :data:`DETAIL_FWHM_MM` in mm along each
+  axis (the band the PET itself resolves; what the PETC measure blurs by), once over the whole volume on the input's
+  grid: the network keeps everything finer than the PET's resolution, and the coarse band moves towards the PET by
+  ``s``. It needs the grid's voxel size (a MetaTensor input or a call's ``spacing=``). ``0``: no step.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
@@ -146,6 +152,8 @@ class FusionInferer(Inferer):
             logits and finish the whole volume at once; the network needs ``coarse`` and ``finish``, as
             :class:`~asfe3d.networks.ASFEFusion` has) or ``"auto"`` (``"logits"`` where the network and the windows
             allow it); see the module docstring.
+        pet_consistency: the strength ``s`` in ``[0, 1]`` of the consistency step after the network (see the module
+            docstring); ``0`` (default): none.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -155,7 +163,7 @@ class FusionInferer(Inferer):
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
                  device: torch.device | str | None = None, progress: bool = False,
                  detail_fwhm_mm: float | None = None, stitch: str = "output",
-                 min_voxel_mm: float | None = None) -> None:
+                 min_voxel_mm: float | None = None, pet_consistency: float = 0.0) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -174,6 +182,10 @@ class FusionInferer(Inferer):
         self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
+        if (isinstance(pet_consistency, bool) or not isinstance(pet_consistency, (int, float))
+                or not 0.0 <= pet_consistency <= 1.0):
+            raise ValueError(f"pet_consistency must be a number in [0, 1], got {pet_consistency!r}")
+        self.pet_consistency = float(pet_consistency)
         self.mode = mode
         self.stitch = stitch
         self.slice_axis = slice_axis
@@ -287,10 +299,33 @@ class FusionInferer(Inferer):
             ``(B, 1, X, Y, Z)`` on ``device``.
 
         Raises:
-            ValueError: inputs that are not ``(B, C, X, Y, Z)``, a bad ``slice_axis`` or ``spacing``.
+            ValueError: inputs that are not ``(B, C, X, Y, Z)``, a bad ``slice_axis`` or ``spacing``, or a
+                consistency step without a known grid.
         """
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
+        grid = grid_spacing(inputs, spacing) if self.pet_consistency > 0 else None
+        if self.pet_consistency > 0 and grid is None:
+            raise ValueError("pet_consistency > 0 needs the grid's voxel size: a MetaTensor input or spacing=")
+        out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
+        if grid is not None:
+            out = self._consistent(out, inputs, grid)
+        return out
+
+    def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float]) -> torch.Tensor:
+        """The consistency step: ``clamp(out + s * G(PET - out), 0, 1)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm."""
+        from asfe3d.networks.blocks.detail import blur_per_axis
+
+        fused = (out.as_tensor() if isinstance(out, MetaTensor) else out).float()
+        pet = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)[:, 1:2].to(fused.device).float()
+        with torch.autocast(device_type=fused.device.type, enabled=False):  # the low band in float32
+            low = blur_per_axis(pet - fused, [DETAIL_FWHM_MM / g for g in grid])
+        result = (fused + self.pet_consistency * low).clamp_(0.0, 1.0)
+        return convert_to_dst_type(result, out)[0]
+
+    def _fuse(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
+              slice_axis: int | str | None, spacing: Sequence[float] | None) -> Any:
+        """The network over the whole volume (see :meth:`__call__`), before the consistency step."""
         if self.min_voxel_mm is not None:
             grid = grid_spacing(inputs, spacing)
             spatial = tuple(int(n) for n in inputs.shape[2:])
@@ -341,7 +376,7 @@ class FusionInferer(Inferer):
         fwhm = [float(np.sqrt(max((s / g) ** 2 - 1.0, 0.0))) if w != n else 0.0
                 for g, s, n, w in zip(grid, spacing, spatial, work)]
         small = interpolate(blur_per_axis(x, fwhm), size=list(work), mode="trilinear", align_corners=False)
-        fused = self(small, network, *args, slice_axis=axis, spacing=spacing, **kwargs)
+        fused = self._fuse(small, network, args, kwargs, axis, spacing)
         out = interpolate(fused.float(), size=spatial, mode="trilinear", align_corners=False)
         mri, mri_small = x[:, :1].to(out.device), small[:, :1].to(out.device)
         removed = mri - interpolate(mri_small, size=spatial, mode="trilinear", align_corners=False)
@@ -378,4 +413,4 @@ class FusionInferer(Inferer):
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
                 "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
-                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm}
+                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "pet_consistency": self.pet_consistency}

@@ -187,3 +187,21 @@ def test_registration_summary_never_prints_a_nan_metric():
                                           "MI than the optimiser's result)")
     assert "nan" not in registration_summary({"method": "rigid", "metric": float("nan"), "iterations": 0})
     assert registration_summary({"method": "none", "metric": float("nan"), "iterations": 0}).startswith("none (")
+
+
+def test_progress_bars_only_on_a_terminal():
+    """Bars are drawn on a terminal; a log file or a pipe gets none, and ``--no-progress`` hides them anywhere."""
+    import argparse
+    import io
+
+    from asfe3d.cli.options import show_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown, hidden = argparse.Namespace(no_progress=False), argparse.Namespace(no_progress=True)
+    assert show_progress(shown, Terminal()) is True
+    assert show_progress(shown, io.StringIO()) is False  # a file or a pipe
+    assert show_progress(hidden, Terminal()) is False
+    assert show_progress(shown, object()) is False  # a stream that cannot say

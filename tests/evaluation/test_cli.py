@@ -124,3 +124,11 @@ def test_bad_options_exit_2(hmif_dir, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["--hmif", str(hmif_dir), "--pairs", "x.csv", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.2", "nan"])
+def test_bad_consistency_strength_exits_2_quoting_it(hmif_dir, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--pet-consistency", value])
+    assert exc.value.code == 2
+    assert f"--pet-consistency must be in [0, 1], got {float(value)}" in capsys.readouterr().err

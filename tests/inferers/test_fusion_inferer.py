@@ -378,3 +378,68 @@ def test_the_command_fuses_slice_mode_on_its_working_grid():
     assert slice_mode.inferer.min_voxel_mm == 1.0 and slice_mode.describe()["min_voxel_mm"] == 1.0
     assert volume.inferer.min_voxel_mm is None
     assert AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2), min_voxel_mm=None).inferer.min_voxel_mm is None
+
+
+def test_consistency_step_gives_the_pets_low_band_at_full_strength():
+    """``s = 1`` on a network that returns a constant: ``F' = c + G(PET - c) = G * PET`` (the Gaussian of 6 mm
+    taken in mm along each axis), the finer band of ``F`` (none here) kept."""
+    from asfe3d.inferers.fusion import DETAIL_FWHM_MM
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 2, 24, 20, 12) * 0.6 + 0.2
+    voxel = (1.0, 1.5, 2.0)
+    constant = FusionInferer("volume", pet_consistency=1.0)(x, lambda t: torch.full_like(t[:, :1], 0.4),
+                                                               spacing=voxel)
+    want = blur_per_axis(x[:, 1:], [DETAIL_FWHM_MM / v for v in voxel])
+    torch.testing.assert_close(constant, want, rtol=0, atol=1e-6)
+    # half strength moves half way; the step keeps a MetaTensor's metadata and reads its grid from the affine
+    affine = torch.diag(torch.tensor([*voxel, 1.0], dtype=torch.float64))
+    half = FusionInferer("volume", pet_consistency=0.5)(MetaTensor(x, affine=affine),
+                                                        lambda t: torch.full_like(t[:, :1], 0.4))
+    assert isinstance(half, MetaTensor) and torch.equal(half.affine, affine)
+    torch.testing.assert_close(half.as_tensor(), 0.4 + 0.5 * (want - 0.4), rtol=0, atol=1e-6)
+
+
+def test_consistency_step_keeps_the_fine_band_and_is_off_by_default():
+    """A network that copies its MRI: the step changes only the band coarser than the PET's resolution (an MRI
+    pattern of a 2-voxel period comes through as it was), and with the default (0) nothing changes at all."""
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    n = (32, 16, 8)
+    stripes = (torch.arange(n[0]) % 2).float().reshape(-1, 1, 1).expand(n) * 0.2 + 0.4
+    pet = torch.linspace(0.1, 0.9, n[0]).reshape(-1, 1, 1).expand(n)
+    x = torch.stack([stripes, pet])[None]
+    plain = FusionInferer("volume")(x, lambda t: t[:, :1], spacing=(1.0, 1.0, 1.0))
+    assert torch.equal(plain, FusionInferer("volume", pet_consistency=0.0)(x, lambda t: t[:, :1]))
+    torch.testing.assert_close(plain, x[:, :1], rtol=0, atol=1e-6)
+    out = FusionInferer("volume", pet_consistency=1.0)(x, lambda t: t[:, :1], spacing=(1.0, 1.0, 1.0))
+    fine = lambda t: t - blur_per_axis(t, [6.0, 6.0, 6.0])  # noqa: E731
+    inner = (slice(None), slice(None), slice(8, -8))
+    torch.testing.assert_close(fine(out)[inner], fine(x[:, :1])[inner], rtol=0, atol=0.02)
+    assert (blur_per_axis(out, [6.0] * 3) - blur_per_axis(pet[None, None], [6.0] * 3))[inner].abs().max() < \
+        0.5 * (blur_per_axis(plain, [6.0] * 3) - blur_per_axis(pet[None, None], [6.0] * 3))[inner].abs().max()
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), True, "1"])
+def test_bad_consistency_strength_refused_quoting_the_value(value):
+    with pytest.raises(ValueError, match=r"pet_consistency must be a number in \[0, 1\], got ") as err:
+        FusionInferer("volume", pet_consistency=value)
+    assert str(err.value).endswith(repr(value))
+
+
+def test_consistency_step_needs_the_grid():
+    with pytest.raises(ValueError, match="needs the grid's voxel size"):
+        FusionInferer("volume", pet_consistency=0.5)(torch.rand(1, 2, 8, 8, 8), lambda t: t[:, :1])
+
+
+def test_consistency_step_runs_once_after_the_working_grid():
+    """On a working grid the step is taken once, on the input's own grid: an MRI copy with ``s = 1`` gives the
+    MRI's fine band plus the PET's coarse band, as it does without the working grid."""
+    torch.manual_seed(1)
+    x = torch.rand(1, 2, 30, 27, 20)
+    voxel = (0.7, 0.8, 1.3)
+    on_grid = FusionInferer("volume", min_voxel_mm=1.0, pet_consistency=1.0, roi_size=(0, 0, 0))(
+        x, lambda t: t[:, :1], spacing=voxel)
+    native = FusionInferer("volume", pet_consistency=1.0, roi_size=(0, 0, 0))(x, lambda t: t[:, :1], spacing=voxel)
+    torch.testing.assert_close(on_grid, native, rtol=0, atol=1e-5)
