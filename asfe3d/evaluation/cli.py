@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "NIfTI <subject>.nii.gz on the MRI grid for volumes)")
     p.add_argument("--no-defect", action="store_true",
                    help="skip the defect transfer DT (it fuses every case twice: with and without a focal PET defect)")
+    p.add_argument("--defect-fwhm-mm", type=float, default=None, metavar="MM",
+                   help="blur the placed 12 mm defect by a Gaussian of this FWHM (mm), as a PET of that resolution "
+                        "images a lesion (default: cut in sharp); a pair's own defect is used as it is")
     p.add_argument("--figure-cases", type=int, default=3, help="cases shown in the figure (default 3; 0 = none)")
     p.add_argument("--title", default=None, help="heading of the markdown summary")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -84,6 +87,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--min-voxel-mm must be a voxel size >= 0 (mm), got {args.min_voxel_mm}")
     if args.pet_consistency is not None and not 0.0 <= args.pet_consistency <= 1.0:
         parser.error(f"--pet-consistency must be in [0, 1], got {args.pet_consistency}")
+    if args.defect_fwhm_mm is not None and not (args.defect_fwhm_mm > 0 and math.isfinite(args.defect_fwhm_mm)):
+        parser.error(f"--defect-fwhm-mm must be a width > 0 (mm), got {args.defect_fwhm_mm}")
     if args.figure_cases < 0:
         parser.error(f"--figure-cases must be >= 0, got {args.figure_cases}")
     if not 0.0 <= args.val_fraction < 1.0:
@@ -157,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         for i, item in enumerate(items):
             case = load(item)
-            res = ev.evaluate_case(case, fusers, defect=not args.no_defect)
+            res = ev.evaluate_case(case, fusers, defect=not args.no_defect, defect_fwhm_mm=args.defect_fwhm_mm)
             rows.extend(res.rows)
             if args.save_fused is not None:
                 written += ev.save_fused_case(case, res.fused, args.save_fused, overwrite=args.overwrite)

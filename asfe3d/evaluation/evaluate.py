@@ -397,16 +397,17 @@ def load_volume_case(
 # --------------------------------------------------------------------------------------------------- scoring
 
 
-def case_defect(case: EvalCase) -> tuple[np.ndarray, np.ndarray]:
+def case_defect(case: EvalCase, fwhm_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The defect of a case: the given one, else a 12 mm ball lowered by 30 % (:func:`asfe3d.metrics.place_defect`,
-    inside the case's mask or the MRI's head mask) at the highest ball-averaged PET."""
+    inside the case's mask or the MRI's head mask) at the highest ball-averaged PET; ``fwhm_mm``: the placed ball
+    as a PET of that resolution images it (``None``: cut in sharp)."""
     from asfe3d.metrics import place_defect
     from asfe3d.transforms.intensity import head_mask
 
     if case.pet_defect is not None and case.defect_region is not None:
         return case.pet_defect, case.defect_region
     mask = case.mask if case.mask is not None else head_mask(case.mri)
-    return place_defect(case.other, mask, spacing=case.spacing[: case.ndim])
+    return place_defect(case.other, mask, spacing=case.spacing[: case.ndim], fwhm_mm=fwhm_mm)
 
 
 def case_brain(case: EvalCase) -> np.ndarray | None:
@@ -423,7 +424,8 @@ def case_brain(case: EvalCase) -> np.ndarray | None:
     return brain if int(brain.sum()) >= 64 else None
 
 
-def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True) -> CaseResult:
+def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True,
+                  defect_fwhm_mm: float | None = None) -> CaseResult:
     """Fuse one case with every method and score each result.
 
     Args:
@@ -431,6 +433,8 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
         fusers: ``{name: FusionMethod}`` (from :func:`build_fusers`).
         defect: also fuse the pair with a focal PET defect (:func:`case_defect`) and report the defect transfer
             ``DT`` (doubles the fusion time); a case too small for the defect gets ``DT`` = NaN.
+        defect_fwhm_mm: a placed defect blurred by a Gaussian of this FWHM (mm), as a PET images a lesion
+            (:func:`case_defect`); ``None``: cut in sharp. A case's given defect is used as it is.
 
     Returns:
         :class:`CaseResult`: one row per method (11 metrics, ``DETAIL`` (MRI detail retention) and ``PETC`` (PET
@@ -457,7 +461,7 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
     pet_defect = region = None
     if defect:
         try:
-            pet_defect, region = case_defect(case)
+            pet_defect, region = case_defect(case, defect_fwhm_mm)
         except ValueError as exc:  # an image too small for the 12 mm ball: no DT for this case
             import logging
 

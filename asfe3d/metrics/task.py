@@ -87,6 +87,7 @@ def place_defect(
     spacing: float | Sequence[float] = 1.0,
     diameter_mm: float = 12.0,
     fraction: float = 0.3,
+    fwhm_mm: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A reproducible focal defect: lower the PET by ``fraction`` in a ball where the ball-mean PET is highest.
 
@@ -99,6 +100,9 @@ def place_defect(
         spacing: voxel size in mm (one number or one per axis).
         diameter_mm: ball diameter in mm (> 0).
         fraction: relative lowering in ``(0, 1)``.
+        fwhm_mm: ``None`` (default): the ball is cut into the PET as it is, with edges sharper than any PET images.
+            A width in mm (e.g. the PET's resolution): the lowering is the ball blurred by a Gaussian of that FWHM,
+            ``pet * (1 - fraction * G(ball))``, as a PET scanner would image a lesion of that size.
 
     Returns:
         ``(pet_defect, region)``: the lowered PET (float32) and the ball (bool).
@@ -115,6 +119,9 @@ def place_defect(
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     if not (math.isfinite(diameter_mm) and diameter_mm > 0):
         raise ValueError(f"diameter_mm must be > 0, got {diameter_mm!r}")
+    if fwhm_mm is not None and (isinstance(fwhm_mm, bool) or not isinstance(fwhm_mm, (int, float))
+                                or not (math.isfinite(fwhm_mm) and fwhm_mm > 0)):
+        raise ValueError(f"fwhm_mm must be None or a number > 0 (mm), got {fwhm_mm!r}")
     mask = np.ones(pet.shape, bool) if mask is None else np.asarray(mask, bool)
     if mask.shape != pet.shape:
         raise ValueError(f"mask shape {mask.shape} does not match pet shape {pet.shape}")
@@ -130,7 +137,11 @@ def place_defect(
     if not local[centre] > 0:
         raise ValueError("no uptake to lower: the PET is 0 wherever the ball fits in the mask")
     region = ball(pet.shape, centre, diameter_mm, sp)
-    return np.where(region, pet * (1.0 - fraction), pet).astype(np.float32), region
+    if fwhm_mm is None:
+        return np.where(region, pet * (1.0 - fraction), pet).astype(np.float32), region
+    sigma = fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / sp  # in voxels, per axis
+    imaged = ndimage.gaussian_filter(region.astype(np.float64), sigma, mode="constant")
+    return (pet * (1.0 - fraction * imaged)).astype(np.float32), region
 
 
 def defect_transfer_of(

@@ -132,3 +132,11 @@ def test_bad_consistency_strength_exits_2_quoting_it(hmif_dir, tmp_path, capsys,
         main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--pet-consistency", value])
     assert exc.value.code == 2
     assert f"--pet-consistency must be in [0, 1], got {float(value)}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "inf"])
+def test_bad_defect_width_exits_2_quoting_it(hmif_dir, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--defect-fwhm-mm", value])
+    assert exc.value.code == 2
+    assert f"--defect-fwhm-mm must be a width > 0 (mm), got {float(value)}" in capsys.readouterr().err

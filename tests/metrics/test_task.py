@@ -90,3 +90,29 @@ def test_empty_output(ndim: int) -> None:
 def test_place_defect_refuses_a_blank_pet() -> None:
     with pytest.raises(ValueError, match="no uptake to lower"):
         place_defect(np.zeros((30, 30), np.float32), diameter_mm=6.0)
+
+
+def test_imaged_defect_is_the_ball_blurred_by_the_pets_resolution() -> None:
+    """``fwhm_mm``: the lowering is ``fraction * G(ball)``: the same centre and region as the sharp defect, no edge
+    sharper than the Gaussian, and the same total lowering (the blur moves it, it does not remove it)."""
+    pet = np.full((40, 40, 40), 0.5, np.float32)
+    pet[18:22, 18:22, 18:22] = 1.0
+    sharp, region = place_defect(pet, None, spacing=1.0, diameter_mm=12.0, fraction=0.3)
+    imaged, region2 = place_defect(pet, None, spacing=1.0, diameter_mm=12.0, fraction=0.3, fwhm_mm=6.0)
+    assert np.array_equal(region, region2)
+    drop_sharp, drop_imaged = pet - sharp, pet - imaged
+    # most of the ball keeps most of the lowering, and some of it now lies outside the ball
+    assert 0.5 * drop_sharp[region].mean() < drop_imaged[region].mean() < drop_sharp[region].mean()
+    assert drop_imaged[~region].max() > 0.01
+    # smooth: the relative lowering has no step between neighbours larger than a fraction of the sharp one's
+    step = lambda d: np.abs(np.diff(d / pet, axis=0)).max()  # noqa: E731
+    assert step(drop_imaged) < 0.3 * step(drop_sharp)
+    # the lowering is relative to the PET: pet * (1 - 0.3 * G(ball)) in [0.7 pet, pet]
+    assert np.all(imaged <= pet) and np.all(imaged >= 0.7 * pet - 1e-6)
+
+
+@pytest.mark.parametrize("value", [0, -2.0, float("nan"), True])
+def test_imaged_defect_refuses_a_bad_width(value) -> None:
+    with pytest.raises(ValueError, match=r"fwhm_mm must be None or a number > 0 \(mm\), got ") as err:
+        place_defect(np.ones((20, 20, 20), np.float32), None, fwhm_mm=value)
+    assert str(err.value).endswith(repr(value))
