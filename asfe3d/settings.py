@@ -66,6 +66,7 @@ FLAT_NAMES = {
     "method": ("fusion", "method"), "mode": ("fusion", "mode"), "weights": ("fusion", "weights"),
     "device": ("fusion", "device"), "slice_axis": ("fusion", "slice_axis"), "roi_size": ("fusion", "roi_size"),
     "detail_injection": ("fusion", "detail_injection"), "stitch": ("fusion", "stitch"),
+    "min_voxel_mm": ("fusion", "min_voxel_mm"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -184,6 +185,11 @@ class FusionSettings:
             windows, the scored default), ``logits`` (the network's stem-stride logits, the full-resolution tail
             once: about 0.5 s and 0.3-0.5 GB less on a 0.88 mm head, scores within 0.008) or ``auto``
             (:class:`asfe3d.inferers.FusionInferer`).
+        min_voxel_mm: for ``asfe``: the finest voxel size (mm) the network runs on; along each axis where the MRI
+            is finer, the pair is fused on a grid of about this size and the MRI's finer detail added back
+            (:class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
+            (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`: 1 mm in slice mode, the MRI's own grid in volume mode);
+            ``None``: always the MRI's own grid; or a number > 0.
     """
 
     method: str = DEFAULT_METHOD
@@ -194,6 +200,7 @@ class FusionSettings:
     roi_size: tuple[int, int, int] | None = None
     detail_injection: float | None = None
     stitch: str = DEFAULT_STITCH
+    min_voxel_mm: float | str | None = "auto"
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -214,6 +221,11 @@ class FusionSettings:
             if not (isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) and 0 <= g <= 4):
                 raise _bad("detail_injection", f"must be a number in [0, 4], got {g!r}")
             _set(self, "detail_injection", float(g))
+        v = self.min_voxel_mm
+        if v not in ("auto", None):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+                raise _bad("min_voxel_mm", f"must be 'auto', None or a voxel size > 0 (mm), got {v!r}")
+            _set(self, "min_voxel_mm", float(v))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 
 import pytest
 
@@ -138,3 +139,27 @@ def test_stitch_reaches_the_fuser_and_a_bad_value_is_refused():
     assert Settings.from_flat(stitch="auto").as_dict()["fusion"]["stitch"] == "auto"
     with pytest.raises(Asfe3dInputError, match="stitch.*must be one of auto, output, logits, got 'blend'"):
         Settings.from_flat(stitch="blend")
+
+
+def test_working_grid_reaches_the_fuser_and_a_bad_value_is_refused():
+    """``min_voxel_mm``: ``auto`` is each mode's default, ``None`` the MRI's own grid, a number that grid; the
+    command's ``--min-voxel-mm 0`` means the MRI's own grid."""
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.options import settings_from_args
+    from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
+    from asfe3d.pipeline import _build_fuser
+
+    for mode in ("slice", "volume"):
+        auto = _build_fuser(Settings.from_flat(mode=mode, device="cpu").fusion, False)
+        assert auto.inferer.min_voxel_mm == MIN_VOXEL_MM_BY_MODE[mode]
+        own = _build_fuser(Settings.from_flat(mode=mode, min_voxel_mm=None, device="cpu").fusion, False)
+        assert own.inferer.min_voxel_mm is None and own.describe()["min_voxel_mm"] is None
+    assert _build_fuser(Settings.from_flat(min_voxel_mm=0.8, device="cpu").fusion, False).inferer.min_voxel_mm == 0.8
+    parse = build_parser().parse_args
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--min-voxel-mm", "0"])).fusion.min_voxel_mm is None
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--min-voxel-mm", "1.2"])).fusion.min_voxel_mm == 1.2
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii"])).fusion.min_voxel_mm == "auto"
+    for bad in (-1.0, float("nan"), True, "fine"):
+        with pytest.raises(Asfe3dInputError, match=r"min_voxel_mm: must be 'auto', None or a voxel size > 0 \(mm\), "
+                                                   r"got " + re.escape(repr(bad))):
+            Settings.from_flat(min_voxel_mm=bad)

@@ -70,6 +70,10 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "(the scored default); logits = the network's coarse logits, finished once over the volume "
                         "(about 0.5 s and 0.3-0.5 GB less on a whole head, scores within 0.008; docs/evaluation.md); "
                         f"auto = logits where the network allows it (default: {defaults.DEFAULT_STITCH})")
+    p.add_argument("--min-voxel-mm", type=_min_voxel_mm, default="auto", metavar="MM",
+                   help="asfe: the finest voxel size (mm) the network runs on; along axes where the MRI is finer, the "
+                        "pair is fused on a grid of about MM and the MRI's finer detail added back; 0 = always the "
+                        "MRI's own grid (default: auto = 1 mm in slice mode, the MRI's own grid in volume mode)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own, 0.5 for the shipped ones)")
@@ -105,6 +109,18 @@ def _count(text: str, what: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
+
+
+def _min_voxel_mm(text: str) -> str | float | None:
+    """``auto``, ``0`` (the MRI's own grid: ``None``) or a voxel size in mm; anything else is left for the settings
+    to refuse with the value quoted."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return None if value == 0 else value
 
 
 def _registration_threads(text: str) -> int | None:
