@@ -14,8 +14,8 @@ same voxels by construction.
   blending; the window is clipped to the volume per axis, and ``roi_size="auto"`` takes windows of
   :data:`DEFAULT_ROI`, the size the shipped 3D weights were chosen with (``evaluate``'s held-out scores). One pass
   over a whole head gives a different image (instance normalisation and the frequency blocks see the whole head):
-  on the 0.88 mm benchmark pair DETAIL 0.837 and hot-spot DT 0.749, against 0.860 and 0.885 in windows
-  (``docs/evaluation.md``).
+  on the 0.88 mm benchmark pair DETAIL 0.837 and hot-spot DT 0.749, against 0.860 and 0.885 in windows (the 3D weights
+  shipped then; ``docs/evaluation.md``).
 - ``stitch``: what the volume mode's windows are blended as. ``"output"`` blends the network's fused windows
   (MONAI's plain sliding window). ``"logits"`` blends the network's logits at its stem's stride
   (:meth:`~asfe3d.networks.ASFEFusion.coarse`, ``stem_stride^3`` times fewer voxels) and runs the full-resolution
