@@ -358,6 +358,10 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[s
     axis = fuse_options(fuser, image, slice_axis).get("slice_axis")
     if axis is not None:
         described["slice_axis"] = axis
+    stitched = getattr(fuser, "stitched", None)
+    blended = stitched(image) if callable(stitched) else None
+    if blended is not None:  # volume mode: what this image's windows were blended as ("auto" resolved)
+        described["stitched"] = blended
     return described
 
 

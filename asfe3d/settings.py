@@ -182,9 +182,9 @@ class FusionSettings:
         detail_injection: for ``asfe``: the share of the MRI's detail band added to the output, in [0, 4]
             (``None``: the weights' own, 0.5 for the shipped ones; 0 turns it off).
         stitch: for ``asfe`` volume mode: what the overlapping windows are blended as, ``output`` (the fused
-            windows, the scored default), ``logits`` (the network's stem-stride logits, the full-resolution tail
-            once: about 0.5 s and 0.3-0.5 GB less on a 0.88 mm head, scores within 0.008) or ``auto``
-            (:class:`asfe3d.inferers.FusionInferer`).
+            windows), ``logits`` (the network's stem-stride logits, the full-resolution tail once: about 0.5 s and
+            0.3-0.5 GB less on a 0.88 mm head) or ``auto`` (the default: ``logits`` where the network and the
+            windows allow it, else ``output``; :class:`asfe3d.inferers.FusionInferer`).
         min_voxel_mm: for ``asfe``: the finest voxel size (mm) the network runs on; along each axis where the MRI
             is finer, the pair is fused on a grid of about this size and the MRI's finer detail added back
             (:class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default

@@ -135,7 +135,8 @@ def test_stitch_reaches_the_fuser_and_a_bad_value_is_refused():
 
     fuser = _build_fuser(Settings.from_flat(stitch="logits", device="cpu").fusion, False)
     assert fuser.inferer.stitch == "logits" and fuser.describe()["stitch"] == "logits"
-    assert _build_fuser(Settings().fusion, False).inferer.stitch == "output"  # the scored default
+    assert _build_fuser(Settings().fusion, False).inferer.stitch == "auto"  # the default (eighteenth addendum)
+    assert _build_fuser(Settings.from_flat(stitch="output").fusion, False).inferer.stitch == "output"
     assert Settings.from_flat(stitch="auto").as_dict()["fusion"]["stitch"] == "auto"
     with pytest.raises(Asfe3dInputError, match="stitch.*must be one of auto, output, logits, got 'blend'"):
         Settings.from_flat(stitch="blend")
@@ -163,3 +164,23 @@ def test_working_grid_reaches_the_fuser_and_a_bad_value_is_refused():
         with pytest.raises(Asfe3dInputError, match=r"min_voxel_mm: must be 'auto', None or a voxel size > 0 \(mm\), "
                                                    r"got " + re.escape(repr(bad))):
             Settings.from_flat(min_voxel_mm=bad)
+
+
+def test_the_record_says_what_the_windows_were_blended_as():
+    """``stitch="auto"`` is resolved per image in the completion record's fusion description: logits for a head
+    larger than one window, one pass for a volume that fits one."""
+    import torch
+    from monai.data import MetaTensor
+
+    from asfe3d.pipeline import _build_fuser, _fusion_description
+
+    fuser = _build_fuser(Settings.from_flat(device="cpu").fusion, False)
+    affine = torch.diag(torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    head = MetaTensor(torch.zeros(2, 150, 140, 130), affine=affine)
+    small = MetaTensor(torch.zeros(2, 40, 40, 40), affine=affine)
+    assert _fusion_description(fuser, head, "auto")["stitched"] == "logits"
+    assert _fusion_description(fuser, small, "auto")["stitched"] == "one pass"
+    output = _build_fuser(Settings.from_flat(stitch="output", device="cpu").fusion, False)
+    assert _fusion_description(output, head, "auto")["stitched"] == "output"
+    assert "stitched" not in _fusion_description(_build_fuser(Settings.from_flat(method="mean").fusion, False),
+                                                 head, "auto")

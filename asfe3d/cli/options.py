@@ -66,10 +66,10 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe volume mode: sliding-window size (default: 128 128 128, the size the shipped weights "
                         "were chosen with; a larger window is faster but gives a different image)")
     p.add_argument("--stitch", choices=defaults.STITCH_MODES, default=defaults.DEFAULT_STITCH,
-                   help="asfe volume mode: what the overlapping windows are blended as: output = the fused windows "
-                        "(the scored default); logits = the network's coarse logits, finished once over the volume "
-                        "(about 0.5 s and 0.3-0.5 GB less on a whole head, scores within 0.008; docs/evaluation.md); "
-                        f"auto = logits where the network allows it (default: {defaults.DEFAULT_STITCH})")
+                   help="asfe volume mode: what the overlapping windows are blended as: output = the fused windows; "
+                        "logits = the network's coarse logits, finished once over the volume (about 0.5 s and "
+                        "0.3-0.5 GB less on a whole head; docs/training.md, 'Eighteenth round'); auto = logits where "
+                        f"the network and the windows allow it, else output (default: {defaults.DEFAULT_STITCH})")
     p.add_argument("--min-voxel-mm", type=_min_voxel_mm, default="auto", metavar="MM",
                    help="asfe: the finest voxel size (mm) the network runs on; along axes where the MRI is finer, the "
                         "pair is fused on a grid of about MM and the MRI's finer detail added back; 0 = always the "

@@ -409,7 +409,7 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
                      if isinstance(mm, (int, float)) and not isinstance(mm, bool) else "5.5 voxels FWHM")
             text += (f"; the network's output had {g:g} times the {anat}'s detail band{where} (the image minus its "
                      f"Gaussian blur of {width}) added")
-        if mode != "slice" and fusion.get("stitch") == "logits":
+        if mode != "slice" and fusion.get("stitched", fusion.get("stitch")) == "logits":
             text += ("; the overlapping windows' coarse blend logits were stitched and the full-resolution step run "
                      "once over the volume")
         v = fusion.get("min_voxel_mm")

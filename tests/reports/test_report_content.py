@@ -245,6 +245,11 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     assert "coarse blend logits were stitched" in methods_text([volume])[0][0]
     plain = {**volume, "fusion": {**volume["fusion"], "stitch": "output"}}
     assert "logits" not in methods_text([plain])[0][0]
+    # "auto" says what this volume got: logits stitched, or one window (nothing stitched)
+    auto = {**volume, "fusion": {**volume["fusion"], "stitch": "auto", "stitched": "logits"}}
+    assert "coarse blend logits were stitched" in methods_text([auto])[0][0]
+    one = {**volume, "fusion": {**volume["fusion"], "stitch": "auto", "stitched": "one pass"}}
+    assert "logits" not in methods_text([one])[0][0]
 
 
 def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
