@@ -184,3 +184,5 @@ def test_the_record_says_what_the_windows_were_blended_as():
     assert _fusion_description(output, head, "auto")["stitched"] == "output"
     assert "stitched" not in _fusion_description(_build_fuser(Settings.from_flat(method="mean").fusion, False),
                                                  head, "auto")
+    slice_mode = _build_fuser(Settings.from_flat(mode="slice", device="cpu").fusion, False)
+    assert "stitched" not in _fusion_description(slice_mode, head, "auto")

@@ -252,18 +252,12 @@ class AsfeFusionMethod(FusionMethod):
 
     def stitched(self, image: Any) -> str | None:
         """What volume mode blends for this image's windows: ``"output"``, ``"logits"`` or ``"one pass"``
-        (:meth:`~asfe3d.inferers.FusionInferer.stitching` on the grid the network runs on); ``None`` in slice mode.
+        (:meth:`~asfe3d.inferers.FusionInferer.stitched`); ``None`` in slice mode.
 
         Args:
             image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid for a working grid.
         """
-        if self.mode != "volume":
-            return None
-        from asfe3d.inferers.fusion import grid_spacing
-
-        spatial = tuple(int(n) for n in image.shape[-3:])
-        grid = grid_spacing(image[None]) if self.inferer.min_voxel_mm is not None else None
-        return self.inferer.stitching(self.net, self.inferer.working_size(spatial, grid))
+        return self.inferer.stitched(self.net, image[None])
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,
                     spacing: Sequence[float] | None = None) -> np.ndarray:

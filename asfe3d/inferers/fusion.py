@@ -251,6 +251,21 @@ class FusionInferer(Inferer):
             return "output"
         return "logits"
 
+    def stitched(self, network: Any, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> str | None:
+        """What a call on ``inputs`` blends in ``volume`` mode: :meth:`stitching` on the grid the network runs on
+        (the working grid when ``min_voxel_mm`` applies); ``None`` in ``slice`` mode.
+
+        Args:
+            network: the network the call would run.
+            inputs: ``(B, C, X, Y, Z)``; a MetaTensor (or ``spacing``) gives the grid for a working grid.
+            spacing: the grid's voxel size (mm) when ``inputs`` is not a MetaTensor.
+        """
+        if self.mode != "volume":
+            return None
+        spatial = tuple(int(n) for n in inputs.shape[2:])
+        grid = grid_spacing(inputs, spacing) if self.min_voxel_mm is not None else None
+        return self.stitching(network, self.working_size(spatial, grid))
+
     def axis(self, inputs: torch.Tensor, slice_axis: int | str | None = None) -> int:
         """The slicing axis for these inputs (``slice`` mode).
 

@@ -126,17 +126,12 @@ def test_bad_options_exit_2(hmif_dir, tmp_path):
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("value", ["1.5", "-0.2", "nan"])
-def test_bad_consistency_strength_exits_2_quoting_it(hmif_dir, tmp_path, capsys, value):
+@pytest.mark.parametrize("flag, value, problem", [
+    *[("--pet-consistency", v, "must be in [0, 1]") for v in ("1.5", "-0.2", "nan")],
+    *[("--defect-fwhm-mm", v, "must be a width > 0 (mm)") for v in ("0", "-3", "inf")],
+])
+def test_bad_number_exits_2_quoting_it(hmif_dir, tmp_path, capsys, flag, value, problem):
     with pytest.raises(SystemExit) as exc:
-        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--pet-consistency", value])
+        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), flag, value])
     assert exc.value.code == 2
-    assert f"--pet-consistency must be in [0, 1], got {float(value)}" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("value", ["0", "-3", "inf"])
-def test_bad_defect_width_exits_2_quoting_it(hmif_dir, tmp_path, capsys, value):
-    with pytest.raises(SystemExit) as exc:
-        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--defect-fwhm-mm", value])
-    assert exc.value.code == 2
-    assert f"--defect-fwhm-mm must be a width > 0 (mm), got {float(value)}" in capsys.readouterr().err
+    assert f"{flag} {problem}, got {float(value)}" in capsys.readouterr().err
