@@ -65,3 +65,48 @@ def test_main_refuses_existing_output(wf, tmp_path, capsys):
                   "--out", str(tmp_path / "o.csv")])
     assert rc == 2 and "exists" in capsys.readouterr().err
     assert (tmp_path / "o.csv").read_text(encoding="utf-8") == "x\n"
+
+
+def test_outside_share_and_gain(wf):
+    mri, pet = _pair(seed=2)
+    pet0 = np.zeros_like(pet)  # no uptake: the support mask is fully "outside", wo of the MRI is shown there
+    half = wf.PointFusion(wf.parse_point("g=1,t=0.2,wo=0.5"))(mri, pet0)
+    plain = wf.PointFusion(wf.parse_point("g=1"))(mri, pet0)
+    np.testing.assert_allclose(half, 0.5 * mri + 0.5 * plain, atol=1e-5)
+    np.testing.assert_allclose(wf.PointFusion(wf.parse_point("g=1,k=1.1"))(mri, pet),
+                               1.1 * wf.PointFusion(wf.parse_point("g=1"))(mri, pet), atol=1e-5)
+
+
+def test_cache_never_serves_another_pets_result(wf):
+    """The defect PET differs from the normal one only in a small ball: the cached laplacian must follow it."""
+    from asfe3d.fusion import get_fuser
+
+    mri, pet = _pair(seed=3)
+    defect = pet.copy()
+    defect[8:10, 9:11, 7:9] *= 0.7
+    point = wf.PointFusion(wf.parse_point("g=1,lap=1"))
+    first, second = point(mri, pet), point(mri, defect)
+    np.testing.assert_allclose(second, np.asarray(get_fuser("laplacian")(mri, defect)), atol=1e-5)
+    assert not np.allclose(first, second)
+
+
+def test_random_points_are_in_range_and_parse(wf):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        spec = wf.random_point(rng)
+        p = wf.parse_point(spec)
+        for key, (_, lo, hi) in wf.RANGES.items():
+            assert p[key] == wf.PARAMS[key] or lo <= p[key] <= hi, (spec, key)
+        assert not (p["tg"] and not p["mx"])
+    around = wf.parse_point("g=1,w=0.1,mx=0.5")
+    moved = wf.parse_point(wf.random_point(rng, around, scale=0.5))
+    assert moved["lap"] == 0 and moved["t"] == 0 and moved["mx"] > 0  # unused parameters stay unused
+
+
+def test_main_refuses_refine_without_random(wf, tmp_path, capsys):
+    for name in ("p.csv", "b.csv"):
+        (tmp_path / name).write_text("x\n", encoding="utf-8")
+    rc = wf.main(["--pairs", str(tmp_path / "p.csv"), "--baseline", str(tmp_path / "b.csv"),
+                  "--out", str(tmp_path / "o.csv"), "--refine", "3"])
+    assert rc == 2 and "--refine 3" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
