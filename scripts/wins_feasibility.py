@@ -17,6 +17,9 @@ The family (``mri``, ``pet`` in [0, 1]; ``lo``, ``de`` = the MRI split at ``fwhm
     f = max(f, gate * mx * mri),  gate = clip((tg - blur4(pet)) / (tg / 2)) (1 without tg)  # optional max
     f = k * f                                                # optional gain (the scoring clips to [0, 1])
 
+and ``hpm`` (asked for by ``--points`` only) scales ``de`` by ``(1 - hpm) + hpm * clip(pet / lo, 0, 3)``: the
+detail modulated by the PET, as high-pass modulation pansharpening does.
+
 Usage::
 
     python scripts/wins_feasibility.py --pairs runs/heldout_ind/pairs.csv \\
@@ -52,7 +55,7 @@ GRID: tuple[str, ...] = (
     "g=1.1,w=0.12,mx=0.6,tg=0.3,lap=0.15", "g=1,w=0.12,mx=0.9,tg=0.1",
 )
 PARAMS = {"g": 1.0, "w": 0.0, "b": 0.0, "fwhm": 6.0, "gamma": 1.0, "t": 0.0, "wo": 1.0, "lap": 0.0, "wav": 0.0,
-          "mx": 0.0, "tg": 0.0, "k": 1.0}
+          "mx": 0.0, "tg": 0.0, "k": 1.0, "hpm": 0.0}
 #: where ``--random`` draws each parameter: ``(probability the parameter is used, low, high)``; unused ones keep
 #: :data:`PARAMS`' value (``fwhm`` is drawn from 4-8 mm in whole mm)
 RANGES: dict[str, tuple[float, float, float]] = {
@@ -78,6 +81,8 @@ def random_point(rng: Any, around: dict[str, float] | None = None, scale: float 
                 continue
             v = float(np.clip(around[key] + rng.normal(0.0, 0.15 * scale * (hi - lo)), lo, hi))
         out[key] = round(v) if key == "fwhm" else round(v, 3)
+    if around is not None:  # parameters outside RANGES (e.g. hpm, only asked for by --points) are kept
+        out.update({k: around[k] for k in PARAMS if k not in RANGES and around[k] != PARAMS[k]})
     if out.get("tg", 0) and not out.get("mx", 0):  # a gate without a max does nothing
         out.pop("tg")
     return ",".join(f"{k}={v:g}" for k, v in out.items())
@@ -121,6 +126,10 @@ class PointFusion:
         pet = np.asarray(pet, np.float64)
         detail = _cached(("detail", p["fwhm"], str(sp)), (mri,), lambda: band_split(mri, sp, p["fwhm"])[1])
         base = pet ** p["gamma"] if p["gamma"] != 1.0 else pet
+        if p["hpm"] > 0:  # high-pass modulation: the detail scaled by PET / the MRI's low band, as in HPM pansharpening
+            ratio = _cached(("ratio", p["fwhm"], str(sp)), (mri, pet), lambda: np.clip(
+                pet / np.maximum(mri - detail, 0.02), 0.0, 3.0))
+            detail = detail * ((1 - p["hpm"]) + p["hpm"] * ratio)
         f = (1 - p["w"]) * base + (p["w"] + p["b"]) * mri + p["g"] * detail
         if p["lap"] > 0:
             lap = _cached(("laplacian",), (mri, pet), lambda: np.asarray(get_fuser("laplacian")(mri, pet), np.float64))

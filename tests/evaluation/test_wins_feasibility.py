@@ -110,3 +110,15 @@ def test_main_refuses_refine_without_random(wf, tmp_path, capsys):
                   "--out", str(tmp_path / "o.csv"), "--refine", "3"])
     assert rc == 2 and "--refine 3" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_high_pass_modulation_scales_the_detail_by_the_pet(wf):
+    from asfe3d.metrics.bands import band_split
+
+    mri, pet = _pair(seed=4)
+    lo, de = band_split(mri, 1.0, 6.0)
+    full = wf.PointFusion(wf.parse_point("g=1,hpm=1"))(mri, pet)
+    ratio = np.clip(pet / np.maximum(lo, 0.02), 0, 3)
+    np.testing.assert_allclose(full, pet + de * ratio, atol=1e-5)
+    rng = np.random.default_rng(1)  # refining keeps a parameter that random draws never use
+    assert wf.parse_point(wf.random_point(rng, wf.parse_point("g=1,hpm=0.5")))["hpm"] == 0.5
