@@ -362,6 +362,9 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[s
     blended = stitched(image) if callable(stitched) else None
     if blended is not None:  # volume mode: what this image's windows were blended as ("auto" resolved)
         described["stitched"] = blended
+    consistency = getattr(fuser, "consistency", None)
+    if callable(consistency):  # the consistency step's strength on this image's grid (its grid gate resolved)
+        described["pet_consistency_applied"] = float(consistency(image))
     return described
 
 

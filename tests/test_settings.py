@@ -186,3 +186,9 @@ def test_the_record_says_what_the_windows_were_blended_as():
                                                  head, "auto")
     slice_mode = _build_fuser(Settings.from_flat(mode="slice", device="cpu").fusion, False)
     assert "stitched" not in _fusion_description(slice_mode, head, "auto")
+    # the consistency step's strength on this image's grid: volume mode only on coarse grids, slice mode on every one
+    coarse = MetaTensor(torch.zeros(2, 40, 40, 40), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0],
+                                                                                    dtype=torch.float64)))
+    assert _fusion_description(fuser, head, "auto")["pet_consistency_applied"] == 0.0
+    assert _fusion_description(fuser, coarse, "auto")["pet_consistency_applied"] == 0.25
+    assert _fusion_description(slice_mode, head, "auto")["pet_consistency_applied"] == 0.5

@@ -159,6 +159,11 @@ class AsfeFusionMethod(FusionMethod):
         pet_consistency: for 3D pairs given with their ``spacing``, the strength of the consistency step after the
             network (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
+        pet_consistency_min_voxel_mm: take that step only on grids whose mean voxel size (mm) is at least this;
+            ``None``: on every grid; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE`) when ``pet_consistency`` is ``"auto"``,
+            else every grid (a strength given is taken everywhere unless a size is given too). The default
+            strength skips a 3D pair given without its voxel size (its blur is in mm); a strength given refuses it.
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -186,6 +191,7 @@ class AsfeFusionMethod(FusionMethod):
         stitch: str | None = None,
         min_voxel_mm: float | str | None = "auto",
         pet_consistency: float | str = "auto",
+        pet_consistency_min_voxel_mm: float | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -228,6 +234,12 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
 
             min_voxel_mm = MIN_VOXEL_MM_BY_MODE[mode]
+        if pet_consistency_min_voxel_mm == "auto":
+            from asfe3d.defaults import PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
+
+            pet_consistency_min_voxel_mm = (PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if pet_consistency == "auto"
+                                            else None)
+        consistency_optional = pet_consistency == "auto"  # the default: an array without its grid gets no step
         if pet_consistency == "auto":
             from asfe3d.defaults import PET_CONSISTENCY_BY_MODE
 
@@ -237,7 +249,9 @@ class AsfeFusionMethod(FusionMethod):
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
-                                     stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency)
+                                     stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency,
+                                     pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
+                                     pet_consistency_optional=consistency_optional)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -248,6 +262,7 @@ class AsfeFusionMethod(FusionMethod):
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
             "pet_consistency": self.inferer.pet_consistency,
+            "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
         }
 
     def stitched(self, image: Any) -> str | None:
@@ -258,6 +273,15 @@ class AsfeFusionMethod(FusionMethod):
             image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid for a working grid.
         """
         return self.inferer.stitched(self.net, image[None])
+
+    def consistency(self, image: Any) -> float:
+        """The strength of the consistency step this image gets (:meth:`~asfe3d.inferers.FusionInferer.consistency`;
+        0 where the step is off or its grid gate leaves this image out).
+
+        Args:
+            image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
+        """
+        return self.inferer.consistency(image[None])
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,
                     spacing: Sequence[float] | None = None) -> np.ndarray:

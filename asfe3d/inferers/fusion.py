@@ -37,7 +37,8 @@ same voxels by construction.
   ``F`` becomes ``clamp(F + s * G(PET - F), 0, 1)``, ``G`` a Gaussian of :data:`DETAIL_FWHM_MM` in mm along each
   axis (the band the PET itself resolves; what the PETC measure blurs by), once over the whole volume on the input's
   grid: the network keeps everything finer than the PET's resolution, and the coarse band moves towards the PET by
-  ``s``. It needs the grid's voxel size (a MetaTensor input or a call's ``spacing=``). ``0``: no step.
+  ``s``. It needs the grid's voxel size (a MetaTensor input or a call's ``spacing=``). ``0``: no step. With
+  ``pet_consistency_min_voxel_mm`` set, the step is taken only on grids whose mean voxel size is at least that.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
@@ -154,6 +155,11 @@ class FusionInferer(Inferer):
             allow it); see the module docstring.
         pet_consistency: the strength ``s`` in ``[0, 1]`` of the consistency step after the network (see the module
             docstring); ``0`` (default): none.
+        pet_consistency_min_voxel_mm: take the consistency step only on grids whose mean voxel size (mm) is at least
+            this; ``None`` (default): on every grid.
+        pet_consistency_optional: ``False`` (default): a call whose grid is unknown (a plain tensor without
+            ``spacing``) is refused when the step is on; ``True``: it takes no step (for a mode's default strength,
+            which cannot know every caller's grid; the completion record says what each image got).
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -163,7 +169,8 @@ class FusionInferer(Inferer):
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
                  device: torch.device | str | None = None, progress: bool = False,
                  detail_fwhm_mm: float | None = None, stitch: str = "output",
-                 min_voxel_mm: float | None = None, pet_consistency: float = 0.0) -> None:
+                 min_voxel_mm: float | None = None, pet_consistency: float = 0.0,
+                 pet_consistency_min_voxel_mm: float | None = None, pet_consistency_optional: bool = False) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -186,6 +193,10 @@ class FusionInferer(Inferer):
                 or not 0.0 <= pet_consistency <= 1.0):
             raise ValueError(f"pet_consistency must be a number in [0, 1], got {pet_consistency!r}")
         self.pet_consistency = float(pet_consistency)
+        self.pet_consistency_min_voxel_mm = _check_mm("pet_consistency_min_voxel_mm", pet_consistency_min_voxel_mm)
+        if not isinstance(pet_consistency_optional, bool):
+            raise ValueError(f"pet_consistency_optional must be True or False, got {pet_consistency_optional!r}")
+        self.pet_consistency_optional = pet_consistency_optional
         self.mode = mode
         self.stitch = stitch
         self.slice_axis = slice_axis
@@ -319,15 +330,32 @@ class FusionInferer(Inferer):
         """
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
-        grid = grid_spacing(inputs, spacing) if self.pet_consistency > 0 else None
-        if self.pet_consistency > 0 and grid is None:
-            raise ValueError("pet_consistency > 0 needs the grid's voxel size: a MetaTensor input or spacing=")
+        strength = self.consistency(inputs, spacing)
         out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
-        if grid is not None:
-            out = self._consistent(out, inputs, grid)
+        if strength > 0:
+            out = self._consistent(out, inputs, grid_spacing(inputs, spacing), strength)
         return out
 
-    def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float]) -> torch.Tensor:
+    def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
+        """The strength of the consistency step a call on ``inputs`` takes: ``pet_consistency``, or 0 on a grid
+        finer than ``pet_consistency_min_voxel_mm`` (mean voxel size), or 0 on an unknown grid when
+        ``pet_consistency_optional``.
+
+        Raises:
+            ValueError: a step to take without a known grid (a plain tensor without ``spacing``).
+        """
+        if self.pet_consistency <= 0:
+            return 0.0
+        grid = grid_spacing(inputs, spacing)
+        if grid is None and self.pet_consistency_optional:
+            return 0.0
+        if grid is None:
+            raise ValueError("pet_consistency > 0 needs the grid's voxel size: a MetaTensor input or spacing=")
+        gate = self.pet_consistency_min_voxel_mm
+        return self.pet_consistency if gate is None or sum(grid) / 3.0 >= gate else 0.0
+
+    def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
+                    strength: float) -> torch.Tensor:
         """The consistency step: ``clamp(out + s * G(PET - out), 0, 1)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm."""
         from asfe3d.networks.blocks.detail import blur_per_axis
 
@@ -335,7 +363,7 @@ class FusionInferer(Inferer):
         pet = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)[:, 1:2].to(fused.device).float()
         with torch.autocast(device_type=fused.device.type, enabled=False):  # the low band in float32
             low = blur_per_axis(pet - fused, [DETAIL_FWHM_MM / g for g in grid])
-        result = (fused + self.pet_consistency * low).clamp_(0.0, 1.0)
+        result = (fused + strength * low).clamp_(0.0, 1.0)
         return convert_to_dst_type(result, out)[0]
 
     def _fuse(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
@@ -428,4 +456,5 @@ class FusionInferer(Inferer):
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
                 "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
-                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "pet_consistency": self.pet_consistency}
+                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "pet_consistency": self.pet_consistency,
+                "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm}

@@ -417,6 +417,11 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
             text += (f"; along any axis where the {anat}'s voxels were finer than {v:g} mm, the pair was resampled to "
                      f"a {v:g} mm grid over the same field of view for the network, and the {anat}'s finer detail, "
                      f"which that grid cannot hold, was added back to the result")
+        c = fusion.get("pet_consistency_applied")
+        if isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0:
+            text += (f"; then {c:g} of the difference between the PET and the fused image, blurred to the PET's "
+                     f"resolution (6 mm FWHM), was added, moving the fused image's coarse band towards the PET "
+                     f"(Wald's consistency property)")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}

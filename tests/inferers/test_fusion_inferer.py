@@ -443,3 +443,49 @@ def test_consistency_step_runs_once_after_the_working_grid():
         x, lambda t: t[:, :1], spacing=voxel)
     native = FusionInferer("volume", pet_consistency=1.0, roi_size=(0, 0, 0))(x, lambda t: t[:, :1], spacing=voxel)
     torch.testing.assert_close(on_grid, native, rtol=0, atol=1e-5)
+
+
+def test_consistency_gate_takes_the_step_only_on_coarse_grids():
+    """``pet_consistency_min_voxel_mm``: the step is taken where the grid's mean voxel size reaches it, nowhere else;
+    ``pet_consistency_optional`` lets a grid-less call through without a step instead of refusing it."""
+    torch.manual_seed(2)
+    x = torch.rand(1, 2, 20, 18, 16)
+    copy = lambda t: t[:, :1]  # noqa: E731
+    gated = FusionInferer("volume", pet_consistency=0.5, pet_consistency_min_voxel_mm=1.5, roi_size=(0, 0, 0))
+    everywhere = FusionInferer("volume", pet_consistency=0.5, roi_size=(0, 0, 0))
+    assert gated.consistency(x, (1.0, 1.0, 1.3)) == 0.0 and gated.consistency(x, (2.0, 2.0, 1.0)) == 0.5
+    torch.testing.assert_close(gated(x, copy, spacing=(1.0, 1.0, 1.3)), x[:, :1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(gated(x, copy, spacing=(2.0, 2.0, 2.0)), everywhere(x, copy, spacing=(2.0, 2.0, 2.0)),
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match="needs the grid's voxel size"):
+        gated(x, copy)
+    optional = FusionInferer("volume", pet_consistency=0.5, pet_consistency_optional=True, roi_size=(0, 0, 0))
+    assert optional.consistency(x) == 0.0
+    torch.testing.assert_close(optional(x, copy), x[:, :1], rtol=0, atol=1e-6)
+    assert gated.describe()["pet_consistency_min_voxel_mm"] == 1.5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"pet_consistency_min_voxel_mm": -1.0}, "pet_consistency_min_voxel_mm"),
+    ({"pet_consistency_optional": "yes"}, "pet_consistency_optional must be True or False, got 'yes'"),
+])
+def test_bad_consistency_gate_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FusionInferer("volume", pet_consistency=0.5, **kwargs)
+
+
+def test_mode_defaults_of_the_consistency_step():
+    """``"auto"``: slice mode 0.5 on every grid, volume mode 0.25 on grids of 1.5 mm or coarser (the nineteenth
+    addendum), both skipping an array given without its grid; a strength given is taken on every grid."""
+    from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
+    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.networks import ASFEFusion
+
+    assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.25}
+    assert PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE == {"slice": None, "volume": 1.5}
+    vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
+    assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.25, 1.5, True)
+    sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
+    assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
+    given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
+    assert (given.pet_consistency_min_voxel_mm, given.pet_consistency_optional) == (None, False)

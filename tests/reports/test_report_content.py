@@ -250,6 +250,11 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     assert "coarse blend logits were stitched" in methods_text([auto])[0][0]
     one = {**volume, "fusion": {**volume["fusion"], "stitch": "auto", "stitched": "one pass"}}
     assert "logits" not in methods_text([one])[0][0]
+    # the consistency step is said only where this image got it
+    stepped = {**volume, "fusion": {**volume["fusion"], "pet_consistency": 0.25, "pet_consistency_applied": 0.25}}
+    assert "then 0.25 of the difference between the PET and the fused image" in methods_text([stepped])[0][0]
+    gated = {**volume, "fusion": {**volume["fusion"], "pet_consistency": 0.25, "pet_consistency_applied": 0.0}}
+    assert "difference between the PET" not in methods_text([gated])[0][0]
 
 
 def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
