@@ -66,7 +66,7 @@ FLAT_NAMES = {
     "method": ("fusion", "method"), "mode": ("fusion", "mode"), "weights": ("fusion", "weights"),
     "device": ("fusion", "device"), "slice_axis": ("fusion", "slice_axis"), "roi_size": ("fusion", "roi_size"),
     "detail_injection": ("fusion", "detail_injection"), "stitch": ("fusion", "stitch"),
-    "min_voxel_mm": ("fusion", "min_voxel_mm"),
+    "min_voxel_mm": ("fusion", "min_voxel_mm"), "pet_consistency": ("fusion", "pet_consistency"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -190,6 +190,11 @@ class FusionSettings:
             (:class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
             (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`: 1 mm in slice mode, the MRI's own grid in volume mode);
             ``None``: always the MRI's own grid; or a number > 0.
+        pet_consistency: for ``asfe``: the strength in [0, 1] of the consistency step after the network (the fused
+            image's band coarser than the PET's resolution moved towards the PET;
+            :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
+            (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`: 0.5 in slice mode, 0.25 in volume mode on MRI grids of
+            1.5 mm or coarser); a number is taken on every grid; 0 turns it off.
     """
 
     method: str = DEFAULT_METHOD
@@ -201,6 +206,7 @@ class FusionSettings:
     detail_injection: float | None = None
     stitch: str = DEFAULT_STITCH
     min_voxel_mm: float | str | None = "auto"
+    pet_consistency: float | str = "auto"
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -226,6 +232,11 @@ class FusionSettings:
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
                 raise _bad("min_voxel_mm", f"must be 'auto', None or a voxel size > 0 (mm), got {v!r}")
             _set(self, "min_voxel_mm", float(v))
+        c = self.pet_consistency
+        if c != "auto":
+            if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and 0 <= c <= 1):
+                raise _bad("pet_consistency", f"must be 'auto' or a number in [0, 1], got {c!r}")
+            _set(self, "pet_consistency", float(c))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

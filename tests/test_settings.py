@@ -166,6 +166,28 @@ def test_working_grid_reaches_the_fuser_and_a_bad_value_is_refused():
             Settings.from_flat(min_voxel_mm=bad)
 
 
+def test_consistency_strength_reaches_the_fuser_and_a_bad_value_is_refused():
+    """``pet_consistency``: ``auto`` is each mode's default (with volume mode's grid gate), a number is taken on
+    every grid; ``--pet-consistency`` reaches the settings; a bad value is refused with the value quoted."""
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.options import settings_from_args
+    from asfe3d.pipeline import _build_fuser
+
+    auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
+    assert (auto.pet_consistency, auto.pet_consistency_min_voxel_mm) == (0.25, 1.5)
+    off = _build_fuser(Settings.from_flat(mode="slice", pet_consistency=0, device="cpu").fusion, False).inferer
+    assert off.pet_consistency == 0.0
+    given = _build_fuser(Settings.from_flat(pet_consistency=0.4, device="cpu").fusion, False).inferer
+    assert (given.pet_consistency, given.pet_consistency_min_voxel_mm) == (0.4, None)
+    parse = build_parser().parse_args
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--pet-consistency", "0"])).fusion.pet_consistency == 0
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii"])).fusion.pet_consistency == "auto"
+    for bad in (-0.1, 1.5, float("nan"), True, "strong"):
+        with pytest.raises(Asfe3dInputError, match=r"pet_consistency: must be 'auto' or a number in \[0, 1\], got "
+                                                   + re.escape(repr(bad))):
+            Settings.from_flat(pet_consistency=bad)
+
+
 def test_the_record_says_what_the_windows_were_blended_as():
     """``stitch="auto"`` is resolved per image in the completion record's fusion description: logits for a head
     larger than one window, one pass for a volume that fits one."""

@@ -74,6 +74,11 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe: the finest voxel size (mm) the network runs on; along axes where the MRI is finer, the "
                         "pair is fused on a grid of about MM and the MRI's finer detail added back; 0 = always the "
                         "MRI's own grid (default: auto = 1 mm in slice mode, the MRI's own grid in volume mode)")
+    p.add_argument("--pet-consistency", type=_auto_or_number, default="auto", metavar="S",
+                   help="asfe: the strength (0-1) of the consistency step after the network: the fused image's band "
+                        "coarser than the PET's resolution moved towards the PET; 0 turns it off (default: auto = "
+                        "0.5 in slice mode, 0.25 in volume mode on MRI grids of 1.5 mm or coarser; a number is "
+                        "taken on every grid)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own: 0.6 for the shipped 3D weights, 0.75 for the slice-mode ones)")
@@ -109,6 +114,16 @@ def _count(text: str, what: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
+
+
+def _auto_or_number(text: str) -> str | float:
+    """``auto`` or a number; anything else is left for the settings to refuse with the value quoted."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _min_voxel_mm(text: str) -> str | float | None:
