@@ -129,12 +129,7 @@ def _auto_or_number(text: str) -> str | float:
 def _min_voxel_mm(text: str) -> str | float | None:
     """``auto``, ``0`` (the MRI's own grid: ``None``) or a voxel size in mm; anything else is left for the settings
     to refuse with the value quoted."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        return text
+    value = _auto_or_number(text)
     return None if value == 0 else value
 
 

@@ -330,10 +330,10 @@ class FusionInferer(Inferer):
         """
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
-        strength = self.consistency(inputs, spacing)
+        strength, grid = self._consistency_on(inputs, spacing)
         out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
         if strength > 0:
-            out = self._consistent(out, inputs, grid_spacing(inputs, spacing), strength)
+            out = self._consistent(out, inputs, grid, strength)
         return out
 
     def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
@@ -344,15 +344,20 @@ class FusionInferer(Inferer):
         Raises:
             ValueError: a step to take without a known grid (a plain tensor without ``spacing``).
         """
+        return self._consistency_on(inputs, spacing)[0]
+
+    def _consistency_on(self, inputs: torch.Tensor, spacing: Sequence[float] | None
+                        ) -> tuple[float, tuple[float, float, float] | None]:
+        """:meth:`consistency` with the grid it read (``None`` when the step is off or the grid unknown)."""
         if self.pet_consistency <= 0:
-            return 0.0
+            return 0.0, None
         grid = grid_spacing(inputs, spacing)
         if grid is None and self.pet_consistency_optional:
-            return 0.0
+            return 0.0, None
         if grid is None:
             raise ValueError("pet_consistency > 0 needs the grid's voxel size: a MetaTensor input or spacing=")
         gate = self.pet_consistency_min_voxel_mm
-        return self.pet_consistency if gate is None or sum(grid) / 3.0 >= gate else 0.0
+        return (self.pet_consistency if gate is None or sum(grid) / 3.0 >= gate else 0.0), grid
 
     def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
                     strength: float) -> torch.Tensor:
