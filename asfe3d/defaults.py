@@ -10,7 +10,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
-           "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE"]
+           "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
+           "DEFAULT_ROI_MM"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -40,6 +41,10 @@ DEFAULT_ROI_SIZE: tuple[int, int, int] = (128, 128, 128)
 #: to the selection rule (``docs/training.md``, "Eighteenth round"): with the shipped 3D weights every bar holds and
 #: the brain command takes about 0.5 s less; the eleventh addendum had kept ``output`` for the weights before
 DEFAULT_STITCH = "auto"
+#: volume mode's window in mm where the grid is known (``asfe3d.inferers.FusionInferer``'s ``roi_mm``: at most
+#: :data:`DEFAULT_ROI_SIZE` voxels, at most this many mm), or ``None``: the window in voxels only. The twenty-first
+#: addendum (``docs/training.md``) decides it
+DEFAULT_ROI_MM: float | None = None
 #: what ``stitch`` accepts
 STITCH_MODES = ("auto", "output", "logits")
 #: per asfe mode, the finest voxel size (mm) the network runs on (``asfe3d.inferers.FusionInferer``'s
@@ -47,6 +52,9 @@ STITCH_MODES = ("auto", "output", "logits")
 #: "Working-grid round"): slice mode on a 1 mm grid keeps more of a fine MRI's detail (0.7 mm pairs: lowest FDG
 #: detail 0.806 -> 0.856) and every bar; volume mode lost defect transfer on a coarser grid, so it keeps the MRI's own
 MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.0, "volume": None}
+#: per asfe mode, the coarsest voxel size (mm) the network runs on (``asfe3d.inferers.FusionInferer``'s
+#: ``max_voxel_mm``), or ``None``: the MRI's own grid. The twentieth addendum (``docs/training.md``) decides it
+MAX_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
 #: per asfe mode, the strength of the consistency step after the network (``asfe3d.inferers.FusionInferer``'s
 #: ``pet_consistency``: the fused image's band coarser than the PET's resolution moved towards the PET), 0 = none.
 #: The sixteenth addendum kept 0; the nineteenth (``docs/training.md``, "Nineteenth round") chose 0.5 for slice

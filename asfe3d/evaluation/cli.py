@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi-size", type=int, nargs=3, default=DEFAULT_ROI_SIZE, metavar=("X", "Y", "Z"),
                    help=f"sliding-window size of asfe-volume (default {' '.join(map(str, DEFAULT_ROI_SIZE))}: the windows "
                         "asfe3d fuse uses)")
+    p.add_argument("--roi-mm", type=float, default=None, metavar="MM",
+                   help="asfe-volume's window in mm where the grid is known, at most --roi-size voxels (0 = the "
+                        "window in voxels only; default: what asfe3d fuse uses)")
     p.add_argument("--stitch", choices=("auto", "output", "logits"), default=None,
                    help="how asfe-volume blends its overlapping windows: the fused windows (output) or the network's "
                         "stem-stride logits, finished once over the volume (logits; auto where the network allows "
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-voxel-mm", type=float, default=None, metavar="MM",
                    help="volumes: the finest grid the networks run on (mm; 0 = the MRI's own grid; default: what "
                         "asfe3d fuse uses)")
+    p.add_argument("--max-voxel-mm", type=float, default=None, metavar="MM",
+                   help="volumes: the coarsest grid the networks run on (mm; along coarser axes the pair is fused on "
+                        "a finer grid and brought back; 0 = the MRI's own grid; default: what asfe3d fuse uses)")
     p.add_argument("--pet-consistency", type=float, default=None, metavar="S",
                    help="volumes: strength in [0, 1] of the consistency step after the networks (the fused image's "
                         "band coarser than the PET's resolution moved towards the PET; 0 = none; a number is taken "
@@ -86,6 +92,10 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--limit must be >= 1, got {args.limit}")
     if args.min_voxel_mm is not None and not (args.min_voxel_mm >= 0 and math.isfinite(args.min_voxel_mm)):
         parser.error(f"--min-voxel-mm must be a voxel size >= 0 (mm), got {args.min_voxel_mm}")
+    if args.roi_mm is not None and not (args.roi_mm >= 0 and math.isfinite(args.roi_mm)):
+        parser.error(f"--roi-mm must be a size >= 0 (mm), got {args.roi_mm}")
+    if args.max_voxel_mm is not None and not (args.max_voxel_mm >= 0 and math.isfinite(args.max_voxel_mm)):
+        parser.error(f"--max-voxel-mm must be a voxel size >= 0 (mm), got {args.max_voxel_mm}")
     if args.pet_consistency is not None and not 0.0 <= args.pet_consistency <= 1.0:
         parser.error(f"--pet-consistency must be in [0, 1], got {args.pet_consistency}")
     if args.defect_fwhm_mm is not None and not (args.defect_fwhm_mm > 0 and math.isfinite(args.defect_fwhm_mm)):
@@ -157,7 +167,9 @@ def _run(args: argparse.Namespace) -> int:
     fusers = ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
                              roi_size=args.roi_size, stitch=args.stitch,
                              min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None),
-                             pet_consistency="auto" if args.pet_consistency is None else args.pet_consistency)
+                             pet_consistency="auto" if args.pet_consistency is None else args.pet_consistency,
+                             max_voxel_mm="auto" if args.max_voxel_mm is None else (args.max_voxel_mm or None),
+                             roi_mm="auto" if args.roi_mm is None else (args.roi_mm or None))
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

@@ -173,6 +173,8 @@ def build_fusers(
     stitch: str | None = None,
     min_voxel_mm: float | str | None = "auto",
     pet_consistency: float | str = "auto",
+    max_voxel_mm: float | str | None = "auto",
+    roi_mm: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -189,6 +191,10 @@ def build_fusers(
             :data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
         pet_consistency: the strength of the networks' consistency step on volumes (``"auto"``: the command's
             default per mode, :data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
+        max_voxel_mm: the coarsest grid the networks run on on volumes (``"auto"``: the command's default per mode,
+            :data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
+        roi_mm: ``asfe-volume``'s window in mm, at most ``roi_size`` (``"auto"``: the command's default,
+            :data:`asfe3d.defaults.DEFAULT_ROI_MM`; ``None``: the window in voxels only).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -210,7 +216,10 @@ def build_fusers(
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
         kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
-                                  "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency}
+                                  "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency,
+                                  "max_voxel_mm": max_voxel_mm}
+        if mode == "volume":
+            kwargs["roi_mm"] = roi_mm
         if name in nets:
             kwargs["net"] = nets[name]
         else:

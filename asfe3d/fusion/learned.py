@@ -154,6 +154,12 @@ class AsfeFusionMethod(FusionMethod):
         min_voxel_mm: the finest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`).
+        max_voxel_mm: the coarsest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
+            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`).
+        roi_mm: for ``volume`` on 3D pairs given with their ``spacing``: the window's extent in mm (at most
+            ``roi_size``; :class:`~asfe3d.inferers.FusionInferer`); ``None``: the window in voxels only; ``"auto"``:
+            :data:`asfe3d.defaults.DEFAULT_ROI_MM`.
         stitch: for ``volume``: what the overlapping windows are blended as (:class:`~asfe3d.inferers.FusionInferer`);
             ``None``: :data:`asfe3d.defaults.DEFAULT_STITCH`.
         pet_consistency: for 3D pairs given with their ``spacing``, the strength of the consistency step after the
@@ -192,6 +198,8 @@ class AsfeFusionMethod(FusionMethod):
         min_voxel_mm: float | str | None = "auto",
         pet_consistency: float | str = "auto",
         pet_consistency_min_voxel_mm: float | str | None = "auto",
+        max_voxel_mm: float | str | None = "auto",
+        roi_mm: float | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -234,6 +242,14 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
 
             min_voxel_mm = MIN_VOXEL_MM_BY_MODE[mode]
+        if max_voxel_mm == "auto":
+            from asfe3d.defaults import MAX_VOXEL_MM_BY_MODE
+
+            max_voxel_mm = MAX_VOXEL_MM_BY_MODE[mode]
+        if roi_mm == "auto":
+            from asfe3d.defaults import DEFAULT_ROI_MM
+
+            roi_mm = DEFAULT_ROI_MM
         if pet_consistency_min_voxel_mm == "auto":
             from asfe3d.defaults import PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
 
@@ -251,7 +267,8 @@ class AsfeFusionMethod(FusionMethod):
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
                                      stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency,
                                      pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
-                                     pet_consistency_optional=consistency_optional)
+                                     pet_consistency_optional=consistency_optional, max_voxel_mm=max_voxel_mm,
+                                     roi_mm=roi_mm)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -261,6 +278,8 @@ class AsfeFusionMethod(FusionMethod):
             "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
+            "max_voxel_mm": self.inferer.max_voxel_mm,
+            "roi_mm": self.inferer.roi_mm if self.mode == "volume" else None,
             "pet_consistency": self.inferer.pet_consistency,
             "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
         }

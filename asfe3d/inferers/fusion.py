@@ -25,6 +25,10 @@ same voxels by construction.
   window starting between two logit voxels would shift its logits by half a voxel). ``"auto"`` takes ``"logits"``
   for a network that has ``coarse`` and ``finish`` when the windows fit that grid, else ``"output"``. A volume
   that fits one window is one plain pass either way.
+- ``roi_mm``: volume mode's window given in mm where the grid is known: along each axis at most the ``roi_size``
+  window, and at most ``roi_mm`` mm rounded to a multiple of 16 voxels (so logits stitching keeps the stem's
+  stride): on a coarse grid the network still sees a part of the head as large as the windows it was chosen with,
+  where a whole head fitting one window would be fused in one pass. ``None``: the window in voxels only.
 - ``min_voxel_mm``: the finest grid the network runs on. Along each axis finer than it (the voxel size from the
   input MetaTensor's affine, or a call's ``spacing=``), the ``[MRI, PET]`` input is blurred by the difference in
   resolution and resampled (trilinear, at the voxel centres) to a grid of at least that voxel size over the same
@@ -32,6 +36,12 @@ same voxels by construction.
   the MRI's part that the round trip removed (the MRI minus its own down-and-up copy) is added back, then clamped to
   ``[0, 1]``: the PET's uptake and the network's blend at the grid the network knows, the MRI's finest detail as
   acquired. ``None``: always the input's own grid.
+- ``max_voxel_mm``: the coarsest grid the network runs on, the mirror of ``min_voxel_mm``. Along each axis coarser
+  than it, the ``[MRI, PET]`` input is resampled (trilinear, at the voxel centres) to a grid of at most that voxel
+  size over the same field of view, fused there, brought back (trilinear at the input's voxel centres: for a factor
+  of 2, the mean of the two fine voxels each coarse voxel holds), and the MRI's part that the round trip removed is
+  added back, then clamped: a small PET change (a 12 mm lesion is 6 voxels across at 2 mm) is fused at the scale
+  the network knows. Both may be set (``min_voxel_mm <= max_voxel_mm``); one working grid serves both.
 - ``pet_consistency``: a consistency step after the network (Wald's consistency property of pansharpening: the
   fused image brought to the PET's resolution should be the PET). With strength ``s`` > 0 the stitched output
   ``F`` becomes ``clamp(F + s * G(PET - F), 0, 1)``, ``G`` a Gaussian of :data:`DETAIL_FWHM_MM` in mm along each
@@ -149,6 +159,10 @@ class FusionInferer(Inferer):
             :func:`grid_spacing`); ``None`` (default): always the network's own width in voxels.
         min_voxel_mm: the finest voxel size (mm) the network runs on (see the module docstring); ``None``: the
             input's own grid.
+        max_voxel_mm: the coarsest voxel size (mm) the network runs on (see the module docstring); ``None``: the
+            input's own grid. At least ``min_voxel_mm`` when both are set.
+        roi_mm: for ``volume``: the window's extent in mm where the grid is known (see the module docstring;
+            at most ``roi_size``); ``None``: ``roi_size`` in voxels only.
         stitch: for ``volume``: ``"output"`` (blend the fused windows), ``"logits"`` (blend the network's stem-stride
             logits and finish the whole volume at once; the network needs ``coarse`` and ``finish``, as
             :class:`~asfe3d.networks.ASFEFusion` has) or ``"auto"`` (``"logits"`` where the network and the windows
@@ -170,7 +184,8 @@ class FusionInferer(Inferer):
                  device: torch.device | str | None = None, progress: bool = False,
                  detail_fwhm_mm: float | None = None, stitch: str = "output",
                  min_voxel_mm: float | None = None, pet_consistency: float = 0.0,
-                 pet_consistency_min_voxel_mm: float | None = None, pet_consistency_optional: bool = False) -> None:
+                 pet_consistency_min_voxel_mm: float | None = None, pet_consistency_optional: bool = False,
+                 max_voxel_mm: float | None = None, roi_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -187,6 +202,11 @@ class FusionInferer(Inferer):
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
         self.detail_fwhm_mm = _check_mm("detail_fwhm_mm", detail_fwhm_mm)
         self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
+        self.max_voxel_mm = _check_mm("max_voxel_mm", max_voxel_mm)
+        self.roi_mm = _check_mm("roi_mm", roi_mm)
+        if self.min_voxel_mm is not None and self.max_voxel_mm is not None and self.max_voxel_mm < self.min_voxel_mm:
+            raise ValueError(f"max_voxel_mm must be at least min_voxel_mm, got max_voxel_mm={max_voxel_mm!r} and "
+                             f"min_voxel_mm={min_voxel_mm!r}")
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
         if (isinstance(pet_consistency, bool) or not isinstance(pet_consistency, (int, float))
@@ -207,34 +227,53 @@ class FusionInferer(Inferer):
         self.device = device
         self.progress = progress
 
-    def window(self, spatial: Sequence[int]) -> tuple[int, ...]:
+    def window(self, spatial: Sequence[int], grid: Sequence[float] | None = None) -> tuple[int, ...]:
         """The sliding window used for a volume of this spatial shape (``volume`` mode).
 
         Args:
             spatial: ``(X, Y, Z)``.
+            grid: the volume's voxel size (mm, ``X, Y, Z``), for ``roi_mm``; ``None``: the window in voxels.
 
         Returns:
-            The window, clipped to the volume per axis.
+            The window, at most ``roi_mm`` mm (a multiple of 16 voxels, at least 16) along each axis where that is
+            set and the grid known, clipped to the volume per axis.
         """
         spatial = tuple(int(s) for s in spatial)
         roi = self.roi_size
         if roi == "auto":
             roi = DEFAULT_ROI
-        return tuple(s if int(r) <= 0 else min(int(r), s) for r, s in zip(roi, spatial))
+        roi = [int(r) for r in roi]
+        if self.roi_mm is not None and grid is not None:
+            roi = [r if r <= 0 else min(r, 16 * max(1, int(np.floor(self.roi_mm / (16.0 * g) + 0.5))))
+                   for r, g in zip(roi, grid)]
+        return tuple(s if r <= 0 else min(r, s) for r, s in zip(roi, spatial))
 
     def working_size(self, spatial: Sequence[int], grid: Sequence[float] | None) -> tuple[int, ...]:
         """The grid the network runs on for a volume of ``spatial`` voxels of ``grid`` mm: each axis finer than
-        ``min_voxel_mm`` gets as many voxels as fit at ``min_voxel_mm`` or coarser over the same field of view, the
-        others are kept; ``spatial`` itself when ``min_voxel_mm`` or ``grid`` is ``None``."""
+        ``min_voxel_mm`` gets as many voxels as fit at ``min_voxel_mm`` or coarser over the same field of view, each
+        axis coarser than ``max_voxel_mm`` as few as reach ``max_voxel_mm`` or finer, the others are kept;
+        ``spatial`` itself when neither is set or ``grid`` is ``None``."""
         spatial = tuple(int(n) for n in spatial)
-        if self.min_voxel_mm is None or grid is None:
+        if not self._regrids or grid is None:
             return spatial
-        return tuple(n if g >= self.min_voxel_mm else max(1, int(np.floor(n * g / self.min_voxel_mm + 1e-9)))
-                     for n, g in zip(spatial, grid))
+        lo, hi = self.min_voxel_mm, self.max_voxel_mm
+        sizes = []
+        for n, g in zip(spatial, grid):
+            if lo is not None and g < lo * (1.0 - 1e-6):
+                n = max(1, int(np.floor(n * g / lo + 1e-6)))
+            elif hi is not None and g > hi * (1.0 + 1e-6):
+                n = int(np.ceil(n * g / hi - 1e-6))
+            sizes.append(n)
+        return tuple(sizes)
 
-    def stitching(self, network: Any, spatial: Sequence[int]) -> str:
+    @property
+    def _regrids(self) -> bool:
+        """Whether a working grid may apply (``min_voxel_mm`` or ``max_voxel_mm`` set)."""
+        return self.min_voxel_mm is not None or self.max_voxel_mm is not None
+
+    def stitching(self, network: Any, spatial: Sequence[int], grid: Sequence[float] | None = None) -> str:
         """What volume mode blends for this network and volume: ``"output"``, ``"logits"``, or ``"one pass"`` (the
-        volume fits one window).
+        volume fits one window); ``grid``: the volume's voxel size (mm), for ``roi_mm``.
 
         Raises:
             ValueError: ``stitch="logits"`` with a network without ``coarse`` and ``finish``, or windows that do not
@@ -243,7 +282,7 @@ class FusionInferer(Inferer):
         stride = int(getattr(network, "stem_stride", 0) or 0)
         capable = stride >= 1 and hasattr(network, "coarse") and hasattr(network, "finish")
         padded = _padded_to(spatial, stride) if capable else [int(n) for n in spatial]
-        roi = self.window(padded)
+        roi = self.window(padded, grid)
         if tuple(roi) == tuple(padded):
             return "one pass"
         if self.stitch == "output":
@@ -264,7 +303,7 @@ class FusionInferer(Inferer):
 
     def stitched(self, network: Any, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> str | None:
         """What a call on ``inputs`` blends in ``volume`` mode: :meth:`stitching` on the grid the network runs on
-        (the working grid when ``min_voxel_mm`` applies); ``None`` in ``slice`` mode.
+        (the working grid when ``min_voxel_mm`` or ``max_voxel_mm`` applies); ``None`` in ``slice`` mode.
 
         Args:
             network: the network the call would run.
@@ -274,8 +313,10 @@ class FusionInferer(Inferer):
         if self.mode != "volume":
             return None
         spatial = tuple(int(n) for n in inputs.shape[2:])
-        grid = grid_spacing(inputs, spacing) if self.min_voxel_mm is not None else None
-        return self.stitching(network, self.working_size(spatial, grid))
+        grid = grid_spacing(inputs, spacing) if self._regrids or self.roi_mm is not None else None
+        work = self.working_size(spatial, grid)
+        work_grid = None if grid is None else [g * n / w for g, n, w in zip(grid, spatial, work)]
+        return self.stitching(network, work, work_grid)
 
     def axis(self, inputs: torch.Tensor, slice_axis: int | str | None = None) -> int:
         """The slicing axis for these inputs (``slice`` mode).
@@ -372,9 +413,10 @@ class FusionInferer(Inferer):
         return convert_to_dst_type(result, out)[0]
 
     def _fuse(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
-              slice_axis: int | str | None, spacing: Sequence[float] | None) -> Any:
-        """The network over the whole volume (see :meth:`__call__`), before the consistency step."""
-        if self.min_voxel_mm is not None:
+              slice_axis: int | str | None, spacing: Sequence[float] | None, regrid: bool = True) -> Any:
+        """The network over the whole volume (see :meth:`__call__`), before the consistency step (``regrid``:
+        whether a working grid may apply; not again on the working grid itself)."""
+        if regrid and self._regrids:
             grid = grid_spacing(inputs, spacing)
             spatial = tuple(int(n) for n in inputs.shape[2:])
             work = self.working_size(spatial, grid)
@@ -398,9 +440,10 @@ class FusionInferer(Inferer):
             spatial = tuple(int(s) for s in inputs.shape[2:])
             if fwhm is not None:  # the network adds its band in each window, at this grid's width
                 kwargs = {**kwargs, "detail_fwhm": fwhm}
-            if self.stitching(network, spatial) == "logits":
-                return self._stitch_logits(inputs, network, *args, **kwargs)
-            roi = tuple(int(r) for r in self.window(spatial))
+            grid = grid_spacing(inputs, spacing) if self.roi_mm is not None else None
+            if self.stitching(network, spatial, grid) == "logits":
+                return self._stitch_logits(inputs, network, grid, *args, **kwargs)
+            roi = tuple(int(r) for r in self.window(spatial, grid))
             inferer = SlidingWindowInferer(
                 # a bar over windows; none for one window (the whole volume in one pass: it would sit at "0/1")
                 roi_size=roi, overlap=self.overlap, mode="gaussian", sw_batch_size=self.sw_batch_size,
@@ -410,7 +453,8 @@ class FusionInferer(Inferer):
 
     def _on_working_grid(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
                          grid: Sequence[float], work: Sequence[int], slice_axis: int | str | None) -> torch.Tensor:
-        """Fuse on the coarser working grid ``work`` and bring the result back with the MRI's removed part."""
+        """Fuse on the working grid ``work`` (coarser or finer per axis) and bring the result back with the MRI's
+        part that the round trip removed."""
         from asfe3d.networks.blocks.detail import blur_per_axis
 
         interpolate = torch.nn.functional.interpolate
@@ -418,22 +462,25 @@ class FusionInferer(Inferer):
         x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).float()
         spatial = [int(n) for n in x.shape[2:]]
         spacing = [g * n / w for g, n, w in zip(grid, spatial, work)]  # the same field of view
-        # down: a Gaussian that makes up the difference in resolution along each resampled axis (as a coarser
-        # acquisition would see it), then trilinear at the working grid's voxel centres (an exact geometry, where
-        # averaging boxes of a non-integer size would move each voxel by up to half a voxel)
+        # to the working grid: along an axis made coarser, a Gaussian that makes up the difference in resolution
+        # (as a coarser acquisition would see it); along every resampled axis, trilinear at the working grid's
+        # voxel centres (an exact geometry, where averaging boxes of a non-integer size would move each voxel by up
+        # to half a voxel). An axis made finer gets no blur: its samples are the input's, interpolated
         fwhm = [float(np.sqrt(max((s / g) ** 2 - 1.0, 0.0))) if w != n else 0.0
                 for g, s, n, w in zip(grid, spacing, spatial, work)]
-        small = interpolate(blur_per_axis(x, fwhm), size=list(work), mode="trilinear", align_corners=False)
-        fused = self._fuse(small, network, args, kwargs, axis, spacing)
+        moved = interpolate(blur_per_axis(x, fwhm), size=list(work), mode="trilinear", align_corners=False)
+        fused = self._fuse(moved, network, args, kwargs, axis, spacing, regrid=False)
         out = interpolate(fused.float(), size=spatial, mode="trilinear", align_corners=False)
-        mri, mri_small = x[:, :1].to(out.device), small[:, :1].to(out.device)
-        removed = mri - interpolate(mri_small, size=spatial, mode="trilinear", align_corners=False)
+        mri, mri_moved = x[:, :1].to(out.device), moved[:, :1].to(out.device)
+        removed = mri - interpolate(mri_moved, size=spatial, mode="trilinear", align_corners=False)
         out = (out + removed).clamp_(0.0, 1.0)
         return convert_to_dst_type(out, inputs, device=self.device if self.device is not None else inputs.device)[0]
 
-    def _stitch_logits(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def _stitch_logits(self, inputs: torch.Tensor, network: Any, grid: Sequence[float] | None, *args: Any,
+                       **kwargs: Any) -> torch.Tensor:
         """Volume mode with ``stitch`` logits: windows of ``network.coarse`` blended at the stem's stride, then
-        ``network.finish`` once over the whole volume (``args`` and ``kwargs`` go to ``finish``)."""
+        ``network.finish`` once over the whole volume (``args`` and ``kwargs`` go to ``finish``; ``grid``: the
+        voxel size for ``roi_mm``)."""
         stride = int(network.stem_stride)
         work = self.sw_device if self.sw_device is not None else inputs.device
         x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).to(work)
@@ -442,7 +489,7 @@ class FusionInferer(Inferer):
         for n, m in zip(reversed(spatial), reversed(_padded_to(spatial, stride))):  # F.pad: the last dim first
             pads += [0, m - n]  # at the end, as the network pads
         xe = torch.nn.functional.pad(x, pads, mode="replicate") if any(pads) else x
-        roi = tuple(int(r) for r in self.window(xe.shape[2:]))
+        roi = tuple(int(r) for r in self.window(xe.shape[2:], grid))
 
         def coarse(window: torch.Tensor) -> torch.Tensor:
             # the window's own logits: a window is a multiple of the stride, the network may pad it further
@@ -461,5 +508,7 @@ class FusionInferer(Inferer):
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
                 "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
-                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "pet_consistency": self.pet_consistency,
+                "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "max_voxel_mm": self.max_voxel_mm,
+                "roi_mm": self.roi_mm,
+                "pet_consistency": self.pet_consistency,
                 "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm}

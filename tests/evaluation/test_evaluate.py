@@ -242,3 +242,16 @@ def test_evaluate_scores_the_windows_the_command_uses():
     assert used.inferer.overlap == scored.inferer.overlap
     assert used.inferer.stitch == scored.inferer.stitch  # and blends them the same way
     assert used.inferer.stitching(used.net, head) == scored.inferer.stitching(scored.net, head)
+
+
+def test_build_fusers_passes_the_grid_and_window_options():
+    """``--max-voxel-mm`` and ``--roi-mm`` reach the volume network's inferer (``roi_mm`` volume mode only); the
+    defaults are the command's."""
+    from asfe3d.defaults import DEFAULT_ROI_MM, MAX_VOXEL_MM_BY_MODE
+
+    fusers = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", max_voxel_mm=1.0, roi_mm=128.0)
+    assert fusers["asfe-volume"].inferer.max_voxel_mm == fusers["asfe-slice"].inferer.max_voxel_mm == 1.0
+    assert fusers["asfe-volume"].inferer.roi_mm == 128.0 and fusers["asfe-slice"].inferer.roi_mm is None
+    assert fusers["asfe-volume"].describe()["roi_mm"] == 128.0
+    default = build_fusers(["asfe-volume"], device="cpu")["asfe-volume"].inferer
+    assert default.max_voxel_mm == MAX_VOXEL_MM_BY_MODE["volume"] and default.roi_mm == DEFAULT_ROI_MM

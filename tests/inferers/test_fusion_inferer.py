@@ -350,6 +350,86 @@ def test_working_grid_keeps_the_geometry_of_a_smooth_image():
     torch.testing.assert_close(out[inner], x[:, 1:][inner], rtol=0, atol=1e-4)
 
 
+def test_working_size_refines_only_the_coarser_axes():
+    inferer = FusionInferer("volume", max_voxel_mm=1.0)
+    assert inferer.working_size((40, 30, 20), (2.0, 1.0, 1.25)) == (80, 30, 25)  # ceil: never coarser than 1 mm
+    assert inferer.working_size((40, 30, 20), (0.7, 0.9, 1.0)) == (40, 30, 20)
+    both = FusionInferer("volume", min_voxel_mm=1.0, max_voxel_mm=1.0)
+    assert both.working_size((40, 30, 20), (0.5, 2.0, 1.0)) == (20, 60, 20)
+
+
+def test_max_voxel_mm_fuses_a_coarse_grid_finer_and_gives_the_mri_back():
+    """A network that copies its MRI gives the MRI back on a 2 mm grid fused on a 1 mm one; the network sees the
+    finer grid, once (the working grid is not regridded again)."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 2, 12, 10, 9)
+    affine = torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0], dtype=torch.float64))
+    seen = []
+
+    def mri_copy(t):
+        seen.append(tuple(t.shape))
+        return t[:, :1]
+
+    out = FusionInferer("volume", max_voxel_mm=1.0, roi_size=(0, 0, 0))(MetaTensor(x, affine=affine), mri_copy)
+    assert isinstance(out, MetaTensor) and out.shape == (1, 1, 12, 10, 9) and torch.equal(out.affine, affine)
+    torch.testing.assert_close(out.as_tensor(), x[:, :1], rtol=0, atol=1e-6)
+    assert seen == [(1, 2, 24, 20, 9)]
+
+
+def test_max_voxel_mm_keeps_a_smooth_pet_in_place():
+    """A PET copy of a ramp on a 2 mm grid comes back as the ramp (a half-voxel shift would move it by 1 / 150)."""
+    n, voxel = (30, 24, 10), (2.0, 2.0, 1.0)
+    ramp = sum(torch.arange(k, dtype=torch.float32).reshape([-1 if i == a else 1 for i in range(3)]) * v / 150
+               for a, (k, v) in enumerate(zip(n, voxel)))
+    x = torch.stack([torch.zeros(n), ramp])[None]
+    out = FusionInferer("volume", max_voxel_mm=1.0, roi_size=(0, 0, 0))(x, lambda t: t[:, 1:], spacing=voxel)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2), slice(None))
+    torch.testing.assert_close(out[inner], x[:, 1:][inner], rtol=0, atol=1e-5)
+
+
+def test_max_below_min_voxel_refused_quoting_both():
+    with pytest.raises(ValueError, match=r"max_voxel_mm must be at least min_voxel_mm, got max_voxel_mm=0.8 and "
+                                         r"min_voxel_mm=1.0"):
+        FusionInferer("volume", min_voxel_mm=1.0, max_voxel_mm=0.8)
+
+
+def test_window_in_mm_on_coarse_grids_only():
+    """``roi_mm``: at most that many mm, a multiple of 16 voxels, never more than ``roi_size``; no grid, no change."""
+    inferer = FusionInferer("volume", roi_mm=128.0)
+    assert inferer.window((200, 200, 200), (1.0, 1.0, 1.0)) == (128, 128, 128)
+    assert inferer.window((200, 200, 200), (0.7, 0.7, 0.7)) == (128, 128, 128)
+    assert inferer.window((200, 200, 200), (2.0, 1.5, 3.0)) == (64, 80, 48)
+    assert inferer.window((40, 200, 200), (2.0, 2.0, 2.0)) == (40, 64, 64)  # clipped to the volume
+    assert inferer.window((200, 200, 200)) == (128, 128, 128)
+    assert FusionInferer("volume", roi_mm=8.0).window((200, 200, 200), (1.0, 1.0, 1.0)) == (16, 16, 16)
+    assert inferer.describe()["roi_mm"] == 128.0
+
+
+def test_window_in_mm_windows_a_small_coarse_head():
+    """A 2 mm volume that fits one 128-voxel window is windowed by ``roi_mm`` (both stitchings), and logits
+    stitching still fits the stem's stride."""
+    from asfe3d.networks import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(3).eval()
+    x = MetaTensor(torch.rand(1, 2, 40, 36, 34), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    windowed = FusionInferer("volume", roi_mm=64.0, stitch="auto")
+    assert windowed.stitched(net, x) == "logits"
+    assert FusionInferer("volume", stitch="auto").stitched(net, x) == "one pass"
+    with torch.no_grad():
+        out = windowed(x, net)
+        plain = FusionInferer("volume", stitch="auto")(x, net)
+    assert out.shape == (1, 1, 40, 36, 34) and not torch.equal(out, plain)
+
+
+@pytest.mark.parametrize("name", ["max_voxel_mm", "roi_mm"])
+@pytest.mark.parametrize("value", [0, -2.0, float("inf"), False, "2"])
+def test_bad_max_voxel_and_roi_mm_refused_quoting_the_value(name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be None or a number > 0 \(mm\), got ") as err:
+        FusionInferer("volume", **{name: value})
+    assert str(err.value).endswith(repr(value))
+
+
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), True, "1"])
 def test_bad_min_voxel_refused_quoting_the_value(value):
     with pytest.raises(ValueError, match=r"min_voxel_mm must be None or a number > 0 \(mm\), got ") as err:
