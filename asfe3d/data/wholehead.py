@@ -745,7 +745,8 @@ class WholeHeadPairDataset(Dataset):
             for ax in range(self.spatial_dims):
                 if rng.random() < 0.5:
                     out = np.flip(out, axis=ax + 1)
-        return {"image": torch.from_numpy(np.ascontiguousarray(out))}
+        spacing = torch.tensor(entry["params"].mri_spacing[: self.spatial_dims], dtype=torch.float32)
+        return {"image": torch.from_numpy(np.ascontiguousarray(out)), "spacing": spacing}
 
 
 #: default focal defect of the held-out pairs: 12 mm ball in the left parietal cortex (angular/supramarginal)

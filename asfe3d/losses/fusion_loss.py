@@ -175,6 +175,7 @@ def focal_change(
     raise_prob: float = 0.25,
     min_pet: float = 0.1,
     hot_prob: float = 0.0,
+    spacing: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A copy of each PET with one random smooth focal change of uptake (a Gaussian blob), and the blob.
 
@@ -197,6 +198,9 @@ def focal_change(
         min_pet: blob centres only where the PET exceeds this, in [0, 1).
         hot_prob: probability that the centre is drawn among the hottest voxels, in [0, 1] (0 = never; the draws
             of the other items are the same whatever it is).
+        spacing: ``(B, spatial_dims)`` each item's own voxel size in mm along each axis, instead of ``voxel_mm``
+            (a blob of a size in mm is then as many voxels across as that item's grid makes it, per axis); ``None``
+            (default): ``voxel_mm`` for every item (the same draws either way).
 
     Returns:
         ``(pet_changed, blob)``, both ``(B, 1, H, W[, D])`` on ``pet``'s device and dtype (not differentiable).
@@ -210,6 +214,12 @@ def focal_change(
     voxel_mm, size, frac = settings["voxel_mm"], settings["size_mm"], settings["fraction"]
     pet = pet.detach()
     spatial = pet.shape[2:]
+    if spacing is not None:
+        spacing = torch.as_tensor(spacing, dtype=torch.float64).detach().cpu()
+        if tuple(spacing.shape) != (pet.shape[0], len(spatial)) or not bool(torch.isfinite(spacing).all()) \
+                or not bool((spacing > 0).all()):
+            raise ValueError(f"spacing must be (B, {len(spatial)}) finite voxel sizes > 0 (mm) for a PET of shape "
+                             f"{tuple(pet.shape)}, got {spacing.tolist()!r}")
     grids = torch.meshgrid(*(torch.arange(n, device=pet.device, dtype=pet.dtype) for n in spatial), indexing="ij")
     blobs = torch.zeros_like(pet)
     factors = torch.ones(pet.shape[0], dtype=pet.dtype)
@@ -222,11 +232,16 @@ def focal_change(
         if hot:
             candidates = (pet[b, 0] >= HOT_LEVEL * pet[b, 0].max()).nonzero().cpu()
         centre = candidates[int(torch.randint(len(candidates), (1,), generator=generator))].tolist()
-        sigma = (size[0] + u[0] * (size[1] - size[0])) / _FWHM_PER_SIGMA / voxel_mm
         f = frac[0] + u[1] * (frac[1] - frac[0])
         factors[b] = f if u[2] < raise_prob and not hot else -f  # a raise at the ceiling would clip away
-        r2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
-        blobs[b, 0] = torch.exp(-0.5 * r2 / sigma**2)
+        if spacing is None:
+            sigma = (size[0] + u[0] * (size[1] - size[0])) / _FWHM_PER_SIGMA / voxel_mm
+            r2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
+            blobs[b, 0] = torch.exp(-0.5 * r2 / sigma**2)
+        else:  # the blob's size in this item's own mm, per axis
+            sigma_mm = (size[0] + u[0] * (size[1] - size[0])) / _FWHM_PER_SIGMA
+            r2 = sum(((g - c) * float(s) / sigma_mm) ** 2 for g, c, s in zip(grids, centre, spacing[b]))
+            blobs[b, 0] = torch.exp(-0.5 * r2)
     shape = [-1] + [1] * (pet.ndim - 1)
     changed = (pet * (1.0 + factors.to(pet.device).reshape(shape) * blobs)).clamp(0.0, 1.0)
     return changed, blobs
@@ -347,6 +362,8 @@ class ASFEFusionLoss(nn.Module):
         change_min_pet: blob centres only where the PET exceeds this.
         change_hot: probability that a blob is centred among the PET's hottest voxels (:func:`focal_change`'s
             ``hot_prob``; default 0).
+        change_grid_mm: ``True``: :meth:`make_change` takes ``change_size_mm`` in each item's own mm (the batch's
+            ``spacing``, required then) instead of ``change_voxel_mm``; default ``False``.
         w_petc: weight of the PET-consistency term of :func:`band_losses` (>= 0; default 0 = off).
         w_detail: weight of the MRI-detail term of :func:`band_losses` (>= 0; default 0 = off).
         band_fwhm_mm: the PET resolution where the two band terms split (FWHM, mm).
@@ -376,6 +393,7 @@ class ASFEFusionLoss(nn.Module):
         change_voxel_mm: float = 1.0,
         change_min_pet: float = 0.1,
         change_hot: float = 0.0,
+        change_grid_mm: bool = False,
         w_petc: float = 0.0,
         w_detail: float = 0.0,
         band_fwhm_mm: float = 6.0,
@@ -398,6 +416,9 @@ class ASFEFusionLoss(nn.Module):
             change_voxel_mm, change_size_mm, change_fraction, change_raise, change_min_pet, change_hot,
             names={"voxel_mm": "change_voxel_mm", "size_mm": "change_size_mm", "fraction": "change_fraction",
                    "raise_prob": "change_raise", "min_pet": "change_min_pet", "hot_prob": "change_hot"})
+        if not isinstance(change_grid_mm, bool):
+            raise ValueError(f"change_grid_mm must be true or false, got {change_grid_mm!r}")
+        self.change_grid_mm = change_grid_mm
         if content_target not in CONTENT_TARGETS:
             raise ValueError(f"content_target must be one of {CONTENT_TARGETS}, got {content_target!r}")
         if not sigma_tensor > 0 or not sigma_ssim > 0:
@@ -417,25 +438,31 @@ class ASFEFusionLoss(nn.Module):
         self.eps = float(eps)
         self.last_components: dict[str, float] = {}
 
-    def make_change(self, inputs: torch.Tensor, generator: torch.Generator | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def make_change(self, inputs: torch.Tensor, generator: torch.Generator | None = None,
+                    spacing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The pairs with a random focal PET change (:func:`focal_change` with this loss's change settings).
 
         Args:
             inputs: ``(B, 2, H, W[, D])`` sources ``[MRI, PET]`` in [0, 1].
             generator: CPU random generator of the draws (reproducible changes).
+            spacing: ``(B, spatial_dims)`` the items' voxel sizes (mm); used (and needed) with ``change_grid_mm``.
 
         Returns:
             ``(inputs_changed, change_weight)``: ``(B, 2, *spatial)`` with the same MRI and the changed PET, and
             the ``(B, 1, *spatial)`` blob (peak 1), for ``forward``'s ``inputs_changed`` / ``change_weight``.
 
         Raises:
-            ValueError: when ``inputs`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims.
+            ValueError: when ``inputs`` is not ``(B, 2, *spatial)`` with ``spatial_dims`` spatial dims, or
+                ``change_grid_mm`` without ``spacing``.
         """
         if inputs.ndim != self.spatial_dims + 2 or inputs.shape[1] != 2:
             raise ValueError(f"make_change expects (B, 2, *spatial) inputs in {self.spatial_dims}D, "
                              f"got {tuple(inputs.shape)}")
-        pet_changed, blob = focal_change(inputs[:, 1:].detach(), generator, **self.change_settings)
+        if self.change_grid_mm and spacing is None:
+            raise ValueError("change_grid_mm needs each item's voxel size: a dataset whose items carry 'spacing' "
+                             "(data.source wholehead)")
+        pet_changed, blob = focal_change(inputs[:, 1:].detach(), generator, **self.change_settings,
+                                         spacing=spacing if self.change_grid_mm else None)
         return torch.cat([inputs[:, :1].detach(), pet_changed], dim=1), blob
 
     def forward(

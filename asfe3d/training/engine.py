@@ -52,7 +52,7 @@ _WHOLEHEAD_DATA = {
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
-              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet", "change_hot", "w_petc", "w_detail", "band_fwhm_mm",
+              "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet", "change_hot", "change_grid_mm", "w_petc", "w_detail", "band_fwhm_mm",
               "band_voxel_mm", "detail_gain")
 #: offsets of the seeds of the focal PET changes (``loss.w_change > 0``): training draws, validation draws
 _CHANGE_SEED, _VAL_CHANGE_SEED = 7919, 104723
@@ -611,7 +611,7 @@ def _train_epoch(model: torch.nn.Module, optim: _Optimisation, loader: DataLoade
         if step >= steps:
             break
         x = batch["image"].to(device, non_blocking=True)
-        loss = _batch_loss(model, optim.loss_fn, x, optim.use_amp, optim.change_gen)
+        loss = _batch_loss(model, optim.loss_fn, x, optim.use_amp, optim.change_gen, batch.get("spacing"))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {float(loss)} at epoch {epoch + 1}, step {step}")
         opt.zero_grad(set_to_none=True)
@@ -725,8 +725,9 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
 
 
 def _batch_loss(model: torch.nn.Module, loss_fn: Any, x: torch.Tensor, use_amp: bool,
-                change_gen: torch.Generator) -> torch.Tensor:
-    """The loss of one batch ``x`` ``(B, 2, *spatial)``.
+                change_gen: torch.Generator, spacing: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of one batch ``x`` ``(B, 2, *spatial)`` (``spacing``: the items' voxel sizes ``(B, spatial_dims)``
+    in mm when the dataset gives them, for the change term's sizes in mm).
 
     With the change-fidelity term on (``loss_fn.w_change > 0``), the batch gets a copy with a random focal PET
     change drawn from ``change_gen`` (``loss_fn.make_change``), and both go through the network in one forward
@@ -734,7 +735,7 @@ def _batch_loss(model: torch.nn.Module, loss_fn: Any, x: torch.Tensor, use_amp: 
     """
     with_change = loss_fn.w_change > 0
     if with_change:
-        x_changed, blob = loss_fn.make_change(x, change_gen)
+        x_changed, blob = loss_fn.make_change(x, change_gen, spacing)
         net_in = torch.cat([x, x_changed], dim=0)
     else:
         net_in = x
@@ -757,7 +758,7 @@ def _validate(net: torch.nn.Module, loss_fn: Any, loader: DataLoader, device: to
     with torch.inference_mode():
         for batch in loader:
             x = batch["image"].to(device)
-            total += float(_batch_loss(net, loss_fn, x, use_amp, change_gen)) * x.shape[0]
+            total += float(_batch_loss(net, loss_fn, x, use_amp, change_gen, batch.get("spacing"))) * x.shape[0]
             count += x.shape[0]
     if count == 0:
         raise ValueError("the validation set is empty")

@@ -182,6 +182,7 @@ def test_dataset_items_deterministic_and_refreshed(monkeypatch: pytest.MonkeyPat
     ds = make(0)
     a = torch.stack([ds[i]["image"] for i in range(4)])
     assert a.shape == (4, 2, 8, 8, 8) and a.dtype == torch.float32 and 0 <= float(a.min()) <= float(a.max()) <= 1
+    assert ds[0]["spacing"].tolist() == pytest.approx(list(_params().mri_spacing))  # the subject's MRI grid
     assert torch.equal(a, torch.stack([make(0)[i]["image"] for i in range(4)]))
     assert not torch.equal(a, torch.stack([make(1)[i]["image"] for i in range(4)]))
     first = [ds._slot(k)["image"] for k in range(2)]

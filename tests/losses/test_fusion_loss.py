@@ -209,6 +209,40 @@ def test_focal_change_hot_draws_lower_the_hottest_voxels(spatial_dims, size):
 
 
 @pytest.mark.parametrize("spatial_dims,size", SHAPES)
+def test_focal_change_sizes_in_each_items_own_mm(spatial_dims, size):
+    """With ``spacing``, a blob of a size in mm is half as many voxels across on a grid twice as coarse (per axis);
+    the draws (centres, changes) are those without it; ``voxel_mm`` equal to a uniform spacing gives the same blob."""
+    pet = torch.full((2, 1, *size), 0.8)
+    draw = dict(size_mm=(4.0, 4.0), fraction=(0.3, 0.3), raise_prob=0.0)
+    fine = torch.tensor([[1.0] * spatial_dims, [2.0] * spatial_dims])
+    _, blob = focal_change(pet, torch.Generator().manual_seed(2), spacing=fine, **draw)
+    _, plain = focal_change(pet, torch.Generator().manual_seed(2), voxel_mm=1.0, **draw)
+    torch.testing.assert_close(blob[0], plain[0])
+    assert blob.flatten(1).argmax(1).tolist() == plain.flatten(1).argmax(1).tolist()  # the same centres
+    width = (blob > 0.5).flatten(1).sum(1).tolist()  # voxels over half the peak
+    assert width[1] < width[0] / 2 ** (spatial_dims - 1)
+    aniso = torch.tensor([[1.0] + [2.0] * (spatial_dims - 1)] * 2)
+    _, stretched = focal_change(pet, torch.Generator().manual_seed(2), spacing=aniso, **draw)
+    c = [int(v) for v in torch.nonzero(stretched[0, 0] == stretched[0, 0].max())[0]]
+    along0 = stretched[0, 0][(c[0] + 1, *c[1:])]
+    along1 = stretched[0, 0][(c[0], c[1] + 1, *c[2:])]
+    assert along0 > along1  # a voxel step costs more along the coarser axis
+    with pytest.raises(ValueError, match=r"spacing must be \(B, %d\) finite voxel sizes > 0" % spatial_dims):
+        focal_change(pet, torch.Generator(), spacing=torch.zeros(2, spatial_dims))
+
+
+def test_change_grid_mm_needs_the_batch_spacing():
+    inputs = torch.rand(2, 2, 12, 10, 14)
+    loss_fn = ASFEFusionLoss(3, w_change=1.0, change_grid_mm=True)
+    with pytest.raises(ValueError, match="change_grid_mm needs each item's voxel size"):
+        loss_fn.make_change(inputs, torch.Generator())
+    changed, blob = loss_fn.make_change(inputs, torch.Generator().manual_seed(0), torch.ones(2, 3))
+    assert changed.shape == inputs.shape and blob.shape == (2, 1, 12, 10, 14)
+    with pytest.raises(ValueError, match="change_grid_mm must be true or false, got 'yes'"):
+        ASFEFusionLoss(3, w_change=1.0, change_grid_mm="yes")
+
+
+@pytest.mark.parametrize("spatial_dims,size", SHAPES)
 def test_change_term_bad_input(spatial_dims, size):
     inputs, loss_fn, changed, blob = _changed_pair(spatial_dims, size)
     fused = inputs[:, 1:]
