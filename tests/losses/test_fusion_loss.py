@@ -227,7 +227,7 @@ def test_focal_change_sizes_in_each_items_own_mm(spatial_dims, size):
     along0 = stretched[0, 0][(c[0] + 1, *c[1:])]
     along1 = stretched[0, 0][(c[0], c[1] + 1, *c[2:])]
     assert along0 > along1  # a voxel step costs more along the coarser axis
-    with pytest.raises(ValueError, match=r"spacing must be \(B, %d\) finite voxel sizes > 0" % spatial_dims):
+    with pytest.raises(ValueError, match=rf"spacing must be \(B, {spatial_dims}\) finite voxel sizes > 0"):
         focal_change(pet, torch.Generator(), spacing=torch.zeros(2, spatial_dims))
 
 

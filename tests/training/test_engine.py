@@ -198,3 +198,23 @@ def test_resolve_config_takes_the_change_keys() -> None:
     assert resolve_config({"data": {"path": "x"}, "loss": keys})["loss"] == keys
     with pytest.raises(ValueError, match=r"\['change_size'\] in loss"):
         resolve_config({"data": {"path": "x"}, "loss": {"change_size": 5}})
+
+
+def test_batch_loss_gives_the_change_term_the_batch_voxel_sizes() -> None:
+    """With ``loss.change_grid_mm`` the change term sizes its PET changes from the batch's ``spacing``: a coarser
+    grid gives a different loss for the same crop; a batch without it is refused, not sized in 1 mm voxels."""
+    from asfe3d.losses import ASFEFusionLoss
+    from asfe3d.training import engine
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 2, 12, 12, 12)
+    model = torch.nn.Conv3d(2, 1, 3, padding=1)  # a blur: how much of a change it keeps depends on its size
+    loss_fn = ASFEFusionLoss(3, w_change=1.0, change_grid_mm=True, change_size_mm=(4.0, 4.0))
+
+    def loss(spacing):
+        return float(engine._batch_loss(model, loss_fn, x, False, torch.Generator().manual_seed(1), spacing))
+
+    fine, coarse = loss(torch.ones(2, 3)), loss(torch.full((2, 3), 2.0))
+    assert fine == loss(torch.ones(2, 3)) and fine != coarse
+    with pytest.raises(ValueError, match="change_grid_mm needs each item's voxel size"):
+        loss(None)
