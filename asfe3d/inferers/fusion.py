@@ -129,6 +129,12 @@ def _check_mm(name: str, value: Any) -> float | None:
     return float(value)
 
 
+def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[int]) -> list[float]:
+    """The voxel size (mm) of a working grid of ``work`` voxels over the field of view of ``spatial`` voxels of
+    ``grid`` mm (the same field of view, so ``grid * spatial / work`` per axis)."""
+    return [float(g) * int(n) / int(w) for g, n, w in zip(grid, spatial, work)]
+
+
 def _padded_to(spatial: Sequence[int], stride: int) -> list[int]:
     """Each size rounded up to a multiple of ``stride`` (the grid a network's stem-stride logits cover exactly)."""
     return [-(-int(n) // stride) * stride for n in spatial]
@@ -315,8 +321,7 @@ class FusionInferer(Inferer):
         spatial = tuple(int(n) for n in inputs.shape[2:])
         grid = grid_spacing(inputs, spacing) if self._regrids or self.roi_mm is not None else None
         work = self.working_size(spatial, grid)
-        work_grid = None if grid is None else [g * n / w for g, n, w in zip(grid, spatial, work)]
-        return self.stitching(network, work, work_grid)
+        return self.stitching(network, work, None if grid is None else _work_spacing(grid, spatial, work))
 
     def axis(self, inputs: torch.Tensor, slice_axis: int | str | None = None) -> int:
         """The slicing axis for these inputs (``slice`` mode).
@@ -416,8 +421,9 @@ class FusionInferer(Inferer):
               slice_axis: int | str | None, spacing: Sequence[float] | None, regrid: bool = True) -> Any:
         """The network over the whole volume (see :meth:`__call__`), before the consistency step (``regrid``:
         whether a working grid may apply; not again on the working grid itself)."""
+        # the grid, read once for what needs it here: a working grid, or volume mode's window in mm
+        grid = grid_spacing(inputs, spacing) if (regrid and self._regrids) or self.roi_mm is not None else None
         if regrid and self._regrids:
-            grid = grid_spacing(inputs, spacing)
             spatial = tuple(int(n) for n in inputs.shape[2:])
             work = self.working_size(spatial, grid)
             if grid is not None and work != spatial:
@@ -440,7 +446,6 @@ class FusionInferer(Inferer):
             spatial = tuple(int(s) for s in inputs.shape[2:])
             if fwhm is not None:  # the network adds its band in each window, at this grid's width
                 kwargs = {**kwargs, "detail_fwhm": fwhm}
-            grid = grid_spacing(inputs, spacing) if self.roi_mm is not None else None
             if self.stitching(network, spatial, grid) == "logits":
                 return self._stitch_logits(inputs, network, grid, *args, **kwargs)
             roi = tuple(int(r) for r in self.window(spatial, grid))
@@ -461,7 +466,7 @@ class FusionInferer(Inferer):
         axis = self.axis(inputs, slice_axis) if self.mode == "slice" else None  # from the input's own affine
         x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).float()
         spatial = [int(n) for n in x.shape[2:]]
-        spacing = [g * n / w for g, n, w in zip(grid, spatial, work)]  # the same field of view
+        spacing = _work_spacing(grid, spatial, work)
         # to the working grid: along an axis made coarser, a Gaussian that makes up the difference in resolution
         # (as a coarser acquisition would see it); along every resampled axis, trilinear at the working grid's
         # voxel centres (an exact geometry, where averaging boxes of a non-integer size would move each voxel by up
