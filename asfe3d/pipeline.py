@@ -367,6 +367,9 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[s
     consistency = getattr(fuser, "consistency", None)
     if callable(consistency):  # the consistency step's strength on this image's grid (its grid gate resolved)
         described["pet_consistency_applied"] = float(consistency(image))
+    select = getattr(fuser, "detail_select", None)
+    if callable(select):  # the choose-the-larger-detail step's strength on this image's grid
+        described["pet_detail_select_applied"] = float(select(image))
     return described
 
 

@@ -214,3 +214,9 @@ def test_the_record_says_what_the_windows_were_blended_as():
     assert _fusion_description(fuser, head, "auto")["pet_consistency_applied"] == 0.0
     assert _fusion_description(fuser, coarse, "auto")["pet_consistency_applied"] == 0.25
     assert _fusion_description(slice_mode, head, "auto")["pet_consistency_applied"] == 0.5
+    # the choose-the-larger-detail step's strength on this image's grid (the consistency step's gate), per mode
+    from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE
+
+    assert _fusion_description(fuser, head, "auto")["pet_detail_select_applied"] == 0.0
+    assert _fusion_description(fuser, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["volume"]
+    assert _fusion_description(slice_mode, head, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["slice"]

@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "band coarser than the PET's resolution moved towards the PET; 0 = none; a number is taken "
                         "on every grid; default: what asfe3d fuse uses, 0.5 in slice mode and 0.25 in volume mode "
                         "on grids of 1.5 mm or coarser)")
+    p.add_argument("--pet-detail-select", type=float, default=None, metavar="S",
+                   help="volumes: strength in [0, 1] of the choose-the-larger-detail step after the consistency step "
+                        "(where the PET's band below its resolution is K times the MRI's, the fused band becomes the "
+                        "PET's; on the grids the consistency step is taken on; 0 = none; default: what asfe3d fuse "
+                        "uses)")
+    p.add_argument("--pet-detail-ratio", type=float, default=None, metavar="K",
+                   help="volumes: K > 0 of that step (default: what asfe3d fuse uses)")
     p.add_argument("--registration", choices=("rigid", "affine", "deformable", "none"), default="rigid",
                    help="volumes: PET-to-MRI registration (none = PET already aligned, only resampled; default rigid)")
     p.add_argument("--seed", type=int, default=0, help="registration sampling seed (default 0)")
@@ -98,6 +105,10 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--max-voxel-mm must be a voxel size >= 0 (mm), got {args.max_voxel_mm}")
     if args.pet_consistency is not None and not 0.0 <= args.pet_consistency <= 1.0:
         parser.error(f"--pet-consistency must be in [0, 1], got {args.pet_consistency}")
+    if args.pet_detail_select is not None and not 0.0 <= args.pet_detail_select <= 1.0:
+        parser.error(f"--pet-detail-select must be in [0, 1], got {args.pet_detail_select}")
+    if args.pet_detail_ratio is not None and not (args.pet_detail_ratio > 0 and math.isfinite(args.pet_detail_ratio)):
+        parser.error(f"--pet-detail-ratio must be a number > 0, got {args.pet_detail_ratio}")
     if args.defect_fwhm_mm is not None and not (args.defect_fwhm_mm > 0 and math.isfinite(args.defect_fwhm_mm)):
         parser.error(f"--defect-fwhm-mm must be a width > 0 (mm), got {args.defect_fwhm_mm}")
     if args.figure_cases < 0:
@@ -169,7 +180,9 @@ def _run(args: argparse.Namespace) -> int:
                              min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None),
                              pet_consistency="auto" if args.pet_consistency is None else args.pet_consistency,
                              max_voxel_mm="auto" if args.max_voxel_mm is None else (args.max_voxel_mm or None),
-                             roi_mm="auto" if args.roi_mm is None else (args.roi_mm or None))
+                             roi_mm="auto" if args.roi_mm is None else (args.roi_mm or None),
+                             pet_detail_select="auto" if args.pet_detail_select is None else args.pet_detail_select,
+                             pet_detail_ratio="auto" if args.pet_detail_ratio is None else args.pet_detail_ratio)
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

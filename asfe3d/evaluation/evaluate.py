@@ -175,6 +175,8 @@ def build_fusers(
     pet_consistency: float | str = "auto",
     max_voxel_mm: float | str | None = "auto",
     roi_mm: float | str | None = "auto",
+    pet_detail_select: float | str = "auto",
+    pet_detail_ratio: float | str = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -195,6 +197,9 @@ def build_fusers(
             :data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
         roi_mm: ``asfe-volume``'s window in mm, at most ``roi_size`` (``"auto"``: the command's default,
             :data:`asfe3d.defaults.DEFAULT_ROI_MM`; ``None``: the window in voxels only).
+        pet_detail_select: the strength of the networks' choose-the-larger-detail step on volumes (``"auto"``: the
+            command's default per mode, :data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`).
+        pet_detail_ratio: that step's ``k`` (``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -217,7 +222,8 @@ def build_fusers(
         weights = weights_3d if mode == "volume" else weights_2d
         kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
                                   "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency,
-                                  "max_voxel_mm": max_voxel_mm}
+                                  "max_voxel_mm": max_voxel_mm, "pet_detail_select": pet_detail_select,
+                                  "pet_detail_ratio": pet_detail_ratio}
         if mode == "volume":
             kwargs["roi_mm"] = roi_mm
         if name in nets:

@@ -170,6 +170,10 @@ class AsfeFusionMethod(FusionMethod):
             (:data:`asfe3d.defaults.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE`) when ``pet_consistency`` is ``"auto"``,
             else every grid (a strength given is taken everywhere unless a size is given too). The default
             strength skips a 3D pair given without its voxel size (its blur is in mm); a strength given refuses it.
+        pet_detail_select: the strength of the choose-the-larger-detail step after the consistency step
+            (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``, on the grids that step is taken on; ``"auto"``:
+            the mode's default (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`).
+        pet_detail_ratio: that step's ``k`` > 0; ``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`.
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -200,6 +204,8 @@ class AsfeFusionMethod(FusionMethod):
         pet_consistency_min_voxel_mm: float | str | None = "auto",
         max_voxel_mm: float | str | None = "auto",
         roi_mm: float | str | None = "auto",
+        pet_detail_select: float | str = "auto",
+        pet_detail_ratio: float | str = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -255,7 +261,16 @@ class AsfeFusionMethod(FusionMethod):
 
             pet_consistency_min_voxel_mm = (PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if pet_consistency == "auto"
                                             else None)
-        consistency_optional = pet_consistency == "auto"  # the default: an array without its grid gets no step
+        # the defaults: an array without its grid gets no step; a strength given refuses it
+        consistency_optional = pet_consistency == "auto" and pet_detail_select == "auto"
+        if pet_detail_select == "auto":
+            from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE
+
+            pet_detail_select = PET_DETAIL_SELECT_BY_MODE[mode]
+        if pet_detail_ratio == "auto":
+            from asfe3d.defaults import PET_DETAIL_RATIO
+
+            pet_detail_ratio = PET_DETAIL_RATIO
         if pet_consistency == "auto":
             from asfe3d.defaults import PET_CONSISTENCY_BY_MODE
 
@@ -268,7 +283,8 @@ class AsfeFusionMethod(FusionMethod):
                                      stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency,
                                      pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
                                      pet_consistency_optional=consistency_optional, max_voxel_mm=max_voxel_mm,
-                                     roi_mm=roi_mm)
+                                     roi_mm=roi_mm, pet_detail_select=pet_detail_select,
+                                     pet_detail_ratio=pet_detail_ratio)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -282,6 +298,8 @@ class AsfeFusionMethod(FusionMethod):
             "roi_mm": self.inferer.roi_mm if self.mode == "volume" else None,
             "pet_consistency": self.inferer.pet_consistency,
             "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
+            "pet_detail_select": self.inferer.pet_detail_select,
+            "pet_detail_ratio": self.inferer.pet_detail_ratio,
         }
 
     def stitched(self, image: Any) -> str | None:
@@ -301,6 +319,16 @@ class AsfeFusionMethod(FusionMethod):
             image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
         """
         return self.inferer.consistency(image[None])
+
+    def detail_select(self, image: Any) -> float:
+        """The strength of the choose-the-larger-detail step this image gets
+        (:meth:`~asfe3d.inferers.FusionInferer.detail_select`; 0 where the step is off or the grid gate leaves this
+        image out).
+
+        Args:
+            image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
+        """
+        return self.inferer.detail_select(image[None])
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,
                     spacing: Sequence[float] | None = None) -> np.ndarray:

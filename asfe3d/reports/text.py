@@ -422,6 +422,13 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
             text += (f"; then {c:g} of the difference between the PET and the fused image, blurred to the PET's "
                      f"resolution (6 mm FWHM), was added, moving the fused image's coarse band towards the PET "
                      f"(Wald's consistency property)")
+        d = fusion.get("pet_detail_select_applied")
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and d > 0:
+            k = fusion.get("pet_detail_ratio")
+            times = f"{k:g} times" if isinstance(k, (int, float)) and not isinstance(k, bool) else "larger than"
+            text += (f"; then, where the PET's own band below its resolution was {times} the {anat}'s, "
+                     f"{d:g} of the fused image's band there was replaced by the PET's (the larger detail chosen, "
+                     f"as wavelet fusion does)")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}

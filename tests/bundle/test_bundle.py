@@ -172,6 +172,27 @@ def test_overrides_reach_the_network_and_inferer():
     assert next(over.get_parsed_content("network").parameters()).device.type == "cpu"
 
 
+def test_inferer_steps_are_the_volume_mode_defaults():
+    """The bundle's inferer takes the steps after the network that ``asfe3d fuse`` takes in volume mode."""
+    from monai.bundle import ConfigParser
+
+    from asfe3d.defaults import (
+        PET_CONSISTENCY_BY_MODE,
+        PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE,
+        PET_DETAIL_RATIO,
+        PET_DETAIL_SELECT_BY_MODE,
+    )
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser.update({"device": "cpu"})
+    inferer = parser.get_parsed_content("inferer")
+    assert (inferer.pet_consistency, inferer.pet_consistency_min_voxel_mm) == (
+        PET_CONSISTENCY_BY_MODE["volume"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["volume"])
+    assert (inferer.pet_detail_select, inferer.pet_detail_ratio) == (PET_DETAIL_SELECT_BY_MODE["volume"],
+                                                                     PET_DETAIL_RATIO)
+
+
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):
     datalist = make_cohort(tmp_path, demo_files, 1)
     with pytest.raises(Exception) as info:

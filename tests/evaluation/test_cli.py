@@ -131,6 +131,8 @@ def test_bad_options_exit_2(hmif_dir, tmp_path):
     *[("--defect-fwhm-mm", v, "must be a width > 0 (mm)") for v in ("0", "-3", "inf")],
     *[("--max-voxel-mm", v, "must be a voxel size >= 0 (mm)") for v in ("-1", "nan")],
     *[("--roi-mm", v, "must be a size >= 0 (mm)") for v in ("-64", "inf")],
+    *[("--pet-detail-select", v, "must be in [0, 1]") for v in ("1.5", "-0.1", "nan")],
+    *[("--pet-detail-ratio", v, "must be a number > 0") for v in ("0", "-2", "inf", "nan")],
 ])
 def test_bad_number_exits_2_quoting_it(hmif_dir, tmp_path, capsys, flag, value, problem):
     with pytest.raises(SystemExit) as exc:

@@ -569,3 +569,95 @@ def test_mode_defaults_of_the_consistency_step():
     assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
     assert (given.pet_consistency_min_voxel_mm, given.pet_consistency_optional) == (None, False)
+
+
+def _edge_pair(n: tuple[int, int, int] = (24, 24, 24)) -> torch.Tensor:
+    """``[MRI, PET]``: a flat MRI with a faint ripple in one half, a PET with a sharp-edged cube lowered by 0.3."""
+    mri = torch.full(n, 0.5)
+    mri[: n[0] // 2] += 0.01 * (torch.arange(n[1]) % 2).float().reshape(1, -1, 1)
+    pet = torch.full(n, 0.8)
+    pet[8:14, 8:14, 8:14] = 0.5
+    return torch.stack([mri, pet])[None]
+
+
+def test_detail_select_takes_the_pets_band_where_it_is_the_larger():
+    """A network that blurs the PET (a soft edge): at ``s = 1`` the step gives back the PET's band where the PET's is
+    ``k`` times the MRI's (the cube's edge), so the output's band there is the PET's; where the MRI's band is the
+    larger (a strong MRI ripple) nothing changes; at ``s = 0.5`` half the way."""
+    from asfe3d.inferers.fusion import DETAIL_FWHM_MM
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    x = _edge_pair()
+    voxel = (2.0, 2.0, 2.0)
+    fwhm = [DETAIL_FWHM_MM / v for v in voxel]
+    soft = lambda t: blur_per_axis(t[:, 1:2], fwhm)  # noqa: E731
+    band = lambda t: t - blur_per_axis(t, fwhm)  # noqa: E731
+    before = FusionInferer("volume", roi_size=(0, 0, 0))(x, soft, spacing=voxel)
+    full = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0)(
+        x, soft, spacing=voxel)
+    edge = (slice(None), slice(None), slice(7, 15), slice(7, 15), 11)  # the cube's faces and the voxels around them
+    gap_before = (band(before) - band(x[:, 1:2]))[edge].abs().max()
+    gap_after = (band(full) - band(x[:, 1:2]))[edge].abs().max()
+    assert gap_before > 0.1 and gap_after < 0.3 * gap_before
+    assert (full - x[:, 1:2])[:, :, 8:14, 8:14, 8:14].mean().abs() < (before - x[:, 1:2])[:, :, 8:14, 8:14, 8:14].mean().abs()
+    half = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=0.5, pet_detail_ratio=2.0)(
+        x, soft, spacing=voxel)
+    torch.testing.assert_close(half, (before + full) / 2, rtol=0, atol=1e-5)  # no clamp reached here
+    # a strong MRI band everywhere (a checkerboard of 0.6): the PET's edge is never k times it, nothing changes
+    strong = x.clone()
+    strong[:, 0] = 0.2 + 0.6 * ((torch.arange(24).reshape(-1, 1, 1) + torch.arange(24).reshape(1, -1, 1)
+                                 + torch.arange(24).reshape(1, 1, -1)) % 2).float()
+    kept = FusionInferer("volume", roi_size=(0, 0, 0))(strong, soft, spacing=voxel)
+    chosen = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0)(
+        strong, soft, spacing=voxel)
+    torch.testing.assert_close(chosen, kept, rtol=0, atol=0)
+
+
+def test_detail_select_is_off_by_default_and_gated_with_the_consistency_step():
+    """Off by default (bit for bit the network's output); with the consistency step's grid gate it is taken on
+    coarse grids only, and it needs the grid like that step."""
+    x = _edge_pair((16, 16, 16))
+    net = lambda t: t[:, 1:2] * 0.5 + t[:, :1] * 0.5  # noqa: E731
+    plain = FusionInferer("volume", roi_size=(0, 0, 0))
+    on_2mm = plain(x, net, spacing=(2.0, 2.0, 2.0))
+    assert torch.equal(on_2mm, FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=0.0)(x, net))
+    gated = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_consistency_min_voxel_mm=1.5)
+    assert gated.detail_select(x, (1.0, 1.0, 1.3)) == 0.0 and gated.detail_select(x, (2.0, 2.0, 2.0)) == 1.0
+    assert gated.consistency(x, (2.0, 2.0, 2.0)) == 0.0  # the consistency step itself stays off
+    assert torch.equal(gated(x, net, spacing=(1.0, 1.0, 1.0)), plain(x, net, spacing=(1.0, 1.0, 1.0)))
+    assert (gated(x, net, spacing=(2.0, 2.0, 2.0)) - on_2mm).abs().max() > 0.05
+    with pytest.raises(ValueError, match="pet_detail_select > 0 needs the grid's voxel size"):
+        gated(x, net)
+    optional = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_consistency_optional=True)
+    assert optional.detail_select(x) == 0.0 and torch.equal(optional(x, net), plain(x, net))
+    d = gated.describe()
+    assert (d["pet_detail_select"], d["pet_detail_ratio"]) == (1.0, 2.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"pet_detail_select": 1.5}, r"pet_detail_select must be a number in \[0, 1\], got 1.5"),
+    ({"pet_detail_select": True}, r"pet_detail_select must be a number in \[0, 1\], got True"),
+    ({"pet_detail_ratio": 0.0}, "pet_detail_ratio must be a number > 0, got 0.0"),
+    ({"pet_detail_ratio": float("inf")}, "pet_detail_ratio must be a number > 0, got inf"),
+    ({"pet_detail_ratio": "2"}, "pet_detail_ratio must be a number > 0, got '2'"),
+])
+def test_bad_detail_select_settings_refused_quoting_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FusionInferer("volume", **kwargs)
+
+
+def test_mode_defaults_of_the_detail_select_step():
+    """``"auto"``: the defaults' strength per mode and ratio, on the consistency step's grids; a strength given
+    refuses a grid-less array."""
+    from asfe3d.defaults import PET_DETAIL_RATIO, PET_DETAIL_SELECT_BY_MODE
+    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.networks import ASFEFusion
+
+    vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
+    assert (vol.pet_detail_select, vol.pet_detail_ratio) == (PET_DETAIL_SELECT_BY_MODE["volume"], PET_DETAIL_RATIO)
+    assert AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer.pet_detail_select == \
+        PET_DETAIL_SELECT_BY_MODE["slice"]
+    given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_detail_select=1.0,
+                             pet_detail_ratio=3.0).inferer
+    assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
+    assert given.pet_consistency_min_voxel_mm == 1.5  # the consistency step's default gate

@@ -255,6 +255,12 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     assert "then 0.25 of the difference between the PET and the fused image" in methods_text([stepped])[0][0]
     gated = {**volume, "fusion": {**volume["fusion"], "pet_consistency": 0.25, "pet_consistency_applied": 0.0}}
     assert "difference between the PET" not in methods_text([gated])[0][0]
+    # the choose-the-larger-detail step likewise, with its ratio
+    chosen = {**volume, "fusion": {**volume["fusion"], "pet_detail_ratio": 2.0, "pet_detail_select_applied": 1.0}}
+    assert "where the PET's own band below its resolution was 2 times the" in methods_text([chosen])[0][0]
+    assert "1 of the fused image's band there was replaced by the PET's" in methods_text([chosen])[0][0]
+    off = {**volume, "fusion": {**volume["fusion"], "pet_detail_ratio": 2.0, "pet_detail_select_applied": 0.0}}
+    assert "larger detail" not in methods_text([off])[0][0]
 
 
 def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
