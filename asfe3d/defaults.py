@@ -11,7 +11,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
            "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
-           "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO"]
+           "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
+           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -68,14 +69,19 @@ PET_CONSISTENCY_BY_MODE: dict[str, float] = {"slice": 0.5, "volume": 0.25}
 PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": 1.5}
 #: per asfe mode, the strength of the choose-the-larger-detail step after the consistency step
 #: (``asfe3d.inferers.FusionInferer``'s ``pet_detail_select``: where the PET's band below its resolution is
-#: :data:`PET_DETAIL_RATIO` times the MRI's, the fused band becomes the PET's), 0 = none; taken on the grids the
-#: consistency step is taken on (volume mode: grids of 1.5 mm or coarser). Chosen by the twenty-seventh addendum
+#: :data:`PET_DETAIL_RATIO` times the MRI's, the fused band becomes the PET's), 0 = none; on the grids of
+#: :data:`PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE` (volume mode: 1.5 mm or coarser). Chosen by the twenty-seventh addendum
 #: (``docs/training.md``, "Twenty-seventh round"): on a 2 mm T1 with a registered FDG PET the sharp hot-spot defect
 #: transfer went from 0.863 to 0.922 (wavelet 0.910), on eight fresh 2 mm draws from 0.858 to 0.904 (wavelet 0.878),
 #: for 0.003-0.005 of MRI detail; slice mode was not in that round
 PET_DETAIL_SELECT_BY_MODE: dict[str, float] = {"slice": 0.0, "volume": 0.5}
 #: that step's ``k`` (``FusionInferer``'s ``pet_detail_ratio``)
 PET_DETAIL_RATIO = 2.0
+#: per asfe mode, the smallest mean voxel size (mm) of the MRI's grid on which that step is taken
+#: (``FusionInferer``'s ``pet_detail_select_min_voxel_mm``), or ``None``: every grid. Volume mode: the consistency
+#: step's grids; on the 0.88 mm benchmark pair the step would cost MRI detail 0.850 -> 0.845 (bar 0.85), and a 12 mm
+#: change is 13 voxels across there, which the network keeps whole (hot-spot DT 0.991)
+PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": 1.5}
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

@@ -67,6 +67,7 @@ FLAT_NAMES = {
     "device": ("fusion", "device"), "slice_axis": ("fusion", "slice_axis"), "roi_size": ("fusion", "roi_size"),
     "detail_injection": ("fusion", "detail_injection"), "stitch": ("fusion", "stitch"),
     "min_voxel_mm": ("fusion", "min_voxel_mm"), "pet_consistency": ("fusion", "pet_consistency"),
+    "pet_detail_select": ("fusion", "pet_detail_select"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -195,6 +196,11 @@ class FusionSettings:
             :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
             (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`: 0.5 in slice mode, 0.25 in volume mode on MRI grids of
             1.5 mm or coarser); a number is taken on every grid; 0 turns it off.
+        pet_detail_select: for ``asfe``: the strength in [0, 1] of the choose-the-larger-detail step after the
+            consistency step (where the PET's band below its resolution is twice the MRI's, the fused band there
+            becomes the PET's; :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
+            (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`: 0.5 in volume mode on MRI grids of 1.5 mm or
+            coarser, none in slice mode); a number is taken on every grid; 0 turns it off.
     """
 
     method: str = DEFAULT_METHOD
@@ -207,6 +213,7 @@ class FusionSettings:
     stitch: str = DEFAULT_STITCH
     min_voxel_mm: float | str | None = "auto"
     pet_consistency: float | str = "auto"
+    pet_detail_select: float | str = "auto"
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -237,6 +244,11 @@ class FusionSettings:
             if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and 0 <= c <= 1):
                 raise _bad("pet_consistency", f"must be 'auto' or a number in [0, 1], got {c!r}")
             _set(self, "pet_consistency", float(c))
+        d = self.pet_detail_select
+        if d != "auto":
+            if not (isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d) and 0 <= d <= 1):
+                raise _bad("pet_detail_select", f"must be 'auto' or a number in [0, 1], got {d!r}")
+            _set(self, "pet_detail_select", float(d))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

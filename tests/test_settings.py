@@ -188,6 +188,29 @@ def test_consistency_strength_reaches_the_fuser_and_a_bad_value_is_refused():
             Settings.from_flat(pet_consistency=bad)
 
 
+def test_detail_select_strength_reaches_the_fuser_and_a_bad_value_is_refused():
+    """``pet_detail_select``: ``auto`` is each mode's default (volume mode 0.5 on grids of 1.5 mm or coarser), a
+    number is taken on every grid; ``--pet-detail-select`` reaches the settings; a bad value is refused, quoted."""
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.options import settings_from_args
+    from asfe3d.pipeline import _build_fuser
+
+    auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
+    assert (auto.pet_detail_select, auto.pet_detail_select_min_voxel_mm) == (0.5, 1.5)
+    off = _build_fuser(Settings.from_flat(pet_detail_select=0, device="cpu").fusion, False).inferer
+    assert off.pet_detail_select == 0.0
+    given = _build_fuser(Settings.from_flat(pet_detail_select=0.3, device="cpu").fusion, False).inferer
+    assert (given.pet_detail_select, given.pet_detail_select_min_voxel_mm) == (0.3, None)
+    parse = build_parser().parse_args
+    args = parse(["fuse", "a.nii", "b.nii", "--pet-detail-select", "0"])
+    assert settings_from_args(args).fusion.pet_detail_select == 0
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii"])).fusion.pet_detail_select == "auto"
+    for bad in (-0.1, 1.5, float("nan"), True, "strong"):
+        with pytest.raises(Asfe3dInputError, match=r"pet_detail_select: must be 'auto' or a number in \[0, 1\], "
+                                                   r"got " + re.escape(repr(bad))):
+            Settings.from_flat(pet_detail_select=bad)
+
+
 def test_the_record_says_what_the_windows_were_blended_as():
     """``stitch="auto"`` is resolved per image in the completion record's fusion description: logits for a head
     larger than one window, one pass for a volume that fits one."""

@@ -171,8 +171,9 @@ class AsfeFusionMethod(FusionMethod):
             else every grid (a strength given is taken everywhere unless a size is given too). The default
             strength skips a 3D pair given without its voxel size (its blur is in mm); a strength given refuses it.
         pet_detail_select: the strength of the choose-the-larger-detail step after the consistency step
-            (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``, on the grids that step is taken on; ``"auto"``:
-            the mode's default (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`).
+            (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`), on the mode's grids
+            (:data:`asfe3d.defaults.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE`); a strength given is taken on every grid.
         pet_detail_ratio: that step's ``k`` > 0; ``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`.
 
     Raises:
@@ -263,10 +264,12 @@ class AsfeFusionMethod(FusionMethod):
                                             else None)
         # the defaults: an array without its grid gets no step; a strength given refuses it
         consistency_optional = pet_consistency == "auto" and pet_detail_select == "auto"
+        select_gate = None  # a strength given is taken on every grid, as the consistency step's
         if pet_detail_select == "auto":
-            from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE
+            from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE
 
             pet_detail_select = PET_DETAIL_SELECT_BY_MODE[mode]
+            select_gate = PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode]
         if pet_detail_ratio == "auto":
             from asfe3d.defaults import PET_DETAIL_RATIO
 
@@ -284,7 +287,7 @@ class AsfeFusionMethod(FusionMethod):
                                      pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
                                      pet_consistency_optional=consistency_optional, max_voxel_mm=max_voxel_mm,
                                      roi_mm=roi_mm, pet_detail_select=pet_detail_select,
-                                     pet_detail_ratio=pet_detail_ratio)
+                                     pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -300,6 +303,7 @@ class AsfeFusionMethod(FusionMethod):
             "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
             "pet_detail_select": self.inferer.pet_detail_select,
             "pet_detail_ratio": self.inferer.pet_detail_ratio,
+            "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,
         }
 
     def stitched(self, image: Any) -> str | None:

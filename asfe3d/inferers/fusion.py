@@ -49,8 +49,9 @@ same voxels by construction.
   grid: the network keeps everything finer than the PET's resolution, and the coarse band moves towards the PET by
   ``s``. It needs the grid's voxel size (a MetaTensor input or a call's ``spacing=``). ``0``: no step. With
   ``pet_consistency_min_voxel_mm`` set, the step is taken only on grids whose mean voxel size is at least that.
-- ``pet_detail_select``: a second step after the network and the consistency step, with the consistency step's
-  grid gate (``pet_consistency_min_voxel_mm``) and its need of the grid: choose the larger detail, as wavelet
+- ``pet_detail_select``: a second step after the network and the consistency step, which like it needs the grid
+  (and skips a grid-less call with ``pet_consistency_optional``), with a grid gate of its own
+  (``pet_detail_select_min_voxel_mm``, the mean voxel size): choose the larger detail, as wavelet
   fusion's rule does, on the band below the PET's resolution. With ``b(X) = X - G(X)`` (``G`` the consistency step's
   Gaussian of :data:`DETAIL_FWHM_MM` in mm along each axis), the voxels where the PET's band is ``k`` times the MRI's,
   ``m = clip((|b(PET)| - k |b(MRI)|) / 0.02, 0, 1)``, take the PET's band: ``F`` becomes
@@ -193,9 +194,11 @@ class FusionInferer(Inferer):
             ``spacing``) is refused when the step is on; ``True``: it takes no step (for a mode's default strength,
             which cannot know every caller's grid; the completion record says what each image got).
         pet_detail_select: the strength ``s`` in ``[0, 1]`` of the choose-the-larger-detail step after the
-            consistency step (see the module docstring; the consistency step's grid gate and grid rules apply);
-            ``0`` (default): none.
+            consistency step (see the module docstring; the consistency step's grid rules apply); ``0`` (default):
+            none.
         pet_detail_ratio: ``k`` > 0 of that step: the PET's band is taken where it is ``k`` times the MRI's.
+        pet_detail_select_min_voxel_mm: take that step only on grids whose mean voxel size (mm) is at least this;
+            ``None`` (default): on every grid.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -208,7 +211,7 @@ class FusionInferer(Inferer):
                  min_voxel_mm: float | None = None, pet_consistency: float = 0.0,
                  pet_consistency_min_voxel_mm: float | None = None, pet_consistency_optional: bool = False,
                  max_voxel_mm: float | None = None, roi_mm: float | None = None, pet_detail_select: float = 0.0,
-                 pet_detail_ratio: float = 2.0) -> None:
+                 pet_detail_ratio: float = 2.0, pet_detail_select_min_voxel_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -248,6 +251,8 @@ class FusionInferer(Inferer):
                 or not (np.isfinite(pet_detail_ratio) and pet_detail_ratio > 0)):
             raise ValueError(f"pet_detail_ratio must be a number > 0, got {pet_detail_ratio!r}")
         self.pet_detail_ratio = float(pet_detail_ratio)
+        self.pet_detail_select_min_voxel_mm = _check_mm("pet_detail_select_min_voxel_mm",
+                                                        pet_detail_select_min_voxel_mm)
         self.mode = mode
         self.stitch = stitch
         self.slice_axis = slice_axis
@@ -421,7 +426,8 @@ class FusionInferer(Inferer):
 
     def detail_select(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
         """The strength of the choose-the-larger-detail step a call on ``inputs`` takes: ``pet_detail_select``, or 0
-        where the consistency step's grid gate leaves the grid out (as :meth:`consistency`).
+        on a grid finer than ``pet_detail_select_min_voxel_mm`` (mean voxel size), or 0 on an unknown grid when
+        ``pet_consistency_optional``.
 
         Raises:
             ValueError: a step to take without a known grid (a plain tensor without ``spacing``).
@@ -440,10 +446,10 @@ class FusionInferer(Inferer):
         if grid is None:
             raise ValueError("pet_consistency > 0 or pet_detail_select > 0 needs the grid's voxel size: a MetaTensor "
                              "input or spacing=")
-        gate = self.pet_consistency_min_voxel_mm
-        if gate is not None and sum(grid) / 3.0 < gate:
-            return 0.0, 0.0, grid
-        return self.pet_consistency, self.pet_detail_select, grid
+        size = sum(grid) / 3.0
+        passes = lambda gate: gate is None or size >= gate  # noqa: E731
+        return (self.pet_consistency if passes(self.pet_consistency_min_voxel_mm) else 0.0,
+                self.pet_detail_select if passes(self.pet_detail_select_min_voxel_mm) else 0.0, grid)
 
     def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
                     strength: float) -> torch.Tensor:
@@ -573,4 +579,5 @@ class FusionInferer(Inferer):
                 "roi_mm": self.roi_mm,
                 "pet_consistency": self.pet_consistency,
                 "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm,
-                "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio}
+                "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
+                "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm}

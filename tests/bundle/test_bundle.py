@@ -181,6 +181,7 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE,
         PET_DETAIL_RATIO,
         PET_DETAIL_SELECT_BY_MODE,
+        PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE,
     )
 
     parser = ConfigParser()
@@ -189,8 +190,8 @@ def test_inferer_steps_are_the_volume_mode_defaults():
     inferer = parser.get_parsed_content("inferer")
     assert (inferer.pet_consistency, inferer.pet_consistency_min_voxel_mm) == (
         PET_CONSISTENCY_BY_MODE["volume"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["volume"])
-    assert (inferer.pet_detail_select, inferer.pet_detail_ratio) == (PET_DETAIL_SELECT_BY_MODE["volume"],
-                                                                     PET_DETAIL_RATIO)
+    assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
+        PET_DETAIL_SELECT_BY_MODE["volume"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["volume"])
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):

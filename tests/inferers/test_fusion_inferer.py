@@ -613,17 +613,21 @@ def test_detail_select_takes_the_pets_band_where_it_is_the_larger():
     torch.testing.assert_close(chosen, kept, rtol=0, atol=0)
 
 
-def test_detail_select_is_off_by_default_and_gated_with_the_consistency_step():
-    """Off by default (bit for bit the network's output); with the consistency step's grid gate it is taken on
-    coarse grids only, and it needs the grid like that step."""
+def test_detail_select_is_off_by_default_and_has_its_own_grid_gate():
+    """Off by default (bit for bit the network's output); with its grid gate it is taken on coarse grids only,
+    whatever the consistency step's gate says, and it needs the grid like that step."""
     x = _edge_pair((16, 16, 16))
     net = lambda t: t[:, 1:2] * 0.5 + t[:, :1] * 0.5  # noqa: E731
     plain = FusionInferer("volume", roi_size=(0, 0, 0))
     on_2mm = plain(x, net, spacing=(2.0, 2.0, 2.0))
     assert torch.equal(on_2mm, FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=0.0)(x, net))
-    gated = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_consistency_min_voxel_mm=1.5)
+    gated = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_select_min_voxel_mm=1.5)
     assert gated.detail_select(x, (1.0, 1.0, 1.3)) == 0.0 and gated.detail_select(x, (2.0, 2.0, 2.0)) == 1.0
     assert gated.consistency(x, (2.0, 2.0, 2.0)) == 0.0  # the consistency step itself stays off
+    # the consistency step's gate does not gate this step, nor this step's gate that one
+    both = FusionInferer("volume", pet_consistency=0.5, pet_detail_select=1.0, pet_consistency_min_voxel_mm=1.5)
+    assert (both.consistency(x, (1.0, 1.0, 1.0)), both.detail_select(x, (1.0, 1.0, 1.0))) == (0.0, 1.0)
+    assert (gated.consistency(x, (1.0, 1.0, 1.0)), gated.detail_select(x, (1.0, 1.0, 1.0))) == (0.0, 0.0)
     assert torch.equal(gated(x, net, spacing=(1.0, 1.0, 1.0)), plain(x, net, spacing=(1.0, 1.0, 1.0)))
     assert (gated(x, net, spacing=(2.0, 2.0, 2.0)) - on_2mm).abs().max() > 0.05
     with pytest.raises(ValueError, match="pet_detail_select > 0 needs the grid's voxel size"):
@@ -631,7 +635,7 @@ def test_detail_select_is_off_by_default_and_gated_with_the_consistency_step():
     optional = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_consistency_optional=True)
     assert optional.detail_select(x) == 0.0 and torch.equal(optional(x, net), plain(x, net))
     d = gated.describe()
-    assert (d["pet_detail_select"], d["pet_detail_ratio"]) == (1.0, 2.0)
+    assert (d["pet_detail_select"], d["pet_detail_ratio"], d["pet_detail_select_min_voxel_mm"]) == (1.0, 2.0, 1.5)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -640,6 +644,7 @@ def test_detail_select_is_off_by_default_and_gated_with_the_consistency_step():
     ({"pet_detail_ratio": 0.0}, "pet_detail_ratio must be a number > 0, got 0.0"),
     ({"pet_detail_ratio": float("inf")}, "pet_detail_ratio must be a number > 0, got inf"),
     ({"pet_detail_ratio": "2"}, "pet_detail_ratio must be a number > 0, got '2'"),
+    ({"pet_detail_select_min_voxel_mm": -1.0}, "pet_detail_select_min_voxel_mm"),
 ])
 def test_bad_detail_select_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -647,17 +652,21 @@ def test_bad_detail_select_settings_refused_quoting_the_value(kwargs, match):
 
 
 def test_mode_defaults_of_the_detail_select_step():
-    """``"auto"``: the defaults' strength per mode and ratio, on the consistency step's grids; a strength given
-    refuses a grid-less array."""
-    from asfe3d.defaults import PET_DETAIL_RATIO, PET_DETAIL_SELECT_BY_MODE
+    """``"auto"``: the defaults' strength, ratio and grid gate per mode; a strength given is taken on every grid and
+    refuses a grid-less array; a consistency strength given leaves this step's gate as it is."""
+    from asfe3d.defaults import PET_DETAIL_RATIO, PET_DETAIL_SELECT_BY_MODE, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE
     from asfe3d.fusion.learned import AsfeFusionMethod
     from asfe3d.networks import ASFEFusion
 
+    assert PET_DETAIL_SELECT_BY_MODE == {"slice": 0.0, "volume": 0.5} and PET_DETAIL_RATIO == 2.0
+    assert PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE == {"slice": None, "volume": 1.5}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
-    assert (vol.pet_detail_select, vol.pet_detail_ratio) == (PET_DETAIL_SELECT_BY_MODE["volume"], PET_DETAIL_RATIO)
+    assert (vol.pet_detail_select, vol.pet_detail_ratio, vol.pet_detail_select_min_voxel_mm) == (0.5, 2.0, 1.5)
+    cons = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.0).inferer
+    assert (cons.pet_detail_select, cons.pet_detail_select_min_voxel_mm) == (0.5, 1.5)
     assert AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer.pet_detail_select == \
         PET_DETAIL_SELECT_BY_MODE["slice"]
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_detail_select=1.0,
                              pet_detail_ratio=3.0).inferer
     assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
-    assert given.pet_consistency_min_voxel_mm == 1.5  # the consistency step's default gate
+    assert (given.pet_detail_select_min_voxel_mm, given.pet_consistency_min_voxel_mm) == (None, 1.5)
