@@ -70,18 +70,19 @@ PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, 
 #: per asfe mode, the strength of the choose-the-larger-detail step after the consistency step
 #: (``asfe3d.inferers.FusionInferer``'s ``pet_detail_select``: where the PET's band below its resolution is
 #: :data:`PET_DETAIL_RATIO` times the MRI's, the fused band becomes the PET's), 0 = none; on the grids of
-#: :data:`PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE` (volume mode: 1.5 mm or coarser). Chosen by the twenty-seventh addendum
+#: :data:`PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE` (1.5 mm or coarser). Chosen by the twenty-seventh addendum
 #: (``docs/training.md``, "Twenty-seventh round"): on a 2 mm T1 with a registered FDG PET the sharp hot-spot defect
 #: transfer went from 0.863 to 0.922 (wavelet 0.910), on eight fresh 2 mm draws from 0.858 to 0.904 (wavelet 0.878),
-#: for 0.003-0.005 of MRI detail; slice mode was not in that round
-PET_DETAIL_SELECT_BY_MODE: dict[str, float] = {"slice": 0.0, "volume": 0.5}
+#: for 0.003-0.005 of MRI detail. Slice mode by the twenty-eighth addendum ("Twenty-eighth round"): at full strength
+#: (at 0.5 it stayed under wavelet), 0.810 -> 0.928 on that pair, 0.832 -> 0.920 on the fresh draws (wavelet 0.878)
+PET_DETAIL_SELECT_BY_MODE: dict[str, float] = {"slice": 1.0, "volume": 0.5}
 #: that step's ``k`` (``FusionInferer``'s ``pet_detail_ratio``)
 PET_DETAIL_RATIO = 2.0
 #: per asfe mode, the smallest mean voxel size (mm) of the MRI's grid on which that step is taken
-#: (``FusionInferer``'s ``pet_detail_select_min_voxel_mm``), or ``None``: every grid. Volume mode: the consistency
-#: step's grids; on the 0.88 mm benchmark pair the step would cost MRI detail 0.850 -> 0.845 (bar 0.85), and a 12 mm
+#: (``FusionInferer``'s ``pet_detail_select_min_voxel_mm``), or ``None``: every grid. Both modes: 1.5 mm (volume
+#: mode's consistency step's gate); on the 0.88 mm benchmark pair the step would cost MRI detail 0.850 -> 0.845 (bar 0.85), and a 12 mm
 #: change is 13 voxels across there, which the network keeps whole (hot-spot DT 0.991)
-PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": 1.5}
+PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5, "volume": 1.5}
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

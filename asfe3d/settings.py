@@ -200,7 +200,7 @@ class FusionSettings:
             consistency step (where the PET's band below its resolution is twice the MRI's, the fused band there
             becomes the PET's; :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
             (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`: 0.5 in volume mode on MRI grids of 1.5 mm or
-            coarser, none in slice mode); a number is taken on every grid; 0 turns it off.
+            coarser, 1 in slice mode on the same grids); a number is taken on every grid; 0 turns it off.
     """
 
     method: str = DEFAULT_METHOD

@@ -242,4 +242,5 @@ def test_the_record_says_what_the_windows_were_blended_as():
 
     assert _fusion_description(fuser, head, "auto")["pet_detail_select_applied"] == 0.0
     assert _fusion_description(fuser, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["volume"]
-    assert _fusion_description(slice_mode, head, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["slice"]
+    assert _fusion_description(slice_mode, head, "auto")["pet_detail_select_applied"] == 0.0
+    assert _fusion_description(slice_mode, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["slice"]

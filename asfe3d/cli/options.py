@@ -83,7 +83,7 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe: the strength (0-1) of the choose-the-larger-detail step after the consistency step: "
                         "where the PET's band below its resolution is twice the MRI's, S of the fused band there "
                         "becomes the PET's (a sharp PET change on a coarse grid keeps its edge); 0 turns it off "
-                        "(default: auto = 0.5 in volume mode on MRI grids of 1.5 mm or coarser, none in slice mode; "
+                        "(default: auto = on MRI grids of 1.5 mm or coarser, 0.5 in volume mode and 1 in slice mode; "
                         "a number is taken on every grid)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "

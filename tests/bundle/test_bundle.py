@@ -173,7 +173,7 @@ def test_overrides_reach_the_network_and_inferer():
 
 
 def test_inferer_steps_are_the_volume_mode_defaults():
-    """The bundle's inferer takes the steps after the network that ``asfe3d fuse`` takes in volume mode."""
+    """The bundle's inferers take the steps after the network that ``asfe3d fuse`` takes in each mode."""
     from monai.bundle import ConfigParser
 
     from asfe3d.defaults import (
@@ -192,6 +192,14 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         PET_CONSISTENCY_BY_MODE["volume"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["volume"])
     assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["volume"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["volume"])
+    sliced = ConfigParser()
+    sliced.read_config(SLICE)
+    sliced.update({"device": "cpu"})
+    inferer = sliced.get_parsed_content("inferer")
+    assert (inferer.mode, inferer.pet_consistency, inferer.pet_consistency_min_voxel_mm) == (
+        "slice", PET_CONSISTENCY_BY_MODE["slice"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["slice"])
+    assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
+        PET_DETAIL_SELECT_BY_MODE["slice"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["slice"])
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):
