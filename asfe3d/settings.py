@@ -239,16 +239,12 @@ class FusionSettings:
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
                 raise _bad("min_voxel_mm", f"must be 'auto', None or a voxel size > 0 (mm), got {v!r}")
             _set(self, "min_voxel_mm", float(v))
-        c = self.pet_consistency
-        if c != "auto":
-            if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and 0 <= c <= 1):
-                raise _bad("pet_consistency", f"must be 'auto' or a number in [0, 1], got {c!r}")
-            _set(self, "pet_consistency", float(c))
-        d = self.pet_detail_select
-        if d != "auto":
-            if not (isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d) and 0 <= d <= 1):
-                raise _bad("pet_detail_select", f"must be 'auto' or a number in [0, 1], got {d!r}")
-            _set(self, "pet_detail_select", float(d))
+        for name in ("pet_consistency", "pet_detail_select"):  # a step's strength
+            c = getattr(self, name)
+            if c != "auto":
+                if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and 0 <= c <= 1):
+                    raise _bad(name, f"must be 'auto' or a number in [0, 1], got {c!r}")
+                _set(self, name, float(c))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

@@ -133,6 +133,13 @@ def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[f
     return values[0], values[1], values[2]
 
 
+def _check_strength(name: str, value: Any) -> float:
+    """A step's strength: a number in ``[0, 1]`` (as float); anything else refused, quoted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _check_mm(name: str, value: Any) -> float | None:
     """An optional size in mm: ``None`` or a finite number > 0 (as float); anything else refused, quoted."""
     if value is None:
@@ -235,18 +242,12 @@ class FusionInferer(Inferer):
                              f"min_voxel_mm={min_voxel_mm!r}")
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
-        if (isinstance(pet_consistency, bool) or not isinstance(pet_consistency, (int, float))
-                or not 0.0 <= pet_consistency <= 1.0):
-            raise ValueError(f"pet_consistency must be a number in [0, 1], got {pet_consistency!r}")
-        self.pet_consistency = float(pet_consistency)
+        self.pet_consistency = _check_strength("pet_consistency", pet_consistency)
         self.pet_consistency_min_voxel_mm = _check_mm("pet_consistency_min_voxel_mm", pet_consistency_min_voxel_mm)
         if not isinstance(pet_consistency_optional, bool):
             raise ValueError(f"pet_consistency_optional must be True or False, got {pet_consistency_optional!r}")
         self.pet_consistency_optional = pet_consistency_optional
-        if (isinstance(pet_detail_select, bool) or not isinstance(pet_detail_select, (int, float))
-                or not 0.0 <= pet_detail_select <= 1.0):
-            raise ValueError(f"pet_detail_select must be a number in [0, 1], got {pet_detail_select!r}")
-        self.pet_detail_select = float(pet_detail_select)
+        self.pet_detail_select = _check_strength("pet_detail_select", pet_detail_select)
         if (isinstance(pet_detail_ratio, bool) or not isinstance(pet_detail_ratio, (int, float))
                 or not (np.isfinite(pet_detail_ratio) and pet_detail_ratio > 0)):
             raise ValueError(f"pet_detail_ratio must be a number > 0, got {pet_detail_ratio!r}")
