@@ -177,6 +177,7 @@ def build_fusers(
     roi_mm: float | str | None = "auto",
     pet_detail_select: float | str = "auto",
     pet_detail_ratio: float | str = "auto",
+    pet_fwhm_mm: float | None = None,
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -200,6 +201,8 @@ def build_fusers(
         pet_detail_select: the strength of the networks' choose-the-larger-detail step on volumes (``"auto"``: the
             command's default per mode, :data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`).
         pet_detail_ratio: that step's ``k`` (``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`).
+        pet_fwhm_mm: the PET's resolution (mm) where ``highpass`` splits the MRI's band (``None``: the method's
+            default, :data:`asfe3d.metrics.PET_FWHM_MM`).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -214,7 +217,7 @@ def build_fusers(
     fusers: dict[str, Any] = {}
     for name in methods:
         if name in BASELINES:
-            fusers[name] = get_fuser(name)
+            fusers[name] = get_fuser(name, pet_fwhm_mm=pet_fwhm_mm) if name == "highpass" and pet_fwhm_mm else get_fuser(name)
             continue
         if name not in ("asfe", *_ASFE_3D):
             raise ValueError(f"unknown method {name!r}")
@@ -440,7 +443,7 @@ def case_brain(case: EvalCase) -> np.ndarray | None:
 
 
 def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True,
-                  defect_fwhm_mm: float | None = None) -> CaseResult:
+                  defect_fwhm_mm: float | None = None, pet_fwhm_mm: float | None = None) -> CaseResult:
     """Fuse one case with every method and score each result.
 
     Args:
@@ -462,6 +465,7 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
     """
     from asfe3d.metrics import (
         METRIC_NAMES,
+        PET_FWHM_MM,
         defect_transfer,
         empty_output,
         fusion_metrics,
@@ -472,6 +476,9 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
 
     if not fusers:
         raise ValueError("evaluate_case needs at least one fusion method, got none")
+    band_mm = PET_FWHM_MM if pet_fwhm_mm is None else pet_fwhm_mm
+    if isinstance(band_mm, bool) or not isinstance(band_mm, (int, float)) or not (math.isfinite(band_mm) and band_mm > 0):
+        raise ValueError(f"pet_fwhm_mm must be None or a width > 0 (mm), got {pet_fwhm_mm!r}")
     result = CaseResult()
     pet_defect = region = None
     if defect:
@@ -496,8 +503,8 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
         row["DETAIL"] = row["PETC"] = float("nan")  # NaN: no brain region to measure them in
         if brain is not None:
             sp = case.spacing[: case.ndim]
-            row["DETAIL"] = mri_detail(fused, case.mri, brain, sp)
-            row["PETC"] = pet_consistency(fused, case.other, brain, sp)
+            row["DETAIL"] = mri_detail(fused, case.mri, brain, sp, band_mm)
+            row["PETC"] = pet_consistency(fused, case.other, brain, sp, band_mm)
         if case.ndim == 3:
             row["TPC"] = through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
         if defect:

@@ -74,6 +74,19 @@ def test_volume_run(volume_csv, tmp_path, tiny_weights, capsys):
             assert 0.0 <= data.min() and data.max() <= 1.0
 
 
+def test_pet_fwhm_mm_reaches_the_scores_and_the_summary(volume_csv, tmp_path, capsys):
+    """``--pet-fwhm-mm`` moves DETAIL/PETC's band split and says so in the summary; without it nothing is said."""
+    common = ["--pairs", str(volume_csv), "--registration", "none", "--methods", "mean,highpass", "--no-defect",
+              "--figure-cases", "0"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--pet-fwhm-mm", "9"]) == 0, capsys.readouterr().err
+    a, b = _rows(tmp_path / "a" / "evaluation_metrics.csv"), _rows(tmp_path / "b" / "evaluation_metrics.csv")
+    assert [r["DETAIL"] for r in a] != [r["DETAIL"] for r in b]
+    assert [r["EN"] for r in a if r["method"] == "mean"] == [r["EN"] for r in b if r["method"] == "mean"]
+    assert "split their bands at 9 mm" in (tmp_path / "b" / "evaluation_summary.md").read_text()
+    assert "split their bands" not in (tmp_path / "a" / "evaluation_summary.md").read_text()
+
+
 def test_top_level_command_forwards(hmif_dir, tmp_path, capsys):
     from asfe3d.cli import main as asfe3d_main
 
@@ -133,6 +146,8 @@ def test_bad_options_exit_2(hmif_dir, tmp_path):
     *[("--roi-mm", v, "must be a size >= 0 (mm)") for v in ("-64", "inf")],
     *[("--pet-detail-select", v, "must be in [0, 1]") for v in ("1.5", "-0.1", "nan")],
     *[("--pet-detail-ratio", v, "must be a number > 0") for v in ("0", "-2", "inf", "nan")],
+    *[("--pet-fwhm-mm", v, "must be a width > 0 (mm)") for v in ("0", "-8", "inf", "nan")],
+    *[("--min-voxel-mm", v, "must be a voxel size >= 0 (mm)") for v in ("-1", "inf")],
 ])
 def test_bad_number_exits_2_quoting_it(hmif_dir, tmp_path, capsys, flag, value, problem):
     with pytest.raises(SystemExit) as exc:

@@ -255,3 +255,30 @@ def test_build_fusers_passes_the_grid_and_window_options():
     assert fusers["asfe-volume"].describe()["roi_mm"] == 128.0
     default = build_fusers(["asfe-volume"], device="cpu")["asfe-volume"].inferer
     assert default.max_voxel_mm == MAX_VOXEL_MM_BY_MODE["volume"] and default.roi_mm == DEFAULT_ROI_MM
+
+
+def test_pet_fwhm_mm_splits_detail_and_petc_there_and_reaches_highpass():
+    """``pet_fwhm_mm`` moves DETAIL and PETC to that band split (as :func:`mri_detail` / :func:`pet_consistency`
+    compute them there) and the highpass baseline's band with them; a bad width is refused, quoting it."""
+    from asfe3d.metrics import mri_detail, pet_consistency
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(-1, 1, 24)
+    r2 = x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2
+    mri = np.clip(0.5 + 0.3 * np.sin(9 * r2) + 0.05 * rng.standard_normal(r2.shape), 0, 1).astype(np.float32)
+    pet = np.clip(np.exp(-3 * r2) + 0.05 * rng.standard_normal(r2.shape), 0, 1).astype(np.float32)
+    case = EvalCase("s", mri, pet, spacing=(2.0, 2.0, 2.0))
+    fusers = build_fusers(["mean", "highpass"], pet_fwhm_mm=8.0)
+    assert fusers["highpass"].pet_fwhm_mm == 8.0 and build_fusers(["highpass"])["highpass"].pet_fwhm_mm == 6.0
+    at6 = {r["method"]: r for r in evaluate_case(case, fusers, defect=False).rows}
+    at8 = {r["method"]: r for r in evaluate_case(case, fusers, defect=False, pet_fwhm_mm=8.0).rows}
+    res = evaluate_case(case, {"mean": fusers["mean"]}, defect=False, pet_fwhm_mm=8.0)
+    from asfe3d.evaluation.evaluate import case_brain
+
+    region, fused = case_brain(case), res.fused["mean"]
+    assert at8["mean"]["DETAIL"] == pytest.approx(mri_detail(fused, mri, region, case.spacing, 8.0))
+    assert at8["mean"]["PETC"] == pytest.approx(pet_consistency(fused, pet, region, case.spacing, 8.0))
+    assert at8["mean"]["DETAIL"] != pytest.approx(at6["mean"]["DETAIL"], abs=1e-4)
+    for bad in (0.0, -6.0, float("nan"), True):
+        with pytest.raises(ValueError, match=f"pet_fwhm_mm must be None or a width > 0 \\(mm\\), got {bad!r}"):
+            evaluate_case(case, fusers, defect=False, pet_fwhm_mm=bad)
