@@ -87,7 +87,7 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "a number is taken on every grid)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
-                        "turns it off, e.g. for a noisy MRI (default: the weights' own: 0.7 for the shipped 3D weights, 0.75 for the slice-mode ones)")
+                        "turns it off, e.g. for a noisy MRI (default: the weights' own: 0.8 for the shipped 3D weights, 0.95 for the slice-mode ones)")
     p.add_argument("--colormap", default=defaults.DEFAULT_COLORMAP,
                    help=f"PET colour map for --rgb and --preview (default: {defaults.DEFAULT_COLORMAP})")
     p.add_argument("--output-scale", choices=defaults.OUTPUT_SCALES, default=defaults.DEFAULT_OUTPUT_SCALE,
