@@ -11,6 +11,16 @@ import numpy as np
 __all__ = ["save_front_figure", "save_planes_figure"]
 
 
+def _label_side(points: Mapping[str, tuple[float, float]], name: str) -> str:
+    """``"right"`` or ``"left"``: the side of point ``name`` away from its nearest other point (right when alone)."""
+    x, y = points[name]
+    others = [p for m, p in points.items() if m != name]
+    if not others:
+        return "right"
+    nearest = min(others, key=lambda p: (p[0] - x) ** 2 + (p[1] - y) ** 2)
+    return "right" if nearest[0] <= x else "left"
+
+
 def save_front_figure(
     means: Mapping[str, Mapping[str, float]], path: str | Path, bars: tuple[float, float] = (0.85, 0.85),
     title: str | None = None, overwrite: bool = False,
@@ -42,12 +52,14 @@ def save_front_figure(
     if not points:
         raise ValueError(f"no method has both DETAIL and PETC, got methods {sorted(means)}")
     fig, ax = plt.subplots(figsize=(5.5, 5.0))
-    for k, (name, (x, y)) in enumerate(sorted(points.items(), key=lambda kv: kv[1][1])):
+    for name, (x, y) in sorted(points.items(), key=lambda kv: kv[1][1]):
         learned = name.startswith("asfe")
-        ax.scatter([x], [y], s=90 if learned else 45, marker="*" if learned else "o", zorder=3)
-        # labels fanned out left and right so that close points stay readable
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(8, -3) if k % 2 else (-8, -3),
-                    ha="left" if k % 2 else "right", fontsize=9, arrowprops={"arrowstyle": "-", "lw": 0.4})
+        dot = ax.scatter([x], [y], s=90 if learned else 45, marker="*" if learned else "o", zorder=3)
+        # the label on the side away from the nearest other point, in the point's colour, so that two close points
+        # never swap their names
+        right = _label_side(points, name) == "right"
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(8, -3) if right else (-8, -3),
+                    ha="left" if right else "right", fontsize=9, color=dot.get_facecolor()[0])
     ax.axvline(bars[0], ls="--", c="grey", lw=0.8)
     ax.axhline(bars[1], ls="--", c="grey", lw=0.8)
     lo = max(-1.0, min(min(p) for p in points.values()) - 0.08)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.evaluation.front import save_front_figure, save_planes_figure
+from asfe3d.evaluation.front import _label_side, save_front_figure, save_planes_figure
 
 
 def test_front_figure_written_and_needs_both_columns(tmp_path) -> None:
@@ -19,6 +19,16 @@ def test_front_figure_written_and_needs_both_columns(tmp_path) -> None:
     with pytest.raises(ValueError, match="no method has both DETAIL and PETC"):
         save_front_figure({"max": {"SSIM": 0.5}}, tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_labels_of_close_points_face_away_from_each_other() -> None:
+    """Two close points get their labels on opposite outer sides (the held-out table once drew asfe-volume's name
+    beside asfe-slice's star); a lone point's label goes right."""
+    points = {"asfe-volume": (0.936, 0.974), "asfe-slice": (0.921, 0.978), "highpass": (0.895, 0.985),
+              "max": (0.75, 0.865)}
+    assert _label_side(points, "asfe-volume") == "right" and _label_side(points, "asfe-slice") == "left"
+    assert _label_side(points, "highpass") == "left" and _label_side(points, "max") == "left"
+    assert _label_side({"mean": (0.5, 0.5)}, "mean") == "right"
 
 
 def test_planes_figure_rows_and_bad_shapes(tmp_path) -> None:
