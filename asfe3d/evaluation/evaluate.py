@@ -217,7 +217,8 @@ def build_fusers(
     fusers: dict[str, Any] = {}
     for name in methods:
         if name in BASELINES:
-            fusers[name] = get_fuser(name, pet_fwhm_mm=pet_fwhm_mm) if name == "highpass" and pet_fwhm_mm else get_fuser(name)
+            given = name == "highpass" and pet_fwhm_mm is not None  # a bad width is refused by the method itself
+            fusers[name] = get_fuser(name, pet_fwhm_mm=pet_fwhm_mm) if given else get_fuser(name)
             continue
         if name not in ("asfe", *_ASFE_3D):
             raise ValueError(f"unknown method {name!r}")

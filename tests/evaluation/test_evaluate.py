@@ -270,6 +270,8 @@ def test_pet_fwhm_mm_splits_detail_and_petc_there_and_reaches_highpass():
     case = EvalCase("s", mri, pet, spacing=(2.0, 2.0, 2.0))
     fusers = build_fusers(["mean", "highpass"], pet_fwhm_mm=8.0)
     assert fusers["highpass"].pet_fwhm_mm == 8.0 and build_fusers(["highpass"])["highpass"].pet_fwhm_mm == 6.0
+    with pytest.raises(ValueError, match="pet_fwhm_mm"):
+        build_fusers(["highpass"], pet_fwhm_mm=0.0)
     at6 = {r["method"]: r for r in evaluate_case(case, fusers, defect=False).rows}
     at8 = {r["method"]: r for r in evaluate_case(case, fusers, defect=False, pet_fwhm_mm=8.0).rows}
     res = evaluate_case(case, {"mean": fusers["mean"]}, defect=False, pet_fwhm_mm=8.0)
