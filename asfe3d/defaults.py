@@ -12,7 +12,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
            "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
-           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE"]
+           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN",
+           "DETAIL_STEER_MAX_VOXEL_MM"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -83,6 +84,19 @@ PET_DETAIL_RATIO = 2.0
 #: mode's consistency step's gate); on the 0.88 mm benchmark pair the step would cost MRI detail 0.850 -> 0.845 (bar 0.85), and a 12 mm
 #: change is 13 voxels across there, which the network keeps whole (hot-spot DT 0.991)
 PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5, "volume": 1.5}
+#: per asfe mode, ``q0`` of the steered detail injection, the last step after the network
+#: (``asfe3d.inferers.FusionInferer``'s ``detail_steer``: where the PET's band below its resolution follows the MRI's
+#: little, ``q > q0``, the injection gets ``min(DETAIL_STEER_MAX_GAIN, q / q0)`` times its gain), ``None`` = no step;
+#: only on grids finer than :data:`DETAIL_STEER_MAX_VOXEL_MM`. Chosen by the thirty-first addendum
+#: (``docs/training.md``, "Thirty-first round"): on a 0.88 mm T1 whose registered FDG PET is 5 % / 10 % noisier the
+#: MRI detail rises from 0.842 / 0.794 to 0.866 / 0.845 (volume) and from 0.857 / 0.824 to 0.878 / 0.866 (slice); PET
+#: consistency falls by at most 0.013, the defect transfer is unchanged
+DETAIL_STEER_BY_MODE: dict[str, float | None] = {"slice": 0.5, "volume": 0.5}
+#: the largest factor the steered detail injection gives the injection's gain
+DETAIL_STEER_MAX_GAIN = 1.5
+#: the steered detail injection is taken only on grids whose mean voxel size (mm) is under this (where the 1 mm
+#: bar of MRI detail applies; a 2 mm brain has little detail below the PET's resolution to keep)
+DETAIL_STEER_MAX_VOXEL_MM = 1.5
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

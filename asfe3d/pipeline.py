@@ -114,7 +114,8 @@ def _file_stamp(path: str | Path | None) -> tuple[int, int] | None:
 def _cached_fuser(method: str, mode: str, weights: str | Path | None, stamp: tuple[int, int] | None, device: str,
                   roi_size: tuple[int, ...] | None, progress: bool, detail_injection: float | None = None,
                   stitch: str | None = None, min_voxel_mm: float | str | None = "auto",
-                  pet_consistency: float | str = "auto", pet_detail_select: float | str = "auto") -> Any:
+                  pet_consistency: float | str = "auto", pet_detail_select: float | str = "auto",
+                  detail_steer: float | str | None = "auto") -> Any:
     """One network per settings and weight file for the whole process (a cohort checks the weights and builds it
     once, not per subject; the fuser keeps no state between volumes)."""
     from asfe3d.fusion import get_fuser
@@ -125,7 +126,8 @@ def _cached_fuser(method: str, mode: str, weights: str | Path | None, stamp: tup
         check_weights(weights, mode)
     return get_fuser(method, mode=mode, weights=weights, device=device, roi_size=roi_size, progress=progress,
                      detail_injection=detail_injection, stitch=stitch, min_voxel_mm=min_voxel_mm,
-                     pet_consistency=pet_consistency, pet_detail_select=pet_detail_select)
+                     pet_consistency=pet_consistency, pet_detail_select=pet_detail_select,
+                     detail_steer=detail_steer)
 
 
 def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
@@ -142,7 +144,8 @@ def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
         roi = fusion.roi_size
         return _cached_fuser("asfe", fusion.mode, weights, _file_stamp(weights), fusion.device,
                              tuple(roi) if isinstance(roi, (list, tuple)) else roi, progress, fusion.detail_injection,
-                             fusion.stitch, fusion.min_voxel_mm, fusion.pet_consistency, fusion.pet_detail_select)
+                             fusion.stitch, fusion.min_voxel_mm, fusion.pet_consistency, fusion.pet_detail_select,
+                             fusion.detail_steer)
     except Asfe3dInputError:
         raise
     except (ValueError, KeyError, RuntimeError) as exc:
@@ -370,6 +373,9 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[s
     select = getattr(fuser, "detail_select", None)
     if callable(select):  # the choose-the-larger-detail step's strength on this image's grid
         described["pet_detail_select_applied"] = float(select(image))
+    steer = getattr(fuser, "detail_steer_gain", None)
+    if callable(steer):  # the factor the steered detail injection gave this image's injection (1: none)
+        described["detail_steer_applied"] = float(steer(image))
     return described
 
 

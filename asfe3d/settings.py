@@ -67,7 +67,7 @@ FLAT_NAMES = {
     "device": ("fusion", "device"), "slice_axis": ("fusion", "slice_axis"), "roi_size": ("fusion", "roi_size"),
     "detail_injection": ("fusion", "detail_injection"), "stitch": ("fusion", "stitch"),
     "min_voxel_mm": ("fusion", "min_voxel_mm"), "pet_consistency": ("fusion", "pet_consistency"),
-    "pet_detail_select": ("fusion", "pet_detail_select"),
+    "pet_detail_select": ("fusion", "pet_detail_select"), "detail_steer": ("fusion", "detail_steer"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -201,6 +201,11 @@ class FusionSettings:
             becomes the PET's; :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
             (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`: 0.5 in volume mode on MRI grids of 1.5 mm or
             coarser, 1 in slice mode on the same grids); a number is taken on every grid; 0 turns it off.
+        detail_steer: for ``asfe``: ``q0`` of the steered detail injection, the last step (where the PET's band
+            below its resolution follows the MRI's little, a noisy PET, the MRI's detail band is added at up to 1.5
+            times the network's gain, on MRI grids finer than 1.5 mm; :class:`asfe3d.inferers.FusionInferer`).
+            ``auto``: the mode's default (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`); ``None`` or 0: no step; or
+            a number > 0.
     """
 
     method: str = DEFAULT_METHOD
@@ -214,6 +219,7 @@ class FusionSettings:
     min_voxel_mm: float | str | None = "auto"
     pet_consistency: float | str = "auto"
     pet_detail_select: float | str = "auto"
+    detail_steer: float | str | None = "auto"
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -245,6 +251,11 @@ class FusionSettings:
                 if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and 0 <= c <= 1):
                     raise _bad(name, f"must be 'auto' or a number in [0, 1], got {c!r}")
                 _set(self, name, float(c))
+        q = self.detail_steer
+        if q not in ("auto", None):
+            if not (isinstance(q, (int, float)) and not isinstance(q, bool) and math.isfinite(q) and q >= 0):
+                raise _bad("detail_steer", f"must be 'auto', None or a number >= 0 (0: no step), got {q!r}")
+            _set(self, "detail_steer", float(q) if q > 0 else None)
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

@@ -211,6 +211,30 @@ def test_detail_select_strength_reaches_the_fuser_and_a_bad_value_is_refused():
             Settings.from_flat(pet_detail_select=bad)
 
 
+def test_detail_steer_reaches_the_fuser_and_a_bad_value_is_refused():
+    """``detail_steer``: ``auto`` is each mode's default (with its gain cap and grid gate), 0 turns it off, a number
+    is ``q0``; ``--detail-steer`` reaches the settings; a bad value is refused, quoted."""
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.options import settings_from_args
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM
+    from asfe3d.pipeline import _build_fuser
+
+    auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
+    assert (auto.detail_steer, auto.detail_steer_max_gain, auto.detail_steer_max_voxel_mm) == (
+        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM)
+    assert _build_fuser(Settings.from_flat(detail_steer=0, device="cpu").fusion, False).inferer.detail_steer is None
+    given = _build_fuser(Settings.from_flat(detail_steer=0.4, mode="slice", device="cpu").fusion, False).inferer
+    assert (given.detail_steer, given.detail_steer_max_voxel_mm, given.pet_consistency_optional) == (0.4, 1.5, False)
+    parse = build_parser().parse_args
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-steer", "0.6"])).fusion.detail_steer == 0.6
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-steer", "0"])).fusion.detail_steer is None
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii"])).fusion.detail_steer == "auto"
+    for bad in (-0.1, float("inf"), True, "strong"):
+        with pytest.raises(Asfe3dInputError, match=r"detail_steer: must be 'auto', None or a number >= 0 \(0: no "
+                                                   r"step\), got " + re.escape(repr(bad))):
+            Settings.from_flat(detail_steer=bad)
+
+
 def test_the_record_says_what_the_windows_were_blended_as():
     """``stitch="auto"`` is resolved per image in the completion record's fusion description: logits for a head
     larger than one window, one pass for a volume that fits one."""
@@ -244,3 +268,7 @@ def test_the_record_says_what_the_windows_were_blended_as():
     assert _fusion_description(fuser, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["volume"]
     assert _fusion_description(slice_mode, head, "auto")["pet_detail_select_applied"] == 0.0
     assert _fusion_description(slice_mode, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["slice"]
+    # the steered injection's factor for this image: 1 for blank images (nothing to read), and 1 on coarse grids
+    steered = _build_fuser(Settings.from_flat(detail_steer=0.3, device="cpu").fusion, False)
+    assert _fusion_description(steered, head, "auto")["detail_steer_applied"] == 1.0
+    assert _fusion_description(steered, coarse, "auto")["detail_steer_applied"] == 1.0

@@ -85,6 +85,12 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "becomes the PET's (a sharp PET change on a coarse grid keeps its edge); 0 turns it off "
                         "(default: auto = on MRI grids of 1.5 mm or coarser, 0.5 in volume mode and 1 in slice mode; "
                         "a number is taken on every grid)")
+    p.add_argument("--detail-steer", type=_auto_or_number, default="auto", metavar="Q0",
+                   help="asfe: the steered detail injection, the last step: where the PET's band below its "
+                        "resolution follows the MRI's little (a noisy PET; the share q is read from the two images), "
+                        "the MRI's detail band is added at min(1.5, q / Q0) times the network's gain, on MRI grids "
+                        "finer than 1.5 mm; 0 turns it off (default: auto = the mode's default, "
+                        "docs/training.md, thirty-first addendum)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own: 0.8 for the shipped 3D weights, 0.95 for the slice-mode ones)")

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "band coarser than the PET's resolution moved towards the PET; 0 = none; a number is taken "
                         "on every grid; default: what asfe3d fuse uses, 0.5 in slice mode and 0.25 in volume mode "
                         "on grids of 1.5 mm or coarser)")
+    p.add_argument("--detail-steer", type=float, default=None, metavar="Q0",
+                   help="volumes: q0 of the steered detail injection, the last step (a PET whose band below its "
+                        "resolution follows the MRI's little gets up to 1.5 times the injection, on grids finer than "
+                        "1.5 mm; 0 = none; default: what asfe3d fuse uses)")
     p.add_argument("--pet-detail-select", type=float, default=None, metavar="S",
                    help="volumes: strength in [0, 1] of the choose-the-larger-detail step after the consistency step "
                         "(where the PET's band below its resolution is K times the MRI's, the fused band becomes the "
@@ -109,6 +113,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         ("--pet-consistency", args.pet_consistency, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
         ("--pet-detail-select", args.pet_detail_select, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
         ("--pet-detail-ratio", args.pet_detail_ratio, lambda v: v > 0 and finite(v), "a number > 0"),
+        ("--detail-steer", args.detail_steer, lambda v: v >= 0 and finite(v), "a number >= 0"),
         ("--defect-fwhm-mm", args.defect_fwhm_mm, lambda v: v > 0 and finite(v), "a width > 0 (mm)"),
         ("--pet-fwhm-mm", args.pet_fwhm_mm, lambda v: v > 0 and finite(v), "a width > 0 (mm)"),
     )
@@ -187,7 +192,8 @@ def _run(args: argparse.Namespace) -> int:
                              roi_mm="auto" if args.roi_mm is None else (args.roi_mm or None),
                              pet_detail_select="auto" if args.pet_detail_select is None else args.pet_detail_select,
                              pet_detail_ratio="auto" if args.pet_detail_ratio is None else args.pet_detail_ratio,
-                             pet_fwhm_mm=args.pet_fwhm_mm)
+                             pet_fwhm_mm=args.pet_fwhm_mm,
+                             detail_steer="auto" if args.detail_steer is None else (args.detail_steer or None))
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

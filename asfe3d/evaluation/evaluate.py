@@ -178,6 +178,7 @@ def build_fusers(
     pet_detail_select: float | str = "auto",
     pet_detail_ratio: float | str = "auto",
     pet_fwhm_mm: float | None = None,
+    detail_steer: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -203,6 +204,8 @@ def build_fusers(
         pet_detail_ratio: that step's ``k`` (``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`).
         pet_fwhm_mm: the PET's resolution (mm) where ``highpass`` splits the MRI's band (``None``: the method's
             default, :data:`asfe3d.metrics.PET_FWHM_MM`).
+        detail_steer: ``q0`` of the networks' steered detail injection on volumes (``"auto"``: the command's default
+            per mode, :data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`; ``None``: no step).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -227,7 +230,7 @@ def build_fusers(
         kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
                                   "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency,
                                   "max_voxel_mm": max_voxel_mm, "pet_detail_select": pet_detail_select,
-                                  "pet_detail_ratio": pet_detail_ratio}
+                                  "pet_detail_ratio": pet_detail_ratio, "detail_steer": detail_steer}
         if mode == "volume":
             kwargs["roi_mm"] = roi_mm
         if name in nets:

@@ -175,6 +175,11 @@ class AsfeFusionMethod(FusionMethod):
             (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`), on the mode's grids
             (:data:`asfe3d.defaults.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE`); a strength given is taken on every grid.
         pet_detail_ratio: that step's ``k`` > 0; ``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`.
+        detail_steer: ``q0`` > 0 of the steered detail injection, the last step
+            (:class:`~asfe3d.inferers.FusionInferer`), on grids finer than
+            :data:`asfe3d.defaults.DETAIL_STEER_MAX_VOXEL_MM`, the injection's gain at most
+            :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN` times; ``None``: no step; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`).
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -207,6 +212,7 @@ class AsfeFusionMethod(FusionMethod):
         roi_mm: float | str | None = "auto",
         pet_detail_select: float | str = "auto",
         pet_detail_ratio: float | str = "auto",
+        detail_steer: float | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -263,7 +269,7 @@ class AsfeFusionMethod(FusionMethod):
             pet_consistency_min_voxel_mm = (PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if pet_consistency == "auto"
                                             else None)
         # the defaults: an array without its grid gets no step; a strength given refuses it
-        consistency_optional = pet_consistency == "auto" and pet_detail_select == "auto"
+        consistency_optional = pet_consistency == "auto" and pet_detail_select == "auto" and detail_steer == "auto"
         select_gate = None  # a strength given is taken on every grid, as the consistency step's
         if pet_detail_select == "auto":
             from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE
@@ -274,6 +280,10 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import PET_DETAIL_RATIO
 
             pet_detail_ratio = PET_DETAIL_RATIO
+        from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM
+
+        if detail_steer == "auto":
+            detail_steer = DETAIL_STEER_BY_MODE[mode]
         if pet_consistency == "auto":
             from asfe3d.defaults import PET_CONSISTENCY_BY_MODE
 
@@ -287,7 +297,9 @@ class AsfeFusionMethod(FusionMethod):
                                      pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
                                      pet_consistency_optional=consistency_optional, max_voxel_mm=max_voxel_mm,
                                      roi_mm=roi_mm, pet_detail_select=pet_detail_select,
-                                     pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate)
+                                     pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate,
+                                     detail_steer=detail_steer, detail_steer_max_gain=DETAIL_STEER_MAX_GAIN,
+                                     detail_steer_max_voxel_mm=DETAIL_STEER_MAX_VOXEL_MM)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -304,6 +316,9 @@ class AsfeFusionMethod(FusionMethod):
             "pet_detail_select": self.inferer.pet_detail_select,
             "pet_detail_ratio": self.inferer.pet_detail_ratio,
             "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,
+            "detail_steer": self.inferer.detail_steer,
+            "detail_steer_max_gain": self.inferer.detail_steer_max_gain,
+            "detail_steer_max_voxel_mm": self.inferer.detail_steer_max_voxel_mm,
         }
 
     def stitched(self, image: Any) -> str | None:
@@ -333,6 +348,17 @@ class AsfeFusionMethod(FusionMethod):
             image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
         """
         return self.inferer.detail_select(image[None])
+
+    def detail_steer_gain(self, image: Any, spacing: Sequence[float] | None = None) -> float:
+        """The factor the steered detail injection gives this image's injection
+        (:meth:`~asfe3d.inferers.FusionInferer.steer_gains`; 1.0 where the step is off or its grid gate leaves this
+        image out).
+
+        Args:
+            image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
+            spacing: the grid's voxel size (mm) when ``image`` is not a MetaTensor.
+        """
+        return self.inferer.steer_gains(image[None], self.net, spacing)[0]
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,
                     spacing: Sequence[float] | None = None) -> np.ndarray:

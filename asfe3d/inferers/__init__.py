@@ -8,6 +8,7 @@ from asfe3d.inferers.fusion import (
     INFERER_MODES,
     FusionInferer,
     auto_slice_axis,
+    pet_band_residual,
 )
 
-__all__ = ["DEFAULT_ROI", "INFERER_MODES", "FusionInferer", "auto_slice_axis"]
+__all__ = ["DEFAULT_ROI", "INFERER_MODES", "FusionInferer", "auto_slice_axis", "pet_band_residual"]

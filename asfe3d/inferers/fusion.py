@@ -59,6 +59,14 @@ same voxels by construction.
   Elsewhere (most of the brain: there the MRI's band is the larger) nothing changes. On a 2 mm grid a 12 mm PET
   change is six voxels across, most of them on its edge, and the network's blend softens that edge by a voxel; this
   step keeps the edge where the PET draws it more strongly than the MRI. ``0``: no step.
+- ``detail_steer``: the detail injection steered by the PET's noise, the last step (after the network, the
+  consistency step and the detail-select step), with a grid gate of its own (``detail_steer_max_voxel_mm``, the
+  mean voxel size: only grids finer than it). A PET whose band below its resolution follows the MRI's little
+  (noise, or uptake unrelated to the anatomy) drowns the MRI's detail that the network injects. :func:`pet_band_residual`
+  reads that share, ``q``, from the two inputs; the fused image gets ``g0 (f - 1)`` more of the MRI's band,
+  ``F <- clamp(F + g0 (f - 1) b(MRI), 0, 1)``, with ``g0`` the network's own ``detail_injection``, ``b`` the band
+  below :data:`DETAIL_FWHM_MM` in mm and ``f = min(detail_steer_max_gain, max(1, q / q0))``, ``q0`` =
+  ``detail_steer``. A PET with ``q <= q0`` is fused as without the step, bit for bit. ``None``: no step.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
@@ -83,12 +91,17 @@ from monai.utils import convert_to_dst_type
 from asfe3d.defaults import DEFAULT_ROI_SIZE, STITCH_MODES
 
 __all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
-           "auto_slice_axis", "grid_spacing"]
+           "auto_slice_axis", "grid_spacing", "pet_band_residual"]
 
 #: the sliding window of ``roi_size="auto"``: the size the shipped 3D weights were trained near and chosen with
 DEFAULT_ROI = DEFAULT_ROI_SIZE
 #: where the detail injection's band stops (mm): the PET's resolution, as the DETAIL measure splits the bands
 DETAIL_FWHM_MM = 6.0
+#: :func:`pet_band_residual`'s grid: the inputs averaged over boxes of about this many mm per axis
+_RESIDUAL_BOX_MM = 2.0
+#: :func:`pet_band_residual`'s region: where the PET blurred at :data:`DETAIL_FWHM_MM` is over this fraction of its
+#: 99th percentile (the brain, for a brain PET)
+_RESIDUAL_LEVEL = 0.35
 #: the choose-the-larger-detail step's ramp: how much larger (in ``[0, 1]`` intensity) the PET's band must be than
 #: ``k`` times the MRI's for that voxel to take the PET's band fully
 _SELECT_RAMP = 0.02
@@ -131,6 +144,62 @@ def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[f
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"{what} {values!r}")
     return values[0], values[1], values[2]
+
+
+def pet_band_residual(pair: torch.Tensor, grid: Sequence[float]) -> float | None:
+    """How much of the PET's band below its resolution does not follow the MRI's: ``q`` of the steered detail
+    injection (see the module docstring).
+
+    Both images are averaged over boxes of ``round(2 mm / voxel size)`` voxels per axis (at least 1) and split at
+    :data:`DETAIL_FWHM_MM` (``b(X) = X - G(X)``). In the region where ``G(PET)`` is over 0.35 times its 99th
+    percentile, with both bands centred: ``beta`` regresses the PET's band on the MRI's, ``r`` is the residual's
+    standard deviation over the MRI band's, and ``q = r / (1 + max(beta, 0))`` (a PET band that follows the MRI's
+    adds to its detail rather than hiding it).
+
+    Args:
+        pair: ``(2, X, Y, Z)`` ``[MRI, PET]`` in ``[0, 1]``.
+        grid: the voxel size (mm, ``X, Y, Z``).
+
+    Returns:
+        ``q`` >= 0, or ``None`` when there is nothing to read it from (a region of fewer than 64 voxels, or an MRI
+        without detail there).
+
+    Raises:
+        ValueError: a ``pair`` that is not ``(2, X, Y, Z)``, or a ``grid`` that is not three sizes > 0 (quoted).
+    """
+    from asfe3d.networks.blocks.detail import blur_per_axis
+    from asfe3d.utils import percentile
+
+    if pair.dim() != 4 or pair.shape[0] != 2:
+        raise ValueError(f"pair must be (2, X, Y, Z) [MRI, PET], got shape {tuple(pair.shape)}")
+    grid = [float(g) for g in grid]
+    if len(grid) != 3 or not all(np.isfinite(g) and g > 0 for g in grid):
+        raise ValueError(f"grid must be three voxel sizes > 0 (mm), got {grid!r}")
+    x = (pair.as_tensor() if isinstance(pair, MetaTensor) else pair).detach().float()[None]
+    box = [max(1, int(round(_RESIDUAL_BOX_MM / g))) for g in grid]
+    if any(b > 1 for b in box) and all(int(n) >= b for n, b in zip(x.shape[2:], box)):
+        x = torch.nn.functional.avg_pool3d(x, box)
+        grid = [g * b for g, b in zip(grid, box)]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        low = blur_per_axis(x, [min(DETAIL_FWHM_MM / g, 64.0) for g in grid])
+        band = x - low
+    pet_low = low[0, 1].cpu().numpy()
+    region = torch.from_numpy(pet_low > _RESIDUAL_LEVEL * float(percentile(pet_low, 99.0))).to(x.device)
+    n = int(region.sum())
+    if n < 64:
+        return None
+    # the region's moments in float64, as masked sums (no gathered copies)
+    w = region.double()
+    mri_b, pet_b = band[0, 0].double() * w, band[0, 1].double() * w
+    mean_m, mean_p = float(mri_b.sum()) / n, float(pet_b.sum()) / n
+    var_m = float((mri_b * mri_b).sum()) / n - mean_m * mean_m
+    cov = float((mri_b * pet_b).sum()) / n - mean_m * mean_p
+    var_p = float((pet_b * pet_b).sum()) / n - mean_p * mean_p
+    if not var_m > 1e-12:
+        return None
+    beta = cov / var_m
+    r = max(var_p - beta * cov, 0.0) ** 0.5 / var_m ** 0.5  # the residual's deviation over the MRI band's
+    return r / (1.0 + max(beta, 0.0))
 
 
 def _check_strength(name: str, value: Any) -> float:
@@ -206,6 +275,12 @@ class FusionInferer(Inferer):
         pet_detail_ratio: ``k`` > 0 of that step: the PET's band is taken where it is ``k`` times the MRI's.
         pet_detail_select_min_voxel_mm: take that step only on grids whose mean voxel size (mm) is at least this;
             ``None`` (default): on every grid.
+        detail_steer: ``q0`` > 0 of the steered detail injection, the last step (see the module docstring); ``None``
+            (default): no step. Like the consistency step it needs the grid (``pet_consistency_optional`` skips a
+            call without one).
+        detail_steer_max_gain: the largest factor ``f`` >= 1 that step gives the injection.
+        detail_steer_max_voxel_mm: take that step only on grids whose mean voxel size (mm) is under this; ``None``
+            (default): on every grid.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -218,7 +293,9 @@ class FusionInferer(Inferer):
                  min_voxel_mm: float | None = None, pet_consistency: float = 0.0,
                  pet_consistency_min_voxel_mm: float | None = None, pet_consistency_optional: bool = False,
                  max_voxel_mm: float | None = None, roi_mm: float | None = None, pet_detail_select: float = 0.0,
-                 pet_detail_ratio: float = 2.0, pet_detail_select_min_voxel_mm: float | None = None) -> None:
+                 pet_detail_ratio: float = 2.0, pet_detail_select_min_voxel_mm: float | None = None,
+                 detail_steer: float | None = None, detail_steer_max_gain: float = 1.5,
+                 detail_steer_max_voxel_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -254,6 +331,15 @@ class FusionInferer(Inferer):
         self.pet_detail_ratio = float(pet_detail_ratio)
         self.pet_detail_select_min_voxel_mm = _check_mm("pet_detail_select_min_voxel_mm",
                                                         pet_detail_select_min_voxel_mm)
+        if detail_steer is not None and (isinstance(detail_steer, bool) or not isinstance(detail_steer, (int, float))
+                                         or not (np.isfinite(detail_steer) and detail_steer > 0)):
+            raise ValueError(f"detail_steer must be None or a number > 0, got {detail_steer!r}")
+        self.detail_steer = None if detail_steer is None else float(detail_steer)
+        if (isinstance(detail_steer_max_gain, bool) or not isinstance(detail_steer_max_gain, (int, float))
+                or not (np.isfinite(detail_steer_max_gain) and detail_steer_max_gain >= 1)):
+            raise ValueError(f"detail_steer_max_gain must be a number >= 1, got {detail_steer_max_gain!r}")
+        self.detail_steer_max_gain = float(detail_steer_max_gain)
+        self.detail_steer_max_voxel_mm = _check_mm("detail_steer_max_voxel_mm", detail_steer_max_voxel_mm)
         self.mode = mode
         self.stitch = stitch
         self.slice_axis = slice_axis
@@ -408,12 +494,44 @@ class FusionInferer(Inferer):
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
         strength, select, grid = self._steps_on(inputs, spacing)
+        gains = self.steer_gains(inputs, network, spacing)
         out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
         if strength > 0:
             out = self._consistent(out, inputs, grid, strength)
         if select > 0:
             out = self._selected(out, inputs, grid, select)
+        if any(f > 1.0 for f in gains):
+            out = self._steered(out, inputs, grid_spacing(inputs, spacing), float(network.detail_injection), gains)
         return out
+
+    def steer_gains(self, inputs: torch.Tensor, network: Any, spacing: Sequence[float] | None = None) -> list[float]:
+        """The factor ``f`` the steered detail injection gives each item of ``inputs`` (see the module docstring):
+        1.0 where the step is off, the grid gate leaves the grid out, ``network`` injects no detail, or
+        :func:`pet_band_residual` has nothing to read.
+
+        Args:
+            inputs: ``(B, 2, X, Y, Z)`` ``[MRI, PET]``.
+            network: the network the call runs (its ``detail_injection`` is ``g0``).
+            spacing: the grid's voxel size (mm) when ``inputs`` is not a MetaTensor.
+
+        Raises:
+            ValueError: the step to take without a known grid (unless ``pet_consistency_optional``).
+        """
+        ones = [1.0] * int(inputs.shape[0])
+        if self.detail_steer is None or not float(getattr(network, "detail_injection", 0.0) or 0.0) > 0:
+            return ones
+        grid = grid_spacing(inputs, spacing)
+        if grid is None:
+            if self.pet_consistency_optional:
+                return ones
+            raise ValueError("detail_steer needs the grid's voxel size: a MetaTensor input or spacing=")
+        if self.detail_steer_max_voxel_mm is not None and sum(grid) / 3.0 >= self.detail_steer_max_voxel_mm:
+            return ones
+        gains = []
+        for item in inputs[:, :2]:
+            q = pet_band_residual(item, grid)
+            gains.append(1.0 if q is None else min(self.detail_steer_max_gain, max(1.0, q / self.detail_steer)))
+        return gains
 
     def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
         """The strength of the consistency step a call on ``inputs`` takes: ``pet_consistency``, or 0 on a grid
@@ -478,6 +596,20 @@ class FusionInferer(Inferer):
             mri_b, pet_b, fused_b = band[:, 0:1], band[:, 1:2], band[:, 2:3]
             where = ((pet_b.abs() - self.pet_detail_ratio * mri_b.abs()) / _SELECT_RAMP).clamp_(0.0, 1.0)
             result = (fused + strength * where * (pet_b - fused_b)).clamp_(0.0, 1.0)
+        return convert_to_dst_type(result, out)[0]
+
+    def _steered(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float], g0: float,
+                 gains: Sequence[float]) -> torch.Tensor:
+        """The steered detail injection: ``clamp(out + g0 (f - 1) b(MRI), 0, 1)`` per item, ``f`` from ``gains``,
+        ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm."""
+        from asfe3d.networks.blocks.detail import blur_per_axis
+
+        fused = (out.as_tensor() if isinstance(out, MetaTensor) else out).float()
+        mri = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)[:, :1].to(fused.device).float()
+        boost = torch.tensor([g0 * (f - 1.0) for f in gains], dtype=fused.dtype, device=fused.device)
+        with torch.autocast(device_type=fused.device.type, enabled=False):  # the band in float32
+            band = mri - blur_per_axis(mri, [DETAIL_FWHM_MM / g for g in grid])
+            result = (fused + boost.view(-1, *[1] * (fused.dim() - 1)) * band).clamp_(0.0, 1.0)
         return convert_to_dst_type(result, out)[0]
 
     def _fuse(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
@@ -581,4 +713,6 @@ class FusionInferer(Inferer):
                 "pet_consistency": self.pet_consistency,
                 "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm,
                 "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
-                "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm}
+                "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm,
+                "detail_steer": self.detail_steer, "detail_steer_max_gain": self.detail_steer_max_gain,
+                "detail_steer_max_voxel_mm": self.detail_steer_max_voxel_mm}

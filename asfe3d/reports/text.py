@@ -429,6 +429,10 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
             text += (f"; then, where the PET's own band below its resolution was {times} the {anat}'s, "
                      f"{d:g} of the fused image's band there was replaced by the PET's (the larger detail chosen, "
                      f"as wavelet fusion does)")
+        f = fusion.get("detail_steer_applied")
+        if isinstance(f, (int, float)) and not isinstance(f, bool) and f > 1:
+            text += (f"; then, because the PET's band below its resolution followed the {anat}'s little (a noisy PET), "
+                     f"the {anat}'s detail band was added at {f:.3g} times the network's gain")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}

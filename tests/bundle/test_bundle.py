@@ -200,6 +200,16 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         "slice", PET_CONSISTENCY_BY_MODE["slice"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["slice"])
     assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["slice"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["slice"])
+    # the steered detail injection: the command's default per mode, with its gain cap and grid gate
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM
+
+    for config, mode in ((INFERENCE, "volume"), (SLICE, "slice")):
+        parser = ConfigParser()
+        parser.read_config(config)
+        parser.update({"device": "cpu"})
+        inferer = parser.get_parsed_content("inferer")
+        assert (inferer.detail_steer, inferer.detail_steer_max_gain, inferer.detail_steer_max_voxel_mm) == (
+            DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM)
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):

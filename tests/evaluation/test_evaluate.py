@@ -255,6 +255,13 @@ def test_build_fusers_passes_the_grid_and_window_options():
     assert fusers["asfe-volume"].describe()["roi_mm"] == 128.0
     default = build_fusers(["asfe-volume"], device="cpu")["asfe-volume"].inferer
     assert default.max_voxel_mm == MAX_VOXEL_MM_BY_MODE["volume"] and default.roi_mm == DEFAULT_ROI_MM
+    # the steered detail injection: the command's default per mode, a q0 given, or none
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE
+
+    assert default.detail_steer == DETAIL_STEER_BY_MODE["volume"]
+    steered = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", detail_steer=0.4)
+    assert steered["asfe-volume"].inferer.detail_steer == steered["asfe-slice"].inferer.detail_steer == 0.4
+    assert build_fusers(["asfe-slice"], device="cpu", detail_steer=None)["asfe-slice"].inferer.detail_steer is None
 
 
 def test_pet_fwhm_mm_splits_detail_and_petc_there_and_reaches_highpass():

@@ -670,3 +670,99 @@ def test_mode_defaults_of_the_detail_select_step():
                              pet_detail_ratio=3.0).inferer
     assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
     assert (given.pet_detail_select_min_voxel_mm, given.pet_consistency_min_voxel_mm) == (None, 1.5)
+
+
+def _steer_pair(noise: float, n=(24, 24, 24), seed=0):
+    """``[MRI, PET]``: an MRI with fine structure (a sum of sines), a PET that is a smooth blob plus ``noise`` times
+    white noise (a band that does not follow the MRI's)."""
+    g = torch.Generator().manual_seed(seed)
+    ax = [torch.arange(k, dtype=torch.float32) for k in n]
+    xx, yy, zz = torch.meshgrid(*ax, indexing="ij")
+    mri = 0.5 + 0.15 * torch.sin(xx * 1.3) * torch.sin(yy * 0.9) + 0.1 * torch.sin(zz * 1.7)
+    blob = torch.exp(-(((xx - 12) ** 2 + (yy - 12) ** 2 + (zz - 12) ** 2) / (2 * 7.0 ** 2)))
+    pet = (0.2 + 0.6 * blob + noise * torch.randn(n, generator=g)).clamp(0, 1)
+    return torch.stack([mri, pet])[None]
+
+
+class _InjectingNet(torch.nn.Module):
+    """A stand-in network with a detail injection ``g0``: the PET plus ``g0`` times the MRI's band."""
+
+    def __init__(self, g0: float):
+        super().__init__()
+        self.detail_injection = g0
+
+    def forward(self, x):
+        from asfe3d.networks.blocks.detail import blur_per_axis
+
+        mri = x[:, :1]
+        return (x[:, 1:2] + self.detail_injection * (mri - blur_per_axis(mri, [6.0] * 3))).clamp(0, 1)
+
+
+def test_pet_band_residual_reads_the_pets_band_that_does_not_follow_the_mri():
+    """``q`` grows with noise in the PET; a PET whose band is the MRI's scaled reads ~0; blank inputs read None."""
+    from asfe3d.inferers import pet_band_residual
+
+    quiet, noisy = (pet_band_residual(_steer_pair(s)[0], (1.0, 1.0, 1.0)) for s in (0.01, 0.08))
+    assert 0 <= quiet < noisy
+    follows = _steer_pair(0.0)[0]
+    follows[1] = 0.1 + 0.5 * follows[0]
+    assert pet_band_residual(follows, (1.0, 1.0, 1.0)) < 1e-3
+    assert pet_band_residual(torch.zeros(2, 12, 12, 12), (1.0, 1.0, 1.0)) is None
+    # the 2 mm boxes: a 1 mm grid is averaged by 2 per axis, a 2 mm one is read as it is (the same numbers)
+    x = _steer_pair(0.05)[0]
+    assert pet_band_residual(x, (2.0, 2.0, 2.0)) == pytest.approx(pet_band_residual(x, (2.4, 2.4, 2.4)), rel=0.3)
+    with pytest.raises(ValueError, match=r"pair must be \(2, X, Y, Z\)"):
+        pet_band_residual(x[None], (1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match=r"grid must be three voxel sizes > 0 \(mm\), got \[1.0, 0.0, 1.0\]"):
+        pet_band_residual(x, (1.0, 0.0, 1.0))
+
+
+def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
+    """Off by default; a PET under ``q0`` is fused bit for bit as without the step; a noisier one gets
+    ``g0 (f - 1)`` more of the MRI's band (``f <= max_gain``); grids at or above the gate are left alone; a network
+    without an injection is left alone; the grid is needed."""
+    from asfe3d.inferers.fusion import DETAIL_FWHM_MM, pet_band_residual
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    net = _InjectingNet(0.8)
+    grid = (1.0, 1.0, 1.0)
+    plain = FusionInferer("volume", roi_size=(0, 0, 0))
+    quiet, noisy = _steer_pair(0.01), _steer_pair(0.08)
+    q_quiet, q_noisy = pet_band_residual(quiet[0], grid), pet_band_residual(noisy[0], grid)
+    q0 = (q_quiet + q_noisy) / 2
+    steer = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=10.0,
+                          detail_steer_max_voxel_mm=1.5)
+    assert steer.steer_gains(quiet, net, grid) == [1.0]
+    assert torch.equal(steer(quiet, net, spacing=grid), plain(quiet, net, spacing=grid))
+    f = steer.steer_gains(noisy, net, grid)[0]
+    assert f == pytest.approx(q_noisy / q0) and f > 1
+    band = noisy[:, :1] - blur_per_axis(noisy[:, :1], [DETAIL_FWHM_MM / g for g in grid])
+    want = (plain(noisy, net, spacing=grid) + 0.8 * (f - 1) * band).clamp(0, 1)
+    torch.testing.assert_close(steer(noisy, net, spacing=grid), want, rtol=0, atol=1e-6)
+    capped = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=1.05)
+    assert f > 1.05 and capped.steer_gains(noisy, net, grid) == [1.05]
+    # the gate: a 2 mm grid is left alone; a network that injects nothing is left alone
+    assert steer.steer_gains(noisy, net, (2.0, 2.0, 2.0)) == [1.0]
+    assert steer.steer_gains(noisy, _InjectingNet(0.0), grid) == [1.0]
+    assert FusionInferer("volume").steer_gains(noisy, net, grid) == [1.0]  # off by default
+    # per item of a batch
+    assert steer.steer_gains(torch.cat([quiet, noisy]), net, grid) == [1.0, f]
+    with pytest.raises(ValueError, match="detail_steer needs the grid's voxel size"):
+        steer(noisy, net)
+    optional = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, pet_consistency_optional=True)
+    assert torch.equal(optional(noisy, net), plain(noisy, net))
+    d = steer.describe()
+    assert (d["detail_steer"], d["detail_steer_max_gain"], d["detail_steer_max_voxel_mm"]) == (q0, 10.0, 1.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"detail_steer": 0.0}, "detail_steer must be None or a number > 0, got 0.0"),
+    ({"detail_steer": "0.5"}, "detail_steer must be None or a number > 0, got '0.5'"),
+    ({"detail_steer": True}, "detail_steer must be None or a number > 0, got True"),
+    ({"detail_steer_max_gain": 0.9}, "detail_steer_max_gain must be a number >= 1, got 0.9"),
+    ({"detail_steer_max_gain": float("nan")}, "detail_steer_max_gain must be a number >= 1, got nan"),
+    ({"detail_steer_max_voxel_mm": 0}, "detail_steer_max_voxel_mm"),
+])
+def test_bad_detail_steer_settings_refused_quoting_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FusionInferer("volume", **kwargs)

@@ -261,6 +261,11 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     assert "1 of the fused image's band there was replaced by the PET's" in methods_text([chosen])[0][0]
     off = {**volume, "fusion": {**volume["fusion"], "pet_detail_ratio": 2.0, "pet_detail_select_applied": 0.0}}
     assert "larger detail" not in methods_text([off])[0][0]
+    # the steered injection is said only where this image got more than the network's gain
+    steered = {**volume, "fusion": {**volume["fusion"], "detail_steer_applied": 1.25}}
+    assert "detail band was added at 1.25 times the network's gain" in methods_text([steered])[0][0]
+    unsteered = {**volume, "fusion": {**volume["fusion"], "detail_steer_applied": 1.0}}
+    assert "followed the" not in methods_text([unsteered])[0][0]
 
 
 def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
