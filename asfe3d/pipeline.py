@@ -305,7 +305,7 @@ def _run_steps(steps: list[tuple[str, list[Any]]], data: dict[str, Any], fuser: 
     for name, transforms in steps:
         t = time.perf_counter()
         if name == "save":
-            fusion = _fusion_description(fuser, data["image"], settings.fusion.slice_axis)
+            fusion = _fusion_description(fuser, data["image"], settings.fusion.slice_axis, data.get("fused_unit"))
             data["record"] = _record_content(data, fusion, timings,
                                              {"settings": settings.as_dict(), **(record_extra or {})})
         for transform in transforms:
@@ -355,8 +355,10 @@ def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, 
     plan_outputs(paths, overwrite=overwrite, inputs=inputs)
 
 
-def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[str, Any]:
-    """The fusion method's settings, with the slicing axis this image was fused along (``"auto"`` resolved)."""
+def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: Any = None) -> dict[str, Any]:
+    """The fusion method's settings, with the slicing axis this image was fused along (``"auto"`` resolved) and the
+    steps this image got (the steered injection's factor from ``fused``'s metadata when :class:`Fused` kept it
+    there, else read again from ``image``)."""
     from asfe3d.transforms.array import fuse_options
 
     described = dict(fuser.describe())
@@ -373,8 +375,11 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str) -> dict[s
     select = getattr(fuser, "detail_select", None)
     if callable(select):  # the choose-the-larger-detail step's strength on this image's grid
         described["pet_detail_select_applied"] = float(select(image))
+    applied = getattr(fused, "meta", {}).get("detail_steer_applied")
     steer = getattr(fuser, "detail_steer_gain", None)
-    if callable(steer):  # the factor the steered detail injection gave this image's injection (1: none)
+    if applied is not None:  # the factor the steered detail injection gave this image's injection (1: none)
+        described["detail_steer_applied"] = float(applied)
+    elif callable(steer):
         described["detail_steer_applied"] = float(steer(image))
     return described
 

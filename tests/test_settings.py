@@ -272,3 +272,6 @@ def test_the_record_says_what_the_windows_were_blended_as():
     steered = _build_fuser(Settings.from_flat(detail_steer=0.3, device="cpu").fusion, False)
     assert _fusion_description(steered, head, "auto")["detail_steer_applied"] == 1.0
     assert _fusion_description(steered, coarse, "auto")["detail_steer_applied"] == 1.0
+    # the factor the fusion step kept in the fused image's metadata is what the record says (not read again)
+    kept = MetaTensor(torch.zeros(1, 40, 40, 40), meta={"detail_steer_applied": 1.3})
+    assert _fusion_description(steered, head, "auto", kept)["detail_steer_applied"] == 1.3

@@ -91,7 +91,8 @@ def run_network(
 
 
 def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *, device: torch.device,
-          amp: bool = True, slice_axis: int | None = None, spacing: Sequence[float] | None = None) -> torch.Tensor:
+          amp: bool = True, slice_axis: int | None = None, spacing: Sequence[float] | None = None,
+          steer_gains: Sequence[float] | None = None) -> torch.Tensor:
     """``inferer(inputs, net)`` in inference mode, with float16 autocast on CUDA when ``amp``.
 
     Args:
@@ -103,6 +104,8 @@ def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *,
         slice_axis: this call's slicing axis (``slice`` mode; ``None``: the inferer's).
         spacing: the grid's voxel size in mm (``X, Y, Z``), for the detail band's width in mm (``None``: the
             network's own width in voxels, unless ``inputs`` is a MetaTensor).
+        steer_gains: the steered detail injection's factors, one per item, already read
+            (:meth:`~asfe3d.inferers.FusionInferer.steer_gains`); ``None``: the inferer reads them.
 
     Returns:
         ``(B, 1, X, Y, Z)`` float32 CPU tensor.
@@ -115,7 +118,7 @@ def infer(inferer: FusionInferer, net: torch.nn.Module, inputs: torch.Tensor, *,
     net = net.to(device).eval()
     use_amp = amp and device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        out = inferer(inputs.float(), net, slice_axis=slice_axis, spacing=spacing)
+        out = inferer(inputs.float(), net, slice_axis=slice_axis, spacing=spacing, steer_gains=steer_gains)
     return out.float().cpu()
 
 
@@ -361,11 +364,12 @@ class AsfeFusionMethod(FusionMethod):
         return self.inferer.steer_gains(image[None], self.net, spacing)[0]
 
     def fuse_arrays(self, mri: np.ndarray, pet: np.ndarray, slice_axis: int | None = None,
-                    spacing: Sequence[float] | None = None) -> np.ndarray:
+                    spacing: Sequence[float] | None = None, detail_steer_gain: float | None = None) -> np.ndarray:
         """Fuse validated arrays; ``slice_axis``: this call's slicing axis for a 3D pair in ``slice`` mode
         (``None``: the method's own, :attr:`slice_axis`); ``spacing``: a 3D pair's voxel size in mm, which sets the
         detail band's width in voxels (:class:`~asfe3d.inferers.FusionInferer`; ``None``: the network's own width;
-        a single 2D image keeps the network's own)."""
+        a single 2D image keeps the network's own); ``detail_steer_gain``: the steered detail injection's factor
+        for this pair, already read by :meth:`detail_steer_gain` (``None``: read here)."""
         x = _pair_batch(mri, pet)
         if mri.ndim == 2:  # a single image: run the 2D network directly
             if self.mode != "slice":
@@ -373,5 +377,6 @@ class AsfeFusionMethod(FusionMethod):
             with torch.inference_mode():
                 return self.net.to(self.device)(x.to(self.device)).float().cpu().numpy()[0, 0]
         axis = self.slice_axis if slice_axis is None else slice_axis
+        gains = None if detail_steer_gain is None else [detail_steer_gain]
         return infer(self.inferer, self.net, x, device=self.device, amp=self.amp, slice_axis=axis,
-                     spacing=spacing).numpy()[0, 0]
+                     spacing=spacing, steer_gains=gains).numpy()[0, 0]

@@ -472,7 +472,8 @@ class FusionInferer(Inferer):
         return None if grid is None else [self.detail_fwhm_mm / g for g in grid]
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any,
-                 slice_axis: int | str | None = None, spacing: Sequence[float] | None = None, **kwargs: Any) -> Any:
+                 slice_axis: int | str | None = None, spacing: Sequence[float] | None = None,
+                 steer_gains: Sequence[float] | None = None, **kwargs: Any) -> Any:
         """Run ``network`` over ``inputs``.
 
         Args:
@@ -482,6 +483,9 @@ class FusionInferer(Inferer):
             slice_axis: ``slice`` mode: this call's axis instead of the inferer's.
             spacing: the grid's voxel size (mm, ``X, Y, Z``) when ``inputs`` is not a MetaTensor (for the detail
                 band, see :meth:`detail_fwhm`).
+            steer_gains: the steered detail injection's factors for this call, one per item, as :meth:`steer_gains`
+                gives them for these inputs (a caller that already read them, to record them, need not read them
+                twice); ``None``: read here.
             kwargs: further keyword arguments for ``network``.
 
         Returns:
@@ -494,7 +498,13 @@ class FusionInferer(Inferer):
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
         strength, select, grid = self._steps_on(inputs, spacing)
-        gains = self.steer_gains(inputs, network, spacing)
+        if steer_gains is None:
+            gains = self.steer_gains(inputs, network, spacing)
+        else:
+            gains = [float(f) for f in steer_gains]
+            if len(gains) != int(inputs.shape[0]) or not all(np.isfinite(f) and f >= 1.0 for f in gains):
+                raise ValueError(f"steer_gains must give one factor >= 1 per item of inputs {tuple(inputs.shape)}, "
+                                 f"got {list(steer_gains)!r}")
         out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
         if strength > 0:
             out = self._consistent(out, inputs, grid, strength)

@@ -374,7 +374,8 @@ class Fuse(Transform):
         self.slice_axis = slice_axis
 
     def __call__(self, img: torch.Tensor | np.ndarray) -> MetaTensor:
-        """Args: img: ``(2, *spatial)`` in ``[0, 1]``. Returns: ``(1, *spatial)`` fused in ``[0, 1]``, meta kept.
+        """Args: img: ``(2, *spatial)`` in ``[0, 1]``. Returns: ``(1, *spatial)`` fused in ``[0, 1]``, meta kept (for
+        a method with a steered detail injection on a volume, the factor it gave, under ``"detail_steer_applied"``).
 
         A slice-wise network slices along ``slice_axis``; ``"auto"`` takes the voxel axis closest to the head's
         superior-inferior axis from the image's affine (axial slices, as the 2D network was trained on).
@@ -383,8 +384,13 @@ class Fuse(Transform):
         if img.shape[0] != 2 or img.ndim not in (3, 4):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
-        fused = self.fuser(arr[0], arr[1], **fuse_options(self.fuser, img, self.slice_axis))
-        return MetaTensor(torch.from_numpy(fused[None]), affine=img.affine.clone(), meta=_meta(img))
+        options = fuse_options(self.fuser, img, self.slice_axis)
+        meta = _meta(img)
+        steer = getattr(self.fuser, "detail_steer_gain", None)
+        if callable(steer) and img.ndim == 4:  # read once, given to the method, and kept in the output's metadata
+            options["detail_steer_gain"] = meta["detail_steer_applied"] = float(steer(img))
+        fused = self.fuser(arr[0], arr[1], **options)
+        return MetaTensor(torch.from_numpy(fused[None]), affine=img.affine.clone(), meta=meta)
 
 
 class ColourFuse(Transform):

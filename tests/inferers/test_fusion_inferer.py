@@ -739,6 +739,11 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
     band = noisy[:, :1] - blur_per_axis(noisy[:, :1], [DETAIL_FWHM_MM / g for g in grid])
     want = (plain(noisy, net, spacing=grid) + 0.8 * (f - 1) * band).clamp(0, 1)
     torch.testing.assert_close(steer(noisy, net, spacing=grid), want, rtol=0, atol=1e-6)
+    # factors read by the caller are taken as given (the same image); a bad list is refused, quoted
+    assert torch.equal(steer(noisy, net, spacing=grid, steer_gains=[f]), steer(noisy, net, spacing=grid))
+    for bad in ([0.5], [1.0, 1.0], [float("nan")]):
+        with pytest.raises(ValueError, match=r"steer_gains must give one factor >= 1 per item of inputs"):
+            steer(noisy, net, spacing=grid, steer_gains=bad)
     capped = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=1.05)
     assert f > 1.05 and capped.steer_gains(noisy, net, grid) == [1.05]
     # the gate: a 2 mm grid is left alone; a network that injects nothing is left alone

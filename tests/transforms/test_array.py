@@ -109,6 +109,32 @@ def test_normalize_and_fuse(spatial):
         RestoreIntensity("weird")
 
 
+def test_fuse_reads_the_steered_injection_once_and_keeps_it_in_the_metadata(monkeypatch):
+    """A network method with a steered detail injection: :class:`Fuse` reads the factor once, gives it to the method
+    (the same image as the method reading it itself) and keeps it in the output's metadata; a classic method has
+    none."""
+    import asfe3d.inferers.fusion as inferer_module
+    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.networks import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=3, detail_injection=0.8)
+    fuser = AsfeFusionMethod("volume", net=net, device="cpu", detail_steer=0.01)  # any noisy PET gets the cap
+    rng = np.random.default_rng(1)
+    pair = np.clip(np.stack([_head((24, 24, 24)) / 200, _head((24, 24, 24), 3) / 200
+                             + rng.normal(0, 0.05, (24, 24, 24))]), 0, 1).astype(np.float32)
+    img = MetaTensor(torch.from_numpy(pair))
+    calls = []
+    real = inferer_module.pet_band_residual
+    monkeypatch.setattr(inferer_module, "pet_band_residual", lambda *a: calls.append(1) or real(*a))
+    out = Fuse(method=fuser, slice_axis="auto")(img)
+    assert len(calls) == 1 and out.meta["detail_steer_applied"] == pytest.approx(1.5)
+    direct = fuser(pair[0], pair[1], spacing=(1.0, 1.0, 1.0))
+    assert len(calls) == 2
+    np.testing.assert_array_equal(out[0].numpy(), direct)
+    assert "detail_steer_applied" not in Fuse(method="mean")(img).meta
+
+
 def test_fuse_bad_inputs():
     with pytest.raises(ValueError, match=r"\(3, 4, 4\)"):
         Fuse(method="mean")(torch.zeros(3, 4, 4))
