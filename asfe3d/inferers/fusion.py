@@ -202,20 +202,22 @@ def pet_band_residual(pair: torch.Tensor, grid: Sequence[float]) -> float | None
     return r / (1.0 + max(beta, 0.0))
 
 
+def _check_number(name: str, value: Any, what: str, holds: Callable[[float], bool]) -> float:
+    """A setting that must be a finite number (not a bool) for which ``holds`` is true, as float; anything else
+    refused with ``"<name> must be <what>, got <value>"``, the value quoted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and holds(value)):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
 def _check_strength(name: str, value: Any) -> float:
     """A step's strength: a number in ``[0, 1]`` (as float); anything else refused, quoted."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
+    return _check_number(name, value, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
 
 
 def _check_mm(name: str, value: Any) -> float | None:
     """An optional size in mm: ``None`` or a finite number > 0 (as float); anything else refused, quoted."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be None or a number > 0 (mm), got {value!r}")
-    return float(value)
+    return None if value is None else _check_number(name, value, "None or a number > 0 (mm)", lambda v: v > 0)
 
 
 def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[int]) -> list[float]:
@@ -325,20 +327,13 @@ class FusionInferer(Inferer):
             raise ValueError(f"pet_consistency_optional must be True or False, got {pet_consistency_optional!r}")
         self.pet_consistency_optional = pet_consistency_optional
         self.pet_detail_select = _check_strength("pet_detail_select", pet_detail_select)
-        if (isinstance(pet_detail_ratio, bool) or not isinstance(pet_detail_ratio, (int, float))
-                or not (np.isfinite(pet_detail_ratio) and pet_detail_ratio > 0)):
-            raise ValueError(f"pet_detail_ratio must be a number > 0, got {pet_detail_ratio!r}")
-        self.pet_detail_ratio = float(pet_detail_ratio)
+        self.pet_detail_ratio = _check_number("pet_detail_ratio", pet_detail_ratio, "a number > 0", lambda v: v > 0)
         self.pet_detail_select_min_voxel_mm = _check_mm("pet_detail_select_min_voxel_mm",
                                                         pet_detail_select_min_voxel_mm)
-        if detail_steer is not None and (isinstance(detail_steer, bool) or not isinstance(detail_steer, (int, float))
-                                         or not (np.isfinite(detail_steer) and detail_steer > 0)):
-            raise ValueError(f"detail_steer must be None or a number > 0, got {detail_steer!r}")
-        self.detail_steer = None if detail_steer is None else float(detail_steer)
-        if (isinstance(detail_steer_max_gain, bool) or not isinstance(detail_steer_max_gain, (int, float))
-                or not (np.isfinite(detail_steer_max_gain) and detail_steer_max_gain >= 1)):
-            raise ValueError(f"detail_steer_max_gain must be a number >= 1, got {detail_steer_max_gain!r}")
-        self.detail_steer_max_gain = float(detail_steer_max_gain)
+        self.detail_steer = None if detail_steer is None else _check_number(
+            "detail_steer", detail_steer, "None or a number > 0", lambda v: v > 0)
+        self.detail_steer_max_gain = _check_number("detail_steer_max_gain", detail_steer_max_gain, "a number >= 1",
+                                                   lambda v: v >= 1)
         self.detail_steer_max_voxel_mm = _check_mm("detail_steer_max_voxel_mm", detail_steer_max_voxel_mm)
         self.mode = mode
         self.stitch = stitch
