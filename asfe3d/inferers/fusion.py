@@ -506,7 +506,10 @@ class FusionInferer(Inferer):
         if select > 0:
             out = self._selected(out, inputs, grid, select)
         if any(f > 1.0 for f in gains):
-            out = self._steered(out, inputs, grid_spacing(inputs, spacing), float(network.detail_injection), gains)
+            steer_grid = grid_spacing(inputs, spacing)
+            if steer_grid is None:  # factors given by the caller for a grid-less call: the band needs the grid
+                raise ValueError("steer_gains > 1 need the grid's voxel size: a MetaTensor input or spacing=")
+            out = self._steered(out, inputs, steer_grid, float(network.detail_injection), gains)
         return out
 
     def steer_gains(self, inputs: torch.Tensor, network: Any, spacing: Sequence[float] | None = None) -> list[float]:

@@ -744,6 +744,8 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
     for bad in ([0.5], [1.0, 1.0], [float("nan")]):
         with pytest.raises(ValueError, match=r"steer_gains must give one factor >= 1 per item of inputs"):
             steer(noisy, net, spacing=grid, steer_gains=bad)
+    with pytest.raises(ValueError, match=r"steer_gains > 1 need the grid's voxel size"):
+        plain(noisy, net, steer_gains=[1.2])
     capped = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=1.05)
     assert f > 1.05 and capped.steer_gains(noisy, net, grid) == [1.05]
     # the gate: a 2 mm grid is left alone; a network that injects nothing is left alone
