@@ -194,7 +194,7 @@ class FusionSettings:
         pet_consistency: for ``asfe``: the strength in [0, 1] of the consistency step after the network (the fused
             image's band coarser than the PET's resolution moved towards the PET;
             :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
-            (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`: 0.5 in slice mode, 0.25 in volume mode on MRI grids of
+            (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`: 0.5 in slice mode, 0.5 in volume mode on MRI grids of
             1.5 mm or coarser); a number is taken on every grid; 0 turns it off.
         pet_detail_select: for ``asfe``: the strength in [0, 1] of the choose-the-larger-detail step after the
             consistency step (where the PET's band below its resolution is twice the MRI's, the fused band there
@@ -203,7 +203,8 @@ class FusionSettings:
             coarser, 1 in slice mode on the same grids); a number is taken on every grid; 0 turns it off.
         detail_steer: for ``asfe``: ``q0`` of the steered detail injection, the last step (where the PET's band
             below its resolution follows the MRI's little, a noisy PET, the MRI's detail band is added at up to 1.5
-            times the network's gain, on MRI grids finer than 1.5 mm; :class:`asfe3d.inferers.FusionInferer`).
+            times the network's gain; slice mode on MRI grids finer than 1.5 mm, volume mode on every grid;
+            :class:`asfe3d.inferers.FusionInferer`).
             ``auto``: the mode's default (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`); ``None`` or 0: no step; or
             a number > 0.
     """

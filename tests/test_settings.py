@@ -174,7 +174,7 @@ def test_consistency_strength_reaches_the_fuser_and_a_bad_value_is_refused():
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.pet_consistency, auto.pet_consistency_min_voxel_mm) == (0.25, 1.5)
+    assert (auto.pet_consistency, auto.pet_consistency_min_voxel_mm) == (0.5, 1.5)
     off = _build_fuser(Settings.from_flat(mode="slice", pet_consistency=0, device="cpu").fusion, False).inferer
     assert off.pet_consistency == 0.0
     given = _build_fuser(Settings.from_flat(pet_consistency=0.4, device="cpu").fusion, False).inferer
@@ -216,15 +216,16 @@ def test_detail_steer_reaches_the_fuser_and_a_bad_value_is_refused():
     is ``q0``; ``--detail-steer`` reaches the settings; a bad value is refused, quoted."""
     from asfe3d.cli import build_parser
     from asfe3d.cli.options import settings_from_args
-    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
     assert (auto.detail_steer, auto.detail_steer_max_gain, auto.detail_steer_max_voxel_mm) == (
-        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM)
+        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["volume"])
     assert _build_fuser(Settings.from_flat(detail_steer=0, device="cpu").fusion, False).inferer.detail_steer is None
     given = _build_fuser(Settings.from_flat(detail_steer=0.4, mode="slice", device="cpu").fusion, False).inferer
     assert (given.detail_steer, given.detail_steer_max_voxel_mm, given.pet_consistency_optional) == (0.4, 1.5, False)
+    assert _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer.detail_steer_max_voxel_mm is None
     parse = build_parser().parse_args
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-steer", "0.6"])).fusion.detail_steer == 0.6
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-steer", "0"])).fusion.detail_steer is None
@@ -259,7 +260,7 @@ def test_the_record_says_what_the_windows_were_blended_as():
     coarse = MetaTensor(torch.zeros(2, 40, 40, 40), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0],
                                                                                     dtype=torch.float64)))
     assert _fusion_description(fuser, head, "auto")["pet_consistency_applied"] == 0.0
-    assert _fusion_description(fuser, coarse, "auto")["pet_consistency_applied"] == 0.25
+    assert _fusion_description(fuser, coarse, "auto")["pet_consistency_applied"] == 0.5
     assert _fusion_description(slice_mode, head, "auto")["pet_consistency_applied"] == 0.5
     # the choose-the-larger-detail step's strength on this image's grid (the consistency step's gate), per mode
     from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE

@@ -180,7 +180,7 @@ class AsfeFusionMethod(FusionMethod):
         pet_detail_ratio: that step's ``k`` > 0; ``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`.
         detail_steer: ``q0`` > 0 of the steered detail injection, the last step
             (:class:`~asfe3d.inferers.FusionInferer`), on grids finer than
-            :data:`asfe3d.defaults.DETAIL_STEER_MAX_VOXEL_MM`, the injection's gain at most
+            the mode's :data:`asfe3d.defaults.DETAIL_STEER_MAX_VOXEL_MM_BY_MODE`, the injection's gain at most
             :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN` times; ``None``: no step; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`).
 
@@ -283,7 +283,7 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import PET_DETAIL_RATIO
 
             pet_detail_ratio = PET_DETAIL_RATIO
-        from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM
+        from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
 
         if detail_steer == "auto":
             detail_steer = DETAIL_STEER_BY_MODE[mode]
@@ -302,7 +302,7 @@ class AsfeFusionMethod(FusionMethod):
                                      roi_mm=roi_mm, pet_detail_select=pet_detail_select,
                                      pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate,
                                      detail_steer=detail_steer, detail_steer_max_gain=DETAIL_STEER_MAX_GAIN,
-                                     detail_steer_max_voxel_mm=DETAIL_STEER_MAX_VOXEL_MM)
+                                     detail_steer_max_voxel_mm=DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -201,7 +201,7 @@ def test_inferer_steps_are_the_volume_mode_defaults():
     assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["slice"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["slice"])
     # the steered detail injection: the command's default per mode, with its gain cap and grid gate
-    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
 
     for config, mode in ((INFERENCE, "volume"), (SLICE, "slice")):
         parser = ConfigParser()
@@ -209,7 +209,7 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         parser.update({"device": "cpu"})
         inferer = parser.get_parsed_content("inferer")
         assert (inferer.detail_steer, inferer.detail_steer_max_gain, inferer.detail_steer_max_voxel_mm) == (
-            DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM)
+            DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):

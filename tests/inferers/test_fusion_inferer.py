@@ -555,16 +555,16 @@ def test_bad_consistency_gate_refused(kwargs, match):
 
 
 def test_mode_defaults_of_the_consistency_step():
-    """``"auto"``: slice mode 0.5 on every grid, volume mode 0.25 on grids of 1.5 mm or coarser (the nineteenth
-    addendum), both skipping an array given without its grid; a strength given is taken on every grid."""
+    """``"auto"``: slice mode 0.5 on every grid, volume mode 0.5 on grids of 1.5 mm or coarser (the nineteenth and
+    thirty-second addenda), both skipping an array given without its grid; a strength given is taken on every grid."""
     from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
     from asfe3d.fusion.learned import AsfeFusionMethod
     from asfe3d.networks import ASFEFusion
 
-    assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.25}
+    assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.5}
     assert PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE == {"slice": None, "volume": 1.5}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
-    assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.25, 1.5, True)
+    assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.5, 1.5, True)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
     assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
