@@ -10,7 +10,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
-           "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
+           "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "PET_CONSISTENCY_COARSE_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
            "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN",
            "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE"]
@@ -70,6 +70,9 @@ PET_CONSISTENCY_BY_MODE: dict[str, float] = {"slice": 0.5, "volume": 0.5}
 #: coarse grids, where the MRI has little detail below the PET's resolution to lose: on the 0.88 mm benchmark pair
 #: even 0.25 cost its MRI detail 0.851 -> 0.836 (bar 0.85)
 PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": 1.5}
+#: per asfe mode, ``(mm, strength)``: on grids whose mean voxel size is at least ``mm`` the consistency step's
+#: strength is ``strength`` instead (``FusionInferer``'s ``pet_consistency_coarse``), or ``None``: one strength
+PET_CONSISTENCY_COARSE_BY_MODE: dict[str, tuple[float, float] | None] = {"slice": None, "volume": None}
 #: per asfe mode, the strength of the choose-the-larger-detail step after the consistency step
 #: (``asfe3d.inferers.FusionInferer``'s ``pet_detail_select``: where the PET's band below its resolution is
 #: :data:`PET_DETAIL_RATIO` times the MRI's, the fused band becomes the PET's), 0 = none; on the grids of

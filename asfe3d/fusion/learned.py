@@ -173,6 +173,10 @@ class AsfeFusionMethod(FusionMethod):
             (:data:`asfe3d.defaults.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE`) when ``pet_consistency`` is ``"auto"``,
             else every grid (a strength given is taken everywhere unless a size is given too). The default
             strength skips a 3D pair given without its voxel size (its blur is in mm); a strength given refuses it.
+        pet_consistency_coarse: ``(mm, strength)``: that step's strength on grids whose mean voxel size is at least
+            ``mm``; ``None``: one strength on every grid; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.PET_CONSISTENCY_COARSE_BY_MODE`) when ``pet_consistency`` is ``"auto"``, else
+            ``None``.
         pet_detail_select: the strength of the choose-the-larger-detail step after the consistency step
             (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`), on the mode's grids
@@ -216,6 +220,7 @@ class AsfeFusionMethod(FusionMethod):
         pet_detail_select: float | str = "auto",
         pet_detail_ratio: float | str = "auto",
         detail_steer: float | str | None = "auto",
+        pet_consistency_coarse: Sequence[float] | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -271,6 +276,10 @@ class AsfeFusionMethod(FusionMethod):
 
             pet_consistency_min_voxel_mm = (PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if pet_consistency == "auto"
                                             else None)
+        if isinstance(pet_consistency_coarse, str) and pet_consistency_coarse == "auto":
+            from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
+
+            pet_consistency_coarse = PET_CONSISTENCY_COARSE_BY_MODE[mode] if pet_consistency == "auto" else None
         # the defaults: an array without its grid gets no step; a strength given refuses it
         consistency_optional = pet_consistency == "auto" and pet_detail_select == "auto" and detail_steer == "auto"
         select_gate = None  # a strength given is taken on every grid, as the consistency step's
@@ -298,7 +307,8 @@ class AsfeFusionMethod(FusionMethod):
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
                                      stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency,
                                      pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
-                                     pet_consistency_optional=consistency_optional, max_voxel_mm=max_voxel_mm,
+                                     pet_consistency_optional=consistency_optional,
+                                     pet_consistency_coarse=pet_consistency_coarse, max_voxel_mm=max_voxel_mm,
                                      roi_mm=roi_mm, pet_detail_select=pet_detail_select,
                                      pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate,
                                      detail_steer=detail_steer, detail_steer_max_gain=DETAIL_STEER_MAX_GAIN,
@@ -316,6 +326,8 @@ class AsfeFusionMethod(FusionMethod):
             "roi_mm": self.inferer.roi_mm if self.mode == "volume" else None,
             "pet_consistency": self.inferer.pet_consistency,
             "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
+            "pet_consistency_coarse": (None if self.inferer.pet_consistency_coarse is None
+                                       else list(self.inferer.pet_consistency_coarse)),
             "pet_detail_select": self.inferer.pet_detail_select,
             "pet_detail_ratio": self.inferer.pet_detail_ratio,
             "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,

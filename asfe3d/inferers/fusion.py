@@ -49,6 +49,8 @@ same voxels by construction.
   grid: the network keeps everything finer than the PET's resolution, and the coarse band moves towards the PET by
   ``s``. It needs the grid's voxel size (a MetaTensor input or a call's ``spacing=``). ``0``: no step. With
   ``pet_consistency_min_voxel_mm`` set, the step is taken only on grids whose mean voxel size is at least that.
+  ``pet_consistency_coarse``, ``(mm, s_c)``: on grids whose mean voxel size is at least ``mm`` the strength is ``s_c``
+  instead (a PET fused onto a coarse MRI grid has more of its noise in the band the step pulls towards the PET).
 - ``pet_detail_select``: a second step after the network and the consistency step, which like it needs the grid
   (and skips a grid-less call with ``pet_consistency_optional``), with a grid gate of its own
   (``pet_detail_select_min_voxel_mm``, the mean voxel size): choose the larger detail, as wavelet
@@ -226,6 +228,18 @@ def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[
     return [float(g) * int(n) / int(w) for g, n, w in zip(grid, spatial, work)]
 
 
+def _check_coarse(name: str, value: Any) -> tuple[float, float] | None:
+    """``None`` or ``(mm, strength)``, a voxel size > 0 and a strength in ``[0, 1]`` (a JSON list is taken); anything
+    else refused with the value quoted."""
+    if value is None:
+        return None
+    number = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v))  # noqa: E731
+    if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2
+            or not all(number(v) for v in value) or not value[0] > 0 or not 0 <= value[1] <= 1):
+        raise ValueError(f"{name} must be None or (mm > 0, strength in [0, 1]), got {value!r}")
+    return float(value[0]), float(value[1])
+
+
 def _padded_to(spatial: Sequence[int], stride: int) -> list[int]:
     """Each size rounded up to a multiple of ``stride`` (the grid a network's stem-stride logits cover exactly)."""
     return [-(-int(n) // stride) * stride for n in spatial]
@@ -283,6 +297,9 @@ class FusionInferer(Inferer):
         detail_steer_max_gain: the largest factor ``f`` >= 1 that step gives the injection.
         detail_steer_max_voxel_mm: take that step only on grids whose mean voxel size (mm) is under this; ``None``
             (default): on every grid.
+        pet_consistency_coarse: ``(mm, strength)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
+            consistency step's strength is ``strength`` in ``[0, 1]`` instead of ``pet_consistency`` (and
+            ``pet_consistency_min_voxel_mm`` does not apply there); ``None`` (default): one strength on every grid.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -297,7 +314,8 @@ class FusionInferer(Inferer):
                  max_voxel_mm: float | None = None, roi_mm: float | None = None, pet_detail_select: float = 0.0,
                  pet_detail_ratio: float = 2.0, pet_detail_select_min_voxel_mm: float | None = None,
                  detail_steer: float | None = None, detail_steer_max_gain: float = 1.5,
-                 detail_steer_max_voxel_mm: float | None = None) -> None:
+                 detail_steer_max_voxel_mm: float | None = None,
+                 pet_consistency_coarse: Sequence[float] | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -323,6 +341,7 @@ class FusionInferer(Inferer):
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
         self.pet_consistency = _check_strength("pet_consistency", pet_consistency)
         self.pet_consistency_min_voxel_mm = _check_mm("pet_consistency_min_voxel_mm", pet_consistency_min_voxel_mm)
+        self.pet_consistency_coarse = _check_coarse("pet_consistency_coarse", pet_consistency_coarse)
         if not isinstance(pet_consistency_optional, bool):
             raise ValueError(f"pet_consistency_optional must be True or False, got {pet_consistency_optional!r}")
         self.pet_consistency_optional = pet_consistency_optional
@@ -543,8 +562,8 @@ class FusionInferer(Inferer):
 
     def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
         """The strength of the consistency step a call on ``inputs`` takes: ``pet_consistency``, or 0 on a grid
-        finer than ``pet_consistency_min_voxel_mm`` (mean voxel size), or 0 on an unknown grid when
-        ``pet_consistency_optional``.
+        finer than ``pet_consistency_min_voxel_mm`` (mean voxel size), or ``pet_consistency_coarse``'s strength on a
+        grid at least as coarse as its size, or 0 on an unknown grid when ``pet_consistency_optional``.
 
         Raises:
             ValueError: a step to take without a known grid (a plain tensor without ``spacing``).
@@ -565,7 +584,8 @@ class FusionInferer(Inferer):
                   ) -> tuple[float, float, tuple[float, float, float] | None]:
         """The strengths of the consistency and the detail-select steps on this grid, with the grid read (``None``
         when both steps are off or the grid unknown)."""
-        if self.pet_consistency <= 0 and self.pet_detail_select <= 0:
+        coarse = self.pet_consistency_coarse
+        if self.pet_consistency <= 0 and self.pet_detail_select <= 0 and (coarse is None or coarse[1] <= 0):
             return 0.0, 0.0, None
         grid = grid_spacing(inputs, spacing)
         if grid is None and self.pet_consistency_optional:
@@ -575,7 +595,11 @@ class FusionInferer(Inferer):
                              "input or spacing=")
         size = sum(grid) / 3.0
         passes = lambda gate: gate is None or size >= gate  # noqa: E731
-        return (self.pet_consistency if passes(self.pet_consistency_min_voxel_mm) else 0.0,
+        if coarse is not None and size >= coarse[0]:
+            strength = coarse[1]
+        else:
+            strength = self.pet_consistency if passes(self.pet_consistency_min_voxel_mm) else 0.0
+        return (strength,
                 self.pet_detail_select if passes(self.pet_detail_select_min_voxel_mm) else 0.0, grid)
 
     def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
@@ -720,6 +744,8 @@ class FusionInferer(Inferer):
                 "roi_mm": self.roi_mm,
                 "pet_consistency": self.pet_consistency,
                 "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm,
+                "pet_consistency_coarse": None if self.pet_consistency_coarse is None
+                else list(self.pet_consistency_coarse),
                 "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
                 "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm,
                 "detail_steer": self.detail_steer, "detail_steer_max_gain": self.detail_steer_max_gain,

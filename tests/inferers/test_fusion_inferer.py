@@ -545,6 +545,34 @@ def test_consistency_gate_takes_the_step_only_on_coarse_grids():
     assert gated.describe()["pet_consistency_min_voxel_mm"] == 1.5
 
 
+def test_coarse_consistency_takes_its_own_strength_on_coarse_grids():
+    """``pet_consistency_coarse=(mm, s)``: grids whose mean voxel size reaches ``mm`` get ``s`` (even below the
+    fine strength's gate), finer grids the fine strength; the step is the same as an inferer of that one strength."""
+    torch.manual_seed(3)
+    x = torch.rand(1, 2, 20, 18, 16)
+    copy = lambda t: t[:, :1]  # noqa: E731
+    both = FusionInferer("volume", pet_consistency=0.5, pet_consistency_coarse=[1.5, 0.75], roi_size=(0, 0, 0))
+    assert both.consistency(x, (1.0, 1.0, 1.3)) == 0.5 and both.consistency(x, (2.0, 2.0, 1.0)) == 0.75
+    assert both.describe()["pet_consistency_coarse"] == [1.5, 0.75]
+    for grid, strength in (((1.0, 1.0, 1.3), 0.5), ((2.0, 2.0, 2.0), 0.75)):
+        one = FusionInferer("volume", pet_consistency=strength, roi_size=(0, 0, 0))
+        torch.testing.assert_close(both(x, copy, spacing=grid), one(x, copy, spacing=grid), rtol=0, atol=0)
+    # the coarse strength alone (the fine gate keeps finer grids without a step)
+    coarse_only = FusionInferer("volume", pet_consistency=0.5, pet_consistency_min_voxel_mm=5.0,
+                                pet_consistency_coarse=(1.5, 0.25), roi_size=(0, 0, 0))
+    assert coarse_only.consistency(x, (1.0, 1.0, 1.0)) == 0.0 and coarse_only.consistency(x, (2.0, 2.0, 2.0)) == 0.25
+    only = FusionInferer("volume", pet_consistency_coarse=(1.5, 0.25), roi_size=(0, 0, 0))
+    assert only.consistency(x, (2.0, 2.0, 2.0)) == 0.25
+    with pytest.raises(ValueError, match="needs the grid's voxel size"):
+        only(x, copy)
+
+
+@pytest.mark.parametrize("value", [(1.5,), (0.0, 0.5), (1.5, 1.2), "1.5,0.5", (1.5, True), (float("nan"), 0.5)])
+def test_bad_coarse_consistency_refused(value):
+    with pytest.raises(ValueError, match=r"pet_consistency_coarse must be None or \(mm > 0, strength in \[0, 1\]\), got"):
+        FusionInferer("slice", pet_consistency=0.5, pet_consistency_coarse=value)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"pet_consistency_min_voxel_mm": -1.0}, "pet_consistency_min_voxel_mm"),
     ({"pet_consistency_optional": "yes"}, "pet_consistency_optional must be True or False, got 'yes'"),
@@ -569,6 +597,7 @@ def test_mode_defaults_of_the_consistency_step():
     assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
     assert (given.pet_consistency_min_voxel_mm, given.pet_consistency_optional) == (None, False)
+    assert given.pet_consistency_coarse is None  # a strength given is taken on every grid
 
 
 def _edge_pair(n: tuple[int, int, int] = (24, 24, 24)) -> torch.Tensor:
