@@ -71,8 +71,11 @@ PET_CONSISTENCY_BY_MODE: dict[str, float] = {"slice": 0.5, "volume": 0.5}
 #: even 0.25 cost its MRI detail 0.851 -> 0.836 (bar 0.85)
 PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": 1.5}
 #: per asfe mode, ``(mm, strength)``: on grids whose mean voxel size is at least ``mm`` the consistency step's
-#: strength is ``strength`` instead (``FusionInferer``'s ``pet_consistency_coarse``), or ``None``: one strength
-PET_CONSISTENCY_COARSE_BY_MODE: dict[str, tuple[float, float] | None] = {"slice": None, "volume": None}
+#: strength is ``strength`` instead (``FusionInferer``'s ``pet_consistency_coarse``), or ``None``: one strength.
+#: Slice mode: 0.6875 on grids of 1.5 mm or coarser, with the steered injection let onto them, chosen by the
+#: thirty-third addendum (``docs/training.md``, "Thirty-third round"): on a 2 mm T1 whose registered FDG PET is 10 %
+#: noisier, MRI detail 0.771 -> 0.808 (bar 0.80) and PET consistency 0.849 -> 0.854 (bar 0.85)
+PET_CONSISTENCY_COARSE_BY_MODE: dict[str, tuple[float, float] | None] = {"slice": (1.5, 0.6875), "volume": None}
 #: per asfe mode, the strength of the choose-the-larger-detail step after the consistency step
 #: (``asfe3d.inferers.FusionInferer``'s ``pet_detail_select``: where the PET's band below its resolution is
 #: :data:`PET_DETAIL_RATIO` times the MRI's, the fused band becomes the PET's), 0 = none; on the grids of
@@ -100,10 +103,10 @@ DETAIL_STEER_BY_MODE: dict[str, float | None] = {"slice": 0.5, "volume": 0.5}
 #: the largest factor the steered detail injection gives the injection's gain
 DETAIL_STEER_MAX_GAIN = 1.5
 #: per asfe mode, the steered detail injection is taken only on grids whose mean voxel size (mm) is under this, or
-#: ``None``: every grid. Slice mode: where the 1 mm bar of MRI detail applies (on a 2 mm grid, without more of the
-#: consistency step, it would take PET consistency under 0.85). Volume mode: every grid since the thirty-second
-#: addendum, with its consistency step at 0.5 on coarse grids (``docs/training.md``, "Thirty-second round")
-DETAIL_STEER_MAX_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5, "volume": None}
+#: ``None``: every grid. Both modes: every grid, each with more of its consistency step on coarse grids (volume mode
+#: since the thirty-second addendum, slice mode since the thirty-third; ``docs/training.md``; on a 2 mm grid without
+#: more of the consistency step the steered injection would take PET consistency under 0.85)
+DETAIL_STEER_MAX_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
 #: where the network runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``
 DEFAULT_DEVICE = "auto"
 #: slice mode's axis: ``auto`` (the MRI's axial voxel axis) or 0, 1, 2

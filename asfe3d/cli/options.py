@@ -77,8 +77,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pet-consistency", type=_auto_or_number, default="auto", metavar="S",
                    help="asfe: the strength (0-1) of the consistency step after the network: the fused image's band "
                         "coarser than the PET's resolution moved towards the PET; 0 turns it off (default: auto = "
-                        "0.5 in slice mode, 0.5 in volume mode on MRI grids of 1.5 mm or coarser; a number is "
-                        "taken on every grid)")
+                        "0.5 in slice mode and 0.6875 there on MRI grids of 1.5 mm or coarser, 0.5 in volume "
+                        "mode on MRI grids of 1.5 mm or coarser; a number is taken on every grid)")
     p.add_argument("--pet-detail-select", type=_auto_or_number, default="auto", metavar="S",
                    help="asfe: the strength (0-1) of the choose-the-larger-detail step after the consistency step: "
                         "where the PET's band below its resolution is twice the MRI's, S of the fused band there "
@@ -88,8 +88,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detail-steer", type=_auto_or_number, default="auto", metavar="Q0",
                    help="asfe: the steered detail injection, the last step: where the PET's band below its "
                         "resolution follows the MRI's little (a noisy PET; the share q is read from the two images), "
-                        "the MRI's detail band is added at min(1.5, q / Q0) times the network's gain (slice mode on "
-                        "MRI grids finer than 1.5 mm, volume mode on every grid); 0 turns it off (default: auto = the mode's default, "
+                        "the MRI's detail band is added at min(1.5, q / Q0) times the network's gain (on every "
+                        "MRI grid in both modes); 0 turns it off (default: auto = the mode's default, "
                         "docs/training.md, thirty-first addendum)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "

@@ -210,6 +210,10 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         inferer = parser.get_parsed_content("inferer")
         assert (inferer.detail_steer, inferer.detail_steer_max_gain, inferer.detail_steer_max_voxel_mm) == (
             DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
+        # the consistency step's strength of its own on coarse grids (slice mode since the thirty-third addendum)
+        from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
+
+        assert inferer.pet_consistency_coarse == PET_CONSISTENCY_COARSE_BY_MODE[mode]
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):

@@ -583,8 +583,8 @@ def test_bad_consistency_gate_refused(kwargs, match):
 
 
 def test_mode_defaults_of_the_consistency_step():
-    """``"auto"``: slice mode 0.5 on every grid, volume mode 0.5 on grids of 1.5 mm or coarser (the nineteenth and
-    thirty-second addenda), both skipping an array given without its grid; a strength given is taken on every grid."""
+    """``"auto"``: slice mode 0.5 on grids finer than 1.5 mm and 0.6875 on coarser ones, volume mode 0.5 on grids of
+    1.5 mm or coarser (the nineteenth, thirty-second and thirty-third addenda), both skipping an array given without its grid; a strength given is taken on every grid."""
     from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
     from asfe3d.fusion.learned import AsfeFusionMethod
     from asfe3d.networks import ASFEFusion
@@ -595,6 +595,13 @@ def test_mode_defaults_of_the_consistency_step():
     assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.5, 1.5, True)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
     assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
+    # slice mode: 0.6875 on grids of 1.5 mm or coarser (the thirty-third addendum); volume mode: one strength
+    from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
+
+    assert PET_CONSISTENCY_COARSE_BY_MODE == {"slice": (1.5, 0.6875), "volume": None}
+    assert sl.pet_consistency_coarse == (1.5, 0.6875) and vol.pet_consistency_coarse is None
+    assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (2.0, 2.0, 2.0)) == 0.6875
+    assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (1.0, 1.0, 1.0)) == 0.5
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
     assert (given.pet_consistency_min_voxel_mm, given.pet_consistency_optional) == (None, False)
     assert given.pet_consistency_coarse is None  # a strength given is taken on every grid
