@@ -12,7 +12,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
            "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "PET_CONSISTENCY_COARSE_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
-           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN",
+           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN", "DETAIL_STEER_MAX_GAIN_COARSE",
            "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
@@ -102,6 +102,10 @@ PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5,
 DETAIL_STEER_BY_MODE: dict[str, float | None] = {"slice": 0.5, "volume": 0.5}
 #: the largest factor the steered detail injection gives the injection's gain
 DETAIL_STEER_MAX_GAIN = 1.5
+#: ``(mm, cap)``: on grids whose mean voxel size is at least ``mm`` the steered detail injection's largest factor is
+#: ``cap`` instead of :data:`DETAIL_STEER_MAX_GAIN` (``FusionInferer``'s ``detail_steer_max_gain_coarse``), or
+#: ``None``: one cap on every grid
+DETAIL_STEER_MAX_GAIN_COARSE: tuple[float, float] | None = None
 #: per asfe mode, the steered detail injection is taken only on grids whose mean voxel size (mm) is under this, or
 #: ``None``: every grid. Both modes: every grid, each with more of its consistency step on coarse grids (volume mode
 #: since the thirty-second addendum, slice mode since the thirty-third; ``docs/training.md``; on a 2 mm grid without

@@ -292,7 +292,12 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import PET_DETAIL_RATIO
 
             pet_detail_ratio = PET_DETAIL_RATIO
-        from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
+        from asfe3d.defaults import (
+            DETAIL_STEER_BY_MODE,
+            DETAIL_STEER_MAX_GAIN,
+            DETAIL_STEER_MAX_GAIN_COARSE,
+            DETAIL_STEER_MAX_VOXEL_MM_BY_MODE,
+        )
 
         if detail_steer == "auto":
             detail_steer = DETAIL_STEER_BY_MODE[mode]
@@ -312,6 +317,7 @@ class AsfeFusionMethod(FusionMethod):
                                      roi_mm=roi_mm, pet_detail_select=pet_detail_select,
                                      pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate,
                                      detail_steer=detail_steer, detail_steer_max_gain=DETAIL_STEER_MAX_GAIN,
+                                     detail_steer_max_gain_coarse=DETAIL_STEER_MAX_GAIN_COARSE,
                                      detail_steer_max_voxel_mm=DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
 
     def describe(self) -> dict[str, Any]:
@@ -333,6 +339,8 @@ class AsfeFusionMethod(FusionMethod):
             "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,
             "detail_steer": self.inferer.detail_steer,
             "detail_steer_max_gain": self.inferer.detail_steer_max_gain,
+            "detail_steer_max_gain_coarse": (None if self.inferer.detail_steer_max_gain_coarse is None
+                                             else list(self.inferer.detail_steer_max_gain_coarse)),
             "detail_steer_max_voxel_mm": self.inferer.detail_steer_max_voxel_mm,
         }
 

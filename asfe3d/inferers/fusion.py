@@ -68,7 +68,9 @@ same voxels by construction.
   reads that share, ``q``, from the two inputs; the fused image gets ``g0 (f - 1)`` more of the MRI's band,
   ``F <- clamp(F + g0 (f - 1) b(MRI), 0, 1)``, with ``g0`` the network's own ``detail_injection``, ``b`` the band
   below :data:`DETAIL_FWHM_MM` in mm and ``f = min(detail_steer_max_gain, max(1, q / q0))``, ``q0`` =
-  ``detail_steer``. A PET with ``q <= q0`` is fused as without the step, bit for bit. ``None``: no step.
+  ``detail_steer``; with ``detail_steer_max_gain_coarse``, ``(mm, cap)``, grids whose mean voxel size is at least
+  ``mm`` take ``cap`` instead of ``detail_steer_max_gain``. A PET with ``q <= q0`` is fused as without the step, bit
+  for bit. ``None``: no step.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
@@ -228,15 +230,16 @@ def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[
     return [float(g) * int(n) / int(w) for g, n, w in zip(grid, spatial, work)]
 
 
-def _check_coarse(name: str, value: Any) -> tuple[float, float] | None:
-    """``None`` or ``(mm, strength)``, a voxel size > 0 and a strength in ``[0, 1]`` (a JSON list is taken); anything
-    else refused with the value quoted."""
+def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
+                  holds: Callable[[float], bool] = lambda v: 0 <= v <= 1) -> tuple[float, float] | None:
+    """``None`` or ``(mm, v)``, a voxel size > 0 and a value for which ``holds`` is true (a JSON list is taken);
+    anything else refused with ``"<name> must be None or (mm > 0, <what>), got <value>"``, the value quoted."""
     if value is None:
         return None
     number = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v))  # noqa: E731
     if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2
-            or not all(number(v) for v in value) or not value[0] > 0 or not 0 <= value[1] <= 1):
-        raise ValueError(f"{name} must be None or (mm > 0, strength in [0, 1]), got {value!r}")
+            or not all(number(v) for v in value) or not value[0] > 0 or not holds(value[1])):
+        raise ValueError(f"{name} must be None or (mm > 0, {what}), got {value!r}")
     return float(value[0]), float(value[1])
 
 
@@ -300,6 +303,9 @@ class FusionInferer(Inferer):
         pet_consistency_coarse: ``(mm, strength)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
             consistency step's strength is ``strength`` in ``[0, 1]`` instead of ``pet_consistency`` (and
             ``pet_consistency_min_voxel_mm`` does not apply there); ``None`` (default): one strength on every grid.
+        detail_steer_max_gain_coarse: ``(mm, cap)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
+            steered injection's largest factor is ``cap`` >= 1 instead of ``detail_steer_max_gain``; ``None``
+            (default): one cap on every grid.
 
     Raises:
         ValueError: a bad setting (quoted).
@@ -315,7 +321,8 @@ class FusionInferer(Inferer):
                  pet_detail_ratio: float = 2.0, pet_detail_select_min_voxel_mm: float | None = None,
                  detail_steer: float | None = None, detail_steer_max_gain: float = 1.5,
                  detail_steer_max_voxel_mm: float | None = None,
-                 pet_consistency_coarse: Sequence[float] | None = None) -> None:
+                 pet_consistency_coarse: Sequence[float] | None = None,
+                 detail_steer_max_gain_coarse: Sequence[float] | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -354,6 +361,8 @@ class FusionInferer(Inferer):
         self.detail_steer_max_gain = _check_number("detail_steer_max_gain", detail_steer_max_gain, "a number >= 1",
                                                    lambda v: v >= 1)
         self.detail_steer_max_voxel_mm = _check_mm("detail_steer_max_voxel_mm", detail_steer_max_voxel_mm)
+        self.detail_steer_max_gain_coarse = _check_coarse("detail_steer_max_gain_coarse", detail_steer_max_gain_coarse,
+                                                          "cap >= 1", lambda v: v >= 1)
         self.mode = mode
         self.stitch = stitch
         self.slice_axis = slice_axis
@@ -554,10 +563,13 @@ class FusionInferer(Inferer):
             raise ValueError("detail_steer needs the grid's voxel size: a MetaTensor input or spacing=")
         if self.detail_steer_max_voxel_mm is not None and sum(grid) / 3.0 >= self.detail_steer_max_voxel_mm:
             return ones
+        cap, coarse = self.detail_steer_max_gain, self.detail_steer_max_gain_coarse
+        if coarse is not None and sum(grid) / 3.0 >= coarse[0]:
+            cap = coarse[1]
         gains = []
         for item in inputs[:, :2]:
             q = pet_band_residual(item, grid)
-            gains.append(1.0 if q is None else min(self.detail_steer_max_gain, max(1.0, q / self.detail_steer)))
+            gains.append(1.0 if q is None else min(cap, max(1.0, q / self.detail_steer)))
         return gains
 
     def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
@@ -749,4 +761,6 @@ class FusionInferer(Inferer):
                 "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
                 "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm,
                 "detail_steer": self.detail_steer, "detail_steer_max_gain": self.detail_steer_max_gain,
-                "detail_steer_max_voxel_mm": self.detail_steer_max_voxel_mm}
+                "detail_steer_max_voxel_mm": self.detail_steer_max_voxel_mm,
+                "detail_steer_max_gain_coarse": None if self.detail_steer_max_gain_coarse is None
+                else list(self.detail_steer_max_gain_coarse)}

@@ -784,6 +784,12 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
         plain(noisy, net, steer_gains=[1.2])
     capped = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=1.05)
     assert f > 1.05 and capped.steer_gains(noisy, net, grid) == [1.05]
+    # a cap of its own on coarse grids: the fine cap below the size, the coarse one at and above it
+    by_grid = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=10.0,
+                            detail_steer_max_gain_coarse=(1.5, 1.05))
+    assert by_grid.steer_gains(noisy, net, grid) == [f]
+    assert by_grid.steer_gains(noisy, net, (1.5, 1.5, 1.5)) == [1.05]
+    assert by_grid.describe()["detail_steer_max_gain_coarse"] == [1.5, 1.05]
     # the gate: a 2 mm grid is left alone; a network that injects nothing is left alone
     assert steer.steer_gains(noisy, net, (2.0, 2.0, 2.0)) == [1.0]
     assert steer.steer_gains(noisy, _InjectingNet(0.0), grid) == [1.0]
@@ -805,6 +811,10 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
     ({"detail_steer_max_gain": 0.9}, "detail_steer_max_gain must be a number >= 1, got 0.9"),
     ({"detail_steer_max_gain": float("nan")}, "detail_steer_max_gain must be a number >= 1, got nan"),
     ({"detail_steer_max_voxel_mm": 0}, "detail_steer_max_voxel_mm"),
+    ({"detail_steer_max_gain_coarse": (1.5, 0.9)},
+     r"detail_steer_max_gain_coarse must be None or \(mm > 0, cap >= 1\), got \(1.5, 0.9\)"),
+    ({"detail_steer_max_gain_coarse": (-1, 1.5)}, r"detail_steer_max_gain_coarse must be None or \(mm > 0"),
+    ({"detail_steer_max_gain_coarse": 1.5}, r"detail_steer_max_gain_coarse must be None or \(mm > 0, cap >= 1\), got 1.5"),
 ])
 def test_bad_detail_steer_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
