@@ -216,12 +216,12 @@ def test_detail_steer_reaches_the_fuser_and_a_bad_value_is_refused():
     is ``q0``; ``--detail-steer`` reaches the settings; a bad value is refused, quoted."""
     from asfe3d.cli import build_parser
     from asfe3d.cli.options import settings_from_args
-    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN_BY_MODE, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
     assert (auto.detail_steer, auto.detail_steer_max_gain, auto.detail_steer_max_voxel_mm) == (
-        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["volume"])
+        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN_BY_MODE["volume"], DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["volume"])
     assert _build_fuser(Settings.from_flat(detail_steer=0, device="cpu").fusion, False).inferer.detail_steer is None
     given = _build_fuser(Settings.from_flat(detail_steer=0.4, mode="slice", device="cpu").fusion, False).inferer
     assert (given.detail_steer, given.detail_steer_max_voxel_mm, given.pet_consistency_optional) == (

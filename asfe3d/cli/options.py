@@ -88,8 +88,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detail-steer", type=_auto_or_number, default="auto", metavar="Q0",
                    help="asfe: the steered detail injection, the last step: where the PET's band below its "
                         "resolution follows the MRI's little (a noisy PET; the share q is read from the two images), "
-                        "the MRI's detail band is added at min(1.5, q / Q0) times the network's gain (on every "
-                        "MRI grid in both modes); 0 turns it off (default: auto = the mode's default, "
+                        "the MRI's detail band is added at min(cap, q / Q0) times the network's gain (on every "
+                        "MRI grid in both modes; the cap 1.75 in volume mode on MRI grids finer than 1.5 mm, else "
+                        "1.5); 0 turns it off (default: auto = the mode's default, "
                         "docs/training.md, thirty-first addendum)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "

@@ -185,7 +185,8 @@ class AsfeFusionMethod(FusionMethod):
         detail_steer: ``q0`` > 0 of the steered detail injection, the last step
             (:class:`~asfe3d.inferers.FusionInferer`), on grids finer than
             the mode's :data:`asfe3d.defaults.DETAIL_STEER_MAX_VOXEL_MM_BY_MODE`, the injection's gain at most
-            :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN` times; ``None``: no step; ``"auto"``: the mode's default
+            :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN_BY_MODE` times (on coarse grids
+            :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE`); ``None``: no step; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`).
 
     Raises:
@@ -294,8 +295,8 @@ class AsfeFusionMethod(FusionMethod):
             pet_detail_ratio = PET_DETAIL_RATIO
         from asfe3d.defaults import (
             DETAIL_STEER_BY_MODE,
-            DETAIL_STEER_MAX_GAIN,
-            DETAIL_STEER_MAX_GAIN_COARSE,
+            DETAIL_STEER_MAX_GAIN_BY_MODE,
+            DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE,
             DETAIL_STEER_MAX_VOXEL_MM_BY_MODE,
         )
 
@@ -316,8 +317,9 @@ class AsfeFusionMethod(FusionMethod):
                                      pet_consistency_coarse=pet_consistency_coarse, max_voxel_mm=max_voxel_mm,
                                      roi_mm=roi_mm, pet_detail_select=pet_detail_select,
                                      pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate,
-                                     detail_steer=detail_steer, detail_steer_max_gain=DETAIL_STEER_MAX_GAIN,
-                                     detail_steer_max_gain_coarse=DETAIL_STEER_MAX_GAIN_COARSE,
+                                     detail_steer=detail_steer,
+                                     detail_steer_max_gain=DETAIL_STEER_MAX_GAIN_BY_MODE[mode],
+                                     detail_steer_max_gain_coarse=DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode],
                                      detail_steer_max_voxel_mm=DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
 
     def describe(self) -> dict[str, Any]:

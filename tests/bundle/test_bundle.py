@@ -201,7 +201,7 @@ def test_inferer_steps_are_the_volume_mode_defaults():
     assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["slice"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["slice"])
     # the steered detail injection: the command's default per mode, with its gain cap and grid gate
-    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
+    from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN_BY_MODE, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
 
     for config, mode in ((INFERENCE, "volume"), (SLICE, "slice")):
         parser = ConfigParser()
@@ -209,11 +209,15 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         parser.update({"device": "cpu"})
         inferer = parser.get_parsed_content("inferer")
         assert (inferer.detail_steer, inferer.detail_steer_max_gain, inferer.detail_steer_max_voxel_mm) == (
-            DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
+            DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN_BY_MODE[mode], DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
         # the consistency step's strength of its own on coarse grids (slice mode since the thirty-third addendum)
         from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
 
         assert inferer.pet_consistency_coarse == PET_CONSISTENCY_COARSE_BY_MODE[mode]
+        # the steered injection's cap of its own on coarse grids (volume mode since the thirty-fourth addendum)
+        from asfe3d.defaults import DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE
+
+        assert inferer.detail_steer_max_gain_coarse == DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode]
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):

@@ -804,6 +804,27 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
     assert (d["detail_steer"], d["detail_steer_max_gain"], d["detail_steer_max_voxel_mm"]) == (q0, 10.0, 1.5)
 
 
+def test_mode_defaults_of_the_steered_injections_cap():
+    """``auto``: volume mode caps the factor at 1.75 on grids finer than 1.5 mm and at 1.5 on coarser ones (the
+    thirty-fourth addendum), slice mode at 1.5 on every grid."""
+    from asfe3d.defaults import DETAIL_STEER_MAX_GAIN_BY_MODE, DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE
+    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.inferers.fusion import pet_band_residual
+    from asfe3d.networks import ASFEFusion
+
+    assert DETAIL_STEER_MAX_GAIN_BY_MODE == {"slice": 1.5, "volume": 1.75}
+    assert DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE == {"slice": None, "volume": (1.5, 1.5)}
+    vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
+    sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
+    assert (vol.detail_steer_max_gain, vol.detail_steer_max_gain_coarse) == (1.75, (1.5, 1.5))
+    assert (sl.detail_steer_max_gain, sl.detail_steer_max_gain_coarse) == (1.5, None)
+    noisy, net = _steer_pair(0.3), _InjectingNet(0.8)
+    assert pet_band_residual(noisy[0], (1.0, 1.0, 1.0)) / vol.detail_steer > 1.75  # the caps bind for this PET
+    assert vol.steer_gains(noisy, net, (1.0, 1.0, 1.0)) == [1.75]
+    assert vol.steer_gains(noisy, net, (2.0, 2.0, 2.0)) == [1.5]
+    assert sl.steer_gains(noisy, net, (1.0, 1.0, 1.0)) == [1.5]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"detail_steer": 0.0}, "detail_steer must be None or a number > 0, got 0.0"),
     ({"detail_steer": "0.5"}, "detail_steer must be None or a number > 0, got '0.5'"),
