@@ -10,7 +10,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_NIFTI_GEOMETRY", "REGISTRATION_CHOICES", "REGISTRATION_METHODS", "QC_MODES", "MODES",
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
-           "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "PET_CONSISTENCY_COARSE_BY_MODE", "MAX_VOXEL_MM_BY_MODE",
+           "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "PET_CONSISTENCY_COARSE_BY_MODE",
+           "MAX_VOXEL_MM_BY_MODE",
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
            "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN_BY_MODE",
            "DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE",
@@ -95,8 +96,9 @@ PET_DETAIL_RATIO = 2.0
 PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5, "volume": 1.5}
 #: per asfe mode, ``q0`` of the steered detail injection, the last step after the network
 #: (``asfe3d.inferers.FusionInferer``'s ``detail_steer``: where the PET's band below its resolution follows the MRI's
-#: little, ``q > q0``, the injection gets ``min(cap, q / q0)`` times its gain, the cap :data:`DETAIL_STEER_MAX_GAIN_BY_MODE`), ``None`` = no step;
-#: on the grids of :data:`DETAIL_STEER_MAX_VOXEL_MM_BY_MODE`. Chosen by the thirty-first addendum
+#: little, ``q > q0``, the injection gets ``min(cap, q / q0)`` times its gain, the cap
+#: :data:`DETAIL_STEER_MAX_GAIN_BY_MODE`), ``None`` = no step; on the grids of :data:`DETAIL_STEER_MAX_VOXEL_MM_BY_MODE`.
+#: Chosen by the thirty-first addendum
 #: (``docs/training.md``, "Thirty-first round"): on a 0.88 mm T1 whose registered FDG PET is 5 % / 10 % noisier the
 #: MRI detail rises from 0.842 / 0.794 to 0.866 / 0.845 (volume) and from 0.857 / 0.824 to 0.878 / 0.866 (slice); PET
 #: consistency falls by at most 0.013, the defect transfer is unchanged

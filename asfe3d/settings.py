@@ -203,7 +203,8 @@ class FusionSettings:
             coarser, 1 in slice mode on the same grids); a number is taken on every grid; 0 turns it off.
         detail_steer: for ``asfe``: ``q0`` of the steered detail injection, the last step (where the PET's band
             below its resolution follows the MRI's little, a noisy PET, the MRI's detail band is added at up to 1.5
-            times the network's gain, 1.75 in volume mode on MRI grids finer than 1.5 mm; on every MRI grid in both modes;
+            times the network's gain, 1.75 in volume mode on MRI grids finer than 1.5 mm; on every MRI grid in both
+            modes;
             :class:`asfe3d.inferers.FusionInferer`).
             ``auto``: the mode's default (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`); ``None`` or 0: no step; or
             a number > 0.

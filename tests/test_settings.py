@@ -221,7 +221,8 @@ def test_detail_steer_reaches_the_fuser_and_a_bad_value_is_refused():
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
     assert (auto.detail_steer, auto.detail_steer_max_gain, auto.detail_steer_max_voxel_mm) == (
-        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN_BY_MODE["volume"], DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["volume"])
+        DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN_BY_MODE["volume"],
+        DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["volume"])
     assert _build_fuser(Settings.from_flat(detail_steer=0, device="cpu").fusion, False).inferer.detail_steer is None
     given = _build_fuser(Settings.from_flat(detail_steer=0.4, mode="slice", device="cpu").fusion, False).inferer
     assert (given.detail_steer, given.detail_steer_max_voxel_mm, given.pet_consistency_optional) == (

@@ -134,6 +134,37 @@ def _pair_batch(mri: np.ndarray, pet: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([mri, pet])[None])
 
 
+def _step_settings(mode: str, pet_consistency: float | str, pet_consistency_min_voxel_mm: float | str | None,
+                   pet_consistency_coarse: Sequence[float] | str | None, pet_detail_select: float | str,
+                   pet_detail_ratio: float | str, detail_steer: float | str | None) -> dict[str, Any]:
+    """:class:`~asfe3d.inferers.FusionInferer`'s settings of the steps after the network, each ``"auto"`` resolved to
+    the mode's default (:mod:`asfe3d.defaults`; see :class:`AsfeFusionMethod`). A strength given is taken on every
+    grid unless a grid is given with it; with every step on its default, an array without its grid gets no step,
+    while a strength given refuses it."""
+    from asfe3d import defaults as d
+
+    auto = lambda v: isinstance(v, str) and v == "auto"  # noqa: E731
+    if auto(pet_consistency_min_voxel_mm):
+        pet_consistency_min_voxel_mm = d.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_consistency) else None
+    if auto(pet_consistency_coarse):
+        pet_consistency_coarse = d.PET_CONSISTENCY_COARSE_BY_MODE[mode] if auto(pet_consistency) else None
+    optional = auto(pet_consistency) and auto(pet_detail_select) and auto(detail_steer)
+    return {
+        "pet_consistency": d.PET_CONSISTENCY_BY_MODE[mode] if auto(pet_consistency) else pet_consistency,
+        "pet_consistency_min_voxel_mm": pet_consistency_min_voxel_mm,
+        "pet_consistency_coarse": pet_consistency_coarse,
+        "pet_consistency_optional": optional,
+        "pet_detail_select": d.PET_DETAIL_SELECT_BY_MODE[mode] if auto(pet_detail_select) else pet_detail_select,
+        "pet_detail_select_min_voxel_mm": (d.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
+                                           else None),
+        "pet_detail_ratio": d.PET_DETAIL_RATIO if auto(pet_detail_ratio) else pet_detail_ratio,
+        "detail_steer": d.DETAIL_STEER_BY_MODE[mode] if auto(detail_steer) else detail_steer,
+        "detail_steer_max_gain": d.DETAIL_STEER_MAX_GAIN_BY_MODE[mode],
+        "detail_steer_max_gain_coarse": d.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode],
+        "detail_steer_max_voxel_mm": d.DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode],
+    }
+
+
 @register_method("asfe")
 class AsfeFusionMethod(FusionMethod):
     """ASFE-Fusion with the shipped (or given) weights, slice-wise or volumetric.
@@ -186,8 +217,8 @@ class AsfeFusionMethod(FusionMethod):
             (:class:`~asfe3d.inferers.FusionInferer`), on grids finer than
             the mode's :data:`asfe3d.defaults.DETAIL_STEER_MAX_VOXEL_MM_BY_MODE`, the injection's gain at most
             :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN_BY_MODE` times (on coarse grids
-            :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE`); ``None``: no step; ``"auto"``: the mode's default
-            (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`).
+            :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE`); ``None``: no step; ``"auto"``: the mode's
+            default (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`).
 
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
@@ -272,55 +303,15 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import DEFAULT_ROI_MM
 
             roi_mm = DEFAULT_ROI_MM
-        if pet_consistency_min_voxel_mm == "auto":
-            from asfe3d.defaults import PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
-
-            pet_consistency_min_voxel_mm = (PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if pet_consistency == "auto"
-                                            else None)
-        if isinstance(pet_consistency_coarse, str) and pet_consistency_coarse == "auto":
-            from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
-
-            pet_consistency_coarse = PET_CONSISTENCY_COARSE_BY_MODE[mode] if pet_consistency == "auto" else None
-        # the defaults: an array without its grid gets no step; a strength given refuses it
-        consistency_optional = pet_consistency == "auto" and pet_detail_select == "auto" and detail_steer == "auto"
-        select_gate = None  # a strength given is taken on every grid, as the consistency step's
-        if pet_detail_select == "auto":
-            from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE
-
-            pet_detail_select = PET_DETAIL_SELECT_BY_MODE[mode]
-            select_gate = PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode]
-        if pet_detail_ratio == "auto":
-            from asfe3d.defaults import PET_DETAIL_RATIO
-
-            pet_detail_ratio = PET_DETAIL_RATIO
-        from asfe3d.defaults import (
-            DETAIL_STEER_BY_MODE,
-            DETAIL_STEER_MAX_GAIN_BY_MODE,
-            DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE,
-            DETAIL_STEER_MAX_VOXEL_MM_BY_MODE,
-        )
-
-        if detail_steer == "auto":
-            detail_steer = DETAIL_STEER_BY_MODE[mode]
-        if pet_consistency == "auto":
-            from asfe3d.defaults import PET_CONSISTENCY_BY_MODE
-
-            pet_consistency = PET_CONSISTENCY_BY_MODE[mode]
+        steps = _step_settings(mode, pet_consistency, pet_consistency_min_voxel_mm, pet_consistency_coarse,
+                               pet_detail_select, pet_detail_ratio, detail_steer)
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
-                                     stitch=stitch, min_voxel_mm=min_voxel_mm, pet_consistency=pet_consistency,
-                                     pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
-                                     pet_consistency_optional=consistency_optional,
-                                     pet_consistency_coarse=pet_consistency_coarse, max_voxel_mm=max_voxel_mm,
-                                     roi_mm=roi_mm, pet_detail_select=pet_detail_select,
-                                     pet_detail_ratio=pet_detail_ratio, pet_detail_select_min_voxel_mm=select_gate,
-                                     detail_steer=detail_steer,
-                                     detail_steer_max_gain=DETAIL_STEER_MAX_GAIN_BY_MODE[mode],
-                                     detail_steer_max_gain_coarse=DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode],
-                                     detail_steer_max_voxel_mm=DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
+                                     stitch=stitch, min_voxel_mm=min_voxel_mm, max_voxel_mm=max_voxel_mm,
+                                     roi_mm=roi_mm, **steps)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -569,7 +569,8 @@ def test_coarse_consistency_takes_its_own_strength_on_coarse_grids():
 
 @pytest.mark.parametrize("value", [(1.5,), (0.0, 0.5), (1.5, 1.2), "1.5,0.5", (1.5, True), (float("nan"), 0.5)])
 def test_bad_coarse_consistency_refused(value):
-    with pytest.raises(ValueError, match=r"pet_consistency_coarse must be None or \(mm > 0, strength in \[0, 1\]\), got"):
+    with pytest.raises(ValueError,
+                       match=r"pet_consistency_coarse must be None or \(mm > 0, strength in \[0, 1\]\), got"):
         FusionInferer("slice", pet_consistency=0.5, pet_consistency_coarse=value)
 
 
@@ -583,8 +584,9 @@ def test_bad_consistency_gate_refused(kwargs, match):
 
 
 def test_mode_defaults_of_the_consistency_step():
-    """``"auto"``: slice mode 0.5 on grids finer than 1.5 mm and 0.6875 on coarser ones, volume mode 0.5 on grids of
-    1.5 mm or coarser (the nineteenth, thirty-second and thirty-third addenda), both skipping an array given without its grid; a strength given is taken on every grid."""
+    """``"auto"``: slice mode 0.5 on grids finer than 1.5 mm and 0.6875 on coarser ones, volume mode 0.5 on grids
+    of 1.5 mm or coarser (the nineteenth, thirty-second and thirty-third addenda), both skipping an array given
+    without its grid; a strength given is taken on every grid."""
     from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
     from asfe3d.fusion.learned import AsfeFusionMethod
     from asfe3d.networks import ASFEFusion
@@ -835,7 +837,8 @@ def test_mode_defaults_of_the_steered_injections_cap():
     ({"detail_steer_max_gain_coarse": (1.5, 0.9)},
      r"detail_steer_max_gain_coarse must be None or \(mm > 0, cap >= 1\), got \(1.5, 0.9\)"),
     ({"detail_steer_max_gain_coarse": (-1, 1.5)}, r"detail_steer_max_gain_coarse must be None or \(mm > 0"),
-    ({"detail_steer_max_gain_coarse": 1.5}, r"detail_steer_max_gain_coarse must be None or \(mm > 0, cap >= 1\), got 1.5"),
+    ({"detail_steer_max_gain_coarse": 1.5},
+     r"detail_steer_max_gain_coarse must be None or \(mm > 0, cap >= 1\), got 1.5"),
 ])
 def test_bad_detail_steer_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):

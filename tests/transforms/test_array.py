@@ -128,7 +128,9 @@ def test_fuse_reads_the_steered_injection_once_and_keeps_it_in_the_metadata(monk
     real = inferer_module.pet_band_residual
     monkeypatch.setattr(inferer_module, "pet_band_residual", lambda *a: calls.append(1) or real(*a))
     out = Fuse(method=fuser, slice_axis="auto")(img)
-    assert len(calls) == 1 and out.meta["detail_steer_applied"] == pytest.approx(1.5)
+    from asfe3d.defaults import DETAIL_STEER_MAX_GAIN_BY_MODE  # a 1 mm grid: volume mode's cap there
+
+    assert len(calls) == 1 and out.meta["detail_steer_applied"] == pytest.approx(DETAIL_STEER_MAX_GAIN_BY_MODE["volume"])
     direct = fuser(pair[0], pair[1], spacing=(1.0, 1.0, 1.0))
     assert len(calls) == 2
     np.testing.assert_array_equal(out[0].numpy(), direct)
