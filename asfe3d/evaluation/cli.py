@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "on grids of 1.5 mm or coarser)")
     p.add_argument("--detail-steer", type=float, default=None, metavar="Q0",
                    help="volumes: q0 of the steered detail injection, the last step (a PET whose band below its "
-                        "resolution follows the MRI's little gets up to 1.5 times the injection, on grids finer than "
-                        "1.5 mm; 0 = none; default: what asfe3d fuse uses)")
+                        "resolution follows the MRI's little gets up to 1.5 times the injection, 1.75 in volume mode "
+                        "on grids finer than 1.5 mm; 0 = none; default: what asfe3d fuse uses)")
     p.add_argument("--pet-detail-select", type=float, default=None, metavar="S",
                    help="volumes: strength in [0, 1] of the choose-the-larger-detail step after the consistency step "
                         "(where the PET's band below its resolution is K times the MRI's, the fused band becomes the "

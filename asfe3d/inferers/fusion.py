@@ -236,11 +236,18 @@ def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
     anything else refused with ``"<name> must be None or (mm > 0, <what>), got <value>"``, the value quoted."""
     if value is None:
         return None
-    number = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v))  # noqa: E731
-    if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2
-            or not all(number(v) for v in value) or not value[0] > 0 or not holds(value[1])):
-        raise ValueError(f"{name} must be None or (mm > 0, {what}), got {value!r}")
-    return float(value[0]), float(value[1])
+    message = f"None or (mm > 0, {what})"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"{name} must be {message}, got {value!r}")
+    try:
+        return _check_number(name, value[0], message, lambda v: v > 0), _check_number(name, value[1], message, holds)
+    except ValueError:  # quote the pair, not the one number
+        raise ValueError(f"{name} must be {message}, got {value!r}") from None
+
+
+def _on_grid(size: float, fine: float, coarse: tuple[float, float] | None) -> float:
+    """``fine``, or ``coarse``'s value on a grid whose mean voxel size ``size`` reaches ``coarse``'s size."""
+    return coarse[1] if coarse is not None and size >= coarse[0] else fine
 
 
 def _padded_to(spatial: Sequence[int], stride: int) -> list[int]:
@@ -561,11 +568,10 @@ class FusionInferer(Inferer):
             if self.pet_consistency_optional:
                 return ones
             raise ValueError("detail_steer needs the grid's voxel size: a MetaTensor input or spacing=")
-        if self.detail_steer_max_voxel_mm is not None and sum(grid) / 3.0 >= self.detail_steer_max_voxel_mm:
+        size = sum(grid) / 3.0
+        if self.detail_steer_max_voxel_mm is not None and size >= self.detail_steer_max_voxel_mm:
             return ones
-        cap, coarse = self.detail_steer_max_gain, self.detail_steer_max_gain_coarse
-        if coarse is not None and sum(grid) / 3.0 >= coarse[0]:
-            cap = coarse[1]
+        cap = _on_grid(size, self.detail_steer_max_gain, self.detail_steer_max_gain_coarse)
         gains = []
         for item in inputs[:, :2]:
             q = pet_band_residual(item, grid)
@@ -607,11 +613,8 @@ class FusionInferer(Inferer):
                              "input or spacing=")
         size = sum(grid) / 3.0
         passes = lambda gate: gate is None or size >= gate  # noqa: E731
-        if coarse is not None and size >= coarse[0]:
-            strength = coarse[1]
-        else:
-            strength = self.pet_consistency if passes(self.pet_consistency_min_voxel_mm) else 0.0
-        return (strength,
+        fine = self.pet_consistency if passes(self.pet_consistency_min_voxel_mm) else 0.0
+        return (_on_grid(size, fine, coarse),
                 self.pet_detail_select if passes(self.pet_detail_select_min_voxel_mm) else 0.0, grid)
 
     def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
