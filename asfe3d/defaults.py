@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
            "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN_BY_MODE",
            "DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE",
-           "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE"]
+           "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE", "WORKING_VOXEL_MM_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -56,6 +56,9 @@ STITCH_MODES = ("auto", "output", "logits")
 #: "Working-grid round"): slice mode on a 1 mm grid keeps more of a fine MRI's detail (0.7 mm pairs: lowest FDG
 #: detail 0.806 -> 0.856) and every bar; volume mode lost defect transfer on a coarser grid, so it keeps the MRI's own
 MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.0, "volume": None}
+#: per asfe mode, the voxel size (mm) that the axes finer than ``MIN_VOXEL_MM_BY_MODE`` are brought to
+#: (``FusionInferer``'s ``working_voxel_mm``), or ``None``: ``MIN_VOXEL_MM_BY_MODE``'s value itself
+WORKING_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
 #: per asfe mode, the coarsest voxel size (mm) the network runs on (``asfe3d.inferers.FusionInferer``'s
 #: ``max_voxel_mm``), or ``None``: the MRI's own grid. The twentieth addendum (``docs/training.md``) decides it
 MAX_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}

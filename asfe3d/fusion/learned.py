@@ -187,7 +187,8 @@ class AsfeFusionMethod(FusionMethod):
             mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`).
         min_voxel_mm: the finest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
-            (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`).
+            (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`, the finer axes brought to
+            :data:`asfe3d.defaults.WORKING_VOXEL_MM_BY_MODE`); a number: the finer axes brought to that number.
         max_voxel_mm: the coarsest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`).
@@ -291,10 +292,11 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import DEFAULT_STITCH
 
             stitch = DEFAULT_STITCH
+        working_voxel_mm = None
         if min_voxel_mm == "auto":
-            from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
+            from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE, WORKING_VOXEL_MM_BY_MODE
 
-            min_voxel_mm = MIN_VOXEL_MM_BY_MODE[mode]
+            min_voxel_mm, working_voxel_mm = MIN_VOXEL_MM_BY_MODE[mode], WORKING_VOXEL_MM_BY_MODE[mode]
         if max_voxel_mm == "auto":
             from asfe3d.defaults import MAX_VOXEL_MM_BY_MODE
 
@@ -311,7 +313,7 @@ class AsfeFusionMethod(FusionMethod):
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
                                      stitch=stitch, min_voxel_mm=min_voxel_mm, max_voxel_mm=max_voxel_mm,
-                                     roi_mm=roi_mm, **steps)
+                                     working_voxel_mm=working_voxel_mm, roi_mm=roi_mm, **steps)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -322,6 +324,7 @@ class AsfeFusionMethod(FusionMethod):
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
             "max_voxel_mm": self.inferer.max_voxel_mm,
+            "working_voxel_mm": self.inferer.working_voxel_mm,
             "roi_mm": self.inferer.roi_mm if self.mode == "volume" else None,
             "pet_consistency": self.inferer.pet_consistency,
             "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,

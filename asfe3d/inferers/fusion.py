@@ -36,6 +36,9 @@ same voxels by construction.
   the MRI's part that the round trip removed (the MRI minus its own down-and-up copy) is added back, then clamped to
   ``[0, 1]``: the PET's uptake and the network's blend at the grid the network knows, the MRI's finest detail as
   acquired. ``None``: always the input's own grid.
+- ``working_voxel_mm``: the voxel size those finer axes are brought to (at least ``min_voxel_mm``; ``None``:
+  ``min_voxel_mm`` itself). With ``min_voxel_mm`` 0.8 and ``working_voxel_mm`` 0.88, a 0.7 mm MRI is fused on a grid of
+  about 0.88 mm, while a 0.8-0.88 mm MRI keeps its own grid.
 - ``max_voxel_mm``: the coarsest grid the network runs on, the mirror of ``min_voxel_mm``. Along each axis coarser
   than it, the ``[MRI, PET]`` input is resampled (trilinear, at the voxel centres) to a grid of at most that voxel
   size over the same field of view, fused there, brought back (trilinear at the input's voxel centres: for a factor
@@ -282,6 +285,9 @@ class FusionInferer(Inferer):
             input's own grid.
         max_voxel_mm: the coarsest voxel size (mm) the network runs on (see the module docstring); ``None``: the
             input's own grid. At least ``min_voxel_mm`` when both are set.
+        working_voxel_mm: the voxel size (mm) of the working grid along the axes finer than ``min_voxel_mm``, at
+            least ``min_voxel_mm`` and at most ``max_voxel_mm``; ``None`` (default): ``min_voxel_mm``. Needs
+            ``min_voxel_mm``.
         roi_mm: for ``volume``: the window's extent in mm where the grid is known (see the module docstring;
             at most ``roi_size``); ``None``: ``roi_size`` in voxels only.
         stitch: for ``volume``: ``"output"`` (blend the fused windows), ``"logits"`` (blend the network's stem-stride
@@ -329,7 +335,8 @@ class FusionInferer(Inferer):
                  detail_steer: float | None = None, detail_steer_max_gain: float = 1.5,
                  detail_steer_max_voxel_mm: float | None = None,
                  pet_consistency_coarse: Sequence[float] | None = None,
-                 detail_steer_max_gain_coarse: Sequence[float] | None = None) -> None:
+                 detail_steer_max_gain_coarse: Sequence[float] | None = None,
+                 working_voxel_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -351,6 +358,13 @@ class FusionInferer(Inferer):
         if self.min_voxel_mm is not None and self.max_voxel_mm is not None and self.max_voxel_mm < self.min_voxel_mm:
             raise ValueError(f"max_voxel_mm must be at least min_voxel_mm, got max_voxel_mm={max_voxel_mm!r} and "
                              f"min_voxel_mm={min_voxel_mm!r}")
+        self.working_voxel_mm = _check_mm("working_voxel_mm", working_voxel_mm)
+        if self.working_voxel_mm is not None:
+            low, high = self.min_voxel_mm, self.max_voxel_mm
+            if low is None or self.working_voxel_mm < low or (high is not None and self.working_voxel_mm > high):
+                raise ValueError(f"working_voxel_mm must be between min_voxel_mm and max_voxel_mm (min_voxel_mm set), "
+                                 f"got working_voxel_mm={working_voxel_mm!r}, min_voxel_mm={min_voxel_mm!r} and "
+                                 f"max_voxel_mm={max_voxel_mm!r}")
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
         self.pet_consistency = _check_strength("pet_consistency", pet_consistency)
@@ -403,17 +417,19 @@ class FusionInferer(Inferer):
 
     def working_size(self, spatial: Sequence[int], grid: Sequence[float] | None) -> tuple[int, ...]:
         """The grid the network runs on for a volume of ``spatial`` voxels of ``grid`` mm: each axis finer than
-        ``min_voxel_mm`` gets as many voxels as fit at ``min_voxel_mm`` or coarser over the same field of view, each
+        ``min_voxel_mm`` gets as many voxels as fit at ``working_voxel_mm`` (``min_voxel_mm`` when that is ``None``)
+        or coarser over the same field of view, each
         axis coarser than ``max_voxel_mm`` as few as reach ``max_voxel_mm`` or finer, the others are kept;
         ``spatial`` itself when neither is set or ``grid`` is ``None``."""
         spatial = tuple(int(n) for n in spatial)
         if not self._regrids or grid is None:
             return spatial
         lo, hi = self.min_voxel_mm, self.max_voxel_mm
+        to = self.working_voxel_mm if self.working_voxel_mm is not None else lo
         sizes = []
         for n, g in zip(spatial, grid):
             if lo is not None and g < lo * (1.0 - 1e-6):
-                n = max(1, int(np.floor(n * g / lo + 1e-6)))
+                n = max(1, int(np.floor(n * g / to + 1e-6)))
             elif hi is not None and g > hi * (1.0 + 1e-6):
                 n = int(np.ceil(n * g / hi - 1e-6))
             sizes.append(n)
@@ -756,7 +772,7 @@ class FusionInferer(Inferer):
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
                 "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
                 "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "max_voxel_mm": self.max_voxel_mm,
-                "roi_mm": self.roi_mm,
+                "working_voxel_mm": self.working_voxel_mm, "roi_mm": self.roi_mm,
                 "pet_consistency": self.pet_consistency,
                 "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm,
                 "pet_consistency_coarse": None if self.pet_consistency_coarse is None

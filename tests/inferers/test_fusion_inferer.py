@@ -319,6 +319,38 @@ def test_working_size_coarsens_only_the_finer_axes():
     assert FusionInferer("volume").working_size((40, 30, 20), (0.5, 0.5, 0.5)) == (40, 30, 20)
 
 
+def test_working_voxel_brings_the_finer_axes_to_its_own_size():
+    """``working_voxel_mm``: only axes finer than ``min_voxel_mm`` change, and they go to ``working_voxel_mm``."""
+    inferer = FusionInferer("volume", min_voxel_mm=0.8, working_voxel_mm=0.88)
+    assert inferer.working_size((44, 30, 20), (0.7, 0.85, 0.8)) == (35, 30, 20)  # floor(44 * 0.7 / 0.88) = 35
+    assert inferer.working_size((44, 30, 20), (0.81, 0.85, 1.0)) == (44, 30, 20)  # 0.8-0.88 mm: the own grid
+    assert FusionInferer("volume", min_voxel_mm=0.8).working_size((44, 30, 20), (0.7, 1, 1)) == (38, 30, 20)
+    assert inferer.describe()["working_voxel_mm"] == 0.88
+    # the network sees the working grid's size: a 0.7 mm volume reaches it at 0.88 mm along the first axis
+    seen = []
+
+    def network(t):
+        seen.append(tuple(t.shape[2:]))
+        return t[:, :1]
+
+    out = FusionInferer("volume", min_voxel_mm=0.8, working_voxel_mm=0.88, roi_size=(0, 0, 0))(
+        torch.rand(1, 2, 44, 12, 10), network, spacing=(0.7, 1.0, 1.0))
+    assert seen == [(35, 12, 10)] and tuple(out.shape) == (1, 1, 44, 12, 10)
+
+
+@pytest.mark.parametrize("kwargs", [{"working_voxel_mm": 0.9}, {"min_voxel_mm": 0.8, "working_voxel_mm": 0.7},
+                                    {"min_voxel_mm": 0.8, "max_voxel_mm": 1.0, "working_voxel_mm": 1.2}])
+def test_working_voxel_outside_min_and_max_refused_quoting_the_values(kwargs):
+    with pytest.raises(ValueError, match=r"working_voxel_mm must be between min_voxel_mm and max_voxel_mm") as err:
+        FusionInferer("volume", **kwargs)
+    assert f"working_voxel_mm={kwargs['working_voxel_mm']!r}" in str(err.value)
+
+
+def test_working_voxel_bad_value_refused_quoting_it():
+    with pytest.raises(ValueError, match=r"working_voxel_mm must be None or a number > 0 \(mm\), got '1'"):
+        FusionInferer("volume", min_voxel_mm=0.8, working_voxel_mm="1")
+
+
 @pytest.mark.parametrize("mode", ["volume", "slice"])
 def test_working_grid_gives_back_the_mri_exactly_for_an_mri_copy(mode):
     """A network that copies its MRI gives the MRI back: what the working grid removed is added back."""
@@ -439,11 +471,12 @@ def test_bad_min_voxel_refused_quoting_the_value(value):
 
 def test_bundle_inferers_take_the_commands_settings():
     """Each bundle config's inferer has the command's settings for its mode (working grid, stitching, band)."""
-    from asfe3d.defaults import DEFAULT_STITCH, DETAIL_FWHM_MM_BY_MODE, MIN_VOXEL_MM_BY_MODE
+    from asfe3d.defaults import DEFAULT_STITCH, DETAIL_FWHM_MM_BY_MODE, MIN_VOXEL_MM_BY_MODE, WORKING_VOXEL_MM_BY_MODE
 
     for name, mode in (("inference.json", "volume"), ("inference_slice.json", "slice")):
         inferer = json.loads((CONFIGS / name).read_text())["inferer"]
         assert inferer.get("min_voxel_mm") == MIN_VOXEL_MM_BY_MODE[mode], name
+        assert inferer.get("working_voxel_mm") == WORKING_VOXEL_MM_BY_MODE[mode], name
         assert inferer.get("detail_fwhm_mm") == DETAIL_FWHM_MM_BY_MODE[mode], name
         if mode == "volume":
             assert inferer.get("stitch", "output") == DEFAULT_STITCH, name
@@ -458,6 +491,15 @@ def test_the_command_fuses_slice_mode_on_its_working_grid():
     assert slice_mode.inferer.min_voxel_mm == 1.0 and slice_mode.describe()["min_voxel_mm"] == 1.0
     assert volume.inferer.min_voxel_mm is None
     assert AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2), min_voxel_mm=None).inferer.min_voxel_mm is None
+    # "auto" takes the mode's working grid with it; a number given is the working grid itself
+    from asfe3d.defaults import WORKING_VOXEL_MM_BY_MODE
+
+    for mode, dims in (("slice", 2), ("volume", 3)):
+        auto = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu")
+        assert auto.inferer.working_voxel_mm == WORKING_VOXEL_MM_BY_MODE[mode]
+        assert auto.describe()["working_voxel_mm"] == WORKING_VOXEL_MM_BY_MODE[mode]
+        given = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu", min_voxel_mm=1.2)
+        assert (given.inferer.min_voxel_mm, given.inferer.working_voxel_mm) == (1.2, None)
 
 
 def test_consistency_step_gives_the_pets_low_band_at_full_strength():
