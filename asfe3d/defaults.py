@@ -15,7 +15,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
            "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN_BY_MODE",
            "DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE",
-           "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE", "WORKING_VOXEL_MM_BY_MODE"]
+           "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE", "WORKING_VOXEL_MM_BY_MODE",
+           "DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE"]
 
 #: fusion method (see ``docs/evaluation.md`` for why)
 DEFAULT_METHOD = "asfe"
@@ -36,6 +37,9 @@ DEFAULT_COLORMAP = "hot"
 #: rule (``docs/training.md``, "Band-in-mm round"): 6 mm raised the lowest FDG detail by less than the 0.01 it asked
 #: in both modes, so both keep the width in voxels
 DETAIL_FWHM_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
+#: per asfe mode, the band in mm only on grids whose finest voxel size (mm) is under this
+#: (``FusionInferer``'s ``detail_fwhm_max_voxel_mm``), or ``None``: on every grid
+DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
 #: volume mode's sliding window: the size the shipped 3D weights were scored and chosen with (``evaluate``) and the
 #: one ``asfe3d fuse`` and the bundle use (one pass over a whole head gives a different image; docs/evaluation.md)
 DEFAULT_ROI_SIZE: tuple[int, int, int] = (128, 128, 128)

@@ -184,7 +184,8 @@ class AsfeFusionMethod(FusionMethod):
             (:class:`~asfe3d.networks.ASFEFusion`'s ``detail_injection``); ``None`` keeps the weights' own.
         detail_fwhm_mm: the band's width in mm for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the network's own width in voxels; ``"auto"``: the
-            mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`).
+            mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`, on the grids
+            :data:`asfe3d.defaults.DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE` lets it onto); a number: on every grid.
         min_voxel_mm: the finest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`, the finer axes brought to
@@ -284,10 +285,11 @@ class AsfeFusionMethod(FusionMethod):
                 raise ValueError(f"this network ({type(net).__name__}) has no detail injection to set")
             net.set_detail_injection(detail_injection)
         self.net = net.eval()
+        band_gate = None
         if detail_fwhm_mm == "auto":
-            from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
+            from asfe3d.defaults import DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE, DETAIL_FWHM_MM_BY_MODE
 
-            detail_fwhm_mm = DETAIL_FWHM_MM_BY_MODE[mode]
+            detail_fwhm_mm, band_gate = DETAIL_FWHM_MM_BY_MODE[mode], DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
         if stitch is None:
             from asfe3d.defaults import DEFAULT_STITCH
 
@@ -313,7 +315,8 @@ class AsfeFusionMethod(FusionMethod):
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, detail_fwhm_mm=detail_fwhm_mm,
                                      stitch=stitch, min_voxel_mm=min_voxel_mm, max_voxel_mm=max_voxel_mm,
-                                     working_voxel_mm=working_voxel_mm, roi_mm=roi_mm, **steps)
+                                     working_voxel_mm=working_voxel_mm, detail_fwhm_max_voxel_mm=band_gate,
+                                     roi_mm=roi_mm, **steps)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -321,6 +324,7 @@ class AsfeFusionMethod(FusionMethod):
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
             "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
             "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
+            "detail_fwhm_max_voxel_mm": self.inferer.detail_fwhm_max_voxel_mm,
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
             "max_voxel_mm": self.inferer.max_voxel_mm,

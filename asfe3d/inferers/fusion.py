@@ -77,7 +77,9 @@ same voxels by construction.
 - With ``detail_fwhm_mm`` set (e.g. :data:`DETAIL_FWHM_MM`, the PET's resolution), the detail injection's band
   has that width **in mm** whenever the grid is known: from the input MetaTensor's affine, or a call's
   ``spacing=``. Otherwise (the default, or a plain tensor without ``spacing``) the network's own band,
-  ``detail_fwhm`` voxels along every axis.
+  ``detail_fwhm`` voxels along every axis. With ``detail_fwhm_max_voxel_mm`` set too, the width in mm is taken only
+  on grids with an axis finer than that (finer than the grids the network was trained on); the others keep the
+  network's own band, the same voxels as without the setting.
 
 The inferer is stateless: its settings are frozen at construction, and what depends on one input (the clipped
 window, the automatic axis) is worked out in each call and never stored, so one inferer may serve any number of
@@ -285,6 +287,8 @@ class FusionInferer(Inferer):
             input's own grid.
         max_voxel_mm: the coarsest voxel size (mm) the network runs on (see the module docstring); ``None``: the
             input's own grid. At least ``min_voxel_mm`` when both are set.
+        detail_fwhm_max_voxel_mm: take ``detail_fwhm_mm`` only on grids whose finest voxel size (mm) is under this;
+            ``None`` (default): on every grid.
         working_voxel_mm: the voxel size (mm) of the working grid along the axes finer than ``min_voxel_mm``, at
             least ``min_voxel_mm`` and at most ``max_voxel_mm``; ``None`` (default): ``min_voxel_mm``. Needs
             ``min_voxel_mm``.
@@ -336,7 +340,7 @@ class FusionInferer(Inferer):
                  detail_steer_max_voxel_mm: float | None = None,
                  pet_consistency_coarse: Sequence[float] | None = None,
                  detail_steer_max_gain_coarse: Sequence[float] | None = None,
-                 working_voxel_mm: float | None = None) -> None:
+                 working_voxel_mm: float | None = None, detail_fwhm_max_voxel_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -352,6 +356,7 @@ class FusionInferer(Inferer):
         if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
         self.detail_fwhm_mm = _check_mm("detail_fwhm_mm", detail_fwhm_mm)
+        self.detail_fwhm_max_voxel_mm = _check_mm("detail_fwhm_max_voxel_mm", detail_fwhm_max_voxel_mm)
         self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
         self.max_voxel_mm = _check_mm("max_voxel_mm", max_voxel_mm)
         self.roi_mm = _check_mm("roi_mm", roi_mm)
@@ -511,11 +516,14 @@ class FusionInferer(Inferer):
 
     def detail_fwhm(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> list[float] | None:
         """The detail band's width along ``X, Y, Z`` in voxels for these inputs (``detail_fwhm_mm`` over the voxel
-        size, :func:`grid_spacing`), or ``None`` (no width in mm set, or no grid known: the network's own)."""
+        size, :func:`grid_spacing`), or ``None`` (no width in mm set, no grid known, or a grid with no axis finer
+        than ``detail_fwhm_max_voxel_mm``: the network's own)."""
         if self.detail_fwhm_mm is None:
             return None
         grid = grid_spacing(inputs, spacing)
-        return None if grid is None else [self.detail_fwhm_mm / g for g in grid]
+        if grid is None or (self.detail_fwhm_max_voxel_mm is not None and min(grid) >= self.detail_fwhm_max_voxel_mm):
+            return None
+        return [self.detail_fwhm_mm / g for g in grid]
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any,
                  slice_axis: int | str | None = None, spacing: Sequence[float] | None = None,
@@ -771,6 +779,7 @@ class FusionInferer(Inferer):
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
                 "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
+                "detail_fwhm_max_voxel_mm": self.detail_fwhm_max_voxel_mm,
                 "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "max_voxel_mm": self.max_voxel_mm,
                 "working_voxel_mm": self.working_voxel_mm, "roi_mm": self.roi_mm,
                 "pet_consistency": self.pet_consistency,

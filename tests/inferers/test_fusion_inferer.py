@@ -319,6 +319,31 @@ def test_working_size_coarsens_only_the_finer_axes():
     assert FusionInferer("volume").working_size((40, 30, 20), (0.5, 0.5, 0.5)) == (40, 30, 20)
 
 
+def test_band_in_mm_only_on_grids_finer_than_its_gate():
+    """``detail_fwhm_max_voxel_mm``: the band in mm on a grid with an axis finer than the gate, the network's own
+    band (``None``) on the others; without a gate, on every grid."""
+    x = torch.zeros(1, 2, 8, 8, 8)
+    gated = FusionInferer("volume", detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=0.8)
+    assert gated.detail_fwhm(x, spacing=(0.75, 1.0, 1.0)) == [8.0, 6.0, 6.0]
+    assert gated.detail_fwhm(x, spacing=(0.8, 0.88, 1.0)) is None  # no axis finer than 0.8 mm: the voxels' band
+    assert FusionInferer("volume", detail_fwhm_mm=6.0).detail_fwhm(x, spacing=(0.8, 1.5, 2.0)) == [7.5, 4.0, 3.0]
+    assert gated.describe()["detail_fwhm_max_voxel_mm"] == 0.8
+    with pytest.raises(ValueError, match=r"detail_fwhm_max_voxel_mm must be None or a number > 0 \(mm\), got -1"):
+        FusionInferer("volume", detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=-1)
+
+
+def test_the_method_takes_the_band_gate_with_the_auto_band():
+    from asfe3d.defaults import DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE
+    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.networks.nets import ASFEFusion
+
+    for mode, dims in (("slice", 2), ("volume", 3)):
+        auto = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu")
+        assert auto.inferer.detail_fwhm_max_voxel_mm == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
+        given = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu", detail_fwhm_mm=6.0)
+        assert (given.inferer.detail_fwhm_mm, given.describe()["detail_fwhm_max_voxel_mm"]) == (6.0, None)
+
+
 def test_working_voxel_brings_the_finer_axes_to_its_own_size():
     """``working_voxel_mm``: only axes finer than ``min_voxel_mm`` change, and they go to ``working_voxel_mm``."""
     inferer = FusionInferer("volume", min_voxel_mm=0.8, working_voxel_mm=0.88)
