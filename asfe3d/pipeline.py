@@ -372,6 +372,9 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: An
     consistency = getattr(fuser, "consistency", None)
     if callable(consistency):  # the consistency step's strength on this image's grid (its grid gate resolved)
         described["pet_consistency_applied"] = float(consistency(image))
+    band = getattr(fuser, "detail_band_mm", None)
+    if callable(band):  # the detail band's width in mm on this image's grid (None: the network's width in voxels)
+        described["detail_fwhm_mm_applied"] = band(image)
     select = getattr(fuser, "detail_select", None)
     if callable(select):  # the choose-the-larger-detail step's strength on this image's grid
         described["pet_detail_select_applied"] = float(select(image))

@@ -362,6 +362,15 @@ class AsfeFusionMethod(FusionMethod):
         """
         return self.inferer.consistency(image[None])
 
+    def detail_band_mm(self, image: Any) -> float | None:
+        """The detail injection's band width in mm this image gets (:meth:`~asfe3d.inferers.FusionInferer.detail_fwhm`),
+        or ``None``: the network's own width in voxels (no width in mm set, or its grid gate leaves this image out).
+
+        Args:
+            image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
+        """
+        return None if self.inferer.detail_fwhm(image[None]) is None else self.inferer.detail_fwhm_mm
+
     def detail_select(self, image: Any) -> float:
         """The strength of the choose-the-larger-detail step this image gets
         (:meth:`~asfe3d.inferers.FusionInferer.detail_select`; 0 where the step is off or the grid gate leaves this

@@ -404,7 +404,8 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
         g = fusion.get("detail_injection")
         if isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0:
             where = " of the whole volume, after the slices were stacked," if mode == "slice" else ""
-            mm = fusion.get("detail_fwhm_mm")
+            # the width this image got (a record from before the grid gate: the width set)
+            mm = fusion["detail_fwhm_mm_applied"] if "detail_fwhm_mm_applied" in fusion else fusion.get("detail_fwhm_mm")
             width = (f"{mm:g} mm FWHM, the PET's resolution, along each axis of the {anat}'s grid"
                      if isinstance(mm, (int, float)) and not isinstance(mm, bool) else "5.5 voxels FWHM")
             text += (f"; the network's output had {g:g} times the {anat}'s detail band{where} (the image minus its "
@@ -414,8 +415,10 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
                      "once over the volume")
         v = fusion.get("min_voxel_mm")
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            w = fusion.get("working_voxel_mm")
+            w = w if isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 else v
             text += (f"; along any axis where the {anat}'s voxels were finer than {v:g} mm, the pair was resampled to "
-                     f"a {v:g} mm grid over the same field of view for the network, and the {anat}'s finer detail, "
+                     f"a {w:g} mm grid over the same field of view for the network, and the {anat}'s finer detail, "
                      f"which that grid cannot hold, was added back to the result")
         c = fusion.get("pet_consistency_applied")
         if isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0:

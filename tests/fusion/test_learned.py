@@ -119,6 +119,20 @@ def test_detail_injection_setting_overrides_the_weights(tmp_path):
         AsfeFusionMethod(mode="volume", weights=path, detail_injection=-1)
 
 
+def test_the_band_width_an_image_gets_follows_the_grid_gate():
+    """``detail_band_mm``: the width in mm on a grid the gate lets in, ``None`` (the width in voxels) elsewhere."""
+    import torch
+    from monai.data import MetaTensor
+
+    net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
+    method = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0)
+    method.inferer.detail_fwhm_max_voxel_mm = 0.8
+    fine, coarse = (MetaTensor(torch.zeros(2, 6, 6, 6), affine=torch.diag(torch.tensor([s, s, s, 1.0])))
+                    for s in (0.7, 1.0))
+    assert method.detail_band_mm(fine) == 6.0 and method.detail_band_mm(coarse) is None
+    assert AsfeFusionMethod(mode="volume", net=net, device="cpu").detail_band_mm(fine) is None  # the shipped default
+
+
 def test_detail_band_width_in_mm_is_an_option_and_off_by_default():
     """The shipped modes keep the band in voxels (the seventh addendum); ``detail_fwhm_mm`` turns the mm band on."""
     from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE

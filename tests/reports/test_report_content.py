@@ -232,6 +232,11 @@ def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
     mm = {**asfe, "fusion": {**asfe["fusion"], "detail_fwhm_mm": 6.0}}
     assert ("Gaussian blur of 6 mm FWHM, the PET's resolution, along each axis of the MRI's grid) added"
             in methods_text([mm])[0][0])
+    # the width this image got: a grid the band's gate left out says voxels, whatever width was set
+    gated = {**asfe, "fusion": {**asfe["fusion"], "detail_fwhm_mm": 6.0, "detail_fwhm_mm_applied": None}}
+    assert "Gaussian blur of 5.5 voxels FWHM" in methods_text([gated])[0][0]
+    taken = {**asfe, "fusion": {**asfe["fusion"], "detail_fwhm_mm": 6.0, "detail_fwhm_mm_applied": 6.0}}
+    assert "Gaussian blur of 6 mm FWHM" in methods_text([taken])[0][0]
 
 
 def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windows_were_stitched() -> None:
@@ -241,6 +246,8 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     assert ("finer than 1 mm, the pair was resampled to a 1 mm grid over the same field of view"
             in methods_text([grid])[0][0])
     assert "resampled to a" not in methods_text([base])[0][0]
+    worked = {**base, "fusion": {**base["fusion"], "min_voxel_mm": 0.8, "working_voxel_mm": 0.88}}
+    assert ("finer than 0.8 mm, the pair was resampled to a 0.88 mm grid" in methods_text([worked])[0][0])
     volume = {**base, "fusion": {"method": "asfe", "mode": "volume", "weights": "in-memory", "stitch": "logits"}}
     assert "coarse blend logits were stitched" in methods_text([volume])[0][0]
     plain = {**volume, "fusion": {**volume["fusion"], "stitch": "output"}}
