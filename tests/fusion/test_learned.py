@@ -130,18 +130,20 @@ def test_the_band_width_an_image_gets_follows_the_grid_gate():
     fine, coarse = (MetaTensor(torch.zeros(2, 6, 6, 6), affine=torch.diag(torch.tensor([s, s, s, 1.0])))
                     for s in (0.7, 1.0))
     assert method.detail_band_mm(fine) == 6.0 and method.detail_band_mm(coarse) is None
-    assert AsfeFusionMethod(mode="volume", net=net, device="cpu").detail_band_mm(fine) is None  # the shipped default
+    shipped = AsfeFusionMethod(mode="volume", net=net, device="cpu")  # the default: 6 mm under 0.8 mm (37th round)
+    assert shipped.detail_band_mm(fine) == 6.0 and shipped.detail_band_mm(coarse) is None
 
 
 def test_detail_band_width_in_mm_is_an_option_and_off_by_default():
-    """The shipped modes keep the band in voxels (the seventh addendum); ``detail_fwhm_mm`` turns the mm band on."""
+    """``detail_fwhm_mm=None`` keeps the band in voxels on every grid; a width in mm turns the mm band on (the shipped
+    volume mode takes it on grids finer than 0.8 mm only, the thirty-seventh addendum)."""
     from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
 
     net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
     mri, pet = _vol((14, 12, 10))
-    default = AsfeFusionMethod(mode="volume", net=net, device="cpu")
+    default = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=None)
     in_mm = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0)
-    assert DETAIL_FWHM_MM_BY_MODE == {"slice": None, "volume": None}
+    assert DETAIL_FWHM_MM_BY_MODE == {"slice": None, "volume": 6.0}  # volume: on grids finer than 0.8 mm only
     assert default.describe()["detail_fwhm_mm"] is None and in_mm.describe()["detail_fwhm_mm"] == 6.0
     np.testing.assert_array_equal(default(mri, pet, spacing=(0.5, 0.5, 0.5)), default(mri, pet))
     assert np.abs(in_mm(mri, pet, spacing=(0.5, 0.5, 0.5)) - default(mri, pet)).max() > 1e-3

@@ -496,13 +496,20 @@ def test_bad_min_voxel_refused_quoting_the_value(value):
 
 def test_bundle_inferers_take_the_commands_settings():
     """Each bundle config's inferer has the command's settings for its mode (working grid, stitching, band)."""
-    from asfe3d.defaults import DEFAULT_STITCH, DETAIL_FWHM_MM_BY_MODE, MIN_VOXEL_MM_BY_MODE, WORKING_VOXEL_MM_BY_MODE
+    from asfe3d.defaults import (
+        DEFAULT_STITCH,
+        DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE,
+        DETAIL_FWHM_MM_BY_MODE,
+        MIN_VOXEL_MM_BY_MODE,
+        WORKING_VOXEL_MM_BY_MODE,
+    )
 
     for name, mode in (("inference.json", "volume"), ("inference_slice.json", "slice")):
         inferer = json.loads((CONFIGS / name).read_text())["inferer"]
         assert inferer.get("min_voxel_mm") == MIN_VOXEL_MM_BY_MODE[mode], name
         assert inferer.get("working_voxel_mm") == WORKING_VOXEL_MM_BY_MODE[mode], name
         assert inferer.get("detail_fwhm_mm") == DETAIL_FWHM_MM_BY_MODE[mode], name
+        assert inferer.get("detail_fwhm_max_voxel_mm") == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode], name
         if mode == "volume":
             assert inferer.get("stitch", "output") == DEFAULT_STITCH, name
 
