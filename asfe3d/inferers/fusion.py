@@ -521,7 +521,9 @@ class FusionInferer(Inferer):
         if self.detail_fwhm_mm is None:
             return None
         grid = grid_spacing(inputs, spacing)
-        if grid is None or (self.detail_fwhm_max_voxel_mm is not None and min(grid) >= self.detail_fwhm_max_voxel_mm):
+        gate = self.detail_fwhm_max_voxel_mm
+        # "finer" as the working grid reads it: a 0.8 mm grid whose affine gives 0.7999999 mm is not finer than 0.8
+        if grid is None or (gate is not None and min(grid) >= gate * (1.0 - 1e-6)):
             return None
         return [self.detail_fwhm_mm / g for g in grid]
 

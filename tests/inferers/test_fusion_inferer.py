@@ -326,6 +326,7 @@ def test_band_in_mm_only_on_grids_finer_than_its_gate():
     gated = FusionInferer("volume", detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=0.8)
     assert gated.detail_fwhm(x, spacing=(0.75, 1.0, 1.0)) == [8.0, 6.0, 6.0]
     assert gated.detail_fwhm(x, spacing=(0.8, 0.88, 1.0)) is None  # no axis finer than 0.8 mm: the voxels' band
+    assert gated.detail_fwhm(x, spacing=(0.7999999, 1.0, 1.0)) is None  # 0.8 mm as an affine may give it
     assert FusionInferer("volume", detail_fwhm_mm=6.0).detail_fwhm(x, spacing=(0.8, 1.5, 2.0)) == [7.5, 4.0, 3.0]
     assert gated.describe()["detail_fwhm_max_voxel_mm"] == 0.8
     with pytest.raises(ValueError, match=r"detail_fwhm_max_voxel_mm must be None or a number > 0 \(mm\), got -1"):
