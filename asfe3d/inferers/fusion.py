@@ -250,6 +250,12 @@ def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
         raise ValueError(f"{name} must be {message}, got {value!r}") from None
 
 
+def _finer(size: float, mm: float) -> bool:
+    """Whether a voxel size is finer than ``mm``, with a tolerance of 1e-6 (a 0.8 mm grid whose affine gives
+    0.7999999 mm is not finer than 0.8)."""
+    return size < mm * (1.0 - 1e-6)
+
+
 def _on_grid(size: float, fine: float, coarse: tuple[float, float] | None) -> float:
     """``fine``, or ``coarse``'s value on a grid whose mean voxel size ``size`` reaches ``coarse``'s size."""
     return coarse[1] if coarse is not None and size >= coarse[0] else fine
@@ -433,7 +439,7 @@ class FusionInferer(Inferer):
         to = self.working_voxel_mm if self.working_voxel_mm is not None else lo
         sizes = []
         for n, g in zip(spatial, grid):
-            if lo is not None and g < lo * (1.0 - 1e-6):
+            if lo is not None and _finer(g, lo):
                 n = max(1, int(np.floor(n * g / to + 1e-6)))
             elif hi is not None and g > hi * (1.0 + 1e-6):
                 n = int(np.ceil(n * g / hi - 1e-6))
@@ -522,8 +528,7 @@ class FusionInferer(Inferer):
             return None
         grid = grid_spacing(inputs, spacing)
         gate = self.detail_fwhm_max_voxel_mm
-        # "finer" as the working grid reads it: a 0.8 mm grid whose affine gives 0.7999999 mm is not finer than 0.8
-        if grid is None or (gate is not None and min(grid) >= gate * (1.0 - 1e-6)):
+        if grid is None or (gate is not None and not _finer(min(grid), gate)):
             return None
         return [self.detail_fwhm_mm / g for g in grid]
 
