@@ -22,7 +22,7 @@ from typing import Any
 from asfe3d.settings import FusionSettings, OutputSettings, Settings
 
 __all__ = [
-    "FuseResult", "RECORD_KEYS", "Settings", "fuse_pair", "preprocessing_steps", "build_preprocessing",
+    "EARLY_KEY", "FuseResult", "RECORD_KEYS", "Settings", "fuse_pair", "preprocessing_steps", "build_preprocessing",
     "default_output_path", "derived_output_paths", "auto_slice_axis",
 ]
 
@@ -152,13 +152,19 @@ def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
         raise Asfe3dInputError(weights, f"cannot use these weights for mode {fusion.mode!r}: {exc}") from None
 
 
+#: the data key an :class:`asfe3d.registration.early.EarlyRegistration` travels under through the chain
+EARLY_KEY = "early_registration"
+
+
 def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet: bool = False,
                         progress: bool = False) -> list[tuple[str, list[Any]]]:
     """The chain's steps up to the network input, grouped by timed step (``load``, ``register``, ``normalise``).
 
     On ``{"mri": path, "pet": path}`` they give ``"image"`` ``(2, X, Y, Z)`` = [MRI, PET] in ``[0, 1]`` on the MRI
     grid, ``"mri_head"``, ``"pet_transform"``, ``"pet_registration"`` (with the QC verdict) and, with
-    ``keep_registered_pet``, ``"pet_on_mri"`` (the registered PET in its own units).
+    ``keep_registered_pet``, ``"pet_on_mri"`` (the registered PET in its own units). An
+    :class:`asfe3d.registration.early.EarlyRegistration` of the same files and settings under :data:`EARLY_KEY`
+    (:meth:`~asfe3d.registration.early.EarlyRegistration.from_settings`) saves the reading, masking and registering it has done (the key is removed).
 
     Args:
         settings: the run's settings (``inputs`` and ``registration`` are used; ``None``: the defaults).
@@ -175,16 +181,12 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
     settings = Settings() if settings is None else settings
     inputs, reg = settings.inputs, settings.registration
     return [
-        ("load", [LoadVolumed(["mri", "pet"], series_uid={"mri": inputs.mri_series, "pet": inputs.pet_series},
-                              frame={"mri": inputs.mri_frame, "pet": inputs.pet_frame},
-                              allow_nonfinite=inputs.allow_nonfinite, dicom_strict=inputs.dicom_strict,
-                              nifti_geometry=inputs.nifti_geometry,
-                              key_kwargs={"pet": {"pet_units": inputs.pet_units, "pet_sidecar": inputs.pet_sidecar,
-                                                  "keep_frames": inputs.frame_realign}})]
+        ("load", [LoadVolumed(["mri", "pet"], key_kwargs={k: inputs.reader_kwargs(k) for k in ("mri", "pet")},
+                              early_key=EARLY_KEY)]
                  + ([RealignFramesd("pet", reference=inputs.frame_reference)] if inputs.frame_realign else [])),
-        ("register", [HeadMaskd("mri"),
-                      RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", method=reg.method,
-                                           seed=reg.seed, threads=reg.threads, min_overlap=reg.min_overlap,
+        ("register", [HeadMaskd("mri", early_key=EARLY_KEY),
+                      RegisterToReferenced("pet", ref_key="mri", mask_key="mri_head", early_key=EARLY_KEY,
+                                           method=reg.method, **reg.register_kwargs(), min_overlap=reg.min_overlap,
                                            qc=reg.qc, progress=progress)]
                      + ([CopyItemsd("pet", names="pet_on_mri")] if keep_registered_pet else [])),
         ("normalise", [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
@@ -210,7 +212,9 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
     volume is read. The outputs are written as a set (:class:`asfe3d.io.OutputSet`): nothing replaces an earlier
     file until every output is complete, so a failure or an interruption keeps the earlier outputs. The completion
     record ``<fused stem>.json`` (inputs, the whole settings, registration and its quality verdict, outputs) is
-    written last.
+    written last. An :class:`asfe3d.registration.early.EarlyRegistration` started for these two paths in this
+    process (the command starts one before torch and MONAI are imported) is claimed: the chain takes from it only
+    what was computed from exactly its own inputs and settings.
 
     Args:
         mri: MRI file (NIfTI, MHA/NRRD) or DICOM series folder; the geometry reference.
@@ -229,6 +233,7 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
         TypeError: ``settings`` is not a :class:`~asfe3d.settings.Settings`.
     """
     from asfe3d.io import output_lock
+    from asfe3d.registration.early import claim_early_registration
 
     t_start = time.perf_counter()
     settings = Settings() if settings is None else settings
@@ -244,7 +249,9 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
         steps = preprocessing_steps(settings, keep_registered_pet=extra["registered_pet"] is not None,
                                     progress=progress)
         steps += _fuse_and_save_steps(fuser, settings, extra, saver)
-        data, timings = _run_steps(steps, {"mri": mri_path, "pet": pet_path}, fuser, settings, record_extra)
+        early = claim_early_registration(mri_path, pet_path)
+        data = {"mri": mri_path, "pet": pet_path} | ({EARLY_KEY: early} if early is not None else {})
+        data, timings = _run_steps(steps, data, fuser, settings, record_extra)
         timings["total"] = time.perf_counter() - t_start
         result = _result(data, timings)
         logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output,

@@ -135,6 +135,21 @@ class InputSettings:
         if self.pet_sidecar is not None:
             _set(self, "pet_sidecar", Path(self.pet_sidecar))
 
+    def reader_kwargs(self, key: str) -> dict[str, Any]:
+        """The :func:`asfe3d.io.read_volume` settings (``role`` aside) of the ``"mri"`` or the ``"pet"`` input.
+
+        Raises:
+            ValueError: ``key`` is neither.
+        """
+        if key not in ("mri", "pet"):
+            raise ValueError(f"key must be 'mri' or 'pet', got {key!r}")
+        kwargs: dict[str, Any] = {"series_uid": getattr(self, f"{key}_series"), "frame": getattr(self, f"{key}_frame"),
+                                  "allow_nonfinite": self.allow_nonfinite, "dicom_strict": self.dicom_strict,
+                                  "nifti_geometry": self.nifti_geometry}
+        if key == "pet":
+            kwargs.update(pet_units=self.pet_units, pet_sidecar=self.pet_sidecar, keep_frames=self.frame_realign)
+        return kwargs
+
 
 @dataclass(frozen=True)
 class RegistrationSettings:
@@ -166,6 +181,10 @@ class RegistrationSettings:
         if not (isinstance(self.min_overlap, (int, float)) and not isinstance(self.min_overlap, bool)
                 and 0.0 <= self.min_overlap <= 1.0):
             raise _bad("min_overlap", f"must be a fraction in [0, 1], got {self.min_overlap!r}")
+
+    def register_kwargs(self) -> dict[str, Any]:
+        """The :func:`asfe3d.registration.register_pet_to_mri` settings these give (``method`` aside)."""
+        return {"seed": self.seed, "threads": self.threads}
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (e.g. called from a worker thread): leave signals alone
         previous = None
+    interrupted = False
     try:
         if passthrough is not None:
             return int(importlib.import_module(passthrough).main(rest) or 0)
@@ -99,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         setup_logging(getattr(args, "verbose", 0))
         reuse_freed_memory()
+        before_imports = getattr(args, "before_imports", None)
+        if before_imports is not None:  # work that needs no torch starts now, beside the imports
+            before_imports(args)
         import_monai_lean()
         return int(args.func(args) or 0)
     except Asfe3dInputError as exc:
@@ -112,12 +116,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"asfe3d: error: {exc.filename or 'output'}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        interrupted = True
         print("asfe3d: interrupted; no partial output was kept", file=sys.stderr)
         return 130
     except Terminated:
+        interrupted = True
         print("asfe3d: terminated; no partial output was kept", file=sys.stderr)
         return 143
     finally:
+        early = getattr(args, "early", None)
+        if early is not None and not interrupted:  # a run that ended early (a refusal, a failure) lets the thread
+            early.cancel()  # stop at its next step and waits for it: ITK must not be mid-call at shutdown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_input_options(p)
     add_output_options(p)
     add_fusion_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, before_imports=start_early)
 
 
 def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -108,6 +108,31 @@ def print_result(result: Any, stream: Any = None) -> None:
     print(f"time: {steps}; total {t['total']:.1f} s; peak memory {result.peak_memory_mb:.0f} MB", file=stream)
 
 
+def _pair_settings(args: argparse.Namespace, mri_series: str | None, pet_series: str | None) -> Any:
+    """The settings of a single run."""
+    return settings_from_args(args).replace(inputs={"mri_series": mri_series, "pet_series": pet_series})
+
+
+def start_early(args: argparse.Namespace) -> None:
+    """Before torch and MONAI are imported: start reading, masking and registering a single pair in a thread
+    (:class:`asfe3d.registration.early.EarlyRegistration`, kept as ``args.early``; :func:`asfe3d.pipeline.fuse_pair`
+    claims it). Nothing is checked or refused here: :func:`run` does that as always, and its chain uses the
+    thread's work only where it is exactly its own. Not for cohorts or ``--series`` (which must look into DICOM
+    folders first)."""
+    args.early = None
+    if args.datalist is not None or args.mri is None or args.pet is None or args.series:
+        return
+    try:
+        from asfe3d.registration.early import EarlyRegistration
+
+        settings = _pair_settings(args, args.mri_series, args.pet_series)
+        args.early = EarlyRegistration.from_settings(args.mri, args.pet, settings).start()
+    except Exception as exc:  # a bad option: run() refuses it with its own message
+        import logging
+
+        logging.getLogger(__name__).debug("no early registration: %s", exc)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``asfe3d fuse``."""
     from asfe3d.errors import Asfe3dInputError
@@ -124,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
             raise Asfe3dInputError(value, f"{flag} is for cohort runs (--datalist); a single run writes -o/--output")
     from asfe3d.pipeline import fuse_pair
 
-    mri_series, pet_series = _series_for(args)
-    settings = settings_from_args(args).replace(inputs={"mri_series": mri_series, "pet_series": pet_series})
+    settings = _pair_settings(args, *_series_for(args))
     result = fuse_pair(args.mri, args.pet, args.output, settings, progress=show_progress(args))
     print_result(result)
     return 0

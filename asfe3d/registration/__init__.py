@@ -15,6 +15,7 @@ from asfe3d.registration.register import (
     register_pet_to_mri,
     registration_error_mm,
     resample_to_reference,
+    resolve_method,
     start_name,
     start_orientations,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "register_pet_to_mri",
     "registration_error_mm",
     "resample_to_reference",
+    "resolve_method",
     "start_name",
     "start_orientations",
     "transform_size",

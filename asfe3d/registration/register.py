@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,6 +34,7 @@ __all__ = [
     "register_pet_to_mri",
     "registration_error_mm",
     "resample_to_reference",
+    "resolve_method",
     "start_name",
     "start_orientations",
 ]
@@ -721,6 +723,26 @@ def _result(transform: sitk.Transform, method: str, best: _Rigid, prep: _Prepare
     return RegistrationResult(transform, method, best.metric, best.n_iter, best.stop, seconds, start=best.start,
                               starts_tried=best.tried, qc=best.qc, qc_plain=best.qc_plain,
                               bin_factors=tuple(prep.factors), continued=best.continued)
+
+
+def resolve_method(method: str, mri_info: Mapping[str, Any] | None,
+                   pet_info: Mapping[str, Any] | None) -> tuple[str, bool]:
+    """The registration method a request means for this pair.
+
+    Args:
+        method: ``"auto"`` or one of :data:`METHODS`.
+        mri_info: the MRI's reader provenance (:attr:`asfe3d.io.Volume.info`).
+        pet_info: the PET's.
+
+    Returns:
+        ``(method, same_frame)``: ``"auto"`` becomes ``"none"`` for two DICOM series that share a
+        FrameOfReferenceUID (aligned by the scanner) and ``"rigid"`` otherwise; ``same_frame`` says whether they do.
+    """
+    frame = (mri_info or {}).get("frame_of_reference_uid")
+    same_frame = bool(frame) and frame == (pet_info or {}).get("frame_of_reference_uid")
+    if method == "auto":
+        method = "none" if same_frame else "rigid"
+    return method, same_frame
 
 
 def register_pet_to_mri(

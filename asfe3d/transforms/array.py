@@ -144,12 +144,26 @@ class LoadVolume(Transform):
         self.allow_nonfinite = allow_nonfinite
         self.reader_kwargs = reader_kwargs
 
-    def __call__(self, path: str | Path) -> MetaTensor:
-        """Args: path: the file or DICOM folder. Returns: ``(1, X, Y, Z)`` float32 MetaTensor."""
+    def read_kwargs(self) -> dict[str, Any]:
+        """Every :func:`asfe3d.io.read_volume` setting this loader reads with (``role`` included)."""
+        return {"role": self.role, "series_uid": self.series_uid, "frame": self.frame,
+                "allow_nonfinite": self.allow_nonfinite, **self.reader_kwargs}
+
+    def __call__(self, path: str | Path, early: Any = None) -> MetaTensor:
+        """Args:
+            path: the file or DICOM folder.
+            early: an :class:`asfe3d.registration.early.EarlyRegistration` whose volume is taken when it read this
+                path with these settings (read here otherwise).
+
+        Returns:
+            ``(1, X, Y, Z)`` float32 MetaTensor.
+        """
         from asfe3d.io import read_volume
 
-        vol = read_volume(path, role=self.role, series_uid=self.series_uid, frame=self.frame,
-                          allow_nonfinite=self.allow_nonfinite, **self.reader_kwargs)
+        kwargs = self.read_kwargs()
+        vol = None if early is None else early.volume(path, kwargs)
+        if vol is None:
+            vol = read_volume(path, **kwargs)
         return metatensor_from_volume(vol)
 
 
@@ -159,15 +173,25 @@ class HeadMask(Transform):
     The one mask of a run: the registration metric, the overlap and quality checks and the normalisation use it.
     """
 
-    def __call__(self, img: MetaTensor) -> MetaTensor:
-        """Args: img: ``(1, X, Y, Z)``. Returns: ``(1, X, Y, Z)`` bool MetaTensor on the same grid."""
+    def __call__(self, img: MetaTensor, early: Any = None) -> MetaTensor:
+        """Args:
+            img: ``(1, X, Y, Z)``.
+            early: an :class:`asfe3d.registration.early.EarlyRegistration` whose mask is taken when it was computed
+                from these voxels on this grid (computed here otherwise).
+
+        Returns:
+            ``(1, X, Y, Z)`` bool MetaTensor on the same grid.
+        """
         import SimpleITK as sitk
 
         from asfe3d.registration import head_mask
 
         img = _as_metatensor(img, "img")
         _check_channel_first_3d(img, "img", 1)
-        mask_img = head_mask(sitk_from_metatensor(img))  # keep the image alive while its array view is read
+        image = sitk_from_metatensor(img)
+        mask_img = None if early is None else early.head_mask(image)
+        if mask_img is None:
+            mask_img = head_mask(image)  # keep the image alive while its array view is read
         mask = sitk.GetArrayViewFromImage(mask_img).transpose(2, 1, 0) != 0
         del mask_img
         meta = {k: v for k, v in img.meta.items() if k not in ("affine", HEADER_KEY, SOURCE_KEY)}
@@ -212,12 +236,14 @@ class RegisterToReference(Transform):
         self.interpolator = interpolator
         self.register_kwargs = register_kwargs
 
-    def __call__(self, moving: MetaTensor, reference: MetaTensor,
-                 head: MetaTensor | None = None) -> tuple[MetaTensor, Any, dict[str, Any]]:
+    def __call__(self, moving: MetaTensor, reference: MetaTensor, head: MetaTensor | None = None,
+                 early: Any = None) -> tuple[MetaTensor, Any, dict[str, Any]]:
         """Args:
             moving: ``(1, X', Y', Z')`` MetaTensor with its affine (the PET).
             reference: ``(1, X, Y, Z)`` MetaTensor with its affine (the MRI).
             head: the reference's :class:`HeadMask` (computed here when ``None``).
+            early: an :class:`asfe3d.registration.early.EarlyRegistration` whose result is taken when it registered
+                these voxels, grids and mask with these settings (registered here otherwise).
 
         Returns:
             ``(resampled, transform, report)``: the moving image on the reference grid ``(1, X, Y, Z)`` with the
@@ -235,7 +261,7 @@ class RegisterToReference(Transform):
         import SimpleITK as sitk
 
         from asfe3d.errors import Asfe3dInputError
-        from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference
+        from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, resolve_method
         from asfe3d.registration.qc import assess_registration
 
         moving, reference = _as_metatensor(moving, "moving"), _as_metatensor(reference, "reference")
@@ -251,18 +277,17 @@ class RegisterToReference(Transform):
                     fixed_img.GetSpacing(), moving_img.GetSpacing(), ref_info, mov_info,
                     reference.meta.get("filename_or_obj"), moving.meta.get("filename_or_obj"))
         frame_of_reference = ref_info.get("frame_of_reference_uid")
-        same_frame = bool(frame_of_reference) and frame_of_reference == mov_info.get("frame_of_reference_uid")
-        method = self.method
-        if method == "auto":
-            method = "none" if same_frame else "rigid"
+        method, same_frame = resolve_method(self.method, ref_info, mov_info)
         if head is None:
             head = HeadMask()(reference)
         head_img = sitk.GetImageFromArray(np.ascontiguousarray(head[0].cpu().numpy().astype(np.uint8)
                                                                .transpose(2, 1, 0)))
         head_img.CopyInformation(fixed_img)
         t0 = time.perf_counter()
-        result = register_pet_to_mri(fixed_img, moving_img, method, seed=self.seed, threads=self.threads,
-                                     head=head_img, **self.register_kwargs)
+        settings = {"seed": self.seed, "threads": self.threads, **self.register_kwargs}
+        result = None if early is None else early.result(fixed_img, moving_img, head_img, self.method, settings)
+        if result is None:
+            result = register_pet_to_mri(fixed_img, moving_img, method, head=head_img, **settings)
         if method == "none" and same_frame and result.qc is not None:
             # the scanner aligned the two series: the checks can only warn (e.g. motion between the scans)
             if result.qc.verdict == "fail":
@@ -295,6 +320,7 @@ class RegisterToReference(Transform):
                   "metric": result.metric,
                   "iterations": result.iterations,
                   "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
+                  "early": early is not None and early.used,
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}
         data = torch.from_numpy(sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).copy())[None]
         meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY)}

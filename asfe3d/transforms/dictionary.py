@@ -55,6 +55,11 @@ def _require(d: Mapping[Hashable, Any], key: Hashable, who: str) -> Any:
     return d[key]
 
 
+def _early(d: Mapping[Hashable, Any], key: str | None) -> Any:
+    """The early registration under ``key`` (``None`` when no key is named or the data holds none)."""
+    return None if key is None else d.get(key)
+
+
 class LoadVolumed(MapTransform):
     """Dictionary wrapper of :class:`~asfe3d.transforms.array.LoadVolume`.
 
@@ -66,15 +71,20 @@ class LoadVolumed(MapTransform):
         frame: per-key 0-based frame of a 4D volume, or one for every key (``None``: the frame mean).
         allow_nonfinite: replace NaN/Inf by 0 with a warning instead of refusing.
         allow_missing_keys: skip absent keys.
-        key_kwargs: per-key :func:`asfe3d.io.read_volume` settings, e.g. ``{"pet": {"pet_units": "suv"}}``.
+        key_kwargs: per-key :func:`asfe3d.io.read_volume` settings, e.g. ``{"pet": {"pet_units": "suv"}}`` (they
+            override the settings above for that key).
+        early_key: the key of an :class:`asfe3d.registration.early.EarlyRegistration` whose volumes are taken when
+            read with the same settings (``None``: always read here).
         reader_kwargs: further :func:`asfe3d.io.read_volume` settings for every key (``dicom_strict``,
             ``nifti_geometry``...).
     """
 
     def __init__(self, keys: KeysCollection, series_uid: Any = None, frame: Any = None,
                  allow_nonfinite: bool = False, allow_missing_keys: bool = False,
-                 key_kwargs: Mapping[Hashable, Mapping[str, Any]] | None = None, **reader_kwargs: Any) -> None:
+                 key_kwargs: Mapping[Hashable, Mapping[str, Any]] | None = None, early_key: str | None = None,
+                 **reader_kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.early_key = early_key
         self.series_uid = series_uid
         self.frame = frame
         self.allow_nonfinite = allow_nonfinite
@@ -91,11 +101,11 @@ class LoadVolumed(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            loader = LoadVolume(role=str(key).upper(), series_uid=self._per_key(self.series_uid, key),
-                                frame=self._per_key(self.frame, key), allow_nonfinite=self.allow_nonfinite,
-                                **{**self.reader_kwargs, **self.key_kwargs.get(key, {})})
+            kwargs = {"series_uid": self._per_key(self.series_uid, key), "frame": self._per_key(self.frame, key),
+                      "allow_nonfinite": self.allow_nonfinite, **self.reader_kwargs, **self.key_kwargs.get(key, {})}
+            loader = LoadVolume(role=str(key).upper(), **kwargs)
             d[f"{key}_path"] = d[key]
-            d[key] = loader(d[key])
+            d[key] = loader(d[key], _early(d, self.early_key))
         return d
 
 
@@ -106,17 +116,21 @@ class HeadMaskd(MapTransform):
         keys: the MRI key(s).
         mask_key_postfix: the mask goes under ``<key>_<postfix>``.
         allow_missing_keys: skip absent keys.
+        early_key: the key of an :class:`asfe3d.registration.early.EarlyRegistration` whose mask is taken when
+            computed from the same image (``None``: always computed here).
     """
 
-    def __init__(self, keys: KeysCollection, mask_key_postfix: str = "head", allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, mask_key_postfix: str = "head", allow_missing_keys: bool = False,
+                 early_key: str | None = None) -> None:
         super().__init__(keys, allow_missing_keys)
         self.postfix = mask_key_postfix
+        self.early_key = early_key
         self.mask = HeadMask()
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[f"{key}_{self.postfix}"] = self.mask(d[key])
+            d[f"{key}_{self.postfix}"] = self.mask(d[key], _early(d, self.early_key))
         return d
 
 
@@ -131,23 +145,31 @@ class RegisterToReferenced(MapTransform):
         ref_key: the reference image (e.g. ``"mri"``).
         mask_key: the reference's head mask (from :class:`HeadMaskd`); ``None`` computes one.
         allow_missing_keys: skip absent keys.
+        early_key: the key of an :class:`asfe3d.registration.early.EarlyRegistration` whose result is taken when
+            computed from the same images and settings; the key is removed afterwards (``None``: always registered
+            here).
         kwargs: :class:`~asfe3d.transforms.array.RegisterToReference` settings (``method``, ``seed``, ``threads``,
             ``min_overlap``, ``qc``...).
     """
 
     def __init__(self, keys: KeysCollection, ref_key: str = "mri", mask_key: str | None = "mri_head",
-                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
+                 allow_missing_keys: bool = False, early_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
         self.mask_key = mask_key
+        self.early_key = early_key
         self.register = RegisterToReference(**kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         reference = _require(d, self.ref_key, type(self).__name__)
         head = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
+        early = _early(d, self.early_key)
         for key in self.key_iterator(d):
-            d[key], d[f"{key}_transform"], d[f"{key}_registration"] = self.register(d[key], reference, head)
+            d[key], d[f"{key}_transform"], d[f"{key}_registration"] = self.register(d[key], reference, head, early)
+            early = None  # one early result, for one moving image
+        if self.early_key is not None:
+            d.pop(self.early_key, None)
         return d
 
 
