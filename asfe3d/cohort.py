@@ -642,18 +642,43 @@ def run_cohort(
         bar = tqdm(subjects, desc="asfe3d cohort" + (f" (rank {rank})" if rank else ""), unit="subject",
                    disable=not progress, dynamic_ncols=True)
         counts = {s: 0 for s in STATUSES}
-        for subject in bar:
-            output = outputs[subject.subject]
-            outcome = run_subject(_cohort_run(subject, output, settings))
-            result = _subject_result(subject, output, outcome, rank)
-            results.append(result)
-            counts[result.status] += 1
-            bar.set_postfix(counts, refresh=False)
-            if summary_path is not None:
-                write_summary(results, summary_path)
+        started: list[Any] = []
+        try:
+            for k, subject in enumerate(bar):
+                output = outputs[subject.subject]
+                if k + 1 < len(subjects):  # the next subject's reading and registration, beside this one's work
+                    started.append(_start_early(subjects[k + 1], outputs[subjects[k + 1].subject], settings))
+                outcome = run_subject(_cohort_run(subject, output, settings))
+                result = _subject_result(subject, output, outcome, rank)
+                results.append(result)
+                counts[result.status] += 1
+                bar.set_postfix(counts, refresh=False)
+                if summary_path is not None:
+                    write_summary(results, summary_path)
+        finally:
+            _withdraw(started)
         bar.close()
     logger.info("cohort: %d ok, %d skipped, %d failed", counts["ok"], counts["skipped"], counts["failed"])
     return results
+
+
+def _start_early(subject: Subject, output: Path, settings: Settings) -> Any:
+    """Start a subject's :class:`asfe3d.registration.early.EarlyRegistration` (``None`` when it will be skipped
+    as complete)."""
+    from asfe3d.registration.early import EarlyRegistration
+
+    if not settings.outputs.overwrite and subject_done(subject, output, settings) is None:
+        return None
+    return EarlyRegistration.from_settings(subject.mri, subject.pet, settings).start()
+
+
+def _withdraw(started: Sequence[Any]) -> None:
+    """Stop the early registrations no subject claimed (a skipped or failed subject, an interrupted cohort)."""
+    from asfe3d.registration.early import claim_early_registration
+
+    for early in started:
+        if early is not None and claim_early_registration(early.paths["mri"], early.paths["pet"]) is early:
+            early.cancel()
 
 
 def subject_done(subject: Subject, output: Path, settings: Settings | None = None) -> str | None:

@@ -217,3 +217,41 @@ def test_killed_run_resumes_without_redoing(tmp_path, demo_files):
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".asfe3d-cohort.lock"]
     for i in (3, 4):
         assert check_existing_output(out / f"sub0{i}_fused.nii.gz", tmp_path / f"sub0{i}" / "mri.nii.gz") is None
+
+
+def test_next_subject_registered_beside_this_one_same_voxels(tmp_path, demo_files, monkeypatch):
+    import json
+
+    from asfe3d.pipeline import fuse_pair
+    from asfe3d.registration import early as early_mod
+
+    csv_path = make_cohort(tmp_path, demo_files, 3)
+    settings = Settings.from_flat(method="mean")
+    subjects = read_datalist(csv_path)
+    results = run_cohort(subjects, settings, output_dir=tmp_path / "out", progress=False)
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
+    used = [json.loads((tmp_path / "out" / f"sub0{i}_fused.json").read_text())["registration"]["early"]
+            for i in (1, 2, 3)]
+    assert used == [False, True, True]  # the first subject has no one before it (the command starts its own)
+    plain = fuse_pair(subjects[2].mri, subjects[2].pet, tmp_path / "plain.nii.gz", settings)
+    assert plain.registration["early"] is False
+    a = nib.load(str(tmp_path / "out" / "sub03_fused.nii.gz"))
+    b = nib.load(str(tmp_path / "plain.nii.gz"))
+    assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)) and a.header == b.header
+    assert not early_mod._STARTED  # every started one was claimed
+
+    starts = []
+    monkeypatch.setattr(early_mod.EarlyRegistration, "start", lambda self: starts.append(self) or self)
+    again = run_cohort(subjects, settings, output_dir=tmp_path / "out", progress=False)
+    assert [r.status for r in again] == ["skipped"] * 3 and starts == []  # complete subjects: nothing started
+
+
+def test_unclaimed_early_registration_is_withdrawn(tmp_path, demo_files):
+    from asfe3d.registration import early as early_mod
+
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    _write_constant_pet(demo_files[1], tmp_path / "sub02" / "pet.nii.gz")
+    subjects = read_datalist(csv_path)
+    subjects = [subjects[0], Subject("sub02", subjects[1].mri, tmp_path / "missing_pet.nii.gz")]
+    results = run_cohort(subjects, Settings.from_flat(method="mean"), output_dir=tmp_path / "out", progress=False)
+    assert [r.status for r in results] == ["ok", "failed"] and not early_mod._STARTED

@@ -114,20 +114,30 @@ def _pair_settings(args: argparse.Namespace, mri_series: str | None, pet_series:
 
 
 def start_early(args: argparse.Namespace) -> None:
-    """Before torch and MONAI are imported: start reading, masking and registering a single pair in a thread
-    (:class:`asfe3d.registration.early.EarlyRegistration`, kept as ``args.early``; :func:`asfe3d.pipeline.fuse_pair`
-    claims it). Nothing is checked or refused here: :func:`run` does that as always, and its chain uses the
-    thread's work only where it is exactly its own. Not for cohorts or ``--series`` (which must look into DICOM
-    folders first)."""
+    """Before torch and MONAI are imported: start reading, masking and registering the pair (or a one-process
+    cohort's first subject) in a thread (:class:`asfe3d.registration.early.EarlyRegistration`, kept as
+    ``args.early``; :func:`asfe3d.pipeline.fuse_pair` claims it). Nothing is checked or refused here: :func:`run`
+    does that as always, and its chain uses the thread's work only where it is exactly its own. Not with
+    ``--series`` (which must look into DICOM folders first) nor for a cohort shared by several processes."""
+    import os
+
     args.early = None
-    if args.datalist is not None or args.mri is None or args.pet is None or args.series:
+    if args.series or (args.datalist is None and (args.mri is None or args.pet is None)):
         return
     try:
         from asfe3d.registration.early import EarlyRegistration
 
-        settings = _pair_settings(args, args.mri_series, args.pet_series)
-        args.early = EarlyRegistration.from_settings(args.mri, args.pet, settings).start()
-    except Exception as exc:  # a bad option: run() refuses it with its own message
+        if args.datalist is None:
+            mri, pet, settings = args.mri, args.pet, _pair_settings(args, args.mri_series, args.pet_series)
+        else:
+            from asfe3d.cohort import read_datalist
+
+            subjects = read_datalist(args.datalist)
+            if not subjects or int(os.environ.get("WORLD_SIZE") or 1) > 1:
+                return
+            mri, pet, settings = subjects[0].mri, subjects[0].pet, cohort_settings(args)
+        args.early = EarlyRegistration.from_settings(mri, pet, settings).start()
+    except Exception as exc:  # a bad option or datalist: run() refuses it with its own message
         import logging
 
         logging.getLogger(__name__).debug("no early registration: %s", exc)

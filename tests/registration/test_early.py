@@ -122,3 +122,17 @@ def test_command_refusal_stops_the_thread(pair, tmp_path, capsys):
     assert main(["fuse", str(mri), str(pet), "-o", str(out), "--no-progress"]) == 2
     assert "exists" in capsys.readouterr().err
     assert claim_early_registration(mri, pet) is None
+
+
+def test_cohort_command_starts_its_first_subject_beside_the_imports(tmp_path, demo_files):
+    from asfe3d.cli import main
+    from asfe3d.registration import early as early_mod
+    from tests.conftest import make_cohort
+
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    out = tmp_path / "out"
+    assert main(["fuse", "--datalist", str(csv_path), "--output-dir", str(out), "--method", "mean",
+                 "--no-progress"]) == 0
+    assert [json.loads((out / f"sub0{i}_fused.json").read_text())["registration"]["early"] for i in (1, 2)] \
+        == [True, True]
+    assert not early_mod._STARTED
