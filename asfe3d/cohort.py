@@ -656,7 +656,9 @@ def run_cohort(
                 if summary_path is not None:
                     write_summary(results, summary_path)
         finally:
-            _withdraw(started)
+            from asfe3d.registration.early import withdraw_unclaimed
+
+            withdraw_unclaimed(started)
         bar.close()
     logger.info("cohort: %d ok, %d skipped, %d failed", counts["ok"], counts["skipped"], counts["failed"])
     return results
@@ -670,15 +672,6 @@ def _start_early(subject: Subject, output: Path, settings: Settings) -> Any:
     if not settings.outputs.overwrite and subject_done(subject, output, settings) is None:
         return None
     return EarlyRegistration.from_settings(subject.mri, subject.pet, settings).start()
-
-
-def _withdraw(started: Sequence[Any]) -> None:
-    """Stop the early registrations no subject claimed (a skipped or failed subject, an interrupted cohort)."""
-    from asfe3d.registration.early import claim_early_registration
-
-    for early in started:
-        if early is not None and claim_early_registration(early.paths["mri"], early.paths["pet"]) is early:
-            early.cancel()
 
 
 def subject_done(subject: Subject, output: Path, settings: Settings | None = None) -> str | None:

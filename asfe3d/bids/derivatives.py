@@ -288,6 +288,24 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, sett
     return extra
 
 
+def _pair_settings(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> Settings:
+    """A pair's settings: its PET's sidecar (units, dose and times for ``--pet-units suv``) and its output names."""
+    from asfe3d.io.pet import find_sidecar
+
+    return settings.replace(
+        inputs={"pet_sidecar": find_sidecar(pair.pet)},
+        outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
+
+
+def _start_early(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> Any:
+    """Start a pair's :class:`asfe3d.registration.early.EarlyRegistration` (``None`` when it will be skipped)."""
+    from asfe3d.registration.early import EarlyRegistration
+
+    if not settings.outputs.overwrite and pair_done(pair, paths) is None:
+        return None
+    return EarlyRegistration.from_settings(pair.t1w, pair.pet, _pair_settings(pair, paths, settings)).start()
+
+
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
     """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
     :func:`pair_done`; its own files are those its record lists and its marked sidecar; the registered PET's sidecar
@@ -295,11 +313,8 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     completion record) last."""
     from asfe3d.cohort import SubjectRun, run_subject
     from asfe3d.io import atomic_output
-    from asfe3d.io.pet import find_sidecar
 
-    pair_settings = settings.replace(
-        inputs={"pet_sidecar": find_sidecar(pair.pet)},  # each PET's units, dose and times for --pet-units suv
-        outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
+    pair_settings = _pair_settings(pair, paths, settings)
 
     def write_registered_sidecar() -> Callable[[], None]:
         existed = paths["registered_json"].exists()
@@ -412,8 +427,17 @@ def run_bids(
         if issue.kind == "no-pet":
             logger.warning("%s", issue.message)
     results: list[PairResult] = []
-    for pair in tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress, dynamic_ncols=True):
-        results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings))
+    started: list[Any] = []
+    try:
+        for k, pair in enumerate(tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress,
+                                      dynamic_ncols=True)):
+            if k + 1 < len(pairs):  # the next pair's reading and registration, beside this one's work
+                started.append(_start_early(pairs[k + 1], derivative_paths(pairs[k + 1], root), settings))
+            results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings))
+    finally:
+        from asfe3d.registration.early import withdraw_unclaimed
+
+        withdraw_unclaimed(started)
     results.extend(_issue_result(i) for i in issues)
     if reports:
         write_reports(results, root, overwrite=overwrite)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from asfe3d.io import read_volume, sitk_image_from_ras_affine
 from asfe3d.registration.register import RegistrationResult, head_mask, register_pet_to_mri, resolve_method
 
-__all__ = ["EarlyRegistration", "claim_early_registration", "same_image"]
+__all__ = ["EarlyRegistration", "claim_early_registration", "same_image", "withdraw_unclaimed"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +217,11 @@ def claim_early_registration(mri: str | Path, pet: str | Path) -> EarlyRegistrat
     """The early registration started for these paths in this process, handed over once (``None``: none was)."""
     with _STARTED_LOCK:
         return _STARTED.pop((Path(mri), Path(pet)), None)
+
+
+def withdraw_unclaimed(started: Iterable[EarlyRegistration | None]) -> None:
+    """Stop those of ``started`` no run claimed (a skipped or failed subject, an interrupted cohort) and withdraw
+    their offers (``None`` entries are ignored)."""
+    for early in started:
+        if early is not None and claim_early_registration(early.paths["mri"], early.paths["pet"]) is early:
+            early.cancel()

@@ -91,6 +91,9 @@ def test_sidecars(bids_run: tuple[Path, Path, list]) -> None:
     assert fused["FusionMethod"] == "mean" and fused["RegistrationMethod"] == "none"
     assert fused["TracerName"] == "PIB" and fused["bids"]["session"] == "bl"
     assert fused["registration"]["qc"]["verdict"] in ("pass", "warn", "fail")
+    # the second pair was read and registered beside the first one's work (the first had no one before it)
+    first = json.loads((out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json").read_text(encoding="utf-8"))
+    assert fused["registration"]["early"] is True and first["registration"]["early"] is False
     reg = json.loads((out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-registered_pet.json")
                      .read_text(encoding="utf-8"))
     assert reg["Sources"][0] == "bids:raw:sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_pet.nii.gz"
@@ -111,9 +114,12 @@ def test_reports_and_index(bids_run: tuple[Path, Path, list]) -> None:
 def test_rerun_skips_complete_pairs_and_keeps_files(bids_run: tuple[Path, Path, list]) -> None:
     bids, out, _ = bids_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
+    from asfe3d.registration import early
+
     results = run_bids(bids, out, FAST_SETTINGS, reports=False)
     assert [r.status for r in results] == ["skipped", "skipped", "no-pet"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")} == before
+    assert not early._STARTED  # nothing started for a complete pair, nothing left behind
 
 
 def _copy_run(bids_run: tuple[Path, Path, list], tmp_path: Path) -> tuple[Path, Path]:
