@@ -218,13 +218,18 @@ def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def _number(value: Any) -> float | None:
+    """``value`` as a float when the record holds a real number there (not a bool, a string or a missing value)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def optimiser_metric(reg: Mapping[str, Any]) -> float | None:
     """The registration record's final metric when the optimiser's result was kept (a finite number), else ``None``
     (``registration: none``, or the headers' alignment kept: the record then holds ``nan``)."""
-    metric = reg.get("metric")
-    if isinstance(metric, (int, float)) and not isinstance(metric, bool) and math.isfinite(metric):
-        return float(metric)
-    return None
+    metric = _number(reg.get("metric"))
+    return metric if metric is not None and math.isfinite(metric) else None
 
 
 def registration_outcome(reg: Mapping[str, Any]) -> str:
@@ -401,39 +406,40 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
             digest = weights_sha256(weights)
             text += (f"; weights {Path(str(weights)).name} (SHA-256 {digest[:16]}\u2026)" if digest
                      else f"; weights {Path(str(weights)).name} (file not readable when the report was written)")
-        g = fusion.get("detail_injection")
-        if isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0:
+        g = _number(fusion.get("detail_injection"))
+        if g is not None and g > 0:
             where = " of the whole volume, after the slices were stacked," if mode == "slice" else ""
             # the width this image got (a record from before the grid gate: the width set)
-            mm = fusion["detail_fwhm_mm_applied"] if "detail_fwhm_mm_applied" in fusion else fusion.get("detail_fwhm_mm")
+            mm = _number(fusion["detail_fwhm_mm_applied"] if "detail_fwhm_mm_applied" in fusion
+                         else fusion.get("detail_fwhm_mm"))
             width = (f"{mm:g} mm FWHM, the PET's resolution, along each axis of the {anat}'s grid"
-                     if isinstance(mm, (int, float)) and not isinstance(mm, bool) else "5.5 voxels FWHM")
+                     if mm is not None else "5.5 voxels FWHM")
             text += (f"; the network's output had {g:g} times the {anat}'s detail band{where} (the image minus its "
                      f"Gaussian blur of {width}) added")
         if mode != "slice" and fusion.get("stitched", fusion.get("stitch")) == "logits":
             text += ("; the overlapping windows' coarse blend logits were stitched and the full-resolution step run "
                      "once over the volume")
-        v = fusion.get("min_voxel_mm")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            w = fusion.get("working_voxel_mm")
-            w = w if isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 else v
+        v = _number(fusion.get("min_voxel_mm"))
+        if v is not None and v > 0:
+            w = _number(fusion.get("working_voxel_mm"))
+            w = w if w is not None and w > 0 else v
             text += (f"; along any axis where the {anat}'s voxels were finer than {v:g} mm, the pair was resampled to "
                      f"a {w:g} mm grid over the same field of view for the network, and the {anat}'s finer detail, "
                      f"which that grid cannot hold, was added back to the result")
-        c = fusion.get("pet_consistency_applied")
-        if isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0:
+        c = _number(fusion.get("pet_consistency_applied"))
+        if c is not None and c > 0:
             text += (f"; then {c:g} of the difference between the PET and the fused image, blurred to the PET's "
                      f"resolution (6 mm FWHM), was added, moving the fused image's coarse band towards the PET "
                      f"(Wald's consistency property)")
-        d = fusion.get("pet_detail_select_applied")
-        if isinstance(d, (int, float)) and not isinstance(d, bool) and d > 0:
-            k = fusion.get("pet_detail_ratio")
-            times = f"{k:g} times" if isinstance(k, (int, float)) and not isinstance(k, bool) else "larger than"
+        d = _number(fusion.get("pet_detail_select_applied"))
+        if d is not None and d > 0:
+            k = _number(fusion.get("pet_detail_ratio"))
+            times = f"{k:g} times" if k is not None else "larger than"
             text += (f"; then, where the PET's own band below its resolution was {times} the {anat}'s, "
                      f"{d:g} of the fused image's band there was replaced by the PET's (the larger detail chosen, "
                      f"as wavelet fusion does)")
-        f = fusion.get("detail_steer_applied")
-        if isinstance(f, (int, float)) and not isinstance(f, bool) and f > 1:
+        f = _number(fusion.get("detail_steer_applied"))
+        if f is not None and f > 1:
             text += (f"; then, because the PET's band below its resolution followed the {anat}'s little (a noisy PET), "
                      f"the {anat}'s detail band was added at {f:.3g} times the network's gain")
         text += "."
