@@ -164,7 +164,8 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
     grid, ``"mri_head"``, ``"pet_transform"``, ``"pet_registration"`` (with the QC verdict) and, with
     ``keep_registered_pet``, ``"pet_on_mri"`` (the registered PET in its own units). An
     :class:`asfe3d.registration.early.EarlyRegistration` of the same files and settings under :data:`EARLY_KEY`
-    (:meth:`~asfe3d.registration.early.EarlyRegistration.from_settings`) saves the reading, masking and registering it has done (the key is removed).
+    (:meth:`~asfe3d.registration.early.EarlyRegistration.from_settings`) saves the reading, masking and
+    registering it has done (the key is removed).
 
     Args:
         settings: the run's settings (``inputs`` and ``registration`` are used; ``None``: the defaults).
