@@ -569,13 +569,14 @@ class FusionInferer(Inferer):
         out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
         if strength > 0:
             out = self._consistent(out, inputs, grid, strength)
+        mri_band = None
         if select > 0:
-            out = self._selected(out, inputs, grid, select)
+            out, mri_band = self._selected(out, inputs, grid, select)
         if any(f > 1.0 for f in gains):
             steer_grid = grid_spacing(inputs, spacing)
             if steer_grid is None:  # factors given by the caller for a grid-less call: the band needs the grid
                 raise ValueError("steer_gains > 1 need the grid's voxel size: a MetaTensor input or spacing=")
-            out = self._steered(out, inputs, steer_grid, float(network.detail_injection), gains)
+            out = self._steered(out, inputs, steer_grid, float(network.detail_injection), gains, mri_band)
         return out
 
     def steer_gains(self, inputs: torch.Tensor, network: Any, spacing: Sequence[float] | None = None) -> list[float]:
@@ -661,9 +662,10 @@ class FusionInferer(Inferer):
         return convert_to_dst_type(result, out)[0]
 
     def _selected(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
-                  strength: float) -> torch.Tensor:
+                  strength: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The choose-the-larger-detail step: ``clamp(out + s * m * (b(PET) - b(out)), 0, 1)`` with
-        ``m = clip((|b(PET)| - k |b(MRI)|) / 0.02, 0, 1)``, ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm."""
+        ``m = clip((|b(PET)| - k |b(MRI)|) / 0.02, 0, 1)``, ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm.
+        Returns the result and ``b(MRI)`` ``(B, 1, ...)`` in float32 (the steered step's band, the same numbers)."""
         from asfe3d.networks.blocks.detail import blur_per_axis
 
         fused = (out.as_tensor() if isinstance(out, MetaTensor) else out).float()
@@ -674,19 +676,21 @@ class FusionInferer(Inferer):
             mri_b, pet_b, fused_b = band[:, 0:1], band[:, 1:2], band[:, 2:3]
             where = ((pet_b.abs() - self.pet_detail_ratio * mri_b.abs()) / _SELECT_RAMP).clamp_(0.0, 1.0)
             result = (fused + strength * where * (pet_b - fused_b)).clamp_(0.0, 1.0)
-        return convert_to_dst_type(result, out)[0]
+            mri_b = mri_b.clone()  # the 3-channel band is freed
+        return convert_to_dst_type(result, out)[0], mri_b
 
     def _steered(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float], g0: float,
-                 gains: Sequence[float]) -> torch.Tensor:
+                 gains: Sequence[float], mri_band: torch.Tensor | None = None) -> torch.Tensor:
         """The steered detail injection: ``clamp(out + g0 (f - 1) b(MRI), 0, 1)`` per item, ``f`` from ``gains``,
-        ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm."""
+        ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm (``mri_band``: ``b(MRI)`` already computed on
+        this grid by the choose-the-larger-detail step)."""
         from asfe3d.networks.blocks.detail import blur_per_axis
 
         fused = (out.as_tensor() if isinstance(out, MetaTensor) else out).float()
         mri = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)[:, :1].to(fused.device).float()
         boost = torch.tensor([g0 * (f - 1.0) for f in gains], dtype=fused.dtype, device=fused.device)
         with torch.autocast(device_type=fused.device.type, enabled=False):  # the band in float32
-            band = mri - blur_per_axis(mri, [DETAIL_FWHM_MM / g for g in grid])
+            band = mri - blur_per_axis(mri, [DETAIL_FWHM_MM / g for g in grid]) if mri_band is None else mri_band
             result = (fused + boost.view(-1, *[1] * (fused.dim() - 1)) * band).clamp_(0.0, 1.0)
         return convert_to_dst_type(result, out)[0]
 
