@@ -918,3 +918,22 @@ def test_mode_defaults_of_the_steered_injections_cap():
 def test_bad_detail_steer_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FusionInferer("volume", **kwargs)
+
+
+def test_select_and_steer_together_share_the_mris_band_with_the_same_numbers():
+    """With both steps on, the steered step takes the MRI's band from the choose-the-larger-detail step: the result
+    equals the select step's output plus the steer computed from a band of its own, bit for bit."""
+    from asfe3d.inferers.fusion import DETAIL_FWHM_MM, pet_band_residual
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    net, grid = _InjectingNet(0.8), (1.0, 1.0, 1.0)
+    noisy = _steer_pair(0.08)
+    q0 = pet_band_residual(noisy[0], grid) / 2
+    both = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0, detail_steer=q0,
+                         detail_steer_max_gain=10.0)
+    select_only = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0)
+    f = both.steer_gains(noisy, net, grid)[0]
+    assert f > 1
+    band = noisy[:, :1] - blur_per_axis(noisy[:, :1], [DETAIL_FWHM_MM / g for g in grid])
+    want = (select_only(noisy, net, spacing=grid) + 0.8 * (f - 1.0) * band).clamp(0, 1)
+    assert torch.equal(both(noisy, net, spacing=grid), want)
