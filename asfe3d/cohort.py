@@ -642,12 +642,13 @@ def run_cohort(
         bar = tqdm(subjects, desc="asfe3d cohort" + (f" (rank {rank})" if rank else ""), unit="subject",
                    disable=not progress, dynamic_ncols=True)
         counts = {s: 0 for s in STATUSES}
-        started: list[Any] = []
-        try:
+        from asfe3d.registration.early import RegisterAhead
+
+        # the next subject's reading and registration run beside this one's work
+        with RegisterAhead(subjects, lambda s: _start_early(s, outputs[s.subject], settings)) as ahead:
             for k, subject in enumerate(bar):
+                ahead.begin(k)
                 output = outputs[subject.subject]
-                if k + 1 < len(subjects):  # the next subject's reading and registration, beside this one's work
-                    started.append(_start_early(subjects[k + 1], outputs[subjects[k + 1].subject], settings))
                 outcome = run_subject(_cohort_run(subject, output, settings))
                 result = _subject_result(subject, output, outcome, rank)
                 results.append(result)
@@ -655,10 +656,6 @@ def run_cohort(
                 bar.set_postfix(counts, refresh=False)
                 if summary_path is not None:
                     write_summary(results, summary_path)
-        finally:
-            from asfe3d.registration.early import withdraw_unclaimed
-
-            withdraw_unclaimed(started)
         bar.close()
     logger.info("cohort: %d ok, %d skipped, %d failed", counts["ok"], counts["skipped"], counts["failed"])
     return results

@@ -427,17 +427,14 @@ def run_bids(
         if issue.kind == "no-pet":
             logger.warning("%s", issue.message)
     results: list[PairResult] = []
-    started: list[Any] = []
-    try:
+    from asfe3d.registration.early import RegisterAhead
+
+    # the next pair's reading and registration run beside this one's work
+    with RegisterAhead(pairs, lambda p: _start_early(p, derivative_paths(p, root), settings)) as ahead:
         for k, pair in enumerate(tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress,
                                       dynamic_ncols=True)):
-            if k + 1 < len(pairs):  # the next pair's reading and registration, beside this one's work
-                started.append(_start_early(pairs[k + 1], derivative_paths(pairs[k + 1], root), settings))
+            ahead.begin(k)
             results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings))
-    finally:
-        from asfe3d.registration.early import withdraw_unclaimed
-
-        withdraw_unclaimed(started)
     results.extend(_issue_result(i) for i in issues)
     if reports:
         write_reports(results, root, overwrite=overwrite)

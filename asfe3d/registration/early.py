@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import SimpleITK as sitk
 from asfe3d.io import read_volume, sitk_image_from_ras_affine
 from asfe3d.registration.register import RegistrationResult, head_mask, register_pet_to_mri, resolve_method
 
-__all__ = ["EarlyRegistration", "claim_early_registration", "same_image", "withdraw_unclaimed"]
+__all__ = ["EarlyRegistration", "RegisterAhead", "claim_early_registration", "same_image", "withdraw_unclaimed"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +225,29 @@ def withdraw_unclaimed(started: Iterable[EarlyRegistration | None]) -> None:
     for early in started:
         if early is not None and claim_early_registration(early.paths["mri"], early.paths["pet"]) is early:
             early.cancel()
+
+
+class RegisterAhead:
+    """For a loop over subjects: when subject ``k`` begins, start subject ``k + 1``'s early registration, so that
+    its reading and registration run beside subject ``k``'s work; on leaving, withdraw the ones no run claimed.
+
+    Args:
+        items: the subjects, in the loop's order.
+        start: starts one subject's :class:`EarlyRegistration` (``None``: none for it, e.g. a complete subject).
+    """
+
+    def __init__(self, items: Sequence[Any], start: Callable[[Any], EarlyRegistration | None]) -> None:
+        self.items = items
+        self.start = start
+        self.started: list[EarlyRegistration | None] = []
+
+    def begin(self, k: int) -> None:
+        """Subject ``k`` begins: start the next one's."""
+        if k + 1 < len(self.items):
+            self.started.append(self.start(self.items[k + 1]))
+
+    def __enter__(self) -> RegisterAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        withdraw_unclaimed(self.started)
