@@ -68,6 +68,7 @@ FLAT_NAMES = {
     "detail_injection": ("fusion", "detail_injection"), "stitch": ("fusion", "stitch"),
     "min_voxel_mm": ("fusion", "min_voxel_mm"), "pet_consistency": ("fusion", "pet_consistency"),
     "pet_detail_select": ("fusion", "pet_detail_select"), "detail_steer": ("fusion", "detail_steer"),
+    "detail_fwhm_mm": ("fusion", "detail_fwhm_mm"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -227,6 +228,11 @@ class FusionSettings:
             :class:`asfe3d.inferers.FusionInferer`).
             ``auto``: the mode's default (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`); ``None`` or 0: no step; or
             a number > 0.
+        detail_fwhm_mm: for ``asfe``: the width (FWHM, mm) of the MRI detail band the network injects and the
+            steps after it split at, along every axis (:class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's
+            default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`: 6 mm in volume mode on MRI grids with an axis
+            finer than 0.8 mm, elsewhere the network's own width in voxels); ``None`` or 0: the network's own width
+            in voxels on every grid; or a number > 0 (e.g. a PET reconstructed at 8 mm), on every grid.
     """
 
     method: str = DEFAULT_METHOD
@@ -241,6 +247,7 @@ class FusionSettings:
     pet_consistency: float | str = "auto"
     pet_detail_select: float | str = "auto"
     detail_steer: float | str | None = "auto"
+    detail_fwhm_mm: float | str | None = "auto"
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -277,6 +284,12 @@ class FusionSettings:
             if not (isinstance(q, (int, float)) and not isinstance(q, bool) and math.isfinite(q) and q >= 0):
                 raise _bad("detail_steer", f"must be 'auto', None or a number >= 0 (0: no step), got {q!r}")
             _set(self, "detail_steer", float(q) if q > 0 else None)
+        w = self.detail_fwhm_mm
+        if w not in ("auto", None):
+            if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and 0 <= w <= 20):
+                raise _bad("detail_fwhm_mm", f"must be 'auto', None or a width in [0, 20] mm (0: the network's own "
+                                             f"width in voxels), got {w!r}")
+            _set(self, "detail_fwhm_mm", float(w) if w > 0 else None)
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

@@ -238,6 +238,31 @@ def test_detail_steer_reaches_the_fuser_and_a_bad_value_is_refused():
             Settings.from_flat(detail_steer=bad)
 
 
+def test_detail_fwhm_mm_reaches_the_fuser_and_a_bad_value_is_refused():
+    """``detail_fwhm_mm``: ``auto`` is each mode's default width and grid gate, 0 the network's own width in voxels,
+    a number the width on every grid; ``--detail-fwhm-mm`` reaches the settings; a bad value is refused, quoted."""
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.options import settings_from_args
+    from asfe3d.defaults import DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE, DETAIL_FWHM_MM_BY_MODE
+    from asfe3d.pipeline import _build_fuser
+
+    auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
+    assert (auto.detail_fwhm_mm, auto.detail_fwhm_max_voxel_mm) == (
+        DETAIL_FWHM_MM_BY_MODE["volume"], DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE["volume"])
+    given = _build_fuser(Settings.from_flat(detail_fwhm_mm=8, device="cpu").fusion, False).inferer
+    assert (given.detail_fwhm_mm, given.detail_fwhm_max_voxel_mm) == (8.0, None)  # 8 mm on every grid
+    own = _build_fuser(Settings.from_flat(detail_fwhm_mm=0, mode="slice", device="cpu").fusion, False).inferer
+    assert own.detail_fwhm_mm is None
+    parse = build_parser().parse_args
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-fwhm-mm", "8"])).fusion.detail_fwhm_mm == 8
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-fwhm-mm", "0"])).fusion.detail_fwhm_mm is None
+    assert settings_from_args(parse(["fuse", "a.nii", "b.nii"])).fusion.detail_fwhm_mm == "auto"
+    for bad in (-1.0, 25.0, float("nan"), True, "wide"):
+        with pytest.raises(Asfe3dInputError, match=r"detail_fwhm_mm: must be 'auto', None or a width in \[0, 20\] mm "
+                                                   r"\(0: the network's own width in voxels\), got " + re.escape(repr(bad))):
+            Settings.from_flat(detail_fwhm_mm=bad)
+
+
 def test_the_record_says_what_the_windows_were_blended_as():
     """``stitch="auto"`` is resolved per image in the completion record's fusion description: logits for a head
     larger than one window, one pass for a volume that fits one."""

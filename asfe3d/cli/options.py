@@ -92,6 +92,11 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "MRI grid in both modes; the cap 1.75 in volume mode on MRI grids finer than 1.5 mm, else "
                         "1.5); 0 turns it off (default: auto = the mode's default, "
                         "docs/training.md, thirty-first addendum)")
+    p.add_argument("--detail-fwhm-mm", type=_auto_or_number, default="auto", metavar="MM",
+                   help="asfe: the width (FWHM, mm) of the MRI detail band the network adds and the steps after it "
+                        "split at, e.g. your PET's resolution if it is far from 6 mm; 0 = the network's own width in "
+                        "voxels (default: auto = 6 mm in volume mode on MRI grids with an axis finer than 0.8 mm, "
+                        "elsewhere the network's own width)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own: 0.8 for the shipped 3D weights, 0.95 for the slice-mode ones)")

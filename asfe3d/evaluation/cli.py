@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volumes: q0 of the steered detail injection, the last step (a PET whose band below its "
                         "resolution follows the MRI's little gets up to 1.5 times the injection, 1.75 in volume mode "
                         "on grids finer than 1.5 mm; 0 = none; default: what asfe3d fuse uses)")
+    p.add_argument("--detail-fwhm-mm", type=float, default=None, metavar="MM",
+                   help="volumes: the width (FWHM, mm) of the networks' detail band, on every grid (0 = the "
+                        "network's own width in voxels; default: what asfe3d fuse uses)")
     p.add_argument("--pet-detail-select", type=float, default=None, metavar="S",
                    help="volumes: strength in [0, 1] of the choose-the-larger-detail step after the consistency step "
                         "(where the PET's band below its resolution is K times the MRI's, the fused band becomes the "
@@ -114,6 +117,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         ("--pet-detail-select", args.pet_detail_select, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
         ("--pet-detail-ratio", args.pet_detail_ratio, lambda v: v > 0 and finite(v), "a number > 0"),
         ("--detail-steer", args.detail_steer, lambda v: v >= 0 and finite(v), "a number >= 0"),
+        ("--detail-fwhm-mm", args.detail_fwhm_mm, lambda v: 0 <= v <= 20, "a width in [0, 20] (mm)"),
         ("--defect-fwhm-mm", args.defect_fwhm_mm, lambda v: v > 0 and finite(v), "a width > 0 (mm)"),
         ("--pet-fwhm-mm", args.pet_fwhm_mm, lambda v: v > 0 and finite(v), "a width > 0 (mm)"),
     )
@@ -193,7 +197,8 @@ def _run(args: argparse.Namespace) -> int:
                              pet_detail_select="auto" if args.pet_detail_select is None else args.pet_detail_select,
                              pet_detail_ratio="auto" if args.pet_detail_ratio is None else args.pet_detail_ratio,
                              pet_fwhm_mm=args.pet_fwhm_mm,
-                             detail_steer="auto" if args.detail_steer is None else (args.detail_steer or None))
+                             detail_steer="auto" if args.detail_steer is None else (args.detail_steer or None),
+                             detail_fwhm_mm="auto" if args.detail_fwhm_mm is None else (args.detail_fwhm_mm or None))
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels, written = [], [], []
     try:

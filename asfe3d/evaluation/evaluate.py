@@ -179,6 +179,7 @@ def build_fusers(
     pet_detail_ratio: float | str = "auto",
     pet_fwhm_mm: float | None = None,
     detail_steer: float | str | None = "auto",
+    detail_fwhm_mm: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
@@ -206,6 +207,9 @@ def build_fusers(
             default, :data:`asfe3d.metrics.PET_FWHM_MM`).
         detail_steer: ``q0`` of the networks' steered detail injection on volumes (``"auto"``: the command's default
             per mode, :data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`; ``None``: no step).
+        detail_fwhm_mm: the width (mm) of the networks' detail band on volumes (``"auto"``: the command's default per
+            mode, :data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`; ``None``: the network's own width in voxels; a
+            number: that width on every grid).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
@@ -230,7 +234,8 @@ def build_fusers(
         kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
                                   "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency,
                                   "max_voxel_mm": max_voxel_mm, "pet_detail_select": pet_detail_select,
-                                  "pet_detail_ratio": pet_detail_ratio, "detail_steer": detail_steer}
+                                  "pet_detail_ratio": pet_detail_ratio, "detail_steer": detail_steer,
+                                  "detail_fwhm_mm": detail_fwhm_mm}
         if mode == "volume":
             kwargs["roi_mm"] = roi_mm
         if name in nets:

@@ -149,6 +149,7 @@ def test_bad_options_exit_2(hmif_dir, tmp_path):
     *[("--pet-fwhm-mm", v, "must be a width > 0 (mm)") for v in ("0", "-8", "inf", "nan")],
     *[("--min-voxel-mm", v, "must be a voxel size >= 0 (mm)") for v in ("-1", "inf")],
     *[("--detail-steer", v, "must be a number >= 0") for v in ("-0.5", "inf", "nan")],
+    *[("--detail-fwhm-mm", v, "must be a width in [0, 20] (mm)") for v in ("-1", "25", "nan")],
 ])
 def test_bad_number_exits_2_quoting_it(hmif_dir, tmp_path, capsys, flag, value, problem):
     with pytest.raises(SystemExit) as exc:

@@ -60,3 +60,31 @@ def test_refuses_existing_output_and_bad_voxel(rp, tmp_path, capsys):
     assert rp.main([str(tmp_path / "pairs.csv"), str(tmp_path / "new"), "--voxel-mm", "0"]) == 2
     assert capsys.readouterr().err.strip() == "asfe3d: error: --voxel-mm: must be in (0, 10] mm, got 0.0"
     assert not (tmp_path / "new").exists()
+
+
+def test_anisotropic_grid_blurs_only_the_thicker_axis(rp, tmp_path):
+    import SimpleITK as sitk
+
+    src = tmp_path / "in"
+    src.mkdir()
+    mri = np.zeros((20, 24, 22), np.float32)  # numpy z, y, x: sitk axes i = x, j = y, k = z
+    mri[:, :, 11] = 1.0  # a sheet across x: thin along x
+    mri[10, :, :] += 1.0  # a sheet across z: thin along z
+    _write(src / "m.nii.gz", mri, (1.0, 1.0, 1.0))
+    (src / "pairs.csv").write_text("subject,mri,pet\ns1,m.nii.gz,/abs/p.nii.gz\n", encoding="utf-8")
+    assert rp.main([str(src / "pairs.csv"), str(tmp_path / "out"), "--voxel-mm", "1", "1", "3"]) == 0
+    img = sitk.ReadImage(str(tmp_path / "out" / "m.nii.gz"))
+    assert img.GetSpacing() == pytest.approx((1.0, 1.0, 3.0))
+    assert img.GetSize() == (22, 24, 7)  # ceil(20 / 3) slices along k
+    out = sitk.GetArrayFromImage(img)
+    across_x = out[1, 12, :]  # away from the z sheet: the x sheet's profile, kept sharp (no blur along i)
+    assert across_x[11] == pytest.approx(1.0, abs=2e-3) and np.abs(np.delete(across_x, 11)).max() < 2e-3
+    along_k = out[:, 12, 3]  # the z sheet, blurred over the 3 mm slices: no slice holds all of it
+    assert 0.05 < along_k.max() < 0.9
+
+
+def test_refuses_two_voxel_sizes(rp, tmp_path, capsys):
+    (tmp_path / "pairs.csv").write_text("subject,mri,pet\n", encoding="utf-8")
+    assert rp.main([str(tmp_path / "pairs.csv"), str(tmp_path / "new"), "--voxel-mm", "1", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "asfe3d: error: --voxel-mm: needs 1 or 3 sizes, got 2"
+    assert not (tmp_path / "new").exists()
