@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
                 from asfe3d.evaluation.front import save_planes_figure
 
                 save_planes_figure(case.mri, case.other, res.fused, outputs["planes.png"], title=case.name,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, spacing=case.spacing)
                 written.append(outputs["planes.png"])
             if args.verbose:
                 times = ", ".join(f"{r['method']} {r['seconds']:.2f}s" for r in res.rows)

@@ -82,9 +82,17 @@ def _planes(vol: np.ndarray, centre: Sequence[int]) -> list[np.ndarray]:
     return [np.rot90(vol[:, :, k]), np.rot90(vol[:, j, :]), np.rot90(vol[i, :, :])]
 
 
+def _plane_aspects(spacing: Sequence[float]) -> list[float]:
+    """``imshow`` aspects (a row's height over a column's width, in mm) of :func:`_planes`' axial, coronal and
+    sagittal images: each shown at its true physical shape."""
+    sx, sy, sz = (float(v) for v in spacing)
+    return [sy / sx, sz / sx, sz / sy]
+
+
 def save_planes_figure(
     mri: np.ndarray, pet: np.ndarray, fused: Mapping[str, np.ndarray], path: str | Path,
     centre: Sequence[int] | None = None, title: str | None = None, overwrite: bool = False,
+    spacing: Sequence[float] | None = None,
 ) -> Path:
     """One volume in three planes (axial, coronal, sagittal): the MRI, the PET and every method's fused image in
     rows, so that a person can see which method keeps both.
@@ -96,12 +104,14 @@ def save_planes_figure(
         centre: the voxel the three planes cross at (default: the PET's centre of mass).
         title: figure title.
         overwrite: replace an existing file.
+        spacing: the voxel size ``(X, Y, Z)`` in mm, so that every plane is shown at its true shape (a 3 mm slice
+            three times as tall as a 1 mm one); ``None``: square voxels.
 
     Returns:
         The written path.
 
     Raises:
-        ValueError: arrays that are not 3D or of different shapes.
+        ValueError: arrays that are not 3D or of different shapes, or a bad ``spacing`` (quoted).
     """
     import matplotlib
 
@@ -114,6 +124,9 @@ def save_planes_figure(
     mri, pet = np.asarray(mri), np.asarray(pet)
     if mri.ndim != 3 or pet.shape != mri.shape or any(np.shape(f) != mri.shape for f in fused.values()):
         raise ValueError(f"three-plane figure needs 3D arrays of one shape, got MRI {mri.shape}, PET {pet.shape}")
+    if spacing is not None and (len(spacing) != 3 or not all(np.isfinite(v) and v > 0 for v in spacing)):
+        raise ValueError(f"spacing must be three voxel sizes > 0 (mm), got {spacing!r}")
+    aspects = _plane_aspects(spacing if spacing is not None else (1.0, 1.0, 1.0))
     if centre is None:
         centre = [int(round(c)) for c in ndimage.center_of_mass(np.clip(pet, 0, None))] if pet.any() else \
             [s // 2 for s in mri.shape]
@@ -122,7 +135,7 @@ def save_planes_figure(
     for r, (name, vol, cmap) in enumerate(rows):
         for c, img in enumerate(_planes(vol, centre)):
             ax = axes[r, c]
-            ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect=aspects[c])
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

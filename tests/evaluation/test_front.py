@@ -40,3 +40,19 @@ def test_planes_figure_rows_and_bad_shapes(tmp_path) -> None:
     assert h > w  # four rows of three planes
     with pytest.raises(ValueError, match="3D arrays of one shape"):
         save_planes_figure(mri, pet[:-1], {}, tmp_path / "bad.png")
+
+
+def test_planes_figure_shows_thick_slices_at_their_true_shape(tmp_path) -> None:
+    """A 1 x 1 x 3 mm grid: the coronal and sagittal planes three times as tall per voxel as the axial one (they were
+    drawn squashed, one row per 3 mm slice); a bad spacing is refused, quoted."""
+    from asfe3d.evaluation.front import _plane_aspects
+
+    assert _plane_aspects((1.0, 1.0, 3.0)) == [1.0, 3.0, 3.0]
+    assert _plane_aspects((1.2, 1.0, 1.0)) == pytest.approx([1 / 1.2, 1 / 1.2, 1.0])
+    rng = np.random.default_rng(1)
+    mri, pet = rng.random((12, 14, 6)), rng.random((12, 14, 6))
+    square = save_planes_figure(mri, pet, {}, tmp_path / "square.png")
+    thick = save_planes_figure(mri, pet, {}, tmp_path / "thick.png", spacing=(1.0, 1.0, 3.0))
+    assert np.asarray(Image.open(square)).tobytes() != np.asarray(Image.open(thick)).tobytes()
+    with pytest.raises(ValueError, match=r"spacing must be three voxel sizes > 0 \(mm\), got \(1.0, 0.0, 1.0\)"):
+        save_planes_figure(mri, pet, {}, tmp_path / "bad.png", spacing=(1.0, 0.0, 1.0))
