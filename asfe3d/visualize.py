@@ -183,8 +183,12 @@ def _to_rgb8(image: np.ndarray, cmap: str | None, top: float) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _tick(value: float) -> str:
-    """A colour-bar tick in the image's units: whole numbers from 100 on (HU, Bq/mL), 3 significant digits below."""
+def _tick(value: float, span: float = 0.0) -> str:
+    """A colour-bar tick in the image's units: whole numbers from 100 on (HU, Bq/mL), 3 significant digits below; a
+    value within a thousandth of the bar's ``span`` of zero is 0 (a resampled MRI's window starting at -1.28e-05 was
+    printed as such, wider than the bar)."""
+    if abs(value) < 1e-3 * abs(span):
+        value = 0.0
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
@@ -204,7 +208,8 @@ def _colour_bar(cmap: str, top: float, height: int, font: Any, label: str, label
     for value in np.arange(0.0, top + 1e-6, step):
         y = int(round((1.0 - value / top) * (height - 1)))
         draw.line([bar_w, y, bar_w + 3, y], fill="white")
-        shown = f"{value:.1f}" if window is None else _tick(window[0] + value * (window[1] - window[0]))
+        shown = f"{value:.1f}" if window is None else _tick(window[0] + value * (window[1] - window[0]),
+                                                                  window[1] - window[0])
         draw.text((bar_w + 5, min(max(y, 5), height - 5)), shown, fill="white", font=font, anchor="lm")
     text = Image.new("RGB", (height, 14), "black")
     ImageDraw.Draw(text).text((height // 2, 7), label, fill="white", font=label_font, anchor="mm")

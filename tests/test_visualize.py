@@ -119,3 +119,14 @@ def test_preview_names_the_modalities_and_puts_colour_bars_in_their_units(tmp_pa
     drawn.clear()
     save_preview(tmp_path / "plain.png", vol, vol, vol, affine)
     assert {"MRI", "PET on MRI grid", "normalised", "PET (normalised)"} <= set(drawn)
+
+
+def test_colour_bar_tick_near_zero_reads_zero() -> None:
+    """A window starting a hair below zero (a resampled MRI: -1.28e-05) gives a '0' tick, not '-1.28e-05' spilling
+    out of the bar; real values keep three significant digits, whole numbers from 100 on."""
+    from asfe3d.visualize import _tick
+
+    assert _tick(-1.28e-05, 1.19) == "0"
+    assert _tick(0.239, 1.19) == "0.239" and _tick(31420.4, 31420.0) == "31420"
+    assert _tick(-1.28e-05) == "-1.28e-05"  # no span given: the value as it is
+    assert _tick(2e-6, 1e-5) == "2e-06"  # a tiny window keeps its tiny ticks
