@@ -174,7 +174,8 @@ def test_consistency_strength_reaches_the_fuser_and_a_bad_value_is_refused():
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.pet_consistency, auto.pet_consistency_min_voxel_mm) == (0.5, 1.5)
+    assert (auto.pet_consistency, auto.pet_consistency_min_voxel_mm, auto.pet_consistency_coarse) == (0.25, 0.95,
+                                                                                                      (1.5, 0.5))
     off = _build_fuser(Settings.from_flat(mode="slice", pet_consistency=0, device="cpu").fusion, False).inferer
     assert off.pet_consistency == 0.0
     given = _build_fuser(Settings.from_flat(pet_consistency=0.4, device="cpu").fusion, False).inferer
@@ -283,10 +284,14 @@ def test_the_record_says_what_the_windows_were_blended_as():
                                                  head, "auto")
     slice_mode = _build_fuser(Settings.from_flat(mode="slice", device="cpu").fusion, False)
     assert "stitched" not in _fusion_description(slice_mode, head, "auto")
-    # the consistency step's strength on this image's grid: volume mode only on coarse grids, slice mode on every one
+    # the consistency step's strength on this image's grid: volume mode 0.25 from 0.95 mm, 0.5 from 1.5 mm, none on
+    # finer grids; slice mode on every one
     coarse = MetaTensor(torch.zeros(2, 40, 40, 40), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0],
                                                                                     dtype=torch.float64)))
-    assert _fusion_description(fuser, head, "auto")["pet_consistency_applied"] == 0.0
+    fine = MetaTensor(torch.zeros(2, 40, 40, 40), affine=torch.diag(torch.tensor([0.88, 0.88, 0.88, 1.0],
+                                                                                  dtype=torch.float64)))
+    assert _fusion_description(fuser, head, "auto")["pet_consistency_applied"] == 0.25
+    assert _fusion_description(fuser, fine, "auto")["pet_consistency_applied"] == 0.0
     assert _fusion_description(fuser, coarse, "auto")["pet_consistency_applied"] == 0.5
     assert _fusion_description(slice_mode, head, "auto")["pet_consistency_applied"] == 0.5
     # the choose-the-larger-detail step's strength on this image's grid (the consistency step's gate), per mode

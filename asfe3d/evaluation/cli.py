@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pet-consistency", type=float, default=None, metavar="S",
                    help="volumes: strength in [0, 1] of the consistency step after the networks (the fused image's "
                         "band coarser than the PET's resolution moved towards the PET; 0 = none; a number is taken "
-                        "on every grid; default: what asfe3d fuse uses, 0.5 in slice mode and 0.5 in volume mode "
-                        "on grids of 1.5 mm or coarser)")
+                        "on every grid; default: what asfe3d fuse uses, 0.5 in slice mode; in volume mode 0.25 on "
+                        "grids of 0.95-1.5 mm and 0.5 on coarser ones)")
     p.add_argument("--detail-steer", type=float, default=None, metavar="Q0",
                    help="volumes: q0 of the steered detail injection, the last step (a PET whose band below its "
                         "resolution follows the MRI's little gets up to 1.5 times the injection, 1.75 in volume mode "

@@ -659,24 +659,28 @@ def test_bad_consistency_gate_refused(kwargs, match):
 
 
 def test_mode_defaults_of_the_consistency_step():
-    """``"auto"``: slice mode 0.5 on grids finer than 1.5 mm and 0.6875 on coarser ones, volume mode 0.5 on grids
-    of 1.5 mm or coarser (the nineteenth, thirty-second and thirty-third addenda), both skipping an array given
-    without its grid; a strength given is taken on every grid."""
+    """``"auto"``: slice mode 0.5 on grids finer than 1.5 mm and 0.6875 on coarser ones, volume mode 0.25 on grids of
+    0.95-1.5 mm and 0.5 on coarser ones, none on finer ones (the nineteenth, thirty-second, thirty-third and fortieth
+    addenda), both skipping an array given without its grid; a strength given is taken on every grid."""
     from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
     from asfe3d.fusion.learned import AsfeFusionMethod
     from asfe3d.networks import ASFEFusion
 
-    assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.5}
-    assert PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE == {"slice": None, "volume": 1.5}
+    assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.25}
+    assert PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE == {"slice": None, "volume": 0.95}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
-    assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.5, 1.5, True)
+    assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.25, 0.95, True)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
     assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
-    # slice mode: 0.6875 on grids of 1.5 mm or coarser (the thirty-third addendum); volume mode: one strength
+    # slice mode: 0.6875 on grids of 1.5 mm or coarser (the thirty-third addendum); volume mode: 0.5 there
     from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
 
-    assert PET_CONSISTENCY_COARSE_BY_MODE == {"slice": (1.5, 0.6875), "volume": None}
-    assert sl.pet_consistency_coarse == (1.5, 0.6875) and vol.pet_consistency_coarse is None
+    assert PET_CONSISTENCY_COARSE_BY_MODE == {"slice": (1.5, 0.6875), "volume": (1.5, 0.5)}
+    assert sl.pet_consistency_coarse == (1.5, 0.6875) and vol.pet_consistency_coarse == (1.5, 0.5)
+    cube = torch.zeros(1, 2, 4, 4, 4)
+    assert [vol.consistency(cube, (g,) * 3) for g in (0.88, 0.96, 1.0, 1.2, 1.5, 2.0)] == [0.0, 0.25, 0.25, 0.25, 0.5,
+                                                                                          0.5]
+    assert vol.consistency(cube, (1.2, 1.0, 1.0)) == 0.25  # ADNI's grid: the mean voxel size, 1.07 mm
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (2.0, 2.0, 2.0)) == 0.6875
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (1.0, 1.0, 1.0)) == 0.5
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
@@ -782,7 +786,7 @@ def test_mode_defaults_of_the_detail_select_step():
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_detail_select=1.0,
                              pet_detail_ratio=3.0).inferer
     assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
-    assert (given.pet_detail_select_min_voxel_mm, given.pet_consistency_min_voxel_mm) == (None, 1.5)
+    assert (given.pet_detail_select_min_voxel_mm, given.pet_consistency_min_voxel_mm) == (None, 0.95)
 
 
 def _steer_pair(noise: float, n=(24, 24, 24), seed=0):
