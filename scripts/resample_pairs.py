@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""Put the MRI-grid files of a pairs CSV on another grid: the same held-out person "acquired" at 2 mm, or at 1 x 1 x 1.2 mm.
+"""Put the MRI-grid files of a pairs CSV on another grid: the same person "acquired" at 2 mm, or at 1.2 x 1 x 1 mm.
 
 For ``asfe3d evaluate --pairs``: the MRI is blurred to the new voxel size, axis by axis (a Gaussian whose FWHM makes
 up the difference between the two voxel sizes, as a coarser acquisition or a thicker slice would) and resampled
 linearly onto a grid that keeps the MRI's direction cosines, origin and field of view. ``--voxel-mm`` takes one size
 (isotropic) or three, one per image axis in the file's own order (SimpleITK's i, j, k: the NIfTI's first, second and
-third voxel axes), for anisotropic grids such as ADNI's sagittal MPRAGE (1.2 mm across the slices). The ``brain``, ``mask`` and ``defect`` masks go
-nearest-neighbour onto the same grid. PET files stay on their own grid (``asfe3d evaluate`` resamples them) and are
-referred to, not copied.
+third voxel axes), for anisotropic grids such as ADNI's sagittal MPRAGE (1.2 mm across the slices). The ``brain``,
+``mask`` and ``defect`` masks go nearest-neighbour onto the same grid. PET files stay on their own grid (``asfe3d
+evaluate`` resamples them) and are referred to, not copied.
 
 Usage::
 
