@@ -85,6 +85,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _is_real(value: Any) -> bool:
+    """A finite real number (an ``int`` or ``float``, not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
@@ -179,8 +184,7 @@ class RegistrationSettings:
             raise _bad("seed", f"must be an integer in [0, 2147483646], got {self.seed!r}")
         if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
             raise _bad("registration_threads", f"must be None or an integer >= 1, got {self.threads!r}")
-        if not (isinstance(self.min_overlap, (int, float)) and not isinstance(self.min_overlap, bool)
-                and 0.0 <= self.min_overlap <= 1.0):
+        if not (_is_real(self.min_overlap) and 0.0 <= self.min_overlap <= 1.0):
             raise _bad("min_overlap", f"must be a fraction in [0, 1], got {self.min_overlap!r}")
 
     def register_kwargs(self) -> dict[str, Any]:
@@ -265,28 +269,28 @@ class FusionSettings:
             _set(self, "roi_size", tuple(int(r) for r in roi))
         if self.detail_injection is not None:
             g = self.detail_injection
-            if not (isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) and 0 <= g <= 4):
+            if not (_is_real(g) and 0 <= g <= 4):
                 raise _bad("detail_injection", f"must be a number in [0, 4], got {g!r}")
             _set(self, "detail_injection", float(g))
         v = self.min_voxel_mm
         if v not in ("auto", None):
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            if not (_is_real(v) and v > 0):
                 raise _bad("min_voxel_mm", f"must be 'auto', None or a voxel size > 0 (mm), got {v!r}")
             _set(self, "min_voxel_mm", float(v))
         for name in ("pet_consistency", "pet_detail_select"):  # a step's strength
             c = getattr(self, name)
             if c != "auto":
-                if not (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and 0 <= c <= 1):
+                if not (_is_real(c) and 0 <= c <= 1):
                     raise _bad(name, f"must be 'auto' or a number in [0, 1], got {c!r}")
                 _set(self, name, float(c))
         q = self.detail_steer
         if q not in ("auto", None):
-            if not (isinstance(q, (int, float)) and not isinstance(q, bool) and math.isfinite(q) and q >= 0):
+            if not (_is_real(q) and q >= 0):
                 raise _bad("detail_steer", f"must be 'auto', None or a number >= 0 (0: no step), got {q!r}")
             _set(self, "detail_steer", float(q) if q > 0 else None)
         w = self.detail_fwhm_mm
         if w not in ("auto", None):
-            if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and 0 <= w <= 20):
+            if not (_is_real(w) and 0 <= w <= 20):
                 raise _bad("detail_fwhm_mm", f"must be 'auto', None or a width in [0, 20] mm (0: the network's own "
                                              f"width in voxels), got {w!r}")
             _set(self, "detail_fwhm_mm", float(w) if w > 0 else None)
