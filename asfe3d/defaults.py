@@ -13,7 +13,8 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "PET_CONSISTENCY_COARSE_BY_MODE",
            "MAX_VOXEL_MM_BY_MODE",
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
-           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN_BY_MODE",
+           "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "PET_DETAIL_FLOOR_BY_MODE",
+           "PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE", "DETAIL_STEER_BY_MODE", "DETAIL_STEER_MAX_GAIN_BY_MODE",
            "DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE",
            "DETAIL_STEER_MAX_VOXEL_MM_BY_MODE", "WORKING_VOXEL_MM_BY_MODE",
            "DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE"]
@@ -108,6 +109,12 @@ PET_DETAIL_RATIO = 2.0
 #: mode's consistency step's gate); on the 0.88 mm benchmark pair the step would cost MRI detail 0.850 -> 0.845 (bar 0.85), and a 12 mm
 #: change is 13 voxels across there, which the network keeps whole (hot-spot DT 0.991)
 PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5, "volume": 1.5}
+#: per asfe mode, that step's floor ``t`` (``FusionInferer``'s ``pet_detail_floor``: the PET's band is taken only
+#: where it is over ``k`` times the MRI's by more than ``t`` times its own robust spread in the brain), 0 = none
+PET_DETAIL_FLOOR_BY_MODE: dict[str, float] = {"slice": 0.0, "volume": 0.0}
+#: per asfe mode, the floor only on grids whose mean voxel size (mm) is under this
+#: (``FusionInferer``'s ``pet_detail_floor_max_voxel_mm``), or ``None``: every grid the step is taken on
+PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, "volume": None}
 #: per asfe mode, ``q0`` of the steered detail injection, the last step after the network
 #: (``asfe3d.inferers.FusionInferer``'s ``detail_steer``: where the PET's band below its resolution follows the MRI's
 #: little, ``q > q0``, the injection gets ``min(cap, q / q0)`` times its gain, the cap

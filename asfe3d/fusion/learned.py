@@ -158,6 +158,9 @@ def _step_settings(mode: str, pet_consistency: float | str, pet_consistency_min_
         "pet_detail_select_min_voxel_mm": (d.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
                                            else None),
         "pet_detail_ratio": d.PET_DETAIL_RATIO if auto(pet_detail_ratio) else pet_detail_ratio,
+        "pet_detail_floor": d.PET_DETAIL_FLOOR_BY_MODE[mode] if auto(pet_detail_select) else 0.0,
+        "pet_detail_floor_max_voxel_mm": (d.PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
+                                          else None),
         "detail_steer": d.DETAIL_STEER_BY_MODE[mode] if auto(detail_steer) else detail_steer,
         "detail_steer_max_gain": d.DETAIL_STEER_MAX_GAIN_BY_MODE[mode],
         "detail_steer_max_gain_coarse": d.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode],
@@ -337,6 +340,8 @@ class AsfeFusionMethod(FusionMethod):
             "pet_detail_select": self.inferer.pet_detail_select,
             "pet_detail_ratio": self.inferer.pet_detail_ratio,
             "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,
+            "pet_detail_floor": self.inferer.pet_detail_floor,
+            "pet_detail_floor_max_voxel_mm": self.inferer.pet_detail_floor_max_voxel_mm,
             "detail_steer": self.inferer.detail_steer,
             "detail_steer_max_gain": self.inferer.detail_steer_max_gain,
             "detail_steer_max_gain_coarse": (None if self.inferer.detail_steer_max_gain_coarse is None

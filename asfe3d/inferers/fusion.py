@@ -63,7 +63,11 @@ same voxels by construction.
   ``clamp(F + s * m * (b(PET) - b(F)), 0, 1)`` with ``k`` = ``pet_detail_ratio`` and ``s`` = ``pet_detail_select``.
   Elsewhere (most of the brain: there the MRI's band is the larger) nothing changes. On a 2 mm grid a 12 mm PET
   change is six voxels across, most of them on its edge, and the network's blend softens that edge by a voxel; this
-  step keeps the edge where the PET draws it more strongly than the MRI. ``0``: no step.
+  step keeps the edge where the PET draws it more strongly than the MRI. ``0``: no step. With ``pet_detail_floor``
+  ``t`` > 0 (on grids whose mean voxel size is under ``pet_detail_floor_max_voxel_mm``, when set) the PET's band must
+  also clear a floor, ``m = clip((|b(PET)| - k |b(MRI)| - t sigma) / 0.02, 0, 1)``, ``sigma`` the PET band's robust
+  spread in the brain (:func:`pet_band_spread`, per item): an edge the PET draws stands above it, the PET's noise and
+  texture mostly do not.
 - ``detail_steer``: the detail injection steered by the PET's noise, the last step (after the network, the
   consistency step and the detail-select step), with a grid gate of its own (``detail_steer_max_voxel_mm``, the
   mean voxel size: only grids finer than it). A PET whose band below its resolution follows the MRI's little
@@ -100,7 +104,7 @@ from monai.utils import convert_to_dst_type
 from asfe3d.defaults import DEFAULT_ROI_SIZE, STITCH_MODES
 
 __all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
-           "auto_slice_axis", "grid_spacing", "pet_band_residual"]
+           "auto_slice_axis", "grid_spacing", "pet_band_residual", "pet_band_spread"]
 
 #: the sliding window of ``roi_size="auto"``: the size the shipped 3D weights were trained near and chosen with
 DEFAULT_ROI = DEFAULT_ROI_SIZE
@@ -211,6 +215,40 @@ def pet_band_residual(pair: torch.Tensor, grid: Sequence[float]) -> float | None
     return r / (1.0 + max(beta, 0.0))
 
 
+def pet_band_spread(pet_band: torch.Tensor, pet_low: torch.Tensor) -> torch.Tensor:
+    """The PET band's robust spread in the brain, per item: the choose-the-larger-detail step's ``sigma``.
+
+    ``sigma = 1.4826 * median(|b - median(b)|)`` over the region where the PET's low band is over 0.35 times its 99th
+    percentile (:func:`pet_band_residual`'s region: the brain, for a brain PET); 0 for an item whose region has fewer
+    than 64 voxels (nothing to read it from: that item's step takes no floor).
+
+    Args:
+        pet_band: ``(B, 1, X, Y, Z)`` the PET's band below its resolution, ``b(PET) = PET - G(PET)``.
+        pet_low: ``(B, 1, X, Y, Z)`` ``G(PET)``.
+
+    Returns:
+        ``(B,)`` float32 on ``pet_band``'s device, >= 0.
+
+    Raises:
+        ValueError: shapes that are not one ``(B, 1, X, Y, Z)`` (quoted).
+    """
+    from asfe3d.utils import percentile
+
+    if pet_band.dim() != 5 or pet_band.shape[1] != 1 or pet_low.shape != pet_band.shape:
+        raise ValueError(f"pet_band and pet_low must be one (B, 1, X, Y, Z) shape, got {tuple(pet_band.shape)} and "
+                         f"{tuple(pet_low.shape)}")
+    spreads = []
+    for band, low in zip(pet_band[:, 0], pet_low[:, 0]):
+        level = _RESIDUAL_LEVEL * float(percentile(low.detach().float().cpu().numpy(), 99.0))
+        values = band[low > level].detach().float()
+        if values.numel() < 64:
+            spreads.append(0.0)
+            continue
+        centre = values.median()
+        spreads.append(1.4826 * float((values - centre).abs().median()))
+    return torch.tensor(spreads, dtype=torch.float32, device=pet_band.device)
+
+
 def _check_number(name: str, value: Any, what: str, holds: Callable[[float], bool]) -> float:
     """A setting that must be a finite number (not a bool) for which ``holds`` is true, as float; anything else
     refused with ``"<name> must be <what>, got <value>"``, the value quoted."""
@@ -317,6 +355,11 @@ class FusionInferer(Inferer):
         pet_detail_ratio: ``k`` > 0 of that step: the PET's band is taken where it is ``k`` times the MRI's.
         pet_detail_select_min_voxel_mm: take that step only on grids whose mean voxel size (mm) is at least this;
             ``None`` (default): on every grid.
+        pet_detail_floor: ``t`` >= 0 of that step: the PET's band is taken only where it is over ``k`` times the
+            MRI's by more than ``t`` times the PET band's spread in the brain (:func:`pet_band_spread`); ``0``
+            (default): no floor.
+        pet_detail_floor_max_voxel_mm: take that floor only on grids whose mean voxel size (mm) is under this;
+            ``None`` (default): on every grid.
         detail_steer: ``q0`` > 0 of the steered detail injection, the last step (see the module docstring); ``None``
             (default): no step. Like the consistency step it needs the grid (``pet_consistency_optional`` skips a
             call without one).
@@ -346,7 +389,8 @@ class FusionInferer(Inferer):
                  detail_steer_max_voxel_mm: float | None = None,
                  pet_consistency_coarse: Sequence[float] | None = None,
                  detail_steer_max_gain_coarse: Sequence[float] | None = None,
-                 working_voxel_mm: float | None = None, detail_fwhm_max_voxel_mm: float | None = None) -> None:
+                 working_voxel_mm: float | None = None, detail_fwhm_max_voxel_mm: float | None = None,
+                 pet_detail_floor: float = 0.0, pet_detail_floor_max_voxel_mm: float | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -388,6 +432,8 @@ class FusionInferer(Inferer):
         self.pet_detail_ratio = _check_number("pet_detail_ratio", pet_detail_ratio, "a number > 0", lambda v: v > 0)
         self.pet_detail_select_min_voxel_mm = _check_mm("pet_detail_select_min_voxel_mm",
                                                         pet_detail_select_min_voxel_mm)
+        self.pet_detail_floor = _check_number("pet_detail_floor", pet_detail_floor, "a number >= 0", lambda v: v >= 0)
+        self.pet_detail_floor_max_voxel_mm = _check_mm("pet_detail_floor_max_voxel_mm", pet_detail_floor_max_voxel_mm)
         self.detail_steer = None if detail_steer is None else _check_number(
             "detail_steer", detail_steer, "None or a number > 0", lambda v: v > 0)
         self.detail_steer_max_gain = _check_number("detail_steer_max_gain", detail_steer_max_gain, "a number >= 1",
@@ -661,10 +707,17 @@ class FusionInferer(Inferer):
         result = (fused + strength * low).clamp_(0.0, 1.0)
         return convert_to_dst_type(result, out)[0]
 
+    def detail_floor(self, grid: Sequence[float]) -> float:
+        """The choose-the-larger-detail step's floor ``t`` on this grid: ``pet_detail_floor``, or 0 on a grid whose
+        mean voxel size is at least ``pet_detail_floor_max_voxel_mm``."""
+        gate = self.pet_detail_floor_max_voxel_mm
+        return self.pet_detail_floor if gate is None or sum(grid) / 3.0 < gate else 0.0
+
     def _selected(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
                   strength: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The choose-the-larger-detail step: ``clamp(out + s * m * (b(PET) - b(out)), 0, 1)`` with
-        ``m = clip((|b(PET)| - k |b(MRI)|) / 0.02, 0, 1)``, ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm.
+        ``m = clip((|b(PET)| - k |b(MRI)| - t sigma) / 0.02, 0, 1)``, ``b(X) = X - G(X)``, ``G`` :data:`DETAIL_FWHM_MM`
+        wide in mm, ``t`` :meth:`detail_floor` and ``sigma`` :func:`pet_band_spread` (not read when ``t`` is 0).
         Returns the result and ``b(MRI)`` ``(B, 1, ...)`` in float32 (the steered step's band, the same numbers)."""
         from asfe3d.networks.blocks.detail import blur_per_axis
 
@@ -672,9 +725,16 @@ class FusionInferer(Inferer):
         pair = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)[:, :2].to(fused.device).float()
         with torch.autocast(device_type=fused.device.type, enabled=False):  # the bands in float32
             three = torch.cat([pair, fused], dim=1)  # [MRI, PET, F]
-            band = three - blur_per_axis(three, [DETAIL_FWHM_MM / g for g in grid])
+            low = blur_per_axis(three, [DETAIL_FWHM_MM / g for g in grid])
+            band = three - low
             mri_b, pet_b, fused_b = band[:, 0:1], band[:, 1:2], band[:, 2:3]
-            where = ((pet_b.abs() - self.pet_detail_ratio * mri_b.abs()) / _SELECT_RAMP).clamp_(0.0, 1.0)
+            excess = pet_b.abs() - self.pet_detail_ratio * mri_b.abs()
+            floor = self.detail_floor(grid)
+            if floor > 0:
+                sigma = pet_band_spread(pet_b, low[:, 1:2])
+                excess = excess - floor * sigma.view(-1, *[1] * (excess.dim() - 1))
+            del low
+            where = (excess / _SELECT_RAMP).clamp_(0.0, 1.0)
             result = (fused + strength * where * (pet_b - fused_b)).clamp_(0.0, 1.0)
             mri_b = mri_b.clone()  # the 3-channel band is freed
         return convert_to_dst_type(result, out)[0], mri_b
@@ -799,6 +859,8 @@ class FusionInferer(Inferer):
                 else list(self.pet_consistency_coarse),
                 "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
                 "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm,
+                "pet_detail_floor": self.pet_detail_floor,
+                "pet_detail_floor_max_voxel_mm": self.pet_detail_floor_max_voxel_mm,
                 "detail_steer": self.detail_steer, "detail_steer_max_gain": self.detail_steer_max_gain,
                 "detail_steer_max_voxel_mm": self.detail_steer_max_voxel_mm,
                 "detail_steer_max_gain_coarse": None if self.detail_steer_max_gain_coarse is None
