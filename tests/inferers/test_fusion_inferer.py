@@ -755,6 +755,65 @@ def test_detail_select_is_off_by_default_and_has_its_own_grid_gate():
     assert (d["pet_detail_select"], d["pet_detail_ratio"], d["pet_detail_select_min_voxel_mm"]) == (1.0, 2.0, 1.5)
 
 
+def test_pet_band_spread_reads_the_bands_robust_deviation_in_the_brain():
+    """``sigma`` = 1.4826 MAD of the band where the low band is over 0.35 of its 99th percentile: Gaussian noise of
+    0.05 there reads about 0.05, whatever a few large outliers (an edge) or the band outside the region hold; an item
+    without a region of 64 voxels reads 0; shapes that do not match are refused, quoted."""
+    from asfe3d.inferers.fusion import pet_band_spread
+
+    g = torch.Generator().manual_seed(0)
+    band = 0.05 * torch.randn((2, 1, 20, 20, 20), generator=g)
+    low = torch.zeros((2, 1, 20, 20, 20))
+    low[0, :, 2:18, 2:18, 2:18] = 0.8  # item 0: a 16^3 region
+    band[0, :, 2:4, 2:18, 2:18] = 0.9  # an edge in it: 1/8 of the region, far out
+    band[0, :, :2] = 3.0  # outside the region: not read
+    low[1, :, 0, 0, :3] = 0.8  # item 1: three voxels over the level
+    spread = pet_band_spread(band, low)
+    assert spread.shape == (2,) and spread.dtype == torch.float32
+    assert 0.045 < float(spread[0]) < 0.062 and float(spread[1]) == 0.0
+    with pytest.raises(ValueError, match=r"one \(B, 1, X, Y, Z\) shape, got \(2, 1, 20, 20, 20\) and \(2, 1, 20, 20\)"):
+        pet_band_spread(band, low[..., 0])
+
+
+def test_detail_select_floor_keeps_the_edge_and_leaves_the_noise():
+    """With a noisy PET and a flat MRI, the step without a floor takes the PET's noise into the fused image wherever
+    the noise's band beats the (zero) MRI band; with the floor ``t = 3`` those voxels are left as the network made
+    them, while the cube's sharp edge (far over the noise) is still taken; ``t = 0`` is bit for bit the step without
+    a floor, and the floor's grid gate takes it on finer grids only."""
+    from asfe3d.inferers.fusion import DETAIL_FWHM_MM
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    x = _edge_pair()
+    x[:, 0] = 0.5  # a flat MRI: its band is 0, the PET's is "larger" wherever it is not 0
+    g = torch.Generator().manual_seed(1)
+    x[:, 1] += 0.01 * torch.randn(x.shape[2:], generator=g)
+    voxel = (1.0, 1.0, 1.0)
+    fwhm = [DETAIL_FWHM_MM / v for v in voxel]
+    soft = lambda t: blur_per_axis(t[:, 1:2], [2.0, 2.0, 2.0])  # noqa: E731  (softens the edge, smooths the noise)
+    plain = FusionInferer("volume", roi_size=(0, 0, 0))(x, soft, spacing=voxel)
+    raw = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0)(x, soft, spacing=voxel)
+    floored = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_floor=3.0)
+    out = floored(x, soft, spacing=voxel)
+    far = (slice(None), slice(None), slice(17, 22), slice(17, 22), slice(17, 22))  # noise only, away from the cube
+    edge = (slice(None), slice(None), slice(7, 15), slice(7, 15), 11)
+    assert (raw - plain)[far].abs().max() > 0.005  # the raw step takes the noise
+    assert (out - plain)[far].abs().max() < 1e-6  # the floor leaves it
+    band = lambda t: t - blur_per_axis(t, fwhm)  # noqa: E731
+    gap_plain = (band(plain) - band(x[:, 1:2]))[edge].abs().max()
+    assert (band(out) - band(x[:, 1:2]))[edge].abs().max() < 0.5 * gap_plain  # the edge is still taken
+    zero = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_floor=0.0)
+    assert torch.equal(zero(x, soft, spacing=voxel), raw)
+    gated = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_floor=3.0,
+                          pet_detail_floor_max_voxel_mm=1.5)
+    assert (gated.detail_floor((1.0, 1.0, 1.2)), gated.detail_floor((1.5, 1.5, 1.5))) == (3.0, 0.0)
+    assert torch.equal(gated(x, soft, spacing=voxel), out)
+    coarse = (2.0, 2.0, 2.0)
+    assert torch.equal(gated(x, soft, spacing=coarse),
+                       FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0)(x, soft, spacing=coarse))
+    d = gated.describe()
+    assert (d["pet_detail_floor"], d["pet_detail_floor_max_voxel_mm"]) == (3.0, 1.5)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"pet_detail_select": 1.5}, r"pet_detail_select must be a number in \[0, 1\], got 1.5"),
     ({"pet_detail_select": True}, r"pet_detail_select must be a number in \[0, 1\], got True"),
@@ -762,6 +821,9 @@ def test_detail_select_is_off_by_default_and_has_its_own_grid_gate():
     ({"pet_detail_ratio": float("inf")}, "pet_detail_ratio must be a number > 0, got inf"),
     ({"pet_detail_ratio": "2"}, "pet_detail_ratio must be a number > 0, got '2'"),
     ({"pet_detail_select_min_voxel_mm": -1.0}, "pet_detail_select_min_voxel_mm"),
+    ({"pet_detail_floor": -0.5}, "pet_detail_floor must be a number >= 0, got -0.5"),
+    ({"pet_detail_floor": "1"}, "pet_detail_floor must be a number >= 0, got '1'"),
+    ({"pet_detail_floor_max_voxel_mm": 0.0}, "pet_detail_floor_max_voxel_mm"),
 ])
 def test_bad_detail_select_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
