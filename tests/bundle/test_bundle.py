@@ -179,6 +179,8 @@ def test_inferer_steps_are_the_volume_mode_defaults():
     from asfe3d.defaults import (
         PET_CONSISTENCY_BY_MODE,
         PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE,
+        PET_DETAIL_FLOOR_BY_MODE,
+        PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE,
         PET_DETAIL_RATIO,
         PET_DETAIL_SELECT_BY_MODE,
         PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE,
@@ -192,6 +194,8 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         PET_CONSISTENCY_BY_MODE["volume"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["volume"])
     assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["volume"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["volume"])
+    assert (inferer.pet_detail_floor, inferer.pet_detail_floor_max_voxel_mm) == (
+        PET_DETAIL_FLOOR_BY_MODE["volume"], PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE["volume"])
     sliced = ConfigParser()
     sliced.read_config(SLICE)
     sliced.update({"device": "cpu"})
@@ -200,6 +204,8 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         "slice", PET_CONSISTENCY_BY_MODE["slice"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["slice"])
     assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["slice"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["slice"])
+    assert (inferer.pet_detail_floor, inferer.pet_detail_floor_max_voxel_mm) == (
+        PET_DETAIL_FLOOR_BY_MODE["slice"], PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE["slice"])
     # the steered detail injection: the command's default per mode, with its gain cap and grid gate
     from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN_BY_MODE, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
 

@@ -849,6 +849,7 @@ def test_mode_defaults_of_the_detail_select_step():
                              pet_detail_ratio=3.0).inferer
     assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
     assert (given.pet_detail_select_min_voxel_mm, given.pet_consistency_min_voxel_mm) == (None, 0.95)
+    assert (given.pet_detail_floor, given.pet_detail_floor_max_voxel_mm) == (0.0, None)  # a strength given: no floor
 
 
 def _steer_pair(noise: float, n=(24, 24, 24), seed=0):

@@ -266,6 +266,10 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     chosen = {**volume, "fusion": {**volume["fusion"], "pet_detail_ratio": 2.0, "pet_detail_select_applied": 1.0}}
     assert "where the PET's own band below its resolution was 2 times the" in methods_text([chosen])[0][0]
     assert "1 of the fused image's band there was replaced by the PET's" in methods_text([chosen])[0][0]
+    floored = {**volume, "fusion": {**chosen["fusion"], "pet_detail_select_applied": 0.5, "pet_detail_floor_applied": 0.5}}
+    assert ("where the PET's own band below its resolution exceeded 2 times the MRI's by more than 0.5 times its own "
+            "robust spread in the brain") in methods_text([floored])[0][0]
+    assert "robust spread" not in methods_text([chosen])[0][0]
     off = {**volume, "fusion": {**volume["fusion"], "pet_detail_ratio": 2.0, "pet_detail_select_applied": 0.0}}
     assert "larger detail" not in methods_text([off])[0][0]
     # the steered injection is said only where this image got more than the network's gain
