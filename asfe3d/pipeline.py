@@ -386,6 +386,9 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: An
     select = getattr(fuser, "detail_select", None)
     if callable(select):  # the choose-the-larger-detail step's strength on this image's grid
         described["pet_detail_select_applied"] = float(select(image))
+    floor = getattr(fuser, "detail_floor", None)
+    if callable(floor):  # that step's floor on this image's grid (0: none)
+        described["pet_detail_floor_applied"] = float(floor(image))
     applied = getattr(fused, "meta", {}).get("detail_steer_applied")
     steer = getattr(fuser, "detail_steer_gain", None)
     if applied is not None:  # the factor the steered detail injection gave this image's injection (1: none)

@@ -190,14 +190,14 @@ def test_consistency_strength_reaches_the_fuser_and_a_bad_value_is_refused():
 
 
 def test_detail_select_strength_reaches_the_fuser_and_a_bad_value_is_refused():
-    """``pet_detail_select``: ``auto`` is each mode's default (volume mode 0.5 on grids of 1.5 mm or coarser), a
+    """``pet_detail_select``: ``auto`` is each mode's default (volume mode 0.5 on grids of 0.95 mm or coarser), a
     number is taken on every grid; ``--pet-detail-select`` reaches the settings; a bad value is refused, quoted."""
     from asfe3d.cli import build_parser
     from asfe3d.cli.options import settings_from_args
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.pet_detail_select, auto.pet_detail_select_min_voxel_mm) == (0.5, 1.5)
+    assert (auto.pet_detail_select, auto.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
     off = _build_fuser(Settings.from_flat(pet_detail_select=0, device="cpu").fusion, False).inferer
     assert off.pet_detail_select == 0.0
     given = _build_fuser(Settings.from_flat(pet_detail_select=0.3, device="cpu").fusion, False).inferer
@@ -297,8 +297,13 @@ def test_the_record_says_what_the_windows_were_blended_as():
     # the choose-the-larger-detail step's strength on this image's grid (the consistency step's gate), per mode
     from asfe3d.defaults import PET_DETAIL_SELECT_BY_MODE
 
-    assert _fusion_description(fuser, head, "auto")["pet_detail_select_applied"] == 0.0
+    assert _fusion_description(fuser, fine, "auto")["pet_detail_select_applied"] == 0.0
+    assert _fusion_description(fuser, head, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["volume"]
     assert _fusion_description(fuser, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["volume"]
+    # its floor: volume mode 0.5 on grids finer than 1.5 mm where the step is taken, none elsewhere or in slice mode
+    assert [_fusion_description(fuser, x, "auto")["pet_detail_floor_applied"] for x in (fine, head, coarse)] == [
+        0.0, 0.5, 0.0]
+    assert _fusion_description(slice_mode, coarse, "auto")["pet_detail_floor_applied"] == 0.0
     assert _fusion_description(slice_mode, head, "auto")["pet_detail_select_applied"] == 0.0
     assert _fusion_description(slice_mode, coarse, "auto")["pet_detail_select_applied"] == PET_DETAIL_SELECT_BY_MODE["slice"]
     # the steered injection's factor for this image: 1 for blank images (nothing to read), and 1 on coarse grids

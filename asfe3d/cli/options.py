@@ -83,8 +83,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe: the strength (0-1) of the choose-the-larger-detail step after the consistency step: "
                         "where the PET's band below its resolution is twice the MRI's, S of the fused band there "
                         "becomes the PET's (a sharp PET change on a coarse grid keeps its edge); 0 turns it off "
-                        "(default: auto = on MRI grids of 1.5 mm or coarser, 0.5 in volume mode and 1 in slice mode; "
-                        "a number is taken on every grid)")
+                        "(default: auto = 0.5 in volume mode on MRI grids of 0.95 mm or coarser, where the PET's band "
+                        "must also clear half its own spread in the brain on grids finer than 1.5 mm, and 1 in slice "
+                        "mode on grids of 1.5 mm or coarser; a number is taken on every grid, with no such floor)")
     p.add_argument("--detail-steer", type=_auto_or_number, default="auto", metavar="Q0",
                    help="asfe: the steered detail injection, the last step: where the PET's band below its "
                         "resolution follows the MRI's little (a noisy PET; the share q is read from the two images), "

@@ -386,6 +386,20 @@ class AsfeFusionMethod(FusionMethod):
         """
         return self.inferer.detail_select(image[None])
 
+    def detail_floor(self, image: Any) -> float:
+        """The floor ``t`` of the choose-the-larger-detail step this image gets
+        (:meth:`~asfe3d.inferers.FusionInferer.detail_floor`; 0 where the step itself is not taken).
+
+        Args:
+            image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
+        """
+        from asfe3d.inferers.fusion import grid_spacing
+
+        grid = grid_spacing(image[None])
+        if grid is None or self.inferer.detail_select(image[None]) <= 0:
+            return 0.0
+        return self.inferer.detail_floor(grid)
+
     def detail_steer_gain(self, image: Any, spacing: Sequence[float] | None = None) -> float:
         """The factor the steered detail injection gives this image's injection
         (:meth:`~asfe3d.inferers.FusionInferer.steer_gains`; 1.0 where the step is off or its grid gate leaves this

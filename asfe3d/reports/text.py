@@ -435,7 +435,12 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
         if d is not None and d > 0:
             k = _number(fusion.get("pet_detail_ratio"))
             times = f"{k:g} times" if k is not None else "larger than"
-            text += (f"; then, where the PET's own band below its resolution was {times} the {anat}'s, "
+            t = _number(fusion.get("pet_detail_floor_applied"))
+            where = f"was {times} the {anat}'s"
+            if t is not None and t > 0:
+                where = (f"exceeded {times} the {anat}'s by more than {t:g} times its own robust spread in the brain "
+                         f"(so that the PET's noise and texture were left out)")
+            text += (f"; then, where the PET's own band below its resolution {where}, "
                      f"{d:g} of the fused image's band there was replaced by the PET's (the larger detail chosen, "
                      f"as wavelet fusion does)")
         f = _number(fusion.get("detail_steer_applied"))

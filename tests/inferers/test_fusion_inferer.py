@@ -838,13 +838,15 @@ def test_mode_defaults_of_the_detail_select_step():
     from asfe3d.networks import ASFEFusion
 
     assert PET_DETAIL_SELECT_BY_MODE == {"slice": 1.0, "volume": 0.5} and PET_DETAIL_RATIO == 2.0
-    assert PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE == {"slice": 1.5, "volume": 1.5}
+    assert PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE == {"slice": 1.5, "volume": 0.95}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
-    assert (vol.pet_detail_select, vol.pet_detail_ratio, vol.pet_detail_select_min_voxel_mm) == (0.5, 2.0, 1.5)
+    assert (vol.pet_detail_select, vol.pet_detail_ratio, vol.pet_detail_select_min_voxel_mm) == (0.5, 2.0, 0.95)
+    assert (vol.pet_detail_floor, vol.pet_detail_floor_max_voxel_mm) == (0.5, 1.5)  # the forty-first addendum
     cons = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.0).inferer
-    assert (cons.pet_detail_select, cons.pet_detail_select_min_voxel_mm) == (0.5, 1.5)
+    assert (cons.pet_detail_select, cons.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
     assert (sl.pet_detail_select, sl.pet_detail_select_min_voxel_mm) == (1.0, 1.5)
+    assert (sl.pet_detail_floor, sl.pet_detail_floor_max_voxel_mm) == (0.0, None)
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_detail_select=1.0,
                              pet_detail_ratio=3.0).inferer
     assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
