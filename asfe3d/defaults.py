@@ -113,9 +113,10 @@ PET_DETAIL_RATIO = 2.0
 #: 0.959)
 PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": 1.5, "volume": 0.95}
 #: per asfe mode, that step's floor ``t`` (``FusionInferer``'s ``pet_detail_floor``: the PET's band is taken only
-#: where it is over ``k`` times the MRI's by more than ``t`` times its own robust spread in the brain), 0 = none
-#: where the noise is: volume mode 0.5 (the forty-first addendum; without it the step on 1-1.2 mm grids cost up to
-#: 0.011 of MRI detail with the PET 10 % noisier, with it at most 0.006 there and 0.003 on new draws)
+#: where it is over ``k`` times the MRI's by more than ``t`` times its own robust spread in the brain, so that the
+#: PET's noise and texture are not taken), 0 = none. Volume mode 0.5 (the forty-first addendum; without it the step on
+#: 1-1.2 mm grids cost up to 0.011 of MRI detail with the PET 10 % noisier, with it at most 0.006 there and 0.003 on
+#: new draws)
 PET_DETAIL_FLOOR_BY_MODE: dict[str, float] = {"slice": 0.0, "volume": 0.5}
 #: per asfe mode, the floor only on grids whose mean voxel size (mm) is under this
 #: (``FusionInferer``'s ``pet_detail_floor_max_voxel_mm``), or ``None``: every grid the step is taken on
