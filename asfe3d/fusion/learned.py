@@ -395,10 +395,9 @@ class AsfeFusionMethod(FusionMethod):
         """
         from asfe3d.inferers.fusion import grid_spacing
 
-        grid = grid_spacing(image[None])
-        if grid is None or self.inferer.detail_select(image[None]) <= 0:
+        if self.detail_select(image) <= 0:  # no step (a step taken implies a known grid)
             return 0.0
-        return self.inferer.detail_floor(grid)
+        return self.inferer.detail_floor(grid_spacing(image[None]))
 
     def detail_steer_gain(self, image: Any, spacing: Sequence[float] | None = None) -> float:
         """The factor the steered detail injection gives this image's injection

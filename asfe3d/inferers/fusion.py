@@ -159,6 +159,14 @@ def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[f
     return values[0], values[1], values[2]
 
 
+def _brain_level(pet_low: np.ndarray) -> float:
+    """The level over which the PET's low band is "the brain" (for a brain PET): :data:`_RESIDUAL_LEVEL` times its
+    99th percentile; the region of :func:`pet_band_residual` and :func:`pet_band_spread`."""
+    from asfe3d.utils import percentile
+
+    return _RESIDUAL_LEVEL * float(percentile(pet_low, 99.0))
+
+
 def pet_band_residual(pair: torch.Tensor, grid: Sequence[float]) -> float | None:
     """How much of the PET's band below its resolution does not follow the MRI's: ``q`` of the steered detail
     injection (see the module docstring).
@@ -181,7 +189,6 @@ def pet_band_residual(pair: torch.Tensor, grid: Sequence[float]) -> float | None
         ValueError: a ``pair`` that is not ``(2, X, Y, Z)``, or a ``grid`` that is not three sizes > 0 (quoted).
     """
     from asfe3d.networks.blocks.detail import blur_per_axis
-    from asfe3d.utils import percentile
 
     if pair.dim() != 4 or pair.shape[0] != 2:
         raise ValueError(f"pair must be (2, X, Y, Z) [MRI, PET], got shape {tuple(pair.shape)}")
@@ -197,7 +204,7 @@ def pet_band_residual(pair: torch.Tensor, grid: Sequence[float]) -> float | None
         low = blur_per_axis(x, [min(DETAIL_FWHM_MM / g, 64.0) for g in grid])
         band = x - low
     pet_low = low[0, 1].cpu().numpy()
-    region = torch.from_numpy(pet_low > _RESIDUAL_LEVEL * float(percentile(pet_low, 99.0))).to(x.device)
+    region = torch.from_numpy(pet_low > _brain_level(pet_low)).to(x.device)
     n = int(region.sum())
     if n < 64:
         return None
@@ -232,14 +239,12 @@ def pet_band_spread(pet_band: torch.Tensor, pet_low: torch.Tensor) -> torch.Tens
     Raises:
         ValueError: shapes that are not one ``(B, 1, X, Y, Z)`` (quoted).
     """
-    from asfe3d.utils import percentile
-
     if pet_band.dim() != 5 or pet_band.shape[1] != 1 or pet_low.shape != pet_band.shape:
         raise ValueError(f"pet_band and pet_low must be one (B, 1, X, Y, Z) shape, got {tuple(pet_band.shape)} and "
                          f"{tuple(pet_low.shape)}")
     spreads = []
     for band, low in zip(pet_band[:, 0], pet_low[:, 0]):
-        level = _RESIDUAL_LEVEL * float(percentile(low.detach().float().cpu().numpy(), 99.0))
+        level = _brain_level(low.detach().float().cpu().numpy())
         values = band[low > level].detach().float()
         if values.numel() < 64:
             spreads.append(0.0)
