@@ -11,6 +11,7 @@ __all__ = ["DEFAULT_METHOD", "DEFAULT_MODE", "DEFAULT_REGISTRATION", "DEFAULT_QC
            "OUTPUT_SCALES", "NIFTI_GEOMETRIES", "PET_UNITS_CHOICES", "SLICE_AXES", "DETAIL_FWHM_MM_BY_MODE",
            "DEFAULT_ROI_SIZE", "DEFAULT_STITCH", "STITCH_MODES", "MIN_VOXEL_MM_BY_MODE",
            "PET_CONSISTENCY_BY_MODE", "PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE", "PET_CONSISTENCY_COARSE_BY_MODE",
+           "PET_CONSISTENCY_FINE_BY_MODE",
            "MAX_VOXEL_MM_BY_MODE",
            "DEFAULT_ROI_MM", "PET_DETAIL_SELECT_BY_MODE", "PET_DETAIL_RATIO",
            "PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE", "PET_DETAIL_FLOOR_BY_MODE",
@@ -93,6 +94,12 @@ PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE: dict[str, float | None] = {"slice": None, 
 #: noisier, MRI detail 0.771 -> 0.808 (bar 0.80) and PET consistency 0.849 -> 0.854 (bar 0.85). Volume mode: 0.5 on
 #: grids of 1.5 mm or coarser, as before the fortieth addendum (0.25 from 0.95 mm)
 PET_CONSISTENCY_COARSE_BY_MODE: dict[str, tuple[float, float] | None] = {"slice": (1.5, 0.6875), "volume": (1.5, 0.5)}
+#: per asfe mode, ``(strength, fwhm_mm)``: on grids finer than :data:`PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE` the
+#: consistency step at ``strength`` with a Gaussian ``fwhm_mm`` wide (``FusionInferer``'s ``pet_consistency_fine``),
+#: or ``None``: no step there. Volume mode: 0.4 with a 12 mm Gaussian, chosen by the forty-second addendum
+#: (``docs/training.md``, "Forty-second round"): a Gaussian twice the PET's resolution leaves the band below it, where
+#: a fine MRI grid holds its detail, to the network, and pulls a tissue change's coarse pattern towards the PET
+PET_CONSISTENCY_FINE_BY_MODE: dict[str, tuple[float, float] | None] = {"slice": None, "volume": (0.4, 12.0)}
 #: per asfe mode, the strength of the choose-the-larger-detail step after the consistency step
 #: (``asfe3d.inferers.FusionInferer``'s ``pet_detail_select``: where the PET's band below its resolution is
 #: :data:`PET_DETAIL_RATIO` times the MRI's, the fused band becomes the PET's), 0 = none; on the grids of

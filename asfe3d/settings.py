@@ -219,7 +219,9 @@ class FusionSettings:
             image's band coarser than the PET's resolution moved towards the PET;
             :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default
             (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`: 0.5 in slice mode; in volume mode 0.25 on MRI grids of
-            0.95-1.5 mm and 0.5 on coarser ones); a number is taken on every grid; 0 turns it off.
+            0.95-1.5 mm, 0.5 on coarser ones and 0.4 with a 12 mm Gaussian on finer ones,
+            :data:`asfe3d.defaults.PET_CONSISTENCY_FINE_BY_MODE`); a number is taken on every grid (with the 6 mm
+            Gaussian); 0 turns it off.
         pet_detail_select: for ``asfe``: the strength in [0, 1] of the choose-the-larger-detail step after the
             consistency step (where the PET's band below its resolution is twice the MRI's, the fused band there
             becomes the PET's; :class:`asfe3d.inferers.FusionInferer`). ``auto``: the mode's default

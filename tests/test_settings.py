@@ -284,14 +284,19 @@ def test_the_record_says_what_the_windows_were_blended_as():
                                                  head, "auto")
     slice_mode = _build_fuser(Settings.from_flat(mode="slice", device="cpu").fusion, False)
     assert "stitched" not in _fusion_description(slice_mode, head, "auto")
-    # the consistency step's strength on this image's grid: volume mode 0.25 from 0.95 mm, 0.5 from 1.5 mm, none on
+    # the consistency step's strength on this image's grid: volume mode 0.25 from 0.95 mm, 0.5 from 1.5 mm, 0.4 on
     # finer grids; slice mode on every one
     coarse = MetaTensor(torch.zeros(2, 40, 40, 40), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0],
                                                                                     dtype=torch.float64)))
     fine = MetaTensor(torch.zeros(2, 40, 40, 40), affine=torch.diag(torch.tensor([0.88, 0.88, 0.88, 1.0],
                                                                                   dtype=torch.float64)))
     assert _fusion_description(fuser, head, "auto")["pet_consistency_applied"] == 0.25
-    assert _fusion_description(fuser, fine, "auto")["pet_consistency_applied"] == 0.0
+    assert _fusion_description(fuser, fine, "auto")["pet_consistency_applied"] == 0.4
+    # with its Gaussian's width: 12 mm on grids finer than 0.95 mm in volume mode, 6 mm elsewhere, none without a step
+    assert [_fusion_description(fuser, x, "auto")["pet_consistency_fwhm_mm_applied"] for x in (fine, head, coarse)] == [
+        12.0, 6.0, 6.0]
+    off = _build_fuser(Settings.from_flat(pet_consistency=0.0, device="cpu").fusion, False)
+    assert _fusion_description(off, fine, "auto")["pet_consistency_fwhm_mm_applied"] is None
     assert _fusion_description(fuser, coarse, "auto")["pet_consistency_applied"] == 0.5
     assert _fusion_description(slice_mode, head, "auto")["pet_consistency_applied"] == 0.5
     # the choose-the-larger-detail step's strength on this image's grid (the consistency step's gate), per mode

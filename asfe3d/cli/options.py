@@ -78,7 +78,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                    help="asfe: the strength (0-1) of the consistency step after the network: the fused image's band "
                         "coarser than the PET's resolution moved towards the PET; 0 turns it off (default: auto = "
                         "0.5 in slice mode and 0.6875 there on MRI grids of 1.5 mm or coarser; in volume mode 0.25 "
-                        "on MRI grids of 0.95-1.5 mm and 0.5 on coarser ones; a number is taken on every grid)")
+                        "on MRI grids of 0.95-1.5 mm, 0.5 on coarser ones and 0.4 at 12 mm instead of 6 on finer "
+                        "ones; a number is taken on every grid, at 6 mm)")
     p.add_argument("--pet-detail-select", type=_auto_or_number, default="auto", metavar="S",
                    help="asfe: the strength (0-1) of the choose-the-larger-detail step after the consistency step: "
                         "where the PET's band below its resolution is twice the MRI's, S of the fused band there "

@@ -136,7 +136,8 @@ def _pair_batch(mri: np.ndarray, pet: np.ndarray) -> torch.Tensor:
 
 def _step_settings(mode: str, pet_consistency: float | str, pet_consistency_min_voxel_mm: float | str | None,
                    pet_consistency_coarse: Sequence[float] | str | None, pet_detail_select: float | str,
-                   pet_detail_ratio: float | str, detail_steer: float | str | None) -> dict[str, Any]:
+                   pet_detail_ratio: float | str, detail_steer: float | str | None,
+                   pet_consistency_fine: Sequence[float] | str | None = "auto") -> dict[str, Any]:
     """:class:`~asfe3d.inferers.FusionInferer`'s settings of the steps after the network, each ``"auto"`` resolved to
     the mode's default (:mod:`asfe3d.defaults`; see :class:`AsfeFusionMethod`). A strength given is taken on every
     grid unless a grid is given with it; with every step on its default, an array without its grid gets no step,
@@ -148,11 +149,14 @@ def _step_settings(mode: str, pet_consistency: float | str, pet_consistency_min_
         pet_consistency_min_voxel_mm = d.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_consistency) else None
     if auto(pet_consistency_coarse):
         pet_consistency_coarse = d.PET_CONSISTENCY_COARSE_BY_MODE[mode] if auto(pet_consistency) else None
+    if auto(pet_consistency_fine):
+        pet_consistency_fine = d.PET_CONSISTENCY_FINE_BY_MODE[mode] if auto(pet_consistency) else None
     optional = auto(pet_consistency) and auto(pet_detail_select) and auto(detail_steer)
     return {
         "pet_consistency": d.PET_CONSISTENCY_BY_MODE[mode] if auto(pet_consistency) else pet_consistency,
         "pet_consistency_min_voxel_mm": pet_consistency_min_voxel_mm,
         "pet_consistency_coarse": pet_consistency_coarse,
+        "pet_consistency_fine": pet_consistency_fine,
         "pet_consistency_optional": optional,
         "pet_detail_select": d.PET_DETAIL_SELECT_BY_MODE[mode] if auto(pet_detail_select) else pet_detail_select,
         "pet_detail_select_min_voxel_mm": (d.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
@@ -213,6 +217,10 @@ class AsfeFusionMethod(FusionMethod):
             ``mm``; ``None``: one strength on every grid; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.PET_CONSISTENCY_COARSE_BY_MODE`) when ``pet_consistency`` is ``"auto"``, else
             ``None``.
+        pet_consistency_fine: ``(strength, fwhm_mm)``: that step's strength and Gaussian width on grids finer than
+            ``pet_consistency_min_voxel_mm``; ``None``: no step there; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.PET_CONSISTENCY_FINE_BY_MODE`) when ``pet_consistency`` is ``"auto"``, else
+            ``None``.
         pet_detail_select: the strength of the choose-the-larger-detail step after the consistency step
             (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`), on the mode's grids
@@ -258,6 +266,7 @@ class AsfeFusionMethod(FusionMethod):
         pet_detail_ratio: float | str = "auto",
         detail_steer: float | str | None = "auto",
         pet_consistency_coarse: Sequence[float] | str | None = "auto",
+        pet_consistency_fine: Sequence[float] | str | None = "auto",
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -311,7 +320,7 @@ class AsfeFusionMethod(FusionMethod):
 
             roi_mm = DEFAULT_ROI_MM
         steps = _step_settings(mode, pet_consistency, pet_consistency_min_voxel_mm, pet_consistency_coarse,
-                               pet_detail_select, pet_detail_ratio, detail_steer)
+                               pet_detail_select, pet_detail_ratio, detail_steer, pet_consistency_fine)
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
@@ -337,6 +346,8 @@ class AsfeFusionMethod(FusionMethod):
             "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
             "pet_consistency_coarse": (None if self.inferer.pet_consistency_coarse is None
                                        else list(self.inferer.pet_consistency_coarse)),
+            "pet_consistency_fine": (None if self.inferer.pet_consistency_fine is None
+                                     else list(self.inferer.pet_consistency_fine)),
             "pet_detail_select": self.inferer.pet_detail_select,
             "pet_detail_ratio": self.inferer.pet_detail_ratio,
             "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,
@@ -366,6 +377,19 @@ class AsfeFusionMethod(FusionMethod):
             image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
         """
         return self.inferer.consistency(image[None])
+
+    def consistency_width(self, image: Any) -> float | None:
+        """The width (FWHM, mm) of the consistency step's Gaussian this image gets
+        (:meth:`~asfe3d.inferers.FusionInferer.consistency_width`), or ``None`` where the step is not taken.
+
+        Args:
+            image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
+        """
+        from asfe3d.inferers.fusion import grid_spacing
+
+        if self.consistency(image) <= 0:  # no step (a step taken implies a known grid)
+            return None
+        return self.inferer.consistency_width(grid_spacing(image[None]))
 
     def detail_band_mm(self, image: Any) -> float | None:
         """The detail injection's band width in mm this image gets (:meth:`~asfe3d.inferers.FusionInferer.detail_fwhm`),

@@ -54,6 +54,10 @@ same voxels by construction.
   ``pet_consistency_min_voxel_mm`` set, the step is taken only on grids whose mean voxel size is at least that.
   ``pet_consistency_coarse``, ``(mm, s_c)``: on grids whose mean voxel size is at least ``mm`` the strength is ``s_c``
   instead (a PET fused onto a coarse MRI grid has more of its noise in the band the step pulls towards the PET).
+  ``pet_consistency_fine``, ``(s_f, w)``: on grids finer than ``pet_consistency_min_voxel_mm`` the step is taken at
+  ``s_f`` with a Gaussian ``w`` mm wide instead of none: a wider Gaussian leaves more of the band below the PET's
+  resolution, where a fine MRI grid holds the most detail, to the network, and still pulls the uptake's coarse
+  pattern (a tissue change, a lowered lobe) towards the PET.
 - ``pet_detail_select``: a second step after the network and the consistency step, which like it needs the grid
   (and skips a grid-less call with ``pet_consistency_optional``), with a grid gate of its own
   (``pet_detail_select_min_voxel_mm``, the mean voxel size): choose the larger detail, as wavelet
@@ -293,6 +297,21 @@ def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
         raise ValueError(f"{name} must be {message}, got {value!r}") from None
 
 
+def _check_fine(name: str, value: Any) -> tuple[float, float] | None:
+    """``None`` or ``(strength, fwhm_mm)``, a strength in ``[0, 1]`` and a width > 0 mm (a JSON list is taken);
+    anything else refused with ``"<name> must be None or (strength in [0, 1], fwhm_mm > 0), got <value>"``."""
+    if value is None:
+        return None
+    message = "None or (strength in [0, 1], fwhm_mm > 0)"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"{name} must be {message}, got {value!r}")
+    try:
+        return (_check_number(name, value[0], message, lambda v: 0 <= v <= 1),
+                _check_number(name, value[1], message, lambda v: v > 0))
+    except ValueError:  # quote the pair, not the one number
+        raise ValueError(f"{name} must be {message}, got {value!r}") from None
+
+
 def _finer(size: float, mm: float) -> bool:
     """Whether a voxel size is finer than ``mm``, with a tolerance of 1e-6 (a 0.8 mm grid whose affine gives
     0.7999999 mm is not finer than 0.8)."""
@@ -374,6 +393,9 @@ class FusionInferer(Inferer):
         pet_consistency_coarse: ``(mm, strength)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
             consistency step's strength is ``strength`` in ``[0, 1]`` instead of ``pet_consistency`` (and
             ``pet_consistency_min_voxel_mm`` does not apply there); ``None`` (default): one strength on every grid.
+        pet_consistency_fine: ``(strength, fwhm_mm)``: on grids finer than ``pet_consistency_min_voxel_mm`` (which
+            it needs) the consistency step is taken at ``strength`` in ``[0, 1]`` with a Gaussian of ``fwhm_mm``
+            (> 0) instead of none; ``None`` (default): no step there.
         detail_steer_max_gain_coarse: ``(mm, cap)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
             steered injection's largest factor is ``cap`` >= 1 instead of ``detail_steer_max_gain``; ``None``
             (default): one cap on every grid.
@@ -395,7 +417,8 @@ class FusionInferer(Inferer):
                  pet_consistency_coarse: Sequence[float] | None = None,
                  detail_steer_max_gain_coarse: Sequence[float] | None = None,
                  working_voxel_mm: float | None = None, detail_fwhm_max_voxel_mm: float | None = None,
-                 pet_detail_floor: float = 0.0, pet_detail_floor_max_voxel_mm: float | None = None) -> None:
+                 pet_detail_floor: float = 0.0, pet_detail_floor_max_voxel_mm: float | None = None,
+                 pet_consistency_fine: Sequence[float] | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -430,6 +453,10 @@ class FusionInferer(Inferer):
         self.pet_consistency = _check_strength("pet_consistency", pet_consistency)
         self.pet_consistency_min_voxel_mm = _check_mm("pet_consistency_min_voxel_mm", pet_consistency_min_voxel_mm)
         self.pet_consistency_coarse = _check_coarse("pet_consistency_coarse", pet_consistency_coarse)
+        self.pet_consistency_fine = _check_fine("pet_consistency_fine", pet_consistency_fine)
+        if self.pet_consistency_fine is not None and self.pet_consistency_min_voxel_mm is None:
+            raise ValueError(f"pet_consistency_fine {pet_consistency_fine!r} needs pet_consistency_min_voxel_mm (the "
+                             "grids it is taken on are those finer than that), got None")
         if not isinstance(pet_consistency_optional, bool):
             raise ValueError(f"pet_consistency_optional must be True or False, got {pet_consistency_optional!r}")
         self.pet_consistency_optional = pet_consistency_optional
@@ -619,7 +646,7 @@ class FusionInferer(Inferer):
                                  f"got {list(steer_gains)!r}")
         out = self._fuse(inputs, network, args, kwargs, slice_axis, spacing)
         if strength > 0:
-            out = self._consistent(out, inputs, grid, strength)
+            out = self._consistent(out, inputs, grid, strength, self.consistency_width(grid))
         mri_band = None
         if select > 0:
             out, mri_band = self._selected(out, inputs, grid, select)
@@ -662,9 +689,10 @@ class FusionInferer(Inferer):
         return gains
 
     def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
-        """The strength of the consistency step a call on ``inputs`` takes: ``pet_consistency``, or 0 on a grid
-        finer than ``pet_consistency_min_voxel_mm`` (mean voxel size), or ``pet_consistency_coarse``'s strength on a
-        grid at least as coarse as its size, or 0 on an unknown grid when ``pet_consistency_optional``.
+        """The strength of the consistency step a call on ``inputs`` takes: ``pet_consistency``, or on a grid
+        finer than ``pet_consistency_min_voxel_mm`` (mean voxel size) ``pet_consistency_fine``'s strength (0 without
+        it), or ``pet_consistency_coarse``'s strength on a grid at least as coarse as its size, or 0 on an unknown
+        grid when ``pet_consistency_optional``.
 
         Raises:
             ValueError: a step to take without a known grid (a plain tensor without ``spacing``).
@@ -685,8 +713,9 @@ class FusionInferer(Inferer):
                   ) -> tuple[float, float, tuple[float, float, float] | None]:
         """The strengths of the consistency and the detail-select steps on this grid, with the grid read (``None``
         when both steps are off or the grid unknown)."""
-        coarse = self.pet_consistency_coarse
-        if self.pet_consistency <= 0 and self.pet_detail_select <= 0 and (coarse is None or coarse[1] <= 0):
+        coarse, finer = self.pet_consistency_coarse, self.pet_consistency_fine
+        if (self.pet_consistency <= 0 and self.pet_detail_select <= 0 and (coarse is None or coarse[1] <= 0)
+                and (finer is None or finer[0] <= 0)):
             return 0.0, 0.0, None
         grid = grid_spacing(inputs, spacing)
         if grid is None and self.pet_consistency_optional:
@@ -696,19 +725,35 @@ class FusionInferer(Inferer):
                              "input or spacing=")
         size = sum(grid) / 3.0
         passes = lambda gate: gate is None or size >= gate  # noqa: E731
-        fine = self.pet_consistency if passes(self.pet_consistency_min_voxel_mm) else 0.0
+        if passes(self.pet_consistency_min_voxel_mm):
+            fine = self.pet_consistency
+        else:
+            fine = 0.0 if finer is None else finer[0]
         return (_on_grid(size, fine, coarse),
                 self.pet_detail_select if passes(self.pet_detail_select_min_voxel_mm) else 0.0, grid)
 
+    def consistency_width(self, grid: Sequence[float]) -> float:
+        """The width (FWHM, mm) of the consistency step's Gaussian on this grid: :data:`DETAIL_FWHM_MM`, or
+        ``pet_consistency_fine``'s width on a grid finer than ``pet_consistency_min_voxel_mm`` (mean voxel size).
+
+        Args:
+            grid: the voxel size (mm) along each axis.
+        """
+        gate = self.pet_consistency_min_voxel_mm
+        if self.pet_consistency_fine is not None and gate is not None and sum(grid) / 3.0 < gate:
+            return self.pet_consistency_fine[1]
+        return DETAIL_FWHM_MM
+
     def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
-                    strength: float) -> torch.Tensor:
-        """The consistency step: ``clamp(out + s * G(PET - out), 0, 1)``, ``G`` :data:`DETAIL_FWHM_MM` wide in mm."""
+                    strength: float, fwhm_mm: float = DETAIL_FWHM_MM) -> torch.Tensor:
+        """The consistency step: ``clamp(out + s * G(PET - out), 0, 1)``, ``G`` ``fwhm_mm`` wide in mm."""
         from asfe3d.networks.blocks.detail import blur_per_axis
 
         fused = (out.as_tensor() if isinstance(out, MetaTensor) else out).float()
         pet = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)[:, 1:2].to(fused.device).float()
         with torch.autocast(device_type=fused.device.type, enabled=False):  # the low band in float32
-            low = blur_per_axis(pet - fused, [DETAIL_FWHM_MM / g for g in grid])
+            # (at most 64 voxels wide, the blur's limit: a 12 mm Gaussian is narrower only on grids under 0.19 mm)
+            low = blur_per_axis(pet - fused, [min(fwhm_mm / g, 64.0) for g in grid])
         result = (fused + strength * low).clamp_(0.0, 1.0)
         return convert_to_dst_type(result, out)[0]
 
@@ -862,6 +907,8 @@ class FusionInferer(Inferer):
                 "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm,
                 "pet_consistency_coarse": None if self.pet_consistency_coarse is None
                 else list(self.pet_consistency_coarse),
+                "pet_consistency_fine": None if self.pet_consistency_fine is None
+                else list(self.pet_consistency_fine),
                 "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
                 "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm,
                 "pet_detail_floor": self.pet_detail_floor,

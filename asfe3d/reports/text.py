@@ -428,9 +428,12 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
                      f"which that grid cannot hold, was added back to the result")
         c = _number(fusion.get("pet_consistency_applied"))
         if c is not None and c > 0:
-            text += (f"; then {c:g} of the difference between the PET and the fused image, blurred to the PET's "
-                     f"resolution (6 mm FWHM), was added, moving the fused image's coarse band towards the PET "
-                     f"(Wald's consistency property)")
+            w = _number(fusion.get("pet_consistency_fwhm_mm_applied"))
+            blurred = ("blurred to the PET's resolution (6 mm FWHM)" if w is None or abs(w - 6.0) < 1e-9
+                       else f"blurred by a Gaussian of {w:g} mm FWHM (wider than the PET's resolution, so that the "
+                            f"{anat}'s detail below it is left to the network)")
+            text += (f"; then {c:g} of the difference between the PET and the fused image, {blurred}, was added, "
+                     f"moving the fused image's coarse band towards the PET (Wald's consistency property)")
         d = _number(fusion.get("pet_detail_select_applied"))
         if d is not None and d > 0:
             k = _number(fusion.get("pet_detail_ratio"))

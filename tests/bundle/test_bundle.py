@@ -220,6 +220,10 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
 
         assert inferer.pet_consistency_coarse == PET_CONSISTENCY_COARSE_BY_MODE[mode]
+        # and on fine grids, with its own width (volume mode since the forty-second addendum)
+        from asfe3d.defaults import PET_CONSISTENCY_FINE_BY_MODE
+
+        assert inferer.pet_consistency_fine == PET_CONSISTENCY_FINE_BY_MODE[mode]
         # the steered injection's cap of its own on coarse grids (volume mode since the thirty-fourth addendum)
         from asfe3d.defaults import DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE
 

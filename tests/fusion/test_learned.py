@@ -141,8 +141,9 @@ def test_detail_band_width_in_mm_is_an_option_and_off_by_default():
 
     net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
     mri, pet = _vol((14, 12, 10))
-    default = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=None)
-    in_mm = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0)
+    # (without the consistency step that volume mode takes on grids under 0.95 mm: only the band differs here)
+    default = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=None, pet_consistency_fine=None)
+    in_mm = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0, pet_consistency_fine=None)
     assert DETAIL_FWHM_MM_BY_MODE == {"slice": None, "volume": 6.0}  # volume: on grids finer than 0.8 mm only
     assert default.describe()["detail_fwhm_mm"] is None and in_mm.describe()["detail_fwhm_mm"] == 6.0
     np.testing.assert_array_equal(default(mri, pet, spacing=(0.5, 0.5, 0.5)), default(mri, pet))

@@ -658,10 +658,55 @@ def test_bad_consistency_gate_refused(kwargs, match):
         FusionInferer("volume", pet_consistency=0.5, **kwargs)
 
 
+def test_fine_consistency_takes_its_own_strength_and_width_on_fine_grids():
+    """``pet_consistency_fine=(s, w)``: grids finer than ``pet_consistency_min_voxel_mm`` get the step at ``s`` with a
+    ``w`` mm Gaussian (``clamp(F + s G_w(PET - F), 0, 1)``), coarser grids the step as without it."""
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    torch.manual_seed(4)
+    x = torch.rand(1, 2, 24, 20, 16)
+    copy = lambda t: t[:, :1]  # noqa: E731
+    both = FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95,
+                         pet_consistency_fine=[0.4, 12.0], roi_size=(0, 0, 0))
+    plain = FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95, roi_size=(0, 0, 0))
+    assert both.describe()["pet_consistency_fine"] == [0.4, 12.0] and plain.describe()["pet_consistency_fine"] is None
+    assert both.consistency(x, (0.8, 0.8, 0.8)) == 0.4 and plain.consistency(x, (0.8, 0.8, 0.8)) == 0.0
+    assert both.consistency(x, (1.0, 1.0, 1.0)) == 0.25
+    assert both.consistency_width((0.8, 0.8, 0.8)) == 12.0 and both.consistency_width((1.0, 1.0, 1.0)) == 6.0
+    assert plain.consistency_width((0.8, 0.8, 0.8)) == 6.0
+    grid = (0.8, 0.8, 0.8)
+    expected = (x[:, :1] + 0.4 * blur_per_axis(x[:, 1:2] - x[:, :1], [12.0 / 0.8] * 3)).clamp(0, 1)
+    torch.testing.assert_close(both(x, copy, spacing=grid), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(plain(x, copy, spacing=grid), x[:, :1], rtol=0, atol=1e-6)
+    # a coarser grid: bit for bit as without the setting
+    assert torch.equal(both(x, copy, spacing=(1.0, 1.0, 1.2)), plain(x, copy, spacing=(1.0, 1.0, 1.2)))
+    # the wider Gaussian leaves more of the band below 6 mm alone than the 6 mm one at the same strength
+    six = FusionInferer("volume", pet_consistency=0.4, roi_size=(0, 0, 0))(x, copy, spacing=grid)
+    band = lambda t: t - blur_per_axis(t, [6.0 / 0.8] * 3)  # noqa: E731
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(4, -4))
+    moved = lambda t: (band(t) - band(x[:, :1]))[inner].abs().mean()  # noqa: E731
+    assert moved(both(x, copy, spacing=grid)) < 0.5 * moved(six)
+
+
+@pytest.mark.parametrize("value", [(0.4,), (1.5, 12.0), (0.4, 0.0), (0.4, -6.0), "0.4,12", (0.4, True),
+                                   (float("nan"), 12.0)])
+def test_bad_fine_consistency_refused_quoting_the_value(value):
+    with pytest.raises(ValueError,
+                       match=r"pet_consistency_fine must be None or \(strength in \[0, 1\], fwhm_mm > 0\), got") as err:
+        FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95, pet_consistency_fine=value)
+    assert str(err.value).endswith(repr(value))
+
+
+def test_fine_consistency_needs_the_gate():
+    with pytest.raises(ValueError, match=r"pet_consistency_fine \(0.4, 12.0\) needs pet_consistency_min_voxel_mm"):
+        FusionInferer("volume", pet_consistency=0.25, pet_consistency_fine=(0.4, 12.0))
+
+
 def test_mode_defaults_of_the_consistency_step():
     """``"auto"``: slice mode 0.5 on grids finer than 1.5 mm and 0.6875 on coarser ones, volume mode 0.25 on grids of
-    0.95-1.5 mm and 0.5 on coarser ones, none on finer ones (the nineteenth, thirty-second, thirty-third and fortieth
-    addenda), both skipping an array given without its grid; a strength given is taken on every grid."""
+    0.95-1.5 mm, 0.5 on coarser ones and 0.4 with a 12 mm Gaussian on finer ones (the nineteenth, thirty-second,
+    thirty-third, fortieth and forty-second addenda), both skipping an array given without its grid; a strength given
+    is taken on every grid, with the 6 mm Gaussian."""
     from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
     from asfe3d.fusion.learned import AsfeFusionMethod
     from asfe3d.networks import ASFEFusion
@@ -678,7 +723,7 @@ def test_mode_defaults_of_the_consistency_step():
     assert PET_CONSISTENCY_COARSE_BY_MODE == {"slice": (1.5, 0.6875), "volume": (1.5, 0.5)}
     assert sl.pet_consistency_coarse == (1.5, 0.6875) and vol.pet_consistency_coarse == (1.5, 0.5)
     cube = torch.zeros(1, 2, 4, 4, 4)
-    assert [vol.consistency(cube, (g,) * 3) for g in (0.88, 0.96, 1.0, 1.2, 1.5, 2.0)] == [0.0, 0.25, 0.25, 0.25, 0.5,
+    assert [vol.consistency(cube, (g,) * 3) for g in (0.88, 0.96, 1.0, 1.2, 1.5, 2.0)] == [0.4, 0.25, 0.25, 0.25, 0.5,
                                                                                           0.5]
     assert vol.consistency(cube, (1.2, 1.0, 1.0)) == 0.25  # ADNI's grid: the mean voxel size, 1.07 mm
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (2.0, 2.0, 2.0)) == 0.6875
@@ -686,6 +731,15 @@ def test_mode_defaults_of_the_consistency_step():
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
     assert (given.pet_consistency_min_voxel_mm, given.pet_consistency_optional) == (None, False)
     assert given.pet_consistency_coarse is None  # a strength given is taken on every grid
+    assert given.pet_consistency_fine is None and given.consistency_width((0.88,) * 3) == 6.0
+    # volume mode on grids finer than 0.95 mm: 0.4 with a 12 mm Gaussian (the forty-second addendum); slice mode none
+    from asfe3d.defaults import PET_CONSISTENCY_FINE_BY_MODE
+
+    assert PET_CONSISTENCY_FINE_BY_MODE == {"slice": None, "volume": (0.4, 12.0)}
+    assert vol.pet_consistency_fine == (0.4, 12.0) and sl.pet_consistency_fine is None
+    assert [vol.consistency(cube, (g,) * 3) for g in (0.7, 0.88, 0.94)] == [0.4, 0.4, 0.4]
+    assert [vol.consistency_width((g,) * 3) for g in (0.7, 0.88, 0.96, 2.0)] == [12.0, 12.0, 6.0, 6.0]
+    assert sl.consistency_width((0.88,) * 3) == 6.0
 
 
 def _edge_pair(n: tuple[int, int, int] = (24, 24, 24)) -> torch.Tensor:

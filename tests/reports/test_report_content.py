@@ -260,6 +260,12 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     # the consistency step is said only where this image got it
     stepped = {**volume, "fusion": {**volume["fusion"], "pet_consistency": 0.25, "pet_consistency_applied": 0.25}}
     assert "then 0.25 of the difference between the PET and the fused image" in methods_text([stepped])[0][0]
+    assert "blurred to the PET's resolution (6 mm FWHM)" in methods_text([stepped])[0][0]
+    wide = {**stepped, "fusion": {**stepped["fusion"], "pet_consistency_applied": 0.4,
+                                  "pet_consistency_fwhm_mm_applied": 12.0}}
+    assert ("then 0.4 of the difference between the PET and the fused image, blurred by a Gaussian of 12 mm FWHM "
+            "(wider than the PET's resolution, so that the MRI's detail below it is left to the network)"
+            in methods_text([wide])[0][0])
     gated = {**volume, "fusion": {**volume["fusion"], "pet_consistency": 0.25, "pet_consistency_applied": 0.0}}
     assert "difference between the PET" not in methods_text([gated])[0][0]
     # the choose-the-larger-detail step likewise, with its ratio
