@@ -734,13 +734,15 @@ class FusionInferer(Inferer):
 
     def consistency_width(self, grid: Sequence[float]) -> float:
         """The width (FWHM, mm) of the consistency step's Gaussian on this grid: :data:`DETAIL_FWHM_MM`, or
-        ``pet_consistency_fine``'s width on a grid finer than ``pet_consistency_min_voxel_mm`` (mean voxel size).
+        ``pet_consistency_fine``'s width on a grid finer than ``pet_consistency_min_voxel_mm`` (mean voxel size) that
+        ``pet_consistency_coarse`` does not reach (the grids whose strength is ``pet_consistency_fine``'s).
 
         Args:
             grid: the voxel size (mm) along each axis.
         """
-        gate = self.pet_consistency_min_voxel_mm
-        if self.pet_consistency_fine is not None and gate is not None and sum(grid) / 3.0 < gate:
+        gate, coarse, size = self.pet_consistency_min_voxel_mm, self.pet_consistency_coarse, sum(grid) / 3.0
+        if (self.pet_consistency_fine is not None and gate is not None and size < gate
+                and (coarse is None or size < coarse[0])):
             return self.pet_consistency_fine[1]
         return DETAIL_FWHM_MM
 

@@ -674,6 +674,11 @@ def test_fine_consistency_takes_its_own_strength_and_width_on_fine_grids():
     assert both.consistency(x, (1.0, 1.0, 1.0)) == 0.25
     assert both.consistency_width((0.8, 0.8, 0.8)) == 12.0 and both.consistency_width((1.0, 1.0, 1.0)) == 6.0
     assert plain.consistency_width((0.8, 0.8, 0.8)) == 6.0
+    # a coarse strength that reaches under the gate takes its own grids with the 6 mm Gaussian
+    odd = FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=3.0,
+                        pet_consistency_coarse=(1.5, 0.5), pet_consistency_fine=(0.4, 12.0), roi_size=(0, 0, 0))
+    assert (odd.consistency(x, (2.0,) * 3), odd.consistency_width((2.0,) * 3)) == (0.5, 6.0)
+    assert (odd.consistency(x, (1.0,) * 3), odd.consistency_width((1.0,) * 3)) == (0.4, 12.0)
     grid = (0.8, 0.8, 0.8)
     expected = (x[:, :1] + 0.4 * blur_per_axis(x[:, 1:2] - x[:, :1], [12.0 / 0.8] * 3)).clamp(0, 1)
     torch.testing.assert_close(both(x, copy, spacing=grid), expected, rtol=0, atol=1e-6)
