@@ -429,9 +429,13 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
         c = _number(fusion.get("pet_consistency_applied"))
         if c is not None and c > 0:
             w = _number(fusion.get("pet_consistency_fwhm_mm_applied"))
-            blurred = ("blurred to the PET's resolution (6 mm FWHM)" if w is None or abs(w - 6.0) < 1e-9
-                       else f"blurred by a Gaussian of {w:g} mm FWHM (wider than the PET's resolution, so that the "
-                            f"{anat}'s detail below it is left to the network)")
+            if w is None or abs(w - 6.0) < 1e-9:
+                blurred = "blurred to the PET's resolution (6 mm FWHM)"
+            elif w > 6.0:
+                blurred = (f"blurred by a Gaussian of {w:g} mm FWHM (wider than the PET's resolution, so that the "
+                           f"{anat}'s detail below it is left to the network)")
+            else:
+                blurred = f"blurred by a Gaussian of {w:g} mm FWHM"
             text += (f"; then {c:g} of the difference between the PET and the fused image, {blurred}, was added, "
                      f"moving the fused image's coarse band towards the PET (Wald's consistency property)")
         d = _number(fusion.get("pet_detail_select_applied"))

@@ -266,6 +266,8 @@ def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windo
     assert ("then 0.4 of the difference between the PET and the fused image, blurred by a Gaussian of 12 mm FWHM "
             "(wider than the PET's resolution, so that the MRI's detail below it is left to the network)"
             in methods_text([wide])[0][0])
+    narrow = {**wide, "fusion": {**wide["fusion"], "pet_consistency_fwhm_mm_applied": 4.0}}
+    assert "blurred by a Gaussian of 4 mm FWHM, was added" in methods_text([narrow])[0][0]
     gated = {**volume, "fusion": {**volume["fusion"], "pet_consistency": 0.25, "pet_consistency_applied": 0.0}}
     assert "difference between the PET" not in methods_text([gated])[0][0]
     # the choose-the-larger-detail step likewise, with its ratio
