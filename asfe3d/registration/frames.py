@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from asfe3d.registration.register import resample_to_reference
+from asfe3d.registration.register import itk_threads, resample_to_reference
 from asfe3d.utils import percentile
 
 __all__ = ["realign_frames", "frame_motion", "mean_image"]
@@ -160,10 +160,7 @@ def realign_frames(
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     start = time.perf_counter()
     frames = [sitk.Cast(f, sitk.sitkFloat32) for f in frames]
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    if threads is not None:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    try:
+    with itk_threads(threads):  # one registration's thread count at a time (see itk_threads)
         coarse = [_coarse(f) for f in frames]
         if reference == "mean":
             target = mean_image(coarse)
@@ -176,8 +173,6 @@ def realign_frames(
                 sitk.Euler3DTransform() if k == int(reference) else _register(target, f, iterations, seed)
                 for k, f in enumerate(coarse)
             ]
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     raw_transforms = list(transforms)
     if reference == "mean":  # express every motion relative to frame 0: the output keeps frame 0's pose
         transforms = [_compose_inverse(t, transforms[0]) for t in transforms]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -584,6 +586,34 @@ def _set_up(prep: _Prepared, seed: int, sampling: float | None, iterations: int)
     return dict(fixed_mask=prep.mask, seed=seed, sampling=sampling, iterations=iterations)
 
 
+#: held while a registration runs under an ITK thread count of its own (:func:`itk_threads`)
+_ITK_THREADS_LOCK = threading.RLock()
+
+
+@contextmanager
+def itk_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ITK's global default thread count at ``threads`` and restore it afterwards; ``None``:
+    leave it as it is.
+
+    The count is global to the process, so two registrations in two threads (a cohort's next subject registered
+    beside this one while this one's is still running) would otherwise restore it under each other, and the later
+    one would finish on every core, not bitwise reproducible. Blocks that set a count run one at a time.
+
+    Args:
+        threads: ITK threads (>= 1) for the block, or ``None``.
+    """
+    if threads is None:
+        yield
+        return
+    with _ITK_THREADS_LOCK:
+        previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
 def _mirrored_ahead(prep: _Prepared, rigid: sitk.Transform, common: dict) -> tuple[sitk.Transform, Future]:
     """Start the left-right check's mirrored fit of ``rigid`` (single-threaded ITK, the GIL released) beside the
     QC's measures of it; used when ``rigid`` stays the one kept (the usual case), made again otherwise.
@@ -835,33 +865,30 @@ def register_pet_to_mri(
     start = time.perf_counter()
     if method == "none":
         return _identity_result(mri, pet, head, assess, start)
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     bar = _Progress(progress)
     mirrored_ahead: tuple[sitk.Transform, Future] | None = None
-    if threads is not None:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    try:
-        prep = _prepare(mri, pet, head, use_mask, finest_mm)
-        common = _set_up(prep, seed, sampling, iterations)
-        best = _Rigid(*_rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0), progress=bar))
-        if assess and check_mirror:
-            mirrored_ahead = _mirrored_ahead(prep, best.transform, common)
-        best.qc = assess_registration(mri, pet, best.transform, prep.head) if assess else None
-        if best.qc is not None and not set(best.qc.flags) & _UNUSABLE:
-            _try_header(mri, pet, prep, best)
-            _continue_from_better(mri, pet, prep, common, best, bar)
-        _search_if_failed(mri, pet, prep, common, best, multistart=multistart, mirrors=mirrors, assess=assess, bar=bar)
-        if best.qc is not None and check_mirror and not set(best.qc.flags) & {"pet_noise", "pet_spacing"}:
-            _left_right(prep, common, best, mirrored_ahead, bar)
-        transform = _beyond_rigid(prep, common, best, method, bspline_mesh=bspline_mesh,
-                                  bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, bar=bar)
-        if assess and method != "rigid":
-            best.qc = _reassess(mri, pet, transform, prep.head, best.qc)
-    finally:
-        if mirrored_ahead is not None:  # never left running past the thread setting it was started under
-            mirrored_ahead[1].exception()
-        bar.close()
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+    with itk_threads(threads):  # the count set (and restored) one registration at a time
+        try:
+            prep = _prepare(mri, pet, head, use_mask, finest_mm)
+            common = _set_up(prep, seed, sampling, iterations)
+            best = _Rigid(*_rigid_from(prep, None, common, shrink=(4, 2, 1), sigmas=(2, 1, 0), progress=bar))
+            if assess and check_mirror:
+                mirrored_ahead = _mirrored_ahead(prep, best.transform, common)
+            best.qc = assess_registration(mri, pet, best.transform, prep.head) if assess else None
+            if best.qc is not None and not set(best.qc.flags) & _UNUSABLE:
+                _try_header(mri, pet, prep, best)
+                _continue_from_better(mri, pet, prep, common, best, bar)
+            _search_if_failed(mri, pet, prep, common, best, multistart=multistart, mirrors=mirrors, assess=assess, bar=bar)
+            if best.qc is not None and check_mirror and not set(best.qc.flags) & {"pet_noise", "pet_spacing"}:
+                _left_right(prep, common, best, mirrored_ahead, bar)
+            transform = _beyond_rigid(prep, common, best, method, bspline_mesh=bspline_mesh,
+                                      bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, bar=bar)
+            if assess and method != "rigid":
+                best.qc = _reassess(mri, pet, transform, prep.head, best.qc)
+        finally:
+            if mirrored_ahead is not None:  # never left running past the thread setting it was started under
+                mirrored_ahead[1].exception()
+            bar.close()
     return _result(transform, method, best, prep, start)
 
 

@@ -171,3 +171,50 @@ def test_single_thread_registration_is_bitwise_reproducible(case):
     assert a.transform.GetParameters() == b.transform.GetParameters()
     with pytest.raises(ValueError, match="threads must be None or an integer >= 1, got 0"):
         register_pet_to_mri(t1, pet, "rigid", threads=0)
+
+
+def test_itk_threads_one_registration_at_a_time():
+    """Two threads that set ITK's thread count run their blocks one after the other, each under its own count, and
+    the count before them comes back at the end (two overlapping blocks would restore it under each other, and the
+    later one would finish on every core)."""
+    import threading
+    import time
+
+    import SimpleITK as sitk
+
+    from asfe3d.registration.register import itk_threads
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    try:
+        inside_a, seen, order = threading.Event(), {}, []
+
+        def a():
+            with itk_threads(1):
+                order.append("a in")
+                inside_a.set()
+                time.sleep(0.2)
+                seen["a"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+                order.append("a out")
+
+        def b():
+            inside_a.wait()
+            with itk_threads(1):
+                order.append("b in")
+                time.sleep(0.05)
+                seen["b"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert order == ["a in", "a out", "b in"] and seen == {"a": 1, "b": 1}
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+        with itk_threads(None):  # None: the count left as it is
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+        with itk_threads(2), itk_threads(1):  # nested in one thread: each restores its own
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
