@@ -282,34 +282,32 @@ def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[
     return [float(g) * int(n) / int(w) for g, n, w in zip(grid, spatial, work)]
 
 
-def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
-                  holds: Callable[[float], bool] = lambda v: 0 <= v <= 1) -> tuple[float, float] | None:
-    """``None`` or ``(mm, v)``, a voxel size > 0 and a value for which ``holds`` is true (a JSON list is taken);
-    anything else refused with ``"<name> must be None or (mm > 0, <what>), got <value>"``, the value quoted."""
+def _check_pair(name: str, value: Any, what: str, first: Callable[[float], bool],
+                second: Callable[[float], bool]) -> tuple[float, float] | None:
+    """``None`` or a pair of numbers for which ``first`` and ``second`` hold (a JSON list is taken); anything else
+    refused with ``"<name> must be None or (<what>), got <value>"``, the whole value quoted."""
     if value is None:
         return None
-    message = f"None or (mm > 0, {what})"
+    message = f"None or ({what})"
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         raise ValueError(f"{name} must be {message}, got {value!r}")
     try:
-        return _check_number(name, value[0], message, lambda v: v > 0), _check_number(name, value[1], message, holds)
+        return _check_number(name, value[0], message, first), _check_number(name, value[1], message, second)
     except ValueError:  # quote the pair, not the one number
         raise ValueError(f"{name} must be {message}, got {value!r}") from None
+
+
+def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
+                  holds: Callable[[float], bool] = lambda v: 0 <= v <= 1) -> tuple[float, float] | None:
+    """``None`` or ``(mm, v)``, a voxel size > 0 and a value for which ``holds`` is true; anything else refused
+    with ``"<name> must be None or (mm > 0, <what>), got <value>"``, the value quoted."""
+    return _check_pair(name, value, f"mm > 0, {what}", lambda v: v > 0, holds)
 
 
 def _check_fine(name: str, value: Any) -> tuple[float, float] | None:
-    """``None`` or ``(strength, fwhm_mm)``, a strength in ``[0, 1]`` and a width > 0 mm (a JSON list is taken);
-    anything else refused with ``"<name> must be None or (strength in [0, 1], fwhm_mm > 0), got <value>"``."""
-    if value is None:
-        return None
-    message = "None or (strength in [0, 1], fwhm_mm > 0)"
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"{name} must be {message}, got {value!r}")
-    try:
-        return (_check_number(name, value[0], message, lambda v: 0 <= v <= 1),
-                _check_number(name, value[1], message, lambda v: v > 0))
-    except ValueError:  # quote the pair, not the one number
-        raise ValueError(f"{name} must be {message}, got {value!r}") from None
+    """``None`` or ``(strength, fwhm_mm)``, a strength in ``[0, 1]`` and a width > 0 mm; anything else refused
+    with ``"<name> must be None or (strength in [0, 1], fwhm_mm > 0), got <value>"``."""
+    return _check_pair(name, value, "strength in [0, 1], fwhm_mm > 0", lambda v: 0 <= v <= 1, lambda v: v > 0)
 
 
 def _finer(size: float, mm: float) -> bool:
@@ -724,13 +722,20 @@ class FusionInferer(Inferer):
             raise ValueError("pet_consistency > 0 or pet_detail_select > 0 needs the grid's voxel size: a MetaTensor "
                              "input or spacing=")
         size = sum(grid) / 3.0
-        passes = lambda gate: gate is None or size >= gate  # noqa: E731
-        if passes(self.pet_consistency_min_voxel_mm):
-            fine = self.pet_consistency
-        else:
-            fine = 0.0 if finer is None else finer[0]
-        return (_on_grid(size, fine, coarse),
-                self.pet_detail_select if passes(self.pet_detail_select_min_voxel_mm) else 0.0, grid)
+        gate = self.pet_detail_select_min_voxel_mm
+        return self._consistency_on(size)[0], self.pet_detail_select if gate is None or size >= gate else 0.0, grid
+
+    def _consistency_on(self, size: float) -> tuple[float, float]:
+        """The consistency step's strength and Gaussian width (FWHM, mm) on a grid of mean voxel size ``size``:
+        ``pet_consistency_coarse``'s strength where it reaches, else ``pet_consistency`` from
+        ``pet_consistency_min_voxel_mm``, else ``pet_consistency_fine``'s pair (0 without it); the width
+        :data:`DETAIL_FWHM_MM` but where the fine pair's is taken."""
+        coarse, gate, finer = self.pet_consistency_coarse, self.pet_consistency_min_voxel_mm, self.pet_consistency_fine
+        if coarse is not None and size >= coarse[0]:
+            return coarse[1], DETAIL_FWHM_MM
+        if gate is None or size >= gate:
+            return self.pet_consistency, DETAIL_FWHM_MM
+        return (0.0, DETAIL_FWHM_MM) if finer is None else finer
 
     def consistency_width(self, grid: Sequence[float]) -> float:
         """The width (FWHM, mm) of the consistency step's Gaussian on this grid: :data:`DETAIL_FWHM_MM`, or
@@ -740,11 +745,7 @@ class FusionInferer(Inferer):
         Args:
             grid: the voxel size (mm) along each axis.
         """
-        gate, coarse, size = self.pet_consistency_min_voxel_mm, self.pet_consistency_coarse, sum(grid) / 3.0
-        if (self.pet_consistency_fine is not None and gate is not None and size < gate
-                and (coarse is None or size < coarse[0])):
-            return self.pet_consistency_fine[1]
-        return DETAIL_FWHM_MM
+        return self._consistency_on(sum(grid) / 3.0)[1]
 
     def _consistent(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
                     strength: float, fwhm_mm: float = DETAIL_FWHM_MM) -> torch.Tensor:
