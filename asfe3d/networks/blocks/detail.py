@@ -121,14 +121,30 @@ def blur_per_axis(x: torch.Tensor, fwhm: list[float]) -> torch.Tensor:
 
 def _blur_along(x: torch.Tensor, axis: int, k: torch.Tensor) -> torch.Tensor:
     """``x`` convolved along ``axis`` with the odd kernel ``k``, replicate-padded: one product with a banded
-    ``(n, n)`` matrix whose edge columns hold the padding's taps."""
+    ``(n, n)`` matrix whose edge columns hold the padding's taps.
+
+    ``x`` is viewed as ``(before, n, after)`` (the axes before and after ``axis`` flattened), so the product reads
+    and writes it in place of memory: no axis is moved and copied (the last axis is one ``(before, n) @ (n, n)``
+    product, any other a batch of ``(n, n) @ (n, after)`` products). The same numbers as moving the axis to the
+    front for one product; a contiguous result.
+    """
     n = x.shape[axis]
     r = (k.numel() - 1) // 2
     rows = torch.arange(n, device=x.device).view(-1, 1)
     cols = (rows + torch.arange(-r, r + 1, device=x.device).view(1, -1)).clamp(0, n - 1)
     band = torch.zeros(n, n, dtype=x.dtype, device=x.device)
     band.scatter_add_(1, cols, k.view(1, -1).expand(n, k.numel()).contiguous())
-    return torch.movedim(torch.tensordot(band, torch.movedim(x, axis, 0), dims=([1], [0])), 0, axis)
+    shape = x.shape
+    before = 1
+    for size in shape[:axis]:
+        before *= size
+    after = 1
+    for size in shape[axis + 1:]:
+        after *= size
+    x = x.contiguous()
+    if after == 1:
+        return torch.matmul(x.view(before, n), band.t()).view(shape)
+    return torch.matmul(band, x.view(before, n, after)).view(shape)
 
 
 def detail_band_mm(x: torch.Tensor, spacing: Sequence[float], fwhm_mm: float) -> torch.Tensor:
