@@ -174,12 +174,12 @@ def test_consistency_strength_reaches_the_fuser_and_a_bad_value_is_refused():
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.pet_consistency, auto.pet_consistency_min_voxel_mm, auto.pet_consistency_coarse) == (0.25, 0.95,
+    assert (auto.steps.pet_consistency, auto.steps.pet_consistency_min_voxel_mm, auto.steps.pet_consistency_coarse) == (0.25, 0.95,
                                                                                                       (1.5, 0.5))
     off = _build_fuser(Settings.from_flat(mode="slice", pet_consistency=0, device="cpu").fusion, False).inferer
-    assert off.pet_consistency == 0.0
+    assert off.steps.pet_consistency == 0.0
     given = _build_fuser(Settings.from_flat(pet_consistency=0.4, device="cpu").fusion, False).inferer
-    assert (given.pet_consistency, given.pet_consistency_min_voxel_mm) == (0.4, None)
+    assert (given.steps.pet_consistency, given.steps.pet_consistency_min_voxel_mm) == (0.4, None)
     parse = build_parser().parse_args
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--pet-consistency", "0"])).fusion.pet_consistency == 0
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii"])).fusion.pet_consistency == "auto"
@@ -197,11 +197,11 @@ def test_detail_select_strength_reaches_the_fuser_and_a_bad_value_is_refused():
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.pet_detail_select, auto.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
+    assert (auto.steps.pet_detail_select, auto.steps.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
     off = _build_fuser(Settings.from_flat(pet_detail_select=0, device="cpu").fusion, False).inferer
-    assert off.pet_detail_select == 0.0
+    assert off.steps.pet_detail_select == 0.0
     given = _build_fuser(Settings.from_flat(pet_detail_select=0.3, device="cpu").fusion, False).inferer
-    assert (given.pet_detail_select, given.pet_detail_select_min_voxel_mm) == (0.3, None)
+    assert (given.steps.pet_detail_select, given.steps.pet_detail_select_min_voxel_mm) == (0.3, None)
     parse = build_parser().parse_args
     args = parse(["fuse", "a.nii", "b.nii", "--pet-detail-select", "0"])
     assert settings_from_args(args).fusion.pet_detail_select == 0
@@ -221,14 +221,14 @@ def test_detail_steer_reaches_the_fuser_and_a_bad_value_is_refused():
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.detail_steer, auto.detail_steer_max_gain, auto.detail_steer_max_voxel_mm) == (
+    assert (auto.steps.detail_steer, auto.steps.detail_steer_max_gain, auto.steps.detail_steer_max_voxel_mm) == (
         DETAIL_STEER_BY_MODE["volume"], DETAIL_STEER_MAX_GAIN_BY_MODE["volume"],
         DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["volume"])
-    assert _build_fuser(Settings.from_flat(detail_steer=0, device="cpu").fusion, False).inferer.detail_steer is None
+    assert _build_fuser(Settings.from_flat(detail_steer=0, device="cpu").fusion, False).inferer.steps.detail_steer is None
     given = _build_fuser(Settings.from_flat(detail_steer=0.4, mode="slice", device="cpu").fusion, False).inferer
-    assert (given.detail_steer, given.detail_steer_max_voxel_mm, given.pet_consistency_optional) == (
+    assert (given.steps.detail_steer, given.steps.detail_steer_max_voxel_mm, given.steps.pet_consistency_optional) == (
         0.4, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE["slice"], False)
-    assert _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer.detail_steer_max_voxel_mm is None
+    assert _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer.steps.detail_steer_max_voxel_mm is None
     parse = build_parser().parse_args
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-steer", "0.6"])).fusion.detail_steer == 0.6
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-steer", "0"])).fusion.detail_steer is None
@@ -248,12 +248,12 @@ def test_detail_fwhm_mm_reaches_the_fuser_and_a_bad_value_is_refused():
     from asfe3d.pipeline import _build_fuser
 
     auto = _build_fuser(Settings.from_flat(device="cpu").fusion, False).inferer
-    assert (auto.detail_fwhm_mm, auto.detail_fwhm_max_voxel_mm) == (
+    assert (auto.steps.detail_fwhm_mm, auto.steps.detail_fwhm_max_voxel_mm) == (
         DETAIL_FWHM_MM_BY_MODE["volume"], DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE["volume"])
     given = _build_fuser(Settings.from_flat(detail_fwhm_mm=8, device="cpu").fusion, False).inferer
-    assert (given.detail_fwhm_mm, given.detail_fwhm_max_voxel_mm) == (8.0, None)  # 8 mm on every grid
+    assert (given.steps.detail_fwhm_mm, given.steps.detail_fwhm_max_voxel_mm) == (8.0, None)  # 8 mm on every grid
     own = _build_fuser(Settings.from_flat(detail_fwhm_mm=0, mode="slice", device="cpu").fusion, False).inferer
-    assert own.detail_fwhm_mm is None
+    assert own.steps.detail_fwhm_mm is None
     parse = build_parser().parse_args
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-fwhm-mm", "8"])).fusion.detail_fwhm_mm == 8
     assert settings_from_args(parse(["fuse", "a.nii", "b.nii", "--detail-fwhm-mm", "0"])).fusion.detail_fwhm_mm is None

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from asfe3d.fusion.base import FusionMethod, register_method
-from asfe3d.inferers.fusion import DEFAULT_ROI, FusionInferer
+from asfe3d.inferers.fusion import DEFAULT_ROI, FusionInferer, FusionSteps
 
 __all__ = ["AsfeFusionMethod", "resolve_device", "run_network", "infer", "DEFAULT_ROI"]
 
@@ -325,39 +325,39 @@ class AsfeFusionMethod(FusionMethod):
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
-                                     progress=progress, detail_fwhm_mm=detail_fwhm_mm,
-                                     stitch=stitch, min_voxel_mm=min_voxel_mm, max_voxel_mm=max_voxel_mm,
-                                     working_voxel_mm=working_voxel_mm, detail_fwhm_max_voxel_mm=band_gate,
-                                     roi_mm=roi_mm, **steps)
+                                     progress=progress, stitch=stitch, min_voxel_mm=min_voxel_mm,
+                                     max_voxel_mm=max_voxel_mm, working_voxel_mm=working_voxel_mm, roi_mm=roi_mm,
+                                     steps=FusionSteps(detail_fwhm_mm=detail_fwhm_mm,
+                                                       detail_fwhm_max_voxel_mm=band_gate, **steps))
 
     def describe(self) -> dict[str, Any]:
         return {
             "method": self.name, "mode": self.mode, "weights": str(self.weights) if self.weights else "in-memory",
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
             "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
-            "detail_fwhm_mm": self.inferer.detail_fwhm_mm,
-            "detail_fwhm_max_voxel_mm": self.inferer.detail_fwhm_max_voxel_mm,
+            "detail_fwhm_mm": self.inferer.steps.detail_fwhm_mm,
+            "detail_fwhm_max_voxel_mm": self.inferer.steps.detail_fwhm_max_voxel_mm,
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
             "max_voxel_mm": self.inferer.max_voxel_mm,
             "working_voxel_mm": self.inferer.working_voxel_mm,
             "roi_mm": self.inferer.roi_mm if self.mode == "volume" else None,
-            "pet_consistency": self.inferer.pet_consistency,
-            "pet_consistency_min_voxel_mm": self.inferer.pet_consistency_min_voxel_mm,
-            "pet_consistency_coarse": (None if self.inferer.pet_consistency_coarse is None
-                                       else list(self.inferer.pet_consistency_coarse)),
-            "pet_consistency_fine": (None if self.inferer.pet_consistency_fine is None
-                                     else list(self.inferer.pet_consistency_fine)),
-            "pet_detail_select": self.inferer.pet_detail_select,
-            "pet_detail_ratio": self.inferer.pet_detail_ratio,
-            "pet_detail_select_min_voxel_mm": self.inferer.pet_detail_select_min_voxel_mm,
-            "pet_detail_floor": self.inferer.pet_detail_floor,
-            "pet_detail_floor_max_voxel_mm": self.inferer.pet_detail_floor_max_voxel_mm,
-            "detail_steer": self.inferer.detail_steer,
-            "detail_steer_max_gain": self.inferer.detail_steer_max_gain,
-            "detail_steer_max_gain_coarse": (None if self.inferer.detail_steer_max_gain_coarse is None
-                                             else list(self.inferer.detail_steer_max_gain_coarse)),
-            "detail_steer_max_voxel_mm": self.inferer.detail_steer_max_voxel_mm,
+            "pet_consistency": self.inferer.steps.pet_consistency,
+            "pet_consistency_min_voxel_mm": self.inferer.steps.pet_consistency_min_voxel_mm,
+            "pet_consistency_coarse": (None if self.inferer.steps.pet_consistency_coarse is None
+                                       else list(self.inferer.steps.pet_consistency_coarse)),
+            "pet_consistency_fine": (None if self.inferer.steps.pet_consistency_fine is None
+                                     else list(self.inferer.steps.pet_consistency_fine)),
+            "pet_detail_select": self.inferer.steps.pet_detail_select,
+            "pet_detail_ratio": self.inferer.steps.pet_detail_ratio,
+            "pet_detail_select_min_voxel_mm": self.inferer.steps.pet_detail_select_min_voxel_mm,
+            "pet_detail_floor": self.inferer.steps.pet_detail_floor,
+            "pet_detail_floor_max_voxel_mm": self.inferer.steps.pet_detail_floor_max_voxel_mm,
+            "detail_steer": self.inferer.steps.detail_steer,
+            "detail_steer_max_gain": self.inferer.steps.detail_steer_max_gain,
+            "detail_steer_max_gain_coarse": (None if self.inferer.steps.detail_steer_max_gain_coarse is None
+                                             else list(self.inferer.steps.detail_steer_max_gain_coarse)),
+            "detail_steer_max_voxel_mm": self.inferer.steps.detail_steer_max_voxel_mm,
         }
 
     def stitched(self, image: Any) -> str | None:
@@ -398,7 +398,7 @@ class AsfeFusionMethod(FusionMethod):
         Args:
             image: ``(2, X, Y, Z)`` ``[MRI, PET]``; a MetaTensor gives the grid.
         """
-        return None if self.inferer.detail_fwhm(image[None]) is None else self.inferer.detail_fwhm_mm
+        return None if self.inferer.detail_fwhm(image[None]) is None else self.inferer.steps.detail_fwhm_mm
 
     def detail_select(self, image: Any) -> float:
         """The strength of the choose-the-larger-detail step this image gets

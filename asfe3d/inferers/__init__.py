@@ -7,8 +7,9 @@ from asfe3d.inferers.fusion import (
     DEFAULT_ROI,
     INFERER_MODES,
     FusionInferer,
+    FusionSteps,
     auto_slice_axis,
     pet_band_residual,
 )
 
-__all__ = ["DEFAULT_ROI", "INFERER_MODES", "FusionInferer", "auto_slice_axis", "pet_band_residual"]
+__all__ = ["DEFAULT_ROI", "INFERER_MODES", "FusionInferer", "FusionSteps", "auto_slice_axis", "pet_band_residual"]

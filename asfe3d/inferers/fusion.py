@@ -106,8 +106,9 @@ from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 from monai.utils import convert_to_dst_type
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE, STITCH_MODES
+from asfe3d.inferers.steps import FusionSteps, _check_mm
 
-__all__ = ["FusionInferer", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
+__all__ = ["FusionInferer", "FusionSteps", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
            "auto_slice_axis", "grid_spacing", "pet_band_residual", "pet_band_spread"]
 
 #: the sliding window of ``roi_size="auto"``: the size the shipped 3D weights were trained near and chosen with
@@ -258,56 +259,10 @@ def pet_band_spread(pet_band: torch.Tensor, pet_low: torch.Tensor) -> torch.Tens
     return torch.tensor(spreads, dtype=torch.float32, device=pet_band.device)
 
 
-def _check_number(name: str, value: Any, what: str, holds: Callable[[float], bool]) -> float:
-    """A setting that must be a finite number (not a bool) for which ``holds`` is true, as float; anything else
-    refused with ``"<name> must be <what>, got <value>"``, the value quoted."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and holds(value)):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return float(value)
-
-
-def _check_strength(name: str, value: Any) -> float:
-    """A step's strength: a number in ``[0, 1]`` (as float); anything else refused, quoted."""
-    return _check_number(name, value, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-
-
-def _check_mm(name: str, value: Any) -> float | None:
-    """An optional size in mm: ``None`` or a finite number > 0 (as float); anything else refused, quoted."""
-    return None if value is None else _check_number(name, value, "None or a number > 0 (mm)", lambda v: v > 0)
-
-
 def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[int]) -> list[float]:
     """The voxel size (mm) of a working grid of ``work`` voxels over the field of view of ``spatial`` voxels of
     ``grid`` mm (the same field of view, so ``grid * spatial / work`` per axis)."""
     return [float(g) * int(n) / int(w) for g, n, w in zip(grid, spatial, work)]
-
-
-def _check_pair(name: str, value: Any, what: str, first: Callable[[float], bool],
-                second: Callable[[float], bool]) -> tuple[float, float] | None:
-    """``None`` or a pair of numbers for which ``first`` and ``second`` hold (a JSON list is taken); anything else
-    refused with ``"<name> must be None or (<what>), got <value>"``, the whole value quoted."""
-    if value is None:
-        return None
-    message = f"None or ({what})"
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"{name} must be {message}, got {value!r}")
-    try:
-        return _check_number(name, value[0], message, first), _check_number(name, value[1], message, second)
-    except ValueError:  # quote the pair, not the one number
-        raise ValueError(f"{name} must be {message}, got {value!r}") from None
-
-
-def _check_coarse(name: str, value: Any, what: str = "strength in [0, 1]",
-                  holds: Callable[[float], bool] = lambda v: 0 <= v <= 1) -> tuple[float, float] | None:
-    """``None`` or ``(mm, v)``, a voxel size > 0 and a value for which ``holds`` is true; anything else refused
-    with ``"<name> must be None or (mm > 0, <what>), got <value>"``, the value quoted."""
-    return _check_pair(name, value, f"mm > 0, {what}", lambda v: v > 0, holds)
-
-
-def _check_fine(name: str, value: Any) -> tuple[float, float] | None:
-    """``None`` or ``(strength, fwhm_mm)``, a strength in ``[0, 1]`` and a width > 0 mm; anything else refused
-    with ``"<name> must be None or (strength in [0, 1], fwhm_mm > 0), got <value>"``."""
-    return _check_pair(name, value, "strength in [0, 1], fwhm_mm > 0", lambda v: 0 <= v <= 1, lambda v: v > 0)
 
 
 def _finer(size: float, mm: float) -> bool:
@@ -346,15 +301,10 @@ class FusionInferer(Inferer):
         sw_device: where the network runs (``None``: the input's device).
         device: where the stitched output is kept (``None``: the input's device).
         progress: show a tqdm progress bar.
-        detail_fwhm_mm: for a network with a detail injection, the band's width in mm (e.g.
-            :data:`DETAIL_FWHM_MM`, the PET's resolution), turned into voxels per axis from the grid (see
-            :func:`grid_spacing`); ``None`` (default): always the network's own width in voxels.
         min_voxel_mm: the finest voxel size (mm) the network runs on (see the module docstring); ``None``: the
             input's own grid.
         max_voxel_mm: the coarsest voxel size (mm) the network runs on (see the module docstring); ``None``: the
             input's own grid. At least ``min_voxel_mm`` when both are set.
-        detail_fwhm_max_voxel_mm: take ``detail_fwhm_mm`` only on grids whose finest voxel size (mm) is under this;
-            ``None`` (default): on every grid.
         working_voxel_mm: the voxel size (mm) of the working grid along the axes finer than ``min_voxel_mm``, at
             least ``min_voxel_mm`` and at most ``max_voxel_mm``; ``None`` (default): ``min_voxel_mm``. Needs
             ``min_voxel_mm``.
@@ -364,59 +314,19 @@ class FusionInferer(Inferer):
             logits and finish the whole volume at once; the network needs ``coarse`` and ``finish``, as
             :class:`~asfe3d.networks.ASFEFusion` has) or ``"auto"`` (``"logits"`` where the network and the windows
             allow it); see the module docstring.
-        pet_consistency: the strength ``s`` in ``[0, 1]`` of the consistency step after the network (see the module
-            docstring); ``0`` (default): none.
-        pet_consistency_min_voxel_mm: take the consistency step only on grids whose mean voxel size (mm) is at least
-            this; ``None`` (default): on every grid.
-        pet_consistency_optional: ``False`` (default): a call whose grid is unknown (a plain tensor without
-            ``spacing``) is refused when the step is on; ``True``: it takes no step (for a mode's default strength,
-            which cannot know every caller's grid; the completion record says what each image got).
-        pet_detail_select: the strength ``s`` in ``[0, 1]`` of the choose-the-larger-detail step after the
-            consistency step (see the module docstring; the consistency step's grid rules apply); ``0`` (default):
-            none.
-        pet_detail_ratio: ``k`` > 0 of that step: the PET's band is taken where it is ``k`` times the MRI's.
-        pet_detail_select_min_voxel_mm: take that step only on grids whose mean voxel size (mm) is at least this;
-            ``None`` (default): on every grid.
-        pet_detail_floor: ``t`` >= 0 of that step: the PET's band is taken only where it is over ``k`` times the
-            MRI's by more than ``t`` times the PET band's spread in the brain (:func:`pet_band_spread`); ``0``
-            (default): no floor.
-        pet_detail_floor_max_voxel_mm: take that floor only on grids whose mean voxel size (mm) is under this;
-            ``None`` (default): on every grid.
-        detail_steer: ``q0`` > 0 of the steered detail injection, the last step (see the module docstring); ``None``
-            (default): no step. Like the consistency step it needs the grid (``pet_consistency_optional`` skips a
-            call without one).
-        detail_steer_max_gain: the largest factor ``f`` >= 1 that step gives the injection.
-        detail_steer_max_voxel_mm: take that step only on grids whose mean voxel size (mm) is under this; ``None``
-            (default): on every grid.
-        pet_consistency_coarse: ``(mm, strength)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
-            consistency step's strength is ``strength`` in ``[0, 1]`` instead of ``pet_consistency`` (and
-            ``pet_consistency_min_voxel_mm`` does not apply there); ``None`` (default): one strength on every grid.
-        pet_consistency_fine: ``(strength, fwhm_mm)``: on grids finer than ``pet_consistency_min_voxel_mm`` (which
-            it needs) the consistency step is taken at ``strength`` in ``[0, 1]`` with a Gaussian of ``fwhm_mm``
-            (> 0) instead of none; ``None`` (default): no step there.
-        detail_steer_max_gain_coarse: ``(mm, cap)``: on grids whose mean voxel size is at least ``mm`` (> 0) the
-            steered injection's largest factor is ``cap`` >= 1 instead of ``detail_steer_max_gain``; ``None``
-            (default): one cap on every grid.
-
+        steps: what is done to the network's output before it is returned (:class:`FusionSteps`: the detail band's
+            width in mm, the consistency step, the choose-the-larger-detail step, the steered detail injection, and
+            the grids each is taken on; see the module docstring); ``None`` (default): ``FusionSteps()``, none.
     Raises:
         ValueError: a bad setting (quoted).
     """
 
     def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
-                 device: torch.device | str | None = None, progress: bool = False,
-                 detail_fwhm_mm: float | None = None, stitch: str = "output",
-                 min_voxel_mm: float | None = None, pet_consistency: float = 0.0,
-                 pet_consistency_min_voxel_mm: float | None = None, pet_consistency_optional: bool = False,
-                 max_voxel_mm: float | None = None, roi_mm: float | None = None, pet_detail_select: float = 0.0,
-                 pet_detail_ratio: float = 2.0, pet_detail_select_min_voxel_mm: float | None = None,
-                 detail_steer: float | None = None, detail_steer_max_gain: float = 1.5,
-                 detail_steer_max_voxel_mm: float | None = None,
-                 pet_consistency_coarse: Sequence[float] | None = None,
-                 detail_steer_max_gain_coarse: Sequence[float] | None = None,
-                 working_voxel_mm: float | None = None, detail_fwhm_max_voxel_mm: float | None = None,
-                 pet_detail_floor: float = 0.0, pet_detail_floor_max_voxel_mm: float | None = None,
-                 pet_consistency_fine: Sequence[float] | None = None) -> None:
+                 device: torch.device | str | None = None, progress: bool = False, stitch: str = "output",
+                 min_voxel_mm: float | None = None, max_voxel_mm: float | None = None,
+                 working_voxel_mm: float | None = None, roi_mm: float | None = None,
+                 steps: FusionSteps | None = None) -> None:
         super().__init__()
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
@@ -431,8 +341,6 @@ class FusionInferer(Inferer):
             raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
         if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
-        self.detail_fwhm_mm = _check_mm("detail_fwhm_mm", detail_fwhm_mm)
-        self.detail_fwhm_max_voxel_mm = _check_mm("detail_fwhm_max_voxel_mm", detail_fwhm_max_voxel_mm)
         self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
         self.max_voxel_mm = _check_mm("max_voxel_mm", max_voxel_mm)
         self.roi_mm = _check_mm("roi_mm", roi_mm)
@@ -448,29 +356,12 @@ class FusionInferer(Inferer):
                                  f"max_voxel_mm={max_voxel_mm!r}")
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch must be one of {STITCH_MODES}, got {stitch!r}")
-        self.pet_consistency = _check_strength("pet_consistency", pet_consistency)
-        self.pet_consistency_min_voxel_mm = _check_mm("pet_consistency_min_voxel_mm", pet_consistency_min_voxel_mm)
-        self.pet_consistency_coarse = _check_coarse("pet_consistency_coarse", pet_consistency_coarse)
-        self.pet_consistency_fine = _check_fine("pet_consistency_fine", pet_consistency_fine)
-        if self.pet_consistency_fine is not None and self.pet_consistency_min_voxel_mm is None:
-            raise ValueError(f"pet_consistency_fine {pet_consistency_fine!r} needs pet_consistency_min_voxel_mm (the "
-                             "grids it is taken on are those finer than that), got None")
-        if not isinstance(pet_consistency_optional, bool):
-            raise ValueError(f"pet_consistency_optional must be True or False, got {pet_consistency_optional!r}")
-        self.pet_consistency_optional = pet_consistency_optional
-        self.pet_detail_select = _check_strength("pet_detail_select", pet_detail_select)
-        self.pet_detail_ratio = _check_number("pet_detail_ratio", pet_detail_ratio, "a number > 0", lambda v: v > 0)
-        self.pet_detail_select_min_voxel_mm = _check_mm("pet_detail_select_min_voxel_mm",
-                                                        pet_detail_select_min_voxel_mm)
-        self.pet_detail_floor = _check_number("pet_detail_floor", pet_detail_floor, "a number >= 0", lambda v: v >= 0)
-        self.pet_detail_floor_max_voxel_mm = _check_mm("pet_detail_floor_max_voxel_mm", pet_detail_floor_max_voxel_mm)
-        self.detail_steer = None if detail_steer is None else _check_number(
-            "detail_steer", detail_steer, "None or a number > 0", lambda v: v > 0)
-        self.detail_steer_max_gain = _check_number("detail_steer_max_gain", detail_steer_max_gain, "a number >= 1",
-                                                   lambda v: v >= 1)
-        self.detail_steer_max_voxel_mm = _check_mm("detail_steer_max_voxel_mm", detail_steer_max_voxel_mm)
-        self.detail_steer_max_gain_coarse = _check_coarse("detail_steer_max_gain_coarse", detail_steer_max_gain_coarse,
-                                                          "cap >= 1", lambda v: v >= 1)
+        if steps is None:
+            steps = FusionSteps()
+        if not isinstance(steps, FusionSteps):
+            raise ValueError(f"steps must be a FusionSteps or None, got {steps!r}")
+        #: the steps after the network (frozen)
+        self.steps = steps
         self.mode = mode
         self.stitch = stitch
         self.slice_axis = slice_axis
@@ -600,13 +491,13 @@ class FusionInferer(Inferer):
         """The detail band's width along ``X, Y, Z`` in voxels for these inputs (``detail_fwhm_mm`` over the voxel
         size, :func:`grid_spacing`), or ``None`` (no width in mm set, no grid known, or a grid with no axis finer
         than ``detail_fwhm_max_voxel_mm``: the network's own)."""
-        if self.detail_fwhm_mm is None:
+        if self.steps.detail_fwhm_mm is None:
             return None
         grid = grid_spacing(inputs, spacing)
-        gate = self.detail_fwhm_max_voxel_mm
+        gate = self.steps.detail_fwhm_max_voxel_mm
         if grid is None or (gate is not None and not _finer(min(grid), gate)):
             return None
-        return [self.detail_fwhm_mm / g for g in grid]
+        return [self.steps.detail_fwhm_mm / g for g in grid]
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any,
                  slice_axis: int | str | None = None, spacing: Sequence[float] | None = None,
@@ -669,21 +560,21 @@ class FusionInferer(Inferer):
             ValueError: the step to take without a known grid (unless ``pet_consistency_optional``).
         """
         ones = [1.0] * int(inputs.shape[0])
-        if self.detail_steer is None or not float(getattr(network, "detail_injection", 0.0) or 0.0) > 0:
+        if self.steps.detail_steer is None or not float(getattr(network, "detail_injection", 0.0) or 0.0) > 0:
             return ones
         grid = grid_spacing(inputs, spacing)
         if grid is None:
-            if self.pet_consistency_optional:
+            if self.steps.pet_consistency_optional:
                 return ones
             raise ValueError("detail_steer needs the grid's voxel size: a MetaTensor input or spacing=")
         size = sum(grid) / 3.0
-        if self.detail_steer_max_voxel_mm is not None and size >= self.detail_steer_max_voxel_mm:
+        if self.steps.detail_steer_max_voxel_mm is not None and size >= self.steps.detail_steer_max_voxel_mm:
             return ones
-        cap = _on_grid(size, self.detail_steer_max_gain, self.detail_steer_max_gain_coarse)
+        cap = _on_grid(size, self.steps.detail_steer_max_gain, self.steps.detail_steer_max_gain_coarse)
         gains = []
         for item in inputs[:, :2]:
             q = pet_band_residual(item, grid)
-            gains.append(1.0 if q is None else min(cap, max(1.0, q / self.detail_steer)))
+            gains.append(1.0 if q is None else min(cap, max(1.0, q / self.steps.detail_steer)))
         return gains
 
     def consistency(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> float:
@@ -711,30 +602,30 @@ class FusionInferer(Inferer):
                   ) -> tuple[float, float, tuple[float, float, float] | None]:
         """The strengths of the consistency and the detail-select steps on this grid, with the grid read (``None``
         when both steps are off or the grid unknown)."""
-        coarse, finer = self.pet_consistency_coarse, self.pet_consistency_fine
-        if (self.pet_consistency <= 0 and self.pet_detail_select <= 0 and (coarse is None or coarse[1] <= 0)
+        coarse, finer = self.steps.pet_consistency_coarse, self.steps.pet_consistency_fine
+        if (self.steps.pet_consistency <= 0 and self.steps.pet_detail_select <= 0 and (coarse is None or coarse[1] <= 0)
                 and (finer is None or finer[0] <= 0)):
             return 0.0, 0.0, None
         grid = grid_spacing(inputs, spacing)
-        if grid is None and self.pet_consistency_optional:
+        if grid is None and self.steps.pet_consistency_optional:
             return 0.0, 0.0, None
         if grid is None:
             raise ValueError("pet_consistency > 0 or pet_detail_select > 0 needs the grid's voxel size: a MetaTensor "
                              "input or spacing=")
         size = sum(grid) / 3.0
-        gate = self.pet_detail_select_min_voxel_mm
-        return self._consistency_on(size)[0], self.pet_detail_select if gate is None or size >= gate else 0.0, grid
+        gate = self.steps.pet_detail_select_min_voxel_mm
+        return self._consistency_on(size)[0], self.steps.pet_detail_select if gate is None or size >= gate else 0.0, grid
 
     def _consistency_on(self, size: float) -> tuple[float, float]:
         """The consistency step's strength and Gaussian width (FWHM, mm) on a grid of mean voxel size ``size``:
         ``pet_consistency_coarse``'s strength where it reaches, else ``pet_consistency`` from
         ``pet_consistency_min_voxel_mm``, else ``pet_consistency_fine``'s pair (0 without it); the width
         :data:`DETAIL_FWHM_MM` but where the fine pair's is taken."""
-        coarse, gate, finer = self.pet_consistency_coarse, self.pet_consistency_min_voxel_mm, self.pet_consistency_fine
+        coarse, gate, finer = self.steps.pet_consistency_coarse, self.steps.pet_consistency_min_voxel_mm, self.steps.pet_consistency_fine
         if coarse is not None and size >= coarse[0]:
             return coarse[1], DETAIL_FWHM_MM
         if gate is None or size >= gate:
-            return self.pet_consistency, DETAIL_FWHM_MM
+            return self.steps.pet_consistency, DETAIL_FWHM_MM
         return (0.0, DETAIL_FWHM_MM) if finer is None else finer
 
     def consistency_width(self, grid: Sequence[float]) -> float:
@@ -763,8 +654,8 @@ class FusionInferer(Inferer):
     def detail_floor(self, grid: Sequence[float]) -> float:
         """The choose-the-larger-detail step's floor ``t`` on this grid: ``pet_detail_floor``, or 0 on a grid whose
         mean voxel size is at least ``pet_detail_floor_max_voxel_mm``."""
-        gate = self.pet_detail_floor_max_voxel_mm
-        return self.pet_detail_floor if gate is None or sum(grid) / 3.0 < gate else 0.0
+        gate = self.steps.pet_detail_floor_max_voxel_mm
+        return self.steps.pet_detail_floor if gate is None or sum(grid) / 3.0 < gate else 0.0
 
     def _selected(self, out: torch.Tensor, inputs: torch.Tensor, grid: Sequence[float],
                   strength: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -781,7 +672,7 @@ class FusionInferer(Inferer):
             low = blur_per_axis(three, [DETAIL_FWHM_MM / g for g in grid])
             band = three - low
             mri_b, pet_b, fused_b = band[:, 0:1], band[:, 1:2], band[:, 2:3]
-            excess = pet_b.abs() - self.pet_detail_ratio * mri_b.abs()
+            excess = pet_b.abs() - self.steps.pet_detail_ratio * mri_b.abs()
             floor = self.detail_floor(grid)
             if floor > 0:
                 sigma = pet_band_spread(pet_b, low[:, 1:2])
@@ -902,21 +793,21 @@ class FusionInferer(Inferer):
         """The settings (JSON-able) for a completion record."""
         return {"inferer": type(self).__name__, "mode": self.mode, "slice_axis": self.slice_axis,
                 "roi_size": self.roi_size if isinstance(self.roi_size, str) else list(self.roi_size),
-                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.detail_fwhm_mm,
-                "detail_fwhm_max_voxel_mm": self.detail_fwhm_max_voxel_mm,
+                "overlap": self.overlap, "sw_batch_size": self.sw_batch_size, "detail_fwhm_mm": self.steps.detail_fwhm_mm,
+                "detail_fwhm_max_voxel_mm": self.steps.detail_fwhm_max_voxel_mm,
                 "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm, "max_voxel_mm": self.max_voxel_mm,
                 "working_voxel_mm": self.working_voxel_mm, "roi_mm": self.roi_mm,
-                "pet_consistency": self.pet_consistency,
-                "pet_consistency_min_voxel_mm": self.pet_consistency_min_voxel_mm,
-                "pet_consistency_coarse": None if self.pet_consistency_coarse is None
-                else list(self.pet_consistency_coarse),
-                "pet_consistency_fine": None if self.pet_consistency_fine is None
-                else list(self.pet_consistency_fine),
-                "pet_detail_select": self.pet_detail_select, "pet_detail_ratio": self.pet_detail_ratio,
-                "pet_detail_select_min_voxel_mm": self.pet_detail_select_min_voxel_mm,
-                "pet_detail_floor": self.pet_detail_floor,
-                "pet_detail_floor_max_voxel_mm": self.pet_detail_floor_max_voxel_mm,
-                "detail_steer": self.detail_steer, "detail_steer_max_gain": self.detail_steer_max_gain,
-                "detail_steer_max_voxel_mm": self.detail_steer_max_voxel_mm,
-                "detail_steer_max_gain_coarse": None if self.detail_steer_max_gain_coarse is None
-                else list(self.detail_steer_max_gain_coarse)}
+                "pet_consistency": self.steps.pet_consistency,
+                "pet_consistency_min_voxel_mm": self.steps.pet_consistency_min_voxel_mm,
+                "pet_consistency_coarse": None if self.steps.pet_consistency_coarse is None
+                else list(self.steps.pet_consistency_coarse),
+                "pet_consistency_fine": None if self.steps.pet_consistency_fine is None
+                else list(self.steps.pet_consistency_fine),
+                "pet_detail_select": self.steps.pet_detail_select, "pet_detail_ratio": self.steps.pet_detail_ratio,
+                "pet_detail_select_min_voxel_mm": self.steps.pet_detail_select_min_voxel_mm,
+                "pet_detail_floor": self.steps.pet_detail_floor,
+                "pet_detail_floor_max_voxel_mm": self.steps.pet_detail_floor_max_voxel_mm,
+                "detail_steer": self.steps.detail_steer, "detail_steer_max_gain": self.steps.detail_steer_max_gain,
+                "detail_steer_max_voxel_mm": self.steps.detail_steer_max_voxel_mm,
+                "detail_steer_max_gain_coarse": None if self.steps.detail_steer_max_gain_coarse is None
+                else list(self.steps.detail_steer_max_gain_coarse)}

@@ -156,9 +156,12 @@ def test_overrides_reach_the_network_and_inferer():
     base, over = ConfigParser(), ConfigParser()
     base.read_config(INFERENCE)
     over.read_config(INFERENCE)
-    over.update({"network_def#residual_scale": 0.5, "inferer#roi_size": [16, 16, 16], "device": "cpu"})
+    over.update({"network_def#residual_scale": 0.5, "inferer#roi_size": [16, 16, 16], "device": "cpu",
+                 "inferer#steps#pet_consistency": 0.0})
     assert tuple(over.get_parsed_content("inferer").roi_size) == (16, 16, 16)
     assert base.get_parsed_content("inferer").roi_size == "auto"
+    assert over.get_parsed_content("inferer").steps.pet_consistency == 0.0  # the steps' settings sit under steps
+    assert base.get_parsed_content("inferer").steps.pet_consistency == 0.25
     state = torch.load(BUNDLE / "models" / "model.pt", weights_only=True)
     x = torch.rand(1, 2, 16, 16, 16)
     outs = []
@@ -190,21 +193,21 @@ def test_inferer_steps_are_the_volume_mode_defaults():
     parser.read_config(INFERENCE)
     parser.update({"device": "cpu"})
     inferer = parser.get_parsed_content("inferer")
-    assert (inferer.pet_consistency, inferer.pet_consistency_min_voxel_mm) == (
+    assert (inferer.steps.pet_consistency, inferer.steps.pet_consistency_min_voxel_mm) == (
         PET_CONSISTENCY_BY_MODE["volume"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["volume"])
-    assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
+    assert (inferer.steps.pet_detail_select, inferer.steps.pet_detail_ratio, inferer.steps.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["volume"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["volume"])
-    assert (inferer.pet_detail_floor, inferer.pet_detail_floor_max_voxel_mm) == (
+    assert (inferer.steps.pet_detail_floor, inferer.steps.pet_detail_floor_max_voxel_mm) == (
         PET_DETAIL_FLOOR_BY_MODE["volume"], PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE["volume"])
     sliced = ConfigParser()
     sliced.read_config(SLICE)
     sliced.update({"device": "cpu"})
     inferer = sliced.get_parsed_content("inferer")
-    assert (inferer.mode, inferer.pet_consistency, inferer.pet_consistency_min_voxel_mm) == (
+    assert (inferer.mode, inferer.steps.pet_consistency, inferer.steps.pet_consistency_min_voxel_mm) == (
         "slice", PET_CONSISTENCY_BY_MODE["slice"], PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE["slice"])
-    assert (inferer.pet_detail_select, inferer.pet_detail_ratio, inferer.pet_detail_select_min_voxel_mm) == (
+    assert (inferer.steps.pet_detail_select, inferer.steps.pet_detail_ratio, inferer.steps.pet_detail_select_min_voxel_mm) == (
         PET_DETAIL_SELECT_BY_MODE["slice"], PET_DETAIL_RATIO, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE["slice"])
-    assert (inferer.pet_detail_floor, inferer.pet_detail_floor_max_voxel_mm) == (
+    assert (inferer.steps.pet_detail_floor, inferer.steps.pet_detail_floor_max_voxel_mm) == (
         PET_DETAIL_FLOOR_BY_MODE["slice"], PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE["slice"])
     # the steered detail injection: the command's default per mode, with its gain cap and grid gate
     from asfe3d.defaults import DETAIL_STEER_BY_MODE, DETAIL_STEER_MAX_GAIN_BY_MODE, DETAIL_STEER_MAX_VOXEL_MM_BY_MODE
@@ -214,20 +217,20 @@ def test_inferer_steps_are_the_volume_mode_defaults():
         parser.read_config(config)
         parser.update({"device": "cpu"})
         inferer = parser.get_parsed_content("inferer")
-        assert (inferer.detail_steer, inferer.detail_steer_max_gain, inferer.detail_steer_max_voxel_mm) == (
+        assert (inferer.steps.detail_steer, inferer.steps.detail_steer_max_gain, inferer.steps.detail_steer_max_voxel_mm) == (
             DETAIL_STEER_BY_MODE[mode], DETAIL_STEER_MAX_GAIN_BY_MODE[mode], DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode])
         # the consistency step's strength of its own on coarse grids (slice mode since the thirty-third addendum)
         from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
 
-        assert inferer.pet_consistency_coarse == PET_CONSISTENCY_COARSE_BY_MODE[mode]
+        assert inferer.steps.pet_consistency_coarse == PET_CONSISTENCY_COARSE_BY_MODE[mode]
         # and on fine grids, with its own width (volume mode since the forty-second addendum)
         from asfe3d.defaults import PET_CONSISTENCY_FINE_BY_MODE
 
-        assert inferer.pet_consistency_fine == PET_CONSISTENCY_FINE_BY_MODE[mode]
+        assert inferer.steps.pet_consistency_fine == PET_CONSISTENCY_FINE_BY_MODE[mode]
         # the steered injection's cap of its own on coarse grids (volume mode since the thirty-fourth addendum)
         from asfe3d.defaults import DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE
 
-        assert inferer.detail_steer_max_gain_coarse == DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode]
+        assert inferer.steps.detail_steer_max_gain_coarse == DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode]
 
 
 def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):

@@ -258,18 +258,18 @@ def test_build_fusers_passes_the_grid_and_window_options():
     # the steered detail injection: the command's default per mode, a q0 given, or none
     from asfe3d.defaults import DETAIL_STEER_BY_MODE
 
-    assert default.detail_steer == DETAIL_STEER_BY_MODE["volume"]
+    assert default.steps.detail_steer == DETAIL_STEER_BY_MODE["volume"]
     steered = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", detail_steer=0.4)
-    assert steered["asfe-volume"].inferer.detail_steer == steered["asfe-slice"].inferer.detail_steer == 0.4
-    assert build_fusers(["asfe-slice"], device="cpu", detail_steer=None)["asfe-slice"].inferer.detail_steer is None
+    assert steered["asfe-volume"].inferer.steps.detail_steer == steered["asfe-slice"].inferer.steps.detail_steer == 0.4
+    assert build_fusers(["asfe-slice"], device="cpu", detail_steer=None)["asfe-slice"].inferer.steps.detail_steer is None
     # the detail band's width: the command's default per mode, a width on every grid, or the network's own
     from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
 
-    assert default.detail_fwhm_mm == DETAIL_FWHM_MM_BY_MODE["volume"]
+    assert default.steps.detail_fwhm_mm == DETAIL_FWHM_MM_BY_MODE["volume"]
     wide = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", detail_fwhm_mm=8.0)
-    assert wide["asfe-volume"].inferer.detail_fwhm_mm == wide["asfe-slice"].inferer.detail_fwhm_mm == 8.0
-    assert wide["asfe-volume"].inferer.detail_fwhm_max_voxel_mm is None
-    assert build_fusers(["asfe-volume"], device="cpu", detail_fwhm_mm=None)["asfe-volume"].inferer.detail_fwhm_mm is None
+    assert wide["asfe-volume"].inferer.steps.detail_fwhm_mm == wide["asfe-slice"].inferer.steps.detail_fwhm_mm == 8.0
+    assert wide["asfe-volume"].inferer.steps.detail_fwhm_max_voxel_mm is None
+    assert build_fusers(["asfe-volume"], device="cpu", detail_fwhm_mm=None)["asfe-volume"].inferer.steps.detail_fwhm_mm is None
 
 
 def test_pet_fwhm_mm_splits_detail_and_petc_there_and_reaches_highpass():

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -126,7 +128,7 @@ def test_the_band_width_an_image_gets_follows_the_grid_gate():
 
     net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
     method = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0)
-    method.inferer.detail_fwhm_max_voxel_mm = 0.8
+    method.inferer.steps = dataclasses.replace(method.inferer.steps, detail_fwhm_max_voxel_mm=0.8)
     fine, coarse = (MetaTensor(torch.zeros(2, 6, 6, 6), affine=torch.diag(torch.tensor([s, s, s, 1.0])))
                     for s in (0.7, 1.0))
     assert method.detail_band_mm(fine) == 6.0 and method.detail_band_mm(coarse) is None

@@ -12,7 +12,7 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
-from asfe3d.inferers import FusionInferer
+from asfe3d.inferers import FusionInferer, FusionSteps
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "asfe3d_mri_pet_fusion" / "configs"
 
@@ -126,7 +126,7 @@ def test_slice_mode_adds_the_volume_detail_band_across_slices(axis):
     x = 0.3 + 0.4 * torch.rand(1, 2, 6, 7, 8)  # mid-range, so the clamp stays off
     with torch.no_grad():
         # the band in voxels (no width in mm): the network's own kernel along all three axes
-        out = FusionInferer("slice", slice_axis=axis, detail_fwhm_mm=None)(MetaTensor(x, affine=torch.eye(4)), net)
+        out = FusionInferer("slice", slice_axis=axis, steps=FusionSteps(detail_fwhm_mm=None))(MetaTensor(x, affine=torch.eye(4)), net)
         plain = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(x, lambda s: net(s, inject_detail=False))
         band = net.detail_band(x[:, :1])  # the 3D band: the same kernel along all three axes
     torch.testing.assert_close(out.as_tensor() if isinstance(out, MetaTensor) else out, plain + 0.5 * band,
@@ -166,10 +166,10 @@ def test_volume_mode_takes_the_band_in_mm_from_the_grid():
     x = torch.rand(1, 2, 10, 9, 8)
     affine = torch.diag(torch.tensor([0.5, 1.0, 2.0, 1.0], dtype=torch.float64))
     with torch.no_grad():
-        out = FusionInferer("volume", detail_fwhm_mm=6.0)(MetaTensor(x, affine=affine), net)
+        out = FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(MetaTensor(x, affine=affine), net)
         expected = net(x, True, [12.0, 6.0, 3.0])
-        given = FusionInferer("volume", detail_fwhm_mm=6.0)(x, net, spacing=(0.5, 1.0, 2.0))  # plain tensor + spacing
-        voxels = FusionInferer("volume", detail_fwhm_mm=6.0)(x, net)  # no grid known: the network's own band
+        given = FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(x, net, spacing=(0.5, 1.0, 2.0))  # plain tensor + spacing
+        voxels = FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(x, net)  # no grid known: the network's own band
         default = FusionInferer("volume")(MetaTensor(x, affine=affine), net)  # no width in mm: the network's own
     out = out.as_tensor() if isinstance(out, MetaTensor) else out
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
@@ -190,7 +190,7 @@ def test_slice_mode_adds_the_band_in_mm(axis):
     net = ASFEFusion(spatial_dims=2, detail_injection=0.5, detail_fwhm=3.0).eval()
     x = 0.3 + 0.4 * torch.rand(1, 2, 6, 7, 8)
     with torch.no_grad():
-        out = FusionInferer("slice", slice_axis=axis, detail_fwhm_mm=6.0)(x, net, spacing=(1.5, 1.0, 3.0))
+        out = FusionInferer("slice", slice_axis=axis, steps=FusionSteps(detail_fwhm_mm=6.0))(x, net, spacing=(1.5, 1.0, 3.0))
         plain = SliceInferer(roi_size=(-1, -1), spatial_dim=axis)(x, lambda s: net(s, inject_detail=False))
         band = detail_band_mm(x[:, :1], (1.5, 1.0, 3.0), 6.0)
     torch.testing.assert_close(out, (plain + 0.5 * band).clamp(0, 1), rtol=0, atol=1e-5)
@@ -216,17 +216,35 @@ def test_band_in_mm_matches_scipy_per_axis():
 ])
 def test_bad_band_width_refused(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):
-        FusionInferer("volume", **kwargs)
+        FusionSteps(**kwargs)
+
+
+def test_steps_must_be_one_fusion_steps_and_the_default_takes_none():
+    """The steps after the network are one validated, frozen object; ``FusionInferer()`` takes none of them."""
+    import dataclasses
+
+    assert FusionInferer("volume").steps == FusionSteps()
+    assert (FusionSteps().pet_consistency, FusionSteps().detail_steer, FusionSteps().pet_detail_select) == (0.0, None, 0.0)
+    with pytest.raises(ValueError, match=r"steps must be a FusionSteps or None, got \{'pet_consistency': 0.5\}"):
+        FusionInferer("volume", steps={"pet_consistency": 0.5})
+    with pytest.raises(TypeError):
+        FusionInferer("volume", pet_consistency=0.5)  # the step settings are not the inferer's own arguments
+    steps = FusionSteps(pet_consistency=0.5, pet_consistency_coarse=[1.5, 0.6875])  # a JSON list is kept as a tuple
+    assert steps.pet_consistency_coarse == (1.5, 0.6875)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        steps.pet_consistency = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"pet_consistency must be a number in \[0, 1\], got 2"):
+        dataclasses.replace(steps, pet_consistency=2)  # a changed copy is checked again
 
 
 def test_bad_spacing_refused_with_the_values():
     net = _net3()
     x = torch.rand(1, 2, 6, 6, 6)
     with pytest.raises(ValueError, match=r"spacing must be three voxel sizes > 0 \(mm\), got \[1.0, 0.0, 1.0\]"):
-        FusionInferer("volume", detail_fwhm_mm=6.0)(x, net, spacing=(1.0, 0.0, 1.0))
+        FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(x, net, spacing=(1.0, 0.0, 1.0))
     flat = MetaTensor(x, affine=torch.diag(torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)))
     with pytest.raises(ValueError, match=r"the input's affine gives a voxel size of \[1.0, 0.0, 1.0\]"):
-        FusionInferer("volume", detail_fwhm_mm=6.0)(flat, net)
+        FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(flat, net)
 
 
 class _PoolNet(torch.nn.Module):
@@ -323,14 +341,14 @@ def test_band_in_mm_only_on_grids_finer_than_its_gate():
     """``detail_fwhm_max_voxel_mm``: the band in mm on a grid with an axis finer than the gate, the network's own
     band (``None``) on the others; without a gate, on every grid."""
     x = torch.zeros(1, 2, 8, 8, 8)
-    gated = FusionInferer("volume", detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=0.8)
+    gated = FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=0.8))
     assert gated.detail_fwhm(x, spacing=(0.75, 1.0, 1.0)) == [8.0, 6.0, 6.0]
     assert gated.detail_fwhm(x, spacing=(0.8, 0.88, 1.0)) is None  # no axis finer than 0.8 mm: the voxels' band
     assert gated.detail_fwhm(x, spacing=(0.7999999, 1.0, 1.0)) is None  # 0.8 mm as an affine may give it
-    assert FusionInferer("volume", detail_fwhm_mm=6.0).detail_fwhm(x, spacing=(0.8, 1.5, 2.0)) == [7.5, 4.0, 3.0]
+    assert FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0)).detail_fwhm(x, spacing=(0.8, 1.5, 2.0)) == [7.5, 4.0, 3.0]
     assert gated.describe()["detail_fwhm_max_voxel_mm"] == 0.8
     with pytest.raises(ValueError, match=r"detail_fwhm_max_voxel_mm must be None or a number > 0 \(mm\), got -1"):
-        FusionInferer("volume", detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=-1)
+        FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0, detail_fwhm_max_voxel_mm=-1))
 
 
 def test_the_method_takes_the_band_gate_with_the_auto_band():
@@ -340,9 +358,9 @@ def test_the_method_takes_the_band_gate_with_the_auto_band():
 
     for mode, dims in (("slice", 2), ("volume", 3)):
         auto = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu")
-        assert auto.inferer.detail_fwhm_max_voxel_mm == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
+        assert auto.inferer.steps.detail_fwhm_max_voxel_mm == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
         given = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu", detail_fwhm_mm=6.0)
-        assert (given.inferer.detail_fwhm_mm, given.describe()["detail_fwhm_max_voxel_mm"]) == (6.0, None)
+        assert (given.inferer.steps.detail_fwhm_mm, given.describe()["detail_fwhm_max_voxel_mm"]) == (6.0, None)
 
 
 def test_working_voxel_brings_the_finer_axes_to_its_own_size():
@@ -509,8 +527,10 @@ def test_bundle_inferers_take_the_commands_settings():
         inferer = json.loads((CONFIGS / name).read_text())["inferer"]
         assert inferer.get("min_voxel_mm") == MIN_VOXEL_MM_BY_MODE[mode], name
         assert inferer.get("working_voxel_mm") == WORKING_VOXEL_MM_BY_MODE[mode], name
-        assert inferer.get("detail_fwhm_mm") == DETAIL_FWHM_MM_BY_MODE[mode], name
-        assert inferer.get("detail_fwhm_max_voxel_mm") == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode], name
+        steps = inferer.get("steps", {})
+        assert steps.get("_target_") == "asfe3d.inferers.FusionSteps", name
+        assert steps.get("detail_fwhm_mm") == DETAIL_FWHM_MM_BY_MODE[mode], name
+        assert steps.get("detail_fwhm_max_voxel_mm") == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode], name
         if mode == "volume":
             assert inferer.get("stitch", "output") == DEFAULT_STITCH, name
 
@@ -544,13 +564,13 @@ def test_consistency_step_gives_the_pets_low_band_at_full_strength():
     torch.manual_seed(0)
     x = torch.rand(1, 2, 24, 20, 12) * 0.6 + 0.2
     voxel = (1.0, 1.5, 2.0)
-    constant = FusionInferer("volume", pet_consistency=1.0)(x, lambda t: torch.full_like(t[:, :1], 0.4),
+    constant = FusionInferer("volume", steps=FusionSteps(pet_consistency=1.0))(x, lambda t: torch.full_like(t[:, :1], 0.4),
                                                                spacing=voxel)
     want = blur_per_axis(x[:, 1:], [DETAIL_FWHM_MM / v for v in voxel])
     torch.testing.assert_close(constant, want, rtol=0, atol=1e-6)
     # half strength moves half way; the step keeps a MetaTensor's metadata and reads its grid from the affine
     affine = torch.diag(torch.tensor([*voxel, 1.0], dtype=torch.float64))
-    half = FusionInferer("volume", pet_consistency=0.5)(MetaTensor(x, affine=affine),
+    half = FusionInferer("volume", steps=FusionSteps(pet_consistency=0.5))(MetaTensor(x, affine=affine),
                                                         lambda t: torch.full_like(t[:, :1], 0.4))
     assert isinstance(half, MetaTensor) and torch.equal(half.affine, affine)
     torch.testing.assert_close(half.as_tensor(), 0.4 + 0.5 * (want - 0.4), rtol=0, atol=1e-6)
@@ -566,9 +586,9 @@ def test_consistency_step_keeps_the_fine_band_and_is_off_by_default():
     pet = torch.linspace(0.1, 0.9, n[0]).reshape(-1, 1, 1).expand(n)
     x = torch.stack([stripes, pet])[None]
     plain = FusionInferer("volume")(x, lambda t: t[:, :1], spacing=(1.0, 1.0, 1.0))
-    assert torch.equal(plain, FusionInferer("volume", pet_consistency=0.0)(x, lambda t: t[:, :1]))
+    assert torch.equal(plain, FusionInferer("volume", steps=FusionSteps(pet_consistency=0.0))(x, lambda t: t[:, :1]))
     torch.testing.assert_close(plain, x[:, :1], rtol=0, atol=1e-6)
-    out = FusionInferer("volume", pet_consistency=1.0)(x, lambda t: t[:, :1], spacing=(1.0, 1.0, 1.0))
+    out = FusionInferer("volume", steps=FusionSteps(pet_consistency=1.0))(x, lambda t: t[:, :1], spacing=(1.0, 1.0, 1.0))
     fine = lambda t: t - blur_per_axis(t, [6.0, 6.0, 6.0])  # noqa: E731
     inner = (slice(None), slice(None), slice(8, -8))
     torch.testing.assert_close(fine(out)[inner], fine(x[:, :1])[inner], rtol=0, atol=0.02)
@@ -579,13 +599,13 @@ def test_consistency_step_keeps_the_fine_band_and_is_off_by_default():
 @pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), True, "1"])
 def test_bad_consistency_strength_refused_quoting_the_value(value):
     with pytest.raises(ValueError, match=r"pet_consistency must be a number in \[0, 1\], got ") as err:
-        FusionInferer("volume", pet_consistency=value)
+        FusionInferer("volume", steps=FusionSteps(pet_consistency=value))
     assert str(err.value).endswith(repr(value))
 
 
 def test_consistency_step_needs_the_grid():
     with pytest.raises(ValueError, match="needs the grid's voxel size"):
-        FusionInferer("volume", pet_consistency=0.5)(torch.rand(1, 2, 8, 8, 8), lambda t: t[:, :1])
+        FusionInferer("volume", steps=FusionSteps(pet_consistency=0.5))(torch.rand(1, 2, 8, 8, 8), lambda t: t[:, :1])
 
 
 def test_consistency_step_runs_once_after_the_working_grid():
@@ -594,9 +614,9 @@ def test_consistency_step_runs_once_after_the_working_grid():
     torch.manual_seed(1)
     x = torch.rand(1, 2, 30, 27, 20)
     voxel = (0.7, 0.8, 1.3)
-    on_grid = FusionInferer("volume", min_voxel_mm=1.0, pet_consistency=1.0, roi_size=(0, 0, 0))(
+    on_grid = FusionInferer("volume", min_voxel_mm=1.0, roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=1.0))(
         x, lambda t: t[:, :1], spacing=voxel)
-    native = FusionInferer("volume", pet_consistency=1.0, roi_size=(0, 0, 0))(x, lambda t: t[:, :1], spacing=voxel)
+    native = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=1.0))(x, lambda t: t[:, :1], spacing=voxel)
     torch.testing.assert_close(on_grid, native, rtol=0, atol=1e-5)
 
 
@@ -606,15 +626,15 @@ def test_consistency_gate_takes_the_step_only_on_coarse_grids():
     torch.manual_seed(2)
     x = torch.rand(1, 2, 20, 18, 16)
     copy = lambda t: t[:, :1]  # noqa: E731
-    gated = FusionInferer("volume", pet_consistency=0.5, pet_consistency_min_voxel_mm=1.5, roi_size=(0, 0, 0))
-    everywhere = FusionInferer("volume", pet_consistency=0.5, roi_size=(0, 0, 0))
+    gated = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.5, pet_consistency_min_voxel_mm=1.5))
+    everywhere = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.5))
     assert gated.consistency(x, (1.0, 1.0, 1.3)) == 0.0 and gated.consistency(x, (2.0, 2.0, 1.0)) == 0.5
     torch.testing.assert_close(gated(x, copy, spacing=(1.0, 1.0, 1.3)), x[:, :1], rtol=0, atol=1e-6)
     torch.testing.assert_close(gated(x, copy, spacing=(2.0, 2.0, 2.0)), everywhere(x, copy, spacing=(2.0, 2.0, 2.0)),
                                rtol=0, atol=0)
     with pytest.raises(ValueError, match="needs the grid's voxel size"):
         gated(x, copy)
-    optional = FusionInferer("volume", pet_consistency=0.5, pet_consistency_optional=True, roi_size=(0, 0, 0))
+    optional = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.5, pet_consistency_optional=True))
     assert optional.consistency(x) == 0.0
     torch.testing.assert_close(optional(x, copy), x[:, :1], rtol=0, atol=1e-6)
     assert gated.describe()["pet_consistency_min_voxel_mm"] == 1.5
@@ -626,17 +646,16 @@ def test_coarse_consistency_takes_its_own_strength_on_coarse_grids():
     torch.manual_seed(3)
     x = torch.rand(1, 2, 20, 18, 16)
     copy = lambda t: t[:, :1]  # noqa: E731
-    both = FusionInferer("volume", pet_consistency=0.5, pet_consistency_coarse=[1.5, 0.75], roi_size=(0, 0, 0))
+    both = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.5, pet_consistency_coarse=[1.5, 0.75]))
     assert both.consistency(x, (1.0, 1.0, 1.3)) == 0.5 and both.consistency(x, (2.0, 2.0, 1.0)) == 0.75
     assert both.describe()["pet_consistency_coarse"] == [1.5, 0.75]
     for grid, strength in (((1.0, 1.0, 1.3), 0.5), ((2.0, 2.0, 2.0), 0.75)):
-        one = FusionInferer("volume", pet_consistency=strength, roi_size=(0, 0, 0))
+        one = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=strength))
         torch.testing.assert_close(both(x, copy, spacing=grid), one(x, copy, spacing=grid), rtol=0, atol=0)
     # the coarse strength alone (the fine gate keeps finer grids without a step)
-    coarse_only = FusionInferer("volume", pet_consistency=0.5, pet_consistency_min_voxel_mm=5.0,
-                                pet_consistency_coarse=(1.5, 0.25), roi_size=(0, 0, 0))
+    coarse_only = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.5, pet_consistency_min_voxel_mm=5.0, pet_consistency_coarse=(1.5, 0.25)))
     assert coarse_only.consistency(x, (1.0, 1.0, 1.0)) == 0.0 and coarse_only.consistency(x, (2.0, 2.0, 2.0)) == 0.25
-    only = FusionInferer("volume", pet_consistency_coarse=(1.5, 0.25), roi_size=(0, 0, 0))
+    only = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency_coarse=(1.5, 0.25)))
     assert only.consistency(x, (2.0, 2.0, 2.0)) == 0.25
     with pytest.raises(ValueError, match="needs the grid's voxel size"):
         only(x, copy)
@@ -646,7 +665,7 @@ def test_coarse_consistency_takes_its_own_strength_on_coarse_grids():
 def test_bad_coarse_consistency_refused(value):
     with pytest.raises(ValueError,
                        match=r"pet_consistency_coarse must be None or \(mm > 0, strength in \[0, 1\]\), got"):
-        FusionInferer("slice", pet_consistency=0.5, pet_consistency_coarse=value)
+        FusionInferer("slice", steps=FusionSteps(pet_consistency=0.5, pet_consistency_coarse=value))
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -655,7 +674,7 @@ def test_bad_coarse_consistency_refused(value):
 ])
 def test_bad_consistency_gate_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        FusionInferer("volume", pet_consistency=0.5, **kwargs)
+        FusionInferer("volume", steps=FusionSteps(pet_consistency=0.5, **kwargs))
 
 
 def test_fine_consistency_takes_its_own_strength_and_width_on_fine_grids():
@@ -666,17 +685,15 @@ def test_fine_consistency_takes_its_own_strength_and_width_on_fine_grids():
     torch.manual_seed(4)
     x = torch.rand(1, 2, 24, 20, 16)
     copy = lambda t: t[:, :1]  # noqa: E731
-    both = FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95,
-                         pet_consistency_fine=[0.4, 12.0], roi_size=(0, 0, 0))
-    plain = FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95, roi_size=(0, 0, 0))
+    both = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95, pet_consistency_fine=[0.4, 12.0]))
+    plain = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95))
     assert both.describe()["pet_consistency_fine"] == [0.4, 12.0] and plain.describe()["pet_consistency_fine"] is None
     assert both.consistency(x, (0.8, 0.8, 0.8)) == 0.4 and plain.consistency(x, (0.8, 0.8, 0.8)) == 0.0
     assert both.consistency(x, (1.0, 1.0, 1.0)) == 0.25
     assert both.consistency_width((0.8, 0.8, 0.8)) == 12.0 and both.consistency_width((1.0, 1.0, 1.0)) == 6.0
     assert plain.consistency_width((0.8, 0.8, 0.8)) == 6.0
     # a coarse strength that reaches under the gate takes its own grids with the 6 mm Gaussian
-    odd = FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=3.0,
-                        pet_consistency_coarse=(1.5, 0.5), pet_consistency_fine=(0.4, 12.0), roi_size=(0, 0, 0))
+    odd = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.25, pet_consistency_min_voxel_mm=3.0, pet_consistency_coarse=(1.5, 0.5), pet_consistency_fine=(0.4, 12.0)))
     assert (odd.consistency(x, (2.0,) * 3), odd.consistency_width((2.0,) * 3)) == (0.5, 6.0)
     assert (odd.consistency(x, (1.0,) * 3), odd.consistency_width((1.0,) * 3)) == (0.4, 12.0)
     grid = (0.8, 0.8, 0.8)
@@ -686,7 +703,7 @@ def test_fine_consistency_takes_its_own_strength_and_width_on_fine_grids():
     # a coarser grid: bit for bit as without the setting
     assert torch.equal(both(x, copy, spacing=(1.0, 1.0, 1.2)), plain(x, copy, spacing=(1.0, 1.0, 1.2)))
     # the wider Gaussian leaves more of the band below 6 mm alone than the 6 mm one at the same strength
-    six = FusionInferer("volume", pet_consistency=0.4, roi_size=(0, 0, 0))(x, copy, spacing=grid)
+    six = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_consistency=0.4))(x, copy, spacing=grid)
     band = lambda t: t - blur_per_axis(t, [6.0 / 0.8] * 3)  # noqa: E731
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(4, -4))
     moved = lambda t: (band(t) - band(x[:, :1]))[inner].abs().mean()  # noqa: E731
@@ -698,13 +715,13 @@ def test_fine_consistency_takes_its_own_strength_and_width_on_fine_grids():
 def test_bad_fine_consistency_refused_quoting_the_value(value):
     with pytest.raises(ValueError,
                        match=r"pet_consistency_fine must be None or \(strength in \[0, 1\], fwhm_mm > 0\), got") as err:
-        FusionInferer("volume", pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95, pet_consistency_fine=value)
+        FusionInferer("volume", steps=FusionSteps(pet_consistency=0.25, pet_consistency_min_voxel_mm=0.95, pet_consistency_fine=value))
     assert str(err.value).endswith(repr(value))
 
 
 def test_fine_consistency_needs_the_gate():
     with pytest.raises(ValueError, match=r"pet_consistency_fine \(0.4, 12.0\) needs pet_consistency_min_voxel_mm"):
-        FusionInferer("volume", pet_consistency=0.25, pet_consistency_fine=(0.4, 12.0))
+        FusionInferer("volume", steps=FusionSteps(pet_consistency=0.25, pet_consistency_fine=(0.4, 12.0)))
 
 
 def test_mode_defaults_of_the_consistency_step():
@@ -719,14 +736,14 @@ def test_mode_defaults_of_the_consistency_step():
     assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.25}
     assert PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE == {"slice": None, "volume": 0.95}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
-    assert (vol.pet_consistency, vol.pet_consistency_min_voxel_mm, vol.pet_consistency_optional) == (0.25, 0.95, True)
+    assert (vol.steps.pet_consistency, vol.steps.pet_consistency_min_voxel_mm, vol.steps.pet_consistency_optional) == (0.25, 0.95, True)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
-    assert (sl.pet_consistency, sl.pet_consistency_min_voxel_mm, sl.pet_consistency_optional) == (0.5, None, True)
+    assert (sl.steps.pet_consistency, sl.steps.pet_consistency_min_voxel_mm, sl.steps.pet_consistency_optional) == (0.5, None, True)
     # slice mode: 0.6875 on grids of 1.5 mm or coarser (the thirty-third addendum); volume mode: 0.5 there
     from asfe3d.defaults import PET_CONSISTENCY_COARSE_BY_MODE
 
     assert PET_CONSISTENCY_COARSE_BY_MODE == {"slice": (1.5, 0.6875), "volume": (1.5, 0.5)}
-    assert sl.pet_consistency_coarse == (1.5, 0.6875) and vol.pet_consistency_coarse == (1.5, 0.5)
+    assert sl.steps.pet_consistency_coarse == (1.5, 0.6875) and vol.steps.pet_consistency_coarse == (1.5, 0.5)
     cube = torch.zeros(1, 2, 4, 4, 4)
     assert [vol.consistency(cube, (g,) * 3) for g in (0.88, 0.96, 1.0, 1.2, 1.5, 2.0)] == [0.4, 0.25, 0.25, 0.25, 0.5,
                                                                                           0.5]
@@ -734,14 +751,14 @@ def test_mode_defaults_of_the_consistency_step():
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (2.0, 2.0, 2.0)) == 0.6875
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (1.0, 1.0, 1.0)) == 0.5
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
-    assert (given.pet_consistency_min_voxel_mm, given.pet_consistency_optional) == (None, False)
-    assert given.pet_consistency_coarse is None  # a strength given is taken on every grid
-    assert given.pet_consistency_fine is None and given.consistency_width((0.88,) * 3) == 6.0
+    assert (given.steps.pet_consistency_min_voxel_mm, given.steps.pet_consistency_optional) == (None, False)
+    assert given.steps.pet_consistency_coarse is None  # a strength given is taken on every grid
+    assert given.steps.pet_consistency_fine is None and given.consistency_width((0.88,) * 3) == 6.0
     # volume mode on grids finer than 0.95 mm: 0.4 with a 12 mm Gaussian (the forty-second addendum); slice mode none
     from asfe3d.defaults import PET_CONSISTENCY_FINE_BY_MODE
 
     assert PET_CONSISTENCY_FINE_BY_MODE == {"slice": None, "volume": (0.4, 12.0)}
-    assert vol.pet_consistency_fine == (0.4, 12.0) and sl.pet_consistency_fine is None
+    assert vol.steps.pet_consistency_fine == (0.4, 12.0) and sl.steps.pet_consistency_fine is None
     assert [vol.consistency(cube, (g,) * 3) for g in (0.7, 0.88, 0.94)] == [0.4, 0.4, 0.4]
     assert [vol.consistency_width((g,) * 3) for g in (0.7, 0.88, 0.96, 2.0)] == [12.0, 12.0, 6.0, 6.0]
     assert sl.consistency_width((0.88,) * 3) == 6.0
@@ -769,14 +786,14 @@ def test_detail_select_takes_the_pets_band_where_it_is_the_larger():
     soft = lambda t: blur_per_axis(t[:, 1:2], fwhm)  # noqa: E731
     band = lambda t: t - blur_per_axis(t, fwhm)  # noqa: E731
     before = FusionInferer("volume", roi_size=(0, 0, 0))(x, soft, spacing=voxel)
-    full = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0)(
+    full = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_ratio=2.0))(
         x, soft, spacing=voxel)
     edge = (slice(None), slice(None), slice(7, 15), slice(7, 15), 11)  # the cube's faces and the voxels around them
     gap_before = (band(before) - band(x[:, 1:2]))[edge].abs().max()
     gap_after = (band(full) - band(x[:, 1:2]))[edge].abs().max()
     assert gap_before > 0.1 and gap_after < 0.3 * gap_before
     assert (full - x[:, 1:2])[:, :, 8:14, 8:14, 8:14].mean().abs() < (before - x[:, 1:2])[:, :, 8:14, 8:14, 8:14].mean().abs()
-    half = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=0.5, pet_detail_ratio=2.0)(
+    half = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=0.5, pet_detail_ratio=2.0))(
         x, soft, spacing=voxel)
     torch.testing.assert_close(half, (before + full) / 2, rtol=0, atol=1e-5)  # no clamp reached here
     # a strong MRI band everywhere (a checkerboard of 0.6): the PET's edge is never k times it, nothing changes
@@ -784,7 +801,7 @@ def test_detail_select_takes_the_pets_band_where_it_is_the_larger():
     strong[:, 0] = 0.2 + 0.6 * ((torch.arange(24).reshape(-1, 1, 1) + torch.arange(24).reshape(1, -1, 1)
                                  + torch.arange(24).reshape(1, 1, -1)) % 2).float()
     kept = FusionInferer("volume", roi_size=(0, 0, 0))(strong, soft, spacing=voxel)
-    chosen = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0)(
+    chosen = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_ratio=2.0))(
         strong, soft, spacing=voxel)
     torch.testing.assert_close(chosen, kept, rtol=0, atol=0)
 
@@ -796,19 +813,19 @@ def test_detail_select_is_off_by_default_and_has_its_own_grid_gate():
     net = lambda t: t[:, 1:2] * 0.5 + t[:, :1] * 0.5  # noqa: E731
     plain = FusionInferer("volume", roi_size=(0, 0, 0))
     on_2mm = plain(x, net, spacing=(2.0, 2.0, 2.0))
-    assert torch.equal(on_2mm, FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=0.0)(x, net))
-    gated = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_select_min_voxel_mm=1.5)
+    assert torch.equal(on_2mm, FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=0.0))(x, net))
+    gated = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_select_min_voxel_mm=1.5))
     assert gated.detail_select(x, (1.0, 1.0, 1.3)) == 0.0 and gated.detail_select(x, (2.0, 2.0, 2.0)) == 1.0
     assert gated.consistency(x, (2.0, 2.0, 2.0)) == 0.0  # the consistency step itself stays off
     # the consistency step's gate does not gate this step, nor this step's gate that one
-    both = FusionInferer("volume", pet_consistency=0.5, pet_detail_select=1.0, pet_consistency_min_voxel_mm=1.5)
+    both = FusionInferer("volume", steps=FusionSteps(pet_consistency=0.5, pet_detail_select=1.0, pet_consistency_min_voxel_mm=1.5))
     assert (both.consistency(x, (1.0, 1.0, 1.0)), both.detail_select(x, (1.0, 1.0, 1.0))) == (0.0, 1.0)
     assert (gated.consistency(x, (1.0, 1.0, 1.0)), gated.detail_select(x, (1.0, 1.0, 1.0))) == (0.0, 0.0)
     assert torch.equal(gated(x, net, spacing=(1.0, 1.0, 1.0)), plain(x, net, spacing=(1.0, 1.0, 1.0)))
     assert (gated(x, net, spacing=(2.0, 2.0, 2.0)) - on_2mm).abs().max() > 0.05
     with pytest.raises(ValueError, match="pet_detail_select > 0 needs the grid's voxel size"):
         gated(x, net)
-    optional = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_consistency_optional=True)
+    optional = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_consistency_optional=True))
     assert optional.detail_select(x) == 0.0 and torch.equal(optional(x, net), plain(x, net))
     d = gated.describe()
     assert (d["pet_detail_select"], d["pet_detail_ratio"], d["pet_detail_select_min_voxel_mm"]) == (1.0, 2.0, 1.5)
@@ -850,8 +867,8 @@ def test_detail_select_floor_keeps_the_edge_and_leaves_the_noise():
     fwhm = [DETAIL_FWHM_MM / v for v in voxel]
     soft = lambda t: blur_per_axis(t[:, 1:2], [2.0, 2.0, 2.0])  # noqa: E731  (softens the edge, smooths the noise)
     plain = FusionInferer("volume", roi_size=(0, 0, 0))(x, soft, spacing=voxel)
-    raw = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0)(x, soft, spacing=voxel)
-    floored = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_floor=3.0)
+    raw = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0))(x, soft, spacing=voxel)
+    floored = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_floor=3.0))
     out = floored(x, soft, spacing=voxel)
     far = (slice(None), slice(None), slice(17, 22), slice(17, 22), slice(17, 22))  # noise only, away from the cube
     edge = (slice(None), slice(None), slice(7, 15), slice(7, 15), 11)
@@ -860,15 +877,14 @@ def test_detail_select_floor_keeps_the_edge_and_leaves_the_noise():
     band = lambda t: t - blur_per_axis(t, fwhm)  # noqa: E731
     gap_plain = (band(plain) - band(x[:, 1:2]))[edge].abs().max()
     assert (band(out) - band(x[:, 1:2]))[edge].abs().max() < 0.5 * gap_plain  # the edge is still taken
-    zero = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_floor=0.0)
+    zero = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_floor=0.0))
     assert torch.equal(zero(x, soft, spacing=voxel), raw)
-    gated = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_floor=3.0,
-                          pet_detail_floor_max_voxel_mm=1.5)
+    gated = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_floor=3.0, pet_detail_floor_max_voxel_mm=1.5))
     assert (gated.detail_floor((1.0, 1.0, 1.2)), gated.detail_floor((1.5, 1.5, 1.5))) == (3.0, 0.0)
     assert torch.equal(gated(x, soft, spacing=voxel), out)
     coarse = (2.0, 2.0, 2.0)
     assert torch.equal(gated(x, soft, spacing=coarse),
-                       FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0)(x, soft, spacing=coarse))
+                       FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0))(x, soft, spacing=coarse))
     d = gated.describe()
     assert (d["pet_detail_floor"], d["pet_detail_floor_max_voxel_mm"]) == (3.0, 1.5)
 
@@ -886,7 +902,7 @@ def test_detail_select_floor_keeps_the_edge_and_leaves_the_noise():
 ])
 def test_bad_detail_select_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        FusionInferer("volume", **kwargs)
+        FusionSteps(**kwargs)
 
 
 def test_mode_defaults_of_the_detail_select_step():
@@ -899,18 +915,18 @@ def test_mode_defaults_of_the_detail_select_step():
     assert PET_DETAIL_SELECT_BY_MODE == {"slice": 1.0, "volume": 0.5} and PET_DETAIL_RATIO == 2.0
     assert PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE == {"slice": 1.5, "volume": 0.95}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
-    assert (vol.pet_detail_select, vol.pet_detail_ratio, vol.pet_detail_select_min_voxel_mm) == (0.5, 2.0, 0.95)
-    assert (vol.pet_detail_floor, vol.pet_detail_floor_max_voxel_mm) == (0.5, 1.5)  # the forty-first addendum
+    assert (vol.steps.pet_detail_select, vol.steps.pet_detail_ratio, vol.steps.pet_detail_select_min_voxel_mm) == (0.5, 2.0, 0.95)
+    assert (vol.steps.pet_detail_floor, vol.steps.pet_detail_floor_max_voxel_mm) == (0.5, 1.5)  # the forty-first addendum
     cons = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.0).inferer
-    assert (cons.pet_detail_select, cons.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
+    assert (cons.steps.pet_detail_select, cons.steps.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
-    assert (sl.pet_detail_select, sl.pet_detail_select_min_voxel_mm) == (1.0, 1.5)
-    assert (sl.pet_detail_floor, sl.pet_detail_floor_max_voxel_mm) == (0.0, None)
+    assert (sl.steps.pet_detail_select, sl.steps.pet_detail_select_min_voxel_mm) == (1.0, 1.5)
+    assert (sl.steps.pet_detail_floor, sl.steps.pet_detail_floor_max_voxel_mm) == (0.0, None)
     given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_detail_select=1.0,
                              pet_detail_ratio=3.0).inferer
-    assert (given.pet_detail_select, given.pet_detail_ratio, given.pet_consistency_optional) == (1.0, 3.0, False)
-    assert (given.pet_detail_select_min_voxel_mm, given.pet_consistency_min_voxel_mm) == (None, 0.95)
-    assert (given.pet_detail_floor, given.pet_detail_floor_max_voxel_mm) == (0.0, None)  # a strength given: no floor
+    assert (given.steps.pet_detail_select, given.steps.pet_detail_ratio, given.steps.pet_consistency_optional) == (1.0, 3.0, False)
+    assert (given.steps.pet_detail_select_min_voxel_mm, given.steps.pet_consistency_min_voxel_mm) == (None, 0.95)
+    assert (given.steps.pet_detail_floor, given.steps.pet_detail_floor_max_voxel_mm) == (0.0, None)  # a strength given: no floor
 
 
 def _steer_pair(noise: float, n=(24, 24, 24), seed=0):
@@ -971,8 +987,7 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
     quiet, noisy = _steer_pair(0.01), _steer_pair(0.08)
     q_quiet, q_noisy = pet_band_residual(quiet[0], grid), pet_band_residual(noisy[0], grid)
     q0 = (q_quiet + q_noisy) / 2
-    steer = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=10.0,
-                          detail_steer_max_voxel_mm=1.5)
+    steer = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(detail_steer=q0, detail_steer_max_gain=10.0, detail_steer_max_voxel_mm=1.5))
     assert steer.steer_gains(quiet, net, grid) == [1.0]
     assert torch.equal(steer(quiet, net, spacing=grid), plain(quiet, net, spacing=grid))
     f = steer.steer_gains(noisy, net, grid)[0]
@@ -987,11 +1002,10 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
             steer(noisy, net, spacing=grid, steer_gains=bad)
     with pytest.raises(ValueError, match=r"steer_gains > 1 need the grid's voxel size"):
         plain(noisy, net, steer_gains=[1.2])
-    capped = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=1.05)
+    capped = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(detail_steer=q0, detail_steer_max_gain=1.05))
     assert f > 1.05 and capped.steer_gains(noisy, net, grid) == [1.05]
     # a cap of its own on coarse grids: the fine cap below the size, the coarse one at and above it
-    by_grid = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, detail_steer_max_gain=10.0,
-                            detail_steer_max_gain_coarse=(1.5, 1.05))
+    by_grid = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(detail_steer=q0, detail_steer_max_gain=10.0, detail_steer_max_gain_coarse=(1.5, 1.05)))
     assert by_grid.steer_gains(noisy, net, grid) == [f]
     assert by_grid.steer_gains(noisy, net, (1.5, 1.5, 1.5)) == [1.05]
     assert by_grid.describe()["detail_steer_max_gain_coarse"] == [1.5, 1.05]
@@ -1003,7 +1017,7 @@ def test_detail_steer_adds_the_mris_band_only_for_a_pet_that_hides_it():
     assert steer.steer_gains(torch.cat([quiet, noisy]), net, grid) == [1.0, f]
     with pytest.raises(ValueError, match="detail_steer needs the grid's voxel size"):
         steer(noisy, net)
-    optional = FusionInferer("volume", roi_size=(0, 0, 0), detail_steer=q0, pet_consistency_optional=True)
+    optional = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(detail_steer=q0, pet_consistency_optional=True))
     assert torch.equal(optional(noisy, net), plain(noisy, net))
     d = steer.describe()
     assert (d["detail_steer"], d["detail_steer_max_gain"], d["detail_steer_max_voxel_mm"]) == (q0, 10.0, 1.5)
@@ -1021,10 +1035,10 @@ def test_mode_defaults_of_the_steered_injections_cap():
     assert DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE == {"slice": None, "volume": (1.5, 1.5)}
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
-    assert (vol.detail_steer_max_gain, vol.detail_steer_max_gain_coarse) == (1.75, (1.5, 1.5))
-    assert (sl.detail_steer_max_gain, sl.detail_steer_max_gain_coarse) == (1.5, None)
+    assert (vol.steps.detail_steer_max_gain, vol.steps.detail_steer_max_gain_coarse) == (1.75, (1.5, 1.5))
+    assert (sl.steps.detail_steer_max_gain, sl.steps.detail_steer_max_gain_coarse) == (1.5, None)
     noisy, net = _steer_pair(0.3), _InjectingNet(0.8)
-    assert pet_band_residual(noisy[0], (1.0, 1.0, 1.0)) / vol.detail_steer > 1.75  # the caps bind for this PET
+    assert pet_band_residual(noisy[0], (1.0, 1.0, 1.0)) / vol.steps.detail_steer > 1.75  # the caps bind for this PET
     assert vol.steer_gains(noisy, net, (1.0, 1.0, 1.0)) == [1.75]
     assert vol.steer_gains(noisy, net, (2.0, 2.0, 2.0)) == [1.5]
     assert sl.steer_gains(noisy, net, (1.0, 1.0, 1.0)) == [1.5]
@@ -1045,7 +1059,7 @@ def test_mode_defaults_of_the_steered_injections_cap():
 ])
 def test_bad_detail_steer_settings_refused_quoting_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        FusionInferer("volume", **kwargs)
+        FusionSteps(**kwargs)
 
 
 def test_select_and_steer_together_share_the_mris_band_with_the_same_numbers():
@@ -1057,9 +1071,8 @@ def test_select_and_steer_together_share_the_mris_band_with_the_same_numbers():
     net, grid = _InjectingNet(0.8), (1.0, 1.0, 1.0)
     noisy = _steer_pair(0.08)
     q0 = pet_band_residual(noisy[0], grid) / 2
-    both = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0, detail_steer=q0,
-                         detail_steer_max_gain=10.0)
-    select_only = FusionInferer("volume", roi_size=(0, 0, 0), pet_detail_select=1.0, pet_detail_ratio=2.0)
+    both = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_ratio=2.0, detail_steer=q0, detail_steer_max_gain=10.0))
+    select_only = FusionInferer("volume", roi_size=(0, 0, 0), steps=FusionSteps(pet_detail_select=1.0, pet_detail_ratio=2.0))
     f = both.steer_gains(noisy, net, grid)[0]
     assert f > 1
     band = noisy[:, :1] - blur_per_axis(noisy[:, :1], [DETAIL_FWHM_MM / g for g in grid])
