@@ -335,29 +335,12 @@ class AsfeFusionMethod(FusionMethod):
             "method": self.name, "mode": self.mode, "weights": str(self.weights) if self.weights else "in-memory",
             "device": str(self.device), "slice_axis": self.slice_axis if self.mode == "slice" else None,
             "detail_injection": float(getattr(self.net, "detail_injection", 0.0)),
-            "detail_fwhm_mm": self.inferer.steps.detail_fwhm_mm,
-            "detail_fwhm_max_voxel_mm": self.inferer.steps.detail_fwhm_max_voxel_mm,
             "stitch": self.inferer.stitch if self.mode == "volume" else None,
             "min_voxel_mm": self.inferer.min_voxel_mm,
             "max_voxel_mm": self.inferer.max_voxel_mm,
             "working_voxel_mm": self.inferer.working_voxel_mm,
             "roi_mm": self.inferer.roi_mm if self.mode == "volume" else None,
-            "pet_consistency": self.inferer.steps.pet_consistency,
-            "pet_consistency_min_voxel_mm": self.inferer.steps.pet_consistency_min_voxel_mm,
-            "pet_consistency_coarse": (None if self.inferer.steps.pet_consistency_coarse is None
-                                       else list(self.inferer.steps.pet_consistency_coarse)),
-            "pet_consistency_fine": (None if self.inferer.steps.pet_consistency_fine is None
-                                     else list(self.inferer.steps.pet_consistency_fine)),
-            "pet_detail_select": self.inferer.steps.pet_detail_select,
-            "pet_detail_ratio": self.inferer.steps.pet_detail_ratio,
-            "pet_detail_select_min_voxel_mm": self.inferer.steps.pet_detail_select_min_voxel_mm,
-            "pet_detail_floor": self.inferer.steps.pet_detail_floor,
-            "pet_detail_floor_max_voxel_mm": self.inferer.steps.pet_detail_floor_max_voxel_mm,
-            "detail_steer": self.inferer.steps.detail_steer,
-            "detail_steer_max_gain": self.inferer.steps.detail_steer_max_gain,
-            "detail_steer_max_gain_coarse": (None if self.inferer.steps.detail_steer_max_gain_coarse is None
-                                             else list(self.inferer.steps.detail_steer_max_gain_coarse)),
-            "detail_steer_max_voxel_mm": self.inferer.steps.detail_steer_max_voxel_mm,
+            **self.inferer.steps.as_record(),  # the steps after the network, every setting
         }
 
     def stitched(self, image: Any) -> str | None:

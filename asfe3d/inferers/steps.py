@@ -166,3 +166,8 @@ class FusionSteps:
             raise ValueError(f"pet_consistency_optional must be True or False, got {self.pet_consistency_optional!r}")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    def as_record(self) -> dict[str, Any]:
+        """Every field as JSON-able values (pairs as lists), in field order: what a completion record says."""
+        return {field.name: (list(value) if isinstance(value, tuple) else value)
+                for field in dataclasses.fields(self) for value in (getattr(self, field.name),)}

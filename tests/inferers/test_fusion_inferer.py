@@ -231,6 +231,9 @@ def test_steps_must_be_one_fusion_steps_and_the_default_takes_none():
         FusionInferer("volume", pet_consistency=0.5)  # the step settings are not the inferer's own arguments
     steps = FusionSteps(pet_consistency=0.5, pet_consistency_coarse=[1.5, 0.6875])  # a JSON list is kept as a tuple
     assert steps.pet_consistency_coarse == (1.5, 0.6875)
+    record = steps.as_record()  # what a completion record says: every field, pairs as lists
+    assert list(record) == [f.name for f in dataclasses.fields(FusionSteps)]
+    assert record["pet_consistency_coarse"] == [1.5, 0.6875] and json.loads(json.dumps(record)) == record
     with pytest.raises(dataclasses.FrozenInstanceError):
         steps.pet_consistency = 1.0  # type: ignore[misc]
     with pytest.raises(ValueError, match=r"pet_consistency must be a number in \[0, 1\], got 2"):
