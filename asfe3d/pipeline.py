@@ -162,13 +162,15 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
 
     On ``{"mri": path, "pet": path}`` they give ``"image"`` ``(2, X, Y, Z)`` = [MRI, PET] in ``[0, 1]`` on the MRI
     grid, ``"mri_head"``, ``"pet_transform"``, ``"pet_registration"`` (with the QC verdict) and, with
-    ``keep_registered_pet``, ``"pet_on_mri"`` (the registered PET in its own units). An
+    ``keep_registered_pet``, ``"pet_on_mri"`` (the registered PET in its own units, before any smoothing that
+    ``settings.fusion.pet_smooth_mm`` asks for in the normalise step). An
     :class:`asfe3d.registration.early.EarlyRegistration` of the same files and settings under :data:`EARLY_KEY`
     (:meth:`~asfe3d.registration.early.EarlyRegistration.from_settings`) saves the reading, masking and
     registering it has done (the key is removed).
 
     Args:
-        settings: the run's settings (``inputs`` and ``registration`` are used; ``None``: the defaults).
+        settings: the run's settings (``inputs``, ``registration`` and ``fusion.pet_smooth_mm`` are used; ``None``:
+            the defaults).
         keep_registered_pet: keep a copy of the registered PET before normalisation.
         progress: show the registration's progress on stderr.
 
@@ -177,10 +179,17 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
     """
     from monai.transforms import ConcatItemsd, CopyItemsd
 
-    from asfe3d.transforms import HeadMaskd, LoadVolumed, RealignFramesd, RegisterToReferenced, RobustNormalized
+    from asfe3d.transforms import (
+        HeadMaskd,
+        LoadVolumed,
+        RealignFramesd,
+        RegisterToReferenced,
+        RobustNormalized,
+        SmoothMmd,
+    )
 
     settings = Settings() if settings is None else settings
-    inputs, reg = settings.inputs, settings.registration
+    inputs, reg, smooth = settings.inputs, settings.registration, settings.fusion.pet_smooth_mm
     return [
         ("load", [LoadVolumed(["mri", "pet"], key_kwargs={k: inputs.reader_kwargs(k) for k in ("mri", "pet")},
                               early_key=EARLY_KEY)]
@@ -190,8 +199,9 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
                                            method=reg.method, **reg.register_kwargs(), min_overlap=reg.min_overlap,
                                            qc=reg.qc, progress=progress)]
                      + ([CopyItemsd("pet", names="pet_on_mri")] if keep_registered_pet else [])),
-        ("normalise", [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
-                       ConcatItemsd(["mri", "pet"], name="image")]),
+        ("normalise", ([SmoothMmd("pet", fwhm_mm=smooth)] if smooth > 0 else [])
+                      + [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
+                         ConcatItemsd(["mri", "pet"], name="image")]),
     ]
 
 

@@ -68,7 +68,7 @@ FLAT_NAMES = {
     "detail_injection": ("fusion", "detail_injection"), "stitch": ("fusion", "stitch"),
     "min_voxel_mm": ("fusion", "min_voxel_mm"), "pet_consistency": ("fusion", "pet_consistency"),
     "pet_detail_select": ("fusion", "pet_detail_select"), "detail_steer": ("fusion", "detail_steer"),
-    "detail_fwhm_mm": ("fusion", "detail_fwhm_mm"),
+    "detail_fwhm_mm": ("fusion", "detail_fwhm_mm"), "pet_smooth_mm": ("fusion", "pet_smooth_mm"),
     "save_registered_pet": ("outputs", "registered_pet"), "rgb": ("outputs", "rgb"),
     "save_transform": ("outputs", "transform"), "preview": ("outputs", "preview"), "report": ("outputs", "report"),
     "output_scale": ("outputs", "scale"), "colormap": ("outputs", "colormap"), "overwrite": ("outputs", "overwrite"),
@@ -239,6 +239,9 @@ class FusionSettings:
             default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`: 6 mm in volume mode on MRI grids with an axis
             finer than 0.8 mm, elsewhere the network's own width in voxels); ``None`` or 0: the network's own width
             in voxels on every grid; or a number > 0 (e.g. a PET reconstructed at 8 mm), on every grid.
+        pet_smooth_mm: the registered PET smoothed by a Gaussian of this FWHM (mm) on the MRI's grid before it is
+            normalised and fused, for every method (a noisy PET: low-dose or short-frame scans); in ``[0, 20]``,
+            ``0`` (default): not smoothed. The registered PET written by ``--save-registered-pet`` is not smoothed.
     """
 
     method: str = DEFAULT_METHOD
@@ -254,6 +257,7 @@ class FusionSettings:
     pet_detail_select: float | str = "auto"
     detail_steer: float | str | None = "auto"
     detail_fwhm_mm: float | str | None = "auto"
+    pet_smooth_mm: float = 0.0
 
     def __post_init__(self) -> None:
         from asfe3d.fusion.base import available_methods
@@ -296,6 +300,10 @@ class FusionSettings:
                 raise _bad("detail_fwhm_mm", f"must be 'auto', None or a width in [0, 20] mm (0: the network's own "
                                              f"width in voxels), got {w!r}")
             _set(self, "detail_fwhm_mm", float(w) if w > 0 else None)
+        m = self.pet_smooth_mm
+        if not (_is_real(m) and 0 <= m <= 20):
+            raise _bad("pet_smooth_mm", f"must be a width in [0, 20] mm (0: the PET as registered), got {m!r}")
+        _set(self, "pet_smooth_mm", float(m))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         if self.weights is not None:

@@ -64,6 +64,27 @@ def test_mri_scale_maps_back_to_mri_intensities(pair, tmp_path):
     assert record["settings"] == settings.as_dict() and Settings.from_dict(record["settings"]) == settings
 
 
+def test_pet_smoothing_changes_the_fused_image_but_not_the_registered_pet(pair, tmp_path):
+    """``pet_smooth_mm`` smooths the registered PET before normalisation (every method): the mean of the two images
+    changes, the registered PET written stays as registered, the record says the width, 0 adds no step."""
+    from asfe3d.pipeline import preprocessing_steps
+
+    mri, pet = pair
+    base = dict(method="mean", registration="none", min_overlap=0.0, save_registered_pet=True, output_scale="unit")
+    plain = fuse_pair(mri, pet, tmp_path / "a.nii.gz", Settings.from_flat(**base))
+    smooth = fuse_pair(mri, pet, tmp_path / "b.nii.gz", Settings.from_flat(**base, pet_smooth_mm=8.0))
+    a, b = (nib.load(r.output).get_fdata() for r in (plain, smooth))
+    assert a.shape == b.shape and np.abs(a - b).max() > 1e-3
+    reg_a, reg_b = (nib.load(r.outputs["registered_pet"]).get_fdata() for r in (plain, smooth))
+    np.testing.assert_array_equal(reg_a, reg_b)
+    assert json.loads(smooth.outputs["record"].read_text())["settings"]["fusion"]["pet_smooth_mm"] == 8.0
+    names = [type(t).__name__ for _, ts in preprocessing_steps(Settings.from_flat(pet_smooth_mm=4)) for t in ts]
+    assert "SmoothMmd" in names
+    assert "SmoothMmd" not in [type(t).__name__ for _, ts in preprocessing_steps(Settings()) for t in ts]
+    with pytest.raises(Asfe3dInputError, match=r"pet_smooth_mm: must be a width in \[0, 20\] mm .*got 30"):
+        Settings.from_flat(pet_smooth_mm=30)
+
+
 def test_failure_while_saving_leaves_no_output(pair, tmp_path, monkeypatch):
     mri, pet = pair
     import asfe3d.io as reg

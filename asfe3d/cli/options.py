@@ -99,6 +99,11 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "split at, e.g. your PET's resolution if it is far from 6 mm; 0 = the network's own width in "
                         "voxels (default: auto = 6 mm in volume mode on MRI grids with an axis finer than 0.8 mm, "
                         "elsewhere the network's own width)")
+    p.add_argument("--pet-smooth-mm", type=float, default=0.0, metavar="MM",
+                   help="smooth the registered PET by a Gaussian of MM FWHM on the MRI's grid before fusing (every "
+                        "method), for a noisy PET (low-dose or short frames): more of the MRI's anatomy is kept, a "
+                        "small sharp PET change loses contrast (docs/evaluation.md, 'PETs we have not simulated'); "
+                        "the registered PET written is not smoothed (default: 0, none)")
     p.add_argument("--detail-injection", type=float, default=None, metavar="G",
                    help="asfe: share of the MRI's detail band (below about 6 mm) added to the fused image, 0-4; 0 "
                         "turns it off, e.g. for a noisy MRI (default: the weights' own: 0.8 for the shipped 3D weights, 0.95 for the slice-mode ones)")

@@ -390,8 +390,11 @@ def _units_sentence(result: Mapping[str, Any]) -> str:
 def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> str:
     fusion = result.get("fusion") if isinstance(result.get("fusion"), Mapping) else {}
     method = str(fusion.get("method") or _setting(result, "method") or "")
-    norm = (f"Both images were mapped to [0, 1] between the 0.5th percentile of the volume and the 99.5th "
-            f"percentile inside the {anat}'s head mask, then fused with ")
+    smooth = _number(_setting(result, "pet_smooth_mm")) or 0.0
+    norm = (f"The registered PET was smoothed by a Gaussian of {smooth:g} mm FWHM on the {anat}'s grid. "
+            if smooth > 0 else "")
+    norm += (f"Both images were mapped to [0, 1] between the 0.5th percentile of the volume and the 99.5th "
+             f"percentile inside the {anat}'s head mask, then fused with ")
     if method == "asfe":
         mode = fusion.get("mode") or _setting(result, "mode")
         if mode == "slice":

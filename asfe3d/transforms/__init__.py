@@ -15,6 +15,7 @@ from asfe3d.transforms.array import (
     RestoreIntensity,
     RobustNormalize,
     SaveLikeReference,
+    SmoothMm,
     auto_slice_axis,
     metatensor_from_volume,
     sitk_from_metatensor,
@@ -45,18 +46,21 @@ from asfe3d.transforms.dictionary import (
     SaveLikeReferenceD,
     SaveLikeReferenced,
     SaveLikeReferenceDict,
+    SmoothMmD,
+    SmoothMmd,
+    SmoothMmDict,
 )
 from asfe3d.transforms.frames import RealignFrames, RealignFramesD, RealignFramesd, RealignFramesDict
 from asfe3d.transforms.intensity import head_mask, otsu_threshold, robust_normalize, robust_range
 
 __all__ = [
     "ColourFuse", "Fuse", "HeadMask", "LoadVolume", "RegisterToReference", "RestoreIntensity", "RobustNormalize",
-    "SaveLikeReference", "auto_slice_axis", "metatensor_from_volume", "sitk_from_metatensor",
+    "SaveLikeReference", "SmoothMm", "auto_slice_axis", "metatensor_from_volume", "sitk_from_metatensor",
     "volume_from_metatensor",
     "ColourFused", "ColourFuseD", "ColourFuseDict", "Fused", "FuseD", "FuseDict", "HeadMaskd", "HeadMaskD",
     "HeadMaskDict", "LoadVolumed", "LoadVolumeD", "LoadVolumeDict", "RegisterToReferenced", "RegisterToReferenceD",
     "RegisterToReferenceDict", "RestoreIntensityd", "RestoreIntensityD", "RestoreIntensityDict", "RobustNormalized",
-    "RobustNormalizeD", "RobustNormalizeDict", "SaveLikeReferenced", "SaveLikeReferenceD", "SaveLikeReferenceDict",
+    "RobustNormalizeD", "RobustNormalizeDict", "SaveLikeReferenced", "SaveLikeReferenceD", "SaveLikeReferenceDict", "SmoothMmd", "SmoothMmD", "SmoothMmDict",
     "head_mask", "otsu_threshold", "robust_normalize", "robust_range",
     "RealignFrames", "RealignFramesd", "RealignFramesD", "RealignFramesDict",
 ]

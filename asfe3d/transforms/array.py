@@ -22,7 +22,7 @@ from monai.data import MetaTensor
 from monai.transforms import Transform
 
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
-from asfe3d.inferers.fusion import auto_slice_axis
+from asfe3d.inferers.fusion import auto_slice_axis, grid_spacing
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY
 from asfe3d.transforms.intensity import robust_normalize
 
@@ -31,6 +31,7 @@ __all__ = [
     "HeadMask",
     "RegisterToReference",
     "RobustNormalize",
+    "SmoothMm",
     "Fuse",
     "ColourFuse",
     "RestoreIntensity",
@@ -374,6 +375,48 @@ class RobustNormalize(Transform):
         result = MetaTensor(torch.from_numpy(np.stack(out)), affine=img.affine.clone(), meta=_meta(img))
         result.meta[WINDOW_KEY] = [float(windows[0][0]), float(windows[0][1])]
         return result
+
+
+class SmoothMm(Transform):
+    """Smooth each channel by a Gaussian whose width is given in mm, one kernel per axis from the image's voxel size
+    (its affine), replicate-padded (:func:`asfe3d.networks.blocks.detail.blur_per_axis`): a noisy PET smoothed on
+    the MRI's grid before fusion, as PET analyses commonly do.
+
+    Args:
+        fwhm_mm: the Gaussian's full width at half maximum in mm, in ``[0, 20]``; ``0`` returns the image as it is.
+
+    Raises:
+        ValueError: ``fwhm_mm`` outside ``[0, 20]`` (quoted).
+    """
+
+    def __init__(self, fwhm_mm: float) -> None:
+        if isinstance(fwhm_mm, bool) or not isinstance(fwhm_mm, (int, float)) or not 0.0 <= fwhm_mm <= 20.0:
+            raise ValueError(f"fwhm_mm must be a number in [0, 20] (mm), got {fwhm_mm!r}")
+        self.fwhm_mm = float(fwhm_mm)
+
+    def __call__(self, img: torch.Tensor | np.ndarray) -> MetaTensor:
+        """Args:
+            img: ``(C, X, Y, Z)`` with its affine (a MetaTensor; the voxel size comes from it).
+
+        Returns:
+            ``(C, X, Y, Z)`` float32, metadata kept; the same object's values when ``fwhm_mm`` is 0.
+
+        Raises:
+            ValueError: not ``(C, X, Y, Z)``, or an affine without a usable voxel size, or a width of more than 64
+                voxels along an axis (quoted).
+        """
+        from asfe3d.networks.blocks.detail import blur_per_axis
+
+        img = _as_metatensor(img, "img")
+        _check_channel_first_3d(img, "img")
+        if self.fwhm_mm == 0.0:
+            return img
+        spacing = grid_spacing(img)
+        widths = [self.fwhm_mm / g for g in spacing]
+        if max(widths) > 64.0:
+            raise ValueError(f"fwhm_mm {self.fwhm_mm} is {max(widths):.1f} voxels on a grid of {spacing} mm; at most 64")
+        blurred = blur_per_axis(img.as_tensor().float()[None], widths)[0]
+        return MetaTensor(blurred, affine=img.affine.clone(), meta=_meta(img))
 
 
 class Fuse(Transform):

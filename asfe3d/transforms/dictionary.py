@@ -38,13 +38,14 @@ from asfe3d.transforms.array import (
     RestoreIntensity,
     RobustNormalize,
     SaveLikeReference,
+    SmoothMm,
 )
 
 __all__ = [
-    "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "Fused", "ColourFused",
+    "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "Fused", "ColourFused",
     "RestoreIntensityd", "SaveLikeReferenced",
     "LoadVolumeD", "LoadVolumeDict", "HeadMaskD", "HeadMaskDict", "RegisterToReferenceD", "RegisterToReferenceDict",
-    "RobustNormalizeD", "RobustNormalizeDict", "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict",
+    "RobustNormalizeD", "RobustNormalizeDict", "SmoothMmD", "SmoothMmDict", "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict",
     "RestoreIntensityD", "RestoreIntensityDict", "SaveLikeReferenceD", "SaveLikeReferenceDict",
 ]
 
@@ -195,6 +196,26 @@ class RobustNormalized(MapTransform):
         mask = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
         for key in self.key_iterator(d):
             d[key] = self.normalize(d[key], mask)
+        return d
+
+
+class SmoothMmd(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.SmoothMm`.
+
+    Args:
+        keys: images to smooth (each channel).
+        fwhm_mm: the Gaussian's FWHM in mm, in ``[0, 20]`` (``0``: none).
+        allow_missing_keys: skip absent keys.
+    """
+
+    def __init__(self, keys: KeysCollection, fwhm_mm: float, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.smooth = SmoothMm(fwhm_mm)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.smooth(d[key])
         return d
 
 
@@ -395,6 +416,7 @@ LoadVolumeD = LoadVolumeDict = LoadVolumed
 HeadMaskD = HeadMaskDict = HeadMaskd
 RegisterToReferenceD = RegisterToReferenceDict = RegisterToReferenced
 RobustNormalizeD = RobustNormalizeDict = RobustNormalized
+SmoothMmD = SmoothMmDict = SmoothMmd
 FuseD = FuseDict = Fused
 ColourFuseD = ColourFuseDict = ColourFused
 RestoreIntensityD = RestoreIntensityDict = RestoreIntensityd

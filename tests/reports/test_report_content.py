@@ -239,6 +239,13 @@ def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
     assert "Gaussian blur of 6 mm FWHM" in methods_text([taken])[0][0]
 
 
+def test_methods_text_says_the_pet_was_smoothed_only_when_it_was() -> None:
+    run = {"fusion": {"method": "mean"}, "settings": {"method": "mean", "registration": "none"}}
+    assert "smoothed" not in methods_text([run])[0][0]
+    smoothed = {**run, "settings": {**run["settings"], "pet_smooth_mm": 3.0}}
+    assert "The registered PET was smoothed by a Gaussian of 3 mm FWHM on the MRI's grid." in methods_text([smoothed])[0][0]
+
+
 def test_methods_text_says_where_the_network_ran_on_a_coarser_grid_and_how_windows_were_stitched() -> None:
     base = {"fusion": {"method": "asfe", "mode": "slice", "slice_axis": 2, "weights": "in-memory"},
             "settings": {"method": "asfe", "registration": "none"}}
