@@ -111,23 +111,16 @@ def _file_stamp(path: str | Path | None) -> tuple[int, int] | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_fuser(method: str, mode: str, weights: str | Path | None, stamp: tuple[int, int] | None, device: str,
-                  roi_size: tuple[int, ...] | None, progress: bool, detail_injection: float | None = None,
-                  stitch: str | None = None, min_voxel_mm: float | str | None = "auto",
-                  pet_consistency: float | str = "auto", pet_detail_select: float | str = "auto",
-                  detail_steer: float | str | None = "auto", detail_fwhm_mm: float | str | None = "auto") -> Any:
-    """One network per settings and weight file for the whole process (a cohort checks the weights and builds it
-    once, not per subject; the fuser keeps no state between volumes)."""
+def _cached_fuser(fusion: FusionSettings, stamp: tuple[int, int] | None, progress: bool) -> Any:
+    """One network per fusion settings and weight file (``stamp``: its size and time) for the whole process (a cohort
+    checks the weights and builds it once, not per subject; the fuser keeps no state between volumes)."""
     from asfe3d.fusion import get_fuser
 
-    if weights is not None:
+    if fusion.weights is not None:
         from asfe3d.fusion.weights import check_weights
 
-        check_weights(weights, mode)
-    return get_fuser(method, mode=mode, weights=weights, device=device, roi_size=roi_size, progress=progress,
-                     detail_injection=detail_injection, stitch=stitch, min_voxel_mm=min_voxel_mm,
-                     pet_consistency=pet_consistency, pet_detail_select=pet_detail_select,
-                     detail_steer=detail_steer, detail_fwhm_mm=detail_fwhm_mm)
+        check_weights(fusion.weights, fusion.mode)
+    return get_fuser("asfe", progress=progress, **fusion.network_kwargs())
 
 
 def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
@@ -141,11 +134,7 @@ def _build_fuser(fusion: FusionSettings, progress: bool) -> Any:
     if weights is not None and not Path(weights).is_file():
         raise Asfe3dInputError(weights, "weight file does not exist")
     try:
-        roi = fusion.roi_size
-        return _cached_fuser("asfe", fusion.mode, weights, _file_stamp(weights), fusion.device,
-                             tuple(roi) if isinstance(roi, (list, tuple)) else roi, progress, fusion.detail_injection,
-                             fusion.stitch, fusion.min_voxel_mm, fusion.pet_consistency, fusion.pet_detail_select,
-                             fusion.detail_steer, fusion.detail_fwhm_mm)
+        return _cached_fuser(fusion, _file_stamp(weights), progress)
     except Asfe3dInputError:
         raise
     except (ValueError, KeyError, RuntimeError) as exc:

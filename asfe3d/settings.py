@@ -310,6 +310,14 @@ class FusionSettings:
             _set(self, "weights", Path(self.weights))
         self._check_device()
 
+    def network_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`asfe3d.fusion.learned.AsfeFusionMethod` these settings choose (the
+        network, its weights and device, and the steps after it; the slicing axis is given per call)."""
+        return {"mode": self.mode, "weights": self.weights, "device": self.device, "roi_size": self.roi_size,
+                "detail_injection": self.detail_injection, "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm,
+                "pet_consistency": self.pet_consistency, "pet_detail_select": self.pet_detail_select,
+                "detail_steer": self.detail_steer, "detail_fwhm_mm": self.detail_fwhm_mm}
+
     def _check_device(self) -> None:
         device = self.device
         if not isinstance(device, str) or not (device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", device)):

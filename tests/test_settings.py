@@ -318,3 +318,16 @@ def test_the_record_says_what_the_windows_were_blended_as():
     # the factor the fusion step kept in the fused image's metadata is what the record says (not read again)
     kept = MetaTensor(torch.zeros(1, 40, 40, 40), meta={"detail_steer_applied": 1.3})
     assert _fusion_description(steered, head, "auto", kept)["detail_steer_applied"] == 1.3
+
+
+def test_the_network_is_built_once_per_fusion_settings():
+    """The pipeline's fuser cache is keyed by the fusion settings themselves (one validated, hashable object), not by
+    a copy of their fields: equal settings share one network, a changed step builds another."""
+    from asfe3d.pipeline import _build_fuser
+
+    a = _build_fuser(Settings.from_flat(device="cpu").fusion, False)
+    assert _build_fuser(Settings.from_flat(device="cpu").fusion, False) is a
+    other = _build_fuser(Settings.from_flat(device="cpu", pet_consistency=0.3).fusion, False)
+    assert other is not a and other.inferer.steps.pet_consistency == 0.3
+    kwargs = Settings.from_flat(device="cpu", roi_size=[64, 64, 64]).fusion.network_kwargs()
+    assert kwargs["roi_size"] == (64, 64, 64) and kwargs["pet_consistency"] == "auto" and "method" not in kwargs
