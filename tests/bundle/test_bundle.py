@@ -175,6 +175,22 @@ def test_overrides_reach_the_network_and_inferer():
     assert next(over.get_parsed_content("network").parameters()).device.type == "cpu"
 
 
+def test_pet_smoothing_reaches_the_bundle_through_its_settings():
+    """The bundle's preprocessing is the command's chain built from its settings: ``--settings#pet_smooth_mm 3``
+    smooths the registered PET as ``asfe3d fuse --pet-smooth-mm 3`` does; without it there is no such step."""
+    from monai.bundle import ConfigParser
+
+    names = []
+    for extra in ({}, {"settings#pet_smooth_mm": 3.0}):
+        parser = ConfigParser()
+        parser.read_config(INFERENCE)
+        parser["bundle_root"] = str(BUNDLE)
+        parser.update({"device": "cpu", **extra})
+        names.append([type(t).__name__ for t in parser.get_parsed_content("preprocessing").transforms])
+    assert "SmoothMmd" not in names[0]
+    assert names[1][names[1].index("SmoothMmd") + 1] == "RobustNormalized"  # after registration, before normalising
+
+
 def test_inferer_steps_are_the_volume_mode_defaults():
     """The bundle's inferers take the steps after the network that ``asfe3d fuse`` takes in each mode."""
     from monai.bundle import ConfigParser
