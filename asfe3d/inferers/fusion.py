@@ -45,6 +45,10 @@ same voxels by construction.
   of 2, the mean of the two fine voxels each coarse voxel holds), and the MRI's part that the round trip removed is
   added back, then clamped: a small PET change (a 12 mm lesion is 6 voxels across at 2 mm) is fused at the scale
   the network knows. Both may be set (``min_voxel_mm <= max_voxel_mm``); one working grid serves both.
+
+The steps after the network below are set by one :class:`FusionSteps` (``FusionInferer(steps=...)``; its fields
+are named here):
+
 - ``pet_consistency``: a consistency step after the network (Wald's consistency property of pansharpening: the
   fused image brought to the PET's resolution should be the PET). With strength ``s`` > 0 the stitched output
   ``F`` becomes ``clamp(F + s * G(PET - F), 0, 1)``, ``G`` a Gaussian of :data:`DETAIL_FWHM_MM` in mm along each
