@@ -331,8 +331,18 @@ def unknown_override_problems(config_file: str | Sequence[str], overrides: Mappi
         accepted = _target_parameters(target)
         if accepted is not None and name not in accepted:
             problems.append(f"--{key}: {target} takes no argument {name!r}"
-                            + _did_you_mean(name, sorted(accepted), prefix=f"--{parent_id}#"))
+                            + (_child_taking(parent, parent_id, name)
+                               or _did_you_mean(name, sorted(accepted), prefix=f"--{parent_id}#")))
     return problems
+
+
+def _child_taking(parent: Mapping[str, Any], parent_id: str, name: str) -> str:
+    """``" (it is an argument of --<parent>#<child>: --<parent>#<child>#<name>)"`` when a component nested in
+    ``parent`` takes ``name`` (``inferer#pet_consistency`` is ``inferer#steps#pet_consistency``), else ``""``."""
+    for child, value in parent.items():
+        if isinstance(value, dict) and "_target_" in value and name in (_target_parameters(value["_target_"]) or ()):
+            return f" (it is an argument of --{parent_id}#{child}: --{parent_id}#{child}#{name})"
+    return ""
 
 
 def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:

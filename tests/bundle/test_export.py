@@ -202,6 +202,13 @@ def test_override_check_uses_the_configs_and_component_signatures():
     assert problems[1].startswith("--inferer#roi_sise: asfe3d.inferers.FusionInferer takes no argument "
                                   "'roi_sise' (did you mean --inferer#roi_size")
     assert problems[2].startswith("--zzz (the configs declare ") and "network_def" in problems[2]
+    # a step setting given to the inferer itself points to where it sits since 0.3.19; one under steps is checked
+    assert unknown_override_problems(INFERENCE, {"inferer#pet_consistency": 0.5}) == [
+        "--inferer#pet_consistency: asfe3d.inferers.FusionInferer takes no argument 'pet_consistency' (it is an "
+        "argument of --inferer#steps: --inferer#steps#pet_consistency)"]
+    assert unknown_override_problems(INFERENCE, {"inferer#steps#pet_consistency": 0.5}) == []
+    assert "did you mean --inferer#steps#detail_steer" in unknown_override_problems(
+        INFERENCE, {"inferer#steps#detail_ster": 0.5})[0]
     # MONAI's own inferer (after a _target_ override) is checked by its own signature
     problems = unknown_override_problems(INFERENCE, {"inferer#_target_": "SlidingWindowInferer",
                                                      "inferer#progres": True})
