@@ -312,11 +312,15 @@ class FusionSettings:
 
     def network_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`asfe3d.fusion.learned.AsfeFusionMethod` these settings choose (the
-        network, its weights and device, and the steps after it; the slicing axis is given per call)."""
+        network, its weights and device, and the steps after it, :func:`asfe3d.fusion.learned.mode_steps`; the
+        slicing axis is given per call)."""
+        from asfe3d.fusion.learned import mode_steps
+
+        steps = mode_steps(self.mode, pet_consistency=self.pet_consistency, pet_detail_select=self.pet_detail_select,
+                           detail_steer=self.detail_steer, detail_fwhm_mm=self.detail_fwhm_mm)
         return {"mode": self.mode, "weights": self.weights, "device": self.device, "roi_size": self.roi_size,
                 "detail_injection": self.detail_injection, "stitch": self.stitch, "min_voxel_mm": self.min_voxel_mm,
-                "pet_consistency": self.pet_consistency, "pet_detail_select": self.pet_detail_select,
-                "detail_steer": self.detail_steer, "detail_fwhm_mm": self.detail_fwhm_mm}
+                "steps": steps}
 
     def _check_device(self) -> None:
         device = self.device

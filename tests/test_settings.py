@@ -330,4 +330,7 @@ def test_the_network_is_built_once_per_fusion_settings():
     other = _build_fuser(Settings.from_flat(device="cpu", pet_consistency=0.3).fusion, False)
     assert other is not a and other.inferer.steps.pet_consistency == 0.3
     kwargs = Settings.from_flat(device="cpu", roi_size=[64, 64, 64]).fusion.network_kwargs()
-    assert kwargs["roi_size"] == (64, 64, 64) and kwargs["pet_consistency"] == "auto" and "method" not in kwargs
+    assert kwargs["roi_size"] == (64, 64, 64) and "method" not in kwargs
+    from asfe3d.fusion import mode_steps
+
+    assert kwargs["steps"] == mode_steps("volume")  # every step on the mode's default

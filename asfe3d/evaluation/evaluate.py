@@ -219,6 +219,7 @@ def build_fusers(
         ValueError: an unknown method name.
     """
     from asfe3d.fusion import AsfeFusionMethod, get_fuser
+    from asfe3d.fusion.learned import mode_steps
 
     nets = dict(nets or {})
     fusers: dict[str, Any] = {}
@@ -231,11 +232,10 @@ def build_fusers(
             raise ValueError(f"unknown method {name!r}")
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
+        steps = mode_steps(mode, pet_consistency=pet_consistency, pet_detail_select=pet_detail_select,
+                           pet_detail_ratio=pet_detail_ratio, detail_steer=detail_steer, detail_fwhm_mm=detail_fwhm_mm)
         kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
-                                  "min_voxel_mm": min_voxel_mm, "pet_consistency": pet_consistency,
-                                  "max_voxel_mm": max_voxel_mm, "pet_detail_select": pet_detail_select,
-                                  "pet_detail_ratio": pet_detail_ratio, "detail_steer": detail_steer,
-                                  "detail_fwhm_mm": detail_fwhm_mm}
+                                  "min_voxel_mm": min_voxel_mm, "max_voxel_mm": max_voxel_mm, "steps": steps}
         if mode == "volume":
             kwargs["roi_mm"] = roi_mm
         if name in nets:

@@ -17,7 +17,8 @@ _LAZY = {
     "apply_colormap": "asfe3d.fusion.colour", "fuse_colour": "asfe3d.fusion.colour",
     "fuse_colour_planes": "asfe3d.fusion.colour",
     "rgb_to_ycrcb": "asfe3d.fusion.colour", "ycrcb_to_rgb": "asfe3d.fusion.colour",
-    "AsfeFusionMethod": "asfe3d.fusion.learned", "resolve_device": "asfe3d.fusion.learned",
+    "AsfeFusionMethod": "asfe3d.fusion.learned", "mode_steps": "asfe3d.fusion.learned",
+    "resolve_device": "asfe3d.fusion.learned",
     "run_network": "asfe3d.fusion.learned",
 }
 

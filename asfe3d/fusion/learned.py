@@ -19,7 +19,7 @@ import torch
 from asfe3d.fusion.base import FusionMethod, register_method
 from asfe3d.inferers.fusion import DEFAULT_ROI, FusionInferer, FusionSteps
 
-__all__ = ["AsfeFusionMethod", "resolve_device", "run_network", "infer", "DEFAULT_ROI"]
+__all__ = ["AsfeFusionMethod", "mode_steps", "resolve_device", "run_network", "infer", "DEFAULT_ROI"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -134,77 +134,22 @@ def _pair_batch(mri: np.ndarray, pet: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([mri, pet])[None])
 
 
-def _step_settings(mode: str, pet_consistency: float | str, pet_consistency_min_voxel_mm: float | str | None,
-                   pet_consistency_coarse: Sequence[float] | str | None, pet_detail_select: float | str,
-                   pet_detail_ratio: float | str, detail_steer: float | str | None,
-                   pet_consistency_fine: Sequence[float] | str | None = "auto") -> dict[str, Any]:
-    """:class:`~asfe3d.inferers.FusionInferer`'s settings of the steps after the network, each ``"auto"`` resolved to
-    the mode's default (:mod:`asfe3d.defaults`; see :class:`AsfeFusionMethod`). A strength given is taken on every
-    grid unless a grid is given with it; with every step on its default, an array without its grid gets no step,
-    while a strength given refuses it."""
-    from asfe3d import defaults as d
-
-    auto = lambda v: isinstance(v, str) and v == "auto"  # noqa: E731
-    if auto(pet_consistency_min_voxel_mm):
-        pet_consistency_min_voxel_mm = d.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_consistency) else None
-    if auto(pet_consistency_coarse):
-        pet_consistency_coarse = d.PET_CONSISTENCY_COARSE_BY_MODE[mode] if auto(pet_consistency) else None
-    if auto(pet_consistency_fine):
-        pet_consistency_fine = d.PET_CONSISTENCY_FINE_BY_MODE[mode] if auto(pet_consistency) else None
-    optional = auto(pet_consistency) and auto(pet_detail_select) and auto(detail_steer)
-    return {
-        "pet_consistency": d.PET_CONSISTENCY_BY_MODE[mode] if auto(pet_consistency) else pet_consistency,
-        "pet_consistency_min_voxel_mm": pet_consistency_min_voxel_mm,
-        "pet_consistency_coarse": pet_consistency_coarse,
-        "pet_consistency_fine": pet_consistency_fine,
-        "pet_consistency_optional": optional,
-        "pet_detail_select": d.PET_DETAIL_SELECT_BY_MODE[mode] if auto(pet_detail_select) else pet_detail_select,
-        "pet_detail_select_min_voxel_mm": (d.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
-                                           else None),
-        "pet_detail_ratio": d.PET_DETAIL_RATIO if auto(pet_detail_ratio) else pet_detail_ratio,
-        "pet_detail_floor": d.PET_DETAIL_FLOOR_BY_MODE[mode] if auto(pet_detail_select) else 0.0,
-        "pet_detail_floor_max_voxel_mm": (d.PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
-                                          else None),
-        "detail_steer": d.DETAIL_STEER_BY_MODE[mode] if auto(detail_steer) else detail_steer,
-        "detail_steer_max_gain": d.DETAIL_STEER_MAX_GAIN_BY_MODE[mode],
-        "detail_steer_max_gain_coarse": d.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode],
-        "detail_steer_max_voxel_mm": d.DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode],
-    }
-
-
-@register_method("asfe")
-class AsfeFusionMethod(FusionMethod):
-    """ASFE-Fusion with the shipped (or given) weights, slice-wise or volumetric.
+def mode_steps(mode: str, *, detail_fwhm_mm: float | str | None = "auto", pet_consistency: float | str = "auto",
+               pet_consistency_min_voxel_mm: float | str | None = "auto",
+               pet_consistency_coarse: Sequence[float] | str | None = "auto",
+               pet_consistency_fine: Sequence[float] | str | None = "auto", pet_detail_select: float | str = "auto",
+               pet_detail_ratio: float | str = "auto", detail_steer: float | str | None = "auto") -> FusionSteps:
+    """The steps after the network of ``mode`` (:class:`~asfe3d.inferers.FusionSteps`), each ``"auto"`` the mode's
+    shipped default (:mod:`asfe3d.defaults`): what ``asfe3d fuse``'s options choose. A strength given is taken on
+    every grid unless a grid is given with it; with every step on its default, a volume without its grid gets no
+    step, while a strength given refuses it.
 
     Args:
-        mode: ``"slice"`` (2D network via SliceInferer) or ``"volume"`` (3D network via SlidingWindowInferer).
-        weights: a weight file; ``None`` takes the weights shipped for ``mode``.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        slice_axis: for ``slice`` on 3D inputs, the axis slices are taken along (``X, Y, Z`` order); ``None`` = 2.
-        roi_size: sliding-window size for ``volume``; ``None`` = :data:`DEFAULT_ROI` (see :func:`run_network`).
-        overlap: sliding-window overlap for ``volume``.
-        sw_batch_size: slices or windows per forward pass.
-        amp: float16 autocast on CUDA.
-        progress: show a progress bar.
-        net: an already built network (overrides ``weights``; used by training and tests).
-        detail_injection: the share of the MRI's detail band the network adds to its output
-            (:class:`~asfe3d.networks.ASFEFusion`'s ``detail_injection``); ``None`` keeps the weights' own.
+        mode: ``"slice"`` or ``"volume"``.
         detail_fwhm_mm: the band's width in mm for 3D pairs given with their ``spacing``
             (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the network's own width in voxels; ``"auto"``: the
             mode's default (:data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`, on the grids
             :data:`asfe3d.defaults.DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE` lets it onto); a number: on every grid.
-        min_voxel_mm: the finest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
-            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
-            (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`, the finer axes brought to
-            :data:`asfe3d.defaults.WORKING_VOXEL_MM_BY_MODE`); a number: the finer axes brought to that number.
-        max_voxel_mm: the coarsest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
-            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
-            (:data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`).
-        roi_mm: for ``volume`` on 3D pairs given with their ``spacing``: the window's extent in mm (at most
-            ``roi_size``; :class:`~asfe3d.inferers.FusionInferer`); ``None``: the window in voxels only; ``"auto"``:
-            :data:`asfe3d.defaults.DEFAULT_ROI_MM`.
-        stitch: for ``volume``: what the overlapping windows are blended as (:class:`~asfe3d.inferers.FusionInferer`);
-            ``None``: :data:`asfe3d.defaults.DEFAULT_STITCH`.
         pet_consistency: for 3D pairs given with their ``spacing``, the strength of the consistency step after the
             network (:class:`~asfe3d.inferers.FusionInferer`), in ``[0, 1]``; ``"auto"``: the mode's default
             (:data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
@@ -233,6 +178,83 @@ class AsfeFusionMethod(FusionMethod):
             :data:`asfe3d.defaults.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE`); ``None``: no step; ``"auto"``: the mode's
             default (:data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`).
 
+    Returns:
+        The checked :class:`~asfe3d.inferers.FusionSteps`.
+
+    Raises:
+        ValueError: an unknown mode or a bad value (quoted).
+    """
+    if mode not in ("slice", "volume"):
+        raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
+    from asfe3d import defaults as d
+
+    band_gate = None
+    if isinstance(detail_fwhm_mm, str) and detail_fwhm_mm == "auto":
+        detail_fwhm_mm, band_gate = d.DETAIL_FWHM_MM_BY_MODE[mode], d.DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
+
+    auto = lambda v: isinstance(v, str) and v == "auto"  # noqa: E731
+    if auto(pet_consistency_min_voxel_mm):
+        pet_consistency_min_voxel_mm = d.PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_consistency) else None
+    if auto(pet_consistency_coarse):
+        pet_consistency_coarse = d.PET_CONSISTENCY_COARSE_BY_MODE[mode] if auto(pet_consistency) else None
+    if auto(pet_consistency_fine):
+        pet_consistency_fine = d.PET_CONSISTENCY_FINE_BY_MODE[mode] if auto(pet_consistency) else None
+    optional = auto(pet_consistency) and auto(pet_detail_select) and auto(detail_steer)
+    return FusionSteps(
+        detail_fwhm_mm=detail_fwhm_mm,
+        detail_fwhm_max_voxel_mm=band_gate,
+        pet_consistency=d.PET_CONSISTENCY_BY_MODE[mode] if auto(pet_consistency) else pet_consistency,
+        pet_consistency_min_voxel_mm=pet_consistency_min_voxel_mm,
+        pet_consistency_coarse=pet_consistency_coarse,
+        pet_consistency_fine=pet_consistency_fine,
+        pet_consistency_optional=optional,
+        pet_detail_select=d.PET_DETAIL_SELECT_BY_MODE[mode] if auto(pet_detail_select) else pet_detail_select,
+        pet_detail_select_min_voxel_mm=(d.PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
+                                       else None),
+        pet_detail_ratio=d.PET_DETAIL_RATIO if auto(pet_detail_ratio) else pet_detail_ratio,
+        pet_detail_floor=d.PET_DETAIL_FLOOR_BY_MODE[mode] if auto(pet_detail_select) else 0.0,
+        pet_detail_floor_max_voxel_mm=(d.PET_DETAIL_FLOOR_MAX_VOXEL_MM_BY_MODE[mode] if auto(pet_detail_select)
+                                      else None),
+        detail_steer=d.DETAIL_STEER_BY_MODE[mode] if auto(detail_steer) else detail_steer,
+        detail_steer_max_gain=d.DETAIL_STEER_MAX_GAIN_BY_MODE[mode],
+        detail_steer_max_gain_coarse=d.DETAIL_STEER_MAX_GAIN_COARSE_BY_MODE[mode],
+        detail_steer_max_voxel_mm=d.DETAIL_STEER_MAX_VOXEL_MM_BY_MODE[mode],
+    )
+
+
+@register_method("asfe")
+class AsfeFusionMethod(FusionMethod):
+    """ASFE-Fusion with the shipped (or given) weights, slice-wise or volumetric.
+
+    Args:
+        mode: ``"slice"`` (2D network via SliceInferer) or ``"volume"`` (3D network via SlidingWindowInferer).
+        weights: a weight file; ``None`` takes the weights shipped for ``mode``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        slice_axis: for ``slice`` on 3D inputs, the axis slices are taken along (``X, Y, Z`` order); ``None`` = 2.
+        roi_size: sliding-window size for ``volume``; ``None`` = :data:`DEFAULT_ROI` (see :func:`run_network`).
+        overlap: sliding-window overlap for ``volume``.
+        sw_batch_size: slices or windows per forward pass.
+        amp: float16 autocast on CUDA.
+        progress: show a progress bar.
+        net: an already built network (overrides ``weights``; used by training and tests).
+        detail_injection: the share of the MRI's detail band the network adds to its output
+            (:class:`~asfe3d.networks.ASFEFusion`'s ``detail_injection``); ``None`` keeps the weights' own.
+        min_voxel_mm: the finest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
+            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`, the finer axes brought to
+            :data:`asfe3d.defaults.WORKING_VOXEL_MM_BY_MODE`); a number: the finer axes brought to that number.
+        max_voxel_mm: the coarsest voxel size (mm) the network runs on for 3D pairs given with their ``spacing``
+            (:class:`~asfe3d.inferers.FusionInferer`); ``None``: the MRI's own grid; ``"auto"``: the mode's default
+            (:data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`).
+        roi_mm: for ``volume`` on 3D pairs given with their ``spacing``: the window's extent in mm (at most
+            ``roi_size``; :class:`~asfe3d.inferers.FusionInferer`); ``None``: the window in voxels only; ``"auto"``:
+            :data:`asfe3d.defaults.DEFAULT_ROI_MM`.
+        stitch: for ``volume``: what the overlapping windows are blended as (:class:`~asfe3d.inferers.FusionInferer`);
+            ``None``: :data:`asfe3d.defaults.DEFAULT_STITCH`.
+        steps: the steps after the network (:class:`~asfe3d.inferers.FusionSteps`, given to the inferer); ``None``:
+            the mode's defaults, :func:`mode_steps` ``(mode)``. :func:`mode_steps` also turns the command's choices
+            (``--pet-consistency 0.4``...) into steps.
+
     Raises:
         ValueError: bad mode, a bad ``detail_injection`` (quoted), or a network whose ``spatial_dims`` does not fit
             the mode.
@@ -255,18 +277,11 @@ class AsfeFusionMethod(FusionMethod):
         progress: bool = False,
         net: torch.nn.Module | None = None,
         detail_injection: float | None = None,
-        detail_fwhm_mm: float | str | None = "auto",
         stitch: str | None = None,
         min_voxel_mm: float | str | None = "auto",
-        pet_consistency: float | str = "auto",
-        pet_consistency_min_voxel_mm: float | str | None = "auto",
         max_voxel_mm: float | str | None = "auto",
         roi_mm: float | str | None = "auto",
-        pet_detail_select: float | str = "auto",
-        pet_detail_ratio: float | str = "auto",
-        detail_steer: float | str | None = "auto",
-        pet_consistency_coarse: Sequence[float] | str | None = "auto",
-        pet_consistency_fine: Sequence[float] | str | None = "auto",
+        steps: FusionSteps | None = None,
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
@@ -297,11 +312,6 @@ class AsfeFusionMethod(FusionMethod):
                 raise ValueError(f"this network ({type(net).__name__}) has no detail injection to set")
             net.set_detail_injection(detail_injection)
         self.net = net.eval()
-        band_gate = None
-        if detail_fwhm_mm == "auto":
-            from asfe3d.defaults import DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE, DETAIL_FWHM_MM_BY_MODE
-
-            detail_fwhm_mm, band_gate = DETAIL_FWHM_MM_BY_MODE[mode], DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
         if stitch is None:
             from asfe3d.defaults import DEFAULT_STITCH
 
@@ -319,16 +329,13 @@ class AsfeFusionMethod(FusionMethod):
             from asfe3d.defaults import DEFAULT_ROI_MM
 
             roi_mm = DEFAULT_ROI_MM
-        steps = _step_settings(mode, pet_consistency, pet_consistency_min_voxel_mm, pet_consistency_coarse,
-                               pet_detail_select, pet_detail_ratio, detail_steer, pet_consistency_fine)
         #: the inference step (settings frozen here; the slicing axis is given per call)
         self.inferer = FusionInferer(mode, slice_axis=self.slice_axis,
                                      roi_size="auto" if self.roi_size is None else self.roi_size, overlap=overlap,
                                      sw_batch_size=sw_batch_size, sw_device=self.device, device=torch.device("cpu"),
                                      progress=progress, stitch=stitch, min_voxel_mm=min_voxel_mm,
                                      max_voxel_mm=max_voxel_mm, working_voxel_mm=working_voxel_mm, roi_mm=roi_mm,
-                                     steps=FusionSteps(detail_fwhm_mm=detail_fwhm_mm,
-                                                       detail_fwhm_max_voxel_mm=band_gate, **steps))
+                                     steps=mode_steps(mode) if steps is None else steps)
 
     def describe(self) -> dict[str, Any]:
         return {

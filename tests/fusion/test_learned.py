@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.fusion import AsfeFusionMethod, get_fuser, resolve_device
+from asfe3d.fusion import AsfeFusionMethod, get_fuser, mode_steps, resolve_device
 from asfe3d.fusion.weights import build_network, load_weights, save_weights
 from asfe3d.networks.nets import ASFEFusion
 
@@ -127,7 +127,7 @@ def test_the_band_width_an_image_gets_follows_the_grid_gate():
     from monai.data import MetaTensor
 
     net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
-    method = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0)
+    method = AsfeFusionMethod(mode="volume", net=net, device="cpu", steps=mode_steps("volume", detail_fwhm_mm=6.0))
     method.inferer.steps = dataclasses.replace(method.inferer.steps, detail_fwhm_max_voxel_mm=0.8)
     fine, coarse = (MetaTensor(torch.zeros(2, 6, 6, 6), affine=torch.diag(torch.tensor([s, s, s, 1.0])))
                     for s in (0.7, 1.0))
@@ -144,10 +144,32 @@ def test_detail_band_width_in_mm_is_an_option_and_off_by_default():
     net = ASFEFusion(spatial_dims=3, detail_injection=0.5, detail_fwhm=3.0).eval()
     mri, pet = _vol((14, 12, 10))
     # (without the consistency step that volume mode takes on grids under 0.95 mm: only the band differs here)
-    default = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=None, pet_consistency_fine=None)
-    in_mm = AsfeFusionMethod(mode="volume", net=net, device="cpu", detail_fwhm_mm=6.0, pet_consistency_fine=None)
+    default = AsfeFusionMethod(mode="volume", net=net, device="cpu", steps=mode_steps("volume", detail_fwhm_mm=None, pet_consistency_fine=None))
+    in_mm = AsfeFusionMethod(mode="volume", net=net, device="cpu", steps=mode_steps("volume", detail_fwhm_mm=6.0, pet_consistency_fine=None))
     assert DETAIL_FWHM_MM_BY_MODE == {"slice": None, "volume": 6.0}  # volume: on grids finer than 0.8 mm only
     assert default.describe()["detail_fwhm_mm"] is None and in_mm.describe()["detail_fwhm_mm"] == 6.0
     np.testing.assert_array_equal(default(mri, pet, spacing=(0.5, 0.5, 0.5)), default(mri, pet))
     assert np.abs(in_mm(mri, pet, spacing=(0.5, 0.5, 0.5)) - default(mri, pet)).max() > 1e-3
     np.testing.assert_array_equal(in_mm(mri, pet), default(mri, pet))  # no grid given: the width in voxels
+
+
+def test_mode_steps_resolves_the_commands_choices_into_one_steps_object():
+    """``mode_steps``: "auto" is the mode's shipped default; a strength given is taken on every grid at 6 mm; the
+    method takes the object as it is (no second copy of the rules)."""
+    from asfe3d import defaults as d
+    from asfe3d.inferers import FusionSteps
+
+    vol = mode_steps("volume")
+    assert (vol.pet_consistency, vol.pet_consistency_fine, vol.detail_fwhm_mm) == (
+        d.PET_CONSISTENCY_BY_MODE["volume"], d.PET_CONSISTENCY_FINE_BY_MODE["volume"], d.DETAIL_FWHM_MM_BY_MODE["volume"])
+    given = mode_steps("slice", pet_consistency=0.3, detail_fwhm_mm=8.0)
+    assert (given.pet_consistency, given.pet_consistency_min_voxel_mm, given.pet_consistency_coarse) == (0.3, None, None)
+    assert (given.pet_consistency_optional, given.detail_fwhm_mm, given.detail_fwhm_max_voxel_mm) == (False, 8.0, None)
+    net = ASFEFusion(spatial_dims=2)
+    assert AsfeFusionMethod("slice", net=net, device="cpu", steps=given).inferer.steps is given
+    assert AsfeFusionMethod("slice", net=net, device="cpu").inferer.steps == mode_steps("slice")
+    assert AsfeFusionMethod("slice", net=net, device="cpu", steps=FusionSteps()).describe()["pet_consistency"] == 0.0
+    with pytest.raises(ValueError, match="mode must be 'slice' or 'volume', got '3d'"):
+        mode_steps("3d")
+    with pytest.raises(ValueError, match=r"pet_consistency must be a number in \[0, 1\], got 2"):
+        mode_steps("volume", pet_consistency=2)

@@ -356,13 +356,13 @@ def test_band_in_mm_only_on_grids_finer_than_its_gate():
 
 def test_the_method_takes_the_band_gate_with_the_auto_band():
     from asfe3d.defaults import DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE
-    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.fusion.learned import AsfeFusionMethod, mode_steps
     from asfe3d.networks.nets import ASFEFusion
 
     for mode, dims in (("slice", 2), ("volume", 3)):
         auto = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu")
         assert auto.inferer.steps.detail_fwhm_max_voxel_mm == DETAIL_FWHM_MAX_VOXEL_MM_BY_MODE[mode]
-        given = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu", detail_fwhm_mm=6.0)
+        given = AsfeFusionMethod(mode, net=ASFEFusion(spatial_dims=dims), device="cpu", steps=mode_steps(mode, detail_fwhm_mm=6.0))
         assert (given.inferer.steps.detail_fwhm_mm, given.describe()["detail_fwhm_max_voxel_mm"]) == (6.0, None)
 
 
@@ -733,7 +733,7 @@ def test_mode_defaults_of_the_consistency_step():
     thirty-third, fortieth and forty-second addenda), both skipping an array given without its grid; a strength given
     is taken on every grid, with the 6 mm Gaussian."""
     from asfe3d.defaults import PET_CONSISTENCY_BY_MODE, PET_CONSISTENCY_MIN_VOXEL_MM_BY_MODE
-    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.fusion.learned import AsfeFusionMethod, mode_steps
     from asfe3d.networks import ASFEFusion
 
     assert PET_CONSISTENCY_BY_MODE == {"slice": 0.5, "volume": 0.25}
@@ -753,7 +753,7 @@ def test_mode_defaults_of_the_consistency_step():
     assert vol.consistency(cube, (1.2, 1.0, 1.0)) == 0.25  # ADNI's grid: the mean voxel size, 1.07 mm
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (2.0, 2.0, 2.0)) == 0.6875
     assert sl.consistency(torch.zeros(1, 2, 4, 4, 4), (1.0, 1.0, 1.0)) == 0.5
-    given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.25).inferer
+    given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), steps=mode_steps("volume", pet_consistency=0.25)).inferer
     assert (given.steps.pet_consistency_min_voxel_mm, given.steps.pet_consistency_optional) == (None, False)
     assert given.steps.pet_consistency_coarse is None  # a strength given is taken on every grid
     assert given.steps.pet_consistency_fine is None and given.consistency_width((0.88,) * 3) == 6.0
@@ -912,7 +912,7 @@ def test_mode_defaults_of_the_detail_select_step():
     """``"auto"``: the defaults' strength, ratio and grid gate per mode; a strength given is taken on every grid and
     refuses a grid-less array; a consistency strength given leaves this step's gate as it is."""
     from asfe3d.defaults import PET_DETAIL_RATIO, PET_DETAIL_SELECT_BY_MODE, PET_DETAIL_SELECT_MIN_VOXEL_MM_BY_MODE
-    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.fusion.learned import AsfeFusionMethod, mode_steps
     from asfe3d.networks import ASFEFusion
 
     assert PET_DETAIL_SELECT_BY_MODE == {"slice": 1.0, "volume": 0.5} and PET_DETAIL_RATIO == 2.0
@@ -920,13 +920,12 @@ def test_mode_defaults_of_the_detail_select_step():
     vol = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3)).inferer
     assert (vol.steps.pet_detail_select, vol.steps.pet_detail_ratio, vol.steps.pet_detail_select_min_voxel_mm) == (0.5, 2.0, 0.95)
     assert (vol.steps.pet_detail_floor, vol.steps.pet_detail_floor_max_voxel_mm) == (0.5, 1.5)  # the forty-first addendum
-    cons = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_consistency=0.0).inferer
+    cons = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), steps=mode_steps("volume", pet_consistency=0.0)).inferer
     assert (cons.steps.pet_detail_select, cons.steps.pet_detail_select_min_voxel_mm) == (0.5, 0.95)
     sl = AsfeFusionMethod("slice", net=ASFEFusion(spatial_dims=2)).inferer
     assert (sl.steps.pet_detail_select, sl.steps.pet_detail_select_min_voxel_mm) == (1.0, 1.5)
     assert (sl.steps.pet_detail_floor, sl.steps.pet_detail_floor_max_voxel_mm) == (0.0, None)
-    given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), pet_detail_select=1.0,
-                             pet_detail_ratio=3.0).inferer
+    given = AsfeFusionMethod("volume", net=ASFEFusion(spatial_dims=3), steps=mode_steps("volume", pet_detail_select=1.0, pet_detail_ratio=3.0)).inferer
     assert (given.steps.pet_detail_select, given.steps.pet_detail_ratio, given.steps.pet_consistency_optional) == (1.0, 3.0, False)
     assert (given.steps.pet_detail_select_min_voxel_mm, given.steps.pet_consistency_min_voxel_mm) == (None, 0.95)
     assert (given.steps.pet_detail_floor, given.steps.pet_detail_floor_max_voxel_mm) == (0.0, None)  # a strength given: no floor

@@ -114,12 +114,12 @@ def test_fuse_reads_the_steered_injection_once_and_keeps_it_in_the_metadata(monk
     (the same image as the method reading it itself) and keeps it in the output's metadata; a classic method has
     none."""
     import asfe3d.inferers.fusion as inferer_module
-    from asfe3d.fusion.learned import AsfeFusionMethod
+    from asfe3d.fusion.learned import AsfeFusionMethod, mode_steps
     from asfe3d.networks import ASFEFusion
 
     torch.manual_seed(0)
     net = ASFEFusion(spatial_dims=3, detail_injection=0.8)
-    fuser = AsfeFusionMethod("volume", net=net, device="cpu", detail_steer=0.01)  # any noisy PET gets the cap
+    fuser = AsfeFusionMethod("volume", net=net, device="cpu", steps=mode_steps("volume", detail_steer=0.01))  # any noisy PET gets the cap
     rng = np.random.default_rng(1)
     pair = np.clip(np.stack([_head((24, 24, 24)) / 200, _head((24, 24, 24), 3) / 200
                              + rng.normal(0, 0.05, (24, 24, 24))]), 0, 1).astype(np.float32)
