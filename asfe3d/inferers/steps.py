@@ -4,8 +4,8 @@
 width in mm, the consistency step (the fused image's coarse band moved towards the PET), the choose-the-larger-detail
 step (the PET's sharpest edges) and the steered detail injection (more of the MRI's band where the PET's band is
 noise), each with the grids it is taken on. What each step computes: :mod:`asfe3d.inferers.fusion`. The shipped
-defaults of each mode are in :mod:`asfe3d.defaults` (``asfe3d fuse`` and :class:`~asfe3d.fusion.learned.AsfeFusionMethod`
-resolve them per mode); ``docs/options.md`` says why each is what it is.
+defaults of each mode are in :mod:`asfe3d.defaults`, and :func:`asfe3d.fusion.learned.mode_steps` turns them (and
+the command's choices) into a :class:`FusionSteps`; ``docs/options.md`` says why each is what it is.
 """
 
 from __future__ import annotations
