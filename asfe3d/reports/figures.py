@@ -12,6 +12,7 @@ state, so drawing a report neither needs a display nor changes the caller's matp
 from __future__ import annotations
 
 import io
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -205,7 +206,20 @@ def head_bounds_mm(img: Any, fraction: float = 0.15, threshold: float | None = N
     Returns:
         ``(2, 3)`` array: row 0 the minimum and row 1 the maximum of x, y, z in mm.
     """
-    box = head_box(img, fraction, threshold=threshold)
+    known = _BOUNDS.setdefault(img, {})
+    key = (float(fraction), None if threshold is None else float(threshold))
+    if key not in known:  # each figure of a report asks for the same image's box: one box filter, not five
+        known[key] = _bounds_mm(img, head_box(img, fraction, threshold=threshold))
+    return known[key].copy()
+
+
+#: :func:`head_bounds_mm` per image (the report's figures share one cropped MRI) and threshold; an image that is no
+#: longer used drops out
+_BOUNDS: weakref.WeakKeyDictionary[Any, dict[tuple[float, float | None], np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _bounds_mm(img: Any, box: tuple[slice, slice, slice]) -> np.ndarray:
+    """The world (RAS, mm) ``(2, 3)`` min / max corners of a voxel box of ``img``."""
     lo_i = [b.start for b in box]
     hi_i = [b.stop - 1 for b in box]
     corners = np.array([[a, b, c] for a in (lo_i[0], hi_i[0]) for b in (lo_i[1], hi_i[1])

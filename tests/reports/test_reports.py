@@ -121,6 +121,29 @@ def test_registration_figure_rows_follow_physical_aspect() -> None:
     assert len(fig.axes) == 12
 
 
+def test_head_bounds_are_computed_once_per_image_and_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report's figures all ask for the cropped MRI's head box: one box filter per image and threshold; a caller
+    changing the returned array does not change the next answer."""
+    import nibabel as nib
+
+    from asfe3d.reports import figures
+
+    calls = []
+    real = figures.head_box
+    monkeypatch.setattr(figures, "head_box", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    mri, _, _ = _volumes(shape=(20, 22, 10), zooms=(1.0, 1.0, 2.5))
+    anat = canonical(nib.Nifti1Image(mri[0], mri[1]))
+    first = head_bounds_mm(anat)
+    first[:] = 0.0
+    again = head_bounds_mm(anat)
+    assert len(calls) == 1 and np.all(again[1] > again[0])
+    np.testing.assert_array_equal(again, figures._bounds_mm(anat, real(anat)))
+    head_bounds_mm(anat, threshold=50.0)
+    other = canonical(nib.Nifti1Image(mri[0].copy(), mri[1]))
+    head_bounds_mm(other)
+    assert len(calls) == 3  # another threshold, another image: computed
+
+
 def test_contour_levels_separate_tissues() -> None:
     data = np.concatenate([np.zeros(1000), np.full(1000, 100.0), np.full(1000, 200.0)])
     levels = contour_levels(data)
