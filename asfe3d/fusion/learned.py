@@ -134,6 +134,12 @@ def _pair_batch(mri: np.ndarray, pet: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([mri, pet])[None])
 
 
+def _check_mode(mode: Any) -> None:
+    """Refuse a fusion mode other than ``"slice"`` or ``"volume"`` (the value quoted)."""
+    if mode not in ("slice", "volume"):
+        raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
+
+
 def mode_steps(mode: str, *, detail_fwhm_mm: float | str | None = "auto", pet_consistency: float | str = "auto",
                pet_consistency_min_voxel_mm: float | str | None = "auto",
                pet_consistency_coarse: Sequence[float] | str | None = "auto",
@@ -184,8 +190,7 @@ def mode_steps(mode: str, *, detail_fwhm_mm: float | str | None = "auto", pet_co
     Raises:
         ValueError: an unknown mode or a bad value (quoted).
     """
-    if mode not in ("slice", "volume"):
-        raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
+    _check_mode(mode)
     from asfe3d import defaults as d
 
     band_gate = None
@@ -285,8 +290,7 @@ class AsfeFusionMethod(FusionMethod):
     ) -> None:
         from asfe3d.fusion.weights import build_network, shipped_weights
 
-        if mode not in ("slice", "volume"):
-            raise ValueError(f"mode must be 'slice' or 'volume', got {mode!r}")
+        _check_mode(mode)
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
         self.mode = mode

@@ -131,6 +131,28 @@ def test_tail_in_slabs_gives_the_same_numbers(slab_voxels):
     assert trained.requires_grad and torch.equal(trained.detach(), whole)
 
 
+@pytest.mark.parametrize("rows, heights", [(5, [4, 4, 5]), (6, [4, 4, 5]), (4, [3, 3, 3, 4]), (13, [13])])
+def test_tail_slabs_are_within_one_row_of_each_other(rows, heights, monkeypatch):
+    # 13 rows in slabs of at most ``rows``: never a short last slab (on a CPU it would take the slow conv path)
+    net = ASFEFusion(3, detail_injection=0.5, detail_fwhm=3.0).eval()
+    x = torch.rand(1, 2, 13, 9, 11)
+    net.tail_slab_voxels = rows * 16 * 16  # the padded grid's last two axes are 16 x 16
+    seen: list[int] = []
+    tail = net._tail
+
+    def spy(wr, xp, xx, band, size):
+        seen.append(int(xx.shape[2]))
+        return tail(wr, xp, xx, band, size)
+
+    monkeypatch.setattr(net, "_tail", spy)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (1, 1, 13, 9, 11)
+    # each slab's input rows: its own plus the halo row above (all but the first) and below (all but the last)
+    own = [h - (i > 0) - (i < len(seen) - 1) for i, h in enumerate(seen)]
+    assert own == heights
+
+
 def test_tail_in_slabs_bad_input_still_refused():
     net = ASFEFusion(3).eval()
     net.tail_slab_voxels = 1

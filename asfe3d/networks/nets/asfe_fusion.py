@@ -259,12 +259,15 @@ class ASFEFusion(nn.Module):
         rows = max(1, self.tail_slab_voxels // max(1, _prod([int(v) for v in xp.shape[3:]])))
         if torch.is_grad_enabled() or rows >= size[0]:
             return self._tail(wr, xp, x, band, size)
-        # without autograd, the full-resolution tail runs in slabs of ``rows`` along the first spatial axis (each
-        # with the refining conv's one-voxel halo): the same numbers, without a volume-sized tensor per step
+        # without autograd, the full-resolution tail runs in slabs along the first spatial axis, at most ``rows``
+        # high and within one row of each other (a short last slab would fall to the CPU's slow convolution path,
+        # below about 20k voxels of batch x channels x the first two axes, and take longer than a whole one), each
+        # with the refining conv's one-voxel halo: the same numbers, without a volume-sized tensor per step
+        count = (size[0] + rows - 1) // rows
         out = torch.empty_like(x[:, :1])
         n = xp.shape[2]
-        for a in range(0, size[0], rows):
-            b = min(a + rows, size[0])
+        for i in range(count):
+            a, b = i * size[0] // count, (i + 1) * size[0] // count
             lo, hi = max(a - 1, 0), min(b + 1, n)  # the padded grid's rows the conv needs
             top = min(hi, size[0])  # the input's own rows among them
             part = self._tail(wr[:, :, lo:hi], xp[:, :, lo:hi], x[:, :, lo:top],
