@@ -57,24 +57,20 @@ class FuseResult:
     transform: Any = None
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def default_output_path(mri_path: str | Path) -> Path:
     """``<mri stem>_fused.nii.gz`` beside the MRI (beside the folder for a DICOM series)."""
+    from asfe3d.io.volume import input_stem
+
     mri_path = Path(mri_path)
-    return mri_path.parent / f"{_stem(mri_path)}_fused.nii.gz"
+    return mri_path.parent / f"{input_stem(mri_path)}_fused.nii.gz"
 
 
 def derived_output_paths(output: str | Path) -> dict[str, Path]:
     """Default names of the optional outputs, next to the fused volume ``<stem>.nii.gz``."""
+    from asfe3d.io.volume import input_stem
+
     output = Path(output)
-    stem = _stem(output)
+    stem = input_stem(output)
     return {
         "rgb": output.with_name(f"{stem}_rgb.nii.gz"),
         "registered_pet": output.with_name(f"{stem}_pet_on_mri.nii.gz"),

@@ -1,7 +1,7 @@
 """Reading and writing volumes: NIfTI, DICOM series folders, MHA / NRRD; atomic NIfTI outputs on a reference grid.
 
 Public API:
-    - :class:`Volume`, :func:`read_volume`, :func:`detect_format` (``asfe3d.io.volume``)
+    - :class:`Volume`, :func:`read_volume`, :func:`detect_format`, :func:`input_stem` (``asfe3d.io.volume``)
     - :func:`write_like`, :func:`write_image_like`, :func:`atomic_output`, :func:`check_output_path`
       (``asfe3d.io.writer``)
     - :func:`write_transform`, :func:`read_transform`: the registration's ``.tfm`` files (``asfe3d.io.transform``)
@@ -20,7 +20,7 @@ from asfe3d.io.convert import (
     sitk_to_numpy_xyz,
 )
 from asfe3d.io.transform import read_transform, write_transform
-from asfe3d.io.volume import Volume, detect_format, read_volume, volume_to_metatensor
+from asfe3d.io.volume import Volume, detect_format, input_stem, read_volume, volume_to_metatensor
 from asfe3d.io.writer import (
     OUTPUT_SUFFIXES,
     OutputSet,
@@ -38,6 +38,7 @@ from asfe3d.io.writer import (
 __all__ = [
     "Volume",
     "read_volume",
+    "input_stem",
     "detect_format",
     "write_like",
     "write_image_like",

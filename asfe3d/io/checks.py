@@ -140,10 +140,13 @@ def check_data_size(
     if stored_bytes is not None:
         bound = stored_bytes * (MAX_DEFLATE_RATIO if compressed else 1)
         if need > bound:
-            held = (f"{_fmt_bytes(stored_bytes)} of compressed data, which expands to at most {_fmt_bytes(bound)}"
-                    if compressed else f"only {_fmt_bytes(stored_bytes)} of voxel data")
+            claimed, have = _fmt_bytes(need), _fmt_bytes(bound)
+            if claimed == have:  # a few bytes short: rounded sizes would read the same
+                claimed, have = f"{need:,} B", f"{bound:,} B"
+            held = (f"{_fmt_bytes(stored_bytes)} of compressed data, which expands to at most {have}"
+                    if compressed else f"only {have} of voxel data")
             raise Asfe3dInputError(
-                path, f"{role} header claims {dims} voxels ({_fmt_bytes(need)}) but the file holds {held} "
+                path, f"{role} header claims {dims} voxels ({claimed}) but the file holds {held} "
                 "(corrupt or truncated file?)"
             )
     frame = 1

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error, sitk_pixel_bytes, sitk_stored_bytes
 from asfe3d.io.convert import (
     LPS_TO_RAS,
+    ORTHOGONALITY_TOL,
     ras_affine_from_sitk,
     sitk_geometry_from_ras_affine,
     sitk_to_numpy_xyz,
@@ -36,7 +37,7 @@ from asfe3d.io.convert import (
 from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
 from asfe3d.io.pet import PET_UNITS, read_pet_header, suv_factor
 
-__all__ = ["Volume", "read_volume", "detect_format", "volume_to_metatensor", "check_values"]
+__all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "check_values"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -105,8 +106,10 @@ def detect_format(path: str | Path) -> str:
         path: file or folder.
 
     Returns:
-        ``"dicom"`` for a folder, ``"nifti"`` for ``.nii`` / ``.nii.gz``, ``"mha"`` for ``.mha`` / ``.mhd``,
-        ``"nrrd"`` for ``.nrrd`` / ``.nhdr``, otherwise ``"other"`` (left to SimpleITK to recognise).
+        ``"dicom"`` for a folder, ``"nifti"`` for ``.nii`` / ``.nii.gz`` and for a NIfTI pair (``.hdr`` +
+        ``.img``, either named, optionally gzipped, whose header says NIfTI), ``"analyze"`` for such a pair whose
+        header is Analyze 7.5, ``"mha"`` for ``.mha`` / ``.mhd``, ``"nrrd"`` for ``.nrrd`` / ``.nhdr``, otherwise
+        ``"other"`` (left to SimpleITK to recognise).
     """
     p = Path(path)
     if p.is_dir():
@@ -114,12 +117,60 @@ def detect_format(path: str | Path) -> str:
     name = p.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return "nifti"
+    if name.endswith(_PAIR_SUFFIXES):
+        return _pair_kind(p)
     if name.endswith((".mha", ".mhd")):
         return "mha"
     if name.endswith((".nrrd", ".nhdr")):
         return "nrrd"
     return "other"
 
+
+_PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
+#: the suffixes :func:`input_stem` takes off (longest first where one ends another)
+_INPUT_SUFFIXES = (".nii.gz", ".nii", ".hdr.gz", ".img.gz", ".hdr", ".img", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
+
+
+def input_stem(path: str | Path) -> str:
+    """An input's name without its image suffix (``sub-01_T1w`` for ``sub-01_T1w.nii.gz``, ``mri`` for
+    ``mri.img``); a folder's or an unknown suffix's name as it is."""
+    name = Path(path).name
+    for suffix in _INPUT_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _pair_file(p: Path, kind: str) -> Path:
+    """The ``kind`` (``"hdr"`` or ``"img"``) file of the two-file image that ``p`` (either of them) belongs to."""
+    name = p.name
+    gz = name.lower().endswith(".gz")
+    stem = name[: -len(".hdr.gz")] if gz else name[: -len(".hdr")]
+    return p.with_name(f"{stem}.{kind}{'.gz' if gz else ''}")
+
+
+def _pair_kind(p: Path) -> str:
+    """``"nifti"`` or ``"analyze"`` from the magic of the header file of the pair ``p`` belongs to (``"nifti"``
+    when it cannot be read: the NIfTI reader then says what is wrong)."""
+    try:
+        with ImageOpener(str(_pair_file(p, "hdr")), "rb") as fh:
+            block = fh.read(348)
+    except Exception:  # missing or unreadable: reported by the reader
+        return "nifti"
+    if len(block) < 348:
+        return "nifti"
+    return "nifti" if block[344:347] in (b"ni1", b"n+1") or block[4:8] in (b"ni2\0", b"n+2\0") else "analyze"
+
+
+def _known_format(p: Path, role: str) -> str:
+    """:func:`detect_format` of ``p``, refusing Analyze 7.5 (no orientation in its header)."""
+    fmt = detect_format(p)
+    if fmt == "analyze":
+        raise Asfe3dInputError(
+            p, f"{role} file is an Analyze 7.5 image: its header does not say how the voxels are oriented (which "
+            "side is left is a reader's convention); convert it to NIfTI with the orientation checked"
+        )
+    return fmt
 
 
 def check_input_kind(path: str | Path, role: str) -> None:
@@ -214,7 +265,7 @@ def read_volume(
     if not p.exists():
         raise Asfe3dInputError(p, f"{role} input does not exist")
     check_input_kind(p, role)
-    fmt = detect_format(p)
+    fmt = _known_format(p, role)
     info: dict[str, Any] = {"role": role}
     header = None
     dicom_file: Path | None = None
@@ -304,28 +355,34 @@ def _read_nifti(
     The header is checked before any voxel is read: geometry codes, pixdims, qform / sform agreement, voxel sizes
     and the data size against the file size and the memory available.
     """
+    pair = p.name.lower().endswith(_PAIR_SUFFIXES)
+    head_file, data_file = (_pair_file(p, "hdr"), _pair_file(p, "img")) if pair else (p, p)
+    for f in {head_file, data_file}:
+        if not f.is_file():
+            raise Asfe3dInputError(p, f"{role} NIfTI pair is missing its {f.name!r} file")
     try:
-        raw_pixdim = _raw_nifti_pixdim(p)
+        raw_pixdim = _raw_nifti_pixdim(head_file)
         with _quiet_nibabel():  # nibabel logs (to stderr) the header fields it repairs; asfe3d checks them itself
             img = nib.load(str(p))
     except Exception as err:  # nibabel raises many types for non-images (ImageFileError, gzip errors...)
         raise Asfe3dInputError(p, f"{role} file is not a readable NIfTI image ({_short(err)})") from None
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+    if not isinstance(img, (nib.Nifti1Pair, nib.Nifti2Pair)):
         raise Asfe3dInputError(p, f"{role} file is not a NIfTI image (nibabel read it as {type(img).__name__})")
-    header = img.header.copy()
+    # outputs are single files: a pair's header is kept as the single-file header of the same fields
+    header = (nib.Nifti2Header if isinstance(img, nib.Nifti2Pair) else nib.Nifti1Header).from_header(img.header)
     dtype = header.get_data_dtype()
     if dtype.fields is not None or dtype.kind == "c":
         raise Asfe3dInputError(p, f"{role} NIfTI holds {dtype} voxels (colour/complex), not a scalar volume")
-    _check_scaling(p, role)
+    _check_scaling(head_file, role)
     shape = tuple(int(s) for s in img.shape)
     _check_shape(p, shape, role)
     affine = _nifti_geometry(p, role, header, shape, nifti_geometry, info, raw_pixdim)
     offset = int(getattr(img.dataobj, "offset", 0) or 0)
-    compressed = p.name.lower().endswith(".gz")
-    check_data_size(p, role, shape, dtype.itemsize, stored_bytes=max(0, p.stat().st_size - offset) if not
-                    compressed else p.stat().st_size, compressed=compressed)
+    compressed = data_file.name.lower().endswith(".gz")
+    check_data_size(data_file, role, shape, dtype.itemsize, stored_bytes=max(0, data_file.stat().st_size - offset)
+                    if not compressed else data_file.stat().st_size, compressed=compressed)
     try:  # decode the whole array: a truncated .nii.gz is only noticed here
-        if compressed:  # ISA-L inflates about 3x faster than zlib; the same header reads the same voxels
+        if compressed and not pair:  # ISA-L inflates about 3x faster than zlib; the same header, the same voxels
             from isal import igzip
 
             img = type(img).from_bytes(igzip.decompress(p.read_bytes()))
@@ -407,6 +464,12 @@ def _nifti_geometry(
     check_voxel_sizes(p, role, pixdim, "NIfTI pixdim[1:4]")
     sform = np.array(header.get_sform(), dtype=np.float64)
     qform = np.array(header.get_qform(), dtype=np.float64)
+    for name, code, matrix in (("sform", scode, sform), ("qform", qcode, qform)):
+        if code > 0 and not np.all(np.isfinite(matrix)):
+            raise Asfe3dInputError(
+                p, f"{role} NIfTI {name} (code {code}) holds non-finite numbers "
+                f"{np.round(matrix[:3], 6).tolist()}; fix the header"
+            )
     if choice == "sform" and scode <= 0:
         raise Asfe3dInputError(p, f"{role} NIfTI geometry 'sform' was asked for but its sform_code is 0")
     if choice == "qform" and qcode <= 0:
@@ -424,7 +487,7 @@ def _nifti_geometry(
             elif scode == qcode:
                 raise Asfe3dInputError(
                     p, f"{role} NIfTI qform and sform both claim the same space (code {scode}) but place the voxels "
-                    f"up to {diff:.3g} mm apart; choose one with nifti_geometry='sform' or 'qform'"
+                    f"up to {diff:.3g} mm apart; choose one with --nifti-geometry sform or qform / nifti_geometry='sform' or 'qform'"
                 )
             else:
                 record["reason"] = (f"sform_code {scode} and qform_code {qcode} name different spaces; the sform "
@@ -505,11 +568,40 @@ def _check_sitk_header(p: Path, reader: sitk.ImageFileReader, role: str) -> None
     size = tuple(int(s) for s in reader.GetSize())
     if len(size) >= 3:
         check_voxel_sizes(p, role, reader.GetSpacing()[:3], "spacing")
+        _check_direction(p, role, reader.GetDirection(), reader.GetDimension())
+        if not all(math.isfinite(v) for v in reader.GetOrigin()):
+            raise Asfe3dInputError(p, f"{role} header has a non-finite origin {list(reader.GetOrigin())}; the "
+                                      "geometry is unknown")
     stored, compressed = sitk_stored_bytes(p)
     if "gdcm" in reader.GetImageIO().lower():
         stored, compressed = p.stat().st_size, True  # encapsulated (JPEG...) pixel data: only a weak bound
     check_data_size(p, role, size, sitk_pixel_bytes(reader.GetPixelID(), reader.GetNumberOfComponents()),
                     stored_bytes=stored, compressed=compressed)
+
+
+def _check_direction(p: Path, role: str, direction: Sequence[float], dim: int) -> None:
+    """Refuse a header direction matrix (its first three axes) that is not finite or not orthonormal: a sheared
+    or scaled grid, which the rest of the pipeline (and the NIfTI outputs' qform) cannot place."""
+    d = np.asarray(direction, dtype=np.float64).reshape(dim, dim)[:3, :3]
+    shown = np.round(d, 6).tolist()
+    if not np.all(np.isfinite(d)):
+        raise Asfe3dInputError(p, f"{role} header has a non-finite direction matrix {shown}; the geometry is unknown")
+    gram = d.T @ d
+    lengths = np.sqrt(np.diag(gram))
+    if lengths.min() < 1e-6:
+        raise Asfe3dInputError(p, f"{role} header's direction matrix {shown} has an axis of length 0; the geometry "
+                                  "is unknown")
+    cos = np.abs(gram / np.outer(lengths, lengths) - np.eye(3)).max()
+    if cos > ORTHOGONALITY_TOL:
+        raise Asfe3dInputError(
+            p, f"{role} header's direction matrix {shown} is sheared (voxel axes deviate from orthogonal by up to "
+            f"{np.degrees(np.arcsin(min(cos, 1.0))):.3g} degrees); asfe3d needs an orthogonal grid: resample it first"
+        )
+    if np.abs(lengths - 1.0).max() > ORTHOGONALITY_TOL:
+        raise Asfe3dInputError(
+            p, f"{role} header's direction matrix {shown} has axes of length {np.round(lengths, 6).tolist()}, not 1: "
+            "a voxel size hidden in the directions; fix the header"
+        )
 
 
 def _sitk_frames(p: Path, img: sitk.Image, role: str) -> list[sitk.Image]:
@@ -565,7 +657,7 @@ def _pick_frame(p: Path, frames: list[np.ndarray], frame: int | None, role: str,
     for f in frames:
         acc += f
     info["frames_averaged"] = nframes
-    logger.info("%s %s: averaged %d frames without realignment (pass frame=N to take one)", role, p, nframes)
+    logger.info("%s %s: averaged %d frames without realignment (pass --pet-frame N / frame=N to take one)", role, p, nframes)
     return np.asarray(acc / nframes, dtype=np.float32)
 
 
@@ -583,7 +675,7 @@ def _finite_frames(p: Path, frames: list[np.ndarray], role: str, info: dict[str,
             if not allow_nonfinite:
                 raise Asfe3dInputError(
                     p, f"{role} image has {int(bad.sum())} non-finite (NaN/Inf) voxels in its frames; pass "
-                    "allow_nonfinite=True to replace them by 0"
+                    "--allow-nonfinite / allow_nonfinite=True to replace them by 0"
                 )
             repaired += int(bad.sum())
             arr = np.where(bad, np.float32(0), arr)
@@ -618,7 +710,7 @@ def check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, inf
         if not allow_nonfinite:
             raise Asfe3dInputError(
                 p, f"{role} image has {nbad} non-finite (NaN/Inf) voxels of {arr.size}; "
-                "pass allow_nonfinite=True to replace them by 0"
+                "pass --allow-nonfinite / allow_nonfinite=True to replace them by 0"
             )
         arr = np.where(bad, np.float32(0), arr).astype(np.float32)
         info["nonfinite_repaired"] = nbad

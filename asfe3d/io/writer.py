@@ -198,7 +198,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
         if not tmp.is_file():
             raise RuntimeError(f"{out}: nothing was written to the temporary file {tmp.name}")
         if out.exists() and not overwrite:  # appeared while we were writing
-            raise Asfe3dInputError(path, "output file already exists (pass overwrite=True to replace it)")
+            raise Asfe3dInputError(path, "output file already exists (pass --overwrite / overwrite=True to replace it)")
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -571,7 +571,7 @@ def plan_outputs(
     """
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io import OutputSet, check_output_path
-    from asfe3d.io.record import record_path, replaceable_outputs
+    from asfe3d.io.record import read_record, record_path, replaceable_outputs
 
     first = Path(next(iter(paths.values()))[0])
     record_file = record_path(first) if record else None
@@ -581,6 +581,13 @@ def plan_outputs(
         if record_file.resolve() in set(outs.paths.values()):
             raise Asfe3dInputError(record_file, "the completion record would overwrite another output")
         check_output_path(record_file, overwrite=overwrite, inputs=inputs, kind="json", replaceable=replaceable)
+        if record_file.is_file() and read_record(record_file) is None:
+            # the record's name was never given: a JSON of the user's own there (a BIDS sidecar, notes) is kept
+            raise Asfe3dInputError(
+                record_file, "exists and is not an asfe3d completion record (a sidecar or file of your own?); the "
+                "record beside the fused volume would replace it, --overwrite or not: move it or choose another "
+                "output name"
+            )
     return outs, record_file
 
 

@@ -91,6 +91,26 @@ def test_existing_output_kept_without_overwrite(pair, tmp_path, capsys, no_regis
     assert out.read_bytes() == b"user's file"
 
 
+def test_a_json_of_the_users_own_at_the_record_path_is_kept_even_with_overwrite(pair, tmp_path, capsys,
+                                                                               no_registration):
+    # the record's name (<stem>.json) is never given by the user: a BIDS sidecar or notes there are not ours
+    mri, pet = pair
+    out, notes = tmp_path / "out.nii.gz", tmp_path / "out.json"
+    notes.write_text('{"my": "notes"}')
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out.json: exists and is not an asfe3d completion record" in err
+    assert notes.read_text() == '{"my": "notes"}' and not out.exists()
+
+
+def test_the_same_file_given_twice_is_refused(pair, tmp_path, capsys, no_registration):
+    mri, _ = pair
+    assert main(["fuse", str(mri), str(mri), "-o", str(tmp_path / "out.nii.gz"), "--method", "mean"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the MRI and PET inputs are the same file" in err
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
 _SLOW_FUSE = textwrap.dedent(
     """
     import sys, time

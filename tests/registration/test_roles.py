@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.registration.roles import check_roles, role_evidence
+from asfe3d.registration.roles import check_roles, detail_share, role_evidence
 
 MRI = np.full((8, 8, 8), 100.0, np.float32)
 PET = np.full((8, 8, 8), 5000.0, np.float32)
@@ -131,3 +131,54 @@ def test_pet_series_given_as_the_mri_is_refused(dicom_pairs):
     mr, _, _, swapped = dicom_pairs
     with pytest.raises(Asfe3dInputError, match="MRI input is a DICOM PT series.*PET input is a DICOM MR series"):
         _register(swapped, mr)
+
+
+# ----------------------------------------------------------------------------------- which image is the sharper
+
+
+def _head(shape, sharp: bool, seed: int = 0) -> np.ndarray:
+    """A ball of 'tissue' on a zero background: with sharp folds (an MRI) or smooth (a PET at its resolution)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape, dtype=np.float32)
+    c = (np.asarray(shape, np.float32) - 1) / 2
+    r = np.sqrt(((z - c[0]) / c[0]) ** 2 + ((y - c[1]) / c[1]) ** 2 + ((x - c[2]) / c[2]) ** 2)
+    ball = (r < 0.85).astype(np.float32)
+    folds = (np.sin(x * 1.3) * np.sin(y * 1.1) * np.sin(z * 0.9) > 0).astype(np.float32)
+    img = ball * (100.0 + 60.0 * folds) + rng.normal(0, 1.0, shape).astype(np.float32)
+    return img if sharp else gaussian_filter(img, 2.5)
+
+
+def test_detail_share_tells_a_sharp_image_from_a_smooth_one():
+    sharp, smooth = _head((40, 40, 40), True), _head((40, 40, 40), False)
+    assert detail_share(sharp, (2.0,) * 3) > 0.3 > 0.1 > detail_share(smooth, (2.0,) * 3)
+    assert np.isnan(detail_share(np.zeros((8, 8, 8), np.float32), (1.0,) * 3))  # too small to say
+
+
+def test_coarser_and_smoother_mri_input_is_refused():
+    pet_as_mri, mri_as_pet = _head((27, 27, 27), False), _head((40, 40, 40), True)
+    with pytest.raises(Asfe3dInputError, match=r"MRI input is both coarser \(3 x 3 x 3 mm voxels against 2 x 2 x 2 "
+                                               r"mm\) and smoother") as err:
+        check_roles(pet_as_mri, mri_as_pet, (3.0,) * 3, (2.0,) * 3, {}, {}, "pet.nii.gz", "mri.nii.gz")
+    assert str(err.value).startswith("pet.nii.gz: the inputs look swapped")
+    # the right way round: nothing said
+    assert check_roles(mri_as_pet, pet_as_mri, (2.0,) * 3, (3.0,) * 3, {}, {}, "mri.nii.gz", "pet.nii.gz") == []
+
+
+def test_slightly_coarser_smoother_mri_input_only_warns(caplog):
+    # a smooth average MRI at 2 mm beside a sharp-looking (noisy) PET at 1.6 mm: a warning, not a refusal
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        lines = check_roles(_head((32, 32, 32), False), _head((40, 40, 40), True), (2.0,) * 3, (1.6,) * 3, {}, {},
+                            "mri.nii.gz", "pet.nii.gz")
+    assert len(lines) == 1 and "may be swapped" in lines[0] and "smoother" in lines[0]
+
+
+def test_one_image_given_twice_is_refused(tmp_path):
+    f = tmp_path / "t1.nii.gz"
+    f.write_bytes(b"x")
+    with pytest.raises(Asfe3dInputError, match=r"the MRI and PET inputs are the same file \(t1.nii.gz\) \(give two "
+                                               r"different images"):
+        check_roles(MRI, MRI, (1.0,) * 3, (1.0,) * 3, {}, {}, f, tmp_path / "." / "t1.nii.gz")
+    with pytest.raises(Asfe3dInputError, match="hold the same voxels"):
+        check_roles(MRI, MRI.copy(), (1.0,) * 3, (1.0,) * 3, {}, {}, "a.nii", "b.nii")
