@@ -149,7 +149,7 @@ class EarlyRegistration:
                 return  # kept frames are realigned by the chain before it registers
             self._images = {role: _float32_image(v) for role, v in volumes.items()}
             self._read_done.set()
-            if self._cancelled.is_set():
+            if self._cancelled.is_set() or self._refused(volumes):
                 return
             t = time.perf_counter()
             mask = head_mask(self._images["mri"])
@@ -171,6 +171,17 @@ class EarlyRegistration:
         finally:
             self._read_done.set()
             self._head_done.set()
+
+    def _refused(self, volumes: Mapping[str, Any]) -> bool:
+        """Whether the chain will refuse these inputs' roles (:func:`asfe3d.registration.roles.role_evidence`):
+        then nothing is masked or registered, so a refusal is not kept waiting for a registration to end."""
+        from asfe3d.registration.roles import role_evidence
+
+        mri, pet = self._images["mri"], self._images["pet"]
+        certain, _ = role_evidence(sitk.GetArrayViewFromImage(mri), sitk.GetArrayViewFromImage(pet), mri.GetSpacing(),
+                                   pet.GetSpacing(), volumes["mri"].info, volumes["pet"].info, self.paths["mri"],
+                                   self.paths["pet"])
+        return bool(certain)
 
     def volume(self, path: str | Path, read_kwargs: Mapping[str, Any]) -> Any | None:
         """The :class:`asfe3d.io.Volume` read early from ``path`` with ``read_kwargs``, handed over once (``None``:

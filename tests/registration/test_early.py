@@ -136,3 +136,17 @@ def test_cohort_command_starts_its_first_subject_beside_the_imports(tmp_path, de
     assert [json.loads((out / f"sub0{i}_fused.json").read_text())["registration"]["early"] for i in (1, 2)] \
         == [True, True]
     assert not early_mod._STARTED
+
+
+def test_inputs_the_chain_will_refuse_are_not_registered(pair, monkeypatch):
+    import asfe3d.registration.early as early_module
+
+    def boom(*args, **kwargs):
+        raise AssertionError("registered a pair whose roles the chain refuses")
+
+    monkeypatch.setattr(early_module, "register_pet_to_mri", boom)
+    mri, _ = pair
+    early = EarlyRegistration.from_settings(mri, mri, Settings()).start()  # one file given twice
+    assert early.wait(timeout=60)
+    assert early.error is None and "read" in early.seconds and "register" not in early.seconds
+    early.cancel()
