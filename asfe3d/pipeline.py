@@ -59,10 +59,9 @@ class FuseResult:
 
 def default_output_path(mri_path: str | Path) -> Path:
     """``<mri stem>_fused.nii.gz`` beside the MRI (beside the folder for a DICOM series)."""
-    from asfe3d.io.volume import input_stem
+    from asfe3d.io.volume import default_output_path as beside
 
-    mri_path = Path(mri_path)
-    return mri_path.parent / f"{input_stem(mri_path)}_fused.nii.gz"
+    return beside(mri_path)
 
 
 def derived_output_paths(output: str | Path) -> dict[str, Path]:

@@ -129,6 +129,8 @@ def start_early(args: argparse.Namespace) -> None:
 
         if args.datalist is None:
             mri, pet, settings = args.mri, args.pet, _pair_settings(args, args.mri_series, args.pet_series)
+            if not _output_free(args):
+                return  # run() refuses it; a registration underway would only keep that refusal waiting
         else:
             from asfe3d.cohort import read_datalist
 
@@ -141,6 +143,23 @@ def start_early(args: argparse.Namespace) -> None:
         import logging
 
         logging.getLogger(__name__).debug("no early registration: %s", exc)
+
+
+def _output_free(args: argparse.Namespace) -> bool:
+    """Whether the fused output path would be accepted (:func:`asfe3d.io.check_output_path`: its suffix, its
+    folder, not an input, not an existing file without ``--overwrite``)."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io import check_output_path
+    from asfe3d.io.record import replaceable_outputs
+    from asfe3d.io.volume import default_output_path
+
+    output = args.output if args.output is not None else default_output_path(args.mri)
+    try:
+        check_output_path(output, overwrite=args.overwrite, inputs=[args.mri, args.pet], kind="nifti",
+                          replaceable=replaceable_outputs(output))
+    except Asfe3dInputError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

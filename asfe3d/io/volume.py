@@ -141,6 +141,13 @@ def input_stem(path: str | Path) -> str:
     return name
 
 
+def default_output_path(mri_path: str | Path) -> Path:
+    """``<mri stem>_fused.nii.gz`` beside the MRI (beside the folder for a DICOM series); also
+    :func:`asfe3d.pipeline.default_output_path`, here so that the command can check it before MONAI is imported."""
+    mri_path = Path(mri_path)
+    return mri_path.parent / f"{input_stem(mri_path)}_fused.nii.gz"
+
+
 def _pair_file(p: Path, kind: str) -> Path:
     """The ``kind`` (``"hdr"`` or ``"img"``) file of the two-file image that ``p`` (either of them) belongs to."""
     name = p.name

@@ -266,3 +266,22 @@ def test_usage_mistakes_are_one_line_with_exit_2(pair, capsys, extra, expected):
     assert exc.value.code == 2
     assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and "--help)" in err, err
     assert expected in err
+
+
+@pytest.mark.parametrize("name, overwrite, started", [("taken.nii.gz", False, False), ("taken.nii.gz", True, True),
+                                                      ("new.nii.gz", False, True), ("new.txt", False, False)])
+def test_no_early_registration_for_an_output_that_will_be_refused(pair, tmp_path, name, overwrite, started):
+    # a registration underway would keep the refusal waiting (the command lets the thread end before exiting)
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.fuse import start_early
+
+    mri, pet = pair
+    (tmp_path / "taken.nii.gz").write_bytes(b"user's file")
+    argv = ["fuse", str(mri), str(pet), "-o", str(tmp_path / name)] + (["--overwrite"] if overwrite else [])
+    args = build_parser().parse_args(argv)
+    start_early(args)
+    try:
+        assert (args.early is not None) is started
+    finally:
+        if args.early is not None:
+            args.early.cancel()
