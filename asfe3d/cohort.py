@@ -677,7 +677,8 @@ def subject_done(subject: Subject, output: Path, settings: Settings | None = Non
 
     planned = planned_outputs(output, settings)
     record = planned.pop("record")
-    return check_record(record, planned, {"mri": subject.mri, "pet": subject.pet})
+    return check_record(record, planned, {"mri": subject.mri, "pet": subject.pet},
+                        None if settings is None else settings.as_dict())
 
 
 @dataclass(frozen=True)
@@ -746,7 +747,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
         foreign = [p for p in run.planned.values() if p.exists() and p.resolve() not in ours]
         if foreign:
             names = ", ".join(p.name for p in foreign)
-            msg = (f"{foreign[0].parent}: {names} exist(s) but no asfe3d record lists them as a complete output of "
+            msg = (f"{foreign[0].parent}: {names} exist(s) but are not a complete output of this run of "
                    f"{run.name} ({reason}); not replaced (pass --overwrite to redo it)")
             logger.error("%s: %s", run.name, msg)
             return SubjectOutcome("failed", msg, seconds=time.perf_counter() - t0)

@@ -51,7 +51,7 @@ def test_existing_file_without_record_is_not_replaced(tmp_path, demo_files):
     foreign.write_bytes(b"somebody else's volume")
     results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
     assert [r.status for r in results] == ["failed", "ok"]
-    assert "no asfe3d record lists them" in results[0].message and "--overwrite" in results[0].message
+    assert "are not a complete output of this run" in results[0].message and "--overwrite" in results[0].message
     assert foreign.read_bytes() == b"somebody else's volume"
     again = run_cohort(subjects, Settings.from_flat(overwrite=True, **FAST), output_dir=out, progress=False)
     assert [r.status for r in again] == ["ok", "ok"]
@@ -157,3 +157,22 @@ def test_lock_that_is_a_symlink_never_truncates_its_target(tmp_path):
         with cohort_lock(out):
             pass
     assert victim.read_text() == "keep me"
+
+
+def test_a_rerun_with_other_settings_is_not_skipped_nor_replaces_without_overwrite(tmp_path, demo_files):
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 1))
+    out = tmp_path / "out"
+    assert [r.status for r in run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)] == ["ok"]
+    fused = out / "sub01_fused.nii.gz"
+    before = fused.read_bytes()
+    # the same settings but another device or more threads: still this run, skipped
+    same = Settings.from_flat(**{**FAST, "registration_threads": 2})
+    assert [r.status for r in run_cohort(subjects, same, output_dir=out, progress=False)] == ["skipped"]
+    other = Settings.from_flat(**{**FAST, "method": "max"})
+    results = run_cohort(subjects, other, output_dir=out, progress=False)
+    assert [r.status for r in results] == ["failed"]
+    assert "the recorded run had other settings (fusion.method 'mean' -> 'max')" in results[0].message
+    assert fused.read_bytes() == before
+    again = run_cohort(subjects, Settings.from_flat(**{**FAST, "method": "max", "overwrite": True}), output_dir=out,
+                       progress=False)
+    assert [r.status for r in again] == ["ok"] and fused.read_bytes() != before

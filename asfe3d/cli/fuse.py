@@ -204,16 +204,21 @@ def cohort_settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def _write_index(results: list[Any], folder: Path) -> Path:
-    """The cohort's ``index.html``: every subject with its report's thumbnail, status and QC flags."""
+def _check_index(index: Path, after: str = "") -> None:
+    """Refuse to replace an ``index.html`` that asfe3d did not write (``after``: what was done already)."""
     from asfe3d.errors import Asfe3dInputError
-    from asfe3d.pipeline import derived_output_paths
-    from asfe3d.reports import IndexEntry, read_report_summary, write_index
+    from asfe3d.reports import read_report_summary
 
-    index = Path(folder) / "index.html"
     if index.exists() and read_report_summary(index) is None:
-        raise Asfe3dInputError(index, "exists and is not an asfe3d report index; not replaced (the subjects' "
-                                      "reports were written)")
+        raise Asfe3dInputError(index, f"exists and is not an asfe3d report index; not replaced{after}")
+
+
+def _write_index(results: list[Any], index: Path) -> Path:
+    """The cohort's ``index.html``: every subject with its report's thumbnail, status and QC flags."""
+    from asfe3d.pipeline import derived_output_paths
+    from asfe3d.reports import IndexEntry, write_index
+
+    _check_index(index, " (the subjects' reports were written)")  # it may have appeared meanwhile
     entries = []
     for r in results:
         report = derived_output_paths(r.output)["report"] if r.output is not None else None
@@ -230,14 +235,16 @@ def _run_cohort(args: argparse.Namespace) -> int:
     settings = cohort_settings(args)
     subjects = read_datalist(args.datalist)
     summary = args.summary if args.summary is not None else default_summary_path(args.datalist, args.output_dir)
+    index = Path(summary.parent if args.output_dir is None else args.output_dir) / "index.html"
+    if settings.outputs.report:
+        _check_index(index, " (move it, or choose another --output-dir)")  # before any subject is fused
     results = run_cohort_distributed(subjects, settings, output_dir=args.output_dir, summary_path=summary,
                                      progress=show_progress(args), datalist=args.datalist)
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     if get_dist_info().rank != 0:  # every rank holds every result; one report is enough
         return 1 if counts["failed"] else 0
     if settings.outputs.report:
-        index = _write_index(results, summary.parent if args.output_dir is None else args.output_dir)
-        print(f"reports: {index}")
+        print(f"reports: {_write_index(results, index)}")
     flagged = sum(1 for r in results if r.qc_verdict == "fail")
     print(f"cohort: {len(results)} subjects: {counts['ok']} ok, {counts['skipped']} skipped, "
           f"{counts['failed']} failed, {flagged} with a registration judged failed; summary: {summary}")

@@ -22,7 +22,7 @@ from typing import Any
 from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "run_fields", "read_record", "write_record",
-           "check_record", "pending_outputs", "replaceable_outputs"]
+           "check_record", "settings_difference", "pending_outputs", "replaceable_outputs"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -160,14 +160,43 @@ def replaceable_outputs(fused: str | os.PathLike) -> list[Path]:
     return replaceable
 
 
+#: settings that do not change what a run writes (a run recorded with other values is still this run)
+_RESULT_NEUTRAL = {("fusion", "device"), ("registration", "threads"), ("outputs", "overwrite"),
+                   ("outputs", "registered_pet"), ("outputs", "rgb"), ("outputs", "transform"), ("outputs", "preview"),
+                   ("outputs", "report")}
+
+
+def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The first setting that would make this run's outputs differ from a recorded run's, as
+    ``"fusion.method 'mean' -> 'max'"``, or ``None`` when none does.
+
+    Args:
+        recorded: the record's ``settings`` (``Settings.as_dict()`` of the recorded run).
+        wanted: this run's ``Settings.as_dict()``.
+
+    Which optional outputs are asked for is left out (the outputs themselves are compared by :func:`check_record`),
+    and so are the device, the registration's thread count and ``overwrite``.
+    """
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    for group, values in wanted.items():
+        had = recorded.get(group) if isinstance(recorded.get(group), Mapping) else {}
+        for key, value in values.items():
+            if (group, key) not in _RESULT_NEUTRAL and had.get(key, value) != value:
+                return f"{group}.{key} {had.get(key)!r} -> {value!r}"
+    return None
+
+
 def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLike],
-                 inputs: Mapping[str, str | os.PathLike]) -> str | None:
+                 inputs: Mapping[str, str | os.PathLike],
+                 settings: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
     """Whether a run is complete: ``None`` when it is, else the reason it is not.
 
     Args:
         path: the record's path.
         outputs: output kind -> path that this run asks for (every one must be recorded, exist, same size).
         inputs: input role -> path (each must match its recorded fingerprint).
+        settings: this run's ``Settings.as_dict()``; when given, a record made with settings that change the
+            outputs (:func:`settings_difference`) is not this run.
 
     Returns:
         ``None`` for a complete run, else a short reason (``"no completion record"``...).
@@ -177,6 +206,9 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
         return "no completion record"
     if record.get("status") != "complete":
         return f"completion record says {record.get('status')!r} (an interrupted run)"
+    changed = None if settings is None else settings_difference(record.get("settings"), settings)
+    if changed is not None:
+        return f"the recorded run had other settings ({changed})"
     recorded = record.get("outputs", {})
     for kind, p in outputs.items():
         entry = recorded.get(kind)

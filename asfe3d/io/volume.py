@@ -169,13 +169,19 @@ def _pair_kind(p: Path) -> str:
     return "nifti" if block[344:347] in (b"ni1", b"n+1") or block[4:8] in (b"ni2\0", b"n+2\0") else "analyze"
 
 
-def _known_format(p: Path, role: str) -> str:
-    """:func:`detect_format` of ``p``, refusing Analyze 7.5 (no orientation in its header)."""
+def _known_format(p: Path, role: str, series_uid: str | None = None) -> str:
+    """:func:`detect_format` of ``p``, refusing Analyze 7.5 (no orientation in its header) and a DICOM series asked
+    of a file that is not DICOM (the choice would be silently ignored)."""
     fmt = detect_format(p)
     if fmt == "analyze":
         raise Asfe3dInputError(
             p, f"{role} file is an Analyze 7.5 image: its header does not say how the voxels are oriented (which "
             "side is left is a reader's convention); convert it to NIfTI with the orientation checked"
+        )
+    if series_uid is not None and fmt != "dicom" and not (fmt == "other" and is_dicom_file(p)):
+        raise Asfe3dInputError(
+            p, f"{role} series {series_uid!r} was asked for (--{role.lower()}-series / series_uid=), but this "
+            "input is not DICOM: a series is chosen among those of a DICOM folder"
         )
     return fmt
 
@@ -272,7 +278,7 @@ def read_volume(
     if not p.exists():
         raise Asfe3dInputError(p, f"{role} input does not exist")
     check_input_kind(p, role)
-    fmt = _known_format(p, role)
+    fmt = _known_format(p, role, series_uid)
     info: dict[str, Any] = {"role": role}
     header = None
     dicom_file: Path | None = None

@@ -35,3 +35,17 @@ def test_cohort_report_index(tmp_path, demo_files, capsys):
     assert "sub01" in index and "sub02" in index and "sub01_fused_report.html" in index
     assert (out / "sub02_fused_report.html").is_file()
     assert "reports:" in capsys.readouterr().out
+
+
+def test_cohort_index_of_the_users_own_is_refused_before_any_subject(tmp_path, demo_files, capsys):
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("<html>my own index</html>")
+    args = ["fuse", "--datalist", str(csv_path), "--output-dir", str(out), "--method", "mean", "--registration",
+            "none", "--report", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "index.html: exists and is not an asfe3d report index" in err
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]  # nothing fused, nothing written
+    assert (out / "index.html").read_text() == "<html>my own index</html>"

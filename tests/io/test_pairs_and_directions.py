@@ -120,3 +120,11 @@ def test_input_stem_takes_off_every_image_suffix(name, stem):
 
     assert input_stem(name) == stem
     assert default_output_path(f"/data/{name}").name == f"{stem}_fused.nii.gz"
+
+
+def test_a_series_asked_of_a_file_that_is_not_dicom_is_refused(tmp_path):
+    nib.save(nib.Nifti1Image(random_volume(SHAPE), AFFINES["ras"]), str(tmp_path / "t1.nii.gz"))
+    with pytest.raises(Asfe3dInputError, match=r"MRI series '1.2.3' was asked for \(--mri-series / series_uid=\), "
+                                               r"but this input is not DICOM"):
+        read_volume(tmp_path / "t1.nii.gz", role="MRI", series_uid="1.2.3")
+    assert read_volume(tmp_path / "t1.nii.gz", role="MRI").shape_xyz == SHAPE
