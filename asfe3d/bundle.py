@@ -16,6 +16,8 @@ for that lives here, small and declarative:
 - :func:`check_overrides`: refuses, in one line, command-line overrides of keys that no config declares
   (``--devcie cpu``, which MONAI's runner would otherwise accept silently) or that a component does not take
   (``--inferer#roi_sise``); :func:`unknown_override_problems` is the check itself (MONAI's public ``ConfigParser``).
+  From the command line it then refuses, in one line too, bad values of the run's inputs (``--registration bogus``,
+  a missing ``--datalist`` or ``--ckpt_path``, an ``--output_dir`` that cannot be written): :func:`input_errors`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ import inspect
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+
+if TYPE_CHECKING:
+    from asfe3d.errors import Asfe3dInputError
 
 __all__ = [
     "datalist_items",
@@ -40,6 +45,7 @@ __all__ = [
     "SaveSubjectd",
     "check_overrides",
     "unknown_override_problems",
+    "input_errors",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -360,9 +366,107 @@ def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:
     return (args["config_file"], args) if args.get("config_file") else None
 
 
+def _input_error(exc: BaseException) -> Asfe3dInputError | None:
+    """The :class:`~asfe3d.errors.Asfe3dInputError` that ``exc`` is or was raised from (MONAI wraps what a
+    component or expression raises in a ``RuntimeError``), else ``None``."""
+    from asfe3d.errors import Asfe3dInputError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Asfe3dInputError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _checked_value(parser: Any, id_: str) -> Any:
+    """``parser``'s parsed content of ``id_``; raises the Asfe3dInputError behind a failure, else returns ``None``
+    (a failure that is not the user's input is left for the run itself to report)."""
+    try:
+        return parser.get_parsed_content(id_)
+    except Exception as exc:  # noqa: BLE001 - only the user's input errors are reported here
+        error = _input_error(exc)
+        if error is not None:
+            raise error from None
+        logger.debug("input_errors: %r not checked (%s: %s)", id_, type(exc).__name__, exc)
+        return None
+
+
+def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any]) -> list[Asfe3dInputError]:
+    """The run's inputs that cannot work, found before anything runs: one error per bad id, in run order.
+
+    The configs are read with MONAI's public :class:`monai.bundle.ConfigParser` and the overrides applied, as
+    ``monai.bundle run`` does; then, for each of these ids that a config declares:
+
+    - ``settings`` (a component): built, so that a bad value (``--registration bogus``, ``--qc sloppy``) is
+      refused as :class:`asfe3d.settings.Settings` refuses it;
+    - ``ckpt_path``: must be an existing file (the checkpoint the ``CheckpointLoader`` handler reads);
+    - ``datalist``: read with :func:`asfe3d.cohort.read_datalist` (it must exist, be well formed and name existing
+      inputs);
+    - ``output_dir``: a folder that can be made and written (:func:`asfe3d.io.check_writable_folder`).
+
+    A value that fails for another reason than the user's input (e.g. an unknown ``--device``) is not reported
+    here; the run reports it as before.
+
+    Args:
+        config_file: the run's config file(s), as given to ``monai.bundle.run``.
+        overrides: the run's overrides (``--key value`` of the command line); the arguments of
+            ``monai.bundle.run`` itself (``config_file``, ``meta_file``...) are ignored.
+
+    Returns:
+        :class:`~asfe3d.errors.Asfe3dInputError` per bad id, each one line ``<file or option>: <problem>``;
+        empty when every input can be used.
+    """
+    from monai.bundle import ConfigParser
+
+    from asfe3d.cohort import read_datalist
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io import check_writable_folder
+
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    parser.update({k: v for k, v in overrides.items() if str(k) not in _NOT_OVERRIDES})
+
+    def settings() -> None:
+        if isinstance(parser.get("settings"), dict) and "_target_" in parser["settings"]:
+            _checked_value(parser, "settings")
+
+    def ckpt_path() -> None:
+        path = _checked_value(parser, "ckpt_path")
+        if isinstance(path, (str, Path)) and not Path(path).expanduser().is_file():
+            raise Asfe3dInputError(path, "checkpoint (--ckpt_path) " + (
+                "is a folder, not a file" if Path(path).expanduser().is_dir() else "does not exist"))
+
+    def datalist() -> None:
+        path = _checked_value(parser, "datalist")
+        if isinstance(path, (str, Path)):
+            read_datalist(path)
+
+    def output_dir() -> None:
+        path = _checked_value(parser, "output_dir")
+        if isinstance(path, (str, Path)) and str(path).strip():
+            try:
+                check_writable_folder(Path(path) / "output")
+            except Asfe3dInputError as exc:
+                raise Asfe3dInputError(path, f"output folder (--output_dir): {exc.problem}") from None
+
+    errors = []
+    for key, check in (("settings", settings), ("ckpt_path", ckpt_path), ("datalist", datalist),
+                       ("output_dir", output_dir)):
+        if key in parser:
+            try:
+                check()
+            except Asfe3dInputError as exc:
+                errors.append(exc)
+    return errors
+
+
 def check_overrides(config_file: str | Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
-                    strict: bool = True, extra_keys: Sequence[str] = ()) -> list[str]:
-    """Refuse (or warn about) overrides that name no key of the run's configs, in one line.
+                    strict: bool = True, extra_keys: Sequence[str] = (), check_values: bool | None = None,
+                    ) -> list[str]:
+    """Refuse (or warn about) overrides that name no key of the run's configs, or bad input values, in one line.
 
     MONAI's runner (``python -m monai.bundle run ... --devcie cpu``) adds any override to the config, so a typo
     at the top level changes nothing and says nothing, and a misspelt argument of a component
@@ -371,20 +475,28 @@ def check_overrides(config_file: str | Sequence[str] | None = None, overrides: M
     ``python -m monai.bundle run|run_workflow`` (``sys.argv``, with ``--args_file`` defaults) and checks them with
     :func:`unknown_override_problems`; an unknown key then ends the process with one line on stderr,
     ``asfe3d: error: <config files>: unknown override key(s): --devcie (did you mean --device?)``, and exit code 2,
-    before anything runs. In another process (``monai.bundle.run(...)`` called from Python) there is no command
-    line to read: nothing is checked, unless ``config_file`` and ``overrides`` are given.
+    before anything runs. When every key is known, the values of the run's inputs are checked the same way
+    (:func:`input_errors`: ``--registration bogus``, ``--qc sloppy``, a missing ``--datalist`` or ``--ckpt_path``,
+    an ``--output_dir`` that cannot be written): the first bad one ends the process with one line,
+    ``asfe3d: error: <file or option>: <problem>``, and exit code 2, before any subject is read. In another process
+    (``monai.bundle.run(...)`` called from Python) there is no command line to read: nothing is checked, unless
+    ``config_file`` and ``overrides`` are given.
 
     Args:
         config_file: the config file(s) to check against (``None``: those of the command line).
         overrides: the overrides to check (with ``config_file``).
         strict: refuse an unknown key (``False``: log a warning and go on).
         extra_keys: further top-level keys to accept.
+        check_values: also check the input values (:func:`input_errors`) when every key is known (``None``: only
+            those of the command line).
 
     Returns:
-        The problems found (empty when every key is known or there was nothing to check).
+        The problems found (empty when every key is known, every checked value usable, or there was nothing to
+        check).
 
     Raises:
-        Asfe3dInputError: with ``strict`` and explicit ``config_file``, an override names no known key.
+        Asfe3dInputError: with ``strict`` and explicit ``config_file``, an override names no known key (or, with
+            ``check_values``, a value is bad).
         SystemExit: (code 2) the same from the ``python -m monai.bundle`` command line, after the one line.
     """
     from asfe3d.errors import Asfe3dInputError
@@ -397,10 +509,16 @@ def check_overrides(config_file: str | Sequence[str] | None = None, overrides: M
             return []
         config_file, overrides = found
     problems = unknown_override_problems(config_file, dict(overrides or {}), extra_keys)
-    if not problems:
+    if problems:
+        files = ", ".join(str(f) for f in ([config_file] if isinstance(config_file, str) else config_file))
+        error = Asfe3dInputError(files, f"unknown override key(s): {'; '.join(problems)}")
+    elif from_command_line if check_values is None else check_values:
+        errors = input_errors(config_file, dict(overrides or {}))
+        if not errors:
+            return []
+        error, problems = errors[0], [str(e) for e in errors]
+    else:
         return []
-    files = ", ".join(str(f) for f in ([config_file] if isinstance(config_file, str) else config_file))
-    error = Asfe3dInputError(files, f"unknown override key(s): {'; '.join(problems)}")
     if not strict:
         logger.warning("%s", error)
     elif from_command_line:

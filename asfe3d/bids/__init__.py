@@ -1,10 +1,11 @@
 """BIDS in and out: find the T1w/PET pairs of a BIDS dataset (pybids) and write the fusion as BIDS derivatives.
 
 Public API:
-    - :func:`find_pairs`, :class:`BidsPair`, :class:`BidsIssue` (``asfe3d.bids.layout``): discovery and the rules
-      that choose each PET's T1w.
+    - :func:`find_pairs`, :class:`BidsPair`, :class:`BidsIssue`, :class:`BidsIgnore` (``asfe3d.bids.layout``):
+      discovery, the rules that choose each PET's T1w, and the dataset's ``.bidsignore``.
     - :func:`run_bids`, :class:`PairResult`, :func:`derivative_paths`, :func:`write_dataset_description`,
-      :func:`pair_done`, :func:`write_reports` (``asfe3d.bids.derivatives``): the resumable BIDS App run.
+      :func:`pair_done`, :func:`write_reports`, :func:`written_units` (``asfe3d.bids.derivatives``): the resumable
+      BIDS App run.
 
 ``pybids`` is imported only when a dataset is indexed.
 """
@@ -19,11 +20,13 @@ from asfe3d.bids.derivatives import (
     run_bids,
     write_dataset_description,
     write_reports,
+    written_units,
 )
-from asfe3d.bids.layout import BidsIssue, BidsPair, find_pairs, normalise_labels
+from asfe3d.bids.layout import BidsIgnore, BidsIssue, BidsPair, find_pairs, normalise_labels
 
 __all__ = [
     "BIDS_VERSION",
+    "BidsIgnore",
     "BidsIssue",
     "BidsPair",
     "PairResult",
@@ -34,4 +37,5 @@ __all__ = [
     "run_bids",
     "write_dataset_description",
     "write_reports",
+    "written_units",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "pair_done",
     "run_bids",
     "write_reports",
+    "written_units",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -53,6 +54,9 @@ BIDS_VERSION = "1.10.0"
 #: the ``DatasetLinks`` name of the input dataset in ``Sources`` URIs
 RAW_LINK = "raw"
 _MARKER = "asfe3d"  # key marking the registered-PET sidecar as ours
+#: the ``Units`` of a PET converted to body-weight SUV (``--pet-units suv``), as ``input_info``'s ``converted_to``
+#: says: ``SUVbw (g/ml)``
+SUV_UNITS = "g/ml"
 
 
 @dataclass
@@ -250,7 +254,23 @@ def _own_uri(path: Path, root: Path) -> str:
     return f"bids::{path.resolve().relative_to(root.resolve()).as_posix()}"
 
 
-def _registered_sidecar(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, root: Path) -> dict[str, Any]:
+def written_units(pair: BidsPair, settings: Settings) -> str | None:
+    """The units of the registered PET as asfe3d writes it (for its sidecar's ``Units`` and ``bids.pet_units``).
+
+    Args:
+        pair: the pair (its PET sidecar's ``Units``).
+        settings: the run's settings: ``inputs.pet_units == "suv"`` converts the PET to body-weight SUV.
+
+    Returns:
+        :data:`SUV_UNITS` when the PET is converted to SUV, else the PET sidecar's ``Units`` (``None`` if absent).
+    """
+    if settings.inputs.pet_units == "suv":
+        return SUV_UNITS
+    return pair.metadata.get("Units") or None
+
+
+def _registered_sidecar(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, root: Path,
+                        settings: Settings) -> dict[str, Any]:
     meta = pair.metadata
     side: dict[str, Any] = {
         "Description": "PET resampled onto the T1w grid (linear interpolation) with the transform "
@@ -263,6 +283,10 @@ def _registered_sidecar(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Pat
         if key in meta:
             side[key] = meta[key]
     side[_MARKER] = {"version": _version(), "kind": "registered_pet"}
+    units = written_units(pair, settings)
+    if units is not None and units != meta.get("Units"):  # converted (--pet-units suv): the voxels' units
+        side["Units"] = units
+        side[_MARKER]["converted_from"] = meta.get("Units")
     return side
 
 
@@ -276,9 +300,13 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, sett
                     _own_uri(paths["registered_pet"], root), _own_uri(paths["transform"], root)],
         "SpatialReference": _bids_uri(pair.t1w, bids_dir),
         "bids": {"subject": pair.subject, "session": pair.session, **pair.entities,
-                 **({"pet_units": pair.metadata["Units"]} if pair.metadata.get("Units") else {}),
                  **({"t1w_choice": pair.note} if pair.note else {})},
     }
+    units = written_units(pair, settings)  # the registered PET's units, not necessarily the input's
+    if units is not None:
+        extra["bids"]["pet_units"] = units
+        if pair.metadata.get("Units") and pair.metadata["Units"] != units:
+            extra["bids"]["pet_input_units"] = pair.metadata["Units"]
     extra["FusionMethod"] = method
     if method == "asfe":
         extra["FusionWeights"] = str(weights) if weights else "shipped"
@@ -319,7 +347,7 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     def write_registered_sidecar() -> Callable[[], None]:
         existed = paths["registered_json"].exists()
         with atomic_output(paths["registered_json"], overwrite=True) as tmp:
-            tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root), indent=2) + "\n",
+            tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root, settings), indent=2) + "\n",
                            encoding="utf-8")
 
         def undo() -> None:

@@ -5,17 +5,23 @@ Every PET image (``pet/*_pet.nii[.gz]``) of a selected subject and session is on
 
 1. the T1w images of the PET's own session (or, without sessions, of the subject);
 2. when that session has none: the subject's T1w images of any session (longitudinal studies often acquire one
-   MRI for several PET sessions), used only when they reduce to one image by rule 3; the pair's note says which;
+   MRI for several PET sessions), used only when they reduce to one image by rule 3 (so T1w images of two other
+   sessions are ambiguous); the pair's note says which;
 3. several candidates that differ only in their ``run`` entity: the lowest run is taken (logged). Candidates that
-   differ in anything else (``acq``, ``rec``, ``ce``, ``echo``...) are ambiguous: the pair fails with a one-line
-   error listing them (fix the dataset, e.g. with a ``.bidsignore``, or select other sessions).
+   differ in anything else (``session``, ``acq``, ``rec``, ``ce``, ``echo``...) are ambiguous: the pair fails with a
+   one-line error listing them (fix the dataset, e.g. with a ``.bidsignore``, or select other sessions).
+
+Files that the dataset's ``.bidsignore`` lists (gitignore-style globs relative to the dataset root, as the BIDS
+validator reads them; see :class:`BidsIgnore`) are left out of the T1w and PET selection: pybids indexes them anyway.
 
 Subjects (or selected sessions) without a PET are reported as skipped with a message, not as errors.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +29,7 @@ from typing import Any
 
 from asfe3d.errors import Asfe3dInputError
 
-__all__ = ["BidsPair", "BidsIssue", "find_pairs", "normalise_labels", "PET_ENTITY_ORDER"]
+__all__ = ["BidsIgnore", "BidsPair", "BidsIssue", "find_pairs", "normalise_labels", "PET_ENTITY_ORDER"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -31,8 +37,9 @@ _EXTENSIONS = [".nii", ".nii.gz"]
 #: PET filename entities kept in derivative names, in BIDS order, as (pybids entity, filename key)
 PET_ENTITY_ORDER = (("task", "task"), ("acquisition", "acq"), ("tracer", "trc"), ("reconstruction", "rec"),
                     ("run", "run"))
-#: entities whose differences do not make T1w candidates ambiguous (besides ``run``)
-_IGNORED = {"subject", "session", "suffix", "extension", "datatype", "run"}
+#: entities whose differences do not make T1w candidates ambiguous (``session`` does: rule 2 takes another
+#: session's T1w only when one session has it)
+_IGNORED = {"subject", "suffix", "extension", "datatype", "run"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,112 @@ class BidsIssue:
     pet: Path | None = None
 
 
+class BidsIgnore:
+    """The rules of a dataset's ``.bidsignore``: gitignore-style globs relative to the dataset root.
+
+    As the BIDS validator reads them: blank lines and ``#`` comments are skipped; a pattern with a ``/`` (other
+    than a trailing one) is anchored at the root (a leading ``/`` only anchors), one without matches a file or
+    folder name at any depth; ``*`` and ``?`` do not cross ``/``, ``**`` does (``**/x``, ``a/**``, ``a/**/b``);
+    ``[...]`` is a character class; a trailing ``/`` matches folders only; ``!`` re-includes what an earlier
+    pattern excluded (the last matching pattern wins); a path inside an ignored folder is ignored.
+
+    Args:
+        lines: the file's lines.
+
+    Example:
+        >>> BidsIgnore(["*acq-spgr*"]).ignored("sub-01/anat/sub-01_acq-spgr_T1w.nii.gz")
+        True
+    """
+
+    def __init__(self, lines: Iterable[str] = ()) -> None:
+        self.rules: list[tuple[re.Pattern[str], bool, bool]] = []  # (regex, negated, folders only)
+        for raw in lines:
+            line = raw.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            if line.endswith(" ") and not line.endswith("\\ "):
+                line = line.rstrip(" ")
+            negated = line.startswith("!")
+            line = line[1:] if negated else line
+            folders_only = line.endswith("/")
+            line = line.rstrip("/")
+            anchored = "/" in line
+            line = line[1:] if line.startswith("/") else line
+            if not line:
+                continue
+            body = _glob_regex(line)
+            self.rules.append((re.compile(("" if anchored else "(?:.*/)?") + body + r"\Z", re.DOTALL), negated,
+                               folders_only))
+
+    @classmethod
+    def from_dataset(cls, bids_dir: str | Path) -> BidsIgnore:
+        """The rules of ``bids_dir/.bidsignore`` (none when there is no such file).
+
+        Raises:
+            Asfe3dInputError: a ``.bidsignore`` that cannot be read as UTF-8 text.
+        """
+        path = Path(bids_dir) / ".bidsignore"
+        if not path.is_file():
+            return cls()
+        try:
+            return cls(path.read_text(encoding="utf-8").splitlines())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Asfe3dInputError(path, f"cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+
+    def _matches(self, path: str, folder: bool) -> bool:
+        hit = False
+        for regex, negated, folders_only in self.rules:
+            if (folder or not folders_only) and regex.match(path):
+                hit = not negated
+        return hit
+
+    def ignored(self, relpath: str, *, folder: bool = False) -> bool:
+        """Whether a path (relative to the dataset root, ``/``-separated) is ignored, itself or by a parent folder.
+
+        Args:
+            relpath: e.g. ``"sub-01/anat/sub-01_T1w.nii.gz"``.
+            folder: the path is a folder.
+        """
+        if not self.rules:
+            return False
+        parts = [p for p in relpath.split("/") if p]
+        return any(self._matches("/".join(parts[:k]), folder or k < len(parts)) for k in range(1, len(parts) + 1))
+
+
+def _glob_regex(glob: str) -> str:
+    """A gitignore glob (no leading ``/``, no trailing ``/``) as a regular expression (without anchors)."""
+    out: list[str] = []
+    i, n = 0, len(glob)
+    while i < n:
+        c = glob[i]
+        if glob.startswith("**", i) and (i == 0 or glob[i - 1] == "/") and (i + 2 == n or glob[i + 2] == "/"):
+            out.append(".*" if i + 2 == n else "(?:.*/)?")  # "a/**": all inside; "**/": any folders, or none
+            i += 3
+            continue
+        if c == "*":
+            while glob.startswith("*", i + 1):
+                i += 1
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(glob[i]))
+        elif c == "[":
+            k = i + 1 + (glob[i + 1:i + 2] in ("!", "^"))
+            end = glob.find("]", k + 1)  # a "]" right after "[" or "[!" is a member
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                members = glob[k:end].replace("\\", "\\\\").replace("[", "\\[")
+                out.append(("[^/" if k > i + 1 else "[") + members + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
 def normalise_labels(labels: Iterable[str] | None, prefix: str) -> list[str] | None:
     """Labels as given on the command line, without their ``sub-``/``ses-`` prefix; ``None`` for no filter.
 
@@ -140,10 +253,25 @@ def _layout(bids_dir: Path) -> Any:
         raise Asfe3dInputError(bids_dir, "BIDS_DIR must be a folder (the root of a BIDS dataset)")
     if not (bids_dir / "dataset_description.json").is_file():
         raise Asfe3dInputError(bids_dir, "not a BIDS dataset: dataset_description.json is missing")
+    _check_description(bids_dir / "dataset_description.json")
     try:
         return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
     except Exception as exc:  # noqa: BLE001 - pybids raises several types for unreadable datasets
         raise Asfe3dInputError(bids_dir, f"cannot index the BIDS dataset ({type(exc).__name__}: {exc})") from None
+
+
+def _check_description(path: Path) -> None:
+    """Refuse a ``dataset_description.json`` that is not a readable JSON object (pybids would accept it)."""
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Asfe3dInputError(path, f"cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise Asfe3dInputError(path, "not UTF-8 text (BIDS JSON files are UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise Asfe3dInputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(description, dict):
+        raise Asfe3dInputError(path, f"must hold a JSON object, not a {type(description).__name__}")
 
 
 def _run_number(entities: dict[str, Any]) -> int:
@@ -177,6 +305,8 @@ def find_pairs(
 ) -> tuple[list[BidsPair], list[BidsIssue]]:
     """Find the T1w/PET pairs of a BIDS dataset.
 
+    Files (and subject folders) that the dataset's ``.bidsignore`` lists are left out (:class:`BidsIgnore`).
+
     Args:
         bids_dir: the dataset's root (with ``dataset_description.json``).
         participant_labels: subjects to process (with or without ``sub-``); ``None``: all.
@@ -188,14 +318,15 @@ def find_pairs(
         PET (``no-pet``) and the PETs without a usable T1w (``error``).
 
     Raises:
-        Asfe3dInputError: a missing or non-BIDS folder, an unknown participant or session label, or a dataset
-            with no subject.
+        Asfe3dInputError: a missing or non-BIDS folder, a ``dataset_description.json`` that is not a JSON object,
+            an unreadable ``.bidsignore``, an unknown participant or session label, or a dataset with no subject.
     """
     bids_dir = Path(bids_dir).expanduser()
     participants = normalise_labels(participant_labels, "sub-")
     sessions = normalise_labels(session_labels, "ses-")
     layout = _layout(bids_dir)
-    subjects = sorted(layout.get_subjects())
+    ignore = BidsIgnore.from_dataset(bids_dir)
+    subjects = sorted(s for s in layout.get_subjects() if not ignore.ignored(f"sub-{s}", folder=True))
     if not subjects:
         raise Asfe3dInputError(bids_dir, "the BIDS dataset holds no subject (no sub-* folder)")
     if participants is not None:
@@ -210,10 +341,13 @@ def find_pairs(
         if unknown:
             raise Asfe3dInputError(bids_dir, f"session label(s) {unknown} not found for the selected subjects; "
                                              f"they have {_listing(known) if known else 'no sessions'}")
+    root = Path(layout.root)
     pairs: list[BidsPair] = []
     issues: list[BidsIssue] = []
     for subject in subjects:
-        files = layout.get(subject=subject, suffix=["T1w", "pet"], extension=_EXTENSIONS, return_type="object")
+        files = [f for f in layout.get(subject=subject, suffix=["T1w", "pet"], extension=_EXTENSIONS,
+                                       return_type="object")
+                 if not ignore.ignored(Path(f.path).relative_to(root).as_posix())]
         t1w = [f for f in files if f.get_entities().get("suffix") == "T1w"
                and f.get_entities().get("datatype") == "anat"]
         pets = [f for f in files if f.get_entities().get("suffix") == "pet"
@@ -227,46 +361,46 @@ def find_pairs(
             issues.append(BidsIssue(subject, None, "no-pet", f"sub-{subject}: no PET (pet/*_pet.nii[.gz]) in "
                                                              f"{where}; skipped"))
             continue
-        if sessions is not None:  # selected sessions with a T1w but no PET
-            for ses in sessions:
-                has_pet = any(p.get_entities().get("session") == ses for p in pets)
-                if not has_pet and ses in subject_sessions:
-                    issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
-        elif subject_sessions:
-            for ses in subject_sessions:
-                if not any(p.get_entities().get("session") == ses for p in pets):
-                    issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
+        for ses in sessions if sessions is not None else subject_sessions:  # sessions with a T1w but no PET
+            if ses in subject_sessions and not any(p.get_entities().get("session") == ses for p in pets):
+                issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
         for pet in sorted(pets, key=lambda f: f.path):
-            ents = pet.get_entities()
-            session = ents.get("session")
-            where = f"in sub-{subject}" + (f" ses-{session}" if session else "")
-            same = [f for f in t1w if f.get_entities().get("session") == session]
-            note = ""
-            if same:
-                chosen, note = _pick_t1w(same, where)
-            elif t1w:
-                chosen, note = _pick_t1w(t1w, f"in sub-{subject}'s other sessions")
-                if chosen is not None:
-                    other = chosen.get_entities().get("session")
-                    note = (f"no T1w {where}: took {Path(chosen.path).name}"
-                            + (f" from ses-{other}" if other else "") + (f" ({note})" if note else ""))
-            else:
-                chosen, note = None, f"no T1w image (anat/*_T1w.nii[.gz]) for sub-{subject}"
-            if chosen is None:
-                issues.append(BidsIssue(subject, session, "error", f"{Path(pet.path).name}: {note}",
-                                        pet=Path(pet.path)))
-                continue
-            if note:
-                logger.warning("%s", note)
-            entities = {key: str(ents[name]) for name, key in PET_ENTITY_ORDER if ents.get(name) is not None}
-            if "run" in entities:
-                entities["run"] = str(ents["run"])  # pybids gives a PaddedInt; keep the file's padding
-            try:
-                metadata = dict(pet.get_metadata())
-            except Exception:  # noqa: BLE001 - a broken sidecar should not stop the dataset
-                metadata = {}
-            pairs.append(BidsPair(subject, session, Path(chosen.path), Path(pet.path), entities, metadata, note))
+            found = _pair_pet(pet, t1w, subject)
+            (pairs if isinstance(found, BidsPair) else issues).append(found)
     return pairs, issues
+
+
+def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str) -> BidsPair | BidsIssue:
+    """One PET (pybids file) with its T1w chosen among the subject's ``t1w`` by the rules of the module docstring,
+    or the ``error`` issue saying why none can be."""
+    ents = pet.get_entities()
+    session = ents.get("session")
+    where = f"in sub-{subject}" + (f" ses-{session}" if session else "")
+    same = [f for f in t1w if f.get_entities().get("session") == session]
+    if same:
+        chosen, note = _pick_t1w(same, where)
+    elif t1w:
+        chosen, note = _pick_t1w(t1w, f"in sub-{subject}'s other sessions")
+        if chosen is None:
+            note = f"no T1w {where}, and {note}"
+        else:
+            other = chosen.get_entities().get("session")
+            note = (f"no T1w {where}: took {Path(chosen.path).name}"
+                    + (f" from ses-{other}" if other else "") + (f" ({note})" if note else ""))
+    else:
+        chosen, note = None, f"no T1w image (anat/*_T1w.nii[.gz]) for sub-{subject}"
+    if chosen is None:
+        return BidsIssue(subject, session, "error", f"{Path(pet.path).name}: {note}", pet=Path(pet.path))
+    if note:
+        logger.warning("%s", note)
+    entities = {key: str(ents[name]) for name, key in PET_ENTITY_ORDER if ents.get(name) is not None}
+    if "run" in entities:
+        entities["run"] = str(ents["run"])  # pybids gives a PaddedInt; keep the file's padding
+    try:
+        metadata = dict(pet.get_metadata())
+    except Exception:  # noqa: BLE001 - a broken sidecar should not stop the dataset
+        metadata = {}
+    return BidsPair(subject, session, Path(chosen.path), Path(pet.path), entities, metadata, note)
 
 
 def _listing(labels: Sequence[str], limit: int = 12) -> str:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                        participant_labels=args.participant_label, session_labels=args.session_label,
                        reports=not args.no_reports, progress=show_progress(args))
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "no-pet", "failed")}
-    pairs = sum(r.pair is not None for r in results)
+    pairs = len(results) - counts["no-pet"]  # every PET considered, failed ones too (no T1w, an ambiguous T1w)
     print(f"bids: {pairs} pairs: {counts['ok']} fused, {counts['skipped']} already complete, "
           f"{counts['failed']} failed; {counts['no-pet']} subject/session(s) without PET skipped; "
           f"derivatives in {args.output_dir}")

@@ -7,7 +7,8 @@ Examples::
 
 Writes ``<out>/<name>_metrics.csv`` (one row per case x method), ``<out>/<name>_summary.md`` (means, best in bold,
 wins of asfe against each baseline, per-metric gaps) and ``<out>/<name>_figure.png`` (inputs and outputs of a few
-cases), and prints the summary. Bad input: one line ``asfe3d: error: <path>: <problem>`` on stderr, exit code 2.
+cases), and prints the summary. Bad input (a missing file, an output that cannot be written, a bad option value or
+usage): one line ``asfe3d: error: <path or option>: <problem>`` on stderr, exit code 2, before any work.
 """
 
 from __future__ import annotations
@@ -17,15 +18,26 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE
+from asfe3d.errors import Asfe3dInputError
 
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage mistakes (a missing or unknown option, a value of the wrong type or outside its
+    choices) raise :class:`~asfe3d.errors.Asfe3dInputError`, so that they end as every other refusal does: one line
+    ``asfe3d: error: <problem> (see asfe3d evaluate --help)`` and exit code 2 (:func:`main`), not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Asfe3dInputError(None, f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``asfe3d evaluate``."""
-    p = argparse.ArgumentParser(
+    """The parser of ``asfe3d evaluate``; its usage mistakes raise :class:`~asfe3d.errors.Asfe3dInputError`."""
+    p = _Parser(
         prog="asfe3d evaluate",
         description="Fuse pairs with every method and score them with the 11 fusion metrics (gray/luma images in "
                     "[0, 1]; volumes inside the head mask, plus the through-plane consistency TPC).",
@@ -105,9 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse option values out of range, before any work.
+
+    Raises:
+        Asfe3dInputError: ``<option>: must be ..., got <value>`` for the first bad value.
+    """
     if args.limit is not None and args.limit < 1:
-        parser.error(f"--limit must be >= 1, got {args.limit}")
+        raise Asfe3dInputError("--limit", f"must be >= 1, got {args.limit!r}")
     finite = math.isfinite
     checks = (  # (flag, value, holds, what it must be)
         ("--min-voxel-mm", args.min_voxel_mm, lambda v: v >= 0 and finite(v), "a voxel size >= 0 (mm)"),
@@ -123,17 +140,17 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     )
     for flag, value, holds, what in checks:
         if value is not None and not holds(value):
-            parser.error(f"{flag} must be {what}, got {value}")
+            raise Asfe3dInputError(flag, f"must be {what}, got {value!r}")
     if args.figure_cases < 0:
-        parser.error(f"--figure-cases must be >= 0, got {args.figure_cases}")
+        raise Asfe3dInputError("--figure-cases", f"must be >= 0, got {args.figure_cases!r}")
     if not 0.0 <= args.val_fraction < 1.0:
-        parser.error(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+        raise Asfe3dInputError("--val-fraction", f"must be in [0, 1), got {args.val_fraction!r}")
     if args.gap < 0:
-        parser.error(f"--gap must be >= 0, got {args.gap}")
+        raise Asfe3dInputError("--gap", f"must be >= 0, got {args.gap!r}")
     if min(args.roi_size) < 1:
-        parser.error(f"--roi-size must be positive, got {args.roi_size}")
+        raise Asfe3dInputError("--roi-size", f"must be positive, got {args.roi_size!r}")
     if "/" in args.name or "\\" in args.name or not args.name:
-        parser.error(f"--name must be a plain file name prefix, got {args.name!r}")
+        raise Asfe3dInputError("--name", f"must be a plain file name prefix, got {args.name!r}")
 
 
 def _figure_indices(n: int, k: int) -> list[int]:
@@ -146,9 +163,8 @@ def _figure_indices(n: int, k: int) -> list[int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from asfe3d.errors import Asfe3dInputError
     from asfe3d.evaluation import evaluate as ev
-    from asfe3d.io import check_output_path
+    from asfe3d.io import check_output_path, check_writable_folder
 
     if args.hmif is not None:
         items = ev.hmif_case_pairs(args.hmif, args.split, args.val_fraction, args.gap)
@@ -182,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         planned += [ev.fused_output_path(args.save_fused, m, n, ndim) for m in methods for n in names]
     for path in planned:  # refuse bad outputs before any work
         check_output_path(path, overwrite=args.overwrite)
+    for path in {Path(p).parent: p for p in reversed(planned)}.values():  # folders that cannot be made or written
+        check_writable_folder(path)  # (a file where --out or --save-fused names a folder, /proc, read-only...)
 
     weights_2d = args.weights_2d
     if weights_2d is None and ndim == 2:  # 2D image pairs: the image weights, not the volumes' slice-mode ones
@@ -253,14 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 2 on bad input (one ``asfe3d: error: ...`` line on stderr).
+        0 on success, 2 on bad input or usage (one ``asfe3d: error: ...`` line on stderr).
     """
-    from asfe3d.errors import Asfe3dInputError
-
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    _check_args(parser, args)
     try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        _check_args(args)
         return _run(args)
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)

@@ -55,3 +55,29 @@ def test_bids_command_bad_label_is_one_line_exit_2(tmp_path: Path, capsys: pytes
     assert code == 2 and len(err) == 1
     assert err[0].startswith("asfe3d: error: ") and "participant label(s) ['7'] not found" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_bids_command_counts_failed_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.bids.conftest import write_t1w
+
+    main = _main()
+    bids = make_dataset(tmp_path / "bids")
+    write_t1w(bids / "sub-01/anat/sub-01_acq-fast_T1w.nii.gz")  # sub-01's PET: an ambiguous T1w
+    code = main(["bids", str(bids), str(tmp_path / "out"), "participant", "--participant-label", "01",
+                 "--method", "mean", "--registration", "none", "--no-progress", "--no-reports"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "bids: 1 pairs: 0 fused, 0 already complete, 1 failed; 0 subject/session(s)" in captured.out
+    assert "differ in more than their run" in captured.err
+
+
+def test_bids_command_invalid_description_is_one_line_exit_2(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    main = _main()
+    bids = make_dataset(tmp_path / "bids")
+    (bids / "dataset_description.json").write_text('{"Name": ', encoding="utf-8")
+    code = main(["bids", str(bids), str(tmp_path / "out"), "participant", "--method", "mean"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"asfe3d: error: {bids / 'dataset_description.json'}: not valid JSON")
+    assert not (tmp_path / "out").exists()

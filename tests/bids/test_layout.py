@@ -85,3 +85,73 @@ def test_pet_without_any_t1w_is_an_error(tmp_path: Path) -> None:
     assert [(i.kind, i.subject) for i in issues] == [("error", "04")]
     assert "no T1w image" in issues[0].message
     assert json.loads((root / "dataset_description.json").read_text(encoding="utf-8"))["Name"] == "tiny"
+
+
+def test_t1w_of_two_other_sessions_is_ambiguous(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "bids")
+    write_t1w(root / "sub-02/ses-m24/anat/sub-02_ses-m24_T1w.nii.gz")
+    write_pet(root / "sub-02/ses-m12/pet/sub-02_ses-m12_trc-PIB_pet.nii.gz")
+    pairs, issues = find_pairs(root, participant_labels=["02"])
+    assert [p.session for p in pairs] == ["bl"]  # ses-bl has its own T1w
+    errors = [i for i in issues if i.kind == "error"]
+    assert [(e.subject, e.session) for e in errors] == [("02", "m12")]
+    assert "sub-02_ses-bl_T1w.nii.gz" in errors[0].message and "sub-02_ses-m24_T1w.nii.gz" in errors[0].message
+    assert "no T1w in sub-02 ses-m12, and several T1w images in sub-02's other sessions" in errors[0].message
+    # runs of one other session still reduce to one (rule 3)
+    (root / "sub-02/ses-m24/anat/sub-02_ses-m24_T1w.nii.gz").unlink()
+    write_t1w(root / "sub-02/ses-bl/anat/sub-02_ses-bl_run-2_T1w.nii.gz")
+    (root / "sub-02/ses-bl/anat/sub-02_ses-bl_T1w.nii.gz").rename(root / "sub-02/ses-bl/anat/sub-02_ses-bl_run-1_T1w.nii.gz")
+    pairs, issues = find_pairs(root, participant_labels=["02"])
+    assert [(p.session, p.t1w.name) for p in pairs] == [("bl", "sub-02_ses-bl_run-1_T1w.nii.gz"),
+                                                         ("m12", "sub-02_ses-bl_run-1_T1w.nii.gz")]
+    assert issues == []
+
+
+@pytest.mark.parametrize("rules", [
+    "sub-01/anat/sub-01_acq-fast_T1w.nii.gz",
+    "/sub-01/anat/sub-01_acq-fast_T1w.nii.gz",
+    "*acq-fast*",
+    "# keep the MPRAGE\n\n**/anat/*_acq-fast_T1w.nii.gz\n",
+    "sub-01/anat/*_acq-*\n",
+])
+def test_bidsignore_leaves_the_listed_t1w_out(tiny_bids: Path, rules: str) -> None:
+    write_t1w(tiny_bids / "sub-01/anat/sub-01_acq-fast_T1w.nii.gz")
+    (tiny_bids / ".bidsignore").write_text(rules, encoding="utf-8")
+    pairs, issues = find_pairs(tiny_bids, participant_labels=["01"])
+    assert [p.t1w.name for p in pairs] == ["sub-01_T1w.nii.gz"] and issues == []
+
+
+def test_bidsignore_folders_and_pets(tiny_bids: Path) -> None:
+    (tiny_bids / ".bidsignore").write_text("sub-02/\nsub-01/pet/\n", encoding="utf-8")
+    pairs, issues = find_pairs(tiny_bids)
+    assert pairs == [] and [(i.subject, i.kind) for i in issues] == [("01", "no-pet"), ("03", "no-pet")]
+    with pytest.raises(Asfe3dInputError, match=r"participant label\(s\) \['02'\] not found"):
+        find_pairs(tiny_bids, participant_labels=["02"])
+
+
+def test_bidsignore_glob_semantics() -> None:
+    from asfe3d.bids.layout import BidsIgnore
+
+    rules = BidsIgnore(["a/**/c.nii", "x/**", "[!s]*.txt", "f?.json", "dir/"])
+    assert rules.ignored("a/c.nii") and rules.ignored("a/b/b2/c.nii") and not rules.ignored("b/a/c.nii")
+    assert rules.ignored("x/y/z") and not rules.ignored("x")
+    assert rules.ignored("sub-01/t.txt") and not rules.ignored("sub-01/s.txt")
+    assert rules.ignored("sub-01/f1.json") and not rules.ignored("sub-01/f12.json")
+    assert rules.ignored("sub-01/dir/file") and not rules.ignored("sub-01/dir")
+    assert rules.ignored("sub-01/dir", folder=True)
+    assert not BidsIgnore([]).ignored("anything")
+    name = "sub-01/anat/sub-01_acq-fast_T1w.nii.gz"
+    for lines in (["acq-fast"], ["/sub-01_acq-fast_T1w.nii.gz"], ["sub-01_acq-fast_T1w.nii.gz/"], ["# *acq-fast*"],
+                  ["*acq-fast*", "!sub-01_acq-fast_T1w.nii.gz"], ["", "  "]):
+        assert not BidsIgnore(lines).ignored(name), lines
+    assert BidsIgnore(["sub-01/", "!sub-01/anat/"]).ignored(name)  # nothing comes back from an ignored folder
+
+
+@pytest.mark.parametrize("text, problem", [('{"Name": ', "not valid JSON"), ("[1, 2]", "must hold a JSON object"),
+                                           (b"\xff\xfe{}", "not UTF-8")])
+def test_invalid_dataset_description_is_refused(tiny_bids: Path, text: str | bytes, problem: str) -> None:
+    path = tiny_bids / "dataset_description.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    with pytest.raises(Asfe3dInputError, match=problem) as info:
+        find_pairs(tiny_bids)
+    assert info.value.path == str(path)

@@ -160,7 +160,8 @@ def test_foreign_file_is_not_replaced_without_overwrite(bids_run: tuple[Path, Pa
     foreign.parent.mkdir(parents=True)
     foreign.write_bytes(b"someone else's file")
     results = run_bids(new_bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
-    assert results[0].status == "failed" and "no asfe3d record lists them" in results[0].message
+    assert results[0].status == "failed" and "not a complete output" in results[0].message
+    assert "sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz" in results[0].message and "not replaced" in results[0].message
     assert foreign.read_bytes() == b"someone else's file"
     assert not (out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.json").exists()
     results = run_bids(new_bids, out, FAST_SETTINGS.replace(outputs={"overwrite": True}), participant_labels=["01"],
@@ -199,3 +200,25 @@ def test_output_folder_that_cannot_be_made(tmp_path: Path) -> None:
     with pytest.raises(Asfe3dInputError, match="cannot create the output folder"):
         run_bids(bids, blocker / "out", FAST_SETTINGS)
     assert main(["bids", str(bids), "/proc/asfe3d-test/out", "participant", "--no-progress"]) == 2
+
+
+def test_suv_units_are_the_written_units(tmp_path: Path) -> None:
+    bids = make_dataset(tmp_path / "bids")
+    sidecar = {"TracerName": "FDG", "TracerRadionuclide": "F18", "Units": "Bq/mL", "InjectedRadioactivity": 370,
+               "InjectedRadioactivityUnits": "MBq", "BodyWeight": 75, "BodyWeightUnits": "kg",
+               "ImageDecayCorrected": True, "ImageDecayCorrectionTime": 0, "InjectionStart": 0, "ScanStart": 3600,
+               "TimeZero": "10:00:00"}
+    (bids / "sub-01/pet/sub-01_trc-FDG_pet.json").write_text(json.dumps(sidecar), encoding="utf-8")
+    out = tmp_path / "out"
+    results = run_bids(bids, out, Settings.from_flat(pet_units="suv", **FAST), participant_labels=["01"],
+                       reports=False)
+    assert results[0].status == "ok", results[0].message
+    folder = out / "sub-01/pet"
+    reg = json.loads((folder / "sub-01_trc-FDG_space-T1w_desc-registered_pet.json").read_text(encoding="utf-8"))
+    fused = json.loads((folder / "sub-01_trc-FDG_space-T1w_desc-fused_pet.json").read_text(encoding="utf-8"))
+    assert fused["input_info"]["pet"]["pet_units"]["converted_to"] == "SUVbw (g/ml)"
+    assert reg["Units"] == "g/ml" and reg["asfe3d"]["converted_from"] == "Bq/mL"
+    assert fused["bids"]["pet_units"] == "g/ml" and fused["bids"]["pet_input_units"] == "Bq/mL"
+    raw = nib.load(str(bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz")).get_fdata().max()
+    registered = nib.load(str(folder / "sub-01_trc-FDG_space-T1w_desc-registered_pet.nii.gz")).get_fdata().max()
+    assert registered < raw / 100  # the voxels are SUV, not Bq/mL

@@ -130,13 +130,75 @@ def test_bad_input_exits_2_with_one_line(tmp_path, hmif_dir, capsys, make_args, 
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_bad_options_exit_2(hmif_dir, tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), "--limit", "0"])
-    assert exc.value.code == 2
-    with pytest.raises(SystemExit) as exc:
-        main(["--hmif", str(hmif_dir), "--pairs", "x.csv", "--out", str(tmp_path)])
-    assert exc.value.code == 2
+def _one_error_line(capsys) -> str:
+    """The one ``asfe3d: error:`` line on stderr (nothing else there, nothing on stdout)."""
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("asfe3d: error: "), captured.err
+    assert captured.out == ""
+    return err[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "0"], "asfe3d: error: --limit: must be >= 1, got 0"),
+    (["--limit", "-1"], "asfe3d: error: --limit: must be >= 1, got -1"),
+    (["--pairs", "x.csv"], "argument --pairs: not allowed with argument --hmif (see asfe3d evaluate --help)"),
+    (["--split", "test"], "argument --split: invalid choice: 'test'"),
+    (["--limit", "two"], "argument --limit: invalid int value: 'two'"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+])
+def test_bad_options_exit_2_with_one_line(hmif_dir, tmp_path, capsys, args, message):
+    """Usage mistakes end as every other refusal: one ``asfe3d: error:`` line (no usage dump), exit code 2."""
+    assert main(["--hmif", str(hmif_dir), "--out", str(tmp_path / "out"), *args]) == 2
+    assert message in _one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "OUT"], "one of the arguments --hmif --pairs is required (see asfe3d evaluate --help)"),
+    (["--hmif", "DIR"], "the following arguments are required: --out"),
+])
+def test_missing_options_exit_2_with_one_line(capsys, args, message):
+    assert main(args) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_top_level_command_gives_the_same_one_line(capsys):
+    """``asfe3d evaluate`` with a usage mistake: the one line, not ``asfe3d evaluate: error:`` after the usage."""
+    from asfe3d.cli import main as asfe3d_main
+
+    assert asfe3d_main(["evaluate", "--out", "OUT"]) == 2
+    assert _one_error_line(capsys) == ("asfe3d: error: one of the arguments --hmif --pairs is required "
+                                       "(see asfe3d evaluate --help)")
+
+
+def _a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    return tmp_path / "afile"
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda t: ["--out", "/proc/asfe3d-no-such/out"], "evaluation_metrics.csv: cannot write in /proc"),
+    (lambda t: ["--out", str(_a_file(t))], "afile is a file where a folder is expected"),
+    (lambda t: ["--out", str(_a_file(t) / "sub")], "afile is a file where a folder is expected"),
+    (lambda t: ["--out", str(t / "out"), "--save-fused", str(_a_file(t))], "afile is a file where a folder is"),
+    (lambda t: ["--out", str(t / "out"), "--name", "x"], "x_metrics.csv: output path is an existing folder"),
+])
+def test_unwritable_out_exits_2_with_one_line_before_any_work(hmif_dir, tmp_path, capsys, monkeypatch, make_args,
+                                                              message):
+    """An output folder that cannot be made (``/proc/...``), or a file where a folder is expected (or a folder
+    where a file is), is refused in one line before any pair is fused (no traceback, no output written)."""
+    from asfe3d.evaluation import evaluate as ev
+
+    (tmp_path / "out" / "x_metrics.csv").mkdir(parents=True)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluation work started before the outputs were checked")
+
+    monkeypatch.setattr(ev, "build_fusers", no_work)
+    assert main(["--hmif", str(hmif_dir), "--methods", "mean", *make_args(tmp_path)]) == 2
+    assert message in _one_error_line(capsys)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x_metrics.csv"]
 
 
 @pytest.mark.parametrize("flag, value, problem", [
@@ -152,7 +214,5 @@ def test_bad_options_exit_2(hmif_dir, tmp_path):
     *[("--detail-fwhm-mm", v, "must be a width in [0, 20] (mm)") for v in ("-1", "25", "nan")],
 ])
 def test_bad_number_exits_2_quoting_it(hmif_dir, tmp_path, capsys, flag, value, problem):
-    with pytest.raises(SystemExit) as exc:
-        main(["--hmif", str(hmif_dir), "--out", str(tmp_path), flag, value])
-    assert exc.value.code == 2
-    assert f"{flag} {problem}, got {float(value)}" in capsys.readouterr().err
+    assert main(["--hmif", str(hmif_dir), "--out", str(tmp_path), flag, value]) == 2
+    assert _one_error_line(capsys) == f"asfe3d: error: {flag}: {problem}, got {float(value)!r}"

@@ -1,0 +1,103 @@
+"""Bad input values of the bundle (``--registration bogus``, ``--qc sloppy``, a missing ``--datalist`` or
+``--ckpt_path``, an ``--output_dir`` that cannot be written): one line ``asfe3d: error: <file or option>: <problem>``
+and exit code 2 from ``python -m monai.bundle run``, before anything runs (no traceback, no output folder)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "bundles" / "asfe3d_mri_pet_fusion"
+CONFIGS = BUNDLE / "configs"
+INFERENCE = str(CONFIGS / "inference.json")
+SLICE = [INFERENCE, str(CONFIGS / "inference_slice.json")]
+
+#: (override, value, the problem the one line must hold); ``{t}`` is the test's folder
+BAD_VALUES = [
+    ("registration", "bogus", "registration: must be one of ('auto', 'rigid', 'affine', 'deformable', 'none'), "
+                              "got 'bogus'"),
+    ("qc", "sloppy", "qc: must be one of ('warn', 'strict'), got 'sloppy'"),
+    ("datalist", "nope.csv", "nope.csv: datalist does not exist"),
+    ("ckpt_path", "/nonexistent.pt", "/nonexistent.pt: checkpoint (--ckpt_path) does not exist"),
+]
+
+
+def _datalist(tmp_path: Path) -> Path:
+    """A one-subject datalist whose inputs exist (their content is never read by the checks)."""
+    for name in ("mri.nii.gz", "pet.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    path = tmp_path / "datalist.csv"
+    path.write_text("subject,mri,pet\nb1,mri.nii.gz,pet.nii.gz\n")
+    return path
+
+
+def _overrides(tmp_path: Path, **override) -> dict:
+    return {"bundle_root": str(BUNDLE), "datalist": str(_datalist(tmp_path)), "output_dir": str(tmp_path / "out"),
+            "device": "cpu", **override}
+
+
+def test_input_errors_accepts_good_values(tmp_path):
+    from asfe3d.bundle import check_overrides, input_errors
+
+    assert input_errors(INFERENCE, _overrides(tmp_path)) == []
+    assert input_errors(SLICE, _overrides(tmp_path, registration="none", qc="strict")) == []
+    assert check_overrides(INFERENCE, _overrides(tmp_path), check_values=True) == []
+    assert not (tmp_path / "out").exists()  # checked, not made
+    # configs without those ids (training, evaluation) have nothing to check
+    assert input_errors(str(CONFIGS / "evaluate.json"), {"bundle_root": str(BUNDLE)}) == []
+
+
+@pytest.mark.parametrize("key, value, problem", BAD_VALUES)
+def test_input_errors_names_the_bad_value(tmp_path, monkeypatch, key, value, problem):
+    from asfe3d.bundle import check_overrides, input_errors
+    from asfe3d.errors import Asfe3dInputError
+
+    monkeypatch.chdir(tmp_path)
+    errors = input_errors(INFERENCE, _overrides(tmp_path, **{key: value}))
+    assert [str(e) for e in errors] == [problem]
+    assert all(isinstance(e, Asfe3dInputError) for e in errors)
+    with pytest.raises(Asfe3dInputError) as exc:
+        check_overrides(INFERENCE, _overrides(tmp_path, **{key: value}), check_values=True)
+    assert str(exc.value) == problem
+    assert check_overrides(INFERENCE, _overrides(tmp_path, **{key: value})) == []  # values: command line only
+
+
+def test_input_errors_output_dir_and_datalist_contents(tmp_path):
+    from asfe3d.bundle import input_errors
+
+    (tmp_path / "afile").write_text("x")
+    errors = input_errors(INFERENCE, _overrides(tmp_path, output_dir=str(tmp_path / "afile" / "out")))
+    assert len(errors) == 1 and "output folder (--output_dir)" in str(errors[0])
+    assert "afile is a file where a folder is expected" in str(errors[0])
+    errors = input_errors(INFERENCE, _overrides(tmp_path, output_dir="/proc/asfe3d-no-such/out"))
+    assert len(errors) == 1 and str(errors[0]).startswith("/proc/asfe3d-no-such/out: output folder (--output_dir): "
+                                                          "cannot write in /proc")
+    errors = input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(tmp_path)))
+    assert [str(e) for e in errors] == [f"{tmp_path}: checkpoint (--ckpt_path) is a folder, not a file"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject,mri,pet\nb1,mri.nii.gz,missing_pet.nii.gz\n")
+    errors = input_errors(INFERENCE, _overrides(tmp_path, datalist=str(bad)))
+    assert len(errors) == 1 and "subject 'b1': PET" in str(errors[0]) and "does not exist" in str(errors[0])
+    # several bad values: each reported, in the order the run would meet them
+    errors = input_errors(INFERENCE, _overrides(tmp_path, qc="sloppy", datalist="nope.csv"))
+    assert [str(e).split(":")[0] for e in errors] == ["qc", "nope.csv"]
+
+
+@pytest.mark.parametrize("key, value, problem", BAD_VALUES)
+def test_bad_value_on_the_command_line_is_one_line(tmp_path, key, value, problem):
+    """``python -m monai.bundle run ... --<key> <bad value>``: exit 2, one ``asfe3d: error:`` line, no traceback,
+    nothing written (the check runs first in ``initialize``)."""
+    datalist = _datalist(tmp_path)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
+           "--datalist", str(datalist), "--output_dir", str(tmp_path / "out"), "--device", "cpu",
+           "--overwrite", "True", f"--{key}", value]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"asfe3d: error: {problem}"], proc.stderr
+    assert not (tmp_path / "out").exists()
