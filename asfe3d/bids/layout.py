@@ -205,7 +205,7 @@ def _glob_regex(glob: str) -> str:
             if end < 0:
                 out.append(re.escape(c))
             else:
-                members = glob[k:end].replace("\\", "\\\\").replace("[", "\\[")
+                members = glob[k:end].replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
                 out.append(("[^/" if k > i + 1 else "[") + members + "]")
                 i = end
         else:

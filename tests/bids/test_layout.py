@@ -140,6 +140,9 @@ def test_bidsignore_glob_semantics() -> None:
     assert rules.ignored("sub-01/dir/file") and not rules.ignored("sub-01/dir")
     assert rules.ignored("sub-01/dir", folder=True)
     assert not BidsIgnore([]).ignored("anything")
+    classes = BidsIgnore(["run-0[!]]x", "a[]b]c"])  # a "]" first in a class is a member, negated or not
+    assert classes.ignored("run-01x") and not classes.ignored("run-0]x")
+    assert classes.ignored("a]c") and classes.ignored("abc") and not classes.ignored("acc")
     name = "sub-01/anat/sub-01_acq-fast_T1w.nii.gz"
     for lines in (["acq-fast"], ["/sub-01_acq-fast_T1w.nii.gz"], ["sub-01_acq-fast_T1w.nii.gz/"], ["# *acq-fast*"],
                   ["*acq-fast*", "!sub-01_acq-fast_T1w.nii.gz"], ["", "  "]):
