@@ -335,19 +335,22 @@ def find_pairs(
             raise Asfe3dInputError(bids_dir, f"participant label(s) {unknown} not found; the dataset has "
                                              f"{_listing(subjects)}")
         subjects = [s for s in subjects if s in participants]
-    if sessions is not None:
-        known = sorted(layout.get_sessions(subject=subjects) if subjects else [])
+    root = Path(layout.root)
+
+    def kept(**filters: Any) -> list[Any]:  # pybids' files, without those .bidsignore lists
+        return [f for f in layout.get(return_type="object", **filters)
+                if not ignore.ignored(Path(f.path).relative_to(root).as_posix())]
+
+    if sessions is not None:  # the sessions of files that are not ignored
+        known = sorted({f.get_entities().get("session") for f in kept(subject=subjects)} - {None})
         unknown = [s for s in sessions if s not in known]
         if unknown:
             raise Asfe3dInputError(bids_dir, f"session label(s) {unknown} not found for the selected subjects; "
                                              f"they have {_listing(known) if known else 'no sessions'}")
-    root = Path(layout.root)
     pairs: list[BidsPair] = []
     issues: list[BidsIssue] = []
     for subject in subjects:
-        files = [f for f in layout.get(subject=subject, suffix=["T1w", "pet"], extension=_EXTENSIONS,
-                                       return_type="object")
-                 if not ignore.ignored(Path(f.path).relative_to(root).as_posix())]
+        files = kept(subject=subject, suffix=["T1w", "pet"], extension=_EXTENSIONS)
         t1w = [f for f in files if f.get_entities().get("suffix") == "T1w"
                and f.get_entities().get("datatype") == "anat"]
         pets = [f for f in files if f.get_entities().get("suffix") == "pet"

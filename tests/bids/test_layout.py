@@ -129,6 +129,12 @@ def test_bidsignore_folders_and_pets(tiny_bids: Path) -> None:
         find_pairs(tiny_bids, participant_labels=["02"])
 
 
+def test_session_labels_of_ignored_folders_are_not_offered(tiny_bids: Path) -> None:
+    (tiny_bids / ".bidsignore").write_text("ses-bl/\n", encoding="utf-8")
+    with pytest.raises(Asfe3dInputError, match=r"session label\(s\) \['bl'\] not found .* they have no sessions"):
+        find_pairs(tiny_bids, session_labels=["bl"])
+
+
 def test_bidsignore_glob_semantics() -> None:
     from asfe3d.bids.layout import BidsIgnore
 
