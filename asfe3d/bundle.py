@@ -18,6 +18,9 @@ for that lives here, small and declarative:
   (``--inferer#roi_sise``); :func:`unknown_override_problems` is the check itself (MONAI's public ``ConfigParser``).
   From the command line it then refuses, in one line too, bad values of the run's inputs (``--registration bogus``,
   a missing ``--datalist`` or ``--ckpt_path``, an ``--output_dir`` that cannot be written): :func:`input_errors`.
+- :func:`run_step`: the configs' ``run`` step; an input that turns out unusable only when it is read (a truncated
+  volume, a header that cannot be trusted, a failed registration under ``--qc strict``) stops the run with the same
+  one line and exit code 2 instead of MONAI's wrapped traceback; the subjects finished before it are kept.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +49,7 @@ __all__ = [
     "check_overrides",
     "unknown_override_problems",
     "input_errors",
+    "run_step",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -529,3 +533,43 @@ def check_overrides(config_file: str | Sequence[str] | None = None, overrides: M
     else:
         raise error
     return problems
+
+
+def run_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one step of a bundle's ``run`` list (``"$asfe3d.bundle.run_step(@evaluator.run)"``), reporting a bad input.
+
+    MONAI wraps what a transform or handler raises in ``RuntimeError`` s, so an input that is refused only when
+    it is read (a truncated volume, an untrustworthy header, a swapped pair, a registration that failed its check
+    under ``--qc strict``) would end a ``python -m monai.bundle run`` in a long traceback. Here the
+    :class:`~asfe3d.errors.Asfe3dInputError` behind such a failure ends the run as a bad option does: one line
+    ``asfe3d: error: <file>: <problem>`` on stderr and exit code 2. The subjects finished before it keep their
+    outputs and records, so a rerun (after the input is mended or taken out of the datalist) goes on from there.
+    Other failures propagate unchanged.
+
+    Args:
+        step: the callable to run (e.g. the evaluator's ``run``, or :func:`asfe3d.training.train`).
+        *args: its positional arguments.
+        **kwargs: its keyword arguments.
+
+    Returns:
+        What ``step`` returns.
+
+    Raises:
+        SystemExit: (code 2) from the ``python -m monai.bundle`` command line, after the one line.
+        Asfe3dInputError: in another process (``monai.bundle.run(...)`` from Python), unwrapped from the
+            transform's ``RuntimeError`` s (MONAI's config expression wraps it once more: it is then that
+            ``RuntimeError``'s ``__cause__``).
+    """
+    try:
+        return step(*args, **kwargs)
+    except Exception as exc:
+        error = _input_error(exc)
+        if error is None:
+            raise
+        if _bundle_command_line() is None:
+            raise error from exc
+        import sys
+
+        logger.debug("run_step: stopped by an input error", exc_info=True)
+        print(f"asfe3d: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -101,3 +101,45 @@ def test_bad_value_on_the_command_line_is_one_line(tmp_path, key, value, problem
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"asfe3d: error: {problem}"], proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _cohort_with_a_truncated_mri(tmp_path: Path, demo_files) -> tuple[Path, Path]:
+    """Two subjects; the second one's MRI is cut short (it passes every check made before the run)."""
+    from tests.conftest import make_cohort
+
+    datalist = make_cohort(tmp_path / "data", demo_files, 2)
+    broken = tmp_path / "data" / "sub02" / "mri.nii.gz"
+    broken.write_bytes(broken.read_bytes()[:2000])
+    return datalist, broken
+
+
+def test_an_input_unreadable_mid_run_is_the_input_error_in_process(tmp_path, demo_files):
+    """``monai.bundle.run(...)`` from Python: the Asfe3dInputError is the direct cause of the error that MONAI's
+    config expression raises (not buried under the transforms' wrappers); the subject finished before it keeps its
+    output."""
+    from monai.bundle import run
+
+    from asfe3d.errors import Asfe3dInputError
+
+    datalist, broken = _cohort_with_a_truncated_mri(tmp_path, demo_files)
+    with pytest.raises(RuntimeError) as info:
+        run(config_file=INFERENCE, bundle_root=str(BUNDLE), datalist=str(datalist), output_dir=str(tmp_path / "out"),
+            device="cpu")
+    error = info.value.__cause__
+    assert isinstance(error, Asfe3dInputError), repr(error)
+    assert error.path == str(broken) and "cannot be read" in str(error)
+    assert [p.name for p in (tmp_path / "out").glob("*.nii.gz")] == ["sub01_fused.nii.gz"]
+
+
+def test_an_input_unreadable_mid_run_is_one_line_on_the_command_line(tmp_path, demo_files):
+    """``python -m monai.bundle run``: one ``asfe3d: error: <file>: <problem>`` line and exit 2, no traceback."""
+    datalist, broken = _cohort_with_a_truncated_mri(tmp_path, demo_files)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
+           "--datalist", str(datalist), "--output_dir", str(tmp_path / "out"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(f"asfe3d: error: {broken}: MRI NIfTI voxel data cannot be read")
+    assert (tmp_path / "out" / "sub01_fused.nii.gz").is_file()
+    assert not (tmp_path / "out" / "sub02_fused.nii.gz").exists()
