@@ -65,18 +65,11 @@ def default_output_path(mri_path: str | Path) -> Path:
 
 
 def derived_output_paths(output: str | Path) -> dict[str, Path]:
-    """Default names of the optional outputs, next to the fused volume ``<stem>.nii.gz``."""
-    from asfe3d.io.volume import input_stem
+    """Default names of the optional outputs, next to the fused volume ``<stem>.nii.gz``
+    (:func:`asfe3d.io.volume.derived_output_paths`)."""
+    from asfe3d.io.volume import derived_output_paths as beside
 
-    output = Path(output)
-    stem = input_stem(output)
-    return {
-        "rgb": output.with_name(f"{stem}_rgb.nii.gz"),
-        "registered_pet": output.with_name(f"{stem}_pet_on_mri.nii.gz"),
-        "transform": output.with_name(f"{stem}_pet_to_mri.tfm"),
-        "preview": output.with_name(f"{stem}_preview.png"),
-        "report": output.with_name(f"{stem}_report.html"),
-    }
+    return beside(output)
 
 
 #: output kind (as in :class:`FuseResult` ``outputs``) -> the chain's data key, which also names the output in the

@@ -7,22 +7,27 @@ the registration and its quality check found, and which outputs were written (pa
 - a cohort counts a subject as done only when its record is complete, lists every output asked for, each exists
   with the recorded size, and the inputs are unchanged (:func:`check_record`);
 - a run interrupted while renaming leaves a pending record, whose listed outputs the next run may replace (they
-  are asfe3d's own, incomplete set); an existing file without a record is never replaced without ``--overwrite``.
+  are asfe3d's own, incomplete set); an existing file without a record is never replaced without ``--overwrite``;
+- an optional output under its default name (``<stem>_rgb.nii.gz``, ``<stem>_preview.png``...: a name the user
+  never typed) is replaced, with ``--overwrite``, only when the record lists it as asfe3d's
+  (:func:`recorded_outputs`; a later run carries an earlier run's outputs forward as ``earlier_outputs``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "run_fields", "read_record", "write_record",
-           "check_record", "settings_difference", "pending_outputs", "replaceable_outputs"]
+           "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
+           "check_default_named_outputs"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -111,8 +116,12 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     for kind, p in outputs.items():
         p = Path(p).resolve()
         files[kind] = {"path": str(p), "size": p.stat().st_size if p.is_file() else None}
+    listed = {entry["path"] for entry in files.values()}
+    earlier = {p: size for p, size in _still_there(read_record(path)).items() if p not in listed}
     data = {"format": RECORD_FORMAT, **dict(content), "status": status, "outputs": files,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if earlier:
+        data["earlier_outputs"] = [{"path": p, "size": size} for p, size in sorted(earlier.items())]
     text = json.dumps(_strict_json(data), indent=2, default=str, allow_nan=False)
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
@@ -131,6 +140,70 @@ def _strict_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_strict_json(v) for v in value]
     return value
+
+
+def _still_there(record: Mapping[str, Any] | None) -> dict[str, int]:
+    """The files a record lists (its ``outputs`` and ``earlier_outputs``) that still exist with the recorded size:
+    resolved path -> size."""
+    if record is None:
+        return {}
+    outputs = record.get("outputs")
+    entries = [*(outputs.values() if isinstance(outputs, Mapping) else []), *(record.get("earlier_outputs") or [])]
+    found = {}
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+            continue
+        p = Path(entry["path"])
+        with contextlib.suppress(OSError):
+            if p.is_file() and p.stat().st_size == entry.get("size"):
+                found[str(p.resolve())] = int(entry["size"])
+    return found
+
+
+def recorded_outputs(path: str | os.PathLike) -> set[Path]:
+    """The files that asfe3d wrote, as the record at ``path`` knows them: the outputs of the recorded run and those
+    of earlier runs that it carried forward (``earlier_outputs``: an earlier run's ``--rgb`` volume when the next
+    run asked for none), each only while it still exists with the recorded size (a file put there since is not
+    one of ours).
+
+    Args:
+        path: the record (:func:`record_path` of the fused volume).
+
+    Returns:
+        Resolved paths; empty when there is no record.
+    """
+    return {Path(p) for p in _still_there(read_record(path))}
+
+
+def check_default_named_outputs(fused: str | os.PathLike, paths: Iterable[str | os.PathLike],
+                                replaceable: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse to replace, even with ``--overwrite``, a file that is not asfe3d's under an optional output's default
+    name (``<stem>_rgb.nii.gz``, ``<stem>_preview.png``...: :func:`asfe3d.io.volume.derived_output_paths`), a name
+    the user never typed.
+
+    Only called with ``overwrite``: without it every existing file is refused anyway.
+
+    Args:
+        fused: the run's fused output (its record is :func:`record_path` of it).
+        paths: the run's output paths.
+        replaceable: files this run may replace anyway (:func:`replaceable_outputs`).
+
+    Raises:
+        Asfe3dInputError: an existing file at a default name that the record does not list as asfe3d's
+            (:func:`recorded_outputs`).
+    """
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io.volume import derived_output_paths
+
+    defaults = {p.resolve() for p in derived_output_paths(fused).values()}
+    ours = recorded_outputs(record_path(fused)) | {Path(p).resolve() for p in replaceable}
+    for path in (Path(p).resolve() for p in paths):
+        if path in defaults and path.is_file() and path not in ours:
+            raise Asfe3dInputError(
+                path, f"exists and {record_path(fused).name} does not list it as an earlier asfe3d output (a file of "
+                "your own?); an optional output's default name is never replaced with a foreign file, --overwrite or "
+                "not: move it or give this output another name"
+            )
 
 
 def pending_outputs(path: str | os.PathLike) -> list[Path]:

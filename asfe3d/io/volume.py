@@ -148,6 +148,20 @@ def default_output_path(mri_path: str | Path) -> Path:
     return mri_path.parent / f"{input_stem(mri_path)}_fused.nii.gz"
 
 
+def derived_output_paths(output: str | Path) -> dict[str, Path]:
+    """Default names of the optional outputs, next to the fused volume ``<stem>.nii.gz`` (also
+    :func:`asfe3d.pipeline.derived_output_paths`)."""
+    output = Path(output)
+    stem = input_stem(output)
+    return {
+        "rgb": output.with_name(f"{stem}_rgb.nii.gz"),
+        "registered_pet": output.with_name(f"{stem}_pet_on_mri.nii.gz"),
+        "transform": output.with_name(f"{stem}_pet_to_mri.tfm"),
+        "preview": output.with_name(f"{stem}_preview.png"),
+        "report": output.with_name(f"{stem}_report.html"),
+    }
+
+
 def _pair_file(p: Path, kind: str) -> Path:
     """The ``kind`` (``"hdr"`` or ``"img"``) file of the two-file image that ``p`` (either of them) belongs to."""
     name = p.name

@@ -571,7 +571,7 @@ def plan_outputs(
     """
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io import OutputSet, check_output_path
-    from asfe3d.io.record import read_record, record_path, replaceable_outputs
+    from asfe3d.io.record import check_default_named_outputs, read_record, record_path, replaceable_outputs
 
     first = Path(next(iter(paths.values()))[0])
     record_file = record_path(first) if record else None
@@ -588,6 +588,8 @@ def plan_outputs(
                 "record beside the fused volume would replace it, --overwrite or not: move it or choose another "
                 "output name"
             )
+        if overwrite:  # an optional output under its default name (never typed) is replaced only when it is ours
+            check_default_named_outputs(first, outs.paths.values(), replaceable)
     return outs, record_file
 
 

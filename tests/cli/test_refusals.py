@@ -103,6 +103,45 @@ def test_a_json_of_the_users_own_at_the_record_path_is_kept_even_with_overwrite(
     assert notes.read_text() == '{"my": "notes"}' and not out.exists()
 
 
+def test_a_file_of_the_users_own_at_an_optional_outputs_default_name_is_kept_even_with_overwrite(
+        pair, tmp_path, capsys, no_registration):
+    # `--rgb` names <stem>_rgb.nii.gz; the user never typed that name, so --overwrite does not reach a file of theirs
+    mri, pet = pair
+    out, theirs = tmp_path / "out.nii.gz", tmp_path / "out_rgb.nii.gz"
+    theirs.write_bytes(b"user's file")
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--rgb", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out_rgb.nii.gz: exists and out.json does not list it as an earlier" in err
+    assert theirs.read_bytes() == b"user's file" and not out.exists()
+
+
+def test_overwrite_replaces_optional_outputs_that_an_earlier_run_wrote(pair, tmp_path, capsys):
+    """Records carry earlier outputs forward: a run without --rgb between two with it does not orphan the volume."""
+    from asfe3d.io.record import read_record
+
+    mri, pet = pair
+    out, rgb = tmp_path / "out.nii.gz", tmp_path / "out_rgb.nii.gz"
+    base = ["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--registration", "none"]
+    assert main([*base, "--rgb"]) == 0
+    assert main([*base, "--overwrite"]) == 0
+    record = read_record(tmp_path / "out.json")
+    assert "fused_rgb" not in record["outputs"] and record["earlier_outputs"] == [{"path": str(rgb.resolve()),
+                                                                             "size": rgb.stat().st_size}]
+    assert main([*base, "--rgb", "--overwrite"]) == 0
+    assert read_record(tmp_path / "out.json")["outputs"]["fused_rgb"]["path"] == str(rgb.resolve())
+    # a file put there since (another size) is not the recorded one
+    assert main([*base, "--overwrite"]) == 0
+    rgb.write_bytes(b"user's file")
+    capsys.readouterr()
+    assert main([*base, "--rgb", "--overwrite"]) == 2
+    assert "does not list it as an earlier asfe3d output" in capsys.readouterr().err
+    assert rgb.read_bytes() == b"user's file"
+    # a name the user gives is theirs to replace
+    named = tmp_path / "colour.nii.gz"
+    named.write_bytes(b"old")
+    assert main([*base, "--rgb", str(named), "--overwrite"]) == 0 and named.stat().st_size > 100
+
+
 def test_the_same_file_given_twice_is_refused(pair, tmp_path, capsys, no_registration):
     mri, _ = pair
     assert main(["fuse", str(mri), str(mri), "-o", str(tmp_path / "out.nii.gz"), "--method", "mean"]) == 2
