@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "BUILTIN_METHODS", "EMPTY_LEVEL", "FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair",
+    "BUILTIN_METHODS", "EMPTY_LEVEL", "RANGE_TOLERANCE", "FusionMethod", "register_method", "get_fuser", "available_methods", "check_pair",
     "support_weight", "fused_output",
 ]
 
@@ -34,27 +34,48 @@ BUILTIN_METHODS: dict[str, str] = {
 }
 
 
+#: how far outside ``[0, 1]`` an input value may lie (float round-off of a normalisation or a colour conversion);
+#: farther is refused, not clipped
+RANGE_TOLERANCE = 1e-4
+
+
+def _as_input(x: Any, name: str) -> np.ndarray:
+    """One input of a fusion pair as float32: real numbers only (a complex or text array is refused, not cast)."""
+    if hasattr(x, "detach"):  # a torch tensor (a MetaTensor too)
+        x = x.detach().cpu().float().numpy()
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+        raise ValueError(f"{name} must hold real intensities in [0, 1], got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
 def check_pair(mri: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate a fusion pair and return both as float32 arrays.
 
     Args:
-        mri: MRI image, 2D ``(H, W)`` or 3D ``(X, Y, Z)``.
-        pet: PET image on the same grid.
+        mri: MRI image, 2D ``(H, W)`` or 3D ``(X, Y, Z)``, intensities in ``[0, 1]``.
+        pet: PET image on the same grid, intensities in ``[0, 1]``.
 
     Returns:
         ``(mri, pet)`` as float32 numpy arrays.
 
     Raises:
-        ValueError: shapes differ, the images are not 2D/3D, or they hold NaN/Inf.
+        ValueError: shapes differ, the images are not 2D/3D or are empty, they are not real numbers, they hold
+            NaN/Inf, or they hold values outside ``[0, 1]`` (beyond :data:`RANGE_TOLERANCE`; each quoted).
     """
-    mri = np.asarray(mri, dtype=np.float32)
-    pet = np.asarray(pet, dtype=np.float32)
+    mri = _as_input(mri, "mri")
+    pet = _as_input(pet, "pet")
     if mri.shape != pet.shape:
         raise ValueError(f"mri and pet must share one grid, got shapes {mri.shape} and {pet.shape}")
-    if mri.ndim not in (2, 3):
-        raise ValueError(f"fusion takes 2D or 3D images, got shape {mri.shape}")
-    if not (np.isfinite(mri).all() and np.isfinite(pet).all()):
-        raise ValueError("fusion inputs hold NaN or Inf values")
+    if mri.ndim not in (2, 3) or mri.size == 0:
+        raise ValueError(f"fusion takes non-empty 2D or 3D images, got shape {mri.shape}")
+    for name, arr in (("mri", mri), ("pet", pet)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"fusion inputs hold NaN or Inf values ({name}, shape {arr.shape})")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+            raise ValueError(f"{name} must hold intensities in [0, 1] (normalise it first, e.g. RobustNormalize), "
+                             f"got values in [{lo:.6g}, {hi:.6g}]")
     return mri, pet
 
 

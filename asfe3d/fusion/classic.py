@@ -23,6 +23,13 @@ from asfe3d.fusion.base import FusionMethod, register_method
 __all__ = ["MeanFusion", "MaxFusion", "WaveletFusion", "LaplacianFusion", "HighpassFusion", "laplacian_pyramid", "collapse_pyramid"]
 
 
+def _check_levels(levels: Any) -> int:
+    """``levels`` as an int >= 1 (a bool, a float or a string is refused, quoted)."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+    return int(levels)
+
+
 def _max_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.abs(a) >= np.abs(b), a, b)
 
@@ -56,7 +63,7 @@ class WaveletFusion(FusionMethod):
         levels: decomposition levels; capped by what the image size allows (``pywt.dwtn_max_level``).
 
     Raises:
-        ValueError: unknown wavelet or ``levels < 1``.
+        ValueError: unknown wavelet or ``levels`` not an integer >= 1 (quoted).
     """
 
     name = "wavelet"
@@ -66,10 +73,8 @@ class WaveletFusion(FusionMethod):
 
         if wavelet not in pywt.wavelist(kind="discrete"):
             raise ValueError(f"wavelet must be a discrete PyWavelets wavelet, got {wavelet!r}")
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
         self.wavelet = wavelet
-        self.levels = levels
+        self.levels = _check_levels(levels)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "wavelet": self.wavelet, "levels": self.levels}
@@ -136,15 +141,13 @@ class LaplacianFusion(FusionMethod):
         levels: pyramid levels; capped so the coarsest level keeps at least 4 voxels per axis.
 
     Raises:
-        ValueError: ``levels < 1``.
+        ValueError: ``levels`` not an integer >= 1 (quoted).
     """
 
     name = "laplacian"
 
     def __init__(self, levels: int = 4) -> None:
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
-        self.levels = levels
+        self.levels = _check_levels(levels)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "levels": self.levels}
@@ -193,6 +196,12 @@ class HighpassFusion(FusionMethod):
         1 mm), given per call (``method(mri, pet, spacing=...)``), never stored."""
         from asfe3d.metrics.bands import band_split
 
-        sp = 1.0 if spacing is None else tuple(np.broadcast_to(np.asarray(spacing, float), (np.ndim(mri),)))
+        sp: Any = 1.0
+        if spacing is not None:
+            values = np.asarray(spacing, float).ravel()
+            if values.size not in (1, mri.ndim):
+                raise ValueError(f"spacing must be one voxel size or {mri.ndim} of them (mm) for an image of shape "
+                                 f"{mri.shape}, got {spacing!r}")
+            sp = tuple(np.broadcast_to(values, (mri.ndim,)))
         _, detail = band_split(mri, sp, self.pet_fwhm_mm)
         return (pet + self.gain * detail).astype(np.float32)

@@ -77,6 +77,9 @@ def _check_inputs(fused: np.ndarray, other: np.ndarray, mask: np.ndarray | None,
     fused, other = np.asarray(fused, float), np.asarray(other, float)
     if fused.ndim not in (2, 3) or fused.shape != other.shape:
         raise ValueError(f"fused and {what} must be 2D or 3D arrays of one shape, got {fused.shape} and {other.shape}")
+    for name, arr in (("fused", fused), (what, other)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} (shape {arr.shape}) holds NaN or Inf values")
     m = np.ones(fused.shape, bool) if mask is None else np.asarray(mask, bool)
     if m.shape != fused.shape:
         raise ValueError(f"mask must have the images' shape {fused.shape}, got {m.shape}")
@@ -102,7 +105,7 @@ def mri_detail(
         Pearson correlation in [-1, 1] (NaN when a band is flat in the mask).
 
     Raises:
-        ValueError: mismatched shapes, a bad mask, spacing or FWHM (quoted).
+        ValueError: mismatched shapes, NaN or Inf values, a bad mask, spacing or FWHM (quoted).
     """
     fused, mri, m = _check_inputs(fused, mri, mask, "mri")
     return _masked_corr(band_split(fused, spacing, pet_fwhm_mm)[1], band_split(mri, spacing, pet_fwhm_mm)[1], m)
@@ -125,7 +128,7 @@ def pet_consistency(
         Pearson correlation in [-1, 1] (NaN when an image is flat in the mask).
 
     Raises:
-        ValueError: mismatched shapes, a bad mask, spacing or FWHM (quoted).
+        ValueError: mismatched shapes, NaN or Inf values, a bad mask, spacing or FWHM (quoted).
     """
     fused, pet, m = _check_inputs(fused, pet, mask, "pet")
     return _masked_corr(band_split(fused, spacing, pet_fwhm_mm)[0], pet, m)

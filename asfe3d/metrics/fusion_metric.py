@@ -77,7 +77,8 @@ class FusionMetric(CumulativeIterationMetric):
         if mask is not None:
             if not isinstance(mask, (torch.Tensor, np.ndarray)):
                 raise ValueError(f"mask must be a tensor or array, got {type(mask).__name__}.")
-            if mask.shape[0] != y_pred.shape[0] or tuple(mask.shape[-(y_pred.ndim - 2):]) != tuple(y_pred.shape[2:]):
+            expected = [(y_pred.shape[0], 1, *y_pred.shape[2:]), (y_pred.shape[0], *y_pred.shape[2:])]
+            if tuple(mask.shape) not in [tuple(int(v) for v in e) for e in expected]:
                 raise ValueError(
                     f"mask must have shape (B, [1,] *spatial) matching y_pred {tuple(y_pred.shape)}, "
                     f"got {tuple(mask.shape)}."

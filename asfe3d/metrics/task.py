@@ -28,6 +28,10 @@ def _check_same(arrays: dict[str, np.ndarray]) -> tuple[int, ...]:
         raise ValueError(f"arrays must share one shape, got {shapes}")
     if len(first) not in (2, 3):
         raise ValueError(f"expected 2D or 3D arrays, got shape {first}")
+    for name, value in arrays.items():
+        arr = np.asarray(value)
+        if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
+            raise ValueError(f"{name} (shape {arr.shape}) holds NaN or Inf values")
     return tuple(first)
 
 
@@ -49,7 +53,8 @@ def defect_transfer(
         The ratio (1 = the whole change survives; above 1 = amplified; 0 = lost; negative = reversed).
 
     Raises:
-        ValueError: shapes differ, the region is empty, or the PET does not change inside it (quoting the change).
+        ValueError: shapes differ, an image holds NaN or Inf, the region is empty, or the PET does not change inside
+            it (quoting the change).
     """
     _check_same({"fused_ref": fused_ref, "fused_defect": fused_defect, "pet_ref": pet_ref,
                  "pet_defect": pet_defect, "region": region})
@@ -182,7 +187,7 @@ def empty_output(
         The percentile, or NaN when no voxel is empty in both inputs.
 
     Raises:
-        ValueError: shapes differ or bad ``level`` / ``percentile`` (quoted).
+        ValueError: shapes differ, an image holds NaN or Inf, or bad ``level`` / ``percentile`` (quoted).
     """
     _check_same({"fused": fused, "mri": mri, "pet": pet})
     if not 0.0 <= percentile <= 100.0:

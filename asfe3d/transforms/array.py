@@ -530,22 +530,28 @@ class RestoreIntensity(Transform):
             raise ValueError(f"scale must be 'mri' or 'unit', got {scale!r}")
         self.scale = scale
 
-    def __call__(self, img: torch.Tensor, window: Sequence[float] | None) -> torch.Tensor:
+    def __call__(self, img: torch.Tensor | np.ndarray, window: Sequence[float] | None) -> torch.Tensor:
         """Args:
-            img: the ``[0, 1]`` image.
-            window: ``(lo, hi)`` (e.g. the MRI's ``asfe3d_window``).
+            img: the ``[0, 1]`` image (a MetaTensor keeps its metadata; a tensor or array gives a tensor).
+            window: ``(lo, hi)`` (e.g. the MRI's ``asfe3d_window``), two finite numbers.
 
         Returns:
             The image in the window's units (float32).
+
+        Raises:
+            ValueError: ``img`` that is not a tensor or array, or a bad ``window`` (quoted).
         """
         if self.scale == "unit":
             return img
-        if window is None or len(window) != 2:
-            raise ValueError(f"window must be (lo, hi), got {window!r}")
+        if (window is None or isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2
+                or not all(np.isfinite(float(v)) for v in window)):
+            raise ValueError(f"window must be (lo, hi), two finite numbers, got {window!r}")
+        if not isinstance(img, (torch.Tensor, np.ndarray)):
+            raise ValueError(f"img must be a MetaTensor, tensor or array, got {type(img).__name__}")
         lo, hi = np.float32(window[0]), np.float32(window[1])
-        arr = img.detach().cpu().numpy() * (hi - lo) + lo
-        return MetaTensor(torch.from_numpy(arr.astype(np.float32)), affine=img.affine.clone(), meta=_meta(img)) \
-            if isinstance(img, MetaTensor) else torch.from_numpy(arr.astype(np.float32))
+        values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        arr = torch.from_numpy((values.astype(np.float32) * (hi - lo) + lo).astype(np.float32))
+        return MetaTensor(arr, affine=img.affine.clone(), meta=_meta(img)) if isinstance(img, MetaTensor) else arr
 
 
 def plan_outputs(

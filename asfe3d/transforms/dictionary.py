@@ -297,10 +297,20 @@ class RestoreIntensityd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        keys = list(self.key_iterator(d))
+        if not keys:  # every key absent (allow_missing_keys): nothing to restore, no reference needed
+            return d
         window = None
         if self.restore.scale != "unit":
-            window = _require(d, self.ref_key, type(self).__name__).meta.get(WINDOW_KEY)
-        for key in self.key_iterator(d):
+            who = type(self).__name__
+            reference = _require(d, self.ref_key, who)
+            meta = getattr(reference, "meta", None)
+            window = None if meta is None else meta.get(WINDOW_KEY)
+            if window is None:
+                raise ValueError(f"{who}: {self.ref_key!r} holds no normalisation window ({WINDOW_KEY!r} in a "
+                                 f"MetaTensor's metadata, set by RobustNormalized), got a {type(reference).__name__}"
+                                 f"{'' if meta is None else ' without it'}; normalise it first or use scale='unit'")
+        for key in keys:
             d[key] = self.restore(d[key], window)
         return d
 

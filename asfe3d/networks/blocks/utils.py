@@ -5,6 +5,7 @@ Every helper works from ``x.ndim`` so one code path serves 2D ``(B, C, H, W)`` a
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -20,9 +21,9 @@ def check_spatial_dims(spatial_dims: int) -> int:
     """Return ``spatial_dims`` if it is 2 or 3.
 
     Raises:
-        ValueError: when ``spatial_dims`` is not 2 or 3.
+        ValueError: when ``spatial_dims`` is not the integer 2 or 3 (a float such as ``2.0`` or a bool is refused).
     """
-    if spatial_dims not in (2, 3):
+    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, numbers.Integral) or spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
     return int(spatial_dims)
 

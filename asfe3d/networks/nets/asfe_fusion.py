@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
@@ -101,10 +102,12 @@ class ASFEFusion(nn.Module):
         if unknown:
             raise ValueError(f"unknown ASFEFusion option(s) {unknown}; valid: {sorted(cfg)}")
         cfg.update(overrides)
-        chans = tuple(int(c) for c in cfg["encoder_channels"])
+        raw = cfg["encoder_channels"]
+        if (isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__")
+                or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 1 for c in raw) or not len(raw)):
+            raise ValueError(f"encoder_channels must be positive ints, got {raw!r}")
+        chans = tuple(int(c) for c in raw)
         fusion = tuple(cfg["fusion"])
-        if not chans or any(c < 1 for c in chans):
-            raise ValueError(f"encoder_channels must be positive ints, got {cfg['encoder_channels']!r}")
         if len(fusion) != len(chans):
             raise ValueError(f"fusion needs one mode per scale ({len(chans)}), got {cfg['fusion']!r}")
         if int(cfg["stem_stride"]) not in (1, 2, 4):
@@ -114,7 +117,7 @@ class ASFEFusion(nn.Module):
         if not float(cfg["residual_scale"]) >= 0:
             raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
-        self.config = {"spatial_dims": spatial_dims, "preset": preset, **cfg}
+        self.config = {"spatial_dims": self.spatial_dims, "preset": preset, **cfg}
         self.stem_stride = int(cfg["stem_stride"])
         self.residual_scale = float(cfg["residual_scale"])
         self.detail_injection = 0.0
