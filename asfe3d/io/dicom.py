@@ -366,6 +366,9 @@ def read_dicom_folder(
         uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     if not uids:
         nfiles = sum(1 for e in entries if e.is_file())
+        if (folder / "DICOMDIR").is_file():
+            raise Asfe3dInputError(folder, f"{role} folder holds a DICOMDIR and no series of its own: "
+                                           f"{_dicomdir_hint(folder)}")
         raise Asfe3dInputError(
             folder, f"{role} folder holds no DICOM series ({nfiles} files, {len(entries) - nfiles} sub-folders)"
         )
@@ -393,6 +396,11 @@ def read_dicom_folder(
     files, plan = _plan_series(folder, files, role, strict)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    if _components(files[0]) == 1:
+        # GDCM gives the series the pixel type of its first slice: a first slice with an integer RescaleSlope (1, an
+        # empty edge slice of a PET) made it int16, and every later slice's slope x stored value was rounded (a PET
+        # voxel of 1.11 Bq/mL read as 1); as float32, each slice keeps its own rescale exactly
+        reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         with quiet_itk():
             img = reader.Execute()
@@ -405,6 +413,48 @@ def read_dicom_folder(
         return img, Path(files[0])
     slices = sitk.GetArrayFromImage(img)  # (n, rows, cols) in the sorted order given to the reader
     return _resample_or_keep(folder, slices, plan, role, info), Path(files[0])
+
+
+def _dicomdir_hint(root: Path, limit: int = 6) -> str:
+    """Which folders under ``root`` (a DICOMDIR's folder) hold which series, as a clause for a refusal."""
+    import collections
+
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            records = pydicom.dcmread(str(root / "DICOMDIR"), stop_before_pixels=True).DirectoryRecordSequence
+    except Exception:  # noqa: BLE001 - the hint is best effort
+        records = []
+    series: dict[tuple[str, str], list[str]] = collections.OrderedDict()
+    current = None
+    for rec in records:
+        kind = str(getattr(rec, "DirectoryRecordType", ""))
+        if kind == "SERIES":
+            current = (str(getattr(rec, "Modality", "?")), str(getattr(rec, "SeriesInstanceUID", "?")))
+        elif current is not None and "ReferencedFileID" in rec:
+            parts = rec.ReferencedFileID
+            parts = [parts] if isinstance(parts, str) else list(parts)
+            series.setdefault(current, []).append(Path(*parts[:-1]).as_posix() if len(parts) > 1 else ".")
+    if not series:
+        return "give the folder of one series instead"
+    listed = "; ".join(f"{sorted(set(dirs))[0]} ({modality}, {len(dirs)} images, series {uid})"
+                       for (modality, uid), dirs in list(series.items())[:limit])
+    more = f"; and {len(series) - limit} more" if len(series) > limit else ""
+    return f"give the folder of one series instead, under {root}: {listed}{more}"
+
+
+def _components(file: str) -> int:
+    """Samples per pixel of one DICOM file (0 when its header cannot be read)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file)
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return 0
+    return int(reader.GetNumberOfComponents())
 
 
 def _series_option(role: str) -> str:
@@ -464,6 +514,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tup
     reader = sitk.ImageFileReader()
     rows_cols: tuple[int, int] = (0, 0)
     spacing_xy: tuple[float, ...] = (1.0, 1.0)
+    quantity: dict[str, tuple[str, str]] = {}  # tag -> (value, file) of the first slice that has it
     for f in files:
         reader.SetFileName(f)
         try:
@@ -489,11 +540,38 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tup
                 f"{Path(f).name}); not one stack"
             )
         spacing_xy = this_xy
-        rows_cols = (int(reader.GetSize()[1]), int(reader.GetSize()[0]))
+        this_rc = (int(reader.GetSize()[1]), int(reader.GetSize()[0]))
+        if positions[1:] and this_rc != rows_cols:
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM slices have different sizes ({rows_cols[0]}x{rows_cols[1]} and "
+                f"{this_rc[0]}x{this_rc[1]} rows x columns in {Path(f).name}); not one stack"
+            )
+        rows_cols = this_rc
+        _check_quantity(folder, reader, f, quantity, role)
     # 4 bytes: float32 once rescaled; the files' sizes bound nothing (each slice may be compressed)
     check_data_size(folder, role, (len(files), *rows_cols), 4, stored_bytes=None, compressed=True)
     plan = plan_stack(folder, np.asarray(positions), np.asarray(orientations), spacing_xy, role, strict=strict)
     return [files[i] for i in plan.order], plan
+
+
+#: per-slice tags that say what the voxel values measure: every slice of one series must agree on them (a PET
+#: whose slices mix Bq/mL and counts, or decay corrections, has no one unit; SUV would be computed from the first)
+QUANTITY_TAGS = {"0054|1001": "Units", "0054|1102": "DecayCorrection", "0008|0060": "Modality"}
+
+
+def _check_quantity(folder: Path, reader: sitk.ImageFileReader, file: str, seen: dict[str, tuple[str, str]],
+                    role: str) -> None:
+    """Refuse a slice whose :data:`QUANTITY_TAGS` differ from the series' earlier slices (``seen``, updated)."""
+    for tag, name in QUANTITY_TAGS.items():
+        value = reader.GetMetaData(tag).strip().rstrip("\x00").strip() if reader.HasMetaDataKey(tag) else ""
+        if tag not in seen:
+            seen[tag] = (value, file)
+        elif value != seen[tag][0]:
+            first, where = seen[tag]
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM slices disagree on {name} ({first or 'none'!r} in {Path(where).name}, "
+                f"{value or 'none'!r} in {Path(file).name}): their values are not one quantity"
+            )
 
 
 def _check_series_geometry(folder: Path, img: sitk.Image, positions: np.ndarray) -> None:
@@ -570,6 +648,15 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
             ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception as err:  # noqa: BLE001 - any parse failure is bad input
         raise Asfe3dInputError(path, f"{role} DICOM file cannot be read ({short_error(err)})") from None
+    if "DirectoryRecordSequence" in ds:
+        raise Asfe3dInputError(path, f"{role} input is a DICOMDIR (an index of a DICOM disc), not an image: "
+                                     f"{_dicomdir_hint(path.parent)}")
+    # what the file is (given on its own, not through its folder): the same provenance as a series folder's, so
+    # that the inputs' roles and frames of reference are checked alike
+    for key, value in (("series_uid", ds.get("SeriesInstanceUID")), ("series_description", ds.get("SeriesDescription")),
+                       ("modality", ds.get("Modality")), ("frame_of_reference_uid", ds.get("FrameOfReferenceUID"))):
+        if value is not None and str(value).strip() and key not in info:
+            info[key] = str(value).strip()
     if not is_enhanced_dicom(ds):
         if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
             missing = [name for name in ("PixelSpacing", "SpacingBetweenSlices") if _positive(ds, name) is None]
