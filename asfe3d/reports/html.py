@@ -37,6 +37,8 @@ __all__ = [
 
 #: the generator tag of asfe3d's reports (a file without it is not one of ours)
 GENERATOR = "asfe3d-report/1"
+#: the footer of every index page (how an index written before indexes had a summary is known)
+_OLD_INDEX_FOOTER = "thumbnails: axial slice of the registered PET with the contours of the MRI (or CT)"
 _SUMMARY_RE = re.compile(r'<script type="application/json" id="asfe3d-summary">(.*?)</script>', re.S)
 _VERDICT_CLASS = {"pass": "ok", "ok": "ok", "good": "ok", "warn": "warn", "warning": "warn", "fail": "bad",
                   "failed": "bad", "error": "bad"}
@@ -355,7 +357,8 @@ def read_report_summary(path: str | Path) -> dict[str, Any] | None:
         path: the ``.html`` report.
 
     Returns:
-        ``{"generator", "title", "verdict", "status", "sections", "thumbnail", ...}`` or ``None``.
+        ``{"generator", "title", "verdict", "status", "sections", "thumbnail", ...}`` for a report, ``{"generator",
+        "kind": "index", "title", "subjects", "counts", ...}`` for an index page (:func:`write_index`), or ``None``.
     """
     path = Path(path)
     if not path.is_file():
@@ -366,6 +369,8 @@ def read_report_summary(path: str | Path) -> dict[str, Any] | None:
         return None
     match = _SUMMARY_RE.search(text)
     if not match:
+        if f'<meta name="generator" content="{GENERATOR}">' in text and _OLD_INDEX_FOOTER in text:
+            return {"generator": GENERATOR, "kind": "index"}  # an index written before indexes had a summary
         return None
     try:
         data = json.loads(match.group(1).replace("<\\/", "</"))
@@ -375,9 +380,13 @@ def read_report_summary(path: str | Path) -> dict[str, Any] | None:
 
 
 def _relative_link(target: Path, index: Path) -> str:
+    """The URL of ``target`` relative to the page ``index``: a relative path, percent-encoded, so that a file name
+    with ``#``, ``?``, ``%``, ``:`` or a space (``sub#2_fused_report.html``) links to that file, not to a fragment,
+    a query or a URL scheme."""
     import os
+    from urllib.parse import quote
 
-    return Path(os.path.relpath(target.resolve(), index.resolve().parent)).as_posix()
+    return quote(Path(os.path.relpath(target.resolve(), index.resolve().parent)).as_posix(), safe="/")
 
 
 def write_index(
@@ -448,12 +457,16 @@ def write_index(
         cards.append(f'<div class="card" data-status="{_e(status)}" data-verdict="{_e(verdict or "")}">{img}'
                      f'<div>{name} {status_badge} {verdict_badge} {flags}</div>{msg}</div>')
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    # the index's own summary: a rerun (a resumed cohort, a BIDS run) knows the page as asfe3d's and replaces it
+    summary = {"generator": GENERATOR, "kind": "index", "title": title, "subjects": len(items), "counts": counts,
+               "asfe3d_version": __version__}
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">
-<title>{_e(title)}</title><style>{_CSS}</style></head>
+<title>{_e(title)}</title><style>{_CSS}</style>
+<script type="application/json" id="asfe3d-summary">{_summary_json(summary)}</script></head>
 <body><header><h1>{_e(title)}</h1><nav><span style="color:#ccc;font-size:13px">{len(items)} subjects: {_e(tally)}
 </span></nav></header><main><div class="grid">{"".join(cards)}</div></main>
-<footer>asfe3d {_e(__version__)} &middot; thumbnails: axial slice of the registered PET with the contours of the MRI (or CT)
+<footer>asfe3d {_e(__version__)} &middot; {_OLD_INDEX_FOOTER}
 </footer></body></html>
 """
     with atomic_output(path, overwrite=overwrite) as tmp:

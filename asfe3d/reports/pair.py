@@ -100,7 +100,10 @@ def _quality_html(result: Mapping[str, Any]) -> str:
         rows.append(("Alignment kept", registration_outcome(reg)))
     overlap = result.get("overlap", reg.get("overlap"))
     if isinstance(overlap, (int, float)):
-        rows.append(("Head covered by the PET", f"{100 * overlap:.1f} %"))
+        # the overlap check's own measure (PET above 10 % of its 99th percentile in the MRI's head), not the QC's
+        # ``head_covered`` (listed under "All quality numbers"): named apart, as the two differ on a poor alignment
+        rows.append(("Head covered by the PET (overlap check: PET above 10 % of its 99th percentile)",
+                     f"{100 * overlap:.1f} %"))
     shown = set()
     for key, label, scale, unit in KEY_NUMBERS:
         value = numbers.get(key)
@@ -156,7 +159,11 @@ def _timings_html(result: Mapping[str, Any]) -> str:
     rows: list[tuple[str, Any]] = [(f"{k} (s)", float(v)) for k, v in timings.items() if isinstance(v, (int, float))]
     if result.get("peak_memory_mb") is not None:
         rows.append(("peak memory (MB)", result.get("peak_memory_mb")))
-    return _table(rows) if rows else "<p>—</p>"
+    note = ""
+    if _mapping(result.get("registration")).get("early") is True:  # the step times would read as the whole cost
+        note = ("<p>The inputs were read and registered early, in a thread beside the command's start-up; that "
+                "time is not in the step times above (load and register show only what was left to do).</p>")
+    return (_table(rows) if rows else "<p>—</p>") + note
 
 
 def _outputs_html(result: Mapping[str, Any]) -> str:

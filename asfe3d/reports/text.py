@@ -371,6 +371,43 @@ def _qc_sentence(result: Mapping[str, Any], anat: str) -> str:
     return "".join(parts) + "."
 
 
+def _inputs_sentence(result: Mapping[str, Any], anat: str, cite: Any) -> str:
+    """What reading did to the inputs' values before registration (``input_info``): a DICOM stack resampled onto a
+    regular grid (slice gaps, gantry tilt), a dynamic PET's frames realigned and averaged, or one frame taken."""
+    parts = []
+    for role, name in (("mri", anat), ("pet", "PET")):
+        info = _get(result, "input_info", role)
+        if not isinstance(info, Mapping):
+            continue
+        stack = info.get("dicom_resampled")
+        if isinstance(stack, Mapping):
+            reasons = "; ".join(str(r) for r in stack.get("reasons") or []) or "an irregular stack"
+            spacing = stack.get("spacing_mm")
+            grid = (f" of {' x '.join(f'{float(v):.3g}' for v in spacing)} mm"
+                    if isinstance(spacing, (list, tuple)) and len(spacing) == 3 else "")
+            parts.append(f"The {name} DICOM series ({reasons}) was resampled onto a regular orthogonal grid{grid} "
+                         f"when read (each slice shifted in its plane, then linear interpolation along the slice "
+                         f"normal)")
+        frames = _number(info.get("frames"))
+        if frames is None or frames < 2:
+            continue
+        n = int(frames)
+        taken = info.get("frame_taken")
+        realigned = info.get("frames_realigned")
+        if taken is not None:
+            parts.append(f"Of the {n} frames of the dynamic {name}, frame {taken} (0-based) was used")
+        elif isinstance(realigned, Mapping):
+            reference = realigned.get("reference")
+            to = "their mean" if reference == "mean" else f"frame {reference}"
+            motion = [m for m in (_number(v) for v in info.get("frame_motion_mm") or []) if m is not None]
+            worst = f" (largest mean frame displacement {max(motion):.2g} mm)" if motion else ""
+            parts.append(f"The {n} frames of the dynamic {name} were realigned rigidly to {to} with SimpleITK "
+                         f"{cite('sitk', 'sitk_nb')}{worst} and averaged")
+        elif info.get("frames_averaged"):
+            parts.append(f"The {n} frames of the dynamic {name} were averaged without realignment")
+    return ". ".join(parts) + "." if parts else ""
+
+
 def _units_sentence(result: Mapping[str, Any]) -> str:
     record = _get(result, "input_info", "pet", "pet_units")
     if not isinstance(record, Mapping):
@@ -489,6 +526,9 @@ def methods_text(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         version = result.get("asfe3d_version") or __version__
         sentences = [f"The {anat} and PET images were processed with asfe3d {version}, a MONAI-based "
                      f"{cite('monai')} 3D implementation of ASFE-Fusion {cite('asfe')} for {anat}/PET fusion."]
+        read = _inputs_sentence(result, anat, cite)
+        if read:
+            sentences.append(read)
         units = _units_sentence(result)
         if units:
             sentences.append(units)

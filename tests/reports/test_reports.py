@@ -174,3 +174,80 @@ def test_index_links_reports_with_thumbnails_failed_first(tmp_path: Path) -> Non
     assert len(_pngs(text)) == 1 and 'data-verdict="warn"' in text
     with pytest.raises(ValueError, match="needs a name"):
         write_index(tmp_path / "i2.html", [IndexEntry("")])
+
+
+def test_index_links_survive_names_with_url_characters(tmp_path: Path) -> None:
+    """A report named ``s#2 ?50%:a.html`` was linked as ``href="s#2 ?50%:a.html"``: a browser opened ``s`` (the rest
+    a fragment), a query, or took ``s:`` for a URL scheme."""
+    import html
+    from urllib.parse import unquote, urlsplit
+
+    mri, pet, fused = _volumes()
+    names = ["s#2 ?50%.html", "sub:01.html", "ü & <x>.html"]
+    reports = [write_subject_report(tmp_path / "r" / n, mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                    result=RESULT) for n in names]
+    text = write_index(tmp_path / "index.html", [IndexEntry(n, report=r) for n, r in zip(names, reports)]).read_text(
+        encoding="utf-8")
+    hrefs = {html.unescape(h) for h in re.findall(r'href="([^"]*)"', text)}
+    assert len(hrefs) == 3
+    for href in hrefs:
+        parts = urlsplit(href)
+        assert not parts.scheme and not parts.fragment and not parts.query, href
+        assert (tmp_path / unquote(parts.path)).is_file(), href
+
+
+def test_overlap_row_is_named_apart_from_the_qc_head_covered(tmp_path: Path) -> None:
+    """The table said "Head covered by the PET 95.5 %" while "All quality numbers" gave head_covered 0.9088: two
+    measures under one name on a poorly aligned pair."""
+    mri, pet, fused = _volumes()
+    result = {**RESULT, "overlap": 0.955,
+              "registration": {**RESULT["registration"],
+                               "qc": {**RESULT["registration"]["qc"], "numbers": {"head_covered": 0.9088}}}}
+    text = write_subject_report(tmp_path / "r.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=result).read_text(encoding="utf-8")
+    assert "Head covered by the PET (overlap check" in text and "95.5 %" in text and "0.9088" in text
+
+
+def test_timings_say_when_reading_and_registration_ran_early(tmp_path: Path) -> None:
+    """``fuse --report`` listed register 0.0148 s for a registration that ran (seconds) in the early thread, with
+    nothing saying so."""
+    mri, pet, fused = _volumes()
+    result = {**RESULT, "registration": {**RESULT["registration"], "early": True}}
+    text = write_subject_report(tmp_path / "r.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=result).read_text(encoding="utf-8")
+    assert "read and registered early" in text
+    text = write_subject_report(tmp_path / "s.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=RESULT).read_text(encoding="utf-8")
+    assert "registered early" not in text
+
+
+def test_an_index_is_known_as_asfe3ds_on_a_rerun(tmp_path: Path) -> None:
+    """A resumed cohort with --report was refused at its own index.html ("exists and is not an asfe3d report index"):
+    the index carried no summary for read_report_summary to find."""
+    index = write_index(tmp_path / "index.html", [IndexEntry("sub-02", status="failed", message="bad")])
+    summary = read_report_summary(index)
+    assert summary is not None and summary["kind"] == "index" and summary["counts"] == {"failed": 1}
+    # an index written before indexes had a summary is still known as one
+    old = re.sub(r"<script type=\"application/json\" id=\"asfe3d-summary\">.*?</script>", "",
+                 index.read_text(encoding="utf-8"), flags=re.S)
+    (tmp_path / "old.html").write_text(old, encoding="utf-8")
+    assert read_report_summary(tmp_path / "old.html") == {"generator": "asfe3d-report/1", "kind": "index"}
+
+
+def test_methods_say_what_reading_did_to_the_inputs() -> None:
+    """The Methods paragraph said nothing of a dynamic PET's frames (realigned and averaged, or one taken) nor of
+    a DICOM stack resampled for its slice gaps, which change the data a paper describes."""
+    from asfe3d.reports.text import methods_text
+
+    realigned = {**RESULT, "input_info": {"pet": {"frames": 3, "frames_averaged": 3, "frame_motion_mm": [0, 0.4, 1.2],
+                                                  "frames_realigned": {"reference": "mean"}}}}
+    text = methods_text([realigned])[0][0]
+    assert "The 3 frames of the dynamic PET were realigned rigidly to their mean with SimpleITK [" in text
+    assert "largest mean frame displacement 1.2 mm) and averaged" in text
+    one = {**RESULT, "input_info": {"pet": {"frames": 3, "frame_taken": 2}}}
+    assert "Of the 3 frames of the dynamic PET, frame 2 (0-based) was used" in methods_text([one])[0][0]
+    gaps = {**RESULT, "input_info": {"mri": {"dicom_resampled": {"reasons": ["non-uniform slice gaps (2.5 to 7.5 mm)"],
+                                                                 "spacing_mm": [1.5, 1.2, 2.5]}}}}
+    assert ("The MRI DICOM series (non-uniform slice gaps (2.5 to 7.5 mm)) was resampled onto a regular orthogonal "
+            "grid of 1.5 x 1.2 x 2.5 mm") in methods_text([gaps])[0][0]
+    assert "frames" not in methods_text([RESULT])[0][0]
