@@ -5,20 +5,35 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from asfe3d.errors import Asfe3dInputError
 
 __all__ = ["build_parser", "load_config", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage mistakes (a missing or unknown option, a value of the wrong type) raise
+    :class:`~asfe3d.errors.Asfe3dInputError`, so that they end as every other refusal does: one line
+    ``asfe3d: error: <problem> (see asfe3d train --help)`` and exit code 2 (:func:`main`), not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Asfe3dInputError(None, f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``asfe3d train`` (no heavy imports)."""
-    p = argparse.ArgumentParser(prog="asfe3d train", description=__doc__.split("\n")[0])
+    """The argument parser of ``asfe3d train`` (no heavy imports); its usage mistakes raise
+    :class:`~asfe3d.errors.Asfe3dInputError`."""
+    p = _Parser(prog="asfe3d train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML training configuration (configs/train_*.yaml)")
     p.add_argument("--data", default=None, help="data folder (HMIF root or task folder; SPM12 folder for data.source wholehead); overrides data.path")
     p.add_argument("--out", default=None, help="run folder for last.pt, best.pt, log.csv, loss.png; overrides out")
     p.add_argument("--epochs", type=int, default=None, help="total epochs; overrides train.epochs")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="overrides train.steps_per_epoch")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/last.pt with the same settings (only --epochs, --device, --threads, "
+                        "--data may change); without it, a run folder holding last.pt, best.pt, log.csv or loss.png "
+                        "is refused")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:N]; overrides train.device")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads; overrides train.num_threads")
     return p
@@ -37,8 +52,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
         Asfe3dInputError: the file is missing, not YAML, or not a mapping.
     """
     import yaml
-
-    from asfe3d.errors import Asfe3dInputError
 
     path = Path(path)
     if not path.is_file():
@@ -61,13 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 on success, 2 on bad input or configuration (the message on stderr).
     """
-    args = build_parser().parse_args(argv)
-    from asfe3d.errors import Asfe3dInputError
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except Asfe3dInputError as exc:
+        print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
     from asfe3d.training.engine import train
 
     try:
         cfg = load_config(args.config)
+        for section in ("data", "train"):  # the options below write into these sections
+            if cfg.get(section) is None:  # ``train:`` alone is null in YAML: no settings
+                cfg.pop(section, None)
+            elif not isinstance(cfg[section], dict):
+                raise ValueError(f"{section} must be a mapping of settings (key: value lines), got {cfg[section]!r}")
         if args.data is not None:
+            if cfg.get("data", {}).get("source") == "simulated":
+                raise Asfe3dInputError("--data", f"{args.config} has data.source 'simulated', which reads no data "
+                                                 "folder (its pairs are simulated from the MNI template): leave --data out")
             cfg.setdefault("data", {})["path"] = args.data
         if args.out is not None:
             cfg["out"] = args.out
@@ -77,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.setdefault("train", {})[key] = getattr(args, attr)
         command = " ".join(["asfe3d train", *(sys.argv[1:] if argv is None else argv)])
         result = train(cfg, resume=args.resume, command=command)
-    except (Asfe3dInputError, ValueError) as exc:
+    except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a bad configuration value: name the file it came from
+        print(f"asfe3d: error: {args.config}: {exc}", file=sys.stderr)
         return 2
     print(f"done: {result.epochs_run} epochs, best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}), "
           f"final train {result.final_train_loss:.4f} / val {result.final_val_loss:.4f}, {result.seconds:.0f} s; "

@@ -107,6 +107,9 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(config, dict):
         raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    for section in ("data", "train", "loss", "network"):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ValueError(f"{section} must be a mapping of settings (key: value lines), got {config[section]!r}")
     cfg = _merge({k: v for k, v in DEFAULT_CONFIG.items() if k != "data"} | {"data": {}}, config, "the config")
     data = dict(config.get("data") or {})
     source = data.get("source", "hmif")
@@ -350,6 +353,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # as any new file (mkstemp makes it 0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -361,21 +365,28 @@ def _write_log(history: list[dict[str, float]], out: Path) -> None:
         return
     keys = list(history[0])
     fd, tmp = tempfile.mkstemp(prefix=".log.csv.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, out / "log.csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+        os.chmod(tmp, 0o666 & ~_umask())  # as any new file (mkstemp makes it 0600)
+        os.replace(tmp, out / "log.csv")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _plot(history: list[dict[str, float]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Write ``out/loss.png`` atomically (a temporary file renamed into place: an interrupted run leaves no partial
+    PNG), on an Agg canvas of its own (never ``pyplot``: the caller's backend, e.g. a notebook's, is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    fig = Figure(figsize=(5, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
     ax.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
     ax.set_xlabel("epoch")
@@ -383,8 +394,22 @@ def _plot(history: list[dict[str, float]], out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "loss.png")
-    plt.close(fig)
+    fd, tmp = tempfile.mkstemp(prefix=".loss.png.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out / "loss.png")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @dataclass
@@ -507,15 +532,38 @@ def _build_network(cfg: dict[str, Any], device: torch.device, resume: bool) -> t
     t = cfg["train"]
     net = ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).to(device)
     if t["init"] is not None and not resume:  # fine-tuning: start from a weight file of the same network
-        import json
-
-        from asfe3d.fusion.weights import load_weights
-
-        init = load_weights(t["init"])
-        if json.loads(json.dumps(init["config"])) != json.loads(json.dumps(net.config)):
-            raise ValueError(f"train.init {t['init']!r} holds another network config: {init['config']}")
-        net.load_state_dict(init["state_dict"])
+        net.load_state_dict(_init_weights(t["init"], net.config)["state_dict"])
     return net
+
+
+def _init_weights(path: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The weight file ``train.init``, checked to hold the network ``config``.
+
+    Raises:
+        Asfe3dInputError: not an asfe3d weight file.
+        ValueError: another network config (the first setting that differs is named).
+    """
+    import json
+
+    from asfe3d.fusion.weights import load_weights
+
+    init = load_weights(path)
+    theirs, ours = json.loads(json.dumps(init["config"])), json.loads(json.dumps(config))
+    if theirs != ours:
+        key = next(k for k in [*theirs, *ours] if theirs.get(k) != ours.get(k))
+        raise ValueError(f"train.init {path!r} holds another network config ({key} = {theirs.get(key)!r}, this "
+                         f"configuration's network has {ours.get(key)!r}): {init['config']}")
+    return init
+
+
+def _check_init(cfg: dict[str, Any]) -> None:
+    """Check ``train.init`` against the configuration's network before any data is made (the network is built on
+    the CPU for its config, before the run's seeds are set, so the run itself is unchanged)."""
+    if cfg["train"]["init"] is None:
+        return
+    from asfe3d.networks.nets import ASFEFusion
+
+    _init_weights(cfg["train"]["init"], ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).config)
 
 
 def _build_optimisation(cfg: dict[str, Any], net: torch.nn.Module, device: torch.device, steps: int,
@@ -543,13 +591,141 @@ def _build_optimisation(cfg: dict[str, Any], net: torch.nn.Module, device: torch
     return _Optimisation(net, loss_fn, opt, sched, scaler, use_amp, change_gen)
 
 
-def _restore(last_path: Path, epochs: int, optim: _Optimisation) -> _Progress:
+#: the files a run writes in its folder (``out``); a new run (not ``resume``) refuses a folder holding any of them
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "loss.png")
+#: settings that may change when a run is resumed (``train.epochs`` re-plans the cosine schedule; the others do not
+#: change what is trained); a change of any other setting is refused
+RESUME_MAY_CHANGE = frozenset({"out", "data.path", "data.bank_workers", "train.epochs", "train.device",
+                               "train.num_threads", "train.num_workers", "train.val_batch_size", "train.init"})
+
+
+_UNSET = object()
+
+
+def _flat(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}`` (lists and tuples compared as lists)."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):  # an empty mapping (``network: {}``) is no setting
+            flat.update(_flat(value, f"{name}."))
+        else:
+            flat[name] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def check_run_folder(out: Path, resume: bool) -> dict[str, Any] | None:
+    """Check the run folder before any data is made: a new run never replaces files already there.
+
+    Args:
+        out: the run folder (``out``).
+        resume: the run continues ``<out>/last.pt``.
+
+    Returns:
+        The state held in ``<out>/last.pt`` when resuming, else ``None``.
+
+    Raises:
+        Asfe3dInputError: ``out`` is not a folder or cannot be created or written; a new run in a folder that
+            holds any of :data:`RUN_FILES` (an earlier run's, or the user's own); ``resume`` without ``last.pt`` or
+            with a ``last.pt`` that is not a checkpoint of this engine.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    if out.exists() and not out.is_dir():
+        raise Asfe3dInputError(out, "the run folder (--out / out) is a file, not a folder")
+    last_path = out / "last.pt"
+    if resume:
+        if not last_path.is_file():
+            raise Asfe3dInputError(last_path, "resume asked for but the file does not exist")
+        try:
+            state = torch.load(last_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise Asfe3dInputError(last_path, f"not a checkpoint of asfe3d train ({type(exc).__name__})") from None
+        if not (isinstance(state, dict) and {"epoch", "net", "net_config", "optimizer", "config"} <= set(state)):
+            raise Asfe3dInputError(last_path, "not a checkpoint of asfe3d train (no epoch, network or optimizer "
+                                              "state)")
+    else:
+        state = None
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        if found:
+            raise Asfe3dInputError(out, f"already holds {', '.join(found)} (an earlier run's or your own); nothing "
+                                        "was replaced: continue that run with --resume, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Asfe3dInputError(out, f"cannot create the run folder: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise Asfe3dInputError(out, "cannot write in the run folder (permission denied)")
+    return state
+
+
+def check_resume_config(last_path: Path, saved: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """Refuse to resume a run with settings other than those it was trained with.
+
+    Only the settings in :data:`RESUME_MAY_CHANGE` may differ (``train.epochs`` to go on to more epochs).
+
+    Args:
+        last_path: the run's ``last.pt`` (named in the message).
+        saved: the resolved configuration saved in it.
+        cfg: the resolved configuration of this call.
+
+    Raises:
+        Asfe3dInputError: the first setting that differs, with both values.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    try:  # a run saved by an earlier version lacks the keys added since: they take their defaults, as then
+        saved = resolve_config(dict(saved) | {"train": {**saved.get("train", {}), "init": None}})
+    except (ValueError, TypeError):
+        pass
+    before, now = _flat(_json_safe(saved)), _flat(_json_safe(cfg))
+    for key in sorted(set(before) | set(now)):
+        if key in RESUME_MAY_CHANGE or any(key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE):
+            continue
+        if before.get(key, _UNSET) != now.get(key, _UNSET):
+            old, new = (repr(c[key]) if key in c else "(not set)" for c in (before, now))
+            raise Asfe3dInputError(
+                last_path, f"was trained with {key} = {old}, the configuration now gives {new}; a resumed run "
+                           "keeps its settings (only train.epochs, the device, threads, workers and data.path may "
+                           "change): set it back, or start a new run in another --out")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with tuples as lists and paths as strings (configurations compare as their YAML would)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _replan_schedule(optim: _Optimisation, total_steps: int, step: int) -> None:
+    """Stretch (or shrink) the per-step cosine to ``total_steps`` on resume with another ``train.epochs``.
+
+    The learning rate after ``step`` steps becomes the one a run configured with the new total would have there,
+    and the chainable cosine goes on from it to ``min_lr`` at ``total_steps`` (without this, a run resumed to more
+    epochs climbs back towards ``lr`` after the old end, as a cosine past its period does).
+    """
+    sched = optim.sched
+    sched.T_max = total_steps
+    for group, base in zip(optim.opt.param_groups, sched.base_lrs):
+        group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * step / total_steps)) / 2
+    sched._last_lr = [group["lr"] for group in optim.opt.param_groups]
+
+
+def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str, Any] | None = None,
+             steps: int | None = None) -> _Progress:
     """Load ``last.pt`` into ``optim`` (network, optimizer, scheduler, scaler, generators) for resume.
 
     Args:
         last_path: the run's ``last.pt``.
         epochs: ``train.epochs``, the total the resumed run ends at.
         optim: the freshly built network and optimisation.
+        state: what ``last.pt`` holds, when already read (:func:`check_run_folder`).
+        steps: training steps per epoch; with it, a ``train.epochs`` other than the saved one re-plans the cosine
+            schedule to ``epochs * steps`` steps.
 
     Returns:
         The :class:`_Progress` saved with it.
@@ -557,7 +733,8 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation) -> _Progress:
     Raises:
         ValueError: a different network config, or ``epochs`` already done.
     """
-    state = torch.load(last_path, map_location="cpu", weights_only=False)
+    if state is None:
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
     if state["net_config"] != optim.net.config:
         raise ValueError(f"resume: {str(last_path)!r} holds a different network config: {state['net_config']}")
     optim.net.load_state_dict(state["net"])
@@ -575,6 +752,9 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation) -> _Progress:
             f"nothing to do: {str(last_path)!r} already holds {progress.start_epoch} of {epochs} epochs "
             "(raise train.epochs / --epochs to continue)"
         )
+    saved_epochs = (state.get("config") or {}).get("train", {}).get("epochs")
+    if steps is not None and saved_epochs is not None and saved_epochs != epochs:
+        _replan_schedule(optim, epochs * steps, optim.sched.last_epoch)
     return progress
 
 
@@ -667,8 +847,10 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         A :class:`TrainResult`.
 
     Raises:
-        ValueError: a bad configuration, or ``resume`` without ``last.pt`` or with a different network config.
-        Asfe3dInputError: bad training data.
+        ValueError: a bad configuration, or ``resume`` with a different network config or nothing left to do.
+        Asfe3dInputError: bad training data; a run folder that cannot be written or (a new run) already holds
+            any of :data:`RUN_FILES`; ``resume`` without ``last.pt`` or with other settings than it was trained
+            with (:func:`check_resume_config`).
     """
     from asfe3d.fusion.weights import save_weights
 
@@ -676,15 +858,21 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
     t = cfg["train"]
     out = Path(cfg["out"])
     last_path, best_path = out / "last.pt", out / "best.pt"
-    if resume and not last_path.is_file():
-        raise ValueError(f"resume asked for but {str(last_path)!r} does not exist")
+    state = check_run_folder(out, resume)  # before any data is made: refusals come first
+    if state is not None:
+        check_resume_config(last_path, state["config"], cfg)
+        if state["epoch"] >= t["epochs"]:
+            raise ValueError(f"nothing to do: {str(last_path)!r} already holds {state['epoch']} of {t['epochs']} "
+                             "epochs (raise train.epochs / --epochs to continue)")
+    elif t["init"] is not None:
+        _check_init(cfg)
     device, dist_info = _setup_process(t, out)
     train_ds, val_ds, data_desc = build_datasets(cfg)
     try:  # the datasets' worker processes (data.bank_workers) stop however the run ends
         train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
         net = _build_network(cfg, device, resume)
         optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
-        progress = _restore(last_path, t["epochs"], optim) if resume else _Progress()
+        progress = _restore(last_path, t["epochs"], optim, state, steps) if resume else _Progress()
         model: torch.nn.Module = net
         if dist_info.enabled:
             from torch.nn.parallel import DistributedDataParallel
