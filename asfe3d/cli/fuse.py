@@ -63,7 +63,7 @@ def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def print_result(result: Any, stream: Any = None) -> None:
     """Print what one :func:`asfe3d.pipeline.fuse_pair` run did (outputs, inputs, registration and QC, times)."""
-    from asfe3d.reports.text import registration_outcome
+    from asfe3d.reports.text import anatomical_name, registration_outcome
 
     stream = stream or sys.stdout
     t = result.timings
@@ -95,7 +95,9 @@ def print_result(result: Any, stream: Any = None) -> None:
                   f"(weight {units.get('weight_kg')} kg, dose {units.get('dose_bq')} Bq, decay correction "
                   f"{units.get('decay_correction')})", file=stream)
     reg = result.registration
-    print(f"registration: {registration_outcome(reg)}; PET covers {result.overlap:.0%} of the MRI head", file=stream)
+    anat = anatomical_name({"input_info": result.inputs})  # a PET/CT study's anatomical input is a CT
+    print(f"registration: {registration_outcome(reg)}; PET covers {result.overlap:.0%} of the {anat} head",
+          file=stream)
     if reg.get("start") not in (None, "moments", "header"):
         print(f"registration: the first result failed its check; a multi-start search kept the start "
               f"'{reg['start']}' (check the PET header's orientation)", file=stream)
@@ -105,7 +107,11 @@ def print_result(result: Any, stream: Any = None) -> None:
         print(f"registration QC: {qc['verdict']} ({reasons})", file=stream)
     steps = ", ".join(f"{k} {t[k]:.1f} s" for k in ("load", "register", "resample", "normalise", "fuse", "save")
                       if k in t)
-    print(f"time: {steps}; total {t['total']:.1f} s; peak memory {result.peak_memory_mb:.0f} MB", file=stream)
+    early = reg.get("early_seconds") if reg.get("early") else None
+    ahead = ("; read and registered early, in a thread beside start-up: "
+             + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in early.items())) if early else ""
+    print(f"time: {steps}; total {t['total']:.1f} s{ahead}; peak memory {result.peak_memory_mb:.0f} MB",
+          file=stream)
 
 
 def _pair_settings(args: argparse.Namespace, mri_series: str | None, pet_series: str | None) -> Any:

@@ -161,8 +161,12 @@ def _timings_html(result: Mapping[str, Any]) -> str:
         rows.append(("peak memory (MB)", result.get("peak_memory_mb")))
     note = ""
     if _mapping(result.get("registration")).get("early") is True:  # the step times would read as the whole cost
-        note = ("<p>The inputs were read and registered early, in a thread beside the command's start-up; that "
-                "time is not in the step times above (load and register show only what was left to do).</p>")
+        early = _mapping(_mapping(result.get("registration")).get("early_seconds"))
+        spent = ", ".join(f"{k.replace('_', ' ')} {float(v):.1f} s" for k, v in early.items()
+                          if isinstance(v, (int, float)))
+        note = ("<p>The inputs were read and registered early, in a thread beside the command's start-up"
+                + (f" ({_e(spent)})" if spent else "") + "; that time is not in the step times above (load and "
+                "register show only what was left to do).</p>")
     return (_table(rows) if rows else "<p>—</p>") + note
 
 

@@ -322,6 +322,8 @@ class RegisterToReference(Transform):
                   "iterations": result.iterations,
                   "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
                   "early": early is not None and early.used,
+                  # the thread's own times (read, head_mask, register), spent beside the command's start-up
+                  "early_seconds": dict(early.seconds) if early is not None and early.used else None,
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}
         data = torch.from_numpy(sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).copy())[None]
         meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY)}

@@ -43,6 +43,16 @@ def test_chain_takes_the_early_work_and_gives_the_same_voxels(pair, tmp_path):
     taken = fuse_pair(mri, pet, tmp_path / "early.nii.gz")
     assert early.used and early.error is None and set(early.seconds) == {"read", "head_mask", "register"}
     assert taken.registration["early"] is True and plain.registration["early"] is False
+    # the thread's time is recorded and printed (the chain's own steps show only what was left to do)
+    assert taken.registration["early_seconds"] == early.seconds and plain.registration["early_seconds"] is None
+    import io
+
+    from asfe3d.cli.fuse import print_result
+
+    printed = io.StringIO()
+    print_result(taken, printed)
+    assert "read and registered early, in a thread beside start-up: read " in printed.getvalue()
+    assert "PET covers" in printed.getvalue() and "of the MRI head" in printed.getvalue()
     assert _params(taken.transform) == _params(plain.transform)
     a = sitk.ReadImage(str(tmp_path / "plain.nii.gz"))
     b = sitk.ReadImage(str(tmp_path / "early.nii.gz"))
