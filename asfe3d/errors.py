@@ -7,9 +7,11 @@ exactly that line on stderr and exits with code 2.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import NoReturn
 
-__all__ = ["Asfe3dInputError"]
+__all__ = ["Asfe3dInputError", "InputErrorParser"]
 
 
 class Asfe3dInputError(ValueError):
@@ -28,3 +30,15 @@ class Asfe3dInputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class InputErrorParser(argparse.ArgumentParser):
+    """argparse whose usage mistakes (a missing or unknown option, a value of the wrong type or outside its
+    choices) raise :class:`Asfe3dInputError` ``<problem> (see <prog> --help)`` instead of printing the usage, so
+    that a command ends them as every other refusal: one line ``asfe3d: error: ...`` and exit code 2.
+
+    Used by the commands that live beside their library code (``asfe3d evaluate``, ``asfe3d train``).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise Asfe3dInputError(None, f"{message} (see {self.prog} --help)")

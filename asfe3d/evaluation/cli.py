@@ -18,26 +18,17 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, InputErrorParser
 
 __all__ = ["build_parser", "main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage mistakes (a missing or unknown option, a value of the wrong type or outside its
-    choices) raise :class:`~asfe3d.errors.Asfe3dInputError`, so that they end as every other refusal does: one line
-    ``asfe3d: error: <problem> (see asfe3d evaluate --help)`` and exit code 2 (:func:`main`), not the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        raise Asfe3dInputError(None, f"{message} (see {self.prog} --help)")
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``asfe3d evaluate``; its usage mistakes raise :class:`~asfe3d.errors.Asfe3dInputError`."""
-    p = _Parser(
+    p = InputErrorParser(
         prog="asfe3d evaluate",
         description="Fuse pairs with every method and score them with the 11 fusion metrics (gray/luma images in "
                     "[0, 1]; volumes inside the head mask, plus the through-plane consistency TPC).",

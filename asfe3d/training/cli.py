@@ -5,26 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, InputErrorParser
 
 __all__ = ["build_parser", "load_config", "main"]
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage mistakes (a missing or unknown option, a value of the wrong type) raise
-    :class:`~asfe3d.errors.Asfe3dInputError`, so that they end as every other refusal does: one line
-    ``asfe3d: error: <problem> (see asfe3d train --help)`` and exit code 2 (:func:`main`), not the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        raise Asfe3dInputError(None, f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``asfe3d train`` (no heavy imports); its usage mistakes raise
     :class:`~asfe3d.errors.Asfe3dInputError`."""
-    p = _Parser(prog="asfe3d train", description=__doc__.split("\n")[0])
+    p = InputErrorParser(prog="asfe3d train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML training configuration (configs/train_*.yaml)")
     p.add_argument("--data", default=None, help="data folder (HMIF root or task folder; SPM12 folder for data.source wholehead); overrides data.path")
     p.add_argument("--out", default=None, help="run folder for last.pt, best.pt, log.csv, loss.png; overrides out")
