@@ -716,7 +716,7 @@ def _replan_schedule(optim: _Optimisation, total_steps: int, step: int) -> None:
 
 
 def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str, Any] | None = None,
-             steps: int | None = None) -> _Progress:
+             steps: int | None = None, generators: dict[str, torch.Generator] | None = None) -> _Progress:
     """Load ``last.pt`` into ``optim`` (network, optimizer, scheduler, scaler, generators) for resume.
 
     Args:
@@ -726,6 +726,9 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str
         state: what ``last.pt`` holds, when already read (:func:`check_run_folder`).
         steps: training steps per epoch; with it, a ``train.epochs`` other than the saved one re-plans the cosine
             schedule to ``epochs * steps`` steps.
+        generators: the training data's generators (:func:`_data_generators`), put back in the states saved
+            with the checkpoint, so that the resumed epochs draw the batches and augmentations an uninterrupted
+            run would.
 
     Returns:
         The :class:`_Progress` saved with it.
@@ -747,6 +750,9 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str
     torch.set_rng_state(state["torch_rng"])
     if "change_rng" in state:
         optim.change_gen.set_state(state["change_rng"])
+    for name, saved in (state.get("data_rng") or {}).items():
+        if name in (generators or {}):
+            generators[name].set_state(saved)
     if progress.start_epoch >= epochs:
         raise ValueError(
             f"nothing to do: {str(last_path)!r} already holds {progress.start_epoch} of {epochs} epochs "
@@ -821,9 +827,25 @@ def _mean_over_ranks(train_parts: dict[str, float], val_loss: float, device: tor
     return val_loss
 
 
+def _data_generators(loader: DataLoader) -> dict[str, torch.Generator]:
+    """The random generators that the training data draws from, by name: the sampler's and the datasets' own
+    (augmentation; a dataset of several parts gives each part's). A distributed sampler has none: it is seeded per
+    epoch, as the volume datasets are."""
+    found: dict[str, torch.Generator] = {}
+    if isinstance(getattr(loader.sampler, "generator", None), torch.Generator):
+        found["sampler"] = loader.sampler.generator
+    datasets = [("dataset", loader.dataset)]
+    datasets += [(f"dataset.part{i}", part) for i, part in enumerate(getattr(loader.dataset, "parts", None) or [])]
+    for name, ds in datasets:
+        if isinstance(getattr(ds, "generator", None), torch.Generator):
+            found[name] = ds.generator
+    return found
+
+
 def _save_last(path: Path, epoch: int, optim: _Optimisation, progress: _Progress, cfg: dict[str, Any],
-               seconds: float) -> None:
-    """Write ``last.pt``: everything :func:`_restore` needs to go on after ``epoch`` (1-based) epochs."""
+               seconds: float, generators: dict[str, torch.Generator] | None = None) -> None:
+    """Write ``last.pt``: everything :func:`_restore` needs to go on after ``epoch`` (1-based) epochs (with
+    ``generators``, the states of the training data's generators too: :func:`_data_generators`)."""
     net = optim.net
     _atomic_torch_save({
         "epoch": epoch, "net": net.state_dict(), "net_config": net.config, "optimizer": optim.opt.state_dict(),
@@ -831,6 +853,7 @@ def _save_last(path: Path, epoch: int, optim: _Optimisation, progress: _Progress
         "best_val": progress.best_val, "best_epoch": progress.best_epoch, "best_state": progress.best_state,
         "config": cfg, "seconds": seconds, "torch_rng": torch.get_rng_state(),
         "change_rng": optim.change_gen.get_state(),
+        "data_rng": {name: gen.get_state() for name, gen in (generators or {}).items()},
     }, path)
 
 
@@ -852,13 +875,25 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
             any of :data:`RUN_FILES`; ``resume`` without ``last.pt`` or with other settings than it was trained
             with (:func:`check_resume_config`).
     """
+    cfg = resolve_config(config)
+    out = Path(cfg["out"])
+    created = not out.exists()
+    state = check_run_folder(out, resume)  # before any data is made: refusals come first
+    try:
+        return _train(cfg, state, resume, command)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):  # a run refused before its first file: no folder
+            out.rmdir()
+        raise
+
+
+def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, command: str | None) -> TrainResult:
+    """:func:`train` once its run folder is checked (``state``: what ``last.pt`` holds when resuming)."""
     from asfe3d.fusion.weights import save_weights
 
-    cfg = resolve_config(config)
     t = cfg["train"]
     out = Path(cfg["out"])
     last_path, best_path = out / "last.pt", out / "best.pt"
-    state = check_run_folder(out, resume)  # before any data is made: refusals come first
     if state is not None:
         check_resume_config(last_path, state["config"], cfg)
         if state["epoch"] >= t["epochs"]:
@@ -872,7 +907,8 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
         train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
         net = _build_network(cfg, device, resume)
         optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
-        progress = _restore(last_path, t["epochs"], optim, state, steps) if resume else _Progress()
+        generators = _data_generators(train_loader)
+        progress = _restore(last_path, t["epochs"], optim, state, steps, generators) if resume else _Progress()
         model: torch.nn.Module = net
         if dist_info.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -894,7 +930,8 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
                 progress.best_val, progress.best_epoch = val_loss, epoch + 1
                 progress.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if dist_info.is_main:
-                _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0)
+                _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0,
+                           generators)
                 _write_log(history, out)
                 _plot(history, out)
                 _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,

@@ -218,3 +218,28 @@ def test_batch_loss_gives_the_change_term_the_batch_voxel_sizes() -> None:
     assert fine == loss(torch.ones(2, 3)) and fine != coarse
     with pytest.raises(ValueError, match="change_grid_mm needs each item's voxel size"):
         loss(None)
+
+
+def test_an_interrupted_run_resumed_is_the_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped after epoch 1 (its last.pt written) and resumed: the same losses and weights as a run never stopped
+    (the sampler's generator is saved and put back, not seeded again)."""
+    import asfe3d.training.engine as engine
+
+    data = _fake_hmif(tmp_path)
+    straight = train(_config(data, tmp_path / "a", epochs=2))
+    plot = engine._plot
+
+    def stop_once(history, out):
+        monkeypatch.setattr(engine, "_plot", plot)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_plot", stop_once)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(data, tmp_path / "b", epochs=2))
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 1
+    resumed = train(_config(data, tmp_path / "b", epochs=2), resume=True)
+    keep = ("train_loss", "val_loss", "lr")
+    assert [{k: h[k] for k in keep} for h in resumed.history] == [{k: h[k] for k in keep} for h in straight.history]
+    a = torch.load(straight.last_path, weights_only=False)["net"]
+    b = torch.load(resumed.last_path, weights_only=False)["net"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

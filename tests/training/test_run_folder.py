@@ -162,3 +162,16 @@ def test_malformed_config_sections_are_one_line(tmp_path: Path, capsys: pytest.C
         assert main(["--config", str(cfg), "--epochs", "0", "--data", "x", "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("asfe3d: error: ") and expected in err and err.count("\n") == 1, err
+
+
+def test_a_run_refused_for_its_data_leaves_no_folder(tmp_path: Path) -> None:
+    """--data pointing nowhere: refused, and the run folder it would have made is not left behind empty (a folder
+    that existed before is kept)."""
+    out = tmp_path / "deep" / "run"
+    with pytest.raises(Asfe3dInputError):
+        train(_tiny(tmp_path / "nowhere", out))
+    assert not out.exists()
+    out.mkdir(parents=True)
+    with pytest.raises(Asfe3dInputError):
+        train(_tiny(tmp_path / "nowhere", out))
+    assert out.is_dir()
