@@ -35,6 +35,8 @@ __all__ = ["CASES", "Case", "run_case", "run_all", "format_table", "PIPELINE_CAS
            "format_pipeline_table", "pipeline_bars", "main"]
 
 BRAIN_1MM = (197, 233, 189)
+#: the repository's benchmark table (relative to the repository root, where the benchmark is run from)
+DEFAULT_OUTPUT = "docs/benchmarks.md"
 HEADER = (
     "| preset | dims | input | how | device | threads | parameters | median wall time (runs) | CPU time "
     "| peak memory MiB |"
@@ -653,6 +655,20 @@ def _pipeline_section(rows: Sequence[dict[str, Any]], cmd: str) -> str:
     )
 
 
+def _unwritable(path: Path) -> str:
+    """Why the markdown file ``path`` could not be written at the end of a run (empty when it can)."""
+    if path.is_dir():
+        return "is a folder, not a markdown file"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the first folder that exists: the rest are made
+    if not folder.is_dir():
+        return f"{folder} is a file where a folder is expected"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"cannot write in {folder}"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry (see ``--help``); returns the exit code."""
     p = argparse.ArgumentParser(prog="asfe3d benchmark",
@@ -664,7 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[2],
                    help="torch CPU threads; several counts run every CPU case once per count (default: 2)")
     p.add_argument("--preset", choices=["efficient", "paper"], help="run only this preset")
-    p.add_argument("--output", default="docs/benchmarks.md", help="markdown file to write ('' to skip)")
+    p.add_argument("--output", default=DEFAULT_OUTPUT, help=f"markdown file to write ('' to skip; default: "
+                                                             f"{DEFAULT_OUTPUT}, from the repository root)")
     p.add_argument("--pipeline-only", action="store_true",
                    help="only the end-to-end cases (needs --brain and/or --petct); replaces the 'End to end' section "
                         "of --output")
@@ -699,6 +716,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.runs < 1 or args.cohort < 0:
         p.error(f"--runs must be >= 1 and --cohort >= 0, got {args.runs} and {args.cohort}")
+    for flag, values in (("--repeats", [args.repeats]), ("--repeats-large", [args.repeats_large]),
+                         ("--threads", args.threads)):
+        bad = [v for v in values if not 1 <= v <= 1024]
+        if bad:  # a run of error rows (no median of no runs) would overwrite the tables
+            p.error(f"{flag}: must be an integer in [1, 1024], got {bad[0]}")
+    if args.output == DEFAULT_OUTPUT and not Path(DEFAULT_OUTPUT).parent.is_dir():
+        p.error(f"--output: the default {DEFAULT_OUTPUT} is the repository's table, and {Path.cwd()} has no docs/ "
+                "folder: run from the repository root, or give --output PATH (or --output '' to only print)")
+    if args.output:
+        problem = _unwritable(Path(args.output))
+        if problem:  # found now, not after the minutes of timing
+            p.error(f"--output: {args.output}: {problem}")
     for name in ("brain", "petct"):
         for path in getattr(args, name) or ():
             if not Path(path).exists():
@@ -720,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             old = path.read_text() if path.is_file() else ""
             marker = "## End to end"
             keep = old.split(marker)[0].rstrip() if marker in old else old.rstrip()
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"{keep}\n\n{marker}\n\n{section}")
         return 0
     import torch

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import logging
 import math
 import os
@@ -151,13 +152,37 @@ class SubjectResult:
 # ----------------------------------------------------------------------------------------------- datalists
 
 
+#: the longest subject name, in bytes: ``<subject>_fused_pet_on_mri.nii.gz`` and its hidden temporary name
+#: (``.<stem>.tmp<pid>x<8 hex><suffix>``) must fit in a file name (255 bytes on common file systems)
+MAX_SUBJECT_NAME_BYTES = 200
+
+
+#: the longest file name (bytes) on common file systems, and what a hidden temporary name adds to an output's
+#: (``.<stem>.tmp<pid>x<8 hex><suffix>``: the dot, ``.tmp``, a pid of up to 7 digits, ``x`` and 8 hex digits)
+_NAME_MAX = 255
+_TEMP_NAME_EXTRA = 21
+
+
 def _check_subject_name(name: str, where: str | Path, detail: str) -> str:
     name = name.strip()
     if not name:
         raise Asfe3dInputError(where, f"{detail}: empty subject name")
-    if name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+    if (name in (".", "..") or "/" in name or "\\" in name or name.startswith(".")
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
         raise Asfe3dInputError(where, f"{detail}: subject name {name!r} is not a plain file name")
+    size = len(name.encode("utf-8", errors="surrogateescape"))
+    if size > MAX_SUBJECT_NAME_BYTES:
+        raise Asfe3dInputError(where, f"{detail}: subject name {name[:20]!r}... is {size} bytes long; its output "
+                                      f"file names would be too long (at most {MAX_SUBJECT_NAME_BYTES} bytes)")
     return name
+
+
+def _delimiter_hint(header: str) -> str:
+    """Why a CSV header holds no known column: another delimiter (empty when no guess)."""
+    for sep, what in (("\t", "tab"), (";", "semicolon")):
+        if sep in header and "," not in header:
+            return f"; the header is {what}-separated: the datalist must be comma-separated"
+    return ""
 
 
 def _read_csv_datalist(path: Path) -> list[Subject]:
@@ -165,20 +190,26 @@ def _read_csv_datalist(path: Path) -> list[Subject]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise Asfe3dInputError(path, f"cannot read the datalist CSV ({type(exc).__name__}: {exc})") from None
-    reader = csv.DictReader(text.splitlines())
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+        raise Asfe3dInputError(path, "is JSON; a datalist is a CSV with the columns subject,mri,pet[,output], or a "
+                                     "folder of subject folders")
+    # newline="": a quoted cell keeps its line breaks (str.splitlines would also split on \x0b, \x1c, \x85...)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None:
         raise Asfe3dInputError(path, "datalist CSV is empty (expected a header: subject,mri,pet[,output])")
     columns = [c.strip().lower() for c in reader.fieldnames]
     missing = [c for c in ("subject", "mri", "pet") if c not in columns]
     if missing:
+        hint = _delimiter_hint(",".join(reader.fieldnames))
         raise Asfe3dInputError(path, f"datalist CSV lacks column(s) {missing}; found {columns} "
-                                     "(expected subject,mri,pet[,output])")
+                                     f"(expected subject,mri,pet[,output]){hint}")
     if len(set(columns)) != len(columns):
         raise Asfe3dInputError(path, f"datalist CSV has duplicate columns: {columns}")
     base = path.parent
     subjects: list[Subject] = []
     seen: dict[str, int] = {}
-    for line, raw in enumerate(reader, start=2):
+    for raw in reader:
+        line = reader.line_num  # the file's line (blank lines skipped by the reader count too)
         row = {str(k).strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
         if None in raw:
             raise Asfe3dInputError(path, f"line {line}: more cells than columns")
@@ -193,20 +224,29 @@ def _read_csv_datalist(path: Path) -> list[Subject]:
             cell = row.get(role, "")
             if not cell:
                 raise Asfe3dInputError(path, f"line {line}: subject {name!r} has no {role.upper()} path")
-            p = Path(cell).expanduser()
-            p = p if p.is_absolute() else base / p
-            if not p.exists():
+            p = _cell_path(cell, base, path, f"line {line}: subject {name!r}: {role.upper()}")
+            try:
+                found = p.exists()
+            except OSError as exc:  # e.g. a name too long for the file system
+                raise Asfe3dInputError(path, f"line {line}: subject {name!r}: {role.upper()} {p} cannot be read "
+                                             f"({exc.strerror or exc})") from None
+            if not found:
                 raise Asfe3dInputError(path, f"line {line}: subject {name!r}: {role.upper()} {p} does not exist")
             paths[role] = p
         out_cell = row.get("output", "")
-        output = None
-        if out_cell:
-            output = Path(out_cell).expanduser()
-            output = output if output.is_absolute() else base / output
+        output = _cell_path(out_cell, base, path, f"line {line}: subject {name!r}: output") if out_cell else None
         subjects.append(Subject(name, paths["mri"], paths["pet"], output))
     if not subjects:
         raise Asfe3dInputError(path, "datalist CSV has a header but no subjects")
     return subjects
+
+
+def _cell_path(cell: str, base: Path, where: Path, detail: str) -> Path:
+    """A datalist cell as a path (``~`` expanded, relative to the CSV's folder); control characters refused."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in cell):
+        raise Asfe3dInputError(where, f"{detail} path {cell!r} holds a control character")
+    p = Path(cell).expanduser()
+    return p if p.is_absolute() else base / p
 
 
 def _is_volume_entry(p: Path) -> bool:
@@ -514,6 +554,11 @@ def _check_paths_against_inputs(
     written: dict[Path, str] = {}
     for s in subjects:
         for kind, path in planned_outputs(outputs[s.subject], settings).items():
+            size = len(os.fsencode(path.name))
+            if size + _TEMP_NAME_EXTRA > _NAME_MAX:
+                raise Asfe3dInputError(path, f"the {kind} output of subject {s.subject!r} has a file name of {size} "
+                                             f"bytes; with its temporary name's {_TEMP_NAME_EXTRA} more it exceeds the "
+                                             f"file system's {_NAME_MAX}: choose a shorter output name")
             k = key(path)
             for inp, what in protected.items():
                 if k == inp or inp in k.parents:
@@ -740,11 +785,16 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
     t0 = time.perf_counter()
     message = ""
     if not run.redo:
-        reason = run.done()
-        if reason is None:
-            return SubjectOutcome("skipped", "complete run recorded; not redone", seconds=time.perf_counter() - t0)
-        ours = run.ours()
-        foreign = [p for p in run.planned.values() if p.exists() and p.resolve() not in ours]
+        try:
+            reason = run.done()
+            if reason is None:
+                return SubjectOutcome("skipped", "complete run recorded; not redone", seconds=time.perf_counter() - t0)
+            ours = run.ours()
+            foreign = [p for p in run.planned.values() if p.exists() and p.resolve() not in ours]
+        except OSError as exc:  # its outputs cannot even be looked at (a name too long, no permission): this subject
+            text = f"{exc.filename or run.output}: cannot check the earlier outputs ({exc.strerror or exc})"
+            logger.error("%s: %s", run.name, text)
+            return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0)
         if foreign:
             names = ", ".join(p.name for p in foreign)
             msg = (f"{foreign[0].parent}: {names} exist(s) but are not a complete output of this run of "
@@ -773,20 +823,21 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
         else:  # one subject's failure must not stop the others
             logger.exception("%s: failed", run.name)
             text = f"{type(exc).__name__}: {exc}"
+        text = " ".join(text.split())  # one line in the summary and the report, whatever the library said
         return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0)
     return SubjectOutcome("ok", message, res, time.perf_counter() - t0)
 
 
 def _cohort_run(subject: Subject, output: Path, settings: Settings) -> SubjectRun:
     """A cohort subject's :class:`SubjectRun`: complete when its record lists every output asked for with the
-    inputs unchanged; its own files are those of an interrupted run (a pending record)."""
-    from asfe3d.io.record import pending_outputs
+    inputs unchanged; its own files are those a single run may replace (:func:`asfe3d.io.record.replaceable_outputs`:
+    an interrupted run's, a record whose fused volume was deleted)."""
+    from asfe3d.io.record import replaceable_outputs
 
     planned = planned_outputs(output, settings)
 
-    def ours() -> set[Path]:
-        mine = {p.resolve() for p in pending_outputs(planned["record"])}
-        return mine | {planned["record"].resolve()} if mine else mine
+    def ours() -> set[Path]:  # as a single run's: a pending record's outputs and record, a record whose fused is gone
+        return {p.resolve() for p in replaceable_outputs(output)}
 
     return SubjectRun(subject.subject, subject.mri, subject.pet, output, settings, planned,
                       done=lambda: subject_done(subject, output, settings), ours=ours,

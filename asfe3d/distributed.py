@@ -8,8 +8,8 @@ order the datalist has), runs on ``cuda:LOCAL_RANK`` when GPUs are present, writ
 cohort's sorted order) and removes them. The resumability of :func:`asfe3d.cohort.run_cohort` holds per subject,
 so a rerun with the same or a different number of processes redoes only what is missing.
 
-Registration (SimpleITK) runs on the CPU: each process gets ``cpu_count // LOCAL_WORLD_SIZE`` threads so the
-processes of a node do not oversubscribe its cores.
+Registration (SimpleITK) runs on the CPU: each process gets ``usable_cpus() // LOCAL_WORLD_SIZE`` threads (the
+cores the job may use: its affinity mask, not the whole node) so the processes of a node do not oversubscribe them.
 
 DDP training uses the same module: :func:`setup_training` / :func:`cleanup_training`.
 """
@@ -24,6 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from asfe3d.errors import Asfe3dInputError
+
 __all__ = [
     "DistInfo",
     "get_dist_info",
@@ -32,6 +34,7 @@ __all__ = [
     "shard_subjects",
     "rank_device",
     "summary_part_path",
+    "usable_cpus",
     "merge_summaries",
     "run_cohort_distributed",
     "setup_training",
@@ -69,6 +72,12 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _env_error(name: str, env: Mapping[str, str], problem: str) -> Asfe3dInputError:
+    """A bad torchrun variable: one line naming it and quoting its value (an :class:`Asfe3dInputError`, a
+    ``ValueError``: the command prints it as ``asfe3d: error: ...`` and exits with code 2)."""
+    return Asfe3dInputError(None, f"environment variable {name}: {problem}, got {env.get(name)!r}")
+
+
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name)
     if text is None or text.strip() == "":
@@ -76,7 +85,7 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {text!r}") from None
+        raise _env_error(name, env, "must be an integer") from None
 
 
 def get_dist_info(env: Mapping[str, str] | None = None) -> DistInfo:
@@ -89,7 +98,8 @@ def get_dist_info(env: Mapping[str, str] | None = None) -> DistInfo:
         :class:`DistInfo`.
 
     Raises:
-        ValueError: non-integer or inconsistent values (e.g. ``RANK >= WORLD_SIZE``), quoted.
+        Asfe3dInputError: (a ``ValueError``) non-integer or inconsistent values (e.g. ``RANK >= WORLD_SIZE``, or
+            ``WORLD_SIZE`` > 1 without ``RANK``), the variable named and its value quoted.
     """
     env = os.environ if env is None else env
     world = _env_int(env, "WORLD_SIZE", 1)
@@ -97,13 +107,16 @@ def get_dist_info(env: Mapping[str, str] | None = None) -> DistInfo:
     local_rank = _env_int(env, "LOCAL_RANK", 0)
     local_world = _env_int(env, "LOCAL_WORLD_SIZE", world)
     if world < 1:
-        raise ValueError(f"WORLD_SIZE must be >= 1, got {world}")
+        raise _env_error("WORLD_SIZE", env, "must be >= 1")
+    if world > 1 and not (env.get("RANK") or "").strip():
+        raise Asfe3dInputError(None, f"environment variable RANK is not set, but WORLD_SIZE={world} asks for several "
+                                     "processes (launch them with torchrun)")
     if not 0 <= rank < world:
-        raise ValueError(f"RANK must be in [0, WORLD_SIZE={world}), got {rank}")
+        raise _env_error("RANK", env, f"must be in [0, WORLD_SIZE={world})")
     if not 1 <= local_world <= world:
-        raise ValueError(f"LOCAL_WORLD_SIZE must be in [1, WORLD_SIZE={world}], got {local_world}")
+        raise _env_error("LOCAL_WORLD_SIZE", env, f"must be in [1, WORLD_SIZE={world}]")
     if not 0 <= local_rank < local_world:
-        raise ValueError(f"LOCAL_RANK must be in [0, LOCAL_WORLD_SIZE={local_world}), got {local_rank}")
+        raise _env_error("LOCAL_RANK", env, f"must be in [0, LOCAL_WORLD_SIZE={local_world})")
     return DistInfo(rank, world, local_rank, local_world)
 
 
@@ -121,6 +134,8 @@ def init_distributed(backend: str = "auto", timeout_minutes: float = 60.0) -> tu
 
     Raises:
         ValueError: an unknown backend or ``nccl`` without CUDA.
+        Asfe3dInputError: bad torchrun variables (:func:`get_dist_info`), or ``MASTER_ADDR`` / ``MASTER_PORT``
+            missing for several processes.
     """
     import torch
     import torch.distributed as dist
@@ -140,6 +155,10 @@ def init_distributed(backend: str = "auto", timeout_minutes: float = 60.0) -> tu
         backend = "nccl" if cuda else "gloo"
     if backend == "nccl" and not cuda:
         raise ValueError("backend 'nccl' needs CUDA, which is not available; use 'gloo'")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):  # env:// rendezvous; torch would say it in a traceback
+        if not (os.environ.get(name) or "").strip():
+            raise Asfe3dInputError(None, f"environment variable {name} is not set, but WORLD_SIZE={info.world_size} "
+                                         "asks for several processes (launch them with torchrun)")
     if backend == "nccl":
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend=backend, init_method="env://", timeout=timedelta(minutes=timeout_minutes))
@@ -250,11 +269,21 @@ def merge_summaries(parts: Sequence[str | Path], summary_path: str | Path, order
     return write_summary([rows[n] for n in names if n in rows], summary_path)
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may run on: its affinity mask (what a batch scheduler such as SLURM or a cgroup
+    cpuset gives the job), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
 def _set_cpu_threads(info: DistInfo) -> None:
     import SimpleITK as sitk
     import torch
 
-    threads = max(1, (os.cpu_count() or 1) // info.local_world_size)
+    # the job's cores, not the node's: 2 ranks of a 4-core SLURM job on a 128-core node get 2 threads, not 64
+    threads = max(1, usable_cpus() // info.local_world_size)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     torch.set_num_threads(threads)
 
@@ -297,7 +326,6 @@ def run_cohort_distributed(
     import torch.distributed as dist
 
     from asfe3d.cohort import cohort_lock, lock_folder, plan_cohort, run_cohort, write_summary
-    from asfe3d.errors import Asfe3dInputError
     from asfe3d.settings import Settings
 
     settings = Settings() if settings is None else settings

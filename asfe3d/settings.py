@@ -94,6 +94,35 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
 
+def _check_bool(option: str, value: Any) -> None:
+    """A switch must be ``True`` or ``False`` (a string ``"false"`` from a config is truthy: never guessed)."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise _bad(option, f"must be True or False, got {value!r}")
+
+
+def _optional_text(option: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise _bad(option, f"must be None or a non-empty string, got {value!r}")
+
+
+def _optional_path(obj: Any, name: str, option: str) -> None:
+    """A path field: ``None`` or a non-empty ``str`` / ``PathLike`` (stored as a :class:`Path`)."""
+    import os
+
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise _bad(option, f"must be None or a file path, got {value!r}")
+    _set(obj, name, Path(value))
+
+
+#: the most threads a setting may ask for (ITK and torch take an unsigned int; more than this is a typo)
+MAX_THREADS = 1024
+
+
 def _optional_frame(option: str, value: Any) -> None:
     if value is not None and (not _is_int(value) or value < 0):
         raise _bad(option, f"must be an integer >= 0, got {value!r}")
@@ -130,16 +159,20 @@ class InputSettings:
     allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
+        _optional_text("mri_series", self.mri_series)
+        _optional_text("pet_series", self.pet_series)
         _optional_frame("mri_frame", self.mri_frame)
         _optional_frame("pet_frame", self.pet_frame)
+        for name in ("frame_realign", "dicom_strict", "allow_nonfinite"):
+            _check_bool(name, getattr(self, name))
+            _set(self, name, bool(getattr(self, name)))
         if not (self.frame_reference == "mean" or (_is_int(self.frame_reference) and self.frame_reference >= 0)):
             raise _bad("frame_reference", f"must be 'mean' or a frame index >= 0, got {self.frame_reference!r}")
         if self.pet_units is not None and self.pet_units not in PET_UNITS_CHOICES:
             raise _bad("pet_units", f"must be None or 'suv', got {self.pet_units!r}")
         if self.nifti_geometry not in NIFTI_GEOMETRIES:
             raise _bad("nifti_geometry", f"must be 'auto', 'sform' or 'qform', got {self.nifti_geometry!r}")
-        if self.pet_sidecar is not None:
-            _set(self, "pet_sidecar", Path(self.pet_sidecar))
+        _optional_path(self, "pet_sidecar", "pet_sidecar")
 
     def reader_kwargs(self, key: str) -> dict[str, Any]:
         """The :func:`asfe3d.io.read_volume` settings (``role`` aside) of the ``"mri"`` or the ``"pet"`` input.
@@ -182,8 +215,9 @@ class RegistrationSettings:
             raise _bad("qc", f"must be one of {QC_MODES}, got {self.qc!r}")
         if not _is_int(self.seed) or not 0 <= int(self.seed) < 2**31 - 1:
             raise _bad("seed", f"must be an integer in [0, 2147483646], got {self.seed!r}")
-        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
-            raise _bad("registration_threads", f"must be None or an integer >= 1, got {self.threads!r}")
+        if self.threads is not None and (not _is_int(self.threads) or not 1 <= self.threads <= MAX_THREADS):
+            raise _bad("registration_threads", f"must be None or an integer in [1, {MAX_THREADS}], got "
+                                               f"{self.threads!r}")
         if not (_is_real(self.min_overlap) and 0.0 <= self.min_overlap <= 1.0):
             raise _bad("min_overlap", f"must be a fraction in [0, 1], got {self.min_overlap!r}")
 
@@ -306,8 +340,7 @@ class FusionSettings:
         _set(self, "pet_smooth_mm", float(m))
         if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
-        if self.weights is not None:
-            _set(self, "weights", Path(self.weights))
+        _optional_path(self, "weights", "weights")
         self._check_device()
 
     def network_kwargs(self) -> dict[str, Any]:
@@ -371,6 +404,8 @@ class OutputSettings:
                 _set(self, name, Path(value))
         if self.scale not in OUTPUT_SCALES:
             raise _bad("output_scale", f"must be one of {OUTPUT_SCALES}, got {self.scale!r}")
+        _check_bool("overwrite", self.overwrite)
+        _set(self, "overwrite", bool(self.overwrite))
         import matplotlib
 
         if self.colormap not in matplotlib.colormaps:
@@ -473,11 +508,25 @@ class Settings:
             TypeError: an unknown group or field.
             Asfe3dInputError: a bad value.
         """
+        import difflib
+        from collections.abc import Mapping
+
         data = dict(data or {})
         unknown = sorted(set(data) - set(_GROUPS))
         if unknown:
             raise TypeError(f"unknown settings group(s) {unknown}; the groups are {sorted(_GROUPS)}")
-        return cls(**{name: _GROUPS[name](**dict(fields)) for name, fields in data.items()})
+        groups = {}
+        for name, fields in data.items():
+            if not isinstance(fields, Mapping):
+                raise TypeError(f"settings group {name!r} must be a mapping of its fields, got {fields!r}")
+            known = [f.name for f in dataclasses.fields(_GROUPS[name])]
+            for key in fields:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), known, n=2)
+                    raise TypeError(f"unknown setting {name}.{key}" + (f" (did you mean {' or '.join(close)}?)" if close
+                                                                       else f"; the {name} settings are {known}"))
+            groups[name] = _GROUPS[name](**dict(fields))
+        return cls(**groups)
 
 
 _GROUPS: dict[str, type] = {"inputs": InputSettings, "registration": RegistrationSettings, "fusion": FusionSettings,

@@ -180,3 +180,51 @@ def test_cli_pipeline_needs_inputs(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["--pipeline-only", "--brain", str(tmp_path / "no.nii.gz"), str(tmp_path), "--output", ""])
     assert err.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--repeats", "0"], "--repeats: must be an integer in [1, 1024], got 0"),
+    (["--repeats-large", "-1"], "--repeats-large: must be an integer in [1, 1024], got -1"),
+    (["--threads", "2", "0"], "--threads: must be an integer in [1, 1024], got 0"),
+    (["--output", "{tmp}"], "is a folder, not a markdown file"),
+    (["--output", "{tmp}/a_file/b.md"], "a_file is a file where a folder is expected"),
+])
+def test_bad_numbers_and_unwritable_outputs_are_refused_before_any_case(tmp_path, monkeypatch, capsys, extra,
+                                                                          expected):
+    """They used to run every case (error rows: no median of no runs) and overwrite the table with them, or fail
+    writing it only after minutes of timing, in a traceback."""
+    import asfe3d.benchmark as bench
+
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setattr(bench, "run_all", lambda *a, **k: pytest.fail("cases ran before the refusal"))
+    args = [a.format(tmp=tmp_path) for a in extra]
+    args = args if "--output" in args else [*args, "--output", str(tmp_path / "b.md")]
+    with pytest.raises(SystemExit) as err:
+        main(["--device", "cpu", *args])
+    assert err.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_the_default_output_is_not_made_outside_the_repository(tmp_path, monkeypatch, capsys):
+    import asfe3d.benchmark as bench
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "run_all", lambda *a, **k: pytest.fail("cases ran before the refusal"))
+    with pytest.raises(SystemExit) as err:
+        main(["--device", "cpu"])
+    assert err.value.code == 2 and "has no docs/ folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pipeline_only_makes_the_outputs_folder(tmp_path, monkeypatch):
+    import asfe3d.benchmark as bench
+
+    mri, pet = tmp_path / "t1.nii.gz", tmp_path / "pet.nii.gz"
+    mri.write_bytes(b"x")
+    pet.write_bytes(b"x")
+    row = {"kind": "brain", "units": 1.0}
+    monkeypatch.setattr(bench, "run_pipeline_case", lambda *a, **k: row)
+    monkeypatch.setattr(bench, "format_pipeline_table", lambda rows: "| t |")
+    monkeypatch.setattr(bench, "_pipeline_section", lambda rows, cmd: "section\n")
+    out = tmp_path / "new" / "bench.md"
+    assert main(["--pipeline-only", "--brain", str(mri), str(pet), "--cohort", "0", "--output", str(out)]) == 0
+    assert out.read_text().endswith("## End to end\n\nsection\n")

@@ -76,12 +76,29 @@ def test_read_datalist_folder(tmp_path, demo_files):
         ("subject,mri,pet\n", "no subjects"),
         ("", "empty"),
         ("subject,mri,pet\n../x,sub01/mri.nii.gz,sub01/pet.nii.gz\n", "not a plain file name"),
+        # the name would make output file names longer than a file system takes (the run died in a traceback)
+        ("subject,mri,pet\n" + "x" * 300 + ",sub01/mri.nii.gz,sub01/pet.nii.gz\n",
+         "is 300 bytes long; its output file names would be too long (at most 200 bytes)"),
+        ("subject,mri,pet\na\x00b,sub01/mri.nii.gz,sub01/pet.nii.gz\n", "subject name 'a\\x00b' is not a plain file name"),
+        # a quoted line break is kept (and refused), not silently dropped ('a\nb' used to become 'ab')
+        ('subject,mri,pet\n"a\nb",sub01/mri.nii.gz,sub01/pet.nii.gz\n', "subject name 'a\\nb' is not a plain file name"),
+        # line numbers count blank lines
+        ("subject,mri,pet\nsub01,sub01/mri.nii.gz,sub01/pet.nii.gz\n\nsub01,sub01/mri.nii.gz,sub01/pet.nii.gz\n",
+         "line 4: duplicate subject 'sub01' (first on line 2)"),
+        ("subject;mri;pet\nsub01;sub01/mri.nii.gz;sub01/pet.nii.gz\n",
+         "the header is semicolon-separated: the datalist must be comma-separated"),
+        ("subject\tmri\tpet\nsub01\tsub01/mri.nii.gz\tsub01/pet.nii.gz\n",
+         "the header is tab-separated: the datalist must be comma-separated"),
+        ('[{"subject": "sub01", "mri": "sub01/mri.nii.gz", "pet": "sub01/pet.nii.gz"}]',
+         "is JSON; a datalist is a CSV with the columns subject,mri,pet[,output], or a folder of subject folders"),
+        ("subject,mri,pet,output\nsub01,sub01/mri.nii.gz,sub01/pet.nii.gz,o\x01.nii.gz\n",
+         "subject 'sub01': output path 'o\\x01.nii.gz' holds a control character"),
     ],
 )
 def test_read_datalist_bad_csv(tmp_path, demo_files, text, expected):
     make_cohort(tmp_path, demo_files, 1)
     bad = tmp_path / "bad.csv"
-    bad.write_text(text)
+    bad.write_text(text, newline="")
     with pytest.raises(Asfe3dInputError, match=None) as info:
         read_datalist(bad)
     assert expected in str(info.value) and str(bad) in str(info.value)

@@ -176,3 +176,60 @@ def test_a_rerun_with_other_settings_is_not_skipped_nor_replaces_without_overwri
     again = run_cohort(subjects, Settings.from_flat(**{**FAST, "method": "max", "overwrite": True}), output_dir=out,
                        progress=False)
     assert [r.status for r in again] == ["ok"] and fused.read_bytes() != before
+
+
+def test_a_deleted_fused_volume_is_redone_like_a_single_run(tmp_path, demo_files):
+    """Its record is left, listing a volume that is gone: asfe3d's own (``replaceable_outputs``), so a rerun redoes
+    the subject (it used to fail: "sub01_fused.json exist(s) but are not a complete output ... not replaced")."""
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 2))
+    out = tmp_path / "out"
+    assert [r.status for r in run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)] == ["ok", "ok"]
+    (out / "sub01_fused.nii.gz").unlink()
+    results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
+    assert [r.status for r in results] == ["ok", "skipped"]
+    assert "redone: the fused output" in results[0].message and "is missing" in results[0].message
+    assert (out / "sub01_fused.nii.gz").is_file()
+    assert json.loads((out / "sub01_fused.json").read_text())["status"] == "complete"
+
+
+def test_earlier_outputs_that_cannot_be_checked_fail_that_subject_only(tmp_path, demo_files, monkeypatch):
+    """An OSError while looking at one subject's earlier outputs (a permission, a name too long) is that subject's
+    failure; the cohort goes on (it used to end the whole run in a traceback)."""
+    import asfe3d.cohort as cohort
+
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 2))
+    real = cohort.subject_done
+
+    def done(subject, output, settings=None):
+        if subject.subject == "sub01":
+            raise PermissionError(13, "Permission denied", str(output))
+        return real(subject, output, settings)
+
+    monkeypatch.setattr(cohort, "subject_done", done)
+    results = run_cohort(subjects, FAST_SETTINGS, output_dir=tmp_path / "out", progress=False)
+    assert [r.status for r in results] == ["failed", "ok"]
+    assert results[0].message.endswith("sub01_fused.nii.gz: cannot check the earlier outputs (Permission denied)")
+
+
+def test_an_output_name_too_long_for_the_file_system_is_refused_up_front(tmp_path, demo_files):
+    (s1,) = read_datalist(make_cohort(tmp_path, demo_files, 1))
+    long = Subject("sub01", s1.mri, s1.pet, tmp_path / ("y" * 240 + ".nii.gz"))
+    with pytest.raises(Asfe3dInputError, match="has a file name of 247 bytes; with its temporary name's 21 more it "
+                                               "exceeds the file system's 255"):
+        run_cohort([long], FAST_SETTINGS, progress=False)
+    assert not list(tmp_path.glob("y*"))
+
+
+def test_a_failure_message_is_one_line(tmp_path, demo_files, monkeypatch):
+    import asfe3d.pipeline
+
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 2))
+
+    def boom(mri, *args, **kwargs):
+        raise RuntimeError("ITK said:\n  first line\n  second line")
+
+    monkeypatch.setattr(asfe3d.pipeline, "fuse_pair", boom)
+    results = run_cohort(subjects, FAST_SETTINGS, output_dir=tmp_path / "out", summary_path=tmp_path / "s.csv",
+                         progress=False)
+    assert [r.message for r in results] == ["RuntimeError: ITK said: first line second line"] * 2
+    assert [r["message"] for r in read_summary(tmp_path / "s.csv")] == [results[0].message] * 2

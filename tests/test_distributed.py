@@ -32,12 +32,71 @@ def test_get_dist_info_from_environment():
     assert get_dist_info({}) == DistInfo(0, 1, 0, 1)
     info = get_dist_info({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"})
     assert info == DistInfo(5, 8, 1, 4) and not info.is_main
-    with pytest.raises(ValueError, match=r"RANK must be in \[0, WORLD_SIZE=2\), got 2"):
+    with pytest.raises(ValueError, match=r"RANK: must be in \[0, WORLD_SIZE=2\), got '2'"):
         get_dist_info({"RANK": "2", "WORLD_SIZE": "2"})
-    with pytest.raises(ValueError, match="WORLD_SIZE must be an integer, got 'two'"):
+    with pytest.raises(ValueError, match="WORLD_SIZE: must be an integer, got 'two'"):
         get_dist_info({"WORLD_SIZE": "two"})
     with pytest.raises(ValueError, match="LOCAL_RANK"):
         get_dist_info({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"})
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"RANK": "5", "WORLD_SIZE": "2"}, "environment variable RANK: must be in [0, WORLD_SIZE=2), got '5'"),
+    ({"RANK": "-1", "WORLD_SIZE": "2"}, "environment variable RANK: must be in [0, WORLD_SIZE=2), got '-1'"),
+    ({"RANK": "1.0", "WORLD_SIZE": "2"}, "environment variable RANK: must be an integer, got '1.0'"),
+    ({"RANK": "0", "WORLD_SIZE": "0"}, "environment variable WORLD_SIZE: must be >= 1, got '0'"),
+    ({"WORLD_SIZE": "2"}, "environment variable RANK is not set, but WORLD_SIZE=2 asks for several processes"),
+])
+def test_bad_torchrun_variables_are_input_errors_quoting_the_value(env, expected):
+    from asfe3d.errors import Asfe3dInputError
+
+    with pytest.raises(Asfe3dInputError) as exc:  # the command prints it in one line and exits with code 2
+        get_dist_info(env)
+    assert expected in str(exc.value)
+
+
+def test_cli_refuses_a_rank_out_of_range_in_one_line(tmp_path, demo_files, monkeypatch, capsys):
+    from asfe3d.cli import main
+
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = main(["fuse", "--datalist", str(csv_path), "--output-dir", str(tmp_path / "out"), "--method", "mean",
+                 "--registration", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "asfe3d: error: environment variable RANK: must be in [0, WORLD_SIZE=2), got '5'\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_processes_without_a_rendezvous_address_are_refused(monkeypatch):
+    import torch.distributed as dist
+
+    from asfe3d.distributed import init_distributed
+    from asfe3d.errors import Asfe3dInputError
+
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(Asfe3dInputError, match="MASTER_ADDR is not set, but WORLD_SIZE=2"):
+        init_distributed("gloo")
+    assert not dist.is_initialized()
+
+
+def test_threads_per_rank_count_the_jobs_cores_not_the_nodes(monkeypatch):
+    """A 2-core SLURM job on a 64-core node, 2 ranks: 1 thread each, not 32."""
+    import SimpleITK as sitk
+    import torch
+
+    from asfe3d import distributed
+
+    got = {}
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: got.setdefault("torch", n))
+    monkeypatch.setattr(sitk.ProcessObject, "SetGlobalDefaultNumberOfThreads", lambda n: got.setdefault("itk", n))
+    distributed._set_cpu_threads(DistInfo(1, 2, 1, 2))
+    assert got == {"torch": 1, "itk": 1}
 
 
 def test_shard_subjects_partitions_deterministically():

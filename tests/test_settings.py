@@ -76,7 +76,9 @@ def test_cli_options_map_onto_settings():
     ({"pet_units": "bq"}, "pet_units: must be None or 'suv', got 'bq'"),
     ({"nifti_geometry": "both"}, "nifti_geometry: must be 'auto', 'sform' or 'qform', got 'both'"),
     ({"min_overlap": 1.5}, "min_overlap: must be a fraction in [0, 1], got 1.5"),
-    ({"registration_threads": 0}, "registration_threads: must be None or an integer >= 1, got 0"),
+    ({"registration_threads": 0}, "registration_threads: must be None or an integer in [1, 1024], got 0"),
+    ({"registration_threads": 10**11}, "registration_threads: must be None or an integer in [1, 1024], got "
+                                       "100000000000"),
     ({"output_scale": "percent"}, "output_scale: must be one of ('mri', 'unit'), got 'percent'"),
     ({"colormap": "nosuchmap"}, "colormap: unknown colour map 'nosuchmap'"),
     ({"device": "tpu"}, "device: must be auto, cpu or cuda[:N], got 'tpu'"),
@@ -86,6 +88,42 @@ def test_bad_values_are_refused_when_made_quoting_them(flat, expected):
     with pytest.raises(Asfe3dInputError) as exc:
         Settings.from_flat(**flat)
     assert expected in str(exc.value)
+
+
+@pytest.mark.parametrize("flat, expected", [
+    # a switch from a config or the bundle's command line ("false") is truthy: it must be refused, never run as True
+    ({"overwrite": "false"}, "overwrite: must be True or False, got 'false'"),
+    ({"overwrite": None}, "overwrite: must be True or False, got None"),
+    ({"allow_nonfinite": "no"}, "allow_nonfinite: must be True or False, got 'no'"),
+    ({"dicom_strict": 1}, "dicom_strict: must be True or False, got 1"),
+    ({"frame_realign": "false"}, "frame_realign: must be True or False, got 'false'"),
+    ({"mri_series": ""}, "mri_series: must be None or a non-empty string, got ''"),
+    ({"pet_series": 12}, "pet_series: must be None or a non-empty string, got 12"),
+    ({"weights": ""}, "weights: must be None or a file path, got ''"),
+    ({"pet_sidecar": 3}, "pet_sidecar: must be None or a file path, got 3"),
+])
+def test_switches_series_and_paths_of_the_wrong_type_are_refused(flat, expected):
+    with pytest.raises(Asfe3dInputError) as exc:
+        Settings.from_flat(**flat)
+    assert str(exc.value) == expected
+
+
+def test_switches_and_paths_of_the_right_type_are_kept():
+    import numpy as np
+
+    s = Settings.from_flat(overwrite=np.True_, allow_nonfinite=True, mri_series="1.2.3", weights="w.pt")
+    assert s.outputs.overwrite is True and s.inputs.allow_nonfinite is True and s.inputs.mri_series == "1.2.3"
+    assert s.fusion.weights.name == "w.pt"
+    assert Settings.from_dict(s.as_dict()) == s
+
+
+def test_from_dict_names_an_unknown_field_with_the_closest_one():
+    with pytest.raises(TypeError, match=r"unknown setting fusion\.methd \(did you mean method\?\)"):
+        Settings.from_dict({"fusion": {"methd": "mean"}})
+    with pytest.raises(TypeError, match=r"unknown setting outputs\.zzz; the outputs settings are \["):
+        Settings.from_dict({"outputs": {"zzz": 1}})
+    with pytest.raises(TypeError, match="settings group 'fusion' must be a mapping of its fields, got None"):
+        Settings.from_dict({"fusion": None})
 
 
 def test_frozen_replace_and_round_trip(tmp_path):

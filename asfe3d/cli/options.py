@@ -263,8 +263,10 @@ def set_threads(args: argparse.Namespace) -> None:
     from asfe3d.errors import Asfe3dInputError
 
     if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            raise Asfe3dInputError(None, f"--threads must be >= 1, got {args.threads}")
+        from asfe3d.settings import MAX_THREADS
+
+        if not 1 <= args.threads <= MAX_THREADS:  # torch.set_num_threads overflows on a huge value
+            raise Asfe3dInputError(None, f"--threads: must be an integer in [1, {MAX_THREADS}], got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)

@@ -47,7 +47,9 @@ def no_registration(monkeypatch):
         (["--roi-size", "0", "8", "8", "--mode", "volume"], "roi_size: must be three integers >= 1"),
         (["--detail-injection", "9"], "detail_injection: must be a number in [0, 4], got 9.0"),
         (["--device", "tpu"], "device: must be auto, cpu or cuda[:N], got 'tpu'"),
-        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--threads", "0"], "--threads: must be an integer in [1, 1024], got 0"),
+        (["--threads", "99999999999"], "--threads: must be an integer in [1, 1024], got 99999999999"),
+        (["--registration-threads", "99999999999"], "registration_threads: must be None or an integer in [1, 1024]"),
         (["--weights", "{tmp}/missing.pt"], "missing.pt: weight file does not exist"),
     ],
 )
