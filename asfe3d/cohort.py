@@ -540,10 +540,16 @@ def _check_paths_against_inputs(
 ) -> None:
     """Refuse, before any work, an output or summary that is an input of any subject, the datalist, or another
     subject's output; and a summary that exists but is not an asfe3d summary."""
-    from asfe3d.io import check_output_path
+    from asfe3d.io import OUTPUT_SUFFIXES, check_output_path
 
     def key(p: Path) -> Path:
         return Path(p).expanduser().resolve()
+
+    for s in subjects:  # an output column's cell with the wrong suffix: refused now, not when the subject is reached
+        fused = outputs[s.subject]
+        if not fused.name.lower().endswith(OUTPUT_SUFFIXES["nifti"]):
+            raise Asfe3dInputError(fused, f"the fused output of subject {s.subject!r} must end in "
+                                          f"{' or '.join(OUTPUT_SUFFIXES['nifti'])}")
 
     protected: dict[Path, str] = {}
     for s in subjects:

@@ -233,3 +233,23 @@ def test_a_failure_message_is_one_line(tmp_path, demo_files, monkeypatch):
                          progress=False)
     assert [r.message for r in results] == ["RuntimeError: ITK said: first line second line"] * 2
     assert [r["message"] for r in read_summary(tmp_path / "s.csv")] == [results[0].message] * 2
+
+
+def test_an_output_cell_with_the_wrong_suffix_is_refused_before_any_subject(tmp_path, demo_files):
+    s1, s2 = read_datalist(make_cohort(tmp_path, demo_files, 2))
+    bad = [s1, Subject("sub02", s2.mri, s2.pet, tmp_path / "sub02_fused.png")]
+    with pytest.raises(Asfe3dInputError, match=r"sub02_fused.png: the fused output of subject 'sub02' must end in "
+                                               r"\.nii or \.nii\.gz"):
+        run_cohort(bad, FAST_SETTINGS, progress=False)
+    assert not list(tmp_path.rglob("*_fused*"))  # not even the first subject was fused
+
+
+def test_one_pet_sidecar_for_a_whole_cohort_is_refused(tmp_path, demo_files, capsys):
+    from asfe3d.cli import main
+
+    datalist = make_cohort(tmp_path, demo_files, 2)
+    sidecar = tmp_path / "one.json"
+    sidecar.write_text("{}")
+    assert main(["fuse", "--datalist", str(datalist), "--method", "mean", "--pet-sidecar", str(sidecar)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "one.json: --pet-sidecar names one PET's sidecar; in cohort mode" in err

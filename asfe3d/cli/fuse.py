@@ -200,6 +200,9 @@ def cohort_settings(args: argparse.Namespace) -> Any:
                                             "output column in the datalist")
     if getattr(args, "series", None):
         raise Asfe3dInputError(None, "--series is ambiguous in cohort mode; use --mri-series / --pet-series")
+    if getattr(args, "pet_sidecar", None) is not None:  # one subject's dose and weight would convert every PET
+        raise Asfe3dInputError(args.pet_sidecar, "--pet-sidecar names one PET's sidecar; in cohort mode each PET's "
+                                                 "own sidecar is read (<pet stem>.json beside it)")
     settings = settings_from_args(args)
     for name in OPTIONAL_OUTPUTS:
         value = getattr(settings.outputs, name)
