@@ -227,10 +227,14 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
     settings = Settings() if settings is None else settings
     if not isinstance(settings, Settings):
         raise TypeError(f"settings must be an asfe3d.settings.Settings, got {type(settings).__name__}")
-    mri_path, pet_path = Path(mri), Path(pet)
+    # "~" expanded here, once (as nibabel does): the writer expanded it for the files, but the completion record's
+    # checks did not, so a JSON of the user's own at "~/<stem>.json" was replaced (and the record reported under
+    # "./~/")
+    mri_path, pet_path = Path(mri).expanduser(), Path(pet).expanduser()
     _check_inputs(mri_path, pet_path, settings.inputs.pet_sidecar)
-    output = Path(output) if output is not None else default_output_path(mri_path)
-    extra = settings.outputs.paths(derived_output_paths(output))
+    output = Path(output).expanduser() if output is not None else default_output_path(mri_path)
+    extra = {kind: None if path is None else Path(path).expanduser()
+             for kind, path in settings.outputs.paths(derived_output_paths(output)).items()}
     saver = _saver(output, extra, settings.outputs, _protected_inputs(mri_path, pet_path, settings.inputs.pet_sidecar))
     with output_lock(output):  # a second run on these outputs is refused while this one writes them
         fuser = _build_fuser(settings.fusion, progress)

@@ -179,8 +179,9 @@ def _to_rgb8(image: np.ndarray, cmap: str | None, top: float) -> np.ndarray:
     """A slice as 8-bit RGB: through ``cmap`` over ``[0, top]``, or an ``(..., 3)`` colour slice as it is."""
     from asfe3d.fusion.colour import apply_colormap
 
+    image = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=top, neginf=0.0)  # NaN: black
     rgb = image if cmap is None else apply_colormap(image, cmap, window=(0.0, top))
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(np.clip(np.nan_to_num(rgb), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _tick(value: float, span: float = 0.0) -> str:

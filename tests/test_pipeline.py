@@ -120,3 +120,26 @@ def test_auto_slice_axis_finds_the_axial_axis():
     # voxel axis 1 runs inferior-superior (e.g. a coronal acquisition stored y<->z)
     aff = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, -1.2, 0, 0], [0, 0, 0, 1]])
     assert auto_slice_axis(aff) == 1
+
+
+def test_tilde_paths_are_expanded_and_a_users_json_is_kept(pair, tmp_path, monkeypatch):
+    """``~`` in an output: the files went to the home folder but the record's checks looked under ``./~/``, so
+    ``overwrite=True`` replaced a JSON of the user's own at ``~/<stem>.json`` (and the result named ``./~/f.json``);
+    ``~`` in an input was "does not exist" (nibabel expands it)."""
+    mri, pet = pair
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    own = home / "f.json"
+    own.write_text('{"mine": true}')
+    settings = Settings.from_flat(method="mean", registration="none", min_overlap=0.0, overwrite=True)
+    with pytest.raises(Asfe3dInputError, match="not an asfe3d completion record"):
+        fuse_pair(mri, pet, "~/f.nii.gz", settings)
+    assert own.read_text() == '{"mine": true}'
+    (home / "sub01_mri.nii.gz").write_bytes(mri.read_bytes())
+    result = fuse_pair("~/sub01_mri.nii.gz", pet, "~/g.nii.gz", Settings.from_flat(
+        method="mean", registration="none", min_overlap=0.0, preview="~/g.png"))
+    assert result.outputs["record"] == home / "g.json" and result.outputs["preview"] == home / "g.png"
+    assert all(p.is_file() and p.parent == home for p in result.outputs.values())
+    assert not (tmp_path / "~").exists()

@@ -130,3 +130,20 @@ def test_colour_bar_tick_near_zero_reads_zero() -> None:
     assert _tick(0.239, 1.19) == "0.239" and _tick(31420.4, 31420.0) == "31420"
     assert _tick(-1.28e-05) == "-1.28e-05"  # no span given: the value as it is
     assert _tick(2e-6, 1e-5) == "2e-06"  # a tiny window keeps its tiny ticks
+
+
+def test_nan_voxels_are_drawn_black_without_warnings(tmp_path: Path) -> None:
+    """NaN voxels went through a float-to-uint8 cast (a RuntimeWarning, an undefined colour)."""
+    import warnings
+
+    from PIL import Image
+
+    vol = np.full((6, 7, 5), 0.5, np.float32)
+    vol[0, 0, 0] = np.nan
+    vol[3, 3, 2] = np.nan  # in the views drawn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = save_preview(tmp_path / "p.png", vol, vol, vol, np.diag([2.0, 2.0, 2.0, 1.0]),
+                           rgb=np.stack([vol] * 3, axis=-1))
+    with Image.open(out) as im:
+        assert im.size[0] == 1000

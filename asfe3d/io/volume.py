@@ -396,7 +396,11 @@ def _read_nifti(
     if not isinstance(img, (nib.Nifti1Pair, nib.Nifti2Pair)):
         raise Asfe3dInputError(p, f"{role} file is not a NIfTI image (nibabel read it as {type(img).__name__})")
     # outputs are single files: a pair's header is kept as the single-file header of the same fields
-    header = (nib.Nifti2Header if isinstance(img, nib.Nifti2Pair) else nib.Nifti1Header).from_header(img.header)
+    # (a single-file NIfTI-2 is a Nifti2Image, which is not a Nifti2Pair: both named, or its float64 matrices would
+    # be cut to a NIfTI-1 header's float32 and the output written as NIfTI-1)
+    nifti2 = isinstance(img, (nib.Nifti2Image, nib.Nifti2Pair))
+    with _quiet_nibabel():
+        header = (nib.Nifti2Header if nifti2 else nib.Nifti1Header).from_header(img.header)
     dtype = header.get_data_dtype()
     if dtype.fields is not None or dtype.kind == "c":
         raise Asfe3dInputError(p, f"{role} NIfTI holds {dtype} voxels (colour/complex), not a scalar volume")
@@ -578,6 +582,10 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
+        if "Unable to determine ImageIO reader" in str(err) and detect_format(p) == "other":
+            # no reader knows the format (not a damaged .mha / .nrrd): say which ones asfe3d reads
+            raise Asfe3dInputError(p, f"{role} file is not in a format asfe3d reads ({_format_hint(p)}NIfTI "
+                                      ".nii/.nii.gz/.hdr+.img, DICOM, MHA/MHD, NRRD)") from None
         raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
     io_name = reader.GetImageIO()
     _check_sitk_header(p, reader, role)
@@ -588,6 +596,14 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
     name = io_name.replace("ImageIO", "").lower() or "other"
     info["sitk_io"] = {"gdcm": "dicom", "nifti": "nifti-pair", "meta": "mha"}.get(name, name)
     return img
+
+
+def _format_hint(p: Path) -> str:
+    """What to do with a known format asfe3d does not read (e.g. FreeSurfer's ``.mgz``), or ``""``."""
+    name = p.name.lower()
+    if name.endswith((".mgz", ".mgh")):
+        return "FreeSurfer MGH/MGZ: convert it with mri_convert or nibabel first; asfe3d reads "
+    return "asfe3d reads "
 
 
 def _check_sitk_header(p: Path, reader: sitk.ImageFileReader, role: str) -> None:

@@ -461,6 +461,10 @@ def _is_nifti_name(path: PathLike) -> bool:
     return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
+#: the ``descrip`` of every NIfTI written here (the reference's own describes the reference's data, not the output's)
+_DESCRIPTION = b"asfe3d output on the reference grid"
+
+
 def _output_header(reference: Volume, data_shape: tuple[int, ...], rgb: bool) -> tuple[type, nib.Nifti1Header]:
     """Header for an output on ``reference``'s grid: the reference's qform/sform (codes included) or, for a
     non-NIfTI reference, its RAS affine with both codes 1."""
@@ -475,8 +479,12 @@ def _output_header(reference: Volume, data_shape: tuple[int, ...], rgb: bool) ->
         hdr["cal_max"] = 0.0
         hdr["intent_code"] = 0
         hdr["intent_name"] = b""
+        hdr["descrip"] = _DESCRIPTION  # the MRI's own ("T1 MPRAGE") would describe the PET and colour outputs too
+        hdr["aux_file"] = b""  # a display lookup table's name in FSL: one for the MRI's values, not the output's
         hdr["intent_p1"] = hdr["intent_p2"] = hdr["intent_p3"] = 0.0
-        hdr["glmin"] = hdr["glmax"] = 0
+        for key in ("glmin", "glmax"):  # Analyze fields of NIfTI-1, not in a NIfTI-2 header
+            if key in hdr:
+                hdr[key] = 0
         hdr.set_data_dtype("RGB" if rgb else np.float32)
         zooms = hdr.get_zooms()[:3]
         hdr.set_data_shape(data_shape)
@@ -489,6 +497,7 @@ def _output_header(reference: Volume, data_shape: tuple[int, ...], rgb: bool) ->
     hdr.set_qform(affine, code=1)
     hdr.set_sform(affine, code=1)
     hdr.set_xyzt_units("mm")
+    hdr["descrip"] = _DESCRIPTION
     return nib.Nifti1Image, hdr
 
 

@@ -235,3 +235,32 @@ def test_nifti_claiming_a_giant_frame_refused_before_loading(tmp_path):
     path.write_bytes(gzip.compress(raw, compresslevel=1))
     with pytest.raises(Asfe3dInputError, match=r"one 3D frame.*decompression bomb"):
         read_volume(path, role="MRI")
+
+
+def test_nifti2_single_file_keeps_its_float64_geometry(tmp_path, capfd):
+    """A single-file NIfTI-2 (a ``Nifti2Image``, which is not a ``Nifti2Pair``) was read into a NIfTI-1 header: its
+    float64 sform cut to float32 (2.5e-5 mm off here), the output written as NIfTI-1 and nibabel's "sizeof_hdr
+    should be 348" printed on stderr."""
+    affine = np.diag([1.0000001234, 1.0000001234, 1.0000001234, 1.0])
+    affine[:3, 3] = [-1234.567891234, 987.654321987, -555.123456789]
+    img = nib.Nifti2Image(random_volume((12, 10, 8)), affine)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+    p = tmp_path / "mri.nii.gz"
+    nib.save(img, str(p))
+    capfd.readouterr()
+    vol = read_volume(p, role="MRI")
+    assert isinstance(vol.nifti_header, nib.Nifti2Header)
+    np.testing.assert_allclose(vol.affine_ras, nib.load(p).affine, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ras_affine_from_sitk(vol.image), nib.load(p).affine, rtol=0, atol=1e-6)
+    assert capfd.readouterr().err == ""
+
+
+def test_mgz_is_refused_naming_the_formats_read(tmp_path):
+    """A FreeSurfer ``.mgz`` was refused with SimpleITK's exception text (a source file path, "Unable to determine
+    ImageIO reader"); the refusal now says what the file is and what asfe3d reads."""
+    p = tmp_path / "T1.mgz"
+    nib.save(nib.MGHImage(random_volume((12, 10, 8)), np.eye(4)), str(p))
+    with pytest.raises(Asfe3dInputError, match=r"not in a format asfe3d reads \(FreeSurfer MGH/MGZ: convert") as exc:
+        read_volume(p, role="MRI")
+    assert "\n" not in str(exc.value) and "sitk" not in str(exc.value)

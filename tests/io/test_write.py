@@ -280,3 +280,36 @@ def test_nifti_bytes_equal_nibabel(tmp_path, kind):
     want = img.to_bytes()
     assert nifti_bytes(img) == want
     assert nifti_bytes(img) == img.to_bytes()  # and the image is left as it was
+
+
+def test_nifti2_reference_is_written_as_nifti2(tmp_path):
+    """A NIfTI-2 reference's header has no ``glmin`` / ``glmax``: every output on it failed with "no field of name
+    glmin". Now written as NIfTI-2 with the reference's float64 sform and qform."""
+    affine = np.array(AFFINES["oblique"], dtype=np.float64)
+    affine[:3, 3] += [-1000.123456789, 500.987654321, 0.000012345]
+    img = nib.Nifti2Image(random_volume(), affine)
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=4)
+    p = tmp_path / "mri.nii.gz"
+    nib.save(img, str(p))
+    vol = read_volume(p, role="MRI")
+    out = write_like(np.ones(SHAPE, np.float32), vol, tmp_path / "fused.nii.gz", inputs=[p])
+    res = nib.load(out)
+    assert isinstance(res, nib.Nifti2Image)
+    np.testing.assert_allclose(res.affine, nib.load(p).affine, rtol=0, atol=1e-9)
+    assert (int(res.header["qform_code"]), int(res.header["sform_code"])) == (1, 4)
+    np.testing.assert_array_equal(np.asanyarray(res.dataobj), np.ones(SHAPE, np.float32))
+
+
+def test_output_header_does_not_describe_the_reference_data(tmp_path):
+    """``descrip`` ("T1 MPRAGE") and ``aux_file`` (a display lookup table) describe the MRI's data; they were copied
+    onto the fused, registered-PET and colour volumes."""
+    img = nib.Nifti1Image(random_volume(), AFFINES["oblique"])
+    img.header["descrip"] = b"T1 MPRAGE 1mm"
+    img.header["aux_file"] = b"lut_t1"
+    p = tmp_path / "mri.nii.gz"
+    nib.save(img, str(p))
+    vol = read_volume(p, role="MRI")
+    for name, data in (("f.nii.gz", np.ones(SHAPE, np.float32)), ("c.nii.gz", np.zeros((*SHAPE, 3), np.uint8))):
+        hdr = nib.load(write_like(data, vol, tmp_path / name)).header
+        assert hdr["descrip"].item().startswith(b"asfe3d") and hdr["aux_file"].item() == b""
