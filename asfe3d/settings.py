@@ -116,7 +116,7 @@ def _optional_path(obj: Any, name: str, option: str) -> None:
         return
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise _bad(option, f"must be None or a file path, got {value!r}")
-    _set(obj, name, Path(value))
+    _set(obj, name, Path(value).expanduser())  # "~/x.json" as nibabel and the shell read it
 
 
 #: the most threads a setting may ask for (ITK and torch take an unsigned int; more than this is a typo)

@@ -581,7 +581,7 @@ def plan_outputs(
     from asfe3d.io import OutputSet, check_output_path
     from asfe3d.io.record import check_default_named_outputs, read_record, record_path, replaceable_outputs
 
-    first = Path(next(iter(paths.values()))[0])
+    first = Path(next(iter(paths.values()))[0]).expanduser()  # "~/f.nii.gz": its record is ~/f.json
     record_file = record_path(first) if record else None
     replaceable = replaceable_outputs(first) if record_file is not None else []
     outs = OutputSet(paths, overwrite=overwrite, inputs=inputs, replaceable=replaceable)

@@ -185,3 +185,19 @@ def test_head_mask_is_the_same_on_every_call(mri_file):
     assert all(torch.equal(m, masks[0]) for m in masks) and bool(masks[0].any())
     with pytest.raises(ValueError, match=r"\(1, X, Y, Z\)"):
         HeadMask()(torch.zeros(2, 4, 4, 4))
+
+
+def test_plan_outputs_expands_the_home_folder_for_the_record(tmp_path, monkeypatch):
+    """``~/f.nii.gz``: the record is ``$HOME/f.json`` (the files are written there), so a JSON of the user's own
+    there is seen and kept."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.settings import Settings
+    from asfe3d.transforms.array import plan_outputs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    outs, record = plan_outputs({"fused": ("~/f.nii.gz", "nifti")})
+    assert record == tmp_path / "f.json"
+    (tmp_path / "f.json").write_text('{"mine": 1}')
+    with pytest.raises(Asfe3dInputError, match="is not an asfe3d completion record"):
+        plan_outputs({"fused": ("~/f.nii.gz", "nifti")}, overwrite=True)
+    assert Settings.from_flat(pet_sidecar="~/pet.json").inputs.pet_sidecar == tmp_path / "pet.json"
