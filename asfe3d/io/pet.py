@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,9 +50,23 @@ HALF_LIFE_S = {
 }
 
 _ACTIVITY_TO_BQ = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci": 3.7e7, "uci": 3.7e4}
-_CONC_TO_BQML = {"bq/ml": 1.0, "bqml": 1.0, "kbq/ml": 1e3, "mbq/ml": 1e6, "bq/cc": 1.0, "kbq/cc": 1e3}
+_CONC_TO_BQML = {"bq/ml": 1.0, "bqml": 1.0, "kbq/ml": 1e3, "mbq/ml": 1e6, "bq/cc": 1.0, "kbq/cc": 1e3,
+                 "mbq/cc": 1e6, "nci/ml": 37.0, "nci/cc": 37.0, "uci/ml": 3.7e4, "uci/cc": 3.7e4}
 _SUV_UNITS = {"gml", "g/ml", "suv", "suvbw"}
 _WEIGHT_TO_KG = {"kg": 1.0, "g": 1e-3, "lb": 0.45359237, "lbs": 0.45359237}
+
+#: an injected activity outside this range (Bq) is not a PET dose (370 in a Bq field: MBq written as Bq); from a
+#: small-animal dose (about 1 MBq) to ten times the largest clinical one
+DOSE_RANGE_BQ = (1e5, 2e10)
+#: a body weight above this (kg) is not a patient's (beyond any PET table's limit; 75000 is grams written as kg)
+MAX_WEIGHT_KG = 350.0
+#: an injection time of day later than the scan's is read as the day before (a midnight crossing) only when that
+#: puts the injection at most this long (s) before the scan; else the scan started before the injection
+MAX_DAY_BEFORE_S = 12 * 3600.0
+#: a scan (decay reference) that starts at most this long (s) before the recorded injection is taken as it is: a
+#: dynamic scan started with the injection, the two times read from clocks out of step; the dose is decayed back
+#: to the reference (a factor within 3 % for F-18). Earlier than this is refused
+MAX_SCAN_BEFORE_INJECTION_S = 300.0
 
 
 @dataclass
@@ -161,8 +176,9 @@ def pet_header_from_dicom(path: str | Path) -> PetHeader:
         scan, scan_name = acquisition, "AcquisitionDate/AcquisitionTime"
     if injection is not None and scan is not None:
         seconds = (scan - injection).total_seconds()
-        if seconds < 0 and item is not None and not item.get("RadiopharmaceuticalStartDateTime") and seconds > -86400:
-            seconds += 86400.0
+        if seconds < 0 and item is not None and not item.get("RadiopharmaceuticalStartDateTime") \
+                and seconds + 86400.0 <= MAX_DAY_BEFORE_S:
+            seconds += 86400.0  # a midnight crossing: injected late in the evening, scanned after midnight
             head.notes.append("injection time later than the scan on the same date: injected the day before")
         head.seconds_injection_to_reference = seconds
         start = ("RadiopharmaceuticalStartDateTime" if item is not None and item.get("RadiopharmaceuticalStartDateTime")
@@ -193,6 +209,23 @@ def _seconds_of_day(text: Any) -> float | None:
         return int(t[0:2]) * 3600 + int(t[2:4]) * 60 + float(t[4:] or 0)
     except ValueError:
         return None
+
+
+def _nuclide_key(name: Any) -> str:
+    """The :data:`HALF_LIFE_S` key of a radionuclide name: ``"18F"``, ``"F18"``, ``"F-18"``, ``"[18F]"``,
+    ``"^18F"`` -> ``"F18"`` (element, then mass number)."""
+    text = re.sub(r"[^0-9A-Z]", "", str(name).upper())
+    match = re.fullmatch(r"(\d+)([A-Z]+)", text)
+    return match.group(2) + match.group(1) if match else text
+
+
+def _json_bool(value: Any, key: str, path: Path) -> bool:
+    """A JSON true/false, also written as a string ("true", "False"); anything else is refused."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise Asfe3dInputError(path, f"PET sidecar {key} {value!r} is neither true nor false")
 
 
 def pet_header_from_sidecar(path: str | Path) -> PetHeader:
@@ -240,14 +273,12 @@ def pet_header_from_sidecar(path: str | Path) -> PetHeader:
     if half and half > 0:
         head.half_life_s = half
     elif meta.get("TracerRadionuclide"):
-        key = str(meta["TracerRadionuclide"]).upper().replace("-", "").replace("^", "")
-        key = key[-2:] + key[:-2] if key[:1].isdigit() else key  # "18F" -> "F18"
-        head.half_life_s = HALF_LIFE_S.get(key)
+        head.half_life_s = HALF_LIFE_S.get(_nuclide_key(meta["TracerRadionuclide"]))
         if head.half_life_s is not None:
             head.notes.append(f"half-life of {meta['TracerRadionuclide']} from asfe3d's table: {head.half_life_s:g} s")
     # decay correction and times
     if "ImageDecayCorrected" in meta:  # BIDS: times in seconds relative to TimeZero
-        corrected = bool(meta["ImageDecayCorrected"])
+        corrected = _json_bool(meta["ImageDecayCorrected"], "ImageDecayCorrected", p)
         injection = _float(meta.get("InjectionStart"))
         if corrected:
             head.decay_correction = "START"
@@ -264,16 +295,17 @@ def pet_header_from_sidecar(path: str | Path) -> PetHeader:
     else:  # dcm2niix-style
         head.decay_correction = str(meta.get("DecayCorrection", "") or "").strip().upper() or None
         inj = _seconds_of_day(meta.get("RadiopharmaceuticalStartTime"))
-        for key in ("SeriesTime", "AcquisitionTime"):
-            scan = _seconds_of_day(meta.get(key))
-            if scan is not None and inj is not None:
-                seconds = scan - inj
-                if seconds < 0:
-                    seconds += 86400.0
-                    head.notes.append("injection time later than the scan: injected the day before")
-                head.seconds_injection_to_reference = seconds
-                head.reference = f"{key} - RadiopharmaceuticalStartTime"
-                break
+        series, acquisition = _seconds_of_day(meta.get("SeriesTime")), _seconds_of_day(meta.get("AcquisitionTime"))
+        # as for DICOM (QIBA): the series time is the scan start unless it is later than the acquisition time
+        key, scan = ("SeriesTime", series) if series is not None and (acquisition is None or series <= acquisition) \
+            else ("AcquisitionTime", acquisition)
+        if scan is not None and inj is not None:
+            seconds = scan - inj
+            if seconds < 0 and seconds + 86400.0 <= MAX_DAY_BEFORE_S:
+                seconds += 86400.0  # a midnight crossing
+                head.notes.append("injection time later than the scan: injected the day before")
+            head.seconds_injection_to_reference = seconds
+            head.reference = f"{key} - RadiopharmaceuticalStartTime"
     return head
 
 
@@ -355,12 +387,26 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
                        "ImageDecayCorrectionTime or ScanStart)")
     if missing:
         raise Asfe3dInputError(where, f"PET cannot be converted to SUV, {head.source} lacks: " + "; ".join(missing))
+    if head.weight_kg > MAX_WEIGHT_KG:  # type: ignore[operator]
+        raise Asfe3dInputError(
+            where, f"PET body weight {head.weight_kg:g} kg ({head.source}) is not a patient's weight (more than "
+            f"{MAX_WEIGHT_KG:g} kg; grams written as kg?): cannot convert to SUV")
+    lo_dose, hi_dose = DOSE_RANGE_BQ
+    if not lo_dose <= head.dose_bq <= hi_dose:  # type: ignore[operator]
+        raise Asfe3dInputError(
+            where, f"PET injected dose {head.dose_bq:g} Bq ({head.source}) is not a PET dose (outside "
+            f"[{lo_dose:g}, {hi_dose:g}] Bq; MBq written as Bq?): cannot convert to SUV")
     notes = list(head.notes)
     if needs_decay:
         seconds = float(head.seconds_injection_to_reference)  # type: ignore[arg-type]
-        if seconds < 0:
-            raise Asfe3dInputError(where, f"PET scan starts {-seconds:.0f} s before the injection ({head.reference})")
+        if seconds < -MAX_SCAN_BEFORE_INJECTION_S:
+            raise Asfe3dInputError(
+                where, f"PET scan starts {-seconds:.0f} s before the injection ({head.reference}; at most "
+                f"{MAX_SCAN_BEFORE_INJECTION_S:.0f} s is read as clocks out of step): cannot convert to SUV")
         decay = 2.0 ** (-seconds / float(head.half_life_s))  # type: ignore[arg-type]
+        if seconds < 0:
+            notes.append(f"scan starts {-seconds:.0f} s before the recorded injection (a dynamic scan started with "
+                         f"it, clocks out of step?): the dose is decayed back to the scan start (x {1 / decay:.4f})")
         if head.decay_correction == "NONE":
             notes.append("image not decay corrected: dose decayed to the scan start (frame mid-times ignored)")
     else:

@@ -16,6 +16,7 @@ from asfe3d.registration.register import (
     registration_error_mm,
     resample_to_reference,
     resolve_method,
+    size_problem,
     start_name,
     start_orientations,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "registration_error_mm",
     "resample_to_reference",
     "resolve_method",
+    "size_problem",
     "start_name",
     "start_orientations",
     "transform_size",

@@ -175,9 +175,12 @@ class EarlyRegistration:
     def _refused(self, volumes: Mapping[str, Any]) -> bool:
         """Whether the chain will refuse these inputs' roles (:func:`asfe3d.registration.roles.role_evidence`):
         then nothing is masked or registered, so a refusal is not kept waiting for a registration to end."""
+        from asfe3d.registration.register import size_problem
         from asfe3d.registration.roles import role_evidence
 
         mri, pet = self._images["mri"], self._images["pet"]
+        if size_problem(mri.GetSize(), mri.GetSpacing(), pet.GetSize(), pet.GetSpacing()) is not None:
+            return True  # refused by the chain too (check_roles, or the registration's own check)
         certain, _ = role_evidence(sitk.GetArrayViewFromImage(mri), sitk.GetArrayViewFromImage(pet), mri.GetSpacing(),
                                    pet.GetSpacing(), volumes["mri"].info, volumes["pet"].info, self.paths["mri"],
                                    self.paths["pet"])

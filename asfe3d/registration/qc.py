@@ -50,7 +50,11 @@ class QCThresholds:
         warn_mi_margin: ``mi_margin`` below this warns.
         min_pet_in_head: ``pet_in_head`` below this fails (PET signal lands outside the MRI head).
         warn_pet_in_head: ``pet_in_head`` below this warns.
-        min_head_covered: ``head_covered`` below this fails (the PET signal covers too little of the head).
+        min_head_covered: ``head_covered`` below this fails (the PET signal covers too little of the head), unless
+            the PET's field of view holds only part of the head (``head_in_pet_fov``) and the signal covers at least
+            this share of that part (``head_covered_in_fov``): then it warns (a partial field of view).
+        min_head_in_fov: ``head_in_pet_fov`` (share of the head inside the PET's field of view) below this fails
+            when ``head_covered`` is below ``min_head_covered`` (the PET sees too little of the head to judge).
         min_smoothness: ``pet_smoothness`` below this fails (the PET looks like noise).
         signal_volume_range: allowed ``signal_volume_ratio`` (PET signal volume / MRI head volume); outside fails.
         spacing_range_mm: allowed PET voxel size in mm; outside fails.
@@ -63,6 +67,7 @@ class QCThresholds:
     min_pet_in_head: float = 0.75
     warn_pet_in_head: float = 0.85
     min_head_covered: float = 0.3
+    min_head_in_fov: float = 0.1
     min_smoothness: float = 0.3
     signal_volume_range: tuple[float, float] = (0.2, 2.5)
     spacing_range_mm: tuple[float, float] = (0.3, 12.0)
@@ -100,7 +105,7 @@ class RegistrationQC:
         numbers: every measured number (``mi``, ``mi_margin``, ``pet_in_head``, ``head_covered``,
             ``rotation_deg``, ...), for logs and cohort summaries.
         flags: the name of the check behind each reason, same order (``pet_spacing``, ``pet_noise``,
-            ``signal_volume``, ``scale``, ``mi_margin``, ``pet_in_head``, ``head_covered``, ``rotation``,
+            ``signal_volume``, ``scale``, ``mi_margin``, ``pet_in_head``, ``head_covered``, ``pet_fov``, ``rotation``,
             ``mirrored``, ``mirrored_lr``), then ``note`` once per note.
         anatomy: what the checks assumed the MRI shows: ``"head"`` or ``"body"`` (torso or whole body; the head
             coverage and signal-volume checks are then not applied).
@@ -515,6 +520,11 @@ def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Si
     p_hi = float(percentile(positive, 99.5)) if positive.size else 0.0
 
     pet_f = sitk.Cast(pet, sitk.sitkFloat32)
+    pet_arr = sitk.GetArrayViewFromImage(pet_f)
+    if not bool(np.isfinite(pet_arr).all()):  # NaN outside the brain (SPM): 0, not spread by the interpolation
+        finite = sitk.GetImageFromArray(np.where(np.isfinite(pet_arr), pet_arr, np.float32(0.0)).astype(np.float32))
+        finite.CopyInformation(pet_f)
+        pet_f = finite
 
     def pet_on_grid(tfm: sitk.Transform) -> np.ndarray:
         out = sitk.Resample(pet_f, mri_c, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
@@ -534,6 +544,15 @@ def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Si
     numbers["pet_in_fov"] = min(1.0, mass_in_fov / signal_mass) if signal_mass > 0 else 0.0
     numbers["pet_in_head"] = min(1.0, mass_in_head / mass_in_fov) if mass_in_fov > 0 else 0.0
     numbers["head_covered"] = float(np.count_nonzero(inside & head_arr) / np.count_nonzero(head_arr))
+    # the part of the head inside the PET's field of view: a PET of the top half of the head covers half of it
+    ones = sitk.Image(pet.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(pet)
+    in_fov = sitk.GetArrayFromImage(sitk.Resample(ones, mri_c, transform, sitk.sitkNearestNeighbor, 0,
+                                                  sitk.sitkUInt8)) > 0
+    head_fov = head_arr & in_fov
+    numbers["head_in_pet_fov"] = float(np.count_nonzero(head_fov) / np.count_nonzero(head_arr))
+    numbers["head_covered_in_fov"] = (float(np.count_nonzero(inside & head_fov) / np.count_nonzero(head_fov))
+                                      if head_fov.any() else 0.0)
     numbers["mi"] = mi_of(pet_c)
     moves = _perturbations(centre, shift_mm, rotation_deg)
     perturbed = [mi_of(pet_on_grid(_after(transform, p))) for _, p in moves]
@@ -563,8 +582,16 @@ def _alignment_checks(numbers: dict[str, float], best: float, n_perturbed: int, 
         reasons.append(("warn", "pet_in_head", f"{1 - numbers['pet_in_head']:.0%} of the PET signal in the MRI's field of "
                                 f"view lies outside the MRI {anatomy}"))
     if anatomy == "head" and numbers["head_covered"] < th.min_head_covered:
-        reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI head "
-                                f"(need {th.min_head_covered:.0%})"))
+        partial = numbers["head_in_pet_fov"] >= th.min_head_in_fov and \
+            numbers["head_covered_in_fov"] >= th.min_head_covered
+        if partial:  # the PET sees part of the head and covers that part: a partial field of view, not a failure
+            reasons.append(("warn", "pet_fov", f"the PET's field of view holds only {numbers['head_in_pet_fov']:.0%} "
+                                    f"of the MRI head (its signal covers {numbers['head_covered_in_fov']:.0%} of that "
+                                    f"part): the fused image has PET there only"))
+        else:
+            reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI "
+                                    f"head (need {th.min_head_covered:.0%}; the PET's field of view holds "
+                                    f"{numbers['head_in_pet_fov']:.0%} of it)"))
 
 
 def assess_registration(

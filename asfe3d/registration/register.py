@@ -37,6 +37,7 @@ __all__ = [
     "registration_error_mm",
     "resample_to_reference",
     "resolve_method",
+    "size_problem",
     "start_name",
     "start_orientations",
 ]
@@ -236,6 +237,48 @@ def _bin_factors(mri: sitk.Image, pet: sitk.Image, finest_mm: float | None) -> l
     return [max(1, int(math.floor(finest_mm / s + 0.5))) for s in mri.GetSpacing()]
 
 
+#: the fewest voxels along an axis that ITK's Gaussian smoothing (every registration level) accepts
+MIN_LEVEL_VOXELS = 4
+#: ITK smooths each level's fixed image before shrinking it; the left-right check smooths the finest grid binned by
+#: this much (:func:`_mirrored_fit`), the coarsest fixed image smoothed
+CHECK_BIN = 2
+
+
+def size_problem(mri_size: Sequence[int], mri_spacing: Sequence[float], pet_size: Sequence[int],
+                 pet_spacing: Sequence[float], finest_mm: float | None = None) -> tuple[str, str] | None:
+    """Why a pair is too thin to be registered (a slab, a few slices), or ``None`` when it is not.
+
+    ITK's Gaussian smoothing (every level) needs :data:`MIN_LEVEL_VOXELS` voxels along each axis: the PET needs
+    them; the MRI is bin-averaged to the finest level (:func:`register_pet_to_mri`'s ``finest_mm``) and binned by
+    :data:`CHECK_BIN` more for the left-right check, so it needs that many times more. ITK stops with a low-level
+    exception otherwise.
+
+    Args:
+        mri_size: the MRI's voxels along x, y, z.
+        mri_spacing: its voxel size (mm).
+        pet_size: the PET's voxels along x, y, z.
+        pet_spacing: its voxel size (mm).
+        finest_mm: as in :func:`register_pet_to_mri`.
+
+    Returns:
+        ``(role, sentence)``: ``"mri"`` or ``"pet"`` and what is too thin (sizes quoted), or ``None``.
+    """
+    for k, n in enumerate(pet_size):
+        if n < MIN_LEVEL_VOXELS:
+            return "pet", (f"PET input has {n} voxel{'s' if n != 1 else ''} along {'xyz'[k]} (size "
+                           f"{' x '.join(str(v) for v in pet_size)}): registration needs at least {MIN_LEVEL_VOXELS} "
+                           f"along each axis (a slab of a few slices is not a 3D PET)")
+    finest = min(FINEST_MM, float(min(pet_spacing))) if finest_mm is None else finest_mm
+    for k, (n, sp) in enumerate(zip(mri_size, mri_spacing)):
+        factor = max(1, int(math.floor(finest / sp + 0.5)))
+        need = factor * CHECK_BIN * MIN_LEVEL_VOXELS
+        if n < need:
+            return "mri", (f"MRI input has {n} voxels along {'xyz'[k]} (size {' x '.join(str(v) for v in mri_size)}, "
+                           f"{sp:g} mm): registration needs at least {need} there ({need * sp:g} mm; a slab of a few "
+                           f"slices is not a 3D MRI)")
+    return None
+
+
 def _rotation_name(m: np.ndarray) -> str:
     angle = math.degrees(math.acos(float(np.clip((np.trace(m) - 1.0) / 2.0, -1.0, 1.0))))
     if angle < 1e-3:
@@ -359,8 +402,9 @@ class _Prepared:
 
 def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask: bool,
              finest_mm: float | None) -> _Prepared:
-    fixed = sitk.Cast(mri, sitk.sitkFloat32)
-    head = head_mask(fixed) if head is None else head
+    fixed = _finite(sitk.Cast(mri, sitk.sitkFloat32))
+    # a caller's mask as 0/1 (a 0/255 mask, or a float one, would otherwise be an empty or undilated metric mask)
+    head = head_mask(fixed) if head is None else sitk.Cast(sitk.Cast(head, sitk.sitkFloat32) >= 0.5, sitk.sitkUInt8)
     factors = _bin_factors(mri, pet, finest_mm)
     head_b = head
     if max(factors) > 1:  # the finest level is coarser than the MRI: bin once, then the usual pyramid
@@ -370,10 +414,21 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
     if use_mask:  # dilated by about 2 mm (2 voxels of a 1 mm MRI, as before binning)
         radius = max(1, int(round(2.0 / min(fixed.GetSpacing()))))
         mask = sitk.BinaryDilate(sitk.Cast(head_b, sitk.sitkUInt8), [radius] * 3)
-    moving = sitk.Cast(pet, sitk.sitkFloat32)
+    moving = _finite(sitk.Cast(pet, sitk.sitkFloat32))
     init = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
     return _Prepared(fixed, moving, mask, head, factors, init)
+
+
+def _finite(image: sitk.Image) -> sitk.Image:
+    """``image`` (float32) with NaN and infinite voxels set to 0, the background (an SPM image's NaN outside the
+    brain): ITK's moments initialiser never returns on a NaN, and the metric would sample them."""
+    arr = sitk.GetArrayViewFromImage(image)
+    if bool(np.isfinite(arr).all()):
+        return image
+    out = sitk.GetImageFromArray(np.where(np.isfinite(arr), arr, np.float32(0.0)).astype(np.float32, copy=False))
+    out.CopyInformation(image)
+    return out
 
 
 def _binned(prep: _Prepared, factor: int) -> _Prepared:
@@ -527,27 +582,55 @@ class _Rigid:
     qc_plain: RegistrationQC | None = None
 
 
+def _check_head(head: Any, mri: sitk.Image) -> None:
+    """Check a caller's head mask: an image on the MRI's grid with at least one voxel in the head (>= 0.5).
+
+    Raises:
+        TypeError: when it is not a SimpleITK image.
+        ValueError: off the MRI grid (sizes, spacings, origins quoted) or empty.
+    """
+    if not isinstance(head, sitk.Image):
+        raise TypeError(f"head must be a SimpleITK image (head_mask(mri)) or None, got {type(head).__name__}")
+    if head.GetSize() != mri.GetSize() or not (np.allclose(head.GetSpacing(), mri.GetSpacing())
+                                               and np.allclose(head.GetOrigin(), mri.GetOrigin(), atol=1e-4)
+                                               and np.allclose(head.GetDirection(), mri.GetDirection(), atol=1e-6)):
+        raise ValueError(f"head must be on the MRI grid, got size {head.GetSize()} spacing {head.GetSpacing()} origin "
+                         f"{head.GetOrigin()} vs the MRI's {mri.GetSize()} {mri.GetSpacing()} {mri.GetOrigin()}")
+    if not np.any(sitk.GetArrayViewFromImage(head) >= 0.5):
+        raise ValueError(f"head has no voxel in the head (no value >= 0.5 in size {head.GetSize()}): give "
+                         f"head_mask(mri) or None")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int, sampling: float | None,
                      iterations: int, bspline_mesh: int, bspline_iterations: int, bspline_bound_mm: float,
-                     threads: int | None, finest_mm: float | None, multistart: str, assess: bool) -> None:
+                     threads: int | None, finest_mm: float | None, multistart: str, assess: bool,
+                     head: sitk.Image | None = None) -> None:
     """Check the arguments of :func:`register_pet_to_mri`.
 
     Raises:
+        TypeError: an image that is not a SimpleITK image (its type quoted).
         ValueError: for the first bad argument, its value quoted.
     """
-    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+    for name, img in (("mri", mri), ("pet", pet)):
+        if not isinstance(img, sitk.Image):
+            raise TypeError(f"{name} must be a SimpleITK image, got {type(img).__name__}")
+    if threads is not None and not (_is_int(threads) and threads >= 1):
         raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**31 - 1):
+    if not (_is_int(seed) and 0 <= seed < 2**31 - 1):
         raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
     if sampling is not None and not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
         raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
-    if not (isinstance(iterations, int) and iterations >= 1):
+    if not (_is_int(iterations) and iterations >= 1):
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if not (isinstance(bspline_mesh, int) and bspline_mesh >= 1):
+    if not (_is_int(bspline_mesh) and bspline_mesh >= 1):
         raise ValueError(f"bspline_mesh must be a positive integer, got {bspline_mesh!r}")
-    if not (isinstance(bspline_iterations, int) and bspline_iterations >= 1):
+    if not (_is_int(bspline_iterations) and bspline_iterations >= 1):
         raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
     if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
         raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")
@@ -564,6 +647,29 @@ def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int
                 f"{name} must be a scalar 3D image, got dimension {img.GetDimension()} with "
                 f"{img.GetNumberOfComponentsPerPixel()} components"
             )
+    if head is not None:
+        _check_head(head, mri)
+    if method != "none":
+        thin = size_problem(mri.GetSize(), mri.GetSpacing(), pet.GetSize(), pet.GetSpacing(), finest_mm)
+        if thin is not None:  # bad input, not a bad argument: one line on the command line too
+            raise Asfe3dInputError(None, thin[1])
+        for name, img in (("MRI", mri), ("PET", pet)):
+            lo, hi = _value_range(img)
+            if math.isnan(lo):
+                raise Asfe3dInputError(None, f"{name} input has no finite voxel (size {img.GetSize()}): nothing to "
+                                             f"register")
+            if not hi > lo:
+                raise Asfe3dInputError(None, f"{name} input is constant (every finite voxel {lo:g}): nothing to "
+                                             f"register")
+
+
+def _value_range(image: sitk.Image) -> tuple[float, float]:
+    """The smallest and largest finite voxel of ``image`` (``(nan, nan)`` when none is finite)."""
+    arr = sitk.GetArrayViewFromImage(image)
+    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    return float(finite.min()), float(finite.max())
 
 
 def _set_up(prep: _Prepared, seed: int, sampling: float | None, iterations: int) -> dict:
@@ -733,14 +839,40 @@ def _identity_result(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, 
                               start="header", qc=qc)
 
 
-def _left_right(prep: _Prepared, common: dict, best: _Rigid,
+def _left_right(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, common: dict, best: _Rigid,
                 mirrored_ahead: tuple[sitk.Transform, Future] | None, bar: _Progress) -> None:
     """The left-right check of ``best`` (:func:`_check_left_right`), with the mirrored fit started ahead
-    (:func:`_mirrored_ahead`) when it was made from ``best.transform``."""
+    (:func:`_mirrored_ahead`) when it was made from ``best.transform``.
+
+    A mirrored fit that scores clearly better does not yet show a mirrored PET: the result may only have stopped
+    short of its optimum (the optimiser out of iterations after a large turn), where the mirrored fit, started
+    elsewhere, reached the brain's mirror-symmetric one. Before failing the PET as mirrored, the unmirrored result
+    gets the same chance: it is continued (2 and 1 levels) from where it stopped and from the mirrored fit mirrored
+    back; a continuation that scores a higher QC MI at a verdict no worse replaces ``best`` and is checked afresh.
+    """
+    from asfe3d.registration.qc import _after
+
     assert best.qc is not None
     ahead_for, ahead = mirrored_ahead if mirrored_ahead is not None else (None, None)
-    _check_left_right(prep, best.transform, common, best.qc, bar,
-                      ahead.result() if ahead_for is best.transform else None)
+    cand = ahead.result() if ahead_for is best.transform else _mirrored_fit(prep, best.transform, common, bar)
+    verdict_before = best.qc.verdict
+    _check_left_right(prep, best.transform, common, best.qc, bar, cand)
+    if "mirrored_lr" not in best.qc.flags:
+        return
+    mirror = _affine(np.diag([-1.0, 1.0, 1.0]), prep.init.GetCenter(), (0.0, 0.0, 0.0))
+    tries = []
+    for start in (best.transform, _after(cand, mirror)):
+        tfm, metric, n_iter, stop = _rigid_from(prep, start, common, shrink=(2, 1), sigmas=(1, 0), progress=bar,
+                                                name="left-right recheck")
+        tries.append((assess_registration(mri, pet, tfm, prep.head), tfm, metric, n_iter, stop))
+    qc, tfm, metric, n_iter, stop = max(tries, key=lambda t: t[0].numbers["mi"])  # the first on a tie
+    if not (qc.numbers["mi"] > best.qc.numbers["mi"] and VERDICT_RANK[qc.verdict] <= VERDICT_RANK[verdict_before]):
+        return
+    logger.info("registration: continued before calling the PET mirrored: MI %.4f -> %.4f", best.qc.numbers["mi"],
+                qc.numbers["mi"])
+    best.transform, best.metric, best.n_iter, best.qc = tfm, metric, n_iter, qc
+    best.stop = f"{stop} (continued after the left-right check)"
+    _check_left_right(prep, best.transform, common, best.qc, bar)
 
 
 def _result(transform: sitk.Transform, method: str, best: _Rigid, prep: _Prepared, start: float
@@ -858,10 +990,12 @@ def register_pet_to_mri(
 
     Raises:
         ValueError: for an unknown ``method`` or bad parameters (quoted in the message).
+        Asfe3dInputError: (a ``ValueError``) for images that cannot be registered, sizes or values quoted: a PET
+            with fewer than 4 voxels along an axis or an MRI slab (:func:`size_problem`), a constant image.
     """
     _check_arguments(mri, pet, method, seed=seed, sampling=sampling, iterations=iterations, bspline_mesh=bspline_mesh,
                      bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, threads=threads,
-                     finest_mm=finest_mm, multistart=multistart, assess=assess)
+                     finest_mm=finest_mm, multistart=multistart, assess=assess, head=head)
     start = time.perf_counter()
     if method == "none":
         return _identity_result(mri, pet, head, assess, start)
@@ -880,7 +1014,7 @@ def register_pet_to_mri(
                 _continue_from_better(mri, pet, prep, common, best, bar)
             _search_if_failed(mri, pet, prep, common, best, multistart=multistart, mirrors=mirrors, assess=assess, bar=bar)
             if best.qc is not None and check_mirror and not set(best.qc.flags) & {"pet_noise", "pet_spacing"}:
-                _left_right(prep, common, best, mirrored_ahead, bar)
+                _left_right(mri, pet, prep, common, best, mirrored_ahead, bar)
             transform = _beyond_rigid(prep, common, best, method, bspline_mesh=bspline_mesh,
                                       bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, bar=bar)
             if assess and method != "rigid":
@@ -994,7 +1128,8 @@ def check_overlap(
         raise Asfe3dInputError(
             pet_path,
             f"PET and MRI do not overlap after registration (PET signal covers {frac:.1%} of the MRI head, "
-            f"need at least {min_fraction:.0%})",
+            f"need at least {min_fraction:.0%}: a misregistration, or a PET whose field of view holds only part of "
+            f"the head)",
         )
     return frac
 

@@ -171,14 +171,22 @@ def check_roles(
         the warnings given (one line each, also logged), empty when nothing looked wrong.
 
     Raises:
-        Asfe3dInputError: a 4D MRI without a chosen frame (``--mri-frame N``), or any clear sign (DICOM Modality,
-            BIDS suffix, Hounsfield units in the PET) that an input is not what its place says; the voxel sizes alone
-            only warn.
+        Asfe3dInputError: a 4D MRI without a chosen frame (``--mri-frame N``), a PET too thin to register (fewer
+            than 4 voxels along an axis: :func:`asfe3d.registration.size_problem`), or
+            any clear sign (DICOM Modality, BIDS suffix, Hounsfield units in the PET) that an input is not what its
+            place says; the voxel sizes alone only warn.
     """
     frames = mri_info.get("frames")
     if isinstance(frames, int) and frames > 1 and mri_info.get("frame_taken") is None:
         raise Asfe3dInputError(mri_path, f"MRI input is 4D ({frames} frames): choose one with --mri-frame N "
                                          f"(0-based), or give a 3D MRI")
+    from asfe3d.registration.register import size_problem
+
+    # a PET of a few slices is no 3D PET, whatever the method (numpy arrays of SimpleITK images: (z, y, x)); an MRI
+    # slab is refused by the registration itself (registration "none" can resample onto any MRI grid)
+    thin = size_problem((1 << 30,) * 3, mri_spacing, pet.shape[::-1], pet_spacing)
+    if thin is not None:
+        raise Asfe3dInputError(pet_path, thin[1])
     certain, hints = role_evidence(mri, pet, mri_spacing, pet_spacing, mri_info, pet_info, mri_path, pet_path)
     if certain:
         same = all(" same " in c for c in certain)

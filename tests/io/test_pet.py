@@ -152,6 +152,75 @@ def test_already_suv_and_scan_before_injection(tmp_path):
     vol = read_volume(p, pet_units="suv")
     assert vol.info["pet_units"]["factor"] == 1.0
     np.testing.assert_array_equal(vol.array_xyz(), data)
+    # a dynamic scan started with the injection, clocks a minute apart: the dose decayed back (not refused)
     q, _ = _nifti_pet(tmp_path, dict(BIDS, ImageDecayCorrectionTime=-60), name="early")
-    with pytest.raises(Asfe3dInputError, match="scan starts 60 s before the injection"):
-        suv_factor(pet_header_from_sidecar(tmp_path / "early.json"), q)
+    factor, record = suv_factor(pet_header_from_sidecar(tmp_path / "early.json"), q)
+    assert factor == pytest.approx(75000 / (370e6 * 2 ** (60 / 6586.2)), rel=1e-9)
+    assert any("scan starts 60 s before the recorded injection" in n for n in record["notes"])
+    q, _ = _nifti_pet(tmp_path, dict(BIDS, ImageDecayCorrectionTime=-1800), name="earlier")
+    with pytest.raises(Asfe3dInputError, match="scan starts 1800 s before the injection"):
+        suv_factor(pet_header_from_sidecar(tmp_path / "earlier.json"), q)
+
+
+DCM2NIIX = {"Units": "BQML", "DecayCorrection": "START", "RadionuclideTotalDose": 370e6,
+            "RadionuclideHalfLife": 6586.2, "RadiopharmaceuticalStartTime": "10:00:00", "AcquisitionTime": "11:00:00",
+            "PatientWeight": 75}
+
+
+def _factor(tmp_path, meta: dict, name: str) -> float:
+    (tmp_path / f"{name}.json").write_text(json.dumps(meta))
+    return suv_factor(pet_header_from_sidecar(tmp_path / f"{name}.json"), "pet.nii.gz")[0]
+
+
+@pytest.mark.parametrize("spelling", ["F18", "18F", "[18F]", "F-18", "^18F", "18f"])
+def test_tracer_radionuclide_spellings(tmp_path, spelling):
+    """'18F' (mass number first, as most BIDS PET datasets write it) used to be looked up as '8F1': refused."""
+    assert _factor(tmp_path, dict(BIDS, TracerRadionuclide=spelling), "t") == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    c11 = dict(BIDS, TracerRadionuclide=spelling.replace("18", "11").replace("F", "C").replace("f", "c"))
+    assert _factor(tmp_path, c11, "c") == pytest.approx(75000 / (370e6 * 2 ** (-3600 / 1221.66)), rel=1e-9)
+
+
+@pytest.mark.parametrize("meta, words", [
+    # a dose of 370 "Bq" (MBq in a Bq field): the SUV came out a million times too large
+    (dict(BIDS, InjectedRadioactivityUnits="Bq"), r"injected dose 370 Bq \(sidecar:x.json\) is not a PET dose"),
+    (dict(DCM2NIIX, RadionuclideTotalDose=370), r"injected dose 370 Bq \(sidecar:x.json\) is not a PET dose"),
+    # 75000 "kg" (grams): a thousand times too large; 500 kg is beyond any PET table
+    (dict(BIDS, BodyWeight=75000), r"body weight 75000 kg \(sidecar:x.json\) is not a patient's weight"),
+    (dict(DCM2NIIX, PatientWeight=500), r"body weight 500 kg \(sidecar:x.json\) is not a patient's weight"),
+    # an injection 30 min after the scan start was read as the day before: SUV 6000 times too large (30 s is
+    # taken as clocks out of step: test_dicom_implausible_dose_weight_and_injection_after_scan)
+    (dict(DCM2NIIX, RadiopharmaceuticalStartTime="11:30:00"), r"scan starts 1800 s before the injection"),
+    (dict(BIDS, ImageDecayCorrected="maybe"), r"ImageDecayCorrected 'maybe' is neither true nor false"),
+])
+def test_implausible_facts_are_refused(tmp_path, meta, words):
+    with pytest.raises(Asfe3dInputError, match=words) as err:
+        _factor(tmp_path, meta, "x")
+    assert "\n" not in str(err.value)
+
+
+def test_sidecar_times_and_flags_read_as_dicom_would(tmp_path):
+    # a midnight crossing is still read as one (injected 23:30, scanned 00:30)
+    night = dict(DCM2NIIX, RadiopharmaceuticalStartTime="23:30:00", AcquisitionTime="00:30:00")
+    assert _factor(tmp_path, night, "n") == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    # QIBA, as for DICOM: a series time later than the acquisition (a re-processed series) is not the scan start
+    later = dict(DCM2NIIX, SeriesTime="11:20:00")
+    assert _factor(tmp_path, later, "s") == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    # "false" written as a string is false (bool("false") is True: it was read as ADMIN, no decay)
+    not_corrected = dict(BIDS, ImageDecayCorrected="false", ImageDecayCorrectionTime=0)
+    assert _factor(tmp_path, not_corrected, "f") == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    # activity concentrations in nCi/ml are converted, not called "not an activity concentration"
+    assert _factor(tmp_path, dict(BIDS, Units="nCi/mL"), "u") == pytest.approx(37 * HAND_FACTOR_START, rel=1e-9)
+
+
+def test_dicom_implausible_dose_weight_and_injection_after_scan(tmp_path):
+    _pet_series(tmp_path / "dose", dose="370")
+    with pytest.raises(Asfe3dInputError, match=r"injected dose 370 Bq \(dicom:im000.dcm\) is not a PET dose"):
+        read_volume(tmp_path / "dose", pet_units="suv")
+    _pet_series(tmp_path / "weight", weight="75000")
+    with pytest.raises(Asfe3dInputError, match=r"body weight 75000 kg \(dicom:im000.dcm\)"):
+        read_volume(tmp_path / "weight", pet_units="suv")
+    _pet_series(tmp_path / "skew", inj_time="110030")
+    head = pet_header_from_dicom(next((tmp_path / "skew").iterdir()))
+    assert head.seconds_injection_to_reference == -30 and not head.notes  # not "the day before" (23.99 h)
+    units = read_volume(tmp_path / "skew", pet_units="suv").info["pet_units"]
+    assert units["factor"] == pytest.approx(75000 / (370e6 * 2 ** (30 / 6586.2)), rel=1e-6)

@@ -171,3 +171,21 @@ def test_bad_arguments(case5, good):
         start_name(np.eye(3) * 2)
     with pytest.raises(ValueError, match="centre must be three finite coordinates"):
         transform_size(tfm, (0.0, 0.0))
+
+
+def test_partial_field_of_view_warns_and_wrong_alignments_of_it_still_fail(case5):
+    """A PET of the top of the head only (38 % of its slices), correctly aligned, used to fail ("covers 21 % of the
+    MRI head, need 30 %"): refused under --qc strict though right. It now warns that its field of view holds part of
+    the head; the same PET misaligned still fails."""
+    t1, pet, true, _, head = case5
+    nz = pet.GetSize()[2]
+    top = pet[:, :, int(nz * 0.62):]
+    qc = assess_registration(t1, top, true, head)
+    assert qc.verdict == "warn" and qc.flags[0] == "pet_fov", qc.summary()
+    assert qc.numbers["head_in_pet_fov"] < 0.3 and qc.numbers["head_covered_in_fov"] > 0.9
+    assert "field of view holds only" in qc.reasons[0]
+    for wrong in ((0, 0, 30), (25, 0, 0), (0, 0, -40)):
+        shift = sitk.TranslationTransform(3, wrong)
+        bad = assess_registration(t1, top, sitk.CompositeTransform([true, shift]), head)
+        assert bad.verdict == "fail", (wrong, bad.summary())
+    assert QCThresholds().min_head_in_fov == 0.1

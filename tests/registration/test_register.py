@@ -218,3 +218,70 @@ def test_itk_threads_one_registration_at_a_time():
         assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
+def test_inputs_that_cannot_be_registered_are_refused_in_one_line(case):
+    """A PET of a few slices, an MRI slab and a constant image used to end in ITK's multi-line exceptions
+    (SmoothingRecursiveGaussianImageFilter, ImageMomentsCalculator); they are refused with the sizes or values."""
+    t1, pet, _, _ = case
+    nz = pet.GetSize()[2]
+    with pytest.raises(Asfe3dInputError, match=r"PET input has 2 voxels along z \(size 64 x 64 x 2\): registration "
+                                               r"needs at least 4"):
+        register_pet_to_mri(t1, pet[:, :, nz // 2: nz // 2 + 2], "rigid")
+    with pytest.raises(Asfe3dInputError, match=r"MRI input has 6 voxels along z \(size 49 x 58 x 6, 4 mm\): "
+                                               r"registration needs at least 8 there \(32 mm"):
+        register_pet_to_mri(t1[:, :, 20:26], pet, "rigid")
+    flat = sitk.Image(pet.GetSize(), sitk.sitkFloat32) + 5.0
+    flat.CopyInformation(pet)
+    for image, words in ((flat, "PET input is constant (every finite voxel 5)"),
+                         (flat * 0, "PET input is constant (every finite voxel 0)")):
+        with pytest.raises(Asfe3dInputError, match=rf"^{words.replace('(', '[(]').replace(')', '[)]')}"):
+            register_pet_to_mri(t1, image, "rigid")
+    with pytest.raises(Asfe3dInputError) as err:
+        register_pet_to_mri(t1, pet[:, :, :3], "affine")
+    assert "\n" not in str(err.value)
+    assert register_pet_to_mri(t1, flat, "none").method == "none"  # nothing registered: nothing refused here
+
+
+def test_bad_images_masks_and_booleans_are_refused_quoting_them(case):
+    t1, pet, _, _ = case
+    with pytest.raises(TypeError, match="mri must be a SimpleITK image, got ndarray"):
+        register_pet_to_mri(sitk.GetArrayFromImage(t1), pet)
+    with pytest.raises(TypeError, match="pet must be a SimpleITK image, got NoneType"):
+        register_pet_to_mri(t1, None)
+    for key in ("threads", "seed", "iterations"):  # True is an int to Python, not a count or a seed
+        with pytest.raises(ValueError, match=f"{key} must be .*got True"):
+            register_pet_to_mri(t1, pet, **{key: True})
+    from asfe3d.registration import head_mask
+
+    head = head_mask(t1)
+    with pytest.raises(ValueError, match=r"head must be on the MRI grid, got size \(64, 64"):
+        register_pet_to_mri(t1, pet, head=head_mask(pet))
+    with pytest.raises(ValueError, match=r"head has no voxel in the head \(no value >= 0.5 in size \(49, 58, 47\)\)"):
+        register_pet_to_mri(t1, pet, head=head * 0)
+
+
+def test_head_mask_of_another_tool_is_read_as_zero_and_one(case):
+    """A 0/255 mask was used undilated (ITK's dilation looks for 1), a 0/0.5 float mask ended in ITK's "must have 1
+    or more points": both now register exactly as the 0/1 mask does."""
+    t1, pet, _, _ = case
+    from asfe3d.registration import head_mask
+
+    head = head_mask(t1)
+    kwargs = dict(sampling=0.2, multistart="never", assess=False)
+    ref = register_pet_to_mri(t1, pet, head=head, **kwargs).transform.GetParameters()
+    for other in (sitk.Cast(head * 255, sitk.sitkUInt8), sitk.Cast(head, sitk.sitkFloat32) * 0.5):
+        assert register_pet_to_mri(t1, pet, head=other, **kwargs).transform.GetParameters() == ref
+
+
+def test_pet_with_nan_background_registers(case):
+    """NaN outside the brain (as SPM writes images): ITK's moments initialiser never returned (the command refuses
+    NaN unless --allow-nonfinite repairs it, the API hung); NaN and Inf are now background (0) for the registration
+    and the QC."""
+    t1, pet, true, brain = case
+    arr = sitk.GetArrayFromImage(pet)
+    nan_bg = sitk.GetImageFromArray(np.where(arr < 0.05 * arr.max(), np.nan, arr).astype(np.float32))
+    nan_bg.CopyInformation(pet)
+    res = register_pet_to_mri(t1, nan_bg, "rigid", sampling=0.2)
+    assert res.qc is not None and res.qc.verdict == "pass", res.qc.summary()
+    assert registration_error_mm(true, res.transform, brain)["mean"] < 2.0

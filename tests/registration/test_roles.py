@@ -182,3 +182,10 @@ def test_one_image_given_twice_is_refused(tmp_path):
         check_roles(MRI, MRI, (1.0,) * 3, (1.0,) * 3, {}, {}, f, tmp_path / "." / "t1.nii.gz")
     with pytest.raises(Asfe3dInputError, match="hold the same voxels"):
         check_roles(MRI, MRI.copy(), (1.0,) * 3, (1.0,) * 3, {}, {}, "a.nii", "b.nii")
+
+
+def test_pet_of_a_few_slices_is_refused_naming_it():
+    with pytest.raises(Asfe3dInputError, match=r"^pet\.nii\.gz: PET input has 3 voxels along z \(size 8 x 8 x 3\): "
+                                               r"registration needs at least 4 along each axis"):
+        _check(pet=np.full((3, 8, 8), 5000.0, np.float32))
+    assert _check(pet=np.full((4, 8, 8), 5000.0, np.float32)) == []  # and the tiny MRI is not judged here
