@@ -143,3 +143,22 @@ def test_tilde_paths_are_expanded_and_a_users_json_is_kept(pair, tmp_path, monke
     assert result.outputs["record"] == home / "g.json" and result.outputs["preview"] == home / "g.png"
     assert all(p.is_file() and p.parent == home for p in result.outputs.values())
     assert not (tmp_path / "~").exists()
+
+
+def test_a_pet_of_the_top_of_the_head_is_fused_with_a_field_of_view_warning(tmp_path):
+    """A PET whose field of view holds the top 38 % of the head, registered right: the QC warns (pet_fov) and the
+    chain fuses it (the overlap floor, 30 % of the whole head, refused it even under --qc warn)."""
+    from asfe3d.data import make_demo_pair
+
+    p = make_demo_pair(tmp_path / "pair", resolution=3, mri_spacing=(3, 3, 3), pet_spacing=4, max_deg=0, max_mm=0)
+    img = nib.load(str(p.pet_path))
+    arr = np.asarray(img.dataobj)
+    k = int(arr.shape[2] * 0.62)
+    affine = img.affine.copy()
+    affine[:3, 3] = img.affine[:3, :3] @ [0, 0, k] + img.affine[:3, 3]
+    nib.save(nib.Nifti1Image(arr[:, :, k:], affine), str(tmp_path / "top.nii.gz"))
+    result = fuse_pair(p.mri_path, tmp_path / "top.nii.gz", tmp_path / "f.nii.gz",
+                       Settings.from_flat(method="mean", registration="rigid"))
+    qc = result.registration["qc"]
+    assert qc["verdict"] == "warn" and qc["flags"] == ["pet_fov"], qc
+    assert result.overlap < 0.3 and (tmp_path / "f.nii.gz").is_file()

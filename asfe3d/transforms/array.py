@@ -298,13 +298,15 @@ class RegisterToReference(Transform):
         t1 = time.perf_counter()
         resampled = resample_to_reference(moving_img, fixed_img, result.transform, interpolator=self.interpolator)
         pet_path = moving.meta.get("filename_or_obj")
-        overlap = float("nan")
-        if self.min_overlap > 0:
-            overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=self.min_overlap,
-                                    head=head_img)
         verdict = getattr(result, "qc", None)  # judged by the registration itself (it decides on a search)
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
+        overlap = float("nan")
+        if self.min_overlap > 0:
+            # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)
+            # covers little of the whole head by design; the QC's verdict, not the overlap floor, judges it
+            floor = 0.0 if "pet_fov" in verdict.flags else self.min_overlap
+            overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=floor, head=head_img)
         if verdict.verdict == "fail":
             line = f"registration judged failed: {'; '.join(verdict.reasons)}"
             if self.qc == "strict":
