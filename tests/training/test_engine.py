@@ -105,7 +105,7 @@ def test_setup_distributed_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> 
     assert not info.enabled and info.is_main and info.world_size == 1
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "two")
-    with pytest.raises(ValueError, match="WORLD_SIZE must be an integer, got .two."):
+    with pytest.raises(ValueError, match="environment variable WORLD_SIZE: must be an integer, got .two."):
         setup_distributed(torch.device("cpu"))
 
 
