@@ -178,8 +178,8 @@ def check_roles(
     """
     frames = mri_info.get("frames")
     if isinstance(frames, int) and frames > 1 and mri_info.get("frame_taken") is None:
-        raise Asfe3dInputError(mri_path, f"MRI input is 4D ({frames} frames): choose one with --mri-frame N "
-                                         f"(0-based), or give a 3D MRI")
+        raise Asfe3dInputError(mri_path, f"MRI input is 4D ({frames} frames): choose one with --mri-frame N / "
+                                         f"mri_frame=N (0-based), or give a 3D MRI")
     from asfe3d.registration.register import size_problem
 
     # a PET of a few slices is no 3D PET, whatever the method (numpy arrays of SimpleITK images: (z, y, x)); an MRI

@@ -57,7 +57,7 @@ def test_voxel_sizes_alone_only_warn(caplog):
 
 
 def test_4d_mri_refused_unless_a_frame_was_taken():
-    with pytest.raises(Asfe3dInputError, match=r"MRI input is 4D \(3 frames\): choose one with --mri-frame"):
+    with pytest.raises(Asfe3dInputError, match=r"MRI input is 4D \(3 frames\): choose one with --mri-frame N / mri_frame=N"):
         _check({"frames": 3, "frame_taken": None})
     assert _check({"frames": 3, "frame_taken": 1}) == []
 
