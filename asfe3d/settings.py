@@ -94,12 +94,17 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
 
-def _check_bool(option: str, value: Any) -> None:
-    """A switch must be ``True`` or ``False`` (a string ``"false"`` from a config is truthy: never guessed)."""
+def _as_bool(option: str, value: Any) -> bool:
+    """A switch: ``True`` or ``False``, also spelt as the words ``"true"`` / ``"false"`` (any case: what a
+    command line such as ``python -m monai.bundle run ... --overwrite true`` passes); anything else is refused (a
+    string ``"false"`` is truthy: never read by its truth value, never guessed)."""
     import numpy as np
 
-    if not isinstance(value, (bool, np.bool_)):
-        raise _bad(option, f"must be True or False, got {value!r}")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _bad(option, f"must be True or False, got {value!r}")
 
 
 def _optional_text(option: str, value: Any) -> None:
@@ -164,8 +169,7 @@ class InputSettings:
         _optional_frame("mri_frame", self.mri_frame)
         _optional_frame("pet_frame", self.pet_frame)
         for name in ("frame_realign", "dicom_strict", "allow_nonfinite"):
-            _check_bool(name, getattr(self, name))
-            _set(self, name, bool(getattr(self, name)))
+            _set(self, name, _as_bool(name, getattr(self, name)))
         if not (self.frame_reference == "mean" or (_is_int(self.frame_reference) and self.frame_reference >= 0)):
             raise _bad("frame_reference", f"must be 'mean' or a frame index >= 0, got {self.frame_reference!r}")
         if self.pet_units is not None and self.pet_units not in PET_UNITS_CHOICES:
@@ -404,8 +408,7 @@ class OutputSettings:
                 _set(self, name, Path(value))
         if self.scale not in OUTPUT_SCALES:
             raise _bad("output_scale", f"must be one of {OUTPUT_SCALES}, got {self.scale!r}")
-        _check_bool("overwrite", self.overwrite)
-        _set(self, "overwrite", bool(self.overwrite))
+        _set(self, "overwrite", _as_bool("overwrite", self.overwrite))
         import matplotlib
 
         if self.colormap not in matplotlib.colormaps:

@@ -91,12 +91,12 @@ def test_bad_values_are_refused_when_made_quoting_them(flat, expected):
 
 
 @pytest.mark.parametrize("flat, expected", [
-    # a switch from a config or the bundle's command line ("false") is truthy: it must be refused, never run as True
-    ({"overwrite": "false"}, "overwrite: must be True or False, got 'false'"),
+    # a switch from a config or the bundle's command line is never read by its truth value ("false" is truthy)
+    ({"overwrite": "yes"}, "overwrite: must be True or False, got 'yes'"),
     ({"overwrite": None}, "overwrite: must be True or False, got None"),
     ({"allow_nonfinite": "no"}, "allow_nonfinite: must be True or False, got 'no'"),
     ({"dicom_strict": 1}, "dicom_strict: must be True or False, got 1"),
-    ({"frame_realign": "false"}, "frame_realign: must be True or False, got 'false'"),
+    ({"frame_realign": "0"}, "frame_realign: must be True or False, got '0'"),
     ({"mri_series": ""}, "mri_series: must be None or a non-empty string, got ''"),
     ({"pet_series": 12}, "pet_series: must be None or a non-empty string, got 12"),
     ({"weights": ""}, "weights: must be None or a file path, got ''"),
@@ -115,6 +115,10 @@ def test_switches_and_paths_of_the_right_type_are_kept():
     assert s.outputs.overwrite is True and s.inputs.allow_nonfinite is True and s.inputs.mri_series == "1.2.3"
     assert s.fusion.weights.name == "w.pt"
     assert Settings.from_dict(s.as_dict()) == s
+    # the words, as `python -m monai.bundle run ... --overwrite true` passes them (fire keeps "true" a string)
+    words = Settings.from_flat(overwrite="false", frame_realign="TRUE", dicom_strict=" False ")
+    assert words.outputs.overwrite is False and words.inputs.frame_realign is True
+    assert words.inputs.dicom_strict is False
 
 
 def test_from_dict_names_an_unknown_field_with_the_closest_one():
