@@ -16,11 +16,13 @@ DDP training uses the same module: :func:`setup_training` / :func:`cleanup_train
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +38,7 @@ __all__ = [
     "summary_part_path",
     "usable_cpus",
     "merge_summaries",
+    "stale_summary_parts",
     "run_cohort_distributed",
     "setup_training",
     "cleanup_training",
@@ -241,6 +244,34 @@ def summary_part_path(summary_path: str | Path, rank: int, world_size: int) -> P
     return summary_path.with_name(f"{stem}.rank{rank}-of-{world_size}.csv")
 
 
+def stale_summary_parts(summary_path: str | Path, world_size: int) -> list[Path]:
+    """The part files of earlier runs with another number of processes beside the summary (a run killed before its
+    merge leaves its parts; a rerun with another world size neither merges nor removes them): files named
+    ``<stem>.rank<R>-of-<W>.csv`` with ``W != world_size`` that hold a summary's header (``subject,status``).
+
+    Args:
+        summary_path: the merged summary.
+        world_size: this run's number of processes (its own parts are merged, not stale).
+
+    Returns:
+        The stale parts, sorted.
+    """
+    import re
+
+    summary_path = Path(summary_path)
+    stem = summary_path.name[:-4] if summary_path.name.lower().endswith(".csv") else summary_path.name
+    pattern = re.compile(rf"{re.escape(stem)}\.rank(\d+)-of-(\d+)\.csv")
+    stale = []
+    for path in sorted(summary_path.parent.glob(f"{glob_escape(stem)}.rank*-of-*.csv")):
+        match = pattern.fullmatch(path.name)
+        if match is None or int(match.group(2)) == world_size or not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            if next(csv.reader(fh), [])[:2] == ["subject", "status"]:
+                stale.append(path)
+    return stale
+
+
 def merge_summaries(parts: Sequence[str | Path], summary_path: str | Path, order: Sequence[str] | None = None) -> Path:
     """Merge per-rank summary CSVs into one (atomically).
 
@@ -363,7 +394,7 @@ def run_cohort_distributed(
         if info.is_main and summary_path is not None:
             parts = [summary_part_path(summary_path, r, info.world_size) for r in range(info.world_size)]
             merge_summaries(parts, summary_path, order)
-            for p in parts:
+            for p in [*parts, *stale_summary_parts(summary_path, info.world_size)]:  # this run's, and earlier ones'
                 p.unlink(missing_ok=True)
         dist.barrier()  # nobody leaves before the merged summary exists
         return [everything[name] for name in order]

@@ -213,3 +213,17 @@ def test_two_process_gloo_cohort_fuses_each_subject_once(tmp_path, demo_files):
     assert "0 ok, 4 skipped, 0 failed" in again.stdout
     assert not any(p.read_text().strip() for p in logs.glob("*.log"))
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.nii.gz")} == mtimes
+
+
+def test_parts_of_an_earlier_run_with_another_world_size_are_stale(tmp_path):
+    """A torchrun killed before its merge leaves <stem>.rank<R>-of-<W>.csv; a rerun with another W removes them
+    (only summary parts: a file of the same name pattern without a summary header is kept)."""
+    from asfe3d.distributed import stale_summary_parts
+
+    summary = tmp_path / "summary.csv"
+    for name in ("summary.rank0-of-3.csv", "summary.rank2-of-3.csv", "summary.rank1-of-2.csv"):
+        (tmp_path / name).write_text("subject,status,message\nsub01,ok,\n")
+    (tmp_path / "summary.rank1-of-4.csv").write_text("my own notes\n")
+    (tmp_path / "other.rank0-of-3.csv").write_text("subject,status\n")
+    assert [p.name for p in stale_summary_parts(summary, 2)] == ["summary.rank0-of-3.csv", "summary.rank2-of-3.csv"]
+    assert stale_summary_parts(tmp_path / "none.csv", 2) == []
