@@ -328,6 +328,7 @@ def run_cohort_distributed(
     progress: bool = True,
     backend: str = "auto",
     datalist: str | Path | None = None,
+    threads: int | None = None,
 ) -> list[Any]:
     """:func:`asfe3d.cohort.run_cohort` over all processes of a torchrun job (one process: exactly a plain run).
 
@@ -344,6 +345,8 @@ def run_cohort_distributed(
         progress: progress bar (rank 0 only).
         backend: process-group backend (see :func:`init_distributed`).
         datalist: the datalist (protected like the inputs, see :func:`asfe3d.cohort.run_cohort`).
+        threads: torch CPU threads per process (the command's ``--threads``); ``None``: the job's cores shared
+            among the node's processes (:func:`usable_cpus` ``// LOCAL_WORLD_SIZE``), as SimpleITK's always are.
 
     Returns:
         The :class:`~asfe3d.cohort.SubjectResult` of every subject: in the cohort's order for one process, in its
@@ -380,6 +383,10 @@ def run_cohort_distributed(
         if refusal[0] is not None:
             raise Asfe3dInputError(None, refusal[0])
         _set_cpu_threads(info)
+        if threads is not None:  # the user's --threads, not the share computed for them
+            import torch
+
+            torch.set_num_threads(int(threads))
         mine = shard_subjects(list(subjects), info.rank, info.world_size)
         part = None if summary_path is None else summary_part_path(summary_path, info.rank, info.world_size)
         logger.info("rank %d/%d: %d subject(s) on %s", info.rank, info.world_size, len(mine), settings.fusion.device)

@@ -164,8 +164,12 @@ _LOGGING_RUNNER = textwrap.dedent(
     log = os.path.join(os.environ["WRITE_LOG_DIR"], "rank%s.log" % os.environ["RANK"])
 
     def logging_save(img, filename, *args, **kwargs):
+        import torch
+
         with open(log, "a") as fh:
             fh.write(os.path.basename(str(filename)) + "\\n")
+        with open(log.replace(".log", ".threads"), "a") as fh:
+            fh.write("%d\\n" % torch.get_num_threads())
         return real_save(img, filename, *args, **kwargs)
 
     writer.save_nifti = logging_save
@@ -185,9 +189,11 @@ def test_two_process_gloo_cohort_fuses_each_subject_once(tmp_path, demo_files):
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(runner),
            "fuse", "--datalist", str(csv_path), "--output-dir", str(out), "--method", "mean",
-           "--registration", "none", "--device", "cpu", "--no-progress"]
+           "--registration", "none", "--device", "cpu", "--no-progress", "--threads", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # --threads is each process's torch thread count (it used to be replaced by the node's share, silently)
+    assert {n for p in logs.glob("*.threads") for n in p.read_text().split()} == {"3"}
     assert proc.stdout.count("cohort: 4 subjects: 4 ok, 0 skipped, 0 failed") == 1  # rank 0 reports once
 
     written = {r: (logs / f"rank{r}.log").read_text().split() for r in (0, 1)}

@@ -249,7 +249,8 @@ def _run_cohort(args: argparse.Namespace) -> int:
     if settings.outputs.report:
         _check_index(index, " (move it, or choose another --output-dir)")  # before any subject is fused
     results = run_cohort_distributed(subjects, settings, output_dir=args.output_dir, summary_path=summary,
-                                     progress=show_progress(args), datalist=args.datalist)
+                                     progress=show_progress(args), datalist=args.datalist,
+                                     threads=getattr(args, "threads", None))
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     if get_dist_info().rank != 0:  # every rank holds every result; one report is enough
         return 1 if counts["failed"] else 0
