@@ -67,6 +67,9 @@ MAX_DAY_BEFORE_S = 12 * 3600.0
 #: dynamic scan started with the injection, the two times read from clocks out of step; the dose is decayed back
 #: to the reference (a factor within 3 % for F-18). Earlier than this is refused
 MAX_SCAN_BEFORE_INJECTION_S = 300.0
+#: a decay reference more half-lives than this after the injection is refused: the image would hold under 0.1 % of
+#: the dose (30 h after an F-18 injection, a date or time written wrong); Zr-89 scans days later stay far below it
+MAX_HALF_LIVES = 10.0
 
 
 @dataclass
@@ -403,6 +406,11 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
             raise Asfe3dInputError(
                 where, f"PET scan starts {-seconds:.0f} s before the injection ({head.reference}; at most "
                 f"{MAX_SCAN_BEFORE_INJECTION_S:.0f} s is read as clocks out of step): cannot convert to SUV")
+        if seconds > MAX_HALF_LIVES * float(head.half_life_s):  # type: ignore[arg-type]
+            raise Asfe3dInputError(
+                where, f"PET scan starts {seconds / 3600:.1f} h after the injection ({head.reference}): more than "
+                f"{MAX_HALF_LIVES:g} half-lives ({float(head.half_life_s):g} s), less than 0.1 % of the dose left "
+                "(a wrong date or time?): cannot convert to SUV")
         decay = 2.0 ** (-seconds / float(head.half_life_s))  # type: ignore[arg-type]
         if seconds < 0:
             notes.append(f"scan starts {-seconds:.0f} s before the recorded injection (a dynamic scan started with "

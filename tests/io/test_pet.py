@@ -160,6 +160,10 @@ def test_already_suv_and_scan_before_injection(tmp_path):
     q, _ = _nifti_pet(tmp_path, dict(BIDS, ImageDecayCorrectionTime=-1800), name="earlier")
     with pytest.raises(Asfe3dInputError, match="scan starts 1800 s before the injection"):
         suv_factor(pet_header_from_sidecar(tmp_path / "earlier.json"), q)
+    # 30 h after an F-18 injection (16 half-lives: a wrong date) was converted with a factor 17.5 times too large
+    q, _ = _nifti_pet(tmp_path, dict(BIDS, ImageDecayCorrectionTime=30 * 3600), name="late")
+    with pytest.raises(Asfe3dInputError, match=r"scan starts 30.0 h after the injection .*more than 10 half-lives"):
+        suv_factor(pet_header_from_sidecar(tmp_path / "late.json"), q)
 
 
 DCM2NIIX = {"Units": "BQML", "DecayCorrection": "START", "RadionuclideTotalDose": 370e6,
