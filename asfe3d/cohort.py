@@ -163,12 +163,17 @@ _NAME_MAX = 255
 _TEMP_NAME_EXTRA = 21
 
 
+def _has_control_character(text: str) -> bool:
+    """A control character (a line break, a tab, NUL, DEL...): never in a file name a datalist gives."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def _check_subject_name(name: str, where: str | Path, detail: str) -> str:
     name = name.strip()
     if not name:
         raise Asfe3dInputError(where, f"{detail}: empty subject name")
     if (name in (".", "..") or "/" in name or "\\" in name or name.startswith(".")
-            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+            or _has_control_character(name)):
         raise Asfe3dInputError(where, f"{detail}: subject name {name!r} is not a plain file name")
     size = len(name.encode("utf-8", errors="surrogateescape"))
     if size > MAX_SUBJECT_NAME_BYTES:
@@ -243,7 +248,7 @@ def _read_csv_datalist(path: Path) -> list[Subject]:
 
 def _cell_path(cell: str, base: Path, where: Path, detail: str) -> Path:
     """A datalist cell as a path (``~`` expanded, relative to the CSV's folder); control characters refused."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in cell):
+    if _has_control_character(cell):
         raise Asfe3dInputError(where, f"{detail} path {cell!r} holds a control character")
     p = Path(cell).expanduser()
     return p if p.is_absolute() else base / p

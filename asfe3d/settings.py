@@ -43,6 +43,7 @@ from asfe3d.defaults import (
     STITCH_MODES,
 )
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.utils import is_int
 
 __all__ = ["Settings", "InputSettings", "RegistrationSettings", "FusionSettings", "OutputSettings",
            "OPTIONAL_OUTPUTS", "FLAT_NAMES", "flat_settings", "recorded_setting"]
@@ -77,12 +78,6 @@ FLAT_NAMES = {
 
 def _bad(option: str, problem: str) -> Asfe3dInputError:
     return Asfe3dInputError(None, f"{option}: {problem}")
-
-
-def _is_int(value: Any) -> bool:
-    import numbers
-
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_real(value: Any) -> bool:
@@ -129,7 +124,7 @@ MAX_THREADS = 1024
 
 
 def _optional_frame(option: str, value: Any) -> None:
-    if value is not None and (not _is_int(value) or value < 0):
+    if value is not None and (not is_int(value) or value < 0):
         raise _bad(option, f"must be an integer >= 0, got {value!r}")
 
 
@@ -170,7 +165,7 @@ class InputSettings:
         _optional_frame("pet_frame", self.pet_frame)
         for name in ("frame_realign", "dicom_strict", "allow_nonfinite"):
             _set(self, name, _as_bool(name, getattr(self, name)))
-        if not (self.frame_reference == "mean" or (_is_int(self.frame_reference) and self.frame_reference >= 0)):
+        if not (self.frame_reference == "mean" or (is_int(self.frame_reference) and self.frame_reference >= 0)):
             raise _bad("frame_reference", f"must be 'mean' or a frame index >= 0, got {self.frame_reference!r}")
         if self.pet_units is not None and self.pet_units not in PET_UNITS_CHOICES:
             raise _bad("pet_units", f"must be None or 'suv', got {self.pet_units!r}")
@@ -217,9 +212,9 @@ class RegistrationSettings:
             raise _bad("registration", f"must be one of {REGISTRATION_CHOICES}, got {self.method!r}")
         if self.qc not in QC_MODES:
             raise _bad("qc", f"must be one of {QC_MODES}, got {self.qc!r}")
-        if not _is_int(self.seed) or not 0 <= int(self.seed) < 2**31 - 1:
+        if not is_int(self.seed) or not 0 <= int(self.seed) < 2**31 - 1:
             raise _bad("seed", f"must be an integer in [0, 2147483646], got {self.seed!r}")
-        if self.threads is not None and (not _is_int(self.threads) or not 1 <= self.threads <= MAX_THREADS):
+        if self.threads is not None and (not is_int(self.threads) or not 1 <= self.threads <= MAX_THREADS):
             raise _bad("registration_threads", f"must be None or an integer in [1, {MAX_THREADS}], got "
                                                f"{self.threads!r}")
         if not (_is_real(self.min_overlap) and 0.0 <= self.min_overlap <= 1.0):
@@ -308,7 +303,7 @@ class FusionSettings:
             raise _bad("stitch", f"must be one of {', '.join(STITCH_MODES)}, got {self.stitch!r}")
         if self.roi_size is not None:
             roi = tuple(self.roi_size) if isinstance(self.roi_size, (list, tuple)) else ()
-            if len(roi) != 3 or not all(_is_int(r) and r >= 1 for r in roi):
+            if len(roi) != 3 or not all(is_int(r) and r >= 1 for r in roi):
                 raise _bad("roi_size", f"must be three integers >= 1, got {self.roi_size!r}")
             _set(self, "roi_size", tuple(int(r) for r in roi))
         if self.detail_injection is not None:
@@ -342,7 +337,7 @@ class FusionSettings:
         if not (_is_real(m) and 0 <= m <= 20):
             raise _bad("pet_smooth_mm", f"must be a width in [0, 20] mm (0: the PET as registered), got {m!r}")
         _set(self, "pet_smooth_mm", float(m))
-        if self.slice_axis != "auto" and (not _is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
+        if self.slice_axis != "auto" and (not is_int(self.slice_axis) or self.slice_axis not in (0, 1, 2)):
             raise _bad("slice_axis", f"must be 'auto', 0, 1 or 2, got {self.slice_axis!r}")
         _optional_path(self, "weights", "weights")
         self._check_device()

@@ -503,6 +503,17 @@ def _transform_checks(transform: sitk.Transform, centre: np.ndarray, th: QCThres
                                 f"[{lo_s:g}, {hi_s:g}]"))
 
 
+def finite_image(image: sitk.Image) -> sitk.Image:
+    """``image`` (float32) with NaN and infinite voxels set to 0, the background (an SPM image's NaN outside the
+    brain): ITK's moments initialiser never returns on a NaN, and the metric would sample them."""
+    arr = sitk.GetArrayViewFromImage(image)
+    if bool(np.isfinite(arr).all()):
+        return image
+    out = sitk.GetImageFromArray(np.where(np.isfinite(arr), arr, np.float32(0.0)).astype(np.float32, copy=False))
+    out.CopyInformation(image)
+    return out
+
+
 def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Signal, *, shift_mm: float,
                rotation_deg: float, bins: int, numbers: dict[str, float]) -> tuple[sitk.Transform | None, float, int]:
     """The PET on the coarse MRI grid: its overlap with the head and the MI landscape around ``transform``
@@ -519,12 +530,7 @@ def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Si
     mri_q = _quantise(mri_vals, m_lo, m_hi, bins)
     p_hi = float(percentile(positive, 99.5)) if positive.size else 0.0
 
-    pet_f = sitk.Cast(pet, sitk.sitkFloat32)
-    pet_arr = sitk.GetArrayViewFromImage(pet_f)
-    if not bool(np.isfinite(pet_arr).all()):  # NaN outside the brain (SPM): 0, not spread by the interpolation
-        finite = sitk.GetImageFromArray(np.where(np.isfinite(pet_arr), pet_arr, np.float32(0.0)).astype(np.float32))
-        finite.CopyInformation(pet_f)
-        pet_f = finite
+    pet_f = finite_image(sitk.Cast(pet, sitk.sitkFloat32))  # NaN outside the brain (SPM): 0, not interpolated
 
     def pet_on_grid(tfm: sitk.Transform) -> np.ndarray:
         out = sitk.Resample(pet_f, mri_c, tfm, sitk.sitkLinear, 0.0, sitk.sitkFloat32)

@@ -22,8 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration
-from asfe3d.utils import percentile
+from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image
+from asfe3d.utils import is_int, percentile
 
 __all__ = [
     "FINEST_MM",
@@ -402,7 +402,7 @@ class _Prepared:
 
 def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask: bool,
              finest_mm: float | None) -> _Prepared:
-    fixed = _finite(sitk.Cast(mri, sitk.sitkFloat32))
+    fixed = finite_image(sitk.Cast(mri, sitk.sitkFloat32))
     # a caller's mask as 0/1 (a 0/255 mask, or a float one, would otherwise be an empty or undilated metric mask)
     head = head_mask(fixed) if head is None else sitk.Cast(sitk.Cast(head, sitk.sitkFloat32) >= 0.5, sitk.sitkUInt8)
     factors = _bin_factors(mri, pet, finest_mm)
@@ -414,21 +414,10 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
     if use_mask:  # dilated by about 2 mm (2 voxels of a 1 mm MRI, as before binning)
         radius = max(1, int(round(2.0 / min(fixed.GetSpacing()))))
         mask = sitk.BinaryDilate(sitk.Cast(head_b, sitk.sitkUInt8), [radius] * 3)
-    moving = _finite(sitk.Cast(pet, sitk.sitkFloat32))
+    moving = finite_image(sitk.Cast(pet, sitk.sitkFloat32))
     init = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
     return _Prepared(fixed, moving, mask, head, factors, init)
-
-
-def _finite(image: sitk.Image) -> sitk.Image:
-    """``image`` (float32) with NaN and infinite voxels set to 0, the background (an SPM image's NaN outside the
-    brain): ITK's moments initialiser never returns on a NaN, and the metric would sample them."""
-    arr = sitk.GetArrayViewFromImage(image)
-    if bool(np.isfinite(arr).all()):
-        return image
-    out = sitk.GetImageFromArray(np.where(np.isfinite(arr), arr, np.float32(0.0)).astype(np.float32, copy=False))
-    out.CopyInformation(image)
-    return out
 
 
 def _binned(prep: _Prepared, factor: int) -> _Prepared:
@@ -601,8 +590,6 @@ def _check_head(head: Any, mri: sitk.Image) -> None:
                          f"head_mask(mri) or None")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int, sampling: float | None,
@@ -618,19 +605,19 @@ def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int
     for name, img in (("mri", mri), ("pet", pet)):
         if not isinstance(img, sitk.Image):
             raise TypeError(f"{name} must be a SimpleITK image, got {type(img).__name__}")
-    if threads is not None and not (_is_int(threads) and threads >= 1):
+    if threads is not None and not (is_int(threads) and threads >= 1):
         raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (_is_int(seed) and 0 <= seed < 2**31 - 1):
+    if not (is_int(seed) and 0 <= seed < 2**31 - 1):
         raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
     if sampling is not None and not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
         raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
-    if not (_is_int(iterations) and iterations >= 1):
+    if not (is_int(iterations) and iterations >= 1):
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if not (_is_int(bspline_mesh) and bspline_mesh >= 1):
+    if not (is_int(bspline_mesh) and bspline_mesh >= 1):
         raise ValueError(f"bspline_mesh must be a positive integer, got {bspline_mesh!r}")
-    if not (_is_int(bspline_iterations) and bspline_iterations >= 1):
+    if not (is_int(bspline_iterations) and bspline_iterations >= 1):
         raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
     if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
         raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")

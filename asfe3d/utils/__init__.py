@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asfe3d.utils.checks import is_int
 from asfe3d.utils.stats import percentile
 
-__all__ = ["percentile"]
+__all__ = ["is_int", "percentile"]

@@ -5,11 +5,12 @@ Every helper works from ``x.ndim`` so one code path serves 2D ``(B, C, H, W)`` a
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from asfe3d.utils import is_int
 
 __all__ = [
     "check_spatial_dims", "pad_to_multiple", "crop_to", "window_partition", "window_reverse", "ensure_tuple_dims",
@@ -23,7 +24,7 @@ def check_spatial_dims(spatial_dims: int) -> int:
     Raises:
         ValueError: when ``spatial_dims`` is not the integer 2 or 3 (a float such as ``2.0`` or a bool is refused).
     """
-    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, numbers.Integral) or spatial_dims not in (2, 3):
+    if not is_int(spatial_dims) or spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
     return int(spatial_dims)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any
 
@@ -17,6 +16,7 @@ from asfe3d.networks.blocks.detail import DetailBand
 from asfe3d.networks.blocks.fusion_block import FusionBlock
 from asfe3d.networks.blocks.utils import _prod, check_spatial_dims, crop_to, pad_to_multiple, shape_text
 from asfe3d.networks.nets.presets import get_preset
+from asfe3d.utils import is_int
 
 __all__ = ["ASFEFusion"]
 
@@ -104,7 +104,7 @@ class ASFEFusion(nn.Module):
         cfg.update(overrides)
         raw = cfg["encoder_channels"]
         if (isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__")
-                or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 1 for c in raw) or not len(raw)):
+                or not all(is_int(c) and c >= 1 for c in raw) or not len(raw)):
             raise ValueError(f"encoder_channels must be positive ints, got {raw!r}")
         chans = tuple(int(c) for c in raw)
         fusion = tuple(cfg["fusion"])
