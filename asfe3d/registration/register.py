@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.registration.fov import head_extent, large_fov, locate_head
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image
 from asfe3d.utils import is_int, percentile
 
@@ -76,6 +77,9 @@ class RegistrationResult:
         bin_factors: per-axis bin-averaging of the MRI for the finest level (``(1, 1, 1)``: the MRI's own grid).
         continued: how many times the rigid optimisation was continued from a deliberate misalignment that the QC
             found better than where it had stopped (0-2).
+        pet_region: ``(x, y, z, size_x, size_y, size_z)``, the PET voxel box the registration ran on when the PET's
+            field of view was much larger than the head and the head was found in it
+            (:mod:`asfe3d.registration.fov`); ``None``: the whole PET.
     """
 
     transform: sitk.Transform
@@ -90,6 +94,7 @@ class RegistrationResult:
     qc_plain: RegistrationQC | None = None
     bin_factors: tuple[int, ...] = (1, 1, 1)
     continued: int = 0
+    pet_region: tuple[int, ...] | None = None
 
 
 #: metric samples inside the (dilated) MRI head at the finest level when ``sampling`` is left to
@@ -753,6 +758,33 @@ def _continue_from_better(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, com
         best.transform, best.metric, best.n_iter, best.stop, best.qc = c_tfm, c_metric, c_iter, c_stop, c_qc
 
 
+def _register_in_head_region(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, best: _Rigid, method: str,
+                             options: dict) -> RegistrationResult | None:
+    """When the plain result failed the QC and the PET's field of view is much larger than the MRI's head (a
+    whole-body PET), find the head in the PET (:func:`asfe3d.registration.fov.locate_head`) and register the PET's
+    box around it (the same ``options``); that result, with a note, when its verdict is better, else ``None``."""
+    qc = best.qc
+    if qc is None or qc.verdict != "fail" or set(qc.flags) & {"pet_noise", "pet_spacing"}:
+        return None
+    centre, size = head_extent(prep.head)
+    if not large_fov(pet, size):
+        return None
+    mi6 = _coarse_mi(prep, 6.0)
+    region = locate_head(prep.moving, centre, size, mi6(prep.init), mi6)
+    if region is None:
+        logger.info("registration: no place in the PET's large field of view fits the head better than its centre")
+        return None
+    logger.info("registration: the head found in the PET's large field of view at %.0f mm along axis %d (coarse MI "
+                "%.4f against %.4f at the centres of mass); registering its box %s + %s", region.position_mm,
+                region.axis, region.mi, region.mi_start, region.index, region.size)
+    sub = register_pet_to_mri(mri, region.crop(pet), method, **options)
+    if sub.qc is None or not VERDICT_RANK[sub.qc.verdict] < VERDICT_RANK[qc.verdict]:
+        return None
+    sub.qc.add_finding("note", "note", region.describe(pet))
+    sub.pet_region = (*region.index, *region.size)
+    return sub
+
+
 def _search_if_failed(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, common: dict, best: _Rigid, *,
                       multistart: str, mirrors: bool, assess: bool, bar: _Progress) -> None:
     """Run the multi-start search (:func:`_multistart`) with ``"always"``, or with ``"auto"`` when the alignment
@@ -996,6 +1028,14 @@ def register_pet_to_mri(
             if assess and check_mirror:
                 mirrored_ahead = _mirrored_ahead(prep, best.transform, common)
             best.qc = assess_registration(mri, pet, best.transform, prep.head) if assess else None
+            in_region = _register_in_head_region(mri, pet, prep, best, method, dict(
+                seed=seed, sampling=sampling, iterations=iterations, use_mask=use_mask, head=prep.head,
+                bspline_mesh=bspline_mesh, bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm,
+                threads=threads, finest_mm=finest_mm, multistart=multistart, mirrors=mirrors, assess=assess,
+                check_mirror=check_mirror, progress=progress))
+            if in_region is not None:
+                in_region.seconds = time.perf_counter() - start
+                return in_region
             if best.qc is not None and not set(best.qc.flags) & _UNUSABLE:
                 _try_header(mri, pet, prep, best)
                 _continue_from_better(mri, pet, prep, common, best, bar)

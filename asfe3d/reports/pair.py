@@ -115,7 +115,7 @@ def _quality_html(result: Mapping[str, Any]) -> str:
     for key in ("anatomy", "flags"):
         if qc.get(key):
             rest.append((key, qc[key]))
-    for key in ("stop_condition", "start", "starts_tried", "continued"):
+    for key in ("stop_condition", "start", "starts_tried", "continued", "pet_region"):
         if reg.get(key) not in (None, ""):
             rest.append((key, reg[key]))
     plain = _mapping(reg.get("qc_plain"))

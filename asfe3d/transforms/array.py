@@ -319,6 +319,7 @@ class RegisterToReference(Transform):
         report = {"method": described, "requested": self.method, "continued": getattr(result, "continued", 0),
                   "start": getattr(result, "start", None),
                   "starts_tried": getattr(result, "starts_tried", 0),
+                  "pet_region": None if getattr(result, "pet_region", None) is None else list(result.pet_region),
                   "qc_plain": None if getattr(result, "qc_plain", None) is None else result.qc_plain.as_dict(),
                   "metric": result.metric,
                   "iterations": result.iterations,

@@ -36,6 +36,7 @@ def test_rigid_recovers_known_motion(case, rigid, caplog):
     assert err["mean"] < 1.0  # a quarter of a 4 mm voxel
     assert err["max"] < 2.0
     assert isinstance(rigid, RegistrationResult) and rigid.method == "rigid"
+    assert rigid.pet_region is None  # a head PET is registered whole
     assert rigid.metric < -0.3 and rigid.iterations > 0 and rigid.stop_condition and rigid.seconds > 0
     with caplog.at_level(logging.INFO, logger="asfe3d"):
         again = register_pet_to_mri(t1, pet, "rigid", sampling=0.2)
