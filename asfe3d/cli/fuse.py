@@ -75,8 +75,12 @@ def print_result(result: Any, stream: Any = None) -> None:
         info = result.inputs.get(role, {})
         frames = info.get("frames")
         if frames and frames > 1:
+            durations = info.get("frame_durations_s")
+            weighted = (f" weighted by their durations ({', '.join(f'{d:g}' for d in durations)} s)"
+                        if info.get("frame_weighting") == "duration" and durations else
+                        " (equal weights: frame durations not known)")
             how = (f"frame {info['frame_taken']}" if info.get("frame_taken") is not None
-                   else f"mean of {frames} frames")
+                   else f"mean of {frames} frames{weighted}")
             print(f"{role.upper()}: 4D input with {frames} frames, used the {how}", file=stream)
         if info.get("nonfinite_repaired"):
             print(f"{role.upper()}: replaced {info['nonfinite_repaired']} NaN/Inf voxels by 0", file=stream)

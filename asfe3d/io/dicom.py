@@ -393,7 +393,22 @@ def read_dicom_folder(
         info.update(_identity_tags(files[0]) if files else {})
     if len(files) == 1:  # one (possibly multi-frame) file
         return read_dicom_file(Path(files[0]), role, info, strict=strict), Path(files[0])
-    files, plan = _plan_series(folder, files, role, strict)
+    frames, plan, durations = _plan_series(folder, files, role, strict)
+    images = [_read_stack(folder, frame_files, plan, role, info, series_uid) for frame_files in frames]
+    info["slices"] = len(files)
+    if len(images) == 1:
+        return images[0], Path(frames[0][0])
+    info["dicom_frames"] = len(images)
+    if durations is not None:
+        info["frame_durations_s"] = durations
+    logger.info("%s %s: a dynamic DICOM series of %d frames of %d slices", role, folder, len(images), len(frames[0]))
+    return sitk.JoinSeries(images), Path(frames[0][0])
+
+
+def _read_stack(folder: Path, files: list[str], plan: StackPlan, role: str, info: dict[str, Any],
+                series_uid: str) -> sitk.Image:
+    """One 3D stack of single-frame slices (``files`` in the plan's order), float32, resampled onto a regular
+    grid when the plan says so."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     if _components(files[0]) == 1:
@@ -406,13 +421,12 @@ def read_dicom_folder(
             img = reader.Execute()
     except RuntimeError as err:
         raise Asfe3dInputError(folder, f"{role} DICOM series {series_uid} cannot be read ({short_error(err)})") from None
-    info["slices"] = len(files)
     if plan.regular:
         if img.GetDimension() == 3 and img.GetSize()[2] == len(files):
             _check_series_geometry(folder, img, plan.positions)
-        return img, Path(files[0])
+        return img
     slices = sitk.GetArrayFromImage(img)  # (n, rows, cols) in the sorted order given to the reader
-    return _resample_or_keep(folder, slices, plan, role, info), Path(files[0])
+    return _resample_or_keep(folder, slices, plan, role, info)
 
 
 def _dicomdir_hint(root: Path, limit: int = 6) -> str:
@@ -506,11 +520,36 @@ def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray 
     return np.asarray(values, dtype=np.float64) if len(values) == n else None
 
 
-def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tuple[list[str], StackPlan]:
-    """Read each slice's header (position, orientation, size) and plan the stack; files returned sorted."""
+#: per-slice tags that place a slice of a dynamic PET series in its time frame (DICOM PET module)
+FRAME_TAGS = {"frame_reference_time_ms": "0054|1300", "image_index": "0054|1330", "slices_per_frame": "0054|0081",
+              "frame_duration_ms": "0018|1242"}
+
+
+def _frame_tags(reader: sitk.ImageFileReader) -> dict[str, float]:
+    """The :data:`FRAME_TAGS` of one slice that are present and numeric."""
+    out = {}
+    for name, tag in FRAME_TAGS.items():
+        if reader.HasMetaDataKey(tag):
+            try:
+                out[name] = float(reader.GetMetaData(tag).strip())
+            except ValueError:
+                pass
+    return out
+
+
+def _plan_series(folder: Path, files: list[str], role: str, strict: bool
+                 ) -> tuple[list[list[str]], StackPlan, list[float] | None]:
+    """Read each slice's header (position, orientation, size) and plan the stack.
+
+    Returns:
+        ``(frames, plan, durations)``: the files of each time frame, sorted as the plan orders them (one frame
+        for a static series; several for a dynamic PET series, :func:`_dynamic_frames`), the plan (of every
+        frame: all frames hold the same slice positions), and the frames' durations in seconds (``None``: one
+        frame, or not recorded in every slice).
+    """
     if len(files) < 2:
         raise Asfe3dInputError(folder, f"{role} DICOM series has {len(files)} slice(s); a 3D volume needs several")
-    positions, orientations = [], []
+    positions, orientations, timing = [], [], []
     reader = sitk.ImageFileReader()
     rows_cols: tuple[int, int] = (0, 0)
     spacing_xy: tuple[float, ...] = (1.0, 1.0)
@@ -533,6 +572,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tup
             raise Asfe3dInputError(f, f"{role} DICOM slice lacks ImagePositionPatient/ImageOrientationPatient")
         positions.append(pos)
         orientations.append(ori)
+        timing.append(_frame_tags(reader))
         this_xy = tuple(float(s) for s in reader.GetSpacing()[:2])
         if positions[1:] and np.abs(np.subtract(this_xy, spacing_xy)).max() > 1e-4:
             raise Asfe3dInputError(
@@ -550,8 +590,70 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool) -> tup
         _check_quantity(folder, reader, f, quantity, role)
     # 4 bytes: float32 once rescaled; the files' sizes bound nothing (each slice may be compressed)
     check_data_size(folder, role, (len(files), *rows_cols), 4, stored_bytes=None, compressed=True)
-    plan = plan_stack(folder, np.asarray(positions), np.asarray(orientations), spacing_xy, role, strict=strict)
-    return [files[i] for i in plan.order], plan
+    pos_arr, ori_arr = np.asarray(positions), np.asarray(orientations)
+    groups = _dynamic_frames(folder, pos_arr, ori_arr, timing, role)
+    if groups is None:
+        plan = plan_stack(folder, pos_arr, ori_arr, spacing_xy, role, strict=strict)
+        return [[files[i] for i in plan.order]], plan, None
+    members, durations = groups
+    plan = plan_stack(folder, pos_arr[members[0]], ori_arr[members[0]], spacing_xy, role, strict=strict)
+    return [[files[m[i]] for i in plan.order] for m in members], plan, durations
+
+
+def _dynamic_frames(folder: Path, positions: np.ndarray, orientations: np.ndarray, timing: list[dict[str, float]],
+                    role: str) -> tuple[list[list[int]], list[float] | None] | None:
+    """The time frames of a dynamic PET series stored as one series (every slice position once per frame).
+
+    A slice's frame is read from its FrameReferenceTime (0054,1300), else from its ImageIndex (0054,1330) and the
+    NumberOfSlices (0054,0081) of a frame. Without these tags (or without repeated positions) the series is not
+    split: ``None`` (:func:`plan_stack` then refuses repeated positions).
+
+    Returns:
+        ``(members, durations)``: per frame (in time order) the indices of its slices in the order of
+        ``positions`` given, unsorted; and the frames' ActualFrameDuration (0018,1242) in seconds when every slice
+        has it (``None`` otherwise).
+
+    Raises:
+        Asfe3dInputError: frame tags present but the frames do not each hold one slice at each position, or the
+            slices of one frame disagree on its duration.
+    """
+    row = orientations[0, :3] / np.linalg.norm(orientations[0, :3])
+    normal = np.cross(row, orientations[0, 3:])
+    normal /= np.linalg.norm(normal)
+    depth = np.round(positions @ normal, 3)
+    n_positions = len(np.unique(depth))
+    if n_positions == len(depth):
+        return None
+    if all("frame_reference_time_ms" in t for t in timing):
+        keys = [t["frame_reference_time_ms"] for t in timing]
+        source = "FrameReferenceTime"
+    elif all("image_index" in t and t.get("slices_per_frame", 0) >= 1 for t in timing):
+        keys = [float((int(t["image_index"]) - 1) // int(t["slices_per_frame"])) for t in timing]
+        source = "ImageIndex"
+    else:
+        return None
+    frames = sorted(set(keys))
+    members = [[i for i, k in enumerate(keys) if k == key] for key in frames]
+    for k, m in enumerate(members):
+        if len(m) != n_positions or len(np.unique(depth[m])) != n_positions:
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM series repeats slice positions as a dynamic series does, but its frame "
+                f"{k} (by {source}) holds {len(m)} slices at {len(np.unique(depth[m]))} of the series' "
+                f"{n_positions} positions; not a set of complete frames")
+    durations: list[float] | None = []
+    for k, m in enumerate(members):
+        values = {timing[i].get("frame_duration_ms") for i in m}
+        if None in values:
+            durations = None
+            break
+        if len(values) > 1:
+            raise Asfe3dInputError(folder, f"{role} DICOM frame {k}'s slices disagree on its ActualFrameDuration "
+                                           f"({', '.join(f'{v:g}' for v in sorted(values))} ms)")
+        durations.append(float(values.pop()) / 1000.0)
+    if durations is not None and not all(math.isfinite(d) and d > 0 for d in durations):
+        raise Asfe3dInputError(folder, f"{role} DICOM frame durations must be > 0 ms, got "
+                                       f"{[d * 1000 for d in durations]}")
+    return members, durations
 
 
 #: per-slice tags that say what the voxel values measure: every slice of one series must agree on them (a PET

@@ -30,6 +30,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.checks import short_error
 
 __all__ = [
+    "sidecar_frame_durations",
     "PET_UNITS",
     "HALF_LIFE_S",
     "PetHeader",
@@ -202,6 +203,39 @@ def find_sidecar(image: str | Path) -> Path | None:
             candidate = p.with_name(name[: -len(suffix)] + ".json")
             return candidate if candidate.is_file() else None
     return None
+
+
+def sidecar_frame_durations(path: str | Path, nframes: int) -> list[float] | None:
+    """The frame durations (seconds) of a dynamic PET from its JSON sidecar's ``FrameDuration`` (BIDS PET).
+
+    Args:
+        path: the ``.json`` file.
+        nframes: frames of the image it describes.
+
+    Returns:
+        The durations, or ``None`` when the sidecar has no ``FrameDuration``.
+
+    Raises:
+        Asfe3dInputError: unreadable JSON, or a ``FrameDuration`` that is not a list of ``nframes`` numbers > 0
+            (a sidecar that does not describe this image cannot weigh its frames).
+    """
+    p = Path(path)
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise Asfe3dInputError(p, f"PET JSON sidecar cannot be read ({short_error(err)})") from None
+    if not isinstance(meta, dict) or "FrameDuration" not in meta:
+        return None
+    value = meta["FrameDuration"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    durations = [_float(v) if not isinstance(v, bool) else None for v in value] if isinstance(value, list) else [None]
+    if any(d is None or not d > 0 for d in durations):
+        raise Asfe3dInputError(p, f"PET sidecar FrameDuration must list durations > 0 (seconds), got {value!r}")
+    if len(durations) != nframes:
+        raise Asfe3dInputError(p, f"PET sidecar FrameDuration lists {len(durations)} frame(s) but the image has "
+                                  f"{nframes}: the sidecar does not describe this image")
+    return [float(d) for d in durations]
 
 
 def _seconds_of_day(text: Any) -> float | None:

@@ -35,7 +35,7 @@ from asfe3d.io.convert import (
     sitk_to_numpy_xyz,
 )
 from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
-from asfe3d.io.pet import PET_UNITS, read_pet_header, suv_factor
+from asfe3d.io.pet import PET_UNITS, find_sidecar, read_pet_header, sidecar_frame_durations, suv_factor
 
 __all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "check_values"]
 
@@ -317,6 +317,11 @@ def read_volume(
         frames_img = _sitk_frames(p, img, role)
         frames = [sitk_to_numpy_xyz(f) for f in frames_img]
         geometry = (frames_img[0].GetOrigin(), frames_img[0].GetSpacing(), frames_img[0].GetDirection())
+    if frame is None and len(frames) > 1 and "frame_durations_s" not in info:
+        sidecar = pet_sidecar if pet_sidecar is not None else (None if fmt == "dicom" else find_sidecar(p))
+        durations = None if sidecar is None else sidecar_frame_durations(sidecar, len(frames))
+        if durations is not None:
+            info["frame_durations_s"] = durations
     kept = None
     if keep_frames and frame is None and len(frames) > 1:
         kept = _finite_frames(p, frames, role, info, allow_nonfinite)
@@ -696,12 +701,33 @@ def _pick_frame(p: Path, frames: list[np.ndarray], frame: int | None, role: str,
         return np.asarray(frames[int(frame)], dtype=np.float32)
     if nframes == 1:
         return np.asarray(frames[0], dtype=np.float32)
+    weights = frame_weights(info, nframes)
     acc = np.zeros(frames[0].shape, dtype=np.float64)
-    for f in frames:
-        acc += f
+    if "frame_durations_s" in info:
+        for f, w in zip(frames, weights):
+            acc += w * np.asarray(f, dtype=np.float64)
+    else:  # the plain mean, summed as before
+        for f in frames:
+            acc += f
+        acc /= nframes
     info["frames_averaged"] = nframes
-    logger.info("%s %s: averaged %d frames without realignment (pass --pet-frame N / frame=N to take one)", role, p, nframes)
-    return np.asarray(acc / nframes, dtype=np.float32)
+    logger.info("%s %s: averaged %d frames without realignment%s (pass --pet-frame N / frame=N to take one)", role, p,
+                nframes, " weighted by their durations" if "frame_durations_s" in info else "")
+    return np.asarray(acc, dtype=np.float32)
+
+
+def frame_weights(info: dict[str, Any], nframes: int) -> np.ndarray:
+    """Weights of a 4D image's frames in their average: their durations (``info["frame_durations_s"]``, from the
+    DICOM frames or the JSON sidecar's ``FrameDuration``) over the total, so that the average is the activity over
+    the whole scan (as a static image of the same span) rather than over-weighting short early frames; equal weights
+    when the durations are not known (recorded as ``info["frame_weighting"]``)."""
+    durations = info.get("frame_durations_s")
+    if durations is not None and len(durations) == nframes:
+        info["frame_weighting"] = "duration"
+        d = np.asarray(durations, dtype=np.float64)
+        return d / d.sum()
+    info["frame_weighting"] = "equal (frame durations not known)"
+    return np.full(nframes, 1.0 / nframes)
 
 
 def _finite_frames(p: Path, frames: list[np.ndarray], role: str, info: dict[str, Any],

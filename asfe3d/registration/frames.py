@@ -34,12 +34,21 @@ LEVELS_MM = (12.0, 6.0)
 SAMPLES = 6000
 
 
-def mean_image(frames: Sequence[sitk.Image]) -> sitk.Image:
-    """Voxel-wise mean of 3D frames on one grid (float32, geometry of the first)."""
+def mean_image(frames: Sequence[sitk.Image], weights: Sequence[float] | None = None) -> sitk.Image:
+    """Voxel-wise mean of 3D frames on one grid (float32, geometry of the first); with ``weights`` (one per
+    frame, >= 0, not all 0; e.g. the frames' durations) the weighted mean."""
     acc = np.zeros(sitk.GetArrayViewFromImage(frames[0]).shape, dtype=np.float64)
-    for f in frames:
-        acc += sitk.GetArrayViewFromImage(f)
-    out = sitk.GetImageFromArray((acc / len(frames)).astype(np.float32))
+    if weights is None:
+        for f in frames:
+            acc += sitk.GetArrayViewFromImage(f)
+        acc /= len(frames)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(frames),) or not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+            raise ValueError(f"weights must be {len(frames)} finite numbers >= 0, not all 0, got {list(weights)!r}")
+        for f, wk in zip(frames, w / w.sum()):
+            acc += wk * sitk.GetArrayViewFromImage(f)
+    out = sitk.GetImageFromArray(acc.astype(np.float32))
     out.CopyInformation(frames[0])
     return out
 
@@ -122,6 +131,7 @@ def realign_frames(
     frames: Sequence[sitk.Image],
     *,
     reference: str | int = "mean",
+    weights: Sequence[float] | None = None,
     iterations: int = 60,
     seed: int = 0,
     threads: int | None = 1,
@@ -133,6 +143,7 @@ def realign_frames(
         reference: ``"mean"`` (register to the mean of the frames, then again to the mean of the realigned frames;
             motions are then expressed relative to frame 0, whose pose the output keeps, as SPM's realignment
             does) or a 0-based frame index (register to that frame, whose pose the output keeps; its motion is 0).
+        weights: the frames' weights in that mean (e.g. their durations; :func:`mean_image`); ``None``: equal.
         iterations: optimiser iterations per resolution level.
         seed: seed of the metric's sampling (same inputs and seed give the same result).
         threads: ITK threads while registering (``1``: bitwise reproducible; ``None``: ITK's default).
@@ -163,9 +174,9 @@ def realign_frames(
     with itk_threads(threads):  # one registration's thread count at a time (see itk_threads)
         coarse = [_coarse(f) for f in frames]
         if reference == "mean":
-            target = mean_image(coarse)
+            target = mean_image(coarse, weights)
             transforms = [_register(target, f, iterations, seed) for f in coarse]
-            target = mean_image([_resample(f, target, t) for f, t in zip(coarse, transforms)])
+            target = mean_image([_resample(f, target, t) for f, t in zip(coarse, transforms)], weights)
             transforms = [_register(target, f, iterations, seed) for f in coarse]
         else:
             target = coarse[int(reference)]

@@ -85,15 +85,20 @@ class RealignFrames(Transform):
             frame.SetDirection(tuple(direction))
             images.append(frame)
         start = time.perf_counter()
-        aligned, motion = realign_frames(images, reference=reference if reference == "mean" else int(reference))
-        mean = sitk_to_numpy_xyz(mean_image(aligned)).astype(np.float32, copy=False)
+        durations = info.get("frame_durations_s")
+        weights = list(durations) if durations is not None and len(durations) == nframes else None
+        info["frame_weighting"] = "duration" if weights is not None else "equal (frame durations not known)"
+        aligned, motion = realign_frames(images, reference=reference if reference == "mean" else int(reference),
+                                         weights=weights)
+        mean = sitk_to_numpy_xyz(mean_image(aligned, weights)).astype(np.float32, copy=False)
         info["frames_averaged"] = nframes
         info["frames_realigned"] = {"reference": reference,
                                     "pose": "frame 0" if reference == "mean" else f"frame {int(reference)}",
                                     "seconds": round(time.perf_counter() - start, 2), "motion": motion}
         info["frame_motion_mm"] = [m["mean_displacement_mm"] for m in motion]
-        logger.info("%s %s: averaged %d frames after rigid realignment (to %s); mean head displacement per frame: "
-                    "%s mm", role, path, nframes, "their mean" if reference == "mean" else f"frame {reference}",
+        logger.info("%s %s: averaged %d frames%s after rigid realignment (to %s); mean head displacement per frame: "
+                    "%s mm", role, path, nframes, " weighted by their durations" if weights else "",
+                    "their mean" if reference == "mean" else f"frame {reference}",
                     ", ".join(f"{d:.2f}" for d in info["frame_motion_mm"]))
         units = info.get("pet_units")
         if isinstance(units, dict) and units.get("factor") is not None:  # the reader left the SUV factor to us

@@ -53,7 +53,10 @@ def test_4d_pet_reports_the_frames_used(pair, tmp_path, capsys):
     frames = np.stack([img.get_fdata() * s for s in (0.8, 1.0, 1.2)], axis=-1)
     pet4d = write_nifti(tmp_path / "pet4d.nii.gz", frames, img.affine)
     assert main(["fuse", str(mri), str(pet4d), "-o", str(tmp_path / "a.nii.gz"), "--method", "mean"]) == 0
-    assert "mean of 3 frames" in capsys.readouterr().out
+    assert "mean of 3 frames (equal weights: frame durations not known)" in capsys.readouterr().out
+    (tmp_path / "pet4d.json").write_text('{"FrameDuration": [60, 120, 300]}')  # a BIDS sidecar beside it
+    assert main(["fuse", str(mri), str(pet4d), "-o", str(tmp_path / "c.nii.gz"), "--method", "mean"]) == 0
+    assert "mean of 3 frames weighted by their durations (60, 120, 300 s)" in capsys.readouterr().out
     assert main(["fuse", str(mri), str(pet4d), "-o", str(tmp_path / "b.nii.gz"), "--method", "mean",
                  "--pet-frame", "2"]) == 0
     assert "frame 2" in capsys.readouterr().out

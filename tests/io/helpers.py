@@ -103,13 +103,17 @@ def write_dicom_series(
             "0020|0013": str(k + 1),
             "0018|0050": f"{spacing[2]:.6f}",
         }
-        for key, value in tags.items():
-            sl.SetMetaData(key, value)
-        f = folder / f"{prefix}{k:03d}.dcm"
-        writer.SetFileName(str(f))
-        writer.Execute(sl)
-        files.append(f)
+        files.append(_write_slice(writer, sl, tags, folder / f"{prefix}{k:03d}.dcm"))
     return files
+
+
+def _write_slice(writer: sitk.ImageFileWriter, sl: sitk.Image, tags: dict[str, str], f: Path) -> Path:
+    """Write one 2D slice with its DICOM ``tags`` to ``f``."""
+    for key, value in tags.items():
+        sl.SetMetaData(key, value)
+    writer.SetFileName(str(f))
+    writer.Execute(sl)
+    return f
 
 
 def write_enhanced_dicom(
@@ -247,3 +251,55 @@ def write_ct_series(
     gantry tilt (GantryDetectorTilt, in degrees)."""
     return write_pydicom_series(folder, array_xyz, positions, direction, spacing_xy, series_uid,
                                 header={"GantryDetectorTilt": f"{gantry_tilt:.4f}", "KVP": "120"})
+
+
+def write_dynamic_pet_series(
+    folder: Path,
+    frames_xyz: Sequence[np.ndarray],
+    durations_ms: Sequence[int] | None,
+    *,
+    spacing: Sequence[float] = (2.0, 2.0, 3.0),
+    origin: Sequence[float] = (-10.0, -8.0, -6.0),
+    by: str = "reference_time",
+    series_uid: str = "1.2.826.0.1.3680043.2.1125.77",
+) -> list[Path]:
+    """Write a dynamic PET as ONE single-frame DICOM series (every slice position once per frame), as scanners
+    export it: per slice FrameReferenceTime (``by="reference_time"``) or ImageIndex and NumberOfSlices
+    (``by="image_index"``), ActualFrameDuration when ``durations_ms`` is given; files named in shuffled order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nz = frames_xyz[0].shape[2]
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    order = np.random.default_rng(3).permutation(len(frames_xyz) * nz)
+    files = []
+    start_ms = 0
+    for t, arr in enumerate(frames_xyz):
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)).astype(np.int16))
+        img.SetOrigin(tuple(origin))
+        img.SetSpacing(tuple(spacing))
+        for k in range(nz):
+            sl = img[:, :, k]
+            pos = img.TransformIndexToPhysicalPoint((0, 0, k))
+            n = t * nz + k
+            tags = {
+                "0008|0060": "PT",
+                "0008|0016": "1.2.840.10008.5.1.4.1.1.128",
+                "0008|0018": f"{series_uid}.{n + 1}",
+                "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
+                "0020|000e": series_uid,
+                "0008|103e": "dynamic FDG",
+                "0020|0037": "1\\0\\0\\0\\1\\0",
+                "0020|0032": "\\".join(f"{v:.6f}" for v in pos),
+                "0020|0013": str(n + 1),
+                "0054|0101": str(len(frames_xyz)),
+                "0054|0081": str(nz),
+            }
+            if by == "reference_time":
+                tags["0054|1300"] = str(start_ms + (durations_ms[t] / 2 if durations_ms else t * 1000))
+            elif by == "image_index":
+                tags["0054|1330"] = str(n + 1)
+            if durations_ms is not None:
+                tags["0018|1242"] = str(int(durations_ms[t]))
+            files.append(_write_slice(writer, sl, tags, folder / f"im{order[n]:04d}.dcm"))
+        start_ms += durations_ms[t] if durations_ms else 1000
+    return files
