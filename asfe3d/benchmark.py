@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -669,9 +670,10 @@ def _unwritable(path: Path) -> str:
     return ""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry (see ``--help``); returns the exit code."""
-    p = argparse.ArgumentParser(prog="asfe3d benchmark",
+def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> int:
+    """Command line entry (see ``--help``); returns the exit code. ``prog``: how the command was typed (named in
+    its usage and in the tables' "Regenerate with" line)."""
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Benchmark ASFEFusion presets (parameters, time, peak memory) and the "
                                             "whole 'asfe3d fuse' command in units of the shared yardstick.")
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: cpu, plus cuda if available")
@@ -732,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in getattr(args, name) or ():
             if not Path(path).exists():
                 p.error(f"--{name}: {path!r} does not exist")
-    cmd = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = " ".join([prog, shlex.join(list(argv if argv is not None else sys.argv[1:]))])
     if args.pipeline_only:
         if not args.brain and not args.petct:
             p.error("--pipeline-only needs --brain and/or --petct")

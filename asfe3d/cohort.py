@@ -525,15 +525,20 @@ def _check_cohort(subjects: Sequence[Subject], output_dir: str | Path | None) ->
     if isinstance(subjects, (str, Path)) or not all(isinstance(s, Subject) for s in subjects):
         raise ValueError(f"subjects must be a list of asfe3d.cohort.Subject, got {type(subjects).__name__}")
     outputs: dict[str, Path] = {}
-    owners: dict[Path, str] = {}
+    owners: dict[str, str] = {}
     for s in subjects:
         if s.subject in outputs:
             raise ValueError(f"duplicate subject {s.subject!r} in the cohort")
         out = subject_output_path(s, output_dir)
-        key = out.expanduser().resolve()
+        # case-folded: on a case-insensitive file system (macOS, Windows) "a.nii.gz" and "A.nii.gz" are one file
+        key = str(out.expanduser().resolve()).casefold()
         if key in owners:
-            raise Asfe3dInputError(out, f"subjects {owners[key]!r} and {s.subject!r} would both write this output; "
-                                        "give each its own output")
+            same = str(subject_output_path(next(x for x in subjects if x.subject == owners[key]), output_dir)
+                       .expanduser().resolve()) == str(out.expanduser().resolve())
+            why = "" if same else (" (their names differ only in case: one file on a case-insensitive file system "
+                                   "such as macOS's or Windows')")
+            raise Asfe3dInputError(out, f"subjects {owners[key]!r} and {s.subject!r} would both write this "
+                                        f"output{why}; give each its own output")
         owners[key] = s.subject
         outputs[s.subject] = out
     return outputs

@@ -11,7 +11,7 @@ from asfe3d.benchmark import main as _main
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    return _main(argv)
+    return _main(argv, prog="python scripts/benchmark.py")
 
 
 if __name__ == "__main__":

@@ -224,7 +224,14 @@ def test_pipeline_only_makes_the_outputs_folder(tmp_path, monkeypatch):
     row = {"kind": "brain", "units": 1.0}
     monkeypatch.setattr(bench, "run_pipeline_case", lambda *a, **k: row)
     monkeypatch.setattr(bench, "format_pipeline_table", lambda rows: "| t |")
-    monkeypatch.setattr(bench, "_pipeline_section", lambda rows, cmd: "section\n")
+    monkeypatch.setattr(bench, "_pipeline_section", lambda rows, cmd: f"section: {cmd}\n")
     out = tmp_path / "new" / "bench.md"
     assert main(["--pipeline-only", "--brain", str(mri), str(pet), "--cohort", "0", "--output", str(out)]) == 0
-    assert out.read_text().endswith("## End to end\n\nsection\n")
+    # the table says how to regenerate it as the command was typed ("asfe3d benchmark" here)
+    assert out.read_text().endswith(f"## End to end\n\nsection: asfe3d benchmark --pipeline-only --brain {mri} {pet} "
+                                    f"--cohort 0 --output {out}\n")
+    spaced = tmp_path / "a b" / "bench.md"
+    assert main(["--pipeline-only", "--brain", str(mri), str(pet), "--cohort", "0", "--output", str(spaced)],
+                prog="python scripts/benchmark.py") == 0
+    assert f"section: python scripts/benchmark.py --pipeline-only --brain {mri} {pet} --cohort 0 --output '{spaced}'" \
+        in spaced.read_text()

@@ -152,8 +152,13 @@ def test_run_cohort_bad_arguments(tmp_path, demo_files):
         run_cohort(subjects, Settings.from_flat(rgb=tmp_path / "rgb.nii.gz", **FAST))
     clash = [Subject("a", subjects[0].mri, subjects[0].pet, tmp_path / "o.nii.gz"),
              Subject("b", subjects[1].mri, subjects[1].pet, tmp_path / "o.nii.gz")]
-    with pytest.raises(Asfe3dInputError, match="would both write this output"):  # one line in the CLI, exit 2
+    with pytest.raises(Asfe3dInputError, match="would both write this output; give"):  # one line in the CLI, exit 2
         run_cohort(clash, FAST_SETTINGS)
+    # subjects "a" and "A": on macOS or Windows one output would replace the other
+    cased = [Subject("a", subjects[0].mri, subjects[0].pet), Subject("A", subjects[1].mri, subjects[1].pet)]
+    with pytest.raises(Asfe3dInputError, match="differ only in case"):
+        run_cohort(cased, FAST_SETTINGS, output_dir=tmp_path / "cased")
+    assert not (tmp_path / "cased").exists()
     with pytest.raises(ValueError, match="list of asfe3d.cohort.Subject"):
         run_cohort(str(tmp_path), FAST_SETTINGS)
 

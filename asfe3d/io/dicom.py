@@ -32,6 +32,7 @@ import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error
+from asfe3d.utils.toggle import SharedToggle
 
 __all__ = [
     "StackPlan",
@@ -55,13 +56,14 @@ LATERAL_TOL_PIXELS = 0.1
 
 @contextlib.contextmanager
 def quiet_itk() -> Iterator[None]:
-    """Keep ITK's warnings (e.g. "Non uniform sampling or missing slices detected") off stderr."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
+    """Keep ITK's warnings (e.g. "Non uniform sampling or missing slices detected") off stderr (thread-safe: the
+    display is restored when the last thread inside leaves)."""
+    with _ITK_WARNINGS_OFF.held():
         yield
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+_ITK_WARNINGS_OFF = SharedToggle(sitk.ProcessObject.GetGlobalWarningDisplay,
+                                 sitk.ProcessObject.SetGlobalWarningDisplay, False)
 
 
 # ------------------------------------------------------------------------------------------- stack geometry

@@ -34,8 +34,9 @@ from asfe3d.io.convert import (
     sitk_geometry_from_ras_affine,
     sitk_to_numpy_xyz,
 )
-from asfe3d.io.dicom import is_dicom_file, read_dicom_file, read_dicom_folder
+from asfe3d.io.dicom import is_dicom_file, quiet_itk, read_dicom_file, read_dicom_folder
 from asfe3d.io.pet import PET_UNITS, find_sidecar, read_pet_header, sidecar_frame_durations, suv_factor
+from asfe3d.utils.toggle import SharedToggle
 
 __all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "check_values"]
 
@@ -317,11 +318,7 @@ def read_volume(
         frames_img = _sitk_frames(p, img, role)
         frames = [sitk_to_numpy_xyz(f) for f in frames_img]
         geometry = (frames_img[0].GetOrigin(), frames_img[0].GetSpacing(), frames_img[0].GetDirection())
-    if frame is None and len(frames) > 1 and "frame_durations_s" not in info:
-        sidecar = pet_sidecar if pet_sidecar is not None else (None if fmt == "dicom" else find_sidecar(p))
-        durations = None if sidecar is None else sidecar_frame_durations(sidecar, len(frames))
-        if durations is not None:
-            info["frame_durations_s"] = durations
+    _sidecar_durations(p, fmt, len(frames), frame, pet_sidecar, info)
     kept = None
     if keep_frames and frame is None and len(frames) > 1:
         kept = _finite_frames(p, frames, role, info, allow_nonfinite)
@@ -344,6 +341,19 @@ def read_volume(
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
                   frames=None if kept is None else tuple(kept))
+
+
+def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_sidecar: str | Path | None,
+                       info: dict[str, Any]) -> None:
+    """Put the frame durations of the JSON sidecar (``pet_sidecar``, else the one beside a non-DICOM image) in
+    ``info["frame_durations_s"]`` when it has ``FrameDuration``, the image has several frames, none is taken
+    (``frame``) and the DICOM gave none."""
+    if frame is not None or nframes < 2 or "frame_durations_s" in info:
+        return
+    sidecar = pet_sidecar if pet_sidecar is not None else (None if fmt == "dicom" else find_sidecar(p))
+    durations = None if sidecar is None else sidecar_frame_durations(sidecar, nframes)
+    if durations is not None:
+        info["frame_durations_s"] = durations
 
 
 def _to_suv(p: Path, arr3: np.ndarray, role: str, info: dict[str, Any], dicom_file: Path | None,
@@ -439,13 +449,13 @@ def _read_nifti(
 
 @contextlib.contextmanager
 def _quiet_nibabel() -> Iterator[None]:
-    log = logging.getLogger("nibabel.global")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    """nibabel's header warnings off (thread-safe, :class:`asfe3d.utils.toggle.SharedToggle`)."""
+    with _NIBABEL_QUIET.held():
         yield
-    finally:
-        log.setLevel(level)
+
+
+_NIBABEL_QUIET = SharedToggle(lambda: logging.getLogger("nibabel.global").level,
+                              logging.getLogger("nibabel.global").setLevel, logging.ERROR)
 
 
 def _raw_nifti_pixdim(p: Path) -> np.ndarray:
@@ -550,14 +560,11 @@ def _sitk_header_agrees(p: Path, affine: np.ndarray) -> bool | None:
     """Whether SimpleITK's header-only reading of a NIfTI gives the same grid as ``affine`` (None: it failed)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints e.g. "unexpected scales in sform" otherwise
     try:
-        reader.ReadImageInformation()
+        with quiet_itk():  # ITK prints e.g. "unexpected scales in sform" otherwise
+            reader.ReadImageInformation()
     except RuntimeError:
         return None
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     dim = reader.GetDimension()
     if dim < 3:
         return None

@@ -600,7 +600,8 @@ def _check_head(head: Any, mri: sitk.Image) -> None:
 def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int, sampling: float | None,
                      iterations: int, bspline_mesh: int, bspline_iterations: int, bspline_bound_mm: float,
                      threads: int | None, finest_mm: float | None, multistart: str, assess: bool,
-                     head: sitk.Image | None = None) -> None:
+                     head: sitk.Image | None = None, use_mask: bool = True, mirrors: bool = False,
+                     check_mirror: bool = True, progress: bool = False) -> None:
     """Check the arguments of :func:`register_pet_to_mri`.
 
     Raises:
@@ -631,6 +632,10 @@ def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int
         raise ValueError(f"finest_mm must be None or a finite number > 0, got {finest_mm!r}")
     if multistart not in MULTISTART:
         raise ValueError(f"multistart must be one of {MULTISTART}, got {multistart!r}")
+    for name, value in (("use_mask", use_mask), ("mirrors", mirrors), ("assess", assess),
+                        ("check_mirror", check_mirror), ("progress", progress)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
     if multistart == "auto" and not assess:
         raise ValueError("multistart='auto' needs assess=True (the QC decides when to search)")
     for name, img in (("mri", mri), ("pet", pet)):
@@ -759,10 +764,11 @@ def _continue_from_better(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, com
 
 
 def _register_in_head_region(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, best: _Rigid, method: str,
-                             options: dict) -> RegistrationResult | None:
+                             options: dict, start: float) -> RegistrationResult | None:
     """When the plain result failed the QC and the PET's field of view is much larger than the MRI's head (a
     whole-body PET), find the head in the PET (:func:`asfe3d.registration.fov.locate_head`) and register the PET's
-    box around it (the same ``options``); that result, with a note, when its verdict is better, else ``None``."""
+    box around it (the same ``options``); that result, with a note and the seconds since ``start`` (a
+    :func:`time.perf_counter`), when its verdict is better, else ``None``."""
     qc = best.qc
     if qc is None or qc.verdict != "fail" or set(qc.flags) & {"pet_noise", "pet_spacing"}:
         return None
@@ -782,6 +788,7 @@ def _register_in_head_region(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, 
         return None
     sub.qc.add_finding("note", "note", region.describe(pet))
     sub.pet_region = (*region.index, *region.size)
+    sub.seconds = time.perf_counter() - start
     return sub
 
 
@@ -1012,9 +1019,8 @@ def register_pet_to_mri(
         Asfe3dInputError: (a ``ValueError``) for images that cannot be registered, sizes or values quoted: a PET
             with fewer than 4 voxels along an axis or an MRI slab (:func:`size_problem`), a constant image.
     """
-    _check_arguments(mri, pet, method, seed=seed, sampling=sampling, iterations=iterations, bspline_mesh=bspline_mesh,
-                     bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm, threads=threads,
-                     finest_mm=finest_mm, multistart=multistart, assess=assess, head=head)
+    options = {k: v for k, v in locals().items() if k not in ("mri", "pet", "method")}  # for a rerun on a crop
+    _check_arguments(mri, pet, method, **options)
     start = time.perf_counter()
     if method == "none":
         return _identity_result(mri, pet, head, assess, start)
@@ -1028,13 +1034,8 @@ def register_pet_to_mri(
             if assess and check_mirror:
                 mirrored_ahead = _mirrored_ahead(prep, best.transform, common)
             best.qc = assess_registration(mri, pet, best.transform, prep.head) if assess else None
-            in_region = _register_in_head_region(mri, pet, prep, best, method, dict(
-                seed=seed, sampling=sampling, iterations=iterations, use_mask=use_mask, head=prep.head,
-                bspline_mesh=bspline_mesh, bspline_iterations=bspline_iterations, bspline_bound_mm=bspline_bound_mm,
-                threads=threads, finest_mm=finest_mm, multistart=multistart, mirrors=mirrors, assess=assess,
-                check_mirror=check_mirror, progress=progress))
+            in_region = _register_in_head_region(mri, pet, prep, best, method, dict(options, head=prep.head), start)
             if in_region is not None:
-                in_region.seconds = time.perf_counter() - start
                 return in_region
             if best.qc is not None and not set(best.qc.flags) & _UNUSABLE:
                 _try_header(mri, pet, prep, best)

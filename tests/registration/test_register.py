@@ -253,6 +253,9 @@ def test_bad_images_masks_and_booleans_are_refused_quoting_them(case):
     for key in ("threads", "seed", "iterations"):  # True is an int to Python, not a count or a seed
         with pytest.raises(ValueError, match=f"{key} must be .*got True"):
             register_pet_to_mri(t1, pet, **{key: True})
+    for key in ("use_mask", "mirrors", "assess", "check_mirror", "progress"):  # "no" would be truthy
+        with pytest.raises(ValueError, match=f"{key} must be True or False, got 'no'"):
+            register_pet_to_mri(t1, pet, **{key: "no"})
     from asfe3d.registration import head_mask
 
     head = head_mask(t1)
