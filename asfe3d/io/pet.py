@@ -82,6 +82,8 @@ class PetHeader:
         units: the stored units as written (``"BQML"``, ``"Bq/mL"``...).
         decay_correction: ``"START"``, ``"ADMIN"`` or ``"NONE"``.
         weight_kg: body weight.
+        weight_recorded: a body weight field that holds a number <= 0 (0: not entered at the scanner), as written;
+            ``None`` otherwise.
         dose_bq: injected activity at the injection time.
         half_life_s: radionuclide half-life.
         seconds_injection_to_reference: seconds from the injection to the time the image is decay corrected to
@@ -94,6 +96,7 @@ class PetHeader:
     units: str | None = None
     decay_correction: str | None = None
     weight_kg: float | None = None
+    weight_recorded: float | None = None
     dose_bq: float | None = None
     half_life_s: float | None = None
     seconds_injection_to_reference: float | None = None
@@ -159,6 +162,7 @@ def pet_header_from_dicom(path: str | Path) -> PetHeader:
     head.decay_correction = str(ds.get("DecayCorrection", "") or "").strip().upper() or None
     weight = _float(ds.get("PatientWeight"))
     head.weight_kg = weight if weight and weight > 0 else None
+    head.weight_recorded = weight if weight is not None and weight <= 0 else None
     seq = ds.get("RadiopharmaceuticalInformationSequence")
     item = seq[0] if seq else None
     date = ds.get("SeriesDate") or ds.get("AcquisitionDate") or ds.get("StudyDate")
@@ -288,6 +292,7 @@ def pet_header_from_sidecar(path: str | Path) -> PetHeader:
     head.units = str(meta["Units"]).strip() if meta.get("Units") else None
     # weight
     weight = _float(meta.get("BodyWeight", meta.get("PatientWeight")))
+    head.weight_recorded = weight if weight is not None and weight <= 0 else None
     if weight is not None and weight > 0:
         unit = str(meta.get("BodyWeightUnits", "kg")).strip().lower()
         if unit not in _WEIGHT_TO_KG:
@@ -409,7 +414,9 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
             f"SUV{extra}"
         )
     if head.weight_kg is None:
-        missing.append("body weight (PatientWeight / BodyWeight)")
+        missing.append("body weight (PatientWeight / BodyWeight)" if head.weight_recorded is None else
+                       f"body weight (recorded as {head.weight_recorded:g}: not entered at the scanner; a JSON sidecar "
+                       "given with --pet-sidecar can hold every fact, BodyWeight included)")
     if head.dose_bq is None:
         missing.append("injected dose (RadionuclideTotalDose / InjectedRadioactivity)")
     if head.decay_correction is None:

@@ -191,6 +191,8 @@ def test_tracer_radionuclide_spellings(tmp_path, spelling):
     # 75000 "kg" (grams): a thousand times too large; 500 kg is beyond any PET table
     (dict(BIDS, BodyWeight=75000), r"body weight 75000 kg \(sidecar:x.json\) is not a patient's weight"),
     (dict(DCM2NIIX, PatientWeight=500), r"body weight 500 kg \(sidecar:x.json\) is not a patient's weight"),
+    # a weight of 0 is one nobody entered: said so, not only "lacks"
+    (dict(DCM2NIIX, PatientWeight=0), r"lacks: body weight \(recorded as 0: not entered at the scanner"),
     # an injection 30 min after the scan start was read as the day before: SUV 6000 times too large (30 s is
     # taken as clocks out of step: test_dicom_implausible_dose_weight_and_injection_after_scan)
     (dict(DCM2NIIX, RadiopharmaceuticalStartTime="11:30:00"), r"scan starts 1800 s before the injection"),
