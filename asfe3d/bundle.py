@@ -55,35 +55,46 @@ __all__ = [
 logger = logging.getLogger("asfe3d")
 
 
-def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool = False) -> list[dict[str, Any]]:
+def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool = False,
+                   settings: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The subjects of a datalist still to fuse, as dataset items.
 
     Args:
         datalist: CSV with the columns ``subject,mri,pet[,output]`` (relative paths against the CSV's folder) or a
             folder of subject folders (:func:`asfe3d.cohort.read_datalist`).
-        output_dir: where ``<subject>_fused.nii.gz`` and its record ``<subject>_fused.json`` go (created); a CSV
-            ``output`` cell overrides it for its subject.
+        output_dir: where ``<subject>_fused.nii.gz`` and its record ``<subject>_fused.json`` go (made when the first
+            is written); a CSV ``output`` cell overrides it for its subject.
         overwrite: keep every subject (redo complete ones) instead of skipping those whose completion record is
             complete, lists the fused output with its size, and matches the unchanged inputs
             (:func:`asfe3d.cohort.subject_done`).
+        settings: what this run records as its ``settings`` (``SaveSubjectd``'s: the settings' ``as_dict()`` and
+            the bundle's weights, network and inferer); a subject recorded complete with settings that change its
+            output is refused (one line naming the first difference; ``overwrite`` redoes it), not skipped as done.
 
     Returns:
         ``[{"subject", "mri", "pet", "output"}]`` (paths as strings) in datalist order; may be empty.
 
     Raises:
-        Asfe3dInputError: the datalist is missing or malformed, or names a missing input.
+        Asfe3dInputError: the datalist is missing or malformed, or names a missing input; a subject recorded
+            complete with other settings (without ``overwrite``).
         ValueError: ``output_dir`` is empty.
     """
-    from asfe3d.cohort import read_datalist, subject_done, subject_output_path
+    from asfe3d.cohort import planned_outputs, read_datalist, subject_done, subject_output_path
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io.record import read_record, settings_difference
 
     if not str(output_dir).strip():
         raise ValueError(f"output_dir must name a folder, got {output_dir!r}")
     subjects = read_datalist(datalist)
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
     items, skipped = [], []
     for subject in subjects:
         output = subject_output_path(subject, output_dir)
         if not overwrite and subject_done(subject, output) is None:
+            record = read_record(planned_outputs(output)["record"]) or {}
+            changed = None if settings is None else settings_difference(record.get("settings"), settings)
+            if changed is not None:
+                raise Asfe3dInputError(output, f"subject {subject.subject!r} was fused with other settings ({changed}); "
+                                               "not replaced (pass --overwrite true to redo it)")
             skipped.append(subject.subject)
             continue
         items.append({"subject": subject.subject, "mri": str(subject.mri), "pet": str(subject.pet),
@@ -409,7 +420,9 @@ def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any])
     - ``ckpt_path``: must be an existing file (the checkpoint the ``CheckpointLoader`` handler reads);
     - ``datalist``: read with :func:`asfe3d.cohort.read_datalist` (it must exist, be well formed and name existing
       inputs);
-    - ``output_dir``: a folder that can be made and written (:func:`asfe3d.io.check_writable_folder`).
+    - ``output_dir``: a folder that can be made and written (:func:`asfe3d.io.check_writable_folder`);
+    - ``dataset#data`` (when the others passed): evaluated, so that a subject recorded complete with settings that
+      change its output is refused (:func:`datalist_items`).
 
     A value that fails for another reason than the user's input (e.g. an unknown ``--device``) is not reported
     here; the run reports it as before.
@@ -456,10 +469,14 @@ def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any])
             except Asfe3dInputError as exc:
                 raise Asfe3dInputError(path, f"output folder (--output_dir): {exc.problem}") from None
 
+    def dataset() -> None:  # the subjects to fuse: one recorded complete with other settings is refused here
+        if isinstance(parser.get("dataset"), dict) and "data" in parser["dataset"]:
+            _checked_value(parser, "dataset#data")
+
     errors = []
     for key, check in (("settings", settings), ("ckpt_path", ckpt_path), ("datalist", datalist),
-                       ("output_dir", output_dir)):
-        if key in parser:
+                       ("output_dir", output_dir), ("dataset", dataset)):
+        if key in parser and not (key == "dataset" and errors):
             try:
                 check()
             except Asfe3dInputError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -251,12 +252,12 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
         return result
 
 
-def _check_inputs(mri: Path, pet: Path, pet_sidecar: Path | None) -> None:
+def _check_inputs(mri: Path, pet: Path, pet_sidecar: Any) -> None:
     """Both inputs exist and are images or DICOM folders; the PET sidecar given exists."""
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io.volume import check_input_kind
 
-    if pet_sidecar is not None and not Path(pet_sidecar).is_file():
+    if isinstance(pet_sidecar, (str, os.PathLike)) and not Path(pet_sidecar).is_file():  # not metadata given as such
         raise Asfe3dInputError(pet_sidecar, "PET sidecar does not exist")
     for role, path in (("MRI", mri), ("PET", pet)):
         if not path.exists():
@@ -328,7 +329,7 @@ def _result(data: dict[str, Any], timings: dict[str, float]) -> FuseResult:
                       transform=data["pet_transform"], inputs=data["record"]["input_info"])
 
 
-def _protected_inputs(mri: Path, pet: Path, pet_sidecar: str | Path | None) -> list[Path]:
+def _protected_inputs(mri: Path, pet: Path, pet_sidecar: Any) -> list[Path]:
     """What no output may land on: the inputs, the PET sidecar given, and every input's own JSON sidecar
     (``sub01_pet.nii.gz`` -> ``sub01_pet.json``: the completion record of ``-o sub01_pet.nii`` would have that name)."""
     out = [mri, pet]
@@ -338,7 +339,7 @@ def _protected_inputs(mri: Path, pet: Path, pet_sidecar: str | Path | None) -> l
             if name.lower().endswith(suffix):
                 out.append(p.with_name(name[: -len(suffix)] + ".json"))
                 break
-    if pet_sidecar is not None:
+    if isinstance(pet_sidecar, (str, os.PathLike)):
         out.append(Path(pet_sidecar))
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,19 @@ def _optional_path(obj: Any, name: str, option: str) -> None:
     _set(obj, name, Path(value).expanduser())  # "~/x.json" as nibabel and the shell read it
 
 
+def _json_mapping(option: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping field: a dict copy of JSON values with string keys (what a completion record can hold)."""
+    import json
+
+    try:
+        copy = json.loads(json.dumps(dict(value)))
+    except (TypeError, ValueError) as err:
+        raise _bad(option, f"must be a file path or a mapping of JSON values, got {value!r} ({err})") from None
+    if not all(isinstance(k, str) for k in value):
+        raise _bad(option, f"mapping keys must be strings, got {list(value)!r}")
+    return copy
+
+
 #: the most threads a setting may ask for (ITK and torch take an unsigned int; more than this is a typo)
 MAX_THREADS = 1024
 
@@ -140,7 +154,9 @@ class InputSettings:
         frame_realign: realign a dynamic PET's frames (rigid) before averaging them.
         frame_reference: ``"mean"`` or the frame index the frames are realigned to.
         pet_units: ``None`` (as stored) or ``"suv"`` (body-weight SUV from the header or sidecar).
-        pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for its units, dose and times.
+        pet_sidecar: the PET's JSON sidecar (BIDS or dcm2niix) for its units, dose, times and frame durations, or
+            its content as a mapping of JSON values (a BIDS App's metadata with inheritance; kept as a dict, and
+            recorded in full, so that a rerun after the metadata changed is not taken for the same run).
         dicom_strict: refuse DICOM series with gaps or gantry tilt instead of resampling them.
         nifti_geometry: ``auto``, ``sform`` or ``qform``: which NIfTI geometry to use when they disagree.
         allow_nonfinite: replace NaN/Inf voxels by 0 with a warning instead of refusing the input.
@@ -153,7 +169,7 @@ class InputSettings:
     frame_realign: bool = DEFAULT_FRAME_REALIGN
     frame_reference: str | int = DEFAULT_FRAME_REFERENCE
     pet_units: str | None = None
-    pet_sidecar: Path | None = None
+    pet_sidecar: Path | dict[str, Any] | None = None
     dicom_strict: bool = False
     nifti_geometry: str = DEFAULT_NIFTI_GEOMETRY
     allow_nonfinite: bool = False
@@ -171,7 +187,10 @@ class InputSettings:
             raise _bad("pet_units", f"must be None or 'suv', got {self.pet_units!r}")
         if self.nifti_geometry not in NIFTI_GEOMETRIES:
             raise _bad("nifti_geometry", f"must be 'auto', 'sform' or 'qform', got {self.nifti_geometry!r}")
-        _optional_path(self, "pet_sidecar", "pet_sidecar")
+        if isinstance(self.pet_sidecar, Mapping):
+            _set(self, "pet_sidecar", _json_mapping("pet_sidecar", self.pet_sidecar))
+        else:
+            _optional_path(self, "pet_sidecar", "pet_sidecar")
 
     def reader_kwargs(self, key: str) -> dict[str, Any]:
         """The :func:`asfe3d.io.read_volume` settings (``role`` aside) of the ``"mri"`` or the ``"pet"`` input.

@@ -253,3 +253,28 @@ def test_one_pet_sidecar_for_a_whole_cohort_is_refused(tmp_path, demo_files, cap
     assert main(["fuse", "--datalist", str(datalist), "--method", "mean", "--pet-sidecar", str(sidecar)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "one.json: --pet-sidecar names one PET's sidecar; in cohort mode" in err
+
+
+def test_an_edited_sidecar_that_the_pet_was_read_with_is_a_changed_input(tmp_path, demo_files):
+    """The record fingerprints the JSON sidecar whose facts changed the PET (here its frame durations): editing it
+    makes a rerun refuse to call the subject complete, as an edited image does."""
+    import nibabel as nib
+    import numpy as np
+
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 1))
+    pet = subjects[0].pet
+    img = nib.load(pet)
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj, np.float32) * k for k in (1, 2)], -1), img.affine),
+             str(pet))
+    sidecar = pet.with_name("pet.json")
+    sidecar.write_text(json.dumps({"FrameDuration": [60, 300]}))
+    settings = Settings.from_flat(**FAST, frame_realign=False)
+    out = tmp_path / "out"
+    assert [r.status for r in run_cohort(subjects, settings, output_dir=out, progress=False)] == ["ok"]
+    record = json.loads((out / "sub01_fused.json").read_text())
+    assert record["inputs"]["pet_sidecar"]["path"] == str(sidecar.resolve())
+    assert [r.status for r in run_cohort(subjects, settings, output_dir=out, progress=False)] == ["skipped"]
+    sidecar.write_text(json.dumps({"FrameDuration": [300, 60]}))
+    results = run_cohort(subjects, settings, output_dir=out, progress=False)
+    assert [r.status for r in results] == ["failed"]
+    assert "the pet_sidecar input" in results[0].message and "changed since the recorded run" in results[0].message

@@ -197,23 +197,26 @@ def _command_line() -> str:
     return shlex.join(argv)
 
 
-def pair_done(pair: BidsPair, paths: Mapping[str, Path]) -> str | None:
+def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | None = None) -> str | None:
     """Whether a pair's derivatives are complete: ``None`` when they are, else the reason they are not.
 
-    Complete means: the fused sidecar is an asfe3d completion record that says ``complete``, its inputs are
-    unchanged, it lists the fused volume, the registered PET and the transform (by path), each exists with its
-    recorded size, and the registered PET's sidecar exists.
+    Complete means: the fused sidecar is an asfe3d completion record that says ``complete``, made with settings
+    that give the same outputs (``settings``: the pair's, :func:`_pair_settings`; the PET's BIDS metadata is one
+    of them), its inputs are unchanged, it lists the fused volume, the registered PET and the transform (by path),
+    each exists with its recorded size, and the registered PET's sidecar exists.
 
     Args:
         pair: the pair.
         paths: its :func:`derivative_paths`.
+        settings: the pair's settings (``None``: not compared).
 
     Returns:
         ``None`` or a short reason.
     """
     from asfe3d.io.record import check_record, read_record
 
-    reason = check_record(paths["fused_json"], {}, {"mri": pair.t1w, "pet": pair.pet})
+    reason = check_record(paths["fused_json"], {}, {"mri": pair.t1w, "pet": pair.pet},
+                          None if settings is None else settings.as_dict())
     if reason is not None:
         return reason
     record = read_record(paths["fused_json"]) or {}
@@ -317,11 +320,10 @@ def _fused_extra(pair: BidsPair, paths: Mapping[str, Path], bids_dir: Path, sett
 
 
 def _pair_settings(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> Settings:
-    """A pair's settings: its PET's sidecar (units, dose and times for ``--pet-units suv``) and its output names."""
-    from asfe3d.io.pet import find_sidecar
-
+    """A pair's settings: its PET's BIDS metadata (the sidecar with the inheritance principle applied: units, dose
+    and times for ``--pet-units suv``, frame durations) and its output names."""
     return settings.replace(
-        inputs={"pet_sidecar": find_sidecar(pair.pet)},
+        inputs={"pet_sidecar": dict(pair.metadata) if pair.metadata else None},
         outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
 
 
@@ -329,9 +331,10 @@ def _start_early(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> 
     """Start a pair's :class:`asfe3d.registration.early.EarlyRegistration` (``None`` when it will be skipped)."""
     from asfe3d.registration.early import EarlyRegistration
 
-    if not settings.outputs.overwrite and pair_done(pair, paths) is None:
+    pair_settings = _pair_settings(pair, paths, settings)
+    if not settings.outputs.overwrite and pair_done(pair, paths, pair_settings) is None:
         return None
-    return EarlyRegistration.from_settings(pair.t1w, pair.pet, _pair_settings(pair, paths, settings)).start()
+    return EarlyRegistration.from_settings(pair.t1w, pair.pet, pair_settings).start()
 
 
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
@@ -357,7 +360,7 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         return undo
 
     outcome = run_subject(SubjectRun(
-        pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths, done=lambda: pair_done(pair, paths),
+        pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths, done=lambda: pair_done(pair, paths, pair_settings),
         ours=lambda: _ours(paths), redo=settings.outputs.overwrite,
         record_extra=_fused_extra(pair, paths, bids_dir, settings, root), prepare=write_registered_sidecar))
     result = PairResult(pair.subject, pair.session, pair.prefix, outcome.status, outcome.message,

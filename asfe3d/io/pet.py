@@ -22,6 +22,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from asfe3d.io.checks import short_error
 
 __all__ = [
     "sidecar_frame_durations",
+    "sidecar_metadata",
     "PET_UNITS",
     "HALF_LIFE_S",
     "PetHeader",
@@ -209,12 +211,14 @@ def find_sidecar(image: str | Path) -> Path | None:
     return None
 
 
-def sidecar_frame_durations(path: str | Path, nframes: int) -> list[float] | None:
+def sidecar_frame_durations(path: str | Path | Mapping[str, Any], nframes: int,
+                            image: str | Path | None = None) -> list[float] | None:
     """The frame durations (seconds) of a dynamic PET from its JSON sidecar's ``FrameDuration`` (BIDS PET).
 
     Args:
-        path: the ``.json`` file.
+        path: the ``.json`` file, or its content as a mapping.
         nframes: frames of the image it describes.
+        image: that image (named in errors about a mapping).
 
     Returns:
         The durations, or ``None`` when the sidecar has no ``FrameDuration``.
@@ -223,12 +227,8 @@ def sidecar_frame_durations(path: str | Path, nframes: int) -> list[float] | Non
         Asfe3dInputError: unreadable JSON, or a ``FrameDuration`` that is not a list of ``nframes`` numbers > 0
             (a sidecar that does not describe this image cannot weigh its frames).
     """
-    p = Path(path)
-    try:
-        meta = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise Asfe3dInputError(p, f"PET JSON sidecar cannot be read ({short_error(err)})") from None
-    if not isinstance(meta, dict) or "FrameDuration" not in meta:
+    meta, p, _ = sidecar_metadata(path, image)
+    if "FrameDuration" not in meta:
         return None
     value = meta["FrameDuration"]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -269,11 +269,39 @@ def _json_bool(value: Any, key: str, path: Path) -> bool:
     raise Asfe3dInputError(path, f"PET sidecar {key} {value!r} is neither true nor false")
 
 
-def pet_header_from_sidecar(path: str | Path) -> PetHeader:
+def sidecar_metadata(sidecar: str | Path | Mapping[str, Any], image: str | Path | None = None
+                     ) -> tuple[dict[str, Any], str | Path, str]:
+    """The content of a JSON sidecar, or metadata given as a mapping (a BIDS App's merged, inherited metadata).
+
+    Args:
+        sidecar: the ``.json`` file, or the metadata itself.
+        image: the image the metadata belongs to (named in errors about a mapping).
+
+    Returns:
+        ``(metadata, where, source)``: ``where`` names the file in errors (for a mapping: ``image``), ``source``
+        is ``"sidecar:<name>"`` or ``"metadata"``.
+
+    Raises:
+        Asfe3dInputError: unreadable JSON, or not a JSON object.
+    """
+    if isinstance(sidecar, Mapping):
+        return dict(sidecar), (image if image is not None else "PET metadata"), "metadata"
+    p = Path(sidecar)
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise Asfe3dInputError(p, f"PET JSON sidecar cannot be read ({short_error(err)})") from None
+    if not isinstance(meta, dict):
+        raise Asfe3dInputError(p, "PET JSON sidecar is not a JSON object")
+    return meta, p, f"sidecar:{p.name}"
+
+
+def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | Path | None = None) -> PetHeader:
     """Read the PET units and timing facts of a JSON sidecar (BIDS PET or dcm2niix keys).
 
     Args:
-        path: the ``.json`` file.
+        path: the ``.json`` file, or its content as a mapping (e.g. BIDS metadata with inheritance).
+        image: the image it describes (named in errors about a mapping).
 
     Returns:
         The facts found.
@@ -281,14 +309,8 @@ def pet_header_from_sidecar(path: str | Path) -> PetHeader:
     Raises:
         Asfe3dInputError: unreadable JSON, not an object, or units of activity / weight that are not known.
     """
-    p = Path(path)
-    try:
-        meta = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise Asfe3dInputError(p, f"PET JSON sidecar cannot be read ({short_error(err)})") from None
-    if not isinstance(meta, dict):
-        raise Asfe3dInputError(p, "PET JSON sidecar is not a JSON object")
-    head = PetHeader(source=f"sidecar:{p.name}")
+    meta, p, source = sidecar_metadata(path, image)
+    head = PetHeader(source=source)
     head.units = str(meta["Units"]).strip() if meta.get("Units") else None
     # weight
     weight = _float(meta.get("BodyWeight", meta.get("PatientWeight")))
@@ -351,13 +373,15 @@ def pet_header_from_sidecar(path: str | Path) -> PetHeader:
     return head
 
 
-def read_pet_header(path: str | Path, dicom_file: str | Path | None = None, sidecar: str | Path | None = None) -> PetHeader:
+def read_pet_header(path: str | Path, dicom_file: str | Path | None = None,
+                    sidecar: str | Path | Mapping[str, Any] | None = None) -> PetHeader:
     """The PET facts of an input: its DICOM header, else its (given or found) JSON sidecar.
 
     Args:
         path: the PET input (file or DICOM folder), named in errors.
         dicom_file: one DICOM file of the series, when the input is DICOM.
-        sidecar: an explicit JSON sidecar (takes precedence over DICOM and the automatic look-up).
+        sidecar: an explicit JSON sidecar, or its content as a mapping (takes precedence over DICOM and the
+            automatic look-up).
 
     Returns:
         The facts.
@@ -366,9 +390,9 @@ def read_pet_header(path: str | Path, dicom_file: str | Path | None = None, side
         Asfe3dInputError: no DICOM header and no sidecar.
     """
     if sidecar is not None:
-        if not Path(sidecar).is_file():
+        if not isinstance(sidecar, Mapping) and not Path(sidecar).is_file():
             raise Asfe3dInputError(sidecar, "PET JSON sidecar does not exist")
-        return pet_header_from_sidecar(sidecar)
+        return pet_header_from_sidecar(sidecar, path)
     if dicom_file is not None:
         return pet_header_from_dicom(dicom_file)
     found = find_sidecar(path)

@@ -67,14 +67,19 @@ def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
             whose ``asfe3d_source`` metadata says what the readers found) and ``pet_registration`` (the report).
 
     Returns:
-        ``{"asfe3d_version", "inputs" (fingerprints), "input_info", "registration"}``.
+        ``{"asfe3d_version", "inputs" (fingerprints: ``mri``, ``pet`` and, when the PET was read with the facts of
+        a JSON sidecar file, ``pet_sidecar``), "input_info", "registration"}``.
     """
     from asfe3d import __version__
     from asfe3d.io.volume import SOURCE_KEY
 
+    inputs = {role: fingerprint(data[f"{role}_path"]) for role in ("mri", "pet")}
+    sidecar = (data["pet"].meta.get(SOURCE_KEY) or {}).get("sidecar")
+    if sidecar and Path(sidecar).is_file():  # the JSON sidecar whose facts the PET was read with (SUV, frames)
+        inputs["pet_sidecar"] = fingerprint(sidecar)
     return {
         "asfe3d_version": __version__,
-        "inputs": {role: fingerprint(data[f"{role}_path"]) for role in ("mri", "pet")},
+        "inputs": inputs,
         "input_info": {role: dict(data[role].meta.get(SOURCE_KEY) or {}) for role in ("mri", "pet")},
         "registration": data.get("pet_registration"),
     }
@@ -236,7 +241,7 @@ def replaceable_outputs(fused: str | os.PathLike) -> list[Path]:
 #: settings that do not change what a run writes (a run recorded with other values is still this run)
 _RESULT_NEUTRAL = {("fusion", "device"), ("registration", "threads"), ("outputs", "overwrite"),
                    ("outputs", "registered_pet"), ("outputs", "rgb"), ("outputs", "transform"), ("outputs", "preview"),
-                   ("outputs", "report")}
+                   ("outputs", "report"), ("bundle", "device")}
 
 
 def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -251,12 +256,26 @@ def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]]) 
     and so are the device, the registration's thread count and ``overwrite``.
     """
     recorded = recorded if isinstance(recorded, Mapping) else {}
+    wanted = json.loads(json.dumps(_strict_json(wanted), default=str))  # as a record holds it (tuples as lists...)
     for group, values in wanted.items():
+        if not isinstance(values, Mapping):
+            continue
         had = recorded.get(group) if isinstance(recorded.get(group), Mapping) else {}
         for key, value in values.items():
             if (group, key) not in _RESULT_NEUTRAL and had.get(key, value) != value:
-                return f"{group}.{key} {had.get(key)!r} -> {value!r}"
+                before = had.get(key)
+                if isinstance(before, Mapping) and isinstance(value, Mapping):  # metadata: the first key that differs
+                    first = next(k for k in sorted(set(before) | set(value), key=str) if before.get(k) != value.get(k))
+                    return f"{group}.{key}[{first!r}] {before.get(first)!r} -> {value.get(first)!r}"
+                return f"{group}.{key} {_short(before)} -> {_short(value)}"
     return None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 
 def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLike],
@@ -292,8 +311,14 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
             return f"the {kind} output {p} is missing"
         if entry.get("size") is not None and p.stat().st_size != entry["size"]:
             return f"the {kind} output {p} changed since it was written"
-    for role, p in inputs.items():
-        want = record.get("inputs", {}).get(role)
+    recorded_inputs = record.get("inputs") if isinstance(record.get("inputs"), Mapping) else {}
+    # the roles asked for, and every other recorded input (the sidecar the PET was read with) at its recorded path
+    checks = dict(inputs)
+    for role, want in recorded_inputs.items():
+        if role not in checks and isinstance(want, Mapping) and want.get("path"):
+            checks[role] = want["path"]
+    for role, p in checks.items():
+        want = recorded_inputs.get(role)
         try:
             now = fingerprint(p)
         except OSError:

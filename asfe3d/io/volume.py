@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,7 @@ def read_volume(
     dicom_strict: bool = False,
     keep_frames: bool = False,
     pet_units: str | None = None,
-    pet_sidecar: str | Path | None = None,
+    pet_sidecar: str | Path | Mapping[str, Any] | None = None,
 ) -> Volume:
     """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
 
@@ -261,7 +262,8 @@ def read_volume(
         pet_units: ``None`` keeps the stored values; ``"suv"`` converts Bq/ml (or kBq/ml...) to SUV (body weight)
             from the DICOM header or the JSON sidecar (see :mod:`asfe3d.io.pet`), recorded in
             ``info["pet_units"]`` and logged.
-        pet_sidecar: the JSON sidecar to take the PET facts from (default: the DICOM header, else the ``.json``
+        pet_sidecar: the JSON sidecar (or its content as a mapping: e.g. a BIDS App's metadata with inheritance) to
+            take the PET facts and a 4D PET's frame durations from (default: the DICOM header, else the ``.json``
             next to the image).
 
     Returns:
@@ -343,7 +345,7 @@ def read_volume(
                   frames=None if kept is None else tuple(kept))
 
 
-def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_sidecar: str | Path | None,
+def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_sidecar: Any,
                        info: dict[str, Any]) -> None:
     """Put the frame durations of the JSON sidecar (``pet_sidecar``, else the one beside a non-DICOM image) in
     ``info["frame_durations_s"]`` when it has ``FrameDuration``, the image has several frames, none is taken
@@ -351,17 +353,28 @@ def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_s
     if frame is not None or nframes < 2 or "frame_durations_s" in info:
         return
     sidecar = pet_sidecar if pet_sidecar is not None else (None if fmt == "dicom" else find_sidecar(p))
-    durations = None if sidecar is None else sidecar_frame_durations(sidecar, nframes)
+    durations = None if sidecar is None else sidecar_frame_durations(sidecar, nframes, p)
     if durations is not None:
         info["frame_durations_s"] = durations
+        _used_sidecar(info, sidecar)
+
+
+def _used_sidecar(info: dict[str, Any], sidecar: Any) -> None:
+    """Record a JSON sidecar file whose facts changed the values read (``info["sidecar"]``: a completion record
+    fingerprints it, so that editing it makes a rerun redo the work); metadata given as a mapping is recorded
+    with the settings instead."""
+    if isinstance(sidecar, (str, os.PathLike)):
+        info["sidecar"] = str(Path(sidecar).expanduser().resolve())
 
 
 def _to_suv(p: Path, arr3: np.ndarray, role: str, info: dict[str, Any], dicom_file: Path | None,
-            pet_sidecar: str | Path | None, apply: bool) -> np.ndarray:
+            pet_sidecar: Any, apply: bool) -> np.ndarray:
     """Body-weight SUV: the factor from the DICOM header or the sidecar, recorded in ``info["pet_units"]`` and
     logged, and applied to ``arr3`` when ``apply``."""
     head = read_pet_header(p, dicom_file=dicom_file, sidecar=pet_sidecar)
     factor, record = suv_factor(head, p)
+    if head.source.startswith("sidecar:"):
+        _used_sidecar(info, pet_sidecar if pet_sidecar is not None else find_sidecar(p))
     if apply:
         arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)
     info["pet_units"] = record

@@ -202,6 +202,40 @@ def test_output_folder_that_cannot_be_made(tmp_path: Path) -> None:
     assert main(["bids", str(bids), "/proc/asfe3d-test/out", "participant", "--no-progress"]) == 2
 
 
+def test_other_settings_or_edited_metadata_redo_a_pair(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+    bids, out = _copy_run(bids_run, tmp_path)
+    fused = out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json"
+    results = run_bids(bids, out, Settings.from_flat(method="max", registration="none"), participant_labels=["01"],
+                       reports=False)  # it was "mean": not "already complete"
+    assert results[0].status == "ok" and "fusion.method 'mean' -> 'max'" in results[0].message
+    assert json.loads(fused.read_text(encoding="utf-8"))["FusionMethod"] == "max"
+    sidecar = bids / "sub-01/pet/sub-01_trc-FDG_pet.json"
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    sidecar.write_text(json.dumps({**meta, "BodyWeight": 80}), encoding="utf-8")  # e.g. a corrected weight
+    results = run_bids(bids, out, Settings.from_flat(method="max", registration="none"), participant_labels=["01"],
+                       reports=False)
+    assert results[0].status == "ok" and "inputs.pet_sidecar['BodyWeight'] None -> 80" in results[0].message
+
+
+def test_inherited_metadata_weighs_the_frames(tmp_path: Path) -> None:
+    """The BIDS inheritance principle: FrameDuration in a dataset-level trc-FDG_pet.json is the PET's."""
+    bids = make_dataset(tmp_path / "bids")
+    pet = bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz"
+    img = nib.load(str(pet))
+    frames = np.stack([img.get_fdata().astype(np.float32) * k for k in (1, 3)], axis=-1)
+    nib.save(nib.Nifti1Image(frames, img.affine), str(pet))
+    pet.with_name("sub-01_trc-FDG_pet.json").unlink()
+    (bids / "trc-FDG_pet.json").write_text(json.dumps({"TracerName": "FDG", "Units": "Bq/mL",
+                                                       "FrameTimesStart": [0, 60], "FrameDuration": [60, 540]}))
+    out = tmp_path / "out"
+    results = run_bids(bids, out, Settings.from_flat(method="mean", registration="none", frame_realign=False),
+                       participant_labels=["01"], reports=False)
+    assert results[0].status == "ok", results[0].message
+    record = json.loads((out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json").read_text(encoding="utf-8"))
+    assert record["input_info"]["pet"]["frame_durations_s"] == [60.0, 540.0]
+    assert record["input_info"]["pet"]["frame_weighting"] == "duration"
+
+
 def test_suv_units_are_the_written_units(tmp_path: Path) -> None:
     bids = make_dataset(tmp_path / "bids")
     sidecar = {"TracerName": "FDG", "TracerRadionuclide": "F18", "Units": "Bq/mL", "InjectedRadioactivity": 370,

@@ -419,3 +419,26 @@ def test_preprocessing_is_the_pipelines_chain():
         assert reader_settings(ours[0], key) == reader_settings(ref[0], key), key
     for a, b in zip(ours[1:], ref[1:]):
         assert settings(a) == settings(b), type(a).__name__
+
+
+def test_a_subject_done_with_other_settings_is_refused_not_skipped(tmp_path, demo_files):
+    """A rerun with another --ckpt_path (or any setting that changes the output) is not "already complete"."""
+    from asfe3d.bundle import datalist_items
+    from asfe3d.cohort import read_datalist, subject_output_path
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.pipeline import fuse_pair
+
+    datalist = make_cohort(tmp_path / "data", demo_files, 1)
+    out = tmp_path / "out"
+    subject = read_datalist(datalist)[0]
+    settings = Settings.from_flat(method="mean", registration="none")
+    res = fuse_pair(subject.mri, subject.pet, subject_output_path(subject, out), settings)
+    recorded = dict(settings.as_dict(), bundle={"weights": "a.pt", "device": "cpu"})
+    record = Path(res.outputs["record"])  # as SaveSubjectd writes it: the bundle's own settings beside the rest
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), settings=recorded)))
+    assert datalist_items(datalist, out, settings=recorded) == []  # written as the bundle records: skipped
+    assert datalist_items(datalist, out, settings=dict(recorded, bundle={"weights": "a.pt", "device": "cuda"})) == []
+    other = dict(recorded, bundle={"weights": "b.pt", "device": "cpu"})
+    with pytest.raises(Asfe3dInputError, match=r"fused with other settings \(bundle.weights 'a.pt' -> 'b.pt'\)"):
+        datalist_items(datalist, out, settings=other)
+    assert [i["subject"] for i in datalist_items(datalist, out, overwrite=True, settings=other)] == ["sub01"]
