@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,8 @@ def _command_line() -> str:
     return shlex.join(argv)
 
 
-def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | None = None) -> str | None:
+def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | None = None,
+              sidecar: Mapping[str, Any] | None = None) -> str | None:
     """Whether a pair's derivatives are complete: ``None`` when they are, else the reason they are not.
 
     Complete means: the fused sidecar is an asfe3d completion record that says ``complete``, made with settings
@@ -209,6 +210,8 @@ def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | No
         pair: the pair.
         paths: its :func:`derivative_paths`.
         settings: the pair's settings (``None``: not compared).
+        sidecar: the registered PET's sidecar as this run writes it (``None``: not compared; else the one on disk
+            must equal it).
 
     Returns:
         ``None`` or a short reason.
@@ -233,6 +236,8 @@ def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | No
     side = _read_json(paths["registered_json"])
     if not isinstance(side, dict) or _MARKER not in side:
         return f"the registered PET's sidecar {paths['registered_json'].name} is missing"
+    if sidecar is not None and side != json.loads(json.dumps(sidecar)):
+        return f"the registered PET's sidecar {paths['registered_json'].name} does not describe this run's image"
     return None
 
 
@@ -339,31 +344,30 @@ def _start_early(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> 
 
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
     """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
-    :func:`pair_done`; its own files are those its record lists and its marked sidecar; the registered PET's sidecar
-    is written first (and removed again if the fusion fails before its image exists), the fused sidecar (the
-    completion record) last."""
+    :func:`pair_done`; its own files are those its record lists and its marked sidecar. The registered PET's
+    sidecar is written after the fusion's outputs and record: a run killed before it leaves the pair's earlier
+    sidecar, which then does not describe this run (:func:`pair_done` compares it), or none, and the pair is redone
+    (it was written first, so that a run killed during the fusion left a sidecar saying ``g/ml`` beside the earlier
+    image in Bq/mL, and a plain rerun took the pair for complete)."""
     from asfe3d.cohort import SubjectRun, run_subject
     from asfe3d.io import atomic_output
 
     pair_settings = _pair_settings(pair, paths, settings)
-
-    def write_registered_sidecar() -> Callable[[], None]:
-        existed = paths["registered_json"].exists()
-        with atomic_output(paths["registered_json"], overwrite=True) as tmp:
-            tmp.write_text(json.dumps(_registered_sidecar(pair, paths, bids_dir, root, settings), indent=2) + "\n",
-                           encoding="utf-8")
-
-        def undo() -> None:
-            if not existed and not paths["registered_pet"].exists():
-                paths["registered_json"].unlink(missing_ok=True)  # no sidecar without its image
-
-        return undo
-
+    sidecar = _registered_sidecar(pair, paths, bids_dir, root, settings)
     outcome = run_subject(SubjectRun(
-        pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths, done=lambda: pair_done(pair, paths, pair_settings),
+        pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths,
+        done=lambda: pair_done(pair, paths, pair_settings, sidecar),
         ours=lambda: _ours(paths), redo=settings.outputs.overwrite,
-        record_extra=_fused_extra(pair, paths, bids_dir, settings, root), prepare=write_registered_sidecar))
-    result = PairResult(pair.subject, pair.session, pair.prefix, outcome.status, outcome.message,
+        record_extra=_fused_extra(pair, paths, bids_dir, settings, root)))
+    status, message = outcome.status, outcome.message
+    if status == "ok":
+        try:
+            with atomic_output(paths["registered_json"], overwrite=True) as tmp:
+                tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            status, message = "failed", f"{paths['registered_json']}: cannot be written ({exc.strerror or exc})"
+            logger.error("%s: %s", pair.prefix, message)
+    result = PairResult(pair.subject, pair.session, pair.prefix, status, message,
                         outputs=dict(paths), seconds=outcome.seconds, pair=pair)
     if outcome.result is not None and "record" in outcome.result.outputs:
         result.outputs["fused_json"] = Path(outcome.result.outputs["record"])

@@ -217,6 +217,22 @@ def test_other_settings_or_edited_metadata_redo_a_pair(bids_run: tuple[Path, Pat
     assert results[0].status == "ok" and "inputs.pet_sidecar['BodyWeight'] None -> 80" in results[0].message
 
 
+def test_a_sidecar_left_by_a_killed_run_does_not_pass_for_complete(bids_run: tuple[Path, Path, list],
+                                                                   tmp_path: Path) -> None:
+    """A run killed after the registered PET's sidecar of other settings (g/ml for SUV) was written but before its
+    image: the pair is not "already complete" with a sidecar that does not describe its image."""
+    bids, out = _copy_run(bids_run, tmp_path)
+    side_path = out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.json"
+    before = side_path.read_text(encoding="utf-8")
+    side = json.loads(before)
+    side_path.write_text(json.dumps({**side, "Units": "g/ml"}), encoding="utf-8")
+    results = run_bids(bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
+    assert results[0].status == "ok" and "does not describe this run's image" in results[0].message
+    assert json.loads(side_path.read_text(encoding="utf-8")) == json.loads(before)
+    results = run_bids(bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
+    assert results[0].status == "skipped"
+
+
 def test_inherited_metadata_weighs_the_frames(tmp_path: Path) -> None:
     """The BIDS inheritance principle: FrameDuration in a dataset-level trc-FDG_pet.json is the PET's."""
     bids = make_dataset(tmp_path / "bids")
