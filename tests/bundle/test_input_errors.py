@@ -143,3 +143,17 @@ def test_an_input_unreadable_mid_run_is_one_line_on_the_command_line(tmp_path, d
     assert len(errors) == 1 and errors[0].startswith(f"asfe3d: error: {broken}: MRI NIfTI voxel data cannot be read")
     assert (tmp_path / "out" / "sub01_fused.nii.gz").is_file()
     assert not (tmp_path / "out" / "sub02_fused.nii.gz").exists()
+
+
+def test_the_record_holds_the_steps_after_the_network_and_none_switches_one_off(tmp_path):
+    """The bundle's record says which steps ran (so a rerun with --inferer#steps#... is another run), and '$None'
+    switches a per-grid variant off from the command line (MONAI drops a plain None override)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser.update({**_overrides(tmp_path), "inferer#steps#pet_consistency": 0,
+                   "inferer#steps#pet_consistency_coarse": "$None", "inferer#steps#pet_consistency_fine": "$None"})
+    steps = parser.get_parsed_content("bundle_record")["inferer_settings"]
+    assert steps["pet_consistency"] == 0 and steps["pet_consistency_coarse"] is None
+    assert steps["pet_consistency_fine"] is None and steps["detail_steer"] == 0.5
