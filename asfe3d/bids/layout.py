@@ -244,7 +244,7 @@ def normalise_labels(labels: Iterable[str] | None, prefix: str) -> list[str] | N
 
 def _layout(bids_dir: Path) -> Any:
     try:
-        from bids import BIDSLayout
+        from bids import BIDSLayout, BIDSLayoutIndexer
     except ImportError as exc:  # pragma: no cover - pybids is a dependency
         raise ImportError("asfe3d bids needs pybids: pip install pybids") from exc
     if not bids_dir.exists():
@@ -255,7 +255,10 @@ def _layout(bids_dir: Path) -> Any:
         raise Asfe3dInputError(bids_dir, "not a BIDS dataset: dataset_description.json is missing")
     _check_description(bids_dir / "dataset_description.json")
     try:
-        return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+        # metadata is not indexed: pybids reads every sidecar of the dataset up front, so one broken JSON of any
+        # subject stopped every run; each PET's metadata is read for its own pair (pet_metadata)
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=False,
+                          indexer=BIDSLayoutIndexer(index_metadata=False))
     except Exception as exc:  # noqa: BLE001 - pybids raises several types for unreadable datasets
         raise Asfe3dInputError(bids_dir, f"cannot index the BIDS dataset ({type(exc).__name__}: {exc})") from None
 
@@ -368,12 +371,12 @@ def find_pairs(
             if ses in subject_sessions and not any(p.get_entities().get("session") == ses for p in pets):
                 issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
         for pet in sorted(pets, key=lambda f: f.path):
-            found = _pair_pet(pet, t1w, subject)
+            found = _pair_pet(pet, t1w, subject, root)
             (pairs if isinstance(found, BidsPair) else issues).append(found)
     return pairs, issues
 
 
-def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str) -> BidsPair | BidsIssue:
+def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path) -> BidsPair | BidsIssue:
     """One PET (pybids file) with its T1w chosen among the subject's ``t1w`` by the rules of the module docstring,
     or the ``error`` issue saying why none can be."""
     ents = pet.get_entities()
@@ -400,10 +403,76 @@ def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str) -> BidsPair | BidsIssu
     if "run" in entities:
         entities["run"] = str(ents["run"])  # pybids gives a PaddedInt; keep the file's padding
     try:
-        metadata = dict(pet.get_metadata())
-    except Exception:  # noqa: BLE001 - a broken sidecar should not stop the dataset
-        metadata = {}
+        metadata = pet_metadata(Path(pet.path), Path(root))
+    except Asfe3dInputError as exc:  # this pair fails, the others go on
+        return BidsIssue(subject, session, "error", str(exc), pet=Path(pet.path))
     return BidsPair(subject, session, Path(chosen.path), Path(pet.path), entities, metadata, note)
+
+
+def _name_entities(name: str) -> tuple[dict[str, str], str] | None:
+    """``(entities, suffix)`` of a BIDS file name without its extension (``sub-01_trc-FDG_pet`` ->
+    ``({"sub": "01", "trc": "FDG"}, "pet")``); ``None`` for a name that is not ``key-value_..._suffix``."""
+    parts = name.split("_")
+    entities = {}
+    for part in parts[:-1]:
+        key, sep, value = part.partition("-")
+        if not sep or not key or not value:
+            return None
+        entities[key] = value
+    return entities, parts[-1]
+
+
+def pet_metadata(image: Path, root: Path) -> dict[str, Any]:
+    """A data file's JSON metadata by the BIDS inheritance principle.
+
+    Every ``*.json`` from the dataset's root down to the image's folder whose suffix is the image's and whose
+    entities are all the image's (same values) applies; a deeper file's keys replace a higher one's. Two applicable
+    files in one folder are ambiguous (the specification forbids them).
+
+    Args:
+        image: the data file (``.nii`` / ``.nii.gz``).
+        root: the dataset's root.
+
+    Returns:
+        The merged metadata (empty when no file applies).
+
+    Raises:
+        Asfe3dInputError: an applicable file that is not valid JSON or not a JSON object, or two applicable files
+            in one folder (the file named).
+    """
+    import json
+
+    name = image.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name.rsplit(".", 1)[0]
+    parsed = _name_entities(stem)
+    if parsed is None:
+        return {}
+    entities, suffix = parsed
+    root = root.resolve()
+    folder = image.parent.resolve()
+    levels = [folder, *folder.parents]
+    levels = levels[: levels.index(root) + 1] if root in levels else [folder]
+    merged: dict[str, Any] = {}
+    for level in reversed(levels):  # the root first: deeper files override
+        found = []
+        for candidate in sorted(level.glob(f"*_{suffix}.json")) + sorted(level.glob(f"{suffix}.json")):
+            own = _name_entities(candidate.name[: -len(".json")]) if candidate.name != f"{suffix}.json" else ({}, suffix)
+            if own is not None and own[1] == suffix and all(entities.get(k) == v for k, v in own[0].items()):
+                found.append(candidate)
+        if len(found) > 1:
+            raise Asfe3dInputError(found[1], f"two JSON sidecars in one folder apply to {name} ({found[0].name} and "
+                                             f"{found[1].name}): the BIDS inheritance principle allows one per level")
+        for candidate in found:
+            try:
+                meta = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise Asfe3dInputError(candidate, f"JSON sidecar of {name} cannot be read ({type(exc).__name__}: "
+                                                  f"{exc})") from None
+            if not isinstance(meta, dict):
+                raise Asfe3dInputError(candidate, f"JSON sidecar of {name} is not a JSON object (it is a "
+                                                  f"{type(meta).__name__})")
+            merged.update(meta)
+    return merged
 
 
 def _listing(labels: Sequence[str], limit: int = 12) -> str:

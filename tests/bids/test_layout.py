@@ -164,3 +164,39 @@ def test_invalid_dataset_description_is_refused(tiny_bids: Path, text: str | byt
     with pytest.raises(Asfe3dInputError, match=problem) as info:
         find_pairs(tiny_bids)
     assert info.value.path == str(path)
+
+
+def test_pet_metadata_follows_the_inheritance_principle(tmp_path: Path) -> None:
+    from asfe3d.bids.layout import pet_metadata
+
+    root = tmp_path / "ds"
+    pet = root / "sub-01/ses-1/pet/sub-01_ses-1_trc-FDG_pet.nii.gz"
+    pet.parent.mkdir(parents=True)
+    pet.write_bytes(b"")
+    (root / "trc-FDG_pet.json").write_text(json.dumps({"Units": "Bq/mL", "TracerName": "FDG", "A": "tracer"}))
+    (root / "trc-PIB_pet.json").write_text(json.dumps({"TracerName": "PIB"}))  # another tracer: not applicable
+    (root / "sub-01/sub-01_pet.json").write_text(json.dumps({"BodyWeight": 70, "A": "subject"}))
+    (root / "sub-01/sub-01_T1w.json").write_text(json.dumps({"BodyWeight": 1}))  # another suffix
+    (pet.parent / "sub-01_ses-1_trc-FDG_pet.json").write_text(json.dumps({"A": "own"}))
+    assert pet_metadata(pet, root) == {"Units": "Bq/mL", "A": "own", "TracerName": "FDG", "BodyWeight": 70}
+    (pet.parent / "sub-01_ses-1_trc-FDG_pet.json").unlink()
+    assert pet_metadata(pet, root)["A"] == "subject"  # the deeper file wins
+
+
+@pytest.mark.parametrize("text, problem", [('{"TracerName": "FDG",', "cannot be read"),
+                                           ("[1]", "is not a JSON object")])
+def test_a_broken_sidecar_fails_its_pair_and_names_the_file(tmp_path: Path, text: str, problem: str) -> None:
+    bids = make_dataset(tmp_path / "bids")
+    bad = bids / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_pet.json"
+    bad.write_text(text, encoding="utf-8")
+    pairs, issues = find_pairs(bids)  # the dataset is still indexed: sub-01 is fused
+    assert [p.subject for p in pairs] == ["01"]
+    errors = [i for i in issues if i.kind == "error"]
+    assert len(errors) == 1 and str(bad) in errors[0].message and problem in errors[0].message
+
+
+def test_two_applicable_sidecars_in_one_folder_are_ambiguous(tmp_path: Path) -> None:
+    bids = make_dataset(tmp_path / "bids")
+    (bids / "sub-01/pet/sub-01_pet.json").write_text("{}", encoding="utf-8")  # beside sub-01_trc-FDG_pet.json
+    pairs, issues = find_pairs(bids, participant_labels=["01"])
+    assert not pairs and "two JSON sidecars in one folder" in issues[0].message
