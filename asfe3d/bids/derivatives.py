@@ -455,6 +455,7 @@ def run_bids(
         raise ValueError(f"run_bids sets each pair's outputs itself; do not ask for outputs {asked}")
     overwrite = settings.outputs.overwrite
     bids_dir, root = Path(bids_dir).expanduser(), Path(output_dir).expanduser()
+    _check_output_root(root, bids_dir, make=False)  # before the dataset is indexed (minutes on a large one)
     pairs, issues = find_pairs(bids_dir, participant_labels=participant_labels, session_labels=session_labels)
     _check_output_root(root, bids_dir)
     write_dataset_description(root, bids_dir, overwrite=overwrite)
@@ -478,10 +479,13 @@ def run_bids(
     return results
 
 
-def _check_output_root(root: Path, bids_dir: Path) -> None:
+def _check_output_root(root: Path, bids_dir: Path, make: bool = True) -> None:
     """Refuse an output folder that would mix with the dataset (anywhere inside it but ``derivatives/``: a rerun
-    would take its own outputs for inputs) or that cannot be made or written, before any work."""
+    would take its own outputs for inputs) or that cannot be made or written, before any work; ``make``: make it
+    (else only check that it could be made and written)."""
     import os
+
+    from asfe3d.io import check_writable_folder
 
     out, ds = root.resolve(), bids_dir.resolve()
     if out == ds:
@@ -489,6 +493,14 @@ def _check_output_root(root: Path, bids_dir: Path) -> None:
     if out.is_relative_to(ds) and not out.is_relative_to(ds / "derivatives"):
         raise Asfe3dInputError(root, "OUTPUT_DIR is inside the BIDS dataset but not under its derivatives/ folder "
                                      "(a rerun would read its own outputs as inputs); use BIDS_DIR/derivatives/asfe3d")
+    if not make:
+        if root.exists() and not root.is_dir():
+            raise Asfe3dInputError(root, "the output folder is not a writable folder")
+        try:
+            check_writable_folder(root / "dataset_description.json")
+        except Asfe3dInputError as exc:
+            raise Asfe3dInputError(root, f"cannot create or write the output folder ({exc.problem})") from None
+        return
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -81,3 +81,21 @@ def test_bids_command_invalid_description_is_one_line_exit_2(tmp_path: Path,
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"asfe3d: error: {bids / 'dataset_description.json'}: not valid JSON")
     assert not (tmp_path / "out").exists()
+
+
+def test_output_folder_errors_come_alone_and_before_indexing(tmp_path: Path, capsys, monkeypatch) -> None:
+    """OUTPUT_DIR mistakes are found before the dataset is indexed: one stderr line, no warnings about its T1w."""
+    import asfe3d.bids.layout as layout
+    from tests.bids.conftest import write_t1w
+
+    bids = make_dataset(tmp_path / "bids")
+    write_t1w(bids / "sub-01/anat/sub-01_run-2_T1w.nii.gz", 5)  # a second T1w run: a warning when paired
+    indexed = []
+    monkeypatch.setattr(layout, "_layout", lambda d: indexed.append(d) or pytest.fail("indexed"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (bids, blocker, blocker / "out"):
+        assert _main()(["bids", str(bids), str(out), "participant"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"asfe3d: error: {out}"), err
+    assert indexed == []
