@@ -499,7 +499,7 @@ def _check_output_root(root: Path, bids_dir: Path, make: bool = True) -> None:
         try:
             check_writable_folder(root / "dataset_description.json")
         except Asfe3dInputError as exc:
-            raise Asfe3dInputError(root, f"cannot create or write the output folder ({exc.problem})") from None
+            raise Asfe3dInputError(root, f"cannot create the output folder ({exc.problem})") from None
         return
     try:
         root.mkdir(parents=True, exist_ok=True)
