@@ -460,8 +460,8 @@ def run_bids(
     _check_output_root(root, bids_dir)
     write_dataset_description(root, bids_dir, overwrite=overwrite)
     for issue in issues:
-        if issue.kind == "no-pet":
-            logger.warning("%s", issue.message)
+        if issue.kind == "no-pet":  # the command's summary lists these: INFO, not a second warning of each
+            logger.info("%s", issue.message)
     results: list[PairResult] = []
     from asfe3d.registration.early import RegisterAhead
 
@@ -549,4 +549,7 @@ def write_reports(results: Sequence[PairResult], root: str | Path, *, overwrite:
         flags = [f"{len(with_pairs)} pairs"] if len(with_pairs) > 1 else []
         entries.append(IndexEntry(name=f"sub-{subject}", report=path if path.exists() else None, status=status,
                                   message="; ".join(messages), flags=flags))
-    return write_index(root / "index.html", entries, title=f"asfe3d: {root.name}")
+    description = _read_json(root / "dataset_description.json")
+    name = description.get("Name") if isinstance(description, dict) and isinstance(description.get("Name"), str) \
+        else f"asfe3d: {root.name}"
+    return write_index(root / "index.html", entries, title=name)

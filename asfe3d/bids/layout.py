@@ -230,13 +230,14 @@ def normalise_labels(labels: Iterable[str] | None, prefix: str) -> list[str] | N
     if labels is None:
         return None
     out: list[str] = []
+    option = "--participant-label" if prefix == "sub-" else "--session-label" if prefix == "ses-" else None
     for raw in labels:
-        label = str(raw).strip()
+        label = str(raw).strip().rstrip("/")  # "sub-01/": a shell's completion of the subject's folder
         if label.startswith(prefix):
             label = label[len(prefix):]
         if not label or not label.isalnum():
-            raise Asfe3dInputError(None, f"bad {prefix.rstrip('-')} label {raw!r} (BIDS labels are letters and "
-                                         "digits only)")
+            raise Asfe3dInputError(option, f"bad {prefix.rstrip('-')} label {raw!r} (BIDS labels are letters and "
+                                           "digits only)")
         if label not in out:
             out.append(label)
     return out
@@ -325,6 +326,7 @@ def find_pairs(
             an unreadable ``.bidsignore``, an unknown participant or session label, or a dataset with no subject.
     """
     bids_dir = Path(bids_dir).expanduser()
+    _WARNED.clear()
     participants = normalise_labels(participant_labels, "sub-")
     sessions = normalise_labels(session_labels, "ses-")
     layout = _layout(bids_dir)
@@ -376,6 +378,10 @@ def find_pairs(
     return pairs, issues
 
 
+#: the T1w-choice notes already logged by this :func:`find_pairs` call
+_WARNED: set[str] = set()
+
+
 def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path) -> BidsPair | BidsIssue:
     """One PET (pybids file) with its T1w chosen among the subject's ``t1w`` by the rules of the module docstring,
     or the ``error`` issue saying why none can be."""
@@ -397,7 +403,8 @@ def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path) -> BidsPai
         chosen, note = None, f"no T1w image (anat/*_T1w.nii[.gz]) for sub-{subject}"
     if chosen is None:
         return BidsIssue(subject, session, "error", f"{Path(pet.path).name}: {note}", pet=Path(pet.path))
-    if note:
+    if note and note not in _WARNED:  # once per run, not once per PET of the subject
+        _WARNED.add(note)
         logger.warning("%s", note)
     entities = {key: str(ents[name]) for name, key in PET_ENTITY_ORDER if ents.get(name) is not None}
     if "run" in entities:

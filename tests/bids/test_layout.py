@@ -36,8 +36,19 @@ def test_unknown_labels_are_one_line_errors(tiny_bids: Path) -> None:
         find_pairs(tiny_bids, participant_labels=["09"])
     with pytest.raises(Asfe3dInputError, match=r"session label\(s\) \['fu'\] not found"):
         find_pairs(tiny_bids, session_labels=["fu"])
-    with pytest.raises(Asfe3dInputError, match="bad sub label 'a_b'"):
+    with pytest.raises(Asfe3dInputError, match="^--participant-label: bad sub label 'a_b'"):
         normalise_labels(["a_b"], "sub-")
+    assert normalise_labels(["sub-01/", "02"], "sub-") == ["01", "02"]  # a shell's completion of the folder
+
+
+def test_a_t1w_choice_is_warned_once_per_run(tiny_bids: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    write_t1w(tiny_bids / "sub-01/anat/sub-01_run-2_T1w.nii.gz", 7)
+    write_pet(tiny_bids / "sub-01/pet/sub-01_trc-PIB_pet.nii.gz", 8, "PIB")  # two PETs share the T1w choice
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        pairs, _ = find_pairs(tiny_bids, participant_labels=["01"])
+    assert len(pairs) == 2 and caplog.text.count("2 T1w runs in sub-01") == 1
 
 
 def test_not_a_bids_dataset(tmp_path: Path) -> None:

@@ -109,6 +109,7 @@ def test_reports_and_index(bids_run: tuple[Path, Path, list]) -> None:
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="sub-01.html"' in index and 'href="sub-02.html"' in index
     assert "sub-03" in index and "no PET" in index and 'data-status="no-pet"' in index
+    assert "asfe3d MRI/PET fusion of tiny" in index  # the derivatives' name, not "asfe3d: asfe3d" (the folder)
 
 
 def test_rerun_skips_complete_pairs_and_keeps_files(bids_run: tuple[Path, Path, list]) -> None:
