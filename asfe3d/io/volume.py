@@ -308,18 +308,7 @@ def read_volume(
         except ValueError as err:
             raise Asfe3dInputError(p, f"{role} NIfTI geometry cannot be used: {err}") from None
     else:
-        if fmt == "dicom":
-            img, dicom_file = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
-        elif fmt == "other" and is_dicom_file(p):
-            fmt, dicom_file = "dicom", p
-            img = read_dicom_file(p, role, info, strict=dicom_strict)
-        else:
-            img = _read_sitk_file(p, role, info)
-            if fmt == "other":
-                fmt = info.pop("sitk_io", "other")
-        frames_img = _sitk_frames(p, img, role)
-        frames = [sitk_to_numpy_xyz(f) for f in frames_img]
-        geometry = (frames_img[0].GetOrigin(), frames_img[0].GetSpacing(), frames_img[0].GetDirection())
+        frames, geometry, fmt, dicom_file = _read_with_sitk(p, fmt, role, series_uid, info, dicom_strict)
     _sidecar_durations(p, fmt, len(frames), frame, pet_sidecar, info)
     kept = None
     if keep_frames and frame is None and len(frames) > 1:
@@ -343,6 +332,26 @@ def read_volume(
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
                   frames=None if kept is None else tuple(kept))
+
+
+def _read_with_sitk(p: Path, fmt: str, role: str, series_uid: str | None, info: dict[str, Any], dicom_strict: bool
+                    ) -> tuple[list[np.ndarray], tuple[Any, Any, Any], str, Path | None]:
+    """A DICOM folder or file, or a file SimpleITK reads: ``(frames (X, Y, Z), (origin, spacing, direction), format,
+    the DICOM file its PET facts are read from or None)``."""
+    dicom_file = None
+    if fmt == "dicom":
+        img, dicom_file = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
+    elif fmt == "other" and is_dicom_file(p):
+        fmt, dicom_file = "dicom", p
+        img = read_dicom_file(p, role, info, strict=dicom_strict)
+    else:
+        img = _read_sitk_file(p, role, info)
+        if fmt == "other":
+            fmt = info.pop("sitk_io", "other")
+    frames_img = _sitk_frames(p, img, role)
+    frames = [sitk_to_numpy_xyz(f) for f in frames_img]
+    geometry = (frames_img[0].GetOrigin(), frames_img[0].GetSpacing(), frames_img[0].GetDirection())
+    return frames, geometry, fmt, dicom_file
 
 
 def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_sidecar: Any,
