@@ -3,7 +3,8 @@ MRI): where the head lies in it, and the box of the PET around it.
 
 The registration starts from the images' centres of mass. In a whole-body PET that centre lies in the trunk, some
 40 cm from the head, far outside any optimiser's reach, and the QC fails the result. :func:`locate_head` slides the
-MRI's head along the PET's longest axis (10 mm steps; across that axis the slab's centre of PET signal), scores each
+MRI's head along each axis of the PET that is much larger than the head (10 mm steps; across that axis the slab's
+centre of PET signal), scores each
 place by mutual information on a coarse grid, and returns the best place's box when it scores above the
 centres-of-mass start; the registration then runs on that box (:func:`asfe3d.registration.register_pet_to_mri`).
 """
@@ -114,10 +115,33 @@ def locate_head(pet: sitk.Image, head_centre: np.ndarray, head_size_mm: float, s
         raise ValueError(f"head_size_mm must be > 0, got {head_size_mm!r}")
     spacing, size = np.asarray(pet.GetSpacing()), np.asarray(pet.GetSize())
     fov = spacing * size
-    axis = int(np.argmax(fov))
     arr = np.clip(np.nan_to_num(sitk.GetArrayFromImage(pet).transpose(2, 1, 0), nan=0.0), 0.0, None)
-    best: tuple[float, float, np.ndarray] | None = None
+    best: tuple[float, float, np.ndarray, int] | None = None
     half = head_size_mm / 2
+    # every large axis (a head-to-chest PET is 600 mm across and 480 mm long: its longest axis is not the body's)
+    axes = [k for k in range(3) if fov[k] > max(LARGE_FOV_FACTOR * head_size_mm, head_size_mm + LARGE_FOV_MARGIN_MM)]
+    for axis in axes or [int(np.argmax(fov))]:
+        found = _slide(pet, arr, axis, half, head_centre, mi)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = (*found, axis)
+    if best is None or not best[0] > start_mi:
+        return None
+    score, pos, point, axis = best
+    centre_index = np.asarray(pet.TransformPhysicalPointToContinuousIndex(point.tolist()))
+    half_box = (half + BOX_MARGIN_MM) / spacing
+    first = np.clip(np.floor(centre_index - half_box), 0, size - 1).astype(int)
+    last = np.clip(np.ceil(centre_index + half_box), 0, size - 1).astype(int)
+    return HeadRegion(tuple(int(v) for v in first), tuple(int(v) for v in last - first + 1),
+                      tuple(float(v) for v in point), axis, pos, float(score), float(start_mi))
+
+
+def _slide(pet: sitk.Image, arr: np.ndarray, axis: int, half: float, head_centre: np.ndarray,
+           mi: Callable[[sitk.Transform], float]) -> tuple[float, float, np.ndarray] | None:
+    """The best place along one PET axis: ``(score, position mm from the first voxel's edge, physical point)``,
+    or ``None`` when no slab holds signal."""
+    spacing, size = np.asarray(pet.GetSpacing()), np.asarray(pet.GetSize())
+    fov = spacing * size
+    best: tuple[float, float, np.ndarray] | None = None
     for pos in np.arange(min(half, fov[axis] / 2), max(fov[axis] - half, fov[axis] / 2) + 1e-6, STEP_MM):
         lo = int(max(0, np.floor((pos - half) / spacing[axis])))
         hi = int(min(size[axis], np.ceil((pos + half) / spacing[axis])))
@@ -139,12 +163,4 @@ def locate_head(pet: sitk.Image, head_centre: np.ndarray, head_size_mm: float, s
         score = mi(transform)
         if best is None or score > best[0]:
             best = (score, float(pos), point)
-    if best is None or not best[0] > start_mi:
-        return None
-    score, pos, point = best
-    centre_index = np.asarray(pet.TransformPhysicalPointToContinuousIndex(point.tolist()))
-    half_box = (half + BOX_MARGIN_MM) / spacing
-    first = np.clip(np.floor(centre_index - half_box), 0, size - 1).astype(int)
-    last = np.clip(np.ceil(centre_index + half_box), 0, size - 1).astype(int)
-    return HeadRegion(tuple(int(v) for v in first), tuple(int(v) for v in last - first + 1),
-                      tuple(float(v) for v in point), axis, pos, float(score), float(start_mi))
+    return best

@@ -11,12 +11,12 @@ from asfe3d.registration.fov import HeadRegion, head_extent, large_fov, locate_h
 from asfe3d.registration.register import head_mask
 
 
-def whole_body(pet: sitk.Image, below_mm: float = 700.0) -> sitk.Image:
+def whole_body(pet: sitk.Image, below_mm: float = 700.0, side_mm: float = 100.0) -> sitk.Image:
     """``pet`` at the top of a longer field of view (same spacing and physical positions), with a trunk of low
     uptake, a hot heart and a hotter bladder below the head, smoothed to PET resolution."""
     sp = np.asarray(pet.GetSpacing())
     extra = int(round(below_mm / sp[2]))
-    pad_xy = int(round(100.0 / sp[0]))
+    pad_xy = int(round(side_mm / sp[0]))
     arr = sitk.GetArrayFromImage(pet).astype(np.float32)  # z, y, x
     nz, ny, nx = arr.shape
     big = np.zeros((nz + extra, ny + 2 * pad_xy, nx + 2 * pad_xy), np.float32)
@@ -80,3 +80,20 @@ def test_whole_body_pet_is_registered_on_the_head(case):
     assert any("much larger than the MRI's head" in n for n in result.qc.notes)
     assert registration_error_mm(true, result.transform, mask)["mean"] < 2.0
 
+
+
+def test_a_head_to_chest_pet_wider_than_long_is_searched_along_its_body_axis(case):
+    """600 mm across and about 500 mm long: the longest axis is not the body's; every large axis is searched."""
+    t1, pet, true, mask = case
+    body = whole_body(pet, below_mm=250.0, side_mm=200.0)
+    fov = [s * n for s, n in zip(body.GetSpacing(), body.GetSize())]
+    assert fov[2] < fov[0]
+    centre, size = head_extent(head_mask(t1))
+    target = np.asarray(true.TransformPoint(centre.tolist()))
+    region = locate_head(body, centre, size, start_mi=-1e9,
+                         mi=lambda t: -float(np.linalg.norm(np.asarray(t.TransformPoint(centre.tolist())) - target)))
+    assert region is not None and region.axis == 2
+    assert np.linalg.norm(np.asarray(region.centre) - target) < 25
+    result = register_pet_to_mri(t1, body, "rigid", sampling=0.2)
+    assert result.qc is not None and result.qc.verdict != "fail", result.qc.reasons
+    assert registration_error_mm(true, result.transform, mask)["mean"] < 2.0
