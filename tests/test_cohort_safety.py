@@ -278,3 +278,24 @@ def test_an_edited_sidecar_that_the_pet_was_read_with_is_a_changed_input(tmp_pat
     results = run_cohort(subjects, settings, output_dir=out, progress=False)
     assert [r.status for r in results] == ["failed"]
     assert "the pet_sidecar input" in results[0].message and "changed since the recorded run" in results[0].message
+
+
+def test_a_sidecar_added_after_the_run_is_a_changed_input(tmp_path, demo_files):
+    """A 4D PET averaged with equal weights for want of a sidecar: one added later would weigh the frames, so the
+    recorded run is not this run."""
+    import nibabel as nib
+    import numpy as np
+
+    subjects = read_datalist(make_cohort(tmp_path, demo_files, 1))
+    pet = subjects[0].pet
+    img = nib.load(pet)
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj, np.float32) * k for k in (1, 2)], -1), img.affine),
+             str(pet))
+    settings = Settings.from_flat(**FAST, frame_realign=False)
+    out = tmp_path / "out"
+    assert [r.status for r in run_cohort(subjects, settings, output_dir=out, progress=False)] == ["ok"]
+    assert json.loads((out / "sub01_fused.json").read_text())["inputs"]["pet_sidecar"]["absent"] is True
+    assert [r.status for r in run_cohort(subjects, settings, output_dir=out, progress=False)] == ["skipped"]
+    pet.with_name("pet.json").write_text(json.dumps({"FrameDuration": [60, 300]}))
+    results = run_cohort(subjects, settings, output_dir=out, progress=False)
+    assert [r.status for r in results] == ["failed"] and "appeared since the recorded run" in results[0].message

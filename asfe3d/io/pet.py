@@ -32,6 +32,7 @@ from asfe3d.io.checks import short_error
 
 __all__ = [
     "sidecar_frame_durations",
+    "sidecar_candidate",
     "sidecar_metadata",
     "PET_UNITS",
     "HALF_LIFE_S",
@@ -200,15 +201,21 @@ def pet_header_from_dicom(path: str | Path) -> PetHeader:
 # ---------------------------------------------------------------------------------------------- sidecars
 
 
-def find_sidecar(image: str | Path) -> Path | None:
-    """The JSON sidecar of an image file (``x.nii.gz`` -> ``x.json``), if it exists."""
+def sidecar_candidate(image: str | Path) -> Path | None:
+    """Where an image file's JSON sidecar would be (``x.nii.gz`` -> ``x.json``), whether or not it exists;
+    ``None`` for a name without a known image suffix."""
     p = Path(image)
     name = p.name
     for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
         if name.lower().endswith(suffix):
-            candidate = p.with_name(name[: -len(suffix)] + ".json")
-            return candidate if candidate.is_file() else None
+            return p.with_name(name[: -len(suffix)] + ".json")
     return None
+
+
+def find_sidecar(image: str | Path) -> Path | None:
+    """The JSON sidecar of an image file (``x.nii.gz`` -> ``x.json``), if it exists."""
+    candidate = sidecar_candidate(image)
+    return candidate if candidate is not None and candidate.is_file() else None
 
 
 def sidecar_frame_durations(path: str | Path | Mapping[str, Any], nframes: int,

@@ -74,9 +74,12 @@ def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
     from asfe3d.io.volume import SOURCE_KEY
 
     inputs = {role: fingerprint(data[f"{role}_path"]) for role in ("mri", "pet")}
-    sidecar = (data["pet"].meta.get(SOURCE_KEY) or {}).get("sidecar")
+    pet_info = data["pet"].meta.get(SOURCE_KEY) or {}
+    sidecar = pet_info.get("sidecar")
     if sidecar and Path(sidecar).is_file():  # the JSON sidecar whose facts the PET was read with (SUV, frames)
         inputs["pet_sidecar"] = fingerprint(sidecar)
+    elif pet_info.get("sidecar_absent"):  # none where one would have been read (a 4D PET's frame durations)
+        inputs["pet_sidecar"] = {"path": pet_info["sidecar_absent"], "absent": True}
     return {
         "asfe3d_version": __version__,
         "inputs": inputs,
@@ -319,6 +322,10 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
             checks[role] = want["path"]
     for role, p in checks.items():
         want = recorded_inputs.get(role)
+        if isinstance(want, Mapping) and want.get("absent"):
+            if Path(want.get("path", "")).exists():
+                return f"the {role} input {want['path']} appeared since the recorded run (which had none)"
+            continue
         try:
             now = fingerprint(p)
         except OSError:

@@ -36,7 +36,14 @@ from asfe3d.io.convert import (
     sitk_to_numpy_xyz,
 )
 from asfe3d.io.dicom import is_dicom_file, quiet_itk, read_dicom_file, read_dicom_folder
-from asfe3d.io.pet import PET_UNITS, find_sidecar, read_pet_header, sidecar_frame_durations, suv_factor
+from asfe3d.io.pet import (
+    PET_UNITS,
+    find_sidecar,
+    read_pet_header,
+    sidecar_candidate,
+    sidecar_frame_durations,
+    suv_factor,
+)
 from asfe3d.utils.toggle import SharedToggle
 
 __all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "check_values"]
@@ -366,6 +373,10 @@ def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_s
     if durations is not None:
         info["frame_durations_s"] = durations
         _used_sidecar(info, sidecar)
+    elif sidecar is None and fmt != "dicom":  # equal weights for want of a sidecar: one added later changes them
+        candidate = sidecar_candidate(p)
+        if candidate is not None:
+            info["sidecar_absent"] = str(candidate.expanduser().resolve())
 
 
 def _used_sidecar(info: dict[str, Any], sidecar: Any) -> None:
