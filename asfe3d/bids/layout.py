@@ -429,6 +429,16 @@ def _name_entities(name: str) -> tuple[dict[str, str], str] | None:
     return entities, parts[-1]
 
 
+def _same_entity(key: str, value: str | None, wanted: str) -> bool:
+    """Whether an image's entity value is a sidecar's: ``run`` (and ``echo``, ``flip``, ``inv``) are numbers
+    (``run-01`` is ``run-1``), the rest text."""
+    if value is None:
+        return False
+    if key in ("run", "echo", "flip", "inv") and value.isdigit() and wanted.isdigit():
+        return int(value) == int(wanted)
+    return value == wanted
+
+
 def pet_metadata(image: Path, root: Path) -> dict[str, Any]:
     """A data file's JSON metadata by the BIDS inheritance principle.
 
@@ -463,8 +473,11 @@ def pet_metadata(image: Path, root: Path) -> dict[str, Any]:
     for level in reversed(levels):  # the root first: deeper files override
         found = []
         for candidate in sorted(level.glob(f"*_{suffix}.json")) + sorted(level.glob(f"{suffix}.json")):
+            if not candidate.is_file():  # a folder named like a sidecar
+                continue
             own = _name_entities(candidate.name[: -len(".json")]) if candidate.name != f"{suffix}.json" else ({}, suffix)
-            if own is not None and own[1] == suffix and all(entities.get(k) == v for k, v in own[0].items()):
+            if own is not None and own[1] == suffix and all(_same_entity(k, entities.get(k), v)
+                                                            for k, v in own[0].items()):
                 found.append(candidate)
         if len(found) > 1:
             raise Asfe3dInputError(found[1], f"two JSON sidecars in one folder apply to {name} ({found[0].name} and "

@@ -524,7 +524,7 @@ def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray 
 
 #: per-slice tags that place a slice of a dynamic PET series in its time frame (DICOM PET module)
 FRAME_TAGS = {"frame_reference_time_ms": "0054|1300", "image_index": "0054|1330", "slices_per_frame": "0054|0081",
-              "frame_duration_ms": "0018|1242"}
+              "frame_duration_ms": "0018|1242", "frames_in_series": "0054|0101"}
 
 
 def _frame_tags(reader: sitk.ImageFileReader) -> dict[str, float]:
@@ -599,6 +599,14 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
         return [[files[i] for i in plan.order]], plan, None
     members, durations = groups
     plan = plan_stack(folder, pos_arr[members[0]], ori_arr[members[0]], spacing_xy, role, strict=strict)
+    for k, m in enumerate(members[1:], start=1):  # every frame on frame 0's grid (one 4D image)
+        other = plan_stack(folder, pos_arr[m], ori_arr[m], spacing_xy, role, strict=strict)
+        moved = float(np.abs(other.positions - plan.positions).max())
+        turned = float(np.abs(ori_arr[m][0] - ori_arr[members[0]][0]).max())
+        if moved > 1e-3 * max(1.0, min(spacing_xy)) or turned > 1e-4:
+            raise Asfe3dInputError(
+                folder, f"{role} DICOM frame {k} does not lie on frame 0's slices (positions up to {moved:.3g} mm "
+                f"apart, orientations differing by {turned:.3g}); a dynamic series' frames must share one grid")
     return [[files[m[i]] for i in plan.order] for m in members], plan, durations
 
 
@@ -636,6 +644,17 @@ def _dynamic_frames(folder: Path, positions: np.ndarray, orientations: np.ndarra
         return None
     frames = sorted(set(keys))
     members = [[i for i, k in enumerate(keys) if k == key] for key in frames]
+    declared = {t.get("frames_in_series") for t in timing}
+    if len(declared) > 1:
+        raise Asfe3dInputError(folder, f"{role} DICOM slices disagree on NumberOfTimeSlices "
+                                       f"({', '.join(sorted(f'{v:g}' for v in declared if v is not None))}"
+                                       f"{', absent' if None in declared else ''}): more than one acquisition in one "
+                                       "series")
+    stated = declared.pop()
+    if stated is not None and int(stated) != len(frames):
+        raise Asfe3dInputError(folder, f"{role} DICOM series says it has {int(stated)} frames (NumberOfTimeSlices) "
+                                       f"but holds {len(frames)} (by {source}); frames missing or another acquisition "
+                                       "mixed in")
     for k, m in enumerate(members):
         if len(m) != n_positions or len(np.unique(depth[m])) != n_positions:
             raise Asfe3dInputError(
@@ -652,9 +671,9 @@ def _dynamic_frames(folder: Path, positions: np.ndarray, orientations: np.ndarra
             raise Asfe3dInputError(folder, f"{role} DICOM frame {k}'s slices disagree on its ActualFrameDuration "
                                            f"({', '.join(f'{v:g}' for v in sorted(values))} ms)")
         durations.append(float(values.pop()) / 1000.0)
-    if durations is not None and not all(math.isfinite(d) and d > 0 for d in durations):
-        raise Asfe3dInputError(folder, f"{role} DICOM frame durations must be > 0 ms, got "
-                                       f"{[d * 1000 for d in durations]}")
+    if durations is not None and not all(math.isfinite(d) and 0 < d <= 86400 for d in durations):
+        raise Asfe3dInputError(folder, f"{role} DICOM frame durations (ActualFrameDuration) must be > 0 ms and at most "
+                                       f"a day, got {[d * 1000 for d in durations]} ms")
     return members, durations
 
 

@@ -218,6 +218,10 @@ def find_sidecar(image: str | Path) -> Path | None:
     return candidate if candidate is not None and candidate.is_file() else None
 
 
+#: the longest PET frame (s) a sidecar may state: a day (a longer one is a unit mistake or a corrupt field)
+MAX_FRAME_S = 86400.0
+
+
 def sidecar_frame_durations(path: str | Path | Mapping[str, Any], nframes: int,
                             image: str | Path | None = None) -> list[float] | None:
     """The frame durations (seconds) of a dynamic PET from its JSON sidecar's ``FrameDuration`` (BIDS PET).
@@ -241,8 +245,9 @@ def sidecar_frame_durations(path: str | Path | Mapping[str, Any], nframes: int,
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     durations = [_float(v) if not isinstance(v, bool) else None for v in value] if isinstance(value, list) else [None]
-    if any(d is None or not d > 0 for d in durations):
-        raise Asfe3dInputError(p, f"PET sidecar FrameDuration must list durations > 0 (seconds), got {value!r}")
+    if any(d is None or not 0 < d <= MAX_FRAME_S for d in durations):
+        raise Asfe3dInputError(p, f"PET sidecar FrameDuration must list durations > 0 and at most {MAX_FRAME_S:g} s "
+                                  f"(seconds; a day), got {value!r}")
     if len(durations) != nframes:
         raise Asfe3dInputError(p, f"PET sidecar FrameDuration lists {len(durations)} frame(s) but the image has "
                                   f"{nframes}: the sidecar does not describe this image")

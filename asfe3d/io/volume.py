@@ -366,7 +366,15 @@ def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_s
     """Put the frame durations of the JSON sidecar (``pet_sidecar``, else the one beside a non-DICOM image) in
     ``info["frame_durations_s"]`` when it has ``FrameDuration``, the image has several frames, none is taken
     (``frame``) and the DICOM gave none."""
-    if frame is not None or nframes < 2 or "frame_durations_s" in info:
+    if frame is not None or nframes < 2:
+        return
+    if "frame_durations_s" in info:  # the DICOM's: a sidecar given as well must not contradict them
+        given = None if pet_sidecar is None else sidecar_frame_durations(pet_sidecar, nframes, p)
+        dicom = info["frame_durations_s"]
+        if given is not None and any(abs(a - b) > max(0.5, 0.01 * b) for a, b in zip(given, dicom)):
+            where = pet_sidecar if isinstance(pet_sidecar, (str, os.PathLike)) else p
+            raise Asfe3dInputError(where, f"PET sidecar FrameDuration {given} contradicts the DICOM's "
+                                          f"ActualFrameDuration {dicom} (seconds)")
         return
     sidecar = pet_sidecar if pet_sidecar is not None else (None if fmt == "dicom" else find_sidecar(p))
     durations = None if sidecar is None else sidecar_frame_durations(sidecar, nframes, p)

@@ -192,6 +192,12 @@ def test_pet_metadata_follows_the_inheritance_principle(tmp_path: Path) -> None:
     assert pet_metadata(pet, root) == {"Units": "Bq/mL", "A": "own", "TracerName": "FDG", "BodyWeight": 70}
     (pet.parent / "sub-01_ses-1_trc-FDG_pet.json").unlink()
     assert pet_metadata(pet, root)["A"] == "subject"  # the deeper file wins
+    run = pet.with_name("sub-01_ses-1_trc-FDG_run-01_pet.nii.gz")
+    run.write_bytes(b"")
+    ses = root / "sub-01/ses-1"
+    (ses / "sub-01_ses-1_run-1_pet.json").write_text(json.dumps({"FrameDuration": [600]}))  # run-1 is run-01
+    (ses / "sub-01_pet.json").mkdir()  # a folder named like an applicable sidecar: not one
+    assert pet_metadata(run, root)["FrameDuration"] == [600]
 
 
 @pytest.mark.parametrize("text, problem", [('{"TracerName": "FDG",', "cannot be read"),

@@ -92,6 +92,7 @@ def test_bids_sidecar_frame_durations_weigh_a_4d_nifti(tmp_path):
     ([30, 30], "lists 2 frame\\(s\\) but the image has 3"),
     ([30, 0, 240], "durations > 0"),
     (["a", 30, 240], "durations > 0"),
+    ([1e308, 1e308, 1e308], "at most 86400 s"),  # the weights' sum overflowed: "volume is constant"
 ])
 def test_sidecar_frame_durations_that_do_not_fit_are_refused(tmp_path, durations, message):
     p = _nifti_4d(tmp_path, _frames(), {"FrameDuration": durations})
@@ -107,3 +108,58 @@ def test_mean_image_weights_are_checked(tmp_path):
     assert sitk.GetArrayViewFromImage(mean_image([a, b], [3, 1])).max() == pytest.approx(1.75)
     with pytest.raises(ValueError, match="weights must be 2 finite numbers"):
         mean_image([a, b], [0, 0])
+
+
+def _edit_frame(folder, frame_time_ms: float, edit) -> None:
+    """Apply ``edit(dataset)`` to every slice of the frame whose FrameReferenceTime is ``frame_time_ms``."""
+    import pydicom
+
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(str(f))
+        if float(ds[0x0054, 0x1300].value) == frame_time_ms:
+            edit(ds)
+            ds.save_as(str(f))
+
+
+def test_frames_that_do_not_share_one_grid_are_refused_in_one_line(tmp_path):
+    write_dynamic_pet_series(tmp_path / "dyn", _frames(), [10_000, 60_000, 300_000])
+
+    def shift(ds):
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x + 10.0, y, z]
+
+    _edit_frame(tmp_path / "dyn", 10_000 + 60_000 / 2, shift)  # frame 1 (reference time at its middle)
+    with pytest.raises(Asfe3dInputError, match="frame 1 does not lie on frame 0's slices"):
+        read_volume(tmp_path / "dyn", role="PET")
+
+
+def test_a_series_that_says_more_frames_than_it_holds_is_refused(tmp_path):
+    files = write_dynamic_pet_series(tmp_path / "dyn", _frames(), [10_000, 60_000, 300_000])
+    for f in files[-SHAPE[2]:]:  # the last frame's slices: gone
+        f.unlink()
+    with pytest.raises(Asfe3dInputError, match=r"says it has 3 frames \(NumberOfTimeSlices\) but holds 2"):
+        read_volume(tmp_path / "dyn", role="PET")
+
+
+def test_slices_of_two_acquisitions_in_one_series_are_refused(tmp_path):
+    write_dynamic_pet_series(tmp_path / "dyn", _frames(), [10_000, 60_000, 300_000])
+
+    def static(ds):
+        ds[0x0054, 0x0101].value = 1
+
+    _edit_frame(tmp_path / "dyn", 10_000 + 60_000 + 300_000 / 2, static)
+    with pytest.raises(Asfe3dInputError, match="disagree on NumberOfTimeSlices"):
+        read_volume(tmp_path / "dyn", role="PET")
+
+
+def test_a_sidecar_given_with_a_dynamic_dicom_must_agree_with_it(tmp_path):
+    write_dynamic_pet_series(tmp_path / "dyn", _frames(), [10_000, 60_000, 300_000])
+    agree, contra = tmp_path / "agree.json", tmp_path / "contra.json"
+    agree.write_text(json.dumps({"FrameDuration": [10, 60, 300]}))
+    contra.write_text(json.dumps({"FrameDuration": [300, 60, 10]}))
+    assert read_volume(tmp_path / "dyn", role="PET", pet_sidecar=agree).info["frame_durations_s"] == [10, 60, 300]
+    with pytest.raises(Asfe3dInputError, match="contradicts the DICOM's ActualFrameDuration"):
+        read_volume(tmp_path / "dyn", role="PET", pet_sidecar=contra)
+    (tmp_path / "short.json").write_text(json.dumps({"FrameDuration": [10, 60]}))
+    with pytest.raises(Asfe3dInputError, match="lists 2 frame"):
+        read_volume(tmp_path / "dyn", role="PET", pet_sidecar=tmp_path / "short.json")
