@@ -294,13 +294,15 @@ def _resample_or_keep(
     if plan.regular:
         return regular_image(slices, plan)
     img, record = resample_stack(slices, plan)
+    said = info.get("dicom_resampled") == record  # the next frame of a dynamic series, resampled alike
     info["dicom_resampled"] = record
-    logger.warning(
-        "%s %s: DICOM stack resampled onto a regular %s grid of %s mm (%s; %d slices in; %.1f %% of voxels outside "
-        "every slice, set to %g)", role, where, "x".join(map(str, record["grid"])),
-        "x".join(f"{s:.4g}" for s in record["spacing_mm"]), "; ".join(record["reasons"]), record["slices_in"],
-        100 * record["filled_fraction"], record["fill_value"],
-    )
+    if not said:
+        logger.warning(
+            "%s %s: DICOM stack resampled onto a regular %s grid of %s mm (%s; %d slices in; %.1f %% of voxels outside "
+            "every slice, set to %g)", role, where, "x".join(map(str, record["grid"])),
+            "x".join(f"{s:.4g}" for s in record["spacing_mm"]), "; ".join(record["reasons"]), record["slices_in"],
+            100 * record["filled_fraction"], record["fill_value"],
+        )
     return img
 
 

@@ -163,3 +163,20 @@ def test_a_sidecar_given_with_a_dynamic_dicom_must_agree_with_it(tmp_path):
     (tmp_path / "short.json").write_text(json.dumps({"FrameDuration": [10, 60]}))
     with pytest.raises(Asfe3dInputError, match="lists 2 frame"):
         read_volume(tmp_path / "dyn", role="PET", pet_sidecar=tmp_path / "short.json")
+
+
+def test_a_tilted_dynamic_series_is_resampled_with_one_warning(tmp_path, caplog):
+    import logging
+
+    import pydicom
+
+    write_dynamic_pet_series(tmp_path / "dyn", _frames(), [10_000, 60_000, 300_000])
+    for f in (tmp_path / "dyn").iterdir():  # a gantry tilt: each slice moved sideways in proportion to its depth
+        ds = pydicom.dcmread(str(f))
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y + 0.5 * (z + 6.0), z]
+        ds.save_as(str(f))
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        vol = read_volume(tmp_path / "dyn", role="PET")
+    assert vol.info["dicom_frames"] == 3 and "gantry tilt" in str(vol.info["dicom_resampled"])
+    assert caplog.text.count("DICOM stack resampled") == 1  # not once per frame
