@@ -376,3 +376,13 @@ def test_the_network_is_built_once_per_fusion_settings():
     from asfe3d.fusion import mode_steps
 
     assert kwargs["steps"] == mode_steps("volume")  # every step on the mode's default
+
+
+def test_pet_sidecar_may_be_metadata_as_a_mapping():
+    """A BIDS App passes the PET's merged metadata itself: kept as a JSON dict, recorded, read back."""
+    meta = {"FrameDuration": [60, 540], "Units": "Bq/mL"}
+    s = Settings.from_flat(pet_sidecar=meta)
+    assert s.inputs.pet_sidecar == meta and s.inputs.pet_sidecar is not meta
+    assert Settings.from_dict(s.as_dict()).inputs.pet_sidecar == meta
+    with pytest.raises(Asfe3dInputError, match="mapping of JSON values"):
+        Settings.from_flat(pet_sidecar={"when": object()})

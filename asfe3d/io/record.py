@@ -280,7 +280,6 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-
 def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLike],
                  inputs: Mapping[str, str | os.PathLike],
                  settings: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
