@@ -326,7 +326,6 @@ def find_pairs(
             an unreadable ``.bidsignore``, an unknown participant or session label, or a dataset with no subject.
     """
     bids_dir = Path(bids_dir).expanduser()
-    _WARNED.clear()
     participants = normalise_labels(participant_labels, "sub-")
     sessions = normalise_labels(session_labels, "ses-")
     layout = _layout(bids_dir)
@@ -354,6 +353,7 @@ def find_pairs(
                                              f"they have {_listing(known) if known else 'no sessions'}")
     pairs: list[BidsPair] = []
     issues: list[BidsIssue] = []
+    warned: set[str] = set()
     for subject in subjects:
         files = kept(subject=subject, suffix=["T1w", "pet"], extension=_EXTENSIONS)
         t1w = [f for f in files if f.get_entities().get("suffix") == "T1w"
@@ -373,18 +373,14 @@ def find_pairs(
             if ses in subject_sessions and not any(p.get_entities().get("session") == ses for p in pets):
                 issues.append(BidsIssue(subject, ses, "no-pet", f"sub-{subject} ses-{ses}: no PET; skipped"))
         for pet in sorted(pets, key=lambda f: f.path):
-            found = _pair_pet(pet, t1w, subject, root)
+            found = _pair_pet(pet, t1w, subject, root, warned)
             (pairs if isinstance(found, BidsPair) else issues).append(found)
     return pairs, issues
 
 
-#: the T1w-choice notes already logged by this :func:`find_pairs` call
-_WARNED: set[str] = set()
-
-
-def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path) -> BidsPair | BidsIssue:
+def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path, warned: set[str]) -> BidsPair | BidsIssue:
     """One PET (pybids file) with its T1w chosen among the subject's ``t1w`` by the rules of the module docstring,
-    or the ``error`` issue saying why none can be."""
+    or the ``error`` issue saying why none can be; a T1w-choice note is warned once per ``warned`` set (a run's)."""
     ents = pet.get_entities()
     session = ents.get("session")
     where = f"in sub-{subject}" + (f" ses-{session}" if session else "")
@@ -403,8 +399,8 @@ def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path) -> BidsPai
         chosen, note = None, f"no T1w image (anat/*_T1w.nii[.gz]) for sub-{subject}"
     if chosen is None:
         return BidsIssue(subject, session, "error", f"{Path(pet.path).name}: {note}", pet=Path(pet.path))
-    if note and note not in _WARNED:  # once per run, not once per PET of the subject
-        _WARNED.add(note)
+    if note and note not in warned:  # once per run, not once per PET of the subject
+        warned.add(note)
         logger.warning("%s", note)
     entities = {key: str(ents[name]) for name, key in PET_ENTITY_ORDER if ents.get(name) is not None}
     if "run" in entities:
