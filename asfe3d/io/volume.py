@@ -751,7 +751,7 @@ def _pick_frame(p: Path, frames: list[np.ndarray], frame: int | None, role: str,
         return np.asarray(frames[0], dtype=np.float32)
     weights = frame_weights(info, nframes)
     acc = np.zeros(frames[0].shape, dtype=np.float64)
-    if "frame_durations_s" in info:
+    if weights is not None:
         for f, w in zip(frames, weights):
             acc += w * np.asarray(f, dtype=np.float64)
     else:  # the plain mean, summed as before
@@ -760,22 +760,22 @@ def _pick_frame(p: Path, frames: list[np.ndarray], frame: int | None, role: str,
         acc /= nframes
     info["frames_averaged"] = nframes
     logger.info("%s %s: averaged %d frames without realignment%s (pass --pet-frame N / frame=N to take one)", role, p,
-                nframes, " weighted by their durations" if "frame_durations_s" in info else "")
+                nframes, "" if weights is None else " weighted by their durations")
     return np.asarray(acc, dtype=np.float32)
 
 
-def frame_weights(info: dict[str, Any], nframes: int) -> np.ndarray:
+def frame_weights(info: dict[str, Any], nframes: int) -> np.ndarray | None:
     """Weights of a 4D image's frames in their average: their durations (``info["frame_durations_s"]``, from the
     DICOM frames or the JSON sidecar's ``FrameDuration``) over the total, so that the average is the activity over
-    the whole scan (as a static image of the same span) rather than over-weighting short early frames; equal weights
-    when the durations are not known (recorded as ``info["frame_weighting"]``)."""
+    the whole scan (as a static image of the same span) rather than over-weighting short early frames; ``None``
+    (the plain mean) when the durations are not known. Which it is goes to ``info["frame_weighting"]``."""
     durations = info.get("frame_durations_s")
     if durations is not None and len(durations) == nframes:
         info["frame_weighting"] = "duration"
         d = np.asarray(durations, dtype=np.float64)
         return d / d.sum()
     info["frame_weighting"] = "equal (frame durations not known)"
-    return np.full(nframes, 1.0 / nframes)
+    return None
 
 
 def _finite_frames(p: Path, frames: list[np.ndarray], role: str, info: dict[str, Any],

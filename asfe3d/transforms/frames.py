@@ -60,7 +60,7 @@ class RealignFrames(Transform):
 
         from asfe3d.errors import Asfe3dInputError
         from asfe3d.io.convert import sitk_to_numpy_xyz
-        from asfe3d.io.volume import check_values
+        from asfe3d.io.volume import check_values, frame_weights
         from asfe3d.registration.frames import mean_image, realign_frames
 
         if not isinstance(img, MetaTensor) or img.ndim != 4:
@@ -85,9 +85,7 @@ class RealignFrames(Transform):
             frame.SetDirection(tuple(direction))
             images.append(frame)
         start = time.perf_counter()
-        durations = info.get("frame_durations_s")
-        weights = list(durations) if durations is not None and len(durations) == nframes else None
-        info["frame_weighting"] = "duration" if weights is not None else "equal (frame durations not known)"
+        weights = frame_weights(info, nframes)  # the durations' (None: the plain mean), recorded in info
         aligned, motion = realign_frames(images, reference=reference if reference == "mean" else int(reference),
                                          weights=weights)
         mean = sitk_to_numpy_xyz(mean_image(aligned, weights)).astype(np.float32, copy=False)
@@ -97,7 +95,7 @@ class RealignFrames(Transform):
                                     "seconds": round(time.perf_counter() - start, 2), "motion": motion}
         info["frame_motion_mm"] = [m["mean_displacement_mm"] for m in motion]
         logger.info("%s %s: averaged %d frames%s after rigid realignment (to %s); mean head displacement per frame: "
-                    "%s mm", role, path, nframes, " weighted by their durations" if weights else "",
+                    "%s mm", role, path, nframes, "" if weights is None else " weighted by their durations",
                     "their mean" if reference == "mean" else f"frame {reference}",
                     ", ".join(f"{d:.2f}" for d in info["frame_motion_mm"]))
         units = info.get("pet_units")
