@@ -106,6 +106,15 @@ class StackPlan:
         return float(np.degrees(np.arctan2(side, along)))
 
 
+def _slice_axes(orientation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit row, column (made orthogonal to the row) and normal (``row x col``) vectors of an
+    ImageOrientationPatient ``(6,)``."""
+    row = orientation[:3] / np.linalg.norm(orientation[:3])
+    col = orientation[3:] - (orientation[3:] @ row) * row
+    col /= np.linalg.norm(col)
+    return row, col, np.cross(row, col)
+
+
 def plan_stack(
     where: str | Path,
     positions: np.ndarray,
@@ -145,10 +154,7 @@ def plan_stack(
         raise Asfe3dInputError(
             where, f"{role} DICOM {what} have different orientations (ImageOrientationPatient); not one stack"
         )
-    row = ori[0, :3] / np.linalg.norm(ori[0, :3])
-    col = ori[0, 3:] - (ori[0, 3:] @ row) * row
-    col /= np.linalg.norm(col)
-    normal = np.cross(row, col)
+    row, col, normal = _slice_axes(ori[0])
     depth = pos @ normal
     order = np.argsort(depth, kind="stable")
     pos, depth = pos[order], depth[order]
@@ -629,9 +635,7 @@ def _dynamic_frames(folder: Path, positions: np.ndarray, orientations: np.ndarra
         Asfe3dInputError: frame tags present but the frames do not each hold one slice at each position, or the
             slices of one frame disagree on its duration.
     """
-    row = orientations[0, :3] / np.linalg.norm(orientations[0, :3])
-    normal = np.cross(row, orientations[0, 3:])
-    normal /= np.linalg.norm(normal)
+    normal = _slice_axes(orientations[0])[2]
     depth = np.round(positions @ normal, 3)
     n_positions = len(np.unique(depth))
     if n_positions == len(depth):
