@@ -241,12 +241,20 @@ def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | No
     return None
 
 
-def _ours(paths: Mapping[str, Path]) -> set[Path]:
-    """The existing derivative files of a pair that an asfe3d run wrote (listed in its record, or marked)."""
-    from asfe3d.io.record import read_record
+def _ours(pair: BidsPair, paths: Mapping[str, Path], settings: Settings) -> set[Path]:
+    """The existing derivative files of a pair that a rerun may replace without ``--overwrite``: those an
+    interrupted or unfinished asfe3d run of these settings and inputs wrote (listed in its record, or marked).
+
+    A complete run of other settings or other inputs (another ``--method``, an edited T1w, a corrected sidecar) is
+    an earlier result, not this run's: none of its files are replaced without ``--overwrite`` (as in cohort mode).
+    """
+    from asfe3d.io.record import check_record, read_record
 
     ours: set[Path] = set()
     record = read_record(paths["fused_json"])
+    if record is not None and record.get("status") == "complete" and paths["fused"].exists():
+        if check_record(paths["fused_json"], {}, {"mri": pair.t1w, "pet": pair.pet}, settings.as_dict()) is not None:
+            return ours
     if record is not None:
         ours.add(paths["fused_json"].resolve())
         for entry in (record.get("outputs") or {}).values():
@@ -344,7 +352,8 @@ def _start_early(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> 
 
 def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
     """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
-    :func:`pair_done`; its own files are those its record lists and its marked sidecar. The registered PET's
+    :func:`pair_done`; a rerun may replace the files its record lists and its marked sidecar only when that
+    record is not a complete run of other settings or inputs (:func:`_ours`). The registered PET's
     sidecar is written after the fusion's outputs and record: a run killed before it leaves the pair's earlier
     sidecar, which then does not describe this run (:func:`pair_done` compares it), or none, and the pair is redone
     (it was written first, so that a run killed during the fusion left a sidecar saying ``g/ml`` beside the earlier
@@ -357,7 +366,7 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     outcome = run_subject(SubjectRun(
         pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths,
         done=lambda: pair_done(pair, paths, pair_settings, sidecar),
-        ours=lambda: _ours(paths), redo=settings.outputs.overwrite,
+        ours=lambda: _ours(pair, paths, pair_settings), redo=settings.outputs.overwrite,
         record_extra=_fused_extra(pair, paths, bids_dir, settings, root)))
     status, message = outcome.status, outcome.message
     if status == "ok":

@@ -143,12 +143,20 @@ def test_incomplete_pair_is_redone(bids_run: tuple[Path, Path, list], tmp_path: 
     assert results[0].status == "ok" and pair_done(pair, paths) is None
 
 
-def test_changed_input_is_redone(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+def test_changed_input_is_refused_without_overwrite(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+    """An edited PET after a complete run: the earlier result is not this run's, so it is kept (as in cohort mode)
+    and the pair fails naming why; ``--overwrite`` redoes it."""
     bids, out = _copy_run(bids_run, tmp_path)
     pet = bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz"
     img = nib.load(str(pet))
     nib.save(nib.Nifti1Image(img.get_fdata().astype(np.float32) * 2, img.affine, img.header), str(pet))
+    before = {p: p.read_bytes() for p in (out / "sub-01").rglob("*") if p.is_file()}
     results = run_bids(bids, out, FAST_SETTINGS, participant_labels=["01"], reports=False)
+    assert results[0].status == "failed" and "changed since the recorded run" in results[0].message
+    assert "not replaced (pass --overwrite" in results[0].message
+    assert {p: p.read_bytes() for p in (out / "sub-01").rglob("*") if p.is_file()} == before
+    results = run_bids(bids, out, FAST_SETTINGS.replace(outputs={"overwrite": True}), participant_labels=["01"],
+                       reports=False)
     assert results[0].status == "ok"
 
 
@@ -203,19 +211,29 @@ def test_output_folder_that_cannot_be_made(tmp_path: Path) -> None:
     assert main(["bids", str(bids), "/proc/asfe3d-test/out", "participant", "--no-progress"]) == 2
 
 
-def test_other_settings_or_edited_metadata_redo_a_pair(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+def test_other_settings_or_edited_metadata_do_not_replace_a_pair(bids_run: tuple[Path, Path, list],
+                                                                   tmp_path: Path) -> None:
+    """Another ``--method`` or a corrected sidecar: neither "already complete" (the earlier files kept as if they were
+    this run's) nor silently replaced: the pair fails naming the difference, and ``--overwrite`` redoes it."""
     bids, out = _copy_run(bids_run, tmp_path)
     fused = out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json"
-    results = run_bids(bids, out, Settings.from_flat(method="max", registration="none"), participant_labels=["01"],
-                       reports=False)  # it was "mean": not "already complete"
-    assert results[0].status == "ok" and "fusion.method 'mean' -> 'max'" in results[0].message
-    assert json.loads(fused.read_text(encoding="utf-8"))["FusionMethod"] == "max"
+    before = fused.read_bytes()
+    other = Settings.from_flat(method="max", registration="none")
+    results = run_bids(bids, out, other, participant_labels=["01"], reports=False)  # it was "mean"
+    assert results[0].status == "failed" and "fusion.method 'mean' -> 'max'" in results[0].message
+    assert "not replaced (pass --overwrite" in results[0].message and fused.read_bytes() == before
+    results = run_bids(bids, out, other.replace(outputs={"overwrite": True}), participant_labels=["01"],
+                       reports=False)
+    assert results[0].status == "ok" and json.loads(fused.read_text(encoding="utf-8"))["FusionMethod"] == "max"
     sidecar = bids / "sub-01/pet/sub-01_trc-FDG_pet.json"
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     sidecar.write_text(json.dumps({**meta, "BodyWeight": 80}), encoding="utf-8")  # e.g. a corrected weight
-    results = run_bids(bids, out, Settings.from_flat(method="max", registration="none"), participant_labels=["01"],
+    results = run_bids(bids, out, other, participant_labels=["01"], reports=False)
+    assert results[0].status == "failed" and "inputs.pet_sidecar['BodyWeight'] None -> 80" in results[0].message
+    results = run_bids(bids, out, other.replace(outputs={"overwrite": True}), participant_labels=["01"],
                        reports=False)
-    assert results[0].status == "ok" and "inputs.pet_sidecar['BodyWeight'] None -> 80" in results[0].message
+    assert results[0].status == "ok"
+    assert [r.status for r in run_bids(bids, out, other, participant_labels=["01"], reports=False)] == ["skipped"]
 
 
 def test_a_sidecar_left_by_a_killed_run_does_not_pass_for_complete(bids_run: tuple[Path, Path, list],
