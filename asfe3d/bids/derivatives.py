@@ -123,11 +123,24 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _linked_exists(linked: Any) -> bool:
+    """Whether the input dataset a description links (a ``file://`` URI, or the bare path earlier versions wrote)
+    is still there. One that is gone was moved or renamed: its derivatives may follow it, since each pair's record
+    compares its inputs by size and modification time, relative to the record when the folders moved together."""
+    from urllib.parse import unquote, urlparse
+
+    if not isinstance(linked, str):
+        return True
+    where = unquote(urlparse(linked).path) if linked.startswith("file:") else linked
+    return Path(where).exists()
+
+
 def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write (or check) ``OUTPUT_DIR/dataset_description.json`` of the derivative dataset.
 
-    An existing description written by asfe3d for the same input dataset is kept (and refreshed); one written by
-    another tool, or by asfe3d for another input dataset, is refused unless ``overwrite``.
+    An existing description written by asfe3d for the same input dataset, or for one that no longer exists where
+    it was (a moved dataset), is kept (and refreshed with the new link); one written by another tool, or by asfe3d
+    for another input dataset that is still there, is refused unless ``overwrite``.
 
     Args:
         output_dir: the derivative dataset's root (created if needed).
@@ -156,7 +169,7 @@ def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, o
             raise Asfe3dInputError(path, "exists and was not written by asfe3d; choose another OUTPUT_DIR or pass "
                                          "--overwrite")
         linked = (old.get("DatasetLinks") or {}).get(RAW_LINK)
-        if linked not in (None, raw, str(bids_dir.resolve())):  # (earlier versions wrote the bare path)
+        if linked not in (None, raw, str(bids_dir.resolve())) and _linked_exists(linked):  # (or the bare path)
             raise Asfe3dInputError(path, f"these derivatives were made from {linked}, not {raw}; choose another "
                                          "OUTPUT_DIR or pass --overwrite")
     source = _read_json(bids_dir / "dataset_description.json")

@@ -99,7 +99,38 @@ def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
         return None
-    return data
+    return _relocated(data, path)
+
+
+def _relocated(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A record read from another folder than it was written in (``folder``: the folder moved or was copied with its
+    inputs or outputs, as a BIDS dataset with its ``derivatives/``): each recorded file (inputs, outputs, earlier
+    outputs) whose twin exists at the same place relative to the record is taken to be that twin. Files that
+    did not move with the record (inputs elsewhere) keep their recorded paths; sizes and modification times are
+    still compared as recorded, so a moved file counts as unchanged only when it is."""
+    old = record.get("folder")
+    if not isinstance(old, str):
+        return record
+    try:
+        new = path.parent.resolve()
+    except OSError:
+        return record
+    if Path(old) == new:
+        return record
+
+    def moved(entry: Any) -> Any:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
+            return entry
+        twin = Path(os.path.normpath(new / os.path.relpath(entry["path"], old)))
+        return {**entry, "path": str(twin)} if twin.exists() else entry
+
+    record = dict(record)
+    for key in ("inputs", "outputs"):
+        if isinstance(record.get(key), Mapping):
+            record[key] = {k: moved(v) for k, v in record[key].items()}
+    if isinstance(record.get("earlier_outputs"), list):
+        record["earlier_outputs"] = [moved(v) for v in record["earlier_outputs"]]
+    return record
 
 
 def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status: str,
@@ -127,7 +158,7 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     listed = {entry["path"] for entry in files.values()}
     earlier = {p: size for p, size in _still_there(read_record(path)).items() if p not in listed}
     data = {"format": RECORD_FORMAT, **dict(content), "status": status, "outputs": files,
-            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "folder": str(Path(path).parent.resolve()), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if earlier:
         data["earlier_outputs"] = [{"path": p, "size": size} for p, size in sorted(earlier.items())]
     text = json.dumps(_strict_json(data), indent=2, default=str, allow_nan=False)

@@ -291,3 +291,23 @@ def test_suv_units_are_the_written_units(tmp_path: Path) -> None:
     raw = nib.load(str(bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz")).get_fdata().max()
     registered = nib.load(str(folder / "sub-01_trc-FDG_space-T1w_desc-registered_pet.nii.gz")).get_fdata().max()
     assert registered < raw / 100  # the voxels are SUV, not Bq/mL
+
+
+def test_a_moved_dataset_resumes_with_its_derivatives(tmp_path: Path) -> None:
+    """A dataset moved (or renamed) with its ``derivatives/``: every pair is still complete, nothing redone; a copy
+    beside the original is refused (its derivatives were made from the original, which is still there)."""
+    bids = make_dataset(tmp_path / "a/ds")
+    results = run_bids(bids, bids / "derivatives/asfe3d", FAST_SETTINGS, reports=False)
+    assert [r.status for r in results] == ["ok", "ok", "no-pet"]
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved = tmp_path / "b/ds"
+    before = {p: p.stat().st_mtime_ns for p in moved.rglob("*.nii.gz")}
+    results = run_bids(moved, moved / "derivatives/asfe3d", FAST_SETTINGS, reports=False)
+    assert [r.status for r in results] == ["skipped", "skipped", "no-pet"]
+    assert {p: p.stat().st_mtime_ns for p in moved.rglob("*.nii.gz")} == before
+    link = json.loads((moved / "derivatives/asfe3d/dataset_description.json").read_text(encoding="utf-8"))
+    assert link["DatasetLinks"]["raw"] == moved.resolve().as_uri()
+    shutil.copytree(tmp_path / "b", tmp_path / "copy", symlinks=True)  # it links b/ds, which is still there
+    copy = tmp_path / "copy/ds"
+    with pytest.raises(Asfe3dInputError, match="these derivatives were made from"):
+        run_bids(copy, copy / "derivatives/asfe3d", FAST_SETTINGS, reports=False)

@@ -1,0 +1,60 @@
+"""Completion records (``asfe3d.io.record``) read from another folder than they were written in."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from asfe3d.io.record import check_record, fingerprint, read_record, write_record
+
+
+def _run(folder: Path, inputs_in: Path) -> tuple[Path, dict[str, Path], dict[str, Path]]:
+    """A complete record in ``folder`` of two inputs in ``inputs_in`` and one output beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs_in.mkdir(parents=True, exist_ok=True)
+    inputs = {"mri": inputs_in / "mri.nii.gz", "pet": inputs_in / "pet.nii.gz"}
+    for i, p in enumerate(inputs.values()):
+        p.write_bytes(bytes(10 + i))
+    fused = folder / "fused.nii.gz"
+    fused.write_bytes(b"fused")
+    record = folder / "fused.json"
+    write_record(record, {"inputs": {k: fingerprint(p) for k, p in inputs.items()}}, status="complete",
+                 outputs={"fused": fused})
+    return record, inputs, {"fused": fused}
+
+
+def _moved(paths: dict[str, Path], old: Path, new: Path) -> dict[str, Path]:
+    return {k: new / p.relative_to(old) for k, p in paths.items()}
+
+
+def test_a_folder_moved_with_its_inputs_is_still_complete(tmp_path: Path) -> None:
+    record, inputs, outputs = _run(tmp_path / "a/out", tmp_path / "a/in")
+    assert check_record(record, outputs, inputs) is None
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    record, inputs, outputs = (tmp_path / "b/out/fused.json", _moved(inputs, tmp_path / "a", tmp_path / "b"),
+                               _moved(outputs, tmp_path / "a", tmp_path / "b"))
+    assert check_record(record, outputs, inputs) is None
+    assert read_record(record)["outputs"]["fused"]["path"] == str(outputs["fused"].resolve())
+    inputs["pet"].write_bytes(bytes(99))  # a changed input still counts as changed
+    assert "the pet input" in check_record(record, outputs, inputs) and "changed" in check_record(record, outputs,
+                                                                                                  inputs)
+
+
+def test_outputs_moved_alone_keep_the_inputs_where_they_were(tmp_path: Path) -> None:
+    record, inputs, outputs = _run(tmp_path / "out", tmp_path / "in")
+    shutil.move(tmp_path / "out", tmp_path / "elsewhere")
+    record, outputs = tmp_path / "elsewhere/fused.json", {"fused": tmp_path / "elsewhere/fused.nii.gz"}
+    assert check_record(record, outputs, inputs) is None
+    # the old output folder's name is not taken for the new one
+    assert "was not part of the recorded run" in check_record(record, {"fused": tmp_path / "out/fused.nii.gz"},
+                                                              inputs)
+
+
+def test_a_copy_with_other_inputs_is_not_complete(tmp_path: Path) -> None:
+    """A copied folder whose input was replaced by another file of the same name: not the recorded run."""
+    _run(tmp_path / "a/out", tmp_path / "a/in")
+    shutil.copytree(tmp_path / "a", tmp_path / "c")  # copy2: sizes and modification times kept
+    (tmp_path / "c/in/mri.nii.gz").write_bytes(bytes(11))
+    reason = check_record(tmp_path / "c/out/fused.json", {"fused": tmp_path / "c/out/fused.nii.gz"},
+                          {"mri": tmp_path / "c/in/mri.nii.gz", "pet": tmp_path / "c/in/pet.nii.gz"})
+    assert reason is not None and "the mri input" in reason
