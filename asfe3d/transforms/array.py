@@ -716,8 +716,10 @@ class SaveLikeReference(Transform):
                     future.result()
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-            for kind, (_, _, write) in (extras or {}).items():
-                write(outs.temp(kind), {**content, "outputs": {k: str(v) for k, v in outs.paths.items()}})
+            for kind, (_, _, write) in (extras or {}).items():  # timed so far: the volumes and preview are written
+                timings = {**content.get("timings", {}), "save": time.perf_counter() - t0}
+                write(outs.temp(kind), {**content, "timings": timings,
+                                        "outputs": {k: str(v) for k, v in outs.paths.items()}})
             # from here to the complete record, a signal waits: an interruption finds the old set or the new one
             with deferred_signals():
                 earlier = record.read_bytes() if record is not None and record.is_file() else None

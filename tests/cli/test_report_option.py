@@ -19,6 +19,9 @@ def test_single_run_report_is_part_of_the_output_set(pair, tmp_path, capsys):
     assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
     record = json.loads((tmp_path / "out" / "f.json").read_text())
     assert record["status"] == "complete" and record["outputs"]["report"]["path"] == str(report.resolve())
+    # its timings: every step, saving included (up to the page), and their sum
+    for step in ("load", "register", "fuse", "save", "all steps"):
+        assert f"<th>{step} (s)</th>" in text or f"<td>{step} (s)</td>" in text, step
     # a rerun without --overwrite refuses before any work and leaves the report alone
     before = report.read_bytes()
     assert main(args) == 2
