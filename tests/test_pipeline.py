@@ -46,6 +46,26 @@ def test_fused_volume_is_on_the_mri_grid_with_all_outputs(pair):
     assert not [p for p in mri.parent.iterdir() if "tmp" in p.name]  # no temp file left
 
 
+def test_a_freesurfer_mgz_mri_gives_a_nifti_on_its_grid(pair, tmp_path):
+    """FreeSurfer's ``.mgz`` as the MRI (an ``orig.mgz`` of a FreeSurfer subject, coronal LIA): the fused volume is a
+    NIfTI with the MGZ's shape and vox2ras (both codes 1, scanner), named after it, the MRI's values kept."""
+    mri, pet = pair
+    img = nib.load(mri)
+    lia = nib.orientations.ornt_transform(nib.io_orientation(img.affine), nib.orientations.axcodes2ornt("LIA"))
+    coronal = img.as_reoriented(lia)
+    mgz = tmp_path / "orig.mgz"
+    nib.save(nib.MGHImage(np.asarray(coronal.dataobj, dtype=np.float32), coronal.affine), str(mgz))
+    result = fuse_pair(mgz, pet, None, Settings.from_flat(method="mean", save_registered_pet=True))
+    assert result.output == tmp_path / "orig_fused.nii.gz"
+    ref = nib.load(mgz)
+    for kind in ("fused", "registered_pet"):
+        out = nib.load(result.outputs[kind])
+        assert out.shape == ref.shape and nib.aff2axcodes(out.affine) == ("L", "I", "A"), kind
+        np.testing.assert_allclose(out.affine, ref.affine, rtol=0, atol=1e-4)
+        assert int(out.header["qform_code"]) == int(out.header["sform_code"]) == 1
+    assert result.registration["qc"]["verdict"] == "pass"
+
+
 def test_same_inputs_same_output(pair, tmp_path):
     mri, pet = pair
     a = fuse_pair(mri, pet, tmp_path / "a.nii.gz", Settings.from_flat(method="laplacian", seed=1))

@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse", help="fuse an MRI and a PET volume into one volume on the MRI grid",
         description="Register the PET onto the MRI, check the registration, fuse, and write the fused volume on "
-                    "the MRI's grid (same shape, affine and header codes). Inputs: NIfTI, MHA/NRRD or DICOM series "
-                    "folders.",
+                    "the MRI's grid (same shape, affine and header codes). Inputs: NIfTI, MHA/NRRD, FreeSurfer MGZ or DICOM "
+                    "series folders.",
     )
     p.add_argument("mri", nargs="?", type=Path, help="MRI file or DICOM folder (the geometry reference)")
     p.add_argument("pet", nargs="?", type=Path, help="PET file or DICOM folder (4D: frames averaged)")

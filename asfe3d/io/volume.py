@@ -117,8 +117,8 @@ def detect_format(path: str | Path) -> str:
     Returns:
         ``"dicom"`` for a folder, ``"nifti"`` for ``.nii`` / ``.nii.gz`` and for a NIfTI pair (``.hdr`` +
         ``.img``, either named, optionally gzipped, whose header says NIfTI), ``"analyze"`` for such a pair whose
-        header is Analyze 7.5, ``"mha"`` for ``.mha`` / ``.mhd``, ``"nrrd"`` for ``.nrrd`` / ``.nhdr``, otherwise
-        ``"other"`` (left to SimpleITK to recognise).
+        header is Analyze 7.5, ``"mha"`` for ``.mha`` / ``.mhd``, ``"nrrd"`` for ``.nrrd`` / ``.nhdr``, ``"mgh"``
+        for FreeSurfer's ``.mgz`` / ``.mgh``, otherwise ``"other"`` (left to SimpleITK to recognise).
     """
     p = Path(path)
     if p.is_dir():
@@ -132,12 +132,15 @@ def detect_format(path: str | Path) -> str:
         return "mha"
     if name.endswith((".nrrd", ".nhdr")):
         return "nrrd"
+    if name.endswith((".mgz", ".mgh")):
+        return "mgh"
     return "other"
 
 
 _PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
 #: the suffixes :func:`input_stem` takes off (longest first where one ends another)
-_INPUT_SUFFIXES = (".nii.gz", ".nii", ".hdr.gz", ".img.gz", ".hdr", ".img", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm")
+_INPUT_SUFFIXES = (".nii.gz", ".nii", ".hdr.gz", ".img.gz", ".hdr", ".img", ".mha", ".mhd", ".nrrd", ".nhdr", ".mgz",
+                   ".mgh", ".dcm")
 
 
 def input_stem(path: str | Path) -> str:
@@ -307,8 +310,8 @@ def read_volume(
     header = None
     dicom_file: Path | None = None
     affine = None
-    if fmt == "nifti":
-        data, affine, header = _read_nifti(p, role, info, nifti_geometry)
+    if fmt in ("nifti", "mgh"):
+        data, affine, header = _read_nifti(p, role, info, nifti_geometry) if fmt == "nifti" else _read_mgh(p, role, info)
         frames = [data] if data.ndim == 3 else [data[..., t] for t in range(data.shape[3])]
         try:
             geometry = sitk_geometry_from_ras_affine(affine, data.shape[:3])
@@ -488,6 +491,63 @@ def _read_nifti(
     return data, affine, header
 
 
+#: the fixed start of an MGH header (big-endian): version, dims (X, Y, Z, frames), type, dof, goodRASFlag, delta,
+#: Mdc (the direction cosines, stored transposed), Pxyz_c (the centre's RAS position)
+_MGH_HEAD = ">i4iiih3f9f3f"
+
+
+def _read_mgh(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, None]:
+    """Load FreeSurfer's MGH / MGZ with nibabel; returns (float32 array (X, Y, Z[, T]), RAS affine (the header's
+    vox2ras), ``None``: outputs get a NIfTI header with the same affine, codes 1).
+
+    The header is checked before any voxel is read: version, dimensions, voxel sizes, that it holds its
+    orientation (``goodRASFlag``: without it FreeSurfer and nibabel both assume a coronal default, a guess) and the
+    data size against the file size and the memory available.
+    """
+    try:
+        with ImageOpener(str(p), "rb") as fh:
+            block = fh.read(struct.calcsize(_MGH_HEAD))
+    except Exception as err:  # a damaged .mgz fails in gzip
+        raise Asfe3dInputError(p, f"{role} file is not a readable MGH/MGZ image ({_short(err)})") from None
+    if len(block) < struct.calcsize(_MGH_HEAD):
+        raise Asfe3dInputError(p, f"{role} file is too short for an MGH header ({len(block)} bytes)")
+    head = struct.unpack(_MGH_HEAD, block)
+    version, dims, good_ras, delta = head[0], head[1:5], head[7], np.asarray(head[8:11], dtype=np.float64)
+    if version != 1:
+        raise Asfe3dInputError(p, f"{role} file is not an MGH/MGZ image (version {version}, expected 1)")
+    if any(d < 1 for d in dims):
+        raise Asfe3dInputError(p, f"{role} MGH header has dimensions {list(dims)}: each must be at least 1")
+    if good_ras != 1:
+        raise Asfe3dInputError(
+            p, f"{role} MGH header does not hold the image's orientation (goodRASFlag {good_ras}): FreeSurfer and "
+            "nibabel would assume a default coronal one; set the geometry (e.g. mri_convert with the scanner's "
+            "orientation) first")
+    check_voxel_sizes(p, role, delta, "MGH voxel sizes (delta)")
+    try:
+        with _quiet_nibabel():
+            img = nib.load(str(p))
+    except Exception as err:
+        raise Asfe3dInputError(p, f"{role} file is not a readable MGH/MGZ image ({_short(err)})") from None
+    if not isinstance(img, nib.MGHImage):  # pragma: no cover - nibabel loads .mgz/.mgh as MGHImage
+        raise Asfe3dInputError(p, f"{role} file is not an MGH image (nibabel read it as {type(img).__name__})")
+    shape = tuple(int(s) for s in img.shape)
+    _check_shape(p, shape, role)
+    compressed = p.name.lower().endswith(".mgz")
+    check_data_size(p, role, shape, img.header.get_data_dtype().itemsize,
+                    stored_bytes=max(0, p.stat().st_size - 284) if not compressed else p.stat().st_size,
+                    compressed=compressed)
+    affine = np.array(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise Asfe3dInputError(p, f"{role} MGH geometry holds non-finite numbers {np.round(affine[:3], 6).tolist()}")
+    try:
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as err:
+        raise Asfe3dInputError(
+            p, f"{role} MGH voxel data cannot be read (truncated or corrupt file?): {_short(err)}") from None
+    info["geometry_source"] = "mgh vox2ras"
+    return data, affine, None
+
+
 @contextlib.contextmanager
 def _quiet_nibabel() -> Iterator[None]:
     """nibabel's header warnings off (thread-safe, :class:`asfe3d.utils.toggle.SharedToggle`)."""
@@ -638,7 +698,7 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
         if "Unable to determine ImageIO reader" in str(err) and detect_format(p) == "other":
             # no reader knows the format (not a damaged .mha / .nrrd): say which ones asfe3d reads
             raise Asfe3dInputError(p, f"{role} file is not in a format asfe3d reads ({_format_hint(p)}NIfTI "
-                                      ".nii/.nii.gz/.hdr+.img, DICOM, MHA/MHD, NRRD)") from None
+                                      ".nii/.nii.gz/.hdr+.img, DICOM, MHA/MHD, NRRD, MGH/MGZ)") from None
         raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
     io_name = reader.GetImageIO()
     _check_sitk_header(p, reader, role)
@@ -653,9 +713,6 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
 
 def _format_hint(p: Path) -> str:
     """What to do with a known format asfe3d does not read (e.g. FreeSurfer's ``.mgz``), or ``""``."""
-    name = p.name.lower()
-    if name.endswith((".mgz", ".mgh")):
-        return "FreeSurfer MGH/MGZ: convert it with mri_convert or nibabel first; asfe3d reads "
     return "asfe3d reads "
 
 

@@ -256,11 +256,45 @@ def test_nifti2_single_file_keeps_its_float64_geometry(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_mgz_is_refused_naming_the_formats_read(tmp_path):
-    """A FreeSurfer ``.mgz`` was refused with SimpleITK's exception text (a source file path, "Unable to determine
-    ImageIO reader"); the refusal now says what the file is and what asfe3d reads."""
-    p = tmp_path / "T1.mgz"
-    nib.save(nib.MGHImage(random_volume((12, 10, 8)), np.eye(4)), str(p))
-    with pytest.raises(Asfe3dInputError, match=r"not in a format asfe3d reads \(FreeSurfer MGH/MGZ: convert") as exc:
-        read_volume(p, role="MRI")
-    assert "\n" not in str(exc.value) and "sitk" not in str(exc.value)
+def _mgz(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.MGHImage(data, affine), str(path))
+    return path
+
+
+def test_mgz_geometry_and_data_are_freesurfers(tmp_path):
+    """FreeSurfer's MGH/MGZ (``orig.mgz``, ``norm.mgz``... of a FreeSurfer subject) is read with its vox2ras: the
+    voxels where nibabel and FreeSurfer put them; it used to be refused ("convert it first")."""
+    data = random_volume((12, 10, 8))
+    affine = make_affine(rotation(0.1, -0.2, 0.3), (1.0, 1.2, 0.9), (-20.0, 15.0, 7.0))
+    for name in ("T1.mgz", "T1.mgh"):
+        vol = read_volume(_mgz(tmp_path / name, data, affine), role="MRI")
+        assert vol.format == "mgh" and vol.nifti_header is None and vol.shape_xyz == (12, 10, 8)
+        ref = nib.load(tmp_path / name)
+        np.testing.assert_allclose(vol.affine_ras, ref.affine, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(vol.array_xyz(), data)
+    frames = np.stack([data, 3 * data], axis=-1)  # a dynamic PET as PETSurfer keeps it: frames on the 4th axis
+    vol = read_volume(_mgz(tmp_path / "pet.mgz", frames, affine), role="PET")
+    np.testing.assert_allclose(vol.array_xyz(), 2 * data, rtol=1e-6)
+    assert vol.info["frames"] == 2
+
+
+def test_mgz_without_its_orientation_or_damaged_is_refused(tmp_path):
+    import gzip as gz
+
+    p = _mgz(tmp_path / "T1.mgz", random_volume((12, 10, 8)), np.eye(4))
+    raw = bytearray(gz.decompress(p.read_bytes()))
+    raw[28:30] = (0).to_bytes(2, "big")  # goodRASFlag 0: FreeSurfer would assume a coronal default
+    bad = tmp_path / "noras.mgz"
+    bad.write_bytes(gz.compress(bytes(raw)))
+    with pytest.raises(Asfe3dInputError, match=r"noras.mgz: MRI MGH header does not hold the image's orientation"):
+        read_volume(bad, role="MRI")
+    raw[28:30] = (1).to_bytes(2, "big")
+    raw[30:34] = np.array([0.0], dtype=">f4").tobytes()  # a voxel size of 0
+    bad.write_bytes(gz.compress(bytes(raw)))
+    with pytest.raises(Asfe3dInputError, match="MGH voxel sizes"):
+        read_volume(bad, role="MRI")
+    cut = tmp_path / "cut.mgz"
+    cut.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(Asfe3dInputError, match="cut.mgz: MRI") as exc:
+        read_volume(cut, role="MRI")
+    assert "\n" not in str(exc.value)
