@@ -76,12 +76,13 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
 
     Raises:
         Asfe3dInputError: the datalist is missing or malformed, or names a missing input; a subject recorded
-            complete with other settings (without ``overwrite``).
+            complete with other settings, or whose outputs exist but are not a complete run of these inputs (an
+            input changed since) and were not left by an unfinished run (without ``overwrite``).
         ValueError: ``output_dir`` is empty.
     """
     from asfe3d.cohort import planned_outputs, read_datalist, subject_done, subject_output_path
     from asfe3d.errors import Asfe3dInputError
-    from asfe3d.io.record import read_record, settings_difference
+    from asfe3d.io.record import read_record, replaceable_outputs, settings_difference
 
     if not str(output_dir).strip():
         raise ValueError(f"output_dir must name a folder, got {output_dir!r}")
@@ -89,7 +90,15 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
     items, skipped = [], []
     for subject in subjects:
         output = subject_output_path(subject, output_dir)
-        if not overwrite and subject_done(subject, output) is None:
+        reason = None if overwrite else subject_done(subject, output)
+        if not overwrite and reason is not None:  # files in the way that no unfinished run of ours left: as cohorts
+            ours = {p.resolve() for p in replaceable_outputs(output)}
+            foreign = [p for p in planned_outputs(output).values() if p.exists() and p.resolve() not in ours]
+            if foreign:
+                raise Asfe3dInputError(foreign[0], f"exists but is not a complete output of this run of subject "
+                                                   f"{subject.subject!r} ({reason}); not replaced (pass --overwrite "
+                                                   "true to redo it)")
+        if not overwrite and reason is None:
             record = read_record(planned_outputs(output)["record"]) or {}
             changed = None if settings is None else settings_difference(record.get("settings"), settings)
             if changed is not None:

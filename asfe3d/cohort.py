@@ -776,12 +776,14 @@ class SubjectRun:
 @dataclass
 class SubjectOutcome:
     """What :func:`run_subject` did: ``status`` (``ok``, ``skipped``, ``failed``), a ``message``, the
-    :class:`~asfe3d.pipeline.FuseResult` when fused, and the ``seconds`` spent."""
+    :class:`~asfe3d.pipeline.FuseResult` when fused, the ``seconds`` spent, and whether it failed because files in
+    the way were not replaced (``refused``: nothing was run or written)."""
 
     status: str
     message: str = ""
     result: Any = None
     seconds: float = 0.0
+    refused: bool = False
 
 
 def run_subject(run: SubjectRun) -> SubjectOutcome:
@@ -816,7 +818,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
             msg = (f"{foreign[0].parent}: {names} exist(s) but are not a complete output of this run of "
                    f"{run.name} ({reason}); not replaced (pass --overwrite to redo it)")
             logger.error("%s: %s", run.name, msg)
-            return SubjectOutcome("failed", msg, seconds=time.perf_counter() - t0)
+            return SubjectOutcome("failed", msg, seconds=time.perf_counter() - t0, refused=True)
         if any(p.exists() for p in run.planned.values()):
             message = f"redone: {reason}"
             logger.info("%s: %s", run.name, message)

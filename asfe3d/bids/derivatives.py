@@ -72,6 +72,8 @@ class PairResult:
         outputs: kind -> path of the pair's derivatives.
         seconds: time spent on the pair in this run.
         pair: the pair (``None`` for ``no-pet``).
+        kept: a failed pair whose earlier complete derivatives were left in place (a rerun with other settings or
+            changed inputs, refused without ``--overwrite``): its report section still shows them.
     """
 
     subject: str
@@ -82,6 +84,7 @@ class PairResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
     pair: BidsPair | None = None
+    kept: bool = False
 
 
 def derivative_paths(pair: BidsPair, output_dir: str | Path) -> dict[str, Path]:
@@ -353,6 +356,15 @@ def _pair_settings(pair: BidsPair, paths: dict[str, Path], settings: Settings) -
         outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
 
 
+def _complete_on_disk(paths: Mapping[str, Path]) -> bool:
+    """Whether a pair's derivatives on disk are a complete asfe3d run (of whatever settings and inputs)."""
+    from asfe3d.io.record import read_record
+
+    record = read_record(paths["fused_json"])
+    return (record is not None and record.get("status") == "complete"
+            and all(paths[k].is_file() for k in ("fused", "registered_pet", "transform")))
+
+
 def _start_early(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> Any:
     """Start a pair's :class:`asfe3d.registration.early.EarlyRegistration` (``None`` when it will be skipped)."""
     from asfe3d.registration.early import EarlyRegistration
@@ -390,7 +402,8 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
             status, message = "failed", f"{paths['registered_json']}: cannot be written ({exc.strerror or exc})"
             logger.error("%s: %s", pair.prefix, message)
     result = PairResult(pair.subject, pair.session, pair.prefix, status, message,
-                        outputs=dict(paths), seconds=outcome.seconds, pair=pair)
+                        outputs=dict(paths), seconds=outcome.seconds, pair=pair,
+                        kept=outcome.refused and _complete_on_disk(paths))
     if outcome.result is not None and "record" in outcome.result.outputs:
         result.outputs["fused_json"] = Path(outcome.result.outputs["record"])
     return result
@@ -410,7 +423,7 @@ def _subject_report(subject: str, results: Sequence[PairResult], root: Path, ove
         if r.pair is None:
             continue
         title = r.pair.label
-        if r.status in ("ok", "skipped"):
+        if r.status in ("ok", "skipped") or r.kept:  # what is on disk (a refused rerun left the earlier result)
             record = read_record(r.outputs["fused_json"]) or {}
             try:
                 sections.append(render_pair_section(
@@ -562,7 +575,8 @@ def write_reports(results: Sequence[PairResult], root: str | Path, *, overwrite:
     for subject, rs in sorted(by_subject.items()):
         path = root / f"sub-{subject}.html"
         with_pairs = [r for r in rs if r.pair is not None]
-        if with_pairs and (not path.exists() or any(r.status in ("ok", "failed") for r in with_pairs)):
+        if with_pairs and (not path.exists() or any(r.status == "ok" or (r.status == "failed" and not r.kept)
+                                                    for r in with_pairs)):
             _subject_report(subject, with_pairs, root, overwrite)
         statuses = {r.status for r in rs}
         # pairs fused now or complete from an earlier run are both "ok" on the index

@@ -64,11 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
     """Run the ``asfe3d`` command.
 
     Args:
         argv: arguments (default: ``sys.argv[1:]``).
+        command: this process is the command (:func:`entry`): MONAI is imported without the optional integrations
+            the command never uses (:func:`asfe3d.cli.startup.import_monai_lean`) and glibc keeps freed memory for
+            reuse. Both are process-wide, so a program that calls :func:`main` (a test, a notebook, a workflow)
+            keeps MONAI as installed: with them, MONAI's bundle validation in the same process failed, its
+            ``jsonschema`` bound to a placeholder.
 
     Returns:
         The exit code.
@@ -99,11 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from asfe3d.cli.startup import import_monai_lean, reuse_freed_memory
 
         setup_logging(getattr(args, "verbose", 0))
-        reuse_freed_memory()
+        if command:
+            reuse_freed_memory()
         before_imports = getattr(args, "before_imports", None)
         if before_imports is not None:  # work that needs no torch starts now, beside the imports
             before_imports(args)
-        import_monai_lean()
+        if command:
+            import_monai_lean()
         return int(args.func(args) or 0)
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
@@ -145,7 +152,7 @@ def entry(argv: Sequence[str] | None = None) -> None:
     import logging
     import threading
 
-    code = main(argv)
+    code = main(argv, command=True)
     # a thread still working (not a daemon: the ordinary exit would wait for it) takes the ordinary exit; daemon
     # threads (tqdm's monitor, started by the progress bars) end with the process either way
     current = threading.current_thread()

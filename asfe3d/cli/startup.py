@@ -11,8 +11,9 @@ maps come from matplotlib's ``colormaps``, imported only when a colour output is
 :func:`import_monai_lean` imports MONAI while those names are hidden, exactly as MONAI sees a minimal install
 (torch and numpy only), which is a configuration MONAI supports: each binding becomes MONAI's own placeholder
 that raises only if called. The names are hidden only while MONAI is imported; afterwards anything (pybids,
-matplotlib colour maps) imports them normally. Only the command does this, never the library: a workflow that
-imports ``asfe3d.transforms`` gets MONAI exactly as installed.
+matplotlib colour maps) imports them normally. Only the command's own process does this (``asfe3d.cli.entry``),
+never the library nor a program calling ``asfe3d.cli.main``: a workflow that imports ``asfe3d.transforms`` gets
+MONAI exactly as installed.
 """
 
 from __future__ import annotations

@@ -360,6 +360,27 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
             now = fingerprint(p)
         except OSError:
             return f"the {role} input {p} cannot be read"
-        if want is None or {k: want.get(k) for k in now} != now:
-            return f"the {role} input {p} changed since the recorded run"
+        if want is None:
+            return f"the {role} input {p} is not in the recorded run"
+        differs = _input_difference(role, want, now)
+        if differs is not None:
+            return differs
     return None
+
+
+def _input_difference(role: str, want: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """Whether the input ``now`` (:func:`fingerprint`) is the recorded one: the same size and modification time,
+    and the same file, or the recorded path gone (the input moved or renamed: its folder is reached another way,
+    as after ``mv data store && ln -s store data``, or the inputs moved while the outputs stayed)."""
+    if want.get("size") != now["size"] or want.get("mtime_ns") != now["mtime_ns"]:
+        return f"the {role} input {now['path']} changed since the recorded run"
+    recorded = Path(str(want.get("path", "")))
+    if str(recorded) == now["path"]:
+        return None
+    try:
+        if not recorded.exists() or recorded.resolve() == Path(now["path"]):
+            return None
+    except OSError:
+        return None
+    return (f"the {role} input {now['path']} is not the recorded one ({recorded}, which is still there); a copy "
+            "of the inputs is another input")

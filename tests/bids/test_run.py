@@ -311,3 +311,22 @@ def test_a_moved_dataset_resumes_with_its_derivatives(tmp_path: Path) -> None:
     copy = tmp_path / "copy/ds"
     with pytest.raises(Asfe3dInputError, match="these derivatives were made from"):
         run_bids(copy, copy / "derivatives/asfe3d", FAST_SETTINGS, reports=False)
+
+
+def test_a_refused_rerun_leaves_the_subjects_report(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
+    """A rerun with another method, refused without ``--overwrite``, keeps the earlier derivatives: their report
+    (registration check, fused images) is not replaced by a "failed" page, and a redrawn one shows them."""
+    bids = tmp_path / "bids"
+    shutil.copytree(bids_run[0], bids, ignore=shutil.ignore_patterns("derivatives"))
+    out = tmp_path / "out"
+    run_bids(bids, out, FAST_SETTINGS, participant_labels=["01"])
+    report = out / "sub-01.html"
+    before = report.read_bytes()
+    results = run_bids(bids, out, Settings.from_flat(**{**FAST, "method": "max"}), participant_labels=["01"])
+    assert results[0].status == "failed" and results[0].kept and report.read_bytes() == before
+    report.unlink()  # redrawn (missing): from the derivatives on disk, not as a failure
+    run_bids(bids, out, Settings.from_flat(**{**FAST, "method": "max"}), participant_labels=["01"])
+    from asfe3d.reports import read_report_summary
+
+    assert "data:image/png;base64," in report.read_text(encoding="utf-8")
+    assert read_report_summary(report)["status"] != "failed"

@@ -260,9 +260,10 @@ def test_missing_weights_fail_before_any_subject(tmp_path, demo_files):
 @pytest.mark.slow
 def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path, demo_files, monkeypatch):
     """The 3D run from a foreign cwd: MRI grid and header, the same voxels as ``fuse_pair`` with its defaults (the
-    same window policy, roi_size "auto"), skipped when complete, redone when an input changes, roi override
-    effective."""
+    same window policy, roi_size "auto"), skipped when complete, refused (redone with overwrite) when an input
+    changes, roi override effective."""
     from asfe3d.bundle import datalist_items
+    from asfe3d.errors import Asfe3dInputError
     from asfe3d.pipeline import fuse_pair
 
     datalist = make_cohort(tmp_path / "data", demo_files, 1)
@@ -286,8 +287,11 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     stamp = fused.stat().st_mtime_ns
     _run(datalist, out)
     assert fused.stat().st_mtime_ns == stamp
+    # a changed input: refused before anything runs, naming it (not replaced without --overwrite, as in cohorts)
     os.utime(pet, ns=(pet.stat().st_atime_ns, pet.stat().st_mtime_ns + 10**9))
-    assert [i["subject"] for i in datalist_items(datalist, out)] == ["sub01"]
+    with pytest.raises(Asfe3dInputError, match=r"the pet input .*pet\.nii\.gz changed since the recorded run"):
+        datalist_items(datalist, out)
+    assert [i["subject"] for i in datalist_items(datalist, out, overwrite=True)] == ["sub01"]
 
     # --inferer#roi_size takes effect (the 6 mm demo is 33x39x32: 16^3 windows really slide); registration "none"
     # on both runs, so that the roi is the only difference
@@ -442,3 +446,11 @@ def test_a_subject_done_with_other_settings_is_refused_not_skipped(tmp_path, dem
     with pytest.raises(Asfe3dInputError, match=r"fused with other settings \(bundle.weights 'a.pt' -> 'b.pt'\)"):
         datalist_items(datalist, out, settings=other)
     assert [i["subject"] for i in datalist_items(datalist, out, overwrite=True, settings=other)] == ["sub01"]
+    # an input changed since: refused here, naming it, before anything is read or registered (it used to reach the
+    # writer, which refused "output file already exists" after the registration)
+    os.utime(subject.mri, ns=(0, Path(subject.mri).stat().st_mtime_ns + 10**9))
+    with pytest.raises(Asfe3dInputError, match=r"sub01_fused\.(nii\.gz|json): exists but is not a complete output of "
+                                               r"this run of subject 'sub01' \(the mri input .* changed since"):
+        datalist_items(datalist, out, settings=recorded)
+    res.output.unlink()  # its fused volume deleted: an unfinished run of ours, redone
+    assert [i["subject"] for i in datalist_items(datalist, out, settings=recorded)] == ["sub01"]

@@ -62,7 +62,8 @@ def test_the_command_imports_monai_lean(tmp_path, policy) -> None:
         [sys.executable, "-c",
          "import os, sys\n"
          "from asfe3d.cli import main\n"
-         f"rc = main(['fuse', {str(tmp_path / 'no_mri.nii.gz')!r}, {str(tmp_path / 'no_pet.nii.gz')!r}])\n"
+         f"rc = main(['fuse', {str(tmp_path / 'no_mri.nii.gz')!r}, {str(tmp_path / 'no_pet.nii.gz')!r}], "
+         "command=True)\n"
          "print('ignite' in sys.modules, 'monai' in sys.modules, rc, os.environ['OMP_WAIT_POLICY'])\n"],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.stdout.split() == ["False", "True", "2", policy or "PASSIVE"], proc.stdout + proc.stderr
@@ -81,3 +82,17 @@ def test_freed_memory_is_reused_and_results_unchanged():
             "print(ok, all(x == a for x in b))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["True", "True"], proc.stdout + proc.stderr
+
+
+def test_main_called_by_a_program_leaves_monai_as_installed(tmp_path):
+    """Only the command's own process imports MONAI lean: a program calling ``main`` keeps MONAI's optional
+    integrations (its bundle validation bound ``jsonschema`` to a placeholder after an in-process ``main``)."""
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\n"
+         "from asfe3d.cli import main\n"
+         f"rc = main(['fuse', {str(tmp_path / 'no_mri.nii.gz')!r}, {str(tmp_path / 'no_pet.nii.gz')!r}])\n"
+         "import monai.bundle.scripts as s\n"
+         "print(rc, 'monai' in sys.modules, type(s.validate).__name__)\n"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split() == ["2", "True", "function"], proc.stdout + proc.stderr

@@ -58,3 +58,33 @@ def test_a_copy_with_other_inputs_is_not_complete(tmp_path: Path) -> None:
     reason = check_record(tmp_path / "c/out/fused.json", {"fused": tmp_path / "c/out/fused.nii.gz"},
                           {"mri": tmp_path / "c/in/mri.nii.gz", "pet": tmp_path / "c/in/pet.nii.gz"})
     assert reason is not None and "the mri input" in reason
+
+
+def test_inputs_moved_alone_or_behind_a_link_are_still_the_recorded_ones(tmp_path: Path) -> None:
+    """The recorded path gone (the inputs moved, the outputs stayed), or reached through a symbolic link since:
+    the same size and modification time make it the recorded input. A copy beside the original is not."""
+    record, inputs, outputs = _run(tmp_path / "out", tmp_path / "in")
+    shutil.move(tmp_path / "in", tmp_path / "store")
+    (tmp_path / "in").symlink_to(tmp_path / "store")
+    assert check_record(record, outputs, inputs) is None  # through the link
+    moved = _moved(inputs, tmp_path / "in", tmp_path / "store")
+    assert check_record(record, outputs, moved) is None  # the new place itself
+    (tmp_path / "in").unlink()
+    shutil.move(tmp_path / "store", tmp_path / "elsewhere")
+    assert check_record(record, outputs, _moved(inputs, tmp_path / "in", tmp_path / "elsewhere")) is None
+    shutil.copytree(tmp_path / "elsewhere", tmp_path / "in")  # the recorded place holds files again: copies
+    reason = check_record(record, outputs, _moved(inputs, tmp_path / "in", tmp_path / "elsewhere"))
+    assert reason is not None and "is not the recorded one" in reason
+
+
+def test_outputs_moved_then_everything_moved(tmp_path: Path) -> None:
+    """Two moves in a row (the output folder into the tree, then the tree): still complete, each input checked by
+    its size and modification time once its recorded path is gone."""
+    record, inputs, outputs = _run(tmp_path / "a/out", tmp_path / "a/data")
+    (tmp_path / "a/deep").mkdir()
+    shutil.move(tmp_path / "a/out", tmp_path / "a/deep/out")
+    record, outputs = tmp_path / "a/deep/out/fused.json", {"fused": tmp_path / "a/deep/out/fused.nii.gz"}
+    assert check_record(record, outputs, inputs) is None
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    record, outputs = tmp_path / "b/deep/out/fused.json", {"fused": tmp_path / "b/deep/out/fused.nii.gz"}
+    assert check_record(record, outputs, _moved(inputs, tmp_path / "a", tmp_path / "b")) is None
