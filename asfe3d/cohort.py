@@ -72,7 +72,6 @@ SUMMARY_COLUMNS = (
     *(f"{s}_s" for s in STEPS),
     "total_s", "output", "message", "rank",
 )
-_VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 _MRI_NAME = re.compile(r"(^|[^a-z])(mri|t1)")
 _PET_NAME = re.compile(r"(^|[^a-z])pet")
 _DERIVED_NAME = re.compile(r"(^|[^a-z])(fused|pet_on_mri|rgb|preview)([^a-z]|$)")
@@ -255,12 +254,14 @@ def _cell_path(cell: str, base: Path, where: Path, detail: str) -> Path:
 
 
 def _is_volume_entry(p: Path) -> bool:
+    from asfe3d.io.suffixes import VOLUME_SUFFIXES
+
     name = p.name.lower()
     if name.startswith("."):
         return False
     if _DERIVED_NAME.search(name):
         return False  # our own outputs written beside the inputs
-    return p.is_dir() or name.endswith(_VOLUME_SUFFIXES)
+    return p.is_dir() or name.endswith(VOLUME_SUFFIXES)
 
 
 def _read_folder_datalist(path: Path) -> list[Subject]:

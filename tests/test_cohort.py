@@ -66,6 +66,15 @@ def test_read_datalist_folder(tmp_path, demo_files):
         ("sub01", "sub_T1w.nii.gz", "sub_fdg_pet.nii.gz"), ("sub02", "sub_T1w.nii.gz", "sub_fdg_pet.nii.gz")]
 
 
+def test_read_datalist_folder_of_freesurfer_volumes(tmp_path):
+    """A FreeSurfer user's layout (``sub01/t1.mgz``, ``sub01/pet.mgz``): found (it was "no MRI found")."""
+    for name in ("t1.mgz", "pet.mgh"):
+        (tmp_path / "sub01").mkdir(exist_ok=True)
+        nib.save(nib.MGHImage(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "sub01" / name))
+    subjects = read_datalist(tmp_path)
+    assert [(s.subject, s.mri.name, s.pet.name) for s in subjects] == [("sub01", "t1.mgz", "pet.mgh")]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

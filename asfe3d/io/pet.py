@@ -29,6 +29,7 @@ from typing import Any
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.checks import short_error
+from asfe3d.io.suffixes import image_stem
 
 __all__ = [
     "sidecar_frame_durations",
@@ -205,11 +206,8 @@ def sidecar_candidate(image: str | Path) -> Path | None:
     """Where an image file's JSON sidecar would be (``x.nii.gz`` -> ``x.json``), whether or not it exists;
     ``None`` for a name without a known image suffix."""
     p = Path(image)
-    name = p.name
-    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
-        if name.lower().endswith(suffix):
-            return p.with_name(name[: -len(suffix)] + ".json")
-    return None
+    stem = image_stem(p.name)
+    return None if stem is None else p.with_name(stem + ".json")
 
 
 def find_sidecar(image: str | Path) -> Path | None:

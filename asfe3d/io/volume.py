@@ -44,6 +44,7 @@ from asfe3d.io.pet import (
     sidecar_frame_durations,
     suv_factor,
 )
+from asfe3d.io.suffixes import PAIR_SUFFIXES, VOLUME_SUFFIXES, image_stem
 from asfe3d.utils.toggle import SharedToggle
 
 __all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "check_values"]
@@ -137,20 +138,17 @@ def detect_format(path: str | Path) -> str:
     return "other"
 
 
-_PAIR_SUFFIXES = (".hdr", ".img", ".hdr.gz", ".img.gz")
-#: the suffixes :func:`input_stem` takes off (longest first where one ends another)
-_INPUT_SUFFIXES = (".nii.gz", ".nii", ".hdr.gz", ".img.gz", ".hdr", ".img", ".mha", ".mhd", ".nrrd", ".nhdr", ".mgz",
-                   ".mgh", ".dcm")
+_PAIR_SUFFIXES = PAIR_SUFFIXES
+#: the suffixes :func:`input_stem` takes off
+_INPUT_SUFFIXES = (*VOLUME_SUFFIXES, *PAIR_SUFFIXES, ".dcm")
 
 
 def input_stem(path: str | Path) -> str:
     """An input's name without its image suffix (``sub-01_T1w`` for ``sub-01_T1w.nii.gz``, ``mri`` for
     ``mri.img``); a folder's or an unknown suffix's name as it is."""
     name = Path(path).name
-    for suffix in _INPUT_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    stem = image_stem(name, _INPUT_SUFFIXES)
+    return name if stem is None else stem
 
 
 def default_output_path(mri_path: str | Path) -> Path:
@@ -316,9 +314,11 @@ def read_volume(
         try:
             geometry = sitk_geometry_from_ras_affine(affine, data.shape[:3])
         except ValueError as err:
-            raise Asfe3dInputError(p, f"{role} NIfTI geometry cannot be used: {err}") from None
+            raise Asfe3dInputError(p, f"{role} {'NIfTI' if fmt == 'nifti' else 'MGH'} geometry cannot be used: "
+                                      f"{err}") from None
     else:
         frames, geometry, fmt, dicom_file = _read_with_sitk(p, fmt, role, series_uid, info, dicom_strict)
+    _check_position(p, role, geometry, frames[0].shape)
     _sidecar_durations(p, fmt, len(frames), frame, pet_sidecar, info)
     kept = None
     if keep_frames and frame is None and len(frames) > 1:
@@ -342,6 +342,22 @@ def read_volume(
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
                   frames=None if kept is None else tuple(kept))
+
+
+#: the farthest a voxel may lie from the scanner's origin (mm): 100 m, far beyond any scanner's table travel
+MAX_POSITION_MM = 1e5
+
+
+def _check_position(p: Path, role: str, geometry: Sequence[Any], shape: Sequence[int]) -> None:
+    """Refuse a grid whose voxels lie absurdly far from the origin (a corrupt header: a position of 1e30 mm), which
+    ITK's registration fails on with a multi-line exception."""
+    origin, spacing, direction = (np.asarray(g, dtype=np.float64) for g in geometry)
+    corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    points = origin + (corners * spacing) @ direction.reshape(3, 3).T
+    far = float(np.abs(points).max()) if np.all(np.isfinite(points)) else math.inf
+    if far > MAX_POSITION_MM:
+        raise Asfe3dInputError(p, f"{role} grid lies {far:.3g} mm from the scanner's origin (more than "
+                                  f"{MAX_POSITION_MM:g} mm): not a plausible position (corrupt header?)")
 
 
 def _read_with_sitk(p: Path, fmt: str, role: str, series_uid: str | None, info: dict[str, Any], dicom_strict: bool
@@ -496,33 +512,60 @@ def _read_nifti(
 _MGH_HEAD = ">i4iiih3f9f3f"
 
 
-def _read_mgh(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, None]:
-    """Load FreeSurfer's MGH / MGZ with nibabel; returns (float32 array (X, Y, Z[, T]), RAS affine (the header's
-    vox2ras), ``None``: outputs get a NIfTI header with the same affine, codes 1).
+#: MGH data type codes nibabel reads -> bytes per voxel (FreeSurfer's uchar, int, float, short, ushort)
+_MGH_TYPES = {0: 1, 1: 4, 3: 4, 4: 2, 10: 2}
 
-    The header is checked before any voxel is read: version, dimensions, voxel sizes, that it holds its
-    orientation (``goodRASFlag``: without it FreeSurfer and nibabel both assume a coronal default, a guess) and the
-    data size against the file size and the memory available.
-    """
+
+def _check_mgh_header(p: Path, role: str) -> tuple[int, ...]:
+    """Check an MGH / MGZ header before nibabel reads it (nibabel repairs or guesses what asfe3d refuses); returns
+    the dimensions (X, Y, Z, frames)."""
     try:
         with ImageOpener(str(p), "rb") as fh:
             block = fh.read(struct.calcsize(_MGH_HEAD))
     except Exception as err:  # a damaged .mgz fails in gzip
         raise Asfe3dInputError(p, f"{role} file is not a readable MGH/MGZ image ({_short(err)})") from None
+    if block[:2] == b"\x1f\x8b":  # a gzip stream named .mgh: read raw, it would look like a wrong version
+        raise Asfe3dInputError(p, f"{role} file is gzip-compressed but named .mgh; name it .mgz")
     if len(block) < struct.calcsize(_MGH_HEAD):
         raise Asfe3dInputError(p, f"{role} file is too short for an MGH header ({len(block)} bytes)")
     head = struct.unpack(_MGH_HEAD, block)
-    version, dims, good_ras, delta = head[0], head[1:5], head[7], np.asarray(head[8:11], dtype=np.float64)
+    version, dims, kind, good_ras = head[0], tuple(head[1:5]), head[5], head[7]
+    delta, mdc = np.asarray(head[8:11], dtype=np.float64), np.asarray(head[11:20], dtype=np.float64).reshape(3, 3)
     if version != 1:
         raise Asfe3dInputError(p, f"{role} file is not an MGH/MGZ image (version {version}, expected 1)")
     if any(d < 1 for d in dims):
         raise Asfe3dInputError(p, f"{role} MGH header has dimensions {list(dims)}: each must be at least 1")
-    if good_ras != 1:
+    if kind not in _MGH_TYPES:
+        raise Asfe3dInputError(p, f"{role} MGH data type {kind} is not one asfe3d reads (0 uchar, 1 int, 3 float, "
+                                  "4 short, 10 ushort)")
+    if good_ras <= 0:
         raise Asfe3dInputError(
             p, f"{role} MGH header does not hold the image's orientation (goodRASFlag {good_ras}): FreeSurfer and "
             "nibabel would assume a default coronal one; set the geometry (e.g. mri_convert with the scanner's "
             "orientation) first")
     check_voxel_sizes(p, role, delta, "MGH voxel sizes (delta)")
+    lengths = np.linalg.norm(mdc, axis=1)  # the direction cosines (rows as stored): unit vectors in every MGH
+    if not np.all(np.isfinite(mdc)) or np.abs(lengths - 1.0).max() > 1e-3:
+        raise Asfe3dInputError(
+            p, f"{role} MGH direction cosines are not unit vectors (lengths {np.round(lengths, 4).tolist()}): the "
+            f"header does not agree with its voxel sizes {np.round(delta, 4).tolist()} (corrupt header?)")
+    compressed = p.name.lower().endswith(".mgz")
+    check_data_size(p, role, dims, _MGH_TYPES[kind],
+                    stored_bytes=max(0, p.stat().st_size - 284) if not compressed else p.stat().st_size,
+                    compressed=compressed)
+    return dims
+
+
+def _read_mgh(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, None]:
+    """Load FreeSurfer's MGH / MGZ with nibabel; returns (float32 array (X, Y, Z[, T]), RAS affine (the header's
+    vox2ras), ``None``: outputs get a NIfTI header with the same affine, codes 1).
+
+    The header is checked before any voxel is read (:func:`_check_mgh_header`): version, dimensions, data type,
+    voxel sizes, unit direction cosines, that it holds its orientation (``goodRASFlag`` > 0: without it FreeSurfer
+    and nibabel both assume a coronal default, a guess) and the data size against the file size and the memory
+    available.
+    """
+    _check_mgh_header(p, role)
     try:
         with _quiet_nibabel():
             img = nib.load(str(p))
@@ -532,10 +575,6 @@ def _read_mgh(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.
         raise Asfe3dInputError(p, f"{role} file is not an MGH image (nibabel read it as {type(img).__name__})")
     shape = tuple(int(s) for s in img.shape)
     _check_shape(p, shape, role)
-    compressed = p.name.lower().endswith(".mgz")
-    check_data_size(p, role, shape, img.header.get_data_dtype().itemsize,
-                    stored_bytes=max(0, p.stat().st_size - 284) if not compressed else p.stat().st_size,
-                    compressed=compressed)
     affine = np.array(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise Asfe3dInputError(p, f"{role} MGH geometry holds non-finite numbers {np.round(affine[:3], 6).tolist()}")

@@ -157,6 +157,42 @@ def _mm(spacing: tuple[float, ...]) -> str:
     return " x ".join(f"{s:.3g}" for s in spacing)
 
 
+#: a label map's voxels: integers, at least 3 and at most this many distinct values, and this share of neighbouring
+#: foreground voxels equal (FreeSurfer's aparc.a2009s+aseg 0.88 at 1 mm and 0.76 at 2 mm, SPM's Neuromorphometrics
+#: atlas 0.89; real T1s 0.01-0.25, a FreeSurfer norm.mgz with its white matter set to 110: 0.06-0.10)
+LABEL_MAP_MAX_VALUES = 2000
+LABEL_MAP_EQUAL_NEIGHBOURS = 0.5
+
+
+def label_map_evidence(image: np.ndarray) -> str | None:
+    """Whether an "MRI" is a label map or segmentation (``aparc+aseg.mgz``, an atlas), not an image: integer voxels,
+    few distinct values (judged on every second voxel), piecewise constant (neighbours along the first axis, on
+    every second line).
+
+    Args:
+        image: the volume (any axis order).
+
+    Returns:
+        One sentence saying so (the numbers quoted), or ``None``.
+    """
+    sub = np.asarray(image)[::2, ::2, ::2]
+    fg = sub[sub != 0]
+    if fg.size < 1000 or not np.all(fg == np.round(fg)):
+        return None
+    count = int(np.unique(fg).size)
+    if not 3 <= count <= LABEL_MAP_MAX_VALUES:
+        return None
+    lines = np.asarray(image)[:, ::2, ::2]  # neighbours at the image's own spacing, along its first axis
+    a, b = lines[:-1], lines[1:]
+    both = (a != 0) & (b != 0)
+    equal = float(np.mean(a[both] == b[both])) if both.any() else 0.0
+    if equal < LABEL_MAP_EQUAL_NEIGHBOURS:
+        return None
+    return (f"MRI input looks like a label map or segmentation ({count} distinct integer values, {equal:.0%} of "
+            "neighbouring voxels equal), not an image: the fused volume shows its labels, not anatomy (give the "
+            "T1, e.g. FreeSurfer's T1.mgz or norm.mgz)")
+
+
 def check_roles(
     mri: np.ndarray, pet: np.ndarray, mri_spacing: tuple[float, ...], pet_spacing: tuple[float, ...],
     mri_info: dict[str, Any], pet_info: dict[str, Any], mri_path: str | Path | None, pet_path: str | Path | None,
@@ -168,7 +204,8 @@ def check_roles(
             ``mri_info["frames"]`` > 1 without ``mri_info["frame_taken"]`` is a 4D MRI averaged over its frames.
 
     Returns:
-        the warnings given (one line each, also logged), empty when nothing looked wrong.
+        the warnings given (one line each, also logged), empty when nothing looked wrong; an MRI that is a label
+        map (:func:`label_map_evidence`) is one of them.
 
     Raises:
         Asfe3dInputError: a 4D MRI without a chosen frame (``--mri-frame N``), a PET too thin to register (fewer
@@ -200,4 +237,8 @@ def check_roles(
         line = f"the inputs may be swapped: {hint} (the MRI or CT comes first, then the PET)"
         logger.warning("%s", line)
         warnings.append(line)
+    labels = label_map_evidence(mri)
+    if labels is not None:
+        logger.warning("%s: %s", mri_path, labels)
+        warnings.append(labels)
     return warnings

@@ -274,9 +274,10 @@ class RegisterToReference(Transform):
         fixed_img, moving_img = sitk_from_metatensor(reference), sitk_from_metatensor(moving)
         ref_info, mov_info = reference.meta.get(_SOURCE) or {}, moving.meta.get(_SOURCE) or {}
         # inputs the other way round (or a 4D MRI) are refused before any registration
-        check_roles(sitk.GetArrayViewFromImage(fixed_img), sitk.GetArrayViewFromImage(moving_img),
-                    fixed_img.GetSpacing(), moving_img.GetSpacing(), ref_info, mov_info,
-                    reference.meta.get("filename_or_obj"), moving.meta.get("filename_or_obj"))
+        role_warnings = check_roles(
+            sitk.GetArrayViewFromImage(fixed_img), sitk.GetArrayViewFromImage(moving_img), fixed_img.GetSpacing(),
+            moving_img.GetSpacing(), ref_info, mov_info, reference.meta.get("filename_or_obj"),
+            moving.meta.get("filename_or_obj"))
         frame_of_reference = ref_info.get("frame_of_reference_uid")
         method, same_frame = resolve_method(self.method, ref_info, mov_info)
         if head is None:
@@ -288,7 +289,13 @@ class RegisterToReference(Transform):
         settings = {"seed": self.seed, "threads": self.threads, **self.register_kwargs}
         result = None if early is None else early.result(fixed_img, moving_img, head_img, self.method, settings)
         if result is None:
-            result = register_pet_to_mri(fixed_img, moving_img, method, head=head_img, **settings)
+            try:
+                result = register_pet_to_mri(fixed_img, moving_img, method, head=head_img, **settings)
+            except Asfe3dInputError as exc:  # about one of the images (a slab...): name its file
+                if exc.path is not None:
+                    raise
+                role_path = reference if exc.problem.startswith("MRI") else moving
+                raise Asfe3dInputError(role_path.meta.get("filename_or_obj"), exc.problem) from None
         if method == "none" and same_frame and result.qc is not None:
             # the scanner aligned the two series: the checks can only warn (e.g. motion between the scans)
             if result.qc.verdict == "fail":
@@ -301,6 +308,9 @@ class RegisterToReference(Transform):
         verdict = getattr(result, "qc", None)  # judged by the registration itself (it decides on a search)
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
+        for line in role_warnings:  # the verdict's other findings read as blaming the PET: say what is wrong
+            if line.startswith("MRI input looks like a label map"):
+                verdict.add_finding("warn", "mri_labels", line)
         overlap = float("nan")
         if self.min_overlap > 0:
             # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)

@@ -13,16 +13,16 @@ import asfe3d.cli as cli
 
 def test_entry_exits_with_mains_code_after_flushing(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "main", lambda argv=None: calls.append(("main", argv)) or 3)
+    monkeypatch.setattr(cli, "main", lambda argv=None, command=False: calls.append(("main", argv, command)) or 3)
     monkeypatch.setattr(cli.os, "_exit", lambda code: calls.append(("exit", code)))
     monkeypatch.setattr(sys.stdout, "flush", lambda: calls.append(("flush", "stdout")))
     monkeypatch.setattr(threading, "enumerate", lambda: [threading.current_thread()])  # other tests' idle threads
     cli.entry(["fuse"])
-    assert calls[0] == ("main", ["fuse"]) and calls[-1] == ("exit", 3) and ("flush", "stdout") in calls
+    assert calls[0] == ("main", ["fuse"], True) and calls[-1] == ("exit", 3) and ("flush", "stdout") in calls
 
 
 def test_entry_takes_the_ordinary_exit_while_a_thread_runs(monkeypatch):
-    monkeypatch.setattr(cli, "main", lambda argv=None: 0)
+    monkeypatch.setattr(cli, "main", lambda argv=None, command=False: 0)
     monkeypatch.setattr(cli.os, "_exit", lambda code: pytest.fail("os._exit while a thread was running"))
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)
@@ -39,7 +39,7 @@ def test_entry_takes_the_ordinary_exit_while_a_thread_runs(monkeypatch):
 def test_entry_exits_at_once_beside_a_daemon_thread(monkeypatch):
     """A daemon thread (tqdm's monitor, started by every progress bar) does not hold the fast exit back."""
     calls = []
-    monkeypatch.setattr(cli, "main", lambda argv=None: 0)
+    monkeypatch.setattr(cli, "main", lambda argv=None, command=False: 0)
     monkeypatch.setattr(cli.os, "_exit", lambda code: calls.append(code))
     stop = threading.Event()
     daemon = threading.Thread(target=stop.wait, daemon=True)

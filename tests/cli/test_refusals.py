@@ -152,6 +152,20 @@ def test_the_same_file_given_twice_is_refused(pair, tmp_path, capsys, no_registr
     assert not (tmp_path / "out.nii.gz").exists()
 
 
+def test_an_mri_too_thin_to_register_is_named(pair, tmp_path, capsys):
+    """The MRI as a slab of 0.02 mm voxels: one line that names the MRI's file (it named none)."""
+    import nibabel as nib
+    import numpy as np
+
+    mri, pet = pair
+    thin = tmp_path / "thin_mri.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 40, 40), dtype=np.float32),
+                             np.diag([0.02, 0.02, 0.02, 1.0])), str(thin))
+    assert main(["fuse", str(thin), str(pet), "-o", str(tmp_path / "out.nii.gz"), "--method", "mean"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"asfe3d: error: {thin}: MRI input has 40 voxels along x"), err
+
+
 _SLOW_FUSE = textwrap.dedent(
     """
     import sys, time

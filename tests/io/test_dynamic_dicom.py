@@ -72,17 +72,21 @@ def test_realigned_frames_are_averaged_by_duration(tmp_path):
     np.testing.assert_allclose(img[0].numpy()[centre], expected[centre], rtol=0.02)
 
 
-def _nifti_4d(tmp_path, frames, sidecar):
-    p = tmp_path / "pet.nii.gz"
-    nib.save(nib.Nifti1Image(np.stack(frames, axis=-1), np.diag([2.0, 2.0, 2.0, 1.0])), str(p))
+def _nifti_4d(tmp_path, frames, sidecar, name="pet.nii.gz"):
+    p = tmp_path / name
+    image = nib.MGHImage if name.endswith(".mgz") else nib.Nifti1Image
+    nib.save(image(np.stack(frames, axis=-1), np.diag([2.0, 2.0, 2.0, 1.0])), str(p))
     if sidecar is not None:
         (tmp_path / "pet.json").write_text(json.dumps(sidecar))
     return p
 
 
-def test_bids_sidecar_frame_durations_weigh_a_4d_nifti(tmp_path):
+@pytest.mark.parametrize("name", ["pet.nii.gz", "pet.mgz"])
+def test_bids_sidecar_frame_durations_weigh_a_4d_nifti(tmp_path, name):
+    """The sidecar beside the image (``pet.json``), for a NIfTI and a FreeSurfer MGZ alike (the MGZ's was not looked
+    for: its frames were averaged with equal weights)."""
     frames = _frames()
-    p = _nifti_4d(tmp_path, frames, {"FrameDuration": [30, 30, 240], "FrameTimesStart": [0, 30, 60]})
+    p = _nifti_4d(tmp_path, frames, {"FrameDuration": [30, 30, 240], "FrameTimesStart": [0, 30, 60]}, name)
     vol = read_volume(p, role="PET")
     assert vol.info["frame_durations_s"] == [30.0, 30.0, 240.0]
     np.testing.assert_allclose(sitk_to_numpy_xyz(vol.image), (frames[0] + frames[1] + 8 * frames[2]) / 10, rtol=1e-5)

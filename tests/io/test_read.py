@@ -293,8 +293,50 @@ def test_mgz_without_its_orientation_or_damaged_is_refused(tmp_path):
     bad.write_bytes(gz.compress(bytes(raw)))
     with pytest.raises(Asfe3dInputError, match="MGH voxel sizes"):
         read_volume(bad, role="MRI")
+    raw[30:34] = np.array([1.0], dtype=">f4").tobytes()
+
+    def refused(edit, match, name="odd.mgz"):
+        bad = bytearray(raw)
+        edit(bad)
+        path = tmp_path / name
+        path.write_bytes(gz.compress(bytes(bad)) if name.endswith(".mgz") else bytes(bad))
+        with pytest.raises(Asfe3dInputError, match=match) as exc:
+            read_volume(path, role="MRI")
+        assert "\n" not in str(exc.value)
+
+    refused(lambda b: b.__setitem__(slice(20, 24), (2).to_bytes(4, "big")), "MGH data type 2 is not one asfe3d reads")
+    # direction cosines of length 3: 3 mm voxels from a 1 mm delta (FreeSurfer writes unit vectors)
+    refused(lambda b: b.__setitem__(slice(42, 54), np.array([3.0, 0, 0], ">f4").tobytes()),
+            r"direction cosines are not unit vectors \(lengths \[3.0, 1.0, 1.0\]\)")
+    refused(lambda b: b.__setitem__(slice(4, 16), np.array([100000] * 3, ">i4").tobytes()), "claims", "huge.mgh")
+    gzipped = tmp_path / "gz.mgh"
+    gzipped.write_bytes(p.read_bytes())
+    with pytest.raises(Asfe3dInputError, match="gzip-compressed but named .mgh; name it .mgz"):
+        read_volume(gzipped, role="MRI")
+    raw[28:30] = (2).to_bytes(2, "big")  # any flag > 0 says the geometry is there (FreeSurfer, nibabel)
+    (tmp_path / "flag2.mgz").write_bytes(gz.compress(bytes(raw)))
+    assert read_volume(tmp_path / "flag2.mgz", role="MRI").shape_xyz == (12, 10, 8)
     cut = tmp_path / "cut.mgz"
     cut.write_bytes(p.read_bytes()[:200])
     with pytest.raises(Asfe3dInputError, match="cut.mgz: MRI") as exc:
         read_volume(cut, role="MRI")
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mgz", ".nrrd"])
+def test_a_grid_absurdly_far_from_the_origin_is_refused(tmp_path, suffix):
+    """A corrupt position (1e30 mm) ended in ITK's registration with a multi-line exception, exit 1."""
+    data, affine = random_volume((12, 10, 8)), np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [1e30, 0, 0]
+    p = tmp_path / f"far{suffix}"
+    if suffix == ".nrrd":
+        img = sitk.GetImageFromArray(data.transpose(2, 1, 0))
+        img.SetOrigin((1e30, 0.0, 0.0))
+        sitk.WriteImage(img, str(p))
+    else:
+        nib.save((nib.MGHImage if suffix == ".mgz" else nib.Nifti1Image)(data, affine), str(p))
+    with pytest.raises(Asfe3dInputError, match=r"far\..*: PET grid lies 1e\+30 mm from the scanner's origin"):
+        read_volume(p, role="PET")
+    affine[:3, 3] = [-1500.0, 20.0, 900.0]  # a whole-body bed position: fine
+    nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "bed.nii.gz"))
+    assert read_volume(tmp_path / "bed.nii.gz", role="PET").shape_xyz == (12, 10, 8)

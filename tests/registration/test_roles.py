@@ -189,3 +189,24 @@ def test_pet_of_a_few_slices_is_refused_naming_it():
                                                r"registration needs at least 4 along each axis"):
         _check(pet=np.full((3, 8, 8), 5000.0, np.float32))
     assert _check(pet=np.full((4, 8, 8), 5000.0, np.float32)) == []  # and the tiny MRI is not judged here
+
+
+def test_a_label_map_given_as_the_mri_is_said_to_be_one():
+    """FreeSurfer's aparc+aseg (integer labels, piecewise constant) as the MRI: said so, naming it, not only a QC
+    warning that blamed the PET's field of view. Integer T1s (uint8, a FreeSurfer norm.mgz whose white matter is
+    one value) are not label maps."""
+    from asfe3d.registration.roles import label_map_evidence
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((48, 48, 48), np.float32)
+    for value, lo in ((2, 4), (41, 12), (1035, 20), (2035, 28), (12175, 36)):  # blocks of FreeSurfer-like labels
+        labels[lo:lo + 8, 4:44, 4:44] = value
+    said = label_map_evidence(labels)
+    assert said is not None and said.startswith("MRI input looks like a label map") and "5 distinct" in said
+    t1 = np.clip(rng.normal(80, 25, labels.shape), 1, 255).round().astype(np.uint8)  # an 8-bit T1 with noise
+    assert label_map_evidence(t1) is None
+    norm = t1.copy()
+    norm[10:30, 10:30, 10:30] = 110  # white matter normalised to one value, the rest noisy
+    assert label_map_evidence(norm) is None
+    assert label_map_evidence(rng.random(labels.shape, dtype=np.float32)) is None  # not integers
+    assert label_map_evidence((labels > 0).astype(np.float32)) is None  # a mask: 1 value, not a label map
