@@ -254,14 +254,18 @@ def _cell_path(cell: str, base: Path, where: Path, detail: str) -> Path:
 
 
 def _is_volume_entry(p: Path) -> bool:
-    from asfe3d.io.suffixes import VOLUME_SUFFIXES
+    """A subject folder's entry that may be an input: an image file (a NIfTI pair by its ``.hdr``), or a folder
+    that may be a DICOM series (one holding image files, as FreeSurfer's ``mri/``, is not)."""
+    from asfe3d.io.suffixes import PAIR_SUFFIXES, VOLUME_SUFFIXES
 
     name = p.name.lower()
     if name.startswith("."):
         return False
     if _DERIVED_NAME.search(name):
         return False  # our own outputs written beside the inputs
-    return p.is_dir() or name.endswith(VOLUME_SUFFIXES)
+    if p.is_dir():
+        return not any(f.name.lower().endswith(VOLUME_SUFFIXES + PAIR_SUFFIXES) for f in p.iterdir() if f.is_file())
+    return name.endswith(VOLUME_SUFFIXES + PAIR_SUFFIXES[0::2])  # .hdr.gz, .hdr: the pair's header names it
 
 
 def _read_folder_datalist(path: Path) -> list[Subject]:

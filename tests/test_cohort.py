@@ -73,6 +73,12 @@ def test_read_datalist_folder_of_freesurfer_volumes(tmp_path):
         nib.save(nib.MGHImage(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "sub01" / name))
     subjects = read_datalist(tmp_path)
     assert [(s.subject, s.mri.name, s.pet.name) for s in subjects] == [("sub01", "t1.mgz", "pet.mgh")]
+    # a NIfTI pair, by its header; a FreeSurfer subject's mri/ folder (image files inside) is not a DICOM MRI
+    (tmp_path / "sub01" / "t1.mgz").unlink()
+    nib.save(nib.Nifti1Pair(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "sub01" / "mri_t1.img"))
+    (tmp_path / "sub01" / "mri").mkdir()
+    nib.save(nib.MGHImage(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "sub01" / "mri" / "T1.mgz"))
+    assert [(s.mri.name, s.pet.name) for s in read_datalist(tmp_path)] == [("mri_t1.hdr", "pet.mgh")]
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,13 @@ def test_done_only_with_every_requested_output_and_unchanged_inputs(tmp_path, de
     # asking for one more output: the earlier run is not complete for this request, and its files are not replaced
     (res,) = run_cohort(subjects, Settings.from_flat(rgb=True, **FAST), output_dir=out, progress=False)
     assert res.status == "failed" and "was not part of the recorded run" in res.message
-    # an input changed since: not done either
+    # touched, its content the same: still the recorded input (a `touch`, a `cp -r` copy)
+    os.utime(subjects[0].pet, ns=(1, 1))
+    assert [r.status for r in run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)] == ["skipped"]
+    # an input changed since (the same size and time, another content): not done either
+    data = bytearray(subjects[0].pet.read_bytes())
+    data[-1] ^= 1
+    subjects[0].pet.write_bytes(bytes(data))
     os.utime(subjects[0].pet, ns=(1, 1))
     (res,) = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
     assert res.status == "failed" and "changed since the recorded run" in res.message

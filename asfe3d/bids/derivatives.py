@@ -138,12 +138,31 @@ def _linked_exists(linked: Any) -> bool:
     return Path(where).exists()
 
 
+def _derivative_name(bids_dir: Path) -> str:
+    """The derivative dataset's ``Name``: ``asfe3d MRI/PET fusion of <the input dataset's Name>``."""
+    source = _read_json(bids_dir / "dataset_description.json")
+    name = source.get("Name") if isinstance(source, dict) else None
+    return f"asfe3d MRI/PET fusion{f' of {name}' if name else ''}"
+
+
+def _not_the_moved_dataset(output_dir: Path, bids_dir: Path, old_name: Any, new_name: str) -> str:
+    """Why ``bids_dir`` is not the dataset these derivatives were made from, moved (``""`` when it may be): another
+    dataset ``Name``, or participants of the derivatives that it lacks."""
+    if old_name != new_name:
+        return f"the derivatives are {old_name!r}, this dataset would give {new_name!r}"
+    missing = sorted(p.name for p in output_dir.glob("sub-*") if p.is_dir() and not (bids_dir / p.name).is_dir())
+    if missing:
+        return f"it has no {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+    return ""
+
+
 def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write (or check) ``OUTPUT_DIR/dataset_description.json`` of the derivative dataset.
 
     An existing description written by asfe3d for the same input dataset, or for one that no longer exists where
-    it was (a moved dataset), is kept (and refreshed with the new link); one written by another tool, or by asfe3d
-    for another input dataset that is still there, is refused unless ``overwrite``.
+    it was and that this one may be, moved (the same ``Name``, every participant of the derivatives in it), is kept
+    (and refreshed with the new link); one written by another tool, or by asfe3d for another input dataset, is
+    refused unless ``overwrite``.
 
     Args:
         output_dir: the derivative dataset's root (created if needed).
@@ -172,13 +191,18 @@ def write_dataset_description(output_dir: str | Path, bids_dir: str | Path, *, o
             raise Asfe3dInputError(path, "exists and was not written by asfe3d; choose another OUTPUT_DIR or pass "
                                          "--overwrite")
         linked = (old.get("DatasetLinks") or {}).get(RAW_LINK)
-        if linked not in (None, raw, str(bids_dir.resolve())) and _linked_exists(linked):  # (or the bare path)
-            raise Asfe3dInputError(path, f"these derivatives were made from {linked}, not {raw}; choose another "
-                                         "OUTPUT_DIR or pass --overwrite")
-    source = _read_json(bids_dir / "dataset_description.json")
-    name = source.get("Name") if isinstance(source, dict) else None
+        if linked not in (None, raw, str(bids_dir.resolve())):  # (earlier versions wrote the bare path)
+            if _linked_exists(linked):
+                raise Asfe3dInputError(path, f"these derivatives were made from {linked}, not {raw}; choose another "
+                                             "OUTPUT_DIR or pass --overwrite")
+            unlike = _not_the_moved_dataset(output_dir, bids_dir, old.get("Name"), _derivative_name(bids_dir))
+            if unlike:
+                raise Asfe3dInputError(path, f"these derivatives were made from {linked}, which is not there any more, "
+                                             f"and {bids_dir} is not that dataset moved ({unlike}); give that dataset, "
+                                             "another OUTPUT_DIR, or --overwrite")
+            logger.info("%s: the input dataset moved from %s; the link is renewed", path, linked)
     description = {
-        "Name": f"asfe3d MRI/PET fusion{f' of {name}' if name else ''}",
+        "Name": _derivative_name(bids_dir),
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "asfe3d", "Version": _version(),

@@ -1,6 +1,6 @@
 """The completion record of a run: a JSON sidecar beside the fused volume, written last.
 
-``<fused stem>.json`` says which inputs were fused (path, size, modification time), with which settings, what
+``<fused stem>.json`` says which inputs were fused (path, size, times, content digest), with which settings, what
 the registration and its quality check found, and which outputs were written (path and size). Its ``status`` is
 ``"pending"`` while the outputs are being renamed into place and ``"complete"`` once all are there, so:
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from asfe3d.io.writer import _split_suffix, atomic_output
 
-__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "run_fields", "read_record", "write_record",
+__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "run_fields", "read_record", "write_record",
            "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
            "check_default_named_outputs"]
 
@@ -40,23 +40,48 @@ def record_path(fused: str | os.PathLike) -> Path:
     return fused.with_name(f"{stem}.json")
 
 
-def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """Identity of an input file or DICOM folder: resolved path, total size in bytes, newest modification time.
+def fingerprint(path: str | os.PathLike, *, digest: bool = True) -> dict[str, Any]:
+    """Identity of an input file or DICOM folder: resolved path, total size in bytes, newest modification and
+    status-change times, the file's inode (``None`` for a folder) and, with ``digest``, the SHA-256 of its content.
 
     Args:
         path: a file or a folder (every file under it counts).
+        digest: also hash the content (:func:`content_digest`; about 1 GB/s).
 
     Returns:
-        ``{"path": str, "size": int, "mtime_ns": int}``.
+        ``{"path": str, "size": int, "mtime_ns": int, "ctime_ns": int, "inode": int | None[, "sha256": str]}``.
     """
     p = Path(path).expanduser().resolve()
     if p.is_dir():
         files = [f for f in p.rglob("*") if f.is_file()]
         stats = [f.stat() for f in files]
-        return {"path": str(p), "size": int(sum(s.st_size for s in stats)),
-                "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0))}
-    st = p.stat()
-    return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+        found = {"path": str(p), "size": int(sum(s.st_size for s in stats)),
+                 "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0)),
+                 "ctime_ns": int(max((s.st_ctime_ns for s in stats), default=0)), "inode": None}
+    else:
+        st = p.stat()
+        found = {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+                 "ctime_ns": int(st.st_ctime_ns), "inode": int(st.st_ino)}
+    if digest:
+        found["sha256"] = content_digest(p)
+    return found
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (each one's path relative to the folder, then its bytes,
+    in sorted order), as hex."""
+    import hashlib
+
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(f.relative_to(p).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
@@ -105,9 +130,9 @@ def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
 def _relocated(record: dict[str, Any], path: Path) -> dict[str, Any]:
     """A record read from another folder than it was written in (``folder``: the folder moved or was copied with its
     inputs or outputs, as a BIDS dataset with its ``derivatives/``): each recorded file (inputs, outputs, earlier
-    outputs) whose twin exists at the same place relative to the record is taken to be that twin. Files that
-    did not move with the record (inputs elsewhere) keep their recorded paths; sizes and modification times are
-    still compared as recorded, so a moved file counts as unchanged only when it is."""
+    outputs) whose twin exists at the same place relative to the record, or that is gone, is taken to be that twin.
+    Files that did not move with the record (inputs elsewhere) keep their recorded paths; inputs are still compared
+    by content and outputs by size, so a moved file counts as unchanged only when it is."""
     old = record.get("folder")
     if not isinstance(old, str):
         return record
@@ -122,7 +147,8 @@ def _relocated(record: dict[str, Any], path: Path) -> dict[str, Any]:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
             return entry
         twin = Path(os.path.normpath(new / os.path.relpath(entry["path"], old)))
-        return {**entry, "path": str(twin)} if twin.exists() else entry
+        # the twin, when it is there or the recorded file is gone too (a deleted output: "missing" at its new place)
+        return {**entry, "path": str(twin)} if twin.exists() or not Path(entry["path"]).exists() else entry
 
     record = dict(record)
     for key in ("inputs", "outputs"):
@@ -356,27 +382,37 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
             if Path(want.get("path", "")).exists():
                 return f"the {role} input {want['path']} appeared since the recorded run (which had none)"
             continue
-        try:
-            now = fingerprint(p)
-        except OSError:
-            return f"the {role} input {p} cannot be read"
         if want is None:
             return f"the {role} input {p} is not in the recorded run"
-        differs = _input_difference(role, want, now)
+        try:
+            differs = _input_difference(role, want, p)
+        except OSError:
+            return f"the {role} input {p} cannot be read"
         if differs is not None:
             return differs
     return None
 
 
-def _input_difference(role: str, want: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
-    """Whether the input ``now`` (:func:`fingerprint`) is the recorded one: the same size and modification time,
-    and the same file, or the recorded path gone (the input moved or renamed: its folder is reached another way,
-    as after ``mv data store && ln -s store data``, or the inputs moved while the outputs stayed)."""
+def _input_difference(role: str, want: Mapping[str, Any], path: str | os.PathLike) -> str | None:
+    """Whether the input at ``path`` is the recorded one (``want``: its :func:`fingerprint`).
+
+    The same file, untouched since (path, size, modification and status-change times, inode), is; anything else is
+    judged by content: the recorded SHA-256 against the file's. So an input moved or renamed, reached through a link,
+    copied with ``cp -r`` (new times) is the recorded one, and one exchanged for another file of the same size and
+    time (two PETs swapped, from one archive) is not. Records written before digests were recorded compare size and
+    modification time, and take a file whose recorded path is gone for the recorded one.
+    """
+    now = fingerprint(path, digest=False)
+    if (all(want.get(k) == now[k] for k in ("path", "size", "mtime_ns"))
+            and all(want.get(k, now[k]) == now[k] for k in ("ctime_ns", "inode"))):
+        return None
+    if isinstance(want.get("sha256"), str):
+        if content_digest(now["path"]) == want["sha256"]:
+            return None
+        return f"the {role} input {now['path']} changed since the recorded run (its content is not the recorded one)"
     if want.get("size") != now["size"] or want.get("mtime_ns") != now["mtime_ns"]:
         return f"the {role} input {now['path']} changed since the recorded run"
     recorded = Path(str(want.get("path", "")))
-    if str(recorded) == now["path"]:
-        return None
     try:
         if not recorded.exists() or recorded.resolve() == Path(now["path"]):
             return None

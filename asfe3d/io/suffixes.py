@@ -6,7 +6,7 @@ from __future__ import annotations
 __all__ = ["VOLUME_SUFFIXES", "PAIR_SUFFIXES", "image_stem"]
 
 #: single-file images: NIfTI, MHA / MHD, NRRD, FreeSurfer MGH / MGZ (longest first where one ends another)
-VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".mgz", ".mgh")
+VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".mgh.gz", ".mgz", ".mgh")
 #: the two files of a NIfTI pair (either may be named), optionally gzipped
 PAIR_SUFFIXES: tuple[str, ...] = (".hdr.gz", ".img.gz", ".hdr", ".img")
 

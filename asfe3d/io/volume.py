@@ -133,7 +133,7 @@ def detect_format(path: str | Path) -> str:
         return "mha"
     if name.endswith((".nrrd", ".nhdr")):
         return "nrrd"
-    if name.endswith((".mgz", ".mgh")):
+    if name.endswith((".mgz", ".mgh", ".mgh.gz")):
         return "mgh"
     return "other"
 
@@ -540,16 +540,16 @@ def _check_mgh_header(p: Path, role: str) -> tuple[int, ...]:
                                   "4 short, 10 ushort)")
     if good_ras <= 0:
         raise Asfe3dInputError(
-            p, f"{role} MGH header does not hold the image's orientation (goodRASFlag {good_ras}): FreeSurfer and "
-            "nibabel would assume a default coronal one; set the geometry (e.g. mri_convert with the scanner's "
-            "orientation) first")
+            p, f"{role} MGH header does not hold the image's orientation (goodRASFlag {good_ras}): FreeSurfer would "
+            "assume a default coronal one (nibabel too, for 0); set the geometry (e.g. mri_convert with the "
+            "scanner's orientation) first")
     check_voxel_sizes(p, role, delta, "MGH voxel sizes (delta)")
     lengths = np.linalg.norm(mdc, axis=1)  # the direction cosines (rows as stored): unit vectors in every MGH
     if not np.all(np.isfinite(mdc)) or np.abs(lengths - 1.0).max() > 1e-3:
         raise Asfe3dInputError(
             p, f"{role} MGH direction cosines are not unit vectors (lengths {np.round(lengths, 4).tolist()}): the "
             f"header does not agree with its voxel sizes {np.round(delta, 4).tolist()} (corrupt header?)")
-    compressed = p.name.lower().endswith(".mgz")
+    compressed = p.name.lower().endswith((".mgz", ".gz"))
     check_data_size(p, role, dims, _MGH_TYPES[kind],
                     stored_bytes=max(0, p.stat().st_size - 284) if not compressed else p.stat().st_size,
                     compressed=compressed)
@@ -568,7 +568,12 @@ def _read_mgh(p: Path, role: str, info: dict[str, Any]) -> tuple[np.ndarray, np.
     _check_mgh_header(p, role)
     try:
         with _quiet_nibabel():
-            img = nib.load(str(p))
+            if p.name.lower().endswith(".gz"):  # .mgh.gz, FreeSurfer's other name for .mgz: nibabel goes by .mgz
+                from isal import igzip
+
+                img = nib.MGHImage.from_bytes(igzip.decompress(p.read_bytes()))
+            else:
+                img = nib.load(str(p))
     except Exception as err:
         raise Asfe3dInputError(p, f"{role} file is not a readable MGH/MGZ image ({_short(err)})") from None
     if not isinstance(img, nib.MGHImage):  # pragma: no cover - nibabel loads .mgz/.mgh as MGHImage

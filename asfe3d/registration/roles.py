@@ -166,8 +166,8 @@ LABEL_MAP_EQUAL_NEIGHBOURS = 0.5
 
 def label_map_evidence(image: np.ndarray) -> str | None:
     """Whether an "MRI" is a label map or segmentation (``aparc+aseg.mgz``, an atlas), not an image: integer voxels,
-    few distinct values (judged on every second voxel), piecewise constant (neighbours along the first axis, on
-    every second line).
+    few distinct values (judged on every second voxel), piecewise constant along every axis (the least share of
+    equal neighbours of the three, on every second line).
 
     Args:
         image: the volume (any axis order).
@@ -182,10 +182,13 @@ def label_map_evidence(image: np.ndarray) -> str | None:
     count = int(np.unique(fg).size)
     if not 3 <= count <= LABEL_MAP_MAX_VALUES:
         return None
-    lines = np.asarray(image)[:, ::2, ::2]  # neighbours at the image's own spacing, along its first axis
-    a, b = lines[:-1], lines[1:]
-    both = (a != 0) & (b != 0)
-    equal = float(np.mean(a[both] == b[both])) if both.any() else 0.0
+    full = np.asarray(image)
+    equal = 1.0
+    for axis in range(3):  # every axis: a T1 with repeated slices (thick slices upsampled) is constant along one
+        lines = np.moveaxis(full, axis, 0)[:, ::2, ::2]  # neighbours at the image's own spacing, every second line
+        a, b = lines[:-1], lines[1:]
+        both = (a != 0) & (b != 0)
+        equal = min(equal, float(np.mean(a[both] == b[both])) if both.any() else 0.0)
     if equal < LABEL_MAP_EQUAL_NEIGHBOURS:
         return None
     return (f"MRI input looks like a label map or segmentation ({count} distinct integer values, {equal:.0%} of "

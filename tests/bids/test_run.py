@@ -312,6 +312,22 @@ def test_a_moved_dataset_resumes_with_its_derivatives(tmp_path: Path) -> None:
     with pytest.raises(Asfe3dInputError, match="these derivatives were made from"):
         run_bids(copy, copy / "derivatives/asfe3d", FAST_SETTINGS, reports=False)
 
+    # the derivatives moved beside another dataset while theirs is gone: not renewed to it (mixed provenance)
+    other = make_dataset(tmp_path / "other")
+    (other / "dataset_description.json").write_text(json.dumps({"Name": "study B", "BIDSVersion": "1.10.0"}))
+    shutil.move(moved / "derivatives", tmp_path / "derivatives")
+    shutil.move(tmp_path / "b", tmp_path / "gone")
+    description = tmp_path / "derivatives/asfe3d/dataset_description.json"
+    before = description.read_bytes()
+    with pytest.raises(Asfe3dInputError, match=r"which is not there any more, and .*other is not that dataset moved "
+                                               r"\(the derivatives are 'asfe3d MRI/PET fusion of tiny'"):
+        run_bids(other, tmp_path / "derivatives/asfe3d", FAST_SETTINGS, reports=False)
+    (other / "dataset_description.json").write_text(json.dumps({"Name": "tiny", "BIDSVersion": "1.10.0"}))
+    shutil.rmtree(other / "sub-02")
+    with pytest.raises(Asfe3dInputError, match=r"is not that dataset moved \(it has no sub-02\)"):
+        run_bids(other, tmp_path / "derivatives/asfe3d", FAST_SETTINGS, reports=False)
+    assert description.read_bytes() == before
+
 
 def test_a_refused_rerun_leaves_the_subjects_report(bids_run: tuple[Path, Path, list], tmp_path: Path) -> None:
     """A rerun with another method, refused without ``--overwrite``, keeps the earlier derivatives: their report

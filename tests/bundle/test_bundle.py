@@ -289,6 +289,9 @@ def test_bundle_inference_on_mri_grid_resumable_and_equal_to_fuse_pair(tmp_path,
     assert fused.stat().st_mtime_ns == stamp
     # a changed input: refused before anything runs, naming it (not replaced without --overwrite, as in cohorts)
     os.utime(pet, ns=(pet.stat().st_atime_ns, pet.stat().st_mtime_ns + 10**9))
+    assert datalist_items(datalist, out) == []  # touched, the same content: still complete
+    img = nib.load(pet)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32) * 2, img.affine, img.header), str(pet))
     with pytest.raises(Asfe3dInputError, match=r"the pet input .*pet\.nii\.gz changed since the recorded run"):
         datalist_items(datalist, out)
     assert [i["subject"] for i in datalist_items(datalist, out, overwrite=True)] == ["sub01"]
@@ -448,7 +451,8 @@ def test_a_subject_done_with_other_settings_is_refused_not_skipped(tmp_path, dem
     assert [i["subject"] for i in datalist_items(datalist, out, overwrite=True, settings=other)] == ["sub01"]
     # an input changed since: refused here, naming it, before anything is read or registered (it used to reach the
     # writer, which refused "output file already exists" after the registration)
-    os.utime(subject.mri, ns=(0, Path(subject.mri).stat().st_mtime_ns + 10**9))
+    img = nib.load(subject.mri)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32) * 2, img.affine, img.header), str(subject.mri))
     with pytest.raises(Asfe3dInputError, match=r"sub01_fused\.(nii\.gz|json): exists but is not a complete output of "
                                                r"this run of subject 'sub01' \(the mri input .* changed since"):
         datalist_items(datalist, out, settings=recorded)

@@ -266,10 +266,14 @@ def test_mgz_geometry_and_data_are_freesurfers(tmp_path):
     voxels where nibabel and FreeSurfer put them; it used to be refused ("convert it first")."""
     data = random_volume((12, 10, 8))
     affine = make_affine(rotation(0.1, -0.2, 0.3), (1.0, 1.2, 0.9), (-20.0, 15.0, 7.0))
-    for name in ("T1.mgz", "T1.mgh"):
-        vol = read_volume(_mgz(tmp_path / name, data, affine), role="MRI")
+    _mgz(tmp_path / "T1.mgz", data, affine)
+    (tmp_path / "T1.mgh.gz").write_bytes((tmp_path / "T1.mgz").read_bytes())  # FreeSurfer's other name for it
+    for name in ("T1.mgz", "T1.mgh", "T1.mgh.gz"):
+        if not (tmp_path / name).exists():
+            _mgz(tmp_path / name, data, affine)
+        vol = read_volume(tmp_path / name, role="MRI")
         assert vol.format == "mgh" and vol.nifti_header is None and vol.shape_xyz == (12, 10, 8)
-        ref = nib.load(tmp_path / name)
+        ref = nib.load(tmp_path / name.replace(".mgh.gz", ".mgz"))
         np.testing.assert_allclose(vol.affine_ras, ref.affine, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(vol.array_xyz(), data)
     frames = np.stack([data, 3 * data], axis=-1)  # a dynamic PET as PETSurfer keeps it: frames on the 4th axis

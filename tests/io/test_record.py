@@ -61,8 +61,8 @@ def test_a_copy_with_other_inputs_is_not_complete(tmp_path: Path) -> None:
 
 
 def test_inputs_moved_alone_or_behind_a_link_are_still_the_recorded_ones(tmp_path: Path) -> None:
-    """The recorded path gone (the inputs moved, the outputs stayed), or reached through a symbolic link since:
-    the same size and modification time make it the recorded input. A copy beside the original is not."""
+    """The recorded path gone (the inputs moved, the outputs stayed), or reached through a symbolic link since, or a
+    copy: the same content makes it the recorded input."""
     record, inputs, outputs = _run(tmp_path / "out", tmp_path / "in")
     shutil.move(tmp_path / "in", tmp_path / "store")
     (tmp_path / "in").symlink_to(tmp_path / "store")
@@ -73,8 +73,31 @@ def test_inputs_moved_alone_or_behind_a_link_are_still_the_recorded_ones(tmp_pat
     shutil.move(tmp_path / "store", tmp_path / "elsewhere")
     assert check_record(record, outputs, _moved(inputs, tmp_path / "in", tmp_path / "elsewhere")) is None
     shutil.copytree(tmp_path / "elsewhere", tmp_path / "in")  # the recorded place holds files again: copies
-    reason = check_record(record, outputs, _moved(inputs, tmp_path / "in", tmp_path / "elsewhere"))
-    assert reason is not None and "is not the recorded one" in reason
+    assert check_record(record, outputs, _moved(inputs, tmp_path / "in", tmp_path / "elsewhere")) is None
+    assert check_record(record, outputs, inputs) is None  # the same content: the recorded inputs
+
+
+def test_inputs_swapped_with_the_same_size_and_time_are_not_the_recorded_ones(tmp_path: Path) -> None:
+    """Two PETs of one size from one archive (one modification time), swapped after the run: by path, size and time
+    nothing changed, so the fused volume of the other PET was kept as complete. The content says otherwise."""
+    import os
+
+    inputs = {"mri": tmp_path / "in/a.nii", "pet": tmp_path / "in/b.nii"}
+    inputs["mri"].parent.mkdir()
+    for p, byte in zip(inputs.values(), (b"a", b"b")):
+        p.write_bytes(byte * 1000)
+        os.utime(p, ns=(1_700_000_000 * 10**9,) * 2)
+    fused = tmp_path / "fused.nii.gz"
+    fused.write_bytes(b"fused")
+    record = tmp_path / "fused.json"
+    write_record(record, {"inputs": {k: fingerprint(p) for k, p in inputs.items()}}, status="complete",
+                 outputs={"fused": fused})
+    assert check_record(record, {"fused": fused}, inputs) is None
+    os.rename(inputs["mri"], tmp_path / "in/tmp")
+    os.rename(inputs["pet"], inputs["mri"])
+    os.rename(tmp_path / "in/tmp", inputs["pet"])
+    reason = check_record(record, {"fused": fused}, inputs)
+    assert reason is not None and "its content is not the recorded one" in reason
 
 
 def test_outputs_moved_then_everything_moved(tmp_path: Path) -> None:
@@ -88,3 +111,13 @@ def test_outputs_moved_then_everything_moved(tmp_path: Path) -> None:
     shutil.move(tmp_path / "a", tmp_path / "b")
     record, outputs = tmp_path / "b/deep/out/fused.json", {"fused": tmp_path / "b/deep/out/fused.nii.gz"}
     assert check_record(record, outputs, _moved(inputs, tmp_path / "a", tmp_path / "b")) is None
+
+
+def test_a_deleted_output_of_a_moved_folder_is_missing(tmp_path: Path) -> None:
+    """Moved, then the fused volume deleted: "missing" at its new place (it was "not part of the recorded run")."""
+    record, inputs, outputs = _run(tmp_path / "a/out", tmp_path / "a/in")
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "b/out/fused.nii.gz").unlink()
+    reason = check_record(tmp_path / "b/out/fused.json", {"fused": tmp_path / "b/out/fused.nii.gz"},
+                          _moved(inputs, tmp_path / "a", tmp_path / "b"))
+    assert reason is not None and reason.endswith("is missing"), reason

@@ -210,3 +210,5 @@ def test_a_label_map_given_as_the_mri_is_said_to_be_one():
     assert label_map_evidence(norm) is None
     assert label_map_evidence(rng.random(labels.shape, dtype=np.float32)) is None  # not integers
     assert label_map_evidence((labels > 0).astype(np.float32)) is None  # a mask: 1 value, not a label map
+    thick = np.repeat(t1[:, :, ::3], 3, axis=2)  # 3 mm slices brought to 1 mm by repetition: constant along z only
+    assert label_map_evidence(thick) is None
