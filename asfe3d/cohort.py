@@ -570,7 +570,7 @@ def _check_paths_against_inputs(
     for s in subjects:
         protected[key(s.mri)] = f"the MRI of subject {s.subject!r}"
         protected[key(s.pet)] = f"the PET of subject {s.subject!r}"
-    if datalist is not None:
+    if datalist is not None and not Path(datalist).is_dir():  # a folder datalist's subject folders take the outputs
         protected[key(Path(datalist))] = "the datalist"
     written: dict[Path, str] = {}
     for s in subjects:

@@ -292,3 +292,15 @@ def test_unclaimed_early_registration_is_withdrawn(tmp_path, demo_files):
     subjects = [subjects[0], Subject("sub02", subjects[1].mri, tmp_path / "missing_pet.nii.gz")]
     results = run_cohort(subjects, Settings.from_flat(method="mean"), output_dir=tmp_path / "out", progress=False)
     assert [r.status for r in results] == ["ok", "failed"] and not early_mod._STARTED
+
+
+def test_a_folder_datalist_without_output_dir_writes_beside_each_mri(tmp_path, demo_files):
+    """The documented default of a folder datalist (outputs beside each MRI) was refused: "would overwrite the
+    datalist", the folder being guarded as if it were an input file."""
+    from asfe3d.cohort import plan_cohort
+
+    make_cohort(tmp_path / "subjects", demo_files, 1)
+    (tmp_path / "subjects" / "datalist.csv").unlink()
+    subjects = read_datalist(tmp_path / "subjects")
+    outputs = plan_cohort(subjects, FAST_SETTINGS, output_dir=None, datalist=tmp_path / "subjects")
+    assert outputs["sub01"].parent == subjects[0].mri.parent and outputs["sub01"].name.endswith("_fused.nii.gz")

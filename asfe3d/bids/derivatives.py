@@ -256,22 +256,21 @@ def pair_done(pair: BidsPair, paths: Mapping[str, Path], settings: Settings | No
     Returns:
         ``None`` or a short reason.
     """
-    from asfe3d.io.record import check_record, read_record
+    from asfe3d.io.record import check_record, output_changed, read_record
 
     reason = check_record(paths["fused_json"], {}, {"mri": pair.t1w, "pet": pair.pet},
                           None if settings is None else settings.as_dict())
     if reason is not None:
         return reason
     record = read_record(paths["fused_json"]) or {}
-    recorded = {Path(e["path"]).resolve(): e.get("size") for e in (record.get("outputs") or {}).values()
-                if isinstance(e, dict) and e.get("path")}
+    recorded = {Path(e["path"]).resolve(): e for e in (record.get("outputs") or {}).values()}
     for kind in ("fused", "registered_pet", "transform"):
         p = paths[kind].resolve()
         if p not in recorded:
             return f"the {kind} output {p.name} is not listed in the completion record"
         if not p.is_file():
             return f"the {kind} output {p.name} is missing"
-        if recorded[p] is not None and p.stat().st_size != recorded[p]:
+        if output_changed(recorded[p], p):
             return f"the {kind} output {p.name} changed since it was written"
     side = _read_json(paths["registered_json"])
     if not isinstance(side, dict) or _MARKER not in side:

@@ -25,7 +25,7 @@ from typing import Any
 
 from asfe3d.io.writer import _split_suffix, atomic_output
 
-__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "run_fields", "read_record", "write_record",
+__all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "output_changed", "run_fields", "read_record", "write_record",
            "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
            "check_default_named_outputs"]
 
@@ -42,22 +42,24 @@ def record_path(fused: str | os.PathLike) -> Path:
 
 def fingerprint(path: str | os.PathLike, *, digest: bool = True) -> dict[str, Any]:
     """Identity of an input file or DICOM folder: resolved path, total size in bytes, newest modification and
-    status-change times, the file's inode (``None`` for a folder) and, with ``digest``, the SHA-256 of its content.
+    status-change times, the file's inode (for a folder, a digest of its files' names, link targets, inodes, sizes
+    and times) and, with ``digest``, the SHA-256 of its content.
 
     Args:
         path: a file or a folder (every file under it counts).
         digest: also hash the content (:func:`content_digest`; about 1 GB/s).
 
     Returns:
-        ``{"path": str, "size": int, "mtime_ns": int, "ctime_ns": int, "inode": int | None[, "sha256": str]}``.
+        ``{"path": str, "size": int, "mtime_ns": int, "ctime_ns": int, "inode": int | str[, "sha256": str]}``.
     """
     p = Path(path).expanduser().resolve()
     if p.is_dir():
-        files = [f for f in p.rglob("*") if f.is_file()]
+        files = _folder_files(p)
         stats = [f.stat() for f in files]
         found = {"path": str(p), "size": int(sum(s.st_size for s in stats)),
                  "mtime_ns": int(max((s.st_mtime_ns for s in stats), default=0)),
-                 "ctime_ns": int(max((s.st_ctime_ns for s in stats), default=0)), "inode": None}
+                 "ctime_ns": int(max((s.st_ctime_ns for s in stats), default=0)),
+                 "inode": _files_identity(p, files, stats)}
     else:
         st = p.stat()
         found = {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
@@ -67,6 +69,28 @@ def fingerprint(path: str | os.PathLike, *, digest: bool = True) -> dict[str, An
     return found
 
 
+def _folder_files(folder: Path) -> list[Path]:
+    """A DICOM folder's files, sorted, hidden ones (``.DS_Store``, ``._*``, a sync tool's) and those in hidden
+    folders left out: a file manager's or a sync tool's notes, not slices, so one appearing is no change of the
+    input (it made a complete subject fail as "changed", and only ``--overwrite`` of the whole cohort got past it)."""
+    return sorted(f for f in folder.rglob("*")
+                  if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
+def _files_identity(folder: Path, files: list[Path], stats: list[os.stat_result]) -> str:
+    """A folder's files as the file system knows them, as one string: each one's name, where a link points, its
+    inode, size and times. Sums over the files (size, newest times) miss one file exchanged for an older one of the
+    same size, or a link pointed elsewhere; this does not."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f, st in zip(files, stats):
+        target = os.readlink(f) if f.is_symlink() else ""
+        h.update(f"{f.relative_to(folder).as_posix()}\0{target}\0{f.lstat().st_ino}\0{st.st_ino}\0{st.st_size}\0"
+                 f"{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def content_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, or of a folder's files (each one's path relative to the folder, then its bytes,
     in sorted order), as hex."""
@@ -74,7 +98,7 @@ def content_digest(path: str | os.PathLike) -> str:
 
     p = Path(path)
     h = hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    files = _folder_files(p) if p.is_dir() else [p]
     for f in files:
         if p.is_dir():
             h.update(f.relative_to(p).as_posix().encode("utf-8", "surrogateescape") + b"\0")
@@ -124,7 +148,23 @@ def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
         return None
-    return _relocated(data, path)
+    return _relocated(_well_formed(data), path)
+
+
+def _well_formed(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with its file entries (``inputs``, ``outputs``, ``earlier_outputs``) kept only where they have the
+    form asfe3d writes (a mapping with a string ``path``): a record edited or damaged by hand then reads as one that
+    lacks those files (not complete, not this run), never as a crash."""
+    def fine(entry: Any) -> bool:
+        return isinstance(entry, Mapping) and isinstance(entry.get("path"), str)
+
+    record = dict(record)
+    for key in ("inputs", "outputs"):
+        group = record.get(key)
+        record[key] = {k: v for k, v in group.items() if fine(v)} if isinstance(group, Mapping) else {}
+    earlier = record.get("earlier_outputs")
+    record["earlier_outputs"] = [v for v in earlier if fine(v)] if isinstance(earlier, list) else []
+    return record
 
 
 def _relocated(record: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -181,6 +221,8 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     for kind, p in outputs.items():
         p = Path(p).resolve()
         files[kind] = {"path": str(p), "size": p.stat().st_size if p.is_file() else None}
+        if status == "complete" and p.is_file():  # known by content too: an output exchanged for another is seen
+            files[kind] = {**fingerprint(p), "path": str(p)}
     listed = {entry["path"] for entry in files.values()}
     earlier = {p: size for p, size in _still_there(read_record(path)).items() if p not in listed}
     data = {"format": RECORD_FORMAT, **dict(content), "status": status, "outputs": files,
@@ -315,15 +357,20 @@ def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]]) 
     Which optional outputs are asked for is left out (the outputs themselves are compared by :func:`check_record`),
     and so are the device, the registration's thread count and ``overwrite``.
     """
-    recorded = recorded if isinstance(recorded, Mapping) else {}
+    if not isinstance(recorded, Mapping):
+        return "the record holds no settings"
     wanted = json.loads(json.dumps(_strict_json(wanted), default=str))  # as a record holds it (tuples as lists...)
     for group, values in wanted.items():
         if not isinstance(values, Mapping):
             continue
         had = recorded.get(group) if isinstance(recorded.get(group), Mapping) else {}
         for key, value in values.items():
-            if (group, key) not in _RESULT_NEUTRAL and had.get(key, value) != value:
-                before = had.get(key)
+            if (group, key) in _RESULT_NEUTRAL:
+                continue
+            if key not in had:  # damaged, or a record of a version before the option: what it did is not known
+                return f"{group}.{key} not recorded -> {_short(value)}"
+            before = had[key]
+            if before != value:
                 if isinstance(before, Mapping) and isinstance(value, Mapping):  # metadata: the first key that differs
                     first = next(k for k in sorted(set(before) | set(value), key=str) if before.get(k) != value.get(k))
                     return f"{group}.{key}[{first!r}] {before.get(first)!r} -> {value.get(first)!r}"
@@ -368,7 +415,7 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
             return f"the {kind} output {p} was not part of the recorded run"
         if not p.is_file():
             return f"the {kind} output {p} is missing"
-        if entry.get("size") is not None and p.stat().st_size != entry["size"]:
+        if output_changed(entry, p):
             return f"the {kind} output {p} changed since it was written"
     recorded_inputs = record.get("inputs") if isinstance(record.get("inputs"), Mapping) else {}
     # the roles asked for, and every other recorded input (the sidecar the PET was read with) at its recorded path
@@ -393,6 +440,20 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
     return None
 
 
+def output_changed(entry: Mapping[str, Any], path: str | os.PathLike) -> bool:
+    """Whether an existing output is not the file a record lists (``entry``: its size and, in records of this
+    version, its times, inode and SHA-256): another size, or, once it is not the same file untouched, another
+    content (two subjects' fused volumes of one size exchanged passed by size alone)."""
+    now = fingerprint(path, digest=False)
+    if entry.get("size") is not None and entry.get("size") != now["size"]:
+        return True
+    if not isinstance(entry.get("sha256"), str):
+        return False
+    if all(entry.get(k) == now[k] for k in ("mtime_ns", "ctime_ns", "inode")):
+        return False
+    return content_digest(path) != entry["sha256"]
+
+
 def _input_difference(role: str, want: Mapping[str, Any], path: str | os.PathLike) -> str | None:
     """Whether the input at ``path`` is the recorded one (``want``: its :func:`fingerprint`).
 
@@ -410,6 +471,8 @@ def _input_difference(role: str, want: Mapping[str, Any], path: str | os.PathLik
         if content_digest(now["path"]) == want["sha256"]:
             return None
         return f"the {role} input {now['path']} changed since the recorded run (its content is not the recorded one)"
+    if "ctime_ns" in want or "inode" in want:  # a record of this version without its digest: damaged, cannot tell
+        return f"the {role} input {now['path']} was touched since the recorded run, whose content digest is missing"
     if want.get("size") != now["size"] or want.get("mtime_ns") != now["mtime_ns"]:
         return f"the {role} input {now['path']} changed since the recorded run"
     recorded = Path(str(want.get("path", "")))

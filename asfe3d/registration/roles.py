@@ -158,16 +158,18 @@ def _mm(spacing: tuple[float, ...]) -> str:
 
 
 #: a label map's voxels: integers, at least 3 and at most this many distinct values, and this share of neighbouring
-#: foreground voxels equal (FreeSurfer's aparc.a2009s+aseg 0.88 at 1 mm and 0.76 at 2 mm, SPM's Neuromorphometrics
-#: atlas 0.89; real T1s 0.01-0.25, a FreeSurfer norm.mgz with its white matter set to 110: 0.06-0.10)
+#: voxels equal, the background (0) and the most frequent value left out, along the least constant axis
+#: (FreeSurfer's aparc.a2009s+aseg 0.90 at 1 mm and 0.80 at 2 mm, SPM's Neuromorphometrics atlas 0.91; real and
+#: quantised T1s 0.05-0.34, a FreeSurfer norm.mgz 0.09, a 64-level denoised T1 0.24, CTs 0.05-0.41 (0.41: a smoothed
+#: CT clipped to a brain window, its air one value), a T1 whose thick slices were repeated 0.06)
 LABEL_MAP_MAX_VALUES = 2000
-LABEL_MAP_EQUAL_NEIGHBOURS = 0.5
+LABEL_MAP_EQUAL_NEIGHBOURS = 0.6
 
 
 def label_map_evidence(image: np.ndarray) -> str | None:
     """Whether an "MRI" is a label map or segmentation (``aparc+aseg.mgz``, an atlas), not an image: integer voxels,
     few distinct values (judged on every second voxel), piecewise constant along every axis (the least share of
-    equal neighbours of the three, on every second line).
+    equal neighbours of the three, on every second line; the most frequent value left out, as a clipped plateau).
 
     Args:
         image: the volume (any axis order).
@@ -179,15 +181,17 @@ def label_map_evidence(image: np.ndarray) -> str | None:
     fg = sub[sub != 0]
     if fg.size < 1000 or not np.all(fg == np.round(fg)):
         return None
-    count = int(np.unique(fg).size)
+    values, counts = np.unique(fg, return_counts=True)
+    count = int(values.size)
     if not 3 <= count <= LABEL_MAP_MAX_VALUES:
         return None
+    plateau = values[np.argmax(counts)]  # left out: a clipped floor (a CT's air at its window) is one value too
     full = np.asarray(image)
     equal = 1.0
     for axis in range(3):  # every axis: a T1 with repeated slices (thick slices upsampled) is constant along one
         lines = np.moveaxis(full, axis, 0)[:, ::2, ::2]  # neighbours at the image's own spacing, every second line
         a, b = lines[:-1], lines[1:]
-        both = (a != 0) & (b != 0)
+        both = (a != 0) & (b != 0) & (a != plateau) & (b != plateau)
         equal = min(equal, float(np.mean(a[both] == b[both])) if both.any() else 0.0)
     if equal < LABEL_MAP_EQUAL_NEIGHBOURS:
         return None

@@ -121,3 +121,103 @@ def test_a_deleted_output_of_a_moved_folder_is_missing(tmp_path: Path) -> None:
     reason = check_record(tmp_path / "b/out/fused.json", {"fused": tmp_path / "b/out/fused.nii.gz"},
                           _moved(inputs, tmp_path / "a", tmp_path / "b"))
     assert reason is not None and reason.endswith("is missing"), reason
+
+
+def test_a_dicom_folder_with_one_file_exchanged_is_not_the_recorded_one(tmp_path: Path) -> None:
+    """A folder of links (a PACS cache), one pointed at an older file of the same size: its size and newest times
+    are unchanged, so the fast path took it for the recorded folder; the files' own identities say otherwise."""
+    import os
+
+    store, folder = tmp_path / "store", tmp_path / "dicom"
+    store.mkdir()
+    folder.mkdir()
+    for name, byte in (("a", b"a"), ("b", b"b"), ("old", b"o")):
+        (store / name).write_bytes(byte * 100)
+    os.utime(store / "old", ns=(10**18, 10**18))
+    os.utime(store / "a", ns=(2 * 10**18, 2 * 10**18))
+    os.utime(store / "b", ns=(2 * 10**18, 2 * 10**18))
+    for name in ("a", "b"):
+        (folder / f"{name}.dcm").symlink_to(store / name)
+    fused = tmp_path / "fused.nii.gz"
+    fused.write_bytes(b"fused")
+    record = tmp_path / "fused.json"
+    write_record(record, {"inputs": {"pet": fingerprint(folder)}}, status="complete", outputs={"fused": fused})
+    assert check_record(record, {"fused": fused}, {"pet": folder}) is None
+    (folder / "b.dcm").unlink()
+    (folder / "b.dcm").symlink_to(store / "old")
+    reason = check_record(record, {"fused": fused}, {"pet": folder})
+    assert reason is not None and "its content is not the recorded one" in reason
+
+
+def test_damaged_records_are_not_complete_and_never_crash(tmp_path: Path) -> None:
+    import json
+
+    record, inputs, outputs = _run(tmp_path / "out", tmp_path / "in")
+    good = json.loads(record.read_text())
+    edits = [("outputs", [1, 2]), ("outputs", None), ("outputs", {"fused": "x"}), ("outputs", {"fused": {"path": 3}}),
+             ("inputs", {"mri": "t1.nii.gz", "pet": good["inputs"]["pet"]}), ("inputs", {**good["inputs"],
+                                                                                    "pet_sidecar": {"path": 7}})]
+    for key, value in edits:
+        record.write_text(json.dumps({**good, key: value}))
+        reason = check_record(record, outputs, inputs)
+        assert reason is not None or key == "inputs" and "pet_sidecar" in str(value), (key, value)
+    # the digest removed (or not a string) while the file was edited in place, keeping its size and time
+    import os
+
+    mri = inputs["mri"]
+    stamp = mri.stat().st_mtime_ns
+    for digest in (None, 5, "deleted"):
+        entry = {k: v for k, v in good["inputs"]["mri"].items() if k != "sha256" or digest != "deleted"}
+        if digest != "deleted":
+            entry["sha256"] = digest
+        record.write_text(json.dumps({**good, "inputs": {**good["inputs"], "mri": entry}}))
+        mri.write_bytes(b"\xff" * mri.stat().st_size)
+        os.utime(mri, ns=(stamp, stamp))
+        reason = check_record(record, outputs, inputs)
+        assert reason is not None and "content digest is missing" in reason, (digest, reason)
+
+
+def test_settings_a_record_lacks_are_a_difference() -> None:
+    """A setting missing from a record (an earlier version's, or damaged) was "the same as anything this run asks"."""
+    from asfe3d.io.record import settings_difference
+    from asfe3d.settings import Settings
+
+    wanted = Settings.from_flat(method="max").as_dict()
+    recorded = Settings().as_dict()
+    assert settings_difference(recorded, Settings().as_dict()) is None
+    del recorded["fusion"]["method"]
+    assert settings_difference(recorded, wanted) == "fusion.method not recorded -> 'max'"
+    assert settings_difference(None, wanted) == "the record holds no settings"
+    assert settings_difference({k: v for k, v in recorded.items() if k != "fusion"}, wanted) is not None
+
+
+def test_a_hidden_file_in_a_dicom_folder_is_no_change(tmp_path: Path) -> None:
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    (folder / "1.dcm").write_bytes(b"slice" * 20)
+    fused = tmp_path / "fused.nii.gz"
+    fused.write_bytes(b"fused")
+    record = tmp_path / "fused.json"
+    write_record(record, {"inputs": {"mri": fingerprint(folder)}}, status="complete", outputs={"fused": fused})
+    (folder / ".DS_Store").write_bytes(b"finder")
+    assert check_record(record, {"fused": fused}, {"mri": folder}) is None
+    (folder / "2.dcm").write_bytes(b"slice" * 20)  # a slice more is a change
+    assert check_record(record, {"fused": fused}, {"mri": folder}) is not None
+
+
+def test_outputs_exchanged_for_others_of_the_same_size_are_not_complete(tmp_path: Path) -> None:
+    """Two subjects' fused volumes of one size swapped on disk: by path and size both were complete."""
+    import os
+
+    runs = {}
+    for name, byte in (("s1", b"1"), ("s2", b"2")):
+        fused = tmp_path / f"{name}_fused.nii"
+        fused.write_bytes(byte * 500)
+        write_record(tmp_path / f"{name}_fused.json", {"inputs": {}}, status="complete", outputs={"fused": fused})
+        runs[name] = fused
+    assert all(check_record(tmp_path / f"{n}_fused.json", {"fused": f}, {}) is None for n, f in runs.items())
+    os.rename(runs["s1"], tmp_path / "tmp")
+    os.rename(runs["s2"], runs["s1"])
+    os.rename(tmp_path / "tmp", runs["s2"])
+    for name, fused in runs.items():
+        assert "changed since it was written" in check_record(tmp_path / f"{name}_fused.json", {"fused": fused}, {})

@@ -212,3 +212,6 @@ def test_a_label_map_given_as_the_mri_is_said_to_be_one():
     assert label_map_evidence((labels > 0).astype(np.float32)) is None  # a mask: 1 value, not a label map
     thick = np.repeat(t1[:, :, ::3], 3, axis=2)  # 3 mm slices brought to 1 mm by repetition: constant along z only
     assert label_map_evidence(thick) is None
+    ct = np.clip(rng.normal(30, 15, labels.shape), -40, 120).round()  # a CT in a brain window, smooth tissue
+    ct[:, :, :20] = -40  # its air clipped to the window's floor: one value, not a label
+    assert label_map_evidence(ct) is None
