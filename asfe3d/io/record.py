@@ -220,9 +220,10 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     files = {}
     for kind, p in outputs.items():
         p = Path(p).resolve()
-        files[kind] = {"path": str(p), "size": p.stat().st_size if p.is_file() else None}
         if status == "complete" and p.is_file():  # known by content too: an output exchanged for another is seen
-            files[kind] = {**fingerprint(p), "path": str(p)}
+            files[kind] = fingerprint(p)
+        else:
+            files[kind] = {"path": str(p), "size": p.stat().st_size if p.is_file() else None}
     listed = {entry["path"] for entry in files.values()}
     earlier = {p: size for p, size in _still_there(read_record(path)).items() if p not in listed}
     data = {"format": RECORD_FORMAT, **dict(content), "status": status, "outputs": files,
@@ -447,11 +448,16 @@ def output_changed(entry: Mapping[str, Any], path: str | os.PathLike) -> bool:
     now = fingerprint(path, digest=False)
     if entry.get("size") is not None and entry.get("size") != now["size"]:
         return True
-    if not isinstance(entry.get("sha256"), str):
-        return False
-    if all(entry.get(k) == now[k] for k in ("mtime_ns", "ctime_ns", "inode")):
+    if not isinstance(entry.get("sha256"), str) or _untouched(entry, now, ("mtime_ns", "ctime_ns", "inode")):
         return False
     return content_digest(path) != entry["sha256"]
+
+
+def _untouched(want: Mapping[str, Any], now: Mapping[str, Any],
+               keys: tuple[str, ...] = ("path", "size", "mtime_ns", "ctime_ns", "inode")) -> bool:
+    """Whether a file (``now``: :func:`fingerprint` without digest) is the recorded one untouched: the same
+    ``keys`` (a key an older record lacks is not compared)."""
+    return all(want.get(k, now[k]) == now[k] for k in keys)
 
 
 def _input_difference(role: str, want: Mapping[str, Any], path: str | os.PathLike) -> str | None:
@@ -464,8 +470,7 @@ def _input_difference(role: str, want: Mapping[str, Any], path: str | os.PathLik
     modification time, and take a file whose recorded path is gone for the recorded one.
     """
     now = fingerprint(path, digest=False)
-    if (all(want.get(k) == now[k] for k in ("path", "size", "mtime_ns"))
-            and all(want.get(k, now[k]) == now[k] for k in ("ctime_ns", "inode"))):
+    if all(k in want for k in ("path", "size", "mtime_ns")) and _untouched(want, now):
         return None
     if isinstance(want.get("sha256"), str):
         if content_digest(now["path"]) == want["sha256"]:
