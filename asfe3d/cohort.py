@@ -268,6 +268,16 @@ def _is_volume_entry(p: Path) -> bool:
     return name.endswith(VOLUME_SUFFIXES + PAIR_SUFFIXES[0::2])  # .hdr.gz, .hdr: the pair's header names it
 
 
+def _freesurfer_hint(folder: Path, role: str) -> str:
+    """For a FreeSurfer subject folder (``mri/orig.mgz``), say how to name its MRI: which of FreeSurfer's volumes
+    (``orig``, ``nu``, ``T1``, ``brain``...) to fuse is the user's choice, not guessed here."""
+    mri_dir = folder / "mri"
+    if role != "MRI" or not (mri_dir / "orig.mgz").is_file():
+        return ""
+    return (f"; it looks like a FreeSurfer subject ({mri_dir}/orig.mgz): name the volume to fuse in a CSV "
+            f"datalist (subject,mri,pet with e.g. {folder.name}/mri/nu.mgz) or copy it as {folder.name}/t1.mgz")
+
+
 def _read_folder_datalist(path: Path) -> list[Subject]:
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
@@ -288,7 +298,7 @@ def _read_folder_datalist(path: Path) -> list[Subject]:
         for role, hint in (("MRI", "'mri' or 't1'"), ("PET", "'pet'")):
             if not found[role]:
                 raise Asfe3dInputError(folder, f"no {role} found (a volume file or DICOM folder whose name "
-                                               f"contains {hint})")
+                                               f"contains {hint}){_freesurfer_hint(folder, role)}")
             if len(found[role]) > 1:
                 raise Asfe3dInputError(folder, f"several {role} candidates: {[p.name for p in found[role]]}")
         name = _check_subject_name(folder.name, folder, "subject folder")

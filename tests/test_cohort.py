@@ -79,6 +79,15 @@ def test_read_datalist_folder_of_freesurfer_volumes(tmp_path):
     (tmp_path / "sub01" / "mri").mkdir()
     nib.save(nib.MGHImage(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "sub01" / "mri" / "T1.mgz"))
     assert [(s.mri.name, s.pet.name) for s in read_datalist(tmp_path)] == [("mri_t1.hdr", "pet.mgh")]
+    # a FreeSurfer subject folder itself (mri/orig.mgz, no MRI at the top): the refusal says how to name one
+    for f in ("mri_t1.img", "mri_t1.hdr"):
+        (tmp_path / "sub01" / f).unlink()
+    with pytest.raises(Asfe3dInputError, match="no MRI found") as err:
+        read_datalist(tmp_path)
+    assert "FreeSurfer" not in str(err.value)
+    nib.save(nib.MGHImage(np.ones((4, 4, 4), np.float32), np.eye(4)), str(tmp_path / "sub01" / "mri" / "orig.mgz"))
+    with pytest.raises(Asfe3dInputError, match=r"looks like a FreeSurfer subject .*sub01/mri/nu.mgz"):
+        read_datalist(tmp_path)
 
 
 @pytest.mark.parametrize(
