@@ -85,7 +85,11 @@ def sitk_from_metatensor(img: MetaTensor, channel: int = 0) -> Any:
 
 def volume_from_metatensor(img: MetaTensor) -> Any:
     """An :class:`asfe3d.io.Volume` (grid and header) of a MetaTensor made by :class:`LoadVolume`: the reference
-    that outputs are written like."""
+    that outputs are written like.
+
+    The grid is the MetaTensor's own (its ``affine`` and spatial shape), also after MONAI transforms changed it
+    since loading (``Orientationd``, ``Flipd``, ``SpatialCropd``...): the loaded NIfTI header then gets this grid
+    in its qform and sform (their codes kept), so nothing is written with the file's old placement."""
     import nibabel as nib
 
     from asfe3d.io import Volume
@@ -96,9 +100,31 @@ def volume_from_metatensor(img: MetaTensor) -> Any:
     if raw is not None:
         raw = bytes(raw)
         header = (nib.Nifti2Header if len(raw) == 540 else nib.Nifti1Header)(binaryblock=raw)
+        header = _header_on_grid(header, np.asarray(img.affine.detach().cpu(), np.float64), tuple(img.shape[1:]))
     source = dict(meta.get(SOURCE_KEY) or {})
     return Volume(image=sitk_from_metatensor(img), path=Path(str(meta.get("filename_or_obj", ""))),
                   format=str(source.pop("format", "unknown")), nifti_header=header, info=source)
+
+
+def _header_on_grid(header: Any, affine: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """``header`` itself when it describes this grid (affine to 1e-5 mm, shape), else a copy that does: the shape,
+    voxel sizes, sform and qform set from ``affine`` with the header's codes (a qform code stays 0 when it was; an
+    affine with shear, which a qform cannot hold, leaves the qform code 0 and the sform holds it)."""
+    if affine.shape != (4, 4) or len(shape) != 3:
+        return header
+    dims = tuple(int(d) for d in header.get_data_shape()[:3])
+    if dims == shape and np.allclose(header.get_best_affine(), affine, rtol=0, atol=1e-5):
+        return header
+    hdr = header.copy()
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    hdr.set_data_shape(shape)
+    hdr.set_zooms(tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)))
+    hdr.set_sform(affine, code=scode or qcode or 1)
+    if qcode:
+        hdr.set_qform(affine, code=qcode)
+        if not np.allclose(hdr.get_qform(), affine, rtol=0, atol=1e-5):  # a sheared grid: the sform holds it
+            hdr.set_qform(affine, code=0)
+    return hdr
 
 
 def fuse_options(fuser: Any, img: MetaTensor, slice_axis: int | str | None = "auto") -> dict[str, Any]:

@@ -164,6 +164,27 @@ def test_save_like_reference_keeps_geometry_and_codes(mri_file, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["mri_fused.json", "mri_fused.nii.gz", "rgb.nii.gz"]
 
 
+@pytest.mark.parametrize("step", ["flip", "orient", "crop"])
+def test_save_like_reference_writes_the_grid_a_monai_transform_made(mri_file, tmp_path, step):
+    """After MONAI's Flipd/Orientationd/SpatialCropd on the loaded MRI, the output is written on the MetaTensor's
+    grid: a voxel lands where it lay in the MRI (the loaded header's old qform/sform were written: a flip on disk
+    was a left-right mirror image, a crop displaced by its start)."""
+    from monai.transforms import Flip, Orientation, SpatialCrop
+
+    mri = LoadVolume()(mri_file)
+    moved = {"flip": Flip(spatial_axis=0), "orient": Orientation(axcodes="LPI"),
+             "crop": SpatialCrop(roi_start=(3, 4, 5), roi_end=(15, 16, 12))}[step](mri)
+    out = tmp_path / f"{step}.nii.gz"
+    SaveLikeReference()({"fused": (moved, out)}, moved)
+    ref, got = nib.load(mri_file), nib.load(out)
+    np.testing.assert_allclose(got.affine, moved.affine.numpy(), atol=1e-5)
+    assert got.shape == tuple(moved.shape[1:])
+    assert int(got.header["qform_code"]) == 1 and int(got.header["sform_code"]) == 2  # the MRI's codes kept
+    world = got.affine @ np.array([2, 3, 4, 1.0])  # the written voxel (2, 3, 4) is the MRI's voxel at that point
+    src = np.round(np.linalg.inv(ref.affine) @ world).astype(int)[:3]
+    assert got.get_fdata()[2, 3, 4] == pytest.approx(ref.get_fdata()[tuple(src)], abs=1e-4)
+
+
 def test_save_like_reference_refuses_overwrite_and_bad_args(mri_file, tmp_path):
     mri = LoadVolume()(mri_file)
     with pytest.raises(Asfe3dInputError, match="mri.nii.gz"):
