@@ -67,6 +67,15 @@ def _meta(img: MetaTensor) -> dict[str, Any]:
     return {k: v for k, v in img.meta.items() if k != "affine"}
 
 
+def derive_metatensor(data: Any, source: MetaTensor, meta: dict[str, Any]) -> MetaTensor:
+    """A new MetaTensor on ``source``'s grid: its affine and its MONAI transform stack (``applied_operations``), so
+    that MONAI's ``Invertd`` / ``Compose.inverse`` still undo spatial transforms run before this step."""
+    import copy
+
+    return MetaTensor(data, affine=source.affine.clone(), meta=meta,
+                      applied_operations=copy.deepcopy(list(source.applied_operations)))
+
+
 def metatensor_from_volume(vol: Any) -> MetaTensor:
     """A ``(1, X, Y, Z)`` float32 MetaTensor of an :class:`asfe3d.io.Volume` (:func:`asfe3d.io.volume_to_metatensor`):
     RAS affine, file name, provenance and (for NIfTI) the original header in the metadata."""
@@ -222,7 +231,7 @@ class HeadMask(Transform):
         mask = sitk.GetArrayViewFromImage(mask_img).transpose(2, 1, 0) != 0
         del mask_img
         meta = {k: v for k, v in img.meta.items() if k not in ("affine", HEADER_KEY, SOURCE_KEY)}
-        return MetaTensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), affine=img.affine.clone(), meta=meta)
+        return derive_metatensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), img, meta=meta)
 
 
 class RegisterToReference(Transform):
@@ -368,7 +377,7 @@ class RegisterToReference(Transform):
         meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY)}
         meta["filename_or_obj"] = moving.meta.get("filename_or_obj", "")
         meta[SOURCE_KEY] = moving.meta.get(SOURCE_KEY)
-        return MetaTensor(data, affine=reference.affine.clone(), meta=meta), result.transform, report
+        return derive_metatensor(data, reference, meta=meta), result.transform, report
 
 
 class RobustNormalize(Transform):
@@ -413,7 +422,7 @@ class RobustNormalize(Transform):
             norm, window = robust_normalize(channel, self.lower, self.upper, mask_arr)
             out.append(norm)
             windows.append(window)
-        result = MetaTensor(torch.from_numpy(np.stack(out)), affine=img.affine.clone(), meta=_meta(img))
+        result = derive_metatensor(torch.from_numpy(np.stack(out)), img, meta=_meta(img))
         result.meta[WINDOW_KEY] = [float(windows[0][0]), float(windows[0][1])]
         return result
 
@@ -457,7 +466,7 @@ class SmoothMm(Transform):
         if max(widths) > 64.0:
             raise ValueError(f"fwhm_mm {self.fwhm_mm} is {max(widths):.1f} voxels on a grid of {spacing} mm; at most 64")
         blurred = blur_per_axis(img.as_tensor().float()[None], widths)[0]
-        return MetaTensor(blurred, affine=img.affine.clone(), meta=_meta(img))
+        return derive_metatensor(blurred, img, meta=_meta(img))
 
 
 class Fuse(Transform):
@@ -500,7 +509,7 @@ class Fuse(Transform):
         if callable(steer) and img.ndim == 4:  # read once, given to the method, and kept in the output's metadata
             options["detail_steer_gain"] = meta["detail_steer_applied"] = float(steer(img))
         fused = self.fuser(arr[0], arr[1], **options)
-        return MetaTensor(torch.from_numpy(fused[None]), affine=img.affine.clone(), meta=meta)
+        return derive_metatensor(torch.from_numpy(fused[None]), img, meta=meta)
 
 
 class ColourFuse(Transform):
@@ -553,7 +562,7 @@ class ColourFuse(Transform):
         else:
             fuser = functools.partial(self.fuser, **fuse_options(self.fuser, img, self.slice_axis))
             rgb = fuse_colour_planes(arr[0], arr[1], self.colormap, window, fuse_luma=fuser)
-        return MetaTensor(torch.from_numpy(rgb), affine=img.affine.clone(), meta=_meta(img))
+        return derive_metatensor(torch.from_numpy(rgb), img, meta=_meta(img))
 
 
 class RestoreIntensity(Transform):
@@ -592,7 +601,7 @@ class RestoreIntensity(Transform):
         lo, hi = np.float32(window[0]), np.float32(window[1])
         values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         arr = torch.from_numpy((values.astype(np.float32) * (hi - lo) + lo).astype(np.float32))
-        return MetaTensor(arr, affine=img.affine.clone(), meta=_meta(img)) if isinstance(img, MetaTensor) else arr
+        return derive_metatensor(arr, img, meta=_meta(img)) if isinstance(img, MetaTensor) else arr
 
 
 def plan_outputs(

@@ -20,6 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from asfe3d.io.volume import FRAMES_GEOMETRY_KEY, SOURCE_KEY
+from asfe3d.transforms.array import derive_metatensor
 
 __all__ = ["RealignFrames", "RealignFramesd", "RealignFramesD", "RealignFramesDict"]
 
@@ -103,7 +104,7 @@ class RealignFrames(Transform):
             mean = (mean * np.float32(units["factor"])).astype(np.float32, copy=False)
         mean = check_values(path, mean, role, False, info)
         meta[SOURCE_KEY] = info
-        return MetaTensor(torch.from_numpy(np.ascontiguousarray(mean)[None]), affine=img.affine.clone(), meta=meta)
+        return derive_metatensor(torch.from_numpy(np.ascontiguousarray(mean)[None]), img, meta=meta)
 
 
 class RealignFramesd(MapTransform):

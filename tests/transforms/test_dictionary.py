@@ -16,7 +16,9 @@ from asfe3d.transforms import (
     RestoreIntensityd,
     RobustNormalized,
     SaveLikeReferenced,
+    SmoothMmd,
 )
+from tests.conftest import write_nifti
 
 
 def test_compose_chain_writes_on_the_mri_grid(small_pair, tmp_path):
@@ -58,3 +60,21 @@ def test_dictionary_bad_arguments():
         SaveLikeReferenced({"fused": "f.nii.gz"}, ref_key="mri")({"fused": None})
     with pytest.raises(ValueError, match="at least one"):
         SaveLikeReferenced({})
+
+
+def test_monai_invertd_undoes_a_spatial_transform_run_before_the_asfe3d_steps(tmp_path):
+    """The steps keep MONAI's transform stack (they dropped it: ``Invertd`` failed, "empty applied_operations")."""
+    from monai.transforms import Compose, Invertd, Orientationd
+
+    lps = np.diag([-2.0, -2.0, 2.0, 1.0])
+    lps[:3, 3] = (30.0, 30.0, -30.0)
+    rng = np.random.default_rng(0)
+    path = write_nifti(tmp_path / "mri.nii.gz", (rng.random((12, 10, 8)) * 100).astype(np.float32), lps)
+    chain = Compose([LoadVolumed("mri"), Orientationd("mri", axcodes="RAS"), HeadMaskd("mri"),
+                     RobustNormalized("mri", mask_key="mri_head"), SmoothMmd("mri", fwhm_mm=3.0)])
+    d = chain({"mri": str(path)})
+    assert [op["class"] for op in d["mri"].applied_operations] == ["Orientation"]
+    d["pred"] = d["mri"].clone()
+    back = Invertd(keys="pred", transform=chain, orig_keys="mri")(d)["pred"]
+    np.testing.assert_allclose(back.affine.numpy(), lps, atol=1e-6)
+    assert tuple(back.shape[1:]) == (12, 10, 8)
