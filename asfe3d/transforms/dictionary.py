@@ -42,7 +42,7 @@ from asfe3d.transforms.array import (
 )
 
 __all__ = [
-    "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "Fused", "ColourFused",
+    "InputPath", "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "Fused", "ColourFused",
     "RestoreIntensityd", "SaveLikeReferenced",
     "LoadVolumeD", "LoadVolumeDict", "HeadMaskD", "HeadMaskDict", "RegisterToReferenceD", "RegisterToReferenceDict",
     "RobustNormalizeD", "RobustNormalizeDict", "SmoothMmD", "SmoothMmDict", "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict",
@@ -61,10 +61,26 @@ def _early(d: Mapping[Hashable, Any], key: str | None) -> Any:
     return None if key is None else d.get(key)
 
 
+class InputPath(str):
+    """An input's path as kept under ``<key>_path`` by :class:`LoadVolumed`: a ``str`` that MONAI's spatial
+    dictionary transforms leave alone.
+
+    MONAI's ``Spacingd`` (on a NIfTI image) treats every ``<key>_*`` entry of the data as a metadata dictionary and
+    calls its ``update``; a plain ``str`` there stopped ``LoadVolumed`` -> ``Spacingd`` with an AttributeError. The
+    path an image was read from does not change when it is resampled, so ``update`` keeps it as it is.
+    """
+
+    __slots__ = ()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to update: the file an image was read from is the same after any transform."""
+
+
 class LoadVolumed(MapTransform):
     """Dictionary wrapper of :class:`~asfe3d.transforms.array.LoadVolume`.
 
-    The original path is kept under ``<key>_path`` (inputs are protected from being overwritten by the save step).
+    The original path is kept under ``<key>_path`` (an :class:`InputPath`, a ``str``; inputs are protected from
+    being overwritten by the save step).
 
     Args:
         keys: keys holding file paths.
@@ -105,7 +121,7 @@ class LoadVolumed(MapTransform):
             kwargs = {"series_uid": self._per_key(self.series_uid, key), "frame": self._per_key(self.frame, key),
                       "allow_nonfinite": self.allow_nonfinite, **self.reader_kwargs, **self.key_kwargs.get(key, {})}
             loader = LoadVolume(role=str(key).upper(), **kwargs)
-            d[f"{key}_path"] = d[key]
+            d[f"{key}_path"] = InputPath(d[key]) if isinstance(d[key], (str, Path)) else d[key]
             d[key] = loader(d[key], _early(d, self.early_key))
         return d
 

@@ -78,3 +78,18 @@ def test_monai_invertd_undoes_a_spatial_transform_run_before_the_asfe3d_steps(tm
     back = Invertd(keys="pred", transform=chain, orig_keys="mri")(d)["pred"]
     np.testing.assert_allclose(back.affine.numpy(), lps, atol=1e-6)
     assert tuple(back.shape[1:]) == (12, 10, 8)
+
+
+def test_monai_spacingd_after_load_volumed(tmp_path):
+    """MONAI's Spacingd takes every ``<key>_*`` entry for a metadata dict: the kept path (``mri_path``) broke it
+    ("'str' object has no attribute 'update'"); the path stays the file's and protects it from the save step."""
+    from monai.transforms import Spacingd
+
+    from asfe3d.errors import Asfe3dInputError
+
+    path = write_nifti(tmp_path / "mri.nii.gz", np.random.default_rng(0).random((12, 10, 8)).astype(np.float32),
+                       np.diag([2.0, 2.0, 2.0, 1.0]))
+    d = Compose([LoadVolumed("mri"), Spacingd("mri", pixdim=4.0)])({"mri": path})
+    assert d["mri"].pixdim.tolist() == [4.0, 4.0, 4.0] and d["mri_path"] == str(path)
+    with pytest.raises(Asfe3dInputError, match="mri.nii.gz"):
+        SaveLikeReferenced({"mri": path}, ref_key="mri", overwrite=True)(d)
