@@ -147,18 +147,22 @@ def auto_slice_axis(affine_ras: Any) -> int:
 
 def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[float, float, float] | None:
     """The voxel size (mm, ``X, Y, Z``) of a batch: ``spacing`` when given, else from the input MetaTensor's affine
-    (the first item's), else ``None``.
+    (one voxel size for the whole batch), else ``None``.
 
     Raises:
-        ValueError: a ``spacing`` that is not three finite numbers > 0, or an affine without a usable voxel size
-            (quoted).
+        ValueError: a ``spacing`` that is not three finite numbers > 0, an affine without a usable voxel size
+            (quoted), or a batch whose items have different voxel sizes (the steps in mm would use the first
+            item's for all: run such items one at a time).
     """
     if spacing is None:
         if not isinstance(inputs, MetaTensor):
             return None
-        affine = inputs.affine
-        affine = affine[0] if affine.ndim == 3 else affine
-        spacing = np.linalg.norm(affine.detach().cpu().numpy().astype(float)[:3, :3], axis=0)
+        affines = inputs.affine.detach().cpu().numpy().astype(float)
+        sizes = np.linalg.norm(affines[..., :3, :3], axis=-2).reshape(-1, 3)
+        if not np.allclose(sizes, sizes[:1], rtol=1e-4, atol=1e-6):
+            raise ValueError(f"the batch's items have different voxel sizes {np.round(sizes, 4).tolist()} (mm): "
+                             "fuse them one at a time (a batch of one) or resample them to one grid")
+        spacing = sizes[0]
         what = "the input's affine gives a voxel size of"
     else:
         what = "spacing must be three voxel sizes > 0 (mm), got"
@@ -487,9 +491,12 @@ class FusionInferer(Inferer):
             return int(axis)
         if not isinstance(inputs, MetaTensor):
             raise ValueError("slice_axis='auto' needs a MetaTensor input (its affine gives the axial axis)")
-        affine = inputs.affine
-        affine = affine[0] if affine.ndim == 3 else affine
-        return auto_slice_axis(affine.detach().cpu().numpy())
+        affines = inputs.affine.detach().cpu().numpy().reshape(-1, 4, 4)
+        axes = sorted({auto_slice_axis(a) for a in affines})
+        if len(axes) > 1:
+            raise ValueError(f"slice_axis='auto': the batch's items have different axial axes {axes}; fuse them "
+                             "one at a time (a batch of one) or name the axis")
+        return axes[0]
 
     def detail_fwhm(self, inputs: torch.Tensor, spacing: Sequence[float] | None = None) -> list[float] | None:
         """The detail band's width along ``X, Y, Z`` in voxels for these inputs (``detail_fwhm_mm`` over the voxel

@@ -249,6 +249,14 @@ def test_bad_spacing_refused_with_the_values():
     with pytest.raises(ValueError, match=r"the input's affine gives a voxel size of \[1.0, 0.0, 1.0\]"):
         FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(flat, net)
 
+    # a collated batch of two grids: the first item's voxel size was used for both (the second fused off by 0.12)
+    two = MetaTensor(torch.rand(2, 2, 6, 6, 6), affine=torch.stack(
+        [torch.diag(torch.tensor([s, s, s, 1.0], dtype=torch.float64)) for s in (0.8, 2.0)]))
+    with pytest.raises(ValueError, match=r"different voxel sizes \[\[0.8, 0.8, 0.8\], \[2.0, 2.0, 2.0\]\]"):
+        FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(two, net)
+    same = MetaTensor(torch.rand(2, 2, 6, 6, 6), affine=torch.stack([torch.eye(4, dtype=torch.float64)] * 2))
+    assert FusionInferer("volume", steps=FusionSteps(detail_fwhm_mm=6.0))(same, net).shape == (2, 1, 6, 6, 6)
+
 
 class _PoolNet(torch.nn.Module):
     """A network with the stem-stride split of ASFEFusion: logits = the MRI average-pooled by 2 (both channels),
