@@ -48,10 +48,15 @@ __all__ = [
 WINDOW_KEY = "asfe3d_window"
 
 
-def _as_metatensor(img: Any, name: str) -> MetaTensor:
+def _as_metatensor(img: Any, name: str, grid: str | None = None) -> MetaTensor:
+    """``img`` as a MetaTensor; a plain tensor or array gets MONAI's default (1 mm, identity) affine, unless the
+    step needs the image's real grid (``grid`` says what for): then it is refused, not taken for a 1 mm grid."""
     if isinstance(img, MetaTensor):
         return img
     if isinstance(img, (torch.Tensor, np.ndarray)):
+        if grid is not None:
+            raise ValueError(f"{name} is a plain {type(img).__name__} without an affine, but {grid}: give a "
+                             "MetaTensor with the image's affine (MONAI's set_track_meta(False) drops it)")
         return MetaTensor(torch.as_tensor(img))
     raise ValueError(f"{name} must be a MetaTensor, tensor or array, got {type(img).__name__}")
 
@@ -222,7 +227,7 @@ class HeadMask(Transform):
 
         from asfe3d.registration import head_mask
 
-        img = _as_metatensor(img, "img")
+        img = _as_metatensor(img, "img", "the head mask is made in mm on its grid")
         _check_channel_first_3d(img, "img", 1)
         image = sitk_from_metatensor(img)
         mask_img = None if early is None else early.head_mask(image)
@@ -300,7 +305,8 @@ class RegisterToReference(Transform):
         from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, resolve_method
         from asfe3d.registration.qc import assess_registration
 
-        moving, reference = _as_metatensor(moving, "moving"), _as_metatensor(reference, "reference")
+        moving = _as_metatensor(moving, "moving", "registration works in mm on each image's grid")
+        reference = _as_metatensor(reference, "reference", "registration works in mm on each image's grid")
         _check_channel_first_3d(moving, "moving", 1)
         _check_channel_first_3d(reference, "reference", 1)
         from asfe3d.io.volume import SOURCE_KEY as _SOURCE
@@ -452,12 +458,12 @@ class SmoothMm(Transform):
             ``(C, X, Y, Z)`` float32, metadata kept; the same object's values when ``fwhm_mm`` is 0.
 
         Raises:
-            ValueError: not ``(C, X, Y, Z)``, or an affine without a usable voxel size, or a width of more than 64
-                voxels along an axis (quoted).
+            ValueError: not ``(C, X, Y, Z)``, a plain tensor (no affine) for a width > 0, an affine without a
+                usable voxel size, or a width of more than 64 voxels along an axis (quoted).
         """
         from asfe3d.networks.blocks.detail import blur_per_axis
 
-        img = _as_metatensor(img, "img")
+        img = _as_metatensor(img, "img", None if self.fwhm_mm == 0.0 else "the width is in mm on its grid")
         _check_channel_first_3d(img, "img")
         if self.fwhm_mm == 0.0:
             return img
@@ -499,7 +505,10 @@ class Fuse(Transform):
         A slice-wise network slices along ``slice_axis``; ``"auto"`` takes the voxel axis closest to the head's
         superior-inferior axis from the image's affine (axial slices, as the 2D network was trained on).
         """
-        img = _as_metatensor(img, "img")
+        needs_grid = getattr(self.fuser, "uses_spacing", False) or (
+            self.slice_axis == "auto" and getattr(self.fuser, "mode", None) == "slice")
+        img = _as_metatensor(img, "img", f"method {getattr(self.fuser, 'name', type(self.fuser).__name__)!r} "
+                                         "works on the image's grid (mm, axial axis)" if needs_grid else None)
         if img.shape[0] != 2 or img.ndim not in (3, 4):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
@@ -743,7 +752,7 @@ class SaveLikeReference(Transform):
             stale.unlink(missing_ok=True)
         t0 = time.perf_counter()
         content = dict(record_content or {})
-        vol = volume_from_metatensor(_as_metatensor(reference, "reference"))
+        vol = volume_from_metatensor(_as_metatensor(reference, "reference", "outputs are written on its grid"))
         first = next(iter(outs.paths.values()))
         with outs, disk_errors(first.parent):
             # the files are written by a small pool: one output's disk write (GIL released) overlaps the next one's

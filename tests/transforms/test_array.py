@@ -205,7 +205,26 @@ def test_head_mask_is_the_same_on_every_call(mri_file):
     masks += [HeadMask()(mri) for _ in range(8)]
     assert all(torch.equal(m, masks[0]) for m in masks) and bool(masks[0].any())
     with pytest.raises(ValueError, match=r"\(1, X, Y, Z\)"):
-        HeadMask()(torch.zeros(2, 4, 4, 4))
+        HeadMask()(MetaTensor(torch.zeros(2, 4, 4, 4)))
+
+
+def test_steps_in_mm_refuse_a_plain_tensor_instead_of_taking_a_1_mm_grid(mri_file):
+    """A plain tensor (MONAI's set_track_meta(False)) was given a 1 mm identity grid: a 6 mm smoothing of a 3 mm
+    PET became 18 mm, a registration of 3 mm and 2 mm images compared two 1 mm grids."""
+    from asfe3d.transforms import SmoothMm
+
+    mri = LoadVolume()(mri_file)
+    plain = mri.as_tensor()
+    unit = torch.cat([plain, plain]).clamp(0, 100) / 100
+    for step, match in [(lambda: SmoothMm(6.0)(plain), "the width is in mm"),
+                        (lambda: HeadMask()(plain), "head mask is made in mm"),
+                        (lambda: RegisterToReference()(plain, mri), "moving is a plain Tensor without an affine"),
+                        (lambda: Fuse("highpass")(unit), "method 'highpass' works on the"),
+                        (lambda: SaveLikeReference()({"fused": (plain, "f.nii.gz")}, plain), "written on its grid")]:
+        with pytest.raises(ValueError, match=match):
+            step()
+    assert torch.equal(SmoothMm(0.0)(plain), plain)  # no width, no grid needed
+    assert Fuse("mean")(unit).shape == plain.shape  # a method that works per voxel
 
 
 def test_plan_outputs_expands_the_home_folder_for_the_record(tmp_path, monkeypatch):
