@@ -107,8 +107,8 @@ class SubjectResult:
         total: seconds spent on this subject in this run (including the validity check of a skipped one).
         message: why a subject failed or was skipped, or what was notable.
         rank: the process rank that handled the subject (0 without torch.distributed).
-        qc_verdict: the registration quality verdict (``pass``, ``warn``, ``fail``; empty when not registered in
-            this run).
+        qc_verdict: the registration quality verdict (``pass``, ``warn``, ``fail``; a skipped subject's from its
+            record; empty when not known).
         qc_reasons: the verdict's reasons.
         registration_start: where the registration started (``moments``, or the turn a multi-start search kept).
     """
@@ -877,7 +877,32 @@ def _cohort_run(subject: Subject, output: Path, settings: Settings) -> SubjectRu
                       redo=settings.outputs.overwrite)
 
 
+def _recorded_registration(output: Path) -> dict[str, Any]:
+    """The registration a complete subject's record holds (its QC verdict, reasons, metric, start), ``{}`` when it
+    cannot be read: a skipped subject's summary row keeps what its run found."""
+    from asfe3d.io.record import read_record
+
+    try:
+        record = read_record(planned_outputs(output)["record"]) or {}
+    except (OSError, ValueError):
+        return {}
+    registration = record.get("registration")
+    return registration if isinstance(registration, dict) else {}
+
+
 def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, rank: int) -> SubjectResult:
+    if outcome.status == "skipped":  # what the recorded run found about the registration stays in the summary
+        registration = _recorded_registration(output)
+        qc = registration.get("qc") if isinstance(registration.get("qc"), dict) else {}
+        reasons = "; ".join(str(r) for r in qc.get("reasons") or [])
+        message = outcome.message
+        if qc.get("verdict") == "fail":
+            message += f"; registration judged failed: {reasons}"
+        metric = registration.get("metric")
+        return SubjectResult(subject.subject, "skipped", output, message=message, rank=rank, total=outcome.seconds,
+                             qc_verdict=str(qc.get("verdict") or ""), qc_reasons=reasons,
+                             registration_metric=float(metric) if isinstance(metric, (int, float)) else math.nan,
+                             registration_start=str(registration.get("start") or ""))
     if outcome.status != "ok":
         return SubjectResult(subject.subject, outcome.status, output, message=outcome.message, rank=rank,
                              total=outcome.seconds)

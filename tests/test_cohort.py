@@ -166,6 +166,13 @@ def test_run_cohort_ok_failed_then_resumed(tmp_path, demo_files):
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_fused.nii.gz") if p.name in mtimes} == mtimes
     assert [r["status"] for r in read_summary(summary)] == ["skipped", "ok", "skipped"]
     assert check_results(again) == again
+    # a skipped subject's row keeps what its recorded run found (they were empty: a failed verdict vanished)
+    for first, resumed in ((results[0], again[0]), (results[2], again[2])):
+        assert first.qc_verdict and (resumed.qc_verdict, resumed.qc_reasons, resumed.registration_start) == (
+            first.qc_verdict, first.qc_reasons, first.registration_start)
+        assert resumed.registration_metric == pytest.approx(first.registration_metric, nan_ok=True)
+        assert not resumed.timings
+    assert read_summary(summary)[0]["qc_verdict"] == results[0].qc_verdict
 
 
 def test_run_cohort_bad_arguments(tmp_path, demo_files):

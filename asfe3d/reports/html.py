@@ -389,6 +389,10 @@ def _relative_link(target: Path, index: Path) -> str:
     return quote(Path(os.path.relpath(target.resolve(), index.resolve().parent)).as_posix(), safe="/")
 
 
+#: how an index names a subject's status: ``skipped`` is a subject an earlier run completed (not "not processed")
+_STATUS_LABEL = {"skipped": "done earlier"}
+
+
 def write_index(
     path: str | Path,
     entries: Iterable[IndexEntry | Mapping[str, Any]],
@@ -440,8 +444,11 @@ def write_index(
             status = "failed"
         rows.append((entry, summary, verdict, status))
     rows.sort(key=lambda r: (order.get(r[3], 2), r[0].name))
+    verdicts: dict[str, int] = {}
     for entry, summary, verdict, status in rows:
         counts[status] = counts.get(status, 0) + 1
+        if verdict and status not in ("failed", "no-pet"):
+            verdicts[str(verdict)] = verdicts.get(str(verdict), 0) + 1
         thumb = (summary or {}).get("thumbnail")
         thumb = thumb if isinstance(thumb, str) and thumb.startswith("data:image/png;base64,") else None
         link = _relative_link(entry.report, path) if summary is not None and entry.report is not None else None
@@ -450,13 +457,15 @@ def write_index(
         if link and img:
             img = f'<a href="{_e(link)}">{img}</a>'
         status_badge = _badge("fail", "failed") if status == "failed" else (
-            f'<span class="badge none">{_e(status)}</span>' if status not in ("ok",) else "")
+            f'<span class="badge none">{_e(_STATUS_LABEL.get(status, status))}</span>' if status != "ok" else "")
         flags = " ".join(f'<span class="badge none">{_e(f)}</span>' for f in entry.flags)
         verdict_badge = _badge(verdict) if status != "failed" and status != "no-pet" else ""
         msg = f'<div class="msg">{_e(entry.message)}</div>' if entry.message else ""
         cards.append(f'<div class="card" data-status="{_e(status)}" data-verdict="{_e(verdict or "")}">{img}'
                      f'<div>{name} {status_badge} {verdict_badge} {flags}</div>{msg}</div>')
-    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    tally = ", ".join(f"{n} {_STATUS_LABEL.get(s, s)}" for s, n in sorted(counts.items()))
+    if verdicts:  # what the registrations were judged, done in this run or an earlier one
+        tally += "; registration " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
     # the index's own summary: a rerun (a resumed cohort, a BIDS run) knows the page as asfe3d's and replaces it
     summary = {"generator": GENERATOR, "kind": "index", "title": title, "subjects": len(items), "counts": counts,
                "asfe3d_version": __version__}

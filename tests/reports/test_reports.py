@@ -172,6 +172,11 @@ def test_index_links_reports_with_thumbnails_failed_first(tmp_path: Path) -> Non
     assert text.index("sub-02") < text.index("sub-01")  # failed first
     assert "&lt;bad&gt;" in text and "<bad>" not in text
     assert len(_pngs(text)) == 1 and 'data-verdict="warn"' in text
+    # the header counts the registrations' verdicts; a subject an earlier run completed is "done earlier"
+    assert "3 subjects: 1 failed, 1 no-pet, 1 ok; registration 1 warn" in text
+    again = write_index(tmp_path / "index.html", [IndexEntry("sub-01", status="skipped", report=report, verdict="fail")])
+    text = again.read_text(encoding="utf-8")
+    assert "1 subjects: 1 done earlier; registration 1 fail" in text and ">done earlier</span>" in text
     with pytest.raises(ValueError, match="needs a name"):
         write_index(tmp_path / "i2.html", [IndexEntry("")])
 
