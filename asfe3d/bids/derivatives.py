@@ -578,7 +578,8 @@ def write_reports(results: Sequence[PairResult], root: str | Path, *, overwrite:
     """Write the subjects' reports (when needed) and ``index.html`` for a BIDS run's results.
 
     A subject's report is (re)drawn when any of its pairs was fused or failed in this run, or when the report is
-    missing; subjects whose pairs were all skipped keep their report.
+    missing; subjects whose pairs were all skipped keep their report. The index lists this run's subjects and
+    every other subject whose asfe3d report is in ``root`` (runs of other participants).
 
     Args:
         results: what :func:`run_bids` returned.
@@ -608,6 +609,17 @@ def write_reports(results: Sequence[PairResult], root: str | Path, *, overwrite:
         flags = [f"{len(with_pairs)} pairs"] if len(with_pairs) > 1 else []
         entries.append(IndexEntry(name=f"sub-{subject}", report=path if path.exists() else None, status=status,
                                   message="; ".join(messages), flags=flags))
+    # subjects of earlier runs (another --participant-label, one job per participant): their reports stay listed
+    from asfe3d.reports import read_report_summary
+
+    for path in sorted(root.glob("sub-*.html")):
+        label = path.stem[len("sub-"):]
+        summary = None if label in by_subject else read_report_summary(path)
+        if summary is None or summary.get("kind") == "index":
+            continue
+        status = "failed" if summary.get("status") == "failed" else "ok"
+        entries.append(IndexEntry(name=path.stem, report=path, status=status,
+                                  message="not in this run: its report from an earlier run"))
     description = _read_json(root / "dataset_description.json")
     name = description.get("Name") if isinstance(description, dict) and isinstance(description.get("Name"), str) \
         else f"asfe3d: {root.name}"

@@ -112,6 +112,22 @@ def test_reports_and_index(bids_run: tuple[Path, Path, list]) -> None:
     assert "asfe3d MRI/PET fusion of tiny" in index  # the derivatives' name, not "asfe3d: asfe3d" (the folder)
 
 
+def test_index_of_a_one_participant_run_keeps_the_other_subjects(bids_run: tuple[Path, Path, list],
+                                                                 tmp_path: Path) -> None:
+    """A run for one participant (``--participant-label``, one job per participant) rewrote the index with that
+    subject alone: the others' reports stayed on disk but vanished from the index."""
+    from asfe3d.bids.derivatives import write_reports
+
+    bids, out, _ = bids_run
+    copy = tmp_path / "derivatives"
+    shutil.copytree(out, copy)
+    results = run_bids(bids, copy, FAST_SETTINGS, participant_labels=["01"], reports=False)
+    assert [r.subject for r in results] == ["01"]
+    index = write_reports(results, copy).read_text(encoding="utf-8")
+    assert 'href="sub-01.html"' in index and 'href="sub-02.html"' in index
+    assert "not in this run: its report from an earlier run" in index
+
+
 def test_rerun_skips_complete_pairs_and_keeps_files(bids_run: tuple[Path, Path, list]) -> None:
     bids, out, _ = bids_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
