@@ -911,10 +911,18 @@ def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, ran
     reasons = "; ".join(qc.get("reasons", []))
     if qc.get("verdict") == "fail":
         message = (message + "; " if message else "") + f"registration judged failed: {reasons}"
+    timings = {k: float(res.timings[k]) for k in STEPS if k in res.timings}
+    total = float(res.timings.get("total", math.nan))
+    early = res.registration.get("early_seconds") if res.registration.get("early") else None
+    if isinstance(early, dict):  # read, masked and registered early in a thread: that work is the subject's too
+        for name, step in (("read", "load"), ("head_mask", "load"), ("register", "register")):
+            seconds = early.get(name)
+            if isinstance(seconds, (int, float)) and math.isfinite(seconds):
+                timings[step] = timings.get(step, 0.0) + float(seconds)
+                total += float(seconds)
     return SubjectResult(
         subject.subject, "ok", Path(res.output), registration_metric=float(res.registration.get("metric", math.nan)),
-        timings={k: float(res.timings[k]) for k in STEPS if k in res.timings},
-        total=float(res.timings.get("total", math.nan)), message=message, rank=rank,
+        timings=timings, total=total, message=message, rank=rank,
         qc_verdict=str(qc.get("verdict", "")), qc_reasons=reasons,
         registration_start=str(res.registration.get("start") or ""),
     )

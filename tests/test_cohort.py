@@ -286,6 +286,11 @@ def test_next_subject_registered_beside_this_one_same_voxels(tmp_path, demo_file
     used = [json.loads((tmp_path / "out" / f"sub0{i}_fused.json").read_text())["registration"]["early"]
             for i in (1, 2, 3)]
     assert used == [False, True, True]  # the first subject has no one before it (the command starts its own)
+    # the summary's steps hold the early work (register_s was the 0.04 s left to do after the thread's 5 s)
+    record = json.loads((tmp_path / "out" / "sub02_fused.json").read_text())
+    early_register = record["registration"]["early_seconds"]["register"]
+    assert results[1].timings["register"] == pytest.approx(early_register + record["timings"]["register"])
+    assert results[1].total > early_register + sum(record["timings"][k] for k in ("fuse", "save"))
     plain = fuse_pair(subjects[2].mri, subjects[2].pet, tmp_path / "plain.nii.gz", settings)
     assert plain.registration["early"] is False
     a = nib.load(str(tmp_path / "out" / "sub03_fused.nii.gz"))
