@@ -133,7 +133,10 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
     finally:
         early = getattr(args, "early", None)
         if early is not None and not interrupted:  # a run that ended early (a refusal, a failure) lets the thread
-            early.cancel()  # stop at its next step and waits for it: ITK must not be mid-call at shutdown
+            # stop at its next step and waits for it (ITK must not be mid-call at the interpreter's teardown), but
+            # not in the command, which ends without that teardown (entry): a refusal is not kept waiting for the
+            # rest of a registration (a missing --weights file was reported, then the process sat 4-8 s)
+            early.cancel(wait=not command)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

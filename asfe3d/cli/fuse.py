@@ -135,6 +135,9 @@ def start_early(args: argparse.Namespace) -> None:
     args.early = None
     if args.series or (args.datalist is None and (args.mri is None or args.pet is None)):
         return
+    weights = getattr(args, "weights", None)
+    if weights is not None and not os.path.isfile(weights):
+        return  # run() refuses it at once; a registration underway would only load the machine meanwhile
     try:
         from asfe3d.registration.early import EarlyRegistration
 

@@ -128,7 +128,7 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
-        raise Asfe3dInputError(path, f"not a readable weight file ({type(exc).__name__}: {exc})") from None
+        raise Asfe3dInputError(path, f"not a readable weight file ({_load_problem(exc)})") from None
     if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise Asfe3dInputError(
             path, "a plain state dict without the network's config (as the MONAI bundle's models/*.pt), not an asfe3d "
@@ -138,6 +138,20 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Asfe3dInputError(path, f"not an asfe3d weight file (expected format {FORMAT!r})")
     return payload
+
+
+def _load_problem(exc: Exception) -> str:
+    """One short line for why ``torch.load`` refused a file: its own message is many lines, with advice (load it
+    with ``weights_only=False``, file an issue) that does not apply to a file that is not a checkpoint at all."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        cause = next((ln for ln in lines if ln.startswith(("Unsupported", "WeightsUnpickler error"))), "")
+        cause = cause.split(" Please ")[0].split(" Check the ")[0]  # torch's advice to load it unsafely: not ours
+        return "not a PyTorch checkpoint, or one holding more than tensors" + (f": {cause[:120]}" if cause else "")
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return f"{type(exc).__name__}: {first[:200]}"
 
 
 #: Most bytes a weight file may unpack to (the shipped networks take a few MB): a 8 MB file can hold a deflated

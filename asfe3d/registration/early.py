@@ -121,10 +121,13 @@ class EarlyRegistration:
             _STARTED[(self.paths["mri"], self.paths["pet"])] = self
         return self
 
-    def cancel(self) -> None:
-        """Stop the thread at its next step (reading, masking, registering), wait for it, and withdraw the offer."""
+    def cancel(self, wait: bool = True) -> None:
+        """Stop the thread at its next step (reading, masking, registering), wait for it (unless ``wait`` is False:
+        a process that ends at once, without the interpreter's teardown, need not wait for an ITK call to
+        finish), and withdraw the offer."""
         self._cancelled.set()
-        self.wait()
+        if wait:
+            self.wait()
         with _STARTED_LOCK:
             if _STARTED.get((self.paths["mri"], self.paths["pet"])) is self:
                 del _STARTED[(self.paths["mri"], self.paths["pet"])]

@@ -323,16 +323,18 @@ def test_usage_mistakes_are_one_line_with_exit_2(pair, capsys, extra, expected):
     assert expected in err
 
 
-@pytest.mark.parametrize("name, overwrite, started", [("taken.nii.gz", False, False), ("taken.nii.gz", True, True),
-                                                      ("new.nii.gz", False, True), ("new.txt", False, False)])
-def test_no_early_registration_for_an_output_that_will_be_refused(pair, tmp_path, name, overwrite, started):
+@pytest.mark.parametrize("name, overwrite, started, extra", [
+    ("taken.nii.gz", False, False, []), ("taken.nii.gz", True, True, []), ("new.nii.gz", False, True, []),
+    ("new.txt", False, False, []), ("new.nii.gz", False, False, ["--weights", "missing.pt"])])
+def test_no_early_registration_for_an_output_that_will_be_refused(pair, tmp_path, name, overwrite, started, extra):
     # a registration underway would keep the refusal waiting (the command lets the thread end before exiting)
     from asfe3d.cli import build_parser
     from asfe3d.cli.fuse import start_early
 
     mri, pet = pair
     (tmp_path / "taken.nii.gz").write_bytes(b"user's file")
-    argv = ["fuse", str(mri), str(pet), "-o", str(tmp_path / name)] + (["--overwrite"] if overwrite else [])
+    argv = ["fuse", str(mri), str(pet), "-o", str(tmp_path / name)] + (["--overwrite"] if overwrite else []) + [
+        str(tmp_path / e) if e.endswith(".pt") else e for e in extra]
     args = build_parser().parse_args(argv)
     start_early(args)
     try:

@@ -134,3 +134,20 @@ def test_weight_file_that_unpacks_too_large_refused_before_loading(tmp_path, mon
     with pytest.raises(Asfe3dInputError, match=r"unpacks to 64 MB.*decompression bomb"):
         weights.load_weights(bomb)
     assert not loaded
+
+
+@pytest.mark.parametrize("kind", ["png", "pickled_function"])
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_short_line(tmp_path, kind):
+    """torch's refusal is many lines, advising to load the file with weights_only=False (unsafe) and to file an
+    issue with PyTorch; the error is one line naming the file, without that advice."""
+    from asfe3d.fusion.weights import load_weights
+
+    path = tmp_path / f"{kind}.pt"
+    if kind == "png":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    else:
+        torch.save({"f": print}, path)
+    with pytest.raises(Asfe3dInputError, match="not a readable weight file") as err:
+        load_weights(path)
+    text = str(err.value)
+    assert "\n" not in text and "weights_only" not in text and "file an issue" not in text and len(text) < 400

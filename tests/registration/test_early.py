@@ -109,6 +109,11 @@ def test_cancel_withdraws_the_offer(pair):
     early = EarlyRegistration.from_settings(mri, pet).start()
     early.cancel()
     assert early.wait(0) and claim_early_registration(mri, pet) is None
+    # without waiting (the command, which ends without the interpreter's teardown): withdrawn at once
+    early = EarlyRegistration.from_settings(mri, pet).start()
+    early.cancel(wait=False)
+    assert claim_early_registration(mri, pet) is None
+    early.wait()
 
 
 def test_command_registers_beside_its_imports_and_writes_the_same_volume(pair, tmp_path):
