@@ -101,8 +101,11 @@ def print_result(result: Any, stream: Any = None) -> None:
     reg = result.registration
     anat = anatomical_name({"input_info": result.inputs})  # a PET/CT study's anatomical input is a CT
     # the overlap check's own measure (PET above 10 % of its 99th percentile), not the QC's head_covered
-    print(f"registration: {registration_outcome(reg)}; PET covers {result.overlap:.0%} of the {anat} head (overlap "
-          "check: PET above 10 % of its 99th percentile)", file=stream)
+    fov = ((reg.get("qc") or {}).get("numbers") or {}).get("head_in_pet_fov")
+    fov_text = f"; the PET's field of view holds {fov:.0%} of the head" if isinstance(fov, (int, float)) else ""
+    # the overlap check's measure: a brain PET's uptake spans about half a whole head with its scalp and neck
+    print(f"registration: {registration_outcome(reg)}; PET signal (above 10 % of its 99th percentile) spans "
+          f"{result.overlap:.0%} of the {anat} head{fov_text}", file=stream)
     if reg.get("start") not in (None, "moments", "header"):
         print(f"registration: the first result failed its check; a multi-start search kept the start "
               f"'{reg['start']}' (check the PET header's orientation)", file=stream)

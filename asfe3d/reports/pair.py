@@ -40,6 +40,7 @@ KEY_NUMBERS = (
     ("rotation_deg", "Rotation found", 1.0, "degrees"),
     ("mi_margin", "MI margin over perturbed alignments", 1.0, ""),
     ("pet_in_head", "PET signal inside the head", 100.0, "%"),
+    ("head_in_pet_fov", "Head inside the PET's field of view", 100.0, "%"),
 )
 
 
@@ -102,8 +103,8 @@ def _quality_html(result: Mapping[str, Any]) -> str:
     if isinstance(overlap, (int, float)):
         # the overlap check's own measure (PET above 10 % of its 99th percentile in the MRI's head), not the QC's
         # ``head_covered`` (listed under "All quality numbers"): named apart, as the two differ on a poor alignment
-        rows.append(("Head covered by the PET (overlap check: PET above 10 % of its 99th percentile)",
-                     f"{100 * overlap:.1f} %"))
+        rows.append(("Head spanned by the PET signal (overlap check: PET above 10 % of its 99th percentile; a "
+                     "brain PET's uptake spans about half a head with its scalp)", f"{100 * overlap:.1f} %"))
     shown = set()
     for key, label, scale, unit in KEY_NUMBERS:
         value = numbers.get(key)

@@ -363,7 +363,10 @@ def _qc_sentence(result: Mapping[str, Any], anat: str) -> str:
         parts.append(f"; the verdict was \u201c{verdict}\u201d")
     overlap = result.get("overlap", _get(result, "registration", "overlap"))
     if isinstance(overlap, (int, float)) and overlap == overlap:
-        parts.append(f" with {100 * overlap:.1f} % of the head covered by the PET")
+        parts.append(f", the PET signal (above 10 % of its 99th percentile) spanning {100 * overlap:.1f} % of the head")
+        fov = _get(result, "registration", "qc", "numbers", "head_in_pet_fov")
+        if isinstance(fov, (int, float)) and not isinstance(fov, bool):
+            parts.append(f" and the PET's field of view holding {100 * fov:.1f} % of it")
     if mode == "strict":
         parts.append(" (QC mode strict: a failed registration is refused)")
     elif mode == "warn":

@@ -207,10 +207,14 @@ def test_overlap_row_is_named_apart_from_the_qc_head_covered(tmp_path: Path) -> 
     mri, pet, fused = _volumes()
     result = {**RESULT, "overlap": 0.955,
               "registration": {**RESULT["registration"],
-                               "qc": {**RESULT["registration"]["qc"], "numbers": {"head_covered": 0.9088}}}}
+                               "qc": {**RESULT["registration"]["qc"],
+                                      "numbers": {"head_covered": 0.9088, "head_in_pet_fov": 1.0}}}}
     text = write_subject_report(tmp_path / "r.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
                                 pet_as_read_image=pet, result=result).read_text(encoding="utf-8")
-    assert "Head covered by the PET (overlap check" in text and "95.5 %" in text and "0.9088" in text
+    assert "Head spanned by the PET signal (overlap check" in text and "95.5 %" in text and "0.9088" in text
+    # "covered by the PET" read as a truncated PET (59 % for a whole-head FDG scan): the field of view is its own row
+    assert "covered by the PET" not in text and "Head inside the PET&#x27;s field of view" in text
+    assert "the PET&#x27;s field of view holding 100.0 % of it" in text  # the methods paragraph
 
 
 def test_timings_say_when_reading_and_registration_ran_early(tmp_path: Path) -> None:
