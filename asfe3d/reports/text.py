@@ -405,10 +405,19 @@ def _inputs_sentence(result: Mapping[str, Any], anat: str, cite: Any) -> str:
             motion = [m for m in (_number(v) for v in info.get("frame_motion_mm") or []) if m is not None]
             worst = f" (largest mean frame displacement {max(motion):.2g} mm)" if motion else ""
             parts.append(f"The {n} frames of the dynamic {name} were realigned rigidly to {to} with SimpleITK "
-                         f"{cite('sitk', 'sitk_nb')}{worst} and averaged")
+                         f"{cite('sitk', 'sitk_nb')}{worst} and averaged{_frame_weighting(info)}")
         elif info.get("frames_averaged"):
-            parts.append(f"The {n} frames of the dynamic {name} were averaged without realignment")
+            parts.append(f"The {n} frames of the dynamic {name} were averaged without realignment"
+                         f"{_frame_weighting(info)}")
     return ". ".join(parts) + "." if parts else ""
+
+
+def _frame_weighting(info: Mapping[str, Any]) -> str:
+    """How a dynamic PET's frames were weighted in their mean: by their durations, or equally (none known)."""
+    durations = info.get("frame_durations_s")
+    if info.get("frame_weighting") == "duration" and isinstance(durations, (list, tuple)) and durations:
+        return f", weighted by their durations ({', '.join(f'{float(d):g}' for d in durations)} s)"
+    return " with equal weights (the frame durations were not known)"
 
 
 def _units_sentence(result: Mapping[str, Any]) -> str:
@@ -495,8 +504,9 @@ def _fusion_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> 
                      f"as wavelet fusion does)")
         f = _number(fusion.get("detail_steer_applied"))
         if f is not None and f > 1:
-            text += (f"; then, because the PET's band below its resolution followed the {anat}'s little (a noisy PET), "
-                     f"the {anat}'s detail band was added at {f:.3g} times the network's gain")
+            text += (f"; then, because the PET's band below its resolution followed the {anat}'s little (as in a "
+                     f"noisy PET; measured by asfe3d on this pair), the {anat}'s detail band was added at {f:.3g} "
+                     "times the network's gain")
         text += "."
     elif method in _CLASSIC:
         params = {"wavelet": "db2", "levels": "?", "gain": 1.0, "pet_fwhm_mm": 6.0, **fusion}
@@ -527,8 +537,13 @@ def methods_text(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
     for result in results:
         anat = anatomical_name(result)
         version = result.get("asfe3d_version") or __version__
-        sentences = [f"The {anat} and PET images were processed with asfe3d {version}, a MONAI-based "
-                     f"{cite('monai')} 3D implementation of ASFE-Fusion {cite('asfe')} for {anat}/PET fusion."]
+        monai = cite("monai")  # cited first: the references are numbered in order of first citation
+        method = _get(result, "fusion", "method") or _setting(result, "method")
+        if method in (None, "asfe"):
+            what = f"3D implementation of ASFE-Fusion {cite('asfe')} for {anat}/PET fusion"
+        else:  # a classic method: ASFE-Fusion was not used, so it is not cited
+            what = f"pipeline for {anat}/PET registration and fusion"
+        sentences = [f"The {anat} and PET images were processed with asfe3d {version}, a MONAI-based {monai} {what}."]
         read = _inputs_sentence(result, anat, cite)
         if read:
             sentences.append(read)

@@ -78,7 +78,8 @@ def test_each_section_once_about_and_methods(tmp_path: Path, monkeypatch: pytest
     assert "asfe3d fuse &#x27;t1 w.nii.gz&#x27; pet.nii.gz --report" in about  # shell-quoted, as typed
     assert f"<td>{__version__}</td>" in about and "Platform" in about and "Python" in about
     methods = _visible(text[text.index('id="methods"'):])
-    assert "Biomedical Signal Processing and Control 96:106478" in methods
+    # a wavelet run: asfe3d named as the pipeline, ASFE-Fusion (not used) not cited
+    assert "pipeline for MRI/PET registration and fusion" in methods and "96:106478" not in methods
     assert "Mattes" in methods and "SimpleITK" in methods and "MONAI" in methods
     assert "rigid transform (6 degrees of freedom)" in methods and "three resolution levels" in methods
     assert "wavelet" in methods and "QC mode" not in methods  # RESULT records no QC mode
@@ -102,7 +103,7 @@ def test_ct_and_suv_are_named_everywhere(tmp_path: Path) -> None:
     assert not any("MRI" in t for t in _texts(overlay))
     paragraphs, refs = methods_text([CT_RESULT])
     assert "body-weight SUV" in paragraphs[0] and "share one frame of reference" in paragraphs[0]
-    assert "MRI" not in paragraphs[0] and any("106478" in r for r in refs)
+    assert "MRI" not in paragraphs[0] and not any("106478" in r for r in refs)  # wavelet: ASFE-Fusion not cited
     # units the PET input states when not converted, and a BIDS _ct file named CT
     stated = {**RESULT, "input_info": {"pet": {"units": "kBq/ml"}}, "inputs": {"mri": "/d/sub-01_ct.nii.gz"}}
     assert pet_units(stated) == "kBq/mL" and anatomical_name(stated) == "CT"
@@ -237,6 +238,25 @@ def test_methods_text_says_how_much_mri_detail_was_injected() -> None:
     assert "Gaussian blur of 5.5 voxels FWHM" in methods_text([gated])[0][0]
     taken = {**asfe, "fusion": {**asfe["fusion"], "detail_fwhm_mm": 6.0, "detail_fwhm_mm_applied": 6.0}}
     assert "Gaussian blur of 6 mm FWHM" in methods_text([taken])[0][0]
+
+
+def test_methods_text_cites_asfe_fusion_only_when_used_and_says_how_frames_were_weighted() -> None:
+    """``--method mean`` was described as "a 3D implementation of ASFE-Fusion [2]" with Gu et al. in the references;
+    a 4D PET averaged with equal weights (no durations known) read as if weighted."""
+    mean = {"fusion": {"method": "mean"}, "settings": {"method": "mean", "registration": "none"}}
+    paragraphs, refs = methods_text([mean])
+    assert "ASFE-Fusion" not in paragraphs[0] and not any("Gu" in r for r in refs)
+    assert "pipeline for MRI/PET registration and fusion" in paragraphs[0]
+    asfe = {"fusion": {"method": "asfe", "mode": "volume"}, "settings": {"method": "asfe", "registration": "none"}}
+    paragraphs, refs = methods_text([asfe])
+    assert "implementation of ASFE-Fusion [2]" in paragraphs[0] and any("Gu" in r for r in refs)
+    frames = {"frames": 3, "frames_averaged": True}
+    equal = {**mean, "input_info": {"pet": frames}}
+    assert ("The 3 frames of the dynamic PET were averaged without realignment with equal weights (the frame "
+            "durations were not known)") in methods_text([equal])[0][0]
+    weighted = {**mean, "input_info": {"pet": {**frames, "frame_weighting": "duration",
+                                               "frame_durations_s": [60, 120, 300]}}}
+    assert "averaged without realignment, weighted by their durations (60, 120, 300 s)" in methods_text([weighted])[0][0]
 
 
 def test_methods_text_says_the_pet_was_smoothed_only_when_it_was() -> None:
