@@ -973,7 +973,11 @@ def volume_to_metatensor(vol: Volume) -> Any:
         data = torch.from_numpy(np.stack([np.asarray(f, dtype=np.float32) for f in vol.frames]))
     else:
         data = torch.from_numpy(vol.array_xyz()[None])
+    # MONAI's own keys as its LoadImage + EnsureChannelFirst set them, so that its writers (SaveImaged) take it:
+    # the channel was added here, not read from the file; the affine as read
     meta = {"filename_or_obj": str(vol.path), MetaKeys.SPACE: SpaceKeys.RAS,
+            MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel" if vol.frames is None else 0,
+            MetaKeys.ORIGINAL_AFFINE: np.array(vol.affine_ras, dtype=np.float64),
             SOURCE_KEY: {"format": vol.format, **vol.info}}
     if vol.nifti_header is not None:
         meta[HEADER_KEY] = bytes(vol.nifti_header.binaryblock)

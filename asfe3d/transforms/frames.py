@@ -76,7 +76,14 @@ class RealignFrames(Transform):
         if reference != "mean" and int(reference) >= nframes:
             raise Asfe3dInputError(path, f"{role} frame_reference={reference} is out of range: the image has "
                                          f"{nframes} frames")
-        origin, spacing, direction = info.pop(FRAMES_GEOMETRY_KEY)
+        geometry = info.pop(FRAMES_GEOMETRY_KEY, None)
+        if geometry is None:  # frames read by another loader (MONAI's LoadImage): the grid is the image's affine
+            from asfe3d.io import sitk_image_from_ras_affine
+
+            grid = sitk_image_from_ras_affine(np.zeros(tuple(img.shape[1:]), np.float32),
+                                              np.asarray(img.affine.detach().cpu(), np.float64))
+            geometry = (grid.GetOrigin(), grid.GetSpacing(), grid.GetDirection())
+        origin, spacing, direction = geometry
         frames = img.detach().cpu().numpy()
         images = []
         for arr in frames:

@@ -66,6 +66,18 @@ def test_4d_realigned_after_loading(moving_pet, caplog):
     assert "frames_realigned" not in one.info and one.info["frame_taken"] == 1
 
 
+def test_4d_loaded_by_monai_is_realigned_like_one_loaded_by_asfe3d(moving_pet):
+    """Frames loaded by MONAI's LoadImage (channel first) have no reader's grid in their metadata: RealignFrames
+    failed with a bare KeyError 'frames_geometry'; the grid is the image's affine."""
+    from monai.transforms import LoadImage
+
+    p, _, _ = moving_pet
+    ours, _ = _realigned(p)
+    monai = RealignFrames()(LoadImage(image_only=True, ensure_channel_first=True)(str(p)))
+    assert monai.shape[0] == 1
+    np.testing.assert_allclose(monai[0].numpy(), ours, atol=1e-4 * float(np.abs(ours).max()))
+
+
 def test_4d_reference_frame_and_errors(moving_pet, tmp_path):
     p, _, _ = moving_pet
     _, info = _realigned(p, 2)

@@ -93,3 +93,19 @@ def test_monai_spacingd_after_load_volumed(tmp_path):
     assert d["mri"].pixdim.tolist() == [4.0, 4.0, 4.0] and d["mri_path"] == str(path)
     with pytest.raises(Asfe3dInputError, match="mri.nii.gz"):
         SaveLikeReferenced({"mri": path}, ref_key="mri", overwrite=True)(d)
+
+
+def test_monai_saveimaged_writes_a_load_volumed_image_on_its_grid(tmp_path):
+    """MONAI's writers look for its own metadata keys (``original_channel_dim``): an oblique LoadVolumed image
+    was refused ("no suitable writer")."""
+    from monai.transforms import SaveImaged
+
+    oblique = np.array([[0.0, -2.0, 0.0, 20.0], [2.0, 0.0, 0.0, -10.0], [0.0, 0.0, 2.0, 5.0], [0, 0, 0, 1]])
+    data = np.random.default_rng(0).random((8, 7, 6)).astype(np.float32)
+    path = write_nifti(tmp_path / "mri.nii.gz", data, oblique)
+    d = Compose([LoadVolumed("mri"), SaveImaged("mri", output_dir=str(tmp_path / "out"), separate_folder=False,
+                                                output_postfix="copy", print_log=False)])({"mri": path})
+    written = nib.load(str(tmp_path / "out" / "mri_copy.nii.gz"))
+    np.testing.assert_allclose(written.affine, oblique, atol=1e-5)
+    np.testing.assert_allclose(written.get_fdata(), data, atol=1e-6)
+    assert d["mri"].meta["original_channel_dim"] == "no_channel"
