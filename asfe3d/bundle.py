@@ -418,6 +418,35 @@ def _checked_value(parser: Any, id_: str) -> Any:
         return None
 
 
+def _check_checkpoint_fits(path: Path, network: Any) -> None:
+    """Refuse a checkpoint whose tensors do not fit ``network`` (the config's ``network_def``): the bundle's 2D
+    weights given to the 3D config ended in MONAI's traceback of some hundred size mismatches, after the first
+    subject's registration."""
+    import torch
+
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.fusion.weights import load_state_dict_file
+
+    if not isinstance(network, torch.nn.Module):
+        return  # not built from the user's input alone: the run reports it
+    state = load_state_dict_file(path)
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    dims = getattr(network, "spatial_dims", None)
+    if shapes:
+        k = shapes[0]
+        first = f"{len(shapes)} tensor(s) of other shapes, e.g. {k} {list(state[k].shape)} != {list(expected[k].shape)}"
+    else:
+        first = f"{len(missing)} missing and {len(unexpected)} unexpected tensor(s), e.g. {(missing or unexpected)[0]}"
+    hint = " (2D weights for a 3D network_def? the slice variant is inference_slice.json)" if dims == 3 and shapes \
+        and any(state[k].ndim == expected[k].ndim - 1 for k in shapes) else ""
+    raise Asfe3dInputError(path, f"checkpoint (--ckpt_path) does not fit network_def: {first}{hint}")
+
+
 def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any]) -> list[Asfe3dInputError]:
     """The run's inputs that cannot work, found before anything runs: one error per bad id, in run order.
 
@@ -464,6 +493,8 @@ def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any])
         if isinstance(path, (str, Path)) and not Path(path).expanduser().is_file():
             raise Asfe3dInputError(path, "checkpoint (--ckpt_path) " + (
                 "is a folder, not a file" if Path(path).expanduser().is_dir() else "does not exist"))
+        if isinstance(path, (str, Path)) and isinstance(parser.get("network_def"), dict):
+            _check_checkpoint_fits(Path(path).expanduser(), _checked_value(parser, "network_def"))
 
     def datalist() -> None:
         path = _checked_value(parser, "datalist")

@@ -25,6 +25,7 @@ __all__ = [
     "shipped_weights",
     "save_weights",
     "load_weights",
+    "load_state_dict_file",
     "check_config",
     "count_parameters",
     "check_weights",
@@ -138,6 +139,34 @@ def load_weights(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Asfe3dInputError(path, f"not an asfe3d weight file (expected format {FORMAT!r})")
     return payload
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint as the bundle's ``CheckpointLoader`` takes them: a plain state dict
+    (``models/model.pt``) or a file whose ``state_dict`` entry is one (an asfe3d weight file), read with
+    ``weights_only=True``.
+
+    Args:
+        path: the checkpoint.
+
+    Returns:
+        ``{name: tensor}``.
+
+    Raises:
+        Asfe3dInputError: missing, unreadable, or holding no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Asfe3dInputError(path, "checkpoint not found")
+    _check_unpacked_size(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
+        raise Asfe3dInputError(path, f"not a readable checkpoint ({_load_problem(exc)})") from None
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise Asfe3dInputError(path, "holds no state dict (a mapping of names to tensors, or one under 'state_dict')")
+    return {str(k): v for k, v in state.items()}
 
 
 def _load_problem(exc: Exception) -> str:

@@ -78,6 +78,15 @@ def test_input_errors_output_dir_and_datalist_contents(tmp_path):
                                                           "cannot write in /proc")
     errors = input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(tmp_path)))
     assert [str(e) for e in errors] == [f"{tmp_path}: checkpoint (--ckpt_path) is a folder, not a file"]
+    # the bundle's own 2D weights for the 3D config: one line before anything runs (a 269-line traceback, after
+    # the first subject's registration); the 2D config takes them, and a file that is not a checkpoint is named
+    two_d = str(BUNDLE / "models" / "model_2d.pt")
+    errors = input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=two_d))
+    assert len(errors) == 1 and "does not fit network_def: " in str(errors[0])
+    assert "the slice variant is inference_slice.json" in str(errors[0]) and "\n" not in str(errors[0])
+    assert input_errors(SLICE, _overrides(tmp_path, ckpt_path=two_d)) == []
+    errors = input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(tmp_path / "mri.nii.gz")))
+    assert len(errors) == 1 and "not a readable checkpoint" in str(errors[0])
     bad = tmp_path / "bad.csv"
     bad.write_text("subject,mri,pet\nb1,mri.nii.gz,missing_pet.nii.gz\n")
     errors = input_errors(INFERENCE, _overrides(tmp_path, datalist=str(bad)))
