@@ -123,13 +123,7 @@ def load_weights(path: str | Path) -> dict[str, Any]:
         Asfe3dInputError: missing, unreadable or not an asfe3d weight file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise Asfe3dInputError(path, "weight file not found")
-    _check_unpacked_size(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
-        raise Asfe3dInputError(path, f"not a readable weight file ({_load_problem(exc)})") from None
+    payload = _safe_load(path, "weight file")
     if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise Asfe3dInputError(
             path, "a plain state dict without the network's config (as the MONAI bundle's models/*.pt), not an asfe3d "
@@ -156,17 +150,22 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         Asfe3dInputError: missing, unreadable, or holding no state dict.
     """
     path = Path(path)
-    if not path.is_file():
-        raise Asfe3dInputError(path, "checkpoint not found")
-    _check_unpacked_size(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
-        raise Asfe3dInputError(path, f"not a readable checkpoint ({_load_problem(exc)})") from None
+    payload = _safe_load(path, "checkpoint")
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise Asfe3dInputError(path, "holds no state dict (a mapping of names to tensors, or one under 'state_dict')")
     return {str(k): v for k, v in state.items()}
+
+
+def _safe_load(path: Path, what: str) -> Any:
+    """``torch.load`` of ``path`` with ``weights_only=True``, after the size check; problems as one line."""
+    if not path.is_file():
+        raise Asfe3dInputError(path, f"{what} not found")
+    _check_unpacked_size(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
+        raise Asfe3dInputError(path, f"not a readable {what} ({_load_problem(exc)})") from None
 
 
 def _load_problem(exc: Exception) -> str:
