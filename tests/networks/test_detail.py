@@ -73,3 +73,19 @@ def test_building_the_shipped_networks_leaves_torch_dynamo_unimported():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False"]
+
+
+@pytest.mark.parametrize("mode", ["volume", "slice"])
+def test_shipped_networks_run_under_cpu_autocast(mode):
+    """Under ``torch.autocast("cpu", bfloat16)`` (a MONAI engine's ``amp=True`` on a CPU build) the detail band's
+    banded matrix failed: "scatter(): Expected self.dtype to be equal to src.dtype"."""
+    from asfe3d.fusion.weights import build_network, shipped_weights
+
+    net, _ = build_network(shipped_weights(mode))
+    x = torch.rand(1, 2, 20, 24, 12) if mode == "volume" else torch.rand(1, 2, 32, 32)
+    with torch.no_grad():
+        plain = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(x)
+    assert mixed.shape == plain.shape and torch.isfinite(mixed).all()
+    assert float((mixed.float() - plain).abs().max()) < 0.1  # bfloat16 keeps about 3 significant digits

@@ -132,8 +132,11 @@ def _blur_along(x: torch.Tensor, axis: int, k: torch.Tensor) -> torch.Tensor:
     r = (k.numel() - 1) // 2
     rows = torch.arange(n, device=x.device).view(-1, 1)
     cols = (rows + torch.arange(-r, r + 1, device=x.device).view(1, -1)).clamp(0, n - 1)
-    band = torch.zeros(n, n, dtype=x.dtype, device=x.device)
+    # built in the taps' dtype, then cast: under CPU autocast the taps and the input may differ (bfloat16 input,
+    # float32 taps), and scatter_add_ takes one dtype
+    band = torch.zeros(n, n, dtype=k.dtype, device=x.device)
     band.scatter_add_(1, cols, k.view(1, -1).expand(n, k.numel()).contiguous())
+    band = band.to(x.dtype)
     shape = x.shape
     before = 1
     for size in shape[:axis]:
