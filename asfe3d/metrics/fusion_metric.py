@@ -23,9 +23,11 @@ class FusionMetric(CumulativeIterationMetric):
 
     Args:
         names: metric names to compute, from :data:`METRIC_NAMES`; ``None`` for all 11 (kept in that order).
+        reduction: what :meth:`aggregate` gives per metric, by default: ``"mean"`` over the items (NaN items left
+            out, as MONAI's reductions do), ``"sum"``, or ``"none"`` (every item's value, a ``(N,)`` tensor).
 
     Raises:
-        ValueError: unknown, duplicated or no names.
+        ValueError: unknown, duplicated or no names, or an unknown reduction (quoted).
 
     Example::
 
@@ -34,8 +36,9 @@ class FusionMetric(CumulativeIterationMetric):
         metric.aggregate()  # {"SSIM": ..., "PSNR": ...}
     """
 
-    def __init__(self, names: Sequence[str] | None = None) -> None:
+    def __init__(self, names: Sequence[str] | None = None, reduction: str = "mean") -> None:
         super().__init__()
+        self.reduction = _check_reduction(reduction)
         if names is None:
             self.names: list[str] = list(METRIC_NAMES)
         else:
@@ -111,17 +114,31 @@ class FusionMetric(CumulativeIterationMetric):
         ]
         return torch.cat(rows, dim=0)
 
-    def aggregate(self) -> dict[str, float]:  # type: ignore[override]
-        """Mean of every metric over all accumulated items.
+    def aggregate(self, reduction: str | None = None) -> dict[str, Any]:  # type: ignore[override]
+        """Every metric over all accumulated items.
+
+        Args:
+            reduction: ``"mean"`` (NaN items left out), ``"sum"`` or ``"none"``; ``None``: the metric's own.
 
         Returns:
-            ``{name: mean}`` in :attr:`names` order.
+            ``{name: value}`` in :attr:`names` order: a float for ``"mean"`` / ``"sum"`` (NaN when every item is
+            NaN), the ``(N,)`` float64 tensor of the items' values for ``"none"``.
 
         Raises:
-            ValueError: nothing accumulated yet.
+            ValueError: nothing accumulated yet, or an unknown reduction (quoted).
         """
+        how = self.reduction if reduction is None else _check_reduction(reduction)
         data = self.get_buffer()
         if not isinstance(data, torch.Tensor) or data.numel() == 0:
             raise ValueError("FusionMetric.aggregate: nothing accumulated; call the metric on a batch first.")
-        means = data.reshape(-1, len(self.names)).mean(dim=0)
-        return {n: float(v) for n, v in zip(self.names, means)}
+        data = data.reshape(-1, len(self.names))
+        if how == "none":
+            return {n: data[:, i].clone() for i, n in enumerate(self.names)}
+        values = data.nanmean(dim=0) if how == "mean" else data.nansum(dim=0)
+        return {n: float(v) for n, v in zip(self.names, values)}
+
+
+def _check_reduction(reduction: Any) -> str:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return str(reduction)

@@ -47,6 +47,14 @@ def test_batch_matches_functional_and_aggregates(spatial: tuple[int, ...]) -> No
     per_item += [fusion_metrics(fused2[i, 0], src2[i, 0], src2[i, 1]) for i in range(2)]
     for name in METRIC_NAMES:
         assert agg[name] == pytest.approx(sum(p[name] for p in per_item) / 5, rel=1e-9)
+    # MONAI's reduction argument (it was a TypeError): per-item values, sums, the metric's own default
+    items = metric.aggregate(reduction="none")
+    assert items["SSIM"].shape == (5,) and items["SSIM"][3].item() == pytest.approx(per_item[3]["SSIM"], rel=1e-12)
+    assert metric.aggregate("sum")["PSNR"] == pytest.approx(sum(p["PSNR"] for p in per_item), rel=1e-9)
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'mean_channel'"):
+        metric.aggregate("mean_channel")
+    with pytest.raises(ValueError, match="got 'max'"):
+        FusionMetric(reduction="max")
     metric.reset()
     with pytest.raises(ValueError, match="nothing accumulated"):
         metric.aggregate()
