@@ -471,8 +471,9 @@ def draw_registration(
             ax.set_xlim(bounds[0, h_axis] - 2, bounds[1, h_axis] + 2)
             ax.set_ylim(bounds[0, v_axis] - 2, bounds[1, v_axis] + 2)
             _letters(ax, axis, left=i == 0, right=i == cuts - 1)
-            ax.text(0.02, 0.02, f"{'xyz'[axis]}={coord:.0f}", transform=ax.transAxes, color="#bbb", fontsize=7,
-                    ha="left", va="bottom")
+            where = f"{'xyz'[axis]} = {coord:.0f} mm"
+            ax.text(0.02, 0.02, f"{_PLANE_NAMES[axis]}, {where}" if i == 0 else where, transform=ax.transAxes,
+                    color="#bbb", fontsize=7, ha="left", va="bottom")
         top -= h
     fig.text(0.005, 1 - 0.5 * title_h / total, label, color="#ffd24d", fontsize=12, fontweight="bold",
              ha="left", va="center")

@@ -55,7 +55,8 @@ h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:6px}
 h3{font-size:15px;margin:18px 0 6px}
 p.caption{font-size:13px;color:#555;margin:4px 0 8px}
 img.figure{max-width:100%;height:auto;display:block;background:#000;border-radius:3px}
-table{border-collapse:collapse;font-size:13px;margin:4px 0 8px}
+table{border-collapse:collapse;font-size:13px;margin:4px 0 8px;display:block;max-width:100%;overflow-x:auto}
+@media (max-width:700px){main{padding:8px}section.pair{padding:4px 8px 12px}header{position:static}}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f2f5;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -337,7 +338,7 @@ def write_report(
 
         script = f"<!-- NiiVue {NIIVUE_VERSION} (BSD-2-Clause) --><script>{niivue_script()}</script>"
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="generator" content="{GENERATOR}">
 <title>{_e(title)}: asfe3d report</title><style>{_CSS}</style>{script}
 <script type="application/json" id="asfe3d-summary">{_summary_json(summary)}</script></head>
 <body><header><h1>{_e(title)} &nbsp;{_badge(verdict) if status == "ok" else _badge("fail", "failed")}</h1>
@@ -470,7 +471,7 @@ def write_index(
     summary = {"generator": GENERATOR, "kind": "index", "title": title, "subjects": len(items), "counts": counts,
                "asfe3d_version": __version__}
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="generator" content="{GENERATOR}">
 <title>{_e(title)}</title><style>{_CSS}</style>
 <script type="application/json" id="asfe3d-summary">{_summary_json(summary)}</script></head>
 <body><header><h1>{_e(title)}</h1><nav><span style="color:#ccc;font-size:13px">{len(items)} subjects: {_e(tally)}

@@ -127,17 +127,30 @@ def _quality_html(result: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str]) -> str:
+def grid_text(img: Any) -> str:
+    """A NIfTI-like image's grid in words: ``88 x 119 x 85 voxels of 2 x 2 x 2 mm, RAS`` (the voxel axes'
+    directions, nibabel's orientation codes)."""
+    import nibabel as nib
+
+    zooms = np.linalg.norm(np.asarray(img.affine, float)[:3, :3], axis=0)
+    codes = "".join(nib.aff2axcodes(img.affine))
+    return (f"{' x '.join(str(int(s)) for s in img.shape[:3])} voxels of {' x '.join(f'{z:.3g}' for z in zooms)} mm, "
+            f"{codes}")
+
+
+def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str], grids: Mapping[str, Any] | None = None) -> str:
     blocks = []
     inputs = _mapping(result.get("inputs"))
     info = _mapping(result.get("input_info"))
     for role in sorted(set(inputs) | set(info), key=lambda r: (r != "mri", r)):
         rows: list[tuple[str, Any]] = []
         src = inputs.get(role)
-        if isinstance(src, Mapping):
-            rows.extend((k, v) for k, v in src.items() if k != "mtime_ns")
+        if isinstance(src, Mapping):  # the file's identity for resuming (inode, times) is the record's business
+            rows.extend((k, v) for k, v in src.items() if k not in ("mtime_ns", "ctime_ns", "inode"))
         elif src is not None:
             rows.append(("path", src))
+        if (grids or {}).get(role) is not None:
+            rows.append(("grid (as read)", grid_text(grids[role])))
         rows.extend((k, v) for k, v in _flatten(_mapping(info.get(role))) if k != "role")
         blocks.append(f"<div><h4>{_e(names.get(role, role.upper()))}</h4>{_table(rows)}</div>")
     return '<div class="cols">' + "".join(blocks) + "</div>" if blocks else "<p>—</p>"
@@ -302,7 +315,9 @@ def _registration_html(anchor: str, figs: _Figures, why: str, *, anat_name: str,
 "its inner tissue boundary"} (red). Shown: <b>after</b> registration (the PET resampled onto the {_e(anat_name)} grid,
 {_e(grid)}); <b>hover</b> (or tap) the view for <b>before</b> (the PET as read, placed by its header geometry alone),
 or tick "flicker". Each image is windowed at its 0.5th-99.5th percentiles. A good registration puts the PET's
-edges on the contours.</p>
+edges on the contours. Rows: sagittal, coronal, axial cuts, each at the scanner (RAS) coordinate in mm it shows.
+Every view in this report is in the neurological convention: the subject's left on the left of the image
+(L/R, A/P, S/I letters at the edges).</p>
 {_compare_html(anchor, figs.after, figs.before, why)}"""
 
 
@@ -319,10 +334,10 @@ above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero v
 <img class="figure" alt="fused image" src="{_data_uri(figs.fused_png)}">"""
 
 
-def _details_html(result: Mapping[str, Any], anat_name: str) -> str:
-    """The run's inputs, settings, timings and outputs, each once (HTML)."""
+def _details_html(result: Mapping[str, Any], anat_name: str, grids: Mapping[str, Any] | None = None) -> str:
+    """The run's inputs (with their grids), settings, timings and outputs, each once (HTML)."""
     return f"""<h3>Inputs</h3>
-{_inputs_html(result, {"mri": anat_name, "pet": "PET"})}
+{_inputs_html(result, {"mri": anat_name, "pet": "PET"}, grids)}
 <h3>Settings</h3>
 {_table(settings_rows(result)) if settings_rows(result) else "<p>—</p>"}
 <div class="cols"><div><h3>Timings</h3>{_timings_html(result)}</div>
@@ -389,7 +404,7 @@ def render_pair_section(
                                anat_units=text.anatomical_units(anat_name), grid=grid),
         "<h3>Registration quality</h3>", _quality_html(result),
         _images_html(figs, fused_range=fused_range, colormap=colormap, **labels),
-        viewer_block, _details_html(result, anat_name), "",
+        viewer_block, _details_html(result, anat_name, {"mri": anat, "pet": before_src}), "",
     ])
     return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict_of(result), status="ok",
                          thumbnail=figs.thumbnail, seconds=time.perf_counter() - t0, result=result, viewer=viewer)

@@ -74,6 +74,10 @@ def test_each_section_once_about_and_methods(tmp_path: Path, monkeypatch: pytest
     for name in ("Registration check", "Registration quality", "PET over the MRI", "Fused image", "Inputs",
                  "Settings", "Timings", "Outputs", "About", "Methods", "References"):
         assert name in heads, name
+    # each input's grid as read, in words; the file identity used for resuming (inode, ctime) is left to the record
+    inputs = _visible(text[text.index(">Inputs<"):text.index(">Settings<")])
+    assert inputs.count("grid (as read)") == 2 and "20 x 22 x 10 voxels of 1 x 1 x 2.5 mm, RAS" in inputs
+    assert "inode" not in inputs and "ctime_ns" not in inputs
     about = text[text.index('id="about"'):text.index('id="methods"')]
     assert "asfe3d fuse &#x27;t1 w.nii.gz&#x27; pet.nii.gz --report" in about  # shell-quoted, as typed
     assert f"<td>{__version__}</td>" in about and "Platform" in about and "Python" in about
@@ -135,6 +139,11 @@ def test_contours_are_smooth_lines() -> None:
     lengths = [float(np.sum(np.linalg.norm(np.diff(seg, axis=0), axis=1))) for seg in lines]
     assert min(lengths) >= 12.0  # no fragments
     assert len(lines) <= 3 * len(collections)  # a few closed lines per cut, not confetti
+    # each row names its plane, each cut its position in mm (it read "x=-61": no plane, no unit)
+    texts = _texts(fig)
+    for plane, letter in (("sagittal", "x"), ("coronal", "y"), ("axial", "z")):
+        assert sum(t.startswith(f"{plane}, {letter} = ") and t.endswith(" mm") for t in texts) == 1, texts
+    assert sum(re.fullmatch(r"[xyz] = -?\d+ mm", t) is not None for t in texts) == 6
 
 
 def test_hover_view_holds_after_and_before(tmp_path: Path) -> None:
