@@ -123,7 +123,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="hide progress bars (they are shown only when stderr is a terminal)")
     p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="log progress on stderr (-v: steps and registration; -vv: debug)")
+                   help="log progress on stderr (-v: steps and registration; -vv: asfe3d's debug and the libraries' "
+                        "warnings; -vvv: also the libraries' debug logs)")
 
 
 def _slice_axis(text: str) -> str | int:
@@ -237,13 +238,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def setup_logging(verbose: int) -> None:
-    """Warnings only by default (so a bad input gives exactly one line on stderr); ``-v`` info, ``-vv`` debug.
+    """Warnings only by default (so a bad input gives exactly one line on stderr); ``-v`` info, ``-vv`` asfe3d's
+    debug, ``-vvv`` every library's debug too.
 
     Python warnings from the libraries (torch, MONAI, nibabel) go through logging at DEBUG, and ITK's own warning
     window is switched off, so library noise never reaches stderr unless ``-vv`` asks for it.
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="asfe3d: %(levelname)s: %(message)s", stream=sys.stderr)
+    # other libraries' loggers (matplotlib's font manager, PIL...) stay at WARNING up to -vv: their debug chatter
+    # buried asfe3d's own lines; -vvv lets it through
+    logging.basicConfig(level=logging.DEBUG if verbose >= 3 else logging.WARNING,
+                        format="asfe3d: %(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("asfe3d").setLevel(level)
     logging.captureWarnings(True)
     py_warnings = logging.getLogger("py.warnings")
