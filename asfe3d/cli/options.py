@@ -30,6 +30,9 @@ __all__ = [
 #: command-line option (argparse ``dest``) -> the settings group and field it sets: the command line's names are the
 #: settings' flat names (:data:`asfe3d.settings.FLAT_NAMES`), so one table joins the two
 ARG_SETTINGS = FLAT_NAMES
+#: the command-line option of each setting that has one (named in refusals as the user typed it)
+OPTION_OF_SETTING = {name: "--no-frame-realign" if name == "frame_realign" else f"--{name.replace('_', '-')}"
+                     for name in FLAT_NAMES if name != "min_overlap"}
 
 
 
@@ -232,9 +235,16 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     Raises:
         Asfe3dInputError: a bad value (one line naming the option and quoting the value).
     """
+    from asfe3d.errors import Asfe3dInputError
     from asfe3d.settings import Settings
 
-    return Settings.from_flat(**{dest: getattr(args, dest) for dest in ARG_SETTINGS if hasattr(args, dest)})
+    try:
+        return Settings.from_flat(**{dest: getattr(args, dest) for dest in ARG_SETTINGS if hasattr(args, dest)})
+    except Asfe3dInputError as exc:  # the setting's name as the user typed it: --roi-size, not roi_size
+        name, sep, rest = exc.problem.partition(": ")
+        if exc.path is None and sep and name in OPTION_OF_SETTING and hasattr(args, name):
+            raise Asfe3dInputError(None, f"{OPTION_OF_SETTING[name]}: {rest}") from None
+        raise
 
 
 def setup_logging(verbose: int) -> None:

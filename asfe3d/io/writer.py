@@ -141,7 +141,7 @@ def check_output_path(
     if out.is_dir():
         raise Asfe3dInputError(path, "output path is an existing folder")
     if out.exists() and not overwrite and out not in {_resolve(r) for r in replaceable}:
-        raise Asfe3dInputError(path, "output file already exists (pass --overwrite / overwrite=True to replace it)")
+        raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
     if kind is not None:
         check_writable_folder(out)
     return out
@@ -198,7 +198,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
         if not tmp.is_file():
             raise RuntimeError(f"{out}: nothing was written to the temporary file {tmp.name}")
         if out.exists() and not overwrite:  # appeared while we were writing
-            raise Asfe3dInputError(path, "output file already exists (pass --overwrite / overwrite=True to replace it)")
+            raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -474,7 +474,7 @@ def write_subject_report(
     if path.exists() and not overwrite:  # fail before drawing
         from asfe3d.errors import Asfe3dInputError
 
-        raise Asfe3dInputError(path, "output file already exists (pass --overwrite / overwrite=True to replace it)")
+        raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
     title = title or path.stem
     section = render_pair_section(mri_image=mri_image, pet_on_mri_image=pet_on_mri_image, fused_image=fused_image,
                                   result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer)

@@ -42,14 +42,14 @@ def no_registration(monkeypatch):
         (["--preview", "{tmp}/p.jpg"], "p.jpg: output must end in .png"),
         (["-o", "/proc/asfe3d_out/x.nii.gz"], "cannot write in /proc"),
         (["-o", "{tmp}/a_file/x.nii.gz"], "is a file where a folder is expected"),
-        (["--colormap", "nosuchmap"], "colormap: unknown colour map 'nosuchmap'"),
-        (["--seed", "-5"], "seed: must be an integer in [0, 2147483646], got -5"),
-        (["--roi-size", "0", "8", "8", "--mode", "volume"], "roi_size: must be three integers >= 1"),
-        (["--detail-injection", "9"], "detail_injection: must be a number in [0, 4], got 9.0"),
-        (["--device", "tpu"], "device: must be auto, cpu or cuda[:N], got 'tpu'"),
+        (["--colormap", "nosuchmap"], "error: --colormap: unknown colour map 'nosuchmap'"),
+        (["--seed", "-5"], "error: --seed: must be an integer in [0, 2147483646], got -5"),
+        (["--roi-size", "0", "8", "8", "--mode", "volume"], "error: --roi-size: must be three integers >= 1"),
+        (["--detail-injection", "9"], "error: --detail-injection: must be a number in [0, 4], got 9.0"),
+        (["--device", "tpu"], "error: --device: must be auto, cpu or cuda[:N], got 'tpu'"),
         (["--threads", "0"], "--threads: must be an integer in [1, 1024], got 0"),
         (["--threads", "99999999999"], "--threads: must be an integer in [1, 1024], got 99999999999"),
-        (["--registration-threads", "99999999999"], "registration_threads: must be None or an integer in [1, 1024]"),
+        (["--registration-threads", "99999999999"], "error: --registration-threads: must be None or an integer in [1, 1024]"),
         (["--weights", "{tmp}/missing.pt"], "missing.pt: weight file does not exist"),
     ],
 )
@@ -342,3 +342,13 @@ def test_no_early_registration_for_an_output_that_will_be_refused(pair, tmp_path
     finally:
         if args.early is not None:
             args.early.cancel()
+
+
+def test_every_setting_named_in_a_refusal_is_an_option_of_the_command():
+    """Refusals name a setting as the user typed it (--roi-size, not roi_size): each such name is a real option."""
+    from asfe3d.cli import build_parser
+    from asfe3d.cli.options import OPTION_OF_SETTING
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    options = {o for a in sub.choices["fuse"]._actions for o in a.option_strings}
+    assert set(OPTION_OF_SETTING.values()) <= options, set(OPTION_OF_SETTING.values()) - options
