@@ -133,13 +133,12 @@ def check_output_path(
         if ip.is_dir() and out.is_relative_to(ip):
             raise Asfe3dInputError(path, f"output lies inside the input folder {inp}; an input folder is never "
                                    "written to (choose another folder)")
-    if kind is not None:
-        if kind not in OUTPUT_SUFFIXES:
-            raise ValueError(f"kind must be one of {sorted(OUTPUT_SUFFIXES)}, got {kind!r}")
-        if not out.name.lower().endswith(OUTPUT_SUFFIXES[kind]):
-            raise Asfe3dInputError(path, f"output must end in {' or '.join(OUTPUT_SUFFIXES[kind])}")
-    if out.is_dir():
-        raise Asfe3dInputError(path, "output path is an existing folder")
+    if kind is not None and kind not in OUTPUT_SUFFIXES:
+        raise ValueError(f"kind must be one of {sorted(OUTPUT_SUFFIXES)}, got {kind!r}")
+    if out.is_dir():  # before the suffix: a folder given for a file is the mistake to name
+        raise Asfe3dInputError(path, "output path is an existing folder (give a file name)")
+    if kind is not None and not out.name.lower().endswith(OUTPUT_SUFFIXES[kind]):
+        raise Asfe3dInputError(path, f"output must end in {' or '.join(OUTPUT_SUFFIXES[kind])}")
     if out.exists() and not overwrite and out not in {_resolve(r) for r in replaceable}:
         raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
     if kind is not None:
@@ -410,8 +409,13 @@ class OutputSet:
         self._temps: dict[str, Path] = {}
         owners: dict[Path, str] = {}
         for kind, (path, suffix_kind) in paths.items():
-            out = check_output_path(path, overwrite=overwrite, inputs=inputs, kind=suffix_kind,
-                                    replaceable=replaceable)
+            try:
+                out = check_output_path(path, overwrite=overwrite, inputs=inputs, kind=suffix_kind,
+                                        replaceable=replaceable)
+            except Asfe3dInputError as exc:  # which of the outputs asked for: "the preview output must end in .png"
+                if exc.problem.startswith("output must end in"):
+                    raise Asfe3dInputError(path, f"the {kind.replace('_', ' ')} {exc.problem}") from None
+                raise
             if out in owners:
                 raise Asfe3dInputError(path, f"the {kind} output would overwrite the {owners[out]} output")
             owners[out] = kind

@@ -36,12 +36,13 @@ def no_registration(monkeypatch):
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["-o", "{tmp}/x.txt"], "x.txt: output must end in .nii or .nii.gz"),
-        (["--rgb", "{tmp}/x.png"], "x.png: output must end in .nii or .nii.gz"),
-        (["--save-transform", "{tmp}/t.nii"], "t.nii: output must end in .tfm"),
-        (["--preview", "{tmp}/p.jpg"], "p.jpg: output must end in .png"),
+        (["-o", "{tmp}/x.txt"], "x.txt: the fused output must end in .nii or .nii.gz"),
+        (["--rgb", "{tmp}/x.png"], "x.png: the fused rgb output must end in .nii or .nii.gz"),
+        (["--save-transform", "{tmp}/t.nii"], "t.nii: the pet transform output must end in .tfm"),
+        (["--preview", "{tmp}/p.jpg"], "p.jpg: the preview output must end in .png"),
         (["-o", "/proc/asfe3d_out/x.nii.gz"], "cannot write in /proc"),
         (["-o", "{tmp}/a_file/x.nii.gz"], "is a file where a folder is expected"),
+        (["-o", "{tmp}"], "output path is an existing folder (give a file name)"),  # not "must end in .nii"
         (["--colormap", "nosuchmap"], "error: --colormap: unknown colour map 'nosuchmap'"),
         (["--seed", "-5"], "error: --seed: must be an integer in [0, 2147483646], got -5"),
         (["--roi-size", "0", "8", "8", "--mode", "volume"], "error: --roi-size: must be three integers >= 1"),
