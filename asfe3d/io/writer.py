@@ -220,6 +220,11 @@ def output_lock(path: PathLike) -> Iterator[Path]:
 
     out = _resolve(path)
     lock = out.parent / f".{out.name}.asfe3d-lock"
+    made = []  # the folders this lock makes: removed again if the run leaves them empty (a refusal, a failure)
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -251,6 +256,11 @@ def output_lock(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             lock.unlink()
         os.close(fd)
+        for folder in made:  # innermost first; rmdir removes only an empty folder
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _pid_alive(pid: int) -> bool:

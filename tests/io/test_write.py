@@ -237,6 +237,8 @@ def test_output_lock_refuses_a_second_run_and_never_follows_a_symlink(tmp_path):
     assert not lock.exists()  # removed when the run is done
     with output_lock(out):  # free again
         pass
+    assert not out.parent.exists()  # the folder the lock made, left empty, is gone
+    out.parent.mkdir()
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     os.symlink(victim, lock)
@@ -313,3 +315,19 @@ def test_output_header_does_not_describe_the_reference_data(tmp_path):
     for name, data in (("f.nii.gz", np.ones(SHAPE, np.float32)), ("c.nii.gz", np.zeros((*SHAPE, 3), np.uint8))):
         hdr = nib.load(write_like(data, vol, tmp_path / name)).header
         assert hdr["descrip"].item().startswith(b"asfe3d") and hdr["aux_file"].item() == b""
+
+
+def test_output_lock_removes_the_folders_it_made_when_the_run_left_them_empty(tmp_path):
+    """A refused run (--qc strict) left its new, empty output folder behind; a folder that existed, or that the
+    run wrote into, stays."""
+    from asfe3d.io.writer import output_lock
+
+    with output_lock(tmp_path / "new" / "deeper" / "f.nii.gz"):
+        assert (tmp_path / "new" / "deeper").is_dir()
+    assert not (tmp_path / "new").exists()
+    with output_lock(tmp_path / "kept" / "f.nii.gz"):
+        (tmp_path / "kept" / "f.nii.gz").write_bytes(b"written")
+    assert (tmp_path / "kept" / "f.nii.gz").is_file()
+    with output_lock(tmp_path / "f.nii.gz"):
+        pass
+    assert tmp_path.is_dir()
