@@ -298,6 +298,11 @@ def _fuse_and_save_steps(fuser: Any, settings: Settings, extra: dict[str, Path |
                       RestoreIntensityd("fused", ref_key="mri", scale=settings.outputs.scale), saver])]
 
 
+#: what each step does, for the step lines that ``-v`` shows
+_STEP_WORDS = {"load": "reading the inputs", "register": "registering the PET to the MRI",
+               "normalise": "normalising intensities", "fuse": "fusing", "save": "writing the outputs"}
+
+
 def _run_steps(steps: list[tuple[str, list[Any]]], data: dict[str, Any], fuser: Any, settings: Settings,
                record_extra: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the chain step by step, timing each; the completion record's content is set just before saving."""
@@ -308,9 +313,11 @@ def _run_steps(steps: list[tuple[str, list[Any]]], data: dict[str, Any], fuser: 
             fusion = _fusion_description(fuser, data["image"], settings.fusion.slice_axis, data.get("fused_unit"))
             data["record"] = _record_content(data, fusion, timings,
                                              {"settings": settings.as_dict(), **(record_extra or {})})
+        logger.info("%s ...", _STEP_WORDS.get(name, name))
         for transform in transforms:
             data = transform(data)
         timings[name] = time.perf_counter() - t
+        logger.info("%s: %.1f s", name, timings[name])
         if name == "register":  # split as before: the registration itself, then resampling and the checks
             timings["resample"] = float(data["pet_registration"]["seconds"]["resample_and_check"])
             timings["register"] -= timings["resample"]
