@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import nibabel as nib
 import numpy as np
@@ -66,9 +67,15 @@ def test_a_freesurfer_mgz_mri_gives_a_nifti_on_its_grid(pair, tmp_path):
     assert result.registration["qc"]["verdict"] == "pass"
 
 
-def test_same_inputs_same_output(pair, tmp_path):
+def test_same_inputs_same_output(pair, tmp_path, caplog):
     mri, pet = pair
-    a = fuse_pair(mri, pet, tmp_path / "a.nii.gz", Settings.from_flat(method="laplacian", seed=1))
+    with caplog.at_level(logging.INFO, logger="asfe3d"):  # what -v shows: each step as it starts, then its time
+        a = fuse_pair(mri, pet, tmp_path / "a.nii.gz", Settings.from_flat(method="laplacian", seed=1))
+    lines = [r.getMessage() for r in caplog.records]
+    for start, step in (("reading the inputs ...", "load"), ("registering the PET to the MRI ...", "register"),
+                        ("fusing ...", "fuse"), ("writing the outputs ...", "save")):
+        assert start in lines and any(m.startswith(f"{step}: ") and m.endswith(" s") for m in lines), lines
+    assert lines.index("fusing ...") < lines.index("writing the outputs ...")
     b = fuse_pair(mri, pet, tmp_path / "b.nii.gz", Settings.from_flat(method="laplacian", seed=1))
     np.testing.assert_array_equal(nib.load(a.output).get_fdata(), nib.load(b.output).get_fdata())
 
