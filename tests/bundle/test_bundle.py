@@ -125,6 +125,11 @@ def test_verify_net_in_out():
     with pytest.raises(ValueError, match="output channel number"):
         verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=INFERENCE,
                           device="cpu", **{"_meta_#network_data_format#outputs#pred#num_channels": 3})
+    # the slice variant, with its 2D description after metadata.json (with the 3D one alone it failed)
+    with pytest.raises(ValueError, match="2 spatial dims"):
+        verify_net_in_out(net_id="network_def", meta_file=str(META), config_file=SLICE, device="cpu")
+    verify_net_in_out(net_id="network_def", meta_file=[str(META), str(CONFIGS / "metadata_slice.json")],
+                      config_file=SLICE, device="cpu")
 
 
 @pytest.mark.parametrize("configs, weights, shipped", [([INFERENCE], "model.pt", SHIPPED_3D),
