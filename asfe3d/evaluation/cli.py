@@ -18,6 +18,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE
 from asfe3d.errors import Asfe3dInputError, InputErrorParser
@@ -197,7 +198,23 @@ def _run(args: argparse.Namespace) -> int:
         from asfe3d.fusion.weights import shipped_weights
 
         weights_2d = shipped_weights("image")
-    fusers = ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
+    try:
+        fusers = _build_fusers(args, methods, weights_2d)
+    except ValueError as exc:  # weights of the other dimension, a device this machine lacks: the user's options
+        if isinstance(exc, Asfe3dInputError):
+            raise
+        text = str(exc)
+        option = ("--device" if "device" in text.lower() else "--weights-3d" if "mode 'volume'" in text
+                  else "--weights-2d" if "mode 'slice'" in text else None)
+        raise Asfe3dInputError(option, text) from None
+    _evaluate(args, items, load, methods, fusers, outputs, ndim, source)
+    return 0
+
+
+def _build_fusers(args: argparse.Namespace, methods: Sequence[str], weights_2d: Any) -> dict[str, Any]:
+    from asfe3d.evaluation import evaluate as ev
+
+    return ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
                              roi_size=args.roi_size, stitch=args.stitch,
                              min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None),
                              pet_consistency="auto" if args.pet_consistency is None else args.pet_consistency,
@@ -208,31 +225,61 @@ def _run(args: argparse.Namespace) -> int:
                              pet_fwhm_mm=args.pet_fwhm_mm,
                              detail_steer="auto" if args.detail_steer is None else (args.detail_steer or None),
                              detail_fwhm_mm="auto" if args.detail_fwhm_mm is None else (args.detail_fwhm_mm or None))
+
+
+def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Sequence[str],
+              fusers: dict[str, Any], outputs: dict[str, Path], ndim: int, source: str) -> None:
+    """Score every pair, then write the outputs. The fused volumes and the planes figure are written to a hidden
+    staging folder and put in place only when every pair is done: a run that fails (or is interrupted) keeps an
+    earlier run's files, also with ``--overwrite`` (they were replaced pair by pair, then deleted by the failure)."""
+    import shutil
+    import tempfile
+
+    from asfe3d.evaluation import evaluate as ev
+
     show = set(_figure_indices(len(items), args.figure_cases))
-    rows, panels, written = [], [], []
+    rows, panels = [], []
+    stage = None
+    if args.save_fused is not None or "planes.png" in outputs:
+        home = Path(args.save_fused if args.save_fused is not None else args.out)
+        home.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent))
+    staged: list[tuple[Path, Path]] = []  # (staged file, final path)
     try:
         for i, item in enumerate(items):
             case = load(item)
             res = ev.evaluate_case(case, fusers, defect=not args.no_defect, defect_fwhm_mm=args.defect_fwhm_mm,
                                    pet_fwhm_mm=args.pet_fwhm_mm)
             rows.extend(res.rows)
-            if args.save_fused is not None:
-                written += ev.save_fused_case(case, res.fused, args.save_fused, overwrite=args.overwrite)
+            if args.save_fused is not None and stage is not None:
+                for path in ev.save_fused_case(case, res.fused, stage / "fused", overwrite=True):
+                    staged.append((path, Path(args.save_fused) / path.relative_to(stage / "fused")))
             if i in show:
                 panels.extend(ev.figure_panels(case, res.fused))
-            if i == 0 and "planes.png" in outputs:  # the first volume in three planes, every method beside the inputs
+            if i == 0 and "planes.png" in outputs and stage is not None:  # the first volume, every method beside it
                 from asfe3d.evaluation.front import save_planes_figure
 
-                save_planes_figure(case.mri, case.other, res.fused, outputs["planes.png"], title=case.name,
-                                   overwrite=args.overwrite, spacing=case.spacing)
-                written.append(outputs["planes.png"])
+                save_planes_figure(case.mri, case.other, res.fused, stage / "planes.png", title=case.name,
+                                   overwrite=True, spacing=case.spacing)
+                staged.append((stage / "planes.png", outputs["planes.png"]))
             if args.verbose:
                 times = ", ".join(f"{r['method']} {r['seconds']:.2f}s" for r in res.rows)
                 print(f"[{i + 1}/{len(items)}] {case.name}: {times}", file=sys.stderr)
-    except BaseException:
-        for path in written:  # a failed run leaves no fused files of its own
-            Path(path).unlink(missing_ok=True)
-        raise
+        _write_results(args, rows, panels, methods, outputs, ndim, source)
+        for src, dst in staged:  # every pair done and the tables written: the staged files go in place
+            if dst.exists() and not args.overwrite:
+                raise Asfe3dInputError(dst, "output file already exists (pass --overwrite to replace it)")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(src, dst)  # a rename on one file system
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _write_results(args: argparse.Namespace, rows: list[Any], panels: list[Any], methods: Sequence[str],
+                   outputs: dict[str, Path], ndim: int, source: str) -> None:
+    """The metrics CSV, the summary, the figure and the front figure of a finished run; the summary printed."""
+    from asfe3d.evaluation import evaluate as ev
 
     notes = [f"Input: {source}.",
              "Metrics on the gray/luma (Y of YCrCb) images in [0, 1]" + (", inside the head mask." if ndim == 3 else ", whole image.")]
@@ -247,12 +294,13 @@ def _run(args: argparse.Namespace) -> int:
     if "figure.png" in outputs and panels:
         ev.save_figure(panels, methods, outputs["figure.png"], overwrite=args.overwrite, title=args.title)
     means = ev.mean_table(rows)
-    if any("DETAIL" in v and "PETC" in v for v in means.values()):
+    finite = [v for v in means.values() if math.isfinite(v.get("DETAIL", math.nan))
+              and math.isfinite(v.get("PETC", math.nan))]
+    if finite:  # no pair with a brain region (DETAIL, PETC NaN): no front to draw (it ended in a traceback)
         from asfe3d.evaluation.front import save_front_figure
 
         save_front_figure(means, outputs["front.png"], title=args.title, overwrite=args.overwrite)
     print(summary)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

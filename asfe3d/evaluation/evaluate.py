@@ -308,7 +308,8 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
         last three may be ``None``).
 
     Raises:
-        Asfe3dInputError: missing/unreadable file, a missing column, an empty cell, a repeated subject, no rows.
+        Asfe3dInputError: missing/unreadable file, a missing column, an empty cell, a repeated subject, no rows, a
+            file the CSV names that does not exist.
     """
     path = Path(path)
     if not path.is_file():
@@ -346,6 +347,10 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
             raise Asfe3dInputError(path, f"line {i}: pet_defect and defect go together (give both or neither)")
         rows.append({"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
                      **{k: (_p(row[k]) if row.get(k) else None) for k in _CSV_OPTIONAL}})
+    for i, entry in enumerate(rows, start=2):  # every file before any pair is loaded (it failed at its own pair)
+        for col, value in entry.items():
+            if isinstance(value, Path) and not value.exists():
+                raise Asfe3dInputError(value, f"line {i}: subject {entry['subject']!r}: {col} does not exist ({path})")
     return rows
 
 

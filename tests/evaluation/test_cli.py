@@ -74,6 +74,59 @@ def test_volume_run(volume_csv, tmp_path, tiny_weights, capsys):
             assert 0.0 <= data.min() and data.max() <= 1.0
 
 
+def test_a_failed_overwrite_run_keeps_the_earlier_runs_files(volume_csv, tmp_path, capsys, monkeypatch):
+    """--overwrite replaced each pair's fused volume (and the planes figure) as the pair finished, and a failure
+    at a later pair deleted them: neither the old nor the new set was left. They are staged and put in place only
+    when every pair is done."""
+    from asfe3d.evaluation import evaluate as ev
+
+    out, fused = tmp_path / "out", tmp_path / "fused"
+    args = ["--pairs", str(volume_csv), "--out", str(out), "--registration", "none", "--save-fused", str(fused),
+            "--methods", "mean", "--figure-cases", "0"]
+    assert main(args) == 0, capsys.readouterr().err
+    files = sorted(p for p in [*fused.rglob("*"), *out.rglob("*")] if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    assert fused / "mean" / "s1.nii.gz" in before and out / "evaluation_planes.png" in before
+    real = ev.load_volume_case
+
+    def second_fails(row, **kwargs):
+        if row["subject"] == "s2":
+            raise RuntimeError("the second pair fails")
+        return real(row, **kwargs)
+
+    monkeypatch.setattr(ev, "load_volume_case", second_fails)
+    with pytest.raises(RuntimeError, match="the second pair fails"):
+        main([*args, "--overwrite"])
+    assert {p: p.read_bytes() for p in files if p.is_file()} == before  # every earlier file, unchanged
+    assert not [p for p in tmp_path.iterdir() if "asfe3d-stage" in p.name]  # no staging folder left
+
+
+def test_no_pair_with_a_brain_region_gives_no_front_figure_not_a_traceback(volume_csv, tmp_path, capsys,
+                                                                          monkeypatch):
+    from asfe3d.evaluation import evaluate as ev
+
+    real = ev.evaluate_case
+
+    def without_brain(*a, **k):  # as HMIF slices without a brain region: DETAIL and PETC are NaN
+        res = real(*a, **k)
+        for row in res.rows:
+            row["DETAIL"] = row["PETC"] = float("nan")
+        return res
+
+    monkeypatch.setattr(ev, "evaluate_case", without_brain)
+    out = tmp_path / "out"
+    assert main(["--pairs", str(volume_csv), "--out", str(out), "--registration", "none", "--methods", "mean",
+                 "--figure-cases", "0"]) == 0, capsys.readouterr().err
+    assert (out / "evaluation_summary.md").is_file() and not (out / "evaluation_front.png").exists()
+
+
+def test_weights_of_the_other_dimension_are_one_line(volume_csv, tmp_path, tiny_weights, capsys):
+    rc = main(["--pairs", str(volume_csv), "--out", str(tmp_path / "out"), "--weights-3d", str(tiny_weights[0]),
+               "--methods", "asfe-volume", "--registration", "none"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("asfe3d: error: --weights-3d: mode 'volume' needs a 3D")
+
+
 def test_pet_fwhm_mm_reaches_the_scores_and_the_summary(volume_csv, tmp_path, capsys):
     """``--pet-fwhm-mm`` moves DETAIL/PETC's band split and says so in the summary; without it nothing is said."""
     common = ["--pairs", str(volume_csv), "--registration", "none", "--methods", "mean,highpass", "--no-defect",

@@ -188,6 +188,10 @@ def test_read_pairs_csv(volume_csv, tmp_path):
             read_pairs_csv(bad)
     with pytest.raises(Asfe3dInputError, match="not found"):
         read_pairs_csv(tmp_path / "missing.csv")
+    # a missing file of any row is refused while reading (it failed after the pairs before it were scored)
+    bad.write_text(f"subject,mri,pet\ns1,{rows[0]['mri']},{rows[0]['pet']}\ns2,{rows[1]['mri']},gone.nii.gz\n")
+    with pytest.raises(Asfe3dInputError, match=r"gone.nii.gz: line 3: subject 's2': pet does not exist"):
+        read_pairs_csv(bad)
 
 
 def test_given_defect_columns_and_dt(volume_csv, tmp_path):
