@@ -75,6 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import SimpleITK as sitk
 
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.evaluation.evaluate import read_pairs_csv
+
+    try:  # the CSV as asfe3d evaluate reads it: its columns, unique subjects, every file present
+        read_pairs_csv(args.pairs)
+    except Asfe3dInputError as exc:
+        print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
     with open(args.pairs, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         fields, rows = list(reader.fieldnames or []), list(reader)
@@ -89,8 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not row.get(col):
                 continue
             src = Path(row[col]) if Path(row[col]).is_absolute() else args.pairs.parent / row[col]
-            dst = tmp / src.name
-            sitk.WriteImage(resample_image(sitk.ReadImage(str(src)), voxel, col != "mri"), str(dst))
+            # named by subject and column: subjects' files of one name (sub01/t1.nii.gz, sub02/t1.nii.gz) were
+            # written to one file, and every subject then pointed at the last one's
+            dst = tmp / f"{row['subject'].strip()}_{col}.nii.gz"
+            try:
+                image = sitk.ReadImage(str(src))
+            except RuntimeError:
+                print(f"asfe3d: error: {src}: not a readable image", file=sys.stderr)
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+                return 2
+            sitk.WriteImage(resample_image(image, voxel, col != "mri"), str(dst))
             row[col] = dst.name
         for col in ("pet", "pet_defect"):
             if row.get(col) and not Path(row[col]).is_absolute():
