@@ -243,7 +243,7 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
     if args.save_fused is not None or "planes.png" in outputs:
         home = Path(args.save_fused if args.save_fused is not None else args.out)
         home.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent))
+        stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent)).resolve()
     staged: list[tuple[Path, Path]] = []  # (staged file, final path)
     try:
         for i, item in enumerate(items):
@@ -253,7 +253,7 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
             rows.extend(res.rows)
             if args.save_fused is not None and stage is not None:
                 for path in ev.save_fused_case(case, res.fused, stage / "fused", overwrite=True):
-                    staged.append((path, Path(args.save_fused) / path.relative_to(stage / "fused")))
+                    staged.append((path, Path(args.save_fused) / Path(path).resolve().relative_to(stage / "fused")))
             if i in show:
                 panels.extend(ev.figure_panels(case, res.fused))
             if i == 0 and "planes.png" in outputs and stage is not None:  # the first volume, every method beside it

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments after ``train`` (``None`` = ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 2 on bad input or configuration (the message on stderr).
+        0 on success, 2 on bad input or configuration, 1 when the training diverged (one line on stderr each).
     """
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a bad configuration value: name the file it came from
         print(f"asfe3d: error: {args.config}: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # the loss became NaN/inf: the configuration's step is too large
+        print(f"asfe3d: error: {args.config}: training diverged ({exc}); lower train.lr or set train.grad_clip "
+              "(last.pt keeps the last finished epoch)", file=sys.stderr)
+        return 1
     print(f"done: {result.epochs_run} epochs, best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}), "
           f"final train {result.final_train_loss:.4f} / val {result.final_val_loss:.4f}, {result.seconds:.0f} s; "
           f"weights: {result.best_path}")

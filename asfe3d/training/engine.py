@@ -690,6 +690,36 @@ def check_resume_config(last_path: Path, saved: dict[str, Any], cfg: dict[str, A
                            "change): set it back, or start a new run in another --out")
 
 
+def check_resume_data(last_path: Path, saved: Any, now: dict[str, Any]) -> None:
+    """Refuse resuming on other data than the run was trained on: ``data.path`` may change for a moved copy of
+    the same data (the same task, pairs, split), not for another data set (a SPECT-MRI folder given to a PET-MRI
+    run was taken: its epochs trained on SPECT and best.pt's provenance said SPECT for PET weights). A ``last.pt``
+    of an earlier version, without a data description, is not checked.
+
+    Raises:
+        Asfe3dInputError: the first part of the description that differs, with both values.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    if not isinstance(saved, dict):
+        return
+
+    def plain(desc: dict[str, Any]) -> dict[str, Any]:  # the description without where the data lie
+        return {k: (plain(v) if isinstance(v, dict) else v) for k, v in desc.items() if k != "path"}
+
+    before, after = _flat(_json_safe(plain(saved))), _flat(_json_safe(plain(now)))
+    for key in sorted(set(before) | set(after)):
+        if before.get(key, _UNSET) != after.get(key, _UNSET):
+            def show(v: Any) -> str:
+                text = "(not set)" if v is _UNSET else repr(v)
+                return text if len(text) <= 80 else text[:77] + "..."
+
+            raise Asfe3dInputError(last_path, f"was trained on other data: {key} was {show(before.get(key, _UNSET))}, "
+                                              f"the data given now have {show(after.get(key, _UNSET))}; --data may "
+                                              "name a moved copy of the same data only (start a new run in another "
+                                              "--out for other data)")
+
+
 def _json_safe(value: Any) -> Any:
     """``value`` with tuples as lists and paths as strings (configurations compare as their YAML would)."""
     if isinstance(value, dict):
@@ -799,7 +829,7 @@ def _train_epoch(model: torch.nn.Module, optim: _Optimisation, loader: DataLoade
         x = batch["image"].to(device, non_blocking=True)
         loss = _batch_loss(model, optim.loss_fn, x, optim.use_amp, optim.change_gen, batch.get("spacing"))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {float(loss)} at epoch {epoch + 1}, step {step}")
+            raise FloatingPointError(f"non-finite training loss {float(loss.detach())} at epoch {epoch + 1}, step {step}")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:
@@ -843,15 +873,17 @@ def _data_generators(loader: DataLoader) -> dict[str, torch.Generator]:
 
 
 def _save_last(path: Path, epoch: int, optim: _Optimisation, progress: _Progress, cfg: dict[str, Any],
-               seconds: float, generators: dict[str, torch.Generator] | None = None) -> None:
+               seconds: float, generators: dict[str, torch.Generator] | None = None,
+               data_desc: dict[str, Any] | None = None) -> None:
     """Write ``last.pt``: everything :func:`_restore` needs to go on after ``epoch`` (1-based) epochs (with
-    ``generators``, the states of the training data's generators too: :func:`_data_generators`)."""
+    ``generators``, the states of the training data's generators too: :func:`_data_generators`; with
+    ``data_desc``, what the data are, so that a resume on other data is refused: :func:`check_resume_data`)."""
     net = optim.net
     _atomic_torch_save({
         "epoch": epoch, "net": net.state_dict(), "net_config": net.config, "optimizer": optim.opt.state_dict(),
         "scheduler": optim.sched.state_dict(), "scaler": optim.scaler.state_dict(), "history": progress.history,
         "best_val": progress.best_val, "best_epoch": progress.best_epoch, "best_state": progress.best_state,
-        "config": cfg, "seconds": seconds, "torch_rng": torch.get_rng_state(),
+        "config": cfg, "seconds": seconds, "torch_rng": torch.get_rng_state(), "data": data_desc,
         "change_rng": optim.change_gen.get_state(),
         "data_rng": {name: gen.get_state() for name, gen in (generators or {}).items()},
     }, path)
@@ -903,6 +935,8 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
         _check_init(cfg)
     device, dist_info = _setup_process(t, out)
     train_ds, val_ds, data_desc = build_datasets(cfg)
+    if state is not None:
+        check_resume_data(last_path, state.get("data"), data_desc)
     try:  # the datasets' worker processes (data.bank_workers) stop however the run ends
         train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
         net = _build_network(cfg, device, resume)
@@ -931,7 +965,7 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
                 progress.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if dist_info.is_main:
                 _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0,
-                           generators)
+                           generators, data_desc)
                 _write_log(history, out)
                 _plot(history, out)
                 _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,

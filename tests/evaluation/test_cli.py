@@ -81,7 +81,8 @@ def test_a_failed_overwrite_run_keeps_the_earlier_runs_files(volume_csv, tmp_pat
     from asfe3d.evaluation import evaluate as ev
 
     out, fused = tmp_path / "out", tmp_path / "fused"
-    args = ["--pairs", str(volume_csv), "--out", str(out), "--registration", "none", "--save-fused", str(fused),
+    monkeypatch.chdir(tmp_path)  # relative folders (the staging once failed on them: relative_to)
+    args = ["--pairs", str(volume_csv), "--out", "out", "--registration", "none", "--save-fused", "fused",
             "--methods", "mean", "--figure-cases", "0"]
     assert main(args) == 0, capsys.readouterr().err
     files = sorted(p for p in [*fused.rglob("*"), *out.rglob("*")] if p.is_file())

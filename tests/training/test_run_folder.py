@@ -54,6 +54,22 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     assert train(ok, resume=True).epochs_run == 2
 
 
+def test_resume_on_other_data_is_refused_but_a_moved_copy_resumes(tmp_path: Path) -> None:
+    """data.path may change on --resume for a moved copy; another data set (a SPECT-MRI folder for a PET-MRI run,
+    other pairs) was taken silently, and best.pt then said it was trained on it."""
+    import shutil
+
+    data = _fake_hmif(tmp_path / "a")
+    train(_tiny(data, tmp_path / "run"))
+    other = _fake_hmif(tmp_path / "b", n=10)  # more pairs: another split
+    with pytest.raises(Asfe3dInputError, match=r"last.pt: was trained on other data: n_pairs was 8, the data given "
+                                               r"now have 10; --data may name a moved copy"):
+        train(_tiny(other, tmp_path / "run", epochs=2), resume=True)
+    moved = tmp_path / "moved" / "PET-MRI"
+    shutil.copytree(data, moved)
+    assert train(_tiny(moved, tmp_path / "run", epochs=2), resume=True).epochs_run == 2
+
+
 def test_resume_to_more_epochs_replans_the_cosine(tmp_path: Path) -> None:
     """Resumed to more epochs, the saved cosine (planned for the old total) climbed back up to train.lr; it now
     follows the cosine of the new total to train.min_lr."""
@@ -175,3 +191,17 @@ def test_a_run_refused_for_its_data_leaves_no_folder(tmp_path: Path) -> None:
     with pytest.raises(Asfe3dInputError):
         train(_tiny(tmp_path / "nowhere", out))
     assert out.is_dir()
+
+
+def test_a_diverging_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A NaN loss ended in a FloatingPointError traceback (exit 1, with a torch warning on stderr)."""
+    import yaml
+
+    data = _fake_hmif(tmp_path)
+    cfg = _tiny(data, tmp_path / "run")
+    cfg["train"].update(lr=1e30, grad_clip=0, steps_per_epoch=3)
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "diverge.yaml: training diverged (non-finite training loss" in err, err
