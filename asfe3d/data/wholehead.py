@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -850,7 +851,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--anatomies", default="avg305T1", help=f"comma-separated, from {', '.join(ANATOMIES)}")
     p.add_argument("--per-anatomy", type=int, default=2)
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--overwrite", action="store_true", help="replace the pairs of an earlier run in --out")
     args = p.parse_args(argv)
+    if (args.out / "pairs.csv").exists() and not args.overwrite:  # the held-out results are built on those files
+        print(f"asfe3d: error: {args.out}: holds the pairs of an earlier run (pairs.csv); not replaced (choose "
+              "another --out, or --overwrite)", file=sys.stderr)
+        return 2
     path = write_validation_pairs(args.spm, args.out, [a.strip() for a in args.anatomies.split(",") if a.strip()],
                                   args.per_anatomy, args.seed)
     print(path)

@@ -252,3 +252,13 @@ def test_real_templates_whole_head() -> None:
         assert anat.mri.shape == wh.reference_grid()[0]
         # whole head: the head mask is much larger than the labelled brain
         assert anat.head.sum() > 1.5 * (anat.labels > 0).sum()
+
+
+def test_the_held_out_pairs_command_never_replaces_an_earlier_runs_pairs(tmp_path, capsys):
+    """Rerunning it into the same folder replaced the MRI/PET files and pairs.csv the held-out results describe."""
+    from asfe3d.data.wholehead import main
+
+    (tmp_path / "pairs.csv").write_text("subject,mri,pet\n")
+    assert main(["--spm", str(tmp_path / "no_spm"), "--out", str(tmp_path)]) == 2
+    assert "holds the pairs of an earlier run (pairs.csv); not replaced" in capsys.readouterr().err
+    assert (tmp_path / "pairs.csv").read_text() == "subject,mri,pet\n"
