@@ -617,6 +617,17 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}" if abs(value) >= 1 else f"{value:.4f}"
 
 
+def _partial_columns(rows: Sequence[Mapping[str, Any]], cols: Any, n_cases: int) -> str:
+    """The columns whose means leave cases out (their value is NaN there: no brain region for DETAIL/PETC, no defect
+    for DT, no empty voxel for EMPTY), as a sentence; empty when every column has every case."""
+    partial = []
+    for c in cols:
+        kept = len({r["case"] for r in rows if isinstance(r.get(c), (int, float)) and math.isfinite(r[c])})
+        if kept < n_cases:
+            partial.append(f"{c} over {kept}")
+    return (f" Means that leave cases out (NaN there): {', '.join(partial)} of the {n_cases}." if partial else "")
+
+
 def markdown_summary(
     rows: Sequence[Mapping[str, Any]], title: str | None = None, notes: Sequence[str] = ()
 ) -> str:
@@ -647,7 +658,8 @@ def markdown_summary(
                  + (" DT: defect transfer, the fraction of a 30 % focal PET lowering kept in the fused image (1 = all)."
                     if "DT" in cols else "")
                  + (" EMPTY: fused 99.9th percentile where both inputs are exactly 0 (lower is better; nan = no such"
-                    " voxel)." if "EMPTY" in cols else ""))
+                    " voxel)." if "EMPTY" in cols else "")
+                 + _partial_columns(rows, cols, n_cases))
     lines += ["", "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     best = {}
     for c in cols:

@@ -78,6 +78,11 @@ def test_markdown_summary_bold_wins_and_gaps():
     assert asfe_line.count("**") == 2 * 7  # EN SF(tie) AG MI SCD VIF Qabf
     assert "| asfe | 6/11 | - |" in md or "| asfe | - | 6/11 |" in md
     assert "| asfe | mean | +1 | -10 |" in md
+    assert "leave cases out" not in md
+    # a column with cases left out (DETAIL NaN where a case has no brain region) says over how many it is
+    for r in rows:
+        r["DETAIL"] = 0.5 if r["case"] == "a.png" else float("nan")
+    assert "Means that leave cases out (NaN there): DETAIL over 1 of the 2." in markdown_summary(rows)
     with pytest.raises(ValueError, match="at least one row"):
         mean_table([])
 
