@@ -291,8 +291,10 @@ def _write_results(args: argparse.Namespace, rows: list[Any], panels: list[Any],
 
     with atomic_output(outputs["summary.md"], overwrite=args.overwrite) as tmp:
         Path(tmp).write_text(summary, encoding="utf-8")
+    made = {"metrics.csv", "summary.md", "planes.png"} & set(outputs)
     if "figure.png" in outputs and panels:
         ev.save_figure(panels, methods, outputs["figure.png"], overwrite=args.overwrite, title=args.title)
+        made.add("figure.png")
     means = ev.mean_table(rows)
     finite = [v for v in means.values() if math.isfinite(v.get("DETAIL", math.nan))
               and math.isfinite(v.get("PETC", math.nan))]
@@ -300,6 +302,13 @@ def _write_results(args: argparse.Namespace, rows: list[Any], panels: list[Any],
         from asfe3d.evaluation.front import save_front_figure
 
         save_front_figure(means, outputs["front.png"], title=args.title, overwrite=args.overwrite)
+        made.add("front.png")
+    if args.overwrite:  # an earlier run's figure of this name that this run does not draw would describe other data
+        for key in ("figure.png", "front.png", "planes.png"):
+            stale = args.out / f"{args.name}_{key}"
+            if key not in made and stale.is_file():
+                stale.unlink()
+                print(f"removed {stale} (an earlier run's; this run draws none)", file=sys.stderr)
     print(summary)
 
 

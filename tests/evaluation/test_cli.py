@@ -121,6 +121,15 @@ def test_no_pair_with_a_brain_region_gives_no_front_figure_not_a_traceback(volum
     assert (out / "evaluation_summary.md").is_file() and not (out / "evaluation_front.png").exists()
 
 
+def test_overwrite_removes_an_earlier_figure_this_run_does_not_draw(volume_csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--pairs", str(volume_csv), "--out", str(out), "--registration", "none", "--methods", "mean"]
+    assert main([*args, "--figure-cases", "1"]) == 0 and (out / "evaluation_figure.png").is_file()
+    assert main([*args, "--figure-cases", "0", "--overwrite"]) == 0
+    assert not (out / "evaluation_figure.png").exists()  # it showed the earlier run's methods beside the new CSV
+    assert "removed" in capsys.readouterr().err
+
+
 def test_weights_of_the_other_dimension_are_one_line(volume_csv, tmp_path, tiny_weights, capsys):
     rc = main(["--pairs", str(volume_csv), "--out", str(tmp_path / "out"), "--weights-3d", str(tiny_weights[0]),
                "--methods", "asfe-volume", "--registration", "none"])
