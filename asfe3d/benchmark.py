@@ -670,6 +670,11 @@ def _unwritable(path: Path) -> str:
     return ""
 
 
+#: how a file this benchmark wrote starts (the whole table, or the end-to-end section alone): only such a file is
+#: rewritten by --output
+_TABLE_HEADINGS = ("# ASFEFusion benchmarks", "## End to end")
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> int:
     """Command line entry (see ``--help``); returns the exit code. ``prog``: how the command was typed (named in
     its usage and in the tables' "Regenerate with" line)."""
@@ -730,6 +735,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> i
         problem = _unwritable(Path(args.output))
         if problem:  # found now, not after the minutes of timing
             p.error(f"--output: {args.output}: {problem}")
+        out = Path(args.output)
+        if out.is_file() and not out.read_text(encoding="utf-8", errors="replace").lstrip().startswith(_TABLE_HEADINGS):
+            p.error(f"--output: {args.output}: exists and is not a benchmark table (it does not start with "
+                    f"{_TABLE_HEADINGS[0]!r}); its sections would be replaced: give another file")
     for name in ("brain", "petct"):
         for path in getattr(args, name) or ():
             if not Path(path).exists():
@@ -767,7 +776,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> i
         marker = "## End to end"
         tail = f"\n\n{marker}{old.split(marker, 1)[1]}" if marker in old else "\n"
         text = (
-            "# ASFEFusion benchmarks\n\n"
+            f"{_TABLE_HEADINGS[0]}\n\n"
             f"Regenerate with `{cmd.strip()}`.\n\n"
             f"Machine: {_machine(args.threads)}.\n\n"
             "Inference only (`torch.no_grad()`, batch 1), median of the timed runs after one warm-up. CPU peak memory\n"

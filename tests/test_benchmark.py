@@ -188,6 +188,8 @@ def test_cli_pipeline_needs_inputs(tmp_path, capsys):
     (["--threads", "2", "0"], "--threads: must be an integer in [1, 1024], got 0"),
     (["--output", "{tmp}"], "is a folder, not a markdown file"),
     (["--output", "{tmp}/a_file/b.md"], "a_file is a file where a folder is expected"),
+    # a user's own markdown file: its sections after "## End to end" were replaced without a word
+    (["--output", "{tmp}/a_file"], "a_file: exists and is not a benchmark table"),
 ])
 def test_bad_numbers_and_unwritable_outputs_are_refused_before_any_case(tmp_path, monkeypatch, capsys, extra,
                                                                           expected):
