@@ -38,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--hmif", type=Path, metavar="DIR",
                      help="HMIF-style task folder: DIR/MRI/*.png and DIR/PET|SPECT|CT/*.png with the same names")
     src.add_argument("--pairs", type=Path, metavar="CSV",
-                     help="CSV of volume pairs with columns subject, mri, pet[, mask] (paths relative to the CSV)")
+                     help="CSV of volume pairs with columns subject, mri, pet and optionally mask, brain, pet_defect "
+                          "and defect (paths relative to the CSV; docs/evaluation.md)")
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV, the markdown table and the figure")
     p.add_argument("--name", default="evaluation", help="file name prefix of the outputs (default: evaluation)")
     p.add_argument("--methods", default=",".join(("mean", "max", "wavelet", "laplacian", "highpass", "asfe")),
-                   help="comma-separated methods (default: mean,max,wavelet,laplacian,asfe; for volumes asfe = "
+                   help="comma-separated methods (default: mean,max,wavelet,laplacian,highpass,asfe; for volumes asfe = "
                         "asfe-slice and asfe-volume, which may also be named alone)")
     p.add_argument("--split", choices=("val", "train", "all"), default="val",
                    help="HMIF pairs to score (default: val, the part training holds out)")
