@@ -715,6 +715,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> i
     if args.make_brain_pair:
         if not args.individual_dir or not args.spm_dir:
             p.error("--make-brain-pair needs --individual-dir and --spm-dir")
+        taken = [n for n in ("t1.nii.gz", "pet.nii.gz", "true_transform.tfm") if (Path(args.make_brain_pair) / n).exists()]
+        if taken:  # a pair (or a user's files) already there is never replaced
+            p.error(f"--make-brain-pair: {args.make_brain_pair} already holds {', '.join(taken)}; choose an empty folder")
         print(json.dumps({k: str(v) for k, v in make_brain_pair(args.individual_dir, args.spm_dir,
                                                                   args.make_brain_pair).items()}))
         return 0

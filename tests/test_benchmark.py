@@ -237,3 +237,11 @@ def test_pipeline_only_makes_the_outputs_folder(tmp_path, monkeypatch):
                 prog="python scripts/benchmark.py") == 0
     assert f"section: python scripts/benchmark.py --pipeline-only --brain {mri} {pet} --cohort 0 --output '{spaced}'" \
         in spaced.read_text()
+
+
+def test_make_brain_pair_never_replaces_files_in_its_folder(tmp_path, capsys):
+    (tmp_path / "t1.nii.gz").write_bytes(b"a user's T1")
+    with pytest.raises(SystemExit) as err:
+        main(["--make-brain-pair", str(tmp_path), "--individual-dir", str(tmp_path), "--spm-dir", str(tmp_path)])
+    assert err.value.code == 2 and "already holds t1.nii.gz; choose an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "t1.nii.gz").read_bytes() == b"a user's T1"
