@@ -675,6 +675,22 @@ def _unwritable(path: Path) -> str:
 _TABLE_HEADINGS = ("# ASFEFusion benchmarks", "## End to end")
 
 
+def _check_output(p: argparse.ArgumentParser, output: str) -> None:
+    """Refuse an ``--output`` that cannot be written or is not a benchmark table, before the minutes of timing."""
+    if output == DEFAULT_OUTPUT and not Path(DEFAULT_OUTPUT).parent.is_dir():
+        p.error(f"--output: the default {DEFAULT_OUTPUT} is the repository's table, and {Path.cwd()} has no docs/ "
+                "folder: run from the repository root, or give --output PATH (or --output '' to only print)")
+    if not output:
+        return
+    problem = _unwritable(Path(output))
+    if problem:
+        p.error(f"--output: {output}: {problem}")
+    out = Path(output)
+    if out.is_file() and not out.read_text(encoding="utf-8", errors="replace").lstrip().startswith(_TABLE_HEADINGS):
+        p.error(f"--output: {output}: exists and is not a benchmark table (it does not start with "
+                f"{_TABLE_HEADINGS[0]!r}); its sections would be replaced: give another file")
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> int:
     """Command line entry (see ``--help``); returns the exit code. ``prog``: how the command was typed (named in
     its usage and in the tables' "Regenerate with" line)."""
@@ -731,17 +747,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> i
         bad = [v for v in values if not 1 <= v <= 1024]
         if bad:  # a run of error rows (no median of no runs) would overwrite the tables
             p.error(f"{flag}: must be an integer in [1, 1024], got {bad[0]}")
-    if args.output == DEFAULT_OUTPUT and not Path(DEFAULT_OUTPUT).parent.is_dir():
-        p.error(f"--output: the default {DEFAULT_OUTPUT} is the repository's table, and {Path.cwd()} has no docs/ "
-                "folder: run from the repository root, or give --output PATH (or --output '' to only print)")
-    if args.output:
-        problem = _unwritable(Path(args.output))
-        if problem:  # found now, not after the minutes of timing
-            p.error(f"--output: {args.output}: {problem}")
-        out = Path(args.output)
-        if out.is_file() and not out.read_text(encoding="utf-8", errors="replace").lstrip().startswith(_TABLE_HEADINGS):
-            p.error(f"--output: {args.output}: exists and is not a benchmark table (it does not start with "
-                    f"{_TABLE_HEADINGS[0]!r}); its sections would be replaced: give another file")
+    _check_output(p, args.output)
     for name in ("brain", "petct"):
         for path in getattr(args, name) or ():
             if not Path(path).exists():
