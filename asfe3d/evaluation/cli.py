@@ -237,6 +237,7 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
     import tempfile
 
     from asfe3d.evaluation import evaluate as ev
+    from asfe3d.io import check_output_path
 
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels = [], []
@@ -268,8 +269,7 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
                 print(f"[{i + 1}/{len(items)}] {case.name}: {times}", file=sys.stderr)
         _write_results(args, rows, panels, methods, outputs, ndim, source)
         for src, dst in staged:  # every pair done and the tables written: the staged files go in place
-            if dst.exists() and not args.overwrite:
-                raise Asfe3dInputError(dst, "output file already exists (pass --overwrite to replace it)")
+            check_output_path(dst, overwrite=args.overwrite)  # one that appeared meanwhile: as before the run
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(src, dst)  # a rename on one file system
     finally:
