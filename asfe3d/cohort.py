@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, RegistrationRefused
 from asfe3d.settings import OPTIONAL_OUTPUTS, Settings
 
 __all__ = [
@@ -791,14 +791,17 @@ class SubjectRun:
 @dataclass
 class SubjectOutcome:
     """What :func:`run_subject` did: ``status`` (``ok``, ``skipped``, ``failed``), a ``message``, the
-    :class:`~asfe3d.pipeline.FuseResult` when fused, the ``seconds`` spent, and whether it failed because files in
-    the way were not replaced (``refused``: nothing was run or written)."""
+    :class:`~asfe3d.pipeline.FuseResult` when fused, the ``seconds`` spent, whether it failed because files in
+    the way were not replaced (``refused``: nothing was run or written), and the error of a run refused for its
+    registration (``refusal``, a :class:`~asfe3d.errors.RegistrationRefused` under ``--qc strict``: its QC verdict
+    and reasons go to the summary, its images to a report)."""
 
     status: str
     message: str = ""
     result: Any = None
     seconds: float = 0.0
     refused: bool = False
+    refusal: RegistrationRefused | None = None
 
 
 def run_subject(run: SubjectRun) -> SubjectOutcome:
@@ -857,7 +860,8 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
             logger.exception("%s: failed", run.name)
             text = f"{type(exc).__name__}: {exc}"
         text = " ".join(text.split())  # one line in the summary and the report, whatever the library said
-        return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0)
+        return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0,
+                              refusal=exc if isinstance(exc, RegistrationRefused) else None)
     return SubjectOutcome("ok", message, res, time.perf_counter() - t0)
 
 
@@ -891,15 +895,17 @@ def _recorded_registration(output: Path) -> dict[str, Any]:
 
 
 def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, rank: int) -> SubjectResult:
-    if outcome.status == "skipped":  # what the recorded run found about the registration stays in the summary
-        registration = _recorded_registration(output)
+    if outcome.status == "skipped" or outcome.refusal is not None:
+        # what the recorded run found about the registration stays in the summary; a refused one's is this run's
+        registration = _recorded_registration(output) if outcome.refusal is None else outcome.refusal.registration
         qc = registration.get("qc") if isinstance(registration.get("qc"), dict) else {}
         reasons = "; ".join(str(r) for r in qc.get("reasons") or [])
         message = outcome.message
-        if qc.get("verdict") == "fail":
+        if qc.get("verdict") == "fail" and outcome.status == "skipped":
             message += f"; registration judged failed: {reasons}"
         metric = registration.get("metric")
-        return SubjectResult(subject.subject, "skipped", output, message=message, rank=rank, total=outcome.seconds,
+        return SubjectResult(subject.subject, outcome.status, output, message=message, rank=rank,
+                             total=outcome.seconds,
                              qc_verdict=str(qc.get("verdict") or ""), qc_reasons=reasons,
                              registration_metric=float(metric) if isinstance(metric, (int, float)) else math.nan,
                              registration_start=str(registration.get("start") or ""))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-__all__ = ["Asfe3dInputError", "InputErrorParser"]
+__all__ = ["Asfe3dInputError", "InputErrorParser", "RegistrationRefused"]
 
 
 class Asfe3dInputError(ValueError):
@@ -30,6 +30,25 @@ class Asfe3dInputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class RegistrationRefused(Asfe3dInputError):
+    """A registration judged failed under ``qc="strict"``: refused, with what a report of it needs.
+
+    Args:
+        path: the PET (the moving image).
+        problem: the verdict's line.
+        reference: the MRI (the fixed image) as registered, ``(1, X, Y, Z)``, in its units.
+        resampled: the PET resampled onto the MRI grid by the refused transform, ``(1, X, Y, Z)``, in its units.
+        registration: the registration's description (method, metric, ``qc``...), as a completion record holds it.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str, *, reference: Any = None, resampled: Any = None,
+                 registration: dict[str, Any] | None = None) -> None:
+        super().__init__(path, problem)
+        self.reference = reference
+        self.resampled = resampled
+        self.registration = registration or {}
 
 
 class InputErrorParser(argparse.ArgumentParser):

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asfe3d.errors import RegistrationRefused
 from asfe3d.settings import FusionSettings, OutputSettings, Settings
 
 __all__ = [
     "EARLY_KEY", "FuseResult", "RECORD_KEYS", "Settings", "fuse_pair", "preprocessing_steps", "build_preprocessing",
-    "default_output_path", "derived_output_paths", "auto_slice_axis",
+    "default_output_path", "derived_output_paths", "auto_slice_axis", "refusal_record",
 ]
 
 from asfe3d.transforms.array import auto_slice_axis  # noqa: E402 - re-exported
@@ -244,12 +245,57 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
         steps += _fuse_and_save_steps(fuser, settings, extra, saver)
         early = claim_early_registration(mri_path, pet_path)
         data = {"mri": mri_path, "pet": pet_path} | ({EARLY_KEY: early} if early is not None else {})
-        data, timings = _run_steps(steps, data, fuser, settings, record_extra)
+        try:
+            data, timings = _run_steps(steps, data, fuser, settings, record_extra)
+        except RegistrationRefused as exc:
+            if extra["report"] is None:
+                raise
+            raise _refusal_reported(exc, extra["report"], output, settings,
+                                    {"mri_path": mri_path, "pet_path": pet_path}) from None
         timings["total"] = time.perf_counter() - t_start
         result = _result(data, timings)
         logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output,
                     settings.fusion.method, timings["total"])
         return result
+
+
+def _refusal_reported(exc: RegistrationRefused, report: Path, output: Path, settings: Settings,
+                      paths: dict[str, Path]) -> RegistrationRefused:
+    """Write the report of a registration refused under ``--qc strict`` (the MRI, the PET as the refused transform
+    placed it, the QC's verdict and numbers; no fused image) and return the refusal naming it. A report that cannot
+    be drawn does not hide the refusal: the refusal says so instead."""
+    from asfe3d.io.checks import short_error
+    from asfe3d.io.record import record_path, replaceable_outputs, write_record
+    from asfe3d.reports import refusal_section, write_report
+
+    problem = exc.problem
+    try:
+        content = refusal_record(exc, paths["mri_path"], paths["pet_path"], settings)
+        record = record_path(output)
+        # the record first (pending: an interrupted write leaves a report the next run may replace), the report,
+        # then the record saying what the run was; an earlier refusal's report is this kind of run's own
+        ours = report.resolve() in {p.resolve() for p in replaceable_outputs(output)}
+        write_record(record, content, status="pending", outputs={"report": report})
+        title = output.name.split(".")[0]
+        write_report(report, [refusal_section(exc, content, title=title)], title=title,
+                     overwrite=settings.outputs.overwrite or ours)
+        write_record(record, content | {"refusal": str(exc)}, status="refused", outputs={"report": report})
+        problem = problem.replace("no fused image written", f"no fused image written; report of the refusal: {report}")
+    except Exception as err:  # noqa: BLE001 - the refusal is what the user must see; the report's failure is added
+        logger.debug("the report of the refusal could not be written", exc_info=True)
+        problem += f"; its report could not be written: {short_error(err)}"
+    return RegistrationRefused(exc.path, problem, reference=exc.reference, resampled=exc.resampled,
+                               registration=exc.registration)
+
+
+def refusal_record(refusal: RegistrationRefused, mri: str | os.PathLike, pet: str | os.PathLike,
+                   settings: Settings) -> dict[str, Any]:
+    """What a record (and a report) says of a run refused for its registration: the inputs, what the readers found,
+    the registration with its QC verdict, and the settings (:func:`asfe3d.io.record.run_fields`)."""
+    from asfe3d.io.record import run_fields
+
+    return run_fields({"mri_path": mri, "pet_path": pet, "mri": refusal.reference, "pet": refusal.resampled,
+                       "pet_registration": refusal.registration}) | {"settings": settings.as_dict()}
 
 
 def _check_inputs(mri: Path, pet: Path, pet_sidecar: Any) -> None:

@@ -74,6 +74,8 @@ class PairResult:
         pair: the pair (``None`` for ``no-pet``).
         kept: a failed pair whose earlier complete derivatives were left in place (a rerun with other settings or
             changed inputs, refused without ``--overwrite``): its report section still shows them.
+        section: the report section of a pair refused for its registration (``--qc strict``), drawn when it was
+            refused (its images are not on disk): the MRI, the PET where the refused transform put it, the QC.
     """
 
     subject: str
@@ -85,6 +87,7 @@ class PairResult:
     seconds: float = 0.0
     pair: BidsPair | None = None
     kept: bool = False
+    section: Any = None
 
 
 def derivative_paths(pair: BidsPair, output_dir: str | Path) -> dict[str, Path]:
@@ -398,7 +401,8 @@ def _start_early(pair: BidsPair, paths: dict[str, Path], settings: Settings) -> 
     return EarlyRegistration.from_settings(pair.t1w, pair.pet, pair_settings).start()
 
 
-def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings) -> PairResult:
+def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path, settings: Settings,
+              reports: bool = False) -> PairResult:
     """One pair through :func:`asfe3d.cohort.run_subject` (the resumable run-one-subject cohorts use): complete when
     :func:`pair_done`; a rerun may replace the files its record lists and its marked sidecar only when that
     record is not a complete run of other settings or inputs (:func:`_ours`). The registered PET's
@@ -429,7 +433,23 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
                         kept=outcome.refused and _complete_on_disk(paths))
     if outcome.result is not None and "record" in outcome.result.outputs:
         result.outputs["fused_json"] = Path(outcome.result.outputs["record"])
+    if reports and outcome.refusal is not None:
+        result.section = _refusal_section(pair, outcome.refusal, pair_settings)
     return result
+
+
+def _refusal_section(pair: BidsPair, refusal: Any, settings: Settings) -> Any:
+    """The report section of a pair refused for its registration, drawn now (``None`` when it cannot be drawn: the
+    report then shows the error alone)."""
+    from asfe3d.pipeline import refusal_record
+    from asfe3d.reports import refusal_section
+
+    try:
+        return refusal_section(refusal, refusal_record(refusal, pair.t1w, pair.pet, settings), title=pair.label,
+                               anchor=pair.prefix)
+    except Exception:  # noqa: BLE001 - a report must not fail the run
+        logger.exception("%s: report section of the refusal failed", pair.prefix)
+        return None
 
 
 def _subject_report(subject: str, results: Sequence[PairResult], root: Path, overwrite: bool) -> Path | None:
@@ -457,6 +477,8 @@ def _subject_report(subject: str, results: Sequence[PairResult], root: Path, ove
                 logger.exception("%s: report section failed", r.pair.prefix)
                 sections.append(failed_section(title, f"report could not be drawn: {type(exc).__name__}: {exc}",
                                                anchor=r.pair.prefix))
+        elif r.section is not None:  # refused for its registration in this run: drawn then
+            sections.append(r.section)
         else:
             sections.append(failed_section(title, r.message, anchor=r.pair.prefix,
                                            result={"inputs": {"mri": str(r.pair.t1w), "pet": str(r.pair.pet)}}))
@@ -528,7 +550,7 @@ def run_bids(
         for k, pair in enumerate(tqdm(pairs, desc="asfe3d bids", unit="pair", disable=not progress,
                                       dynamic_ncols=True)):
             ahead.begin(k)
-            results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings))
+            results.append(_run_pair(pair, derivative_paths(pair, root), bids_dir, root, settings, reports))
     results.extend(_issue_result(i) for i in issues)
     if reports:
         write_reports(results, root, overwrite=overwrite)

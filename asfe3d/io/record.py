@@ -8,6 +8,8 @@ the registration and its quality check found, and which outputs were written (pa
   with the recorded size, and the inputs are unchanged (:func:`check_record`);
 - a run interrupted while renaming leaves a pending record, whose listed outputs the next run may replace (they
   are asfe3d's own, incomplete set); an existing file without a record is never replaced without ``--overwrite``;
+- a run refused after its registration (``--qc strict``) with ``--report`` leaves a *refused* record listing the
+  report of the refusal: a run, not a result, so the next run redoes it and may replace that report;
 - an optional output under its default name (``<stem>_rgb.nii.gz``, ``<stem>_preview.png``...: a name the user
   never typed) is replaced, with ``--overwrite``, only when the record lists it as asfe3d's
   (:func:`recorded_outputs`; a later run carries an earlier run's outputs forward as ``earlier_outputs``).
@@ -206,7 +208,8 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     Args:
         path: the record's path (:func:`record_path` of the fused volume).
         content: what the run wants recorded (inputs, settings, registration...), JSON-able.
-        status: ``"pending"`` or ``"complete"``.
+        status: ``"pending"``, ``"complete"`` or ``"refused"`` (a run refused after its registration; ``outputs``
+            holds what it wrote instead: the report of the refusal).
         outputs: output kind -> path; sizes are recorded for the files that exist.
 
     Returns:
@@ -215,8 +218,8 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     Raises:
         ValueError: an unknown ``status``.
     """
-    if status not in ("pending", "complete"):
-        raise ValueError(f"status must be 'pending' or 'complete', got {status!r}")
+    if status not in ("pending", "complete", "refused"):
+        raise ValueError(f"status must be 'pending', 'complete' or 'refused', got {status!r}")
     files = {}
     for kind, p in outputs.items():
         p = Path(p).resolve()
@@ -315,9 +318,10 @@ def check_default_named_outputs(fused: str | os.PathLike, paths: Iterable[str | 
 
 
 def pending_outputs(path: str | os.PathLike) -> list[Path]:
-    """The outputs listed by a *pending* record (a run interrupted while renaming); empty otherwise."""
+    """The outputs listed by a *pending* record (a run interrupted while renaming) or a *refused* one (the report of
+    a registration refused under ``--qc strict``); empty otherwise."""
     record = read_record(path)
-    if record is None or record.get("status") != "pending":
+    if record is None or record.get("status") not in ("pending", "refused"):
         return []
     return [Path(entry["path"]) for entry in record.get("outputs", {}).values() if entry.get("path")]
 
@@ -325,8 +329,8 @@ def pending_outputs(path: str | os.PathLike) -> list[Path]:
 def replaceable_outputs(fused: str | os.PathLike) -> list[Path]:
     """Existing files that a new run of the outputs named by ``fused`` may replace without ``--overwrite``.
 
-    These are asfe3d's own: the outputs listed by a pending record (a run interrupted while renaming) and that
-    record, or a record whose fused output is gone. Anything else existing needs ``--overwrite``.
+    These are asfe3d's own: the outputs listed by a pending record (a run interrupted while renaming) or a refused
+    one (its report) and that record, or a record whose fused output is gone. Anything else existing needs ``--overwrite``.
 
     Args:
         fused: the run's first output (its record is :func:`record_path` of it).
@@ -403,6 +407,8 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
     record = read_record(path)
     if record is None:
         return "no completion record"
+    if record.get("status") == "refused":
+        return "the recorded run was refused (registration judged failed under --qc strict)"
     if record.get("status") != "complete":
         return f"completion record says {record.get('status')!r} (an interrupted run)"
     changed = None if settings is None else settings_difference(record.get("settings"), settings)

@@ -23,13 +23,14 @@ from asfe3d.reports.html import (
     write_index,
     write_report,
 )
-from asfe3d.reports.pair import failed_section, render_pair_section, write_subject_report
+from asfe3d.reports.pair import failed_section, refusal_section, render_pair_section, write_subject_report
 from asfe3d.reports.run import write_run_report
 
 __all__ = [
     "IndexEntry",
     "ReportSection",
     "failed_section",
+    "refusal_section",
     "read_report_summary",
     "render_pair_section",
     "result_mapping",

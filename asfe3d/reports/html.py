@@ -260,7 +260,8 @@ def _about_methods(sections: Sequence[ReportSection], stamp: str) -> str:
     results = [s.result for s in sections if s.result]
     first = results[0] if results else {}
     about = _table(about_rows(first, stamp))
-    paragraphs, references = methods_text(results)
+    # a pair that was not fused (a refused registration's section keeps its result for About) has no methods
+    paragraphs, references = methods_text([s.result for s in sections if s.result and s.status == "ok"])
     if paragraphs:
         methods = ("".join(f'<p class="methods">{_e(p)}</p>' for p in paragraphs)
                    + '<h4>References</h4><ol class="refs">'

@@ -32,7 +32,7 @@ from asfe3d.reports.html import (
 from asfe3d.reports.text import optimiser_metric, registration_outcome
 from asfe3d.settings import flat_settings
 
-__all__ = ["failed_section", "pet_as_read", "render_pair_section", "write_subject_report"]
+__all__ = ["failed_section", "pet_as_read", "refusal_section", "render_pair_section", "write_subject_report"]
 
 #: the quality numbers shown up front: (``qc.numbers`` key, label, scale, unit)
 KEY_NUMBERS = (
@@ -206,7 +206,8 @@ def _compare_html(anchor: str, after: bytes, before: bytes | None, why: str) -> 
 
 
 def _grid_checked(mri_image: Any, pet_on_mri_image: Any, fused_image: Any, anat_name: str) -> tuple[Any, Any, Any]:
-    """The anatomical, registered PET and fused images as ``Nifti1Image``, checked to be 3D on one grid.
+    """The anatomical, registered PET and fused images as ``Nifti1Image``, checked to be 3D on one grid (no fused
+    image: ``None`` for it).
 
     Raises:
         ValueError: an image that is not 3D, or images on different grids (their shapes quoted).
@@ -215,14 +216,14 @@ def _grid_checked(mri_image: Any, pet_on_mri_image: Any, fused_image: Any, anat_
 
     anat = as_nifti(mri_image, anat_name)
     pet = as_nifti(pet_on_mri_image, f"PET on the {anat_name} grid")
-    fused = as_nifti(fused_image, "fused")
-    for img in (pet, fused):
+    fused = None if fused_image is None else as_nifti(fused_image, "fused")
+    for img in (pet, pet if fused is None else fused):
         if img.ndim != 3 or anat.ndim != 3:
             raise ValueError(f"the {anat_name}, PET and fused images must be 3D, got shapes {anat.shape}, "
-                             f"{pet.shape} and {fused.shape}")
+                             f"{pet.shape} and {img.shape}")
         if img.shape != anat.shape:
             raise ValueError(f"the {anat_name} {anat.shape}, the registered PET {pet.shape} and the fused volume "
-                             f"{fused.shape} must share one grid")
+                             f"{img.shape} must share one grid")
     return anat, pet, fused
 
 
@@ -236,7 +237,7 @@ class _Figures:
         after, before: the registration view after registration and before it (PNG; ``before`` None when the PET
             as read is not available).
         overlay: the registered PET over the anatomical image (PNG).
-        fused_png: the fused image (PNG).
+        fused_png: the fused image (PNG; ``fused`` and it are None when the pair was not fused).
         thumbnail: the index page's small view (PNG).
     """
 
@@ -247,7 +248,7 @@ class _Figures:
     after: bytes
     before: bytes | None
     overlay: bytes
-    fused_png: bytes
+    fused_png: bytes | None
     thumbnail: bytes
 
 
@@ -256,7 +257,7 @@ def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name
     """Crop the three images to the head and draw every figure of the section.
 
     Args:
-        anat, pet, fused: from :func:`_grid_checked` (one 3D grid).
+        anat, pet, fused: from :func:`_grid_checked` (one 3D grid; ``fused`` None: not drawn).
         before_src: the PET as read, on its own grid, or None.
         anat_name: ``MRI`` or ``CT`` (CT crops at -400 HU).
         pet_units, fused_units: the colour bars' units.
@@ -269,8 +270,9 @@ def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name
     from asfe3d.reports import figures
 
     threshold = -400.0 if anat_name == "CT" else None
-    anat, pet, fused = (figures.axis_aligned(img) for img in (anat, pet, fused))
-    anat, pet, fused = (figures.canonical(img) for img in figures.crop_to_head(anat, pet, fused, threshold=threshold))
+    images = [figures.axis_aligned(img) for img in (anat, pet, fused) if img is not None]
+    anat, pet, *rest = (figures.canonical(img) for img in figures.crop_to_head(*images, threshold=threshold))
+    fused = rest[0] if rest else None
     smooth = figures.smoothed(anat)
     levels = figures.contour_levels(np.asanyarray(smooth.dataobj), anat_name)
     common = dict(anat_smoothed=smooth, levels=levels, anat_name=anat_name)
@@ -286,8 +288,8 @@ def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name
             **common))
     overlay_png = figures.png_bytes(figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap,
                                                          anat_name=anat_name))
-    fused_png = figures.png_bytes(figures.draw_fused(fused, anat=anat, units=fused_units, value_range=fused_range,
-                                                     anat_name=anat_name))
+    fused_png = None if fused is None else figures.png_bytes(figures.draw_fused(
+        fused, anat=anat, units=fused_units, value_range=fused_range, anat_name=anat_name))
     thumb = figures.thumbnail(pet, anat=anat, **common)
     return _Figures(anat, pet, fused, levels, after_png, before_png, overlay_png, fused_png, thumb)
 
@@ -329,9 +331,10 @@ def _images_html(figs: _Figures, *, anat_name: str, pet_units: str, fused_units:
 above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero voxels, the colour bar's range).</p>
 <img class="figure" alt="PET over the {_e(anat_name)}" src="{_data_uri(figs.overlay)}">
 <h3>Fused image</h3>
-<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
+""" + (f"""<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
 {fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
-<img class="figure" alt="fused image" src="{_data_uri(figs.fused_png)}">"""
+<img class="figure" alt="fused image" src="{_data_uri(figs.fused_png)}">""" if figs.fused_png is not None else
+           "<p>None: the pair was not fused (see the error at the top of this section).</p>")
 
 
 def _details_html(result: Mapping[str, Any], anat_name: str, grids: Mapping[str, Any] | None = None) -> str:
@@ -355,13 +358,14 @@ def render_pair_section(
     colormap: str | None = None,
     pet_as_read_image: Any = None,
     viewer: bool = False,
+    refused: str | None = None,
 ) -> ReportSection:
     """Draw one pair's section of a report.
 
     Args:
         mri_image: the anatomical image (MRI or CT) in its units: nibabel image, ``(array, RAS affine)`` or a path.
         pet_on_mri_image: the PET registered and resampled onto its grid, in the PET's units.
-        fused_image: the fused volume as written (same grid).
+        fused_image: the fused volume as written (same grid); ``None`` with ``refused``.
         result: the run's description (see :func:`~asfe3d.reports.html.result_mapping`; a ``FuseResult`` is
             accepted): it names the modalities and units, and holds the numbers shown.
         title: the section's heading.
@@ -369,16 +373,23 @@ def render_pair_section(
         colormap: the PET colour map (default: ``settings.colormap`` of the result, else ``hot``).
         pet_as_read_image: the PET as read, on its own grid (for the "before" view); default: read again from
             ``inputs.pet`` (:func:`pet_as_read`); when that fails the section says why and shows "after" only.
-        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`; about 2.3 MB more per page).
+        viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`; about 2.3 MB more per page; not
+            with ``refused``).
+        refused: why the pair was not fused (one line, e.g. a registration refused under ``--qc strict``): the
+            section shows it at its top, the registration and the PET, no fused image, and has status ``failed``.
 
     Returns:
         A :class:`~asfe3d.reports.html.ReportSection` (its ``result`` kept for the page's About and Methods).
 
     Raises:
-        ValueError: an image that is not 3D, images on different grids, or a result of the wrong type.
+        ValueError: an image that is not 3D, images on different grids, a result of the wrong type, or a fused
+            image missing without ``refused`` (or given with it).
     """
     from asfe3d.reports import figures, text
 
+    if (fused_image is None) != (refused is not None):
+        raise ValueError("give either fused_image or refused (why there is no fused image), not "
+                         f"{'both' if refused is not None else 'neither'}")
     t0 = time.perf_counter()
     result = result_mapping(result)
     settings = flat_settings(result.get("settings"))
@@ -387,7 +398,7 @@ def render_pair_section(
     labels = dict(anat_name=anat_name, pet_units=text.pet_units(result),
                  fused_units=text.fused_units(result, anat_name))
     anat, pet, fused = _grid_checked(mri_image, pet_on_mri_image, fused_image, anat_name)
-    fused_data = np.asanyarray(fused.dataobj)
+    fused_data = np.zeros(0) if fused is None else np.asanyarray(fused.dataobj)
     finite = fused_data[np.isfinite(fused_data)]
     fused_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     zooms = [float(z) for z in anat.header.get_zooms()[:3]]
@@ -398,16 +409,37 @@ def render_pair_section(
         before_src, why = pet_as_read(result)
     figs = _draw_figures(anat, pet, fused, before_src, fused_range=fused_range, colormap=colormap, **labels)
     anchor = _anchor(anchor or title)
-    viewer_block = _viewer_block(anchor, figs, colormap=colormap, **labels) if viewer else ""
+    viewer_block = _viewer_block(anchor, figs, colormap=colormap, **labels) if viewer and fused is not None else ""
     body = "\n".join([
-        "", _registration_html(anchor, figs, why, anat_name=anat_name,
+        "" if refused is None else f'<div class="error">{_e(refused)}</div>', _registration_html(anchor, figs, why, anat_name=anat_name,
                                anat_units=text.anatomical_units(anat_name), grid=grid),
         "<h3>Registration quality</h3>", _quality_html(result),
         _images_html(figs, fused_range=fused_range, colormap=colormap, **labels),
         viewer_block, _details_html(result, anat_name, {"mri": anat, "pet": before_src}), "",
     ])
-    return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict_of(result), status="ok",
+    return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict_of(result),
+                         status="ok" if refused is None else "failed",
                          thumbnail=figs.thumbnail, seconds=time.perf_counter() - t0, result=result, viewer=viewer)
+
+
+def refusal_section(refusal: Any, result: Mapping[str, Any], *, title: str, anchor: str | None = None) -> ReportSection:
+    """The section of a pair whose registration was refused (``--qc strict``): the error, the MRI with the PET where
+    the refused transform put it, the QC's verdict and numbers; no fused image.
+
+    Args:
+        refusal: the :class:`~asfe3d.errors.RegistrationRefused` (its ``reference`` and ``resampled`` images,
+            ``(1, X, Y, Z)`` MetaTensors on the MRI grid).
+        result: the run's description (:func:`asfe3d.pipeline.refusal_record`: inputs, settings, registration).
+        title: the heading.
+        anchor: the HTML id (default: from the title).
+
+    Returns:
+        A :class:`ReportSection` with status ``failed`` and the registration's verdict.
+    """
+    affine = refusal.reference.affine.detach().cpu().numpy()
+    return render_pair_section(mri_image=(refusal.reference[0].detach().cpu().numpy(), affine),
+                               pet_on_mri_image=(refusal.resampled[0].detach().cpu().numpy(), affine),
+                               fused_image=None, result=result, title=title, anchor=anchor, refused=str(refusal))
 
 
 def failed_section(title: str, message: str, *, anchor: str | None = None,
@@ -444,6 +476,7 @@ def write_subject_report(
     title: str | None = None,
     overwrite: bool = False,
     viewer: bool = False,
+    refused: str | None = None,
 ) -> Path:
     """Write the report of one fused pair (a single-section :func:`write_report`).
 
@@ -451,7 +484,7 @@ def write_subject_report(
         path: the ``.html`` file.
         mri_image: the anatomical image (MRI or CT) in its units (nibabel image, ``(array, affine)`` or a path).
         pet_on_mri_image: the PET on its grid, in the PET's units.
-        fused_image: the fused volume as written.
+        fused_image: the fused volume as written (``None`` with ``refused``).
         result: the run's description: a mapping (the completion record, or any dict with ``inputs``,
             ``input_info``, ``settings``, ``registration`` incl. ``qc``, ``timings``, ``outputs``,
             ``peak_memory_mb``) or a ``FuseResult``.
@@ -460,6 +493,7 @@ def write_subject_report(
         title: the page title (default: the report's file stem).
         overwrite: replace an existing file.
         viewer: add the interactive NiiVue viewer (:mod:`asfe3d.reports.viewer`).
+        refused: why the pair was not fused (a report of the refusal: registration and PET, no fused image).
 
     Returns:
         The written path.
@@ -477,5 +511,6 @@ def write_subject_report(
         raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
     title = title or path.stem
     section = render_pair_section(mri_image=mri_image, pet_on_mri_image=pet_on_mri_image, fused_image=fused_image,
-                                  result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer)
+                                  result=result, title=title, pet_as_read_image=pet_as_read_image, viewer=viewer,
+                                  refused=refused)
     return write_report(path, [section], title=title, overwrite=overwrite)

@@ -293,8 +293,9 @@ class RegisterToReference(Transform):
             numbers).
 
         Raises:
-            Asfe3dInputError: the PET does not cover the head, or (``qc="strict"``) the registration is judged
-                failed.
+            Asfe3dInputError: the PET does not cover the head.
+            RegistrationRefused: (``qc="strict"``) the registration is judged failed; the error holds the MRI, the
+                PET resampled by the refused transform and the report dict, for a report of the refusal.
         """
         import logging
         import time
@@ -358,10 +359,9 @@ class RegisterToReference(Transform):
             # covers little of the whole head by design; the QC's verdict, not the overlap floor, judges it
             floor = 0.0 if "pet_fov" in verdict.flags else self.min_overlap
             overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=floor, head=head_img)
-        if verdict.verdict == "fail":
-            line = f"registration judged failed: {'; '.join(verdict.reasons)}"
-            if self.qc == "strict":
-                raise Asfe3dInputError(pet_path, f"{line} (--qc strict: nothing written)")
+        failed = verdict.verdict == "fail"
+        line = f"registration judged failed: {'; '.join(verdict.reasons)}"
+        if failed and self.qc != "strict":
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)
         described = result.method
@@ -383,7 +383,13 @@ class RegisterToReference(Transform):
         meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY)}
         meta["filename_or_obj"] = moving.meta.get("filename_or_obj", "")
         meta[SOURCE_KEY] = moving.meta.get(SOURCE_KEY)
-        return derive_metatensor(data, reference, meta=meta), result.transform, report
+        out = derive_metatensor(data, reference, meta=meta)
+        if failed and self.qc == "strict":  # refused; what a report of the refusal needs goes with the error
+            from asfe3d.errors import RegistrationRefused
+
+            raise RegistrationRefused(pet_path, f"{line} (--qc strict: no fused image written)", reference=reference,
+                                      resampled=out, registration=report)
+        return out, result.transform, report
 
 
 class RobustNormalize(Transform):

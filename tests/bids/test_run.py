@@ -362,3 +362,22 @@ def test_a_refused_rerun_leaves_the_subjects_report(bids_run: tuple[Path, Path, 
 
     assert "data:image/png;base64," in report.read_text(encoding="utf-8")
     assert read_report_summary(report)["status"] != "failed"
+
+
+def test_pair_refused_for_its_registration_is_shown_in_the_report(tmp_path: Path) -> None:
+    """Under ``--qc strict`` a refused pair's section showed the error alone; it shows the MRI with the PET where
+    the refused transform put it, and the QC's verdict (drawn when refused: nothing of it is on disk)."""
+    bids = make_dataset(tmp_path / "bids")
+    pet = bids / "sub-01" / "pet" / "sub-01_trc-FDG_pet.nii.gz"
+    img = nib.load(str(pet))
+    noise = np.random.default_rng(3).gamma(2.0, 1000.0, img.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, img.affine, img.header), str(pet))
+    out = bids / "derivatives" / "asfe3d"
+    results = run_bids(bids, out, Settings.from_flat(**FAST, qc="strict"))
+    refused = next(r for r in results if r.name == "sub-01_trc-FDG")
+    assert refused.status == "failed" and "registration judged failed" in refused.message
+    assert not (out / "sub-01" / "pet" / "sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz").exists()
+    text = (out / "sub-01.html").read_text(encoding="utf-8")
+    assert "Registration check" in text and "PET looks like noise" in text and "None: the pair was not fused" in text
+    summary = read_report_summary(out / "sub-01.html")
+    assert summary["status"] == "failed" and summary["sections"][0]["verdict"] == "fail"

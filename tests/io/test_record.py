@@ -221,3 +221,23 @@ def test_outputs_exchanged_for_others_of_the_same_size_are_not_complete(tmp_path
     os.rename(tmp_path / "tmp", runs["s2"])
     for name, fused in runs.items():
         assert "changed since it was written" in check_record(tmp_path / f"{name}_fused.json", {"fused": fused}, {})
+
+
+def test_a_refused_run_is_not_complete_and_its_report_is_replaceable(tmp_path: Path) -> None:
+    """A run refused for its registration (``--qc strict --report``) records its report as asfe3d's own: the next
+    run redoes it and may replace the report and the record; a foreign file beside them stays foreign."""
+    import pytest
+
+    from asfe3d.io.record import pending_outputs, replaceable_outputs
+
+    fused, report = tmp_path / "f.nii.gz", tmp_path / "f_report.html"
+    report.write_text("<html>refusal</html>")
+    record = write_record(tmp_path / "f.json", {"refusal": "pet.nii.gz: registration judged failed"},
+                          status="refused", outputs={"report": report})
+    assert read_record(record)["status"] == "refused"
+    assert check_record(record, {"fused": fused}, {}) == ("the recorded run was refused (registration judged "
+                                                          "failed under --qc strict)")
+    assert pending_outputs(record) == [report.resolve()]
+    assert set(replaceable_outputs(fused)) == {report.resolve(), record}
+    with pytest.raises(ValueError, match="'pending', 'complete' or 'refused', got 'done'"):
+        write_record(record, {}, status="done", outputs={})

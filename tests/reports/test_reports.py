@@ -260,3 +260,20 @@ def test_methods_say_what_reading_did_to_the_inputs() -> None:
     assert ("The MRI DICOM series (non-uniform slice gaps (2.5 to 7.5 mm)) was resampled onto a regular orthogonal "
             "grid of 1.5 x 1.2 x 2.5 mm") in methods_text([gaps])[0][0]
     assert "frames" not in methods_text([RESULT])[0][0]
+
+
+def test_a_refused_pair_section_has_no_fused_image_and_no_methods(tmp_path: Path) -> None:
+    """A pair refused for its registration: the error on top, the registration and the PET drawn, no fused image,
+    status ``failed``; the page's methods paragraph describes no fusion."""
+    mri, pet, fused = _volumes()
+    section = render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=None,
+                                  result=RESULT, title="sub-01", refused="pet.nii.gz: registration judged failed")
+    assert section.status == "failed" and section.verdict == "warn" and section.thumbnail
+    assert "registration judged failed" in section.html and "None: the pair was not fused" in section.html
+    assert 'alt="fused image"' not in section.html and 'alt="registration: after"' in section.html
+    page = write_report(tmp_path / "r.html", [section], title="sub-01").read_text(encoding="utf-8")
+    assert "No pair was fused: nothing to describe." in page
+    for fused_image, refused in ((None, None), (fused, "why")):
+        with pytest.raises(ValueError, match="give either fused_image or refused"):
+            render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=fused_image,
+                                result=RESULT, title="x", refused=refused)
