@@ -80,8 +80,8 @@ def print_result(result: Any, stream: Any = None) -> None:
                         if info.get("frame_weighting") == "duration" and durations else
                         " (equal weights: frame durations not known)")
             how = (f"frame {info['frame_taken']}" if info.get("frame_taken") is not None
-                   else f"mean of {frames} frames{weighted}")
-            print(f"{role.upper()}: 4D input with {frames} frames, used the {how}", file=stream)
+                   else f"the mean of {frames} frames{weighted}")
+            print(f"{role.upper()}: 4D input with {frames} frames, used {how}", file=stream)
         if info.get("nonfinite_repaired"):
             print(f"{role.upper()}: replaced {info['nonfinite_repaired']} NaN/Inf voxels by 0", file=stream)
         realigned = info.get("frames_realigned")

@@ -50,8 +50,23 @@ logger = logging.getLogger("asfe3d")
 GAP_TOL_REL = 1e-2
 #: Absolute tolerance (mm) on slice gaps.
 GAP_TOL_MM = 1e-3
+#: Largest distance of a slice from where a uniform stack (first slice, mean gap) puts it, as a fraction of the
+#: median gap, still read as uniform (gaps each within :data:`GAP_TOL_REL` can add up over many slices).
+DRIFT_TOL_REL = 0.02
 #: Largest sideways offset of a slice, as a fraction of the in-plane pixel size, still counted as in line.
 LATERAL_TOL_PIXELS = 0.1
+#: ImageOrientationPatient's two vectors must be of unit length and perpendicular within this (rounding in the
+#: header's decimal strings); beyond it the pixel grid is sheared, which no orthogonal grid represents.
+ORIENTATION_TOL = 1e-3
+#: Two slices closer than this fraction of the stack's median gap are one position written twice (a re-export,
+#: overlapping beds rounded): resampled, the smallest gap would set a grid of thousands of planes.
+NEAR_DUPLICATE_FRACTION = 0.05
+#: A gap wider than this many median gaps is refused: interpolating across it would invent the anatomy (or
+#: uptake) of the missing slices (up to two consecutive missing slices are interpolated, as dcm2niix does).
+MAX_GAP_MEDIANS = 3.0
+#: A gap wider than this many median gaps counts as missing slices: its inner planes are reported as
+#: interpolated across a gap (``info["dicom_resampled"]["planes_across_gaps"]``).
+MISSING_SLICE_MEDIANS = 1.5
 
 
 @contextlib.contextmanager
@@ -115,6 +130,45 @@ def _slice_axes(orientation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return row, col, np.cross(row, col)
 
 
+def check_orientation(where: str | Path, role: str, positions: np.ndarray, orientations: np.ndarray,
+                      what: str = "slices", names: list[str] | None = None) -> None:
+    """Refuse slice positions or orientations that place no orthogonal pixel grid.
+
+    Args:
+        where: the folder or file (named in errors).
+        role: what the volume is.
+        positions: ImagePositionPatient of each slice, ``(n, 3)``.
+        orientations: ImageOrientationPatient of each slice, ``(n, 6)``.
+        what: ``"slices"`` or ``"frames"`` (for messages).
+        names: a name for each slice (its file), for messages (default: ``slice k``).
+
+    Raises:
+        Asfe3dInputError: a non-finite position or orientation; row or column vectors not of unit length or not
+            perpendicular (beyond :data:`ORIENTATION_TOL`): a sheared or all-zero orientation, which GDCM would
+            quietly make orthogonal (moving the image's last rows by millimetres).
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    ori = np.asarray(orientations, dtype=np.float64)
+    label = (lambda k: names[k]) if names else (lambda k: f"{what[:-1]} {k}")
+    if not np.all(np.isfinite(pos)):
+        k = int(np.argwhere(~np.isfinite(pos))[0][0])
+        raise Asfe3dInputError(where, f"{role} DICOM {label(k)} has a non-finite ImagePositionPatient "
+                                      f"({', '.join(f'{v:g}' for v in pos[k])}): its position is unknown")
+    for k, o in enumerate(ori):
+        row, col = o[:3], o[3:]
+        if not np.all(np.isfinite(o)):
+            problem = "is not finite"
+        elif max(abs(np.linalg.norm(row) - 1), abs(np.linalg.norm(col) - 1)) > ORIENTATION_TOL:
+            problem = (f"is not two unit vectors (lengths {np.linalg.norm(row):.4g} and {np.linalg.norm(col):.4g})")
+        elif abs(float(row @ col)) > ORIENTATION_TOL:
+            angle = float(np.degrees(np.arccos(np.clip(row @ col, -1.0, 1.0))))
+            problem = f"has row and column directions {angle:.4g} degrees apart, not 90 (a sheared pixel grid)"
+        else:
+            continue
+        raise Asfe3dInputError(where, f"{role} DICOM {label(k)}'s ImageOrientationPatient "
+                                      f"({chr(92).join(f'{v:g}' for v in o)}) {problem}: the geometry is invalid")
+
+
 def plan_stack(
     where: str | Path,
     positions: np.ndarray,
@@ -124,6 +178,7 @@ def plan_stack(
     *,
     strict: bool = False,
     what: str = "slices",
+    names: list[str] | None = None,
 ) -> StackPlan:
     """Sort and check the slices of a stack; decide whether it must be resampled.
 
@@ -136,13 +191,17 @@ def plan_stack(
         strict: refuse an irregular stack (non-uniform gaps, tilt, a slice out of line) instead of planning a
             resampling.
         what: ``"slices"`` or ``"frames"`` (for messages).
+        names: a name for each slice (its file), in the order of ``positions``, for messages (default: the
+            slice's index).
 
     Returns:
         The plan.
 
     Raises:
-        Asfe3dInputError: fewer than 2 slices, mixed orientations, repeated positions, bad pixel sizes; with
-            ``strict``, any irregularity.
+        Asfe3dInputError: fewer than 2 slices, an invalid orientation or position (:func:`check_orientation`),
+            mixed orientations, repeated or nearly repeated positions (closer than
+            :data:`NEAR_DUPLICATE_FRACTION` of the median gap), a gap wider than :data:`MAX_GAP_MEDIANS` median
+            gaps, bad pixel sizes; with ``strict``, any irregularity.
     """
     pos = np.asarray(positions, dtype=np.float64)
     ori = np.asarray(orientations, dtype=np.float64)
@@ -150,6 +209,7 @@ def plan_stack(
     if n < 2:
         raise Asfe3dInputError(where, f"{role} DICOM series has {n} slice(s); a 3D volume needs several")
     check_voxel_sizes(where, role, (*spacing_xy, 1.0), "DICOM PixelSpacing")
+    check_orientation(where, role, pos, ori, what, names)
     if np.abs(ori - ori[0]).max() > 1e-4:
         raise Asfe3dInputError(
             where, f"{role} DICOM {what} have different orientations (ImageOrientationPatient); not one stack"
@@ -164,14 +224,20 @@ def plan_stack(
             where, f"{role} DICOM series has {n} {what} but only {len(np.unique(np.round(depth, 4)))} distinct "
             "slice positions (several frames or acquisitions in one series?); not supported"
         )
+    median = float(np.median(gaps))
+    _check_gaps(where, role, gaps, median, [names[i] if names else f"{what[:-1]} {i}" for i in order], what)
     rel = pos - pos[0]
     lateral_vec = rel - np.outer(rel @ normal, normal)
     lateral = np.linalg.norm(lateral_vec, axis=1)
-    median = float(np.median(gaps))
     reasons = []
     uniform = np.abs(gaps - median).max() <= max(GAP_TOL_REL * median, GAP_TOL_MM)
+    # gaps each within the tolerance can still add up: read at their mean gap, a slice must stay where it was
+    drift = float(np.abs(depth - depth[0] - np.arange(n) * float(np.mean(gaps))).max())
     if not uniform:
         reasons.append(f"non-uniform slice gaps ({gaps.min():.4g} to {gaps.max():.4g} mm)")
+    elif drift > max(DRIFT_TOL_REL * median, GAP_TOL_MM):
+        uniform = False
+        reasons.append(f"slice gaps that add up to a {drift:.3g} mm shift from a uniform stack")
     in_line = lateral.max() <= LATERAL_TOL_PIXELS * min(spacing_xy)
     plan = StackPlan(order, pos, row, col, normal, (float(spacing_xy[0]), float(spacing_xy[1])), gaps, lateral,
                      regular=uniform and in_line, reasons=reasons)
@@ -196,6 +262,71 @@ def plan_stack(
             "grid first (or read it without strict)"
         )
     return plan
+
+
+def _check_gaps(where: str | Path, role: str, gaps: np.ndarray, median: float, sorted_names: list[str],
+                what: str) -> None:
+    """Refuse two slices nearly at one position, and a gap of several missing slices (``sorted_names``: the
+    slices' names in depth order)."""
+    close = np.flatnonzero(gaps < NEAR_DUPLICATE_FRACTION * median)
+    if close.size:
+        k = int(close[0])
+        more = f" (and {close.size - 1} more such pairs)" if close.size > 1 else ""
+        raise Asfe3dInputError(
+            where, f"{role} DICOM {what} {sorted_names[k]} and {sorted_names[k + 1]} lie {gaps[k]:.3g} mm apart, under "
+            f"{100 * NEAR_DUPLICATE_FRACTION:g} % of the median slice gap ({median:.4g} mm){more}: one position "
+            "written twice (a re-export, overlapping beds?); remove one of them")
+    if gaps.max() > MAX_GAP_MEDIANS * median * (1 + GAP_TOL_REL):
+        k = int(np.argmax(gaps))
+        missing = int(round(gaps[k] / median)) - 1
+        raise Asfe3dInputError(
+            where, f"{role} DICOM series has a {gaps[k]:.4g} mm gap between {sorted_names[k]} and "
+            f"{sorted_names[k + 1]}, {gaps[k] / median:.3g} times its median slice gap ({median:.4g} mm): about "
+            f"{missing} slices missing, which interpolation would invent (at most {MAX_GAP_MEDIANS - 1:g} missing "
+            "in a row are interpolated); supply the missing slices")
+
+
+def resampled_grid(plan: StackPlan, rows: int, cols: int) -> tuple[int, int, int, float]:
+    """The regular grid :func:`resample_stack` makes of an irregular stack.
+
+    Args:
+        plan: the stack's plan.
+        rows: pixel rows of each slice.
+        cols: pixel columns of each slice.
+
+    Returns:
+        ``(nx, ny, nz, dz)``: planes along row, column and normal, and the spacing along the normal (mm).
+    """
+    rel = plan.positions - plan.positions[0]
+    u, v = rel @ plan.row, rel @ plan.col
+    nx = int(np.ceil((u.max() - u.min()) / plan.spacing_xy[0] - 1e-6)) + cols
+    ny = int(np.ceil((v.max() - v.min()) / plan.spacing_xy[1] - 1e-6)) + rows
+    span = float((rel @ plan.normal)[-1])
+    nz = int(np.ceil(span / float(plan.gaps.min()) - 1e-6)) + 1
+    return nx, ny, nz, span / (nz - 1)
+
+
+def check_resampled_grid(where: str | Path, role: str, plan: StackPlan, rows: int, cols: int, frames: int = 1) -> None:
+    """Refuse, before any voxel is read, an irregular stack whose resampled grid has absurd voxel sizes or would
+    not fit in memory (the same checks as any input's header: :func:`check_voxel_sizes`, :func:`check_data_size`).
+
+    Args:
+        where: the folder or file (named in errors).
+        role: what the volume is.
+        plan: the stack's plan (nothing is checked for a regular one).
+        rows: pixel rows of each slice.
+        cols: pixel columns of each slice.
+        frames: frames resampled alike (a dynamic series).
+
+    Raises:
+        Asfe3dInputError: a voxel size outside [0.01, 50] mm, or a grid too large.
+    """
+    if plan.regular:
+        return
+    nx, ny, nz, dz = resampled_grid(plan, rows, cols)
+    check_voxel_sizes(where, role, (*plan.spacing_xy, dz), "DICOM stack resampled onto a regular grid: spacing")
+    check_data_size(where, role, (nx, ny, nz, frames) if frames > 1 else (nx, ny, nz), 4, stored_bytes=None,
+                    compressed=True)
 
 
 def regular_image(slices: np.ndarray, plan: StackPlan) -> sitk.Image:
@@ -248,11 +379,7 @@ def resample_stack(slices: np.ndarray, plan: StackPlan) -> tuple[sitk.Image, dic
     rel = plan.positions - plan.positions[0]
     u, v, d = rel @ plan.row, rel @ plan.col, rel @ plan.normal
     u0, v0 = float(u.min()), float(v.min())
-    nx = int(np.ceil((u.max() - u0) / sx - 1e-6)) + cols
-    ny = int(np.ceil((v.max() - v0) / sy - 1e-6)) + rows
-    span = float(d[-1] - d[0])
-    nz = int(np.ceil(span / float(plan.gaps.min()) - 1e-6)) + 1
-    dz = span / (nz - 1)
+    nx, ny, nz, dz = resampled_grid(plan, rows, cols)
     fill = float(min(0.0, float(data.min())))
     jj, ii = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
     shifted = np.empty((n, ny, nx), dtype=np.float32)
@@ -274,6 +401,7 @@ def resample_stack(slices: np.ndarray, plan: StackPlan) -> tuple[sitk.Image, dic
             out[m] = (1 - w) * shifted[k] + w * shifted[k + 1]
     missing = ~np.isfinite(out)
     out[missing] = fill
+    across = _planes_across_gaps(z, d, float(np.median(plan.gaps)))
     img = sitk.GetImageFromArray(out)
     origin = plan.positions[0] + u0 * plan.row + v0 * plan.col
     img.SetOrigin(tuple(float(x) for x in origin))
@@ -289,9 +417,21 @@ def resample_stack(slices: np.ndarray, plan: StackPlan) -> tuple[sitk.Image, dic
         "spacing_mm": [round(sx, 6), round(sy, 6), round(dz, 6)],
         "fill_value": fill,
         "filled_fraction": round(float(missing.mean()), 4),
+        "planes_across_gaps": across,
+        "interpolated_fraction": round(across / nz, 4),
         "method": "in-plane bilinear shift per slice, then linear along the normal",
     }
     return img, record
+
+
+def _planes_across_gaps(z: np.ndarray, d: np.ndarray, median: float) -> int:
+    """How many planes (depths ``z``) lie inside a gap between acquired slices (depths ``d``) wider than
+    :data:`MISSING_SLICE_MEDIANS` median gaps, i.e. where slices are missing, away from both of its slices."""
+    count = 0
+    for a, b in zip(d[:-1], d[1:]):
+        if b - a > MISSING_SLICE_MEDIANS * median:
+            count += int(np.count_nonzero((z > a + GAP_TOL_MM) & (z < b - GAP_TOL_MM)))
+    return count
 
 
 def _resample_or_keep(
@@ -304,10 +444,11 @@ def _resample_or_keep(
     info["dicom_resampled"] = record
     if not said:
         logger.warning(
-            "%s %s: DICOM stack resampled onto a regular %s grid of %s mm (%s; %d slices in; %.1f %% of voxels outside "
-            "every slice, set to %g)", role, where, "x".join(map(str, record["grid"])),
-            "x".join(f"{s:.4g}" for s in record["spacing_mm"]), "; ".join(record["reasons"]), record["slices_in"],
-            100 * record["filled_fraction"], record["fill_value"],
+            "%s %s: DICOM stack resampled onto a regular %s grid of %s mm (%s; %d slices in; %d of %d planes (%.1f %%) "
+            "interpolated across gaps where slices are missing; %.1f %% of voxels outside every slice, set to %g)",
+            role, where, "x".join(map(str, record["grid"])), "x".join(f"{s:.4g}" for s in record["spacing_mm"]),
+            "; ".join(record["reasons"]), record["slices_in"], record["planes_across_gaps"], record["grid"][2],
+            100 * record["interpolated_fraction"], 100 * record["filled_fraction"], record["fill_value"],
         )
     return img
 
@@ -329,6 +470,10 @@ def _series_summary(folder: Path, uid: str) -> tuple[list[str], str]:
             description = "?"
     return files, description
 
+
+#: ``info`` key (removed by :func:`asfe3d.io.read_volume`) under which :func:`read_dicom_folder` leaves the files
+#: of each frame of the series read, for the PET facts (every slice's, not one file's)
+SERIES_FILES_KEY = "_dicom_series_files"
 
 #: DICOM tags that say what a series is and which frame of reference its coordinates are in (``info`` keys)
 IDENTITY_TAGS = {"0008|0060": "modality", "0020|0052": "frame_of_reference_uid"}
@@ -372,8 +517,13 @@ def read_dicom_folder(
     entries = list(folder.iterdir())
     if not entries:
         raise Asfe3dInputError(folder, f"{role} folder is empty")
-    with quiet_itk():
-        uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    try:
+        with quiet_itk():
+            uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+            summaries = {uid: _series_summary(folder, uid) for uid in uids}
+    except RuntimeError as err:  # a malformed file (e.g. a tag of the wrong VR) stops GDCM's whole scan
+        raise Asfe3dInputError(folder, f"{role} folder's DICOM files cannot be scanned by GDCM, one of them is "
+                                       f"malformed ({short_error(err)})") from None
     if not uids:
         nfiles = sum(1 for e in entries if e.is_file())
         if (folder / "DICOMDIR").is_file():
@@ -382,8 +532,6 @@ def read_dicom_folder(
         raise Asfe3dInputError(
             folder, f"{role} folder holds no DICOM series ({nfiles} files, {len(entries) - nfiles} sub-folders)"
         )
-    with quiet_itk():
-        summaries = {uid: _series_summary(folder, uid) for uid in uids}
     listing = "; ".join(f"{uid} ('{d}', {len(f)} slices)" for uid, (f, d) in summaries.items())
     if series_uid is None:
         if len(uids) > 1:
@@ -402,8 +550,10 @@ def read_dicom_folder(
     with quiet_itk():
         info.update(_identity_tags(files[0]) if files else {})
     if len(files) == 1:  # one (possibly multi-frame) file
+        info[SERIES_FILES_KEY] = [[Path(files[0])]]
         return read_dicom_file(Path(files[0]), role, info, strict=strict), Path(files[0])
     frames, plan, durations = _plan_series(folder, files, role, strict)
+    info[SERIES_FILES_KEY] = [[Path(f) for f in frame_files] for frame_files in frames]
     images = [_read_stack(folder, frame_files, plan, role, info, series_uid) for frame_files in frames]
     info["slices"] = len(files)
     if len(images) == 1:
@@ -433,6 +583,7 @@ def _read_stack(folder: Path, files: list[str], plan: StackPlan, role: str, info
         raise Asfe3dInputError(folder, f"{role} DICOM series {series_uid} cannot be read ({short_error(err)})") from None
     if plan.regular:
         if img.GetDimension() == 3 and img.GetSize()[2] == len(files):
+            img.SetSpacing((*plan.spacing_xy, img.GetSpacing()[2]))  # PixelSpacing as the slices state it
             _check_series_geometry(folder, img, plan.positions)
         return img
     slices = sitk.GetArrayFromImage(img)  # (n, rows, cols) in the sorted order given to the reader
@@ -530,6 +681,37 @@ def _dicom_vector(reader: sitk.ImageFileReader, tag: str, n: int) -> np.ndarray 
     return np.asarray(values, dtype=np.float64) if len(values) == n else None
 
 
+def _pixel_spacing(file: str, reader: sitk.ImageFileReader, role: str) -> tuple[float, float]:
+    """A slice's PixelSpacing (0028,0030) as (along a row, along a column), from the tag itself.
+
+    Raises:
+        Asfe3dInputError: the tag missing, unreadable or zero: the voxel size is unknown (GDCM would assume
+            1 mm). Negative values are left to :func:`check_voxel_sizes`.
+    """
+    values = _dicom_vector(reader, "0028|0030", 2)
+    if values is None or not np.all(np.isfinite(values)) or np.any(values == 0):
+        stated = reader.GetMetaData("0028|0030").strip() if reader.HasMetaDataKey("0028|0030") else ""
+        raise Asfe3dInputError(
+            file, f"{role} DICOM slice has {f'PixelSpacing {stated!r}' if stated else 'no PixelSpacing (0028,0030)'}: "
+            "its voxel size is unknown (GDCM would assume 1 mm)")
+    return float(values[1]), float(values[0])  # (between rows, between columns) -> (x, y)
+
+
+def _check_rescale(file: str, reader: sitk.ImageFileReader, role: str) -> None:
+    """Refuse a RescaleSlope (0028,1053) that is 0, not finite or not a number (GDCM reads it as 1: the stored
+    values would be taken as the image's, without a word)."""
+    if not reader.HasMetaDataKey("0028|1053"):
+        return
+    text = reader.GetMetaData("0028|1053").strip().rstrip("\x00").strip()
+    try:
+        slope = float(text) if text else 1.0
+    except ValueError:
+        slope = math.nan
+    if slope == 0 or not math.isfinite(slope):
+        raise Asfe3dInputError(file, f"{role} DICOM slice has RescaleSlope {text!r}: its values cannot be scaled "
+                                     "(GDCM would read it as 1); fix the header")
+
+
 #: per-slice tags that place a slice of a dynamic PET series in its time frame (DICOM PET module)
 FRAME_TAGS = {"frame_reference_time_ms": "0054|1300", "image_index": "0054|1330", "slices_per_frame": "0054|0081",
               "frame_duration_ms": "0018|1242", "frames_in_series": "0054|0101"}
@@ -583,7 +765,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
         positions.append(pos)
         orientations.append(ori)
         timing.append(_frame_tags(reader))
-        this_xy = tuple(float(s) for s in reader.GetSpacing()[:2])
+        this_xy = _pixel_spacing(f, reader, role)
         if positions[1:] and np.abs(np.subtract(this_xy, spacing_xy)).max() > 1e-4:
             raise Asfe3dInputError(
                 folder, f"{role} DICOM slices have different pixel spacings ({spacing_xy} and {this_xy} in "
@@ -597,18 +779,25 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
                 f"{this_rc[0]}x{this_rc[1]} rows x columns in {Path(f).name}); not one stack"
             )
         rows_cols = this_rc
+        _check_rescale(f, reader, role)
         _check_quantity(folder, reader, f, quantity, role)
     # 4 bytes: float32 once rescaled; the files' sizes bound nothing (each slice may be compressed)
     check_data_size(folder, role, (len(files), *rows_cols), 4, stored_bytes=None, compressed=True)
     pos_arr, ori_arr = np.asarray(positions), np.asarray(orientations)
+    names = [Path(f).name for f in files]
+    check_orientation(folder, role, pos_arr, ori_arr, names=names)
     groups = _dynamic_frames(folder, pos_arr, ori_arr, timing, role)
     if groups is None:
-        plan = plan_stack(folder, pos_arr, ori_arr, spacing_xy, role, strict=strict)
+        plan = plan_stack(folder, pos_arr, ori_arr, spacing_xy, role, strict=strict, names=names)
+        check_resampled_grid(folder, role, plan, *rows_cols)
         return [[files[i] for i in plan.order]], plan, None
     members, durations = groups
-    plan = plan_stack(folder, pos_arr[members[0]], ori_arr[members[0]], spacing_xy, role, strict=strict)
+    plan = plan_stack(folder, pos_arr[members[0]], ori_arr[members[0]], spacing_xy, role, strict=strict,
+                      names=[names[i] for i in members[0]])
+    check_resampled_grid(folder, role, plan, *rows_cols, frames=len(members))
     for k, m in enumerate(members[1:], start=1):  # every frame on frame 0's grid (one 4D image)
-        other = plan_stack(folder, pos_arr[m], ori_arr[m], spacing_xy, role, strict=strict)
+        other = plan_stack(folder, pos_arr[m], ori_arr[m], spacing_xy, role, strict=strict,
+                           names=[names[i] for i in m])
         moved = float(np.abs(other.positions - plan.positions).max())
         turned = float(np.abs(ori_arr[m][0] - ori_arr[members[0]][0]).max())
         if moved > 1e-3 * max(1.0, min(spacing_xy)) or turned > 1e-4:
@@ -616,6 +805,16 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
                 folder, f"{role} DICOM frame {k} does not lie on frame 0's slices (positions up to {moved:.3g} mm "
                 f"apart, orientations differing by {turned:.3g}); a dynamic series' frames must share one grid")
     return [[files[m[i]] for i in plan.order] for m in members], plan, durations
+
+
+def _group(keys: list[float]) -> list[list[int]]:
+    """Indices of the slices of each distinct key, keys in increasing order (a dynamic series' frames)."""
+    return [[i for i, k in enumerate(keys) if k == key] for key in sorted(set(keys))]
+
+
+def _complete(members: list[list[int]], depth: np.ndarray, n_positions: int) -> bool:
+    """Whether each group holds one slice at each of the series' ``n_positions`` positions."""
+    return all(len(m) == n_positions and len(np.unique(depth[m])) == n_positions for m in members)
 
 
 def _dynamic_frames(folder: Path, positions: np.ndarray, orientations: np.ndarray, timing: list[dict[str, float]],
@@ -640,16 +839,19 @@ def _dynamic_frames(folder: Path, positions: np.ndarray, orientations: np.ndarra
     n_positions = len(np.unique(depth))
     if n_positions == len(depth):
         return None
+    candidates = []
     if all("frame_reference_time_ms" in t for t in timing):
-        keys = [t["frame_reference_time_ms"] for t in timing]
-        source = "FrameReferenceTime"
-    elif all("image_index" in t and t.get("slices_per_frame", 0) >= 1 for t in timing):
-        keys = [float((int(t["image_index"]) - 1) // int(t["slices_per_frame"])) for t in timing]
-        source = "ImageIndex"
-    else:
+        candidates.append(("FrameReferenceTime", [t["frame_reference_time_ms"] for t in timing]))
+    if all("image_index" in t and t.get("slices_per_frame", 0) >= 1 for t in timing):
+        candidates.append(("ImageIndex", [float((int(t["image_index"]) - 1) // int(t["slices_per_frame"]))
+                                          for t in timing]))
+    if not candidates:
         return None
-    frames = sorted(set(keys))
-    members = [[i for i, k in enumerate(keys) if k == key] for key in frames]
+    # the first tag that groups the slices into complete frames (a FrameReferenceTime of 0 in every slice, or
+    # one that varies slice by slice, groups nothing: ImageIndex may still); else the first, refused below
+    groupings = [(source, _group(keys)) for source, keys in candidates]
+    source, members = next(((src, m) for src, m in groupings if _complete(m, depth, n_positions)), groupings[0])
+    frames = members
     declared = {t.get("frames_in_series") for t in timing}
     if len(declared) > 1:
         raise Asfe3dInputError(folder, f"{role} DICOM slices disagree on NumberOfTimeSlices "
@@ -817,8 +1019,7 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
         orientations.append([float(v) for v in orient.ImageOrientationPatient])
         spacings.append([float(v) for v in meas.PixelSpacing])
         pvt = _group_item(fg, shared, "PixelValueTransformationSequence")
-        src = pvt if pvt is not None else ds
-        slopes.append((float(getattr(src, "RescaleSlope", 1.0) or 1.0), float(getattr(src, "RescaleIntercept", 0.0) or 0.0)))
+        slopes.append(_enhanced_rescale(path, role, k, pvt if pvt is not None else ds))
     sp = np.asarray(spacings)
     if np.abs(sp - sp[0]).max() > 1e-4:
         raise Asfe3dInputError(path, f"{role} enhanced DICOM frames have different pixel spacings")
@@ -830,6 +1031,7 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
                     stored_bytes=path.stat().st_size, compressed=compressed)
     plan = plan_stack(path, np.asarray(positions), np.asarray(orientations), spacing_xy, role, strict=strict,
                       what="frames")
+    check_resampled_grid(path, role, plan, rows, cols)
     raw = _enhanced_pixels(path, role, nframes, rows, cols)
     scaled = np.empty(raw.shape, dtype=np.float32)
     for k, (slope, intercept) in enumerate(slopes):
@@ -837,6 +1039,27 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
     info["slices"] = nframes
     info["frames_in_file"] = nframes
     return _resample_or_keep(path, scaled[plan.order], plan, role, info)
+
+
+def _enhanced_rescale(path: Path, role: str, k: int, src: Any) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of frame ``k`` (absent: 1 and 0); a slope of 0 or not a number refused."""
+    slope, intercept = src.get("RescaleSlope"), src.get("RescaleIntercept")
+    value = 1.0 if slope is None or str(slope).strip() == "" else _float_or_nan(slope)
+    if value == 0 or not math.isfinite(value):
+        raise Asfe3dInputError(path, f"{role} enhanced DICOM frame {k} has RescaleSlope {str(slope)!r}: its values "
+                                     "cannot be scaled; fix the header")
+    offset = 0.0 if intercept is None or str(intercept).strip() == "" else _float_or_nan(intercept)
+    if not math.isfinite(offset):
+        raise Asfe3dInputError(path, f"{role} enhanced DICOM frame {k} has RescaleIntercept {str(intercept)!r}; fix "
+                                     "the header")
+    return value, offset
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _enhanced_pixels(path: Path, role: str, nframes: int, rows: int, cols: int) -> np.ndarray:

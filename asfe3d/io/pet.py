@@ -12,7 +12,13 @@ SUV (body weight), as in the QIBA / Vendor-neutral definition::
     SUVbw = C [Bq/ml] * weight [g] / (injected dose [Bq] * 2 ** (-dt / half-life))
 
 where ``dt`` runs from the injection to the time the image is decay corrected to: the scan start for
-``DecayCorrection = START`` (and, approximately, for ``NONE``, noted), 0 for ``ADMIN``.
+``DecayCorrection = START``, 0 for ``ADMIN``. For ``NONE`` (an image not decay corrected) one frame taken
+(``frame=N``) is compared with the dose decayed over that frame (its mean activity: the decay averaged from the
+frame's start over its duration); otherwise the dose is decayed to the scan start (noted: approximate).
+
+The scan start of a DICOM series is the QIBA one: SeriesDate/SeriesTime when present and not later than the
+earliest AcquisitionDate/Time over all the series' slices, else that earliest acquisition time (a whole-body
+series' beds each carry their own AcquisitionTime; one slice's would be the wrong bed's).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +82,17 @@ MAX_SCAN_BEFORE_INJECTION_S = 300.0
 #: a decay reference more half-lives than this after the injection is refused: the image would hold under 0.1 % of
 #: the dose (30 h after an F-18 injection, a date or time written wrong); Zr-89 scans days later stay far below it
 MAX_HALF_LIVES = 10.0
+#: a stated half-life further than this (relative) from its radionuclide's known one (:data:`HALF_LIFE_S`) is
+#: refused: 109.77 for F-18 is minutes written as seconds (an SUV 41 times too large 10 min after injection)
+HALF_LIFE_TOL_REL = 0.03
+#: radionuclide element names (DICOM RadionuclideCodeSequence's CodeMeaning, e.g. "^18^Fluorine") -> symbols
+_ELEMENTS = {"FLUORINE": "F", "CARBON": "C", "OXYGEN": "O", "NITROGEN": "N", "GALLIUM": "GA", "COPPER": "CU",
+             "ZIRCONIUM": "ZR", "RUBIDIUM": "RB", "IODINE": "I", "BROMINE": "BR"}
+#: codes of RadionuclideCodeSequence known without a CodeMeaning (SNOMED-RT and SNOMED CT codes of F-18)
+_NUCLIDE_CODES = {"C-111A1": "F18", "77004003": "F18"}
+#: tolerances within which a sidecar's fact agrees with the DICOM's (relative; the times in seconds)
+AGREE_REL = 0.005
+AGREE_SECONDS = 60.0
 
 
 @dataclass
@@ -94,6 +112,11 @@ class PetHeader:
             (the scan start for START / NONE), when known.
         reference: which times gave it (e.g. ``"SeriesDate/SeriesTime - RadiopharmaceuticalStartDateTime"``).
         notes: remarks (e.g. a midnight crossing assumed).
+        radionuclide: the radionuclide as named (sidecar TracerRadionuclide, DICOM RadionuclideCodeSequence).
+        suv_type: the DICOM SUVType (0054,1006) or a sidecar's ``SUVType`` (``"BW"``, ``"LBM"``...).
+        scan_start: the scan start used (ISO date and time), for DICOM.
+        frame_start_s: seconds from the injection to the start of the frame taken (``frame=N``), when known.
+        frame_duration_s: that frame's duration (s), when known.
     """
 
     source: str
@@ -106,6 +129,11 @@ class PetHeader:
     seconds_injection_to_reference: float | None = None
     reference: str | None = None
     notes: list[str] = field(default_factory=list)
+    radionuclide: str | None = None
+    suv_type: str | None = None
+    scan_start: str | None = None
+    frame_start_s: float | None = None
+    frame_duration_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for ``Volume.info`` and JSON sidecars)."""
@@ -141,29 +169,100 @@ def _dicom_datetime(date: Any, time: Any, full: Any = None) -> dt.datetime | Non
     return day + dt.timedelta(hours=hh, minutes=mm, seconds=ss)
 
 
-def pet_header_from_dicom(path: str | Path) -> PetHeader:
-    """Read the PET units and timing facts of one DICOM file (header only).
+#: the tags of each slice the PET facts are read from (nothing else of the file is parsed)
+PET_DICOM_TAGS = ["Units", "DecayCorrection", "PatientWeight", "RadiopharmaceuticalInformationSequence", "SeriesDate",
+                  "SeriesTime", "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime", "StudyDate", "SUVType",
+                  "ActualFrameDuration"]
+#: facts every slice of one series must state alike (SUV uses them): tag keyword -> where (None: the slice, else
+#: its first RadiopharmaceuticalInformationSequence item)
+SERIES_FACTS = {"PatientWeight": None, "Units": None, "DecayCorrection": None, "SUVType": None, "SeriesDate": None,
+                "SeriesTime": None, "RadionuclideTotalDose": "item", "RadionuclideHalfLife": "item",
+                "RadiopharmaceuticalStartTime": "item", "RadiopharmaceuticalStartDateTime": "item"}
 
-    Args:
-        path: a DICOM file of the PET series.
 
-    Returns:
-        The facts found (missing ones are ``None``).
-
-    Raises:
-        Asfe3dInputError: the file is not readable DICOM.
-    """
+def _read_pet_tags(path: Path) -> Any:
+    """The :data:`PET_DICOM_TAGS` of one DICOM file (pydicom, header only)."""
     import pydicom
 
     try:
         with warnings.catch_warnings():  # pydicom warns (stderr) about odd values; asfe3d checks what it uses
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=PET_DICOM_TAGS)
     except Exception as err:  # noqa: BLE001
         raise Asfe3dInputError(path, f"PET DICOM header cannot be read ({short_error(err)})") from None
-    head = PetHeader(source=f"dicom:{Path(path).name}")
+
+
+def _fact(ds: Any, keyword: str, where: str | None) -> Any:
+    """One of :data:`SERIES_FACTS` of a slice, normalised for comparison (numbers as floats, text stripped)."""
+    if where == "item":
+        seq = ds.get("RadiopharmaceuticalInformationSequence")
+        ds = seq[0] if seq else None
+    value = None if ds is None else ds.get(keyword)
+    if value is None or str(value).strip() == "":
+        return None
+    number = _float(value)
+    return number if number is not None else str(value).strip().upper()
+
+
+def _check_slices_agree(files: list[Path], datasets: list[Any]) -> None:
+    """Refuse a series whose slices state different SUV facts (weight, dose, injection time...)."""
+    first = {k: _fact(datasets[0], k, w) for k, w in SERIES_FACTS.items()}
+    for f, ds in zip(files[1:], datasets[1:]):
+        for keyword, where in SERIES_FACTS.items():
+            value = _fact(ds, keyword, where)
+            if value != first[keyword]:
+                shown = ["none" if v is None else f"{v:g}" if isinstance(v, float) else repr(v)
+                         for v in (first[keyword], value)]
+                raise Asfe3dInputError(
+                    f.parent, f"PET DICOM slices disagree on {keyword} ({shown[0]} in {files[0].name}, {shown[1]} in "
+                    f"{f.name}): not one set of SUV facts")
+
+
+def _acquisition(ds: Any) -> dt.datetime | None:
+    return _dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"),
+                           ds.get("AcquisitionDateTime"))
+
+
+def _dicom_nuclide(item: Any) -> str | None:
+    """The radionuclide of a RadiopharmaceuticalInformationSequence item (its RadionuclideCodeSequence), as a
+    :data:`HALF_LIFE_S` key when it can be told, else its CodeMeaning."""
+    codes = item.get("RadionuclideCodeSequence") if item is not None else None
+    if not codes:
+        return None
+    code = codes[0]
+    meaning = str(code.get("CodeMeaning", "") or "").strip()
+    value = str(code.get("CodeValue", "") or "").strip()
+    key = _nuclide_key(meaning) if meaning else None
+    if key in HALF_LIFE_S:
+        return key
+    return _NUCLIDE_CODES.get(value) or meaning or None
+
+
+def pet_header_from_dicom(path: str | Path | Sequence[str | Path],
+                          frame_files: Sequence[str | Path] | None = None) -> PetHeader:
+    """Read the PET units and timing facts of a DICOM series (headers only, :data:`PET_DICOM_TAGS`).
+
+    Args:
+        path: a DICOM file of the PET series, or all its files (then the slices must agree on the SUV facts, and
+            the scan start is the earliest acquisition time over all of them, QIBA).
+        frame_files: the files of the one frame taken from a dynamic series (its start and duration are recorded,
+            for an image not decay corrected).
+
+    Returns:
+        The facts found (missing ones are ``None``).
+
+    Raises:
+        Asfe3dInputError: a file that is not readable DICOM; slices that disagree on a fact of
+            :data:`SERIES_FACTS`.
+    """
+    files = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(f) for f in path]
+    datasets = [_read_pet_tags(f) for f in files]
+    _check_slices_agree(files, datasets)
+    ds = datasets[0]
+    head = PetHeader(source=f"dicom:{files[0].name}")
     head.units = str(ds.get("Units", "") or "").strip() or None
     head.decay_correction = str(ds.get("DecayCorrection", "") or "").strip().upper() or None
+    head.suv_type = str(ds.get("SUVType", "") or "").strip().upper() or None
     weight = _float(ds.get("PatientWeight"))
     head.weight_kg = weight if weight and weight > 0 else None
     head.weight_recorded = weight if weight is not None and weight <= 0 else None
@@ -176,16 +275,10 @@ def pet_header_from_dicom(path: str | Path) -> PetHeader:
         head.dose_bq = dose if dose and dose > 0 else None
         half = _float(item.get("RadionuclideHalfLife"))
         head.half_life_s = half if half and half > 0 else None
+        head.radionuclide = _dicom_nuclide(item)
         injection = _dicom_datetime(date, item.get("RadiopharmaceuticalStartTime"),
                                     item.get("RadiopharmaceuticalStartDateTime"))
-    series = _dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
-    acquisition = _dicom_datetime(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"),
-                                  ds.get("AcquisitionDateTime"))
-    # QIBA: the series time is the scan start unless it is later than the acquisition (a re-processed series)
-    if series is not None and (acquisition is None or series <= acquisition):
-        scan, scan_name = series, "SeriesDate/SeriesTime"
-    else:
-        scan, scan_name = acquisition, "AcquisitionDate/AcquisitionTime"
+    scan = _scan_start(head, ds, [a for a in map(_acquisition, datasets) if a is not None], len(files))
     if injection is not None and scan is not None:
         seconds = (scan - injection).total_seconds()
         if seconds < 0 and item is not None and not item.get("RadiopharmaceuticalStartDateTime") \
@@ -195,8 +288,46 @@ def pet_header_from_dicom(path: str | Path) -> PetHeader:
         head.seconds_injection_to_reference = seconds
         start = ("RadiopharmaceuticalStartDateTime" if item is not None and item.get("RadiopharmaceuticalStartDateTime")
                  else "RadiopharmaceuticalStartTime")
-        head.reference = f"{scan_name} - {start}"
+        head.reference = f"{head.reference} - {start}"
+        if frame_files is not None:
+            _dicom_frame_time(head, files, datasets, frame_files, scan, seconds)
+    else:
+        head.reference = None
     return head
+
+
+def _scan_start(head: PetHeader, ds: Any, acquisitions: list[dt.datetime], nfiles: int) -> dt.datetime | None:
+    """The scan start (QIBA): SeriesDate/Time unless later than the earliest acquisition; ``head.reference`` and
+    ``head.scan_start`` say which, ``head.notes`` why the series time was not used."""
+    series = _dicom_datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
+    earliest = min(acquisitions) if acquisitions else None
+    of = f" (earliest of {nfiles} slices)" if nfiles > 1 else ""
+    among = f" of the {nfiles} slices" if nfiles > 1 else ""
+    if series is not None and (earliest is None or series <= earliest):
+        scan, head.reference = series, "SeriesDate/SeriesTime"
+    elif earliest is not None:
+        scan, head.reference = earliest, f"AcquisitionDate/AcquisitionTime{of}"
+        if series is not None:
+            head.notes.append(f"SeriesTime later than the earliest AcquisitionTime{among} (a re-processed series?): "
+                              "the acquisition time taken as the scan start (QIBA)")
+    else:
+        return None
+    head.scan_start = scan.isoformat()
+    return scan
+
+
+def _dicom_frame_time(head: PetHeader, files: list[Path], datasets: list[Any], frame_files: Sequence[str | Path],
+                      scan: dt.datetime, seconds: float) -> None:
+    """Seconds from the injection to the start of the frame taken (its earliest AcquisitionTime), and its
+    ActualFrameDuration, into ``head``."""
+    by_file = {f.resolve(): d for f, d in zip(files, datasets)}
+    frame = [by_file[Path(f).resolve()] for f in frame_files if Path(f).resolve() in by_file]
+    starts = [a for a in map(_acquisition, frame) if a is not None]
+    if starts:
+        head.frame_start_s = seconds + (min(starts) - scan).total_seconds()
+    durations = {_float(d.get("ActualFrameDuration")) for d in frame}
+    if len(durations) == 1 and (ms := durations.pop()) is not None and ms > 0:
+        head.frame_duration_s = ms / 1000.0
 
 
 # ---------------------------------------------------------------------------------------------- sidecars
@@ -236,20 +367,59 @@ def sidecar_frame_durations(path: str | Path | Mapping[str, Any], nframes: int,
         Asfe3dInputError: unreadable JSON, or a ``FrameDuration`` that is not a list of ``nframes`` numbers > 0
             (a sidecar that does not describe this image cannot weigh its frames).
     """
-    meta, p, _ = sidecar_metadata(path, image)
-    if "FrameDuration" not in meta:
-        return None
-    value = meta["FrameDuration"]
+    return sidecar_frame_times(path, nframes, image)[1]
+
+
+def _number_list(value: Any) -> list[float | None]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
-    durations = [_float(v) if not isinstance(v, bool) else None for v in value] if isinstance(value, list) else [None]
-    if any(d is None or not 0 < d <= MAX_FRAME_S for d in durations):
-        raise Asfe3dInputError(p, f"PET sidecar FrameDuration must list durations > 0 and at most {MAX_FRAME_S:g} s "
-                                  f"(seconds; a day), got {value!r}")
-    if len(durations) != nframes:
-        raise Asfe3dInputError(p, f"PET sidecar FrameDuration lists {len(durations)} frame(s) but the image has "
-                                  f"{nframes}: the sidecar does not describe this image")
-    return [float(d) for d in durations]
+    return [_float(v) if not isinstance(v, bool) else None for v in value] if isinstance(value, list) else [None]
+
+
+def sidecar_frame_times(path: str | Path | Mapping[str, Any], nframes: int, image: str | Path | None = None
+                        ) -> tuple[list[float] | None, list[float] | None]:
+    """The frame start times and durations (seconds) of a dynamic PET from its JSON sidecar (BIDS PET
+    ``FrameTimesStart`` and ``FrameDuration``), each checked against the image.
+
+    Args:
+        path: the ``.json`` file, or its content as a mapping.
+        nframes: frames of the image it describes.
+        image: that image (named in errors about a mapping).
+
+    Returns:
+        ``(starts, durations)``, each ``None`` when the sidecar does not have it.
+
+    Raises:
+        Asfe3dInputError: unreadable JSON; a ``FrameDuration`` that is not a list of ``nframes`` numbers > 0 (at
+            most a day); a ``FrameTimesStart`` that is not a list of ``nframes`` finite, increasing numbers, or
+            whose frames overlap by their durations (a sidecar that does not describe this image).
+    """
+    meta, p, _ = sidecar_metadata(path, image)
+    durations = starts = None
+    if "FrameDuration" in meta:
+        value = meta["FrameDuration"]
+        durations = _number_list(value)
+        if any(d is None or not 0 < d <= MAX_FRAME_S for d in durations):
+            raise Asfe3dInputError(p, f"PET sidecar FrameDuration must list durations > 0 and at most {MAX_FRAME_S:g} "
+                                      f"s (seconds; a day), got {value!r}")
+        if len(durations) != nframes:
+            raise Asfe3dInputError(p, f"PET sidecar FrameDuration lists {len(durations)} frame(s) but the image has "
+                                      f"{nframes}: the sidecar does not describe this image")
+    if "FrameTimesStart" in meta:
+        value = meta["FrameTimesStart"]
+        starts = _number_list(value)
+        if any(t is None for t in starts) or len(starts) != nframes:
+            raise Asfe3dInputError(p, f"PET sidecar FrameTimesStart {value!r} is not a list of {nframes} start times "
+                                      f"(s), one per frame of the image: the sidecar does not describe this image")
+        ends = [t + d for t, d in zip(starts, durations)] if durations is not None else starts
+        bad = [k for k in range(1, nframes) if not (starts[k] > starts[k - 1]  # type: ignore[operator]
+                                                     and starts[k] >= ends[k - 1] - 0.5)]  # type: ignore[operator]
+        if bad:
+            raise Asfe3dInputError(p, f"PET sidecar FrameTimesStart {value!r} does not increase frame by frame"
+                                      f"{' past the end of the frame before' if durations is not None else ''} "
+                                      f"(frame {bad[0]}): the sidecar does not describe this image")
+    return (None if starts is None else [float(t) for t in starts],  # type: ignore[arg-type]
+            None if durations is None else [float(d) for d in durations])  # type: ignore[arg-type]
 
 
 def _seconds_of_day(text: Any) -> float | None:
@@ -267,7 +437,14 @@ def _nuclide_key(name: Any) -> str:
     ``"^18F"`` -> ``"F18"`` (element, then mass number)."""
     text = re.sub(r"[^0-9A-Z]", "", str(name).upper())
     match = re.fullmatch(r"(\d+)([A-Z]+)", text)
-    return match.group(2) + match.group(1) if match else text
+    if match:
+        element, mass = match.group(2), match.group(1)
+    else:
+        match = re.fullmatch(r"([A-Z]+)(\d+)", text)
+        if not match:
+            return text
+        element, mass = match.group(1), match.group(2)
+    return _ELEMENTS.get(element, element) + mass
 
 
 def _json_bool(value: Any, key: str, path: Path) -> bool:
@@ -306,22 +483,29 @@ def sidecar_metadata(sidecar: str | Path | Mapping[str, Any], image: str | Path 
     return meta, p, f"sidecar:{p.name}"
 
 
-def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | Path | None = None) -> PetHeader:
+def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | Path | None = None,
+                            frame: int | None = None, nframes: int | None = None) -> PetHeader:
     """Read the PET units and timing facts of a JSON sidecar (BIDS PET or dcm2niix keys).
 
     Args:
         path: the ``.json`` file, or its content as a mapping (e.g. BIDS metadata with inheritance).
         image: the image it describes (named in errors about a mapping).
+        frame: the frame taken from a 4D image (its start, from ``FrameTimesStart``, and duration are recorded).
+        nframes: frames of the image (the sidecar's frame lists are checked against it when given).
 
     Returns:
         The facts found.
 
     Raises:
-        Asfe3dInputError: unreadable JSON, not an object, or units of activity / weight that are not known.
+        Asfe3dInputError: unreadable JSON, not an object, units of activity / weight that are not known, or frame
+            lists that do not describe the image (:func:`sidecar_frame_times`).
     """
     meta, p, source = sidecar_metadata(path, image)
     head = PetHeader(source=source)
     head.units = str(meta["Units"]).strip() if meta.get("Units") else None
+    head.suv_type = str(meta["SUVType"]).strip().upper() if meta.get("SUVType") else None
+    head.radionuclide = str(meta["TracerRadionuclide"]).strip() if meta.get("TracerRadionuclide") else None
+    starts, durations = sidecar_frame_times(meta, nframes, p) if nframes is not None else (None, None)
     # weight
     weight = _float(meta.get("BodyWeight", meta.get("PatientWeight")))
     head.weight_recorded = weight if weight is not None and weight <= 0 else None
@@ -366,6 +550,9 @@ def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | P
         if ref is not None and injection is not None:
             head.seconds_injection_to_reference = ref - injection
             head.reference = f"{ref_name} - InjectionStart"
+        if frame is not None and starts is not None and injection is not None:
+            head.frame_start_s = starts[frame] - injection  # both relative to TimeZero
+            head.frame_duration_s = None if durations is None else durations[frame]
     else:  # dcm2niix-style
         head.decay_correction = str(meta.get("DecayCorrection", "") or "").strip().upper() or None
         inj = _seconds_of_day(meta.get("RadiopharmaceuticalStartTime"))
@@ -383,35 +570,95 @@ def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | P
     return head
 
 
-def read_pet_header(path: str | Path, dicom_file: str | Path | None = None,
-                    sidecar: str | Path | Mapping[str, Any] | None = None) -> PetHeader:
-    """The PET facts of an input: its DICOM header, else its (given or found) JSON sidecar.
+def read_pet_header(path: str | Path, dicom_file: str | Path | Sequence[str | Path] | None = None,
+                    sidecar: str | Path | Mapping[str, Any] | None = None, *, frame: int | None = None,
+                    nframes: int | None = None, frame_files: Sequence[str | Path] | None = None) -> PetHeader:
+    """The PET facts of an input: its DICOM header, its (given or found) JSON sidecar, or both.
+
+    A sidecar given with a DICOM input fills in the facts the DICOM lacks (a weight of 0 not entered at the
+    scanner); one that contradicts a fact the DICOM states is refused.
 
     Args:
         path: the PET input (file or DICOM folder), named in errors.
-        dicom_file: one DICOM file of the series, when the input is DICOM.
-        sidecar: an explicit JSON sidecar, or its content as a mapping (takes precedence over DICOM and the
-            automatic look-up).
+        dicom_file: one DICOM file of the series, or all its files, when the input is DICOM.
+        sidecar: an explicit JSON sidecar, or its content as a mapping.
+        frame: the frame taken from a 4D image (``None``: frames averaged).
+        nframes: frames of the image (a sidecar's frame lists are checked against it).
+        frame_files: the DICOM files of the frame taken.
 
     Returns:
         The facts.
 
     Raises:
-        Asfe3dInputError: no DICOM header and no sidecar.
+        Asfe3dInputError: no DICOM header and no sidecar; a sidecar contradicting the DICOM.
     """
+    side = None
     if sidecar is not None:
         if not isinstance(sidecar, Mapping) and not Path(sidecar).is_file():
             raise Asfe3dInputError(sidecar, "PET JSON sidecar does not exist")
-        return pet_header_from_sidecar(sidecar, path)
+        side = pet_header_from_sidecar(sidecar, path, frame=frame, nframes=nframes)
     if dicom_file is not None:
-        return pet_header_from_dicom(dicom_file)
+        dicom = pet_header_from_dicom(dicom_file, frame_files=frame_files)
+        return dicom if side is None else _merge(dicom, side, sidecar if not isinstance(sidecar, Mapping) else path)
+    if side is not None:
+        return side
     found = find_sidecar(path)
     if found is None:
         raise Asfe3dInputError(
             path, "PET units cannot be converted: no DICOM header and no JSON sidecar (e.g. a BIDS _pet.json next to "
             "the image with Units, InjectedRadioactivity, BodyWeight, ...)"
         )
-    return pet_header_from_sidecar(found)
+    return pet_header_from_sidecar(found, frame=frame, nframes=nframes)
+
+
+def _units_scale(units: str | None) -> float | str | None:
+    """Units in a comparable form: the Bq/ml scale of a concentration, ``"suv"``, else the lower-case text."""
+    if units is None:
+        return None
+    key = units.lower().replace(" ", "")
+    return _CONC_TO_BQML.get(key, "suv" if key in _SUV_UNITS else key)
+
+
+def _agree(a: Any, b: Any, name: str) -> bool:
+    if name in ("seconds_injection_to_reference", "frame_start_s", "frame_duration_s"):
+        return abs(a - b) <= AGREE_SECONDS
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= AGREE_REL * max(abs(a), abs(b))
+    if name == "radionuclide":
+        return _nuclide_key(a) == _nuclide_key(b)
+    return a == b
+
+
+def _merge(dicom: PetHeader, side: PetHeader, where: str | Path) -> PetHeader:
+    """The DICOM's facts, with the sidecar's for those the DICOM lacks; a fact stated by both differently is
+    refused (naming both values)."""
+    names = {"units": "Units", "decay_correction": "DecayCorrection", "weight_kg": "body weight (kg)",
+             "dose_bq": "injected dose (Bq)", "half_life_s": "half-life (s)", "radionuclide": "radionuclide",
+             "suv_type": "SUVType", "seconds_injection_to_reference": "seconds from injection to the scan start",
+             "frame_start_s": "frame start (s after injection)", "frame_duration_s": "frame duration (s)"}
+    merged = PetHeader(**{**dicom.as_dict(), "notes": list(dicom.notes)})
+    taken = []
+    for attr, name in names.items():
+        mine, theirs = getattr(dicom, attr), getattr(side, attr)
+        if theirs is None:
+            continue
+        if mine is None:
+            setattr(merged, attr, theirs)
+            taken.append(name)
+            if attr == "seconds_injection_to_reference":
+                merged.reference = side.reference
+            continue
+        a, b = (_units_scale(mine), _units_scale(theirs)) if attr == "units" else (mine, theirs)
+        if not _agree(a, b, attr):
+            shown = [f"{v:g}" if isinstance(v, float) else repr(v) for v in (theirs, mine)]
+            raise Asfe3dInputError(where, f"PET sidecar's {name} {shown[0]} ({side.source}) contradicts the DICOM's "
+                                          f"{shown[1]} ({dicom.source}): which is right is unknown; fix one of them")
+    if merged.weight_kg is not None:
+        merged.weight_recorded = None
+    if taken:
+        merged.source = f"{dicom.source} + {side.source}"
+        merged.notes.append(f"from {side.source}, which the DICOM lacks: {', '.join(taken)}")
+    return merged
 
 
 # ------------------------------------------------------------------------------------------------------ SUV
@@ -436,7 +683,12 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
     units = (head.units or "").strip()
     key = units.lower().replace(" ", "")
     if key in _SUV_UNITS:
-        record.update(factor=1.0, decay_factor=1.0, notes=head.notes + ["values already in SUV (body weight)"])
+        if head.suv_type not in (None, "BW"):
+            raise Asfe3dInputError(
+                where, f"PET values are SUV of type {head.suv_type!r} (SUVType, {head.source}), not body-weight SUV: "
+                "asfe3d gives SUVbw only and cannot convert between SUV types")
+        said = "" if head.suv_type else " (SUVType not stated: taken as body weight)"
+        record.update(factor=1.0, decay_factor=1.0, notes=head.notes + [f"values already in SUV (body weight){said}"])
         return 1.0, record
     missing = []
     if not units:
@@ -476,6 +728,7 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
             f"[{lo_dose:g}, {hi_dose:g}] Bq; MBq written as Bq?): cannot convert to SUV")
     notes = list(head.notes)
     if needs_decay:
+        _check_half_life(head, where)
         seconds = float(head.seconds_injection_to_reference)  # type: ignore[arg-type]
         if seconds < -MAX_SCAN_BEFORE_INJECTION_S:
             raise Asfe3dInputError(
@@ -491,10 +744,47 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
             notes.append(f"scan starts {-seconds:.0f} s before the recorded injection (a dynamic scan started with "
                          f"it, clocks out of step?): the dose is decayed back to the scan start (x {1 / decay:.4f})")
         if head.decay_correction == "NONE":
-            notes.append("image not decay corrected: dose decayed to the scan start (frame mid-times ignored)")
+            decay = _uncorrected_decay(head, where, decay, notes)
     else:
         decay = 1.0
         notes.append("image decay corrected to the injection (ADMIN): dose not decayed")
     factor = _CONC_TO_BQML[key] * head.weight_kg * 1000.0 / (head.dose_bq * decay)  # type: ignore[operator]
     record.update(decay_factor=decay, dose_at_reference_bq=head.dose_bq * decay, factor=factor, notes=notes)  # type: ignore[operator]
     return factor, record
+
+
+def _check_half_life(head: PetHeader, where: str | Path) -> None:
+    """Refuse a half-life that contradicts the radionuclide named beside it (by more than
+    :data:`HALF_LIFE_TOL_REL`): 109.77 for F-18 is its half-life in minutes, not seconds."""
+    if head.radionuclide is None or head.half_life_s is None:
+        return
+    known = HALF_LIFE_S.get(_nuclide_key(head.radionuclide))
+    if known is not None and abs(head.half_life_s - known) > HALF_LIFE_TOL_REL * known:
+        raise Asfe3dInputError(
+            where, f"PET half-life {head.half_life_s:g} s ({head.source}) contradicts its radionuclide "
+            f"{head.radionuclide} ({known:g} s; minutes written as seconds?): cannot convert to SUV")
+
+
+def _uncorrected_decay(head: PetHeader, where: str | Path, at_scan_start: float, notes: list[str]) -> float:
+    """The decay of the dose for an image not decay corrected (``NONE``): over the frame taken when its start is
+    known (the mean of ``2^(-t / T)`` over the frame, from its start for its duration; at its start when the
+    duration is unknown), else at the scan start (noted)."""
+    half = float(head.half_life_s)  # type: ignore[arg-type]
+    if head.frame_start_s is None:
+        notes.append("image not decay corrected: dose decayed to the scan start (frame times not known or frames "
+                     "averaged: approximate)")
+        return at_scan_start
+    start = float(head.frame_start_s)
+    if not -MAX_SCAN_BEFORE_INJECTION_S <= start <= MAX_HALF_LIVES * half:
+        raise Asfe3dInputError(where, f"PET frame taken starts {start:.0f} s after the injection ({head.source}): not "
+                                      "a plausible time: cannot convert to SUV")
+    decay = 2.0 ** (-start / half)
+    if head.frame_duration_s:
+        lam_d = math.log(2.0) * float(head.frame_duration_s) / half
+        decay *= -math.expm1(-lam_d) / lam_d
+        notes.append(f"image not decay corrected: dose decayed over the frame taken ({start:.0f} s after the "
+                     f"injection, for {float(head.frame_duration_s):g} s; mean decay x {decay:.4f})")
+    else:
+        notes.append(f"image not decay corrected: dose decayed to the start of the frame taken ({start:.0f} s after "
+                     "the injection; its duration unknown)")
+    return decay

@@ -35,7 +35,7 @@ from asfe3d.io.convert import (
     sitk_geometry_from_ras_affine,
     sitk_to_numpy_xyz,
 )
-from asfe3d.io.dicom import is_dicom_file, quiet_itk, read_dicom_file, read_dicom_folder
+from asfe3d.io.dicom import SERIES_FILES_KEY, is_dicom_file, quiet_itk, read_dicom_file, read_dicom_folder
 from asfe3d.io.pet import (
     PET_UNITS,
     find_sidecar,
@@ -280,14 +280,18 @@ def read_volume(
     Raises:
         Asfe3dInputError: missing path, empty folder, folder without DICOM series, several series and no (or an
             unknown) ``series_uid``, non-uniform or tilted DICOM slices with ``dicom_strict``, DICOM slices with
-            mixed orientations or repeated positions, unreadable or truncated file, 2D image, 5D /
+            mixed orientations or repeated positions (or positions closer than 5 % of the median gap), a gap of
+            three or more missing slices, a resampled grid out of bounds, PixelSpacing missing or zero, RescaleSlope
+            0, an orientation that is not orthogonal, non-finite positions, unreadable or truncated file, 2D image, 5D /
             multi-component image, ``frame`` out of range, empty or constant volume, non-finite voxels (unless
             ``allow_nonfinite``), a sheared affine; NIfTI sform and qform codes both 0, zero / negative /
             non-finite pixdims, a qform and sform claiming the same space but disagreeing; voxel sizes outside
             [0.01, 50] mm; a header claiming more data than the file holds, more than 2^31 voxels or more memory
             than is available (all checked before the voxels are read).
             With ``pet_units="suv"``: no header nor sidecar, or one that lacks what SUV needs (each missing fact
-            named), or units that are not an activity concentration.
+            named), units that are not an activity concentration, slices that disagree on the SUV facts, a
+            half-life contradicting the radionuclide, SUV of another type than body weight, or a sidecar
+            contradicting the DICOM.
         ValueError: bad arguments (``role`` not a non-empty string, unknown ``nifti_geometry`` / ``pet_units``,
             ``frame`` of the wrong type).
     """
@@ -306,11 +310,12 @@ def read_volume(
     fmt = _known_format(p, role, series_uid)
     info: dict[str, Any] = {"role": role}
     header = None
-    dicom_file: Path | None = None
     affine = None
+    dicom_file: list[list[Path]] | None = None
     if fmt in ("nifti", "mgh"):
         data, affine, header = _read_nifti(p, role, info, nifti_geometry) if fmt == "nifti" else _read_mgh(p, role, info)
         frames = [data] if data.ndim == 3 else [data[..., t] for t in range(data.shape[3])]
+        nframes = len(frames)
         try:
             geometry = sitk_geometry_from_ras_affine(affine, data.shape[:3])
         except ValueError as err:
@@ -318,6 +323,7 @@ def read_volume(
                                       f"{err}") from None
     else:
         frames, geometry, fmt, dicom_file = _read_with_sitk(p, fmt, role, series_uid, info, dicom_strict)
+    nframes = len(frames)
     _check_position(p, role, geometry, frames[0].shape)
     _sidecar_durations(p, fmt, len(frames), frame, pet_sidecar, info)
     kept = None
@@ -330,7 +336,8 @@ def read_volume(
         arr3 = _pick_frame(p, frames, frame, role, info)
     del frames
     if pet_units == "suv":  # kept frames: the factor applies to their mean (RealignFrames)
-        arr3 = _to_suv(p, arr3, role, info, dicom_file, pet_sidecar, apply=kept is None)
+        arr3 = _to_suv(p, arr3, role, info, dicom_file, pet_sidecar, apply=kept is None, frame=frame,
+                       nframes=nframes)
     if kept is None:
         arr3 = check_values(p, arr3, role, allow_nonfinite, info)
     image = sitk.GetImageFromArray(np.ascontiguousarray(arr3.transpose(2, 1, 0)))
@@ -361,14 +368,15 @@ def _check_position(p: Path, role: str, geometry: Sequence[Any], shape: Sequence
 
 
 def _read_with_sitk(p: Path, fmt: str, role: str, series_uid: str | None, info: dict[str, Any], dicom_strict: bool
-                    ) -> tuple[list[np.ndarray], tuple[Any, Any, Any], str, Path | None]:
+                    ) -> tuple[list[np.ndarray], tuple[Any, Any, Any], str, list[list[Path]] | None]:
     """A DICOM folder or file, or a file SimpleITK reads: ``(frames (X, Y, Z), (origin, spacing, direction), format,
-    the DICOM file its PET facts are read from or None)``."""
+    the DICOM files its PET facts are read from, per frame, or None)``."""
     dicom_file = None
     if fmt == "dicom":
-        img, dicom_file = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
+        img, first = read_dicom_folder(p, role, series_uid, info, strict=dicom_strict)
+        dicom_file = info.pop(SERIES_FILES_KEY, None) or [[first]]
     elif fmt == "other" and is_dicom_file(p):
-        fmt, dicom_file = "dicom", p
+        fmt, dicom_file = "dicom", [[p]]
         img = read_dicom_file(p, role, info, strict=dicom_strict)
     else:
         img = _read_sitk_file(p, role, info)
@@ -414,13 +422,18 @@ def _used_sidecar(info: dict[str, Any], sidecar: Any) -> None:
         info["sidecar"] = str(Path(sidecar).expanduser().resolve())
 
 
-def _to_suv(p: Path, arr3: np.ndarray, role: str, info: dict[str, Any], dicom_file: Path | None,
-            pet_sidecar: Any, apply: bool) -> np.ndarray:
-    """Body-weight SUV: the factor from the DICOM header or the sidecar, recorded in ``info["pet_units"]`` and
-    logged, and applied to ``arr3`` when ``apply``."""
-    head = read_pet_header(p, dicom_file=dicom_file, sidecar=pet_sidecar)
+def _to_suv(p: Path, arr3: np.ndarray, role: str, info: dict[str, Any], dicom_file: list[list[Path]] | None,
+            pet_sidecar: Any, apply: bool, frame: int | None, nframes: int) -> np.ndarray:
+    """Body-weight SUV: the factor from the DICOM headers (every slice's, ``dicom_file`` per frame) and / or the
+    sidecar, for the frame taken (``frame``) or the frames' average, recorded in ``info["pet_units"]`` and logged,
+    and applied to ``arr3`` when ``apply``."""
+    files = None if dicom_file is None else [f for frame_files in dicom_file for f in frame_files]
+    frame_files = dicom_file[frame] if dicom_file is not None and frame is not None and frame < len(dicom_file) \
+        else None
+    head = read_pet_header(p, dicom_file=files, sidecar=pet_sidecar, frame=frame, nframes=nframes,
+                           frame_files=frame_files)
     factor, record = suv_factor(head, p)
-    if head.source.startswith("sidecar:"):
+    if pet_sidecar is not None or "sidecar:" in head.source:  # a sidecar read, even to check the DICOM's facts
         _used_sidecar(info, pet_sidecar if pet_sidecar is not None else find_sidecar(p))
     if apply:
         arr3 = (arr3 * np.float32(factor)).astype(np.float32, copy=False)

@@ -24,7 +24,7 @@ HAND_FACTOR_ADMIN = 75000 / 370e6  # no decay: 2.027027e-4
 
 
 def _pet_series(folder, *, units="BQML", decay="START", weight="75", dose="370000000", half="6586.2",
-                inj_time="100000", series_time="110000", series_date="20250101", slopes=None):
+                inj_time="100000", series_time="110000", series_date="20250101", slopes=None, extra=None):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -44,6 +44,8 @@ def _pet_series(folder, *, units="BQML", decay="START", weight="75", dose="37000
             if value is not None:
                 setattr(item, key, value)
         ds.RadiopharmaceuticalInformationSequence = Sequence([item])
+        if extra is not None:
+            extra(ds, k)
 
     write_pydicom_series(folder, arr, positions, np.eye(3), (2.0, 2.0), UID, modality="PT",
                          sop_class="1.2.840.10008.5.1.4.1.1.128", slopes=slopes, edit=edit)
@@ -230,3 +232,158 @@ def test_dicom_implausible_dose_weight_and_injection_after_scan(tmp_path):
     assert head.seconds_injection_to_reference == -30 and not head.notes  # not "the day before" (23.99 h)
     units = read_volume(tmp_path / "skew", pet_units="suv").info["pet_units"]
     assert units["factor"] == pytest.approx(75000 / (370e6 * 2 ** (30 / 6586.2)), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- probe 13 findings
+
+
+@pytest.mark.parametrize(("series_time", "note"), [(None, False), ("111000", True)])
+def test_dicom_scan_start_is_the_earliest_acquisition_of_the_series(tmp_path, series_time, note):
+    """Two beds: slices 0-2 scanned at 11:20, slices 3-5 at 11:00. The first file's AcquisitionTime (11:20) was
+    taken as the scan start: SUV 13.5 % too high (6.5 % with a SeriesTime of 11:10)."""
+
+    def beds(ds, k):
+        ds.AcquisitionTime = "112000" if k < 3 else "110000"
+        if series_time is None:
+            del ds.SeriesTime
+        else:
+            ds.SeriesTime = series_time
+
+    _pet_series(tmp_path / "pet", extra=beds)
+    rec = read_volume(tmp_path / "pet", pet_units="suv").info["pet_units"]
+    assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    assert rec["reference"] == "AcquisitionDate/AcquisitionTime (earliest of 6 slices) - RadiopharmaceuticalStartTime"
+    assert rec["scan_start"] == "2025-01-01T11:00:00"
+    assert any("SeriesTime later than the earliest AcquisitionTime" in n for n in rec["notes"]) == note
+
+
+@pytest.mark.parametrize(("where", "keyword", "value"), [
+    ("slice", "PatientWeight", "80"), ("item", "RadionuclideTotalDose", "185000000"),
+    ("item", "RadiopharmaceuticalStartTime", "101500"),
+])
+def test_dicom_slices_disagreeing_on_suv_facts_refused(tmp_path, where, keyword, value):
+    from pydicom.dataset import Dataset
+
+    def differ(ds, k):
+        if k == 4:
+            target = ds if where == "slice" else ds.RadiopharmaceuticalInformationSequence[0]
+            setattr(target, keyword, value)
+        assert isinstance(ds, Dataset)
+
+    _pet_series(tmp_path / "pet", extra=differ)
+    with pytest.raises(Asfe3dInputError, match=rf"pet: PET DICOM slices disagree on {keyword} \(.* in im000.dcm, .* "
+                                               rf"in im004.dcm\): not one set of SUV facts"):
+        read_volume(tmp_path / "pet", pet_units="suv")
+
+
+def test_half_life_contradicting_the_radionuclide_refused(tmp_path):
+    """109.77 (F-18's half-life in minutes) was used as seconds: an SUV 41 times too large."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    with pytest.raises(Asfe3dInputError, match=r"half-life 109.77 s \(sidecar:x.json\) contradicts its radionuclide "
+                                               r"F18 \(6586.2 s; minutes written as seconds\?\)"):
+        _factor(tmp_path, dict(BIDS, RadionuclideHalfLife=109.77), "x")
+    assert _factor(tmp_path, dict(BIDS, RadionuclideHalfLife=6588.0), "y") > 0  # rounded: within 3 %
+
+    def fluorine(ds, k):
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "C-111A1", "SRT", "^18^Fluorine"
+        ds.RadiopharmaceuticalInformationSequence[0].RadionuclideCodeSequence = Sequence([code])
+
+    _pet_series(tmp_path / "pet", half="109.77", extra=fluorine)
+    with pytest.raises(Asfe3dInputError, match=r"half-life 109.77 s \(dicom:im000.dcm\) contradicts its radionuclide "
+                                               r"F18"):
+        read_volume(tmp_path / "pet", pet_units="suv")
+
+
+def test_sidecar_contradicting_the_dicom_refused_and_filling_what_it_lacks(tmp_path):
+    """The sidecar won over the DICOM's own Units, DecayCorrection and dose without a word."""
+    side = tmp_path / "side.json"
+    side.write_text(json.dumps(dict(BIDS, BodyWeight=75)))
+    _pet_series(tmp_path / "cnts", units="CNTS", weight="0")
+    with pytest.raises(Asfe3dInputError, match=r"side.json: PET sidecar's Units 'Bq/mL' \(sidecar:side.json\) "
+                                               r"contradicts the DICOM's 'CNTS' \(dicom:im000.dcm\)"):
+        read_volume(tmp_path / "cnts", pet_units="suv", pet_sidecar=side)
+    _pet_series(tmp_path / "dose", dose="185000000", weight="0")
+    with pytest.raises(Asfe3dInputError, match=r"injected dose \(Bq\) 3.7e\+08 \(sidecar:side.json\) contradicts "
+                                               r"the DICOM's 1.85e\+08"):
+        read_volume(tmp_path / "dose", pet_units="suv", pet_sidecar=side)
+    _pet_series(tmp_path / "ok", weight="0")  # only the weight missing: taken from the sidecar, said so
+    rec = read_volume(tmp_path / "ok", pet_units="suv", pet_sidecar=side).info["pet_units"]
+    assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+    assert rec["source"] == "dicom:im000.dcm + sidecar:side.json"
+    assert "from sidecar:side.json, which the DICOM lacks: body weight (kg), radionuclide" in rec["notes"]
+
+
+def test_suv_of_another_type_not_taken_as_suvbw(tmp_path):
+    """Units GML with SUVType LBM was recorded as SUVbw (g/ml)."""
+    _pet_series(tmp_path / "lbm", units="GML", extra=lambda ds, k: setattr(ds, "SUVType", "LBM"))
+    with pytest.raises(Asfe3dInputError, match=r"PET values are SUV of type 'LBM' \(SUVType, dicom:im000.dcm\), not "
+                                               r"body-weight SUV"):
+        read_volume(tmp_path / "lbm", pet_units="suv")
+    _pet_series(tmp_path / "bw", units="GML", extra=lambda ds, k: setattr(ds, "SUVType", "BW"))
+    assert read_volume(tmp_path / "bw", pet_units="suv").info["pet_units"]["factor"] == 1.0
+
+
+def _nifti_4d(tmp_path, sidecar: dict, name="dyn"):
+    base = np.random.default_rng(2).uniform(100, 5000, size=(8, 9, 7)).astype(np.float32)
+    data = np.stack([base, 2 * base, 4 * base], axis=-1)
+    p = tmp_path / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(data, AFFINES["ras"]), str(p))
+    (tmp_path / f"{name}.json").write_text(json.dumps(sidecar))
+    return p, base
+
+
+@pytest.mark.parametrize(("starts", "words"), [
+    ([0, 60, 180, 480], r"FrameTimesStart \[0, 60, 180, 480\] is not a list of 3 start times"),
+    ([0, 0, 0], r"FrameTimesStart \[0, 0, 0\] does not increase frame by frame past the end of the frame before"),
+])
+def test_frame_times_start_that_does_not_describe_the_image_refused(tmp_path, starts, words):
+    """FrameTimesStart of 4 entries for 3 frames (or overlapping frames) was ignored; FrameDuration still used."""
+    p, _ = _nifti_4d(tmp_path, {"FrameTimesStart": starts, "FrameDuration": [60, 120, 300]})
+    with pytest.raises(Asfe3dInputError, match=words):
+        read_volume(p, role="PET")
+
+
+def test_uncorrected_frame_is_converted_with_the_dose_decayed_over_that_frame(tmp_path):
+    """ImageDecayCorrected false, frame 2 (63 min after injection, 5 min long): the scan-start factor was used,
+    an SUV 27 % too low."""
+    meta = dict(BIDS, ImageDecayCorrected=False, InjectionStart=-3600, ScanStart=0, FrameTimesStart=[0, 60, 180],
+                FrameDuration=[60, 120, 300])
+    p, base = _nifti_4d(tmp_path, meta)
+    vol = read_volume(p, role="PET", pet_units="suv", frame=2)
+    half, start, dur = 6586.2, 3600 + 180, 300
+    lam = np.log(2) / half
+    decay = 2 ** (-start / half) * (1 - np.exp(-lam * dur)) / (lam * dur)  # mean of the decay over the frame
+    assert vol.info["pet_units"]["decay_factor"] == pytest.approx(decay, rel=1e-12)
+    assert vol.info["pet_units"]["factor"] == pytest.approx(75000 / (370e6 * decay), rel=1e-9)
+    np.testing.assert_allclose(vol.array_xyz(), 4 * base * 75000 / (370e6 * decay), rtol=1e-5)
+    assert "dose decayed over the frame taken (3780 s after the injection, for 300 s" in \
+        vol.info["pet_units"]["notes"][-1]
+
+
+def test_uncorrected_dicom_frame_decayed_from_that_frame_start(tmp_path):
+    """The same for a dynamic DICOM series: frame 2 starts at its slices' AcquisitionTime (11:03), lasts 300 s."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from tests.io.helpers import write_dynamic_pet_series
+
+    base = np.random.default_rng(1).integers(10, 100, size=(6, 5, 4)).astype(np.float64)
+    files = write_dynamic_pet_series(tmp_path / "pt", [base, 2 * base, 4 * base], [60000, 120000, 300000])
+    for f in files:
+        ds = pydicom.dcmread(f)
+        frame = [30000.0, 120000.0, 330000.0].index(float(ds.FrameReferenceTime))
+        ds.Units, ds.DecayCorrection, ds.PatientWeight, ds.SeriesDate = "BQML", "NONE", "75", "20250101"
+        ds.SeriesTime, ds.AcquisitionDate, ds.AcquisitionTime = "110000", "20250101", ["110000", "110100", "110300"][frame]
+        item = Dataset()
+        item.RadionuclideTotalDose, item.RadionuclideHalfLife, item.RadiopharmaceuticalStartTime = "370000000", \
+            "6586.2", "100000"
+        ds.RadiopharmaceuticalInformationSequence = Sequence([item])
+        ds.save_as(f)
+    rec = read_volume(tmp_path / "pt", role="PET", pet_units="suv", frame=2).info["pet_units"]
+    lam = np.log(2) / 6586.2
+    decay = 2 ** (-3780 / 6586.2) * (1 - np.exp(-lam * 300)) / (lam * 300)
+    assert rec["decay_factor"] == pytest.approx(decay, rel=1e-12) and rec["frame_start_s"] == 3780
