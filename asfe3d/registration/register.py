@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.registration.fov import head_extent, large_fov, locate_head
-from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image
+from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image, without_outliers
 from asfe3d.utils import is_int, percentile
 
 __all__ = [
@@ -111,7 +111,7 @@ def head_mask(image: sitk.Image) -> sitk.Image:
     Returns:
         uint8 image, 1 in the head.
     """
-    img = sitk.Cast(image, sitk.sitkFloat32)
+    img = without_outliers(sitk.Cast(image, sitk.sitkFloat32))  # three hot voxels would set Otsu's histogram
     # Otsu returns 0 above the threshold with these in/out values
     mask = sitk.OtsuThreshold(img, 0, 1, 128)
     # holes filled as sitk.BinaryFillhole does (face connectivity), the same voxels: the background components that
@@ -407,7 +407,7 @@ class _Prepared:
 
 def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask: bool,
              finest_mm: float | None) -> _Prepared:
-    fixed = finite_image(sitk.Cast(mri, sitk.sitkFloat32))
+    fixed = without_outliers(finite_image(sitk.Cast(mri, sitk.sitkFloat32)))
     # a caller's mask as 0/1 (a 0/255 mask, or a float one, would otherwise be an empty or undilated metric mask)
     head = head_mask(fixed) if head is None else sitk.Cast(sitk.Cast(head, sitk.sitkFloat32) >= 0.5, sitk.sitkUInt8)
     factors = _bin_factors(mri, pet, finest_mm)
@@ -419,7 +419,7 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
     if use_mask:  # dilated by about 2 mm (2 voxels of a 1 mm MRI, as before binning)
         radius = max(1, int(round(2.0 / min(fixed.GetSpacing()))))
         mask = sitk.BinaryDilate(sitk.Cast(head_b, sitk.sitkUInt8), [radius] * 3)
-    moving = finite_image(sitk.Cast(pet, sitk.sitkFloat32))
+    moving = without_outliers(finite_image(sitk.Cast(pet, sitk.sitkFloat32)))
     init = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
     return _Prepared(fixed, moving, mask, head, factors, init)
@@ -546,7 +546,7 @@ def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4, 
     return tfm, metric, n_iter, stop, start_name(starts[best]), len(starts)
 
 
-_UNUSABLE = {"pet_noise", "pet_spacing", "signal_volume"}
+_UNUSABLE = {"pet_noise", "pet_spacing", "signal_volume", "same_kind", "swapped"}
 
 
 @dataclass

@@ -18,7 +18,8 @@ import numpy as np
 
 from asfe3d.errors import Asfe3dInputError
 
-__all__ = ["ANATOMICAL_MODALITIES", "EMISSION_MODALITIES", "check_roles", "detail_share", "role_evidence"]
+__all__ = ["ANATOMICAL_MODALITIES", "EMISSION_MODALITIES", "check_roles", "detail_share", "role_evidence",
+           "swap_sign"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -93,7 +94,9 @@ def role_evidence(
             # same: only a clearly coarser MRI grid makes it certain
             (certain if m_vox >= MUCH_COARSER_VOXELS * p_vox else hints).append(sign)
             return certain, hints
-    if p_vox > 0 and m_vox >= 4.0 * p_vox and min(mri_spacing) >= 1.5:
+    if p_vox > 0 and m_vox >= 4.0 * p_vox and min(mri_spacing) >= 1.5 \
+            and not detail_share(mri, mri_spacing) >= detail_share(pet, pet_spacing):
+        # (a PET on a fine grid beside a 2 mm MRI is common; only a PET input sharper than the MRI input is a sign)
         hints.append(f"the MRI input's voxels ({_mm(mri_spacing)} mm) are much larger than the PET input's "
                      f"({_mm(pet_spacing)} mm)")
     return certain, hints
@@ -151,6 +154,40 @@ def detail_share(volume: np.ndarray, spacing: tuple[float, ...], fwhm_mm: float 
         return float("nan")
     low = gaussian_filter(x, fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / sp, mode="nearest")
     return float(np.clip((x - low)[head].var() / total, 0.0, 1.0))
+
+
+#: a PET input with at least this share of its variance below 6 mm, and no noise (:data:`SWAP_MIN_SMOOTHNESS`), is
+#: as sharp as an MRI ...
+SWAP_PET_SHARE = 0.15
+#: ... and an MRI input with less than this share is as smooth as a PET (individual T1s 0.2-0.45; averages of many
+#: brains at 2 mm 0.02-0.06, PETs 0.02-0.11)
+SWAP_MRI_SHARE = 0.1
+#: a PET input's neighbour correlation on its grid from which its detail is structure, not noise
+SWAP_MIN_SMOOTHNESS = 0.7
+
+
+def swap_sign(mri: np.ndarray, pet: np.ndarray, mri_spacing: tuple[float, ...], pet_spacing: tuple[float, ...],
+              pet_smoothness: float) -> str | None:
+    """Whether the inputs look swapped on any grids: the MRI input as smooth as a PET and the PET input as sharp
+    as an MRI, its detail not noise. Asked of a registration judged failed (the sign alone would also fit an
+    average-of-brains MRI beside a sharp PET; with a failed registration it names the likely cause).
+
+    Args:
+        mri, pet: the inputs' voxels (3D, SimpleITK's ``(z, y, x)`` order).
+        mri_spacing, pet_spacing: their voxel sizes ``(x, y, z)`` in mm.
+        pet_smoothness: the PET input's neighbour correlation on its grid (noise: near 0).
+
+    Returns:
+        One sentence naming the numbers, or ``None``.
+    """
+    if not pet_smoothness >= SWAP_MIN_SMOOTHNESS:
+        return None
+    m_share, p_share = detail_share(mri, mri_spacing), detail_share(pet, pet_spacing)
+    if not (p_share >= SWAP_PET_SHARE and m_share < SWAP_MRI_SHARE and m_share < SMOOTHER * p_share):
+        return None
+    return (f"the inputs look swapped: the MRI input is the smoother image ({100 * m_share:.0f} % of its variance in "
+            f"the head lies below {SHARE_FWHM_MM:g} mm, against {100 * p_share:.0f} % for the PET input) and an MRI "
+            "is the sharper one (give the MRI or CT first, then the PET)")
 
 
 def _mm(spacing: tuple[float, ...]) -> str:

@@ -189,3 +189,91 @@ def test_partial_field_of_view_warns_and_wrong_alignments_of_it_still_fail(case5
         bad = assess_registration(t1, top, sitk.CompositeTransform([true, shift]), head)
         assert bad.verdict == "fail", (wrong, bad.summary())
     assert QCThresholds().min_head_in_fov == 0.1
+
+
+def _respaced(image: sitk.Image, factors: tuple[float, float, float]) -> sitk.Image:
+    """The same voxels with a header voxel size ``factors`` times the true one (a wrong header)."""
+    out = sitk.Image(image)
+    out.SetSpacing([s * f for s, f in zip(image.GetSpacing(), factors)])
+    return out
+
+
+@pytest.mark.parametrize("factors, axis", [((1.0, 1.0, 1.2), "up-down"), ((1.15, 1.15, 1.15), "all three axes")])
+def test_wrong_pet_voxel_size_fails_on_the_stretch_it_fits(case5, good, factors, axis):
+    """A PET header's voxel size 15-20 % wrong left 3.5-6 mm of error judged "pass" or "warn"; the stretch that
+    fits it better is found and named. The right pair gains nothing by a stretch."""
+    t1, pet, _, _, head = case5
+    assert good.qc.numbers["scale_gain"] < 0 and "scale_fit" not in good.qc.flags
+    wrong = register_pet_to_mri(t1, _respaced(pet, factors), "rigid", sampling=0.2, head=head, multistart="never")
+    assert wrong.qc.verdict == "fail" and "scale_fit" in wrong.qc.flags, wrong.qc.summary()
+    assert wrong.qc.numbers["scale_gain"] > 0.15 and f"stretched by 1.1 {'in' if 'all' in axis else 'along'} {axis}" \
+        in wrong.qc.summary()
+
+
+def test_one_kind_of_image_given_as_both_fails(case5, good):
+    """A PET given with its own SUV copy as the "MRI", or a T1 given with a copy of itself as the "PET", passed."""
+    t1, pet, _, _, head = case5
+    copy = sitk.Cast(pet, sitk.sitkFloat32) * 0.0123  # the same PET in other units
+    qc = assess_registration(copy, pet, sitk.Transform(3, sitk.sitkIdentity), head_mask(copy))
+    assert qc.verdict == "fail" and "same_kind" in qc.flags and qc.numbers["same_kind"] > 0.95, qc.summary()
+    assert good.qc.numbers["same_kind"] < 0.95 and "same_kind" not in good.qc.flags
+    t1_as_pet = sitk.SmoothingRecursiveGaussian(sitk.Cast(t1, sitk.sitkFloat32), 2.0)
+    qc = assess_registration(t1, t1_as_pet, sitk.Transform(3, sitk.sitkIdentity), head)
+    assert "same_kind" in qc.flags, qc.summary()
+
+
+def _sharp_and_smooth() -> tuple[sitk.Image, sitk.Image]:
+    """A head of fine texture (an MRI's detail) and the same head blurred to 8 mm (a PET), on one 2 mm grid."""
+    from scipy.ndimage import gaussian_filter
+
+    z, y, x = np.mgrid[:48, :48, :48]
+    head = ((x - 24) ** 2 + (y - 24) ** 2 + ((z - 24) / 1.2) ** 2) < 20 ** 2
+    texture = gaussian_filter(np.random.default_rng(7).normal(size=head.shape), 1.0)
+    sharp = (head * (100.0 + 400.0 * texture)).clip(0).astype(np.float32)
+    smooth = gaussian_filter(sharp, 8.0 / 2.355 / 2.0).astype(np.float32)
+    images = []
+    for arr in (sharp, smooth):
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing((2.0, 2.0, 2.0))
+        images.append(img)
+    return images[0], images[1]
+
+
+def test_swapped_inputs_on_one_grid_are_named_when_the_registration_fails():
+    """Swapped inputs on grids of one voxel size were judged a failed registration, the swap unnamed: with the
+    MRI input as smooth as a PET and the PET input as sharp as an MRI, a failed verdict names it first."""
+    from asfe3d.registration.roles import swap_sign
+
+    sharp, smooth = _sharp_and_smooth()
+    arr = {k: sitk.GetArrayViewFromImage(v) for k, v in (("sharp", sharp), ("smooth", smooth))}
+    assert swap_sign(arr["smooth"], arr["sharp"], (2.0,) * 3, (2.0,) * 3, 0.9).startswith("the inputs look swapped")
+    assert swap_sign(arr["sharp"], arr["smooth"], (2.0,) * 3, (2.0,) * 3, 0.9) is None  # the right way round
+    assert swap_sign(arr["smooth"], arr["sharp"], (2.0,) * 3, (2.0,) * 3, 0.1) is None  # a noisy PET's detail
+    off = sitk.TranslationTransform(3, (0.0, 0.0, 30.0))  # a failed alignment of the swapped pair
+    qc = assess_registration(smooth, sharp, off, head_mask(smooth))
+    assert qc.verdict == "fail" and qc.flags[0] == "swapped", qc.summary()
+
+
+def test_low_count_pet_is_not_noise_and_spikes_do_not_break_registration(case5):
+    """An unfiltered low-count PET (a few counts per voxel) was failed as noise and its signal as too small; three
+    MRI voxels at 100 times its maximum stopped ITK ("Zero-valued spacing"), 30 PET spikes moved it 16 mm."""
+    t1, pet, true, brain, head = case5
+    arr = sitk.GetArrayFromImage(pet).astype(np.float64)
+    counts = np.random.default_rng(5).poisson(np.clip(arr, 0, None) / arr.max() * 4.0).astype(np.float32)
+    noisy = sitk.GetImageFromArray(counts)
+    noisy.CopyInformation(pet)
+    res = register_pet_to_mri(t1, noisy, "rigid", sampling=0.2, head=head)
+    assert res.qc.verdict != "fail" and res.qc.numbers["pet_smoothness_native"] < 0.5, res.qc.summary()
+    assert registration_error_mm(true, res.transform, brain)["mean"] < 2.0
+    spiky_pet = sitk.GetArrayFromImage(pet)
+    spiky_pet.flat[np.random.default_rng(6).choice(spiky_pet.size, 30, replace=False)] = spiky_pet.max() * 1e4
+    spiky_mri = sitk.GetArrayFromImage(t1)
+    spiky_mri.flat[[1000, 2000, 3000]] = spiky_mri.max() * 100
+    images = []
+    for arr_, like in ((spiky_mri, t1), (spiky_pet, pet)):
+        img = sitk.GetImageFromArray(arr_)
+        img.CopyInformation(like)
+        images.append(img)
+    res = register_pet_to_mri(images[0], images[1], "rigid", sampling=0.2)
+    assert registration_error_mm(true, res.transform, brain)["mean"] < 1.5 and res.qc.verdict != "fail", \
+        res.qc.summary()

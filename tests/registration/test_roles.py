@@ -215,3 +215,17 @@ def test_a_label_map_given_as_the_mri_is_said_to_be_one():
     ct = np.clip(rng.normal(30, 15, labels.shape), -40, 120).round()  # a CT in a brain window, smooth tissue
     ct[:, :, :20] = -40  # its air clipped to the window's floor: one value, not a label
     assert label_map_evidence(ct) is None
+
+
+def test_pet_on_a_finer_grid_but_smoother_is_not_called_swapped(caplog):
+    """A PET resampled to 1 mm beside a 2 mm MRI got "the inputs may be swapped" though the MRI is the sharper."""
+    from scipy.ndimage import gaussian_filter
+
+    z, y, x = np.mgrid[:48, :48, :48]
+    head = ((x - 24) ** 2 + (y - 24) ** 2 + (z - 24) ** 2) < 20 ** 2
+    mri = (head * (100.0 + 400.0 * gaussian_filter(np.random.default_rng(7).normal(size=head.shape), 1.0))).clip(0)
+    pet = gaussian_filter(head * 1000.0, 4.0)
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        lines = check_roles(mri.astype(np.float32), pet.astype(np.float32), (2.0,) * 3, (1.0,) * 3, {}, {},
+                            "mri.nii.gz", "pet.nii.gz")
+    assert lines == [] and not caplog.records
