@@ -272,13 +272,19 @@ def _refusal_reported(exc: RegistrationRefused, report: Path, output: Path, sett
     try:
         content = refusal_record(exc, paths["mri_path"], paths["pet_path"], settings)
         record = record_path(output)
+        # only where nothing is, or an earlier refusal's (or interrupted run's) own files: a refusal is no complete
+        # set, so a complete earlier run's report and record (or a file of the user's) stay, --overwrite or not
+        ours = {p.resolve() for p in replaceable_outputs(output)}
+        kept = [p for p in (report, record) if p.exists() and p.resolve() not in ours]
+        if kept:
+            return RegistrationRefused(exc.path, f"{problem}; no report of the refusal written: {kept[0]} is not "
+                                       "from a refused run, left as it was", reference=exc.reference,
+                                       resampled=exc.resampled, registration=exc.registration)
         # the record first (pending: an interrupted write leaves a report the next run may replace), the report,
-        # then the record saying what the run was; an earlier refusal's report is this kind of run's own
-        ours = report.resolve() in {p.resolve() for p in replaceable_outputs(output)}
+        # then the record saying what the run was
         write_record(record, content, status="pending", outputs={"report": report})
         title = output.name.split(".")[0]
-        write_report(report, [refusal_section(exc, content, title=title)], title=title,
-                     overwrite=settings.outputs.overwrite or ours)
+        write_report(report, [refusal_section(exc, content, title=title)], title=title, overwrite=True)
         write_record(record, content | {"refusal": str(exc)}, status="refused", outputs={"report": report})
         problem = problem.replace("no fused image written", f"no fused image written; report of the refusal: {report}")
     except Exception as err:  # noqa: BLE001 - the refusal is what the user must see; the report's failure is added

@@ -82,6 +82,10 @@ MAX_SCAN_BEFORE_INJECTION_S = 300.0
 #: a decay reference more half-lives than this after the injection is refused: the image would hold under 0.1 % of
 #: the dose (30 h after an F-18 injection, a date or time written wrong); Zr-89 scans days later stay far below it
 MAX_HALF_LIVES = 10.0
+#: a radionuclide living longer than this (s; 6 h) is scanned up to days after its injection: an injection time
+#: without a date is then not taken as the scan's day (below it: F-18, Ga-68, C-11, O-15, Rb-82; above: Cu-64 12.7 h,
+#: Zr-89 78 h, I-124 4.2 days)
+MAX_DATELESS_HALF_LIFE_S = 6 * 3600.0
 #: a stated half-life further than this (relative) from its radionuclide's known one (:data:`HALF_LIFE_S`) is
 #: refused: 109.77 for F-18 is minutes written as seconds (an SUV 41 times too large 10 min after injection)
 HALF_LIFE_TOL_REL = 0.03
@@ -117,6 +121,8 @@ class PetHeader:
         scan_start: the scan start used (ISO date and time), for DICOM.
         frame_start_s: seconds from the injection to the start of the frame taken (``frame=N``), when known.
         frame_duration_s: that frame's duration (s), when known.
+        injection_date_assumed: the injection's date was not recorded (DICOM RadiopharmaceuticalStartTime without
+            RadiopharmaceuticalStartDateTime) and was taken as the scan's.
     """
 
     source: str
@@ -134,6 +140,7 @@ class PetHeader:
     scan_start: str | None = None
     frame_start_s: float | None = None
     frame_duration_s: float | None = None
+    injection_date_assumed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for ``Volume.info`` and JSON sidecars)."""
@@ -288,6 +295,7 @@ def pet_header_from_dicom(path: str | Path | Sequence[str | Path],
         head.seconds_injection_to_reference = seconds
         start = ("RadiopharmaceuticalStartDateTime" if item is not None and item.get("RadiopharmaceuticalStartDateTime")
                  else "RadiopharmaceuticalStartTime")
+        head.injection_date_assumed = start == "RadiopharmaceuticalStartTime"
         head.reference = f"{head.reference} - {start}"
         if frame_files is not None:
             _dicom_frame_time(head, files, datasets, frame_files, scan, seconds)
@@ -729,6 +737,14 @@ def suv_factor(head: PetHeader, where: str | Path) -> tuple[float, dict[str, Any
     notes = list(head.notes)
     if needs_decay:
         _check_half_life(head, where)
+        if head.injection_date_assumed and float(head.half_life_s) > MAX_DATELESS_HALF_LIFE_S:  # type: ignore[arg-type]
+            raise Asfe3dInputError(
+                where, f"PET injection time has no date (RadiopharmaceuticalStartTime without "
+                f"RadiopharmaceuticalStartDateTime, {head.source}) and the radionuclide's half-life is "
+                f"{float(head.half_life_s) / 3600:.3g} h: such a scan may be days after the injection, which the "
+                "times alone cannot tell (taken as the same day, a Zr-89 SUV 3 days after injection would be 47 % "
+                "low); give the injection's date and time in a sidecar (--pet-sidecar, InjectionStart) or the "
+                "DICOM's RadiopharmaceuticalStartDateTime: cannot convert to SUV")
         seconds = float(head.seconds_injection_to_reference)  # type: ignore[arg-type]
         if seconds < -MAX_SCAN_BEFORE_INJECTION_S:
             raise Asfe3dInputError(

@@ -323,7 +323,19 @@ def pending_outputs(path: str | os.PathLike) -> list[Path]:
     record = read_record(path)
     if record is None or record.get("status") not in ("pending", "refused"):
         return []
-    return [Path(entry["path"]) for entry in record.get("outputs", {}).values() if entry.get("path")]
+    entries = record.get("outputs", {})
+    if record.get("status") == "refused":  # its report alone, and only as written (not a file changed since)
+        entries = {k: e for k, e in entries.items() if k == "report" and not _changed_since(e)}
+    return [Path(entry["path"]) for entry in entries.values() if entry.get("path")]
+
+
+def _changed_since(entry: Mapping[str, Any]) -> bool:
+    """Whether a listed file exists with another size than the record's (edited or replaced since)."""
+    p = Path(str(entry.get("path", "")))
+    try:
+        return p.is_file() and p.stat().st_size != entry.get("size")
+    except OSError:
+        return True
 
 
 def replaceable_outputs(fused: str | os.PathLike) -> list[Path]:

@@ -101,3 +101,32 @@ def test_cohort_summary_and_index_show_the_refused_subject(pair, tmp_path, capsy
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="s2_fused_report.html"' in index
     assert json.loads((out / "s2_fused.json").read_text())["status"] == "refused"
+
+
+def test_refusal_after_a_complete_run_with_overwrite_keeps_that_run(pair, noise_pair, tmp_path, capsys):
+    """``--overwrite --qc strict --report`` refused after a complete run replaced that run's report and record (the
+    fused volume stayed beside a record saying "refused"): a refusal is no complete set, so the earlier one stays."""
+    mri, pet = pair
+    out = tmp_path / "out" / "f.nii.gz"
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--report", "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    capsys.readouterr()
+    assert main(["fuse", str(mri), str(noise_pair[1]), "-o", str(out), "--method", "mean", "--qc", "strict",
+                 "--report", "--overwrite", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no report of the refusal written" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+
+def test_a_refusal_report_changed_since_is_not_replaced(noise_pair, tmp_path, capsys):
+    """A refused record's report was replaced by the next run even after the user had added notes to it."""
+    mri, pet = noise_pair
+    out = tmp_path / "f.nii.gz"
+    args = ["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--qc", "strict", "--report",
+            "--no-progress"]
+    assert main(args) == 2
+    report = tmp_path / "f_report.html"
+    report.write_text(report.read_text(encoding="utf-8") + "<p>my notes</p>", encoding="utf-8")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err and report.read_text(encoding="utf-8").endswith("my notes</p>")

@@ -116,8 +116,8 @@ def test_file_gdcm_cannot_scan_is_one_line(tmp_path):
 
 def test_wide_gap_refused_and_missing_slice_counted(tmp_path, caplog):
     """14 missing slices were invented by interpolation; the warning said "0.0 % of voxels outside every slice"."""
-    with pytest.raises(Asfe3dInputError, match=r"a 10 mm gap between im003.dcm and im004.dcm, 5 times its median slice "
-                                               r"gap \(2 mm\): about 4 slices missing"):
+    with pytest.raises(Asfe3dInputError, match=r"a 10 mm gap between im003.dcm and im004.dcm, 5 times the slice gap "
+                                               r"around it \(2 mm\): about 4 slices missing"):
         read_volume(_series(tmp_path / "wide", [0.0, 2.0, 4.0, 6.0, 16.0, 18.0, 20.0, 22.0]), role="MRI")
     with caplog.at_level(logging.WARNING, logger="asfe3d"):
         vol = read_volume(_series(tmp_path / "one", [0.0, 2.0, 4.0, 6.0, 10.0, 12.0, 14.0, 16.0]), role="MRI")
@@ -147,3 +147,34 @@ def test_useless_frame_reference_time_falls_back_to_image_index(tmp_path):
     vol = read_volume(tmp_path / "pt", role="PET")
     assert vol.info["dicom_frames"] == 3 and vol.info["frame_durations_s"] == [60.0, 120.0, 300.0]
     np.testing.assert_allclose(vol.array_xyz(), base * (60 + 240 + 1200) / 480, rtol=1e-5)
+
+
+@pytest.mark.parametrize("thin, thick", [(3.0, 10.0), (0.625, 5.0), (2.5, 5.0)])
+def test_a_series_whose_spacing_steps_is_read_not_taken_for_missing_slices(tmp_path, thin, thick):
+    """A head CT at 3 mm over the posterior fossa and 10 mm above was refused as "about 2 slices missing"; the
+    2.5/5 mm one was read as 30 % interpolated across missing slices (probe 15)."""
+    depths = [thin * k for k in range(6)] + [5 * thin + thick * k for k in range(1, 6)]
+    vol = read_volume(_series(tmp_path / "ct", depths, shape=(12, 10, len(depths))), role="MRI")
+    assert vol.info["dicom_resampled"]["planes_across_gaps"] == 0
+    # two blocks of missing slices in a row are still missing slices, not a step
+    with pytest.raises(Asfe3dInputError, match="slices missing"):
+        read_volume(_series(tmp_path / "gap2", [0.0, 2.0, 4.0, 6.0, 16.0, 26.0, 28.0, 30.0, 32.0],
+                            shape=(12, 10, 9)), role="MRI")
+
+
+def test_oblique_orientation_written_with_three_decimals_is_read(tmp_path):
+    """An oblique series whose ImageOrientationPatient has 3 decimals stopped with a RuntimeError (GDCM put the last
+    slice 0.011 mm from its position, over a 0.01 mm guard)."""
+    from tests.io.helpers import rotation
+
+    rot = rotation(12.0, -17.0, 23.0)
+    arr = np.random.default_rng(0).integers(1, 1000, size=(12, 10, 16)).astype(np.int16)
+    positions = [tuple(float(v) for v in (np.array([-20.0, -30.0, 0.0]) + 2.0 * k * rot[:, 2])) for k in range(16)]
+
+    def edit(ds, k):
+        ds.ImageOrientationPatient = [f"{v:.3f}" for v in (*rot[:, 0], *rot[:, 1])]
+
+    write_pydicom_series(tmp_path / "mr", arr, positions, rot, (2.0, 2.0), UID, modality="MR", sop_class=MR_CLASS,
+                         edit=edit)
+    vol = read_volume(tmp_path / "mr", role="MRI")
+    assert vol.image.GetSize()[2] == 16

@@ -387,3 +387,21 @@ def test_uncorrected_dicom_frame_decayed_from_that_frame_start(tmp_path):
     lam = np.log(2) / 6586.2
     decay = 2 ** (-3780 / 6586.2) * (1 - np.exp(-lam * 300)) / (lam * 300)
     assert rec["decay_factor"] == pytest.approx(decay, rel=1e-12) and rec["frame_start_s"] == 3780
+
+
+def test_long_lived_tracer_without_an_injection_date_is_refused(tmp_path):
+    """A Zr-89 PET three days after injection whose DICOM holds only RadiopharmaceuticalStartTime (no date) was
+    converted as if injected on the scan day: an SUV 47 % low, without a word (probe 15)."""
+    _pet_series(tmp_path / "zr", half="282276", inj_time="100000")  # Zr-89: 78.41 h
+    with pytest.raises(Asfe3dInputError, match=r"injection time has no date .* half-life is 78.4 h"):
+        read_volume(tmp_path / "zr", role="PET", pet_units="suv")
+
+    def dated(ds, k):  # with the date: 3 days
+        ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = "20241229100000"
+
+    _pet_series(tmp_path / "zr_dated", half="282276", inj_time="100000", extra=dated)
+    rec = read_volume(tmp_path / "zr_dated", role="PET", pet_units="suv").info["pet_units"]
+    assert rec["seconds_injection_to_reference"] == 3 * 86400 + 3600 and not rec["injection_date_assumed"]
+    _pet_series(tmp_path / "f18")
+    rec = read_volume(tmp_path / "f18", role="PET", pet_units="suv").info["pet_units"]
+    assert rec["injection_date_assumed"] and rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)  # F-18: kept
