@@ -659,9 +659,25 @@ def plan_outputs(
                 "record beside the fused volume would replace it, --overwrite or not: move it or choose another "
                 "output name"
             )
+        _check_record_owner(record_file, first)
         if overwrite:  # an optional output under its default name (never typed) is replaced only when it is ours
             check_default_named_outputs(first, outs.paths.values(), replaceable)
     return outs, record_file
+
+
+def _check_record_owner(record_file: Path, first: Path) -> None:
+    """Refuse a record that is another output's (``-o a.nii`` beside ``a.nii.gz``: both name ``a.json``) while that
+    output is still there: the other run's record would be replaced, --overwrite or not."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.io.record import read_record
+
+    existing = read_record(record_file) if record_file.is_file() else None
+    entry = ((existing or {}).get("outputs") or {}).get("fused")
+    other = Path(entry["path"]) if isinstance(entry, dict) and isinstance(entry.get("path"), str) else None
+    if other is not None and other.resolve() != first.resolve() and other.is_file():
+        raise Asfe3dInputError(
+            record_file, f"is the completion record of {other.name}, another output of the same name stem; this "
+            f"run's record would replace it, --overwrite or not: choose another output name than {first.name}")
 
 
 def _restore_record(record: Path | None, earlier: bytes | None) -> None:

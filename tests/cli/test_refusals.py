@@ -353,3 +353,19 @@ def test_every_setting_named_in_a_refusal_is_an_option_of_the_command():
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     options = {o for a in sub.choices["fuse"]._actions for o in a.option_strings}
     assert set(OPTION_OF_SETTING.values()) <= options, set(OPTION_OF_SETTING.values()) - options
+
+
+def test_outputs_sharing_a_record_name_are_refused(pair, tmp_path, capsys):
+    """``-o a.nii`` after ``-o a.nii.gz``: both name the record ``a.json``; the second run replaced the first one's
+    complete record (probe 15)."""
+    from asfe3d.cli import main
+
+    mri, pet = pair
+    base = ["fuse", str(mri), str(pet), "--method", "mean", "--registration", "none", "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "a.nii.gz")]) == 0
+    record = (tmp_path / "a.json").read_bytes()
+    capsys.readouterr()
+    for extra in ([], ["--overwrite"]):
+        assert main([*base, "-o", str(tmp_path / "a.nii"), *extra]) == 2
+        assert "is the completion record of a.nii.gz" in capsys.readouterr().err
+    assert (tmp_path / "a.json").read_bytes() == record and not (tmp_path / "a.nii").exists()
