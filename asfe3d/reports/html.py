@@ -449,7 +449,9 @@ def write_index(
     verdicts: dict[str, int] = {}
     for entry, summary, verdict, status in rows:
         counts[status] = counts.get(status, 0) + 1
-        if verdict and status not in ("failed", "no-pet"):
+        # a failed subject's registration counts when it failed it (refused under --qc strict); another failure's
+        # verdict may be an earlier run's, read from its report
+        if verdict and (status not in ("failed", "no-pet") or verdict == "fail"):
             verdicts[str(verdict)] = verdicts.get(str(verdict), 0) + 1
         thumb = (summary or {}).get("thumbnail")
         thumb = thumb if isinstance(thumb, str) and thumb.startswith("data:image/png;base64,") else None

@@ -99,7 +99,7 @@ def test_cohort_summary_and_index_show_the_refused_subject(pair, tmp_path, capsy
     assert rows["s2"]["status"] == "failed" and rows["s2"]["qc_verdict"] == "fail"
     assert "PET looks like noise" in rows["s2"]["qc_reasons"]
     index = (out / "index.html").read_text(encoding="utf-8")
-    assert 'href="s2_fused_report.html"' in index
+    assert 'href="s2_fused_report.html"' in index and "registration 1 fail, 1 pass" in index
     assert json.loads((out / "s2_fused.json").read_text())["status"] == "refused"
 
 
