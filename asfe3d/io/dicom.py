@@ -740,7 +740,7 @@ def _check_rescale(file: str, reader: sitk.ImageFileReader, role: str) -> None:
 
 #: per-slice tags that place a slice of a dynamic PET series in its time frame (DICOM PET module)
 FRAME_TAGS = {"frame_reference_time_ms": "0054|1300", "image_index": "0054|1330", "slices_per_frame": "0054|0081",
-              "frame_duration_ms": "0018|1242", "frames_in_series": "0054|0101"}
+              "frame_duration_ms": "0018|1242", "frames_in_series": "0054|0101", "echo_time_ms": "0018|0081"}
 
 
 def _frame_tags(reader: sitk.ImageFileReader) -> dict[str, float]:
@@ -753,6 +753,22 @@ def _frame_tags(reader: sitk.ImageFileReader) -> dict[str, float]:
             except ValueError:
                 pass
     return out
+
+
+def _check_echoes(folder: Path, role: str, positions: np.ndarray, orientations: np.ndarray,
+                  timing: list[dict[str, float]]) -> None:
+    """Refuse a series holding several echoes (every slice position once per EchoTime: a multi-echo MRI), naming
+    them: which echo to fuse is the user's choice."""
+    echoes = sorted({t["echo_time_ms"] for t in timing if "echo_time_ms" in t})
+    if len(echoes) < 2 or len(echoes) != len({t.get("echo_time_ms") for t in timing}):
+        return
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    if len(np.unique(np.round(positions @ normal, 3))) == len(positions):
+        return
+    listed = ", ".join(f"{e:g}" for e in echoes[:6]) + (", ..." if len(echoes) > 6 else "")
+    raise Asfe3dInputError(
+        folder, f"{role} DICOM series holds {len(echoes)} echoes (EchoTime {listed} ms), each slice position once per "
+        "echo: choose one echo (dcm2niix writes one file per echo, e.g. *_e1.nii) and give that")
 
 
 def _plan_series(folder: Path, files: list[str], role: str, strict: bool
@@ -812,6 +828,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
     pos_arr, ori_arr = np.asarray(positions), np.asarray(orientations)
     names = [Path(f).name for f in files]
     check_orientation(folder, role, pos_arr, ori_arr, names=names)
+    _check_echoes(folder, role, pos_arr, ori_arr, timing)
     groups = _dynamic_frames(folder, pos_arr, ori_arr, timing, role)
     if groups is None:
         plan = plan_stack(folder, pos_arr, ori_arr, spacing_xy, role, strict=strict, names=names)

@@ -178,3 +178,15 @@ def test_oblique_orientation_written_with_three_decimals_is_read(tmp_path):
                          edit=edit)
     vol = read_volume(tmp_path / "mr", role="MRI")
     assert vol.image.GetSize()[2] == 16
+
+
+def test_multi_echo_series_is_refused_naming_its_echoes(tmp_path):
+    """A multi-echo MRI series (each position once per EchoTime) was refused as "several frames or acquisitions in
+    one series?", with no way through named (probe 15)."""
+    depths = [2.0 * k for k in range(6)] * 2
+
+    def edit(ds, k):
+        ds.EchoTime = "5" if k < 6 else "10"
+
+    with pytest.raises(Asfe3dInputError, match=r"holds 2 echoes \(EchoTime 5, 10 ms\).*choose one echo"):
+        read_volume(_series(tmp_path / "me", depths, edit=edit, shape=(12, 10, 12)), role="MRI")
