@@ -807,7 +807,7 @@ def assess_registration(
     _alignment_checks(numbers, best, n_perturbed, anatomy, th, reasons)
     _kind_and_scale_checks(numbers, th, reasons)
     if any(v == "fail" for v, _, _ in reasons):
-        from asfe3d.registration.roles import swap_sign
+        from asfe3d.registration.sharpness import swap_sign
 
         sign = swap_sign(sitk.GetArrayViewFromImage(mri), sitk.GetArrayViewFromImage(raw_pet), mri.GetSpacing(),
                          raw_pet.GetSpacing(), numbers.get("pet_smoothness_native", numbers["pet_smoothness"]))
