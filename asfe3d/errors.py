@@ -50,6 +50,11 @@ class RegistrationRefused(Asfe3dInputError):
         self.resampled = resampled
         self.registration = registration or {}
 
+    def with_problem(self, problem: str) -> RegistrationRefused:
+        """The same refusal (file, images, registration) told with another line."""
+        return RegistrationRefused(self.path, problem, reference=self.reference, resampled=self.resampled,
+                                   registration=self.registration)
+
 
 class InputErrorParser(argparse.ArgumentParser):
     """argparse whose usage mistakes (a missing or unknown option, a value of the wrong type or outside its

@@ -277,9 +277,8 @@ def _refusal_reported(exc: RegistrationRefused, report: Path, output: Path, sett
         ours = {p.resolve() for p in replaceable_outputs(output)}
         kept = [p for p in (report, record) if p.exists() and p.resolve() not in ours]
         if kept:
-            return RegistrationRefused(exc.path, f"{problem}; no report of the refusal written: {kept[0]} is not "
-                                       "from a refused run, left as it was", reference=exc.reference,
-                                       resampled=exc.resampled, registration=exc.registration)
+            return exc.with_problem(f"{problem}; no report of the refusal written: {kept[0]} is not from a refused "
+                                    "run, left as it was")
         # the record first (pending: an interrupted write leaves a report the next run may replace), the report,
         # then the record saying what the run was
         write_record(record, content, status="pending", outputs={"report": report})
@@ -290,8 +289,7 @@ def _refusal_reported(exc: RegistrationRefused, report: Path, output: Path, sett
     except Exception as err:  # noqa: BLE001 - the refusal is what the user must see; the report's failure is added
         logger.debug("the report of the refusal could not be written", exc_info=True)
         problem += f"; its report could not be written: {short_error(err)}"
-    return RegistrationRefused(exc.path, problem, reference=exc.reference, resampled=exc.resampled,
-                               registration=exc.registration)
+    return exc.with_problem(problem)
 
 
 def refusal_record(refusal: RegistrationRefused, mri: str | os.PathLike, pet: str | os.PathLike,

@@ -288,30 +288,19 @@ def _smoothness(pet: np.ndarray, support: np.ndarray) -> float:
     return float(np.mean(corrs)) if corrs else float("nan")
 
 
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    """``a`` averaged over blocks of ``f`` voxels along each axis (the last partial blocks left out)."""
-    n = [(s // f) * f for s in a.shape]
-    return a[: n[0], : n[1], : n[2]].reshape(n[0] // f, f, n[1] // f, f, n[2] // f, f).mean(axis=(1, 3, 5))
-
-
-def pet_smoothness(pet: np.ndarray) -> float:
+def _smoothness_scales(pet: np.ndarray) -> tuple[float, float]:
     """How far the PET is from white noise: the neighbour correlation (:func:`_smoothness`) over its support (above
-    5 % of its 99th percentile), on its grid and on blocks of 2 voxels, whichever is higher.
+    5 % of its 99th percentile), on its grid and on blocks of 2 voxels (NaN where it cannot be measured).
 
     An unfiltered low-count PET (a few counts in its hottest voxel) has neighbour correlations of 0.05-0.35 on its
     own grid, its head and brain showing only when a few voxels are averaged (0.5-0.7 on blocks of 2); white noise
     stays near 0 at every scale.
     """
-    native, blocks = _smoothness_scales(pet)
-    return native if not blocks > native else blocks
+    from asfe3d.registration.sharpness import block_mean
 
-
-def _smoothness_scales(pet: np.ndarray) -> tuple[float, float]:
-    """The neighbour correlation of :func:`pet_smoothness` on the PET's grid and on blocks of 2 voxels (NaN where
-    it cannot be measured)."""
     out = []
     for f in (1, 2):
-        a = pet if f == 1 else _block_mean(pet, f)
+        a = pet if f == 1 else block_mean(pet, (f, f, f))
         if min(a.shape) < 3:
             out.append(float("nan"))
             continue
@@ -810,7 +799,7 @@ def assess_registration(
         from asfe3d.registration.sharpness import swap_sign
 
         sign = swap_sign(sitk.GetArrayViewFromImage(mri), sitk.GetArrayViewFromImage(raw_pet), mri.GetSpacing(),
-                         raw_pet.GetSpacing(), numbers.get("pet_smoothness_native", numbers["pet_smoothness"]))
+                         raw_pet.GetSpacing(), numbers["pet_smoothness_native"])
         if sign is not None:  # the likely cause, first
             reasons.insert(0, ("fail", "swapped", sign))
 

@@ -7,9 +7,12 @@ module imports nothing of asfe3d, so both can use it without an import cycle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-__all__ = ["detail_share", "swap_sign"]
+__all__ = ["block_mean", "detail_share", "swap_sign"]
 
 #: the band (mm, Gaussian FWHM) whose share of the variance :func:`detail_share` measures
 SHARE_FWHM_MM = 6.0
@@ -17,6 +20,14 @@ SHARE_FWHM_MM = 6.0
 MIN_DETAIL_SHARE = 0.1
 #: an MRI input with less than this fraction of the PET input's share is the smoother of the two
 SMOOTHER = 0.5
+
+
+def block_mean(a: np.ndarray, factors: Sequence[int], dtype: Any = None) -> np.ndarray:
+    """``a`` (3D) averaged over blocks of ``factors`` voxels along its axes (the last partial blocks left out)."""
+    f = [int(k) for k in factors]
+    n = [(s // k) * k for s, k in zip(a.shape, f)]
+    return a[: n[0], : n[1], : n[2]].reshape(n[0] // f[0], f[0], n[1] // f[1], f[1], n[2] // f[2], f[2]) \
+        .mean(axis=(1, 3, 5), dtype=dtype)
 
 
 def detail_share(volume: np.ndarray, spacing: tuple[float, ...], fwhm_mm: float = SHARE_FWHM_MM,
@@ -43,9 +54,7 @@ def detail_share(volume: np.ndarray, spacing: tuple[float, ...], fwhm_mm: float 
     sp = np.asarray(spacing, dtype=np.float64)[::-1]
     f = np.maximum(1, np.floor(grid_mm / sp).astype(int))
     if (f > 1).any():
-        n = [(s // k) * k for s, k in zip(x.shape, f)]
-        x = x[: n[0], : n[1], : n[2]].reshape(n[0] // f[0], f[0], n[1] // f[1], f[1], n[2] // f[2], f[2]) \
-            .mean(axis=(1, 3, 5), dtype=np.float32)
+        x = block_mean(x, f, dtype=np.float32)
         sp = sp * f
     finite = np.isfinite(x)
     if finite.sum() < 1000:
