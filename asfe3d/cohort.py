@@ -895,6 +895,7 @@ def _recorded_registration(output: Path) -> dict[str, Any]:
 
 
 def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, rank: int) -> SubjectResult:
+    output = output.absolute()  # every row names its output as a path that works from anywhere, ok or not
     if outcome.status == "skipped" or outcome.refusal is not None:
         # what the recorded run found about the registration stays in the summary; a refused one's is this run's
         registration = _recorded_registration(output) if outcome.refusal is None else outcome.refusal.registration
@@ -927,7 +928,7 @@ def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, ran
                 timings[step] = timings.get(step, 0.0) + float(seconds)
                 total += float(seconds)
     return SubjectResult(
-        subject.subject, "ok", Path(res.output), registration_metric=float(res.registration.get("metric", math.nan)),
+        subject.subject, "ok", Path(res.output).absolute(), registration_metric=float(res.registration.get("metric", math.nan)),
         timings=timings, total=total, message=message, rank=rank,
         qc_verdict=str(qc.get("verdict", "")), qc_reasons=reasons,
         registration_start=str(res.registration.get("start") or ""),

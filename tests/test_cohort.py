@@ -194,7 +194,7 @@ def test_run_cohort_bad_arguments(tmp_path, demo_files):
         run_cohort(str(tmp_path), FAST_SETTINGS)
 
 
-def test_cli_cohort_exit_codes(tmp_path, demo_files, capsys):
+def test_cli_cohort_exit_codes(tmp_path, demo_files, capsys, monkeypatch):
     from asfe3d.cli import main
 
     csv_path = make_cohort(tmp_path, demo_files, 2)
@@ -206,6 +206,13 @@ def test_cli_cohort_exit_codes(tmp_path, demo_files, capsys):
     assert main(base + ["--output-dir", str(tmp_path / "out2"), "--summary", str(tmp_path / "s.csv")]) == 1
     assert "failed: sub02" in capsys.readouterr().out
     assert [r["status"] for r in read_summary(tmp_path / "s.csv")] == ["ok", "failed"]
+    # a relative --output-dir: every row's output is absolute, the failed subject's planned one too
+    monkeypatch.chdir(tmp_path)
+    assert main(base + ["--output-dir", "rel"]) == 1
+    rows = read_summary(tmp_path / "rel" / "summary.csv")
+    assert [(r["status"], r["output"]) for r in rows] == [
+        ("ok", str(tmp_path / "rel" / "sub01_fused.nii.gz")), ("failed", str(tmp_path / "rel" / "sub02_fused.nii.gz"))]
+    capsys.readouterr()
     # bad usage: a path for --rgb, and a bad datalist, are input errors (exit code 2)
     assert main(base + ["--rgb", str(tmp_path / "x.nii.gz")]) == 2
     (tmp_path / "bad.csv").write_text("subject,pet\n")

@@ -683,18 +683,32 @@ def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Si
     numbers["mi_drop"] = (numbers["mi"] - numbers["mi_perturbed_mean"]) / numbers["mi"] if numbers["mi"] > 0 else 0.0
     # does the PET fit better stretched? (a voxel size in its header wrong: no rigid transform can fit it)
     stretched = [(mi_of(pet_on_grid(_after(transform, t))), axis, factor) for axis, factor, t in _scalings(centre)]
-    # a stretch of all three axes counts when at least two one-axis stretches the same way gain too: beside a
-    # skull-stripped T1, the PET's spill beyond the brain's edge favoured it alone (a tau-like PET right to 1.3 mm
-    # gained 0.16 on all three axes, -0.01 to -0.13 on each); a voxel size wrong on all axes gains on each
-    for factor in (1.0 - SCALE_STEP, 1.0 + SCALE_STEP):
-        one_axis = [m for m, a, f in stretched if a < 3 and f == factor]
-        if sum(m > numbers["mi"] for m in one_axis) < 2:
-            stretched = [x for x in stretched if not (x[1] == 3 and x[2] == factor)]
-    mi_s, axis, factor = max(stretched)
+    mi_s, axis, factor = max(credible_stretches(stretched, numbers["mi"]))
     numbers["scale_gain"] = (mi_s - numbers["mi"]) / numbers["mi"] if numbers["mi"] > 0 else 0.0
     numbers["scale_gain_axis"], numbers["scale_gain_factor"] = float(axis), float(factor)
     numbers["same_kind"] = _same_kind(sitk.GetArrayViewFromImage(mri_c), pet_c, head_arr, mri_c.GetSpacing())
     return better_start, best, len(perturbed)
+
+
+def credible_stretches(stretched: list[tuple[float, int, float]], mi: float) -> list[tuple[float, int, float]]:
+    """The stretches that may stand for a wrong voxel size: a stretch of all three axes (axis 3) counts only when at
+    least two one-axis stretches by the same factor raise the MI too. Beside a skull-stripped T1, the PET's spill
+    beyond the brain's edge favoured the all-axes stretch alone (a tau-like PET registered right to 1.3 mm gained 0.16
+    on all three axes and -0.01 to -0.13 on each); a voxel size wrong on all axes gains on each axis.
+
+    Args:
+        stretched: ``(mi, axis, factor)`` per trial stretch; axis 0-2 one axis (x, y, z), 3 all three.
+        mi: the MI of the registration as found.
+
+    Returns:
+        ``stretched`` without the all-axes stretches that lack that support (never empty when a one-axis one is in).
+    """
+    kept = list(stretched)
+    for factor in {f for _, a, f in stretched if a == 3}:
+        gaining = sum(m > mi for m, a, f in stretched if a < 3 and f == factor)
+        if gaining < 2:
+            kept = [x for x in kept if not (x[1] == 3 and x[2] == factor)]
+    return kept
 
 
 def _kind_and_scale_checks(numbers: dict[str, float], th: QCThresholds, reasons: list[tuple[str, str, str]]) -> None:

@@ -277,3 +277,19 @@ def test_low_count_pet_is_not_noise_and_spikes_do_not_break_registration(case5):
     res = register_pet_to_mri(images[0], images[1], "rigid", sampling=0.2)
     assert registration_error_mm(true, res.transform, brain)["mean"] < 1.5 and res.qc.verdict != "fail", \
         res.qc.summary()
+
+
+def test_credible_stretches_all_axes_needs_two_one_axis_gains():
+    from asfe3d.registration.qc import credible_stretches
+
+    mi = 1.0
+    # the all-axes stretch gains most, but only one one-axis stretch by 1.1 gains: it is dropped (the spill case)
+    spill = [(0.9, 0, 1.1), (1.05, 1, 1.1), (0.95, 2, 1.1), (1.16, 3, 1.1), (0.8, 0, 0.9), (0.8, 3, 0.9)]
+    assert max(credible_stretches(spill, mi)) == (1.05, 1, 1.1)
+    # two one-axis stretches by 1.1 gain too: the all-axes one stands (a voxel size wrong on all axes)
+    wrong = [(1.05, 0, 1.1), (1.04, 1, 1.1), (0.95, 2, 1.1), (1.16, 3, 1.1)]
+    assert max(credible_stretches(wrong, mi)) == (1.16, 3, 1.1)
+    # the support is counted per factor: gains by 0.9 do not support the stretch by 1.1
+    mixed = [(1.05, 0, 0.9), (1.04, 1, 0.9), (0.9, 0, 1.1), (0.9, 1, 1.1), (1.2, 3, 1.1), (1.01, 3, 0.9)]
+    assert max(credible_stretches(mixed, mi)) == (1.05, 0, 0.9)
+    assert credible_stretches([], mi) == []
