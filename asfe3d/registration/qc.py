@@ -56,6 +56,8 @@ class QCThresholds:
             this share of that part (``head_covered_in_fov``): then it warns (a partial field of view).
         min_head_in_fov: ``head_in_pet_fov`` (share of the head inside the PET's field of view) below this fails
             when ``head_covered`` is below ``min_head_covered`` (the PET sees too little of the head to judge).
+        warn_head_in_fov: ``head_in_pet_fov`` below this warns (``pet_fov``) also when the signal covers enough of
+            the head: a 5 cm slab (43 % of a whole head) passed without a word while a top half (40 %) warned.
         min_smoothness: ``pet_smoothness`` below this fails (the PET looks like noise).
         signal_volume_range: allowed ``signal_volume_ratio`` (PET signal volume / MRI head volume); outside fails.
         spacing_range_mm: allowed PET voxel size in mm; outside fails.
@@ -77,6 +79,7 @@ class QCThresholds:
     warn_pet_in_head: float = 0.85
     min_head_covered: float = 0.3
     min_head_in_fov: float = 0.1
+    warn_head_in_fov: float = 0.5
     min_smoothness: float = 0.3
     signal_volume_range: tuple[float, float] = (0.2, 2.5)
     spacing_range_mm: tuple[float, float] = (0.3, 12.0)
@@ -103,6 +106,11 @@ class QCThresholds:
             raise ValueError(
                 f"QCThresholds.warn_scale_gain ({self.warn_scale_gain!r}) must not exceed max_scale_gain "
                 f"({self.max_scale_gain!r})"
+            )
+        if not self.min_head_in_fov <= self.warn_head_in_fov:
+            raise ValueError(
+                f"QCThresholds.min_head_in_fov ({self.min_head_in_fov!r}) must not exceed warn_head_in_fov "
+                f"({self.warn_head_in_fov!r})"
             )
         if not self.min_pet_in_head <= self.warn_pet_in_head:
             raise ValueError(
@@ -755,6 +763,9 @@ def _alignment_checks(numbers: dict[str, float], best: float, n_perturbed: int, 
             reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI "
                                     f"head (need {th.min_head_covered:.0%}; the PET's field of view holds "
                                     f"{numbers['head_in_pet_fov']:.0%} of it)"))
+    elif anatomy == "head" and numbers["head_in_pet_fov"] < th.warn_head_in_fov:
+        reasons.append(("warn", "pet_fov", f"the PET's field of view holds only {numbers['head_in_pet_fov']:.0%} of "
+                                f"the MRI head: the fused image has PET there only"))
 
 
 def assess_registration(

@@ -360,7 +360,10 @@ class RegisterToReference(Transform):
             floor = 0.0 if "pet_fov" in verdict.flags else self.min_overlap
             overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=floor, head=head_img)
         failed = verdict.verdict == "fail"
-        line = f"registration judged failed: {'; '.join(verdict.reasons)}"
+        # the line names the PET's file; either input may be at fault (a biased or wrong MRI fails the same way)
+        mri_name = Path(str(reference.meta.get("filename_or_obj") or "")).name or "the MRI"
+        line = (f"registration judged failed (onto {mri_name}; either input may be at fault): "
+                f"{'; '.join(verdict.reasons)}")
         if failed and self.qc != "strict":
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)

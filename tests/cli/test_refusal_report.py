@@ -30,7 +30,7 @@ def noise_pair(pair, tmp_path):
     return mri, _noise_pet(pet, tmp_path / "sub01_noise_pet.nii.gz")
 
 
-def test_strict_refusal_writes_its_report_and_a_refused_record(noise_pair, tmp_path, capsys):
+def test_strict_refusal_writes_its_report_and_a_refused_record(noise_pair, tmp_path, capsys, caplog):
     mri, pet = noise_pair
     out = tmp_path / "out" / "f.nii.gz"
     args = ["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--qc", "strict", "--report",
@@ -40,6 +40,7 @@ def test_strict_refusal_writes_its_report_and_a_refused_record(noise_pair, tmp_p
     report = tmp_path / "out" / "f_report.html"
     assert err.count("\n") == 1 and err.startswith("asfe3d: error: ")
     assert "registration judged failed" in err and f"report of the refusal: {report}" in err
+    assert f"(onto {mri.name}; either input may be at fault)" in err  # the line names the PET, the MRI may be bad
     assert sorted(p.name for p in out.parent.iterdir()) == ["f.json", "f_report.html"]  # no fused volume
     summary = read_report_summary(report)
     assert summary is not None and summary["status"] == "failed" and summary["verdict"] == "fail"
@@ -57,6 +58,8 @@ def test_strict_refusal_writes_its_report_and_a_refused_record(noise_pair, tmp_p
     assert "report of the refusal" in capsys.readouterr().err
     # accepted with --qc warn: the refusal's report and record are asfe3d's own and replaced without --overwrite
     assert main([*args[:8], "warn", *args[9:]]) == 0
+    warned = capsys.readouterr().err + caplog.text  # the warning reaches stderr through the logger
+    assert f"{pet}: registration judged failed (onto {mri.name}; either input" in warned and "written anyway" in warned
     assert read_record(tmp_path / "out" / "f.json")["status"] == "complete" and out.is_file()
     assert read_report_summary(report)["status"] == "ok"
 

@@ -293,3 +293,21 @@ def test_credible_stretches_all_axes_needs_two_one_axis_gains():
     mixed = [(1.05, 0, 0.9), (1.04, 1, 0.9), (0.9, 0, 1.1), (0.9, 1, 1.1), (1.2, 3, 1.1), (1.01, 3, 0.9)]
     assert max(credible_stretches(mixed, mi)) == (1.05, 0, 0.9)
     assert credible_stretches([], mi) == []
+
+
+def test_thin_slab_field_of_view_warns_like_a_top_half(case5):
+    """A PET slab through the middle of the head, correctly aligned, whose signal still covers 30 % of the head,
+    passed without a word while a top half warned: both now say the PET's field of view holds part of the head."""
+    t1, pet, true, _, head = case5
+    nz = pet.GetSize()[2]
+    slab = pet[:, :, int(nz * 0.45):int(nz * 0.80)]
+    qc = assess_registration(t1, slab, true, head)
+    n = qc.numbers
+    assert n["head_covered"] >= QCThresholds().min_head_covered and n["head_in_pet_fov"] < 0.5, n
+    assert qc.verdict == "warn" and qc.flags == ["pet_fov"], qc.summary()
+    assert f"holds only {n['head_in_pet_fov']:.0%} of the MRI head" in qc.reasons[0]
+    # the whole PET: no note (and the note's limit can be set)
+    assert "pet_fov" not in assess_registration(t1, pet, true, head).flags
+    assert assess_registration(t1, slab, true, head, thresholds=QCThresholds(warn_head_in_fov=0.2)).verdict == "pass"
+    with pytest.raises(ValueError, match="min_head_in_fov \\(0.6\\) must not exceed warn_head_in_fov"):
+        QCThresholds(min_head_in_fov=0.6)
