@@ -56,7 +56,8 @@ logger = logging.getLogger("asfe3d")
 
 
 def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool = False,
-                   settings: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                   settings: Mapping[str, Any] | None = None,
+                   shard: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """The subjects of a datalist still to fuse, as dataset items.
 
     Args:
@@ -70,6 +71,10 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
         settings: what this run records as its ``settings`` (``SaveSubjectd``'s: the settings' ``as_dict()`` and
             the bundle's weights, network and inferer); a subject recorded complete with settings that change its
             output is refused (one line naming the first difference; ``overwrite`` redoes it), not skipped as done.
+        shard: ``(rank, world_size)`` of a multi-process run: this process keeps the subjects at positions
+            ``i % world_size == rank`` of the whole datalist, chosen before the complete ones are skipped, so every
+            process splits the same list whatever it finds done when it looks (a sampler splitting each process's
+            own list of subjects still to fuse skipped or repeated subjects when one process looked later).
 
     Returns:
         ``[{"subject", "mri", "pet", "output"}]`` (paths as strings) in datalist order; may be empty.
@@ -78,7 +83,7 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
         Asfe3dInputError: the datalist is missing or malformed, or names a missing input; a subject recorded
             complete with other settings, or whose outputs exist but are not a complete run of these inputs (an
             input changed since) and were not left by an unfinished run (without ``overwrite``).
-        ValueError: ``output_dir`` is empty.
+        ValueError: ``output_dir`` is empty, or a bad ``shard``.
     """
     from asfe3d.cohort import planned_outputs, read_datalist, subject_done, subject_output_path
     from asfe3d.errors import Asfe3dInputError
@@ -86,7 +91,13 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
 
     if not str(output_dir).strip():
         raise ValueError(f"output_dir must name a folder, got {output_dir!r}")
+    if shard is not None and not (isinstance(shard, (tuple, list)) and len(shard) == 2
+                                  and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+                                  and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
     subjects = read_datalist(datalist)
+    if shard is not None:
+        subjects = subjects[shard[0]::shard[1]]
     items, skipped = [], []
     for subject in subjects:
         output = subject_output_path(subject, output_dir)

@@ -354,7 +354,7 @@ def test_train_and_overlay_configs_resolve():
     assert multi.get_parsed_content("training")["train"]["device"] in ("cpu", "cuda:0")
     inf = ConfigParser()
     inf.read_config([INFERENCE, str(CONFIGS / "multi_gpu_inference.json")])
-    assert inf["dataloader"]["sampler"] == "@sampler" and inf["sampler"]["even_divisible"] is False
+    assert "sampler" not in inf["dataloader"] and inf["shard"].startswith("$(dist.get_rank()")  # sharded datalist
     assert inf["inferer"]["_target_"] == "asfe3d.inferers.FusionInferer"  # the base config is kept
     bad = copy.deepcopy(parser.get_parsed_content("training"))
     bad["train"]["epochs"] = 0
@@ -393,6 +393,39 @@ def test_multi_gpu_inference_overlay_under_torchrun_gloo(tmp_path, demo_files):
         _assert_on_mri_grid(out / f"sub0{i}_fused.nii.gz", tmp_path / f"sub0{i}" / "mri.nii.gz")
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"sub0{i}_fused.nii.gz" for i in (1, 2, 3)] + [f"sub0{i}_fused.json" for i in (1, 2, 3)])
+    # the rerun (every subject done: nothing left for either process) and a datalist shorter than the processes
+    # finish cleanly (the sampler refused a dataset shorter than the world size, with a traceback)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    one = tmp_path / "one.csv"
+    one.write_text(f"subject,mri,pet\nsub01,{tmp_path / 'sub01' / 'mri.nii.gz'},{tmp_path / 'sub01' / 'pet.nii.gz'}\n")
+    proc = subprocess.run([*cmd[:cmd.index("--datalist") + 1], str(one), "--output_dir", str(tmp_path / "out1"),
+                           *cmd[cmd.index("--device"):]], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert (tmp_path / "out1" / "sub01_fused.nii.gz").is_file()
+
+
+def test_datalist_items_shards_the_whole_datalist_before_skipping(tmp_path, demo_files):
+    """Every process of a multi-GPU run splits the same list: a subject finished by one process before another
+    looks does not shift the other's share (a subject was skipped by both, or fused by both)."""
+    from asfe3d.bundle import datalist_items
+
+    datalist = make_cohort(tmp_path, demo_files, 3)
+    out = tmp_path / "out"
+    names = [[i["subject"] for i in datalist_items(datalist, out, shard=(r, 2))] for r in (0, 1)]
+    assert names == [["sub01", "sub03"], ["sub02"]]
+    # sub01 done by process 0: process 1 still takes sub02 only, process 0 has sub03 left
+    from asfe3d.pipeline import fuse_pair
+    from asfe3d.settings import Settings
+
+    fuse_pair(tmp_path / "sub01" / "mri.nii.gz", tmp_path / "sub01" / "pet.nii.gz", out / "sub01_fused.nii.gz",
+              Settings.from_flat(method="mean", registration="none"))
+    names = [[i["subject"] for i in datalist_items(datalist, out, shard=(r, 2))] for r in (0, 1)]
+    assert names == [["sub03"], ["sub02"]]
+    assert datalist_items(datalist, out, shard=(3, 4)) == []
+    for bad in ((2, 2), (-1, 2), (0, 0), (0.0, 2), "0/2"):
+        with pytest.raises(ValueError, match="shard must be \\(rank, world_size\\)"):
+            datalist_items(datalist, out, shard=bad)
 
 
 def test_preprocessing_is_the_pipelines_chain():

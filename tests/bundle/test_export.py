@@ -144,15 +144,6 @@ def test_scripted_export_of_the_shipped_weights_equals_eager_whole_volumes(tmp_p
         assert diff < 1e-5, (shape, diff)
 
 
-def test_scripted_export_of_the_2d_weights_equals_eager(tmp_path):
-    scripted = _export(tmp_path, SLICE, BUNDLE / "models" / "model_2d.pt")
-    state = torch.load(BUNDLE / "models" / "model_2d.pt", map_location="cpu", weights_only=True)
-    eager = _eager(SLICE, state)
-    for shape in ((4, 2, 96, 80), (1, 2, 37, 29)):
-        diff = _max_diff(scripted, eager, shape)
-        assert diff < 1e-5, (shape, diff)
-
-
 def test_scripted_export_refuses_what_the_network_cannot_take_clearly(tmp_path):
     """An empty axis, a channel count other than 2, a missing spatial axis: one clear message, as in eager mode."""
     scripted = _export(tmp_path, INFERENCE, BUNDLE / "models" / "model.pt")
@@ -165,24 +156,30 @@ def test_scripted_export_refuses_what_the_network_cannot_take_clearly(tmp_path):
 
 
 def test_the_documented_export_command_works_without_extra_flags(tmp_path):
-    """The README's ``ckpt_export`` command, run as written (only the output path moved): a scripted file that
-    equals the eager network at an odd size."""
+    """The README's ``ckpt_export`` commands (3D and 2D), run as written (only the output path moved): scripted
+    files that carry their network's description and equal the eager network at odd sizes."""
     commands = _documented_commands("ckpt_export")
     assert commands, "the README documents no ckpt_export command"
     for command in commands:
         assert "--use_trace" not in command and "--key_in_ckpt" not in command, command
         assert "--input_shape" not in command, command  # nothing size-specific
-    command = next(c for c in commands if "model.pt" in c)
-    args = shlex.split(command.replace("$B", str(BUNDLE)))
-    assert args[:3] == ["python", "-m", "monai.bundle"], args
-    out = tmp_path / "exported.ts"
-    args[args.index("--filepath") + 1] = str(out)
-    proc = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    scripted = torch.jit.load(str(out))
-    state = torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True)
-    diff = _max_diff(scripted, _eager(INFERENCE, state), (1, 2, 45, 38, 27))
-    assert diff < 1e-5, diff
+    for weights, config, shapes, spatial in (("model.pt", INFERENCE, [(1, 2, 45, 38, 27)], ["*", "*", "*"]),
+                                             ("model_2d.pt", SLICE, [(4, 2, 96, 80), (1, 2, 37, 29)], ["*", "*"])):
+        command = next(c for c in commands if f"/{weights}" in c)  # the 2D command failed: one meta file only
+        args = shlex.split(command.replace("$B", str(BUNDLE)))
+        assert args[:3] == ["python", "-m", "monai.bundle"], args
+        out = tmp_path / f"exported_{weights}.ts"
+        args[args.index("--filepath") + 1] = str(out)
+        proc = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        extra = {"metadata.json": ""}
+        scripted = torch.jit.load(str(out), _extra_files=extra)
+        assert json.loads(extra["metadata.json"])["network_data_format"]["inputs"]["image"]["spatial_shape"] == spatial
+        state = torch.load(BUNDLE / "models" / weights, map_location="cpu", weights_only=True)
+        eager = _eager(config, state)
+        for shape in shapes:  # the shipped 2D weights too (any size; this replaced a test of its own)
+            diff = _max_diff(scripted, eager, shape)
+            assert diff < 1e-5, (weights, shape, diff)
 
 
 def test_override_check_uses_the_configs_and_component_signatures():
