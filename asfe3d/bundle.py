@@ -26,7 +26,9 @@ for that lives here, small and declarative:
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
+import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
@@ -458,6 +460,37 @@ def _check_checkpoint_fits(path: Path, network: Any) -> None:
     raise Asfe3dInputError(path, f"checkpoint (--ckpt_path) does not fit network_def: {first}{hint}")
 
 
+#: components built by :func:`input_errors` after the inputs passed: a bad value given for one of them
+#: (``--inferer#overlap 1.5``, ``--num_workers -1``) is refused in one line before any subject is read
+_CHECKED_COMPONENTS = ("network_def", "inferer", "dataloader")
+
+
+def _check_component(parser: Any, id_: str, overrides: Mapping[str, Any]) -> None:
+    """Build component ``id_`` of ``parser``; a ``ValueError`` or ``TypeError`` (a value it refuses) becomes an
+    :class:`~asfe3d.errors.Asfe3dInputError` naming the overrides that feed it (other failures are the run's)."""
+    from asfe3d.errors import Asfe3dInputError
+
+    if not (isinstance(parser.get(id_), dict) and "_target_" in parser[id_]):
+        return
+    try:
+        parser.get_parsed_content(id_)
+    except Exception as exc:  # noqa: BLE001 - only what the component refuses is reported here
+        error = _input_error(exc)
+        if error is not None:
+            raise error from None
+        inner: BaseException = exc
+        while (inner.__cause__ or inner.__context__) is not None and isinstance(inner, RuntimeError):
+            inner = inner.__cause__ or inner.__context__
+        if not isinstance(inner, (ValueError, TypeError)):
+            logger.debug("input_errors: %r not checked (%s: %s)", id_, type(exc).__name__, exc)
+            return
+        text = json.dumps(parser.get(id_))
+        keys = [str(k) for k in overrides if str(k) not in _NOT_OVERRIDES]
+        given = [k for k in keys if k.split("#")[0] == id_] or [k for k in keys if f"@{k.split('#')[0]}" in text]
+        where = ", ".join(f"--{k} {overrides[k]!r}" for k in given) if given else f"--{id_}"
+        raise Asfe3dInputError(where, f"{id_}: {' '.join(str(inner).split())}") from None
+
+
 def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any]) -> list[Asfe3dInputError]:
     """The run's inputs that cannot work, found before anything runs: one error per bad id, in run order.
 
@@ -471,7 +504,9 @@ def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any])
       inputs);
     - ``output_dir``: a folder that can be made and written (:func:`asfe3d.io.check_writable_folder`);
     - ``dataset#data`` (when the others passed): evaluated, so that a subject recorded complete with settings that
-      change its output is refused (:func:`datalist_items`).
+      change its output is refused (:func:`datalist_items`);
+    - ``network_def``, ``inferer``, ``dataloader`` (when the others passed): built, so that a value they refuse
+      (``--inferer#overlap 1.5``, ``--num_workers -1``) is one line naming the overrides that feed them.
 
     A value that fails for another reason than the user's input (e.g. an unknown ``--device``) is not reported
     here; the run reports it as before.
@@ -514,6 +549,8 @@ def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any])
 
     def output_dir() -> None:
         path = _checked_value(parser, "output_dir")
+        if isinstance(path, (str, Path)) and not str(path).strip():  # e.g. an unset shell variable
+            raise Asfe3dInputError("--output_dir", f"must name a folder, got {str(path)!r}")
         if isinstance(path, (str, Path)) and str(path).strip():
             try:
                 check_writable_folder(Path(path) / "output")
@@ -526,8 +563,9 @@ def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any])
 
     errors = []
     for key, check in (("settings", settings), ("ckpt_path", ckpt_path), ("datalist", datalist),
-                       ("output_dir", output_dir), ("dataset", dataset)):
-        if key in parser and not (key == "dataset" and errors):
+                       ("output_dir", output_dir), ("dataset", dataset),
+                       *((c, functools.partial(_check_component, parser, c, overrides)) for c in _CHECKED_COMPONENTS)):
+        if key in parser and not (key not in ("settings", "ckpt_path", "datalist", "output_dir") and errors):
             try:
                 check()
             except Asfe3dInputError as exc:

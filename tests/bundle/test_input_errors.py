@@ -166,3 +166,35 @@ def test_the_record_holds_the_steps_after_the_network_and_none_switches_one_off(
     steps = parser.get_parsed_content("bundle_record")["inferer_settings"]
     assert steps["pet_consistency"] == 0 and steps["pet_consistency_coarse"] is None
     assert steps["pet_consistency_fine"] is None and steps["detail_steer"] == 0.5
+
+
+#: a value a component refuses when it is built: (override, as typed, as Python, the one line's problem)
+COMPONENT_VALUES = [
+    ("inferer#overlap", "1.5", 1.5, "--inferer#overlap 1.5: inferer: overlap must be in [0, 1), got 1.5"),
+    ("num_workers", "-1", -1, "--num_workers -1: dataloader: num_workers option should be non-negative; use "
+                              "num_workers=0 to disable multiprocessing."),
+]
+
+
+@pytest.mark.parametrize("key, typed, value, problem", COMPONENT_VALUES)
+def test_a_value_a_component_refuses_is_one_line_before_anything_runs(tmp_path, key, typed, value, problem):
+    """``--inferer#overlap 1.5``, ``--num_workers -1``: a 55-63-line traceback (exit 1) when the evaluator was built;
+    now one line naming the override, exit 2, nothing written."""
+    from asfe3d.bundle import input_errors
+
+    assert [str(e) for e in input_errors(INFERENCE, _overrides(tmp_path, **{key: value}))] == [problem]
+    datalist = _datalist(tmp_path)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
+           "--datalist", str(datalist), "--output_dir", str(tmp_path / "out"), "--device", "cpu", f"--{key}", typed]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert [line for line in proc.stderr.splitlines() if "error" in line.lower()] == [f"asfe3d: error: {problem}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_output_dir_is_refused_by_name(tmp_path):
+    """``--output_dir "$OUT"`` with ``OUT`` unset: one line, not the ValueError deep in the dataset's expression."""
+    from asfe3d.bundle import input_errors
+
+    assert [str(e) for e in input_errors(INFERENCE, _overrides(tmp_path, output_dir=""))] == [
+        "--output_dir: must name a folder, got ''"]
