@@ -816,6 +816,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
         The :class:`SubjectOutcome`.
     """
     from asfe3d.io import stale_temporaries
+    from asfe3d.io.record import redo_hint
     from asfe3d.pipeline import fuse_pair
 
     t0 = time.perf_counter()
@@ -834,7 +835,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
         if foreign:
             names = ", ".join(p.name for p in foreign)
             msg = (f"{foreign[0].parent}: {names} exist(s) but are not a complete output of this run of "
-                   f"{run.name} ({reason}); not replaced (pass --overwrite to redo it)")
+                   f"{run.name} ({reason}); not replaced ({redo_hint(run.output, foreign)})")
             logger.error("%s: %s", run.name, msg)
             return SubjectOutcome("failed", msg, seconds=time.perf_counter() - t0, refused=True)
         if any(p.exists() for p in run.planned.values()):

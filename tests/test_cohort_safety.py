@@ -51,11 +51,16 @@ def test_existing_file_without_record_is_not_replaced(tmp_path, demo_files):
     foreign.write_bytes(b"somebody else's volume")
     results = run_cohort(subjects, FAST_SETTINGS, output_dir=out, progress=False)
     assert [r.status for r in results] == ["failed", "ok"]
-    assert "are not a complete output of this run" in results[0].message and "--overwrite" in results[0].message
+    assert "are not a complete output of this run" in results[0].message
+    assert "sub01_fused.nii.gz was not written by asfe3d (no record lists it): move it" in results[0].message
     assert foreign.read_bytes() == b"somebody else's volume"
+    # --overwrite replaces asfe3d's own outputs only: the file of somebody else's is still refused, and kept
     again = run_cohort(subjects, Settings.from_flat(overwrite=True, **FAST), output_dir=out, progress=False)
-    assert [r.status for r in again] == ["ok", "ok"]
-    assert foreign.read_bytes() != b"somebody else's volume"
+    assert [r.status for r in again] == ["failed", "ok"]
+    assert "does not list it as an earlier asfe3d output" in again[0].message and "--overwrite or not" in again[0].message
+    assert foreign.read_bytes() == b"somebody else's volume"
+    # asfe3d's own output (sub02, recorded): --overwrite redoes it
+    assert (out / "sub02_fused.json").is_file()
 
 
 def test_done_only_with_every_requested_output_and_unchanged_inputs(tmp_path, demo_files):

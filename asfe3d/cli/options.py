@@ -219,7 +219,8 @@ def add_output_options(p: argparse.ArgumentParser, *, paths: bool = True) -> Non
     add(p, "--report", "also write a self-contained HTML report: how the PET sits on the MRI, the fused and colour "
                        "images, the registration verdict, timings, inputs and settings (cohorts: and an index.html)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace this command's earlier outputs (the old files stay until the new set is complete)")
+                   help="replace this command's earlier outputs, those its completion record lists (the old files "
+                        "stay until the new set is complete; a file asfe3d did not write is never replaced)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

@@ -29,7 +29,7 @@ from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "output_changed", "run_fields", "read_record", "write_record",
            "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
-           "check_default_named_outputs"]
+           "check_outputs_are_ours", "redo_hint"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -286,11 +286,26 @@ def recorded_outputs(path: str | os.PathLike) -> set[Path]:
     return {Path(p) for p in _still_there(read_record(path))}
 
 
-def check_default_named_outputs(fused: str | os.PathLike, paths: Iterable[str | os.PathLike],
-                                replaceable: Iterable[str | os.PathLike] = ()) -> None:
-    """Refuse to replace, even with ``--overwrite``, a file that is not asfe3d's under an optional output's default
-    name (``<stem>_rgb.nii.gz``, ``<stem>_preview.png``...: :func:`asfe3d.io.volume.derived_output_paths`), a name
-    the user never typed.
+def redo_hint(fused: str | os.PathLike, existing: Iterable[str | os.PathLike]) -> str:
+    """What a user can do about ``existing`` files in the way of the outputs named by ``fused``: ``--overwrite``
+    when an asfe3d record is there (an earlier run of asfe3d: the files it lists are its own; a file it does not
+    list is still refused then, by :func:`check_outputs_are_ours`), else move them (without any record, none of them
+    is asfe3d's, and ``--overwrite`` never replaces a file asfe3d did not write)."""
+    record = record_path(fused)
+    theirs = [Path(p) for p in existing if Path(p).resolve() != record.resolve()]
+    if read_record(record) is not None or not theirs:
+        return "pass --overwrite to redo it"
+    return (f"{theirs[0].name} was not written by asfe3d (no record lists it): move it or choose another output "
+            "folder; --overwrite replaces asfe3d's own outputs only")
+
+
+def check_outputs_are_ours(fused: str | os.PathLike, paths: Iterable[str | os.PathLike],
+                           replaceable: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse to replace, even with ``--overwrite``, an existing file that no record lists as asfe3d's: a file of
+    the user's at the fused volume's path (``-o`` typed over another image by mistake), at an optional output's
+    path, or under an optional output's default name (``<stem>_rgb.nii.gz``, ``<stem>_preview.png``...:
+    :func:`asfe3d.io.volume.derived_output_paths`), a name the user never typed. ``--overwrite`` replaces this
+    command's earlier outputs only.
 
     Only called with ``overwrite``: without it every existing file is refused anyway.
 
@@ -300,8 +315,7 @@ def check_default_named_outputs(fused: str | os.PathLike, paths: Iterable[str | 
         replaceable: files this run may replace anyway (:func:`replaceable_outputs`).
 
     Raises:
-        Asfe3dInputError: an existing file at a default name that the record does not list as asfe3d's
-            (:func:`recorded_outputs`).
+        Asfe3dInputError: an existing file that the record does not list as asfe3d's (:func:`recorded_outputs`).
     """
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io.volume import derived_output_paths
@@ -309,12 +323,14 @@ def check_default_named_outputs(fused: str | os.PathLike, paths: Iterable[str | 
     defaults = {p.resolve() for p in derived_output_paths(fused).values()}
     ours = recorded_outputs(record_path(fused)) | {Path(p).resolve() for p in replaceable}
     for path in (Path(p).resolve() for p in paths):
-        if path in defaults and path.is_file() and path not in ours:
-            raise Asfe3dInputError(
-                path, f"exists and {record_path(fused).name} does not list it as an earlier asfe3d output (a file of "
-                "your own?); an optional output's default name is never replaced with a foreign file, --overwrite or "
-                "not: move it or give this output another name"
-            )
+        if not path.is_file() or path in ours:
+            continue
+        what = "an optional output's default name" if path in defaults else "an output's name"
+        raise Asfe3dInputError(
+            path, f"exists and {record_path(fused).name} does not list it as an earlier asfe3d output (a file of "
+            f"your own?); a file that asfe3d did not write is never replaced under {what}, --overwrite or not "
+            "(--overwrite replaces this command's earlier outputs only): move it or choose another output name"
+        )
 
 
 def pending_outputs(path: str | os.PathLike) -> list[Path]:

@@ -645,12 +645,17 @@ def plan_outputs(
     """
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io import OutputSet, check_output_path
-    from asfe3d.io.record import check_default_named_outputs, read_record, record_path, replaceable_outputs
+    from asfe3d.io.record import check_outputs_are_ours, read_record, record_path, replaceable_outputs
 
     first = Path(next(iter(paths.values()))[0]).expanduser()  # "~/f.nii.gz": its record is ~/f.json
     record_file = record_path(first) if record else None
     replaceable = replaceable_outputs(first) if record_file is not None else []
-    outs = OutputSet(paths, overwrite=overwrite, inputs=inputs, replaceable=replaceable)
+    try:
+        outs = OutputSet(paths, overwrite=overwrite, inputs=inputs, replaceable=replaceable)
+    except Asfe3dInputError as exc:  # a file asfe3d did not write: say so, rather than suggest --overwrite
+        if record_file is not None and exc.problem.startswith("output file already exists"):
+            check_outputs_are_ours(first, [Path(exc.path).expanduser()], replaceable)
+        raise
     if record_file is not None:
         if record_file.resolve() in set(outs.paths.values()):
             raise Asfe3dInputError(record_file, "the completion record would overwrite another output")
@@ -663,8 +668,8 @@ def plan_outputs(
                 "output name"
             )
         _check_record_owner(record_file, first)
-        if overwrite:  # an optional output under its default name (never typed) is replaced only when it is ours
-            check_default_named_outputs(first, outs.paths.values(), replaceable)
+        if overwrite:  # an existing file is replaced only when it is ours (a record lists it)
+            check_outputs_are_ours(first, outs.paths.values(), replaceable)
     return outs, record_file
 
 

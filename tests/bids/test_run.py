@@ -189,9 +189,12 @@ def test_foreign_file_is_not_replaced_without_overwrite(bids_run: tuple[Path, Pa
     assert "sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz" in results[0].message and "not replaced" in results[0].message
     assert foreign.read_bytes() == b"someone else's file"
     assert not (out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-registered_pet.json").exists()
+    assert "was not written by asfe3d (no record lists it): move it" in results[0].message
+    # --overwrite replaces asfe3d's own earlier outputs only: somebody else's file is kept
     results = run_bids(new_bids, out, FAST_SETTINGS.replace(outputs={"overwrite": True}), participant_labels=["01"],
                        reports=False)
-    assert results[0].status == "ok" and foreign.read_bytes() != b"someone else's file"
+    assert results[0].status == "failed" and "does not list it as an earlier asfe3d output" in results[0].message
+    assert foreign.read_bytes() == b"someone else's file"
 
 
 def test_foreign_dataset_description_is_refused(tmp_path: Path) -> None:

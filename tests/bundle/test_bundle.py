@@ -496,3 +496,30 @@ def test_a_subject_done_with_other_settings_is_refused_not_skipped(tmp_path, dem
         datalist_items(datalist, out, settings=recorded)
     res.output.unlink()  # its fused volume deleted: an unfinished run of ours, redone
     assert [i["subject"] for i in datalist_items(datalist, out, settings=recorded)] == ["sub01"]
+
+
+def test_datalist_items_refuses_shared_outputs_and_foreign_files_before_anything_runs(tmp_path, demo_files):
+    """Two subjects naming one output, and a file of the user's under a planned name with --overwrite true, were
+    found only when that subject was written (after its registration and inference, 130-160 lines of tracebacks)."""
+    from asfe3d.bundle import datalist_items
+    from asfe3d.errors import Asfe3dInputError
+
+    make_cohort(tmp_path, demo_files, 2)
+    shared = tmp_path / "shared.csv"
+    shared.write_text("subject,mri,pet,output\n" + "".join(
+        f"sub0{i},sub0{i}/mri.nii.gz,sub0{i}/pet.nii.gz,out/same.nii.gz\n" for i in (1, 2)))
+    with pytest.raises(Asfe3dInputError, match="subjects 'sub01' and 'sub02' would both write this output"):
+        datalist_items(shared, tmp_path / "o")
+    datalist = make_cohort(tmp_path, demo_files, 2)
+    out = tmp_path / "fused"
+    out.mkdir()
+    (out / "sub02_fused.nii.gz").write_bytes(b"mine")
+    with pytest.raises(Asfe3dInputError, match="sub02_fused.nii.gz was not written by asfe3d"):
+        datalist_items(datalist, out)  # no --overwrite: the hint is to move it, not --overwrite
+    with pytest.raises(Asfe3dInputError, match="does not list it as an earlier asfe3d output"):
+        datalist_items(datalist, out, overwrite=True)
+    (out / "sub02_fused.nii.gz").unlink()
+    (out / "sub01_fused.json").write_text('{"mine": 1}')
+    with pytest.raises(Asfe3dInputError, match="sub01_fused.json: exists and is not an asfe3d completion record"):
+        datalist_items(datalist, out, overwrite=True)
+    assert (out / "sub01_fused.json").read_text() == '{"mine": 1}'

@@ -140,8 +140,17 @@ def test_existing_output_needs_overwrite(pair, tmp_path, capsys):
     out.write_bytes(b"old")
     rc = main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "done.nii.gz" in err[0] and "overwrite" in err[0]
+    # a file asfe3d did not write: never replaced, and the line says so (not "pass --overwrite")
+    assert rc == 2 and len(err) == 1 and "done.nii.gz: exists and done.json does not list it" in err[0]
     assert out.read_bytes() == b"old"
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--overwrite"]) == 2
+    assert out.read_bytes() == b"old"
+    out.unlink()
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean"]) == 0
+    capsys.readouterr()
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean"]) == 2  # ours: --overwrite redoes it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "done.nii.gz: output file already exists (pass --overwrite" in err[0]
     assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--overwrite"]) == 0
     assert nib.load(out).shape == nib.load(mri).shape
 

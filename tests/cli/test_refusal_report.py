@@ -80,7 +80,7 @@ def test_report_of_the_users_own_is_not_replaced_by_a_refusal(noise_pair, tmp_pa
     (tmp_path / "f_report.html").write_text("<html>mine</html>")
     assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--qc", "strict", "--report",
                  "--no-progress"]) == 2
-    assert "already exists" in capsys.readouterr().err  # refused up front, before any registration
+    assert "does not list it as an earlier asfe3d output" in capsys.readouterr().err  # refused before registering
     assert (tmp_path / "f_report.html").read_text() == "<html>mine</html>"
 
 
@@ -132,4 +132,6 @@ def test_a_refusal_report_changed_since_is_not_replaced(noise_pair, tmp_path, ca
     report.write_text(report.read_text(encoding="utf-8") + "<p>my notes</p>", encoding="utf-8")
     capsys.readouterr()
     assert main(args) == 2
-    assert "already exists" in capsys.readouterr().err and report.read_text(encoding="utf-8").endswith("my notes</p>")
+    err = capsys.readouterr().err  # edited since: no longer the file the record lists
+    assert "does not list it as an earlier asfe3d output" in err and report.read_text(encoding="utf-8").endswith(
+        "my notes</p>")

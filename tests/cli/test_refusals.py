@@ -90,8 +90,25 @@ def test_existing_output_kept_without_overwrite(pair, tmp_path, capsys, no_regis
     out = tmp_path / "out.nii.gz"
     out.write_bytes(b"user's file")
     assert main(["fuse", str(mri), str(pet), "-o", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "exists and out.json does not list it as an earlier asfe3d output" in capsys.readouterr().err
     assert out.read_bytes() == b"user's file"
+
+
+def test_a_file_of_the_users_own_at_the_output_path_is_kept_even_with_overwrite(pair, tmp_path, capsys,
+                                                                               no_registration):
+    """``-o`` typed over an image asfe3d never wrote (another subject's, a derivative), with an ``--overwrite`` kept
+    in a script: it was replaced without a word; --overwrite replaces this command's earlier outputs only."""
+    mri, pet = pair
+    out = tmp_path / "sub-01_T1w_brain.nii.gz"
+    out.write_bytes(b"user's file")
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sub-01_T1w_brain.nii.gz: exists and sub-01_T1w_brain.json does not list it" in err
+    assert "--overwrite or not" in err and out.read_bytes() == b"user's file"
+    # asfe3d's own output is replaced with --overwrite (its record lists it), and then again
+    out.unlink()
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean"]) == 0
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--overwrite"]) == 0
 
 
 def test_a_json_of_the_users_own_at_the_record_path_is_kept_even_with_overwrite(pair, tmp_path, capsys,
@@ -139,10 +156,13 @@ def test_overwrite_replaces_optional_outputs_that_an_earlier_run_wrote(pair, tmp
     assert main([*base, "--rgb", "--overwrite"]) == 2
     assert "does not list it as an earlier asfe3d output" in capsys.readouterr().err
     assert rgb.read_bytes() == b"user's file"
-    # a name the user gives is theirs to replace
+    # a name the user types is no different: a file asfe3d did not write there is kept, --overwrite or not
     named = tmp_path / "colour.nii.gz"
     named.write_bytes(b"old")
+    assert main([*base, "--rgb", str(named), "--overwrite"]) == 2 and named.read_bytes() == b"old"
+    named.unlink()
     assert main([*base, "--rgb", str(named), "--overwrite"]) == 0 and named.stat().st_size > 100
+    assert main([*base, "--rgb", str(named), "--overwrite"]) == 0  # now asfe3d's own: replaced
 
 
 def test_the_same_file_given_twice_is_refused(pair, tmp_path, capsys, no_registration):
