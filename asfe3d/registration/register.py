@@ -440,8 +440,23 @@ def _prepare(mri: sitk.Image, pet: sitk.Image, head: sitk.Image | None, use_mask
         mask = sitk.BinaryDilate(sitk.Cast(head_b, sitk.sitkUInt8), [radius] * 3)
     moving = without_outliers(finite_image(sitk.Cast(pet, sitk.sitkFloat32)))
     init = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
+        _as_mass(fixed), _as_mass(moving), sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
     return _Prepared(fixed, moving, mask, head, factors, init)
+
+
+def _as_mass(image: sitk.Image) -> sitk.Image:
+    """``image`` as the mass whose centre starts the registration: unchanged when its intensities are mostly positive
+    (the usual case), else shifted so that its low end (0.5th percentile) is zero and clipped there. A z-scored image
+    (mean 0: MONAI's ``NormalizeIntensity``, nnU-Net's preprocessing) has a total mass near zero: its "centre of
+    mass" lay anywhere, and ITK stopped with "All samples map outside moving image buffer" (a traceback, exit 1)."""
+    arr = sitk.GetArrayViewFromImage(image)
+    total, absolute = float(np.sum(arr, dtype=np.float64)), float(np.sum(np.abs(arr), dtype=np.float64))
+    if total >= 0.5 * absolute:
+        return image
+    low = float(percentile(arr.ravel(), 0.5))
+    out = sitk.GetImageFromArray(np.maximum(arr - np.float32(low), np.float32(0.0)).astype(np.float32, copy=False))
+    out.CopyInformation(image)
+    return out
 
 
 def _binned(prep: _Prepared, factor: int) -> _Prepared:

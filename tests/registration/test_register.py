@@ -289,3 +289,21 @@ def test_pet_with_nan_background_registers(case):
     res = register_pet_to_mri(t1, nan_bg, "rigid", sampling=0.2)
     assert res.qc is not None and res.qc.verdict == "pass", res.qc.summary()
     assert registration_error_mm(true, res.transform, brain)["mean"] < 2.0
+
+
+@pytest.mark.parametrize("which", ["mri", "pet"])
+def test_z_scored_inputs_register(case, which):
+    """A z-scored image (mean 0, as MONAI's NormalizeIntensity writes it) has a total mass near zero: the moments
+    start was undefined and ITK stopped with "All samples map outside moving image buffer" (exit 1)."""
+    t1, pet, true, brain = case
+
+    def z_scored(image: sitk.Image) -> sitk.Image:
+        arr = sitk.GetArrayFromImage(image).astype(np.float32)
+        out = sitk.GetImageFromArray((arr - arr.mean()) / arr.std())
+        out.CopyInformation(image)
+        return out
+
+    mri, moving = (z_scored(t1), pet) if which == "mri" else (t1, z_scored(pet))
+    res = register_pet_to_mri(mri, moving, "rigid", sampling=0.2)
+    assert registration_error_mm(true, res.transform, brain)["mean"] < 1.5
+    assert res.qc is not None and res.qc.verdict == "pass", res.qc.summary()
