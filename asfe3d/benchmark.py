@@ -693,10 +693,22 @@ def _check_output(p: argparse.ArgumentParser, output: str) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> int:
     """Command line entry (see ``--help``); returns the exit code. ``prog``: how the command was typed (named in
-    its usage and in the tables' "Regenerate with" line)."""
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Benchmark ASFEFusion presets (parameters, time, peak memory) and the "
-                                            "whole 'asfe3d fuse' command in units of the shared yardstick.")
+    its usage and in the tables' "Regenerate with" line). A usage mistake or bad value is one line
+    ``asfe3d: error: <problem> (see <prog> --help)`` and exit code 2, before anything is timed or written."""
+    from asfe3d.errors import Asfe3dInputError
+
+    try:
+        return _main(argv, prog)
+    except Asfe3dInputError as exc:
+        print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    from asfe3d.errors import InputErrorParser
+
+    p = InputErrorParser(prog=prog, description="Benchmark ASFEFusion presets (parameters, time, peak memory) and the "
+                                                "whole 'asfe3d fuse' command in units of the shared yardstick.")
     p.add_argument("--device", action="append", choices=["cpu", "cuda"], help="default: cpu, plus cuda if available")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (median reported)")
     p.add_argument("--repeats-large", type=int, default=1, help="timed runs for the whole-brain cases")
@@ -738,6 +750,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> i
                                                                   args.make_brain_pair).items()}))
         return 0
     if args.make_petct:
+        taken = [str(Path(args.make_petct) / n) for n in ("ct", "pet") if (Path(args.make_petct) / n).exists()]
+        if taken:  # files there (a study, a user's) are never replaced, nor mixed into the new series
+            p.error(f"--make-petct: {taken[0]} already exists; choose an empty folder")
         print(json.dumps({k: str(v) for k, v in make_petct_study(args.make_petct).items()}))
         return 0
     if args.runs < 1 or args.cohort < 0:
@@ -774,6 +789,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "asfe3d benchmark") -> i
         return 0
     import torch
 
+    if "cuda" in (args.device or []) and not torch.cuda.is_available():  # rows of errors would replace the table
+        p.error("--device cuda: CUDA is not available on this machine")
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(HEADER)

@@ -45,9 +45,7 @@ def test_table_has_one_row_per_case_and_marks_skips():
 
 
 def test_bad_option_exits_with_usage_error():
-    with pytest.raises(SystemExit) as err:
-        main(["--preset", "huge"])
-    assert err.value.code == 2
+    assert main(["--preset", "huge"]) == 2
 
 
 def test_acceptance_table_takes_the_best_thread_count_and_flags_misses():
@@ -174,12 +172,12 @@ def test_pipeline_case_bad_inputs(tmp_path):
 
 
 def test_cli_pipeline_needs_inputs(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        main(["--pipeline-only", "--output", ""])
-    assert err.value.code == 2 and "--brain" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as err:
-        main(["--pipeline-only", "--brain", str(tmp_path / "no.nii.gz"), str(tmp_path), "--output", ""])
-    assert err.value.code == 2 and "does not exist" in capsys.readouterr().err
+    assert main(["--pipeline-only", "--output", ""]) == 2
+    err = capsys.readouterr().err  # one line, no usage text
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and "--brain" in err
+    assert main(["--pipeline-only", "--brain", str(tmp_path / "no.nii.gz"), str(tmp_path), "--output", ""]) == 2
+    err = capsys.readouterr().err  # one line, no usage text
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and "does not exist" in err
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -201,9 +199,9 @@ def test_bad_numbers_and_unwritable_outputs_are_refused_before_any_case(tmp_path
     monkeypatch.setattr(bench, "run_all", lambda *a, **k: pytest.fail("cases ran before the refusal"))
     args = [a.format(tmp=tmp_path) for a in extra]
     args = args if "--output" in args else [*args, "--output", str(tmp_path / "b.md")]
-    with pytest.raises(SystemExit) as err:
-        main(["--device", "cpu", *args])
-    assert err.value.code == 2 and expected in capsys.readouterr().err
+    assert main(["--device", "cpu", *args]) == 2
+    err = capsys.readouterr().err  # one line, no usage text
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and expected in err
 
 
 def test_the_default_output_is_not_made_outside_the_repository(tmp_path, monkeypatch, capsys):
@@ -211,9 +209,9 @@ def test_the_default_output_is_not_made_outside_the_repository(tmp_path, monkeyp
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(bench, "run_all", lambda *a, **k: pytest.fail("cases ran before the refusal"))
-    with pytest.raises(SystemExit) as err:
-        main(["--device", "cpu"])
-    assert err.value.code == 2 and "has no docs/ folder" in capsys.readouterr().err
+    assert main(["--device", "cpu"]) == 2
+    err = capsys.readouterr().err  # one line, no usage text
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and "has no docs/ folder" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -241,7 +239,28 @@ def test_pipeline_only_makes_the_outputs_folder(tmp_path, monkeypatch):
 
 def test_make_brain_pair_never_replaces_files_in_its_folder(tmp_path, capsys):
     (tmp_path / "t1.nii.gz").write_bytes(b"a user's T1")
-    with pytest.raises(SystemExit) as err:
-        main(["--make-brain-pair", str(tmp_path), "--individual-dir", str(tmp_path), "--spm-dir", str(tmp_path)])
-    assert err.value.code == 2 and "already holds t1.nii.gz; choose an empty folder" in capsys.readouterr().err
+    assert main(["--make-brain-pair", str(tmp_path), "--individual-dir", str(tmp_path), "--spm-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err  # one line, no usage text
+    assert err.count("\n") == 1 and err.startswith("asfe3d: error: ") and "already holds t1.nii.gz; choose an empty folder" in err
     assert (tmp_path / "t1.nii.gz").read_bytes() == b"a user's T1"
+
+
+def test_cuda_without_cuda_and_a_used_petct_folder_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """``--device cuda`` on a machine without CUDA ran every case into an error row, exited 0 and replaced the table;
+    ``--make-petct`` wrote its slices over files already in the folder and mixed them into the series."""
+    import torch
+
+    import asfe3d.benchmark as bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bench, "run_all", lambda *a, **k: pytest.fail("cases ran before the refusal"))
+    table = tmp_path / "t.md"
+    assert main(["--device", "cuda", "--output", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert err == "asfe3d: error: --device cuda: CUDA is not available on this machine (see asfe3d benchmark --help)\n"
+    assert not table.exists()
+    (tmp_path / "study" / "ct").mkdir(parents=True)
+    (tmp_path / "study" / "ct" / "ct000.dcm").write_bytes(b"mine")
+    assert main(["--make-petct", str(tmp_path / "study")]) == 2
+    assert "already exists; choose an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "study" / "ct" / "ct000.dcm").read_bytes() == b"mine"
