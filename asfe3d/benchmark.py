@@ -238,10 +238,10 @@ def acceptance(rows: Sequence[dict[str, Any]]) -> str:
 
     add("efficient 3D parameters <= 2 M", pick("efficient", 3, "volume 128^3"), "params", 2.0, "{:.3f} M")
     add("efficient 3D, one 128^3 volume <= 1.8 s", pick("efficient", 3, "volume 128^3"), "median_s", 1.8, "{:.2f} s")
-    add("efficient 3D, 197x233x189 brain <= 10 s", pick("efficient", 3, "brain 1 mm 197x233x189"), "median_s", 10.0,
-        "{:.2f} s")
-    add("efficient 3D brain, peak memory <= 4096 MiB", pick("efficient", 3, "brain 1 mm 197x233x189"), "peak_mib",
-        4096.0, "{:.0f} MiB")
+    # the brain as the shipped inference runs it: 128^3 windows (a whole-volume pass is faster but not what ships)
+    shipped = pick("efficient", 3, "brain 1 mm 197x233x189", "sliding")
+    add("efficient 3D, 197x233x189 brain in 128^3 windows (as shipped) <= 10 s", shipped, "median_s", 10.0, "{:.2f} s")
+    add("efficient 3D brain in 128^3 windows, peak memory <= 4096 MiB", shipped, "peak_mib", 4096.0, "{:.0f} MiB")
     add("efficient 2D, one 256^2 slice <= 0.030 s", pick("efficient", 2, "slice 256^2"), "median_s", 0.030,
         "{:.3f} s")
     paper = pick("paper", 2, "slice 256^2")
