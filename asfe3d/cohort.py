@@ -278,6 +278,25 @@ def _freesurfer_hint(folder: Path, role: str) -> str:
             f"datalist (subject,mri,pet with e.g. {folder.name}/mri/nu.mgz) or copy it as {folder.name}/t1.mgz")
 
 
+def _holds_asfe3d_outputs(folder: Path) -> bool:
+    """Whether ``folder`` holds an asfe3d cohort summary or completion record (``--output-dir fused`` inside a folder
+    datalist: the rerun took it for a subject without an MRI and refused the whole cohort)."""
+    from asfe3d.io.record import read_record
+
+    if (folder / "summary.csv").is_file() and _is_summary(folder / "summary.csv"):
+        return True
+    return any(read_record(p) is not None for p in folder.glob("*.json"))
+
+
+def _is_summary(path: Path) -> bool:
+    """Whether ``path`` starts with the header of an asfe3d cohort summary (:data:`SUMMARY_COLUMNS`)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            return next(csv.reader(f), None) == list(SUMMARY_COLUMNS)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
 def _read_folder_datalist(path: Path) -> list[Subject]:
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
@@ -285,6 +304,9 @@ def _read_folder_datalist(path: Path) -> list[Subject]:
     subjects = []
     for folder in folders:
         entries = sorted(p for p in folder.iterdir() if _is_volume_entry(p))
+        if not entries and _holds_asfe3d_outputs(folder):  # the cohort's own output folder beside the subjects
+            logger.info("%s: asfe3d's outputs, not a subject folder; skipped", folder)
+            continue
         found: dict[str, list[Path]] = {"MRI": [], "PET": []}
         for p in entries:
             name = p.name.lower()
@@ -313,7 +335,8 @@ def read_datalist(path: str | Path) -> list[Subject]:
     relative paths are resolved against the CSV's folder; blank lines are ignored; an empty ``output`` cell means
     the cohort's default output. Folder: every non-hidden sub-folder is a subject (named after the folder) holding
     exactly one MRI (a volume file or DICOM folder whose name contains ``mri`` or ``t1``) and one PET (name
-    containing ``pet``); asfe3d's own outputs (``*fused*``, ``*pet_on_mri*``...) and hidden files are ignored.
+    containing ``pet``); asfe3d's own outputs (``*fused*``, ``*pet_on_mri*``...) and hidden files are ignored, and
+    so is a sub-folder holding no input but an asfe3d summary or record (the cohort's own output folder).
 
     Args:
         path: the CSV file or the folder.

@@ -332,3 +332,22 @@ def test_a_folder_datalist_without_output_dir_writes_beside_each_mri(tmp_path, d
     subjects = read_datalist(tmp_path / "subjects")
     outputs = plan_cohort(subjects, FAST_SETTINGS, output_dir=None, datalist=tmp_path / "subjects")
     assert outputs["sub01"].parent == subjects[0].mri.parent and outputs["sub01"].name.endswith("_fused.nii.gz")
+
+
+def test_folder_datalist_with_its_output_folder_inside_resumes(tmp_path, demo_files, monkeypatch, capsys):
+    """``--datalist . --output-dir fused`` run inside the study folder: the rerun took ``fused/`` for a subject
+    without an MRI and refused the cohort ("fused: no MRI found"); asfe3d's output folder is skipped."""
+    from asfe3d.cli import main
+
+    make_cohort(tmp_path, demo_files, 2)
+    monkeypatch.chdir(tmp_path)
+    args = ["fuse", "--datalist", ".", "--output-dir", "fused", "--method", "mean", "--registration", "none",
+            "--no-progress"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "0 ok, 2 skipped, 0 failed" in capsys.readouterr().out
+    assert [s.subject for s in read_datalist(tmp_path)] == ["sub01", "sub02"]
+    # a folder without inputs or asfe3d's files is still a subject folder that lacks its MRI
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(Asfe3dInputError, match="no MRI found"):
+        read_datalist(tmp_path)
