@@ -51,19 +51,48 @@ MAX_DEFLATE_RATIO = 1032
 WORK_BYTES_PER_VOXEL = 16
 
 
+#: where the process's control group (cgroup v2, or v1's memory controller) says how much memory it may use
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def _cgroup_available_bytes() -> int | None:
+    """Memory left under the control group's limit (a container's, a Slurm job's), or ``None`` without a limit:
+    ``/proc/meminfo`` shows the host's memory there, and a run it allowed was killed without a word (exit 137)."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        limit = _read_int(CGROUP_ROOT / limit_file)
+        if limit is not None and limit < 1 << 60:  # cgroup v1 writes a huge number for "no limit"
+            return max(0, limit - (_read_int(CGROUP_ROOT / usage_file) or 0))
+    return None
+
+
 def available_memory_bytes() -> int | None:
-    """Memory available to a new allocation (``MemAvailable`` of ``/proc/meminfo``), or ``None`` if unknown."""
+    """Memory available to a new allocation: ``MemAvailable`` of ``/proc/meminfo``, or less when the process's
+    control group (a container, a batch job) allows less; ``None`` if unknown."""
+    host = None
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    host = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+    if host is None:
+        try:
+            host = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            host = None
+    group = _cgroup_available_bytes()
+    return group if host is None else host if group is None else min(host, group)
 
 
 def _fmt_bytes(n: float) -> str:

@@ -153,6 +153,27 @@ def test_memory_beyond_available_refused(tmp_path, monkeypatch):
         check_data_size(tmp_path / "x", "MRI", (20, 20, 20), 4, stored_bytes=None, compressed=True)
 
 
+@pytest.mark.parametrize("files, expected", [
+    ({"memory.max": "4000000\n", "memory.current": "1000000\n"}, 3_000_000),  # cgroup v2 (a container's limit)
+    ({"memory.max": "max\n"}, None),  # v2 without a limit: the host's memory counts
+    ({"memory/memory.limit_in_bytes": "2000000\n", "memory/memory.usage_in_bytes": "500000\n"}, 1_500_000),  # v1
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),  # v1's "no limit"
+    ({}, None),
+])
+def test_available_memory_is_the_control_groups_when_it_allows_less(tmp_path, monkeypatch, files, expected):
+    """In a container or a Slurm job /proc/meminfo shows the host's memory: a 512^3 MRI passed the check under a
+    4 GB limit and the run was killed without a word (exit 137)."""
+    import asfe3d.io.checks as checks
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(checks, "CGROUP_ROOT", tmp_path)
+    assert checks._cgroup_available_bytes() == expected
+    host = checks.available_memory_bytes()
+    assert host is not None and (expected is None or host == expected)
+
+
 def test_mha_header_claiming_more_than_its_data(tmp_path):
     img = sitk.GetImageFromArray(random_volume().transpose(2, 1, 0))
     p = tmp_path / "v.mha"
