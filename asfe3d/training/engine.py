@@ -649,7 +649,8 @@ def check_run_folder(out: Path, resume: bool) -> dict[str, Any] | None:
         found = [name for name in RUN_FILES if (out / name).exists()]
         if found:
             raise Asfe3dInputError(out, f"already holds {', '.join(found)} (an earlier run's or your own); nothing "
-                                        "was replaced: continue that run with --resume, or choose another --out")
+                                        "was replaced: continue that run with --resume, or choose another --out "
+                                        "(in the MONAI bundle: --resume True, or another --output_dir)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

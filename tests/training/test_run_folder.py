@@ -25,8 +25,9 @@ def test_new_run_never_replaces_files_in_its_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "log.csv").write_text("my notes\n")
-    with pytest.raises(Asfe3dInputError, match=r"run: already holds log.csv .*--resume"):
+    with pytest.raises(Asfe3dInputError, match=r"run: already holds log.csv .*--resume") as info:
         train(_tiny(data, out))
+    assert "in the MONAI bundle: --resume True, or another --output_dir" in str(info.value)  # its keys
     assert (out / "log.csv").read_text() == "my notes\n" and not (out / "best.pt").exists()
     done = train(_tiny(data, tmp_path / "earlier"))
     before = done.best_path.read_bytes()
