@@ -556,13 +556,12 @@ def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: 
                                        f"say which side is which")
 
 
-def _multistart(prep: _Prepared, common: dict, *, mirrors: bool, keep: int = 4, progress: _Progress | None = None,
-                ) -> tuple[sitk.Transform, float, int, str, int]:
-    """Try every start orientation: MI on a 6 mm grid for each, a short coarse registration (8 and 4 mm) of the
-    best ``keep``, then the refinement (4 and 2 mm) of the best of those by MI on a 4 mm grid."""
+def _multistart(prep: _Prepared, common: dict, starts: list[np.ndarray], *, keep: int = 4,
+                progress: _Progress | None = None) -> tuple[sitk.Transform, float, int, str, int]:
+    """Try every start orientation of ``starts``: MI on a 6 mm grid for each, a short coarse registration (8 and
+    4 mm) of the best ``keep``, then the refinement (4 and 2 mm) of the best of those by MI on a 4 mm grid."""
     c = np.asarray(prep.init.GetCenter())
     t = np.asarray(prep.init.GetTranslation())
-    starts = start_orientations(mirrors=mirrors)
     mi6 = _coarse_mi(prep, 6.0)
     # x -> m (x - c) + c + t: the MRI's centre of mass still goes to the PET's, the axes turned by m
     scored = sorted(((mi6(_affine(m, c, t)), i) for i, m in enumerate(starts)), key=lambda x: (-x[0], x[1]))
@@ -837,8 +836,19 @@ def _search_if_failed(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, common:
     if not (multistart == "always" or (multistart == "auto" and alignment_failed)):
         return
     best.qc_plain = qc
-    cand, c_metric, c_iter, c_stop, c_name, best.tried = _multistart(prep, common, mirrors=mirrors, progress=bar)
+    # the axis-aligned starts first (the cube's turns, single-axis pitch and roll: most header errors); the grid of
+    # oblique ones only when none of those fits (it costs about 6 s of scoring on a 1-2 mm MRI)
+    basic = start_orientations(mirrors=mirrors, oblique_step_deg=None)
+    cand, c_metric, c_iter, c_stop, c_name, best.tried = _multistart(prep, common, basic, progress=bar)
     c_qc = assess_registration(mri, pet, cand, prep.head) if assess else None
+    if c_qc is not None and c_qc.verdict == "fail":
+        seen = {tuple(np.round(m, 6).ravel() + 0.0) for m in basic}
+        oblique = [m for m in start_orientations() if tuple(np.round(m, 6).ravel() + 0.0) not in seen]
+        o_cand, o_metric, o_iter, o_stop, o_name, o_tried = _multistart(prep, common, oblique, progress=bar)
+        o_qc = assess_registration(mri, pet, o_cand, prep.head)
+        best.tried += o_tried
+        if VERDICT_RANK[o_qc.verdict] < VERDICT_RANK[c_qc.verdict]:
+            cand, c_metric, c_iter, c_stop, c_name, c_qc = o_cand, o_metric, o_iter, o_stop, o_name, o_qc
     better = (VERDICT_RANK[c_qc.verdict] < VERDICT_RANK[qc.verdict]) if (c_qc is not None and qc is not None) \
         else c_metric < best.metric
     logger.info("registration multi-start: best start %r (%s) vs plain (%s)", c_name,

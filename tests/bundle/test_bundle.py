@@ -393,10 +393,8 @@ def test_multi_gpu_inference_overlay_under_torchrun_gloo(tmp_path, demo_files):
         _assert_on_mri_grid(out / f"sub0{i}_fused.nii.gz", tmp_path / f"sub0{i}" / "mri.nii.gz")
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"sub0{i}_fused.nii.gz" for i in (1, 2, 3)] + [f"sub0{i}_fused.json" for i in (1, 2, 3)])
-    # the rerun (every subject done: nothing left for either process) and a datalist shorter than the processes
-    # finish cleanly (the sampler refused a dataset shorter than the world size, with a traceback)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    # a datalist shorter than the processes (as a rerun with every subject done: a process with nothing to do)
+    # finishes cleanly (the sampler refused a dataset shorter than the world size, with a traceback)
     one = tmp_path / "one.csv"
     one.write_text(f"subject,mri,pet\nsub01,{tmp_path / 'sub01' / 'mri.nii.gz'},{tmp_path / 'sub01' / 'pet.nii.gz'}\n")
     proc = subprocess.run([*cmd[:cmd.index("--datalist") + 1], str(one), "--output_dir", str(tmp_path / "out1"),
