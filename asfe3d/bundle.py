@@ -91,6 +91,7 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io.record import (
         check_outputs_are_ours,
+        check_record_name,
         read_record,
         redo_hint,
         replaceable_outputs,
@@ -110,7 +111,8 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
     writers: dict[Path, str] = {}
     for subject in subjects:
         output = subject_output_path(subject, output_dir)
-        for path in planned_outputs(output).values():  # two subjects of the datalist writing one file
+        planned = planned_outputs(output)
+        for path in planned.values():  # two subjects of the datalist writing one file
             other = writers.setdefault(path.resolve(), subject.subject)
             if other != subject.subject:
                 raise Asfe3dInputError(path, f"subjects {other!r} and {subject.subject!r} would both write this "
@@ -118,19 +120,16 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
         reason = None if overwrite else subject_done(subject, output)
         ours = {p.resolve() for p in replaceable_outputs(output)}
         if not overwrite and reason is not None:  # files in the way that no unfinished run of ours left: as cohorts
-            foreign = [p for p in planned_outputs(output).values() if p.exists() and p.resolve() not in ours]
+            foreign = [p for p in planned.values() if p.exists() and p.resolve() not in ours]
             if foreign:
                 hint = redo_hint(output, foreign).replace("--overwrite", "--overwrite true")
                 raise Asfe3dInputError(foreign[0], f"exists but is not a complete output of this run of subject "
                                                    f"{subject.subject!r} ({reason}); not replaced ({hint})")
         if overwrite:  # --overwrite true replaces asfe3d's own files only, found now rather than when written
-            record = planned_outputs(output)["record"]
-            if record.is_file() and read_record(record) is None:
-                raise Asfe3dInputError(record, f"exists and is not an asfe3d completion record (a file of your own?); "
-                                               f"subject {subject.subject!r}'s record would replace it: move it")
-            check_outputs_are_ours(output, [p for k, p in planned_outputs(output).items() if k != "record"], ours)
+            check_record_name(planned["record"])
+            check_outputs_are_ours(output, [p for k, p in planned.items() if k != "record"], ours)
         if not overwrite and reason is None:
-            record = read_record(planned_outputs(output)["record"]) or {}
+            record = read_record(planned["record"]) or {}
             changed = None if settings is None else settings_difference(record.get("settings"), settings)
             if changed is not None:
                 raise Asfe3dInputError(output, f"subject {subject.subject!r} was fused with other settings ({changed}); "

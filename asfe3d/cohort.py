@@ -283,18 +283,11 @@ def _holds_asfe3d_outputs(folder: Path) -> bool:
     datalist: the rerun took it for a subject without an MRI and refused the whole cohort)."""
     from asfe3d.io.record import read_record
 
-    if (folder / "summary.csv").is_file() and _is_summary(folder / "summary.csv"):
-        return True
-    return any(read_record(p) is not None for p in folder.glob("*.json"))
-
-
-def _is_summary(path: Path) -> bool:
-    """Whether ``path`` starts with the header of an asfe3d cohort summary (:data:`SUMMARY_COLUMNS`)."""
     try:
-        with path.open(encoding="utf-8", newline="") as f:
-            return next(csv.reader(f), None) == list(SUMMARY_COLUMNS)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
+        read_summary(folder / "summary.csv")
+        return True
+    except (Asfe3dInputError, OSError, UnicodeDecodeError, csv.Error):
+        return any(read_record(p) is not None for p in folder.glob("*.json"))
 
 
 def _read_folder_datalist(path: Path) -> list[Subject]:

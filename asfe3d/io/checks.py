@@ -91,8 +91,8 @@ def available_memory_bytes() -> int | None:
             host = int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             host = None
-    group = _cgroup_available_bytes()
-    return group if host is None else host if group is None else min(host, group)
+    known = [v for v in (host, _cgroup_available_bytes()) if v is not None]
+    return min(known) if known else None
 
 
 def _fmt_bytes(n: float) -> str:

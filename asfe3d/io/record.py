@@ -29,7 +29,7 @@ from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "output_changed", "run_fields", "read_record", "write_record",
            "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
-           "check_outputs_are_ours", "redo_hint"]
+           "check_outputs_are_ours", "check_record_name", "redo_hint"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -284,6 +284,23 @@ def recorded_outputs(path: str | os.PathLike) -> set[Path]:
         Resolved paths; empty when there is no record.
     """
     return {Path(p) for p in _still_there(read_record(path))}
+
+
+def check_record_name(record: str | os.PathLike) -> None:
+    """Refuse a file at a completion record's name that is not an asfe3d record (a BIDS sidecar, notes of the
+    user's): the record would replace it, ``--overwrite`` or not.
+
+    Raises:
+        Asfe3dInputError: ``record`` exists and is not a completion record.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    record = Path(record)
+    if record.is_file() and read_record(record) is None:
+        raise Asfe3dInputError(
+            record, "exists and is not an asfe3d completion record (a sidecar or file of your own?); the record "
+            "beside the fused volume would replace it, --overwrite or not: move it or choose another output name"
+        )
 
 
 def redo_hint(fused: str | os.PathLike, existing: Iterable[str | os.PathLike]) -> str:

@@ -380,11 +380,16 @@ def start_orientations(mirrors: bool = False, intermediate_deg: Sequence[float] 
         extra += [turn(angles) for angles in itertools.product(steps, repeat=3)]
     out, seen = [], set()
     for m in proper + extra + (sorted(improper, key=lambda m: -np.trace(m)) if mirrors else []):
-        key = tuple(np.round(m, 6).ravel() + 0.0)  # + 0.0: -0.0 and 0.0 are one key
+        key = _orientation_key(m)
         if key not in seen:
             seen.add(key)
             out.append(m)
     return out
+
+
+def _orientation_key(matrix: np.ndarray) -> tuple[float, ...]:
+    """A start orientation as a hashable key (rounded to 1e-6; + 0.0 makes -0.0 and 0.0 one key)."""
+    return tuple(np.round(matrix, 6).ravel() + 0.0)
 
 
 def _affine(matrix: np.ndarray, centre: Sequence[float], translation: Sequence[float]) -> sitk.AffineTransform:
@@ -842,8 +847,8 @@ def _search_if_failed(mri: sitk.Image, pet: sitk.Image, prep: _Prepared, common:
     cand, c_metric, c_iter, c_stop, c_name, best.tried = _multistart(prep, common, basic, progress=bar)
     c_qc = assess_registration(mri, pet, cand, prep.head) if assess else None
     if c_qc is not None and c_qc.verdict == "fail":
-        seen = {tuple(np.round(m, 6).ravel() + 0.0) for m in basic}
-        oblique = [m for m in start_orientations() if tuple(np.round(m, 6).ravel() + 0.0) not in seen]
+        seen = {_orientation_key(m) for m in basic}
+        oblique = [m for m in start_orientations() if _orientation_key(m) not in seen]
         o_cand, o_metric, o_iter, o_stop, o_name, o_tried = _multistart(prep, common, oblique, progress=bar)
         o_qc = assess_registration(mri, pet, o_cand, prep.head)
         best.tried += o_tried

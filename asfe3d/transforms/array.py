@@ -645,7 +645,7 @@ def plan_outputs(
     """
     from asfe3d.errors import Asfe3dInputError
     from asfe3d.io import OutputSet, check_output_path
-    from asfe3d.io.record import check_outputs_are_ours, read_record, record_path, replaceable_outputs
+    from asfe3d.io.record import check_outputs_are_ours, check_record_name, record_path, replaceable_outputs
 
     first = Path(next(iter(paths.values()))[0]).expanduser()  # "~/f.nii.gz": its record is ~/f.json
     record_file = record_path(first) if record else None
@@ -660,13 +660,7 @@ def plan_outputs(
         if record_file.resolve() in set(outs.paths.values()):
             raise Asfe3dInputError(record_file, "the completion record would overwrite another output")
         check_output_path(record_file, overwrite=overwrite, inputs=inputs, kind="json", replaceable=replaceable)
-        if record_file.is_file() and read_record(record_file) is None:
-            # the record's name was never given: a JSON of the user's own there (a BIDS sidecar, notes) is kept
-            raise Asfe3dInputError(
-                record_file, "exists and is not an asfe3d completion record (a sidecar or file of your own?); the "
-                "record beside the fused volume would replace it, --overwrite or not: move it or choose another "
-                "output name"
-            )
+        check_record_name(record_file)  # never given by the user: a JSON of theirs there (a sidecar) is kept
         _check_record_owner(record_file, first)
         if overwrite:  # an existing file is replaced only when it is ours (a record lists it)
             check_outputs_are_ours(first, outs.paths.values(), replaceable)
