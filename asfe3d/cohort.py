@@ -386,6 +386,7 @@ def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
     import numpy as np
 
     from asfe3d.io import read_volume
+    from asfe3d.io.convert import orthogonal_within_rounding
 
     output = Path(output)
     if not output.is_file():
@@ -401,7 +402,7 @@ def check_existing_output(output: str | Path, mri: str | Path) -> str | None:
         return f"cannot read the MRI to check the output grid ({exc})"
     if tuple(data.shape) != tuple(ref.shape_xyz):
         return f"shape {tuple(data.shape)} differs from the MRI's {tuple(ref.shape_xyz)}"
-    if not np.allclose(img.affine, ref.affine_ras, atol=1e-4):
+    if not np.allclose(orthogonal_within_rounding(img.affine), ref.affine_ras, atol=1e-4):
         return "affine differs from the MRI's"
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         return "holds non-finite voxels"

@@ -67,6 +67,31 @@ def test_a_freesurfer_mgz_mri_gives_a_nifti_on_its_grid(pair, tmp_path):
     assert result.registration["qc"]["verdict"] == "pass"
 
 
+def test_an_mri_with_rounded_direction_cosines_gives_outputs_with_its_header(pair, tmp_path):
+    """dcm2niix's NIfTI of an oblique series whose orientation was written with 3 decimals (sform 0.04 degrees from
+    orthogonal): fused on the nearest orthogonal grid, written with the MRI's own sform and qform (it was refused)."""
+    from asfe3d.cohort import check_existing_output
+
+    mri, pet = pair
+    img = nib.load(mri)
+    turn = nib.eulerangles.euler2mat(0.0, np.radians(9.5), np.radians(21.5))
+    row, col = np.round(turn[:, 0], 3), np.round(turn[:, 1], 3)
+    linear = np.stack([row, col, np.cross(row, col)], axis=1) * np.linalg.norm(img.affine[:3, :3], axis=0)
+    sform = np.eye(4)
+    sform[:3, :3], sform[:3, 3] = linear, img.affine[:3, 3]
+    oblique = nib.Nifti1Image(np.asarray(img.dataobj, np.float32), sform)
+    oblique.set_qform(sform, code=1)
+    oblique_mri = tmp_path / "obl_mri.nii.gz"
+    nib.save(oblique, str(oblique_mri))
+    result = fuse_pair(oblique_mri, pet, tmp_path / "f.nii.gz",
+                       Settings.from_flat(method="mean", registration="none", min_overlap=0.0))
+    ref = nib.load(oblique_mri).header
+    out = nib.load(result.output).header
+    np.testing.assert_array_equal(out.get_sform(), ref.get_sform())
+    np.testing.assert_array_equal(out.get_qform(), ref.get_qform())
+    assert check_existing_output(result.output, oblique_mri) is None  # a cohort's rerun takes it as done
+
+
 def test_same_inputs_same_output(pair, tmp_path, caplog):
     mri, pet = pair
     with caplog.at_level(logging.INFO, logger="asfe3d"):  # what -v shows: each step as it starts, then its time

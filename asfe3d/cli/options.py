@@ -198,7 +198,8 @@ def add_input_options(p: argparse.ArgumentParser, *, sidecar: bool = True) -> No
                         "as dcm2niix does, with a warning)")
     p.add_argument("--nifti-geometry", choices=defaults.NIFTI_GEOMETRIES, default=defaults.DEFAULT_NIFTI_GEOMETRY,
                    help="which NIfTI geometry to use when qform and sform disagree (default: auto = refuse an "
-                        "ambiguous header, prefer the sform when the codes say so)")
+                        "ambiguous header, prefer the sform when the codes say so; applies to both inputs, a file "
+                        "with only one of the two uses it)")
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="replace NaN/Inf voxels by 0 (with a warning) instead of refusing the input")
 

@@ -28,6 +28,9 @@ __all__ = [
     "ras_affine_from_sitk",
     "sitk_geometry_from_ras_affine",
     "sitk_image_from_ras_affine",
+    "affine_shear",
+    "nearest_orthogonal_affine",
+    "orthogonal_within_rounding",
     "metatensor_to_numpy_xyz",
 ]
 
@@ -36,6 +39,10 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 #: Largest |cos| between two normalised affine columns still treated as orthogonal (about 0.006 degrees).
 ORTHOGONALITY_TOL = 1e-4
+#: Largest |cos| between two normalised affine columns read as direction cosines rounded in a header (a DICOM
+#: ImageOrientationPatient written with 3 decimals, and dcm2niix's sform made from it; about 0.06 degrees): such an
+#: affine is replaced by the nearest orthogonal one (:func:`nearest_orthogonal_affine`); beyond it, shear.
+ROUNDED_COSINES_TOL = 1e-3
 
 
 def _check_3d_image(img: sitk.Image, what: str = "img") -> None:
@@ -111,6 +118,70 @@ def ras_affine_from_sitk(img: sitk.Image) -> np.ndarray:
     return affine
 
 
+def affine_shear(affine: np.ndarray) -> float:
+    """Largest |cos| between two of an affine's normalised voxel axes (columns of its ``(3, 3)`` part): 0 for an
+    orthogonal grid.
+
+    Raises:
+        ValueError: when the affine is not finite, not 4x4 / 3x4, or has a zero-length column.
+    """
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape not in ((4, 4), (3, 4)) or not np.all(np.isfinite(aff)):
+        raise ValueError(f"affine must be a finite 4x4 matrix, got shape {aff.shape}: {aff.tolist()}.")
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"affine has a zero-length voxel axis (column norms {spacing.tolist()}): {aff.tolist()}.")
+    cols = aff[:3, :3] / spacing
+    gram = cols.T @ cols
+    return float(np.abs(gram - np.diag(np.diag(gram))).max())
+
+
+def nearest_orthogonal_affine(affine: np.ndarray) -> np.ndarray:
+    """The orthogonal affine nearest to ``affine``: its normalised axes replaced by their polar factor (the
+    rotation, or rotation with a flip, closest to them), the voxel sizes and the first voxel's position kept.
+
+    This is the matrix a NIfTI qform stores for the same header (``nifti_mat44_to_quatern``), so that for a sform
+    made from rounded direction cosines the result is the file's qform and what ITK-based readers use.
+
+    Args:
+        affine: ``(4, 4)`` RAS voxel-to-world affine.
+
+    Returns:
+        ``(4, 4)`` float64 affine whose columns are orthogonal, of the same lengths as ``affine``'s.
+
+    Raises:
+        ValueError: for the reasons of :func:`affine_shear`.
+    """
+    affine_shear(affine)
+    aff = np.array(affine, dtype=np.float64)
+    if aff.shape == (3, 4):
+        aff = np.vstack([aff, [0.0, 0.0, 0.0, 1.0]])
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    u, _, vt = np.linalg.svd(aff[:3, :3] / spacing)
+    aff[:3, :3] = (u @ vt) * spacing
+    return aff
+
+
+def orthogonal_within_rounding(affine: np.ndarray) -> np.ndarray:
+    """The affine asfe3d places a NIfTI's voxels with: ``affine`` itself, or its :func:`nearest_orthogonal_affine`
+    when its shear is only that of rounded direction cosines (above :data:`ORTHOGONALITY_TOL`, at most
+    :data:`ROUNDED_COSINES_TOL`). A larger shear is returned unchanged (and refused where a grid is made of it).
+
+    Args:
+        affine: ``(4, 4)`` RAS voxel-to-world affine.
+
+    Returns:
+        ``(4, 4)`` float64 affine.
+
+    Raises:
+        ValueError: for the reasons of :func:`affine_shear`.
+    """
+    shear = affine_shear(affine)
+    if ORTHOGONALITY_TOL < shear <= ROUNDED_COSINES_TOL:
+        return nearest_orthogonal_affine(affine)
+    return np.array(affine, dtype=np.float64)
+
+
 def sitk_geometry_from_ras_affine(
     affine: np.ndarray, shape_xyz: Sequence[int]
 ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
@@ -135,13 +206,9 @@ def sitk_geometry_from_ras_affine(
     shape = tuple(int(s) for s in shape_xyz)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape_xyz must be 3 positive sizes, got {tuple(shape_xyz)}.")
-    linear = aff[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    if np.any(spacing <= 0):
-        raise ValueError(f"affine has a zero-length voxel axis (column norms {spacing.tolist()}): {aff.tolist()}.")
-    cols = linear / spacing
-    gram = cols.T @ cols
-    off = np.abs(gram - np.diag(np.diag(gram))).max()
+    off = affine_shear(aff)
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    cols = aff[:3, :3] / spacing
     if off > ORTHOGONALITY_TOL:
         angle = np.degrees(np.arcsin(min(off, 1.0)))
         raise ValueError(

@@ -31,6 +31,9 @@ from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error, si
 from asfe3d.io.convert import (
     LPS_TO_RAS,
     ORTHOGONALITY_TOL,
+    ROUNDED_COSINES_TOL,
+    affine_shear,
+    orthogonal_within_rounding,
     ras_affine_from_sitk,
     sitk_geometry_from_ras_affine,
     sitk_to_numpy_xyz,
@@ -97,11 +100,12 @@ class Volume:
     def affine_ras(self) -> np.ndarray:
         """4x4 RAS affine of the voxel grid (float64 copy).
 
-        For NIfTI, exactly the affine nibabel reports for the file (``nib.load(path).affine``); otherwise the
-        affine of the SimpleITK geometry.
+        For NIfTI, exactly the affine nibabel reports for the file (``nib.load(path).affine``), or its nearest
+        orthogonal affine when its shear is only that of rounded direction cosines (``info["sform_orthogonalised"]``,
+        :func:`asfe3d.io.convert.orthogonal_within_rounding`); otherwise the affine of the SimpleITK geometry.
         """
         if self.nifti_header is not None:
-            return np.array(self.nifti_header.get_best_affine(), dtype=np.float64)
+            return orthogonal_within_rounding(self.nifti_header.get_best_affine())
         return ras_affine_from_sitk(self.image)
 
     def array_xyz(self) -> np.ndarray:
@@ -674,14 +678,19 @@ def _nifti_geometry(
                 p, f"{role} NIfTI {name} (code {code}) holds non-finite numbers "
                 f"{np.round(matrix[:3], 6).tolist()}; fix the header"
             )
-    if choice == "sform" and scode <= 0:
-        raise Asfe3dInputError(p, f"{role} NIfTI geometry 'sform' was asked for but its sform_code is 0")
-    if choice == "qform" and qcode <= 0:
-        raise Asfe3dInputError(p, f"{role} NIfTI geometry 'qform' was asked for but its qform_code is 0")
+    if (choice == "sform" and scode <= 0) or (choice == "qform" and qcode <= 0):
+        # the choice is between two geometries (--nifti-geometry applies to both inputs: an SPM PET has only an sform)
+        only = "qform" if choice == "sform" else "sform"
+        info["geometry_choice_unused"] = f"nifti_geometry={choice!r} was asked for; the file has only a {only}"
+        logger.info("%s %s: has no %s (code 0); its %s is used (nifti_geometry chooses between the two)",
+                    role, p, choice, only)
+        choice = "auto"
     if choice == "auto":
         used = "sform" if scode > 0 else "qform"
     else:
         used = choice
+    if scode > 0:
+        sform = _sform_as_read(p, role, sform, shape, qcode, used, info)
     if scode > 0 and qcode > 0:
         diff = _corner_distance_mm(sform, qform, shape)
         if diff > QFORM_SFORM_TOL_MM:
@@ -712,6 +721,35 @@ def _nifti_geometry(
     check_voxel_sizes(p, role, np.linalg.norm(affine[:3, :3], axis=0), f"{used} voxel sizes")
     info["geometry_source"] = used
     return affine
+
+
+def _sform_as_read(
+    p: Path, role: str, sform: np.ndarray, shape: tuple[int, ...], qcode: int, used: str, info: dict[str, Any]
+) -> np.ndarray:
+    """The sform asfe3d places the voxels with: made orthogonal when its shear is that of rounded direction cosines
+    (dcm2niix's sform of a DICOM series whose orientation was written with 3 decimals: ITK-based readers then use
+    the file's qform, which is this same orthogonal matrix), recorded in ``info["sform_orthogonalised"]``; refused
+    when it is to be used and its shear is larger."""
+    if np.any(np.linalg.norm(sform[:3, :3], axis=0) <= 0):
+        return sform  # refused by the voxel size check
+    shear = affine_shear(sform)
+    angle = float(np.degrees(np.arcsin(min(shear, 1.0))))
+    if shear > ROUNDED_COSINES_TOL:
+        if used != "sform":
+            return sform
+        alternative = (f"its qform (code {qcode}) is orthogonal: --nifti-geometry qform / nifti_geometry='qform' "
+                       "uses it" if qcode > 0 else "resample it onto an orthogonal grid first")
+        raise Asfe3dInputError(
+            p, f"{role} NIfTI sform is sheared (voxel axes deviate from orthogonal by up to {angle:.3g} degrees, more "
+            f"than rounded direction cosines explain), which no orthogonal grid places; {alternative}")
+    if shear <= ORTHOGONALITY_TOL:
+        return sform
+    orthogonal = orthogonal_within_rounding(sform)
+    shift = _corner_distance_mm(sform, orthogonal, shape)
+    info["sform_orthogonalised"] = {"shear_degrees": round(angle, 5), "max_shift_mm": round(shift, 4)}
+    logger.info("%s %s: sform axes %.3g degrees from orthogonal (rounded direction cosines): placed on the "
+                "nearest orthogonal grid (corners move up to %.3g mm; the header is kept)", role, p, angle, shift)
+    return orthogonal
 
 
 def _sitk_header_agrees(p: Path, affine: np.ndarray) -> bool | None:

@@ -23,6 +23,7 @@ from monai.transforms import Transform
 
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
 from asfe3d.inferers.fusion import auto_slice_axis, grid_spacing
+from asfe3d.io.convert import orthogonal_within_rounding
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY
 from asfe3d.transforms.intensity import robust_normalize
 
@@ -127,7 +128,7 @@ def _header_on_grid(header: Any, affine: np.ndarray, shape: tuple[int, ...]) -> 
     if affine.shape != (4, 4) or len(shape) != 3:
         return header
     dims = tuple(int(d) for d in header.get_data_shape()[:3])
-    if dims == shape and np.allclose(header.get_best_affine(), affine, rtol=0, atol=1e-5):
+    if dims == shape and np.allclose(orthogonal_within_rounding(header.get_best_affine()), affine, rtol=0, atol=1e-5):
         return header
     hdr = header.copy()
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])

@@ -104,10 +104,17 @@ def test_agreeing_qform_sform_not_reported(nifti_factory):
     assert "qform_sform" not in vol.info and vol.info["geometry_source"] == "sform"
 
 
-def test_forced_geometry_missing_code_refused(tmp_path):
-    p = save_nifti(tmp_path / "q.nii.gz", random_volume(), AFFINES["ras"], 1, None, 0)
-    with pytest.raises(Asfe3dInputError, match="'sform' was asked for but its sform_code is 0"):
-        read_volume(p, nifti_geometry="sform")
+def test_forced_geometry_on_a_file_with_one_geometry_uses_it(tmp_path):
+    """``--nifti-geometry`` applies to both inputs: ``qform`` for an MRI whose sform is wrong refused an SPM PET
+    (sform only); a file with one geometry has nothing to choose between and its geometry is used, recorded."""
+    p = save_nifti(tmp_path / "q.nii.gz", random_volume(), AFFINES["oblique"], 1, None, 0)
+    vol = read_volume(p, nifti_geometry="sform")
+    np.testing.assert_allclose(vol.affine_ras, AFFINES["oblique"], atol=1e-5)
+    assert vol.info["geometry_source"] == "qform" and "only a qform" in vol.info["geometry_choice_unused"]
+    s = save_nifti(tmp_path / "s.nii.gz", random_volume(), None, 0, AFFINES["anisotropic"], 2)
+    vol = read_volume(s, nifti_geometry="qform")
+    np.testing.assert_allclose(vol.affine_ras, AFFINES["anisotropic"], atol=1e-5)
+    assert vol.info["geometry_source"] == "sform"
     with pytest.raises(ValueError, match="nifti_geometry must be one of"):
         read_volume(p, nifti_geometry="best")
 

@@ -70,6 +70,49 @@ def test_sheared_sform_refused(tmp_path):
     assert exc.value.path == str(p)
 
 
+def _rounded_cosines_affine() -> np.ndarray:
+    """An oblique 2 mm affine as dcm2niix makes it from an ImageOrientationPatient written with 3 decimals: row and
+    column rounded, the slice normal their cross product (columns about 2e-4 to 7e-4 from orthogonal)."""
+    exact = rotation(21.5, 9.5, 0.0)
+    row, col = np.round(exact[:, 0], 3), np.round(exact[:, 1], 3)
+    return make_affine(np.stack([row, col, np.cross(row, col)], axis=1), (2.0, 2.0, 2.0), (88.0, -101.4, 7.4))
+
+
+def test_rounded_cosines_sform_read_on_nearest_orthogonal_grid(tmp_path):
+    """dcm2niix's NIfTI of an oblique series with 3-decimal cosines was refused for shear (its DICOM folder read)."""
+    from asfe3d.io import write_like
+    from asfe3d.io.convert import affine_shear
+
+    sform = _rounded_cosines_affine()
+    assert 1e-4 < affine_shear(sform) < 1e-3
+    p = save_nifti(tmp_path / "obl.nii.gz", random_volume(), sform, 1, sform, 1)  # nibabel's qform drops the shear
+    qform = nib.load(p).header.get_qform()
+    vol = read_volume(p, role="MRI")
+    assert affine_shear(vol.affine_ras) < 1e-6
+    np.testing.assert_allclose(vol.affine_ras, qform, atol=1e-4)  # the qform: what ITK-based readers place it by
+    np.testing.assert_allclose(ras_affine_from_sitk(vol.image), vol.affine_ras, atol=1e-5)
+    moved = vol.info["sform_orthogonalised"]
+    assert 0.005 < moved["shear_degrees"] < 0.06 and 0.0 < moved["max_shift_mm"] < 0.2
+    assert vol.info["geometry_source"] == "sform" and vol.info["sitk_header_geometry_agrees"] is True
+    # outputs keep the header as it was: they overlay the MRI voxel for voxel in every viewer
+    out = write_like(random_volume(seed=1), vol, tmp_path / "fused.nii.gz")
+    written, src = nib.load(out).header, nib.load(p).header
+    for get in ("get_sform", "get_qform"):
+        np.testing.assert_array_equal(getattr(written, get)(), getattr(src, get)())
+    assert (int(written["sform_code"]), int(written["qform_code"])) == (1, 1)
+
+
+def test_sform_sheared_beyond_rounding_names_the_qform(tmp_path):
+    sheared = make_affine(np.eye(3), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    sheared[0, 1] = 0.05  # 2.9 degrees
+    p = save_nifti(tmp_path / "shear.nii.gz", random_volume(), np.eye(4), 1, sheared, 1)
+    with pytest.raises(Asfe3dInputError, match=r"sform is sheared .* its qform \(code 1\) is orthogonal: "
+                                               r"--nifti-geometry qform"):
+        read_volume(p)
+    vol = read_volume(p, nifti_geometry="qform")
+    np.testing.assert_allclose(vol.affine_ras, np.eye(4), atol=1e-6)
+
+
 def test_4d_mean_and_frame(tmp_path, caplog):
     frames = np.stack([random_volume(seed=s) for s in range(3)], axis=-1)
     p = save_nifti(tmp_path / "pet4d.nii.gz", frames, AFFINES["anisotropic"], 1, AFFINES["anisotropic"], 1)
