@@ -669,6 +669,7 @@ def _nifti_geometry(
             p, f"{role} NIfTI header has sform_code and qform_code both 0: it does not say where the voxels are "
             "(nibabel would guess a pixdim-only affine); set the sform or qform first"
         )
+    _check_space_units(p, role, header, pixdim)
     check_voxel_sizes(p, role, pixdim, "NIfTI pixdim[1:4]")
     sform = np.array(header.get_sform(), dtype=np.float64)
     qform = np.array(header.get_qform(), dtype=np.float64)
@@ -721,6 +722,25 @@ def _nifti_geometry(
     check_voxel_sizes(p, role, np.linalg.norm(affine[:3, :3], axis=0), f"{used} voxel sizes")
     info["geometry_source"] = used
     return affine
+
+
+#: NIfTI space units other than mm that readers disagree on -> factor to mm (ITK's NIfTI reader scales by it)
+_OTHER_SPACE_UNITS = {"meter": 1000.0, "micron": 0.001}
+
+
+def _check_space_units(p: Path, role: str, header: Any, pixdim: np.ndarray) -> None:
+    """Refuse a NIfTI whose ``xyzt_units`` says its distances are in metres or microns: ITK-based readers (3D
+    Slicer, ITK-SNAP, ANTs, SimpleITK) scale the voxel sizes by it while nibabel, FSL and SPM read mm, so the
+    header does not say how large the head is ("unknown" units are read as mm, as everywhere)."""
+    units = header.get_xyzt_units()[0]
+    if units not in _OTHER_SPACE_UNITS:
+        return
+    scaled = [round(float(v) * _OTHER_SPACE_UNITS[units], 6) for v in pixdim]
+    raise Asfe3dInputError(
+        p, f"{role} NIfTI header gives its distances in {units}s (xyzt_units): ITK-based readers (3D Slicer, "
+        f"ITK-SNAP, ANTs) read voxels of {scaled} mm, nibabel, FSL and SPM {[round(float(v), 6) for v in pixdim]} "
+        "mm; the header does not say which is meant: set its units to mm (nibabel: img.header.set_xyzt_units('mm'), "
+        "with the voxel sizes in mm) first")
 
 
 def _sform_as_read(

@@ -104,6 +104,23 @@ def test_agreeing_qform_sform_not_reported(nifti_factory):
     assert "qform_sform" not in vol.info and vol.info["geometry_source"] == "sform"
 
 
+@pytest.mark.parametrize(("units", "itk"), [("meter", 2000.0), ("micron", 0.002)])
+def test_space_units_other_than_mm_refused(tmp_path, units, itk):
+    """Metres or microns in xyzt_units: ITK-based viewers scale the voxel sizes, nibabel / FSL / SPM do not. The file
+    was read as mm with QC pass and the fused volume written still labelled in metres (a 178 m head in 3D Slicer)."""
+    img = nib.Nifti1Image(random_volume(), make_affine(np.eye(3), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)))
+    img.header.set_xyzt_units(units, "sec")
+    p = tmp_path / f"{units}.nii.gz"
+    nib.save(img, str(p))
+    with pytest.raises(Asfe3dInputError, match=rf"distances in {units}s .* read voxels of \[{itk}, {itk}, {itk}\] mm, "
+                                               r"nibabel, FSL and SPM \[2.0, 2.0, 2.0\] mm"):
+        read_volume(p)
+    for ok in ("mm", "unknown"):
+        img.header.set_xyzt_units(ok, "sec")
+        nib.save(img, str(p))
+        assert read_volume(p).image.GetSpacing() == pytest.approx((2.0, 2.0, 2.0))
+
+
 def test_forced_geometry_on_a_file_with_one_geometry_uses_it(tmp_path):
     """``--nifti-geometry`` applies to both inputs: ``qform`` for an MRI whose sform is wrong refused an SPM PET
     (sform only); a file with one geometry has nothing to choose between and its geometry is used, recorded."""
