@@ -129,8 +129,8 @@ LABEL_MAP_EQUAL_NEIGHBOURS = 0.6
 
 
 def label_map_evidence(image: np.ndarray) -> str | None:
-    """Whether an "MRI" is a label map or segmentation (``aparc+aseg.mgz``, an atlas), not an image: integer voxels,
-    few distinct values (judged on every second voxel), piecewise constant along every axis (the least share of
+    """Whether an "MRI" is a label map, segmentation or mask (``aparc+aseg.mgz``, an atlas, a ``*_desc-brain_mask``),
+    not an image: integer voxels, one or two distinct non-zero values (a mask), or few distinct values (judged on every second voxel), piecewise constant along every axis (the least share of
     equal neighbours of the three, on every second line; the most frequent value left out, as a clipped plateau).
 
     Args:
@@ -145,7 +145,11 @@ def label_map_evidence(image: np.ndarray) -> str | None:
         return None
     values, counts = np.unique(fg, return_counts=True)
     count = int(values.size)
-    if not 3 <= count <= LABEL_MAP_MAX_VALUES:
+    if count <= 2:  # every voxel of the head one or two values: no image is that flat
+        shown = " and ".join(f"{v:g}" for v in values)
+        return (f"MRI input looks like a mask, not an image (every non-zero voxel is {shown}): the fused volume shows "
+                "a flat silhouette, not anatomy (give the T1w image, not its *_mask)")
+    if count > LABEL_MAP_MAX_VALUES:
         return None
     plateau = values[np.argmax(counts)]  # left out: a clipped floor (a CT's air at its window) is one value too
     full = np.asarray(image)

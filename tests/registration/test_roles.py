@@ -209,7 +209,10 @@ def test_a_label_map_given_as_the_mri_is_said_to_be_one():
     norm[10:30, 10:30, 10:30] = 110  # white matter normalised to one value, the rest noisy
     assert label_map_evidence(norm) is None
     assert label_map_evidence(rng.random(labels.shape, dtype=np.float32)) is None  # not integers
-    assert label_map_evidence((labels > 0).astype(np.float32)) is None  # a mask: 1 value, not a label map
+    # a binary brain mask (fMRIPrep's *_desc-brain_mask, FSL's *_mask) passed the QC with no remark
+    said = label_map_evidence((labels > 0).astype(np.float32))
+    assert said is not None and said.startswith("MRI input looks like a mask") and "every non-zero voxel is 1" in said
+    assert "is 1 and 255" in label_map_evidence(np.where(labels > 40, 255, (labels > 0) * 1).astype(np.uint8))
     thick = np.repeat(t1[:, :, ::3], 3, axis=2)  # 3 mm slices brought to 1 mm by repetition: constant along z only
     assert label_map_evidence(thick) is None
     ct = np.clip(rng.normal(30, 15, labels.shape), -40, 120).round()  # a CT in a brain window, smooth tissue
