@@ -18,7 +18,7 @@ import secrets
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -352,12 +352,13 @@ def disk_errors(path: PathLike) -> Iterator[None]:
         raise Asfe3dInputError(where, f"cannot write: {exc.strerror or exc} (no earlier output was replaced)") from None
 
 
-def _replace_as_unit(moves: Sequence[tuple[Path, Path]]) -> None:
+def _replace_as_unit(moves: Sequence[tuple[Path, Path]], finish: Callable[[], None] | None = None) -> None:
     """Rename every ``(temporary, destination)`` pair, all or none.
 
     Existing destinations are first moved aside to hidden backups beside them; if any rename fails (a full or
-    read-only disk, a folder removed meanwhile) every destination already replaced gets its old file back and the
-    error is raised. The backups are removed once all the new files are in place.
+    read-only disk, a folder removed meanwhile), or ``finish`` (called once all are in place) raises, every
+    destination already replaced gets its old file back and the error is raised. The backups are removed once all
+    the new files are in place and ``finish`` returned.
     """
     backups: list[tuple[Path, Path]] = []  # (backup, destination)
     placed: list[Path] = []
@@ -369,6 +370,8 @@ def _replace_as_unit(moves: Sequence[tuple[Path, Path]]) -> None:
                 backups.append((backup, dest))
             os.replace(tmp, dest)
             placed.append(dest)
+        if finish is not None:
+            finish()
     except BaseException:
         for dest in placed:
             with contextlib.suppress(OSError):
@@ -440,8 +443,13 @@ class OutputSet:
             self._temps[kind] = _temp_name(self.paths[kind])
         return self._temps[kind]
 
-    def commit(self) -> dict[str, Path]:
+    def commit(self, finish: Callable[[dict[str, Path]], None] | None = None) -> dict[str, Path]:
         """Rename every written temporary file over its destination.
+
+        Args:
+            finish: called with the final paths once every file is in place, before the files they replaced are
+                removed (e.g. to complete a record of the set); if it raises, every destination gets its old file
+                back (a new one is removed) and the error is raised: the set is replaced together with it or not.
 
         Returns:
             kind -> final path of every output.
@@ -452,10 +460,12 @@ class OutputSet:
         missing = [k for k in self.paths if k not in self._temps or not self._temps[k].is_file()]
         if missing:
             raise RuntimeError(f"outputs {missing} were not written; nothing was replaced")
+        final = dict(self.paths)
         with deferred_signals():
-            _replace_as_unit([(tmp, self.paths[kind]) for kind, tmp in self._temps.items()])
+            _replace_as_unit([(tmp, self.paths[kind]) for kind, tmp in self._temps.items()],
+                             None if finish is None else lambda: finish(dict(final)))
         self._temps.clear()
-        return dict(self.paths)
+        return final
 
     def discard(self) -> None:
         """Remove every temporary file (the destinations are untouched)."""

@@ -802,15 +802,18 @@ class SaveLikeReference(Transform):
             # from here to the complete record, a signal waits: an interruption finds the old set or the new one
             with deferred_signals():
                 earlier = record.read_bytes() if record is not None and record.is_file() else None
+
+                def complete(final: dict[str, Path]) -> None:  # before the replaced files are gone: a full disk
+                    content["timings"] = {**content.get("timings", {}), "save": time.perf_counter() - t0}
+                    write_record(record, content, status="complete", outputs=final)  # type: ignore[arg-type]
+
                 try:
                     if record is not None:
                         write_record(record, content, status="pending", outputs=outs.paths)
-                    final = outs.commit()
+                    final = outs.commit(None if record is None else complete)
                 except BaseException:  # the old outputs are back (OutputSet.commit): so is their record
                     _restore_record(record, earlier)
                     raise
                 if record is not None:
-                    content["timings"] = {**content.get("timings", {}), "save": time.perf_counter() - t0}
-                    write_record(record, content, status="complete", outputs=final)
                     final["record"] = record.resolve()
         return final

@@ -329,6 +329,36 @@ def test_disk_full_while_writing_is_one_line_and_keeps_earlier_outputs(pair, tmp
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
 
 
+@pytest.mark.parametrize("earlier", [False, True])
+def test_disk_full_while_the_record_is_completed_leaves_no_output(pair, tmp_path, capsys, monkeypatch, earlier):
+    """The disk fills when the outputs are in place and only the complete record is left to write: the fused volume
+    and a pending record stood under their final names after exit 2 "(no earlier output was replaced)"; now the
+    set is undone (the earlier outputs and record back, or nothing) and the line is true."""
+    import errno
+
+    from asfe3d.io import record as record_mod
+
+    mri, pet = pair
+    out_dir = tmp_path / "out"
+    base = ["fuse", str(mri), str(pet), "-o", str(out_dir / "f.nii.gz"), "--method", "mean", "--registration", "none"]
+    if earlier:
+        assert main(base) == 0
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()} if earlier else {}
+    capsys.readouterr()
+    real = record_mod.write_record
+
+    def full_at_complete(path, content, *, status, outputs):
+        if status == "complete":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, content, status=status, outputs=outputs)
+
+    monkeypatch.setattr(record_mod, "write_record", full_at_complete)
+    assert main([*base, "--method", "max", "--overwrite"] if earlier else base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left" in err[0] and "(no earlier output was replaced)" in err[0], err
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before if out_dir.exists() else not earlier
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["--stitch", "blend"], "argument --stitch: invalid choice: 'blend' (choose from 'auto', 'output', 'logits')"),
     (["--mode", "2d"], "argument --mode: invalid choice: '2d'"),
