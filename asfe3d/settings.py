@@ -205,6 +205,10 @@ class InputSettings:
                                   "nifti_geometry": self.nifti_geometry}
         if key == "pet":
             kwargs.update(pet_units=self.pet_units, pet_sidecar=self.pet_sidecar, keep_frames=self.frame_realign)
+        else:  # the outputs are on the MRI's grid: the whole run's memory is bounded when it is read
+            from asfe3d.io.checks import RUN_BYTES_PER_MRI_VOXEL
+
+            kwargs["work_bytes_per_voxel"] = RUN_BYTES_PER_MRI_VOXEL
         return kwargs
 
 

@@ -92,6 +92,45 @@ def test_an_mri_with_rounded_direction_cosines_gives_outputs_with_its_header(pai
     assert check_existing_output(result.output, oblique_mri) is None  # a cohort's rerun takes it as done
 
 
+def test_a_ct_padded_outside_its_disc_is_fused_as_without_padding(pair, tmp_path):
+    """A head CT whose voxels outside the circular reconstruction field of view hold the scanner's padding (-3024, as
+    Siemens and GE CTs and their dcm2niix NIfTIs do) was refused: the head mask took the air inside the disc for head
+    ("PET signal covers 26% of the MRI head"), and the padding set the normalisation's low end."""
+    mri, pet = pair
+    img = nib.load(mri)
+    values = np.asarray(img.dataobj, np.float32)
+    ct = np.round(values / values.max() * 1400 - 1024)  # air -1024 HU
+    nx, ny, _ = ct.shape
+    x, y = np.ogrid[:nx, :ny]
+    outside = (((x - (nx - 1) / 2) / (nx / 2)) ** 2 + ((y - (ny - 1) / 2) / (ny / 2)) ** 2) > 1.0
+    assert values[outside].max() < 0.05 * values.max()  # only air lies outside the disc
+    fused = {}
+    for name, pad in (("plain", None), ("padded", -3024.0)):
+        volume = ct.copy()
+        if pad is not None:
+            volume[outside] = pad
+        path = tmp_path / f"ct_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(volume.astype(np.int16), img.affine), str(path))
+        result = fuse_pair(path, pet, tmp_path / f"f_{name}.nii.gz", Settings.from_flat(method="mean"))
+        assert result.registration["qc"]["verdict"] == "pass", name
+        fused[name] = np.asarray(nib.load(result.output).dataobj)
+    head = ~outside[..., None] & (ct > -500)
+    diff = np.abs(fused["padded"][head] - fused["plain"][head])  # the registrations differ by a hair: edge voxels
+    assert np.percentile(diff, 99) < 0.02 * 1400 and np.corrcoef(fused["padded"][head], fused["plain"][head])[0, 1] > 0.999
+
+
+def test_a_mask_given_as_the_mri_is_a_qc_warning(pair, tmp_path):
+    """fMRIPrep's *_desc-brain_mask (0/1) in the MRI's place was fused with QC pass and no remark."""
+    mri, pet = pair
+    img = nib.load(mri)
+    values = np.asarray(img.dataobj, np.float32)
+    mask = tmp_path / "sub01_desc-brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image((values > 0.2 * values.max()).astype(np.uint8), img.affine), str(mask))
+    result = fuse_pair(mask, pet, tmp_path / "f.nii.gz", Settings.from_flat(method="mean"))
+    qc = result.registration["qc"]
+    assert qc["verdict"] == "warn" and "mri_labels" in qc["flags"], qc
+
+
 def test_same_inputs_same_output(pair, tmp_path, caplog):
     mri, pet = pair
     with caplog.at_level(logging.INFO, logger="asfe3d"):  # what -v shows: each step as it starts, then its time

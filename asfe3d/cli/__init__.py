@@ -122,6 +122,13 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
             raise
         print(f"asfe3d: error: {exc.filename or 'output'}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        where = getattr(args, "mri", None) or "asfe3d"
+        print(f"asfe3d: error: {where}: out of memory ({_one_line(exc)}); no partial output was kept: run it where "
+              "more memory is free (a larger job), or give the MRI on a coarser grid", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         interrupted = True
         print("asfe3d: interrupted; no partial output was kept", file=sys.stderr)
@@ -139,6 +146,20 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
             early.cancel(wait=not command)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+#: what torch, SimpleITK and CUDA say when an allocation fails (they raise RuntimeError, numpy MemoryError)
+_OOM_WORDS = ("can't allocate memory", "out of memory", "std::bad_alloc", "failed to allocate memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is a failed allocation (numpy's MemoryError, torch's CPU / CUDA allocators, ITK)."""
+    return isinstance(exc, MemoryError) or any(w in str(exc).lower() for w in _OOM_WORDS)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def entry(argv: Sequence[str] | None = None) -> None:

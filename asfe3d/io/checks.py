@@ -10,10 +10,12 @@ between :data:`MIN_VOXEL_MM` and :data:`MAX_VOXEL_MM`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -27,6 +29,8 @@ __all__ = [
     "MAX_FRAME_VOXELS",
     "MAX_DEFLATE_RATIO",
     "available_memory_bytes",
+    "working_memory",
+    "RUN_BYTES_PER_MRI_VOXEL",
     "check_voxel_sizes",
     "check_data_size",
     "sitk_stored_bytes",
@@ -63,15 +67,59 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None  # "max": no limit
 
 
+#: the process's own control groups, one line per hierarchy: ``0::/path`` (v2), ``N:memory:/path`` (v1)
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def _own_memory_cgroups() -> list[tuple[Path, str, str]]:
+    """The folders (the process's own control group, then each one above it up to the mount's root) whose memory
+    limit applies to this process, with their limit and usage file names, v2 first. A Slurm job's or systemd
+    unit's limit sits on a sub-group (``/proc/self/cgroup`` names it); a container's is the mount's root."""
+    try:
+        lines = PROC_CGROUP.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    own = {"2": "/", "1": "/"}
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) == 3 and fields[0] == "0" and fields[1] == "":
+            own["2"] = fields[2]
+        elif len(fields) == 3 and "memory" in fields[1].split(","):
+            own["1"] = fields[2]
+    found = []
+    for version, base, limit_name, usage_name in (("2", CGROUP_ROOT, "memory.max", "memory.current"),
+                                                  ("1", CGROUP_ROOT / "memory", "memory.limit_in_bytes",
+                                                   "memory.usage_in_bytes")):
+        parts = [p for p in own[version].split("/") if p and p != ".."]
+        found += [(base.joinpath(*parts[:k]), limit_name, usage_name) for k in range(len(parts), -1, -1)]
+    return found
+
+
+def _reclaimable_cache(folder: Path) -> int:
+    """Bytes of the group's usage that are inactive file cache (``memory.stat``: v2 ``inactive_file``, v1
+    ``total_inactive_file``): counted in the usage, but the kernel drops them before it kills anything (the input
+    just read sat there: a 4 GB group seemed full)."""
+    try:
+        text = (folder / "memory.stat").read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return 0
+    stats = dict(line.split(None, 1) for line in text.splitlines() if len(line.split()) == 2)
+    value = stats.get("total_inactive_file", stats.get("inactive_file", "0")).strip()
+    return int(value) if value.isdigit() else 0
+
+
 def _cgroup_available_bytes() -> int | None:
-    """Memory left under the control group's limit (a container's, a Slurm job's), or ``None`` without a limit:
-    ``/proc/meminfo`` shows the host's memory there, and a run it allowed was killed without a word (exit 137)."""
-    for limit_file, usage_file in (("memory.max", "memory.current"),
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
-        limit = _read_int(CGROUP_ROOT / limit_file)
+    """Memory left under the tightest control group limit over this process (a container's, a Slurm job's), or
+    ``None`` without one: ``/proc/meminfo`` shows the host's memory there, and a run it allowed was killed without
+    a word (exit 137)."""
+    left = None
+    for folder, limit_name, usage_name in _own_memory_cgroups():
+        limit = _read_int(folder / limit_name)
         if limit is not None and limit < 1 << 60:  # cgroup v1 writes a huge number for "no limit"
-            return max(0, limit - (_read_int(CGROUP_ROOT / usage_file) or 0))
-    return None
+            used = (_read_int(folder / usage_name) or 0) - _reclaimable_cache(folder)
+            here = max(0, limit - max(0, used))
+            left = here if left is None else min(left, here)
+    return left
 
 
 def available_memory_bytes() -> int | None:
@@ -93,6 +141,35 @@ def available_memory_bytes() -> int | None:
             host = None
     known = [v for v in (host, _cgroup_available_bytes()) if v is not None]
     return min(known) if known else None
+
+
+#: Working memory per voxel of the MRI grid that a whole fusion run needs beside the stored data, at least: a 512^3
+#: 0.5 mm int16 MRI (``--method mean``) held 4.1 GB once read (head mask and registration beside the reading) and 6.5
+#: GB at the peak, i.e. 48 bytes per voxel with the libraries; the floor is below it so that a run that fits is not
+#: refused. The fusion chain reads its MRI with it (``read_volume(work_bytes_per_voxel=...)``).
+RUN_BYTES_PER_MRI_VOXEL = 40
+
+#: the working memory per voxel the reads of this thread / task count (:func:`working_memory`)
+_WORK_BYTES = contextvars.ContextVar("asfe3d_work_bytes_per_voxel", default=WORK_BYTES_PER_VOXEL)
+
+
+@contextlib.contextmanager
+def working_memory(bytes_per_voxel: int | None) -> Iterator[None]:
+    """Within the block, :func:`check_data_size` counts ``bytes_per_voxel`` of working memory per voxel (``None``:
+    :data:`WORK_BYTES_PER_VOXEL`, what reading alone takes): the whole run a volume is read for, bounded before
+    any voxel is read.
+
+    Raises:
+        ValueError: ``bytes_per_voxel`` is not ``None`` or an int >= 0.
+    """
+    if bytes_per_voxel is not None and (isinstance(bytes_per_voxel, bool) or not isinstance(bytes_per_voxel, int)
+                                        or bytes_per_voxel < 0):
+        raise ValueError(f"bytes_per_voxel must be None or an int >= 0, got {bytes_per_voxel!r}")
+    token = _WORK_BYTES.set(WORK_BYTES_PER_VOXEL if bytes_per_voxel is None else bytes_per_voxel)
+    try:
+        yield
+    finally:
+        _WORK_BYTES.reset(token)
 
 
 def _fmt_bytes(n: float) -> str:
@@ -192,11 +269,13 @@ def check_data_size(
             "(corrupt header?)"
         )
     avail = available_memory_bytes()
-    peak = nvox * (int(itemsize) + WORK_BYTES_PER_VOXEL)
+    work = _WORK_BYTES.get()
+    peak = nvox * (int(itemsize) + work)
     if avail is not None and peak > avail:
+        task = "to read" if work == WORK_BYTES_PER_VOXEL else f"to read and fuse ({int(itemsize) + work} B per voxel)"
         raise Asfe3dInputError(
-            path, f"{role} image of {dims} voxels needs about {_fmt_bytes(peak)} of memory to read, more than the "
-            f"{_fmt_bytes(avail)} available"
+            path, f"{role} image of {dims} voxels needs about {_fmt_bytes(peak)} of memory {task}, more than the "
+            f"{_fmt_bytes(avail)} available (to this job, when it has a memory limit)"
         )
     return need
 

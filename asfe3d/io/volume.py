@@ -27,7 +27,14 @@ import SimpleITK as sitk
 from nibabel.openers import ImageOpener
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.io.checks import check_data_size, check_voxel_sizes, short_error, sitk_pixel_bytes, sitk_stored_bytes
+from asfe3d.io.checks import (
+    check_data_size,
+    check_voxel_sizes,
+    short_error,
+    sitk_pixel_bytes,
+    sitk_stored_bytes,
+    working_memory,
+)
 from asfe3d.io.convert import (
     LPS_TO_RAS,
     ORTHOGONALITY_TOL,
@@ -246,6 +253,7 @@ def read_volume(
     keep_frames: bool = False,
     pet_units: str | None = None,
     pet_sidecar: str | Path | Mapping[str, Any] | None = None,
+    work_bytes_per_voxel: int | None = None,
 ) -> Volume:
     """Read a 3D (or 4D frame-stack) volume into a :class:`Volume`.
 
@@ -277,6 +285,9 @@ def read_volume(
         pet_sidecar: the JSON sidecar (or its content as a mapping: e.g. a BIDS App's metadata with inheritance) to
             take the PET facts and a 4D PET's frame durations from (default: the DICOM header, else the ``.json``
             next to the image).
+        work_bytes_per_voxel: the working memory per voxel, beside the stored data, that must be available before
+            any voxel is read (``None``: what reading takes; the fusion chain reads its MRI with
+            :data:`asfe3d.io.checks.RUN_BYTES_PER_MRI_VOXEL`, the whole run's).
 
     Returns:
         The volume: ``image`` is 3D ``sitkFloat32`` with LPS geometry of shape ``(X, Y, Z)``.
@@ -301,6 +312,8 @@ def read_volume(
     """
     if not isinstance(role, str) or not role:
         raise ValueError(f"role must be a non-empty string, got {role!r}.")
+    with working_memory(work_bytes_per_voxel):  # checks the value before anything is read
+        pass
     if nifti_geometry not in NIFTI_GEOMETRIES:
         raise ValueError(f"nifti_geometry must be one of {NIFTI_GEOMETRIES}, got {nifti_geometry!r}.")
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
@@ -317,7 +330,9 @@ def read_volume(
     affine = None
     dicom_file: list[list[Path]] | None = None
     if fmt in ("nifti", "mgh"):
-        data, affine, header = _read_nifti(p, role, info, nifti_geometry) if fmt == "nifti" else _read_mgh(p, role, info)
+        with working_memory(work_bytes_per_voxel):
+            data, affine, header = (_read_nifti(p, role, info, nifti_geometry) if fmt == "nifti"
+                                    else _read_mgh(p, role, info))
         frames = [data] if data.ndim == 3 else [data[..., t] for t in range(data.shape[3])]
         nframes = len(frames)
         try:
@@ -326,7 +341,8 @@ def read_volume(
             raise Asfe3dInputError(p, f"{role} {'NIfTI' if fmt == 'nifti' else 'MGH'} geometry cannot be used: "
                                       f"{err}") from None
     else:
-        frames, geometry, fmt, dicom_file = _read_with_sitk(p, fmt, role, series_uid, info, dicom_strict)
+        with working_memory(work_bytes_per_voxel):
+            frames, geometry, fmt, dicom_file = _read_with_sitk(p, fmt, role, series_uid, info, dicom_strict)
     nframes = len(frames)
     _check_position(p, role, geometry, frames[0].shape)
     _sidecar_durations(p, fmt, len(frames), frame, pet_sidecar, info)

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.registration.fov import head_extent, large_fov, locate_head
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image, without_outliers
-from asfe3d.utils import is_int, percentile
+from asfe3d.utils import is_int, padding_mask, percentile
 
 __all__ = [
     "FINEST_MM",
@@ -102,6 +102,20 @@ class RegistrationResult:
 TARGET_SAMPLES = 20_000
 
 
+def without_padding(image: sitk.Image) -> sitk.Image:
+    """``image`` (float32) with its padding (:func:`asfe3d.utils.padding_mask`: a CT's constant minimum outside its
+    reconstruction disc) set to its lowest other value; returned as it is without padding, the usual case. Otsu's
+    threshold otherwise fell between the padding and the air, and the air inside the disc became "head" (a PET then
+    covered 26 % of it and was refused as a misregistration)."""
+    arr = sitk.GetArrayViewFromImage(image)
+    pad = padding_mask(arr)
+    if pad is None:
+        return image
+    out = sitk.GetImageFromArray(np.where(pad, arr[~pad].min(), arr).astype(np.float32, copy=False))
+    out.CopyInformation(image)
+    return out
+
+
 def head_mask(image: sitk.Image) -> sitk.Image:
     """Head (foreground) mask of an MRI: voxels above the Otsu threshold, holes filled (uint8, image grid).
 
@@ -111,7 +125,8 @@ def head_mask(image: sitk.Image) -> sitk.Image:
     Returns:
         uint8 image, 1 in the head.
     """
-    img = without_outliers(sitk.Cast(image, sitk.sitkFloat32))  # three hot voxels would set Otsu's histogram
+    img = without_padding(without_outliers(sitk.Cast(image, sitk.sitkFloat32)))  # three hot voxels would set Otsu's
+    # histogram; a CT's padding outside its reconstruction disc would make the air inside it "head"
     # Otsu returns 0 above the threshold with these in/out values
     mask = sitk.OtsuThreshold(img, 0, 1, 128)
     # holes filled as sitk.BinaryFillhole does (face connectivity), the same voxels: the background components that

@@ -352,7 +352,7 @@ class RegisterToReference(Transform):
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
         for line in role_warnings:  # the verdict's other findings read as blaming the PET: say what is wrong
-            if line.startswith("MRI input looks like a label map"):
+            if line.startswith(("MRI input looks like a label map", "MRI input looks like a mask")):
                 verdict.add_finding("warn", "mri_labels", line)
         overlap = float("nan")
         if self.min_overlap > 0:
@@ -515,10 +515,7 @@ class Fuse(Transform):
         A slice-wise network slices along ``slice_axis``; ``"auto"`` takes the voxel axis closest to the head's
         superior-inferior axis from the image's affine (axial slices, as the 2D network was trained on).
         """
-        needs_grid = getattr(self.fuser, "uses_spacing", False) or (
-            self.slice_axis == "auto" and getattr(self.fuser, "mode", None) == "slice")
-        img = _as_metatensor(img, "img", f"method {getattr(self.fuser, 'name', type(self.fuser).__name__)!r} "
-                                         "works on the image's grid (mm, axial axis)" if needs_grid else None)
+        img = _as_metatensor(img, "img", _grid_reason(self.fuser, self.slice_axis))
         if img.shape[0] != 2 or img.ndim not in (3, 4):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
@@ -568,7 +565,8 @@ class ColourFuse(Transform):
         """
         from asfe3d.fusion.colour import colour_window, fuse_colour_planes
 
-        img = _as_metatensor(img, "img")
+        # fusing the luma itself works on the grid as Fuse does: a plain tensor was taken for a 1 mm grid
+        img = _as_metatensor(img, "img", None if luma is not None else _grid_reason(self.fuser, self.slice_axis))
         if img.shape[0] != 2:
             raise ValueError(f"img must be (2, *spatial) [MRI, PET], got {tuple(img.shape)}")
         arr = img.detach().cpu().numpy()
@@ -696,6 +694,34 @@ def _restore_record(record: Path | None, earlier: bytes | None) -> None:
         tmp.write_bytes(earlier)
 
 
+def _grid_reason(fuser: Any, slice_axis: int | str) -> str | None:
+    """Why ``fuser`` needs the image's grid (its affine: voxel sizes in mm, the axial axis), or ``None``."""
+    if getattr(fuser, "uses_spacing", False) or (slice_axis == "auto" and getattr(fuser, "mode", None) == "slice"):
+        return f"method {getattr(fuser, 'name', type(fuser).__name__)!r} works on the image's grid (mm, axial axis)"
+    return None
+
+
+def _check_on_reference_grid(items: dict[str, tuple[Any, str | Path]], reference: Any) -> None:
+    """Refuse, before anything is written, an image whose own affine is not the reference's: it would be written
+    with the reference's, i.e. moved, flipped or permuted in the world (an image inverted by MONAI's ``Invertd`` to
+    the file's grid, saved against a reference still on an ``Orientationd`` grid, was written mirrored). A plain
+    tensor has no affine: it is written on the reference's grid as it is."""
+    if not isinstance(reference, MetaTensor):
+        return
+    want = np.asarray(reference.affine.detach().cpu(), np.float64)
+    for kind, (value, _) in items.items():
+        if not isinstance(value, MetaTensor):
+            continue
+        got = np.asarray(value.affine.detach().cpu(), np.float64)
+        if got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-3):
+            continue
+        raise ValueError(
+            f"{kind} is not on the reference's grid: its affine {np.round(got, 4).tolist()} differs from the "
+            f"reference's {np.round(want, 4).tolist()}, and it would be written with the reference's (moved or "
+            "flipped in the world); save it against a reference on its own grid (e.g. the reference inverted the same "
+            "way with Invertd), or resample it onto the reference's grid first")
+
+
 def _write_item(kind: str, value: Any, vol: Any, path: Path, inputs: Sequence[str | Path]) -> None:
     """Write one output of :class:`SaveLikeReference` to its temporary path: a transform as ``.tfm``, a
     ``(1, X, Y, Z)`` image as float32 NIfTI, a ``(3, X, Y, Z)`` one in ``[0, 1]`` as RGB24 NIfTI."""
@@ -765,6 +791,7 @@ class SaveLikeReference(Transform):
 
         if not items:
             raise ValueError("items must name at least one output")
+        _check_on_reference_grid(items, reference)
         kinds = {}
         for kind, (value, path) in items.items():
             kinds[kind] = (path, "transform" if isinstance(value, sitk.Transform) else "nifti")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from asfe3d.utils import percentile
+from asfe3d.utils import padding_mask, percentile
 
 __all__ = ["otsu_threshold", "head_mask", "robust_range", "robust_normalize"]
 
@@ -45,7 +45,8 @@ def head_mask(image: np.ndarray, *, fill: bool = True) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)
     if float(image.max()) <= float(image.min()):
         return np.ones(image.shape, bool)
-    mask = image > otsu_threshold(image)
+    pad = padding_mask(image)  # a CT's padding outside its disc: Otsu would split it from the air, not the head
+    mask = image > otsu_threshold(image if pad is None else image[~pad])
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(labels.ravel())
@@ -61,7 +62,8 @@ def robust_range(
 ) -> tuple[float, float]:
     """The intensity window used for normalisation.
 
-    The low end is the ``lower`` percentile of the whole image (so the background maps to about 0); the high end is
+    The low end is the ``lower`` percentile of the whole image (so the background maps to about 0; a CT's padding
+    outside its field of view, :func:`asfe3d.utils.padding_mask`, left out); the high end is
     the ``upper`` percentile inside ``mask`` (the head), so a large empty field of view does not squash the contrast.
 
     Args:
@@ -83,7 +85,8 @@ def robust_range(
         mask = head_mask(image)
     elif mask.shape != image.shape:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
-    lo = float(percentile(image, lower))
+    pad = padding_mask(image)  # a CT's padding outside its disc (-3024): the low end is its air's, not the padding
+    lo = float(percentile(image if pad is None else image[~pad], lower))
     inside = image[mask] if mask.any() else image.ravel()
     hi = float(percentile(inside, upper))
     if hi <= lo:

@@ -13,7 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["percentile", "FAST_MIN_SIZE"]
+__all__ = ["percentile", "padding_mask", "FAST_MIN_SIZE", "PADDING_BELOW"]
+
+#: Values below this are no tissue's nor air's (air is -1000 HU in a CT, 0 or more in an MRI): a constant minimum
+#: below it is a scanner's padding outside the reconstructed field of view (-3024, -2048, -32768...).
+PADDING_BELOW = -1024.0
 
 #: arrays smaller than this go straight to ``numpy.percentile`` (the selection would not pay for itself)
 FAST_MIN_SIZE = 262_144
@@ -106,3 +110,25 @@ def _order_stats(flat: np.ndarray, sample: np.ndarray, k0: int, k1: int
     j0, j1 = k0 - below, k1 - below
     inside.partition([j0, j1])
     return inside[j0], inside[j1]
+
+
+def padding_mask(values: np.ndarray) -> np.ndarray | None:
+    """The voxels of an image that hold its padding, or ``None`` when it has none (the usual case): a constant
+    minimum below :data:`PADDING_BELOW` held by at least 1 % of the voxels and not by all (a CT's
+    ``PixelPaddingValue`` outside its circular field of view, kept by GDCM and dcm2niix).
+
+    Args:
+        values: any-shape array; not modified.
+
+    Returns:
+        A bool array of ``values``' shape, or ``None``.
+    """
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return None
+    low = arr.min()
+    if not float(low) < PADDING_BELOW:
+        return None
+    pad = arr == low
+    share = float(pad.mean())
+    return pad if 0.01 <= share < 1.0 else None

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from asfe3d.cli import main
@@ -357,6 +358,44 @@ def test_disk_full_while_the_record_is_completed_leaves_no_output(pair, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left" in err[0] and "(no earlier output was replaced)" in err[0], err
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before if out_dir.exists() else not earlier
+
+
+def test_a_run_the_memory_left_cannot_take_is_refused_before_reading(pair, tmp_path, capsys, monkeypatch):
+    """Reading would fit but the run would not (a 512^3 MRI in a 4 GB job was killed without a word, exit 137): one
+    line naming the MRI, before any voxel is read, nothing written."""
+    import nibabel as nib
+
+    from asfe3d.io import checks
+
+    mri, pet = pair
+    nvox = int(np.prod(nib.load(mri).shape))
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: 30 * nvox)  # reading takes 20 B per voxel
+    out = tmp_path / "out" / "f.nii.gz"
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--registration", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asfe3d: error: {mri}: MRI image of "), err
+    assert "of memory to read and fuse (44 B per voxel), more than the" in err[0] and not out.exists()
+
+
+@pytest.mark.parametrize("raised", [MemoryError("Unable to allocate 512. MiB for an array with shape (512, 512, 512)"),
+                                    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                                                 "can't allocate memory: you tried to allocate 536870912 bytes.")])
+def test_out_of_memory_mid_run_is_one_line(pair, tmp_path, capsys, monkeypatch, raised):
+    """numpy's MemoryError or torch's allocator failing mid-run was a traceback, exit 1."""
+    from asfe3d import pipeline
+
+    def no_memory(*a, **k):
+        raise raised
+
+    monkeypatch.setattr(pipeline, "_fusion_description", no_memory)  # just before the save step
+    mri, pet = pair
+    out = tmp_path / "f.nii.gz"
+    assert main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--registration", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asfe3d: error: {mri}: out of memory (") and not out.exists(), err
+    monkeypatch.setattr(pipeline, "_fusion_description", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # any other failure keeps its traceback
+        main(["fuse", str(mri), str(pet), "-o", str(out), "--method", "mean", "--registration", "none"])
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io import read_volume, write_like
 from asfe3d.io.checks import check_data_size, sitk_stored_bytes
-from tests.io.helpers import AFFINES, make_affine, random_volume, rotation, save_nifti
+from tests.io.helpers import AFFINES, SHAPE, make_affine, random_volume, rotation, save_nifti
 
 PIXDIM_OFFSET = 76  # NIfTI-1: float32 pixdim[8] at byte 76
 
@@ -177,6 +177,27 @@ def test_memory_beyond_available_refused(tmp_path, monkeypatch):
         check_data_size(tmp_path / "x", "MRI", (20, 20, 20), 4, stored_bytes=None, compressed=True)
 
 
+def test_working_memory_of_a_whole_run_bounds_the_read(tmp_path, monkeypatch):
+    """``read_volume(work_bytes_per_voxel=...)``: the fusion chain reads its MRI with the whole run's memory per
+    voxel, so a run that cannot fit is refused before any voxel is read (a 512^3 MRI in a 4 GB job was killed
+    without a word)."""
+    from asfe3d.io import checks
+
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: 30 * 1000)
+    checks.check_data_size(tmp_path / "x", "MRI", (10, 10, 10), 4, stored_bytes=None, compressed=True)  # 20 KB
+    with checks.working_memory(40), pytest.raises(
+            Asfe3dInputError, match=r"MRI image of 10x10x10 voxels needs about 43 KB of memory to read and fuse "
+                                    r"\(44 B per voxel\), more than the 29.3 KB available"):
+        checks.check_data_size(tmp_path / "x", "MRI", (10, 10, 10), 4, stored_bytes=None, compressed=True)
+    p = save_nifti(tmp_path / "m.nii.gz", random_volume(), AFFINES["ras"], 1, AFFINES["ras"], 1)
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: int(np.prod(SHAPE)) * 30)
+    read_volume(p)
+    with pytest.raises(Asfe3dInputError, match="to read and fuse"):
+        read_volume(p, work_bytes_per_voxel=40)
+    with pytest.raises(ValueError, match="bytes_per_voxel must be None or an int >= 0, got -1"):
+        read_volume(p, work_bytes_per_voxel=-1)
+
+
 @pytest.mark.parametrize("files, expected", [
     ({"memory.max": "4000000\n", "memory.current": "1000000\n"}, 3_000_000),  # cgroup v2 (a container's limit)
     ({"memory.max": "max\n"}, None),  # v2 without a limit: the host's memory counts
@@ -193,9 +214,41 @@ def test_available_memory_is_the_control_groups_when_it_allows_less(tmp_path, mo
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     monkeypatch.setattr(checks, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(checks, "PROC_CGROUP", tmp_path / "no-such-file")  # the mount's root: a container's
     assert checks._cgroup_available_bytes() == expected
     host = checks.available_memory_bytes()
     assert host is not None and (expected is None or host == expected)
+
+
+@pytest.mark.parametrize("own, files, expected", [
+    # a Slurm job under cgroup v2: the limit on the job's group, the process in its step's group below it
+    ("0::/system.slice/slurmstepd.scope/job_42/step_0\n",
+     {"system.slice/slurmstepd.scope/job_42/memory.max": "4000000\n",
+      "system.slice/slurmstepd.scope/job_42/memory.current": "1000000\n",
+      "system.slice/slurmstepd.scope/job_42/step_0/memory.max": "max\n"}, 3_000_000),
+    # cgroup v1, the memory hierarchy among others; the tightest of the group and its parent counts
+    ("4:memory:/slurm/uid_0/job_7\n2:cpu,cpuacct:/other\n",
+     {"memory/slurm/uid_0/job_7/memory.limit_in_bytes": "8000000\n",
+      "memory/slurm/uid_0/job_7/memory.usage_in_bytes": "500000\n",
+      "memory/slurm/memory.limit_in_bytes": "2000000\n", "memory/slurm/memory.usage_in_bytes": "1500000\n"},
+     500_000),
+    # file cache counts in the usage but is dropped before anything is killed (the input just read)
+    ("0::/job\n", {"job/memory.max": "4000000\n", "job/memory.current": "3900000\n",
+                   "job/memory.stat": "anon 900000\nfile 3000000\ninactive_file 2500000\n"}, 2_600_000),
+    ("4:memory:/process_api/abc\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
+])
+def test_available_memory_counts_the_processs_own_control_group(tmp_path, monkeypatch, own, files, expected):
+    """Only the mount's root was read: a Slurm job (or a systemd unit) whose limit sits on a sub-group was not seen
+    (a 4 GB v1 group: the 512^3 run killed without a word)."""
+    import asfe3d.io.checks as checks
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "self_cgroup").write_text(own)
+    monkeypatch.setattr(checks, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(checks, "PROC_CGROUP", tmp_path / "self_cgroup")
+    assert checks._cgroup_available_bytes() == expected
 
 
 def test_mha_header_claiming_more_than_its_data(tmp_path):

@@ -196,6 +196,23 @@ def test_save_like_reference_refuses_overwrite_and_bad_args(mri_file, tmp_path):
     assert not (tmp_path / "x.nii.gz").exists() and not list(tmp_path.glob(".x*"))
 
 
+def test_save_like_reference_refuses_an_image_on_another_grid(mri_file, tmp_path):
+    """An image whose own affine is not the reference's (MONAI's Invertd took the fused image back to the file's
+    grid while the reference stayed on an Orientationd grid; a Flipd of the image alone) was written with the
+    reference's affine: mirrored in the world, without a word. A plain tensor (no affine) is written as it is."""
+    from monai.transforms import Flip, Orientation
+
+    mri = LoadVolume()(mri_file)
+    turned = Orientation(axcodes="LPI")(mri)
+    for image, reference in ((mri * 0.5, turned), (Flip(spatial_axis=0)(mri), mri)):
+        with pytest.raises(ValueError, match=r"^fused is not on the reference's grid: its affine .* differs from the "
+                                             r"reference's .* it would be written with the reference's"):
+            SaveLikeReference()({"fused": (image, tmp_path / "f.nii.gz")}, reference)
+    assert [p.name for p in tmp_path.iterdir()] == ["mri.nii.gz"]  # the input alone: nothing written
+    SaveLikeReference()({"fused": (torch.as_tensor(turned.numpy()), tmp_path / "f.nii.gz")}, turned)
+    np.testing.assert_allclose(nib.load(tmp_path / "f.nii.gz").affine, turned.affine.numpy(), atol=1e-5)
+
+
 def test_head_mask_is_the_same_on_every_call(mri_file):
     """The mask is read from a SimpleITK image that must stay alive while its array view is read (a freed image
     gave a different mask on each call)."""
@@ -220,11 +237,13 @@ def test_steps_in_mm_refuse_a_plain_tensor_instead_of_taking_a_1_mm_grid(mri_fil
                         (lambda: HeadMask()(plain), "head mask is made in mm"),
                         (lambda: RegisterToReference()(plain, mri), "moving is a plain Tensor without an affine"),
                         (lambda: Fuse("highpass")(unit), "method 'highpass' works on the"),
+                        (lambda: ColourFuse(method="highpass")(unit), "method 'highpass' works on the"),  # was 1 mm
                         (lambda: SaveLikeReference()({"fused": (plain, "f.nii.gz")}, plain), "written on its grid")]:
         with pytest.raises(ValueError, match=match):
             step()
     assert torch.equal(SmoothMm(0.0)(plain), plain)  # no width, no grid needed
     assert Fuse("mean")(unit).shape == plain.shape  # a method that works per voxel
+    assert ColourFuse(method="highpass")(unit, luma=unit[:1]).shape == (3, *plain.shape[1:])  # the luma given
 
 
 def test_plan_outputs_expands_the_home_folder_for_the_record(tmp_path, monkeypatch):

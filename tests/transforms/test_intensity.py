@@ -50,3 +50,26 @@ def test_bad_inputs():
         robust_normalize(np.full((5, 5), 3.0))
     with pytest.raises(ValueError, match=r"\(4, 4\).*\(5, 5\)"):
         robust_range(np.random.rand(5, 5), mask=np.ones((4, 4), bool))
+
+
+def _padded_ct() -> tuple[np.ndarray, np.ndarray]:
+    """A CT-like head (a ball of 40 HU in air of -1024 HU) whose corners outside the inscribed disc hold -3024."""
+    z, y, x = np.mgrid[:24, :40, :40]
+    head = (x - 19.5) ** 2 + (y - 19.5) ** 2 + (z - 11.5) ** 2 < 10.0 ** 2
+    ct = np.where(head, 40.0, -1024.0).astype(np.float32)
+    ct[(x - 19.5) ** 2 + (y - 19.5) ** 2 > 20.0 ** 2] = -3024.0
+    return ct, head
+
+
+def test_a_cts_padding_is_neither_head_nor_the_windows_low_end():
+    """The padding outside a CT's disc made the air inside it "head" and set the window's low end (air at 0.4)."""
+    import SimpleITK as sitk
+
+    from asfe3d.registration import head_mask as sitk_head_mask
+
+    ct, head = _padded_ct()
+    assert np.array_equal(head_mask(ct), head)
+    lo, hi = robust_range(ct, mask=head)
+    assert lo == -1024.0 and hi == 40.0
+    mask = sitk.GetArrayFromImage(sitk_head_mask(sitk.GetImageFromArray(ct))).astype(bool)
+    assert np.array_equal(mask, head)

@@ -58,3 +58,25 @@ def test_bad_percentile_quoted(q: object) -> None:
 def test_empty_array_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         percentile(np.zeros(0), 50.0)
+
+
+def test_padding_mask_finds_a_cts_padding_only() -> None:
+    """A CT's constant minimum outside its reconstruction disc (-3024, -32768) is padding; air (-1024), an MRI's
+    zero background, a z-scored image's negatives and an image made only of one value are not."""
+    from asfe3d.utils import padding_mask
+
+    rng = np.random.default_rng(0)
+    ct = rng.normal(40.0, 20.0, (20, 20, 10)).astype(np.float32)
+    ct[:, :5] = -1024.0  # air
+    assert padding_mask(ct) is None
+    for pad in (-3024.0, -32768.0):
+        padded = ct.copy()
+        padded[:2] = pad
+        found = padding_mask(padded)
+        assert found is not None and found.sum() == 2 * 20 * 10 and bool(found[:2].all())
+    few = ct.copy()
+    few.flat[:3] = -3024.0  # 3 voxels of 4000: below 1 %, no padding
+    assert padding_mask(few) is None
+    mri = np.clip(rng.normal(100.0, 50.0, (20, 20, 10)), 0, None)
+    assert padding_mask(mri) is None and padding_mask((mri - mri.mean()) / mri.std()) is None
+    assert padding_mask(np.full((4, 4), -3024.0)) is None and padding_mask(np.zeros(0)) is None
