@@ -111,12 +111,12 @@ def test_a_ct_padded_outside_its_disc_is_fused_as_without_padding(pair, tmp_path
             volume[outside] = pad
         path = tmp_path / f"ct_{name}.nii.gz"
         nib.save(nib.Nifti1Image(volume.astype(np.int16), img.affine), str(path))
-        result = fuse_pair(path, pet, tmp_path / f"f_{name}.nii.gz", Settings.from_flat(method="mean"))
-        assert result.registration["qc"]["verdict"] == "pass", name
+        # registration "none" (refused the same way before): the check and the normalisation, not the optimiser
+        result = fuse_pair(path, pet, tmp_path / f"f_{name}.nii.gz", Settings.from_flat(method="mean",
+                                                                                        registration="none"))
         fused[name] = np.asarray(nib.load(result.output).dataobj)
     head = ~outside[..., None] & (ct > -500)
-    diff = np.abs(fused["padded"][head] - fused["plain"][head])  # the registrations differ by a hair: edge voxels
-    assert np.percentile(diff, 99) < 0.02 * 1400 and np.corrcoef(fused["padded"][head], fused["plain"][head])[0, 1] > 0.999
+    np.testing.assert_allclose(fused["padded"][head], fused["plain"][head], rtol=0, atol=1e-3)
 
 
 def test_a_mask_given_as_the_mri_is_a_qc_warning(pair, tmp_path):
