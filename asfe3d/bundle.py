@@ -504,8 +504,17 @@ def _check_component(parser: Any, id_: str, overrides: Mapping[str, Any]) -> Non
         text = json.dumps(parser.get(id_))
         keys = [str(k) for k in overrides if str(k) not in _NOT_OVERRIDES]
         given = [k for k in keys if k.split("#")[0] == id_] or [k for k in keys if f"@{k.split('#')[0]}" in text]
+        given = [k for k in given if _quoted(overrides[k], str(inner))] or given  # the one the message quotes
         where = ", ".join(f"--{k} {overrides[k]!r}" for k in given) if given else f"--{id_}"
         raise Asfe3dInputError(where, f"{id_}: {' '.join(str(inner).split())}") from None
+
+
+def _quoted(value: Any, message: str) -> bool:
+    """Whether an error message quotes an override's value (``got 1.5``; a list also as the tuple it became)."""
+    forms = {str(value), repr(value)}
+    if isinstance(value, (list, tuple)):
+        forms |= {repr(tuple(value)), repr(list(value))}
+    return any(f and f in message for f in forms if len(f) > 1 or not f.isdigit())
 
 
 def input_errors(config_file: str | Sequence[str], overrides: Mapping[str, Any]) -> list[Asfe3dInputError]:

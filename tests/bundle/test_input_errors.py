@@ -194,6 +194,15 @@ def test_a_value_a_component_refuses_is_one_line_before_anything_runs(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_refused_value_names_its_own_override_only(tmp_path):
+    """``--inferer#roi_size [64,64,64] --inferer#overlap 1.5``: the line named both (and ``--device``); only the
+    value the component quotes is named now."""
+    from asfe3d.bundle import input_errors
+
+    over = _overrides(tmp_path, **{"inferer#overlap": 1.5, "inferer#roi_size": [64, 64, 64]})
+    assert [str(e) for e in input_errors(INFERENCE, over)] == [COMPONENT_VALUES[0][3]]
+
+
 def test_an_empty_output_dir_is_refused_by_name(tmp_path):
     """``--output_dir "$OUT"`` with ``OUT`` unset: one line, not the ValueError deep in the dataset's expression."""
     from asfe3d.bundle import input_errors
