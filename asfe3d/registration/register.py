@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.registration.fov import head_extent, large_fov, locate_head
+from asfe3d.registration.fov import LARGE_FOV_FACTOR, LARGE_FOV_MARGIN_MM, head_extent, large_fov, locate_head
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image, without_outliers
 from asfe3d.utils import is_int, padding_mask, percentile
 
@@ -1196,6 +1196,7 @@ def check_overlap(
     pet_path: str | Path | None = None,
     min_fraction: float = 0.3,
     head: sitk.Image | None = None,
+    pet: sitk.Image | None = None,
 ) -> float:
     """Fail when the registered PET covers too little of the MRI's head.
 
@@ -1205,6 +1206,8 @@ def check_overlap(
         pet_path: the PET file, named in the error.
         min_fraction: smallest acceptable :func:`overlap_fraction`, in [0, 1].
         head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
+        pet: the PET on its own grid: when given, a refusal says so if the MRI's "head" is far larger than the
+            PET's field of view (an MRI of head and body, for which no search for the PET's region is made).
 
     Returns:
         the overlap fraction.
@@ -1221,9 +1224,26 @@ def check_overlap(
             pet_path,
             f"PET and MRI do not overlap after registration (PET signal covers {frac:.1%} of the MRI head, "
             f"need at least {min_fraction:.0%}: a misregistration, or a PET whose field of view holds only part of "
-            f"the head)",
+            f"the head){_mri_beyond_head(mri if head is None else head, pet, head is None)}",
         )
     return frac
+
+
+def _mri_beyond_head(image: sitk.Image, pet: sitk.Image | None, make_mask: bool) -> str:
+    """``"; the MRI's head mask spans ..."`` when the MRI's foreground is far larger than the PET's field of view
+    (:func:`asfe3d.registration.fov.large_fov`'s rule, the other way round), else ``""``."""
+    if pet is None:
+        return ""
+    try:
+        _, size = head_extent(head_mask(image) if make_mask else image)
+    except ValueError:
+        return ""
+    fov = max(s * n for s, n in zip(pet.GetSpacing(), pet.GetSize()))
+    if not size > max(LARGE_FOV_FACTOR * fov, fov + LARGE_FOV_MARGIN_MM):
+        return ""
+    return (f"; the MRI's head mask spans {size:.0f} mm and the PET's field of view {fov:.0f} mm: an MRI of more "
+            "than the head (head and body?) is not searched for the PET's region; crop the MRI to the head first "
+            "(e.g. FSL's robustfov)")
 
 
 def _mask_points(mask: sitk.Image, max_points: int, seed: int) -> np.ndarray:

@@ -359,7 +359,8 @@ class RegisterToReference(Transform):
             # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)
             # covers little of the whole head by design; the QC's verdict, not the overlap floor, judges it
             floor = 0.0 if "pet_fov" in verdict.flags else self.min_overlap
-            overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=floor, head=head_img)
+            overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=floor, head=head_img,
+                                    pet=moving_img)
         failed = verdict.verdict == "fail"
         # the line names the PET's file; either input may be at fault (a biased or wrong MRI fails the same way)
         mri_name = Path(str(reference.meta.get("filename_or_obj") or "")).name or "the MRI"

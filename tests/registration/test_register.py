@@ -112,6 +112,30 @@ def test_check_overlap(case, rigid):
         check_overlap(t1, good, min_fraction=1.5)
 
 
+def test_overlap_refusal_says_when_the_mri_is_far_larger_than_the_head():
+    """A head-and-body MRI (a whole-body PET/MR's field of view) with a brain PET was refused as a misregistration
+    of the PET; the line now says the MRI covers far more than the PET and how to crop it."""
+    body = np.zeros((150, 40, 40), np.float32)  # (z, y, x): 600 mm tall at 4 mm, the head at the top
+    body[100:140, 8:32, 8:32] = 100.0
+    body[5:100, 4:36, 4:36] = 80.0
+    mri = sitk.GetImageFromArray(body)
+    mri.SetSpacing((4.0, 4.0, 4.0))
+    pet = sitk.GetImageFromArray(np.full((64, 64, 64), 5.0, np.float32))  # 256 mm
+    pet.SetSpacing((4.0, 4.0, 4.0))
+    empty = sitk.Image(mri.GetSize(), sitk.sitkFloat32)
+    empty.CopyInformation(mri)
+    with pytest.raises(Asfe3dInputError, match=r"the MRI's head mask spans 5\d\d mm and the PET's field of view 256 "
+                                               r"mm: an MRI of more than the head \(head and body\?\)"):
+        check_overlap(mri, empty, pet_path="pet.nii.gz", pet=pet)
+    head_only = sitk.GetImageFromArray(body[100:150])
+    head_only.SetSpacing((4.0, 4.0, 4.0))
+    empty = sitk.Image(head_only.GetSize(), sitk.sitkFloat32)
+    empty.CopyInformation(head_only)
+    with pytest.raises(Asfe3dInputError) as exc:
+        check_overlap(head_only, empty, pet_path="pet.nii.gz", pet=pet)
+    assert "head mask spans" not in str(exc.value)
+
+
 def test_transform_round_trip(tmp_path, rigid, case):
     t1 = case[0]
     path = tmp_path / "pet_to_mri.tfm"
