@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["Asfe3dInputError", "InputErrorParser", "RegistrationRefused"]
+__all__ = ["Asfe3dInputError", "InputErrorParser", "OutputExists", "RegistrationRefused"]
 
 
 class Asfe3dInputError(ValueError):
@@ -30,6 +30,11 @@ class Asfe3dInputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class OutputExists(Asfe3dInputError):
+    """An output path where a file already is, and replacing it was not asked for (``--overwrite``): a caller that
+    knows whose file it is (a run's completion record) can say so instead of suggesting ``--overwrite``."""
 
 
 class RegistrationRefused(Asfe3dInputError):

@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, OutputExists
 from asfe3d.io.convert import ras_affine_from_sitk, sitk_to_numpy_xyz
 from asfe3d.io.volume import Volume
 
@@ -140,7 +140,7 @@ def check_output_path(
     if kind is not None and not out.name.lower().endswith(OUTPUT_SUFFIXES[kind]):
         raise Asfe3dInputError(path, f"output must end in {' or '.join(OUTPUT_SUFFIXES[kind])}")
     if out.exists() and not overwrite and out not in {_resolve(r) for r in replaceable}:
-        raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
+        raise OutputExists(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
     if kind is not None:
         check_writable_folder(out)
     return out
@@ -197,7 +197,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, inputs: Sequence[P
         if not tmp.is_file():
             raise RuntimeError(f"{out}: nothing was written to the temporary file {tmp.name}")
         if out.exists() and not overwrite:  # appeared while we were writing
-            raise Asfe3dInputError(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
+            raise OutputExists(path, "output file already exists (pass --overwrite to replace it; overwrite=True in Python)")
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):

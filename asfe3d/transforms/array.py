@@ -643,7 +643,7 @@ def plan_outputs(
     Raises:
         Asfe3dInputError: a refused path (see :func:`asfe3d.io.check_output_path`).
     """
-    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.errors import Asfe3dInputError, OutputExists
     from asfe3d.io import OutputSet, check_output_path
     from asfe3d.io.record import check_outputs_are_ours, check_record_name, record_path, replaceable_outputs
 
@@ -652,8 +652,8 @@ def plan_outputs(
     replaceable = replaceable_outputs(first) if record_file is not None else []
     try:
         outs = OutputSet(paths, overwrite=overwrite, inputs=inputs, replaceable=replaceable)
-    except Asfe3dInputError as exc:  # a file asfe3d did not write: say so, rather than suggest --overwrite
-        if record_file is not None and exc.problem.startswith("output file already exists"):
+    except OutputExists as exc:  # a file asfe3d did not write: say so, rather than suggest --overwrite
+        if record_file is not None:
             check_outputs_are_ours(first, [Path(exc.path).expanduser()], replaceable)
         raise
     if record_file is not None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, OutputExists
 from asfe3d.io import atomic_output, check_output_path, read_volume, write_image_like, write_like
 from asfe3d.io.convert import numpy_xyz_to_sitk
 from tests.io.helpers import AFFINES, SHAPE, make_affine, random_volume, save_nifti
@@ -160,7 +160,7 @@ def test_existing_output_refused_then_replaced(nifti_factory, tmp_path):
     write_like(np.ones(SHAPE, np.float32), vol, out)
     with pytest.raises(Asfe3dInputError, match="already exists") as exc:
         write_like(np.zeros(SHAPE, np.float32), vol, out)
-    assert exc.value.path == str(out)
+    assert exc.value.path == str(out) and isinstance(exc.value, OutputExists)  # typed: whose file it is can be said
     assert np.all(nib.load(out).get_fdata() == 1)
     write_like(np.full(SHAPE, 2.0, np.float32), vol, out, overwrite=True)
     assert np.all(nib.load(out).get_fdata() == 2)
