@@ -88,9 +88,14 @@ class FusionMetric(CumulativeIterationMetric):
                 )
         rows = []
         for i in range(y_pred.shape[0]):
-            vals = fusion_metrics(
-                y_pred[i, 0], y[i, 0], y[i, 1], mask=None if mask is None else mask[i], names=self.names
-            )
+            try:
+                vals = fusion_metrics(
+                    y_pred[i, 0], y[i, 0], y[i, 1], mask=None if mask is None else mask[i], names=self.names
+                )
+            except ValueError as exc:  # which item of the batch (an empty mask, a NaN voxel)
+                if y_pred.shape[0] == 1:
+                    raise
+                raise ValueError(f"batch item {i}: {exc}") from None
             rows.append([vals[n] for n in self.names])
         return torch.tensor(rows, dtype=torch.float64)
 
@@ -104,14 +109,18 @@ class FusionMetric(CumulativeIterationMetric):
             raise ValueError(f"y_pred and y must list as many items, got {len(y_pred)} and {len(y)}.")
         if mask is not None and len(mask) != len(y_pred):
             raise ValueError(f"mask must list one mask per item ({len(y_pred)}), got {len(mask)}.")
-        rows = [
-            self._compute_tensor(
-                torch.as_tensor(p).detach().unsqueeze(0),
-                torch.as_tensor(s).detach().unsqueeze(0),
-                mask=None if mask is None else torch.as_tensor(mask[i]).unsqueeze(0),
-            )
-            for i, (p, s) in enumerate(zip(y_pred, y))
-        ]
+        rows = []
+        for i, (p, s) in enumerate(zip(y_pred, y)):
+            try:
+                rows.append(self._compute_tensor(
+                    torch.as_tensor(p).detach().unsqueeze(0),
+                    torch.as_tensor(s).detach().unsqueeze(0),
+                    mask=None if mask is None else torch.as_tensor(mask[i]).unsqueeze(0),
+                ))
+            except ValueError as exc:
+                if len(y_pred) == 1:
+                    raise
+                raise ValueError(f"item {i}: {exc}") from None
         return torch.cat(rows, dim=0)
 
     def aggregate(self, reduction: str | None = None) -> dict[str, Any]:  # type: ignore[override]

@@ -89,9 +89,15 @@ def test_bad_input(spatial: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="mask must have shape"):
         metric(y_pred=fused, y=src, mask=torch.ones((2, 1) + tuple(s + 1 for s in spatial), dtype=torch.bool))
     bad = fused.clone()
-    bad[0, 0].view(-1)[0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    bad[1, 0].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="^batch item 1: .*NaN"):  # which item (it quoted one item's shape only)
         metric(y_pred=bad, y=src)
+    with pytest.raises(ValueError, match="^item 1: .*NaN"):
+        metric(y_pred=list(bad), y=list(src))
+    empty = torch.ones((2, 1, *spatial), dtype=torch.bool)
+    empty[1] = False
+    with pytest.raises(ValueError, match="^batch item 1: "):
+        metric(y_pred=fused, y=src, mask=empty)
     with pytest.raises(ValueError, match="unknown metric names"):
         FusionMetric(names=["SSIM", "Qcb"])
     with pytest.raises(ValueError, match="duplicates"):
