@@ -382,6 +382,22 @@ def _pair_settings(pair: BidsPair, paths: dict[str, Path], settings: Settings) -
         outputs={"registered_pet": paths["registered_pet"], "transform": paths["transform"], "overwrite": True})
 
 
+def _recorded_settings(pair_settings: Settings, overwrite: bool, reports: bool) -> dict[str, Any]:
+    """A pair's settings as its record (the derivative sidecar) and report show them: what the user asked for, not
+    the pair run's own ``overwrite`` (always on: the pair replaces its own files, :func:`_ours` judges whose they are)
+    nor its ``report`` (the reports are the subject's pages, written when ``reports``); output paths absolute. The
+    outputs themselves are the same: the record's comparison leaves these keys out
+    (:func:`asfe3d.io.record.settings_difference`)."""
+    recorded = pair_settings.as_dict()
+    outputs = dict(recorded["outputs"])
+    outputs["overwrite"], outputs["report"] = bool(overwrite), bool(reports)
+    for key in ("registered_pet", "transform"):
+        if isinstance(outputs.get(key), (str, Path)) and outputs[key] is not False:
+            outputs[key] = str(Path(outputs[key]).resolve())
+    recorded["outputs"] = outputs
+    return recorded
+
+
 def _complete_on_disk(paths: Mapping[str, Path]) -> bool:
     """Whether a pair's derivatives on disk are a complete asfe3d run (of whatever settings and inputs)."""
     from asfe3d.io.record import read_record
@@ -419,7 +435,8 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         pair.prefix, pair.t1w, pair.pet, paths["fused"], pair_settings, paths,
         done=lambda: pair_done(pair, paths, pair_settings, sidecar),
         ours=lambda: _ours(pair, paths, pair_settings), redo=settings.outputs.overwrite,
-        record_extra=_fused_extra(pair, paths, bids_dir, settings, root)))
+        record_extra={**_fused_extra(pair, paths, bids_dir, settings, root),
+                      "settings": _recorded_settings(pair_settings, settings.outputs.overwrite, reports)}))
     status, message = outcome.status, outcome.message
     if status == "ok":
         try:

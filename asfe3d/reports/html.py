@@ -405,7 +405,8 @@ def write_index(
     """Write an index page linking every subject's report, with its thumbnail and flags, atomically.
 
     Thumbnails and verdicts come from each report's embedded summary (:func:`read_report_summary`), so subjects
-    whose reports were written by an earlier run show like the others. Failed subjects come first.
+    whose reports were written by an earlier run show like the others. Failed subjects come first, then (within
+    each status) registrations judged fail, warn and pass, each by name.
 
     Args:
         path: the ``.html`` file.
@@ -445,7 +446,8 @@ def write_index(
         if summary and summary.get("status") == "failed" and status != "failed":
             status = "failed"
         rows.append((entry, summary, verdict, status))
-    rows.sort(key=lambda r: (order.get(r[3], 2), r[0].name))
+    severity = {"fail": 0, "warn": 1, "pass": 2}  # within a status, the registrations to look at first
+    rows.sort(key=lambda r: (order.get(r[3], 2), severity.get(str(r[2]), 3), r[0].name))
     verdicts: dict[str, int] = {}
     for entry, summary, verdict, status in rows:
         counts[status] = counts.get(status, 0) + 1

@@ -176,11 +176,15 @@ def _timings_html(result: Mapping[str, Any]) -> str:
     if result.get("peak_memory_mb") is not None:
         rows.append(("peak memory (MB)", result.get("peak_memory_mb")))
     note = ""
+    if rows and "total" not in timings and "save" in timings:  # the record's save and total come after this page
+        note = ("<p>This page is written with the outputs, so its <em>save</em> is the outputs' writing before it "
+                "and leaves this page out; the completion record (JSON) and the command's summary give the whole "
+                "save and the total.</p>")
     if _mapping(result.get("registration")).get("early") is True:  # the step times would read as the whole cost
         early = _mapping(_mapping(result.get("registration")).get("early_seconds"))
         spent = ", ".join(f"{k.replace('_', ' ')} {float(v):.1f} s" for k, v in early.items()
                           if isinstance(v, (int, float)))
-        note = ("<p>The inputs were read and registered early, in a thread beside the command's start-up"
+        note += ("<p>The inputs were read and registered early, in a thread beside the command's start-up"
                 + (f" ({_e(spent)})" if spent else "") + "; that time is not in the step times above (load and "
                 "register show only what was left to do).</p>")
     return (_table(rows) if rows else "<p>—</p>") + note

@@ -91,6 +91,11 @@ def test_sidecars(bids_run: tuple[Path, Path, list]) -> None:
     assert fused["FusionMethod"] == "mean" and fused["RegistrationMethod"] == "none"
     assert fused["TracerName"] == "PIB" and fused["bids"]["session"] == "bl"
     assert fused["registration"]["qc"]["verdict"] in ("pass", "warn", "fail")
+    # the settings the user gave (the pair run's own overwrite and per-run report were shown: overwrite true, report
+    # false, although neither was asked for and the reports were written), its output paths absolute
+    outputs = fused["settings"]["outputs"]
+    assert outputs["overwrite"] is False and outputs["report"] is True, outputs
+    assert Path(outputs["registered_pet"]).is_absolute() and Path(outputs["transform"]).is_absolute()
     # the second pair was read and registered beside the first one's work (the first had no one before it)
     first = json.loads((out / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-fused_pet.json").read_text(encoding="utf-8"))
     assert fused["registration"]["early"] is True and first["registration"]["early"] is False

@@ -179,6 +179,11 @@ def test_index_links_reports_with_thumbnails_failed_first(tmp_path: Path) -> Non
     assert "1 subjects: 1 done earlier; registration 1 fail" in text and ">done earlier</span>" in text
     with pytest.raises(ValueError, match="needs a name"):
         write_index(tmp_path / "i2.html", [IndexEntry("")])
+    # registrations judged fail, then warn, before the passes (a QC-failed subject sat among the passes, by name)
+    ranked = write_index(tmp_path / "i3.html", [IndexEntry("a", verdict="pass"), IndexEntry("b", verdict="warn"),
+                                                IndexEntry("c", verdict="fail"), IndexEntry("d", verdict="pass")])
+    cards = [line for line in ranked.read_text(encoding="utf-8").split('<div class="card"')[1:]]
+    assert [c.split('data-verdict="')[1].split('"')[0] for c in cards] == ["fail", "warn", "pass", "pass"]
 
 
 def test_index_links_survive_names_with_url_characters(tmp_path: Path) -> None:
@@ -228,6 +233,20 @@ def test_timings_say_when_reading_and_registration_ran_early(tmp_path: Path) -> 
     text = write_subject_report(tmp_path / "s.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
                                 pet_as_read_image=pet, result=RESULT).read_text(encoding="utf-8")
     assert "registered early" not in text
+
+
+def test_timings_say_the_page_is_not_in_its_save(tmp_path: Path) -> None:
+    """A ``fuse --report`` page showed save 0.026 s beside the record's 2.03 s (the page written before the record's
+    timing ends), with nothing saying why."""
+    mri, pet, fused = _volumes()
+    result = {**RESULT, "timings": {"load": 0.5, "register": 1.0, "fuse": 2.0, "save": 0.03}}
+    text = write_subject_report(tmp_path / "r.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=result).read_text(encoding="utf-8")
+    assert "leaves this page out" in text and "all steps (s)" in text
+    done = {**RESULT, "timings": {**result["timings"], "total": 4.0}}  # a page drawn later from the record
+    text = write_subject_report(tmp_path / "s.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                pet_as_read_image=pet, result=done).read_text(encoding="utf-8")
+    assert "leaves this page out" not in text
 
 
 def test_an_index_is_known_as_asfe3ds_on_a_rerun(tmp_path: Path) -> None:
