@@ -96,7 +96,8 @@ def _quality_html(result: Mapping[str, Any]) -> str:
     if metric is not None:
         rows.append(("Final metric (Mattes MI, lower is better)", metric))
         if reg.get("iterations") is not None:
-            rows.append(("Iterations", reg["iterations"]))
+            rows.append(("Iterations (all resolution levels; the stop condition names the last level's)",
+                         reg["iterations"]))
     elif used is not None:  # no optimiser result was kept: say what was, and why (never "Iterations 0" alone)
         rows.append(("Alignment kept", registration_outcome(reg)))
     overlap = result.get("overlap", reg.get("overlap"))
@@ -134,8 +135,12 @@ def grid_text(img: Any) -> str:
 
     zooms = np.linalg.norm(np.asarray(img.affine, float)[:3, :3], axis=0)
     codes = "".join(nib.aff2axcodes(img.affine))
+    # how far the voxel axes lie from the nearest scanner axes: the codes name the nearest, an oblique grid says so
+    cosines = np.abs(np.asarray(img.affine, float)[:3, :3] / zooms).max(axis=0).clip(0.0, 1.0)
+    tilt = float(np.degrees(np.arccos(cosines.min())))
+    oblique = f" (oblique: voxel axes up to {tilt:.0f} degrees from the scanner's; views resampled)" if tilt >= 0.5 else ""
     return (f"{' x '.join(str(int(s)) for s in img.shape[:3])} voxels of {' x '.join(f'{z:.3g}' for z in zooms)} mm, "
-            f"{codes}")
+            f"{codes}{oblique}")
 
 
 def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str], grids: Mapping[str, Any] | None = None) -> str:
@@ -180,7 +185,7 @@ def _timings_html(result: Mapping[str, Any]) -> str:
         note = ("<p>This page is written with the outputs, so its <em>save</em> is the outputs' writing before it "
                 "and leaves this page out; the completion record (JSON) and the command's summary give the whole "
                 "save and the total.</p>")
-    if _mapping(result.get("registration")).get("early") is True:  # the step times would read as the whole cost
+    if rows and _mapping(result.get("registration")).get("early") is True:  # the step times would read as the whole
         early = _mapping(_mapping(result.get("registration")).get("early_seconds"))
         spent = ", ".join(f"{k.replace('_', ' ')} {float(v):.1f} s" for k, v in early.items()
                           if isinstance(v, (int, float)))
@@ -338,7 +343,7 @@ above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero v
 """ + (f"""<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
 {fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
 <img class="figure" alt="fused image" src="{_data_uri(figs.fused_png)}">""" if figs.fused_png is not None else
-           "<p>None: the pair was not fused (see the error at the top of this section).</p>")
+           "<p>Not written: the pair was not fused (see the error at the top of this section).</p>")
 
 
 def _details_html(result: Mapping[str, Any], anat_name: str, grids: Mapping[str, Any] | None = None) -> str:

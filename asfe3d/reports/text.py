@@ -341,7 +341,7 @@ def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citation
     metric = optimiser_metric(reg)
     if metric is not None:
         if isinstance(reg.get("iterations"), int):
-            details.append(f"{reg['iterations']} iterations")
+            details.append(f"{reg['iterations']} iterations over all resolution levels")
         details.append(f"final metric {metric:.4f}")
     if reg.get("start") and reg.get("start") != "moments":
         details.append(f"start: {reg['start']}")

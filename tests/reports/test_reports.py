@@ -288,7 +288,7 @@ def test_a_refused_pair_section_has_no_fused_image_and_no_methods(tmp_path: Path
     section = render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=None,
                                   result=RESULT, title="sub-01", refused="pet.nii.gz: registration judged failed")
     assert section.status == "failed" and section.verdict == "warn" and section.thumbnail
-    assert "registration judged failed" in section.html and "None: the pair was not fused" in section.html
+    assert "registration judged failed" in section.html and "Not written: the pair was not fused" in section.html
     assert 'alt="fused image"' not in section.html and 'alt="registration: after"' in section.html
     page = write_report(tmp_path / "r.html", [section], title="sub-01").read_text(encoding="utf-8")
     assert "No pair was fused: nothing to describe." in page
@@ -296,3 +296,19 @@ def test_a_refused_pair_section_has_no_fused_image_and_no_methods(tmp_path: Path
         with pytest.raises(ValueError, match="give either fused_image or refused"):
             render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=fused_image,
                                 result=RESULT, title="x", refused=refused)
+
+
+def test_an_oblique_grid_is_said_to_be_one() -> None:
+    """A grid tilted 20 degrees read "RAS" alone (the nearest axes), with nothing saying it was oblique."""
+    import nibabel as nib
+
+    from asfe3d.reports.pair import grid_text
+
+    plain = nib.Nifti1Image(np.zeros((8, 9, 10), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert grid_text(plain) == "8 x 9 x 10 voxels of 2 x 2 x 2 mm, RAS"
+    c, s = np.cos(np.radians(20.0)), np.sin(np.radians(20.0))
+    tilted = np.diag([2.0, 2.0, 2.0, 1.0])
+    tilted[1:3, 1:3] = 2.0 * np.array([[c, -s], [s, c]])
+    assert grid_text(nib.Nifti1Image(np.zeros((8, 9, 10), np.float32), tilted)) == (
+        "8 x 9 x 10 voxels of 2 x 2 x 2 mm, RAS (oblique: voxel axes up to 20 degrees from the scanner's; views "
+        "resampled)")
