@@ -386,6 +386,6 @@ def test_pair_refused_for_its_registration_is_shown_in_the_report(tmp_path: Path
     assert refused.status == "failed" and "registration judged failed" in refused.message
     assert not (out / "sub-01" / "pet" / "sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz").exists()
     text = (out / "sub-01.html").read_text(encoding="utf-8")
-    assert "Registration check" in text and "PET looks like noise" in text and "None: the pair was not fused" in text
+    assert "Registration check" in text and "PET looks like noise" in text and "Not written: the pair was not fused" in text
     summary = read_report_summary(out / "sub-01.html")
     assert summary["status"] == "failed" and summary["sections"][0]["verdict"] == "fail"

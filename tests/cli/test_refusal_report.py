@@ -46,7 +46,7 @@ def test_strict_refusal_writes_its_report_and_a_refused_record(noise_pair, tmp_p
     assert summary is not None and summary["status"] == "failed" and summary["verdict"] == "fail"
     text = report.read_text(encoding="utf-8")
     assert "Registration check" in text and "PET looks like noise" in text
-    assert "None: the pair was not fused" in text and 'alt="fused image"' not in text
+    assert "Not written: the pair was not fused" in text and 'alt="fused image"' not in text
     assert "No pair was fused: nothing to describe." in text  # no methods paragraph of a fusion that did not happen
     record = read_record(tmp_path / "out" / "f.json")
     assert record["status"] == "refused" and record["registration"]["qc"]["verdict"] == "fail"
