@@ -310,16 +310,7 @@ def read_volume(
         ValueError: bad arguments (``role`` not a non-empty string, unknown ``nifti_geometry`` / ``pet_units``,
             ``frame`` of the wrong type).
     """
-    if not isinstance(role, str) or not role:
-        raise ValueError(f"role must be a non-empty string, got {role!r}.")
-    with working_memory(work_bytes_per_voxel):  # checks the value before anything is read
-        pass
-    if nifti_geometry not in NIFTI_GEOMETRIES:
-        raise ValueError(f"nifti_geometry must be one of {NIFTI_GEOMETRIES}, got {nifti_geometry!r}.")
-    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
-        raise ValueError(f"frame must be an int or None, got {frame!r}.")
-    if pet_units is not None and pet_units not in PET_UNITS:
-        raise ValueError(f"pet_units must be None or one of {PET_UNITS}, got {pet_units!r}.")
+    _check_read_arguments(role, nifti_geometry, frame, pet_units, work_bytes_per_voxel)
     p = Path(path)
     if not p.exists():
         raise Asfe3dInputError(p, f"{role} input does not exist")
@@ -369,6 +360,20 @@ def read_volume(
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
                   frames=None if kept is None else tuple(kept))
+
+
+def _check_read_arguments(role: Any, nifti_geometry: Any, frame: Any, pet_units: Any, work_bytes_per_voxel: Any) -> None:
+    """:func:`read_volume`'s argument checks (ValueError quoting the value)."""
+    if not isinstance(role, str) or not role:
+        raise ValueError(f"role must be a non-empty string, got {role!r}.")
+    with working_memory(work_bytes_per_voxel):  # checks the value
+        pass
+    if nifti_geometry not in NIFTI_GEOMETRIES:
+        raise ValueError(f"nifti_geometry must be one of {NIFTI_GEOMETRIES}, got {nifti_geometry!r}.")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
+        raise ValueError(f"frame must be an int or None, got {frame!r}.")
+    if pet_units is not None and pet_units not in PET_UNITS:
+        raise ValueError(f"pet_units must be None or one of {PET_UNITS}, got {pet_units!r}.")
 
 
 #: the farthest a voxel may lie from the scanner's origin (mm): 100 m, far beyond any scanner's table travel
