@@ -157,11 +157,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "—"
+        value += 0.0  # -0.0 reads as 0
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
             return f"{value:.3e}"
         return f"{value:.4g}"
+    if isinstance(value, Mapping):  # e.g. one frame's motion: "frame 1; translation_mm 0, 6, 0" (a dict's repr was shown)
+        return "; ".join(f"{k} {_fmt(v)}" for k, v in value.items()) if value else "—"
     if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value) if value else "—"
+        joint = " | " if any(isinstance(v, Mapping) for v in value) else ", "
+        return joint.join(_fmt(v) for v in value) if value else "—"
     return str(value)
 
 

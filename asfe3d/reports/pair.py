@@ -166,9 +166,14 @@ def settings_rows(result: Mapping[str, Any]) -> list[tuple[str, Any]]:
     already say, then BIDS facts."""
     settings = flat_settings(result.get("settings"))
     rows = list(_flatten(settings))
-    for key, value in _flatten(_mapping(result.get("fusion"))):
-        if settings.get(key) != value:
-            rows.append((f"fusion {key}", value))
+    fusion = _flatten(_mapping(result.get("fusion")))
+    by_grid = {key[: -len("_applied")] for key, _ in fusion if key.endswith("_applied")}
+    for key, value in fusion:  # a step's rule (by grid) is told from what it did here (a rule's 6 mm read as used)
+        if key.endswith("_applied"):
+            rows.append((f"fusion {key[: -len('_applied')]}: applied on this grid",
+                         "not applied" if value is None else value))
+        elif settings.get(key) != value:
+            rows.append((f"fusion {key}: the rule, by grid" if key in by_grid else f"fusion {key}", value))
     rows.extend((f"BIDS {k}", v) for k, v in _flatten(_mapping(result.get("bids"))))
     return rows
 

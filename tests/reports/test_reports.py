@@ -312,3 +312,25 @@ def test_an_oblique_grid_is_said_to_be_one() -> None:
     assert grid_text(nib.Nifti1Image(np.zeros((8, 9, 10), np.float32), tilted)) == (
         "8 x 9 x 10 voxels of 2 x 2 x 2 mm, RAS (oblique: voxel axes up to 20 degrees from the scanner's; views "
         "resampled)")
+
+
+def test_settings_tell_a_steps_rule_from_what_it_did_here() -> None:
+    """The Settings table read ``fusion detail_fwhm_mm 6`` where no such blur was applied on this grid, and
+    ``pet_consistency 0.25`` beside the applied 0.5: a reader would quote the rule as what was done."""
+    from asfe3d.reports.pair import settings_rows
+
+    result = {"settings": {"fusion": {"method": "asfe"}},
+              "fusion": {"detail_fwhm_mm": 6.0, "detail_fwhm_mm_applied": None, "pet_consistency": 0.25,
+                         "pet_consistency_applied": 0.5, "detail_injection": 0.8}}
+    rows = dict(settings_rows(result))
+    assert rows["fusion detail_fwhm_mm: the rule, by grid"] == 6.0
+    assert rows["fusion detail_fwhm_mm: applied on this grid"] == "not applied"
+    assert rows["fusion pet_consistency: applied on this grid"] == 0.5 and rows["fusion detail_injection"] == 0.8
+
+
+def test_a_list_of_records_is_not_shown_as_python() -> None:
+    """A dynamic PET's per-frame motion showed as a dict's repr (quotes, braces, -0.0)."""
+    from asfe3d.reports.html import _fmt
+
+    motion = [{"frame": 0, "translation_mm": [-0.0, 0.0, 0.0]}, {"frame": 1, "translation_mm": [0.0, 6.001, -0.0]}]
+    assert _fmt(motion) == "frame 0; translation_mm 0, 0, 0 | frame 1; translation_mm 0, 6.001, 0"
