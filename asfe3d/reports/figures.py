@@ -234,6 +234,20 @@ def _cuts(bounds: np.ndarray, axis: int, n: int) -> list[float]:
     return [float(c) for c in np.linspace(lo + margin, hi - margin, n)]
 
 
+def signal_bounds(pet: Any, head: np.ndarray) -> np.ndarray:
+    """Where the registration check's cuts go: the box of the PET's signal (above 30 % of its robust maximum: the
+    brain of a brain PET) within the head box, or the head box when that is empty or too thin (cuts spread over the
+    whole head box put a panel through the nose alone)."""
+    try:
+        signal = head_bounds_mm(pet, fraction=0.3)
+    except (ValueError, IndexError):
+        return head
+    box = np.stack([np.maximum(signal[0], head[0]), np.minimum(signal[1], head[1])])
+    if np.any(box[1] - box[0] < 0.25 * (head[1] - head[0])):
+        return head
+    return box
+
+
 def _centre(bounds: np.ndarray) -> tuple[float, float, float]:
     c = bounds.mean(axis=0)
     return float(c[0]), float(c[1]), float(c[2])
@@ -423,6 +437,7 @@ def draw_registration(
     anat_name: str = "MRI",
     cuts: int = 5,
     width: float = 13.0,
+    cut_bounds: np.ndarray | None = None,
 ) -> Any:
     """The PET in grey with the anatomical image's contours: one row of ``cuts`` slices per plane.
 
@@ -435,6 +450,8 @@ def draw_registration(
         label: the text in the top-left corner (e.g. ``after registration``).
         anat_name: ``MRI`` or ``CT`` (named in the legend).
         cuts: slices per plane.
+        cut_bounds: ``(2, 3)`` world box (RAS, mm) the cuts are spread over (:func:`signal_bounds` of the registered
+            PET: the same for the "before" view); ``None``: the anatomical image's head box.
         width: figure width in inches.
 
     Returns:
@@ -452,10 +469,11 @@ def draw_registration(
     total = sum(heights) + title_h
     fig = _new_figure(width, total)
     top = total - title_h
+    placed = bounds if cut_bounds is None else cut_bounds  # the cuts (within these); the views show the head box
     for axis, h in zip(range(3), heights):
         w_mm, h_mm = _extent_of(anat, bounds, axis)
         h_axis, v_axis = _VIEW_AXES[axis]
-        coords = _cuts(bounds, axis, cuts)
+        coords = _cuts(placed, axis, cuts)
         for i, coord in enumerate(coords):
             ax = fig.add_axes((i * cell_w / width, (top - h) / total, cell_w / width, h / total))
             ax.set_facecolor("black")

@@ -289,17 +289,20 @@ def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name
     fused = rest[0] if rest else None
     smooth = figures.smoothed(anat)
     levels = figures.contour_levels(np.asanyarray(smooth.dataobj), anat_name)
+    # the cuts go through the registered PET's signal (the brain: a cut through the nose alone showed nothing to
+    # judge), in both views
+    cut_bounds = figures.signal_bounds(pet, figures.head_bounds_mm(anat, threshold=threshold))
     common = dict(anat_smoothed=smooth, levels=levels, anat_name=anat_name)
     after_png = figures.png_bytes(figures.draw_registration(
         anat, pet, window=figures.robust_range(np.asanyarray(pet.dataobj)),
-        label="AFTER registration (hover or flicker: before)", **common))
+        label="AFTER registration (hover or flicker: before)", cut_bounds=cut_bounds, **common))
     before_png = None
     if before_src is not None:
         before = figures.header_aligned(before_src, anat)
         before_png = figures.png_bytes(figures.draw_registration(
             anat, before, window=figures.robust_range(np.asanyarray(before.dataobj)),
             label="BEFORE registration: the PET as read (header geometry)",
-            **common))
+            cut_bounds=cut_bounds, **common))
     overlay_png = figures.png_bytes(figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap,
                                                          anat_name=anat_name))
     fused_png = None if fused is None else figures.png_bytes(figures.draw_fused(

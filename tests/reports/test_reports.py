@@ -334,3 +334,24 @@ def test_a_list_of_records_is_not_shown_as_python() -> None:
 
     motion = [{"frame": 0, "translation_mm": [-0.0, 0.0, 0.0]}, {"frame": 1, "translation_mm": [0.0, 6.001, -0.0]}]
     assert _fmt(motion) == "frame 0; translation_mm 0, 0, 0 | frame 1; translation_mm 0, 6.001, 0"
+
+
+def test_registration_cuts_go_through_the_pets_signal() -> None:
+    """The check's cuts were spread over the head box: on a whole-head T1 a coronal panel went through the nose alone.
+    They now span the registered PET's signal within the head box (the head box when the signal is too small)."""
+    import nibabel as nib
+
+    from asfe3d.reports.figures import head_bounds_mm, signal_bounds
+
+    head = np.zeros((40, 60, 40), np.float32)
+    head[2:38, 2:58, 2:38] = 100.0  # head with face: y from 2 to 57 mm
+    pet = np.zeros_like(head)
+    pet[8:32, 5:35, 8:32] = 50.0  # the brain's uptake: y from 5 to 34 mm
+    affine = np.eye(4)
+    anat_img, pet_img = nib.Nifti1Image(head, affine), nib.Nifti1Image(pet, affine)
+    box = signal_bounds(pet_img, head_bounds_mm(anat_img))
+    assert 3.0 <= box[0, 1] <= 6.0 and 33.0 <= box[1, 1] <= 36.0, box
+    tiny = np.zeros_like(head)
+    tiny[20:22, 30:32, 20:22] = 50.0  # a few bright voxels: no box to place cuts in
+    np.testing.assert_array_equal(signal_bounds(nib.Nifti1Image(tiny, affine), head_bounds_mm(anat_img)),
+                                  head_bounds_mm(anat_img))
