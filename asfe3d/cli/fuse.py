@@ -242,9 +242,9 @@ def _write_index(results: list[Any], index: Path) -> Path:
     entries = []
     for r in results:
         report = derived_output_paths(r.output)["report"] if r.output is not None else None
-        flags = (f"registration {r.qc_verdict}",) if r.qc_verdict in ("warn", "fail") else ()
+        # the verdict is the card's own badge (a "registration fail" flag beside it said it twice)
         entries.append(IndexEntry(r.subject, report=report if report is not None and report.is_file() else None,
-                                  status=r.status, message=r.message, verdict=r.qc_verdict or None, flags=flags))
+                                  status=r.status, message=r.message, verdict=r.qc_verdict or None))
     return write_index(index, entries)
 
 

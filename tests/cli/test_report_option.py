@@ -36,6 +36,7 @@ def test_cohort_report_index(tmp_path, demo_files, capsys):
     assert main(args) == 0
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "sub01" in index and "sub02" in index and "sub01_fused_report.html" in index
+    assert 'data-verdict="' in index and '"badge none">registration' not in index  # the verdict's badge once
     assert (out / "sub02_fused_report.html").is_file()
     assert "reports:" in capsys.readouterr().out
 
