@@ -30,6 +30,7 @@ __all__ = [
     "MAX_DEFLATE_RATIO",
     "available_memory_bytes",
     "working_memory",
+    "check_bytes_per_voxel",
     "RUN_BYTES_PER_MRI_VOXEL",
     "check_voxel_sizes",
     "check_data_size",
@@ -153,6 +154,13 @@ RUN_BYTES_PER_MRI_VOXEL = 40
 _WORK_BYTES = contextvars.ContextVar("asfe3d_work_bytes_per_voxel", default=WORK_BYTES_PER_VOXEL)
 
 
+def check_bytes_per_voxel(bytes_per_voxel: object) -> None:
+    """Refuse a working memory per voxel that is not ``None`` or an int >= 0 (ValueError quoting it)."""
+    if bytes_per_voxel is not None and (isinstance(bytes_per_voxel, bool) or not isinstance(bytes_per_voxel, int)
+                                        or bytes_per_voxel < 0):
+        raise ValueError(f"bytes_per_voxel must be None or an int >= 0, got {bytes_per_voxel!r}")
+
+
 @contextlib.contextmanager
 def working_memory(bytes_per_voxel: int | None) -> Iterator[None]:
     """Within the block, :func:`check_data_size` counts ``bytes_per_voxel`` of working memory per voxel (``None``:
@@ -162,9 +170,7 @@ def working_memory(bytes_per_voxel: int | None) -> Iterator[None]:
     Raises:
         ValueError: ``bytes_per_voxel`` is not ``None`` or an int >= 0.
     """
-    if bytes_per_voxel is not None and (isinstance(bytes_per_voxel, bool) or not isinstance(bytes_per_voxel, int)
-                                        or bytes_per_voxel < 0):
-        raise ValueError(f"bytes_per_voxel must be None or an int >= 0, got {bytes_per_voxel!r}")
+    check_bytes_per_voxel(bytes_per_voxel)
     token = _WORK_BYTES.set(WORK_BYTES_PER_VOXEL if bytes_per_voxel is None else bytes_per_voxel)
     try:
         yield

@@ -28,6 +28,7 @@ from nibabel.openers import ImageOpener
 
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.checks import (
+    check_bytes_per_voxel,
     check_data_size,
     check_voxel_sizes,
     short_error,
@@ -40,6 +41,7 @@ from asfe3d.io.convert import (
     ORTHOGONALITY_TOL,
     ROUNDED_COSINES_TOL,
     affine_shear,
+    nearest_orthogonal_affine,
     orthogonal_within_rounding,
     ras_affine_from_sitk,
     sitk_geometry_from_ras_affine,
@@ -366,8 +368,7 @@ def _check_read_arguments(role: Any, nifti_geometry: Any, frame: Any, pet_units:
     """:func:`read_volume`'s argument checks (ValueError quoting the value)."""
     if not isinstance(role, str) or not role:
         raise ValueError(f"role must be a non-empty string, got {role!r}.")
-    with working_memory(work_bytes_per_voxel):  # checks the value
-        pass
+    check_bytes_per_voxel(work_bytes_per_voxel)
     if nifti_geometry not in NIFTI_GEOMETRIES:
         raise ValueError(f"nifti_geometry must be one of {NIFTI_GEOMETRIES}, got {nifti_geometry!r}.")
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
@@ -785,7 +786,7 @@ def _sform_as_read(
             f"than rounded direction cosines explain), which no orthogonal grid places; {alternative}")
     if shear <= ORTHOGONALITY_TOL:
         return sform
-    orthogonal = orthogonal_within_rounding(sform)
+    orthogonal = nearest_orthogonal_affine(sform)
     shift = _corner_distance_mm(sform, orthogonal, shape)
     info["sform_orthogonalised"] = {"shear_degrees": round(angle, 5), "max_shift_mm": round(shift, 4)}
     logger.info("%s %s: sform axes %.3g degrees from orthogonal (rounded direction cosines): placed on the "

@@ -87,13 +87,23 @@ def head_extent(head: sitk.Image) -> tuple[np.ndarray, float]:
     return centre, float((corners.max(axis=0) - corners.min(axis=0)).max())
 
 
+def fov_mm(image: sitk.Image) -> float:
+    """The largest extent (mm) of an image's field of view along its voxel axes."""
+    return float(max(s * n for s, n in zip(image.GetSpacing(), image.GetSize())))
+
+
+def much_larger(extent_mm: float, size_mm: float) -> bool:
+    """Whether ``extent_mm`` is much larger than ``size_mm`` (:data:`LARGE_FOV_FACTOR` times it and
+    :data:`LARGE_FOV_MARGIN_MM` more): a whole-body field of view beside a head."""
+    return extent_mm > max(LARGE_FOV_FACTOR * size_mm, size_mm + LARGE_FOV_MARGIN_MM)
+
+
 def large_fov(pet: sitk.Image, head_size_mm: float) -> bool:
     """Whether some axis of the PET's field of view is much larger than a head of ``head_size_mm``
-    (:data:`LARGE_FOV_FACTOR`, :data:`LARGE_FOV_MARGIN_MM`)."""
+    (:func:`much_larger`)."""
     if not head_size_mm > 0:
         raise ValueError(f"head_size_mm must be > 0, got {head_size_mm!r}")
-    fov = max(s * n for s, n in zip(pet.GetSpacing(), pet.GetSize()))
-    return fov > max(LARGE_FOV_FACTOR * head_size_mm, head_size_mm + LARGE_FOV_MARGIN_MM)
+    return much_larger(fov_mm(pet), head_size_mm)
 
 
 def locate_head(pet: sitk.Image, head_centre: np.ndarray, head_size_mm: float, start_mi: float,

@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
-from asfe3d.registration.fov import LARGE_FOV_FACTOR, LARGE_FOV_MARGIN_MM, head_extent, large_fov, locate_head
+from asfe3d.registration.fov import fov_mm, head_extent, large_fov, locate_head, much_larger
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image, without_outliers
 from asfe3d.utils import is_int, padding_mask, percentile
 
@@ -1231,15 +1231,15 @@ def check_overlap(
 
 def _mri_beyond_head(image: sitk.Image, pet: sitk.Image | None, make_mask: bool) -> str:
     """``"; the MRI's head mask spans ..."`` when the MRI's foreground is far larger than the PET's field of view
-    (:func:`asfe3d.registration.fov.large_fov`'s rule, the other way round), else ``""``."""
+    (:func:`asfe3d.registration.fov.much_larger`: ``large_fov``'s rule, the other way round), else ``""``."""
     if pet is None:
         return ""
     try:
         _, size = head_extent(head_mask(image) if make_mask else image)
     except ValueError:
         return ""
-    fov = max(s * n for s, n in zip(pet.GetSpacing(), pet.GetSize()))
-    if not size > max(LARGE_FOV_FACTOR * fov, fov + LARGE_FOV_MARGIN_MM):
+    fov = fov_mm(pet)
+    if not much_larger(size, fov):
         return ""
     return (f"; the MRI's head mask spans {size:.0f} mm and the PET's field of view {fov:.0f} mm: an MRI of more "
             "than the head (head and body?) is not searched for the PET's region; crop the MRI to the head first "
