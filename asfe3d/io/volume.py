@@ -59,7 +59,7 @@ from asfe3d.io.pet import (
 from asfe3d.io.suffixes import PAIR_SUFFIXES, VOLUME_SUFFIXES, image_stem
 from asfe3d.utils.toggle import SharedToggle
 
-__all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "check_values"]
+__all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "ras_affine", "check_values"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -1038,6 +1038,33 @@ _short = short_error
 #: metadata keys of :func:`volume_to_metatensor`: the reader's provenance and the original NIfTI header (bytes)
 SOURCE_KEY = "asfe3d_source"
 HEADER_KEY = "asfe3d_nifti_header"
+
+
+def ras_affine(img: Any) -> np.ndarray:
+    """The affine of ``img`` in RAS world coordinates (float64, ``(4, 4)`` or ``(B, 4, 4)`` for a batch).
+
+    MONAI's loaders give a RAS affine unless told otherwise: ``LoadImage(reader="ITKReader",
+    affine_lps_to_ras=False)`` keeps ITK's LPS one and says so in ``meta["space"]``. Every step that places an image
+    in the world (registration, saving, previews) reads the affine through this function, so an LPS image is neither
+    registered nor written mirrored in x and y.
+
+    Args:
+        img: a ``(C, X, Y, Z)`` MetaTensor (its ``affine`` and ``meta["space"]``; no ``space``: RAS, MONAI's default).
+
+    Raises:
+        ValueError: ``meta["space"]`` that is neither RAS nor LPS (quoted).
+    """
+    from monai.data.utils import orientation_ras_lps
+    from monai.utils import MetaKeys, SpaceKeys
+
+    affine = np.asarray(img.affine.detach().cpu(), np.float64)
+    space = img.meta.get(MetaKeys.SPACE, SpaceKeys.RAS)
+    if str(space).upper() == SpaceKeys.RAS.value:
+        return affine
+    if str(space).upper() == SpaceKeys.LPS.value:
+        return np.asarray(orientation_ras_lps(affine), np.float64)
+    raise ValueError(f"the image's meta['space'] is {space!r}: expected 'RAS' or 'LPS' (MONAI's world spaces), so "
+                     "its affine cannot be placed in the world")
 
 
 def volume_to_metatensor(vol: Volume) -> Any:

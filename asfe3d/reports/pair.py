@@ -453,7 +453,9 @@ def refusal_section(refusal: Any, result: Mapping[str, Any], *, title: str, anch
     Returns:
         A :class:`ReportSection` with status ``failed`` and the registration's verdict.
     """
-    affine = refusal.reference.affine.detach().cpu().numpy()
+    from asfe3d.io.volume import ras_affine
+
+    affine = ras_affine(refusal.reference)
     return render_pair_section(mri_image=(refusal.reference[0].detach().cpu().numpy(), affine),
                                pet_on_mri_image=(refusal.resampled[0].detach().cpu().numpy(), affine),
                                fused_image=None, result=result, title=title, anchor=anchor, refused=str(refusal))

@@ -18,6 +18,7 @@ from asfe3d.transforms.array import (
     SmoothMm,
     auto_slice_axis,
     metatensor_from_volume,
+    ras_affine,
     sitk_from_metatensor,
     volume_from_metatensor,
 )
@@ -55,7 +56,7 @@ from asfe3d.transforms.intensity import head_mask, otsu_threshold, robust_normal
 
 __all__ = [
     "ColourFuse", "Fuse", "HeadMask", "LoadVolume", "RegisterToReference", "RestoreIntensity", "RobustNormalize",
-    "SaveLikeReference", "SmoothMm", "auto_slice_axis", "metatensor_from_volume", "sitk_from_metatensor",
+    "SaveLikeReference", "SmoothMm", "auto_slice_axis", "metatensor_from_volume", "ras_affine", "sitk_from_metatensor",
     "volume_from_metatensor",
     "ColourFused", "ColourFuseD", "ColourFuseDict", "Fused", "FuseD", "FuseDict", "HeadMaskd", "HeadMaskD",
     "HeadMaskDict", "LoadVolumed", "LoadVolumeD", "LoadVolumeDict", "RegisterToReferenced", "RegisterToReferenceD",

@@ -24,7 +24,7 @@ from monai.transforms import Transform
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
 from asfe3d.inferers.fusion import auto_slice_axis, grid_spacing
 from asfe3d.io.convert import orthogonal_within_rounding
-from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY
+from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY, ras_affine
 from asfe3d.transforms.intensity import robust_normalize
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "metatensor_from_volume",
     "volume_from_metatensor",
     "sitk_from_metatensor",
+    "ras_affine",
 ]
 
 #: metadata key of the normalisation window ``(lo, hi)`` set by :class:`RobustNormalize`
@@ -95,7 +96,7 @@ def sitk_from_metatensor(img: MetaTensor, channel: int = 0) -> Any:
     from asfe3d.io import sitk_image_from_ras_affine
 
     arr = img[channel].detach().cpu().numpy()
-    return sitk_image_from_ras_affine(np.asarray(arr, dtype=np.float32), img.affine.detach().cpu().numpy())
+    return sitk_image_from_ras_affine(np.asarray(arr, dtype=np.float32), ras_affine(img))
 
 
 def volume_from_metatensor(img: MetaTensor) -> Any:
@@ -115,7 +116,7 @@ def volume_from_metatensor(img: MetaTensor) -> Any:
     if raw is not None:
         raw = bytes(raw)
         header = (nib.Nifti2Header if len(raw) == 540 else nib.Nifti1Header)(binaryblock=raw)
-        header = _header_on_grid(header, np.asarray(img.affine.detach().cpu(), np.float64), tuple(img.shape[1:]))
+        header = _header_on_grid(header, ras_affine(img), tuple(img.shape[1:]))
     source = dict(meta.get(SOURCE_KEY) or {})
     return Volume(image=sitk_from_metatensor(img), path=Path(str(meta.get("filename_or_obj", ""))),
                   format=str(source.pop("format", "unknown")), nifti_header=header, info=source)
@@ -709,11 +710,11 @@ def _check_on_reference_grid(items: dict[str, tuple[Any, str | Path]], reference
     tensor has no affine: it is written on the reference's grid as it is."""
     if not isinstance(reference, MetaTensor):
         return
-    want = np.asarray(reference.affine.detach().cpu(), np.float64)
+    want = ras_affine(reference)
     for kind, (value, _) in items.items():
         if not isinstance(value, MetaTensor):
             continue
-        got = np.asarray(value.affine.detach().cpu(), np.float64)
+        got = ras_affine(value)
         if got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-3):
             continue
         raise ValueError(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from monai.config import KeysCollection
+from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from asfe3d.transforms.array import (
@@ -39,6 +40,7 @@ from asfe3d.transforms.array import (
     RobustNormalize,
     SaveLikeReference,
     SmoothMm,
+    ras_affine,
 )
 
 __all__ = [
@@ -376,7 +378,7 @@ class SaveLikeReferenced(MapTransform):
         items = {key: (_require(d, key, who), path) for key, path in self.outputs.items()}
         inputs = [v for k, v in d.items() if str(k).endswith("_path") and isinstance(v, (str, Path))]
         images = None if self.preview is None and self.report is None else self._unit_images(d)
-        affine = reference.affine.detach().cpu().numpy()
+        affine = ras_affine(reference) if isinstance(reference, MetaTensor) else None
         content = d.get(self.record_key) if isinstance(d.get(self.record_key), dict) else {}
         preview = None
         if self.preview is not None:

@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from asfe3d.io.volume import FRAMES_GEOMETRY_KEY, SOURCE_KEY
-from asfe3d.transforms.array import derive_metatensor
+from asfe3d.transforms.array import derive_metatensor, ras_affine
 
 __all__ = ["RealignFrames", "RealignFramesd", "RealignFramesD", "RealignFramesDict"]
 
@@ -80,8 +80,7 @@ class RealignFrames(Transform):
         if geometry is None:  # frames read by another loader (MONAI's LoadImage): the grid is the image's affine
             from asfe3d.io import sitk_image_from_ras_affine
 
-            grid = sitk_image_from_ras_affine(np.zeros(tuple(img.shape[1:]), np.float32),
-                                              np.asarray(img.affine.detach().cpu(), np.float64))
+            grid = sitk_image_from_ras_affine(np.zeros(tuple(img.shape[1:]), np.float32), ras_affine(img))
             geometry = (grid.GetOrigin(), grid.GetSpacing(), grid.GetDirection())
         origin, spacing, direction = geometry
         frames = img.detach().cpu().numpy()

@@ -260,3 +260,51 @@ def test_plan_outputs_expands_the_home_folder_for_the_record(tmp_path, monkeypat
     with pytest.raises(Asfe3dInputError, match="is not an asfe3d completion record"):
         plan_outputs({"fused": ("~/f.nii.gz", "nifti")}, overwrite=True)
     assert Settings.from_flat(pet_sidecar="~/pet.json").inputs.pet_sidecar == tmp_path / "pet.json"
+
+
+def _as_lps(img):
+    """``img`` as MONAI's ``LoadImage(reader="ITKReader", affine_lps_to_ras=False)`` gives it: LPS affine, said so in
+    ``meta["space"]``."""
+    from monai.data.utils import orientation_ras_lps
+
+    return MetaTensor(img.as_tensor().clone(), affine=orientation_ras_lps(img.affine.clone()),
+                      meta={**{k: v for k, v in img.meta.items() if k != "affine"}, "space": "LPS"})
+
+
+def test_ras_affine_reads_monai_space_and_refuses_an_unknown_one(mri_file):
+    from asfe3d.io.volume import ras_affine
+
+    mri = LoadVolume()(mri_file)
+    np.testing.assert_allclose(ras_affine(mri), nib.load(mri_file).affine, atol=1e-5)
+    np.testing.assert_allclose(ras_affine(_as_lps(mri)), nib.load(mri_file).affine, atol=1e-5)
+    bare = MetaTensor(mri.as_tensor().clone(), affine=mri.affine.clone())  # no "space": MONAI's default, RAS
+    np.testing.assert_allclose(ras_affine(bare), nib.load(mri_file).affine, atol=1e-5)
+    odd = MetaTensor(mri.as_tensor().clone(), affine=mri.affine.clone(), meta={"space": "ASL"})
+    with pytest.raises(ValueError, match=r"meta\['space'\] is 'ASL': expected 'RAS' or 'LPS'"):
+        ras_affine(odd)
+
+
+def test_an_lps_loaded_image_is_registered_and_written_in_place(mri_file, tmp_path):
+    """An MRI and PET loaded with LPS affines (``meta["space"] == "LPS"``) were taken as RAS: the output was written
+    mirrored in x and y (world correlation with the input 0.53 in probe 18). Now the registration sees the same
+    world as for the RAS images and the written file holds each voxel where the MRI holds it."""
+    import SimpleITK as sitk
+
+    from asfe3d.transforms import sitk_from_metatensor
+
+    pet_affine = OBLIQUE.copy()
+    pet_affine[:3, :3] *= 2.0
+    pet_file = write_nifti(tmp_path / "pet.nii.gz", _head((10, 9, 8), seed=1), pet_affine)
+    mri, pet = LoadVolume()(mri_file), LoadVolume()(pet_file)
+    a, b = sitk_from_metatensor(mri), sitk_from_metatensor(_as_lps(mri))
+    assert a.GetOrigin() == pytest.approx(b.GetOrigin()) and a.GetDirection() == pytest.approx(b.GetDirection())
+    ras_out = RegisterToReference(method="none", min_overlap=0.0)(pet, mri)[0]
+    lps_mri = _as_lps(mri)
+    lps_out = RegisterToReference(method="none", min_overlap=0.0)(_as_lps(pet), lps_mri)[0]
+    np.testing.assert_allclose(lps_out.numpy(), ras_out.numpy(), atol=1e-5)
+    out = tmp_path / "fused.nii.gz"
+    SaveLikeReference()({"fused": (lps_mri * 0.5, out)}, lps_mri)
+    got = nib.load(out)
+    np.testing.assert_allclose(got.affine, nib.load(mri_file).affine, atol=1e-5)
+    np.testing.assert_allclose(got.get_fdata(), 0.5 * nib.load(mri_file).get_fdata(), atol=1e-4)
+    assert sitk.ReadImage(str(out)).GetDirection() == pytest.approx(a.GetDirection(), abs=1e-5)
