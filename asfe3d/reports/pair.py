@@ -147,7 +147,10 @@ def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str], grids: Map
     blocks = []
     inputs = _mapping(result.get("inputs"))
     info = _mapping(result.get("input_info"))
-    for role in sorted(set(inputs) | set(info), key=lambda r: (r != "mri", r)):
+    sidecar = inputs.get("pet_sidecar")
+    absent = isinstance(sidecar, Mapping) and sidecar.get("absent") is True
+    for role in sorted((set(inputs) | set(info)) - ({"pet_sidecar"} if absent else set()),
+                       key=lambda r: (r != "mri", r)):
         rows: list[tuple[str, Any]] = []
         src = inputs.get(role)
         if isinstance(src, Mapping):  # the file's identity for resuming (inode, times) is the record's business
@@ -156,8 +159,11 @@ def _inputs_html(result: Mapping[str, Any], names: Mapping[str, str], grids: Map
             rows.append(("path", src))
         if (grids or {}).get(role) is not None:
             rows.append(("grid (as read)", grid_text(grids[role])))
-        rows.extend((k, v) for k, v in _flatten(_mapping(info.get(role))) if k != "role")
-        blocks.append(f"<div><h4>{_e(names.get(role, role.upper()))}</h4>{_table(rows)}</div>")
+        rows.extend((k, v) for k, v in _flatten(_mapping(info.get(role))) if k not in ("role", "sidecar_absent"))
+        if role == "pet" and absent:  # no block for a file that is not there: one row says where it was looked for
+            rows.append(("JSON sidecar", f"none (looked for {sidecar.get('path')})"))
+        title = names.get(role, "PET JSON sidecar" if role == "pet_sidecar" else role.upper())
+        blocks.append(f"<div><h4>{_e(title)}</h4>{_table(rows)}</div>")
     return '<div class="cols">' + "".join(blocks) + "</div>" if blocks else "<p>—</p>"
 
 

@@ -330,3 +330,20 @@ def test_methods_text_says_slice_mode_injects_the_whole_volumes_band() -> None:
     assert "0.75 times the MRI's detail band of the whole volume, after the slices were stacked," in paragraph
     vol = {**sl, "fusion": {**sl["fusion"], "mode": "volume"}}
     assert "whole volume" not in methods_text([vol])[0][0]
+
+
+def test_inputs_say_in_one_row_that_no_pet_sidecar_was_found() -> None:
+    """A dynamic PET read without a JSON sidecar had a block of its own, titled PET_SIDECAR, holding "absent: true"
+    (probe 19 #6): the PET's block now says where the sidecar was looked for; a sidecar that was read keeps a
+    block, titled for people."""
+    from asfe3d.reports.pair import _inputs_html
+
+    absent = {"inputs": {"mri": {"path": "/d/mri.nii.gz"}, "pet": {"path": "/d/pet.nii.gz"},
+                         "pet_sidecar": {"path": "/d/pet.json", "absent": True}},
+              "input_info": {"pet": {"format": "nifti", "frames": 3, "sidecar_absent": "/d/pet.json"}}}
+    page = _inputs_html(absent, {"mri": "T1w MRI", "pet": "PET"})
+    assert "PET_SIDECAR" not in page and "absent" not in page
+    assert page.count("<h4>") == 2 and page.count("/d/pet.json") == 1 and "none (looked for /d/pet.json)" in page
+    found = {"inputs": {**absent["inputs"], "pet_sidecar": {"path": "/d/pet.json", "sha256": "ab12"}}}
+    page = _inputs_html(found, {"mri": "T1w MRI", "pet": "PET"})
+    assert "<h4>PET JSON sidecar</h4>" in page and "looked for" not in page
