@@ -53,9 +53,9 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="asfe only: weight file instead of the shipped one")
     p.add_argument("--registration", choices=defaults.REGISTRATION_CHOICES, default=defaults.DEFAULT_REGISTRATION,
                    help=f"PET-to-MRI registration (default: {defaults.DEFAULT_REGISTRATION}; auto = rigid, or none "
-                        "for two "
-                        "DICOM series that share one FrameOfReferenceUID, already aligned by the scanner; rigid "
-                        "forces a registration)")
+                        "for two DICOM series that share one FrameOfReferenceUID, already aligned by the scanner, or "
+                        "affine when one NIfTI is in a template space (MNI152...) and the other is not; rigid "
+                        "forces a rigid registration)")
     p.add_argument("--qc", choices=defaults.QC_MODES, default=defaults.DEFAULT_QC,
                    help="registration quality check: warn = write the outputs and print a one-line warning when "
                         "the registration looks failed; strict = refuse (exit 2, no output); default: "

@@ -743,6 +743,7 @@ def _nifti_geometry(
             header.set_qform(sform, code=scode)
     check_voxel_sizes(p, role, np.linalg.norm(affine[:3, :3], axis=0), f"{used} voxel sizes")
     info["geometry_source"] = used
+    info["nifti_space_code"] = scode if used == "sform" else qcode  # 3/4/5: Talairach, MNI152, another template
     return affine
 
 
