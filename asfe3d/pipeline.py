@@ -179,7 +179,9 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
                                            qc=reg.qc, progress=progress)]
                      + ([CopyItemsd("pet", names="pet_on_mri")] if keep_registered_pet else [])),
         ("normalise", ([SmoothMmd("pet", fwhm_mm=smooth)] if smooth > 0 else [])
-                      + [RobustNormalized(["mri", "pet"], mask_key="mri_head"),
+                      + [RobustNormalized("mri", mask_key="mri_head"),
+                         # the PET's hottest uptake, above its window, kept aside as "pet_above" for the fused image
+                         RobustNormalized("pet", mask_key="mri_head", above_postfix="above"),
                          ConcatItemsd(["mri", "pet"], name="image")]),
     ]
 
@@ -345,7 +347,8 @@ def _fuse_and_save_steps(fuser: Any, settings: Settings, extra: dict[str, Path |
                                 luma_key="fused_unit"))
     return [("fuse", fuse),
             ("save", [CopyItemsd("fused_unit", names="fused"),
-                      RestoreIntensityd("fused", ref_key="mri", scale=settings.outputs.scale), saver])]
+                      RestoreIntensityd("fused", ref_key="mri", scale=settings.outputs.scale, above_key=ABOVE_KEY),
+                      saver])]
 
 
 #: what each step does, for the step lines that ``-v`` shows
@@ -361,6 +364,7 @@ def _run_steps(steps: list[tuple[str, list[Any]]], data: dict[str, Any], fuser: 
         t = time.perf_counter()
         if name == "save":
             fusion = _fusion_description(fuser, data["image"], settings.fusion.slice_axis, data.get("fused_unit"))
+            fusion["pet_above_window"] = above_window_summary(data[ABOVE_KEY], data["mri_head"])
             data["record"] = _record_content(data, fusion, timings,
                                              {"settings": settings.as_dict(), **(record_extra or {})})
         logger.info("%s ...", _STEP_WORDS.get(name, name))
@@ -410,6 +414,31 @@ def _check_outputs(saved: dict[str, Path], others: dict[str, tuple[Path | None, 
     paths = {k: (p, "transform" if k == RECORD_KEYS["transform"] else "nifti") for k, p in saved.items()}
     paths |= {kind: (path, suffix_kind) for kind, (path, suffix_kind) in others.items() if path is not None}
     plan_outputs(paths, overwrite=overwrite, inputs=inputs)
+
+
+#: the data key of the PET's part above its normalisation window (``RobustNormalized(..., above_postfix="above")``)
+ABOVE_KEY = "pet_above"
+
+
+def above_window_summary(above: Any, head: Any) -> dict[str, Any]:
+    """What the record says about the PET above its window: how many head voxels, the largest excess (in windows:
+    1 = the window's width above its top) and what the fused image shows for it
+    (:func:`asfe3d.transforms.intensity.headroom`).
+
+    Args:
+        above: ``(1, X, Y, Z)`` ``>= 0``, the part above the window.
+        head: the head mask, the same shape.
+    """
+    import numpy as np
+
+    from asfe3d.transforms.intensity import headroom
+
+    values = np.asarray(above.detach().cpu().numpy() if hasattr(above, "detach") else above, np.float32)
+    mask = np.asarray(head.detach().cpu().numpy() if hasattr(head, "detach") else head, bool).reshape(values.shape)
+    hot = values > 0
+    largest = float(values.max()) if hot.any() else 0.0
+    return {"voxels": int(hot.sum()), "head_fraction": round(float((hot & mask).sum()) / max(int(mask.sum()), 1), 5),
+            "max_above": round(largest, 4), "max_shown": round(float(headroom(np.float32(largest))), 4)}
 
 
 def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: Any = None) -> dict[str, Any]:

@@ -307,6 +307,7 @@ class RegisterToReference(Transform):
         from asfe3d.errors import Asfe3dInputError
         from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, resolve_method
         from asfe3d.registration.qc import assess_registration
+        from asfe3d.registration.register import template_mismatch
 
         moving = _as_metatensor(moving, "moving", "registration works in mm on each image's grid")
         reference = _as_metatensor(reference, "reference", "registration works in mm on each image's grid")
@@ -355,6 +356,12 @@ class RegisterToReference(Transform):
         for line in role_warnings:  # the verdict's other findings read as blaming the PET: say what is wrong
             if line.startswith(("MRI input looks like a label map", "MRI input looks like a mask")):
                 verdict.add_finding("warn", "mri_labels", line)
+        mismatch = template_mismatch(ref_info, mov_info)
+        if mismatch and method in ("rigid", "none"):  # asked for: it cannot fit (a scale check may not see it)
+            verdict.add_finding("warn", "template_space", f"{mismatch}; use --registration affine (or auto), or give "
+                                                          "the image in its native space")
+        elif mismatch and self.method == "auto":
+            verdict.add_finding("note", "note", f"registered affine (auto): {mismatch}")
         overlap = float("nan")
         if self.min_overlap > 0:
             # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)
@@ -406,16 +413,19 @@ class RobustNormalize(Transform):
     Args:
         lower: low-end percentile, in ``[0, 100)``.
         upper: high-end percentile, in ``(lower, 100]``.
+        clip_upper: clip at 1; ``False`` keeps the values above the window above 1 (the PET's hottest uptake,
+            split off by :class:`~asfe3d.transforms.dictionary.RobustNormalized`'s ``above_postfix``).
 
     Raises:
         ValueError: bad percentiles.
     """
 
-    def __init__(self, lower: float = 0.5, upper: float = 99.5) -> None:
+    def __init__(self, lower: float = 0.5, upper: float = 99.5, clip_upper: bool = True) -> None:
         if not 0.0 <= lower < upper <= 100.0:
             raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
         self.lower = lower
         self.upper = upper
+        self.clip_upper = bool(clip_upper)
 
     def __call__(self, img: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None) -> MetaTensor:
         """Args:
@@ -424,7 +434,8 @@ class RobustNormalize(Transform):
                 :func:`asfe3d.transforms.intensity.head_mask`).
 
         Returns:
-            ``(C, *spatial)`` float32 in ``[0, 1]``, metadata kept plus ``asfe3d_window``.
+            ``(C, *spatial)`` float32 in ``[0, 1]`` (``>= 0`` without ``clip_upper``), metadata kept plus
+            ``asfe3d_window``.
         """
         from asfe3d.transforms.intensity import head_mask
 
@@ -437,7 +448,7 @@ class RobustNormalize(Transform):
             mask_arr = mask_arr[0] if mask_arr.ndim == arr.ndim else mask_arr
         windows, out = [], []
         for channel in arr:
-            norm, window = robust_normalize(channel, self.lower, self.upper, mask_arr)
+            norm, window = robust_normalize(channel, self.lower, self.upper, mask_arr, clip_upper=self.clip_upper)
             out.append(norm)
             windows.append(window)
         result = derive_metatensor(torch.from_numpy(np.stack(out)), img, meta=_meta(img))
@@ -599,19 +610,28 @@ class RestoreIntensity(Transform):
             raise ValueError(f"scale must be 'mri' or 'unit', got {scale!r}")
         self.scale = scale
 
-    def __call__(self, img: torch.Tensor | np.ndarray, window: Sequence[float] | None) -> torch.Tensor:
+    def __call__(self, img: torch.Tensor | np.ndarray, window: Sequence[float] | None,
+                 above: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         """Args:
             img: the ``[0, 1]`` image (a MetaTensor keeps its metadata; a tensor or array gives a tensor).
             window: ``(lo, hi)`` (e.g. the MRI's ``asfe3d_window``), two finite numbers.
+            above: the PET's part above its own window (``(1, *spatial)`` or ``spatial``, ``>= 0``: what
+                :class:`~asfe3d.transforms.dictionary.RobustNormalized` split off with ``above_postfix``), added on
+                top of the image as :func:`~asfe3d.transforms.intensity.headroom` gives it, so that the hottest
+                uptake is not one flat plateau at the window's top (not with ``scale="unit"``: that stays in
+                ``[0, 1]``).
 
         Returns:
             The image in the window's units (float32).
 
         Raises:
-            ValueError: ``img`` that is not a tensor or array, or a bad ``window`` (quoted).
+            ValueError: ``img`` that is not a tensor or array, a bad ``window`` (quoted), or ``above`` of another
+                shape.
         """
         if self.scale == "unit":
             return img
+        if above is not None:
+            img = _with_headroom(img, above)
         if (window is None or isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2
                 or not all(np.isfinite(float(v)) for v in window)):
             raise ValueError(f"window must be (lo, hi), two finite numbers, got {window!r}")
@@ -621,6 +641,20 @@ class RestoreIntensity(Transform):
         values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
         arr = torch.from_numpy((values.astype(np.float32) * (hi - lo) + lo).astype(np.float32))
         return derive_metatensor(arr, img, meta=_meta(img)) if isinstance(img, MetaTensor) else arr
+
+
+def _with_headroom(img: torch.Tensor | np.ndarray, above: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """``img`` plus :func:`~asfe3d.transforms.intensity.headroom` of ``above`` (same type as ``img``)."""
+    from asfe3d.transforms.intensity import headroom
+
+    extra = np.asarray(above.detach().cpu().numpy() if isinstance(above, torch.Tensor) else above, np.float32)
+    values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    if extra.size != values.size or extra.shape[-3:] != values.shape[-3:]:
+        raise ValueError(f"above must have the image's shape {tuple(values.shape)}, got {tuple(extra.shape)}")
+    out = (values.astype(np.float32) + headroom(extra).reshape(values.shape)).astype(np.float32)
+    if isinstance(img, MetaTensor):
+        return derive_metatensor(torch.from_numpy(out), img, meta=_meta(img))
+    return torch.from_numpy(out) if isinstance(img, torch.Tensor) else out
 
 
 def plan_outputs(

@@ -40,6 +40,7 @@ from asfe3d.transforms.array import (
     RobustNormalize,
     SaveLikeReference,
     SmoothMm,
+    derive_metatensor,
     ras_affine,
 )
 
@@ -200,20 +201,31 @@ class RobustNormalized(MapTransform):
         mask_key: the head mask every key is normalised in (``None``: each image's own Otsu mask).
         lower: low-end percentile.
         upper: high-end percentile (inside the mask).
+        above_postfix: also keep each image's part above its window, ``max(x - 1, 0)``, as ``<key>_<postfix>``
+            (``(C, *spatial)``, float32, 0 almost everywhere), for :class:`RestoreIntensityd`'s ``above_key``: the
+            image itself is clipped to ``[0, 1]`` as without it (``None``: not kept).
         allow_missing_keys: skip absent keys.
     """
 
     def __init__(self, keys: KeysCollection, mask_key: str | None = "mri_head", lower: float = 0.5,
-                 upper: float = 99.5, allow_missing_keys: bool = False) -> None:
+                 upper: float = 99.5, above_postfix: str | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
+        if above_postfix is not None and (not isinstance(above_postfix, str) or not above_postfix):
+            raise ValueError(f"above_postfix must be a non-empty string or None, got {above_postfix!r}")
         self.mask_key = mask_key
-        self.normalize = RobustNormalize(lower, upper)
+        self.above_postfix = above_postfix
+        self.normalize = RobustNormalize(lower, upper, clip_upper=above_postfix is None)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         mask = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
         for key in self.key_iterator(d):
             d[key] = self.normalize(d[key], mask)
+            if self.above_postfix is not None:  # split the part above the window off; the image as if clipped
+                norm = d[key].as_tensor()
+                d[f"{key}_{self.above_postfix}"] = (norm - 1.0).clamp_(min=0.0)
+                d[key] = derive_metatensor(norm.clamp(max=1.0), d[key], {k: v for k, v in d[key].meta.items()
+                                                                          if k != "affine"})
         return d
 
 
@@ -304,13 +316,17 @@ class RestoreIntensityd(MapTransform):
         keys: images to map back (e.g. ``"fused"``).
         ref_key: the normalised reference (e.g. ``"mri"``).
         scale: ``"mri"`` or ``"unit"`` (leave as is).
+        above_key: the PET's part above its window (``"pet_above"``, kept by :class:`RobustNormalized` with
+            ``above_postfix="above"``), added on top of each image (:class:`RestoreIntensity`'s ``above``): the
+            hottest uptake above the MRI's window instead of one flat plateau; ``None``: not added.
         allow_missing_keys: skip absent keys.
     """
 
     def __init__(self, keys: KeysCollection, ref_key: str = "mri", scale: str = "mri",
-                 allow_missing_keys: bool = False) -> None:
+                 above_key: str | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
+        self.above_key = above_key
         self.restore = RestoreIntensity(scale)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -328,8 +344,9 @@ class RestoreIntensityd(MapTransform):
                 raise ValueError(f"{who}: {self.ref_key!r} holds no normalisation window ({WINDOW_KEY!r} in a "
                                  f"MetaTensor's metadata, set by RobustNormalized), got a {type(reference).__name__}"
                                  f"{'' if meta is None else ' without it'}; normalise it first or use scale='unit'")
+        above = None if self.above_key is None else _require(d, self.above_key, type(self).__name__)
         for key in keys:
-            d[key] = self.restore(d[key], window)
+            d[key] = self.restore(d[key], window, above)
         return d
 
 

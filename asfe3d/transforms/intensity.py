@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from asfe3d.utils import padding_mask, percentile
 
-__all__ = ["otsu_threshold", "head_mask", "robust_range", "robust_normalize"]
+__all__ = ["otsu_threshold", "head_mask", "robust_range", "robust_normalize", "above_window", "headroom", "HEADROOM"]
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -97,7 +97,8 @@ def robust_range(
 
 
 def robust_normalize(
-    image: np.ndarray, lower: float = 0.5, upper: float = 99.5, mask: np.ndarray | None = None
+    image: np.ndarray, lower: float = 0.5, upper: float = 99.5, mask: np.ndarray | None = None,
+    *, clip_upper: bool = True,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Map an image to ``[0, 1]`` with :func:`robust_range` and clip.
 
@@ -106,10 +107,37 @@ def robust_normalize(
         lower: low-end percentile (whole image).
         upper: high-end percentile (inside the head).
         mask: head mask; ``None`` computes one.
+        clip_upper: clip at 1 (``False``: values above the window stay above 1, e.g. to split them off with
+            :func:`above_window`).
 
     Returns:
         ``(normalised float32 image, (lo, hi))``; ``image = normalised * (hi - lo) + lo`` inside the window.
     """
     lo, hi = robust_range(image, lower, upper, mask)
     out = (np.asarray(image, dtype=np.float32) - lo) / (hi - lo)
-    return np.clip(out, 0.0, 1.0).astype(np.float32), (lo, hi)
+    return np.clip(out, 0.0, 1.0 if clip_upper else None).astype(np.float32), (lo, hi)
+
+
+#: how far above its window the PET's hottest uptake may show in the fused image, in windows: the part above
+#: the window ``e`` is shown as ``HEADROOM * tanh(e / HEADROOM)`` (``e`` itself where it is small, at most this)
+HEADROOM = 1.0
+
+
+def above_window(normalised: np.ndarray) -> np.ndarray:
+    """The part of a normalised image above its window (``max(x - 1, 0)``), float32, the image's shape."""
+    return np.maximum(np.asarray(normalised, np.float32) - np.float32(1.0), np.float32(0.0))
+
+
+def headroom(above: np.ndarray) -> np.ndarray:
+    """What the fused image adds for a PET ``above`` its window (:func:`above_window`): ``HEADROOM *
+    tanh(above / HEADROOM)``: the excess itself for the usual hottest voxels (0.2 above shows as 0.197), never more
+    than :data:`HEADROOM` (an injection-site or bladder outlier 10 windows above shows as 1.0, so that a viewer's
+    automatic window still shows the head), and in the same order as the PET (no plateau).
+
+    Args:
+        above: ``>= 0``, any shape.
+
+    Returns:
+        float32, same shape, in ``[0, HEADROOM)``.
+    """
+    return (np.float32(HEADROOM) * np.tanh(np.asarray(above, np.float32) / np.float32(HEADROOM))).astype(np.float32)

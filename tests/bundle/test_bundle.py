@@ -78,7 +78,7 @@ def test_bundle_layout():
     parser.read_config(INFERENCE)
     steps = [type(t).__name__ for t in parser.get_parsed_content("preprocessing").transforms]
     assert steps == ["LoadVolumed", "RealignFramesd", "HeadMaskd", "RegisterToReferenced", "RobustNormalized",
-                     "ConcatItemsd"]
+                     "RobustNormalized", "ConcatItemsd"]  # the MRI, then the PET with its part above the window
 
 
 def test_verify_metadata_offline_and_rejects_incomplete_metadata(tmp_path):

@@ -73,3 +73,23 @@ def test_a_cts_padding_is_neither_head_nor_the_windows_low_end():
     assert lo == -1024.0 and hi == 40.0
     mask = sitk.GetArrayFromImage(sitk_head_mask(sitk.GetImageFromArray(ct))).astype(bool)
     assert np.array_equal(mask, head)
+
+
+def test_headroom_keeps_the_order_of_the_hottest_uptake_and_bounds_outliers():
+    """The PET's part above its window was clipped away: a focus at twice the window's top was one flat plateau
+    with normal cortex (probe 21 #1). ``headroom`` gives it back: itself where small, never above HEADROOM, and in
+    the PET's order (no plateau)."""
+    from asfe3d.transforms.intensity import HEADROOM, above_window, headroom
+
+    x = np.array([0.2, 0.9, 1.0, 1.05, 1.2, 2.1, 5.0, 50.0], np.float32)
+    above = above_window(x)
+    np.testing.assert_allclose(above, [0, 0, 0, 0.05, 0.2, 1.1, 4.0, 49.0], atol=1e-6)
+    shown = headroom(above)
+    assert shown.dtype == np.float32 and shown.shape == x.shape
+    np.testing.assert_allclose(shown[:3], 0.0)
+    assert abs(shown[3] - 0.05) < 1e-3 and abs(shown[4] - 0.2) < 0.003  # the usual hottest voxels: as they are
+    assert np.all(np.diff(shown[2:]) > 0) and shown.max() <= HEADROOM  # strictly in order, bounded
+    norm, (lo, hi) = robust_normalize(np.array([[0.0, 1.0], [2.0, 10.0]]), 0.0, 75.0, np.ones((2, 2), bool),
+                                      clip_upper=False)
+    assert norm.max() > 1.0 and robust_normalize(np.array([[0.0, 1.0], [2.0, 10.0]]), 0.0, 75.0,
+                                                 np.ones((2, 2), bool))[0].max() == 1.0
