@@ -828,6 +828,10 @@ def _verify_nifti_geometry(p: Path, image: sitk.Image, affine: np.ndarray) -> No
 def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
     if p.is_dir():  # pragma: no cover - dispatch sends folders to DICOM
         raise Asfe3dInputError(p, f"{role} input is a folder")
+    if p.name.lower().endswith(_MINC_SUFFIXES):  # before ITK: its HDF5 library prints pages on a damaged file
+        raise Asfe3dInputError(p, f"{role} file is MINC, which asfe3d does not read (SimpleITK's MINC reader places "
+                                  "MINC's world coordinates turned 180 degrees about z); convert it to NIfTI first "
+                                  "(mnc2nii)")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
     try:
@@ -838,7 +842,13 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
             raise Asfe3dInputError(p, f"{role} file is not in a format asfe3d reads ({_format_hint(p)}NIfTI "
                                       ".nii/.nii.gz/.hdr+.img, DICOM, MHA/MHD, NRRD, MGH/MGZ)") from None
         raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None
-    io_name = reader.GetImageIO()
+    io_name = reader.GetImageIO() or reader.GetImageIOFromFileName(str(p))  # (the first is "" unless set)
+    if detect_format(p) == "other" and "gdcm" not in io_name.lower():
+        # a format outside the documented list (VTK, GIPL, TIFF, MINC without its suffix...): its geometry is
+        # SimpleITK's reading of it, which nothing here can check
+        raise Asfe3dInputError(p, f"{role} file is read by SimpleITK's {io_name}, a format asfe3d does not read (its "
+                                  "placement in the world cannot be checked); convert it to NIfTI first (asfe3d "
+                                  "reads NIfTI .nii/.nii.gz/.hdr+.img, DICOM, MHA/MHD, NRRD, MGH/MGZ)")
     _check_sitk_header(p, reader, role)
     try:
         img = reader.Execute()  # reads (and decompresses) all voxels
@@ -847,6 +857,10 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
     name = io_name.replace("ImageIO", "").lower() or "other"
     info["sitk_io"] = {"gdcm": "dicom", "nifti": "nifti-pair", "meta": "mha"}.get(name, name)
     return img
+
+
+#: MINC file names (refused by name, before SimpleITK opens them)
+_MINC_SUFFIXES = (".mnc", ".mnc.gz", ".mnc2")
 
 
 def _format_hint(p: Path) -> str:
@@ -864,7 +878,7 @@ def _check_sitk_header(p: Path, reader: sitk.ImageFileReader, role: str) -> None
             raise Asfe3dInputError(p, f"{role} header has a non-finite origin {list(reader.GetOrigin())}; the "
                                       "geometry is unknown")
     stored, compressed = sitk_stored_bytes(p)
-    if "gdcm" in reader.GetImageIO().lower():
+    if "gdcm" in (reader.GetImageIO() or reader.GetImageIOFromFileName(str(p))).lower():
         stored, compressed = p.stat().st_size, True  # encapsulated (JPEG...) pixel data: only a weak bound
     check_data_size(p, role, size, sitk_pixel_bytes(reader.GetPixelID(), reader.GetNumberOfComponents()),
                     stored_bytes=stored, compressed=compressed)

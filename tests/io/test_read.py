@@ -387,3 +387,22 @@ def test_a_grid_absurdly_far_from_the_origin_is_refused(tmp_path, suffix):
     affine[:3, 3] = [-1500.0, 20.0, 900.0]  # a whole-body bed position: fine
     nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "bed.nii.gz"))
     assert read_volume(tmp_path / "bed.nii.gz", role="PET").shape_xyz == (12, 10, 8)
+
+
+def test_formats_outside_the_list_are_refused_not_placed_by_simpletk(tmp_path, capfd):
+    """A MINC file was read by SimpleITK without a word and fused turned 180 degrees about z (ITK's MINC reader);
+    a damaged one printed about 40 lines of HDF5 diagnostics before the error (probe 20 #3). MINC is refused by
+    name before SimpleITK opens it, and any other format SimpleITK would read (VTK, GIPL...) by its reader's name."""
+    bad = tmp_path / "t1.mnc"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(Asfe3dInputError, match=r"t1\.mnc: MRI file is MINC, which asfe3d does not read .*mnc2nii"):
+        read_volume(bad, role="MRI")
+    assert capfd.readouterr().err == ""
+    vtk = tmp_path / "pet.vtk"
+    sitk.WriteImage(sitk.GetImageFromArray(random_volume().astype(np.float32)), str(vtk))
+    with pytest.raises(Asfe3dInputError, match=r"PET file is read by SimpleITK's VTKImageIO, a format asfe3d does "
+                                               r"not read .*convert it to NIfTI"):
+        read_volume(vtk, role="PET")
+    mha = tmp_path / "pet.mha"  # the documented formats read as before
+    sitk.WriteImage(sitk.GetImageFromArray(random_volume().astype(np.float32)), str(mha))
+    assert read_volume(mha, role="PET").format == "mha"
