@@ -128,8 +128,8 @@ LABEL_MAP_MAX_VALUES = 2000
 LABEL_MAP_EQUAL_NEIGHBOURS = 0.6
 
 
-def label_map_evidence(image: np.ndarray) -> str | None:
-    """Whether an "MRI" is a label map, segmentation or mask (``aparc+aseg.mgz``, an atlas, a ``*_desc-brain_mask``),
+def label_map_evidence(image: np.ndarray, role: str = "MRI") -> str | None:
+    """Whether an "MRI" (or a "PET": ``role``) is a label map, segmentation or mask (``aparc+aseg.mgz``, an atlas, a ``*_desc-brain_mask``),
     not an image: integer voxels, one or two distinct non-zero values (a mask), or few distinct values (judged on every second voxel), piecewise constant along every axis (the least share of
     equal neighbours of the three, on every second line; the most frequent value left out, as a clipped plateau).
 
@@ -147,6 +147,9 @@ def label_map_evidence(image: np.ndarray) -> str | None:
     count = int(values.size)
     if count <= 2:  # every voxel of the head one or two values: no image is that flat
         shown = " and ".join(f"{v:g}" for v in values)
+        if role != "MRI":
+            return (f"{role} input looks like a mask, not an image (every non-zero voxel is {shown}): the fused "
+                    "volume shows a flat silhouette, not uptake (give the PET image)")
         return (f"MRI input looks like a mask, not an image (every non-zero voxel is {shown}): the fused volume shows "
                 "a flat silhouette, not anatomy (give the T1w image, not its *_mask)")
     if count > LABEL_MAP_MAX_VALUES:
@@ -161,6 +164,10 @@ def label_map_evidence(image: np.ndarray) -> str | None:
         equal = min(equal, float(np.mean(a[both] == b[both])) if both.any() else 0.0)
     if equal < LABEL_MAP_EQUAL_NEIGHBOURS:
         return None
+    if role != "MRI":
+        return (f"{role} input looks like a label map or segmentation ({count} distinct integer values, {equal:.0%} of "
+                "neighbouring voxels equal), not an image: the fused volume shows its labels, not uptake (give the "
+                "PET image)")
     return (f"MRI input looks like a label map or segmentation ({count} distinct integer values, {equal:.0%} of "
             "neighbouring voxels equal), not an image: the fused volume shows its labels, not anatomy (give the "
             "T1, e.g. FreeSurfer's T1.mgz or norm.mgz)")
@@ -177,8 +184,8 @@ def check_roles(
             ``mri_info["frames"]`` > 1 without ``mri_info["frame_taken"]`` is a 4D MRI averaged over its frames.
 
     Returns:
-        the warnings given (one line each, also logged), empty when nothing looked wrong; an MRI that is a label
-        map (:func:`label_map_evidence`) is one of them.
+        the warnings given (one line each, also logged), empty when nothing looked wrong; an MRI or a PET that is
+        a label map (:func:`label_map_evidence`) is one of them.
 
     Raises:
         Asfe3dInputError: a 4D MRI without a chosen frame (``--mri-frame N``), a PET too thin to register (fewer
@@ -210,8 +217,9 @@ def check_roles(
         line = f"the inputs may be swapped: {hint} (the MRI or CT comes first, then the PET)"
         logger.warning("%s", line)
         warnings.append(line)
-    labels = label_map_evidence(mri)
-    if labels is not None:
-        logger.warning("%s: %s", mri_path, labels)
-        warnings.append(labels)
+    for image, role, path in ((mri, "MRI", mri_path), (pet, "PET", pet_path)):
+        labels = label_map_evidence(image, role)
+        if labels is not None:
+            logger.warning("%s: %s", path, labels)
+            warnings.append(labels)
     return warnings

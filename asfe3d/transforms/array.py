@@ -354,8 +354,9 @@ class RegisterToReference(Transform):
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
         for line in role_warnings:  # the verdict's other findings read as blaming the PET: say what is wrong
-            if line.startswith(("MRI input looks like a label map", "MRI input looks like a mask")):
-                verdict.add_finding("warn", "mri_labels", line)
+            for role in ("MRI", "PET"):
+                if line.startswith((f"{role} input looks like a label map", f"{role} input looks like a mask")):
+                    verdict.add_finding("warn", f"{role.lower()}_labels", line)
         mismatch = template_mismatch(ref_info, mov_info)
         if mismatch and method in ("rigid", "none"):  # asked for: it cannot fit (a scale check may not see it)
             verdict.add_finding("warn", "template_space", f"{mismatch}; use --registration affine (or auto), or give "

@@ -220,6 +220,30 @@ def test_a_label_map_given_as_the_mri_is_said_to_be_one():
     assert label_map_evidence(ct) is None
 
 
+def test_a_label_map_given_as_the_pet_is_said_to_be_one(caplog):
+    """FreeSurfer's aparc+aseg.mgz as the PET was fused with QC pass and no remark, while the same file as the MRI
+    was warned about (probe 20 #4). Real PETs, also stored as integers, are not label maps."""
+    from asfe3d.registration.roles import label_map_evidence
+
+    labels = np.zeros((24, 24, 24), np.float32)
+    for value, lo in ((2, 2), (41, 6), (1035, 10), (2035, 14), (17, 18)):
+        labels[lo:lo + 4, 2:22, 2:22] = value
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        lines = _check(pet=labels)
+    assert len(lines) == 1 and lines[0].startswith("PET input looks like a label map or segmentation (5 distinct")
+    assert "not uptake (give the PET image)" in lines[0] and "aparc" not in lines[0]
+    assert any(r.getMessage().startswith("pet.nii.gz: PET input looks like a label map") for r in caplog.records)
+    assert label_map_evidence((labels > 0).astype(np.float32), "PET").startswith("PET input looks like a mask")
+    from scipy.ndimage import gaussian_filter
+
+    z, y, x = np.mgrid[:40, :40, :40]
+    head = ((x - 20) ** 2 + (y - 20) ** 2 + (z - 20) ** 2) < 17 ** 2
+    pet = gaussian_filter(head * (1.0 + np.random.default_rng(3).random(head.shape)), 2.0)
+    for scale in (255, 32000):  # an 8-bit and a 16-bit integer PET: smooth, so neighbours differ
+        assert label_map_evidence(np.round(pet / pet.max() * scale), "PET") is None
+    assert _check() == []
+
+
 def test_pet_on_a_finer_grid_but_smoother_is_not_called_swapped(caplog):
     """A PET resampled to 1 mm beside a 2 mm MRI got "the inputs may be swapped" though the MRI is the sharper."""
     from scipy.ndimage import gaussian_filter
