@@ -375,7 +375,28 @@ def find_pairs(
         for pet in sorted(pets, key=lambda f: f.path):
             found = _pair_pet(pet, t1w, subject, root, warned)
             (pairs if isinstance(found, BidsPair) else issues).append(found)
-    return pairs, issues
+    return _without_name_clashes(pairs, issues)
+
+
+def _without_name_clashes(pairs: list[BidsPair], issues: list[BidsIssue]) -> tuple[list[BidsPair], list[BidsIssue]]:
+    """Pairs whose derivatives would have the same names (two PETs that differ only in entities the names do not
+    keep: ``desc``, ``space``, ``res``... of a derivatives dataset) become ``error`` issues, all of them: fusing both
+    wrote one set of files, the second run's replacing the first's (with ``--overwrite``) or refused as "changed"."""
+    groups: dict[tuple[Path, str], list[BidsPair]] = {}
+    for pair in pairs:
+        groups.setdefault((pair.folder, pair.prefix), []).append(pair)
+    kept = []
+    for pair in pairs:
+        same = groups[(pair.folder, pair.prefix)]
+        if len(same) == 1:
+            kept.append(pair)
+            continue
+        others = ", ".join(p.pet.name for p in same if p is not pair)
+        issues.append(BidsIssue(pair.subject, pair.session, "error", (
+            f"{pair.pet.name}: its derivatives would have the same names ({pair.prefix}_desc-fused_pet...) as those "
+            f"of {others}: the PETs differ only in entities the derivative names do not keep (desc, space, res...); "
+            "list the ones not to fuse in .bidsignore, or fuse them one by one with asfe3d fuse"), pet=pair.pet))
+    return kept, issues
 
 
 def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path, warned: set[str]) -> BidsPair | BidsIssue:

@@ -217,3 +217,26 @@ def test_two_applicable_sidecars_in_one_folder_are_ambiguous(tmp_path: Path) -> 
     (bids / "sub-01/pet/sub-01_pet.json").write_text("{}", encoding="utf-8")  # beside sub-01_trc-FDG_pet.json
     pairs, issues = find_pairs(bids, participant_labels=["01"])
     assert not pairs and "two JSON sidecars in one folder" in issues[0].message
+
+
+def test_two_pets_that_would_share_derivative_names_both_fail(tiny_bids: Path) -> None:
+    """A derivatives dataset (PETPrep style) with a native and a ``space-T1w`` PET of one tracer: both gave
+    ``sub-01_trc-FDG_desc-fused_pet``; the second was refused as "changed since the recorded run", and with
+    ``--overwrite`` replaced the first while the summary said "2 fused" (probe 20 #2). Both are now errors naming
+    each other; leaving one out in .bidsignore fuses the other."""
+    (tiny_bids / "dataset_description.json").write_text(json.dumps({
+        "Name": "petprep", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "PETPrep"}]}), encoding="utf-8")
+    # (no sidecar of its own: the native PET's applies to both)
+    write_pet(tiny_bids / "sub-01/pet/sub-01_trc-FDG_space-T1w_desc-preproc_pet.nii.gz", 1, None)
+    pairs, issues = find_pairs(tiny_bids)
+    assert [p.prefix for p in pairs] == ["sub-02_ses-bl_trc-PIB"]
+    clash = [i for i in issues if i.kind == "error"]
+    assert sorted(i.pet.name for i in clash) == ["sub-01_trc-FDG_pet.nii.gz",
+                                                 "sub-01_trc-FDG_space-T1w_desc-preproc_pet.nii.gz"]
+    assert clash[0].message.startswith(f"{clash[0].pet.name}: its derivatives would have the same names "
+                                       "(sub-01_trc-FDG_desc-fused_pet...) as those of")
+    assert all(".bidsignore" in i.message for i in clash)
+    (tiny_bids / ".bidsignore").write_text("*space-T1w*\n", encoding="utf-8")
+    pairs, _ = find_pairs(tiny_bids)
+    assert [p.pet.name for p in pairs] == ["sub-01_trc-FDG_pet.nii.gz", "sub-02_ses-bl_trc-PIB_pet.nii.gz"]
