@@ -289,6 +289,78 @@ def _padded_to(spatial: Sequence[int], stride: int) -> list[int]:
     return [-(-int(n) // stride) * stride for n in spatial]
 
 
+def ras_order(inputs: torch.Tensor) -> np.ndarray | None:
+    """How to turn a batch's voxel axes into RAS order (nibabel's orientation array ``ornt``: for each voxel axis,
+    the RAS axis it goes to and whether it is flipped), from the MetaTensor's affine; ``None`` when it is already
+    in RAS order, has no affine (a plain tensor) or is not 3D.
+
+    The networks were trained on volumes in RAS order (``nibabel.as_closest_canonical``); a volume stored otherwise
+    (FreeSurfer's LIA ``orig.mgz``, a sagittal DICOM's PIR) is run turned into that order and turned back, so one
+    head gives one fused image whatever its storage order (no resampling: axes permuted and flipped).
+
+    Raises:
+        ValueError: a batch whose items are stored in different orders (run them one at a time).
+    """
+    if not isinstance(inputs, MetaTensor) or inputs.ndim != 5:
+        return None
+    import nibabel as nib
+
+    from asfe3d.io.volume import ras_affine
+
+    affines = ras_affine(inputs).reshape(-1, 4, 4)
+    if not np.all(np.isfinite(affines)) or np.any(np.linalg.norm(affines[:, :3, :3], axis=1) == 0):
+        return None  # a degenerate grid: refused, quoted, where its voxel size is read
+    orders = [nib.orientations.io_orientation(a) for a in affines]
+    if any(not np.array_equal(o, orders[0]) for o in orders[1:]):
+        raise ValueError(f"the batch's items are stored in different voxel orders "
+                         f"{sorted({''.join(nib.orientations.ornt2axcodes(o)) for o in orders})}: fuse them one at "
+                         "a time (a batch of one)")
+    ornt = orders[0]
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return None
+    return ornt
+
+
+def _turned(x: torch.Tensor, ornt: np.ndarray, back: bool = False) -> torch.Tensor:
+    """``x`` ``(B, C, X, Y, Z)`` (a plain tensor) in RAS order by ``ornt`` (:func:`ras_order`), or back from it."""
+    flips = [2 + i for i in range(3) if ornt[i, 1] < 0]
+    to_ras = [int(np.flatnonzero(ornt[:, 0] == j)[0]) for j in range(3)]  # RAS axis j <- voxel axis to_ras[j]
+    if not back:
+        x = torch.flip(x, flips) if flips else x
+        return x.permute(0, 1, *[2 + i for i in to_ras])
+    x = x.permute(0, 1, *[2 + int(ornt[i, 0]) for i in range(3)])
+    return torch.flip(x, flips) if flips else x
+
+
+def in_ras_order(img: MetaTensor) -> tuple[MetaTensor, np.ndarray | None]:
+    """A ``(C, X, Y, Z)`` or ``(B, C, X, Y, Z)`` MetaTensor turned into RAS voxel order (:func:`ras_order`), with
+    the affine of that order, and the ``ornt`` that turns it back with :func:`from_ras_order` (``None``: ``img``
+    itself, already in that order)."""
+    batched = img if img.ndim == 5 else img[None]
+    ornt = ras_order(batched)
+    if ornt is None:
+        return img, None
+    import nibabel as nib
+
+    to_voxels = nib.orientations.inv_ornt_aff(ornt, tuple(int(n) for n in img.shape[-3:]))
+    affine = img.affine.detach().cpu().numpy().astype(np.float64) @ to_voxels
+    data = _turned(batched.as_tensor(), ornt)
+    return MetaTensor(data if img.ndim == 5 else data[0], affine=torch.as_tensor(affine),
+                      meta={k: v for k, v in img.meta.items() if k != "affine"}), ornt
+
+
+def from_ras_order(x: torch.Tensor | np.ndarray, ornt: np.ndarray | None, back: bool = True) -> Any:
+    """``x`` (``(X, Y, Z)``, ``(C, X, Y, Z)`` or ``(B, C, X, Y, Z)``, a tensor or an array) turned back from RAS
+    order by ``ornt`` (:func:`in_ras_order`; ``None``: ``x`` itself), or into it (``back=False``)."""
+    if ornt is None:
+        return x
+    tensor = torch.as_tensor(x)
+    lead = 5 - tensor.ndim
+    out = _turned(tensor[(None,) * lead], ornt, back=back)
+    out = out[(0,) * lead].contiguous()
+    return out.numpy() if isinstance(x, np.ndarray) else out
+
+
 def _check_axis(name: str, value: Any, auto: bool = True) -> None:
     if (auto and value == "auto") or (not isinstance(value, bool) and value in (0, 1, 2)):
         return
@@ -536,6 +608,25 @@ class FusionInferer(Inferer):
         """
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
+        turned, ornt = in_ras_order(inputs) if isinstance(inputs, MetaTensor) else (inputs, None)
+        if ornt is not None:  # run in RAS order, as the networks were trained, and turned back
+            if slice_axis is not None and slice_axis != "auto":
+                _check_axis("slice_axis", slice_axis)
+                slice_axis = int(ornt[int(slice_axis), 0])
+            if slice_axis is None and self.slice_axis != "auto":
+                slice_axis = int(ornt[int(self.slice_axis), 0])
+            given = None if spacing is None else np.asarray(spacing, dtype=float).ravel()
+            if given is not None and given.size == 3:  # (else refused as it is, below)
+                spacing = [float(given[int(np.flatnonzero(ornt[:, 0] == j)[0])]) for j in range(3)]
+            out = self._run(turned, network, args, kwargs, slice_axis, spacing, steer_gains)
+            back = from_ras_order(out.as_tensor() if isinstance(out, MetaTensor) else out, ornt)
+            return convert_to_dst_type(back, inputs, device=back.device)[0]
+        return self._run(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
+
+    def _run(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
+             slice_axis: int | str | None, spacing: Sequence[float] | None,
+             steer_gains: Sequence[float] | None) -> Any:
+        """:meth:`__call__` on inputs in the order they are run in."""
         strength, select, grid = self._steps_on(inputs, spacing)
         if steer_gains is None:
             gains = self.steer_gains(inputs, network, spacing)

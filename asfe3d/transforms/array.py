@@ -22,7 +22,7 @@ from monai.data import MetaTensor
 from monai.transforms import Transform
 
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
-from asfe3d.inferers.fusion import auto_slice_axis, grid_spacing
+from asfe3d.inferers.fusion import auto_slice_axis, from_ras_order, grid_spacing, in_ras_order
 from asfe3d.io.convert import orthogonal_within_rounding
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY, ras_affine
 from asfe3d.transforms.intensity import robust_normalize
@@ -532,14 +532,17 @@ class Fuse(Transform):
         img = _as_metatensor(img, "img", _grid_reason(self.fuser, self.slice_axis))
         if img.shape[0] != 2 or img.ndim not in (3, 4):
             raise ValueError(f"img must be (2, *spatial) [MRI, PET] with 2 or 3 spatial dims, got {tuple(img.shape)}")
-        arr = img.detach().cpu().numpy()
-        options = fuse_options(self.fuser, img, self.slice_axis)
+        # fused in RAS voxel order (as the networks were trained), so one head gives one image in any storage order
+        turned, ornt = in_ras_order(img) if img.ndim == 4 else (img, None)
+        slice_axis = self.slice_axis if ornt is None or self.slice_axis == "auto" else int(ornt[self.slice_axis, 0])
+        arr = turned.detach().cpu().numpy()
+        options = fuse_options(self.fuser, turned, slice_axis)
         meta = _meta(img)
         steer = getattr(self.fuser, "detail_steer_gain", None)
         if callable(steer) and img.ndim == 4:  # read once, given to the method, and kept in the output's metadata
-            options["detail_steer_gain"] = meta["detail_steer_applied"] = float(steer(img))
-        fused = self.fuser(arr[0], arr[1], **options)
-        return derive_metatensor(torch.from_numpy(fused[None]), img, meta=meta)
+            options["detail_steer_gain"] = meta["detail_steer_applied"] = float(steer(turned))
+        fused = from_ras_order(self.fuser(arr[0], arr[1], **options)[None], ornt)
+        return derive_metatensor(torch.from_numpy(np.ascontiguousarray(fused)), img, meta=meta)
 
 
 class ColourFuse(Transform):
@@ -590,8 +593,17 @@ class ColourFuse(Transform):
             if grey.shape != (1, *arr.shape[1:]):
                 raise ValueError(f"luma must have shape {(1, *arr.shape[1:])}, got {grey.shape}")
             rgb = fuse_colour_planes(arr[0], arr[1], self.colormap, window, luma=grey[0])
-        else:
-            fuser = functools.partial(self.fuser, **fuse_options(self.fuser, img, self.slice_axis))
+        else:  # the luma fused in RAS voxel order, as Fuse does
+            turned, ornt = in_ras_order(img)
+            axis = self.slice_axis
+            if ornt is not None and axis not in (None, "auto"):
+                axis = int(ornt[axis, 0])
+            method = functools.partial(self.fuser, **fuse_options(self.fuser, turned, axis))
+
+            def fuser(mri: np.ndarray, pet: np.ndarray) -> np.ndarray:
+                return from_ras_order(method(from_ras_order(mri, ornt, back=False),
+                                             from_ras_order(pet, ornt, back=False)), ornt)
+
             rgb = fuse_colour_planes(arr[0], arr[1], self.colormap, window, fuse_luma=fuser)
         return derive_metatensor(torch.from_numpy(rgb), img, meta=_meta(img))
 

@@ -47,10 +47,11 @@ def test_slice_axis_auto_from_the_affine_and_per_call():
     x = MetaTensor(torch.rand(1, 2, 5, 7, 9), affine=affine)
     inferer = FusionInferer("slice", sw_batch_size=100)
     out = inferer(x, _recording_net(seen))
-    assert out.shape == (1, 1, 5, 7, 9) and seen == [(5, 2, 7, 9)]  # 5 slices of 7x9
+    # run in RAS voxel order (x, y, z = stored axes 2, 1, 0), as the networks were trained: 5 axial slices of 9x7
+    assert out.shape == (1, 1, 5, 7, 9) and seen == [(5, 2, 9, 7)]
     seen.clear()
-    out1 = inferer(x, _recording_net(seen), slice_axis=1)  # this call's axis, the inferer's unchanged
-    assert seen == [(7, 2, 5, 9)] and inferer.slice_axis == "auto"
+    out1 = inferer(x, _recording_net(seen), slice_axis=1)  # this call's axis (stored), the inferer's unchanged
+    assert seen == [(7, 2, 9, 5)] and inferer.slice_axis == "auto"
     ref = SliceInferer(roi_size=(-1, -1), spatial_dim=1, sw_batch_size=100)(x.as_tensor(), _recording_net([]))
     torch.testing.assert_close(out1.as_tensor() if isinstance(out1, MetaTensor) else out1, ref, rtol=0, atol=0)
     with pytest.raises(ValueError, match="needs a MetaTensor"):
