@@ -72,8 +72,10 @@ SUMMARY_COLUMNS = (
     *(f"{s}_s" for s in STEPS),
     "total_s", "output", "message", "rank",
 )
-_MRI_NAME = re.compile(r"(^|[^a-z])(mri|t1)")
-_PET_NAME = re.compile(r"(^|[^a-z])pet")
+#: SPM's file-name prefixes (resliced, bias-corrected, warped, smoothed, their mean), allowed before the word
+_SPM_PREFIX = r"(?:[rmsw]{1,3}|mean)?"
+_MRI_NAME = re.compile(rf"(^|[^a-z]){_SPM_PREFIX}(mri|t1)")
+_PET_NAME = re.compile(rf"(^|[^a-z]){_SPM_PREFIX}pet")
 _DERIVED_NAME = re.compile(r"(^|[^a-z])(fused|pet_on_mri|rgb|preview)([^a-z]|$)")
 
 
@@ -310,10 +312,12 @@ def _read_folder_datalist(path: Path) -> list[Subject]:
                 found["MRI"].append(p)
             elif is_pet:
                 found["PET"].append(p)
-        for role, hint in (("MRI", "'mri' or 't1'"), ("PET", "'pet'")):
+        for role, hint, examples in (("MRI", "'mri' or 't1'", "T1.nii, sub01_mri.nii.gz, mT1.nii"),
+                                     ("PET", "'pet'", "pet.nii.gz, sub01_pet.nii, rpet.nii")):
             if not found[role]:
-                raise Asfe3dInputError(folder, f"no {role} found (a volume file or DICOM folder whose name "
-                                               f"contains {hint}){_freesurfer_hint(folder, role)}")
+                raise Asfe3dInputError(folder, f"no {role} found (a volume file or DICOM folder with a name part "
+                                               f"starting with {hint}, SPM's r/m/w/s prefixes allowed: {examples})"
+                                               f"{_freesurfer_hint(folder, role)}")
             if len(found[role]) > 1:
                 raise Asfe3dInputError(folder, f"several {role} candidates: {[p.name for p in found[role]]}")
         name = _check_subject_name(folder.name, folder, "subject folder")
@@ -327,8 +331,8 @@ def read_datalist(path: str | Path) -> list[Subject]:
     CSV: a header with the columns ``subject``, ``mri``, ``pet`` and optionally ``output`` (any order, any case);
     relative paths are resolved against the CSV's folder; blank lines are ignored; an empty ``output`` cell means
     the cohort's default output. Folder: every non-hidden sub-folder is a subject (named after the folder) holding
-    exactly one MRI (a volume file or DICOM folder whose name contains ``mri`` or ``t1``) and one PET (name
-    containing ``pet``); asfe3d's own outputs (``*fused*``, ``*pet_on_mri*``...) and hidden files are ignored, and
+    exactly one MRI (a volume file or DICOM folder with a name part starting with ``mri`` or ``t1``, SPM's
+    ``r``/``m``/``w``/``s``/``mean`` prefixes allowed: ``mT1.nii``) and one PET (``pet``: ``rpet.nii``); asfe3d's own outputs (``*fused*``, ``*pet_on_mri*``...) and hidden files are ignored, and
     so is a sub-folder holding no input but an asfe3d summary or record (the cohort's own output folder).
 
     Args:

@@ -137,6 +137,27 @@ def test_read_datalist_bad_folder(tmp_path, demo_files):
         read_datalist(tmp_path / "missing.csv")
 
 
+def test_a_folder_datalist_finds_spms_prefixed_names(tmp_path, demo_files):
+    """SPM's outputs (``rpet.nii`` resliced, ``mT1.nii`` bias-corrected) were not found, and the refusal said the
+    name must contain 'pet' / 't1', which they do (probe 20 #8); a folder with both the PET and SPM's ``rpet`` is
+    two candidates, not the native one taken without a word."""
+    import shutil
+
+    make_cohort(tmp_path, demo_files, 2)
+    for sub, old, new in (("sub01", "pet.nii.gz", "rpet.nii.gz"), ("sub02", "mri.nii.gz", "mT1.nii.gz")):
+        (tmp_path / sub / old).rename(tmp_path / sub / new)
+    subjects = read_datalist(tmp_path)
+    assert [(s.mri.name, s.pet.name) for s in subjects] == [("mri.nii.gz", "rpet.nii.gz"), ("mT1.nii.gz", "pet.nii.gz")]
+    shutil.copy(tmp_path / "sub02" / "pet.nii.gz", tmp_path / "sub01" / "pet.nii.gz")
+    with pytest.raises(Asfe3dInputError, match=r"several PET candidates: \['pet.nii.gz', 'rpet.nii.gz'\]"):
+        read_datalist(tmp_path)
+    (tmp_path / "sub01" / "pet.nii.gz").rename(tmp_path / "sub01" / "uptake.nii.gz")
+    (tmp_path / "sub01" / "rpet.nii.gz").unlink()
+    with pytest.raises(Asfe3dInputError, match=r"no PET found \(a volume file or DICOM folder with a name part "
+                                               r"starting with 'pet', SPM's r/m/w/s prefixes allowed"):
+        read_datalist(tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------------- runs
 
 

@@ -488,6 +488,28 @@ def _check_scaling(p: Path, role: str) -> None:
                                   f"scl_inter {inter}); fix the header")
 
 
+def _gzip_hint(p: Path) -> str:
+    """``": it is gzip-compressed: name it ....nii.gz"`` (or the reverse) for a NIfTI whose name says otherwise than
+    its first bytes (a hand rename, a download portal); ``""`` when the name fits."""
+    import gzip
+
+    try:
+        with open(p, "rb") as fh:
+            gzipped = fh.read(2) == b"\x1f\x8b"
+        with (gzip.open if gzipped else open)(p, "rb") as fh:
+            first = fh.read(4)
+    except (OSError, EOFError):
+        return ""
+    if len(first) < 4 or not {struct.unpack("<i", first)[0], struct.unpack(">i", first)[0]} & {348, 540}:
+        return ""  # not a NIfTI header under either name
+    name = p.name
+    if gzipped and not name.lower().endswith(".gz"):
+        return f"; the file is gzip-compressed: name it {name}.gz"
+    if not gzipped and name.lower().endswith(".gz"):
+        return f"; the file is not gzip-compressed: name it {name[:-3]}"
+    return ""
+
+
 def _read_nifti(
     p: Path, role: str, info: dict[str, Any], nifti_geometry: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -506,7 +528,8 @@ def _read_nifti(
         with _quiet_nibabel():  # nibabel logs (to stderr) the header fields it repairs; asfe3d checks them itself
             img = nib.load(str(p))
     except Exception as err:  # nibabel raises many types for non-images (ImageFileError, gzip errors...)
-        raise Asfe3dInputError(p, f"{role} file is not a readable NIfTI image ({_short(err)})") from None
+        raise Asfe3dInputError(p, f"{role} file is not a readable NIfTI image ({_short(err)}){_gzip_hint(p)}") \
+            from None
     if not isinstance(img, (nib.Nifti1Pair, nib.Nifti2Pair)):
         raise Asfe3dInputError(p, f"{role} file is not a NIfTI image (nibabel read it as {type(img).__name__})")
     # outputs are single files: a pair's header is kept as the single-file header of the same fields

@@ -1231,6 +1231,7 @@ def check_overlap(
     min_fraction: float = 0.3,
     head: sitk.Image | None = None,
     pet: sitk.Image | None = None,
+    registered: bool = True,
 ) -> float:
     """Fail when the registered PET covers too little of the MRI's head.
 
@@ -1242,6 +1243,8 @@ def check_overlap(
         head: the MRI's :func:`head_mask` when the caller already has it (it is computed otherwise).
         pet: the PET on its own grid: when given, a refusal says so if the MRI's "head" is far larger than the
             PET's field of view (an MRI of head and body, for which no search for the PET's region is made).
+        registered: whether a registration placed the PET (``False``: ``none``, the headers' placement; the refusal
+            says so and does not call it a misregistration).
 
     Returns:
         the overlap fraction.
@@ -1253,6 +1256,13 @@ def check_overlap(
     if not 0.0 <= min_fraction <= 1.0:
         raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
     frac = overlap_fraction(mri, pet_on_mri, head=head)
+    if frac < min_fraction and not registered:
+        raise Asfe3dInputError(
+            pet_path,
+            f"PET and MRI do not overlap as their headers place them (registration none: not registered; PET signal "
+            f"covers {frac:.1%} of the MRI head, need at least {min_fraction:.0%}): register it (leave out "
+            f"--registration none), or check the headers{_mri_beyond_head(mri if head is None else head, pet, head is None)}",
+        )
     if frac < min_fraction:
         raise Asfe3dInputError(
             pet_path,

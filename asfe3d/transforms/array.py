@@ -307,7 +307,6 @@ class RegisterToReference(Transform):
         from asfe3d.errors import Asfe3dInputError
         from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, resolve_method
         from asfe3d.registration.qc import assess_registration
-        from asfe3d.registration.register import template_mismatch
 
         moving = _as_metatensor(moving, "moving", "registration works in mm on each image's grid")
         reference = _as_metatensor(reference, "reference", "registration works in mm on each image's grid")
@@ -353,28 +352,22 @@ class RegisterToReference(Transform):
         verdict = getattr(result, "qc", None)  # judged by the registration itself (it decides on a search)
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
-        for line in role_warnings:  # the verdict's other findings read as blaming the PET: say what is wrong
-            for role in ("MRI", "PET"):
-                if line.startswith((f"{role} input looks like a label map", f"{role} input looks like a mask")):
-                    verdict.add_finding("warn", f"{role.lower()}_labels", line)
-        mismatch = template_mismatch(ref_info, mov_info)
-        if mismatch and method in ("rigid", "none"):  # asked for: it cannot fit (a scale check may not see it)
-            verdict.add_finding("warn", "template_space", f"{mismatch}; use --registration affine (or auto), or give "
-                                                          "the image in its native space")
-        elif mismatch and self.method == "auto":
-            verdict.add_finding("note", "note", f"registered affine (auto): {mismatch}")
+        _add_input_findings(verdict, role_warnings, ref_info, mov_info, method, self.method)
         overlap = float("nan")
         if self.min_overlap > 0:
             # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)
             # covers little of the whole head by design; the QC's verdict, not the overlap floor, judges it
             floor = 0.0 if "pet_fov" in verdict.flags else self.min_overlap
             overlap = check_overlap(fixed_img, resampled, pet_path=pet_path, min_fraction=floor, head=head_img,
-                                    pet=moving_img)
+                                    pet=moving_img, registered=method != "none")
         failed = verdict.verdict == "fail"
         # the line names the PET's file; either input may be at fault (a biased or wrong MRI fails the same way)
         mri_name = Path(str(reference.meta.get("filename_or_obj") or "")).name or "the MRI"
         line = (f"registration judged failed (onto {mri_name}; either input may be at fault): "
                 f"{'; '.join(verdict.reasons)}")
+        if method == "none" and not same_frame:  # nothing was registered: the headers' placement was judged
+            line = (f"the PET as its header places it on {mri_name} (--registration none: not registered) was "
+                    f"judged misaligned: {'; '.join(verdict.reasons)}; register it (leave out --registration none)")
         if failed and self.qc != "strict":
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)
@@ -404,6 +397,26 @@ class RegisterToReference(Transform):
             raise RegistrationRefused(pet_path, f"{line} (--qc strict: no fused image written)", reference=reference,
                                       resampled=out, registration=report)
         return out, result.transform, report
+
+
+def _add_input_findings(verdict: Any, role_warnings: Sequence[str], mri_info: dict[str, Any],
+                        pet_info: dict[str, Any], method: str, requested: str) -> None:
+    """Findings about the inputs themselves, added to the registration's verdict: a label map or mask given as
+    the MRI or the PET (the other findings would read as blaming the registration), and a pair with one image in a
+    template space (:func:`asfe3d.registration.register.template_mismatch`): a warning for a rigid (or no)
+    registration asked for, a note saying why ``auto`` registered it affine."""
+    from asfe3d.registration.register import template_mismatch
+
+    for line in role_warnings:
+        for role in ("MRI", "PET"):
+            if line.startswith((f"{role} input looks like a label map", f"{role} input looks like a mask")):
+                verdict.add_finding("warn", f"{role.lower()}_labels", line)
+    mismatch = template_mismatch(mri_info, pet_info)
+    if mismatch and method in ("rigid", "none"):  # asked for: it cannot fit (a scale check may not see it)
+        verdict.add_finding("warn", "template_space", f"{mismatch}; use --registration affine (or auto), or give "
+                                                      "the image in its native space")
+    elif mismatch and requested == "auto":
+        verdict.add_finding("note", "note", f"registered affine (auto): {mismatch}")
 
 
 class RobustNormalize(Transform):

@@ -406,3 +406,22 @@ def test_formats_outside_the_list_are_refused_not_placed_by_simpletk(tmp_path, c
     mha = tmp_path / "pet.mha"  # the documented formats read as before
     sitk.WriteImage(sitk.GetImageFromArray(random_volume().astype(np.float32)), str(mha))
     assert read_volume(mha, role="PET").format == "mha"
+
+
+def test_a_nifti_named_against_its_compression_says_what_to_name_it(nifti_factory, tmp_path):
+    """A gzipped NIfTI named .nii was refused with "sizeof_hdr = 559903", a plain one named .nii.gz with "Not a
+    gzipped file" (probe 20 #10): the line now says which name the file needs."""
+    plain = nifti_factory(data=random_volume())
+    raw = plain.read_bytes() if not plain.name.endswith(".gz") else gzip.decompress(plain.read_bytes())
+    named_gz = tmp_path / "plain.nii.gz"
+    named_gz.write_bytes(raw)
+    with pytest.raises(Asfe3dInputError, match=r"the file is not gzip-compressed: name it plain\.nii$"):
+        read_volume(named_gz, role="MRI")
+    named_plain = tmp_path / "packed.nii"
+    named_plain.write_bytes(gzip.compress(raw))
+    with pytest.raises(Asfe3dInputError, match=r"the file is gzip-compressed: name it packed\.nii\.gz$"):
+        read_volume(named_plain, role="MRI")
+    junk = tmp_path / "junk.nii"
+    junk.write_bytes(b"not an image at all" * 30)
+    with pytest.raises(Asfe3dInputError, match=r"not a readable NIfTI image \([^;]*\)$"):  # nothing to say on names
+        read_volume(junk, role="MRI")

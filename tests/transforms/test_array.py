@@ -361,3 +361,21 @@ def test_one_head_stored_in_another_voxel_order_gives_the_same_fused_image(mode)
     back = nib.orientations.apply_orientation(lia_out[0].numpy(), nib.orientations.ornt_transform(
         nib.orientations.axcodes2ornt("LIA"), nib.orientations.axcodes2ornt("RAS")))
     np.testing.assert_array_equal(back, ras_out[0].numpy())
+
+
+def test_registration_none_is_judged_as_the_headers_placement_not_as_a_misregistration(small_pair, tmp_path):
+    """With ``--registration none`` and headers that do not align the images the messages spoke of "a
+    misregistration" / "registration judged failed" and never said that nothing was registered (probe 20 #5)."""
+    from asfe3d.errors import RegistrationRefused
+
+    img = nib.load(small_pair.pet_path)
+    mri = LoadVolume()(small_pair.mri_path)
+    for shift, problem in ((12.0, RegistrationRefused), (400.0, Asfe3dInputError)):
+        moved = img.affine.copy()
+        moved[0, 3] += shift
+        path = write_nifti(tmp_path / f"pet_{int(shift)}.nii.gz", np.asarray(img.dataobj), moved)
+        with pytest.raises(problem) as info:
+            RegisterToReference(method="none", qc="strict")(LoadVolume()(path), mri)
+        said = str(info.value)
+        assert "registration none" in said and "misregistration" not in said, said
+        assert "leave out --registration none" in said
