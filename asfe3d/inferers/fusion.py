@@ -361,6 +361,30 @@ def from_ras_order(x: torch.Tensor | np.ndarray, ornt: np.ndarray | None, back: 
     return out.numpy() if isinstance(x, np.ndarray) else out
 
 
+def support_box(x: torch.Tensor | np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest box holding every voxel where an input is not 0 (``x``: ``(C, X, Y, Z)`` or
+    ``(B, C, X, Y, Z)``, all items and channels together), as three slices; ``None`` when that is the whole volume
+    or nothing (all 0).
+
+    Fusion runs on this box: outside it every method gives 0 (both inputs are 0 there), and how much empty
+    background a file carries (a zero-padded MRI, FreeSurfer's 256^3 conformed grid) no longer changes the fused
+    head: the network's windows saw different amounts of background (zero-padding by 40 voxels moved the fused head
+    by 15 % on average, probe 21).
+    """
+    data = torch.as_tensor(x)
+    nonzero = (data != 0).reshape(-1, *data.shape[-3:]).any(dim=0)
+    box = []
+    for axis in range(3):
+        along = nonzero.movedim(axis, 0).reshape(nonzero.shape[axis], -1).any(dim=1)
+        hit = torch.nonzero(along)
+        if hit.numel() == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    if all(b.start == 0 and b.stop == n for b, n in zip(box, data.shape[-3:])):
+        return None
+    return box[0], box[1], box[2]
+
+
 def _check_axis(name: str, value: Any, auto: bool = True) -> None:
     if (auto and value == "auto") or (not isinstance(value, bool) and value in (0, 1, 2)):
         return
@@ -626,7 +650,22 @@ class FusionInferer(Inferer):
     def _run(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
              slice_axis: int | str | None, spacing: Sequence[float] | None,
              steer_gains: Sequence[float] | None) -> Any:
-        """:meth:`__call__` on inputs in the order they are run in."""
+        """:meth:`__call__` on inputs in the order they are run in: on the box that holds their signal
+        (:func:`support_box`), 0 around it."""
+        box = support_box(inputs.detach())
+        if box is None:
+            return self._run_whole(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
+        index = (slice(None), slice(None), *box)
+        part = self._run_whole(inputs[index], network, args, kwargs, slice_axis, spacing, steer_gains)
+        data = part.as_tensor() if isinstance(part, MetaTensor) else part
+        out = torch.zeros((*data.shape[:2], *inputs.shape[2:]), dtype=data.dtype, device=data.device)
+        out[index] = data
+        return convert_to_dst_type(out, inputs, device=out.device)[0] if isinstance(inputs, MetaTensor) else out
+
+    def _run_whole(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
+                   slice_axis: int | str | None, spacing: Sequence[float] | None,
+                   steer_gains: Sequence[float] | None) -> Any:
+        """:meth:`_run` on the whole of ``inputs``."""
         strength, select, grid = self._steps_on(inputs, spacing)
         if steer_gains is None:
             gains = self.steer_gains(inputs, network, spacing)

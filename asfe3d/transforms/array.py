@@ -22,7 +22,7 @@ from monai.data import MetaTensor
 from monai.transforms import Transform
 
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
-from asfe3d.inferers.fusion import auto_slice_axis, from_ras_order, grid_spacing, in_ras_order
+from asfe3d.inferers.fusion import auto_slice_axis, from_ras_order, grid_spacing, in_ras_order, support_box
 from asfe3d.io.convert import orthogonal_within_rounding
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY, ras_affine
 from asfe3d.transforms.intensity import robust_normalize
@@ -367,7 +367,8 @@ class RegisterToReference(Transform):
                 f"{'; '.join(verdict.reasons)}")
         if method == "none" and not same_frame:  # nothing was registered: the headers' placement was judged
             line = (f"the PET as its header places it on {mri_name} (--registration none: not registered) was "
-                    f"judged misaligned: {'; '.join(verdict.reasons)}; register it (leave out --registration none)")
+                    f"judged failed: {'; '.join(verdict.reasons)}; if the headers do not align the two images, "
+                    "register them (leave out --registration none)")
         if failed and self.qc != "strict":
             logging.getLogger("asfe3d").warning("%s: %s; outputs written anyway (--qc warn), check them",
                                                 pet_path, line)
@@ -548,13 +549,22 @@ class Fuse(Transform):
         # fused in RAS voxel order (as the networks were trained), so one head gives one image in any storage order
         turned, ornt = in_ras_order(img) if img.ndim == 4 else (img, None)
         slice_axis = self.slice_axis if ornt is None or self.slice_axis == "auto" else int(ornt[self.slice_axis, 0])
-        arr = turned.detach().cpu().numpy()
+        # on the box holding the inputs' signal (0 around it in every method): the background a file carries does
+        # not change the fused head
+        box = support_box(turned.detach()) if img.ndim == 4 else None
+        part = turned if box is None else turned[(slice(None), *box)]
+        arr = part.detach().cpu().numpy()
         options = fuse_options(self.fuser, turned, slice_axis)
         meta = _meta(img)
         steer = getattr(self.fuser, "detail_steer_gain", None)
         if callable(steer) and img.ndim == 4:  # read once, given to the method, and kept in the output's metadata
-            options["detail_steer_gain"] = meta["detail_steer_applied"] = float(steer(turned))
-        fused = from_ras_order(self.fuser(arr[0], arr[1], **options)[None], ornt)
+            options["detail_steer_gain"] = meta["detail_steer_applied"] = float(steer(part))
+        fused = self.fuser(arr[0], arr[1], **options)
+        if box is not None:
+            whole = np.zeros(tuple(turned.shape[1:]), np.float32)
+            whole[box] = fused
+            fused = whole
+        fused = from_ras_order(fused[None], ornt)
         return derive_metatensor(torch.from_numpy(np.ascontiguousarray(fused)), img, meta=meta)
 
 

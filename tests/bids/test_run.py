@@ -383,7 +383,7 @@ def test_pair_refused_for_its_registration_is_shown_in_the_report(tmp_path: Path
     out = bids / "derivatives" / "asfe3d"
     results = run_bids(bids, out, Settings.from_flat(**FAST, qc="strict"))
     refused = next(r for r in results if r.name == "sub-01_trc-FDG")
-    assert refused.status == "failed" and "registration judged failed" in refused.message
+    assert refused.status == "failed" and "(--registration none: not registered) was judged failed" in refused.message
     assert not (out / "sub-01" / "pet" / "sub-01_trc-FDG_space-T1w_desc-fused_pet.nii.gz").exists()
     text = (out / "sub-01.html").read_text(encoding="utf-8")
     assert "Registration check" in text and "PET looks like noise" in text and "Not written: the pair was not fused" in text
