@@ -1056,18 +1056,33 @@ def check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, inf
     nbad = int(bad.sum())
     info.setdefault("nonfinite_repaired", 0)
     if nbad:
+        # NaN around the image, on its faces: what SPM's reslicing (and masked derivatives) write outside the field
+        # of view on purpose, not damage; once 0 it reads as "nothing there" (for a PET: no uptake)
+        around = bad.ndim == 3 and _touching_faces(bad).sum() == nbad
+        why = (" (they lie around the image, as SPM's reslicing writes NaN outside a field of view: read as 0 they "
+               f"are shown as {'no uptake' if role == 'PET' else 'empty'}, and the field-of-view check counts them "
+               "as seen)") if around else ""
         if not allow_nonfinite:
             raise Asfe3dInputError(
-                p, f"{role} image has {nbad} non-finite (NaN/Inf) voxels of {arr.size}; "
+                p, f"{role} image has {nbad} non-finite (NaN/Inf) voxels of {arr.size}{why}; "
                 "pass --allow-nonfinite / allow_nonfinite=True to replace them by 0"
             )
         arr = np.where(bad, np.float32(0), arr).astype(np.float32)
         info["nonfinite_repaired"] = nbad
-        logger.warning("%s %s: replaced %d non-finite (NaN/Inf) voxels by 0", role, p, nbad)
+        logger.warning("%s %s: replaced %d non-finite (NaN/Inf) voxels by 0%s", role, p, nbad, why)
     lo, hi = float(arr.min()), float(arr.max())
     if lo == hi:
         raise Asfe3dInputError(p, f"{role} volume is constant (all voxels = {lo:g})")
     return arr
+
+
+def _touching_faces(mask: np.ndarray) -> np.ndarray:
+    """The parts of a 3D ``mask`` connected to a face of the volume."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    faces = np.concatenate([np.take(labels, i, axis=a).ravel() for a in range(3) for i in (0, -1)])
+    return np.isin(labels, np.unique(faces[faces > 0]))
 
 
 _short = short_error

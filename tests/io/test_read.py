@@ -425,3 +425,22 @@ def test_a_nifti_named_against_its_compression_says_what_to_name_it(nifti_factor
     junk.write_bytes(b"not an image at all" * 30)
     with pytest.raises(Asfe3dInputError, match=r"not a readable NIfTI image \([^;]*\)$"):  # nothing to say on names
         read_volume(junk, role="MRI")
+
+
+def test_nan_around_a_resliced_pet_is_explained(nifti_factory, caplog):
+    """SPM's resliced ``rpet.nii`` holds NaN outside the PET's field of view on purpose; the refusal treated it
+    like damage and, with --allow-nonfinite, nothing said that the field of view was lost (probe 20 #6)."""
+    data = random_volume()
+    data[:, :, :3] = np.nan  # a slab outside the field of view
+    p = nifti_factory(data=data)
+    with pytest.raises(Asfe3dInputError, match=r"non-finite \(NaN/Inf\) voxels of \d+ \(they lie around the image, "
+                                               r"as SPM's reslicing writes NaN outside a field of view: read as 0 they "
+                                               r"are shown as no uptake"):
+        read_volume(p, role="PET")
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        read_volume(p, role="PET", allow_nonfinite=True)
+    assert any("field-of-view check counts them as seen" in r.getMessage() for r in caplog.records)
+    inside = random_volume((24, 20, 20))
+    inside[8:12, 8:12, 8:12] = np.nan  # a hole inside: damage, not a field of view
+    with pytest.raises(Asfe3dInputError, match=r"non-finite \(NaN/Inf\) voxels of \d+; pass"):
+        read_volume(nifti_factory(data=inside), role="PET")
