@@ -353,6 +353,11 @@ class RegisterToReference(Transform):
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
         _add_input_findings(verdict, role_warnings, ref_info, mov_info, method, self.method)
+        if method != "none" and _same_grid(fixed_img, moving_img):  # coregistered and resliced elsewhere already
+            verdict.add_finding("note", "note", (
+                f"the PET was already on the MRI's grid (as SPM, FSL or PETSurfer write a coregistered PET); the "
+                f"registration moved it by up to {_largest_shift_mm(result.transform, fixed_img):.2f} mm and "
+                "resampled it: if it was coregistered already, --registration none keeps it as it is"))
         overlap = float("nan")
         if self.min_overlap > 0:
             # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)
@@ -398,6 +403,21 @@ class RegisterToReference(Transform):
             raise RegistrationRefused(pet_path, f"{line} (--qc strict: no fused image written)", reference=reference,
                                       resampled=out, registration=report)
         return out, result.transform, report
+
+
+def _same_grid(a: Any, b: Any) -> bool:
+    """Whether two SimpleITK images share one grid (size, spacing, origin, direction; to 1e-4 mm)."""
+    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6))
+
+
+def _largest_shift_mm(transform: Any, grid: Any) -> float:
+    """The largest distance ``transform`` moves the corners and the centre of ``grid``'s box (mm)."""
+    size = np.asarray(grid.GetSize()) - 1
+    corners = [np.asarray(c) * size for c in np.ndindex(2, 2, 2)] + [size / 2.0]
+    points = [grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in c]) for c in corners]
+    return max(float(np.linalg.norm(np.subtract(transform.TransformPoint(p), p))) for p in points)
 
 
 def _add_input_findings(verdict: Any, role_warnings: Sequence[str], mri_info: dict[str, Any],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -410,3 +412,20 @@ def test_zero_padding_the_inputs_does_not_change_the_fused_head(method, mode):
             a = m.inferer(MetaTensor(torch.from_numpy(x)[None], affine=torch.as_tensor(affine)), m.net)
             b = m.inferer(MetaTensor(torch.from_numpy(padded)[None], affine=torch.as_tensor(shifted)), m.net)
         np.testing.assert_array_equal(b[0, 0, 9:33, :28, 7:27].numpy(), a[0, 0].numpy())
+
+
+def test_a_pet_already_on_the_mri_grid_gets_a_note_that_none_keeps_it(small_pair, tmp_path):
+    """A PET coregistered and resliced by SPM, FSL or PETSurfer (on the MRI's exact grid) was moved 0.2-0.3 mm and
+    interpolated again by the default registration, with no hint that --registration none keeps it (probe 20 #7)."""
+    mri, pet = LoadVolume()(small_pair.mri_path), LoadVolume()(small_pair.pet_path)
+    on_grid = RegisterToReference(method="rigid")(pet, mri)[0]
+    path = write_nifti(tmp_path / "rpet.nii.gz", on_grid[0].numpy(), nib.load(small_pair.mri_path).affine)
+    resliced = LoadVolume()(path)
+    report = RegisterToReference(method="rigid")(resliced, mri)[2]
+    notes = [r for r in report["qc"]["reasons"] if r.startswith("the PET was already on the MRI's grid")]
+    assert len(notes) == 1 and "--registration none keeps it as it is" in notes[0], report["qc"]
+    assert re.search(r"moved it by up to \d+\.\d\d mm", notes[0])
+    kept = RegisterToReference(method="none")(resliced, mri)[2]
+    assert not any("already on the MRI's grid" in r for r in kept["qc"]["reasons"])
+    moved = RegisterToReference(method="rigid")(pet, mri)[2]  # a PET on its own grid: nothing to say
+    assert not any("already on the MRI's grid" in r for r in moved["qc"]["reasons"])
