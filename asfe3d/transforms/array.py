@@ -352,12 +352,8 @@ class RegisterToReference(Transform):
         verdict = getattr(result, "qc", None)  # judged by the registration itself (it decides on a search)
         if verdict is None:
             verdict = assess_registration(fixed_img, moving_img, result.transform, head_img)
-        _add_input_findings(verdict, role_warnings, ref_info, mov_info, method, self.method)
-        if method != "none" and _same_grid(fixed_img, moving_img):  # coregistered and resliced elsewhere already
-            verdict.add_finding("note", "note", (
-                f"the PET was already on the MRI's grid (as SPM, FSL or PETSurfer write a coregistered PET); the "
-                f"registration moved it by up to {_largest_shift_mm(result.transform, fixed_img):.2f} mm and "
-                "resampled it: if it was coregistered already, --registration none keeps it as it is"))
+        _add_input_findings(verdict, role_warnings, ref_info, mov_info, method, self.method,
+                            (fixed_img, moving_img, result.transform))
         overlap = float("nan")
         if self.min_overlap > 0:
             # a PET whose field of view holds part of the head and covers that part (QC flag pet_fov: a warning)
@@ -421,12 +417,20 @@ def _largest_shift_mm(transform: Any, grid: Any) -> float:
 
 
 def _add_input_findings(verdict: Any, role_warnings: Sequence[str], mri_info: dict[str, Any],
-                        pet_info: dict[str, Any], method: str, requested: str) -> None:
+                        pet_info: dict[str, Any], method: str, requested: str, images: tuple[Any, Any, Any]) -> None:
     """Findings about the inputs themselves, added to the registration's verdict: a label map or mask given as
-    the MRI or the PET (the other findings would read as blaming the registration), and a pair with one image in a
+    the MRI or the PET (the other findings would read as blaming the registration), a pair with one image in a
     template space (:func:`asfe3d.registration.register.template_mismatch`): a warning for a rigid (or no)
-    registration asked for, a note saying why ``auto`` registered it affine."""
+    registration asked for, a note saying why ``auto`` registered it affine; and a note for a PET that was already
+    on the MRI's grid and was moved (``images``: the MRI, the PET and the transform, SimpleITK)."""
     from asfe3d.registration.register import template_mismatch
+
+    fixed, moving, transform = images
+    if method != "none" and _same_grid(fixed, moving):  # coregistered and resliced elsewhere already
+        verdict.add_finding("note", "note", (
+            f"the PET was already on the MRI's grid (as SPM, FSL or PETSurfer write a coregistered PET); the "
+            f"registration moved it by up to {_largest_shift_mm(transform, fixed):.2f} mm and resampled it: if it "
+            "was coregistered already, --registration none keeps it as it is"))
 
     for line in role_warnings:
         for role in ("MRI", "PET"):
