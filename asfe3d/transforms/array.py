@@ -431,7 +431,6 @@ def _add_input_findings(verdict: Any, role_warnings: Sequence[str], mri_info: di
             f"the PET was already on the MRI's grid (as SPM, FSL or PETSurfer write a coregistered PET); the "
             f"registration moved it by up to {_largest_shift_mm(transform, fixed):.2f} mm and resampled it: if it "
             "was coregistered already, --registration none keeps it as it is"))
-
     for line in role_warnings:
         for role in ("MRI", "PET"):
             if line.startswith((f"{role} input looks like a label map", f"{role} input looks like a mask")):
@@ -690,31 +689,27 @@ class RestoreIntensity(Transform):
         """
         if self.scale == "unit":
             return img
-        if above is not None:
-            img = _with_headroom(img, above)
         if (window is None or isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2
                 or not all(np.isfinite(float(v)) for v in window)):
             raise ValueError(f"window must be (lo, hi), two finite numbers, got {window!r}")
         if not isinstance(img, (torch.Tensor, np.ndarray)):
             raise ValueError(f"img must be a MetaTensor, tensor or array, got {type(img).__name__}")
         lo, hi = np.float32(window[0]), np.float32(window[1])
-        values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-        arr = torch.from_numpy((values.astype(np.float32) * (hi - lo) + lo).astype(np.float32))
+        values = (img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)).astype(np.float32)
+        if above is not None:
+            values = values + _headroom_on(above, values.shape)
+        arr = torch.from_numpy((values * (hi - lo) + lo).astype(np.float32))
         return derive_metatensor(arr, img, meta=_meta(img)) if isinstance(img, MetaTensor) else arr
 
 
-def _with_headroom(img: torch.Tensor | np.ndarray, above: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """``img`` plus :func:`~asfe3d.transforms.intensity.headroom` of ``above`` (same type as ``img``)."""
+def _headroom_on(above: torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """:func:`~asfe3d.transforms.intensity.headroom` of ``above``, float32, in an image's ``shape``."""
     from asfe3d.transforms.intensity import headroom
 
     extra = np.asarray(above.detach().cpu().numpy() if isinstance(above, torch.Tensor) else above, np.float32)
-    values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    if extra.size != values.size or extra.shape[-3:] != values.shape[-3:]:
-        raise ValueError(f"above must have the image's shape {tuple(values.shape)}, got {tuple(extra.shape)}")
-    out = (values.astype(np.float32) + headroom(extra).reshape(values.shape)).astype(np.float32)
-    if isinstance(img, MetaTensor):
-        return derive_metatensor(torch.from_numpy(out), img, meta=_meta(img))
-    return torch.from_numpy(out) if isinstance(img, torch.Tensor) else out
+    if extra.size != int(np.prod(shape)) or extra.shape[-3:] != tuple(shape[-3:]):
+        raise ValueError(f"above must have the image's shape {tuple(shape)}, got {tuple(extra.shape)}")
+    return headroom(extra).reshape(shape)
 
 
 def plan_outputs(

@@ -25,6 +25,7 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
@@ -43,6 +44,7 @@ from asfe3d.transforms.array import (
     derive_metatensor,
     ras_affine,
 )
+from asfe3d.transforms.intensity import above_window
 
 __all__ = [
     "InputPath", "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "Fused", "ColourFused",
@@ -223,7 +225,7 @@ class RobustNormalized(MapTransform):
             d[key] = self.normalize(d[key], mask)
             if self.above_postfix is not None:  # split the part above the window off; the image as if clipped
                 norm = d[key].as_tensor()
-                d[f"{key}_{self.above_postfix}"] = (norm - 1.0).clamp_(min=0.0)
+                d[f"{key}_{self.above_postfix}"] = torch.from_numpy(above_window(norm.numpy()))
                 d[key] = derive_metatensor(norm.clamp(max=1.0), d[key], {k: v for k, v in d[key].meta.items()
                                                                           if k != "affine"})
         return d
