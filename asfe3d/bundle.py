@@ -266,7 +266,7 @@ class SaveSubjectd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from asfe3d.io.record import run_fields
-        from asfe3d.pipeline import ABOVE_KEY, above_window_summary
+        from asfe3d.pipeline import ABOVE_KEY, FOV_KEY, above_window_summary, outside_fov_summary
         from asfe3d.transforms import SaveLikeReferenced
 
         d = dict(data)
@@ -275,8 +275,13 @@ class SaveSubjectd(MapTransform):
             raise KeyError(f"SaveSubjectd: key(s) {missing} not in the data (keys: {sorted(map(str, d))})")
         d["record"] = {**run_fields(d), "subject": d.get(self.subject_key), "settings": self.settings,
                        "written_by": "bundle asfe3d_mri_pet_fusion"}
+        fusion = {}
         if ABOVE_KEY in d and "mri_head" in d:  # the PET's hottest uptake shown above the MRI's window
-            d["record"]["fusion"] = {"pet_above_window": above_window_summary(d[ABOVE_KEY], d["mri_head"])}
+            fusion["pet_above_window"] = above_window_summary(d[ABOVE_KEY], d["mri_head"])
+        if FOV_KEY in d and "mri_head" in d:  # the MRI's grid outside the PET's field of view (fused image 0)
+            fusion["outside_pet_fov"] = outside_fov_summary(d[FOV_KEY], d["mri_head"])
+        if fusion:
+            d["record"]["fusion"] = fusion
         saver = SaveLikeReferenced({k: d[p] for k, p in self.outputs.items()}, ref_key=self.ref_key,
                                    overwrite=self.overwrite, record_key="record")
         d = saver(d)

@@ -336,12 +336,15 @@ def _saver(output: Path, extra: dict[str, Path | None], outputs: OutputSettings,
 def _fuse_and_save_steps(fuser: Any, settings: Settings, extra: dict[str, Path | None],
                          saver: Any) -> list[tuple[str, list[Any]]]:
     """The chain after the network input: fuse (and colour), restore the intensities, save."""
-    from monai.transforms import CopyItemsd
+    from monai.transforms import CopyItemsd, MaskIntensityd
 
     from asfe3d.transforms import ColourFused, Fused, RestoreIntensityd
 
     want_rgb = any(extra[k] is not None for k in ("rgb", "preview", "report"))
-    fuse = [Fused("image", output_key="fused_unit", method=fuser, slice_axis=settings.fusion.slice_axis)]
+    # outside the PET's field of view there is no PET to fuse: the fused image is 0 there ("no data"; the image
+    # fused from the MRI alone read as anatomy without uptake, darkest along the edge)
+    fuse = [Fused("image", output_key="fused_unit", method=fuser, slice_axis=settings.fusion.slice_axis),
+            MaskIntensityd("fused_unit", mask_key=FOV_KEY)]
     if want_rgb:
         fuse.append(ColourFused("image", output_key="fused_rgb", method=fuser, colormap=settings.outputs.colormap,
                                 luma_key="fused_unit"))
@@ -365,6 +368,7 @@ def _run_steps(steps: list[tuple[str, list[Any]]], data: dict[str, Any], fuser: 
         if name == "save":
             fusion = _fusion_description(fuser, data["image"], settings.fusion.slice_axis, data.get("fused_unit"))
             fusion["pet_above_window"] = above_window_summary(data[ABOVE_KEY], data["mri_head"])
+            fusion["outside_pet_fov"] = outside_fov_summary(data[FOV_KEY], data["mri_head"])
             data["record"] = _record_content(data, fusion, timings,
                                              {"settings": settings.as_dict(), **(record_extra or {})})
         logger.info("%s ...", _STEP_WORDS.get(name, name))
@@ -439,6 +443,27 @@ def above_window_summary(above: Any, head: Any) -> dict[str, Any]:
     largest = float(values.max()) if hot.any() else 0.0
     return {"voxels": int(hot.sum()), "head_fraction": round(float((hot & mask).sum()) / max(int(mask.sum()), 1), 5),
             "max_above": round(largest, 4), "max_shown": round(float(headroom(np.float32(largest))), 4)}
+
+
+#: the data key of the PET's field of view on the MRI's grid (``RegisterToReferenced(..., fov_postfix="fov")``)
+FOV_KEY = "pet_fov"
+
+
+def outside_fov_summary(fov: Any, head: Any) -> dict[str, Any]:
+    """What the record says about the MRI's grid outside the PET's field of view (where the fused image is 0): how
+    many voxels, and the share of the head they hold.
+
+    Args:
+        fov: ``(1, X, Y, Z)`` bool, True inside the PET's field of view.
+        head: the head mask, the same shape.
+    """
+    import numpy as np
+
+    inside = np.asarray(fov.detach().cpu().numpy() if hasattr(fov, "detach") else fov, bool)
+    mask = np.asarray(head.detach().cpu().numpy() if hasattr(head, "detach") else head, bool).reshape(inside.shape)
+    outside = ~inside
+    return {"voxels": int(outside.sum()),
+            "head_fraction": round(float((outside & mask).sum()) / max(int(mask.sum()), 1), 5)}
 
 
 def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: Any = None) -> dict[str, Any]:

@@ -256,6 +256,21 @@ def test_a_pet_of_the_top_of_the_head_is_fused_with_a_field_of_view_warning(tmp_
     qc = result.registration["qc"]
     assert qc["verdict"] == "warn" and qc["flags"] == ["pet_fov"], qc
     assert result.overlap < 0.3 and (tmp_path / "f.nii.gz").is_file()
+    # beyond the PET's field of view there is no PET: the fused image is blank there (the window's low end, as the
+    # air around the head), not the MRI fused with nothing (probe 21 #2: it read as anatomy without uptake)
+    import SimpleITK as sitk
+
+    from asfe3d.registration.fov import field_of_view
+
+    inside = field_of_view(sitk.ReadImage(str(p.mri_path)), sitk.ReadImage(str(tmp_path / "top.nii.gz")),
+                           result.transform).transpose(2, 1, 0)
+    fused = np.asarray(nib.load(str(tmp_path / "f.nii.gz")).dataobj)
+    assert np.unique(fused[~inside]).size == 1 and fused[~inside][0] == fused.min()
+    assert np.unique(fused[inside]).size > 100
+    outside = result.fusion["outside_pet_fov"]
+    assert outside["voxels"] == int((~inside).sum())
+    assert abs(outside["head_fraction"] - (1 - qc["numbers"]["head_in_pet_fov"])) < 0.1, (outside, qc["numbers"])
+    assert "no PET, and the fused image is blank" in qc["reasons"][0]
 
 
 @pytest.mark.parametrize("method", ["asfe", "mean"])

@@ -113,6 +113,10 @@ def print_result(result: Any, stream: Any = None) -> None:
     if qc:
         reasons = "; ".join(qc.get("reasons", [])) or "all checks passed"
         print(f"registration QC: {qc['verdict']} ({reasons})", file=stream)
+    outside = (result.fusion or {}).get("outside_pet_fov") or {}
+    if outside.get("head_fraction", 0) >= 0.005 and "pet_fov" not in ((qc or {}).get("flags") or []):
+        print(f"fused image: blank (0) in {outside['head_fraction']:.0%} of the {anat} head, beyond the PET's field "
+              "of view (no PET there)", file=stream)
     steps = ", ".join(f"{k} {t[k]:.1f} s" for k in ("load", "register", "resample", "normalise", "fuse", "save")
                       if k in t)
     early = reg.get("early_seconds") if reg.get("early") else None

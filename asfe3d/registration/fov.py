@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["HeadRegion", "head_extent", "large_fov", "locate_head"]
+__all__ = ["HeadRegion", "field_of_view", "head_extent", "large_fov", "locate_head"]
 
 #: a PET axis is "large" when its field of view exceeds both this many head sizes ...
 LARGE_FOV_FACTOR = 1.6
@@ -174,3 +174,40 @@ def _slide(pet: sitk.Image, arr: np.ndarray, axis: int, half: float, head_centre
         if best is None or score > best[0]:
             best = (score, float(pos), point)
     return best
+
+
+def field_of_view(reference: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> np.ndarray | None:
+    """Where the PET's field of view lies on the MRI's grid: the voxels whose centre ``transform`` maps inside the
+    PET's voxel box, i.e. exactly those that resampling the PET onto the MRI's grid takes from the PET (ITK's
+    interpolators read a point as inside from half a voxel before the first voxel's centre to half a voxel before
+    the end); the others hold the resampling's default value, which is not a measurement.
+
+    A linear transform that maps all eight corners of the grid inside is answered from the corners (the box is
+    convex: the whole grid is inside) without resampling; otherwise a grid of ones is resampled (nearest neighbour,
+    the same inside test).
+
+    Args:
+        reference: the MRI (its grid is used).
+        moving: the PET (its grid is used; not its values).
+        transform: MRI points -> PET points (a registration's result).
+
+    Returns:
+        A bool array in SimpleITK's ``(z, y, x)`` order on the reference grid, or ``None`` when the whole grid is
+        inside the PET's field of view.
+    """
+    size = np.asarray(reference.GetSize(), dtype=np.float64)
+    if transform.IsLinear():
+        corners = [np.asarray(c, dtype=np.float64) * (size - 1) for c in np.ndindex(2, 2, 2)]
+        inside = True
+        for corner in corners:
+            point = transform.TransformPoint(reference.TransformContinuousIndexToPhysicalPoint(corner.tolist()))
+            index = np.asarray(moving.TransformPhysicalPointToContinuousIndex(point))
+            # a margin of 1e-3 voxel keeps a grid whose edge lies on the PET's edge to the exact test below
+            inside &= bool(np.all(index >= -0.5 + 1e-3) and np.all(index < np.asarray(moving.GetSize()) - 0.5 - 1e-3))
+        if inside:
+            return None
+    ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(moving)
+    mask = sitk.GetArrayFromImage(sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0,
+                                                sitk.sitkUInt8)) > 0
+    return None if mask.all() else mask

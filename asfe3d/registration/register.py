@@ -33,6 +33,7 @@ __all__ = [
     "RegistrationResult",
     "check_overlap",
     "head_mask",
+    "linear_part_ras",
     "overlap_fraction",
     "register_pet_to_mri",
     "registration_error_mm",
@@ -1183,6 +1184,45 @@ def resample_to_reference(
         sitk.Cast(moving, sitk.sitkFloat32), reference, tfm, _INTERPOLATORS[interpolator], float(default_value),
         sitk.sitkFloat32,
     )
+
+
+#: LPS <-> RAS (ITK's physical space is LPS; nibabel's and the record's are RAS)
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def linear_part_ras(transform: sitk.Transform) -> tuple[np.ndarray, bool]:
+    """A transform's linear part as a 4x4 matrix in RAS millimetres (MRI world -> PET world, as the transform maps).
+
+    What nibabel users apply: ``pet_world = M @ [*mri_world, 1]``. A composite transform (the deformable method's
+    rigid + B-spline) gives the product of its linear members; its B-spline part is left out, and ``exact`` says so.
+
+    Args:
+        transform: a SimpleITK transform mapping MRI (fixed) points to PET (moving) points.
+
+    Returns:
+        ``(matrix, exact)``: ``(4, 4)`` float64, and whether the matrix is the whole transform.
+
+    Raises:
+        TypeError: ``transform`` is not a 3D SimpleITK transform.
+    """
+    if not isinstance(transform, sitk.Transform) or transform.GetDimension() != 3:
+        raise TypeError(f"transform must be a 3D SimpleITK Transform, got {transform!r}")
+    exact = bool(transform.IsLinear())
+    linear = transform
+    if not exact:
+        members = []
+        if transform.GetName() == "CompositeTransform":
+            composite = sitk.CompositeTransform(transform)
+            members = [composite.GetNthTransform(i) for i in range(composite.GetNumberOfTransforms())]
+        linear = sitk.CompositeTransform([m for m in members if m.IsLinear()] or [sitk.Transform(3, sitk.sitkIdentity)])
+    zero = np.asarray(linear.TransformPoint((0.0, 0.0, 0.0)))
+    lps = np.eye(4)
+    lps[:3, 3] = zero
+    for k in range(3):
+        unit = [0.0, 0.0, 0.0]
+        unit[k] = 1.0
+        lps[:3, k] = np.asarray(linear.TransformPoint(tuple(unit))) - zero
+    return _LPS @ lps @ _LPS, exact
 
 
 def overlap_fraction(

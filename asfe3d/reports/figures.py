@@ -26,6 +26,7 @@ __all__ = [
     "axis_aligned",
     "canonical",
     "header_aligned",
+    "field_of_view",
     "robust_range",
     "head_bounds_mm",
     "head_box",
@@ -351,6 +352,47 @@ def header_aligned(moving: Any, reference: Any) -> Any:
     return nib.Nifti1Image(sitk_to_numpy_xyz(out), reference.affine)
 
 
+def field_of_view(reference: Any, pet: Any, mri_to_pet_ras: Any) -> Any:
+    """The PET's field of view on ``reference``'s grid: 1 where the registration's transform lands inside the PET's
+    voxel box (the voxels ITK's resampling takes from the PET), 0 where the registered PET is only padding.
+
+    Args:
+        reference: a canonical 3D NIfTI image (e.g. the cropped anatomical image).
+        pet: the PET as read, on its own grid (3D NIfTI image).
+        mri_to_pet_ras: the registration's ``(4, 4)`` matrix, MRI world -> PET world (RAS mm; the record's
+            ``registration.mri_to_pet_ras``).
+
+    Returns:
+        A uint8 ``Nifti1Image`` on ``reference``'s grid, or ``None`` when the PET's field of view holds the whole
+        grid (no edge to draw).
+
+    Raises:
+        ValueError: a matrix that is not 4x4 and finite, or images that are not 3D.
+    """
+    import nibabel as nib
+
+    matrix = np.asarray(mri_to_pet_ras, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"mri_to_pet_ras must be a finite 4x4 matrix, got {np.asarray(mri_to_pet_ras).tolist()!r}")
+    if len(reference.shape) != 3 or len(pet.shape) < 3:
+        raise ValueError(f"reference and PET must be 3D, got shapes {reference.shape} and {pet.shape}")
+    to_pet = np.linalg.inv(np.asarray(pet.affine, dtype=np.float64)) @ matrix @ np.asarray(reference.affine, float)
+    shape = reference.shape[:3]
+    axes = [np.arange(n, dtype=np.float64) for n in shape]
+    inside = np.ones(shape, dtype=bool)
+    for row, n in zip(to_pet[:3], pet.shape[:3]):  # one PET voxel axis at a time: its continuous index, separable
+        index = (row[0] * axes[0][:, None, None] + row[1] * axes[1][None, :, None]
+                 + (row[2] * axes[2] + row[3])[None, None, :])
+        inside &= (index >= -0.5) & (index < n - 0.5)
+    if inside.all():
+        return None
+    return nib.Nifti1Image(inside.astype(np.uint8), reference.affine)
+
+
+#: the PET field of view's edge, as drawn over the fused image and the overlay
+FOV_STYLE = dict(colors="#ffd24d", linewidths=1.2, linestyles=(0, (4, 3)))
+
+
 @dataclass
 class _Plane:
     """A slice of a canonical volume, ready for ``imshow(origin="lower")``: pixel rows run along ``v``."""
@@ -515,6 +557,7 @@ def draw_fused(
     value_range: tuple[float, float] | None = None,
     anat_name: str = "MRI",
     width: float = 10.0,
+    fov: Any = None,
 ) -> Any:
     """Sagittal, coronal and axial views of the fused image through the head's centre, with a colour bar.
 
@@ -528,6 +571,7 @@ def draw_fused(
         value_range: ``(vmin, vmax)`` (default: the data's finite range).
         anat_name: ``MRI`` or ``CT``.
         width: figure width in inches.
+        fov: the PET's field of view on the same grid (:func:`field_of_view`): its edge is drawn dashed.
 
     Returns:
         A matplotlib ``Figure``; ``fig.colorbar_axes`` is the colour bar's axes.
@@ -540,7 +584,7 @@ def draw_fused(
     if not vmax > vmin:
         vmax = vmin + 1.0
     return _ortho(fused, anat, anat_name=anat_name, width=width, cmap="gray", vmin=vmin, vmax=vmax,
-                  bar_label=units, title=f"fused image ({units})")
+                  bar_label=units, title=f"fused image ({units})", fov=fov)
 
 
 def draw_overlay(
@@ -551,6 +595,7 @@ def draw_overlay(
     colormap: str = "hot",
     anat_name: str = "MRI",
     width: float = 10.0,
+    fov: Any = None,
 ) -> Any:
     """The PET's colour map over the anatomical image (PET values above 20 % of its window), colour bar in PET units.
 
@@ -561,6 +606,7 @@ def draw_overlay(
         colormap: the PET's colour map.
         anat_name: ``MRI`` or ``CT``.
         width: figure width in inches.
+        fov: the PET's field of view on the same grid (:func:`field_of_view`): its edge is drawn dashed.
 
     Returns:
         A matplotlib ``Figure``; ``fig.colorbar_axes`` is the colour bar's axes.
@@ -569,15 +615,16 @@ def draw_overlay(
     return _ortho(anat, anat, anat_name=anat_name, width=width, cmap="gray",
                   vmin=robust_range(np.asanyarray(anat.dataobj))[0], vmax=robust_range(np.asanyarray(anat.dataobj))[1],
                   overlay=(pet, colormap, vmin, vmax), bar_label=f"PET ({units})",
-                  title=f"PET ({units}) over the {anat_name}")
+                  title=f"PET ({units}) over the {anat_name}", fov=fov)
 
 
 def _ortho(
     img: Any, anat: Any, *, anat_name: str, width: float, cmap: str, vmin: float, vmax: float, bar_label: str,
-    title: str, overlay: tuple[Any, str, float, float] | None = None,
+    title: str, overlay: tuple[Any, str, float, float] | None = None, fov: Any = None,
 ) -> Any:
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
     bounds = head_bounds_mm(anat, threshold=_head_threshold(anat_name))
@@ -590,6 +637,7 @@ def _ortho(
     title_h = 0.35
     height = panel_h * scale + title_h + 0.15
     fig = _new_figure(width, height)
+    fig.fov_drawn = False  # set where the PET's field-of-view edge crosses a view
     x = 0.01
     for axis in range(3):
         w_mm, h_mm = sizes[axis]
@@ -607,6 +655,11 @@ def _ortho(
             shown = np.ma.masked_less_equal(over.image, pvmin + 0.2 * (pvmax - pvmin))
             ax.imshow(shown, cmap=pcmap, vmin=pvmin, vmax=pvmax, origin="lower", extent=over.extent,
                       interpolation="bilinear", aspect="equal", alpha=0.7)
+        if fov is not None:
+            edge = boundary_lines(_plane(fov, axis, centre[axis]), 0.5, min_length_mm=0.0)
+            if edge:
+                ax.add_collection(LineCollection(edge, **FOV_STYLE))
+                fig.fov_drawn = True
         ax.set_xlim(bounds[0, h_axis] - 2, bounds[1, h_axis] + 2)
         ax.set_ylim(bounds[0, v_axis] - 2, bounds[1, v_axis] + 2)
         _letters(ax, axis, size=9)

@@ -164,7 +164,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, Mapping):  # e.g. one frame's motion: "frame 1; translation_mm 0, 6, 0" (a dict's repr was shown)
         return "; ".join(f"{k} {_fmt(v)}" for k, v in value.items()) if value else "—"
     if isinstance(value, (list, tuple)):
-        joint = " | " if any(isinstance(v, Mapping) for v in value) else ", "
+        # rows of a matrix, or mappings, each apart: "1, 0, 0, 0 | 0, 1, 0, 0 | ..."
+        joint = " | " if any(isinstance(v, (Mapping, list, tuple)) for v in value) else ", "
         return joint.join(_fmt(v) for v in value) if value else "—"
     return str(value)
 

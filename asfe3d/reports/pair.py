@@ -259,6 +259,9 @@ class _Figures:
         overlay: the registered PET over the anatomical image (PNG).
         fused_png: the fused image (PNG; ``fused`` and it are None when the pair was not fused).
         thumbnail: the index page's small view (PNG).
+        fov_edge: ``"exact"`` or ``"approximate"`` when the PET's field-of-view edge crosses the overlay or the fused
+            views and is drawn there (approximate: a deformable registration's B-spline part is left out), else
+            ``None``.
     """
 
     anat: Any
@@ -270,15 +273,19 @@ class _Figures:
     overlay: bytes
     fused_png: bytes | None
     thumbnail: bytes
+    fov_edge: str | None = None
 
 
 def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name: str, pet_units: str,
-                  fused_units: str, fused_range: tuple[float, float], colormap: str) -> _Figures:
+                  fused_units: str, fused_range: tuple[float, float], colormap: str,
+                  registration: Mapping[str, Any] | None = None) -> _Figures:
     """Crop the three images to the head and draw every figure of the section.
 
     Args:
         anat, pet, fused: from :func:`_grid_checked` (one 3D grid; ``fused`` None: not drawn).
         before_src: the PET as read, on its own grid, or None.
+        registration: the record's ``registration`` (its ``mri_to_pet_ras`` places the PET's field of view; absent
+            in records of older runs: no edge drawn).
         anat_name: ``MRI`` or ``CT`` (CT crops at -400 HU).
         pet_units, fused_units: the colour bars' units.
         fused_range: the fused colour bar's range (its finite values).
@@ -309,12 +316,21 @@ def _draw_figures(anat: Any, pet: Any, fused: Any, before_src: Any, *, anat_name
             anat, before, window=figures.robust_range(np.asanyarray(before.dataobj)),
             label="BEFORE registration: the PET as read (header geometry)",
             cut_bounds=cut_bounds, **common))
-    overlay_png = figures.png_bytes(figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap,
-                                                         anat_name=anat_name))
-    fused_png = None if fused is None else figures.png_bytes(figures.draw_fused(
-        fused, anat=anat, units=fused_units, value_range=fused_range, anat_name=anat_name))
+    registration = registration if isinstance(registration, Mapping) else {}
+    matrix = registration.get("mri_to_pet_ras")
+    fov = None if matrix is None or before_src is None else figures.field_of_view(anat, before_src, matrix)
+    overlay_fig = figures.draw_overlay(anat, pet, units=pet_units, colormap=colormap, anat_name=anat_name, fov=fov)
+    drawn = overlay_fig.fov_drawn
+    overlay_png = figures.png_bytes(overlay_fig)
+    fused_png = None
+    if fused is not None:
+        fused_fig = figures.draw_fused(fused, anat=anat, units=fused_units, value_range=fused_range,
+                                       anat_name=anat_name, fov=fov)
+        drawn = drawn or fused_fig.fov_drawn
+        fused_png = figures.png_bytes(fused_fig)
     thumb = figures.thumbnail(pet, anat=anat, **common)
-    return _Figures(anat, pet, fused, levels, after_png, before_png, overlay_png, fused_png, thumb)
+    edge = None if not drawn else ("exact" if registration.get("mri_to_pet_ras_exact", True) else "approximate")
+    return _Figures(anat, pet, fused, levels, after_png, before_png, overlay_png, fused_png, thumb, edge)
 
 
 def _viewer_block(anchor: str, figs: _Figures, *, anat_name: str, pet_units: str, fused_units: str,
@@ -347,15 +363,25 @@ Every view in this report is in the neurological convention: the subject's left 
 
 
 def _images_html(figs: _Figures, *, anat_name: str, pet_units: str, fused_units: str,
-                 fused_range: tuple[float, float], colormap: str) -> str:
-    """The PET over the anatomical image and the fused image, with their captions (HTML)."""
+                 fused_range: tuple[float, float], colormap: str, blanked: bool = False) -> str:
+    """The PET over the anatomical image and the fused image, with their captions (HTML); ``blanked``: the run set
+    the fused image to 0 beyond the PET's field of view (its record's ``fusion.outside_pet_fov``)."""
+    beyond = ("the fused image is blank (0) there" if blanked else
+              f"the fused image there holds only what the {_e(anat_name)} gave it")
+    edge = "" if figs.fov_edge is None else (
+        '<p class="caption fov"><b>Dashed yellow: the edge of the PET\'s field of view</b>'
+        + (" (from the registration's rigid/affine part; its B-spline part moves it a little)"
+           if figs.fov_edge == "approximate" else "")
+        + f". Beyond it there is no PET: the registered PET is 0 there, and {beyond}.</p>")
     return f"""<h3>PET over the {_e(anat_name)}</h3>
 <p class="caption">The registered PET ({_e(pet_units)}) in the {_e(colormap)} colour map over the {_e(anat_name)},
 above 20 % of its display window (the 0.5th-99.5th percentiles of its non-zero voxels, the colour bar's range).</p>
+{edge}
 <img class="figure" alt="PET over the {_e(anat_name)}" src="{_data_uri(figs.overlay)}">
 <h3>Fused image</h3>
 """ + (f"""<p class="caption">The fused volume as written ({_e(fused_units)}); the colour bar spans its whole range,
-{fused_range[0]:.4g} to {fused_range[1]:.4g}.</p>
+{fused_range[0]:.4g} to {fused_range[1]:.4g}.{"" if figs.fov_edge is None else
+" Dashed yellow: the edge of the PET's field of view."}</p>
 <img class="figure" alt="fused image" src="{_data_uri(figs.fused_png)}">""" if figs.fused_png is not None else
            "<p>Not written: the pair was not fused (see the error at the top of this section).</p>")
 
@@ -430,14 +456,16 @@ def render_pair_section(
         before_src, why = figures.as_nifti(pet_as_read_image, "PET as read"), ""
     else:
         before_src, why = pet_as_read(result)
-    figs = _draw_figures(anat, pet, fused, before_src, fused_range=fused_range, colormap=colormap, **labels)
+    figs = _draw_figures(anat, pet, fused, before_src, fused_range=fused_range, colormap=colormap,
+                         registration=_mapping(result.get("registration")), **labels)
     anchor = _anchor(anchor or title)
     viewer_block = _viewer_block(anchor, figs, colormap=colormap, **labels) if viewer and fused is not None else ""
     body = "\n".join([
         "" if refused is None else f'<div class="error">{_e(refused)}</div>', _registration_html(anchor, figs, why, anat_name=anat_name,
                                anat_units=text.anatomical_units(anat_name), grid=grid),
         "<h3>Registration quality</h3>", _quality_html(result),
-        _images_html(figs, fused_range=fused_range, colormap=colormap, **labels),
+        _images_html(figs, fused_range=fused_range, colormap=colormap,
+                     blanked="outside_pet_fov" in _mapping(result.get("fusion")), **labels),
         viewer_block, _details_html(result, anat_name, {"mri": anat, "pet": before_src}), "",
     ])
     return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict_of(result),

@@ -44,6 +44,7 @@ __all__ = [
     "volume_from_metatensor",
     "sitk_from_metatensor",
     "ras_affine",
+    "field_of_view_mask",
 ]
 
 #: metadata key of the normalisation window ``(lo, hi)`` set by :class:`RobustNormalize`
@@ -381,9 +382,9 @@ class RegisterToReference(Transform):
                   "starts_tried": getattr(result, "starts_tried", 0),
                   "pet_region": None if getattr(result, "pet_region", None) is None else list(result.pet_region),
                   "qc_plain": None if getattr(result, "qc_plain", None) is None else result.qc_plain.as_dict(),
-                  "metric": result.metric,
-                  "iterations": result.iterations,
+                  "metric": result.metric, "iterations": result.iterations,
                   "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
+                  **_matrix_record(result.transform),
                   "early": early is not None and early.used,
                   # the thread's own times (read, head_mask, register), spent beside the command's start-up
                   "early_seconds": dict(early.seconds) if early is not None and early.used else None,
@@ -399,6 +400,47 @@ class RegisterToReference(Transform):
             raise RegistrationRefused(pet_path, f"{line} (--qc strict: no fused image written)", reference=reference,
                                       resampled=out, registration=report)
         return out, result.transform, report
+
+
+def field_of_view_mask(moving: MetaTensor, reference: MetaTensor, transform: Any) -> MetaTensor:
+    """The moving image's field of view on the reference's grid (:func:`asfe3d.registration.fov.field_of_view`).
+
+    Args:
+        moving: the image as read, ``(1, X, Y, Z)`` with its affine (only its grid is used).
+        reference: the reference, ``(C, X, Y, Z)`` with its affine.
+        transform: the registration's SimpleITK transform (reference points -> moving points).
+
+    Returns:
+        A bool MetaTensor ``(1, X, Y, Z)`` on the reference's grid (its affine): True where the image resampled by
+        ``transform`` holds measured values, False where it holds padding.
+
+    Raises:
+        ValueError: images that are not channel-first 3D MetaTensors.
+    """
+    from asfe3d.io import sitk_image_from_ras_affine
+    from asfe3d.registration.fov import field_of_view
+
+    moving = _as_metatensor(moving, "moving", "the field of view is placed in mm")
+    reference = _as_metatensor(reference, "reference", "the field of view is placed in mm")
+    _check_channel_first_3d(moving, "moving", 1)
+    _check_channel_first_3d(reference, "reference")
+    grid = [sitk_image_from_ras_affine(np.zeros(tuple(img.shape[1:4]), np.uint8), ras_affine(img))
+            for img in (reference, moving)]
+    inside = field_of_view(grid[0], grid[1], transform)
+    mask = (torch.ones((1, *reference.shape[1:4]), dtype=torch.bool) if inside is None
+            else torch.from_numpy(np.ascontiguousarray(inside.transpose(2, 1, 0)))[None])
+    return derive_metatensor(mask, reference, meta={k: v for k, v in reference.meta.items() if k != "affine"})
+
+
+def _matrix_record(transform: Any) -> dict[str, Any]:
+    """The record's ``mri_to_pet_ras`` (the transform's linear part, 4x4 RAS mm, MRI world -> PET world; what the
+    report's field-of-view edge and a nibabel user need) and ``mri_to_pet_ras_exact`` (False: a B-spline part is
+    left out)."""
+    from asfe3d.registration import linear_part_ras
+
+    matrix, exact = linear_part_ras(transform)
+    return {"mri_to_pet_ras": [[round(float(v), 6) + 0.0 for v in row] for row in matrix],
+            "mri_to_pet_ras_exact": exact}
 
 
 def _same_grid(a: Any, b: Any) -> bool:

@@ -42,6 +42,7 @@ from asfe3d.transforms.array import (
     SaveLikeReference,
     SmoothMm,
     derive_metatensor,
+    field_of_view_mask,
     ras_affine,
 )
 from asfe3d.transforms.intensity import above_window
@@ -160,7 +161,10 @@ class RegisterToReferenced(MapTransform):
     """Dictionary wrapper of :class:`~asfe3d.transforms.array.RegisterToReference`.
 
     Each moving image is replaced by its version on the reference grid; the transform goes under
-    ``<key>_transform`` and the report (metric, overlap, QC verdict) under ``<key>_registration``.
+    ``<key>_transform``, the report (metric, overlap, QC verdict) under ``<key>_registration`` and, with
+    ``fov_postfix``, the moving image's field of view on the reference grid under ``<key>_<fov_postfix>``
+    (:func:`~asfe3d.transforms.array.field_of_view_mask`: ``(1, X, Y, Z)`` bool, False where the resampled image
+    holds padding, not a measurement; MONAI's ``MaskIntensityd(..., mask_key="pet_fov")`` blanks a fused image there).
 
     Args:
         keys: moving images (e.g. ``"pet"``).
@@ -170,16 +174,21 @@ class RegisterToReferenced(MapTransform):
         early_key: the key of an :class:`asfe3d.registration.early.EarlyRegistration` whose result is taken when
             computed from the same images and settings; the key is removed afterwards (``None``: always registered
             here).
+        fov_postfix: the field of view's key postfix (``None``: not kept).
         kwargs: :class:`~asfe3d.transforms.array.RegisterToReference` settings (``method``, ``seed``, ``threads``,
             ``min_overlap``, ``qc``...).
     """
 
     def __init__(self, keys: KeysCollection, ref_key: str = "mri", mask_key: str | None = "mri_head",
-                 allow_missing_keys: bool = False, early_key: str | None = None, **kwargs: Any) -> None:
+                 allow_missing_keys: bool = False, early_key: str | None = None, fov_postfix: str | None = "fov",
+                 **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
+        if fov_postfix is not None and (not isinstance(fov_postfix, str) or not fov_postfix):
+            raise ValueError(f"fov_postfix must be a non-empty string or None, got {fov_postfix!r}")
         self.ref_key = ref_key
         self.mask_key = mask_key
         self.early_key = early_key
+        self.fov_postfix = fov_postfix
         self.register = RegisterToReference(**kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -188,7 +197,10 @@ class RegisterToReferenced(MapTransform):
         head = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
         early = _early(d, self.early_key)
         for key in self.key_iterator(d):
-            d[key], d[f"{key}_transform"], d[f"{key}_registration"] = self.register(d[key], reference, head, early)
+            moving = d[key]
+            d[key], d[f"{key}_transform"], d[f"{key}_registration"] = self.register(moving, reference, head, early)
+            if self.fov_postfix is not None:
+                d[f"{key}_{self.fov_postfix}"] = field_of_view_mask(moving, reference, d[f"{key}_transform"])
             early = None  # one early result, for one moving image
         if self.early_key is not None:
             d.pop(self.early_key, None)

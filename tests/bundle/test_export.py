@@ -231,19 +231,40 @@ def test_command_line_overrides_are_read_as_fire_reads_them():
                                              "inferer#roi_size": [8, 8, 8], "seed": -1, "num_workers": 2}
 
 
-@pytest.mark.parametrize("typo, expected", [
+TYPOS = [
     (["--devcie", "cpu"], "unknown override key(s): --devcie (did you mean --device?)"),
     (["--inferer#roi_sise", "[64,64,64]"], "takes no argument 'roi_sise' (did you mean --inferer#roi_size?)"),
-])
-def test_override_typo_on_the_command_line_is_one_line(tmp_path, typo, expected):
+]
+
+
+@pytest.fixture(scope="module")
+def typo_runs(tmp_path_factory):
+    """Both ``TYPOS`` commands started at once, each in its own folder (each spends ~10 s importing torch and
+    MONAI): index -> ``(process, folder)``."""
+    runs = {}
+    for i, (typo, _) in enumerate(TYPOS):
+        folder = tmp_path_factory.mktemp(f"typo{i}")
+        datalist = folder / "datalist.csv"
+        datalist.write_text("subject,mri,pet\n")
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
+               "--datalist", str(datalist), "--output_dir", str(folder / "out"), "--device", "cpu", *typo]
+        runs[i] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder),
+                   folder)
+    yield runs
+    for proc, _ in runs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize("index", range(len(TYPOS)), ids=[f"typo{i}" for i in range(len(TYPOS))])
+def test_override_typo_on_the_command_line_is_one_line(typo_runs, index):
     """``python -m monai.bundle run ... <typo>``: exit 2, one ``asfe3d: error:`` line, no traceback, nothing run."""
-    datalist = tmp_path / "datalist.csv"
-    datalist.write_text("subject,mri,pet\n")
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
-           "--datalist", str(datalist), "--output_dir", str(tmp_path / "out"), "--device", "cpu", *typo]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("asfe3d: error: ") and expected in errors[0], proc.stderr
-    assert not (tmp_path / "out").exists()
+    expected = TYPOS[index][1]
+    proc, folder = typo_runs[index]
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("asfe3d: error: ") and expected in errors[0], stderr
+    assert not (folder / "out").exists()

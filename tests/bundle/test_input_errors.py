@@ -96,20 +96,36 @@ def test_input_errors_output_dir_and_datalist_contents(tmp_path):
     assert [str(e).split(":")[0] for e in errors] == ["qc", "nope.csv"]
 
 
+@pytest.fixture(scope="module")
+def bad_value_runs(tmp_path_factory):
+    """Every ``BAD_VALUES`` command started at once, each in its own folder (each spends ~10 s importing torch and
+    MONAI; one after another they took ~55 s of the suite): key -> ``(process, folder)``."""
+    runs = {}
+    for key, value, _ in BAD_VALUES:
+        folder = tmp_path_factory.mktemp(f"bad_{key}")
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
+               "--datalist", str(_datalist(folder)), "--output_dir", str(folder / "out"), "--device", "cpu",
+               "--overwrite", "True", f"--{key}", value]
+        runs[key] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder),
+                     folder)
+    yield runs
+    for proc, _ in runs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.mark.parametrize("key, value, problem", BAD_VALUES)
-def test_bad_value_on_the_command_line_is_one_line(tmp_path, key, value, problem):
+def test_bad_value_on_the_command_line_is_one_line(bad_value_runs, key, value, problem):
     """``python -m monai.bundle run ... --<key> <bad value>``: exit 2, one ``asfe3d: error:`` line, no traceback,
     nothing written (the check runs first in ``initialize``)."""
-    datalist = _datalist(tmp_path)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
-           "--datalist", str(datalist), "--output_dir", str(tmp_path / "out"), "--device", "cpu",
-           "--overwrite", "True", f"--{key}", value]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert errors == [f"asfe3d: error: {problem}"], proc.stderr
-    assert not (tmp_path / "out").exists()
+    proc, folder = bad_value_runs[key]
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"asfe3d: error: {problem}"], stderr
+    assert not (folder / "out").exists()
 
 
 def _cohort_with_a_truncated_mri(tmp_path: Path, demo_files) -> tuple[Path, Path]:

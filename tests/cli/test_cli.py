@@ -217,3 +217,27 @@ def test_progress_bars_only_on_a_terminal():
     assert show_progress(shown, io.StringIO()) is False  # a file or a pipe
     assert show_progress(hidden, Terminal()) is False
     assert show_progress(shown, object()) is False  # a stream that cannot say
+
+
+def test_the_summary_says_how_much_of_the_head_is_blank_beyond_the_pet_field_of_view():
+    """A PET whose field of view misses the cerebellum (10 % of the head; too little for the QC's pet_fov warning):
+    the fused image is blank there, and the run's summary says so in one line; a whole-head PET prints none."""
+    import io
+    from types import SimpleNamespace
+
+    from asfe3d.cli.fuse import print_result
+
+    def summary(fraction: float, flags: list[str]) -> str:
+        result = SimpleNamespace(
+            output="f.nii.gz", outputs={"fused": "f.nii.gz"}, inputs={}, overlap=0.6, peak_memory_mb=900.0,
+            timings={"load": 0.1, "register": 1.0, "fuse": 2.0, "save": 0.5, "total": 3.6},
+            registration={"method": "rigid", "metric": -0.5, "iterations": 30, "stop_condition": "converged",
+                          "qc": {"verdict": "pass", "reasons": [], "flags": flags, "numbers": {}}},
+            fusion={"outside_pet_fov": {"voxels": 50000, "head_fraction": fraction}})
+        out = io.StringIO()
+        print_result(result, out)
+        return out.getvalue()
+
+    assert "fused image: blank (0) in 10% of the MRI head, beyond the PET's field of view" in summary(0.1, [])
+    assert "blank" not in summary(0.0, [])
+    assert "blank (0) in" not in summary(0.4, ["pet_fov"])  # the QC's warning already says it

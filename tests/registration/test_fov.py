@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -97,3 +99,53 @@ def test_a_head_to_chest_pet_wider_than_long_is_searched_along_its_body_axis(cas
     result = register_pet_to_mri(t1, body, "rigid", sampling=0.2)
     assert result.qc is not None and result.qc.verdict != "fail", result.qc.reasons
     assert registration_error_mm(true, result.transform, mask)["mean"] < 2.0
+
+
+def _grid(size, spacing, origin, direction=None) -> sitk.Image:
+    img = sitk.Image([int(v) for v in size], sitk.sitkFloat32)
+    img.SetSpacing([float(v) for v in spacing])
+    img.SetOrigin([float(v) for v in origin])
+    if direction is not None:
+        img.SetDirection([float(v) for v in np.asarray(direction).ravel()])
+    return img
+
+
+@pytest.mark.parametrize("kind", ["rigid", "deformable"])
+def test_field_of_view_is_where_the_resampled_pet_holds_measurements(kind):
+    """The mask is exactly where resampling takes values from the PET (a PET of ones, linear interpolation: > 0),
+    for an oblique PET grid and a rotated transform, and for the deformable method's rigid + B-spline composite."""
+    from asfe3d.registration import resample_to_reference
+    from asfe3d.registration.fov import field_of_view
+
+    mri = _grid((30, 34, 28), (2.0, 2.0, 2.0), (-30.0, -34.0, -28.0))
+    c, s = np.cos(0.3), np.sin(0.3)
+    pet = _grid((16, 18, 9), (3.0, 3.0, 3.3), (-20.0, -30.0, -5.0), [[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    ones = sitk.Image(pet.GetSize(), sitk.sitkFloat32) + 1.0
+    ones.CopyInformation(pet)
+    transform = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.05, -0.1, 0.2, (3.0, -2.0, 4.0))
+    if kind == "deformable":
+        bspline = sitk.BSplineTransformInitializer(mri, [2, 2, 2], order=3)
+        params = np.asarray(bspline.GetParameters())
+        bspline.SetParameters((np.random.default_rng(0).normal(0, 2.0, params.size)).tolist())
+        transform = sitk.CompositeTransform([transform, bspline])
+    mask = field_of_view(mri, pet, transform)
+    measured = sitk.GetArrayFromImage(resample_to_reference(ones, mri, transform)) > 0
+    assert mask is not None and mask.shape == measured.shape and 0 < mask.mean() < 1
+    np.testing.assert_array_equal(mask, measured)
+
+
+def test_field_of_view_is_none_when_the_pet_holds_the_whole_grid_and_cheap_then():
+    from asfe3d.registration.fov import field_of_view
+
+    mri = _grid((200, 240, 200), (1.0, 1.0, 1.0), (-100.0, -120.0, -100.0))
+    pet = _grid((128, 128, 90), (2.0, 2.0, 2.5), (-127.0, -127.0, -111.0))
+    start = time.perf_counter()
+    assert field_of_view(mri, pet, sitk.Euler3DTransform()) is None
+    assert time.perf_counter() - start < 0.5  # the corners, not a resampling of 9.6 M voxels
+    # a grid whose first voxel centre lies 0.45 PET voxel before the PET's first voxel centre is inside
+    edge = _grid((10, 10, 10), (2.0, 2.0, 2.0), (-127.0 - 0.9, 0.0, 0.0))
+    assert field_of_view(edge, pet, sitk.Euler3DTransform()) is None
+    # one voxel layer of the grid beyond the PET's top: exactly that layer is outside
+    tall = _grid((8, 8, 8), (2.5, 2.5, 2.5), (0.0, 0.0, -111.0 + 89 * 2.5 - 6 * 2.5))
+    mask = field_of_view(tall, pet, sitk.Euler3DTransform())
+    assert mask is not None and mask[:7].all() and not mask[7:].any()

@@ -15,6 +15,7 @@ from asfe3d.io import read_transform, write_transform
 from asfe3d.registration import (
     RegistrationResult,
     check_overlap,
+    linear_part_ras,
     overlap_fraction,
     register_pet_to_mri,
     registration_error_mm,
@@ -331,3 +332,22 @@ def test_z_scored_inputs_register(case, which):
     res = register_pet_to_mri(mri, moving, "rigid", sampling=0.2)
     assert registration_error_mm(true, res.transform, brain)["mean"] < 1.5
     assert res.qc is not None and res.qc.verdict == "pass", res.qc.summary()
+
+
+def test_linear_part_ras_is_the_transform_in_ras_and_says_when_it_is_not_all_of_it():
+    rigid = sitk.Euler3DTransform((5.0, -3.0, 8.0), 0.1, -0.2, 0.05, (2.0, -7.0, 4.0))
+    matrix, exact = linear_part_ras(rigid)
+    assert exact and matrix.shape == (4, 4) and np.allclose(matrix[3], [0, 0, 0, 1])
+    ras = np.array([12.0, -40.0, 25.0])
+    itk = np.asarray(rigid.TransformPoint(tuple(ras * [-1, -1, 1]))) * [-1, -1, 1]
+    np.testing.assert_allclose((matrix @ [*ras, 1.0])[:3], itk, atol=1e-9)
+    # the deformable method's composite: the rigid part, flagged as not the whole transform
+    bspline = sitk.BSplineTransform(3, 3)
+    part, exact = linear_part_ras(sitk.CompositeTransform([rigid, bspline]))
+    assert not exact and np.allclose(part, matrix)
+    identity, exact = linear_part_ras(sitk.Transform(3, sitk.sitkIdentity))
+    assert exact and np.allclose(identity, np.eye(4))
+    with pytest.raises(TypeError, match=r"3D SimpleITK Transform, got \[\[1"):
+        linear_part_ras([[1, 0], [0, 1]])
+    with pytest.raises(TypeError, match="3D SimpleITK Transform"):
+        linear_part_ras(sitk.Euler2DTransform())

@@ -347,3 +347,65 @@ def test_inputs_say_in_one_row_that_no_pet_sidecar_was_found() -> None:
     found = {"inputs": {**absent["inputs"], "pet_sidecar": {"path": "/d/pet.json", "sha256": "ab12"}}}
     page = _inputs_html(found, {"mri": "T1w MRI", "pet": "PET"})
     assert "<h4>PET JSON sidecar</h4>" in page and "looked for" not in page
+
+
+def test_the_pet_field_of_view_edge_is_drawn_where_it_crosses_the_head() -> None:
+    """A PET of the top part of the head only (probe 21 #3): beyond its field of view the fused image holds only the
+    MRI's detail, and the report's images did not show where the PET ended. The edge is now drawn (dashed) on the
+    overlay and the fused image, and the caption says what lies beyond it; a PET holding the whole head draws none."""
+    import nibabel as nib
+
+    from asfe3d.reports.figures import field_of_view
+
+    (mri, affine), (pet, _), (fused, _) = _volumes(shape=(20, 22, 16), zooms=(2.0, 2.0, 2.0))
+    top = pet[:, :, 9:]  # the PET as read: slices 9.. of the MRI's grid (its field of view ends at z = 1 mm)
+    pet_affine = affine.copy()
+    pet_affine[2, 3] += 9 * 2.0
+    short = np.zeros_like(pet)
+    short[:, :, 9:] = top
+    registration = {**RESULT["registration"], "mri_to_pet_ras": np.eye(4).tolist(), "mri_to_pet_ras_exact": True}
+    result = {**RESULT, "registration": registration}
+    section = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(short, affine),
+                                  fused_image=(fused, affine), pet_as_read_image=(top, pet_affine), result=result)
+    text = _visible(section.html)
+    assert "Dashed yellow: the edge of the PET's field of view" in text
+    assert "no PET" in text and "B-spline" not in text and "holds only what the MRI gave it" in text
+    blanked = {**result, "fusion": {**RESULT["fusion"], "outside_pet_fov": {"voxels": 3080, "head_fraction": 0.4}}}
+    section = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(short, affine),
+                                  fused_image=(fused, affine), pet_as_read_image=(top, pet_affine), result=blanked)
+    assert "the fused image is blank (0) there" in _visible(section.html)
+
+    # the mask: inside from the PET's first slice up, the edge half a voxel below it
+    mask = field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine),
+                         nib.Nifti1Image(top, pet_affine), np.eye(4))
+    assert mask is not None and np.asarray(mask.dataobj)[:, :, :9].max() == 0
+    assert np.asarray(mask.dataobj)[:, :, 9:].min() == 1
+    # a shift of the transform moves both edges: MRI z maps to PET z + 4 mm, so the PET's slab sits 2 slices lower
+    moved = np.eye(4)
+    moved[2, 3] = 4.0
+    shifted = field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine),
+                            nib.Nifti1Image(top, pet_affine), moved)
+    shifted = np.asarray(shifted.dataobj)
+    assert shifted[:, :, :7].max() == 0 and shifted[:, :, 7:14].min() == 1 and shifted[:, :, 14:].max() == 0
+
+    # the deformable method's matrix leaves its B-spline part out: the caption says the edge is approximate
+    result["registration"] = {**registration, "mri_to_pet_ras_exact": False}
+    section = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(short, affine),
+                                  fused_image=(fused, affine), pet_as_read_image=(top, pet_affine), result=result)
+    assert "B-spline part moves it a little" in _visible(section.html)
+
+    # a PET holding the whole grid, or a record of an older run without the matrix: no edge, no caption
+    assert field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine),
+                         nib.Nifti1Image(pet, affine), np.eye(4)) is None
+    for reg in ({**registration}, RESULT["registration"]):
+        whole = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(pet, affine),
+                                    fused_image=(fused, affine), pet_as_read_image=(pet, affine),
+                                    result={**RESULT, "registration": reg})
+        assert "field of view" not in _visible(whole.html)
+    old = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(short, affine), fused_image=(fused, affine),
+                              pet_as_read_image=(top, pet_affine), result=RESULT)
+    assert "Dashed yellow" not in _visible(old.html)
+
+    with pytest.raises(ValueError, match=r"finite 4x4 matrix, got \[\[1\.0, 0\.0"):
+        field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine), nib.Nifti1Image(top, pet_affine),
+                      np.eye(4)[:3])

@@ -76,6 +76,12 @@ def test_register_rigid_recovers_motion(small_pair):
     err = registration_error_mm(small_pair.true_transform, transform,
                                 sitk.ReadImage(str(small_pair.mask_path)))
     assert err["mean"] < 2.0  # 4 mm voxels: well under half a voxel
+    # the record holds the transform as a RAS matrix a nibabel user applies: MRI world -> PET world
+    matrix = np.asarray(report["mri_to_pet_ras"])
+    assert matrix.shape == (4, 4) and report["mri_to_pet_ras_exact"] is True
+    for point in ([0.0, 0.0, 0.0], [30.0, -20.0, 15.0]):
+        itk = np.asarray(transform.TransformPoint((-point[0], -point[1], point[2]))) * [-1, -1, 1]
+        np.testing.assert_allclose(matrix @ [*point, 1.0], [*itk, 1.0], atol=1e-4)
 
 
 def test_register_bad_arguments():
