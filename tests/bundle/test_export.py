@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.bundle.cli_runs import one_error_line, started
+
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "asfe3d_mri_pet_fusion"
 CONFIGS = BUNDLE / "configs"
@@ -239,32 +241,18 @@ TYPOS = [
 
 @pytest.fixture(scope="module")
 def typo_runs(tmp_path_factory):
-    """Both ``TYPOS`` commands started at once, each in its own folder (each spends ~10 s importing torch and
-    MONAI): index -> ``(process, folder)``."""
+    """Both ``TYPOS`` commands started at once, each in its own folder."""
     runs = {}
     for i, (typo, _) in enumerate(TYPOS):
         folder = tmp_path_factory.mktemp(f"typo{i}")
         datalist = folder / "datalist.csv"
         datalist.write_text("subject,mri,pet\n")
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
-               "--datalist", str(datalist), "--output_dir", str(folder / "out"), "--device", "cpu", *typo]
-        runs[i] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder),
-                   folder)
-    yield runs
-    for proc, _ in runs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        runs[i] = (folder, ["--datalist", str(datalist), "--output_dir", str(folder / "out"), *typo])
+    yield from started(runs)
 
 
 @pytest.mark.parametrize("index", range(len(TYPOS)), ids=[f"typo{i}" for i in range(len(TYPOS))])
 def test_override_typo_on_the_command_line_is_one_line(typo_runs, index):
     """``python -m monai.bundle run ... <typo>``: exit 2, one ``asfe3d: error:`` line, no traceback, nothing run."""
-    expected = TYPOS[index][1]
-    proc, folder = typo_runs[index]
-    _, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 2, stderr[-3000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("asfe3d: error: ") and expected in errors[0], stderr
-    assert not (folder / "out").exists()
+    line = one_error_line(*typo_runs[index])
+    assert line.startswith("asfe3d: error: ") and TYPOS[index][1] in line
