@@ -91,6 +91,9 @@ class Volume:
             ``image``'s grid (non-finite voxels refused or repaired, SUV not applied yet: the factor in
             ``info["pet_units"]`` applies to their mean), for a realignment after loading
             (:class:`asfe3d.transforms.RealignFrames`); ``image`` is then frame 0, a geometry carrier. Else ``None``.
+        unmeasured: bool ``(X, Y, Z)`` on ``image``'s grid, True where the file held NaN/Inf (in any frame) that
+            ``allow_nonfinite`` replaced by 0: no measurement there (SPM writes NaN outside a resliced image's field
+            of view); ``None`` when every voxel was finite.
     """
 
     image: sitk.Image
@@ -99,6 +102,7 @@ class Volume:
     nifti_header: nib.Nifti1Header | None = None
     info: dict[str, Any] = field(default_factory=dict)
     frames: tuple[np.ndarray, ...] | None = None
+    unmeasured: np.ndarray | None = None
 
     @property
     def shape_xyz(self) -> tuple[int, int, int]:
@@ -347,6 +351,7 @@ def read_volume(
         info[FRAMES_GEOMETRY_KEY] = [[float(v) for v in g] for g in geometry]
     else:
         arr3 = _pick_frame(p, frames, frame, role, info)
+    unmeasured = _unmeasured(frames if frame is None else [arr3]) if allow_nonfinite else None
     del frames
     if pet_units == "suv":  # kept frames: the factor applies to their mean (RealignFrames)
         arr3 = _to_suv(p, arr3, role, info, dicom_file, pet_sidecar, apply=kept is None, frame=frame,
@@ -361,7 +366,17 @@ def read_volume(
         _verify_nifti_geometry(p, image, affine)
     info.pop("sitk_io", None)
     return Volume(image=image, path=p, format=fmt, nifti_header=header, info=info,
-                  frames=None if kept is None else tuple(kept))
+                  frames=None if kept is None else tuple(kept), unmeasured=unmeasured)
+
+
+def _unmeasured(frames: list[np.ndarray]) -> np.ndarray | None:
+    """Where any of the frames is not finite (bool ``(X, Y, Z)``), or ``None`` when all are finite."""
+    bad = None
+    for f in frames:
+        b = ~np.isfinite(np.asarray(f))
+        if b.any():
+            bad = b if bad is None else bad | b
+    return bad
 
 
 def _check_read_arguments(role: Any, nifti_geometry: Any, frame: Any, pet_units: Any, work_bytes_per_voxel: Any) -> None:
@@ -1059,9 +1074,10 @@ def check_values(p: Path, arr: np.ndarray, role: str, allow_nonfinite: bool, inf
         # NaN around the image, on its faces: what SPM's reslicing (and masked derivatives) write outside the field
         # of view on purpose, not damage; once 0 it reads as "nothing there" (for a PET: no uptake)
         around = bad.ndim == 3 and _touching_faces(bad).sum() == nbad
-        why = (" (they lie around the image, as SPM's reslicing writes NaN outside a field of view: read as 0 they "
-               f"are shown as {'no uptake' if role == 'PET' else 'empty'}, and the field-of-view check counts them "
-               "as seen)") if around else ""
+        why = (" (they lie around the image, as SPM's reslicing writes NaN outside a field of view: read as 0"
+               + (", they lie outside the PET's field of view, and the fused image is blank there)" if role == "PET"
+                  else " they are shown as empty)")
+               ) if around else ""
         if not allow_nonfinite:
             raise Asfe3dInputError(
                 p, f"{role} image has {nbad} non-finite (NaN/Inf) voxels of {arr.size}{why}; "
@@ -1091,6 +1107,8 @@ _short = short_error
 #: metadata keys of :func:`volume_to_metatensor`: the reader's provenance and the original NIfTI header (bytes)
 SOURCE_KEY = "asfe3d_source"
 HEADER_KEY = "asfe3d_nifti_header"
+#: MetaTensor metadata key of :attr:`Volume.unmeasured` (bool ``(X, Y, Z)``; absent when every voxel was finite)
+UNMEASURED_KEY = "asfe3d_unmeasured"
 
 
 def ras_affine(img: Any) -> np.ndarray:
@@ -1130,8 +1148,9 @@ def volume_to_metatensor(vol: Volume) -> Any:
         float32 ``MetaTensor`` of shape ``(1, X, Y, Z)`` (``(T, X, Y, Z)``: the kept frames of a 4D volume read
         with ``keep_frames``) whose ``affine`` is ``vol.affine_ras`` (float64); its meta
         holds ``filename_or_obj`` (the source path), ``space`` = ``"RAS"``, the reader's provenance
-        (``asfe3d_source``: format and ``vol.info``) and, for NIfTI, the original header's bytes
-        (``asfe3d_nifti_header``), so that outputs can be written like the input.
+        (``asfe3d_source``: format and ``vol.info``), for NIfTI, the original header's bytes
+        (``asfe3d_nifti_header``), so that outputs can be written like the input, and ``vol.unmeasured`` when
+        there is one (``asfe3d_unmeasured``).
 
     Raises:
         ValueError: when ``vol`` is not a Volume.
@@ -1154,4 +1173,6 @@ def volume_to_metatensor(vol: Volume) -> Any:
             SOURCE_KEY: {"format": vol.format, **vol.info}}
     if vol.nifti_header is not None:
         meta[HEADER_KEY] = bytes(vol.nifti_header.binaryblock)
+    if vol.unmeasured is not None:
+        meta[UNMEASURED_KEY] = vol.unmeasured
     return MetaTensor(data, affine=torch.as_tensor(vol.affine_ras, dtype=torch.float64), meta=meta)

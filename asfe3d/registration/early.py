@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.io import read_volume, sitk_image_from_ras_affine
+from asfe3d.registration.qc import with_unmeasured
 from asfe3d.registration.register import RegistrationResult, head_mask, register_pet_to_mri, resolve_method
 
 __all__ = ["EarlyRegistration", "RegisterAhead", "claim_early_registration", "same_image", "withdraw_unclaimed"]
@@ -48,7 +49,8 @@ def same_image(a: sitk.Image, b: sitk.Image) -> bool:
     if (a.GetPixelID() != b.GetPixelID() or a.GetSize() != b.GetSize() or a.GetOrigin() != b.GetOrigin()
             or a.GetSpacing() != b.GetSpacing() or a.GetDirection() != b.GetDirection()):
         return False
-    return bool(np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b)))
+    # NaN equal to NaN: a PET's unmeasured voxels are NaN for the registration (qc.with_unmeasured)
+    return bool(np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b), equal_nan=True))
 
 
 def _float32_image(vol: Any) -> sitk.Image:
@@ -164,6 +166,8 @@ class EarlyRegistration:
             if self._cancelled.is_set():
                 return
             t = time.perf_counter()
+            # registered as the chain registers it: what the file did not measure is NaN again
+            self._images["pet"] = with_unmeasured(self._images["pet"], volumes["pet"].unmeasured)
             method, _ = resolve_method(self.method, volumes["mri"].info, volumes["pet"].info)
             self._result = register_pet_to_mri(self._images["mri"], self._images["pet"], method, head=head,
                                                **self.register_kwargs)

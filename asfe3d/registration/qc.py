@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from asfe3d.utils import percentile
 
 __all__ = ["ANATOMIES", "QCThresholds", "RegistrationQC", "VERDICTS", "anatomy_of", "assess_registration",
-           "transform_size"]
+           "transform_size", "with_unmeasured"]
 
 VERDICTS = ("pass", "warn", "fail")
 #: what the MRI (or CT) shows, as judged by :func:`anatomy_of`: the checks that depend on it differ
@@ -610,6 +610,27 @@ def finite_image(image: sitk.Image) -> sitk.Image:
     return out
 
 
+def with_unmeasured(image: sitk.Image, unmeasured: np.ndarray | None) -> sitk.Image:
+    """``image`` (float32) with NaN where ``unmeasured`` (bool ``(X, Y, Z)``, :attr:`asfe3d.io.Volume.unmeasured`) is
+    True: the NaN or Inf that reading with ``allow_nonfinite`` set to 0, put back for the registration and its QC,
+    which read them as background and as outside the PET's field of view; returned as it is when ``unmeasured`` is
+    ``None``.
+
+    Raises:
+        ValueError: ``unmeasured`` of another shape than the image's ``(X, Y, Z)``.
+    """
+    if unmeasured is None:
+        return image
+    arr = sitk.GetArrayFromImage(image)  # (z, y, x), a copy
+    mask = np.asarray(unmeasured, bool)
+    if mask.shape != arr.shape[::-1]:
+        raise ValueError(f"unmeasured must have the image's shape {arr.shape[::-1]}, got {mask.shape}")
+    arr[mask.transpose(2, 1, 0)] = np.nan
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(image)
+    return out
+
+
 #: a few voxels above this multiple of the image's 99.9th percentile are outliers (a hot pixel, a spike of the
 #: reconstruction): :func:`without_outliers` clips them there
 OUTLIER_FACTOR = 4.0
@@ -635,10 +656,22 @@ def without_outliers(image: sitk.Image) -> sitk.Image:
     return out
 
 
+def _measured(pet: sitk.Image) -> sitk.Image | None:
+    """Where the PET holds finite values (uint8, its grid), or ``None`` when it does everywhere."""
+    finite = np.isfinite(sitk.GetArrayViewFromImage(pet))
+    if finite.all():
+        return None
+    out = sitk.GetImageFromArray(finite.astype(np.uint8))
+    out.CopyInformation(pet)
+    return out
+
+
 def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Signal, *, shift_mm: float,
-               rotation_deg: float, bins: int, numbers: dict[str, float]) -> tuple[sitk.Transform | None, float, int]:
+               rotation_deg: float, bins: int, numbers: dict[str, float],
+               measured: sitk.Image | None = None) -> tuple[sitk.Transform | None, float, int]:
     """The PET on the coarse MRI grid: its overlap with the head and the MI landscape around ``transform``
-    (MI of the deliberate misalignments of :func:`_perturbations`), added to ``numbers``.
+    (MI of the deliberate misalignments of :func:`_perturbations`), added to ``numbers``; ``measured``: where the
+    PET as given held finite values (:func:`_measured`; ``None``: everywhere), its field of view.
 
     Returns:
         ``(better_start, best, n)``: the best misalignment when it scores a higher MI (else ``None``), its MI
@@ -672,9 +705,10 @@ def _landscape(pet: sitk.Image, transform: sitk.Transform, grid: _Grid, sig: _Si
     numbers["pet_in_head"] = min(1.0, mass_in_head / mass_in_fov) if mass_in_fov > 0 else 0.0
     numbers["head_covered"] = float(np.count_nonzero(inside & head_arr) / np.count_nonzero(head_arr))
     # the part of the head inside the PET's field of view: a PET of the top half of the head covers half of it
-    ones = sitk.Image(pet.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(pet)
-    in_fov = sitk.GetArrayFromImage(sitk.Resample(ones, mri_c, transform, sitk.sitkNearestNeighbor, 0,
+    if measured is None:
+        measured = sitk.Image(pet.GetSize(), sitk.sitkUInt8) + 1
+        measured.CopyInformation(pet)
+    in_fov = sitk.GetArrayFromImage(sitk.Resample(measured, mri_c, transform, sitk.sitkNearestNeighbor, 0,
                                                   sitk.sitkUInt8)) > 0
     head_fov = head_arr & in_fov
     numbers["head_in_pet_fov"] = float(np.count_nonzero(head_fov) / np.count_nonzero(head_arr))
@@ -811,13 +845,14 @@ def assess_registration(
     numbers: dict[str, float] = {}
     reasons: list[tuple[str, str, str]] = []  # (verdict, check, reason)
 
+    measured = _measured(pet)  # NaN or Inf (SPM's mark outside a resliced image's field of view): outside it
     pet = raw_pet = without_outliers(finite_image(sitk.Cast(pet, sitk.sitkFloat32)))  # spikes would weigh the mass
     sig, pet = _pet_checks(pet, signal_fraction, th, numbers, reasons)
     anatomy = anatomy_of(head)
     grid = _head_checks(mri, head, grid_mm, anatomy, sig, th, numbers, reasons)
     _transform_checks(transform, grid.centre, th, numbers, reasons)
     better_start, best, n_perturbed = _landscape(pet, transform, grid, sig, shift_mm=shift_mm, rotation_deg=rotation_deg,
-                                                 bins=bins, numbers=numbers)
+                                                 bins=bins, numbers=numbers, measured=measured)
     _alignment_checks(numbers, best, n_perturbed, anatomy, th, reasons)
     _kind_and_scale_checks(numbers, th, reasons)
     if any(v == "fail" for v, _, _ in reasons):

@@ -307,13 +307,14 @@ class RegisterToReference(Transform):
 
         from asfe3d.errors import Asfe3dInputError
         from asfe3d.registration import check_overlap, register_pet_to_mri, resample_to_reference, resolve_method
-        from asfe3d.registration.qc import assess_registration
+        from asfe3d.registration.qc import assess_registration, finite_image, with_unmeasured
 
         moving = _as_metatensor(moving, "moving", "registration works in mm on each image's grid")
         reference = _as_metatensor(reference, "reference", "registration works in mm on each image's grid")
         _check_channel_first_3d(moving, "moving", 1)
         _check_channel_first_3d(reference, "reference", 1)
         from asfe3d.io.volume import SOURCE_KEY as _SOURCE
+        from asfe3d.io.volume import UNMEASURED_KEY
         from asfe3d.registration.roles import check_roles
 
         fixed_img, moving_img = sitk_from_metatensor(reference), sitk_from_metatensor(moving)
@@ -323,12 +324,12 @@ class RegisterToReference(Transform):
             sitk.GetArrayViewFromImage(fixed_img), sitk.GetArrayViewFromImage(moving_img), fixed_img.GetSpacing(),
             moving_img.GetSpacing(), ref_info, mov_info, reference.meta.get("filename_or_obj"),
             moving.meta.get("filename_or_obj"))
-        frame_of_reference = ref_info.get("frame_of_reference_uid")
+        # what the file did not measure (NaN read as 0) is NaN again: background, outside the field of view
+        moving_img = with_unmeasured(moving_img, moving.meta.get(UNMEASURED_KEY))
         method, same_frame = resolve_method(self.method, ref_info, mov_info)
         if head is None:
             head = HeadMask()(reference)
-        head_img = sitk.GetImageFromArray(np.ascontiguousarray(head[0].cpu().numpy().astype(np.uint8)
-                                                               .transpose(2, 1, 0)))
+        head_img = sitk.GetImageFromArray(np.ascontiguousarray(head[0].cpu().numpy().astype(np.uint8).transpose(2, 1, 0)))
         head_img.CopyInformation(fixed_img)
         t0 = time.perf_counter()
         settings = {"seed": self.seed, "threads": self.threads, **self.register_kwargs}
@@ -342,13 +343,10 @@ class RegisterToReference(Transform):
                 role_path = reference if exc.problem.startswith("MRI") else moving
                 raise Asfe3dInputError(role_path.meta.get("filename_or_obj"), exc.problem) from None
         if method == "none" and same_frame and result.qc is not None:
-            # the scanner aligned the two series: the checks can only warn (e.g. motion between the scans)
-            if result.qc.verdict == "fail":
-                result.qc.verdict = "warn"
-            result.qc.add_finding("note", "note", "not registered: both DICOM series share one frame of reference "
-                                                  f"(FrameOfReferenceUID {frame_of_reference}), aligned by the scanner")
+            _scanner_aligned(result.qc, ref_info.get("frame_of_reference_uid"))
         t1 = time.perf_counter()
-        resampled = resample_to_reference(moving_img, fixed_img, result.transform, interpolator=self.interpolator)
+        resampled = resample_to_reference(finite_image(moving_img), fixed_img, result.transform,
+                                          interpolator=self.interpolator)
         pet_path = moving.meta.get("filename_or_obj")
         verdict = getattr(result, "qc", None)  # judged by the registration itself (it decides on a search)
         if verdict is None:
@@ -402,6 +400,15 @@ class RegisterToReference(Transform):
         return out, result.transform, report
 
 
+def _scanner_aligned(qc: Any, frame_of_reference: Any) -> None:
+    """Both DICOM series share one frame of reference, aligned by the scanner: not registered, and the checks can
+    only warn (e.g. motion between the scans)."""
+    if qc.verdict == "fail":
+        qc.verdict = "warn"
+    qc.add_finding("note", "note", "not registered: both DICOM series share one frame of reference "
+                                   f"(FrameOfReferenceUID {frame_of_reference}), aligned by the scanner")
+
+
 def field_of_view_mask(moving: MetaTensor, reference: MetaTensor, transform: Any) -> MetaTensor:
     """The moving image's field of view on the reference's grid (:func:`asfe3d.registration.fov.field_of_view`).
 
@@ -412,21 +419,37 @@ def field_of_view_mask(moving: MetaTensor, reference: MetaTensor, transform: Any
 
     Returns:
         A bool MetaTensor ``(1, X, Y, Z)`` on the reference's grid (its affine): True where the image resampled by
-        ``transform`` holds measured values, False where it holds padding.
+        ``transform`` holds measured values, False where it holds padding, or where the file held NaN/Inf that
+        ``allow_nonfinite`` read as 0 (``moving.meta["asfe3d_unmeasured"]``, taken to the reference's grid by nearest
+        neighbour: SPM's NaN outside a resliced PET's field of view is outside it here too).
 
     Raises:
-        ValueError: images that are not channel-first 3D MetaTensors.
+        ValueError: images that are not channel-first 3D MetaTensors, or an unmeasured mask of another shape.
     """
+    import SimpleITK as sitk
+
     from asfe3d.io import sitk_image_from_ras_affine
+    from asfe3d.io.volume import UNMEASURED_KEY
     from asfe3d.registration.fov import field_of_view
 
     moving = _as_metatensor(moving, "moving", "the field of view is placed in mm")
     reference = _as_metatensor(reference, "reference", "the field of view is placed in mm")
     _check_channel_first_3d(moving, "moving", 1)
     _check_channel_first_3d(reference, "reference")
-    grid = [sitk_image_from_ras_affine(np.zeros(tuple(img.shape[1:4]), np.uint8), ras_affine(img))
-            for img in (reference, moving)]
+    unmeasured = moving.meta.get(UNMEASURED_KEY)
+    measured = np.zeros(tuple(moving.shape[1:4]), np.uint8)
+    if unmeasured is not None:
+        if tuple(np.shape(unmeasured)) != tuple(moving.shape[1:4]):
+            raise ValueError(f"moving.meta[{UNMEASURED_KEY!r}] must have the image's shape {tuple(moving.shape[1:4])}, "
+                             f"got {tuple(np.shape(unmeasured))}")
+        measured = (~np.asarray(unmeasured, bool)).astype(np.uint8)
+    grid = [sitk_image_from_ras_affine(np.zeros(tuple(reference.shape[1:4]), np.uint8), ras_affine(reference)),
+            sitk_image_from_ras_affine(measured, ras_affine(moving))]
     inside = field_of_view(grid[0], grid[1], transform)
+    if unmeasured is not None:  # and where the file measured something
+        taken = sitk.GetArrayFromImage(sitk.Resample(grid[1], grid[0], transform, sitk.sitkNearestNeighbor, 0,
+                                                     sitk.sitkUInt8)) > 0
+        inside = taken if inside is None else inside & taken
     mask = (torch.ones((1, *reference.shape[1:4]), dtype=torch.bool) if inside is None
             else torch.from_numpy(np.ascontiguousarray(inside.transpose(2, 1, 0)))[None])
     return derive_metatensor(mask, reference, meta={k: v for k, v in reference.meta.items() if k != "affine"})

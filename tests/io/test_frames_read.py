@@ -94,3 +94,10 @@ def test_4d_reference_frame_and_errors(moving_pet, tmp_path):
     with pytest.raises(Asfe3dInputError, match="1 non-finite .* in its frames"):
         read_volume(q, keep_frames=True)
     assert _realigned(q, allow_nonfinite=True)[1]["nonfinite_repaired"] == 1
+    # the frames' NaN are where the PET measured nothing: all of them, or the one frame taken
+    data[2, 3, 4, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, nib.load(p).affine), str(q))
+    for kwargs, expected in (({"keep_frames": True}, [(0, 0, 0), (2, 3, 4)]), ({}, [(0, 0, 0), (2, 3, 4)]),
+                             ({"frame": 0}, [(2, 3, 4)]), ({"frame": 1}, [(0, 0, 0)])):
+        vol = read_volume(q, allow_nonfinite=True, **kwargs)
+        assert sorted(map(tuple, np.argwhere(vol.unmeasured).tolist())) == expected, kwargs

@@ -242,6 +242,14 @@ def test_nonfinite_refused_or_repaired(nifti_factory, caplog):
     arr = vol.array_xyz()
     assert np.all(np.isfinite(arr)) and arr[0, 0, 0] == 0 and arr[1, 2, 3] == 0
     np.testing.assert_array_equal(arr[5:], data[5:])
+    # where the file measured nothing is kept (for the PET's field of view), also in the MetaTensor's metadata
+    np.testing.assert_array_equal(vol.unmeasured, ~np.isfinite(data))
+    from asfe3d.io import volume_to_metatensor
+    from asfe3d.io.volume import UNMEASURED_KEY
+
+    np.testing.assert_array_equal(volume_to_metatensor(vol).meta[UNMEASURED_KEY], ~np.isfinite(data))
+    clean = read_volume(nifti_factory(data=random_volume()), role="PET", allow_nonfinite=True)
+    assert clean.unmeasured is None and UNMEASURED_KEY not in volume_to_metatensor(clean).meta
 
 
 def test_bad_arguments(nifti_factory):
@@ -434,12 +442,13 @@ def test_nan_around_a_resliced_pet_is_explained(nifti_factory, caplog):
     data[:, :, :3] = np.nan  # a slab outside the field of view
     p = nifti_factory(data=data)
     with pytest.raises(Asfe3dInputError, match=r"non-finite \(NaN/Inf\) voxels of \d+ \(they lie around the image, "
-                                               r"as SPM's reslicing writes NaN outside a field of view: read as 0 they "
-                                               r"are shown as no uptake"):
+                                               r"as SPM's reslicing writes NaN outside a field of view: read as 0, they "
+                                               r"lie outside the PET's field of view, and the fused image is blank"):
         read_volume(p, role="PET")
     with caplog.at_level(logging.WARNING, logger="asfe3d"):
         read_volume(p, role="PET", allow_nonfinite=True)
-    assert any("field-of-view check counts them as seen" in r.getMessage() for r in caplog.records)
+    assert any("outside the PET's field of view, and the fused image is blank there" in r.getMessage()
+               for r in caplog.records)
     inside = random_volume((24, 20, 20))
     inside[8:12, 8:12, 8:12] = np.nan  # a hole inside: damage, not a field of view
     with pytest.raises(Asfe3dInputError, match=r"non-finite \(NaN/Inf\) voxels of \d+; pass"):

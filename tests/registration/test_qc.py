@@ -205,6 +205,24 @@ def test_partial_field_of_view_warns_and_wrong_alignments_of_it_still_fail(case5
         bad = assess_registration(t1, top, sitk.CompositeTransform([true, shift]), head)
         assert bad.verdict == "fail", (wrong, bad.summary())
     assert QCThresholds().min_head_in_fov == 0.1
+    # the same PET as SPM reslices it: its whole grid, NaN where it did not reach (or read with allow_nonfinite and
+    # given back its NaN by with_unmeasured): the same verdict and the same share of the head in its field of view;
+    # the NaN counted as seen made it "covers 21 % of the head" and a failure
+    from asfe3d.registration.qc import with_unmeasured
+
+    unmeasured = np.zeros(pet.GetSize(), bool)
+    unmeasured[:, :, : int(nz * 0.62)] = True
+    zeroed = sitk.Image(pet)
+    zeroed[:, :, : int(nz * 0.62)] = 0  # as read with allow_nonfinite: 0
+    nan = with_unmeasured(zeroed, unmeasured)
+    assert np.isnan(sitk.GetArrayViewFromImage(nan)).sum() == unmeasured.sum()
+    qc_nan = assess_registration(t1, nan, true, head)
+    assert qc_nan.verdict == "warn" and qc_nan.flags[0] == "pet_fov", qc_nan.summary()
+    assert abs(qc_nan.numbers["head_in_pet_fov"] - qc.numbers["head_in_pet_fov"]) < 0.02
+    assert assess_registration(t1, zeroed, true, head).verdict == "fail"  # 0 is "no uptake", not "not measured"
+    assert with_unmeasured(pet, None) is pet
+    with pytest.raises(ValueError, match=r"unmeasured must have the image's shape \(\d+, \d+, \d+\), got \(2, 2\)"):
+        with_unmeasured(pet, np.zeros((2, 2), bool))
 
 
 def _respaced(image: sitk.Image, factors: tuple[float, float, float]) -> sitk.Image:

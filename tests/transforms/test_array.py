@@ -435,3 +435,31 @@ def test_a_pet_already_on_the_mri_grid_gets_a_note_that_none_keeps_it(small_pair
     assert not any("already on the MRI's grid" in r for r in kept["qc"]["reasons"])
     moved = RegisterToReference(method="rigid")(pet, mri)[2]  # a PET on its own grid: nothing to say
     assert not any("already on the MRI's grid" in r for r in moved["qc"]["reasons"])
+
+
+def test_field_of_view_mask_leaves_out_what_the_file_did_not_measure(small_pair):
+    """SPM writes NaN outside a resliced PET's field of view; read with allow_nonfinite they are 0, and the mask
+    leaves them out (taken through the transform by nearest neighbour), as it leaves out the grid's padding."""
+    import SimpleITK as sitk
+
+    from asfe3d.io.volume import UNMEASURED_KEY
+    from asfe3d.transforms.array import field_of_view_mask
+
+    mri, pet = LoadVolume()(small_pair.mri_path), LoadVolume()(small_pair.pet_path)
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    whole = field_of_view_mask(pet, mri, identity)
+    assert whole.dtype == torch.bool and whole.shape == mri.shape
+    np.testing.assert_allclose(whole.affine.numpy(), mri.affine.numpy())
+    unmeasured = np.zeros(pet.shape[1:], bool)
+    unmeasured[:, :, : pet.shape[3] // 2] = True  # the PET's lower half was NaN in the file
+    pet.meta[UNMEASURED_KEY] = unmeasured
+    half = field_of_view_mask(pet, mri, identity)
+    assert 0 < int(half.sum()) < int(whole.sum()) and not bool((half & ~whole).any())
+    z_edge = float((np.linalg.inv(mri.affine.numpy()) @ (pet.affine.numpy() @ [0, 0, pet.shape[3] // 2 - 0.5, 1]))[2])
+    zs = np.nonzero(half[0].numpy().any(axis=(0, 1)))[0]
+    assert abs(zs.min() - z_edge) <= 1.0, (zs.min(), z_edge)
+    pet.meta[UNMEASURED_KEY] = unmeasured[:-1]
+    with pytest.raises(ValueError, match=r"must have the image's shape .* got \("):
+        field_of_view_mask(pet, mri, identity)
+    with pytest.raises(ValueError, match="plain ndarray without an affine"):
+        field_of_view_mask(np.zeros((1, 4, 4, 4)), mri, identity)
