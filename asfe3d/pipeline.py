@@ -159,6 +159,7 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
     from monai.transforms import ConcatItemsd, CopyItemsd
 
     from asfe3d.transforms import (
+        FillOutsideMaskd,
         HeadMaskd,
         LoadVolumed,
         RealignFramesd,
@@ -178,10 +179,13 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
                                            method=reg.method, **reg.register_kwargs(), min_overlap=reg.min_overlap,
                                            qc=reg.qc, progress=progress)]
                      + ([CopyItemsd("pet", names="pet_on_mri")] if keep_registered_pet else [])),
-        ("normalise", ([SmoothMmd("pet", fwhm_mm=smooth)] if smooth > 0 else [])
+        # the PET within its field of view ("pet_fov"): smoothed and windowed there, not with the padding beyond
+        # it, and extended beyond its edge for the fusion's filters (the fused image is blanked there afterwards)
+        ("normalise", ([SmoothMmd("pet", fwhm_mm=smooth, mask_key=FOV_KEY)] if smooth > 0 else [])
                       + [RobustNormalized("mri", mask_key="mri_head"),
                          # the PET's hottest uptake, above its window, kept aside as "pet_above" for the fused image
-                         RobustNormalized("pet", mask_key="mri_head", above_postfix="above"),
+                         RobustNormalized("pet", mask_key=("mri_head", FOV_KEY), above_postfix="above"),
+                         FillOutsideMaskd("pet", mask_key=FOV_KEY),
                          ConcatItemsd(["mri", "pet"], name="image")]),
     ]
 
@@ -346,8 +350,9 @@ def _fuse_and_save_steps(fuser: Any, settings: Settings, extra: dict[str, Path |
     fuse = [Fused("image", output_key="fused_unit", method=fuser, slice_axis=settings.fusion.slice_axis),
             MaskIntensityd("fused_unit", mask_key=FOV_KEY)]
     if want_rgb:
-        fuse.append(ColourFused("image", output_key="fused_rgb", method=fuser, colormap=settings.outputs.colormap,
-                                luma_key="fused_unit"))
+        fuse += [ColourFused("image", output_key="fused_rgb", method=fuser, colormap=settings.outputs.colormap,
+                             luma_key="fused_unit"),
+                 MaskIntensityd("fused_rgb", mask_key=FOV_KEY)]  # its colour too: the PET was filled beyond the edge
     return [("fuse", fuse),
             ("save", [CopyItemsd("fused_unit", names="fused"),
                       RestoreIntensityd("fused", ref_key="mri", scale=settings.outputs.scale, above_key=ABOVE_KEY),

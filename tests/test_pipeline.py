@@ -239,18 +239,25 @@ def test_tilde_paths_are_expanded_and_a_users_json_is_kept(pair, tmp_path, monke
     assert not (tmp_path / "~").exists()
 
 
-def test_a_pet_of_the_top_of_the_head_is_fused_with_a_field_of_view_warning(tmp_path):
-    """A PET whose field of view holds the top 38 % of the head, registered right: the QC warns (pet_fov) and the
-    chain fuses it (the overlap floor, 30 % of the whole head, refused it even under --qc warn)."""
+def _top_of_the_head(tmp_path, cut: float):
+    """A 3 mm demo pair (no motion) and ``top.nii.gz``: its PET from the slice at ``cut`` of its height up, in place
+    (``(pair, PET image, PET array, first slice kept, the cut PET's affine)``)."""
     from asfe3d.data import make_demo_pair
 
     p = make_demo_pair(tmp_path / "pair", resolution=3, mri_spacing=(3, 3, 3), pet_spacing=4, max_deg=0, max_mm=0)
     img = nib.load(str(p.pet_path))
     arr = np.asarray(img.dataobj)
-    k = int(arr.shape[2] * 0.62)
+    k = int(arr.shape[2] * cut)
     affine = img.affine.copy()
     affine[:3, 3] = img.affine[:3, :3] @ [0, 0, k] + img.affine[:3, 3]
     nib.save(nib.Nifti1Image(arr[:, :, k:], affine), str(tmp_path / "top.nii.gz"))
+    return p, img, arr, k, affine
+
+
+def test_a_pet_of_the_top_of_the_head_is_fused_with_a_field_of_view_warning(tmp_path):
+    """A PET whose field of view holds the top 38 % of the head, registered right: the QC warns (pet_fov) and the
+    chain fuses it (the overlap floor, 30 % of the whole head, refused it even under --qc warn)."""
+    p, img, arr, k, _ = _top_of_the_head(tmp_path, 0.62)
     result = fuse_pair(p.mri_path, tmp_path / "top.nii.gz", tmp_path / "f.nii.gz",
                        Settings.from_flat(method="mean", registration="rigid"))
     qc = result.registration["qc"]
@@ -314,3 +321,27 @@ def test_a_pet_focus_hotter_than_normal_uptake_stays_the_brightest_in_the_fused_
     assert record["voxels"] > 0 and record["max_above"] > 1.0 and 0.7 < record["max_shown"] < 1.0, record
     quiet = json.loads(plain.outputs["record"].read_text())["fusion"]["pet_above_window"]
     assert quiet["max_above"] < 0.5 and quiet["head_fraction"] <= 0.006, quiet
+
+
+@pytest.mark.parametrize("mode", ["volume", "slice"])
+def test_inside_a_short_field_of_view_the_fused_image_is_as_with_a_whole_pet(tmp_path, mode):
+    """Probe 22: the fusion saw the padding beyond the PET's field of view (its edge darkened the fused image's
+    first voxels inside: 0.92 of the whole-PET run on a 0.88 mm grid, slice mode 0.88), the PET's window took the
+    padding for part of the head (the PET inside 3-5 % brighter) and --pet-smooth-mm blurred the padding in (0.72).
+    Now the PET is windowed and smoothed within its field of view and extended beyond it for the fusion: inside, the
+    fused image is the whole-PET run's, at the edge as deep inside."""
+    p, _, _, _, affine = _top_of_the_head(tmp_path, 0.45)
+    runs = {}
+    for name, pet in (("whole", p.pet_path), ("top", tmp_path / "top.nii.gz")):
+        fuse_pair(p.mri_path, pet, tmp_path / f"fused_{name}.nii.gz",
+                  Settings.from_flat(registration="none", mode=mode, pet_smooth_mm=6.0))
+        runs[name] = np.asarray(nib.load(str(tmp_path / f"fused_{name}.nii.gz")).dataobj)
+    mri = nib.load(str(p.mri_path))
+    head = np.asarray(mri.dataobj) > 0.2 * np.percentile(np.asarray(mri.dataobj), 99)
+    z_edge = (np.linalg.inv(mri.affine) @ affine @ [0, 0, -0.5, 1])[2]  # the PET's first slice's lower face
+    first = int(np.ceil(z_edge))
+    ratio = {depth: runs["top"][:, :, first + depth][head[:, :, first + depth]].mean()
+             / runs["whole"][:, :, first + depth][head[:, :, first + depth]].mean() for depth in (0, 1, 6, 10)}
+    # the PET's window comes from the head inside its field of view (another share of its tissues than the whole
+    # head's: a level shift), and at the edge the fused image is what it is deeper inside
+    assert all(abs(ratio[d] / ratio[10] - 1.0) < 0.025 for d in (0, 1, 6)), ratio  # before: 0.71 (0.76 slice)

@@ -63,6 +63,7 @@ def _series_for(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def print_result(result: Any, stream: Any = None) -> None:
     """Print what one :func:`asfe3d.pipeline.fuse_pair` run did (outputs, inputs, registration and QC, times)."""
+    from asfe3d.cohort import blank_note
     from asfe3d.reports.text import anatomical_name, registration_outcome
 
     stream = stream or sys.stdout
@@ -102,6 +103,9 @@ def print_result(result: Any, stream: Any = None) -> None:
     anat = anatomical_name({"input_info": result.inputs})  # a PET/CT study's anatomical input is a CT
     # the overlap check's own measure (PET above 10 % of its 99th percentile), not the QC's head_covered
     fov = ((reg.get("qc") or {}).get("numbers") or {}).get("head_in_pet_fov")
+    outside = ((result.fusion or {}).get("outside_pet_fov") or {}).get("head_fraction")
+    if isinstance(outside, (int, float)):  # on the MRI's own grid, as the blank share below (the QC's is coarser)
+        fov = 1.0 - outside
     fov_text = f"; the PET's field of view holds {fov:.0%} of the head" if isinstance(fov, (int, float)) else ""
     # the overlap check's measure: a brain PET's uptake spans about half a whole head with its scalp and neck
     print(f"registration: {registration_outcome(reg)}; PET signal (above 10 % of its 99th percentile) spans "
@@ -113,10 +117,9 @@ def print_result(result: Any, stream: Any = None) -> None:
     if qc:
         reasons = "; ".join(qc.get("reasons", [])) or "all checks passed"
         print(f"registration QC: {qc['verdict']} ({reasons})", file=stream)
-    outside = (result.fusion or {}).get("outside_pet_fov") or {}
-    if outside.get("head_fraction", 0) >= 0.005 and "pet_fov" not in ((qc or {}).get("flags") or []):
-        print(f"fused image: blank (0) in {outside['head_fraction']:.0%} of the {anat} head, beyond the PET's field "
-              "of view (no PET there)", file=stream)
+    blank = blank_note(result.fusion, qc, anat)
+    if blank:
+        print(blank, file=stream)
     steps = ", ".join(f"{k} {t[k]:.1f} s" for k in ("load", "register", "resample", "normalise", "fuse", "save")
                       if k in t)
     early = reg.get("early_seconds") if reg.get("early") else None

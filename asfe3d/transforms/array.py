@@ -33,6 +33,7 @@ __all__ = [
     "RegisterToReference",
     "RobustNormalize",
     "SmoothMm",
+    "FillOutsideMask",
     "Fuse",
     "ColourFuse",
     "RestoreIntensity",
@@ -576,16 +577,21 @@ class SmoothMm(Transform):
             raise ValueError(f"fwhm_mm must be a number in [0, 20] (mm), got {fwhm_mm!r}")
         self.fwhm_mm = float(fwhm_mm)
 
-    def __call__(self, img: torch.Tensor | np.ndarray) -> MetaTensor:
+    def __call__(self, img: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray | None = None) -> MetaTensor:
         """Args:
             img: ``(C, X, Y, Z)`` with its affine (a MetaTensor; the voxel size comes from it).
+            mask: where the image holds measurements (``(1, X, Y, Z)`` or ``(X, Y, Z)``, e.g. the PET's field of
+                view, ``pet_fov``): smoothed within it only (``blur(img * mask) / blur(mask)``, a normalised
+                convolution: the padding beyond a field of view's edge is not blurred into it), the rest kept as it
+                is; ``None``: everywhere.
 
         Returns:
             ``(C, X, Y, Z)`` float32, metadata kept; the same object's values when ``fwhm_mm`` is 0.
 
         Raises:
             ValueError: not ``(C, X, Y, Z)``, a plain tensor (no affine) for a width > 0, an affine without a
-                usable voxel size, or a width of more than 64 voxels along an axis (quoted).
+                usable voxel size, a width of more than 64 voxels along an axis, or a mask of another shape
+                (quoted).
         """
         from asfe3d.networks.blocks.detail import blur_per_axis
 
@@ -597,8 +603,74 @@ class SmoothMm(Transform):
         widths = [self.fwhm_mm / g for g in spacing]
         if max(widths) > 64.0:
             raise ValueError(f"fwhm_mm {self.fwhm_mm} is {max(widths):.1f} voxels on a grid of {spacing} mm; at most 64")
-        blurred = blur_per_axis(img.as_tensor().float()[None], widths)[0]
+        values = img.as_tensor().float()
+        inside = _spatial_mask(mask, tuple(img.shape[1:]), "mask")
+        if inside is None or bool(inside.all()):
+            blurred = blur_per_axis(values[None], widths)[0]
+        else:
+            weight = blur_per_axis(inside.float()[None, None], widths)[0]
+            blurred = blur_per_axis((values * inside)[None], widths)[0] / weight.clamp_min(1e-6)
+            blurred = torch.where(inside, blurred, values)
         return derive_metatensor(blurred, img, meta=_meta(img))
+
+
+def _spatial_mask(mask: torch.Tensor | np.ndarray | None, spatial: tuple[int, ...], name: str) -> torch.Tensor | None:
+    """``mask`` as a bool tensor of shape ``spatial`` (given as ``(1, *spatial)`` or ``spatial``), or ``None``."""
+    if mask is None:
+        return None
+    arr = torch.as_tensor(np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask))
+    if tuple(arr.shape) == (1, *spatial):
+        arr = arr[0]
+    if tuple(arr.shape) != tuple(spatial):
+        raise ValueError(f"{name} must have shape {tuple(spatial)} or (1, {', '.join(map(str, spatial))}), got "
+                         f"{tuple(arr.shape)}")
+    return arr.bool()
+
+
+class FillOutsideMask(Transform):
+    """Fill an image beyond a mask with the value of the nearest voxel inside it, up to ``band_mm`` away (0 further
+    out): the PET beyond its field of view's edge, so that the fusion's filters (the network's windows, the
+    consistency step's blur) see no step to 0 at the edge and the fused image inside it is what it would be with a
+    larger field of view; the fused image beyond the edge is blanked afterwards (``MaskIntensityd``).
+
+    Args:
+        band_mm: how far beyond the mask to fill (mm, > 0).
+
+    Raises:
+        ValueError: ``band_mm`` not a positive number (quoted).
+    """
+
+    def __init__(self, band_mm: float = 24.0) -> None:
+        if isinstance(band_mm, bool) or not isinstance(band_mm, (int, float)) or not 0.0 < band_mm < float("inf"):
+            raise ValueError(f"band_mm must be a positive number (mm), got {band_mm!r}")
+        self.band_mm = float(band_mm)
+
+    def __call__(self, img: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray) -> MetaTensor:
+        """Args:
+            img: ``(C, X, Y, Z)`` with its affine.
+            mask: ``(1, X, Y, Z)`` or ``(X, Y, Z)``, True where the image holds measurements.
+
+        Returns:
+            ``(C, X, Y, Z)`` float32, metadata kept: the same values inside the mask (and everywhere when the mask
+            holds the whole grid, or nothing).
+
+        Raises:
+            ValueError: not ``(C, X, Y, Z)`` with an affine, or a mask of another shape (quoted).
+        """
+        from scipy import ndimage
+
+        img = _as_metatensor(img, "img", "the band is in mm on its grid")
+        _check_channel_first_3d(img, "img")
+        inside = _spatial_mask(mask, tuple(img.shape[1:]), "mask")
+        if bool(inside.all()) or not bool(inside.any()):
+            return img
+        distance, nearest = ndimage.distance_transform_edt(~inside.numpy(), sampling=grid_spacing(img),
+                                                            return_distances=True, return_indices=True)
+        values = img.as_tensor().float().numpy()
+        filled = values[(slice(None), *nearest)]  # every voxel: its nearest inside voxel's value
+        out = np.where((distance <= self.band_mm)[None], filled, np.float32(0.0)).astype(np.float32)
+        out[:, inside.numpy()] = values[:, inside.numpy()]
+        return derive_metatensor(torch.from_numpy(out), img, meta=_meta(img))
 
 
 class Fuse(Transform):

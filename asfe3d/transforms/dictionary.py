@@ -21,7 +21,7 @@ The chain that :func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from monai.transforms import MapTransform
 from asfe3d.transforms.array import (
     WINDOW_KEY,
     ColourFuse,
+    FillOutsideMask,
     Fuse,
     HeadMask,
     LoadVolume,
@@ -48,10 +49,12 @@ from asfe3d.transforms.array import (
 from asfe3d.transforms.intensity import above_window
 
 __all__ = [
-    "InputPath", "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "Fused", "ColourFused",
+    "InputPath", "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "FillOutsideMaskd",
+    "Fused", "ColourFused",
     "RestoreIntensityd", "SaveLikeReferenced",
     "LoadVolumeD", "LoadVolumeDict", "HeadMaskD", "HeadMaskDict", "RegisterToReferenceD", "RegisterToReferenceDict",
-    "RobustNormalizeD", "RobustNormalizeDict", "SmoothMmD", "SmoothMmDict", "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict",
+    "RobustNormalizeD", "RobustNormalizeDict", "SmoothMmD", "SmoothMmDict", "FillOutsideMaskD", "FillOutsideMaskDict",
+    "FuseD", "FuseDict", "ColourFuseD", "ColourFuseDict",
     "RestoreIntensityD", "RestoreIntensityDict", "SaveLikeReferenceD", "SaveLikeReferenceDict",
 ]
 
@@ -212,7 +215,9 @@ class RobustNormalized(MapTransform):
 
     Args:
         keys: images to normalise (each channel separately).
-        mask_key: the head mask every key is normalised in (``None``: each image's own Otsu mask).
+        mask_key: the head mask every key is normalised in, or several masks whose overlap is used (e.g.
+            ``("mri_head", "pet_fov")``: the PET's window from the head inside its field of view, not from the
+            padding beyond it); ``None``: each image's own Otsu mask.
         lower: low-end percentile.
         upper: high-end percentile (inside the mask).
         above_postfix: also keep each image's part above its window, ``max(x - 1, 0)``, as ``<key>_<postfix>``
@@ -221,7 +226,7 @@ class RobustNormalized(MapTransform):
         allow_missing_keys: skip absent keys.
     """
 
-    def __init__(self, keys: KeysCollection, mask_key: str | None = "mri_head", lower: float = 0.5,
+    def __init__(self, keys: KeysCollection, mask_key: str | Sequence[str] | None = "mri_head", lower: float = 0.5,
                  upper: float = 99.5, above_postfix: str | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if above_postfix is not None and (not isinstance(above_postfix, str) or not above_postfix):
@@ -232,7 +237,11 @@ class RobustNormalized(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        mask = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
+        mask = None
+        for mask_key in ([] if self.mask_key is None else [self.mask_key] if isinstance(self.mask_key, str)
+                         else self.mask_key):
+            this = torch.as_tensor(_require(d, mask_key, type(self).__name__)).bool()
+            mask = this if mask is None else mask & this
         for key in self.key_iterator(d):
             d[key] = self.normalize(d[key], mask)
             if self.above_postfix is not None:  # split the part above the window off; the image as if clipped
@@ -249,17 +258,46 @@ class SmoothMmd(MapTransform):
     Args:
         keys: images to smooth (each channel).
         fwhm_mm: the Gaussian's FWHM in mm, in ``[0, 20]`` (``0``: none).
+        mask_key: smooth within this mask only (e.g. ``"pet_fov"``: the padding beyond the PET's field of view is
+            not blurred into it; ``None``: everywhere).
         allow_missing_keys: skip absent keys.
     """
 
-    def __init__(self, keys: KeysCollection, fwhm_mm: float, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, fwhm_mm: float, mask_key: str | None = None,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.smooth = SmoothMm(fwhm_mm)
+        self.mask_key = mask_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        mask = None if self.mask_key is None else _require(d, self.mask_key, type(self).__name__)
         for key in self.key_iterator(d):
-            d[key] = self.smooth(d[key])
+            d[key] = self.smooth(d[key], mask)
+        return d
+
+
+class FillOutsideMaskd(MapTransform):
+    """Dictionary wrapper of :class:`~asfe3d.transforms.array.FillOutsideMask`.
+
+    Args:
+        keys: images to fill beyond the mask (e.g. ``"pet"`` after normalisation, before the fusion).
+        mask_key: the mask (e.g. ``"pet_fov"``).
+        band_mm: how far beyond the mask to fill (mm).
+        allow_missing_keys: skip absent keys.
+    """
+
+    def __init__(self, keys: KeysCollection, mask_key: str, band_mm: float = 24.0,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+        self.fill = FillOutsideMask(band_mm)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = _require(d, self.mask_key, type(self).__name__)
+        for key in self.key_iterator(d):
+            d[key] = self.fill(d[key], mask)
         return d
 
 
@@ -476,6 +514,7 @@ HeadMaskD = HeadMaskDict = HeadMaskd
 RegisterToReferenceD = RegisterToReferenceDict = RegisterToReferenced
 RobustNormalizeD = RobustNormalizeDict = RobustNormalized
 SmoothMmD = SmoothMmDict = SmoothMmd
+FillOutsideMaskD = FillOutsideMaskDict = FillOutsideMaskd
 FuseD = FuseDict = Fused
 ColourFuseD = ColourFuseDict = ColourFused
 RestoreIntensityD = RestoreIntensityDict = RestoreIntensityd

@@ -77,8 +77,9 @@ def test_bundle_layout():
     parser = ConfigParser()
     parser.read_config(INFERENCE)
     steps = [type(t).__name__ for t in parser.get_parsed_content("preprocessing").transforms]
+    # the MRI, then the PET with its part above the window, then the PET beyond its field of view filled
     assert steps == ["LoadVolumed", "RealignFramesd", "HeadMaskd", "RegisterToReferenced", "RobustNormalized",
-                     "RobustNormalized", "ConcatItemsd"]  # the MRI, then the PET with its part above the window
+                     "RobustNormalized", "FillOutsideMaskd", "ConcatItemsd"]
 
 
 def test_verify_metadata_offline_and_rejects_incomplete_metadata(tmp_path):
@@ -455,6 +456,8 @@ def test_preprocessing_is_the_pipelines_chain():
             return vars(t.register), t.keys, t.ref_key, t.mask_key
         if hasattr(t, "normalize"):
             return vars(t.normalize), t.keys, t.mask_key
+        if hasattr(t, "fill"):
+            return vars(t.fill), t.keys, t.mask_key
         return {k: v for k, v in vars(t).items() if k != "mask"}
 
     assert tuple(ours[0].keys) == tuple(ref[0].keys)

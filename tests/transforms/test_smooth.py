@@ -48,3 +48,48 @@ def test_a_width_of_more_than_64_voxels_and_a_4d_image_are_refused():
         SmoothMm(20.0)(_image(spacing=(0.25, 1.0, 1.0)))
     with pytest.raises(ValueError):
         SmoothMm(4.0)(MetaTensor(torch.rand(1, 4, 4, 4, 3)))
+
+
+def test_smoothing_within_a_mask_leaves_the_padding_beyond_it_out():
+    """A PET with a short field of view: 0 padding below its edge; smoothed within the field of view (``pet_fov``),
+    a uniform PET stays uniform up to its edge (blurred with its padding it was 0.5 at the edge), and the padding
+    stays 0."""
+    img = _image(spacing=(2.0, 2.0, 2.0), shape=(1, 10, 12, 16))
+    img[:] = 5.0
+    img[..., :6] = 0.0  # beyond the field of view
+    fov = torch.zeros(1, 10, 12, 16, dtype=torch.bool)
+    fov[..., 6:] = True
+    plain = SmoothMm(8.0)(img)
+    assert float(plain[0, 5, 6, 6]) < 3.5  # the padding blurred in (before)
+    inside = SmoothMm(8.0)(img, fov)
+    np.testing.assert_allclose(inside[..., 6:].numpy(), 5.0, rtol=1e-5)
+    assert float(inside[..., :6].abs().max()) == 0.0
+    d = SmoothMmd("pet", fwhm_mm=8.0, mask_key="pet_fov")({"pet": img, "pet_fov": fov})
+    assert torch.equal(d["pet"], inside)
+    with pytest.raises(ValueError, match=r"mask must have shape \(10, 12, 16\) or \(1, 10, 12, 16\), got \(10, 12\)"):
+        SmoothMm(8.0)(img, fov[0, :, :, 0])
+    with pytest.raises(KeyError, match="'pet_fov'"):
+        SmoothMmd("pet", fwhm_mm=8.0, mask_key="pet_fov")({"pet": img})
+
+
+def test_fill_outside_a_mask_takes_the_nearest_inside_value_within_a_band():
+    from asfe3d.transforms import FillOutsideMask, FillOutsideMaskd
+
+    img = _image(spacing=(2.0, 2.0, 2.0), shape=(2, 6, 5, 20))
+    fov = torch.zeros(1, 6, 5, 20, dtype=torch.bool)
+    fov[..., 8:] = True
+    img[..., :8] = 0.0
+    out = FillOutsideMask(band_mm=10.0)(img, fov)
+    assert isinstance(out, MetaTensor) and torch.equal(out.affine, img.affine) and out.shape == img.shape
+    assert torch.equal(out[..., 8:], img[..., 8:])  # inside: as it was
+    for z in range(3, 8):  # 2-10 mm below the edge: the edge slice's values, per channel
+        assert torch.equal(out[..., z], img[..., 8])
+    assert float(out[..., :3].abs().max()) == 0.0  # further than the band: 0
+    assert FillOutsideMask()(img, torch.ones(6, 5, 20, dtype=torch.bool)) is img  # nothing beyond the mask
+    d = FillOutsideMaskd("pet", mask_key="pet_fov", band_mm=10.0)({"pet": img, "pet_fov": fov})
+    assert torch.equal(d["pet"], out)
+    for bad in (0.0, -3.0, float("inf"), True, "24"):
+        with pytest.raises(ValueError, match=f"band_mm must be a positive number \\(mm\\), got {bad!r}"):
+            FillOutsideMask(bad)
+    with pytest.raises(ValueError, match="plain Tensor without an affine"):
+        FillOutsideMask()(torch.zeros(1, 4, 4, 4), torch.ones(4, 4, 4, dtype=torch.bool))
