@@ -633,17 +633,25 @@ class FillOutsideMask(Transform):
     consistency step's blur) see no step to 0 at the edge and the fused image inside it is what it would be with a
     larger field of view; the fused image beyond the edge is blanked afterwards (``MaskIntensityd``).
 
+    On a grid of more than ``coarse_voxels`` voxels the search runs on blocks of 2 x 2 x 2 voxels (each block's
+    inside mean; 0.1 s instead of 2 s on a 0.88 mm head): the value beyond the edge is then the nearest block's, a
+    PET's own resolution is coarser than such a block anyway.
+
     Args:
         band_mm: how far beyond the mask to fill (mm, > 0).
+        coarse_voxels: grids larger than this are searched in 2 x 2 x 2 blocks (``>= 0``).
 
     Raises:
-        ValueError: ``band_mm`` not a positive number (quoted).
+        ValueError: ``band_mm`` not a positive number, or ``coarse_voxels`` not a non-negative integer (quoted).
     """
 
-    def __init__(self, band_mm: float = 24.0) -> None:
+    def __init__(self, band_mm: float = 24.0, coarse_voxels: int = 2_000_000) -> None:
         if isinstance(band_mm, bool) or not isinstance(band_mm, (int, float)) or not 0.0 < band_mm < float("inf"):
             raise ValueError(f"band_mm must be a positive number (mm), got {band_mm!r}")
+        if isinstance(coarse_voxels, bool) or not isinstance(coarse_voxels, int) or coarse_voxels < 0:
+            raise ValueError(f"coarse_voxels must be a non-negative integer, got {coarse_voxels!r}")
         self.band_mm = float(band_mm)
+        self.coarse_voxels = coarse_voxels
 
     def __call__(self, img: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray) -> MetaTensor:
         """Args:
@@ -664,12 +672,21 @@ class FillOutsideMask(Transform):
         inside = _spatial_mask(mask, tuple(img.shape[1:]), "mask")
         if bool(inside.all()) or not bool(inside.any()):
             return img
-        distance, nearest = ndimage.distance_transform_edt(~inside.numpy(), sampling=grid_spacing(img),
-                                                            return_distances=True, return_indices=True)
+        inside = inside.numpy()
         values = img.as_tensor().float().numpy()
-        filled = values[(slice(None), *nearest)]  # every voxel: its nearest inside voxel's value
-        out = np.where((distance <= self.band_mm)[None], filled, np.float32(0.0)).astype(np.float32)
-        out[:, inside.numpy()] = values[:, inside.numpy()]
+        f = 2 if inside.size > self.coarse_voxels else 1
+        shape = inside.shape
+        padded = [-(-n // f) * f for n in shape]
+        pad = [(0, 0)] + [(0, q - n) for n, q in zip(shape, padded)]
+        blocks = [q // f for q in padded]
+        weight = np.pad(inside, pad[1:]).reshape(blocks[0], f, blocks[1], f, blocks[2], f).sum(axis=(1, 3, 5))
+        total = np.pad(values * inside, pad).reshape(-1, blocks[0], f, blocks[1], f, blocks[2], f).sum(axis=(2, 4, 6))
+        mean = total / np.maximum(weight, 1)[None]  # each block's mean over its inside voxels
+        distance, nearest = ndimage.distance_transform_edt(weight == 0, sampling=[f * g for g in grid_spacing(img)],
+                                                            return_distances=True, return_indices=True)
+        coarse = np.where((distance <= self.band_mm)[None], mean[(slice(None), *nearest)], 0.0).astype(np.float32)
+        beyond = coarse[(slice(None), *np.ix_(*[np.arange(n) // f for n in shape]))]  # back on the voxels
+        out = np.where(inside[None], values, beyond).astype(np.float32, copy=False)
         return derive_metatensor(torch.from_numpy(out), img, meta=_meta(img))
 
 

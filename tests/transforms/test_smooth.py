@@ -88,6 +88,18 @@ def test_fill_outside_a_mask_takes_the_nearest_inside_value_within_a_band():
     assert FillOutsideMask()(img, torch.ones(6, 5, 20, dtype=torch.bool)) is img  # nothing beyond the mask
     d = FillOutsideMaskd("pet", mask_key="pet_fov", band_mm=10.0)({"pet": img, "pet_fov": fov})
     assert torch.equal(d["pet"], out)
+    # a large grid is searched in 2 x 2 x 2 blocks: beyond the edge, the nearest block's mean over its inside voxels
+    coarse = FillOutsideMask(band_mm=10.0, coarse_voxels=0)(img, fov)
+    assert torch.equal(coarse[..., 8:], img[..., 8:])
+    block = img[..., 8:10].numpy()
+    for x, y in ((0, 0), (3, 2), (5, 4)):
+        bx, by = slice(2 * (x // 2), 2 * (x // 2) + 2), slice(2 * (y // 2), 2 * (y // 2) + 2)
+        expected = block[:, bx, by].reshape(2, -1).mean(axis=1)
+        np.testing.assert_allclose(coarse[:, x, y, 7].numpy(), expected, rtol=1e-5)
+        np.testing.assert_allclose(coarse[:, x, y, 4].numpy(), expected, rtol=1e-5)
+    assert float(coarse[..., :2].abs().max()) == 0.0  # blocks further than the band
+    with pytest.raises(ValueError, match="coarse_voxels must be a non-negative integer, got -1"):
+        FillOutsideMask(coarse_voxels=-1)
     for bad in (0.0, -3.0, float("inf"), True, "24"):
         with pytest.raises(ValueError, match=f"band_mm must be a positive number \\(mm\\), got {bad!r}"):
             FillOutsideMask(bad)
