@@ -59,10 +59,11 @@ from asfe3d.transforms.frames import RealignFrames, RealignFramesD, RealignFrame
 from asfe3d.transforms.intensity import head_mask, otsu_threshold, robust_normalize, robust_range
 
 __all__ = [
-    "ColourFuse", "FillOutsideMask", "Fuse", "HeadMask", "LoadVolume", "RegisterToReference", "RestoreIntensity", "RobustNormalize",
-    "SaveLikeReference", "SmoothMm", "auto_slice_axis", "metatensor_from_volume", "ras_affine", "sitk_from_metatensor",
+    "ColourFuse", "FillOutsideMask", "Fuse", "HeadMask", "LoadVolume", "RegisterToReference", "RestoreIntensity",
+    "RobustNormalize", "SaveLikeReference", "SmoothMm", "auto_slice_axis", "metatensor_from_volume", "ras_affine", "sitk_from_metatensor",
     "volume_from_metatensor",
-    "ColourFused", "ColourFuseD", "ColourFuseDict", "FillOutsideMaskd", "FillOutsideMaskD", "FillOutsideMaskDict", "Fused", "FuseD", "FuseDict", "HeadMaskd", "HeadMaskD",
+    "ColourFused", "ColourFuseD", "ColourFuseDict", "FillOutsideMaskd", "FillOutsideMaskD", "FillOutsideMaskDict",
+    "Fused", "FuseD", "FuseDict", "HeadMaskd", "HeadMaskD",
     "HeadMaskDict", "LoadVolumed", "LoadVolumeD", "LoadVolumeDict", "RegisterToReferenced", "RegisterToReferenceD",
     "RegisterToReferenceDict", "RestoreIntensityd", "RestoreIntensityD", "RestoreIntensityDict", "RobustNormalized",
     "RobustNormalizeD", "RobustNormalizeDict", "SaveLikeReferenced", "SaveLikeReferenceD", "SaveLikeReferenceDict", "SmoothMmd", "SmoothMmD", "SmoothMmDict",
