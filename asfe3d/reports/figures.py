@@ -358,7 +358,9 @@ def field_of_view(reference: Any, pet: Any, mri_to_pet_ras: Any) -> Any:
 
     Args:
         reference: a canonical 3D NIfTI image (e.g. the cropped anatomical image).
-        pet: the PET as read, on its own grid (3D NIfTI image).
+        pet: the PET as read, on its own grid (3D NIfTI image); its ``extra["unmeasured"]`` (bool, its grid: where
+            the file held NaN, as SPM writes outside a resliced PET's field of view) is outside too, taken to the
+            reference's grid by nearest neighbour as the run did.
         mri_to_pet_ras: the registration's ``(4, 4)`` matrix, MRI world -> PET world (RAS mm; the record's
             ``registration.mri_to_pet_ras``).
 
@@ -384,9 +386,34 @@ def field_of_view(reference: Any, pet: Any, mri_to_pet_ras: Any) -> Any:
         index = (row[0] * axes[0][:, None, None] + row[1] * axes[1][None, :, None]
                  + (row[2] * axes[2] + row[3])[None, None, :])
         inside &= (index >= -0.5) & (index < n - 0.5)
+    unmeasured = getattr(pet, "extra", {}).get("unmeasured")
+    if unmeasured is not None and np.any(unmeasured):
+        inside &= _measured_on(reference, pet, np.asarray(unmeasured, bool), matrix)
     if inside.all():
         return None
     return nib.Nifti1Image(inside.astype(np.uint8), reference.affine)
+
+
+def _measured_on(reference: Any, pet: Any, unmeasured: np.ndarray, mri_to_pet_ras: np.ndarray) -> np.ndarray:
+    """Where the PET's file held finite values, on ``reference``'s grid (nearest neighbour through the matrix, as
+    the run's resampling): bool, ``reference``'s shape."""
+    import SimpleITK as sitk
+
+    from asfe3d.io import sitk_image_from_ras_affine, sitk_to_numpy_xyz
+
+    if unmeasured.shape != tuple(pet.shape[:3]):
+        raise ValueError(f"the PET's extra['unmeasured'] must have its shape {tuple(pet.shape[:3])}, got "
+                         f"{unmeasured.shape}")
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    lps = flip @ mri_to_pet_ras @ flip
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix(lps[:3, :3].ravel().tolist())
+    transform.SetTranslation(lps[:3, 3].tolist())
+    measured = sitk_image_from_ras_affine((~unmeasured).astype(np.uint8), np.asarray(pet.affine, float))
+    grid = sitk_image_from_ras_affine(np.zeros(tuple(reference.shape[:3]), np.uint8),
+                                      np.asarray(reference.affine, float))
+    return sitk_to_numpy_xyz(sitk.Resample(measured, grid, transform, sitk.sitkNearestNeighbor, 0,
+                                           sitk.sitkUInt8)) > 0
 
 
 #: the PET field of view's edge, as drawn over the fused image and the overlay

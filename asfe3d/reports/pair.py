@@ -58,7 +58,8 @@ def pet_as_read(result: Mapping[str, Any]) -> tuple[Any, str]:
         result: the run's description (``inputs.pet`` and ``settings``).
 
     Returns:
-        ``(image, "")`` (a ``Nifti1Image``), or ``(None, why)`` when it cannot be read.
+        ``(image, "")`` (a ``Nifti1Image``; its ``extra["unmeasured"]``: where the file held NaN/Inf, read as 0), or
+        ``(None, why)`` when it cannot be read.
     """
     import nibabel as nib
 
@@ -77,7 +78,9 @@ def pet_as_read(result: Mapping[str, Any]) -> tuple[Any, str]:
                           dicom_strict=bool(settings.get("dicom_strict")))
     except Asfe3dInputError as exc:
         return None, str(exc)
-    return nib.Nifti1Image(vol.array_xyz().astype("float32", copy=False), vol.affine_ras), ""
+    # where the file held NaN (SPM's mark outside a resliced PET's field of view) goes with it, for the edge drawn
+    extra = {} if vol.unmeasured is None else {"unmeasured": vol.unmeasured}
+    return nib.Nifti1Image(vol.array_xyz().astype("float32", copy=False), vol.affine_ras, extra=extra), ""
 
 
 def _quality_html(result: Mapping[str, Any]) -> str:

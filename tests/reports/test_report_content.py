@@ -406,6 +406,18 @@ def test_the_pet_field_of_view_edge_is_drawn_where_it_crosses_the_head() -> None
                               pet_as_read_image=(top, pet_affine), result=RESULT)
     assert "Dashed yellow" not in _visible(old.html)
 
+    # a PET as SPM reslices it (the whole grid, NaN where it did not reach, read as 0): its NaN are outside too
+    unmeasured = np.zeros(pet.shape, bool)
+    unmeasured[:, :, :9] = True
+    resliced = nib.Nifti1Image(short, affine, extra={"unmeasured": unmeasured})
+    mask = field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine), resliced, np.eye(4))
+    assert mask is not None and np.array_equal(np.asarray(mask.dataobj) > 0, ~unmeasured)
+    section = render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(short, affine),
+                                  fused_image=(fused, affine), pet_as_read_image=resliced, result=result)
+    assert "Dashed yellow: the edge of the PET's field of view" in _visible(section.html)
+    with pytest.raises(ValueError, match=r"extra\['unmeasured'\] must have its shape \(20, 22, 16\), got \(20, 22\)"):
+        field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine),
+                      nib.Nifti1Image(short, affine, extra={"unmeasured": unmeasured[:, :, 0]}), np.eye(4))
     with pytest.raises(ValueError, match=r"finite 4x4 matrix, got \[\[1\.0, 0\.0"):
         field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine), nib.Nifti1Image(top, pet_affine),
                       np.eye(4)[:3])
