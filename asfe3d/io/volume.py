@@ -503,6 +503,10 @@ def _check_scaling(p: Path, role: str) -> None:
                                   f"scl_inter {inter}); fix the header")
 
 
+#: the first two bytes of a gzip stream (RFC 1952)
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _gzip_hint(p: Path) -> str:
     """``": it is gzip-compressed: name it ....nii.gz"`` (or the reverse) for a NIfTI whose name says otherwise than
     its first bytes (a hand rename, a download portal); ``""`` when the name fits."""
@@ -510,7 +514,7 @@ def _gzip_hint(p: Path) -> str:
 
     try:
         with open(p, "rb") as fh:
-            gzipped = fh.read(2) == b"\x1f\x8b"
+            gzipped = fh.read(2) == GZIP_MAGIC
         with (gzip.open if gzipped else open)(p, "rb") as fh:
             first = fh.read(4)
     except (OSError, EOFError):
@@ -601,7 +605,7 @@ def _check_mgh_header(p: Path, role: str) -> tuple[int, ...]:
             block = fh.read(struct.calcsize(_MGH_HEAD))
     except Exception as err:  # a damaged .mgz fails in gzip
         raise Asfe3dInputError(p, f"{role} file is not a readable MGH/MGZ image ({_short(err)})") from None
-    if block[:2] == b"\x1f\x8b":  # a gzip stream named .mgh: read raw, it would look like a wrong version
+    if block[:2] == GZIP_MAGIC:  # a gzip stream named .mgh: read raw, it would look like a wrong version
         raise Asfe3dInputError(p, f"{role} file is gzip-compressed but named .mgh; name it .mgz")
     if len(block) < struct.calcsize(_MGH_HEAD):
         raise Asfe3dInputError(p, f"{role} file is too short for an MGH header ({len(block)} bytes)")
