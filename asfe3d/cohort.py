@@ -940,7 +940,9 @@ def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, ran
     reasons = "; ".join(qc.get("reasons", []))
     if qc.get("verdict") == "fail":
         message = (message + "; " if message else "") + f"registration judged failed: {reasons}"
-    blank = blank_note(res.fusion, qc)
+    from asfe3d.reports.text import anatomical_name
+
+    blank = blank_note(res.fusion, anatomical_name({"input_info": res.inputs}))
     if blank:
         message = (message + "; " if message else "") + blank
     timings = {k: float(res.timings[k]) for k in STEPS if k in res.timings}
@@ -960,13 +962,12 @@ def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, ran
     )
 
 
-def blank_note(fusion: Any, qc: Any, anat: str = "MRI") -> str:
+def blank_note(fusion: Any, anat: str = "MRI") -> str:
     """``"fused image: blank (0) in N% of the MRI head, beyond the PET's field of view (no PET there)"`` when at
-    least 0.5 % of the head lies beyond it (the record's ``fusion.outside_pet_fov``) and the QC's ``pet_fov``
-    warning does not already say so; else ``""``."""
+    least 0.5 % of the head lies beyond it (the record's ``fusion.outside_pet_fov``), else ``""``."""
     outside = (fusion or {}).get("outside_pet_fov") if isinstance(fusion, dict) else None
     fraction = outside.get("head_fraction", 0) if isinstance(outside, dict) else 0
-    if not isinstance(fraction, (int, float)) or fraction < 0.005 or "pet_fov" in ((qc or {}).get("flags") or []):
+    if not isinstance(fraction, (int, float)) or fraction < 0.005:
         return ""
     return f"fused image: blank (0) in {fraction:.0%} of the {anat} head, beyond the PET's field of view (no PET there)"
 

@@ -381,9 +381,8 @@ def test_a_subject_fused_blank_in_part_of_its_head_says_so_in_the_summary():
     from asfe3d.cohort import blank_note
 
     fusion = {"outside_pet_fov": {"voxels": 9000, "head_fraction": 0.467}}
-    assert blank_note(fusion, {"flags": []}) == ("fused image: blank (0) in 47% of the MRI head, beyond the PET's "
-                                                 "field of view (no PET there)")
-    assert blank_note(fusion, {"flags": ["pet_fov"]}) == ""  # the QC's warning says it
-    assert blank_note({"outside_pet_fov": {"voxels": 3, "head_fraction": 0.001}}, {}) == ""
-    assert blank_note({}, {}) == "" and blank_note(None, None) == ""
-    assert "of the CT head" in blank_note(fusion, {}, "CT")
+    assert blank_note(fusion) == ("fused image: blank (0) in 47% of the MRI head, beyond the PET's field of view "
+                                  "(no PET there)")
+    assert blank_note({"outside_pet_fov": {"voxels": 3, "head_fraction": 0.001}}) == ""
+    assert blank_note({}) == "" and blank_note(None) == ""
+    assert "of the CT head" in blank_note(fusion, "CT")

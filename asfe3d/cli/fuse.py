@@ -117,7 +117,7 @@ def print_result(result: Any, stream: Any = None) -> None:
     if qc:
         reasons = "; ".join(qc.get("reasons", [])) or "all checks passed"
         print(f"registration QC: {qc['verdict']} ({reasons})", file=stream)
-    blank = blank_note(result.fusion, qc, anat)
+    blank = blank_note(result.fusion, anat)
     if blank:
         print(blank, file=stream)
     steps = ", ".join(f"{k} {t[k]:.1f} s" for k in ("load", "register", "resample", "normalise", "fuse", "save")

@@ -372,10 +372,13 @@ def load_volume_case(
         Asfe3dInputError: unreadable volumes, no overlap after registration, an empty mask.
         ValueError: unknown registration.
     """
+    import torch
+    from monai.data import MetaTensor
+
     from asfe3d.io import read_volume, sitk_to_numpy_xyz
     from asfe3d.pipeline import Settings, auto_slice_axis, build_preprocessing
     from asfe3d.registration import resample_to_reference
-    from asfe3d.transforms import sitk_from_metatensor, volume_from_metatensor
+    from asfe3d.transforms import FillOutsideMask, sitk_from_metatensor, volume_from_metatensor
     from asfe3d.transforms.array import WINDOW_KEY
 
     # the pipeline's own chain: load, head mask, register + resample + QC, normalise (one copy of the sequence)
@@ -396,11 +399,16 @@ def load_volume_case(
     pet01 = data["pet"][0].numpy()
     pet_window = tuple(data["pet"].meta[WINDOW_KEY])
     head = data["mri_head"][0].numpy().astype(bool)
+    # the PET's field of view: the chain extends the PET beyond it for the fusion (FillOutsideMaskd) and the command
+    # blanks the fused image there; the metrics are taken inside it, where there is a PET to compare with
+    fov = data["pet_fov"][0].numpy().astype(bool)
     pet_defect = region = None
     if row.get("pet_defect") is not None:
         lo, hi = pet_window
         moved = resample_to_reference(read_volume(row["pet_defect"], role="PET").image, mri_img, transform)
         pet_defect = np.clip((sitk_to_numpy_xyz(moved) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        pet_defect = FillOutsideMask()(MetaTensor(torch.from_numpy(pet_defect[None]), affine=data["pet"].affine),
+                                       fov)[0].numpy()  # extended as the base PET is: the two differ by the defect
         region_img = resample_to_reference(read_volume(row["defect"], role="mask").image, mri_img, None,
                                            interpolator="nearest")
         region = sitk_to_numpy_xyz(region_img) > 0.5
@@ -420,6 +428,8 @@ def load_volume_case(
         brain = sitk_to_numpy_xyz(on_grid) > 0.5
         if not brain.any():
             raise Asfe3dInputError(row["brain"], "brain mask is empty on the MRI grid")
+    mask = mask & fov
+    brain = None if brain is None else brain & fov
     spacing = tuple(float(v) for v in np.linalg.norm(np.asarray(mri_vol.affine_ras)[:3, :3], axis=0))
     return EvalCase(name=str(row["subject"]), mri=mri01, other=pet01, mask=mask, reference=mri_vol,
                     axis=auto_slice_axis(mri_vol.affine_ras), kind="PET", spacing=spacing, pet_defect=pet_defect,

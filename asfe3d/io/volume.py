@@ -45,6 +45,7 @@ from asfe3d.io.convert import (
     orthogonal_within_rounding,
     ras_affine_from_sitk,
     sitk_geometry_from_ras_affine,
+    sitk_image_from_ras_affine,
     sitk_to_numpy_xyz,
 )
 from asfe3d.io.dicom import SERIES_FILES_KEY, is_dicom_file, quiet_itk, read_dicom_file, read_dicom_folder
@@ -59,7 +60,8 @@ from asfe3d.io.pet import (
 from asfe3d.io.suffixes import PAIR_SUFFIXES, VOLUME_SUFFIXES, image_stem
 from asfe3d.utils.toggle import SharedToggle
 
-__all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "ras_affine", "check_values"]
+__all__ = ["Volume", "read_volume", "detect_format", "input_stem", "volume_to_metatensor", "ras_affine", "check_values",
+           "unmeasured_on"]
 
 logger = logging.getLogger("asfe3d")
 
@@ -1111,8 +1113,52 @@ _short = short_error
 #: metadata keys of :func:`volume_to_metatensor`: the reader's provenance and the original NIfTI header (bytes)
 SOURCE_KEY = "asfe3d_source"
 HEADER_KEY = "asfe3d_nifti_header"
-#: MetaTensor metadata key of :attr:`Volume.unmeasured` (bool ``(X, Y, Z)``; absent when every voxel was finite)
+#: MetaTensor metadata key of :attr:`Volume.unmeasured`: ``{"mask": bool (X, Y, Z), "affine": its grid's RAS
+#: affine}`` (absent when every voxel was finite); read it with :func:`unmeasured_on`
 UNMEASURED_KEY = "asfe3d_unmeasured"
+
+
+def unmeasured_on(img: Any) -> np.ndarray | None:
+    """Where an image's file held NaN/Inf (``img.meta["asfe3d_unmeasured"]``), on the image's current grid.
+
+    The mask keeps the grid it was read on: after MONAI's ``Orientationd``, ``Spacingd``, a flip or a crop it is
+    taken to the image's current grid by nearest neighbour in world space (else it would mark the wrong voxels).
+    A bare array (no affine) is taken as on the image's grid when its shape fits.
+
+    Args:
+        img: a ``(C, X, Y, Z)`` MetaTensor.
+
+    Returns:
+        bool ``(X, Y, Z)``, or ``None`` when nothing is unmeasured.
+
+    Raises:
+        ValueError: a bare array of another shape than the image's, or a malformed entry.
+    """
+    entry = getattr(img, "meta", {}).get(UNMEASURED_KEY)
+    if entry is None:
+        return None
+    shape = tuple(int(n) for n in img.shape[1:4])
+    if not isinstance(entry, Mapping):
+        mask = np.asarray(entry, bool)
+        if mask.shape != shape:
+            raise ValueError(f"meta[{UNMEASURED_KEY!r}] must have the image's shape {shape} (or be a dict with its "
+                             f"own 'affine'), got {mask.shape}")
+        return mask
+    try:
+        mask, affine = np.asarray(entry["mask"], bool), np.asarray(entry["affine"], np.float64)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"meta[{UNMEASURED_KEY!r}] must hold 'mask' and 'affine', got {sorted(entry)}") from err
+    if mask.ndim != 3 or affine.shape != (4, 4):
+        raise ValueError(f"meta[{UNMEASURED_KEY!r}]: mask must be 3D and affine 4x4, got {mask.shape} and "
+                         f"{affine.shape}")
+    current = np.asarray(ras_affine(img), np.float64)
+    if mask.shape == shape and np.allclose(affine, current, atol=1e-5):
+        return mask
+    measured = sitk_image_from_ras_affine((~mask).astype(np.uint8), affine)
+    grid = sitk_image_from_ras_affine(np.zeros(shape, np.uint8), current)
+    moved = sitk_to_numpy_xyz(sitk.Resample(measured, grid, sitk.Transform(3, sitk.sitkIdentity),
+                                            sitk.sitkNearestNeighbor, 1, sitk.sitkUInt8))
+    return moved == 0  # (outside the mask's own grid: measured as far as it knows, 1)
 
 
 def ras_affine(img: Any) -> np.ndarray:
@@ -1177,6 +1223,6 @@ def volume_to_metatensor(vol: Volume) -> Any:
             SOURCE_KEY: {"format": vol.format, **vol.info}}
     if vol.nifti_header is not None:
         meta[HEADER_KEY] = bytes(vol.nifti_header.binaryblock)
-    if vol.unmeasured is not None:
-        meta[UNMEASURED_KEY] = vol.unmeasured
+    if vol.unmeasured is not None:  # with its grid: a MONAI spatial transform later moves the voxels, not it
+        meta[UNMEASURED_KEY] = {"mask": vol.unmeasured, "affine": np.array(vol.affine_ras, dtype=np.float64)}
     return MetaTensor(data, affine=torch.as_tensor(vol.affine_ras, dtype=torch.float64), meta=meta)

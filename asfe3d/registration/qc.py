@@ -792,14 +792,14 @@ def _alignment_checks(numbers: dict[str, float], best: float, n_perturbed: int, 
         if partial:  # the PET sees part of the head and covers that part: a partial field of view, not a failure
             reasons.append(("warn", "pet_fov", f"the PET's field of view holds only {numbers['head_in_pet_fov']:.0%} "
                                     f"of the MRI head (its signal covers {numbers['head_covered_in_fov']:.0%} of that "
-                                    f"part): outside it there is no PET, and the fused image is blank (0)"))
+                                    f"part): outside it there is no PET to fuse"))
         else:
             reasons.append(("fail", "head_covered", f"the PET signal covers {numbers['head_covered']:.0%} of the MRI "
                                     f"head (need {th.min_head_covered:.0%}; the PET's field of view holds "
                                     f"{numbers['head_in_pet_fov']:.0%} of it)"))
     elif anatomy == "head" and numbers["head_in_pet_fov"] < th.warn_head_in_fov:
         reasons.append(("warn", "pet_fov", f"the PET's field of view holds only {numbers['head_in_pet_fov']:.0%} of "
-                                f"the MRI head: outside it there is no PET, and the fused image is blank (0)"))
+                                f"the MRI head: outside it there is no PET to fuse"))
 
 
 def assess_registration(

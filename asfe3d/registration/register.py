@@ -1211,9 +1211,11 @@ def linear_part_ras(transform: sitk.Transform) -> tuple[np.ndarray, bool]:
     linear = transform
     if not exact:
         members = []
-        if transform.GetName() == "CompositeTransform":
+        try:  # a composite, also one held as a plain Transform (read from a .tfm): GetName() says "Transform"
             composite = sitk.CompositeTransform(transform)
             members = [composite.GetNthTransform(i) for i in range(composite.GetNumberOfTransforms())]
+        except (RuntimeError, TypeError):
+            members = []
         linear = sitk.CompositeTransform([m for m in members if m.IsLinear()] or [sitk.Transform(3, sitk.sitkIdentity)])
     zero = np.asarray(linear.TransformPoint((0.0, 0.0, 0.0)))
     lps = np.eye(4)

@@ -315,7 +315,7 @@ class RegisterToReference(Transform):
         _check_channel_first_3d(moving, "moving", 1)
         _check_channel_first_3d(reference, "reference", 1)
         from asfe3d.io.volume import SOURCE_KEY as _SOURCE
-        from asfe3d.io.volume import UNMEASURED_KEY
+        from asfe3d.io.volume import UNMEASURED_KEY, unmeasured_on
         from asfe3d.registration.roles import check_roles
 
         fixed_img, moving_img = sitk_from_metatensor(reference), sitk_from_metatensor(moving)
@@ -326,7 +326,7 @@ class RegisterToReference(Transform):
             moving_img.GetSpacing(), ref_info, mov_info, reference.meta.get("filename_or_obj"),
             moving.meta.get("filename_or_obj"))
         # what the file did not measure (NaN read as 0) is NaN again: background, outside the field of view
-        moving_img = with_unmeasured(moving_img, moving.meta.get(UNMEASURED_KEY))
+        moving_img = with_unmeasured(moving_img, unmeasured_on(moving))
         method, same_frame = resolve_method(self.method, ref_info, mov_info)
         if head is None:
             head = HeadMask()(reference)
@@ -389,7 +389,7 @@ class RegisterToReference(Transform):
                   "early_seconds": dict(early.seconds) if early is not None and early.used else None,
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}
         data = torch.from_numpy(sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).copy())[None]
-        meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY)}
+        meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY, UNMEASURED_KEY)}
         meta["filename_or_obj"] = moving.meta.get("filename_or_obj", "")
         meta[SOURCE_KEY] = moving.meta.get(SOURCE_KEY)
         out = derive_metatensor(data, reference, meta=meta)
@@ -430,30 +430,30 @@ def field_of_view_mask(moving: MetaTensor, reference: MetaTensor, transform: Any
     import SimpleITK as sitk
 
     from asfe3d.io import sitk_image_from_ras_affine
-    from asfe3d.io.volume import UNMEASURED_KEY
+    from asfe3d.io.volume import UNMEASURED_KEY, unmeasured_on
     from asfe3d.registration.fov import field_of_view
 
     moving = _as_metatensor(moving, "moving", "the field of view is placed in mm")
     reference = _as_metatensor(reference, "reference", "the field of view is placed in mm")
     _check_channel_first_3d(moving, "moving", 1)
     _check_channel_first_3d(reference, "reference")
-    unmeasured = moving.meta.get(UNMEASURED_KEY)
-    measured = np.zeros(tuple(moving.shape[1:4]), np.uint8)
+    unmeasured = unmeasured_on(moving)
+    measured = np.zeros(tuple(moving.shape[1:4]), np.float32)
     if unmeasured is not None:
-        if tuple(np.shape(unmeasured)) != tuple(moving.shape[1:4]):
-            raise ValueError(f"moving.meta[{UNMEASURED_KEY!r}] must have the image's shape {tuple(moving.shape[1:4])}, "
-                             f"got {tuple(np.shape(unmeasured))}")
-        measured = (~np.asarray(unmeasured, bool)).astype(np.uint8)
+        measured = (~unmeasured).astype(np.float32)
     grid = [sitk_image_from_ras_affine(np.zeros(tuple(reference.shape[1:4]), np.uint8), ras_affine(reference)),
             sitk_image_from_ras_affine(measured, ras_affine(moving))]
     inside = field_of_view(grid[0], grid[1], transform)
-    if unmeasured is not None:  # and where the file measured something
-        taken = sitk.GetArrayFromImage(sitk.Resample(grid[1], grid[0], transform, sitk.sitkNearestNeighbor, 0,
-                                                     sitk.sitkUInt8)) > 0
+    if unmeasured is not None:
+        # and where the file measured all that the (linear) resampling of the PET mixed in: next to its NaN the
+        # registered PET mixes in their 0 (a dark rim inside the edge, filled outwards)
+        taken = sitk.GetArrayFromImage(sitk.Resample(grid[1], grid[0], transform, sitk.sitkLinear, 0.0,
+                                                     sitk.sitkFloat32)) >= 1.0 - 1e-6
         inside = taken if inside is None else inside & taken
     mask = (torch.ones((1, *reference.shape[1:4]), dtype=torch.bool) if inside is None
             else torch.from_numpy(np.ascontiguousarray(inside.transpose(2, 1, 0)))[None])
-    return derive_metatensor(mask, reference, meta={k: v for k, v in reference.meta.items() if k != "affine"})
+    meta = {k: v for k, v in reference.meta.items() if k not in ("affine", UNMEASURED_KEY)}
+    return derive_metatensor(mask, reference, meta=meta)
 
 
 def _matrix_record(transform: Any) -> dict[str, Any]:
@@ -608,6 +608,7 @@ class SmoothMm(Transform):
         if inside is None or bool(inside.all()):
             blurred = blur_per_axis(values[None], widths)[0]
         else:
+            inside = inside.to(values.device)
             weight = blur_per_axis(inside.float()[None, None], widths)[0]
             blurred = blur_per_axis((values * inside)[None], widths)[0] / weight.clamp_min(1e-6)
             blurred = torch.where(inside, blurred, values)
@@ -673,7 +674,7 @@ class FillOutsideMask(Transform):
         if bool(inside.all()) or not bool(inside.any()):
             return img
         inside = inside.numpy()
-        values = img.as_tensor().float().numpy()
+        values = img.as_tensor().detach().float().cpu().numpy()
         f = 2 if inside.size > self.coarse_voxels else 1
         shape = inside.shape
         padded = [-(-n // f) * f for n in shape]

@@ -263,8 +263,8 @@ class SmoothMmd(MapTransform):
         allow_missing_keys: skip absent keys.
     """
 
-    def __init__(self, keys: KeysCollection, fwhm_mm: float, mask_key: str | None = None,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, fwhm_mm: float, allow_missing_keys: bool = False, *,
+                 mask_key: str | None = None) -> None:
         super().__init__(keys, allow_missing_keys)
         self.smooth = SmoothMm(fwhm_mm)
         self.mask_key = mask_key

@@ -308,3 +308,35 @@ def test_pet_fwhm_mm_splits_detail_and_petc_there_and_reaches_highpass():
     for bad in (0.0, -6.0, float("nan"), True):
         with pytest.raises(ValueError, match=f"pet_fwhm_mm must be None or a width > 0 \\(mm\\), got {bad!r}"):
             evaluate_case(case, fusers, defect=False, pet_fwhm_mm=bad)
+
+
+def test_a_pet_field_of_view_shorter_than_the_head_is_scored_inside_it(volume_csv):
+    """Review 23 #3: the chain extends the PET beyond its field of view for the fusion; the evaluation then scored
+    a made-up band there. Its metrics are now taken inside the field of view, and a given defect PET is extended
+    the same way (the base and the defect fusions differ by the defect alone)."""
+    import nibabel as nib
+
+    from asfe3d.evaluation.evaluate import load_volume_case
+    from tests.conftest import write_nifti
+
+    folder = volume_csv.parent
+    pet_img = nib.load(str(folder / "s1_pet.nii.gz"))
+    pet = np.asarray(pet_img.dataobj, np.float32)
+    k = pet.shape[2] // 4
+    top_affine = pet_img.affine.copy()
+    top_affine[:3, 3] = pet_img.affine[:3, :3] @ [0, 0, k] + pet_img.affine[:3, 3]
+    write_nifti(folder / "s1_top.nii.gz", pet[:, :, k:], top_affine)
+    region = np.zeros(pet[:, :, k:].shape, bool)
+    region[10:14, 10:14, 2:6] = True
+    write_nifti(folder / "s1_top_defect.nii.gz", np.where(region, 0.7, 1.0) * pet[:, :, k:], top_affine)
+    write_nifti(folder / "s1_top_region.nii.gz", region.astype(np.float32), top_affine)
+    csv_path = folder / "top.csv"
+    csv_path.write_text("subject,mri,pet,pet_defect,defect\n"
+                        "s1,s1_mri.nii.gz,s1_top.nii.gz,s1_top_defect.nii.gz,s1_top_region.nii.gz\n")
+    case = load_volume_case(read_pairs_csv(csv_path)[0], registration="none")
+    mri = nib.load(str(folder / "s1_mri.nii.gz"))
+    z_first = int(np.ceil((np.linalg.inv(mri.affine) @ top_affine @ [0, 0, -0.5, 1])[2]))
+    assert case.mask.any() and not case.mask[:, :, :z_first].any()
+    assert case.other[:, :, z_first - 1].max() > 0  # the fusion's PET is extended beyond the edge
+    outside = ~case.defect_region
+    np.testing.assert_allclose(case.pet_defect[outside], case.other[outside], atol=1e-6)

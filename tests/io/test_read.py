@@ -247,7 +247,7 @@ def test_nonfinite_refused_or_repaired(nifti_factory, caplog):
     from asfe3d.io import volume_to_metatensor
     from asfe3d.io.volume import UNMEASURED_KEY
 
-    np.testing.assert_array_equal(volume_to_metatensor(vol).meta[UNMEASURED_KEY], ~np.isfinite(data))
+    np.testing.assert_array_equal(volume_to_metatensor(vol).meta[UNMEASURED_KEY]["mask"], ~np.isfinite(data))
     clean = read_volume(nifti_factory(data=random_volume()), role="PET", allow_nonfinite=True)
     assert clean.unmeasured is None and UNMEASURED_KEY not in volume_to_metatensor(clean).meta
 

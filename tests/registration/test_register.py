@@ -345,6 +345,9 @@ def test_linear_part_ras_is_the_transform_in_ras_and_says_when_it_is_not_all_of_
     bspline = sitk.BSplineTransform(3, 3)
     part, exact = linear_part_ras(sitk.CompositeTransform([rigid, bspline]))
     assert not exact and np.allclose(part, matrix)
+    wrapped = sitk.Transform(sitk.CompositeTransform([rigid, bspline]))  # as read from a .tfm: its name "Transform"
+    part, exact = linear_part_ras(wrapped)
+    assert not exact and np.allclose(part, matrix)
     identity, exact = linear_part_ras(sitk.Transform(3, sitk.sitkIdentity))
     assert exact and np.allclose(identity, np.eye(4))
     with pytest.raises(TypeError, match=r"3D SimpleITK Transform, got \[\[1"):

@@ -455,11 +455,46 @@ def test_field_of_view_mask_leaves_out_what_the_file_did_not_measure(small_pair)
     pet.meta[UNMEASURED_KEY] = unmeasured
     half = field_of_view_mask(pet, mri, identity)
     assert 0 < int(half.sum()) < int(whole.sum()) and not bool((half & ~whole).any())
-    z_edge = float((np.linalg.inv(mri.affine.numpy()) @ (pet.affine.numpy() @ [0, 0, pet.shape[3] // 2 - 0.5, 1]))[2])
+    # inside: the MRI slices whose PET z index (continuous) is at or above the first measured PET slice, so that the
+    # registered PET's linear interpolation mixes in no unmeasured 0 (it left a dark rim, review 23 #2)
+    to_pet = np.linalg.inv(pet.affine.numpy()) @ mri.affine.numpy()
+    pet_z = np.array([(to_pet @ [0, 0, z, 1])[2] for z in range(mri.shape[3])])
     zs = np.nonzero(half[0].numpy().any(axis=(0, 1)))[0]
-    assert abs(zs.min() - z_edge) <= 1.0, (zs.min(), z_edge)
+    assert zs.min() == int(np.argmax(pet_z >= pet.shape[3] // 2 - 1e-6)), (zs.min(), pet_z)
     pet.meta[UNMEASURED_KEY] = unmeasured[:-1]
     with pytest.raises(ValueError, match=r"must have the image's shape .* got \("):
         field_of_view_mask(pet, mri, identity)
     with pytest.raises(ValueError, match="plain ndarray without an affine"):
         field_of_view_mask(np.zeros((1, 4, 4, 4)), mri, identity)
+
+
+def test_the_unmeasured_mask_follows_the_image_through_monai_spatial_transforms(tmp_path):
+    """Review 23 #1: the mask of a PET's NaN was a voxel array in the metadata; MONAI's Orientation (or Spacing)
+    moved the voxels and not it, and the wrong side was blanked (or the run stopped on a shape). It now keeps its
+    grid and is taken to the image's current one."""
+    import SimpleITK as sitk
+    from monai.transforms import Orientation, Spacing
+
+    from asfe3d.io.volume import UNMEASURED_KEY, unmeasured_on
+    from asfe3d.transforms.array import field_of_view_mask
+
+    arr = np.random.default_rng(0).uniform(1, 2, (10, 8, 6)).astype(np.float32)
+    arr[:4] = np.nan  # the file's first 4 x columns (LAS: the subject's left side)
+    affine = np.diag([-3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = [13.5, -10.5, -7.5]
+    path = write_nifti(tmp_path / "las.nii.gz", arr, affine)
+    pet = LoadVolume(role="PET", allow_nonfinite=True)(path)
+    assert set(pet.meta[UNMEASURED_KEY]) == {"mask", "affine"}
+    turned = Orientation(axcodes="RAS")(pet)
+    zero_columns = np.nonzero((turned[0].numpy() == 0).all(axis=(1, 2)))[0].tolist()
+    assert zero_columns == [6, 7, 8, 9]
+    assert np.nonzero(unmeasured_on(turned).all(axis=(1, 2)))[0].tolist() == zero_columns
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    fov = field_of_view_mask(turned, turned, identity)
+    assert np.nonzero((~fov[0].numpy()).all(axis=(1, 2)))[0].tolist() == zero_columns
+    assert UNMEASURED_KEY not in fov.meta  # the reference's own mask does not travel with what is made on its grid
+    resampled = Spacing(pixdim=(2.0, 2.0, 2.0))(pet)
+    on_grid = unmeasured_on(resampled)
+    assert on_grid.shape == tuple(resampled.shape[1:]) and 0 < on_grid.mean() < 1
+    with pytest.raises(ValueError, match="must hold 'mask' and 'affine', got \\['mask'\\]"):
+        unmeasured_on(MetaTensor(torch.zeros(1, 2, 2, 2), meta={UNMEASURED_KEY: {"mask": np.zeros((2, 2, 2))}}))
