@@ -99,13 +99,18 @@ def test_input_errors_output_dir_and_datalist_contents(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bad_value_runs(tmp_path_factory):
-    """Every ``BAD_VALUES`` command started at once, each in its own folder (one after another they took ~55 s)."""
+def bad_value_runs(tmp_path_factory, demo_files):
+    """Every ``BAD_VALUES`` command, and a cohort whose second MRI is cut short, started at once, each in its own
+    folder (one after another they took ~70 s)."""
     runs = {}
     for key, value, _ in BAD_VALUES:
         folder = tmp_path_factory.mktemp(f"bad_{key}")
         runs[key] = (folder, ["--datalist", str(_datalist(folder)), "--output_dir", str(folder / "out"),
                               "--overwrite", "True", f"--{key}", value])
+    folder = tmp_path_factory.mktemp("mid_run")
+    datalist, broken = _cohort_with_a_truncated_mri(folder, demo_files)
+    (folder / "broken.txt").write_text(str(broken))
+    runs["mid_run"] = (folder, ["--datalist", str(datalist), "--output_dir", str(folder / "out")])
     yield from started(runs)
 
 
@@ -144,18 +149,17 @@ def test_an_input_unreadable_mid_run_is_the_input_error_in_process(tmp_path, dem
     assert [p.name for p in (tmp_path / "out").glob("*.nii.gz")] == ["sub01_fused.nii.gz"]
 
 
-def test_an_input_unreadable_mid_run_is_one_line_on_the_command_line(tmp_path, demo_files):
+def test_an_input_unreadable_mid_run_is_one_line_on_the_command_line(bad_value_runs):
     """``python -m monai.bundle run``: one ``asfe3d: error: <file>: <problem>`` line and exit 2, no traceback."""
-    datalist, broken = _cohort_with_a_truncated_mri(tmp_path, demo_files)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", INFERENCE, "--bundle_root", str(BUNDLE),
-           "--datalist", str(datalist), "--output_dir", str(tmp_path / "out"), "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    proc, folder = bad_value_runs["mid_run"]
+    _, stderr = proc.communicate(timeout=600)
+    broken = (folder / "broken.txt").read_text()
+    assert proc.returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith(f"asfe3d: error: {broken}: MRI NIfTI voxel data cannot be read")
-    assert (tmp_path / "out" / "sub01_fused.nii.gz").is_file()
-    assert not (tmp_path / "out" / "sub02_fused.nii.gz").exists()
+    assert (folder / "out" / "sub01_fused.nii.gz").is_file()
+    assert not (folder / "out" / "sub02_fused.nii.gz").exists()
 
 
 def test_the_record_holds_the_steps_after_the_network_and_none_switches_one_off(tmp_path):
