@@ -379,14 +379,9 @@ def _move_affine(affine: np.ndarray, rotation_deg: Sequence[float], shift_mm: Se
 
 def _motion_tfm(motion_ras: np.ndarray) -> Any:
     """The SimpleITK transform (LPS) of a RAS world motion: it maps MRI points to PET points."""
-    import SimpleITK as sitk
+    from asfe3d.registration.register import transform_from_ras
 
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    lps = flip @ motion_ras @ flip
-    tfm = sitk.AffineTransform(3)
-    tfm.SetMatrix(lps[:3, :3].ravel().tolist())
-    tfm.SetTranslation(lps[:3, 3].tolist())
-    return tfm
+    return transform_from_ras(motion_ras)
 
 
 def make_brain_pair(individual_dir: str | Path, spm_dir: str | Path, out_dir: str | Path, *, spacing: float = 0.88,

@@ -34,6 +34,7 @@ __all__ = [
     "check_overlap",
     "head_mask",
     "linear_part_ras",
+    "transform_from_ras",
     "overlap_fraction",
     "register_pet_to_mri",
     "registration_error_mm",
@@ -1225,6 +1226,16 @@ def linear_part_ras(transform: sitk.Transform) -> tuple[np.ndarray, bool]:
         unit[k] = 1.0
         lps[:3, k] = np.asarray(linear.TransformPoint(tuple(unit))) - zero
     return _LPS @ lps @ _LPS, exact
+
+
+def transform_from_ras(matrix: np.ndarray) -> sitk.AffineTransform:
+    """The SimpleITK transform (LPS) of a 4x4 RAS matrix that maps MRI world points to PET world points (the
+    inverse of :func:`linear_part_ras` for a linear transform)."""
+    lps = _LPS @ np.asarray(matrix, dtype=np.float64) @ _LPS
+    out = sitk.AffineTransform(3)
+    out.SetMatrix(lps[:3, :3].ravel().tolist())
+    out.SetTranslation(lps[:3, 3].tolist())
+    return out
 
 
 def overlap_fraction(

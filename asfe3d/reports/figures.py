@@ -400,15 +400,12 @@ def _measured_on(reference: Any, pet: Any, unmeasured: np.ndarray, mri_to_pet_ra
     import SimpleITK as sitk
 
     from asfe3d.io import sitk_image_from_ras_affine, sitk_to_numpy_xyz
+    from asfe3d.registration.register import transform_from_ras
 
     if unmeasured.shape != tuple(pet.shape[:3]):
         raise ValueError(f"the PET's extra['unmeasured'] must have its shape {tuple(pet.shape[:3])}, got "
                          f"{unmeasured.shape}")
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    lps = flip @ mri_to_pet_ras @ flip
-    transform = sitk.AffineTransform(3)
-    transform.SetMatrix(lps[:3, :3].ravel().tolist())
-    transform.SetTranslation(lps[:3, 3].tolist())
+    transform = transform_from_ras(mri_to_pet_ras)
     measured = sitk_image_from_ras_affine((~unmeasured).astype(np.uint8), np.asarray(pet.affine, float))
     grid = sitk_image_from_ras_affine(np.zeros(tuple(reference.shape[:3]), np.uint8),
                                       np.asarray(reference.affine, float))
