@@ -266,7 +266,7 @@ class SaveSubjectd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from asfe3d.io.record import run_fields
-        from asfe3d.pipeline import ABOVE_KEY, FOV_KEY, above_window_summary, outside_fov_summary
+        from asfe3d.pipeline import ABOVE_KEY, FOV_KEY, above_window_summary, blank_value, outside_fov_summary
         from asfe3d.transforms import SaveLikeReferenced
 
         d = dict(data)
@@ -279,7 +279,9 @@ class SaveSubjectd(MapTransform):
         if ABOVE_KEY in d and "mri_head" in d:  # the PET's hottest uptake shown above the MRI's window
             fusion["pet_above_window"] = above_window_summary(d[ABOVE_KEY], d["mri_head"])
         if FOV_KEY in d and "mri_head" in d:  # the MRI's grid outside the PET's field of view (fused image 0)
-            fusion["outside_pet_fov"] = outside_fov_summary(d[FOV_KEY], d["mri_head"])
+            scale = ((self.settings or {}).get("outputs") or {}).get("scale", "mri")
+            fusion["outside_pet_fov"] = outside_fov_summary(d[FOV_KEY], d["mri_head"],
+                                                            blank_value(d.get(self.ref_key), scale))
         if fusion:
             d["record"]["fusion"] = fusion
         saver = SaveLikeReferenced({k: d[p] for k, p in self.outputs.items()}, ref_key=self.ref_key,

@@ -964,12 +964,16 @@ def _subject_result(subject: Subject, output: Path, outcome: SubjectOutcome, ran
 
 def blank_note(fusion: Any, anat: str = "MRI") -> str:
     """``"fused image: blank (0) in N% of the MRI head, beyond the PET's field of view (no PET there)"`` when at
-    least 0.5 % of the head lies beyond it (the record's ``fusion.outside_pet_fov``), else ``""``."""
+    least 0.5 % of the head lies beyond it (the record's ``fusion.outside_pet_fov``), else ``""``; the value in
+    brackets is the one written there (the record's ``value``: the MRI window's low end, 0 for most T1s)."""
     outside = (fusion or {}).get("outside_pet_fov") if isinstance(fusion, dict) else None
     fraction = outside.get("head_fraction", 0) if isinstance(outside, dict) else 0
     if not isinstance(fraction, (int, float)) or fraction < 0.005:
         return ""
-    return f"fused image: blank (0) in {fraction:.0%} of the {anat} head, beyond the PET's field of view (no PET there)"
+    from asfe3d.reports.text import blank_words
+
+    return (f"fused image: {blank_words(outside, anat)} in {fraction:.0%} of the {anat} head, beyond the PET's "
+            "field of view (no PET there)")
 
 
 def default_summary_path(datalist: str | Path, output_dir: str | Path | None) -> Path:

@@ -373,7 +373,8 @@ def _run_steps(steps: list[tuple[str, list[Any]]], data: dict[str, Any], fuser: 
         if name == "save":
             fusion = _fusion_description(fuser, data["image"], settings.fusion.slice_axis, data.get("fused_unit"))
             fusion["pet_above_window"] = above_window_summary(data[ABOVE_KEY], data["mri_head"])
-            fusion["outside_pet_fov"] = outside_fov_summary(data[FOV_KEY], data["mri_head"])
+            fusion["outside_pet_fov"] = outside_fov_summary(data[FOV_KEY], data["mri_head"],
+                                                            blank_value(data["mri"], settings.outputs.scale))
             data["record"] = _record_content(data, fusion, timings,
                                              {"settings": settings.as_dict(), **(record_extra or {})})
         logger.info("%s ...", _STEP_WORDS.get(name, name))
@@ -454,21 +455,38 @@ def above_window_summary(above: Any, head: Any) -> dict[str, Any]:
 FOV_KEY = "pet_fov"
 
 
-def outside_fov_summary(fov: Any, head: Any) -> dict[str, Any]:
-    """What the record says about the MRI's grid outside the PET's field of view (where the fused image is 0): how
-    many voxels, and the share of the head they hold.
+def outside_fov_summary(fov: Any, head: Any, blank: float | None = None) -> dict[str, Any]:
+    """What the record says about the MRI's grid outside the PET's field of view (where the fused image is blank):
+    how many voxels, the share of the head they hold and, when given, the value written there.
 
     Args:
         fov: ``(1, X, Y, Z)`` bool, True inside the PET's field of view.
         head: the head mask, the same shape.
+        blank: the value the fused image holds there, in the written file's units (0 in ``[0, 1]``, i.e. the MRI
+            window's low end with ``scale="mri"``); ``None``: not recorded.
     """
     import numpy as np
 
     inside = np.asarray(fov.detach().cpu().numpy() if hasattr(fov, "detach") else fov, bool)
     mask = np.asarray(head.detach().cpu().numpy() if hasattr(head, "detach") else head, bool).reshape(inside.shape)
     outside = ~inside
-    return {"voxels": int(outside.sum()),
-            "head_fraction": round(float((outside & mask).sum()) / max(int(mask.sum()), 1), 5)}
+    summary = {"voxels": int(outside.sum()),
+               "head_fraction": round(float((outside & mask).sum()) / max(int(mask.sum()), 1), 5)}
+    if blank is not None:
+        summary["value"] = float(np.float32(blank))
+    return summary
+
+
+def blank_value(reference: Any, scale: str) -> float | None:
+    """The value a fused image blanked to 0 in ``[0, 1]`` is written as: 0 with ``scale="unit"``, else the low end
+    of ``reference``'s normalisation window (its MetaTensor metadata, set by ``RobustNormalized``; ``None`` without
+    one)."""
+    from asfe3d.transforms.array import WINDOW_KEY
+
+    if scale == "unit":
+        return 0.0
+    window = (getattr(reference, "meta", None) or {}).get(WINDOW_KEY)
+    return None if window is None else float(window[0])
 
 
 def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: Any = None) -> dict[str, Any]:

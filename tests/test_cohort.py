@@ -386,3 +386,7 @@ def test_a_subject_fused_blank_in_part_of_its_head_says_so_in_the_summary():
     assert blank_note({"outside_pet_fov": {"voxels": 3, "head_fraction": 0.001}}) == ""
     assert blank_note({}) == "" and blank_note(None) == ""
     assert "of the CT head" in blank_note(fusion, "CT")
+    # an MRI whose window's low end is not 0 (probe 22's offset T1): the note says the value written there
+    offset = {"outside_pet_fov": {"voxels": 9000, "head_fraction": 0.467, "value": 164.47000122}}
+    assert blank_note(offset).startswith("fused image: blank (164.47, the MRI window's low end) in 47% of the MRI")
+    assert blank_note({"outside_pet_fov": {"head_fraction": 0.467, "value": 0.0}}).startswith("fused image: blank (0)")

@@ -275,7 +275,7 @@ def test_a_pet_of_the_top_of_the_head_is_fused_with_a_field_of_view_warning(tmp_
     assert np.unique(fused[~inside]).size == 1 and fused[~inside][0] == fused.min()
     assert np.unique(fused[inside]).size > 100
     outside = result.fusion["outside_pet_fov"]
-    assert outside["voxels"] == int((~inside).sum())
+    assert outside["voxels"] == int((~inside).sum()) and outside["value"] == float(fused[~inside][0])
     assert abs(outside["head_fraction"] - (1 - qc["numbers"]["head_in_pet_fov"])) < 0.1, (outside, qc["numbers"])
     assert qc["reasons"][0].endswith("outside it there is no PET to fuse")
     # the same PET written as SPM reslices it: its grid whole, NaN where it measured nothing; with --allow-nonfinite
@@ -322,6 +322,27 @@ def test_a_pet_focus_hotter_than_normal_uptake_stays_the_brightest_in_the_fused_
     assert record["voxels"] > 0 and record["max_above"] > 1.0 and 0.7 < record["max_shown"] < 1.0, record
     quiet = json.loads(plain.outputs["record"].read_text())["fusion"]["pet_above_window"]
     assert quiet["max_above"] < 0.5 and quiet["head_fraction"] <= 0.006, quiet
+
+
+def test_the_record_says_what_the_fused_image_holds_beyond_the_field_of_view(tmp_path):
+    """An MRI whose values sit far from 0 (probe 22's offset T1): the blank beyond the PET's field of view is its
+    window's low end, not 0; the record's ``fusion.outside_pet_fov.value`` is the value written there, and the
+    summary line says it (it said "blank (0)")."""
+    from asfe3d.cohort import blank_note
+
+    p, _, _, k, _ = _top_of_the_head(tmp_path, 0.5)
+    mri = nib.load(str(p.mri_path))
+    nib.save(nib.Nifti1Image(np.asarray(mri.dataobj, np.float32) + 300.0, mri.affine, mri.header),
+             str(tmp_path / "offset.nii.gz"))
+    result = fuse_pair(tmp_path / "offset.nii.gz", tmp_path / "top.nii.gz", tmp_path / "f.nii.gz",
+                       Settings.from_flat(method="mean", registration="none"))
+    fused = np.asarray(nib.load(str(tmp_path / "f.nii.gz")).dataobj)
+    outside = result.fusion["outside_pet_fov"]
+    assert outside["value"] > 250 and np.all(fused[:, :, :k - 1] == np.float32(outside["value"])), outside
+    assert f"blank ({outside['value']:.6g}, the MRI window's low end)" in blank_note(result.fusion)
+    unit = fuse_pair(tmp_path / "offset.nii.gz", tmp_path / "top.nii.gz", tmp_path / "u.nii.gz",
+                     Settings.from_flat(method="mean", registration="none", output_scale="unit"))
+    assert unit.fusion["outside_pet_fov"]["value"] == 0.0 and blank_note(unit.fusion).startswith("fused image: blank (0)")
 
 
 @pytest.mark.parametrize("mode", ["volume", "slice"])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from asfe3d.utils import percentile
+from asfe3d.utils import outlier_limit, percentile
 
 __all__ = ["ANATOMIES", "QCThresholds", "RegistrationQC", "VERDICTS", "anatomy_of", "assess_registration",
            "transform_size", "with_unmeasured"]
@@ -631,25 +631,17 @@ def with_unmeasured(image: sitk.Image, unmeasured: np.ndarray | None) -> sitk.Im
     return out
 
 
-#: a few voxels above this multiple of the image's 99.9th percentile are outliers (a hot pixel, a spike of the
-#: reconstruction): :func:`without_outliers` clips them there
-OUTLIER_FACTOR = 4.0
-
-
 def without_outliers(image: sitk.Image) -> sitk.Image:
-    """``image`` (finite, float32) with voxels above :data:`OUTLIER_FACTOR` times its 99.9th percentile clipped to
-    that value (returned as it is when it has none, the usual case).
+    """``image`` (finite, float32) with its outliers clipped (:func:`asfe3d.utils.outlier_limit`: above 4 times its
+    99.9th percentile), returned as it is when it has none, the usual case.
 
     A handful of voxels 100 or 10 000 times the image's maximum (three hot MRI voxels, 30 spikes in a PET) set the
     range of the metric's histogram: every other voxel fell into one bin, and the registration failed (16 mm off) or
     stopped in ITK ("Zero-valued spacing"); the PET's noise check read them as noise.
     """
     arr = sitk.GetArrayViewFromImage(image)
-    positive = arr[arr > 0]
-    if positive.size < 100:
-        return image
-    limit = OUTLIER_FACTOR * float(percentile(positive, 99.9))
-    if not limit > 0 or not float(arr.max()) > limit:
+    limit = outlier_limit(arr)
+    if limit is None:
         return image
     out = sitk.GetImageFromArray(np.minimum(arr, np.float32(limit)).astype(np.float32, copy=False))
     out.CopyInformation(image)

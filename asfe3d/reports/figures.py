@@ -352,6 +352,10 @@ def header_aligned(moving: Any, reference: Any) -> Any:
     return nib.Nifti1Image(sitk_to_numpy_xyz(out), reference.affine)
 
 
+#: voxels per slab of :func:`field_of_view`'s float64 index arithmetic (~8 bytes each, a few such arrays at once)
+_SLAB_VOXELS = 4_000_000
+
+
 def field_of_view(reference: Any, pet: Any, mri_to_pet_ras: Any) -> Any:
     """The PET's field of view on ``reference``'s grid: 1 where the registration's transform lands inside the PET's
     voxel box (the voxels ITK's resampling takes from the PET), 0 where the registered PET is only padding.
@@ -382,10 +386,13 @@ def field_of_view(reference: Any, pet: Any, mri_to_pet_ras: Any) -> Any:
     shape = reference.shape[:3]
     axes = [np.arange(n, dtype=np.float64) for n in shape]
     inside = np.ones(shape, dtype=bool)
-    for row, n in zip(to_pet[:3], pet.shape[:3]):  # one PET voxel axis at a time: its continuous index, separable
-        index = (row[0] * axes[0][:, None, None] + row[1] * axes[1][None, :, None]
-                 + (row[2] * axes[2] + row[3])[None, None, :])
-        inside &= (index >= -0.5) & (index < n - 0.5)
+    step = max(1, _SLAB_VOXELS // max(1, shape[1] * shape[2]))  # slabs along the first axis: bounded float64 memory
+    for start in range(0, shape[0], step):
+        slab = inside[start:start + step]
+        for row, n in zip(to_pet[:3], pet.shape[:3]):  # one PET voxel axis at a time: its continuous index
+            index = (row[0] * axes[0][start:start + step, None, None] + row[1] * axes[1][None, :, None]
+                     + (row[2] * axes[2] + row[3])[None, None, :])
+            slab &= (index >= -0.5) & (index < n - 0.5)
     unmeasured = getattr(pet, "extra", {}).get("unmeasured")
     if unmeasured is not None and np.any(unmeasured):
         inside &= _measured_on(reference, pet, np.asarray(unmeasured, bool), matrix)

@@ -366,10 +366,12 @@ Every view in this report is in the neurological convention: the subject's left 
 
 
 def _images_html(figs: _Figures, *, anat_name: str, pet_units: str, fused_units: str,
-                 fused_range: tuple[float, float], colormap: str, blanked: bool = False) -> str:
-    """The PET over the anatomical image and the fused image, with their captions (HTML); ``blanked``: the run set
-    the fused image to 0 beyond the PET's field of view (its record's ``fusion.outside_pet_fov``)."""
-    beyond = ("the fused image is blank (0) there" if blanked else
+                 fused_range: tuple[float, float], colormap: str, blanked: Mapping[str, Any] | None = None) -> str:
+    """The PET over the anatomical image and the fused image, with their captions (HTML); ``blanked``: the record's
+    ``fusion.outside_pet_fov`` when the run blanked the fused image beyond the PET's field of view, else ``None``."""
+    from asfe3d.reports.text import blank_words
+
+    beyond = (f"the fused image is {_e(blank_words(blanked, anat_name))} there" if blanked is not None else
               f"the fused image there holds only what the {_e(anat_name)} gave it")
     edge = "" if figs.fov_edge is None else (
         '<p class="caption fov"><b>Dashed yellow: the edge of the PET\'s field of view</b>'
@@ -468,7 +470,7 @@ def render_pair_section(
                                anat_units=text.anatomical_units(anat_name), grid=grid),
         "<h3>Registration quality</h3>", _quality_html(result),
         _images_html(figs, fused_range=fused_range, colormap=colormap,
-                     blanked="outside_pet_fov" in _mapping(result.get("fusion")), **labels),
+                     blanked=_mapping(result.get("fusion")).get("outside_pet_fov"), **labels),
         viewer_block, _details_html(result, anat_name, {"mri": anat, "pet": before_src}), "",
     ])
     return ReportSection(title=title, anchor=anchor, html=body, verdict=verdict_of(result),

@@ -96,6 +96,15 @@ def anatomical_name(result: Mapping[str, Any]) -> str:
     return "MRI"
 
 
+def blank_words(outside: Any, anat: str = "MRI") -> str:
+    """``"blank (0)"``, or ``"blank (164.5, the MRI window's low end)"``: what the fused image holds beyond the PET's
+    field of view, from the record's ``fusion.outside_pet_fov`` (its ``value``, the value written there: the
+    anatomical window's low end, 0 for most T1s and in ``[0, 1]``; records without it say 0)."""
+    value = outside.get("value", 0.0) if isinstance(outside, Mapping) else 0.0
+    value = 0.0 if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+    return "blank (0)" if value == 0 else f"blank ({value:.6g}, the {anat} window's low end)"
+
+
 def anatomical_units(name: str) -> str:
     """The anatomical image's units: ``HU`` for a CT, else ``MRI units`` (arbitrary)."""
     return "HU" if name == "CT" else "MRI units"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from asfe3d.utils import padding_mask, percentile
+from asfe3d.utils import outlier_limit, padding_mask, percentile
 
 __all__ = ["otsu_threshold", "head_mask", "robust_range", "robust_normalize", "above_window", "headroom", "HEADROOM"]
 
@@ -33,7 +33,8 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def head_mask(image: np.ndarray, *, fill: bool = True) -> np.ndarray:
-    """A head mask: voxels above Otsu's threshold, the largest component, holes filled.
+    """A head mask: voxels above Otsu's threshold (of the image with its outliers clipped, as the registration's
+    mask, :func:`asfe3d.registration.register.head_mask`), the largest component, holes filled.
 
     Args:
         image: 2D or 3D image.
@@ -46,7 +47,11 @@ def head_mask(image: np.ndarray, *, fill: bool = True) -> np.ndarray:
     if float(image.max()) <= float(image.min()):
         return np.ones(image.shape, bool)
     pad = padding_mask(image)  # a CT's padding outside its disc: Otsu would split it from the air, not the head
-    mask = image > otsu_threshold(image if pad is None else image[~pad])
+    values = image if pad is None else image[~pad]
+    limit = outlier_limit(values)  # a few hot voxels would set the histogram's range: the head in one bin
+    if limit is not None:
+        values = np.minimum(values, np.float32(limit))
+    mask = image > otsu_threshold(values)
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(labels.ravel())

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from asfe3d.utils.checks import is_int
-from asfe3d.utils.stats import padding_mask, percentile
+from asfe3d.utils.stats import outlier_limit, padding_mask, percentile
 
-__all__ = ["is_int", "padding_mask", "percentile"]
+__all__ = ["is_int", "outlier_limit", "padding_mask", "percentile"]

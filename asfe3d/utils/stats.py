@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["percentile", "padding_mask", "FAST_MIN_SIZE", "PADDING_BELOW"]
+__all__ = ["percentile", "padding_mask", "outlier_limit", "FAST_MIN_SIZE", "OUTLIER_FACTOR", "PADDING_BELOW"]
 
 #: Values below this are no tissue's nor air's (air is -1000 HU in a CT, 0 or more in an MRI): a constant minimum
 #: below it is a scanner's padding outside the reconstructed field of view (-3024, -2048, -32768...).
@@ -132,3 +132,26 @@ def padding_mask(values: np.ndarray) -> np.ndarray | None:
     pad = arr == low
     share = float(pad.mean())
     return pad if 0.01 <= share < 1.0 else None
+
+
+#: a few voxels above this multiple of the image's 99.9th percentile are outliers (a hot pixel, a spike of the
+#: reconstruction): :func:`outlier_limit` says where to clip them
+OUTLIER_FACTOR = 4.0
+
+
+def outlier_limit(values: np.ndarray) -> float | None:
+    """The value to clip an image's outliers at (:data:`OUTLIER_FACTOR` times the 99.9th percentile of its positive
+    values), or ``None`` when it has none, the usual case (or fewer than 100 positive values).
+
+    A handful of voxels 100 or 10 000 times the image's maximum (three hot MRI voxels, 30 spikes in a PET) would set
+    the range of a histogram (Otsu's threshold, the registration's metric): every other voxel falls into one bin.
+
+    Args:
+        values: any-shape finite array; not modified.
+    """
+    arr = np.asarray(values)
+    positive = arr[arr > 0]
+    if positive.size < 100:
+        return None
+    limit = OUTLIER_FACTOR * float(percentile(positive, 99.9))
+    return limit if limit > 0 and float(arr.max()) > limit else None

@@ -527,3 +527,31 @@ def test_datalist_items_refuses_shared_outputs_and_foreign_files_before_anything
     with pytest.raises(Asfe3dInputError, match="sub01_fused.json: exists and is not an asfe3d completion record"):
         datalist_items(datalist, out, overwrite=True)
     assert (out / "sub01_fused.json").read_text() == '{"mine": 1}'
+
+
+def test_the_bundle_records_what_the_fused_image_holds_beyond_the_field_of_view(tmp_path):
+    """The bundle's record says, as the command's does, what its fused file holds beyond the PET's field of view:
+    the MRI window's low end (``fusion.outside_pet_fov.value``), 0 with ``outputs.scale`` "unit"."""
+    from asfe3d.bundle import SaveSubjectd
+    from asfe3d.transforms import LoadVolumed
+    from asfe3d.transforms.array import WINDOW_KEY
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    arr = np.random.default_rng(0).uniform(100, 900, (6, 7, 5)).astype(np.float32)
+    for name in ("mri", "pet"):
+        nib.save(nib.Nifti1Image(arr, affine), str(tmp_path / f"{name}.nii.gz"))
+    paths = {"mri_path": str(tmp_path / "mri.nii.gz"), "pet_path": str(tmp_path / "pet.nii.gz")}
+    fov = torch.ones((1, 6, 7, 5), dtype=torch.bool)
+    fov[..., :2] = False
+    for scale, expected in (("mri", 120.5), ("unit", 0.0)):
+        d = LoadVolumed(["mri", "pet"])({"mri": paths["mri_path"], "pet": paths["pet_path"], **paths})
+        d["mri"].meta[WINDOW_KEY] = (120.5, 880.0)
+        fused = d["mri"].clone()
+        fused[..., :2] = expected
+        d.update(fused=fused, pet_fov=fov, mri_head=torch.ones_like(fov), pet_registration={},
+                 output=str(tmp_path / f"{scale}_fused.nii.gz"))
+        SaveSubjectd({"fused": "output"}, settings={"outputs": {"scale": scale}})(d)
+        record = json.loads((tmp_path / f"{scale}_fused.json").read_text())["fusion"]["outside_pet_fov"]
+        written = np.asarray(nib.load(str(tmp_path / f"{scale}_fused.nii.gz")).dataobj)
+        assert record == {"voxels": 84, "head_fraction": 0.4, "value": expected}
+        assert np.all(written[..., :2] == np.float32(record["value"]))

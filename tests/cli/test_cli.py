@@ -228,13 +228,13 @@ def test_the_summary_says_how_much_of_the_head_is_blank_beyond_the_pet_field_of_
 
     from asfe3d.cli.fuse import print_result
 
-    def summary(fraction: float, flags: list[str]) -> str:
+    def summary(fraction: float, flags: list[str], value: float = 0.0) -> str:
         result = SimpleNamespace(
             output="f.nii.gz", outputs={"fused": "f.nii.gz"}, inputs={}, overlap=0.6, peak_memory_mb=900.0,
             timings={"load": 0.1, "register": 1.0, "fuse": 2.0, "save": 0.5, "total": 3.6},
             registration={"method": "rigid", "metric": -0.5, "iterations": 30, "stop_condition": "converged",
                           "qc": {"verdict": "pass", "reasons": [], "flags": flags, "numbers": {}}},
-            fusion={"outside_pet_fov": {"voxels": 50000, "head_fraction": fraction}})
+            fusion={"outside_pet_fov": {"voxels": 50000, "head_fraction": fraction, "value": value}})
         out = io.StringIO()
         print_result(result, out)
         return out.getvalue()
@@ -242,3 +242,4 @@ def test_the_summary_says_how_much_of_the_head_is_blank_beyond_the_pet_field_of_
     assert "fused image: blank (0) in 10% of the MRI head, beyond the PET's field of view" in summary(0.1, [])
     assert "blank" not in summary(0.0, [])
     assert "blank (0) in 40% of the MRI head" in summary(0.4, ["pet_fov"])
+    assert "blank (87.25, the MRI window's low end) in 10% of the MRI head" in summary(0.1, [], 87.25)

@@ -396,6 +396,11 @@ def test_the_pet_field_of_view_edge_is_drawn_where_it_crosses_the_head() -> None
                                         fused_image=(fused, affine), pet_as_read_image=resliced, result=blanked).html)
     assert "Dashed yellow: the edge of the PET's field of view" in text
     assert "the fused image is blank (0) there" in text and "B-spline part moves it a little" in text
+    offset = {**blanked, "fusion": {**RESULT["fusion"], "outside_pet_fov": {"voxels": 3080, "head_fraction": 0.4,
+                                                                            "value": -12.5}}}
+    text = _visible(render_pair_section(mri_image=(mri, affine), pet_on_mri_image=(short, affine),
+                                        fused_image=(fused, affine), pet_as_read_image=resliced, result=offset).html)
+    assert "the fused image is blank (-12.5, the MRI window's low end) there" in text
     mask = field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine), resliced, np.eye(4))
     assert mask is not None and np.array_equal(np.asarray(mask.dataobj) > 0, ~unmeasured)
 
@@ -412,3 +417,28 @@ def test_the_pet_field_of_view_edge_is_drawn_where_it_crosses_the_head() -> None
     with pytest.raises(ValueError, match=r"finite 4x4 matrix, got \[\[1\.0, 0\.0"):
         field_of_view(nib.Nifti1Image(np.zeros(mri.shape, np.float32), affine), nib.Nifti1Image(top, pet_affine),
                       np.eye(4)[:3])
+
+
+def test_the_field_of_view_mask_is_the_same_computed_in_slabs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's field-of-view mask is computed in slabs along the first axis so that its float64 index arithmetic
+    stays bounded on fine grids (it took ~17 bytes per voxel at once: ~1.2 GB on a 0.5 mm head); slabs of one or a few
+    rows give the voxel-for-voxel same mask as one slab, also under an oblique transform whose edge crosses them."""
+    import nibabel as nib
+
+    from asfe3d.reports import figures
+
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    reference = nib.Nifti1Image(np.zeros((17, 19, 13), np.float32), affine)
+    pet_affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    pet_affine[:3, 3] = [2.0, -1.0, 5.0]
+    pet = nib.Nifti1Image(np.ones((7, 8, 6), np.float32), pet_affine)
+    angle = np.deg2rad(17.0)
+    oblique = np.eye(4)
+    oblique[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    oblique[:3, 3] = [1.3, -0.7, 2.2]
+    whole = figures.field_of_view(reference, pet, oblique)
+    assert whole is not None and 0 < np.asarray(whole.dataobj).sum() < np.prod(reference.shape)
+    for voxels in (1, 19 * 13 * 3, 19 * 13 * 5 + 7):
+        monkeypatch.setattr(figures, "_SLAB_VOXELS", voxels)
+        assert np.array_equal(np.asarray(figures.field_of_view(reference, pet, oblique).dataobj),
+                              np.asarray(whole.dataobj)), voxels

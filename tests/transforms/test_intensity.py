@@ -93,3 +93,19 @@ def test_headroom_keeps_the_order_of_the_hottest_uptake_and_bounds_outliers():
                                       clip_upper=False)
     assert norm.max() > 1.0 and robust_normalize(np.array([[0.0, 1.0], [2.0, 10.0]]), 0.0, 75.0,
                                                  np.ones((2, 2), bool))[0].max() == 1.0
+
+
+def test_a_few_hot_voxels_do_not_make_the_head_mask_or_the_window():
+    """Review 32 #2: the numpy head mask (``RobustNormalize`` without a mask, the evaluation's 2D cases, the
+    simulators) took Otsu's threshold over the whole range: three voxels at 1e5 in a head of 100 gave a 3-voxel
+    "head" and the window (-7.6, 1e5), the image about 0 everywhere. It clips the outliers first, as the
+    registration's mask does; an image without outliers gets the same mask as before."""
+    from asfe3d.utils import outlier_limit
+
+    img = _ball((40, 40, 40)) + np.random.default_rng(0).normal(0, 3, (40, 40, 40)).astype(np.float32)
+    hot = img.copy()
+    hot[5, 5, 5] = hot[6, 30, 5] = hot[35, 5, 5] = 1e5
+    assert outlier_limit(img) is None and outlier_limit(hot) is not None
+    assert np.array_equal(head_mask(hot), head_mask(img)) and head_mask(img).sum() > 10000
+    lo, hi = robust_range(hot)
+    assert hi < 120 and np.isclose(hi, robust_range(img)[1], rtol=0.01)
