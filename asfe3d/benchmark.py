@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from asfe3d.utils import is_int
+
 __all__ = ["CASES", "Case", "run_case", "run_all", "format_table", "PIPELINE_CASES", "PIPELINE_BARS", "UNIT_SHAPE",
            "unit_seconds", "run_command", "make_brain_pair", "make_petct_study", "run_pipeline_case",
            "format_pipeline_table", "pipeline_bars", "main"]
@@ -294,7 +296,7 @@ def unit_seconds(threads: int = 2, size: int = 96, channels: int = 16, layers: i
 
     for name, value, low in (("threads", threads, 1), ("size", size, 3), ("channels", channels, 1),
                              ("layers", layers, 1), ("repeats", repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int(value) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

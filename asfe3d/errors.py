@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["Asfe3dInputError", "InputErrorParser", "OutputExists", "RegistrationRefused"]
+__all__ = ["Asfe3dInputError", "ConfigError", "InputErrorParser", "OutputExists", "RegistrationRefused"]
 
 
 class Asfe3dInputError(ValueError):
@@ -30,6 +30,11 @@ class Asfe3dInputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class ConfigError(ValueError):
+    """A bad value in a training configuration, or one that the data it names cannot meet (``asfe3d train``: one line
+    naming the configuration file, exit 2). Any other ``ValueError`` of a run is a bug and keeps its traceback."""
 
 
 class OutputExists(Asfe3dInputError):

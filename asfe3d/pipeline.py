@@ -259,10 +259,26 @@ def fuse_pair(mri: str | Path, pet: str | Path, output: str | Path | None = None
             raise _refusal_reported(exc, extra["report"], output, settings,
                                     {"mri_path": mri_path, "pet_path": pet_path}) from None
         timings["total"] = time.perf_counter() - t_start
+        _warn_if_early_failed(early)
         result = _result(data, timings)
         logger.info("fused %s + %s -> %s (%s) in %.1f s", mri_path.name, pet_path.name, output,
                     settings.fusion.method, timings["total"])
         return result
+
+
+def _warn_if_early_failed(early: Any) -> None:
+    """A registration started beside the start-up that failed while the chain's own (the same step) succeeded: a
+    bug, not the inputs; the run is right but lost its head start, so it is said (it was a DEBUG line)."""
+    from asfe3d.errors import Asfe3dInputError
+
+    error = None if early is None else early.error
+    if error is None or early.used or isinstance(error, (Asfe3dInputError, RegistrationRefused, OSError)):
+        return
+    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: the run was stopped, not wrong
+        return
+    logger.warning("the registration started beside the start-up failed (%s: %s) and the run registered again "
+                   "on its own: the result is right, the head start was lost (please report this)",
+                   type(error).__name__, error)
 
 
 def _refusal_reported(exc: RegistrationRefused, report: Path, output: Path, settings: Settings,
@@ -333,8 +349,7 @@ def _saver(output: Path, extra: dict[str, Path | None], outputs: OutputSettings,
     _check_outputs(saved, {"preview": (extra["preview"], "png"), "report": (extra["report"], "html")},
                    outputs.overwrite, protected)
     return SaveLikeReferenced(saved, ref_key="mri", preview=extra["preview"], colormap=outputs.colormap,
-                              overwrite=outputs.overwrite, report=extra["report"],
-                              preview_keys={"mri": "mri", "pet": "pet", "fused": "fused_unit", "rgb": "fused_rgb"})
+                              overwrite=outputs.overwrite, report=extra["report"])
 
 
 def _fuse_and_save_steps(fuser: Any, settings: Settings, extra: dict[str, Path | None],
@@ -403,13 +418,13 @@ def _result(data: dict[str, Any], timings: dict[str, float]) -> FuseResult:
 def _protected_inputs(mri: Path, pet: Path, pet_sidecar: Any) -> list[Path]:
     """What no output may land on: the inputs, the PET sidecar given, and every input's own JSON sidecar
     (``sub01_pet.nii.gz`` -> ``sub01_pet.json``: the completion record of ``-o sub01_pet.nii`` would have that name)."""
+    from asfe3d.io.suffixes import image_stem
+
     out = [mri, pet]
     for p in (mri, pet):
-        name = p.name
-        for suffix in (".nii.gz", ".nii", ".mha", ".nrrd", ".mgz"):
-            if name.lower().endswith(suffix):
-                out.append(p.with_name(name[: -len(suffix)] + ".json"))
-                break
+        stem = image_stem(p.name)  # every suffix the readers take (.mgh, .mhd, .hdr/.img...); a DICOM folder: none
+        if stem is not None:
+            out.append(p.with_name(stem + ".json"))
     if isinstance(pet_sidecar, (str, os.PathLike)):
         out.append(Path(pet_sidecar))
     return out

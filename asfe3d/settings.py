@@ -261,7 +261,8 @@ class FusionSettings:
         roi_size: for ``asfe`` volume mode: the sliding window, three integers >= 1 (``None``: 128^3 windows, the
             size the shipped weights were scored and chosen with).
         detail_injection: for ``asfe``: the share of the MRI's detail band added to the output, in [0, 4]
-            (``None``: the weights' own, 0.5 for the shipped ones; 0 turns it off).
+            (``None``: the weights' own, 0.8 for the shipped 3D weights and 0.95 for the slice-mode 2D ones; 0 turns it
+            off).
         stitch: for ``asfe`` volume mode: what the overlapping windows are blended as, ``output`` (the fused
             windows), ``logits`` (the network's stem-stride logits, the full-resolution tail once: about 0.5 s and
             0.3-0.5 GB less on a 0.88 mm head) or ``auto`` (the default: ``logits`` where the network and the

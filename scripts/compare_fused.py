@@ -15,22 +15,61 @@ import argparse
 import sys
 
 
+def _check(args: argparse.Namespace) -> list[str]:
+    """Every mistake before any volume is read: ``labels`` as two names; each input an image file (its header
+    read, not its voxels) on one grid; ``out`` a .png that is new or ``--overwrite`` given.
+
+    Raises:
+        Asfe3dInputError: the file at fault and the problem.
+    """
+    from pathlib import Path
+
+    import nibabel as nib
+
+    from asfe3d.errors import Asfe3dInputError
+
+    labels = args.labels.split(",")
+    if len(labels) != 2 or not all(labels):
+        raise Asfe3dInputError("--labels", f"needs two comma-separated names, got {args.labels!r}")
+    shapes = {}
+    for path in (args.mri, args.a, args.b):
+        if not Path(path).is_file():
+            raise Asfe3dInputError(path, "is a folder, not a file" if Path(path).is_dir() else "file not found")
+        try:
+            shapes[path] = tuple(nib.load(path).shape)
+        except Exception as exc:  # noqa: BLE001 - any reader failure is this file's problem, said in one line
+            raise Asfe3dInputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})") from None
+    if len(set(shapes.values())) != 1:
+        raise Asfe3dInputError(args.b, f"the three volumes must share one grid (the MRI's), got shapes "
+                                       f"{list(shapes.values())}")
+    if len(shapes[args.mri]) != 3:
+        raise Asfe3dInputError(args.mri, f"must be a 3D volume, got shape {shapes[args.mri]}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise Asfe3dInputError(out, "the figure is written as PNG: name it .png")
+    if out.exists() and not args.overwrite:
+        raise Asfe3dInputError(out, "exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise Asfe3dInputError(out, f"its folder {out.parent} does not exist")
+    return labels
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from asfe3d.errors import Asfe3dInputError, InputErrorParser
+
+    p = InputErrorParser(prog="compare_fused.py", description=__doc__.splitlines()[0])
     p.add_argument("mri")
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("out")
     p.add_argument("--labels", default="A,B", help="two comma-separated names (default A,B)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it exists")
-    args = p.parse_args(argv)
-    from pathlib import Path
-
-    if Path(args.out).exists() and not args.overwrite:
-        p.error(f"{args.out}: exists; pass --overwrite to replace it")
-    labels = args.labels.split(",")
-    if len(labels) != 2:
-        p.error(f"--labels needs two names, got {args.labels!r}")
+    try:
+        args = p.parse_args(argv)
+        labels = _check(args)
+    except Asfe3dInputError as exc:
+        print(f"asfe3d: error: {exc}", file=sys.stderr)
+        return 2
 
     import matplotlib
 
@@ -40,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     vols = [np.asarray(nib.load(f).dataobj, dtype=np.float32) for f in (args.mri, args.a, args.b)]
-    if len({v.shape for v in vols}) != 1:
-        p.error(f"the three volumes must share one grid, got shapes {[v.shape for v in vols]}")
     vols.append(vols[2] - vols[1])
     centre = [n // 2 for n in vols[0].shape]
 

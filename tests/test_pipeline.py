@@ -367,3 +367,15 @@ def test_inside_a_short_field_of_view_the_fused_image_is_as_with_a_whole_pet(tmp
     # the PET's window comes from the head inside its field of view (another share of its tissues than the whole
     # head's: a level shift), and at the edge the fused image is what it is deeper inside
     assert all(abs(ratio[d] / ratio[10] - 1.0) < 0.025 for d in (0, 1, 6)), ratio  # before: 0.71 (0.76 slice)
+
+
+def test_every_input_format_has_its_sidecar_protected(tmp_path):
+    """Review 32 #13: the list of inputs' own JSON sidecars (no completion record may land on one) kept its own five
+    suffixes; it now takes every suffix the readers take (.mgh, .mhd, .hdr/.img...) from ``asfe3d.io.suffixes``."""
+    from asfe3d.pipeline import _protected_inputs
+
+    names = {"a.mgh": "a.json", "b.MHD": "b.json", "c.hdr.gz": "c.json", "d.nii.gz": "d.json", "e.img": "e.json"}
+    for name, sidecar in names.items():
+        protected = _protected_inputs(tmp_path / name, tmp_path / "dicom_folder", None)
+        assert protected == [tmp_path / name, tmp_path / "dicom_folder", tmp_path / sidecar], name
+    assert str(_protected_inputs(tmp_path / "m.nii", tmp_path / "p.nii", "side.json")[-1]) == "side.json"

@@ -166,7 +166,12 @@ def start_early(args: argparse.Namespace) -> None:
     except Exception as exc:  # a bad option or datalist: run() refuses it with its own message
         import logging
 
-        logging.getLogger(__name__).debug("no early registration: %s", exc)
+        from asfe3d.errors import Asfe3dInputError
+
+        # a user's mistake is refused by run() (ValueError, TypeError: an unknown setting); anything else is a bug
+        # that only costs the head start: said, not hidden at DEBUG
+        level = logging.DEBUG if isinstance(exc, (Asfe3dInputError, ValueError, TypeError, OSError)) else logging.WARNING
+        logging.getLogger(__name__).log(level, "no early registration: %s: %s", type(exc).__name__, exc)
 
 
 def _output_free(args: argparse.Namespace) -> bool:

@@ -18,7 +18,6 @@ from scipy import ndimage
 __all__ = ["AD_LABELS", "PATTERNS", "Anatomy", "pet_uptake", "reference_grid", "resample_to_grid", "synthetic_head"]
 
 PATTERNS = ("fdg", "fdg_ad", "amyloid_neg", "amyloid_pos")
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 # Neuromorphometrics label groups (index -> structure names in labels_Neuromorphometrics.xml)
 _CSF_LABELS = (4, 11, 46, 49, 50, 51, 52, 63, 64)

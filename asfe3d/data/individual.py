@@ -333,9 +333,3 @@ def load_individual(name: str, folder: str | Path, spm_dir: str | Path | None = 
         raise ValueError(f"individual anatomy must be one of {INDIVIDUALS}, got {name!r}")
     spm = None if spm_dir is None else str(Path(spm_dir).resolve())
     return _cached_individual(name, str(Path(folder).resolve()), spm, int(seed))
-
-
-def spacing_of(affine: np.ndarray) -> float:
-    """Mean voxel size of an affine (mm)."""
-    return float(np.mean(np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)))
-

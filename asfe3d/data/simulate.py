@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from asfe3d.utils import FWHM_TO_SIGMA
+
 __all__ = [
     "DemoPair",
     "apply_rigid_motion",
@@ -33,7 +35,6 @@ __all__ = [
 ]
 
 _TRACERS = ("fdg", "amyloid")
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 def _mni_file(kind: str) -> Path:
@@ -247,7 +248,7 @@ def simulate_pet_array(
     rng = np.random.default_rng(0) if rng is None else rng
     uptake = simulate_uptake(gm, wm, tracer=tracer, rng=rng)
     if fwhm_mm > 0:
-        uptake = gaussian_filter(uptake, sigma=(fwhm_mm * _FWHM_TO_SIGMA) / sp, mode="constant")
+        uptake = gaussian_filter(uptake, sigma=(fwhm_mm * FWHM_TO_SIGMA) / sp, mode="constant")
     scale = float(rng.uniform(3000.0, 12000.0)) if scale is None else scale
     return (_add_noise(uptake, noise, rng) * scale).astype(np.float32)
 
@@ -314,7 +315,7 @@ def simulate_pet(
     up = sitk.GetImageFromArray(uptake)
     up.CopyInformation(gm)
     if fwhm_mm > 0:
-        up = sitk.SmoothingRecursiveGaussian(up, fwhm_mm * _FWHM_TO_SIGMA)
+        up = sitk.SmoothingRecursiveGaussian(up, fwhm_mm * FWHM_TO_SIGMA)
     size, spacing, origin = _pet_grid(gm, sp, fov_mm)
     # sitk.Resample maps output (PET) points to input (MRI) points: the inverse of the MRI->PET motion
     inverse = sitk.Transform() if transform is None else transform.GetInverse()

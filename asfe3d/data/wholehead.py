@@ -46,7 +46,6 @@ from asfe3d.data.anatomy import (  # noqa: F401 (the shared pieces, re-exported 
     _CEREBELLUM_GM_LABELS,
     _CSF_LABELS,
     _DEEP_LABELS,
-    _FWHM_TO_SIGMA,
     _MTL_LABELS,
     _REF_ORIGIN,
     _REF_SHAPE,
@@ -64,6 +63,7 @@ from asfe3d.data.anatomy import (  # noqa: F401 (the shared pieces, re-exported 
     synthetic_head,
 )
 from asfe3d.data.volumes import check_length_crop
+from asfe3d.utils import FWHM_TO_SIGMA
 
 __all__ = [
     "ANATOMIES",
@@ -501,7 +501,7 @@ def simulate_subject(
     mri = _mri_contrast(mri, params, rng)
     uptakes, ball_ref = _uptakes(anatomy, params, rng, defect)
     pshape, pet_aff, pcoords = _pet_scanner(params, centre, mri_aff, rng)
-    sigma_vox = params.pet_fwhm_mm * _FWHM_TO_SIGMA / sp
+    sigma_vox = params.pet_fwhm_mm * FWHM_TO_SIGMA / sp
     scale = float(rng.uniform(3000.0, 12000.0))
     noise_seed = int(rng.integers(2**63))
     native: dict[str, np.ndarray] = {}

@@ -33,6 +33,7 @@ import numpy as np
 
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_ROI_SIZE
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.utils import is_real
 
 __all__ = [
     "BASELINES",
@@ -501,7 +502,7 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
     if not fusers:
         raise ValueError("evaluate_case needs at least one fusion method, got none")
     band_mm = PET_FWHM_MM if pet_fwhm_mm is None else pet_fwhm_mm
-    if isinstance(band_mm, bool) or not isinstance(band_mm, (int, float)) or not (math.isfinite(band_mm) and band_mm > 0):
+    if not is_real(band_mm) or not (math.isfinite(band_mm) and band_mm > 0):
         raise ValueError(f"pet_fwhm_mm must be None or a width > 0 (mm), got {pet_fwhm_mm!r}")
     result = CaseResult()
     pet_defect = region = None

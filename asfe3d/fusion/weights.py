@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.utils import is_int
 
 __all__ = [
     "FORMAT",
@@ -322,7 +323,7 @@ def check_weights(
     """
     if mode is not None and mode not in MODE_DIMS:
         raise ValueError(f"mode must be one of {sorted(MODE_DIMS)} or None, got {mode!r}")
-    if isinstance(max_parameters, bool) or not isinstance(max_parameters, int) or max_parameters < 1:
+    if not is_int(max_parameters) or max_parameters < 1:
         raise ValueError(f"max_parameters must be a positive int, got {max_parameters!r}")
     payload = load_weights(path)
     config = check_config(path, payload.get("config"))

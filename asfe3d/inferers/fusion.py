@@ -111,6 +111,7 @@ from monai.utils import convert_to_dst_type
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE, STITCH_MODES
 from asfe3d.inferers.steps import FusionSteps, _check_mm
+from asfe3d.utils import is_int
 
 __all__ = ["FusionInferer", "FusionSteps", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
            "auto_slice_axis", "grid_spacing", "pet_band_residual", "pet_band_spread"]
@@ -443,7 +444,7 @@ class FusionInferer(Inferer):
             raise ValueError(f"roi_size must be 'auto' or three integers, got {roi_size!r}")
         if not (isinstance(overlap, (int, float)) and 0.0 <= overlap < 1.0):
             raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
-        if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
+        if not is_int(sw_batch_size) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
         self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
         self.max_voxel_mm = _check_mm("max_voxel_mm", max_voxel_mm)
@@ -471,7 +472,7 @@ class FusionInferer(Inferer):
         self.slice_axis = slice_axis
         self.roi_size = roi_size if isinstance(roi_size, str) else tuple(int(r) for r in roi_size)
         self.overlap = float(overlap)
-        self.sw_batch_size = sw_batch_size
+        self.sw_batch_size = int(sw_batch_size)
         self.sw_device = sw_device
         self.device = device
         self.progress = progress

@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from asfe3d.utils import is_real
+
 __all__ = ["FusionSteps"]
 
 
 def _check_number(name: str, value: Any, what: str, holds: Callable[[float], bool]) -> float:
     """A setting that must be a finite number (not a bool) for which ``holds`` is true, as float; anything else
     refused with ``"<name> must be <what>, got <value>"``, the value quoted."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and holds(value)):
+    if not is_real(value) or not (np.isfinite(value) and holds(value)):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return float(value)
 

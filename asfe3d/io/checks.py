@@ -21,6 +21,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.utils import is_int
 
 __all__ = [
     "MIN_VOXEL_MM",
@@ -156,7 +157,7 @@ _WORK_BYTES = contextvars.ContextVar("asfe3d_work_bytes_per_voxel", default=WORK
 
 def check_bytes_per_voxel(bytes_per_voxel: object) -> None:
     """Refuse a working memory per voxel that is not ``None`` or an int >= 0 (ValueError quoting it)."""
-    if bytes_per_voxel is not None and (isinstance(bytes_per_voxel, bool) or not isinstance(bytes_per_voxel, int)
+    if bytes_per_voxel is not None and (not is_int(bytes_per_voxel)
                                         or bytes_per_voxel < 0):
         raise ValueError(f"bytes_per_voxel must be None or an int >= 0, got {bytes_per_voxel!r}")
 

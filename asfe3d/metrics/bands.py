@@ -23,11 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from asfe3d.utils import FWHM_TO_SIGMA
+
 __all__ = ["PET_FWHM_MM", "band_split", "brain_region", "mri_detail", "pet_consistency"]
 
 #: the PET resolution the measures split at by default (FWHM, mm): a typical brain PET after reconstruction
 PET_FWHM_MM = 6.0
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 def _spacing(spacing: float | Sequence[float], ndim: int) -> np.ndarray:
@@ -60,7 +61,7 @@ def band_split(
         ValueError: a bad spacing or FWHM (quoted).
     """
     x = np.asarray(x, dtype=np.float64)
-    sigma = _check_fwhm(fwhm_mm) * _FWHM_TO_SIGMA / _spacing(spacing, x.ndim)
+    sigma = _check_fwhm(fwhm_mm) * FWHM_TO_SIGMA / _spacing(spacing, x.ndim)
     low = ndimage.gaussian_filter(x, sigma, mode="reflect")
     return low, x - low
 
@@ -160,7 +161,7 @@ def brain_region(pet: np.ndarray, head: np.ndarray, spacing: float | Sequence[fl
     sp = _spacing(spacing, pet.ndim)
     if not head.any():
         return head
-    low = ndimage.gaussian_filter(pet, 8.0 * _FWHM_TO_SIGMA / sp)
+    low = ndimage.gaussian_filter(pet, 8.0 * FWHM_TO_SIGMA / sp)
     ref = float(np.percentile(low[head], 99))
     region = head & (low > level * ref)
     labels, n = ndimage.label(region)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from asfe3d.utils import is_real
+
 __all__ = ["defect_transfer", "place_defect", "ball", "empty_output", "defect_transfer_of"]
 
 
@@ -124,7 +126,7 @@ def place_defect(
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     if not (math.isfinite(diameter_mm) and diameter_mm > 0):
         raise ValueError(f"diameter_mm must be > 0, got {diameter_mm!r}")
-    if fwhm_mm is not None and (isinstance(fwhm_mm, bool) or not isinstance(fwhm_mm, (int, float))
+    if fwhm_mm is not None and (not is_real(fwhm_mm)
                                 or not (math.isfinite(fwhm_mm) and fwhm_mm > 0)):
         raise ValueError(f"fwhm_mm must be None or a number > 0 (mm), got {fwhm_mm!r}")
     mask = np.ones(pet.shape, bool) if mask is None else np.asarray(mask, bool)

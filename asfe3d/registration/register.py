@@ -651,22 +651,22 @@ def _check_head(head: Any, mri: sitk.Image) -> None:
                          f"head_mask(mri) or None")
 
 
+#: the resampling interpolators of :func:`resample_to_reference`
+INTERPOLATORS = tuple(_INTERPOLATORS)
 
 
-def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int, sampling: float | None,
-                     iterations: int, bspline_mesh: int, bspline_iterations: int, bspline_bound_mm: float,
-                     threads: int | None, finest_mm: float | None, multistart: str, assess: bool,
-                     head: sitk.Image | None = None, use_mask: bool = True, mirrors: bool = False,
-                     check_mirror: bool = True, progress: bool = False) -> None:
-    """Check the arguments of :func:`register_pet_to_mri`.
+def check_registration_options(method: str = "rigid", *, seed: int = 0, sampling: float | None = None,
+                               iterations: int = 200, use_mask: bool = True, bspline_mesh: int = 4,
+                               bspline_iterations: int = 30, bspline_bound_mm: float = 1.0, threads: int | None = 1,
+                               finest_mm: float | None = None, multistart: str = "auto", mirrors: bool = False,
+                               assess: bool = True, check_mirror: bool = True, progress: bool = False) -> None:
+    """Check the settings of :func:`register_pet_to_mri` other than its images (its own defaults for those not given),
+    before any image is read: what a transform checks when it is built.
 
     Raises:
-        TypeError: an image that is not a SimpleITK image (its type quoted).
-        ValueError: for the first bad argument, its value quoted.
+        TypeError: a setting that :func:`register_pet_to_mri` does not have (Python's own message).
+        ValueError: for the first bad setting, its value quoted.
     """
-    for name, img in (("mri", mri), ("pet", pet)):
-        if not isinstance(img, sitk.Image):
-            raise TypeError(f"{name} must be a SimpleITK image, got {type(img).__name__}")
     if threads is not None and not (is_int(threads) and threads >= 1):
         raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
     if method not in METHODS:
@@ -694,6 +694,20 @@ def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int
             raise ValueError(f"{name} must be True or False, got {value!r}")
     if multistart == "auto" and not assess:
         raise ValueError("multistart='auto' needs assess=True (the QC decides when to search)")
+
+
+def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, head: sitk.Image | None = None,
+                     **options: Any) -> None:
+    """Check the arguments of :func:`register_pet_to_mri`.
+
+    Raises:
+        TypeError: an image that is not a SimpleITK image (its type quoted).
+        ValueError: for the first bad argument, its value quoted.
+    """
+    for name, img in (("mri", mri), ("pet", pet)):
+        if not isinstance(img, sitk.Image):
+            raise TypeError(f"{name} must be a SimpleITK image, got {type(img).__name__}")
+    check_registration_options(method, **options)
     for name, img in (("mri", mri), ("pet", pet)):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise ValueError(
@@ -703,7 +717,8 @@ def _check_arguments(mri: sitk.Image, pet: sitk.Image, method: str, *, seed: int
     if head is not None:
         _check_head(head, mri)
     if method != "none":
-        thin = size_problem(mri.GetSize(), mri.GetSpacing(), pet.GetSize(), pet.GetSpacing(), finest_mm)
+        thin = size_problem(mri.GetSize(), mri.GetSpacing(), pet.GetSize(), pet.GetSpacing(),
+                            options.get("finest_mm"))
         if thin is not None:  # bad input, not a bad argument: one line on the command line too
             raise Asfe3dInputError(None, thin[1])
         for name, img in (("MRI", mri), ("PET", pet)):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from asfe3d.utils import FWHM_PER_SIGMA
+
 __all__ = ["block_mean", "detail_share", "swap_sign"]
 
 #: the band (mm, Gaussian FWHM) whose share of the variance :func:`detail_share` measures
@@ -66,7 +68,7 @@ def detail_share(volume: np.ndarray, spacing: tuple[float, ...], fwhm_mm: float 
     total = float(x[head].var())
     if not total > 0:
         return float("nan")
-    low = gaussian_filter(x, fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / sp, mode="nearest")
+    low = gaussian_filter(x, fwhm_mm / FWHM_PER_SIGMA / sp, mode="nearest")
     return float(np.clip((x - low)[head].var() / total, 0.0, 1.0))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from asfe3d.utils import percentile
+from asfe3d.utils import FWHM_PER_SIGMA, percentile
 
 __all__ = [
     "as_nifti",
@@ -309,7 +309,7 @@ def smoothed(img: Any, fwhm_mm: float = 3.0) -> Any:
     from scipy.ndimage import gaussian_filter
 
     zooms = np.linalg.norm(img.affine[:3, :3], axis=0)
-    sigma = fwhm_mm / 2.3548 / np.maximum(zooms, 1e-6)
+    sigma = fwhm_mm / FWHM_PER_SIGMA / np.maximum(zooms, 1e-6)
     data = gaussian_filter(np.nan_to_num(np.asanyarray(img.dataobj, dtype=np.float32)), sigma)
     return nib.Nifti1Image(data, img.affine)
 

@@ -71,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
         return 2
-    from asfe3d.training.engine import train
+    from asfe3d.errors import ConfigError
 
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config)  # the file first: a missing one is refused before torch is imported
         for section in ("data", "train"):  # the options below write into these sections
             if cfg.get(section) is None:  # ``train:`` alone is null in YAML: no settings
                 cfg.pop(section, None)
             elif not isinstance(cfg[section], dict):
-                raise ValueError(f"{section} must be a mapping of settings (key: value lines), got {cfg[section]!r}")
+                raise ConfigError(f"{section} must be a mapping of settings (key: value lines), got {cfg[section]!r}")
         if args.data is not None:
             if cfg.get("data", {}).get("source") == "simulated":
                 raise Asfe3dInputError("--data", f"{args.config} has data.source 'simulated', which reads no data "
@@ -92,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, attr) is not None:
                 cfg.setdefault("train", {})[key] = getattr(args, attr)
         command = " ".join(["asfe3d train", *(sys.argv[1:] if argv is None else argv)])
+        from asfe3d.training.engine import train
+
         result = train(cfg, resume=args.resume, command=command)
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # a bad configuration value: name the file it came from
+    except ConfigError as exc:  # a bad configuration value: name the file it came from (any other error is a bug)
         print(f"asfe3d: error: {args.config}: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:  # the loss became NaN/inf: the configuration's step is too large

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from asfe3d.distributed import DistInfo, cleanup_training, setup_training
+from asfe3d.errors import Asfe3dInputError, ConfigError
 
 __all__ = ["DEFAULT_CONFIG", "TrainResult", "resolve_config", "build_datasets", "train"]
 
@@ -87,7 +88,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 def _merge(defaults: dict[str, Any], given: dict[str, Any], where: str) -> dict[str, Any]:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {where}; allowed: {sorted(defaults)}")
+        raise ConfigError(f"unknown config key(s) {unknown} in {where}; allowed: {sorted(defaults)}")
     out = copy.deepcopy(defaults)
     out.update(copy.deepcopy(given))
     return out
@@ -106,62 +107,62 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         ValueError: an unknown key (quoting it and the allowed ones) or a bad value.
     """
     if not isinstance(config, dict):
-        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+        raise ConfigError(f"config must be a dict, got {type(config).__name__}")
     for section in ("data", "train", "loss", "network"):
         if config.get(section) is not None and not isinstance(config[section], dict):
-            raise ValueError(f"{section} must be a mapping of settings (key: value lines), got {config[section]!r}")
+            raise ConfigError(f"{section} must be a mapping of settings (key: value lines), got {config[section]!r}")
     cfg = _merge({k: v for k, v in DEFAULT_CONFIG.items() if k != "data"} | {"data": {}}, config, "the config")
     data = dict(config.get("data") or {})
     source = data.get("source", "hmif")
     if source not in _DATA_DEFAULTS:
-        raise ValueError(f"data.source must be one of {sorted(_DATA_DEFAULTS)}, got {source!r}")
+        raise ConfigError(f"data.source must be one of {sorted(_DATA_DEFAULTS)}, got {source!r}")
     cfg["data"] = _merge(_DATA_DEFAULTS[source], data, f"data (source {source!r})")
     cfg["train"] = _merge(DEFAULT_CONFIG["train"], dict(config.get("train") or {}), "train")
     loss = dict(config.get("loss") or {})
     bad = sorted(set(loss) - set(_LOSS_KEYS))
     if bad:
-        raise ValueError(f"unknown config key(s) {bad} in loss; allowed: {sorted(_LOSS_KEYS)}")
+        raise ConfigError(f"unknown config key(s) {bad} in loss; allowed: {sorted(_LOSS_KEYS)}")
     cfg["loss"] = loss
     if not isinstance(cfg["network"], dict):
-        raise ValueError(f"network must be a mapping of ASFEFusion overrides, got {cfg['network']!r}")
+        raise ConfigError(f"network must be a mapping of ASFEFusion overrides, got {cfg['network']!r}")
     if cfg["spatial_dims"] not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3, got {cfg['spatial_dims']!r}")
+        raise ConfigError(f"spatial_dims must be 2 or 3, got {cfg['spatial_dims']!r}")
     if source == "hmif" and cfg["spatial_dims"] != 2:
-        raise ValueError(f"data.source 'hmif' holds 2D images and needs spatial_dims 2, got {cfg['spatial_dims']}")
+        raise ConfigError(f"data.source 'hmif' holds 2D images and needs spatial_dims 2, got {cfg['spatial_dims']}")
     if source == "simulated" and cfg["spatial_dims"] != 3:
-        raise ValueError(f"data.source {source!r} gives 3D crops and needs spatial_dims 3, got {cfg['spatial_dims']}")
+        raise ConfigError(f"data.source {source!r} gives 3D crops and needs spatial_dims 3, got {cfg['spatial_dims']}")
     if source == "hmif" and not cfg["data"]["path"]:
-        raise ValueError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
+        raise ConfigError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
     if source == "wholehead" and not cfg["data"]["path"]:
-        raise ValueError("data.path (the SPM12 data folder) is required for data.source 'wholehead' (CLI: --data)")
+        raise ConfigError("data.path (the SPM12 data folder) is required for data.source 'wholehead' (CLI: --data)")
     if source == "wholehead" and cfg["data"]["mix_hmif"] and cfg["spatial_dims"] != 2:
-        raise ValueError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {cfg['spatial_dims']}")
+        raise ConfigError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {cfg['spatial_dims']}")
     if source == "wholehead":
         overlap = sorted(set(cfg["data"]["anatomies"]) & set(cfg["data"]["val_anatomies"]))
         if overlap:
-            raise ValueError(f"data.val_anatomies must be held out of data.anatomies, both hold {overlap}")
+            raise ConfigError(f"data.val_anatomies must be held out of data.anatomies, both hold {overlap}")
         workers = cfg["data"]["bank_workers"]
         if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0):
-            raise ValueError(f"data.bank_workers must be an integer >= 0, got {workers!r}")
+            raise ConfigError(f"data.bank_workers must be an integer >= 0, got {workers!r}")
         if workers > 0 and cfg["train"]["num_workers"] > 0:
-            raise ValueError(f"data.bank_workers ({workers}) and train.num_workers ({cfg['train']['num_workers']}) "
+            raise ConfigError(f"data.bank_workers ({workers}) and train.num_workers ({cfg['train']['num_workers']}) "
                              "both start worker processes: use one of them")
     t = cfg["train"]
     for key in ("epochs", "batch_size", "val_batch_size", "num_threads"):
         if not (isinstance(t[key], int) and t[key] >= 1):
-            raise ValueError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+            raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
     if t["steps_per_epoch"] is not None and not (isinstance(t["steps_per_epoch"], int) and t["steps_per_epoch"] >= 1):
-        raise ValueError(f"train.steps_per_epoch must be null or an integer >= 1, got {t['steps_per_epoch']!r}")
+        raise ConfigError(f"train.steps_per_epoch must be null or an integer >= 1, got {t['steps_per_epoch']!r}")
     if not (isinstance(t["num_workers"], int) and t["num_workers"] >= 0):
-        raise ValueError(f"train.num_workers must be an integer >= 0, got {t['num_workers']!r}")
+        raise ConfigError(f"train.num_workers must be an integer >= 0, got {t['num_workers']!r}")
     for key in ("lr", "min_lr", "weight_decay", "grad_clip"):
         v = t[key]
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"train.{key} must be a finite number >= 0, got {v!r}")
+            raise ConfigError(f"train.{key} must be a finite number >= 0, got {v!r}")
     if not t["lr"] > 0:
-        raise ValueError(f"train.lr must be > 0, got {t['lr']!r}")
+        raise ConfigError(f"train.lr must be > 0, got {t['lr']!r}")
     if t["init"] is not None and not (isinstance(t["init"], str) and Path(t["init"]).is_file()):
-        raise ValueError(f"train.init must be null or an existing weight file, got {t['init']!r}")
+        raise ConfigError(f"train.init must be null or an existing weight file, got {t['init']!r}")
     return cfg
 
 
@@ -517,7 +518,7 @@ def _loaders(train_ds: Dataset, val_ds: Dataset, t: dict[str, Any],
     if t["steps_per_epoch"] and dist_info.enabled:
         steps = min(steps, t["steps_per_epoch"])
     if steps < 1:
-        raise ValueError(f"no full training batch: {len(train_ds)} items with train.batch_size {t['batch_size']}")
+        raise ConfigError(f"no full training batch: {len(train_ds)} items with train.batch_size {t['batch_size']}")
     return train_loader, val_loader, steps
 
 
@@ -551,7 +552,7 @@ def _init_weights(path: str, config: dict[str, Any]) -> dict[str, Any]:
     theirs, ours = json.loads(json.dumps(init["config"])), json.loads(json.dumps(config))
     if theirs != ours:
         key = next(k for k in [*theirs, *ours] if theirs.get(k) != ours.get(k))
-        raise ValueError(f"train.init {path!r} holds another network config ({key} = {theirs.get(key)!r}, this "
+        raise ConfigError(f"train.init {path!r} holds another network config ({key} = {theirs.get(key)!r}, this "
                          f"configuration's network has {ours.get(key)!r}): {init['config']}")
     return init
 
@@ -580,7 +581,7 @@ def _build_optimisation(cfg: dict[str, Any], net: torch.nn.Module, device: torch
     allowed = set(inspect.signature(ASFEFusionLoss).parameters) - {"spatial_dims"}
     bad = sorted(set(loss_kwargs) - allowed)
     if bad:
-        raise ValueError(f"loss key(s) {bad} are not arguments of ASFEFusionLoss; allowed: {sorted(allowed)}")
+        raise ConfigError(f"loss key(s) {bad} are not arguments of ASFEFusionLoss; allowed: {sorted(allowed)}")
     loss_fn = ASFEFusionLoss(cfg["spatial_dims"], **loss_kwargs).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t["epochs"] * steps, eta_min=t["min_lr"])
@@ -677,8 +678,9 @@ def check_resume_config(last_path: Path, saved: dict[str, Any], cfg: dict[str, A
 
     try:  # a run saved by an earlier version lacks the keys added since: they take their defaults, as then
         saved = resolve_config(dict(saved) | {"train": {**saved.get("train", {}), "init": None}})
-    except (ValueError, TypeError):
-        pass
+    except (ValueError, TypeError) as exc:  # compared as saved, its differences read "(not set)": say why instead
+        raise Asfe3dInputError(last_path, f"its saved configuration is not one this version can resume ({exc}); "
+                                          "start a new run in another --out") from None
     before, now = _flat(_json_safe(saved)), _flat(_json_safe(cfg))
     for key in sorted(set(before) | set(now)):
         if key in RESUME_MAY_CHANGE or any(key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE):
@@ -770,7 +772,7 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str
     if state is None:
         state = torch.load(last_path, map_location="cpu", weights_only=False)
     if state["net_config"] != optim.net.config:
-        raise ValueError(f"resume: {str(last_path)!r} holds a different network config: {state['net_config']}")
+        raise ConfigError(f"resume: {str(last_path)!r} holds a different network config: {state['net_config']}")
     optim.net.load_state_dict(state["net"])
     optim.opt.load_state_dict(state["optimizer"])
     optim.sched.load_state_dict(state["scheduler"])
@@ -785,7 +787,7 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str
         if name in (generators or {}):
             generators[name].set_state(saved)
     if progress.start_epoch >= epochs:
-        raise ValueError(
+        raise ConfigError(
             f"nothing to do: {str(last_path)!r} already holds {progress.start_epoch} of {epochs} epochs "
             "(raise train.epochs / --epochs to continue)"
         )
@@ -930,12 +932,19 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
     if state is not None:
         check_resume_config(last_path, state["config"], cfg)
         if state["epoch"] >= t["epochs"]:
-            raise ValueError(f"nothing to do: {str(last_path)!r} already holds {state['epoch']} of {t['epochs']} "
+            raise ConfigError(f"nothing to do: {str(last_path)!r} already holds {state['epoch']} of {t['epochs']} "
                              "epochs (raise train.epochs / --epochs to continue)")
     elif t["init"] is not None:
         _check_init(cfg)
     device, dist_info = _setup_process(t, out)
-    train_ds, val_ds, data_desc = build_datasets(cfg)
+    try:
+        train_ds, val_ds, data_desc = build_datasets(cfg)
+    except (Asfe3dInputError, ConfigError):
+        raise
+    except ValueError as exc:  # a data setting the datasets refuse (data.crop, data.val_fraction...): the config's
+        raise ConfigError(str(exc)) from exc
+    if hasattr(val_ds, "__len__") and len(val_ds) == 0:  # found now, not after a whole training epoch
+        raise ConfigError("the validation set is empty (data.val_fraction, data.val_anatomies or data.val_limit)")
     if state is not None:
         check_resume_data(last_path, state.get("data"), data_desc)
     try:  # the datasets' worker processes (data.bank_workers) stop however the run ends

@@ -11,6 +11,7 @@ normalisation window (``asfe3d_window``). The dictionary wrappers (:mod:`asfe3d.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,7 @@ from asfe3d.inferers.fusion import auto_slice_axis, from_ras_order, grid_spacing
 from asfe3d.io.convert import orthogonal_within_rounding
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY, ras_affine
 from asfe3d.transforms.intensity import robust_normalize
+from asfe3d.utils import is_int, is_real
 
 __all__ = [
     "LoadVolume",
@@ -266,13 +268,23 @@ class RegisterToReference(Transform):
                  qc: str = DEFAULT_QC, interpolator: str = "linear", **register_kwargs: Any) -> None:
         from asfe3d.defaults import QC_MODES
         from asfe3d.registration import METHODS
+        from asfe3d.registration.register import INTERPOLATORS, check_registration_options
 
         if method not in ("auto", *METHODS):
             raise ValueError(f"method must be one of {('auto', *METHODS)}, got {method!r}")
-        if not 0.0 <= min_overlap <= 1.0:
-            raise ValueError(f"min_overlap must be in [0, 1], got {min_overlap}")
+        if not is_real(min_overlap) or not 0.0 <= min_overlap <= 1.0:
+            raise ValueError(f"min_overlap must be a number in [0, 1], got {min_overlap!r}")
         if qc not in QC_MODES:
             raise ValueError(f"qc must be one of {QC_MODES}, got {qc!r}")
+        if interpolator not in INTERPOLATORS:
+            raise ValueError(f"interpolator must be one of {INTERPOLATORS}, got {interpolator!r}")
+        known = set(inspect.signature(check_registration_options).parameters) - {"method", "seed", "threads"}
+        unknown = sorted(set(register_kwargs) - known)
+        if unknown:  # found now, not after the images were read (register_pet_to_mri's TypeError)
+            raise ValueError(f"unknown registration setting(s) {unknown}; the settings are {sorted(known)}")
+        # every value checked before any image is read (the registration's own checks, its defaults for the rest)
+        check_registration_options("rigid" if method == "auto" else method, seed=seed, threads=threads,
+                                   **register_kwargs)
         self.method = method
         self.seed = seed
         self.threads = threads
@@ -573,7 +585,7 @@ class SmoothMm(Transform):
     """
 
     def __init__(self, fwhm_mm: float) -> None:
-        if isinstance(fwhm_mm, bool) or not isinstance(fwhm_mm, (int, float)) or not 0.0 <= fwhm_mm <= 20.0:
+        if not is_real(fwhm_mm) or not 0.0 <= fwhm_mm <= 20.0:
             raise ValueError(f"fwhm_mm must be a number in [0, 20] (mm), got {fwhm_mm!r}")
         self.fwhm_mm = float(fwhm_mm)
 
@@ -647,12 +659,12 @@ class FillOutsideMask(Transform):
     """
 
     def __init__(self, band_mm: float = 24.0, coarse_voxels: int = 2_000_000) -> None:
-        if isinstance(band_mm, bool) or not isinstance(band_mm, (int, float)) or not 0.0 < band_mm < float("inf"):
+        if not is_real(band_mm) or not 0.0 < band_mm < float("inf"):
             raise ValueError(f"band_mm must be a positive number (mm), got {band_mm!r}")
-        if isinstance(coarse_voxels, bool) or not isinstance(coarse_voxels, int) or coarse_voxels < 0:
+        if not is_int(coarse_voxels) or coarse_voxels < 0:
             raise ValueError(f"coarse_voxels must be a non-negative integer, got {coarse_voxels!r}")
         self.band_mm = float(band_mm)
-        self.coarse_voxels = coarse_voxels
+        self.coarse_voxels = int(coarse_voxels)
 
     def __call__(self, img: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray) -> MetaTensor:
         """Args:

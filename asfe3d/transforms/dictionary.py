@@ -10,12 +10,19 @@ The chain that :func:`asfe3d.pipeline.fuse_pair`, cohorts, BIDS runs, evaluation
                                                               (asfe3d.transforms.frames)
       HeadMaskd(keys="mri")                                -> "mri_head" (computed once, used by every later step)
       RegisterToReferenced(keys="pet", ref_key="mri")      -> "pet" on the MRI grid, "pet_transform",
-                                                              "pet_registration" (metric, overlap, QC verdict)
-      RobustNormalized(keys=["mri", "pet"], mask_key="mri_head")
+                                                              "pet_registration" (metric, overlap, QC verdict),
+                                                              "pet_fov" (where the PET has data)
+      SmoothMmd(keys="pet", fwhm_mm=..., mask_key="pet_fov")  -> optional (--pet-smooth-mm), within the field of view
+      RobustNormalized(keys="mri", mask_key="mri_head")
+      RobustNormalized(keys="pet", mask_key=("mri_head", "pet_fov"), above_postfix="above")
+                                                           -> "pet_above": its hottest uptake, above its window
+      FillOutsideMaskd(keys="pet", mask_key="pet_fov")     -> the edge values beyond the field of view (no step)
       ConcatItemsd(keys=["mri", "pet"], name="image")      -> (2, X, Y, Z), MONAI's own
-      Fused(keys="image", output_key="fused")              -> classic, or the network through MONAI's inferers
-      ColourFused(keys="image", output_key="fused_rgb")    -> optional
-      RestoreIntensityd(keys="fused", ref_key="mri")       -> back through the MRI's window (optional)
+      Fused(keys="image", output_key="fused_unit")         -> classic, or the network through MONAI's inferers
+      MaskIntensityd(keys="fused_unit", mask_key="pet_fov") -> MONAI's own: blank beyond the PET's field of view
+      ColourFused(keys="image", output_key="fused_rgb")    -> optional (and masked the same way)
+      CopyItemsd(keys="fused_unit", names="fused")         -> MONAI's own
+      RestoreIntensityd(keys="fused", ref_key="mri", above_key="pet_above")  -> the MRI's window (optional)
       SaveLikeReferenced(outputs={"fused": path, ...}, ref_key="mri")
 """
 
@@ -412,7 +419,10 @@ class SaveLikeReferenced(MapTransform):
         ref_key: the reference image (its grid and header).
         preview: path of a tri-planar PNG (``None``: none); drawn from ``mri``, ``pet``, ``fused`` (``[0, 1]``,
             under ``preview_keys``) and ``fused_rgb`` when present.
-        preview_keys: the ``[0, 1]`` images of the preview (``mri``, ``pet``, ``fused``) and the colour one.
+        preview_keys: the ``[0, 1]`` images of the preview (``mri``, ``pet``, ``fused``) and the colour one; by
+            default the chain's own: ``mri`` and ``pet`` (normalised in place by ``RobustNormalized``),
+            ``fused_unit`` (the fused image before ``RestoreIntensityd``: ``CopyItemsd("fused", names="fused_unit")``
+            first, as the command does) and ``fused_rgb``.
         colormap: the PET colour map of the preview.
         overwrite: replace existing outputs (never an input).
         record: write the completion record.
@@ -432,7 +442,7 @@ class SaveLikeReferenced(MapTransform):
         self.outputs = {k: Path(v) for k, v in outputs.items()}
         self.ref_key = ref_key
         self.preview = None if preview is None else Path(preview)
-        self.preview_keys = dict(preview_keys or {"mri": "mri_unit", "pet": "pet_unit", "fused": "fused_unit",
+        self.preview_keys = dict(preview_keys or {"mri": "mri", "pet": "pet", "fused": "fused_unit",
                                                   "rgb": "fused_rgb"})
         self.colormap = colormap
         self.record_key = record_key

@@ -9,15 +9,21 @@ the overlap's thresholds).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["percentile", "padding_mask", "outlier_limit", "FAST_MIN_SIZE", "OUTLIER_FACTOR", "PADDING_BELOW"]
+__all__ = ["percentile", "padding_mask", "outlier_limit", "FAST_MIN_SIZE", "FWHM_PER_SIGMA", "FWHM_TO_SIGMA",
+           "OUTLIER_FACTOR", "PADDING_BELOW"]
 
 #: Values below this are no tissue's nor air's (air is -1000 HU in a CT, 0 or more in an MRI): a constant minimum
 #: below it is a scanner's padding outside the reconstructed field of view (-3024, -2048, -32768...).
 PADDING_BELOW = -1024.0
+
+#: a Gaussian's full width at half maximum per standard deviation, 2 sqrt(2 ln 2) (2.3548...), and its inverse
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+FWHM_TO_SIGMA = 1.0 / FWHM_PER_SIGMA
 
 #: arrays smaller than this go straight to ``numpy.percentile`` (the selection would not pay for itself)
 FAST_MIN_SIZE = 262_144

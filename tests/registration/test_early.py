@@ -105,6 +105,27 @@ def test_a_bad_input_is_kept_and_the_chain_raises_its_own_error(tmp_path, pair):
     assert not early.used
 
 
+def test_an_early_registration_that_fails_where_the_chain_does_not_is_said(pair, tmp_path, monkeypatch, caplog):
+    """Review 32 #10: a bug in the registration beside the start-up (the chain then registers on its own and is
+    right) was a DEBUG line: every run lost its head start unseen. It is now a warning naming the error."""
+    import logging
+
+    import asfe3d.registration.early as early_module
+    from asfe3d.pipeline import fuse_pair
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the early path")
+
+    mri, pet = pair
+    monkeypatch.setattr(early_module, "register_pet_to_mri", broken)  # the thread's own name: the chain's is intact
+    early = EarlyRegistration.from_settings(mri, pet).start()
+    with caplog.at_level(logging.WARNING, logger="asfe3d.pipeline"):
+        result = fuse_pair(mri, pet, tmp_path / "f.nii.gz", Settings.from_flat(method="mean"))
+    assert isinstance(early.error, RuntimeError) and not early.used and result.registration["early"] is False
+    assert "failed (RuntimeError: a bug in the early path) and the run registered again on its own" in caplog.text
+    assert result.registration["qc"]["verdict"] == "pass"
+
+
 def test_cancel_withdraws_the_offer(pair):
     mri, pet = pair
     early = EarlyRegistration.from_settings(mri, pet).start()

@@ -206,3 +206,58 @@ def test_a_diverging_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "diverge.yaml: training diverged (non-finite training loss" in err, err
+
+
+def test_config_mistakes_are_one_line_and_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 32 #1: every ValueError of a whole training run was printed as a mistake in the config file (exit 2,
+    no traceback), a bug in the data code included; an empty validation set was found after a whole epoch. Now a
+    config mistake (also one the datasets refuse, or an empty validation set) is one line naming the file before
+    any training, and anything else keeps its traceback."""
+    import yaml
+
+    import asfe3d.training.engine as engine
+
+    data = _fake_hmif(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    for extra, expected in (({"val_fraction": 0.0}, "PET-MRI: split gives 8 train and 0 val"),
+                            ({"val_fraction": 1.5}, f"{cfg}: val_fraction must be in [0, 1), got 1.5")):
+        cfg.write_text(yaml.safe_dump(_tiny(data, tmp_path / "o") | {"data": _tiny(data, tmp_path)["data"] | extra}))
+        monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: pytest.fail("trained before the refusal"))
+        assert main(["--config", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("asfe3d: error: ") and expected in err and err.count("\n") == 1, err
+
+    def bug(*args, **kwargs):
+        raise ValueError("an internal mistake")
+
+    cfg.write_text(yaml.safe_dump(_tiny(data, tmp_path / "o2")))
+    monkeypatch.setattr(engine, "_train_epoch", bug)
+    with pytest.raises(ValueError, match="an internal mistake"):
+        main(["--config", str(cfg)])
+
+
+def test_a_missing_config_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    """The config file is read before the training engine (torch, ~2.7 s) is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from asfe3d.training.cli import main; rc = main(['--config', sys.argv[1]]); "
+            "print(rc, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.yaml")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.stdout.split() == ["2", "False"], (run.stdout, run.stderr)
+    assert run.stderr == f"asfe3d: error: {tmp_path / 'none.yaml'}: config file not found\n"
+
+
+def test_a_saved_config_this_version_cannot_read_is_said_on_resume(tmp_path: Path) -> None:
+    """A last.pt whose saved configuration no longer resolves was compared as saved: the refusal named a setting as
+    "(not set)". It now says the saved configuration cannot be resumed, and why."""
+    data = _fake_hmif(tmp_path)
+    first = train(_tiny(data, tmp_path / "run"))
+    state = torch.load(first.last_path, weights_only=False)
+    state["config"]["train"]["lr"] = -1.0
+    torch.save(state, first.last_path)
+    with pytest.raises(Asfe3dInputError, match=r"last\.pt: its saved configuration is not one this version can "
+                                               r"resume \(train\.lr must be a finite number >= 0, got -1\.0\)"):
+        train(_tiny(data, tmp_path / "run", epochs=2), resume=True)

@@ -89,6 +89,18 @@ def test_register_bad_arguments():
         RegisterToReference(method="warp")
     with pytest.raises(ValueError, match=r"\(2, 4, 4, 4\)"):
         RegisterToReference(method="none")(MetaTensor(torch.zeros(2, 4, 4, 4)), MetaTensor(torch.zeros(1, 4, 4, 4)))
+    # review 32 #3: these were found only after both images were read and registered (or at the call's TypeError)
+    for kwargs, message in (({"interpolator": "cubic"}, r"interpolator must be one of \('linear', 'nearest', "
+                                                         r"'bspline'\), got 'cubic'"),
+                            ({"iterations": 0}, r"iterations must be a positive integer, got 0"),
+                            ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*31 - 2\], got -1"),
+                            ({"threads": 0}, r"threads must be None or an integer >= 1, got 0"),
+                            ({"bspline_mesh": 2.5}, r"bspline_mesh must be a positive integer, got 2\.5"),
+                            ({"min_overlap": "0.3"}, r"min_overlap must be a number in \[0, 1\], got '0\.3'"),
+                            ({"itterations": 50}, r"unknown registration setting\(s\) \['itterations'\]")):
+        with pytest.raises(ValueError, match=message):
+            RegisterToReference(method="auto", **kwargs)
+    RegisterToReference(method="deformable", sampling=0.2, bspline_mesh=np.int64(6), progress=True)  # all good
 
 
 @pytest.mark.parametrize("spatial", [(12, 10), (8, 9, 7)], ids=["2d", "3d"])

@@ -48,6 +48,12 @@ def test_compose_chain_writes_on_the_mri_grid(small_pair, tmp_path):
     record = json.loads(d["outputs"]["record"].read_text())
     assert record["status"] == "complete" and set(record["outputs"]) == {"fused", "rgb", "pet_transform"}
 
+    # a preview with the default keys: the chain's own (review 32 #8: they named "mri_unit" and "pet_unit", which
+    # nothing makes, and a preview added to this chain stopped on a KeyError)
+    d["fused_unit"] = fused_step(d)["fused"]
+    d = SaveLikeReferenced({"fused": tmp_path / "g.nii.gz"}, ref_key="mri", preview=tmp_path / "g.png")(d)
+    assert d["outputs"]["preview"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
 
 def test_dictionary_bad_arguments():
     with pytest.raises(ValueError, match="output_key"):

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from asfe3d.utils import is_real
+
 __all__ = ["DetailBand", "blur_per_axis", "detail_band_mm", "gaussian_taps"]
 
 
@@ -36,7 +38,7 @@ class DetailBand(nn.Module):
 
     def __init__(self, fwhm: float) -> None:
         super().__init__()
-        if isinstance(fwhm, bool) or not isinstance(fwhm, (int, float)) or not (math.isfinite(fwhm) and 0 < fwhm <= 64):
+        if not is_real(fwhm) or not (math.isfinite(fwhm) and 0 < fwhm <= 64):
             raise ValueError(f"detail_fwhm must be in (0, 64] voxels, got {fwhm!r}")
         # in Python, not torch.arange: built under torch.device("meta") (the weight check counts parameters so),
         # torch.arange goes through torch._refs, which imports torch._dynamo: 0.9 s of every command's start-up
@@ -69,14 +71,14 @@ def gaussian_taps(fwhm: float) -> list[float]:
     Raises:
         ValueError: ``fwhm`` outside ``(0, 64]`` (quoted).
     """
-    if isinstance(fwhm, bool) or not isinstance(fwhm, (int, float)) or not (math.isfinite(fwhm) and 0 < fwhm <= 64):
+    if not is_real(fwhm) or not (math.isfinite(fwhm) and 0 < fwhm <= 64):
         raise ValueError(f"a detail band's FWHM must be in (0, 64] voxels, got {fwhm!r}")
     return _taps(float(fwhm))
 
 
 def _taps(fwhm: float) -> list[float]:
     """:func:`gaussian_taps` without the check (TorchScript-compatible: the network calls it per call)."""
-    sigma = fwhm / 2.3548200450309493  # FWHM / (2 sqrt(2 ln 2))
+    sigma = fwhm / 2.3548200450309493  # asfe3d.utils.FWHM_PER_SIGMA: TorchScript takes no module-level float
     radius = max(1, int(math.ceil(3.0 * sigma)))
     taps: list[float] = []
     for i in range(-radius, radius + 1):
@@ -169,7 +171,7 @@ def detail_band_mm(x: torch.Tensor, spacing: Sequence[float], fwhm_mm: float) ->
     if len(spacing) != x.dim() - 2 or not all(math.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"spacing must give one voxel size > 0 (mm) per spatial axis of x {tuple(x.shape)}, "
                          f"got {spacing!r}")
-    if isinstance(fwhm_mm, bool) or not isinstance(fwhm_mm, (int, float)) or not (math.isfinite(fwhm_mm)
+    if not is_real(fwhm_mm) or not (math.isfinite(fwhm_mm)
                                                                                    and fwhm_mm > 0):
         raise ValueError(f"fwhm_mm must be a number > 0, got {fwhm_mm!r}")
     return _band_per_axis(x, [float(fwhm_mm) / size for size in spacing])
