@@ -155,6 +155,9 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
 
     Returns:
         ``[(step name, [transforms])]``.
+
+    Raises:
+        TypeError: ``settings`` not a :class:`~asfe3d.settings.Settings` (its type quoted).
     """
     from monai.transforms import ConcatItemsd, CopyItemsd
 
@@ -169,6 +172,8 @@ def preprocessing_steps(settings: Settings | None = None, *, keep_registered_pet
     )
 
     settings = Settings() if settings is None else settings
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be an asfe3d.settings.Settings, got {type(settings).__name__}")
     inputs, reg, smooth = settings.inputs, settings.registration, settings.fusion.pet_smooth_mm
     return [
         ("load", [LoadVolumed(["mri", "pet"], key_kwargs={k: inputs.reader_kwargs(k) for k in ("mri", "pet")},

@@ -379,3 +379,14 @@ def test_every_input_format_has_its_sidecar_protected(tmp_path):
         protected = _protected_inputs(tmp_path / name, tmp_path / "dicom_folder", None)
         assert protected == [tmp_path / name, tmp_path / "dicom_folder", tmp_path / sidecar], name
     assert str(_protected_inputs(tmp_path / "m.nii", tmp_path / "p.nii", "side.json")[-1]) == "side.json"
+
+
+def test_preprocessing_refuses_what_is_not_settings() -> None:
+    """A dict or a string of settings ended in an AttributeError ('str' object has no attribute 'inputs')."""
+    from asfe3d.pipeline import build_preprocessing, preprocessing_steps
+
+    for bad in ("rigid", {"registration": "rigid"}):
+        with pytest.raises(TypeError, match=rf"settings must be an asfe3d\.settings\.Settings, got {type(bad).__name__}"):
+            preprocessing_steps(bad)
+        with pytest.raises(TypeError, match="settings must be an asfe3d.settings.Settings"):
+            build_preprocessing(bad)

@@ -140,10 +140,18 @@ def auto_slice_axis(affine_ras: Any) -> int:
 
     Returns:
         The axis whose direction has the largest superior-inferior component.
+
+    Raises:
+        ValueError: not a finite ``(4, 4)`` (or ``(3, 3)``) matrix, or one with a zero-length voxel axis (quoted):
+            no axis can be told (it answered 0).
     """
-    columns = np.asarray(affine_ras, dtype=float)[:3, :3]
-    columns = columns / np.linalg.norm(columns, axis=0, keepdims=True)
-    return int(np.argmax(np.abs(columns[2])))
+    matrix = np.asarray(affine_ras, dtype=float)
+    columns = matrix[:3, :3] if matrix.shape in ((4, 4), (3, 3)) else None
+    norms = None if columns is None else np.linalg.norm(columns, axis=0, keepdims=True)
+    if norms is None or not np.all(np.isfinite(columns)) or not np.all(norms > 0):
+        raise ValueError(f"affine_ras must be a finite 4x4 affine with three non-zero voxel axes, got "
+                         f"{np.asarray(affine_ras).tolist()!r}")
+    return int(np.argmax(np.abs((columns / norms)[2])))
 
 
 def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[float, float, float] | None:

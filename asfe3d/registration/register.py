@@ -1245,8 +1245,15 @@ def linear_part_ras(transform: sitk.Transform) -> tuple[np.ndarray, bool]:
 
 def transform_from_ras(matrix: np.ndarray) -> sitk.AffineTransform:
     """The SimpleITK transform (LPS) of a 4x4 RAS matrix that maps MRI world points to PET world points (the
-    inverse of :func:`linear_part_ras` for a linear transform)."""
-    lps = _LPS @ np.asarray(matrix, dtype=np.float64) @ _LPS
+    inverse of :func:`linear_part_ras` for a linear transform).
+
+    Raises:
+        ValueError: ``matrix`` not a finite 4x4 matrix whose last row is ``(0, 0, 0, 1)`` (quoted).
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)) or not np.array_equal(m[3], [0.0, 0.0, 0.0, 1.0]):
+        raise ValueError(f"matrix must be a finite 4x4 affine (last row 0, 0, 0, 1), got {np.asarray(matrix).tolist()!r}")
+    lps = _LPS @ m @ _LPS
     out = sitk.AffineTransform(3)
     out.SetMatrix(lps[:3, :3].ravel().tolist())
     out.SetTranslation(lps[:3, 3].tolist())

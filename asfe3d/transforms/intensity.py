@@ -19,8 +19,14 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
     Returns:
         The threshold (a value between the min and the max).
+
+    Raises:
+        ValueError: no values, or a non-finite one (NaN, inf: numpy's histogram refused it unquoted).
     """
     values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"values must be finite and not empty, got {values.size} values"
+                         f"{'' if values.size == 0 else f' of which {int((~np.isfinite(values)).sum())} non-finite'}")
     hist, edges = np.histogram(values, bins=bins)
     centres = 0.5 * (edges[1:] + edges[:-1])
     w0 = np.cumsum(hist)

@@ -1089,3 +1089,15 @@ def test_select_and_steer_together_share_the_mris_band_with_the_same_numbers():
     band = noisy[:, :1] - blur_per_axis(noisy[:, :1], [DETAIL_FWHM_MM / g for g in grid])
     want = (select_only(noisy, net, spacing=grid) + 0.8 * (f - 1.0) * band).clamp(0, 1)
     assert torch.equal(both(noisy, net, spacing=grid), want)
+
+
+def test_auto_slice_axis_refuses_an_affine_without_axes() -> None:
+    """A degenerate affine answered axis 0 without a word; it is refused, quoted."""
+    from asfe3d.inferers import auto_slice_axis
+
+    tilted = np.diag([1.0, 1.0, 1.0, 1.0])
+    tilted[:3, :3] = [[0.0, 0.0, 2.0], [1.0, 0.0, 0.0], [0.0, 1.2, 0.1]]  # voxel axis 1 runs mostly S-I
+    assert auto_slice_axis(tilted) == 1 and auto_slice_axis(np.eye(4)) == 2
+    for bad in (np.zeros((4, 4)), np.eye(2), np.full((4, 4), np.nan)):
+        with pytest.raises(ValueError, match=r"affine_ras must be a finite 4x4 affine with three non-zero voxel axes"):
+            auto_slice_axis(bad)

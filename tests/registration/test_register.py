@@ -354,3 +354,15 @@ def test_linear_part_ras_is_the_transform_in_ras_and_says_when_it_is_not_all_of_
         linear_part_ras([[1, 0], [0, 1]])
     with pytest.raises(TypeError, match="3D SimpleITK Transform"):
         linear_part_ras(sitk.Euler2DTransform())
+
+
+def test_transform_from_ras_refuses_what_is_not_an_affine() -> None:
+    """A 3x3 matrix gave numpy's matmul error, a NaN an ITK transform of NaN; quoted now."""
+    from asfe3d.registration.register import transform_from_ras
+
+    for bad in (np.eye(3), np.full((4, 4), np.nan), np.ones((4, 4))):
+        with pytest.raises(ValueError, match=r"matrix must be a finite 4x4 affine \(last row 0, 0, 0, 1\), got \[\["):
+            transform_from_ras(bad)
+    moved = np.eye(4)
+    moved[:3, 3] = [1.0, 2.0, 3.0]
+    assert transform_from_ras(moved).GetTranslation() == (-1.0, -2.0, 3.0)  # RAS -> LPS

@@ -5,10 +5,13 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from monai.data import MetaTensor
 from monai.transforms import Compose, ConcatItemsd
 
 from asfe3d.transforms import (
     ColourFused,
+    FillOutsideMaskd,
     Fused,
     HeadMaskd,
     LoadVolumed,
@@ -66,6 +69,21 @@ def test_dictionary_bad_arguments():
         SaveLikeReferenced({"fused": "f.nii.gz"}, ref_key="mri")({"fused": None})
     with pytest.raises(ValueError, match="at least one"):
         SaveLikeReferenced({})
+    # the wrappers' own checks (review 32: untested)
+    with pytest.raises(ValueError, match=r"key_kwargs names keys \['pet'\] that are not in keys \('mri',\)"):
+        LoadVolumed(keys="mri", key_kwargs={"pet": {"frame": 0}})
+    for bad in ("", 3):
+        with pytest.raises(ValueError, match=rf"fov_postfix must be a non-empty string or None, got {bad!r}"):
+            RegisterToReferenced(keys="pet", fov_postfix=bad)
+    with pytest.raises(ValueError, match="interpolator must be one of"):  # the array transform's check, at once
+        RegisterToReferenced(keys="pet", interpolator="cubic")
+    image = MetaTensor(torch.rand(2, 4, 4, 4), affine=torch.eye(4))
+    with pytest.raises(KeyError, match="'pet_fov'"):
+        FillOutsideMaskd(keys="pet", mask_key="pet_fov")({"pet": image})
+    with pytest.raises(KeyError, match="'fused'"):
+        ColourFused(keys="image", method="mean", luma_key="fused")({"image": image})
+    with pytest.raises(KeyError, match="Key `mri` of transform `HeadMaskd` was missing"):  # MONAI's own words
+        HeadMaskd(keys="mri")({"pet": image})
 
 
 def test_monai_invertd_undoes_a_spatial_transform_run_before_the_asfe3d_steps(tmp_path):

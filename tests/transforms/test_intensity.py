@@ -50,6 +50,11 @@ def test_bad_inputs():
         robust_normalize(np.full((5, 5), 3.0))
     with pytest.raises(ValueError, match=r"\(4, 4\).*\(5, 5\)"):
         robust_range(np.random.rand(5, 5), mask=np.ones((4, 4), bool))
+    # NaN or nothing: said (numpy's histogram refused NaN as "autodetected range of [nan, nan] is not finite")
+    with pytest.raises(ValueError, match="values must be finite and not empty, got 25 values of which 1 non-finite"):
+        head_mask(np.where(np.eye(5) > 0, 1.0, 0.0) + np.pad([[np.nan]], ((0, 4), (0, 4))))
+    with pytest.raises(ValueError, match="got 0 values"):
+        otsu_threshold(np.zeros(0))
 
 
 def _padded_ct() -> tuple[np.ndarray, np.ndarray]:
