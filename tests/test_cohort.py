@@ -317,6 +317,7 @@ def test_next_subject_registered_beside_this_one_same_voxels(tmp_path, demo_file
     # the summary's steps hold the early work (register_s was the 0.04 s left to do after the thread's 5 s)
     record = json.loads((tmp_path / "out" / "sub02_fused.json").read_text())
     early_register = record["registration"]["early_seconds"]["register"]
+    assert record["registration"]["options"]["bspline_mesh"] == 4  # the settings the registration used, recorded
     assert results[1].timings["register"] == pytest.approx(early_register + record["timings"]["register"])
     assert results[1].total > early_register + sum(record["timings"][k] for k in ("fuse", "save"))
     plain = fuse_pair(subjects[2].mri, subjects[2].pet, tmp_path / "plain.nii.gz", settings)

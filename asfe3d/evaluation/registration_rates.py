@@ -165,18 +165,10 @@ def _labels_to_gm_wm(path: Path) -> tuple[sitk.Image, sitk.Image]:
     gm = (lab >= 1000) | np.isin(lab, gm_deep)
     wm = np.isin(lab, wm_labels) | ((lab >= 3000) & (lab < 5000))
     gm &= ~wm
-    aff = img.affine
-    out = []
-    for m in (gm, wm):
-        s = sitk.GetImageFromArray(np.ascontiguousarray(m.astype(np.float32).transpose(2, 1, 0)))
-        spacing = np.linalg.norm(aff[:3, :3], axis=0)
-        s.SetSpacing(spacing.tolist())
-        direction = aff[:3, :3] / spacing
-        lps = np.diag([-1.0, -1.0, 1.0])
-        s.SetDirection((lps @ direction).ravel().tolist())
-        s.SetOrigin((lps @ aff[:3, 3]).tolist())
-        out.append(s)
-    return out[0], out[1]
+    from asfe3d.io import sitk_image_from_ras_affine  # the one RAS -> LPS conversion (it refuses a sheared affine)
+
+    gm_img, wm_img = (sitk_image_from_ras_affine(m.astype(np.float32), img.affine) for m in (gm, wm))
+    return gm_img, wm_img
 
 
 def person_pairs(person_t1: Path, person_labels: Path | None, cross_mm: float) -> list[Pair]:

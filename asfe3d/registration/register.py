@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from asfe3d.errors import Asfe3dInputError
+from asfe3d.io.convert import LPS_TO_RAS
 from asfe3d.registration.fov import fov_mm, head_extent, large_fov, locate_head, much_larger
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image, without_outliers
 from asfe3d.utils import is_int, padding_mask, percentile
@@ -1203,7 +1204,7 @@ def resample_to_reference(
 
 
 #: LPS <-> RAS (ITK's physical space is LPS; nibabel's and the record's are RAS)
-_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_LPS = np.diag([*np.diag(LPS_TO_RAS), 1.0])  # 4x4, homogeneous
 
 
 def linear_part_ras(transform: sitk.Transform) -> tuple[np.ndarray, bool]:

@@ -316,15 +316,25 @@ _CLASSIC = {
 }
 
 
-def _registration_defaults() -> dict[str, Any]:
-    """The registration's fixed settings, read from :func:`asfe3d.registration.register.register_pet_to_mri`."""
+def _registration_settings(reg: Mapping[str, Any]) -> dict[str, Any]:
+    """The registration's settings as the run's record keeps them (``registration.options``); a record written before
+    it kept them (or a setting left to the registration) takes
+    :func:`asfe3d.registration.register.register_pet_to_mri`'s defaults, which such runs used."""
     import inspect
 
     from asfe3d.registration import register
 
     params = inspect.signature(register.register_pet_to_mri).parameters
-    return {"mesh": params["bspline_mesh"].default, "bound": params["bspline_bound_mm"].default,
-            "finest_mm": register.FINEST_MM, "iterations": params["iterations"].default}
+    options = reg.get("options") if isinstance(reg.get("options"), Mapping) else {}
+
+    def used(name: str, default: Any) -> Any:
+        value = options.get(name)
+        return default if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) else value
+
+    return {"mesh": used("bspline_mesh", params["bspline_mesh"].default),
+            "bound": used("bspline_bound_mm", params["bspline_bound_mm"].default),
+            "finest_mm": used("finest_mm", register.FINEST_MM),
+            "iterations": used("iterations", params["iterations"].default)}
 
 
 def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citations) -> str:
@@ -337,7 +347,7 @@ def _registration_sentence(result: Mapping[str, Any], anat: str, cite: _Citation
     if used == "none" or not used:
         return (f"The PET was not registered (header geometry only) and was resampled onto the {anat} grid by "
                 f"trilinear interpolation with SimpleITK {cite('sitk', 'sitk_nb')}.")
-    fixed = _registration_defaults()
+    fixed = _registration_settings(reg)
     seed = _setting(result, "seed")
     kind = _TRANSFORMS.get(used, f"a {used} transform").format(**fixed)
     text = (f"The PET was registered to the {anat} with SimpleITK {cite('sitk', 'sitk_nb')} using {kind}, "

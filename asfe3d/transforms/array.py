@@ -245,6 +245,16 @@ class HeadMask(Transform):
         return derive_metatensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), img, meta=meta)
 
 
+def _plain(value: Any) -> Any:
+    """A numpy number as the Python one (for a JSON record), anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+#: the registration settings a run's record keeps (``registration.options``), beside its method and seed
+RECORDED_REGISTRATION_OPTIONS = ("iterations", "sampling", "bspline_mesh", "bspline_iterations", "bspline_bound_mm",
+                                 "finest_mm", "multistart")
+
+
 class RegisterToReference(Transform):
     """Register a moving volume (PET) to a reference (MRI), judge the result, and resample onto the reference grid.
 
@@ -285,6 +295,9 @@ class RegisterToReference(Transform):
         # every value checked before any image is read (the registration's own checks, its defaults for the rest)
         check_registration_options("rigid" if method == "auto" else method, seed=seed, threads=threads,
                                    **register_kwargs)
+        # what the run's record says the registration used (its report's methods text reads them)
+        defaults = {k: p.default for k, p in inspect.signature(check_registration_options).parameters.items()}
+        self.options = {k: _plain(register_kwargs.get(k, defaults[k])) for k in RECORDED_REGISTRATION_OPTIONS}
         self.method = method
         self.seed = seed
         self.threads = threads
@@ -396,7 +409,7 @@ class RegisterToReference(Transform):
                   "metric": result.metric, "iterations": result.iterations,
                   "stop_condition": result.stop_condition, "overlap": overlap, "qc": verdict.as_dict(),
                   **_matrix_record(result.transform),
-                  "early": early is not None and early.used,
+                  "early": early is not None and early.used, "options": dict(self.options),
                   # the thread's own times (read, head_mask, register), spent beside the command's start-up
                   "early_seconds": dict(early.seconds) if early is not None and early.used else None,
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}

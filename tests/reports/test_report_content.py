@@ -442,3 +442,26 @@ def test_the_field_of_view_mask_is_the_same_computed_in_slabs(monkeypatch: pytes
         monkeypatch.setattr(figures, "_SLAB_VOXELS", voxels)
         assert np.array_equal(np.asarray(figures.field_of_view(reference, pet, oblique).dataobj),
                               np.asarray(whole.dataobj)), voxels
+
+
+def test_methods_text_states_the_registration_settings_the_run_used() -> None:
+    """Review 32 #4: the methods text stated register_pet_to_mri's defaults (a B-spline of 4 mesh cells, 1 mm, 2 mm
+    binning) whatever the run used: a chain built with RegisterToReferenced(bspline_mesh=6) got a report saying 4. The
+    transform now records its settings (``registration.options``) and the text states those; older records, the
+    defaults they used."""
+    from asfe3d.transforms.array import RegisterToReference
+
+    options = RegisterToReference(method="deformable", bspline_mesh=np.int64(6), bspline_bound_mm=2.5,
+                                  finest_mm=3.0).options
+    assert options == {"iterations": 200, "sampling": None, "bspline_mesh": 6, "bspline_iterations": 30,
+                       "bspline_bound_mm": 2.5, "finest_mm": 3.0, "multistart": "auto"}
+    assert type(options["bspline_mesh"]) is int  # a JSON record takes it
+    result = {"settings": {"method": "mean", "registration": "deformable"}, "fusion": {"method": "mean"},
+              "registration": {"method": "deformable", "metric": -0.4, "iterations": 90, "options": options}}
+    text = methods_text([result])[0][0]
+    assert "(6 mesh cells per axis, control-point displacements bounded to 2.5 mm" in text
+    assert "binned to at most 3 mm at the finest level" in text
+    older = {**result, "registration": {k: v for k, v in result["registration"].items() if k != "options"}}
+    text = methods_text([older])[0][0]
+    assert "(4 mesh cells per axis, control-point displacements bounded to 1 mm" in text
+    assert "binned to at most 2 mm at the finest level" in text
