@@ -152,7 +152,11 @@ def expand_methods(methods: str | Sequence[str], ndim: int) -> list[str]:
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
     if not names:
         raise ValueError(f"no fusion method given in {methods!r}")
-    known = (*BASELINES, "asfe", *(_ASFE_3D if ndim == 3 else ()))
+    from asfe3d.fusion import available_methods
+
+    # a method added with asfe3d.fusion.register_method is evaluated beside them, as `asfe3d fuse --method` takes it
+    own = tuple(m for m in available_methods() if m not in (*BASELINES, "asfe"))
+    known = (*BASELINES, "asfe", *(_ASFE_3D if ndim == 3 else ()), *own)
     out: list[str] = []
     for name in names:
         if name not in known:
@@ -230,7 +234,8 @@ def build_fusers(
             fusers[name] = get_fuser(name, pet_fwhm_mm=pet_fwhm_mm) if given else get_fuser(name)
             continue
         if name not in ("asfe", *_ASFE_3D):
-            raise ValueError(f"unknown method {name!r}")
+            fusers[name] = get_fuser(name)  # a registered method, with its own defaults (an unknown name: refused)
+            continue
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
         steps = mode_steps(mode, pet_consistency=pet_consistency, pet_detail_select=pet_detail_select,
@@ -613,8 +618,9 @@ def count_wins(
 
 
 def win_table(means: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, int]]:
-    """For every learned method (``asfe*``), the number of the 11 metrics it wins against each other method."""
-    candidates = [m for m in means if m.startswith("asfe")]
+    """For every method that is not a classic baseline (``asfe*``, a registered one), the number of the 11 metrics it
+    wins against each other method."""
+    candidates = [m for m in means if m not in BASELINES]
     return {c: {o: len(count_wins(means, c, o)) for o in means if o != c} for c in candidates}
 
 

@@ -38,6 +38,33 @@ def test_expand_methods():
         expand_methods("mean", 4)
 
 
+def test_a_registered_method_is_evaluated_beside_the_others(monkeypatch):
+    """Review 32 #5: a method added with register_method was taken by `asfe3d fuse --method` and refused by
+    `asfe3d evaluate --methods` ("unknown method"); it is now built, scored and given its wins row."""
+    import asfe3d.fusion.base as base
+    from asfe3d.fusion import FusionMethod, register_method
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registration ends with the test
+
+    @register_method("pet_leaning")
+    class PetLeaning(FusionMethod):
+        name = "pet_leaning"
+
+        def fuse_arrays(self, mri, pet):
+            return 0.3 * mri + 0.7 * pet
+
+    assert expand_methods("mean,pet_leaning", 3) == ["mean", "pet_leaning"]
+    fusers = build_fusers(["mean", "pet_leaning"])
+    assert isinstance(fusers["pet_leaning"], PetLeaning)
+    rng = np.random.default_rng(0)
+    mri, pet = rng.random((16, 16)), rng.random((16, 16))
+    means = {name: fusion_metrics(fuser(mri, pet), mri, pet) for name, fuser in fusers.items()}
+    wins = win_table(means)
+    assert list(wins) == ["pet_leaning"] and set(wins["pet_leaning"]) == {"mean"}
+    with pytest.raises(ValueError, match="unknown method 'fancy' for 3D inputs; choose from .*pet_leaning"):
+        expand_methods("fancy", 3)
+
+
 def _table(**methods: list[float]) -> dict[str, dict[str, float]]:
     return {m: dict(zip(METRIC_NAMES, vals)) for m, vals in methods.items()}
 
