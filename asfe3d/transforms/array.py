@@ -584,6 +584,25 @@ class RobustNormalize(Transform):
         result.meta[WINDOW_KEY] = [float(windows[0][0]), float(windows[0][1])]
         return result
 
+    @staticmethod
+    def split_above(normalised: MetaTensor) -> tuple[MetaTensor, torch.Tensor]:
+        """A normalised image made without ``clip_upper``, as ``(image clipped at 1, its part above the window)``.
+
+        Args:
+            normalised: ``(C, *spatial)`` from this transform with ``clip_upper=False`` (``>= 0``).
+
+        Returns:
+            The image in ``[0, 1]`` (metadata kept) and ``max(x - 1, 0)`` (``(C, *spatial)`` float32, 0 almost
+            everywhere: the PET's hottest uptake, which :class:`RestoreIntensity`'s ``above`` shows above the
+            MRI's window).
+        """
+        from asfe3d.transforms.intensity import above_window
+
+        normalised = _as_metatensor(normalised, "normalised")
+        values = normalised.as_tensor()
+        above = torch.from_numpy(above_window(values.detach().cpu().numpy()))
+        return derive_metatensor(values.clamp(max=1.0), normalised, meta=_meta(normalised)), above
+
 
 class SmoothMm(Transform):
     """Smooth each channel by a Gaussian whose width is given in mm, one kernel per axis from the image's voxel size

@@ -49,11 +49,9 @@ from asfe3d.transforms.array import (
     RobustNormalize,
     SaveLikeReference,
     SmoothMm,
-    derive_metatensor,
     field_of_view_mask,
     ras_affine,
 )
-from asfe3d.transforms.intensity import above_window
 
 __all__ = [
     "InputPath", "LoadVolumed", "HeadMaskd", "RegisterToReferenced", "RobustNormalized", "SmoothMmd", "FillOutsideMaskd",
@@ -252,10 +250,7 @@ class RobustNormalized(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.normalize(d[key], mask)
             if self.above_postfix is not None:  # split the part above the window off; the image as if clipped
-                norm = d[key].as_tensor()
-                d[f"{key}_{self.above_postfix}"] = torch.from_numpy(above_window(norm.numpy()))
-                d[key] = derive_metatensor(norm.clamp(max=1.0), d[key], {k: v for k, v in d[key].meta.items()
-                                                                          if k != "affine"})
+                d[key], d[f"{key}_{self.above_postfix}"] = self.normalize.split_above(d[key])
         return d
 
 

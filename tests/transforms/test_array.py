@@ -510,3 +510,21 @@ def test_the_unmeasured_mask_follows_the_image_through_monai_spatial_transforms(
     assert on_grid.shape == tuple(resampled.shape[1:]) and 0 < on_grid.mean() < 1
     with pytest.raises(ValueError, match="must hold 'mask' and 'affine', got \\['mask'\\]"):
         unmeasured_on(MetaTensor(torch.zeros(1, 2, 2, 2), meta={UNMEASURED_KEY: {"mask": np.zeros((2, 2, 2))}}))
+
+
+def test_robust_normalize_splits_off_the_part_above_the_window():
+    """Review 32 #8: the split of the PET's hottest uptake off its window lived in the dictionary wrapper only; the
+    array transform gives it (``RobustNormalize.split_above``), and the wrapper only places its two results."""
+    from asfe3d.transforms import RobustNormalized
+    from asfe3d.transforms.array import RobustNormalize
+
+    values = torch.linspace(0.0, 10.0, 6 * 5 * 4).reshape(1, 6, 5, 4)
+    img = MetaTensor(values, affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    mask = torch.ones(1, 6, 5, 4, dtype=torch.bool)
+    normalised = RobustNormalize(clip_upper=False)(img, mask)
+    clipped, above = RobustNormalize.split_above(normalised)
+    assert float(normalised.max()) > 1.0 and float(clipped.max()) == 1.0
+    assert torch.equal(clipped + above, normalised.as_tensor()) and above.dtype == torch.float32
+    assert clipped.meta["asfe3d_window"] == normalised.meta["asfe3d_window"]
+    d = RobustNormalized("pet", mask_key="head", above_postfix="above")({"pet": img, "head": mask})
+    assert torch.equal(d["pet"].as_tensor(), clipped.as_tensor()) and torch.equal(d["pet_above"], above)
