@@ -101,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     point = None
     if args.outside is not None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from wins_feasibility import PointFusion, parse_point
+        from asfe3d.evaluation.feasibility import PointFusion, parse_point
 
         try:
             point = PointFusion(parse_point(args.outside))
