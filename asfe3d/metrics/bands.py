@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from asfe3d.utils import FWHM_TO_SIGMA
+from asfe3d.utils import FWHM_TO_SIGMA, is_real, voxel_sizes
 
 __all__ = ["PET_FWHM_MM", "band_split", "brain_region", "mri_detail", "pet_consistency"]
 
@@ -31,15 +32,8 @@ __all__ = ["PET_FWHM_MM", "band_split", "brain_region", "mri_detail", "pet_consi
 PET_FWHM_MM = 6.0
 
 
-def _spacing(spacing: float | Sequence[float], ndim: int) -> np.ndarray:
-    sp = np.broadcast_to(np.asarray(spacing, float), (ndim,)) if np.ndim(spacing) == 0 else np.asarray(spacing, float)
-    if sp.shape != (ndim,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ValueError(f"spacing must be one positive number or {ndim} of them (mm), got {spacing!r}")
-    return sp
-
-
 def _check_fwhm(fwhm_mm: float) -> float:
-    if not (isinstance(fwhm_mm, (int, float)) and math.isfinite(fwhm_mm) and fwhm_mm > 0):
+    if not (is_real(fwhm_mm) and math.isfinite(fwhm_mm) and fwhm_mm > 0):
         raise ValueError(f"fwhm_mm must be a positive number of mm, got {fwhm_mm!r}")
     return float(fwhm_mm)
 
@@ -58,19 +52,43 @@ def band_split(
         ``(low, detail)``: float64 arrays of ``x``'s shape; ``low`` is ``x`` blurred (reflecting edges).
 
     Raises:
-        ValueError: a bad spacing or FWHM (quoted).
+        ValueError: not a finite 2D or 3D image, or a bad spacing or FWHM (quoted).
     """
     x = np.asarray(x, dtype=np.float64)
-    sigma = _check_fwhm(fwhm_mm) * FWHM_TO_SIGMA / _spacing(spacing, x.ndim)
+    if x.ndim not in (2, 3) or not np.isfinite(x).all():
+        raise ValueError(f"x must be a finite (H, W) or (X, Y, Z) image, got shape {x.shape}"
+                         f"{'' if x.ndim not in (2, 3) else ' with NaN or Inf values'}")
+    sigma = _check_fwhm(fwhm_mm) * FWHM_TO_SIGMA / voxel_sizes(spacing, x.ndim)
     low = ndimage.gaussian_filter(x, sigma, mode="reflect")
     return low, x - low
 
 
 def _masked_corr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     va, vb = a[mask], b[mask]
+    for v in (va, vb):  # flat: a blurred constant keeps round-off of ~1e-16 of its level, which is no signal
+        if float(v.max() - v.min()) <= 1e-9 * max(1.0, float(np.abs(v).max())):
+            return float("nan")
     va, vb = va - va.mean(), vb - vb.mean()
     den = math.sqrt(float(np.dot(va, va)) * float(np.dot(vb, vb)))
     return float(np.dot(va, vb) / den) if den > 0 else float("nan")
+
+
+def _bool_mask(mask: Any, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
+    """``mask`` as a bool array of ``shape``: bool, or numbers that are all 0 or 1 (a soft mask, e.g. 0.02 outside
+    the brain, was cast to True everywhere).
+
+    Raises:
+        ValueError: another shape, or values other than 0 and 1 (quoted).
+    """
+    arr = np.asarray(mask)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have the images' shape {tuple(shape)}, got {arr.shape}")
+    if arr.dtype != np.bool_:
+        if not np.issubdtype(arr.dtype, np.number) or not np.isin(arr, (0, 1)).all():
+            values = np.unique(arr)[:5].tolist() if np.issubdtype(arr.dtype, np.number) else arr.dtype
+            raise ValueError(f"{name} must be boolean (or hold only 0 and 1), got {values}")
+        arr = arr != 0
+    return arr
 
 
 def _check_inputs(fused: np.ndarray, other: np.ndarray, mask: np.ndarray | None, what: str
@@ -81,9 +99,7 @@ def _check_inputs(fused: np.ndarray, other: np.ndarray, mask: np.ndarray | None,
     for name, arr in (("fused", fused), (what, other)):
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} (shape {arr.shape}) holds NaN or Inf values")
-    m = np.ones(fused.shape, bool) if mask is None else np.asarray(mask, bool)
-    if m.shape != fused.shape:
-        raise ValueError(f"mask must have the images' shape {fused.shape}, got {m.shape}")
+    m = np.ones(fused.shape, bool) if mask is None else _bool_mask(mask, fused.shape)
     if m.sum() < 2:
         raise ValueError(f"mask must hold at least 2 voxels, got {int(m.sum())}")
     return fused, other, m
@@ -151,14 +167,16 @@ def brain_region(pet: np.ndarray, head: np.ndarray, spacing: float | Sequence[fl
         bool mask (may be empty when the PET is flat).
 
     Raises:
-        ValueError: mismatched shapes or a level outside (0, 1) (quoted).
+        ValueError: mismatched shapes, a head mask that is not boolean, a PET with NaN or Inf, or a level outside
+            (0, 1) (quoted).
     """
-    pet, head = np.asarray(pet, float), np.asarray(head, bool)
-    if pet.shape != head.shape:
-        raise ValueError(f"pet and head must have one shape, got {pet.shape} and {head.shape}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    sp = _spacing(spacing, pet.ndim)
+    pet = np.asarray(pet, float)
+    head = _bool_mask(head, pet.shape, "head")
+    if not np.isfinite(pet).all():  # a NaN spread by the blur made the 99th percentile NaN and the brain empty
+        raise ValueError(f"pet (shape {pet.shape}) holds NaN or Inf values")
+    if not is_real(level) or not 0 < level < 1:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+    sp = voxel_sizes(spacing, pet.ndim)
     if not head.any():
         return head
     low = ndimage.gaussian_filter(pet, 8.0 * FWHM_TO_SIGMA / sp)

@@ -148,7 +148,8 @@ def through_plane_consistency(
         axis: the slicing axis of a slice-wise fusion (``2`` = ``Z`` of ``(X, Y, Z)``, axial for RAS-like grids).
 
     Returns:
-        The TPC value (float >= 0).
+        The TPC value (float >= 0); NaN for a fused volume with no structure at all (blank or constant: its 0/0
+        anisotropy read as 1, the score of a good fusion).
 
     Raises:
         ValueError: a volume that is not finite 3D with >= 3 voxels per axis, differing shapes (quoted), a bad mask
@@ -171,4 +172,7 @@ def through_plane_consistency(
     ref = max(_ratio(np.array([_second_diff_energy(v, j, m) for j in range(3)]), axis) for v in (va, vb))
     if ref == 0.0 or not np.isfinite(ref):
         raise ValueError(f"the sources' anisotropy is {ref} (no through-plane or no in-plane structure); TPC is undefined")
-    return _ratio(np.array([_second_diff_energy(f, j, m) for j in range(3)]), axis) / ref
+    energy = np.array([_second_diff_energy(f, j, m) for j in range(3)])
+    if not energy.any():  # a blank or constant fused image: no striping, but nothing to judge either (it read ~1)
+        return float("nan")
+    return _ratio(energy, axis) / ref

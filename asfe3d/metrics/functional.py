@@ -126,13 +126,22 @@ def to_8bit(x: np.ndarray) -> np.ndarray:
 
     Returns:
         float32 array of the same shape holding ``round(255 * clip(x, 0, 1))``, i.e. integers ``0..255``, exact in
-        float32 (the clip only removes float round-off; callers validate the range first).
+        float32 (the clip only removes float round-off; callers validate the range first). Halves go up, as
+        MATLAB's ``uint8``/``im2uint8`` round them, whatever the input's dtype: within :data:`_TIE` of a half counts
+        as one (the mean of two 8-bit images is a half in half its pixels; ``numpy.rint`` sent a float64 half to
+        the even level and a float32 one by its representation error, and EN moved by 0.15 bits with the dtype).
     """
     y = np.array(x, dtype=np.float64)  # a copy: the in-place steps below never touch the caller's array
     np.clip(y, 0.0, 1.0, out=y)
     y *= PEAK
-    np.rint(y, out=y)
+    y += 0.5 + _TIE
+    np.floor(y, out=y)
     return y.astype(np.float32)
+
+
+#: how close to a half (in grey levels) :func:`to_8bit` rounds up: twice float32's representation error at 255
+#: (~1.5e-5), far below a grey level
+_TIE = 3e-5
 
 
 def _prepare(
@@ -240,12 +249,13 @@ def _forward_diffs(x: np.ndarray, mask: np.ndarray | None) -> list[tuple[np.ndar
 
 
 def _spatial_frequency(x: np.ndarray, mask: np.ndarray | None) -> float:
-    total = 0.0
+    total, counted = 0.0, False
     for d, m in _forward_diffs(x, mask):
         sq = d * d if m is None else d[m] ** 2
         if sq.size:
             total += float(sq.mean(dtype=np.float64))
-    return math.sqrt(total)
+            counted = True
+    return math.sqrt(total) if counted else float("nan")  # no neighbour pair in the mask: undefined, not 0
 
 
 def _average_gradient(x: np.ndarray, mask: np.ndarray | None) -> float:
@@ -266,7 +276,9 @@ def _average_gradient(x: np.ndarray, mask: np.ndarray | None) -> float:
     g = np.sqrt(sq / nd)
     if valid is None:
         return float(g.mean(dtype=np.float64))
-    return float(g[valid].mean(dtype=np.float64)) if valid.any() else 0.0
+    # no voxel whose forward neighbours along every axis are in the mask (one slice of a volume, a checkerboard):
+    # undefined (NaN), not 0, the worst score
+    return float(g[valid].mean(dtype=np.float64)) if valid.any() else float("nan")
 
 
 def _gauss(x: np.ndarray, sigma: float, radius: int) -> np.ndarray:
@@ -466,7 +478,8 @@ def spatial_frequency(image: Any, mask: Any | None = None) -> float:
         mask: optional boolean array of the spatial shape; a difference counts when both of its voxels are inside.
 
     Returns:
-        The spatial frequency in grey levels (a 0/1 checkerboard gives ``255 * sqrt(ndim)``).
+        The spatial frequency in grey levels (a 0/1 checkerboard gives ``255 * sqrt(ndim)``); an axis with no
+        difference inside the mask adds nothing, and NaN when no axis has one (undefined, not the worst score 0).
 
     Raises:
         ValueError: as for :func:`entropy`.
@@ -484,7 +497,8 @@ def average_gradient(image: Any, mask: Any | None = None) -> float:
             along every axis are inside.
 
     Returns:
-        The average gradient in grey levels (a 0/1 checkerboard gives 255).
+        The average gradient in grey levels (a 0/1 checkerboard gives 255); NaN when no grid point has every
+        forward neighbour inside the mask (one slice of a volume, a checkerboard: undefined, not the worst score 0).
 
     Raises:
         ValueError: as for :func:`entropy`.
@@ -671,6 +685,7 @@ def fusion_metrics(
     else:
         if isinstance(names, str):
             raise ValueError(f"names must be a sequence of metric names, got the string {names!r}.")
+        names = list(names)  # once: an iterator would be used up by the checks below (and gave {})
         unknown = [n for n in names if n not in METRIC_NAMES]
         if unknown:
             raise ValueError(f"unknown metric names {unknown}; choose from {METRIC_NAMES}.")

@@ -64,7 +64,9 @@ class FusionMetric(CumulativeIterationMetric):
             kwargs: unused (accepted for MONAI's interface).
 
         Returns:
-            float64 tensor ``(B, len(names))``.
+            float64 tensor ``(B, len(names))``; NaN for an item whose two sources hold nothing (both 0 at 8 bits
+            everywhere, or in its mask: an empty end slice of a volume scored slice by slice), which
+            :meth:`aggregate`'s mean leaves out (its PSNR was inf, the mean of every item's with it).
 
         Raises:
             ValueError: missing ``y``, wrong ranks, channel counts or mismatched shapes (the message quotes them).
@@ -88,6 +90,9 @@ class FusionMetric(CumulativeIterationMetric):
                 )
         rows = []
         for i in range(y_pred.shape[0]):
+            if _nothing_to_fuse(y[i], None if mask is None else mask[i]):  # an empty end slice of a volume
+                rows.append([float("nan")] * len(self.names))
+                continue
             try:
                 vals = fusion_metrics(
                     y_pred[i, 0], y[i, 0], y[i, 1], mask=None if mask is None else mask[i], names=self.names
@@ -151,3 +156,13 @@ def _check_reduction(reduction: Any) -> str:
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return str(reduction)
+
+
+def _nothing_to_fuse(sources: torch.Tensor, mask: Any) -> bool:
+    """Whether both sources (``(2, *spatial)`` in ``[0, 1]``) are below half a grey level (0 at 8 bits) everywhere,
+    or everywhere in ``mask``."""
+    values = torch.as_tensor(sources).detach()
+    if mask is not None:
+        inside = torch.as_tensor(mask).detach().to(values.device).bool().reshape(values.shape[1:])
+        values = values[:, inside]
+    return values.numel() > 0 and bool((values.abs() < 0.5 / 255).all())

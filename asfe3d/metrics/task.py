@@ -18,12 +18,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from asfe3d.utils import is_real
+from asfe3d.metrics.bands import _bool_mask
+from asfe3d.utils import FWHM_PER_SIGMA, is_real, voxel_sizes
 
 __all__ = ["defect_transfer", "place_defect", "ball", "empty_output", "defect_transfer_of"]
 
 
-def _check_same(arrays: dict[str, np.ndarray]) -> tuple[int, ...]:
+def _check_same(arrays: dict[str, np.ndarray], unit: Sequence[str] = ()) -> tuple[int, ...]:
+    """One shape (2D or 3D) and finite values for every array; those named in ``unit`` in ``[0, 1]`` (the scale
+    every fusion method sees; a uint8 or raw-unit image mixed with a ``[0, 1]`` one gave DT 255 or 0.0001)."""
     shapes = {k: np.shape(v) for k, v in arrays.items()}
     first = next(iter(shapes.values()))
     if any(s != first for s in shapes.values()):
@@ -34,7 +37,14 @@ def _check_same(arrays: dict[str, np.ndarray]) -> tuple[int, ...]:
         arr = np.asarray(value)
         if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
             raise ValueError(f"{name} (shape {arr.shape}) holds NaN or Inf values")
+        if name in unit and arr.size and (float(arr.min()) < -_UNIT_TOL or float(arr.max()) > 1.0 + _UNIT_TOL):
+            raise ValueError(f"{name} must hold intensities in [0, 1] (as the fusion methods see them), got values "
+                             f"in [{float(arr.min()):.6g}, {float(arr.max()):.6g}]; normalise it first")
     return tuple(first)
+
+
+#: float round-off allowed around ``[0, 1]``
+_UNIT_TOL = 1e-6
 
 
 def defect_transfer(
@@ -55,12 +65,13 @@ def defect_transfer(
         The ratio (1 = the whole change survives; above 1 = amplified; 0 = lost; negative = reversed).
 
     Raises:
-        ValueError: shapes differ, an image holds NaN or Inf, the region is empty, or the PET does not change inside
-            it (quoting the change).
+        ValueError: shapes differ, an image holds NaN or Inf or values outside ``[0, 1]``, the region is empty, or
+            the PET does not change inside it (quoting the change).
     """
     _check_same({"fused_ref": fused_ref, "fused_defect": fused_defect, "pet_ref": pet_ref,
-                 "pet_defect": pet_defect, "region": region})
-    region = np.asarray(region, bool)
+                 "pet_defect": pet_defect, "region": region},
+                unit=("fused_ref", "fused_defect", "pet_ref", "pet_defect"))
+    region = _bool_mask(region, np.shape(pet_ref), "region")
     if not region.any():
         raise ValueError("region is empty")
     d_pet = float(np.mean(np.asarray(pet_ref, np.float64)[region] - np.asarray(pet_defect, np.float64)[region]))
@@ -78,10 +89,10 @@ def ball(shape: Sequence[int], centre: Sequence[float], diameter_mm: float,
         ValueError: mismatched lengths or a non-positive diameter/spacing (quoted).
     """
     nd = len(shape)
-    sp = np.broadcast_to(np.asarray(spacing, float), (nd,))
-    if len(centre) != nd or not diameter_mm > 0 or np.any(sp <= 0):
-        raise ValueError(f"need centre of {nd} coordinates, diameter_mm > 0, spacing > 0; got centre={centre!r}, "
-                         f"diameter_mm={diameter_mm!r}, spacing={spacing!r}")
+    sp = voxel_sizes(spacing, nd)
+    if len(centre) != nd or not is_real(diameter_mm) or not (math.isfinite(diameter_mm) and diameter_mm > 0):
+        raise ValueError(f"need centre of {nd} coordinates and a finite diameter_mm > 0; got centre={centre!r}, "
+                         f"diameter_mm={diameter_mm!r}")
     grids = np.ogrid[tuple(slice(0, int(s)) for s in shape)]
     dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, sp))
     return np.asarray(dist2 <= (diameter_mm / 2.0) ** 2)
@@ -122,17 +133,18 @@ def place_defect(
     pet = np.asarray(pet, np.float32)
     if pet.ndim not in (2, 3):
         raise ValueError(f"pet must be 2D or 3D, got shape {pet.shape}")
-    if not 0.0 < fraction < 1.0:
+    _check_same({"pet": pet})  # a NaN spread by the ball's mean read as "no uptake to lower"
+    if not is_real(fraction) or not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-    if not (math.isfinite(diameter_mm) and diameter_mm > 0):
-        raise ValueError(f"diameter_mm must be > 0, got {diameter_mm!r}")
+    if not is_real(diameter_mm) or not (math.isfinite(diameter_mm) and diameter_mm > 0):
+        raise ValueError(f"diameter_mm must be a finite number > 0, got {diameter_mm!r}")
     if fwhm_mm is not None and (not is_real(fwhm_mm)
                                 or not (math.isfinite(fwhm_mm) and fwhm_mm > 0)):
         raise ValueError(f"fwhm_mm must be None or a number > 0 (mm), got {fwhm_mm!r}")
     mask = np.ones(pet.shape, bool) if mask is None else np.asarray(mask, bool)
     if mask.shape != pet.shape:
         raise ValueError(f"mask shape {mask.shape} does not match pet shape {pet.shape}")
-    sp = np.broadcast_to(np.asarray(spacing, float), (pet.ndim,))
+    sp = voxel_sizes(spacing, pet.ndim)
     radius = np.ceil(diameter_mm / 2.0 / sp).astype(int)
     kernel = ball(tuple(2 * radius + 1), tuple(radius), diameter_mm, sp)
     inner = ndimage.binary_erosion(mask, structure=kernel, border_value=0)
@@ -146,7 +158,7 @@ def place_defect(
     region = ball(pet.shape, centre, diameter_mm, sp)
     if fwhm_mm is None:
         return np.where(region, pet * (1.0 - fraction), pet).astype(np.float32), region
-    sigma = fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / sp  # in voxels, per axis
+    sigma = fwhm_mm / FWHM_PER_SIGMA / sp  # in voxels, per axis
     imaged = ndimage.gaussian_filter(region.astype(np.float64), sigma, mode="constant")
     return (pet * (1.0 - fraction * imaged)).astype(np.float32), region
 
@@ -192,9 +204,9 @@ def empty_output(
         ValueError: shapes differ, an image holds NaN or Inf, or bad ``level`` / ``percentile`` (quoted).
     """
     _check_same({"fused": fused, "mri": mri, "pet": pet})
-    if not 0.0 <= percentile <= 100.0:
-        raise ValueError(f"percentile must be in [0, 100], got {percentile!r}")
-    if not (math.isfinite(level) and level >= 0):
+    if not is_real(percentile) or not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must be a number in [0, 100], got {percentile!r}")
+    if not is_real(level) or not (math.isfinite(level) and level >= 0):
         raise ValueError(f"level must be a finite number >= 0, got {level!r}")
     empty = (np.asarray(mri) <= level) & (np.asarray(pet) <= level)
     if not empty.any():

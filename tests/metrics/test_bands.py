@@ -69,3 +69,37 @@ def test_bad_inputs_are_quoted(kwargs: dict, match: str) -> None:
         mri_detail(pet, mri, **kwargs)
     with pytest.raises(ValueError, match="one shape"):
         pet_consistency(pet[:-1], pet)
+
+
+def test_argument_checks_take_numpy_numbers_and_refuse_the_rest() -> None:
+    """Probe 35 #6, #7, #12: np.float32(6) was refused as "not a positive number" while True (1 mm) and "2" were
+    taken; a soft mask (0.02 outside the brain) was cast to True everywhere; one NaN in the PET gave an empty brain
+    without a word; band_split took 1D, 4D and NaN."""
+    rng = np.random.default_rng(0)
+    mri, pet = ndimage.gaussian_filter(rng.random((20, 20, 16)), 1.0), ndimage.gaussian_filter(rng.random((20, 20, 16)), 3)
+    fused = 0.5 * (mri + pet)
+    assert mri_detail(fused, mri, pet_fwhm_mm=np.float32(6)) == mri_detail(fused, mri, pet_fwhm_mm=6.0)
+    assert pet_consistency(fused, pet, spacing=np.int64(2)) == pet_consistency(fused, pet, spacing=2.0)
+    for kwargs, match in (({"pet_fwhm_mm": True}, "fwhm_mm must be a positive number of mm, got True"),
+                          ({"spacing": "2"}, "spacing must be one voxel size or 3, finite numbers > 0 \\(mm\\), got '2'"),
+                          ({"mask": np.where(mri > 0.5, 1.0, 0.02)}, "mask must be boolean \\(or hold only 0 and 1\\)")):
+        with pytest.raises(ValueError, match=match):
+            mri_detail(fused, mri, **kwargs)
+    assert mri_detail(fused, mri, mask=(mri > 0.5).astype(np.uint8)) == mri_detail(fused, mri, mask=mri > 0.5)
+    with_nan = pet.copy()
+    with_nan[3, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="pet .* holds NaN or Inf values"):
+        brain_region(with_nan, np.ones(pet.shape, bool))
+    with pytest.raises(ValueError, match="level must be a number in \\(0, 1\\), got '0.35'"):
+        brain_region(pet, np.ones(pet.shape, bool), level="0.35")
+    for bad in (np.ones(8), np.ones((4, 4, 4, 2)), with_nan):
+        with pytest.raises(ValueError, match="x must be a finite"):
+            band_split(bad)
+
+
+def test_a_blank_fused_image_has_no_pet_consistency_whatever_its_level() -> None:
+    """Probe 35 #8: PETC of a constant fused image was NaN at 0, 0.1, 0.7 and about +-3e-16 at 0.3, 0.5, 1.0 (the
+    blur's round-off read as signal): a blank output was now and then scored 0 and counted in the means."""
+    pet = ndimage.gaussian_filter(np.random.default_rng(1).random((20, 20, 16)), 3)
+    for level in (0.0, 0.1, 0.3, 0.5, 0.7, 1.0):
+        assert np.isnan(pet_consistency(np.full(pet.shape, level), pet)), level

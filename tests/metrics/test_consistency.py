@@ -96,3 +96,13 @@ def test_sources_without_through_plane_structure():
     a = np.tile(np.linspace(0, 1, 8)[:, None, None] ** 2, (1, 8, 8))  # varies only along x; d2 along z = 0
     with pytest.raises(ValueError, match="undefined"):
         through_plane_consistency(a, a, a)
+
+
+def test_tpc_of_a_blank_fused_volume_is_undefined() -> None:
+    """Probe 35 #9: an all-zero or constant fused volume scored TPC 1.05 (its 0/0 anisotropy read as 1), about what
+    a good fusion scores: undefined (NaN) now."""
+    rng = np.random.default_rng(0)
+    a, b = gaussian_filter(rng.random((16, 16, 16)), 1.5), gaussian_filter(rng.random((16, 16, 16)), 2.0)
+    for blank in (np.zeros_like(a), np.full_like(a, 0.5)):
+        assert np.isnan(through_plane_consistency(blank, a, b))
+    assert through_plane_consistency(0.5 * (a + b), a, b) < 1.2

@@ -23,6 +23,7 @@ from asfe3d.metrics import (
     spatial_frequency,
     ssim,
     standard_deviation,
+    to_8bit,
     vif,
 )
 
@@ -90,7 +91,7 @@ def test_mutual_information_against_histogram2d(shape: tuple[int, ...]) -> None:
     a, b, f = smooth(shape, 1), smooth(shape, 2), smooth(shape, 3)
 
     def mi(x: np.ndarray, y: np.ndarray) -> float:
-        h, _, _ = np.histogram2d(np.rint(x * 255).ravel(), np.rint(y * 255).ravel(), bins=256, range=[[0, 256]] * 2)
+        h, _, _ = np.histogram2d(to_8bit(x).ravel(), to_8bit(y).ravel(), bins=256, range=[[0, 256]] * 2)
         p = h / h.sum()
         px, py = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
         nz = p > 0
@@ -108,13 +109,13 @@ def test_identical_images(shape: tuple[int, ...]) -> None:
     assert correlation_coefficient(a, a, a) == pytest.approx(1.0, abs=1e-12)
     assert psnr(a, a, a) == math.inf
     p = psnr(a, a, b)  # F equal to one source: finite, and only half the MSE of B counts
-    mse_b = np.mean((np.rint(a * 255) - np.rint(b * 255)) ** 2)
+    mse_b = np.mean((to_8bit(a).astype(np.float64) - to_8bit(b)) ** 2)
     assert math.isfinite(p) and p == pytest.approx(10 * math.log10(255**2 / (mse_b / 2)), rel=1e-9)
 
 
 def test_fused_equal_to_one_source(shape: tuple[int, ...]) -> None:
     a, b = smooth(shape, 1), smooth(shape, 2)
-    qa, qb = np.rint(a * 255), np.rint(b * 255)
+    qa, qb = to_8bit(a).astype(np.float64), to_8bit(b).astype(np.float64)
     r_ab = np.corrcoef(qa.ravel(), qb.ravel())[0, 1]
     assert correlation_coefficient(a, a, b) == pytest.approx((1 + r_ab) / 2, rel=1e-9)
     # SCD with F = A: r(A - B, A) + r(0, B), the second undefined (zero variance) and counted as 0
@@ -246,3 +247,35 @@ def test_threaded_path_gives_same_values(shape: tuple[int, ...], monkeypatch: py
     monkeypatch.setattr(fm, "_PARALLEL_MIN_VOXELS", 0)
     monkeypatch.setattr(fm.os, "cpu_count", lambda: 2)
     assert fusion_metrics(f, a, b) == sequential
+
+
+def test_halves_round_up_whatever_the_dtype() -> None:
+    """Probe 35 #1: the mean of two 8-bit images is a half in half its pixels; numpy's rint sent a float64 half to
+    the even level and a float32 one by its representation error (EN 6.509 / 6.640 / 6.655 half-up, MI alike).
+    Halves now go up, as MATLAB's uint8 does, in every dtype."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (64, 64)), rng.integers(0, 256, (64, 64))
+    mean = (a + b) / 2.0  # grey levels, half of them k + 0.5
+    expected = np.floor(mean + 0.5)
+    for dtype in (np.float64, np.float32):
+        assert np.array_equal(to_8bit((mean / 255.0).astype(dtype)), expected), dtype
+    values = {dtype: entropy((mean / 255.0).astype(dtype)) for dtype in (np.float64, np.float32)}
+    assert values[np.float64] == values[np.float32]
+    assert to_8bit(np.array([0.0, 1.0, 0.4 / 255, 0.6 / 255, 254.5 / 255])).tolist() == [0, 255, 0, 1, 255]
+
+
+def test_names_may_be_any_iterable() -> None:
+    """Probe 35 #2: an iterator of names was used up by the checks: fusion_metrics returned {}."""
+    a, b, f = smooth((16, 16), 1), smooth((16, 16), 2), smooth((16, 16), 3)
+    assert list(fusion_metrics(f, a, b, names=(n for n in ("SSIM", "PSNR")))) == ["SSIM", "PSNR"]
+    assert list(fusion_metrics(f, a, b, names=iter(["EN"]))) == ["EN"]
+
+
+def test_sf_and_ag_are_undefined_not_zero_where_the_mask_has_no_neighbours() -> None:
+    """Probe 35 #4: a mask of one slice of a volume (or a checkerboard) gave AG 0.0, the worst score; undefined now."""
+    f = smooth((12, 12, 8), 3)
+    one_slice = np.zeros(f.shape, bool)
+    one_slice[:, :, 4] = True
+    assert math.isnan(average_gradient(f, one_slice)) and spatial_frequency(f, one_slice) > 0
+    board = checkerboard(f.shape).astype(bool)
+    assert math.isnan(average_gradient(f, board)) and math.isnan(spatial_frequency(f, board))

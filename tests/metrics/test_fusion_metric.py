@@ -102,3 +102,19 @@ def test_bad_input(spatial: tuple[int, ...]) -> None:
         FusionMetric(names=["SSIM", "Qcb"])
     with pytest.raises(ValueError, match="duplicates"):
         FusionMetric(names=["SSIM", "SSIM"])
+
+
+def test_items_with_nothing_to_fuse_are_left_out_of_the_means() -> None:
+    """Probe 35 #3: a volume scored slice by slice with empty end slices (F = A = B = 0 there) had PSNR inf and its
+    SSIM, EN and CC means skewed; such items are NaN now, left out of the mean as MONAI's reductions do."""
+    torch.manual_seed(0)
+    sources = torch.rand(4, 2, 16, 16)
+    sources[2:] = 0.0  # two empty slices
+    fused = sources.mean(dim=1, keepdim=True)
+    metric = FusionMetric(names=["EN", "SSIM", "PSNR"])
+    metric(y_pred=fused, y=sources)
+    means = metric.aggregate()
+    alone = FusionMetric(names=["EN", "SSIM", "PSNR"])
+    alone(y_pred=fused[:2], y=sources[:2])
+    assert all(math.isfinite(v) for v in means.values()) and means == pytest.approx(alone.aggregate())
+    assert torch.isnan(metric.aggregate("none")["PSNR"][2:]).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -81,8 +83,13 @@ def test_empty_output(ndim: int) -> None:
     leaky = fused + 0.1
     assert empty_output(leaky, mri, pet) == pytest.approx(0.1)
     assert np.isnan(empty_output(fused, mri + 1, pet))  # no empty voxel
-    with pytest.raises(ValueError, match="percentile must be in"):
+    with pytest.raises(ValueError, match="percentile must be a number in"):
         empty_output(fused, mri, pet, percentile=101)
+    # probe 35 #11: a string or an array was numpy's or Python's own error, unquoted
+    with pytest.raises(ValueError, match=r"level must be a finite number >= 0, got '0'"):
+        empty_output(fused, mri, pet, level="0")
+    with pytest.raises(ValueError, match=r"percentile must be a number in \[0, 100\], got array"):
+        empty_output(fused, mri, pet, percentile=np.array([50, 99]))
     with pytest.raises(ValueError, match="one shape"):
         empty_output(fused, mri, pet[:3])
 
@@ -116,3 +123,30 @@ def test_imaged_defect_refuses_a_bad_width(value) -> None:
     with pytest.raises(ValueError, match=r"fwhm_mm must be None or a number > 0 \(mm\), got ") as err:
         place_defect(np.ones((20, 20, 20), np.float32), None, fwhm_mm=value)
     assert str(err.value).endswith(repr(value))
+
+
+def test_defect_transfer_and_place_defect_refuse_what_is_not_their_convention() -> None:
+    """Probe 35 #5, #10: a uint8 fused image beside a [0, 1] PET gave DT 254.9 (a raw-unit PET 0.0001); a spacing
+    of 0 quoted a centre of -9223372036854775808, one of the wrong length was numpy's broadcast error, a NaN
+    spacing or a NaN in the PET read as "no uptake to lower", ball(spacing=nan) was an empty ball."""
+    mri, pet = _pair(3)
+    pet_defect, region = place_defect(pet, mri > 0, spacing=np.float32(1.0), diameter_mm=6.0, fraction=0.3)
+    as_uint8 = np.round(pet * 255).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"fused_ref must hold intensities in \[0, 1\] .*got values in \[0, 2"):
+        defect_transfer(as_uint8, np.round(pet_defect * 255).astype(np.uint8), pet, pet_defect, region)
+    with pytest.raises(ValueError, match=r"pet_ref must hold intensities in \[0, 1\]"):
+        defect_transfer(pet, pet_defect, pet * 1e4, pet_defect * 1e4, region)
+    with pytest.raises(ValueError, match=r"region must be boolean \(or hold only 0 and 1\), got \[0\.5, 1\.0\]"):
+        defect_transfer(pet, pet_defect, pet, pet_defect, np.where(region, 1.0, 0.5))
+    for spacing in (0, (1, 1), float("nan"), (1, 1, float("inf")), "2", True):
+        with pytest.raises(ValueError, match=rf"spacing must be one voxel size or 3, finite numbers > 0 \(mm\), got "
+                                             rf"{re.escape(repr(spacing))}"):
+            place_defect(pet, mri > 0, spacing=spacing)
+        with pytest.raises(ValueError, match="spacing must be one voxel size or 3"):
+            ball(pet.shape, (5, 5, 5), 6.0, spacing)
+    with_nan = pet.copy()
+    with_nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="pet .* holds NaN or Inf values"):
+        place_defect(with_nan, mri > 0)
+    with pytest.raises(ValueError, match="diameter_mm must be a finite number > 0, got '12'"):
+        place_defect(pet, mri > 0, diameter_mm="12")
