@@ -183,7 +183,7 @@ NIFTI_GEOMETRIES = ("auto", "sform", "qform")
 #: what ``pet_units`` accepts besides ``None`` (as stored)
 PET_UNITS_CHOICES = ("suv",)
 
-#: registration methods (the same as :data:`asfe3d.registration.METHODS`; a test keeps them in step)
+#: registration methods (:data:`asfe3d.registration.METHODS` is this tuple)
 REGISTRATION_METHODS = ("rigid", "affine", "deformable", "none")
 #: what the ``registration`` setting accepts: the methods and ``auto`` (the default; see DEFAULT_REGISTRATION)
 REGISTRATION_CHOICES = ("auto", *REGISTRATION_METHODS)

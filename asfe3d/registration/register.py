@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from asfe3d.defaults import REGISTRATION_METHODS
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.convert import LPS_TO_RAS
 from asfe3d.registration.fov import fov_mm, head_extent, large_fov, locate_head, much_larger
@@ -49,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger("asfe3d")
 
-METHODS = ("rigid", "affine", "deformable", "none")
+METHODS = REGISTRATION_METHODS  # one tuple: the settings and the command take the same names
 VERDICT_RANK = {v: i for i, v in enumerate(VERDICTS)}
 
 _INTERPOLATORS = {
