@@ -60,7 +60,7 @@ class RealignFrames(Transform):
         import SimpleITK as sitk
 
         from asfe3d.errors import Asfe3dInputError
-        from asfe3d.io.convert import sitk_to_numpy_xyz
+        from asfe3d.io.convert import numpy_xyz_to_sitk, sitk_to_numpy_xyz
         from asfe3d.io.volume import check_values, frame_weights
         from asfe3d.registration.frames import mean_image, realign_frames
 
@@ -81,16 +81,13 @@ class RealignFrames(Transform):
             from asfe3d.io import sitk_image_from_ras_affine
 
             grid = sitk_image_from_ras_affine(np.zeros(tuple(img.shape[1:]), np.float32), ras_affine(img))
-            geometry = (grid.GetOrigin(), grid.GetSpacing(), grid.GetDirection())
-        origin, spacing, direction = geometry
-        frames = img.detach().cpu().numpy()
-        images = []
-        for arr in frames:
-            frame = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
-            frame.SetOrigin(tuple(origin))
-            frame.SetSpacing(tuple(spacing))
-            frame.SetDirection(tuple(direction))
-            images.append(frame)
+        else:  # the grid the reader found (its LPS origin, spacing and direction, exactly)
+            grid = sitk.Image([int(n) for n in img.shape[1:]], sitk.sitkFloat32)
+            origin, spacing, direction = geometry
+            grid.SetOrigin(tuple(origin))
+            grid.SetSpacing(tuple(spacing))
+            grid.SetDirection(tuple(direction))
+        images = [numpy_xyz_to_sitk(arr, grid) for arr in img.detach().cpu().numpy()]  # the one axis-order swap
         start = time.perf_counter()
         weights = frame_weights(info, nframes)  # the durations' (None: the plain mean), recorded in info
         aligned, motion = realign_frames(images, reference=reference if reference == "mean" else int(reference),

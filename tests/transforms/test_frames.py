@@ -101,3 +101,14 @@ def test_4d_reference_frame_and_errors(moving_pet, tmp_path):
                              ({"frame": 0}, [(2, 3, 4)]), ({"frame": 1}, [(0, 0, 0)])):
         vol = read_volume(q, allow_nonfinite=True, **kwargs)
         assert sorted(map(tuple, np.argwhere(vol.unmeasured).tolist())) == expected, kwargs
+
+
+def test_realign_frames_refuses_what_is_not_a_4d_metatensor():
+    """Review 32: untested; the frames of a plain tensor or of a 3D image are refused, quoted."""
+    import torch
+    from monai.data import MetaTensor
+
+    with pytest.raises(ValueError, match=r"img must be a \(T, X, Y, Z\) MetaTensor, got Tensor \(2, 4, 4, 4\)"):
+        RealignFrames()(torch.zeros(2, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"got MetaTensor \(4, 4, 4\)"):
+        RealignFrames()(MetaTensor(torch.zeros(4, 4, 4)))
