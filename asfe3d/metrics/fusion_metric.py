@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric
 
-from asfe3d.metrics.functional import METRIC_NAMES, fusion_metrics
+from asfe3d.metrics.functional import METRIC_NAMES, fusion_metrics, to_8bit
 
 __all__ = ["FusionMetric"]
 
@@ -159,10 +159,12 @@ def _check_reduction(reduction: Any) -> str:
 
 
 def _nothing_to_fuse(sources: torch.Tensor, mask: Any) -> bool:
-    """Whether both sources (``(2, *spatial)`` in ``[0, 1]``) are below half a grey level (0 at 8 bits) everywhere,
-    or everywhere in ``mask``."""
+    """Whether both sources (``(2, *spatial)`` in ``[0, 1]``) are 0 at 8 bits (:func:`to_8bit`, the metrics' own
+    grey levels) everywhere, or everywhere in ``mask``."""
     values = torch.as_tensor(sources).detach()
     if mask is not None:
         inside = torch.as_tensor(mask).detach().to(values.device).bool().reshape(values.shape[1:])
         values = values[:, inside]
-    return values.numel() > 0 and bool((values.abs() < 0.5 / 255).all())
+    if values.numel() == 0 or not bool(torch.isfinite(values).all()):
+        return False  # an empty mask, a NaN: the metrics refuse them, naming the item
+    return not to_8bit(values.float().cpu().numpy()).any()

@@ -26,7 +26,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.io.convert import LPS_TO_RAS
 from asfe3d.registration.fov import fov_mm, head_extent, large_fov, locate_head, much_larger
 from asfe3d.registration.qc import VERDICTS, RegistrationQC, assess_registration, finite_image, without_outliers
-from asfe3d.utils import is_int, padding_mask, percentile
+from asfe3d.utils import is_int, is_real, padding_mask, percentile
 
 __all__ = [
     "FINEST_MM",
@@ -675,7 +675,7 @@ def check_registration_options(method: str = "rigid", *, seed: int = 0, sampling
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not (is_int(seed) and 0 <= seed < 2**31 - 1):
         raise ValueError(f"seed must be an integer in [0, 2**31 - 2], got {seed!r}")
-    if sampling is not None and not (isinstance(sampling, (int, float)) and 0 < sampling <= 1):
+    if sampling is not None and not (is_real(sampling) and 0 < sampling <= 1):
         raise ValueError(f"sampling must be in (0, 1], got {sampling!r}")
     if not (is_int(iterations) and iterations >= 1):
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
@@ -683,10 +683,9 @@ def check_registration_options(method: str = "rigid", *, seed: int = 0, sampling
         raise ValueError(f"bspline_mesh must be a positive integer, got {bspline_mesh!r}")
     if not (is_int(bspline_iterations) and bspline_iterations >= 1):
         raise ValueError(f"bspline_iterations must be a positive integer, got {bspline_iterations!r}")
-    if not (isinstance(bspline_bound_mm, (int, float)) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
+    if not (is_real(bspline_bound_mm) and math.isfinite(bspline_bound_mm) and bspline_bound_mm > 0):
         raise ValueError(f"bspline_bound_mm must be a finite number > 0, got {bspline_bound_mm!r}")
-    if finest_mm is not None and not (isinstance(finest_mm, (int, float)) and math.isfinite(finest_mm)
-                                      and finest_mm > 0):
+    if finest_mm is not None and not (is_real(finest_mm) and math.isfinite(finest_mm) and finest_mm > 0):
         raise ValueError(f"finest_mm must be None or a finite number > 0, got {finest_mm!r}")
     if multistart not in MULTISTART:
         raise ValueError(f"multistart must be one of {MULTISTART}, got {multistart!r}")

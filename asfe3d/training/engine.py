@@ -557,6 +557,33 @@ def _init_weights(path: str, config: dict[str, Any]) -> dict[str, Any]:
     return init
 
 
+def _check_network_and_loss(cfg: dict[str, Any]) -> None:
+    """Build the configuration's network (on the meta device: no memory, no random numbers drawn) and its loss once,
+    before any data is made: a bad ``preset``, ``network`` override or ``loss`` value is a :class:`ConfigError`
+    (one line naming the config file), not a traceback after the datasets were built.
+
+    Raises:
+        ConfigError: what the network or the loss refused, under the section it came from.
+    """
+    from asfe3d.losses.fusion_loss import ASFEFusionLoss
+    from asfe3d.networks.nets import ASFEFusion
+
+    try:
+        with torch.device("meta"):
+            ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"preset / network: {exc}") from None
+    loss_kwargs = dict(cfg["loss"])
+    allowed = set(inspect.signature(ASFEFusionLoss).parameters) - {"spatial_dims"}
+    bad = sorted(set(loss_kwargs) - allowed)
+    if bad:
+        raise ConfigError(f"loss key(s) {bad} are not arguments of ASFEFusionLoss; allowed: {sorted(allowed)}")
+    try:
+        ASFEFusionLoss(cfg["spatial_dims"], **loss_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"loss: {exc}") from None
+
+
 def _check_init(cfg: dict[str, Any]) -> None:
     """Check ``train.init`` against the configuration's network before any data is made (the network is built on
     the CPU for its config, before the run's seeds are set, so the run itself is unchanged)."""
@@ -571,18 +598,12 @@ def _build_optimisation(cfg: dict[str, Any], net: torch.nn.Module, device: torch
                         rank: int) -> _Optimisation:
     """The loss, optimizer, per-step cosine schedule (``train.epochs * steps`` steps) and scaler for ``net``.
 
-    Raises:
-        ValueError: a ``loss`` key that ``ASFEFusionLoss`` does not take.
+    The loss settings were checked before any data was made (:func:`_check_network_and_loss`).
     """
     from asfe3d.losses.fusion_loss import ASFEFusionLoss
 
     t = cfg["train"]
-    loss_kwargs = dict(cfg["loss"])
-    allowed = set(inspect.signature(ASFEFusionLoss).parameters) - {"spatial_dims"}
-    bad = sorted(set(loss_kwargs) - allowed)
-    if bad:
-        raise ConfigError(f"loss key(s) {bad} are not arguments of ASFEFusionLoss; allowed: {sorted(allowed)}")
-    loss_fn = ASFEFusionLoss(cfg["spatial_dims"], **loss_kwargs).to(device)
+    loss_fn = ASFEFusionLoss(cfg["spatial_dims"], **cfg["loss"]).to(device)  # checked by _check_network_and_loss
     opt = torch.optim.AdamW(net.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t["epochs"] * steps, eta_min=t["min_lr"])
     use_amp = bool(t["amp"]) and device.type == "cuda"
@@ -936,6 +957,7 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
                              "epochs (raise train.epochs / --epochs to continue)")
     elif t["init"] is not None:
         _check_init(cfg)
+    _check_network_and_loss(cfg)
     device, dist_info = _setup_process(t, out)
     try:
         train_ds, val_ds, data_desc = build_datasets(cfg)

@@ -304,7 +304,7 @@ class RegisterToReference(Transform):
         self.min_overlap = min_overlap
         self.qc = qc
         self.interpolator = interpolator
-        self.register_kwargs = register_kwargs
+        self.register_kwargs = {k: _plain(v) for k, v in register_kwargs.items()}  # numpy numbers as Python ones
 
     def __call__(self, moving: MetaTensor, reference: MetaTensor, head: MetaTensor | None = None,
                  early: Any = None) -> tuple[MetaTensor, Any, dict[str, Any]]:

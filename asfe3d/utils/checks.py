@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -23,13 +22,20 @@ def is_real(value: Any) -> bool:
 
 
 def voxel_sizes(spacing: Any, ndim: int) -> np.ndarray:
-    """``spacing`` (one voxel size, or one per axis) as ``ndim`` finite voxel sizes > 0 (mm, float64).
+    """``spacing`` (one voxel size, or one per axis: numbers, numpy or 0-d torch values) as ``ndim`` finite voxel
+    sizes > 0 (mm, float64).
 
     Raises:
-        ValueError: anything else (a bool, a string, a NaN or inf, 0, the wrong count), quoted.
+        ValueError: anything else (a bool, a string, a NaN or inf, 0, the wrong count or shape), quoted.
     """
-    values = None if isinstance(spacing, (str, bytes)) else np.asarray(spacing, dtype=object).ravel().tolist()
-    if not values or len(values) not in (1, ndim) or not all(is_real(v) and math.isfinite(v) and v > 0
-                                                             for v in values):
+    items = list(spacing) if isinstance(spacing, (list, tuple)) else [spacing]
+    arr = None
+    if not isinstance(spacing, (str, bytes)) and not any(isinstance(v, (bool, np.bool_)) for v in items):
+        try:
+            arr = np.asarray(spacing)
+        except (TypeError, ValueError):
+            arr = None
+    if arr is None or arr.dtype.kind not in "iuf" or arr.ndim > 1 or arr.size not in (1, ndim) \
+            or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
         raise ValueError(f"spacing must be one voxel size or {ndim}, finite numbers > 0 (mm), got {spacing!r}")
-    return np.broadcast_to(np.asarray(values, float), (ndim,)).copy()
+    return np.broadcast_to(arr.astype(np.float64).ravel(), (ndim,)).copy()

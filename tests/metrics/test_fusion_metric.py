@@ -118,3 +118,9 @@ def test_items_with_nothing_to_fuse_are_left_out_of_the_means() -> None:
     alone(y_pred=fused[:2], y=sources[:2])
     assert all(math.isfinite(v) for v in means.values()) and means == pytest.approx(alone.aggregate())
     assert torch.isnan(metric.aggregate("none")["PSNR"][2:]).all()
+    # a source at 8-bit level 1 (0.49999 / 255 rounds up, as the metrics' own conversion does) is not "nothing"
+    faint = torch.zeros(1, 2, 16, 16)
+    faint[0, 1, 4:8, 4:8] = 0.49999 / 255
+    one = FusionMetric(names=["EN"])
+    one(y_pred=faint[:, 1:], y=faint)
+    assert not torch.isnan(one.aggregate("none")["EN"]).any()

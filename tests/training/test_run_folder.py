@@ -261,3 +261,24 @@ def test_a_saved_config_this_version_cannot_read_is_said_on_resume(tmp_path: Pat
     with pytest.raises(Asfe3dInputError, match=r"last\.pt: its saved configuration is not one this version can "
                                                r"resume \(train\.lr must be a finite number >= 0, got -1\.0\)"):
         train(_tiny(data, tmp_path / "run", epochs=2), resume=True)
+
+
+def test_network_and_loss_mistakes_are_one_line_before_any_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 36 #1: a bad preset, network override or loss value was the network's or the loss's own ValueError,
+    after the datasets were built; with ConfigError the CLI then showed a traceback. They are one line naming the
+    config file, found before any data is made."""
+    import yaml
+
+    import asfe3d.training.engine as engine
+
+    data = _fake_hmif(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    monkeypatch.setattr(engine, "build_datasets", lambda *a, **k: pytest.fail("data made before the refusal"))
+    for extra, expected in (({"preset": "giant"}, "preset / network: "),
+                            ({"network": {"encoder_channels": [8.5, 16]}}, "preset / network: encoder_channels"),
+                            ({"loss": {"w_ssim": -1}}, "loss: ")):
+        cfg.write_text(yaml.safe_dump(_tiny(data, tmp_path / "o") | extra))
+        assert main(["--config", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"asfe3d: error: {cfg}: ") and expected in err and err.count("\n") == 1, err

@@ -97,10 +97,14 @@ def test_register_bad_arguments():
                             ({"threads": 0}, r"threads must be None or an integer >= 1, got 0"),
                             ({"bspline_mesh": 2.5}, r"bspline_mesh must be a positive integer, got 2\.5"),
                             ({"min_overlap": "0.3"}, r"min_overlap must be a number in \[0, 1\], got '0\.3'"),
+                            ({"sampling": True}, r"sampling must be in \(0, 1\], got True"),
+                            ({"finest_mm": True}, r"finest_mm must be None or a finite number > 0, got True"),
                             ({"itterations": 50}, r"unknown registration setting\(s\) \['itterations'\]")):
         with pytest.raises(ValueError, match=message):
             RegisterToReference(method="auto", **kwargs)
-    RegisterToReference(method="deformable", sampling=0.2, bspline_mesh=np.int64(6), progress=True)  # all good
+    taken = RegisterToReference(method="deformable", sampling=np.float32(0.25), bspline_mesh=np.int64(6),
+                                bspline_bound_mm=np.float64(2.0), progress=True)  # all good, numpy numbers too
+    assert taken.register_kwargs["sampling"] == 0.25 and type(taken.register_kwargs["bspline_mesh"]) is int
 
 
 @pytest.mark.parametrize("spatial", [(12, 10), (8, 9, 7)], ids=["2d", "3d"])

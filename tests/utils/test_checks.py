@@ -32,3 +32,20 @@ def test_numpy_numbers_are_taken_where_python_ones_are() -> None:
         SmoothMm(np.float32("nan"))
     with pytest.raises(ValueError, match=r"sw_batch_size must be an integer >= 1, got True"):
         FusionInferer(sw_batch_size=True)
+
+
+def test_voxel_sizes_take_numbers_of_every_kind_and_refuse_the_rest() -> None:
+    """One spacing check for the metrics' and the defects' functions (review 36 #3: a tuple of 0-d torch values,
+    as ``tuple(meta.pixdim)`` gives, was refused, and a (3, 1) array taken)."""
+    import torch
+
+    from asfe3d.utils import voxel_sizes
+
+    for spacing in ((torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)), np.array([1.0, 2.0, 3.0]),
+                    [1, 2, 3], (np.float32(1), np.int64(2), 3.0)):
+        assert voxel_sizes(spacing, 3).tolist() == [1.0, 2.0, 3.0]
+    assert voxel_sizes(np.float32(2), 3).tolist() == [2.0, 2.0, 2.0]
+    for bad in (np.array([[1.0], [2.0], [3.0]]), (True, 1.0, 1.0), True, "2", 0, (1, 1), (1.0, float("nan"), 1.0),
+                (1.0, 1.0, float("inf")), None, {"x": 1}):
+        with pytest.raises(ValueError, match=r"spacing must be one voxel size or 3, finite numbers > 0 \(mm\), got"):
+            voxel_sizes(bad, 3)
