@@ -557,10 +557,13 @@ def _init_weights(path: str, config: dict[str, Any]) -> dict[str, Any]:
     return init
 
 
-def _check_network_and_loss(cfg: dict[str, Any]) -> None:
-    """Build the configuration's network (on the meta device: no memory, no random numbers drawn) and its loss once,
-    before any data is made: a bad ``preset``, ``network`` override or ``loss`` value is a :class:`ConfigError`
-    (one line naming the config file), not a traceback after the datasets were built.
+def _check_network_and_loss(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Build the configuration's network (on the meta device: no memory, no random numbers drawn, so the run is
+    unchanged) and its loss once, before any data is made: a bad ``preset``, ``network`` override or ``loss`` value
+    is a :class:`ConfigError` (one line naming the config file), not a traceback after the datasets were built.
+
+    Returns:
+        The network's config (what ``train.init`` is checked against).
 
     Raises:
         ConfigError: what the network or the loss refused, under the section it came from.
@@ -570,7 +573,7 @@ def _check_network_and_loss(cfg: dict[str, Any]) -> None:
 
     try:
         with torch.device("meta"):
-            ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"])
+            config = ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).config
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"preset / network: {exc}") from None
     loss_kwargs = dict(cfg["loss"])
@@ -582,16 +585,7 @@ def _check_network_and_loss(cfg: dict[str, Any]) -> None:
         ASFEFusionLoss(cfg["spatial_dims"], **loss_kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"loss: {exc}") from None
-
-
-def _check_init(cfg: dict[str, Any]) -> None:
-    """Check ``train.init`` against the configuration's network before any data is made (the network is built on
-    the CPU for its config, before the run's seeds are set, so the run itself is unchanged)."""
-    if cfg["train"]["init"] is None:
-        return
-    from asfe3d.networks.nets import ASFEFusion
-
-    _init_weights(cfg["train"]["init"], ASFEFusion(cfg["spatial_dims"], cfg["preset"], **cfg["network"]).config)
+    return config
 
 
 def _build_optimisation(cfg: dict[str, Any], net: torch.nn.Module, device: torch.device, steps: int,
@@ -955,9 +949,9 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
         if state["epoch"] >= t["epochs"]:
             raise ConfigError(f"nothing to do: {str(last_path)!r} already holds {state['epoch']} of {t['epochs']} "
                              "epochs (raise train.epochs / --epochs to continue)")
-    elif t["init"] is not None:
-        _check_init(cfg)
-    _check_network_and_loss(cfg)
+    config = _check_network_and_loss(cfg)
+    if state is None and t["init"] is not None:  # fine-tuning: the weight file holds this network
+        _init_weights(t["init"], config)
     device, dist_info = _setup_process(t, out)
     try:
         train_ds, val_ds, data_desc = build_datasets(cfg)

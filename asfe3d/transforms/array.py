@@ -288,7 +288,8 @@ class RegisterToReference(Transform):
             raise ValueError(f"qc must be one of {QC_MODES}, got {qc!r}")
         if interpolator not in INTERPOLATORS:
             raise ValueError(f"interpolator must be one of {INTERPOLATORS}, got {interpolator!r}")
-        known = set(inspect.signature(check_registration_options).parameters) - {"method", "seed", "threads"}
+        params = inspect.signature(check_registration_options).parameters
+        known = set(params) - {"method", "seed", "threads"}
         unknown = sorted(set(register_kwargs) - known)
         if unknown:  # found now, not after the images were read (register_pet_to_mri's TypeError)
             raise ValueError(f"unknown registration setting(s) {unknown}; the settings are {sorted(known)}")
@@ -296,8 +297,7 @@ class RegisterToReference(Transform):
         check_registration_options("rigid" if method == "auto" else method, seed=seed, threads=threads,
                                    **register_kwargs)
         # what the run's record says the registration used (its report's methods text reads them)
-        defaults = {k: p.default for k, p in inspect.signature(check_registration_options).parameters.items()}
-        self.options = {k: _plain(register_kwargs.get(k, defaults[k])) for k in RECORDED_REGISTRATION_OPTIONS}
+        self.options = {k: _plain(register_kwargs.get(k, params[k].default)) for k in RECORDED_REGISTRATION_OPTIONS}
         self.method = method
         self.seed = seed
         self.threads = threads

@@ -277,8 +277,15 @@ def test_network_and_loss_mistakes_are_one_line_before_any_data(tmp_path: Path, 
     monkeypatch.setattr(engine, "build_datasets", lambda *a, **k: pytest.fail("data made before the refusal"))
     for extra, expected in (({"preset": "giant"}, "preset / network: "),
                             ({"network": {"encoder_channels": [8.5, 16]}}, "preset / network: encoder_channels"),
-                            ({"loss": {"w_ssim": -1}}, "loss: ")):
-        cfg.write_text(yaml.safe_dump(_tiny(data, tmp_path / "o") | extra))
+                            ({"loss": {"w_ssim": -1}}, "loss: "),
+                            # with train.init, the network was first built to check the weight file: its ValueError
+                            ({"network": {"encoder_channels": [8.5, 16]}, "init": True}, "preset / network: ")):
+        config = _tiny(data, tmp_path / "o") | {k: v for k, v in extra.items() if k != "init"}
+        if extra.get("init"):
+            from asfe3d.fusion.weights import shipped_weights
+
+            config["train"]["init"] = str(shipped_weights("image"))
+        cfg.write_text(yaml.safe_dump(config))
         assert main(["--config", str(cfg)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"asfe3d: error: {cfg}: ") and expected in err and err.count("\n") == 1, err
