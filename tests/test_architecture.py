@@ -1,9 +1,11 @@
 """The house rules that keep the package navigable: no import cycles (top-level or inside functions), library code
-never imports the CLI, and the machine is not assumed in library code."""
+never imports the CLI, only ``asfe3d/io`` swaps SimpleITK's and nibabel's axis orders, and the machine is not assumed
+in library code."""
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -112,6 +114,25 @@ def test_library_never_imports_the_cli():
                        and any(d.startswith("asfe3d.cli") for d in deps))
     assert offenders == []
     assert not [m for m, deps in graph.items() if entry_points & deps]
+
+
+def axis_swaps(root: Path = PACKAGE) -> list[str]:
+    """Modules outside ``asfe3d/io`` that swap SimpleITK's (z, y, x) and nibabel's (x, y, z) axes themselves."""
+    pattern = re.compile(r"transpose\(\s*2\s*,\s*1\s*,\s*0\s*\)")
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                  if p.parent.name != "io" and pattern.search(p.read_text(encoding="utf-8")))
+
+
+def test_only_io_swaps_sitk_and_nibabel_axes():
+    # the io package's sitk_to_numpy_xyz / numpy_xyz_to_sitk are the one place the two orders meet
+    assert axis_swaps() == []
+
+
+def test_axis_swaps_finds_a_transpose(tmp_path):
+    (tmp_path / "io").mkdir()
+    (tmp_path / "io" / "ok.py").write_text("a = b.transpose(2, 1, 0)\n")
+    (tmp_path / "bad.py").write_text("a = b.transpose(2,1, 0)\n")
+    assert axis_swaps(tmp_path) == ["bad.py"]
 
 
 @pytest.mark.parametrize("needle", ["_MAX_WORKERS = 2", "evaluation machines"])

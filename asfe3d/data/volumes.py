@@ -125,15 +125,16 @@ class SimulatedPairDataset(Dataset):
         import SimpleITK as sitk
 
         from asfe3d.data.simulate import apply_rigid_motion, brain_mask, load_mni, random_rigid, simulate_pet_array
+        from asfe3d.io.convert import sitk_to_numpy_xyz
         from asfe3d.transforms.intensity import robust_normalize
 
         t1, gm, wm = load_mni(self.resolution)
         mask_img = brain_mask(gm, wm)
-        # SimpleITK arrays are (z, y, x); the dataset returns nibabel order (x, y, z)
-        t1_a = sitk.GetArrayFromImage(t1).transpose(2, 1, 0)
+        # the dataset returns nibabel order (x, y, z); the PETs are simulated on SimpleITK's (z, y, x) arrays
+        t1_a = sitk_to_numpy_xyz(t1)
         gm_a = sitk.GetArrayFromImage(gm)
         wm_a = sitk.GetArrayFromImage(wm)
-        mask = sitk.GetArrayFromImage(mask_img).transpose(2, 1, 0) > 0
+        mask = sitk_to_numpy_xyz(mask_img) > 0
         if any(c > s for c, s in zip(self.crop, t1_a.shape)):
             raise ValueError(f"crop {self.crop} is larger than the MNI volume {t1_a.shape} at {self.resolution} mm")
         self._mri = robust_normalize(t1_a, mask=mask)[0]
@@ -146,12 +147,11 @@ class SimulatedPairDataset(Dataset):
                 gm_a, wm_a, spacing=self.resolution, tracer=tracer, fwhm_mm=float(rng.uniform(*self.fwhm_range)),
                 noise=float(rng.uniform(*self.noise_range)), rng=rng,
             )
+            img = sitk.GetImageFromArray(pet)
+            img.CopyInformation(t1)
             if self.motion_deg > 0 or self.motion_mm > 0:
-                img = sitk.GetImageFromArray(pet)
-                img.CopyInformation(t1)
-                tfm = random_rigid(rng, self.motion_deg, self.motion_mm, centre)
-                pet = sitk.GetArrayFromImage(apply_rigid_motion(img, tfm))
-            bank.append(robust_normalize(pet.transpose(2, 1, 0), mask=mask)[0])
+                img = apply_rigid_motion(img, random_rigid(rng, self.motion_deg, self.motion_mm, centre))
+            bank.append(robust_normalize(sitk_to_numpy_xyz(img), mask=mask)[0])
         self._bank = bank
         # crop centres: brain voxels, kept where the whole crop fits in the volume
         idx = np.argwhere(mask)

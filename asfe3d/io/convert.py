@@ -71,28 +71,32 @@ def sitk_to_numpy_xyz(img: sitk.Image) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(axes))
 
 
-def numpy_xyz_to_sitk(array: np.ndarray, reference_image: sitk.Image) -> sitk.Image:
+def numpy_xyz_to_sitk(array: np.ndarray, reference_image: sitk.Image | None) -> sitk.Image:
     """SimpleITK image of a nibabel-order array on the voxel grid of ``reference_image``.
 
     Args:
-        array: numpy array of shape ``(X, Y, Z)`` equal to ``reference_image.GetSize()``.
-        reference_image: 3D SimpleITK image whose origin, spacing and direction are copied.
+        array: numpy array of shape ``(X, Y, Z)``, equal to ``reference_image.GetSize()`` when one is given.
+        reference_image: 3D SimpleITK image whose origin, spacing and direction are copied, or ``None`` for
+            SimpleITK's default geometry (origin 0, spacing 1, identity direction) that the caller then sets.
 
     Returns:
-        A 3D SimpleITK image with ``out[i, j, k] == array[i, j, k]`` and the reference's geometry.
+        A 3D SimpleITK image with ``out[i, j, k] == array[i, j, k]``.
 
     Raises:
         ValueError: when ``array`` is not 3D or its shape differs from the reference's size.
     """
-    _check_3d_image(reference_image, "reference_image")
+    if reference_image is not None:
+        _check_3d_image(reference_image, "reference_image")
     array = np.asarray(array)
-    if array.ndim != 3 or tuple(array.shape) != tuple(reference_image.GetSize()):
+    size = None if reference_image is None else tuple(reference_image.GetSize())
+    if array.ndim != 3 or (size is not None and tuple(array.shape) != size):
         raise ValueError(
-            f"array shape {tuple(array.shape)} does not match the reference image size "
-            f"{tuple(reference_image.GetSize())} (both in (X, Y, Z) order)."
+            f"array shape {tuple(array.shape)} does not match the reference image size {size} "
+            "(both in (X, Y, Z) order)." if size is not None else f"array must be 3D, got shape {array.shape}."
         )
     out = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
-    out.CopyInformation(reference_image)
+    if reference_image is not None:
+        out.CopyInformation(reference_image)
     return out
 
 

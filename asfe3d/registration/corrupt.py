@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from asfe3d.io.convert import numpy_xyz_to_sitk, sitk_to_numpy_xyz
+
 __all__ = ["reorient_voxels"]
 
 
@@ -37,7 +39,7 @@ def reorient_voxels(image: sitk.Image, matrix: np.ndarray | list) -> tuple[sitk.
         raise ValueError(f"matrix must be a 3x3 signed permutation, got {np.asarray(matrix).tolist()!r}")
     if image.GetDimension() != 3 or not np.allclose(image.GetDirection(), np.eye(3).ravel()):
         raise ValueError(f"image must be 3D with the identity direction, got direction {image.GetDirection()}")
-    arr = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # x, y, z
+    arr = sitk_to_numpy_xyz(image)
     src = [int(np.argmax(np.abs(m[k]))) for k in range(3)]  # new axis k takes old axis src[k]
     out = np.transpose(arr, src)
     for k in range(3):
@@ -47,7 +49,7 @@ def reorient_voxels(image: sitk.Image, matrix: np.ndarray | list) -> tuple[sitk.
     new_spacing = spacing[src]
     centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in image.GetSize()]))
     new_size = np.asarray(out.shape)
-    result = sitk.GetImageFromArray(np.ascontiguousarray(out.transpose(2, 1, 0)))
+    result = numpy_xyz_to_sitk(out, None)
     result.SetSpacing(new_spacing.tolist())
     result.SetOrigin((centre - (new_size - 1) / 2.0 * new_spacing).tolist())
     # index map i'_k = sign_k (i_src(k) - c) + c' => physical map y' = centre + diag(s') m diag(s)^-1 (y - centre)

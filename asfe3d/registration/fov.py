@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from asfe3d.io.convert import sitk_to_numpy_xyz
+
 __all__ = ["HeadRegion", "field_of_view", "head_extent", "large_fov", "locate_head"]
 
 #: a PET axis is "large" when its field of view exceeds both this many head sizes ...
@@ -125,7 +127,7 @@ def locate_head(pet: sitk.Image, head_centre: np.ndarray, head_size_mm: float, s
         raise ValueError(f"head_size_mm must be > 0, got {head_size_mm!r}")
     spacing, size = np.asarray(pet.GetSpacing()), np.asarray(pet.GetSize())
     fov = spacing * size
-    arr = np.clip(np.nan_to_num(sitk.GetArrayFromImage(pet).transpose(2, 1, 0), nan=0.0), 0.0, None)
+    arr = np.clip(np.nan_to_num(sitk_to_numpy_xyz(pet), nan=0.0), 0.0, None)
     best: tuple[float, float, np.ndarray, int] | None = None
     half = head_size_mm / 2
     # every large axis (a head-to-chest PET is 600 mm across and 480 mm long: its longest axis is not the body's)
@@ -192,8 +194,8 @@ def field_of_view(reference: sitk.Image, moving: sitk.Image, transform: sitk.Tra
         transform: MRI points -> PET points (a registration's result).
 
     Returns:
-        A bool array in SimpleITK's ``(z, y, x)`` order on the reference grid, or ``None`` when the whole grid is
-        inside the PET's field of view.
+        A bool array of shape ``(X, Y, Z)`` (nibabel order) on the reference grid, or ``None`` when the whole grid
+        is inside the PET's field of view.
     """
     size = np.asarray(reference.GetSize(), dtype=np.float64)
     if transform.IsLinear():
@@ -208,6 +210,6 @@ def field_of_view(reference: sitk.Image, moving: sitk.Image, transform: sitk.Tra
             return None
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
-    mask = sitk.GetArrayFromImage(sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0,
-                                                sitk.sitkUInt8)) > 0
+    mask = sitk_to_numpy_xyz(sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0,
+                                           sitk.sitkUInt8)) > 0
     return None if mask.all() else mask

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from asfe3d.io.convert import numpy_xyz_to_sitk, sitk_to_numpy_xyz
 from asfe3d.utils import outlier_limit, percentile
 
 __all__ = ["ANATOMIES", "QCThresholds", "RegistrationQC", "VERDICTS", "anatomy_of", "assess_registration",
@@ -621,14 +622,12 @@ def with_unmeasured(image: sitk.Image, unmeasured: np.ndarray | None) -> sitk.Im
     """
     if unmeasured is None:
         return image
-    arr = sitk.GetArrayFromImage(image)  # (z, y, x), a copy
+    arr = sitk_to_numpy_xyz(image)  # a copy
     mask = np.asarray(unmeasured, bool)
-    if mask.shape != arr.shape[::-1]:
-        raise ValueError(f"unmeasured must have the image's shape {arr.shape[::-1]}, got {mask.shape}")
-    arr[mask.transpose(2, 1, 0)] = np.nan
-    out = sitk.GetImageFromArray(arr)
-    out.CopyInformation(image)
-    return out
+    if mask.shape != arr.shape:
+        raise ValueError(f"unmeasured must have the image's shape {arr.shape}, got {mask.shape}")
+    arr[mask] = np.nan
+    return numpy_xyz_to_sitk(arr, image)
 
 
 def without_outliers(image: sitk.Image) -> sitk.Image:

@@ -24,7 +24,7 @@ from monai.transforms import Transform
 
 from asfe3d.defaults import DEFAULT_MIN_OVERLAP, DEFAULT_QC, DEFAULT_REGISTRATION_THREADS, DEFAULT_SEED
 from asfe3d.inferers.fusion import auto_slice_axis, from_ras_order, grid_spacing, in_ras_order, support_box
-from asfe3d.io.convert import orthogonal_within_rounding
+from asfe3d.io.convert import numpy_xyz_to_sitk, orthogonal_within_rounding, sitk_to_numpy_xyz
 from asfe3d.io.volume import HEADER_KEY, SOURCE_KEY, ras_affine
 from asfe3d.transforms.intensity import robust_normalize
 from asfe3d.utils import is_int, is_real
@@ -229,7 +229,6 @@ class HeadMask(Transform):
         Returns:
             ``(1, X, Y, Z)`` bool MetaTensor on the same grid.
         """
-        import SimpleITK as sitk
 
         from asfe3d.registration import head_mask
 
@@ -239,10 +238,10 @@ class HeadMask(Transform):
         mask_img = None if early is None else early.head_mask(image)
         if mask_img is None:
             mask_img = head_mask(image)  # keep the image alive while its array view is read
-        mask = sitk.GetArrayViewFromImage(mask_img).transpose(2, 1, 0) != 0
+        mask = sitk_to_numpy_xyz(mask_img) != 0
         del mask_img
         meta = {k: v for k, v in img.meta.items() if k not in ("affine", HEADER_KEY, SOURCE_KEY)}
-        return derive_metatensor(torch.from_numpy(np.ascontiguousarray(mask)[None]), img, meta=meta)
+        return derive_metatensor(torch.from_numpy(mask[None]), img, meta=meta)
 
 
 def _plain(value: Any) -> Any:
@@ -355,8 +354,7 @@ class RegisterToReference(Transform):
         method, same_frame = resolve_method(self.method, ref_info, mov_info)
         if head is None:
             head = HeadMask()(reference)
-        head_img = sitk.GetImageFromArray(np.ascontiguousarray(head[0].cpu().numpy().astype(np.uint8).transpose(2, 1, 0)))
-        head_img.CopyInformation(fixed_img)
+        head_img = numpy_xyz_to_sitk(head[0].cpu().numpy().astype(np.uint8), fixed_img)
         t0 = time.perf_counter()
         settings = {"seed": self.seed, "threads": self.threads, **self.register_kwargs}
         result = None if early is None else early.result(fixed_img, moving_img, head_img, self.method, settings)
@@ -413,7 +411,7 @@ class RegisterToReference(Transform):
                   # the thread's own times (read, head_mask, register), spent beside the command's start-up
                   "early_seconds": dict(early.seconds) if early is not None and early.used else None,
                   "seconds": {"register": t1 - t0, "resample_and_check": time.perf_counter() - t1}}
-        data = torch.from_numpy(sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).copy())[None]
+        data = torch.from_numpy(sitk_to_numpy_xyz(resampled))[None]
         meta = {k: v for k, v in reference.meta.items() if k not in ("affine", SOURCE_KEY, UNMEASURED_KEY)}
         meta["filename_or_obj"] = moving.meta.get("filename_or_obj", "")
         meta[SOURCE_KEY] = moving.meta.get(SOURCE_KEY)
@@ -472,11 +470,11 @@ def field_of_view_mask(moving: MetaTensor, reference: MetaTensor, transform: Any
     if unmeasured is not None:
         # and where the file measured all that the (linear) resampling of the PET mixed in: next to its NaN the
         # registered PET mixes in their 0 (a dark rim inside the edge, filled outwards)
-        taken = sitk.GetArrayFromImage(sitk.Resample(grid[1], grid[0], transform, sitk.sitkLinear, 0.0,
-                                                     sitk.sitkFloat32)) >= 1.0 - 1e-6
+        taken = sitk_to_numpy_xyz(sitk.Resample(grid[1], grid[0], transform, sitk.sitkLinear, 0.0,
+                                                sitk.sitkFloat32)) >= 1.0 - 1e-6
         inside = taken if inside is None else inside & taken
     mask = (torch.ones((1, *reference.shape[1:4]), dtype=torch.bool) if inside is None
-            else torch.from_numpy(np.ascontiguousarray(inside.transpose(2, 1, 0)))[None])
+            else torch.from_numpy(np.ascontiguousarray(inside))[None])
     meta = {k: v for k, v in reference.meta.items() if k not in ("affine", UNMEASURED_KEY)}
     return derive_metatensor(mask, reference, meta=meta)
 

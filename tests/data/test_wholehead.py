@@ -11,23 +11,7 @@ import pytest
 import torch
 
 from asfe3d.data import wholehead as wh
-
-
-def _tiny_anatomy(shape: tuple[int, int, int] = (24, 28, 24)) -> wh.Anatomy:
-    """A ball-shaped head: WM core, cortex shell (parietal AD label and a frontal label), CSF, scalp."""
-    aff = np.diag([wh._REF_SPACING] * 3 + [1.0])
-    aff[:3, 3] = -wh._REF_SPACING * (np.asarray(shape) - 1) / 2.0
-    ijk = np.indices(shape).astype(float)
-    r = np.sqrt(sum((ijk[k] - (shape[k] - 1) / 2.0) ** 2 for k in range(3))) * wh._REF_SPACING
-    labels = np.zeros(shape, np.int16)
-    labels[r < 15] = 44  # WM
-    cortex = (r >= 15) & (r < 19)
-    labels[cortex & (ijk[1] < shape[1] / 2)] = 198  # right superior parietal (AD + amyloid prone)
-    labels[cortex & (ijk[1] >= shape[1] / 2)] = 108  # right calcarine (neither)
-    head = r < 24
-    mri = np.where(labels == 44, 1.0, np.where(labels > 0, 0.6, np.where(head, 0.8, 0.0))).astype(np.float32)
-    return wh.Anatomy("avg152T1", mri, labels, head, aff)
-
+from tests.data.helpers import tiny_anatomy as _tiny_anatomy
 
 _BASE = wh.draw_params("avg152T1", np.random.default_rng(0), ["fdg"])
 
@@ -40,81 +24,6 @@ def _params(**kw: object) -> wh.SubjectParams:
                  pet_noise=0.0, misreg_mm=0.0)
     fixed.update(kw)
     return dataclasses.replace(base, **fixed)
-
-
-def test_reference_grid_and_resample_identity() -> None:
-    shape, aff = wh.reference_grid()
-    assert shape == (121, 145, 121) and np.allclose(np.diag(aff)[:3], 1.5)
-    a = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
-    eye = np.eye(4)
-    assert np.allclose(wh.resample_to_grid(a, eye, a.shape, eye, order=1), a, atol=1e-6)
-    # a one-voxel shift of the target grid shifts the data
-    shifted = eye.copy()
-    shifted[0, 3] = 1.0
-    assert np.allclose(wh.resample_to_grid(a, eye, (4, 6, 7), shifted, order=0), a[1:])
-
-
-def test_resample_bad_input() -> None:
-    with pytest.raises(ValueError, match=r"3D, got shape \(4, 4\)"):
-        wh.resample_to_grid(np.zeros((4, 4)), np.eye(4), (4, 4, 4), np.eye(4))
-    with pytest.raises(ValueError, match="shape must be three positive ints"):
-        wh.resample_to_grid(np.zeros((4, 4, 4)), np.eye(4), (4, 0, 4), np.eye(4))
-
-
-@pytest.mark.parametrize("pattern", wh.PATTERNS)
-def test_pet_uptake_follows_labels(pattern: str) -> None:
-    anat = _tiny_anatomy()
-    up = wh.pet_uptake(anat.labels, anat.head, pattern, np.random.default_rng(1))
-    assert up.shape == anat.labels.shape and up.dtype == np.float32
-    assert np.all(up[~anat.head] == 0) and np.all(up >= 0)
-    wm = float(up[anat.labels == 44].mean())
-    parietal, calcarine = float(up[anat.labels == 198].mean()), float(up[anat.labels == 108].mean())
-    assert wm == pytest.approx(1.0)
-    if pattern.startswith("fdg"):
-        assert calcarine > 2.0 * wm  # cortex well above white matter
-    else:
-        assert calcarine < wm  # amyloid: low cortical retention outside amyloid-prone cortex
-    if pattern == "fdg_ad":  # parietal lowered relative to the untouched cortex (both +-10 % per structure)
-        assert parietal < 0.85 * 1.1 / 0.9 * calcarine
-    if pattern == "amyloid_pos":
-        assert parietal > 1.3 * calcarine
-
-
-def test_ad_lowering_against_normal_with_same_draws() -> None:
-    anat = _tiny_anatomy()
-    normal = wh.pet_uptake(anat.labels, anat.head, "fdg", np.random.default_rng(5))
-    ad = wh.pet_uptake(anat.labels, anat.head, "fdg_ad", np.random.default_rng(5))
-    ratio = ad[anat.labels == 198].mean() / normal[anat.labels == 198].mean()
-    assert 0.6 <= ratio <= 0.85
-    assert np.allclose(ad[anat.labels == 108], normal[anat.labels == 108])
-
-
-def test_pet_uptake_bad_input() -> None:
-    anat = _tiny_anatomy()
-    with pytest.raises(ValueError, match="'tau'"):
-        wh.pet_uptake(anat.labels, anat.head, "tau", np.random.default_rng(0))
-    with pytest.raises(ValueError, match="one shape"):
-        wh.pet_uptake(anat.labels, anat.head[:-1], "fdg", np.random.default_rng(0))
-
-
-def test_synthetic_head_layers() -> None:
-    anat = _tiny_anatomy((40, 44, 40))
-    brain = np.where(anat.labels > 0, anat.mri, 0.0).astype(np.float32)
-    mri, head = wh.synthetic_head(brain, 1.5, np.random.default_rng(0))
-    assert mri.shape == brain.shape and head.dtype == bool
-    inside = brain > 0
-    assert head[inside].all() and head.sum() > 1.5 * inside.sum()  # scalp and skull around the brain
-    assert np.array_equal(mri[inside], brain[inside])  # the brain is untouched
-    ring = head & ~inside
-    assert (mri[ring] < 0.1).any() and (mri[ring] > 0.75).any()  # dark skull and bright fat both present
-    assert np.all(mri[~head] == 0)
-
-
-def test_synthetic_head_bad_input() -> None:
-    with pytest.raises(ValueError, match="non-empty 3D"):
-        wh.synthetic_head(np.zeros((8, 8, 8)), 1.5, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="spacing must be a positive number of mm, got -1"):
-        wh.synthetic_head(np.ones((8, 8, 8)), -1, np.random.default_rng(0))
 
 
 def test_draw_params_ranges_and_bad_input() -> None:

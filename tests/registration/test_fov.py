@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from asfe3d.io.convert import sitk_to_numpy_xyz
 from asfe3d.registration import register_pet_to_mri, registration_error_mm
 from asfe3d.registration.fov import HeadRegion, head_extent, large_fov, locate_head
 from asfe3d.registration.register import head_mask
@@ -129,7 +130,7 @@ def test_field_of_view_is_where_the_resampled_pet_holds_measurements(kind):
         bspline.SetParameters((np.random.default_rng(0).normal(0, 2.0, params.size)).tolist())
         transform = sitk.CompositeTransform([transform, bspline])
     mask = field_of_view(mri, pet, transform)
-    measured = sitk.GetArrayFromImage(resample_to_reference(ones, mri, transform)) > 0
+    measured = sitk_to_numpy_xyz(resample_to_reference(ones, mri, transform)) > 0
     assert mask is not None and mask.shape == measured.shape and 0 < mask.mean() < 1
     np.testing.assert_array_equal(mask, measured)
 
@@ -148,4 +149,4 @@ def test_field_of_view_is_none_when_the_pet_holds_the_whole_grid_and_cheap_then(
     # one voxel layer of the grid beyond the PET's top: exactly that layer is outside
     tall = _grid((8, 8, 8), (2.5, 2.5, 2.5), (0.0, 0.0, -111.0 + 89 * 2.5 - 6 * 2.5))
     mask = field_of_view(tall, pet, sitk.Euler3DTransform())
-    assert mask is not None and mask[:7].all() and not mask[7:].any()
+    assert mask is not None and mask[:, :, :7].all() and not mask[:, :, 7:].any()
