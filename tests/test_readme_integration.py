@@ -37,3 +37,14 @@ def test_readme_integration_example_runs(small_pair, tmp_path, monkeypatch, caps
         assert tuple(namespace[name].shape) == (1, 1, *image.shape[1:]), name
         assert 0.0 <= float(namespace[name].min()) and float(namespace[name].max()) <= 1.0
     assert str(out) in capsys.readouterr().out
+    # "the command's network step": with FusionOutputd, the volumetric prediction is the Fused transform's image
+    import torch
+
+    from asfe3d.bundle import FusionOutputd
+    from asfe3d.transforms import Fused
+
+    data = namespace["data"]
+    pred = FusionOutputd(keys="pred", image_key="image")({"pred": namespace["volumetric"], "image": data["image"],
+                                                          "mri": data["mri"]})["pred"]
+    command = Fused(keys="image", output_key="fused", method="asfe", mode="volume")({"image": data["image"]})["fused"]
+    assert torch.equal(pred.as_tensor(), command.as_tensor())

@@ -58,7 +58,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "forces a rigid registration)")
     p.add_argument("--qc", choices=defaults.QC_MODES, default=defaults.DEFAULT_QC,
                    help="registration quality check: warn = write the outputs and print a one-line warning when "
-                        "the registration looks failed; strict = refuse (exit 2, no output); default: "
+                        "the registration looks failed; strict = refuse (exit 2, no fused image; with --report, the "
+                        "refusal's report and a record saying refused); default: "
                         f"{defaults.DEFAULT_QC}")
     p.add_argument("--device", default=defaults.DEFAULT_DEVICE,
                    help=f"auto (CUDA when present), cpu or cuda[:N] (default: {defaults.DEFAULT_DEVICE})")

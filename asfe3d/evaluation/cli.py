@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volumes: strength in [0, 1] of the choose-the-larger-detail step after the consistency step "
                         "(where the PET's band below its resolution is K times the MRI's, the fused band becomes the "
                         "PET's; 0 = none; a number is taken on every grid; default: what asfe3d fuse uses, 0.5 in "
-                        "volume mode and 1 in slice mode on grids of 1.5 mm or coarser)")
+                        "volume mode on grids of 0.95 mm or coarser and 1 in slice mode on grids of 1.5 mm or "
+                        "coarser)")
     p.add_argument("--pet-detail-ratio", type=float, default=None, metavar="K",
                    help="volumes: K > 0 of that step (default: what asfe3d fuse uses)")
     p.add_argument("--registration", choices=("rigid", "affine", "deformable", "none"), default="rigid",

@@ -9,6 +9,7 @@ MONAI inferers window only their first input, so the network gets ONE 2-channel 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 
 from asfe3d.fusion.base import FusionMethod, register_method
 from asfe3d.inferers.fusion import DEFAULT_ROI, FusionInferer, FusionSteps
+from asfe3d.utils import is_int, is_real
 
 __all__ = ["AsfeFusionMethod", "mode_steps", "resolve_device", "run_network", "infer", "DEFAULT_ROI"]
 
@@ -33,19 +35,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         The torch device.
 
     Raises:
-        ValueError: an unknown device string, or ``cuda`` asked for on a machine without CUDA.
+        ValueError: an unknown device (quoted), or a CUDA device this machine does not have (also given as a
+            ``torch.device``).
     """
+    given = device
     if isinstance(device, torch.device):
-        return device
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or a torch.device, got {given!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return torch.device("cpu")
-    if device.startswith("cuda"):
+    if re.fullmatch(r"cuda(:\d+)?", device):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+            raise ValueError(f"device {given!r} requested but CUDA is not available on this machine")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {given!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
         return torch.device(device)
-    raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or a torch.device, got {given!r}")
 
 
 def run_network(
@@ -291,8 +300,11 @@ class AsfeFusionMethod(FusionMethod):
         from asfe3d.fusion.weights import build_network, shipped_weights
 
         _check_mode(mode)
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if not (is_real(overlap) and 0.0 <= overlap < 1.0):
+            raise ValueError(f"overlap must be a number in [0, 1), got {overlap!r}")
+        if slice_axis is not None and not (is_int(slice_axis) and slice_axis in (0, 1, 2)):
+            raise ValueError(f"slice_axis must be None (2), 0, 1 or 2, got {slice_axis!r} (an axis read from the "
+                             "image's affine is given per call: Fuse / Fused do it)")
         self.mode = mode
         self.device = resolve_device(device)
         self.slice_axis = 2 if slice_axis is None else int(slice_axis)
@@ -315,7 +327,7 @@ class AsfeFusionMethod(FusionMethod):
             if not hasattr(net, "set_detail_injection"):
                 raise ValueError(f"this network ({type(net).__name__}) has no detail injection to set")
             net.set_detail_injection(detail_injection)
-        self.net = net.eval()
+        self.net = net.to(self.device).eval()  # where its inferer runs it (sw_device)
         if stitch is None:
             from asfe3d.defaults import DEFAULT_STITCH
 

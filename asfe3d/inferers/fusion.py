@@ -111,7 +111,7 @@ from monai.utils import convert_to_dst_type
 
 from asfe3d.defaults import DEFAULT_ROI_SIZE, STITCH_MODES
 from asfe3d.inferers.steps import FusionSteps, _check_mm
-from asfe3d.utils import is_int
+from asfe3d.utils import is_int, is_real
 
 __all__ = ["FusionInferer", "FusionSteps", "DEFAULT_ROI", "DETAIL_FWHM_MM", "INFERER_MODES", "STITCH_MODES",
            "auto_slice_axis", "grid_spacing", "pet_band_residual", "pet_band_spread"]
@@ -395,9 +395,21 @@ def support_box(x: torch.Tensor | np.ndarray) -> tuple[slice, slice, slice] | No
 
 
 def _check_axis(name: str, value: Any, auto: bool = True) -> None:
-    if (auto and value == "auto") or (not isinstance(value, bool) and value in (0, 1, 2)):
+    if (auto and isinstance(value, str) and value == "auto") or (is_int(value) and value in (0, 1, 2)):
         return
     raise ValueError(f"{name} must be {'auto, ' if auto else ''}0, 1 or 2, got {value!r}")
+
+
+def _check_device(name: str, value: Any) -> torch.device | None:
+    """``value`` (``None``, a ``torch.device`` or a device string such as ``"cpu"`` / ``"cuda:1"``) as a device."""
+    if value is None or isinstance(value, torch.device):
+        return value
+    if isinstance(value, str):
+        try:
+            return torch.device(value)
+        except RuntimeError:
+            pass
+    raise ValueError(f"{name} must be None, a torch.device or a device string such as 'cpu' or 'cuda:0', got {value!r}")
 
 
 class FusionInferer(Inferer):
@@ -450,8 +462,8 @@ class FusionInferer(Inferer):
         elif len(tuple(roi_size)) != 3 or not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool)
                                                   for r in roi_size):
             raise ValueError(f"roi_size must be 'auto' or three integers, got {roi_size!r}")
-        if not (isinstance(overlap, (int, float)) and 0.0 <= overlap < 1.0):
-            raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+        if not (is_real(overlap) and 0.0 <= overlap < 1.0):
+            raise ValueError(f"overlap must be a number in [0, 1), got {overlap!r}")
         if not is_int(sw_batch_size) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be an integer >= 1, got {sw_batch_size!r}")
         self.min_voxel_mm = _check_mm("min_voxel_mm", min_voxel_mm)
@@ -481,8 +493,8 @@ class FusionInferer(Inferer):
         self.roi_size = roi_size if isinstance(roi_size, str) else tuple(int(r) for r in roi_size)
         self.overlap = float(overlap)
         self.sw_batch_size = int(sw_batch_size)
-        self.sw_device = sw_device
-        self.device = device
+        self.sw_device = _check_device("sw_device", sw_device)
+        self.device = _check_device("device", device)
         self.progress = progress
 
     def window(self, spatial: Sequence[int], grid: Sequence[float] | None = None) -> tuple[int, ...]:
@@ -633,14 +645,25 @@ class FusionInferer(Inferer):
             kwargs: further keyword arguments for ``network``.
 
         Returns:
-            ``(B, 1, X, Y, Z)`` on ``device``.
+            ``(B, 1, X, Y, Z)`` float32 on ``device``.
 
         Raises:
-            ValueError: inputs that are not ``(B, C, X, Y, Z)``, a bad ``slice_axis`` or ``spacing``, or a
-                consistency step without a known grid.
+            TypeError: inputs that are not a floating-point tensor.
+            ValueError: inputs that are not ``(B, C, X, Y, Z)`` or hold NaN or Inf, a bad ``slice_axis`` or
+                ``spacing``, or a consistency step without a known grid.
         """
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"inputs must be a torch.Tensor (B, C, X, Y, Z), got {type(inputs).__name__}")
+        if not inputs.is_floating_point():
+            raise TypeError(f"inputs must be floating point (images in [0, 1]), got dtype {inputs.dtype}")
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
+        inputs = inputs.float()  # float64 or float16 images: the networks' weights are float32
+        finite = torch.isfinite(inputs.detach()).reshape(*inputs.shape[:2], -1).all(dim=-1)
+        if not bool(finite.all()):  # one NaN spreads over the whole output through the network's normalisation
+            item, channel = (int(i) for i in torch.nonzero(~finite)[0])
+            raise ValueError(f"inputs hold NaN or Inf values (item {item}, channel {channel}, shape "
+                             f"{tuple(inputs.shape)}): fusion needs finite values (replace or mask them first)")
         turned, ornt = in_ras_order(inputs) if isinstance(inputs, MetaTensor) else (inputs, None)
         if ornt is not None:  # run in RAS order, as the networks were trained, and turned back
             if slice_axis is not None and slice_axis != "auto":
@@ -660,8 +683,19 @@ class FusionInferer(Inferer):
              slice_axis: int | str | None, spacing: Sequence[float] | None,
              steer_gains: Sequence[float] | None) -> Any:
         """:meth:`__call__` on inputs in the order they are run in: on the box that holds their signal
-        (:func:`support_box`), 0 around it."""
-        box = support_box(inputs.detach())
+        (:func:`support_box`), 0 around it; a batch whose items hold their signal in different boxes item by item
+        (one item's background must not change another's fused image)."""
+        boxes = [support_box(inputs[i:i + 1].detach()) for i in range(int(inputs.shape[0]))]
+        if len({None if b is None else tuple((a.start, a.stop) for a in b) for b in boxes}) > 1:
+            if steer_gains is not None and len(list(steer_gains)) != len(boxes):
+                raise ValueError(f"steer_gains must give one factor >= 1 per item of inputs {tuple(inputs.shape)}, "
+                                 f"got {list(steer_gains)!r}")
+            gains = [None if steer_gains is None else list(steer_gains)[i:i + 1] for i in range(len(boxes))]
+            parts = [self._run(inputs[i:i + 1], network, args, kwargs, slice_axis, spacing, gains[i])
+                     for i in range(len(boxes))]
+            return torch.cat(parts) if isinstance(inputs, MetaTensor) else torch.cat(
+                [q.as_tensor() if isinstance(q, MetaTensor) else q for q in parts])
+        box = boxes[0]
         if box is None:
             return self._run_whole(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
         index = (slice(None), slice(None), *box)

@@ -1170,16 +1170,31 @@ def ras_affine(img: Any) -> np.ndarray:
     registered nor written mirrored in x and y.
 
     Args:
-        img: a ``(C, X, Y, Z)`` MetaTensor (its ``affine`` and ``meta["space"]``; no ``space``: RAS, MONAI's default).
+        img: a ``(C, X, Y, Z)`` MetaTensor (its ``affine`` and ``meta["space"]``; no ``space``: RAS, MONAI's default),
+            or a batch of them: stacked, or collated by a MONAI ``DataLoader`` (``(B, 4, 4)`` affines, one space per
+            item).
 
     Raises:
-        ValueError: ``meta["space"]`` that is neither RAS nor LPS (quoted).
+        ValueError: ``meta["space"]`` that is neither RAS nor LPS (quoted), or a list of spaces that does not give
+            one per item of the affines.
     """
-    from monai.data.utils import orientation_ras_lps
     from monai.utils import MetaKeys, SpaceKeys
 
     affine = np.asarray(img.affine.detach().cpu(), np.float64)
     space = img.meta.get(MetaKeys.SPACE, SpaceKeys.RAS)
+    if isinstance(space, (list, tuple)):  # a batch collated by a DataLoader: one space per item
+        if affine.ndim != 3 or len(space) != affine.shape[0]:
+            raise ValueError(f"the image's meta['space'] is {space!r}: one space per item of its affines "
+                             f"{affine.shape} expected")
+        return np.stack([_ras(a, s) for a, s in zip(affine, space)])
+    return _ras(affine, space)
+
+
+def _ras(affine: np.ndarray, space: Any) -> np.ndarray:
+    """``affine`` (of an image whose ``meta["space"]`` is ``space``) in RAS world coordinates."""
+    from monai.data.utils import orientation_ras_lps
+    from monai.utils import SpaceKeys
+
     if str(space).upper() == SpaceKeys.RAS.value:
         return affine
     if str(space).upper() == SpaceKeys.LPS.value:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from asfe3d.utils import FWHM_TO_SIGMA, is_real, voxel_sizes
+from asfe3d.utils import FWHM_TO_SIGMA, binary, is_real, voxel_sizes
 
 __all__ = ["PET_FWHM_MM", "band_split", "brain_region", "mri_detail", "pet_consistency"]
 
@@ -83,12 +83,7 @@ def _bool_mask(mask: Any, shape: tuple[int, ...], name: str = "mask") -> np.ndar
     arr = np.asarray(mask)
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have the images' shape {tuple(shape)}, got {arr.shape}")
-    if arr.dtype != np.bool_:
-        if not np.issubdtype(arr.dtype, np.number) or not np.isin(arr, (0, 1)).all():
-            values = np.unique(arr)[:5].tolist() if np.issubdtype(arr.dtype, np.number) else arr.dtype
-            raise ValueError(f"{name} must be boolean (or hold only 0 and 1), got {values}")
-        arr = arr != 0
-    return arr
+    return binary(arr, name)
 
 
 def _check_inputs(fused: np.ndarray, other: np.ndarray, mask: np.ndarray | None, what: str

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
+from asfe3d.utils import binary
+
 __all__ = [
     "METRIC_NAMES",
     "HIGHER_IS_BETTER",
@@ -163,8 +165,7 @@ def _prepare_mask(mask: Any | None, shape: tuple[int, ...]) -> np.ndarray | None
     m = _squeeze_leading(m)
     if m.shape != shape:
         raise ValueError(f"mask shape {orig_shape} does not match the image shape {shape}.")
-    if m.dtype != np.bool_:
-        raise ValueError(f"mask must be boolean, got dtype {m.dtype} (shape {orig_shape}).")
+    m = binary(m, f"mask (shape {orig_shape})")
     if not m.any():
         raise ValueError(f"mask (shape {orig_shape}) is empty: no voxel to evaluate.")
     return m

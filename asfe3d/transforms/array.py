@@ -58,6 +58,10 @@ def _as_metatensor(img: Any, name: str, grid: str | None = None) -> MetaTensor:
     """``img`` as a MetaTensor; a plain tensor or array gets MONAI's default (1 mm, identity) affine, unless the
     step needs the image's real grid (``grid`` says what for): then it is refused, not taken for a 1 mm grid."""
     if isinstance(img, MetaTensor):
+        loaded = img.meta.get("spatial_shape")  # the spatial shape MONAI's loaders read
+        if loaded is not None and np.ndim(loaded) == 1 and img.ndim == len(loaded) and img.ndim > 2:
+            raise ValueError(f"{name} has no channel axis: its shape {tuple(img.shape)} is all spatial (as loaded: "
+                             f"{tuple(int(v) for v in loaded)}); add one first (MONAI's EnsureChannelFirst(d))")
         return img
     if isinstance(img, (torch.Tensor, np.ndarray)):
         if grid is not None:
@@ -207,6 +211,10 @@ class LoadVolume(Transform):
         """
         from asfe3d.io import read_volume
 
+        if not isinstance(path, (str, Path)):
+            raise ValueError(f"path must be a file or DICOM folder (str or Path), got {type(path).__name__}: LoadVolume "
+                             "reads the file itself (its header, units and frames), so give it the path, not an image "
+                             "loaded already")
         kwargs = self.read_kwargs()
         vol = None if early is None else early.volume(path, kwargs)
         if vol is None:
@@ -572,7 +580,10 @@ class RobustNormalize(Transform):
             mask_arr = head_mask(arr[0])
         else:
             mask_arr = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask, bool)
-            mask_arr = mask_arr[0] if mask_arr.ndim == arr.ndim else mask_arr
+            mask_arr = mask_arr[0] if mask_arr.ndim == arr.ndim and mask_arr.shape[0] == 1 else mask_arr
+            if mask_arr.shape != arr.shape[1:]:
+                raise ValueError(f"mask must have the image's spatial shape {arr.shape[1:]} (img is (C, *spatial), "
+                                 f"{arr.shape}), got {tuple(np.shape(mask))}")
         windows, out = [], []
         for channel in arr:
             norm, window = robust_normalize(channel, self.lower, self.upper, mask_arr, clip_upper=self.clip_upper)
@@ -878,25 +889,41 @@ class RestoreIntensity(Transform):
                 ``[0, 1]``).
 
         Returns:
-            The image in the window's units (float32).
+            The image in the window's units (float32); with ``scale="unit"`` the image as it is (an array as a
+            float32 tensor).
 
         Raises:
-            ValueError: ``img`` that is not a tensor or array, a bad ``window`` (quoted), or ``above`` of another
-                shape.
+            ValueError: ``img`` that is not a tensor or array, a bad ``window`` (quoted; ``hi <= lo`` included: a
+                reversed window would invert the image), or ``above`` of another shape.
         """
-        if self.scale == "unit":
-            return img
-        if (window is None or isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2
-                or not all(np.isfinite(float(v)) for v in window)):
-            raise ValueError(f"window must be (lo, hi), two finite numbers, got {window!r}")
         if not isinstance(img, (torch.Tensor, np.ndarray)):
             raise ValueError(f"img must be a MetaTensor, tensor or array, got {type(img).__name__}")
-        lo, hi = np.float32(window[0]), np.float32(window[1])
+        if self.scale == "unit":
+            return img if isinstance(img, torch.Tensor) else torch.from_numpy(np.asarray(img, np.float32))
+        bounds = _window_bounds(window)
+        if bounds is None or not bounds[1] > bounds[0]:
+            raise ValueError(f"window must be (lo, hi), two finite numbers with hi > lo, got {window!r}")
+        lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
         values = (img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)).astype(np.float32)
         if above is not None:
             values = values + _headroom_on(above, values.shape)
         arr = torch.from_numpy((values * (hi - lo) + lo).astype(np.float32))
         return derive_metatensor(arr, img, meta=_meta(img)) if isinstance(img, MetaTensor) else arr
+
+
+def _window_bounds(window: Any) -> tuple[float, float] | None:
+    """``window`` as two finite floats (numbers, numpy or one-value torch numbers), or ``None``."""
+    if window is None or isinstance(window, (str, bytes)) or not hasattr(window, "__len__") or len(window) != 2:
+        return None
+    bounds = []
+    for v in window:
+        if isinstance(v, (str, bytes, bool, np.bool_)):
+            return None
+        try:
+            bounds.append(float(v))
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    return (bounds[0], bounds[1]) if all(np.isfinite(bounds)) else None
 
 
 def _headroom_on(above: torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

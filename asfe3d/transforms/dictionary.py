@@ -246,7 +246,11 @@ class RobustNormalized(MapTransform):
         for mask_key in ([] if self.mask_key is None else [self.mask_key] if isinstance(self.mask_key, str)
                          else self.mask_key):
             this = torch.as_tensor(_require(d, mask_key, type(self).__name__)).bool()
-            mask = this if mask is None else mask & this
+            try:
+                mask = this if mask is None else mask & this
+            except RuntimeError:  # shapes that do not broadcast
+                raise ValueError(f"{type(self).__name__}: the masks {self.mask_key!r} must have one shape, got "
+                                 f"{tuple(mask.shape)} and {tuple(this.shape)} ({mask_key!r})") from None
         for key in self.key_iterator(d):
             d[key] = self.normalize(d[key], mask)
             if self.above_postfix is not None:  # split the part above the window off; the image as if clipped

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from asfe3d.utils.checks import is_int, is_real, voxel_sizes
+from asfe3d.utils.checks import binary, is_int, is_real, voxel_sizes
 from asfe3d.utils.stats import FWHM_PER_SIGMA, FWHM_TO_SIGMA, outlier_limit, padding_mask, percentile
 
-__all__ = ["FWHM_PER_SIGMA", "FWHM_TO_SIGMA", "is_int", "is_real", "outlier_limit", "padding_mask", "percentile",
+__all__ = ["FWHM_PER_SIGMA", "FWHM_TO_SIGMA", "binary", "is_int", "is_real", "outlier_limit", "padding_mask", "percentile",
            "voxel_sizes"]

@@ -7,7 +7,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["is_int", "is_real", "voxel_sizes"]
+__all__ = ["binary", "is_int", "is_real", "voxel_sizes"]
+
+
+def binary(mask: Any, name: str = "mask") -> np.ndarray:
+    """``mask`` as a bool array: bool, or numbers that are all 0 or 1 (a label file read as float or uint8); a soft
+    mask (0.02 outside the brain) is refused, not cast to True everywhere.
+
+    Raises:
+        ValueError: values other than 0 and 1, or not numbers (quoted: the first few values, or the dtype).
+    """
+    arr = np.asarray(mask)
+    if arr.dtype == np.bool_:
+        return arr
+    if not np.issubdtype(arr.dtype, np.number) or not np.isin(arr, (0, 1)).all():
+        values = np.unique(arr)[:5].tolist() if np.issubdtype(arr.dtype, np.number) else arr.dtype
+        raise ValueError(f"{name} must be boolean (or hold only 0 and 1), got {values}")
+    return arr != 0
 
 
 def is_int(value: Any) -> bool:

@@ -178,7 +178,7 @@ def test_the_record_holds_the_steps_after_the_network_and_none_switches_one_off(
 
 #: a value a component refuses when it is built: (override, as typed, as Python, the one line's problem)
 COMPONENT_VALUES = [
-    ("inferer#overlap", "1.5", 1.5, "--inferer#overlap 1.5: inferer: overlap must be in [0, 1), got 1.5"),
+    ("inferer#overlap", "1.5", 1.5, "--inferer#overlap 1.5: inferer: overlap must be a number in [0, 1), got 1.5"),
     ("num_workers", "-1", -1, "--num_workers -1: dataloader: num_workers option should be non-negative; use "
                               "num_workers=0 to disable multiprocessing."),
 ]

@@ -173,3 +173,30 @@ def test_mode_steps_resolves_the_commands_choices_into_one_steps_object():
         mode_steps("3d")
     with pytest.raises(ValueError, match=r"pet_consistency must be a number in \[0, 1\], got 2"):
         mode_steps("volume", pet_consistency=2)
+
+
+def test_devices_are_checked_however_given_and_the_network_is_put_on_its_device(nets):
+    """A ``torch.device`` was taken unchecked (a CUDA one on a machine without CUDA), ``None`` gave an
+    AttributeError, and the network stayed on the CPU while its inferer ran it on the method's device."""
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda\\[:N\\]' or a torch.device, got None"):
+        resolve_device(None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device device\(type='cuda'\) requested but CUDA is not available"):
+            resolve_device(torch.device("cuda"))
+    else:
+        with pytest.raises(ValueError, match="GPU"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    method = AsfeFusionMethod(mode="volume", net=nets[3], device=torch.device("cpu"))
+    assert next(method.net.parameters()).device == method.device == method.inferer.sw_device
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"slice_axis": "auto"}, r"slice_axis must be None \(2\), 0, 1 or 2, got 'auto' \(an axis read from the image's "
+                             r"affine is given per call"),
+    ({"slice_axis": 1.0}, r"slice_axis must be None \(2\), 0, 1 or 2, got 1.0"),
+    ({"overlap": "0.5"}, r"overlap must be a number in \[0, 1\), got '0.5'"),
+])
+def test_bad_slicing_axis_and_overlap_refused_quoting_the_value(nets, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AsfeFusionMethod(mode="slice", net=nets[2], **kwargs)

@@ -1021,3 +1021,101 @@ def test_auto_slice_axis_refuses_an_affine_without_axes() -> None:
     for bad in (np.zeros((4, 4)), np.eye(2), np.full((4, 4), np.nan)):
         with pytest.raises(ValueError, match=r"affine_ras must be a finite 4x4 affine with three non-zero voxel axes"):
             auto_slice_axis(bad)
+
+
+def _head_and_full(seed=0):
+    """Item A: a head in a zero background; item B: signal over the whole grid."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.zeros(2, 24, 24, 24)
+    a[:, 4:18, 6:20, 3:17] = torch.rand(2, 14, 14, 14, generator=g) * 0.8 + 0.1
+    b = torch.rand(2, 24, 24, 24, generator=g) * 0.8 + 0.1
+    return (MetaTensor(a, affine=torch.eye(4), meta={"space": "RAS"}),
+            MetaTensor(b, affine=torch.eye(4), meta={"space": "RAS"}))
+
+
+@pytest.mark.parametrize("mode", ["volume", "slice"])
+def test_an_items_fused_image_does_not_depend_on_the_rest_of_its_batch(mode):
+    """Each item is fused on the box that holds its own signal: batched with an item that fills its grid, an item
+    with a zero background gets what it gets alone (it got up to 0.8 more, and values outside its head)."""
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=3 if mode == "volume" else 2).eval()
+    a, b = _head_and_full()
+    inferer = FusionInferer(mode, roi_size=(16, 16, 16), slice_axis=2)
+    with torch.no_grad():
+        alone = [inferer(x[None], net) for x in (a, b)]
+        batched = inferer(torch.cat([a[None], b[None]]), net)
+        gains = inferer(torch.cat([a[None], b[None]]), net, steer_gains=[1.0, 1.0])
+    assert batched.shape == (2, 1, 24, 24, 24)
+    for i in range(2):
+        assert torch.equal(batched[i], alone[i][0]) and torch.equal(gains[i], alone[i][0]), i
+    assert float(alone[0][0, 0, :4].abs().max()) == 0.0  # 0 outside A's head box
+    with pytest.raises(ValueError, match=r"steer_gains must give one factor >= 1 per item of inputs \(2, 2, 24, 24, "
+                                         r"24\), got \[1.0\]"):
+        inferer(torch.cat([a[None], b[None]]), net, steer_gains=[1.0])
+
+
+def test_a_batch_collated_by_a_monai_dataloader_is_fused_like_a_stacked_one():
+    """``list_data_collate`` gives ``(B, 4, 4)`` affines and one ``space`` per item: taken (it was refused: "meta
+    ['space'] is ['RAS']")."""
+    from monai.data import list_data_collate
+
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=3).eval()
+    a, b = _head_and_full(1)
+    lps = MetaTensor(b.as_tensor().clone(), affine=torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0])),
+                     meta={"space": "LPS"})  # the same grid, written in LPS
+    collated = list_data_collate([{"image": a}, {"image": lps}])["image"]
+    assert collated.meta["space"] == ["RAS", "LPS"] and collated.affine.shape == (2, 4, 4)
+    inferer = FusionInferer("volume", roi_size=(16, 16, 16))
+    with torch.no_grad():
+        out = inferer(collated, net)
+        stacked = inferer(torch.cat([a[None], b[None]]), net)
+    assert torch.equal(out.as_tensor(), stacked.as_tensor())
+
+
+def test_inputs_with_nan_or_of_a_wrong_type_are_refused_and_other_floats_taken():
+    """One NaN spread over the whole output through the network's normalisation (all NaN, no error); integer images
+    are not in [0, 1]; float64 and float16 images are fused in float32 (they failed inside torch)."""
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=3).eval()
+    x = torch.rand(1, 2, 16, 16, 16) * 0.8 + 0.1
+    bad = x.clone()
+    bad[0, 1, 3, 3, 3] = float("nan")
+    inferer = FusionInferer("volume", roi_size=(16, 16, 16))
+    with pytest.raises(ValueError, match=r"inputs hold NaN or Inf values \(item 0, channel 1, shape \(1, 2, 16, 16, "
+                                         r"16\)\)"):
+        inferer(bad, net)
+    with pytest.raises(TypeError, match="inputs must be floating point .* got dtype torch.uint8"):
+        inferer((x * 255).to(torch.uint8), net)
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor .* got ndarray"):
+        inferer(x.numpy(), net)
+    with torch.no_grad():
+        ref = inferer(x, net)
+        for dtype in (torch.float64, torch.float16):
+            out = inferer(x.to(dtype), net)
+            assert out.dtype == torch.float32
+            assert float((out - ref).abs().max()) < (1e-6 if dtype == torch.float64 else 2e-2), dtype
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sw_device": "gpu"}, "sw_device must be None, a torch.device or a device string .* got 'gpu'"),
+    ({"device": 5}, "device must be None, a torch.device or a device string .* got 5"),
+    ({"overlap": "0.5"}, r"overlap must be a number in \[0, 1\), got '0.5'"),
+    ({"slice_axis": 1.0}, "slice_axis must be auto, 0, 1 or 2, got 1.0"),
+    ({"slice_axis": True}, "slice_axis must be auto, 0, 1 or 2, got True"),
+])
+def test_bad_devices_and_numbers_refused_when_made(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FusionInferer("volume", **kwargs)
+
+
+def test_numpy_numbers_and_device_strings_taken():
+    inferer = FusionInferer("slice", overlap=np.float32(0.5), slice_axis=np.int64(1), sw_device="cpu",
+                            device=torch.device("cpu"))
+    assert inferer.overlap == 0.5 and inferer.sw_device == torch.device("cpu") and inferer.device.type == "cpu"

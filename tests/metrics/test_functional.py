@@ -229,8 +229,9 @@ def test_bad_values(shape: tuple[int, ...]) -> None:
         psnr(nan, a, a)
     with pytest.raises(ValueError, match=r"\[0, 2\]"):
         vif(a * 2, a, a)
-    with pytest.raises(ValueError, match="boolean"):
-        entropy(a, mask=np.ones(shape))
+    with pytest.raises(ValueError, match=r"boolean \(or hold only 0 and 1\), got \[0.0, 0.5\]"):
+        entropy(a, mask=np.where(a > 0.5, 0.5, 0.0))  # a soft mask
+    assert entropy(a, mask=np.ones(shape)) == entropy(a, mask=np.ones(shape, bool))  # 0/1 numbers: a mask
     with pytest.raises(ValueError, match="empty"):
         entropy(a, mask=np.zeros(shape, dtype=bool))
     with pytest.raises(ValueError, match="at least 2"):

@@ -72,6 +72,11 @@ def test_selected_names_list_input_and_mask(spatial: tuple[int, ...]) -> None:
     assert torch.allclose(out_t, out_l)
     expected = fusion_metrics(fused[0], src[0, 0], src[0, 1], mask=mask[0], names=["SSIM", "PSNR"])
     assert out_t[0].tolist() == pytest.approx([expected["SSIM"], expected["PSNR"]], rel=1e-12)
+    # a 0/1 mask of numbers (a label file read by LoadImaged) is the same mask; it was refused ("must be boolean")
+    as_float = FusionMetric(names=["SSIM", "PSNR"])(y_pred=fused, y=src, mask=mask.float())
+    assert torch.equal(as_float, out_t)
+    with pytest.raises(ValueError, match=r"must be boolean \(or hold only 0 and 1\), got \[0.0, 0.5\]"):
+        FusionMetric(names=["PSNR"])(y_pred=fused, y=src, mask=mask.float() * 0.5)
     unmasked = FusionMetric(names=["PSNR"])(y_pred=fused, y=src)
     assert not math.isclose(unmasked[0, 0].item(), out_t[0, 1].item())
 

@@ -532,3 +532,43 @@ def test_robust_normalize_splits_off_the_part_above_the_window():
     assert clipped.meta["asfe3d_window"] == normalised.meta["asfe3d_window"]
     d = RobustNormalized("pet", mask_key="head", above_postfix="above")({"pet": img, "head": mask})
     assert torch.equal(d["pet"].as_tensor(), clipped.as_tensor()) and torch.equal(d["pet_above"], above)
+
+
+def test_restore_intensity_refuses_a_reversed_or_unreadable_window_and_gives_tensors():
+    """A window with ``hi < lo`` inverted the image without a word; ``scale="unit"`` gave a numpy array back where
+    ``"mri"`` gave a tensor."""
+    img = np.linspace(0, 1, 8, dtype=np.float32).reshape(1, 2, 2, 2)
+    for window in ((100.0, 0.0), (5.0, 5.0), ("a", "b"), (True, 2.0), (0.0, float("inf"))):
+        with pytest.raises(ValueError, match=re.escape(f"window must be (lo, hi), two finite numbers with hi > lo, "
+                                                       f"got {window!r}")):
+            RestoreIntensity()(img, window)
+    assert isinstance(RestoreIntensity("unit")(img, None), torch.Tensor)
+    restored = RestoreIntensity()(img, (np.float32(2.0), torch.tensor(4.0)))
+    torch.testing.assert_close(restored, torch.from_numpy(img * 2.0 + 2.0))
+
+
+def test_an_image_loaded_without_its_channel_axis_is_refused_by_name(tmp_path):
+    """MONAI's loader gives ``(X, Y, Z)``: without ``EnsureChannelFirst`` it was normalised as X channels of 2D
+    images (an intensity gradient along X erased)."""
+    from monai.transforms import LoadImage
+
+    path = tmp_path / "t1.nii.gz"
+    write_nifti(path, np.random.default_rng(0).random((12, 10, 8)).astype(np.float32) + 1, np.eye(4))
+    loaded = LoadImage(image_only=True)(str(path))
+    for transform in (RobustNormalize(), HeadMask()):
+        with pytest.raises(ValueError, match=re.escape("img has no channel axis: its shape (12, 10, 8) is all spatial")):
+            transform(loaded)
+    assert RobustNormalize()(loaded[None]).shape == (1, 12, 10, 8)
+
+
+def test_robust_normalize_refuses_a_mask_of_another_spatial_shape():
+    img = torch.rand(1, 12, 10, 8)
+    with pytest.raises(ValueError, match=re.escape("mask must have the image's spatial shape (12, 10, 8)")):
+        RobustNormalize()(img, np.ones((12, 10, 9), bool))
+    with pytest.raises(ValueError, match=re.escape("mask must have the image's spatial shape (10, 8)")):
+        RobustNormalize()(img[0], np.ones((12, 10, 8), bool))  # (X, Y, Z) taken as X channels: its mask refused
+
+
+def test_load_volume_refuses_an_image_loaded_already():
+    with pytest.raises(ValueError, match="path must be a file or DICOM folder .* got MetaTensor"):
+        LoadVolume()(MetaTensor(torch.zeros(1, 4, 4, 4)))

@@ -49,3 +49,14 @@ def test_voxel_sizes_take_numbers_of_every_kind_and_refuse_the_rest() -> None:
                 (1.0, 1.0, float("inf")), None, {"x": 1}):
         with pytest.raises(ValueError, match=r"spacing must be one voxel size or 3, finite numbers > 0 \(mm\), got"):
             voxel_sizes(bad, 3)
+
+
+def test_binary_takes_bool_and_0_1_numbers_and_refuses_soft_masks():
+    from asfe3d.utils import binary
+
+    assert binary(np.array([0.0, 1.0, 1.0], np.float32)).tolist() == [False, True, True]
+    assert binary(np.array([[0, 1]], np.uint8)).dtype == np.bool_
+    with pytest.raises(ValueError, match=r"brain must be boolean \(or hold only 0 and 1\), got \[0.02, 1.0\]"):
+        binary(np.array([0.02, 1.0]), "brain")
+    with pytest.raises(ValueError, match="mask must be boolean .* got <U1"):
+        binary(np.array(["a"]))

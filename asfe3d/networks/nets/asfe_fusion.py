@@ -16,7 +16,7 @@ from asfe3d.networks.blocks.detail import DetailBand
 from asfe3d.networks.blocks.fusion_block import FusionBlock
 from asfe3d.networks.blocks.utils import _prod, check_spatial_dims, crop_to, pad_to_multiple, shape_text
 from asfe3d.networks.nets.presets import get_preset
-from asfe3d.utils import is_int
+from asfe3d.utils import is_int, is_real
 
 __all__ = ["ASFEFusion"]
 
@@ -110,13 +110,15 @@ class ASFEFusion(nn.Module):
         fusion = tuple(cfg["fusion"])
         if len(fusion) != len(chans):
             raise ValueError(f"fusion needs one mode per scale ({len(chans)}), got {cfg['fusion']!r}")
-        if int(cfg["stem_stride"]) not in (1, 2, 4):
+        if not (is_int(cfg["stem_stride"]) and cfg["stem_stride"] in (1, 2, 4)):
             raise ValueError(f"stem_stride must be 1, 2 or 4, got {cfg['stem_stride']!r}")
-        if int(cfg["convs_per_stage"]) < 1:
-            raise ValueError(f"convs_per_stage must be >= 1, got {cfg['convs_per_stage']!r}")
-        if not float(cfg["residual_scale"]) >= 0:
-            raise ValueError(f"residual_scale must be >= 0, got {cfg['residual_scale']!r}")
+        if not (is_int(cfg["convs_per_stage"]) and cfg["convs_per_stage"] >= 1):
+            raise ValueError(f"convs_per_stage must be an integer >= 1, got {cfg['convs_per_stage']!r}")
+        if not (is_real(cfg["residual_scale"]) and math.isfinite(cfg["residual_scale"]) and cfg["residual_scale"] >= 0):
+            raise ValueError(f"residual_scale must be a finite number >= 0, got {cfg['residual_scale']!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
+        cfg["stem_stride"], cfg["convs_per_stage"] = int(cfg["stem_stride"]), int(cfg["convs_per_stage"])
+        cfg["residual_scale"] = float(cfg["residual_scale"])
         self.config = {"spatial_dims": self.spatial_dims, "preset": preset, **cfg}
         self.stem_stride = int(cfg["stem_stride"])
         self.residual_scale = float(cfg["residual_scale"])
@@ -312,7 +314,7 @@ class ASFEFusion(nn.Module):
         Raises:
             ValueError: ``gain`` is not a finite number >= 0 (quoted).
         """
-        if not (isinstance(gain, (int, float)) and not isinstance(gain, bool) and math.isfinite(gain) and gain >= 0):
+        if not (is_real(gain) and math.isfinite(gain) and gain >= 0):
             raise ValueError(f"detail_injection must be a finite number >= 0, got {gain!r}")
         self.detail_injection = float(gain)
         self.config["detail_injection"] = float(gain)

@@ -204,3 +204,23 @@ def test_finish_refuses_logits_of_another_grid(shape, quoted):
 def test_coarse_refuses_bad_input():
     with pytest.raises(ValueError, match=r"got shape \(1, 1, 8, 8, 8\)"):
         ASFEFusion(3).coarse(torch.rand(1, 1, 8, 8, 8))
+
+
+@pytest.mark.parametrize("override, quoted", [
+    ({"stem_stride": 2.5}, "stem_stride must be 1, 2 or 4, got 2.5"),
+    ({"stem_stride": "2"}, "stem_stride must be 1, 2 or 4, got '2'"),
+    ({"convs_per_stage": 1.7}, "convs_per_stage must be an integer >= 1, got 1.7"),
+    ({"residual_scale": float("nan")}, "residual_scale must be a finite number >= 0, got nan"),
+])
+def test_structure_numbers_are_refused_not_truncated(override, quoted):
+    """``stem_stride=2.5`` built a stride-2 network whose ``config`` still said 2.5."""
+    with pytest.raises(ValueError, match=quoted):
+        ASFEFusion(3, **override)
+
+
+def test_numpy_numbers_taken_and_kept_as_python_numbers_in_the_config():
+    import numpy as np
+
+    net = ASFEFusion(2, stem_stride=np.int64(2), convs_per_stage=np.int64(1), detail_injection=np.float32(0.5))
+    assert net.config["stem_stride"] == 2 and type(net.config["stem_stride"]) is int
+    assert type(net.config["convs_per_stage"]) is int and net.detail_injection == 0.5
