@@ -72,8 +72,6 @@ LOWER_IS_BETTER = frozenset({"TPC", "EMPTY"})
 EXTRA_HIGHER = ("DT", "DETAIL", "PETC")
 _ASFE_3D = ("asfe-slice", "asfe-volume")
 _SPLITS = ("val", "train", "all")
-_CSV_COLUMNS = ("subject", "mri", "pet")
-_CSV_OPTIONAL = ("mask", "pet_defect", "defect", "brain")
 
 
 @dataclass
@@ -300,64 +298,11 @@ def load_hmif_case(pair: Any) -> EvalCase:
 
 
 def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Read a CSV of volume pairs with columns ``subject, mri, pet`` and optionally ``mask``, ``pet_defect`` and
-    ``defect`` (a PET with a known focal lowering of uptake, on the PET's grid, and the lowered region on the MRI's
-    grid: the defect transfer is then measured with them instead of an automatically placed defect).
+    """:func:`asfe3d.data.pairs.read_pairs_csv` (the pairs CSV is the data tier's; imported when called, so that
+    importing this module imports no torch)."""
+    from asfe3d.data.pairs import read_pairs_csv as read
 
-    Relative paths are taken relative to the CSV's folder.
-
-    Args:
-        path: the CSV file.
-
-    Returns:
-        One dict per row: ``subject`` (str), ``mri``, ``pet``, ``mask``, ``pet_defect``, ``defect`` (Paths; the
-        last three may be ``None``).
-
-    Raises:
-        Asfe3dInputError: missing/unreadable file, a missing column, an empty cell, a repeated subject, no rows, a
-            file the CSV names that does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise Asfe3dInputError(path, "pairs CSV not found")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise Asfe3dInputError(path, f"not a readable CSV ({exc})") from None
-    missing = [c for c in _CSV_COLUMNS if c not in header]
-    if missing:
-        raise Asfe3dInputError(
-            path, f"missing column(s) {', '.join(missing)} (need subject, mri, pet[, mask]; found {', '.join(header) or 'none'})"
-        )
-    if not raw:
-        raise Asfe3dInputError(path, "no pairs (the CSV has a header but no rows)")
-    rows, seen = [], set()
-    for i, row in enumerate(raw, start=2):
-        for col in _CSV_COLUMNS:
-            if not row.get(col):
-                raise Asfe3dInputError(path, f"line {i}: empty {col!r}")
-        if row["subject"] in seen:
-            raise Asfe3dInputError(path, f"line {i}: subject {row['subject']!r} appears twice")
-        seen.add(row["subject"])
-        if "/" in row["subject"] or "\\" in row["subject"]:
-            raise Asfe3dInputError(path, f"line {i}: subject {row['subject']!r} must not contain a path separator")
-
-        def _p(value: str) -> Path:
-            p = Path(value).expanduser()
-            return p if p.is_absolute() else path.parent / p
-
-        if bool(row.get("pet_defect")) != bool(row.get("defect")):
-            raise Asfe3dInputError(path, f"line {i}: pet_defect and defect go together (give both or neither)")
-        rows.append({"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
-                     **{k: (_p(row[k]) if row.get(k) else None) for k in _CSV_OPTIONAL}})
-    for i, entry in enumerate(rows, start=2):  # every file before any pair is loaded (it failed at its own pair)
-        for col, value in entry.items():
-            if isinstance(value, Path) and not value.exists():
-                raise Asfe3dInputError(value, f"line {i}: subject {entry['subject']!r}: {col} does not exist ({path})")
-    return rows
+    return read(path)
 
 
 def load_volume_case(
@@ -381,23 +326,15 @@ def load_volume_case(
     import torch
     from monai.data import MetaTensor
 
+    from asfe3d.data.pairs import prepare_pair
     from asfe3d.io import read_volume, sitk_to_numpy_xyz
-    from asfe3d.pipeline import Settings, auto_slice_axis, build_preprocessing
+    from asfe3d.pipeline import auto_slice_axis
     from asfe3d.registration import resample_to_reference
     from asfe3d.transforms import FillOutsideMask, sitk_from_metatensor, volume_from_metatensor
     from asfe3d.transforms.array import WINDOW_KEY
 
     # the pipeline's own chain: load, head mask, register + resample + QC, normalise (one copy of the sequence)
-    chain = build_preprocessing(Settings.from_flat(registration=registration, seed=seed, min_overlap=min_overlap))
-    try:
-        data = chain({"mri": row["mri"], "pet": row["pet"]})
-    except RuntimeError as exc:  # MONAI wraps what a transform raised
-        cause = exc.__cause__
-        if isinstance(cause, Asfe3dInputError):
-            raise cause from None
-        if isinstance(cause, ValueError):
-            raise Asfe3dInputError(row["pet"], f"cannot prepare the pair: {cause}") from None
-        raise
+    data = prepare_pair(row["mri"], row["pet"], registration=registration, seed=seed, min_overlap=min_overlap)
     mri_vol = volume_from_metatensor(data["mri"])
     mri_img = sitk_from_metatensor(data["mri"])
     transform = data["pet_transform"]

@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     :class:`~asfe3d.errors.Asfe3dInputError`."""
     p = InputErrorParser(prog="asfe3d train", description=__doc__.split("\n")[0])
     p.add_argument("--config", required=True, help="YAML training configuration (configs/train_*.yaml)")
-    p.add_argument("--data", default=None, help="data folder (HMIF root or task folder; SPM12 folder for data.source wholehead); overrides data.path")
+    p.add_argument("--data", default=None, help="data: the HMIF root or task folder (data.source hmif), the SPM12 folder or one holding spm12/ and "
+                        "individual/ (wholehead), your pairs CSV: subject, mri, pet (pairs); overrides data.path")
     p.add_argument("--out", default=None, help="run folder for last.pt, best.pt, log.csv, loss.png; overrides out")
     p.add_argument("--epochs", type=int, default=None, help="total epochs; overrides train.epochs")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="overrides train.steps_per_epoch")

@@ -51,7 +51,12 @@ _WHOLEHEAD_DATA = {
     "val_length": 8, "crop": [48, 48, 48], "bank_size": 12, "val_bank_size": 4, "refresh": 2,
     "mix_hmif": False, "hmif_task": "PET-MRI", "mri_mm": None, "bank_workers": 0,
 }
-_DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA}
+#: the user's own MRI/PET pairs (a pairs CSV: ``subject, mri, pet``), fine-tuning on them
+_PAIRS_DATA = {
+    "source": "pairs", "path": None, "val_subjects": None, "val_fraction": 0.2, "registration": "rigid",
+    "length": 64, "val_length": 8, "crop": [64, 64, 64], "flip": True,
+}
+_DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA, "pairs": _PAIRS_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
               "w_change", "change_size_mm", "change_fraction", "change_raise", "change_voxel_mm", "change_min_pet", "change_hot", "change_grid_mm", "w_petc", "w_detail", "band_fwhm_mm",
               "band_voxel_mm", "detail_gain")
@@ -135,6 +140,8 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("data.path (the HMIF folder) is required for data.source 'hmif' (CLI: --data)")
     if source == "wholehead" and not cfg["data"]["path"]:
         raise ConfigError("data.path (the SPM12 data folder) is required for data.source 'wholehead' (CLI: --data)")
+    if source == "pairs":
+        _check_pairs_data(cfg["data"], cfg["spatial_dims"])
     if source == "wholehead" and cfg["data"]["mix_hmif"] and cfg["spatial_dims"] != 2:
         raise ConfigError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {cfg['spatial_dims']}")
     if source == "wholehead":
@@ -164,6 +171,57 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     if t["init"] is not None and not (isinstance(t["init"], str) and Path(t["init"]).is_file()):
         raise ConfigError(f"train.init must be null or an existing weight file, got {t['init']!r}")
     return cfg
+
+
+def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
+    """The ``data`` keys of ``data.source: pairs`` (the CSV itself is read when the datasets are built)."""
+    from asfe3d.defaults import REGISTRATION_METHODS
+    from asfe3d.utils import is_int, is_real
+
+    if not d["path"]:
+        raise ConfigError("data.path (the pairs CSV: subject, mri, pet) is required for data.source 'pairs' "
+                          "(CLI: --data)")
+    crop = d["crop"]
+    if not (isinstance(crop, list) and len(crop) == spatial_dims and all(is_int(c) and c >= 8 for c in crop)):
+        raise ConfigError(f"data.crop must be {spatial_dims} integers >= 8 (spatial_dims {spatial_dims}; 2D: the "
+                          f"axial plane), got {crop!r}")
+    for key in ("length", "val_length"):
+        if not (is_int(d[key]) and d[key] >= 1):
+            raise ConfigError(f"data.{key} must be an integer >= 1, got {d[key]!r}")
+    if d["registration"] not in REGISTRATION_METHODS:
+        raise ConfigError(f"data.registration must be one of {list(REGISTRATION_METHODS)}, got {d['registration']!r}")
+    val = d["val_subjects"]
+    if val is not None and not (isinstance(val, list) and val and all(isinstance(v, str) and v for v in val)):
+        raise ConfigError(f"data.val_subjects must be null or a non-empty list of subject names, got {val!r}")
+    if not (is_real(d["val_fraction"]) and 0 < d["val_fraction"] < 1):
+        raise ConfigError(f"data.val_fraction must be a number in (0, 1), got {d['val_fraction']!r}")
+    if not isinstance(d["flip"], bool):
+        raise ConfigError(f"data.flip must be true or false, got {d['flip']!r}")
+
+
+def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, val_fraction: float
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Training and validation pairs of a pairs CSV, whole subjects apart: ``val_subjects`` by name, else the last
+    ``max(1, round(val_fraction * n))`` rows.
+
+    Raises:
+        ConfigError: a named subject not in the CSV, or a split that leaves one side empty.
+    """
+    names = [r["subject"] for r in rows]
+    if val_subjects is not None:
+        unknown = [v for v in val_subjects if v not in names]
+        if unknown:
+            raise ConfigError(f"data.val_subjects names subjects the pairs CSV does not hold: {unknown} (it holds "
+                              f"{names})")
+        val = [r for r in rows if r["subject"] in val_subjects]
+        train = [r for r in rows if r["subject"] not in val_subjects]
+    else:
+        k = max(1, round(val_fraction * len(rows)))
+        train, val = rows[: len(rows) - k], rows[len(rows) - k:]
+    if not train or not val:
+        raise ConfigError(f"the pairs CSV's {len(rows)} subject(s) give {len(train)} for training and {len(val)} for "
+                          "validation: both need at least one (whole subjects are held out)")
+    return train, val
 
 
 @dataclass
@@ -234,6 +292,21 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
 
     d = cfg["data"]
     seed = cfg["train"]["seed"]
+    if d["source"] == "pairs":
+        from asfe3d.data.pairs import VolumePairDataset, read_pairs_csv
+
+        rows = read_pairs_csv(d["path"])
+        train_rows, val_rows = split_subjects(rows, d["val_subjects"], d["val_fraction"])
+        common = {"crop": d["crop"], "registration": d["registration"], "spatial_dims": cfg["spatial_dims"]}
+        train_ds = VolumePairDataset(train_rows, d["length"], seed=seed, flip=d["flip"], **common)
+        # validation: the held-out subjects, the same crops every epoch (no set_epoch), no flips
+        val_ds = VolumePairDataset(val_rows, d["val_length"], seed=seed + 100003, flip=False, **common)
+        for ds in (train_ds, val_ds):
+            ds.prepare()  # every pair read, registered and judged before the first step
+        desc = {"source": "pairs", "path": str(Path(d["path"]).resolve()),
+                **{k: d[k] for k in d if k not in ("source", "path", "val_subjects")},
+                "train": [r["subject"] for r in train_rows], "val": [r["subject"] for r in val_rows]}
+        return train_ds, val_ds, desc
     if d["source"] == "hmif":
         from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs
 

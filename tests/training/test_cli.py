@@ -36,15 +36,10 @@ def test_missing_config_and_missing_data(tmp_path: Path, capsys: pytest.CaptureF
     assert "HMIF folder not found" in capsys.readouterr().err
 
 
-def test_shipped_configs_resolve() -> None:
-    import yaml
-
-    from asfe3d.training import resolve_config
-
-    root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("train_2d_pet_mri.yaml", "train_3d_mri_pet.yaml", "train_3d_wholehead.yaml"):
-        cfg = yaml.safe_load((root / name).read_text())
-        cfg["data"]["path"] = cfg["data"].get("path") or "x"
-        if cfg["data"]["source"] == "simulated":
-            cfg["data"].pop("path")
-        assert resolve_config(cfg)["preset"] == "efficient"
+def test_a_pairs_config_names_its_missing_csv_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``data.source: pairs`` (every shipped config resolves: ``test_configs.py``)."""
+    cfg = tmp_path / "pairs.yaml"
+    cfg.write_text("spatial_dims: 3\ndata: {source: pairs, crop: [16, 16, 16]}\ntrain: {epochs: 1}\n")
+    assert main(["--config", str(cfg), "--data", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"asfe3d: error: {tmp_path / 'mine.csv'}: pairs CSV not found"]

@@ -243,3 +243,55 @@ def test_an_interrupted_run_resumed_is_the_uninterrupted_run(tmp_path: Path, mon
     a = torch.load(straight.last_path, weights_only=False)["net"]
     b = torch.load(resumed.last_path, weights_only=False)["net"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pairs_source_trains_on_the_users_own_volumes_with_whole_subjects_held_out(demo_files, tmp_path: Path) -> None:
+    """``data.source: pairs``: a pairs CSV (subject, mri, pet), prepared by the command's chain; the last subject (or
+    the named ones) held out for validation; the run's provenance names both sides."""
+    from tests.conftest import make_cohort
+
+    csv_path = make_cohort(tmp_path / "cohort", demo_files, 3)
+    cfg = {"spatial_dims": 3, "preset": "efficient",
+           "data": {"source": "pairs", "path": str(csv_path), "crop": [16, 16, 16], "length": 2, "val_length": 1},
+           "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3, "seed": 0, "device": "cpu", "num_threads": 1},
+           "out": str(tmp_path / "run")}
+    result = train(cfg, command="pytest")
+    assert np.isfinite(result.final_train_loss) and np.isfinite(result.best_val_loss)
+    data = load_weights(result.best_path)["meta"]["data"]
+    assert data["source"] == "pairs" and data["train"] == ["sub01", "sub02"] and data["val"] == ["sub03"]
+    named = resolve_config({**cfg, "data": {**cfg["data"], "val_subjects": ["sub01"]}})
+    from asfe3d.training.engine import split_subjects
+
+    rows = [{"subject": s} for s in ("sub01", "sub02", "sub03")]
+    assert split_subjects(rows, named["data"]["val_subjects"], 0.2) == (rows[1:], rows[:1])
+
+
+@pytest.mark.parametrize("data, match", [
+    ({}, r"data.path \(the pairs CSV: subject, mri, pet\) is required"),
+    ({"path": "x.csv", "crop": [16, 16]}, r"data.crop must be 3 integers >= 8 \(spatial_dims 3; 2D: the axial plane\), "
+                                          r"got \[16, 16\]"),
+    ({"path": "x.csv", "registration": "elastic"}, "data.registration must be one of .* got 'elastic'"),
+    ({"path": "x.csv", "val_subjects": "sub01"}, "data.val_subjects must be null or a non-empty list of subject "
+                                                 "names, got 'sub01'"),
+    ({"path": "x.csv", "val_fraction": 1.0}, r"data.val_fraction must be a number in \(0, 1\), got 1.0"),
+    ({"path": "x.csv", "flip": "yes"}, "data.flip must be true or false, got 'yes'"),
+    ({"path": "x.csv", "anatomies": ["otsu"]}, r"unknown config key\(s\) \['anatomies'\] in data \(source 'pairs'\)"),
+])
+def test_pairs_source_bad_config_is_one_config_error(data, match) -> None:
+    from asfe3d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        resolve_config({"spatial_dims": 3, "data": {"source": "pairs", **data}})
+
+
+def test_pairs_split_refuses_unknown_names_and_an_empty_side() -> None:
+    from asfe3d.errors import ConfigError
+    from asfe3d.training.engine import split_subjects
+
+    rows = [{"subject": "a"}, {"subject": "b"}]
+    with pytest.raises(ConfigError, match=r"names subjects the pairs CSV does not hold: \['c'\]"):
+        split_subjects(rows, ["c"], 0.2)
+    with pytest.raises(ConfigError, match="give 0 for training and 2 for validation"):
+        split_subjects(rows, ["a", "b"], 0.2)
+    with pytest.raises(ConfigError, match="give 0 for training and 1 for validation"):
+        split_subjects(rows[:1], None, 0.2)

@@ -1,0 +1,106 @@
+"""Tests of :mod:`asfe3d.data.pairs`: the user's own pairs prepared by the command's chain and cropped at random in
+RAS order, for training on them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from asfe3d.data.pairs import VolumePairDataset, prepare_pair, read_pairs_csv
+from asfe3d.errors import Asfe3dInputError
+from tests.conftest import make_cohort
+
+
+@pytest.fixture
+def rows(demo_files, tmp_path):
+    return read_pairs_csv(make_cohort(tmp_path, demo_files, 2))
+
+
+def test_items_are_crops_in_the_unit_range_with_their_voxel_size_and_drawn_per_epoch(rows):
+    ds = VolumePairDataset(rows, length=3, crop=(16, 16, 16), seed=1, registration="rigid")
+    ds.prepare()
+    entry = ds.pair(0)
+    assert entry["image"].shape[0] == 2 and entry["image"].dtype == np.float32
+    item = ds[0]
+    assert item["image"].shape == (2, 16, 16, 16) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0 + 1e-6
+    assert float(item["image"].amax(dim=(1, 2, 3)).min()) > 0  # the crop is centred in the head: both hold signal
+    torch.testing.assert_close(item["spacing"], torch.tensor([6.0, 6.0, 6.0]))
+    assert torch.equal(ds[0]["image"], item["image"])  # the same draw for the same (index, epoch)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["image"], item["image"])
+    flat = VolumePairDataset(rows, length=2, crop=(16, 16), registration="rigid", spatial_dims=2)
+    assert flat[1]["image"].shape == (2, 16, 16) and flat[1]["spacing"].shape == (2,)
+    with pytest.raises(IndexError, match="index 3 out of range"):
+        ds[3]
+
+
+def test_a_pair_stored_in_another_voxel_order_gives_the_same_crops(rows, tmp_path):
+    """The networks run in RAS order: an MRI stored LPS (its first two axes flipped, the world the same) is turned
+    back, so its prepared pair and crops are the RAS-stored one's."""
+    mri = nib.load(str(rows[0]["mri"]))
+    flipped_data = np.asarray(mri.dataobj)[::-1, ::-1, :].copy()
+    n = np.asarray(flipped_data.shape)
+    affine = mri.affine @ np.array([[-1, 0, 0, n[0] - 1], [0, -1, 0, n[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    lps = tmp_path / "lps_mri.nii.gz"
+    nib.save(nib.Nifti1Image(flipped_data, affine), str(lps))
+    ras = VolumePairDataset(rows[:1], length=2, crop=(16, 16, 16), registration="rigid")
+    other = VolumePairDataset([{**rows[0], "mri": lps}], length=2, crop=(16, 16, 16), registration="rigid")
+    # the MRI exactly; the PET as registered again on the other grid (the registration's sampling differs a little)
+    np.testing.assert_allclose(other.pair(0)["image"][0], ras.pair(0)["image"][0], atol=1e-5)
+    assert float(np.abs(other.pair(0)["image"][1] - ras.pair(0)["image"][1]).max()) < 0.05
+    torch.testing.assert_close(other[1]["image"][0], ras[1]["image"][0], atol=1e-5, rtol=0)
+    unturned = np.asarray(nib.load(str(lps)).dataobj)  # had it not been turned, the crops would differ wholly
+    assert float(np.abs(unturned - np.asarray(mri.dataobj)).max()) > 0.5 * float(np.asarray(mri.dataobj).max())
+
+
+def test_a_pair_whose_registration_was_judged_failed_is_refused_by_subject(rows, monkeypatch):
+    import asfe3d.data.pairs as pairs
+
+    def judged_failed(*args, **kwargs):
+        data = prepare_pair(*args, **kwargs)
+        data["pet_registration"] = {**data["pet_registration"],
+                                    "qc": {"verdict": "fail", "reasons": ["the PET's head lies outside the MRI's"]}}
+        return data
+
+    monkeypatch.setattr(pairs, "prepare_pair", judged_failed)
+    ds = VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="rigid")
+    with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the registration was judged failed (the "
+                                                         "PET's head lies outside the MRI's)")):
+        ds.prepare()
+
+
+def test_an_unreadable_pet_is_one_input_error(rows, tmp_path):
+    broken = tmp_path / "broken_pet.nii.gz"
+    broken.write_bytes(b"not a volume")
+    with pytest.raises(Asfe3dInputError, match="broken_pet.nii.gz"):
+        VolumePairDataset([{**rows[0], "pet": broken}], length=1, crop=(8, 8, 8), registration="rigid").prepare()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rows": []}, "rows must name at least one pair, got none"),
+    ({"length": 0}, "length must be an integer >= 1, got 0"),
+    ({"crop": (16, 16)}, r"crop must be 3 integers >= 8, got \(16, 16\)"),
+    ({"crop": (16, 16, 4)}, r"crop must be 3 integers >= 8, got \(16, 16, 4\)"),
+    ({"registration": "elastic"}, "registration must be one of .* got 'elastic'"),
+    ({"spatial_dims": 4}, "spatial_dims must be 2 or 3, got 4"),
+])
+def test_bad_arguments_refused_quoting_the_value(rows, kwargs, match):
+    args = {"rows": rows, "length": 2, "crop": (16, 16, 16), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        VolumePairDataset(args.pop("rows"), args.pop("length"), args.pop("crop"), **args)
+
+
+def test_the_pairs_csv_is_read_where_it_is_documented(rows, tmp_path):
+    """The data tier reads the pairs CSV; ``asfe3d.evaluation`` gives the same rows."""
+    from asfe3d.evaluation import read_pairs_csv as evaluation_reader
+
+    csv_path = tmp_path / "datalist.csv"
+    assert evaluation_reader(csv_path) == read_pairs_csv(csv_path) == rows
+    shutil.copy(csv_path, tmp_path / "copy.csv")
+    assert [r["subject"] for r in read_pairs_csv(tmp_path / "copy.csv")] == ["sub01", "sub02"]
