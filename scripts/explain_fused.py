@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import numpy as np
 
-    from asfe3d.evaluation.evaluate import build_fusers, load_volume_case, read_pairs_csv
+    from asfe3d.evaluation.evaluate import NetworkOptions, build_fusers, load_volume_case, read_pairs_csv
     from asfe3d.metrics import METRIC_NAMES, fusion_metrics
 
     rows = [r for r in read_pairs_csv(args.pairs) if r["subject"] == args.case]
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"asfe3d: error: --outside: {exc}", file=sys.stderr)
             return 2
     try:
-        fusers = build_fusers([args.method], device="cpu")
+        fusers = build_fusers([args.method], options=NetworkOptions(device="cpu"))
     except ValueError as exc:
         print(f"asfe3d: error: --method: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from asfe3d.evaluation.evaluate import (
     LOWER_IS_BETTER,
     CaseResult,
     EvalCase,
+    NetworkOptions,
     build_fusers,
     count_wins,
     evaluate_case,
@@ -30,7 +31,7 @@ from asfe3d.evaluation.evaluate import (
 )
 
 __all__ = [
-    "BASELINES", "DEFAULT_METHODS", "LOWER_IS_BETTER", "CaseResult", "EvalCase", "build_fusers", "count_wins",
+    "BASELINES", "DEFAULT_METHODS", "LOWER_IS_BETTER", "CaseResult", "EvalCase", "NetworkOptions", "build_fusers", "count_wins",
     "evaluate_case", "expand_methods", "figure_panels", "fused_output_path", "hmif_case_pairs", "load_hmif_case",
     "load_volume_case", "markdown_summary", "mean_table", "read_pairs_csv", "save_figure", "save_fused_case",
     "win_table", "write_rows_csv",

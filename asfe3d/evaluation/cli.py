@@ -216,17 +216,17 @@ def _run(args: argparse.Namespace) -> int:
 def _build_fusers(args: argparse.Namespace, methods: Sequence[str], weights_2d: Any) -> dict[str, Any]:
     from asfe3d.evaluation import evaluate as ev
 
-    return ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, device=args.device,
-                             roi_size=args.roi_size, stitch=args.stitch,
-                             min_voxel_mm="auto" if args.min_voxel_mm is None else (args.min_voxel_mm or None),
-                             pet_consistency="auto" if args.pet_consistency is None else args.pet_consistency,
-                             max_voxel_mm="auto" if args.max_voxel_mm is None else (args.max_voxel_mm or None),
-                             roi_mm="auto" if args.roi_mm is None else (args.roi_mm or None),
-                             pet_detail_select="auto" if args.pet_detail_select is None else args.pet_detail_select,
-                             pet_detail_ratio="auto" if args.pet_detail_ratio is None else args.pet_detail_ratio,
-                             pet_fwhm_mm=args.pet_fwhm_mm,
-                             detail_steer="auto" if args.detail_steer is None else (args.detail_steer or None),
-                             detail_fwhm_mm="auto" if args.detail_fwhm_mm is None else (args.detail_fwhm_mm or None))
+    def given(value: Any, zero_is_none: bool = False) -> Any:  # not given: the command's default; 0: none/own grid
+        return "auto" if value is None else (value or None) if zero_is_none else value
+
+    options = ev.NetworkOptions(
+        device=args.device, roi_size=tuple(args.roi_size), stitch=args.stitch,
+        min_voxel_mm=given(args.min_voxel_mm, True), max_voxel_mm=given(args.max_voxel_mm, True),
+        roi_mm=given(args.roi_mm, True), pet_consistency=given(args.pet_consistency),
+        pet_detail_select=given(args.pet_detail_select), pet_detail_ratio=given(args.pet_detail_ratio),
+        detail_steer=given(args.detail_steer, True), detail_fwhm_mm=given(args.detail_fwhm_mm, True))
+    return ev.build_fusers(methods, weights_2d=weights_2d, weights_3d=args.weights_3d, options=options,
+                           pet_fwhm_mm=args.pet_fwhm_mm)
 
 
 def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Sequence[str],

@@ -43,6 +43,7 @@ __all__ = [
     "EvalCase",
     "CaseResult",
     "expand_methods",
+    "NetworkOptions",
     "build_fusers",
     "hmif_case_pairs",
     "load_hmif_case",
@@ -165,65 +166,85 @@ def expand_methods(methods: str | Sequence[str], ndim: int) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class NetworkOptions:
+    """How the evaluation runs the networks (``asfe``, ``asfe-slice``, ``asfe-volume``), as one object: every
+    ``"auto"`` is what ``asfe3d fuse`` uses for the mode. Values are checked where they are used (by
+    :class:`asfe3d.fusion.learned.AsfeFusionMethod` and :class:`asfe3d.inferers.FusionSteps`, quoting them).
+
+    Attributes:
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        roi_size: sliding-window size of ``asfe-volume`` (voxels).
+        stitch: how ``asfe-volume`` blends its windows (``None``: the command's default,
+            :data:`asfe3d.defaults.DEFAULT_STITCH`).
+        min_voxel_mm: the finest grid the networks run on on volumes (``"auto"``: the command's default per mode,
+            :data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
+        max_voxel_mm: the coarsest grid the networks run on on volumes (``"auto"``: the command's default per mode,
+            :data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
+        roi_mm: ``asfe-volume``'s window in mm, at most ``roi_size`` (``"auto"``: the command's default,
+            :data:`asfe3d.defaults.DEFAULT_ROI_MM`; ``None``: the window in voxels only).
+        pet_consistency: the strength of the networks' consistency step on volumes (``"auto"``: the command's
+            default per mode, :data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
+        pet_detail_select: the strength of the choose-the-larger-detail step on volumes (``"auto"``: the command's
+            default per mode, :data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`).
+        pet_detail_ratio: that step's ``k`` (``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`).
+        detail_steer: ``q0`` of the steered detail injection on volumes (``"auto"``: the command's default per mode,
+            :data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`; ``None``: no step).
+        detail_fwhm_mm: the width (mm) of the networks' detail band on volumes (``"auto"``: the command's default
+            per mode, :data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`; ``None``: the network's own width in voxels; a
+            number: that width on every grid).
+    """
+
+    device: str = "auto"
+    roi_size: tuple[int, ...] = tuple(DEFAULT_ROI_SIZE)
+    stitch: str | None = None
+    min_voxel_mm: float | str | None = "auto"
+    max_voxel_mm: float | str | None = "auto"
+    roi_mm: float | str | None = "auto"
+    pet_consistency: float | str = "auto"
+    pet_detail_select: float | str = "auto"
+    pet_detail_ratio: float | str = "auto"
+    detail_steer: float | str | None = "auto"
+    detail_fwhm_mm: float | str | None = "auto"
+
+
 def build_fusers(
     methods: Sequence[str],
     *,
     weights_2d: str | Path | None = None,
     weights_3d: str | Path | None = None,
-    device: str = "auto",
-    roi_size: Sequence[int] = DEFAULT_ROI_SIZE,
+    options: NetworkOptions | None = None,
     nets: Mapping[str, Any] | None = None,
-    stitch: str | None = None,
-    min_voxel_mm: float | str | None = "auto",
-    pet_consistency: float | str = "auto",
-    max_voxel_mm: float | str | None = "auto",
-    roi_mm: float | str | None = "auto",
-    pet_detail_select: float | str = "auto",
-    pet_detail_ratio: float | str = "auto",
     pet_fwhm_mm: float | None = None,
-    detail_steer: float | str | None = "auto",
-    detail_fwhm_mm: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Build the fusion methods named by :func:`expand_methods`.
 
     Args:
-        methods: names (``mean``, ``max``, ``wavelet``, ``laplacian``, ``asfe``, ``asfe-slice``, ``asfe-volume``).
+        methods: names (``mean``, ``max``, ``wavelet``, ``laplacian``, ``highpass``, ``asfe``, ``asfe-slice``,
+            ``asfe-volume``, or a registered method's).
         weights_2d: weights of the 2D network (``asfe`` / ``asfe-slice``); ``None`` = the shipped file.
         weights_3d: weights of the 3D network (``asfe-volume``); ``None`` = the shipped file.
-        device: ``auto``, ``cpu`` or ``cuda[:N]`` for the networks.
-        roi_size: sliding-window size of ``asfe-volume``.
+        options: how the networks run (:class:`NetworkOptions`; ``None``: as ``asfe3d fuse`` runs them).
         nets: already built networks by method name (overrides the weights; for tests and training).
-        stitch: how ``asfe-volume`` blends its windows (``None``: the command's default,
-            :data:`asfe3d.defaults.DEFAULT_STITCH`).
-        min_voxel_mm: the finest grid the networks run on on volumes (``"auto"``: the command's default per mode,
-            :data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
-        pet_consistency: the strength of the networks' consistency step on volumes (``"auto"``: the command's
-            default per mode, :data:`asfe3d.defaults.PET_CONSISTENCY_BY_MODE`).
-        max_voxel_mm: the coarsest grid the networks run on on volumes (``"auto"``: the command's default per mode,
-            :data:`asfe3d.defaults.MAX_VOXEL_MM_BY_MODE`; ``None``: the MRI's own grid).
-        roi_mm: ``asfe-volume``'s window in mm, at most ``roi_size`` (``"auto"``: the command's default,
-            :data:`asfe3d.defaults.DEFAULT_ROI_MM`; ``None``: the window in voxels only).
-        pet_detail_select: the strength of the networks' choose-the-larger-detail step on volumes (``"auto"``: the
-            command's default per mode, :data:`asfe3d.defaults.PET_DETAIL_SELECT_BY_MODE`).
-        pet_detail_ratio: that step's ``k`` (``"auto"``: :data:`asfe3d.defaults.PET_DETAIL_RATIO`).
         pet_fwhm_mm: the PET's resolution (mm) where ``highpass`` splits the MRI's band (``None``: the method's
             default, :data:`asfe3d.metrics.PET_FWHM_MM`).
-        detail_steer: ``q0`` of the networks' steered detail injection on volumes (``"auto"``: the command's default
-            per mode, :data:`asfe3d.defaults.DETAIL_STEER_BY_MODE`; ``None``: no step).
-        detail_fwhm_mm: the width (mm) of the networks' detail band on volumes (``"auto"``: the command's default per
-            mode, :data:`asfe3d.defaults.DETAIL_FWHM_MM_BY_MODE`; ``None``: the network's own width in voxels; a
-            number: that width on every grid).
 
     Returns:
         ``{name: FusionMethod}`` in the given order.
 
     Raises:
         Asfe3dInputError: a weight file is missing or unreadable (shipped weights not there yet included).
-        ValueError: an unknown method name.
+        ValueError: an unknown method name, ``options`` that are not :class:`NetworkOptions`, or a bad option
+            value (quoted).
     """
     from asfe3d.fusion import AsfeFusionMethod, get_fuser
     from asfe3d.fusion.learned import mode_steps
 
+    if options is None:
+        options = NetworkOptions()
+    if not isinstance(options, NetworkOptions):
+        raise ValueError(f"options must be a NetworkOptions or None, got {options!r}")
+    o = options
     nets = dict(nets or {})
     fusers: dict[str, Any] = {}
     for name in methods:
@@ -236,12 +257,13 @@ def build_fusers(
             continue
         mode = "volume" if name == "asfe-volume" else "slice"
         weights = weights_3d if mode == "volume" else weights_2d
-        steps = mode_steps(mode, pet_consistency=pet_consistency, pet_detail_select=pet_detail_select,
-                           pet_detail_ratio=pet_detail_ratio, detail_steer=detail_steer, detail_fwhm_mm=detail_fwhm_mm)
-        kwargs: dict[str, Any] = {"mode": mode, "device": device, "roi_size": tuple(roi_size), "stitch": stitch,
-                                  "min_voxel_mm": min_voxel_mm, "max_voxel_mm": max_voxel_mm, "steps": steps}
+        steps = mode_steps(mode, pet_consistency=o.pet_consistency, pet_detail_select=o.pet_detail_select,
+                           pet_detail_ratio=o.pet_detail_ratio, detail_steer=o.detail_steer,
+                           detail_fwhm_mm=o.detail_fwhm_mm)
+        kwargs: dict[str, Any] = {"mode": mode, "device": o.device, "roi_size": tuple(o.roi_size), "stitch": o.stitch,
+                                  "min_voxel_mm": o.min_voxel_mm, "max_voxel_mm": o.max_voxel_mm, "steps": steps}
         if mode == "volume":
-            kwargs["roi_mm"] = roi_mm
+            kwargs["roi_mm"] = o.roi_mm
         if name in nets:
             kwargs["net"] = nets[name]
         else:

@@ -9,6 +9,7 @@ from PIL import Image
 from asfe3d.errors import Asfe3dInputError
 from asfe3d.evaluation import (
     EvalCase,
+    NetworkOptions,
     build_fusers,
     count_wins,
     evaluate_case,
@@ -276,7 +277,7 @@ def test_evaluate_scores_the_windows_the_command_uses():
     from asfe3d.settings import Settings
 
     head = (200, 271, 193)
-    scored = build_fusers(["asfe-volume"], device="cpu")["asfe-volume"]
+    scored = build_fusers(["asfe-volume"], options=NetworkOptions(device="cpu"))["asfe-volume"]
     used = _build_fuser(Settings().fusion, False)
     assert used.mode == scored.mode == "volume"
     assert used.inferer.window(head) == scored.inferer.window(head) == (128, 128, 128)
@@ -290,27 +291,31 @@ def test_build_fusers_passes_the_grid_and_window_options():
     defaults are the command's."""
     from asfe3d.defaults import DEFAULT_ROI_MM, MAX_VOXEL_MM_BY_MODE
 
-    fusers = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", max_voxel_mm=1.0, roi_mm=128.0)
+    fusers = build_fusers(["asfe-volume", "asfe-slice"], options=NetworkOptions(device="cpu", max_voxel_mm=1.0, roi_mm=128.0))
     assert fusers["asfe-volume"].inferer.max_voxel_mm == fusers["asfe-slice"].inferer.max_voxel_mm == 1.0
     assert fusers["asfe-volume"].inferer.roi_mm == 128.0 and fusers["asfe-slice"].inferer.roi_mm is None
     assert fusers["asfe-volume"].describe()["roi_mm"] == 128.0
-    default = build_fusers(["asfe-volume"], device="cpu")["asfe-volume"].inferer
+    default = build_fusers(["asfe-volume"], options=NetworkOptions(device="cpu"))["asfe-volume"].inferer
     assert default.max_voxel_mm == MAX_VOXEL_MM_BY_MODE["volume"] and default.roi_mm == DEFAULT_ROI_MM
     # the steered detail injection: the command's default per mode, a q0 given, or none
     from asfe3d.defaults import DETAIL_STEER_BY_MODE
 
     assert default.steps.detail_steer == DETAIL_STEER_BY_MODE["volume"]
-    steered = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", detail_steer=0.4)
+    steered = build_fusers(["asfe-volume", "asfe-slice"], options=NetworkOptions(device="cpu", detail_steer=0.4))
     assert steered["asfe-volume"].inferer.steps.detail_steer == steered["asfe-slice"].inferer.steps.detail_steer == 0.4
-    assert build_fusers(["asfe-slice"], device="cpu", detail_steer=None)["asfe-slice"].inferer.steps.detail_steer is None
+    assert build_fusers(["asfe-slice"], options=NetworkOptions(device="cpu", detail_steer=None))["asfe-slice"].inferer.steps.detail_steer is None
     # the detail band's width: the command's default per mode, a width on every grid, or the network's own
     from asfe3d.defaults import DETAIL_FWHM_MM_BY_MODE
 
     assert default.steps.detail_fwhm_mm == DETAIL_FWHM_MM_BY_MODE["volume"]
-    wide = build_fusers(["asfe-volume", "asfe-slice"], device="cpu", detail_fwhm_mm=8.0)
+    wide = build_fusers(["asfe-volume", "asfe-slice"], options=NetworkOptions(device="cpu", detail_fwhm_mm=8.0))
     assert wide["asfe-volume"].inferer.steps.detail_fwhm_mm == wide["asfe-slice"].inferer.steps.detail_fwhm_mm == 8.0
     assert wide["asfe-volume"].inferer.steps.detail_fwhm_max_voxel_mm is None
-    assert build_fusers(["asfe-volume"], device="cpu", detail_fwhm_mm=None)["asfe-volume"].inferer.steps.detail_fwhm_mm is None
+    assert build_fusers(["asfe-volume"], options=NetworkOptions(device="cpu", detail_fwhm_mm=None))["asfe-volume"].inferer.steps.detail_fwhm_mm is None
+    with pytest.raises(ValueError, match=r"options must be a NetworkOptions or None, got \{'device': 'cpu'\}"):
+        build_fusers(["asfe-volume"], options={"device": "cpu"})
+    with pytest.raises(TypeError):
+        build_fusers(["asfe-volume"], device="cpu")  # the networks' settings are one object, not keyword arguments
 
 
 def test_pet_fwhm_mm_splits_detail_and_petc_there_and_reaches_highpass():
