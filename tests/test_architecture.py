@@ -118,7 +118,8 @@ def test_library_never_imports_the_cli():
 
 def axis_swaps(root: Path = PACKAGE) -> list[str]:
     """Modules outside ``asfe3d/io`` that swap SimpleITK's (z, y, x) and nibabel's (x, y, z) axes themselves."""
-    pattern = re.compile(r"transpose\(\s*2\s*,\s*1\s*,\s*0\s*\)")
+    pattern = re.compile(r"(transpose|permute)\(\s*(\w+\s*,\s*)?\(?\s*2\s*,\s*1\s*,\s*0\s*\)?\s*\)"
+                         r"|GetArray(View)?FromImage\([^()]*\)\.T\b")
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                   if p.parent.name != "io" and pattern.search(p.read_text(encoding="utf-8")))
 
@@ -132,7 +133,11 @@ def test_axis_swaps_finds_a_transpose(tmp_path):
     (tmp_path / "io").mkdir()
     (tmp_path / "io" / "ok.py").write_text("a = b.transpose(2, 1, 0)\n")
     (tmp_path / "bad.py").write_text("a = b.transpose(2,1, 0)\n")
-    assert axis_swaps(tmp_path) == ["bad.py"]
+    for name, line in (("np_form", "a = np.transpose(b, (2, 1, 0))"), ("tuple_form", "a = b.transpose((2, 1, 0))"),
+                       ("permute", "a = t.permute(2, 1, 0)"), ("dot_t", "a = sitk.GetArrayFromImage(img).T")):
+        (tmp_path / f"{name}.py").write_text(line + "\n")
+    (tmp_path / "fine.py").write_text("a = b.transpose(0, 2, 1)\nc = t.permute(0, 1, 4, 2, 3)\n")
+    assert axis_swaps(tmp_path) == ["bad.py", "dot_t.py", "np_form.py", "permute.py", "tuple_form.py"]
 
 
 @pytest.mark.parametrize("needle", ["_MAX_WORKERS = 2", "evaluation machines"])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from asfe3d.defaults import DEFAULT_SEED
 from asfe3d.errors import Asfe3dInputError
 
 __all__ = ["CSV_COLUMNS", "CSV_OPTIONAL", "VolumePairDataset", "prepare_pair", "read_pairs_csv"]
@@ -138,7 +139,8 @@ class VolumePairDataset(Dataset):
         rows: pairs, as :func:`read_pairs_csv` returns them (``subject``, ``mri``, ``pet``).
         length: items per epoch.
         crop: crop size in voxels, ``spatial_dims`` integers >= 8 (2D: in the axial plane).
-        seed: seed of the draws.
+        seed: seed of the draws (the registration takes the command's own, :data:`asfe3d.defaults.DEFAULT_SEED`,
+            so a pair is registered as ``asfe3d fuse`` registers it).
         registration: the PET-to-MRI registration (``none``: the PET is aligned already, only resampled).
         spatial_dims: 3 (volumes) or 2 (axial slices, for the slice-wise network).
         flip: random flips along every axis.
@@ -188,7 +190,7 @@ class VolumePairDataset(Dataset):
 
     def pair(self, k: int) -> dict[str, Any]:
         """Pair ``k`` prepared: ``image`` ``(2, X, Y, Z)`` float32 in RAS order, ``spacing`` (mm, along those axes),
-        ``centres`` (head voxels inside the PET's field of view, at most about 20 000)."""
+        ``centres`` (head voxels inside the PET's field of view, evenly thinned to at most 20 000)."""
         cached = self._pairs[k]
         if cached is None:
             cached = self._pairs[k] = self._prepare(self.rows[k])
@@ -198,7 +200,7 @@ class VolumePairDataset(Dataset):
         from asfe3d.inferers.fusion import from_ras_order, in_ras_order
         from asfe3d.utils import voxel_sizes
 
-        data = prepare_pair(row["mri"], row["pet"], registration=self.registration, seed=self.seed)
+        data = prepare_pair(row["mri"], row["pet"], registration=self.registration, seed=DEFAULT_SEED)
         qc = (data.get("pet_registration") or {}).get("qc") or {}
         if qc.get("verdict") == "fail":
             reasons = "; ".join(qc.get("reasons") or []) or "see its report"
@@ -213,7 +215,7 @@ class VolumePairDataset(Dataset):
             raise Asfe3dInputError(row["mri"], f"subject {row['subject']!r}: no head voxel inside the PET's field "
                                                "of view")
         return {"image": np.ascontiguousarray(image.as_tensor().numpy(), np.float32), "spacing": spacing,
-                "centres": centres[:: max(1, len(centres) // 20000)]}
+                "centres": centres[:: max(1, -(-len(centres) // 20000))]}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:

@@ -35,11 +35,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         The torch device.
 
     Raises:
-        ValueError: an unknown device (quoted), or a CUDA device this machine does not have (also given as a
-            ``torch.device``).
+        ValueError: an unknown device string (quoted), or a CUDA device this machine does not have (also given as a
+            ``torch.device``; other ``torch.device`` types, ``mps`` or ``xpu``, are taken as they are).
     """
     given = device
     if isinstance(device, torch.device):
+        if device.type != "cuda":
+            return device
         device = str(device)
     if not isinstance(device, str):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or a torch.device, got {given!r}")

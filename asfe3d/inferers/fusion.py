@@ -354,8 +354,10 @@ def in_ras_order(img: MetaTensor) -> tuple[MetaTensor, np.ndarray | None]:
     to_voxels = nib.orientations.inv_ornt_aff(ornt, tuple(int(n) for n in img.shape[-3:]))
     affine = img.affine.detach().cpu().numpy().astype(np.float64) @ to_voxels
     data = _turned(batched.as_tensor(), ornt)
-    return MetaTensor(data if img.ndim == 5 else data[0], affine=torch.as_tensor(affine),
-                      meta={k: v for k, v in img.meta.items() if k != "affine"}), ornt
+    out = MetaTensor(data if img.ndim == 5 else data[0], affine=torch.as_tensor(affine),
+                     meta={k: v for k, v in img.meta.items() if k != "affine"})
+    out.is_batch = img.is_batch  # a collated batch stays one: each item keeps its own metadata when sliced
+    return out, ornt
 
 
 def from_ras_order(x: torch.Tensor | np.ndarray, ornt: np.ndarray | None, back: bool = True) -> Any:
@@ -693,8 +695,8 @@ class FusionInferer(Inferer):
             gains = [None if steer_gains is None else list(steer_gains)[i:i + 1] for i in range(len(boxes))]
             parts = [self._run(inputs[i:i + 1], network, args, kwargs, slice_axis, spacing, gains[i])
                      for i in range(len(boxes))]
-            return torch.cat(parts) if isinstance(inputs, MetaTensor) else torch.cat(
-                [q.as_tensor() if isinstance(q, MetaTensor) else q for q in parts])
+            data = torch.cat([q.as_tensor() if isinstance(q, MetaTensor) else q for q in parts])
+            return convert_to_dst_type(data, inputs, device=data.device)[0] if isinstance(inputs, MetaTensor) else data
         box = boxes[0]
         if box is None:
             return self._run_whole(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)

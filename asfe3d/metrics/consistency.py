@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from asfe3d.utils import binary
+
 __all__ = ["directional_energy", "anisotropy", "through_plane_consistency"]
 
 
@@ -99,7 +101,7 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray |
         m = m[0]
     if m.shape != shape:
         raise ValueError(f"mask shape {m.shape} does not match the volume shape {shape}")
-    m = m.astype(bool)
+    m = binary(m, "mask")
     if not m.any():
         raise ValueError("mask is empty")
     return m

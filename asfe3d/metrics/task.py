@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from asfe3d.metrics.bands import _bool_mask
-from asfe3d.utils import FWHM_PER_SIGMA, is_real, voxel_sizes
+from asfe3d.utils import FWHM_PER_SIGMA, binary, is_real, voxel_sizes
 
 __all__ = ["defect_transfer", "place_defect", "ball", "empty_output", "defect_transfer_of"]
 
@@ -141,9 +141,10 @@ def place_defect(
     if fwhm_mm is not None and (not is_real(fwhm_mm)
                                 or not (math.isfinite(fwhm_mm) and fwhm_mm > 0)):
         raise ValueError(f"fwhm_mm must be None or a number > 0 (mm), got {fwhm_mm!r}")
-    mask = np.ones(pet.shape, bool) if mask is None else np.asarray(mask, bool)
+    mask = np.ones(pet.shape, bool) if mask is None else np.asarray(mask)
     if mask.shape != pet.shape:
         raise ValueError(f"mask shape {mask.shape} does not match pet shape {pet.shape}")
+    mask = binary(mask, "mask")
     sp = voxel_sizes(spacing, pet.ndim)
     radius = np.ceil(diameter_mm / 2.0 / sp).astype(int)
     kernel = ball(tuple(2 * radius + 1), tuple(radius), diameter_mm, sp)

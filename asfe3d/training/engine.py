@@ -54,7 +54,7 @@ _WHOLEHEAD_DATA = {
 #: the user's own MRI/PET pairs (a pairs CSV: ``subject, mri, pet``), fine-tuning on them
 _PAIRS_DATA = {
     "source": "pairs", "path": None, "val_subjects": None, "val_fraction": 0.2, "registration": "rigid",
-    "length": 64, "val_length": 8, "crop": [64, 64, 64], "flip": True,
+    "length": 64, "val_length": 8, "crop": None, "flip": True,
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA, "pairs": _PAIRS_DATA}
 _LOSS_KEYS = ("w_content", "w_gradient", "w_ssim", "content_target", "sigma_tensor", "sigma_ssim", "w_edge",
@@ -181,6 +181,8 @@ def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
     if not d["path"]:
         raise ConfigError("data.path (the pairs CSV: subject, mri, pet) is required for data.source 'pairs' "
                           "(CLI: --data)")
+    if d["crop"] is None:  # 64 voxels along every axis of the network's dimension
+        d["crop"] = [64] * spatial_dims
     crop = d["crop"]
     if not (isinstance(crop, list) and len(crop) == spatial_dims and all(is_int(c) and c >= 8 for c in crop)):
         raise ConfigError(f"data.crop must be {spatial_dims} integers >= 8 (spatial_dims {spatial_dims}; 2D: the "
@@ -585,7 +587,10 @@ def _loaders(train_ds: Dataset, val_ds: Dataset, t: dict[str, Any],
     else:
         sampler = torch.utils.data.RandomSampler(train_ds, generator=gen)
     train_loader = DataLoader(train_ds, batch_size=t["batch_size"], sampler=sampler, drop_last=True,
-                              num_workers=t["num_workers"], persistent_workers=t["num_workers"] > 0)
+                              num_workers=t["num_workers"],
+                              # workers kept across epochs would draw from their own copy of the dataset, never
+                              # told the epoch: a dataset that draws per epoch gets new workers each epoch
+                              persistent_workers=t["num_workers"] > 0 and not hasattr(train_ds, "set_epoch"))
     val_loader = DataLoader(val_ds, batch_size=t["val_batch_size"], shuffle=False, num_workers=0)
     steps = len(train_loader)
     if t["steps_per_epoch"] and dist_info.enabled:
@@ -907,7 +912,7 @@ def _train_epoch(model: torch.nn.Module, optim: _Optimisation, loader: DataLoade
         FloatingPointError: a non-finite loss.
     """
     if hasattr(loader.dataset, "set_epoch"):
-        loader.dataset.set_epoch(epoch)
+        loader.dataset.set_epoch(epoch)  # the workers get this copy each epoch: they are not kept (_loaders)
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
     model.train()

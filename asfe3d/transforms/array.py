@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,7 +60,8 @@ def _as_metatensor(img: Any, name: str, grid: str | None = None) -> MetaTensor:
     step needs the image's real grid (``grid`` says what for): then it is refused, not taken for a 1 mm grid."""
     if isinstance(img, MetaTensor):
         loaded = img.meta.get("spatial_shape")  # the spatial shape MONAI's loaders read
-        if loaded is not None and np.ndim(loaded) == 1 and img.ndim == len(loaded) and img.ndim > 2:
+        if (loaded is not None and np.ndim(loaded) == 1 and len(loaded) > 1
+                and tuple(img.shape) == tuple(int(v) for v in loaded)):
             raise ValueError(f"{name} has no channel axis: its shape {tuple(img.shape)} is all spatial (as loaded: "
                              f"{tuple(int(v) for v in loaded)}); add one first (MONAI's EnsureChannelFirst(d))")
         return img
@@ -211,8 +213,8 @@ class LoadVolume(Transform):
         """
         from asfe3d.io import read_volume
 
-        if not isinstance(path, (str, Path)):
-            raise ValueError(f"path must be a file or DICOM folder (str or Path), got {type(path).__name__}: LoadVolume "
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a file or DICOM folder (str or path-like), got {type(path).__name__}: LoadVolume "
                              "reads the file itself (its header, units and frames), so give it the path, not an image "
                              "loaded already")
         kwargs = self.read_kwargs()
@@ -245,7 +247,7 @@ class HeadMask(Transform):
         image = sitk_from_metatensor(img)
         mask_img = None if early is None else early.head_mask(image)
         if mask_img is None:
-            mask_img = head_mask(image)  # keep the image alive while its array view is read
+            mask_img = head_mask(image)
         mask = sitk_to_numpy_xyz(mask_img) != 0
         del mask_img
         meta = {k: v for k, v in img.meta.items() if k not in ("affine", HEADER_KEY, SOURCE_KEY)}
@@ -582,8 +584,8 @@ class RobustNormalize(Transform):
             mask_arr = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask, bool)
             mask_arr = mask_arr[0] if mask_arr.ndim == arr.ndim and mask_arr.shape[0] == 1 else mask_arr
             if mask_arr.shape != arr.shape[1:]:
-                raise ValueError(f"mask must have the image's spatial shape {arr.shape[1:]} (img is (C, *spatial), "
-                                 f"{arr.shape}), got {tuple(np.shape(mask))}")
+                raise ValueError(f"mask must be one channel on the image's grid, (1, *spatial) or spatial with spatial "
+                                 f"{arr.shape[1:]} (img is (C, *spatial), {arr.shape}), got {tuple(np.shape(mask))}")
         windows, out = [], []
         for channel in arr:
             norm, window = robust_normalize(channel, self.lower, self.upper, mask_arr, clip_upper=self.clip_upper)

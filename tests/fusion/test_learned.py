@@ -187,7 +187,15 @@ def test_devices_are_checked_however_given_and_the_network_is_put_on_its_device(
         with pytest.raises(ValueError, match="GPU"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    method = AsfeFusionMethod(mode="volume", net=nets[3], device=torch.device("cpu"))
+    assert resolve_device(torch.device("mps")) == torch.device("mps")  # other device types as they are
+    moves = []
+    net = nets[3]
+    net.to = lambda *args, **kwargs: (moves.append(args), torch.nn.Module.to(net, *args, **kwargs))[1]
+    try:
+        method = AsfeFusionMethod(mode="volume", net=net, device=torch.device("cpu"))
+    finally:
+        del net.to
+    assert moves == [(torch.device("cpu"),)]
     assert next(method.net.parameters()).device == method.device == method.inferer.sw_device
 
 

@@ -1059,15 +1059,16 @@ def test_an_items_fused_image_does_not_depend_on_the_rest_of_its_batch(mode):
 def test_a_batch_collated_by_a_monai_dataloader_is_fused_like_a_stacked_one():
     """``list_data_collate`` gives ``(B, 4, 4)`` affines and one ``space`` per item: taken (it was refused: "meta
     ['space'] is ['RAS']")."""
-    from monai.data import list_data_collate
+    from monai.data import decollate_batch, list_data_collate
 
     from asfe3d.networks.nets import ASFEFusion
 
     torch.manual_seed(0)
     net = ASFEFusion(spatial_dims=3).eval()
     a, b = _head_and_full(1)
+    a.meta["filename_or_obj"] = "subj_a.nii.gz"
     lps = MetaTensor(b.as_tensor().clone(), affine=torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0])),
-                     meta={"space": "LPS"})  # the same grid, written in LPS
+                     meta={"space": "LPS", "filename_or_obj": "subj_b.nii.gz"})  # the same grid, written in LPS
     collated = list_data_collate([{"image": a}, {"image": lps}])["image"]
     assert collated.meta["space"] == ["RAS", "LPS"] and collated.affine.shape == (2, 4, 4)
     inferer = FusionInferer("volume", roi_size=(16, 16, 16))
@@ -1075,6 +1076,33 @@ def test_a_batch_collated_by_a_monai_dataloader_is_fused_like_a_stacked_one():
         out = inferer(collated, net)
         stacked = inferer(torch.cat([a[None], b[None]]), net)
     assert torch.equal(out.as_tensor(), stacked.as_tensor())
+    # the items' boxes differ (fused one by one): each keeps its own metadata (item 1 had item 0's name and a
+    # broken affine after decollate_batch)
+    items = decollate_batch(out)
+    assert [i.meta["filename_or_obj"] for i in items] == ["subj_a.nii.gz", "subj_b.nii.gz"]
+    assert torch.equal(items[1].affine, lps.affine) and items[1].meta["space"] == "LPS"
+
+
+def test_a_batch_stored_in_another_order_is_fused_item_by_item_too():
+    """Turned into RAS order, a collated batch stays a batch: items of different voxel sizes and boxes are fused
+    one by one as when stored in RAS order (they were refused as "different voxel sizes")."""
+    from monai.data import list_data_collate
+
+    from asfe3d.inferers import FusionSteps
+    from asfe3d.networks.nets import ASFEFusion
+
+    torch.manual_seed(0)
+    net = ASFEFusion(spatial_dims=3).eval()
+    a, b = _head_and_full(2)
+    flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+    items = [MetaTensor(x.as_tensor(), affine=flip @ torch.diag(torch.tensor([s, s, s, 1.0])), meta={"space": "RAS"})
+             for x, s in ((a, 2.0), (b, 3.0))]  # stored LAS
+    inferer = FusionInferer("volume", roi_size=(16, 16, 16), steps=FusionSteps(pet_consistency=0.5))
+    with torch.no_grad():
+        out = inferer(list_data_collate([{"i": x} for x in items])["i"], net)
+        alone = [inferer(x[None], net) for x in items]
+    for i in range(2):
+        assert torch.equal(out[i].as_tensor(), alone[i][0].as_tensor()), i
 
 
 def test_inputs_with_nan_or_of_a_wrong_type_are_refused_and_other_floats_taken():

@@ -106,3 +106,17 @@ def test_tpc_of_a_blank_fused_volume_is_undefined() -> None:
     for blank in (np.zeros_like(a), np.full_like(a, 0.5)):
         assert np.isnan(through_plane_consistency(blank, a, b))
     assert through_plane_consistency(0.5 * (a + b), a, b) < 1.2
+
+
+def test_a_soft_mask_is_refused_not_read_as_everywhere():
+    """``mask.astype(bool)`` made a 0.02-outside mask True everywhere: the anisotropy of the whole volume."""
+    import re
+
+    from asfe3d.metrics.consistency import anisotropy
+
+    x = np.random.default_rng(0).random((16, 16, 16)).astype(np.float32)
+    soft = np.full(x.shape, 0.02)
+    soft[4:12, 4:12, 4:12] = 1.0
+    with pytest.raises(ValueError, match=re.escape("mask must be boolean (or hold only 0 and 1), got [0.02")):
+        anisotropy(x, mask=soft)
+    assert anisotropy(x, mask=soft == 1.0) == anisotropy(x, mask=(soft == 1.0).astype(np.uint8))

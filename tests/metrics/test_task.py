@@ -53,6 +53,10 @@ def test_place_defect_respects_spacing_and_mask() -> None:
     mask[2:18, 2:18, 2:18] = True
     _, region = place_defect(pet, mask, diameter_mm=8.0)
     assert mask[region].all()
+    _, as_numbers = place_defect(pet, mask.astype(np.float32), diameter_mm=8.0)  # a 0/1 mask of numbers: the same
+    assert np.array_equal(as_numbers, region)
+    with pytest.raises(ValueError, match=r"mask must be boolean \(or hold only 0 and 1\), got \[0.02, 1.0\]"):
+        place_defect(pet, np.where(mask, 1.0, 0.02), diameter_mm=8.0)  # was read as True everywhere
 
 
 def test_ball_and_bad_inputs() -> None:

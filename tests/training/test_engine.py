@@ -295,3 +295,30 @@ def test_pairs_split_refuses_unknown_names_and_an_empty_side() -> None:
         split_subjects(rows, ["a", "b"], 0.2)
     with pytest.raises(ConfigError, match="give 0 for training and 1 for validation"):
         split_subjects(rows[:1], None, 0.2)
+
+
+def test_pairs_crop_defaults_to_the_networks_dimension_and_epoch_drawing_datasets_get_fresh_workers() -> None:
+    """The 2D pairs config's default crop was 3D (refused, quoting a value the user never wrote); workers kept
+    across epochs never saw ``set_epoch``: a dataset that draws per epoch would repeat epoch 0's items."""
+    from asfe3d.training.engine import _loaders
+
+    assert resolve_config({"spatial_dims": 2, "data": {"source": "pairs", "path": "p.csv"}})["data"]["crop"] == [64, 64]
+    assert resolve_config({"spatial_dims": 3, "data": {"source": "pairs", "path": "p.csv"}})["data"]["crop"] == [64] * 3
+
+    class Plain(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> dict:
+            return {"image": torch.zeros(2, 8, 8)}
+
+    class PerEpoch(Plain):
+        def set_epoch(self, epoch: int) -> None:
+            pass
+
+    from asfe3d.distributed import DistInfo
+
+    t = {**resolve_config({"data": {"path": "hmif"}})["train"], "num_workers": 1, "batch_size": 2}
+    single = DistInfo()
+    assert _loaders(Plain(), Plain(), t, single)[0].persistent_workers
+    assert not _loaders(PerEpoch(), Plain(), t, single)[0].persistent_workers

@@ -559,16 +559,37 @@ def test_an_image_loaded_without_its_channel_axis_is_refused_by_name(tmp_path):
         with pytest.raises(ValueError, match=re.escape("img has no channel axis: its shape (12, 10, 8) is all spatial")):
             transform(loaded)
     assert RobustNormalize()(loaded[None]).shape == (1, 12, 10, 8)
+    # a 2D slice with its channel, cut from the loaded volume (its meta still says (12, 10, 8)): taken
+    assert RobustNormalize()(loaded[None][..., 4]).shape == (1, 12, 10)
+    from asfe3d.transforms import Fuse
+
+    pair = torch.cat([loaded[None][..., 4], loaded[None][..., 5]])
+    assert Fuse("mean")((pair - pair.min()) / (pair.max() - pair.min())).shape == (1, 12, 10)
+    # a 2D image loaded without its channel: refused too (it was normalised as 12 channels of rows)
+    flat = MetaTensor(torch.rand(12, 10) + 1, meta={"spatial_shape": np.array([12, 10])})
+    with pytest.raises(ValueError, match=re.escape("img has no channel axis: its shape (12, 10) is all spatial")):
+        RobustNormalize()(flat)
 
 
 def test_robust_normalize_refuses_a_mask_of_another_spatial_shape():
     img = torch.rand(1, 12, 10, 8)
-    with pytest.raises(ValueError, match=re.escape("mask must have the image's spatial shape (12, 10, 8)")):
+    with pytest.raises(ValueError, match=re.escape("mask must be one channel on the image's grid, (1, *spatial) or "
+                                                   "spatial with spatial (12, 10, 8)")):
         RobustNormalize()(img, np.ones((12, 10, 9), bool))
-    with pytest.raises(ValueError, match=re.escape("mask must have the image's spatial shape (10, 8)")):
+    with pytest.raises(ValueError, match=re.escape("with spatial (10, 8) (img is (C, *spatial), (12, 10, 8)), got")):
         RobustNormalize()(img[0], np.ones((12, 10, 8), bool))  # (X, Y, Z) taken as X channels: its mask refused
+    with pytest.raises(ValueError, match=re.escape("got (2, 12, 10, 8)")):  # one mask for every channel
+        RobustNormalize()(torch.rand(2, 12, 10, 8), np.ones((2, 12, 10, 8), bool))
 
 
-def test_load_volume_refuses_an_image_loaded_already():
+def test_load_volume_refuses_an_image_loaded_already_and_takes_path_like_objects(tmp_path):
     with pytest.raises(ValueError, match="path must be a file or DICOM folder .* got MetaTensor"):
         LoadVolume()(MetaTensor(torch.zeros(1, 4, 4, 4)))
+    path = tmp_path / "t1.nii.gz"
+    write_nifti(path, np.random.default_rng(0).random((6, 5, 4)).astype(np.float32) + 1, np.eye(4))
+
+    class Located:  # any os.PathLike (pytest's py.path.local, universal_pathlib...)
+        def __fspath__(self) -> str:
+            return str(path)
+
+    assert LoadVolume()(Located()).shape == (1, 6, 5, 4)
