@@ -46,19 +46,30 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
         One dict per row: ``subject`` (str), ``mri``, ``pet`` and the optional columns (Paths, or ``None``).
 
     Raises:
-        Asfe3dInputError: missing/unreadable file, a missing column, an empty cell, a repeated subject, no rows, a
-            file the CSV names that does not exist.
+        Asfe3dInputError: missing/unreadable file, a missing or repeated column, a row with more cells than the
+            header, an empty cell, a repeated subject, two subjects naming the same MRI and PET, no rows, a file the
+            CSV names that does not exist.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise Asfe3dInputError(path, "pairs CSV not found")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            raw = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            cells = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise Asfe3dInputError(path, f"not a readable CSV ({exc})") from None
+    header = [h.strip() for h in (cells[0] if cells else [])]
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:  # csv.DictReader keeps the last one: every subject would take another column's file
+        raise Asfe3dInputError(path, f"column(s) {', '.join(map(repr, repeated))} appear more than once in the header")
+    raw = []
+    for i, row in enumerate(cells[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue  # a blank line
+        if len(row) > len(header):
+            raise Asfe3dInputError(path, f"line {i}: {len(row)} cells, the header has {len(header)} (a comma too many, "
+                                         "or a name with a comma that is not quoted?)")
+        raw.append((i, {h: (row[k].strip() if k < len(row) else "") for k, h in enumerate(header)}))
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
         raise Asfe3dInputError(
@@ -66,8 +77,8 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
         )
     if not raw:
         raise Asfe3dInputError(path, "no pairs (the CSV has a header but no rows)")
-    rows, seen = [], set()
-    for i, row in enumerate(raw, start=2):
+    rows, lines, seen, files = [], [], set(), {}
+    for i, row in raw:
         for col in CSV_COLUMNS:
             if not row.get(col):
                 raise Asfe3dInputError(path, f"line {i}: empty {col!r}")
@@ -83,9 +94,16 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
 
         if bool(row.get("pet_defect")) != bool(row.get("defect")):
             raise Asfe3dInputError(path, f"line {i}: pet_defect and defect go together (give both or neither)")
-        rows.append({"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
-                     **{k: (_p(row[k]) if row.get(k) else None) for k in CSV_OPTIONAL}})
-    for i, entry in enumerate(rows, start=2):  # every file before any pair is loaded (it failed at its own pair)
+        entry = {"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
+                 **{k: (_p(row[k]) if row.get(k) else None) for k in CSV_OPTIONAL}}
+        pair = (str(entry["mri"].resolve()), str(entry["pet"].resolve()))
+        if pair in files:  # one pair under two names: it would be trained on and held out, or counted twice
+            raise Asfe3dInputError(path, f"line {i}: subject {row['subject']!r} names the same MRI and PET as subject "
+                                         f"{files[pair]!r}")
+        files[pair] = row["subject"]
+        rows.append(entry)
+        lines.append(i)
+    for i, entry in zip(lines, rows):  # every file before any pair is loaded (it failed at its own pair)
         for col, value in entry.items():
             if isinstance(value, Path) and not value.exists():
                 raise Asfe3dInputError(value, f"line {i}: subject {entry['subject']!r}: {col} does not exist ({path})")
@@ -93,15 +111,18 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 def prepare_pair(mri: str | Path, pet: str | Path, registration: str = "rigid", seed: int = 0,
-                 min_overlap: float | None = None) -> dict[str, Any]:
+                 min_overlap: float | None = None, qc: str = "warn") -> dict[str, Any]:
     """One pair through the command's preprocessing chain (:func:`asfe3d.pipeline.build_preprocessing`).
 
     Args:
         mri: the MRI file or DICOM folder.
         pet: the PET file or DICOM folder.
-        registration: ``rigid``, ``affine``, ``deformable`` or ``none`` (PET already aligned: only resampled).
+        registration: ``auto``, ``rigid``, ``affine``, ``deformable`` or ``none`` (PET already aligned: only
+            resampled).
         seed: registration sampling seed.
         min_overlap: smallest fraction of the MRI head the registered PET must cover (``None``: the command's).
+        qc: ``warn`` (a registration judged failed is logged, as ``asfe3d fuse`` does) or ``strict`` (only recorded
+            in ``pet_registration["qc"]``: the caller refuses it).
 
     Returns:
         The chain's data: ``mri`` and ``pet`` ``(1, X, Y, Z)`` in ``[0, 1]`` on the MRI grid, ``image``
@@ -114,7 +135,7 @@ def prepare_pair(mri: str | Path, pet: str | Path, registration: str = "rigid", 
     from asfe3d.pipeline import Settings, build_preprocessing
 
     extra = {} if min_overlap is None else {"min_overlap": min_overlap}
-    chain = build_preprocessing(Settings.from_flat(registration=registration, seed=seed, **extra))
+    chain = build_preprocessing(Settings.from_flat(registration=registration, seed=seed, qc=qc, **extra))
     try:
         return chain({"mri": mri, "pet": pet})
     except RuntimeError as exc:  # MONAI wraps what a transform raised
@@ -129,11 +150,14 @@ def prepare_pair(mri: str | Path, pet: str | Path, registration: str = "rigid", 
 class VolumePairDataset(Dataset):
     """Random crops of the user's own MRI/PET pairs, prepared as ``asfe3d fuse`` prepares them.
 
-    Every pair is prepared once, when first needed (:func:`prepare_pair`; a registration judged failed is refused,
-    naming the subject: a misregistered pair would teach the network to fuse misplaced uptake), turned to RAS
-    order and kept in memory (``2 x 4`` bytes per MRI voxel: about 100 MB for a 0.9 mm whole head). An item is a crop
-    of one pair centred on a random voxel of the head inside the PET's field of view, drawn from ``(seed, index,
-    epoch)``, with random flips when ``flip``; in 2D an axial slice of it.
+    Every pair is prepared once (:meth:`prepare`, or when first needed) by :func:`prepare_pair`, turned to RAS order
+    and, where the mode's network runs on a coarser working grid than the MRI's (slice mode on MRIs finer than 1 mm,
+    :data:`asfe3d.defaults.MIN_VOXEL_MM_BY_MODE`), brought to that grid as :class:`asfe3d.inferers.FusionInferer`
+    brings it; it is kept in memory (``2 x 4`` bytes per voxel: about 100 MB for a 0.9 mm whole head). Pairs whose
+    registration was judged failed are refused together, naming them (a misregistered pair would teach the network
+    to fuse misplaced uptake), and so is a crop larger than a pair's volume (it would be mostly padding). An item is
+    a crop of one pair centred on a random voxel of the head inside the PET's field of view, drawn from ``(seed,
+    index, epoch)``, with random flips when ``flip``; in 2D an axial slice of it.
 
     Args:
         rows: pairs, as :func:`read_pairs_csv` returns them (``subject``, ``mri``, ``pet``).
@@ -141,8 +165,9 @@ class VolumePairDataset(Dataset):
         crop: crop size in voxels, ``spatial_dims`` integers >= 8 (2D: in the axial plane).
         seed: seed of the draws (the registration takes the command's own, :data:`asfe3d.defaults.DEFAULT_SEED`,
             so a pair is registered as ``asfe3d fuse`` registers it).
-        registration: the PET-to-MRI registration (``none``: the PET is aligned already, only resampled).
-        spatial_dims: 3 (volumes) or 2 (axial slices, for the slice-wise network).
+        registration: the PET-to-MRI registration (``auto``, the command's default; ``none``: the PET is aligned
+            already, only resampled).
+        spatial_dims: 3 (volumes, the volume mode's network) or 2 (axial slices, the slice mode's).
         flip: random flips along every axis.
 
     Raises:
@@ -150,8 +175,8 @@ class VolumePairDataset(Dataset):
     """
 
     def __init__(self, rows: Sequence[Mapping[str, Any]], length: int, crop: Sequence[int], *, seed: int = 0,
-                 registration: str = "rigid", spatial_dims: int = 3, flip: bool = True) -> None:
-        from asfe3d.defaults import REGISTRATION_METHODS
+                 registration: str = "auto", spatial_dims: int = 3, flip: bool = True) -> None:
+        from asfe3d.defaults import REGISTRATION_CHOICES
         from asfe3d.utils import is_int
 
         if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
@@ -163,8 +188,8 @@ class VolumePairDataset(Dataset):
         if (isinstance(crop, (str, bytes)) or not hasattr(crop, "__len__") or len(crop) != spatial_dims
                 or not all(is_int(c) and c >= 8 for c in crop)):
             raise ValueError(f"crop must be {spatial_dims} integers >= 8, got {crop!r}")
-        if registration not in REGISTRATION_METHODS:
-            raise ValueError(f"registration must be one of {REGISTRATION_METHODS}, got {registration!r}")
+        if registration not in REGISTRATION_CHOICES:
+            raise ValueError(f"registration must be one of {REGISTRATION_CHOICES}, got {registration!r}")
         self.rows = [dict(r) for r in rows]
         self.length = int(length)
         self.crop = tuple(int(c) for c in crop)
@@ -179,43 +204,98 @@ class VolumePairDataset(Dataset):
         return self.length
 
     def prepare(self) -> None:
-        """Prepare every pair now (the training does it before its first epoch: a pair the chain refuses stops the
-        run before any step, and DataLoader workers get the prepared pairs instead of preparing them again)."""
-        for k in range(len(self.rows)):
-            self.pair(k)
+        """Prepare every pair now (the training does it after its cheap checks, before its first step; DataLoader
+        workers then get the prepared pairs instead of preparing them again).
+
+        Raises:
+            Asfe3dInputError: every pair whose registration was judged failed, in one line (the first one's file
+                and reasons, and the others' names); a pair the chain refuses; a crop larger than a pair's volume.
+        """
+        failed: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        for k, row in enumerate(self.rows):
+            if self._pairs[k] is None:
+                data = self._registered(row)
+                if (data.get("pet_registration") or {}).get("qc", {}).get("verdict") == "fail":
+                    failed.append((row, data["pet_registration"]["qc"]))
+                    continue
+                self._pairs[k] = self._entry(row, data)
+        if failed:
+            row, qc = failed[0]
+            reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
+            others = f"; also judged failed: {', '.join(repr(r['subject']) for r, _ in failed[1:])}" if failed[1:] else ""
+            raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: the registration (data.registration "
+                                               f"{self.registration!r}) was judged failed ({reasons}){others}; fix the "
+                                               "pairs or leave them out of the training CSV")
 
     def set_epoch(self, epoch: int) -> None:
         """Draw other crops (the pairs stay loaded)."""
         self.epoch = int(epoch)
 
     def pair(self, k: int) -> dict[str, Any]:
-        """Pair ``k`` prepared: ``image`` ``(2, X, Y, Z)`` float32 in RAS order, ``spacing`` (mm, along those axes),
-        ``centres`` (head voxels inside the PET's field of view, evenly thinned to at most 20 000)."""
+        """Pair ``k`` prepared: ``image`` ``(2, X, Y, Z)`` float32 in RAS order on the mode's working grid,
+        ``spacing`` (mm, along those axes), ``centres`` (head voxels inside the PET's field of view, evenly thinned to
+        at most 20 000).
+
+        Raises:
+            Asfe3dInputError: its registration judged failed, or the chain refuses it.
+        """
         cached = self._pairs[k]
         if cached is None:
-            cached = self._pairs[k] = self._prepare(self.rows[k])
+            row = self.rows[k]
+            data = self._registered(row)
+            qc = (data.get("pet_registration") or {}).get("qc") or {}
+            if qc.get("verdict") == "fail":
+                reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
+                raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: the registration was judged failed "
+                                                   f"({reasons}); fix the pair or leave it out of the training CSV")
+            cached = self._pairs[k] = self._entry(row, data)
         return cached
 
-    def _prepare(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        from asfe3d.inferers.fusion import from_ras_order, in_ras_order
+    def _registered(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The pair through the chain; a registration judged failed gives only its report (``pet_registration``).
+        With ``qc="strict"`` the chain raises instead of logging the command's "outputs written anyway" line."""
+        from asfe3d.errors import RegistrationRefused
+
+        try:
+            return prepare_pair(row["mri"], row["pet"], registration=self.registration, seed=DEFAULT_SEED,
+                                qc="strict")
+        except RegistrationRefused as exc:
+            report = dict(exc.registration or {})
+            qc = dict(report.get("qc") or {})
+            qc["verdict"] = "fail"
+            qc.setdefault("reasons", [exc.problem])
+            return {"pet_registration": {**report, "qc": qc}}
+
+    def _entry(self, row: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        from asfe3d.defaults import MAX_VOXEL_MM_BY_MODE, MIN_VOXEL_MM_BY_MODE, WORKING_VOXEL_MM_BY_MODE
+        from asfe3d.inferers.fusion import FusionInferer, from_ras_order, in_ras_order, to_working_grid
         from asfe3d.utils import voxel_sizes
 
-        data = prepare_pair(row["mri"], row["pet"], registration=self.registration, seed=DEFAULT_SEED)
-        qc = (data.get("pet_registration") or {}).get("qc") or {}
-        if qc.get("verdict") == "fail":
-            reasons = "; ".join(qc.get("reasons") or []) or "see its report"
-            raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: the registration was judged failed "
-                                               f"({reasons}); fix it or leave the pair out of the training CSV")
         image, ornt = in_ras_order(data["image"])
         inside = from_ras_order(data["mri_head"].as_tensor().bool() & data["pet_fov"].as_tensor().bool(), ornt,
                                 back=False)
         spacing = voxel_sizes(np.linalg.norm(np.asarray(image.affine, np.float64)[:3, :3], axis=0), 3)
+        values = image.as_tensor().float()[None]
+        mode = "slice" if self.spatial_dims == 2 else "volume"
+        grid = FusionInferer(mode, min_voxel_mm=MIN_VOXEL_MM_BY_MODE[mode], max_voxel_mm=MAX_VOXEL_MM_BY_MODE[mode],
+                             working_voxel_mm=WORKING_VOXEL_MM_BY_MODE[mode])
+        work = grid.working_size(values.shape[2:], spacing)
+        if tuple(work) != tuple(values.shape[2:]):  # the grid the mode's network runs on (FusionInferer)
+            values, work_spacing = to_working_grid(values, spacing, work)
+            inside = torch.nn.functional.interpolate(inside[None].float(), size=list(work), mode="nearest")[0] > 0.5
+            spacing = np.asarray(work_spacing, np.float64)
+        img = np.ascontiguousarray(values[0].numpy(), np.float32)
+        short = [(n, c) for n, c in zip(img.shape[1:], self.crop) if c > n]
+        if short:
+            raise Asfe3dInputError(row["mri"], f"subject {row['subject']!r}: data.crop {list(self.crop)} is larger than "
+                                               f"its volume {list(img.shape[1:1 + self.spatial_dims])} (RAS order, on "
+                                               "the network's grid): the crops would be mostly padding; use a smaller "
+                                               "data.crop")
         centres = np.argwhere(np.asarray(inside[0]))
         if not len(centres):
             raise Asfe3dInputError(row["mri"], f"subject {row['subject']!r}: no head voxel inside the PET's field "
                                                "of view")
-        return {"image": np.ascontiguousarray(image.as_tensor().numpy(), np.float32), "spacing": spacing,
-                "centres": centres[:: max(1, -(-len(centres) // 20000))]}
+        return {"image": img, "spacing": spacing, "centres": centres[:: max(1, -(-len(centres) // 20000))]}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:

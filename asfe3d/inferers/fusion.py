@@ -282,6 +282,26 @@ def _work_spacing(grid: Sequence[float], spatial: Sequence[int], work: Sequence[
     return [float(g) * int(n) / int(w) for g, n, w in zip(grid, spatial, work)]
 
 
+def to_working_grid(x: torch.Tensor, grid: Sequence[float], work: Sequence[int]) -> tuple[torch.Tensor, list[float]]:
+    """``x`` ``(B, C, X, Y, Z)`` of voxel size ``grid`` (mm) on the working grid of ``work`` voxels over the same
+    field of view (:meth:`FusionInferer.working_size`), as the network sees it there, and that grid's voxel size.
+
+    Along an axis made coarser, a Gaussian makes up the difference in resolution (as a coarser acquisition would
+    see it); along every resampled axis, trilinear at the working grid's voxel centres (an exact geometry, where
+    averaging boxes of a non-integer size would move each voxel by up to half a voxel). An axis made finer gets no
+    blur: its samples are the input's, interpolated.
+    """
+    from asfe3d.networks.blocks.detail import blur_per_axis
+
+    spatial = [int(n) for n in x.shape[2:]]
+    spacing = _work_spacing(grid, spatial, work)
+    fwhm = [float(np.sqrt(max((s / g) ** 2 - 1.0, 0.0))) if w != n else 0.0
+            for g, s, n, w in zip(grid, spacing, spatial, work)]
+    moved = torch.nn.functional.interpolate(blur_per_axis(x, fwhm), size=list(work), mode="trilinear",
+                                            align_corners=False)
+    return moved, spacing
+
+
 def _finer(size: float, mm: float) -> bool:
     """Whether a voxel size is finer than ``mm``, with a tolerance of 1e-6 (a 0.8 mm grid whose affine gives
     0.7999999 mm is not finer than 0.8)."""
@@ -927,20 +947,12 @@ class FusionInferer(Inferer):
                          grid: Sequence[float], work: Sequence[int], slice_axis: int | str | None) -> torch.Tensor:
         """Fuse on the working grid ``work`` (coarser or finer per axis) and bring the result back with the MRI's
         part that the round trip removed."""
-        from asfe3d.networks.blocks.detail import blur_per_axis
 
         interpolate = torch.nn.functional.interpolate
         axis = self.axis(inputs, slice_axis) if self.mode == "slice" else None  # from the input's own affine
         x = (inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs).float()
         spatial = [int(n) for n in x.shape[2:]]
-        spacing = _work_spacing(grid, spatial, work)
-        # to the working grid: along an axis made coarser, a Gaussian that makes up the difference in resolution
-        # (as a coarser acquisition would see it); along every resampled axis, trilinear at the working grid's
-        # voxel centres (an exact geometry, where averaging boxes of a non-integer size would move each voxel by up
-        # to half a voxel). An axis made finer gets no blur: its samples are the input's, interpolated
-        fwhm = [float(np.sqrt(max((s / g) ** 2 - 1.0, 0.0))) if w != n else 0.0
-                for g, s, n, w in zip(grid, spacing, spatial, work)]
-        moved = interpolate(blur_per_axis(x, fwhm), size=list(work), mode="trilinear", align_corners=False)
+        moved, spacing = to_working_grid(x, grid, work)
         fused = self._fuse(moved, network, args, kwargs, axis, spacing, regrid=False)
         out = interpolate(fused.float(), size=spatial, mode="trilinear", align_corners=False)
         mri, mri_moved = x[:, :1].to(out.device), moved[:, :1].to(out.device)

@@ -53,7 +53,7 @@ _WHOLEHEAD_DATA = {
 }
 #: the user's own MRI/PET pairs (a pairs CSV: ``subject, mri, pet``), fine-tuning on them
 _PAIRS_DATA = {
-    "source": "pairs", "path": None, "val_subjects": None, "val_fraction": 0.2, "registration": "rigid",
+    "source": "pairs", "path": None, "val_subjects": None, "val_fraction": 0.2, "registration": "auto",
     "length": 64, "val_length": 8, "crop": None, "flip": True,
 }
 _DATA_DEFAULTS = {"hmif": _HMIF_DATA, "simulated": _SIM_DATA, "wholehead": _WHOLEHEAD_DATA, "pairs": _PAIRS_DATA}
@@ -168,14 +168,25 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"train.{key} must be a finite number >= 0, got {v!r}")
     if not t["lr"] > 0:
         raise ConfigError(f"train.lr must be > 0, got {t['lr']!r}")
-    if t["init"] is not None and not (isinstance(t["init"], str) and Path(t["init"]).is_file()):
-        raise ConfigError(f"train.init must be null or an existing weight file, got {t['init']!r}")
+    if t["init"] == "shipped":  # the weights the package ships for this dimension (wherever it is installed)
+        from asfe3d.fusion.weights import shipped_weights
+
+        t["init"] = str(shipped_weights("volume" if cfg["spatial_dims"] == 3 else "slice"))
+    if t["init"] is not None and not (isinstance(t["init"], str) and Path(t["init"]).expanduser().is_file()):
+        raise ConfigError(f"train.init must be null, 'shipped' or an existing weight file (a relative path is taken "
+                          f"from the current folder, {str(Path.cwd())!r}), got {t['init']!r}")
+    if t["init"] is not None:
+        t["init"] = str(Path(t["init"]).expanduser())
+    length = cfg["data"].get("length")
+    if t["steps_per_epoch"] is None and isinstance(length, int) and length < t["batch_size"]:
+        raise ConfigError(f"no full training batch: data.length {length} items with train.batch_size "
+                          f"{t['batch_size']} (and train.steps_per_epoch null)")
     return cfg
 
 
 def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
     """The ``data`` keys of ``data.source: pairs`` (the CSV itself is read when the datasets are built)."""
-    from asfe3d.defaults import REGISTRATION_METHODS
+    from asfe3d.defaults import REGISTRATION_CHOICES
     from asfe3d.utils import is_int, is_real
 
     if not d["path"]:
@@ -190,8 +201,8 @@ def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
     for key in ("length", "val_length"):
         if not (is_int(d[key]) and d[key] >= 1):
             raise ConfigError(f"data.{key} must be an integer >= 1, got {d[key]!r}")
-    if d["registration"] not in REGISTRATION_METHODS:
-        raise ConfigError(f"data.registration must be one of {list(REGISTRATION_METHODS)}, got {d['registration']!r}")
+    if d["registration"] not in REGISTRATION_CHOICES:
+        raise ConfigError(f"data.registration must be one of {list(REGISTRATION_CHOICES)}, got {d['registration']!r}")
     val = d["val_subjects"]
     if val is not None and not (isinstance(val, list) and val and all(isinstance(v, str) and v for v in val)):
         raise ConfigError(f"data.val_subjects must be null or a non-empty list of subject names, got {val!r}")
@@ -201,14 +212,18 @@ def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
         raise ConfigError(f"data.flip must be true or false, got {d['flip']!r}")
 
 
-def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, val_fraction: float
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, val_fraction: float,
+                   csv_path: str | Path = "the pairs CSV") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Training and validation pairs of a pairs CSV, whole subjects apart: ``val_subjects`` by name, else the last
     ``max(1, round(val_fraction * n))`` rows.
 
     Raises:
-        ConfigError: a named subject not in the CSV, or a split that leaves one side empty.
+        ConfigError: a named subject not in the CSV, or naming every subject.
+        Asfe3dInputError: a CSV too short to split, or a file that a training and a validation subject share (the
+            validation would not be held out).
     """
+    from asfe3d.errors import Asfe3dInputError
+
     names = [r["subject"] for r in rows]
     if val_subjects is not None:
         unknown = [v for v in val_subjects if v not in names]
@@ -221,8 +236,18 @@ def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, v
         k = max(1, round(val_fraction * len(rows)))
         train, val = rows[: len(rows) - k], rows[len(rows) - k:]
     if not train or not val:
-        raise ConfigError(f"the pairs CSV's {len(rows)} subject(s) give {len(train)} for training and {len(val)} for "
-                          "validation: both need at least one (whole subjects are held out)")
+        problem = (f"its {len(rows)} subject(s) give {len(train)} for training and {len(val)} for validation: both "
+                   "need at least one (whole subjects are held out)")
+        if val_subjects is not None:
+            raise ConfigError(f"data.val_subjects and the pairs CSV {str(csv_path)!r}: {problem}")
+        raise Asfe3dInputError(csv_path, problem)
+    seen = {str(Path(r[k]).resolve()): r["subject"] for r in train for k in ("mri", "pet") if k in r}
+    for r in val:
+        for k in ("mri", "pet"):
+            if k in r and str(Path(r[k]).resolve()) in seen:
+                raise Asfe3dInputError(csv_path, f"validation subject {r['subject']!r} and training subject "
+                                                 f"{seen[str(Path(r[k]).resolve())]!r} share the file {str(r[k])!r}: "
+                                                 "the validation would not be held out")
     return train, val
 
 
@@ -296,18 +321,20 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
     seed = cfg["train"]["seed"]
     if d["source"] == "pairs":
         from asfe3d.data.pairs import VolumePairDataset, read_pairs_csv
+        from asfe3d.io.record import content_digest
 
         rows = read_pairs_csv(d["path"])
-        train_rows, val_rows = split_subjects(rows, d["val_subjects"], d["val_fraction"])
+        train_rows, val_rows = split_subjects(rows, d["val_subjects"], d["val_fraction"], Path(d["path"]).expanduser())
         common = {"crop": d["crop"], "registration": d["registration"], "spatial_dims": cfg["spatial_dims"]}
         train_ds = VolumePairDataset(train_rows, d["length"], seed=seed, flip=d["flip"], **common)
-        # validation: the held-out subjects, the same crops every epoch (no set_epoch), no flips
+        # validation: the held-out subjects, the same crops every epoch (no set_epoch), no flips; the pairs are
+        # prepared (read, registered, judged) by train() after its cheap checks, before the first step
         val_ds = VolumePairDataset(val_rows, d["val_length"], seed=seed + 100003, flip=False, **common)
-        for ds in (train_ds, val_ds):
-            ds.prepare()  # every pair read, registered and judged before the first step
-        desc = {"source": "pairs", "path": str(Path(d["path"]).resolve()),
+        desc = {"source": "pairs", "path": str(Path(d["path"]).expanduser().resolve()),
                 **{k: d[k] for k in d if k not in ("source", "path", "val_subjects")},
-                "train": [r["subject"] for r in train_rows], "val": [r["subject"] for r in val_rows]}
+                "train": [r["subject"] for r in train_rows], "val": [r["subject"] for r in val_rows],
+                # what each subject's files hold: a resume on the same names with other volumes is refused
+                "files": {r["subject"]: {k: content_digest(r[k]) for k in ("mri", "pet")} for r in rows}}
         return train_ds, val_ds, desc
     if d["source"] == "hmif":
         from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs
@@ -1043,6 +1070,9 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
         check_resume_data(last_path, state.get("data"), data_desc)
     try:  # the datasets' worker processes (data.bank_workers) stop however the run ends
         train_loader, val_loader, steps = _loaders(train_ds, val_ds, t, dist_info)
+        for ds in (train_ds, val_ds):
+            if hasattr(ds, "prepare"):  # the user's pairs read and registered: after every cheap check
+                ds.prepare()
         net = _build_network(cfg, device, resume)
         optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
         generators = _data_generators(train_loader)

@@ -72,7 +72,7 @@ def test_a_pair_whose_registration_was_judged_failed_is_refused_by_subject(rows,
     ds = VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="rigid")
     with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the registration was judged failed (the "
                                                          "PET's head lies outside the MRI's)")):
-        ds.prepare()
+        ds.pair(0)  # a pair prepared when first needed (prepare() names them all: below)
 
 
 def test_an_unreadable_pet_is_one_input_error(rows, tmp_path):
@@ -104,3 +104,77 @@ def test_the_pairs_csv_is_read_where_it_is_documented(rows, tmp_path):
     assert evaluation_reader(csv_path) == read_pairs_csv(csv_path) == rows
     shutil.copy(csv_path, tmp_path / "copy.csv")
     assert [r["subject"] for r in read_pairs_csv(tmp_path / "copy.csv")] == ["sub01", "sub02"]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("subject,mri,pet,mri\ns1,a/mri.nii.gz,a/pet.nii.gz,b/mri.nii.gz\n", "column(s) 'mri' appear more than once"),
+    ("subject,mri,pet\ns1,a/mri.nii.gz,a/pet.nii.gz,\n", "line 2: 4 cells, the header has 3 (a comma too many"),
+    ("subject,mri,pet\nDoe, John,a/mri.nii.gz,a/pet.nii.gz\n", "line 2: 4 cells, the header has 3"),
+    ("subject,mri,pet\n\ns1,a/mri.nii.gz,\n", "line 3: empty 'pet'"),  # a blank line keeps the lines' numbers
+])
+def test_a_csv_whose_cells_do_not_fit_its_header_is_one_line(tmp_path, text, match):
+    """A repeated column was taken silently (the last one won: every subject trained on another's MRI); a row with
+    a cell too many was a traceback."""
+    path = tmp_path / "pairs.csv"
+    path.write_text(text)
+    with pytest.raises(Asfe3dInputError, match=re.escape(match)):
+        read_pairs_csv(path)
+
+
+def test_one_pair_under_two_names_is_refused(rows, tmp_path):
+    """It would be trained on and held out at once."""
+    text = (tmp_path / "datalist.csv").read_text() + "sub01_copy,sub01/mri.nii.gz,./sub01/pet.nii.gz\n"
+    (tmp_path / "copy.csv").write_text(text)
+    with pytest.raises(Asfe3dInputError, match=re.escape("line 4: subject 'sub01_copy' names the same MRI and PET as "
+                                                         "subject 'sub01'")):
+        read_pairs_csv(tmp_path / "copy.csv")
+
+
+def test_slice_mode_pairs_are_cropped_on_the_grid_the_slice_network_runs_on(rows, tmp_path, monkeypatch):
+    """``asfe3d fuse --mode slice`` runs the 2D network on a grid of 1 mm or coarser (MIN_VOXEL_MM_BY_MODE): a
+    finer MRI's pairs are brought there (they were cropped at the MRI's own 0.8 mm), volume mode keeps its grid."""
+    from asfe3d.defaults import MIN_VOXEL_MM_BY_MODE
+
+    assert MIN_VOXEL_MM_BY_MODE == {"slice": 1.0, "volume": None}
+    mri = nib.load(str(rows[0]["mri"]))
+    data = np.asarray(mri.dataobj, np.float32)
+    scale = np.diag([0.8 / 6.0] * 3 + [1.0])  # the demo head shrunk onto a 0.8 mm grid
+    nib.save(nib.Nifti1Image(data, scale @ mri.affine), str(tmp_path / "fine_mri.nii.gz"))
+    nib.save(nib.Nifti1Image(np.sqrt(data), scale @ mri.affine), str(tmp_path / "fine_pet.nii.gz"))  # aligned
+    fine = [{"subject": "fine", "mri": tmp_path / "fine_mri.nii.gz", "pet": tmp_path / "fine_pet.nii.gz"}]
+    import asfe3d.data.pairs as pairs
+
+    def unjudged(*args, **kwargs):  # a 26 mm toy head: the QC's deliberate misalignments are a third of it
+        data = prepare_pair(*args, **{**kwargs, "qc": "warn"})
+        data["pet_registration"]["qc"]["verdict"] = "pass"
+        return data
+
+    monkeypatch.setattr(pairs, "prepare_pair", unjudged)
+    flat = VolumePairDataset(fine, length=1, crop=(8, 8), registration="none", spatial_dims=2)
+    volume = VolumePairDataset(fine, length=1, crop=(8, 8, 8), registration="none")
+    torch.testing.assert_close(flat[0]["spacing"], torch.tensor([1.0, 1.0]), atol=0.02, rtol=0)
+    assert flat.pair(0)["image"].shape[1] < volume.pair(0)["image"].shape[1]
+    torch.testing.assert_close(volume[0]["spacing"], torch.tensor([0.8, 0.8, 0.8]))
+
+
+def test_every_failed_pair_is_named_in_one_line_and_a_crop_larger_than_a_volume_refused(rows, monkeypatch, caplog):
+    import logging
+
+    import asfe3d.data.pairs as pairs
+
+    def judged_failed(*args, **kwargs):
+        data = prepare_pair(*args, **kwargs)
+        data["pet_registration"] = {**data["pet_registration"], "qc": {"verdict": "fail", "reasons": ["off by 9 mm"]}}
+        return data
+
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        monkeypatch.setattr(pairs, "prepare_pair", judged_failed)
+        with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the registration (data.registration "
+                                                             "'rigid') was judged failed (off by 9 mm); also judged "
+                                                             "failed: 'sub02'; fix the pairs")):
+            VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="rigid").prepare()
+    assert "outputs written anyway" not in caplog.text  # the command's line does not apply here
+    monkeypatch.undo()
+    with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': data.crop [128, 16, 16] is larger than "
+                                                         "its volume")):
+        VolumePairDataset(rows[:1], length=1, crop=(128, 16, 16), registration="rigid").prepare()

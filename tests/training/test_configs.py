@@ -23,11 +23,13 @@ def test_every_shipped_config_resolves(path: Path) -> None:
     resolve_config(config)
 
 
-def test_the_fine_tune_config_starts_from_the_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fine_tune_config_starts_from_the_shipped_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from asfe3d.fusion.weights import shipped_weights
     from asfe3d.training.engine import _check_network_and_loss, _init_weights
 
-    monkeypatch.chdir(ROOT)  # its train.init is relative to the repository
+    monkeypatch.chdir(tmp_path)  # 'shipped' is the installed package's file, from any folder
     config = yaml.safe_load((ROOT / "configs" / "finetune_3d_pairs.yaml").read_text())
-    assert config["train"]["init"] == "asfe3d/weights/asfe3d_mri_pet.pt"
+    assert config["train"]["init"] == "shipped"
     cfg = resolve_config({**config, "data": {**config["data"], "path": "pairs.csv"}})
+    assert cfg["train"]["init"] == str(shipped_weights("volume"))
     _init_weights(cfg["train"]["init"], _check_network_and_loss(cfg))  # the same network config, or refused

@@ -153,7 +153,8 @@ def test_init_starts_from_a_weight_file(tmp_path: Path) -> None:
     tuned = train(tuned_cfg)
     a, b = load_weights(first.best_path)["state_dict"], load_weights(tuned.best_path)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)  # started from, barely moved
-    with pytest.raises(ValueError, match=r"train.init must be null or an existing weight file, got '.*nope.pt'"):
+    with pytest.raises(ValueError, match=r"train.init must be null, 'shipped' or an existing weight file \(a relative "
+                                         r"path is taken from the current folder, '.*'\), got '.*nope.pt'"):
         resolve_config({"data": {"path": "x"}, "train": {"init": str(tmp_path / "nope.pt")}})
     other = _config(data, tmp_path / "c", epochs=1)
     other["network"] = {"expert_hidden": 16}
@@ -293,8 +294,6 @@ def test_pairs_split_refuses_unknown_names_and_an_empty_side() -> None:
         split_subjects(rows, ["c"], 0.2)
     with pytest.raises(ConfigError, match="give 0 for training and 2 for validation"):
         split_subjects(rows, ["a", "b"], 0.2)
-    with pytest.raises(ConfigError, match="give 0 for training and 1 for validation"):
-        split_subjects(rows[:1], None, 0.2)
 
 
 def test_pairs_crop_defaults_to_the_networks_dimension_and_epoch_drawing_datasets_get_fresh_workers() -> None:
@@ -322,3 +321,52 @@ def test_pairs_crop_defaults_to_the_networks_dimension_and_epoch_drawing_dataset
     single = DistInfo()
     assert _loaders(Plain(), Plain(), t, single)[0].persistent_workers
     assert not _loaders(PerEpoch(), Plain(), t, single)[0].persistent_workers
+
+
+def test_a_resume_on_other_volumes_under_the_same_names_is_refused_before_any_pair_is_prepared(
+        demo_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run records what each subject's files hold: the same names pointing at other volumes were taken (the
+    best epoch then chosen across different validation volumes); the refusal comes before the pairs are read and
+    registered."""
+    import nibabel as nib
+
+    from asfe3d.data.pairs import VolumePairDataset
+    from asfe3d.errors import Asfe3dInputError
+    from tests.conftest import make_cohort
+
+    csv_path = make_cohort(tmp_path / "cohort", demo_files, 3)
+    cfg = {"spatial_dims": 3,
+           "data": {"source": "pairs", "path": str(csv_path), "crop": [16, 16, 16], "length": 2, "val_length": 1},
+           "train": {"epochs": 1, "batch_size": 2, "seed": 0, "device": "cpu", "num_threads": 1},
+           "out": str(tmp_path / "run")}
+    first = train(cfg)
+    files = load_weights(first.best_path)["meta"]["data"]["files"]
+    assert sorted(files) == ["sub01", "sub02", "sub03"] and len(files["sub01"]["mri"]) == 64
+    mri = tmp_path / "cohort" / "sub03" / "mri.nii.gz"
+    img = nib.load(str(mri))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * 2.0, img.affine), str(mri))  # another volume, same name
+    prepared = []
+    monkeypatch.setattr(VolumePairDataset, "prepare", lambda self: prepared.append(self))
+    with pytest.raises(Asfe3dInputError, match=r"was trained on other data: files.sub03.mri was '[0-9a-f]{64}'"):
+        train({**cfg, "train": {**cfg["train"], "epochs": 2}}, resume=True)
+    assert prepared == []
+
+
+def test_pairs_split_refuses_a_file_shared_across_the_split_and_names_the_csv(tmp_path: Path) -> None:
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.training.engine import split_subjects
+
+    rows = [{"subject": "a", "mri": tmp_path / "a_mri", "pet": tmp_path / "pet"},
+            {"subject": "b", "mri": tmp_path / "b_mri", "pet": tmp_path / "pet"}]
+    with pytest.raises(Asfe3dInputError, match="validation subject 'b' and training subject 'a' share the file"):
+        split_subjects(rows, None, 0.2, tmp_path / "pairs.csv")
+    with pytest.raises(Asfe3dInputError, match=r"pairs.csv: its 1 subject\(s\) give 0 for training and 1"):
+        split_subjects(rows[:1], None, 0.2, tmp_path / "pairs.csv")
+
+
+def test_too_few_items_for_one_batch_is_refused_with_the_config() -> None:
+    from asfe3d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"no full training batch: data.length 1 items with train.batch_size 2"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "pairs", "path": "p.csv", "length": 1},
+                        "train": {"batch_size": 2}})
