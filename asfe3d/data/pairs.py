@@ -24,7 +24,11 @@ from torch.utils.data import Dataset
 from asfe3d.defaults import DEFAULT_SEED
 from asfe3d.errors import Asfe3dInputError
 
-__all__ = ["CSV_COLUMNS", "CSV_OPTIONAL", "VolumePairDataset", "prepare_pair", "read_pairs_csv"]
+__all__ = ["CSV_COLUMNS", "CSV_OPTIONAL", "PREPARED_FORMAT", "VolumePairDataset", "prepare_pair", "read_pairs_csv"]
+
+#: version of the prepared pairs kept in a cache folder (raise it when :func:`prepare_pair` or the crops' grid change:
+#: a prepared pair is found by its files' contents and the settings, with this number and the package's version)
+PREPARED_FORMAT = 1
 
 #: the columns every pairs CSV has
 CSV_COLUMNS = ("subject", "mri", "pet")
@@ -169,13 +173,19 @@ class VolumePairDataset(Dataset):
             already, only resampled).
         spatial_dims: 3 (volumes, the volume mode's network) or 2 (axial slices, the slice mode's).
         flip: random flips along every axis.
+        cache_dir: a folder where prepared pairs are kept as ``.npy`` files and read back memory-mapped (``None``:
+            in memory): a cohort larger than the memory trains, DataLoader workers share the pages, and a resumed or
+            repeated run skips the registration. A pair is found there by the SHA-256 of its two files (a row's
+            ``mri_sha256`` / ``pet_sha256``, computed when absent) and the settings; each file is written whole
+            (a temporary name, renamed).
 
     Raises:
         ValueError: no rows, a bad ``length``, ``crop``, ``registration`` or ``spatial_dims`` (quoted).
     """
 
     def __init__(self, rows: Sequence[Mapping[str, Any]], length: int, crop: Sequence[int], *, seed: int = 0,
-                 registration: str = "auto", spatial_dims: int = 3, flip: bool = True) -> None:
+                 registration: str = "auto", spatial_dims: int = 3, flip: bool = True,
+                 cache_dir: str | Path | None = None) -> None:
         from asfe3d.defaults import REGISTRATION_CHOICES
         from asfe3d.utils import is_int
 
@@ -198,7 +208,13 @@ class VolumePairDataset(Dataset):
         self.spatial_dims = int(spatial_dims)
         self.flip = bool(flip)
         self.epoch = 0
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self._pairs: list[dict[str, Any] | None] = [None] * len(self.rows)
+        self._mapped: dict[str, np.ndarray] = {}  # this process's memory maps of cached images (not pickled)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a DataLoader worker's copy maps the cached files itself (a pickled memory map would be a full copy)
+        return {**self.__dict__, "_mapped": {}}
 
     def __len__(self) -> int:
         return self.length
@@ -214,11 +230,11 @@ class VolumePairDataset(Dataset):
         failed: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
         for k, row in enumerate(self.rows):
             if self._pairs[k] is None:
-                data = self._registered(row)
-                if (data.get("pet_registration") or {}).get("qc", {}).get("verdict") == "fail":
-                    failed.append((row, data["pet_registration"]["qc"]))
+                entry, qc = self._made(row)
+                if entry is None:
+                    failed.append((row, qc))
                     continue
-                self._pairs[k] = self._entry(row, data)
+                self._pairs[k] = entry
         if failed:
             row, qc = failed[0]
             reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
@@ -242,14 +258,54 @@ class VolumePairDataset(Dataset):
         cached = self._pairs[k]
         if cached is None:
             row = self.rows[k]
-            data = self._registered(row)
-            qc = (data.get("pet_registration") or {}).get("qc") or {}
-            if qc.get("verdict") == "fail":
+            entry, qc = self._made(row)
+            if entry is None:
                 reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
                 raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: the registration was judged failed "
                                                    f"({reasons}); fix the pair or leave it out of the training CSV")
-            cached = self._pairs[k] = self._entry(row, data)
+            cached = self._pairs[k] = entry
         return cached
+
+    def _image(self, entry: dict[str, Any]) -> np.ndarray:
+        """A prepared pair's ``(2, X, Y, Z)`` image: in memory, or its cached file mapped once per process."""
+        if "image" in entry:
+            return entry["image"]
+        path = entry["image_file"]
+        if path not in self._mapped:
+            self._mapped[path] = np.load(path, mmap_mode="r")
+        return self._mapped[path]
+
+    def _key(self, row: Mapping[str, Any]) -> str:
+        """The name of a pair's prepared files: its files' contents, the preparation's settings and versions."""
+        import hashlib
+        import json
+
+        from asfe3d import __version__
+        from asfe3d.io.record import content_digest
+
+        what = {"format": PREPARED_FORMAT, "asfe3d": __version__, "registration": self.registration,
+                "seed": DEFAULT_SEED, "spatial_dims": self.spatial_dims,
+                **{k: row.get(f"{k}_sha256") or content_digest(row[k]) for k in ("mri", "pet")}}
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _made(self, row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """``(entry, qc)`` of one pair: read from the cache folder when it holds it, else prepared (and kept there);
+        ``entry`` is ``None`` when its registration was judged failed (``qc`` says why)."""
+        key = None if self.cache_dir is None else self._key(row)
+        found = None if key is None else _read_prepared(self.cache_dir, key)
+        if found is not None:
+            self._check_crop(row, found)
+            return found, {}
+        data = self._registered(row)
+        qc = (data.get("pet_registration") or {}).get("qc") or {}
+        if qc.get("verdict") == "fail":
+            return None, qc
+        entry = self._entry(row, data)
+        self._check_crop(row, entry)
+        if key is not None:
+            _write_prepared(self.cache_dir, key, entry, row["subject"])
+            entry = _read_prepared(self.cache_dir, key) or entry
+        return entry, qc
 
     def _registered(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The pair through the chain; a registration judged failed gives only its report (``pet_registration``).
@@ -285,24 +341,27 @@ class VolumePairDataset(Dataset):
             inside = torch.nn.functional.interpolate(inside[None].float(), size=list(work), mode="nearest")[0] > 0.5
             spacing = np.asarray(work_spacing, np.float64)
         img = np.ascontiguousarray(values[0].numpy(), np.float32)
-        short = [(n, c) for n, c in zip(img.shape[1:], self.crop) if c > n]
-        if short:
-            raise Asfe3dInputError(row["mri"], f"subject {row['subject']!r}: data.crop {list(self.crop)} is larger than "
-                                               f"its volume {list(img.shape[1:1 + self.spatial_dims])} (RAS order, on "
-                                               "the network's grid): the crops would be mostly padding; use a smaller "
-                                               "data.crop")
         centres = np.argwhere(np.asarray(inside[0]))
         if not len(centres):
             raise Asfe3dInputError(row["mri"], f"subject {row['subject']!r}: no head voxel inside the PET's field "
                                                "of view")
-        return {"image": img, "spacing": spacing, "centres": centres[:: max(1, -(-len(centres) // 20000))]}
+        return {"image": img, "shape": img.shape, "spacing": spacing,
+                "centres": centres[:: max(1, -(-len(centres) // 20000))]}
+
+    def _check_crop(self, row: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
+        shape = tuple(entry["shape"][1:])
+        if any(c > n for n, c in zip(shape, self.crop)):
+            raise Asfe3dInputError(row["mri"], f"subject {row['subject']!r}: data.crop {list(self.crop)} is larger than "
+                                               f"its volume {list(shape[:self.spatial_dims])} (RAS order, on the "
+                                               "network's grid): the crops would be mostly padding; use a smaller "
+                                               "data.crop")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of length {self.length}")
         rng = np.random.default_rng([self.seed, int(index), self.epoch])
         entry = self.pair(int(rng.integers(len(self.rows))))
-        img, pts = entry["image"], entry["centres"]
+        img, pts = self._image(entry), entry["centres"]
         crop = np.asarray(self.crop + ((1,) if self.spatial_dims == 2 else ()))
         start = pts[int(rng.integers(len(pts)))] - crop // 2
         out = np.zeros((2, *crop), np.float32)
@@ -318,3 +377,44 @@ class VolumePairDataset(Dataset):
                     out = np.flip(out, axis=ax + 1)
         spacing = torch.tensor(entry["spacing"][: self.spatial_dims], dtype=torch.float32)
         return {"image": torch.from_numpy(np.ascontiguousarray(out)), "spacing": spacing}
+
+
+def _write_prepared(folder: Path, key: str, entry: Mapping[str, Any], subject: str) -> None:
+    """A prepared pair as ``<key>.npy`` (the image), ``<key>_centres.npy`` and, last, ``<key>.json``; each written
+    under a temporary name and renamed whole (a run stopped midway leaves no file under a final name)."""
+    import json
+    import os
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"subject": subject, "spacing": [float(v) for v in entry["spacing"]], "shape": list(entry["shape"]),
+            "format": PREPARED_FORMAT}
+    for name, write in ((f"{key}.npy", lambda fh: np.save(fh, entry["image"])),
+                        (f"{key}_centres.npy", lambda fh: np.save(fh, entry["centres"])),
+                        (f"{key}.json", lambda fh: fh.write(json.dumps(meta).encode()))):
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, folder / name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _read_prepared(folder: Path, key: str) -> dict[str, Any] | None:
+    """A prepared pair from the cache folder (the image as its file's path, mapped where it is read), or ``None``
+    when the folder does not hold it whole."""
+    import json
+
+    files = [folder / f"{key}.json", folder / f"{key}.npy", folder / f"{key}_centres.npy"]
+    if not all(f.is_file() for f in files):
+        return None
+    try:
+        meta = json.loads(files[0].read_text())
+        centres = np.load(files[2])
+        np.load(files[1], mmap_mode="r")  # readable, whole
+    except (OSError, ValueError):
+        return None
+    return {"image_file": str(files[1]), "shape": tuple(meta["shape"]),
+            "spacing": np.asarray(meta["spacing"], np.float64), "centres": centres}

@@ -325,7 +325,12 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
 
         rows = read_pairs_csv(d["path"])
         train_rows, val_rows = split_subjects(rows, d["val_subjects"], d["val_fraction"], Path(d["path"]).expanduser())
-        common = {"crop": d["crop"], "registration": d["registration"], "spatial_dims": cfg["spatial_dims"]}
+        for r in rows:  # what each subject's files hold: the provenance, the resume check and the prepared pairs' names
+            r.update({f"{k}_sha256": content_digest(r[k]) for k in ("mri", "pet")})
+        # prepared pairs are kept in the run folder, memory-mapped (a cohort larger than the memory; a resume
+        # skips the registration)
+        common = {"crop": d["crop"], "registration": d["registration"], "spatial_dims": cfg["spatial_dims"],
+                  "cache_dir": Path(cfg["out"]) / "prepared_pairs"}
         train_ds = VolumePairDataset(train_rows, d["length"], seed=seed, flip=d["flip"], **common)
         # validation: the held-out subjects, the same crops every epoch (no set_epoch), no flips; the pairs are
         # prepared (read, registered, judged) by train() after its cheap checks, before the first step
@@ -334,7 +339,7 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
                 **{k: d[k] for k in d if k not in ("source", "path", "val_subjects")},
                 "train": [r["subject"] for r in train_rows], "val": [r["subject"] for r in val_rows],
                 # what each subject's files hold: a resume on the same names with other volumes is refused
-                "files": {r["subject"]: {k: content_digest(r[k]) for k in ("mri", "pet")} for r in rows}}
+                "files": {r["subject"]: {k: r[f"{k}_sha256"] for k in ("mri", "pet")} for r in rows}}
         return train_ds, val_ds, desc
     if d["source"] == "hmif":
         from asfe3d.data.hmif import HmifDataset, list_pairs, split_pairs

@@ -178,3 +178,34 @@ def test_every_failed_pair_is_named_in_one_line_and_a_crop_larger_than_a_volume_
     with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': data.crop [128, 16, 16] is larger than "
                                                          "its volume")):
         VolumePairDataset(rows[:1], length=1, crop=(128, 16, 16), registration="rigid").prepare()
+
+
+def test_prepared_pairs_are_kept_in_a_cache_folder_and_read_back_mapped(rows, tmp_path, monkeypatch):
+    """A cohort larger than the memory: prepared pairs are files, mapped where read; a second dataset (a resumed run)
+    takes them without registering again; the files are named by the pair's contents and settings."""
+    import pickle
+
+    import asfe3d.data.pairs as pairs
+
+    mri = nib.load(str(rows[1]["mri"]))  # the cohort's copies differ (identical files share their prepared pair)
+    nib.save(nib.Nifti1Image(np.asarray(mri.dataobj) * 1.5, mri.affine), str(rows[1]["mri"]))
+    cache = tmp_path / "prepared"
+    first = VolumePairDataset(rows, length=3, crop=(16, 16, 16), registration="rigid", cache_dir=cache)
+    first.prepare()
+    names = sorted(p.name for p in cache.iterdir())
+    assert len(names) == 6 and all(not n.startswith(".") for n in names)  # 3 files a pair, no temporary left
+    assert isinstance(first._image(first.pair(0)), np.memmap)
+    assert len(pickle.dumps(first)) < 1_000_000  # a worker's copy maps the files itself: no image pickled
+
+    def no_registration(*args, **kwargs):
+        raise AssertionError("a cached pair was prepared again")
+
+    monkeypatch.setattr(pairs, "prepare_pair", no_registration)
+    again = VolumePairDataset(rows, length=3, crop=(16, 16, 16), registration="rigid", cache_dir=cache)
+    again.prepare()
+    for i in range(3):
+        assert torch.equal(again[i]["image"], first[i]["image"]) and torch.equal(again[i]["spacing"], first[i]["spacing"])
+    with pytest.raises(AssertionError, match="prepared again"):  # other settings: other files
+        VolumePairDataset(rows, length=1, crop=(16, 16, 16), registration="none", cache_dir=cache).prepare()
+    with pytest.raises(Asfe3dInputError, match=re.escape("data.crop [128, 16, 16] is larger than its volume")):
+        VolumePairDataset(rows, length=1, crop=(128, 16, 16), registration="rigid", cache_dir=cache).prepare()

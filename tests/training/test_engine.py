@@ -260,6 +260,16 @@ def test_pairs_source_trains_on_the_users_own_volumes_with_whole_subjects_held_o
     assert np.isfinite(result.final_train_loss) and np.isfinite(result.best_val_loss)
     data = load_weights(result.best_path)["meta"]["data"]
     assert data["source"] == "pairs" and data["train"] == ["sub01", "sub02"] and data["val"] == ["sub03"]
+    assert sorted(p.suffix for p in (tmp_path / "run" / "prepared_pairs").iterdir()) == [".json", ".npy", ".npy"]
+    import asfe3d.data.pairs as pairs
+
+    def no_registration(*args, **kwargs):
+        raise AssertionError("a resumed run registered its pairs again")
+
+    with pytest.MonkeyPatch.context() as mp:  # the resumed run reads the prepared pairs from the run folder
+        mp.setattr(pairs, "prepare_pair", no_registration)
+        resumed = train({**cfg, "train": {**cfg["train"], "epochs": 2}}, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
     named = resolve_config({**cfg, "data": {**cfg["data"], "val_subjects": ["sub01"]}})
     from asfe3d.training.engine import split_subjects
 
