@@ -50,27 +50,29 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
         One dict per row: ``subject`` (str), ``mri``, ``pet`` and the optional columns (Paths, or ``None``).
 
     Raises:
-        Asfe3dInputError: missing/unreadable file, a missing or repeated column, a row with more cells than the
-            header, an empty cell, a repeated subject, two subjects naming the same MRI and PET, no rows, a file the
-            CSV names that does not exist.
+        Asfe3dInputError: missing/unreadable file, a missing or repeated column, a row with more (non-empty) cells
+            than the header, an empty cell, a repeated subject, no rows, a file the CSV names that does not exist.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise Asfe3dInputError(path, "pairs CSV not found")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            cells = list(csv.reader(fh))
+            reader = csv.reader(fh)
+            cells = [(reader.line_num, row) for row in reader]  # the line a row starts on (quoted newlines counted)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise Asfe3dInputError(path, f"not a readable CSV ({exc})") from None
-    header = [h.strip() for h in (cells[0] if cells else [])]
+    starts = [1] + [n + 1 for n, _ in cells[:-1]]
+    cells = [(start, row) for start, (_, row) in zip(starts, cells)]
+    header = [h.strip() for h in (cells[0][1] if cells else [])]
     repeated = sorted({h for h in header if h and header.count(h) > 1})
     if repeated:  # csv.DictReader keeps the last one: every subject would take another column's file
         raise Asfe3dInputError(path, f"column(s) {', '.join(map(repr, repeated))} appear more than once in the header")
     raw = []
-    for i, row in enumerate(cells[1:], start=2):
+    for i, row in cells[1:]:
         if not any(c.strip() for c in row):
             continue  # a blank line
-        if len(row) > len(header):
+        if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
             raise Asfe3dInputError(path, f"line {i}: {len(row)} cells, the header has {len(header)} (a comma too many, "
                                          "or a name with a comma that is not quoted?)")
         raw.append((i, {h: (row[k].strip() if k < len(row) else "") for k, h in enumerate(header)}))
@@ -81,7 +83,7 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
         )
     if not raw:
         raise Asfe3dInputError(path, "no pairs (the CSV has a header but no rows)")
-    rows, lines, seen, files = [], [], set(), {}
+    rows, lines, seen = [], [], set()
     for i, row in raw:
         for col in CSV_COLUMNS:
             if not row.get(col):
@@ -100,11 +102,6 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
             raise Asfe3dInputError(path, f"line {i}: pet_defect and defect go together (give both or neither)")
         entry = {"subject": row["subject"], "mri": _p(row["mri"]), "pet": _p(row["pet"]),
                  **{k: (_p(row[k]) if row.get(k) else None) for k in CSV_OPTIONAL}}
-        pair = (str(entry["mri"].resolve()), str(entry["pet"].resolve()))
-        if pair in files:  # one pair under two names: it would be trained on and held out, or counted twice
-            raise Asfe3dInputError(path, f"line {i}: subject {row['subject']!r} names the same MRI and PET as subject "
-                                         f"{files[pair]!r}")
-        files[pair] = row["subject"]
         rows.append(entry)
         lines.append(i)
     for i, entry in zip(lines, rows):  # every file before any pair is loaded (it failed at its own pair)
@@ -207,7 +204,8 @@ class VolumePairDataset(Dataset):
         self.registration = registration
         self.spatial_dims = int(spatial_dims)
         self.flip = bool(flip)
-        self.epoch = 0
+        #: the epoch, in shared memory: DataLoader workers kept across epochs see :meth:`set_epoch`
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self._pairs: list[dict[str, Any] | None] = [None] * len(self.rows)
         self._mapped: dict[str, np.ndarray] = {}  # this process's memory maps of cached images (not pickled)
@@ -239,13 +237,23 @@ class VolumePairDataset(Dataset):
             row, qc = failed[0]
             reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
             others = f"; also judged failed: {', '.join(repr(r['subject']) for r, _ in failed[1:])}" if failed[1:] else ""
-            raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: the registration (data.registration "
-                                               f"{self.registration!r}) was judged failed ({reasons}){others}; fix the "
-                                               "pairs or leave them out of the training CSV")
+            what = ("the PET as its header places it (data.registration 'none': not registered)"
+                    if self.registration == "none" else f"the registration (data.registration {self.registration!r})")
+            fix = ("register them (data.registration auto), fix them or leave them out of the training CSV"
+                   if self.registration == "none" else "fix the pairs or leave them out of the training CSV")
+            raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: {what} was judged failed ({reasons})"
+                                               f"{others}; {fix}")
+
+    #: :meth:`set_epoch` reaches workers kept across epochs (the training keeps them)
+    shares_epoch = True
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw other crops (the pairs stay loaded)."""
-        self.epoch = int(epoch)
+        """Draw other crops (the pairs stay loaded); seen by this dataset's DataLoader workers too."""
+        self._epoch.fill_(int(epoch))
 
     def pair(self, k: int) -> dict[str, Any]:
         """Pair ``k`` prepared: ``image`` ``(2, X, Y, Z)`` float32 in RAS order on the mode's working grid,
@@ -338,7 +346,7 @@ class VolumePairDataset(Dataset):
         work = grid.working_size(values.shape[2:], spacing)
         if tuple(work) != tuple(values.shape[2:]):  # the grid the mode's network runs on (FusionInferer)
             values, work_spacing = to_working_grid(values, spacing, work)
-            inside = torch.nn.functional.interpolate(inside[None].float(), size=list(work), mode="nearest")[0] > 0.5
+            inside = torch.nn.functional.interpolate(inside[None].float(), size=list(work), mode="nearest-exact")[0] > 0.5
             spacing = np.asarray(work_spacing, np.float64)
         img = np.ascontiguousarray(values[0].numpy(), np.float32)
         centres = np.argwhere(np.asarray(inside[0]))

@@ -177,7 +177,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
                           f"from the current folder, {str(Path.cwd())!r}), got {t['init']!r}")
     if t["init"] is not None:
         t["init"] = str(Path(t["init"]).expanduser())
-    length = cfg["data"].get("length")
+    length = cfg["data"].get("length") if source == "pairs" else None  # (wholehead's mix_hmif adds items)
     if t["steps_per_epoch"] is None and isinstance(length, int) and length < t["batch_size"]:
         raise ConfigError(f"no full training batch: data.length {length} items with train.batch_size "
                           f"{t['batch_size']} (and train.steps_per_epoch null)")
@@ -219,8 +219,8 @@ def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, v
 
     Raises:
         ConfigError: a named subject not in the CSV, or naming every subject.
-        Asfe3dInputError: a CSV too short to split, or a file that a training and a validation subject share (the
-            validation would not be held out).
+        Asfe3dInputError: a CSV too short to split, or a PET that a training and a validation subject share (the
+            validation would not be held out; a shared MRI is taken: a template in which every PET is given).
     """
     from asfe3d.errors import Asfe3dInputError
 
@@ -241,13 +241,13 @@ def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, v
         if val_subjects is not None:
             raise ConfigError(f"data.val_subjects and the pairs CSV {str(csv_path)!r}: {problem}")
         raise Asfe3dInputError(csv_path, problem)
-    seen = {str(Path(r[k]).resolve()): r["subject"] for r in train for k in ("mri", "pet") if k in r}
+    # a PET is a subject's own: one on both sides would not be held out (an MRI may be a template all PETs share)
+    seen = {str(Path(r["pet"]).resolve()): r["subject"] for r in train if "pet" in r}
     for r in val:
-        for k in ("mri", "pet"):
-            if k in r and str(Path(r[k]).resolve()) in seen:
-                raise Asfe3dInputError(csv_path, f"validation subject {r['subject']!r} and training subject "
-                                                 f"{seen[str(Path(r[k]).resolve())]!r} share the file {str(r[k])!r}: "
-                                                 "the validation would not be held out")
+        if "pet" in r and str(Path(r["pet"]).resolve()) in seen:
+            raise Asfe3dInputError(csv_path, f"validation subject {r['subject']!r} and training subject "
+                                             f"{seen[str(Path(r['pet']).resolve())]!r} share the PET {str(r['pet'])!r}: "
+                                             "the validation would not be held out")
     return train, val
 
 
@@ -620,9 +620,10 @@ def _loaders(train_ds: Dataset, val_ds: Dataset, t: dict[str, Any],
         sampler = torch.utils.data.RandomSampler(train_ds, generator=gen)
     train_loader = DataLoader(train_ds, batch_size=t["batch_size"], sampler=sampler, drop_last=True,
                               num_workers=t["num_workers"],
-                              # workers kept across epochs would draw from their own copy of the dataset, never
-                              # told the epoch: a dataset that draws per epoch gets new workers each epoch
-                              persistent_workers=t["num_workers"] > 0 and not hasattr(train_ds, "set_epoch"))
+                              # workers kept across epochs draw from their own copy of the dataset: one that draws
+                              # per epoch gets new workers each epoch unless its epoch is shared with them
+                              persistent_workers=t["num_workers"] > 0 and (not hasattr(train_ds, "set_epoch")
+                                                                           or getattr(train_ds, "shares_epoch", False)))
     val_loader = DataLoader(val_ds, batch_size=t["val_batch_size"], shuffle=False, num_workers=0)
     steps = len(train_loader)
     if t["steps_per_epoch"] and dist_info.enabled:
@@ -835,6 +836,8 @@ def check_resume_data(last_path: Path, saved: Any, now: dict[str, Any]) -> None:
     def plain(desc: dict[str, Any]) -> dict[str, Any]:  # the description without where the data lie
         return {k: (plain(v) if isinstance(v, dict) else v) for k, v in desc.items() if k != "path"}
 
+    if "files" not in saved:  # a run recorded before the files' digests were
+        now = {k: v for k, v in now.items() if k != "files"}
     before, after = _flat(_json_safe(plain(saved))), _flat(_json_safe(plain(now)))
     for key in sorted(set(before) | set(after)):
         if before.get(key, _UNSET) != after.get(key, _UNSET):

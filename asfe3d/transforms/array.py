@@ -60,8 +60,10 @@ def _as_metatensor(img: Any, name: str, grid: str | None = None) -> MetaTensor:
     step needs the image's real grid (``grid`` says what for): then it is refused, not taken for a 1 mm grid."""
     if isinstance(img, MetaTensor):
         loaded = img.meta.get("spatial_shape")  # the spatial shape MONAI's loaders read
-        if (loaded is not None and np.ndim(loaded) == 1 and len(loaded) > 1
-                and tuple(img.shape) == tuple(int(v) for v in loaded)):
+        # the whole shape is the loaded spatial shape; or as many dimensions as it and a first one no image of
+        # these steps has as channels (a loaded volume cropped by indexing; a 2D slice with its channel is taken)
+        if (loaded is not None and np.ndim(loaded) == 1 and len(loaded) > 1 and img.ndim == len(loaded)
+                and (tuple(img.shape) == tuple(int(v) for v in loaded) or img.shape[0] > 4)):
             raise ValueError(f"{name} has no channel axis: its shape {tuple(img.shape)} is all spatial (as loaded: "
                              f"{tuple(int(v) for v in loaded)}); add one first (MONAI's EnsureChannelFirst(d))")
         return img

@@ -108,9 +108,10 @@ def test_the_pairs_csv_is_read_where_it_is_documented(rows, tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("subject,mri,pet,mri\ns1,a/mri.nii.gz,a/pet.nii.gz,b/mri.nii.gz\n", "column(s) 'mri' appear more than once"),
-    ("subject,mri,pet\ns1,a/mri.nii.gz,a/pet.nii.gz,\n", "line 2: 4 cells, the header has 3 (a comma too many"),
+    ("subject,mri,pet\ns1,a/mri.nii.gz,a/pet.nii.gz,t2.nii.gz\n", "line 2: 4 cells, the header has 3 (a comma too many"),
     ("subject,mri,pet\nDoe, John,a/mri.nii.gz,a/pet.nii.gz\n", "line 2: 4 cells, the header has 3"),
     ("subject,mri,pet\n\ns1,a/mri.nii.gz,\n", "line 3: empty 'pet'"),  # a blank line keeps the lines' numbers
+    ('subject,mri,pet\n"s\n1",a/mri.nii.gz,a/pet.nii.gz\ns2,b/mri.nii.gz,\n', "line 4: empty 'pet'"),  # a quoted newline
 ])
 def test_a_csv_whose_cells_do_not_fit_its_header_is_one_line(tmp_path, text, match):
     """A repeated column was taken silently (the last one won: every subject trained on another's MRI); a row with
@@ -121,13 +122,12 @@ def test_a_csv_whose_cells_do_not_fit_its_header_is_one_line(tmp_path, text, mat
         read_pairs_csv(path)
 
 
-def test_one_pair_under_two_names_is_refused(rows, tmp_path):
-    """It would be trained on and held out at once."""
-    text = (tmp_path / "datalist.csv").read_text() + "sub01_copy,sub01/mri.nii.gz,./sub01/pet.nii.gz\n"
-    (tmp_path / "copy.csv").write_text(text)
-    with pytest.raises(Asfe3dInputError, match=re.escape("line 4: subject 'sub01_copy' names the same MRI and PET as "
-                                                         "subject 'sub01'")):
-        read_pairs_csv(tmp_path / "copy.csv")
+def test_trailing_empty_cells_and_one_pair_listed_twice_are_read(rows, tmp_path):
+    """An evaluation may list one pair twice (with other masks); a spreadsheet's trailing empty cells are no data
+    (the training refuses a PET shared across its split: tests/training)."""
+    text = (tmp_path / "datalist.csv").read_text().replace("sub02/pet.nii.gz", "sub02/pet.nii.gz,,")
+    (tmp_path / "copy.csv").write_text(text + "sub01_copy,sub01/mri.nii.gz,./sub01/pet.nii.gz\n")
+    assert [r["subject"] for r in read_pairs_csv(tmp_path / "copy.csv")] == ["sub01", "sub02", "sub01_copy"]
 
 
 def test_slice_mode_pairs_are_cropped_on_the_grid_the_slice_network_runs_on(rows, tmp_path, monkeypatch):
@@ -167,13 +167,19 @@ def test_every_failed_pair_is_named_in_one_line_and_a_crop_larger_than_a_volume_
         data["pet_registration"] = {**data["pet_registration"], "qc": {"verdict": "fail", "reasons": ["off by 9 mm"]}}
         return data
 
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):  # a real failed verdict: the demo PET is moved
+        with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the PET as its header places it "
+                                                             "(data.registration 'none': not registered) was judged "
+                                                             "failed (")) as err:
+            VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="none").prepare()
+    assert "also judged failed: 'sub02'; register them (data.registration auto)" in str(err.value)
+    assert "outputs written anyway" not in caplog.text  # the command's line does not apply here
     with caplog.at_level(logging.WARNING, logger="asfe3d"):
         monkeypatch.setattr(pairs, "prepare_pair", judged_failed)
         with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the registration (data.registration "
                                                              "'rigid') was judged failed (off by 9 mm); also judged "
                                                              "failed: 'sub02'; fix the pairs")):
             VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="rigid").prepare()
-    assert "outputs written anyway" not in caplog.text  # the command's line does not apply here
     monkeypatch.undo()
     with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': data.crop [128, 16, 16] is larger than "
                                                          "its volume")):
@@ -209,3 +215,19 @@ def test_prepared_pairs_are_kept_in_a_cache_folder_and_read_back_mapped(rows, tm
         VolumePairDataset(rows, length=1, crop=(16, 16, 16), registration="none", cache_dir=cache).prepare()
     with pytest.raises(Asfe3dInputError, match=re.escape("data.crop [128, 16, 16] is larger than its volume")):
         VolumePairDataset(rows, length=1, crop=(128, 16, 16), registration="rigid", cache_dir=cache).prepare()
+
+
+def test_data_loader_workers_kept_across_epochs_see_the_epoch(rows):
+    """The epoch lives in shared memory: a persistent worker draws the new epoch's crops (it repeated epoch 0's)."""
+    ds = VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="rigid", seed=3)
+    ds.prepare()
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        seen.append(next(iter(loader))["image"])
+        ds_copy_epoch = ds.epoch
+        assert ds_copy_epoch == epoch
+    ds.set_epoch(1)
+    expected = torch.stack([ds[0]["image"], ds[1]["image"]])
+    assert torch.equal(seen[1], expected) and not torch.equal(seen[0], seen[1])

@@ -368,7 +368,7 @@ def test_pairs_split_refuses_a_file_shared_across_the_split_and_names_the_csv(tm
 
     rows = [{"subject": "a", "mri": tmp_path / "a_mri", "pet": tmp_path / "pet"},
             {"subject": "b", "mri": tmp_path / "b_mri", "pet": tmp_path / "pet"}]
-    with pytest.raises(Asfe3dInputError, match="validation subject 'b' and training subject 'a' share the file"):
+    with pytest.raises(Asfe3dInputError, match="validation subject 'b' and training subject 'a' share the PET"):
         split_subjects(rows, None, 0.2, tmp_path / "pairs.csv")
     with pytest.raises(Asfe3dInputError, match=r"pairs.csv: its 1 subject\(s\) give 0 for training and 1"):
         split_subjects(rows[:1], None, 0.2, tmp_path / "pairs.csv")
@@ -380,3 +380,10 @@ def test_too_few_items_for_one_batch_is_refused_with_the_config() -> None:
     with pytest.raises(ConfigError, match=r"no full training batch: data.length 1 items with train.batch_size 2"):
         resolve_config({"spatial_dims": 3, "data": {"source": "pairs", "path": "p.csv", "length": 1},
                         "train": {"batch_size": 2}})
+
+
+def test_a_template_mri_may_be_shared_across_the_split_a_pet_not(tmp_path: Path) -> None:
+    from asfe3d.training.engine import split_subjects
+
+    rows = [{"subject": s, "mri": tmp_path / "mni_t1", "pet": tmp_path / f"{s}_pet"} for s in ("a", "b", "c")]
+    assert split_subjects(rows, None, 0.2, tmp_path / "pairs.csv") == (rows[:2], rows[2:])

@@ -559,6 +559,8 @@ def test_an_image_loaded_without_its_channel_axis_is_refused_by_name(tmp_path):
         with pytest.raises(ValueError, match=re.escape("img has no channel axis: its shape (12, 10, 8) is all spatial")):
             transform(loaded)
     assert RobustNormalize()(loaded[None]).shape == (1, 12, 10, 8)
+    with pytest.raises(ValueError, match=re.escape("img has no channel axis: its shape (10, 10, 8) is all spatial")):
+        RobustNormalize()(loaded[1:11])  # cropped by indexing, still without its channel
     # a 2D slice with its channel, cut from the loaded volume (its meta still says (12, 10, 8)): taken
     assert RobustNormalize()(loaded[None][..., 4]).shape == (1, 12, 10)
     from asfe3d.transforms import Fuse
