@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from asfe3d.data.shared import SharedEpoch
 from asfe3d.defaults import DEFAULT_SEED
 from asfe3d.errors import Asfe3dInputError
 
@@ -148,7 +149,7 @@ def prepare_pair(mri: str | Path, pet: str | Path, registration: str = "rigid", 
         raise
 
 
-class VolumePairDataset(Dataset):
+class VolumePairDataset(SharedEpoch, Dataset):
     """Random crops of the user's own MRI/PET pairs, prepared as ``asfe3d fuse`` prepares them.
 
     Every pair is prepared once (:meth:`prepare`, or when first needed) by :func:`prepare_pair`, turned to RAS order
@@ -204,8 +205,7 @@ class VolumePairDataset(Dataset):
         self.registration = registration
         self.spatial_dims = int(spatial_dims)
         self.flip = bool(flip)
-        #: the epoch, in shared memory: DataLoader workers kept across epochs see :meth:`set_epoch`
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.epoch = 0  # in shared memory: DataLoader workers kept across epochs see set_epoch (SharedEpoch)
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self._pairs: list[dict[str, Any] | None] = [None] * len(self.rows)
         self._mapped: dict[str, np.ndarray] = {}  # this process's memory maps of cached images (not pickled)
@@ -244,16 +244,9 @@ class VolumePairDataset(Dataset):
             raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: {what} was judged failed ({reasons})"
                                                f"{others}; {fix}")
 
-    #: :meth:`set_epoch` reaches workers kept across epochs (the training keeps them)
-    shares_epoch = True
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
     def set_epoch(self, epoch: int) -> None:
         """Draw other crops (the pairs stay loaded); seen by this dataset's DataLoader workers too."""
-        self._epoch.fill_(int(epoch))
+        self.epoch = int(epoch)
 
     def pair(self, k: int) -> dict[str, Any]:
         """Pair ``k`` prepared: ``image`` ``(2, X, Y, Z)`` float32 in RAS order on the mode's working grid,

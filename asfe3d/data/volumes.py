@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from asfe3d.data.shared import SharedEpoch
+
 __all__ = ["SimulatedPairDataset", "check_length_crop"]
 
 
@@ -46,7 +48,7 @@ def _check_range(name: str, value: Sequence[float], low: float) -> tuple[float, 
     return float(value[0]), float(value[1])
 
 
-class SimulatedPairDataset(Dataset):
+class SimulatedPairDataset(SharedEpoch, Dataset):
     """Random ``[MRI, PET]`` crops from the MNI T1 and simulated PET volumes.
 
     Args:

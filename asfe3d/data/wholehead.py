@@ -62,6 +62,7 @@ from asfe3d.data.anatomy import (  # noqa: F401 (the shared pieces, re-exported 
     resample_to_grid,
     synthetic_head,
 )
+from asfe3d.data.shared import SharedEpoch
 from asfe3d.data.volumes import check_length_crop
 from asfe3d.utils import FWHM_TO_SIGMA
 
@@ -545,7 +546,7 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-class WholeHeadPairDataset(Dataset):
+class WholeHeadPairDataset(SharedEpoch, Dataset):
     """Random ``[MRI, PET]`` crops from simulated whole-head subjects (:func:`simulate_subject`).
 
     A bank of ``bank_size`` subjects is simulated on first use (anatomy drawn from ``anatomies`` in turn);

@@ -622,6 +622,7 @@ def _loaders(train_ds: Dataset, val_ds: Dataset, t: dict[str, Any],
                               num_workers=t["num_workers"],
                               # workers kept across epochs draw from their own copy of the dataset: one that draws
                               # per epoch gets new workers each epoch unless its epoch is shared with them
+                              # (asfe3d.data.shared.SharedEpoch: every dataset of the package shares it)
                               persistent_workers=t["num_workers"] > 0 and (not hasattr(train_ds, "set_epoch")
                                                                            or getattr(train_ds, "shares_epoch", False)))
     val_loader = DataLoader(val_ds, batch_size=t["val_batch_size"], shuffle=False, num_workers=0)
