@@ -234,15 +234,20 @@ class VolumePairDataset(SharedEpoch, Dataset):
                     continue
                 self._pairs[k] = entry
         if failed:
-            row, qc = failed[0]
-            reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
-            others = f"; also judged failed: {', '.join(repr(r['subject']) for r, _ in failed[1:])}" if failed[1:] else ""
-            what = ("the PET as its header places it (data.registration 'none': not registered)"
-                    if self.registration == "none" else f"the registration (data.registration {self.registration!r})")
-            fix = ("register them (data.registration auto), fix them or leave them out of the training CSV"
-                   if self.registration == "none" else "fix the pairs or leave them out of the training CSV")
-            raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: {what} was judged failed ({reasons})"
-                                               f"{others}; {fix}")
+            raise self._judged_failed(failed)
+
+    def _judged_failed(self, failed: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> Asfe3dInputError:
+        """The one-line refusal of pairs whose registration was judged failed: the first one's file and reasons,
+        the others' names."""
+        row, qc = failed[0]
+        reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
+        others = f"; also judged failed: {', '.join(repr(r['subject']) for r, _ in failed[1:])}" if failed[1:] else ""
+        what = ("the PET as its header places it (data.registration 'none': not registered)"
+                if self.registration == "none" else f"the registration (data.registration {self.registration!r})")
+        fix = ("register them (data.registration auto), fix them or leave them out of the training CSV"
+               if self.registration == "none" else "fix the pairs or leave them out of the training CSV")
+        return Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: {what} was judged failed ({reasons})"
+                                            f"{others}; {fix}")
 
     def set_epoch(self, epoch: int) -> None:
         """Draw other crops (the pairs stay loaded); seen by this dataset's DataLoader workers too."""
@@ -261,9 +266,7 @@ class VolumePairDataset(SharedEpoch, Dataset):
             row = self.rows[k]
             entry, qc = self._made(row)
             if entry is None:
-                reasons = "; ".join(qc.get("reasons") or []) or "see asfe3d fuse --report"
-                raise Asfe3dInputError(row["pet"], f"subject {row['subject']!r}: the registration was judged failed "
-                                                   f"({reasons}); fix the pair or leave it out of the training CSV")
+                raise self._judged_failed([(row, qc)])
             cached = self._pairs[k] = entry
         return cached
 

@@ -713,11 +713,16 @@ class FusionInferer(Inferer):
                 raise ValueError(f"steer_gains must give one factor >= 1 per item of inputs {tuple(inputs.shape)}, "
                                  f"got {list(steer_gains)!r}")
             gains = [None if steer_gains is None else list(steer_gains)[i:i + 1] for i in range(len(boxes))]
-            parts = [self._run(inputs[i:i + 1], network, args, kwargs, slice_axis, spacing, gains[i])
+            parts = [self._run_in(boxes[i], inputs[i:i + 1], network, args, kwargs, slice_axis, spacing, gains[i])
                      for i in range(len(boxes))]
             data = torch.cat([q.as_tensor() if isinstance(q, MetaTensor) else q for q in parts])
             return convert_to_dst_type(data, inputs, device=data.device)[0] if isinstance(inputs, MetaTensor) else data
-        box = boxes[0]
+        return self._run_in(boxes[0], inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
+
+    def _run_in(self, box: tuple[slice, slice, slice] | None, inputs: torch.Tensor, network: Callable[..., Any],
+                args: tuple, kwargs: dict, slice_axis: int | str | None, spacing: Sequence[float] | None,
+                steer_gains: Sequence[float] | None) -> Any:
+        """:meth:`_run` on inputs whose signal lies in ``box`` (:func:`support_box`; ``None``: the whole volume)."""
         if box is None:
             return self._run_whole(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
         index = (slice(None), slice(None), *box)

@@ -89,11 +89,11 @@ def numpy_xyz_to_sitk(array: np.ndarray, reference_image: sitk.Image | None) -> 
         _check_3d_image(reference_image, "reference_image")
     array = np.asarray(array)
     size = None if reference_image is None else tuple(reference_image.GetSize())
-    if array.ndim != 3 or (size is not None and tuple(array.shape) != size):
-        raise ValueError(
-            f"array shape {tuple(array.shape)} does not match the reference image size {size} "
-            "(both in (X, Y, Z) order)." if size is not None else f"array must be 3D, got shape {array.shape}."
-        )
+    if size is None and array.ndim != 3:
+        raise ValueError(f"array must be 3D, got shape {array.shape}.")
+    if size is not None and tuple(array.shape) != size:
+        raise ValueError(f"array shape {tuple(array.shape)} does not match the reference image size {size} "
+                         "(both in (X, Y, Z) order).")
     out = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
     if reference_image is not None:
         out.CopyInformation(reference_image)

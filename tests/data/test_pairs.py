@@ -70,8 +70,9 @@ def test_a_pair_whose_registration_was_judged_failed_is_refused_by_subject(rows,
 
     monkeypatch.setattr(pairs, "prepare_pair", judged_failed)
     ds = VolumePairDataset(rows, length=2, crop=(16, 16, 16), registration="rigid")
-    with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the registration was judged failed (the "
-                                                         "PET's head lies outside the MRI's)")):
+    with pytest.raises(Asfe3dInputError, match=re.escape("subject 'sub01': the registration (data.registration "
+                                                         "'rigid') was judged failed (the PET's head lies outside the "
+                                                         "MRI's); fix the pairs")):
         ds.pair(0)  # a pair prepared when first needed (prepare() names them all: below)
 
 
