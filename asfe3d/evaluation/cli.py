@@ -143,7 +143,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise Asfe3dInputError("--gap", f"must be >= 0, got {args.gap!r}")
     if min(args.roi_size) < 1:
         raise Asfe3dInputError("--roi-size", f"must be positive, got {args.roi_size!r}")
-    if "/" in args.name or "\\" in args.name or not args.name:
+    if "/" in args.name or "\\" in args.name or not args.name.strip() or args.name != args.name.strip():
         raise Asfe3dInputError("--name", f"must be a plain file name prefix, got {args.name!r}")
 
 
@@ -231,9 +231,11 @@ def _build_fusers(args: argparse.Namespace, methods: Sequence[str], weights_2d: 
 
 def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Sequence[str],
               fusers: dict[str, Any], outputs: dict[str, Path], ndim: int, source: str) -> None:
-    """Score every pair, then write the outputs. The fused volumes and the planes figure are written to a hidden
-    staging folder and put in place only when every pair is done: a run that fails (or is interrupted) keeps an
-    earlier run's files, also with ``--overwrite`` (they were replaced pair by pair, then deleted by the failure)."""
+    """Score every pair, then write the outputs. Every output (the tables and figures too) is written to a hidden
+    staging folder and put in place only when every pair is done and every file is made, each destination checked
+    before the first is moved: a run that fails (or is interrupted) keeps an earlier run's files, also with
+    ``--overwrite`` (the fused files were replaced pair by pair, then deleted by the failure; the tables were
+    replaced before the figures and the fused files, so a failure between them left a mixed set)."""
     import shutil
     import tempfile
 
@@ -242,11 +244,9 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
 
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels = [], []
-    stage = None
-    if args.save_fused is not None or "planes.png" in outputs:
-        home = Path(args.save_fused if args.save_fused is not None else args.out)
-        home.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent)).resolve()
+    home = Path(args.save_fused if args.save_fused is not None else args.out)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent)).resolve()
     staged: list[tuple[Path, Path]] = []  # (staged file, final path)
     try:
         for i, item in enumerate(items):
@@ -254,12 +254,12 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
             res = ev.evaluate_case(case, fusers, defect=not args.no_defect, defect_fwhm_mm=args.defect_fwhm_mm,
                                    pet_fwhm_mm=args.pet_fwhm_mm)
             rows.extend(res.rows)
-            if args.save_fused is not None and stage is not None:
+            if args.save_fused is not None:
                 for path in ev.save_fused_case(case, res.fused, stage / "fused", overwrite=True):
                     staged.append((path, Path(args.save_fused) / Path(path).resolve().relative_to(stage / "fused")))
             if i in show:
                 panels.extend(ev.figure_panels(case, res.fused))
-            if i == 0 and "planes.png" in outputs and stage is not None:  # the first volume, every method beside it
+            if i == 0 and "planes.png" in outputs:  # the first volume, every method beside it
                 from asfe3d.evaluation.front import save_planes_figure
 
                 save_planes_figure(case.mri, case.other, res.fused, stage / "planes.png", title=case.name,
@@ -268,43 +268,15 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
             if args.verbose:
                 times = ", ".join(f"{r['method']} {r['seconds']:.2f}s" for r in res.rows)
                 print(f"[{i + 1}/{len(items)}] {case.name}: {times}", file=sys.stderr)
-        _write_results(args, rows, panels, methods, outputs, ndim, source)
-        for src, dst in staged:  # every pair done and the tables written: the staged files go in place
-            check_output_path(dst, overwrite=args.overwrite)  # one that appeared meanwhile: as before the run
+        summary, made = _write_results(args, rows, panels, methods, outputs, ndim, source, stage / "tables")
+        staged += [(stage / "tables" / outputs[key].name, outputs[key]) for key in made if key != "planes.png"]
+        for _src, dst in staged:  # one that appeared meanwhile: refused before any file is moved
+            check_output_path(dst, overwrite=args.overwrite)
+        for src, dst in staged:  # every pair done and every file made: they go in place (renames)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(src, dst)  # a rename on one file system
+            shutil.move(src, dst)
     finally:
-        if stage is not None:
-            shutil.rmtree(stage, ignore_errors=True)
-
-
-def _write_results(args: argparse.Namespace, rows: list[Any], panels: list[Any], methods: Sequence[str],
-                   outputs: dict[str, Path], ndim: int, source: str) -> None:
-    """The metrics CSV, the summary, the figure and the front figure of a finished run; the summary printed."""
-    from asfe3d.evaluation import evaluate as ev
-
-    notes = [f"Input: {source}.",
-             "Metrics on the gray/luma (Y of YCrCb) images in [0, 1]" + (", inside the head mask." if ndim == 3 else ", whole image.")]
-    if args.pet_fwhm_mm is not None:
-        notes.append(f"DETAIL and PETC split their bands at {args.pet_fwhm_mm:g} mm (the PET's resolution given).")
-    summary = ev.markdown_summary(rows, title=args.title, notes=notes)
-    ev.write_rows_csv(rows, outputs["metrics.csv"], overwrite=args.overwrite)
-    from asfe3d.io import atomic_output
-
-    with atomic_output(outputs["summary.md"], overwrite=args.overwrite) as tmp:
-        Path(tmp).write_text(summary, encoding="utf-8")
-    made = {"metrics.csv", "summary.md", "planes.png"} & set(outputs)
-    if "figure.png" in outputs and panels:
-        ev.save_figure(panels, methods, outputs["figure.png"], overwrite=args.overwrite, title=args.title)
-        made.add("figure.png")
-    means = ev.mean_table(rows)
-    finite = [v for v in means.values() if math.isfinite(v.get("DETAIL", math.nan))
-              and math.isfinite(v.get("PETC", math.nan))]
-    if finite:  # no pair with a brain region (DETAIL, PETC NaN): no front to draw (it ended in a traceback)
-        from asfe3d.evaluation.front import save_front_figure
-
-        save_front_figure(means, outputs["front.png"], title=args.title, overwrite=args.overwrite)
-        made.add("front.png")
+        shutil.rmtree(stage, ignore_errors=True)
     if args.overwrite:  # an earlier run's figure of this name that this run does not draw would describe other data
         for key in ("figure.png", "front.png", "planes.png"):
             stale = args.out / f"{args.name}_{key}"
@@ -312,6 +284,36 @@ def _write_results(args: argparse.Namespace, rows: list[Any], panels: list[Any],
                 stale.unlink()
                 print(f"removed {stale} (an earlier run's; this run draws none)", file=sys.stderr)
     print(summary)
+
+
+def _write_results(args: argparse.Namespace, rows: list[Any], panels: list[Any], methods: Sequence[str],
+                   outputs: dict[str, Path], ndim: int, source: str, folder: Path) -> tuple[str, set[str]]:
+    """The metrics CSV, the summary, the figure and the front figure of a finished run, written into ``folder``
+    under their final names; returns the summary and the output keys this run makes."""
+    from asfe3d.evaluation import evaluate as ev
+
+    notes = [f"Input: {source}.",
+             "Metrics on the gray/luma (Y of YCrCb) images in [0, 1]" + (", inside the head mask." if ndim == 3 else ", whole image.")]
+    if args.pet_fwhm_mm is not None:
+        notes.append(f"DETAIL and PETC split their bands at {args.pet_fwhm_mm:g} mm (the PET's resolution given).")
+    summary = ev.markdown_summary(rows, title=args.title, notes=notes)
+    folder.mkdir(parents=True, exist_ok=True)
+    here = {key: folder / path.name for key, path in outputs.items()}
+    ev.write_rows_csv(rows, here["metrics.csv"], overwrite=True)
+    here["summary.md"].write_text(summary, encoding="utf-8")
+    made = {"metrics.csv", "summary.md", "planes.png"} & set(outputs)
+    if "figure.png" in outputs and panels:
+        ev.save_figure(panels, methods, here["figure.png"], overwrite=True, title=args.title)
+        made.add("figure.png")
+    means = ev.mean_table(rows)
+    finite = [v for v in means.values() if math.isfinite(v.get("DETAIL", math.nan))
+              and math.isfinite(v.get("PETC", math.nan))]
+    if finite:  # no pair with a brain region (DETAIL, PETC NaN): no front to draw (it ended in a traceback)
+        from asfe3d.evaluation.front import save_front_figure
+
+        save_front_figure(means, here["front.png"], title=args.title, overwrite=True)
+        made.add("front.png")
+    return summary, made
 
 
 def main(argv: Sequence[str] | None = None) -> int:

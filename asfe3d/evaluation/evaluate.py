@@ -383,22 +383,30 @@ def load_volume_case(
     if row.get("mask") is not None:
         mask_vol = read_volume(row["mask"], role="mask")
         on_grid = resample_to_reference(mask_vol.image, mri_img, None, interpolator="nearest")
-        mask = sitk_to_numpy_xyz(on_grid) > 0.5
-        if not mask.any():
-            raise Asfe3dInputError(row["mask"], "mask is empty on the MRI grid")
+        mask = _in_view(sitk_to_numpy_xyz(on_grid) > 0.5, fov, row["mask"], "mask")
     brain = None
     if row.get("brain") is not None:
         on_grid = resample_to_reference(read_volume(row["brain"], role="mask").image, mri_img, None,
                                         interpolator="nearest")
-        brain = sitk_to_numpy_xyz(on_grid) > 0.5
-        if not brain.any():
-            raise Asfe3dInputError(row["brain"], "brain mask is empty on the MRI grid")
+        brain = _in_view(sitk_to_numpy_xyz(on_grid) > 0.5, fov, row["brain"], "brain mask", least=2)
     mask = mask & fov
-    brain = None if brain is None else brain & fov
     spacing = tuple(float(v) for v in np.linalg.norm(np.asarray(mri_vol.affine_ras)[:3, :3], axis=0))
     return EvalCase(name=str(row["subject"]), mri=mri01, other=pet01, mask=mask, reference=mri_vol,
                     axis=auto_slice_axis(mri_vol.affine_ras), kind="PET", spacing=spacing, pet_defect=pet_defect,
                     defect_region=region, brain=brain)
+
+
+def _in_view(mask: np.ndarray, fov: np.ndarray, path: Any, what: str, least: int = 1) -> np.ndarray:
+    """A CSV mask on the MRI grid cut to the PET's field of view, refused in one line where nothing (or fewer than
+    ``least`` voxels, what the band measures need) is left: it was checked before the cut, and a mask beyond the
+    PET's view stopped the scoring with a traceback."""
+    if not mask.any():
+        raise Asfe3dInputError(path, f"{what} is empty on the MRI grid")
+    cut = mask & fov
+    if int(cut.sum()) < least:
+        raise Asfe3dInputError(path, f"{what} holds {int(cut.sum())} voxel(s) inside the PET's field of view on the "
+                                     f"MRI grid (at least {least} needed)")
+    return cut
 
 
 # --------------------------------------------------------------------------------------------------- scoring
@@ -460,7 +468,6 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
         fusion_metrics,
         mri_detail,
         pet_consistency,
-        through_plane_consistency,
     )
 
     if not fusers:
@@ -495,7 +502,7 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
             row["DETAIL"] = mri_detail(fused, case.mri, brain, sp, band_mm)
             row["PETC"] = pet_consistency(fused, case.other, brain, sp, band_mm)
         if case.ndim == 3:
-            row["TPC"] = through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
+            row["TPC"] = _tpc(fused, case)
         if defect:
             row["DT"] = float("nan")
         if pet_defect is not None:
@@ -506,6 +513,18 @@ def evaluate_case(case: EvalCase, fusers: Mapping[str, Any], defect: bool = True
         result.rows.append(row)
         result.fused[name] = fused
     return result
+
+
+def _tpc(fused: np.ndarray, case: EvalCase) -> float:
+    """The case's TPC, NaN where it cannot be measured: a mask without three consecutive voxels along the slicing
+    axis (an ROI drawn on one slice), or sources without structure. The inputs are the case's own (one grid, finite,
+    a checked non-empty mask), so those are the only ways it fails; they stopped the run with a traceback."""
+    from asfe3d.metrics import through_plane_consistency
+
+    try:
+        return through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
+    except ValueError:
+        return float("nan")
 
 
 def _metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -653,7 +672,7 @@ def markdown_summary(
         for c, per in wins.items():
             lines.append(f"| {c} | " + " | ".join("-" if o == c else f"{per[o]}/{len(METRIC_NAMES)}"
                                                   for o in opponents) + " |")
-        lines += ["", "Per-metric difference (row method minus baseline; positive = better for all but TPC):", "",
+        lines += ["", "Per-metric difference (row method minus baseline; positive = better for all but TPC and EMPTY):", "",
                   "| method | baseline | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
         for c in wins:
             for o in means:
@@ -718,6 +737,7 @@ def save_fused_case(case: EvalCase, fused: Mapping[str, np.ndarray], outdir: str
     from PIL import Image
 
     from asfe3d.io import atomic_output, write_like
+    from asfe3d.metrics import to_8bit
 
     written = []
     for method, img in fused.items():
@@ -727,8 +747,8 @@ def save_fused_case(case: EvalCase, fused: Mapping[str, np.ndarray], outdir: str
             written.append(write_like(img.astype(np.float32), case.reference, path, overwrite=overwrite))
             continue
         arr = _colour(img, case.mri, case.rgb) if case.rgb is not None else img
-        with atomic_output(path, overwrite=overwrite) as tmp:
-            Image.fromarray(np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8)).save(tmp, format="PNG")
+        with atomic_output(path, overwrite=overwrite) as tmp:  # the grey levels the metrics scored (halves go up;
+            Image.fromarray(to_8bit(arr).astype(np.uint8)).save(tmp, format="PNG")  # np.round sent them to even)
         written.append(path)
     return written
 

@@ -63,14 +63,21 @@ def band_split(
     return low, x - low
 
 
-def _masked_corr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+def _masked_corr(a: np.ndarray, b: np.ndarray, mask: np.ndarray, levels: tuple[float, float]) -> float:
+    """Pearson correlation of ``a`` and ``b`` inside ``mask``; NaN where either is flat there. ``levels``: the
+    largest magnitude of the image each band was taken from: a blurred constant keeps round-off of ~1e-16 of its
+    level, which is no signal, on any intensity scale (an absolute floor read an image scaled by 1e-10 as flat)."""
     va, vb = a[mask], b[mask]
-    for v in (va, vb):  # flat: a blurred constant keeps round-off of ~1e-16 of its level, which is no signal
-        if float(v.max() - v.min()) <= 1e-9 * max(1.0, float(np.abs(v).max())):
+    for v, level in zip((va, vb), levels):
+        if float(v.max() - v.min()) <= 1e-9 * level:
             return float("nan")
     va, vb = va - va.mean(), vb - vb.mean()
     den = math.sqrt(float(np.dot(va, va)) * float(np.dot(vb, vb)))
     return float(np.dot(va, vb) / den) if den > 0 else float("nan")
+
+
+def _level(x: np.ndarray) -> float:
+    return float(np.abs(x).max())
 
 
 def _bool_mask(mask: Any, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
@@ -120,7 +127,8 @@ def mri_detail(
         ValueError: mismatched shapes, NaN or Inf values, a bad mask, spacing or FWHM (quoted).
     """
     fused, mri, m = _check_inputs(fused, mri, mask, "mri")
-    return _masked_corr(band_split(fused, spacing, pet_fwhm_mm)[1], band_split(mri, spacing, pet_fwhm_mm)[1], m)
+    return _masked_corr(band_split(fused, spacing, pet_fwhm_mm)[1], band_split(mri, spacing, pet_fwhm_mm)[1], m,
+                        (_level(fused), _level(mri)))
 
 
 def pet_consistency(
@@ -143,7 +151,7 @@ def pet_consistency(
         ValueError: mismatched shapes, NaN or Inf values, a bad mask, spacing or FWHM (quoted).
     """
     fused, pet, m = _check_inputs(fused, pet, mask, "pet")
-    return _masked_corr(band_split(fused, spacing, pet_fwhm_mm)[0], pet, m)
+    return _masked_corr(band_split(fused, spacing, pet_fwhm_mm)[0], pet, m, (_level(fused), _level(pet)))
 
 
 def brain_region(pet: np.ndarray, head: np.ndarray, spacing: float | Sequence[float] = 1.0,

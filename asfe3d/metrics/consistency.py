@@ -155,7 +155,8 @@ def through_plane_consistency(
 
     Raises:
         ValueError: a volume that is not finite 3D with >= 3 voxels per axis, differing shapes (quoted), a bad mask
-            or axis, or sources with no in-plane or through-plane structure at all.
+            or axis, or sources with no in-plane or through-plane structure at all. A constant source is left out
+            of ``max(R(A), R(B))`` (it has no anisotropy).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -171,7 +172,10 @@ def through_plane_consistency(
     if not (f.shape == va.shape == vb.shape):
         raise ValueError(f"fused, a and b must have one shape, got {f.shape}, {va.shape} and {vb.shape}")
     m = _check_mask(mask, f.shape)
-    ref = max(_ratio(np.array([_second_diff_energy(v, j, m) for j in range(3)]), axis) for v in (va, vb))
+    sources = [np.array([_second_diff_energy(v, j, m) for j in range(3)]) for v in (va, vb)]
+    # a source with no structure at all (constant) has no anisotropy: its 0/0 read as 1 entered the max, so a
+    # copy of the other source scored R(B) instead of 1
+    ref = max((_ratio(e, axis) for e in sources if e.any()), default=0.0)
     if ref == 0.0 or not np.isfinite(ref):
         raise ValueError(f"the sources' anisotropy is {ref} (no through-plane or no in-plane structure); TPC is undefined")
     energy = np.array([_second_diff_energy(f, j, m) for j in range(3)])

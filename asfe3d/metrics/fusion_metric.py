@@ -69,7 +69,8 @@ class FusionMetric(CumulativeIterationMetric):
             :meth:`aggregate`'s mean leaves out (its PSNR was inf, the mean of every item's with it).
 
         Raises:
-            ValueError: missing ``y``, wrong ranks, channel counts or mismatched shapes (the message quotes them).
+            ValueError: missing ``y``, wrong ranks, channel counts or mismatched shapes, or an empty batch (the message
+                quotes them).
         """
         if y is None:
             raise ValueError("FusionMetric needs the two sources as y (B, 2, H, W[, D]).")
@@ -79,6 +80,8 @@ class FusionMetric(CumulativeIterationMetric):
             raise ValueError(
                 f"y must have shape (B, 2, *spatial) matching y_pred {tuple(y_pred.shape)}, got {tuple(y.shape)}."
             )
+        if y_pred.shape[0] == 0:  # MONAI's buffer failed on it with an unrelated TypeError
+            raise ValueError(f"FusionMetric got an empty batch (y_pred {tuple(y_pred.shape)}): nothing to score.")
         if mask is not None:
             if not isinstance(mask, (torch.Tensor, np.ndarray)):
                 raise ValueError(f"mask must be a tensor or array, got {type(mask).__name__}.")
@@ -149,7 +152,8 @@ class FusionMetric(CumulativeIterationMetric):
         if how == "none":
             return {n: data[:, i].clone() for i, n in enumerate(self.names)}
         values = data.nanmean(dim=0) if how == "mean" else data.nansum(dim=0)
-        return {n: float(v) for n, v in zip(self.names, values)}
+        seen = (~torch.isnan(data)).any(dim=0)  # nansum over NaN alone is 0: a run with nothing scored read as 0
+        return {n: float(v) if ok else float("nan") for n, v, ok in zip(self.names, values, seen)}
 
 
 def _check_reduction(reduction: Any) -> str:

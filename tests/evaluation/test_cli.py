@@ -279,3 +279,78 @@ def test_unwritable_out_exits_2_with_one_line_before_any_work(hmif_dir, tmp_path
 def test_bad_number_exits_2_quoting_it(hmif_dir, tmp_path, capsys, flag, value, problem):
     assert main(["--hmif", str(hmif_dir), "--out", str(tmp_path), flag, value]) == 2
     assert _one_error_line(capsys) == f"asfe3d: error: {flag}: {problem}, got {float(value)!r}"
+
+
+def test_a_failure_while_writing_keeps_the_earlier_tables_with_their_figures(volume_csv, tmp_path, capsys,
+                                                                            monkeypatch):
+    """Probe 42 #3: the tables were replaced in place before the figures and the staged fused files moved, so a
+    failure (or Ctrl-C) between them left the new CSV beside the earlier run's figures and volumes."""
+    from asfe3d.evaluation import front
+
+    out, fused = tmp_path / "out", tmp_path / "fused"
+    args = ["--pairs", str(volume_csv), "--out", str(out), "--registration", "none", "--save-fused", str(fused),
+            "--methods", "mean", "--figure-cases", "0"]
+    assert main(args) == 0, capsys.readouterr().err
+    files = sorted(p for p in [*fused.rglob("*"), *out.rglob("*")] if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    assert out / "evaluation_metrics.csv" in before and out / "evaluation_front.png" in before
+
+    def fails(*a, **k):  # the last figure of the write phase
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(front, "save_front_figure", fails)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        main([*args, "--methods", "mean,max", "--overwrite"])
+    assert {p: p.read_bytes() for p in files} == before  # the tables too: one run's set
+    assert not [p for p in tmp_path.iterdir() if "asfe3d-stage" in p.name]
+
+
+def test_a_mask_on_one_slice_gives_tpc_nan_not_a_traceback(volume_csv, tmp_path, capsys):
+    """Probe 42 #1: an ROI drawn on one axial slice has no three consecutive voxels along the slicing axis: TPC
+    cannot be measured there (NaN); it stopped the run with a ValueError traceback."""
+    from tests.conftest import write_nifti
+
+    folder = volume_csv.parent
+    roi = np.zeros((24, 24, 24), np.float32)
+    roi[6:18, 6:18, 12] = 1
+    write_nifti(folder / "roi.nii.gz", roi, np.diag([2.0, 2.0, 2.0, 1.0]))
+    csv = folder / "roi.csv"
+    csv.write_text("subject,mri,pet,mask\ns1,s1_mri.nii.gz,s1_pet.nii.gz,roi.nii.gz\n")
+    out = tmp_path / "out"
+    assert main(["--pairs", str(csv), "--out", str(out), "--registration", "none", "--methods", "mean",
+                 "--figure-cases", "0", "--no-defect"]) == 0, capsys.readouterr().err
+    (row,) = _rows(out / "evaluation_metrics.csv")
+    assert row["TPC"] == "nan" and float(row["EN"]) > 0
+
+
+@pytest.mark.parametrize("column", ["mask", "brain"])
+def test_a_mask_beyond_the_pets_view_is_one_line(volume_csv, tmp_path, capsys, column):
+    """Probe 42 #2: a mask (or brain mask) that lies outside the PET's field of view was checked for emptiness
+    before the cut to the field of view, and the scoring then ended in a traceback."""
+    import nibabel as nib
+
+    from tests.conftest import write_nifti
+
+    folder = volume_csv.parent
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    pet = np.asarray(nib.load(folder / "s1_pet.nii.gz").dataobj)[:, :, :16]  # the PET's view ends at z = 16
+    write_nifti(folder / "short_pet.nii.gz", pet, affine)
+    top = np.zeros((24, 24, 24), np.float32)
+    top[6:18, 6:18, 18:21] = 1
+    write_nifti(folder / "top.nii.gz", top, affine)
+    csv = folder / "top.csv"
+    csv.write_text(f"subject,mri,pet,{column}\ns1,s1_mri.nii.gz,short_pet.nii.gz,top.nii.gz\n")
+    assert main(["--pairs", str(csv), "--out", str(tmp_path / "out"), "--registration", "none", "--methods",
+                 "mean", "--figure-cases", "0", "--no-defect"]) == 2
+    what = "mask" if column == "mask" else "brain mask"
+    assert _one_error_line(capsys).endswith(
+        f"top.nii.gz: {what} holds 0 voxel(s) inside the PET's field of view on the MRI grid (at least "
+        f"{1 if column == 'mask' else 2} needed)")
+
+
+@pytest.mark.parametrize("name", [" ", "run ", " run"])
+def test_a_name_with_outer_spaces_is_refused(hmif_dir, tmp_path, capsys, name):
+    """Probe 42 #10: ``--name " "`` wrote files whose names began with a space."""
+    assert main(["--hmif", str(hmif_dir), "--out", str(tmp_path / "out"), "--name", name]) == 2
+    assert _one_error_line(capsys) == f"asfe3d: error: --name: must be a plain file name prefix, got {name!r}"
+    assert not (tmp_path / "out").exists()

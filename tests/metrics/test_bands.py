@@ -103,3 +103,15 @@ def test_a_blank_fused_image_has_no_pet_consistency_whatever_its_level() -> None
     pet = ndimage.gaussian_filter(np.random.default_rng(1).random((20, 20, 16)), 3)
     for level in (0.0, 0.1, 0.3, 0.5, 0.7, 1.0):
         assert np.isnan(pet_consistency(np.full(pet.shape, level), pet)), level
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-10])
+def test_the_measures_do_not_depend_on_the_fused_images_scale(scale):
+    """Probe 42 #8: an absolute flatness floor (1e-9 of max(1, |band|)) read a fused image scaled by 1e-10 as flat
+    (NaN); docs/metrics.md says neither measure depends on the fused image's intensity scale."""
+    rng = np.random.default_rng(0)
+    mri = rng.random((20, 20, 20))
+    fused = 0.5 * mri + 0.5 * rng.random((20, 20, 20))
+    assert mri_detail(fused * scale, mri) == pytest.approx(mri_detail(fused, mri), rel=1e-9)
+    assert pet_consistency(fused * scale, mri) == pytest.approx(pet_consistency(fused, mri), rel=1e-9)
+    assert np.isnan(mri_detail(np.full(mri.shape, 0.7 * scale), mri))  # a constant is still flat

@@ -120,3 +120,14 @@ def test_a_soft_mask_is_refused_not_read_as_everywhere():
     with pytest.raises(ValueError, match=re.escape("mask must be boolean (or hold only 0 and 1), got [0.02")):
         anisotropy(x, mask=soft)
     assert anisotropy(x, mask=soft == 1.0) == anisotropy(x, mask=(soft == 1.0).astype(np.uint8))
+
+
+def test_a_constant_source_is_left_out_of_the_reference():
+    """Probe 42 #5: a constant source's 0/0 anisotropy read as 1 entered ``max(R(A), R(B))``: a copy of the other,
+    anisotropic source scored R(B) (0.013) instead of 1."""
+    b = gaussian_filter(np.random.default_rng(7).random((24, 24, 24)), (1, 1, 3))
+    flat = np.full(b.shape, 0.5)
+    assert through_plane_consistency(b, flat, b) == pytest.approx(1.0)
+    assert through_plane_consistency(b, b, flat) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="undefined"):  # nothing to compare with at all
+        through_plane_consistency(b, flat, flat)

@@ -129,3 +129,19 @@ def test_items_with_nothing_to_fuse_are_left_out_of_the_means() -> None:
     one = FusionMetric(names=["EN"])
     one(y_pred=faint[:, 1:], y=faint)
     assert not torch.isnan(one.aggregate("none")["EN"]).any()
+
+
+def test_sum_of_nothing_scored_is_nan_not_zero():
+    """Probe 42 #6: ``aggregate("sum")`` over items that are all NaN (nothing to fuse) gave 0.0, a score."""
+    m = FusionMetric(names=["EN", "PSNR"])
+    m(y_pred=torch.full((2, 1, 8, 8), 0.7), y=torch.zeros(2, 2, 8, 8))
+    assert all(math.isnan(v) for v in m.aggregate("sum").values())
+    rng = torch.Generator().manual_seed(0)
+    m(y_pred=torch.rand(1, 1, 8, 8, generator=rng), y=torch.rand(1, 2, 8, 8, generator=rng))
+    assert all(math.isfinite(v) for v in m.aggregate("sum").values())  # one scored item: its value
+
+
+def test_an_empty_batch_is_refused_by_name():
+    """Probe 42 #7: a batch of 0 items failed in MONAI's buffer with an unrelated TypeError."""
+    with pytest.raises(ValueError, match=r"empty batch \(y_pred \(0, 1, 8, 8\)\)"):
+        FusionMetric()(y_pred=torch.zeros(0, 1, 8, 8), y=torch.zeros(0, 2, 8, 8))
