@@ -132,7 +132,7 @@ class RegistrationQC:
             ``rotation_deg``, ...), for logs and cohort summaries.
         flags: the name of the check behind each reason, same order (``pet_spacing``, ``pet_noise``,
             ``signal_volume``, ``scale``, ``mi_margin``, ``pet_in_head``, ``head_covered``, ``pet_fov``, ``rotation``,
-            ``mirrored``, ``mirrored_lr``), then ``note`` once per note.
+            ``mirrored``, ``mirrored_lr``, ``left_right_unknown``), then ``note`` once per note.
         anatomy: what the checks assumed the MRI shows: ``"head"`` or ``"body"`` (torso or whole body; the head
             coverage and signal-volume checks are then not applied).
         notes: what the checks could not tell (e.g. that left and right cannot be told apart from the images);
@@ -756,9 +756,13 @@ def _kind_and_scale_checks(numbers: dict[str, float], th: QCThresholds, reasons:
     if gain > th.warn_scale_gain and not misaligned:
         axis, factor = SCALE_AXES[int(numbers["scale_gain_axis"])], numbers["scale_gain_factor"]
         along = f"in {axis}" if axis == SCALE_AXES[3] else f"along {axis}"
+        # the factor scales the MRI-to-PET transform: sampling the PET farther out (> 1) shrinks its image, so its
+        # header's voxel size is too large ("stretched by 1.1" read as the opposite of what was wrong)
+        change, size = ("shrunk", "too large") if factor > 1 else ("enlarged", "too small")
         reasons.append(("fail" if gain > th.max_scale_gain else "warn", "scale_fit",
-                        f"the PET fits better stretched by {factor:g} {along} (MI {gain:+.0%}): a voxel size in the "
-                        "PET's header may be wrong (check it; --registration affine fits a scale)"))
+                        f"the PET fits better {change} by {abs(factor - 1):.0%} {along} (MI {gain:+.0%}): its "
+                        f"header's voxel size may be about {abs(factor - 1):.0%} {size} there (check it; "
+                        "--registration affine fits a scale)"))
 
 
 def _alignment_checks(numbers: dict[str, float], best: float, n_perturbed: int, anatomy: str, th: QCThresholds,

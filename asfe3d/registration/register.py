@@ -538,6 +538,8 @@ def _coarse_mi(prep: _Prepared, grid_mm: float, bins: int = 32):
 
 #: relative MI difference (mirrored fit vs the result) beyond which left and right are told apart
 LR_MARGIN = 0.03
+#: a turn at least this large (a 90 or 180 degree header error, not head motion) leaves the side to the images
+LR_TURN_DEG = 80.0
 
 
 def _mirrored_fit(prep: _Prepared, rigid: sitk.Transform, common: dict, progress: _Progress | None
@@ -575,6 +577,15 @@ def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: 
     if margin < -LR_MARGIN:
         qc.add_finding("fail", "mirrored_lr", f"the PET looks mirrored left-right: mirrored, it fits the MRI clearly "
                                               f"better (MI {mi_m:.3f} vs {mi:.3f}); check its header")
+    elif margin < LR_MARGIN and qc.numbers.get("rotation_deg", 0.0) >= LR_TURN_DEG:
+        # a header that turned the PET by 90 or 180 degrees is wrong, and may be wrong in its handedness too (a flip,
+        # a swap of two axes): a flipped PET aligns as a turn with left and right swapped, and the images cannot tell
+        qc.add_finding("fail", "left_right_unknown", f"left and right of the registered PET are unknown: its header "
+                                                     f"is off by a {qc.numbers['rotation_deg']:.0f} deg turn, so it "
+                                                     f"cannot be trusted to say which side is which, and the images "
+                                                     f"cannot either (the PET mirrored left-right fits as well: MI "
+                                                     f"{mi_m:.3f} vs {mi:.3f}); if the header flipped an axis rather "
+                                                     f"than turned it, left and right are now swapped: fix the header")
     elif margin < LR_MARGIN:
         qc.add_finding("note", "note", f"left and right cannot be told apart from these images (the PET mirrored "
                                        f"left-right fits as well: MI {mi_m:.3f} vs {mi:.3f}); only the headers "

@@ -96,8 +96,11 @@ def test_turned_pet_fails_plain_and_multistart_recovers(case5):
     assert res.start.startswith("rotate 90 deg about") and res.starts_tried == len(start_orientations(
         oblique_step_deg=None))
     assert res.qc_plain is not None and res.qc_plain.verdict == "fail"
-    assert res.qc is not None and res.qc.verdict == "warn", res.qc.summary()
-    assert [f for f in res.qc.flags if f != "note"] == ["rotation"], res.qc.summary()
+    # aligned, but a header off by a 90-degree turn cannot say which side is left, nor can these symmetric images
+    # (probe 41 #1: a flipped PET aligned as a turn, left and right swapped, was only warned about)
+    assert res.qc is not None and res.qc.verdict == "fail", res.qc.summary()
+    assert [f for f in res.qc.flags if f != "note"] == ["left_right_unknown", "rotation"], res.qc.summary()
+    assert "if the header flipped an axis rather than turned it, left and right are now swapped" in res.qc.summary()
     assert 80.0 < res.qc.numbers["rotation_deg"] < 100.0
     again = register_pet_to_mri(t1, turned, "rigid", sampling=0.2, head=head)
     assert again.transform.GetParameters() == res.transform.GetParameters()
@@ -240,8 +243,11 @@ def test_wrong_pet_voxel_size_fails_on_the_stretch_it_fits(case5, good, factors,
     assert good.qc.numbers["scale_gain"] < 0 and "scale_fit" not in good.qc.flags
     wrong = register_pet_to_mri(t1, _respaced(pet, factors), "rigid", sampling=0.2, head=head, multistart="never")
     assert wrong.qc.verdict == "fail" and "scale_fit" in wrong.qc.flags, wrong.qc.summary()
-    assert wrong.qc.numbers["scale_gain"] > 0.15 and f"stretched by 1.1 {'in' if 'all' in axis else 'along'} {axis}" \
-        in wrong.qc.summary()
+    # the header's voxel size is too large, so the PET's image must shrink (probe 41 #3: "stretched by 1.1" said
+    # the opposite)
+    assert wrong.qc.numbers["scale_gain"] > 0.15 and (
+        f"the PET fits better shrunk by 10% {'in' if 'all' in axis else 'along'} {axis}") in wrong.qc.summary()
+    assert "its header's voxel size may be about 10% too large" in wrong.qc.summary()
 
 
 def test_one_kind_of_image_given_as_both_fails(case5, good):
@@ -368,3 +374,18 @@ def test_oblique_header_error_about_two_axes_is_recovered(case5):
     assert registration_error_mm(sitk.CompositeTransform([turn, true]), res.transform, brain)["mean"] < 1.5
     assert res.starts_tried == len(start_orientations()) and res.start.startswith("rotate "), res.start
     assert res.qc is not None and res.qc.verdict == "warn" and "rotation" in res.qc.flags, res.qc.summary()
+
+
+@pytest.mark.parametrize("factor, words", [(1.1, "shrunk by 10% along front-back (MI +20%): its header's voxel size "
+                                                 "may be about 10% too large there"),
+                                           (0.9, "enlarged by 10% along front-back (MI +20%): its header's voxel size "
+                                                 "may be about 10% too small there")])
+def test_the_stretch_is_named_as_the_pets_image_needs_it(factor, words):
+    """Probe 41 #3: the factor scales the MRI-to-PET transform (1.1 samples the PET farther out: its image shrinks),
+    and "stretched by 1.1" told the user of a PET with too large voxel sizes that it was too small."""
+    from asfe3d.registration.qc import _kind_and_scale_checks
+
+    reasons: list = []
+    numbers = {"same_kind": 0.5, "scale_gain": 0.2, "scale_gain_axis": 1.0, "scale_gain_factor": factor}
+    _kind_and_scale_checks(numbers, QCThresholds(), reasons)
+    assert [(v, f) for v, f, _ in reasons] == [("fail", "scale_fit")] and words in reasons[0][2], reasons
