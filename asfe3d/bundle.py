@@ -95,8 +95,13 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
         read_record,
         redo_hint,
         replaceable_outputs,
+        same_weights,
         settings_difference,
+        weights_path,
     )
+    from asfe3d.settings import as_bool
+
+    overwrite = as_bool("--overwrite", overwrite)  # the word "false" from a command line is a truthy string
 
     if not str(output_dir).strip():
         raise ValueError(f"output_dir must name a folder, got {output_dir!r}")
@@ -117,7 +122,7 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
             if other != subject.subject:
                 raise Asfe3dInputError(path, f"subjects {other!r} and {subject.subject!r} would both write this "
                                              "output; give each its own output")
-        reason = None if overwrite else subject_done(subject, output)
+        reason = None if overwrite else subject_done(subject, output, weights=weights_path(settings))
         ours = {p.resolve() for p in replaceable_outputs(output)}
         if not overwrite and reason is not None:  # files in the way that no unfinished run of ours left: as cohorts
             foreign = [p for p in planned.values() if p.exists() and p.resolve() not in ours]
@@ -130,7 +135,8 @@ def datalist_items(datalist: str | Path, output_dir: str | Path, overwrite: bool
             check_outputs_are_ours(output, [p for k, p in planned.items() if k != "record"], ours)
         if not overwrite and reason is None:
             record = read_record(planned["record"]) or {}
-            changed = None if settings is None else settings_difference(record.get("settings"), settings)
+            changed = None if settings is None else settings_difference(  # retrained weights under the same
+                record.get("settings"), settings, same_weights=same_weights(record, settings))  # path: by content
             if changed is not None:
                 raise Asfe3dInputError(output, f"subject {subject.subject!r} was fused with other settings ({changed}); "
                                                "not replaced (pass --overwrite true to redo it)")
@@ -258,9 +264,11 @@ class SaveSubjectd(MapTransform):
         if bad:
             raise ValueError(f"path keys must not end in '_path' (input paths), got {bad}")
         super().__init__(list(outputs), allow_missing_keys=False)
+        from asfe3d.settings import as_bool
+
         self.outputs = dict(outputs)
         self.ref_key = ref_key
-        self.overwrite = overwrite
+        self.overwrite = as_bool("overwrite", overwrite)  # "false" from a command line replaced the outputs
         self.settings = dict(settings or {})
         self.subject_key = subject_key
 
@@ -433,13 +441,15 @@ def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:
 def _input_error(exc: BaseException) -> Asfe3dInputError | None:
     """The :class:`~asfe3d.errors.Asfe3dInputError` that ``exc`` is or was raised from (MONAI wraps what a
     component or expression raises in a ``RuntimeError``), else ``None``."""
-    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.errors import Asfe3dInputError, ConfigError
 
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, Asfe3dInputError):
             return current
+        if isinstance(current, ConfigError):  # train.json's ``training`` (a key typo, a bad value): the user's
+            return Asfe3dInputError("--training", str(current))
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
@@ -683,7 +693,8 @@ def run_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     MONAI wraps what a transform or handler raises in ``RuntimeError`` s, so an input that is refused only when
     it is read (a truncated volume, an untrustworthy header, a swapped pair, a registration that failed its check
     under ``--qc strict``) would end a ``python -m monai.bundle run`` in a long traceback. Here the
-    :class:`~asfe3d.errors.Asfe3dInputError` behind such a failure ends the run as a bad option does: one line
+    :class:`~asfe3d.errors.Asfe3dInputError` behind such a failure (or the :class:`~asfe3d.errors.ConfigError` of
+    a bad ``--training#...`` value, as ``--training``) ends the run as a bad option does: one line
     ``asfe3d: error: <file>: <problem>`` on stderr and exit code 2. The subjects finished before it keep their
     outputs and records, so a rerun (after the input is mended or taken out of the datalist) goes on from there.
     Other failures propagate unchanged.

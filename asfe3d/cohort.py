@@ -768,14 +768,17 @@ def _start_early(subject: Subject, output: Path, settings: Settings) -> Any:
     return EarlyRegistration.from_settings(subject.mri, subject.pet, settings).start()
 
 
-def subject_done(subject: Subject, output: Path, settings: Settings | None = None) -> str | None:
-    """Whether a subject's run is complete: ``None`` when it is, else why not (see :func:`check_record`)."""
+def subject_done(subject: Subject, output: Path, settings: Settings | None = None,
+                 weights: str | os.PathLike | None = None) -> str | None:
+    """Whether a subject's run is complete: ``None`` when it is, else why not (see :func:`check_record`);
+    ``weights``: the weight file this run would load, compared by content with the recorded one (the settings'
+    own is, when ``settings`` are given)."""
     from asfe3d.io.record import check_record
 
     planned = planned_outputs(output, settings)
     record = planned.pop("record")
-    return check_record(record, planned, {"mri": subject.mri, "pet": subject.pet},
-                        None if settings is None else settings.as_dict())
+    inputs = {"mri": subject.mri, "pet": subject.pet, **({"weights": weights} if weights is not None else {})}
+    return check_record(record, planned, inputs, None if settings is None else settings.as_dict())
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.utils import is_int
 
 __all__ = ["Settings", "InputSettings", "RegistrationSettings", "FusionSettings", "OutputSettings",
-           "OPTIONAL_OUTPUTS", "FLAT_NAMES", "flat_settings", "recorded_setting"]
+           "OPTIONAL_OUTPUTS", "FLAT_NAMES", "flat_settings", "recorded_setting", "as_bool"]
 
 #: the optional outputs (:class:`OutputSettings` fields) -> their kind in :class:`asfe3d.pipeline.FuseResult`
 OPTIONAL_OUTPUTS = {"registered_pet": "registered_pet", "rgb": "rgb", "transform": "transform",
@@ -90,7 +90,7 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
 
-def _as_bool(option: str, value: Any) -> bool:
+def as_bool(option: str, value: Any) -> bool:
     """A switch: ``True`` or ``False``, also spelt as the words ``"true"`` / ``"false"`` (any case: what a
     command line such as ``python -m monai.bundle run ... --overwrite true`` passes); anything else is refused (a
     string ``"false"`` is truthy: never read by its truth value, never guessed)."""
@@ -180,7 +180,7 @@ class InputSettings:
         _optional_frame("mri_frame", self.mri_frame)
         _optional_frame("pet_frame", self.pet_frame)
         for name in ("frame_realign", "dicom_strict", "allow_nonfinite"):
-            _set(self, name, _as_bool(name, getattr(self, name)))
+            _set(self, name, as_bool(name, getattr(self, name)))
         if not (self.frame_reference == "mean" or (is_int(self.frame_reference) and self.frame_reference >= 0)):
             raise _bad("frame_reference", f"must be 'mean' or a frame index >= 0, got {self.frame_reference!r}")
         if self.pet_units is not None and self.pet_units not in PET_UNITS_CHOICES:
@@ -427,7 +427,7 @@ class OutputSettings:
                 _set(self, name, Path(value))
         if self.scale not in OUTPUT_SCALES:
             raise _bad("output_scale", f"must be one of {OUTPUT_SCALES}, got {self.scale!r}")
-        _set(self, "overwrite", _as_bool("overwrite", self.overwrite))
+        _set(self, "overwrite", as_bool("overwrite", self.overwrite))
         import matplotlib
 
         if self.colormap not in matplotlib.colormaps:

@@ -286,7 +286,9 @@ def save_preview(
     if rgb is not None:
         colour = np.asarray(rgb)
         colour = colour.astype(np.float32) / 255.0 if colour.dtype.kind in "ui" else colour.astype(np.float32)
-        rows.append(("fused (colour)", np.clip(colour, 0, 1), None, 1.0, pet_label, windows.get("pet")))
+        # its hue runs over the PET row's window (the colour volume's own): the bar over [0, 1] put 1.4 times the
+        # value on a colour
+        rows.append(("fused (colour)", np.clip(colour, 0, 1), None, pet_top, pet_label, windows.get("pet")))
     mri_views = physical_slices(np.asarray(mri), affine_ras)
     centre_mm = tuple(v.position_mm for v in mri_views)  # the MRI's head centre for every row
     widths = [v.extent[1] - v.extent[0] for v in mri_views]

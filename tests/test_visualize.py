@@ -147,3 +147,23 @@ def test_nan_voxels_are_drawn_black_without_warnings(tmp_path: Path) -> None:
                            rgb=np.stack([vol] * 3, axis=-1))
     with Image.open(out) as im:
         assert im.size[0] == 1000
+
+
+def test_the_colour_rows_bar_is_the_pet_rows(tmp_path: Path) -> None:
+    """Probe 41 #2: the colour row's bar ran over [0, 1] while the colour volume's hue runs over the PET row's window
+    (``colour_window``, to p99.5 / 0.7): one colour carried two values in one picture (1.4 times apart)."""
+    from PIL import Image
+
+    from asfe3d.fusion import fuse_colour
+    from asfe3d.fusion.colour import apply_colormap, colour_window
+
+    shape = (20, 24, 8)
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    pet = _blob_volume(affine, shape, (10.0, 12.0, 12.0)) * 0.6
+    rgb = fuse_colour(pet, apply_colormap(pet, "hot", window=colour_window(pet)), lambda a, b: 0.5 * (a + b))
+    path = save_preview(tmp_path / "p.png", pet, pet, pet, affine, rgb=rgb, windows={"pet": (0.0, 1000.0)},
+                        labels={"pet_units": "Bq/mL"})
+    img = np.asarray(Image.open(path).convert("RGB"))
+    row_h = (img.shape[0] - 10) // 4  # margin 10, four rows
+    bars = [img[10 + r * row_h + 22: 10 + r * row_h + row_h - 8, 1000 - 10 - 74: 1000 - 10] for r in (1, 3)]
+    assert bars[0].shape == bars[1].shape and np.array_equal(bars[0], bars[1])  # same colours, same ticks

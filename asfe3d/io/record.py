@@ -29,7 +29,7 @@ from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "output_changed", "run_fields", "read_record", "write_record",
            "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
-           "check_outputs_are_ours", "check_record_name", "redo_hint"]
+           "check_outputs_are_ours", "check_record_name", "redo_hint", "same_weights", "weights_path"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -220,6 +220,7 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     """
     if status not in ("pending", "complete", "refused"):
         raise ValueError(f"status must be 'pending', 'complete' or 'refused', got {status!r}")
+    content = _with_weights_input(content) if status != "pending" else content
     files = {}
     for kind, p in outputs.items():
         p = Path(p).resolve()
@@ -237,6 +238,25 @@ def write_record(path: str | os.PathLike, content: Mapping[str, Any], *, status:
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
     return Path(path)
+
+
+def weights_path(settings: Any) -> str | None:
+    """The weight file that settings (``Settings.as_dict()``, a record's ``settings``) name, or ``None`` (the
+    shipped weights, a classic method)."""
+    fusion = settings.get("fusion") if isinstance(settings, Mapping) else None
+    path = fusion.get("weights") if isinstance(fusion, Mapping) else None
+    return str(path) if isinstance(path, (str, os.PathLike)) and str(path) else None
+
+
+def _with_weights_input(content: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``content`` with the weight file its settings name fingerprinted among its inputs (``inputs.weights``): a
+    file replaced at the same path (retrained weights) changes the outputs, and the same file named by another
+    spelling of its path (``--bundle_root`` absolute) does not."""
+    path = weights_path(content.get("settings"))
+    inputs = content.get("inputs")
+    if path is None or not isinstance(inputs, Mapping) or "weights" in inputs or not Path(path).is_file():
+        return content
+    return {**content, "inputs": {**inputs, "weights": fingerprint(path)}}
 
 
 def _strict_json(value: Any) -> Any:
@@ -396,13 +416,34 @@ _RESULT_NEUTRAL = {("fusion", "device"), ("registration", "threads"), ("outputs"
                    ("outputs", "report"), ("bundle", "device")}
 
 
-def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]]) -> str | None:
+#: the settings that name the weight file by its path (the bundle records its ``ckpt_path`` as well)
+_WEIGHT_PATHS = {("fusion", "weights"), ("bundle", "weights")}
+
+
+def same_weights(record: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether the weight file that ``wanted`` settings name is, by content, the one a record fingerprinted
+    (``inputs.weights``; records before 2026-12-07 have none: ``False``, so their paths are compared)."""
+    path = weights_path(wanted)
+    inputs = record.get("inputs") if isinstance(record, Mapping) else None
+    want = inputs.get("weights") if isinstance(inputs, Mapping) else None
+    if path is None or not isinstance(want, Mapping) or not isinstance(want.get("sha256"), str):
+        return False
+    try:
+        return _input_difference("weights", want, path) is None
+    except OSError:
+        return False
+
+
+def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]], *,
+                        same_weights: bool = False) -> str | None:
     """The first setting that would make this run's outputs differ from a recorded run's, as
     ``"fusion.method 'mean' -> 'max'"``, or ``None`` when none does.
 
     Args:
         recorded: the record's ``settings`` (``Settings.as_dict()`` of the recorded run).
         wanted: this run's ``Settings.as_dict()``.
+        same_weights: the weight file was found to be the recorded one by its content (:func:`same_weights`): the
+            spelling of its path is then left out (``models/model.pt`` against the same file named absolutely).
 
     Which optional outputs are asked for is left out (the outputs themselves are compared by :func:`check_record`),
     and so are the device, the registration's thread count and ``overwrite``.
@@ -415,7 +456,7 @@ def settings_difference(recorded: Any, wanted: Mapping[str, Mapping[str, Any]]) 
             continue
         had = recorded.get(group) if isinstance(recorded.get(group), Mapping) else {}
         for key, value in values.items():
-            if (group, key) in _RESULT_NEUTRAL:
+            if (group, key) in _RESULT_NEUTRAL or (same_weights and (group, key) in _WEIGHT_PATHS):
                 continue
             if key not in had:  # damaged, or a record of a version before the option: what it did is not known
                 return f"{group}.{key} not recorded -> {_short(value)}"
@@ -456,9 +497,12 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
         return "the recorded run was refused (registration judged failed under --qc strict)"
     if record.get("status") != "complete":
         return f"completion record says {record.get('status')!r} (an interrupted run)"
-    changed = None if settings is None else settings_difference(record.get("settings"), settings)
+    changed = None if settings is None else settings_difference(record.get("settings"), settings,
+                                                                 same_weights=same_weights(record, settings))
     if changed is not None:
         return f"the recorded run had other settings ({changed})"
+    if settings is not None and weights_path(settings) is not None:  # the file this run would load, by content
+        inputs = {**inputs, "weights": weights_path(settings)}
     recorded = record.get("outputs", {})
     for kind, p in outputs.items():
         entry = recorded.get(kind)

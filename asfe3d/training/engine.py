@@ -1039,6 +1039,9 @@ def train(config: dict[str, Any], *, resume: bool = False, command: str | None =
             any of :data:`RUN_FILES`; ``resume`` without ``last.pt`` or with other settings than it was trained
             with (:func:`check_resume_config`).
     """
+    from asfe3d.settings import as_bool
+
+    resume = as_bool("resume", resume)  # the word "false" from a bundle's command line is a truthy string
     cfg = resolve_config(config)
     out = Path(cfg["out"])
     created = not out.exists()

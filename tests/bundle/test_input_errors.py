@@ -217,3 +217,52 @@ def test_an_empty_output_dir_is_refused_by_name(tmp_path):
 
     assert [str(e) for e in input_errors(INFERENCE, _overrides(tmp_path, output_dir=""))] == [
         "--output_dir: must name a folder, got ''"]
+
+
+def test_monais_own_inferer_replaces_the_component(tmp_path):
+    """Probe 40 #4: the README's ``--inferer '{"_target_": "SlidingWindowInferer", ...}'`` failed: ``settings`` and
+    the record referred to ``@inferer#mode`` and ``@inferer#roi_size``, which MONAI's class has no key for."""
+    from monai.bundle import ConfigParser
+    from monai.inferers import SlidingWindowInferer
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser.update({**_overrides(tmp_path), "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 96],
+                                                       "overlap": 0.25, "sw_batch_size": 4}})
+    assert isinstance(parser.get_parsed_content("inferer"), SlidingWindowInferer)
+    assert parser.get_parsed_content("settings").fusion.mode == "volume"
+    record = parser.get_parsed_content("bundle_record")
+    assert record["roi_size"] == [96, 96, 96] and record["inferer"] == "SlidingWindowInferer"
+    ours = ConfigParser()
+    ours.read_config(INFERENCE)
+    ours.update({**_overrides(tmp_path), "inferer#roi_size": [64, 64, 64]})
+    assert ours.get_parsed_content("bundle_record")["roi_size"] == [64, 64, 64]  # as recorded before
+
+
+@pytest.mark.parametrize("word, meant", [("false", False), ("False", False), ("true", True)])
+def test_a_switch_typed_as_a_word_means_what_it_says(word, meant):
+    """Probe 40 #1: ``--overwrite false`` reached the datalist and the saver as the string 'false', which is truthy:
+    complete subjects were fused again and their outputs replaced."""
+    from asfe3d.bundle import SaveSubjectd
+
+    assert SaveSubjectd({"image": "fused"}, overwrite=word).overwrite is meant
+
+
+def test_a_switch_that_is_no_word_for_true_or_false_is_refused(tmp_path):
+    from asfe3d.bundle import datalist_items
+    from asfe3d.errors import Asfe3dInputError
+
+    with pytest.raises(Asfe3dInputError, match=r"--overwrite: must be True or False, got 'no'"):
+        datalist_items(_datalist(tmp_path), tmp_path / "out", overwrite="no")
+
+
+def test_a_bad_training_value_is_the_input_error_of_training(tmp_path):
+    """Probe 40 #6: ``--training#train#epoch 1`` (a typo) ended train.json in a 75-line traceback with exit 1; the
+    ConfigError behind it is reported as ``--training``'s (one line and exit 2 on the command line)."""
+    from asfe3d.bundle import run_step
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.training import train
+
+    with pytest.raises(Asfe3dInputError, match=r"^--training: unknown config key\(s\) \['epoch'\] in train"):
+        run_step(train, {"train": {"epoch": 1}, "out": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()

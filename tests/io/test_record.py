@@ -241,3 +241,30 @@ def test_a_refused_run_is_not_complete_and_its_report_is_replaceable(tmp_path: P
     assert set(replaceable_outputs(fused)) == {report.resolve(), record}
     with pytest.raises(ValueError, match="'pending', 'complete' or 'refused', got 'done'"):
         write_record(record, {}, status="done", outputs={})
+
+
+def test_weights_are_known_by_content_not_by_the_spelling_of_their_path(tmp_path: Path, monkeypatch) -> None:
+    """Probe 40 #2 and #7: the record named the weight file by its path alone. Retrained weights saved over
+    ``models/model.pt`` left the old outputs "complete", and the same file named absolutely (``--bundle_root``
+    from another folder) was "other settings". The file is fingerprinted among the inputs now."""
+    from asfe3d.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    weights = tmp_path / "models" / "model.pt"
+    weights.write_bytes(b"weights one")
+    record, inputs, outputs = _run(tmp_path / "out", tmp_path / "in")
+    relative = Settings.from_flat(weights="models/model.pt").as_dict()
+    content = {"inputs": {k: fingerprint(p) for k, p in inputs.items()}, "settings": relative}
+    write_record(record, content, status="complete", outputs=outputs)
+    assert read_record(record)["inputs"]["weights"]["path"] == str(weights.resolve())
+    assert check_record(record, outputs, inputs, relative) is None
+    absolute = Settings.from_flat(weights=str(weights)).as_dict()
+    assert check_record(record, outputs, inputs, absolute) is None  # the same file, spelt otherwise
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"weights two")
+    assert "fusion.weights" in check_record(record, outputs, inputs, Settings.from_flat(weights=str(other)).as_dict())
+    weights.write_bytes(b"weights 2.0")  # retrained, saved under the same name
+    reason = check_record(record, outputs, inputs, relative)
+    assert reason is not None and "weights input" in reason and "changed since the recorded run" in reason
+    assert check_record(record, outputs, inputs) is not None  # without settings: the recorded file, by content

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from asfe3d.distributed import setup_training as setup_distributed
+from asfe3d.errors import Asfe3dInputError
 from asfe3d.fusion.weights import build_network, load_weights
 from asfe3d.training import TrainResult, resolve_config, train
 
@@ -387,3 +388,13 @@ def test_a_template_mri_may_be_shared_across_the_split_a_pet_not(tmp_path: Path)
 
     rows = [{"subject": s, "mri": tmp_path / "mni_t1", "pet": tmp_path / f"{s}_pet"} for s in ("a", "b", "c")]
     assert split_subjects(rows, None, 0.2, tmp_path / "pairs.csv") == (rows[:2], rows[2:])
+
+
+def test_resume_as_a_word(tmp_path: Path) -> None:
+    """Probe 40 #3: a bundle's ``--resume false`` reached ``train`` as the truthy string 'false' and resumed."""
+    data = _fake_hmif(tmp_path)
+    with pytest.raises(Asfe3dInputError, match="resume asked for but the file does not exist"):
+        train(_config(data, tmp_path / "run", epochs=1), resume="true")
+    with pytest.raises(Asfe3dInputError, match="resume: must be True or False, got 'no'"):
+        train(_config(data, tmp_path / "run", epochs=1), resume="no")
+    assert not (tmp_path / "run").exists()

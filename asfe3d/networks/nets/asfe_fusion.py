@@ -6,6 +6,7 @@ import math
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -101,7 +102,11 @@ class ASFEFusion(nn.Module):
         unknown = sorted(set(overrides) - set(cfg))
         if unknown:
             raise ValueError(f"unknown ASFEFusion option(s) {unknown}; valid: {sorted(cfg)}")
+        for key, value in overrides.items():  # a switch given as the word "false" (a bundle override) is truthy
+            if isinstance(cfg[key], bool) and not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{key} must be True or False, got {value!r}")
         cfg.update(overrides)
+        cfg.update({k: bool(v) for k, v in overrides.items() if isinstance(v, np.bool_)})
         raw = cfg["encoder_channels"]
         if (isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__")
                 or not all(is_int(c) and c >= 1 for c in raw) or not len(raw)):

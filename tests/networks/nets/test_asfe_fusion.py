@@ -69,6 +69,8 @@ def test_bad_arguments_raise_with_values():
         ASFEFusion(2, widht=3)
     with pytest.raises(ValueError, match=r"\('full',\)"):
         ASFEFusion(2, fusion=("full",))
+    with pytest.raises(ValueError, match="deform must be True or False, got 'false'"):
+        ASFEFusion(2, deform="false")  # a bundle override's word: truthy, it built the deformable blocks (probe 40 #3)
     net = ASFEFusion(2)
     with pytest.raises(ValueError, match=r"\(1, 3, 8, 8\)"):
         net(torch.rand(1, 3, 8, 8))
