@@ -553,5 +553,9 @@ def _record_content(data: dict[str, Any], fusion: dict[str, Any], timings: dict[
     readers found, registration; then the fusion, the timings so far and the settings)."""
     from asfe3d.io.record import run_fields
 
-    return {**run_fields(data), "fusion": fusion, "timings": dict(timings),
-            "peak_memory_mb": _peak_memory_mb(), **extra_fields}
+    content = {**run_fields(data), "fusion": fusion, "timings": dict(timings),
+               "peak_memory_mb": _peak_memory_mb(), **extra_fields}
+    used = (data.get("pet_registration") or {}).get("method")
+    if content.get("RegistrationMethod") == "auto" and used:  # a BIDS sidecar's field: the method used, not the
+        content["RegistrationMethod"] = used  # setting ("auto" chose it: the record's registration.requested)
+    return content

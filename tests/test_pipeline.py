@@ -390,3 +390,19 @@ def test_preprocessing_refuses_what_is_not_settings() -> None:
             preprocessing_steps(bad)
         with pytest.raises(TypeError, match="settings must be an asfe3d.settings.Settings"):
             build_preprocessing(bad)
+
+
+def test_a_bids_sidecars_registration_method_is_the_one_used(tmp_path):
+    """Probe 41 #9: the BIDS fused sidecar said ``RegistrationMethod: auto`` (the setting), not the method used."""
+    import torch
+    from monai.data import MetaTensor
+
+    from asfe3d.pipeline import _record_content
+
+    for name in ("m.nii.gz", "p.nii.gz"):
+        (tmp_path / name).write_bytes(b"x")
+    data = {"mri_path": tmp_path / "m.nii.gz", "pet_path": tmp_path / "p.nii.gz", "mri": MetaTensor(torch.zeros(1)),
+            "pet": MetaTensor(torch.zeros(1)), "pet_registration": {"method": "rigid", "requested": "auto"}}
+    assert _record_content(data, {}, {}, {"RegistrationMethod": "auto"})["RegistrationMethod"] == "rigid"
+    assert _record_content(data, {}, {}, {"RegistrationMethod": "none"})["RegistrationMethod"] == "none"
+    assert "RegistrationMethod" not in _record_content(data, {}, {}, {})

@@ -76,6 +76,9 @@ class PairResult:
             changed inputs, refused without ``--overwrite``): its report section still shows them.
         section: the report section of a pair refused for its registration (``--qc strict``), drawn when it was
             refused (its images are not on disk): the MRI, the PET where the refused transform put it, the QC.
+        qc_verdict: the registration's quality verdict (``pass``, ``warn``, ``fail``; a skipped pair's from its
+            record; ``""`` when none).
+        qc_reasons: its reasons, joined by ``"; "``.
     """
 
     subject: str
@@ -88,6 +91,8 @@ class PairResult:
     pair: BidsPair | None = None
     kept: bool = False
     section: Any = None
+    qc_verdict: str = ""
+    qc_reasons: str = ""
 
 
 def derivative_paths(pair: BidsPair, output_dir: str | Path) -> dict[str, Path]:
@@ -428,6 +433,7 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     image in Bq/mL, and a plain rerun took the pair for complete)."""
     from asfe3d.cohort import SubjectRun, run_subject
     from asfe3d.io import atomic_output
+    from asfe3d.io.record import read_record
 
     pair_settings = _pair_settings(pair, paths, settings)
     sidecar = _registered_sidecar(pair, paths, bids_dir, root, settings)
@@ -452,6 +458,13 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         result.outputs["fused_json"] = Path(outcome.result.outputs["record"])
     if reports and outcome.refusal is not None:
         result.section = _refusal_section(pair, outcome.refusal, pair_settings)
+    # the verdict of what is on disk (fused now or skipped as complete): the summary counts and names the failed
+    # ones, as cohorts do (it said "3 fused, 0 failed" beside a registration judged failed)
+    registration = (read_record(paths["fused_json"]) or {}).get("registration") if status in ("ok", "skipped") \
+        else (outcome.refusal.registration if outcome.refusal is not None else None)
+    qc = registration.get("qc") if isinstance(registration, dict) and isinstance(registration.get("qc"), dict) else {}
+    result.qc_verdict = str(qc.get("verdict") or "")
+    result.qc_reasons = "; ".join(str(r) for r in qc.get("reasons") or [])
     return result
 
 

@@ -74,12 +74,15 @@ def run(args: argparse.Namespace) -> int:
                        reports=not args.no_reports, progress=show_progress(args))
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "no-pet", "failed")}
     pairs = len(results) - counts["no-pet"]  # every PET considered, failed ones too (no T1w, an ambiguous T1w)
+    flagged = sum(1 for r in results if r.status in ("ok", "skipped") and r.qc_verdict == "fail")
     print(f"bids: {pairs} pairs: {counts['ok']} fused, {counts['skipped']} already complete, "
-          f"{counts['failed']} failed; {counts['no-pet']} subject/session(s) without PET skipped; "
-          f"derivatives in {args.output_dir}")
+          f"{counts['failed']} failed, {flagged} with a registration judged failed; {counts['no-pet']} "
+          f"subject/session(s) without PET skipped; derivatives in {args.output_dir}")
     for r in results:
         if r.status in ("failed", "no-pet"):
             print(f"  {r.status}: {r.message}", file=sys.stdout if r.status == "no-pet" else sys.stderr)
+        elif r.qc_verdict == "fail":  # written anyway (--qc warn), or kept from an earlier run: named every time
+            print(f"  registration QC failed: {r.name}: {r.qc_reasons}", file=sys.stderr)
     if not args.no_reports:
         print(f"reports: {Path(args.output_dir) / 'index.html'}")
     return 1 if counts["failed"] else 0

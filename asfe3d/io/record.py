@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,40 @@ def content_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def current_command(argv: Sequence[str] | None = None) -> str | None:
+    """This process's command line as a user would type it (shell-quoted; ``asfe3d`` for the entry point and for
+    ``python -m asfe3d.cli``), or ``None`` in an interactive session or ``python -c``."""
+    import shlex
+    import sys
+
+    args = [str(a) for a in (sys.argv if argv is None else argv)]
+    if not args or args[0] in ("", "-c"):
+        return None
+    first = Path(args[0])
+    if first.name == "asfe3d" or (first.name == "__main__.py" and first.parent.name in ("cli", "asfe3d")):
+        args[0] = "asfe3d"
+    return shlex.join(args)
+
+
+#: the libraries a record and a report name, as (name, distribution)
+LIBRARIES = (("MONAI", "monai"), ("PyTorch", "torch"), ("SimpleITK", "SimpleITK"), ("NumPy", "numpy"),
+             ("nibabel", "nibabel"), ("matplotlib", "matplotlib"))
+
+
+def software_environment() -> dict[str, Any]:
+    """``{"platform", "python", "libraries": {name: version}}`` of this process (installed libraries only)."""
+    import platform
+    from importlib import metadata
+
+    libraries = {}
+    for name, dist in LIBRARIES:
+        try:
+            libraries[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"platform": platform.platform(), "python": platform.python_version(), "libraries": libraries}
+
+
 def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
     """The fields every completion record of a fused pair starts with, from the chain's data dictionary.
 
@@ -118,8 +152,10 @@ def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
             whose ``asfe3d_source`` metadata says what the readers found) and ``pet_registration`` (the report).
 
     Returns:
-        ``{"asfe3d_version", "inputs" (fingerprints: ``mri``, ``pet`` and, when the PET was read with the facts of
-        a JSON sidecar file, ``pet_sidecar``), "input_info", "registration"}``.
+        ``{"asfe3d_version", "command" (:func:`current_command`), "working_directory", "environment"
+        (:func:`software_environment`), "inputs" (fingerprints: ``mri``, ``pet`` and, when the PET was read with
+        the facts of a JSON sidecar file, ``pet_sidecar``), "input_info", "registration"}``: a report drawn later,
+        by another process or version, says what made the run (it said what drew the page).
     """
     from asfe3d import __version__
     from asfe3d.io.volume import SOURCE_KEY
@@ -133,6 +169,9 @@ def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
         inputs["pet_sidecar"] = {"path": pet_info["sidecar_absent"], "absent": True}
     return {
         "asfe3d_version": __version__,
+        "command": current_command(),
+        "working_directory": os.getcwd(),
+        "environment": software_environment(),
         "inputs": inputs,
         "input_info": {role: dict(data[role].meta.get(SOURCE_KEY) or {}) for role in ("mri", "pet")},
         "registration": data.get("pet_registration"),

@@ -254,6 +254,16 @@ def _centre(bounds: np.ndarray) -> tuple[float, float, float]:
     return float(c[0]), float(c[1]), float(c[2])
 
 
+def _inside(lines: Any, xlim: tuple[float, float], ylim: tuple[float, float]) -> bool:
+    """Whether any point of ``lines`` (a list of ``(N, 2)`` polylines in mm) falls inside the view's limits."""
+    for line in lines:
+        pts = np.asarray(line, dtype=float).reshape(-1, 2)
+        if bool(np.any((pts[:, 0] >= xlim[0]) & (pts[:, 0] <= xlim[1]) & (pts[:, 1] >= ylim[0])
+                       & (pts[:, 1] <= ylim[1]))):
+            return True
+    return False
+
+
 def _new_figure(width: float, height: float, facecolor: str = "black") -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -686,13 +696,17 @@ def _ortho(
             shown = np.ma.masked_less_equal(over.image, pvmin + 0.2 * (pvmax - pvmin))
             ax.imshow(shown, cmap=pcmap, vmin=pvmin, vmax=pvmax, origin="lower", extent=over.extent,
                       interpolation="bilinear", aspect="equal", alpha=0.7)
+        xlim = (bounds[0, h_axis] - 2, bounds[1, h_axis] + 2)
+        ylim = (bounds[0, v_axis] - 2, bounds[1, v_axis] + 2)
         if fov is not None:
             edge = boundary_lines(_plane(fov, axis, centre[axis]), 0.5, min_length_mm=0.0)
             if edge:
                 ax.add_collection(LineCollection(edge, **FOV_STYLE))
-                fig.fov_drawn = True
-        ax.set_xlim(bounds[0, h_axis] - 2, bounds[1, h_axis] + 2)
-        ax.set_ylim(bounds[0, v_axis] - 2, bounds[1, v_axis] + 2)
+                # the caption names the line only where it is seen: the view is cut to the head (the edge beyond
+                # it had set the flag, and the caption announced a line no one could find)
+                fig.fov_drawn = fig.fov_drawn or _inside(edge, xlim, ylim)
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
         _letters(ax, axis, size=9)
         ax.set_title(f"{_PLANE_NAMES[axis]} ({'xyz'[axis]}={centre[axis]:.0f} mm)", color="#ccc", fontsize=8,
                      pad=2)

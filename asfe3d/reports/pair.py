@@ -350,6 +350,18 @@ def _viewer_block(anchor: str, figs: _Figures, *, anat_name: str, pet_units: str
                           pet_window=robust_range(np.asanyarray(figs.pet.dataobj)), colormap=colormap))
 
 
+def _failed_box(refused: str | None, verdict: str | None) -> str:
+    """The box at the top of a section: the refusal (``--qc strict``), or, for a registration judged failed whose
+    outputs were written anyway (``--qc warn``), a warning that says so (only the badge and the reasons said it)."""
+    if refused is not None:
+        return f'<div class="error">{_e(refused)}</div>'
+    if verdict == "fail":
+        return ('<div class="error">The registration was judged failed (the reasons are under "Registration '
+                'quality"); the outputs were written anyway (<code>--qc warn</code>): check the PET\'s placement '
+                'below before using them, or rerun with <code>--qc strict</code> to refuse such pairs.</div>')
+    return ""
+
+
 def _registration_html(anchor: str, figs: _Figures, why: str, *, anat_name: str, anat_units: str, grid: str) -> str:
     """The registration check: its caption (contour levels, grid) and the after/before view (HTML)."""
     level_text = ", ".join(f"{v:.4g}" for v in figs.levels)
@@ -466,7 +478,7 @@ def render_pair_section(
     anchor = _anchor(anchor or title)
     viewer_block = _viewer_block(anchor, figs, colormap=colormap, **labels) if viewer and fused is not None else ""
     body = "\n".join([
-        "" if refused is None else f'<div class="error">{_e(refused)}</div>', _registration_html(anchor, figs, why, anat_name=anat_name,
+        _failed_box(refused, verdict_of(result)), _registration_html(anchor, figs, why, anat_name=anat_name,
                                anat_units=text.anatomical_units(anat_name), grid=grid),
         "<h3>Registration quality</h3>", _quality_html(result),
         _images_html(figs, fused_range=fused_range, colormap=colormap,

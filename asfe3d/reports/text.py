@@ -19,7 +19,6 @@ import hashlib
 import math
 import re
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,31 +170,22 @@ def command_line(result: Mapping[str, Any] | None = None, argv: Sequence[str] | 
     Returns:
         One shell-quoted line; ``asfe3d`` for the entry point and for ``python -m asfe3d.cli``.
     """
+    from asfe3d.io.record import current_command
+
     recorded = (result or {}).get("command")
     if isinstance(recorded, str) and recorded.strip():
         return recorded
     if isinstance(recorded, (list, tuple)) and recorded:
         return shlex.join(str(a) for a in recorded)
-    args = [str(a) for a in (sys.argv if argv is None else argv)]
-    if not args or args[0] in ("", "-c"):  # an interactive session or python -c: no command line to give
-        return "(written from a Python session, not from a command line)"
-    first = Path(args[0])
-    if first.name == "asfe3d" or (first.name == "__main__.py" and first.parent.name in ("cli", "asfe3d")):
-        args[0] = "asfe3d"
-    return shlex.join(args)
-
-
-def _package_version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    return current_command(argv) or "(written from a Python session, not from a command line)"
 
 
 def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]:
     """The rows of a report's About table: command line, version, date, platform and the main libraries.
+
+    The run's own, where its record holds them (``command``, ``working_directory``, ``environment``); a record
+    without them (written before 2026-12-07) gets this process's, said so: a page redrawn by another process or
+    after an upgrade showed the drawing process's command and versions as the run's.
 
     Args:
         result: the run's description (``asfe3d_version`` of the run when recorded).
@@ -204,23 +194,30 @@ def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]
     Returns:
         ``[(name, value)]``.
     """
-    import platform
-
     from asfe3d import __version__
+    from asfe3d.io.record import current_command, software_environment
 
     version = __version__
     run_version = result.get("asfe3d_version")
     if run_version and str(run_version) != __version__:
         version = f"{__version__} (the run: {run_version})"
-    libraries = ", ".join(f"{name} {v}" for name, v in (
-        (name, _package_version(pkg)) for name, pkg in (("MONAI", "monai"), ("PyTorch", "torch"),
-                                                         ("SimpleITK", "SimpleITK"), ("NumPy", "numpy"),
-                                                         ("nibabel", "nibabel"), ("matplotlib", "matplotlib")))
-        if v)
-    rows = [("Command line", command_line(result)), ("asfe3d version", version), ("Report written", written)]
+    recorded = result.get("command")
+    command = command_line(result)
+    if not (isinstance(recorded, str) and recorded.strip()) and not isinstance(recorded, (list, tuple)):
+        command += " (this report's process; the run recorded none)" if current_command() else ""
+    env = result.get("environment")
+    own = not isinstance(env, Mapping)
+    env = software_environment() if own else env
+    libs = env.get("libraries") if isinstance(env.get("libraries"), Mapping) else {}
+    libraries = ", ".join(f"{name} {v}" for name, v in libs.items())
+    rows = [("Command line", command)]
+    if result.get("working_directory"):
+        rows.append(("Working directory", str(result["working_directory"])))
+    rows += [("asfe3d version", version), ("Report written", written)]
     if result.get("written"):
         rows.append(("Run finished", str(result["written"])))
-    rows += [("Platform", f"{platform.platform()}; Python {platform.python_version()}"), ("Libraries", libraries)]
+    note = " (this report's process; the run recorded none)" if own else ""
+    rows += [("Platform", f"{env.get('platform')}; Python {env.get('python')}{note}"), ("Libraries", libraries + note)]
     return rows
 
 

@@ -39,7 +39,11 @@ def test_bids_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
                  "--method", "mean", "--registration", "none", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "1 pairs: 1 fused, 0 already complete, 0 failed; 1 subject/session(s) without PET skipped" in captured.out
+    # the toy dataset's PET is its T1w in other units: judged failed, written anyway (--qc warn), and the summary
+    # counts and names it (probe 41 #5: "1 fused, 0 failed" said nothing of it)
+    assert "1 pairs: 1 fused, 0 already complete, 0 failed, 1 with a registration judged failed; 1 subject/session(s) " \
+        "without PET skipped" in captured.out
+    assert "registration QC failed: sub-02_ses-bl_trc-PIB: " in captured.err and "one kind of image" in captured.err
     assert "sub-03: no PET" in captured.out
     assert (out / "sub-02/ses-bl/pet/sub-02_ses-bl_trc-PIB_space-T1w_desc-fused_pet.nii.gz").is_file()
     assert (out / "sub-02.html").is_file() and (out / "index.html").is_file()
@@ -67,7 +71,8 @@ def test_bids_command_counts_failed_pairs(tmp_path: Path, capsys: pytest.Capture
                  "--method", "mean", "--registration", "none", "--no-progress", "--no-reports"])
     captured = capsys.readouterr()
     assert code == 1
-    assert "bids: 1 pairs: 0 fused, 0 already complete, 1 failed; 0 subject/session(s)" in captured.out
+    assert "bids: 1 pairs: 0 fused, 0 already complete, 1 failed, 0 with a registration judged failed; 0 " \
+        "subject/session(s)" in captured.out
     assert "differ in more than their run" in captured.err
 
 

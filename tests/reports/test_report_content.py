@@ -465,3 +465,32 @@ def test_methods_text_states_the_registration_settings_the_run_used() -> None:
     text = methods_text([older])[0][0]
     assert "(4 mesh cells per axis, control-point displacements bounded to 1 mm" in text
     assert "binned to at most 2 mm at the finest level" in text
+
+
+def test_about_says_what_made_the_run_not_what_drew_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe 41 #4: a page redrawn by another process (the API, a BIDS rerun of other pairs, after an upgrade)
+    showed that process's command and versions as the run's. The record holds the run's own now."""
+    from asfe3d.io.record import run_fields
+    from asfe3d.reports.text import about_rows
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/asfe3d", "fuse", "a.nii.gz", "b.nii.gz"])
+    monkeypatch.chdir(tmp_path)
+    mri, pet, _ = _volumes()
+    for name, (arr, aff) in (("a.nii.gz", mri), ("b.nii.gz", pet)):
+        nib.save(nib.Nifti1Image(arr, aff), tmp_path / name)
+    import torch
+    from monai.data import MetaTensor
+
+    data = {"mri_path": tmp_path / "a.nii.gz", "pet_path": tmp_path / "b.nii.gz",
+            "mri": MetaTensor(torch.zeros(1)), "pet": MetaTensor(torch.zeros(1)), "pet_registration": None}
+    fields = run_fields(data)
+    assert fields["command"] == "asfe3d fuse a.nii.gz b.nii.gz" and fields["working_directory"] == str(tmp_path)
+    assert "PyTorch" in fields["environment"]["libraries"]
+    monkeypatch.setattr(sys, "argv", ["viewer.py"])  # the page drawn later by another program
+    recorded = {**fields, "environment": {"platform": "Linux-x", "python": "3.11.0", "libraries": {"MONAI": "1.0"}}}
+    rows = dict(about_rows(recorded, "now"))
+    assert rows["Command line"] == "asfe3d fuse a.nii.gz b.nii.gz" and rows["Working directory"] == str(tmp_path)
+    assert rows["Platform"] == "Linux-x; Python 3.11.0" and rows["Libraries"] == "MONAI 1.0"
+    old = dict(about_rows({"asfe3d_version": "0.1.0"}, "now"))  # a record of an earlier version
+    assert old["Command line"] == "viewer.py (this report's process; the run recorded none)"
+    assert old["Libraries"].endswith("(this report's process; the run recorded none)")

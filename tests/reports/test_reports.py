@@ -355,3 +355,34 @@ def test_registration_cuts_go_through_the_pets_signal() -> None:
     tiny[20:22, 30:32, 20:22] = 50.0  # a few bright voxels: no box to place cuts in
     np.testing.assert_array_equal(signal_bounds(nib.Nifti1Image(tiny, affine), head_bounds_mm(anat_img)),
                                   head_bounds_mm(anat_img))
+
+
+def test_the_field_of_view_edge_is_announced_only_where_it_is_seen():
+    """Probe 41 #6: the flag behind the captions' "Dashed yellow: the edge of the PET's field of view" was set by an
+    edge anywhere in the plane, also where the view, cut to the head, does not reach: a line no one could find."""
+    import nibabel as nib
+
+    from asfe3d.reports.figures import canonical, draw_overlay
+
+    n, affine = 48, np.diag([2.0, 2.0, 2.0, 1.0])
+    g = np.mgrid[:n, :n, :n] - (n - 1) / 2
+    head = (np.sqrt((g**2).sum(0)) < 12).astype(np.float32) * 100.0
+    anat = canonical(nib.Nifti1Image(head, affine))
+    far, through = np.ones((n, n, n), np.float32), np.ones((n, n, n), np.float32)
+    far[:3] = 0  # the PET's view ends 20 voxels from the head: beyond the cut view
+    through[: n // 2] = 0  # ends in the middle of the head
+    flags = []
+    for fov in (far, through):
+        fig = draw_overlay(anat, canonical(nib.Nifti1Image(head, affine)), units="Bq/mL",
+                           fov=canonical(nib.Nifti1Image(fov, affine)))
+        flags.append(fig.fov_drawn)
+    assert flags == [False, True]
+
+
+def test_a_registration_judged_failed_but_written_gets_a_box():
+    """Probe 41 #7: with --qc warn a failed registration's section had only the badge; --qc strict's had a box."""
+    from asfe3d.reports.pair import _failed_box
+
+    assert "judged failed" in _failed_box(None, "fail") and "--qc warn" in _failed_box(None, "fail")
+    assert _failed_box(None, "warn") == _failed_box(None, "pass") == _failed_box(None, None) == ""
+    assert _failed_box("refused <x>", "fail") == '<div class="error">refused &lt;x&gt;</div>'
