@@ -475,16 +475,17 @@ def _check_checkpoint_fits(path: Path, network: Any) -> None:
     import torch
 
     from asfe3d.errors import Asfe3dInputError
-    from asfe3d.fusion.weights import load_state_dict_file
+    from asfe3d.fusion.weights import load_checkpoint
 
     if not isinstance(network, torch.nn.Module):
         return  # not built from the user's input alone: the run reports it
-    state = load_state_dict_file(path)
+    state, config = load_checkpoint(path)
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if not (missing or unexpected or shapes):
+        _check_checkpoint_config(path, config, getattr(network, "config", None))
         return
     dims = getattr(network, "spatial_dims", None)
     if shapes:
@@ -495,6 +496,28 @@ def _check_checkpoint_fits(path: Path, network: Any) -> None:
     hint = " (2D weights for a 3D network_def? the slice variant is inference_slice.json)" if dims == 3 and shapes \
         and any(state[k].ndim == expected[k].ndim - 1 for k in shapes) else ""
     raise Asfe3dInputError(path, f"checkpoint (--ckpt_path) does not fit network_def: {first}{hint}")
+
+
+def _check_checkpoint_config(path: Path, recorded: Mapping[str, Any] | None, built: Mapping[str, Any] | None) -> None:
+    """Refuse an asfe3d weight file whose recorded network config differs from ``network_def``'s in a value that
+    leaves the tensors' shapes alone (``train.json``'s ``best.pt``, trained with ``detail_injection`` 0.0, ran under
+    ``network_def``'s 0.8 without a word, against the README's "keep network_def equal to their config")."""
+    import json
+
+    from asfe3d.errors import Asfe3dInputError
+
+    if not isinstance(recorded, Mapping) or not isinstance(built, Mapping):
+        return  # a plain state dict records no config: the README's models/model.pt
+
+    def plain(value: Any) -> Any:  # tuples and lists, numpy and Python numbers alike
+        return json.loads(json.dumps(value, default=str))
+
+    for key in sorted(set(recorded) & set(built) - {"preset"}):
+        if plain(recorded[key]) != plain(built[key]):
+            raise Asfe3dInputError(path, f"checkpoint (--ckpt_path) was trained with {key} {recorded[key]!r}, "
+                                         f"network_def has {built[key]!r}: pass --network_def#{key} "
+                                         f"{json.dumps(plain(recorded[key]))} (network_def must equal the "
+                                         f"checkpoint's config)")
 
 
 #: components built by :func:`input_errors` after the inputs passed: a bad value given for one of them

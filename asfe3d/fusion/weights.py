@@ -150,12 +150,23 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     Raises:
         Asfe3dInputError: missing, unreadable, or holding no state dict.
     """
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """:func:`load_state_dict_file`'s tensors and the network config an asfe3d weight file records (``None`` for
+    a plain state dict).
+
+    Raises:
+        Asfe3dInputError: missing, unreadable, or holding no state dict.
+    """
     path = Path(path)
     payload = _safe_load(path, "checkpoint")
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise Asfe3dInputError(path, "holds no state dict (a mapping of names to tensors, or one under 'state_dict')")
-    return {str(k): v for k, v in state.items()}
+    config = payload.get("config") if isinstance(payload, dict) and "state_dict" in payload else None
+    return {str(k): v for k, v in state.items()}, (dict(config) if isinstance(config, dict) else None)
 
 
 def _safe_load(path: Path, what: str) -> Any:

@@ -266,3 +266,27 @@ def test_a_bad_training_value_is_the_input_error_of_training(tmp_path):
     with pytest.raises(Asfe3dInputError, match=r"^--training: unknown config key\(s\) \['epoch'\] in train"):
         run_step(train, {"train": {"epoch": 1}, "out": str(tmp_path / "run")})
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_trained_with_another_network_config_is_refused(tmp_path):
+    """Probe 40 #12: train.json's best.pt (detail_injection 0.0) ran under network_def's 0.8 without a word; the
+    README says to keep network_def equal to the checkpoint's config."""
+    from monai.bundle import ConfigParser
+
+    from asfe3d.bundle import input_errors
+    from asfe3d.fusion.weights import save_weights
+    from asfe3d.networks.nets import ASFEFusion
+
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    config = dict(parser.get_parsed_content("network_def").config)
+    net = ASFEFusion(**{k: v for k, v in config.items() if k != "preset"}, preset=config["preset"])
+    assert input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(save_weights(net, tmp_path / "same.pt")))) == []
+    config["detail_injection"] = 0.0
+    other = ASFEFusion(**{k: v for k, v in config.items() if k != "preset"}, preset=config["preset"])
+    path = save_weights(other, tmp_path / "best.pt")
+    assert [str(e) for e in input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(path)))] == [
+        f"{path}: checkpoint (--ckpt_path) was trained with detail_injection 0.0, network_def has 0.8: pass "
+        "--network_def#detail_injection 0.0 (network_def must equal the checkpoint's config)"]
+    assert input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(path),
+                                              **{"network_def#detail_injection": 0.0})) == []
