@@ -25,12 +25,13 @@ for that lives here, small and declarative:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
 import json
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -710,6 +711,34 @@ def check_overrides(config_file: str | Sequence[str] | None = None, overrides: M
     return problems
 
 
+class _DropInputErrors(logging.Filter):
+    """Drop a log record about an input error (its ``exc_info``, or the exception being handled where it was logged):
+    MONAI's ``StatsHandler`` and ignite's engine logged it with its traceback (about 136 lines on the bundle's
+    stdout) before :func:`run_step` reported it in one line. Other failures are logged as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 - logging's name
+        import sys
+
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        return exc is None or _input_error(exc) is None
+
+
+@contextlib.contextmanager
+def _input_errors_unlogged() -> Iterator[None]:
+    """:class:`_DropInputErrors` on every handler of the configured loggers while a bundle step runs."""
+    handlers = {h for h in logging.getLogger().handlers}
+    for logger_ in list(logging.Logger.manager.loggerDict.values()):
+        handlers.update(getattr(logger_, "handlers", ()))
+    drop = _DropInputErrors()
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
+
+
 def run_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one step of a bundle's ``run`` list (``"$asfe3d.bundle.run_step(@evaluator.run)"``), reporting a bad input.
 
@@ -737,7 +766,8 @@ def run_step(step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             ``RuntimeError``'s ``__cause__``).
     """
     try:
-        return step(*args, **kwargs)
+        with _input_errors_unlogged():
+            return step(*args, **kwargs)
     except Exception as exc:
         error = _input_error(exc)
         if error is None:
