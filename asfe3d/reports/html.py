@@ -260,15 +260,20 @@ def _summary_json(data: Mapping[str, Any]) -> str:
 
 def _about_methods(sections: Sequence[ReportSection], stamp: str) -> str:
     """The page's About (command line, version, date, platform) and Methods (paragraph and references) sections."""
-    from asfe3d.reports.text import about_rows, methods_text
+    from asfe3d.reports.text import about_rows, methods_groups
 
     results = [s.result for s in sections if s.result]
     first = results[0] if results else {}
     about = _table(about_rows(first, stamp))
     # a pair that was not fused (a refused registration's section keeps its result for About) has no methods
-    paragraphs, references = methods_text([s.result for s in sections if s.result and s.status == "ok"])
-    if paragraphs:
-        methods = ("".join(f'<p class="methods">{_e(p)}</p>' for p in paragraphs)
+    fused = [s for s in sections if s.result and s.status == "ok"]
+    groups, references = methods_groups([s.result for s in fused])
+
+    def label(covered: list[int]) -> str:  # which pairs a paragraph describes, where there are several
+        return "" if len(groups) < 2 else f"<strong>{_e(', '.join(fused[i].title for i in covered))}:</strong> "
+
+    if groups:
+        methods = ("".join(f'<p class="methods">{label(c)}{_e(p)}</p>' for p, c in groups)
                    + '<h4>References</h4><ol class="refs">'
                    + "".join(f"<li>{_e(r.split('] ', 1)[1])}</li>" for r in references) + "</ol>")
     else:

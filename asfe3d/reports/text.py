@@ -546,11 +546,23 @@ def methods_text(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         ``(paragraphs, references)``: plain-text paragraphs citing ``[n]``, and the reference lines (``[n] ...``)
         numbered in order of first citation.
     """
+    groups, references = methods_groups(results)
+    return [text for text, _ in groups], references
+
+
+def methods_groups(results: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, list[int]]], list[str]]:
+    """:func:`methods_text` with, for each paragraph, the indices of the ``results`` it describes (a page of several
+    pairs labels each paragraph with its pairs: two near-identical paragraphs said nothing of which was which).
+
+    Returns:
+        ``([(paragraph, [result index, ...])], references)``.
+    """
     from asfe3d import __version__
 
     cite = _Citations()
     paragraphs: list[str] = []
-    for result in results:
+    covers: list[list[int]] = []
+    for index, result in enumerate(results):
         anat = anatomical_name(result)
         version = result.get("asfe3d_version") or __version__
         monai = cite("monai")  # cited first: the references are numbered in order of first citation
@@ -571,4 +583,6 @@ def methods_text(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         text = " ".join(sentences)
         if text not in paragraphs:
             paragraphs.append(text)
-    return paragraphs, cite.references()
+            covers.append([])
+        covers[paragraphs.index(text)].append(index)
+    return list(zip(paragraphs, covers)), cite.references()

@@ -494,3 +494,22 @@ def test_about_says_what_made_the_run_not_what_drew_the_page(tmp_path: Path, mon
     old = dict(about_rows({"asfe3d_version": "0.1.0"}, "now"))  # a record of an earlier version
     assert old["Command line"] == "viewer.py (this report's process; the run recorded none)"
     assert old["Libraries"].endswith("(this report's process; the run recorded none)")
+
+
+def test_methods_paragraphs_of_a_page_of_several_pairs_name_their_pairs(tmp_path: Path) -> None:
+    """Probe 41 #8: a subject's page with an FDG and a PiB pair had two near-identical Methods paragraphs (differing
+    in the iteration count) and nothing saying which belonged to which pair."""
+    from asfe3d.reports import write_report
+
+    mri, pet, fused = _volumes()
+    other = {**RESULT, "registration": {**RESULT["registration"], "iterations": 278}}
+    sections = [render_pair_section(mri_image=mri, pet_on_mri_image=pet, fused_image=fused, result=r,
+                                    pet_as_read_image=pet, title=t)
+                for r, t in ((RESULT, "sub-01 trc-FDG"), (other, "sub-01 trc-PiB"), (RESULT, "sub-01 trc-FDG run-2"))]
+    text = write_report(tmp_path / "r.html", sections, title="sub-01").read_text(encoding="utf-8")
+    methods = text[text.index('id="methods"'):]
+    assert methods.count('<p class="methods">') == 2  # the two pairs fused alike share one
+    assert '<p class="methods"><strong>sub-01 trc-FDG, sub-01 trc-FDG run-2:</strong> ' in methods
+    assert '<p class="methods"><strong>sub-01 trc-PiB:</strong> ' in methods
+    alone = write_report(tmp_path / "one.html", sections[:1], title="sub-01").read_text(encoding="utf-8")
+    assert "<strong>" not in alone[alone.index('id="methods"'):]  # one paragraph: nothing to tell apart
