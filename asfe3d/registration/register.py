@@ -583,13 +583,13 @@ def _check_left_right(prep: _Prepared, rigid: sitk.Transform, common: dict, qc: 
         qc.add_finding("fail", "left_right_unknown", f"left and right of the registered PET are unknown: its header "
                                                      f"is off by a {qc.numbers['rotation_deg']:.0f} deg turn, so it "
                                                      f"cannot be trusted to say which side is which, and the images "
-                                                     f"cannot either (the PET mirrored left-right fits as well: MI "
-                                                     f"{mi_m:.3f} vs {mi:.3f}); if the header flipped an axis rather "
+                                                     f"cannot either (the PET mirrored left-right fits as well: MI on "
+                                                     f"a 4 mm grid {mi_m:.3f} vs {mi:.3f}); if the header flipped an axis rather "
                                                      f"than turned it, left and right are now swapped: fix the header")
     elif margin < LR_MARGIN:
         qc.add_finding("note", "note", f"left and right cannot be told apart from these images (the PET mirrored "
-                                       f"left-right fits as well: MI {mi_m:.3f} vs {mi:.3f}); only the headers "
-                                       f"say which side is which")
+                                       f"left-right fits as well: MI on a 4 mm grid {mi_m:.3f} vs {mi:.3f}); only "
+                                       f"the headers say which side is which")
 
 
 def _multistart(prep: _Prepared, common: dict, starts: list[np.ndarray], *, keep: int = 4,

@@ -38,7 +38,8 @@ __all__ = ["failed_section", "pet_as_read", "refusal_section", "render_pair_sect
 KEY_NUMBERS = (
     ("translation_mm", "Translation found", 1.0, "mm"),
     ("rotation_deg", "Rotation found", 1.0, "degrees"),
-    ("mi_margin", "MI margin over perturbed alignments", 1.0, ""),
+    ("mi", "MI of the result (the QC's: histogram, 32 bins, in the head; higher is better)", 1.0, ""),
+    ("mi_margin", "MI margin over 12 deliberate misalignments (relative: the QC fails it below 5 %)", 100.0, "%"),
     ("pet_in_head", "PET signal inside the head", 100.0, "%"),
     ("head_in_pet_fov", "Head inside the PET's field of view", 100.0, "%"),
 )
@@ -97,7 +98,8 @@ def _quality_html(result: Mapping[str, Any]) -> str:
         rows.append(("Registration", f"{used}" + (f" (asked: {requested})" if requested and requested != used else "")))
     metric = optimiser_metric(reg)
     if metric is not None:
-        rows.append(("Final metric (Mattes MI, lower is better)", metric))
+        rows.append(("Final metric (the optimiser's Mattes MI, negative: lower is better; not the QC's MI below)",
+                     metric))
         if reg.get("iterations") is not None:
             rows.append(("Iterations (all resolution levels; the stop condition names the last level's)",
                          reg["iterations"]))
