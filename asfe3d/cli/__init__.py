@@ -98,6 +98,12 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
         previous = None
     interrupted = False
     try:
+        from asfe3d.io.checks import locale_problem
+
+        for arg in argv:  # before any path reaches the file system or SimpleITK
+            problem = locale_problem(str(arg))
+            if problem is not None:
+                raise Asfe3dInputError(ascii(str(arg)), problem)
         if passthrough is not None:
             return int(importlib.import_module(passthrough).main(rest) or 0)
         from asfe3d.cli.options import setup_logging

@@ -61,6 +61,23 @@ WORK_BYTES_PER_VOXEL = 16
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def locale_problem(text: str) -> str | None:
+    """Why ``text`` (a path, a name that becomes one) cannot be handed to the file system and to SimpleITK in this
+    process's locale, or ``None``: under ``LC_ALL=C`` with ``PYTHONUTF8=0`` the file-system encoding is ASCII, so a
+    non-ASCII command-line argument arrives as surrogate escapes (SimpleITK aborted the process, exit 134) and a
+    non-ASCII subject name read from a CSV cannot be written (a ``UnicodeEncodeError`` traceback)."""
+    import sys
+
+    encoding = sys.getfilesystemencoding()
+    try:
+        text.encode("utf-8")
+        text.encode(encoding, "surrogateescape")
+    except UnicodeEncodeError:
+        return (f"holds characters this locale's file-system encoding ({encoding}) cannot pass on: run in a UTF-8 "
+                "locale (export LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
+    return None
+
+
 def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text(encoding="ascii").strip()
