@@ -293,3 +293,21 @@ def test_a_checkpoint_trained_with_another_network_config_is_refused(tmp_path):
         "--network_def#detail_injection 0.0 (network_def must equal the checkpoint's config)"]
     assert input_errors(INFERENCE, _overrides(tmp_path, ckpt_path=str(path),
                                               **{"network_def#detail_injection": 0.0})) == []
+
+
+def test_the_zoos_dataset_dir_names_the_datalist(tmp_path):
+    """Probe 40 #8/#11: ``--dataset_dir`` (the zoo's key, a required property of MONAI's inference workflow) was an
+    unknown override whose hint pointed at ``--dataset``, the Dataset component."""
+    from monai.bundle import ConfigParser
+
+    from asfe3d.bundle import check_overrides, input_errors
+
+    over = {**_overrides(tmp_path), "dataset_dir": str(_datalist(tmp_path))}
+    del over["datalist"]
+    assert check_overrides(INFERENCE, over, check_values=True) == [] and input_errors(INFERENCE, over) == []
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser.update(over)
+    assert parser.get_parsed_content("datalist") == str(tmp_path / "datalist.csv")
+    missing = {**over, "dataset_dir": str(tmp_path / "nope")}
+    assert [str(e) for e in input_errors(INFERENCE, missing)] == [f"{tmp_path / 'nope'}: datalist does not exist"]
