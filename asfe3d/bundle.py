@@ -548,6 +548,9 @@ def _check_component(parser: Any, id_: str, overrides: Mapping[str, Any]) -> Non
         text = json.dumps(parser.get(id_))
         keys = [str(k) for k in overrides if str(k) not in _NOT_OVERRIDES]
         given = [k for k in keys if k.split("#")[0] == id_] or [k for k in keys if f"@{k.split('#')[0]}" in text]
+        # a component fed through another (settings -> dataset -> dataloader): the override whose key the message
+        # quotes ("unknown setting 'pet_smoth_mm'" was blamed on --dataloader)
+        given = given or [k for k in keys if f"'{k.split('#')[-1]}'" in str(inner)]
         given = [k for k in given if _quoted(overrides[k], str(inner))] or given  # the one the message quotes
         where = ", ".join(f"--{k} {overrides[k]!r}" for k in given) if given else f"--{id_}"
         raise Asfe3dInputError(where, f"{id_}: {' '.join(str(inner).split())}") from None

@@ -311,3 +311,13 @@ def test_the_zoos_dataset_dir_names_the_datalist(tmp_path):
     assert parser.get_parsed_content("datalist") == str(tmp_path / "datalist.csv")
     missing = {**over, "dataset_dir": str(tmp_path / "nope")}
     assert [str(e) for e in input_errors(INFERENCE, missing)] == [f"{tmp_path / 'nope'}: datalist does not exist"]
+
+
+def test_a_setting_typo_is_blamed_on_its_own_override(tmp_path):
+    """Probe 40 #11: ``--settings#pet_smoth_mm 3`` was refused as ``--dataloader``'s (the component it reaches
+    through the dataset), an option the user never passed."""
+    from asfe3d.bundle import input_errors
+
+    over = _overrides(tmp_path, **{"settings#pet_smoth_mm": 3})
+    assert [str(e) for e in input_errors(INFERENCE, over)] == [
+        "--settings#pet_smoth_mm 3: dataloader: unknown setting 'pet_smoth_mm' (did you mean pet_smooth_mm?)"]
