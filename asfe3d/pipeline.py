@@ -493,7 +493,7 @@ def outside_fov_summary(fov: Any, head: Any, blank: float | None = None) -> dict
     summary = {"voxels": int(outside.sum()),
                "head_fraction": round(float((outside & mask).sum()) / max(int(mask.sum()), 1), 5)}
     if blank is not None:
-        summary["value"] = float(np.float32(blank))
+        summary["value"] = float(np.float32(blank)) + 0.0  # + 0.0: a window starting at -0.0 was recorded as -0.0
     return summary
 
 

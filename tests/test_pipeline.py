@@ -406,3 +406,13 @@ def test_a_bids_sidecars_registration_method_is_the_one_used(tmp_path):
     assert _record_content(data, {}, {}, {"RegistrationMethod": "auto"})["RegistrationMethod"] == "rigid"
     assert _record_content(data, {}, {}, {"RegistrationMethod": "none"})["RegistrationMethod"] == "none"
     assert "RegistrationMethod" not in _record_content(data, {}, {}, {})
+
+
+def test_the_blank_value_outside_the_view_is_never_minus_zero():
+    """Probe 41 #18: a window starting at -0.0 was recorded (and shown) as ``-0.0``."""
+    from asfe3d.pipeline import outside_fov_summary
+
+    inside = np.ones((4, 4, 4), bool)
+    inside[0] = False
+    summary = outside_fov_summary(inside, np.ones((4, 4, 4), bool), -0.0)
+    assert summary["value"] == 0.0 and str(summary["value"]) == "0.0" and summary["voxels"] == 16

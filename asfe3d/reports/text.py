@@ -180,6 +180,17 @@ def command_line(result: Mapping[str, Any] | None = None, argv: Sequence[str] | 
     return current_command(argv) or "(written from a Python session, not from a command line)"
 
 
+def _local_time(stamp: str) -> str:
+    """A record's ``written`` (``2026-12-07T21:01:39+0000``) as the page's own time is written (``2026-12-07 21:01
+    UTC``, in this machine's zone); a stamp of another form as it is."""
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    except ValueError:
+        return stamp
+
+
 def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]:
     """The rows of a report's About table: command line, version, date, platform and the main libraries.
 
@@ -215,7 +226,7 @@ def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]
         rows.append(("Working directory", str(result["working_directory"])))
     rows += [("asfe3d version", version), ("Report written", written)]
     if result.get("written"):
-        rows.append(("Run finished", str(result["written"])))
+        rows.append(("Run finished", _local_time(str(result["written"]))))
     note = " (this report's process; the run recorded none)" if own else ""
     rows += [("Platform", f"{env.get('platform')}; Python {env.get('python')}{note}"), ("Libraries", libraries + note)]
     return rows

@@ -513,3 +513,15 @@ def test_methods_paragraphs_of_a_page_of_several_pairs_name_their_pairs(tmp_path
     assert '<p class="methods"><strong>sub-01 trc-PiB:</strong> ' in methods
     alone = write_report(tmp_path / "one.html", sections[:1], title="sub-01").read_text(encoding="utf-8")
     assert "<strong>" not in alone[alone.index('id="methods"'):]  # one paragraph: nothing to tell apart
+
+
+def test_about_writes_both_times_alike() -> None:
+    """Probe 41 #18: "Report written 2026-12-07 21:01 UTC" beside "Run finished 2026-12-07T21:01:39+0000"."""
+    import datetime as dt
+
+    from asfe3d.reports.text import about_rows
+
+    rows = dict(about_rows({"written": "2026-12-07T21:01:39+0000"}, "now"))
+    expected = dt.datetime(2026, 12, 7, 21, 1, 39, tzinfo=dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    assert rows["Run finished"] == expected
+    assert dict(about_rows({"written": "yesterday"}, "now"))["Run finished"] == "yesterday"
