@@ -245,8 +245,9 @@ def _check_index(index: Path, after: str = "") -> None:
         raise Asfe3dInputError(index, f"exists and is not an asfe3d report index; not replaced{after}")
 
 
-def _write_index(results: list[Any], index: Path) -> Path:
-    """The cohort's ``index.html``: every subject with its report's thumbnail, status and QC flags."""
+def _write_index(results: list[Any], index: Path, summary: Path | None = None) -> Path:
+    """The cohort's ``index.html``: every subject with its report's thumbnail, status and QC flags, the group QC
+    table, and a link to the cohort's ``summary`` CSV."""
     from asfe3d.pipeline import derived_output_paths
     from asfe3d.reports import IndexEntry, write_index
 
@@ -257,7 +258,7 @@ def _write_index(results: list[Any], index: Path) -> Path:
         # the verdict is the card's own badge (a "registration fail" flag beside it said it twice)
         entries.append(IndexEntry(r.subject, report=report if report is not None and report.is_file() else None,
                                   status=r.status, message=r.message, verdict=r.qc_verdict or None))
-    return write_index(index, entries)
+    return write_index(index, entries, title="asfe3d cohort", downloads=[summary] if summary is not None else [])
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
@@ -277,7 +278,7 @@ def _run_cohort(args: argparse.Namespace) -> int:
     if get_dist_info().rank != 0:  # every rank holds every result; one report is enough
         return 1 if counts["failed"] else 0
     if settings.outputs.report:
-        print(f"reports: {_write_index(results, index)}")
+        print(f"reports: {_write_index(results, index, Path(summary))}")
     flagged = sum(1 for r in results if r.qc_verdict == "fail")
     print(f"cohort: {len(results)} subjects: {counts['ok']} ok, {counts['skipped']} skipped, "
           f"{counts['failed']} failed, {flagged} with a registration judged failed; summary: {summary}")

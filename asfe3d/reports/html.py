@@ -328,8 +328,8 @@ def write_report(
     first = next((s.result for s in sections if s.result), {})
     summary = {
         "generator": GENERATOR, "title": title, "verdict": verdict, "status": status,
-        "sections": [{"title": s.title, "anchor": s.anchor, "verdict": s.verdict, "status": s.status}
-                     for s in sections],
+        "sections": [{"title": s.title, "anchor": s.anchor, "verdict": s.verdict, "status": s.status,
+                      "qc": _qc_summary(s.result)} for s in sections],
         "thumbnail": _data_uri(thumb) if thumb else None, "asfe3d_version": __version__,
         "command": command_line(first),
     }
@@ -405,12 +405,58 @@ def _relative_link(target: Path, index: Path) -> str:
 _STATUS_LABEL = {"skipped": "done earlier"}
 
 
+#: the QC numbers an index's group table shows: (``qc.numbers`` key, column, scale, format)
+GROUP_QC = (("translation_mm", "translation (mm)", 1.0, "{:.1f}"), ("rotation_deg", "rotation (deg)", 1.0, "{:.1f}"),
+            ("mi_margin", "MI margin", 100.0, "{:.0f} %"), ("pet_in_head", "PET in head", 100.0, "{:.0f} %"),
+            ("head_in_pet_fov", "head in PET view", 100.0, "{:.0f} %"))
+
+
+def _qc_summary(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A section's QC for its report's summary (an index's group table reads it): the numbers of
+    :data:`GROUP_QC` and the first reason."""
+    reg = (result or {}).get("registration")
+    qc = reg.get("qc") if isinstance(reg, Mapping) and isinstance(reg.get("qc"), Mapping) else {}
+    numbers = qc.get("numbers") if isinstance(qc.get("numbers"), Mapping) else {}
+    out: dict[str, Any] = {k: float(numbers[k]) for k, *_ in GROUP_QC
+                           if isinstance(numbers.get(k), (int, float)) and not isinstance(numbers.get(k), bool)}
+    reasons = [str(r) for r in qc.get("reasons") or []]
+    if reasons:
+        out["reason"] = reasons[0]
+    return out
+
+
+def _group_table(rows: Sequence[tuple[IndexEntry, Mapping[str, Any] | None, str | None, str]], path: Path) -> str:
+    """The index's group QC table: one row per pair of every report (a subject's sessions and tracers each), its
+    verdict and the QC numbers of :data:`GROUP_QC`, sortable by eye (the order of the cards)."""
+    head = "".join(f"<th>{_e(label)}</th>" for _, label, _, _ in GROUP_QC)
+    body = []
+    for entry, summary, verdict, status in rows:
+        sections = (summary or {}).get("sections") or [{"title": entry.name, "verdict": verdict, "status": status}]
+        link = _relative_link(entry.report, path) if summary is not None and entry.report is not None else None
+        for sec in sections:
+            if not isinstance(sec, Mapping):
+                continue
+            qc = sec.get("qc") if isinstance(sec.get("qc"), Mapping) else {}
+            name = _e(sec.get("title") or entry.name)
+            if link:
+                name = f'<a href="{_e(link)}#{_e(sec.get("anchor", ""))}">{name}</a>' if sec.get("anchor") \
+                    else f'<a href="{_e(link)}">{name}</a>'
+            cells = "".join(f"<td>{_e(fmt.format(scale * qc[k]))}</td>" if isinstance(qc.get(k), (int, float))
+                            else "<td></td>" for k, _, scale, fmt in GROUP_QC)
+            state = "failed" if sec.get("status") == "failed" or status == "failed" else sec.get("verdict") or ""
+            body.append(f"<tr><td>{name}</td><td>{_badge(state) if state != 'failed' else _badge('fail', 'failed')}"
+                        f"</td>{cells}<td>{_e(qc.get('reason', entry.message or ''))}</td></tr>")
+    return ('<h2>Registration quality, every pair</h2><table class="group"><tr><th>pair</th><th>verdict</th>'
+            f"{head}<th>first reason</th></tr>{''.join(body)}</table>")
+
+
 def write_index(
     path: str | Path,
     entries: Iterable[IndexEntry | Mapping[str, Any]],
     *,
     title: str = "asfe3d reports",
     overwrite: bool = True,
+    downloads: Sequence[str | Path] = (),
 ) -> Path:
     """Write an index page linking every subject's report, with its thumbnail and flags, atomically.
 
@@ -423,9 +469,11 @@ def write_index(
         entries: :class:`IndexEntry` objects or mappings with the same keys.
         title: the page title.
         overwrite: replace an existing file (default True: an index is rebuilt after every run).
+        downloads: files to link at the top (a cohort's ``summary.csv``); those that do not exist are left out.
 
     Returns:
-        The written path.
+        The written path. Below the cards, a table of every pair's registration verdict and QC numbers (read from
+        each report's summary: translation, rotation, MI margin, PET in head, head in the PET's view, first reason).
 
     Raises:
         ValueError: a path that does not end in ``.html``, or an entry without a name.
@@ -485,12 +533,14 @@ def write_index(
     # the index's own summary: a rerun (a resumed cohort, a BIDS run) knows the page as asfe3d's and replaces it
     summary = {"generator": GENERATOR, "kind": "index", "title": title, "subjects": len(items), "counts": counts,
                "asfe3d_version": __version__}
+    links = "".join(f'<a href="{_e(_relative_link(Path(d), path))}">{_e(Path(d).name)}</a>' for d in downloads
+                    if Path(d).is_file())
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="generator" content="{GENERATOR}">
 <title>{_e(title)}</title><style>{_CSS}</style>
 <script type="application/json" id="asfe3d-summary">{_summary_json(summary)}</script></head>
 <body><header><h1>{_e(title)}</h1><nav><span style="color:#ccc;font-size:13px">{len(items)} subjects: {_e(tally)}
-</span></nav></header><main><div class="grid">{"".join(cards)}</div></main>
+</span>{links}</nav></header><main><div class="grid">{"".join(cards)}</div>{_group_table(rows, path)}</main>
 <footer>asfe3d {_e(__version__)} &middot; {_OLD_INDEX_FOOTER}
 </footer></body></html>
 """

@@ -203,11 +203,14 @@ def test_index_links_survive_names_with_url_characters(tmp_path: Path) -> None:
     text = write_index(tmp_path / "index.html", [IndexEntry(n, report=r) for n, r in zip(names, reports)]).read_text(
         encoding="utf-8")
     hrefs = {html.unescape(h) for h in re.findall(r'href="([^"]*)"', text)}
-    assert len(hrefs) == 3
+    assert len({urlsplit(h).path for h in hrefs}) == 3  # the cards' links, and the group table's to each section
     for href in hrefs:
         parts = urlsplit(href)
-        assert not parts.scheme and not parts.fragment and not parts.query, href
-        assert (tmp_path / unquote(parts.path)).is_file(), href
+        assert not parts.scheme and not parts.query, href
+        target = tmp_path / unquote(parts.path)
+        assert target.is_file(), href
+        # a fragment only where the group table names a section, and that section exists
+        assert not parts.fragment or f'id="{parts.fragment}"' in target.read_text(encoding="utf-8"), href
 
 
 def test_overlap_row_is_named_apart_from_the_qc_head_covered(tmp_path: Path) -> None:
@@ -390,3 +393,20 @@ def test_a_registration_judged_failed_but_written_gets_a_box():
     assert "judged failed" in _failed_box(None, "fail") and "--qc warn" in _failed_box(None, "fail")
     assert _failed_box(None, "warn") == _failed_box(None, "pass") == _failed_box(None, None) == ""
     assert _failed_box("refused <x>", "fail") == '<div class="error">refused &lt;x&gt;</div>'
+
+
+def test_the_index_has_a_group_qc_table_and_links_the_summary(tmp_path: Path) -> None:
+    """Probe 41 #13: the cohort and BIDS index pages showed a thumbnail and a badge per subject, with no table of
+    the QC numbers across subjects and no link to the cohort's summary.csv."""
+    mri, pet, fused = _volumes()
+    report = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                  result=RESULT)
+    (tmp_path / "summary.csv").write_text("subject,status\nsub-01,ok\n")
+    text = write_index(tmp_path / "index.html", [IndexEntry("sub-01", report=report),
+                                                  IndexEntry("sub-02", status="failed", message="no PET signal")],
+                       downloads=[tmp_path / "summary.csv", tmp_path / "missing.csv"]).read_text(encoding="utf-8")
+    assert '<a href="summary.csv">summary.csv</a>' in text and "missing.csv" not in text
+    table = text[text.index('<table class="group">'):]
+    assert "<th>MI margin</th>" in table and "<td>12 %</td>" in table  # RESULT's mi_margin 0.12
+    assert "PET sits 3.2 mm off the head centre" in table and "no PET signal" in table
+    assert table.count("<tr>") == 3  # the header, sub-01's pair, the failed sub-02
