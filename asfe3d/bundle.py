@@ -504,6 +504,7 @@ def _check_checkpoint_config(path: Path, recorded: Mapping[str, Any] | None, bui
     leaves the tensors' shapes alone (``train.json``'s ``best.pt``, trained with ``detail_injection`` 0.0, ran under
     ``network_def``'s 0.8 without a word, against the README's "keep network_def equal to their config")."""
     import json
+    import shlex
 
     from asfe3d.errors import Asfe3dInputError
 
@@ -517,8 +518,8 @@ def _check_checkpoint_config(path: Path, recorded: Mapping[str, Any] | None, bui
         if plain(recorded[key]) != plain(built[key]):
             raise Asfe3dInputError(path, f"checkpoint (--ckpt_path) was trained with {key} {recorded[key]!r}, "
                                          f"network_def has {built[key]!r}: pass --network_def#{key} "
-                                         f"{json.dumps(plain(recorded[key]))} (network_def must equal the "
-                                         f"checkpoint's config)")
+                                         f"{shlex.quote(json.dumps(plain(recorded[key])))} (network_def must "
+                                         f"equal the checkpoint's config)")
 
 
 #: components built by :func:`input_errors` after the inputs passed: a bad value given for one of them

@@ -93,7 +93,18 @@ def _set(obj: Any, name: str, value: Any) -> None:
 def as_bool(option: str, value: Any) -> bool:
     """A switch: ``True`` or ``False``, also spelt as the words ``"true"`` / ``"false"`` (any case: what a
     command line such as ``python -m monai.bundle run ... --overwrite true`` passes); anything else is refused (a
-    string ``"false"`` is truthy: never read by its truth value, never guessed)."""
+    string ``"false"`` is truthy: never read by its truth value, never guessed).
+
+    Args:
+        option: the option's name, for the message (``"--overwrite"``).
+        value: what was given.
+
+    Returns:
+        The bool.
+
+    Raises:
+        Asfe3dInputError: anything but a bool (numpy's too) or those two words (quoted).
+    """
     import numpy as np
 
     if isinstance(value, (bool, np.bool_)):

@@ -244,9 +244,13 @@ def _evaluate(args: argparse.Namespace, items: list[Any], load: Any, methods: Se
 
     show = set(_figure_indices(len(items), args.figure_cases))
     rows, panels = [], []
-    home = Path(args.save_fused if args.save_fused is not None else args.out)
-    home.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent)).resolve()
+    if args.save_fused is not None:  # beside the fused files' folder: their moves are renames
+        home = Path(args.save_fused)
+        home.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{home.name}.asfe3d-stage", dir=home.parent)).resolve()
+    else:  # inside --out, which was checked writable (its parent need not be: --out /tmp)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".asfe3d-stage", dir=args.out)).resolve()
     staged: list[tuple[Path, Path]] = []  # (staged file, final path)
     try:
         for i, item in enumerate(items):

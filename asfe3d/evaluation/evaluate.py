@@ -376,9 +376,7 @@ def load_volume_case(
                                        fov)[0].numpy()  # extended as the base PET is: the two differ by the defect
         region_img = resample_to_reference(read_volume(row["defect"], role="mask").image, mri_img, None,
                                            interpolator="nearest")
-        region = sitk_to_numpy_xyz(region_img) > 0.5
-        if not region.any():
-            raise Asfe3dInputError(row["defect"], "defect region is empty on the MRI grid")
+        region = _in_view(sitk_to_numpy_xyz(region_img) > 0.5, fov, row["defect"], "defect region")
     mask = head
     if row.get("mask") is not None:
         mask_vol = read_volume(row["mask"], role="mask")
@@ -523,8 +521,10 @@ def _tpc(fused: np.ndarray, case: EvalCase) -> float:
 
     try:
         return through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
-    except ValueError:
-        return float("nan")
+    except ValueError as exc:
+        if "no 3 consecutive voxels" in str(exc) or "TPC is undefined" in str(exc):
+            return float("nan")
+        raise
 
 
 def _metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

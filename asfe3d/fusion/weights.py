@@ -19,6 +19,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.utils import is_int
 
 __all__ = [
+    "load_checkpoint",
     "FORMAT",
     "SHIPPED",
     "MODE_DIMS",
@@ -154,8 +155,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """:func:`load_state_dict_file`'s tensors and the network config an asfe3d weight file records (``None`` for
-    a plain state dict).
+    """:func:`load_state_dict_file`'s tensors and the network config an asfe3d weight file records.
+
+    Args:
+        path: the checkpoint (a plain state dict, or an asfe3d weight file).
+
+    Returns:
+        ``({name: tensor}, config)``; ``config`` is ``None`` for a plain state dict.
 
     Raises:
         Asfe3dInputError: missing, unreadable, or holding no state dict.

@@ -24,6 +24,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.utils import is_int
 
 __all__ = [
+    "locale_problem",
     "MIN_VOXEL_MM",
     "MAX_VOXEL_MM",
     "MAX_VOXELS",
@@ -73,6 +74,8 @@ def locale_problem(text: str) -> str | None:
         text.encode("utf-8")
         text.encode(encoding, "surrogateescape")
     except UnicodeEncodeError:
+        if encoding.lower().replace("-", "") == "utf8":  # already UTF-8: the name's bytes are not (another encoding)
+            return "holds bytes that are not UTF-8 (a name written in another encoding): rename it in UTF-8"
         return (f"holds characters this locale's file-system encoding ({encoding}) cannot pass on: run in a UTF-8 "
                 "locale (export LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
     return None

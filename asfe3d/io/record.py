@@ -29,7 +29,8 @@ from asfe3d.io.writer import _split_suffix, atomic_output
 
 __all__ = ["RECORD_FORMAT", "record_path", "fingerprint", "content_digest", "output_changed", "run_fields", "read_record", "write_record",
            "check_record", "settings_difference", "pending_outputs", "replaceable_outputs", "recorded_outputs",
-           "check_outputs_are_ours", "check_record_name", "redo_hint", "same_weights", "weights_path"]
+           "check_outputs_are_ours", "check_record_name", "redo_hint", "same_weights", "weights_path",
+           "current_command", "software_environment", "LIBRARIES"]
 
 #: the ``format`` key of every record (a JSON file without it is not an asfe3d record)
 RECORD_FORMAT = "asfe3d-run-record/1"
@@ -110,6 +111,14 @@ def content_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _working_directory() -> str | None:
+    """The process's working directory, ``None`` when it was removed meanwhile (``os.getcwd`` raises then)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
 def current_command(argv: Sequence[str] | None = None) -> str | None:
     """This process's command line as a user would type it (shell-quoted; ``asfe3d`` for the entry point and for
     ``python -m asfe3d.cli``), or ``None`` in an interactive session or ``python -c``."""
@@ -170,7 +179,7 @@ def run_fields(data: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "asfe3d_version": __version__,
         "command": current_command(),
-        "working_directory": os.getcwd(),
+        "working_directory": _working_directory(),
         "environment": software_environment(),
         "inputs": inputs,
         "input_info": {role: dict(data[role].meta.get(SOURCE_KEY) or {}) for role in ("mri", "pet")},
@@ -558,6 +567,8 @@ def check_record(path: str | os.PathLike, outputs: Mapping[str, str | os.PathLik
     for role, want in recorded_inputs.items():
         if role not in checks and isinstance(want, Mapping) and want.get("path"):
             checks[role] = want["path"]
+    if "weights" not in recorded_inputs:  # a record before weights were fingerprinted (2026-12-07), or of weights
+        checks.pop("weights", None)  # that were no file: their path was compared with the settings above
     for role, p in checks.items():
         want = recorded_inputs.get(role)
         if isinstance(want, Mapping) and want.get("absent"):

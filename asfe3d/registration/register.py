@@ -942,7 +942,8 @@ def _reassess(mri: sitk.Image, pet: sitk.Image, transform: sitk.Transform, head:
               qc: RegistrationQC | None) -> RegistrationQC:
     """The QC of the final (affine or deformable) ``transform``, with the left-right finding of the rigid stage's
     ``qc`` carried over (it still holds)."""
-    lr = None if qc is None else [(f, r) for f, r in zip(qc.flags, qc.reasons) if f in ("mirrored_lr", "note")]
+    lr = None if qc is None else [(f, r) for f, r in zip(qc.flags, qc.reasons)
+                                  if f in ("mirrored_lr", "left_right_unknown", "note")]
     qc = assess_registration(mri, pet, transform, head)
     for flag, reason in lr or []:
         qc.add_finding("note" if flag == "note" else "fail", flag, reason)

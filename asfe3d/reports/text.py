@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "methods_groups",
     "REFERENCES",
     "anatomical_name",
     "anatomical_units",
@@ -177,7 +178,12 @@ def command_line(result: Mapping[str, Any] | None = None, argv: Sequence[str] | 
         return recorded
     if isinstance(recorded, (list, tuple)) and recorded:
         return shlex.join(str(a) for a in recorded)
-    return current_command(argv) or "(written from a Python session, not from a command line)"
+    if "command" in (result or {}) and recorded is None:  # recorded as none: the run was made from Python
+        return _FROM_PYTHON
+    return current_command(argv) or _FROM_PYTHON
+
+
+_FROM_PYTHON = "(written from a Python session, not from a command line)"
 
 
 def _local_time(stamp: str) -> str:
@@ -212,10 +218,9 @@ def about_rows(result: Mapping[str, Any], written: str) -> list[tuple[str, str]]
     run_version = result.get("asfe3d_version")
     if run_version and str(run_version) != __version__:
         version = f"{__version__} (the run: {run_version})"
-    recorded = result.get("command")
     command = command_line(result)
-    if not (isinstance(recorded, str) and recorded.strip()) and not isinstance(recorded, (list, tuple)):
-        command += " (this report's process; the run recorded none)" if current_command() else ""
+    if "command" not in result and current_command() is not None:  # a record before the command was recorded
+        command += " (this report's process; the run recorded none)"
     env = result.get("environment")
     own = not isinstance(env, Mapping)
     env = software_environment() if own else env

@@ -240,6 +240,10 @@ def test_monais_own_inferer_replaces_the_component(tmp_path):
     ours.read_config(INFERENCE)
     ours.update({**_overrides(tmp_path), "inferer#roi_size": [64, 64, 64]})
     assert ours.get_parsed_content("bundle_record")["roi_size"] == [64, 64, 64]  # as recorded before
+    one = ConfigParser()  # MONAI's inferer takes one number for every axis (review 43 #3: 'int' not iterable)
+    one.read_config(INFERENCE)
+    one.update({**_overrides(tmp_path), "inferer": {"_target_": "SlidingWindowInferer", "roi_size": 96}})
+    assert one.get_parsed_content("bundle_record")["roi_size"] == 96
 
 
 @pytest.mark.parametrize("word, meant", [("false", False), ("False", False), ("true", True)])
@@ -257,6 +261,9 @@ def test_a_switch_that_is_no_word_for_true_or_false_is_refused(tmp_path):
 
     with pytest.raises(Asfe3dInputError, match=r"--overwrite: must be True or False, got 'no'"):
         datalist_items(_datalist(tmp_path), tmp_path / "out", overwrite="no")
+    # the word means False: the same items as False (an unfinished subject to fuse), not a redo of everything
+    assert datalist_items(_datalist(tmp_path), tmp_path / "out", overwrite="false") == datalist_items(
+        _datalist(tmp_path), tmp_path / "out", overwrite=False)
 
 
 def test_a_bad_training_value_is_the_input_error_of_training(tmp_path):

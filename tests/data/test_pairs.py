@@ -232,3 +232,18 @@ def test_data_loader_workers_kept_across_epochs_see_the_epoch(rows):
     ds.set_epoch(1)
     expected = torch.stack([ds[0]["image"], ds[1]["image"]])
     assert torch.equal(seen[1], expected) and not torch.equal(seen[0], seen[1])
+
+
+def test_a_pairs_csv_cell_the_locale_cannot_pass_on_is_refused_by_line(tmp_path, monkeypatch):
+    """Review 43 #9: under LC_ALL=C with PYTHONUTF8=0 a non-ASCII file named by the pairs CSV was reported as "does
+    not exist"; the cell is named now, with what to do."""
+    import sys
+
+    from asfe3d.data.pairs import read_pairs_csv
+    from asfe3d.errors import Asfe3dInputError
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("subject,mri,pet\nsüb,m.nii.gz,p.nii.gz\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "ascii")
+    with pytest.raises(Asfe3dInputError, match=r"line 2: subject 's\\xfcb' holds characters this locale"):
+        read_pairs_csv(csv)

@@ -321,9 +321,12 @@ def test_a_mask_on_one_slice_gives_tpc_nan_not_a_traceback(volume_csv, tmp_path,
                  "--figure-cases", "0", "--no-defect"]) == 0, capsys.readouterr().err
     (row,) = _rows(out / "evaluation_metrics.csv")
     assert row["TPC"] == "nan" and float(row["EN"]) > 0
+    # without --save-fused the outputs are staged inside --out (its parent need not be writable), and cleared
+    assert sorted(p.name for p in out.iterdir()) == ["evaluation_metrics.csv", "evaluation_planes.png",
+                                                     "evaluation_summary.md"]
 
 
-@pytest.mark.parametrize("column", ["mask", "brain"])
+@pytest.mark.parametrize("column", ["mask", "brain", "defect"])
 def test_a_mask_beyond_the_pets_view_is_one_line(volume_csv, tmp_path, capsys, column):
     """Probe 42 #2: a mask (or brain mask) that lies outside the PET's field of view was checked for emptiness
     before the cut to the field of view, and the scoring then ended in a traceback."""
@@ -339,13 +342,15 @@ def test_a_mask_beyond_the_pets_view_is_one_line(volume_csv, tmp_path, capsys, c
     top[6:18, 6:18, 18:21] = 1
     write_nifti(folder / "top.nii.gz", top, affine)
     csv = folder / "top.csv"
-    csv.write_text(f"subject,mri,pet,{column}\ns1,s1_mri.nii.gz,short_pet.nii.gz,top.nii.gz\n")
+    extra = ",pet_defect" if column == "defect" else ""  # a defect region comes with its PET (review 43 #8)
+    csv.write_text(f"subject,mri,pet,{column}{extra}\ns1,s1_mri.nii.gz,short_pet.nii.gz,top.nii.gz"
+                   f"{',short_pet.nii.gz' if extra else ''}\n")
     assert main(["--pairs", str(csv), "--out", str(tmp_path / "out"), "--registration", "none", "--methods",
                  "mean", "--figure-cases", "0", "--no-defect"]) == 2
-    what = "mask" if column == "mask" else "brain mask"
+    what = {"mask": "mask", "brain": "brain mask", "defect": "defect region"}[column]
     assert _one_error_line(capsys).endswith(
         f"top.nii.gz: {what} holds 0 voxel(s) inside the PET's field of view on the MRI grid (at least "
-        f"{1 if column == 'mask' else 2} needed)")
+        f"{2 if column == 'brain' else 1} needed)")
 
 
 @pytest.mark.parametrize("name", [" ", "run ", " run"])

@@ -268,3 +268,36 @@ def test_weights_are_known_by_content_not_by_the_spelling_of_their_path(tmp_path
     reason = check_record(record, outputs, inputs, relative)
     assert reason is not None and "weights input" in reason and "changed since the recorded run" in reason
     assert check_record(record, outputs, inputs) is not None  # without settings: the recorded file, by content
+
+
+def test_a_record_without_the_weights_fingerprint_is_judged_by_path_as_before(tmp_path: Path, monkeypatch) -> None:
+    """Review 43 #1: records written before weights were fingerprinted (or of a run whose weights were no file)
+    were never complete again: the weights were checked as an input the record did not hold."""
+    from asfe3d.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    record, inputs, outputs = _run(tmp_path / "out", tmp_path / "in")
+    wanted = Settings.from_flat(weights="w.pt").as_dict()
+    old = {"inputs": {k: fingerprint(p) for k, p in inputs.items()}, "settings": wanted}
+    write_record(record, old, status="pending", outputs=outputs)  # a pending write adds no fingerprint
+    data = read_record(record)
+    data["status"] = "complete"
+    record.write_text(__import__("json").dumps(data))  # as an earlier version left it: complete, no inputs.weights
+    assert "weights" not in read_record(record)["inputs"]
+    assert check_record(record, outputs, inputs, wanted) is None
+    assert "fusion.weights" in check_record(record, outputs, inputs, Settings.from_flat(weights=str(weights)).as_dict())
+
+
+def test_the_working_directory_removed_meanwhile_is_recorded_as_none(tmp_path, monkeypatch) -> None:
+    """Review 43 #7: ``os.getcwd()`` raises when the folder was removed: no record could be written."""
+    import os
+
+    from asfe3d.io.record import _working_directory
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    os.rmdir(gone)
+    assert _working_directory() is None

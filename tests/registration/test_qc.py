@@ -389,3 +389,17 @@ def test_the_stretch_is_named_as_the_pets_image_needs_it(factor, words):
     numbers = {"same_kind": 0.5, "scale_gain": 0.2, "scale_gain_axis": 1.0, "scale_gain_factor": factor}
     _kind_and_scale_checks(numbers, QCThresholds(), reasons)
     assert [(v, f) for v, f, _ in reasons] == [("fail", "scale_fit")] and words in reasons[0][2], reasons
+
+
+def test_the_left_right_finding_survives_the_affine_stage(case5, good):
+    """Review 43 #2: the QC of an affine or deformable result carried over the rigid stage's ``mirrored_lr`` and
+    notes, not ``left_right_unknown``: a 90/180-degree turn registered affinely was back to "warn"."""
+    from asfe3d.registration.qc import RegistrationQC
+    from asfe3d.registration.register import _reassess
+
+    t1, pet, _, _, head = case5
+    rigid = RegistrationQC(verdict="pass")
+    rigid.add_finding("fail", "left_right_unknown", "left and right of the registered PET are unknown")
+    rigid.add_finding("warn", "rotation", "rotation of 91 deg is beyond head motion")
+    qc = _reassess(t1, pet, good.transform, head, rigid)
+    assert qc.verdict == "fail" and "left_right_unknown" in qc.flags, qc.summary()

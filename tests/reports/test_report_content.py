@@ -527,3 +527,13 @@ def test_about_writes_both_times_alike() -> None:
     expected = dt.datetime(2026, 12, 7, 21, 1, 39, tzinfo=dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
     assert rows["Run finished"] == expected
     assert dict(about_rows({"written": "yesterday"}, "now"))["Run finished"] == "yesterday"
+
+
+def test_a_run_recorded_from_python_is_not_given_the_drawing_processs_command(monkeypatch) -> None:
+    """Review 43 #5: a run from a Python session records ``command: null``; a page drawn later from a command line
+    showed that command as the run's."""
+    from asfe3d.reports.text import about_rows
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/asfe3d", "report", "x"])
+    rows = dict(about_rows({"command": None, "environment": {"platform": "p", "python": "3", "libraries": {}}}, "now"))
+    assert rows["Command line"] == "(written from a Python session, not from a command line)"

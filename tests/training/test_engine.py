@@ -398,3 +398,17 @@ def test_resume_as_a_word(tmp_path: Path) -> None:
     with pytest.raises(Asfe3dInputError, match="resume: must be True or False, got 'no'"):
         train(_config(data, tmp_path / "run", epochs=1), resume="no")
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_false_as_a_word_starts_no_resume(tmp_path: Path) -> None:
+    """Review 43 #10: "false" must mean a new run: in a folder that holds an earlier run's last.pt a new run is
+    refused (as it is for False), where the truthy string resumed it."""
+    data = _fake_hmif(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"an earlier run")
+    with pytest.raises(Asfe3dInputError) as words:
+        train(_config(data, run, epochs=1), resume="false")
+    with pytest.raises(Asfe3dInputError) as plain:
+        train(_config(data, run, epochs=1), resume=False)
+    assert str(words.value) == str(plain.value) and "resume asked for" not in str(plain.value)
