@@ -96,8 +96,8 @@ def add_fusion_options(p: argparse.ArgumentParser) -> None:
                         "resolution follows the MRI's little (a noisy PET; the share q is read from the two images), "
                         "the MRI's detail band is added at min(cap, q / Q0) times the network's gain (on every "
                         "MRI grid in both modes; the cap 1.75 in volume mode on MRI grids finer than 1.5 mm, else "
-                        "1.5); 0 turns it off (default: auto = the mode's default, "
-                        "docs/training.md, thirty-first addendum)")
+                        "1.5); 0 turns it off (default: auto = the mode's default, Q0 0.5 in both "
+                        "modes, docs/training.md, thirty-first addendum)")
     p.add_argument("--detail-fwhm-mm", type=_auto_or_number, default="auto", metavar="MM",
                    help="asfe: the width (FWHM, mm) of the MRI detail band the network adds and the steps after it "
                         "split at, e.g. your PET's resolution if it is far from 6 mm; 0 = the network's own width in "
