@@ -401,6 +401,9 @@ def _write_image_atomic(image: sitk.Image, path: Path) -> None:
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 kept by the rename: a demo's inputs readable as any file is
     try:
         sitk.WriteImage(image, tmp, useCompression=True)
         os.replace(tmp, path)

@@ -150,6 +150,13 @@ def test_make_demo_pair_files(tmp_path):
     for p in (pair.mri_path, pair.pet_path, pair.mask_path, pair.truth_tfm_path):
         assert p.is_file()
     assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    # the images as readable as the transform beside them (probe 40 #13: mkstemp's 0600 was kept by the rename)
+    modes = {p.stat().st_mode & 0o777 for p in (pair.mri_path, pair.pet_path, pair.mask_path)}
+    assert modes == {0o666 & ~umask}
     for p in (pair.mri_path, pair.pet_path, pair.mask_path):
         img = nib.load(p)
         assert int(img.header["sform_code"]) == 1 and int(img.header["qform_code"]) == 1
