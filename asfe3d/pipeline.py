@@ -547,6 +547,20 @@ def _fusion_description(fuser: Any, image: Any, slice_axis: int | str, fused: An
     return described
 
 
+def _shipped_weights_used(settings: Any) -> Path | None:
+    """The shipped weight file a run of these settings (``Settings.as_dict()``) loads, or ``None`` (a classic
+    method, weights given, or a package without them)."""
+    fusion = settings.get("fusion") if isinstance(settings, dict) else None
+    if not isinstance(fusion, dict) or fusion.get("method") != "asfe" or fusion.get("weights") is not None:
+        return None
+    from asfe3d.fusion.weights import shipped_weights
+
+    try:
+        return shipped_weights(str(fusion.get("mode")))
+    except (ValueError, FileNotFoundError):
+        return None
+
+
 def _record_content(data: dict[str, Any], fusion: dict[str, Any], timings: dict[str, float],
                     extra_fields: dict[str, Any]) -> dict[str, Any]:
     """What the completion record says about this run (:func:`asfe3d.io.record.run_fields`: inputs, what the
@@ -555,6 +569,11 @@ def _record_content(data: dict[str, Any], fusion: dict[str, Any], timings: dict[
 
     content = {**run_fields(data), "fusion": fusion, "timings": dict(timings),
                "peak_memory_mb": _peak_memory_mb(), **extra_fields}
+    shipped = _shipped_weights_used(extra_fields.get("settings"))
+    if shipped is not None:  # the package's weights, known by content: an upgrade that changes them is a change
+        from asfe3d.io.record import fingerprint  # (a rerun skipped subjects fused with the old ones as complete)
+
+        content["inputs"] = {**content["inputs"], "weights": fingerprint(shipped)}
     used = (data.get("pet_registration") or {}).get("method")
     if content.get("RegistrationMethod") == "auto" and used:  # a BIDS sidecar's field: the method used, not the
         content["RegistrationMethod"] = used  # setting ("auto" chose it: the record's registration.requested)

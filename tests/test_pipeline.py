@@ -416,3 +416,36 @@ def test_the_blank_value_outside_the_view_is_never_minus_zero():
     inside[0] = False
     summary = outside_fov_summary(inside, np.ones((4, 4, 4), bool), -0.0)
     assert summary["value"] == 0.0 and str(summary["value"]) == "0.0" and summary["voxels"] == 16
+
+
+def test_the_shipped_weights_are_an_input_known_by_content(tmp_path, monkeypatch):
+    """A run with the package's own weights recorded nothing of them: after an upgrade that changed them, a cohort
+    rerun skipped the subjects fused with the old ones as complete."""
+    import shutil
+
+    import torch
+    from monai.data import MetaTensor
+
+    from asfe3d.fusion import weights as weights_module
+    from asfe3d.io.record import check_record, write_record
+    from asfe3d.pipeline import _record_content
+
+    copy = tmp_path / "asfe3d_mri_pet.pt"
+    shutil.copyfile(weights_module.shipped_weights("volume"), copy)
+    monkeypatch.setattr(weights_module, "shipped_weights", lambda mode: copy)
+    for name in ("m.nii.gz", "p.nii.gz", "f.nii.gz"):
+        (tmp_path / name).write_bytes(name.encode())
+    inputs = {"mri": tmp_path / "m.nii.gz", "pet": tmp_path / "p.nii.gz"}
+    data = {"mri_path": inputs["mri"], "pet_path": inputs["pet"], "mri": MetaTensor(torch.zeros(1)),
+            "pet": MetaTensor(torch.zeros(1)), "pet_registration": None}
+    settings = Settings().as_dict()
+    content = _record_content(data, {}, {}, {"settings": settings})
+    assert content["inputs"]["weights"]["path"] == str(copy.resolve())
+    assert "weights" not in _record_content(data, {}, {}, {"settings": Settings.from_flat(method="mean").as_dict()})[
+        "inputs"]
+    record = tmp_path / "f.json"
+    outputs = {"fused": tmp_path / "f.nii.gz"}
+    write_record(record, content, status="complete", outputs=outputs)
+    assert check_record(record, outputs, inputs, settings) is None
+    copy.write_bytes(copy.read_bytes() + b"upgraded")  # the package's weights changed under the record
+    assert "weights input" in check_record(record, outputs, inputs, settings)

@@ -60,7 +60,7 @@ table{border-collapse:collapse;font-size:13px;margin:4px 0 8px;display:block;max
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f2f5;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-code{font-size:12px;word-break:break-all}
+code{font-size:12px;word-break:break-all}.error code{white-space:nowrap;word-break:normal}table.group td:first-child{white-space:nowrap}
 .badge{display:inline-block;padding:2px 9px;border-radius:10px;font-size:13px;font-weight:600;color:#fff}
 .badge.ok{background:#2e8b57}.badge.warn{background:#d9822b}.badge.bad{background:#c0392b}.badge.none{background:#888}
 .cols{display:flex;flex-wrap:wrap;gap:24px}
