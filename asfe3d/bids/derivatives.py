@@ -124,7 +124,20 @@ def _version() -> str:
 
 
 def _bids_uri(path: Path, bids_dir: Path) -> str:
-    return f"bids:{RAW_LINK}:{path.resolve().relative_to(bids_dir.resolve()).as_posix()}"
+    """The BIDS URI of a raw file: its path in the dataset as named there, not where a link leads (a datalad or
+    git-annex dataset's files are links into ``.git/annex``; a file linked to outside the dataset stopped the whole
+    run with a traceback); with its folders resolved when only that lies inside (a dataset reached through a linked
+    folder), else the absolute path."""
+    import os
+
+    named = Path(os.path.abspath(path))  # the folders resolved, the file's own name kept (not where it links)
+    for file, root in ((named, Path(os.path.abspath(bids_dir))), (named.parent.resolve() / named.name,
+                                                                 bids_dir.resolve())):
+        try:
+            return f"bids:{RAW_LINK}:{Path(file).relative_to(root).as_posix()}"
+        except ValueError:
+            continue
+    return os.path.abspath(path)
 
 
 def _read_json(path: Path) -> Any:

@@ -298,6 +298,10 @@ def _pick_t1w(candidates: Sequence[Any], where: str) -> tuple[Any | None, str]:
                       "choose: keep one (e.g. list the others in .bidsignore)")
     chosen = min(candidates, key=lambda c: (_run_number(c.get_entities()), Path(c.path).name))
     names = ", ".join(sorted(Path(c.path).name for c in candidates))
+    twins = [c for c in candidates if _run_number(c.get_entities()) == _run_number(chosen.get_entities())]
+    if len(twins) > 1:  # one name in two files (sub-01_T1w.nii and .nii.gz): no run to tell them apart
+        return None, (f"several T1w images {where} share one name but their extension "
+                      f"({', '.join(sorted(Path(c.path).name for c in twins))}); asfe3d cannot choose: keep one")
     return chosen, f"{len(candidates)} T1w runs {where} ({names}): took the lowest run, {Path(chosen.path).name}"
 
 

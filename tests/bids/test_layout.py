@@ -68,6 +68,20 @@ def test_several_t1w_runs_take_the_lowest_run(tiny_bids: Path) -> None:
     assert "took the lowest run" in pairs[0].note
 
 
+def test_one_t1w_name_in_two_files_is_refused_for_that_pair(tiny_bids: Path) -> None:
+    """Probe 45 #5: ``sub-01_T1w.nii`` beside ``sub-01_T1w.nii.gz`` (two images) was taken as "2 T1w runs" and the
+    ``.nii`` one fused: nothing tells which is meant."""
+    import nibabel as nib
+
+    anat = tiny_bids / "sub-01/anat"
+    nib.save(nib.load(anat / "sub-01_T1w.nii.gz"), anat / "sub-01_T1w.nii")
+    pairs, issues = find_pairs(tiny_bids)
+    assert [p.subject for p in pairs] == ["02"]
+    errors = [i for i in issues if i.kind == "error"]
+    assert len(errors) == 1 and "share one name but their extension (sub-01_T1w.nii, sub-01_T1w.nii.gz)" in \
+        errors[0].message
+
+
 def test_t1w_differing_in_acq_is_refused_for_that_pair(tiny_bids: Path) -> None:
     write_t1w(tiny_bids / "sub-01/anat/sub-01_acq-fast_T1w.nii.gz")
     pairs, issues = find_pairs(tiny_bids)
