@@ -875,6 +875,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
         logger.warning("%s: removing %s left by an interrupted run", run.name, stale)
         stale.unlink(missing_ok=True)
     undo = None
+    _stop_if_asked()
     try:
         undo = run.prepare() if run.prepare is not None else None
         res = fuse_pair(run.mri, run.pet, run.output, run.settings,
@@ -884,6 +885,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
             undo()
         if not isinstance(exc, Exception):
             raise
+        _stop_if_asked()  # a signal's exception that came back as SimpleITK's RuntimeError: not this subject's failure
         if isinstance(exc, Asfe3dInputError):
             logger.error("%s: %s", run.name, exc)
             text = str(exc)
@@ -894,6 +896,15 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
         return SubjectOutcome("failed", text, seconds=time.perf_counter() - t0,
                               refusal=exc if isinstance(exc, RegistrationRefused) else None)
     return SubjectOutcome("ok", message, res, time.perf_counter() - t0)
+
+
+def _stop_if_asked() -> None:
+    """Stop the cohort (``KeyboardInterrupt``) when a signal asked for it (:mod:`asfe3d.utils.stop`): its exception
+    came back from SimpleITK as a ``RuntimeError`` (one subject "failed", the others went on) or was discarded."""
+    from asfe3d.utils.stop import stop_requested
+
+    if stop_requested() is not None:
+        raise KeyboardInterrupt
 
 
 def _cohort_run(subject: Subject, output: Path, settings: Settings) -> SubjectRun:

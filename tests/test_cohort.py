@@ -391,3 +391,30 @@ def test_a_subject_fused_blank_in_part_of_its_head_says_so_in_the_summary():
     offset = {"outside_pet_fov": {"voxels": 9000, "head_fraction": 0.467, "value": 164.47000122}}
     assert blank_note(offset).startswith("fused image: blank (164.47, the MRI window's low end) in 47% of the MRI")
     assert blank_note({"outside_pet_fov": {"head_fraction": 0.467, "value": 0.0}}).startswith("fused image: blank (0)")
+
+
+def test_a_signal_that_came_back_as_simpleitks_runtimeerror_stops_the_cohort(tmp_path, demo_files, monkeypatch):
+    """Probe 45 #3: Ctrl-C or SIGTERM during a registration reached the cohort as SimpleITK's RuntimeError: the
+    subject was marked failed and the others were fused. The handlers note the stop (asfe3d.utils.stop), and the
+    cohort stops as asked."""
+    import asfe3d.pipeline as pipeline
+    from asfe3d.utils.stop import clear_stop, request_stop
+
+    csv_path = make_cohort(tmp_path, demo_files, 2)
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[0])
+        request_stop("terminate")  # what the handler does before it raises
+        raise RuntimeError("Exception thrown in SimpleITK ImageRegistrationMethod_Execute: ... KeyboardInterrupt")
+
+    monkeypatch.setattr(pipeline, "fuse_pair", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_cohort(read_datalist(csv_path), FAST_SETTINGS, output_dir=tmp_path / "out")
+    finally:
+        clear_stop()
+    assert len(calls) == 1  # the second subject was not started
+    monkeypatch.setattr(pipeline, "fuse_pair", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real bug")))
+    results = run_cohort(read_datalist(csv_path), FAST_SETTINGS, output_dir=tmp_path / "out2")
+    assert [r.status for r in results] == ["failed", "failed"]  # without a stop: each subject's own failure

@@ -37,7 +37,17 @@ class Terminated(BaseException):
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    from asfe3d.utils.stop import request_stop
+
+    request_stop("terminate")  # kept where the exception may be lost (asfe3d.utils.stop)
     raise Terminated(f"signal {signum}")
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    from asfe3d.utils.stop import request_stop
+
+    request_stop("interrupt")
+    raise KeyboardInterrupt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,10 +100,14 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
     if passthrough is None and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from asfe3d.errors import Asfe3dInputError
+    from asfe3d.utils.stop import clear_stop, stop_requested
 
-    previous = None
+    clear_stop()
+    previous = previous_int = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # an ignored SIGINT stays ignored
+            previous_int = signal.signal(signal.SIGINT, _on_sigint)
     except ValueError:  # not the main thread (e.g. called from a worker thread): leave signals alone
         previous = None
     interrupted = False
@@ -117,7 +131,12 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
             before_imports(args)
         if command:
             import_monai_lean()
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if stop_requested() == "terminate":  # its exception was lost (raised in a callback that discards it)
+            raise Terminated("signal 15")
+        if stop_requested() == "interrupt":
+            raise KeyboardInterrupt
+        return code
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +156,9 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
         return 2
     except KeyboardInterrupt:
         interrupted = True
+        if stop_requested() == "terminate":  # a cohort stops a SIGTERM's run as an interrupt (it cannot raise ours)
+            print("asfe3d: terminated; no partial output was kept", file=sys.stderr)
+            return 143
         print("asfe3d: interrupted; no partial output was kept", file=sys.stderr)
         return 130
     except Terminated:
@@ -152,6 +174,8 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
             early.cancel(wait=not command)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 #: what torch, SimpleITK and CUDA say when an allocation fails (they raise RuntimeError, numpy MemoryError)

@@ -243,3 +243,22 @@ def test_the_summary_says_how_much_of_the_head_is_blank_beyond_the_pet_field_of_
     assert "blank" not in summary(0.0, [])
     assert "blank (0) in 40% of the MRI head" in summary(0.4, ["pet_fov"])
     assert "blank (87.25, the MRI window's low end) in 10% of the MRI head" in summary(0.1, [], 87.25)
+
+
+def test_a_sigterm_whose_exception_was_lost_still_ends_the_command_as_terminated(monkeypatch, capsys):
+    """Probe 45 #4: SIGTERM's exception raised inside a callback that Python discards ("Exception ignored in
+    WeakKeyDictionary") was lost: the run went on and exited 0. The noted stop ends it with 143."""
+    import asfe3d.cli.demo as demo
+    from asfe3d.cli import main
+    from asfe3d.utils.stop import request_stop, stop_requested
+
+    def lost(args):  # the handler ran (noted the stop), its exception went nowhere, the command finished
+        request_stop("terminate")
+        return 0
+
+    monkeypatch.setattr(demo, "run", lost)
+    assert main(["demo"]) == 143
+    assert capsys.readouterr().err.strip() == "asfe3d: terminated; no partial output was kept"
+    assert main(["demo"]) == 143 and stop_requested() == "terminate"  # each command starts from a cleared stop
+    monkeypatch.setattr(demo, "run", lambda args: 0)
+    assert main(["demo"]) == 0
