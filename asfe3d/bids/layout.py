@@ -365,13 +365,18 @@ def find_pairs(
         pets = [f for f in files if f.get_entities().get("suffix") == "pet"
                 and f.get_entities().get("datatype") == "pet"]
         subject_sessions = sorted({f.get_entities().get("session") for f in files} - {None})
+        elsewhere = pets
         if sessions is not None:
             pets = [p for p in pets if p.get_entities().get("session") in sessions]
         if not pets:
             where = (f"session(s) {', '.join('ses-' + s for s in sessions)}" if sessions is not None
                      else "any session" if subject_sessions else "the subject")
+            # a subject whose PETs lie outside the sessions asked for was reported as having none
+            held = sorted({str(p.get_entities().get("session") or "") for p in elsewhere})
+            more = "" if not elsewhere else (" (its PET is in " + ", ".join(
+                f"ses-{h}" if h else "no session" for h in held) + ", not selected by --session-label)")
             issues.append(BidsIssue(subject, None, "no-pet", f"sub-{subject}: no PET (pet/*_pet.nii[.gz]) in "
-                                                             f"{where}; skipped"))
+                                                             f"{where}{more}; skipped"))
             continue
         for ses in sessions if sessions is not None else subject_sessions:  # sessions with a T1w but no PET
             if ses in subject_sessions and not any(p.get_entities().get("session") == ses for p in pets):

@@ -29,6 +29,10 @@ def test_label_filters_accept_prefixes(tiny_bids: Path) -> None:
     pairs, issues = find_pairs(tiny_bids, session_labels=["ses-bl"])
     assert [p.prefix for p in pairs] == ["sub-02_ses-bl_trc-PIB"]
     assert sorted(i.subject for i in issues) == ["01", "03"]  # no PET in ses-bl
+    # sub-01's PET has no session: said so, not as if it had none (probe 45 #6)
+    assert [i.message for i in issues if i.subject == "01"] == [
+        "sub-01: no PET (pet/*_pet.nii[.gz]) in session(s) ses-bl (its PET is in no session, not selected by "
+        "--session-label); skipped"]
 
 
 def test_unknown_labels_are_one_line_errors(tiny_bids: Path) -> None:
