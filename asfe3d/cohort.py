@@ -192,7 +192,7 @@ def _delimiter_hint(header: str) -> str:
 
 
 def _read_csv_datalist(path: Path) -> list[Subject]:
-    from asfe3d.io.checks import locale_problem
+    from asfe3d.io.checks import check_cells_locale
 
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -223,10 +223,8 @@ def _read_csv_datalist(path: Path) -> list[Subject]:
             raise Asfe3dInputError(path, f"line {line}: more cells than columns")
         if not any(row.values()):
             continue  # blank line
-        for column in ("subject", "mri", "pet", "output"):  # names that become paths (a traceback under LC_ALL=C)
-            problem = locale_problem(row.get(column, ""))
-            if problem is not None:
-                raise Asfe3dInputError(path, f"line {line}: {column} {row[column]!a} {problem}")
+        # names that become paths (a traceback under LC_ALL=C)
+        check_cells_locale(path, line, {c: row.get(c, "") for c in ("subject", "mri", "pet", "output")})
         name = _check_subject_name(row.get("subject", ""), path, f"line {line}")
         if name in seen:
             raise Asfe3dInputError(path, f"line {line}: duplicate subject {name!r} (first on line {seen[name]})")

@@ -53,9 +53,9 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
     Raises:
         Asfe3dInputError: missing/unreadable file, a missing or repeated column, a row with more (non-empty) cells
             than the header, an empty cell, a repeated subject, no rows, a file the CSV names that does not exist, a
-            cell this process's locale cannot pass on as a path (:func:`asfe3d.io.checks.locale_problem`).
+            cell this process's locale cannot pass on as a path (:func:`asfe3d.io.checks.check_cells_locale`).
     """
-    from asfe3d.io.checks import locale_problem
+    from asfe3d.io.checks import check_cells_locale
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -80,10 +80,7 @@ def read_pairs_csv(path: str | Path) -> list[dict[str, Any]]:
             raise Asfe3dInputError(path, f"line {i}: {len(row)} cells, the header has {len(header)} (a comma too many, "
                                          "or a name with a comma that is not quoted?)")
         values = {h: (row[k].strip() if k < len(row) else "") for k, h in enumerate(header)}
-        for column, value in values.items():  # names that become paths ("does not exist" under LC_ALL=C)
-            problem = locale_problem(value)
-            if problem is not None:
-                raise Asfe3dInputError(path, f"line {i}: {column} {value!a} {problem}")
+        check_cells_locale(path, i, values)  # names that become paths ("does not exist" under LC_ALL=C)
         raw.append((i, values))
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:

@@ -15,7 +15,7 @@ import contextvars
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -24,6 +24,7 @@ from asfe3d.errors import Asfe3dInputError
 from asfe3d.utils import is_int
 
 __all__ = [
+    "check_cells_locale",
     "locale_problem",
     "MIN_VOXEL_MM",
     "MAX_VOXEL_MM",
@@ -79,6 +80,26 @@ def locale_problem(text: str) -> str | None:
         return (f"holds characters this locale's file-system encoding ({encoding}) cannot pass on: run in a UTF-8 "
                 "locale (export LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
     return None
+
+
+def check_cells_locale(path: str | Path, line: int, cells: Mapping[str, str]) -> None:
+    """Refuse a table row (a datalist's or a pairs CSV's) with a cell that :func:`locale_problem` finds, naming the
+    line, the column and the cell.
+
+    Args:
+        path: the table.
+        line: the row's line in it.
+        cells: column -> cell text.
+
+    Raises:
+        Asfe3dInputError: the first such cell.
+    """
+    from asfe3d.errors import Asfe3dInputError
+
+    for column, value in cells.items():
+        problem = locale_problem(value)
+        if problem is not None:
+            raise Asfe3dInputError(path, f"line {line}: {column} {value!a} {problem}")
 
 
 def _read_int(path: Path) -> int | None:

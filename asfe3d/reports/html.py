@@ -425,6 +425,11 @@ def _qc_summary(result: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _report_link(entry: IndexEntry, summary: Mapping[str, Any] | None, index: Path) -> str | None:
+    """The link from the index page to an entry's report, ``None`` where there is no asfe3d report to link."""
+    return _relative_link(entry.report, index) if summary is not None and entry.report is not None else None
+
+
 def _group_table(rows: Sequence[tuple[IndexEntry, Mapping[str, Any] | None, str | None, str]], path: Path) -> str:
     """The index's group QC table: one row per pair of every report (a subject's sessions and tracers each), its
     verdict and the QC numbers of :data:`GROUP_QC`, sortable by eye (the order of the cards)."""
@@ -432,7 +437,7 @@ def _group_table(rows: Sequence[tuple[IndexEntry, Mapping[str, Any] | None, str 
     body = []
     for entry, summary, verdict, status in rows:
         sections = (summary or {}).get("sections") or [{"title": entry.name, "verdict": verdict, "status": status}]
-        link = _relative_link(entry.report, path) if summary is not None and entry.report is not None else None
+        link = _report_link(entry, summary, path)
         for sec in sections:
             if not isinstance(sec, Mapping):
                 continue
@@ -515,7 +520,7 @@ def write_index(
             verdicts[str(verdict)] = verdicts.get(str(verdict), 0) + 1
         thumb = (summary or {}).get("thumbnail")
         thumb = thumb if isinstance(thumb, str) and thumb.startswith("data:image/png;base64,") else None
-        link = _relative_link(entry.report, path) if summary is not None and entry.report is not None else None
+        link = _report_link(entry, summary, path)
         img = f'<img alt="{_e(entry.name)}" src="{_e(thumb)}">' if thumb else ""
         name = f'<a href="{_e(link)}">{_e(entry.name)}</a>' if link else f"<b>{_e(entry.name)}</b>"
         if link and img:
