@@ -363,6 +363,18 @@ def test_train_and_overlay_configs_resolve():
         resolve_config(bad)
 
 
+def test_monai_bundle_load_builds_each_workflows_network():
+    """``monai.bundle.load`` returns a network with the shipped tensors for both workflow types (with MONAI's
+    default, ``train``, it failed: ``train.json`` had no ``network_def``)."""
+    from monai.bundle import load
+
+    shipped = torch.load(BUNDLE / "models" / "model.pt", weights_only=True)
+    for workflow, injection in (("train", 0.0), ("inference", 0.8)):
+        net = load(BUNDLE.name, bundle_dir=str(BUNDLE.parent), source="github", workflow_type=workflow)
+        assert net.config["detail_injection"] == injection and net.config["spatial_dims"] == 3
+        assert all(torch.equal(v, shipped[k]) for k, v in net.state_dict().items())
+
+
 @pytest.mark.slow
 def test_cli_run_from_another_folder_and_typo(tmp_path, demo_files):
     """``python -m monai.bundle run`` with absolute paths from a foreign cwd; a typo key exits non-zero."""
