@@ -79,6 +79,8 @@ class PairResult:
         qc_verdict: the registration's quality verdict (``pass``, ``warn``, ``fail``; a skipped pair's from its
             record; ``""`` when none).
         qc_reasons: its reasons, joined by ``"; "``.
+        warnings: what the summary must say about the derivatives on disk although the pair did not fail (a
+            dynamic PET averaged with equal weights for want of ``FrameDuration``).
     """
 
     subject: str
@@ -93,6 +95,7 @@ class PairResult:
     section: Any = None
     qc_verdict: str = ""
     qc_reasons: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 def derivative_paths(pair: BidsPair, output_dir: str | Path) -> dict[str, Path]:
@@ -473,12 +476,27 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         result.section = _refusal_section(pair, outcome.refusal, pair_settings)
     # the verdict of what is on disk (fused now or skipped as complete): the summary counts and names the failed
     # ones, as cohorts do (it said "3 fused, 0 failed" beside a registration judged failed)
-    registration = (read_record(paths["fused_json"]) or {}).get("registration") if status in ("ok", "skipped") \
+    record = (read_record(paths["fused_json"]) or {}) if status in ("ok", "skipped") else {}
+    registration = record.get("registration") if record \
         else (outcome.refusal.registration if outcome.refusal is not None else None)
+    result.warnings = _input_warnings(record)
     qc = registration.get("qc") if isinstance(registration, dict) and isinstance(registration.get("qc"), dict) else {}
     result.qc_verdict = str(qc.get("verdict") or "")
     result.qc_reasons = "; ".join(str(r) for r in qc.get("reasons") or [])
     return result
+
+
+def _input_warnings(record: Mapping[str, Any]) -> list[str]:
+    """What a pair's completion ``record`` says was done to its inputs that the summary must name: a dynamic PET
+    whose frames were averaged with equal weights because no ``FrameDuration`` gave their lengths (BIDS requires it
+    for PET; with frames of unequal length, short early frames then weigh as much as long late ones)."""
+    info = (record.get("input_info") or {}).get("pet") or {}
+    frames = info.get("frames")
+    if isinstance(frames, int) and frames > 1 and info.get("frame_taken") is None \
+            and info.get("frame_weighting") != "duration":
+        return [f"the PET's {frames} frames were averaged with equal weights: its sidecar gives no FrameDuration "
+                "(required by BIDS for PET); add it, or take one frame with --pet-frame"]
+    return []
 
 
 def _refusal_section(pair: BidsPair, refusal: Any, settings: Settings) -> Any:

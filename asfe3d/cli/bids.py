@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {r.status}: {r.message}", file=sys.stdout if r.status == "no-pet" else sys.stderr)
         elif r.qc_verdict == "fail":  # written anyway (--qc warn), or kept from an earlier run: named every time
             print(f"  registration QC failed: {r.name}: {r.qc_reasons}", file=sys.stderr)
+        for warning in r.warnings:
+            print(f"  warning: {r.name}: {warning}", file=sys.stderr)
     if not args.no_reports:
         print(f"reports: {Path(args.output_dir) / 'index.html'}")
     return 1 if counts["failed"] else 0

@@ -104,3 +104,26 @@ def test_output_folder_errors_come_alone_and_before_indexing(tmp_path: Path, cap
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"asfe3d: error: {out}"), err
     assert indexed == []
+
+
+def test_dynamic_pet_without_frame_duration_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 4D PET whose sidecar has no FrameDuration (BIDS requires it) is averaged with equal weights: the summary
+    says so on stderr, in this run and in a rerun that finds the pair complete (only the record said it)."""
+    import nibabel as nib
+    import numpy as np
+
+    main = _main()
+    bids = make_dataset(tmp_path / "bids")
+    pet = bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz"
+    img = nib.load(str(pet))
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 3, axis=-1), img.affine), str(pet))
+    out = tmp_path / "out"
+    argv = ["bids", str(bids), str(out), "participant", "--participant-label", "01", "--method", "mean",
+            "--registration", "none", "--no-frame-realign", "--no-reports", "--no-progress"]
+    for _ in range(2):
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "warning: sub-01_trc-FDG: the PET's 3 frames were averaged with equal weights: its sidecar gives no " \
+            "FrameDuration" in err
+    assert main([*argv, "--pet-frame", "1", "--overwrite"]) == 0
+    assert "equal weights" not in capsys.readouterr().err
