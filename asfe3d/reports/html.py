@@ -430,6 +430,11 @@ def _report_link(entry: IndexEntry, summary: Mapping[str, Any] | None, index: Pa
     return _relative_link(entry.report, index) if summary is not None and entry.report is not None else None
 
 
+def _rounded(fmt: str, value: float) -> str:
+    """``fmt.format(value)`` without the minus of a value that rounds to zero (``-0 %`` read as a loss)."""
+    return re.sub(r"^-(?=0(?:\.0+)?(?![\d.]))", "", fmt.format(value))
+
+
 def _group_table(rows: Sequence[tuple[IndexEntry, Mapping[str, Any] | None, str | None, str]], path: Path) -> str:
     """The index's group QC table: one row per pair of every report (a subject's sessions and tracers each), its
     verdict and the QC numbers of :data:`GROUP_QC`, sortable by eye (the order of the cards)."""
@@ -446,7 +451,7 @@ def _group_table(rows: Sequence[tuple[IndexEntry, Mapping[str, Any] | None, str 
             if link:
                 name = f'<a href="{_e(link)}#{_e(sec.get("anchor", ""))}">{name}</a>' if sec.get("anchor") \
                     else f'<a href="{_e(link)}">{name}</a>'
-            cells = "".join(f"<td>{_e(fmt.format(scale * qc[k]))}</td>" if isinstance(qc.get(k), (int, float))
+            cells = "".join(f"<td>{_e(_rounded(fmt, scale * qc[k]))}</td>" if isinstance(qc.get(k), (int, float))
                             else "<td></td>" for k, _, scale, fmt in GROUP_QC)
             state = "failed" if sec.get("status") == "failed" or status == "failed" else sec.get("verdict") or ""
             body.append(f"<tr><td>{name}</td><td>{_badge(state) if state != 'failed' else _badge('fail', 'failed')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import re
 from pathlib import Path
 
@@ -410,3 +411,16 @@ def test_the_index_has_a_group_qc_table_and_links_the_summary(tmp_path: Path) ->
     assert "<th>MI margin</th>" in table and "<td>12 %</td>" in table  # RESULT's mi_margin 0.12
     assert "PET sits 3.2 mm off the head centre" in table and "no PET signal" in table
     assert table.count("<tr>") == 3  # the header, sub-01's pair, the failed sub-02
+
+
+def test_the_group_table_shows_no_minus_zero(tmp_path: Path) -> None:
+    """A margin of -0.2 % read "-0 %" in the index's group table (the report's own table showed 0)."""
+    mri, pet, fused = _volumes()
+    result = copy.deepcopy(RESULT)
+    result["registration"]["qc"]["numbers"].update(mi_margin=-0.002, translation_mm=-0.04, rotation_deg=-0.06)
+    report = write_subject_report(tmp_path / "sub-01.html", mri_image=mri, pet_on_mri_image=pet, fused_image=fused,
+                                  result=result)
+    text = write_index(tmp_path / "index.html", [IndexEntry("sub-01", report=report)]).read_text(encoding="utf-8")
+    table = text[text.index('<table class="group">'):]
+    assert "<td>0 %</td>" in table and "<td>0.0</td>" in table and "<td>-0.1</td>" in table
+    assert "<td>-0" not in table.replace("<td>-0.1", "")
