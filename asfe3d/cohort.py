@@ -801,6 +801,8 @@ class SubjectRun:
         redo: redo a complete subject and replace files that are not ours (``--overwrite``).
         record_extra: more fields for the completion record.
         prepare: called just before fusing; returns what undoes it if the fusion fails.
+        explain: adds to the line of an input error what only the caller knows (a BIDS run: which JSON file gave
+            the metadata value it blames).
     """
 
     name: str
@@ -814,6 +816,7 @@ class SubjectRun:
     redo: bool = False
     record_extra: Mapping[str, Any] | None = None
     prepare: Callable[[], Callable[[], None]] | None = None
+    explain: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -885,8 +888,8 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
             raise
         _stop_if_asked()  # a signal's exception that came back as SimpleITK's RuntimeError: not this subject's failure
         if isinstance(exc, Asfe3dInputError):
-            logger.error("%s: %s", run.name, exc)
-            text = str(exc)
+            text = str(exc) if run.explain is None else run.explain(str(exc))
+            logger.error("%s: %s", run.name, text)
         else:  # one subject's failure must not stop the others
             logger.exception("%s: failed", run.name)
             text = f"{type(exc).__name__}: {exc}"

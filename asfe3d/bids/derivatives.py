@@ -458,7 +458,8 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         done=lambda: pair_done(pair, paths, pair_settings, sidecar),
         ours=lambda: _ours(pair, paths, pair_settings), redo=settings.outputs.overwrite,
         record_extra={**_fused_extra(pair, paths, bids_dir, settings, root),
-                      "settings": _recorded_settings(pair_settings, settings.outputs.overwrite, reports)}))
+                      "settings": _recorded_settings(pair_settings, settings.outputs.overwrite, reports)},
+        explain=lambda text: _name_sidecar(text, pair)))
     status, message = outcome.status, outcome.message
     if status == "ok":
         try:
@@ -484,6 +485,17 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     result.qc_verdict = str(qc.get("verdict") or "")
     result.qc_reasons = "; ".join(str(r) for r in qc.get("reasons") or [])
     return result
+
+
+def _name_sidecar(message: str, pair: BidsPair) -> str:
+    """``message`` with the JSON file that gave the metadata value it blames (``PET sidecar FrameDuration ...``):
+    the pipeline sees the PET's merged metadata and names the image, while the file to fix may be an inherited
+    one (``trc-FDG_pet.json`` at the dataset's root)."""
+    import re
+
+    found = re.search(r"PET sidecar(?:'s)? ([A-Za-z]+)", message or "")
+    source = pair.metadata_sources.get(found.group(1)) if found else None
+    return f"{message} ({found.group(1)} from {source})" if source is not None else message
 
 
 def _input_warnings(record: Mapping[str, Any]) -> list[str]:

@@ -55,6 +55,8 @@ class BidsPair:
             ``run``: filename key -> value).
         metadata: the PET's JSON sidecar (with BIDS inheritance), e.g. ``TracerName``, ``Units``.
         note: how the T1w was chosen when it was not the only T1w of the PET's session.
+        metadata_sources: metadata key -> the JSON file that gave its value (the deepest that has it), so that a
+            message about a value can name the file to fix, which may be a dataset-level one.
     """
 
     subject: str
@@ -64,6 +66,7 @@ class BidsPair:
     entities: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    metadata_sources: dict[str, Path] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -436,10 +439,11 @@ def _pair_pet(pet: Any, t1w: Sequence[Any], subject: str, root: Path, warned: se
     if "run" in entities:
         entities["run"] = str(ents["run"])  # pybids gives a PaddedInt; keep the file's padding
     try:
-        metadata = pet_metadata(Path(pet.path), Path(root))
+        sources: dict[str, Path] = {}
+        metadata = pet_metadata(Path(pet.path), Path(root), sources=sources)
     except Asfe3dInputError as exc:  # this pair fails, the others go on
         return BidsIssue(subject, session, "error", str(exc), pet=Path(pet.path))
-    return BidsPair(subject, session, Path(chosen.path), Path(pet.path), entities, metadata, note)
+    return BidsPair(subject, session, Path(chosen.path), Path(pet.path), entities, metadata, note, sources)
 
 
 def _name_entities(name: str) -> tuple[dict[str, str], str] | None:
@@ -465,7 +469,7 @@ def _same_entity(key: str, value: str | None, wanted: str) -> bool:
     return value == wanted
 
 
-def pet_metadata(image: Path, root: Path) -> dict[str, Any]:
+def pet_metadata(image: Path, root: Path, *, sources: dict[str, Path] | None = None) -> dict[str, Any]:
     """A data file's JSON metadata by the BIDS inheritance principle.
 
     Every ``*.json`` from the dataset's root down to the image's folder whose suffix is the image's and whose
@@ -475,6 +479,7 @@ def pet_metadata(image: Path, root: Path) -> dict[str, Any]:
     Args:
         image: the data file (``.nii`` / ``.nii.gz``).
         root: the dataset's root.
+        sources: filled, when given, with each key's file (the deepest applicable file that has the key).
 
     Returns:
         The merged metadata (empty when no file applies).
@@ -518,6 +523,8 @@ def pet_metadata(image: Path, root: Path) -> dict[str, Any]:
                 raise Asfe3dInputError(candidate, f"JSON sidecar of {name} is not a JSON object (it is a "
                                                   f"{type(meta).__name__})")
             merged.update(meta)
+            if sources is not None:
+                sources.update(dict.fromkeys(meta, candidate))
     return merged
 
 

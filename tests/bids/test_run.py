@@ -295,6 +295,20 @@ def test_inherited_metadata_weighs_the_frames(tmp_path: Path) -> None:
     assert record["input_info"]["pet"]["frame_weighting"] == "duration"
 
 
+def test_a_bad_inherited_value_names_its_file(tmp_path: Path) -> None:
+    """A FrameDuration from a dataset-level trc-FDG_pet.json that does not fit the image: the failure named only
+    the image and "PET sidecar", a file the user would look for beside it; it names the file that gave the value."""
+    bids = make_dataset(tmp_path / "bids")
+    pet = bids / "sub-01/pet/sub-01_trc-FDG_pet.nii.gz"
+    img = nib.load(str(pet))
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 3, axis=-1), img.affine), str(pet))
+    (bids / "trc-FDG_pet.json").write_text(json.dumps({"FrameDuration": [60, 540]}))
+    results = run_bids(bids, tmp_path / "out", FAST_SETTINGS, participant_labels=["01"], reports=False)
+    assert results[0].status == "failed"
+    assert results[0].message.endswith(f"the image has 3: the sidecar does not describe this image (FrameDuration "
+                                       f"from {(bids / 'trc-FDG_pet.json').resolve()})")
+
+
 def test_suv_units_are_the_written_units(tmp_path: Path) -> None:
     bids = make_dataset(tmp_path / "bids")
     sidecar = {"TracerName": "FDG", "TracerRadionuclide": "F18", "Units": "Bq/mL", "InjectedRadioactivity": 370,
