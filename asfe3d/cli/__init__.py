@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
 
         if exc.errno not in DISK_ERRNOS:
             raise
-        print(f"asfe3d: error: {exc.filename or 'output'}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        print(f"asfe3d: error: {exc.filename or 'output'}: {_os_verb(exc)}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
@@ -180,6 +180,15 @@ def main(argv: Sequence[str] | None = None, *, command: bool = False) -> int:
 
 #: what torch, SimpleITK and CUDA say when an allocation fails (they raise RuntimeError, numpy MemoryError)
 _OOM_WORDS = ("can't allocate memory", "out of memory", "std::bad_alloc", "failed to allocate memory")
+
+
+def _os_verb(exc: OSError) -> str:
+    """What failed on ``exc.filename``: ``cannot read`` when the file is there and cannot be read (an input: an
+    unreadable DICOM slice found when its fingerprint was taken), else ``cannot write``."""
+    name = exc.filename
+    if isinstance(name, (str, bytes, os.PathLike)) and os.path.lexists(name) and not os.access(name, os.R_OK):
+        return "cannot read"
+    return "cannot write"
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -383,6 +383,9 @@ def sitk_pixel_bytes(pixel_id: int, components: int = 1) -> int:
 
 
 def short_error(err: BaseException) -> str:
-    """One line (at most 200 characters) describing an exception from a library."""
+    """One line (at most 200 characters) describing an exception from a library: SimpleITK's source-file prefix
+    (``Exception thrown in SimpleITK ...: .../sitkImageReaderBase.cxx:99: sitk::ERROR:``) dropped, for the user
+    it says nothing."""
     text = " ".join(str(err).split()) or type(err).__name__
+    text = re.sub(r"^Exception thrown in SimpleITK \S+: \S+:\d+: (?:\w+::)?ERROR: ", "", text)
     return text if len(text) <= 200 else text[:197] + "..."

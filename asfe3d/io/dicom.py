@@ -224,6 +224,8 @@ def plan_stack(
         raise Asfe3dInputError(
             where, f"{role} DICOM series has {n} {what} but only {len(np.unique(np.round(depth, 4)))} distinct "
             "slice positions (several frames or acquisitions in one series?); not supported"
+            + ("; a dynamic PET is read as frames from a series of one-slice files, not from one multi-frame file: "
+               "convert it (dcm2niix) and give the 4D NIfTI" if what == "frames" else "")
         )
     median = float(np.median(gaps))
     _check_gaps(where, role, gaps, median, [names[i] if names else f"{what[:-1]} {i}" for i in order], what)
@@ -540,7 +542,10 @@ def read_dicom_folder(
     Raises:
         Asfe3dInputError: see :func:`asfe3d.io.read_volume`.
     """
-    entries = list(folder.iterdir())
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise Asfe3dInputError(folder, f"{role} folder cannot be read ({exc.strerror or exc})") from None
     if not entries:
         raise Asfe3dInputError(folder, f"{role} folder is empty")
     try:
@@ -557,6 +562,7 @@ def read_dicom_folder(
                                            f"{_dicomdir_hint(folder)}")
         raise Asfe3dInputError(
             folder, f"{role} folder holds no DICOM series ({nfiles} files, {len(entries) - nfiles} sub-folders)"
+            f"{_subfolder_hint(entries)}"
         )
     listing = "; ".join(f"{uid} ('{d}', {len(f)} slices)" for uid, (f, d) in summaries.items())
     if series_uid is None:
@@ -581,7 +587,7 @@ def read_dicom_folder(
     frames, plan, durations = _plan_series(folder, files, role, strict)
     info[SERIES_FILES_KEY] = [[Path(f) for f in frame_files] for frame_files in frames]
     images = [_read_stack(folder, frame_files, plan, role, info, series_uid) for frame_files in frames]
-    info["slices"] = len(files)
+    info["slices"] = sum(len(frame_files) for frame_files in frames)  # a copy of a slice read once
     if len(images) == 1:
         return images[0], Path(frames[0][0])
     info["dicom_frames"] = len(images)
@@ -597,7 +603,9 @@ def _read_stack(folder: Path, files: list[str], plan: StackPlan, role: str, info
     grid when the plan says so."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
-    if _components(files[0]) == 1:
+    components, header = _components(files[0])
+    _refuse_monochrome1(header, Path(files[0]), role)
+    if components == 1:
         # GDCM gives the series the pixel type of its first slice: a first slice with an integer RescaleSlope (1, an
         # empty edge slice of a PET) made it int16, and every later slice's slope x stored value was rounded (a PET
         # voxel of 1.11 Bq/mL read as 1); as float32, each slice keeps its own rescale exactly
@@ -614,6 +622,24 @@ def _read_stack(folder: Path, files: list[str], plan: StackPlan, role: str, info
         return img
     slices = sitk.GetArrayFromImage(img)  # (n, rows, cols) in the sorted order given to the reader
     return _resample_or_keep(folder, slices, plan, role, info)
+
+
+def _subfolder_hint(entries: list[Path], limit: int = 6) -> str:
+    """Which sub-folders of a folder without a series of its own hold DICOM series (a study or patient folder
+    given instead of a series folder), as a clause for the refusal; ``""`` when none does."""
+    found = []
+    for sub in sorted(e for e in entries if e.is_dir()):
+        try:
+            with quiet_itk():
+                uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(sub))
+        except RuntimeError:
+            continue
+        if uids:
+            found.append(f"{sub.name} ({len(uids)} series)")
+    if not found:
+        return ""
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return f"; give the folder of one series: its sub-folders {', '.join(found[:limit])}{more} hold DICOM series"
 
 
 def _dicomdir_hint(root: Path, limit: int = 6) -> str:
@@ -646,16 +672,32 @@ def _dicomdir_hint(root: Path, limit: int = 6) -> str:
     return f"give the folder of one series instead, under {root}: {listed}{more}"
 
 
-def _components(file: str) -> int:
-    """Samples per pixel of one DICOM file (0 when its header cannot be read)."""
+def _components(file: str) -> tuple[int, sitk.ImageFileReader | None]:
+    """Samples per pixel of one DICOM file and its header's reader (``(0, None)`` when it cannot be read)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(file)
     try:
         with quiet_itk():
             reader.ReadImageInformation()
     except RuntimeError:
-        return 0
-    return int(reader.GetNumberOfComponents())
+        return 0, None
+    return int(reader.GetNumberOfComponents()), reader
+
+
+def _refuse_monochrome1(header: sitk.ImageFileReader | None, path: Path, role: str) -> None:
+    """Refuse a MONOCHROME1 image (PhotometricInterpretation: displayed inverted) before GDCM reads it: GDCM turns
+    it into MONOCHROME2 by inverting the stored values, so a PET in Bq/mL came out negative (the rescaled values of
+    a MONOCHROME1 image are the quantity itself; only its display is inverted). The enhanced-file path reads with
+    pydicom, which does not invert, and is not refused.
+
+    Raises:
+        Asfe3dInputError: naming the file.
+    """
+    if header is not None and header.HasMetaDataKey("0028|0004") \
+            and header.GetMetaData("0028|0004").strip().rstrip("\x00").strip().upper() == "MONOCHROME1":
+        raise Asfe3dInputError(path, f"{role} DICOM image is MONOCHROME1 (PhotometricInterpretation), which the "
+                                     "series reader (GDCM) would read with its values inverted; convert the series "
+                                     "to NIfTI (e.g. dcm2niix) and give that file")
 
 
 def _series_option(role: str) -> str:
@@ -666,8 +708,9 @@ def _series_option(role: str) -> str:
 
 def _check_left_out(entries: list[Path], summaries: dict[str, tuple[list[str], str]], series_uid: str,
                     role: str) -> None:
-    """Refuse a DICOM image file of the folder that GDCM left out of every series (truncated or corrupt): read
-    without it, the series would have a hole where its slice was (seen as a slice gap, filled by resampling).
+    """Refuse a DICOM image file of the folder that GDCM left out of every series (truncated or corrupt), or any
+    file of it that cannot be opened (no read permission): read without it, the series would have a hole where its
+    slice was (seen as a slice gap, filled by resampling, or as a shorter stack when it was the last slice).
 
     Files that pydicom reads but that hold no image (a DICOMDIR, a structured report) are not series slices and
     are ignored, as are images of another series.
@@ -676,7 +719,16 @@ def _check_left_out(entries: list[Path], summaries: dict[str, tuple[list[str], s
         Asfe3dInputError: naming the file.
     """
     listed = {Path(f).resolve() for files, _ in summaries.values() for f in files}
-    left = [e for e in entries if e.is_file() and e.resolve() not in listed and is_dicom_file(e)]
+    unlisted = sorted(e for e in entries if e.is_file() and e.resolve() not in listed)
+    for path in unlisted:  # GDCM skips a file it cannot open, as if it were not DICOM: a slice lost in silence
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise Asfe3dInputError(path, f"{role} folder's file cannot be read ({exc.strerror or exc}); it may be a "
+                                         "slice of the series, which would be read with a hole: make it readable or "
+                                         "remove it") from None
+    left = [e for e in unlisted if is_dicom_file(e)]
     if not left:
         return
     import pydicom
@@ -788,13 +840,19 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
     rows_cols: tuple[int, int] = (0, 0)
     spacing_xy: tuple[float, ...] = (1.0, 1.0)
     quantity: dict[str, tuple[str, str]] = {}  # tag -> (value, file) of the first slice that has it
+    kept: list[str] = []
+    instances: dict[str, str] = {}  # SOPInstanceUID -> its first file
     for f in files:
         reader.SetFileName(f)
         try:
             with quiet_itk():
                 reader.ReadImageInformation()
         except RuntimeError as err:
-            raise Asfe3dInputError(f, f"{role} DICOM file cannot be read ({short_error(err)})") from None
+            problem = headerless_dicom_problem(Path(f), role)
+            raise Asfe3dInputError(f, problem or f"{role} DICOM file cannot be read ({short_error(err)})") from None
+        if _same_instance(f, reader, instances, role):
+            continue
+        kept.append(f)
         if reader.GetDimension() == 3 and reader.GetSize()[2] > 1:
             raise Asfe3dInputError(
                 folder, f"{role} DICOM series mixes multi-frame files ({Path(f).name} has {reader.GetSize()[2]} "
@@ -823,6 +881,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
         rows_cols = this_rc
         _check_rescale(f, reader, role)
         _check_quantity(folder, reader, f, quantity, role)
+    files = kept
     # 4 bytes: float32 once rescaled; the files' sizes bound nothing (each slice may be compressed)
     check_data_size(folder, role, (len(files), *rows_cols), 4, stored_bytes=None, compressed=True)
     pos_arr, ori_arr = np.asarray(positions), np.asarray(orientations)
@@ -848,6 +907,26 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
                 folder, f"{role} DICOM frame {k} does not lie on frame 0's slices (positions up to {moved:.3g} mm "
                 f"apart, orientations differing by {turned:.3g}); a dynamic series' frames must share one grid")
     return [[files[m[i]] for i in plan.order] for m in members], plan, durations
+
+
+def _same_instance(file: str, header: sitk.ImageFileReader, instances: dict[str, str], role: str) -> bool:
+    """Whether ``file`` is a byte-identical copy of a file already seen with its SOPInstanceUID (``instances``,
+    updated): one image saved twice (``im0010.dcm`` and ``im0010 (1).dcm`` of a second download), read once.
+    Without this the series had one slice too many for its positions and was refused as "several frames or
+    acquisitions", naming no file. Files that share a SOPInstanceUID but differ (an anonymiser that gave every
+    slice one UID) are kept as distinct slices, as before: their positions are checked as any slice's.
+    """
+    import filecmp
+
+    if not header.HasMetaDataKey("0008|0018"):
+        return False
+    uid = header.GetMetaData("0008|0018").strip().rstrip("\x00").strip()
+    first = instances.setdefault(uid, file) if uid else file
+    if first == file or not filecmp.cmp(first, file, shallow=False):
+        return False
+    logger.warning("%s %s: a copy of %s (the same image, SOPInstanceUID %s): read once", role, file,
+                   Path(first).name, uid)
+    return True
 
 
 def _group(keys: list[float]) -> list[list[int]]:
@@ -978,6 +1057,28 @@ def is_dicom_file(path: Path) -> bool:
         return False
 
 
+def headerless_dicom_problem(path: Path, role: str) -> str | None:
+    """The refusal of a DICOM data set saved without the Part 10 file header (no ``DICM`` at byte 128, as old
+    exporters and some anonymisers write), or ``None`` when ``path`` is not one. Neither GDCM's image reader nor
+    pydicom's (unforced) takes such a file, and their own errors read as "no reader" or a hint about ``force=True``.
+    """
+    if is_dicom_file(path):
+        return None
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+        if "Rows" not in ds or "SOPClassUID" not in ds:
+            return None
+    except Exception:  # noqa: BLE001 - not DICOM at all
+        return None
+    return (f"{role} file is DICOM without the Part 10 file header (no 'DICM' at byte 128, as old exporters and some "
+            "anonymisers save it), which asfe3d's readers do not take; rewrite it with the header (e.g. gdcmconv "
+            "in.dcm out.dcm, or dcmconv +F)")
+
+
 def is_enhanced_dicom(ds: Any) -> bool:
     """Whether a pydicom dataset is a multi-frame image with per-frame functional groups."""
     return int(getattr(ds, "NumberOfFrames", 1) or 1) > 1 and "PerFrameFunctionalGroupsSequence" in ds
@@ -1025,7 +1126,8 @@ def read_dicom_file(path: Path, role: str, info: dict[str, Any], *, strict: bool
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     except Exception as err:  # noqa: BLE001 - any parse failure is bad input
-        raise Asfe3dInputError(path, f"{role} DICOM file cannot be read ({short_error(err)})") from None
+        problem = headerless_dicom_problem(path, role)
+        raise Asfe3dInputError(path, problem or f"{role} DICOM file cannot be read ({short_error(err)})") from None
     if "DirectoryRecordSequence" in ds:
         raise Asfe3dInputError(path, f"{role} input is a DICOMDIR (an index of a DICOM disc), not an image: "
                                      f"{_dicomdir_hint(path.parent)}")
@@ -1140,6 +1242,7 @@ def _read_plain_dicom_file(path: Path, role: str, info: dict[str, Any]) -> sitk.
     try:
         with quiet_itk():
             reader.ReadImageInformation()
+        _refuse_monochrome1(reader, path, role)
         size = tuple(int(s) for s in reader.GetSize())
         check_data_size(path, role, size, 4, stored_bytes=path.stat().st_size, compressed=True)
         with quiet_itk():

@@ -159,11 +159,12 @@ def _float(value: Any) -> float | None:
 
 
 def _dicom_datetime(date: Any, time: Any, full: Any = None) -> dt.datetime | None:
-    """A datetime from a DICOM DT string, or a DA and a TM string (fractions of seconds kept)."""
+    """A datetime from a DICOM DT string, or a DA and a TM string (fractions of seconds kept). A DT that holds only a
+    date (some exporters cut it there) gives the date and leaves the time to the TM."""
     text = str(full).strip() if full not in (None, "") else None
     if text:
         text = text.split("+")[0].split("-")[0] if len(text) > 14 else text
-        date, time = text[:8], text[8:]
+        date, time = text[:8], (text[8:] if text[8:].strip() else time)
     if not date or not time:
         return None
     date, time = str(date).strip(), str(time).strip().replace(":", "")
@@ -283,6 +284,12 @@ def pet_header_from_dicom(path: str | Path | Sequence[str | Path],
         half = _float(item.get("RadionuclideHalfLife"))
         head.half_life_s = half if half and half > 0 else None
         head.radionuclide = _dicom_nuclide(item)
+        if head.half_life_s is None and HALF_LIFE_S.get(_nuclide_key(head.radionuclide)) is not None:
+            # no RadionuclideHalfLife, but the RadionuclideCodeSequence names the nuclide: as a sidecar's
+            # TracerRadionuclide is read
+            head.half_life_s = HALF_LIFE_S[_nuclide_key(head.radionuclide)]
+            head.notes.append(f"half-life of {head.radionuclide} (RadionuclideCodeSequence) from asfe3d's table: "
+                              f"{head.half_life_s:g} s")
         injection = _dicom_datetime(date, item.get("RadiopharmaceuticalStartTime"),
                                     item.get("RadiopharmaceuticalStartDateTime"))
     scan = _scan_start(head, ds, [a for a in map(_acquisition, datasets) if a is not None], len(files))

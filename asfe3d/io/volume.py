@@ -48,7 +48,14 @@ from asfe3d.io.convert import (
     sitk_image_from_ras_affine,
     sitk_to_numpy_xyz,
 )
-from asfe3d.io.dicom import SERIES_FILES_KEY, is_dicom_file, quiet_itk, read_dicom_file, read_dicom_folder
+from asfe3d.io.dicom import (
+    SERIES_FILES_KEY,
+    headerless_dicom_problem,
+    is_dicom_file,
+    quiet_itk,
+    read_dicom_file,
+    read_dicom_folder,
+)
 from asfe3d.io.pet import (
     PET_UNITS,
     find_sidecar,
@@ -883,6 +890,9 @@ def _read_sitk_file(p: Path, role: str, info: dict[str, Any]) -> sitk.Image:
     except RuntimeError as err:
         if "Unable to determine ImageIO reader" in str(err) and detect_format(p) == "other":
             # no reader knows the format (not a damaged .mha / .nrrd): say which ones asfe3d reads
+            problem = headerless_dicom_problem(p, role)
+            if problem:
+                raise Asfe3dInputError(p, problem) from None
             raise Asfe3dInputError(p, f"{role} file is not in a format asfe3d reads ({_format_hint(p)}NIfTI "
                                       ".nii/.nii.gz/.hdr+.img, DICOM, MHA/MHD, NRRD, MGH/MGZ)") from None
         raise Asfe3dInputError(p, f"{role} file is not a readable image ({_short(err)})") from None

@@ -458,3 +458,19 @@ def test_outputs_sharing_a_record_name_are_refused(pair, tmp_path, capsys):
         assert main([*base, "-o", str(tmp_path / "a.nii"), *extra]) == 2
         assert "is the completion record of a.nii.gz" in capsys.readouterr().err
     assert (tmp_path / "a.json").read_bytes() == record and not (tmp_path / "a.nii").exists()
+
+
+def test_an_unreadable_input_is_not_called_a_write_failure(tmp_path, monkeypatch):
+    """Probe 46 #1: every permission error ended as "cannot write", an unreadable input slice too."""
+    import errno
+    import os
+
+    from asfe3d.cli import _os_verb
+
+    slice_file = tmp_path / "im0029.dcm"
+    slice_file.write_bytes(b"x")
+    denied = OSError(errno.EACCES, "Permission denied", str(slice_file))
+    assert _os_verb(denied) == "cannot write"  # readable (root reads anything): the write is what failed
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.R_OK)
+    assert _os_verb(denied) == "cannot read"
+    assert _os_verb(OSError(errno.EACCES, "Permission denied", str(tmp_path / "new.nii.gz"))) == "cannot write"

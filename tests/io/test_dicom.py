@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -136,3 +138,101 @@ def test_truncated_slice_is_named_not_read_as_a_gap(tmp_path):
     victim.write_bytes(victim.read_bytes()[:-200])
     with pytest.raises(Asfe3dInputError, match=rf"{victim.name}: MRI DICOM slice of series 1.2.3.4 cannot be read"):
         read_volume(tmp_path / "dcm", role="MRI")
+
+
+def test_an_unreadable_slice_is_named_not_dropped(tmp_path, monkeypatch):
+    """Probe 46 #1: GDCM skips a file it cannot open as if it were not DICOM; the last slice of a series copied
+    without read permission was dropped in silence (a shorter PET), a middle one read as a gap and filled."""
+    import asfe3d.io.dicom as dicom
+
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    files = sorted(write_dicom_series(tmp_path / "dcm", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4"))
+    victim = files[-1]
+    summary, real_open = dicom._series_summary, open
+
+    def without_victim(folder, uid):  # what GDCM lists when it cannot open the file (as root it always can)
+        listed, description = summary(folder, uid)
+        return [f for f in listed if Path(f).name != victim.name], description
+
+    def guarded_open(path, *args, **kwargs):
+        if Path(path).name == victim.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom, "_series_summary", without_victim)
+    monkeypatch.setattr(dicom, "open", guarded_open, raising=False)
+    with pytest.raises(Asfe3dInputError, match=rf"{victim.name}: PET folder's file cannot be read \(Permission "
+                                               r"denied\); it may be a slice of the series"):
+        read_volume(tmp_path / "dcm", role="PET")
+
+
+def test_an_unreadable_folder_is_one_line(tmp_path, monkeypatch):
+    folder = tmp_path / "dcm"
+    folder.mkdir()
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    with pytest.raises(Asfe3dInputError, match=r"dcm: PET folder cannot be read \(Permission denied\)"):
+        read_volume(folder, role="PET")
+
+
+def test_monochrome1_is_refused_not_inverted(tmp_path):
+    """Probe 46 #2: GDCM inverts a MONOCHROME1 image's values (a PET in Bq/mL read negative); it is refused."""
+    import pydicom
+
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    files = write_dicom_series(tmp_path / "dcm", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4")
+    assert read_volume(tmp_path / "dcm", role="PET").shape_xyz == (16, 16, 10)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(f)
+    with pytest.raises(Asfe3dInputError, match=r"PET DICOM image is MONOCHROME1 \(PhotometricInterpretation\), "
+                                               r"which the series reader \(GDCM\) would read with its values inverted"):
+        read_volume(tmp_path / "dcm", role="PET")
+
+
+def test_a_copied_slice_file_is_read_once(tmp_path, caplog):
+    """Probe 46 #3: ``sl0004.dcm`` and its copy ``sl0004 (1).dcm`` (a second download) were refused as "11 slices
+    but only 10 distinct slice positions (several frames or acquisitions?)", naming no file."""
+    import logging
+    import shutil
+
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    files = sorted(write_dicom_series(tmp_path / "dcm", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4"))
+    expected = read_volume(tmp_path / "dcm", role="MRI")
+    shutil.copy(files[4], files[4].with_name(f"{files[4].stem} (1).dcm"))
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        vol = read_volume(tmp_path / "dcm", role="MRI")
+    assert vol.shape_xyz == (16, 16, 10) and vol.info["slices"] == 10
+    assert np.array_equal(vol.array_xyz(), expected.array_xyz())
+    assert f"a copy of {files[4].name}" in caplog.text or f"{files[4].name}: a copy of" in caplog.text
+
+
+def test_dicom_without_the_part10_header_is_said_plainly(tmp_path):
+    """Probe 46 #4: a slice saved without the 128-byte preamble and 'DICM' was refused with SimpleITK's source-file
+    path in the line (in a folder), or as "not in a format asfe3d reads" (on its own)."""
+    import pydicom
+
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    files = sorted(write_dicom_series(tmp_path / "dcm", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4"))
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.preamble = None
+        ds.save_as(f, enforce_file_format=False)
+    for given in (tmp_path / "dcm", files[0]):
+        with pytest.raises(Asfe3dInputError, match=r"MRI file is DICOM without the Part 10 file header") as caught:
+            read_volume(given, role="MRI")
+        assert ".cxx" not in str(caught.value) and "force=True" not in str(caught.value)
+
+
+def test_a_study_folder_names_its_series_folders(tmp_path):
+    """Probe 46 #7: a study folder (series in sub-folders) was "no DICOM series (0 files, 2 sub-folders)"."""
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    write_dicom_series(tmp_path / "study" / "t1", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4")
+    (tmp_path / "study" / "notes").mkdir()
+    with pytest.raises(Asfe3dInputError, match=r"no DICOM series \(0 files, 2 sub-folders\); give the folder of one "
+                                               r"series: its sub-folders t1 \(1 series\) hold DICOM series$"):
+        read_volume(tmp_path / "study", role="MRI")

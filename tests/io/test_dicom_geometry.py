@@ -122,8 +122,9 @@ def test_enhanced_per_frame_rescale_and_shuffled_frames(tmp_path):
 def test_enhanced_repeated_positions_and_missing_geometry(tmp_path):
     arr = _array()
     path = write_enhanced_dicom(tmp_path / "rep.dcm", arr, [ORIGIN] * SHAPE[2], DIRECTION, SPACING[:2], UID)
-    with pytest.raises(Asfe3dInputError, match="6 frames but only 1 distinct slice positions"):
+    with pytest.raises(Asfe3dInputError, match="6 frames but only 1 distinct slice positions") as caught:
         read_volume(path)
+    assert str(caught.value).endswith("not from one multi-frame file: convert it (dcm2niix) and give the 4D NIfTI")
     import pydicom
 
     ds = pydicom.dcmread(str(path))

@@ -405,3 +405,34 @@ def test_long_lived_tracer_without_an_injection_date_is_refused(tmp_path):
     _pet_series(tmp_path / "f18")
     rec = read_volume(tmp_path / "f18", role="PET", pet_units="suv").info["pet_units"]
     assert rec["injection_date_assumed"] and rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)  # F-18: kept
+
+
+def test_an_injection_datetime_holding_only_a_date_takes_the_time(tmp_path):
+    """Probe 46 #5: a RadiopharmaceuticalStartDateTime cut to its date hid the RadiopharmaceuticalStartTime beside
+    it: SUV was refused as lacking the injection time."""
+    def date_only(ds, k):
+        ds.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = "20250101"
+
+    _pet_series(tmp_path / "pt", extra=date_only)
+    rec = read_volume(tmp_path / "pt", role="PET", pet_units="suv").info["pet_units"]
+    assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-9)
+
+
+def test_a_missing_half_life_comes_from_the_radionuclide_code(tmp_path):
+    """Probe 46 #6: no RadionuclideHalfLife, but the RadionuclideCodeSequence says ^18^Fluorine: SUV was refused as
+    lacking the half-life (a sidecar's TracerRadionuclide was already read this way)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def fluorine(ds, k):
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "C-111A1", "SRT", "^18^Fluorine"
+        ds.RadiopharmaceuticalInformationSequence[0].RadionuclideCodeSequence = Sequence([code])
+
+    _pet_series(tmp_path / "bare", half=None)
+    with pytest.raises(Asfe3dInputError, match=r"lacks: half-life"):
+        read_volume(tmp_path / "bare", role="PET", pet_units="suv")
+    _pet_series(tmp_path / "coded", half=None, extra=fluorine)
+    rec = read_volume(tmp_path / "coded", role="PET", pet_units="suv").info["pet_units"]
+    assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-4)
+    assert any("from asfe3d's table: 6586.2 s" in note for note in rec["notes"])
