@@ -268,7 +268,9 @@ def _layout(bids_dir: Path) -> Any:
 
 
 def _check_description(path: Path) -> None:
-    """Refuse a ``dataset_description.json`` that is not a readable JSON object (pybids would accept it)."""
+    """Refuse a ``dataset_description.json`` that is not a readable JSON object (pybids would accept it); warn when it
+    lacks what BIDS requires of it (``Name``, ``BIDSVersion``: the BIDS validator, which fMRIPrep runs first, fails
+    such a dataset) or says the dataset is a derivative (other pipelines' outputs read as raw data)."""
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -279,6 +281,13 @@ def _check_description(path: Path) -> None:
         raise Asfe3dInputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(description, dict):
         raise Asfe3dInputError(path, f"must hold a JSON object, not a {type(description).__name__}")
+    missing = [key for key in ("Name", "BIDSVersion") if not description.get(key)]
+    if missing:
+        logger.warning("%s: lacks %s, required by BIDS (the BIDS validator fails the dataset); read as BIDS anyway",
+                       path, " and ".join(missing))
+    if str(description.get("DatasetType", "")).strip().lower() == "derivative":
+        logger.warning("%s: DatasetType is 'derivative': the T1w and PET images read are another pipeline's outputs, "
+                       "not raw data", path)
 
 
 def _run_number(entities: dict[str, Any]) -> int:

@@ -258,3 +258,19 @@ def test_two_pets_that_would_share_derivative_names_both_fail(tiny_bids: Path) -
     (tiny_bids / ".bidsignore").write_text("*space-T1w*\n", encoding="utf-8")
     pairs, _ = find_pairs(tiny_bids)
     assert [p.pet.name for p in pairs] == ["sub-01_trc-FDG_pet.nii.gz", "sub-02_ses-bl_trc-PIB_pet.nii.gz"]
+
+
+def test_a_description_without_required_keys_or_of_a_derivative_is_named(tiny_bids: Path, caplog) -> None:
+    """A dataset_description.json without BIDSVersion (which the BIDS validator fails) or of a derivative dataset
+    was read without a word."""
+    import logging
+
+    path = tiny_bids / "dataset_description.json"
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        find_pairs(tiny_bids)
+    assert "dataset_description" not in caplog.text
+    path.write_text(json.dumps({"Name": "tiny", "DatasetType": "derivative"}), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        find_pairs(tiny_bids)
+    assert f"{path}: lacks BIDSVersion, required by BIDS" in caplog.text
+    assert "DatasetType is 'derivative'" in caplog.text
