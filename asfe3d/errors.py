@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["Asfe3dInputError", "ConfigError", "InputErrorParser", "OutputExists", "RegistrationRefused"]
+__all__ = ["Asfe3dInputError", "ConfigError", "InputErrorParser", "OutputExists", "RegistrationRefused", "Terminated"]
 
 
 class Asfe3dInputError(ValueError):
@@ -30,6 +30,11 @@ class Asfe3dInputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (the command's handler), so that clean-up code
+    runs as for Ctrl-C (``asfe3d.cli.Terminated`` is this class)."""
 
 
 class ConfigError(ValueError):

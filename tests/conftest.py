@@ -84,9 +84,11 @@ def demo_files(tmp_path_factory):
     return folder / "mri.nii.gz", folder / "pet.nii.gz"
 
 
-def make_cohort(root, demo, n, names=("mri.nii.gz", "pet.nii.gz"), reverse=False):
+def make_cohort(root, demo, n, names=("mri.nii.gz", "pet.nii.gz"), reverse=False, distinct=False):
     """``n`` subject folders ``subNN`` holding copies of ``demo``, and ``root/datalist.csv`` with relative paths
-    (rows in reverse order with ``reverse``, to check that sharding sorts)."""
+    (rows in reverse order with ``reverse``, to check that sharding sorts). With ``distinct``, each subject's PET
+    is the demo PET scaled by ``1 + i / 100`` (a PET of its own: training refuses one PET on both sides of a split,
+    by content)."""
     import shutil
     from pathlib import Path
 
@@ -98,6 +100,12 @@ def make_cohort(root, demo, n, names=("mri.nii.gz", "pet.nii.gz"), reverse=False
         sub.mkdir(parents=True, exist_ok=True)
         shutil.copy(demo[0], sub / names[0])
         shutil.copy(demo[1], sub / names[1])
+        if distinct:
+            import nibabel as nib
+
+            img = nib.load(str(demo[1]))
+            nib.save(nib.Nifti1Image(img.get_fdata(dtype="float32") * (1 + i / 100), img.affine, img.header),
+                     str(sub / names[1]))
         lines.append(f"sub{i:02d},sub{i:02d}/{names[0]},sub{i:02d}/{names[1]}")
     csv_path = root / "datalist.csv"
     csv_path.write_text("\n".join(lines) + "\n")

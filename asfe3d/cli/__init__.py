@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from asfe3d.errors import Terminated
+
 __all__ = ["main", "entry", "build_parser", "Terminated"]
 
 #: sub-command modules of this package (each defines ``add_parser(sub)``), in ``--help`` order
@@ -30,10 +32,6 @@ PASSTHROUGH = {
     "evaluate": ("asfe3d.evaluation.cli", "score asfe and the classic baselines on pairs"),
     "benchmark": ("asfe3d.benchmark", "time the networks and the whole pipeline (seconds, memory)"),
 }
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when the process receives SIGTERM, so that clean-up code runs as for Ctrl-C."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -35,11 +35,13 @@ from scipy import ndimage
 
 from asfe3d.data.anatomy import Anatomy, _smooth_field, synthetic_head
 
-__all__ = ["INDIVIDUALS", "HELD_OUT", "TISSUES", "IndividualAnatomy", "load_individual", "tissue_classes"]
+__all__ = ["INDIVIDUALS", "HELD_OUT", "SAME_PERSON", "TISSUES", "IndividualAnatomy", "load_individual", "tissue_classes"]
 
 INDIVIDUALS = ("bert", "bert_synth", "gd", "flair", "otsu")
 #: held out of training by default: the one whole-head person, used to choose among candidates
 HELD_OUT = ("otsu",)
+#: anatomies that are another anatomy's person (the same labels, another contrast): held out together
+SAME_PERSON = {"bert_synth": "bert"}
 #: tissue codes of an individual anatomy's ``labels``
 TISSUES = {"outside": 0, "csf": 1, "cortex": 2, "wm": 3, "deep": 4, "cerebellum": 5, "stem": 6, "mtl": 7}
 _FILES = {"bert": "bert_norm.mgz", "bert_synth": "bert_norm.mgz", "gd": "gd_t1w_brain.nii.gz",

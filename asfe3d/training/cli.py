@@ -58,6 +58,19 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
+def _kept(out: object) -> str:
+    """What an interrupted run left in its folder ``out``: the finished epochs in ``last.pt`` (resumable)."""
+    import torch
+
+    last = Path(str(out or "runs/train")) / "last.pt"
+    try:
+        epoch = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"])
+    except Exception:  # noqa: BLE001 - no (readable) checkpoint: no finished epoch
+        return f"no epoch had finished: nothing to resume in {last.parent}"
+    return (f"{last} holds the {epoch} finished epoch(s) and best.pt their best (the epoch under way is lost): "
+            "continue with --resume")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``asfe3d train``.
 
@@ -72,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except Asfe3dInputError as exc:
         print(f"asfe3d: error: {exc}", file=sys.stderr)
         return 2
-    from asfe3d.errors import ConfigError
+    from asfe3d.errors import ConfigError, Terminated
 
+    cfg: dict | None = None
     try:
         cfg = load_config(args.config)  # the file first: a missing one is refused before torch is imported
         for section in ("data", "train"):  # the options below write into these sections
@@ -102,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # a bad configuration value: name the file it came from (any other error is a bug)
         print(f"asfe3d: error: {args.config}: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as exc:  # the finished epochs are kept: say so, not "nothing kept"
+        code = 143 if isinstance(exc, Terminated) else 130
+        print(f"asfe3d: {'terminated' if code == 143 else 'interrupted'}; {_kept(cfg.get('out') if cfg else None)}",
+              file=sys.stderr)
+        return code
     except FloatingPointError as exc:  # the loss became NaN/inf: the configuration's step is too large
         print(f"asfe3d: error: {args.config}: training diverged ({exc}); lower train.lr or set train.grad_clip "
               "(last.pt keeps the last finished epoch)", file=sys.stderr)

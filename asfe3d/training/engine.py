@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asfe3d.distributed import DistInfo, cleanup_training, setup_training
 from asfe3d.errors import Asfe3dInputError, ConfigError
+from asfe3d.utils.checks import is_int
 
 __all__ = ["DEFAULT_CONFIG", "TrainResult", "resolve_config", "build_datasets", "train"]
 
@@ -145,9 +147,7 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     if source == "wholehead" and cfg["data"]["mix_hmif"] and cfg["spatial_dims"] != 2:
         raise ConfigError(f"data.mix_hmif mixes in 2D HMIF images and needs spatial_dims 2, got {cfg['spatial_dims']}")
     if source == "wholehead":
-        overlap = sorted(set(cfg["data"]["anatomies"]) & set(cfg["data"]["val_anatomies"]))
-        if overlap:
-            raise ConfigError(f"data.val_anatomies must be held out of data.anatomies, both hold {overlap}")
+        _check_people(cfg["data"]["anatomies"], cfg["data"]["val_anatomies"])
         workers = cfg["data"]["bank_workers"]
         if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0):
             raise ConfigError(f"data.bank_workers must be an integer >= 0, got {workers!r}")
@@ -156,8 +156,9 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
                              "both start worker processes: use one of them")
     t = cfg["train"]
     for key in ("epochs", "batch_size", "val_batch_size", "num_threads"):
-        if not (isinstance(t[key], int) and t[key] >= 1):
+        if not (is_int(t[key]) and t[key] >= 1):  # (``true`` is no count: it ran one epoch)
             raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+    _check_run_values(cfg, source)
     if t["steps_per_epoch"] is not None and not (isinstance(t["steps_per_epoch"], int) and t["steps_per_epoch"] >= 1):
         raise ConfigError(f"train.steps_per_epoch must be null or an integer >= 1, got {t['steps_per_epoch']!r}")
     if not (isinstance(t["num_workers"], int) and t["num_workers"] >= 0):
@@ -168,6 +169,9 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"train.{key} must be a finite number >= 0, got {v!r}")
     if not t["lr"] > 0:
         raise ConfigError(f"train.lr must be > 0, got {t['lr']!r}")
+    if t["min_lr"] > t["lr"]:  # the cosine schedule would climb to it
+        raise ConfigError(f"train.min_lr ({t['min_lr']!r}) must not exceed train.lr ({t['lr']!r}): the schedule "
+                          "falls from lr to min_lr")
     if t["init"] == "shipped":  # the weights the package ships for this dimension (wherever it is installed)
         from asfe3d.fusion.weights import shipped_weights
 
@@ -182,6 +186,60 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"no full training batch: data.length {length} items with train.batch_size "
                           f"{t['batch_size']} (and train.steps_per_epoch null)")
     return cfg
+
+
+def _check_run_values(cfg: dict[str, Any], source: str) -> None:
+    """The values :func:`resolve_config` checked only when they were used (a traceback then, or a silent
+    stand-in): ``train.seed``, ``amp``, ``device``, ``out``, and the HMIF validation crop and limit.
+
+    Raises:
+        ConfigError: the key and the value quoted.
+    """
+    t, d = cfg["train"], cfg["data"]
+    if not is_int(t["seed"]):
+        raise ConfigError(f"train.seed must be an integer, got {t['seed']!r}")
+    if not isinstance(t["amp"], bool):  # ("maybe" ran as true)
+        raise ConfigError(f"train.amp must be true or false, got {t['amp']!r}")
+    device = t["device"]
+    if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip())):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device {device!r}: no CUDA device is available here (use auto or cpu)")
+    if not (isinstance(cfg["out"], (str, os.PathLike)) and str(cfg["out"]).strip()):
+        raise ConfigError(f"out (the run folder; CLI: --out) must be a path, got {cfg['out']!r}")
+    if source == "hmif":
+        if d["val_crop"] is not None and not (is_int(d["val_crop"]) and d["val_crop"] >= 8):
+            raise ConfigError(f"data.val_crop must be null (the training crop) or an integer >= 8, got "
+                              f"{d['val_crop']!r}")
+        if d["val_limit"] is not None and not (is_int(d["val_limit"]) and d["val_limit"] >= 1):
+            raise ConfigError(f"data.val_limit must be null (every validation image) or an integer >= 1, got "
+                              f"{d['val_limit']!r}")
+
+
+def _check_people(anatomies: list[str], val_anatomies: list[str]) -> None:
+    """Refuse a validation anatomy whose person is trained on (``bert_synth`` is ``bert``'s labels in another
+    contrast: :data:`asfe3d.data.individual.SAME_PERSON`); warn when training takes the person the shipped weights'
+    selection holds out (:data:`asfe3d.data.individual.HELD_OUT`).
+
+    Raises:
+        ConfigError: naming the anatomies and the person they share.
+    """
+    import logging
+
+    from asfe3d.data.individual import HELD_OUT, SAME_PERSON
+
+    people = {name: SAME_PERSON.get(name, name) for name in [*anatomies, *val_anatomies]}
+    trained = {people[name]: name for name in anatomies}
+    shared = [(name, trained[people[name]]) for name in val_anatomies if people[name] in trained]
+    if shared:
+        same = "".join(f"; {v} and {t} are one person (its labels in another contrast)" for v, t in shared if v != t)
+        raise ConfigError(f"data.val_anatomies must be held out of data.anatomies, both hold "
+                          f"{sorted(v for v, _ in shared)}{same}")
+    taken = sorted(people[name] for name in anatomies if people[name] in HELD_OUT)
+    if taken:
+        logging.getLogger("asfe3d").warning(
+            "data.anatomies trains on %s, the person the shipped weights were chosen on (held out of their training, "
+            "docs/training.md): weights trained on it cannot be chosen on it", ", ".join(taken))
 
 
 def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
@@ -220,7 +278,8 @@ def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, v
     Raises:
         ConfigError: a named subject not in the CSV, or naming every subject.
         Asfe3dInputError: a CSV too short to split, or a PET that a training and a validation subject share (the
-            validation would not be held out; a shared MRI is taken: a template in which every PET is given).
+            validation would not be held out; a shared MRI is taken: a template in which every PET is given): the
+            same file, or, when the rows hold ``pet_sha256``, the same contents under another name.
     """
     from asfe3d.errors import Asfe3dInputError
 
@@ -242,12 +301,20 @@ def split_subjects(rows: list[dict[str, Any]], val_subjects: list[str] | None, v
             raise ConfigError(f"data.val_subjects and the pairs CSV {str(csv_path)!r}: {problem}")
         raise Asfe3dInputError(csv_path, problem)
     # a PET is a subject's own: one on both sides would not be held out (an MRI may be a template all PETs share)
-    seen = {str(Path(r["pet"]).resolve()): r["subject"] for r in train if "pet" in r}
+    seen = {str(Path(r["pet"]).resolve()): r for r in train if "pet" in r}
+    contents = {r["pet_sha256"]: r for r in train if r.get("pet_sha256")}
     for r in val:
-        if "pet" in r and str(Path(r["pet"]).resolve()) in seen:
+        if "pet" not in r:
+            continue
+        same = seen.get(str(Path(r["pet"]).resolve()))
+        if same is not None:
+            what = f"the PET {str(r['pet'])!r}"
+        else:
+            same = contents.get(r.get("pet_sha256") or "")
+            what = "" if same is None else f"one PET: {str(r['pet'])!r} holds the bytes of {str(same['pet'])!r}"
+        if same is not None:
             raise Asfe3dInputError(csv_path, f"validation subject {r['subject']!r} and training subject "
-                                             f"{seen[str(Path(r['pet']).resolve())]!r} share the PET {str(r['pet'])!r}: "
-                                             "the validation would not be held out")
+                                             f"{same['subject']!r} share {what}: the validation would not be held out")
     return train, val
 
 
@@ -324,9 +391,10 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         from asfe3d.io.record import content_digest
 
         rows = read_pairs_csv(d["path"])
-        train_rows, val_rows = split_subjects(rows, d["val_subjects"], d["val_fraction"], Path(d["path"]).expanduser())
-        for r in rows:  # what each subject's files hold: the provenance, the resume check and the prepared pairs' names
+        for r in rows:  # what each subject's files hold: the provenance, the resume check, the prepared pairs' names
+            # and the split's check (a PET copied under another name is the same PET)
             r.update({f"{k}_sha256": content_digest(r[k]) for k in ("mri", "pet")})
+        train_rows, val_rows = split_subjects(rows, d["val_subjects"], d["val_fraction"], Path(d["path"]).expanduser())
         # prepared pairs are kept in the run folder, memory-mapped (a cohort larger than the memory; a resume
         # skips the registration)
         common = {"crop": d["crop"], "registration": d["registration"], "spatial_dims": cfg["spatial_dims"],
@@ -1109,13 +1177,14 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
             if val_loss < progress.best_val:
                 progress.best_val, progress.best_epoch = val_loss, epoch + 1
                 progress.best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            if dist_info.is_main:
-                _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0,
-                           generators, data_desc)
+            if dist_info.is_main:  # last.pt last: a run stopped before it redoes this epoch on --resume (it was
+                # first, and a kill before best.pt left a stale best.pt that a resume, finding every epoch done, refused)
                 _write_log(history, out)
                 _plot(history, out)
                 _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,
                            progress.best_val, progress.prior_seconds + time.time() - t0, device, command, save_weights)
+                _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0,
+                           generators, data_desc)
                 print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
                       f"({row['seconds']:.0f} s, lr {row['lr']:.2e})", flush=True)
         seconds = time.time() - t0

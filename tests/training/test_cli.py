@@ -43,3 +43,28 @@ def test_a_pairs_config_names_its_missing_csv_in_one_line(tmp_path: Path, capsys
     assert main(["--config", str(cfg), "--data", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [f"asfe3d: error: {tmp_path / 'mine.csv'}: pairs CSV not found"]
+
+
+@pytest.mark.parametrize("stop, code, word", [(KeyboardInterrupt, 130, "interrupted"), (None, 143, "terminated")])
+def test_a_stopped_run_says_what_it_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch,
+                                         stop, code, word) -> None:
+    """Probe 48 #10: Ctrl-C / SIGTERM said "no partial output was kept", while the finished epochs' last.pt and
+    best.pt are kept and resumable."""
+    import torch
+
+    import asfe3d.training.engine as engine
+    from asfe3d.errors import Terminated
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"spatial_dims: 2\ndata: {{source: hmif, path: {tmp_path}}}\nout: {tmp_path / 'run'}\n")
+
+    def stopped(*args, **kwargs):
+        (tmp_path / "run").mkdir()
+        torch.save({"epoch": 3}, tmp_path / "run" / "last.pt")
+        raise (stop or Terminated)()
+
+    monkeypatch.setattr(engine, "train", stopped)
+    assert main(["--config", str(config)]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(f"asfe3d: {word}; {tmp_path / 'run' / 'last.pt'} holds the 3 finished epoch(s)")
+    assert err.rstrip().endswith("continue with --resume") and "no partial output" not in err

@@ -149,7 +149,7 @@ def test_init_starts_from_a_weight_file(tmp_path: Path) -> None:
     cfg["train"].update(steps_per_epoch=1, num_threads=1)
     first = train(cfg)
     tuned_cfg = _config(data, tmp_path / "b", epochs=1)
-    tuned_cfg["train"].update(steps_per_epoch=1, num_threads=1, lr=1e-12, weight_decay=0.0,
+    tuned_cfg["train"].update(steps_per_epoch=1, num_threads=1, lr=1e-12, min_lr=0.0, weight_decay=0.0,
                               init=str(first.best_path))
     tuned = train(tuned_cfg)
     a, b = load_weights(first.best_path)["state_dict"], load_weights(tuned.best_path)["state_dict"]
@@ -224,7 +224,9 @@ def test_batch_loss_gives_the_change_term_the_batch_voxel_sizes() -> None:
 
 def test_an_interrupted_run_resumed_is_the_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopped after epoch 1 (its last.pt written) and resumed: the same losses and weights as a run never stopped
-    (the sampler's generator is saved and put back, not seeded again)."""
+    (the sampler's generator is saved and put back, not seeded again). It is stopped while epoch 2's files are
+    written, before its last.pt (probe 48 #3: last.pt was written first, so a kill before best.pt left a stale
+    best.pt that the resume, finding every epoch done, refused to mend)."""
     import asfe3d.training.engine as engine
 
     data = _fake_hmif(tmp_path)
@@ -232,6 +234,8 @@ def test_an_interrupted_run_resumed_is_the_uninterrupted_run(tmp_path: Path, mon
     plot = engine._plot
 
     def stop_once(history, out):
+        if len(history) < 2:
+            return plot(history, out)
         monkeypatch.setattr(engine, "_plot", plot)
         raise KeyboardInterrupt
 
@@ -245,6 +249,10 @@ def test_an_interrupted_run_resumed_is_the_uninterrupted_run(tmp_path: Path, mon
     a = torch.load(straight.last_path, weights_only=False)["net"]
     b = torch.load(resumed.last_path, weights_only=False)["net"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    best_a = torch.load(straight.best_path, weights_only=False)
+    best_b = torch.load(resumed.best_path, weights_only=False)
+    assert best_a["meta"]["best_epoch"] == best_b["meta"]["best_epoch"]
+    assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
 
 
 def test_pairs_source_trains_on_the_users_own_volumes_with_whole_subjects_held_out(demo_files, tmp_path: Path) -> None:
@@ -252,7 +260,7 @@ def test_pairs_source_trains_on_the_users_own_volumes_with_whole_subjects_held_o
     the named ones) held out for validation; the run's provenance names both sides."""
     from tests.conftest import make_cohort
 
-    csv_path = make_cohort(tmp_path / "cohort", demo_files, 3)
+    csv_path = make_cohort(tmp_path / "cohort", demo_files, 3, distinct=True)
     cfg = {"spatial_dims": 3, "preset": "efficient",
            "data": {"source": "pairs", "path": str(csv_path), "crop": [16, 16, 16], "length": 2, "val_length": 1},
            "train": {"epochs": 1, "batch_size": 2, "lr": 1e-3, "seed": 0, "device": "cpu", "num_threads": 1},
@@ -261,7 +269,8 @@ def test_pairs_source_trains_on_the_users_own_volumes_with_whole_subjects_held_o
     assert np.isfinite(result.final_train_loss) and np.isfinite(result.best_val_loss)
     data = load_weights(result.best_path)["meta"]["data"]
     assert data["source"] == "pairs" and data["train"] == ["sub01", "sub02"] and data["val"] == ["sub03"]
-    assert sorted(p.suffix for p in (tmp_path / "run" / "prepared_pairs").iterdir()) == [".json", ".npy", ".npy"]
+    # one prepared pair per subject (named by content: the demo copies, identical before, shared one)
+    assert sorted(p.suffix for p in (tmp_path / "run" / "prepared_pairs").iterdir()) == [".json"] * 3 + [".npy"] * 6
     import asfe3d.data.pairs as pairs
 
     def no_registration(*args, **kwargs):
@@ -345,7 +354,7 @@ def test_a_resume_on_other_volumes_under_the_same_names_is_refused_before_any_pa
     from asfe3d.errors import Asfe3dInputError
     from tests.conftest import make_cohort
 
-    csv_path = make_cohort(tmp_path / "cohort", demo_files, 3)
+    csv_path = make_cohort(tmp_path / "cohort", demo_files, 3, distinct=True)
     cfg = {"spatial_dims": 3,
            "data": {"source": "pairs", "path": str(csv_path), "crop": [16, 16, 16], "length": 2, "val_length": 1},
            "train": {"epochs": 1, "batch_size": 2, "seed": 0, "device": "cpu", "num_threads": 1},
@@ -412,3 +421,69 @@ def test_resume_false_as_a_word_starts_no_resume(tmp_path: Path) -> None:
     with pytest.raises(Asfe3dInputError) as plain:
         train(_config(data, run, epochs=1), resume=False)
     assert str(words.value) == str(plain.value) and "resume asked for" not in str(plain.value)
+
+
+def test_pairs_split_refuses_a_pet_copied_under_another_name(tmp_path: Path) -> None:
+    """Probe 48 #1: a training subject's PET copied under a new name and listed as the held-out subject trained and
+    validated on the same volume (only resolved paths were compared)."""
+    from asfe3d.errors import Asfe3dInputError
+    from asfe3d.training.engine import split_subjects
+
+    rows = [{"subject": s, "mri": tmp_path / f"{s}_mri", "pet": tmp_path / f"{s}_pet", "pet_sha256": digest}
+            for s, digest in (("a", "1" * 64), ("b", "2" * 64), ("held", "1" * 64))]
+    with pytest.raises(Asfe3dInputError, match=r"validation subject 'held' and training subject 'a' share one PET: "
+                                               r".*held_pet' holds the bytes of .*a_pet'"):
+        split_subjects(rows, ["held"], 0.2, tmp_path / "pairs.csv")
+    rows[2]["pet_sha256"] = "3" * 64
+    assert split_subjects(rows, ["held"], 0.2, tmp_path / "pairs.csv") == (rows[:2], rows[2:])
+
+
+def test_wholehead_validation_holds_out_people_not_names(caplog) -> None:
+    """Probe 48 #2: ``bert_synth`` (bert's labels in new contrasts) validated a network trained on ``bert`` (names
+    were compared); training on ``otsu``, the person the shipped weights were chosen on, said nothing."""
+    import logging
+
+    with pytest.raises(ValueError, match=r"both hold \['bert_synth'\]; bert_synth and bert are one person"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "anatomies": ["bert", "gd"],
+                                                    "val_anatomies": ["bert_synth"]}})
+    with caplog.at_level(logging.WARNING, logger="asfe3d"):
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "anatomies": ["gd"],
+                                                    "val_anatomies": ["bert_synth"]}})
+        assert "otsu" not in caplog.text
+        resolve_config({"spatial_dims": 3, "data": {"source": "wholehead", "path": "x", "anatomies": ["otsu", "gd"],
+                                                    "val_anatomies": ["bert"]}})
+    assert "data.anatomies trains on otsu, the person the shipped weights were chosen on" in caplog.text
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    ("train", "seed", "abc", r"train.seed must be an integer, got 'abc'"),
+    ("train", "seed", 1.5, r"train.seed must be an integer, got 1.5"),
+    ("train", "epochs", True, r"train.epochs must be an integer >= 1, got True"),
+    ("train", "batch_size", True, r"train.batch_size must be an integer >= 1, got True"),
+    ("train", "amp", "maybe", r"train.amp must be true or false, got 'maybe'"),
+    ("train", "device", "gpu", r"train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("train", "min_lr", 1.0, r"train.min_lr \(1.0\) must not exceed train.lr \(0.002\)"),
+    ("data", "val_crop", -5, r"data.val_crop must be null \(the training crop\) or an integer >= 8, got -5"),
+    ("data", "val_limit", 0, r"data.val_limit must be null \(every validation image\) or an integer >= 1, got 0"),
+    (None, "out", None, r"out \(the run folder; CLI: --out\) must be a path, got None"),
+])
+def test_values_that_crashed_or_ran_as_something_else_are_refused(section, key, value, match) -> None:
+    """Probe 48 #6-#7: these gave a traceback when used, or ran silently as another value (``epochs: true`` one
+    epoch, ``amp: maybe`` true, ``min_lr`` above ``lr`` a schedule climbing to it, ``val_limit: 0`` every image)."""
+    from asfe3d.errors import ConfigError
+
+    cfg: dict = {"spatial_dims": 2, "data": {"source": "hmif", "path": "x"}}
+    if section is None:
+        cfg[key] = value
+    else:
+        cfg.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError, match=match):
+        resolve_config(cfg)
+
+
+def test_a_cuda_device_without_cuda_is_refused_in_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asfe3d.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"train.device 'cuda:1': no CUDA device is available here"):
+        resolve_config({"spatial_dims": 2, "data": {"source": "hmif", "path": "x"}, "train": {"device": "cuda:1"}})
