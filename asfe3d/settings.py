@@ -90,6 +90,21 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalising a frozen dataclass's field in __post_init__
 
 
+def _plain_values(group: Any) -> None:
+    """Numpy values of a settings group as Python ones, before the group's checks: a scalar (``np.int64(3)``,
+    ``np.float32(0.5)``) as its ``int`` / ``float``, an array as a list. Kept as given, a numpy integer seed was
+    written into the completion record as the string ``"3"``, which the record's own settings then refused, and a
+    float32 was refused as not a number."""
+    import numpy as np
+
+    for f in dataclasses.fields(group):
+        value = getattr(group, f.name)
+        if isinstance(value, np.generic):
+            _set(group, f.name, value.item())
+        elif isinstance(value, np.ndarray):
+            _set(group, f.name, value.tolist())
+
+
 def as_bool(option: str, value: Any) -> bool:
     """A switch: ``True`` or ``False``, also spelt as the words ``"true"`` / ``"false"`` (any case: what a
     command line such as ``python -m monai.bundle run ... --overwrite true`` passes); anything else is refused (a
@@ -186,6 +201,7 @@ class InputSettings:
     allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
+        _plain_values(self)
         _optional_text("mri_series", self.mri_series)
         _optional_text("pet_series", self.pet_series)
         _optional_frame("mri_frame", self.mri_frame)
@@ -242,6 +258,7 @@ class RegistrationSettings:
     min_overlap: float = DEFAULT_MIN_OVERLAP
 
     def __post_init__(self) -> None:
+        _plain_values(self)
         if self.method not in REGISTRATION_CHOICES:
             raise _bad("registration", f"must be one of {REGISTRATION_CHOICES}, got {self.method!r}")
         if self.qc not in QC_MODES:
@@ -328,6 +345,7 @@ class FusionSettings:
     pet_smooth_mm: float = 0.0
 
     def __post_init__(self) -> None:
+        _plain_values(self)
         from asfe3d.fusion.base import available_methods
 
         if self.method not in available_methods():
@@ -428,8 +446,12 @@ class OutputSettings:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        _plain_values(self)
         for name in OPTIONAL_OUTPUTS:
             value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # a command line's word, as
+                value = as_bool(name, value)  # overwrite reads it (a file named "false" was asked for)
+                _set(self, name, value)
             if value is None:
                 _set(self, name, False)
             elif not isinstance(value, bool):
@@ -496,6 +518,8 @@ class Settings:
         unknown = sorted(set(groups) - set(_GROUPS))
         if unknown:
             raise TypeError(f"unknown settings group(s) {unknown}; the groups are {sorted(_GROUPS)}")
+        for name, fields in groups.items():
+            _check_fields(name, fields)
         changed = {name: dataclasses.replace(getattr(self, name), **fields) for name, fields in groups.items()}
         return dataclasses.replace(self, **changed)
 
@@ -515,7 +539,7 @@ class Settings:
     @classmethod
     def from_flat(cls, **values: Any) -> Settings:
         """The settings from flat names (:data:`FLAT_NAMES`, as the command line names them), e.g.
-        ``Settings.from_flat(method="mean", registration="none", save_rgb=True)``; the rest default.
+        ``Settings.from_flat(method="mean", registration="none", rgb=True)``; the rest default.
 
         Raises:
             TypeError: an unknown name (with the closest known ones).
@@ -541,7 +565,6 @@ class Settings:
             TypeError: an unknown group or field.
             Asfe3dInputError: a bad value.
         """
-        import difflib
         from collections.abc import Mapping
 
         data = dict(data or {})
@@ -552,14 +575,21 @@ class Settings:
         for name, fields in data.items():
             if not isinstance(fields, Mapping):
                 raise TypeError(f"settings group {name!r} must be a mapping of its fields, got {fields!r}")
-            known = [f.name for f in dataclasses.fields(_GROUPS[name])]
-            for key in fields:
-                if key not in known:
-                    close = difflib.get_close_matches(str(key), known, n=2)
-                    raise TypeError(f"unknown setting {name}.{key}" + (f" (did you mean {' or '.join(close)}?)" if close
-                                                                       else f"; the {name} settings are {known}"))
+            _check_fields(name, fields)
             groups[name] = _GROUPS[name](**dict(fields))
         return cls(**groups)
+
+
+def _check_fields(group: str, fields: Any) -> None:
+    """Refuse a field that group ``group`` does not have, with the closest known ones (:class:`TypeError`)."""
+    import difflib
+
+    known = [f.name for f in dataclasses.fields(_GROUPS[group])]
+    for key in fields:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=2)
+            raise TypeError(f"unknown setting {group}.{key}" + (f" (did you mean {' or '.join(close)}?)" if close
+                                                                else f"; the {group} settings are {known}"))
 
 
 _GROUPS: dict[str, type] = {"inputs": InputSettings, "registration": RegistrationSettings, "fusion": FusionSettings,

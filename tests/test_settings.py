@@ -386,3 +386,29 @@ def test_pet_sidecar_may_be_metadata_as_a_mapping():
     assert Settings.from_dict(s.as_dict()).inputs.pet_sidecar == meta
     with pytest.raises(Asfe3dInputError, match="mapping of JSON values"):
         Settings.from_flat(pet_sidecar={"when": object()})
+
+
+def test_numpy_values_are_plain_and_round_trip() -> None:
+    """Probe 47 #1/#6: ``seed=np.int64(3)`` was kept as numpy (as_dict failed json.dumps; the record then held the
+    string "3", which from_dict refused); ``np.float32(0.5)`` was refused as not a number."""
+    import json
+
+    import numpy as np
+
+    s = Settings.from_flat(seed=np.int64(3), pet_consistency=np.float32(0.5), roi_size=np.array([32, 32, 32]),
+                           min_overlap=np.float64(0.25))
+    text = json.dumps(s.as_dict())
+    assert type(s.registration.seed) is int and s.registration.seed == 3 and s.fusion.pet_consistency == 0.5
+    assert Settings.from_dict(json.loads(text)) == s
+    with pytest.raises(Asfe3dInputError, match=r"min_voxel_mm: must be .* got \[1.0, 2.0\]"):
+        Settings.from_flat(min_voxel_mm=np.array([1.0, 2.0]))
+
+
+def test_output_switches_as_words_and_replace_names_the_field() -> None:
+    """Probe 47 #5/#13: ``rgb="false"`` asked for a file named ``false``; ``replace`` with a typo gave Python's bare
+    "unexpected keyword argument"."""
+    s = Settings.from_flat(rgb="false", preview="True", report="TRUE", overwrite="false")
+    assert s.outputs.rgb is False and s.outputs.preview is True and s.outputs.report is True
+    assert Settings.from_flat(method="mean", registration="none", rgb=True).outputs.rgb is True  # the docstring's
+    with pytest.raises(TypeError, match=r"unknown setting outputs.overwite \(did you mean overwrite\?\)"):
+        s.replace(outputs={"overwite": True})
