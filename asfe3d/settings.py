@@ -503,6 +503,7 @@ class Settings:
         for name, kind in _GROUPS.items():
             value = getattr(self, name)
             if isinstance(value, dict):  # a group given as its fields (configs, records)
+                _check_fields(name, value)
                 _set(self, name, kind(**value))
             elif not isinstance(value, kind):
                 raise TypeError(f"Settings.{name} must be a {kind.__name__} or a dict, got {type(value).__name__}")

@@ -175,7 +175,10 @@ def grid_spacing(inputs: Any, spacing: Sequence[float] | None = None) -> tuple[f
         what = "the input's affine gives a voxel size of"
     else:
         what = "spacing must be three voxel sizes > 0 (mm), got"
-    values = [float(v) for v in np.asarray(spacing, dtype=float).ravel()]
+    try:
+        values = [float(v) for v in np.asarray(spacing, dtype=float).ravel()]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} {spacing!r}") from None
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"{what} {values!r}")
     return values[0], values[1], values[2]
@@ -424,14 +427,20 @@ def _check_axis(name: str, value: Any, auto: bool = True) -> None:
 
 def _check_device(name: str, value: Any) -> torch.device | None:
     """``value`` (``None``, a ``torch.device`` or a device string such as ``"cpu"`` / ``"cuda:1"``) as a device."""
-    if value is None or isinstance(value, torch.device):
+    if value is None:
         return value
+    device = value if isinstance(value, torch.device) else None
     if isinstance(value, str):
         try:
-            return torch.device(value)
+            device = torch.device(value)
         except RuntimeError:
             pass
-    raise ValueError(f"{name} must be None, a torch.device or a device string such as 'cpu' or 'cuda:0', got {value!r}")
+    if device is None:
+        raise ValueError(f"{name} must be None, a torch.device or a device string such as 'cpu' or 'cuda:0', got "
+                         f"{value!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():  # (later: an "out of memory" hint, or an assertion)
+        raise ValueError(f"{name} {value!r} requested but CUDA is not available on this machine")
+    return device
 
 
 class FusionInferer(Inferer):
@@ -442,7 +451,8 @@ class FusionInferer(Inferer):
         slice_axis: for ``slice``: ``"auto"`` (the voxel axis closest to superior-inferior, from the input
             MetaTensor's affine) or 0, 1, 2 (``X, Y, Z``). A call may name the axis instead (``slice_axis=``).
         roi_size: for ``volume``: ``"auto"`` (windows of :data:`DEFAULT_ROI`; before 2026-12-04 the whole volume up to 12 M voxels, else
-            :data:`DEFAULT_ROI`) or three sizes, each clipped to the volume (``<= 0``: the whole axis).
+            :data:`DEFAULT_ROI`) or three sizes, each clipped to the volume (``<= 0``: the whole axis); one integer
+            is that size on every axis (as MONAI's inferers take it). ``overlap`` is one fraction for every axis.
         overlap: for ``volume``: the window overlap fraction, in ``[0, 1)``.
         sw_batch_size: slices or windows per forward pass (>= 1).
         sw_device: where the network runs (``None``: the input's device).
@@ -468,7 +478,7 @@ class FusionInferer(Inferer):
         ValueError: a bad setting (quoted).
     """
 
-    def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | str = "auto",
+    def __init__(self, mode: str = "volume", slice_axis: int | str = "auto", roi_size: Sequence[int] | int | str = "auto",
                  overlap: float = 0.25, sw_batch_size: int = 4, sw_device: torch.device | str | None = None,
                  device: torch.device | str | None = None, progress: bool = False, stitch: str = "output",
                  min_voxel_mm: float | None = None, max_voxel_mm: float | None = None,
@@ -478,6 +488,8 @@ class FusionInferer(Inferer):
         if mode not in INFERER_MODES:
             raise ValueError(f"mode must be one of {INFERER_MODES}, got {mode!r}")
         _check_axis("slice_axis", slice_axis)
+        if is_int(roi_size):  # one size for every axis, as MONAI's inferers take it
+            roi_size = (int(roi_size),) * 3  # type: ignore[arg-type]
         if isinstance(roi_size, str):
             if roi_size != "auto":
                 raise ValueError(f"roi_size must be 'auto' or three sizes, got {roi_size!r}")
@@ -681,6 +693,8 @@ class FusionInferer(Inferer):
         if inputs.ndim != 5:
             raise ValueError(f"inputs must be (B, C, X, Y, Z), got shape {tuple(inputs.shape)}")
         inputs = inputs.float()  # float64 or float16 images: the networks' weights are float32
+        if spacing is not None:  # checked whether or not a step needs the grid
+            grid_spacing(None, spacing)
         finite = torch.isfinite(inputs.detach()).reshape(*inputs.shape[:2], -1).all(dim=-1)
         if not bool(finite.all()):  # one NaN spreads over the whole output through the network's normalisation
             item, channel = (int(i) for i in torch.nonzero(~finite)[0])
@@ -708,7 +722,10 @@ class FusionInferer(Inferer):
         (:func:`support_box`), 0 around it; a batch whose items hold their signal in different boxes item by item
         (one item's background must not change another's fused image)."""
         boxes = [support_box(inputs[i:i + 1].detach()) for i in range(int(inputs.shape[0]))]
-        if len({None if b is None else tuple((a.start, a.stop) for a in b) for b in boxes}) > 1:
+        # (an all-zero item's box is None, as a full one's: told apart, it is 0 without the network)
+        keys = {("empty" if not bool(inputs[i].detach().any()) else None) if b is None
+                else tuple((a.start, a.stop) for a in b) for i, b in enumerate(boxes)}
+        if len(keys) > 1:
             if steer_gains is not None and len(list(steer_gains)) != len(boxes):
                 raise ValueError(f"steer_gains must give one factor >= 1 per item of inputs {tuple(inputs.shape)}, "
                                  f"got {list(steer_gains)!r}")
@@ -723,6 +740,12 @@ class FusionInferer(Inferer):
                 args: tuple, kwargs: dict, slice_axis: int | str | None, spacing: Sequence[float] | None,
                 steer_gains: Sequence[float] | None) -> Any:
         """:meth:`_run` on inputs whose signal lies in ``box`` (:func:`support_box`; ``None``: the whole volume)."""
+        if box is None and not bool(inputs.detach().any()):  # nothing to fuse: 0, as every method gives (the
+            # network on zeros gave a grey up to 0.14)
+            empty = torch.zeros((inputs.shape[0], 1, *inputs.shape[2:]), dtype=torch.float32,
+                                device=self.device or inputs.device)
+            return convert_to_dst_type(empty, inputs, device=empty.device)[0] if isinstance(inputs, MetaTensor) \
+                else empty
         if box is None:
             return self._run_whole(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
         index = (slice(None), slice(None), *box)

@@ -55,6 +55,13 @@ __all__ = [
 WINDOW_KEY = "asfe3d_window"
 
 
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array on the CPU; bfloat16, which numpy has no type for, as float32 (it was
+    numpy's bare "Got unsupported ScalarType BFloat16")."""
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
 def _as_metatensor(img: Any, name: str, grid: str | None = None) -> MetaTensor:
     """``img`` as a MetaTensor; a plain tensor or array gets MONAI's default (1 mm, identity) affine, unless the
     step needs the image's real grid (``grid`` says what for): then it is refused, not taken for a 1 mm grid."""
@@ -107,7 +114,7 @@ def sitk_from_metatensor(img: MetaTensor, channel: int = 0) -> Any:
     """The SimpleITK image (LPS geometry) of one channel of a 3D MetaTensor."""
     from asfe3d.io import sitk_image_from_ras_affine
 
-    arr = img[channel].detach().cpu().numpy()
+    arr = _numpy(img[channel])
     return sitk_image_from_ras_affine(np.asarray(arr, dtype=np.float32), ras_affine(img))
 
 
@@ -172,7 +179,7 @@ def fuse_options(fuser: Any, img: MetaTensor, slice_axis: int | str | None = "au
     if getattr(fuser, "uses_spacing", False):  # a method that works in mm (highpass): the grid's voxel size
         options["spacing"] = np.linalg.norm(np.asarray(img.affine, float)[: img.ndim - 1, : img.ndim - 1], axis=0)
     if slice_axis is not None and getattr(fuser, "mode", None) == "slice" and img.ndim == 4:
-        options["slice_axis"] = (auto_slice_axis(img.affine.detach().cpu().numpy()) if slice_axis == "auto"
+        options["slice_axis"] = (auto_slice_axis(_numpy(img.affine)) if slice_axis == "auto"
                                  else int(slice_axis))
     return options
 
@@ -560,8 +567,8 @@ class RobustNormalize(Transform):
     """
 
     def __init__(self, lower: float = 0.5, upper: float = 99.5, clip_upper: bool = True) -> None:
-        if not 0.0 <= lower < upper <= 100.0:
-            raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
+        if not (is_real(lower) and is_real(upper) and 0.0 <= lower < upper <= 100.0):
+            raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower!r}, upper={upper!r}")
         self.lower = lower
         self.upper = upper
         self.clip_upper = bool(clip_upper)
@@ -579,11 +586,11 @@ class RobustNormalize(Transform):
         from asfe3d.transforms.intensity import head_mask
 
         img = _as_metatensor(img, "img")
-        arr = img.detach().cpu().numpy().astype(np.float32, copy=False)
+        arr = _numpy(img).astype(np.float32, copy=False)
         if mask is None:
             mask_arr = head_mask(arr[0])
         else:
-            mask_arr = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask, bool)
+            mask_arr = np.asarray(_numpy(mask) if isinstance(mask, torch.Tensor) else mask, bool)
             mask_arr = mask_arr[0] if mask_arr.ndim == arr.ndim and mask_arr.shape[0] == 1 else mask_arr
             if mask_arr.shape != arr.shape[1:]:
                 raise ValueError(f"mask must be one channel on the image's grid, (1, *spatial) or spatial with spatial "
@@ -613,7 +620,7 @@ class RobustNormalize(Transform):
 
         normalised = _as_metatensor(normalised, "normalised")
         values = normalised.as_tensor()
-        above = torch.from_numpy(above_window(values.detach().cpu().numpy()))
+        above = torch.from_numpy(above_window(_numpy(values)))
         return derive_metatensor(values.clamp(max=1.0), normalised, meta=_meta(normalised)), above
 
 
@@ -676,7 +683,7 @@ def _spatial_mask(mask: torch.Tensor | np.ndarray | None, spatial: tuple[int, ..
     """``mask`` as a bool tensor of shape ``spatial`` (given as ``(1, *spatial)`` or ``spatial``), or ``None``."""
     if mask is None:
         return None
-    arr = torch.as_tensor(np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask))
+    arr = torch.as_tensor(np.asarray(_numpy(mask) if isinstance(mask, torch.Tensor) else mask))
     if tuple(arr.shape) == (1, *spatial):
         arr = arr[0]
     if tuple(arr.shape) != tuple(spatial):
@@ -788,7 +795,7 @@ class Fuse(Transform):
         # not change the fused head
         box = support_box(turned.detach()) if img.ndim == 4 else None
         part = turned if box is None else turned[(slice(None), *box)]
-        arr = part.detach().cpu().numpy()
+        arr = _numpy(part)
         options = fuse_options(self.fuser, turned, slice_axis)
         meta = _meta(img)
         steer = getattr(self.fuser, "detail_steer_gain", None)
@@ -844,10 +851,10 @@ class ColourFuse(Transform):
         img = _as_metatensor(img, "img", None if luma is not None else _grid_reason(self.fuser, self.slice_axis))
         if img.shape[0] != 2:
             raise ValueError(f"img must be (2, *spatial) [MRI, PET], got {tuple(img.shape)}")
-        arr = img.detach().cpu().numpy()
+        arr = _numpy(img)
         window = colour_window(arr[1])  # a window that does not saturate
         if luma is not None:
-            grey = np.asarray(luma.detach().cpu().numpy() if isinstance(luma, torch.Tensor) else luma, np.float32)
+            grey = np.asarray(_numpy(luma) if isinstance(luma, torch.Tensor) else luma, np.float32)
             if grey.shape != (1, *arr.shape[1:]):
                 raise ValueError(f"luma must have shape {(1, *arr.shape[1:])}, got {grey.shape}")
             rgb = fuse_colour_planes(arr[0], arr[1], self.colormap, window, luma=grey[0])
@@ -908,7 +915,7 @@ class RestoreIntensity(Transform):
         if bounds is None or not bounds[1] > bounds[0]:
             raise ValueError(f"window must be (lo, hi), two finite numbers with hi > lo, got {window!r}")
         lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
-        values = (img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)).astype(np.float32)
+        values = (_numpy(img) if isinstance(img, torch.Tensor) else np.asarray(img)).astype(np.float32)
         if above is not None:
             values = values + _headroom_on(above, values.shape)
         arr = torch.from_numpy((values * (hi - lo) + lo).astype(np.float32))
@@ -934,7 +941,7 @@ def _headroom_on(above: torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> np
     """:func:`~asfe3d.transforms.intensity.headroom` of ``above``, float32, in an image's ``shape``."""
     from asfe3d.transforms.intensity import headroom
 
-    extra = np.asarray(above.detach().cpu().numpy() if isinstance(above, torch.Tensor) else above, np.float32)
+    extra = np.asarray(_numpy(above) if isinstance(above, torch.Tensor) else above, np.float32)
     if extra.size != int(np.prod(shape)) or extra.shape[-3:] != tuple(shape[-3:]):
         raise ValueError(f"above must have the image's shape {tuple(shape)}, got {tuple(extra.shape)}")
     return headroom(extra).reshape(shape)
@@ -1053,7 +1060,7 @@ def _write_item(kind: str, value: Any, vol: Any, path: Path, inputs: Sequence[st
         return
     img = _as_metatensor(value, kind)
     _check_channel_first_3d(img, kind)
-    arr = img.detach().cpu().numpy()
+    arr = _numpy(img)
     if arr.shape[0] == 1:
         data = arr[0].astype(np.float32, copy=False)
     elif arr.shape[0] == 3:

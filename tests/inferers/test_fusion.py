@@ -1147,3 +1147,28 @@ def test_numpy_numbers_and_device_strings_taken():
     inferer = FusionInferer("slice", overlap=np.float32(0.5), slice_axis=np.int64(1), sw_device="cpu",
                             device=torch.device("cpu"))
     assert inferer.overlap == 0.5 and inferer.sw_device == torch.device("cpu") and inferer.device.type == "cpu"
+
+
+def test_an_all_zero_input_fuses_to_zero_without_the_network():
+    """Probe 47 #7: an all-zero [MRI, PET] ran the network on zeros (a grey up to 0.14); every method gives 0."""
+    net = _net3()
+    with torch.no_grad():
+        out = FusionInferer("volume")(torch.zeros(2, 2, 12, 12, 12), net)
+        mixed = FusionInferer("volume")(torch.cat([torch.zeros(1, 2, 12, 12, 12), torch.rand(1, 2, 12, 12, 12)]), net)
+    assert out.shape == (2, 1, 12, 12, 12) and float(out.abs().max()) == 0.0
+    assert float(mixed[0].abs().max()) == 0.0 and float(mixed[1].max()) > 0
+
+
+def test_inferer_arguments_as_monai_users_give_them(monkeypatch):
+    """Probe 47 #4/#8/#9: ``roi_size=16`` failed on iterating an int; ``spacing`` was not checked when no step
+    needed it (``"a"`` gave numpy's raw message); ``device="cuda"`` without CUDA failed at the call with MONAI's
+    out-of-memory hint or a bare assertion."""
+    assert FusionInferer("volume", roi_size=16).roi_size == (16, 16, 16)
+    net = _net3()
+    for bad in ((0, 1, 1), ("a", 1, 1), (1.0, 1.0)):
+        with pytest.raises(ValueError, match=r"spacing must be three voxel sizes > 0 \(mm\), got"):
+            FusionInferer("volume")(torch.rand(1, 2, 8, 8, 8), net, spacing=bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for option in ("device", "sw_device"):
+        with pytest.raises(ValueError, match=rf"{option} 'cuda' requested but CUDA is not available on this machine"):
+            FusionInferer("volume", **{option: "cuda"})

@@ -26,3 +26,14 @@ def test_numpy_integers_are_taken() -> None:
     assert net.config["spatial_dims"] == 2 and type(net.config["spatial_dims"]) is int
     with torch.no_grad():
         assert net(torch.rand(1, 2, 9, 11)).shape == (1, 1, 9, 11)
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"attn_window": 0}, r"attn_window must be a positive int or 3 positive ints, got 0"),
+    ({"moe_window": (4, 4)}, r"moe_window must be a positive int or 3 positive ints, got \(4, 4\)"),
+    ({"aff_mask_kernel": 4}, r"aff_mask_kernel must be a positive odd int, got 4"),
+])
+def test_block_options_are_named_as_given(override: dict, match: str) -> None:
+    """Probe 47 #10: these were refused under the blocks' own names (window_size, mask_kernel)."""
+    with pytest.raises(ValueError, match=match):
+        ASFEFusion(3, **override)

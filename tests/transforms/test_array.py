@@ -595,3 +595,24 @@ def test_load_volume_refuses_an_image_loaded_already_and_takes_path_like_objects
             return str(path)
 
     assert LoadVolume()(Located()).shape == (1, 6, 5, 4)
+
+
+def test_bfloat16_images_are_taken_as_float16_ones_are() -> None:
+    """Probe 47 #2: a bfloat16 MetaTensor stopped five transforms with numpy's "Got unsupported ScalarType
+    BFloat16" (they turned it into numpy before casting)."""
+    c = torch.linspace(-1, 1, 16)
+    x, y, z = torch.meshgrid(c, c, c, indexing="ij")
+    vol = ((x**2 + y**2 + z**2).sqrt() < 0.8).float() * (100 + 50 * torch.sin(5 * x))
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    for dtype in (torch.float16, torch.bfloat16):
+        img = MetaTensor(vol[None], affine=affine).to(dtype)
+        pair = MetaTensor(torch.stack([vol / 150, vol / 300]), affine=affine).to(dtype)
+        assert RobustNormalize()(img).dtype == torch.float32
+        assert HeadMask()(img).dtype == torch.bool
+        assert Fuse("mean")(pair).dtype == torch.float32 and ColourFuse("mean")(pair).dtype == torch.float32
+        assert RestoreIntensity()(pair[:1], (0.0, 10.0)).dtype == torch.float32
+
+
+def test_robust_normalize_refuses_a_percentile_that_is_not_a_number() -> None:
+    with pytest.raises(ValueError, match=r"need 0 <= lower < upper <= 100, got lower='a', upper=99.5"):
+        RobustNormalize(lower="a")

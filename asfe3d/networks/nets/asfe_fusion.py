@@ -15,7 +15,14 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 from asfe3d.networks.blocks.detail import DetailBand
 from asfe3d.networks.blocks.fusion_block import FusionBlock
-from asfe3d.networks.blocks.utils import _prod, check_spatial_dims, crop_to, pad_to_multiple, shape_text
+from asfe3d.networks.blocks.utils import (
+    _prod,
+    check_spatial_dims,
+    crop_to,
+    ensure_tuple_dims,
+    pad_to_multiple,
+    shape_text,
+)
 from asfe3d.networks.nets.presets import get_preset
 from asfe3d.utils import is_int, is_real
 
@@ -121,6 +128,12 @@ class ASFEFusion(nn.Module):
             raise ValueError(f"convs_per_stage must be an integer >= 1, got {cfg['convs_per_stage']!r}")
         if not (is_real(cfg["residual_scale"]) and math.isfinite(cfg["residual_scale"]) and cfg["residual_scale"] >= 0):
             raise ValueError(f"residual_scale must be a finite number >= 0, got {cfg['residual_scale']!r}")
+        for key in ("attn_window", "moe_window"):  # the blocks' own checks name their argument (window_size)
+            if cfg[key] is not None:  # (None: global attention / routing, the 2D paper setting)
+                ensure_tuple_dims(cfg[key], spatial_dims, key)
+        kernel = cfg["aff_mask_kernel"]
+        if not (is_int(kernel) and kernel >= 1 and kernel % 2 == 1):
+            raise ValueError(f"aff_mask_kernel must be a positive odd int, got {kernel!r}")
         cfg["encoder_channels"], cfg["fusion"] = chans, fusion
         cfg["stem_stride"], cfg["convs_per_stage"] = int(cfg["stem_stride"]), int(cfg["convs_per_stage"])
         cfg["residual_scale"] = float(cfg["residual_scale"])
