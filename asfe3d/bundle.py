@@ -53,6 +53,7 @@ __all__ = [
     "unknown_override_problems",
     "input_errors",
     "run_step",
+    "command_line",
 ]
 
 logger = logging.getLogger("asfe3d")
@@ -437,6 +438,19 @@ def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:
     defaults = ConfigParser.load_config_file(given["args_file"]) if given.get("args_file") else {}
     args = {**defaults, **given}
     return (args["config_file"], args) if args.get("config_file") else None
+
+
+def command_line(default: str) -> str:
+    """This process's command as typed, ``python -m monai.bundle run --config_file ... --training#train#epochs 1``,
+    when it is the ``monai.bundle`` command line (a training run's provenance: a fixed string hid the overrides);
+    else ``default`` (``monai.bundle.run(...)`` called from Python has no command line)."""
+    import shlex
+    import sys
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(spec, "name", None) != "monai.bundle.__main__" or len(sys.argv) < 2:
+        return default
+    return "python -m monai.bundle " + shlex.join(sys.argv[1:])
 
 
 def _input_error(exc: BaseException) -> Asfe3dInputError | None:

@@ -514,6 +514,31 @@ def _git_commit() -> str | None:
         return None
 
 
+def _git_changed() -> bool | None:
+    """Whether the package's checkout has local changes to tracked files (``git status``), so that a commit
+    recorded with weights is known to be their code or not; ``None`` outside a checkout."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def _this_run(command: str | None, progress: _Progress, t: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """The entry of :attr:`_Progress.runs` for this call."""
+    from asfe3d.io.record import content_digest
+
+    init = None
+    if t["init"] is not None and not resume:  # used only when a run starts (a resume's is not)
+        path = Path(t["init"]).expanduser().resolve()
+        init = {"path": str(path), "sha256": content_digest(path)}
+    return {"command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "working_directory": os.getcwd(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "from_epoch": progress.start_epoch, "epochs": t["epochs"], "git_commit": _git_commit(),
+            "git_local_changes": _git_changed(), "init": init}
+
+
 def _hardware(device: torch.device, threads: int) -> dict[str, Any]:
     info: dict[str, Any] = {
         "device": str(device), "torch": str(torch.__version__), "python": platform.python_version(),
@@ -622,6 +647,9 @@ class _Progress:
         best_epoch: its epoch (1-based; 0 before the first).
         best_state: the network's state at that epoch (CPU tensors), or None.
         prior_seconds: epoch time of earlier calls (resume).
+        runs: one entry per call that trained this run (the first, then each ``--resume``): its command, working
+            folder, date, the epochs it started from and was planned to, the code's commit and local changes, and
+            the starting weights it used (``train.init``: absolute path and SHA-256).
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -630,6 +658,7 @@ class _Progress:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     prior_seconds: float = 0.0
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _setup_process(t: dict[str, Any], out: Path) -> tuple[torch.device, DistInfo]:
@@ -976,7 +1005,7 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str
     optim.scaler.load_state_dict(state["scaler"])
     progress = _Progress(history=state["history"], start_epoch=state["epoch"], best_val=state["best_val"],
                          best_epoch=state["best_epoch"], best_state=state["best_state"],
-                         prior_seconds=state.get("seconds", 0.0))
+                         prior_seconds=state.get("seconds", 0.0), runs=list(state.get("runs") or []))
     torch.set_rng_state(state["torch_rng"])
     if "change_rng" in state:
         optim.change_gen.set_state(state["change_rng"])
@@ -1086,6 +1115,7 @@ def _save_last(path: Path, epoch: int, optim: _Optimisation, progress: _Progress
         "config": cfg, "seconds": seconds, "torch_rng": torch.get_rng_state(), "data": data_desc,
         "change_rng": optim.change_gen.get_state(),
         "data_rng": {name: gen.get_state() for name, gen in (generators or {}).items()},
+        "runs": progress.runs,
     }, path)
 
 
@@ -1157,6 +1187,7 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
         optim = _build_optimisation(cfg, net, device, steps, dist_info.rank)
         generators = _data_generators(train_loader)
         progress = _restore(last_path, t["epochs"], optim, state, steps, generators) if resume else _Progress()
+        progress.runs.append(_this_run(command, progress, t, resume))
         model: torch.nn.Module = net
         if dist_info.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -1182,7 +1213,8 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
                 _write_log(history, out)
                 _plot(history, out)
                 _save_best(net, progress.best_state, best_path, cfg, data_desc, history, progress.best_epoch,
-                           progress.best_val, progress.prior_seconds + time.time() - t0, device, command, save_weights)
+                           progress.best_val, progress.prior_seconds + time.time() - t0, device, command, save_weights,
+                           progress.runs)
                 _save_last(last_path, epoch + 1, optim, progress, cfg, progress.prior_seconds + time.time() - t0,
                            generators, data_desc)
                 print(f"epoch {epoch + 1}/{t['epochs']}: train {row['train_loss']:.4f} val {val_loss:.4f} "
@@ -1241,8 +1273,9 @@ def _validate(net: torch.nn.Module, loss_fn: Any, loader: DataLoader, device: to
 
 def _save_best(net: torch.nn.Module, best_state: dict[str, torch.Tensor] | None, path: Path, cfg: dict[str, Any],
                data_desc: dict[str, Any], history: list[dict[str, float]], best_epoch: int, best_val: float,
-               seconds: float, device: torch.device, command: str | None, save_weights: Any) -> None:
-    """(Re)write ``best.pt`` with the best state and up-to-date provenance."""
+               seconds: float, device: torch.device, command: str | None, save_weights: Any,
+               runs: list[dict[str, Any]] | None = None) -> None:
+    """(Re)write ``best.pt`` with the best state and up-to-date provenance (``runs``: :attr:`_Progress.runs`)."""
     if best_state is None:
         return
     current = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -1261,7 +1294,12 @@ def _save_best(net: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,
         "seconds": round(seconds, 1),
         "hardware": _hardware(device, torch.get_num_threads()),
         "git_commit": _git_commit(),
+        "git_local_changes": _git_changed(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        # every call that trained it (a resumed run's first command and schedule were lost) and the starting
+        # weights by content (a relative path alone named whatever lay there later)
+        "runs": runs or [],
+        "init": next((r["init"] for r in runs or [] if r.get("init")), None),
     }
     try:
         save_weights(net, path, meta)

@@ -567,3 +567,21 @@ def test_the_bundle_records_what_the_fused_image_holds_beyond_the_field_of_view(
         written = np.asarray(nib.load(str(tmp_path / f"{scale}_fused.nii.gz")).dataobj)
         assert record == {"voxels": 84, "head_fraction": 0.4, "value": expected}
         assert np.all(written[..., :2] == np.float32(record["value"]))
+
+
+def test_a_training_run_records_the_bundle_command_as_typed(monkeypatch):
+    """Probe 48 #4: train.json recorded the fixed string "monai.bundle run --config_file configs/train.json" as
+    the command of every training run, whatever its overrides."""
+    import types
+
+    from asfe3d.bundle import command_line
+
+    assert command_line("fallback") == "fallback"  # pytest is not the monai.bundle command line
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="monai.bundle.__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", ["x/__main__.py", "run", "--config_file", "b/configs/train.json",
+                                      "--training#data#crop", "[24,24,24]"])
+    assert command_line("fallback") == ("python -m monai.bundle run --config_file b/configs/train.json "
+                                        "'--training#data#crop' '[24,24,24]'")
+    assert "command=asfe3d.bundle.command_line(" in (CONFIGS / "train.json").read_text()

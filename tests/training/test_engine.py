@@ -154,6 +154,10 @@ def test_init_starts_from_a_weight_file(tmp_path: Path) -> None:
     tuned = train(tuned_cfg)
     a, b = load_weights(first.best_path)["state_dict"], load_weights(tuned.best_path)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)  # started from, barely moved
+    from asfe3d.io.record import content_digest
+
+    init = load_weights(tuned.best_path)["meta"]["init"]  # probe 48 #5: the starting weights by content
+    assert init == {"path": str(first.best_path.resolve()), "sha256": content_digest(first.best_path)}
     with pytest.raises(ValueError, match=r"train.init must be null, 'shipped' or an existing weight file \(a relative "
                                          r"path is taken from the current folder, '.*'\), got '.*nope.pt'"):
         resolve_config({"data": {"path": "x"}, "train": {"init": str(tmp_path / "nope.pt")}})
@@ -252,6 +256,10 @@ def test_an_interrupted_run_resumed_is_the_uninterrupted_run(tmp_path: Path, mon
     best_a = torch.load(straight.best_path, weights_only=False)
     best_b = torch.load(resumed.best_path, weights_only=False)
     assert best_a["meta"]["best_epoch"] == best_b["meta"]["best_epoch"]
+    # probe 48 #4: the resumed run's provenance keeps both calls (it held only the last command)
+    runs = best_b["meta"]["runs"]
+    assert [(r["from_epoch"], r["epochs"]) for r in runs] == [(0, 2), (1, 2)] and len(best_a["meta"]["runs"]) == 1
+    assert all(r["working_directory"] and "git_local_changes" in r for r in runs)
     assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
 
 
