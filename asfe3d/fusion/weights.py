@@ -132,6 +132,9 @@ def load_weights(path: str | Path) -> dict[str, Any]:
             "weight file; use the package's weights (asfe3d/weights/*.pt) or run the bundle, whose network_def holds "
             "the config"
         )
+    if isinstance(payload, dict) and {"epoch", "net", "optimizer"} <= set(payload):
+        raise Asfe3dInputError(path, "a resume checkpoint of asfe3d train (last.pt), not a weight file: the run's "
+                                     "weights are its best.pt")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Asfe3dInputError(path, f"not an asfe3d weight file (expected format {FORMAT!r})")
     return payload
@@ -177,13 +180,23 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 def _safe_load(path: Path, what: str) -> Any:
     """``torch.load`` of ``path`` with ``weights_only=True``, after the size check; problems as one line."""
+    if path.is_dir():
+        raise Asfe3dInputError(path, f"is a folder, not a {what}")
     if not path.is_file():
         raise Asfe3dInputError(path, f"{what} not found")
     _check_unpacked_size(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling problem as bad input
-        raise Asfe3dInputError(path, f"not a readable {what} ({_load_problem(exc)})") from None
+        raise Asfe3dInputError(path, f"not a readable {what} ({_load_problem(exc)}){_checkpoint_hint(path)}") from None
+
+
+def _checkpoint_hint(path: Path) -> str:
+    """A clause for a training run's ``last.pt`` given as weights (the network's weights are the run's
+    ``best.pt``), else ``""``."""
+    if path.name == "last.pt" and (path.parent / "best.pt").is_file():
+        return f": {path.name} is asfe3d train's resume checkpoint; the run's weights are {path.parent / 'best.pt'}"
+    return ""
 
 
 def _load_problem(exc: Exception) -> str:
@@ -197,7 +210,9 @@ def _load_problem(exc: Exception) -> str:
         cause = cause.split(" Please ")[0].split(" Check the ")[0]  # torch's advice to load it unsafely: not ours
         return "not a PyTorch checkpoint, or one holding more than tensors" + (f": {cause[:120]}" if cause else "")
     first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-    return f"{type(exc).__name__}: {first[:200]}"
+    if "failed reading zip archive" in first or "central directory" in first:  # torch's advice cut mid-sentence
+        return "its zip archive is incomplete: a truncated or corrupt file"
+    return f"{type(exc).__name__}: {first.split('. ')[0][:200]}"
 
 
 #: Most bytes a weight file may unpack to (the shipped networks take a few MB): a 8 MB file can hold a deflated

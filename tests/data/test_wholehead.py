@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,31 @@ def test_the_held_out_pairs_command_never_replaces_an_earlier_runs_pairs(tmp_pat
     assert main(["--spm", str(tmp_path / "no_spm"), "--out", str(tmp_path)]) == 2
     assert "holds the pairs of an earlier run (pairs.csv); not replaced" in capsys.readouterr().err
     assert (tmp_path / "pairs.csv").read_text() == "subject,mri,pet\n"
+
+
+def _worker_signals() -> tuple[bool, bool, int]:
+    import ctypes
+    import signal
+
+    death = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(death), 0, 0, 0)  # PR_GET_PDEATHSIG
+    return (signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+            death.value)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_bank_workers_end_with_the_trainer_and_take_sigterm():
+    """Probe 48 #14: after ``kill -9`` of the trainer its bank workers ran on (0.4-0.65 GB each), and having
+    inherited the command's SIGTERM handler, one ignored ``kill``."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    from asfe3d.data.wholehead import _worker_init
+
+    previous = signal.signal(signal.SIGTERM, lambda *a: None)  # as the command's handler would be
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init) as pool:
+            assert pool.submit(_worker_signals).result() == (True, True, int(signal.SIGTERM))
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -151,3 +151,22 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_short_line(tmp_path, 
         load_weights(path)
     text = str(err.value)
     assert "\n" not in text and "weights_only" not in text and "file an issue" not in text and len(text) < 400
+
+
+def test_a_folder_a_truncated_file_and_a_resume_checkpoint_are_named(tmp_path):
+    """Probe 48 #13: a folder was "not found", a truncated file's line ended mid-sentence in torch's advice, and a
+    run's last.pt read only as "not an asfe3d weight file"."""
+    from asfe3d.fusion.weights import load_weights
+
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(Asfe3dInputError, match=r"dir.pt: is a folder, not a weight file$"):
+        load_weights(tmp_path / "dir.pt")
+    torch.save({"a": torch.zeros(100)}, tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(Asfe3dInputError, match=r"its zip archive is incomplete: a truncated or corrupt file\)$"):
+        load_weights(tmp_path / "cut.pt")
+    torch.save({"epoch": 3, "net": {"w": torch.zeros(2)}, "optimizer": {}}, tmp_path / "last.pt")
+    with pytest.raises(Asfe3dInputError, match=r"a resume checkpoint of asfe3d train \(last.pt\), not a weight file: "
+                                               r"the run's weights are its best.pt"):
+        load_weights(tmp_path / "last.pt")
