@@ -51,8 +51,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise Asfe3dInputError(path, "config file not found")
     try:
         cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise Asfe3dInputError(path, f"not valid YAML ({exc})") from None
+    except yaml.YAMLError as exc:  # PyYAML's text is several lines, with a caret: the problem and where, on one
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise Asfe3dInputError(path, f"not valid YAML ({problem}{where})") from None
     if not isinstance(cfg, dict):
         raise Asfe3dInputError(path, f"config must be a mapping, got {type(cfg).__name__}")
     return cfg

@@ -208,6 +208,17 @@ def _check_run_values(cfg: dict[str, Any], source: str) -> None:
     if not (isinstance(cfg["out"], (str, os.PathLike)) and str(cfg["out"]).strip()):
         raise ConfigError(f"out (the run folder; CLI: --out) must be a path, got {cfg['out']!r}")
     if source == "hmif":
+        from asfe3d.data.hmif import HMIF_TASKS
+
+        crop = d["crop"]
+        if not ((is_int(crop) and crop >= 8) or (isinstance(crop, (list, tuple)) and len(crop) == 2
+                                                   and all(is_int(c) and c >= 8 for c in crop))):
+            raise ConfigError(f"data.crop must be an integer >= 8 or [height, width], got {crop!r}")
+        if d["task"] not in HMIF_TASKS:
+            raise ConfigError(f"data.task must be one of {sorted(HMIF_TASKS)}, got {d['task']!r}")
+        if not (isinstance(d["val_fraction"], (int, float)) and not isinstance(d["val_fraction"], bool)
+                and 0 < d["val_fraction"] < 1):
+            raise ConfigError(f"data.val_fraction must be a number in (0, 1), got {d['val_fraction']!r}")
         if d["val_crop"] is not None and not (is_int(d["val_crop"]) and d["val_crop"] >= 8):
             raise ConfigError(f"data.val_crop must be null (the training crop) or an integer >= 8, got "
                               f"{d['val_crop']!r}")
@@ -416,7 +427,9 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         pairs = list_pairs(root, None if (root / "MRI").is_dir() else d["task"])
         train_pairs, val_pairs = split_pairs(pairs, d["val_fraction"], d["gap"])
         if not train_pairs or not val_pairs:
-            raise Asfe3dInputError(root, f"split gives {len(train_pairs)} train and {len(val_pairs)} val pairs")
+            raise Asfe3dInputError(root, f"data.val_fraction {d['val_fraction']!r} and data.gap {d['gap']!r} split its "
+                                         f"{len(pairs)} pairs into {len(train_pairs)} for training and "
+                                         f"{len(val_pairs)} for validation: both need some")
         train_ds = HmifDataset(train_pairs, augment=True, crop=d["crop"], seed=seed)
         val_ds = _CentreCrop(HmifDataset(val_pairs, augment=False), d["val_crop"], d["val_limit"])
         desc = {

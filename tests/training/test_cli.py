@@ -68,3 +68,12 @@ def test_a_stopped_run_says_what_it_kept(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert err.startswith(f"asfe3d: {word}; {tmp_path / 'run' / 'last.pt'} holds the 3 finished epoch(s)")
     assert err.rstrip().endswith("continue with --resume") and "no partial output" not in err
+
+
+def test_invalid_yaml_is_one_line_with_its_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Probe 48 #9: PyYAML's message (several lines, with a caret) was printed as it is."""
+    config = tmp_path / "c.yaml"
+    config.write_text("spatial_dims: 2\na: [1\n")
+    assert main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"asfe3d: error: {config}: not valid YAML (") and "line 3" in err

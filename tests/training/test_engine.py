@@ -473,6 +473,9 @@ def test_wholehead_validation_holds_out_people_not_names(caplog) -> None:
     ("train", "min_lr", 1.0, r"train.min_lr \(1.0\) must not exceed train.lr \(0.002\)"),
     ("data", "val_crop", -5, r"data.val_crop must be null \(the training crop\) or an integer >= 8, got -5"),
     ("data", "val_limit", 0, r"data.val_limit must be null \(every validation image\) or an integer >= 1, got 0"),
+    ("data", "crop", "big", r"data.crop must be an integer >= 8 or \[height, width\], got 'big'"),
+    ("data", "crop", 0, r"data.crop must be an integer >= 8 or \[height, width\], got 0"),
+    ("data", "task", "XX-MRI", r"data.task must be one of \['CT-MRI', 'PET-MRI', 'SPECT-MRI'\], got 'XX-MRI'"),
     (None, "out", None, r"out \(the run folder; CLI: --out\) must be a path, got None"),
 ])
 def test_values_that_crashed_or_ran_as_something_else_are_refused(section, key, value, match) -> None:
@@ -487,6 +490,17 @@ def test_values_that_crashed_or_ran_as_something_else_are_refused(section, key, 
         cfg.setdefault(section, {})[key] = value
     with pytest.raises(ConfigError, match=match):
         resolve_config(cfg)
+
+
+def test_a_network_override_names_the_preset_setting_it_clashes_with() -> None:
+    from asfe3d.errors import ConfigError
+    from asfe3d.training.engine import _check_network_and_loss
+
+    cfg = resolve_config({"spatial_dims": 2, "data": {"source": "hmif", "path": "x"},
+                          "network": {"encoder_channels": [8]}})
+    with pytest.raises(ConfigError, match=r"fusion needs one mode per scale, as encoder_channels has \(1\), got "
+                                          r".* \(the preset's: set fusion too\)"):
+        _check_network_and_loss(cfg)
 
 
 def test_a_cuda_device_without_cuda_is_refused_in_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

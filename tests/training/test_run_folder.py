@@ -220,8 +220,11 @@ def test_config_mistakes_are_one_line_and_a_bug_keeps_its_traceback(tmp_path: Pa
 
     data = _fake_hmif(tmp_path)
     cfg = tmp_path / "c.yaml"
-    for extra, expected in (({"val_fraction": 0.0}, "PET-MRI: split gives 8 train and 0 val"),
-                            ({"val_fraction": 1.5}, f"{cfg}: val_fraction must be in [0, 1), got 1.5")):
+    # (probe 48 #9: the messages now name the key: "split gives 8 train and 0 val" named only the data folder)
+    for extra, expected in (({"val_fraction": 0.1, "gap": 7}, "PET-MRI: data.val_fraction 0.1 and data.gap 7 split its 8 "
+                             "pairs into 8 for training and 0 for validation"),
+                            ({"val_fraction": 0.0}, f"{cfg}: data.val_fraction must be a number in (0, 1), got 0.0"),
+                            ({"val_fraction": 1.5}, f"{cfg}: data.val_fraction must be a number in (0, 1), got 1.5")):
         cfg.write_text(yaml.safe_dump(_tiny(data, tmp_path / "o") | {"data": _tiny(data, tmp_path)["data"] | extra}))
         monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: pytest.fail("trained before the refusal"))
         assert main(["--config", str(cfg)]) == 2

@@ -121,7 +121,9 @@ class ASFEFusion(nn.Module):
         chans = tuple(int(c) for c in raw)
         fusion = tuple(cfg["fusion"])
         if len(fusion) != len(chans):
-            raise ValueError(f"fusion needs one mode per scale ({len(chans)}), got {cfg['fusion']!r}")
+            hint = "" if "fusion" in overrides else " (the preset's: set fusion too)"
+            raise ValueError(f"fusion needs one mode per scale, as encoder_channels has ({len(chans)}), got "
+                             f"{cfg['fusion']!r}{hint}")
         if not (is_int(cfg["stem_stride"]) and cfg["stem_stride"] in (1, 2, 4)):
             raise ValueError(f"stem_stride must be 1, 2 or 4, got {cfg['stem_stride']!r}")
         if not (is_int(cfg["convs_per_stage"]) and cfg["convs_per_stage"] >= 1):
