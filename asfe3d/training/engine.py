@@ -1209,6 +1209,11 @@ def _train(cfg: dict[str, Any], state: dict[str, Any] | None, resume: bool, comm
 
         history = progress.history
         t0 = time.time()
+        if dist_info.is_main:  # a line before the first epoch's (a 3D run made its subjects for minutes in silence)
+            making = (" (the first epoch also makes the simulated subjects: minutes on a CPU)"
+                      if cfg["data"]["source"] in ("wholehead", "simulated") else "")
+            print(f"training epochs {progress.start_epoch + 1}-{t['epochs']}, {steps} steps of "
+                  f"{t['batch_size']} each, on {device}{making}", flush=True)
         for epoch in range(progress.start_epoch, t["epochs"]):
             te = time.time()
             train_parts = _train_epoch(model, optim, train_loader, steps, t["grad_clip"], device, epoch)

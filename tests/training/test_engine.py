@@ -509,3 +509,10 @@ def test_a_cuda_device_without_cuda_is_refused_in_the_config(monkeypatch: pytest
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"train.device 'cuda:1': no CUDA device is available here"):
         resolve_config({"spatial_dims": 2, "data": {"source": "hmif", "path": "x"}, "train": {"device": "cuda:1"}})
+
+
+def test_a_run_says_what_it_trains_before_the_first_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Probe 48 #11: a 3D run printed nothing for minutes (its subjects being made) before the first epoch's line."""
+    train(_config(_fake_hmif(tmp_path), tmp_path / "o", epochs=1))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "training epochs 1-1, 3 steps of 2 each, on cpu" and out[1].startswith("epoch 1/1: train ")
