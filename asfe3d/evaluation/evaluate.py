@@ -517,14 +517,12 @@ def _tpc(fused: np.ndarray, case: EvalCase) -> float:
     """The case's TPC, NaN where it cannot be measured: a mask without three consecutive voxels along the slicing
     axis (an ROI drawn on one slice), or sources without structure. The inputs are the case's own (one grid, finite,
     a checked non-empty mask), so those are the only ways it fails; they stopped the run with a traceback."""
-    from asfe3d.metrics import through_plane_consistency
+    from asfe3d.metrics import UndefinedMetric, through_plane_consistency
 
     try:
         return through_plane_consistency(fused, case.mri, case.other, mask=case.mask, axis=case.axis)
-    except ValueError as exc:
-        if "no 3 consecutive voxels" in str(exc) or "TPC is undefined" in str(exc):
-            return float("nan")
-        raise
+    except UndefinedMetric:
+        return float("nan")
 
 
 def _metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

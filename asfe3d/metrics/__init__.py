@@ -9,7 +9,7 @@ Plain functions live in :mod:`asfe3d.metrics.functional`; :class:`FusionMetric` 
 from __future__ import annotations
 
 from asfe3d.metrics.bands import PET_FWHM_MM, band_split, brain_region, mri_detail, pet_consistency
-from asfe3d.metrics.consistency import anisotropy, directional_energy, through_plane_consistency
+from asfe3d.metrics.consistency import UndefinedMetric, anisotropy, directional_energy, through_plane_consistency
 from asfe3d.metrics.functional import (
     HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -55,6 +55,7 @@ __all__ = [
     "anisotropy",
     "directional_energy",
     "through_plane_consistency",
+    "UndefinedMetric",
     "ball",
     "defect_transfer",
     "defect_transfer_of",

@@ -37,7 +37,13 @@ import numpy as np
 
 from asfe3d.utils import binary
 
-__all__ = ["directional_energy", "anisotropy", "through_plane_consistency"]
+__all__ = ["UndefinedMetric", "directional_energy", "anisotropy", "through_plane_consistency"]
+
+
+class UndefinedMetric(ValueError):
+    """A score that the inputs leave undefined (not a bad argument): TPC inside a mask without three consecutive
+    voxels along the slicing axis, or of sources without structure. A caller scoring many cases reports it as
+    NaN (``asfe3d evaluate``); it is a ``ValueError`` for callers that catch those."""
 
 
 def _as_volume(x: object, what: str) -> np.ndarray:
@@ -71,7 +77,7 @@ def _second_diff_energy(x: np.ndarray, axis: int, mask: np.ndarray | None) -> fl
         mask, range(2, n), axis=axis
     )
     if not valid.any():
-        raise ValueError(f"the mask leaves no 3 consecutive voxels inside along axis {axis}")
+        raise UndefinedMetric(f"the mask leaves no 3 consecutive voxels inside along axis {axis}")
     return float(np.mean(d2[valid] ** 2))
 
 
@@ -177,7 +183,8 @@ def through_plane_consistency(
     # copy of the other source scored R(B) instead of 1
     ref = max((_ratio(e, axis) for e in sources if e.any()), default=0.0)
     if ref == 0.0 or not np.isfinite(ref):
-        raise ValueError(f"the sources' anisotropy is {ref} (no through-plane or no in-plane structure); TPC is undefined")
+        raise UndefinedMetric(f"the sources' anisotropy is {ref} (no through-plane or no in-plane structure); TPC is "
+                              "undefined")
     energy = np.array([_second_diff_energy(f, j, m) for j in range(3)])
     if not energy.any():  # a blank or constant fused image: no striping, but nothing to judge either (it read ~1)
         return float("nan")

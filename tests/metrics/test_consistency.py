@@ -93,9 +93,19 @@ def test_bad_input(args, kwargs, match):
 
 
 def test_sources_without_through_plane_structure():
+    from asfe3d.metrics import UndefinedMetric
+
     a = np.tile(np.linspace(0, 1, 8)[:, None, None] ** 2, (1, 8, 8))  # varies only along x; d2 along z = 0
-    with pytest.raises(ValueError, match="undefined"):
+    with pytest.raises(UndefinedMetric, match="undefined"):  # its own type: evaluate reports it as NaN by it
         through_plane_consistency(a, a, a)
+    mask = np.zeros((8, 8, 8), bool)
+    mask[2:6, 2:6, 4] = True  # one slice: no 3 consecutive voxels along z
+    b = np.random.default_rng(0).random((8, 8, 8))
+    with pytest.raises(UndefinedMetric, match="no 3 consecutive voxels"):
+        through_plane_consistency(b, b, b, mask=mask)
+    with pytest.raises(ValueError, match="axis must be 0, 1 or 2") as caught:  # a bad argument is not "undefined"
+        through_plane_consistency(b, b, b, axis=3)
+    assert not isinstance(caught.value, UndefinedMetric)
 
 
 def test_tpc_of_a_blank_fused_volume_is_undefined() -> None:
