@@ -181,11 +181,13 @@ _OOM_WORDS = ("can't allocate memory", "out of memory", "std::bad_alloc", "faile
 
 
 def _os_verb(exc: OSError) -> str:
-    """What failed on ``exc.filename``: ``cannot read`` when the file is there and cannot be read (an input: an
-    unreadable DICOM slice found when its fingerprint was taken), else ``cannot write``."""
+    """What failed on ``exc.filename``: ``cannot read`` when the file is there and can be written but not read (an
+    input: an unreadable DICOM slice found when its fingerprint was taken), ``cannot read or write`` when it can
+    be neither (an input, or an earlier output of another user's: which one failed is not known here), else
+    ``cannot write``."""
     name = exc.filename
     if isinstance(name, (str, bytes, os.PathLike)) and os.path.lexists(name) and not os.access(name, os.R_OK):
-        return "cannot read"
+        return "cannot read" if os.access(name, os.W_OK) else "cannot read or write"
     return "cannot write"
 
 

@@ -721,11 +721,23 @@ class FusionInferer(Inferer):
         """:meth:`__call__` on inputs in the order they are run in: on the box that holds their signal
         (:func:`support_box`), 0 around it; a batch whose items hold their signal in different boxes item by item
         (one item's background must not change another's fused image)."""
+        out = self._run_boxes(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
+        empty = [i for i in range(int(inputs.shape[0])) if not bool(inputs[i].detach().any())]
+        if empty:  # an all-zero item fuses to 0, as every method gives (the network on zeros gave a grey up to
+            # 0.14); it is run all the same, so its checks are those of any input
+            data = out.as_tensor() if isinstance(out, MetaTensor) else out
+            keep = torch.ones(data.shape[0], dtype=data.dtype, device=data.device)
+            keep[empty] = 0  # out of place: autograd may hold the output
+            data = data * keep.view(-1, *([1] * (data.ndim - 1)))
+            return convert_to_dst_type(data, out, device=data.device)[0] if isinstance(out, MetaTensor) else data
+        return out
+
+    def _run_boxes(self, inputs: torch.Tensor, network: Callable[..., Any], args: tuple, kwargs: dict,
+                   slice_axis: int | str | None, spacing: Sequence[float] | None,
+                   steer_gains: Sequence[float] | None) -> Any:
+        """:meth:`_run`'s work: the items on their support boxes, together when they share one."""
         boxes = [support_box(inputs[i:i + 1].detach()) for i in range(int(inputs.shape[0]))]
-        # (an all-zero item's box is None, as a full one's: told apart, it is 0 without the network)
-        keys = {("empty" if not bool(inputs[i].detach().any()) else None) if b is None
-                else tuple((a.start, a.stop) for a in b) for i, b in enumerate(boxes)}
-        if len(keys) > 1:
+        if len({None if b is None else tuple((a.start, a.stop) for a in b) for b in boxes}) > 1:
             if steer_gains is not None and len(list(steer_gains)) != len(boxes):
                 raise ValueError(f"steer_gains must give one factor >= 1 per item of inputs {tuple(inputs.shape)}, "
                                  f"got {list(steer_gains)!r}")
@@ -740,12 +752,6 @@ class FusionInferer(Inferer):
                 args: tuple, kwargs: dict, slice_axis: int | str | None, spacing: Sequence[float] | None,
                 steer_gains: Sequence[float] | None) -> Any:
         """:meth:`_run` on inputs whose signal lies in ``box`` (:func:`support_box`; ``None``: the whole volume)."""
-        if box is None and not bool(inputs.detach().any()):  # nothing to fuse: 0, as every method gives (the
-            # network on zeros gave a grey up to 0.14)
-            empty = torch.zeros((inputs.shape[0], 1, *inputs.shape[2:]), dtype=torch.float32,
-                                device=self.device or inputs.device)
-            return convert_to_dst_type(empty, inputs, device=empty.device)[0] if isinstance(inputs, MetaTensor) \
-                else empty
         if box is None:
             return self._run_whole(inputs, network, args, kwargs, slice_axis, spacing, steer_gains)
         index = (slice(None), slice(None), *box)

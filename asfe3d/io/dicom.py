@@ -706,6 +706,11 @@ def _series_option(role: str) -> str:
     return f"--{role.lower()}-series UID" if role in ("MRI", "PET") else "series_uid"
 
 
+#: suffixes and names of files a DICOM folder holds beside its slices (an unreadable one is not a lost slice)
+_NOT_SLICES = {".txt", ".md", ".pdf", ".json", ".xml", ".html", ".htm", ".csv", ".ini", ".db", ".log", ".jpg", ".jpeg",
+               ".png", ".zip", "thumbs.db", "desktop.ini", "dicomdir", "readme"}
+
+
 def _check_left_out(entries: list[Path], summaries: dict[str, tuple[list[str], str]], series_uid: str,
                     role: str) -> None:
     """Refuse a DICOM image file of the folder that GDCM left out of every series (truncated or corrupt), or any
@@ -721,6 +726,8 @@ def _check_left_out(entries: list[Path], summaries: dict[str, tuple[list[str], s
     listed = {Path(f).resolve() for files, _ in summaries.values() for f in files}
     unlisted = sorted(e for e in entries if e.is_file() and e.resolve() not in listed)
     for path in unlisted:  # GDCM skips a file it cannot open, as if it were not DICOM: a slice lost in silence
+        if path.name.startswith(".") or path.suffix.lower() in _NOT_SLICES or path.name.lower() in _NOT_SLICES:
+            continue  # (a hidden file, a README, Thumbs.db: not a slice, readable or not)
         try:
             with open(path, "rb"):
                 pass
@@ -841,7 +848,7 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
     spacing_xy: tuple[float, ...] = (1.0, 1.0)
     quantity: dict[str, tuple[str, str]] = {}  # tag -> (value, file) of the first slice that has it
     kept: list[str] = []
-    instances: dict[str, str] = {}  # SOPInstanceUID -> its first file
+    instances: dict[str, dict[str, str]] = {}  # SOPInstanceUID -> its files by content
     for f in files:
         reader.SetFileName(f)
         try:
@@ -909,23 +916,38 @@ def _plan_series(folder: Path, files: list[str], role: str, strict: bool
     return [[files[m[i]] for i in plan.order] for m in members], plan, durations
 
 
-def _same_instance(file: str, header: sitk.ImageFileReader, instances: dict[str, str], role: str) -> bool:
-    """Whether ``file`` is a byte-identical copy of a file already seen with its SOPInstanceUID (``instances``,
-    updated): one image saved twice (``im0010.dcm`` and ``im0010 (1).dcm`` of a second download), read once.
-    Without this the series had one slice too many for its positions and was refused as "several frames or
-    acquisitions", naming no file. Files that share a SOPInstanceUID but differ (an anonymiser that gave every
-    slice one UID) are kept as distinct slices, as before: their positions are checked as any slice's.
-    """
-    import filecmp
+def _same_instance(file: str, header: sitk.ImageFileReader, instances: dict[str, dict[str, str]], role: str) -> bool:
+    """Whether ``file`` is a byte-identical copy of a file already seen with its SOPInstanceUID (``instances``:
+    UID -> SHA-256 of each file seen with it -> that file; updated): one image saved twice (``im0010.dcm`` and
+    ``im0010 (1).dcm`` of a second download), read once. Without this the series had one slice too many for its
+    positions and was refused as "several frames or acquisitions", naming no file. Files that share a
+    SOPInstanceUID but differ (an anonymiser that gave every slice one UID) are distinct slices, as before (their
+    positions are checked as any slice's), and a copy of any of them is still found (contents are hashed only for
+    UIDs seen twice)."""
+    import hashlib
 
     if not header.HasMetaDataKey("0008|0018"):
         return False
     uid = header.GetMetaData("0008|0018").strip().rstrip("\x00").strip()
-    first = instances.setdefault(uid, file) if uid else file
-    if first == file or not filecmp.cmp(first, file, shallow=False):
+    if not uid:
+        return False
+    seen = instances.get(uid)
+    if seen is None:  # the first file of this UID: hashed only if another comes
+        instances[uid] = {"": file}
+        return False
+
+    def digest(path: str) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    if "" in seen:
+        first = seen.pop("")
+        seen[digest(first)] = first
+    key = digest(file)
+    if key not in seen:
+        seen[key] = file
         return False
     logger.warning("%s %s: a copy of %s (the same image, SOPInstanceUID %s): read once", role, file,
-                   Path(first).name, uid)
+                   Path(seen[key]).name, uid)
     return True
 
 

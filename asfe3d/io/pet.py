@@ -159,12 +159,19 @@ def _float(value: Any) -> float | None:
 
 
 def _dicom_datetime(date: Any, time: Any, full: Any = None) -> dt.datetime | None:
-    """A datetime from a DICOM DT string, or a DA and a TM string (fractions of seconds kept). A DT that holds only a
-    date (some exporters cut it there) gives the date and leaves the time to the TM."""
+    """A datetime from a DICOM DT string, or a DA and a TM string (fractions of seconds kept). A DT's UTC offset
+    (``+0100``) is dropped, as the TM has none. A DT cut short (only a date, or only the hour, as some exporters
+    write it) gives its date, and its time unless the TM says more of the same time (a date-only DT hid the TM)."""
     text = str(full).strip() if full not in (None, "") else None
     if text:
-        text = text.split("+")[0].split("-")[0] if len(text) > 14 else text
-        date, time = text[:8], (text[8:] if text[8:].strip() else time)
+        found = re.fullmatch(r"(\d{8})(\d*(?:\.\d*)?)(?:[+-]\d{4})?", text)
+        if found is None:
+            return None
+        date, dt_time = found.group(1), found.group(2)
+        tm = "" if time in (None, "") else str(time).strip().replace(":", "")
+        if not dt_time or (len(tm) > len(dt_time) and tm.startswith(dt_time)):
+            dt_time = tm
+        time = dt_time
     if not date or not time:
         return None
     date, time = str(date).strip(), str(time).strip().replace(":", "")

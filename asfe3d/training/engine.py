@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -198,13 +197,17 @@ def _check_run_values(cfg: dict[str, Any], source: str) -> None:
     t, d = cfg["train"], cfg["data"]
     if not is_int(t["seed"]):
         raise ConfigError(f"train.seed must be an integer, got {t['seed']!r}")
-    if not isinstance(t["amp"], bool):  # ("maybe" ran as true)
-        raise ConfigError(f"train.amp must be true or false, got {t['amp']!r}")
-    device = t["device"]
-    if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.strip())):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device {device!r}: no CUDA device is available here (use auto or cpu)")
+    from asfe3d.fusion.learned import resolve_device
+    from asfe3d.settings import as_bool
+
+    try:  # ("maybe" ran as true; the bundle's command line gives the words "true" / "false")
+        t["amp"] = as_bool("train.amp", t["amp"])
+    except Asfe3dInputError:
+        raise ConfigError(f"train.amp must be true or false, got {t['amp']!r}") from None
+    try:  # what the run will use: a torch.device, or a GPU this machine lacks, as the run itself would judge it
+        resolve_device(t["device"])
+    except ValueError as exc:
+        raise ConfigError(f"train.{exc}") from None
     if not (isinstance(cfg["out"], (str, os.PathLike)) and str(cfg["out"]).strip()):
         raise ConfigError(f"out (the run folder; CLI: --out) must be a path, got {cfg['out']!r}")
     if source == "hmif":

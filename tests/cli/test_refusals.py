@@ -473,4 +473,6 @@ def test_an_unreadable_input_is_not_called_a_write_failure(tmp_path, monkeypatch
     assert _os_verb(denied) == "cannot write"  # readable (root reads anything): the write is what failed
     monkeypatch.setattr(os, "access", lambda path, mode: mode != os.R_OK)
     assert _os_verb(denied) == "cannot read"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # another user's 0600 output, or an input
+    assert _os_verb(denied) == "cannot read or write"
     assert _os_verb(OSError(errno.EACCES, "Permission denied", str(tmp_path / "new.nii.gz"))) == "cannot write"

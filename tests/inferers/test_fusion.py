@@ -1157,6 +1157,11 @@ def test_an_all_zero_input_fuses_to_zero_without_the_network():
         mixed = FusionInferer("volume")(torch.cat([torch.zeros(1, 2, 12, 12, 12), torch.rand(1, 2, 12, 12, 12)]), net)
     assert out.shape == (2, 1, 12, 12, 12) and float(out.abs().max()) == 0.0
     assert float(mixed[0].abs().max()) == 0.0 and float(mixed[1].max()) > 0
+    with pytest.raises(ValueError, match="steer_gains"):  # (review 49: the checks of any input apply to zeros too)
+        FusionInferer("volume")(torch.zeros(1, 2, 12, 12, 12), net, steer_gains=[1.0, 1.0, 1.0])
+    x = torch.cat([torch.zeros(1, 2, 12, 12, 12), torch.rand(1, 2, 12, 12, 12)]).requires_grad_(True)
+    FusionInferer("volume")(x, net.train()).sum().backward()  # autograd through the zeroed item
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 def test_inferer_arguments_as_monai_users_give_them(monkeypatch):

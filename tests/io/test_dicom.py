@@ -164,6 +164,9 @@ def test_an_unreadable_slice_is_named_not_dropped(tmp_path, monkeypatch):
     with pytest.raises(Asfe3dInputError, match=rf"{victim.name}: PET folder's file cannot be read \(Permission "
                                                r"denied\); it may be a slice of the series"):
         read_volume(tmp_path / "dcm", role="PET")
+    victim.rename(victim.with_name("README.txt"))  # (review 49 #10: an unreadable README is no lost slice)
+    victim = victim.with_name("README.txt")
+    assert read_volume(tmp_path / "dcm", role="PET").shape_xyz == (16, 16, 9)
 
 
 def test_an_unreadable_folder_is_one_line(tmp_path, monkeypatch):
@@ -236,3 +239,22 @@ def test_a_study_folder_names_its_series_folders(tmp_path):
     with pytest.raises(Asfe3dInputError, match=r"no DICOM series \(0 files, 2 sub-folders\); give the folder of one "
                                                r"series: its sub-folders t1 \(1 series\) hold DICOM series$"):
         read_volume(tmp_path / "study", role="MRI")
+
+
+def test_a_copied_slice_is_found_when_every_slice_shares_one_uid(tmp_path):
+    """Review 49 #5: with one SOPInstanceUID for every slice (an anonymiser's), each file was compared with the
+    first only, so a copy of any other slice was refused as "several frames or acquisitions"."""
+    import shutil
+
+    import pydicom
+
+    arr = (np.random.default_rng(0).random((16, 16, 10)) * 1000).astype(np.int16)
+    files = sorted(write_dicom_series(tmp_path / "dcm", arr, (0, 0, 0), (2, 2, 2), np.eye(3), "1.2.3.4"))
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.SOPInstanceUID = "1.2.3.4.5"
+        ds.save_as(f)
+    expected = read_volume(tmp_path / "dcm", role="MRI").array_xyz()  # one UID, ten distinct slices: as before
+    shutil.copy(files[6], files[6].with_name("copy.dcm"))
+    vol = read_volume(tmp_path / "dcm", role="MRI")
+    assert vol.info["slices"] == 10 and np.array_equal(vol.array_xyz(), expected)

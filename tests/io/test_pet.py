@@ -436,3 +436,17 @@ def test_a_missing_half_life_comes_from_the_radionuclide_code(tmp_path):
     rec = read_volume(tmp_path / "coded", role="PET", pet_units="suv").info["pet_units"]
     assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-4)
     assert any("from asfe3d's table: 6586.2 s" in note for note in rec["notes"])
+
+
+@pytest.mark.parametrize("dt_text, tm, expected", [
+    ("20250101+0100", "101530", "2025-01-01 10:15:30"),  # a date with an offset: the TM's time (it read 00:10)
+    ("2025010110", "101530", "2025-01-01 10:15:30"),  # cut to the hour: the TM says more of the same time
+    ("2025010110", "091530", "2025-01-01 10:00:00"),  # the TM says another time: the DT's
+    ("20250101101500.25-0500", None, "2025-01-01 10:15:00.250000"),
+])
+def test_dicom_datetimes_cut_short_or_with_an_offset(dt_text, tm, expected):
+    """Review 49 #4: a date-only DT with a UTC offset was read as 00:10 (the offset taken for the time), the TM
+    beside it ignored: a silent 9-hour decay error."""
+    from asfe3d.io.pet import _dicom_datetime
+
+    assert str(_dicom_datetime("19990101", tm, dt_text)) == expected

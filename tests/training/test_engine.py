@@ -469,7 +469,8 @@ def test_wholehead_validation_holds_out_people_not_names(caplog) -> None:
     ("train", "epochs", True, r"train.epochs must be an integer >= 1, got True"),
     ("train", "batch_size", True, r"train.batch_size must be an integer >= 1, got True"),
     ("train", "amp", "maybe", r"train.amp must be true or false, got 'maybe'"),
-    ("train", "device", "gpu", r"train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("train", "device", "gpu", r"train.device must be 'auto', 'cpu', 'cuda\[:N\]' or a torch.device, got 'gpu'"),
+    ("train", "device", " cpu", r"train.device must be .* got ' cpu'"),
     ("train", "min_lr", 1.0, r"train.min_lr \(1.0\) must not exceed train.lr \(0.002\)"),
     ("data", "val_crop", -5, r"data.val_crop must be null \(the training crop\) or an integer >= 8, got -5"),
     ("data", "val_limit", 0, r"data.val_limit must be null \(every validation image\) or an integer >= 1, got 0"),
@@ -507,8 +508,11 @@ def test_a_cuda_device_without_cuda_is_refused_in_the_config(monkeypatch: pytest
     from asfe3d.errors import ConfigError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match=r"train.device 'cuda:1': no CUDA device is available here"):
+    with pytest.raises(ConfigError, match=r"train.device 'cuda:1' requested but CUDA is not available"):
         resolve_config({"spatial_dims": 2, "data": {"source": "hmif", "path": "x"}, "train": {"device": "cuda:1"}})
+    base = {"spatial_dims": 2, "data": {"source": "hmif", "path": "x"}}
+    assert resolve_config({**base, "train": {"amp": "false"}})["train"]["amp"] is False  # the bundle's word
+    assert resolve_config({**base, "train": {"device": torch.device("cpu")}})["train"]["device"] == torch.device("cpu")
 
 
 def test_a_run_says_what_it_trains_before_the_first_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
