@@ -546,7 +546,7 @@ def _worker_init() -> None:
     SIGTERM as a plain process does (a forked worker inherited the command's handler, which only notes a stop for
     the main loop: a worker left behind ignored ``kill``), leaves Ctrl-C to the trainer, which shuts the pool down,
     and on Linux is ended when the trainer dies (``kill -9`` of the trainer left its workers running, 0.4-0.65 GB
-    each)."""
+    each; the pool is forked on Linux, see :meth:`WholeHeadPairDataset._submit`)."""
     import signal
     import sys
 
@@ -555,11 +555,17 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
+        import multiprocessing
+        import os
 
-        try:  # PR_SET_PDEATHSIG (1): this signal when the process that started the worker ends
+        try:  # PR_SET_PDEATHSIG (1): this signal when the thread that started the worker (the trainer's main
+            # thread: the pool is made and filled from it) ends
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
         except (OSError, AttributeError):  # no prctl (another libc): the pool's own shutdown still ends them
             pass
+        parent = multiprocessing.parent_process()
+        if parent is not None and os.getppid() != parent.pid:  # the trainer died before the line above
+            os._exit(0)
 
 
 class WholeHeadPairDataset(SharedEpoch, Dataset):

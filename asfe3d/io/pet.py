@@ -292,11 +292,13 @@ def pet_header_from_dicom(path: str | Path | Sequence[str | Path],
         head.half_life_s = half if half and half > 0 else None
         head.radionuclide = _dicom_nuclide(item)
         if head.half_life_s is None and HALF_LIFE_S.get(_nuclide_key(head.radionuclide)) is not None:
-            # no RadionuclideHalfLife, but the RadionuclideCodeSequence names the nuclide: as a sidecar's
+            # no usable RadionuclideHalfLife, but the RadionuclideCodeSequence names the nuclide: as a sidecar's
             # TracerRadionuclide is read
             head.half_life_s = HALF_LIFE_S[_nuclide_key(head.radionuclide)]
+            stated = "" if item.get("RadionuclideHalfLife") in (None, "") else \
+                f"; the header's RadionuclideHalfLife {item.get('RadionuclideHalfLife')!r} is not one"
             head.notes.append(f"half-life of {head.radionuclide} (RadionuclideCodeSequence) from asfe3d's table: "
-                              f"{head.half_life_s:g} s")
+                              f"{head.half_life_s:g} s{stated}")
         injection = _dicom_datetime(date, item.get("RadiopharmaceuticalStartTime"),
                                     item.get("RadiopharmaceuticalStartDateTime"))
     scan = _scan_start(head, ds, [a for a in map(_acquisition, datasets) if a is not None], len(files))

@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                           ("threads", "num_threads")):
             if getattr(args, attr) is not None:
                 cfg.setdefault("train", {})[key] = getattr(args, attr)
-        command = " ".join(["asfe3d train", *(sys.argv[1:] if argv is None else argv)])
+        import shlex
+
+        command = "asfe3d train " + shlex.join(sys.argv[1:] if argv is None else argv)
         from asfe3d.training.engine import train
 
         result = train(cfg, resume=args.resume, command=command)

@@ -405,6 +405,7 @@ def build_datasets(cfg: dict[str, Any]) -> tuple[Dataset, Dataset, dict[str, Any
         from asfe3d.io.record import content_digest
 
         rows = read_pairs_csv(d["path"])
+        split_subjects(rows, d["val_subjects"], d["val_fraction"], Path(d["path"]).expanduser())  # names: no reading
         for r in rows:  # what each subject's files hold: the provenance, the resume check, the prepared pairs' names
             # and the split's check (a PET copied under another name is the same PET)
             r.update({f"{k}_sha256": content_digest(r[k]) for k in ("mri", "pet")})
@@ -521,24 +522,31 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> subprocess.CompletedProcess | None:
+    """``git args`` in the package's own checkout, or ``None`` when it is not one (an install in site-packages,
+    perhaps inside a user's repository, whose commit is not the package's code)."""
+    root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[2],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
+                             timeout=10)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+            return None
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the package's checkout (``None`` outside one)."""
+    out = _git("rev-parse", "HEAD")
+    return (out.stdout.strip() or None) if out is not None and out.returncode == 0 else None
 
 
 def _git_changed() -> bool | None:
-    """Whether the package's checkout has local changes to tracked files (``git status``), so that a commit
-    recorded with weights is known to be their code or not; ``None`` outside a checkout."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                             cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    """Whether the package's checkout has local changes (``git status``: tracked files changed, or files not yet
+    tracked), so that a commit recorded with weights is known to be their code or not; ``None`` outside one."""
+    out = _git("status", "--porcelain")
+    return bool(out.stdout.strip()) if out is not None and out.returncode == 0 else None
 
 
 def _this_run(command: str | None, progress: _Progress, t: dict[str, Any], resume: bool) -> dict[str, Any]:
@@ -549,10 +557,29 @@ def _this_run(command: str | None, progress: _Progress, t: dict[str, Any], resum
     if t["init"] is not None and not resume:  # used only when a run starts (a resume's is not)
         path = Path(t["init"]).expanduser().resolve()
         init = {"path": str(path), "sha256": content_digest(path)}
-    return {"command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "working_directory": os.getcwd(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "from_epoch": progress.start_epoch, "epochs": t["epochs"], "git_commit": _git_commit(),
-            "git_local_changes": _git_changed(), "init": init}
+    return {"command": _command_text(command), "working_directory": os.getcwd(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "from_epoch": progress.start_epoch, "epochs": t["epochs"],
+            "git_commit": _git_commit(), "git_local_changes": _git_changed(), "init": init}
+
+
+def _command_text(command: str | None) -> str:
+    """The command to record: the one given, else this process's (quoted as a shell reads it; from Python, e.g. a
+    notebook, the host program's)."""
+    import shlex
+
+    return command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def _earlier_runs(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The :attr:`_Progress.runs` of a ``last.pt``; one written before they were recorded (2026-12-08) gets an
+    entry saying its first calls are unknown (else the resume read as the run's first call, and a fine-tune's
+    starting weights as none)."""
+    if "runs" in state:
+        return list(state["runs"] or [])
+    init = (state.get("config") or {}).get("train", {}).get("init")
+    return [{"command": None, "unrecorded": "trained before asfe3d recorded its calls: command, folder and the "
+                                          "starting weights' content unknown",
+             "from_epoch": 0, "epochs": state.get("epoch"), "init": None if init is None else {"path": str(init)}}]
 
 
 def _hardware(device: torch.device, threads: int) -> dict[str, Any]:
@@ -1021,7 +1048,7 @@ def _restore(last_path: Path, epochs: int, optim: _Optimisation, state: dict[str
     optim.scaler.load_state_dict(state["scaler"])
     progress = _Progress(history=state["history"], start_epoch=state["epoch"], best_val=state["best_val"],
                          best_epoch=state["best_epoch"], best_state=state["best_state"],
-                         prior_seconds=state.get("seconds", 0.0), runs=list(state.get("runs") or []))
+                         prior_seconds=state.get("seconds", 0.0), runs=_earlier_runs(state))
     torch.set_rng_state(state["torch_rng"])
     if "change_rng" in state:
         optim.change_gen.set_state(state["change_rng"])
@@ -1303,7 +1330,7 @@ def _save_best(net: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,
     net.load_state_dict(best_state)
     best_row = history[best_epoch - 1]
     meta = {
-        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": _command_text(command),
         "data": data_desc,
         "config": cfg,
         "epochs": len(history),
@@ -1314,8 +1341,8 @@ def _save_best(net: torch.nn.Module, best_state: dict[str, torch.Tensor] | None,
         "final_val_loss": history[-1]["val_loss"],
         "seconds": round(seconds, 1),
         "hardware": _hardware(device, torch.get_num_threads()),
-        "git_commit": _git_commit(),
-        "git_local_changes": _git_changed(),
+        "git_commit": runs[-1].get("git_commit") if runs else _git_commit(),  # (read once a call, not an epoch)
+        "git_local_changes": runs[-1].get("git_local_changes") if runs else _git_changed(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         # every call that trained it (a resumed run's first command and schedule were lost) and the starting
         # weights by content (a relative path alone named whatever lay there later)

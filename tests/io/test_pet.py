@@ -436,6 +436,9 @@ def test_a_missing_half_life_comes_from_the_radionuclide_code(tmp_path):
     rec = read_volume(tmp_path / "coded", role="PET", pet_units="suv").info["pet_units"]
     assert rec["factor"] == pytest.approx(HAND_FACTOR_START, rel=1e-4)
     assert any("from asfe3d's table: 6586.2 s" in note for note in rec["notes"])
+    _pet_series(tmp_path / "zero", half="0", extra=fluorine)  # a stated 0 is no half-life: the note says so
+    rec = read_volume(tmp_path / "zero", role="PET", pet_units="suv").info["pet_units"]
+    assert any("the header's RadionuclideHalfLife" in note and "is not one" in note for note in rec["notes"])
 
 
 @pytest.mark.parametrize("dt_text, tm, expected", [

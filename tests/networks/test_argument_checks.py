@@ -37,3 +37,10 @@ def test_block_options_are_named_as_given(override: dict, match: str) -> None:
     """Probe 47 #10: these were refused under the blocks' own names (window_size, mask_kernel)."""
     with pytest.raises(ValueError, match=match):
         ASFEFusion(3, **override)
+
+
+@pytest.mark.parametrize("value", [2.5, "abc", True, [4.7, 4.2, 4.0]])
+def test_window_sizes_must_be_integers(value: object) -> None:
+    """Review 49 #9: 2.5 and "abc" gave raw Python errors; True and [4.7, 4.2, 4.0] were taken as 1 and 4."""
+    with pytest.raises(ValueError, match=r"attn_window must be a positive int or 3 positive ints"):
+        ASFEFusion(3, attn_window=value)

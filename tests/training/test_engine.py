@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -520,3 +521,18 @@ def test_a_run_says_what_it_trains_before_the_first_epoch(tmp_path: Path, capsys
     train(_config(_fake_hmif(tmp_path), tmp_path / "o", epochs=1))
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "training epochs 1-1, 3 steps of 2 each, on cpu" and out[1].startswith("epoch 1/1: train ")
+
+
+def test_a_run_resumed_from_a_checkpoint_without_runs_says_its_first_calls_are_unknown(monkeypatch) -> None:
+    """Review 49 #7: a last.pt written before ``runs`` was recorded: the resume read as the run's first call, and a
+    fine-tune's starting weights as none."""
+    from asfe3d.training.engine import _command_text, _earlier_runs
+
+    old = {"epoch": 3, "config": {"train": {"init": "runs/init/rr_g0.pt"}}}
+    runs = _earlier_runs(old)
+    assert len(runs) == 1 and runs[0]["unrecorded"].startswith("trained before asfe3d recorded its calls")
+    assert runs[0]["epochs"] == 3 and runs[0]["init"] == {"path": "runs/init/rr_g0.pt"}
+    assert _earlier_runs({"runs": [{"command": "x"}]}) == [{"command": "x"}]
+    assert _command_text("given") == "given"
+    monkeypatch.setattr(sys, "argv", ["/bin/prog", "--data", "my data"])
+    assert _command_text(None) == "prog --data 'my data'"  # quoted as a shell reads it (review 49 #8)

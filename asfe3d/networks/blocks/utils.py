@@ -35,9 +35,15 @@ def ensure_tuple_dims(value: int | Sequence[int], spatial_dims: int, name: str) 
     Raises:
         ValueError: when an entry is not positive or the length does not match ``spatial_dims``.
     """
-    vals = (int(value),) * spatial_dims if isinstance(value, int) else tuple(int(v) for v in value)
+    problem = ValueError(f"{name} must be a positive int or {spatial_dims} positive ints, got {value!r}")
+    if is_int(value):
+        vals: tuple[int, ...] = (int(value),) * spatial_dims
+    elif isinstance(value, (list, tuple)) and all(is_int(v) for v in value):  # (2.5, "abc", True: refused)
+        vals = tuple(int(v) for v in value)
+    else:
+        raise problem
     if len(vals) != spatial_dims or any(v < 1 for v in vals):
-        raise ValueError(f"{name} must be a positive int or {spatial_dims} positive ints, got {value!r}")
+        raise problem
     return vals
 
 
