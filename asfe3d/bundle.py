@@ -443,7 +443,14 @@ def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:
 def command_line(default: str) -> str:
     """This process's command as typed, ``python -m monai.bundle run --config_file ... --training#train#epochs 1``,
     when it is the ``monai.bundle`` command line (a training run's provenance: a fixed string hid the overrides);
-    else ``default`` (``monai.bundle.run(...)`` called from Python has no command line)."""
+    else ``default`` (``monai.bundle.run(...)`` called from Python has no command line).
+
+    Args:
+        default: what to record without that command line.
+
+    Returns:
+        The command, quoted as a shell reads it.
+    """
     import shlex
     import sys
 

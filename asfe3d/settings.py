@@ -97,12 +97,21 @@ def _plain_values(group: Any) -> None:
     float32 was refused as not a number."""
     import numpy as np
 
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, Mapping):  # a sidecar given as a mapping may hold numpy values too
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
     for f in dataclasses.fields(group):
         value = getattr(group, f.name)
-        if isinstance(value, np.generic):
-            _set(group, f.name, value.item())
-        elif isinstance(value, np.ndarray):
-            _set(group, f.name, value.tolist())
+        if isinstance(value, (np.generic, np.ndarray, Mapping, list)):
+            _set(group, f.name, plain(value))
 
 
 def as_bool(option: str, value: Any) -> bool:

@@ -402,6 +402,9 @@ def test_numpy_values_are_plain_and_round_trip() -> None:
     assert Settings.from_dict(json.loads(text)) == s
     with pytest.raises(Asfe3dInputError, match=r"min_voxel_mm: must be .* got \[1.0, 2.0\]"):
         Settings.from_flat(min_voxel_mm=np.array([1.0, 2.0]))
+    side = Settings.from_flat(pet_sidecar={"FrameDuration": np.array([60, 540]), "BodyWeight": np.float32(70.5)})
+    assert json.loads(json.dumps(side.as_dict()))["inputs"]["pet_sidecar"] == {"FrameDuration": [60, 540],
+                                                                             "BodyWeight": 70.5}  # (review 49 #15)
 
 
 def test_output_switches_as_words_and_replace_names_the_field() -> None:

@@ -1083,6 +1083,13 @@ def headerless_dicom_problem(path: Path, role: str) -> str | None:
     """The refusal of a DICOM data set saved without the Part 10 file header (no ``DICM`` at byte 128, as old
     exporters and some anonymisers write), or ``None`` when ``path`` is not one. Neither GDCM's image reader nor
     pydicom's (unforced) takes such a file, and their own errors read as "no reader" or a hint about ``force=True``.
+
+    Args:
+        path: the file.
+        role: what the volume is (``"MRI"``, ``"PET"``), for the message.
+
+    Returns:
+        The problem (for :class:`~asfe3d.errors.Asfe3dInputError`), or ``None``.
     """
     if is_dicom_file(path):
         return None
