@@ -431,8 +431,7 @@ def _bundle_command_line() -> tuple[Any, dict[str, Any]] | None:
 
     from monai.bundle import ConfigParser
 
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if getattr(spec, "name", None) != "monai.bundle.__main__" or len(sys.argv) < 2:
+    if not _is_bundle_command():
         return None
     given = _command_line_overrides(sys.argv)
     defaults = ConfigParser.load_config_file(given["args_file"]) if given.get("args_file") else {}
@@ -454,10 +453,15 @@ def command_line(default: str) -> str:
     import shlex
     import sys
 
+    return "python -m monai.bundle " + shlex.join(sys.argv[1:]) if _is_bundle_command() else default
+
+
+def _is_bundle_command() -> bool:
+    """Whether this process is ``python -m monai.bundle <command> ...``."""
+    import sys
+
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if getattr(spec, "name", None) != "monai.bundle.__main__" or len(sys.argv) < 2:
-        return default
-    return "python -m monai.bundle " + shlex.join(sys.argv[1:])
+    return getattr(spec, "name", None) == "monai.bundle.__main__" and len(sys.argv) >= 2
 
 
 def _input_error(exc: BaseException) -> Asfe3dInputError | None:

@@ -801,8 +801,8 @@ class SubjectRun:
         redo: redo a complete subject and replace files that are not ours (``--overwrite``).
         record_extra: more fields for the completion record.
         prepare: called just before fusing; returns what undoes it if the fusion fails.
-        explain: adds to the line of an input error what only the caller knows (a BIDS run: which JSON file gave
-            the metadata value it blames).
+        explain: an input error's line, with what only the caller knows (a BIDS run: which JSON file gave the
+            metadata value it blames).
     """
 
     name: str
@@ -816,7 +816,7 @@ class SubjectRun:
     redo: bool = False
     record_extra: Mapping[str, Any] | None = None
     prepare: Callable[[], Callable[[], None]] | None = None
-    explain: Callable[[str], str] | None = None
+    explain: Callable[[Asfe3dInputError], str] | None = None
 
 
 @dataclass
@@ -888,7 +888,7 @@ def run_subject(run: SubjectRun) -> SubjectOutcome:
             raise
         _stop_if_asked()  # a signal's exception that came back as SimpleITK's RuntimeError: not this subject's failure
         if isinstance(exc, Asfe3dInputError):
-            text = str(exc) if run.explain is None else run.explain(str(exc))
+            text = str(exc) if run.explain is None else run.explain(exc)
             logger.error("%s: %s", run.name, text)
         else:  # one subject's failure must not stop the others
             logger.exception("%s: failed", run.name)

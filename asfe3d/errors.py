@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["Asfe3dInputError", "ConfigError", "InputErrorParser", "OutputExists", "RegistrationRefused", "Terminated"]
+__all__ = ["Asfe3dInputError", "ConfigError", "InputErrorParser", "MetadataError", "OutputExists",
+           "RegistrationRefused", "Terminated"]
 
 
 class Asfe3dInputError(ValueError):
@@ -30,6 +31,22 @@ class Asfe3dInputError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class MetadataError(Asfe3dInputError):
+    """A value of the PET's metadata (its JSON sidecar, or metadata given as a mapping) that is malformed or that the
+    image refutes: ``key`` names it, so that a caller who knows where the value came from (a BIDS run: an inherited
+    JSON file) can say so.
+
+    Args:
+        key: the metadata key (``"FrameDuration"``).
+        path: as :class:`Asfe3dInputError`.
+        problem: as :class:`Asfe3dInputError`.
+    """
+
+    def __init__(self, key: str, path: str | Path | None, problem: str) -> None:
+        super().__init__(path, problem)
+        self.key = key
 
 
 class Terminated(BaseException):

@@ -459,7 +459,7 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
         ours=lambda: _ours(pair, paths, pair_settings), redo=settings.outputs.overwrite,
         record_extra={**_fused_extra(pair, paths, bids_dir, settings, root),
                       "settings": _recorded_settings(pair_settings, settings.outputs.overwrite, reports)},
-        explain=lambda text: _name_sidecar(text, pair)))
+        explain=lambda error: _name_sidecar(error, pair)))
     status, message = outcome.status, outcome.message
     if status == "ok":
         try:
@@ -487,15 +487,13 @@ def _run_pair(pair: BidsPair, paths: dict[str, Path], bids_dir: Path, root: Path
     return result
 
 
-def _name_sidecar(message: str, pair: BidsPair) -> str:
-    """``message`` with the JSON file that gave the metadata value it blames (``PET sidecar FrameDuration ...``):
-    the pipeline sees the PET's merged metadata and names the image, while the file to fix may be an inherited
-    one (``trc-FDG_pet.json`` at the dataset's root)."""
-    import re
-
-    found = re.search(r"PET sidecar(?:'s)? ([A-Za-z]+)", message or "")
-    source = pair.metadata_sources.get(found.group(1)) if found else None
-    return f"{message} ({found.group(1)} from {source})" if source is not None else message
+def _name_sidecar(error: Asfe3dInputError, pair: BidsPair) -> str:
+    """``error``'s line with the JSON file that gave the metadata value it blames (a
+    :class:`~asfe3d.errors.MetadataError`'s ``key``): the pipeline sees the PET's merged metadata and names the
+    image, while the file to fix may be an inherited one (``trc-FDG_pet.json`` at the dataset's root)."""
+    key = getattr(error, "key", None)
+    source = pair.metadata_sources.get(key) if key is not None else None
+    return f"{error} ({key} from {source})" if source is not None else str(error)
 
 
 def _input_warnings(record: Mapping[str, Any]) -> list[str]:

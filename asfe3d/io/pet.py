@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, MetadataError
 from asfe3d.io.checks import short_error
 from asfe3d.io.suffixes import image_stem
 
@@ -253,6 +253,15 @@ def _dicom_nuclide(item: Any) -> str | None:
     return _NUCLIDE_CODES.get(value) or meaning or None
 
 
+def _table_half_life(head: PetHeader, nuclide: Any, source: str = "", stated: str = "") -> None:
+    """Set ``head.half_life_s`` from asfe3d's table (:data:`HALF_LIFE_S`) when ``nuclide`` is one it knows, with a
+    note saying so (``source``: where the nuclide was named; ``stated``: what the header said instead)."""
+    known = HALF_LIFE_S.get(_nuclide_key(nuclide)) if nuclide else None
+    if known is not None:
+        head.half_life_s = known
+        head.notes.append(f"half-life of {nuclide}{source} from asfe3d's table: {known:g} s{stated}")
+
+
 def pet_header_from_dicom(path: str | Path | Sequence[str | Path],
                           frame_files: Sequence[str | Path] | None = None) -> PetHeader:
     """Read the PET units and timing facts of a DICOM series (headers only, :data:`PET_DICOM_TAGS`).
@@ -291,14 +300,11 @@ def pet_header_from_dicom(path: str | Path | Sequence[str | Path],
         half = _float(item.get("RadionuclideHalfLife"))
         head.half_life_s = half if half and half > 0 else None
         head.radionuclide = _dicom_nuclide(item)
-        if head.half_life_s is None and HALF_LIFE_S.get(_nuclide_key(head.radionuclide)) is not None:
-            # no usable RadionuclideHalfLife, but the RadionuclideCodeSequence names the nuclide: as a sidecar's
-            # TracerRadionuclide is read
-            head.half_life_s = HALF_LIFE_S[_nuclide_key(head.radionuclide)]
+        if head.half_life_s is None:  # no usable RadionuclideHalfLife: the RadionuclideCodeSequence's nuclide, as a
+            # sidecar's TracerRadionuclide is read
             stated = "" if item.get("RadionuclideHalfLife") in (None, "") else \
                 f"; the header's RadionuclideHalfLife {item.get('RadionuclideHalfLife')!r} is not one"
-            head.notes.append(f"half-life of {head.radionuclide} (RadionuclideCodeSequence) from asfe3d's table: "
-                              f"{head.half_life_s:g} s{stated}")
+            _table_half_life(head, head.radionuclide, " (RadionuclideCodeSequence)", stated)
         injection = _dicom_datetime(date, item.get("RadiopharmaceuticalStartTime"),
                                     item.get("RadiopharmaceuticalStartDateTime"))
     scan = _scan_start(head, ds, [a for a in map(_acquisition, datasets) if a is not None], len(files))
@@ -424,24 +430,28 @@ def sidecar_frame_times(path: str | Path | Mapping[str, Any], nframes: int, imag
         value = meta["FrameDuration"]
         durations = _number_list(value)
         if any(d is None or not 0 < d <= MAX_FRAME_S for d in durations):
-            raise Asfe3dInputError(p, f"PET sidecar FrameDuration must list durations > 0 and at most {MAX_FRAME_S:g} "
-                                      f"s (seconds; a day), got {value!r}")
+            raise MetadataError("FrameDuration", p, (
+                f"PET sidecar FrameDuration must list durations > 0 and at most {MAX_FRAME_S:g} "
+                f"s (seconds; a day), got {value!r}"))
         if len(durations) != nframes:
-            raise Asfe3dInputError(p, f"PET sidecar FrameDuration lists {len(durations)} frame(s) but the image has "
-                                      f"{nframes}: the sidecar does not describe this image")
+            raise MetadataError("FrameDuration", p, (
+                f"PET sidecar FrameDuration lists {len(durations)} frame(s) but the image has "
+                f"{nframes}: the sidecar does not describe this image"))
     if "FrameTimesStart" in meta:
         value = meta["FrameTimesStart"]
         starts = _number_list(value)
         if any(t is None for t in starts) or len(starts) != nframes:
-            raise Asfe3dInputError(p, f"PET sidecar FrameTimesStart {value!r} is not a list of {nframes} start times "
-                                      f"(s), one per frame of the image: the sidecar does not describe this image")
+            raise MetadataError("FrameTimesStart", p, (
+                f"PET sidecar FrameTimesStart {value!r} is not a list of {nframes} start times "
+                f"(s), one per frame of the image: the sidecar does not describe this image"))
         ends = [t + d for t, d in zip(starts, durations)] if durations is not None else starts
         bad = [k for k in range(1, nframes) if not (starts[k] > starts[k - 1]  # type: ignore[operator]
                                                      and starts[k] >= ends[k - 1] - 0.5)]  # type: ignore[operator]
         if bad:
-            raise Asfe3dInputError(p, f"PET sidecar FrameTimesStart {value!r} does not increase frame by frame"
-                                      f"{' past the end of the frame before' if durations is not None else ''} "
-                                      f"(frame {bad[0]}): the sidecar does not describe this image")
+            raise MetadataError("FrameTimesStart", p, (
+                f"PET sidecar FrameTimesStart {value!r} does not increase frame by frame"
+                f"{' past the end of the frame before' if durations is not None else ''} "
+                f"(frame {bad[0]}): the sidecar does not describe this image"))
     return (None if starts is None else [float(t) for t in starts],  # type: ignore[arg-type]
             None if durations is None else [float(d) for d in durations])  # type: ignore[arg-type]
 
@@ -477,7 +487,7 @@ def _json_bool(value: Any, key: str, path: Path) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise Asfe3dInputError(path, f"PET sidecar {key} {value!r} is neither true nor false")
+    raise MetadataError(key, path, f"PET sidecar {key} {value!r} is neither true nor false")
 
 
 def sidecar_metadata(sidecar: str | Path | Mapping[str, Any], image: str | Path | None = None
@@ -536,15 +546,17 @@ def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | P
     if weight is not None and weight > 0:
         unit = str(meta.get("BodyWeightUnits", "kg")).strip().lower()
         if unit not in _WEIGHT_TO_KG:
-            raise Asfe3dInputError(p, f"PET sidecar BodyWeightUnits {unit!r} unknown (known: {sorted(_WEIGHT_TO_KG)})")
+            raise MetadataError("BodyWeightUnits", p, (
+                f"PET sidecar BodyWeightUnits {unit!r} unknown (known: {sorted(_WEIGHT_TO_KG)})"))
         head.weight_kg = weight * _WEIGHT_TO_KG[unit]
     # dose
     if meta.get("InjectedRadioactivity") is not None:
         dose = _float(meta["InjectedRadioactivity"])
         unit = str(meta.get("InjectedRadioactivityUnits", "")).strip().lower()
         if unit not in _ACTIVITY_TO_BQ:
-            raise Asfe3dInputError(
-                p, f"PET sidecar InjectedRadioactivityUnits {meta.get('InjectedRadioactivityUnits')!r} unknown "
+            raise MetadataError(
+                "InjectedRadioactivityUnits", p,
+                f"PET sidecar InjectedRadioactivityUnits {meta.get('InjectedRadioactivityUnits')!r} unknown "
                 f"(known: {sorted(_ACTIVITY_TO_BQ)})"
             )
         head.dose_bq = dose * _ACTIVITY_TO_BQ[unit] if dose and dose > 0 else None
@@ -555,9 +567,7 @@ def pet_header_from_sidecar(path: str | Path | Mapping[str, Any], image: str | P
     if half and half > 0:
         head.half_life_s = half
     elif meta.get("TracerRadionuclide"):
-        head.half_life_s = HALF_LIFE_S.get(_nuclide_key(meta["TracerRadionuclide"]))
-        if head.half_life_s is not None:
-            head.notes.append(f"half-life of {meta['TracerRadionuclide']} from asfe3d's table: {head.half_life_s:g} s")
+        _table_half_life(head, meta["TracerRadionuclide"])
     # decay correction and times
     if "ImageDecayCorrected" in meta:  # BIDS: times in seconds relative to TimeZero
         corrected = _json_bool(meta["ImageDecayCorrected"], "ImageDecayCorrected", p)
@@ -675,7 +685,7 @@ def _merge(dicom: PetHeader, side: PetHeader, where: str | Path) -> PetHeader:
         a, b = (_units_scale(mine), _units_scale(theirs)) if attr == "units" else (mine, theirs)
         if not _agree(a, b, attr):
             shown = [f"{v:g}" if isinstance(v, float) else repr(v) for v in (theirs, mine)]
-            raise Asfe3dInputError(where, f"PET sidecar's {name} {shown[0]} ({side.source}) contradicts the DICOM's "
+            raise MetadataError(name, where, f"PET sidecar's {name} {shown[0]} ({side.source}) contradicts the DICOM's "
                                           f"{shown[1]} ({dicom.source}): which is right is unknown; fix one of them")
     if merged.weight_kg is not None:
         merged.weight_recorded = None

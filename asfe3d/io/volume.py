@@ -26,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 from nibabel.openers import ImageOpener
 
-from asfe3d.errors import Asfe3dInputError
+from asfe3d.errors import Asfe3dInputError, MetadataError
 from asfe3d.io.checks import (
     check_bytes_per_voxel,
     check_data_size,
@@ -450,7 +450,7 @@ def _sidecar_durations(p: Path, fmt: str, nframes: int, frame: int | None, pet_s
         dicom = info["frame_durations_s"]
         if given is not None and any(abs(a - b) > max(0.5, 0.01 * b) for a, b in zip(given, dicom)):
             where = pet_sidecar if isinstance(pet_sidecar, (str, os.PathLike)) else p
-            raise Asfe3dInputError(where, f"PET sidecar FrameDuration {given} contradicts the DICOM's "
+            raise MetadataError("FrameDuration", where, f"PET sidecar FrameDuration {given} contradicts the DICOM's "
                                           f"ActualFrameDuration {dicom} (seconds)")
         return
     sidecar = pet_sidecar if pet_sidecar is not None else (None if fmt == "dicom" else find_sidecar(p))

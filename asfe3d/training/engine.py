@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asfe3d.distributed import DistInfo, cleanup_training, setup_training
 from asfe3d.errors import Asfe3dInputError, ConfigError
-from asfe3d.utils.checks import is_int
+from asfe3d.utils.checks import is_int, is_real
 
 __all__ = ["DEFAULT_CONFIG", "TrainResult", "resolve_config", "build_datasets", "train"]
 
@@ -210,6 +210,8 @@ def _check_run_values(cfg: dict[str, Any], source: str) -> None:
         raise ConfigError(f"train.{exc}") from None
     if not (isinstance(cfg["out"], (str, os.PathLike)) and str(cfg["out"]).strip()):
         raise ConfigError(f"out (the run folder; CLI: --out) must be a path, got {cfg['out']!r}")
+    if "val_fraction" in d and not (is_real(d["val_fraction"]) and 0 < d["val_fraction"] < 1):  # hmif, pairs
+        raise ConfigError(f"data.val_fraction must be a number in (0, 1), got {d['val_fraction']!r}")
     if source == "hmif":
         from asfe3d.data.hmif import HMIF_TASKS
 
@@ -219,9 +221,6 @@ def _check_run_values(cfg: dict[str, Any], source: str) -> None:
             raise ConfigError(f"data.crop must be an integer >= 8 or [height, width], got {crop!r}")
         if d["task"] not in HMIF_TASKS:
             raise ConfigError(f"data.task must be one of {sorted(HMIF_TASKS)}, got {d['task']!r}")
-        if not (isinstance(d["val_fraction"], (int, float)) and not isinstance(d["val_fraction"], bool)
-                and 0 < d["val_fraction"] < 1):
-            raise ConfigError(f"data.val_fraction must be a number in (0, 1), got {d['val_fraction']!r}")
         if d["val_crop"] is not None and not (is_int(d["val_crop"]) and d["val_crop"] >= 8):
             raise ConfigError(f"data.val_crop must be null (the training crop) or an integer >= 8, got "
                               f"{d['val_crop']!r}")
@@ -259,7 +258,6 @@ def _check_people(anatomies: list[str], val_anatomies: list[str]) -> None:
 def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
     """The ``data`` keys of ``data.source: pairs`` (the CSV itself is read when the datasets are built)."""
     from asfe3d.defaults import REGISTRATION_CHOICES
-    from asfe3d.utils import is_int, is_real
 
     if not d["path"]:
         raise ConfigError("data.path (the pairs CSV: subject, mri, pet) is required for data.source 'pairs' "
@@ -278,8 +276,6 @@ def _check_pairs_data(d: dict[str, Any], spatial_dims: int) -> None:
     val = d["val_subjects"]
     if val is not None and not (isinstance(val, list) and val and all(isinstance(v, str) and v for v in val)):
         raise ConfigError(f"data.val_subjects must be null or a non-empty list of subject names, got {val!r}")
-    if not (is_real(d["val_fraction"]) and 0 < d["val_fraction"] < 1):
-        raise ConfigError(f"data.val_fraction must be a number in (0, 1), got {d['val_fraction']!r}")
     if not isinstance(d["flip"], bool):
         raise ConfigError(f"data.flip must be true or false, got {d['flip']!r}")
 
